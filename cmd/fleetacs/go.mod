@@ -1,0 +1,3 @@
+module github.com/fleetacs/fleetacs/cmd/fleetacs
+
+go 1.26

@@ -1,0 +1,3 @@
+module github.com/fleetacs/fleetacs/cmd/fleetctl
+
+go 1.26

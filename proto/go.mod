@@ -1,0 +1,3 @@
+module github.com/fleetacs/fleetacs/proto
+
+go 1.26

@@ -1,0 +1,3 @@
+module github.com/fleetacs/fleetacs/services/gateway
+
+go 1.26

@@ -1,0 +1,3 @@
+module github.com/fleetacs/fleetacs/services/sessions
+
+go 1.26

@@ -1,0 +1,3 @@
+module github.com/fleetacs/fleetacs/tools/cpesim
+
+go 1.26
