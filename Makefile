@@ -1,0 +1,46 @@
+# FleetACS. `make help` lists the targets.
+SHELL := /usr/bin/env bash
+GO    ?= go
+BIN   := $(CURDIR)/bin
+MODULES = $(shell $(GO) list -m -f '{{.Dir}}')
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## build fleetacs, fleetctl and cpesim into ./bin
+	@mkdir -p $(BIN)
+	cd cmd/fleetacs && $(GO) build -o $(BIN)/fleetacs .
+	cd cmd/fleetctl && $(GO) build -o $(BIN)/fleetctl .
+	cd tools/cpesim && $(GO) build -o $(BIN)/cpesim .
+
+.PHONY: run
+run: build ## run the whole platform in one process on the embedded default (data in ./data)
+	$(BIN)/fleetacs all
+
+.PHONY: test
+test: ## run every test (installs what the tests need; -race; brief fuzzing under CI=true)
+	scripts/test.sh
+
+.PHONY: bench
+bench: ## run the benchmarks and print their figures (see BENCHMARKS.md)
+	scripts/bench.sh
+
+.PHONY: fmt
+fmt: ## gofmt every Go file
+	git ls-files -co --exclude-standard '*.go' | grep -v '\.pb\.go$$' | xargs -r gofmt -w
+
+.PHONY: lint
+lint: ## go vet and gofmt check over every module
+	@bad=$$(git ls-files -co --exclude-standard '*.go' | grep -v '\.pb\.go$$' | xargs -r gofmt -l); \
+	  if [ -n "$$bad" ]; then echo "gofmt needed: $$bad"; exit 1; fi
+	@for d in $(MODULES); do (cd $$d && $(GO) vet ./...) || exit 1; done
+
+.PHONY: tidy
+tidy: ## go mod tidy in every module
+	@for d in $(MODULES); do (cd $$d && GOWORK=off $(GO) mod tidy) || exit 1; done
+
+-include proto/proto.mk
