@@ -1,0 +1,127 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Health tracks the readiness of a process's components. A process is live
+// while it runs; it is ready when every registered component says so. It is
+// safe for concurrent use.
+type Health struct {
+	mu    sync.Mutex
+	ready map[string]bool
+}
+
+// NewHealth returns a Health with no components (and so ready).
+func NewHealth() *Health { return &Health{ready: map[string]bool{}} }
+
+// Register adds a component, not ready until SetReady says otherwise.
+func (h *Health) Register(component string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.ready[component]; !ok {
+		h.ready[component] = false
+	}
+}
+
+// SetReady records whether a component is ready to take traffic.
+func (h *Health) SetReady(component string, ready bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.ready[component] = ready
+}
+
+// Ready reports whether every component is ready, and the names of those
+// that are not, sorted.
+func (h *Health) Ready() (bool, []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var not []string
+	for c, ok := range h.ready {
+		if !ok {
+			not = append(not, c)
+		}
+	}
+	sort.Strings(not)
+	return len(not) == 0, not
+}
+
+// AdminServer serves /healthz, /readyz and any extra handlers (such as
+// /metrics) on its own listener. It is added to a Group first so that it
+// stops last and the probes answer while the rest drains.
+type AdminServer struct {
+	Addr   string
+	Health *Health
+	// Handlers maps extra paths to handlers, e.g. "/metrics".
+	Handlers map[string]http.Handler
+	Logger   *slog.Logger
+	// Listening, when set, receives the bound address once listening (tests
+	// use it with Addr "127.0.0.1:0").
+	Listening func(addr net.Addr)
+}
+
+// Handler returns the admin HTTP handler.
+func (a *AdminServer) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		ok, not := a.Health.Ready()
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintf(w, "not ready: %s\n", strings.Join(not, ", "))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	for path, h := range a.Handlers {
+		mux.Handle(path, h)
+	}
+	return mux
+}
+
+// Run implements Service.
+func (a *AdminServer) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", a.Addr)
+	if err != nil {
+		return fmt.Errorf("listen admin %s: %w", a.Addr, err)
+	}
+	if a.Listening != nil {
+		a.Listening(ln.Addr())
+	}
+	srv := &http.Server{
+		Handler:           a.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve admin: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shut down admin server: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve admin: %w", err)
+	}
+	return nil
+}
