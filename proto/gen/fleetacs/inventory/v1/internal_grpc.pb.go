@@ -36,6 +36,12 @@ const (
 // identity over mTLS, or in-process), never on the public listener.
 //
 // Tenant is always required here: there is no caller tenant to default to.
+//
+// A whole parameter tree (GetDeviceForSession with an empty selector, or
+// RecordSession after a full discovery) can pass gRPC's default 4 MiB
+// message limit: clients and the server raise their limits. Measured: a
+// parameter with a 60-character path, a short value and its attributes
+// takes about 110 bytes, so 20,000 parameters take about 2.2 MB.
 type InventoryInternalServiceClient interface {
 	// GetDeviceForSession returns what a session worker needs when a session
 	// starts. An unknown device is not an error: the response has no device
@@ -121,6 +127,12 @@ func (c *inventoryInternalServiceClient) GetConnectionRequestTarget(ctx context.
 // identity over mTLS, or in-process), never on the public listener.
 //
 // Tenant is always required here: there is no caller tenant to default to.
+//
+// A whole parameter tree (GetDeviceForSession with an empty selector, or
+// RecordSession after a full discovery) can pass gRPC's default 4 MiB
+// message limit: clients and the server raise their limits. Measured: a
+// parameter with a 60-character path, a short value and its attributes
+// takes about 110 bytes, so 20,000 parameters take about 2.2 MB.
 type InventoryInternalServiceServer interface {
 	// GetDeviceForSession returns what a session worker needs when a session
 	// starts. An unknown device is not an error: the response has no device

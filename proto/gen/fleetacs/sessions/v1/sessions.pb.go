@@ -605,10 +605,10 @@ type ExchangeResponse struct {
 	// sends it with Content-Type text/xml; charset="utf-8", compressed when the
 	// CPE compressed its request.
 	Body []byte `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
-	// True when the worker has ended the session: it recorded the results,
-	// released the device lease and removed the session's affinity record and
-	// checkpoint. The gateway forgets any per-connection association with the
-	// session. Always true with 204 and 503.
+	// True when the worker has ended the session, or never opened one: it
+	// recorded the results, released the device lease and removed the
+	// session's affinity record and checkpoint. The gateway forgets any
+	// per-connection association with the session. False only with 200.
 	SessionEnded bool `protobuf:"varint,3,opt,name=session_ended,json=sessionEnded,proto3" json:"session_ended,omitempty"`
 	// Wait the gateway sends as Retry-After (rounded up to whole seconds) with
 	// 503. Already jittered by the worker.

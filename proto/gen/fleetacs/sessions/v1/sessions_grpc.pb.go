@@ -57,15 +57,21 @@ type SessionServiceClient interface {
 	//	                    request to another worker, which resumes the session
 	//	                    from its checkpoint.
 	//	RESOURCE_EXHAUSTED  the worker is at capacity and did not start the
-	//	                    exchange; the gateway answers 503 with a jittered
-	//	                    Retry-After for a new session, or tries another
-	//	                    worker for an open one.
+	//	                    exchange; for a new session the gateway releases
+	//	                    the lease it took and answers 503 with a jittered
+	//	                    Retry-After, for an open one it tries another
+	//	                    worker.
 	//	INVALID_ARGUMENT    the request breaks this contract (gateway bug).
 	//
 	// Exchange is not idempotent. On any other error, or a deadline, the
 	// gateway does not retry: it answers the CPE with 500, the CPE counts the
 	// session as failed and retries with a new Inform later, re-sending its
-	// events (PROTOCOL-NOTES §4.4), which makes that safe.
+	// events (PROTOCOL-NOTES §4.4), which makes that safe; the old session's
+	// lease expires or is taken over.
+	//
+	// The gateway's deadline stays below the CPE's session timeout (about
+	// 30 s, PROTOCOL-NOTES §4.3 rule 8), leaving the worker time for its own
+	// inventory and NATS calls.
 	Exchange(ctx context.Context, in *ExchangeRequest, opts ...grpc.CallOption) (*ExchangeResponse, error)
 	// Abandon tells the worker holding a session that the gateway gave up on
 	// the CPE side of it. It is advisory: it lets the worker end the session
@@ -128,15 +134,21 @@ type SessionServiceServer interface {
 	//	                    request to another worker, which resumes the session
 	//	                    from its checkpoint.
 	//	RESOURCE_EXHAUSTED  the worker is at capacity and did not start the
-	//	                    exchange; the gateway answers 503 with a jittered
-	//	                    Retry-After for a new session, or tries another
-	//	                    worker for an open one.
+	//	                    exchange; for a new session the gateway releases
+	//	                    the lease it took and answers 503 with a jittered
+	//	                    Retry-After, for an open one it tries another
+	//	                    worker.
 	//	INVALID_ARGUMENT    the request breaks this contract (gateway bug).
 	//
 	// Exchange is not idempotent. On any other error, or a deadline, the
 	// gateway does not retry: it answers the CPE with 500, the CPE counts the
 	// session as failed and retries with a new Inform later, re-sending its
-	// events (PROTOCOL-NOTES §4.4), which makes that safe.
+	// events (PROTOCOL-NOTES §4.4), which makes that safe; the old session's
+	// lease expires or is taken over.
+	//
+	// The gateway's deadline stays below the CPE's session timeout (about
+	// 30 s, PROTOCOL-NOTES §4.3 rule 8), leaving the worker time for its own
+	// inventory and NATS calls.
 	Exchange(context.Context, *ExchangeRequest) (*ExchangeResponse, error)
 	// Abandon tells the worker holding a session that the gateway gave up on
 	// the CPE side of it. It is advisory: it lets the worker end the session
