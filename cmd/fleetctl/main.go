@@ -1,0 +1,27 @@
+// Command fleetctl is the FleetACS operator CLI. Today it converts captured
+// CWMP envelopes to JSON and back (`fleetctl cwmp decode|encode`); commands
+// over the public gRPC API (devices, tasks, presets, campaigns, files) join
+// the same command tree in internal/cli.
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/fleetacs/fleetacs/cmd/fleetctl/internal/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Main(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is main without the process, so tests drive the CLI in-process.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return cli.Main(context.Background(), args, stdin, stdout, stderr)
+}
