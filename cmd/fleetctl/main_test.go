@@ -99,7 +99,7 @@ func checkGolden(t *testing.T, path string, got []byte) {
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("read golden file: %v (run `go test ./cmd/fleetctl -update` to create it, then review it)", err)
+		t.Fatalf("read golden file: %v (in cmd/fleetctl run `go test -run Golden -update .` to create it, then review it)", err)
 	}
 	if !bytes.Equal(got, want) {
 		t.Errorf("output differs from %s (run with -update to accept, then review the diff):\n got:\n%s\nwant:\n%s", path, got, want)
