@@ -195,7 +195,7 @@ func TestUsage(t *testing.T) {
 		{"-h", []string{"-h"}, 0, "Usage: fleetctl <command> [arguments]"},
 		{"--help", []string{"--help"}, 0, "Usage: fleetctl <command> [arguments]"},
 		{"group -h", []string{"cwmp", "-h"}, 0, "Usage: fleetctl cwmp <command> [arguments]"},
-		{"leaf -h", []string{"cwmp", "decode", "-h"}, 0, "Usage: fleetctl cwmp decode [FILE|-]"},
+		{"leaf -h", []string{"cwmp", "decode", "-h"}, 0, "Usage: fleetctl cwmp decode [flags] [FILE|-]"},
 		{"help leaf", []string{"help", "cwmp", "encode"}, 0, "Usage: fleetctl cwmp encode [FILE|-]"},
 		{"help unknown", []string{"help", "cwmp", "nope"}, 2, `fleetctl: help: unknown command "cwmp nope"`},
 	} {
@@ -238,4 +238,22 @@ func TestHelpGolden(t *testing.T) {
 		all.WriteString("$ fleetctl " + strings.Join(args, " ") + "\n" + r.stdout + "\n")
 	}
 	checkGolden(t, "testdata/help.txt", []byte(all.String()))
+}
+
+// TestDecodeCharset checks that -charset (the HTTP Content-Type's charset)
+// reaches the decoder: a Latin-1 body without an XML declaration.
+func TestDecodeCharset(t *testing.T) {
+	body := "<soap-env:Envelope xmlns:soap-env=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:cwmp=\"urn:dslforum-org:cwmp-1-0\">" +
+		"<soap-env:Body><cwmp:Reboot><CommandKey>caf\xe9</CommandKey></cwmp:Reboot></soap-env:Body></soap-env:Envelope>"
+	r := runCLI(t, body, "cwmp", "decode", "-charset", "iso-8859-1")
+	if r.code != 0 || r.stderr != "" {
+		t.Fatalf("exit status %d, stderr %q", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stdout, `"commandKey": "café"`) {
+		t.Errorf("charset not applied:\n%s", r.stdout)
+	}
+	r = runCLI(t, body, "cwmp", "decode")
+	if strings.Contains(r.stdout, "café") {
+		t.Errorf("without -charset the body was still read as Latin-1:\n%s", r.stdout)
+	}
 }

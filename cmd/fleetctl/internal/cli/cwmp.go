@@ -36,7 +36,13 @@ func cwmpCommand() *Command {
 					"has no cwmp:ID), holdRequests and the other SOAP headers, method, unknown\n" +
 					"(for a method FleetACS does not implement) and body.\n" +
 					"Input is limited to 16 MiB.",
-				Setup: func(*flag.FlagSet) RunFunc { return cwmpDecode },
+				Setup: func(fs *flag.FlagSet) RunFunc {
+					charset := fs.String("charset", "", "the `charset` of the HTTP Content-Type the envelope came with;\n"+
+						"it overrides the XML declaration's encoding (default: the declaration's, else UTF-8)")
+					return func(ctx context.Context, env *Env, args []string) error {
+						return cwmpDecode(ctx, env, *charset, args)
+					}
+				},
 			},
 			{
 				Name:  "encode",
@@ -53,7 +59,7 @@ func cwmpCommand() *Command {
 	}
 }
 
-func cwmpDecode(_ context.Context, env *Env, args []string) error {
+func cwmpDecode(_ context.Context, env *Env, charset string, args []string) error {
 	name, data, err := readInput(env, args)
 	if err != nil {
 		return wrapInput("cwmp decode", name, err)
@@ -65,7 +71,7 @@ func cwmpDecode(_ context.Context, env *Env, args []string) error {
 	}
 	// The decoder's own size limit is for HTTP bodies; here MaxInput
 	// already bounds the input.
-	e, err := cwmp.DecodeWith(data, cwmp.DecodeOptions{Limits: cwmp.Limits{MaxBytes: MaxInput}})
+	e, err := cwmp.DecodeWith(data, cwmp.DecodeOptions{Limits: cwmp.Limits{MaxBytes: MaxInput}, Charset: charset})
 	if err != nil {
 		return fmt.Errorf("cwmp decode %s: %w", name, err)
 	}
