@@ -299,6 +299,14 @@ func (e *encoder) dateTime(name string, d DateTime) {
 // written into attributes (the only variable attribute, xsi:type, is checked
 // to be a QName), so no attribute escaping is needed.
 func (e *encoder) text(field, s string) {
+	if problem := e.escape(s); problem != "" {
+		e.failf("%s %s", field, problem)
+	}
+}
+
+// escape appends s escaped (see text) and returns "" or, for text XML 1.0
+// cannot carry, what is wrong with it.
+func (e *encoder) escape(s string) (problem string) {
 	// Fast path: printable ASCII with nothing to escape.
 	i := 0
 	for i < len(s) {
@@ -310,12 +318,12 @@ func (e *encoder) text(field, s string) {
 	}
 	e.b = append(e.b, s[:i]...)
 	if i == len(s) {
-		return
+		return ""
 	}
-	e.textSlow(field, s[i:])
+	return e.escapeSlow(s[i:])
 }
 
-func (e *encoder) textSlow(field, s string) {
+func (e *encoder) escapeSlow(s string) (problem string) {
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -324,12 +332,10 @@ func (e *encoder) textSlow(field, s string) {
 		case c >= 0x80:
 			r, size := utf8.DecodeRuneInString(s[i:])
 			if r == utf8.RuneError && size == 1 {
-				e.failf("%s is not valid UTF-8", field)
-				return
+				return "is not valid UTF-8"
 			}
 			if r == 0xFFFE || r == 0xFFFF {
-				e.failf("%s contains U+%04X, which XML 1.0 cannot carry", field, r)
-				return
+				return fmt.Sprintf("contains U+%04X, which XML 1.0 cannot carry", r)
 			}
 			i += size
 			continue
@@ -344,8 +350,7 @@ func (e *encoder) textSlow(field, s string) {
 		case c == '\r':
 			esc = "&#xD;"
 		case c < 0x20 && c != '\n' && c != '\t':
-			e.failf("%s contains control character %#02x, which XML 1.0 cannot carry", field, c)
-			return
+			return fmt.Sprintf("contains control character %#02x, which XML 1.0 cannot carry", c)
 		default:
 			i++
 			continue
@@ -356,4 +361,5 @@ func (e *encoder) textSlow(field, s string) {
 		start = i
 	}
 	e.b = append(e.b, s[start:]...)
+	return ""
 }

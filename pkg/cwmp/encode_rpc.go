@@ -484,14 +484,16 @@ func (e *encoder) parameterValues(list []ParameterValue) {
 		p := &list[i]
 		e.b = append(e.b, "<ParameterValueStruct><Name>"...)
 		if len(p.Name) > maxNameLen {
-			e.maxLen("ParameterValueStruct/Name", p.Name, maxNameLen)
+			e.maxLen("ParameterList["+strconv.Itoa(i)+"] Name", p.Name, maxNameLen)
 		}
-		e.text("ParameterValueStruct/Name", p.Name)
+		if problem := e.escape(p.Name); problem != "" {
+			e.failf("ParameterList[%d] Name %q %s", i, p.Name, problem)
+		}
 		e.b = append(e.b, `</Name><Value xsi:type="`...)
 		qname, local, ok := valueType(p.Type)
 		switch {
 		case !ok:
-			e.failf("ParameterList[%d] (%s): xsi:type %q is not xsd:name or soap-enc:name", i, p.Name, p.Type)
+			e.failf("ParameterList[%d] (%q): xsi:type %q is not xsd:name or soap-enc:name", i, p.Name, p.Type)
 		case qname != "":
 			e.b = append(e.b, qname...)
 		case len(p.Type) > len(local): // a SOAP-ENC type under another prefix
@@ -503,9 +505,11 @@ func (e *encoder) parameterValues(list []ParameterValue) {
 		}
 		e.b = append(e.b, `">`...)
 		if local != "string" && !validTypedValue(local, p.Value) {
-			e.failf("ParameterList[%d] (%s): value %q is not a valid %s", i, p.Name, p.Value, local)
+			e.failf("ParameterList[%d] (%q): value %q is not a valid %s", i, p.Name, p.Value, local)
 		}
-		e.text("ParameterValueStruct/Value", p.Value)
+		if problem := e.escape(p.Value); problem != "" {
+			e.failf("ParameterList[%d] (%q) Value %s", i, p.Name, problem)
+		}
 		e.b = append(e.b, "</Value></ParameterValueStruct>"...)
 	}
 	e.close("ParameterList")
