@@ -3,6 +3,7 @@ module github.com/fleetacs/fleetacs/pkg
 go 1.26.0
 
 require (
+	github.com/beevik/etree v1.8.1
 	github.com/prometheus/client_golang v1.24.1
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc v1.47.0

@@ -1,0 +1,177 @@
+package cwmp
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/beevik/etree"
+)
+
+// The reference front end builds the node table from an etree document
+// (encoding/xml underneath, strict mode). It is slower and allocates a tree
+// of pointers, but it is the project's XML library and independent of the
+// scanner, so the differential test and fuzz target hold the scanner to it:
+// for every input both front ends must give the same Envelope or both fail.
+//
+// The rules the scanner adds on top of XML (see xml_scan.go) are checked here
+// on the finished document, so that both front ends mean the same thing:
+// exactly one root element and only white space beside it, no <!...>
+// directives, no PI named xml after the start, ASCII names.
+
+// decodeReference decodes like DecodeWith with the etree front end.
+func decodeReference(body []byte, opts DecodeOptions) (*Envelope, error) {
+	lim := opts.Limits.withDefaults()
+	p, xerr := prepare(body, opts.Charset, lim.MaxBytes)
+	if xerr != nil {
+		return nil, rawDecodeError(body, xerr)
+	}
+	t, xerr := etreeTree(p.text[p.start:], lim.MaxDepth)
+	if xerr != nil {
+		return nil, p.decodeError(xerr)
+	}
+	env, xerr := buildEnvelope(t)
+	if xerr != nil {
+		return nil, p.decodeError(xerr)
+	}
+	env.XMLDeclaration = p.decl
+	return env, nil
+}
+
+// etreeTree parses s with etree and converts the document to a node table.
+// Positions are unknown (off -1): etree keeps none.
+func etreeTree(s string, maxDepth int) (*xmlTree, *xmlError) {
+	doc := etree.NewDocument()
+	doc.ReadSettings = etree.ReadSettings{MaxDepth: maxDepth}
+	if err := doc.ReadFromString(s); err != nil {
+		if errors.Is(err, etree.ErrMaxDepth) {
+			return nil, &xmlError{err: ErrTooDeep, off: -1, detail: err.Error()}
+		}
+		return nil, malformed(-1, err.Error())
+	}
+	var root *etree.Element
+	for _, tok := range doc.Child {
+		switch c := tok.(type) {
+		case *etree.Element:
+			if root != nil {
+				return nil, malformed(-1, "more than one root element")
+			}
+			root = c
+		case *etree.CharData:
+			if !isAllXMLSpace(c.Data) {
+				return nil, malformed(-1, "text outside the root element")
+			}
+		default:
+			if err := etreeCheckMisc(tok); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if root == nil {
+		return nil, malformed(-1, "no root element")
+	}
+	b := etreeBuilder{t: &xmlTree{}}
+	if err := b.element(root, -1); err != nil {
+		return nil, err
+	}
+	return b.t, nil
+}
+
+// etreeCheckMisc rejects the non-element tokens the scanner refuses.
+func etreeCheckMisc(tok etree.Token) *xmlError {
+	switch c := tok.(type) {
+	case *etree.Directive:
+		return malformed(-1, "DOCTYPE and other <! declarations are not allowed")
+	case *etree.ProcInst:
+		if c.Target == "xml" {
+			return malformed(-1, "XML declaration not at the start of the document")
+		}
+		if !isASCII(c.Target) {
+			return malformed(-1, "non-ASCII processing instruction target")
+		}
+	}
+	return nil
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+type etreeBuilder struct {
+	t *xmlTree
+}
+
+// element appends e and, recursively, its children (depth is bounded by
+// MaxDepth, which etree enforced).
+func (b *etreeBuilder) element(e *etree.Element, parent int32) *xmlError {
+	if !isASCII(e.Space) || !isASCII(e.Tag) {
+		return malformed(-1, "non-ASCII element name")
+	}
+	t := b.t
+	idx := int32(len(t.nodes))
+	t.nodes = append(t.nodes, xmlNode{local: e.Tag, ns: e.NamespaceURI(), parent: parent, first: -1, next: -1, attr: int32(len(t.attrs)), off: -1})
+	for _, a := range e.Attr {
+		if !isASCII(a.Space) || !isASCII(a.Key) {
+			return malformed(-1, "non-ASCII attribute name")
+		}
+		switch {
+		case a.Space == "xmlns":
+			t.attrs = append(t.attrs, xmlAttr{local: a.Key, ns: nsXMLNS, value: a.Value})
+		case a.Space == "" && a.Key == "xmlns":
+			t.attrs = append(t.attrs, xmlAttr{local: "", ns: nsXMLNS, value: a.Value})
+		default:
+			x := xmlAttr{local: a.Key, ns: a.NamespaceURI(), value: a.Value}
+			if x.local == "type" && isXSINamespace(x.ns) {
+				p, _ := qnameParts(a.Value)
+				x.valueNS = etreeResolve(e, p)
+			}
+			t.attrs = append(t.attrs, x)
+		}
+	}
+	t.nodes[idx].nattr = int32(len(t.attrs)) - t.nodes[idx].attr
+
+	var text strings.Builder
+	last := int32(-1)
+	for _, tok := range e.Child {
+		switch c := tok.(type) {
+		case *etree.Element:
+			child := int32(len(t.nodes))
+			if last < 0 {
+				t.nodes[idx].first = child
+			} else {
+				t.nodes[last].next = child
+			}
+			last = child
+			if err := b.element(c, idx); err != nil {
+				return err
+			}
+		case *etree.CharData:
+			text.WriteString(c.Data)
+		default:
+			if err := etreeCheckMisc(tok); err != nil {
+				return err
+			}
+		}
+	}
+	if last < 0 {
+		t.nodes[idx].text = text.String()
+	}
+	return nil
+}
+
+// etreeResolve returns the namespace bound to prefix ("" for the default
+// namespace) where e stands, or "" when unbound.
+func etreeResolve(e *etree.Element, prefix string) string {
+	for el := e; el != nil; el = el.Parent() {
+		for _, a := range el.Attr {
+			if prefix == "" && a.Space == "" && a.Key == "xmlns" || prefix != "" && a.Space == "xmlns" && a.Key == prefix {
+				return a.Value
+			}
+		}
+	}
+	return ""
+}
