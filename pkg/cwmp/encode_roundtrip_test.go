@@ -76,6 +76,19 @@ func TestRoundTripFillsDefaults(t *testing.T) {
 		t.Errorf("empty times must come back as the Unknown Time: %+v", env.Body)
 	}
 
+	// A CPE that used the non-standard cwmp-1-4 URI is answered in kind.
+	out, err = Encode(&Envelope{Version: V1_4, Namespace: NS1_4, Body: &InformResponse{MaxEnvelopes: 1}})
+	if err != nil {
+		t.Fatalf("Encode: %v", err)
+	}
+	env, err = Decode(out)
+	if err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	if env.Namespace != NS1_4 || env.Version != V1_4 {
+		t.Errorf("namespace %q version %s, want %s and 1.4", env.Namespace, env.Version, NS1_4)
+	}
+
 	out, err = Encode(&Envelope{Version: V1_2, Body: &Fault{Code: 9005}})
 	if err != nil {
 		t.Fatalf("Encode: %v", err)
