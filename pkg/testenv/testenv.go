@@ -1,0 +1,304 @@
+// Package testenv gives FleetACS tests the real servers they talk to: Redis,
+// NATS with JetStream and a MongoDB-wire server (DESIGN §7: mocks are for
+// units, never for the adapters).
+//
+// Each helper returns the address of a server named by an environment
+// variable when one is set, and otherwise starts a private server on a free
+// 127.0.0.1 port, once per test binary, that every test in the binary shares:
+//
+//	RedisAddr, RedisDB    FLEETACS_TEST_REDIS_ADDR   else redis-server
+//	NATS                  FLEETACS_TEST_NATS_URL     else an in-process nats-server with JetStream
+//	MongoURI, MongoDatabase FLEETACS_TEST_MONGODB_URI else FerretDB on a private PostgreSQL
+//
+// The servers already running on the machine's standard ports are never used
+// unless a variable names them: tests must not depend on leftovers.
+//
+// A package that uses these helpers calls Main from its TestMain; Main stops
+// every server the binary started and removes their files. Child processes
+// also carry a parent-death signal (Linux), so a test binary that crashes or
+// is killed takes its servers with it, and the next binary removes the
+// temporary directories that a dead one left behind. Main deliberately does
+// not trap SIGINT or SIGTERM: tests of graceful shutdown send those to their
+// own process.
+//
+// Isolation between tests sharing a server: RedisDB hands each test its own
+// Redis database number (claimed in DB 0, so it holds across test binaries
+// sharing one external Redis, and flushed before and after use); MongoDatabase
+// hands each test its own database, dropped at cleanup; UniqueName gives
+// names for NATS streams and subjects that no other test uses.
+//
+// The package keeps package-level state on purpose: a server per test binary
+// is the point. Every piece of it is guarded by a sync.Once or by state.mu.
+package testenv
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Environment variables that name servers to use instead of private ones.
+const (
+	EnvRedisAddr = "FLEETACS_TEST_REDIS_ADDR"  // host:port of a Redis server
+	EnvNATSURL   = "FLEETACS_TEST_NATS_URL"    // URL of a NATS server with JetStream
+	EnvMongoURI  = "FLEETACS_TEST_MONGODB_URI" // URI of a real MongoDB (or compatible) server
+	EnvSharedDir = "FLEETACS_SHARED_DIR"       // the shared/ directory (protocol notes, XSDs)
+	EnvFerretDB  = "FLEETACS_TEST_FERRETDB"    // path of the ferretdb binary, default <repo>/bin/ferretdb
+)
+
+// installHint ends every error about a missing server binary.
+const installHint = "run scripts/ensure-test-deps.sh (make test does)"
+
+// tempPrefix starts the name of the directory that holds one test binary's
+// server files; the PID follows so that a later binary can tell whether the
+// owner is still alive.
+const tempPrefix = "fleetacs-testenv-"
+
+// state is what this test binary has started. Lock order: state.mu is a leaf
+// lock; no other lock is taken while holding it.
+var state struct {
+	mu    sync.Mutex
+	root  string   // directory holding every server's files; "" until first needed
+	stops []func() // undo actions, run in reverse order by stopAll
+}
+
+var mainCalled atomic.Bool
+
+// Main runs the tests of a package and then stops every server that they
+// started and removes the files those servers wrote. Call it from TestMain:
+//
+//	func TestMain(m *testing.M) { testenv.Main(m) }
+//
+// It exits the process with the tests' exit code.
+func Main(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	mainCalled.Store(true)
+	// A panic in TestMain's own goroutine still unwinds through here. A panic
+	// in a test goroutine kills the process without running this; the
+	// parent-death signal stops the children and sweepStale the files.
+	defer stopAll()
+	return m.Run()
+}
+
+// requireMain fails the test when the package has no TestMain calling Main:
+// without it nothing would stop the servers at the end.
+func requireMain(t testing.TB) {
+	t.Helper()
+	if !mainCalled.Load() {
+		t.Fatalf("testenv: call testenv.Main(m) from this package's TestMain, so the servers it starts stop with the test binary")
+	}
+}
+
+// onStop registers f to run when Main ends; later registrations run first.
+func onStop(f func()) {
+	state.mu.Lock()
+	defer state.mu.Unlock()
+	state.stops = append(state.stops, f)
+}
+
+// stopAll runs the registered stops in reverse order. A stop that panics does
+// not keep the others from running.
+func stopAll() {
+	state.mu.Lock()
+	stops := state.stops
+	state.stops = nil
+	state.mu.Unlock()
+	for i := len(stops) - 1; i >= 0; i-- {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					fmt.Fprintf(os.Stderr, "testenv: stop: %v\n", r)
+				}
+			}()
+			stops[i]()
+		}()
+	}
+}
+
+// tempRoot returns this binary's directory for server files, making it on
+// first use. It is traversable by other users (0711) because PostgreSQL runs
+// as the postgres user when tests run as root.
+func tempRoot() (string, error) {
+	state.mu.Lock()
+	defer state.mu.Unlock()
+	if state.root != "" {
+		return state.root, nil
+	}
+	sweepStale(os.TempDir())
+	dir, err := os.MkdirTemp("", tempPrefix+strconv.Itoa(os.Getpid())+"-")
+	if err != nil {
+		return "", fmt.Errorf("make temporary directory: %w", err)
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return "", fmt.Errorf("make temporary directory: %w", err)
+	}
+	state.root = dir
+	// Registered first, so it runs last, after every server has stopped.
+	state.stops = append(state.stops, func() {
+		if err := os.RemoveAll(dir); err != nil {
+			fmt.Fprintf(os.Stderr, "testenv: remove %s: %v\n", dir, err)
+		}
+	})
+	return dir, nil
+}
+
+// sweepStale removes the server directories of test binaries that died
+// without running Main's cleanup. A directory whose PID is alive is left
+// alone, even if the PID was reused: leaking a directory is better than
+// deleting a live one.
+func sweepStale(tmp string) {
+	matches, _ := filepath.Glob(filepath.Join(tmp, tempPrefix+"*-*"))
+	for _, m := range matches {
+		rest := strings.TrimPrefix(filepath.Base(m), tempPrefix)
+		pidText, _, ok := strings.Cut(rest, "-")
+		if !ok {
+			continue
+		}
+		pid, err := strconv.Atoi(pidText)
+		if err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			continue // alive, or not ours to judge (EPERM)
+		}
+		_ = os.RemoveAll(m)
+	}
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. Another
+// process may take it before the caller binds it; the server starters here
+// retry with a new port when that happens, and callers should too.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	p, err := freePort()
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return p
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// WaitFor calls cond until it returns nil and fails the test with cond's last
+// error if that has not happened within timeout. It polls with a short,
+// growing interval: use it to wait for a condition, never a fixed sleep.
+func WaitFor(t testing.TB, timeout time.Duration, cond func() error) {
+	t.Helper()
+	if err := poll(timeout, nil, cond); err != nil {
+		t.Fatalf("testenv: wait: %v", err)
+	}
+}
+
+// errExited reports that a server process ended while we waited for it.
+var errExited = errors.New("process exited")
+
+// poll calls cond until it returns nil, the timeout passes, or quit closes.
+func poll(timeout time.Duration, quit <-chan struct{}, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	interval := time.Millisecond
+	for {
+		err := cond()
+		if err == nil {
+			return nil
+		}
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("not done after %s: %w", timeout, err)
+		}
+		timer := time.NewTimer(min(interval, time.Until(deadline)))
+		select {
+		case <-quit:
+			timer.Stop()
+			return fmt.Errorf("%w (last check: %v)", errExited, err)
+		case <-timer.C:
+		}
+		interval = min(interval*2, 50*time.Millisecond)
+	}
+}
+
+var uniqueSeq atomic.Uint64
+
+// UniqueName returns a name that no other test, in this binary or another one
+// running now, gets: the test's name, this process's PID and a counter. It
+// uses only [a-z0-9_] and has at most 50 bytes, so it is valid as a MongoDB
+// database name, a NATS stream name or subject token, a Redis key prefix and
+// a PostgreSQL identifier.
+func UniqueName(t testing.TB) string {
+	t.Helper()
+	var b strings.Builder
+	for _, r := range strings.ToLower(t.Name()) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+		if b.Len() == 24 {
+			break
+		}
+	}
+	return fmt.Sprintf("t_%s_%s_%s", b.String(),
+		strconv.FormatInt(int64(os.Getpid()), 36), strconv.FormatUint(uniqueSeq.Add(1), 36))
+}
+
+// RepoRoot returns the repository root: the nearest directory at or above the
+// working directory (a test's package directory) that holds go.work.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return root
+}
+
+func repoRoot() (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("find repository root: %w", err)
+	}
+	for dir := wd; ; {
+		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("find repository root: no go.work in %s or any parent", wd)
+		}
+		dir = parent
+	}
+}
+
+// SharedDir returns the project's shared/ directory (protocol notes, CWMP
+// XSDs, data models): $FLEETACS_SHARED_DIR, else <repo root>/../shared. It
+// fails the test when the directory is missing, because tests that need it
+// must not pass without it.
+func SharedDir(t testing.TB) string {
+	t.Helper()
+	dir := os.Getenv(EnvSharedDir)
+	if dir == "" {
+		dir = filepath.Join(filepath.Dir(RepoRoot(t)), "shared")
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		t.Fatalf("testenv: shared directory %s not found: place shared/ beside the repository or set %s", dir, EnvSharedDir)
+	}
+	return dir
+}
