@@ -27,10 +27,24 @@ type jsonField struct {
 	omitEmpty bool
 }
 
+// fieldCache memoises jsonFields for the duration of one Marshal or
+// Unmarshal call (a list of 40 parameters reuses one table). A cache shared
+// across calls would be package-level mutable state, which pkg/cwmp keeps
+// out.
+type fieldCache map[reflect.Type][]jsonField
+
+func (c fieldCache) fields(t reflect.Type) []jsonField {
+	f, ok := c[t]
+	if !ok {
+		f = jsonFields(t)
+		c[t] = f
+	}
+	return f
+}
+
 // jsonFields lists the JSON keys of struct type t in declaration order,
 // flattening embedded structs the way encoding/json does (AutonOpResult
-// embeds OpResult). The table is rebuilt on every call: caching it would be
-// package-level mutable state, and the structs are small.
+// embeds OpResult).
 func jsonFields(t reflect.Type) []jsonField {
 	var out []jsonField
 	var walk func(t reflect.Type, index []int, depth int)
@@ -86,9 +100,10 @@ func isEmptyJSON(v reflect.Value) bool {
 // jsonWriter builds indented JSON. first is true while the innermost open
 // object or array has no member yet.
 type jsonWriter struct {
-	buf   []byte
-	depth int
-	first bool
+	buf    []byte
+	depth  int
+	first  bool
+	fields fieldCache
 }
 
 func (w *jsonWriter) newline() {
@@ -161,7 +176,10 @@ func (w *jsonWriter) value(v reflect.Value, path string) error {
 		w.end(']')
 	case reflect.Struct:
 		w.begin('{')
-		for _, f := range jsonFields(v.Type()) {
+		if w.fields == nil {
+			w.fields = make(fieldCache)
+		}
+		for _, f := range w.fields.fields(v.Type()) {
 			fv := v.FieldByIndex(f.index)
 			if f.omitEmpty && isEmptyJSON(fv) {
 				continue
@@ -222,15 +240,16 @@ func appendJSONString(buf []byte, s string) []byte {
 // tokenReader walks the tokens of data[from:to] (already known to be valid
 // JSON), reporting positions as offsets into the whole of data.
 type tokenReader struct {
-	data []byte
-	base int64
-	dec  *json.Decoder
+	data   []byte
+	base   int64
+	dec    *json.Decoder
+	fields fieldCache
 }
 
 func newTokenReader(data []byte, from, to int64) *tokenReader {
 	dec := json.NewDecoder(bytes.NewReader(data[from:to]))
 	dec.UseNumber()
-	return &tokenReader{data: data, base: from, dec: dec}
+	return &tokenReader{data: data, base: from, dec: dec, fields: make(fieldCache)}
 }
 
 // skipSeparators moves off past white space and the ':' or ',' that the
@@ -369,8 +388,11 @@ func (r *tokenReader) fill(tok json.Token, off int64, v reflect.Value, path stri
 		if d, ok := tok.(json.Delim); !ok || d != '{' {
 			return mismatch("object")
 		}
-		fields := jsonFields(v.Type())
-		seen := make(map[string]bool, len(fields))
+		fields := r.fields.fields(v.Type())
+		var seen uint64 // bit i: fields[i] was set; message structs have < 64 fields
+		if len(fields) > 64 {
+			return newJSONError(r.data, off, path, "cannot read JSON into Go type %s: too many fields", v.Type())
+		}
 		for r.dec.More() {
 			key, keyOff, err := r.key()
 			if err != nil {
@@ -384,10 +406,10 @@ func (r *tokenReader) fill(tok json.Token, off int64, v reflect.Value, path stri
 				}
 				return unknownKeyError(r.data, keyOff, key, path, names)
 			}
-			if seen[key] {
+			if seen&(1<<i) != 0 {
 				return newJSONError(r.data, keyOff, "", "duplicate key %q in %s", key, path)
 			}
-			seen[key] = true
+			seen |= 1 << i
 			if err := r.value(v.FieldByIndex(fields[i].index), path+"."+key); err != nil {
 				return err
 			}

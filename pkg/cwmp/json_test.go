@@ -540,3 +540,41 @@ func FuzzUnmarshalEnvelopeJSON(f *testing.F) {
 		}
 	})
 }
+
+// benchInform is an Inform with 40 parameters, the size of a typical
+// gateway's periodic Inform.
+func benchInform() *Envelope {
+	env := sampleInform()
+	inf := env.Body.(*Inform)
+	for i := len(inf.ParameterList); i < 40; i++ {
+		inf.ParameterList = append(inf.ParameterList, ParameterValue{
+			Name: fmt.Sprintf("Device.Ethernet.Interface.%d.Stats.BytesSent", i), Value: "123456789", Type: "xsd:unsignedLong"})
+	}
+	return env
+}
+
+func BenchmarkMarshalEnvelopeJSON(b *testing.B) {
+	env := benchInform()
+	data, _ := MarshalEnvelopeJSON(env)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := MarshalEnvelopeJSON(env); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkUnmarshalEnvelopeJSON(b *testing.B) {
+	data, err := MarshalEnvelopeJSON(benchInform())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := UnmarshalEnvelopeJSON(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
