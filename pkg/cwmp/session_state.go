@@ -1,0 +1,213 @@
+package cwmp
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// StateFormat is the version of the checkpoint layout State describes.
+// Restore refuses other formats rather than guess: a worker running older
+// code must not resume a session it would misread.
+const StateFormat = 1
+
+// ErrBadState means a checkpoint cannot be restored.
+var ErrBadState = errors.New("cwmp: invalid session checkpoint")
+
+// State is the complete state of a Session, the checkpoint a worker writes
+// after every exchange so that another worker can resume the session (DESIGN
+// §2 step 4). It marshals to JSON with stable names; the outstanding request
+// travels with its method name, so any Message can be restored.
+//
+// Messages inside are shared with the Session, not copied: treat them as
+// immutable (the Session never modifies a message).
+type State struct {
+	Format    int    `json:"format"`
+	SessionID string `json:"sessionId"`
+	Phase     Phase  `json:"phase"`
+	// Counter is the number of ACS requests sent over the Session's life;
+	// the next request gets Counter+1.
+	Counter        uint64   `json:"counter"`
+	Version        Version  `json:"-"`
+	Namespace      string   `json:"namespace,omitempty"`
+	UseCWMPVersion string   `json:"useCWMPVersion,omitempty"`
+	XMLDeclaration bool     `json:"xmlDeclaration,omitempty"`
+	DeviceID       DeviceID `json:"deviceId"`
+	Events         []Event  `json:"events,omitempty"`
+	SessionTimeout uint32   `json:"sessionTimeout,omitempty"`
+	// Held: the last ACS envelope carried HoldRequests=true.
+	Held bool `json:"held,omitempty"`
+	// HeldEmptyPOST: the CPE's latest empty POST arrived while it was held.
+	HeldEmptyPOST bool `json:"heldEmptyPost,omitempty"`
+	// Owed lists the CPE requests the Inform's events announced that have
+	// not arrived yet.
+	Owed        []string     `json:"owed,omitempty"`
+	Outstanding *Outstanding `json:"outstanding,omitempty"`
+}
+
+// Outstanding is the ACS request awaiting the CPE's answer.
+type Outstanding struct {
+	ID      string  `json:"id"`
+	Request Request `json:"request"`
+	// Retransmits counts how often the request was sent again.
+	Retransmits int `json:"retransmits,omitempty"`
+}
+
+// MarshalJSON implements json.Marshaler. It adds the version as text
+// ("cwmpVersion": "1.4"); Version has no text form of its own, and giving it
+// one would change other encodings of it.
+func (st State) MarshalJSON() ([]byte, error) {
+	type plain State // drops the methods, so no recursion
+	return json.Marshal(struct {
+		plain
+		CWMPVersion string `json:"cwmpVersion"`
+	}{plain(st), st.Version.String()})
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (st *State) UnmarshalJSON(data []byte) error {
+	type plain State
+	var aux struct {
+		plain
+		CWMPVersion string `json:"cwmpVersion"`
+	}
+	if err := json.Unmarshal(data, &aux); err != nil {
+		return err
+	}
+	v, err := ParseVersion(aux.CWMPVersion)
+	if err != nil {
+		return fmt.Errorf("decode session state version: %w", err)
+	}
+	*st = State(aux.plain)
+	st.Version = v
+	return nil
+}
+
+// State returns a snapshot of the session's state. The snapshot does not
+// change when the session moves on.
+func (s *Session) State() State {
+	st := s.st
+	st.Events = append([]Event(nil), st.Events...)
+	st.Owed = append([]string(nil), st.Owed...)
+	if o := st.Outstanding; o != nil {
+		cp := *o
+		st.Outstanding = &cp
+	}
+	return st
+}
+
+// RestoreSession rebuilds a session from a checkpoint, after checking that
+// the state is one a Session can be in.
+func RestoreSession(st State, src RequestSource) (*Session, error) {
+	if err := st.validate(); err != nil {
+		return nil, err
+	}
+	s := &Session{src: src}
+	s.st = st
+	s.st = s.State() // own copies of the slices
+	return s, nil
+}
+
+func (st State) validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("restore session %q: %s: %w", st.SessionID, fmt.Sprintf(format, args...), ErrBadState)
+	}
+	if st.Format != StateFormat {
+		return bad("checkpoint format %d, want %d", st.Format, StateFormat)
+	}
+	if st.Phase > PhaseEnded {
+		return bad("unknown phase %d", st.Phase)
+	}
+	if st.Version > MaxVersion {
+		return bad("unknown CWMP version %d", st.Version)
+	}
+	if (st.Phase == PhaseAwaitingResponse) != (st.Outstanding != nil) {
+		return bad("phase %s with outstanding request %t", st.Phase, st.Outstanding != nil)
+	}
+	if o := st.Outstanding; o != nil {
+		if o.ID == "" || o.Request.Message == nil || !isACSRequest(o.Request.Message.Method()) {
+			return bad("outstanding request is not an ACS request")
+		}
+		if o.Retransmits < 0 || o.Retransmits > maxRetransmits {
+			return bad("outstanding request retransmitted %d times", o.Retransmits)
+		}
+	}
+	if st.Phase.Live() {
+		if _, ok := namespaceCeiling(st.Namespace); !ok {
+			return bad("namespace %q", st.Namespace)
+		}
+	}
+	for _, m := range st.Owed {
+		if !isCPERequest(m) {
+			return bad("owed request %q", m)
+		}
+	}
+	return nil
+}
+
+// MarshalBinary implements encoding.BinaryMarshaler: the JSON form of State.
+func (s *Session) MarshalBinary() ([]byte, error) {
+	b, err := json.Marshal(s.State())
+	if err != nil {
+		return nil, fmt.Errorf("marshal session %q: %w", s.st.SessionID, err)
+	}
+	return b, nil
+}
+
+// UnmarshalBinary implements encoding.BinaryUnmarshaler. It keeps the
+// session's request source (set it with SetSource on a zero Session).
+func (s *Session) UnmarshalBinary(data []byte) error {
+	var st State
+	if err := json.Unmarshal(data, &st); err != nil {
+		return fmt.Errorf("unmarshal session: %w", errors.Join(err, ErrBadState))
+	}
+	r, err := RestoreSession(st, s.src)
+	if err != nil {
+		return err
+	}
+	*s = *r
+	return nil
+}
+
+// requestJSON is Request's JSON form: the method name tells which Go type
+// the message decodes into.
+type requestJSON struct {
+	Method       string          `json:"method"`
+	Message      json.RawMessage `json:"message"`
+	Key          string          `json:"key,omitempty"`
+	HoldRequests bool            `json:"holdRequests,omitempty"`
+}
+
+// MarshalJSON implements json.Marshaler.
+func (r Request) MarshalJSON() ([]byte, error) {
+	if r.Message == nil {
+		return nil, errors.New("marshal request: no message")
+	}
+	body, err := json.Marshal(r.Message)
+	if err != nil {
+		return nil, fmt.Errorf("marshal %s request: %w", r.Message.Method(), err)
+	}
+	return json.Marshal(requestJSON{Method: r.Message.Method(), Message: body, Key: r.Key, HoldRequests: r.HoldRequests})
+}
+
+// UnmarshalJSON implements json.Unmarshaler. Unknown fields in the message
+// are an error: a checkpoint is written by FleetACS, so they mean a version
+// mismatch, not a quirk to tolerate.
+func (r *Request) UnmarshalJSON(data []byte) error {
+	var aux requestJSON
+	if err := json.Unmarshal(data, &aux); err != nil {
+		return fmt.Errorf("unmarshal request: %w", err)
+	}
+	m, ok := NewMessage(aux.Method)
+	if !ok {
+		return fmt.Errorf("unmarshal request: unknown method %q", aux.Method)
+	}
+	dec := json.NewDecoder(bytes.NewReader(aux.Message))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(m); err != nil {
+		return fmt.Errorf("unmarshal %s request: %w", aux.Method, err)
+	}
+	*r = Request{Message: m, Key: aux.Key, HoldRequests: aux.HoldRequests}
+	return nil
+}
