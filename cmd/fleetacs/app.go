@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/fleetacs/fleetacs/pkg/config"
+	"github.com/fleetacs/fleetacs/pkg/lifecycle"
+	"github.com/fleetacs/fleetacs/pkg/telemetry"
+)
+
+// options are the process-wide settings; each service brings its own Config.
+type options struct {
+	LogFormat   string
+	LogLevel    string
+	HTTPAddr    string
+	DataDir     string
+	StopTimeout time.Duration
+}
+
+func (o *options) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.LogFormat, "log.format", "json", "log format: json or text")
+	fs.StringVar(&o.LogLevel, "log.level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&o.HTTPAddr, "server.http-addr", ":9100", "admin HTTP listen address: /healthz, /readyz, /metrics")
+	fs.StringVar(&o.DataDir, "data-dir", "./data", "directory of the embedded stores (SQLite files, NATS JetStream)")
+	fs.DurationVar(&o.StopTimeout, "server.stop-timeout", 30*time.Second, "how long each service may take to stop on shutdown")
+}
+
+// module is one target: a service or a shared part that services depend on.
+type module struct {
+	name string
+	doc  string
+	deps []string
+	// build returns the service to run; it does no I/O itself.
+	build func(a *app) (lifecycle.Service, error)
+}
+
+// app is one process being assembled: the settings, the shared parts and
+// the modules chosen on the command line.
+type app struct {
+	opts      options
+	logger    *slog.Logger
+	telemetry *telemetry.Providers
+	health    *lifecycle.Health
+	modules   map[string]*module
+}
+
+// runnable lists the services a target may name, in start order; "all"
+// expands to every one of them. Shared parts are pulled in as dependencies.
+var runnable []string
+
+func registry() map[string]*module {
+	mods := map[string]*module{}
+	for _, m := range modules() {
+		mods[m.name] = m
+	}
+	return mods
+}
+
+// resolve expands the targets into modules in dependency order.
+func resolve(mods map[string]*module, targets []string) ([]*module, error) {
+	var order []*module
+	seen := map[string]bool{}
+	var visit func(name string, path []string) error
+	visit = func(name string, path []string) error {
+		m, ok := mods[name]
+		if !ok {
+			return fmt.Errorf("unknown target %q (targets: all, %s)", name, strings.Join(runnable, ", "))
+		}
+		if slices.Contains(path, name) {
+			return fmt.Errorf("dependency cycle: %s", strings.Join(append(path, name), " -> "))
+		}
+		if seen[name] {
+			return nil
+		}
+		for _, d := range m.deps {
+			if err := visit(d, append(path, name)); err != nil {
+				return err
+			}
+		}
+		seen[name] = true
+		order = append(order, m)
+		return nil
+	}
+	for _, t := range targets {
+		names := []string{t}
+		if t == "all" {
+			names = runnable
+		}
+		for _, n := range names {
+			if err := visit(n, nil); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return order, nil
+}
+
+func usage(fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprintf(w, "Usage: fleetacs [flags] TARGET...\n\n")
+	fmt.Fprintf(w, "Runs FleetACS services in one process. Targets:\n")
+	fmt.Fprintf(w, "  %-10s %s\n", "all", "every service, on the embedded default unless flags name external stores")
+	mods := registry()
+	for _, name := range runnable {
+		fmt.Fprintf(w, "  %-10s %s\n", name, mods[name].doc)
+	}
+	fmt.Fprintf(w, "\nEvery flag can also be set by its environment variable: -a.b-c by FLEETACS_A_B_C.\n\nFlags:\n")
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	sort.Strings(names)
+	for _, n := range names {
+		f := fs.Lookup(n)
+		def := ""
+		if f.DefValue != "" {
+			def = fmt.Sprintf(" (default %q)", f.DefValue)
+		}
+		fmt.Fprintf(w, "  -%s\n      %s%s [%s]\n", f.Name, f.Usage, def, config.EnvName(f.Name))
+	}
+}
+
+// run is the whole command; main only adds signals and the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv func(string) (string, bool)) int {
+	a := &app{modules: registry(), health: lifecycle.NewHealth()}
+	fs := flag.NewFlagSet("fleetacs", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	a.opts.RegisterFlags(fs)
+	registerServiceFlags(a, fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(fs, stdout)
+			return 0
+		}
+		fmt.Fprintf(stderr, "fleetacs: %v\n\n", err)
+		usage(fs, stderr)
+		return 2
+	}
+	if err := config.ApplyEnv(fs, lookupEnv); err != nil {
+		fmt.Fprintf(stderr, "fleetacs: %v\n", err)
+		return 2
+	}
+	targets := fs.Args()
+	if len(targets) == 0 {
+		fmt.Fprintf(stderr, "fleetacs: name at least one target\n\n")
+		usage(fs, stderr)
+		return 2
+	}
+	order, err := resolve(a.modules, targets)
+	if err != nil {
+		fmt.Fprintf(stderr, "fleetacs: %v\n", err)
+		return 2
+	}
+
+	logger, err := telemetry.NewLogger(stderr, a.opts.LogFormat, a.opts.LogLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "fleetacs: %v\n", err)
+		return 2
+	}
+	a.logger = logger
+	tp, err := telemetry.Setup(ctx, "fleetacs", os.Getenv)
+	if err != nil {
+		logger.Error("set up telemetry", "err", err)
+		return 1
+	}
+	a.telemetry = tp
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tp.Shutdown(sctx)
+	}()
+
+	group := lifecycle.NewGroup(logger, a.opts.StopTimeout)
+	// The admin server starts first and stops last, so probes answer
+	// while the rest drains.
+	group.Add("admin", &lifecycle.AdminServer{
+		Addr: a.opts.HTTPAddr, Health: a.health, Logger: logger,
+		Handlers: map[string]http.Handler{"/metrics": tp.MetricsHandler},
+	})
+	for _, m := range order {
+		svc, err := m.build(a)
+		if err != nil {
+			logger.Error("configure service", "component", m.name, "err", err)
+			return 1
+		}
+		group.Add(m.name, svc)
+	}
+	names := make([]string, len(order))
+	for i, m := range order {
+		names[i] = m.name
+	}
+	logger.Info("fleetacs starting", "targets", strings.Join(targets, ","), "services", strings.Join(names, ","))
+	if err := group.Run(ctx); err != nil {
+		logger.Error("fleetacs stopped with an error", "err", err)
+		return 1
+	}
+	logger.Info("fleetacs stopped")
+	return 0
+}
