@@ -1,0 +1,333 @@
+// Package storekit holds what the inventory store adapters share: argument
+// validation, the normalised plan of a session diff, cursors and time
+// rounding. Keeping it in one place is what makes the adapters agree on
+// every edge the contract suite does not spell out.
+package storekit
+
+import (
+	"encoding/base64"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fleetacs/fleetacs/services/inventory/store"
+)
+
+// Time rounds t the way every adapter stores it: UTC, millisecond precision.
+func Time(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC().Truncate(time.Millisecond)
+}
+
+// Key validates a tenant and device id pair.
+func Key(tenant, id string) error {
+	if err := store.ValidateTenant(tenant); err != nil {
+		return err
+	}
+	return store.ValidateID(id)
+}
+
+// Tags validates, de-duplicates and sorts tags.
+func Tags(tags []string) ([]string, error) {
+	for _, t := range tags {
+		if err := store.ValidateTag(t); err != nil {
+			return nil, err
+		}
+	}
+	out := slices.Clone(tags)
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// Update is one merged parameter update of a Plan.
+type Update struct {
+	store.ParamUpdate
+	// Number is the value as a number when HasValue and the value is one
+	// (store.ParseNumber); adapters keep it beside the text for Lt/Gt.
+	Number   float64
+	IsNumber bool
+}
+
+// Plan is a validated, normalised diff.
+type Plan struct {
+	Time   time.Time
+	Inform *store.Inform
+	// OUI is the normalised OUI when Inform is set.
+	OUI string
+	// Boot is true when the Inform carries "1 BOOT".
+	Boot bool
+	// Token is the fencing token as stored (int64 in both backends).
+	Token       int64
+	Credentials *store.Credentials
+	// Deletes are the delete prefixes, sorted, without duplicates and
+	// without prefixes covered by a shorter one. DeleteAll replaces them
+	// when "" was given.
+	Deletes   []string
+	DeleteAll bool
+	// Updates are merged per path (later fields win) and sorted by path.
+	Updates    []Update
+	AddTags    []string
+	RemoveTags []string
+}
+
+// PlanDiff validates d for the device (tenant, id) and normalises it.
+func PlanDiff(tenant, id string, d store.Diff, token uint64) (Plan, error) {
+	if err := Key(tenant, id); err != nil {
+		return Plan{}, err
+	}
+	if token > math.MaxInt64 {
+		return Plan{}, fmt.Errorf("fencing token %d above 2^63-1: %w", token, store.ErrInvalidArgument)
+	}
+	if d.Time.IsZero() {
+		return Plan{}, fmt.Errorf("diff time is zero: %w", store.ErrInvalidArgument)
+	}
+	p := Plan{Time: Time(d.Time), Token: int64(token), Inform: d.Inform, Credentials: d.ConnectionRequestCredentials}
+	if in := d.Inform; in != nil {
+		if want := store.MakeID(in.DeviceID); want != id {
+			return Plan{}, fmt.Errorf("inform DeviceId makes id %q, not %q: %w", want, id, store.ErrInvalidArgument)
+		}
+		p.OUI = store.NormalizeOUI(in.DeviceID.OUI)
+		for _, f := range []struct{ name, v string }{
+			{"manufacturer", in.DeviceID.Manufacturer}, {"oui", in.DeviceID.OUI},
+			{"product class", in.DeviceID.ProductClass}, {"serial number", in.DeviceID.SerialNumber},
+			{"data model root", in.DataModelRoot}, {"software version", in.SoftwareVersion},
+			{"connection request URL", in.ConnectionRequestURL},
+		} {
+			if err := store.ValidateText(f.name, f.v); err != nil {
+				return Plan{}, err
+			}
+		}
+		for _, e := range in.Events {
+			if err := store.ValidateText("event code", e.Code); err != nil {
+				return Plan{}, err
+			}
+			if err := store.ValidateText("command key", e.CommandKey); err != nil {
+				return Plan{}, err
+			}
+			if strings.TrimSpace(e.Code) == "1 BOOT" {
+				p.Boot = true
+			}
+		}
+	}
+	if c := d.ConnectionRequestCredentials; c != nil {
+		if err := store.ValidateText("connection request username", c.Username); err != nil {
+			return Plan{}, err
+		}
+		if err := store.ValidateText("connection request password", c.Password); err != nil {
+			return Plan{}, err
+		}
+	}
+	var err error
+	if p.Deletes, p.DeleteAll, err = deletes(d.DeletePrefixes); err != nil {
+		return Plan{}, err
+	}
+	if p.Updates, err = updates(d.Params); err != nil {
+		return Plan{}, err
+	}
+	if p.AddTags, err = Tags(d.AddTags); err != nil {
+		return Plan{}, err
+	}
+	if p.RemoveTags, err = Tags(d.RemoveTags); err != nil {
+		return Plan{}, err
+	}
+	for _, t := range p.AddTags {
+		if _, found := slices.BinarySearch(p.RemoveTags, t); found {
+			return Plan{}, fmt.Errorf("tag %q both added and removed: %w", t, store.ErrInvalidArgument)
+		}
+	}
+	return p, nil
+}
+
+func deletes(prefixes []string) ([]string, bool, error) {
+	out := make([]string, 0, len(prefixes))
+	for _, pre := range prefixes {
+		if pre == "" {
+			return nil, true, nil
+		}
+		if err := store.ValidatePath(pre); err != nil {
+			return nil, false, fmt.Errorf("delete prefix: %w", err)
+		}
+		if !store.IsObjectPath(pre) {
+			return nil, false, fmt.Errorf("delete prefix %q does not end with '.': %w", pre, store.ErrInvalidArgument)
+		}
+		out = append(out, pre)
+	}
+	slices.Sort(out)
+	out = slices.Compact(out)
+	// Sorted, a covered prefix follows the prefix that covers it.
+	kept := out[:0]
+	for _, pre := range out {
+		if len(kept) > 0 && strings.HasPrefix(pre, kept[len(kept)-1]) {
+			continue
+		}
+		kept = append(kept, pre)
+	}
+	return kept, false, nil
+}
+
+func updates(params []store.ParamUpdate) ([]Update, error) {
+	byPath := make(map[string]int, len(params))
+	out := make([]Update, 0, len(params))
+	for _, u := range params {
+		if err := store.ValidatePath(u.Path); err != nil {
+			return nil, err
+		}
+		if u.HasValue {
+			if store.IsObjectPath(u.Path) {
+				return nil, fmt.Errorf("object %q cannot have a value: %w", u.Path, store.ErrInvalidArgument)
+			}
+			if err := store.ValidateValue(u.Value, u.Type); err != nil {
+				return nil, fmt.Errorf("parameter %q: %w", u.Path, err)
+			}
+		}
+		if u.Writable < store.TriUnknown || u.Writable > store.TriTrue {
+			return nil, fmt.Errorf("parameter %q: writable %d: %w", u.Path, u.Writable, store.ErrInvalidArgument)
+		}
+		if u.Notification < 0 || u.Notification > store.NotificationOf(store.MaxNotification) {
+			return nil, fmt.Errorf("parameter %q: notification %d: %w", u.Path, u.Notification, store.ErrInvalidArgument)
+		}
+		i, seen := byPath[u.Path]
+		if !seen {
+			byPath[u.Path] = len(out)
+			out = append(out, Update{ParamUpdate: u})
+			continue
+		}
+		m := &out[i].ParamUpdate
+		if u.HasValue {
+			m.HasValue, m.Value, m.Type = true, u.Value, u.Type
+		}
+		if u.Writable != store.TriUnknown {
+			m.Writable = u.Writable
+		}
+		if u.Notification != store.NotificationUnknown {
+			m.Notification = u.Notification
+		}
+	}
+	for i := range out {
+		if out[i].HasValue {
+			out[i].Number, out[i].IsNumber = store.ParseNumber(out[i].Value)
+		}
+	}
+	slices.SortFunc(out, func(a, b Update) int { return strings.Compare(a.Path, b.Path) })
+	return out, nil
+}
+
+// Covered reports whether path lies under one of the sorted, non-overlapping
+// prefixes, and which.
+func Covered(prefixes []string, path string) (string, bool) {
+	// The covering prefix, if any, is the greatest prefix <= path.
+	i, found := slices.BinarySearch(prefixes, path)
+	if found {
+		return prefixes[i], true
+	}
+	if i > 0 && strings.HasPrefix(path, prefixes[i-1]) {
+		return prefixes[i-1], true
+	}
+	return "", false
+}
+
+// Filter is a validated filter with normalised fields.
+type Filter struct {
+	store.Filter
+	Tags []string
+	// Conditions with their numeric operand, when Lt/Gt compare numbers.
+	Conditions []Condition
+	Since      time.Time
+	Before     time.Time
+}
+
+// Condition is a validated parameter condition.
+type Condition struct {
+	store.ParamCondition
+	Number   float64
+	IsNumber bool
+}
+
+// CheckFilter validates f.
+func CheckFilter(f store.Filter) (Filter, error) {
+	if err := store.ValidateTenant(f.Tenant); err != nil {
+		return Filter{}, err
+	}
+	out := Filter{Filter: f, Since: Time(f.InformedSince), Before: Time(f.InformedBefore)}
+	if f.OUI != nil {
+		out.OUI = store.Ptr(store.NormalizeOUI(*f.OUI))
+	}
+	var err error
+	if out.Tags, err = Tags(f.Tags); err != nil {
+		return Filter{}, err
+	}
+	for _, c := range f.Params {
+		if err := store.ValidatePath(c.Path); err != nil {
+			return Filter{}, fmt.Errorf("condition: %w", err)
+		}
+		if c.Op < store.OpEq || c.Op > store.OpPrefix {
+			return Filter{}, fmt.Errorf("condition on %q: operator %d: %w", c.Path, c.Op, store.ErrInvalidArgument)
+		}
+		if c.Op != store.OpExists && store.IsObjectPath(c.Path) {
+			return Filter{}, fmt.Errorf("condition %s on object %q: %w", c.Op, c.Path, store.ErrInvalidArgument)
+		}
+		if err := store.ValidateValue(c.Value, ""); err != nil {
+			return Filter{}, fmt.Errorf("condition on %q: %w", c.Path, err)
+		}
+		cond := Condition{ParamCondition: c}
+		if c.Op == store.OpLt || c.Op == store.OpGt {
+			cond.Number, cond.IsNumber = store.ParseNumber(c.Value)
+		}
+		out.Conditions = append(out.Conditions, cond)
+	}
+	return out, nil
+}
+
+// PageSize is the effective page size of a request.
+func PageSize(p store.PageRequest) int {
+	switch {
+	case p.Limit <= 0:
+		return store.DefaultPageSize
+	case p.Limit > store.MaxPageSize:
+		return store.MaxPageSize
+	}
+	return p.Limit
+}
+
+// cursorPrefix versions the cursor format so it can change without
+// misreading old cursors.
+const cursorPrefix = "d1."
+
+// EncodeCursor makes the opaque cursor that resumes after device id.
+func EncodeCursor(id string) string {
+	return cursorPrefix + base64.RawURLEncoding.EncodeToString([]byte(id))
+}
+
+// DecodeCursor returns the id a cursor resumes after ("" for "").
+func DecodeCursor(c string) (string, error) {
+	if c == "" {
+		return "", nil
+	}
+	rest, ok := strings.CutPrefix(c, cursorPrefix)
+	if !ok {
+		return "", fmt.Errorf("cursor %q: %w", c, store.ErrInvalidArgument)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(rest)
+	if err != nil || len(b) == 0 {
+		return "", fmt.Errorf("cursor %q: %w", c, store.ErrInvalidArgument)
+	}
+	return string(b), nil
+}
+
+// UpperBound returns the smallest string greater than every string that
+// starts with prefix, for a range scan "prefix <= s < UpperBound(prefix)";
+// ok is false when no such bound exists (prefix is empty or all 0xFF).
+func UpperBound(prefix string) (string, bool) {
+	b := []byte(prefix)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0xFF {
+			b[i]++
+			return string(b[:i+1]), true
+		}
+	}
+	return "", false
+}

@@ -1,0 +1,553 @@
+// Package mongostore is the production inventory store: one MongoDB
+// collection, devices, one document per device (DESIGN §3).
+//
+// # Document
+//
+//	_id               "<tenant>:<device id>" (tenants cannot contain ":")
+//	tenant, device_id the key again as plain fields, for the indexes below
+//	manufacturer, oui_raw, product_class, serial   DeviceId as reported
+//	oui               normalised OUI
+//	software_version, root, cr{url,username,password}
+//	last_inform, remote_ip, events[{code,command_key}], registered, last_boot
+//	tags              array of strings
+//	fence             highest fencing token applied
+//	params            the parameter tree, below
+//
+// Hot fields are top level and indexed with tenant first and device_id
+// last, so equality filters on them come back in pagination order straight
+// from the index.
+//
+// # Parameter tree
+//
+// Parameter paths contain dots, which MongoDB reads as nesting. The tree is
+// therefore stored nested by path segment, each node holding its own entries
+// apart from its children:
+//
+//	params: {"Device": {"c": {"WiFi": {"o": {...},       <- object "Device.WiFi."
+//	                                   "c": {"SSID": ...}}}}}
+//	entry:  {v: value, t: type, x: value as a number, w: writable,
+//	         n: notification, u: updated}   (absent = unknown)
+//
+// Segments are escaped ("%" and "$" as %25 and %24) to be valid field names.
+// This shape was chosen over an array of {path, value} subdocuments because
+// every part of a diff is then a plain $set or $unset of known fields,
+// applied in one update with the fencing check in the same filter, without
+// reading the tree first:
+//
+//   - setting or updating an entry sets only the fields the session learned
+//     ("params.Device.c.DeviceInfo.c.SoftwareVersion.p.v"), keeping the others;
+//   - deleting everything under "Device.WiFi.SSID.3." is one $unset of that
+//     node's "c" (and "o"), however large the subtree.
+//
+// With an array, merging fields into existing elements and inserting new ones
+// in one update needs arrayFilters or an aggregation-pipeline update, which
+// MongoDB-compatible servers (FerretDB 1.x among them) do not implement, and
+// prefix deletes need the array scanned. The document stays free of arrays
+// nested in arrays, and no TTL index is used (DESIGN §4).
+//
+// The price is indexing: a value condition addresses a fixed field per path
+// ("...SoftwareVersion.p.v"), so it is indexed per path. Config.IndexedParams
+// lists the paths operators query (EnsureIndexes creates {tenant, ...p.v}
+// and {tenant, ...p.x} for each); other conditions still narrow by tenant and
+// hot fields first, and scan only what remains. On real MongoDB a wildcard
+// index on params could cover every path at a large write and storage cost;
+// it is deliberately not created by default.
+//
+// # Concurrency
+//
+// On MongoDB a single-document update is atomic, which is all the adapter
+// needs. Some MongoDB-compatible servers (FerretDB 1.x) apply an update as
+// an unlocked read-then-write, so two concurrent updates of one document can
+// lose one of them. The adapter therefore serialises its own writes per
+// device (a keyed mutex, no cross-device contention); across processes the
+// session lease of DESIGN §2.5 already makes one writer per device the rule.
+package mongostore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"github.com/fleetacs/fleetacs/services/inventory/internal/storekit"
+	"github.com/fleetacs/fleetacs/services/inventory/store"
+)
+
+// Collection is the default collection name.
+const Collection = "devices"
+
+// Config configures the store.
+type Config struct {
+	// URI and Database select the server and database. Ignored by
+	// NewWithDatabase.
+	URI      string
+	Database string
+	// Collection defaults to "devices".
+	Collection string
+	// IndexedParams are parameter paths whose values get an index, for
+	// the parameter conditions operators use most.
+	IndexedParams []string
+	// ConnectTimeout bounds connecting and server selection; 0 means 10s.
+	ConnectTimeout time.Duration
+}
+
+// Store is the MongoDB store. Create it with New or NewWithDatabase and call
+// Start before use.
+type Store struct {
+	cfg Config
+
+	mu      sync.Mutex // guards client, coll and owned during Start and Close
+	client  *mongo.Client
+	db      *mongo.Database
+	coll    *mongo.Collection
+	owned   bool // Close disconnects client
+	started bool
+
+	locks keyedMutex
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns a store that connects to cfg.URI on Start. It does no I/O.
+func New(cfg Config) *Store {
+	if cfg.Collection == "" {
+		cfg.Collection = Collection
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	return &Store{cfg: cfg, owned: true}
+}
+
+// NewWithDatabase returns a store on a database whose client the caller
+// owns (and disconnects). It does no I/O.
+func NewWithDatabase(db *mongo.Database, cfg Config) *Store {
+	s := New(cfg)
+	s.db, s.owned = db, false
+	return s
+}
+
+// Start connects (for New), checks the server answers and creates indexes.
+func (s *Store) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return nil
+	}
+	for _, p := range s.cfg.IndexedParams {
+		if err := store.ValidatePath(p); err != nil || store.IsObjectPath(p) {
+			return fmt.Errorf("start mongodb store: indexed parameter %q: %w", p, store.ErrInvalidArgument)
+		}
+	}
+	db := s.db
+	if db == nil {
+		if s.cfg.URI == "" || s.cfg.Database == "" {
+			return fmt.Errorf("start mongodb store: URI and database are required: %w", store.ErrInvalidArgument)
+		}
+		client, err := mongo.Connect(options.Client().ApplyURI(s.cfg.URI).
+			SetConnectTimeout(s.cfg.ConnectTimeout).SetServerSelectionTimeout(s.cfg.ConnectTimeout))
+		if err != nil {
+			return fmt.Errorf("start mongodb store: connect: %w", err)
+		}
+		s.client, db = client, client.Database(s.cfg.Database)
+	}
+	coll := db.Collection(s.cfg.Collection)
+	if err := db.Client().Ping(ctx, nil); err != nil {
+		s.disconnect(ctx)
+		return fmt.Errorf("start mongodb store: ping: %w", err)
+	}
+	if err := ensureIndexes(ctx, coll, s.cfg.IndexedParams); err != nil {
+		s.disconnect(ctx)
+		return fmt.Errorf("start mongodb store: %w", err)
+	}
+	s.db, s.coll, s.started = db, coll, true
+	return nil
+}
+
+func (s *Store) disconnect(ctx context.Context) {
+	if s.client != nil && s.owned {
+		_ = s.client.Disconnect(ctx)
+		s.client = nil
+		s.db = nil
+	}
+}
+
+// Close disconnects a client the store created.
+func (s *Store) Close(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.started, s.coll = false, nil
+	if s.client == nil || !s.owned {
+		return nil
+	}
+	err := s.client.Disconnect(ctx)
+	s.client, s.db = nil, nil
+	if err != nil {
+		return fmt.Errorf("close mongodb store: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) collection() (*mongo.Collection, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started {
+		return nil, errors.New("mongodb store not started")
+	}
+	return s.coll, nil
+}
+
+// ensureIndexes declares the indexes in code (DESIGN §3). createIndexes is
+// idempotent for identical specifications.
+func ensureIndexes(ctx context.Context, coll *mongo.Collection, params []string) error {
+	byTenant := func(name string, keys ...string) mongo.IndexModel {
+		d := bson.D{{Key: "tenant", Value: 1}}
+		for _, k := range keys {
+			d = append(d, bson.E{Key: k, Value: 1})
+		}
+		return mongo.IndexModel{Keys: d, Options: options.Index().SetName(name)}
+	}
+	models := []mongo.IndexModel{
+		byTenant("tenant_device_id", "device_id"),
+		byTenant("tenant_last_inform", "last_inform"),
+		byTenant("tenant_oui", "oui", "device_id"),
+		byTenant("tenant_product_class", "product_class", "device_id"),
+		byTenant("tenant_serial", "serial", "device_id"),
+		byTenant("tenant_software_version", "software_version", "device_id"),
+		byTenant("tenant_tags", "tags", "device_id"),
+	}
+	for _, p := range params {
+		f := entryField(p)
+		models = append(models,
+			byTenant("param_v:"+p, f+"."+fieldValue),
+			byTenant("param_x:"+p, f+"."+fieldNumber))
+	}
+	if _, err := coll.Indexes().CreateMany(ctx, models); err != nil {
+		return fmt.Errorf("create indexes: %w", err)
+	}
+	return nil
+}
+
+func docID(tenant, id string) string { return tenant + ":" + id }
+
+// ApplySessionDiff implements store.Store.
+func (s *Store) ApplySessionDiff(ctx context.Context, tenant, id string, d store.Diff, fencingToken uint64) error {
+	if err := s.applyDiff(ctx, tenant, id, d, fencingToken); err != nil {
+		return fmt.Errorf("apply diff to %s/%s: %w", tenant, id, err)
+	}
+	return nil
+}
+
+// maxAttempts bounds the retries of an update that lost a race (a
+// concurrent insert of the same new device, or tags changed between read and
+// compare-and-set).
+const maxAttempts = 8
+
+func (s *Store) applyDiff(ctx context.Context, tenant, id string, d store.Diff, token uint64) error {
+	p, err := storekit.PlanDiff(tenant, id, d, token)
+	if err != nil {
+		return err
+	}
+	coll, err := s.collection()
+	if err != nil {
+		return err
+	}
+	key := docID(tenant, id)
+	unlock := s.locks.lock(key)
+	defer unlock()
+
+	var set, unset bson.D
+	set = append(set, bson.E{Key: "fence", Value: p.Token})
+	if in := p.Inform; in != nil {
+		events := make(bson.A, 0, len(in.Events))
+		for _, e := range in.Events {
+			events = append(events, bson.D{{Key: "code", Value: e.Code}, {Key: "command_key", Value: e.CommandKey}})
+		}
+		set = append(set,
+			bson.E{Key: "manufacturer", Value: in.DeviceID.Manufacturer},
+			bson.E{Key: "oui_raw", Value: in.DeviceID.OUI},
+			bson.E{Key: "oui", Value: p.OUI},
+			bson.E{Key: "product_class", Value: in.DeviceID.ProductClass},
+			bson.E{Key: "serial", Value: in.DeviceID.SerialNumber},
+			bson.E{Key: "cr.url", Value: in.ConnectionRequestURL},
+			bson.E{Key: "last_inform", Value: p.Time},
+			bson.E{Key: "remote_ip", Value: addrText(in.RemoteIP)},
+			bson.E{Key: "events", Value: events})
+		if in.SoftwareVersion != "" {
+			set = append(set, bson.E{Key: "software_version", Value: in.SoftwareVersion})
+		}
+		if in.DataModelRoot != "" {
+			set = append(set, bson.E{Key: "root", Value: in.DataModelRoot})
+		}
+		if p.Boot {
+			set = append(set, bson.E{Key: "last_boot", Value: p.Time})
+		}
+	}
+	if c := p.Credentials; c != nil {
+		set = append(set, bson.E{Key: "cr.username", Value: c.Username}, bson.E{Key: "cr.password", Value: c.Password})
+	}
+	treeOps(&p, &set, &unset)
+
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		filter := bson.D{{Key: "_id", Value: key}, {Key: "fence", Value: bson.D{{Key: "$lte", Value: p.Token}}}}
+		update := bson.D{{Key: "$set", Value: set}}
+		if len(unset) > 0 {
+			update = append(update, bson.E{Key: "$unset", Value: unset})
+		}
+		onInsert := bson.D{
+			{Key: "tenant", Value: tenant},
+			{Key: "device_id", Value: id},
+			{Key: "registered", Value: p.Time},
+		}
+		tagsSet := false
+		switch {
+		case len(p.AddTags) > 0 && len(p.RemoveTags) > 0:
+			// $addToSet and $pull on one field conflict in one
+			// update, so both become a compare-and-set of the array.
+			cur, present, found, err := s.readTags(ctx, coll, key)
+			if err != nil {
+				return err
+			}
+			if found {
+				if present {
+					filter = append(filter, bson.E{Key: "tags", Value: cur})
+				} else {
+					filter = append(filter, bson.E{Key: "tags", Value: bson.D{{Key: "$exists", Value: false}}})
+				}
+				next := mergeTags(cur, p.AddTags, p.RemoveTags)
+				update[0].Value = append(slices.Clip(set), bson.E{Key: "tags", Value: next})
+				tagsSet = true
+			} else {
+				update = append(update, bson.E{Key: "$addToSet", Value: bson.D{{Key: "tags", Value: bson.D{{Key: "$each", Value: p.AddTags}}}}})
+				tagsSet = true
+			}
+		case len(p.AddTags) > 0:
+			update = append(update, bson.E{Key: "$addToSet", Value: bson.D{{Key: "tags", Value: bson.D{{Key: "$each", Value: p.AddTags}}}}})
+			tagsSet = true
+		case len(p.RemoveTags) > 0:
+			update = append(update, bson.E{Key: "$pull", Value: bson.D{{Key: "tags", Value: bson.D{{Key: "$in", Value: p.RemoveTags}}}}})
+			tagsSet = true
+		}
+		if !tagsSet {
+			onInsert = append(onInsert, bson.E{Key: "tags", Value: bson.A{}})
+		}
+		update = append(update, bson.E{Key: "$setOnInsert", Value: onInsert})
+
+		upsert := p.Inform != nil
+		res, err := coll.UpdateOne(ctx, filter, update, options.UpdateOne().SetUpsert(upsert))
+		switch {
+		case err == nil && (res.MatchedCount > 0 || res.UpsertedCount > 0):
+			return nil
+		case err != nil && !mongo.IsDuplicateKeyError(err):
+			return fmt.Errorf("update device: %w", err)
+		}
+		// No match: the device is missing, fenced off, or changed under a
+		// compare-and-set; a duplicate key: the upsert raced an insert or
+		// the existing device is fenced off. Find out which.
+		var cur struct {
+			Fence int64 `bson:"fence"`
+		}
+		err = coll.FindOne(ctx, bson.D{{Key: "_id", Value: key}}, options.FindOne().SetProjection(bson.D{{Key: "fence", Value: 1}})).Decode(&cur)
+		switch {
+		case errors.Is(err, mongo.ErrNoDocuments):
+			if !upsert {
+				return store.ErrNotFound
+			}
+		case err != nil:
+			return fmt.Errorf("read fencing token: %w", err)
+		case cur.Fence > p.Token:
+			return store.ErrStaleFencingToken
+		}
+	}
+	return fmt.Errorf("update device: gave up after %d conflicting attempts", maxAttempts)
+}
+
+// readTags reads the tags of a device: present is false when the document
+// has no tags field at all, found is false when there is no document.
+func (s *Store) readTags(ctx context.Context, coll *mongo.Collection, key string) (tags []string, present, found bool, err error) {
+	var cur bson.Raw
+	err = coll.FindOne(ctx, bson.D{{Key: "_id", Value: key}}, options.FindOne().SetProjection(bson.D{{Key: "tags", Value: 1}})).Decode(&cur)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, false, false, nil
+	}
+	if err != nil {
+		return nil, false, false, fmt.Errorf("read tags: %w", err)
+	}
+	v, err := cur.LookupErr("tags")
+	if err != nil {
+		return nil, false, true, nil
+	}
+	tags = []string{}
+	if err := v.Unmarshal(&tags); err != nil {
+		return nil, false, false, fmt.Errorf("read tags: %w", err)
+	}
+	if tags == nil {
+		tags = []string{} // matches the stored empty array, where nil would match null
+	}
+	return tags, true, true, nil
+}
+
+func mergeTags(cur, add, remove []string) []string {
+	out := make([]string, 0, len(cur)+len(add))
+	for _, t := range cur {
+		if _, found := slices.BinarySearch(remove, t); !found {
+			out = append(out, t)
+		}
+	}
+	for _, t := range add {
+		if !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func addrText(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+// AddTags implements store.Store.
+func (s *Store) AddTags(ctx context.Context, tenant, id string, tags ...string) error {
+	err := s.tagOp(ctx, tenant, id, tags, func(t []string) bson.D {
+		return bson.D{{Key: "$addToSet", Value: bson.D{{Key: "tags", Value: bson.D{{Key: "$each", Value: t}}}}}}
+	})
+	if err != nil {
+		return fmt.Errorf("add tags to %s/%s: %w", tenant, id, err)
+	}
+	return nil
+}
+
+// RemoveTags implements store.Store.
+func (s *Store) RemoveTags(ctx context.Context, tenant, id string, tags ...string) error {
+	err := s.tagOp(ctx, tenant, id, tags, func(t []string) bson.D {
+		return bson.D{{Key: "$pull", Value: bson.D{{Key: "tags", Value: bson.D{{Key: "$in", Value: t}}}}}}
+	})
+	if err != nil {
+		return fmt.Errorf("remove tags from %s/%s: %w", tenant, id, err)
+	}
+	return nil
+}
+
+func (s *Store) tagOp(ctx context.Context, tenant, id string, tags []string, update func([]string) bson.D) error {
+	if err := storekit.Key(tenant, id); err != nil {
+		return err
+	}
+	tags, err := storekit.Tags(tags)
+	if err != nil {
+		return err
+	}
+	coll, err := s.collection()
+	if err != nil {
+		return err
+	}
+	key := docID(tenant, id)
+	unlock := s.locks.lock(key)
+	defer unlock()
+	if len(tags) == 0 {
+		// Still report a missing device.
+		n, err := coll.CountDocuments(ctx, bson.D{{Key: "_id", Value: key}})
+		if err != nil {
+			return fmt.Errorf("look up device: %w", err)
+		}
+		if n == 0 {
+			return store.ErrNotFound
+		}
+		return nil
+	}
+	res, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: key}}, update(tags))
+	if err != nil {
+		return fmt.Errorf("update tags: %w", err)
+	}
+	if res.MatchedCount == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// Delete implements store.Store.
+func (s *Store) Delete(ctx context.Context, tenant, id string) error {
+	err := func() error {
+		if err := storekit.Key(tenant, id); err != nil {
+			return err
+		}
+		coll, err := s.collection()
+		if err != nil {
+			return err
+		}
+		key := docID(tenant, id)
+		unlock := s.locks.lock(key)
+		defer unlock()
+		res, err := coll.DeleteOne(ctx, bson.D{{Key: "_id", Value: key}})
+		if err != nil {
+			return err
+		}
+		if res.DeletedCount == 0 {
+			return store.ErrNotFound
+		}
+		return nil
+	}()
+	if err != nil {
+		return fmt.Errorf("delete device %s/%s: %w", tenant, id, err)
+	}
+	return nil
+}
+
+// keyedMutex is a set of mutexes created on demand, one per key, dropped
+// when no one holds or waits for them.
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*keyedLock
+}
+
+type keyedLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = make(map[string]*keyedLock)
+	}
+	l := k.locks[key]
+	if l == nil {
+		l = &keyedLock{}
+		k.locks[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		k.mu.Lock()
+		l.refs--
+		if l.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}
+
+// eventsOf converts stored events.
+func eventsOf(docs []eventDoc) []cwmp.Event {
+	if len(docs) == 0 {
+		return nil
+	}
+	out := make([]cwmp.Event, len(docs))
+	for i, e := range docs {
+		out[i] = cwmp.Event{Code: e.Code, CommandKey: e.CommandKey}
+	}
+	return out
+}

@@ -1,0 +1,329 @@
+package mongostore
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/fleetacs/fleetacs/services/inventory/internal/storekit"
+	"github.com/fleetacs/fleetacs/services/inventory/store"
+)
+
+// Keys of a tree node (see the package doc). Children live under their own
+// key, never beside p and o, so segment names cannot collide with them and a
+// subtree can be dropped without touching the node's own entries.
+const (
+	keyParam    = "p" // the parameter "A.B"
+	keyObject   = "o" // the object "A.B."
+	keyChildren = "c" // "A.B.<segment>..."
+
+	fieldValue        = "v"
+	fieldType         = "t"
+	fieldNumber       = "x"
+	fieldWritable     = "w"
+	fieldNotification = "n"
+	fieldUpdated      = "u"
+)
+
+// escapeKey makes a path segment a safe MongoDB field name: "%" and "$" are
+// percent-escaped ("$" may not start a field name, and "%" must be escaped
+// for the mapping to be reversible). Segments never contain "." or NUL
+// (store.ValidatePath) and are never empty.
+func escapeKey(seg string) string {
+	if !strings.ContainsAny(seg, "%$") {
+		return seg
+	}
+	var b strings.Builder
+	for i := 0; i < len(seg); i++ {
+		switch c := seg[i]; c {
+		case '%':
+			b.WriteString("%25")
+		case '$':
+			b.WriteString("%24")
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func unescapeKey(key string) string {
+	if !strings.Contains(key, "%") {
+		return key
+	}
+	return strings.NewReplacer("%25", "%", "%24", "$").Replace(key)
+}
+
+// segments splits a valid path into its segments, dropping the trailing
+// empty one of an object path.
+func segments(path string) []string {
+	return strings.Split(strings.TrimSuffix(path, "."), ".")
+}
+
+// nodeField is the dotted field of the node for segs:
+// params.<s0>.c.<s1>.c.<s2>. An empty segs is the tree root, "params".
+func nodeField(segs []string) string {
+	var b strings.Builder
+	b.WriteString("params")
+	for i, s := range segs {
+		if i > 0 {
+			b.WriteString(".c")
+		}
+		b.WriteByte('.')
+		b.WriteString(escapeKey(s))
+	}
+	return b.String()
+}
+
+// entryField is the field of the entry for path: the node's p for a
+// parameter, its o for an object.
+func entryField(path string) string {
+	if store.IsObjectPath(path) {
+		return nodeField(segments(path)) + "." + keyObject
+	}
+	return nodeField(segments(path)) + "." + keyParam
+}
+
+// childrenField is the field that holds everything under prefix (which ends
+// with "."); for the empty prefix it is the whole tree.
+func childrenField(prefix string) string {
+	if prefix == "" {
+		return "params"
+	}
+	return nodeField(segments(prefix)) + "." + keyChildren
+}
+
+// entryDoc is the stored form of one update applied to an empty entry.
+func entryDoc(u *storekit.Update, at time.Time) bson.D {
+	d := make(bson.D, 0, 6)
+	if u.HasValue {
+		d = append(d, bson.E{Key: fieldValue, Value: u.Value}, bson.E{Key: fieldType, Value: u.Type})
+		if u.IsNumber {
+			d = append(d, bson.E{Key: fieldNumber, Value: u.Number})
+		}
+	}
+	if b, known := u.Writable.Bool(); known {
+		d = append(d, bson.E{Key: fieldWritable, Value: b})
+	}
+	if n, known := u.Notification.Value(); known {
+		d = append(d, bson.E{Key: fieldNotification, Value: int32(n)})
+	}
+	return append(d, bson.E{Key: fieldUpdated, Value: at})
+}
+
+// node is an in-memory subtree, built for a prefix a diff replaces.
+type node struct {
+	param, object bson.D
+	children      map[string]*node
+}
+
+func (n *node) child(seg string) *node {
+	if n.children == nil {
+		n.children = make(map[string]*node)
+	}
+	c := n.children[seg]
+	if c == nil {
+		c = &node{}
+		n.children[seg] = c
+	}
+	return c
+}
+
+// put stores an entry at segs below n; object tells p from o.
+func (n *node) put(segs []string, object bool, entry bson.D) {
+	for _, s := range segs {
+		n = n.child(s)
+	}
+	if object {
+		n.object = entry
+	} else {
+		n.param = entry
+	}
+}
+
+// childrenDoc renders n's children map, keys sorted so equal trees are equal
+// documents.
+func (n *node) childrenDoc() bson.D {
+	keys := make([]string, 0, len(n.children))
+	for k := range n.children {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	d := make(bson.D, 0, len(keys))
+	for _, k := range keys {
+		d = append(d, bson.E{Key: escapeKey(k), Value: n.children[k].doc()})
+	}
+	return d
+}
+
+func (n *node) doc() bson.D {
+	d := make(bson.D, 0, 3)
+	if n.param != nil {
+		d = append(d, bson.E{Key: keyParam, Value: n.param})
+	}
+	if n.object != nil {
+		d = append(d, bson.E{Key: keyObject, Value: n.object})
+	}
+	if len(n.children) > 0 {
+		d = append(d, bson.E{Key: keyChildren, Value: n.childrenDoc()})
+	}
+	return d
+}
+
+// treeOps turns the parameter part of a plan into $set and $unset fields.
+//
+// Updates outside every deleted prefix become per-field $set/$unset, so the
+// stored attributes the update does not know are kept. A deleted prefix
+// becomes one $set of its whole subtree, rebuilt from the updates under it
+// (after the delete nothing else is there), or an $unset when none is; the
+// object entry of the prefix itself is handled the same way. Because no
+// field written is a prefix of another, MongoDB sees no conflicting paths.
+func treeOps(p *storekit.Plan, set, unset *bson.D) {
+	prefixes := p.Deletes
+	if p.DeleteAll {
+		prefixes = []string{""}
+	}
+	subtrees := make(map[string]*node, len(prefixes))
+	at := p.Time
+	for i := range p.Updates {
+		u := &p.Updates[i]
+		if pre, covered := storekit.Covered(prefixes, u.Path); covered {
+			t := subtrees[pre]
+			if t == nil {
+				t = &node{}
+				subtrees[pre] = t
+			}
+			if u.Path == pre {
+				// The object entry of the deleted prefix itself.
+				t.object = entryDoc(u, at)
+				continue
+			}
+			t.put(segments(u.Path[len(pre):]), store.IsObjectPath(u.Path), entryDoc(u, at))
+			continue
+		}
+		f := entryField(u.Path) + "."
+		if u.HasValue {
+			*set = append(*set, bson.E{Key: f + fieldValue, Value: u.Value}, bson.E{Key: f + fieldType, Value: u.Type})
+			if u.IsNumber {
+				*set = append(*set, bson.E{Key: f + fieldNumber, Value: u.Number})
+			} else {
+				*unset = append(*unset, bson.E{Key: f + fieldNumber, Value: ""})
+			}
+		}
+		if b, known := u.Writable.Bool(); known {
+			*set = append(*set, bson.E{Key: f + fieldWritable, Value: b})
+		}
+		if n, known := u.Notification.Value(); known {
+			*set = append(*set, bson.E{Key: f + fieldNotification, Value: int32(n)})
+		}
+		*set = append(*set, bson.E{Key: f + fieldUpdated, Value: at})
+	}
+	for _, pre := range prefixes {
+		t := subtrees[pre]
+		cf := childrenField(pre)
+		if t != nil && len(t.children) > 0 {
+			*set = append(*set, bson.E{Key: cf, Value: t.childrenDoc()})
+		} else if pre == "" {
+			*set = append(*set, bson.E{Key: cf, Value: bson.D{}})
+		} else {
+			*unset = append(*unset, bson.E{Key: cf, Value: ""})
+		}
+		if pre == "" {
+			continue
+		}
+		of := nodeField(segments(pre)) + "." + keyObject
+		if t != nil && t.object != nil {
+			*set = append(*set, bson.E{Key: of, Value: t.object})
+		} else {
+			*unset = append(*unset, bson.E{Key: of, Value: ""})
+		}
+	}
+}
+
+// decodeTree walks a stored (sub)tree and adds every entry whose path starts
+// with prefix to out. raw is the node at base (the path of the node plus
+// "."), or the whole tree when base is "" and isRoot.
+func decodeChildren(raw bson.Raw, base, prefix string, out map[string]store.Parameter) error {
+	elems, err := raw.Elements()
+	if err != nil {
+		return fmt.Errorf("decode parameter tree: %w", err)
+	}
+	for _, e := range elems {
+		nd, ok := e.Value().DocumentOK()
+		if !ok {
+			return fmt.Errorf("decode parameter tree: node %q is not a document", base+e.Key())
+		}
+		if err := decodeNode(nd, base+unescapeKey(e.Key()), prefix, out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// decodeNode decodes the node of path (no trailing ".").
+func decodeNode(raw bson.Raw, path, prefix string, out map[string]store.Parameter) error {
+	// Skip subtrees that cannot hold a matching path.
+	objPath := path + "."
+	if !strings.HasPrefix(objPath, prefix) && !strings.HasPrefix(prefix, objPath) && !strings.HasPrefix(path, prefix) {
+		return nil
+	}
+	if v, err := raw.LookupErr(keyParam); err == nil && strings.HasPrefix(path, prefix) {
+		p, err := decodeEntry(v)
+		if err != nil {
+			return fmt.Errorf("decode parameter %q: %w", path, err)
+		}
+		out[path] = p
+	}
+	if v, err := raw.LookupErr(keyObject); err == nil && strings.HasPrefix(objPath, prefix) {
+		p, err := decodeEntry(v)
+		if err != nil {
+			return fmt.Errorf("decode object %q: %w", objPath, err)
+		}
+		out[objPath] = p
+	}
+	if v, err := raw.LookupErr(keyChildren); err == nil {
+		c, ok := v.DocumentOK()
+		if !ok {
+			return fmt.Errorf("decode parameter tree: children of %q are not a document", path)
+		}
+		return decodeChildren(c, objPath, prefix, out)
+	}
+	return nil
+}
+
+func decodeEntry(v bson.RawValue) (store.Parameter, error) {
+	doc, ok := v.DocumentOK()
+	if !ok {
+		return store.Parameter{}, fmt.Errorf("entry is %s, not a document", v.Type)
+	}
+	var p store.Parameter
+	if s, err := doc.LookupErr(fieldValue); err == nil {
+		p.Value, ok = s.StringValueOK()
+		if !ok {
+			return store.Parameter{}, fmt.Errorf("value is %s, not a string", s.Type)
+		}
+		p.HasValue = true
+		if t, err := doc.LookupErr(fieldType); err == nil {
+			p.Type, _ = t.StringValueOK()
+		}
+	}
+	if w, err := doc.LookupErr(fieldWritable); err == nil {
+		if b, ok := w.BooleanOK(); ok {
+			p.Writable = store.TriOf(b)
+		}
+	}
+	if n, err := doc.LookupErr(fieldNotification); err == nil {
+		if i, ok := n.AsInt64OK(); ok {
+			p.Notification = store.NotificationOf(int(i))
+		}
+	}
+	if u, err := doc.LookupErr(fieldUpdated); err == nil {
+		if t, ok := u.TimeOK(); ok {
+			p.Updated = t.UTC()
+		}
+	}
+	return p, nil
+}

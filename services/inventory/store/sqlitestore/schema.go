@@ -1,0 +1,61 @@
+package sqlitestore
+
+// migrations are applied in order, each once, recorded in schema_migrations.
+// Never edit a released migration: append a new one.
+var migrations = []string{
+	// 1: devices, their tags and their parameter trees.
+	`
+CREATE TABLE devices (
+	tenant           TEXT    NOT NULL,
+	id               TEXT    NOT NULL,
+	manufacturer     TEXT    NOT NULL DEFAULT '',
+	oui_raw          TEXT    NOT NULL DEFAULT '',
+	oui              TEXT    NOT NULL DEFAULT '',
+	product_class    TEXT    NOT NULL DEFAULT '',
+	serial_number    TEXT    NOT NULL DEFAULT '',
+	software_version TEXT    NOT NULL DEFAULT '',
+	data_model_root  TEXT    NOT NULL DEFAULT '',
+	cr_url           TEXT    NOT NULL DEFAULT '',
+	cr_username      TEXT    NOT NULL DEFAULT '',
+	cr_password      TEXT    NOT NULL DEFAULT '',
+	last_inform      INTEGER,
+	remote_ip        TEXT    NOT NULL DEFAULT '',
+	last_events      TEXT    NOT NULL DEFAULT '[]',
+	registered       INTEGER NOT NULL,
+	last_boot        INTEGER,
+	fencing_token    INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+CREATE INDEX devices_last_inform      ON devices (tenant, last_inform);
+CREATE INDEX devices_oui              ON devices (tenant, oui, id);
+CREATE INDEX devices_product_class    ON devices (tenant, product_class, id);
+CREATE INDEX devices_serial_number    ON devices (tenant, serial_number, id);
+CREATE INDEX devices_software_version ON devices (tenant, software_version, id);
+
+CREATE TABLE device_tags (
+	tenant    TEXT NOT NULL,
+	device_id TEXT NOT NULL,
+	tag       TEXT NOT NULL,
+	PRIMARY KEY (tenant, device_id, tag)
+) WITHOUT ROWID;
+CREATE INDEX device_tags_tag ON device_tags (tenant, tag, device_id);
+
+-- value and type are NULL while only attributes are known; number holds
+-- the value when it is a decimal number, for numeric lt/gt; writable and
+-- notification are NULL while unknown.
+CREATE TABLE parameters (
+	tenant       TEXT    NOT NULL,
+	device_id    TEXT    NOT NULL,
+	path         TEXT    NOT NULL,
+	value        TEXT,
+	type         TEXT,
+	number       REAL,
+	writable     INTEGER,
+	notification INTEGER,
+	updated      INTEGER NOT NULL,
+	PRIMARY KEY (tenant, device_id, path)
+) WITHOUT ROWID;
+CREATE INDEX parameters_value  ON parameters (tenant, path, value);
+CREATE INDEX parameters_number ON parameters (tenant, path, number) WHERE number IS NOT NULL;
+`,
+}

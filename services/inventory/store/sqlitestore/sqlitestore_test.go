@@ -1,0 +1,90 @@
+package sqlitestore_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+
+	"github.com/fleetacs/fleetacs/services/inventory/store"
+	"github.com/fleetacs/fleetacs/services/inventory/store/sqlitestore"
+	"github.com/fleetacs/fleetacs/services/inventory/storetest"
+)
+
+func newStore(t *testing.T) store.Store {
+	t.Helper()
+	s := sqlitestore.New(sqlitestore.Config{Path: filepath.Join(t.TempDir(), "inventory.db")})
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(context.Background()); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return s
+}
+
+func TestContract(t *testing.T) {
+	storetest.Run(t, newStore)
+}
+
+func TestNewDoesNoIO(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sub", "inventory.db")
+	s := sqlitestore.New(sqlitestore.Config{Path: path})
+	if matches, _ := filepath.Glob(filepath.Join(dir, "*")); len(matches) != 0 {
+		t.Fatalf("New created files: %v", matches)
+	}
+	if _, err := s.Get(t.Context(), "default", "X-1", store.ReadOptions{}); err == nil {
+		t.Fatal("Get before Start succeeded")
+	}
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReopenKeepsDataAndMigratesOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "inventory.db")
+	ctx := t.Context()
+	s := sqlitestore.New(sqlitestore.Config{Path: path})
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d := store.Diff{Time: storetestTime, Inform: &store.Inform{DeviceID: devID}}
+	id := store.MakeID(devID)
+	if err := s.ApplySessionDiff(ctx, "default", id, d, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s2 := sqlitestore.New(sqlitestore.Config{Path: path})
+	if err := s2.Start(ctx); err != nil {
+		t.Fatalf("restart on an existing file: %v", err)
+	}
+	defer s2.Close(ctx)
+	if _, err := s2.Get(ctx, "default", id, store.ReadOptions{}); err != nil {
+		t.Fatalf("device lost across restart: %v", err)
+	}
+}
+
+func TestStartFailsOnBadPath(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	s := sqlitestore.New(sqlitestore.Config{Path: file})
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s.Close(t.Context())
+	// A directory below a regular file cannot be created.
+	bad := sqlitestore.New(sqlitestore.Config{Path: filepath.Join(file, "x", "inventory.db")})
+	if err := bad.Start(t.Context()); err == nil {
+		t.Fatal("Start succeeded below a regular file")
+	}
+	if err := sqlitestore.New(sqlitestore.Config{}).Start(t.Context()); !errors.Is(err, store.ErrInvalidArgument) {
+		t.Fatalf("Start with empty path: %v", err)
+	}
+}
