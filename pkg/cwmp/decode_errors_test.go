@@ -7,8 +7,8 @@ import (
 )
 
 const (
-	envOpen  = `<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:cwmp="urn:dslforum-org:cwmp-1-0">`
-	envClose = `</soap:Envelope>`
+	decEnvOpen  = `<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:cwmp="urn:dslforum-org:cwmp-1-0">`
+	decEnvClose = `</soap:Envelope>`
 )
 
 type brokenInput struct {
@@ -27,16 +27,16 @@ var brokenInputs = []brokenInput{
 	{name: "empty", body: "", err: ErrEmpty, line: 1, col: 1},
 	{name: "white space", body: " \r\n\t\n", err: ErrEmpty, line: 3, col: 1},
 	{name: "BOM only", body: "\xEF\xBB\xBF\n", err: ErrEmpty, line: 2, col: 1},
-	{name: "too large", body: envOpen + "<soap:Body/>" + envClose, limits: Limits{MaxBytes: 100}, err: ErrTooLarge, line: 1, col: 101, detail: "exceeds the limit of 100"},
-	{name: "too deep", body: envOpen + "\n<soap:Body>\n  <cwmp:Inform><DeviceId><OUI>1</OUI></DeviceId></cwmp:Inform></soap:Body>" + envClose,
+	{name: "too large", body: decEnvOpen + "<soap:Body/>" + decEnvClose, limits: Limits{MaxBytes: 100}, err: ErrTooLarge, line: 1, col: 101, detail: "exceeds the limit of 100"},
+	{name: "too deep", body: decEnvOpen + "\n<soap:Body>\n  <cwmp:Inform><DeviceId><OUI>1</OUI></DeviceId></cwmp:Inform></soap:Body>" + decEnvClose,
 		limits: Limits{MaxDepth: 4}, err: ErrTooDeep, line: 3, col: 26, detail: "<OUI> nested deeper than 4"},
-	{name: "mismatched end tag", body: envOpen + "\n<soap:Body>\n<cwmp:Fault/></Bdy>\n" + envClose,
+	{name: "mismatched end tag", body: decEnvOpen + "\n<soap:Body>\n<cwmp:Fault/></Bdy>\n" + decEnvClose,
 		err: ErrMalformed, line: 3, col: 14, detail: "unexpected end of element </Bdy>"},
-	{name: "unclosed element", body: envOpen + "\n<soap:Body>\n<cwmp:Reboot>", err: ErrMalformed, line: 3, col: 14, detail: "<cwmp:Reboot> not closed"},
-	{name: "DOCTYPE", body: "<?xml version=\"1.0\"?>\n<!DOCTYPE soap:Envelope>\n" + envOpen + envClose, err: ErrMalformed, line: 2, col: 1, detail: "DOCTYPE"},
+	{name: "unclosed element", body: decEnvOpen + "\n<soap:Body>\n<cwmp:Reboot>", err: ErrMalformed, line: 3, col: 14, detail: "<cwmp:Reboot> not closed"},
+	{name: "DOCTYPE", body: "<?xml version=\"1.0\"?>\n<!DOCTYPE soap:Envelope>\n" + decEnvOpen + decEnvClose, err: ErrMalformed, line: 2, col: 1, detail: "DOCTYPE"},
 	{name: "entity expansion attack", body: "<!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;&lol;\">]>\n<lolz>&lol2;</lolz>",
 		err: ErrMalformed, line: 1, col: 1, detail: "DOCTYPE"},
-	{name: "undefined entity", body: envOpen + "<soap:Body><cwmp:Reboot><CommandKey>a&nbsp;b</CommandKey></cwmp:Reboot></soap:Body>" + envClose,
+	{name: "undefined entity", body: decEnvOpen + "<soap:Body><cwmp:Reboot><CommandKey>a&nbsp;b</CommandKey></cwmp:Reboot></soap:Body>" + decEnvClose,
 		err: ErrMalformed, line: 1, col: 147, detail: `invalid character entity "&nbsp;"`},
 	{name: "entity without semicolon", body: "<a>AT&T</a>", err: ErrMalformed, line: 1, col: 6, detail: "invalid character entity"},
 	{name: "reference to NUL", body: "<a>&#0;</a>", err: ErrMalformed, line: 1, col: 4, detail: "illegal character"},
@@ -62,19 +62,19 @@ var brokenInputs = []brokenInput{
 	{name: "not an envelope", body: "<html><body>busy</body></html>", err: ErrNotEnvelope, line: 1, col: 1, detail: "root element is <html>"},
 	{name: "SOAP 1.2 envelope", body: `<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope"><e:Body><x/></e:Body></e:Envelope>`,
 		err: ErrNotEnvelope, line: 1, col: 1, detail: "http://www.w3.org/2003/05/soap-envelope"},
-	{name: "no Body", body: envOpen + "<soap:Header/>" + envClose, err: ErrNotEnvelope, line: 1, col: 1, detail: "no SOAP Body"},
-	{name: "empty Body", body: envOpen + "\n  <soap:Body> <!-- --> </soap:Body>" + envClose, err: ErrNotEnvelope, line: 2, col: 3, detail: "empty SOAP Body"},
-	{name: "two RPCs", body: envOpen + "<soap:Body><cwmp:Reboot/>\n<cwmp:FactoryReset/></soap:Body>" + envClose, err: ErrNotEnvelope, line: 2, col: 1, detail: "holds 2 elements"},
-	{name: "two Bodies", body: envOpen + "<soap:Body><cwmp:Reboot/></soap:Body><soap:Body/>" + envClose, err: ErrNotEnvelope, line: 1, col: 147, detail: "more than one SOAP Body"},
-	{name: "bad unsignedInt", body: envOpen + "<soap:Body><cwmp:Inform>\n<RetryCount>many</RetryCount></cwmp:Inform></soap:Body>" + envClose,
+	{name: "no Body", body: decEnvOpen + "<soap:Header/>" + decEnvClose, err: ErrNotEnvelope, line: 1, col: 1, detail: "no SOAP Body"},
+	{name: "empty Body", body: decEnvOpen + "\n  <soap:Body> <!-- --> </soap:Body>" + decEnvClose, err: ErrNotEnvelope, line: 2, col: 3, detail: "empty SOAP Body"},
+	{name: "two RPCs", body: decEnvOpen + "<soap:Body><cwmp:Reboot/>\n<cwmp:FactoryReset/></soap:Body>" + decEnvClose, err: ErrNotEnvelope, line: 2, col: 1, detail: "holds 2 elements"},
+	{name: "two Bodies", body: decEnvOpen + "<soap:Body><cwmp:Reboot/></soap:Body><soap:Body/>" + decEnvClose, err: ErrNotEnvelope, line: 1, col: 147, detail: "more than one SOAP Body"},
+	{name: "bad unsignedInt", body: decEnvOpen + "<soap:Body><cwmp:Inform>\n<RetryCount>many</RetryCount></cwmp:Inform></soap:Body>" + decEnvClose,
 		err: ErrNotEnvelope, line: 2, col: 1, detail: `invalid unsignedInt "many" in <RetryCount>`},
-	{name: "negative unsignedInt", body: envOpen + "<soap:Body><cwmp:AddObjectResponse><InstanceNumber>-1</InstanceNumber></cwmp:AddObjectResponse></soap:Body>" + envClose,
+	{name: "negative unsignedInt", body: decEnvOpen + "<soap:Body><cwmp:AddObjectResponse><InstanceNumber>-1</InstanceNumber></cwmp:AddObjectResponse></soap:Body>" + decEnvClose,
 		err: ErrNotEnvelope, line: 1, col: 145, detail: `invalid unsignedInt "-1"`},
-	{name: "bad boolean", body: envOpen + "<soap:Body><cwmp:GetParameterNames><NextLevel>yes</NextLevel></cwmp:GetParameterNames></soap:Body>" + envClose,
+	{name: "bad boolean", body: decEnvOpen + "<soap:Body><cwmp:GetParameterNames><NextLevel>yes</NextLevel></cwmp:GetParameterNames></soap:Body>" + decEnvClose,
 		err: ErrNotEnvelope, line: 1, col: 145, detail: `invalid boolean "yes" in <NextLevel>`},
-	{name: "bad int", body: envOpen + "<soap:Body><cwmp:SetParameterValuesResponse><Status>1.0</Status></cwmp:SetParameterValuesResponse></soap:Body>" + envClose,
+	{name: "bad int", body: decEnvOpen + "<soap:Body><cwmp:SetParameterValuesResponse><Status>1.0</Status></cwmp:SetParameterValuesResponse></soap:Body>" + decEnvClose,
 		err: ErrNotEnvelope, line: 1, col: 154, detail: `invalid int "1.0" in <Status>`},
-	{name: "bad fault code", body: envOpen + "<soap:Body><soap:Fault><detail><cwmp:Fault><FaultCode>90O3</FaultCode></cwmp:Fault></detail></soap:Fault></soap:Body>" + envClose,
+	{name: "bad fault code", body: decEnvOpen + "<soap:Body><soap:Fault><detail><cwmp:Fault><FaultCode>90O3</FaultCode></cwmp:Fault></detail></soap:Fault></soap:Body>" + decEnvClose,
 		err: ErrNotEnvelope, line: 1, col: 153, detail: `invalid fault code "90O3"`},
 }
 
@@ -109,7 +109,7 @@ func TestDecodeErrors(t *testing.T) {
 }
 
 func TestDecodeErrorMessage(t *testing.T) {
-	_, err := Decode([]byte(envOpen + "\n<soap:Body>\n<cwmp:Fault/></Bdy>\n" + envClose))
+	_, err := Decode([]byte(decEnvOpen + "\n<soap:Body>\n<cwmp:Fault/></Bdy>\n" + decEnvClose))
 	const want = "line 3, column 14: malformed XML: unexpected end of element </Bdy>"
 	if err == nil || err.Error() != want {
 		t.Fatalf("error %q, want %q", err, want)
