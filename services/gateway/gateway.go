@@ -1,58 +1,502 @@
 // Package gateway is FleetACS's CPE-facing edge: the CWMP endpoint over HTTP
-// and HTTPS on :7547. It authenticates CPEs, enforces size and time limits,
-// applies admission control and forwards each exchange to a session worker; it
-// keeps no session state (DESIGN §1, §2).
+// and HTTPS on :7547 (DESIGN §1, §2 steps 1-2 and 4-6, §5). For each CPE
+// POST it applies size and time limits, removes gzip or deflate coding,
+// authenticates the CPE (HTTP Digest, Basic over TLS, or a TLS client
+// certificate), admits or sheds new sessions by priority, takes the device
+// lease for a new session and forwards the request to a session worker
+// through the Forwarder port, then sends the worker's answer back.
 //
-// This module holds its configuration and constructor; the service body
-// arrives with the issue that builds it (see the README's architecture
-// section). Nothing here pretends to serve traffic yet.
+// The gateway keeps no session state of its own beyond a TCP connection's
+// last session and a count of the sessions it carries: a session's next
+// request may arrive on another connection or another replica, and is
+// routed by its cookie, else by the connection it arrives on, else by the
+// CPE's address and the open session record in Affinity (notes §4.1,
+// DESIGN §2 step 4).
+//
+// Logs are JSON through the injected log/slog logger with the keys
+// device_id, session_id and tenant; trace_id is added from the context by
+// the logger's handler (pkg/telemetry). Values from CPEs are attributes,
+// never part of a message.
 package gateway
 
 import (
-	"flag"
+	"context"
+	crand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"github.com/fleetacs/fleetacs/pkg/lifecycle"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
-// Config is the gateway service's configuration (STYLE rule 2).
-type Config struct {
-	// ListenAddr is the plain-HTTP CWMP listener.
-	ListenAddr string
-	// MaxBodyBytes bounds one CWMP request body after decompression.
-	MaxBodyBytes int
-}
-
-// RegisterFlags registers the service's flags, named "gateway.<name>", with their
-// defaults.
-func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.ListenAddr, "gateway.listen-addr", ":7547", "plain-HTTP CWMP listen address")
-	fs.IntVar(&c.MaxBodyBytes, "gateway.max-body-bytes", 4<<20, "largest CWMP request body accepted, after decompression")
-}
-
-// Validate reports the first setting that cannot work.
-func (c *Config) Validate() error {
-	if c.ListenAddr == "" {
-		return fmt.Errorf("gateway.listen-addr must not be empty")
-	}
-	if c.MaxBodyBytes <= 0 {
-		return fmt.Errorf("gateway.max-body-bytes must be positive, got %d", c.MaxBodyBytes)
-	}
-	return nil
+// Deps are the gateway's collaborators. Only Forwarder is required.
+type Deps struct {
+	Logger *slog.Logger
+	// Forwarder reaches the session workers.
+	Forwarder Forwarder
+	// Affinity holds open session records; default: in memory (one
+	// process).
+	Affinity Affinity
+	// Leases holds device leases; default: in memory (one process).
+	Leases Leases
+	// Credentials looks up per-device CPE credentials; nil means only the
+	// shared onboarding credentials (or client certificates) authenticate.
+	Credentials Credentials
+	// Health, when set, learns the gateway's readiness as component
+	// "gateway" (for a process-wide admin server).
+	Health *lifecycle.Health
+	// TracerProvider and MeterProvider default to no-ops.
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
+	// Now is the clock (time.Now by default); RandN returns a uniform
+	// random number in [0, n) (math/rand/v2.Int64N by default). Tests
+	// inject both.
+	Now   func() time.Time
+	RandN func(n int64) int64
+	// DeviceKey maps an Inform's DeviceId to the canonical device key
+	// (default: DeviceKey).
+	DeviceKey func(cwmp.DeviceID) string
+	// Listening, when set, learns each listener's bound address once Run
+	// has opened it: name is "http", "https" or "admin" (tests listen on
+	// port 0).
+	Listening func(name string, addr net.Addr)
 }
 
 // Service is the gateway service.
 type Service struct {
-	cfg    Config
-	logger *slog.Logger
+	cfg       Config
+	logger    *slog.Logger
+	fwd       Forwarder
+	affinity  Affinity
+	leases    Leases
+	health    *lifecycle.Health
+	tracer    trace.Tracer
+	metrics   *metrics
+	now       func() time.Time
+	randN     func(int64) int64
+	deviceKey func(cwmp.DeviceID) string
+	listening func(string, net.Addr)
+
+	auth        *authenticator
+	admission   *admission
+	sessions    *sessionTable
+	tenantHosts map[string]string
+	trusted     []netip.Prefix
+	// randomNonceSecret records that no nonce secret was configured.
+	randomNonceSecret bool
+
+	draining atomic.Bool
+	ready    atomic.Bool
+	runOnce  sync.Once
 }
 
-// New builds the service from a validated configuration. It does no I/O.
-func New(cfg Config, logger *slog.Logger) (*Service, error) {
+// New builds the service from a configuration and its dependencies. It
+// does no I/O: listeners open, and certificate files are read, in Run.
+func New(cfg Config, deps Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("gateway config: %w", err)
 	}
-	if logger == nil {
-		logger = slog.Default()
+	if deps.Forwarder == nil {
+		return nil, errors.New("gateway: no Forwarder")
 	}
-	return &Service{cfg: cfg, logger: logger.With("service", "gateway")}, nil
+	s := &Service{
+		cfg:       cfg,
+		logger:    deps.Logger,
+		fwd:       deps.Forwarder,
+		affinity:  deps.Affinity,
+		leases:    deps.Leases,
+		health:    deps.Health,
+		now:       deps.Now,
+		randN:     deps.RandN,
+		deviceKey: deps.DeviceKey,
+		listening: deps.Listening,
+	}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	s.logger = s.logger.With("service", "gateway")
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.randN == nil {
+		s.randN = rand.Int64N
+	}
+	if s.deviceKey == nil {
+		s.deviceKey = DeviceKey
+	}
+	if s.affinity == nil {
+		s.affinity = NewMemoryAffinity(s.now)
+	}
+	if s.leases == nil {
+		s.leases = NewMemoryLeases(s.now)
+	}
+	tp := deps.TracerProvider
+	if tp == nil {
+		tp = tracenoop.NewTracerProvider()
+	}
+	s.tracer = tp.Tracer("github.com/fleetacs/fleetacs/services/gateway")
+	mp := deps.MeterProvider
+	if mp == nil {
+		mp = metricnoop.NewMeterProvider()
+	}
+	m, err := newMetrics(mp.Meter("github.com/fleetacs/fleetacs/services/gateway"))
+	if err != nil {
+		return nil, fmt.Errorf("gateway metrics: %w", err)
+	}
+	s.metrics = m
+
+	// Validate has checked these parse.
+	s.tenantHosts, _ = parseTenantHosts(cfg.TenantHosts)
+	s.trusted, _ = parsePrefixes(cfg.TrustedProxies)
+	priority, _ := parseEventCodes(cfg.AdmissionPriorityEvents)
+	digest, basic, _ := parseSchemes(cfg.AuthSchemes)
+
+	secret := []byte(cfg.AuthNonceSecret)
+	if len(secret) == 0 {
+		secret = make([]byte, 32)
+		_, _ = crand.Read(secret) // crypto/rand.Read never fails on supported platforms
+		s.randomNonceSecret = true
+	}
+	s.auth = &authenticator{
+		digest: digest, basic: basic,
+		basicOverHTTP:    cfg.AuthBasicOverHTTP,
+		anonymous:        cfg.AuthAnonymous,
+		realm:            cfg.AuthRealm,
+		nonces:           nonceMinter{secret: secret, realm: cfg.AuthRealm, lifetime: cfg.AuthNonceLifetime},
+		sharedUser:       cfg.AuthSharedUsername,
+		sharedPass:       cfg.AuthSharedPassword,
+		onboardingSecret: cfg.AuthOnboardingSecret,
+		creds:            deps.Credentials,
+		now:              s.now,
+	}
+	certAuth := cfg.TLSListenAddr != "" && cfg.TLSClientAuth != "none"
+	if !cfg.AuthAnonymous && !certAuth && deps.Credentials == nil && cfg.AuthSharedUsername == "" && cfg.AuthOnboardingSecret == "" {
+		return nil, errors.New("gateway: no way for CPEs to authenticate: configure Credentials, gateway.auth-shared-username, gateway.auth-onboarding-secret or client certificates (or, insecurely, gateway.auth-anonymous)")
+	}
+	s.admission = newAdmission(cfg.AdmissionRate, cfg.AdmissionBurst, cfg.AdmissionReservedShare, priority, s.now)
+	s.sessions = newSessionTable(cfg.MaxSessions, cfg.SessionIdleTimeout, s.now)
+	if s.health != nil {
+		s.health.Register("gateway")
+	}
+	return s, nil
+}
+
+// Ready reports whether the gateway takes new sessions: it is listening and
+// not draining.
+func (s *Service) Ready() bool { return s.ready.Load() && !s.draining.Load() }
+
+// Run serves CPEs until ctx ends, then drains: it reports not ready, refuses
+// new sessions with 503, lets open sessions finish for up to
+// gateway.drain-grace, then closes the connections within
+// gateway.shutdown-timeout. It returns nil after a clean stop and an error
+// when it cannot start or a listener fails. Run may be called once.
+func (s *Service) Run(ctx context.Context) error {
+	err := errors.New("gateway: Run called twice")
+	s.runOnce.Do(func() { err = s.run(ctx) })
+	return err
+}
+
+type server struct {
+	name string
+	srv  *http.Server
+	ln   net.Listener
+}
+
+func (s *Service) run(ctx context.Context) error {
+	if s.cfg.AuthAnonymous {
+		s.logger.Warn("CPE AUTHENTICATION IS OFF: gateway.auth-anonymous accepts any CPE without credentials; never run this way on a network you do not control")
+	}
+	if s.randomNonceSecret {
+		s.logger.Info("no gateway.auth-nonce-secret: Digest nonces use a random key of this process, so CPEs challenged by one replica fail at another")
+	}
+
+	// Requests keep running through the drain: their context is not the
+	// Run context but one cancelled only when the drain gives up.
+	baseCtx, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
+
+	var servers []server
+	closeAll := func() {
+		for _, sv := range servers {
+			_ = sv.ln.Close()
+		}
+	}
+	cwmpHandler := s.Handler()
+	if s.cfg.ListenAddr != "" {
+		ln, err := net.Listen("tcp", s.cfg.ListenAddr)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", s.cfg.ListenAddr, err)
+		}
+		servers = append(servers, server{"http", s.httpServer(baseCtx, cwmpHandler, nil), ln})
+	}
+	if s.cfg.TLSListenAddr != "" {
+		tc, err := s.tlsConfig()
+		if err != nil {
+			closeAll()
+			return err
+		}
+		ln, err := net.Listen("tcp", s.cfg.TLSListenAddr)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("listen %s: %w", s.cfg.TLSListenAddr, err)
+		}
+		servers = append(servers, server{"https", s.httpServer(baseCtx, cwmpHandler, tc), tls.NewListener(ln, tc)})
+	}
+	var admin *server
+	if s.cfg.AdminListenAddr != "" {
+		ln, err := net.Listen("tcp", s.cfg.AdminListenAddr)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("listen admin %s: %w", s.cfg.AdminListenAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/healthz", s.serveHealthz)
+		mux.HandleFunc("/readyz", s.serveReadyz)
+		admin = &server{"admin", &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
+		}, ln}
+	}
+
+	errc := make(chan error, len(servers)+1)
+	serve := func(sv server) {
+		s.logger.Info("listening", "listener", sv.name, "addr", sv.ln.Addr().String())
+		if s.listening != nil {
+			s.listening(sv.name, sv.ln.Addr())
+		}
+		go func() {
+			if err := sv.srv.Serve(sv.ln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("serve %s: %w", sv.name, err)
+			}
+		}()
+	}
+	if admin != nil {
+		serve(*admin)
+	}
+	for _, sv := range servers {
+		serve(sv)
+	}
+	s.ready.Store(true)
+	if s.health != nil {
+		s.health.SetReady("gateway", true)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		s.logger.Error("listener failed", "err", runErr)
+	}
+
+	s.draining.Store(true)
+	if s.health != nil {
+		s.health.SetReady("gateway", false)
+	}
+	if runErr == nil {
+		s.drain()
+	}
+
+	var errs []error
+	if runErr != nil {
+		errs = append(errs, runErr)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, sv := range servers {
+		wg.Go(func() {
+			if err := sv.srv.Shutdown(sctx); err != nil {
+				// Connections still busy at the deadline are cut.
+				_ = sv.srv.Close()
+				s.logger.Warn("connections closed at the shutdown deadline", "listener", sv.name)
+			}
+		})
+	}
+	wg.Wait()
+	cancelBase()
+	if admin != nil {
+		if err := admin.srv.Shutdown(sctx); err != nil {
+			_ = admin.srv.Close()
+		}
+	}
+	s.logger.Info("gateway stopped")
+	return errors.Join(errs...)
+}
+
+// drain waits until no session is open here or the grace period ends.
+func (s *Service) drain() {
+	deadline := time.NewTimer(s.cfg.DrainGrace)
+	defer deadline.Stop()
+	// Idle sessions age out by the table's clock; look again now and then
+	// even when nothing ends.
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		n, changed := s.sessions.count()
+		if n == 0 {
+			s.logger.Info("drained: no open sessions")
+			return
+		}
+		select {
+		case <-changed:
+		case <-tick.C:
+		case <-deadline.C:
+			s.logger.Warn("drain grace over with sessions still open", "open_sessions", n)
+			return
+		}
+	}
+}
+
+func (s *Service) httpServer(base context.Context, h http.Handler, tc *tls.Config) *http.Server {
+	srv := &http.Server{
+		Handler:           h,
+		TLSConfig:         tc,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		BaseContext:       func(net.Listener) context.Context { return base },
+		ConnContext:       withConnState,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
+		// HTTP/1.1 only: CPEs speak it, and a session's keep-alive
+		// connection is the routing key of cookie-less CPEs.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+	}
+	return srv
+}
+
+// tlsConfig reads the certificate files (I/O, so at Run).
+func (s *Service) tlsConfig() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load TLS certificate %s: %w", s.cfg.TLSCertFile, err)
+	}
+	tc := &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{cert},
+		NextProtos:   []string{"http/1.1"},
+	}
+	if s.cfg.TLSClientAuth != "none" {
+		pem, err := os.ReadFile(s.cfg.TLSClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read client CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("read client CA file %s: no PEM certificate in it", s.cfg.TLSClientCAFile)
+		}
+		tc.ClientCAs = pool
+		tc.ClientAuth = tls.VerifyClientCertIfGiven
+		if s.cfg.TLSClientAuth == "require" {
+			tc.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}
+	return tc, nil
+}
+
+func (s *Service) serveHealthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+func (s *Service) serveReadyz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if !s.Ready() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("not ready\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// metrics are the gateway's OpenTelemetry instruments, with their
+// attribute sets built once so that counting does not allocate.
+type metrics struct {
+	shed         metric.Int64Counter
+	authFailures metric.Int64Counter
+	sessions     metric.Int64Counter
+	requests     metric.Int64Counter
+
+	shedSets map[string][2]metric.AddOption // reason -> [normal, priority]
+}
+
+func newMetrics(m metric.Meter) (*metrics, error) {
+	var out metrics
+	var err error
+	if out.shed, err = m.Int64Counter("fleetacs.gateway.sessions.shed",
+		metric.WithDescription("New CPE sessions refused with 503, by reason and priority"), metric.WithUnit("{session}")); err != nil {
+		return nil, err
+	}
+	if out.authFailures, err = m.Int64Counter("fleetacs.gateway.auth.failures",
+		metric.WithDescription("CPE requests with wrong credentials"), metric.WithUnit("{request}")); err != nil {
+		return nil, err
+	}
+	if out.sessions, err = m.Int64Counter("fleetacs.gateway.sessions.started",
+		metric.WithDescription("CPE sessions a worker accepted through this gateway"), metric.WithUnit("{session}")); err != nil {
+		return nil, err
+	}
+	if out.requests, err = m.Int64Counter("fleetacs.gateway.requests",
+		metric.WithDescription("CPE HTTP requests answered, by status class"), metric.WithUnit("{request}")); err != nil {
+		return nil, err
+	}
+	out.shedSets = map[string][2]metric.AddOption{}
+	for _, reason := range []string{shedRate, shedMaxSessions, shedDraining, shedWorkersBusy} {
+		out.shedSets[reason] = [2]metric.AddOption{
+			metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", reason), attribute.Bool("priority", false))),
+			metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", reason), attribute.Bool("priority", true))),
+		}
+	}
+	return &out, nil
+}
+
+// Shed reasons (the "reason" attribute of fleetacs.gateway.sessions.shed).
+const (
+	shedRate        = "rate"
+	shedMaxSessions = "max_sessions"
+	shedDraining    = "draining"
+	shedWorkersBusy = "workers_busy"
+)
+
+var statusClassSets = func() [6]metric.AddOption {
+	var out [6]metric.AddOption
+	for i, c := range []string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"} {
+		out[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String("status_class", c)))
+	}
+	return out
+}()
+
+func (m *metrics) countShed(ctx context.Context, reason string, priority bool) {
+	i := 0
+	if priority {
+		i = 1
+	}
+	m.shed.Add(ctx, 1, m.shedSets[reason][i])
+}
+
+func (m *metrics) countRequest(ctx context.Context, status int) {
+	c := status / 100
+	if c < 1 || c > 5 {
+		c = 0
+	}
+	m.requests.Add(ctx, 1, statusClassSets[c])
 }

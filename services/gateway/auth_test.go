@@ -1,0 +1,394 @@
+package gateway
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDigestResponseRFC2617Example(t *testing.T) {
+	// The worked example of RFC 2617 section 3.5.
+	p, err := parseDigest(`Digest username="Mufasa", realm="testrealm@host.com", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", ` +
+		`uri="/dir/index.html", qop=auth, nc=00000001, cnonce="0a4f113b", response="6629fae49393a05397450978507c4ef1", opaque="5ccc069c403ebaf9f0171e9517f40e41"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !verifyDigest(p, "Circle Of Life", "GET", nil) {
+		t.Fatal("RFC 2617 example response did not verify")
+	}
+	if verifyDigest(p, "Circle of Life", "GET", nil) {
+		t.Fatal("wrong password verified")
+	}
+}
+
+func TestParseDigestTolerant(t *testing.T) {
+	p, err := parseDigest(`digest   response = "ABCDEF", nc=00000002 ,qop="auth",uri=/cwmp,username="a \"b\"",nonce=xyz,realm="r"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.username != `a "b"` || p.nonce != "xyz" || p.uri != "/cwmp" || p.qop != "auth" || p.nc != "00000002" || p.response != "abcdef" || p.realm != "r" {
+		t.Fatalf("parsed %+v", p)
+	}
+	for _, bad := range []string{`Basic dXNlcjpwYXNz`, `Digest username="a"`, `Digest username="a, nonce=x`} {
+		if _, err := parseDigest(bad); err == nil {
+			t.Errorf("parseDigest(%q) accepted", bad)
+		}
+	}
+}
+
+func TestNonceFreshStaleForged(t *testing.T) {
+	n := nonceMinter{secret: []byte("k"), realm: "FleetACS", lifetime: time.Minute}
+	t0 := time.Unix(1_700_000_000, 0)
+	nonce := n.mint(t0)
+	if got := n.check(nonce, t0.Add(59*time.Second)); got != nonceFresh {
+		t.Fatalf("within lifetime: %v", got)
+	}
+	if got := n.check(nonce, t0.Add(61*time.Second)); got != nonceStale {
+		t.Fatalf("after lifetime: %v", got)
+	}
+	other := nonceMinter{secret: []byte("other"), realm: "FleetACS", lifetime: time.Minute}
+	if got := other.check(nonce, t0); got != nonceInvalid {
+		t.Fatalf("another secret accepted the nonce: %v", got)
+	}
+	raw, _ := base64.RawURLEncoding.DecodeString(nonce)
+	raw[0] ^= 1 // move the issue time
+	if got := n.check(base64.RawURLEncoding.EncodeToString(raw), t0); got != nonceInvalid {
+		t.Fatalf("tampered nonce: %v", got)
+	}
+	if got := n.check("not a nonce", t0); got != nonceInvalid {
+		t.Fatalf("garbage nonce: %v", got)
+	}
+}
+
+func TestDigestReconnectAfter401(t *testing.T) {
+	h := startGateway(t, testConfig(), nil)
+	c1 := dialCPE(t, h.addr)
+	first := c1.post(informBody(t, "SN1", "1 BOOT"))
+	if first.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("Inform without credentials: %d, want 401", first.StatusCode)
+	}
+	ch := strings.Join(first.Header.Values("WWW-Authenticate"), " | ")
+	if !strings.Contains(ch, `Digest realm="FleetACS"`) || !strings.Contains(ch, `qop="auth"`) || strings.Contains(ch, "Basic") {
+		t.Fatalf("challenge %q", ch)
+	}
+	if n := len(h.worker.seen()); n != 0 {
+		t.Fatalf("worker saw %d exchanges before authentication", n)
+	}
+	// Like most CPEs, close the connection after the 401 and retry on a
+	// new one: the nonce must not be bound to the socket.
+	_ = c1.c.Close()
+	d := &digestClient{user: "cpe", pass: "secret"}
+	d.learn(t, first)
+	c2 := dialCPE(t, h.addr)
+	ok := c2.post(informBody(t, "SN1", "1 BOOT"), d.header("/cwmp"))
+	if ok.StatusCode != http.StatusOK {
+		t.Fatalf("authenticated Inform: %d %s", ok.StatusCode, ok.body)
+	}
+	if !strings.Contains(string(ok.body), "InformResponse") {
+		t.Fatalf("body %s", ok.body)
+	}
+	sid := cookieOf(ok)
+	seen := h.worker.seen()
+	if len(seen) != 1 || sid == "" || seen[0].SessionID != sid || !seen[0].NewSession {
+		t.Fatalf("cookie %q, exchanges %+v", sid, seen)
+	}
+	ex := seen[0]
+	if ex.Auth != (Auth{Method: AuthDigest, Principal: "cpe", Scope: ScopeShared}) || ex.Tenant != "default" ||
+		ex.DeviceKey != testDeviceKey("SN1") || ex.DeviceID == nil || ex.DeviceID.SerialNumber != "SN1" ||
+		len(ex.Events) != 1 || ex.Events[0].Code != "1 BOOT" || ex.Lease == nil || ex.Lease.FencingToken == 0 || ex.TLS {
+		t.Fatalf("exchange %+v", ex)
+	}
+	// The session's later requests need no Authorization (challenge once
+	// per session), on this connection...
+	if a := c2.post(nil); a.StatusCode != http.StatusOK || !strings.Contains(string(a.body), "GetParameterValues") {
+		t.Fatalf("empty POST: %d %s", a.StatusCode, a.body)
+	}
+	// ...but a CPE that sends it every time is welcome too.
+	if a := c2.post(gpvResponseBody(t), d.header("/cwmp")); a.StatusCode != http.StatusNoContent {
+		t.Fatalf("GPV response: %d", a.StatusCode)
+	}
+	if got := h.worker.seen()[1].Auth; got.Method != AuthSession || got.Principal != "cpe" {
+		t.Fatalf("continuation auth %+v", got)
+	}
+}
+
+func TestDigestWrongPasswordAndStaleNonce(t *testing.T) {
+	h := startGateway(t, testConfig(), nil)
+	c := dialCPE(t, h.addr)
+	first := c.post(informBody(t, "SN1", "2 PERIODIC"))
+	wrong := &digestClient{user: "cpe", pass: "guess"}
+	wrong.learn(t, first)
+	a := c.post(informBody(t, "SN1", "2 PERIODIC"), wrong.header("/cwmp"))
+	if a.StatusCode != http.StatusUnauthorized || strings.Contains(a.Header.Get("WWW-Authenticate"), "stale") {
+		t.Fatalf("wrong password: %d %q", a.StatusCode, a.Header.Get("WWW-Authenticate"))
+	}
+	if !strings.Contains(h.logs.String(), "CPE authentication failed") {
+		t.Fatal("failed authentication not logged")
+	}
+	unknown := &digestClient{user: "nobody", pass: "secret"}
+	unknown.learn(t, first)
+	if a := c.post(informBody(t, "SN1", "2 PERIODIC"), unknown.header("/cwmp")); a.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("unknown user: %d", a.StatusCode)
+	}
+	// A right answer to a nonce past its lifetime gets a new nonce with
+	// stale=true, which tells the CPE its password was right.
+	good := &digestClient{user: "cpe", pass: "secret"}
+	good.learn(t, first)
+	h.clock.Advance(6 * time.Minute)
+	a = c.post(informBody(t, "SN1", "2 PERIODIC"), good.header("/cwmp"))
+	if a.StatusCode != http.StatusUnauthorized || !strings.Contains(a.Header.Get("WWW-Authenticate"), "stale=true") {
+		t.Fatalf("stale nonce: %d %q", a.StatusCode, a.Header.Get("WWW-Authenticate"))
+	}
+	good.learn(t, a)
+	if a := c.post(informBody(t, "SN1", "2 PERIODIC"), good.header("/cwmp")); a.StatusCode != http.StatusOK {
+		t.Fatalf("after stale: %d", a.StatusCode)
+	}
+	// A digest for another URI is refused.
+	if a := c.post(informBody(t, "SN2", "2 PERIODIC"), good.header("/other")); a.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("digest for another uri: %d", a.StatusCode)
+	}
+	if n := len(h.worker.seen()); n != 1 {
+		t.Fatalf("worker saw %d exchanges, want 1", n)
+	}
+}
+
+func basicHeader(user, pass string) string {
+	return "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+}
+
+func TestBasicRefusedOverPlainHTTP(t *testing.T) {
+	cfg := testConfig()
+	cfg.AuthSchemes = "digest,basic"
+	h := startGateway(t, cfg, nil)
+	c := dialCPE(t, h.addr)
+	a := c.post(informBody(t, "SN1", "1 BOOT"), basicHeader("cpe", "secret"))
+	if a.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("Basic over HTTP: %d, want 401", a.StatusCode)
+	}
+	for _, v := range a.Header.Values("WWW-Authenticate") {
+		if strings.HasPrefix(v, "Basic") {
+			t.Fatalf("Basic offered over plain HTTP: %q", v)
+		}
+	}
+	if n := len(h.worker.seen()); n != 0 {
+		t.Fatalf("worker saw %d exchanges", n)
+	}
+}
+
+func TestBasicOverHTTPWhenConfigured(t *testing.T) {
+	cfg := testConfig()
+	cfg.AuthSchemes = "digest,basic"
+	cfg.AuthBasicOverHTTP = true
+	h := startGateway(t, cfg, nil)
+	c := dialCPE(t, h.addr)
+	if a := c.post(informBody(t, "SN1", "1 BOOT"), basicHeader("cpe", "secret")); a.StatusCode != http.StatusOK {
+		t.Fatalf("Basic over HTTP when allowed: %d", a.StatusCode)
+	}
+	if a := c.post(informBody(t, "SN1", "1 BOOT"), basicHeader("cpe", "nope")); a.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("wrong Basic password: %d", a.StatusCode)
+	}
+}
+
+func TestAnonymousMode(t *testing.T) {
+	cfg := testConfig()
+	cfg.AuthAnonymous = true
+	cfg.AuthSharedUsername, cfg.AuthSharedPassword = "", ""
+	h := startGateway(t, cfg, nil)
+	if !strings.Contains(h.logs.String(), "CPE AUTHENTICATION IS OFF") {
+		t.Fatalf("no loud warning at start; logs: %s", h.logs.String())
+	}
+	c := dialCPE(t, h.addr)
+	a := c.post(informBody(t, "SN1", "1 BOOT"))
+	if a.StatusCode != http.StatusOK {
+		t.Fatalf("anonymous Inform: %d", a.StatusCode)
+	}
+	if got := h.worker.seen()[0].Auth; got.Method != AuthNone {
+		t.Fatalf("auth %+v", got)
+	}
+}
+
+func TestNoCredentialSourceRefused(t *testing.T) {
+	cfg := testConfig()
+	cfg.AuthSharedUsername, cfg.AuthSharedPassword = "", ""
+	if _, err := New(cfg, Deps{Forwarder: newTestWorker(nil)}); err == nil || !strings.Contains(err.Error(), "no way for CPEs to authenticate") {
+		t.Fatalf("New without any credentials: %v", err)
+	}
+}
+
+func TestPerDeviceCredentialsRetireShared(t *testing.T) {
+	creds := NewStaticCredentials()
+	creds.Set("default", testDeviceKey("SN1"), Credential{Username: "sn1-user", Password: "sn1-pass"})
+	h := startGateway(t, testConfig(), func(d *Deps) { d.Credentials = creds })
+	c := dialCPE(t, h.addr)
+	first := c.post(informBody(t, "SN1", "1 BOOT"))
+
+	shared := &digestClient{user: "cpe", pass: "secret"}
+	shared.learn(t, first)
+	if a := c.post(informBody(t, "SN1", "1 BOOT"), shared.header("/cwmp")); a.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("shared credentials for a device with its own: %d", a.StatusCode)
+	}
+	own := &digestClient{user: "sn1-user", pass: "sn1-pass"}
+	own.learn(t, first)
+	if a := c.post(informBody(t, "SN1", "1 BOOT"), own.header("/cwmp")); a.StatusCode != http.StatusOK {
+		t.Fatalf("per-device credentials: %d", a.StatusCode)
+	}
+	// Another device's credentials do not open SN2's session.
+	if a := c.post(informBody(t, "SN2", "1 BOOT"), own.header("/cwmp")); a.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("SN1's credentials for SN2: %d", a.StatusCode)
+	}
+	// SN2 has none of its own: the shared ones work.
+	if a := c.post(informBody(t, "SN2", "1 BOOT"), shared.header("/cwmp")); a.StatusCode != http.StatusOK {
+		t.Fatalf("shared credentials for SN2: %d", a.StatusCode)
+	}
+	seen := h.worker.seen()
+	if len(seen) != 2 || seen[0].Auth.Scope != ScopeDevice || seen[1].Auth.Scope != ScopeShared {
+		t.Fatalf("exchanges %+v", seen)
+	}
+}
+
+func TestDerivedOnboardingCredentials(t *testing.T) {
+	cfg := testConfig()
+	cfg.AuthSharedUsername, cfg.AuthSharedPassword = "", ""
+	cfg.AuthOnboardingSecret = "factory-secret"
+	h := startGateway(t, cfg, nil)
+	c := dialCPE(t, h.addr)
+	first := c.post(informBody(t, "SN1", "0 BOOTSTRAP"))
+	for _, user := range []string{"SN1", "00d09e-sn1"} {
+		d := &digestClient{user: user, pass: DerivePassword("factory-secret", user)}
+		d.learn(t, first)
+		if a := c.post(informBody(t, "SN1", "0 BOOTSTRAP"), d.header("/cwmp")); a.StatusCode != http.StatusOK {
+			t.Fatalf("derived credentials of %q: %d", user, a.StatusCode)
+		}
+	}
+	// SN2's derived password, presented by a device claiming to be SN1.
+	d := &digestClient{user: "SN2", pass: DerivePassword("factory-secret", "SN2")}
+	d.learn(t, first)
+	if a := c.post(informBody(t, "SN1", "0 BOOTSTRAP"), d.header("/cwmp")); a.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("another device's derived credentials: %d", a.StatusCode)
+	}
+	if len(DerivePassword("s", "u")) != 64 {
+		t.Fatal("derived password is not 64 hex characters")
+	}
+}
+
+// tlsFiles writes a CA, a server certificate for 127.0.0.1 and a client
+// certificate with common name "cpe-SN1" into dir.
+type tlsFiles struct {
+	caFile, certFile, keyFile string
+	caPool                    *x509.CertPool
+	client                    tls.Certificate
+}
+
+func writeTLSFiles(t *testing.T) tlsFiles {
+	t.Helper()
+	dir := t.TempDir()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	issue := func(serial int64, cn string, usage x509.ExtKeyUsage, ip net.IP) ([]byte, *ecdsa.PrivateKey) {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+		}
+		if ip != nil {
+			tmpl.IPAddresses = []net.IP{ip}
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der, key
+	}
+	write := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	var f tlsFiles
+	f.caFile = write("ca.pem", "CERTIFICATE", caDER)
+	srvDER, srvKey := issue(2, "acs", x509.ExtKeyUsageServerAuth, net.IPv4(127, 0, 0, 1))
+	f.certFile = write("server.pem", "CERTIFICATE", srvDER)
+	kb, _ := x509.MarshalECPrivateKey(srvKey)
+	f.keyFile = write("server-key.pem", "EC PRIVATE KEY", kb)
+	cliDER, cliKey := issue(3, "cpe-SN1", x509.ExtKeyUsageClientAuth, nil)
+	f.client = tls.Certificate{Certificate: [][]byte{cliDER}, PrivateKey: cliKey}
+	f.caPool = x509.NewCertPool()
+	f.caPool.AddCert(ca)
+	return f
+}
+
+func dialTLS(t *testing.T, addr string, f tlsFiles, withCert bool) *cpeConn {
+	t.Helper()
+	tc := &tls.Config{RootCAs: f.caPool, ServerName: "127.0.0.1"}
+	if withCert {
+		tc.Certificates = []tls.Certificate{f.client}
+	}
+	c, err := tls.Dial("tcp", addr, tc)
+	if err != nil {
+		t.Fatalf("dial TLS: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return &cpeConn{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+func TestTLSBasicAndClientCertificate(t *testing.T) {
+	f := writeTLSFiles(t)
+	cfg := testConfig()
+	cfg.ListenAddr = ""
+	cfg.TLSListenAddr = "127.0.0.1:0"
+	cfg.TLSCertFile, cfg.TLSKeyFile = f.certFile, f.keyFile
+	cfg.TLSClientCAFile, cfg.TLSClientAuth = f.caFile, "optional"
+	cfg.AuthSchemes = "digest,basic"
+	h := startGateway(t, cfg, nil)
+
+	c := dialTLS(t, h.tlsAddr, f, false)
+	a := c.post(informBody(t, "SN1", "1 BOOT"))
+	if a.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("no credentials over TLS: %d", a.StatusCode)
+	}
+	var basic bool
+	for _, v := range a.Header.Values("WWW-Authenticate") {
+		basic = basic || strings.HasPrefix(v, `Basic realm="FleetACS"`)
+	}
+	if !basic {
+		t.Fatalf("Basic not offered over TLS: %q", a.Header.Values("WWW-Authenticate"))
+	}
+	if a := c.post(informBody(t, "SN1", "1 BOOT"), basicHeader("cpe", "secret")); a.StatusCode != http.StatusOK {
+		t.Fatalf("Basic over TLS: %d", a.StatusCode)
+	}
+	cc := dialTLS(t, h.tlsAddr, f, true)
+	if a := cc.post(informBody(t, "SN1", "1 BOOT")); a.StatusCode != http.StatusOK {
+		t.Fatalf("client certificate: %d", a.StatusCode)
+	}
+	seen := h.worker.seen()
+	if len(seen) != 2 || seen[0].Auth.Method != AuthBasic || !seen[0].TLS ||
+		seen[1].Auth != (Auth{Method: AuthClientCertificate, Principal: "cpe-SN1"}) {
+		t.Fatalf("exchanges %+v", seen)
+	}
+}

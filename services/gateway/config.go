@@ -1,0 +1,343 @@
+package gateway
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the gateway service's configuration (STYLE rule 2). Defaults live
+// in RegisterFlags only; DefaultConfig returns them for code and tests that
+// build a Config without a command line.
+type Config struct {
+	// ListenAddr is the plain-HTTP CWMP listener; empty disables it.
+	ListenAddr string
+	// TLSListenAddr is the HTTPS CWMP listener; empty disables it.
+	TLSListenAddr string
+	// TLSCertFile and TLSKeyFile hold the server certificate chain and key
+	// (PEM), read when Run starts.
+	TLSCertFile string
+	TLSKeyFile  string
+	// TLSClientCAFile holds the CAs that sign CPE client certificates (PEM).
+	TLSClientCAFile string
+	// TLSClientAuth is "none", "optional" (verify a certificate when the CPE
+	// sends one) or "require".
+	TLSClientAuth string
+	// AdminListenAddr serves /healthz and /readyz on a listener of their
+	// own; empty serves them on the CWMP listeners.
+	AdminListenAddr string
+
+	// MaxBodyBytes bounds one request body after decompression.
+	MaxBodyBytes int64
+	// MaxWireBodyBytes bounds one request body as received, before
+	// decompression.
+	MaxWireBodyBytes int64
+	// MaxHeaderBytes bounds the request line and headers.
+	MaxHeaderBytes int
+
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading one whole request, body included.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds one request from the end of its headers to the end
+	// of the response, so it must exceed ExchangeTimeout.
+	WriteTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle for this long.
+	IdleTimeout time.Duration
+	// ExchangeTimeout bounds one call to the session worker.
+	ExchangeTimeout time.Duration
+
+	// MaxSessions caps the sessions this gateway carries at once; new
+	// sessions over it get 503.
+	MaxSessions int
+	// SessionIdleTimeout is how long a session with no exchange still counts
+	// as open (for MaxSessions, draining and its affinity records).
+	SessionIdleTimeout time.Duration
+	// LeaseTTL is the life of a device lease taken for a new session; the
+	// worker renews it.
+	LeaseTTL time.Duration
+	// DrainGrace is how long Run lets open sessions finish after its
+	// context ends; ShutdownTimeout then bounds closing the connections.
+	DrainGrace      time.Duration
+	ShutdownTimeout time.Duration
+
+	// DefaultTenant is the tenant of CPEs whose Host matches no TenantHosts
+	// entry.
+	DefaultTenant string
+	// TenantHosts maps request host names to tenants: "host=tenant,...".
+	TenantHosts string
+	// TrustedProxies lists the networks (CIDR, comma-separated) of load
+	// balancers whose X-Forwarded-For names the CPE's address.
+	TrustedProxies string
+
+	// AuthSchemes lists the HTTP schemes offered: "digest", "basic" or both,
+	// comma-separated.
+	AuthSchemes string
+	// AuthBasicOverHTTP lets Basic through on plain HTTP (it is refused there
+	// by default: the password would cross the network in clear).
+	AuthBasicOverHTTP bool
+	// AuthAnonymous accepts CPEs that send no credentials at all.
+	AuthAnonymous bool
+	// AuthRealm is the realm of the challenges.
+	AuthRealm string
+	// AuthNonceSecret keys Digest nonces; every replica behind one load
+	// balancer needs the same value. Empty: a random secret per process.
+	AuthNonceSecret string
+	// AuthNonceLifetime is how long a Digest nonce stays fresh.
+	AuthNonceLifetime time.Duration
+	// AuthSharedUsername and AuthSharedPassword are onboarding credentials
+	// every CPE without per-device credentials may use.
+	AuthSharedUsername string
+	AuthSharedPassword string
+	// AuthOnboardingSecret derives per-device onboarding passwords:
+	// DerivePassword(secret, username).
+	AuthOnboardingSecret string
+
+	// AdmissionRate is the steady rate of new sessions per second this
+	// gateway admits; 0 turns admission control off.
+	AdmissionRate float64
+	// AdmissionBurst is the token bucket's capacity.
+	AdmissionBurst int
+	// AdmissionReservedShare is the part of the bucket only priority Informs
+	// may take.
+	AdmissionReservedShare float64
+	// AdmissionPriorityEvents lists the numeric event codes that make an
+	// Inform a priority one, comma-separated.
+	AdmissionPriorityEvents string
+	// RetryAfterMin and RetryAfterMax bound the jittered Retry-After of 503
+	// answers.
+	RetryAfterMin time.Duration
+	RetryAfterMax time.Duration
+}
+
+// DefaultConfig returns the defaults RegisterFlags registers.
+func DefaultConfig() Config {
+	var c Config
+	c.RegisterFlags(flag.NewFlagSet("defaults", flag.ContinueOnError))
+	return c
+}
+
+// RegisterFlags registers the service's flags, named "gateway.<name>", with
+// their defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.ListenAddr, "gateway.listen-addr", ":7547", "plain-HTTP CWMP listen address (empty disables it)")
+	fs.StringVar(&c.TLSListenAddr, "gateway.tls-listen-addr", "", "HTTPS CWMP listen address (empty disables it)")
+	fs.StringVar(&c.TLSCertFile, "gateway.tls-cert-file", "", "PEM certificate chain of the HTTPS listener")
+	fs.StringVar(&c.TLSKeyFile, "gateway.tls-key-file", "", "PEM private key of the HTTPS listener")
+	fs.StringVar(&c.TLSClientCAFile, "gateway.tls-client-ca-file", "", "PEM CAs that sign CPE client certificates")
+	fs.StringVar(&c.TLSClientAuth, "gateway.tls-client-auth", "none", "CPE client certificates: none, optional or require")
+	fs.StringVar(&c.AdminListenAddr, "gateway.admin-listen-addr", "", "listen address of /healthz and /readyz (empty: served on the CWMP listeners)")
+
+	fs.Int64Var(&c.MaxBodyBytes, "gateway.max-body-bytes", 4<<20, "largest CWMP request body accepted, after decompression")
+	fs.Int64Var(&c.MaxWireBodyBytes, "gateway.max-wire-body-bytes", 4<<20, "largest CWMP request body accepted as received, before decompression")
+	fs.IntVar(&c.MaxHeaderBytes, "gateway.max-header-bytes", 16<<10, "largest request line and headers accepted")
+
+	fs.DurationVar(&c.ReadHeaderTimeout, "gateway.read-header-timeout", 10*time.Second, "time allowed to read a request's headers")
+	fs.DurationVar(&c.ReadTimeout, "gateway.read-timeout", 30*time.Second, "time allowed to read a whole request")
+	fs.DurationVar(&c.WriteTimeout, "gateway.write-timeout", 60*time.Second, "time allowed from a request's headers to the end of its response")
+	fs.DurationVar(&c.IdleTimeout, "gateway.idle-timeout", 90*time.Second, "keep-alive connections idle this long are closed")
+	fs.DurationVar(&c.ExchangeTimeout, "gateway.exchange-timeout", 30*time.Second, "time allowed for the session worker to answer one request")
+
+	fs.IntVar(&c.MaxSessions, "gateway.max-sessions", 10000, "sessions this gateway carries at once; new ones over it get 503")
+	fs.DurationVar(&c.SessionIdleTimeout, "gateway.session-idle-timeout", 120*time.Second, "a session with no request for this long no longer counts as open")
+	fs.DurationVar(&c.LeaseTTL, "gateway.lease-ttl", 120*time.Second, "life of the device lease taken for a new session (the worker renews it)")
+	fs.DurationVar(&c.DrainGrace, "gateway.drain-grace", 30*time.Second, "on shutdown, time open sessions get to finish")
+	fs.DurationVar(&c.ShutdownTimeout, "gateway.shutdown-timeout", 5*time.Second, "on shutdown, time allowed to close connections after the drain")
+
+	fs.StringVar(&c.DefaultTenant, "gateway.default-tenant", "default", "tenant of CPEs whose host name matches no gateway.tenant-hosts entry")
+	fs.StringVar(&c.TenantHosts, "gateway.tenant-hosts", "", "host names mapped to tenants: host=tenant,...")
+	fs.StringVar(&c.TrustedProxies, "gateway.trusted-proxies", "", "CIDRs of load balancers whose X-Forwarded-For names the CPE, comma-separated")
+
+	fs.StringVar(&c.AuthSchemes, "gateway.auth-schemes", "digest", "HTTP authentication schemes offered to CPEs: digest, basic, or both comma-separated")
+	fs.BoolVar(&c.AuthBasicOverHTTP, "gateway.auth-basic-over-http", false, "accept Basic authentication over plain HTTP (the password crosses the network in clear)")
+	fs.BoolVar(&c.AuthAnonymous, "gateway.auth-anonymous", false, "accept CPEs that send no credentials (insecure)")
+	fs.StringVar(&c.AuthRealm, "gateway.auth-realm", "FleetACS", "realm of HTTP authentication challenges")
+	fs.StringVar(&c.AuthNonceSecret, "gateway.auth-nonce-secret", "", "key of Digest nonces, the same on every replica (empty: random per process)")
+	fs.DurationVar(&c.AuthNonceLifetime, "gateway.auth-nonce-lifetime", 5*time.Minute, "how long a Digest nonce stays fresh")
+	fs.StringVar(&c.AuthSharedUsername, "gateway.auth-shared-username", "", "shared onboarding user name for CPEs without per-device credentials")
+	fs.StringVar(&c.AuthSharedPassword, "gateway.auth-shared-password", "", "shared onboarding password")
+	fs.StringVar(&c.AuthOnboardingSecret, "gateway.auth-onboarding-secret", "", "secret deriving per-device onboarding passwords (hex HMAC-SHA256 of the user name)")
+
+	fs.Float64Var(&c.AdmissionRate, "gateway.admission-rate", 200, "new sessions per second admitted (0 turns admission control off)")
+	fs.IntVar(&c.AdmissionBurst, "gateway.admission-burst", 400, "new sessions admitted at once before the rate applies")
+	fs.Float64Var(&c.AdmissionReservedShare, "gateway.admission-reserved-share", 0.25, "share of the admission bucket kept for priority Informs")
+	fs.StringVar(&c.AdmissionPriorityEvents, "gateway.admission-priority-events", "0,1,6,7", "numeric Inform event codes admitted with priority")
+	fs.DurationVar(&c.RetryAfterMin, "gateway.retry-after-min", 60*time.Second, "smallest Retry-After sent with 503")
+	fs.DurationVar(&c.RetryAfterMax, "gateway.retry-after-max", 180*time.Second, "largest Retry-After sent with 503")
+}
+
+// Validate reports every setting that cannot work.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if c.ListenAddr == "" && c.TLSListenAddr == "" {
+		bad("gateway.listen-addr and gateway.tls-listen-addr are both empty: nothing to serve")
+	}
+	if c.TLSListenAddr != "" && (c.TLSCertFile == "" || c.TLSKeyFile == "") {
+		bad("gateway.tls-listen-addr needs gateway.tls-cert-file and gateway.tls-key-file")
+	}
+	switch c.TLSClientAuth {
+	case "none":
+	case "optional", "require":
+		if c.TLSClientCAFile == "" {
+			bad("gateway.tls-client-auth=%s needs gateway.tls-client-ca-file", c.TLSClientAuth)
+		}
+	default:
+		bad("gateway.tls-client-auth must be none, optional or require, got %q", c.TLSClientAuth)
+	}
+	if c.MaxBodyBytes <= 0 {
+		bad("gateway.max-body-bytes must be positive, got %d", c.MaxBodyBytes)
+	}
+	if c.MaxWireBodyBytes <= 0 {
+		bad("gateway.max-wire-body-bytes must be positive, got %d", c.MaxWireBodyBytes)
+	}
+	if c.MaxHeaderBytes <= 0 {
+		bad("gateway.max-header-bytes must be positive, got %d", c.MaxHeaderBytes)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"read-header-timeout", c.ReadHeaderTimeout}, {"read-timeout", c.ReadTimeout},
+		{"write-timeout", c.WriteTimeout}, {"idle-timeout", c.IdleTimeout},
+		{"exchange-timeout", c.ExchangeTimeout}, {"session-idle-timeout", c.SessionIdleTimeout},
+		{"lease-ttl", c.LeaseTTL}, {"shutdown-timeout", c.ShutdownTimeout},
+		{"auth-nonce-lifetime", c.AuthNonceLifetime},
+	} {
+		if d.v <= 0 {
+			bad("gateway.%s must be positive, got %s", d.name, d.v)
+		}
+	}
+	if c.DrainGrace < 0 {
+		bad("gateway.drain-grace must not be negative, got %s", c.DrainGrace)
+	}
+	if c.WriteTimeout > 0 && c.ExchangeTimeout >= c.WriteTimeout {
+		bad("gateway.exchange-timeout (%s) must be shorter than gateway.write-timeout (%s)", c.ExchangeTimeout, c.WriteTimeout)
+	}
+	if c.MaxSessions <= 0 {
+		bad("gateway.max-sessions must be positive, got %d", c.MaxSessions)
+	}
+	if c.DefaultTenant == "" {
+		bad("gateway.default-tenant must not be empty")
+	}
+	if _, err := parseTenantHosts(c.TenantHosts); err != nil {
+		bad("gateway.tenant-hosts: %w", err)
+	}
+	if _, err := parsePrefixes(c.TrustedProxies); err != nil {
+		bad("gateway.trusted-proxies: %w", err)
+	}
+	_, basic, err := parseSchemes(c.AuthSchemes)
+	if err != nil {
+		bad("gateway.auth-schemes: %w", err)
+	}
+	if c.AuthBasicOverHTTP && !basic && err == nil {
+		bad("gateway.auth-basic-over-http is set but gateway.auth-schemes does not offer basic")
+	}
+	if c.AuthRealm == "" || strings.ContainsAny(c.AuthRealm, "\"\\\r\n") {
+		bad("gateway.auth-realm must be non-empty and free of quotes, backslashes and line breaks")
+	}
+	if (c.AuthSharedUsername == "") != (c.AuthSharedPassword == "") {
+		bad("gateway.auth-shared-username and gateway.auth-shared-password go together")
+	}
+	if c.AdmissionRate < 0 {
+		bad("gateway.admission-rate must not be negative, got %g", c.AdmissionRate)
+	}
+	if c.AdmissionRate > 0 && c.AdmissionBurst < 1 {
+		bad("gateway.admission-burst must be at least 1, got %d", c.AdmissionBurst)
+	}
+	if c.AdmissionReservedShare < 0 || c.AdmissionReservedShare >= 1 {
+		bad("gateway.admission-reserved-share must be in [0, 1), got %g", c.AdmissionReservedShare)
+	}
+	if _, err := parseEventCodes(c.AdmissionPriorityEvents); err != nil {
+		bad("gateway.admission-priority-events: %w", err)
+	}
+	if c.RetryAfterMin < time.Second || c.RetryAfterMax < c.RetryAfterMin {
+		bad("gateway.retry-after-min (%s) must be at least 1s and at most gateway.retry-after-max (%s)", c.RetryAfterMin, c.RetryAfterMax)
+	}
+	return errors.Join(errs...)
+}
+
+// parseSchemes reads AuthSchemes.
+func parseSchemes(s string) (digest, basic bool, err error) {
+	for _, f := range strings.Split(s, ",") {
+		switch strings.ToLower(strings.TrimSpace(f)) {
+		case "digest":
+			digest = true
+		case "basic":
+			basic = true
+		case "":
+		default:
+			return false, false, fmt.Errorf("unknown scheme %q (want digest or basic)", strings.TrimSpace(f))
+		}
+	}
+	if !digest && !basic {
+		return false, false, errors.New("no scheme listed")
+	}
+	return digest, basic, nil
+}
+
+// parseTenantHosts reads "host=tenant,..." into a map keyed by lower-case
+// host name.
+func parseTenantHosts(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		host, tenant, ok := strings.Cut(f, "=")
+		host, tenant = strings.ToLower(strings.TrimSpace(host)), strings.TrimSpace(tenant)
+		if !ok || host == "" || tenant == "" {
+			return nil, fmt.Errorf("entry %q is not host=tenant", f)
+		}
+		out[host] = tenant
+	}
+	return out, nil
+}
+
+// parsePrefixes reads a comma-separated CIDR list; a bare address counts as
+// a single-host prefix.
+func parsePrefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return nil, fmt.Errorf("parse address %q: %w", f, err)
+			}
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("parse prefix %q: %w", f, err)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// parseEventCodes reads a comma-separated list of numeric event codes.
+func parseEventCodes(s string) (map[int]bool, error) {
+	out := map[int]bool{}
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("event code %q is not a non-negative number", f)
+		}
+		out[n] = true
+	}
+	return out, nil
+}

@@ -1,0 +1,529 @@
+package gateway
+
+import (
+	"context"
+	crand "crypto/rand"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// How a request was tied to its session (notes §4.1: cookie first, socket
+// second; DESIGN §2 step 4: the client address and the open session record
+// last).
+const (
+	viaCookie  = "cookie"
+	viaConn    = "connection"
+	viaAddress = "address"
+)
+
+// abandonTimeout bounds the advisory Abandon call made on a takeover.
+const abandonTimeout = 2 * time.Second
+
+// unavailableRetryAfter is the Retry-After of a 503 caused by a store the
+// gateway depends on (credentials, leases): a short outage, not overload.
+const unavailableRetryAfter = 10 * time.Second
+
+// request is one CPE POST on its way through the gateway.
+type request struct {
+	w       http.ResponseWriter
+	r       *http.Request
+	enc     encoding
+	body    []byte
+	charset string
+	addr    string // "ip:port"
+	ip      string
+	tls     bool
+	tenant  string
+	conn    *connState
+	// rpc is the local name of the body's RPC element; "" for an empty or
+	// unreadable body.
+	rpc       string
+	inform    *cwmp.Inform
+	deviceKey string
+	sessionID string
+}
+
+func (q *request) logAttrs(extra ...slog.Attr) []slog.Attr {
+	attrs := make([]slog.Attr, 0, 5+len(extra))
+	attrs = append(attrs, slog.String("remote_addr", q.addr))
+	if q.sessionID != "" {
+		attrs = append(attrs, slog.String("session_id", q.sessionID))
+	}
+	if q.deviceKey != "" {
+		attrs = append(attrs, slog.String("device_id", q.deviceKey))
+	}
+	if q.tenant != "" {
+		attrs = append(attrs, slog.String("tenant", q.tenant))
+	}
+	if q.rpc != "" {
+		attrs = append(attrs, slog.String("rpc", q.rpc))
+	}
+	return append(attrs, extra...)
+}
+
+// Handler returns the CWMP HTTP handler. Served outside Run (without its
+// connection bookkeeping), every request behaves as if it came on a new
+// connection.
+func (s *Service) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+
+func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.AdminListenAddr == "" {
+		switch r.URL.Path {
+		case "/healthz":
+			s.serveHealthz(w, r)
+			return
+		case "/readyz":
+			s.serveReadyz(w, r)
+			return
+		}
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "CWMP requests are POSTs", http.StatusMethodNotAllowed)
+		return
+	}
+	ctx, span := s.tracer.Start(r.Context(), "cwmp.request", trace.WithSpanKind(trace.SpanKindServer))
+	defer span.End()
+	q := &request{w: w, r: r, tls: r.TLS != nil, conn: connFrom(ctx)}
+	status := s.serveCWMP(ctx, q)
+	s.metrics.countRequest(ctx, status)
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.Int("http.response.status_code", status),
+			attribute.String("cwmp.rpc", q.rpc),
+			attribute.String("fleetacs.session_id", q.sessionID),
+			attribute.String("fleetacs.device_id", q.deviceKey),
+			attribute.String("fleetacs.tenant", q.tenant),
+		)
+		if status >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(status))
+		}
+	}
+}
+
+// serveCWMP handles one POST and returns the status it answered with.
+func (s *Service) serveCWMP(ctx context.Context, q *request) int {
+	q.addr, q.ip = clientAddr(q.r, s.trusted)
+	q.tenant = tenantOf(q.r, s.tenantHosts, s.cfg.DefaultTenant)
+	enc, err := parseEncoding(q.r.Header)
+	if err != nil {
+		return s.refuseBody(ctx, q, err)
+	}
+	q.enc = enc
+	if q.body, err = readBody(q.w, q.r, enc, s.cfg.MaxWireBodyBytes, s.cfg.MaxBodyBytes); err != nil {
+		return s.refuseBody(ctx, q, err)
+	}
+	q.charset = charsetOf(q.r.Header.Get("Content-Type"))
+	if len(q.body) > 0 {
+		q.rpc = rpcName(q.body)
+	}
+	if q.rpc == "Inform" {
+		// An Inform always opens a session, even on a connection or with a
+		// cookie of a live one: the CPE gave that one up (notes §4.3 rule
+		// 1). A body that does not decode still goes to the worker, which
+		// answers the fault.
+		if inf, ok := informOf(q.body, q.charset, s.cfg.MaxBodyBytes); ok {
+			q.inform = inf
+			q.deviceKey = s.deviceKey(inf.DeviceID)
+		}
+		return s.openSession(ctx, q)
+	}
+	if rec, via, ok := s.findSession(ctx, q); ok {
+		return s.continueSession(ctx, q, rec, via)
+	}
+	if len(q.body) == 0 {
+		// A stray empty POST outside any session (some CPEs send one after
+		// the session ended): nothing to do (notes §4.1).
+		q.w.Header().Set("Content-Length", "0")
+		q.w.WriteHeader(http.StatusNoContent)
+		return http.StatusNoContent
+	}
+	// A message outside a session: the worker answers it (notes §4.3 rule
+	// 1), under the same authentication and admission as an Inform.
+	return s.openSession(ctx, q)
+}
+
+// findSession ties a non-Inform request to its open session.
+func (s *Service) findSession(ctx context.Context, q *request) (SessionRecord, string, bool) {
+	connRec, _ := q.conn.get()
+	if sid := cookieSession(q.r.Header); sid != "" {
+		if connRec.SessionID == sid {
+			return connRec, viaCookie, true
+		}
+		rec, err := s.affinity.Lookup(ctx, sid)
+		if err != nil {
+			if !errors.Is(err, ErrNoRecord) {
+				s.logger.LogAttrs(ctx, slog.LevelWarn, "affinity lookup failed; routing without the record", q.logAttrs(slog.String("session_id", sid), slog.Any("err", err))...)
+			}
+			// Without a record the Forwarder picks a worker, which resumes
+			// the session from its checkpoint or refuses it.
+			rec = SessionRecord{SessionID: sid}
+		}
+		return rec, viaCookie, true
+	}
+	if connRec.SessionID != "" {
+		return connRec, viaConn, true
+	}
+	rec, err := s.affinity.OpenSessionAt(ctx, q.ip)
+	switch {
+	case err == nil:
+		return rec, viaAddress, true
+	case errors.Is(err, ErrNoRecord):
+	case errors.Is(err, ErrAmbiguous):
+		s.logger.LogAttrs(ctx, slog.LevelDebug, "several sessions open from the address; not guessing", q.logAttrs()...)
+	default:
+		s.logger.LogAttrs(ctx, slog.LevelWarn, "affinity lookup by address failed", q.logAttrs(slog.Any("err", err))...)
+	}
+	return SessionRecord{}, "", false
+}
+
+// openSession handles a request that starts a session: authentication,
+// draining, the session cap, admission, the device lease, then the worker.
+func (s *Service) openSession(ctx context.Context, q *request) int {
+	// The CPE is done with whatever session its connection carried.
+	if old, _ := q.conn.get(); old.SessionID != "" {
+		s.sessions.end(old.SessionID)
+		q.conn.clear(old.SessionID)
+	}
+	var events []cwmp.Event
+	var deviceID *cwmp.DeviceID
+	if q.inform != nil {
+		events, deviceID = q.inform.Events, &q.inform.DeviceID
+	}
+	priority := s.admission.isPriority(events)
+	if s.draining.Load() {
+		q.w.Header().Set("Connection", "close")
+		return s.shed(ctx, q, shedDraining, priority)
+	}
+
+	// Authenticate before admission: a 401 round trip costs no token, and
+	// requests with forged credentials cannot drain the bucket.
+	auth, verdict, err := s.auth.authenticate(ctx, q.r, authInput{
+		body: q.body, tls: q.tls, tenant: q.tenant, deviceKey: q.deviceKey, deviceID: deviceID,
+	})
+	if err != nil {
+		s.logger.LogAttrs(ctx, slog.LevelError, "CPE credentials unavailable", q.logAttrs(slog.Any("err", err))...)
+		return s.unavailable(q)
+	}
+	if verdict != verdictOK {
+		return s.refuseAuth(ctx, q, auth, verdict)
+	}
+
+	if !s.sessions.reserve() {
+		return s.shed(ctx, q, shedMaxSessions, priority)
+	}
+	if !s.admission.admit(priority) {
+		s.sessions.commit("")
+		return s.shed(ctx, q, shedRate, priority)
+	}
+
+	q.sessionID = crand.Text()
+	var lease *Lease
+	if q.deviceKey != "" {
+		l, err := s.leases.Acquire(ctx, q.tenant, q.deviceKey, q.sessionID, s.cfg.LeaseTTL)
+		if err != nil {
+			s.sessions.commit("")
+			s.logger.LogAttrs(ctx, slog.LevelError, "device lease unavailable", q.logAttrs(slog.Any("err", err))...)
+			return s.unavailable(q)
+		}
+		lease = &l
+		if l.Superseded != "" {
+			s.supersede(ctx, q, l.Superseded)
+		}
+	}
+
+	reply, err := s.exchange(ctx, &Exchange{
+		SessionID: q.sessionID, NewSession: true, Tenant: q.tenant, DeviceKey: q.deviceKey,
+		DeviceID: deviceID, Events: events, Lease: lease,
+		Body: q.body, Charset: q.charset, RemoteAddr: q.addr, TLS: q.tls, Auth: auth,
+	})
+	if err != nil {
+		s.sessions.commit("")
+		s.releaseLease(ctx, q, lease)
+		return s.forwardFailed(ctx, q, err, true, priority)
+	}
+	open := reply.Status == http.StatusOK && !reply.SessionEnded
+	var rec SessionRecord
+	if open {
+		s.sessions.commit(q.sessionID)
+		rec = SessionRecord{SessionID: q.sessionID, Worker: reply.Worker, ClientIP: q.ip, Tenant: q.tenant, DeviceKey: q.deviceKey, Auth: auth}
+		now := s.now()
+		if err := s.affinity.Put(ctx, rec, s.cfg.SessionIdleTimeout); err != nil {
+			s.logger.LogAttrs(ctx, slog.LevelWarn, "affinity record not stored", q.logAttrs(slog.Any("err", err))...)
+			now = time.Time{}
+		}
+		q.conn.set(rec, now)
+		s.metrics.sessions.Add(ctx, 1)
+		s.logger.LogAttrs(ctx, slog.LevelInfo, "session started", q.logAttrs(
+			slog.Any("events", eventCodes(events)), slog.String("auth", auth.Method.String()), slog.String("principal", auth.Principal))...)
+	} else {
+		s.sessions.commit("")
+		s.releaseLease(ctx, q, lease)
+	}
+	return s.writeReply(ctx, q, reply, rec, open)
+}
+
+// continueSession forwards a request of an open session.
+func (s *Service) continueSession(ctx context.Context, q *request, rec SessionRecord, via string) int {
+	q.sessionID = rec.SessionID
+	q.deviceKey = rec.DeviceKey
+	if rec.Tenant != "" {
+		q.tenant = rec.Tenant
+	}
+	auth := Auth{Method: AuthSession, Principal: rec.Auth.Principal, Scope: rec.Auth.Scope}
+	if via == viaAddress {
+		// An address alone does not prove who is speaking (CPEs share NAT
+		// addresses): unlike a cookie or the session's own connection, it
+		// needs credentials, the ones the session started with.
+		a, verdict, err := s.auth.authenticate(ctx, q.r, authInput{
+			body: q.body, tls: q.tls, tenant: q.tenant, deviceKey: rec.DeviceKey, principal: rec.Auth.Principal,
+		})
+		if err != nil {
+			s.logger.LogAttrs(ctx, slog.LevelError, "CPE credentials unavailable", q.logAttrs(slog.Any("err", err))...)
+			return s.unavailable(q)
+		}
+		if verdict == verdictOK && a.Method == AuthClientCertificate && rec.Auth.Principal != "" && a.Principal != rec.Auth.Principal {
+			verdict = verdictFailed
+		}
+		if verdict == verdictOK && a.Method == AuthNone && rec.Auth.Method != AuthNone {
+			// Anonymous mode accepts the request, but it must not pass
+			// for the authenticated CPE that opened the session.
+			verdict = verdictChallenge
+		}
+		if verdict != verdictOK {
+			return s.refuseAuth(ctx, q, a, verdict)
+		}
+	}
+	s.sessions.touch(rec.SessionID)
+	reply, err := s.exchange(ctx, &Exchange{
+		SessionID: rec.SessionID, Tenant: q.tenant, DeviceKey: rec.DeviceKey,
+		Body: q.body, Charset: q.charset, RemoteAddr: q.addr, TLS: q.tls, Auth: auth, Worker: rec.Worker,
+	})
+	if err != nil {
+		return s.forwardFailed(ctx, q, err, false, false)
+	}
+	open := !reply.SessionEnded && reply.Status != http.StatusNoContent
+	if open {
+		_, refreshed := q.conn.get()
+		now := s.now()
+		changed := rec.Tenant == "" || rec.ClientIP != q.ip || (reply.Worker != "" && reply.Worker != rec.Worker)
+		if reply.Worker != "" {
+			rec.Worker = reply.Worker
+		}
+		rec.Tenant, rec.ClientIP = q.tenant, q.ip
+		if changed || via != viaConn && via != viaCookie || refreshed.IsZero() || now.Sub(refreshed) >= s.cfg.SessionIdleTimeout/3 {
+			if err := s.affinity.Put(ctx, rec, s.cfg.SessionIdleTimeout); err != nil {
+				s.logger.LogAttrs(ctx, slog.LevelWarn, "affinity record not refreshed", q.logAttrs(slog.Any("err", err))...)
+			} else {
+				refreshed = now
+			}
+		}
+		q.conn.set(rec, refreshed)
+	} else {
+		s.endSession(ctx, q, rec)
+	}
+	return s.writeReply(ctx, q, reply, rec, open)
+}
+
+// endSession forgets a session the worker ended.
+func (s *Service) endSession(ctx context.Context, q *request, rec SessionRecord) {
+	s.sessions.end(rec.SessionID)
+	q.conn.clear(rec.SessionID)
+	if rec.ClientIP == "" {
+		rec.ClientIP = q.ip
+	}
+	if err := s.affinity.Delete(ctx, rec); err != nil {
+		s.logger.LogAttrs(ctx, slog.LevelWarn, "affinity record not deleted", q.logAttrs(slog.Any("err", err))...)
+	}
+	s.logger.LogAttrs(ctx, slog.LevelInfo, "session ended", q.logAttrs()...)
+}
+
+// supersede handles a new session that took the device lease over from a
+// session that still looked live: the CPE abandoned that one.
+func (s *Service) supersede(ctx context.Context, q *request, old string) {
+	s.sessions.end(old)
+	rec, err := s.affinity.Lookup(ctx, old)
+	if err != nil && !errors.Is(err, ErrNoRecord) {
+		s.logger.LogAttrs(ctx, slog.LevelWarn, "affinity lookup failed", q.logAttrs(slog.String("superseded_session_id", old), slog.Any("err", err))...)
+	}
+	actx, cancel := context.WithTimeout(ctx, abandonTimeout)
+	defer cancel()
+	if err := s.fwd.Abandon(actx, &Abandonment{SessionID: old, Tenant: q.tenant, DeviceKey: q.deviceKey, Reason: AbandonSuperseded, Worker: rec.Worker}); err != nil {
+		// Advisory: the old worker's writes are fenced off anyway.
+		s.logger.LogAttrs(ctx, slog.LevelDebug, "abandon of superseded session not delivered", q.logAttrs(slog.String("superseded_session_id", old), slog.Any("err", err))...)
+	}
+	if rec.SessionID != "" {
+		if err := s.affinity.Delete(ctx, rec); err != nil {
+			s.logger.LogAttrs(ctx, slog.LevelWarn, "affinity record not deleted", q.logAttrs(slog.Any("err", err))...)
+		}
+	}
+	s.logger.LogAttrs(ctx, slog.LevelInfo, "session took over the device lease", q.logAttrs(slog.String("superseded_session_id", old))...)
+}
+
+func (s *Service) releaseLease(ctx context.Context, q *request, lease *Lease) {
+	if lease == nil {
+		return
+	}
+	if err := s.leases.Release(ctx, q.tenant, q.deviceKey, q.sessionID); err != nil {
+		s.logger.LogAttrs(ctx, slog.LevelWarn, "device lease not released; it expires by itself", q.logAttrs(slog.Any("err", err))...)
+	}
+}
+
+// exchange calls the worker within the exchange timeout.
+func (s *Service) exchange(ctx context.Context, ex *Exchange) (*Reply, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ExchangeTimeout)
+	defer cancel()
+	reply, err := s.fwd.Exchange(ctx, ex)
+	if err == nil && reply == nil {
+		err = errors.New("no reply")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return reply, nil
+}
+
+// writeReply sends the worker's answer. open says whether the session goes
+// on after it; a reply that cannot be delivered then abandons it.
+func (s *Service) writeReply(ctx context.Context, q *request, reply *Reply, rec SessionRecord, open bool) int {
+	h := q.w.Header()
+	if c := reply.SetSessionCookie; c != "" {
+		if validSessionID(c) {
+			h.Set("Set-Cookie", sessionCookie+"="+c+"; Path=/")
+		} else {
+			s.logger.LogAttrs(ctx, slog.LevelError, "worker asked for a session cookie with unsafe characters; not set", q.logAttrs()...)
+		}
+	}
+	status := reply.Status
+	switch status {
+	case http.StatusOK, http.StatusBadRequest, http.StatusInternalServerError:
+		if len(reply.Body) == 0 {
+			if status == http.StatusOK {
+				// An empty 200 ends the session for CPEs too (notes
+				// §4.1), but the contract says 204: send that.
+				status = http.StatusNoContent
+			}
+			h.Set("Content-Length", "0")
+			q.w.WriteHeader(status)
+			break
+		}
+		body := compress(q.enc, reply.Body)
+		h.Set("Content-Type", `text/xml; charset="utf-8"`)
+		if q.enc != encIdentity {
+			h.Set("Content-Encoding", q.enc.String())
+		}
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+		q.w.WriteHeader(status)
+		_, _ = q.w.Write(body)
+	case http.StatusNoContent:
+		q.w.WriteHeader(status)
+	case http.StatusServiceUnavailable:
+		secs := int64((reply.RetryAfter + time.Second - 1) / time.Second)
+		if secs <= 0 {
+			secs = retryAfter(s.cfg.RetryAfterMin, s.cfg.RetryAfterMax, s.randN)
+		}
+		h.Set("Retry-After", strconv.FormatInt(secs, 10))
+		h.Set("Content-Length", "0")
+		q.w.WriteHeader(status)
+	default:
+		s.logger.LogAttrs(ctx, slog.LevelError, "worker answered with a status outside the contract; sending 500", q.logAttrs(slog.Int("status", status))...)
+		status = http.StatusInternalServerError
+		h.Set("Content-Length", "0")
+		q.w.WriteHeader(status)
+	}
+	if err := http.NewResponseController(q.w).Flush(); err != nil && open {
+		// The CPE may never see the ACS request this reply carried.
+		s.endSession(ctx, q, rec)
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonTimeout)
+		defer cancel()
+		if err := s.fwd.Abandon(actx, &Abandonment{SessionID: rec.SessionID, Tenant: q.tenant, DeviceKey: rec.DeviceKey, Reason: AbandonResponseNotDelivered, Worker: rec.Worker}); err != nil {
+			s.logger.LogAttrs(ctx, slog.LevelDebug, "abandon of undelivered session not delivered", q.logAttrs(slog.Any("err", err))...)
+		}
+	}
+	s.logger.LogAttrs(ctx, slog.LevelDebug, "cwmp exchange", q.logAttrs(slog.Int("status", status))...)
+	return status
+}
+
+// refuseBody answers a body the gateway will not forward.
+func (s *Service) refuseBody(ctx context.Context, q *request, err error) int {
+	var be *bodyError
+	if !errors.As(err, &be) {
+		// The connection failed while reading; nobody is listening.
+		s.logger.LogAttrs(ctx, slog.LevelDebug, "request body not read", q.logAttrs(slog.Any("err", err))...)
+		return 0
+	}
+	s.logger.LogAttrs(ctx, slog.LevelInfo, "request body refused", q.logAttrs(slog.Int("status", be.status), slog.String("reason", be.Error()))...)
+	// The rest of an oversize body is not worth reading.
+	q.w.Header().Set("Connection", "close")
+	q.w.Header().Set("Content-Length", "0")
+	q.w.WriteHeader(be.status)
+	return be.status
+}
+
+// refuseAuth answers 401.
+func (s *Service) refuseAuth(ctx context.Context, q *request, a Auth, v authVerdict) int {
+	switch v {
+	case verdictFailed:
+		s.metrics.authFailures.Add(ctx, 1)
+		s.logger.LogAttrs(ctx, slog.LevelWarn, "CPE authentication failed", q.logAttrs(slog.String("principal", a.Principal))...)
+	case verdictStale:
+		s.logger.LogAttrs(ctx, slog.LevelDebug, "stale Digest nonce; challenging again", q.logAttrs(slog.String("principal", a.Principal))...)
+	}
+	s.auth.challenge(q.w, q.tls, v == verdictStale)
+	return http.StatusUnauthorized
+}
+
+// shed answers a new session with 503 and a jittered Retry-After.
+func (s *Service) shed(ctx context.Context, q *request, reason string, priority bool) int {
+	s.metrics.countShed(ctx, reason, priority)
+	s.logger.LogAttrs(ctx, slog.LevelDebug, "new session shed", q.logAttrs(slog.String("reason", reason), slog.Bool("priority", priority))...)
+	h := q.w.Header()
+	h.Set("Retry-After", strconv.FormatInt(retryAfter(s.cfg.RetryAfterMin, s.cfg.RetryAfterMax, s.randN), 10))
+	h.Set("Content-Length", "0")
+	q.w.WriteHeader(http.StatusServiceUnavailable)
+	return http.StatusServiceUnavailable
+}
+
+// unavailable answers 503 when a store the gateway needs did not answer.
+func (s *Service) unavailable(q *request) int {
+	h := q.w.Header()
+	h.Set("Retry-After", strconv.FormatInt(int64(unavailableRetryAfter/time.Second), 10))
+	h.Set("Content-Length", "0")
+	q.w.WriteHeader(http.StatusServiceUnavailable)
+	return http.StatusServiceUnavailable
+}
+
+// forwardFailed answers a request the worker did not take.
+func (s *Service) forwardFailed(ctx context.Context, q *request, err error, newSession, priority bool) int {
+	if errors.Is(err, ErrWorkersBusy) {
+		if newSession {
+			return s.shed(ctx, q, shedWorkersBusy, priority)
+		}
+		s.logger.LogAttrs(ctx, slog.LevelWarn, "no session worker has room for an open session", q.logAttrs()...)
+		return s.unavailable(q)
+	}
+	if ctx.Err() != nil && q.r.Context().Err() != nil {
+		s.logger.LogAttrs(ctx, slog.LevelDebug, "CPE went away during the exchange", q.logAttrs(slog.Any("err", err))...)
+		return 0
+	}
+	s.logger.LogAttrs(ctx, slog.LevelError, "session worker did not answer", q.logAttrs(slog.Any("err", err))...)
+	q.w.Header().Set("Content-Length", "0")
+	q.w.WriteHeader(http.StatusInternalServerError)
+	return http.StatusInternalServerError
+}
+
+func eventCodes(events []cwmp.Event) []string {
+	out := make([]string, len(events))
+	for i, e := range events {
+		out[i] = e.Code
+	}
+	return out
+}
