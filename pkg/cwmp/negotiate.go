@@ -58,8 +58,10 @@ func namespaceCeiling(ns string) (ceiling Version, ok bool) {
 //
 //   - With SupportedCWMPVersions (1.4): the highest listed version FleetACS
 //     implements that is not newer than the Inform's namespace allows, sent
-//     back as UseCWMPVersion. Entries FleetACS does not know (a future 1.5,
-//     garbage) are skipped; nothing usable means ErrVersionIncompatible.
+//     back as UseCWMPVersion when it is 1.2 or later (older namespaces
+//     cannot carry the header; their URI says the version). Entries
+//     FleetACS does not know (a future 1.5, garbage) are skipped; nothing
+//     usable means ErrVersionIncompatible.
 //   - Without it: the version the namespace implies (cwmp-1-0 is 1.0,
 //     cwmp-1-1 is 1.1, cwmp-1-2 is 1.2, or 1.3 when a SessionTimeout header
 //     came along, which only 1.3+ defines; cwmp-1-3/cwmp-1-4 mean 1.4), and no
@@ -98,7 +100,12 @@ func NegotiateVersion(env *Envelope) (Negotiation, error) {
 			return Negotiation{}, ErrVersionIncompatible
 		}
 		n.Version = best
-		n.UseCWMPVersion = best.String()
+		if best >= V1_2 {
+			// The header exists only in the cwmp-1-2 namespace (the 1.4
+			// schema); a 1.0 or 1.1 choice is told by the reply's
+			// namespace alone, as before 1.4.
+			n.UseCWMPVersion = best.String()
+		}
 	} else {
 		switch cpeNS {
 		case NS1_0:

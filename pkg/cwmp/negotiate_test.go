@@ -27,10 +27,10 @@ func TestNegotiateVersion(t *testing.T) {
 
 		{name: "1.4 negotiation picks highest", ns: NS1_2, supported: all, want: Negotiation{V1_4, NS1_2, "1.4"}},
 		{name: "1.4 negotiation, non-standard URI", ns: NS1_4, supported: all, want: Negotiation{V1_4, NS1_4, "1.4"}},
-		{name: "list capped by namespace 1-0", ns: NS1_0, supported: "1.0,1.4", want: Negotiation{V1_0, NS1_0, "1.0"}},
-		{name: "list capped by namespace 1-1", ns: NS1_1, supported: "1.4,1.1,1.0", want: Negotiation{V1_1, NS1_1, "1.1"}},
+		{name: "list capped by namespace 1-0", ns: NS1_0, supported: "1.0,1.4", want: Negotiation{V1_0, NS1_0, ""}},
+		{name: "list capped by namespace 1-1", ns: NS1_1, supported: "1.4,1.1,1.0", want: Negotiation{V1_1, NS1_1, ""}},
 		{name: "list with future and spaces", ns: NS1_2, supported: " 1.3 , 1.5,2.0", want: Negotiation{V1_3, NS1_2, "1.3"}},
-		{name: "list picks older namespace", ns: NS1_2, supported: "1.1", want: Negotiation{V1_1, NS1_1, "1.1"}},
+		{name: "list picks older namespace", ns: NS1_2, supported: "1.1", want: Negotiation{V1_1, NS1_1, ""}},
 		{name: "list ignores garbage", ns: NS1_2, supported: "x,,1.2", want: Negotiation{V1_2, NS1_2, "1.2"}},
 
 		{name: "8006: nothing common", ns: NS1_2, supported: "2.0,1.5", err: ErrVersionIncompatible},
@@ -56,7 +56,8 @@ func TestNegotiateVersion(t *testing.T) {
 }
 
 // Whatever the CPE sends, the answer is never in a newer namespace than its
-// own, and UseCWMPVersion appears exactly when SupportedCWMPVersions did.
+// own, and UseCWMPVersion appears exactly when SupportedCWMPVersions did and
+// the namespace of the answer can carry it (1.2 and later).
 func TestNegotiateNeverNewer(t *testing.T) {
 	lists := []string{"", "1.0", "1.1", "1.2", "1.3", "1.4", "1.0,1.4", "1.4,1.2", "2.0"}
 	for _, ns := range []string{NS1_0, NS1_1, NS1_2, NS1_3, NS1_4} {
@@ -76,7 +77,7 @@ func TestNegotiateNeverNewer(t *testing.T) {
 			if !ok || rv > cv {
 				t.Errorf("ns %s list %q: reply namespace %s newer", ns, l, n.Namespace)
 			}
-			if (l != "") != (n.UseCWMPVersion != "") {
+			if (l != "" && n.Version >= V1_2) != (n.UseCWMPVersion != "") {
 				t.Errorf("ns %s list %q: UseCWMPVersion %q", ns, l, n.UseCWMPVersion)
 			}
 		}

@@ -335,8 +335,10 @@ func (*Anomaly) notice()          {}
 //     turn has come, and is answered like an empty POST.
 //   - A CPE request arriving (not held) while an ACS request is outstanding
 //     is answered and reported; the outstanding request stays outstanding.
-//     CPE requests of a method newer than the session version are accepted
-//     too: being liberal costs nothing here.
+//     A CPE request of a method newer than the session's version (an
+//     AutonomousTransferComplete in a 1.0 session) gets 8000: the
+//     GetRPCMethodsResponse of that version does not list it, and its
+//     response does not exist in the session's namespace.
 //   - HoldRequests and the end of the session: when the CPE's empty POST
 //     arrived while it was held, it may still owe requests it was barred from
 //     sending; those announced by the Inform's events (5 KICKED, 7 TRANSFER
@@ -578,6 +580,11 @@ func (s *Session) cpeRequest(env *Envelope) Output {
 	method := env.Body.Method()
 	if !s.st.Phase.Live() {
 		return s.noSession(env, id, method)
+	}
+	if Since(method) > s.st.Version {
+		// Not in the session's GetRPCMethodsResponse, and its response
+		// could not be written in the session's namespace.
+		return s.unsupported(env)
 	}
 	if s.st.Held {
 		return Output{

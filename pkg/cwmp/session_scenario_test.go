@@ -343,6 +343,23 @@ func TestSessionXMLDeclarationMirrored(t *testing.T) {
 	}
 }
 
+// CPE requests newer than the session's version are not supported in it.
+func TestSessionCPERequestTooNew(t *testing.T) {
+	s := NewSession("o", nil)
+	runScenario(t, s, []step{
+		{informEnv(NS1_0, "1", "10 AUTONOMOUS TRANSFER COMPLETE"), nil, "InformResponse id=1 -> cpe-requests; started"},
+		{env(NS1_0, "2", &AutonomousTransferComplete{}), nil, "Fault8000 id=2 -> cpe-requests; anomaly:unsupported-method"},
+		{env(NS1_0, "3", &DUStateChangeComplete{}), nil, "Fault8000 id=3 -> cpe-requests; anomaly:unsupported-method"},
+	})
+	s = NewSession("o", nil)
+	runScenario(t, s, []step{
+		{informEnv(NS1_1, "1", "10 AUTONOMOUS TRANSFER COMPLETE"), nil, "InformResponse id=1 -> cpe-requests; started"},
+		{env(NS1_1, "2", &AutonomousTransferComplete{}), nil,
+			"AutonomousTransferCompleteResponse id=2 -> cpe-requests; cpe:AutonomousTransferComplete"},
+		{env(NS1_1, "3", &AutonomousDUStateChangeComplete{}), nil, "Fault8000 id=3 -> cpe-requests; anomaly:unsupported-method"},
+	})
+}
+
 func TestSessionKickedAndIDEcho(t *testing.T) {
 	s := NewSession("k", nil)
 	s.Step(informEnv(NS1_0, "", "5 KICKED"), nil)
