@@ -107,6 +107,11 @@ type Request struct {
 // false means the ACS has nothing more, and the session ends. The session
 // passes itself so the source can look at the device, the events and the
 // negotiated version. NextRequest must not call Step.
+//
+// After an answer, NextRequest runs inside the Step that reports that
+// answer (as a RequestDone notice), before the caller has seen the notice: a
+// source whose next request depends on the answer must learn it another way
+// (the sessions worker applies the decoded answer before calling Step).
 type RequestSource interface {
 	NextRequest(s *Session) (req Request, ok bool)
 }
