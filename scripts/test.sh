@@ -51,7 +51,7 @@ if [ -n "$fuzztime" ] && [ "$fuzztime" != "0" ]; then
 			pkgdir=$(cd "$dir" && go list -f '{{.Dir}}' "$pkg")
 			targets=$(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$pkgdir"/*_test.go 2>/dev/null | sed 's/^func //' | sort -u)
 			for target in $targets; do
-				(cd "$pkgdir" && go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" .) >/tmp/fleetacs-fuzz.log 2>&1 \
+				(cd "$pkgdir" && go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" -fuzzminimizetime=2s .) >/tmp/fleetacs-fuzz.log 2>&1 \
 					&& echo "ok   fuzz $target (${pkg})" \
 					|| { cat /tmp/fleetacs-fuzz.log; fail "fuzz $target in $pkg"; }
 			done
