@@ -250,6 +250,9 @@ func startPostgres(dir string) (*pgCluster, error) {
 		return nil, fmt.Errorf("start postgresql: %w", err)
 	}
 	if err := initdb.wait(2 * time.Minute); err != nil {
+		if cred != nil {
+			err = fmt.Errorf("%w\n(it runs as user postgres: every directory above %s must be searchable by that user; TMPDIR chooses where)", err, dir)
+		}
 		return nil, fmt.Errorf("start postgresql: %w", err)
 	}
 

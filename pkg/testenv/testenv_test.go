@@ -440,8 +440,18 @@ func TestServersDieWithBinary(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Fatalf("the parent-death signal is Linux-only; this project's tests run on Linux")
 	}
+	// A TMPDIR of its own, so that no other test binary sweeps the child's
+	// directory before we look at it; searchable, for PostgreSQL's user.
+	tmp, err := os.MkdirTemp("", "testenv-crash-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(tmp) })
+	if err := os.Chmod(tmp, 0o711); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestServersDieWithBinary$")
-	cmd.Env = append(os.Environ(), crashChildEnv+"=1",
+	cmd.Env = append(os.Environ(), crashChildEnv+"=1", "TMPDIR="+tmp,
 		testenv.EnvRedisAddr+"=", testenv.EnvMongoURI+"=")
 	out, err := cmd.Output()
 	var ee *exec.ExitError
@@ -473,11 +483,11 @@ func TestServersDieWithBinary(t *testing.T) {
 
 	// The child's directory is left behind; the next binary to start a
 	// server removes it.
-	stale, _ := filepath.Glob(filepath.Join(os.TempDir(), fmt.Sprintf("fleetacs-testenv-%d-*", cmd.Process.Pid)))
+	stale, _ := filepath.Glob(filepath.Join(tmp, fmt.Sprintf("fleetacs-testenv-%d-*", cmd.Process.Pid)))
 	if len(stale) != 1 {
 		t.Fatalf("crash child left %d directories %q, want 1", len(stale), stale)
 	}
-	testenv.SweepStale(os.TempDir())
+	testenv.SweepStale(tmp)
 	if _, err := os.Stat(stale[0]); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("sweep left %s of a dead binary: %v", stale[0], err)
 	}
