@@ -91,9 +91,10 @@ func Decode(body []byte) (*Envelope, error) {
 // booleans and dateTimes are trimmed of surrounding XML white space, which
 // pretty-printing CPEs add. Data kept exactly as sent: ParameterValueStruct
 // and ArgStruct Value, Kicked Arg, Username, Password and UserMessage.
-// CommandKey is trimmed too: it is the ACS's own token echoed back, and a
-// key FleetACS issues never has surrounding white space (the tasks layer
-// refuses such keys), so trimming can only repair a CPE's formatting. OUI is
+// CommandKey is trimmed too: it is the ACS's own token echoed back, and
+// FleetACS must never issue a key with surrounding white space, so trimming
+// can only repair a CPE's pretty-printing (a key the ACS compares must be
+// compared trimmed). OUI is
 // kept in the case it was sent. Empty number and boolean elements read as 0
 // and false; other text that is not of the element's type is an
 // ErrNotEnvelope error naming the element.

@@ -2,6 +2,7 @@ package cwmp
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -58,6 +59,9 @@ var brokenInputs = []brokenInput{
 	{name: "stray end tag", body: "</a>", err: ErrMalformed, line: 1, col: 1, detail: "unexpected end of element </a>"},
 	{name: "only a comment", body: "<!-- nothing -->", err: ErrMalformed, line: 1, col: 17, detail: "no root element"},
 	{name: "truncated tag", body: "<a><b", err: ErrMalformed, line: 1, col: 6, detail: "unexpected end of input"},
+	{name: "too many namespace declarations", body: "<a" + manyAttrs(" xmlns:p%03d='u'", 65) + "/>", err: ErrMalformed, line: 1, col: 964, detail: "more than 64 namespace declarations"},
+	{name: "namespace declarations across elements", body: "<a" + manyAttrs(" xmlns:p%03d='u'", 40) + "><b" + manyAttrs(" xmlns:q%03d='u'", 30) + "/></a>",
+		err: ErrMalformed, line: 1, col: 967, detail: "more than 64 namespace declarations"},
 
 	{name: "not an envelope", body: "<html><body>busy</body></html>", err: ErrNotEnvelope, line: 1, col: 1, detail: "root element is <html>"},
 	{name: "SOAP 1.2 envelope", body: `<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope"><e:Body><x/></e:Body></e:Envelope>`,
@@ -76,6 +80,15 @@ var brokenInputs = []brokenInput{
 		err: ErrNotEnvelope, line: 1, col: 154, detail: `invalid int "1.0" in <Status>`},
 	{name: "bad fault code", body: decEnvOpen + "<soap:Body><soap:Fault><detail><cwmp:Fault><FaultCode>90O3</FaultCode></cwmp:Fault></detail></soap:Fault></soap:Body>" + decEnvClose,
 		err: ErrNotEnvelope, line: 1, col: 153, detail: `invalid fault code "90O3"`},
+}
+
+// manyAttrs repeats an attribute format (with a %03d for the index) n times.
+func manyAttrs(format string, n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, format, i)
+	}
+	return b.String()
 }
 
 func TestDecodeErrors(t *testing.T) {

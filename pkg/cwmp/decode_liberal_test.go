@@ -167,6 +167,9 @@ func TestDecodeValueTypes(t *testing.T) {
 		{"mixed content dropped", `<Value>a<b>c</b>d</Value>`, "", ""},
 		{"single quotes", `<Value xsi:type='xsd:string'>'</Value>`, "xsd:string", "'"},
 		{"duplicate attribute: last wins", `<Value xsi:type="xsd:int" xsi:type="xsd:long">1</Value>`, "xsd:long", "1"},
+		{"duplicates among many attributes", `<Value` + manyAttrs(` a%03d="1"`, 20) + ` xsi:type="xsd:int"` + manyAttrs(` a%03d="2"`, 20) + ` xsi:type="xsd:long">1</Value>`, "xsd:long", "1"},
+		{"duplicate namespace declaration", `<Value xmlns:t="urn:x" xmlns:t="http://www.w3.org/2001/XMLSchema" xsi:type="t:int">1</Value>`, "xsd:int", "1"},
+		{"many comment-split runs", `<Value>` + strings.Repeat(`ab<!---->`, 100) + `</Value>`, "", strings.Repeat("ab", 100)},
 		{"supplementary character", `<Value>&#x1F600;` + "\U0001F600</Value>", "", "\U0001F600\U0001F600"},
 	}
 	for _, c := range cases {

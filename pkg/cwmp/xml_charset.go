@@ -136,6 +136,8 @@ func prepare(body []byte, charset string, maxBytes int) (prepared, *xmlError) {
 		p.charset = charsetUTF8
 	case charset != "":
 		p.charset = lookupCharset(charset)
+	case declEnc == "" || strings.EqualFold(declEnc, "utf-8"):
+		p.charset = charsetUTF8
 	default:
 		p.charset = lookupCharset(declEnc)
 	}
@@ -180,11 +182,11 @@ func parseXMLDecl(b []byte, i int) (end int, encoding string, found bool, err *x
 		for k < e && (b[k] >= 'a' && b[k] <= 'z' || b[k] >= 'A' && b[k] <= 'Z') {
 			k++
 		}
-		name := string(b[ns:k])
+		name := b[ns:k]
 		for k < e && isXMLSpace(b[k]) {
 			k++
 		}
-		if name == "" || k == e || b[k] != '=' {
+		if len(name) == 0 || k == e || b[k] != '=' {
 			return 0, "", false, malformed(ns, "malformed XML declaration")
 		}
 		k++
@@ -200,8 +202,10 @@ func parseXMLDecl(b []byte, i int) (end int, encoding string, found bool, err *x
 		if ve < 0 {
 			return 0, "", false, malformed(k, "malformed XML declaration")
 		}
-		if name == "encoding" {
-			encoding = string(b[vs : vs+ve])
+		if string(name) == "encoding" {
+			if enc := b[vs : vs+ve]; !bytes.EqualFold(enc, []byte("utf-8")) {
+				encoding = string(enc)
+			}
 		}
 		k = vs + ve + 1
 	}

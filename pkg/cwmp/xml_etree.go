@@ -70,7 +70,7 @@ func etreeTree(s string, maxDepth int) (*xmlTree, *xmlError) {
 		return nil, malformed(-1, "no root element")
 	}
 	b := etreeBuilder{t: &xmlTree{}}
-	if err := b.element(root, -1); err != nil {
+	if err := b.element(root, -1, 0); err != nil {
 		return nil, err
 	}
 	return b.t, nil
@@ -106,8 +106,9 @@ type etreeBuilder struct {
 }
 
 // element appends e and, recursively, its children (depth is bounded by
-// MaxDepth, which etree enforced).
-func (b *etreeBuilder) element(e *etree.Element, parent int32) *xmlError {
+// MaxDepth, which etree enforced). scope counts the namespace declarations
+// in scope above e, bounded as in the scanner.
+func (b *etreeBuilder) element(e *etree.Element, parent int32, scope int) *xmlError {
 	if !isASCII(e.Space) || !isASCII(e.Tag) {
 		return malformed(-1, "non-ASCII element name")
 	}
@@ -119,10 +120,15 @@ func (b *etreeBuilder) element(e *etree.Element, parent int32) *xmlError {
 			return malformed(-1, "non-ASCII attribute name")
 		}
 		switch {
-		case a.Space == "xmlns":
-			t.attrs = append(t.attrs, xmlAttr{local: a.Key, ns: nsXMLNS, value: a.Value})
-		case a.Space == "" && a.Key == "xmlns":
-			t.attrs = append(t.attrs, xmlAttr{local: "", ns: nsXMLNS, value: a.Value})
+		case a.Space == "xmlns" || a.Space == "" && a.Key == "xmlns":
+			if scope++; scope > maxNamespaceBindings {
+				return malformed(-1, "too many namespace declarations in scope")
+			}
+			prefix := a.Key
+			if a.Space == "" {
+				prefix = ""
+			}
+			t.attrs = append(t.attrs, xmlAttr{local: prefix, ns: nsXMLNS, value: a.Value})
 		default:
 			x := xmlAttr{local: a.Key, ns: a.NamespaceURI(), value: a.Value}
 			if x.local == "type" && isXSINamespace(x.ns) {
@@ -146,7 +152,7 @@ func (b *etreeBuilder) element(e *etree.Element, parent int32) *xmlError {
 				t.nodes[last].next = child
 			}
 			last = child
-			if err := b.element(c, idx); err != nil {
+			if err := b.element(c, idx, scope); err != nil {
 				return err
 			}
 		case *etree.CharData:

@@ -75,6 +75,11 @@ func isAllXMLSpace(s string) bool {
 	return true
 }
 
+// maxNamespaceBindings bounds the namespace declarations in scope, which
+// keeps prefix lookups (a backward scan) cheap on hostile input. A CWMP
+// message uses five or six.
+const maxNamespaceBindings = 64
+
 // xmlBinding is one in-scope namespace declaration.
 type xmlBinding struct {
 	prefix, uri string
@@ -113,6 +118,7 @@ func scanXML(s string, start, maxDepth int) (*xmlTree, *xmlError) {
 	var bindBuf [16]xmlBinding
 	binds := bindBuf[:0]
 	haveRoot := false
+	acc := textAcc{node: -1}
 
 	i := start
 	n := len(s)
@@ -125,7 +131,7 @@ func scanXML(s string, start, maxDepth int) (*xmlTree, *xmlError) {
 			j += i
 		}
 		if j > i {
-			if err := scanText(t, s, i, j, stack, false); err != nil {
+			if err := scanText(t, s, i, j, stack, false, &acc); err != nil {
 				return nil, err
 			}
 			i = j
@@ -154,7 +160,12 @@ func scanXML(s string, start, maxDepth int) (*xmlTree, *xmlError) {
 			if len(stack) == 0 || stack[len(stack)-1].name != name {
 				return nil, malformed(i, "unexpected end of element </"+name+">")
 			}
-			binds = binds[:stack[len(stack)-1].binds]
+			top := stack[len(stack)-1]
+			if acc.node == top.node {
+				t.nodes[top.node].text = string(acc.buf)
+				acc.node = -1
+			}
+			binds = binds[:top.binds]
 			stack = stack[:len(stack)-1]
 			i = k + 1
 
@@ -195,7 +206,7 @@ func scanXML(s string, start, maxDepth int) (*xmlTree, *xmlError) {
 					return nil, malformed(i, "unterminated CDATA section")
 				}
 				e += i + 9
-				if err := scanText(t, s, i+9, e, stack, true); err != nil {
+				if err := scanText(t, s, i+9, e, stack, true, &acc); err != nil {
 					return nil, err
 				}
 				i = e + 3
@@ -211,11 +222,12 @@ func scanXML(s string, start, maxDepth int) (*xmlTree, *xmlError) {
 
 		default:
 			var err *xmlError
-			var self bool
-			if i, self, err = scanStartTag(t, s, i, &stack, &binds, &haveRoot, maxDepth); err != nil {
+			if i, stack, binds, err = scanStartTag(t, s, i, stack, binds, &haveRoot, maxDepth); err != nil {
 				return nil, err
 			}
-			_ = self
+			if acc.node >= 0 && t.nodes[acc.node].first >= 0 {
+				acc.node = -1 // it has a child now: its text is dropped
+			}
 		}
 	}
 	if len(stack) > 0 {
@@ -229,36 +241,37 @@ func scanXML(s string, start, maxDepth int) (*xmlTree, *xmlError) {
 }
 
 // scanStartTag parses the start tag at s[i] ('<' followed by a name), adds
-// its node and attributes, and returns the offset after it.
-func scanStartTag(t *xmlTree, s string, i int, stackp *[]scanFrame, bindsp *[]xmlBinding, haveRoot *bool, maxDepth int) (int, bool, *xmlError) {
+// its node and attributes, and returns the offset after it with the updated
+// element and binding stacks (passed by value so that their first backing
+// arrays can live on scanXML's stack).
+func scanStartTag(t *xmlTree, s string, i int, stack []scanFrame, binds []xmlBinding, haveRoot *bool, maxDepth int) (int, []scanFrame, []xmlBinding, *xmlError) {
 	n := len(s)
-	stack := *stackp
 	k := scanName(s, i+1)
 	if k == i+1 {
-		return 0, false, malformed(i, "expected element name after <")
+		return 0, nil, nil, malformed(i, "expected element name after <")
 	}
 	qname := s[i+1 : k]
 	prefix, local, ok := splitQName(qname)
 	if !ok {
-		return 0, false, malformed(i, "invalid element name "+qname)
+		return 0, nil, nil, malformed(i, "invalid element name "+qname)
 	}
 	parent := int32(-1)
 	if len(stack) > 0 {
 		parent = stack[len(stack)-1].node
 	} else if *haveRoot {
-		return 0, false, malformed(i, "more than one root element")
+		return 0, nil, nil, malformed(i, "more than one root element")
 	}
 	idx := int32(len(t.nodes))
 	a0 := int32(len(t.attrs))
 	t.nodes = append(t.nodes, xmlNode{local: local, parent: parent, first: -1, next: -1, attr: a0, off: int32(i)})
-	binds := *bindsp
 	mark := int32(len(binds))
 
 	self := false
+	var seen map[[2]string]int32 // attribute index by (raw prefix or nsXMLNS, local)
 	for {
 		k = skipXMLSpace(s, k)
 		if k >= n {
-			return 0, false, malformed(k, "unexpected end of input in element <"+qname+">")
+			return 0, nil, nil, malformed(k, "unexpected end of input in element <"+qname+">")
 		}
 		c := s[k]
 		if c == '>' {
@@ -271,41 +284,41 @@ func scanStartTag(t *xmlTree, s string, i int, stackp *[]scanFrame, bindsp *[]xm
 				k += 2
 				break
 			}
-			return 0, false, malformed(k, "expected /> in element <"+qname+">")
+			return 0, nil, nil, malformed(k, "expected /> in element <"+qname+">")
 		}
 		an := k
 		k = scanName(s, k)
 		if k == an {
-			return 0, false, malformed(an, "expected attribute name in element <"+qname+">")
+			return 0, nil, nil, malformed(an, "expected attribute name in element <"+qname+">")
 		}
 		araw := s[an:k]
 		apfx, aloc, ok := splitQName(araw)
 		if !ok {
-			return 0, false, malformed(an, "invalid attribute name "+araw)
+			return 0, nil, nil, malformed(an, "invalid attribute name "+araw)
 		}
 		k = skipXMLSpace(s, k)
 		if k >= n || s[k] != '=' {
-			return 0, false, malformed(k, "attribute "+araw+" without = in element <"+qname+">")
+			return 0, nil, nil, malformed(k, "attribute "+araw+" without = in element <"+qname+">")
 		}
 		k = skipXMLSpace(s, k+1)
 		if k >= n || (s[k] != '"' && s[k] != '\'') {
-			return 0, false, malformed(k, "unquoted or missing value of attribute "+araw)
+			return 0, nil, nil, malformed(k, "unquoted or missing value of attribute "+araw)
 		}
 		q := s[k]
 		vs := k + 1
 		ve := strings.IndexByte(s[vs:], q)
 		if ve < 0 {
-			return 0, false, malformed(k, "unterminated value of attribute "+araw)
+			return 0, nil, nil, malformed(k, "unterminated value of attribute "+araw)
 		}
 		ve += vs
 		val := s[vs:ve]
 		if lt := strings.IndexByte(val, '<'); lt >= 0 {
-			return 0, false, malformed(vs+lt, "unescaped < in value of attribute "+araw)
+			return 0, nil, nil, malformed(vs+lt, "unescaped < in value of attribute "+araw)
 		}
 		if needsUnescape(val) {
 			var err *xmlError
 			if val, err = unescapeText(val, vs, false); err != nil {
-				return 0, false, err
+				return 0, nil, nil, err
 			}
 		}
 		k = ve + 1
@@ -319,26 +332,54 @@ func scanStartTag(t *xmlTree, s string, i int, stackp *[]scanFrame, bindsp *[]xm
 		} else if apfx == "" && aloc == "xmlns" {
 			ans, alocal, decl = nsXMLNS, "", true
 		}
-		if decl {
-			binds = append(binds, xmlBinding{prefix: alocal, uri: val})
-		}
-		dup := false
-		for x := a0; x < int32(len(t.attrs)); x++ {
-			if a := &t.attrs[x]; a.local == alocal && a.ns == ans {
-				// The last of duplicate attributes wins, in the first's place.
-				a.value = val
-				dup = true
-				break
+		// The last of duplicate attributes wins, in the first's place, as
+		// in etree. Past a few attributes a map keeps this linear.
+		dup := int32(-1)
+		if seen == nil && int32(len(t.attrs))-a0 >= 16 {
+			seen = make(map[[2]string]int32)
+			for x := a0; x < int32(len(t.attrs)); x++ {
+				seen[[2]string{t.attrs[x].ns, t.attrs[x].local}] = x
 			}
 		}
-		if !dup {
-			t.attrs = append(t.attrs, xmlAttr{local: alocal, ns: ans, value: val})
+		if seen != nil {
+			if x, ok := seen[[2]string{ans, alocal}]; ok {
+				dup = x
+			}
+		} else {
+			for x := a0; x < int32(len(t.attrs)); x++ {
+				if a := &t.attrs[x]; a.local == alocal && a.ns == ans {
+					dup = x
+					break
+				}
+			}
+		}
+		if dup >= 0 {
+			t.attrs[dup].value = val
+			if decl {
+				for b := len(binds) - 1; b >= int(mark); b-- {
+					if binds[b].prefix == alocal {
+						binds[b].uri = val
+						break
+					}
+				}
+			}
+			continue
+		}
+		if seen != nil {
+			seen[[2]string{ans, alocal}] = int32(len(t.attrs))
+		}
+		t.attrs = append(t.attrs, xmlAttr{local: alocal, ns: ans, value: val})
+		if decl {
+			if len(binds) >= maxNamespaceBindings {
+				return 0, nil, nil, malformed(an, "more than "+strconv.Itoa(maxNamespaceBindings)+" namespace declarations in scope")
+			}
+			binds = append(binds, xmlBinding{prefix: alocal, uri: val})
 		}
 	}
 
 	if len(stack) >= maxDepth {
 		// Checked after the attributes, as the reference front end does.
-		return 0, false, &xmlError{err: ErrTooDeep, off: i, detail: "element <" + qname + "> nested deeper than " + strconv.Itoa(maxDepth)}
+		return 0, nil, nil, &xmlError{err: ErrTooDeep, off: i, detail: "element <" + qname + "> nested deeper than " + strconv.Itoa(maxDepth)}
 	}
 
 	// Resolve prefixes now that every declaration of the tag is known.
@@ -377,9 +418,7 @@ func scanStartTag(t *xmlTree, s string, i int, stackp *[]scanFrame, bindsp *[]xm
 	} else {
 		stack = append(stack, scanFrame{node: idx, last: -1, binds: mark, name: qname})
 	}
-	*stackp = stack
-	*bindsp = binds
-	return k, self, nil
+	return k, stack, binds, nil
 }
 
 // qnameParts splits the QName value of an attribute such as xsi:type
@@ -392,10 +431,19 @@ func qnameParts(v string) (prefix, local string) {
 	return "", v
 }
 
+// textAcc accumulates the text of an element whose character data comes in
+// several runs (split by comments or CDATA sections), so that joining them
+// stays linear. Only the innermost open element without children collects
+// text, so one accumulator is enough.
+type textAcc struct {
+	node int32 // the element collecting, -1 if none
+	buf  []byte
+}
+
 // scanText handles the character data s[i:j] (raw text, or the inside of a
 // CDATA section when cdata is set) found inside the innermost open element,
 // or outside the root when stack is empty.
-func scanText(t *xmlTree, s string, i, j int, stack []scanFrame, cdata bool) *xmlError {
+func scanText(t *xmlTree, s string, i, j int, stack []scanFrame, cdata bool, acc *textAcc) *xmlError {
 	run := s[i:j]
 	if !cdata {
 		if e := strings.Index(run, "]]>"); e >= 0 {
@@ -427,11 +475,16 @@ func scanText(t *xmlTree, s string, i, j int, stack []scanFrame, cdata bool) *xm
 			return err
 		}
 	}
-	node := &t.nodes[stack[len(stack)-1].node]
-	if node.text == "" {
+	idx := stack[len(stack)-1].node
+	node := &t.nodes[idx]
+	switch {
+	case acc.node == idx:
+		acc.buf = append(acc.buf, run...)
+	case node.text == "":
 		node.text = run
-	} else {
-		node.text += run
+	default:
+		acc.node = idx
+		acc.buf = append(append(acc.buf[:0], node.text...), run...)
 	}
 	return nil
 }

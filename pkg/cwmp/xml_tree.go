@@ -58,17 +58,6 @@ func (t *xmlTree) countChildren(i int32) int {
 	return n
 }
 
-// attrValue returns the value of the attribute {ns}local of node i.
-func (t *xmlTree) attrValue(i int32, ns, local string) (string, bool) {
-	n := &t.nodes[i]
-	for _, a := range t.attrs[n.attr : n.attr+n.nattr] {
-		if a.local == local && a.ns == ns {
-			return a.value, true
-		}
-	}
-	return "", false
-}
-
 // isXSINamespace reports whether ns is an XML Schema instance namespace:
 // the 2001 one CWMP uses, or the 1999 draft old SOAP stacks still emit.
 func isXSINamespace(ns string) bool {
