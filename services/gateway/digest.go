@@ -115,18 +115,20 @@ func parseDigest(h string) (digestParams, error) {
 		s = strings.TrimLeft(s[eq+1:], " \t")
 		var val string
 		if strings.HasPrefix(s, `"`) {
-			var b strings.Builder
-			i := 1
+			i, escaped := 1, false
 			for ; i < len(s) && s[i] != '"'; i++ {
 				if s[i] == '\\' && i+1 < len(s) {
 					i++
+					escaped = true
 				}
-				b.WriteByte(s[i])
 			}
 			if i >= len(s) {
 				return p, errors.New("unterminated quoted digest parameter")
 			}
-			val, s = b.String(), s[i+1:]
+			val, s = s[1:i], s[i+1:]
+			if escaped {
+				val = unescapeQuoted(val)
+			}
 		} else {
 			end := strings.IndexByte(s, ',')
 			if end < 0 {
@@ -172,15 +174,30 @@ func parseDigest(h string) (digestParams, error) {
 	return p, nil
 }
 
+// unescapeQuoted removes the backslashes of a quoted-string's content.
+func unescapeQuoted(v string) string {
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		if v[i] == '\\' && i+1 < len(v) {
+			i++
+		}
+		b.WriteByte(v[i])
+	}
+	return b.String()
+}
+
 func md5Hex(parts ...string) string {
-	h := md5.New()
+	// One stack buffer instead of a Write per part: each would allocate.
+	var stack [256]byte
+	buf := stack[:0]
 	for i, s := range parts {
 		if i > 0 {
-			h.Write([]byte{':'})
+			buf = append(buf, ':')
 		}
-		h.Write([]byte(s))
+		buf = append(buf, s...)
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	sum := md5.Sum(buf)
+	return hex.EncodeToString(sum[:])
 }
 
 // digestResponse computes the expected response for p, given the password,

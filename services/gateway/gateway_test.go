@@ -132,14 +132,31 @@ func TestRPCName(t *testing.T) {
 	for body, want := range map[string]string{
 		string(informBody(t, "SN1")): "Inform",
 		`<?xml version="1.0"?><s:Envelope xmlns:s="x"><s:Header><c:ID xmlns:c="y">1</c:ID></s:Header><s:Body><c:GetParameterValuesResponse xmlns:c="y"/></s:Body></s:Envelope>`: "GetParameterValuesResponse",
-		`<Envelope><Body></Body></Envelope>`: "",
-		`<html>`:                             "",
-		`not xml`:                            "",
+		"\ufeff<?xml version='1.0'?>\n<!-- c > d --><soap:Envelope a='>'>\n <soap:Header/>\n <soap:Body>\n  <cwmp:Inform>":                                                      "Inform",
+		`<Envelope><Header><ID x="/>">1</ID></Header><Body><TransferComplete/></Body></Envelope>`:                                                                               "TransferComplete",
+		`<Envelope><Body></Body></Envelope>`:   "",
+		`<Envelope><Body/></Envelope>`:         "",
+		`<!DOCTYPE x><Envelope><Body><Inform>`: "",
+		`<html>`:                               "",
+		`<Envelope><Body><`:                    "",
+		`not xml`:                              "",
 	} {
 		if got := rpcName([]byte(body)); got != want {
 			t.Errorf("rpcName(%.40q) = %q, want %q", body, got, want)
 		}
 	}
+}
+
+func FuzzRPCName(f *testing.F) {
+	f.Add(informBody(f, "SN1", "1 BOOT"))
+	f.Add(gpvResponseBody(f))
+	f.Add([]byte(`<a:Envelope><a:Header/><a:Body><b:X/></a:Body></a:Envelope>`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		name := rpcName(b)
+		if name != "" && !bytes.Contains(b, []byte(name)) {
+			t.Fatalf("rpcName invented %q", name)
+		}
+	})
 }
 
 // runSession completes the test worker's session (empty POST, then the

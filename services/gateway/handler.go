@@ -69,6 +69,15 @@ func (q *request) logAttrs(extra ...slog.Attr) []slog.Attr {
 	return append(attrs, extra...)
 }
 
+// log writes a record about q, building its attributes only when the level
+// is enabled (the hot path logs at debug level).
+func (s *Service) log(ctx context.Context, level slog.Level, msg string, q *request, extra ...slog.Attr) {
+	if !s.logger.Enabled(ctx, level) {
+		return
+	}
+	s.logger.LogAttrs(ctx, level, msg, q.logAttrs(extra...)...)
+}
+
 // Handler returns the CWMP HTTP handler. Served outside Run (without its
 // connection bookkeeping), every request behaves as if it came on a new
 // connection.
@@ -161,7 +170,7 @@ func (s *Service) findSession(ctx context.Context, q *request) (SessionRecord, s
 		rec, err := s.affinity.Lookup(ctx, sid)
 		if err != nil {
 			if !errors.Is(err, ErrNoRecord) {
-				s.logger.LogAttrs(ctx, slog.LevelWarn, "affinity lookup failed; routing without the record", q.logAttrs(slog.String("session_id", sid), slog.Any("err", err))...)
+				s.log(ctx, slog.LevelWarn, "affinity lookup failed; routing without the record", q, slog.String("session_id", sid), slog.Any("err", err))
 			}
 			// Without a record the Forwarder picks a worker, which resumes
 			// the session from its checkpoint or refuses it.
@@ -178,9 +187,9 @@ func (s *Service) findSession(ctx context.Context, q *request) (SessionRecord, s
 		return rec, viaAddress, true
 	case errors.Is(err, ErrNoRecord):
 	case errors.Is(err, ErrAmbiguous):
-		s.logger.LogAttrs(ctx, slog.LevelDebug, "several sessions open from the address; not guessing", q.logAttrs()...)
+		s.log(ctx, slog.LevelDebug, "several sessions open from the address; not guessing", q)
 	default:
-		s.logger.LogAttrs(ctx, slog.LevelWarn, "affinity lookup by address failed", q.logAttrs(slog.Any("err", err))...)
+		s.log(ctx, slog.LevelWarn, "affinity lookup by address failed", q, slog.Any("err", err))
 	}
 	return SessionRecord{}, "", false
 }
@@ -210,7 +219,7 @@ func (s *Service) openSession(ctx context.Context, q *request) int {
 		body: q.body, tls: q.tls, tenant: q.tenant, deviceKey: q.deviceKey, deviceID: deviceID,
 	})
 	if err != nil {
-		s.logger.LogAttrs(ctx, slog.LevelError, "CPE credentials unavailable", q.logAttrs(slog.Any("err", err))...)
+		s.log(ctx, slog.LevelError, "CPE credentials unavailable", q, slog.Any("err", err))
 		return s.unavailable(q)
 	}
 	if verdict != verdictOK {
@@ -231,7 +240,7 @@ func (s *Service) openSession(ctx context.Context, q *request) int {
 		l, err := s.leases.Acquire(ctx, q.tenant, q.deviceKey, q.sessionID, s.cfg.LeaseTTL)
 		if err != nil {
 			s.sessions.commit("")
-			s.logger.LogAttrs(ctx, slog.LevelError, "device lease unavailable", q.logAttrs(slog.Any("err", err))...)
+			s.log(ctx, slog.LevelError, "device lease unavailable", q, slog.Any("err", err))
 			return s.unavailable(q)
 		}
 		lease = &l
@@ -257,13 +266,15 @@ func (s *Service) openSession(ctx context.Context, q *request) int {
 		rec = SessionRecord{SessionID: q.sessionID, Worker: reply.Worker, ClientIP: q.ip, Tenant: q.tenant, DeviceKey: q.deviceKey, Auth: auth}
 		now := s.now()
 		if err := s.affinity.Put(ctx, rec, s.cfg.SessionIdleTimeout); err != nil {
-			s.logger.LogAttrs(ctx, slog.LevelWarn, "affinity record not stored", q.logAttrs(slog.Any("err", err))...)
+			s.log(ctx, slog.LevelWarn, "affinity record not stored", q, slog.Any("err", err))
 			now = time.Time{}
 		}
 		q.conn.set(rec, now)
 		s.metrics.sessions.Add(ctx, 1)
-		s.logger.LogAttrs(ctx, slog.LevelInfo, "session started", q.logAttrs(
-			slog.Any("events", eventCodes(events)), slog.String("auth", auth.Method.String()), slog.String("principal", auth.Principal))...)
+		// The worker owns the session and logs it; the gateway's view is
+		// detail.
+		s.log(ctx, slog.LevelDebug, "session started", q,
+			slog.Any("events", eventCodes(events)), slog.String("auth", auth.Method.String()), slog.String("principal", auth.Principal))
 	} else {
 		s.sessions.commit("")
 		s.releaseLease(ctx, q, lease)
@@ -287,7 +298,7 @@ func (s *Service) continueSession(ctx context.Context, q *request, rec SessionRe
 			body: q.body, tls: q.tls, tenant: q.tenant, deviceKey: rec.DeviceKey, principal: rec.Auth.Principal,
 		})
 		if err != nil {
-			s.logger.LogAttrs(ctx, slog.LevelError, "CPE credentials unavailable", q.logAttrs(slog.Any("err", err))...)
+			s.log(ctx, slog.LevelError, "CPE credentials unavailable", q, slog.Any("err", err))
 			return s.unavailable(q)
 		}
 		if verdict == verdictOK && a.Method == AuthClientCertificate && rec.Auth.Principal != "" && a.Principal != rec.Auth.Principal {
@@ -321,7 +332,7 @@ func (s *Service) continueSession(ctx context.Context, q *request, rec SessionRe
 		rec.Tenant, rec.ClientIP = q.tenant, q.ip
 		if changed || via != viaConn && via != viaCookie || refreshed.IsZero() || now.Sub(refreshed) >= s.cfg.SessionIdleTimeout/3 {
 			if err := s.affinity.Put(ctx, rec, s.cfg.SessionIdleTimeout); err != nil {
-				s.logger.LogAttrs(ctx, slog.LevelWarn, "affinity record not refreshed", q.logAttrs(slog.Any("err", err))...)
+				s.log(ctx, slog.LevelWarn, "affinity record not refreshed", q, slog.Any("err", err))
 			} else {
 				refreshed = now
 			}
@@ -341,9 +352,9 @@ func (s *Service) endSession(ctx context.Context, q *request, rec SessionRecord)
 		rec.ClientIP = q.ip
 	}
 	if err := s.affinity.Delete(ctx, rec); err != nil {
-		s.logger.LogAttrs(ctx, slog.LevelWarn, "affinity record not deleted", q.logAttrs(slog.Any("err", err))...)
+		s.log(ctx, slog.LevelWarn, "affinity record not deleted", q, slog.Any("err", err))
 	}
-	s.logger.LogAttrs(ctx, slog.LevelInfo, "session ended", q.logAttrs()...)
+	s.log(ctx, slog.LevelDebug, "session ended", q)
 }
 
 // supersede handles a new session that took the device lease over from a
@@ -352,20 +363,20 @@ func (s *Service) supersede(ctx context.Context, q *request, old string) {
 	s.sessions.end(old)
 	rec, err := s.affinity.Lookup(ctx, old)
 	if err != nil && !errors.Is(err, ErrNoRecord) {
-		s.logger.LogAttrs(ctx, slog.LevelWarn, "affinity lookup failed", q.logAttrs(slog.String("superseded_session_id", old), slog.Any("err", err))...)
+		s.log(ctx, slog.LevelWarn, "affinity lookup failed", q, slog.String("superseded_session_id", old), slog.Any("err", err))
 	}
 	actx, cancel := context.WithTimeout(ctx, abandonTimeout)
 	defer cancel()
 	if err := s.fwd.Abandon(actx, &Abandonment{SessionID: old, Tenant: q.tenant, DeviceKey: q.deviceKey, Reason: AbandonSuperseded, Worker: rec.Worker}); err != nil {
 		// Advisory: the old worker's writes are fenced off anyway.
-		s.logger.LogAttrs(ctx, slog.LevelDebug, "abandon of superseded session not delivered", q.logAttrs(slog.String("superseded_session_id", old), slog.Any("err", err))...)
+		s.log(ctx, slog.LevelDebug, "abandon of superseded session not delivered", q, slog.String("superseded_session_id", old), slog.Any("err", err))
 	}
 	if rec.SessionID != "" {
 		if err := s.affinity.Delete(ctx, rec); err != nil {
-			s.logger.LogAttrs(ctx, slog.LevelWarn, "affinity record not deleted", q.logAttrs(slog.Any("err", err))...)
+			s.log(ctx, slog.LevelWarn, "affinity record not deleted", q, slog.Any("err", err))
 		}
 	}
-	s.logger.LogAttrs(ctx, slog.LevelInfo, "session took over the device lease", q.logAttrs(slog.String("superseded_session_id", old))...)
+	s.log(ctx, slog.LevelInfo, "session took over the device lease", q, slog.String("superseded_session_id", old))
 }
 
 func (s *Service) releaseLease(ctx context.Context, q *request, lease *Lease) {
@@ -373,7 +384,7 @@ func (s *Service) releaseLease(ctx context.Context, q *request, lease *Lease) {
 		return
 	}
 	if err := s.leases.Release(ctx, q.tenant, q.deviceKey, q.sessionID); err != nil {
-		s.logger.LogAttrs(ctx, slog.LevelWarn, "device lease not released; it expires by itself", q.logAttrs(slog.Any("err", err))...)
+		s.log(ctx, slog.LevelWarn, "device lease not released; it expires by itself", q, slog.Any("err", err))
 	}
 }
 
@@ -399,7 +410,7 @@ func (s *Service) writeReply(ctx context.Context, q *request, reply *Reply, rec 
 		if validSessionID(c) {
 			h.Set("Set-Cookie", sessionCookie+"="+c+"; Path=/")
 		} else {
-			s.logger.LogAttrs(ctx, slog.LevelError, "worker asked for a session cookie with unsafe characters; not set", q.logAttrs()...)
+			s.log(ctx, slog.LevelError, "worker asked for a session cookie with unsafe characters; not set", q)
 		}
 	}
 	status := reply.Status
@@ -434,7 +445,7 @@ func (s *Service) writeReply(ctx context.Context, q *request, reply *Reply, rec 
 		h.Set("Content-Length", "0")
 		q.w.WriteHeader(status)
 	default:
-		s.logger.LogAttrs(ctx, slog.LevelError, "worker answered with a status outside the contract; sending 500", q.logAttrs(slog.Int("status", status))...)
+		s.log(ctx, slog.LevelError, "worker answered with a status outside the contract; sending 500", q, slog.Int("status", status))
 		status = http.StatusInternalServerError
 		h.Set("Content-Length", "0")
 		q.w.WriteHeader(status)
@@ -445,10 +456,10 @@ func (s *Service) writeReply(ctx context.Context, q *request, reply *Reply, rec 
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonTimeout)
 		defer cancel()
 		if err := s.fwd.Abandon(actx, &Abandonment{SessionID: rec.SessionID, Tenant: q.tenant, DeviceKey: rec.DeviceKey, Reason: AbandonResponseNotDelivered, Worker: rec.Worker}); err != nil {
-			s.logger.LogAttrs(ctx, slog.LevelDebug, "abandon of undelivered session not delivered", q.logAttrs(slog.Any("err", err))...)
+			s.log(ctx, slog.LevelDebug, "abandon of undelivered session not delivered", q, slog.Any("err", err))
 		}
 	}
-	s.logger.LogAttrs(ctx, slog.LevelDebug, "cwmp exchange", q.logAttrs(slog.Int("status", status))...)
+	s.log(ctx, slog.LevelDebug, "cwmp exchange", q, slog.Int("status", status))
 	return status
 }
 
@@ -457,10 +468,10 @@ func (s *Service) refuseBody(ctx context.Context, q *request, err error) int {
 	var be *bodyError
 	if !errors.As(err, &be) {
 		// The connection failed while reading; nobody is listening.
-		s.logger.LogAttrs(ctx, slog.LevelDebug, "request body not read", q.logAttrs(slog.Any("err", err))...)
+		s.log(ctx, slog.LevelDebug, "request body not read", q, slog.Any("err", err))
 		return 0
 	}
-	s.logger.LogAttrs(ctx, slog.LevelInfo, "request body refused", q.logAttrs(slog.Int("status", be.status), slog.String("reason", be.Error()))...)
+	s.log(ctx, slog.LevelInfo, "request body refused", q, slog.Int("status", be.status), slog.String("reason", be.Error()))
 	// The rest of an oversize body is not worth reading.
 	q.w.Header().Set("Connection", "close")
 	q.w.Header().Set("Content-Length", "0")
@@ -473,9 +484,9 @@ func (s *Service) refuseAuth(ctx context.Context, q *request, a Auth, v authVerd
 	switch v {
 	case verdictFailed:
 		s.metrics.authFailures.Add(ctx, 1)
-		s.logger.LogAttrs(ctx, slog.LevelWarn, "CPE authentication failed", q.logAttrs(slog.String("principal", a.Principal))...)
+		s.log(ctx, slog.LevelWarn, "CPE authentication failed", q, slog.String("principal", a.Principal))
 	case verdictStale:
-		s.logger.LogAttrs(ctx, slog.LevelDebug, "stale Digest nonce; challenging again", q.logAttrs(slog.String("principal", a.Principal))...)
+		s.log(ctx, slog.LevelDebug, "stale Digest nonce; challenging again", q, slog.String("principal", a.Principal))
 	}
 	s.auth.challenge(q.w, q.tls, v == verdictStale)
 	return http.StatusUnauthorized
@@ -484,7 +495,7 @@ func (s *Service) refuseAuth(ctx context.Context, q *request, a Auth, v authVerd
 // shed answers a new session with 503 and a jittered Retry-After.
 func (s *Service) shed(ctx context.Context, q *request, reason string, priority bool) int {
 	s.metrics.countShed(ctx, reason, priority)
-	s.logger.LogAttrs(ctx, slog.LevelDebug, "new session shed", q.logAttrs(slog.String("reason", reason), slog.Bool("priority", priority))...)
+	s.log(ctx, slog.LevelDebug, "new session shed", q, slog.String("reason", reason), slog.Bool("priority", priority))
 	h := q.w.Header()
 	h.Set("Retry-After", strconv.FormatInt(retryAfter(s.cfg.RetryAfterMin, s.cfg.RetryAfterMax, s.randN), 10))
 	h.Set("Content-Length", "0")
@@ -507,14 +518,14 @@ func (s *Service) forwardFailed(ctx context.Context, q *request, err error, newS
 		if newSession {
 			return s.shed(ctx, q, shedWorkersBusy, priority)
 		}
-		s.logger.LogAttrs(ctx, slog.LevelWarn, "no session worker has room for an open session", q.logAttrs()...)
+		s.log(ctx, slog.LevelWarn, "no session worker has room for an open session", q)
 		return s.unavailable(q)
 	}
 	if ctx.Err() != nil && q.r.Context().Err() != nil {
-		s.logger.LogAttrs(ctx, slog.LevelDebug, "CPE went away during the exchange", q.logAttrs(slog.Any("err", err))...)
+		s.log(ctx, slog.LevelDebug, "CPE went away during the exchange", q, slog.Any("err", err))
 		return 0
 	}
-	s.logger.LogAttrs(ctx, slog.LevelError, "session worker did not answer", q.logAttrs(slog.Any("err", err))...)
+	s.log(ctx, slog.LevelError, "session worker did not answer", q, slog.Any("err", err))
 	q.w.Header().Set("Content-Length", "0")
 	q.w.WriteHeader(http.StatusInternalServerError)
 	return http.StatusInternalServerError

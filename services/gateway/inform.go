@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"encoding/xml"
-	"io"
 	"net/url"
 	"strings"
 
@@ -16,39 +14,100 @@ import (
 
 // rpcName returns the local name of the first element inside the SOAP Body,
 // without decoding the rest, so that a large GetParameterValuesResponse
-// costs the gateway a few tokens. It returns "" for XML it cannot follow
-// that far; such bodies go to the worker, which answers with a fault.
-func rpcName(body []byte) string {
-	d := xml.NewDecoder(bytes.NewReader(body))
-	// Element names are ASCII in every charset CPEs use; the worker decodes
-	// the text properly.
-	d.CharsetReader = func(_ string, r io.Reader) (io.Reader, error) { return r, nil }
-	depth := 0
-	inBody := false
-	for range 4096 { // enough for any Header; bounds hostile input
-		tok, err := d.RawToken()
-		if err != nil {
+// costs the gateway a scan of its first few tags. It returns "" for input it
+// cannot follow that far (not an Envelope, a DOCTYPE, broken markup); such
+// bodies go to the worker, which answers with a fault. Element names are
+// ASCII in every charset CPEs use, so no decoding is needed.
+func rpcName(b []byte) string {
+	depth, inBody := 0, false
+	for pos := 0; pos < len(b); {
+		i := bytes.IndexByte(b[pos:], '<')
+		if i < 0 || pos+i+1 >= len(b) {
 			return ""
 		}
-		switch t := tok.(type) {
-		case xml.StartElement:
-			depth++
-			switch {
-			case depth == 1 && t.Name.Local != "Envelope":
+		pos += i + 1
+		switch b[pos] {
+		case '?': // XML declaration or processing instruction
+			if pos = skipPast(b, pos, "?>"); pos < 0 {
 				return ""
-			case depth == 2 && t.Name.Local == "Body":
-				inBody = true
-			case depth == 3 && inBody:
-				return t.Name.Local
 			}
-		case xml.EndElement:
+		case '!':
+			if !bytes.HasPrefix(b[pos:], []byte("!--")) {
+				return "" // DOCTYPE or CDATA: not in a CWMP envelope's outline
+			}
+			if pos = skipPast(b, pos, "-->"); pos < 0 {
+				return ""
+			}
+		case '/':
 			if depth == 2 && inBody {
 				return "" // an empty Body
 			}
 			depth--
+			if pos = skipPast(b, pos, ">"); pos < 0 {
+				return ""
+			}
+		default:
+			nameEnd := pos
+			for nameEnd < len(b) && !isTagDelim(b[nameEnd]) {
+				nameEnd++
+			}
+			name := b[pos:nameEnd]
+			if c := bytes.LastIndexByte(name, ':'); c >= 0 {
+				name = name[c+1:]
+			}
+			if len(name) == 0 {
+				return ""
+			}
+			depth++
+			switch {
+			case depth == 1 && string(name) != "Envelope":
+				return ""
+			case depth == 2 && string(name) == "Body":
+				inBody = true
+			case depth == 3 && inBody:
+				return string(name)
+			}
+			// Find the end of the tag, minding quoted attribute values.
+			var quote byte
+			j := nameEnd
+			for ; j < len(b); j++ {
+				c := b[j]
+				if quote != 0 {
+					if c == quote {
+						quote = 0
+					}
+					continue
+				}
+				if c == '"' || c == '\'' {
+					quote = c
+				} else if c == '>' {
+					break
+				}
+			}
+			if j >= len(b) {
+				return ""
+			}
+			if b[j-1] == '/' {
+				depth-- // self-closing
+			}
+			pos = j + 1
 		}
 	}
 	return ""
+}
+
+// skipPast returns the index after the first end found at or after pos, or
+// -1.
+func skipPast(b []byte, pos int, end string) int {
+	i := bytes.Index(b[pos:], []byte(end))
+	if i < 0 {
+		return -1
+	}
+	return pos + i + len(end)
+}
+
+func isTagDelim(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '/' || c == '>'
 }
 
 // informOf decodes an Inform body; ok is false when it does not decode as

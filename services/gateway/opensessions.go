@@ -19,6 +19,7 @@ type sessionTable struct {
 	open      map[string]time.Time // session ID -> last request
 	pending   int
 	changed   chan struct{}
+	watched   bool // someone holds changed: replace it on the next decrease
 	nextSweep time.Time
 }
 
@@ -84,6 +85,7 @@ func (t *sessionTable) count() (int, <-chan struct{}) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.sweepLocked(t.now())
+	t.watched = true
 	return len(t.open) + t.pending, t.changed
 }
 
@@ -101,6 +103,10 @@ func (t *sessionTable) sweepLocked(now time.Time) {
 }
 
 func (t *sessionTable) notifyLocked() {
+	if !t.watched {
+		return // nobody waits (only a drain does): spare the allocation
+	}
 	close(t.changed)
 	t.changed = make(chan struct{})
+	t.watched = false
 }
