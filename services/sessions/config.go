@@ -1,0 +1,114 @@
+package sessions
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"time"
+)
+
+// Config is the session worker's configuration (STYLE rule 2). Flags are
+// "sessions.<kebab-name>"; DefaultConfig holds the defaults.
+type Config struct {
+	// GRPCAddr is where gateways reach this worker: the address the
+	// process's shared gRPC server listens on for this service.
+	GRPCAddr string
+	// AdvertiseAddr is the host:port registered for routing; empty means
+	// GRPCAddr (which then needs a host part to be reachable elsewhere).
+	AdvertiseAddr string
+	// WorkerID names this worker in the registry, unique in the cluster
+	// and stable for the life of the process (the pod name). Empty means
+	// the host name.
+	WorkerID string
+	// MaxSessions is how many sessions the worker holds at once; a new or
+	// resumed session over it is refused with RESOURCE_EXHAUSTED. It is
+	// also the weight the worker registers with.
+	MaxSessions int
+	// DiscoveryBatchSize is how many parameter names one
+	// GetParameterValues of a tree discovery asks for (PROTOCOL-NOTES §13,
+	// output 7: modest batches).
+	DiscoveryBatchSize int
+	// LeaseTTL is what each renewal of a session's device lease extends
+	// it by; renewals happen every third of it.
+	LeaseTTL time.Duration
+	// CheckpointTTL is how long a checkpoint outlives the exchange that
+	// saved it: it must exceed the longest pause between two requests of
+	// a session.
+	CheckpointTTL time.Duration
+	// RegistryTTL is the life of the worker's registration; heartbeats
+	// refresh it every third of it.
+	RegistryTTL time.Duration
+	// IdleGrace is added to the CPE's session timeout (its SessionTimeout
+	// header, else 30 s) before an idle session is expired, so that the
+	// gateway, not the worker, is the first to give up on a slow CPE.
+	IdleGrace time.Duration
+	// MaxBodyBytes bounds the CWMP body the worker decodes.
+	MaxBodyBytes int
+	// DrainTimeout is how long open sessions may run on after shutdown
+	// begins; the ones left are handed off to other workers through their
+	// checkpoints.
+	DrainTimeout time.Duration
+	// CallTimeout bounds each call to inventory and to the affinity store
+	// made outside a gateway's request (renewals, expiry, shutdown).
+	CallTimeout time.Duration
+}
+
+// DefaultConfig returns the defaults RegisterFlags registers.
+func DefaultConfig() Config {
+	var c Config
+	c.RegisterFlags(flag.NewFlagSet("defaults", flag.ContinueOnError))
+	return c
+}
+
+// RegisterFlags registers the service's flags, named "sessions.<name>", with
+// their defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.GRPCAddr, "sessions.grpc-addr", ":9300", "listen address of the internal gRPC API for gateways")
+	fs.StringVar(&c.AdvertiseAddr, "sessions.advertise-addr", "", "host:port gateways dial to reach this worker (empty: sessions.grpc-addr)")
+	fs.StringVar(&c.WorkerID, "sessions.worker-id", "", "name of this worker in the registry, unique in the cluster (empty: the host name)")
+	fs.IntVar(&c.MaxSessions, "sessions.max-sessions", 10000, "sessions this worker holds at once; more are refused with RESOURCE_EXHAUSTED")
+	fs.IntVar(&c.DiscoveryBatchSize, "sessions.discovery-batch-size", 100, "parameter names per GetParameterValues during a tree discovery")
+	fs.DurationVar(&c.LeaseTTL, "sessions.lease-ttl", 120*time.Second, "each renewal extends a session's device lease by this much (renewed every third of it)")
+	fs.DurationVar(&c.CheckpointTTL, "sessions.checkpoint-ttl", 10*time.Minute, "life of a session checkpoint after the exchange that saved it")
+	fs.DurationVar(&c.RegistryTTL, "sessions.registry-ttl", 15*time.Second, "life of the worker's registration (heartbeat every third of it)")
+	fs.DurationVar(&c.IdleGrace, "sessions.idle-grace", 30*time.Second, "idle time beyond the CPE's session timeout before the worker expires a session")
+	fs.IntVar(&c.MaxBodyBytes, "sessions.max-body-bytes", 4<<20, "largest CWMP body the worker decodes")
+	fs.DurationVar(&c.DrainTimeout, "sessions.drain-timeout", 20*time.Second, "on shutdown, time open sessions get to finish before they are handed off")
+	fs.DurationVar(&c.CallTimeout, "sessions.call-timeout", 5*time.Second, "bound of inventory and affinity-store calls made in the background")
+}
+
+// Validate reports every setting that cannot work.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.GRPCAddr == "" {
+		bad("sessions.grpc-addr must not be empty")
+	}
+	if c.MaxSessions <= 0 {
+		bad("sessions.max-sessions must be positive, got %d", c.MaxSessions)
+	}
+	if c.DiscoveryBatchSize <= 0 {
+		bad("sessions.discovery-batch-size must be positive, got %d", c.DiscoveryBatchSize)
+	}
+	if c.MaxBodyBytes <= 0 {
+		bad("sessions.max-body-bytes must be positive, got %d", c.MaxBodyBytes)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"lease-ttl", c.LeaseTTL}, {"checkpoint-ttl", c.CheckpointTTL},
+		{"registry-ttl", c.RegistryTTL}, {"call-timeout", c.CallTimeout},
+	} {
+		if d.v <= 0 {
+			bad("sessions.%s must be positive, got %s", d.name, d.v)
+		}
+	}
+	if c.IdleGrace < 0 {
+		bad("sessions.idle-grace must not be negative, got %s", c.IdleGrace)
+	}
+	if c.DrainTimeout < 0 {
+		bad("sessions.drain-timeout must not be negative, got %s", c.DrainTimeout)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,133 @@
+package sessions
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+)
+
+// metrics are the worker's instruments. Attribute sets are built once, so
+// that counting costs no allocation on the exchange path.
+type metrics struct {
+	started    metric.Int64Counter
+	ended      metric.Int64Counter
+	leaseLost  metric.Int64Counter
+	takeovers  metric.Int64Counter
+	refused    metric.Int64Counter
+	anomalies  metric.Int64Counter
+	failures   metric.Int64Counter
+	exchange   metric.Float64Histogram
+	discovered metric.Int64Counter
+}
+
+// Outcomes of a session (attribute "outcome" of fleetacs.sessions.ended).
+const (
+	outcomeCompleted  = "completed"  // ended by the protocol, results recorded
+	outcomeExpired    = "expired"    // idle past its timeout
+	outcomeAbandoned  = "abandoned"  // the gateway gave up on it
+	outcomeSuperseded = "superseded" // a newer session of the device took over
+	outcomeFailed     = "failed"     // the worker could not record or answer
+	outcomeRefused    = "refused"    // never started (fault to a lone message)
+)
+
+// Where a lost lease was noticed (attribute "stage" of
+// fleetacs.sessions.lease_lost).
+const (
+	lostAtInform     = "inform"     // inventory already holds a newer token
+	lostAtRenew      = "renew"      // lease renewal refused
+	lostAtCheckpoint = "checkpoint" // checkpoint save fenced off
+	lostAtRecord     = "record"     // RecordSession refused with LEASE_LOST
+	lostAtResume     = "resume"     // renewal on resume refused
+)
+
+// Kinds of worker failure (attribute "op" of fleetacs.sessions.failures).
+const (
+	failCheckpoint = "checkpoint"
+	failRecord     = "record"
+	failInventory  = "inventory_load"
+	failEncode     = "encode"
+	failRelease    = "release"
+	failRenew      = "renew"
+	failRegistry   = "registry"
+)
+
+func newMetrics(mp metric.MeterProvider, active func() int) (*metrics, error) {
+	if mp == nil {
+		mp = noop.NewMeterProvider()
+	}
+	m := mp.Meter("github.com/fleetacs/fleetacs/services/sessions")
+	var errs []error
+	counter := func(name, desc string) metric.Int64Counter {
+		c, err := m.Int64Counter(name, metric.WithDescription(desc))
+		errs = append(errs, err)
+		return c
+	}
+	ms := &metrics{
+		started:    counter("fleetacs.sessions.started", "CWMP sessions started (Informs accepted)"),
+		ended:      counter("fleetacs.sessions.ended", "CWMP sessions ended, by outcome"),
+		leaseLost:  counter("fleetacs.sessions.lease_lost", "sessions that found their device lease lost (superseded), by stage"),
+		takeovers:  counter("fleetacs.sessions.takeovers", "sessions whose lease took over a session that still looked live"),
+		refused:    counter("fleetacs.sessions.refused", "exchanges refused before they started, by reason"),
+		anomalies:  counter("fleetacs.sessions.anomalies", "CPE messages that broke the protocol, by kind"),
+		failures:   counter("fleetacs.sessions.failures", "failed calls to inventory or the affinity store, by operation"),
+		discovered: counter("fleetacs.sessions.discovered_parameters", "parameters learned by tree discoveries"),
+	}
+	h, err := m.Float64Histogram("fleetacs.sessions.exchange.duration", metric.WithUnit("s"),
+		metric.WithDescription("time the worker took to answer one CPE request"))
+	errs = append(errs, err)
+	ms.exchange = h
+	_, err = m.Int64ObservableGauge("fleetacs.sessions.active", metric.WithDescription("sessions held by the worker"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(int64(active()))
+			return nil
+		}))
+	errs = append(errs, err)
+	for _, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("create session metrics: %w", err)
+		}
+	}
+	return ms, nil
+}
+
+// attrCache holds one attribute set per "key=value"; it is filled once at
+// package initialisation and only read afterwards.
+var attrCache = map[string]metric.MeasurementOption{}
+
+func init() {
+	var kinds []string
+	for k := cwmp.AnomalyDecode; k <= cwmp.AnomalyNoResponse; k++ {
+		kinds = append(kinds, k.String())
+	}
+	for key, values := range map[string][]string{
+		"kind":    kinds,
+		"outcome": {outcomeCompleted, outcomeExpired, outcomeAbandoned, outcomeSuperseded, outcomeFailed, outcomeRefused},
+		"stage":   {lostAtInform, lostAtRenew, lostAtCheckpoint, lostAtRecord, lostAtResume},
+		"op":      {failCheckpoint, failRecord, failInventory, failEncode, failRelease, failRenew, failRegistry},
+		"reason":  {"capacity", "draining"},
+	} {
+		for _, v := range values {
+			attrCache[key+"="+v] = metric.WithAttributeSet(attribute.NewSet(attribute.String(key, v)))
+		}
+	}
+}
+
+func attr(key, value string) metric.MeasurementOption {
+	if o, ok := attrCache[key+"="+value]; ok {
+		return o
+	}
+	return metric.WithAttributes(attribute.String(key, value))
+}
+
+func (m *metrics) count(c metric.Int64Counter, key, value string) {
+	c.Add(context.Background(), 1, attr(key, value))
+}
+
+func (m *metrics) observeExchange(d time.Duration) {
+	m.exchange.Record(context.Background(), d.Seconds())
+}

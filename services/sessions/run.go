@@ -1,0 +1,132 @@
+package sessions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Run keeps the worker registered, renews the leases of its sessions and
+// expires idle ones until ctx ends; then it drains (see drain) and returns.
+// It returns an error only when the first registration fails.
+func (w *Worker) Run(ctx context.Context) error {
+	rctx, cancel := context.WithTimeout(ctx, w.cfg.CallTimeout)
+	err := w.reg.Register(rctx, w.self, w.cfg.RegistryTTL)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("register session worker %s: %w", w.self.ID, err)
+	}
+	w.lastBeat = w.now()
+	w.logger.InfoContext(ctx, "session worker registered", "worker_id", w.self.ID, "addr", w.self.Addr, "capacity", w.self.Capacity)
+
+	t := time.NewTicker(w.tickInterval())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return w.drain(t.C)
+		case <-t.C:
+			w.tick(ctx)
+		}
+	}
+}
+
+// tickInterval is how often the background work looks at the sessions: a
+// fraction of the shortest period it must keep.
+func (w *Worker) tickInterval() time.Duration {
+	return max(min(time.Second, w.cfg.LeaseTTL/6, w.cfg.RegistryTTL/6), 10*time.Millisecond)
+}
+
+// tick does the background work that is due: the registry heartbeat, lease
+// renewals (every third of the lease TTL) and idle-session expiry. Only the
+// goroutine running Run calls it (tests call it directly instead).
+func (w *Worker) tick(ctx context.Context) {
+	now := w.now()
+	if !w.draining.Load() && now.Sub(w.lastBeat) >= w.cfg.RegistryTTL/3 {
+		cctx, cancel := context.WithTimeout(ctx, w.cfg.CallTimeout)
+		if err := w.reg.Register(cctx, w.self, w.cfg.RegistryTTL); err != nil {
+			w.metrics.count(w.metrics.failures, "op", failRegistry)
+			w.logger.WarnContext(ctx, "registry heartbeat failed", "error", err)
+		} else {
+			w.lastBeat = now
+		}
+		cancel()
+	}
+	for _, s := range w.table.all() {
+		// A session busy in an exchange is not idle, and its renewal can
+		// wait for the next tick.
+		if !s.mu.TryLock() {
+			continue
+		}
+		if !s.gone && s.live {
+			w.tickSession(ctx, s, now)
+		}
+		s.mu.Unlock()
+	}
+}
+
+func (w *Worker) tickSession(ctx context.Context, s *session, now time.Time) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.CallTimeout)
+	defer cancel()
+	if now.Sub(s.lastActive) >= s.cs.SessionTimeout()+w.cfg.IdleGrace {
+		w.sessionLogger(s).InfoContext(ctx, "idle session expired", "idle", now.Sub(s.lastActive).String())
+		s.cs.Expire()
+		_ = w.finish(cctx, s, outcomeExpired)
+		return
+	}
+	if now.Sub(s.lastRenew) < w.cfg.LeaseTTL/3 {
+		return
+	}
+	err := w.leases.Renew(cctx, s.tenant, s.deviceKey, s.id, s.lease.Token, w.cfg.LeaseTTL)
+	switch {
+	case errors.Is(err, ErrLeaseLost):
+		s.cs.Expire()
+		w.supersede(cctx, s, lostAtRenew)
+	case err != nil:
+		w.metrics.count(w.metrics.failures, "op", failRenew)
+		w.sessionLogger(s).WarnContext(ctx, "cannot renew device lease", "error", err)
+	default:
+		s.lastRenew = now
+	}
+}
+
+// drain runs after Run's context ended: the worker leaves the registry and
+// refuses new sessions, lets open ones finish for up to DrainTimeout (still
+// renewing and expiring them), then hands the rest off: it forgets them but
+// leaves their checkpoints and leases, so the worker a gateway tries next
+// resumes each one where it stood.
+func (w *Worker) drain(ticks <-chan time.Time) error {
+	w.draining.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.CallTimeout)
+	if err := w.reg.Deregister(ctx, w.self.ID); err != nil {
+		w.logger.WarnContext(ctx, "cannot leave the worker registry", "error", err)
+	}
+	cancel()
+	w.logger.Info("session worker draining", "sessions", w.table.len(), "timeout", w.cfg.DrainTimeout.String())
+
+	deadline := time.NewTimer(w.cfg.DrainTimeout)
+	defer deadline.Stop()
+wait:
+	for w.table.len() > 0 {
+		select {
+		case <-w.table.removed:
+		case <-ticks:
+			w.tick(context.Background())
+		case <-deadline.C:
+			break wait
+		}
+	}
+	w.stopped.Store(true)
+	handed := 0
+	for _, s := range w.table.all() {
+		s.mu.Lock()
+		if !s.gone {
+			w.table.remove(s)
+			handed++
+		}
+		s.mu.Unlock()
+	}
+	w.logger.Info("session worker stopped", "handed_off", handed)
+	return nil
+}

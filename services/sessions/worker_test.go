@@ -1,0 +1,518 @@
+package sessions
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/fleetacs/fleetacs/pkg/affinity"
+	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	sessionsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/sessions/v1"
+)
+
+// A periodic session of a device whose tree is known: Inform,
+// InformResponse, empty POST, 204, and one RecordSession with the Inform.
+func TestPeriodicSession(t *testing.T) {
+	h := newRedisHarness(t)
+	c := newCPE(t, "SN-P1", tree300())
+	h.inv.seed(testTenant, c.key, "Device.", t0.Add(-time.Hour))
+	w := h.worker("w1", nil)
+
+	resp := exchange(t, w.client, h.open(c, "sess-p1", "2 PERIODIC"))
+	if got := method(t, resp); got != "InformResponse" || resp.HttpStatus != 200 || resp.SessionEnded {
+		t.Fatalf("Inform answered %s status %d ended %t", got, resp.HttpStatus, resp.SessionEnded)
+	}
+	if resp.SetSessionCookie != "sess-p1" {
+		t.Fatalf("set_session_cookie = %q", resp.SetSessionCookie)
+	}
+	// The checkpoint is saved before the answer.
+	if _, err := h.store.Checkpoints.Load(context.Background(), testTenant, c.key, "sess-p1"); err != nil {
+		t.Fatalf("no checkpoint after the Inform: %v", err)
+	}
+
+	replies := c.drive(func(int) sessionsv1.SessionServiceClient { return w.client })
+	if len(replies) != 1 || replies[0].HttpStatus != 204 || !replies[0].SessionEnded || len(replies[0].Body) != 0 {
+		t.Fatalf("empty POST answered %+v", replies)
+	}
+
+	acc, ref := h.inv.records()
+	if len(acc) != 1 || len(ref) != 0 {
+		t.Fatalf("RecordSession accepted %d, refused %d; want 1, 0", len(acc), len(ref))
+	}
+	r := acc[0]
+	if r.SessionId != "sess-p1" || r.FencingToken != c.lease.FencingToken || r.SessionTakeover {
+		t.Errorf("record session %s token %d takeover %t", r.SessionId, r.FencingToken, r.SessionTakeover)
+	}
+	if r.Inform == nil || r.Inform.RemoteIp != "203.0.113.7" || len(r.Inform.Events) != 1 || r.Inform.Events[0].Code != "2 PERIODIC" || !r.Inform.Time.AsTime().Equal(t0) {
+		t.Errorf("inform record %v", r.Inform)
+	}
+	if r.DeviceId.GetSerialNumber() != "SN-P1" || r.DeviceId.GetOui() != "00D09E" {
+		t.Errorf("device id %v", r.DeviceId)
+	}
+	if len(r.Parameters) != 4 || r.FullDiscoveryTime != nil || len(r.RemovedPaths) != 0 {
+		t.Errorf("parameters %d, discovery %v, removed %v", len(r.Parameters), r.FullDiscoveryTime, r.RemovedPaths)
+	}
+	if r.Fields.GetSoftwareVersion() != "2.0.1" || r.Fields.GetConnectionRequestUrl() != "http://10.0.0.2:7547/cr" || r.Fields.GetDataModelRoot() != "Device." {
+		t.Errorf("fields %v", r.Fields)
+	}
+	if r.Fields.SoftwareVersion == nil || r.Fields.ProvisioningCode != nil {
+		t.Errorf("fields not in the Inform must stay unset: %v", r.Fields)
+	}
+
+	// The session is gone: lease released, checkpoint deleted, memory freed.
+	if _, held, err := h.store.Leases.Holder(context.Background(), testTenant, c.key); err != nil || held {
+		t.Errorf("lease still held (%v)", err)
+	}
+	if _, err := h.store.Checkpoints.Load(context.Background(), testTenant, c.key, "sess-p1"); !errors.Is(err, affinity.ErrNoCheckpoint) {
+		t.Errorf("checkpoint after the end: %v", err)
+	}
+	if w.Sessions() != 0 {
+		t.Errorf("worker still holds %d sessions", w.Sessions())
+	}
+	if n := w.counter(t, "fleetacs.sessions.ended", "outcome", outcomeCompleted); n != 1 {
+		t.Errorf("completed sessions counted %d", n)
+	}
+}
+
+// A BOOTSTRAP session learns a 300-parameter tree in batches of 100 and
+// records it with types, writability, a discovery time and the objects the
+// device no longer has.
+func TestBootstrapDiscovery(t *testing.T) {
+	h := newRedisHarness(t)
+	c := newCPE(t, "SN-B1", tree300())
+	h.inv.seed(testTenant, c.key, "Device.", time.Time{},
+		"Device.DeviceInfo.SoftwareVersion", "Device.DeviceInfo.Gone",
+		"Device.Hosts.Host.99.", "Device.Hosts.Host.99.IPAddress",
+		"Device.Old.Param", "Device.Hosts.Host.1.IPAddress")
+	w := h.worker("w1", nil)
+
+	if got := method(t, exchange(t, w.client, h.open(c, "sess-b1", "0 BOOTSTRAP", "1 BOOT"))); got != "InformResponse" {
+		t.Fatalf("Inform answered %s", got)
+	}
+	replies := c.drive(func(int) sessionsv1.SessionServiceClient { return w.client })
+	var methods []string
+	for _, r := range replies {
+		methods = append(methods, method(t, r))
+	}
+	want := []string{"GetParameterNames", "GetParameterValues", "GetParameterValues", "GetParameterValues", "204"}
+	if !slices.Equal(methods, want) {
+		t.Fatalf("ACS sent %v, want %v", methods, want)
+	}
+	if leafCount(c.tree) != 300 || c.gpv != 3 {
+		t.Fatalf("leaves %d, GPV calls %d", leafCount(c.tree), c.gpv)
+	}
+
+	acc, _ := h.inv.records()
+	if len(acc) != 1 {
+		t.Fatalf("RecordSession accepted %d times", len(acc))
+	}
+	r := acc[0]
+	if r.FullDiscoveryTime == nil {
+		t.Error("no full_discovery_time")
+	}
+	wantRemoved := []string{"Device.DeviceInfo.Gone", "Device.Hosts.Host.99.", "Device.Old."}
+	if !slices.Equal(r.RemovedPaths, wantRemoved) {
+		t.Errorf("removed %v, want %v", r.RemovedPaths, wantRemoved)
+	}
+	_, stored := h.inv.device(testTenant, c.key)
+	if len(stored) != len(c.tree) {
+		t.Errorf("inventory holds %d paths, want %d", len(stored), len(c.tree))
+	}
+	for _, n := range c.tree {
+		p := stored[n.name]
+		if p == nil {
+			t.Errorf("%s not recorded", n.name)
+			continue
+		}
+		if p.Writable == nil || *p.Writable != n.writable {
+			t.Errorf("%s writable %v, want %t", n.name, p.Writable, n.writable)
+		}
+		if strings.HasSuffix(n.name, ".") {
+			if p.Value != nil {
+				t.Errorf("object %s has a value", n.name)
+			}
+			continue
+		}
+		if p.GetValue() != n.value || p.Type != n.typ {
+			t.Errorf("%s = %q (%s), want %q (%s)", n.name, p.GetValue(), p.Type, n.value, n.typ)
+		}
+	}
+	if n := w.counter(t, "fleetacs.sessions.discovered_parameters", "", ""); n != int64(len(c.tree)) {
+		t.Errorf("discovered_parameters counted %d", n)
+	}
+}
+
+// Faults on GetParameterValues batches: 9004 halves the batch for good,
+// 9005 halves it until the bad name is alone, which is then skipped.
+func TestDiscoveryBatchFaults(t *testing.T) {
+	h := newMemoryHarness(t)
+	c := newCPE(t, "SN-F1", tree300())
+	c.maxBatch = 40
+	c.bad["Device.Hosts.Host.30.HostName"] = true
+	w := h.worker("w1", nil)
+
+	exchange(t, w.client, h.open(c, "sess-f1", "0 BOOTSTRAP"))
+	replies := c.drive(func(int) sessionsv1.SessionServiceClient { return w.client })
+	if last := replies[len(replies)-1]; last.HttpStatus != 204 {
+		t.Fatalf("session ended with %d", last.HttpStatus)
+	}
+	acc, _ := h.inv.records()
+	if len(acc) != 1 || acc[0].FullDiscoveryTime == nil {
+		t.Fatalf("records %d, discovery complete %t", len(acc), len(acc) == 1 && acc[0].FullDiscoveryTime != nil)
+	}
+	_, stored := h.inv.device(testTenant, c.key)
+	values := 0
+	for _, n := range c.tree {
+		if p := stored[n.name]; p != nil && p.Value != nil {
+			values++
+		}
+	}
+	if values != 299 {
+		t.Errorf("%d values recorded, want 299 (one name skipped)", values)
+	}
+	if p := stored["Device.Hosts.Host.30.HostName"]; p == nil || p.Value != nil || p.Writable == nil {
+		t.Errorf("skipped name recorded as %v; want known, writable set, no value", p)
+	}
+	// 100 -> 9004 -> 50 -> 9004 -> 25: the ceiling settles at 25, so
+	// no GPV asks for more than the CPE takes after the first two.
+	if c.gpv > 30 {
+		t.Errorf("%d GetParameterValues for 300 names", c.gpv)
+	}
+}
+
+// A worker dies mid-discovery; the CPE's next POST goes to another worker,
+// which resumes from the checkpoint: the replies are the ones a single
+// worker sends, nothing is lost and the diff is recorded once.
+func TestResumeOnAnotherWorker(t *testing.T) {
+	run := func(killAfter int) ([][]byte, map[string]string, int) {
+		h := newRedisHarness(t)
+		c := newCPE(t, "SN-R1", tree300())
+		c.t = t
+		a := h.worker("wa", func(c *Config) { c.DiscoveryBatchSize = 50 })
+		b := h.worker("wb", func(c *Config) { c.DiscoveryBatchSize = 50 })
+		first := exchange(t, a.client, h.open(c, "sess-r1", "0 BOOTSTRAP", "1 BOOT"))
+		bodies := [][]byte{first.Body}
+		replies := c.drive(func(i int) sessionsv1.SessionServiceClient {
+			if killAfter >= 0 && i >= killAfter {
+				if i == killAfter {
+					a.stop() // the worker is gone, memory and all
+				}
+				return b.client
+			}
+			return a.client
+		})
+		for _, r := range replies {
+			bodies = append(bodies, r.Body)
+		}
+		acc, ref := h.inv.records()
+		if len(acc) != 1 || len(ref) != 0 {
+			t.Fatalf("kill after %d: RecordSession accepted %d, refused %d", killAfter, len(acc), len(ref))
+		}
+		if killAfter >= 0 && b.counter(t, "fleetacs.sessions.ended", "outcome", outcomeCompleted) != 1 {
+			t.Fatalf("kill after %d: the second worker did not finish the session", killAfter)
+		}
+		_, stored := h.inv.device(testTenant, c.key)
+		vals := map[string]string{}
+		for k, p := range stored {
+			vals[k] = p.GetValue() + "|" + p.Type
+		}
+		return bodies, vals, len(acc)
+	}
+	refBodies, refVals, _ := run(-1)
+	if len(refBodies) != 1+1+6+1 {
+		t.Fatalf("reference session had %d replies", len(refBodies))
+	}
+	for _, kill := range []int{1, 3, 7} {
+		bodies, vals, _ := run(kill)
+		if len(bodies) != len(refBodies) {
+			t.Fatalf("kill after %d: %d replies, reference %d", kill, len(bodies), len(refBodies))
+		}
+		for i := range bodies {
+			if !bytes.Equal(bodies[i], refBodies[i]) {
+				t.Fatalf("kill after %d: reply %d differs:\n%s\nreference:\n%s", kill, i, bodies[i], refBodies[i])
+			}
+		}
+		if len(vals) != len(refVals) {
+			t.Fatalf("kill after %d: %d paths recorded, reference %d", kill, len(vals), len(refVals))
+		}
+		for k, v := range refVals {
+			if vals[k] != v {
+				t.Errorf("kill after %d: %s = %q, reference %q", kill, k, vals[k], v)
+			}
+		}
+	}
+}
+
+// A new Inform of the same device takes the lease over while the old
+// session still looks live: the old worker's results are refused.
+func TestLeaseTakeoverFencesOldSession(t *testing.T) {
+	h := newRedisHarness(t)
+	c := newCPE(t, "SN-T1", tree300())
+	h.inv.seed(testTenant, c.key, "Device.", t0.Add(-time.Hour))
+	a := h.worker("wa", nil)
+	b := h.worker("wb", nil)
+
+	exchange(t, a.client, h.open(c, "old", "2 PERIODIC"))
+	old := *c
+
+	h.clock.Advance(time.Second)
+	exchange(t, b.client, h.open(c, "new", "1 BOOT"))
+	if c.lease.SupersededSessionId != "old" || c.lease.FencingToken <= old.lease.FencingToken {
+		t.Fatalf("takeover lease %v after %v", c.lease, old.lease)
+	}
+	if r := c.drive(func(int) sessionsv1.SessionServiceClient { return b.client }); r[0].HttpStatus != 204 {
+		t.Fatalf("new session ended with %d", r[0].HttpStatus)
+	}
+
+	// The old session's CPE side sends its empty POST late.
+	resp := exchange(t, a.client, old.next(nil))
+	if resp.HttpStatus != 204 || !resp.SessionEnded {
+		t.Fatalf("old session answered %d ended %t", resp.HttpStatus, resp.SessionEnded)
+	}
+	acc, ref := h.inv.records()
+	if len(acc) != 1 || acc[0].SessionId != "new" || !acc[0].SessionTakeover {
+		t.Fatalf("accepted %v", acc)
+	}
+	if len(ref) != 1 || ref[0].SessionId != "old" {
+		t.Fatalf("refused %v", ref)
+	}
+	if n := a.counter(t, "fleetacs.sessions.lease_lost", "stage", lostAtRecord); n != 1 {
+		t.Errorf("lease_lost{stage=record} = %d", n)
+	}
+	if n := b.counter(t, "fleetacs.sessions.takeovers", "", ""); n != 1 {
+		t.Errorf("takeovers = %d", n)
+	}
+	if a.Sessions() != 0 {
+		t.Errorf("old worker still holds %d sessions", a.Sessions())
+	}
+}
+
+// The old worker learns of the takeover from its lease renewal and from its
+// checkpoint save, and drops the session without writing.
+func TestLeaseTakeoverSeenByRenewalAndCheckpoint(t *testing.T) {
+	h := newRedisHarness(t)
+	c := newCPE(t, "SN-T2", tree300())
+	a := h.worker("wa", nil)
+	b := h.worker("wb", nil)
+
+	// Renewal: the old session idles while a new one takes over.
+	exchange(t, a.client, h.open(c, "old1", "0 BOOTSTRAP"))
+	old := *c
+	exchange(t, b.client, h.open(c, "new1", "1 BOOT"))
+	h.clock.Advance(DefaultConfig().LeaseTTL / 3)
+	a.tick(context.Background())
+	if a.Sessions() != 0 {
+		t.Fatal("renewal did not drop the superseded session")
+	}
+	if n := a.counter(t, "fleetacs.sessions.lease_lost", "stage", lostAtRenew); n != 1 {
+		t.Errorf("lease_lost{stage=renew} = %d", n)
+	}
+	// Its late POST finds no session: an empty POST outside one gets 204.
+	if resp := exchange(t, a.client, old.next(nil)); resp.HttpStatus != 204 || !resp.SessionEnded {
+		t.Errorf("late POST answered %d", resp.HttpStatus)
+	}
+
+	// Checkpoint: a session mid-discovery whose next save is fenced.
+	c2 := newCPE(t, "SN-T3", tree300())
+	exchange(t, a.client, h.open(c2, "old2", "0 BOOTSTRAP"))
+	old2 := *c2
+	exchange(t, b.client, h.open(c2, "new2", "0 BOOTSTRAP")) // saves under the newer token
+	resp := exchange(t, a.client, old2.next(nil))            // would send GetParameterNames
+	if resp.HttpStatus != 204 || !resp.SessionEnded {
+		t.Fatalf("fenced save answered %d", resp.HttpStatus)
+	}
+	if n := a.counter(t, "fleetacs.sessions.lease_lost", "stage", lostAtCheckpoint); n != 1 {
+		t.Errorf("lease_lost{stage=checkpoint} = %d", n)
+	}
+	if acc, _ := h.inv.records(); len(acc) != 0 {
+		t.Errorf("superseded sessions wrote %d records", len(acc))
+	}
+}
+
+func TestCapacityAndDraining(t *testing.T) {
+	h := newMemoryHarness(t)
+	w := h.worker("w1", func(c *Config) { c.MaxSessions = 1; c.DrainTimeout = 0 })
+	c1 := newCPE(t, "SN-C1", tree300())
+	c2 := newCPE(t, "SN-C2", tree300())
+	exchange(t, w.client, h.open(c1, "s1", "0 BOOTSTRAP"))
+
+	_, err := w.client.Exchange(context.Background(), h.open(c2, "s2", "1 BOOT"))
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("second session: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if n := w.counter(t, "fleetacs.sessions.refused", "reason", "capacity"); n != 1 {
+		t.Errorf("refused{capacity} = %d", n)
+	}
+
+	// Draining: Run's context ends, the session is handed off (its
+	// checkpoint stays for the next worker), and every exchange is refused
+	// with UNAVAILABLE.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if _, err := w.client.Exchange(context.Background(), c1.next(nil)); status.Code(err) != codes.Unavailable {
+		t.Fatalf("exchange while stopped: %v, want UNAVAILABLE", err)
+	}
+	if _, err := h.store.Checkpoints.Load(context.Background(), testTenant, c1.key, "s1"); err != nil {
+		t.Fatalf("handed-off session lost its checkpoint: %v", err)
+	}
+	if live, _ := h.store.Registry.Live(context.Background()); len(live) != 0 {
+		t.Errorf("drained worker still registered: %v", live)
+	}
+	// Another worker resumes it.
+	w2 := h.worker("w2", nil)
+	if got := method(t, exchange(t, w2.client, c1.next(nil))); got != "GetParameterNames" {
+		t.Fatalf("resumed session sent %s", got)
+	}
+}
+
+// Bodies the worker cannot read, and messages outside any session, are
+// answered as CWMP says, never with a gRPC error.
+func TestBadInputAnswers(t *testing.T) {
+	h := newMemoryHarness(t)
+	w := h.worker("w1", nil)
+	c := newCPE(t, "SN-M1", tree300())
+
+	// A malformed first message: 400 with fault 8002, the lease released.
+	req := h.open(c, "bad1")
+	req.Body = []byte("<soap:Envelope><Body><cwmp:Inform>")
+	resp := exchange(t, w.client, req)
+	if resp.HttpStatus != 400 || !resp.SessionEnded || method(t, resp) != "Fault8002" {
+		t.Fatalf("malformed Inform: %d ended %t %s", resp.HttpStatus, resp.SessionEnded, method(t, resp))
+	}
+	if _, held, _ := h.store.Leases.Holder(context.Background(), testTenant, c.key); held {
+		t.Error("lease of a session that never started is still held")
+	}
+
+	// Malformed inside a live session: 200 with the fault; the session goes on.
+	h.inv.seed(testTenant, c.key, "Device.", t0)
+	exchange(t, w.client, h.open(c, "live1", "2 PERIODIC"))
+	resp = exchange(t, w.client, c.next([]byte("<not-xml")))
+	if resp.HttpStatus != 200 || resp.SessionEnded || method(t, resp) != "Fault8002" {
+		t.Fatalf("malformed in session: %d ended %t %s", resp.HttpStatus, resp.SessionEnded, method(t, resp))
+	}
+	if resp := exchange(t, w.client, c.next(nil)); resp.HttpStatus != 204 {
+		t.Fatalf("session did not go on after the fault: %d", resp.HttpStatus)
+	}
+
+	// Outside any session: a CPE request gets 400 and fault 8003, an empty
+	// POST 204.
+	tc := c.encode(&cwmp.Envelope{Namespace: cwmp.NS1_0, Header: cwmp.Header{ID: "tc1", HasID: true},
+		Body: &cwmp.TransferComplete{CommandKey: "k", StartTime: cwmp.UnknownTime, CompleteTime: cwmp.UnknownTime}})
+	c.sid = "unknown-session"
+	resp = exchange(t, w.client, c.next(tc))
+	if resp.HttpStatus != 400 || !resp.SessionEnded || method(t, resp) != "Fault8003" {
+		t.Fatalf("request outside a session: %d %s", resp.HttpStatus, method(t, resp))
+	}
+	resp = exchange(t, w.client, c.next(nil))
+	if resp.HttpStatus != 204 || !resp.SessionEnded {
+		t.Fatalf("empty POST outside a session: %d", resp.HttpStatus)
+	}
+
+	// Contract breaches are gRPC errors.
+	if _, err := w.client.Exchange(context.Background(), &sessionsv1.ExchangeRequest{Tenant: testTenant}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("no session id: %v", err)
+	}
+	noLease := h.open(c, "nolease", "1 BOOT")
+	noLease.Lease = nil
+	if _, err := w.client.Exchange(context.Background(), noLease); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("Inform without a lease: %v", err)
+	}
+	if w.Sessions() != 0 {
+		t.Errorf("worker holds %d sessions", w.Sessions())
+	}
+}
+
+// When inventory cannot be read, the Inform gets fault 8005 (retry) and no
+// session stays behind.
+func TestInventoryDownAsksCPEToRetry(t *testing.T) {
+	h := newMemoryHarness(t)
+	w := h.worker("w1", nil)
+	c := newCPE(t, "SN-D1", tree300())
+	h.inv.failGets = 1
+	resp := exchange(t, w.client, h.open(c, "s1", "1 BOOT"))
+	if resp.HttpStatus != 200 || !resp.SessionEnded || method(t, resp) != "Fault8005" {
+		t.Fatalf("Inform with inventory down: %d ended %t %s", resp.HttpStatus, resp.SessionEnded, method(t, resp))
+	}
+	env, _ := cwmp.Decode(resp.Body)
+	if env.Header.ID != "inform-1" {
+		t.Errorf("fault carries cwmp:ID %q", env.Header.ID)
+	}
+	if _, held, _ := h.store.Leases.Holder(context.Background(), testTenant, c.key); held || w.Sessions() != 0 {
+		t.Errorf("lease held %t, sessions %d", held, w.Sessions())
+	}
+}
+
+// Idle sessions expire after the CPE's session timeout plus the grace,
+// recording what they learnt; abandoned ones end at once.
+func TestExpiryAndAbandon(t *testing.T) {
+	h := newMemoryHarness(t)
+	w := h.worker("w1", nil)
+	c := newCPE(t, "SN-E1", tree300())
+	h.inv.seed(testTenant, c.key, "Device.", t0)
+	exchange(t, w.client, h.open(c, "idle", "2 PERIODIC"))
+
+	h.clock.Advance(cwmp.DefaultSessionTimeout + DefaultConfig().IdleGrace - time.Second)
+	w.tick(context.Background())
+	if w.Sessions() != 1 {
+		t.Fatal("session expired early")
+	}
+	h.clock.Advance(time.Second)
+	w.tick(context.Background())
+	if w.Sessions() != 0 {
+		t.Fatal("idle session not expired")
+	}
+	if acc, _ := h.inv.records(); len(acc) != 1 || acc[0].SessionId != "idle" {
+		t.Fatalf("expired session records %v", acc)
+	}
+	if n := w.counter(t, "fleetacs.sessions.ended", "outcome", outcomeExpired); n != 1 {
+		t.Errorf("ended{expired} = %d", n)
+	}
+
+	exchange(t, w.client, h.open(c, "gone", "2 PERIODIC"))
+	if _, err := w.client.Abandon(context.Background(), &sessionsv1.AbandonRequest{SessionId: "gone", Tenant: testTenant, DeviceKey: c.key,
+		Reason: sessionsv1.AbandonReason_ABANDON_REASON_CONNECTION_TIMEOUT}); err != nil {
+		t.Fatal(err)
+	}
+	if _, held, _ := h.store.Leases.Holder(context.Background(), testTenant, c.key); held || w.Sessions() != 0 {
+		t.Errorf("abandoned: lease held %t, sessions %d", held, w.Sessions())
+	}
+	if acc, _ := h.inv.records(); len(acc) != 2 {
+		t.Errorf("abandoned session not recorded: %d records", len(acc))
+	}
+	if _, err := w.client.Abandon(context.Background(), &sessionsv1.AbandonRequest{SessionId: "never-seen"}); err != nil {
+		t.Errorf("abandon of an unknown session: %v", err)
+	}
+}
+
+// Lease renewal happens every third of the TTL while the session runs.
+func TestLeaseRenewal(t *testing.T) {
+	h := newMemoryHarness(t)
+	w := h.worker("w1", func(c *Config) { c.LeaseTTL = 90 * time.Second; c.IdleGrace = time.Hour })
+	c := newCPE(t, "SN-L1", tree300())
+	exchange(t, w.client, h.open(c, "s1", "0 BOOTSTRAP"))
+	before, _, _ := h.store.Leases.Holder(context.Background(), testTenant, c.key)
+	h.clock.Advance(29 * time.Second)
+	w.tick(context.Background())
+	mid, _, _ := h.store.Leases.Holder(context.Background(), testTenant, c.key)
+	if !mid.Expires.Equal(before.Expires) {
+		t.Fatal("renewed before a third of the TTL")
+	}
+	h.clock.Advance(time.Second)
+	w.tick(context.Background())
+	after, held, _ := h.store.Leases.Holder(context.Background(), testTenant, c.key)
+	if !held || !after.Expires.Equal(t0.Add(30*time.Second+90*time.Second)) {
+		t.Fatalf("lease after renewal: held %t expires %v", held, after.Expires)
+	}
+}
