@@ -139,7 +139,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ReadTimeout, "gateway.read-timeout", 30*time.Second, "time allowed to read a whole request")
 	fs.DurationVar(&c.WriteTimeout, "gateway.write-timeout", 60*time.Second, "time allowed from a request's headers to the end of its response")
 	fs.DurationVar(&c.IdleTimeout, "gateway.idle-timeout", 90*time.Second, "keep-alive connections idle this long are closed")
-	fs.DurationVar(&c.ExchangeTimeout, "gateway.exchange-timeout", 30*time.Second, "time allowed for the session worker to answer one request")
+	fs.DurationVar(&c.ExchangeTimeout, "gateway.exchange-timeout", 20*time.Second, "time allowed for the session worker to answer one request (below the CPE session timeout of about 30s)")
 
 	fs.IntVar(&c.MaxSessions, "gateway.max-sessions", 10000, "sessions this gateway carries at once; new ones over it get 503")
 	fs.DurationVar(&c.SessionIdleTimeout, "gateway.session-idle-timeout", 120*time.Second, "a session with no request for this long no longer counts as open")

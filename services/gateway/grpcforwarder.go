@@ -1,0 +1,295 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net/http"
+	"slices"
+	"sync"
+
+	sessionsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/sessions/v1"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Workers lists the session workers a gateway may call (the worker registry
+// in Redis, or a fixed list).
+type Workers interface {
+	// Live returns the gRPC addresses of the workers alive now.
+	Live(ctx context.Context) ([]string, error)
+}
+
+// StaticWorkers is a fixed worker list.
+type StaticWorkers []string
+
+// Live implements Workers.
+func (w StaticWorkers) Live(context.Context) ([]string, error) { return w, nil }
+
+// GRPCForwarderOptions configure a GRPCForwarder.
+type GRPCForwarderOptions struct {
+	// DialOptions are added to every worker connection; they carry the
+	// transport credentials (mTLS between services). Without
+	// credentials among them, connections are plain-text.
+	DialOptions []grpc.DialOption
+	// TracerProvider and Propagator feed the OpenTelemetry gRPC
+	// instrumentation, which carries the trace context to the worker in
+	// metadata. Nil: no-op tracing, W3C trace context propagation.
+	TracerProvider trace.TracerProvider
+	Propagator     propagation.TextMapPropagator
+	// MaxAttempts bounds how many workers one exchange tries (default 3).
+	MaxAttempts int
+}
+
+// GRPCForwarder is the Forwarder over fleetacs.sessions.v1.SessionService.
+// It sends an exchange to the worker the affinity record names, else to the
+// first worker of the session's rendezvous order, and moves on to the next
+// in that order when a worker did not start the exchange (UNAVAILABLE, or
+// RESOURCE_EXHAUSTED for an open session, which its checkpoint lets another
+// worker resume). A new session that meets RESOURCE_EXHAUSTED gets
+// ErrWorkersBusy at once: the gateway sheds it rather than pushing load
+// around.
+type GRPCForwarder struct {
+	workers Workers
+	opts    []grpc.DialOption
+	max     int
+
+	mu      sync.Mutex
+	clients map[string]*grpcWorker
+	closed  bool
+}
+
+type grpcWorker struct {
+	conn   *grpc.ClientConn
+	client sessionsv1.SessionServiceClient
+}
+
+var _ Forwarder = (*GRPCForwarder)(nil)
+
+// NewGRPCForwarder returns a forwarder to workers. It does no I/O:
+// connections are made on first use.
+func NewGRPCForwarder(workers Workers, o GRPCForwarderOptions) *GRPCForwarder {
+	var hopts []otelgrpc.Option
+	if o.TracerProvider != nil {
+		hopts = append(hopts, otelgrpc.WithTracerProvider(o.TracerProvider))
+	}
+	prop := o.Propagator
+	if prop == nil {
+		prop = propagation.TraceContext{}
+	}
+	hopts = append(hopts, otelgrpc.WithPropagators(prop))
+	dial := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler(hopts...)),
+	}
+	// Caller options come last and so win (their credentials replace the
+	// plain-text default).
+	dial = append(dial, o.DialOptions...)
+	maxAttempts := o.MaxAttempts
+	if maxAttempts <= 0 {
+		maxAttempts = 3
+	}
+	return &GRPCForwarder{workers: workers, opts: dial, max: maxAttempts, clients: map[string]*grpcWorker{}}
+}
+
+// Close closes every worker connection.
+func (f *GRPCForwarder) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+	var errs []error
+	for addr, w := range f.clients {
+		if err := w.conn.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close connection to worker %s: %w", addr, err))
+		}
+		delete(f.clients, addr)
+	}
+	return errors.Join(errs...)
+}
+
+func (f *GRPCForwarder) client(addr string) (sessionsv1.SessionServiceClient, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil, errors.New("forwarder closed")
+	}
+	if w, ok := f.clients[addr]; ok {
+		return w.client, nil
+	}
+	conn, err := grpc.NewClient(addr, f.opts...)
+	if err != nil {
+		return nil, fmt.Errorf("create client for worker %s: %w", addr, err)
+	}
+	w := &grpcWorker{conn: conn, client: sessionsv1.NewSessionServiceClient(conn)}
+	f.clients[addr] = w
+	return w.client, nil
+}
+
+// order returns the workers to try for a session: the recorded one first,
+// then the live workers by rendezvous (highest random weight) hashing on
+// the session ID, so every gateway replica picks the same worker for a
+// session whose record is lost.
+func (f *GRPCForwarder) order(ctx context.Context, sessionID, recorded string) ([]string, error) {
+	live, err := f.workers.Live(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list live workers: %w", err)
+	}
+	type scored struct {
+		addr  string
+		score uint64
+	}
+	s := make([]scored, 0, len(live))
+	for _, addr := range live {
+		if addr == recorded {
+			continue
+		}
+		h := fnv.New64a()
+		_, _ = h.Write([]byte(sessionID))
+		_, _ = h.Write([]byte{0})
+		_, _ = h.Write([]byte(addr))
+		s = append(s, scored{addr, h.Sum64()})
+	}
+	slices.SortFunc(s, func(a, b scored) int {
+		switch {
+		case a.score > b.score:
+			return -1
+		case a.score < b.score:
+			return 1
+		}
+		return 0
+	})
+	out := make([]string, 0, len(s)+1)
+	if recorded != "" {
+		out = append(out, recorded)
+	}
+	for _, x := range s {
+		out = append(out, x.addr)
+	}
+	if len(out) > f.max {
+		out = out[:f.max]
+	}
+	return out, nil
+}
+
+// Exchange implements Forwarder.
+func (f *GRPCForwarder) Exchange(ctx context.Context, ex *Exchange) (*Reply, error) {
+	workers, err := f.order(ctx, ex.SessionID, ex.Worker)
+	if err != nil {
+		return nil, err
+	}
+	if len(workers) == 0 {
+		return nil, fmt.Errorf("exchange: %w", ErrNoWorkers)
+	}
+	req := exchangeRequest(ex)
+	var lastErr error
+	busy := false
+	for _, addr := range workers {
+		c, err := f.client(addr)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		resp, err := c.Exchange(ctx, req)
+		if err == nil {
+			r := replyOf(resp)
+			r.Worker = addr
+			return r, nil
+		}
+		switch status.Code(err) {
+		case codes.Unavailable:
+			// The worker did not start the exchange (draining, down):
+			// another one resumes the session from its checkpoint.
+			lastErr = fmt.Errorf("exchange with worker %s: %w", addr, err)
+			continue
+		case codes.ResourceExhausted:
+			busy = true
+			if ex.NewSession {
+				return nil, fmt.Errorf("exchange with worker %s: %w", addr, ErrWorkersBusy)
+			}
+			lastErr = fmt.Errorf("exchange with worker %s: %w", addr, err)
+			continue
+		}
+		return nil, fmt.Errorf("exchange with worker %s: %w", addr, err)
+	}
+	if busy {
+		return nil, fmt.Errorf("exchange: %w (last: %v)", ErrWorkersBusy, lastErr)
+	}
+	return nil, lastErr
+}
+
+// ErrNoWorkers is returned when no session worker is registered.
+var ErrNoWorkers = errors.New("no live session workers")
+
+// Abandon implements Forwarder.
+func (f *GRPCForwarder) Abandon(ctx context.Context, ab *Abandonment) error {
+	workers, err := f.order(ctx, ab.SessionID, ab.Worker)
+	if err != nil {
+		return err
+	}
+	if len(workers) == 0 {
+		return fmt.Errorf("abandon: %w", ErrNoWorkers)
+	}
+	c, err := f.client(workers[0])
+	if err != nil {
+		return err
+	}
+	_, err = c.Abandon(ctx, &sessionsv1.AbandonRequest{
+		SessionId: ab.SessionID, Tenant: ab.Tenant, DeviceKey: ab.DeviceKey,
+		Reason: sessionsv1.AbandonReason(ab.Reason),
+	})
+	if err != nil {
+		return fmt.Errorf("abandon session on worker %s: %w", workers[0], err)
+	}
+	return nil
+}
+
+// exchangeRequest maps an Exchange to its gRPC message.
+func exchangeRequest(ex *Exchange) *sessionsv1.ExchangeRequest {
+	req := &sessionsv1.ExchangeRequest{
+		SessionId:  ex.SessionID,
+		NewSession: ex.NewSession,
+		Tenant:     ex.Tenant,
+		DeviceKey:  ex.DeviceKey,
+		Body:       ex.Body,
+		Charset:    ex.Charset,
+		RemoteAddr: ex.RemoteAddr,
+		Tls:        ex.TLS,
+		Auth: &sessionsv1.CpeAuthentication{
+			Method:    sessionsv1.CpeAuthMethod(ex.Auth.Method),
+			Principal: ex.Auth.Principal,
+			Scope:     sessionsv1.CredentialScope(ex.Auth.Scope),
+		},
+	}
+	if id := ex.DeviceID; id != nil {
+		req.DeviceId = &sessionsv1.DeviceId{Manufacturer: id.Manufacturer, Oui: id.OUI, ProductClass: id.ProductClass, SerialNumber: id.SerialNumber}
+	}
+	if l := ex.Lease; l != nil {
+		req.Lease = &sessionsv1.DeviceLease{FencingToken: l.FencingToken, ExpireTime: timestamppb.New(l.Expires), SupersededSessionId: l.Superseded}
+	}
+	return req
+}
+
+// replyOf maps the gRPC answer to a Reply.
+func replyOf(resp *sessionsv1.ExchangeResponse) *Reply {
+	r := &Reply{
+		Status:           int(resp.GetHttpStatus()),
+		Body:             resp.GetBody(),
+		SessionEnded:     resp.GetSessionEnded(),
+		SetSessionCookie: resp.GetSetSessionCookie(),
+	}
+	if d := resp.GetRetryAfter(); d != nil {
+		r.RetryAfter = d.AsDuration()
+	}
+	if r.Status != http.StatusOK {
+		// The contract: only 200 leaves a session open.
+		r.SessionEnded = true
+	}
+	return r
+}

@@ -1,0 +1,163 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	sessionsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/sessions/v1"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// grpcWorkerFake is a SessionService that records what it receives and
+// answers with a fixed error code or response.
+type grpcWorkerFake struct {
+	sessionsv1.UnimplementedSessionServiceServer
+	code codes.Code
+
+	mu       sync.Mutex
+	requests []*sessionsv1.ExchangeRequest
+	md       []metadata.MD
+	abandons []*sessionsv1.AbandonRequest
+}
+
+func (w *grpcWorkerFake) Exchange(ctx context.Context, req *sessionsv1.ExchangeRequest) (*sessionsv1.ExchangeResponse, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	md, _ := metadata.FromIncomingContext(ctx)
+	w.requests = append(w.requests, req)
+	w.md = append(w.md, md)
+	if w.code != codes.OK {
+		return nil, status.Error(w.code, "refused")
+	}
+	return &sessionsv1.ExchangeResponse{HttpStatus: 503, RetryAfter: durationpb.New(1500 * time.Millisecond), SessionEnded: false, SetSessionCookie: req.GetSessionId()}, nil
+}
+
+func (w *grpcWorkerFake) Abandon(_ context.Context, req *sessionsv1.AbandonRequest) (*sessionsv1.AbandonResponse, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.abandons = append(w.abandons, req)
+	return &sessionsv1.AbandonResponse{}, nil
+}
+
+func (w *grpcWorkerFake) got() ([]*sessionsv1.ExchangeRequest, []metadata.MD, []*sessionsv1.AbandonRequest) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]*sessionsv1.ExchangeRequest(nil), w.requests...), append([]metadata.MD(nil), w.md...), append([]*sessionsv1.AbandonRequest(nil), w.abandons...)
+}
+
+func serveFakeWorker(t *testing.T, w *grpcWorkerFake) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	sessionsv1.RegisterSessionServiceServer(srv, w)
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	return ln.Addr().String()
+}
+
+func TestGRPCForwarder(t *testing.T) {
+	draining := &grpcWorkerFake{code: codes.Unavailable}
+	full := &grpcWorkerFake{code: codes.ResourceExhausted}
+	good := &grpcWorkerFake{}
+	drainingAddr, fullAddr, goodAddr := serveFakeWorker(t, draining), serveFakeWorker(t, full), serveFakeWorker(t, good)
+
+	tp := sdktrace.NewTracerProvider()
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	f := NewGRPCForwarder(StaticWorkers{goodAddr}, GRPCForwarderOptions{TracerProvider: tp})
+	t.Cleanup(func() { _ = f.Close() })
+
+	ctx, span := tp.Tracer("test").Start(context.Background(), "cwmp.request")
+	defer span.End()
+	expires := time.Date(2026, 3, 1, 12, 2, 0, 0, time.UTC)
+	ex := &Exchange{
+		SessionID: "S1", NewSession: true, Tenant: "t1", DeviceKey: "00D09E-Router-SN1",
+		DeviceID: &cwmp.DeviceID{Manufacturer: "Acme", OUI: "00D09E", ProductClass: "Router", SerialNumber: "SN1"},
+		Lease:    &Lease{FencingToken: 42, Expires: expires, Superseded: "S0"},
+		Body:     []byte("<Envelope/>"), Charset: "utf-8", RemoteAddr: "192.0.2.1:1234", TLS: true,
+		Auth:   Auth{Method: AuthDigest, Principal: "cpe", Scope: ScopeShared},
+		Worker: drainingAddr, // recorded, but draining: the next worker resumes
+	}
+	r, err := f.Exchange(ctx, ex)
+	if err != nil {
+		t.Fatalf("Exchange: %v", err)
+	}
+	if r.Worker != goodAddr || r.Status != 503 || r.RetryAfter != 1500*time.Millisecond || !r.SessionEnded || r.SetSessionCookie != "S1" {
+		t.Fatalf("reply %+v", r)
+	}
+	reqs, mds, _ := good.got()
+	if len(reqs) != 1 {
+		t.Fatalf("good worker saw %d requests", len(reqs))
+	}
+	q := reqs[0]
+	if q.GetSessionId() != "S1" || !q.GetNewSession() || q.GetTenant() != "t1" || q.GetDeviceKey() != "00D09E-Router-SN1" ||
+		q.GetDeviceId().GetSerialNumber() != "SN1" || q.GetDeviceId().GetOui() != "00D09E" ||
+		q.GetLease().GetFencingToken() != 42 || !q.GetLease().GetExpireTime().AsTime().Equal(expires) || q.GetLease().GetSupersededSessionId() != "S0" ||
+		string(q.GetBody()) != "<Envelope/>" || q.GetCharset() != "utf-8" || q.GetRemoteAddr() != "192.0.2.1:1234" || !q.GetTls() ||
+		q.GetAuth().GetMethod() != sessionsv1.CpeAuthMethod_CPE_AUTH_METHOD_DIGEST || q.GetAuth().GetPrincipal() != "cpe" ||
+		q.GetAuth().GetScope() != sessionsv1.CredentialScope_CREDENTIAL_SCOPE_SHARED {
+		t.Fatalf("request %v", q)
+	}
+	if tp := strings.Join(mds[0].Get("traceparent"), ""); !strings.Contains(tp, span.SpanContext().TraceID().String()) {
+		t.Fatalf("traceparent %q does not carry trace %s", tp, span.SpanContext().TraceID())
+	}
+	if reqs, _, _ := draining.got(); len(reqs) != 1 {
+		t.Fatalf("draining worker saw %d requests", len(reqs))
+	}
+
+	// A full worker sheds a new session at once...
+	ex.Worker = fullAddr
+	if _, err := f.Exchange(ctx, ex); !errors.Is(err, ErrWorkersBusy) {
+		t.Fatalf("new session at a full worker: %v", err)
+	}
+	// ...but an open session moves on to a worker with room.
+	ex.NewSession = false
+	if r, err := f.Exchange(ctx, ex); err != nil || r.Worker != goodAddr {
+		t.Fatalf("open session at a full worker: %+v %v", r, err)
+	}
+
+	if err := f.Abandon(ctx, &Abandonment{SessionID: "S1", Tenant: "t1", DeviceKey: "k", Reason: AbandonSuperseded, Worker: goodAddr}); err != nil {
+		t.Fatalf("Abandon: %v", err)
+	}
+	if _, _, abs := good.got(); len(abs) != 1 || abs[0].GetReason() != sessionsv1.AbandonReason_ABANDON_REASON_SUPERSEDED || abs[0].GetSessionId() != "S1" {
+		t.Fatalf("abandons %v", abs)
+	}
+
+	none := NewGRPCForwarder(StaticWorkers{}, GRPCForwarderOptions{})
+	if _, err := none.Exchange(ctx, &Exchange{SessionID: "S2"}); !errors.Is(err, ErrNoWorkers) {
+		t.Fatalf("no workers: %v", err)
+	}
+}
+
+func TestRendezvousOrderStable(t *testing.T) {
+	f := NewGRPCForwarder(StaticWorkers{"a:1", "b:1", "c:1", "d:1"}, GRPCForwarderOptions{MaxAttempts: 4})
+	first, _ := f.order(context.Background(), "session-x", "")
+	g := NewGRPCForwarder(StaticWorkers{"d:1", "c:1", "b:1", "a:1"}, GRPCForwarderOptions{MaxAttempts: 4})
+	second, _ := g.order(context.Background(), "session-x", "")
+	if strings.Join(first, ",") != strings.Join(second, ",") || len(first) != 4 {
+		t.Fatalf("orders differ with the list order: %v vs %v", first, second)
+	}
+	// Removing a worker other than the first keeps the first.
+	h := NewGRPCForwarder(StaticWorkers{first[0], first[2], first[3]}, GRPCForwarderOptions{})
+	third, _ := h.order(context.Background(), "session-x", "")
+	if third[0] != first[0] {
+		t.Fatalf("first choice moved from %s to %s", first[0], third[0])
+	}
+	withRecord, _ := f.order(context.Background(), "session-x", "z:1")
+	if withRecord[0] != "z:1" || len(withRecord) != 4 {
+		t.Fatalf("recorded worker not first or attempts not capped: %v", withRecord)
+	}
+}
