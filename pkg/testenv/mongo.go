@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/url"
@@ -234,26 +236,8 @@ func startPostgres(dir string) (*pgCluster, error) {
 		}
 	}
 	env := childEnv("PG", "LC_", "LANG")
-	initdb, err := startProc(procSpec{
-		name: "initdb",
-		bin:  filepath.Join(binDir, "initdb"),
-		args: []string{
-			"--pgdata=" + data, "--username=postgres", "--auth=trust",
-			"--encoding=UTF8", "--no-locale", "--no-sync", "--no-instructions",
-		},
-		dir:  dir,
-		log:  filepath.Join(dir, "initdb.log"),
-		cred: cred,
-		env:  env,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("start postgresql: %w", err)
-	}
-	if err := initdb.wait(2 * time.Minute); err != nil {
-		if cred != nil {
-			err = fmt.Errorf("%w\n(it runs as user postgres: every directory above %s must be searchable by that user; TMPDIR chooses where)", err, dir)
-		}
-		return nil, fmt.Errorf("start postgresql: %w", err)
+	if err := initCluster(binDir, dir, data, cred, env); err != nil {
+		return nil, err
 	}
 
 	port, err := startOnFreePort("postgresql", func(port int) (*proc, error) {
@@ -306,6 +290,95 @@ func startPostgres(dir string) (*pgCluster, error) {
 		return nil, err
 	}
 	return &pgCluster{port: port, sockDir: sock}, nil
+}
+
+// initdbArgs are initdb's options apart from the data directory; they are
+// part of the template's key. 1 MB WAL segments instead of 16 leave a third
+// less to write.
+var initdbArgs = []string{
+	"--username=postgres", "--auth=trust",
+	"--encoding=UTF8", "--no-locale", "--no-sync", "--no-instructions",
+	"--wal-segsize=1",
+}
+
+// initCluster fills data with a new cluster. initdb takes seconds, the
+// largest part of the stand-in's start-up, so the first test binary keeps its
+// result as a template beside the server directories (fleetacs-pgtemplate-*,
+// about 30 MB, never removed) and later binaries copy it (cp -a keeps the
+// postgres user's ownership).
+func initCluster(binDir, dir, data string, cred *syscall.Credential, env []string) error {
+	tmpl := pgTemplatePath(filepath.Dir(filepath.Dir(dir)), binDir, cred)
+	if tmpl != "" {
+		if _, err := os.Stat(filepath.Join(tmpl, "PG_VERSION")); err == nil {
+			if err := copyTree(tmpl, data); err == nil {
+				return nil
+			}
+			// A broken template: fall back to initdb.
+			_ = os.RemoveAll(data)
+		}
+	}
+	initdb, err := startProc(procSpec{
+		name: "initdb",
+		bin:  filepath.Join(binDir, "initdb"),
+		args: append([]string{"--pgdata=" + data}, initdbArgs...),
+		dir:  dir,
+		log:  filepath.Join(dir, "initdb.log"),
+		cred: cred,
+		env:  env,
+	})
+	if err != nil {
+		return fmt.Errorf("start postgresql: %w", err)
+	}
+	if err := initdb.wait(2 * time.Minute); err != nil {
+		if cred != nil {
+			err = fmt.Errorf("%w\n(it runs as user postgres: every directory above %s must be searchable by that user; %s chooses where)", err, dir, EnvTmpDir)
+		}
+		return fmt.Errorf("start postgresql: %w", err)
+	}
+	if tmpl != "" {
+		saveTemplate(data, tmpl)
+	}
+	return nil
+}
+
+// pgTemplatePath names the template cluster in base for this PostgreSQL
+// build, these initdb options and this owner.
+func pgTemplatePath(base, binDir string, cred *syscall.Credential) string {
+	fi, err := os.Stat(filepath.Join(binDir, "initdb"))
+	if err != nil {
+		return ""
+	}
+	owner := os.Geteuid()
+	if cred != nil {
+		owner = int(cred.Uid)
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%d\n%d\n%d\n%s", binDir, fi.Size(), fi.ModTime().UnixNano(), owner, strings.Join(initdbArgs, "\x00"))
+	return filepath.Join(base, "fleetacs-pgtemplate-"+hex.EncodeToString(h.Sum(nil))[:16])
+}
+
+// saveTemplate copies a fresh cluster to tmpl, best effort: a binary that
+// cannot save one just runs initdb next time. The rename makes a template
+// appear whole or not at all, and the first of several racing binaries wins.
+func saveTemplate(data, tmpl string) {
+	tmp := fmt.Sprintf("%s.tmp-%d-%d", tmpl, os.Getpid(), time.Now().UnixNano())
+	if err := copyTree(data, tmp); err != nil {
+		_ = os.RemoveAll(tmp)
+		return
+	}
+	if err := os.Rename(tmp, tmpl); err != nil {
+		_ = os.RemoveAll(tmp)
+	}
+}
+
+// copyTree copies the directory src to dst (which must not exist) with
+// owners, modes and times.
+func copyTree(src, dst string) error {
+	out, err := exec.Command("cp", "-a", src, dst).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("copy %s to %s: %w: %s", src, dst, err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
 
 // startFerretDB runs FerretDB on the PostgreSQL cluster, with its state and

@@ -53,6 +53,7 @@ const (
 	EnvMongoURI  = "FLEETACS_TEST_MONGODB_URI" // URI of a real MongoDB (or compatible) server
 	EnvSharedDir = "FLEETACS_SHARED_DIR"       // the shared/ directory (protocol notes, XSDs)
 	EnvFerretDB  = "FLEETACS_TEST_FERRETDB"    // path of the ferretdb binary, default <repo>/bin/ferretdb
+	EnvTmpDir    = "FLEETACS_TEST_TMPDIR"      // where server files go, default /dev/shm (if roomy) or TMPDIR
 )
 
 // installHint ends every error about a missing server binary.
@@ -127,6 +128,19 @@ func stopAll() {
 	}
 }
 
+// baseDir is where test binaries put their server directories:
+// $FLEETACS_TEST_TMPDIR, else a memory file system when there is a roomy one
+// (see memDir), else the system's temporary directory.
+func baseDir() string {
+	if d := os.Getenv(EnvTmpDir); d != "" {
+		return d
+	}
+	if d := memDir(); d != "" {
+		return d
+	}
+	return os.TempDir()
+}
+
 // tempRoot returns this binary's directory for server files, making it on
 // first use. It is traversable by other users (0711) because PostgreSQL runs
 // as the postgres user when tests run as root.
@@ -136,8 +150,15 @@ func tempRoot() (string, error) {
 	if state.root != "" {
 		return state.root, nil
 	}
-	sweepStale(os.TempDir())
-	dir, err := os.MkdirTemp("", tempPrefix+strconv.Itoa(os.Getpid())+"-")
+	base := baseDir()
+	sweepStale(base)
+	dir, err := os.MkdirTemp(base, tempPrefix+strconv.Itoa(os.Getpid())+"-")
+	if err != nil && os.Getenv(EnvTmpDir) == "" && base != os.TempDir() {
+		// The memory file system would not have us: use the disk.
+		base = os.TempDir()
+		sweepStale(base)
+		dir, err = os.MkdirTemp(base, tempPrefix+strconv.Itoa(os.Getpid())+"-")
+	}
 	if err != nil {
 		return "", fmt.Errorf("make temporary directory: %w", err)
 	}

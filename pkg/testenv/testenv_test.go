@@ -440,9 +440,10 @@ func TestServersDieWithBinary(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Fatalf("the parent-death signal is Linux-only; this project's tests run on Linux")
 	}
-	// A TMPDIR of its own, so that no other test binary sweeps the child's
-	// directory before we look at it; searchable, for PostgreSQL's user.
-	tmp, err := os.MkdirTemp("", "testenv-crash-")
+	// A base directory of its own, so that no other test binary sweeps the
+	// child's directory before we look at it; searchable, for PostgreSQL's
+	// user.
+	tmp, err := os.MkdirTemp(testenv.BaseDir(), "testenv-crash-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,7 +452,7 @@ func TestServersDieWithBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestServersDieWithBinary$")
-	cmd.Env = append(os.Environ(), crashChildEnv+"=1", "TMPDIR="+tmp,
+	cmd.Env = append(os.Environ(), crashChildEnv+"=1", testenv.EnvTmpDir+"="+tmp,
 		testenv.EnvRedisAddr+"=", testenv.EnvMongoURI+"=")
 	out, err := cmd.Output()
 	var ee *exec.ExitError

@@ -10,3 +10,6 @@ import "syscall"
 func childAttr(cred *syscall.Credential) *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Credential: cred}
 }
+
+// memDir finds no memory file system to prefer on this system.
+func memDir() string { return "" }
