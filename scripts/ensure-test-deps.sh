@@ -71,6 +71,10 @@ ferretdb_ok() {
 
 build_ferretdb() {
 	local tmp dir
+	if ! command -v "$GO" >/dev/null 2>&1; then
+		echo "ensure-test-deps: $GO not found: Go is needed to build bin/ferretdb" >&2
+		return 1
+	fi
 	tmp=$(mktemp -d "${TMPDIR:-/tmp}/ferretdb-build.XXXXXX")
 	# shellcheck disable=SC2064 # expand $tmp now: it is local.
 	trap "rm -rf '$tmp'" EXIT
