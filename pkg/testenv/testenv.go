@@ -6,9 +6,9 @@
 // variable when one is set, and otherwise starts a private server on a free
 // 127.0.0.1 port, once per test binary, that every test in the binary shares:
 //
-//	RedisAddr, RedisDB    FLEETACS_TEST_REDIS_ADDR   else redis-server
-//	NATS                  FLEETACS_TEST_NATS_URL     else an in-process nats-server with JetStream
-//	MongoURI, MongoDatabase FLEETACS_TEST_MONGODB_URI else FerretDB on a private PostgreSQL
+//	RedisAddr, RedisDB        FLEETACS_TEST_REDIS_ADDR   else redis-server
+//	NATS                      FLEETACS_TEST_NATS_URL     else an in-process nats-server with JetStream
+//	MongoURI, MongoDatabase   FLEETACS_TEST_MONGODB_URI  else FerretDB on a private PostgreSQL
 //
 // The servers already running on the machine's standard ports are never used
 // unless a variable names them: tests must not depend on leftovers.
@@ -26,6 +26,13 @@
 // sharing one external Redis, and flushed before and after use); MongoDatabase
 // hands each test its own database, dropped at cleanup; UniqueName gives
 // names for NATS streams and subjects that no other test uses.
+//
+// Server files go to a directory per test binary under $FLEETACS_TEST_TMPDIR,
+// else /dev/shm when it is a roomy tmpfs, else $TMPDIR. Beside those
+// directories a template PostgreSQL cluster (fleetacs-pgtemplate-*, about
+// 30 MB) is kept for later binaries to copy instead of running initdb.
+// Missing server binaries fail the test with a pointer to
+// scripts/ensure-test-deps.sh, which installs them.
 //
 // The package keeps package-level state on purpose: a server per test binary
 // is the point. Every piece of it is guarded by a sync.Once or by state.mu.
