@@ -13,7 +13,12 @@ import (
 // not allow, each a deliberate rule shared by both front ends:
 //   - no DOCTYPE or other <!...> declarations (no entity expansion attacks);
 //   - element and attribute names are ASCII (every CWMP name is);
-//   - the XML declaration only at the start (prepare consumes it).
+//   - the XML declaration only at the start (prepare consumes it);
+//   - at most maxNamespaceBindings namespace declarations in scope.
+//
+// Work stays linear in the input whatever it holds: one pass, vectorised
+// searches for '<', quotes and terminators, a map once an element has many
+// attributes, and text split by comments joined in one buffer.
 //
 // Character-level validity (UTF-8, characters XML forbids) is settled before
 // scanning by prepare (xml_charset.go), which replaces bad bytes, so the
@@ -31,7 +36,8 @@ func malformed(off int, detail string) *xmlError {
 }
 
 // nameByte classifies ASCII bytes of XML names: 1 may start a name, 2 may
-// only continue one. Bytes >= 0x80 are 0: names are ASCII (see above).
+// only continue one. Bytes >= 0x80 are 0: names are ASCII (see above). It is
+// a read-only table.
 var nameByte = [256]uint8{
 	':': 1, '_': 1,
 	'A': 1, 'B': 1, 'C': 1, 'D': 1, 'E': 1, 'F': 1, 'G': 1, 'H': 1, 'I': 1,
