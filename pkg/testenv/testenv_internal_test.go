@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,5 +44,39 @@ func TestPostgresBinDir(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
 			t.Errorf("postgresBinDir = %s, lacks %s: %v", dir, b, err)
 		}
+	}
+}
+
+// exitedProc is a proc that has already ended with output.
+func exitedProc(t *testing.T, output string) *proc {
+	log := filepath.Join(t.TempDir(), "out.log")
+	if err := os.WriteFile(log, []byte(output), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	close(done)
+	return &proc{name: "fake", log: log, done: done}
+}
+
+func TestStartOnFreePortRetriesOnlyCollisions(t *testing.T) {
+	calls := 0
+	port, err := startOnFreePort("fake", func(port int) (*proc, error) {
+		calls++
+		if calls == 1 {
+			return exitedProc(t, "bind: Address already in use\n"), errors.New("exited")
+		}
+		return nil, nil
+	})
+	if err != nil || calls != 2 || port == 0 {
+		t.Fatalf("after one collision: port %d, err %v, %d calls; want success on the second call", port, err, calls)
+	}
+
+	calls = 0
+	_, err = startOnFreePort("fake", func(port int) (*proc, error) {
+		calls++
+		return exitedProc(t, "FATAL: bad option\n"), errors.New("exited")
+	})
+	if err == nil || calls != 1 {
+		t.Fatalf("after a failure that is no collision: err %v, %d calls; want the error after 1 call", err, calls)
 	}
 }
