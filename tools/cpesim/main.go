@@ -1,0 +1,84 @@
+// Command cpesim simulates TR-069 CPEs and generates CWMP load against an
+// ACS: thousands of devices with TR-181 or TR-098 data models, closed- or
+// open-loop load, periodic informs, boot storms and connection request
+// listeners. It prints a summary (-json for a machine-readable one) and
+// exits non-zero when more sessions failed than -max-errors allows.
+//
+// The simulator itself is package sim, which tests of other modules import.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/fleetacs/fleetacs/tools/cpesim/sim"
+)
+
+// Exit statuses.
+const (
+	exitOK     = 0
+	exitErrors = 1 // more failed sessions than -max-errors
+	exitUsage  = 2 // bad flags or configuration, or the run could not start
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("cpesim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg sim.Config
+	cfg.RegisterFlags(fs)
+	jsonOut := fs.Bool("json", false, "print the summary as JSON")
+	maxErrors := fs.Int64("max-errors", 0, "exit with status 1 when more sessions than this failed")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: cpesim [flags]\n\nSimulates CWMP CPEs against the ACS at -url and prints a summary.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "cpesim: unexpected arguments %q\n", fs.Args())
+		return exitUsage
+	}
+	s, err := sim.New(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "cpesim: %v\n", err)
+		return exitUsage
+	}
+	sum, err := s.Run(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "cpesim: %v\n", err)
+		return exitUsage
+	}
+	if *jsonOut {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(sum); err != nil {
+			fmt.Fprintf(stderr, "cpesim: write summary: %v\n", err)
+			return exitUsage
+		}
+	} else {
+		sum.WriteText(stdout)
+	}
+	if sum.ErrorCount() > *maxErrors {
+		fmt.Fprintf(stderr, "cpesim: %d sessions failed (-max-errors %d)\n", sum.ErrorCount(), *maxErrors)
+		return exitErrors
+	}
+	return exitOK
+}
