@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetacs/fleetacs/pkg/affinity"
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 )
 
@@ -61,9 +62,9 @@ func BenchmarkGatewayInformExchange(b *testing.B) {
 				cfg.AuthSharedUsername, cfg.AuthSharedPassword = "cpe", "secret"
 			}
 			fwd := &benchForwarder{reply: reply}
-			leases := NewMemoryLeases(nil)
-			affinity := NewMemoryAffinity(nil)
-			s, err := New(cfg, Deps{Forwarder: fwd, Leases: leases, Affinity: affinity})
+			mem := affinity.NewMemory(nil)
+			leases, aff := mem.Leases(), mem.Affinity()
+			s, err := New(cfg, Deps{Forwarder: fwd, Leases: leases, Affinity: aff})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -96,7 +97,7 @@ func BenchmarkGatewayInformExchange(b *testing.B) {
 				b.StopTimer()
 				ex := fwd.last
 				s.sessions.end(ex.SessionID)
-				_ = affinity.Delete(ctx, SessionRecord{SessionID: ex.SessionID, ClientIP: "192.0.2.10"})
+				_ = aff.Delete(ctx, SessionRecord{SessionID: ex.SessionID, ClientIP: "192.0.2.10"})
 				_ = leases.Release(ctx, ex.Tenant, ex.DeviceKey, ex.SessionID)
 				b.StartTimer()
 			}

@@ -36,6 +36,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fleetacs/fleetacs/pkg/affinity"
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 	"github.com/fleetacs/fleetacs/pkg/lifecycle"
 	"go.opentelemetry.io/otel/attribute"
@@ -50,11 +51,11 @@ type Deps struct {
 	Logger *slog.Logger
 	// Forwarder reaches the session workers.
 	Forwarder Forwarder
-	// Affinity holds open session records; default: in memory (one
-	// process).
+	// Affinity holds open session records and Leases the device leases;
+	// default: pkg/affinity's in-memory store (one process). A cluster
+	// passes pkg/affinity's Redis store, shared with the workers.
 	Affinity Affinity
-	// Leases holds device leases; default: in memory (one process).
-	Leases Leases
+	Leases   Leases
 	// Credentials looks up per-device CPE credentials; nil means only the
 	// shared onboarding credentials (or client certificates) authenticate.
 	Credentials Credentials
@@ -140,11 +141,14 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if s.deviceKey == nil {
 		s.deviceKey = DeviceKey
 	}
-	if s.affinity == nil {
-		s.affinity = NewMemoryAffinity(s.now)
-	}
-	if s.leases == nil {
-		s.leases = NewMemoryLeases(s.now)
+	if s.affinity == nil || s.leases == nil {
+		mem := affinity.NewMemory(s.now)
+		if s.affinity == nil {
+			s.affinity = mem.Affinity()
+		}
+		if s.leases == nil {
+			s.leases = mem.Leases()
+		}
 	}
 	tp := deps.TracerProvider
 	if tp == nil {

@@ -559,7 +559,7 @@ func TestTakeoverAbandonsOldSession(t *testing.T) {
 	if len(ab) != 1 || ab[0].SessionID != old || ab[0].Reason != AbandonSuperseded || ab[0].Worker != "w1" || ab[0].DeviceKey != testDeviceKey("SN1") {
 		t.Fatalf("abandons %+v", ab)
 	}
-	if holder, _ := h.leases.Holder("default", testDeviceKey("SN1")); holder != cookieOf(second) {
+	if holder, _ := h.holder(testDeviceKey("SN1")); holder != cookieOf(second) {
 		t.Fatalf("lease holder %q", holder)
 	}
 }
@@ -572,7 +572,7 @@ func TestWorkerErrors(t *testing.T) {
 	if a.StatusCode != http.StatusServiceUnavailable || a.Header.Get("Retry-After") != "90" {
 		t.Fatalf("workers busy: %d %q", a.StatusCode, a.Header.Get("Retry-After"))
 	}
-	if holder, ok := h.leases.Holder("default", testDeviceKey("SN1")); ok {
+	if holder, ok := h.holder(testDeviceKey("SN1")); ok {
 		t.Fatalf("lease still held by %q after no worker took the session", holder)
 	}
 	busy.set(nil, &Reply{Status: 299})
@@ -671,63 +671,5 @@ func TestDrainOnShutdown(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after the last session ended")
-	}
-}
-
-func TestMemoryAffinity(t *testing.T) {
-	clock := newFakeClock()
-	a := NewMemoryAffinity(clock.Now)
-	ctx := context.Background()
-	r1 := SessionRecord{SessionID: "s1", Worker: "w1", ClientIP: "192.0.2.1", Tenant: "t"}
-	_ = a.Put(ctx, r1, time.Minute)
-	if got, err := a.Lookup(ctx, "s1"); err != nil || got != r1 {
-		t.Fatalf("Lookup: %+v %v", got, err)
-	}
-	if got, err := a.OpenSessionAt(ctx, "192.0.2.1"); err != nil || got.SessionID != "s1" {
-		t.Fatalf("OpenSessionAt: %+v %v", got, err)
-	}
-	_ = a.Put(ctx, SessionRecord{SessionID: "s2", ClientIP: "192.0.2.1"}, time.Minute)
-	if _, err := a.OpenSessionAt(ctx, "192.0.2.1"); err != ErrAmbiguous {
-		t.Fatalf("two sessions from one address: %v", err)
-	}
-	_ = a.Delete(ctx, SessionRecord{SessionID: "s2"})
-	if got, err := a.OpenSessionAt(ctx, "192.0.2.1"); err != nil || got.SessionID != "s1" {
-		t.Fatalf("after Delete: %+v %v", got, err)
-	}
-	clock.Advance(time.Minute)
-	if _, err := a.Lookup(ctx, "s1"); err != ErrNoRecord {
-		t.Fatalf("expired record: %v", err)
-	}
-	if _, err := a.OpenSessionAt(ctx, "192.0.2.1"); err != ErrNoRecord {
-		t.Fatalf("expired address record: %v", err)
-	}
-	if a.Len() != 0 {
-		t.Fatalf("%d records left", a.Len())
-	}
-}
-
-func TestMemoryLeases(t *testing.T) {
-	clock := newFakeClock()
-	l := NewMemoryLeases(clock.Now)
-	ctx := context.Background()
-	a, _ := l.Acquire(ctx, "t", "dev", "s1", time.Minute)
-	if a.Superseded != "" || a.FencingToken == 0 {
-		t.Fatalf("first lease %+v", a)
-	}
-	b, _ := l.Acquire(ctx, "t", "dev", "s2", time.Minute)
-	if b.Superseded != "s1" || b.FencingToken <= a.FencingToken {
-		t.Fatalf("takeover %+v after %+v", b, a)
-	}
-	if l.Renew(ctx, "t", "dev", "s1", time.Minute) {
-		t.Fatal("superseded session renewed")
-	}
-	_ = l.Release(ctx, "t", "dev", "s1") // not the holder: no effect
-	if h, _ := l.Holder("t", "dev"); h != "s2" {
-		t.Fatalf("holder %q", h)
-	}
-	clock.Advance(2 * time.Minute)
-	c, _ := l.Acquire(ctx, "t", "dev", "s3", time.Minute)
-	if c.Superseded != "" || c.FencingToken <= b.FencingToken {
-		t.Fatalf("after expiry %+v", c)
 	}
 }

@@ -4,11 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"net/http"
-	"slices"
 	"sync"
 
+	"github.com/fleetacs/fleetacs/pkg/affinity"
 	sessionsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/sessions/v1"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/propagation"
@@ -20,18 +19,26 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-// Workers lists the session workers a gateway may call (the worker registry
-// in Redis, or a fixed list).
+// Workers lists the session workers a gateway may call: pkg/affinity's
+// LiveCache over the worker registry, or StaticWorkers.
 type Workers interface {
-	// Live returns the gRPC addresses of the workers alive now.
-	Live(ctx context.Context) ([]string, error)
+	// Live returns the workers alive now.
+	Live(ctx context.Context) ([]affinity.Worker, error)
 }
 
-// StaticWorkers is a fixed worker list.
+var _ Workers = (*affinity.LiveCache)(nil)
+
+// StaticWorkers is a fixed list of worker addresses, each its own ID.
 type StaticWorkers []string
 
 // Live implements Workers.
-func (w StaticWorkers) Live(context.Context) ([]string, error) { return w, nil }
+func (w StaticWorkers) Live(context.Context) ([]affinity.Worker, error) {
+	out := make([]affinity.Worker, len(w))
+	for i, addr := range w {
+		out[i] = affinity.Worker{ID: addr, Addr: addr}
+	}
+	return out, nil
+}
 
 // GRPCForwarderOptions configure a GRPCForwarder.
 type GRPCForwarderOptions struct {
@@ -49,8 +56,9 @@ type GRPCForwarderOptions struct {
 }
 
 // GRPCForwarder is the Forwarder over fleetacs.sessions.v1.SessionService.
-// It sends an exchange to the worker the affinity record names, else to the
-// first worker of the session's rendezvous order, and moves on to the next
+// It sends an exchange to the worker the affinity record names (when the
+// registry still lists it), else to the first worker of the session's
+// rendezvous order, and moves on to the next
 // in that order when a worker did not start the exchange (UNAVAILABLE, or
 // RESOURCE_EXHAUSTED for an open session, which its checkpoint lets another
 // worker resume). A new session that meets RESOURCE_EXHAUSTED gets
@@ -132,45 +140,29 @@ func (f *GRPCForwarder) client(addr string) (sessionsv1.SessionServiceClient, er
 	return w.client, nil
 }
 
-// order returns the workers to try for a session: the recorded one first,
-// then the live workers by rendezvous (highest random weight) hashing on
-// the session ID, so every gateway replica picks the same worker for a
-// session whose record is lost.
-func (f *GRPCForwarder) order(ctx context.Context, sessionID, recorded string) ([]string, error) {
+// order returns the workers to try for a session: the recorded one first
+// if it is still alive, then the others by rendezvous hashing on the session
+// ID (affinity.RendezvousOrder), so every gateway replica picks the same
+// worker for a session whose record is lost.
+func (f *GRPCForwarder) order(ctx context.Context, sessionID, recorded string) ([]affinity.Worker, error) {
 	live, err := f.workers.Live(ctx)
-	if err != nil {
+	if err != nil && len(live) == 0 {
 		return nil, fmt.Errorf("list live workers: %w", err)
 	}
-	type scored struct {
-		addr  string
-		score uint64
-	}
-	s := make([]scored, 0, len(live))
-	for _, addr := range live {
-		if addr == recorded {
-			continue
-		}
-		h := fnv.New64a()
-		_, _ = h.Write([]byte(sessionID))
-		_, _ = h.Write([]byte{0})
-		_, _ = h.Write([]byte(addr))
-		s = append(s, scored{addr, h.Sum64()})
-	}
-	slices.SortFunc(s, func(a, b scored) int {
-		switch {
-		case a.score > b.score:
-			return -1
-		case a.score < b.score:
-			return 1
-		}
-		return 0
-	})
-	out := make([]string, 0, len(s)+1)
+	// With an error and a stale list (LiveCache), keep routing on the list.
+	out := make([]affinity.Worker, 0, len(live))
 	if recorded != "" {
-		out = append(out, recorded)
+		for _, w := range live {
+			if w.ID == recorded {
+				out = append(out, w)
+				break
+			}
+		}
 	}
-	for _, x := range s {
-		out = append(out, x.addr)
+	for _, w := range affinity.RendezvousOrder(sessionID, live) {
+		if w.ID != recorded {
+			out = append(out, w)
+		}
 	}
 	if len(out) > f.max {
 		out = out[:f.max]
@@ -190,7 +182,8 @@ func (f *GRPCForwarder) Exchange(ctx context.Context, ex *Exchange) (*Reply, err
 	req := exchangeRequest(ex)
 	var lastErr error
 	busy := false
-	for _, addr := range workers {
+	for _, w := range workers {
+		addr := w.Addr
 		c, err := f.client(addr)
 		if err != nil {
 			lastErr = err
@@ -199,7 +192,7 @@ func (f *GRPCForwarder) Exchange(ctx context.Context, ex *Exchange) (*Reply, err
 		resp, err := c.Exchange(ctx, req)
 		if err == nil {
 			r := replyOf(resp)
-			r.Worker = addr
+			r.Worker = w.ID
 			return r, nil
 		}
 		switch status.Code(err) {
@@ -236,7 +229,7 @@ func (f *GRPCForwarder) Abandon(ctx context.Context, ab *Abandonment) error {
 	if len(workers) == 0 {
 		return fmt.Errorf("abandon: %w", ErrNoWorkers)
 	}
-	c, err := f.client(workers[0])
+	c, err := f.client(workers[0].Addr)
 	if err != nil {
 		return err
 	}
@@ -245,7 +238,7 @@ func (f *GRPCForwarder) Abandon(ctx context.Context, ab *Abandonment) error {
 		Reason: sessionsv1.AbandonReason(ab.Reason),
 	})
 	if err != nil {
-		return fmt.Errorf("abandon session on worker %s: %w", workers[0], err)
+		return fmt.Errorf("abandon session on worker %s: %w", workers[0].ID, err)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetacs/fleetacs/pkg/affinity"
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 	sessionsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/sessions/v1"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -77,8 +78,10 @@ func TestGRPCForwarder(t *testing.T) {
 
 	tp := sdktrace.NewTracerProvider()
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	f := NewGRPCForwarder(StaticWorkers{goodAddr}, GRPCForwarderOptions{TracerProvider: tp})
+	f := NewGRPCForwarder(StaticWorkers{drainingAddr, goodAddr}, GRPCForwarderOptions{TracerProvider: tp})
 	t.Cleanup(func() { _ = f.Close() })
+	withFull := NewGRPCForwarder(StaticWorkers{fullAddr, goodAddr}, GRPCForwarderOptions{TracerProvider: tp})
+	t.Cleanup(func() { _ = withFull.Close() })
 
 	ctx, span := tp.Tracer("test").Start(context.Background(), "cwmp.request")
 	defer span.End()
@@ -120,12 +123,12 @@ func TestGRPCForwarder(t *testing.T) {
 
 	// A full worker sheds a new session at once...
 	ex.Worker = fullAddr
-	if _, err := f.Exchange(ctx, ex); !errors.Is(err, ErrWorkersBusy) {
+	if _, err := withFull.Exchange(ctx, ex); !errors.Is(err, ErrWorkersBusy) {
 		t.Fatalf("new session at a full worker: %v", err)
 	}
 	// ...but an open session moves on to a worker with room.
 	ex.NewSession = false
-	if r, err := f.Exchange(ctx, ex); err != nil || r.Worker != goodAddr {
+	if r, err := withFull.Exchange(ctx, ex); err != nil || r.Worker != goodAddr {
 		t.Fatalf("open session at a full worker: %+v %v", r, err)
 	}
 
@@ -142,22 +145,28 @@ func TestGRPCForwarder(t *testing.T) {
 	}
 }
 
-func TestRendezvousOrderStable(t *testing.T) {
-	f := NewGRPCForwarder(StaticWorkers{"a:1", "b:1", "c:1", "d:1"}, GRPCForwarderOptions{MaxAttempts: 4})
-	first, _ := f.order(context.Background(), "session-x", "")
-	g := NewGRPCForwarder(StaticWorkers{"d:1", "c:1", "b:1", "a:1"}, GRPCForwarderOptions{MaxAttempts: 4})
-	second, _ := g.order(context.Background(), "session-x", "")
-	if strings.Join(first, ",") != strings.Join(second, ",") || len(first) != 4 {
-		t.Fatalf("orders differ with the list order: %v vs %v", first, second)
+func TestWorkerOrder(t *testing.T) {
+	f := NewGRPCForwarder(StaticWorkers{"a:1", "b:1", "c:1", "d:1"}, GRPCForwarderOptions{MaxAttempts: 3})
+	ctx := context.Background()
+	ids := func(ws []affinity.Worker) string {
+		var out []string
+		for _, w := range ws {
+			out = append(out, w.ID)
+		}
+		return strings.Join(out, ",")
 	}
-	// Removing a worker other than the first keeps the first.
-	h := NewGRPCForwarder(StaticWorkers{first[0], first[2], first[3]}, GRPCForwarderOptions{})
-	third, _ := h.order(context.Background(), "session-x", "")
-	if third[0] != first[0] {
-		t.Fatalf("first choice moved from %s to %s", first[0], third[0])
+	plain, _ := f.order(ctx, "session-x", "")
+	live, _ := StaticWorkers{"a:1", "b:1", "c:1", "d:1"}.Live(ctx)
+	if want := ids(affinity.RendezvousOrder("session-x", live)[:3]); ids(plain) != want {
+		t.Fatalf("order %s, want the rendezvous order %s capped at 3", ids(plain), want)
 	}
-	withRecord, _ := f.order(context.Background(), "session-x", "z:1")
-	if withRecord[0] != "z:1" || len(withRecord) != 4 {
-		t.Fatalf("recorded worker not first or attempts not capped: %v", withRecord)
+	last := affinity.RendezvousOrder("session-x", live)[3].ID
+	rec, _ := f.order(ctx, "session-x", last)
+	if rec[0].ID != last || len(rec) != 3 {
+		t.Fatalf("recorded live worker not first: %s", ids(rec))
+	}
+	gone, _ := f.order(ctx, "session-x", "z:1")
+	if ids(gone) != ids(plain) {
+		t.Fatalf("a recorded worker that is not alive changed the order: %s", ids(gone))
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetacs/fleetacs/pkg/affinity"
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 )
 
@@ -64,7 +65,7 @@ func (s *syncBuffer) String() string {
 // answers an Inform with InformResponse, the CPE's empty POST with one
 // GetParameterValues, and its response with 204.
 type testWorker struct {
-	leases *MemoryLeases
+	leases Leases
 
 	mu        sync.Mutex
 	sessions  map[string]*workerSession
@@ -84,7 +85,7 @@ type workerSession struct {
 	step      int
 }
 
-func newTestWorker(leases *MemoryLeases) *testWorker {
+func newTestWorker(leases Leases) *testWorker {
 	return &testWorker{leases: leases, sessions: map[string]*workerSession{}}
 }
 
@@ -198,14 +199,24 @@ func (w *testWorker) openSessions() int {
 	return len(w.sessions)
 }
 
+// holder returns the session holding the device's lease, if any.
+func (h *harness) holder(deviceKey string) (string, bool) {
+	h.t.Helper()
+	lh, ok, err := h.leases.Holder(context.Background(), "default", deviceKey)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return lh.SessionID, ok
+}
+
 // harness runs a real gateway on loopback ports.
 type harness struct {
 	t        *testing.T
 	svc      *Service
 	worker   *testWorker
 	clock    *fakeClock
-	leases   *MemoryLeases
-	affinity *MemoryAffinity
+	leases   *affinity.MemoryLeases
+	affinity *affinity.MemoryAffinity
 	logs     *syncBuffer
 	addr     string
 	tlsAddr  string
@@ -233,8 +244,8 @@ func testConfig() Config {
 func startGateway(t *testing.T, cfg Config, edit func(*Deps)) *harness {
 	t.Helper()
 	h := &harness{t: t, clock: newFakeClock(), logs: &syncBuffer{}, done: make(chan error, 1)}
-	h.leases = NewMemoryLeases(h.clock.Now)
-	h.affinity = NewMemoryAffinity(h.clock.Now)
+	mem := affinity.NewMemory(h.clock.Now)
+	h.leases, h.affinity = mem.Leases(), mem.Affinity()
 	h.worker = newTestWorker(h.leases)
 	listening := make(chan struct{}, 3)
 	var mu sync.Mutex

@@ -5,13 +5,14 @@ import (
 	"errors"
 	"time"
 
+	"github.com/fleetacs/fleetacs/pkg/affinity"
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 )
 
-// The gateway's ports (STYLE rule 3): small interfaces it owns, with
-// in-memory adapters in memory.go for one process and tests. The gRPC
-// Forwarder, the Redis Affinity and Leases, and the inventory Credentials
-// adapters implement the same contracts. Their fields mirror
+// The gateway's ports (STYLE rule 3): small interfaces it owns. Adapters:
+// GRPCForwarder (grpcforwarder.go) for Forwarder; pkg/affinity's Redis and
+// in-memory stores for Affinity and Leases; StaticCredentials (memory.go)
+// for Credentials until the inventory adapter exists. Their fields mirror
 // fleetacs.sessions.v1 (proto/fleetacs/sessions/v1/sessions.proto) so that a
 // gRPC adapter is a field-by-field mapping.
 
@@ -119,57 +120,40 @@ type Abandonment struct {
 	Worker string
 }
 
-// AuthMethod is how a CPE authenticated one request (sessions.v1
-// CpeAuthMethod).
-type AuthMethod int
+// The session record types are shared with the session workers and the
+// affinity stores (pkg/affinity), so that its Redis and in-memory backends
+// satisfy the Affinity and Leases ports below as they are.
+type (
+	// AuthMethod is how a CPE authenticated one request (sessions.v1
+	// CpeAuthMethod).
+	AuthMethod = affinity.AuthMethod
+	// CredentialScope tells per-device credentials from shared onboarding
+	// ones (sessions.v1 CredentialScope).
+	CredentialScope = affinity.CredentialScope
+	// Auth says how the CPE proved its identity (sessions.v1
+	// CpeAuthentication).
+	Auth = affinity.Auth
+	// SessionRecord is an open session as the gateways know it. Its Worker
+	// is the worker's registry ID (the address for a StaticWorkers list).
+	SessionRecord = affinity.SessionRecord
+	// Lease is a device lease (sessions.v1 DeviceLease).
+	Lease = affinity.Lease
+)
 
-// Authentication methods, numbered as in sessions.v1.
+// Authentication methods and credential scopes, numbered as in sessions.v1.
 const (
-	AuthNone              AuthMethod = 1
-	AuthBasic             AuthMethod = 2
-	AuthDigest            AuthMethod = 3
-	AuthClientCertificate AuthMethod = 4
+	AuthNone              = affinity.AuthNone
+	AuthBasic             = affinity.AuthBasic
+	AuthDigest            = affinity.AuthDigest
+	AuthClientCertificate = affinity.AuthClientCertificate
 	// AuthSession: the request carried no credentials; the session it
 	// belongs to (cookie or connection) stands for them.
-	AuthSession AuthMethod = 5
+	AuthSession = affinity.AuthSession
+
+	ScopeUnspecified = affinity.ScopeUnspecified
+	ScopeDevice      = affinity.ScopeDevice
+	ScopeShared      = affinity.ScopeShared
 )
-
-func (m AuthMethod) String() string {
-	switch m {
-	case AuthNone:
-		return "none"
-	case AuthBasic:
-		return "basic"
-	case AuthDigest:
-		return "digest"
-	case AuthClientCertificate:
-		return "client_certificate"
-	case AuthSession:
-		return "session"
-	}
-	return "unspecified"
-}
-
-// CredentialScope tells per-device credentials from shared onboarding ones
-// (sessions.v1 CredentialScope).
-type CredentialScope int
-
-// Credential scopes, numbered as in sessions.v1.
-const (
-	ScopeUnspecified CredentialScope = 0
-	ScopeDevice      CredentialScope = 1
-	ScopeShared      CredentialScope = 2
-)
-
-// Auth says how the CPE proved its identity (sessions.v1 CpeAuthentication).
-type Auth struct {
-	Method AuthMethod
-	// Principal is the Basic or Digest user name or the client
-	// certificate's subject; for AuthSession, the principal the session
-	// started with.
-	Principal string
-	Scope     CredentialScope
-}
 
 // Affinity remembers where open sessions live, so that a session's next
 // request finds its worker whichever gateway replica or TCP connection it
@@ -202,22 +186,9 @@ type Affinity interface {
 
 // ErrNoRecord and ErrAmbiguous are Affinity's lookup outcomes.
 var (
-	ErrNoRecord  = errors.New("no open session record")
-	ErrAmbiguous = errors.New("several sessions open from one address")
+	ErrNoRecord  = affinity.ErrNoRecord
+	ErrAmbiguous = affinity.ErrAmbiguous
 )
-
-// SessionRecord is an open session as the gateways know it.
-type SessionRecord struct {
-	SessionID string
-	// Worker holds the session; empty when the Forwarder did not say.
-	Worker string
-	// ClientIP is the CPE's address (no port) when the session started.
-	ClientIP  string
-	Tenant    string
-	DeviceKey string
-	// Auth is how the session's first request authenticated.
-	Auth Auth
-}
 
 // Leases holds the cluster-wide device locks (DESIGN §2 steps 2 and 5). The
 // gateway takes the lease for a new session's Inform; the worker renews and
@@ -232,15 +203,6 @@ type Leases interface {
 	// Release frees the lease if sessionID still holds it; the gateway
 	// calls it when no worker took the session.
 	Release(ctx context.Context, tenant, deviceKey, sessionID string) error
-}
-
-// Lease is a device lease (sessions.v1 DeviceLease).
-type Lease struct {
-	FencingToken uint64
-	Expires      time.Time
-	// Superseded is the session whose live lease this one took over; empty
-	// when the lease was free.
-	Superseded string
 }
 
 // Credentials looks up per-device CPE credentials (the inventory's
