@@ -303,7 +303,9 @@ func (w *Worker) exchange(ctx context.Context, s *session, req *sessionsv1.Excha
 		case *cwmp.CPERequest:
 			// Extension point: TransferComplete, DUStateChangeComplete and
 			// the like complete tasks, which the tasks issue wires to NATS.
-			w.sessionLogger(s).DebugContext(ctx, "CPE request answered", "method", n.Message.Method())
+			if w.logger.Enabled(ctx, slog.LevelDebug) {
+				w.sessionLogger(s).DebugContext(ctx, "CPE request answered", "method", n.Message.Method())
+			}
 		case *cwmp.RequestRefused:
 			w.sessionLogger(s).ErrorContext(ctx, "session planned a request it cannot send", "error", n.Err)
 		case *cwmp.RequestAbandoned:
@@ -398,6 +400,9 @@ func (w *Worker) noteAnomalies(s *session, notices []cwmp.Notice) {
 			continue
 		}
 		w.metrics.count(w.metrics.anomalies, "kind", a.Kind.String())
+		if !w.logger.Enabled(context.Background(), slog.LevelDebug) {
+			continue
+		}
 		log := w.logger
 		if s != nil {
 			log = w.sessionLogger(s)
@@ -471,6 +476,7 @@ func (w *Worker) save(ctx context.Context, s *session) error {
 // one.
 func (w *Worker) start(ctx context.Context, s *session, req *sessionsv1.ExchangeRequest, n *cwmp.SessionStarted) error {
 	now := w.now()
+	log := lazyLogger{w: w, s: s}
 	if l := req.Lease; l != nil && l.FencingToken >= s.lease.Token {
 		s.lease = leaseInfo{Token: l.FencingToken, Superseded: l.SupersededSessionId}
 		s.lastRenew = now
@@ -483,7 +489,6 @@ func (w *Worker) start(ctx context.Context, s *session, req *sessionsv1.Exchange
 	}
 	s.plan.Fenced, s.plan.Discovery = false, nil
 	w.metrics.started.Add(ctx, 1)
-	log := w.sessionLogger(s)
 	if s.lease.Superseded != "" {
 		w.metrics.takeovers.Add(ctx, 1)
 		log.InfoContext(ctx, "session took over the device lease of a live session", "superseded_session_id", s.lease.Superseded)
@@ -573,7 +578,7 @@ func (w *Worker) finishReplaced(ctx context.Context, s *session) {
 // the exchange: a CPE told the session succeeded would not resend what was
 // lost.
 func (w *Worker) finish(ctx context.Context, s *session, outcome string) error {
-	log := w.sessionLogger(s)
+	log := lazyLogger{w: w, s: s}
 	var recordErr error
 	lost := s.plan != nil && s.plan.Fenced
 	if s.inform != nil && !lost {
@@ -609,7 +614,9 @@ func (w *Worker) finish(ctx context.Context, s *session, outcome string) error {
 	}
 	w.table.remove(s)
 	w.metrics.count(w.metrics.ended, "outcome", outcome)
-	log.DebugContext(ctx, "session ended", "outcome", outcome)
+	if w.logger.Enabled(ctx, slog.LevelDebug) {
+		log.DebugContext(ctx, "session ended", "outcome", outcome)
+	}
 	return recordErr
 }
 
@@ -647,6 +654,37 @@ func (w *Worker) cleanupContext(ctx context.Context) (context.Context, context.C
 
 func (w *Worker) sessionLogger(s *session) *slog.Logger {
 	return w.logger.With(telemetry.KeySessionID, s.id, telemetry.KeyTenant, s.tenant, telemetry.KeyDeviceID, s.deviceKey)
+}
+
+// lazyLogger builds the session's logger only when a record is written, so
+// that a session that logs nothing allocates nothing for logging.
+type lazyLogger struct {
+	w *Worker
+	s *session
+	l *slog.Logger
+}
+
+func (l *lazyLogger) get() *slog.Logger {
+	if l.l == nil {
+		l.l = l.w.sessionLogger(l.s)
+	}
+	return l.l
+}
+
+func (l *lazyLogger) WarnContext(ctx context.Context, msg string, args ...any) {
+	l.get().WarnContext(ctx, msg, args...)
+}
+
+func (l *lazyLogger) ErrorContext(ctx context.Context, msg string, args ...any) {
+	l.get().ErrorContext(ctx, msg, args...)
+}
+
+func (l *lazyLogger) InfoContext(ctx context.Context, msg string, args ...any) {
+	l.get().InfoContext(ctx, msg, args...)
+}
+
+func (l *lazyLogger) DebugContext(ctx context.Context, msg string, args ...any) {
+	l.get().DebugContext(ctx, msg, args...)
 }
 
 // Abandon implements SessionService.Abandon.

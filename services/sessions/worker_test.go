@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -514,5 +516,97 @@ func TestLeaseRenewal(t *testing.T) {
 	after, held, _ := h.store.Leases.Holder(context.Background(), testTenant, c.key)
 	if !held || !after.Expires.Equal(t0.Add(30*time.Second+90*time.Second)) {
 		t.Fatalf("lease after renewal: held %t expires %v", held, after.Expires)
+	}
+}
+
+// A second Inform on the session's cookie means the CPE started over: the
+// first session's results are recorded and the new one runs in its place.
+func TestInformReplacesSessionOnSameCookie(t *testing.T) {
+	h := newMemoryHarness(t)
+	w := h.worker("w1", nil)
+	c := newCPE(t, "SN-X1", tree300())
+	h.inv.seed(testTenant, c.key, "Device.", t0)
+	exchange(t, w.client, h.open(c, "same", "2 PERIODIC"))
+
+	h.clock.Advance(time.Second)
+	resp := exchange(t, w.client, c.next(c.informBody("1 BOOT")))
+	if method(t, resp) != "InformResponse" || resp.SetSessionCookie != "" {
+		t.Fatalf("second Inform answered %s cookie %q", method(t, resp), resp.SetSessionCookie)
+	}
+	if r := exchange(t, w.client, c.next(nil)); r.HttpStatus != 204 {
+		t.Fatalf("empty POST answered %d", r.HttpStatus)
+	}
+	acc, _ := h.inv.records()
+	if len(acc) != 2 || acc[0].Inform.Events[0].Code != "2 PERIODIC" || acc[1].Inform.Events[0].Code != "1 BOOT" {
+		t.Fatalf("records %v", acc)
+	}
+	if w.Sessions() != 0 {
+		t.Errorf("worker holds %d sessions", w.Sessions())
+	}
+}
+
+// Many sessions at once on one worker, with the background work running:
+// every session completes and records once (run with -race).
+func TestConcurrentSessions(t *testing.T) {
+	h := newRedisHarness(t)
+	w := h.worker("w1", func(c *Config) { c.DiscoveryBatchSize = 64 })
+	const n = 24
+	stop := make(chan struct{})
+	ticked := make(chan struct{})
+	go func() {
+		defer close(ticked)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				w.tick(context.Background())
+			}
+		}
+	}()
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			// A failed helper calls t.Fatalf here, which ends this goroutine
+			// with Goexit: the deferred send still reports it.
+			result := fmt.Errorf("session %d aborted", i)
+			defer func() { errs <- result }()
+			c := newCPE(t, "SN-CC"+strconv.Itoa(i), tree300())
+			events := "2 PERIODIC"
+			if i%3 == 0 {
+				events = "0 BOOTSTRAP"
+			} else {
+				h.inv.seed(testTenant, c.key, "Device.", t0)
+			}
+			resp, err := w.client.Exchange(context.Background(), h.open(c, "cc-"+strconv.Itoa(i), events))
+			if err != nil || resp.HttpStatus != 200 {
+				result = fmt.Errorf("session %d Inform: %v %v", i, resp, err)
+				return
+			}
+			body := []byte(nil)
+			for {
+				resp, err := w.client.Exchange(context.Background(), c.next(body))
+				if err != nil {
+					result = fmt.Errorf("session %d: %v", i, err)
+					return
+				}
+				if resp.HttpStatus != 200 {
+					result = nil
+					return
+				}
+				body = c.answer(resp.Body)
+			}
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	close(stop)
+	<-ticked
+	acc, ref := h.inv.records()
+	if len(acc) != n || len(ref) != 0 || w.Sessions() != 0 {
+		t.Fatalf("records %d refused %d held %d", len(acc), len(ref), w.Sessions())
 	}
 }
