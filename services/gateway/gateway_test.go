@@ -583,6 +583,10 @@ func TestWorkerErrors(t *testing.T) {
 	if a := dialCPE(t, h.addr).post(informBody(t, "SN1", "1 BOOT")); a.StatusCode != http.StatusServiceUnavailable || a.Header.Get("Retry-After") != "2" {
 		t.Fatalf("worker 503: %d %q", a.StatusCode, a.Header.Get("Retry-After"))
 	}
+	busy.set(nil, &Reply{Status: http.StatusOK})
+	if a := dialCPE(t, h.addr).post(informBody(t, "SN1", "1 BOOT")); a.StatusCode != http.StatusNoContent {
+		t.Fatalf("empty 200: %d, want 204", a.StatusCode)
+	}
 	busy.set(io.ErrUnexpectedEOF, nil)
 	if a := dialCPE(t, h.addr).post(informBody(t, "SN1", "1 BOOT")); a.StatusCode != http.StatusInternalServerError {
 		t.Fatalf("worker failure: %d", a.StatusCode)

@@ -259,7 +259,7 @@ func (s *Service) openSession(ctx context.Context, q *request) int {
 		s.releaseLease(ctx, q, lease)
 		return s.forwardFailed(ctx, q, err, true, priority)
 	}
-	open := reply.Status == http.StatusOK && !reply.SessionEnded
+	open := !reply.SessionEnded
 	var rec SessionRecord
 	if open {
 		s.sessions.commit(q.sessionID)
@@ -321,9 +321,12 @@ func (s *Service) continueSession(ctx context.Context, q *request, rec SessionRe
 	if err != nil {
 		return s.forwardFailed(ctx, q, err, false, false)
 	}
-	open := !reply.SessionEnded && reply.Status != http.StatusNoContent
+	open := !reply.SessionEnded
 	if open {
-		_, refreshed := q.conn.get()
+		connRec, refreshed := q.conn.get()
+		if connRec.SessionID != rec.SessionID {
+			refreshed = time.Time{}
+		}
 		now := s.now()
 		changed := rec.Tenant == "" || rec.ClientIP != q.ip || (reply.Worker != "" && reply.Worker != rec.Worker)
 		if reply.Worker != "" {
@@ -399,6 +402,14 @@ func (s *Service) exchange(ctx context.Context, ex *Exchange) (*Reply, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Only a 200 with a body leaves the session open (sessions.v1
+	// ExchangeResponse); an empty 200 is sent as 204, which ends it.
+	if reply.Status == http.StatusOK && len(reply.Body) == 0 {
+		reply.Status = http.StatusNoContent
+	}
+	if reply.Status != http.StatusOK {
+		reply.SessionEnded = true
+	}
 	return reply, nil
 }
 
@@ -417,11 +428,6 @@ func (s *Service) writeReply(ctx context.Context, q *request, reply *Reply, rec 
 	switch status {
 	case http.StatusOK, http.StatusBadRequest, http.StatusInternalServerError:
 		if len(reply.Body) == 0 {
-			if status == http.StatusOK {
-				// An empty 200 ends the session for CPEs too (notes
-				// §4.1), but the contract says 204: send that.
-				status = http.StatusNoContent
-			}
 			h.Set("Content-Length", "0")
 			q.w.WriteHeader(status)
 			break

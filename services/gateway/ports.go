@@ -24,6 +24,7 @@ type Forwarder interface {
 	// the worker did not answer. ErrWorkersBusy makes the gateway answer 503
 	// with a jittered Retry-After; any other error 500. Adapters retry on
 	// another worker themselves where the worker did not start the exchange.
+	// The Reply is the caller's from then on.
 	Exchange(ctx context.Context, ex *Exchange) (*Reply, error)
 	// Abandon tells the worker holding a session that the gateway gave up
 	// on it. It is advisory: correctness never depends on it.
