@@ -49,7 +49,6 @@ var defaultProfiles = map[DataModel]map[string]int{
 		"Device.ManagementServer.InformParameter.{i}.":  0,
 		"Device.ManagementServer.HeartbeatPolicy.":      0,
 		"Device.Time.":                                      0,
-		"Device.UserInterface.":                             0,
 		"Device.Ethernet.Interface.{i}.":                    2,
 		"Device.Ethernet.Interface.{i}.Stats.":              0,
 		"Device.WiFi.Radio.{i}.":                            2,

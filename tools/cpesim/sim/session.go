@@ -91,6 +91,9 @@ type session struct {
 	held bool
 	// cpeRequestsSent reports the device's own requests went out.
 	cpeRequestsSent bool
+	// afterEnd: the requests go out after the ACS's empty response;
+	// sessionOver: the ACS answered them as if the session had ended.
+	afterEnd, sessionOver bool
 	bufs            *buffers
 	exchanges       int
 	redirects       int
@@ -223,10 +226,14 @@ func (ss *session) run(inform *cwmp.Inform) error {
 		}
 		if r == nil {
 			// The ACS has nothing more. A CPE that was held may still owe
-			// its own requests; it sends them now, then a new empty POST
-			// (see pkg/cwmp Session).
-			if !ss.held && !ss.cpeRequestsSent && ss.owesRequests() {
-				if err := ss.sendCPERequests(); err != nil {
+			// its own requests: the empty response ends the ACS's turn, and
+			// an ACS that held the CPE keeps the session open for them
+			// (pkg/cwmp's Session does), so it sends them now, then a new
+			// empty POST. An ACS that meant the session to be over answers
+			// them with 204 or a fault, which ends it cleanly.
+			if !ss.cpeRequestsSent && ss.owesRequests() {
+				more, err := ss.sendCPERequestsAfterEnd()
+				if err != nil || !more {
 					return err
 				}
 				out = nil
@@ -358,6 +365,17 @@ func (ss *session) sendCPERequests() error {
 	}
 }
 
+// sendCPERequestsAfterEnd sends the owed requests after the ACS's empty
+// response. more is false when the ACS answered them as if the session
+// were over.
+func (ss *session) sendCPERequestsAfterEnd() (more bool, err error) {
+	ss.afterEnd = true
+	if err := ss.sendCPERequests(); err != nil {
+		return false, err
+	}
+	return !ss.sessionOver, nil
+}
+
 // cpeRequest sends one request of the device and waits for its response.
 func (ss *session) cpeRequest(msg cwmp.Message) (acked bool, err error) {
 	env := &cwmp.Envelope{Namespace: ss.ns, Version: ss.v, Header: cwmp.Header{ID: ss.nextID(), HasID: true}, Body: msg}
@@ -367,6 +385,10 @@ func (ss *session) cpeRequest(msg cwmp.Message) (acked bool, err error) {
 			return false, err
 		}
 		if r == nil {
+			if ss.afterEnd {
+				ss.sessionOver = true
+				return false, nil
+			}
 			return false, failf("protocol", "empty response to %s", msg.Method())
 		}
 		if f, ok := r.Body.(*cwmp.Fault); ok {
@@ -374,6 +396,7 @@ func (ss *session) cpeRequest(msg cwmp.Message) (acked bool, err error) {
 				ss.sim.stats.retries.Add(1)
 				continue
 			}
+			ss.sessionOver = ss.afterEnd
 			return false, nil
 		}
 		if r.Body.Method() != msg.Method()+"Response" {
