@@ -94,11 +94,11 @@ type session struct {
 	// afterEnd: the requests go out after the ACS's empty response;
 	// sessionOver: the ACS answered them as if the session had ended.
 	afterEnd, sessionOver bool
-	bufs            *buffers
-	exchanges       int
-	redirects       int
-	idSeq           int
-	requests        []string
+	bufs                  *buffers
+	exchanges             int
+	redirects             int
+	idSeq                 int
+	requests              []string
 }
 
 type cookie struct{ name, value string }

@@ -571,7 +571,12 @@ func TestLoadModes(t *testing.T) {
 			map[string]int64{"0 BOOTSTRAP": 20, "1 BOOT": 20}},
 		{"boot-storm-known", func(c *Config) { c.BootStorm = true; c.Known = true }, 20,
 			map[string]int64{"1 BOOT": 20}},
-		{"periodic", func(c *Config) { c.Periodic = true; c.Known = true; c.Interval = 20 * time.Millisecond; c.Sessions = 60 }, 60,
+		{"periodic", func(c *Config) {
+			c.Periodic = true
+			c.Known = true
+			c.Interval = 20 * time.Millisecond
+			c.Sessions = 60
+		}, 60,
 			map[string]int64{"2 PERIODIC": 60}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
