@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"net/http"
@@ -390,5 +392,27 @@ func TestTLSBasicAndClientCertificate(t *testing.T) {
 	if len(seen) != 2 || seen[0].Auth.Method != AuthBasic || !seen[0].TLS ||
 		seen[1].Auth != (Auth{Method: AuthClientCertificate, Principal: "cpe-SN1"}) {
 		t.Fatalf("exchanges %+v", seen)
+	}
+}
+
+// failingCredentials is a credentials store that is down.
+type failingCredentials struct{}
+
+func (failingCredentials) CPECredentials(context.Context, string, string) (Credential, bool, error) {
+	return Credential{}, false, errors.New("inventory unreachable")
+}
+
+func TestCredentialStoreDown(t *testing.T) {
+	h := startGateway(t, testConfig(), func(d *Deps) { d.Credentials = failingCredentials{} })
+	c := dialCPE(t, h.addr)
+	first := c.post(informBody(t, "SN1", "1 BOOT"))
+	d := &digestClient{user: "cpe", pass: "secret"}
+	d.learn(t, first)
+	a := c.post(informBody(t, "SN1", "1 BOOT"), d.header("/cwmp"))
+	if a.StatusCode != http.StatusServiceUnavailable || a.Header.Get("Retry-After") != "10" {
+		t.Fatalf("credentials store down: %d %q", a.StatusCode, a.Header.Get("Retry-After"))
+	}
+	if n := len(h.worker.seen()); n != 0 {
+		t.Fatalf("worker saw %d exchanges", n)
 	}
 }
