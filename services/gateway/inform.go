@@ -2,10 +2,10 @@ package gateway
 
 import (
 	"bytes"
-	"net/url"
 	"strings"
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"github.com/fleetacs/fleetacs/pkg/deviceid"
 )
 
 // The gateway reads only what routing, authentication and admission need:
@@ -121,32 +121,9 @@ func informOf(body []byte, charset string, maxBytes int64) (*cwmp.Inform, bool) 
 	return inf, ok
 }
 
-// DeviceKey is the canonical device key of a DeviceId: "OUI-ProductClass-
-// SerialNumber", or "OUI-SerialNumber" when the product class is empty,
-// with the OUI in upper case, white space trimmed and each part
-// percent-escaped (including '-') so that the key splits back unambiguously.
-//
-// It stands in for the shared function the sessions.v1 and inventory APIs
-// refer to until that lands in pkg; Deps.DeviceKey overrides it.
-func DeviceKey(id cwmp.DeviceID) string {
-	oui := strings.ToUpper(strings.TrimSpace(id.OUI))
-	pc := strings.TrimSpace(id.ProductClass)
-	sn := strings.TrimSpace(id.SerialNumber)
-	var b strings.Builder
-	b.Grow(len(oui) + len(pc) + len(sn) + 2)
-	b.WriteString(escapeKeyPart(oui))
-	if pc != "" {
-		b.WriteByte('-')
-		b.WriteString(escapeKeyPart(pc))
-	}
-	b.WriteByte('-')
-	b.WriteString(escapeKeyPart(sn))
-	return b.String()
-}
-
-func escapeKeyPart(s string) string {
-	return strings.ReplaceAll(url.PathEscape(s), "-", "%2D")
-}
+// DeviceKey is the canonical device key of a DeviceId, shared with the
+// session workers and inventory (pkg/deviceid); Deps.DeviceKey overrides it.
+func DeviceKey(id cwmp.DeviceID) string { return deviceid.Key(id) }
 
 // charsetOf returns the charset parameter of a Content-Type, as sent
 // (unquoted); CPEs send every Content-Type (notes §4.1), so a header that

@@ -1,115 +1,29 @@
 package store
 
 import (
+	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"github.com/fleetacs/fleetacs/pkg/deviceid"
 )
 
-// MakeID derives a device id from an Inform's DeviceIdStruct:
-// OUI-ProductClass-SerialNumber, or OUI-SerialNumber when ProductClass is
-// empty (notes §5.3: MikroTik and others send none). The OUI is trimmed and
-// upper-cased first, so one CPE keeps one id however it spells its OUI.
-//
-// Each part is escaped with EscapeIDPart, so the only bare "-" characters
-// are the separators and the id is safe in URLs, file names, MongoDB keys
-// and log lines. The scheme matches the one GenieACS made common, which
-// keeps ids stable for operators migrating from it.
-func MakeID(d cwmp.DeviceID) string {
-	oui := strings.ToUpper(strings.TrimSpace(d.OUI))
-	var b strings.Builder
-	b.Grow(len(oui) + len(d.ProductClass) + len(d.SerialNumber) + 2)
-	escapeIDPart(&b, oui)
-	b.WriteByte('-')
-	if d.ProductClass != "" {
-		escapeIDPart(&b, d.ProductClass)
-		b.WriteByte('-')
-	}
-	escapeIDPart(&b, d.SerialNumber)
-	return b.String()
-}
+// MakeID derives a device id from an Inform's DeviceIdStruct with the one
+// function every service shares (pkg/deviceid).
+func MakeID(d cwmp.DeviceID) string { return deviceid.Key(d) }
 
 // NormalizeOUI is the form of an OUI that MakeID and Device.OUI use.
-func NormalizeOUI(oui string) string { return strings.ToUpper(strings.TrimSpace(oui)) }
+func NormalizeOUI(oui string) string { return deviceid.NormalizeOUI(oui) }
 
-// EscapeIDPart escapes one part of a device id: ASCII letters, digits and
-// "_" stay as they are; every other byte of the UTF-8 text, "-" and "%"
-// included, becomes %XX with two upper-case hex digits.
-func EscapeIDPart(s string) string {
-	var b strings.Builder
-	escapeIDPart(&b, s)
-	return b.String()
-}
-
-const upperHex = "0123456789ABCDEF"
-
-func escapeIDPart(b *strings.Builder, s string) {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if isIDSafe(c) {
-			b.WriteByte(c)
-			continue
-		}
-		b.WriteByte('%')
-		b.WriteByte(upperHex[c>>4])
-		b.WriteByte(upperHex[c&0xF])
-	}
-}
-
-func isIDSafe(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
-}
+// EscapeIDPart escapes one part of a device id (see deviceid.EscapeIDPart).
+func EscapeIDPart(s string) string { return deviceid.EscapeIDPart(s) }
 
 // ParseID splits an id made by MakeID into its unescaped OUI, ProductClass
-// and SerialNumber. It is the inverse of MakeID for normalised OUIs.
+// and SerialNumber.
 func ParseID(id string) (oui, productClass, serialNumber string, err error) {
-	parts := strings.Split(id, "-")
-	switch len(parts) {
-	case 2:
-		parts = []string{parts[0], "", parts[1]}
-	case 3:
-		if parts[1] == "" {
-			// MakeID never writes an empty ProductClass part.
-			return "", "", "", fmt.Errorf("parse device id %q: empty product class part: %w", id, ErrInvalidArgument)
-		}
-	default:
-		return "", "", "", fmt.Errorf("parse device id %q: want 2 or 3 parts separated by '-': %w", id, ErrInvalidArgument)
+	oui, productClass, serialNumber, err = deviceid.Parse(id)
+	if errors.Is(err, deviceid.ErrInvalidKey) {
+		return "", "", "", fmt.Errorf("%w: %w", ErrInvalidArgument, err)
 	}
-	out := make([]string, 3)
-	for i, p := range parts {
-		u, err := unescapeIDPart(p)
-		if err != nil {
-			return "", "", "", fmt.Errorf("parse device id %q: %w", id, err)
-		}
-		out[i] = u
-	}
-	return out[0], out[1], out[2], nil
-}
-
-func unescapeIDPart(s string) (string, error) {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case isIDSafe(c):
-			b.WriteByte(c)
-		case c == '%' && i+2 < len(s) && isUpperHex(s[i+1]) && isUpperHex(s[i+2]):
-			b.WriteByte(byte(unhex(s[i+1])<<4 | unhex(s[i+2])))
-			i += 2
-		default:
-			return "", fmt.Errorf("bad escape at byte %d: %w", i, ErrInvalidArgument)
-		}
-	}
-	return b.String(), nil
-}
-
-func isUpperHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'A' && c <= 'F' }
-
-// unhex decodes an upper-case hex digit (checked by isUpperHex).
-func unhex(c byte) byte {
-	if c <= '9' {
-		return c - '0'
-	}
-	return c - 'A' + 10
+	return oui, productClass, serialNumber, err
 }

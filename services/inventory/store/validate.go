@@ -156,3 +156,8 @@ func ParseNumber(s string) (float64, bool) {
 	}
 	return f, true
 }
+
+// isIDSafe reports the bytes a tenant id may hold besides '-' and '.'.
+func isIDSafe(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+}
