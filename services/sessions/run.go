@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/fleetacs/fleetacs/pkg/affinity"
 )
 
 // Run keeps the worker registered, renews the leases of its sessions and
@@ -70,6 +72,15 @@ func (w *Worker) tickSession(ctx context.Context, s *session, now time.Time) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.CallTimeout)
 	defer cancel()
 	if now.Sub(s.lastActive) >= s.cs.SessionTimeout()+w.cfg.IdleGrace {
+		if w.movedOn(cctx, s) {
+			// Another worker resumed the session while this one was
+			// silent (paused, partitioned): it shares the lease and
+			// token, so ending the session here would release the lease
+			// under it and write stale results. Forget it instead.
+			w.sessionLogger(s).InfoContext(ctx, "idle session continued elsewhere; forgotten")
+			w.table.remove(s)
+			return
+		}
 		w.sessionLogger(s).InfoContext(ctx, "idle session expired", "idle", now.Sub(s.lastActive).String())
 		s.cs.Expire()
 		_ = w.finish(cctx, s, outcomeExpired)
@@ -129,4 +140,22 @@ wait:
 	}
 	w.logger.Info("session worker stopped", "handed_off", handed)
 	return nil
+}
+
+// movedOn reports whether the session's checkpoint shows that another
+// worker took the session further (a later save) or ended it (no
+// checkpoint left). A store error counts as not moved on: expiring is then
+// the safe default, as the lease fences whatever follows.
+func (w *Worker) movedOn(ctx context.Context, s *session) bool {
+	if !s.saved {
+		return false
+	}
+	cp, err := w.cps.Load(ctx, s.tenant, s.deviceKey, s.id)
+	switch {
+	case errors.Is(err, affinity.ErrNoCheckpoint):
+		return true
+	case err != nil:
+		return false
+	}
+	return cp.FencingToken > s.lease.Token || (cp.FencingToken == s.lease.Token && cp.Seq > s.seq)
 }

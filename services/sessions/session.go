@@ -109,6 +109,11 @@ func (s *session) restore(cp affinity.Checkpoint) error {
 	}
 	s.tenant, s.deviceKey = cp.Tenant, cp.DeviceKey
 	s.lease, s.inform, s.plan, s.cs = snap.Lease, snap.Inform, snap.Plan, cs
-	s.seq, s.saved = cp.Seq, true
+	// A restored session saves in a new epoch (the high 32 bits of Seq), so
+	// that its saves order after anything a stale copy of the session on
+	// another worker still saves at the old epoch: the store accepts equal
+	// (token, seq) pairs, and two copies counting on from one checkpoint
+	// would otherwise overwrite each other.
+	s.seq, s.saved = (cp.Seq>>32+1)<<32, true
 	return nil
 }

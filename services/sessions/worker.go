@@ -157,7 +157,7 @@ func (w *Worker) Exchange(ctx context.Context, req *sessionsv1.ExchangeRequest) 
 			return resp, err
 		}
 	}
-	resp, err := w.exchange(ctx, s, req, env, derr, created)
+	resp, err := w.exchange(ctx, s, req, env, derr, created, false)
 	w.metrics.observeExchange(w.now().Sub(start))
 	return resp, err
 }
@@ -274,7 +274,10 @@ func bodyOf(env *cwmp.Envelope) cwmp.Message {
 }
 
 // exchange steps a live session with one CPE request; s.mu is held.
-func (w *Worker) exchange(ctx context.Context, s *session, req *sessionsv1.ExchangeRequest, env *cwmp.Envelope, derr error, created bool) (*sessionsv1.ExchangeResponse, error) {
+//
+// replay is set when the exchange runs again on state reloaded from the
+// checkpoint (see reload); it runs again at most once.
+func (w *Worker) exchange(ctx context.Context, s *session, req *sessionsv1.ExchangeRequest, env *cwmp.Envelope, derr error, created, replay bool) (*sessionsv1.ExchangeResponse, error) {
 	preKey, preApplied := w.preApply(s, env)
 	out := s.cs.Step(env, derr)
 	started := false
@@ -341,6 +344,9 @@ func (w *Worker) exchange(ctx context.Context, s *session, req *sessionsv1.Excha
 	}
 	if err := w.save(ctx, s); err != nil {
 		if errors.Is(err, ErrLeaseLost) {
+			if !replay && w.reload(ctx, s) {
+				return w.exchange(ctx, s, req, env, derr, created, true)
+			}
 			w.supersede(ctx, s, lostAtCheckpoint)
 			return &sessionsv1.ExchangeResponse{HttpStatus: 204, SessionEnded: true}, nil
 		}
@@ -456,6 +462,25 @@ func (w *Worker) encode(env *cwmp.Envelope) ([]byte, error) {
 		w.bufs.Put(bp)
 	}
 	return out, nil
+}
+
+// reload handles a checkpoint save refused under the session's own token: a
+// later save of the same token means another worker served the session
+// while this one held a stale copy (a gateway routed a request to it
+// again). reload replaces the copy with the stored state and reports true,
+// so the exchange runs again from there; the reply computed from the stale
+// copy is never sent. A newer token means a newer session: false.
+func (w *Worker) reload(ctx context.Context, s *session) bool {
+	cp, err := w.cps.Load(ctx, s.tenant, s.deviceKey, s.id)
+	if err != nil || cp.FencingToken != s.lease.Token || cp.Seq <= s.seq {
+		return false
+	}
+	if err := s.restore(cp); err != nil {
+		w.sessionLogger(s).ErrorContext(ctx, "unusable session checkpoint", "error", err)
+		return false
+	}
+	w.sessionLogger(s).InfoContext(ctx, "stale session copy replaced by the stored checkpoint", "seq", s.seq)
+	return true
 }
 
 // save checkpoints the session, fenced by its lease token.

@@ -610,3 +610,77 @@ func TestConcurrentSessions(t *testing.T) {
 		t.Fatalf("records %d refused %d held %d", len(acc), len(ref), w.Sessions())
 	}
 }
+
+// A worker that went silent while its session moved to another worker
+// must not end that session when it wakes up: no release, no write.
+func TestPausedWorkerForgetsSessionResumedElsewhere(t *testing.T) {
+	h := newRedisHarness(t)
+	c := newCPE(t, "SN-Z1", tree300())
+	a := h.worker("wa", nil)
+	b := h.worker("wb", nil)
+	exchange(t, a.client, h.open(c, "moved", "0 BOOTSTRAP"))
+	gpn := exchange(t, a.client, c.next(nil))
+	if method(t, gpn) != "GetParameterNames" {
+		t.Fatalf("sent %s", method(t, gpn))
+	}
+	// The gateway lost track of A; B resumes with the CPE's answer.
+	resp := exchange(t, b.client, c.next(c.answer(gpn.Body)))
+	if method(t, resp) != "GetParameterValues" {
+		t.Fatalf("resumed session sent %s", method(t, resp))
+	}
+	h.clock.Advance(cwmp.DefaultSessionTimeout + DefaultConfig().IdleGrace)
+	a.tick(context.Background())
+	if a.Sessions() != 0 {
+		t.Fatal("the paused worker kept the session")
+	}
+	if _, held, _ := h.store.Leases.Holder(context.Background(), testTenant, c.key); !held {
+		t.Fatal("the paused worker released the lease of a running session")
+	}
+	if acc, _ := h.inv.records(); len(acc) != 0 {
+		t.Fatalf("the paused worker recorded %d diffs", len(acc))
+	}
+	body := c.answer(resp.Body)
+	for {
+		resp = exchange(t, b.client, c.next(body))
+		if resp.HttpStatus != 200 {
+			break
+		}
+		body = c.answer(resp.Body)
+	}
+	if acc, _ := h.inv.records(); len(acc) != 1 || acc[0].FullDiscoveryTime == nil {
+		t.Fatalf("records after the resumed session: %d", len(acc))
+	}
+}
+
+// A request routed back to a worker whose copy of the session is stale
+// (another worker served the session since) is answered from the stored
+// checkpoint, as the other worker would have answered it.
+func TestStaleCopyReplaysFromCheckpoint(t *testing.T) {
+	h := newRedisHarness(t)
+	c := newCPE(t, "SN-S1", tree300())
+	a := h.worker("wa", func(c *Config) { c.DiscoveryBatchSize = 100 })
+	b := h.worker("wb", func(c *Config) { c.DiscoveryBatchSize = 100 })
+	exchange(t, a.client, h.open(c, "stale", "0 BOOTSTRAP"))
+	gpn := exchange(t, a.client, c.next(nil))
+	gpv1 := exchange(t, b.client, c.next(c.answer(gpn.Body))) // B resumes
+	// The next POST goes back to A, which still holds the GPN step.
+	gpv2 := exchange(t, a.client, c.next(c.answer(gpv1.Body)))
+	if method(t, gpv2) != "GetParameterValues" || bytes.Equal(gpv2.Body, gpv1.Body) {
+		t.Fatalf("stale worker answered %s", method(t, gpv2))
+	}
+	env, _ := cwmp.Decode(gpv2.Body)
+	if got := env.Body.(*cwmp.GetParameterValues).ParameterNames[0]; got != "Device.Hosts.Host.19.IPAddress" {
+		t.Fatalf("second batch starts at %s", got)
+	}
+	body := c.answer(gpv2.Body)
+	for {
+		resp := exchange(t, a.client, c.next(body))
+		if resp.HttpStatus != 200 {
+			break
+		}
+		body = c.answer(resp.Body)
+	}
+	if acc, _ := h.inv.records(); len(acc) != 1 || acc[0].FullDiscoveryTime == nil || len(acc[0].Parameters) != len(c.tree) {
+		t.Fatalf("records %v", acc)
+	}
+}
