@@ -193,9 +193,7 @@ func (w *Worker) open(ctx context.Context, s *session, req *sessionsv1.ExchangeR
 		cp, err := w.cps.Load(ctx, req.Tenant, req.DeviceKey, req.SessionId)
 		switch {
 		case err == nil:
-			if err := w.resume(ctx, s, cp); err != nil {
-				return nil, err
-			}
+			w.resume(ctx, s, cp)
 		case errors.Is(err, affinity.ErrNoCheckpoint):
 		default:
 			w.table.remove(s)
@@ -229,14 +227,14 @@ func (w *Worker) open(ctx context.Context, s *session, req *sessionsv1.ExchangeR
 // resume restores a session from its checkpoint and checks, by renewing
 // it, that the session still holds its lease: a session that lost it is
 // dropped and the request answered as outside any session.
-func (w *Worker) resume(ctx context.Context, s *session, cp affinity.Checkpoint) error {
+func (w *Worker) resume(ctx context.Context, s *session, cp affinity.Checkpoint) {
 	log := w.sessionLogger(s)
 	if err := s.restore(cp); err != nil {
 		log.ErrorContext(ctx, "unusable session checkpoint dropped", "error", err)
 		w.metrics.count(w.metrics.failures, "op", failCheckpoint)
 		w.deleteCheckpoint(ctx, s)
 		s.saved = false
-		return nil
+		return
 	}
 	now := w.now()
 	err := w.leases.Renew(ctx, s.tenant, s.deviceKey, s.id, s.lease.Token, w.cfg.LeaseTTL)
@@ -246,7 +244,7 @@ func (w *Worker) resume(ctx context.Context, s *session, cp affinity.Checkpoint)
 		log.WarnContext(ctx, "session to resume lost its device lease; results dropped")
 		w.deleteCheckpoint(ctx, s)
 		s.saved, s.cs, s.plan, s.inform = false, nil, nil, nil
-		return nil
+		return
 	case err != nil:
 		// The renewal loop retries; the lease outlives a short outage.
 		w.metrics.count(w.metrics.failures, "op", failRenew)
@@ -255,7 +253,6 @@ func (w *Worker) resume(ctx context.Context, s *session, cp affinity.Checkpoint)
 	s.lastRenew, s.lastActive = now, now
 	s.live = true
 	log.InfoContext(ctx, "session resumed from checkpoint", "seq", s.seq, "phase", s.cs.Phase().String())
-	return nil
 }
 
 // outside answers a request that belongs to no session, with a state
