@@ -200,8 +200,8 @@ func testReplaceSubtree(t *testing.T, s store.Store) {
 			store.SetValue("Device.Hosts.HostNumberOfEntries", "1", "xsd:unsignedInt"),
 		}}, 1)
 	paramsEqual(t, "after refresh", get(t, s, tenant, id, allParams).Params, map[string]store.Parameter{
-		"Device.Hosts.Host.":    {Writable: store.TriFalse, Updated: ms(t2)},
-		"Device.Hosts.Host.3.":  {Writable: store.TriFalse, Updated: ms(t2)},
+		"Device.Hosts.Host.":   {Writable: store.TriFalse, Updated: ms(t2)},
+		"Device.Hosts.Host.3.": {Writable: store.TriFalse, Updated: ms(t2)},
 		"Device.Hosts.Host.3.IPAddress": {Value: "192.168.1.13", Type: "xsd:string", HasValue: true,
 			Notification: store.NotificationOf(1), Updated: ms(t2)},
 		"Device.Hosts.HostNumberOfEntries": {Value: "1", Type: "xsd:unsignedInt", HasValue: true, Updated: ms(t2)},

@@ -23,35 +23,43 @@
 // therefore stored nested by path segment, each node holding its own entries
 // apart from its children:
 //
-//	params: {"Device": {"c": {"WiFi": {"o": {...},       <- object "Device.WiFi."
+//	params: {"Device": {"c": {"WiFi": {"o": entry,      <- object "Device.WiFi."
+//	                                   "p": entry,      <- parameter "Device.WiFi"
 //	                                   "c": {"SSID": ...}}}}}
-//	entry:  {v: value, t: type, x: value as a number, w: writable,
-//	         n: notification, u: updated}   (absent = unknown)
+//	entry:  {d: {v: value, t: type, x: value as a number, u: time},
+//	         w: {b: writable, u: time},
+//	         n: {i: notification, u: time}}        (absent group = unknown)
 //
 // Segments are escaped ("%" and "$" as %25 and %24) to be valid field names.
+// Each kind of report (values, GetParameterNames, GetParameterAttributes)
+// owns one group of an entry, so a report is one field to set.
+//
 // This shape was chosen over an array of {path, value} subdocuments because
 // every part of a diff is then a plain $set or $unset of known fields,
 // applied in one update with the fencing check in the same filter, without
 // reading the tree first:
 //
-//   - setting or updating an entry sets only the fields the session learned
-//     ("params.Device.c.DeviceInfo.c.SoftwareVersion.p.v"), keeping the others;
+//   - a new value for a parameter is one $set of
+//     "params.Device.c.DeviceInfo.c.SoftwareVersion.p.d", keeping the
+//     attributes stored beside it;
 //   - deleting everything under "Device.WiFi.SSID.3." is one $unset of that
-//     node's "c" (and "o"), however large the subtree.
+//     node's "c" (and "o"), however large the subtree; a subtree deleted and
+//     re-reported in the same diff is one $set of the rebuilt subtree.
 //
 // With an array, merging fields into existing elements and inserting new ones
 // in one update needs arrayFilters or an aggregation-pipeline update, which
 // MongoDB-compatible servers (FerretDB 1.x among them) do not implement, and
 // prefix deletes need the array scanned. The document stays free of arrays
-// nested in arrays, and no TTL index is used (DESIGN §4).
+// nested in arrays, and no TTL index is used (DESIGN §4). A device seen for
+// the first time is inserted whole, as one built document.
 //
 // The price is indexing: a value condition addresses a fixed field per path
-// ("...SoftwareVersion.p.v"), so it is indexed per path. Config.IndexedParams
-// lists the paths operators query (EnsureIndexes creates {tenant, ...p.v}
-// and {tenant, ...p.x} for each); other conditions still narrow by tenant and
-// hot fields first, and scan only what remains. On real MongoDB a wildcard
-// index on params could cover every path at a large write and storage cost;
-// it is deliberately not created by default.
+// ("...SoftwareVersion.p.d.v"), so it is indexed per path.
+// Config.IndexedParams lists the paths operators query (Start creates
+// {tenant, ...d.v} and {tenant, ...d.x} for each); other conditions still
+// narrow by tenant and hot fields first and scan only what remains. On real
+// MongoDB a wildcard index on params could cover every path, at a large
+// write and storage cost; it is deliberately not created.
 //
 // # Concurrency
 //
@@ -69,6 +77,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -225,10 +234,9 @@ func ensureIndexes(ctx context.Context, coll *mongo.Collection, params []string)
 		byTenant("tenant_tags", "tags", "device_id"),
 	}
 	for _, p := range params {
-		f := entryField(p)
 		models = append(models,
-			byTenant("param_v:"+p, f+"."+fieldValue),
-			byTenant("param_x:"+p, f+"."+fieldNumber))
+			byTenant("param_v:"+p, valueField(p)),
+			byTenant("param_x:"+p, numberField(p)))
 	}
 	if _, err := coll.Indexes().CreateMany(ctx, models); err != nil {
 		return fmt.Errorf("create indexes: %w", err)
@@ -246,9 +254,9 @@ func (s *Store) ApplySessionDiff(ctx context.Context, tenant, id string, d store
 	return nil
 }
 
-// maxAttempts bounds the retries of an update that lost a race (a
+// maxAttempts bounds the retries of an update that lost a race: a
 // concurrent insert of the same new device, or tags changed between read and
-// compare-and-set).
+// compare-and-set by a writer in another process.
 const maxAttempts = 8
 
 func (s *Store) applyDiff(ctx context.Context, tenant, id string, d store.Diff, token uint64) error {
@@ -264,14 +272,13 @@ func (s *Store) applyDiff(ctx context.Context, tenant, id string, d store.Diff, 
 	unlock := s.locks.lock(key)
 	defer unlock()
 
-	var set, unset bson.D
-	set = append(set, bson.E{Key: "fence", Value: p.Token})
+	head := bson.D{{Key: "fence", Value: p.Token}}
 	if in := p.Inform; in != nil {
 		events := make(bson.A, 0, len(in.Events))
 		for _, e := range in.Events {
 			events = append(events, bson.D{{Key: "code", Value: e.Code}, {Key: "command_key", Value: e.CommandKey}})
 		}
-		set = append(set,
+		head = append(head,
 			bson.E{Key: "manufacturer", Value: in.DeviceID.Manufacturer},
 			bson.E{Key: "oui_raw", Value: in.DeviceID.OUI},
 			bson.E{Key: "oui", Value: p.OUI},
@@ -282,92 +289,152 @@ func (s *Store) applyDiff(ctx context.Context, tenant, id string, d store.Diff, 
 			bson.E{Key: "remote_ip", Value: addrText(in.RemoteIP)},
 			bson.E{Key: "events", Value: events})
 		if in.SoftwareVersion != "" {
-			set = append(set, bson.E{Key: "software_version", Value: in.SoftwareVersion})
+			head = append(head, bson.E{Key: "software_version", Value: in.SoftwareVersion})
 		}
 		if in.DataModelRoot != "" {
-			set = append(set, bson.E{Key: "root", Value: in.DataModelRoot})
+			head = append(head, bson.E{Key: "root", Value: in.DataModelRoot})
 		}
 		if p.Boot {
-			set = append(set, bson.E{Key: "last_boot", Value: p.Time})
+			head = append(head, bson.E{Key: "last_boot", Value: p.Time})
 		}
 	}
 	if c := p.Credentials; c != nil {
-		set = append(set, bson.E{Key: "cr.username", Value: c.Username}, bson.E{Key: "cr.password", Value: c.Password})
+		head = append(head, bson.E{Key: "cr.username", Value: c.Username}, bson.E{Key: "cr.password", Value: c.Password})
 	}
-	treeOps(&p, &set, &unset)
+	return s.update(ctx, coll, key, tenant, id, &p, head, treeOps(&p))
+}
 
+func fenced(key string, token int64) bson.D {
+	return bson.D{{Key: "_id", Value: key}, {Key: "fence", Value: bson.D{{Key: "$lte", Value: token}}}}
+}
+
+// setUnset renders set fields and ops as an update document.
+func setUnset(set bson.D, ops []op) bson.D {
+	var unset bson.D
+	for _, o := range ops {
+		if o.value == nil {
+			unset = append(unset, bson.E{Key: o.key, Value: ""})
+		} else {
+			set = append(set, bson.E{Key: o.key, Value: o.value})
+		}
+	}
+	update := bson.D{{Key: "$set", Value: set}}
+	if len(unset) > 0 {
+		update = append(update, bson.E{Key: "$unset", Value: unset})
+	}
+	return update
+}
+
+// update applies the device fields, tags and tree operations in one update,
+// the fencing check in its filter. When the device does not exist and the
+// diff carries an Inform, it inserts the whole device instead.
+func (s *Store) update(ctx context.Context, coll *mongo.Collection, key, tenant, id string, p *storekit.Plan, head bson.D, ops []op) error {
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		filter := bson.D{{Key: "_id", Value: key}, {Key: "fence", Value: bson.D{{Key: "$lte", Value: p.Token}}}}
-		update := bson.D{{Key: "$set", Value: set}}
-		if len(unset) > 0 {
-			update = append(update, bson.E{Key: "$unset", Value: unset})
-		}
-		onInsert := bson.D{
-			{Key: "tenant", Value: tenant},
-			{Key: "device_id", Value: id},
-			{Key: "registered", Value: p.Time},
-		}
-		tagsSet := false
+		filter := fenced(key, p.Token)
+		set := slices.Clip(head)
+		var tagOps bson.D
 		switch {
 		case len(p.AddTags) > 0 && len(p.RemoveTags) > 0:
-			// $addToSet and $pull on one field conflict in one
+			// $addToSet and $pullAll on one field conflict in one
 			// update, so both become a compare-and-set of the array.
 			cur, present, found, err := s.readTags(ctx, coll, key)
 			if err != nil {
 				return err
 			}
-			if found {
-				if present {
-					filter = append(filter, bson.E{Key: "tags", Value: cur})
-				} else {
-					filter = append(filter, bson.E{Key: "tags", Value: bson.D{{Key: "$exists", Value: false}}})
-				}
-				next := mergeTags(cur, p.AddTags, p.RemoveTags)
-				update[0].Value = append(slices.Clip(set), bson.E{Key: "tags", Value: next})
-				tagsSet = true
+			if present {
+				filter = append(filter, bson.E{Key: "tags", Value: cur})
 			} else {
-				update = append(update, bson.E{Key: "$addToSet", Value: bson.D{{Key: "tags", Value: bson.D{{Key: "$each", Value: p.AddTags}}}}})
-				tagsSet = true
+				filter = append(filter, bson.E{Key: "tags", Value: bson.D{{Key: "$exists", Value: false}}})
+			}
+			if found {
+				set = append(set, bson.E{Key: "tags", Value: mergeTags(cur, p.AddTags, p.RemoveTags)})
 			}
 		case len(p.AddTags) > 0:
-			update = append(update, bson.E{Key: "$addToSet", Value: bson.D{{Key: "tags", Value: bson.D{{Key: "$each", Value: p.AddTags}}}}})
-			tagsSet = true
+			tagOps = bson.D{{Key: "$addToSet", Value: bson.D{{Key: "tags", Value: bson.D{{Key: "$each", Value: p.AddTags}}}}}}
 		case len(p.RemoveTags) > 0:
-			update = append(update, bson.E{Key: "$pull", Value: bson.D{{Key: "tags", Value: bson.D{{Key: "$in", Value: p.RemoveTags}}}}})
-			tagsSet = true
+			tagOps = bson.D{{Key: "$pullAll", Value: bson.D{{Key: "tags", Value: p.RemoveTags}}}}
 		}
-		if !tagsSet {
-			onInsert = append(onInsert, bson.E{Key: "tags", Value: bson.A{}})
-		}
-		update = append(update, bson.E{Key: "$setOnInsert", Value: onInsert})
-
-		upsert := p.Inform != nil
-		res, err := coll.UpdateOne(ctx, filter, update, options.UpdateOne().SetUpsert(upsert))
-		switch {
-		case err == nil && (res.MatchedCount > 0 || res.UpsertedCount > 0):
-			return nil
-		case err != nil && !mongo.IsDuplicateKeyError(err):
+		res, err := coll.UpdateOne(ctx, filter, append(setUnset(set, ops), tagOps...))
+		if err != nil {
 			return fmt.Errorf("update device: %w", err)
 		}
-		// No match: the device is missing, fenced off, or changed under a
-		// compare-and-set; a duplicate key: the upsert raced an insert or
-		// the existing device is fenced off. Find out which.
-		var cur struct {
-			Fence int64 `bson:"fence"`
+		if res.MatchedCount > 0 {
+			return nil
 		}
-		err = coll.FindOne(ctx, bson.D{{Key: "_id", Value: key}}, options.FindOne().SetProjection(bson.D{{Key: "fence", Value: 1}})).Decode(&cur)
+		// No match: the device is missing, fenced off, or its tags changed
+		// under the compare-and-set.
+		missing, err := s.whyNoMatch(ctx, coll, key, p.Token)
 		switch {
-		case errors.Is(err, mongo.ErrNoDocuments):
-			if !upsert {
-				return store.ErrNotFound
-			}
 		case err != nil:
-			return fmt.Errorf("read fencing token: %w", err)
-		case cur.Fence > p.Token:
-			return store.ErrStaleFencingToken
+			return err
+		case !missing:
+			continue
+		case p.Inform == nil:
+			return store.ErrNotFound
 		}
+		_, err = coll.InsertOne(ctx, newDeviceDoc(key, tenant, id, p, head))
+		if err == nil {
+			return nil
+		}
+		if !mongo.IsDuplicateKeyError(err) {
+			return fmt.Errorf("insert device: %w", err)
+		}
+		// Created meanwhile by another writer: update it instead.
 	}
 	return fmt.Errorf("update device: gave up after %d conflicting attempts", maxAttempts)
+}
+
+// newDeviceDoc builds the whole document of a device the plan creates: the
+// head fields (dotted "cr.x" keys nested), the tags and the tree.
+func newDeviceDoc(key, tenant, id string, p *storekit.Plan, head bson.D) bson.D {
+	doc := bson.D{
+		{Key: "_id", Value: key},
+		{Key: "tenant", Value: tenant},
+		{Key: "device_id", Value: id},
+		{Key: "registered", Value: p.Time},
+	}
+	var cr bson.D
+	for _, e := range head {
+		if sub, ok := strings.CutPrefix(e.Key, "cr."); ok {
+			cr = append(cr, bson.E{Key: sub, Value: e.Value})
+			continue
+		}
+		doc = append(doc, e)
+	}
+	if len(cr) > 0 {
+		doc = append(doc, bson.E{Key: "cr", Value: cr})
+	}
+	tags := p.AddTags
+	if tags == nil {
+		// Every document has a tags array, so that a compare-and-set
+		// can always name its old value.
+		tags = []string{}
+	}
+	root := &node{}
+	for i := range p.Updates {
+		u := &p.Updates[i]
+		root.put(segments(u.Path), store.IsObjectPath(u.Path), groups(u, p.Time))
+	}
+	return append(doc, bson.E{Key: "tags", Value: tags}, bson.E{Key: "params", Value: root.childrenDoc()})
+}
+
+// whyNoMatch explains an update that matched nothing: the device is
+// missing, or fenced off (ErrStaleFencingToken), or neither, when a retry
+// may succeed.
+func (s *Store) whyNoMatch(ctx context.Context, coll *mongo.Collection, key string, token int64) (missing bool, err error) {
+	var cur struct {
+		Fence int64 `bson:"fence"`
+	}
+	err = coll.FindOne(ctx, bson.D{{Key: "_id", Value: key}}, options.FindOne().SetProjection(bson.D{{Key: "fence", Value: 1}})).Decode(&cur)
+	switch {
+	case errors.Is(err, mongo.ErrNoDocuments):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("read fencing token: %w", err)
+	case cur.Fence > token:
+		return false, store.ErrStaleFencingToken
+	}
+	return false, nil
 }
 
 // readTags reads the tags of a device: present is false when the document
@@ -431,7 +498,7 @@ func (s *Store) AddTags(ctx context.Context, tenant, id string, tags ...string) 
 // RemoveTags implements store.Store.
 func (s *Store) RemoveTags(ctx context.Context, tenant, id string, tags ...string) error {
 	err := s.tagOp(ctx, tenant, id, tags, func(t []string) bson.D {
-		return bson.D{{Key: "$pull", Value: bson.D{{Key: "tags", Value: bson.D{{Key: "$in", Value: t}}}}}}
+		return bson.D{{Key: "$pullAll", Value: bson.D{{Key: "tags", Value: t}}}}
 	})
 	if err != nil {
 		return fmt.Errorf("remove tags from %s/%s: %w", tenant, id, err)

@@ -59,12 +59,12 @@ var topFields = []string{"tenant", "device_id", "manufacturer", "oui_raw", "oui"
 // projection selects the device fields and the part of the tree opts asks
 // for: none, all, or the smallest subtree holding every path with the
 // prefix.
-func projection(opts store.ReadOptions) bson.D {
+func projection(opts store.ReadOptions) any {
 	if !opts.WantParams() {
 		return bson.D{{Key: "params", Value: 0}}
 	}
 	if opts.ParamPrefix == "" {
-		return nil
+		return bson.D{}
 	}
 	// The complete segments of the prefix name the node to fetch; a
 	// partial last segment ("Device.WiFi.SS") is matched after decoding.
@@ -252,7 +252,7 @@ func condition(c storekit.Condition) bson.D {
 	if c.Op == store.OpExists {
 		return bson.D{{Key: entryField(c.Path), Value: bson.D{{Key: "$exists", Value: true}}}}
 	}
-	v := entryField(c.Path) + "." + fieldValue
+	v := valueField(c.Path)
 	switch c.Op {
 	case store.OpEq:
 		return bson.D{{Key: v, Value: c.Value}}
@@ -264,10 +264,20 @@ func condition(c storekit.Condition) bson.D {
 			op = "$gt"
 		}
 		if c.IsNumber {
-			return bson.D{{Key: entryField(c.Path) + "." + fieldNumber, Value: bson.D{{Key: op, Value: c.Number}}}}
+			return bson.D{{Key: numberField(c.Path), Value: bson.D{{Key: op, Value: c.Number}}}}
 		}
 		return bson.D{{Key: v, Value: bson.D{{Key: op, Value: c.Value}}}}
 	default: // store.OpPrefix
 		return bson.D{{Key: v, Value: bson.D{{Key: "$regex", Value: "^" + regexp.QuoteMeta(c.Value)}}}}
 	}
+}
+
+// valueField and numberField are where an entry keeps its value as text and
+// as a number: what conditions and IndexedParams indexes address.
+func valueField(path string) string {
+	return entryField(path) + "." + groupValue + "." + fieldValue
+}
+
+func numberField(path string) string {
+	return entryField(path) + "." + groupValue + "." + fieldNumber
 }

@@ -19,13 +19,24 @@ const (
 	keyParam    = "p" // the parameter "A.B"
 	keyObject   = "o" // the object "A.B."
 	keyChildren = "c" // "A.B.<segment>..."
+)
 
-	fieldValue        = "v"
-	fieldType         = "t"
-	fieldNumber       = "x"
-	fieldWritable     = "w"
-	fieldNotification = "n"
-	fieldUpdated      = "u"
+// An entry keeps what each kind of report taught in its own group, each
+// with the time it was learned: the value (GetParameterValues, Inform), the
+// writable attribute (GetParameterNames) and the notification attribute
+// (GetParameterAttributes). A report then sets exactly one field of the
+// entry, whatever the entry held before, which keeps updates small.
+const (
+	groupValue        = "d" // {v: value, t: type, x: value as a number, u}
+	groupWritable     = "w" // {b: writable, u}
+	groupNotification = "n" // {i: notification, u}
+
+	fieldValue   = "v"
+	fieldType    = "t"
+	fieldNumber  = "x"
+	fieldBool    = "b"
+	fieldInt     = "i"
+	fieldUpdated = "u"
 )
 
 // escapeKey makes a path segment a safe MongoDB field name: "%" and "$" are
@@ -96,22 +107,23 @@ func childrenField(prefix string) string {
 	return nodeField(segments(prefix)) + "." + keyChildren
 }
 
-// entryDoc is the stored form of one update applied to an empty entry.
-func entryDoc(u *storekit.Update, at time.Time) bson.D {
-	d := make(bson.D, 0, 6)
+// groups returns the field groups an update sets, as (key, document) pairs.
+func groups(u *storekit.Update, at time.Time) bson.D {
+	g := make(bson.D, 0, 3)
 	if u.HasValue {
-		d = append(d, bson.E{Key: fieldValue, Value: u.Value}, bson.E{Key: fieldType, Value: u.Type})
+		d := bson.D{{Key: fieldValue, Value: u.Value}, {Key: fieldType, Value: u.Type}}
 		if u.IsNumber {
 			d = append(d, bson.E{Key: fieldNumber, Value: u.Number})
 		}
+		g = append(g, bson.E{Key: groupValue, Value: append(d, bson.E{Key: fieldUpdated, Value: at})})
 	}
 	if b, known := u.Writable.Bool(); known {
-		d = append(d, bson.E{Key: fieldWritable, Value: b})
+		g = append(g, bson.E{Key: groupWritable, Value: bson.D{{Key: fieldBool, Value: b}, {Key: fieldUpdated, Value: at}}})
 	}
 	if n, known := u.Notification.Value(); known {
-		d = append(d, bson.E{Key: fieldNotification, Value: int32(n)})
+		g = append(g, bson.E{Key: groupNotification, Value: bson.D{{Key: fieldInt, Value: int32(n)}, {Key: fieldUpdated, Value: at}}})
 	}
-	return append(d, bson.E{Key: fieldUpdated, Value: at})
+	return g
 }
 
 // node is an in-memory subtree, built for a prefix a diff replaces.
@@ -173,23 +185,31 @@ func (n *node) doc() bson.D {
 	return d
 }
 
-// treeOps turns the parameter part of a plan into $set and $unset fields.
+// op is one $set (value != nil) or $unset of a field.
+type op struct {
+	key   string
+	value any
+}
+
+// treeOps turns the parameter part of a plan into $set and $unset fields,
+// deletions first.
 //
-// Updates outside every deleted prefix become per-field $set/$unset, so the
-// stored attributes the update does not know are kept. A deleted prefix
-// becomes one $set of its whole subtree, rebuilt from the updates under it
-// (after the delete nothing else is there), or an $unset when none is; the
-// object entry of the prefix itself is handled the same way. Because no
-// field written is a prefix of another, MongoDB sees no conflicting paths.
-func treeOps(p *storekit.Plan, set, unset *bson.D) {
+// Updates outside every deleted prefix set their groups one field each, so
+// the groups an update does not carry are kept. A deleted prefix becomes one
+// $set of its whole subtree, rebuilt from the updates under it (after the
+// delete nothing else is there), or an $unset when none is; the object entry
+// of the prefix itself is handled the same way. No field written is a prefix
+// of another, so MongoDB sees no conflicting paths.
+func treeOps(p *storekit.Plan) []op {
 	prefixes := p.Deletes
 	if p.DeleteAll {
 		prefixes = []string{""}
 	}
 	subtrees := make(map[string]*node, len(prefixes))
-	at := p.Time
+	var fields []op
 	for i := range p.Updates {
 		u := &p.Updates[i]
+		g := groups(u, p.Time)
 		if pre, covered := storekit.Covered(prefixes, u.Path); covered {
 			t := subtrees[pre]
 			if t == nil {
@@ -198,49 +218,40 @@ func treeOps(p *storekit.Plan, set, unset *bson.D) {
 			}
 			if u.Path == pre {
 				// The object entry of the deleted prefix itself.
-				t.object = entryDoc(u, at)
+				t.object = g
 				continue
 			}
-			t.put(segments(u.Path[len(pre):]), store.IsObjectPath(u.Path), entryDoc(u, at))
+			t.put(segments(u.Path[len(pre):]), store.IsObjectPath(u.Path), g)
 			continue
 		}
 		f := entryField(u.Path) + "."
-		if u.HasValue {
-			*set = append(*set, bson.E{Key: f + fieldValue, Value: u.Value}, bson.E{Key: f + fieldType, Value: u.Type})
-			if u.IsNumber {
-				*set = append(*set, bson.E{Key: f + fieldNumber, Value: u.Number})
-			} else {
-				*unset = append(*unset, bson.E{Key: f + fieldNumber, Value: ""})
-			}
+		for _, e := range g {
+			fields = append(fields, op{key: f + e.Key, value: e.Value})
 		}
-		if b, known := u.Writable.Bool(); known {
-			*set = append(*set, bson.E{Key: f + fieldWritable, Value: b})
-		}
-		if n, known := u.Notification.Value(); known {
-			*set = append(*set, bson.E{Key: f + fieldNotification, Value: int32(n)})
-		}
-		*set = append(*set, bson.E{Key: f + fieldUpdated, Value: at})
 	}
+	ops := make([]op, 0, 2*len(prefixes)+len(fields))
 	for _, pre := range prefixes {
 		t := subtrees[pre]
 		cf := childrenField(pre)
-		if t != nil && len(t.children) > 0 {
-			*set = append(*set, bson.E{Key: cf, Value: t.childrenDoc()})
-		} else if pre == "" {
-			*set = append(*set, bson.E{Key: cf, Value: bson.D{}})
-		} else {
-			*unset = append(*unset, bson.E{Key: cf, Value: ""})
+		switch {
+		case t != nil && len(t.children) > 0:
+			ops = append(ops, op{key: cf, value: t.childrenDoc()})
+		case pre == "":
+			ops = append(ops, op{key: cf, value: bson.D{}})
+		default:
+			ops = append(ops, op{key: cf})
 		}
 		if pre == "" {
 			continue
 		}
 		of := nodeField(segments(pre)) + "." + keyObject
 		if t != nil && t.object != nil {
-			*set = append(*set, bson.E{Key: of, Value: t.object})
+			ops = append(ops, op{key: of, value: t.object})
 		} else {
-			*unset = append(*unset, bson.E{Key: of, Value: ""})
+			ops = append(ops, op{key: of})
 		}
 	}
+	return append(ops, fields...)
 }
 
 // decodeTree walks a stored (sub)tree and adds every entry whose path starts
@@ -300,30 +311,33 @@ func decodeEntry(v bson.RawValue) (store.Parameter, error) {
 		return store.Parameter{}, fmt.Errorf("entry is %s, not a document", v.Type)
 	}
 	var p store.Parameter
-	if s, err := doc.LookupErr(fieldValue); err == nil {
-		p.Value, ok = s.StringValueOK()
-		if !ok {
-			return store.Parameter{}, fmt.Errorf("value is %s, not a string", s.Type)
-		}
-		p.HasValue = true
-		if t, err := doc.LookupErr(fieldType); err == nil {
-			p.Type, _ = t.StringValueOK()
+	// seen keeps the latest time of any group as the entry's Updated.
+	seen := func(g bson.Raw) {
+		if u, err := g.LookupErr(fieldUpdated); err == nil {
+			if t, ok := u.TimeOK(); ok && t.After(p.Updated) {
+				p.Updated = t.UTC()
+			}
 		}
 	}
-	if w, err := doc.LookupErr(fieldWritable); err == nil {
-		if b, ok := w.BooleanOK(); ok {
+	if g, ok := doc.Lookup(groupValue).DocumentOK(); ok {
+		if p.Value, ok = g.Lookup(fieldValue).StringValueOK(); !ok {
+			return store.Parameter{}, fmt.Errorf("value is %s, not a string", g.Lookup(fieldValue).Type)
+		}
+		p.Type, _ = g.Lookup(fieldType).StringValueOK()
+		p.HasValue = true
+		seen(g)
+	}
+	if g, ok := doc.Lookup(groupWritable).DocumentOK(); ok {
+		if b, ok := g.Lookup(fieldBool).BooleanOK(); ok {
 			p.Writable = store.TriOf(b)
 		}
+		seen(g)
 	}
-	if n, err := doc.LookupErr(fieldNotification); err == nil {
-		if i, ok := n.AsInt64OK(); ok {
+	if g, ok := doc.Lookup(groupNotification).DocumentOK(); ok {
+		if i, ok := g.Lookup(fieldInt).AsInt64OK(); ok {
 			p.Notification = store.NotificationOf(int(i))
 		}
-	}
-	if u, err := doc.LookupErr(fieldUpdated); err == nil {
-		if t, ok := u.TimeOK(); ok {
-			p.Updated = t.UTC()
-		}
+		seen(g)
 	}
 	return p, nil
 }
