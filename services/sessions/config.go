@@ -10,11 +10,10 @@ import (
 // Config is the session worker's configuration (STYLE rule 2). Flags are
 // "sessions.<kebab-name>"; DefaultConfig holds the defaults.
 type Config struct {
-	// GRPCAddr is where gateways reach this worker: the address the
-	// process's shared gRPC server listens on for this service.
-	GRPCAddr string
-	// AdvertiseAddr is the host:port registered for routing; empty means
-	// GRPCAddr (which then needs a host part to be reachable elsewhere).
+	// AdvertiseAddr is the host:port gateways dial to reach this worker,
+	// registered for routing. The worker serves on its process's shared
+	// gRPC server (fleetacs -server.grpc-addr); when this is empty, the
+	// process fills in that server's bound address.
 	AdvertiseAddr string
 	// WorkerID names this worker in the registry, unique in the cluster
 	// and stable for the life of the process (the pod name). Empty means
@@ -63,8 +62,7 @@ func DefaultConfig() Config {
 // RegisterFlags registers the service's flags, named "sessions.<name>", with
 // their defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.GRPCAddr, "sessions.grpc-addr", ":9300", "listen address of the internal gRPC API for gateways")
-	fs.StringVar(&c.AdvertiseAddr, "sessions.advertise-addr", "", "host:port gateways dial to reach this worker (empty: sessions.grpc-addr)")
+	fs.StringVar(&c.AdvertiseAddr, "sessions.advertise-addr", "", "host:port gateways dial to reach this worker (empty: the address the process's gRPC server is bound to)")
 	fs.StringVar(&c.WorkerID, "sessions.worker-id", "", "name of this worker in the registry, unique in the cluster (empty: the host name)")
 	fs.IntVar(&c.MaxSessions, "sessions.max-sessions", 10000, "sessions this worker holds at once; more are refused with RESOURCE_EXHAUSTED")
 	fs.IntVar(&c.DiscoveryBatchSize, "sessions.discovery-batch-size", 100, "parameter names per GetParameterValues during a tree discovery")
@@ -81,8 +79,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if c.GRPCAddr == "" {
-		bad("sessions.grpc-addr must not be empty")
+	if c.AdvertiseAddr == "" {
+		bad("sessions.advertise-addr must not be empty")
 	}
 	if c.MaxSessions <= 0 {
 		bad("sessions.max-sessions must be positive, got %d", c.MaxSessions)

@@ -130,6 +130,10 @@ func TestPlanFailsOnOtherFaults(t *testing.T) {
 
 func TestConfig(t *testing.T) {
 	c := DefaultConfig()
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "sessions.advertise-addr") {
+		t.Fatalf("defaults without an advertise address validate: %v", err)
+	}
+	c.AdvertiseAddr = "10.0.0.7:9300" // what fleetacs fills in from its gRPC server
 	if err := c.Validate(); err != nil {
 		t.Fatalf("defaults do not validate: %v", err)
 	}

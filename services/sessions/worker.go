@@ -110,11 +110,7 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 		}
 		id = host
 	}
-	addr := cfg.AdvertiseAddr
-	if addr == "" {
-		addr = cfg.GRPCAddr
-	}
-	w.self = affinity.Worker{ID: id, Addr: addr, Capacity: cfg.MaxSessions}
+	w.self = affinity.Worker{ID: id, Addr: cfg.AdvertiseAddr, Capacity: cfg.MaxSessions}
 	m, err := newMetrics(deps.Meter, w.table.len)
 	if err != nil {
 		return nil, err
