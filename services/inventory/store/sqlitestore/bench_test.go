@@ -1,0 +1,134 @@
+package sqlitestore_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"github.com/fleetacs/fleetacs/services/inventory/store"
+	"github.com/fleetacs/fleetacs/services/inventory/store/sqlitestore"
+)
+
+// benchFleet is the size of the fleet the benchmarks run against: enough
+// rows (devices × benchTree) that index use matters.
+const (
+	benchFleet = 5000
+	benchTree  = 40
+)
+
+func benchDevice(i int) cwmp.DeviceID {
+	return cwmp.DeviceID{Manufacturer: "Acme", OUI: "00AABB", ProductClass: "HGW", SerialNumber: fmt.Sprintf("SN%06d", i)}
+}
+
+// periodic is a typical periodic-Inform diff: Inform facts plus 10
+// parameter values (forced Inform parameters and a few that changed).
+func periodic(i int, at time.Time) store.Diff {
+	d := store.Diff{
+		Time: at,
+		Inform: &store.Inform{
+			DeviceID:             benchDevice(i),
+			DataModelRoot:        "Device.",
+			SoftwareVersion:      fmt.Sprintf("1.%d", i%10),
+			ConnectionRequestURL: "http://192.0.2.1:7547/",
+			RemoteIP:             netip.MustParseAddr("192.0.2.1"),
+			Events:               []cwmp.Event{{Code: "2 PERIODIC"}},
+		},
+	}
+	for p := range 10 {
+		d.Params = append(d.Params, store.SetValue(fmt.Sprintf("Device.Bench.P%d", p), fmt.Sprint(at.UnixNano()+int64(p)), "xsd:unsignedInt"))
+	}
+	return d
+}
+
+func benchStore(b *testing.B) *sqlitestore.Store {
+	b.Helper()
+	ctx := context.Background()
+	s := sqlitestore.New(sqlitestore.Config{Path: filepath.Join(b.TempDir(), "bench.db")})
+	if err := s.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close(ctx) })
+	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range benchFleet {
+		d := periodic(i, at)
+		for p := range benchTree - 10 {
+			d.Params = append(d.Params, store.SetValue(fmt.Sprintf("Device.Tree.N%d", p), fmt.Sprint(i*p), "xsd:int"))
+		}
+		d.Params = append(d.Params, store.SetValue("Device.DeviceInfo.ModelName", fmt.Sprintf("Model-%d", i%50), "xsd:string"))
+		if err := s.ApplySessionDiff(ctx, "default", store.MakeID(d.Inform.DeviceID), d, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return s
+}
+
+func BenchmarkApplySessionDiff(b *testing.B) {
+	s := benchStore(b)
+	ctx := context.Background()
+	at := time.Date(2025, 1, 2, 0, 0, 0, 0, time.UTC)
+	b.Run("serial", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			n := i % benchFleet
+			d := periodic(n, at.Add(time.Duration(i)*time.Millisecond))
+			if err := s.ApplySessionDiff(ctx, "default", store.MakeID(d.Inform.DeviceID), d, 1); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		var seq atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				i := int(seq.Add(1))
+				d := periodic(i%benchFleet, at.Add(time.Duration(i)*time.Millisecond))
+				if err := s.ApplySessionDiff(ctx, "default", store.MakeID(d.Inform.DeviceID), d, 1); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
+func BenchmarkListParamCondition(b *testing.B) {
+	s := benchStore(b)
+	ctx := context.Background()
+	cases := []struct {
+		name string
+		f    store.Filter
+		want int
+	}{
+		// 1 device in 50 has each model: 100 devices, one page.
+		{"eq-2pct", store.Filter{Tenant: "default", Params: []store.ParamCondition{
+			{Path: "Device.DeviceInfo.ModelName", Op: store.OpEq, Value: "Model-7"}}}, 100},
+		// One device.
+		{"eq-one", store.Filter{Tenant: "default", Params: []store.ParamCondition{
+			{Path: "Device.Tree.N29", Op: store.OpEq, Value: fmt.Sprint(4321 * 29)}}}, 1},
+		// Numeric range matching 10 devices.
+		{"lt-number", store.Filter{Tenant: "default", Params: []store.ParamCondition{
+			{Path: "Device.Tree.N3", Op: store.OpLt, Value: "30"}}}, 10},
+		// Half the fleet matches: the first page of 100 is what is paid.
+		{"prefix-half", store.Filter{Tenant: "default", SoftwareVersion: store.Ptr("1.3"), Params: []store.ParamCondition{
+			{Path: "Device.DeviceInfo.ModelName", Op: store.OpPrefix, Value: "Model-"}}}, 100},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				p, err := s.List(ctx, c.f, store.PageRequest{Limit: 100}, store.ReadOptions{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(p.Devices) != c.want {
+					b.Fatalf("%d devices, want %d", len(p.Devices), c.want)
+				}
+			}
+		})
+	}
+}
