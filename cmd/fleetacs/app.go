@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -24,8 +26,19 @@ type options struct {
 	LogFormat   string
 	LogLevel    string
 	HTTPAddr    string
+	GRPCAddr    string
 	DataDir     string
 	StopTimeout time.Duration
+
+	RedisAddr     string
+	RedisDB       int
+	RedisPassword string
+	RedisPrefix   string
+
+	InventoryAddr string
+
+	NATSURL  string
+	NATSPort int
 }
 
 func (o *options) RegisterFlags(fs *flag.FlagSet) {
@@ -33,7 +46,15 @@ func (o *options) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.LogLevel, "log.level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.HTTPAddr, "server.http-addr", ":9100", "admin HTTP listen address: /healthz, /readyz, /metrics")
 	fs.StringVar(&o.DataDir, "data-dir", "./data", "directory of the embedded stores (SQLite files, NATS JetStream)")
-	fs.DurationVar(&o.StopTimeout, "server.stop-timeout", 30*time.Second, "how long each service may take to stop on shutdown")
+	fs.StringVar(&o.GRPCAddr, "server.grpc-addr", ":9300", "listen address of the process's gRPC server (internal and public APIs)")
+	fs.DurationVar(&o.StopTimeout, "server.stop-timeout", 45*time.Second, "how long each service may take to stop on shutdown (at least the gateway's drain grace plus its shutdown timeout)")
+	fs.StringVar(&o.RedisAddr, "redis.addr", "", "Redis host:port for session routing, device leases and checkpoints (empty: in memory, one process only)")
+	fs.IntVar(&o.RedisDB, "redis.db", 0, "Redis database number")
+	fs.StringVar(&o.RedisPassword, "redis.password", "", "Redis password")
+	fs.StringVar(&o.RedisPrefix, "redis.prefix", "fleetacs", "prefix of every Redis key (several installs can share one Redis)")
+	fs.StringVar(&o.InventoryAddr, "client.inventory-addr", "", "host:port of the inventory gRPC API (empty: this process's own, when it runs inventory)")
+	fs.StringVar(&o.NATSURL, "nats.url", "", "NATS server URL (empty with target all: an embedded NATS server with JetStream)")
+	fs.IntVar(&o.NATSPort, "nats.embedded-port", 4222, "client port of the embedded NATS server on 127.0.0.1 (-1: any free port)")
 }
 
 // module is one target: a service or a shared part that services depend on.
@@ -53,7 +74,16 @@ type app struct {
 	telemetry *telemetry.Providers
 	health    *lifecycle.Health
 	modules   map[string]*module
+	cfg       serviceConfigs
+	shared    shared
+	chosen    map[string]bool
 }
+
+// selected reports whether a module runs in this process.
+func (a *app) selected(name string) bool { return a.chosen[name] }
+
+// dataPath is a path under the data directory.
+func (a *app) dataPath(name string) string { return filepath.Join(a.opts.DataDir, name) }
 
 // runnable lists the services a target may name, in start order; "all"
 // expands to every one of them. Shared parts are pulled in as dependencies.
@@ -95,7 +125,8 @@ func resolve(mods map[string]*module, targets []string) ([]*module, error) {
 	for _, t := range targets {
 		names := []string{t}
 		if t == "all" {
-			names = runnable
+			// The embedded default also brings the broker.
+			names = append(slices.Clone(runnable), "nats")
 		}
 		for _, n := range names {
 			if err := visit(n, nil); err != nil {
@@ -159,6 +190,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 		fmt.Fprintf(stderr, "fleetacs: %v\n", err)
 		return 2
 	}
+	a.chosen = map[string]bool{}
+	for _, m := range order {
+		a.chosen[m.name] = true
+	}
 
 	logger, err := telemetry.NewLogger(stderr, a.opts.LogFormat, a.opts.LogLevel)
 	if err != nil {
@@ -198,10 +233,47 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 		names[i] = m.name
 	}
 	logger.Info("fleetacs starting", "targets", strings.Join(targets, ","), "services", strings.Join(names, ","))
+	if a.selected("gateway") {
+		banner(stdout, a)
+	}
 	if err := group.Run(ctx); err != nil {
 		logger.Error("fleetacs stopped with an error", "err", err)
 		return 1
 	}
 	logger.Info("fleetacs stopped")
 	return 0
+}
+
+// banner tells a person at the terminal how to point a CPE at this process.
+func banner(w io.Writer, a *app) {
+	g := a.cfg.gateway
+	fmt.Fprintln(w, "FleetACS is starting.")
+	if g.ListenAddr != "" {
+		fmt.Fprintf(w, "  ACS URL for CPEs (ManagementServer.URL): http://%s/\n", hostPort(g.ListenAddr))
+	}
+	if g.TLSListenAddr != "" {
+		fmt.Fprintf(w, "  ACS URL over TLS:                        https://%s/\n", hostPort(g.TLSListenAddr))
+	}
+	switch {
+	case g.AuthAnonymous:
+		fmt.Fprintln(w, "  CPE authentication: OFF. Any CPE is accepted without credentials (-gateway.auth-anonymous); never do this on a network you do not control.")
+	case g.AuthSharedUsername != "":
+		fmt.Fprintf(w, "  CPE authentication: shared user %q (-gateway.auth-shared-username/-password) or per-device credentials\n", g.AuthSharedUsername)
+	default:
+		fmt.Fprintln(w, "  CPE authentication: per-device credentials from inventory, derived onboarding passwords or client certificates")
+	}
+	fmt.Fprintf(w, "  Health: http://%s/readyz   Metrics: http://%s/metrics\n", hostPort(a.opts.HTTPAddr), hostPort(a.opts.HTTPAddr))
+	fmt.Fprintln(w, "  Simulated CPEs: go run ./tools/cpesim -h   Devices: go run ./cmd/fleetctl devices list")
+}
+
+// hostPort turns a listen address into one a person can use on this host.
+func hostPort(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
 }

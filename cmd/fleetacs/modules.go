@@ -1,12 +1,234 @@
 package main
 
-import "flag"
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"time"
 
-// modules lists every target and shared part this binary can run. Services
-// join the list as their issues land; see the README's status section.
-func modules() []*module {
-	return nil
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/fleetacs/fleetacs/pkg/affinity"
+	"github.com/fleetacs/fleetacs/pkg/lifecycle"
+	"github.com/fleetacs/fleetacs/pkg/natsembed"
+	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
+	"github.com/fleetacs/fleetacs/services/gateway"
+	"github.com/fleetacs/fleetacs/services/sessions"
+	"github.com/redis/go-redis/v9"
+)
+
+// Targets a command line may name, in start order; "all" is every one.
+// Shared parts (the gRPC server, the affinity store, the inventory client,
+// the embedded NATS server) are pulled in as dependencies.
+func init() {
+	runnable = []string{"sessions", "gateway"}
 }
 
-// registerServiceFlags registers the flags of every service configuration.
-func registerServiceFlags(a *app, fs *flag.FlagSet) {}
+// serviceConfigs are the configurations of every service, registered on the
+// one flag set whatever the targets, so that help and environment handling
+// do not depend on the command line.
+type serviceConfigs struct {
+	gateway  gateway.Config
+	sessions sessions.Config
+}
+
+// shared are the parts several modules use; each is built once, by its
+// module.
+type shared struct {
+	grpcServer   *grpc.Server
+	grpcHealth   *health.Server
+	grpcListener net.Listener
+	store        affinity.Store
+	inventory    *grpc.ClientConn
+}
+
+func registerServiceFlags(a *app, fs *flag.FlagSet) {
+	a.cfg.gateway.RegisterFlags(fs)
+	a.cfg.sessions.RegisterFlags(fs)
+}
+
+func modules() []*module {
+	return []*module{
+		{name: "grpc-server", doc: "the process's shared gRPC server", build: buildGRPCServer},
+		{name: "affinity", doc: "session routing and device leases: Redis, or in memory for one process", build: buildAffinity},
+		{name: "inventory-client", doc: "connection to the inventory's gRPC API", build: buildInventoryClient},
+		{name: "nats", doc: "embedded NATS server with JetStream", build: buildNATS},
+		{
+			name: "sessions", doc: "session workers: run CWMP sessions for the gateways",
+			deps: []string{"grpc-server", "affinity", "inventory-client"}, build: buildSessions,
+		},
+		{
+			name: "gateway", doc: "the CPE-facing CWMP endpoint (HTTP/HTTPS :7547)",
+			deps: []string{"affinity", "inventory-client"}, build: buildGateway,
+		},
+	}
+}
+
+// grpcAddr is the dialable address of this process's gRPC server.
+func (a *app) grpcAddr() string {
+	addr := a.shared.grpcListener.Addr().(*net.TCPAddr)
+	if addr.IP.IsUnspecified() {
+		return net.JoinHostPort("127.0.0.1", fmt.Sprint(addr.Port))
+	}
+	return addr.String()
+}
+
+func buildGRPCServer(a *app) (lifecycle.Service, error) {
+	ln, err := net.Listen("tcp", a.opts.GRPCAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen gRPC %s: %w", a.opts.GRPCAddr, err)
+	}
+	srv := grpc.NewServer(
+		grpc.StatsHandler(otelgrpc.NewServerHandler(
+			otelgrpc.WithTracerProvider(a.telemetry.Tracer),
+			otelgrpc.WithMeterProvider(a.telemetry.Meter),
+			otelgrpc.WithPropagators(a.telemetry.Propagator))),
+		grpc.MaxRecvMsgSize(64<<20),
+		grpc.MaxSendMsgSize(64<<20),
+	)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	a.shared.grpcServer, a.shared.grpcHealth, a.shared.grpcListener = srv, hs, ln
+	return lifecycle.Func(func(ctx context.Context) error {
+		errc := make(chan error, 1)
+		go func() { errc <- srv.Serve(ln) }()
+		select {
+		case err := <-errc:
+			return fmt.Errorf("serve gRPC: %w", err)
+		case <-ctx.Done():
+		}
+		hs.Shutdown()
+		done := make(chan struct{})
+		go func() { srv.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			srv.Stop()
+		}
+		return nil
+	}), nil
+}
+
+func buildAffinity(a *app) (lifecycle.Service, error) {
+	if a.opts.RedisAddr == "" {
+		if a.selected("gateway") != a.selected("sessions") {
+			return nil, errors.New("gateway and sessions in different processes share session routing and device leases through Redis: set -redis.addr")
+		}
+		a.shared.store = affinity.NewMemory(nil).Store()
+		return waitService(nil), nil
+	}
+	client := redis.NewClient(&redis.Options{
+		Addr:         a.opts.RedisAddr,
+		DB:           a.opts.RedisDB,
+		Password:     a.opts.RedisPassword,
+		DialTimeout:  2 * time.Second,
+		ReadTimeout:  2 * time.Second,
+		WriteTimeout: 2 * time.Second,
+		PoolSize:     256,
+	})
+	a.shared.store = affinity.NewRedis(client, a.opts.RedisPrefix, nil).Store()
+	return waitService(client.Close), nil
+}
+
+func buildInventoryClient(a *app) (lifecycle.Service, error) {
+	addr := a.opts.InventoryAddr
+	if addr == "" {
+		if !a.selected("inventory") {
+			return nil, errors.New("inventory does not run in this process: set -client.inventory-addr")
+		}
+		addr = a.grpcAddr()
+	}
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler(
+			otelgrpc.WithTracerProvider(a.telemetry.Tracer),
+			otelgrpc.WithMeterProvider(a.telemetry.Meter),
+			otelgrpc.WithPropagators(a.telemetry.Propagator))),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("inventory client for %s: %w", addr, err)
+	}
+	a.shared.inventory = conn
+	return waitService(conn.Close), nil
+}
+
+func buildNATS(a *app) (lifecycle.Service, error) {
+	if a.opts.NATSURL != "" {
+		return waitService(nil), nil
+	}
+	s := natsembed.New("127.0.0.1", a.opts.NATSPort, a.dataPath("nats"))
+	return lifecycle.Func(func(ctx context.Context) error {
+		go func() {
+			select {
+			case <-s.Ready():
+				a.logger.Info("embedded NATS with JetStream ready", "url", s.URL())
+			case <-ctx.Done():
+			}
+		}()
+		return s.Run(ctx)
+	}), nil
+}
+
+func buildSessions(a *app) (lifecycle.Service, error) {
+	cfg := a.cfg.sessions
+	if cfg.AdvertiseAddr == "" {
+		cfg.AdvertiseAddr = a.grpcAddr()
+	}
+	w, err := sessions.New(cfg, sessions.Deps{
+		Inventory:   sessions.NewGRPCInventory(a.shared.inventory),
+		Leases:      a.shared.store.Leases,
+		Checkpoints: a.shared.store.Checkpoints,
+		Registry:    a.shared.store.Registry,
+		Logger:      a.logger.With("component", "sessions"),
+		Meter:       a.telemetry.Meter,
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.Register(a.shared.grpcServer)
+	a.shared.grpcHealth.SetServingStatus("fleetacs.sessions.v1.SessionService", healthpb.HealthCheckResponse_SERVING)
+	return w, nil
+}
+
+func buildGateway(a *app) (lifecycle.Service, error) {
+	fwd := gateway.NewGRPCForwarder(
+		affinity.NewLiveCache(a.shared.store.Registry, time.Second, nil),
+		gateway.GRPCForwarderOptions{TracerProvider: a.telemetry.Tracer, Propagator: a.telemetry.Propagator},
+	)
+	g, err := gateway.New(a.cfg.gateway, gateway.Deps{
+		Logger:         a.logger.With("component", "gateway"),
+		Forwarder:      fwd,
+		Affinity:       a.shared.store.Affinity,
+		Leases:         a.shared.store.Leases,
+		Credentials:    gateway.InventoryCredentials{Client: inventoryv1.NewInventoryInternalServiceClient(a.shared.inventory)},
+		Health:         a.health,
+		TracerProvider: a.telemetry.Tracer,
+		MeterProvider:  a.telemetry.Meter,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return lifecycle.Func(func(ctx context.Context) error {
+		defer fwd.Close()
+		return g.Run(ctx)
+	}), nil
+}
+
+// waitService waits for its context to end, then runs closer (if any): the
+// lifecycle of a shared resource that only needs closing.
+func waitService(closer func() error) lifecycle.Service {
+	return lifecycle.Func(func(ctx context.Context) error {
+		<-ctx.Done()
+		if closer != nil {
+			return closer()
+		}
+		return nil
+	})
+}
