@@ -1,0 +1,116 @@
+// Package inventory is the inventory service (DESIGN §1, §3): devices, their
+// parameter trees and tags, behind the storage port of package store, kept
+// in MongoDB in production and in an embedded SQLite file by default.
+package inventory
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+
+	"github.com/fleetacs/fleetacs/services/inventory/store"
+	"github.com/fleetacs/fleetacs/services/inventory/store/mongostore"
+	"github.com/fleetacs/fleetacs/services/inventory/store/sqlitestore"
+)
+
+// Store backends Config.Store names.
+const (
+	StoreSQLite  = "sqlite"
+	StoreMongoDB = "mongodb"
+)
+
+// Config is the inventory service's configuration (STYLE rule 2). Flags are
+// "inventory.<kebab-name>"; DefaultConfig holds the defaults.
+type Config struct {
+	// Store selects the backend: "sqlite" (embedded, the default of `make
+	// run`) or "mongodb" (production).
+	Store string
+	// SQLitePath is the database file of the sqlite backend.
+	SQLitePath string
+	// MongoDBURI and MongoDBDatabase locate the mongodb backend.
+	MongoDBURI      string
+	MongoDBDatabase string
+	// MongoDBIndexedParams are parameter paths whose values get an index
+	// in MongoDB, for the parameter conditions operators query most.
+	MongoDBIndexedParams stringList
+}
+
+// DefaultConfig returns the defaults RegisterFlags registers.
+func DefaultConfig() Config {
+	var c Config
+	c.RegisterFlags(flag.NewFlagSet("defaults", flag.ContinueOnError))
+	return c
+}
+
+// RegisterFlags registers the service's flags, named "inventory.<name>",
+// with their defaults.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Store, "inventory.store", StoreSQLite, "device store: sqlite (embedded file) or mongodb")
+	fs.StringVar(&c.SQLitePath, "inventory.sqlite-path", "data/inventory.db", "database file of the sqlite store")
+	fs.StringVar(&c.MongoDBURI, "inventory.mongodb-uri", "", "MongoDB connection URI of the mongodb store (mongodb:// or mongodb+srv://)")
+	fs.StringVar(&c.MongoDBDatabase, "inventory.mongodb-database", "fleetacs", "MongoDB database of the mongodb store")
+	c.MongoDBIndexedParams = nil
+	fs.Var(&c.MongoDBIndexedParams, "inventory.mongodb-indexed-params", "comma-separated parameter paths whose values the mongodb store indexes, for frequent parameter conditions")
+}
+
+// Validate reports every setting that cannot work.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	switch c.Store {
+	case StoreSQLite:
+		if c.SQLitePath == "" {
+			bad("inventory.sqlite-path must not be empty with inventory.store=sqlite")
+		} else if strings.ContainsAny(c.SQLitePath, "?#") {
+			bad("inventory.sqlite-path %q must not contain '?' or '#'", c.SQLitePath)
+		}
+	case StoreMongoDB:
+		if !strings.HasPrefix(c.MongoDBURI, "mongodb://") && !strings.HasPrefix(c.MongoDBURI, "mongodb+srv://") {
+			bad("inventory.mongodb-uri must start with mongodb:// or mongodb+srv:// with inventory.store=mongodb")
+		}
+		// MongoDB's own rules for database names.
+		if c.MongoDBDatabase == "" || len(c.MongoDBDatabase) > 63 || strings.ContainsAny(c.MongoDBDatabase, "/\\. \"$*<>:|?\x00") {
+			bad("inventory.mongodb-database %q is not a valid MongoDB database name", c.MongoDBDatabase)
+		}
+		for _, p := range c.MongoDBIndexedParams {
+			if err := store.ValidatePath(p); err != nil || store.IsObjectPath(p) {
+				bad("inventory.mongodb-indexed-params: %q is not a parameter path", p)
+			}
+		}
+	default:
+		bad("inventory.store must be %q or %q, got %q", StoreSQLite, StoreMongoDB, c.Store)
+	}
+	return errors.Join(errs...)
+}
+
+// NewStore returns the configured store, not yet started: it does no I/O
+// until its Start.
+func (c *Config) NewStore() (store.Store, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if c.Store == StoreMongoDB {
+		return mongostore.New(mongostore.Config{
+			URI:           c.MongoDBURI,
+			Database:      c.MongoDBDatabase,
+			IndexedParams: c.MongoDBIndexedParams,
+		}), nil
+	}
+	return sqlitestore.New(sqlitestore.Config{Path: c.SQLitePath}), nil
+}
+
+// stringList is a comma-separated flag value.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+func (l *stringList) Set(s string) error {
+	*l = nil
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
+	return nil
+}
