@@ -2,11 +2,11 @@
 //
 // The tree is hand-written over the standard flag package rather than a CLI
 // framework: fleetctl has a handful of commands, and a dispatcher of this
-// size is easier to read than a dependency. Groups ("cwmp", later
-// "devices", "tasks") hold subcommands; leaves register their own flags and
-// return the function that runs them. Global flags for the gRPC API
-// (server address, credentials) belong on the root when those commands
-// arrive.
+// size is easier to read than a dependency. Groups ("cwmp", "devices",
+// later "tasks") hold subcommands; leaves register their own flags and
+// return the function that runs them. The gRPC connection flags (-addr,
+// -token, -tls, -ca-file, -timeout) are registered by every leaf of an API
+// group (connFlags), so they go after the command words like any other flag.
 //
 // Exit status: 0 on success; 1 when a command fails, with exactly one line
 // "fleetctl: <what failed>: <why>" on stderr, so scripts can log it; 2 on a
@@ -84,9 +84,9 @@ func Root() *Command {
 	return &Command{
 		Name:  "fleetctl",
 		Short: "the FleetACS operator CLI",
-		Long: "fleetctl is the FleetACS operator CLI. It converts captured CWMP envelopes\n" +
-			"to JSON and back.",
-		Commands: []*Command{cwmpCommand()},
+		Long: "fleetctl is the FleetACS operator CLI. It queries the device inventory over\n" +
+			"the public gRPC API and converts captured CWMP envelopes to JSON and back.",
+		Commands: []*Command{cwmpCommand(), devicesCommand()},
 	}
 }
 
