@@ -161,8 +161,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.AuthSharedPassword, "gateway.auth-shared-password", "", "shared onboarding password")
 	fs.StringVar(&c.AuthOnboardingSecret, "gateway.auth-onboarding-secret", "", "secret deriving per-device onboarding passwords (hex HMAC-SHA256 of the user name)")
 
-	fs.Float64Var(&c.AdmissionRate, "gateway.admission-rate", 200, "new sessions per second admitted (0 turns admission control off)")
-	fs.IntVar(&c.AdmissionBurst, "gateway.admission-burst", 400, "new sessions admitted at once before the rate applies")
+	fs.Float64Var(&c.AdmissionRate, "gateway.admission-rate", 5000, "new sessions per second this replica admits; size it to what the session workers behind it sustain (0 turns admission control off)")
+	fs.IntVar(&c.AdmissionBurst, "gateway.admission-burst", 5000, "new sessions admitted at once before the rate applies")
 	fs.Float64Var(&c.AdmissionReservedShare, "gateway.admission-reserved-share", 0.25, "share of the admission bucket kept for priority Informs")
 	fs.StringVar(&c.AdmissionPriorityEvents, "gateway.admission-priority-events", "0,1,6,7", "numeric Inform event codes admitted with priority")
 	fs.DurationVar(&c.RetryAfterMin, "gateway.retry-after-min", 60*time.Second, "smallest Retry-After sent with 503")
