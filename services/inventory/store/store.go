@@ -13,9 +13,9 @@
 //     invisible to every other tenant.
 //   - Sessions write through ApplySessionDiff, which applies only what the
 //     session learned, atomically per device: either the whole diff is visible
-//     or none of it is. Inside one diff, parameter deletions (DeletePrefixes)
-//     are applied before parameter updates, so "forget this subtree, here is
-//     what it holds now" is one diff.
+//     or none of it is. Inside one diff, deletions (DeletePaths) are applied
+//     before parameter updates, so "forget this subtree, here is what it
+//     holds now" is one diff.
 //   - Fencing (DESIGN §2 step 5): every device remembers the highest fencing
 //     token a diff was applied with. A diff carrying a lower token is rejected
 //     with ErrStaleFencingToken and writes nothing. An equal token is accepted,
@@ -63,9 +63,10 @@ type Store interface {
 	// page at a time.
 	List(ctx context.Context, f Filter, page PageRequest, opts ReadOptions) (Page, error)
 	// ApplySessionDiff applies d to the device atomically, creating the
-	// device when d carries an Inform and the device does not exist yet. A
-	// diff without Inform on a missing device is ErrNotFound.
-	ApplySessionDiff(ctx context.Context, tenant, id string, d Diff, fencingToken uint64) error
+	// device when d carries a DeviceID and the device does not exist yet
+	// (created reports that). A diff without DeviceID on a missing device
+	// is ErrNotFound.
+	ApplySessionDiff(ctx context.Context, tenant, id string, d Diff, fencingToken uint64) (created bool, err error)
 	// AddTags adds tags to an existing device; tags it already has are kept.
 	AddTags(ctx context.Context, tenant, id string, tags ...string) error
 	// RemoveTags removes tags from an existing device; absent tags are
@@ -80,28 +81,47 @@ type Device struct {
 	Tenant string
 	// ID is the device id, see MakeID.
 	ID string
-	// DeviceID is the DeviceIdStruct exactly as the CPE last reported it.
+	// DeviceID is the DeviceIdStruct as the CPE last reported it.
 	DeviceID cwmp.DeviceID
 	// OUI is DeviceID.OUI normalised (trimmed, upper case); filters on OUI
 	// compare against this form.
 	OUI string
-	// SoftwareVersion is DeviceInfo.SoftwareVersion as of the last Inform
-	// that carried it.
-	SoftwareVersion string
-	// DataModelRoot is "Device." or "InternetGatewayDevice.".
+	// Forced Inform parameters kept as top-level fields.
+	SoftwareVersion  string
+	HardwareVersion  string
+	ProvisioningCode string
+	// DataModelRoot is "Device." or "InternetGatewayDevice.", "" until
+	// known.
 	DataModelRoot string
-	// ConnectionRequest is where and how to send Connection Requests.
+	// ConnectionRequest is where to send Connection Requests.
 	ConnectionRequest ConnectionRequest
-	// LastInform is when the last Inform was recorded; RemoteIP and
-	// LastEvents belong to that Inform.
+	// ConnectionRequestCredentials are what the ACS provisioned as the
+	// CPE's ConnectionRequestUsername and Password; nil when none were.
+	ConnectionRequestCredentials *Credentials
+	// CPECredentials are the per-device credentials the CPE authenticates
+	// to the ACS with (ManagementServer.Username and Password); nil when
+	// the device still uses shared onboarding credentials.
+	CPECredentials *Credentials
+	// LastInform is when the last Inform arrived; RemoteIP and LastEvents
+	// belong to that Inform.
 	LastInform time.Time
 	RemoteIP   netip.Addr
 	LastEvents []cwmp.Event
 	// Registered is when the device was first recorded.
 	Registered time.Time
-	// LastBoot is the time of the last Inform carrying "1 BOOT"; zero when
-	// none was seen.
-	LastBoot time.Time
+	// LastBoot and LastBootstrap are the times of the last Informs carrying
+	// "1 BOOT" and "0 BOOTSTRAP"; zero when none was seen.
+	LastBoot      time.Time
+	LastBootstrap time.Time
+	// FullDiscovery is when a session last discovered the whole tree.
+	FullDiscovery time.Time
+	// TakeoverCount counts sessions that took over the device lease from a
+	// session that still looked live, once per session; LastTakeover is
+	// the time of the last one.
+	TakeoverCount uint64
+	LastTakeover  time.Time
+	// Updated is when the device record last changed.
+	Updated time.Time
 	// Tags, sorted.
 	Tags []string
 	// FencingToken is the highest fencing token applied to the device.
@@ -111,12 +131,15 @@ type Device struct {
 	Params map[string]Parameter
 }
 
-// ConnectionRequest holds ManagementServer.ConnectionRequestURL and the
-// credentials the ACS uses against it.
+// ConnectionRequest is how to wake the device (notes §8), as it last
+// reported it.
 type ConnectionRequest struct {
-	URL      string
-	Username string
-	Password string
+	// URL is ManagementServer.ConnectionRequestURL.
+	URL string
+	// UDPAddress is ManagementServer.UDPConnectionRequestAddress.
+	UDPAddress string
+	// JabberID is ManagementServer.ConnReqJabberID.
+	JabberID string
 }
 
 // Credentials are a username and password pair.
@@ -205,19 +228,35 @@ func (n Notification) Value() (value int, known bool) {
 
 // Diff is what one session learned about one device.
 type Diff struct {
-	// Time is when the session learned it: it becomes LastInform (with an
-	// Inform), Registered (on creation), LastBoot (on "1 BOOT") and the
-	// Updated time of every parameter entry the diff touches. Required.
+	// Time is when the session observed it: it becomes the Updated time
+	// of the device and of every parameter entry the diff touches, and
+	// Registered when the diff creates the device. Required.
 	Time time.Time
-	// Inform, when set, records identity and Inform facts.
+	// SessionID names the session; it makes SessionTakeover count once
+	// when the same diff is applied twice.
+	SessionID string
+	// DeviceID, when set, is the device's DeviceIdStruct: required to
+	// create the device, and it replaces the stored one otherwise.
+	// MakeID(*DeviceID) must be the device's id.
+	DeviceID *cwmp.DeviceID
+	// Inform, when set, records the Inform that started the session.
 	Inform *Inform
-	// ConnectionRequestCredentials, when set, replaces the credentials the
-	// ACS uses for Connection Requests.
+	// Fields sets top-level fields; nil ones keep the stored value.
+	Fields Fields
+	// ConnectionRequestCredentials and CPECredentials, when set, replace
+	// the stored credentials.
 	ConnectionRequestCredentials *Credentials
-	// DeletePrefixes removes every entry whose path starts with one of
-	// them, before Params are applied. Each ends with "."; "" removes the
-	// whole tree.
-	DeletePrefixes []string
+	CPECredentials               *Credentials
+	// FullDiscovery, when not zero, records that the session discovered
+	// the whole tree at that time.
+	FullDiscovery time.Time
+	// SessionTakeover is set when the session took over the device lease
+	// from a session that still looked live.
+	SessionTakeover bool
+	// DeletePaths remove entries before Params are applied: a path ending
+	// with "." removes that object and everything under it, any other path
+	// removes that one entry, and "" removes the whole tree.
+	DeletePaths []string
 	// Params sets or updates entries; unknown fields of an update keep the
 	// stored value. When a path appears twice, the later update wins field
 	// by field.
@@ -229,19 +268,24 @@ type Diff struct {
 
 // Inform carries the facts of one Inform.
 type Inform struct {
-	DeviceID cwmp.DeviceID
-	// DataModelRoot is "Device." or "InternetGatewayDevice."; "" keeps the
-	// stored one.
-	DataModelRoot string
-	// SoftwareVersion is DeviceInfo.SoftwareVersion; "" keeps the stored
-	// one (older CPEs do not always send it).
-	SoftwareVersion string
-	// ConnectionRequestURL is a forced Inform parameter, so it is always
-	// written, empty included (HTTPConnectionRequestEnable=false empties
-	// it).
-	ConnectionRequestURL string
-	RemoteIP             netip.Addr
-	Events               []cwmp.Event
+	// Time is when the Inform arrived; zero means Diff.Time. It becomes
+	// LastInform, and LastBoot or LastBootstrap when Events hold an event
+	// whose code starts with "1 " or "0 " (notes §6: match the number).
+	Time     time.Time
+	RemoteIP netip.Addr
+	Events   []cwmp.Event
+}
+
+// Fields are top-level device fields a diff may set; nil keeps the stored
+// value and a pointer to "" clears it.
+type Fields struct {
+	DataModelRoot               *string
+	SoftwareVersion             *string
+	HardwareVersion             *string
+	ProvisioningCode            *string
+	ConnectionRequestURL        *string
+	UDPConnectionRequestAddress *string
+	JabberID                    *string
 }
 
 // ParamUpdate changes one entry of the parameter tree. Fields left unknown
@@ -277,35 +321,46 @@ func SetNotification(path string, notification int) ParamUpdate {
 type ReadOptions struct {
 	// Params asks for the parameter tree.
 	Params bool
-	// ParamPrefix, when not empty, limits the tree to paths starting with
-	// it (and implies Params).
-	ParamPrefix string
+	// ParamPrefixes, when not empty, limit the tree to paths starting with
+	// one of them (and imply Params).
+	ParamPrefixes []string
 }
 
 // WantParams reports whether any parameters are requested.
-func (o ReadOptions) WantParams() bool { return o.Params || o.ParamPrefix != "" }
+func (o ReadOptions) WantParams() bool { return o.Params || len(o.ParamPrefixes) > 0 }
 
 // Filter selects devices of one tenant. Every set field must match (AND).
 type Filter struct {
 	// Tenant is required.
 	Tenant string
+	// IDs, when not empty, limits the result to these devices; at most
+	// MaxFilterIDs.
+	IDs []string
 	// DeviceId fields; nil matches anything, a pointer to "" matches the
 	// empty value. OUI is compared in normalised (upper-case) form.
 	Manufacturer *string
 	OUI          *string
 	ProductClass *string
 	SerialNumber *string
-	// SoftwareVersion; nil matches anything.
+	// SoftwareVersion and HardwareVersion; nil matches anything.
 	SoftwareVersion *string
+	HardwareVersion *string
 	// Tags the device must all have.
 	Tags []string
 	// LastInform range: InformedSince <= LastInform < InformedBefore; a
 	// zero bound is open.
 	InformedSince  time.Time
 	InformedBefore time.Time
-	// Params are conditions on parameter entries.
+	// Params are conditions on parameter entries; at most
+	// MaxFilterConditions.
 	Params []ParamCondition
 }
+
+// Filter limits.
+const (
+	MaxFilterIDs        = 1000
+	MaxFilterConditions = 16
+)
 
 // Ptr returns a pointer to s, for Filter fields.
 func Ptr(s string) *string { return &s }
@@ -316,17 +371,21 @@ type Op uint8
 // Parameter condition operators.
 //
 // Eq, Ne, Lt, Gt and Prefix only match entries with a known value (Ne means
-// "has a value, and it differs"). Lt and Gt compare numerically when the
-// condition's Value is a decimal number (see ParseNumber), against entries
-// whose value is one; otherwise they compare strings byte by byte. Exists
-// matches any entry at Path, with or without a value; on a path ending in
-// "." it matches the object entry.
+// "has a value, and it differs"). Lt and Gt compare each value by its type:
+// values of the xsd integer types (int, unsignedInt, long, unsignedLong)
+// as numbers, against an operand that is an integer; xsd:dateTime values as
+// instants (millisecond precision), against an RFC 3339 operand; all other
+// values as byte strings. A value whose operand does not fit its type does
+// not match. Exists matches any entry at Path, with or without a value (on a
+// path ending in "." the object entry); NotExists matches devices without
+// one.
 const (
 	OpEq Op = iota + 1
 	OpNe
 	OpLt
 	OpGt
 	OpExists
+	OpNotExists
 	OpPrefix
 )
 
@@ -343,6 +402,8 @@ func (o Op) String() string {
 		return "gt"
 	case OpExists:
 		return "exists"
+	case OpNotExists:
+		return "not-exists"
 	case OpPrefix:
 		return "prefix"
 	}

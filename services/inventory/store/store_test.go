@@ -90,25 +90,44 @@ func TestValidateTenantAndTag(t *testing.T) {
 			t.Errorf("ValidateTenant(%q) = %v", tn, err)
 		}
 	}
-	for _, tag := range []string{"", " a", "a ", "a\nb", "\xff", strings.Repeat("a", store.MaxTagLength+1)} {
+	for _, tag := range []string{"campaign:42", "fw/2.1", "A-b_c.d"} {
+		if err := store.ValidateTag(tag); err != nil {
+			t.Errorf("ValidateTag(%q) = %v", tag, err)
+		}
+	}
+	for _, tag := range []string{"", " a", "a b", "a\nb", "ü", "a,b", strings.Repeat("a", store.MaxTagLength+1)} {
 		if err := store.ValidateTag(tag); !errors.Is(err, store.ErrInvalidArgument) {
 			t.Errorf("ValidateTag(%q) = %v", tag, err)
 		}
 	}
 }
 
-func TestParseNumber(t *testing.T) {
-	numbers := map[string]float64{"0": 0, "42": 42, "-1.5": -1.5, "+7": 7, "1e3": 1000, "010": 10, ".5": 0.5, "5.": 5,
-		"18446744073709551615": 18446744073709551615}
-	for s, want := range numbers {
-		if got, ok := store.ParseNumber(s); !ok || got != want {
-			t.Errorf("ParseNumber(%q) = %v, %v; want %v", s, got, ok, want)
+func TestParseInteger(t *testing.T) {
+	ints := map[string]any{"0": int64(0), "42": int64(42), "-7": int64(-7), "+7": int64(7), " 010 ": int64(10),
+		"9223372036854775807": int64(9223372036854775807), "18446744073709551615": float64(18446744073709551615)}
+	for s, want := range ints {
+		if got, ok := store.ParseInteger(s); !ok || got != want {
+			t.Errorf("ParseInteger(%q) = %v (%T), %v; want %v", s, got, got, ok, want)
 		}
 	}
-	for _, s := range []string{"", " 1", "1 ", "0x10", "Inf", "NaN", "1_000", "abc", "1e999", "-", "e", "1.2.3", "١"} {
-		if _, ok := store.ParseNumber(s); ok {
-			t.Errorf("ParseNumber(%q) accepted", s)
+	for _, s := range []string{"", "1.5", "1e3", "0x10", "abc", "18446744073709551616", "1_000"} {
+		if _, ok := store.ParseInteger(s); ok {
+			t.Errorf("ParseInteger(%q) accepted", s)
 		}
+	}
+}
+
+func TestParseInstant(t *testing.T) {
+	a, ok := store.ParseInstant("2024-06-01T12:00:00.5009+02:00")
+	b, ok2 := store.ParseOperandInstant("2024-06-01T10:00:00.500Z")
+	if !ok || !ok2 || !a.Equal(b) {
+		t.Fatalf("instants %v %v (%v %v) differ", a, b, ok, ok2)
+	}
+	if _, ok := store.ParseInstant("2024-06-01T10:00:00"); !ok {
+		t.Error("a dateTime without zone is a UTC instant")
+	}
+	if _, ok := store.ParseOperandInstant("2024-06-01"); ok {
+		t.Error("an operand must be a whole RFC 3339 time")
 	}
 }
 

@@ -2,11 +2,13 @@ package store
 
 import (
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/fleetacs/fleetacs/pkg/cwmp"
 )
 
 // Limits every adapter enforces, so that a document that one backend accepts
@@ -23,7 +25,7 @@ const (
 	MaxTypeLength   = 256
 	// MaxValueLength keeps one device document well below MongoDB's 16 MiB.
 	MaxValueLength = 1 << 20
-	MaxTagLength   = 128
+	MaxTagLength   = 64
 )
 
 // ValidateTenant checks a tenant id: 1 to MaxTenantLength characters from
@@ -88,14 +90,16 @@ func ValidatePath(path string) error {
 // IsObjectPath reports whether path names an object (ends with ".").
 func IsObjectPath(path string) bool { return strings.HasSuffix(path, ".") }
 
-// ValidateTag checks a tag: 1 to MaxTagLength bytes of valid UTF-8, no
-// control characters, no leading or trailing white space.
+// ValidateTag checks a tag: 1 to MaxTagLength characters from
+// [A-Za-z0-9._:/-] (the public API's rule, proto/errors.md INVALID_TAG).
 func ValidateTag(tag string) error {
 	if tag == "" || len(tag) > MaxTagLength {
-		return fmt.Errorf("tag %q: want 1 to %d bytes: %w", tag, MaxTagLength, ErrInvalidArgument)
+		return fmt.Errorf("tag %q: want 1 to %d characters: %w", tag, MaxTagLength, ErrInvalidArgument)
 	}
-	if !utf8.ValidString(tag) || strings.IndexFunc(tag, unicode.IsControl) >= 0 || strings.TrimSpace(tag) != tag {
-		return fmt.Errorf("tag %q: invalid UTF-8, control character or surrounding space: %w", tag, ErrInvalidArgument)
+	for i := 0; i < len(tag); i++ {
+		if c := tag[i]; !isIDSafe(c) && !strings.ContainsRune("._:/-", rune(c)) {
+			return fmt.Errorf("tag %q: character %q not allowed: %w", tag, c, ErrInvalidArgument)
+		}
 	}
 	return nil
 }
@@ -127,34 +131,45 @@ func ValidateText(field, s string) error {
 	return nil
 }
 
-// ParseNumber reports whether s is a plain decimal number ("42", "-1.5",
-// "1e3") and its value. Lt and Gt conditions compare numerically exactly when
-// both sides parse. Hex, "Inf", "NaN", spaces and digit separators are not
-// numbers here, so the rule does not depend on a backend's parser. Values
-// above 2^53 lose precision, as they would as MongoDB doubles.
-func ParseNumber(s string) (float64, bool) {
-	if s == "" || len(s) > 64 {
-		return 0, false
+// IntegerTypes are the xsi:types whose values Lt and Gt compare as numbers.
+var IntegerTypes = []string{"xsd:int", "xsd:unsignedInt", "xsd:long", "xsd:unsignedLong"}
+
+// DateTimeType is the xsi:type whose values Lt and Gt compare as instants.
+const DateTimeType = "xsd:dateTime"
+
+// ParseInteger parses an integer value or operand: decimal digits with an
+// optional sign, surrounding white space ignored (notes §2.3: CPEs pad
+// numbers). Values above 2^63-1 (unsignedLong counters) come back as
+// float64, which keeps their order but not every digit past 2^53; others as
+// int64.
+func ParseInteger(s string) (any, bool) {
+	s = strings.TrimSpace(s)
+	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return i, true
 	}
-	digits := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= '0' && c <= '9':
-			digits = true
-		case c == '+' || c == '-' || c == '.' || c == 'e' || c == 'E':
-		default:
-			return 0, false
-		}
+	if u, err := strconv.ParseUint(strings.TrimPrefix(s, "+"), 10, 64); err == nil {
+		return float64(u), true
 	}
-	if !digits {
-		return 0, false
+	return nil, false
+}
+
+// ParseInstant parses a dateTime value leniently (as the CWMP codec does)
+// and rounds it to the millisecond, the precision instants are compared at.
+func ParseInstant(s string) (time.Time, bool) {
+	t, err := cwmp.DateTime(s).Time()
+	if err != nil {
+		return time.Time{}, false
 	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-		return 0, false
+	return t.UTC().Truncate(time.Millisecond), true
+}
+
+// ParseOperandInstant parses an Lt/Gt operand as an RFC 3339 time.
+func ParseOperandInstant(s string) (time.Time, bool) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, false
 	}
-	return f, true
+	return t.UTC().Truncate(time.Millisecond), true
 }
 
 // isIDSafe reports the bytes a tenant id may hold besides '-' and '.'.

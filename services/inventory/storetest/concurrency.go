@@ -44,7 +44,7 @@ func testConcurrentManyDevices(t *testing.T, s store.Store) {
 					d.Params = append(d.Params, store.SetValue(fmt.Sprintf("Device.P%d", p), fmt.Sprintf("s%d", sn), "xsd:string"))
 				}
 				d.AddTags = []string{fmt.Sprintf("s%d", sn)}
-				if err := s.ApplySessionDiff(ctx, tenant, id, d, uint64(sn)); err != nil {
+				if _, err := s.ApplySessionDiff(ctx, tenant, id, d, uint64(sn)); err != nil {
 					return fmt.Errorf("device %s session %d: %w", id, sn, err)
 				}
 			}
@@ -83,7 +83,7 @@ func testConcurrentOneDevice(t *testing.T, s store.Store) {
 				// path where a backend has one.
 				d.RemoveTags = []string{fmt.Sprintf("w%d-r%d", w, r-1)}
 			}
-			if err := s.ApplySessionDiff(ctx, tenant, id, d, 1); err != nil {
+			if _, err := s.ApplySessionDiff(ctx, tenant, id, d, 1); err != nil {
 				return err
 			}
 			if r%3 == 0 {
@@ -124,7 +124,7 @@ func testConcurrentFencing(t *testing.T, s store.Store) {
 	accepted := make([]bool, n)
 	runAll(t, n, func(i int) error {
 		tok := tokens[i]
-		err := s.ApplySessionDiff(ctx, tenant, id, store.Diff{
+		_, err := s.ApplySessionDiff(ctx, tenant, id, store.Diff{
 			Time: base.Add(time.Duration(tok) * time.Second),
 			Params: []store.ParamUpdate{
 				store.SetValue("Device.Last", fmt.Sprint(tok), ""),

@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,39 +24,52 @@ func testStartIdempotent(t *testing.T, s store.Store) {
 
 func testCreateAndGet(t *testing.T, s store.Store) {
 	tenant := newTenant()
-	d := inform(cwmp.DeviceID{Manufacturer: "Acme Corp", OUI: " 00aabb ", ProductClass: "HGW-1", SerialNumber: "SN:001"},
-		base, "0 BOOTSTRAP", "1 BOOT")
+	dev := cwmp.DeviceID{Manufacturer: "Acme Corp", OUI: "00aabb", ProductClass: "HGW-1", SerialNumber: "SN:001"}
+	d := inform(dev, base, "0 BOOTSTRAP", "1 BOOT")
 	d.Inform.Events[1].CommandKey = "ck 1"
 	d.Inform.RemoteIP = netip.MustParseAddr("2001:db8::7")
+	d.Inform.Time = base.Add(-time.Second) // arrival, before the observation
+	d.Fields.HardwareVersion = store.Ptr("hw-2")
+	d.Fields.ProvisioningCode = store.Ptr("ABC")
+	d.Fields.UDPConnectionRequestAddress = store.Ptr("198.51.100.1:30000")
+	d.Fields.JabberID = store.Ptr("cpe@xmpp.example/x")
+	d.FullDiscovery = base
 	d.AddTags = []string{"zeta", "alpha"}
 	d.Params = []store.ParamUpdate{store.SetValue("Device.DeviceInfo.SoftwareVersion", "1.0.0", "xsd:string")}
-	id := apply(t, s, tenant, d, 3)
+	id := store.MakeID(dev)
 	if id != "00AABB-HGW%2D1-SN%3A001" {
 		t.Fatalf("MakeID = %q", id)
+	}
+	created, err := s.ApplySessionDiff(ctxT(t), tenant, id, d, 3)
+	if err != nil || !created {
+		t.Fatalf("first diff: created %v, %v", created, err)
 	}
 
 	got := get(t, s, tenant, id, store.ReadOptions{})
 	want := store.Device{
-		Tenant:            tenant,
-		ID:                id,
-		DeviceID:          d.Inform.DeviceID,
-		OUI:               "00AABB",
-		SoftwareVersion:   "1.0.0",
-		DataModelRoot:     "Device.",
-		ConnectionRequest: store.ConnectionRequest{URL: "http://192.0.2.10:7547/cr"},
-		LastInform:        ms(base),
-		RemoteIP:          netip.MustParseAddr("2001:db8::7"),
-		LastEvents:        []cwmp.Event{{Code: "0 BOOTSTRAP"}, {Code: "1 BOOT", CommandKey: "ck 1"}},
-		Registered:        ms(base),
-		LastBoot:          ms(base),
-		Tags:              []string{"alpha", "zeta"},
-		FencingToken:      3,
+		Tenant:           tenant,
+		ID:               id,
+		DeviceID:         dev,
+		OUI:              "00AABB",
+		SoftwareVersion:  "1.0.0",
+		HardwareVersion:  "hw-2",
+		ProvisioningCode: "ABC",
+		DataModelRoot:    "Device.",
+		ConnectionRequest: store.ConnectionRequest{URL: "http://192.0.2.10:7547/cr",
+			UDPAddress: "198.51.100.1:30000", JabberID: "cpe@xmpp.example/x"},
+		LastInform:    ms(base.Add(-time.Second)),
+		RemoteIP:      netip.MustParseAddr("2001:db8::7"),
+		LastEvents:    []cwmp.Event{{Code: "0 BOOTSTRAP"}, {Code: "1 BOOT", CommandKey: "ck 1"}},
+		Registered:    ms(base),
+		LastBoot:      ms(base.Add(-time.Second)),
+		LastBootstrap: ms(base.Add(-time.Second)),
+		FullDiscovery: ms(base),
+		Updated:       ms(base),
+		Tags:          []string{"alpha", "zeta"},
+		FencingToken:  3,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("Get without params:\n got  %+v\n want %+v", got, want)
-	}
-	if got.Params != nil {
-		t.Fatalf("Get without params returned %d params", len(got.Params))
 	}
 	withParams := get(t, s, tenant, id, allParams)
 	wantParams := map[string]store.Parameter{
@@ -64,6 +78,14 @@ func testCreateAndGet(t *testing.T, s store.Store) {
 	if !reflect.DeepEqual(withParams.Params, wantParams) {
 		t.Fatalf("params = %+v, want %+v", withParams.Params, wantParams)
 	}
+	// The same diff again changes nothing and creates nothing.
+	created, err = s.ApplySessionDiff(ctxT(t), tenant, id, d, 3)
+	if err != nil || created {
+		t.Fatalf("repeated diff: created %v, %v", created, err)
+	}
+	if again := get(t, s, tenant, id, allParams); !reflect.DeepEqual(again, withParams) {
+		t.Fatalf("repeating a diff changed the device:\n %+v\n %+v", again, withParams)
+	}
 }
 
 func testInformUpdates(t *testing.T, s store.Store) {
@@ -71,26 +93,26 @@ func testInformUpdates(t *testing.T, s store.Store) {
 	d := inform(devID("00AABB", "Router", "S1"), base, "1 BOOT")
 	id := apply(t, s, tenant, d, 1)
 
-	// A periodic Inform later: new time, IP and events, no software
-	// version (kept), no BOOT (last boot kept), another root.
+	// A periodic Inform later: new time, IP and events; unset fields keep
+	// their values, fields set to "" are cleared; no BOOT keeps the last
+	// boot time.
 	later := base.Add(time.Hour)
 	d2 := inform(devID("00aabb", "Router", "S1"), later, "2 PERIODIC")
-	d2.Inform.SoftwareVersion = ""
-	d2.Inform.DataModelRoot = ""
+	d2.Fields = store.Fields{ConnectionRequestURL: store.Ptr("")}
 	d2.Inform.RemoteIP = netip.Addr{}
-	d2.Inform.ConnectionRequestURL = ""
-	d2.Inform.DeviceID.Manufacturer = "Acme Renamed"
+	d2.DeviceID.Manufacturer = "Acme Renamed"
 	applyID(t, s, tenant, id, d2, 1)
 
 	got := get(t, s, tenant, id, store.ReadOptions{})
-	if !got.Registered.Equal(ms(base)) || !got.LastInform.Equal(ms(later)) || !got.LastBoot.Equal(ms(base)) {
-		t.Fatalf("times: registered %v last inform %v last boot %v", got.Registered, got.LastInform, got.LastBoot)
+	if !got.Registered.Equal(ms(base)) || !got.LastInform.Equal(ms(later)) || !got.LastBoot.Equal(ms(base)) ||
+		!got.Updated.Equal(ms(later)) || !got.LastBootstrap.IsZero() {
+		t.Fatalf("times: %+v", got)
 	}
 	if got.SoftwareVersion != "1.0.0" || got.DataModelRoot != "Device." {
-		t.Fatalf("empty software version or root overwrote: %q %q", got.SoftwareVersion, got.DataModelRoot)
+		t.Fatalf("unset fields overwritten: %q %q", got.SoftwareVersion, got.DataModelRoot)
 	}
 	if got.RemoteIP.IsValid() || got.ConnectionRequest.URL != "" {
-		t.Fatalf("remote IP %v and CR URL %q should be the last Inform's (empty)", got.RemoteIP, got.ConnectionRequest.URL)
+		t.Fatalf("remote IP %v and CR URL %q should be cleared", got.RemoteIP, got.ConnectionRequest.URL)
 	}
 	if got.DeviceID.OUI != "00aabb" || got.OUI != "00AABB" || got.DeviceID.Manufacturer != "Acme Renamed" {
 		t.Fatalf("DeviceId not the last reported: %+v (OUI %q)", got.DeviceID, got.OUI)
@@ -99,37 +121,77 @@ func testInformUpdates(t *testing.T, s store.Store) {
 		t.Fatalf("events = %+v", got.LastEvents)
 	}
 
-	// A new software version and a reboot.
-	d3 := inform(devID("00AABB", "Router", "S1"), later.Add(time.Hour), "1 BOOT", "M Reboot")
-	d3.Inform.SoftwareVersion = "2.0.0"
+	// A new software version and a reboot; event codes match by number.
+	d3 := inform(devID("00AABB", "Router", "S1"), later.Add(time.Hour), " 1 BOOT", "M Reboot")
+	d3.Fields.SoftwareVersion = store.Ptr("2.0.0")
 	applyID(t, s, tenant, id, d3, 2)
 	got = get(t, s, tenant, id, store.ReadOptions{})
 	if got.SoftwareVersion != "2.0.0" || !got.LastBoot.Equal(ms(later.Add(time.Hour))) || got.FencingToken != 2 {
 		t.Fatalf("after reboot: %+v", got)
 	}
 
-	// A diff without Inform (later in the session) leaves Inform facts.
+	// A later write of the session, without Inform or DeviceId, leaves
+	// Inform facts and identity alone.
 	applyID(t, s, tenant, id, store.Diff{Time: later.Add(2 * time.Hour),
 		Params: []store.ParamUpdate{store.SetValue("Device.X", "1", "xsd:int")}}, 2)
 	got2 := get(t, s, tenant, id, store.ReadOptions{})
-	if !got2.LastInform.Equal(got.LastInform) || !reflect.DeepEqual(got2.LastEvents, got.LastEvents) {
+	if !got2.LastInform.Equal(got.LastInform) || !reflect.DeepEqual(got2.LastEvents, got.LastEvents) ||
+		got2.DeviceID != got.DeviceID || !got2.Updated.Equal(ms(later.Add(2*time.Hour))) {
 		t.Fatalf("diff without Inform changed Inform facts: %+v", got2)
 	}
 }
 
 func testCredentials(t *testing.T, s store.Store) {
 	tenant := newTenant()
-	d := inform(devID("00AABB", "", "S1"), base)
-	d.ConnectionRequestCredentials = &store.Credentials{Username: "cpe", Password: "sec ret"}
-	id := apply(t, s, tenant, d, 1)
+	id := apply(t, s, tenant, inform(devID("00AABB", "", "S1"), base), 1)
+	got := get(t, s, tenant, id, store.ReadOptions{})
+	if got.ConnectionRequestCredentials != nil || got.CPECredentials != nil {
+		t.Fatalf("new device has credentials: %+v %+v", got.ConnectionRequestCredentials, got.CPECredentials)
+	}
+	d := store.Diff{Time: base,
+		ConnectionRequestCredentials: &store.Credentials{Username: "cpe", Password: "sec ret"},
+		CPECredentials:               &store.Credentials{Username: "acs-user", Password: ""},
+	}
+	applyID(t, s, tenant, id, d, 1)
 	// The next Inform carries only the URL; credentials stay.
 	d2 := inform(devID("00AABB", "", "S1"), base.Add(time.Minute))
-	d2.Inform.ConnectionRequestURL = "http://[2001:db8::1]:30005/"
+	d2.Fields.ConnectionRequestURL = store.Ptr("http://[2001:db8::1]:30005/")
 	applyID(t, s, tenant, id, d2, 1)
+	got = get(t, s, tenant, id, store.ReadOptions{})
+	if got.ConnectionRequest.URL != "http://[2001:db8::1]:30005/" ||
+		!reflect.DeepEqual(got.ConnectionRequestCredentials, &store.Credentials{Username: "cpe", Password: "sec ret"}) ||
+		!reflect.DeepEqual(got.CPECredentials, &store.Credentials{Username: "acs-user"}) {
+		t.Fatalf("connection request %+v, credentials %+v, CPE credentials %+v",
+			got.ConnectionRequest, got.ConnectionRequestCredentials, got.CPECredentials)
+	}
+}
+
+func testTakeover(t *testing.T, s store.Store) {
+	tenant := newTenant()
+	d := inform(devID("00AABB", "R", "S1"), base)
+	d.SessionTakeover, d.SessionID = true, "s1"
+	id := apply(t, s, tenant, d, 1)
+	// The same session's writes (retries or later batches) count once.
+	applyID(t, s, tenant, id, d, 1)
+	applyID(t, s, tenant, id, store.Diff{Time: base.Add(time.Second), SessionID: "s1", SessionTakeover: true}, 1)
 	got := get(t, s, tenant, id, store.ReadOptions{})
-	want := store.ConnectionRequest{URL: "http://[2001:db8::1]:30005/", Username: "cpe", Password: "sec ret"}
-	if got.ConnectionRequest != want {
-		t.Fatalf("connection request = %+v, want %+v", got.ConnectionRequest, want)
+	if got.TakeoverCount != 1 || !got.LastTakeover.Equal(ms(base)) {
+		t.Fatalf("after one takeover: count %d at %v", got.TakeoverCount, got.LastTakeover)
+	}
+	// Sessions without takeover do not count; new takeovers do.
+	applyID(t, s, tenant, id, store.Diff{Time: base.Add(time.Minute), SessionID: "s2"}, 2)
+	applyID(t, s, tenant, id, store.Diff{Time: base.Add(2 * time.Minute), SessionID: "s3", SessionTakeover: true}, 3)
+	applyID(t, s, tenant, id, store.Diff{Time: base.Add(3 * time.Minute), SessionID: "s4", SessionTakeover: true, AddTags: []string{"x"}, RemoveTags: []string{"y"}}, 4)
+	got = get(t, s, tenant, id, store.ReadOptions{})
+	if got.TakeoverCount != 3 || !got.LastTakeover.Equal(ms(base.Add(3*time.Minute))) || !slices.Equal(got.Tags, []string{"x"}) {
+		t.Fatalf("after three takeovers: count %d at %v, tags %q", got.TakeoverCount, got.LastTakeover, got.Tags)
+	}
+	// A stale session's takeover is not counted either.
+	if _, err := s.ApplySessionDiff(ctxT(t), tenant, id, store.Diff{Time: base, SessionID: "s0", SessionTakeover: true}, 1); !errors.Is(err, store.ErrStaleFencingToken) {
+		t.Fatalf("stale takeover: %v", err)
+	}
+	if n := get(t, s, tenant, id, store.ReadOptions{}).TakeoverCount; n != 3 {
+		t.Fatalf("stale takeover counted: %d", n)
 	}
 }
 
@@ -139,10 +201,10 @@ func testNotFound(t *testing.T, s store.Store) {
 	if _, err := s.Get(ctx, tenant, "NOPE-1", store.ReadOptions{}); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Get missing: %v, want ErrNotFound", err)
 	}
-	err := s.ApplySessionDiff(ctx, tenant, "NOPE-1", store.Diff{Time: base,
+	_, err := s.ApplySessionDiff(ctx, tenant, "NOPE-1", store.Diff{Time: base, Inform: &store.Inform{},
 		Params: []store.ParamUpdate{store.SetValue("Device.X", "1", "")}}, 1)
 	if !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("diff without Inform on a missing device: %v, want ErrNotFound", err)
+		t.Fatalf("diff without DeviceId on a missing device: %v, want ErrNotFound", err)
 	}
 	if _, err := s.Get(ctx, tenant, "NOPE-1", store.ReadOptions{}); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("a failed diff created the device: %v", err)
@@ -205,6 +267,7 @@ func testInvalidArguments(t *testing.T, s store.Store) {
 		"bad tenant":        {"a:b", id, good, 1},
 		"empty id":          {tenant, "", good, 1},
 		"id not from DevId": {tenant, "00AABB-R-OTHER", good, 1},
+		"bad delete entry":  {tenant, id, store.Diff{Time: base, DeletePaths: []string{"Device..X"}}, 1},
 		"zero time":         {tenant, id, store.Diff{Params: []store.ParamUpdate{store.SetValue("Device.A", "", "")}}, 1},
 		"token too large":   {tenant, id, good, math.MaxInt64 + 1},
 		"empty path":        {tenant, id, store.Diff{Time: base, Params: []store.ParamUpdate{store.SetValue("", "", "")}}, 1},
@@ -216,13 +279,15 @@ func testInvalidArguments(t *testing.T, s store.Store) {
 		"bad UTF-8 value":   {tenant, id, store.Diff{Time: base, Params: []store.ParamUpdate{store.SetValue("Device.A", "\xff", "")}}, 1},
 		"object value":      {tenant, id, store.Diff{Time: base, Params: []store.ParamUpdate{store.SetValue("Device.A.", "1", "")}}, 1},
 		"bad writable":      {tenant, id, store.Diff{Time: base, Params: []store.ParamUpdate{{Path: "Device.A", Writable: 7}}}, 1},
-		"prefix no dot":     {tenant, id, store.Diff{Time: base, DeletePrefixes: []string{"Device.A"}}, 1},
+		"bad delete path":   {tenant, id, store.Diff{Time: base, DeletePaths: []string{"Device..A."}}, 1},
+		"bad field text":    {tenant, id, store.Diff{Time: base, Fields: store.Fields{JabberID: store.Ptr("a\x00b")}}, 1},
 		"empty tag":         {tenant, id, store.Diff{Time: base, AddTags: []string{""}}, 1},
-		"spaced tag":        {tenant, id, store.Diff{Time: base, AddTags: []string{" a"}}, 1},
+		"spaced tag":        {tenant, id, store.Diff{Time: base, AddTags: []string{"a b"}}, 1},
+		"unicode tag":       {tenant, id, store.Diff{Time: base, AddTags: []string{"ü"}}, 1},
 		"tag add+remove":    {tenant, id, store.Diff{Time: base, AddTags: []string{"a"}, RemoveTags: []string{"a"}}, 1},
 	}
 	for name, c := range diffs {
-		if err := s.ApplySessionDiff(ctx, c.tenant, c.id, c.d, c.token); !errors.Is(err, store.ErrInvalidArgument) {
+		if _, err := s.ApplySessionDiff(ctx, c.tenant, c.id, c.d, c.token); !errors.Is(err, store.ErrInvalidArgument) {
 			t.Errorf("%s: ApplySessionDiff = %v, want ErrInvalidArgument", name, err)
 		}
 	}
@@ -239,6 +304,10 @@ func testInvalidArguments(t *testing.T, s store.Store) {
 		"object eq":     {Tenant: tenant, Params: []store.ParamCondition{{Path: "Device.A.", Op: store.OpEq}}},
 		"bad tag":       {Tenant: tenant, Tags: []string{""}},
 		"bad value UTF": {Tenant: tenant, Params: []store.ParamCondition{{Path: "Device.A", Op: store.OpEq, Value: "\xfe"}}},
+		"bad id":        {Tenant: tenant, IDs: []string{""}},
+		"too many ids":  {Tenant: tenant, IDs: make([]string, store.MaxFilterIDs+1)},
+		"too many conditions": {Tenant: tenant, Params: slices.Repeat([]store.ParamCondition{{Path: "Device.A", Op: store.OpExists}},
+			store.MaxFilterConditions+1)},
 	}
 	for name, f := range badFilters {
 		if _, err := s.List(ctx, f, store.PageRequest{}, store.ReadOptions{}); !errors.Is(err, store.ErrInvalidArgument) {

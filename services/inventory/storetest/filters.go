@@ -17,23 +17,28 @@ import (
 type fixture struct {
 	id      string
 	dev     cwmp.DeviceID
-	sw      string
+	sw, hw  string
 	tags    []string
 	inform  time.Time
-	values  map[string]string // parameters with a value
-	attrs   map[string]bool   // entries known without a value (objects too)
+	values  map[string]typed // parameters with a value
+	attrs   map[string]bool  // entries known without a value (objects too)
 	tenant  string
 	deleted bool
 }
+
+type typed struct{ v, t string }
 
 var (
 	fxOUIs    = []string{"00AABB", "00CCDD", "a1b2c3"}
 	fxClasses = []string{"HGW", "ONT", "", "STB"}
 	fxMakers  = []string{"Acme", "Zyx"}
 	fxSW      = []string{"1.0", "1.1", "2.0"}
+	fxHW      = []string{"hwA", "hwB", ""}
 	fxTags    = []string{"red", "green", "blue"}
 	fxNames   = []string{"alpha", "beta", "alp(ha)", "gamma ", "", "a.b*c", "Alpha", "al"}
-	fxNums    = []string{"9", "10", "-3.5", "1e2", "abc", "0", "010", "9.5"}
+	fxNums    = []string{"9", "10", "-3", " 100 ", "abc", "0", "010", "9223372036854775807", "18446744073709551615"}
+	fxTimes   = []string{"2024-01-01T00:00:00Z", "2024-06-01T12:00:00+02:00", "2024-06-01T10:00:00.5Z",
+		"0001-01-01T00:00:00Z", "not a time", "2025-01-01T00:00:00", "2024-06-01T10:00:00.0004Z"}
 )
 
 // fleet writes n devices with attributes spread deterministically.
@@ -46,8 +51,9 @@ func fleet(t *testing.T, s store.Store, tenant string, n int) []fixture {
 			dev: cwmp.DeviceID{Manufacturer: fxMakers[i%2], OUI: fxOUIs[i%3], ProductClass: fxClasses[i%4],
 				SerialNumber: fmt.Sprintf("S%03d", i)},
 			sw:     fxSW[i%3],
+			hw:     fxHW[i%3],
 			inform: base.Add(time.Duration(i) * time.Minute),
-			values: map[string]string{},
+			values: map[string]typed{},
 			attrs:  map[string]bool{},
 		}
 		for b, tag := range fxTags {
@@ -56,18 +62,32 @@ func fleet(t *testing.T, s store.Store, tenant string, n int) []fixture {
 			}
 		}
 		d := inform(f.dev, f.inform)
-		d.Inform.SoftwareVersion = f.sw
+		d.Fields.SoftwareVersion = &f.sw
+		d.Fields.HardwareVersion = &f.hw
 		d.AddTags = f.tags
-		set := func(p, v string) {
-			f.values[p] = v
-			d.Params = append(d.Params, store.SetValue(p, v, "xsd:string"))
+		set := func(p, v, typ string) {
+			f.values[p] = typed{v, typ}
+			d.Params = append(d.Params, store.SetValue(p, v, typ))
 		}
 		if i%5 != 4 {
-			set("Device.DeviceInfo.UpTime", fmt.Sprint(i*7))
+			set("Device.DeviceInfo.UpTime", fmt.Sprint(i*7), "xsd:unsignedInt")
 		}
-		set("Device.X.Name", fxNames[i%len(fxNames)])
+		set("Device.X.Name", fxNames[i%len(fxNames)], "xsd:string")
 		if i%3 != 2 {
-			set("Device.X.Num", fxNums[i%len(fxNums)])
+			typ := "xsd:int"
+			if i%2 == 1 {
+				typ = "xsd:string"
+			} else if i%4 == 0 {
+				typ = "xsd:unsignedLong"
+			}
+			set("Device.X.Num", fxNums[i%len(fxNums)], typ)
+		}
+		if i%4 != 3 {
+			typ := store.DateTimeType
+			if i%7 == 0 {
+				typ = "xsd:string"
+			}
+			set("Device.X.When", fxTimes[i%len(fxTimes)], typ)
 		}
 		if i%4 == 1 {
 			f.attrs["Device.X.Attr"] = true
@@ -87,11 +107,15 @@ func (f *fixture) matches(flt store.Filter) bool {
 	if f.deleted || f.tenant != flt.Tenant {
 		return false
 	}
+	if len(flt.IDs) > 0 && !slices.Contains(flt.IDs, f.id) {
+		return false
+	}
 	if flt.Manufacturer != nil && *flt.Manufacturer != f.dev.Manufacturer ||
 		flt.OUI != nil && store.NormalizeOUI(*flt.OUI) != store.NormalizeOUI(f.dev.OUI) ||
 		flt.ProductClass != nil && *flt.ProductClass != f.dev.ProductClass ||
 		flt.SerialNumber != nil && *flt.SerialNumber != f.dev.SerialNumber ||
-		flt.SoftwareVersion != nil && *flt.SoftwareVersion != f.sw {
+		flt.SoftwareVersion != nil && *flt.SoftwareVersion != f.sw ||
+		flt.HardwareVersion != nil && *flt.HardwareVersion != f.hw {
 		return false
 	}
 	for _, tag := range flt.Tags {
@@ -115,10 +139,13 @@ func (f *fixture) matches(flt store.Filter) bool {
 }
 
 func (f *fixture) matchesCondition(c store.ParamCondition) bool {
-	v, has := f.values[c.Path]
+	tv, has := f.values[c.Path]
+	v := tv.v
 	switch c.Op {
 	case store.OpExists:
 		return has || f.attrs[c.Path]
+	case store.OpNotExists:
+		return !has && !f.attrs[c.Path]
 	case store.OpEq:
 		return has && v == c.Value
 	case store.OpNe:
@@ -133,22 +160,62 @@ func (f *fixture) matchesCondition(c store.ParamCondition) bool {
 		if c.Op == store.OpGt {
 			want = 1
 		}
-		if cn, ok := store.ParseNumber(c.Value); ok {
-			vn, ok := store.ParseNumber(v)
-			if !ok {
-				return false
-			}
-			switch {
-			case vn < cn:
-				return want == -1
-			case vn > cn:
-				return want == 1
-			}
-			return false
-		}
-		return strings.Compare(v, c.Value) == want
+		return compareTyped(tv, c.Value) == want
 	}
 	return false
+}
+
+// compareTyped is the reference for typed Lt and Gt: -1, 0 or 1, or 2 when
+// the operand does not fit the value's type.
+func compareTyped(tv typed, operand string) int {
+	if slices.Contains(store.IntegerTypes, tv.t) {
+		if vn, ok := store.ParseInteger(tv.v); ok {
+			on, ok := store.ParseInteger(operand)
+			if !ok {
+				return 2
+			}
+			return cmpNumbers(vn, on)
+		}
+	}
+	if tv.t == store.DateTimeType {
+		if vt, ok := store.ParseInstant(tv.v); ok {
+			ot, ok := store.ParseOperandInstant(operand)
+			if !ok {
+				return 2
+			}
+			return vt.Compare(ot)
+		}
+	}
+	return strings.Compare(tv.v, operand)
+}
+
+func cmpNumbers(a, b any) int {
+	if ai, ok := a.(int64); ok {
+		if bi, ok := b.(int64); ok {
+			switch {
+			case ai < bi:
+				return -1
+			case ai > bi:
+				return 1
+			}
+			return 0
+		}
+	}
+	af, bf := toFloat(a), toFloat(b)
+	switch {
+	case af < bf:
+		return -1
+	case af > bf:
+		return 1
+	}
+	return 0
+}
+
+func toFloat(x any) float64 {
+	if i, ok := x.(int64); ok {
+		return float64(i)
+	}
+	return x.(float64)
 }
 
 func expected(fx []fixture, f store.Filter) []string {
@@ -183,6 +250,10 @@ func describe(f store.Filter) string {
 	opt("productClass", f.ProductClass)
 	opt("serial", f.SerialNumber)
 	opt("sw", f.SoftwareVersion)
+	opt("hw", f.HardwareVersion)
+	if len(f.IDs) > 0 {
+		fmt.Fprintf(&b, "ids=%q ", f.IDs)
+	}
 	if len(f.Tags) > 0 {
 		fmt.Fprintf(&b, "tags=%q ", f.Tags)
 	}
@@ -211,6 +282,9 @@ func singleFilters(tenant string) []store.Filter {
 		{Tenant: tenant, SerialNumber: store.Ptr("S007")},
 		{Tenant: tenant, SerialNumber: store.Ptr("nope")},
 		{Tenant: tenant, SoftwareVersion: store.Ptr("1.1")},
+		{Tenant: tenant, HardwareVersion: store.Ptr("hwB")},
+		{Tenant: tenant, HardwareVersion: store.Ptr("")},
+		{Tenant: tenant, IDs: []string{store.MakeID(devID("00AABB", "HGW", "S000")), store.MakeID(devID("00CCDD", "STB", "S007")), "00AABB-NOPE"}},
 		{Tenant: tenant, Tags: []string{"red"}},
 		{Tenant: tenant, Tags: []string{"red", "blue"}},
 		{Tenant: tenant, Tags: []string{"red", "green", "blue"}},
@@ -223,18 +297,25 @@ func singleFilters(tenant string) []store.Filter {
 	}
 	conds := []store.ParamCondition{
 		{Path: "Device.DeviceInfo.UpTime", Op: store.OpExists},
+		{Path: "Device.DeviceInfo.UpTime", Op: store.OpNotExists},
 		{Path: "Device.DeviceInfo.UpTime", Op: store.OpEq, Value: "21"},
 		{Path: "Device.DeviceInfo.UpTime", Op: store.OpNe, Value: "21"},
-		{Path: "Device.DeviceInfo.UpTime", Op: store.OpGt, Value: "100"},
+		{Path: "Device.DeviceInfo.UpTime", Op: store.OpGt, Value: "100"}, // numbers: 105 > 100 although "105" < "2"
 		{Path: "Device.DeviceInfo.UpTime", Op: store.OpLt, Value: "35"},
-		{Path: "Device.DeviceInfo.UpTime", Op: store.OpLt, Value: "35.5"},
-		{Path: "Device.DeviceInfo.UpTime", Op: store.OpGt, Value: "-1e1"},
-		{Path: "Device.X.Num", Op: store.OpLt, Value: "10"}, // numeric: 9, -3.5, 0, 9.5 (not "abc")
-		{Path: "Device.X.Num", Op: store.OpGt, Value: "9"},  // numeric: 10, 1e2, 010, 9.5
-		{Path: "Device.X.Num", Op: store.OpLt, Value: "b"},  // string compare on every value
-		{Path: "Device.X.Num", Op: store.OpGt, Value: "1"},  // numeric
+		{Path: "Device.DeviceInfo.UpTime", Op: store.OpLt, Value: "35.5"}, // not an integer: no integer value matches
+		{Path: "Device.DeviceInfo.UpTime", Op: store.OpGt, Value: "-10"},
+		{Path: "Device.X.Num", Op: store.OpLt, Value: "10"}, // integers by number, strings by bytes
+		{Path: "Device.X.Num", Op: store.OpGt, Value: "9"},  // " 100 " and "010" are integers when typed so
+		{Path: "Device.X.Num", Op: store.OpLt, Value: "b"},  // integer values never match a non-integer operand
+		{Path: "Device.X.Num", Op: store.OpGt, Value: "9223372036854775806"},
+		{Path: "Device.X.Num", Op: store.OpLt, Value: "18446744073709551615"},
 		{Path: "Device.X.Num", Op: store.OpEq, Value: "10"},
 		{Path: "Device.X.Num", Op: store.OpEq, Value: "010"},
+		{Path: "Device.X.When", Op: store.OpLt, Value: "2024-06-01T10:00:00Z"}, // +02:00 is the same instant
+		{Path: "Device.X.When", Op: store.OpGt, Value: "2024-06-01T10:00:00Z"},
+		{Path: "Device.X.When", Op: store.OpGt, Value: "2024-06-01T12:00:00+02:00"},
+		{Path: "Device.X.When", Op: store.OpLt, Value: "2024"}, // strings only
+		{Path: "Device.X.When", Op: store.OpGt, Value: "0001-01-01T00:00:00.001Z"},
 		{Path: "Device.X.Name", Op: store.OpEq, Value: ""},
 		{Path: "Device.X.Name", Op: store.OpNe, Value: ""},
 		{Path: "Device.X.Name", Op: store.OpEq, Value: "gamma "},
@@ -246,11 +327,15 @@ func singleFilters(tenant string) []store.Filter {
 		{Path: "Device.X.Name", Op: store.OpPrefix, Value: "A"},
 		{Path: "Device.X.Name", Op: store.OpLt, Value: "alpha"},
 		{Path: "Device.X.Name", Op: store.OpGt, Value: "alpha"},
+		{Path: "Device.X.Name", Op: store.OpGt, Value: "1"}, // a string value with an integer operand compares bytes
 		{Path: "Device.X.Attr", Op: store.OpExists},
+		{Path: "Device.X.Attr", Op: store.OpNotExists},
 		{Path: "Device.X.Attr", Op: store.OpEq, Value: ""}, // attribute-only: no value to compare
 		{Path: "Device.X.Attr", Op: store.OpNe, Value: "x"},
 		{Path: "Device.X.Obj.", Op: store.OpExists},
+		{Path: "Device.X.Obj.", Op: store.OpNotExists},
 		{Path: "Device.X.Missing", Op: store.OpExists},
+		{Path: "Device.X.Missing", Op: store.OpNotExists},
 		{Path: "Device.X.Missing", Op: store.OpNe, Value: "x"},
 		{Path: "Device.X", Op: store.OpExists}, // an object's name without "." is not the object
 	}
@@ -268,10 +353,15 @@ func testFilters(t *testing.T, s store.Store) {
 	for _, f := range singleFilters(tenant) {
 		checkFilter(t, s, fx, f, 1000)
 	}
-	// Sanity of the reference itself: the filters are not vacuous.
-	if n := len(expected(fx, store.Filter{Tenant: tenant, Params: []store.ParamCondition{
-		{Path: "Device.X.Num", Op: store.OpLt, Value: "10"}}})); n == 0 || n == len(fx) {
-		t.Fatalf("reference numeric filter matches %d of %d", n, len(fx))
+	// Sanity of the reference itself: typed filters are not vacuous.
+	for _, c := range []store.ParamCondition{
+		{Path: "Device.X.Num", Op: store.OpLt, Value: "10"},
+		{Path: "Device.X.When", Op: store.OpLt, Value: "2024-06-01T10:00:00Z"},
+		{Path: "Device.DeviceInfo.UpTime", Op: store.OpGt, Value: "100"},
+	} {
+		if n := len(expected(fx, store.Filter{Tenant: tenant, Params: []store.ParamCondition{c}})); n == 0 || n == len(fx) {
+			t.Fatalf("reference filter %+v matches %d of %d", c, n, len(fx))
+		}
 	}
 }
 
@@ -310,6 +400,10 @@ func merge(f, g store.Filter) store.Filter {
 	f.ProductClass = pick(f.ProductClass, g.ProductClass)
 	f.SerialNumber = pick(f.SerialNumber, g.SerialNumber)
 	f.SoftwareVersion = pick(f.SoftwareVersion, g.SoftwareVersion)
+	f.HardwareVersion = pick(f.HardwareVersion, g.HardwareVersion)
+	if len(g.IDs) > 0 {
+		f.IDs = g.IDs
+	}
 	f.Tags = append(slices.Clone(f.Tags), g.Tags...)
 	if !g.InformedSince.IsZero() {
 		f.InformedSince = g.InformedSince

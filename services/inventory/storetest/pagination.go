@@ -147,7 +147,7 @@ func testPaginationConcurrentInserts(t *testing.T, s store.Store) {
 			// Interleave ids with the existing ones: C000a sorts
 			// between C000 and C001.
 			d := inform(devID("00AABB", "R", fmt.Sprintf("C%03da%d", i%30, i)), base)
-			if err := s.ApplySessionDiff(context.WithoutCancel(ctx), tenant, store.MakeID(d.Inform.DeviceID), d, 1); err != nil {
+			if _, err := s.ApplySessionDiff(context.WithoutCancel(ctx), tenant, store.MakeID(*d.DeviceID), d, 1); err != nil {
 				select {
 				case errs <- err:
 				default:
@@ -209,7 +209,7 @@ func testListWithParams(t *testing.T, s store.Store) {
 		}
 		apply(t, s, tenant, d, 1)
 	}
-	p, err := s.List(ctx, store.Filter{Tenant: tenant}, store.PageRequest{Limit: 3}, store.ReadOptions{ParamPrefix: "Device.A."})
+	p, err := s.List(ctx, store.Filter{Tenant: tenant}, store.PageRequest{Limit: 3}, store.ReadOptions{ParamPrefixes: []string{"Device.A."}})
 	if err != nil {
 		t.Fatal(err)
 	}

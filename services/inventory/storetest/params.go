@@ -5,6 +5,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,16 +82,17 @@ func testParamsMerge(t *testing.T, s store.Store) {
 	if v, known := n.Value(); !known || v != 0 {
 		t.Fatalf("notification 0 read back as %d known=%v", v, known)
 	}
-	// A number that stops being one no longer matches numeric conditions.
-	if ids := listAll(t, s, store.Filter{Tenant: tenant, Params: []store.ParamCondition{
-		{Path: "Device.DeviceInfo.UpTime", Op: store.OpGt, Value: "60"}}}, 10); len(ids) != 1 {
-		t.Fatalf("numeric condition on updated value: %v", ids)
+	// The comparison follows the value's current type: 70 as xsd:int is
+	// below 100, "70" as xsd:string sorts after "100".
+	gt100 := store.Filter{Tenant: tenant, Params: []store.ParamCondition{
+		{Path: "Device.DeviceInfo.UpTime", Op: store.OpGt, Value: "100"}}}
+	if ids := listAll(t, s, gt100, 10); len(ids) != 0 {
+		t.Fatalf("70 as xsd:int compared as a string: %v", ids)
 	}
 	applyID(t, s, tenant, id, store.Diff{Time: t3, Params: []store.ParamUpdate{
-		store.SetValue("Device.DeviceInfo.UpTime", "n/a", "xsd:string")}}, 1)
-	if ids := listAll(t, s, store.Filter{Tenant: tenant, Params: []store.ParamCondition{
-		{Path: "Device.DeviceInfo.UpTime", Op: store.OpGt, Value: "60"}}}, 10); len(ids) != 0 {
-		t.Fatalf("numeric condition matched a non-number: %v", ids)
+		store.SetValue("Device.DeviceInfo.UpTime", "70", "xsd:string")}}, 1)
+	if ids := listAll(t, s, gt100, 10); len(ids) != 1 {
+		t.Fatalf("\"70\" as xsd:string compared as a number: %v", ids)
 	}
 }
 
@@ -157,20 +159,38 @@ func testDeletePrefix(t *testing.T, s store.Store) {
 
 	// DeleteObject of instance 1: its entry and everything under it go,
 	// instance 10 (same leading characters) stays.
-	applyID(t, s, tenant, id, store.Diff{Time: base, DeletePrefixes: []string{"Device.WiFi.SSID.1."}}, 1)
+	applyID(t, s, tenant, id, store.Diff{Time: base, DeletePaths: []string{"Device.WiFi.SSID.1."}}, 1)
 	got := slices.Sorted(maps.Keys(get(t, s, tenant, id, allParams).Params))
 	want := []string{"Device.WiFi.Radio.1.Channel", "Device.WiFi.SSID.", "Device.WiFi.SSID.10.", "Device.WiFi.SSID.10.SSID",
 		"Device.WiFi.SSID.2.", "Device.WiFi.SSID.2.SSID", "Device.WiFi.SSIDCount"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("after deleting instance 1:\n got  %q\n want %q", got, want)
 	}
-	// Several prefixes, nested and repeated, and one matching nothing.
-	applyID(t, s, tenant, id, store.Diff{Time: base, DeletePrefixes: []string{
-		"Device.WiFi.SSID.2.", "Device.WiFi.SSID.", "Device.WiFi.SSID.2.", "Device.Nothing.Here."}}, 1)
+	// A single parameter: that entry only, not its namesakes.
+	applyID(t, s, tenant, id, store.Diff{Time: base, DeletePaths: []string{"Device.WiFi.SSID.10.SSID", "Device.WiFi.SSID.2"}}, 1)
+	got = slices.Sorted(maps.Keys(get(t, s, tenant, id, allParams).Params))
+	want = []string{"Device.WiFi.Radio.1.Channel", "Device.WiFi.SSID.", "Device.WiFi.SSID.10.",
+		"Device.WiFi.SSID.2.", "Device.WiFi.SSID.2.SSID", "Device.WiFi.SSIDCount"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("after deleting one parameter:\n got  %q\n want %q", got, want)
+	}
+	// Several prefixes, nested and repeated, one matching nothing, and a
+	// parameter under one of them.
+	applyID(t, s, tenant, id, store.Diff{Time: base, DeletePaths: []string{
+		"Device.WiFi.SSID.2.", "Device.WiFi.SSID.", "Device.WiFi.SSID.2.", "Device.Nothing.Here.", "Device.WiFi.SSID.2.SSID"}}, 1)
 	got = slices.Sorted(maps.Keys(get(t, s, tenant, id, allParams).Params))
 	want = []string{"Device.WiFi.Radio.1.Channel", "Device.WiFi.SSIDCount"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("after deleting the table:\n got  %q\n want %q", got, want)
+	}
+	// A parameter deleted and reported again in one diff keeps only what
+	// the diff says (its old attributes are gone).
+	applyID(t, s, tenant, id, store.Diff{Time: base, Params: []store.ParamUpdate{store.SetNotification("Device.WiFi.SSIDCount", 2)}}, 1)
+	applyID(t, s, tenant, id, store.Diff{Time: base.Add(time.Minute), DeletePaths: []string{"Device.WiFi.SSIDCount"},
+		Params: []store.ParamUpdate{store.SetValue("Device.WiFi.SSIDCount", "0", "xsd:unsignedInt")}}, 1)
+	if p := get(t, s, tenant, id, allParams).Params["Device.WiFi.SSIDCount"]; p != (store.Parameter{Value: "0",
+		Type: "xsd:unsignedInt", HasValue: true, Updated: ms(base.Add(time.Minute))}) {
+		t.Fatalf("re-created parameter = %+v", p)
 	}
 }
 
@@ -190,7 +210,7 @@ func testReplaceSubtree(t *testing.T, s store.Store) {
 	// A refresh of the Hosts table: forget it, then record what is there
 	// now, in one diff. Attributes not re-reported are gone with the rest.
 	applyID(t, s, tenant, id, store.Diff{Time: t2,
-		DeletePrefixes: []string{"Device.Hosts.Host."},
+		DeletePaths: []string{"Device.Hosts.Host."},
 		Params: []store.ParamUpdate{
 			store.SetWritable("Device.Hosts.Host.", false),
 			store.SetWritable("Device.Hosts.Host.3.", false),
@@ -213,12 +233,12 @@ func testDeleteAll(t *testing.T, s store.Store) {
 	d := inform(devID("00AABB", "R", "S1"), base)
 	d.Params = []store.ParamUpdate{store.SetValue("Device.A", "1", ""), store.SetValue("InternetGatewayDevice.B", "2", "")}
 	id := apply(t, s, tenant, d, 1)
-	applyID(t, s, tenant, id, store.Diff{Time: base, DeletePrefixes: []string{"Device.", ""},
+	applyID(t, s, tenant, id, store.Diff{Time: base, DeletePaths: []string{"Device.", ""},
 		Params: []store.ParamUpdate{store.SetValue("Device.C", "3", "")}}, 1)
 	paramsEqual(t, "after delete all", get(t, s, tenant, id, allParams).Params, map[string]store.Parameter{
 		"Device.C": {Value: "3", HasValue: true, Updated: ms(base)},
 	})
-	applyID(t, s, tenant, id, store.Diff{Time: base, DeletePrefixes: []string{""}}, 1)
+	applyID(t, s, tenant, id, store.Diff{Time: base, DeletePaths: []string{""}}, 1)
 	if p := get(t, s, tenant, id, allParams).Params; len(p) != 0 {
 		t.Fatalf("tree not empty: %v", p)
 	}
@@ -247,8 +267,11 @@ func testGetParamPrefix(t *testing.T, s store.Store) {
 		"Device.Nothing.":    {},
 		"Other":              {},
 	}
+	cases["Device.DeviceInfo.|Device.WiFi.SSID.1"] = []string{"Device.DeviceInfo.UpTime", "Device.WiFi.SSID.1.SSID", "Device.WiFi.SSID.10.SSID"}
+	cases["Device.WiFi.|Device.WiFi.SSID.2."] = cases["Device.WiFi."]
+	cases["Device.WiFi.SSID.2.|Dev"] = paths
 	for prefix, want := range cases {
-		got := get(t, s, tenant, id, store.ReadOptions{ParamPrefix: prefix})
+		got := get(t, s, tenant, id, store.ReadOptions{ParamPrefixes: strings.Split(prefix, "|")})
 		keys := slices.Sorted(maps.Keys(got.Params))
 		if got.Params == nil {
 			t.Errorf("prefix %q: Params is nil, want a (possibly empty) map", prefix)
@@ -286,7 +309,7 @@ func testLargeTree(t *testing.T, s store.Store) {
 	t2 := base.Add(time.Hour)
 	d2 := store.Diff{Time: t2}
 	for i := 126; i <= 250; i++ {
-		d2.DeletePrefixes = append(d2.DeletePrefixes, fmt.Sprintf("Device.Big.Table.%d.", i))
+		d2.DeletePaths = append(d2.DeletePaths, fmt.Sprintf("Device.Big.Table.%d.", i))
 	}
 	want2 := map[string]store.Parameter{}
 	for i := range n {

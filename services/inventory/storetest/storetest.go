@@ -30,6 +30,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"StartIsIdempotent", testStartIdempotent},
 		{"CreateAndGet", testCreateAndGet},
 		{"InformUpdatesDevice", testInformUpdates},
+		{"SessionTakeover", testTakeover},
 		{"ConnectionRequestCredentials", testCredentials},
 		{"NotFound", testNotFound},
 		{"Delete", testDelete},
@@ -97,25 +98,28 @@ func inform(d cwmp.DeviceID, at time.Time, events ...string) store.Diff {
 		ev = append(ev, cwmp.Event{Code: e})
 	}
 	return store.Diff{
-		Time: at,
+		Time:      at,
+		SessionID: fmt.Sprintf("s-%d", at.UnixNano()),
+		DeviceID:  &d,
 		Inform: &store.Inform{
-			DeviceID:             d,
-			DataModelRoot:        "Device.",
-			SoftwareVersion:      "1.0.0",
-			ConnectionRequestURL: "http://192.0.2.10:7547/cr",
-			RemoteIP:             netip.MustParseAddr("192.0.2.10"),
-			Events:               ev,
+			RemoteIP: netip.MustParseAddr("192.0.2.10"),
+			Events:   ev,
+		},
+		Fields: store.Fields{
+			DataModelRoot:        store.Ptr("Device."),
+			SoftwareVersion:      store.Ptr("1.0.0"),
+			ConnectionRequestURL: store.Ptr("http://192.0.2.10:7547/cr"),
 		},
 	}
 }
 
 func apply(t *testing.T, s store.Store, tenant string, d store.Diff, token uint64) string {
 	t.Helper()
-	if d.Inform == nil {
-		t.Fatal("apply helper needs an Inform to derive the id")
+	if d.DeviceID == nil {
+		t.Fatal("apply helper needs a DeviceID to derive the id")
 	}
-	id := store.MakeID(d.Inform.DeviceID)
-	if err := s.ApplySessionDiff(ctxT(t), tenant, id, d, token); err != nil {
+	id := store.MakeID(*d.DeviceID)
+	if _, err := s.ApplySessionDiff(ctxT(t), tenant, id, d, token); err != nil {
 		t.Fatalf("ApplySessionDiff(%s, %s): %v", tenant, id, err)
 	}
 	return id
@@ -123,7 +127,7 @@ func apply(t *testing.T, s store.Store, tenant string, d store.Diff, token uint6
 
 func applyID(t *testing.T, s store.Store, tenant, id string, d store.Diff, token uint64) {
 	t.Helper()
-	if err := s.ApplySessionDiff(ctxT(t), tenant, id, d, token); err != nil {
+	if _, err := s.ApplySessionDiff(ctxT(t), tenant, id, d, token); err != nil {
 		t.Fatalf("ApplySessionDiff(%s, %s): %v", tenant, id, err)
 	}
 }

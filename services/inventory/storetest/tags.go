@@ -23,25 +23,25 @@ func testTags(t *testing.T, s store.Store) {
 	if got := tagsOf(t, s, tenant, id); got != nil {
 		t.Fatalf("new device has tags %q", got)
 	}
-	if err := s.AddTags(ctx, tenant, id, "b", "a", "b", "with space", "ünï"); err != nil {
+	if err := s.AddTags(ctx, tenant, id, "b", "a", "b", "with:colon", "x/y-z.1"); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.AddTags(ctx, tenant, id, "a", "c"); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := tagsOf(t, s, tenant, id), []string{"a", "b", "c", "with space", "ünï"}; !slices.Equal(got, want) {
+	if got, want := tagsOf(t, s, tenant, id), []string{"a", "b", "c", "with:colon", "x/y-z.1"}; !slices.Equal(got, want) {
 		t.Fatalf("tags = %q, want %q", got, want)
 	}
-	if err := s.RemoveTags(ctx, tenant, id, "b", "absent", "ünï"); err != nil {
+	if err := s.RemoveTags(ctx, tenant, id, "b", "absent", "x/y-z.1"); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := tagsOf(t, s, tenant, id), []string{"a", "c", "with space"}; !slices.Equal(got, want) {
+	if got, want := tagsOf(t, s, tenant, id), []string{"a", "c", "with:colon"}; !slices.Equal(got, want) {
 		t.Fatalf("tags = %q, want %q", got, want)
 	}
 	if err := s.AddTags(ctx, tenant, id); err != nil {
 		t.Fatalf("AddTags with no tags: %v", err)
 	}
-	if err := s.RemoveTags(ctx, tenant, id, "a", "c", "with space"); err != nil {
+	if err := s.RemoveTags(ctx, tenant, id, "a", "c", "with:colon"); err != nil {
 		t.Fatal(err)
 	}
 	if got := tagsOf(t, s, tenant, id); len(got) != 0 {
@@ -100,14 +100,17 @@ func testFencing(t *testing.T, s store.Store) {
 
 	// A worker that lost its lease (token 4) writes nothing at all.
 	stale := inform(devID("00AABB", "R", "S1"), base.Add(time.Hour), "1 BOOT")
-	stale.Inform.SoftwareVersion = "stale"
+	stale.Fields.SoftwareVersion = store.Ptr("stale")
 	stale.Params = []store.ParamUpdate{store.SetValue("Device.A", "four", ""), store.SetValue("Device.B", "4", "")}
-	stale.DeletePrefixes = []string{""}
+	stale.DeletePaths = []string{""}
+	stale.SessionTakeover = true
+	stale.FullDiscovery = base.Add(time.Hour)
 	stale.AddTags = []string{"t4"}
 	stale.RemoveTags = []string{"t5"}
 	stale.ConnectionRequestCredentials = &store.Credentials{Username: "u", Password: "p"}
+	stale.CPECredentials = &store.Credentials{Username: "u", Password: "p"}
 	for _, diff := range []store.Diff{stale, {Time: base.Add(time.Hour), Params: stale.Params}, {Time: base, AddTags: []string{"t4"}}} {
-		err := s.ApplySessionDiff(ctx, tenant, id, diff, 4)
+		_, err := s.ApplySessionDiff(ctx, tenant, id, diff, 4)
 		if !errors.Is(err, store.ErrStaleFencingToken) {
 			t.Fatalf("stale diff: %v, want ErrStaleFencingToken", err)
 		}
@@ -120,7 +123,7 @@ func testFencing(t *testing.T, s store.Store) {
 	applyID(t, s, tenant, id, store.Diff{Time: base, Params: []store.ParamUpdate{store.SetValue("Device.A", "five again", "")}}, 5)
 	// A newer lease takes over, and then the old one is fenced off too.
 	applyID(t, s, tenant, id, store.Diff{Time: base, Params: []store.ParamUpdate{store.SetValue("Device.A", "six", "")}}, 6)
-	if err := s.ApplySessionDiff(ctx, tenant, id, store.Diff{Time: base,
+	if _, err := s.ApplySessionDiff(ctx, tenant, id, store.Diff{Time: base,
 		Params: []store.ParamUpdate{store.SetValue("Device.A", "late five", "")}}, 5); !errors.Is(err, store.ErrStaleFencingToken) {
 		t.Fatalf("token 5 after 6: %v", err)
 	}
@@ -157,7 +160,7 @@ func testTenantIsolation(t *testing.T, s store.Store) {
 	if err := s.Delete(ctx, b, id); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("tenant B deletes A's device: %v", err)
 	}
-	if err := s.ApplySessionDiff(ctx, b, id, store.Diff{Time: base, Params: da.Params}, 1); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.ApplySessionDiff(ctx, b, id, store.Diff{Time: base, Params: da.Params}, 1); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("tenant B writes to A's device: %v", err)
 	}
 	for _, f := range []store.Filter{

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fleetacs/fleetacs/pkg/cwmp"
 	"github.com/fleetacs/fleetacs/services/inventory/store"
 )
 
@@ -46,28 +47,42 @@ func Tags(tags []string) ([]string, error) {
 // Update is one merged parameter update of a Plan.
 type Update struct {
 	store.ParamUpdate
-	// Number is the value as a number when HasValue and the value is one
-	// (store.ParseNumber); adapters keep it beside the text for Lt/Gt.
-	Number   float64
-	IsNumber bool
+	// Number is the value of an integer-typed entry (int64 or float64),
+	// Instant that of a dateTime-typed one, kept beside the text for Lt
+	// and Gt; at most one of them is set.
+	Number    any
+	Instant   time.Time
+	IsInstant bool
 }
 
 // Plan is a validated, normalised diff.
 type Plan struct {
-	Time   time.Time
-	Inform *store.Inform
-	// OUI is the normalised OUI when Inform is set.
-	OUI string
-	// Boot is true when the Inform carries "1 BOOT".
-	Boot bool
+	Time      time.Time
+	SessionID string
+	// DeviceID and OUI (normalised) when the diff carries a DeviceID.
+	DeviceID *cwmp.DeviceID
+	OUI      string
+	// Inform, with InformTime resolved; Boot and Bootstrap when its
+	// events say so.
+	Inform     *store.Inform
+	InformTime time.Time
+	Boot       bool
+	Bootstrap  bool
+	Fields     store.Fields
+	// Credentials to replace, when set.
+	ConnectionRequestCredentials *store.Credentials
+	CPECredentials               *store.Credentials
+	FullDiscovery                time.Time
+	Takeover                     bool
 	// Token is the fencing token as stored (int64 in both backends).
-	Token       int64
-	Credentials *store.Credentials
-	// Deletes are the delete prefixes, sorted, without duplicates and
-	// without prefixes covered by a shorter one. DeleteAll replaces them
-	// when "" was given.
-	Deletes   []string
-	DeleteAll bool
+	Token int64
+	// Deletes are the subtree deletions (paths ending with "."), sorted,
+	// without duplicates and without prefixes covered by a shorter one.
+	// DeleteAll replaces them when "" was given. DeleteEntries are the
+	// single-entry deletions not covered by Deletes, sorted.
+	Deletes       []string
+	DeleteAll     bool
+	DeleteEntries []string
 	// Updates are merged per path (later fields win) and sorted by path.
 	Updates    []Update
 	AddTags    []string
@@ -85,21 +100,32 @@ func PlanDiff(tenant, id string, d store.Diff, token uint64) (Plan, error) {
 	if d.Time.IsZero() {
 		return Plan{}, fmt.Errorf("diff time is zero: %w", store.ErrInvalidArgument)
 	}
-	p := Plan{Time: Time(d.Time), Token: int64(token), Inform: d.Inform, Credentials: d.ConnectionRequestCredentials}
-	if in := d.Inform; in != nil {
-		if want := store.MakeID(in.DeviceID); want != id {
-			return Plan{}, fmt.Errorf("inform DeviceId makes id %q, not %q: %w", want, id, store.ErrInvalidArgument)
+	p := Plan{
+		Time: Time(d.Time), SessionID: d.SessionID, Token: int64(token), Fields: d.Fields,
+		ConnectionRequestCredentials: d.ConnectionRequestCredentials, CPECredentials: d.CPECredentials,
+		FullDiscovery: Time(d.FullDiscovery), Takeover: d.SessionTakeover,
+	}
+	if err := store.ValidateText("session id", d.SessionID); err != nil {
+		return Plan{}, err
+	}
+	if dev := d.DeviceID; dev != nil {
+		if want := store.MakeID(*dev); want != id {
+			return Plan{}, fmt.Errorf("DeviceId makes id %q, not %q: %w", want, id, store.ErrInvalidArgument)
 		}
-		p.OUI = store.NormalizeOUI(in.DeviceID.OUI)
 		for _, f := range []struct{ name, v string }{
-			{"manufacturer", in.DeviceID.Manufacturer}, {"oui", in.DeviceID.OUI},
-			{"product class", in.DeviceID.ProductClass}, {"serial number", in.DeviceID.SerialNumber},
-			{"data model root", in.DataModelRoot}, {"software version", in.SoftwareVersion},
-			{"connection request URL", in.ConnectionRequestURL},
+			{"manufacturer", dev.Manufacturer}, {"oui", dev.OUI},
+			{"product class", dev.ProductClass}, {"serial number", dev.SerialNumber},
 		} {
 			if err := store.ValidateText(f.name, f.v); err != nil {
 				return Plan{}, err
 			}
+		}
+		p.DeviceID, p.OUI = dev, store.NormalizeOUI(dev.OUI)
+	}
+	if in := d.Inform; in != nil {
+		p.Inform, p.InformTime = in, Time(in.Time)
+		if p.InformTime.IsZero() {
+			p.InformTime = p.Time
 		}
 		for _, e := range in.Events {
 			if err := store.ValidateText("event code", e.Code); err != nil {
@@ -108,21 +134,39 @@ func PlanDiff(tenant, id string, d store.Diff, token uint64) (Plan, error) {
 			if err := store.ValidateText("command key", e.CommandKey); err != nil {
 				return Plan{}, err
 			}
-			if strings.TrimSpace(e.Code) == "1 BOOT" {
-				p.Boot = true
+			code := strings.TrimSpace(e.Code)
+			p.Boot = p.Boot || strings.HasPrefix(code, "1 ")
+			p.Bootstrap = p.Bootstrap || strings.HasPrefix(code, "0 ")
+		}
+	}
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{
+		{"data model root", d.Fields.DataModelRoot}, {"software version", d.Fields.SoftwareVersion},
+		{"hardware version", d.Fields.HardwareVersion}, {"provisioning code", d.Fields.ProvisioningCode},
+		{"connection request URL", d.Fields.ConnectionRequestURL},
+		{"UDP connection request address", d.Fields.UDPConnectionRequestAddress}, {"jabber id", d.Fields.JabberID},
+	} {
+		if f.v != nil {
+			if err := store.ValidateText(f.name, *f.v); err != nil {
+				return Plan{}, err
 			}
 		}
 	}
-	if c := d.ConnectionRequestCredentials; c != nil {
-		if err := store.ValidateText("connection request username", c.Username); err != nil {
+	for _, c := range []*store.Credentials{d.ConnectionRequestCredentials, d.CPECredentials} {
+		if c == nil {
+			continue
+		}
+		if err := store.ValidateText("username", c.Username); err != nil {
 			return Plan{}, err
 		}
-		if err := store.ValidateText("connection request password", c.Password); err != nil {
+		if err := store.ValidateText("password", c.Password); err != nil {
 			return Plan{}, err
 		}
 	}
 	var err error
-	if p.Deletes, p.DeleteAll, err = deletes(d.DeletePrefixes); err != nil {
+	if p.Deletes, p.DeleteEntries, p.DeleteAll, err = deletes(d.DeletePaths); err != nil {
 		return Plan{}, err
 	}
 	if p.Updates, err = updates(d.Params); err != nil {
@@ -142,31 +186,39 @@ func PlanDiff(tenant, id string, d store.Diff, token uint64) (Plan, error) {
 	return p, nil
 }
 
-func deletes(prefixes []string) ([]string, bool, error) {
-	out := make([]string, 0, len(prefixes))
-	for _, pre := range prefixes {
-		if pre == "" {
-			return nil, true, nil
+func deletes(paths []string) (prefixes, entries []string, all bool, err error) {
+	for _, path := range paths {
+		if path == "" {
+			return nil, nil, true, nil
 		}
-		if err := store.ValidatePath(pre); err != nil {
-			return nil, false, fmt.Errorf("delete prefix: %w", err)
+		if err := store.ValidatePath(path); err != nil {
+			return nil, nil, false, fmt.Errorf("delete path: %w", err)
 		}
-		if !store.IsObjectPath(pre) {
-			return nil, false, fmt.Errorf("delete prefix %q does not end with '.': %w", pre, store.ErrInvalidArgument)
+		if store.IsObjectPath(path) {
+			prefixes = append(prefixes, path)
+		} else {
+			entries = append(entries, path)
 		}
-		out = append(out, pre)
 	}
-	slices.Sort(out)
-	out = slices.Compact(out)
+	slices.Sort(prefixes)
+	prefixes = slices.Compact(prefixes)
 	// Sorted, a covered prefix follows the prefix that covers it.
-	kept := out[:0]
-	for _, pre := range out {
+	kept := prefixes[:0]
+	for _, pre := range prefixes {
 		if len(kept) > 0 && strings.HasPrefix(pre, kept[len(kept)-1]) {
 			continue
 		}
 		kept = append(kept, pre)
 	}
-	return kept, false, nil
+	slices.Sort(entries)
+	entries = slices.Compact(entries)
+	single := entries[:0]
+	for _, e := range entries {
+		if _, covered := Covered(kept, e); !covered {
+			single = append(single, e)
+		}
+	}
+	return kept, single, false, nil
 }
 
 func updates(params []store.ParamUpdate) ([]Update, error) {
@@ -208,8 +260,15 @@ func updates(params []store.ParamUpdate) ([]Update, error) {
 		}
 	}
 	for i := range out {
-		if out[i].HasValue {
-			out[i].Number, out[i].IsNumber = store.ParseNumber(out[i].Value)
+		u := &out[i]
+		if !u.HasValue {
+			continue
+		}
+		switch {
+		case slices.Contains(store.IntegerTypes, u.Type):
+			u.Number, _ = store.ParseInteger(u.Value)
+		case u.Type == store.DateTimeType:
+			u.Instant, u.IsInstant = store.ParseInstant(u.Value)
 		}
 	}
 	slices.SortFunc(out, func(a, b Update) int { return strings.Compare(a.Path, b.Path) })
@@ -233,18 +292,20 @@ func Covered(prefixes []string, path string) (string, bool) {
 // Filter is a validated filter with normalised fields.
 type Filter struct {
 	store.Filter
-	Tags []string
-	// Conditions with their numeric operand, when Lt/Gt compare numbers.
+	IDs        []string
+	Tags       []string
 	Conditions []Condition
 	Since      time.Time
 	Before     time.Time
 }
 
-// Condition is a validated parameter condition.
+// Condition is a validated parameter condition. For Lt and Gt, Number and
+// Instant hold the operand as an integer and as an instant when it is one.
 type Condition struct {
 	store.ParamCondition
-	Number   float64
-	IsNumber bool
+	Number    any
+	Instant   time.Time
+	IsInstant bool
 }
 
 // CheckFilter validates f.
@@ -256,9 +317,21 @@ func CheckFilter(f store.Filter) (Filter, error) {
 	if f.OUI != nil {
 		out.OUI = store.Ptr(store.NormalizeOUI(*f.OUI))
 	}
+	if len(f.IDs) > store.MaxFilterIDs {
+		return Filter{}, fmt.Errorf("filter names %d ids, more than %d: %w", len(f.IDs), store.MaxFilterIDs, store.ErrInvalidArgument)
+	}
+	for _, id := range f.IDs {
+		if err := store.ValidateID(id); err != nil {
+			return Filter{}, fmt.Errorf("filter: %w", err)
+		}
+	}
+	out.IDs = slices.Compact(slices.Sorted(slices.Values(f.IDs)))
 	var err error
 	if out.Tags, err = Tags(f.Tags); err != nil {
 		return Filter{}, err
+	}
+	if len(f.Params) > store.MaxFilterConditions {
+		return Filter{}, fmt.Errorf("filter has %d conditions, more than %d: %w", len(f.Params), store.MaxFilterConditions, store.ErrInvalidArgument)
 	}
 	for _, c := range f.Params {
 		if err := store.ValidatePath(c.Path); err != nil {
@@ -267,7 +340,7 @@ func CheckFilter(f store.Filter) (Filter, error) {
 		if c.Op < store.OpEq || c.Op > store.OpPrefix {
 			return Filter{}, fmt.Errorf("condition on %q: operator %d: %w", c.Path, c.Op, store.ErrInvalidArgument)
 		}
-		if c.Op != store.OpExists && store.IsObjectPath(c.Path) {
+		if c.Op != store.OpExists && c.Op != store.OpNotExists && store.IsObjectPath(c.Path) {
 			return Filter{}, fmt.Errorf("condition %s on object %q: %w", c.Op, c.Path, store.ErrInvalidArgument)
 		}
 		if err := store.ValidateValue(c.Value, ""); err != nil {
@@ -275,11 +348,25 @@ func CheckFilter(f store.Filter) (Filter, error) {
 		}
 		cond := Condition{ParamCondition: c}
 		if c.Op == store.OpLt || c.Op == store.OpGt {
-			cond.Number, cond.IsNumber = store.ParseNumber(c.Value)
+			cond.Number, _ = store.ParseInteger(c.Value)
+			cond.Instant, cond.IsInstant = store.ParseOperandInstant(c.Value)
 		}
 		out.Conditions = append(out.Conditions, cond)
 	}
 	return out, nil
+}
+
+// ParamsWanted tells whether path is selected by opts (which want params).
+func ParamsWanted(opts store.ReadOptions, path string) bool {
+	if len(opts.ParamPrefixes) == 0 {
+		return true
+	}
+	for _, pre := range opts.ParamPrefixes {
+		if strings.HasPrefix(path, pre) {
+			return true
+		}
+	}
+	return false
 }
 
 // PageSize is the effective page size of a request.

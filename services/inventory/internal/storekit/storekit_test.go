@@ -12,8 +12,8 @@ import (
 func TestPlanDiffNormalises(t *testing.T) {
 	at := time.Date(2025, 1, 1, 0, 0, 0, 999_999, time.FixedZone("x", 3600))
 	d := store.Diff{
-		Time:           at,
-		DeletePrefixes: []string{"A.B.", "A.", "C.D.", "A.B.", "C.DE."},
+		Time:        at,
+		DeletePaths: []string{"A.B.", "A.", "C.D.", "A.B.", "C.DE.", "A.X", "Q", "Q"},
 		Params: []store.ParamUpdate{
 			store.SetValue("Z", "1", "xsd:int"),
 			store.SetWritable("Z", true),
@@ -30,14 +30,14 @@ func TestPlanDiffNormalises(t *testing.T) {
 	if !p.Time.Equal(at.Truncate(time.Millisecond)) || p.Time.Location() != time.UTC {
 		t.Errorf("time = %v", p.Time)
 	}
-	if !slices.Equal(p.Deletes, []string{"A.", "C.D.", "C.DE."}) {
-		t.Errorf("deletes = %q", p.Deletes)
+	if !slices.Equal(p.Deletes, []string{"A.", "C.D.", "C.DE."}) || !slices.Equal(p.DeleteEntries, []string{"Q"}) {
+		t.Errorf("deletes = %q, entries %q", p.Deletes, p.DeleteEntries)
 	}
 	if len(p.Updates) != 2 || p.Updates[0].Path != "M" || p.Updates[1].Path != "Z" {
 		t.Fatalf("updates = %+v", p.Updates)
 	}
 	z := p.Updates[1]
-	if z.Value != "x" || z.Type != "xsd:string" || z.Writable != store.TriTrue || z.IsNumber {
+	if z.Value != "x" || z.Type != "xsd:string" || z.Writable != store.TriTrue || z.Number != nil {
 		t.Errorf("merged Z = %+v", z)
 	}
 	if !slices.Equal(p.AddTags, []string{"a", "b"}) || p.Token != 5 {

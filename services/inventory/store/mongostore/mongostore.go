@@ -106,6 +106,15 @@ type Config struct {
 	IndexedParams []string
 	// ConnectTimeout bounds connecting and server selection; 0 means 10s.
 	ConnectTimeout time.Duration
+	// Now is the clock that stamps tag changes (Device.Updated); nil
+	// means time.Now. Session diffs carry their own time.
+	Now func() time.Time
+}
+
+// credentialsDoc is stored credentials; an absent document means none.
+type credentialsDoc struct {
+	Username string `bson:"u"`
+	Password string `bson:"p"`
 }
 
 // Store is the MongoDB store. Create it with New or NewWithDatabase and call
@@ -132,6 +141,9 @@ func New(cfg Config) *Store {
 	}
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	return &Store{cfg: cfg, owned: true}
 }
@@ -231,12 +243,14 @@ func ensureIndexes(ctx context.Context, coll *mongo.Collection, params []string)
 		byTenant("tenant_product_class", "product_class", "device_id"),
 		byTenant("tenant_serial", "serial", "device_id"),
 		byTenant("tenant_software_version", "software_version", "device_id"),
+		byTenant("tenant_hardware_version", "hardware_version", "device_id"),
 		byTenant("tenant_tags", "tags", "device_id"),
 	}
 	for _, p := range params {
 		models = append(models,
 			byTenant("param_v:"+p, valueField(p)),
-			byTenant("param_x:"+p, numberField(p)))
+			byTenant("param_x:"+p, typedField(p, fieldNumber)),
+			byTenant("param_i:"+p, typedField(p, fieldInstant)))
 	}
 	if _, err := coll.Indexes().CreateMany(ctx, models); err != nil {
 		return fmt.Errorf("create indexes: %w", err)
@@ -247,61 +261,85 @@ func ensureIndexes(ctx context.Context, coll *mongo.Collection, params []string)
 func docID(tenant, id string) string { return tenant + ":" + id }
 
 // ApplySessionDiff implements store.Store.
-func (s *Store) ApplySessionDiff(ctx context.Context, tenant, id string, d store.Diff, fencingToken uint64) error {
-	if err := s.applyDiff(ctx, tenant, id, d, fencingToken); err != nil {
-		return fmt.Errorf("apply diff to %s/%s: %w", tenant, id, err)
+func (s *Store) ApplySessionDiff(ctx context.Context, tenant, id string, d store.Diff, fencingToken uint64) (bool, error) {
+	created, err := s.applyDiff(ctx, tenant, id, d, fencingToken)
+	if err != nil {
+		return false, fmt.Errorf("apply diff to %s/%s: %w", tenant, id, err)
 	}
-	return nil
+	return created, nil
 }
 
 // maxAttempts bounds the retries of an update that lost a race: a
-// concurrent insert of the same new device, or tags changed between read and
-// compare-and-set by a writer in another process.
+// concurrent insert of the same new device, or tags or the takeover session
+// changed between read and compare-and-set by a writer in another process.
 const maxAttempts = 8
 
-func (s *Store) applyDiff(ctx context.Context, tenant, id string, d store.Diff, token uint64) error {
+func (s *Store) applyDiff(ctx context.Context, tenant, id string, d store.Diff, token uint64) (bool, error) {
 	p, err := storekit.PlanDiff(tenant, id, d, token)
 	if err != nil {
-		return err
+		return false, err
 	}
 	coll, err := s.collection()
 	if err != nil {
-		return err
+		return false, err
 	}
 	key := docID(tenant, id)
 	unlock := s.locks.lock(key)
 	defer unlock()
+	return s.update(ctx, coll, key, tenant, id, &p, headFields(&p), treeOps(&p))
+}
 
-	head := bson.D{{Key: "fence", Value: p.Token}}
+// headFields are the top-level fields a plan sets, as $set keys ("cr.url"
+// dotted).
+func headFields(p *storekit.Plan) bson.D {
+	head := bson.D{{Key: "fence", Value: p.Token}, {Key: "updated", Value: p.Time}}
+	if dev := p.DeviceID; dev != nil {
+		head = append(head,
+			bson.E{Key: "manufacturer", Value: dev.Manufacturer},
+			bson.E{Key: "oui_raw", Value: dev.OUI},
+			bson.E{Key: "oui", Value: p.OUI},
+			bson.E{Key: "product_class", Value: dev.ProductClass},
+			bson.E{Key: "serial", Value: dev.SerialNumber})
+	}
 	if in := p.Inform; in != nil {
 		events := make(bson.A, 0, len(in.Events))
 		for _, e := range in.Events {
 			events = append(events, bson.D{{Key: "code", Value: e.Code}, {Key: "command_key", Value: e.CommandKey}})
 		}
 		head = append(head,
-			bson.E{Key: "manufacturer", Value: in.DeviceID.Manufacturer},
-			bson.E{Key: "oui_raw", Value: in.DeviceID.OUI},
-			bson.E{Key: "oui", Value: p.OUI},
-			bson.E{Key: "product_class", Value: in.DeviceID.ProductClass},
-			bson.E{Key: "serial", Value: in.DeviceID.SerialNumber},
-			bson.E{Key: "cr.url", Value: in.ConnectionRequestURL},
-			bson.E{Key: "last_inform", Value: p.Time},
+			bson.E{Key: "last_inform", Value: p.InformTime},
 			bson.E{Key: "remote_ip", Value: addrText(in.RemoteIP)},
 			bson.E{Key: "events", Value: events})
-		if in.SoftwareVersion != "" {
-			head = append(head, bson.E{Key: "software_version", Value: in.SoftwareVersion})
-		}
-		if in.DataModelRoot != "" {
-			head = append(head, bson.E{Key: "root", Value: in.DataModelRoot})
-		}
 		if p.Boot {
-			head = append(head, bson.E{Key: "last_boot", Value: p.Time})
+			head = append(head, bson.E{Key: "last_boot", Value: p.InformTime})
+		}
+		if p.Bootstrap {
+			head = append(head, bson.E{Key: "last_bootstrap", Value: p.InformTime})
 		}
 	}
-	if c := p.Credentials; c != nil {
-		head = append(head, bson.E{Key: "cr.username", Value: c.Username}, bson.E{Key: "cr.password", Value: c.Password})
+	for _, f := range []struct {
+		key string
+		v   *string
+	}{
+		{"root", p.Fields.DataModelRoot}, {"software_version", p.Fields.SoftwareVersion},
+		{"hardware_version", p.Fields.HardwareVersion}, {"provisioning_code", p.Fields.ProvisioningCode},
+		{"cr.url", p.Fields.ConnectionRequestURL}, {"cr.udp", p.Fields.UDPConnectionRequestAddress},
+		{"cr.jid", p.Fields.JabberID},
+	} {
+		if f.v != nil {
+			head = append(head, bson.E{Key: f.key, Value: *f.v})
+		}
 	}
-	return s.update(ctx, coll, key, tenant, id, &p, head, treeOps(&p))
+	if c := p.ConnectionRequestCredentials; c != nil {
+		head = append(head, bson.E{Key: "crc", Value: credentialsDoc{c.Username, c.Password}})
+	}
+	if c := p.CPECredentials; c != nil {
+		head = append(head, bson.E{Key: "cpec", Value: credentialsDoc{c.Username, c.Password}})
+	}
+	if !p.FullDiscovery.IsZero() {
+		head = append(head, bson.E{Key: "full_discovery", Value: p.FullDiscovery})
+	}
+	return head
 }
 
 func fenced(key string, token int64) bson.D {
@@ -325,63 +363,115 @@ func setUnset(set bson.D, ops []op) bson.D {
 	return update
 }
 
-// update applies the device fields, tags and tree operations in one update,
+// casState is what a compare-and-set update read first.
+type casState struct {
+	found            bool
+	tags             []string
+	tagsPresent      bool
+	takeoverSession  string
+	takeoverRecorded bool
+}
+
+// update applies the head fields, tags and tree operations in one update,
 // the fencing check in its filter. When the device does not exist and the
-// diff carries an Inform, it inserts the whole device instead.
-func (s *Store) update(ctx context.Context, coll *mongo.Collection, key, tenant, id string, p *storekit.Plan, head bson.D, ops []op) error {
+// diff carries a DeviceID, it inserts the whole device instead.
+func (s *Store) update(ctx context.Context, coll *mongo.Collection, key, tenant, id string, p *storekit.Plan, head bson.D, ops []op) (created bool, err error) {
+	bothTags := len(p.AddTags) > 0 && len(p.RemoveTags) > 0
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		filter := fenced(key, p.Token)
 		set := slices.Clip(head)
-		var tagOps bson.D
-		switch {
-		case len(p.AddTags) > 0 && len(p.RemoveTags) > 0:
-			// $addToSet and $pullAll on one field conflict in one
-			// update, so both become a compare-and-set of the array.
-			cur, present, found, err := s.readTags(ctx, coll, key)
-			if err != nil {
-				return err
+		var extra bson.D // update operators besides $set and $unset
+		var st casState
+		if bothTags || p.Takeover && p.SessionID != "" {
+			// Both need the stored value: $addToSet and $pullAll on one
+			// field conflict in one update, and a takeover counts once
+			// per session. The filter then checks nothing changed.
+			if st, err = s.readCAS(ctx, coll, key); err != nil {
+				return false, err
 			}
-			if present {
-				filter = append(filter, bson.E{Key: "tags", Value: cur})
+		}
+		switch {
+		case bothTags:
+			if st.tagsPresent {
+				filter = append(filter, bson.E{Key: "tags", Value: st.tags})
 			} else {
 				filter = append(filter, bson.E{Key: "tags", Value: bson.D{{Key: "$exists", Value: false}}})
 			}
-			if found {
-				set = append(set, bson.E{Key: "tags", Value: mergeTags(cur, p.AddTags, p.RemoveTags)})
-			}
+			set = append(set, bson.E{Key: "tags", Value: mergeTags(st.tags, p.AddTags, p.RemoveTags)})
 		case len(p.AddTags) > 0:
-			tagOps = bson.D{{Key: "$addToSet", Value: bson.D{{Key: "tags", Value: bson.D{{Key: "$each", Value: p.AddTags}}}}}}
+			extra = append(extra, bson.E{Key: "$addToSet", Value: bson.D{{Key: "tags", Value: bson.D{{Key: "$each", Value: p.AddTags}}}}})
 		case len(p.RemoveTags) > 0:
-			tagOps = bson.D{{Key: "$pullAll", Value: bson.D{{Key: "tags", Value: p.RemoveTags}}}}
+			extra = append(extra, bson.E{Key: "$pullAll", Value: bson.D{{Key: "tags", Value: p.RemoveTags}}})
 		}
-		res, err := coll.UpdateOne(ctx, filter, append(setUnset(set, ops), tagOps...))
+		if p.Takeover {
+			count := p.SessionID == "" || p.SessionID != st.takeoverSession
+			if p.SessionID != "" {
+				if st.takeoverRecorded {
+					filter = append(filter, bson.E{Key: "takeover_session", Value: st.takeoverSession})
+				} else {
+					filter = append(filter, bson.E{Key: "takeover_session", Value: bson.D{{Key: "$exists", Value: false}}})
+				}
+			}
+			if count {
+				set = append(set, bson.E{Key: "last_takeover", Value: p.Time}, bson.E{Key: "takeover_session", Value: p.SessionID})
+				extra = append(extra, bson.E{Key: "$inc", Value: bson.D{{Key: "takeovers", Value: int64(1)}}})
+			}
+		}
+		res, err := coll.UpdateOne(ctx, filter, append(setUnset(set, ops), extra...))
 		if err != nil {
-			return fmt.Errorf("update device: %w", err)
+			return false, fmt.Errorf("update device: %w", err)
 		}
 		if res.MatchedCount > 0 {
-			return nil
+			return false, nil
 		}
-		// No match: the device is missing, fenced off, or its tags changed
-		// under the compare-and-set.
+		// No match: the device is missing, fenced off, or a compared
+		// field changed under the compare-and-set.
 		missing, err := s.whyNoMatch(ctx, coll, key, p.Token)
 		switch {
 		case err != nil:
-			return err
+			return false, err
 		case !missing:
 			continue
-		case p.Inform == nil:
-			return store.ErrNotFound
+		case p.DeviceID == nil:
+			return false, store.ErrNotFound
 		}
 		_, err = coll.InsertOne(ctx, newDeviceDoc(key, tenant, id, p, head))
 		if err == nil {
-			return nil
+			return true, nil
 		}
 		if !mongo.IsDuplicateKeyError(err) {
-			return fmt.Errorf("insert device: %w", err)
+			return false, fmt.Errorf("insert device: %w", err)
 		}
 		// Created meanwhile by another writer: update it instead.
 	}
-	return fmt.Errorf("update device: gave up after %d conflicting attempts", maxAttempts)
+	return false, fmt.Errorf("update device: gave up after %d conflicting attempts", maxAttempts)
+}
+
+// readCAS reads the fields a compare-and-set update compares.
+func (s *Store) readCAS(ctx context.Context, coll *mongo.Collection, key string) (casState, error) {
+	var raw bson.Raw
+	err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: key}},
+		options.FindOne().SetProjection(bson.D{{Key: "tags", Value: 1}, {Key: "takeover_session", Value: 1}})).Decode(&raw)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return casState{}, nil
+	}
+	if err != nil {
+		return casState{}, fmt.Errorf("read device: %w", err)
+	}
+	st := casState{found: true, tags: []string{}}
+	if v, err := raw.LookupErr("tags"); err == nil {
+		st.tagsPresent = true
+		if err := v.Unmarshal(&st.tags); err != nil {
+			return casState{}, fmt.Errorf("read tags: %w", err)
+		}
+		if st.tags == nil {
+			st.tags = []string{} // matches the stored empty array, where nil would match null
+		}
+	}
+	if v, err := raw.LookupErr("takeover_session"); err == nil {
+		st.takeoverSession, st.takeoverRecorded = v.StringValue(), true
+	}
+	return st, nil
 }
 
 // newDeviceDoc builds the whole document of a device the plan creates: the
@@ -403,6 +493,10 @@ func newDeviceDoc(key, tenant, id string, p *storekit.Plan, head bson.D) bson.D 
 	}
 	if len(cr) > 0 {
 		doc = append(doc, bson.E{Key: "cr", Value: cr})
+	}
+	if p.Takeover {
+		doc = append(doc, bson.E{Key: "takeovers", Value: int64(1)}, bson.E{Key: "last_takeover", Value: p.Time},
+			bson.E{Key: "takeover_session", Value: p.SessionID})
 	}
 	tags := p.AddTags
 	if tags == nil {
@@ -437,31 +531,6 @@ func (s *Store) whyNoMatch(ctx context.Context, coll *mongo.Collection, key stri
 	return false, nil
 }
 
-// readTags reads the tags of a device: present is false when the document
-// has no tags field at all, found is false when there is no document.
-func (s *Store) readTags(ctx context.Context, coll *mongo.Collection, key string) (tags []string, present, found bool, err error) {
-	var cur bson.Raw
-	err = coll.FindOne(ctx, bson.D{{Key: "_id", Value: key}}, options.FindOne().SetProjection(bson.D{{Key: "tags", Value: 1}})).Decode(&cur)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, false, false, nil
-	}
-	if err != nil {
-		return nil, false, false, fmt.Errorf("read tags: %w", err)
-	}
-	v, err := cur.LookupErr("tags")
-	if err != nil {
-		return nil, false, true, nil
-	}
-	tags = []string{}
-	if err := v.Unmarshal(&tags); err != nil {
-		return nil, false, false, fmt.Errorf("read tags: %w", err)
-	}
-	if tags == nil {
-		tags = []string{} // matches the stored empty array, where nil would match null
-	}
-	return tags, true, true, nil
-}
-
 func mergeTags(cur, add, remove []string) []string {
 	out := make([]string, 0, len(cur)+len(add))
 	for _, t := range cur {
@@ -486,8 +555,8 @@ func addrText(a netip.Addr) string {
 
 // AddTags implements store.Store.
 func (s *Store) AddTags(ctx context.Context, tenant, id string, tags ...string) error {
-	err := s.tagOp(ctx, tenant, id, tags, func(t []string) bson.D {
-		return bson.D{{Key: "$addToSet", Value: bson.D{{Key: "tags", Value: bson.D{{Key: "$each", Value: t}}}}}}
+	err := s.tagOp(ctx, tenant, id, tags, func(t []string) bson.E {
+		return bson.E{Key: "$addToSet", Value: bson.D{{Key: "tags", Value: bson.D{{Key: "$each", Value: t}}}}}
 	})
 	if err != nil {
 		return fmt.Errorf("add tags to %s/%s: %w", tenant, id, err)
@@ -497,8 +566,8 @@ func (s *Store) AddTags(ctx context.Context, tenant, id string, tags ...string) 
 
 // RemoveTags implements store.Store.
 func (s *Store) RemoveTags(ctx context.Context, tenant, id string, tags ...string) error {
-	err := s.tagOp(ctx, tenant, id, tags, func(t []string) bson.D {
-		return bson.D{{Key: "$pullAll", Value: bson.D{{Key: "tags", Value: t}}}}
+	err := s.tagOp(ctx, tenant, id, tags, func(t []string) bson.E {
+		return bson.E{Key: "$pullAll", Value: bson.D{{Key: "tags", Value: t}}}
 	})
 	if err != nil {
 		return fmt.Errorf("remove tags from %s/%s: %w", tenant, id, err)
@@ -506,7 +575,7 @@ func (s *Store) RemoveTags(ctx context.Context, tenant, id string, tags ...strin
 	return nil
 }
 
-func (s *Store) tagOp(ctx context.Context, tenant, id string, tags []string, update func([]string) bson.D) error {
+func (s *Store) tagOp(ctx context.Context, tenant, id string, tags []string, op func([]string) bson.E) error {
 	if err := storekit.Key(tenant, id); err != nil {
 		return err
 	}
@@ -521,18 +590,11 @@ func (s *Store) tagOp(ctx context.Context, tenant, id string, tags []string, upd
 	key := docID(tenant, id)
 	unlock := s.locks.lock(key)
 	defer unlock()
-	if len(tags) == 0 {
-		// Still report a missing device.
-		n, err := coll.CountDocuments(ctx, bson.D{{Key: "_id", Value: key}})
-		if err != nil {
-			return fmt.Errorf("look up device: %w", err)
-		}
-		if n == 0 {
-			return store.ErrNotFound
-		}
-		return nil
+	update := bson.D{{Key: "$set", Value: bson.D{{Key: "updated", Value: storekit.Time(s.cfg.Now())}}}}
+	if len(tags) > 0 {
+		update = append(update, op(tags))
 	}
-	res, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: key}}, update(tags))
+	res, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: key}}, update)
 	if err != nil {
 		return fmt.Errorf("update tags: %w", err)
 	}

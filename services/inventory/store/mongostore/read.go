@@ -19,32 +19,41 @@ import (
 	"github.com/fleetacs/fleetacs/services/inventory/store"
 )
 
-// deviceDoc is the stored device without its tree.
+// deviceDoc is the stored device.
 type deviceDoc struct {
-	Tenant          string     `bson:"tenant"`
-	DeviceID        string     `bson:"device_id"`
-	Manufacturer    string     `bson:"manufacturer"`
-	OUIRaw          string     `bson:"oui_raw"`
-	OUI             string     `bson:"oui"`
-	ProductClass    string     `bson:"product_class"`
-	Serial          string     `bson:"serial"`
-	SoftwareVersion string     `bson:"software_version"`
-	Root            string     `bson:"root"`
-	CR              crDoc      `bson:"cr"`
-	LastInform      time.Time  `bson:"last_inform"`
-	RemoteIP        string     `bson:"remote_ip"`
-	Events          []eventDoc `bson:"events"`
-	Registered      time.Time  `bson:"registered"`
-	LastBoot        time.Time  `bson:"last_boot"`
-	Tags            []string   `bson:"tags"`
-	Fence           int64      `bson:"fence"`
-	Params          bson.Raw   `bson:"params"`
+	Tenant           string          `bson:"tenant"`
+	DeviceID         string          `bson:"device_id"`
+	Manufacturer     string          `bson:"manufacturer"`
+	OUIRaw           string          `bson:"oui_raw"`
+	OUI              string          `bson:"oui"`
+	ProductClass     string          `bson:"product_class"`
+	Serial           string          `bson:"serial"`
+	SoftwareVersion  string          `bson:"software_version"`
+	HardwareVersion  string          `bson:"hardware_version"`
+	ProvisioningCode string          `bson:"provisioning_code"`
+	Root             string          `bson:"root"`
+	CR               crDoc           `bson:"cr"`
+	CRCredentials    *credentialsDoc `bson:"crc"`
+	CPECredentials   *credentialsDoc `bson:"cpec"`
+	LastInform       time.Time       `bson:"last_inform"`
+	RemoteIP         string          `bson:"remote_ip"`
+	Events           []eventDoc      `bson:"events"`
+	Registered       time.Time       `bson:"registered"`
+	LastBoot         time.Time       `bson:"last_boot"`
+	LastBootstrap    time.Time       `bson:"last_bootstrap"`
+	FullDiscovery    time.Time       `bson:"full_discovery"`
+	Takeovers        int64           `bson:"takeovers"`
+	LastTakeover     time.Time       `bson:"last_takeover"`
+	Updated          time.Time       `bson:"updated"`
+	Tags             []string        `bson:"tags"`
+	Fence            int64           `bson:"fence"`
+	Params           bson.Raw        `bson:"params"`
 }
 
 type crDoc struct {
 	URL      string `bson:"url"`
-	Username string `bson:"username"`
-	Password string `bson:"password"`
+	UDP      string `bson:"udp"`
+	JabberID string `bson:"jid"`
 }
 
 type eventDoc struct {
@@ -54,30 +63,49 @@ type eventDoc struct {
 
 // topFields are the fields a projection keeps besides the tree.
 var topFields = []string{"tenant", "device_id", "manufacturer", "oui_raw", "oui", "product_class", "serial",
-	"software_version", "root", "cr", "last_inform", "remote_ip", "events", "registered", "last_boot", "tags", "fence"}
+	"software_version", "hardware_version", "provisioning_code", "root", "cr", "crc", "cpec", "last_inform",
+	"remote_ip", "events", "registered", "last_boot", "last_bootstrap", "full_discovery", "takeovers",
+	"last_takeover", "updated", "tags", "fence"}
 
 // projection selects the device fields and the part of the tree opts asks
-// for: none, all, or the smallest subtree holding every path with the
-// prefix.
+// for: none, all, or the smallest subtrees holding every path with one of
+// the prefixes.
 func projection(opts store.ReadOptions) any {
 	if !opts.WantParams() {
 		return bson.D{{Key: "params", Value: 0}}
 	}
-	if opts.ParamPrefix == "" {
+	fields := make([]string, 0, len(opts.ParamPrefixes))
+	for _, pre := range opts.ParamPrefixes {
+		// The complete segments of a prefix name the node to fetch; a
+		// partial last segment ("Device.WiFi.SS") is matched after
+		// decoding.
+		complete := pre[:strings.LastIndexByte(pre, '.')+1]
+		if complete == "" || store.ValidatePath(complete) != nil {
+			fields = nil
+			break
+		}
+		fields = append(fields, nodeField(segments(complete)))
+	}
+	if len(fields) == 0 {
 		return bson.D{}
 	}
-	// The complete segments of the prefix name the node to fetch; a
-	// partial last segment ("Device.WiFi.SS") is matched after decoding.
-	complete := opts.ParamPrefix[:strings.LastIndexByte(opts.ParamPrefix, '.')+1]
-	field := "params"
-	if complete != "" && store.ValidatePath(complete) == nil {
-		field = nodeField(segments(complete))
+	// MongoDB refuses a projection of a field and of a field inside it.
+	slices.Sort(fields)
+	kept := fields[:0]
+	for _, f := range fields {
+		if len(kept) > 0 && (f == kept[len(kept)-1] || strings.HasPrefix(f, kept[len(kept)-1]+".")) {
+			continue
+		}
+		kept = append(kept, f)
 	}
-	d := make(bson.D, 0, len(topFields)+1)
+	d := make(bson.D, 0, len(topFields)+len(kept))
 	for _, f := range topFields {
 		d = append(d, bson.E{Key: f, Value: 1})
 	}
-	return append(d, bson.E{Key: field, Value: 1})
+	for _, f := range kept {
+		d = append(d, bson.E{Key: f, Value: 1})
+	}
+	return d
 }
 
 func (doc *deviceDoc) device(opts store.ReadOptions) (store.Device, error) {
@@ -88,17 +116,28 @@ func (doc *deviceDoc) device(opts store.ReadOptions) (store.Device, error) {
 			Manufacturer: doc.Manufacturer, OUI: doc.OUIRaw,
 			ProductClass: doc.ProductClass, SerialNumber: doc.Serial,
 		},
-		OUI:             doc.OUI,
-		SoftwareVersion: doc.SoftwareVersion,
-		DataModelRoot:   doc.Root,
-		ConnectionRequest: store.ConnectionRequest{
-			URL: doc.CR.URL, Username: doc.CR.Username, Password: doc.CR.Password,
-		},
-		LastInform:   utc(doc.LastInform),
-		LastEvents:   eventsOf(doc.Events),
-		Registered:   utc(doc.Registered),
-		LastBoot:     utc(doc.LastBoot),
-		FencingToken: uint64(doc.Fence),
+		OUI:               doc.OUI,
+		SoftwareVersion:   doc.SoftwareVersion,
+		HardwareVersion:   doc.HardwareVersion,
+		ProvisioningCode:  doc.ProvisioningCode,
+		DataModelRoot:     doc.Root,
+		ConnectionRequest: store.ConnectionRequest{URL: doc.CR.URL, UDPAddress: doc.CR.UDP, JabberID: doc.CR.JabberID},
+		LastInform:        utc(doc.LastInform),
+		LastEvents:        eventsOf(doc.Events),
+		Registered:        utc(doc.Registered),
+		LastBoot:          utc(doc.LastBoot),
+		LastBootstrap:     utc(doc.LastBootstrap),
+		FullDiscovery:     utc(doc.FullDiscovery),
+		TakeoverCount:     uint64(doc.Takeovers),
+		LastTakeover:      utc(doc.LastTakeover),
+		Updated:           utc(doc.Updated),
+		FencingToken:      uint64(doc.Fence),
+	}
+	if c := doc.CRCredentials; c != nil {
+		dev.ConnectionRequestCredentials = &store.Credentials{Username: c.Username, Password: c.Password}
+	}
+	if c := doc.CPECredentials; c != nil {
+		dev.CPECredentials = &store.Credentials{Username: c.Username, Password: c.Password}
 	}
 	if doc.RemoteIP != "" {
 		var err error
@@ -114,7 +153,8 @@ func (doc *deviceDoc) device(opts store.ReadOptions) (store.Device, error) {
 	if opts.WantParams() {
 		dev.Params = make(map[string]store.Parameter)
 		if len(doc.Params) > 0 {
-			if err := decodeChildren(doc.Params, "", opts.ParamPrefix, dev.Params); err != nil {
+			want := func(path string) bool { return storekit.ParamsWanted(opts, path) }
+			if err := decodeChildren(doc.Params, "", want, dev.Params); err != nil {
 				return store.Device{}, err
 			}
 		}
@@ -212,8 +252,15 @@ func (s *Store) list(ctx context.Context, f store.Filter, page store.PageRequest
 
 func listFilter(f storekit.Filter, after string) bson.D {
 	q := bson.D{{Key: "tenant", Value: f.Tenant}}
+	var byID bson.D
 	if after != "" {
-		q = append(q, bson.E{Key: "device_id", Value: bson.D{{Key: "$gt", Value: after}}})
+		byID = append(byID, bson.E{Key: "$gt", Value: after})
+	}
+	if len(f.IDs) > 0 {
+		byID = append(byID, bson.E{Key: "$in", Value: f.IDs})
+	}
+	if len(byID) > 0 {
+		q = append(q, bson.E{Key: "device_id", Value: byID})
 	}
 	eq := func(field string, v *string) {
 		if v != nil {
@@ -225,6 +272,7 @@ func listFilter(f storekit.Filter, after string) bson.D {
 	eq("product_class", f.ProductClass)
 	eq("serial", f.SerialNumber)
 	eq("software_version", f.SoftwareVersion)
+	eq("hardware_version", f.HardwareVersion)
 	if len(f.Tags) > 0 {
 		q = append(q, bson.E{Key: "tags", Value: bson.D{{Key: "$all", Value: f.Tags}}})
 	}
@@ -249,8 +297,11 @@ func listFilter(f storekit.Filter, after string) bson.D {
 }
 
 func condition(c storekit.Condition) bson.D {
-	if c.Op == store.OpExists {
+	switch c.Op {
+	case store.OpExists:
 		return bson.D{{Key: entryField(c.Path), Value: bson.D{{Key: "$exists", Value: true}}}}
+	case store.OpNotExists:
+		return bson.D{{Key: entryField(c.Path), Value: bson.D{{Key: "$exists", Value: false}}}}
 	}
 	v := valueField(c.Path)
 	switch c.Op {
@@ -259,25 +310,36 @@ func condition(c storekit.Condition) bson.D {
 	case store.OpNe:
 		return bson.D{{Key: v, Value: bson.D{{Key: "$exists", Value: true}, {Key: "$ne", Value: c.Value}}}}
 	case store.OpLt, store.OpGt:
+		// Each value compares by its type (see store.OpLt).
 		op := "$lt"
 		if c.Op == store.OpGt {
 			op = "$gt"
 		}
-		if c.IsNumber {
-			return bson.D{{Key: numberField(c.Path), Value: bson.D{{Key: op, Value: c.Number}}}}
+		x, i := typedField(c.Path, fieldNumber), typedField(c.Path, fieldInstant)
+		or := bson.A{bson.D{
+			{Key: x, Value: bson.D{{Key: "$exists", Value: false}}},
+			{Key: i, Value: bson.D{{Key: "$exists", Value: false}}},
+			{Key: v, Value: bson.D{{Key: op, Value: c.Value}}},
+		}}
+		if c.Number != nil {
+			or = append(or, bson.D{{Key: x, Value: bson.D{{Key: op, Value: c.Number}}}})
 		}
-		return bson.D{{Key: v, Value: bson.D{{Key: op, Value: c.Value}}}}
+		if c.IsInstant {
+			or = append(or, bson.D{{Key: i, Value: bson.D{{Key: op, Value: c.Instant}}}})
+		}
+		return bson.D{{Key: "$or", Value: or}}
 	default: // store.OpPrefix
 		return bson.D{{Key: v, Value: bson.D{{Key: "$regex", Value: "^" + regexp.QuoteMeta(c.Value)}}}}
 	}
 }
 
-// valueField and numberField are where an entry keeps its value as text and
-// as a number: what conditions and IndexedParams indexes address.
+// valueField is where an entry keeps its value: what conditions and
+// IndexedParams indexes address; typedField is where it keeps the value as
+// an integer (fieldNumber) or an instant (fieldInstant).
 func valueField(path string) string {
 	return entryField(path) + "." + groupValue + "." + fieldValue
 }
 
-func numberField(path string) string {
-	return entryField(path) + "." + groupValue + "." + fieldNumber
+func typedField(path, field string) string {
+	return entryField(path) + "." + groupValue + "." + field
 }

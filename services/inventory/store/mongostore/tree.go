@@ -27,13 +27,14 @@ const (
 // (GetParameterAttributes). A report then sets exactly one field of the
 // entry, whatever the entry held before, which keeps updates small.
 const (
-	groupValue        = "d" // {v: value, t: type, x: value as a number, u}
+	groupValue        = "d" // {v: value, t: type, x: integer, i: instant, u}
 	groupWritable     = "w" // {b: writable, u}
 	groupNotification = "n" // {i: notification, u}
 
 	fieldValue   = "v"
 	fieldType    = "t"
 	fieldNumber  = "x"
+	fieldInstant = "i"
 	fieldBool    = "b"
 	fieldInt     = "i"
 	fieldUpdated = "u"
@@ -112,8 +113,11 @@ func groups(u *storekit.Update, at time.Time) bson.D {
 	g := make(bson.D, 0, 3)
 	if u.HasValue {
 		d := bson.D{{Key: fieldValue, Value: u.Value}, {Key: fieldType, Value: u.Type}}
-		if u.IsNumber {
+		if u.Number != nil {
 			d = append(d, bson.E{Key: fieldNumber, Value: u.Number})
+		}
+		if u.IsInstant {
+			d = append(d, bson.E{Key: fieldInstant, Value: u.Instant})
 		}
 		g = append(g, bson.E{Key: groupValue, Value: append(d, bson.E{Key: fieldUpdated, Value: at})})
 	}
@@ -207,9 +211,21 @@ func treeOps(p *storekit.Plan) []op {
 	}
 	subtrees := make(map[string]*node, len(prefixes))
 	var fields []op
+	// Single entries deleted and written again in the same diff are
+	// replaced whole: a $set of their groups with an $unset of the entry
+	// would conflict.
+	replaced := make(map[string]bool, len(p.DeleteEntries))
+	for _, e := range p.DeleteEntries {
+		replaced[e] = false
+	}
 	for i := range p.Updates {
 		u := &p.Updates[i]
 		g := groups(u, p.Time)
+		if done, ok := replaced[u.Path]; ok && !done {
+			replaced[u.Path] = true
+			fields = append(fields, op{key: entryField(u.Path), value: g})
+			continue
+		}
 		if pre, covered := storekit.Covered(prefixes, u.Path); covered {
 			t := subtrees[pre]
 			if t == nil {
@@ -229,7 +245,12 @@ func treeOps(p *storekit.Plan) []op {
 			fields = append(fields, op{key: f + e.Key, value: e.Value})
 		}
 	}
-	ops := make([]op, 0, 2*len(prefixes)+len(fields))
+	ops := make([]op, 0, 2*len(prefixes)+len(p.DeleteEntries)+len(fields))
+	for _, e := range p.DeleteEntries {
+		if !replaced[e] {
+			ops = append(ops, op{key: entryField(e)})
+		}
+	}
 	for _, pre := range prefixes {
 		t := subtrees[pre]
 		cf := childrenField(pre)
@@ -254,10 +275,9 @@ func treeOps(p *storekit.Plan) []op {
 	return append(ops, fields...)
 }
 
-// decodeTree walks a stored (sub)tree and adds every entry whose path starts
-// with prefix to out. raw is the node at base (the path of the node plus
-// "."), or the whole tree when base is "" and isRoot.
-func decodeChildren(raw bson.Raw, base, prefix string, out map[string]store.Parameter) error {
+// decodeChildren walks a stored (sub)tree whose nodes' paths start with
+// base and adds every entry want accepts to out.
+func decodeChildren(raw bson.Raw, base string, want func(string) bool, out map[string]store.Parameter) error {
 	elems, err := raw.Elements()
 	if err != nil {
 		return fmt.Errorf("decode parameter tree: %w", err)
@@ -267,7 +287,7 @@ func decodeChildren(raw bson.Raw, base, prefix string, out map[string]store.Para
 		if !ok {
 			return fmt.Errorf("decode parameter tree: node %q is not a document", base+e.Key())
 		}
-		if err := decodeNode(nd, base+unescapeKey(e.Key()), prefix, out); err != nil {
+		if err := decodeNode(nd, base+unescapeKey(e.Key()), want, out); err != nil {
 			return err
 		}
 	}
@@ -275,20 +295,16 @@ func decodeChildren(raw bson.Raw, base, prefix string, out map[string]store.Para
 }
 
 // decodeNode decodes the node of path (no trailing ".").
-func decodeNode(raw bson.Raw, path, prefix string, out map[string]store.Parameter) error {
-	// Skip subtrees that cannot hold a matching path.
-	objPath := path + "."
-	if !strings.HasPrefix(objPath, prefix) && !strings.HasPrefix(prefix, objPath) && !strings.HasPrefix(path, prefix) {
-		return nil
-	}
-	if v, err := raw.LookupErr(keyParam); err == nil && strings.HasPrefix(path, prefix) {
+func decodeNode(raw bson.Raw, path string, want func(string) bool, out map[string]store.Parameter) error {
+	if v, err := raw.LookupErr(keyParam); err == nil && want(path) {
 		p, err := decodeEntry(v)
 		if err != nil {
 			return fmt.Errorf("decode parameter %q: %w", path, err)
 		}
 		out[path] = p
 	}
-	if v, err := raw.LookupErr(keyObject); err == nil && strings.HasPrefix(objPath, prefix) {
+	objPath := path + "."
+	if v, err := raw.LookupErr(keyObject); err == nil && want(objPath) {
 		p, err := decodeEntry(v)
 		if err != nil {
 			return fmt.Errorf("decode object %q: %w", objPath, err)
@@ -300,7 +316,7 @@ func decodeNode(raw bson.Raw, path, prefix string, out map[string]store.Paramete
 		if !ok {
 			return fmt.Errorf("decode parameter tree: children of %q are not a document", path)
 		}
-		return decodeChildren(c, objPath, prefix, out)
+		return decodeChildren(c, objPath, want, out)
 	}
 	return nil
 }

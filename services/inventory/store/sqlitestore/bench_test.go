@@ -28,15 +28,18 @@ func benchDevice(i int) cwmp.DeviceID {
 // periodic is a typical periodic-Inform diff: Inform facts plus 10
 // parameter values (forced Inform parameters and a few that changed).
 func periodic(i int, at time.Time) store.Diff {
+	dev := benchDevice(i)
 	d := store.Diff{
-		Time: at,
+		Time:      at,
+		SessionID: fmt.Sprint("s-", at.UnixNano()),
+		DeviceID:  &dev,
 		Inform: &store.Inform{
-			DeviceID:             benchDevice(i),
-			DataModelRoot:        "Device.",
-			SoftwareVersion:      fmt.Sprintf("1.%d", i%10),
-			ConnectionRequestURL: "http://192.0.2.1:7547/",
-			RemoteIP:             netip.MustParseAddr("192.0.2.1"),
-			Events:               []cwmp.Event{{Code: "2 PERIODIC"}},
+			RemoteIP: netip.MustParseAddr("192.0.2.1"),
+			Events:   []cwmp.Event{{Code: "2 PERIODIC"}},
+		},
+		Fields: store.Fields{
+			SoftwareVersion:      store.Ptr(fmt.Sprintf("1.%d", i%10)),
+			ConnectionRequestURL: store.Ptr("http://192.0.2.1:7547/"),
 		},
 	}
 	for p := range 10 {
@@ -60,7 +63,7 @@ func benchStore(b *testing.B) *sqlitestore.Store {
 			d.Params = append(d.Params, store.SetValue(fmt.Sprintf("Device.Tree.N%d", p), fmt.Sprint(i*p), "xsd:int"))
 		}
 		d.Params = append(d.Params, store.SetValue("Device.DeviceInfo.ModelName", fmt.Sprintf("Model-%d", i%50), "xsd:string"))
-		if err := s.ApplySessionDiff(ctx, "default", store.MakeID(d.Inform.DeviceID), d, 1); err != nil {
+		if _, err := s.ApplySessionDiff(ctx, "default", store.MakeID(*d.DeviceID), d, 1); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -76,7 +79,7 @@ func BenchmarkApplySessionDiff(b *testing.B) {
 		for b.Loop() {
 			n := i % benchFleet
 			d := periodic(n, at.Add(time.Duration(i)*time.Millisecond))
-			if err := s.ApplySessionDiff(ctx, "default", store.MakeID(d.Inform.DeviceID), d, 1); err != nil {
+			if _, err := s.ApplySessionDiff(ctx, "default", store.MakeID(*d.DeviceID), d, 1); err != nil {
 				b.Fatal(err)
 			}
 			i++
@@ -88,7 +91,7 @@ func BenchmarkApplySessionDiff(b *testing.B) {
 			for pb.Next() {
 				i := int(seq.Add(1))
 				d := periodic(i%benchFleet, at.Add(time.Duration(i)*time.Millisecond))
-				if err := s.ApplySessionDiff(ctx, "default", store.MakeID(d.Inform.DeviceID), d, 1); err != nil {
+				if _, err := s.ApplySessionDiff(ctx, "default", store.MakeID(*d.DeviceID), d, 1); err != nil {
 					b.Error(err)
 					return
 				}

@@ -14,25 +14,41 @@ import (
 )
 
 const deviceColumns = `d.tenant, d.id, d.manufacturer, d.oui_raw, d.oui, d.product_class, d.serial_number,
-	d.software_version, d.data_model_root, d.cr_url, d.cr_username, d.cr_password, d.last_inform,
-	d.remote_ip, d.last_events, d.registered, d.last_boot, d.fencing_token`
+	d.software_version, d.hardware_version, d.provisioning_code, d.data_model_root,
+	d.cr_url, d.cr_udp_address, d.cr_jabber_id, d.cr_username, d.cr_password, d.cpe_username, d.cpe_password,
+	d.last_inform, d.remote_ip, d.last_events, d.registered, d.last_boot, d.last_bootstrap, d.full_discovery,
+	d.takeover_count, d.last_takeover, d.updated, d.fencing_token`
 
 func scanDevice(sc interface{ Scan(...any) error }) (store.Device, error) {
 	var (
 		dev                              store.Device
 		lastInform, registered, lastBoot sql.NullInt64
+		lastBootstrap, fullDiscovery     sql.NullInt64
+		lastTakeover, updated            sql.NullInt64
+		crUser, crPass, cpeUser, cpePass sql.NullString
 		remoteIP, events                 string
-		token                            int64
+		token, takeovers                 int64
 	)
 	err := sc.Scan(&dev.Tenant, &dev.ID, &dev.DeviceID.Manufacturer, &dev.DeviceID.OUI, &dev.OUI,
-		&dev.DeviceID.ProductClass, &dev.DeviceID.SerialNumber, &dev.SoftwareVersion, &dev.DataModelRoot,
-		&dev.ConnectionRequest.URL, &dev.ConnectionRequest.Username, &dev.ConnectionRequest.Password,
-		&lastInform, &remoteIP, &events, &registered, &lastBoot, &token)
+		&dev.DeviceID.ProductClass, &dev.DeviceID.SerialNumber,
+		&dev.SoftwareVersion, &dev.HardwareVersion, &dev.ProvisioningCode, &dev.DataModelRoot,
+		&dev.ConnectionRequest.URL, &dev.ConnectionRequest.UDPAddress, &dev.ConnectionRequest.JabberID,
+		&crUser, &crPass, &cpeUser, &cpePass,
+		&lastInform, &remoteIP, &events, &registered, &lastBoot, &lastBootstrap, &fullDiscovery,
+		&takeovers, &lastTakeover, &updated, &token)
 	if err != nil {
 		return store.Device{}, err
 	}
 	dev.LastInform, dev.Registered, dev.LastBoot = fromMS(lastInform), fromMS(registered), fromMS(lastBoot)
-	dev.FencingToken = uint64(token)
+	dev.LastBootstrap, dev.FullDiscovery = fromMS(lastBootstrap), fromMS(fullDiscovery)
+	dev.LastTakeover, dev.Updated = fromMS(lastTakeover), fromMS(updated)
+	dev.TakeoverCount, dev.FencingToken = uint64(takeovers), uint64(token)
+	if crUser.Valid {
+		dev.ConnectionRequestCredentials = &store.Credentials{Username: crUser.String, Password: crPass.String}
+	}
+	if cpeUser.Valid {
+		dev.CPECredentials = &store.Credentials{Username: cpeUser.String, Password: cpePass.String}
+	}
 	if remoteIP != "" {
 		if dev.RemoteIP, err = netip.ParseAddr(remoteIP); err != nil {
 			return store.Device{}, fmt.Errorf("decode remote IP: %w", err)
@@ -73,7 +89,7 @@ func (s *Store) Get(ctx context.Context, tenant, id string, opts store.ReadOptio
 				return err
 			}
 			if opts.WantParams() {
-				if err := loadParams(ctx, tx, &devs[0], opts.ParamPrefix); err != nil {
+				if err := loadParams(ctx, tx, &devs[0], opts.ParamPrefixes); err != nil {
 					return err
 				}
 			}
@@ -125,16 +141,27 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
 }
 
-func loadParams(ctx context.Context, tx *sql.Tx, dev *store.Device, prefix string) error {
+func loadParams(ctx context.Context, tx *sql.Tx, dev *store.Device, prefixes []string) error {
 	q := `SELECT path, value, type, writable, notification, updated FROM parameters WHERE tenant = ? AND device_id = ?`
 	args := []any{dev.Tenant, dev.ID}
-	if prefix != "" {
-		q += ` AND path >= ?`
+	var ranges []string
+	for _, prefix := range prefixes {
+		if prefix == "" {
+			ranges = nil
+			break
+		}
+		r := `path >= ?`
 		args = append(args, prefix)
 		if upper, ok := storekit.UpperBound(prefix); ok {
-			q += ` AND path < ?`
+			r += ` AND path < ?`
 			args = append(args, upper)
 		}
+		ranges = append(ranges, "("+r+")")
+	}
+	if len(ranges) > 0 {
+		q += ` AND (` + strings.Join(ranges, " OR ") + `)`
+	} else {
+		args = args[:2]
 	}
 	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -217,7 +244,7 @@ func (s *Store) list(ctx context.Context, f store.Filter, page store.PageRequest
 		}
 		if opts.WantParams() {
 			for i := range out.Devices {
-				if err := loadParams(ctx, tx, &out.Devices[i], opts.ParamPrefix); err != nil {
+				if err := loadParams(ctx, tx, &out.Devices[i], opts.ParamPrefixes); err != nil {
 					return err
 				}
 			}
@@ -243,11 +270,18 @@ func listQuery(f storekit.Filter, after string, limit int) (string, []any) {
 			args = append(args, *v)
 		}
 	}
+	if len(f.IDs) > 0 {
+		where = append(where, "d.id IN ("+placeholders(len(f.IDs))+")")
+		for _, id := range f.IDs {
+			args = append(args, id)
+		}
+	}
 	eq("d.manufacturer", f.Manufacturer)
 	eq("d.oui", f.OUI)
 	eq("d.product_class", f.ProductClass)
 	eq("d.serial_number", f.SerialNumber)
 	eq("d.software_version", f.SoftwareVersion)
+	eq("d.hardware_version", f.HardwareVersion)
 	if !f.Since.IsZero() {
 		where = append(where, "d.last_inform >= ?")
 		args = append(args, f.Since.UnixMilli())
@@ -261,31 +295,39 @@ func listQuery(f storekit.Filter, after string, limit int) (string, []any) {
 		args = append(args, f.Tenant, t)
 	}
 	for _, c := range f.Conditions {
-		sub := "d.id IN (SELECT device_id FROM parameters WHERE tenant = ? AND path = ? AND "
+		in := "d.id IN"
+		if c.Op == store.OpNotExists {
+			in = "d.id NOT IN"
+		}
+		sub := in + " (SELECT device_id FROM parameters WHERE tenant = ? AND path = ?"
 		args = append(args, f.Tenant, c.Path)
 		switch c.Op {
 		case store.OpEq:
-			sub += "value = ?"
+			sub += " AND value = ?"
 			args = append(args, c.Value)
 		case store.OpNe:
-			sub += "value IS NOT NULL AND value <> ?"
+			sub += " AND value IS NOT NULL AND value <> ?"
 			args = append(args, c.Value)
 		case store.OpLt, store.OpGt:
+			// Each value compares by its type (see store.OpLt).
 			op := "<"
 			if c.Op == store.OpGt {
 				op = ">"
 			}
-			if c.IsNumber {
-				sub += "number IS NOT NULL AND number " + op + " ?"
+			branches := []string{"(number IS NULL AND instant IS NULL AND value " + op + " ?)"}
+			args = append(args, c.Value)
+			if c.Number != nil {
+				branches = append(branches, "(number IS NOT NULL AND number "+op+" ?)")
 				args = append(args, c.Number)
-			} else {
-				sub += "value " + op + " ?"
-				args = append(args, c.Value)
 			}
-		case store.OpExists:
-			sub += "1"
+			if c.IsInstant {
+				branches = append(branches, "(instant IS NOT NULL AND instant "+op+" ?)")
+				args = append(args, c.Instant.UnixMilli())
+			}
+			sub += " AND (" + strings.Join(branches, " OR ") + ")"
+		case store.OpExists, store.OpNotExists:
 		case store.OpPrefix:
-			sub += "value >= ?"
+			sub += " AND value >= ?"
 			args = append(args, c.Value)
 			if upper, ok := storekit.UpperBound(c.Value); ok {
 				sub += " AND value < ?"

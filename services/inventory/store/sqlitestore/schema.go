@@ -14,15 +14,28 @@ CREATE TABLE devices (
 	product_class    TEXT    NOT NULL DEFAULT '',
 	serial_number    TEXT    NOT NULL DEFAULT '',
 	software_version TEXT    NOT NULL DEFAULT '',
+	hardware_version TEXT    NOT NULL DEFAULT '',
+	provisioning_code TEXT   NOT NULL DEFAULT '',
 	data_model_root  TEXT    NOT NULL DEFAULT '',
 	cr_url           TEXT    NOT NULL DEFAULT '',
-	cr_username      TEXT    NOT NULL DEFAULT '',
-	cr_password      TEXT    NOT NULL DEFAULT '',
+	cr_udp_address   TEXT    NOT NULL DEFAULT '',
+	cr_jabber_id     TEXT    NOT NULL DEFAULT '',
+	-- credentials: NULL username when none were provisioned
+	cr_username      TEXT,
+	cr_password      TEXT,
+	cpe_username     TEXT,
+	cpe_password     TEXT,
 	last_inform      INTEGER,
 	remote_ip        TEXT    NOT NULL DEFAULT '',
 	last_events      TEXT    NOT NULL DEFAULT '[]',
 	registered       INTEGER NOT NULL,
 	last_boot        INTEGER,
+	last_bootstrap   INTEGER,
+	full_discovery   INTEGER,
+	takeover_count   INTEGER NOT NULL DEFAULT 0,
+	last_takeover    INTEGER,
+	takeover_session TEXT    NOT NULL DEFAULT '',
+	updated          INTEGER NOT NULL,
 	fencing_token    INTEGER NOT NULL DEFAULT 0,
 	PRIMARY KEY (tenant, id)
 ) WITHOUT ROWID;
@@ -31,6 +44,7 @@ CREATE INDEX devices_oui              ON devices (tenant, oui, id);
 CREATE INDEX devices_product_class    ON devices (tenant, product_class, id);
 CREATE INDEX devices_serial_number    ON devices (tenant, serial_number, id);
 CREATE INDEX devices_software_version ON devices (tenant, software_version, id);
+CREATE INDEX devices_hardware_version ON devices (tenant, hardware_version, id);
 
 CREATE TABLE device_tags (
 	tenant    TEXT NOT NULL,
@@ -41,21 +55,24 @@ CREATE TABLE device_tags (
 CREATE INDEX device_tags_tag ON device_tags (tenant, tag, device_id);
 
 -- value and type are NULL while only attributes are known; number holds
--- the value when it is a decimal number, for numeric lt/gt; writable and
--- notification are NULL while unknown.
+-- the value of an integer-typed entry (NUMERIC keeps int64 exact) and
+-- instant (unix ms) that of a dateTime-typed one, for typed lt/gt; writable
+-- and notification are NULL while unknown.
 CREATE TABLE parameters (
 	tenant       TEXT    NOT NULL,
 	device_id    TEXT    NOT NULL,
 	path         TEXT    NOT NULL,
 	value        TEXT,
 	type         TEXT,
-	number       REAL,
+	number       NUMERIC,
+	instant      INTEGER,
 	writable     INTEGER,
 	notification INTEGER,
 	updated      INTEGER NOT NULL,
 	PRIMARY KEY (tenant, device_id, path)
 ) WITHOUT ROWID;
 CREATE INDEX parameters_value  ON parameters (tenant, path, value);
-CREATE INDEX parameters_number ON parameters (tenant, path, number) WHERE number IS NOT NULL;
+CREATE INDEX parameters_number  ON parameters (tenant, path, number) WHERE number IS NOT NULL;
+CREATE INDEX parameters_instant ON parameters (tenant, path, instant) WHERE instant IS NOT NULL;
 `,
 }

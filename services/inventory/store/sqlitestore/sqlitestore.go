@@ -47,6 +47,9 @@ type Config struct {
 	// BusyTimeout bounds waits on a lock held by another process; 0
 	// means 5s.
 	BusyTimeout time.Duration
+	// Now is the clock that stamps tag changes (Device.Updated); nil
+	// means time.Now. Session diffs carry their own time.
+	Now func() time.Time
 }
 
 // Store is the SQLite store. Create it with New and call Start before use.
@@ -67,6 +70,9 @@ func New(cfg Config) *Store {
 	}
 	if cfg.BusyTimeout <= 0 {
 		cfg.BusyTimeout = 5 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	return &Store{cfg: cfg}
 }
@@ -212,45 +218,62 @@ func fromMS(v sql.NullInt64) time.Time {
 }
 
 // ApplySessionDiff implements store.Store.
-func (s *Store) ApplySessionDiff(ctx context.Context, tenant, id string, d store.Diff, fencingToken uint64) error {
+func (s *Store) ApplySessionDiff(ctx context.Context, tenant, id string, d store.Diff, fencingToken uint64) (bool, error) {
 	p, err := storekit.PlanDiff(tenant, id, d, fencingToken)
 	if err != nil {
-		return fmt.Errorf("apply diff to %s/%s: %w", tenant, id, err)
+		return false, fmt.Errorf("apply diff to %s/%s: %w", tenant, id, err)
 	}
 	w, _, err := s.pools()
 	if err != nil {
-		return fmt.Errorf("apply diff to %s/%s: %w", tenant, id, err)
+		return false, fmt.Errorf("apply diff to %s/%s: %w", tenant, id, err)
 	}
-	err = inTx(ctx, w, func(tx *sql.Tx) error { return applyPlan(ctx, tx, tenant, id, &p) })
+	var created bool
+	err = inTx(ctx, w, func(tx *sql.Tx) (err error) {
+		created, err = applyPlan(ctx, tx, tenant, id, &p)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("apply diff to %s/%s: %w", tenant, id, err)
+		return false, fmt.Errorf("apply diff to %s/%s: %w", tenant, id, err)
 	}
-	return nil
+	return created, nil
 }
 
-func applyPlan(ctx context.Context, tx *sql.Tx, tenant, id string, p *storekit.Plan) error {
-	var stored int64
-	err := tx.QueryRowContext(ctx, `SELECT fencing_token FROM devices WHERE tenant = ? AND id = ?`, tenant, id).Scan(&stored)
-	exists := err == nil
+func applyPlan(ctx context.Context, tx *sql.Tx, tenant, id string, p *storekit.Plan) (created bool, err error) {
+	var (
+		stored          int64
+		takeoverSession string
+	)
+	err = tx.QueryRowContext(ctx, `SELECT fencing_token, takeover_session FROM devices WHERE tenant = ? AND id = ?`,
+		tenant, id).Scan(&stored, &takeoverSession)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		if p.Inform == nil {
-			return store.ErrNotFound
+		if p.DeviceID == nil {
+			return false, store.ErrNotFound
 		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO devices (tenant, id, registered, updated, fencing_token) VALUES (?, ?, ?, ?, ?)`,
+			tenant, id, p.Time.UnixMilli(), p.Time.UnixMilli(), p.Token); err != nil {
+			return false, fmt.Errorf("insert device: %w", err)
+		}
+		created = true
 	case err != nil:
-		return fmt.Errorf("read fencing token: %w", err)
+		return false, fmt.Errorf("read fencing token: %w", err)
 	case p.Token < stored:
-		return store.ErrStaleFencingToken
+		return false, store.ErrStaleFencingToken
 	}
 
-	if !exists {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO devices (tenant, id, registered, fencing_token) VALUES (?, ?, ?, ?)`,
-			tenant, id, p.Time.UnixMilli(), p.Token); err != nil {
-			return fmt.Errorf("insert device: %w", err)
-		}
+	set := []string{"fencing_token = ?", "updated = ?"}
+	args := []any{p.Token, p.Time.UnixMilli()}
+	add := func(col string, v any) {
+		set = append(set, col+" = ?")
+		args = append(args, v)
 	}
-	set := []string{"fencing_token = ?"}
-	args := []any{p.Token}
+	if dev := p.DeviceID; dev != nil {
+		add("manufacturer", dev.Manufacturer)
+		add("oui_raw", dev.OUI)
+		add("oui", p.OUI)
+		add("product_class", dev.ProductClass)
+		add("serial_number", dev.SerialNumber)
+	}
 	if in := p.Inform; in != nil {
 		events := in.Events
 		if events == nil {
@@ -258,37 +281,55 @@ func applyPlan(ctx context.Context, tx *sql.Tx, tenant, id string, p *storekit.P
 		}
 		ev, err := json.Marshal(events)
 		if err != nil {
-			return fmt.Errorf("encode events: %w", err)
+			return false, fmt.Errorf("encode events: %w", err)
 		}
-		set = append(set, "manufacturer = ?", "oui_raw = ?", "oui = ?", "product_class = ?", "serial_number = ?",
-			"cr_url = ?", "last_inform = ?", "remote_ip = ?", "last_events = ?")
-		args = append(args, in.DeviceID.Manufacturer, in.DeviceID.OUI, p.OUI, in.DeviceID.ProductClass,
-			in.DeviceID.SerialNumber, in.ConnectionRequestURL, p.Time.UnixMilli(), addrText(in.RemoteIP), string(ev))
-		if in.SoftwareVersion != "" {
-			set = append(set, "software_version = ?")
-			args = append(args, in.SoftwareVersion)
-		}
-		if in.DataModelRoot != "" {
-			set = append(set, "data_model_root = ?")
-			args = append(args, in.DataModelRoot)
-		}
+		add("last_inform", p.InformTime.UnixMilli())
+		add("remote_ip", addrText(in.RemoteIP))
+		add("last_events", string(ev))
 		if p.Boot {
-			set = append(set, "last_boot = ?")
-			args = append(args, p.Time.UnixMilli())
+			add("last_boot", p.InformTime.UnixMilli())
+		}
+		if p.Bootstrap {
+			add("last_bootstrap", p.InformTime.UnixMilli())
 		}
 	}
-	if c := p.Credentials; c != nil {
-		set = append(set, "cr_username = ?", "cr_password = ?")
-		args = append(args, c.Username, c.Password)
+	for _, f := range []struct {
+		col string
+		v   *string
+	}{
+		{"data_model_root", p.Fields.DataModelRoot}, {"software_version", p.Fields.SoftwareVersion},
+		{"hardware_version", p.Fields.HardwareVersion}, {"provisioning_code", p.Fields.ProvisioningCode},
+		{"cr_url", p.Fields.ConnectionRequestURL}, {"cr_udp_address", p.Fields.UDPConnectionRequestAddress},
+		{"cr_jabber_id", p.Fields.JabberID},
+	} {
+		if f.v != nil {
+			add(f.col, *f.v)
+		}
+	}
+	if c := p.ConnectionRequestCredentials; c != nil {
+		add("cr_username", c.Username)
+		add("cr_password", c.Password)
+	}
+	if c := p.CPECredentials; c != nil {
+		add("cpe_username", c.Username)
+		add("cpe_password", c.Password)
+	}
+	if !p.FullDiscovery.IsZero() {
+		add("full_discovery", p.FullDiscovery.UnixMilli())
+	}
+	if p.Takeover && (p.SessionID == "" || p.SessionID != takeoverSession) {
+		set = append(set, "takeover_count = takeover_count + 1")
+		add("last_takeover", p.Time.UnixMilli())
+		add("takeover_session", p.SessionID)
 	}
 	args = append(args, tenant, id)
 	if _, err := tx.ExecContext(ctx, `UPDATE devices SET `+strings.Join(set, ", ")+` WHERE tenant = ? AND id = ?`, args...); err != nil {
-		return fmt.Errorf("update device: %w", err)
+		return false, fmt.Errorf("update device: %w", err)
 	}
 
 	if p.DeleteAll {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM parameters WHERE tenant = ? AND device_id = ?`, tenant, id); err != nil {
-			return fmt.Errorf("delete parameters: %w", err)
+			return false, fmt.Errorf("delete parameters: %w", err)
 		}
 	}
 	for _, pre := range p.Deletes {
@@ -296,29 +337,36 @@ func applyPlan(ctx context.Context, tx *sql.Tx, tenant, id string, p *storekit.P
 		upper, _ := storekit.UpperBound(pre)
 		if _, err := tx.ExecContext(ctx, `DELETE FROM parameters WHERE tenant = ? AND device_id = ? AND path >= ? AND path < ?`,
 			tenant, id, pre, upper); err != nil {
-			return fmt.Errorf("delete parameters under %q: %w", pre, err)
+			return false, fmt.Errorf("delete parameters under %q: %w", pre, err)
+		}
+	}
+	for _, path := range p.DeleteEntries {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM parameters WHERE tenant = ? AND device_id = ? AND path = ?`,
+			tenant, id, path); err != nil {
+			return false, fmt.Errorf("delete parameter %q: %w", path, err)
 		}
 	}
 	if len(p.Updates) > 0 {
 		if err := upsertParams(ctx, tx, tenant, id, p); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if err := changeTags(ctx, tx, tenant, id, p.AddTags, p.RemoveTags); err != nil {
-		return err
+		return false, err
 	}
-	return nil
+	return created, nil
 }
 
 // upsertSQL merges an update into an entry: NULL in value, writable or
 // notification means "unknown, keep what is stored". A known value is never
 // NULL (an empty value is the empty string), which makes COALESCE exact.
-const upsertSQL = `INSERT INTO parameters (tenant, device_id, path, value, type, number, writable, notification, updated)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+const upsertSQL = `INSERT INTO parameters (tenant, device_id, path, value, type, number, instant, writable, notification, updated)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (tenant, device_id, path) DO UPDATE SET
 	value        = COALESCE(excluded.value, parameters.value),
 	type         = CASE WHEN excluded.value IS NULL THEN parameters.type ELSE excluded.type END,
 	number       = CASE WHEN excluded.value IS NULL THEN parameters.number ELSE excluded.number END,
+	instant      = CASE WHEN excluded.value IS NULL THEN parameters.instant ELSE excluded.instant END,
 	writable     = COALESCE(excluded.writable, parameters.writable),
 	notification = COALESCE(excluded.notification, parameters.notification),
 	updated      = excluded.updated`
@@ -332,11 +380,11 @@ func upsertParams(ctx context.Context, tx *sql.Tx, tenant, id string, p *storeki
 	updated := p.Time.UnixMilli()
 	for i := range p.Updates {
 		u := &p.Updates[i]
-		var value, typ, number, writable, notification any
+		var value, typ, number, instant, writable, notification any
 		if u.HasValue {
-			value, typ = u.Value, u.Type
-			if u.IsNumber {
-				number = u.Number
+			value, typ, number = u.Value, u.Type, u.Number
+			if u.IsInstant {
+				instant = u.Instant.UnixMilli()
 			}
 		}
 		if b, known := u.Writable.Bool(); known {
@@ -345,7 +393,7 @@ func upsertParams(ctx context.Context, tx *sql.Tx, tenant, id string, p *storeki
 		if n, known := u.Notification.Value(); known {
 			notification = n
 		}
-		if _, err := stmt.ExecContext(ctx, tenant, id, u.Path, value, typ, number, writable, notification, updated); err != nil {
+		if _, err := stmt.ExecContext(ctx, tenant, id, u.Path, value, typ, number, instant, writable, notification, updated); err != nil {
 			return fmt.Errorf("upsert parameter %q: %w", u.Path, err)
 		}
 	}
@@ -402,26 +450,21 @@ func (s *Store) tagOp(ctx context.Context, tenant, id string, tags []string, add
 		return err
 	}
 	return inTx(ctx, w, func(tx *sql.Tx) error {
-		if err := existsTx(ctx, tx, tenant, id); err != nil {
-			return err
+		res, err := tx.ExecContext(ctx, `UPDATE devices SET updated = ? WHERE tenant = ? AND id = ?`,
+			storekit.Time(s.cfg.Now()).UnixMilli(), tenant, id)
+		if err != nil {
+			return fmt.Errorf("touch device: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("touch device: %w", err)
+		} else if n == 0 {
+			return store.ErrNotFound
 		}
 		if add {
 			return changeTags(ctx, tx, tenant, id, tags, nil)
 		}
 		return changeTags(ctx, tx, tenant, id, nil, tags)
 	})
-}
-
-func existsTx(ctx context.Context, tx *sql.Tx, tenant, id string) error {
-	var one int
-	err := tx.QueryRowContext(ctx, `SELECT 1 FROM devices WHERE tenant = ? AND id = ?`, tenant, id).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.ErrNotFound
-	}
-	if err != nil {
-		return fmt.Errorf("look up device: %w", err)
-	}
-	return nil
 }
 
 // Delete implements store.Store.

@@ -54,9 +54,9 @@ func TestReopenKeepsDataAndMigratesOnce(t *testing.T) {
 	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	d := store.Diff{Time: storetestTime, Inform: &store.Inform{DeviceID: devID}}
+	d := store.Diff{Time: storetestTime, DeviceID: &devID}
 	id := store.MakeID(devID)
-	if err := s.ApplySessionDiff(ctx, "default", id, d, 1); err != nil {
+	if _, err := s.ApplySessionDiff(ctx, "default", id, d, 1); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(ctx); err != nil {
