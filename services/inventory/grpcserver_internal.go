@@ -1,0 +1,169 @@
+package inventory
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
+	"github.com/fleetacs/fleetacs/services/inventory/store"
+)
+
+// internalServer implements InventoryInternalService for session workers,
+// gateways and the notifier. Tenants are always explicit here.
+type internalServer struct {
+	inventoryv1.UnimplementedInventoryInternalServiceServer
+	s *Service
+}
+
+func internalKey(tenant, key string) error {
+	if tenant == "" {
+		return invalidField("tenant", "required")
+	}
+	if key == "" {
+		return invalidField("device_key", "required")
+	}
+	return nil
+}
+
+// GetDeviceForSession implements InventoryInternalService.
+func (i *internalServer) GetDeviceForSession(ctx context.Context, req *inventoryv1.GetDeviceForSessionRequest) (*inventoryv1.GetDeviceForSessionResponse, error) {
+	if err := internalKey(req.GetTenant(), req.GetDeviceKey()); err != nil {
+		return nil, err
+	}
+	if err := i.s.checkReady(); err != nil {
+		return nil, err
+	}
+	d, err := i.s.store.Get(ctx, req.GetTenant(), req.GetDeviceKey(), readOptions(req.GetParameters()))
+	if errors.Is(err, store.ErrNotFound) {
+		return &inventoryv1.GetDeviceForSessionResponse{}, nil // a first contact
+	}
+	if err != nil {
+		return nil, i.s.storeError(ctx, "get device for session", req.GetTenant(), req.GetDeviceKey(), err)
+	}
+	return &inventoryv1.GetDeviceForSessionResponse{
+		Device:                       deviceProto(&d),
+		ConnectionRequestCredentials: credentialsProto(d.ConnectionRequestCredentials),
+		LastFencingToken:             d.FencingToken,
+	}, nil
+}
+
+// RecordSession implements InventoryInternalService.
+func (i *internalServer) RecordSession(ctx context.Context, req *inventoryv1.RecordSessionRequest) (*inventoryv1.RecordSessionResponse, error) {
+	if err := internalKey(req.GetTenant(), req.GetDeviceKey()); err != nil {
+		return nil, err
+	}
+	if req.GetFencingToken() == 0 {
+		return nil, invalidField("fencing_token", "must be greater than zero")
+	}
+	if req.GetObserveTime() == nil {
+		return nil, invalidField("observe_time", "required")
+	}
+	d, err := diffOf(req)
+	if err != nil {
+		return nil, err
+	}
+	if err := i.s.checkReady(); err != nil {
+		return nil, err
+	}
+	created, err := i.s.store.ApplySessionDiff(ctx, req.GetTenant(), req.GetDeviceKey(), d, req.GetFencingToken())
+	if err != nil {
+		return nil, i.s.storeError(ctx, "record session", req.GetTenant(), req.GetDeviceKey(), err)
+	}
+	return &inventoryv1.RecordSessionResponse{Created: created}, nil
+}
+
+// diffOf converts a RecordSessionRequest.
+func diffOf(req *inventoryv1.RecordSessionRequest) (store.Diff, error) {
+	d := store.Diff{
+		Time:                         req.GetObserveTime().AsTime(),
+		SessionID:                    req.GetSessionId(),
+		DeviceID:                     cwmpDeviceID(req.GetDeviceId()),
+		DeletePaths:                  req.GetRemovedPaths(),
+		ConnectionRequestCredentials: credentials(req.GetConnectionRequestCredentials()),
+		CPECredentials:               credentials(req.GetCpeCredentials()),
+		SessionTakeover:              req.GetSessionTakeover(),
+	}
+	if t := req.GetFullDiscoveryTime(); t != nil {
+		d.FullDiscovery = t.AsTime()
+	}
+	if in := req.GetInform(); in != nil {
+		d.Inform = &store.Inform{RemoteIP: remoteIP(in.GetRemoteIp())}
+		if t := in.GetTime(); t != nil {
+			d.Inform.Time = t.AsTime()
+		}
+		for _, e := range in.GetEvents() {
+			d.Inform.Events = append(d.Inform.Events, cwmp.Event{Code: e.GetCode(), CommandKey: e.GetCommandKey()})
+		}
+	}
+	if f := req.GetFields(); f != nil {
+		d.Fields = store.Fields{
+			DataModelRoot:               f.DataModelRoot,
+			SoftwareVersion:             f.SoftwareVersion,
+			HardwareVersion:             f.HardwareVersion,
+			ProvisioningCode:            f.ProvisioningCode,
+			ConnectionRequestURL:        f.ConnectionRequestUrl,
+			UDPConnectionRequestAddress: f.UdpConnectionRequestAddress,
+			JabberID:                    f.JabberId,
+		}
+	}
+	d.Params = make([]store.ParamUpdate, len(req.GetParameters()))
+	for n, p := range req.GetParameters() {
+		u := store.ParamUpdate{Path: p.GetPath()}
+		if p.Value != nil {
+			u.HasValue, u.Value, u.Type = true, p.GetValue(), p.GetType()
+		}
+		if p.Writable != nil {
+			u.Writable = store.TriOf(p.GetWritable())
+		}
+		if p.Notification != nil {
+			if p.GetNotification() > store.MaxNotification {
+				return store.Diff{}, invalidField("parameters.notification", "above "+strconv.Itoa(store.MaxNotification))
+			}
+			u.Notification = store.NotificationOf(int(p.GetNotification()))
+		}
+		d.Params[n] = u
+	}
+	return d, nil
+}
+
+// GetCpeCredentials implements InventoryInternalService.
+func (i *internalServer) GetCpeCredentials(ctx context.Context, req *inventoryv1.GetCpeCredentialsRequest) (*inventoryv1.GetCpeCredentialsResponse, error) {
+	if err := internalKey(req.GetTenant(), req.GetDeviceKey()); err != nil {
+		return nil, err
+	}
+	if err := i.s.checkReady(); err != nil {
+		return nil, err
+	}
+	d, err := i.s.store.Get(ctx, req.GetTenant(), req.GetDeviceKey(), store.ReadOptions{})
+	if errors.Is(err, store.ErrNotFound) {
+		return &inventoryv1.GetCpeCredentialsResponse{}, nil
+	}
+	if err != nil {
+		return nil, i.s.storeError(ctx, "get CPE credentials", req.GetTenant(), req.GetDeviceKey(), err)
+	}
+	return &inventoryv1.GetCpeCredentialsResponse{Credentials: credentialsProto(d.CPECredentials)}, nil
+}
+
+// GetConnectionRequestTarget implements InventoryInternalService.
+func (i *internalServer) GetConnectionRequestTarget(ctx context.Context, req *inventoryv1.GetConnectionRequestTargetRequest) (*inventoryv1.GetConnectionRequestTargetResponse, error) {
+	if err := internalKey(req.GetTenant(), req.GetDeviceKey()); err != nil {
+		return nil, err
+	}
+	if err := i.s.checkReady(); err != nil {
+		return nil, err
+	}
+	d, err := i.s.store.Get(ctx, req.GetTenant(), req.GetDeviceKey(), store.ReadOptions{})
+	if err != nil {
+		return nil, i.s.storeError(ctx, "get connection request target", req.GetTenant(), req.GetDeviceKey(), err)
+	}
+	dp := deviceProto(&d)
+	out := &inventoryv1.GetConnectionRequestTargetResponse{
+		ConnectionRequest: dp.GetConnectionRequest(),
+		Credentials:       credentialsProto(d.ConnectionRequestCredentials),
+		RemoteIp:          dp.GetRemoteIp(),
+		LastInformTime:    dp.GetLastInformTime(),
+	}
+	return out, nil
+}

@@ -1,0 +1,79 @@
+package inventory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	"google.golang.org/grpc"
+
+	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
+	"github.com/fleetacs/fleetacs/services/inventory/store"
+)
+
+// Service is the inventory service: the public InventoryService and the
+// InventoryInternalService over one store.
+type Service struct {
+	store  store.Store
+	logger *slog.Logger
+	// callerTenants returns the tenants the caller's credentials cover,
+	// for requests that name none.
+	callerTenants func(context.Context) []string
+	ready         atomic.Bool
+}
+
+// Options are the Service's optional dependencies.
+type Options struct {
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// CallerTenants returns the tenants the credentials of a public API
+	// call cover (set by the authentication layer). Nil means a
+	// single-tenant install: every caller covers "default" (DESIGN §3).
+	CallerTenants func(context.Context) []string
+}
+
+// DefaultTenant is the tenant of a single-tenant install.
+const DefaultTenant = "default"
+
+// New returns the service over st. It does no I/O: Run starts the store.
+func New(st store.Store, opts Options) *Service {
+	s := &Service{store: st, logger: opts.Logger, callerTenants: opts.CallerTenants}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	if s.callerTenants == nil {
+		s.callerTenants = func(context.Context) []string { return []string{DefaultTenant} }
+	}
+	return s
+}
+
+// Register registers both gRPC services on g. Calls made before Run has
+// started the store fail with UNAVAILABLE.
+func (s *Service) Register(g grpc.ServiceRegistrar) {
+	inventoryv1.RegisterInventoryServiceServer(g, &publicServer{s: s})
+	inventoryv1.RegisterInventoryInternalServiceServer(g, &internalServer{s: s})
+}
+
+// Run starts the store (connecting and migrating), serves until ctx ends,
+// then closes the store. In-flight calls are drained by the gRPC server,
+// which stops before Run's context ends in the process's shutdown order.
+func (s *Service) Run(ctx context.Context) error {
+	if err := s.store.Start(ctx); err != nil {
+		return fmt.Errorf("start inventory: %w", err)
+	}
+	s.ready.Store(true)
+	s.logger.InfoContext(ctx, "inventory store started")
+	<-ctx.Done()
+	s.ready.Store(false)
+	if err := s.store.Close(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("stop inventory: %w", err)
+	}
+	return nil
+}
+
+// Ready reports whether the store is started, for readiness probes.
+func (s *Service) Ready() bool { return s.ready.Load() }
+
+var errNotReady = errors.New("inventory store not started")
