@@ -238,4 +238,3 @@ func (p *publicServer) DeleteDevice(ctx context.Context, req *inventoryv1.Delete
 	}
 	return &inventoryv1.DeleteDeviceResponse{}, nil
 }
-
