@@ -7,8 +7,12 @@
 //	tenant, device_id the key again as plain fields, for the indexes below
 //	manufacturer, oui_raw, product_class, serial   DeviceId as reported
 //	oui               normalised OUI
-//	software_version, root, cr{url,username,password}
-//	last_inform, remote_ip, events[{code,command_key}], registered, last_boot
+//	software_version, hardware_version, provisioning_code, root
+//	cr{url,udp,jid}   connection-request targets
+//	crc{u,p}, cpec{u,p}  connection-request and CPE credentials (absent: none)
+//	last_inform, remote_ip, events[{code,command_key}], registered,
+//	last_boot, last_bootstrap, full_discovery, updated
+//	takeovers, last_takeover, takeover_session
 //	tags              array of strings
 //	fence             highest fencing token applied
 //	params            the parameter tree, below
@@ -26,7 +30,7 @@
 //	params: {"Device": {"c": {"WiFi": {"o": entry,      <- object "Device.WiFi."
 //	                                   "p": entry,      <- parameter "Device.WiFi"
 //	                                   "c": {"SSID": ...}}}}}
-//	entry:  {d: {v: value, t: type, x: value as a number, u: time},
+//	entry:  {d: {v: value, t: type, x: integer, i: instant, u: time},
 //	         w: {b: writable, u: time},
 //	         n: {i: notification, u: time}}        (absent group = unknown)
 //
@@ -53,13 +57,17 @@
 // nested in arrays, and no TTL index is used (DESIGN §4). A device seen for
 // the first time is inserted whole, as one built document.
 //
+// x holds the value of an integer-typed entry and i that of a dateTime-typed
+// one, so that Lt and Gt compare by type (see store.OpLt) with plain range
+// queries.
+//
 // The price is indexing: a value condition addresses a fixed field per path
 // ("...SoftwareVersion.p.d.v"), so it is indexed per path.
 // Config.IndexedParams lists the paths operators query (Start creates
-// {tenant, ...d.v} and {tenant, ...d.x} for each); other conditions still
-// narrow by tenant and hot fields first and scan only what remains. On real
-// MongoDB a wildcard index on params could cover every path, at a large
-// write and storage cost; it is deliberately not created.
+// {tenant, ...d.v}, {tenant, ...d.x} and {tenant, ...d.i} for each); other
+// conditions still narrow by tenant and hot fields first and scan only what
+// remains. On real MongoDB a wildcard index on params could cover every
+// path, at a large write and storage cost; it is deliberately not created.
 //
 // # Concurrency
 //
