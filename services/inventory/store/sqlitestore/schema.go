@@ -71,7 +71,10 @@ CREATE TABLE parameters (
 	updated      INTEGER NOT NULL,
 	PRIMARY KEY (tenant, device_id, path)
 ) WITHOUT ROWID;
-CREATE INDEX parameters_value  ON parameters (tenant, path, value);
+-- number and instant ride along in the value index so that the string
+-- branch of a typed lt/gt ("value < ? AND number IS NULL AND instant IS
+-- NULL") is answered from the index without a row lookup per entry.
+CREATE INDEX parameters_value  ON parameters (tenant, path, value, number, instant);
 CREATE INDEX parameters_number  ON parameters (tenant, path, number) WHERE number IS NOT NULL;
 CREATE INDEX parameters_instant ON parameters (tenant, path, instant) WHERE instant IS NOT NULL;
 `,
