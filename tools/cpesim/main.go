@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/fleetacs/fleetacs/tools/cpesim/sim"
@@ -42,6 +43,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg.RegisterFlags(fs)
 	jsonOut := fs.Bool("json", false, "print the summary as JSON")
 	maxErrors := fs.Int64("max-errors", 0, "exit with status 1 when more sessions than this failed")
+	cpuProfile := fs.String("cpuprofile", "", "write the simulator's CPU profile to this file")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: cpesim [flags]\n\nSimulates CWMP CPEs against the ACS at -url and prints a summary.\n\n")
 		fs.PrintDefaults()
@@ -56,10 +58,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "cpesim: unexpected arguments %q\n", fs.Args())
 		return exitUsage
 	}
+	// Validate what the flags say before New fills zero fields with
+	// defaults: -devices 0 is a mistake, not a request for the default.
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "cpesim: %v\n", err)
+		return exitUsage
+	}
 	s, err := sim.New(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "cpesim: %v\n", err)
 		return exitUsage
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "cpesim: %v\n", err)
+			return exitUsage
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "cpesim: start CPU profile: %v\n", err)
+			return exitUsage
+		}
+		defer pprof.StopCPUProfile()
 	}
 	sum, err := s.Run(ctx)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -37,6 +38,11 @@ type testACS struct {
 	// unavailable Informs are refused with 503 and Retry-After.
 	unavailable int
 	retryAfter  string
+	// redirect answers the first POST of a session to /acs with a 307 to
+	// /acs2 (notes §4.1).
+	redirect bool
+	// retryInform answers that many Informs with fault 8005.
+	retryInform int
 	// onInform is called with every accepted Inform.
 	onInform func(*cwmp.Inform)
 	// files serves GET and PUT below /files/.
@@ -71,6 +77,10 @@ type postInfo struct {
 }
 
 func newTestACS(t *testing.T, keyBy ConnMode) *testACS {
+	return startTestACS(t, keyBy, false)
+}
+
+func startTestACS(t *testing.T, keyBy ConnMode, tls bool) *testACS {
 	a := &testACS{t: t, keyBy: keyBy, sessions: map[string]*cwmp.Session{}, sessionNo: map[string]int{},
 		nonces: map[string]bool{}, retryAfter: "1", files: map[string][]byte{}, puts: map[string][]byte{}}
 	a.srv = httptest.NewUnstartedServer(a)
@@ -79,7 +89,14 @@ func newTestACS(t *testing.T, keyBy ConnMode) *testACS {
 			a.conns.Add(1)
 		}
 	}
-	a.srv.Start()
+	if tls {
+		// The test with an untrusted certificate makes the server log
+		// handshake errors; they are expected.
+		a.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+		a.srv.StartTLS()
+	} else {
+		a.srv.Start()
+	}
 	t.Cleanup(a.srv.Close)
 	return a
 }
@@ -129,6 +146,18 @@ func (a *testACS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	inform, isInform := (*cwmp.Inform)(nil), false
 	if env != nil {
 		inform, isInform = env.Body.(*cwmp.Inform)
+	}
+	if a.redirect && r.URL.Path == "/acs" {
+		w.Header().Set("Location", "/acs2")
+		w.WriteHeader(http.StatusTemporaryRedirect)
+		return
+	}
+	if isInform && a.retryInform > 0 {
+		a.retryInform--
+		out, _ := cwmp.Encode(&cwmp.Envelope{Namespace: env.Namespace, Version: env.Version, Header: env.Header,
+			Body: cwmp.NewFault(cwmp.FaultRetryRequest)})
+		w.Write(out)
+		return
 	}
 	if isInform && a.unavailable > 0 {
 		a.unavailable--

@@ -263,8 +263,8 @@ func (c *Config) Validate() error {
 		return errors.New("config rate: must not be negative")
 	case c.Concurrency < 1:
 		return errors.New("config concurrency: need at least 1")
-	case c.TimeScale < 0:
-		return errors.New("config time-scale: must not be negative")
+	case c.TimeScale <= 0:
+		return errors.New("config time-scale: must be positive")
 	case c.RetryMultiplier < 1:
 		return errors.New("config retry-multiplier: must be at least 1")
 	}

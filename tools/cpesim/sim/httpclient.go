@@ -202,6 +202,9 @@ func (c *client) dial(ctx context.Context, t *target, localIP net.IP) (*conn, er
 
 // request is one POST.
 type request struct {
+	// target names the URL; the connection may have been dialed for
+	// another path on the same host (a redirect).
+	target        *target
 	body          []byte // encoded envelope; empty for the empty POST
 	gzip          bool   // body is gzip-compressed
 	cookie        string // Cookie header value
@@ -237,9 +240,9 @@ func (c *client) roundTrip(ctx context.Context, cn *conn, req *request, buf *byt
 
 	w := cn.bw
 	w.WriteString("POST ")
-	w.WriteString(cn.target.requestURI)
+	w.WriteString(req.target.requestURI)
 	w.WriteString(" HTTP/1.1\r\nHost: ")
-	w.WriteString(cn.target.host)
+	w.WriteString(req.target.host)
 	w.WriteString("\r\nUser-Agent: fleetacs-cpesim\r\nContent-Length: ")
 	w.WriteString(strconv.Itoa(len(req.body)))
 	if len(req.body) > 0 {

@@ -148,6 +148,10 @@ func (s *Simulator) runSession(ctx context.Context, d *Device, intended time.Tim
 	case errors.As(err, &serr) && serr.kind == "http_503":
 		report.Kind, report.Err = serr.kind, err
 		s.stats.shed.Add(1)
+	case errors.As(err, &serr) && serr.kind == "canceled":
+		// The run was stopped under it: not the ACS's failure.
+		report.Kind, report.Err = serr.kind, err
+		s.stats.canceled.Add(1)
 	default:
 		report.Kind, report.Err = "protocol", err
 		if errors.As(err, &serr) {
@@ -474,7 +478,7 @@ func (ss *session) post(body []byte) (*response, error) {
 	d := ss.d
 	answered := false
 	for {
-		req := request{body: body, close: cfg.ConnMode == ConnNewConn}
+		req := request{target: ss.t, body: body, close: cfg.ConnMode == ConnNewConn}
 		if cfg.Gzip && len(body) > 0 {
 			if err := gzipBody(&ss.bufs.gz, body); err != nil {
 				return nil, failf("encode", "%w", err)
@@ -514,7 +518,7 @@ func (ss *session) post(body []byte) (*response, error) {
 			continue
 		case resp.status >= 300 && resp.status < 400 && resp.status != http.StatusNotModified:
 			loc := resp.header.Get("Location")
-			if loc == "" || ss.exchanges > 1 || ss.redirects >= maxRedirects {
+			if loc == "" || ss.ns != "" || ss.redirects >= maxRedirects {
 				return resp, nil
 			}
 			t, err := ss.t.resolve(loc)
@@ -567,7 +571,12 @@ func (ss *session) acquireConn(fresh bool) (*conn, error) {
 	c := ss.sim.client
 	mode := ss.sim.cfg.ConnMode
 	if mode == ConnKeepAlive && ss.cn != nil && !fresh {
-		return ss.cn, nil
+		if ss.cn.target.addr == ss.t.addr && ss.cn.target.tls == ss.t.tls {
+			return ss.cn, nil
+		}
+		// Redirected to another server: this connection cannot follow.
+		ss.putIdle(ss.cn)
+		ss.cn = nil
 	}
 	var cn *conn
 	if mode != ConnNewConn && !fresh {

@@ -13,8 +13,10 @@ const EnvSharedDir = "FLEETACS_SHARED_DIR"
 
 // FindSharedDir locates the project's shared/ directory: $FLEETACS_SHARED_DIR
 // when set, else the "shared" directory beside the repository root, the
-// first directory holding go.work at or above start (the working directory
-// when start is ""). The result holds tr069/.
+// first directory holding go.work at or above start. An empty start tries
+// the working directory, then the executable's directory (a cpesim built
+// into the repository's bin/ finds it from anywhere). The result holds
+// tr069/.
 func FindSharedDir(start string) (string, error) {
 	if d := os.Getenv(EnvSharedDir); d != "" {
 		if err := checkShared(d); err != nil {
@@ -22,13 +24,26 @@ func FindSharedDir(start string) (string, error) {
 		}
 		return d, nil
 	}
-	if start == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			return "", fmt.Errorf("find shared dir: %w", err)
-		}
-		start = wd
+	if start != "" {
+		return findSharedFrom(start)
 	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("find shared dir: %w", err)
+	}
+	dir, err := findSharedFrom(wd)
+	if err == nil {
+		return dir, nil
+	}
+	if exe, xerr := os.Executable(); xerr == nil {
+		if dir, xerr := findSharedFrom(filepath.Dir(exe)); xerr == nil {
+			return dir, nil
+		}
+	}
+	return "", err
+}
+
+func findSharedFrom(start string) (string, error) {
 	dir, err := filepath.Abs(start)
 	if err != nil {
 		return "", fmt.Errorf("find shared dir: %w", err)

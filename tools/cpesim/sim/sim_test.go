@@ -6,6 +6,7 @@ import (
 	"net"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -720,4 +721,85 @@ func TestSummaryJSON(t *testing.T) {
 	if lat["count"] != 5.0 || lat["p99_ms"].(float64) <= 0 || lat["max_ms"].(float64) < lat["p50_ms"].(float64) {
 		t.Errorf("session latency %v", lat)
 	}
+}
+
+// TestRedirectRetryAndTLS: the first POST is redirected (for this session
+// only), the Inform is resent after fault 8005, and the ACS speaks HTTPS.
+func TestRedirectRetryAndTLS(t *testing.T) {
+	acs := startTestACS(t, ConnCookie, true)
+	acs.redirect = true
+	acs.retryInform = 1
+	acs.plan = func(inf *cwmp.Inform, n int) []cwmp.Message { return msgs(gpv("Device.DeviceInfo.UpTime")) }
+	cfg := testConfig(t, acs)
+	cfg.BootStorm = false
+	cfg.Sessions = 2
+	cfg.InsecureSkipVerify = true
+	_, sum := runSim(t, cfg)
+	if !strings.HasPrefix(cfg.URL, "https://") || sum.SessionsOK != 2 || sum.Redirects != 2 || sum.Retries != 1 || sum.HTTPStatus[307] != 2 {
+		t.Errorf("summary: ok %d redirects %d retries %d statuses %v errors %v", sum.SessionsOK, sum.Redirects, sum.Retries, sum.HTTPStatus, sum.Errors)
+	}
+	informs, done, _, _ := acs.snapshot()
+	if len(informs) != 2 || len(done) != 2 || done[0].Fault != nil {
+		t.Errorf("informs %d, requests done %d", len(informs), len(done))
+	}
+
+	// Without InsecureSkipVerify the test server's certificate is refused.
+	cfg.InsecureSkipVerify = false
+	cfg.Sessions = 1
+	_, sum = runSim(t, cfg)
+	if sum.SessionsFailed != 1 || sum.Errors["io"]+sum.Errors["connect"] != 1 {
+		t.Errorf("untrusted certificate: failed %d errors %v", sum.SessionsFailed, sum.Errors)
+	}
+}
+
+// TestCancelMidRun: ending the context stops the run; sessions cut short
+// are counted as canceled, not failed.
+func TestCancelMidRun(t *testing.T) {
+	acs := newTestACS(t, ConnCookie)
+	cfg := testConfig(t, acs)
+	cfg.BootStorm = false
+	cfg.Devices = 4
+	started := make(chan struct{})
+	var once sync.Once
+	cfg.OnSession = func(SessionReport) { once.Do(func() { close(started) }) }
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	result := make(chan Summary, 1)
+	go func() {
+		sum, _ := s.Run(ctx)
+		result <- sum
+	}()
+	waitFor(t, started)
+	cancel()
+	sum := waitFor(t, result)
+	if sum.SessionsOK == 0 || sum.SessionsFailed != 0 || sum.SessionsStarted != sum.SessionsOK+sum.SessionsCanceled {
+		t.Errorf("summary: started %d ok %d failed %d canceled %d errors %v", sum.SessionsStarted, sum.SessionsOK,
+			sum.SessionsFailed, sum.SessionsCanceled, sum.Errors)
+	}
+	if _, err := s.Run(context.Background()); err == nil {
+		t.Error("a simulator ran twice")
+	}
+}
+
+// BenchmarkSessions measures whole minimal sessions (Inform, InformResponse,
+// empty POST, 204) against the in-test ACS; the simulator's own share of
+// the CPU is what cpesim -cpuprofile shows against a separate ACS.
+func BenchmarkSessions(b *testing.B) {
+	acs := newTestACS(&testing.T{}, ConnCookie)
+	defer acs.srv.Close()
+	cfg := Config{URL: acs.url(), SharedDir: sharedDir(b), Devices: 100, Sessions: b.N, Concurrency: 8, Timeout: 5 * time.Second}
+	s, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	sum, err := s.Run(context.Background())
+	if err != nil || sum.SessionsOK != int64(b.N) {
+		b.Fatalf("run: %v, %+v", err, sum)
+	}
+	b.ReportMetric(float64(sum.SessionsOK)/sum.Elapsed.Seconds(), "sessions/s")
 }

@@ -120,6 +120,7 @@ func (l Latency) MarshalJSON() ([]byte, error) {
 // stats collects what a run does.
 type stats struct {
 	started, ok, failed, shed atomic.Int64
+	canceled                  atomic.Int64
 	retries, authChallenges   atomic.Int64
 	redirects, late           atomic.Int64
 	transfers                 atomic.Int64
@@ -158,12 +159,14 @@ type Summary struct {
 	Model   DataModel
 	// Elapsed is the wall time of the run.
 	Elapsed time.Duration
-	// Sessions started, ended normally, failed, and refused with 503
-	// (shed, not counted as failed).
-	SessionsStarted int64
-	SessionsOK      int64
-	SessionsFailed  int64
-	SessionsShed    int64
+	// Sessions started, ended normally, failed, refused with 503 (shed,
+	// not counted as failed) and cut short by the end of the run
+	// (canceled, not counted as failed either).
+	SessionsStarted  int64
+	SessionsOK       int64
+	SessionsFailed   int64
+	SessionsShed     int64
+	SessionsCanceled int64
 	// SessionsPerSecond is SessionsOK over Elapsed.
 	SessionsPerSecond float64
 	// SessionLatency covers whole sessions (from the intended start in an
@@ -216,6 +219,7 @@ func (s *stats) summary(devices int, model DataModel, elapsed time.Duration) Sum
 		SessionsOK:         s.ok.Load(),
 		SessionsFailed:     s.failed.Load(),
 		SessionsShed:       s.shed.Load(),
+		SessionsCanceled:   s.canceled.Load(),
 		SessionLatency:     s.session.summary(),
 		ExchangeLatency:    s.exchange.summary(),
 		HTTPStatus:         map[int]int64{},
@@ -269,6 +273,7 @@ func (s Summary) MarshalJSON() ([]byte, error) {
 		SessionsOK         int64            `json:"sessions_ok"`
 		SessionsFailed     int64            `json:"sessions_failed"`
 		SessionsShed       int64            `json:"sessions_shed"`
+		SessionsCanceled   int64            `json:"sessions_canceled"`
 		SessionsPerSecond  float64          `json:"sessions_per_s"`
 		SessionLatency     Latency          `json:"session_latency"`
 		ExchangeLatency    Latency          `json:"exchange_latency"`
@@ -289,7 +294,7 @@ func (s Summary) MarshalJSON() ([]byte, error) {
 		ConnReqRejected    int64            `json:"conn_req_rejected"`
 	}{
 		s.Devices, s.Model, s.Elapsed.Seconds(), s.SessionsStarted, s.SessionsOK, s.SessionsFailed,
-		s.SessionsShed, s.SessionsPerSecond, s.SessionLatency, s.ExchangeLatency, status, s.HTTP503,
+		s.SessionsShed, s.SessionsCanceled, s.SessionsPerSecond, s.SessionLatency, s.ExchangeLatency, status, s.HTTP503,
 		s.Retries, s.RetryAfterWait.Seconds(), s.AuthChallenges, s.Redirects, s.LateStarts, s.Errors,
 		s.Requests, s.Faults, s.Events, s.TransfersCompleted, s.ConnReqReceived, s.ConnReqAccepted,
 		s.ConnReqRejected,
@@ -299,8 +304,8 @@ func (s Summary) MarshalJSON() ([]byte, error) {
 // WriteText prints the summary for people.
 func (s *Summary) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "devices %d (%s), elapsed %.2fs\n", s.Devices, s.Model, s.Elapsed.Seconds())
-	fmt.Fprintf(w, "sessions: started %d, ok %d, failed %d, shed (503) %d; %.1f sessions/s\n",
-		s.SessionsStarted, s.SessionsOK, s.SessionsFailed, s.SessionsShed, s.SessionsPerSecond)
+	fmt.Fprintf(w, "sessions: started %d, ok %d, failed %d, shed (503) %d, canceled %d; %.1f sessions/s\n",
+		s.SessionsStarted, s.SessionsOK, s.SessionsFailed, s.SessionsShed, s.SessionsCanceled, s.SessionsPerSecond)
 	lat := func(name string, l Latency) {
 		fmt.Fprintf(w, "%s latency (n=%d): p50 %v, p90 %v, p99 %v, max %v, mean %v\n",
 			name, l.Count, l.P50, l.P90, l.P99, l.Max, l.Mean)
