@@ -81,6 +81,8 @@ package mongostore
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -255,10 +257,15 @@ func ensureIndexes(ctx context.Context, coll *mongo.Collection, params []string)
 		byTenant("tenant_tags", "tags", "device_id"),
 	}
 	for _, p := range params {
+		// Paths can be long and hold any character; index names are
+		// better short and plain (older servers cap namespace plus name
+		// at 127 bytes), so they carry a hash of the path.
+		sum := sha256.Sum256([]byte(p))
+		h := hex.EncodeToString(sum[:8])
 		models = append(models,
-			byTenant("param_v:"+p, valueField(p)),
-			byTenant("param_x:"+p, typedField(p, fieldNumber)),
-			byTenant("param_i:"+p, typedField(p, fieldInstant)))
+			byTenant("param_v_"+h, valueField(p)),
+			byTenant("param_x_"+h, typedField(p, fieldNumber)),
+			byTenant("param_i_"+h, typedField(p, fieldInstant)))
 	}
 	if _, err := coll.Indexes().CreateMany(ctx, models); err != nil {
 		return fmt.Errorf("create indexes: %w", err)
