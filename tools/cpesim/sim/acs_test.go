@@ -33,8 +33,10 @@ type testACS struct {
 	plan func(inf *cwmp.Inform, n int) []cwmp.Message
 	// hold sends InformResponses with HoldRequests=true.
 	hold bool
-	// user and pass, when user is set, make the ACS demand Digest.
+	// user and pass, when user is set, make the ACS demand Digest, or
+	// Basic when basic is set.
 	user, pass string
+	basic      bool
 	// unavailable Informs are refused with 503 and Retry-After.
 	unavailable int
 	retryAfter  string
@@ -132,6 +134,11 @@ func (a *testACS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.posts = append(a.posts, postInfo{remote: r.RemoteAddr, cookie: cookie, authz: r.Header.Get("Authorization") != "", gzip: gz, empty: len(body) == 0})
 	if a.user != "" && !a.authorized(r) {
 		a.challenges.Add(1)
+		if a.basic {
+			w.Header().Set("WWW-Authenticate", `Basic realm="testacs"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
 		nonce := strconv.Itoa(len(a.nonces) + 1)
 		a.nonces[nonce] = true
 		w.Header().Set("WWW-Authenticate", `Digest realm="testacs", qop="auth", nonce="`+nonce+`", opaque="op"`)
@@ -249,6 +256,10 @@ func (a *testACS) serveFile(w http.ResponseWriter, r *http.Request) {
 // authorized checks Digest credentials with its own RFC 2617 arithmetic,
 // independent of the simulator's.
 func (a *testACS) authorized(r *http.Request) bool {
+	if a.basic {
+		u, p, ok := r.BasicAuth()
+		return ok && u == a.user && p == a.pass
+	}
 	h := r.Header.Get("Authorization")
 	rest, ok := strings.CutPrefix(h, "Digest ")
 	if !ok {

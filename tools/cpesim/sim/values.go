@@ -42,7 +42,7 @@ type templateSettings struct {
 
 // preferredEnums are picked, in this order, when a string enumeration has
 // no default: a simulated device is up and running.
-var preferredEnums = []string{"Up", "Enabled", "Connected", "Active", "Complete", "None", "Disabled"}
+var preferredEnums = []string{"Up", "Enabled", "Connected", "Active", "Synchronized", "Complete", "None", "Disabled"}
 
 // initParam sets a parameter's template value, generator and dynamic kind
 // from its name, its object and its syntax. The rules are heuristics that
@@ -144,7 +144,7 @@ func initParam(n *node, ts *templateSettings) {
 		if pd.HasDefault && (pd.Default == "true" || pd.Default == "false") {
 			n.value = pd.Default
 		}
-		if name == "Enable" || strings.HasSuffix(name, "Enable") && !pd.HasDefault {
+		if name == "Enable" || name == "Active" || strings.HasSuffix(name, "Enable") && !pd.HasDefault {
 			n.value = "true"
 		}
 	case "xsd:unsignedInt", "xsd:unsignedLong", "xsd:int", "xsd:long":
@@ -205,7 +205,9 @@ func stringValue(n *node) string {
 	name := pd.Name
 	var v string
 	switch {
-	case pd.HasDefault && validForParam(pd, pd.Default):
+	case pd.HasDefault && validForParam(pd, pd.Default) && !(name == "Status" && len(pd.Enum) > 0):
+		// A Status default describes a new object; a running device's
+		// objects are up (next case).
 		v = pd.Default
 	case len(pd.Enum) > 0 && !pd.List:
 		v = pd.Enum[0]
@@ -215,7 +217,7 @@ func stringValue(n *node) string {
 				break
 			}
 		}
-	case pd.DataType == "MACAddress" || strings.HasSuffix(name, "MACAddress") || name == "BSSID":
+	case !pd.List && (pd.DataType == "MACAddress" || strings.HasSuffix(name, "MACAddress") || name == "BSSID"):
 		n.gen = genMAC
 		return ""
 	case name == "SSID":
@@ -235,13 +237,11 @@ func stringValue(n *node) string {
 	case name == "Alias":
 		v = "cpe-" + strconv.FormatUint(uint64(max(n.inst, 1)), 10)
 	case name == "Name" && n.inst > 0:
-		v = strings.ToLower(lastSegment(n.parent.obj.Path))
-		if len(v) > 4 {
-			v = v[:4]
-		}
-		v += strconv.FormatUint(uint64(n.inst-1), 10)
-	case name == "HostName":
+		v = interfaceName(n.parent.obj.Path) + strconv.FormatUint(uint64(n.inst-1), 10)
+	case name == "HostName" && n.inst > 0:
 		v = "host-" + strconv.FormatUint(uint64(n.inst), 10)
+	case name == "HostName":
+		v = "gateway"
 	case name == "Channel" || name == "PossibleChannels":
 		v = ""
 	}
@@ -269,8 +269,37 @@ func lanHost(n *node) int {
 	return 1
 }
 
+// numberHints are plausible values for common numeric parameters that
+// have no default, used when the parameter's range allows them.
+var numberHints = map[string]int64{
+	"Total": 262144, "Free": 131072, "TotalPersistent": 65536, "FreePersistent": 32768,
+	"CPUUsage": 7, "MaxBitRate": 1000, "CurrentBitRate": 1000, "MaxTCPWindowSize": 65535,
+	"LeaseTime": 86400, "MaxMTUSize": 1500, "Channel": 6, "TransmitPower": 100,
+	"CWMPRetryMinimumWaitInterval": 5, "CWMPRetryIntervalMultiplier": 2000,
+}
+
+// interfaceName is the prefix of a generated interface Name: eth0, wl1, ...
+func interfaceName(objPath string) string {
+	for _, m := range []struct{ part, name string }{
+		{"Ethernet.", "eth"}, {"LANEthernet", "eth"}, {"WiFi.Radio.", "radio"}, {"WiFi.SSID.", "wl"},
+		{"WiFi.AccessPoint.", "ap"}, {"WLANConfiguration.", "wl"}, {"IP.Interface.", "ip"},
+	} {
+		if strings.Contains(objPath, m.part) {
+			return m.name
+		}
+	}
+	v := strings.ToLower(lastSegment(objPath))
+	if len(v) > 4 {
+		v = v[:4]
+	}
+	return v
+}
+
 func numberValue(pd *ParamDef) string {
 	var v int64
+	if h, ok := numberHints[pd.Name]; ok && !pd.HasDefault {
+		v = h
+	}
 	if pd.HasDefault {
 		if d, err := strconv.ParseInt(pd.Default, 10, 64); err == nil {
 			v = d
