@@ -33,6 +33,8 @@ type Simulator struct {
 	// budget is the number of sessions left to start.
 	budget atomic.Int64
 	ran    atomic.Bool
+	// started is when Run began (Unix nanoseconds), for Snapshot.
+	started atomic.Int64
 
 	rngMu sync.Mutex
 	rng   *rand.Rand
@@ -199,7 +201,11 @@ func (s *Simulator) newDevice(i int, vendors []vendor, now time.Time) *Device {
 func (s *Simulator) Devices() []*Device { return s.devices }
 
 // Snapshot summarises the run so far; it may be called while Run runs.
-func (s *Simulator) Snapshot(elapsed time.Duration) Summary {
+func (s *Simulator) Snapshot() Summary {
+	var elapsed time.Duration
+	if st := s.started.Load(); st != 0 {
+		elapsed = time.Since(time.Unix(0, st))
+	}
 	return s.stats.summary(len(s.devices), s.cfg.Model, elapsed)
 }
 
@@ -240,6 +246,7 @@ func (s *Simulator) Run(ctx context.Context) (Summary, error) {
 	}
 	cfg := &s.cfg
 	start := time.Now()
+	s.started.Store(start.UnixNano())
 	if cfg.Sessions > 0 {
 		s.budget.Store(int64(cfg.Sessions))
 	} else {

@@ -543,7 +543,7 @@ func (ss *session) exchange(req *request) (*response, error) {
 	for attempt := 0; ; attempt++ {
 		cn, err := ss.acquireConn(attempt > 0)
 		if err != nil {
-			return nil, classifyNetErr(err)
+			return nil, ss.classify(err)
 		}
 		start := time.Now()
 		resp, err := ss.sim.client.roundTrip(ss.ctx, cn, req, &ss.bufs.body)
@@ -552,10 +552,10 @@ func (ss *session) exchange(req *request) (*response, error) {
 			if ss.cn == cn {
 				ss.cn = nil
 			}
-			if errors.Is(err, errNoResponse) && attempt == 0 {
+			if errors.Is(err, errNoResponse) && attempt == 0 && ss.ctx.Err() == nil {
 				continue // a stale keep-alive connection: once more on a new one
 			}
-			return nil, classifyNetErr(err)
+			return nil, ss.classify(err)
 		}
 		st.exchange.record(time.Since(start))
 		cn.reused = true
@@ -674,6 +674,16 @@ func (ss *session) storeCookies(h http.Header) {
 			ss.cookies = append(ss.cookies, cookie{c.Name, c.Value})
 		}
 	}
+}
+
+// classify turns a transport error into a session error kind. Any error
+// once the run's context ended is a cancellation: ending the context
+// expires the connection's deadline, which looks like a timeout.
+func (ss *session) classify(err error) error {
+	if ss.ctx.Err() != nil {
+		return &sessionError{kind: "canceled", err: err}
+	}
+	return classifyNetErr(err)
 }
 
 // classifyNetErr turns a transport error into a session error kind.

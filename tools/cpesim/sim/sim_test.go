@@ -783,6 +783,9 @@ func TestCancelMidRun(t *testing.T) {
 		result <- sum
 	}()
 	waitFor(t, started)
+	if snap := s.Snapshot(); snap.SessionsOK < 1 || snap.Elapsed <= 0 {
+		t.Errorf("snapshot during the run: ok %d elapsed %v", snap.SessionsOK, snap.Elapsed)
+	}
 	cancel()
 	sum := waitFor(t, result)
 	if sum.SessionsOK == 0 || sum.SessionsFailed != 0 || sum.SessionsStarted != sum.SessionsOK+sum.SessionsCanceled {
