@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"slices"
@@ -39,6 +40,8 @@ type options struct {
 
 	NATSURL  string
 	NATSPort int
+
+	Pprof bool
 }
 
 func (o *options) RegisterFlags(fs *flag.FlagSet) {
@@ -48,13 +51,14 @@ func (o *options) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.DataDir, "data-dir", "./data", "directory of the embedded stores (SQLite files, NATS JetStream)")
 	fs.StringVar(&o.GRPCAddr, "server.grpc-addr", ":9300", "listen address of the process's gRPC server (internal and public APIs)")
 	fs.DurationVar(&o.StopTimeout, "server.stop-timeout", 45*time.Second, "how long each service may take to stop on shutdown (at least the gateway's drain grace plus its shutdown timeout)")
+	fs.BoolVar(&o.Pprof, "server.pprof", false, "serve Go's /debug/pprof/ profiles on the admin listener")
 	fs.StringVar(&o.RedisAddr, "redis.addr", "", "Redis host:port for session routing, device leases and checkpoints (empty: in memory, one process only)")
 	fs.IntVar(&o.RedisDB, "redis.db", 0, "Redis database number")
 	fs.StringVar(&o.RedisPassword, "redis.password", "", "Redis password")
 	fs.StringVar(&o.RedisPrefix, "redis.prefix", "fleetacs", "prefix of every Redis key (several installs can share one Redis)")
 	fs.StringVar(&o.InventoryAddr, "client.inventory-addr", "", "host:port of the inventory gRPC API (empty: this process's own, when it runs inventory)")
 	fs.StringVar(&o.NATSURL, "nats.url", "", "NATS server URL (empty with target all: an embedded NATS server with JetStream)")
-	fs.IntVar(&o.NATSPort, "nats.embedded-port", 4222, "client port of the embedded NATS server on 127.0.0.1 (-1: any free port)")
+	fs.IntVar(&o.NATSPort, "nats.embedded-port", -1, "client port of the embedded NATS server on 127.0.0.1 (-1: any free port, logged at start)")
 }
 
 // module is one target: a service or a shared part that services depend on.
@@ -77,6 +81,8 @@ type app struct {
 	cfg       serviceConfigs
 	shared    shared
 	chosen    map[string]bool
+	// flagSet names the flags given on the command line or by environment.
+	flagSet map[string]bool
 }
 
 // selected reports whether a module runs in this process.
@@ -179,6 +185,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 		fmt.Fprintf(stderr, "fleetacs: %v\n", err)
 		return 2
 	}
+	a.flagSet = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { a.flagSet[f.Name] = true })
 	targets := fs.Args()
 	if len(targets) == 0 {
 		fmt.Fprintf(stderr, "fleetacs: name at least one target\n\n")
@@ -216,10 +224,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 	group := lifecycle.NewGroup(logger, a.opts.StopTimeout)
 	// The admin server starts first and stops last, so probes answer
 	// while the rest drains.
-	group.Add("admin", &lifecycle.AdminServer{
-		Addr: a.opts.HTTPAddr, Health: a.health, Logger: logger,
-		Handlers: map[string]http.Handler{"/metrics": tp.MetricsHandler},
-	})
+	handlers := map[string]http.Handler{"/metrics": tp.MetricsHandler}
+	if a.opts.Pprof {
+		handlers["/debug/pprof/"] = http.HandlerFunc(pprof.Index)
+		handlers["/debug/pprof/profile"] = http.HandlerFunc(pprof.Profile)
+		handlers["/debug/pprof/trace"] = http.HandlerFunc(pprof.Trace)
+		handlers["/debug/pprof/symbol"] = http.HandlerFunc(pprof.Symbol)
+	}
+	group.Add("admin", &lifecycle.AdminServer{Addr: a.opts.HTTPAddr, Health: a.health, Logger: logger, Handlers: handlers})
 	for _, m := range order {
 		svc, err := m.build(a)
 		if err != nil {

@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
@@ -19,6 +21,7 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/natsembed"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
 	"github.com/fleetacs/fleetacs/services/gateway"
+	"github.com/fleetacs/fleetacs/services/inventory"
 	"github.com/fleetacs/fleetacs/services/sessions"
 	"github.com/redis/go-redis/v9"
 )
@@ -27,15 +30,16 @@ import (
 // Shared parts (the gRPC server, the affinity store, the inventory client,
 // the embedded NATS server) are pulled in as dependencies.
 func init() {
-	runnable = []string{"sessions", "gateway"}
+	runnable = []string{"inventory", "sessions", "gateway"}
 }
 
 // serviceConfigs are the configurations of every service, registered on the
 // one flag set whatever the targets, so that help and environment handling
 // do not depend on the command line.
 type serviceConfigs struct {
-	gateway  gateway.Config
-	sessions sessions.Config
+	gateway   gateway.Config
+	sessions  sessions.Config
+	inventory inventory.Config
 }
 
 // shared are the parts several modules use; each is built once, by its
@@ -51,6 +55,7 @@ type shared struct {
 func registerServiceFlags(a *app, fs *flag.FlagSet) {
 	a.cfg.gateway.RegisterFlags(fs)
 	a.cfg.sessions.RegisterFlags(fs)
+	a.cfg.inventory.RegisterFlags(fs)
 }
 
 func modules() []*module {
@@ -59,6 +64,10 @@ func modules() []*module {
 		{name: "affinity", doc: "session routing and device leases: Redis, or in memory for one process", build: buildAffinity},
 		{name: "inventory-client", doc: "connection to the inventory's gRPC API", build: buildInventoryClient},
 		{name: "nats", doc: "embedded NATS server with JetStream", build: buildNATS},
+		{
+			name: "inventory", doc: "devices and their parameter trees (SQLite embedded, or MongoDB), gRPC inventory API",
+			deps: []string{"grpc-server"}, build: buildInventory,
+		},
 		{
 			name: "sessions", doc: "session workers: run CWMP sessions for the gateways",
 			deps: []string{"grpc-server", "affinity", "inventory-client"}, build: buildSessions,
@@ -174,6 +183,26 @@ func buildNATS(a *app) (lifecycle.Service, error) {
 		}()
 		return s.Run(ctx)
 	}), nil
+}
+
+func buildInventory(a *app) (lifecycle.Service, error) {
+	cfg := a.cfg.inventory
+	if cfg.Store == inventory.StoreSQLite && !a.flagSet["inventory.sqlite-path"] {
+		cfg.SQLitePath = a.dataPath("inventory.db")
+	}
+	if cfg.Store == inventory.StoreSQLite {
+		if err := os.MkdirAll(filepath.Dir(cfg.SQLitePath), 0o750); err != nil {
+			return nil, fmt.Errorf("create inventory directory: %w", err)
+		}
+	}
+	st, err := cfg.NewStore()
+	if err != nil {
+		return nil, fmt.Errorf("inventory config: %w", err)
+	}
+	svc := inventory.New(st, inventory.Options{Logger: a.logger.With("component", "inventory")})
+	svc.Register(a.shared.grpcServer)
+	a.shared.grpcHealth.SetServingStatus("fleetacs.inventory.v1.InventoryService", healthpb.HealthCheckResponse_SERVING)
+	return svc, nil
 }
 
 func buildSessions(a *app) (lifecycle.Service, error) {
