@@ -10,6 +10,7 @@ replace (
 	github.com/fleetacs/fleetacs/services/notifier => ../../services/notifier
 	github.com/fleetacs/fleetacs/services/sessions => ../../services/sessions
 	github.com/fleetacs/fleetacs/services/tasks => ../../services/tasks
+	github.com/fleetacs/fleetacs/tools/cpesim => ../../tools/cpesim
 )
 
 require (
@@ -18,6 +19,7 @@ require (
 	github.com/fleetacs/fleetacs/services/gateway v0.0.0-00010101000000-000000000000
 	github.com/fleetacs/fleetacs/services/inventory v0.0.0-00010101000000-000000000000
 	github.com/fleetacs/fleetacs/services/sessions v0.0.0-00010101000000-000000000000
+	github.com/fleetacs/fleetacs/tools/cpesim v0.0.0-00010101000000-000000000000
 	github.com/redis/go-redis/v9 v9.23.0
 	go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc v0.72.0
 	google.golang.org/grpc v1.85.0

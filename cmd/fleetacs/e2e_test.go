@@ -1,0 +1,331 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/fleetacs/fleetacs/pkg/affinity"
+	"github.com/fleetacs/fleetacs/pkg/testenv"
+	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
+	"github.com/fleetacs/fleetacs/tools/cpesim/sim"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// proc is one fleetacs process of the end-to-end test.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+	err  error
+}
+
+func (p *proc) tail(n int) string {
+	b, _ := os.ReadFile(p.log)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// cluster starts fleetacs processes and stops them at cleanup.
+type cluster struct {
+	t     *testing.T
+	bin   string
+	dir   string
+	mu    sync.Mutex
+	procs []*proc
+}
+
+func (c *cluster) start(name string, args ...string) *proc {
+	c.t.Helper()
+	logPath := filepath.Join(c.dir, name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cmd := exec.Command(c.bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Dir = c.dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		c.t.Fatalf("start %s: %v", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); f.Close(); close(p.done) }()
+	c.mu.Lock()
+	c.procs = append(c.procs, p)
+	c.mu.Unlock()
+	return p
+}
+
+func (c *cluster) stopAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.procs {
+		select {
+		case <-p.done:
+			continue
+		default:
+		}
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(20 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	}
+}
+
+// checkAlive fails the test with the process's log when it exited.
+func (c *cluster) checkAlive(p *proc) error {
+	select {
+	case <-p.done:
+		return fmt.Errorf("%s exited (%v):\n%s", p.name, p.err, p.tail(30))
+	default:
+		return nil
+	}
+}
+
+func buildFleetacs(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "fleetacs")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build fleetacs: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func grpcServing(addr string) error {
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		return err
+	}
+	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		return fmt.Errorf("%s: %s", addr, resp.GetStatus())
+	}
+	return nil
+}
+
+func httpReady(url string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return nil
+}
+
+// TestEndToEndDistributed runs inventory (on the MongoDB-wire server), two
+// session workers and two gateways as separate processes sharing Redis,
+// drives 1,000 simulated CPEs through both gateways, kills one worker in the
+// middle of the run, and checks that every device is recorded in inventory,
+// no session is left open and no 5xx other than 503 reached a CPE (DESIGN
+// §7, issue 3 item 8).
+func TestEndToEndDistributed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end run of five processes; make test runs it")
+	}
+	const devicesPerGateway = 500
+	redisAddr, redisDB := testenv.RedisDB(t)
+	mongoURI, mongoDB := testenv.MongoURI(t), testenv.MongoDatabase(t)
+	shared := testenv.SharedDir(t)
+	c := &cluster{t: t, bin: buildFleetacs(t), dir: t.TempDir()}
+	t.Cleanup(c.stopAll)
+
+	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) }
+	invAddr, w1Addr, w2Addr, g1Addr, g2Addr := addr(), addr(), addr(), addr(), addr()
+	common := []string{
+		"-log.format=json", "-log.level=warn", "-server.http-addr=127.0.0.1:0", "-server.stop-timeout=30s",
+		fmt.Sprintf("-redis.addr=%s", redisAddr), fmt.Sprintf("-redis.db=%d", redisDB), "-redis.prefix=e2e",
+		"-client.inventory-addr=" + invAddr,
+	}
+	args := func(extra ...string) []string { return append(append([]string{}, common...), extra...) }
+
+	inv := c.start("inventory", args("-server.grpc-addr="+invAddr, "-inventory.store=mongodb",
+		"-inventory.mongodb-uri="+mongoURI, "-inventory.mongodb-database="+mongoDB, "inventory")...)
+	worker := func(name, a string) *proc {
+		return c.start(name, args("-server.grpc-addr="+a, "-sessions.advertise-addr="+a,
+			"-sessions.worker-id="+name, "-sessions.registry-ttl=3s", "sessions")...)
+	}
+	w1, w2 := worker("worker-1", w1Addr), worker("worker-2", w2Addr)
+	gateway := func(name, a string) *proc {
+		return c.start(name, args("-gateway.listen-addr="+a, "-gateway.auth-shared-username=fleet",
+			"-gateway.auth-shared-password=e2e-secret", "-gateway.auth-nonce-secret=e2e-nonce-key", "gateway")...)
+	}
+	g1, g2 := gateway("gateway-1", g1Addr), gateway("gateway-2", g2Addr)
+	all := []*proc{inv, w1, w2, g1, g2}
+
+	testenv.WaitFor(t, 90*time.Second, func() error {
+		for _, p := range all {
+			if err := c.checkAlive(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, a := range []string{invAddr, w1Addr, w2Addr} {
+			if err := grpcServing(a); err != nil {
+				return err
+			}
+		}
+		for _, a := range []string{g1Addr, g2Addr} {
+			if err := httpReady("http://" + a + "/readyz"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+
+	// Drive the CPEs; kill worker-1 once a third of the devices are done.
+	var completed atomic.Int64
+	killed := make(chan struct{})
+	var killOnce sync.Once
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	run := func(gw, prefix string) (sim.Summary, error) {
+		return sim.Run(ctx, sim.Config{
+			URL: "http://" + gw + "/", SharedDir: shared, Model: sim.TR098,
+			Devices: devicesPerGateway, Seed: 42, SerialPrefix: prefix,
+			Username: "fleet", Password: "e2e-secret",
+			BootStorm: true, Concurrency: 24, TimeScale: 0.01, Timeout: 30 * time.Second,
+			OnSession: func(r sim.SessionReport) {
+				if r.OK && completed.Add(1) == 2*devicesPerGateway/3 {
+					killOnce.Do(func() {
+						_ = w1.cmd.Process.Kill()
+						close(killed)
+					})
+				}
+			},
+		})
+	}
+	type result struct {
+		sum sim.Summary
+		err error
+	}
+	results := make(chan result, 2)
+	for i, gw := range []string{g1Addr, g2Addr} {
+		go func() {
+			s, err := run(gw, fmt.Sprintf("E2E%d", i+1))
+			results <- result{s, err}
+		}()
+	}
+	var sums []sim.Summary
+	for range 2 {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("cpesim: %v", r.err)
+		}
+		sums = append(sums, r.sum)
+	}
+	select {
+	case <-killed:
+	default:
+		t.Fatal("the run ended before worker-1 was killed")
+	}
+	<-w1.done
+
+	for i, s := range sums {
+		var b strings.Builder
+		s.WriteText(&b)
+		t.Logf("gateway-%d:\n%s", i+1, b.String())
+		if s.SessionsOK < devicesPerGateway {
+			t.Errorf("gateway-%d: %d sessions ok, want at least %d", i+1, s.SessionsOK, devicesPerGateway)
+		}
+		for code, n := range s.HTTPStatus {
+			if code >= 500 && code != http.StatusServiceUnavailable {
+				t.Errorf("gateway-%d: %d responses with HTTP %d", i+1, n, code)
+			}
+		}
+		if s.HTTP503 > 0 && s.RetryAfterWait == 0 {
+			t.Errorf("gateway-%d: 503s without Retry-After", i+1)
+		}
+	}
+	for _, p := range []*proc{inv, w2, g1, g2} {
+		if err := c.checkAlive(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Every device is in inventory.
+	cc, err := grpc.NewClient(invAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	inventory := inventoryv1.NewInventoryServiceClient(cc)
+	seen := map[string]string{} // serial -> device id (the device key)
+	token := ""
+	for {
+		lctx, lcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		resp, err := inventory.ListDevices(lctx, &inventoryv1.ListDevicesRequest{Tenant: "default", PageSize: 500, PageToken: token})
+		lcancel()
+		if err != nil {
+			t.Fatalf("list devices: %v", err)
+		}
+		for _, d := range resp.GetDevices() {
+			seen[d.GetDeviceId().GetSerialNumber()] = d.GetId()
+		}
+		if token = resp.GetNextPageToken(); token == "" {
+			break
+		}
+	}
+	if len(seen) != 2*devicesPerGateway {
+		t.Errorf("inventory holds %d devices, want %d", len(seen), 2*devicesPerGateway)
+	}
+
+	// No session is left open: every device lease was released.
+	rc := redis.NewClient(&redis.Options{Addr: redisAddr, DB: redisDB})
+	defer rc.Close()
+	leases := affinity.NewRedis(rc, "e2e", nil).Leases()
+	open := 0
+	for _, key := range seen {
+		hctx, hcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, held, err := leases.Holder(hctx, "default", key)
+		hcancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if held {
+			open++
+		}
+	}
+	if open > 0 {
+		t.Errorf("%d device leases still held after the run", open)
+	}
+	if t.Failed() {
+		for _, p := range all {
+			t.Logf("--- %s log tail:\n%s", p.name, p.tail(20))
+		}
+	}
+}
+
