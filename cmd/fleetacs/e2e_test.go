@@ -328,4 +328,3 @@ func TestEndToEndDistributed(t *testing.T) {
 		}
 	}
 }
-
