@@ -28,6 +28,7 @@ test: ## run every test (installs what the tests need; -race; brief fuzzing unde
 .PHONY: bench
 bench: ## run the benchmarks and print their figures (see BENCHMARKS.md)
 	scripts/bench.sh
+	scripts/bench-platform.sh
 
 .PHONY: fmt
 fmt: ## gofmt every Go file

@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"context"
+	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -68,4 +69,58 @@ func BenchmarkWorkerInformSession(b *testing.B) {
 	if inv.records != b.N {
 		b.Fatalf("%d records for %d sessions", inv.records, b.N)
 	}
+}
+
+// BenchmarkOpenSessionsMemory measures what 1,000 open sessions cost the
+// worker and its in-memory affinity store: each iteration opens 1,000
+// sessions of distinct devices (Inform answered, session left open) and the
+// heap growth after a collection is reported per 1,000 sessions.
+func BenchmarkOpenSessionsMemory(b *testing.B) {
+	const open = 1000
+	ctx := context.Background()
+	var perK float64
+	for b.Loop() {
+		b.StopTimer()
+		mem := affinity.NewMemory(nil)
+		cfg := testConfig()
+		cfg.MaxSessions = 2 * open
+		w, err := New(cfg, Deps{Inventory: &knownInventory{}, Leases: mem.Leases(), Checkpoints: mem.Checkpoints(), Registry: mem.Registry()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cpes := make([]*cpe, open)
+		informs := make([][]byte, open)
+		for i := range cpes {
+			cpes[i] = newCPE(b, "SN-MEM-"+strconv.Itoa(i), tree300())
+			informs[i] = cpes[i].informBody("2 PERIODIC")
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		b.StartTimer()
+		for i, c := range cpes {
+			sid := "mem-" + strconv.Itoa(i)
+			l, err := mem.Leases().Acquire(ctx, testTenant, c.key, sid, time.Minute)
+			if err != nil {
+				b.Fatal(err)
+			}
+			resp, err := w.Exchange(ctx, &sessionsv1.ExchangeRequest{SessionId: sid, NewSession: true, Tenant: testTenant, DeviceKey: c.key,
+				Lease: &sessionsv1.DeviceLease{FencingToken: l.FencingToken}, Body: informs[i], RemoteAddr: "203.0.113.7:40001"})
+			if err != nil || resp.HttpStatus != 200 {
+				b.Fatalf("Inform: %v %v", resp, err)
+			}
+		}
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if w.Sessions() != open {
+			b.Fatalf("%d sessions open, want %d", w.Sessions(), open)
+		}
+		perK = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / (open / 1000)
+		runtime.KeepAlive(w)
+		runtime.KeepAlive(cpes)
+		runtime.KeepAlive(informs)
+		b.StartTimer()
+	}
+	b.ReportMetric(perK/(1<<20), "MiB/1k-sessions")
 }

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Measures the whole platform with cpesim on this machine: basic periodic
+# Inform sessions per second and session latency for `fleetacs all` (the
+# embedded default) and for the distributed processes (inventory, two
+# session workers, two gateways, Redis), plus memory per 1,000 concurrent
+# sessions. Prints a Markdown section for BENCHMARKS.md.
+#
+#   DEVICES   simulated CPEs (default 2000)
+#   DURATION  length of each measured run (default 20s)
+#   CONC      sessions in flight during throughput runs (default 64)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+devices=${DEVICES:-2000}
+duration=${DURATION:-20s}
+conc=${CONC:-64}
+work=$(mktemp -d)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+make -s build >/dev/null
+command -v redis-server >/dev/null || scripts/ensure-test-deps.sh >/dev/null
+
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
+	awk 'BEGIN{srand(); print 20000+int(rand()*20000)}'; }
+wait_http() { for _ in $(seq 1 200); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not ready: $1" >&2; return 1; }
+
+# sim URL... runs cpesim and prints its text summary.
+sim() { "$root/bin/cpesim" -shared "${FLEETACS_SHARED_DIR:-$root/../shared}" "$@"; }
+rate() { sed -n 's/.*; \([0-9.]*\) sessions\/s.*/\1/p' | head -1; }
+lat() { sed -n "s/^session latency.*$1 \([0-9.]*[a-zµ]*s\).*/\1/p" | head -1; }
+
+report() { # name file
+	printf '| %s | %s | %s | %s |\n' "$1" "$(rate <"$2")" "$(grep '^session latency' "$2" | sed 's/.*p50 \([^,]*\),.*/\1/')" "$(grep '^session latency' "$2" | sed 's/.*p99 \([^,]*\),.*/\1/')"
+}
+
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# --- all-in-one -------------------------------------------------------------
+gw=$(freeport); adm=$(freeport); grpc=$(freeport)
+"$root/bin/fleetacs" -log.level=warn -data-dir="$work/data" -gateway.auth-anonymous \
+	-gateway.listen-addr=127.0.0.1:$gw -server.http-addr=127.0.0.1:$adm -server.grpc-addr=127.0.0.1:$grpc all \
+	>"$work/all.log" 2>&1 &
+allpid=$!; pids+=($allpid)
+wait_http "http://127.0.0.1:$adm/readyz"
+sim -url "http://127.0.0.1:$gw/" -devices "$devices" -boot-storm -concurrency 32 >"$work/warm.txt"
+idle_rss=$(rss_kb $allpid)
+sim -url "http://127.0.0.1:$gw/" -devices "$devices" -known -duration "$duration" -concurrency "$conc" >"$work/all.txt"
+# Memory: a closed loop of 1,000 sessions in flight at every moment.
+sim -url "http://127.0.0.1:$gw/" -devices "$devices" -known -concurrency 1000 -duration 10s >"$work/mem.txt" &
+simpid=$!
+peak=$idle_rss
+while kill -0 $simpid 2>/dev/null; do r=$(rss_kb $allpid); [ "$r" -gt "$peak" ] && peak=$r; sleep 0.05; done
+kill $allpid; wait $allpid 2>/dev/null || true
+
+# --- distributed ------------------------------------------------------------
+rport=$(freeport)
+redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+inv=$(freeport); w1=$(freeport); w2=$(freeport); g1=$(freeport); g2=$(freeport)
+common=(-log.level=warn -redis.addr=127.0.0.1:$rport -client.inventory-addr=127.0.0.1:$inv)
+start() { local name=$1; shift; "$root/bin/fleetacs" "${common[@]}" -server.http-addr=127.0.0.1:$(freeport) "$@" >"$work/$name.log" 2>&1 & pids+=($!); }
+start inventory -server.grpc-addr=127.0.0.1:$inv -inventory.sqlite-path="$work/dist.db" inventory
+start worker1 -server.grpc-addr=127.0.0.1:$w1 -sessions.advertise-addr=127.0.0.1:$w1 -sessions.worker-id=w1 sessions
+start worker2 -server.grpc-addr=127.0.0.1:$w2 -sessions.advertise-addr=127.0.0.1:$w2 -sessions.worker-id=w2 sessions
+start gateway1 -gateway.listen-addr=127.0.0.1:$g1 -gateway.auth-anonymous gateway
+start gateway2 -gateway.listen-addr=127.0.0.1:$g2 -gateway.auth-anonymous gateway
+wait_http "http://127.0.0.1:$g1/readyz"; wait_http "http://127.0.0.1:$g2/readyz"
+half=$((devices / 2))
+sim -url "http://127.0.0.1:$g1/" -devices $half -prefix DA -boot-storm -concurrency 16 >"$work/dwarm1.txt" &
+p1=$!
+sim -url "http://127.0.0.1:$g2/" -devices $half -prefix DB -boot-storm -concurrency 16 >"$work/dwarm2.txt"
+wait $p1
+sim -url "http://127.0.0.1:$g1/" -devices $half -prefix DA -known -duration "$duration" -concurrency $((conc / 2)) >"$work/d1.txt" &
+p1=$!
+sim -url "http://127.0.0.1:$g2/" -devices $half -prefix DB -known -duration "$duration" -concurrency $((conc / 2)) >"$work/d2.txt"
+wait $p1
+drate=$(awk -v a="$(rate <"$work/d1.txt")" -v b="$(rate <"$work/d2.txt")" 'BEGIN{printf "%.0f", a+b}')
+
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+echo
+echo "## Platform, $(date -u +%Y-%m-%d), $(nproc) cores of ${cpu}, cpesim on the same machine"
+echo
+echo "$devices known devices, periodic Informs (Inform, empty POST, 204), $conc sessions in flight, $duration per run."
+echo
+echo "| setup | sessions/s | p50 | p99 |"
+echo "|---|---|---|---|"
+report "fleetacs all (SQLite inventory, in-memory affinity)" "$work/all.txt"
+report "distributed: gateway-1 (of 2 gateways, 2 workers, inventory, Redis)" "$work/d1.txt"
+report "distributed: gateway-2" "$work/d2.txt"
+echo "| distributed total | $drate | | |"
+echo
+echo "fleetacs all memory: RSS $((idle_rss / 1024)) MiB after the warm-up, peak $((peak / 1024)) MiB with 1,000 sessions in flight ($(rate <"$work/mem.txt") sessions/s), so about $(((peak - idle_rss) / 1024)) MiB per 1,000 concurrent sessions."
+grep -h '^errors' "$work/all.txt" "$work/d1.txt" "$work/d2.txt" | sort | uniq -c | sed 's/^/    /'
