@@ -7,6 +7,7 @@ import (
 	"compress/zlib"
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -18,6 +19,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func anonymousConfig() Config {
@@ -590,6 +593,20 @@ func TestWorkerErrors(t *testing.T) {
 	busy.set(io.ErrUnexpectedEOF, nil)
 	if a := dialCPE(t, h.addr).post(informBody(t, "SN1", "1 BOOT")); a.StatusCode != http.StatusInternalServerError {
 		t.Fatalf("worker failure: %d", a.StatusCode)
+	}
+	// A worker too slow to answer, or none reachable, is an outage the CPE
+	// waits out: 503 with the jittered Retry-After, never a 5xx it counts
+	// as a server error.
+	for _, err := range []error{
+		fmt.Errorf("exchange with worker w1: %w", context.DeadlineExceeded),
+		fmt.Errorf("exchange with worker w1: %w", status.Error(codes.Unavailable, "connection refused")),
+		fmt.Errorf("exchange: %w", ErrNoWorkers),
+	} {
+		busy.set(err, nil)
+		a := dialCPE(t, h.addr).post(informBody(t, "SN1", "1 BOOT"))
+		if a.StatusCode != http.StatusServiceUnavailable || a.Header.Get("Retry-After") != "90" {
+			t.Fatalf("%v: %d %q, want 503 with Retry-After", err, a.StatusCode, a.Header.Get("Retry-After"))
+		}
 	}
 	if n, _ := h.svc.sessions.count(); n != 0 {
 		t.Fatalf("gateway counts %d sessions after failures", n)

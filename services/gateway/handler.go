@@ -9,10 +9,13 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/fleetacs/fleetacs/pkg/cwmp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	grpccodes "google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
+
+	"github.com/fleetacs/fleetacs/pkg/cwmp"
 )
 
 // How a request was tied to its session (notes §4.1: cookie first, socket
@@ -531,10 +534,37 @@ func (s *Service) forwardFailed(ctx context.Context, q *request, err error, newS
 		s.log(ctx, slog.LevelDebug, "CPE went away during the exchange", q, slog.Any("err", err))
 		return 0
 	}
+	if transientForwardError(err) {
+		// Overload or an outage the CPE can wait out (a worker too slow
+		// to answer within gateway.exchange-timeout, none reachable): a
+		// 503 with Retry-After makes it back off and retry the session,
+		// re-sending its events (notes §4.4), instead of counting a
+		// server error.
+		s.log(ctx, slog.LevelWarn, "no session worker answered in time; asking the CPE to retry", q, slog.Any("err", err))
+		h := q.w.Header()
+		h.Set("Retry-After", strconv.FormatInt(retryAfter(s.cfg.RetryAfterMin, s.cfg.RetryAfterMax, s.randN), 10))
+		h.Set("Content-Length", "0")
+		q.w.WriteHeader(http.StatusServiceUnavailable)
+		return http.StatusServiceUnavailable
+	}
 	s.log(ctx, slog.LevelError, "session worker did not answer", q, slog.Any("err", err))
 	q.w.Header().Set("Content-Length", "0")
 	q.w.WriteHeader(http.StatusInternalServerError)
 	return http.StatusInternalServerError
+}
+
+// transientForwardError reports a forwarding failure that says nothing
+// about the request itself: a deadline, every worker unavailable, or no
+// worker registered at all.
+func transientForwardError(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrNoWorkers) {
+		return true
+	}
+	switch grpcstatus.Code(err) {
+	case grpccodes.DeadlineExceeded, grpccodes.Unavailable:
+		return true
+	}
+	return false
 }
 
 func eventCodes(events []cwmp.Event) []string {
