@@ -45,7 +45,7 @@ func FuzzWorkerExchange(f *testing.F) {
 				t.Fatalf("gRPC error: %v", err)
 			}
 			switch resp.HttpStatus {
-			case 200, 204, 400, 500:
+			case 200, 204, 400, 500, 503:
 			default:
 				t.Fatalf("status %d", resp.HttpStatus)
 			}

@@ -31,6 +31,8 @@ type fakeInventory struct {
 	gets     int
 	// failGets makes GetDeviceForSession fail while positive (decremented).
 	failGets int
+	// failRecords makes RecordSession fail while positive (decremented).
+	failRecords int
 }
 
 type fakeDevice struct {
@@ -100,6 +102,10 @@ func (f *fakeInventory) RecordSession(_ context.Context, req *inventoryv1.Record
 	defer f.mu.Unlock()
 	if req.FencingToken == 0 || req.Tenant == "" || req.DeviceKey == "" || req.SessionId == "" {
 		return nil, status.Error(codes.InvalidArgument, "record session: missing field")
+	}
+	if f.failRecords > 0 {
+		f.failRecords--
+		return nil, status.Error(codes.DeadlineExceeded, "store too slow")
 	}
 	k := devKey(req.Tenant, req.DeviceKey)
 	d := f.devices[k]

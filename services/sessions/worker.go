@@ -19,6 +19,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"hash/fnv"
 	"log/slog"
 	"net"
 	"os"
@@ -322,7 +324,11 @@ func (w *Worker) exchange(ctx context.Context, s *session, req *sessionsv1.Excha
 		}
 		recordErr := w.finish(ctx, s, outcome)
 		if recordErr != nil {
-			return &sessionsv1.ExchangeResponse{HttpStatus: 500, SessionEnded: true}, nil
+			// Inventory did not take the results (down, or too slow for
+			// the exchange's deadline). The CPE must not believe the
+			// session succeeded: a 503 with Retry-After makes it retry
+			// the session later, re-sending its events (notes §4.4).
+			return &sessionsv1.ExchangeResponse{HttpStatus: 503, SessionEnded: true, RetryAfter: durationpb.New(recordRetryAfter(s.id))}, nil
 		}
 		return w.respond(out, true)
 	}
@@ -748,4 +754,14 @@ func rootOf(params []cwmp.ParameterValue) string {
 		}
 	}
 	return ""
+}
+
+// recordRetryAfter spreads the retries of sessions whose results inventory
+// could not take over 30 to 90 seconds, so that a recovering inventory is
+// not met by all of them at once. It is derived from the session id rather
+// than drawn at random so that a resumed session answers the same.
+func recordRetryAfter(sessionID string) time.Duration {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(sessionID))
+	return 30*time.Second + time.Duration(h.Sum32()%61)*time.Second
 }

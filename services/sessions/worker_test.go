@@ -456,6 +456,26 @@ func TestInventoryDownAsksCPEToRetry(t *testing.T) {
 	}
 }
 
+// When inventory cannot take a session's results, the CPE is told to retry
+// the session later (503 with Retry-After), never that it succeeded, and
+// nothing of the session stays behind.
+func TestRecordFailureAsksCPEToRetryLater(t *testing.T) {
+	h := newMemoryHarness(t)
+	w := h.worker("w1", nil)
+	c := newCPE(t, "SN-R1", tree300())
+	h.inv.seed(testTenant, c.key, "Device.", t0)
+	exchange(t, w.client, h.open(c, "s1", "2 PERIODIC"))
+	h.inv.failRecords = 1
+	resp := exchange(t, w.client, &sessionsv1.ExchangeRequest{SessionId: "s1", Tenant: testTenant, DeviceKey: c.key, RemoteAddr: "203.0.113.7:40001"})
+	ra := resp.GetRetryAfter().AsDuration()
+	if resp.HttpStatus != 503 || !resp.SessionEnded || ra < 30*time.Second || ra > 90*time.Second {
+		t.Fatalf("record failure: status %d ended %t retry-after %v", resp.HttpStatus, resp.SessionEnded, ra)
+	}
+	if _, held, _ := h.store.Leases.Holder(context.Background(), testTenant, c.key); held || w.Sessions() != 0 {
+		t.Errorf("lease held %t, sessions %d", held, w.Sessions())
+	}
+}
+
 // Idle sessions expire after the CPE's session timeout plus the grace,
 // recording what they learnt; abandoned ones end at once.
 func TestExpiryAndAbandon(t *testing.T) {
