@@ -217,7 +217,7 @@ func TestEndToEndDistributed(t *testing.T) {
 			URL: "http://" + gw + "/", SharedDir: shared, Model: sim.TR098,
 			Devices: devicesPerGateway, Seed: 42, SerialPrefix: prefix,
 			Username: "fleet", Password: "e2e-secret",
-			BootStorm: true, Concurrency: 24, TimeScale: 0.01, Timeout: 30 * time.Second,
+			BootStorm: true, Concurrency: 8, TimeScale: 0.01, Timeout: 30 * time.Second,
 			OnSession: func(r sim.SessionReport) {
 				if r.OK && completed.Add(1) == 2*devicesPerGateway/3 {
 					killOnce.Do(func() {
@@ -286,8 +286,8 @@ func TestEndToEndDistributed(t *testing.T) {
 	seen := map[string]string{} // serial -> device id (the device key)
 	token := ""
 	for {
-		lctx, lcancel := context.WithTimeout(context.Background(), 30*time.Second)
-		resp, err := inventory.ListDevices(lctx, &inventoryv1.ListDevicesRequest{Tenant: "default", PageSize: 500, PageToken: token})
+		lctx, lcancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		resp, err := inventory.ListDevices(lctx, &inventoryv1.ListDevicesRequest{Tenant: "default", PageSize: 200, PageToken: token})
 		lcancel()
 		if err != nil {
 			t.Fatalf("list devices: %v", err)
