@@ -69,8 +69,8 @@ start() { local name=$1; shift; "$root/bin/fleetacs" "${common[@]}" -server.http
 start inventory -server.grpc-addr=127.0.0.1:$inv -inventory.sqlite-path="$work/dist.db" inventory
 start worker1 -server.grpc-addr=127.0.0.1:$w1 -sessions.advertise-addr=127.0.0.1:$w1 -sessions.worker-id=w1 sessions
 start worker2 -server.grpc-addr=127.0.0.1:$w2 -sessions.advertise-addr=127.0.0.1:$w2 -sessions.worker-id=w2 sessions
-start gateway1 -gateway.listen-addr=127.0.0.1:$g1 -gateway.auth-anonymous gateway
-start gateway2 -gateway.listen-addr=127.0.0.1:$g2 -gateway.auth-anonymous gateway
+start gateway1 -gateway.listen-addr=127.0.0.1:$g1 -server.grpc-addr=127.0.0.1:0 -gateway.auth-anonymous gateway
+start gateway2 -gateway.listen-addr=127.0.0.1:$g2 -server.grpc-addr=127.0.0.1:0 -gateway.auth-anonymous gateway
 wait_http "http://127.0.0.1:$g1/readyz"; wait_http "http://127.0.0.1:$g2/readyz"
 half=$((devices / 2))
 sim -url "http://127.0.0.1:$g1/" -devices $half -prefix DA -boot-storm -concurrency 16 >"$work/dwarm1.txt" &

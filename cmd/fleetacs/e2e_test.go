@@ -181,7 +181,7 @@ func TestEndToEndDistributed(t *testing.T) {
 	}
 	w1, w2 := worker("worker-1", w1Addr), worker("worker-2", w2Addr)
 	gateway := func(name, a string) *proc {
-		return c.start(name, args("-gateway.listen-addr="+a, "-gateway.auth-shared-username=fleet",
+		return c.start(name, args("-gateway.listen-addr="+a, "-server.grpc-addr=127.0.0.1:0", "-gateway.auth-shared-username=fleet",
 			"-gateway.auth-shared-password=e2e-secret", "-gateway.auth-nonce-secret=e2e-nonce-key", "gateway")...)
 	}
 	g1, g2 := gateway("gateway-1", g1Addr), gateway("gateway-2", g2Addr)

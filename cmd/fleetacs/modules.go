@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
 	"github.com/fleetacs/fleetacs/pkg/lifecycle"
@@ -48,8 +49,15 @@ type shared struct {
 	grpcServer   *grpc.Server
 	grpcHealth   *health.Server
 	grpcListener net.Listener
-	store        affinity.Store
-	inventory    *grpc.ClientConn
+	// memListener serves the same gRPC server in memory: clients in this
+	// process reach their own process's services through it (same gRPC
+	// code paths, no loopback TCP).
+	memListener *bufconn.Listener
+	// ownAddrs are the addresses under which this process's gRPC server
+	// is known to the cluster (bound and advertised).
+	ownAddrs  map[string]bool
+	store     affinity.Store
+	inventory *grpc.ClientConn
 }
 
 func registerServiceFlags(a *app, fs *flag.FlagSet) {
@@ -74,7 +82,7 @@ func modules() []*module {
 		},
 		{
 			name: "gateway", doc: "the CPE-facing CWMP endpoint (HTTP/HTTPS :7547)",
-			deps: []string{"affinity", "inventory-client"}, build: buildGateway,
+			deps: []string{"grpc-server", "affinity", "inventory-client"}, build: buildGateway,
 		},
 	}
 }
@@ -103,10 +111,13 @@ func buildGRPCServer(a *app) (lifecycle.Service, error) {
 	)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
-	a.shared.grpcServer, a.shared.grpcHealth, a.shared.grpcListener = srv, hs, ln
+	mem := bufconn.Listen(1 << 20)
+	a.shared.grpcServer, a.shared.grpcHealth, a.shared.grpcListener, a.shared.memListener = srv, hs, ln, mem
+	a.shared.ownAddrs = map[string]bool{a.grpcAddr(): true, ln.Addr().String(): true}
 	return lifecycle.Func(func(ctx context.Context) error {
-		errc := make(chan error, 1)
+		errc := make(chan error, 2)
 		go func() { errc <- srv.Serve(ln) }()
+		go func() { errc <- srv.Serve(mem) }()
 		select {
 		case err := <-errc:
 			return fmt.Errorf("serve gRPC: %w", err)
@@ -154,6 +165,7 @@ func buildInventoryClient(a *app) (lifecycle.Service, error) {
 		addr = a.grpcAddr()
 	}
 	conn, err := grpc.NewClient(addr,
+		a.dialer(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithStatsHandler(otelgrpc.NewClientHandler(
 			otelgrpc.WithTracerProvider(a.telemetry.Tracer),
@@ -210,6 +222,7 @@ func buildSessions(a *app) (lifecycle.Service, error) {
 	if cfg.AdvertiseAddr == "" {
 		cfg.AdvertiseAddr = a.grpcAddr()
 	}
+	a.shared.ownAddrs[cfg.AdvertiseAddr] = true
 	w, err := sessions.New(cfg, sessions.Deps{
 		Inventory:   sessions.NewGRPCInventory(a.shared.inventory),
 		Leases:      a.shared.store.Leases,
@@ -229,7 +242,10 @@ func buildSessions(a *app) (lifecycle.Service, error) {
 func buildGateway(a *app) (lifecycle.Service, error) {
 	fwd := gateway.NewGRPCForwarder(
 		affinity.NewLiveCache(a.shared.store.Registry, time.Second, nil),
-		gateway.GRPCForwarderOptions{TracerProvider: a.telemetry.Tracer, Propagator: a.telemetry.Propagator},
+		gateway.GRPCForwarderOptions{
+			TracerProvider: a.telemetry.Tracer, Propagator: a.telemetry.Propagator,
+			DialOptions: []grpc.DialOption{a.dialer()},
+		},
 	)
 	g, err := gateway.New(a.cfg.gateway, gateway.Deps{
 		Logger:         a.logger.With("component", "gateway"),
@@ -244,10 +260,23 @@ func buildGateway(a *app) (lifecycle.Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.shared.grpcHealth.SetServingStatus("fleetacs.gateway", healthpb.HealthCheckResponse_SERVING)
 	return lifecycle.Func(func(ctx context.Context) error {
 		defer fwd.Close()
 		return g.Run(ctx)
 	}), nil
+}
+
+// dialer connects to this process's own gRPC server in memory and to
+// everything else over TCP.
+func (a *app) dialer() grpc.DialOption {
+	return grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+		if a.shared.memListener != nil && a.shared.ownAddrs[addr] {
+			return a.shared.memListener.DialContext(ctx)
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	})
 }
 
 // waitService waits for its context to end, then runs closer (if any): the
