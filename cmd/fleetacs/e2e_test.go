@@ -17,10 +17,13 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
+	"github.com/fleetacs/fleetacs/pkg/deviceid"
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
 	"github.com/fleetacs/fleetacs/tools/cpesim/sim"
@@ -212,8 +215,10 @@ func TestEndToEndDistributed(t *testing.T) {
 	var killOnce sync.Once
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
+	var keysMu sync.Mutex
+	var keys []string // device keys of every simulated CPE
 	run := func(gw, prefix string) (sim.Summary, error) {
-		return sim.Run(ctx, sim.Config{
+		s, err := sim.New(sim.Config{
 			URL: "http://" + gw + "/", SharedDir: shared, Model: sim.TR098,
 			Devices: devicesPerGateway, Seed: 42, SerialPrefix: prefix,
 			Username: "fleet", Password: "e2e-secret",
@@ -227,6 +232,15 @@ func TestEndToEndDistributed(t *testing.T) {
 				}
 			},
 		})
+		if err != nil {
+			return sim.Summary{}, err
+		}
+		keysMu.Lock()
+		for _, d := range s.Devices() {
+			keys = append(keys, deviceid.Key(d.ID()))
+		}
+		keysMu.Unlock()
+		return s.Run(ctx)
 	}
 	type result struct {
 		sum sim.Summary
@@ -276,31 +290,46 @@ func TestEndToEndDistributed(t *testing.T) {
 		}
 	}
 
-	// Every device is in inventory.
+	// Every device is in inventory: one point lookup per device (a listing
+	// sorts the whole collection, which FerretDB does in memory).
 	cc, err := grpc.NewClient(invAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cc.Close()
 	inventory := inventoryv1.NewInventoryServiceClient(cc)
-	seen := map[string]string{} // serial -> device id (the device key)
-	token := ""
-	for {
-		lctx, lcancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		resp, err := inventory.ListDevices(lctx, &inventoryv1.ListDevicesRequest{Tenant: "default", PageSize: 200, PageToken: token})
-		lcancel()
-		if err != nil {
-			t.Fatalf("list devices: %v", err)
-		}
-		for _, d := range resp.GetDevices() {
-			seen[d.GetDeviceId().GetSerialNumber()] = d.GetId()
-		}
-		if token = resp.GetNextPageToken(); token == "" {
-			break
-		}
+	if len(keys) != 2*devicesPerGateway {
+		t.Fatalf("%d simulated devices, want %d", len(keys), 2*devicesPerGateway)
 	}
-	if len(seen) != 2*devicesPerGateway {
-		t.Errorf("inventory holds %d devices, want %d", len(seen), 2*devicesPerGateway)
+	var missing atomic.Int64
+	lookups := make(chan string)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for key := range lookups {
+				gctx, gcancel := context.WithTimeout(context.Background(), 30*time.Second)
+				resp, err := inventory.GetDevice(gctx, &inventoryv1.GetDeviceRequest{Tenant: "default", Id: key})
+				gcancel()
+				switch {
+				case status.Code(err) == codes.NotFound:
+					missing.Add(1)
+				case err != nil:
+					t.Errorf("get device %s: %v", key, err)
+				case resp.GetDevice().GetLastInformTime() == nil:
+					t.Errorf("device %s recorded without its Inform", key)
+				}
+			}
+		}()
+	}
+	for _, key := range keys {
+		lookups <- key
+	}
+	close(lookups)
+	wg.Wait()
+	if n := missing.Load(); n > 0 {
+		t.Errorf("%d of %d devices missing from inventory", n, len(keys))
 	}
 
 	// No session is left open: every device lease was released.
@@ -308,7 +337,7 @@ func TestEndToEndDistributed(t *testing.T) {
 	defer rc.Close()
 	leases := affinity.NewRedis(rc, "e2e", nil).Leases()
 	open := 0
-	for _, key := range seen {
+	for _, key := range keys {
 		hctx, hcancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, held, err := leases.Holder(hctx, "default", key)
 		hcancel()
