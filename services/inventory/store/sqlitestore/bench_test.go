@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -75,6 +77,7 @@ func BenchmarkApplySessionDiff(b *testing.B) {
 	ctx := context.Background()
 	at := time.Date(2025, 1, 2, 0, 0, 0, 0, time.UTC)
 	b.Run("serial", func(b *testing.B) {
+		cpu := startCPU(b)
 		i := 0
 		for b.Loop() {
 			n := i % benchFleet
@@ -84,9 +87,11 @@ func BenchmarkApplySessionDiff(b *testing.B) {
 			}
 			i++
 		}
+		cpu.report(b)
 	})
 	b.Run("parallel", func(b *testing.B) {
 		var seq atomic.Int64
+		cpu := startCPU(b)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				i := int(seq.Add(1))
@@ -97,7 +102,133 @@ func BenchmarkApplySessionDiff(b *testing.B) {
 				}
 			}
 		})
+		cpu.report(b)
 	})
+	// concurrent64 is the session workers' write load: 64 callers (about
+	// the sessions one all-in-one process has in flight) each record
+	// periodic 10-parameter diffs at once. In changed10 every value is new
+	// (the worst case: each update rewrites its entries in the value and
+	// number indexes); in changed1 one value is new and nine are reported
+	// unchanged, as the Forced Inform parameters of a periodic Inform are.
+	for _, v := range []*struct {
+		name string
+		diff func(i int, at time.Time) store.Diff
+		warm bool
+	}{{name: "changed10", diff: periodic}, {name: "changed1", diff: steadyPeriodic}} {
+		b.Run("concurrent64/"+v.name, func(b *testing.B) {
+			const callers = 64
+			if !v.warm {
+				// Bring every device to the values this variant
+				// reports, so what is timed is the steady state.
+				warm(b, s, v.diff, at)
+				v.warm = true
+				b.ResetTimer()
+			}
+			// RunParallel starts parallelism × GOMAXPROCS goroutines.
+			b.SetParallelism((callers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+			var seq atomic.Int64
+			b.ReportAllocs()
+			cpu := startCPU(b)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := int(seq.Add(1))
+					d := v.diff(i%benchFleet, at.Add(time.Duration(i)*time.Millisecond))
+					if _, err := s.ApplySessionDiff(ctx, "default", store.MakeID(*d.DeviceID), d, 1); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			cpu.report(b)
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "diffs/s")
+		})
+	}
+}
+
+// cpuMeter reports the process's CPU time per operation of b.
+type cpuMeter struct{ start time.Duration }
+
+func startCPU(b *testing.B) *cpuMeter {
+	b.Helper()
+	return &cpuMeter{start: processCPU()}
+}
+
+func (m *cpuMeter) report(b *testing.B) {
+	b.ReportMetric(float64((processCPU()-m.start).Microseconds())/float64(b.N), "cpu-µs/op")
+}
+
+// warm applies diff to every device of the fleet once, from 64 goroutines.
+func warm(b *testing.B, s *sqlitestore.Store, diff func(int, time.Time) store.Diff, at time.Time) {
+	b.Helper()
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range 64 {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < benchFleet; i = int(next.Add(1)) - 1 {
+				d := diff(i, at.Add(-time.Hour))
+				if _, err := s.ApplySessionDiff(context.Background(), "default", store.MakeID(*d.DeviceID), d, 1); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// steadyPeriodic is periodic with only Device.Bench.P0 changing; the other
+// nine values stay what the previous session reported.
+func steadyPeriodic(i int, at time.Time) store.Diff {
+	d := periodic(i, at)
+	for p := 1; p < len(d.Params); p++ {
+		d.Params[p].Value = fmt.Sprint(i*10 + p)
+	}
+	return d
+}
+
+// BenchmarkGet reads devices the way a session starts: the device row and
+// its tags, no parameters (GetDeviceForSession), and for comparison with a
+// 41-entry tree.
+func BenchmarkGet(b *testing.B) {
+	s := benchStore(b)
+	ctx := context.Background()
+	ids := make([]string, benchFleet)
+	for i := range ids {
+		ids[i] = store.MakeID(benchDevice(i))
+	}
+	for _, c := range []struct {
+		name string
+		opts store.ReadOptions
+	}{{"no-params", store.ReadOptions{}}, {"params", store.ReadOptions{Params: true}}} {
+		b.Run(c.name+"/serial", func(b *testing.B) {
+			b.ReportAllocs()
+			cpu := startCPU(b)
+			i := 0
+			for b.Loop() {
+				if _, err := s.Get(ctx, "default", ids[i%benchFleet], c.opts); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			cpu.report(b)
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "gets/s")
+		})
+		b.Run(c.name+"/parallel", func(b *testing.B) {
+			var seq atomic.Int64
+			b.ReportAllocs()
+			cpu := startCPU(b)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := s.Get(ctx, "default", ids[int(seq.Add(1))%benchFleet], c.opts); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			cpu.report(b)
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "gets/s")
+		})
+	}
 }
 
 func BenchmarkListParamCondition(b *testing.B) {

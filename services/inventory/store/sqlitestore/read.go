@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
+	"github.com/fleetacs/fleetacs/pkg/cwmp"
 	"github.com/fleetacs/fleetacs/services/inventory/internal/storekit"
 	"github.com/fleetacs/fleetacs/services/inventory/store"
 )
@@ -19,7 +21,56 @@ const deviceColumns = `d.tenant, d.id, d.manufacturer, d.oui_raw, d.oui, d.produ
 	d.last_inform, d.remote_ip, d.last_events, d.registered, d.last_boot, d.last_bootstrap, d.full_discovery,
 	d.takeover_count, d.last_takeover, d.updated, d.fencing_token`
 
-func scanDevice(sc interface{ Scan(...any) error }) (store.Device, error) {
+// tagsColumn reads a device's tags in the same statement as its row, joined
+// by spaces (a character tags cannot hold), from the device_tags primary
+// key. The primary key yields them sorted, but only in practice: scanDevice
+// sorts them, which costs nothing on sorted input, where an ORDER BY in the
+// aggregate would build a temporary b-tree for every Get.
+const tagsColumn = `(SELECT group_concat(t.tag, ' ') FROM device_tags t
+	WHERE t.tenant = d.tenant AND t.device_id = d.id)`
+
+// getDeviceSQL reads one device with its tags.
+const getDeviceSQL = `SELECT ` + deviceColumns + `, ` + tagsColumn + ` FROM devices d WHERE d.tenant = ? AND d.id = ?`
+
+const paramColumns = `SELECT path, value, type, writable, notification, updated FROM parameters WHERE tenant = ? AND device_id = ?`
+
+// readStmts are the statements of Get, prepared once per pooled reader
+// connection by database/sql.
+type readStmts struct {
+	device *sql.Stmt
+	// params reads a whole tree, paramsRange the entries under one prefix.
+	params, paramsRange *sql.Stmt
+}
+
+func (rs *readStmts) prepare(ctx context.Context, db *sql.DB) error {
+	for _, s := range []struct {
+		dst **sql.Stmt
+		sql string
+	}{
+		{&rs.device, getDeviceSQL},
+		{&rs.params, paramColumns},
+		{&rs.paramsRange, paramColumns + ` AND path >= ? AND path < ?`},
+	} {
+		stmt, err := db.PrepareContext(ctx, s.sql)
+		if err != nil {
+			return fmt.Errorf("prepare %q: %w", strings.Join(strings.Fields(s.sql), " "), err)
+		}
+		*s.dst = stmt
+	}
+	return nil
+}
+
+func (rs *readStmts) close() {
+	for _, s := range []*sql.Stmt{rs.device, rs.params, rs.paramsRange} {
+		if s != nil {
+			_ = s.Close()
+		}
+	}
+}
+
+// scanDevice reads deviceColumns and, when tags is not nil, tagsColumn into
+// it.
+func scanDevice(sc interface{ Scan(...any) error }, tags *sql.NullString) (store.Device, error) {
 	var (
 		dev                              store.Device
 		lastInform, registered, lastBoot sql.NullInt64
@@ -29,14 +80,17 @@ func scanDevice(sc interface{ Scan(...any) error }) (store.Device, error) {
 		remoteIP, events                 string
 		token, takeovers                 int64
 	)
-	err := sc.Scan(&dev.Tenant, &dev.ID, &dev.DeviceID.Manufacturer, &dev.DeviceID.OUI, &dev.OUI,
+	dest := []any{&dev.Tenant, &dev.ID, &dev.DeviceID.Manufacturer, &dev.DeviceID.OUI, &dev.OUI,
 		&dev.DeviceID.ProductClass, &dev.DeviceID.SerialNumber,
 		&dev.SoftwareVersion, &dev.HardwareVersion, &dev.ProvisioningCode, &dev.DataModelRoot,
 		&dev.ConnectionRequest.URL, &dev.ConnectionRequest.UDPAddress, &dev.ConnectionRequest.JabberID,
 		&crUser, &crPass, &cpeUser, &cpePass,
 		&lastInform, &remoteIP, &events, &registered, &lastBoot, &lastBootstrap, &fullDiscovery,
-		&takeovers, &lastTakeover, &updated, &token)
-	if err != nil {
+		&takeovers, &lastTakeover, &updated, &token, tags}
+	if tags == nil {
+		dest = dest[:len(dest)-1]
+	}
+	if err := sc.Scan(dest...); err != nil {
 		return store.Device{}, err
 	}
 	dev.LastInform, dev.Registered, dev.LastBoot = fromMS(lastInform), fromMS(registered), fromMS(lastBoot)
@@ -50,58 +104,89 @@ func scanDevice(sc interface{ Scan(...any) error }) (store.Device, error) {
 		dev.CPECredentials = &store.Credentials{Username: cpeUser.String, Password: cpePass.String}
 	}
 	if remoteIP != "" {
+		var err error
 		if dev.RemoteIP, err = netip.ParseAddr(remoteIP); err != nil {
 			return store.Device{}, fmt.Errorf("decode remote IP: %w", err)
 		}
 	}
-	if err := json.Unmarshal([]byte(events), &dev.LastEvents); err != nil {
-		return store.Device{}, fmt.Errorf("decode events: %w", err)
+	var err error
+	if dev.LastEvents, err = decodeEvents(events); err != nil {
+		return store.Device{}, err
 	}
-	if len(dev.LastEvents) == 0 {
-		dev.LastEvents = nil
+	if tags != nil && tags.String != "" {
+		dev.Tags = strings.Split(tags.String, " ")
+		slices.Sort(dev.Tags)
 	}
 	return dev, nil
 }
 
+// decodeEvents reads last_events.
+func decodeEvents(s string) ([]cwmp.Event, error) {
+	if s == "[]" {
+		return nil, nil
+	}
+	var events []cwmp.Event
+	if err := json.Unmarshal([]byte(s), &events); err != nil {
+		return nil, fmt.Errorf("decode events: %w", err)
+	}
+	if len(events) == 0 {
+		return nil, nil
+	}
+	return events, nil
+}
+
 // Get implements store.Store.
 func (s *Store) Get(ctx context.Context, tenant, id string, opts store.ReadOptions) (store.Device, error) {
-	dev, err := func() (store.Device, error) {
-		if err := storekit.Key(tenant, id); err != nil {
-			return store.Device{}, err
-		}
-		_, r, err := s.pools()
-		if err != nil {
-			return store.Device{}, err
-		}
-		var dev store.Device
-		// One read transaction: the device, its tags and its tree come
-		// from one snapshot even while a diff is being applied.
-		err = inTx(ctx, r, func(tx *sql.Tx) error {
-			row := tx.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices d WHERE d.tenant = ? AND d.id = ?`, tenant, id)
-			var err error
-			if dev, err = scanDevice(row); errors.Is(err, sql.ErrNoRows) {
-				return store.ErrNotFound
-			} else if err != nil {
-				return fmt.Errorf("read device: %w", err)
-			}
-			devs := []store.Device{dev}
-			if err := loadTags(ctx, tx, tenant, devs); err != nil {
-				return err
-			}
-			if opts.WantParams() {
-				if err := loadParams(ctx, tx, &devs[0], opts.ParamPrefixes); err != nil {
-					return err
-				}
-			}
-			dev = devs[0]
-			return nil
-		})
-		return dev, err
-	}()
+	dev, err := s.get(ctx, tenant, id, opts)
 	if err != nil {
 		return store.Device{}, fmt.Errorf("get device %s/%s: %w", tenant, id, err)
 	}
 	return dev, nil
+}
+
+func (s *Store) get(ctx context.Context, tenant, id string, opts store.ReadOptions) (store.Device, error) {
+	if err := storekit.Key(tenant, id); err != nil {
+		return store.Device{}, err
+	}
+	st, err := s.state()
+	if err != nil {
+		return store.Device{}, err
+	}
+	if !opts.WantParams() {
+		// One statement is one read transaction: the row and its tags
+		// come from one snapshot. It is a primary-key lookup that cannot
+		// run long, so it is not made cancellable: a context with Done
+		// costs two watcher goroutines per query (database/sql's and the
+		// driver's), more than the lookup itself.
+		if err := ctx.Err(); err != nil {
+			return store.Device{}, err
+		}
+		var tags sql.NullString
+		dev, err := scanDevice(st.rs.device.QueryRowContext(context.WithoutCancel(ctx), tenant, id), &tags)
+		if errors.Is(err, sql.ErrNoRows) {
+			return store.Device{}, store.ErrNotFound
+		} else if err != nil {
+			return store.Device{}, fmt.Errorf("read device: %w", err)
+		}
+		return dev, nil
+	}
+	var dev store.Device
+	// One read transaction: the device, its tags and its tree come from
+	// one snapshot even while a diff is being applied.
+	err = inTx(ctx, st.r, func(tx *sql.Tx) error {
+		var (
+			tags sql.NullString
+			err  error
+		)
+		dev, err = scanDevice(tx.StmtContext(ctx, st.rs.device).QueryRowContext(ctx, tenant, id), &tags)
+		if errors.Is(err, sql.ErrNoRows) {
+			return store.ErrNotFound
+		} else if err != nil {
+			return fmt.Errorf("read device: %w", err)
+		}
+		return loadParams(ctx, tx, &st.rs, &dev, opts.ParamPrefixes)
+	})
+	return dev, err
 }
 
 // loadTags fills Tags of devs (all of tenant) in one query.
@@ -141,8 +226,12 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
 }
 
-func loadParams(ctx context.Context, tx *sql.Tx, dev *store.Device, prefixes []string) error {
-	q := `SELECT path, value, type, writable, notification, updated FROM parameters WHERE tenant = ? AND device_id = ?`
+// loadParams reads the entries of dev under prefixes (all when none). The
+// whole tree and one prefix, what sessions ask for, use prepared
+// statements; rs is nil where the caller has none.
+func loadParams(ctx context.Context, tx *sql.Tx, rs *readStmts, dev *store.Device, prefixes []string) error {
+	var rows *sql.Rows
+	var err error
 	args := []any{dev.Tenant, dev.ID}
 	var ranges []string
 	for _, prefix := range prefixes {
@@ -158,12 +247,16 @@ func loadParams(ctx context.Context, tx *sql.Tx, dev *store.Device, prefixes []s
 		}
 		ranges = append(ranges, "("+r+")")
 	}
-	if len(ranges) > 0 {
-		q += ` AND (` + strings.Join(ranges, " OR ") + `)`
-	} else {
-		args = args[:2]
+	switch {
+	case len(ranges) == 0 && rs != nil:
+		rows, err = tx.StmtContext(ctx, rs.params).QueryContext(ctx, args[:2]...)
+	case len(ranges) == 1 && len(args) == 4 && rs != nil:
+		rows, err = tx.StmtContext(ctx, rs.paramsRange).QueryContext(ctx, args...)
+	case len(ranges) == 0:
+		rows, err = tx.QueryContext(ctx, paramColumns, args[:2]...)
+	default:
+		rows, err = tx.QueryContext(ctx, paramColumns+` AND (`+strings.Join(ranges, " OR ")+`)`, args...)
 	}
-	rows, err := tx.QueryContext(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("read parameters: %w", err)
 	}
@@ -214,19 +307,19 @@ func (s *Store) list(ctx context.Context, f store.Filter, page store.PageRequest
 	}
 	limit := storekit.PageSize(page)
 	q, args := listQuery(cf, after, limit+1)
-	_, r, err := s.pools()
+	st, err := s.state()
 	if err != nil {
 		return store.Page{}, err
 	}
 	var out store.Page
-	err = inTx(ctx, r, func(tx *sql.Tx) error {
+	err = inTx(ctx, st.r, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, q, args...)
 		if err != nil {
 			return fmt.Errorf("query devices: %w", err)
 		}
 		defer rows.Close()
 		for rows.Next() {
-			dev, err := scanDevice(rows)
+			dev, err := scanDevice(rows, nil)
 			if err != nil {
 				return fmt.Errorf("read device: %w", err)
 			}
@@ -244,7 +337,7 @@ func (s *Store) list(ctx context.Context, f store.Filter, page store.PageRequest
 		}
 		if opts.WantParams() {
 			for i := range out.Devices {
-				if err := loadParams(ctx, tx, &out.Devices[i], opts.ParamPrefixes); err != nil {
+				if err := loadParams(ctx, tx, nil, &out.Devices[i], opts.ParamPrefixes); err != nil {
 					return err
 				}
 			}

@@ -1,0 +1,521 @@
+package sqlitestore
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"github.com/fleetacs/fleetacs/services/inventory/internal/storekit"
+	"github.com/fleetacs/fleetacs/services/inventory/store"
+)
+
+// writeStmts are the writer's statements, prepared once on its connection:
+// parsing them again for every diff cost as much as running them.
+type writeStmts struct {
+	begin, commit, rollback          rawStmt
+	savepoint, release, rollbackTo   rawStmt
+	readDevice, insertDevice         rawStmt
+	touchDevice, deleteDevice        rawStmt
+	setParamValue                    rawStmt
+	deleteParams, deleteParamsPrefix rawStmt
+	deleteParam                      rawStmt
+	addTag, removeTag, deleteTags    rawStmt
+}
+
+func (st *writeStmts) prepare(rc *rawConn) error {
+	for _, s := range []struct {
+		dst *rawStmt
+		sql string
+	}{
+		// BEGIN IMMEDIATE takes the write lock up front, so a transaction
+		// never fails halfway on a lock another process holds.
+		{&st.begin, `BEGIN IMMEDIATE`},
+		{&st.commit, `COMMIT`},
+		{&st.rollback, `ROLLBACK`},
+		{&st.savepoint, `SAVEPOINT op`},
+		{&st.release, `RELEASE op`},
+		{&st.rollbackTo, `ROLLBACK TO op`},
+		{&st.readDevice, readDeviceSQL},
+		{&st.insertDevice, `INSERT INTO devices (tenant, id, registered, updated, fencing_token) VALUES (?, ?, ?, ?, ?)`},
+		{&st.touchDevice, `UPDATE devices SET updated = ? WHERE tenant = ? AND id = ?`},
+		{&st.deleteDevice, `DELETE FROM devices WHERE tenant = ? AND id = ?`},
+		{&st.setParamValue, setParamValueSQL},
+		{&st.deleteParams, `DELETE FROM parameters WHERE tenant = ? AND device_id = ?`},
+		{&st.deleteParamsPrefix, `DELETE FROM parameters WHERE tenant = ? AND device_id = ? AND path >= ? AND path < ?`},
+		{&st.deleteParam, `DELETE FROM parameters WHERE tenant = ? AND device_id = ? AND path = ?`},
+		{&st.addTag, `INSERT OR IGNORE INTO device_tags (tenant, device_id, tag) VALUES (?, ?, ?)`},
+		{&st.removeTag, `DELETE FROM device_tags WHERE tenant = ? AND device_id = ? AND tag = ?`},
+		{&st.deleteTags, `DELETE FROM device_tags WHERE tenant = ? AND device_id = ?`},
+	} {
+		if err := rc.keep(s.dst, s.sql); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readDeviceSQL reads what applying a diff needs of the stored device: the
+// fencing token, the session that last took it over and the indexed columns
+// a diff may set (see deviceUpdate.setIndexed).
+const readDeviceSQL = `SELECT fencing_token, takeover_session, oui, product_class, serial_number,
+	software_version, hardware_version FROM devices WHERE tenant = ? AND id = ?`
+
+// Parameter updates are written in two steps, because a periodic Inform
+// mostly reports values that did not change, and an UPDATE that names a
+// column makes SQLite rewrite that column's index entries even when the value
+// stays the same: each changed value costs a delete and an insert in the
+// value index and in the number or instant index, anywhere in those trees.
+//
+// mergeParamsSQL(n) inserts n entries in one statement. An entry that exists
+// and already holds the reported value and type (or the update carries no
+// value) only has its attributes and Updated time written, which touches no
+// index. An entry whose value changed is left alone by the conflict clause
+// and is missing from what RETURNING reports; setParamValueSQL then writes
+// it whole. A known value is never NULL (an empty value is the empty
+// string), so NULL in value, writable or notification means "unknown, keep
+// what is stored", and COALESCE is exact.
+//
+// Each row takes the tenant, the device id and the entry's eight columns.
+// The parameters are anonymous: the driver looks up the name of every
+// numbered parameter it binds, with a linear search.
+func mergeParamsSQL(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO parameters (tenant, device_id, path, value, type, number, instant, writable, notification, updated) VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	}
+	b.WriteString(` ON CONFLICT (tenant, device_id, path) DO UPDATE SET
+	writable     = COALESCE(excluded.writable, parameters.writable),
+	notification = COALESCE(excluded.notification, parameters.notification),
+	updated      = excluded.updated
+WHERE excluded.value IS NULL OR (parameters.value = excluded.value AND parameters.type = excluded.type)
+RETURNING path`)
+	return b.String()
+}
+
+// maxMergeRows bounds the rows of one merge statement, and so the number of
+// statements the cache holds; larger diffs are merged in chunks.
+const maxMergeRows = 32
+
+// setParamValueSQL writes a changed value into an existing entry.
+const setParamValueSQL = `UPDATE parameters SET
+	value        = ?,
+	type         = ?,
+	number       = ?,
+	instant      = ?,
+	writable     = COALESCE(?, writable),
+	notification = COALESCE(?, notification),
+	updated      = ?
+WHERE tenant = ? AND device_id = ? AND path = ?`
+
+// Device columns a diff may set besides fencing_token and updated, one bit
+// each in deviceUpdate.mask, in the order the UPDATE lists them.
+const (
+	colManufacturer = iota
+	colOUIRaw
+	colOUI
+	colProductClass
+	colSerialNumber
+	colLastInform
+	colRemoteIP
+	colLastEvents
+	colLastBoot
+	colLastBootstrap
+	colDataModelRoot
+	colSoftwareVersion
+	colHardwareVersion
+	colProvisioningCode
+	colCRURL
+	colCRUDPAddress
+	colCRJabberID
+	colCRUsername
+	colCRPassword
+	colCPEUsername
+	colCPEPassword
+	colFullDiscovery
+	colTakeover
+	colTakeoverSession
+	numDeviceCols
+)
+
+var deviceSets = [numDeviceCols]string{
+	colManufacturer: "manufacturer = ?", colOUIRaw: "oui_raw = ?", colOUI: "oui = ?",
+	colProductClass: "product_class = ?", colSerialNumber: "serial_number = ?",
+	colLastInform: "last_inform = ?", colRemoteIP: "remote_ip = ?", colLastEvents: "last_events = ?",
+	colLastBoot: "last_boot = ?", colLastBootstrap: "last_bootstrap = ?",
+	colDataModelRoot: "data_model_root = ?", colSoftwareVersion: "software_version = ?",
+	colHardwareVersion: "hardware_version = ?", colProvisioningCode: "provisioning_code = ?",
+	colCRURL: "cr_url = ?", colCRUDPAddress: "cr_udp_address = ?", colCRJabberID: "cr_jabber_id = ?",
+	colCRUsername: "cr_username = ?", colCRPassword: "cr_password = ?",
+	colCPEUsername: "cpe_username = ?", colCPEPassword: "cpe_password = ?",
+	colFullDiscovery:   "full_discovery = ?",
+	colTakeover:        "takeover_count = takeover_count + 1, last_takeover = ?",
+	colTakeoverSession: "takeover_session = ?",
+}
+
+// deviceUpdate is the UPDATE of one device row: the columns to set and
+// their values.
+type deviceUpdate struct {
+	mask uint32
+	vals [numDeviceCols]any
+}
+
+func (u *deviceUpdate) set(col int, v any) {
+	u.mask |= 1 << col
+	u.vals[col] = v
+}
+
+// setIndexed sets an indexed column only when its value changes: SQLite
+// rewrites the index entry of every column an UPDATE names, changed or not.
+func (u *deviceUpdate) setIndexed(col int, stored, v string) {
+	if stored != v {
+		u.set(col, v)
+	}
+}
+
+func updateSQL(mask uint32) string {
+	var b strings.Builder
+	b.WriteString("UPDATE devices SET fencing_token = ?, updated = ?")
+	for col := range numDeviceCols {
+		if mask&(1<<col) != 0 {
+			b.WriteString(", ")
+			b.WriteString(deviceSets[col])
+		}
+	}
+	b.WriteString(" WHERE tenant = ? AND id = ?")
+	return b.String()
+}
+
+// diffOp is a planned diff on its way to the writer, with what can be
+// computed before it gets there.
+type diffOp struct {
+	tenant, id string
+	plan       storekit.Plan
+	// events is the Inform's events as last_events holds them.
+	events string
+}
+
+// storedDevice is what applying a diff needs to know of the stored row.
+type storedDevice struct {
+	token                            int64
+	takeoverSession                  string
+	oui, productClass, serialNumber  string
+	softwareVersion, hardwareVersion string
+}
+
+func (w *writer) readDevice(tenant, id string) (cur storedDevice, found bool, err error) {
+	row := slices.Grow(w.row[:0], 7)[:7]
+	w.row = row
+	defer clear(row)
+	if found, err = w.rc.queryRow(w.stmts.readDevice, row, tenant, id); !found || err != nil {
+		return storedDevice{}, false, err
+	}
+	cur.token, err = integer(row[0])
+	for i, dst := range []*string{&cur.takeoverSession, &cur.oui, &cur.productClass, &cur.serialNumber,
+		&cur.softwareVersion, &cur.hardwareVersion} {
+		var e error
+		*dst, e = text(row[1+i])
+		err = errors.Join(err, e)
+	}
+	return cur, true, err
+}
+
+// applyDiff applies a planned diff inside the writer's transaction.
+func (w *writer) applyDiff(d *diffOp) (created bool, err error) {
+	st, rc, p := &w.stmts, &w.rc, &d.plan
+	tenant, id := d.tenant, d.id
+	cur, found, err := w.readDevice(tenant, id)
+	switch {
+	case err != nil:
+		return false, fmt.Errorf("read fencing token: %w", err)
+	case !found:
+		if p.DeviceID == nil {
+			return false, store.ErrNotFound
+		}
+		if _, err := rc.exec(st.insertDevice, tenant, id, p.Time.UnixMilli(), p.Time.UnixMilli(), p.Token); err != nil {
+			return false, fmt.Errorf("insert device: %w", err)
+		}
+		created = true
+	case p.Token < cur.token:
+		return false, store.ErrStaleFencingToken
+	}
+
+	if err := w.updateDevice(d, &cur); err != nil {
+		return false, err
+	}
+
+	if p.DeleteAll {
+		if _, err := rc.exec(st.deleteParams, tenant, id); err != nil {
+			return false, fmt.Errorf("delete parameters: %w", err)
+		}
+	}
+	for _, pre := range p.Deletes {
+		// A prefix ends with ".", so its upper bound always exists.
+		upper, _ := storekit.UpperBound(pre)
+		if _, err := rc.exec(st.deleteParamsPrefix, tenant, id, pre, upper); err != nil {
+			return false, fmt.Errorf("delete parameters under %q: %w", pre, err)
+		}
+	}
+	for _, path := range p.DeleteEntries {
+		if _, err := rc.exec(st.deleteParam, tenant, id, path); err != nil {
+			return false, fmt.Errorf("delete parameter %q: %w", path, err)
+		}
+	}
+	if err := w.writeParams(tenant, id, p); err != nil {
+		return false, err
+	}
+	if err := w.changeTags(tenant, id, p.AddTags, p.RemoveTags); err != nil {
+		return false, err
+	}
+	return created, nil
+}
+
+func (w *writer) updateDevice(d *diffOp, cur *storedDevice) error {
+	p := &d.plan
+	var u deviceUpdate
+	if dev := p.DeviceID; dev != nil {
+		u.set(colManufacturer, dev.Manufacturer)
+		u.set(colOUIRaw, dev.OUI)
+		u.setIndexed(colOUI, cur.oui, p.OUI)
+		u.setIndexed(colProductClass, cur.productClass, dev.ProductClass)
+		u.setIndexed(colSerialNumber, cur.serialNumber, dev.SerialNumber)
+	}
+	if in := p.Inform; in != nil {
+		u.set(colLastInform, p.InformTime.UnixMilli())
+		u.set(colRemoteIP, addrText(in.RemoteIP))
+		u.set(colLastEvents, d.events)
+		if p.Boot {
+			u.set(colLastBoot, p.InformTime.UnixMilli())
+		}
+		if p.Bootstrap {
+			u.set(colLastBootstrap, p.InformTime.UnixMilli())
+		}
+	}
+	f := &p.Fields
+	if f.SoftwareVersion != nil {
+		u.setIndexed(colSoftwareVersion, cur.softwareVersion, *f.SoftwareVersion)
+	}
+	if f.HardwareVersion != nil {
+		u.setIndexed(colHardwareVersion, cur.hardwareVersion, *f.HardwareVersion)
+	}
+	for _, s := range []struct {
+		col int
+		v   *string
+	}{
+		{colDataModelRoot, f.DataModelRoot}, {colProvisioningCode, f.ProvisioningCode},
+		{colCRURL, f.ConnectionRequestURL}, {colCRUDPAddress, f.UDPConnectionRequestAddress},
+		{colCRJabberID, f.JabberID},
+	} {
+		if s.v != nil {
+			u.set(s.col, *s.v)
+		}
+	}
+	if c := p.ConnectionRequestCredentials; c != nil {
+		u.set(colCRUsername, c.Username)
+		u.set(colCRPassword, c.Password)
+	}
+	if c := p.CPECredentials; c != nil {
+		u.set(colCPEUsername, c.Username)
+		u.set(colCPEPassword, c.Password)
+	}
+	if !p.FullDiscovery.IsZero() {
+		u.set(colFullDiscovery, p.FullDiscovery.UnixMilli())
+	}
+	// A takeover counts once per session, however often its diffs are
+	// applied.
+	if p.Takeover && (p.SessionID == "" || p.SessionID != cur.takeoverSession) {
+		u.set(colTakeover, p.Time.UnixMilli())
+		u.set(colTakeoverSession, p.SessionID)
+	}
+
+	args := append(w.args[:0], p.Token, p.Time.UnixMilli())
+	for col := range numDeviceCols {
+		if u.mask&(1<<col) != 0 {
+			args = append(args, u.vals[col])
+		}
+	}
+	args = append(args, d.tenant, d.id)
+	w.args = args
+	defer clear(w.args)
+
+	stmt, ok := w.updates[u.mask]
+	if !ok {
+		var err error
+		if stmt, err = w.rc.prepare(updateSQL(u.mask)); err != nil {
+			return fmt.Errorf("prepare device update: %w", err)
+		}
+		if len(w.updates) < maxCachedUpdates {
+			w.updates[u.mask] = stmt
+		} else {
+			defer stmt.Close()
+		}
+	}
+	if _, err := w.rc.exec(stmt, args...); err != nil {
+		return fmt.Errorf("update device: %w", err)
+	}
+	return nil
+}
+
+// eventsJSON encodes the events of an Inform as last_events holds them.
+func eventsJSON(events []cwmp.Event) (string, error) {
+	if events == nil {
+		events = []cwmp.Event{}
+	}
+	ev, err := json.Marshal(events)
+	if err != nil {
+		return "", fmt.Errorf("encode events: %w", err)
+	}
+	return string(ev), nil
+}
+
+// writeParams applies the plan's updates (sorted by path), see
+// mergeParamsSQL.
+func (w *writer) writeParams(tenant, id string, p *storekit.Plan) error {
+	updated := p.Time.UnixMilli()
+	for rest := p.Updates; len(rest) > 0; {
+		chunk := rest[:min(len(rest), maxMergeRows)]
+		rest = rest[len(chunk):]
+		if err := w.mergeParams(tenant, id, chunk, updated); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *writer) mergeParams(tenant, id string, chunk []storekit.Update, updated int64) error {
+	stmt := w.merges[len(chunk)]
+	if stmt == nil {
+		var err error
+		if stmt, err = w.rc.prepare(mergeParamsSQL(len(chunk))); err != nil {
+			return fmt.Errorf("prepare parameter merge: %w", err)
+		}
+		w.merges[len(chunk)] = stmt
+	}
+	args := w.args[:0]
+	for i := range chunk {
+		u := &chunk[i]
+		value, typ, number, instant := paramValue(u)
+		writable, notification := paramAttributes(u)
+		args = append(args, tenant, id, u.Path, value, typ, number, instant, writable, notification, updated)
+	}
+	w.args = args
+	defer clear(w.args)
+	rows, err := w.rc.query(stmt, args...)
+	if err != nil {
+		return fmt.Errorf("merge parameters: %w", err)
+	}
+	// done marks the entries written; chunk is sorted by path.
+	done := slices.Grow(w.done[:0], len(chunk))[:len(chunk)]
+	clear(done)
+	w.done = done
+	row := slices.Grow(w.row[:0], 1)[:1]
+	w.row = row
+	for {
+		err := rows.Next(row)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		var path string
+		if err == nil {
+			path, err = text(row[0])
+		}
+		if err != nil {
+			_ = rows.Close()
+			return fmt.Errorf("merge parameters: %w", err)
+		}
+		if i, found := slices.BinarySearchFunc(chunk, path, func(u storekit.Update, path string) int {
+			return strings.Compare(u.Path, path)
+		}); found {
+			done[i] = true
+		}
+	}
+	clear(row)
+	if err := rows.Close(); err != nil {
+		return fmt.Errorf("merge parameters: %w", err)
+	}
+	for i := range chunk {
+		if done[i] {
+			continue
+		}
+		u := &chunk[i]
+		value, typ, number, instant := paramValue(u)
+		writable, notification := paramAttributes(u)
+		if _, err := w.rc.exec(w.stmts.setParamValue, value, typ, number, instant, writable, notification, updated,
+			tenant, id, u.Path); err != nil {
+			return fmt.Errorf("set parameter %q: %w", u.Path, err)
+		}
+	}
+	return nil
+}
+
+// paramValue returns the value columns of an update: NULLs when it carries
+// no value.
+func paramValue(u *storekit.Update) (value, typ, number, instant any) {
+	if !u.HasValue {
+		return nil, nil, nil, nil
+	}
+	value, typ, number = u.Value, u.Type, u.Number
+	if u.IsInstant {
+		instant = u.Instant.UnixMilli()
+	}
+	return value, typ, number, instant
+}
+
+// paramAttributes returns the attribute columns of an update: NULL where
+// unknown.
+func paramAttributes(u *storekit.Update) (writable, notification any) {
+	if b, known := u.Writable.Bool(); known {
+		writable = b
+	}
+	if n, known := u.Notification.Value(); known {
+		notification = int64(n)
+	}
+	return writable, notification
+}
+
+func (w *writer) changeTags(tenant, id string, add, remove []string) error {
+	for _, t := range add {
+		if _, err := w.rc.exec(w.stmts.addTag, tenant, id, t); err != nil {
+			return fmt.Errorf("add tag %q: %w", t, err)
+		}
+	}
+	for _, t := range remove {
+		if _, err := w.rc.exec(w.stmts.removeTag, tenant, id, t); err != nil {
+			return fmt.Errorf("remove tag %q: %w", t, err)
+		}
+	}
+	return nil
+}
+
+// changeTagsOp is AddTags or RemoveTags: tags of an existing device, which
+// also becomes Updated.
+func (w *writer) changeTagsOp(tenant, id string, now int64, add, remove []string) error {
+	if n, err := w.rc.exec(w.stmts.touchDevice, now, tenant, id); err != nil {
+		return fmt.Errorf("touch device: %w", err)
+	} else if n == 0 {
+		return store.ErrNotFound
+	}
+	return w.changeTags(tenant, id, add, remove)
+}
+
+func (w *writer) deleteDevice(tenant, id string) error {
+	if n, err := w.rc.exec(w.stmts.deleteDevice, tenant, id); err != nil {
+		return fmt.Errorf("delete device row: %w", err)
+	} else if n == 0 {
+		return store.ErrNotFound
+	}
+	if _, err := w.rc.exec(w.stmts.deleteParams, tenant, id); err != nil {
+		return fmt.Errorf("delete parameters: %w", err)
+	}
+	if _, err := w.rc.exec(w.stmts.deleteTags, tenant, id); err != nil {
+		return fmt.Errorf("delete tags: %w", err)
+	}
+	return nil
+}

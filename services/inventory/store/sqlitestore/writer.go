@@ -1,0 +1,254 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync/atomic"
+)
+
+// Group commit.
+//
+// SQLite has one writer at a time, and with synchronous=NORMAL in WAL mode a
+// commit costs a WAL append of every page the transaction dirtied plus the
+// bookkeeping of BEGIN and COMMIT. Session diffs are small and arrive from
+// many sessions at once, so the store applies them the way a database's log
+// writer does: every write is an op queued to one writer goroutine, which
+// owns the only write connection and applies all ops waiting (up to
+// Config.MaxBatch) in one transaction. Pages touched by several diffs (the
+// right edge of the last_inform index, hot interior pages) are then written
+// once per batch instead of once per diff.
+//
+// Each op of a batch runs inside its own SAVEPOINT, so an op that fails (a
+// stale fencing token, a missing device, a constraint) is rolled back alone
+// and only its caller sees the error. Every caller gets its result after the
+// COMMIT, so a successful return still means "committed" with the same
+// durability as before. Ops run in queue order, so two diffs of one device
+// apply in the order they arrived.
+//
+// A caller whose context ends while its op is still queued takes it back and
+// the writer skips it; once the writer has begun an op, the op lands whole or
+// not at all, and the caller is not waited for.
+
+// Op states; an op moves from opQueued to exactly one of the others.
+const (
+	opQueued int32 = iota
+	opTaken
+	opAbandoned
+)
+
+// op is one write waiting for the writer goroutine.
+type op struct {
+	ctx context.Context
+	// run applies the write on the writer's connection inside the batch's
+	// transaction; its error rolls back what it did and nothing else.
+	run   func(w *writer) error
+	state atomic.Int32
+	// err is the op's result, written by the writer before done closes.
+	err  error
+	done chan struct{}
+}
+
+// writer owns the write connection; only its goroutine touches it and the
+// fields below.
+type writer struct {
+	conn     *sql.Conn
+	queue    chan *op
+	maxBatch int
+	exited   chan struct{}
+	// closeErr is what closing the statements reported, read after exited.
+	closeErr error
+
+	// rc is valid while run is inside conn.Raw.
+	rc    rawConn
+	stmts writeStmts
+	// updates caches the device UPDATE statements by the set of columns
+	// they write (see deviceUpdate); a session writes the same few shapes
+	// again and again.
+	updates map[uint32]rawStmt
+	// merges holds the parameter merge statements by row count.
+	merges [maxMergeRows + 1]rawStmt
+
+	batch, live []*op
+	args        []any
+	row         []driver.Value
+	done        []bool
+}
+
+// maxCachedUpdates bounds the update statement cache; shapes beyond it are
+// prepared for one use.
+const maxCachedUpdates = 128
+
+// run is the writer goroutine. It prepares the statements, reports the
+// outcome on ready, and then applies batches until the queue is closed.
+func (w *writer) run(ready chan<- error) {
+	defer close(w.exited)
+	err := w.conn.Raw(func(dc any) error {
+		pc, ok := dc.(driver.ConnPrepareContext)
+		if !ok {
+			return fmt.Errorf("driver connection %T cannot prepare with a context", dc)
+		}
+		// Statements run with a context that has no Done: a batch is
+		// never interrupted halfway for the sake of one caller, and the
+		// driver starts a watcher goroutine per statement for a context
+		// that can end.
+		w.rc = rawConn{ctx: context.Background(), c: pc}
+		if err := w.stmts.prepare(&w.rc); err != nil {
+			return errors.Join(err, w.rc.close())
+		}
+		ready <- nil
+		ready = nil
+		w.loop()
+		return w.rc.close()
+	})
+	if ready != nil {
+		ready <- err
+		return
+	}
+	w.closeErr = err
+}
+
+func (w *writer) loop() {
+	for {
+		o, ok := <-w.queue
+		if !ok {
+			return
+		}
+		w.batch = append(w.batch[:0], o)
+		if len(w.queue) == 0 {
+			// Callers woken by the previous commit are runnable but may
+			// not have enqueued yet (with one P they cannot have: this
+			// goroutine ran first). Yielding once lets them, so the batch
+			// fills instead of committing one op at a time.
+			runtime.Gosched()
+		}
+	fill:
+		for len(w.batch) < w.maxBatch {
+			select {
+			case o, ok := <-w.queue:
+				if !ok {
+					break fill
+				}
+				w.batch = append(w.batch, o)
+			default:
+				break fill
+			}
+		}
+		w.apply(w.batch)
+		clear(w.batch)
+	}
+}
+
+// apply runs one batch and delivers every op's result after the commit.
+func (w *writer) apply(batch []*op) {
+	live := w.live[:0]
+	for _, o := range batch {
+		if err := o.ctx.Err(); err != nil || !o.state.CompareAndSwap(opQueued, opTaken) {
+			// The caller gave up before the op began: it is never applied.
+			o.state.Store(opAbandoned)
+			o.err = o.ctx.Err()
+			close(o.done)
+			continue
+		}
+		live = append(live, o)
+	}
+	w.live = live
+	if len(live) > 0 {
+		if err := w.transact(live); err != nil {
+			for _, o := range live {
+				if o.err == nil {
+					o.err = err
+				}
+			}
+		}
+		for _, o := range live {
+			close(o.done)
+		}
+	}
+	clear(w.live)
+}
+
+// transact applies ops in one transaction. Ops that fail on their own carry
+// their error in op.err; the returned error is the transaction's, and means
+// that none of the ops was applied.
+func (w *writer) transact(ops []*op) error {
+	st, rc := &w.stmts, &w.rc
+	if _, err := rc.exec(st.begin); err != nil {
+		return fmt.Errorf("begin write transaction: %w", err)
+	}
+	if len(ops) == 1 {
+		// Alone in the transaction, an op needs no savepoint: its failure
+		// rolls back everything there is.
+		if ops[0].err = ops[0].run(w); ops[0].err != nil {
+			w.rollback()
+			return nil
+		}
+	} else {
+		for _, o := range ops {
+			if _, err := rc.exec(st.savepoint); err != nil {
+				w.rollback()
+				return fmt.Errorf("open savepoint: %w", err)
+			}
+			if o.err = o.run(w); o.err != nil {
+				// If SQLite rolled back the whole transaction (an I/O
+				// error, a full disk), the savepoint is gone and so is
+				// the batch.
+				if _, err := rc.exec(st.rollbackTo); err != nil {
+					w.rollback()
+					return fmt.Errorf("roll back failed write (%w): %w", o.err, err)
+				}
+			}
+			if _, err := rc.exec(st.release); err != nil {
+				w.rollback()
+				return fmt.Errorf("release savepoint: %w", err)
+			}
+		}
+	}
+	if _, err := rc.exec(st.commit); err != nil {
+		w.rollback()
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// rollback ends the transaction after a failure. Its own error is dropped:
+// the failure that led here is what callers need, and a transaction SQLite
+// already rolled back makes ROLLBACK fail harmlessly.
+func (w *writer) rollback() {
+	_, _ = w.rc.exec(w.stmts.rollback)
+}
+
+// submit queues run for the writer and waits for its result.
+func (s *Store) submit(ctx context.Context, run func(w *writer) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	o := &op{ctx: ctx, run: run, done: make(chan struct{})}
+	// The read lock keeps Close from closing the queue under the send.
+	s.mu.RLock()
+	st := s.st
+	if st == nil {
+		s.mu.RUnlock()
+		return errNotStarted
+	}
+	select {
+	case st.w.queue <- o:
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return ctx.Err()
+	}
+	s.mu.RUnlock()
+	select {
+	case <-o.done:
+		return o.err
+	case <-ctx.Done():
+		// Either the op was still queued and is now taken back, or the
+		// writer has begun it and it lands whole or not at all; in both
+		// cases the caller stops waiting.
+		o.state.CompareAndSwap(opQueued, opAbandoned)
+		return ctx.Err()
+	}
+}
