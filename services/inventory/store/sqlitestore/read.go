@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 	"github.com/fleetacs/fleetacs/services/inventory/internal/storekit"
@@ -70,7 +72,7 @@ func (rs *readStmts) close() {
 
 // scanDevice reads deviceColumns and, when tags is not nil, tagsColumn into
 // it.
-func scanDevice(sc interface{ Scan(...any) error }, tags *sql.NullString) (store.Device, error) {
+func scanDevice(sc interface{ Scan(...any) error }, tags *sql.NullString, ec *eventsCache) (store.Device, error) {
 	var (
 		dev                              store.Device
 		lastInform, registered, lastBoot sql.NullInt64
@@ -110,7 +112,7 @@ func scanDevice(sc interface{ Scan(...any) error }, tags *sql.NullString) (store
 		}
 	}
 	var err error
-	if dev.LastEvents, err = decodeEvents(events); err != nil {
+	if dev.LastEvents, err = ec.decode(events); err != nil {
 		return store.Device{}, err
 	}
 	if tags != nil && tags.String != "" {
@@ -120,10 +122,30 @@ func scanDevice(sc interface{ Scan(...any) error }, tags *sql.NullString) (store
 	return dev, nil
 }
 
-// decodeEvents reads last_events.
-func decodeEvents(s string) ([]cwmp.Event, error) {
+// eventsCache decodes last_events, remembering the decoded form of the
+// first maxCachedEvents short values it sees: a fleet's Informs carry a
+// handful of distinct event lists ("2 PERIODIC", "6 CONNECTION REQUEST"),
+// and decoding the same JSON for every Get cost a twentieth of the Get.
+// Cached slices are never handed out, only copies.
+type eventsCache struct {
+	m sync.Map // string -> []cwmp.Event
+	n atomic.Int32
+}
+
+const (
+	maxCachedEvents   = 256
+	maxCachedEventLen = 256
+)
+
+// decode reads last_events; a nil cache decodes every time.
+func (c *eventsCache) decode(s string) ([]cwmp.Event, error) {
 	if s == "[]" {
 		return nil, nil
+	}
+	if c != nil {
+		if v, ok := c.m.Load(s); ok {
+			return slices.Clone(v.([]cwmp.Event)), nil
+		}
 	}
 	var events []cwmp.Event
 	if err := json.Unmarshal([]byte(s), &events); err != nil {
@@ -131,6 +153,11 @@ func decodeEvents(s string) ([]cwmp.Event, error) {
 	}
 	if len(events) == 0 {
 		return nil, nil
+	}
+	if c != nil && len(s) <= maxCachedEventLen && c.n.Load() < maxCachedEvents {
+		if _, loaded := c.m.LoadOrStore(strings.Clone(s), slices.Clone(events)); !loaded {
+			c.n.Add(1)
+		}
 	}
 	return events, nil
 }
@@ -155,14 +182,15 @@ func (s *Store) get(ctx context.Context, tenant, id string, opts store.ReadOptio
 	if !opts.WantParams() {
 		// One statement is one read transaction: the row and its tags
 		// come from one snapshot. It is a primary-key lookup that cannot
-		// run long, so it is not made cancellable: a context with Done
-		// costs two watcher goroutines per query (database/sql's and the
-		// driver's), more than the lookup itself.
+		// run long (a WAL reader waits for no writer), so it is not made
+		// cancellable: a context with Done costs two watcher goroutines
+		// per query (database/sql's and the driver's), more than the
+		// lookup itself.
 		if err := ctx.Err(); err != nil {
 			return store.Device{}, err
 		}
 		var tags sql.NullString
-		dev, err := scanDevice(st.rs.device.QueryRowContext(context.WithoutCancel(ctx), tenant, id), &tags)
+		dev, err := scanDevice(st.rs.device.QueryRowContext(context.WithoutCancel(ctx), tenant, id), &tags, &st.events)
 		if errors.Is(err, sql.ErrNoRows) {
 			return store.Device{}, store.ErrNotFound
 		} else if err != nil {
@@ -178,7 +206,7 @@ func (s *Store) get(ctx context.Context, tenant, id string, opts store.ReadOptio
 			tags sql.NullString
 			err  error
 		)
-		dev, err = scanDevice(tx.StmtContext(ctx, st.rs.device).QueryRowContext(ctx, tenant, id), &tags)
+		dev, err = scanDevice(tx.StmtContext(ctx, st.rs.device).QueryRowContext(ctx, tenant, id), &tags, &st.events)
 		if errors.Is(err, sql.ErrNoRows) {
 			return store.ErrNotFound
 		} else if err != nil {
@@ -319,7 +347,7 @@ func (s *Store) list(ctx context.Context, f store.Filter, page store.PageRequest
 		}
 		defer rows.Close()
 		for rows.Next() {
-			dev, err := scanDevice(rows, nil)
+			dev, err := scanDevice(rows, nil, &st.events)
 			if err != nil {
 				return fmt.Errorf("read device: %w", err)
 			}

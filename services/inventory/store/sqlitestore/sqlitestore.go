@@ -74,6 +74,8 @@ type state struct {
 	w   *writer
 	r   *sql.DB // query-only readers
 	rs  readStmts
+	// events decodes the last_events of devices read.
+	events eventsCache
 }
 
 var _ store.Store = (*Store)(nil)
@@ -150,7 +152,7 @@ func (s *Store) open(ctx context.Context) (_ *state, err error) {
 	st := &state{}
 	defer func() {
 		if err != nil {
-			st.release()
+			err = errors.Join(err, st.release())
 		}
 	}()
 	if st.wdb, err = sql.Open("sqlite", s.dsn(true)); err != nil {
