@@ -13,13 +13,13 @@ import (
 // inside sql.Conn.Raw for the writer's whole life: database/sql would copy
 // every argument list into a fresh slice and wrap every result and row set
 // in objects of its own, which for the dozen small statements of a diff cost
-// as much CPU as a tenth of the diff and most of its allocations. The
+// about a tenth of the diff's CPU and most of its allocations. The
 // statements are the driver's prepared statements, reset and reused.
 
 // rawConn is the writer's driver connection. Only the writer goroutine uses
 // it, and only inside sql.Conn.Raw.
 type rawConn struct {
-	// ctx has no Done: see writer.ctx.
+	// ctx has no Done (see writer.run).
 	ctx context.Context
 	c   driver.ConnPrepareContext
 	// nv is reused for the arguments of every statement.
