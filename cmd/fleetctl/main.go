@@ -1,7 +1,7 @@
-// Command fleetctl is the FleetACS operator CLI. Today it converts captured
-// CWMP envelopes to JSON and back (`fleetctl cwmp decode|encode`); commands
-// over the public gRPC API (devices, tasks, presets, campaigns, files) join
-// the same command tree in internal/cli.
+// Command fleetctl is the FleetACS operator CLI: it converts captured CWMP
+// envelopes to JSON and back (`fleetctl cwmp decode|encode`) and reads the
+// inventory over the public gRPC API (`fleetctl devices list|get`); tasks,
+// presets, campaigns and files join the same command tree in internal/cli.
 package main
 
 import (
