@@ -65,7 +65,10 @@ func (o *options) RegisterFlags(fs *flag.FlagSet) {
 type module struct {
 	name string
 	doc  string
-	deps []string
+	// target: a command line may name it; inAll: "all" runs it. Shared
+	// parts are neither: services pull them in as dependencies.
+	target, inAll bool
+	deps          []string
 	// build returns the service to run; it does no I/O itself.
 	build func(a *app) (lifecycle.Service, error)
 }
@@ -91,9 +94,19 @@ func (a *app) selected(name string) bool { return a.chosen[name] }
 // dataPath is a path under the data directory.
 func (a *app) dataPath(name string) string { return filepath.Join(a.opts.DataDir, name) }
 
-// runnable lists the services a target may name, in start order; "all"
-// expands to every one of them. Shared parts are pulled in as dependencies.
-var runnable []string
+// names lists, in start order, the modules for which keep is true.
+func names(keep func(*module) bool) []string {
+	var out []string
+	for _, m := range modules() {
+		if keep(m) {
+			out = append(out, m.name)
+		}
+	}
+	return out
+}
+
+func isTarget(m *module) bool { return m.target }
+func isInAll(m *module) bool  { return m.inAll }
 
 func registry() map[string]*module {
 	mods := map[string]*module{}
@@ -111,7 +124,7 @@ func resolve(mods map[string]*module, targets []string) ([]*module, error) {
 	visit = func(name string, path []string) error {
 		m, ok := mods[name]
 		if !ok {
-			return fmt.Errorf("unknown target %q (targets: all, %s)", name, strings.Join(runnable, ", "))
+			return fmt.Errorf("unknown target %q (targets: all, %s)", name, strings.Join(names(isTarget), ", "))
 		}
 		if slices.Contains(path, name) {
 			return fmt.Errorf("dependency cycle: %s", strings.Join(append(path, name), " -> "))
@@ -129,12 +142,13 @@ func resolve(mods map[string]*module, targets []string) ([]*module, error) {
 		return nil
 	}
 	for _, t := range targets {
-		names := []string{t}
+		chosen := []string{t}
 		if t == "all" {
-			// The embedded default also brings the broker.
-			names = append(slices.Clone(runnable), "nats")
+			chosen = names(isInAll)
+		} else if m, ok := mods[t]; ok && !m.target {
+			return nil, fmt.Errorf("unknown target %q (targets: all, %s)", t, strings.Join(names(isTarget), ", "))
 		}
-		for _, n := range names {
+		for _, n := range chosen {
 			if err := visit(n, nil); err != nil {
 				return nil, err
 			}
@@ -148,7 +162,7 @@ func usage(fs *flag.FlagSet, w io.Writer) {
 	fmt.Fprintf(w, "Runs FleetACS services in one process. Targets:\n")
 	fmt.Fprintf(w, "  %-10s %s\n", "all", "every service, on the embedded default unless flags name external stores")
 	mods := registry()
-	for _, name := range runnable {
+	for _, name := range names(isTarget) {
 		fmt.Fprintf(w, "  %-10s %s\n", name, mods[name].doc)
 	}
 	fmt.Fprintf(w, "\nEvery flag can also be set by its environment variable: -a.b-c by FLEETACS_A_B_C.\n\nFlags:\n")

@@ -43,6 +43,7 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{nil, "name at least one target"},
 		{[]string{"gatewy"}, `unknown target "gatewy"`},
+		{[]string{"nats"}, `unknown target "nats"`}, // a shared part, not a target
 		{[]string{"-no-such-flag", "all"}, "flag provided but not defined"},
 	} {
 		var out, errb bytes.Buffer

@@ -27,13 +27,6 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Targets a command line may name, in start order; "all" is every one.
-// Shared parts (the gRPC server, the affinity store, the inventory client,
-// the embedded NATS server) are pulled in as dependencies.
-func init() {
-	runnable = []string{"inventory", "sessions", "gateway"}
-}
-
 // serviceConfigs are the configurations of every service, registered on the
 // one flag set whatever the targets, so that help and environment handling
 // do not depend on the command line.
@@ -66,22 +59,26 @@ func registerServiceFlags(a *app, fs *flag.FlagSet) {
 	a.cfg.inventory.RegisterFlags(fs)
 }
 
+// modules lists every module in start order. Targets (inventory, sessions,
+// gateway) may be named on the command line; shared parts (the gRPC server,
+// the affinity store, the inventory client) come in as dependencies; the
+// embedded NATS server comes only with "all", the embedded default.
 func modules() []*module {
 	return []*module{
 		{name: "grpc-server", doc: "the process's shared gRPC server", build: buildGRPCServer},
 		{name: "affinity", doc: "session routing and device leases: Redis, or in memory for one process", build: buildAffinity},
 		{name: "inventory-client", doc: "connection to the inventory's gRPC API", build: buildInventoryClient},
-		{name: "nats", doc: "embedded NATS server with JetStream", build: buildNATS},
+		{name: "nats", doc: "embedded NATS server with JetStream", inAll: true, build: buildNATS},
 		{
-			name: "inventory", doc: "devices and their parameter trees (SQLite embedded, or MongoDB), gRPC inventory API",
+			name: "inventory", target: true, inAll: true, doc: "devices and their parameter trees (SQLite embedded, or MongoDB), gRPC inventory API",
 			deps: []string{"grpc-server"}, build: buildInventory,
 		},
 		{
-			name: "sessions", doc: "session workers: run CWMP sessions for the gateways",
+			name: "sessions", target: true, inAll: true, doc: "session workers: run CWMP sessions for the gateways",
 			deps: []string{"grpc-server", "affinity", "inventory-client"}, build: buildSessions,
 		},
 		{
-			name: "gateway", doc: "the CPE-facing CWMP endpoint (HTTP/HTTPS :7547)",
+			name: "gateway", target: true, inAll: true, doc: "the CPE-facing CWMP endpoint (HTTP/HTTPS :7547)",
 			deps: []string{"grpc-server", "affinity", "inventory-client"}, build: buildGateway,
 		},
 	}
