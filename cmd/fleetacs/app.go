@@ -41,7 +41,8 @@ type options struct {
 	NATSURL  string
 	NATSPort int
 
-	Pprof bool
+	Pprof         bool
+	InProcessGRPC bool
 }
 
 func (o *options) RegisterFlags(fs *flag.FlagSet) {
@@ -52,6 +53,7 @@ func (o *options) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.GRPCAddr, "server.grpc-addr", ":9300", "listen address of the process's gRPC server (internal and public APIs)")
 	fs.DurationVar(&o.StopTimeout, "server.stop-timeout", 45*time.Second, "how long each service may take to stop on shutdown (at least the gateway's drain grace plus its shutdown timeout)")
 	fs.BoolVar(&o.Pprof, "server.pprof", false, "serve Go's /debug/pprof/ profiles on the admin listener")
+	fs.BoolVar(&o.InProcessGRPC, "server.grpc-in-process", true, "services in this process call each other's gRPC handlers directly, skipping the transport (false: through the gRPC transport in memory, as between processes)")
 	fs.StringVar(&o.RedisAddr, "redis.addr", "", "Redis host:port for session routing, device leases and checkpoints (empty: in memory, one process only)")
 	fs.IntVar(&o.RedisDB, "redis.db", 0, "Redis database number")
 	fs.StringVar(&o.RedisPassword, "redis.password", "", "Redis password")

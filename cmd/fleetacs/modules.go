@@ -17,6 +17,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/fleetacs/fleetacs/pkg/grpcinproc"
+
 	"github.com/fleetacs/fleetacs/pkg/affinity"
 	"github.com/fleetacs/fleetacs/pkg/lifecycle"
 	"github.com/fleetacs/fleetacs/pkg/natsembed"
@@ -46,11 +48,35 @@ type shared struct {
 	// process reach their own process's services through it (same gRPC
 	// code paths, no loopback TCP).
 	memListener *bufconn.Listener
+	// inproc serves the same services to clients of this process without
+	// the transport (-server.grpc-in-process); services register on both
+	// through registrar.
+	inproc    *grpcinproc.Channel
+	registrar grpc.ServiceRegistrar
 	// ownAddrs are the addresses under which this process's gRPC server
 	// is known to the cluster (bound and advertised).
 	ownAddrs  map[string]bool
 	store     affinity.Store
-	inventory *grpc.ClientConn
+	inventory grpc.ClientConnInterface
+}
+
+// registrars registers every service on several servers: the process's
+// gRPC server and its in-process channel.
+type registrars []grpc.ServiceRegistrar
+
+func (rs registrars) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	for _, r := range rs {
+		r.RegisterService(desc, impl)
+	}
+}
+
+// localConn returns the in-process channel for a gRPC address of this very
+// process when services call each other directly, else nil.
+func (a *app) localConn(addr string) grpc.ClientConnInterface {
+	if a.opts.InProcessGRPC && a.shared.ownAddrs[addr] {
+		return a.shared.inproc
+	}
+	return nil
 }
 
 func registerServiceFlags(a *app, fs *flag.FlagSet) {
@@ -111,6 +137,8 @@ func buildGRPCServer(a *app) (lifecycle.Service, error) {
 	mem := bufconn.Listen(1 << 20)
 	a.shared.grpcServer, a.shared.grpcHealth, a.shared.grpcListener, a.shared.memListener = srv, hs, ln, mem
 	a.shared.ownAddrs = map[string]bool{a.grpcAddr(): true, ln.Addr().String(): true}
+	a.shared.inproc = grpcinproc.New(grpcinproc.Options{TracerProvider: a.telemetry.Tracer})
+	a.shared.registrar = registrars{srv, a.shared.inproc}
 	return lifecycle.Func(func(ctx context.Context) error {
 		errc := make(chan error, 2)
 		go func() { errc <- srv.Serve(ln) }()
@@ -161,6 +189,10 @@ func buildInventoryClient(a *app) (lifecycle.Service, error) {
 		}
 		addr = a.grpcAddr()
 	}
+	if cc := a.localConn(addr); cc != nil {
+		a.shared.inventory = cc
+		return waitService(nil), nil
+	}
 	conn, err := grpc.NewClient(addr,
 		a.dialer(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -209,7 +241,7 @@ func buildInventory(a *app) (lifecycle.Service, error) {
 		return nil, fmt.Errorf("inventory config: %w", err)
 	}
 	svc := inventory.New(st, inventory.Options{Logger: a.logger.With("component", "inventory")})
-	svc.Register(a.shared.grpcServer)
+	svc.Register(a.shared.registrar)
 	a.shared.grpcHealth.SetServingStatus("fleetacs.inventory.v1.InventoryService", healthpb.HealthCheckResponse_SERVING)
 	return svc, nil
 }
@@ -231,7 +263,7 @@ func buildSessions(a *app) (lifecycle.Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	w.Register(a.shared.grpcServer)
+	w.Register(a.shared.registrar)
 	a.shared.grpcHealth.SetServingStatus("fleetacs.sessions.v1.SessionService", healthpb.HealthCheckResponse_SERVING)
 	return w, nil
 }
@@ -242,6 +274,7 @@ func buildGateway(a *app) (lifecycle.Service, error) {
 		gateway.GRPCForwarderOptions{
 			TracerProvider: a.telemetry.Tracer, Propagator: a.telemetry.Propagator,
 			DialOptions: []grpc.DialOption{a.dialer()},
+			LocalConn:   a.localConn,
 		},
 	)
 	g, err := gateway.New(a.cfg.gateway, gateway.Deps{

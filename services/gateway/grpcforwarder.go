@@ -51,6 +51,9 @@ type GRPCForwarderOptions struct {
 	// metadata. Nil: no-op tracing, W3C trace context propagation.
 	TracerProvider trace.TracerProvider
 	Propagator     propagation.TextMapPropagator
+	// LocalConn, when set, returns a channel to a worker in this very
+	// process for its address (grpcinproc), or nil to dial it.
+	LocalConn func(addr string) grpc.ClientConnInterface
 	// MaxAttempts bounds how many workers one exchange tries (default 3).
 	MaxAttempts int
 }
@@ -67,6 +70,7 @@ type GRPCForwarderOptions struct {
 type GRPCForwarder struct {
 	workers Workers
 	opts    []grpc.DialOption
+	local   func(addr string) grpc.ClientConnInterface
 	max     int
 
 	mu      sync.Mutex
@@ -75,7 +79,7 @@ type GRPCForwarder struct {
 }
 
 type grpcWorker struct {
-	conn   *grpc.ClientConn
+	conn   *grpc.ClientConn // nil for a worker in this process
 	client sessionsv1.SessionServiceClient
 }
 
@@ -104,7 +108,7 @@ func NewGRPCForwarder(workers Workers, o GRPCForwarderOptions) *GRPCForwarder {
 	if maxAttempts <= 0 {
 		maxAttempts = 3
 	}
-	return &GRPCForwarder{workers: workers, opts: dial, max: maxAttempts, clients: map[string]*grpcWorker{}}
+	return &GRPCForwarder{workers: workers, opts: dial, local: o.LocalConn, max: maxAttempts, clients: map[string]*grpcWorker{}}
 }
 
 // Close closes every worker connection.
@@ -114,6 +118,10 @@ func (f *GRPCForwarder) Close() error {
 	f.closed = true
 	var errs []error
 	for addr, w := range f.clients {
+		if w.conn == nil {
+			delete(f.clients, addr)
+			continue
+		}
 		if err := w.conn.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close connection to worker %s: %w", addr, err))
 		}
@@ -130,6 +138,13 @@ func (f *GRPCForwarder) client(addr string) (sessionsv1.SessionServiceClient, er
 	}
 	if w, ok := f.clients[addr]; ok {
 		return w.client, nil
+	}
+	if f.local != nil {
+		if cc := f.local(addr); cc != nil {
+			w := &grpcWorker{client: sessionsv1.NewSessionServiceClient(cc)}
+			f.clients[addr] = w
+			return w.client, nil
+		}
 	}
 	conn, err := grpc.NewClient(addr, f.opts...)
 	if err != nil {

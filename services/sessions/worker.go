@@ -126,7 +126,7 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 func (w *Worker) ID() string { return w.self.ID }
 
 // Register adds the SessionService to the process's shared gRPC server.
-func (w *Worker) Register(s *grpc.Server) { sessionsv1.RegisterSessionServiceServer(s, w) }
+func (w *Worker) Register(s grpc.ServiceRegistrar) { sessionsv1.RegisterSessionServiceServer(s, w) }
 
 // Sessions returns the number of sessions the worker holds.
 func (w *Worker) Sessions() int { return w.table.len() }
