@@ -237,14 +237,14 @@ func (w *writer) applyDiff(d *diffOp) (created bool, err error) {
 		return false, fmt.Errorf("read fencing token: %w", err)
 	case !found:
 		if p.DeviceID == nil {
-			return false, store.ErrNotFound
+			return false, refuse(store.ErrNotFound)
 		}
 		if _, err := rc.exec(st.insertDevice, tenant, id, p.Time.UnixMilli(), p.Time.UnixMilli(), p.Token); err != nil {
 			return false, fmt.Errorf("insert device: %w", err)
 		}
 		created = true
 	case p.Token < cur.token:
-		return false, store.ErrStaleFencingToken
+		return false, refuse(store.ErrStaleFencingToken)
 	}
 
 	if err := w.updateDevice(d, &cur); err != nil {
@@ -500,7 +500,7 @@ func (w *writer) changeTagsOp(tenant, id string, now int64, add, remove []string
 	if n, err := w.rc.exec(w.stmts.touchDevice, now, tenant, id); err != nil {
 		return fmt.Errorf("touch device: %w", err)
 	} else if n == 0 {
-		return store.ErrNotFound
+		return refuse(store.ErrNotFound)
 	}
 	return w.changeTags(tenant, id, add, remove)
 }
@@ -509,7 +509,7 @@ func (w *writer) deleteDevice(tenant, id string) error {
 	if n, err := w.rc.exec(w.stmts.deleteDevice, tenant, id); err != nil {
 		return fmt.Errorf("delete device row: %w", err)
 	} else if n == 0 {
-		return store.ErrNotFound
+		return refuse(store.ErrNotFound)
 	}
 	if _, err := w.rc.exec(w.stmts.deleteParams, tenant, id); err != nil {
 		return fmt.Errorf("delete parameters: %w", err)

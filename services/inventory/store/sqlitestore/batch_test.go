@@ -190,6 +190,59 @@ func TestBatchFailuresStayWithTheirCaller(t *testing.T) {
 	if _, err := s.Get(ctx, tenant, "00AABB-R-MISSING", store.ReadOptions{}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("the diff without DeviceId created its device: %v", err)
 	}
+	// Refusals are decided before an op writes: the batch needed no
+	// second, op-by-op pass.
+	if n := s.st.w.isolated.Load(); n != 0 {
+		t.Errorf("%d batches applied again op by op; refusals need none", n)
+	}
+}
+
+// TestBatchFailureAfterWrites: an op that fails after writing part of its
+// changes leaves none of them, and the other ops of its batch land whole
+// (the writer applies the batch again with a savepoint per op).
+func TestBatchFailureAfterWrites(t *testing.T) {
+	s := startStore(t)
+	const tenant = "default"
+	a, b := seed(t, s, tenant, "A", 10), seed(t, s, tenant, "B", 10)
+	at := batchBase.Add(time.Minute)
+	valid := func(value string) store.Diff {
+		return store.Diff{Time: at, Params: []store.ParamUpdate{store.SetValue("Device.X", value, "xsd:string")}, AddTags: []string{value}}
+	}
+	ctx := t.Context()
+
+	release := hold(t, s)
+	first := enqueue(t, s, ctx, 0, tenant, a, valid("a1"), 10)
+	broken := make(chan error, 1)
+	go func() {
+		broken <- s.submit(ctx, func(w *writer) error {
+			if _, err := w.rc.exec(w.stmts.addTag, tenant, b, "half-written"); err != nil {
+				return err
+			}
+			return errors.New("boom")
+		})
+	}()
+	waitQueued(t, s, 2)
+	last := enqueue(t, s, ctx, 2, tenant, b, valid("b1"), 10)
+	release()
+
+	if r := <-first; r.err != nil {
+		t.Errorf("first diff: %v", r.err)
+	}
+	if err := <-broken; err == nil || err.Error() != "boom" {
+		t.Errorf("broken op: err = %v, want boom", err)
+	}
+	if r := <-last; r.err != nil {
+		t.Errorf("last diff: %v", r.err)
+	}
+	if got := mustGet(t, s, tenant, a); got.Params["Device.X"].Value != "a1" || !slices.Equal(got.Tags, []string{"a1", "orig"}) {
+		t.Errorf("device A: %+v", got)
+	}
+	if got := mustGet(t, s, tenant, b); got.Params["Device.X"].Value != "b1" || !slices.Equal(got.Tags, []string{"b1", "orig"}) {
+		t.Errorf("device B (the broken op's write must be gone): %+v", got)
+	}
+	if n := s.st.w.isolated.Load(); n != 1 {
+		t.Errorf("%d batches applied again op by op, want 1", n)
+	}
 }
 
 // TestBatchManyGoroutines has 64 goroutines write to four devices, a third

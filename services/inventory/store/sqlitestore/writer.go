@@ -22,17 +22,21 @@ import (
 // right edge of the last_inform index, hot interior pages) are then written
 // once per batch instead of once per diff.
 //
-// Each op of a batch runs inside its own SAVEPOINT, so an op that fails (a
-// stale fencing token, a missing device, a constraint) is rolled back alone
-// and only its caller sees the error. Every caller gets its result after the
-// COMMIT, so a successful return still means "committed" with the same
-// durability as before. Ops run in queue order, so two diffs of one device
-// apply in the order they arrived.
+// An op that fails must not take the others of its batch down with it, and
+// must leave nothing behind. Most failures are refusals decided before the
+// op writes anything (a stale fencing token, a missing device): the op
+// returns them wrapped by refuse, and the batch goes on. Any other failure
+// may have left part of the op written, so the writer rolls the batch back
+// and applies it again with each op inside its own SAVEPOINT, where a
+// failing op is rolled back alone and only its caller sees the error.
+// Savepoints are not the normal path because SQLite keeps a statement
+// journal for them: a copy of every page an op first touches, allocated
+// and freed page by page, which cost more than the op's own writes.
 //
-// A caller whose context ends while its op is still queued takes it back and
-// the writer skips it; once the writer has begun an op, the op lands whole or
-// not at all, and the caller is not waited for.
-
+// Every caller gets its result after the COMMIT, so a successful return
+// still means "committed" with the same durability as before. Ops run in
+// queue order, so two diffs of one device apply in the order they arrived.
+//
 // Op states; an op moves from opQueued to exactly one of the others.
 const (
 	opQueued int32 = iota
@@ -71,6 +75,10 @@ type writer struct {
 	updates map[uint32]rawStmt
 	// merges holds the parameter merge statements by row count.
 	merges [maxMergeRows + 1]rawStmt
+
+	// isolated counts the batches applied again op by op after a failure
+	// (see transactIsolated).
+	isolated atomic.Int64
 
 	batch, live []*op
 	args        []any
@@ -179,40 +187,84 @@ func (w *writer) transact(ops []*op) error {
 	if _, err := rc.exec(st.begin); err != nil {
 		return fmt.Errorf("begin write transaction: %w", err)
 	}
-	if len(ops) == 1 {
-		// Alone in the transaction, an op needs no savepoint: its failure
-		// rolls back everything there is.
-		if ops[0].err = ops[0].run(w); ops[0].err != nil {
+	for _, o := range ops {
+		err := o.run(w)
+		var r refusal
+		switch {
+		case err == nil:
+			o.err = nil
+			continue
+		case errors.As(err, &r):
+			// Refused before writing anything: the batch goes on.
+			o.err = r.err
+			continue
+		case len(ops) == 1:
+			// Alone in the transaction, an op's failure rolls back
+			// everything there is.
+			o.err = err
 			w.rollback()
 			return nil
 		}
-	} else {
-		for _, o := range ops {
-			if _, err := rc.exec(st.savepoint); err != nil {
-				w.rollback()
-				return fmt.Errorf("open savepoint: %w", err)
+		// The op may have written part of its changes: start over with a
+		// savepoint around each op.
+		w.rollback()
+		w.isolated.Add(1)
+		return w.transactIsolated(ops)
+	}
+	return w.commit()
+}
+
+// transactIsolated applies ops in one transaction, each inside its own
+// savepoint so that a failing op is rolled back alone.
+func (w *writer) transactIsolated(ops []*op) error {
+	st, rc := &w.stmts, &w.rc
+	if _, err := rc.exec(st.begin); err != nil {
+		return fmt.Errorf("begin write transaction: %w", err)
+	}
+	for _, o := range ops {
+		if _, err := rc.exec(st.savepoint); err != nil {
+			w.rollback()
+			return fmt.Errorf("open savepoint: %w", err)
+		}
+		if o.err = o.run(w); o.err != nil {
+			var r refusal
+			if errors.As(o.err, &r) {
+				o.err = r.err
 			}
-			if o.err = o.run(w); o.err != nil {
-				// If SQLite rolled back the whole transaction (an I/O
-				// error, a full disk), the savepoint is gone and so is
-				// the batch.
-				if _, err := rc.exec(st.rollbackTo); err != nil {
-					w.rollback()
-					return fmt.Errorf("roll back failed write (%w): %w", o.err, err)
-				}
-			}
-			if _, err := rc.exec(st.release); err != nil {
+			// If SQLite rolled back the whole transaction (an I/O
+			// error, a full disk), the savepoint is gone and so is
+			// the batch.
+			if _, err := rc.exec(st.rollbackTo); err != nil {
 				w.rollback()
-				return fmt.Errorf("release savepoint: %w", err)
+				return fmt.Errorf("roll back failed write (%w): %w", o.err, err)
 			}
 		}
+		if _, err := rc.exec(st.release); err != nil {
+			w.rollback()
+			return fmt.Errorf("release savepoint: %w", err)
+		}
 	}
-	if _, err := rc.exec(st.commit); err != nil {
+	return w.commit()
+}
+
+func (w *writer) commit() error {
+	if _, err := w.rc.exec(w.stmts.commit); err != nil {
 		w.rollback()
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
 }
+
+// refusal is an op's failure decided before the op wrote anything; see
+// refuse.
+type refusal struct{ err error }
+
+func (r refusal) Error() string { return r.err.Error() }
+func (r refusal) Unwrap() error { return r.err }
+
+// refuse marks err as a refusal: the op wrote nothing, so the batch needs
+// no rollback. Only an op that has not written yet may return it.
+func refuse(err error) error { return refusal{err: err} }
 
 // rollback ends the transaction after a failure. Its own error is dropped:
 // the failure that led here is what callers need, and a transaction SQLite
