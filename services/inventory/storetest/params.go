@@ -332,3 +332,72 @@ func testLargeTree(t *testing.T, s store.Store) {
 		t.Fatalf("condition in a large tree found %v", ids)
 	}
 }
+
+// testRereadTimes: a value a session reports again unchanged (a periodic
+// Inform's parameters, a refresh) is a fact recorded at that session's
+// time, whether or not the store rewrites the entry; an entry the later
+// sessions stop reporting keeps the time it was last reported. Every read
+// path (Get, Get under a prefix, List) shows the same times.
+func testRereadTimes(t *testing.T, s store.Store) {
+	tenant := newTenant()
+	t1, t2, t3, t4, t5 := base, base.Add(time.Minute), base.Add(2*time.Minute), base.Add(3*time.Minute), base.Add(4*time.Minute)
+	const sw, url, ip = "Device.DeviceInfo.SoftwareVersion", "Device.ManagementServer.ConnectionRequestURL", "Device.IP.Interface.1.IPv4Address.1.IPAddress"
+	periodic := func(at time.Time, params ...store.ParamUpdate) store.Diff {
+		d := inform(devID("00AABB", "R", "RR1"), at, "2 PERIODIC")
+		d.Params = params
+		return d
+	}
+	d := periodic(t1, store.SetValue(sw, "1.0", "xsd:string"), store.SetValue(url, "http://a", "xsd:string"),
+		store.SetValue(ip, "10.0.0.1", "xsd:string"))
+	d.Params = append(d.Params, store.SetWritable("Device.WiFi.SSID.1.SSID", true))
+	id := apply(t, s, tenant, d, 1)
+
+	check := func(what string, want map[string]time.Time) {
+		t.Helper()
+		views := map[string]map[string]store.Parameter{
+			"Get":        get(t, s, tenant, id, allParams).Params,
+			"Get prefix": get(t, s, tenant, id, store.ReadOptions{ParamPrefixes: []string{"Device.DeviceInfo.", "Device.ManagementServer.", "Device.IP.", "Device.WiFi."}}).Params,
+		}
+		p, err := s.List(ctxT(t), store.Filter{Tenant: tenant}, store.PageRequest{}, allParams)
+		if err != nil || len(p.Devices) != 1 {
+			t.Fatalf("%s: List: %d devices, %v", what, len(p.Devices), err)
+		}
+		views["List"] = p.Devices[0].Params
+		for view, got := range views {
+			for path, at := range want {
+				if u := got[path].Updated; !u.Equal(ms(at)) {
+					t.Errorf("%s, %s: %s updated %v, want %v", what, view, path, u, ms(at))
+				}
+			}
+		}
+	}
+	check("first contact", map[string]time.Time{sw: t1, url: t1, ip: t1, "Device.WiFi.SSID.1.SSID": t1})
+
+	// The next Inform reports the same values and one new one.
+	applyID(t, s, tenant, id, periodic(t2, store.SetValue(sw, "1.0", "xsd:string"), store.SetValue(url, "http://a", "xsd:string"),
+		store.SetValue(ip, "10.0.0.2", "xsd:string")), 2)
+	check("same values again", map[string]time.Time{sw: t2, url: t2, ip: t2, "Device.WiFi.SSID.1.SSID": t1})
+	if v := get(t, s, tenant, id, allParams).Params[ip].Value; v != "10.0.0.2" {
+		t.Errorf("changed value: %q", v)
+	}
+
+	// An Inform without ip: ip keeps t2.
+	applyID(t, s, tenant, id, periodic(t3, store.SetValue(sw, "1.0", "xsd:string"), store.SetValue(url, "http://a", "xsd:string")), 3)
+	check("one parameter no longer reported", map[string]time.Time{sw: t3, url: t3, ip: t2})
+
+	// A session that only learns attributes reports no value: every
+	// value keeps the time it was last reported.
+	applyID(t, s, tenant, id, store.Diff{Time: t4, Params: []store.ParamUpdate{store.SetWritable(sw, false)}}, 4)
+	check("attributes only", map[string]time.Time{sw: t4, url: t3, ip: t2})
+
+	// The same diff applied twice changes nothing more.
+	again := periodic(t5, store.SetValue(url, "http://a", "xsd:string"))
+	applyID(t, s, tenant, id, again, 5)
+	applyID(t, s, tenant, id, again, 5)
+	check("same diff twice", map[string]time.Time{sw: t4, url: t5, ip: t2})
+	// Deleted entries stay deleted, whatever was reported before.
+	applyID(t, s, tenant, id, store.Diff{Time: t5, DeletePaths: []string{url}}, 5)
+	if _, ok := get(t, s, tenant, id, allParams).Params[url]; ok {
+		t.Error("deleted entry still read")
+	}
+}

@@ -38,6 +38,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"SpecialDeviceIDs", testSpecialIDs},
 		{"ParamsSetAndMerge", testParamsMerge},
 		{"ParamsValuesKeptExactly", testValuesExact},
+		{"ParamsRereadKeepFreshTimes", testRereadTimes},
 		{"ParamsDeletePrefix", testDeletePrefix},
 		{"ParamsReplaceSubtree", testReplaceSubtree},
 		{"ParamsDeleteAll", testDeleteAll},

@@ -23,6 +23,7 @@ type writeStmts struct {
 	setParamValue                    rawStmt
 	deleteParams, deleteParamsPrefix rawStmt
 	deleteParam                      rawStmt
+	unconfirm                        rawStmt
 	addTag, removeTag, deleteTags    rawStmt
 }
 
@@ -47,6 +48,7 @@ func (st *writeStmts) prepare(rc *rawConn) error {
 		{&st.deleteParams, `DELETE FROM parameters WHERE tenant = ? AND device_id = ?`},
 		{&st.deleteParamsPrefix, `DELETE FROM parameters WHERE tenant = ? AND device_id = ? AND path >= ? AND path < ?`},
 		{&st.deleteParam, `DELETE FROM parameters WHERE tenant = ? AND device_id = ? AND path = ?`},
+		{&st.unconfirm, `UPDATE parameters SET updated = ? WHERE tenant = ? AND device_id = ? AND path = ? AND updated < ?`},
 		{&st.addTag, `INSERT OR IGNORE INTO device_tags (tenant, device_id, tag) VALUES (?, ?, ?)`},
 		{&st.removeTag, `DELETE FROM device_tags WHERE tenant = ? AND device_id = ? AND tag = ?`},
 		{&st.deleteTags, `DELETE FROM device_tags WHERE tenant = ? AND device_id = ?`},
@@ -62,7 +64,55 @@ func (st *writeStmts) prepare(rc *rawConn) error {
 // fencing token, the session that last took it over and the indexed columns
 // a diff may set (see deviceUpdate.setIndexed).
 const readDeviceSQL = `SELECT fencing_token, takeover_session, oui, product_class, serial_number,
-	software_version, hardware_version FROM devices WHERE tenant = ? AND id = ?`
+	software_version, hardware_version, confirmed_paths, confirmed_at FROM devices WHERE tenant = ? AND id = ?`
+
+// Confirmed entries.
+//
+// A session reports most values again unchanged: every periodic Inform
+// carries the same DeviceInfo and ManagementServer parameters. Rewriting
+// their entries only to move their Updated time cost more than the rest of
+// the diff (the entries lie on several pages of the parameters table, each
+// a WAL frame at commit). So the entries a diff reports by value alone (no
+// attributes), up to maxConfirmed of them, are its confirmed entries: the
+// device row keeps their paths (confirmed_paths, sorted, one per line) and
+// the diff's time (confirmed_at), and their rows are written only when the
+// value or type changed. The Updated time of an entry is then
+//
+//	max(parameters.updated, devices.confirmed_at) for a path in confirmed_paths
+//	parameters.updated                            otherwise
+//
+// which readers apply (read.go). When the next diff confirms other paths,
+// those it no longer confirms get the old confirmed_at written into their
+// rows first, so that their time never goes back.
+//
+// A diff older than the last confirmation (a replay) confirms nothing: it
+// writes its entries as any other diff does.`
+
+// maxConfirmed bounds the confirmed entries of a device: a diff reporting
+// more values (a discovery, a large refresh) writes them all.
+const maxConfirmed = 64
+
+// confirmMergeSQL(n) writes n confirmed entries in one statement: new
+// entries are inserted, existing ones are written only when their value or
+// type changed.
+func confirmMergeSQL(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO parameters (tenant, device_id, path, value, type, number, instant, updated) VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
+	}
+	b.WriteString(` ON CONFLICT (tenant, device_id, path) DO UPDATE SET
+	value   = excluded.value,
+	type    = excluded.type,
+	number  = excluded.number,
+	instant = excluded.instant,
+	updated = excluded.updated
+WHERE parameters.value IS NOT excluded.value OR parameters.type IS NOT excluded.type`)
+	return b.String()
+}
 
 // Parameter updates are written in two steps, because a periodic Inform
 // mostly reports values that did not change, and an UPDATE that names a
@@ -142,6 +192,8 @@ const (
 	colFullDiscovery
 	colTakeover
 	colTakeoverSession
+	colConfirmedPaths
+	colConfirmedAt
 	numDeviceCols
 )
 
@@ -158,6 +210,8 @@ var deviceSets = [numDeviceCols]string{
 	colFullDiscovery:   "full_discovery = ?",
 	colTakeover:        "takeover_count = takeover_count + 1, last_takeover = ?",
 	colTakeoverSession: "takeover_session = ?",
+	colConfirmedPaths:  "confirmed_paths = ?",
+	colConfirmedAt:     "confirmed_at = ?",
 }
 
 // deviceUpdate is the UPDATE of one device row: the columns to set and
@@ -200,6 +254,9 @@ type diffOp struct {
 	plan       storekit.Plan
 	// events is the Inform's events as last_events holds them.
 	events string
+	// confirmedPaths are the paths the diff confirms (see "Confirmed
+	// entries"), set by the writer.
+	confirmedPaths string
 }
 
 // storedDevice is what applying a diff needs to know of the stored row.
@@ -208,10 +265,14 @@ type storedDevice struct {
 	takeoverSession                  string
 	oui, productClass, serialNumber  string
 	softwareVersion, hardwareVersion string
+	// confirmedPaths and confirmedAt (unix ms, 0 when NULL): see
+	// "Confirmed entries".
+	confirmedPaths string
+	confirmedAt    int64
 }
 
 func (w *writer) readDevice(tenant, id string) (cur storedDevice, found bool, err error) {
-	row := slices.Grow(w.row[:0], 7)[:7]
+	row := slices.Grow(w.row[:0], 9)[:9]
 	w.row = row
 	defer clear(row)
 	if found, err = w.rc.queryRow(w.stmts.readDevice, row, tenant, id); !found || err != nil {
@@ -219,12 +280,14 @@ func (w *writer) readDevice(tenant, id string) (cur storedDevice, found bool, er
 	}
 	cur.token, err = integer(row[0])
 	for i, dst := range []*string{&cur.takeoverSession, &cur.oui, &cur.productClass, &cur.serialNumber,
-		&cur.softwareVersion, &cur.hardwareVersion} {
+		&cur.softwareVersion, &cur.hardwareVersion, &cur.confirmedPaths} {
 		var e error
 		*dst, e = text(row[1+i])
 		err = errors.Join(err, e)
 	}
-	return cur, true, err
+	at, e := integer(row[8])
+	cur.confirmedAt = at
+	return cur, true, errors.Join(err, e)
 }
 
 // applyDiff applies a planned diff inside the writer's transaction.
@@ -247,7 +310,12 @@ func (w *writer) applyDiff(d *diffOp) (created bool, err error) {
 		return false, refuse(store.ErrStaleFencingToken)
 	}
 
+	confirm, rest := w.splitConfirmed(p, &cur)
+	d.confirmedPaths = joinPaths(&w.pathBuf, confirm)
 	if err := w.updateDevice(d, &cur); err != nil {
+		return false, err
+	}
+	if err := w.unconfirm(tenant, id, &cur, d.confirmedPaths); err != nil {
 		return false, err
 	}
 
@@ -268,7 +336,10 @@ func (w *writer) applyDiff(d *diffOp) (created bool, err error) {
 			return false, fmt.Errorf("delete parameter %q: %w", path, err)
 		}
 	}
-	if err := w.writeParams(tenant, id, p); err != nil {
+	if err := w.confirmParams(tenant, id, confirm, p.Time.UnixMilli()); err != nil {
+		return false, err
+	}
+	if err := w.writeParams(tenant, id, rest, p.Time.UnixMilli()); err != nil {
 		return false, err
 	}
 	if err := w.changeTags(tenant, id, p.AddTags, p.RemoveTags); err != nil {
@@ -335,6 +406,16 @@ func (w *writer) updateDevice(d *diffOp, cur *storedDevice) error {
 		u.set(colTakeoverSession, p.SessionID)
 	}
 
+	if d.confirmedPaths != cur.confirmedPaths {
+		u.set(colConfirmedPaths, d.confirmedPaths)
+	}
+	switch {
+	case d.confirmedPaths != "":
+		u.set(colConfirmedAt, p.Time.UnixMilli())
+	case cur.confirmedAt != 0:
+		u.set(colConfirmedAt, nil)
+	}
+
 	args := append(w.args[:0], p.Token, p.Time.UnixMilli())
 	for col := range numDeviceCols {
 		if u.mask&(1<<col) != 0 {
@@ -375,11 +456,9 @@ func eventsJSON(events []cwmp.Event) (string, error) {
 	return string(ev), nil
 }
 
-// writeParams applies the plan's updates (sorted by path), see
-// mergeParamsSQL.
-func (w *writer) writeParams(tenant, id string, p *storekit.Plan) error {
-	updated := p.Time.UnixMilli()
-	for rest := p.Updates; len(rest) > 0; {
+// writeParams applies updates (sorted by path), see mergeParamsSQL.
+func (w *writer) writeParams(tenant, id string, updates []storekit.Update, updated int64) error {
+	for rest := updates; len(rest) > 0; {
 		chunk := rest[:min(len(rest), maxMergeRows)]
 		rest = rest[len(chunk):]
 		if err := w.mergeParams(tenant, id, chunk, updated); err != nil {
@@ -450,6 +529,108 @@ func (w *writer) mergeParams(tenant, id string, chunk []storekit.Update, updated
 		if _, err := w.rc.exec(w.stmts.setParamValue, value, typ, number, instant, writable, notification, updated,
 			tenant, id, u.Path); err != nil {
 			return fmt.Errorf("set parameter %q: %w", u.Path, err)
+		}
+	}
+	return nil
+}
+
+// splitConfirmed returns the updates of p that become its confirmed
+// entries and the others, both sorted by path (see "Confirmed entries").
+func (w *writer) splitConfirmed(p *storekit.Plan, cur *storedDevice) (confirm, rest []storekit.Update) {
+	if p.Time.UnixMilli() < cur.confirmedAt {
+		return nil, p.Updates
+	}
+	n := 0
+	for i := range p.Updates {
+		if confirmable(&p.Updates[i]) {
+			n++
+		}
+	}
+	if n == 0 || n > maxConfirmed {
+		return nil, p.Updates
+	}
+	if n == len(p.Updates) {
+		return p.Updates, nil
+	}
+	confirm = slices.Grow(w.confirm[:0], n)
+	rest = slices.Grow(w.rest[:0], len(p.Updates)-n)
+	for _, u := range p.Updates {
+		if confirmable(&u) {
+			confirm = append(confirm, u)
+		} else {
+			rest = append(rest, u)
+		}
+	}
+	w.confirm, w.rest = confirm, rest
+	return confirm, rest
+}
+
+// confirmable: the update reports a value and nothing else.
+func confirmable(u *storekit.Update) bool {
+	_, wk := u.Writable.Bool()
+	_, nk := u.Notification.Value()
+	return u.HasValue && !wk && !nk
+}
+
+// joinPaths returns the paths of updates, one per line.
+func joinPaths(buf *[]byte, updates []storekit.Update) string {
+	if len(updates) == 0 {
+		return ""
+	}
+	b := (*buf)[:0]
+	for i := range updates {
+		if i > 0 {
+			b = append(b, '\n')
+		}
+		b = append(b, updates[i].Path...)
+	}
+	*buf = b
+	return string(b)
+}
+
+// unconfirm writes the stored confirmation time into the entries the
+// device had confirmed and the diff no longer does. It runs only when the
+// confirmed paths change, which periodic Informs seldom do.
+func (w *writer) unconfirm(tenant, id string, cur *storedDevice, next string) error {
+	if cur.confirmedPaths == "" || cur.confirmedPaths == next || cur.confirmedAt == 0 {
+		return nil
+	}
+	kept := strings.Split(next, "\n")
+	for path := range strings.SplitSeq(cur.confirmedPaths, "\n") {
+		if slices.Contains(kept, path) {
+			continue
+		}
+		if _, err := w.rc.exec(w.stmts.unconfirm, cur.confirmedAt, tenant, id, path, cur.confirmedAt); err != nil {
+			return fmt.Errorf("keep the time of %q: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// confirmParams writes confirmed entries (see confirmMergeSQL).
+func (w *writer) confirmParams(tenant, id string, updates []storekit.Update, updated int64) error {
+	for rest := updates; len(rest) > 0; {
+		chunk := rest[:min(len(rest), maxMergeRows)]
+		rest = rest[len(chunk):]
+		stmt := w.confirms[len(chunk)]
+		if stmt == nil {
+			var err error
+			if stmt, err = w.rc.prepare(confirmMergeSQL(len(chunk))); err != nil {
+				return fmt.Errorf("prepare parameter confirmation: %w", err)
+			}
+			w.confirms[len(chunk)] = stmt
+		}
+		args := w.args[:0]
+		for i := range chunk {
+			u := &chunk[i]
+			value, typ, number, instant := paramValue(u)
+			args = append(args, tenant, id, u.Path, value, typ, number, instant, updated)
+		}
+		w.args = args
+		_, err := w.rc.exec(stmt, args...)
+		clear(w.args)
+		if err != nil {
+			return fmt.Errorf("confirm parameters: %w", err)
 		}
 	}
 	return nil

@@ -36,12 +36,17 @@ const getDeviceSQL = `SELECT ` + deviceColumns + `, ` + tagsColumn + ` FROM devi
 
 const paramColumns = `SELECT path, value, type, writable, notification, updated FROM parameters WHERE tenant = ? AND device_id = ?`
 
+// confirmedSQL reads what the Updated times of a device's confirmed entries
+// need (apply.go, "Confirmed entries").
+const confirmedSQL = `SELECT confirmed_paths, confirmed_at FROM devices WHERE tenant = ? AND id = ?`
+
 // readStmts are the statements of Get, prepared once per pooled reader
 // connection by database/sql.
 type readStmts struct {
 	device *sql.Stmt
 	// params reads a whole tree, paramsRange the entries under one prefix.
 	params, paramsRange *sql.Stmt
+	confirmed           *sql.Stmt
 }
 
 func (rs *readStmts) prepare(ctx context.Context, db *sql.DB) error {
@@ -52,6 +57,7 @@ func (rs *readStmts) prepare(ctx context.Context, db *sql.DB) error {
 		{&rs.device, getDeviceSQL},
 		{&rs.params, paramColumns},
 		{&rs.paramsRange, paramColumns + ` AND path >= ? AND path < ?`},
+		{&rs.confirmed, confirmedSQL},
 	} {
 		stmt, err := db.PrepareContext(ctx, s.sql)
 		if err != nil {
@@ -63,7 +69,7 @@ func (rs *readStmts) prepare(ctx context.Context, db *sql.DB) error {
 }
 
 func (rs *readStmts) close() {
-	for _, s := range []*sql.Stmt{rs.device, rs.params, rs.paramsRange} {
+	for _, s := range []*sql.Stmt{rs.device, rs.params, rs.paramsRange, rs.confirmed} {
 		if s != nil {
 			_ = s.Close()
 		}
@@ -311,6 +317,35 @@ func loadParams(ctx context.Context, tx *sql.Tx, rs *readStmts, dev *store.Devic
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read parameters: %w", err)
+	}
+	return applyConfirmed(ctx, tx, rs, dev)
+}
+
+// applyConfirmed moves the Updated time of dev's confirmed entries to the
+// time of their last confirmation, when later.
+func applyConfirmed(ctx context.Context, tx *sql.Tx, rs *readStmts, dev *store.Device) error {
+	var row *sql.Row
+	if rs != nil {
+		row = tx.StmtContext(ctx, rs.confirmed).QueryRowContext(ctx, dev.Tenant, dev.ID)
+	} else {
+		row = tx.QueryRowContext(ctx, confirmedSQL, dev.Tenant, dev.ID)
+	}
+	var (
+		paths string
+		at    sql.NullInt64
+	)
+	if err := row.Scan(&paths, &at); err != nil {
+		return fmt.Errorf("read confirmed parameters: %w", err)
+	}
+	if paths == "" || !at.Valid {
+		return nil
+	}
+	t := fromMS(at)
+	for path := range strings.SplitSeq(paths, "\n") {
+		if p, ok := dev.Params[path]; ok && p.Updated.Before(t) {
+			p.Updated = t
+			dev.Params[path] = p
+		}
 	}
 	return nil
 }

@@ -78,4 +78,10 @@ CREATE INDEX parameters_value  ON parameters (tenant, path, value, number, insta
 CREATE INDEX parameters_number  ON parameters (tenant, path, number) WHERE number IS NOT NULL;
 CREATE INDEX parameters_instant ON parameters (tenant, path, instant) WHERE instant IS NOT NULL;
 `,
+	// 2: entries the last diff reported again by value (see apply.go,
+	// "Confirmed entries").
+	`
+ALTER TABLE devices ADD COLUMN confirmed_paths TEXT NOT NULL DEFAULT '';
+ALTER TABLE devices ADD COLUMN confirmed_at INTEGER;
+`,
 }

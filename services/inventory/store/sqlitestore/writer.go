@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"runtime"
 	"sync/atomic"
+
+	"github.com/fleetacs/fleetacs/services/inventory/internal/storekit"
 )
 
 // Group commit.
@@ -73,8 +75,13 @@ type writer struct {
 	// they write (see deviceUpdate); a session writes the same few shapes
 	// again and again.
 	updates map[uint32]rawStmt
-	// merges holds the parameter merge statements by row count.
-	merges [maxMergeRows + 1]rawStmt
+	// merges and confirms hold the parameter merge statements by row
+	// count.
+	merges, confirms [maxMergeRows + 1]rawStmt
+	// confirm, rest and pathBuf are reused by splitConfirmed and
+	// joinPaths.
+	confirm, rest []storekit.Update
+	pathBuf       []byte
 
 	// isolated counts the batches applied again op by op after a failure
 	// (see transactIsolated).
