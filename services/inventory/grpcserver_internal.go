@@ -8,6 +8,7 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
 	"github.com/fleetacs/fleetacs/services/inventory/store"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // internalServer implements InventoryInternalService for session workers,
@@ -35,6 +36,9 @@ func (i *internalServer) GetDeviceForSession(ctx context.Context, req *inventory
 	if err := i.s.checkReady(); err != nil {
 		return nil, err
 	}
+	if req.GetParameters() == nil {
+		return i.sessionState(ctx, req)
+	}
 	d, err := i.s.store.Get(ctx, req.GetTenant(), req.GetDeviceKey(), readOptions(req.GetParameters()))
 	if errors.Is(err, store.ErrNotFound) {
 		return &inventoryv1.GetDeviceForSessionResponse{}, nil // a first contact
@@ -46,6 +50,29 @@ func (i *internalServer) GetDeviceForSession(ctx context.Context, req *inventory
 		Device:                       deviceProto(&d),
 		ConnectionRequestCredentials: credentialsProto(d.ConnectionRequestCredentials),
 		LastFencingToken:             d.FencingToken,
+	}, nil
+}
+
+// sessionState answers a GetDeviceForSession without a parameter selector,
+// the start of most sessions, from store.SessionState: the device carries
+// its tenant, id, data_model_root and full_discovery_time, which is all a
+// session starts from (see the RPC's documentation).
+func (i *internalServer) sessionState(ctx context.Context, req *inventoryv1.GetDeviceForSessionRequest) (*inventoryv1.GetDeviceForSessionResponse, error) {
+	st, err := i.s.store.SessionState(ctx, req.GetTenant(), req.GetDeviceKey())
+	if errors.Is(err, store.ErrNotFound) {
+		return &inventoryv1.GetDeviceForSessionResponse{}, nil // a first contact
+	}
+	if err != nil {
+		return nil, i.s.storeError(ctx, "get device for session", req.GetTenant(), req.GetDeviceKey(), err)
+	}
+	dev := &inventoryv1.Device{Tenant: req.GetTenant(), Id: req.GetDeviceKey(), DataModelRoot: st.DataModelRoot}
+	if !st.FullDiscovery.IsZero() {
+		dev.FullDiscoveryTime = timestamppb.New(st.FullDiscovery)
+	}
+	return &inventoryv1.GetDeviceForSessionResponse{
+		Device:                       dev,
+		ConnectionRequestCredentials: credentialsProto(st.ConnectionRequestCredentials),
+		LastFencingToken:             st.FencingToken,
 	}, nil
 }
 

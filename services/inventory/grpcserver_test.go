@@ -126,6 +126,20 @@ func TestInternalSessionFlow(t *testing.T) {
 		t.Fatalf("repeated RecordSession: %v, %v", resp, err)
 	}
 
+	// Without a selector: the session's start state only.
+	got, err = h.internal.GetDeviceForSession(ctx, &inventoryv1.GetDeviceForSessionRequest{Tenant: "default", DeviceKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &inventoryv1.GetDeviceForSessionResponse{
+		Device:                       &inventoryv1.Device{Tenant: "default", Id: key},
+		ConnectionRequestCredentials: &inventoryv1.Credentials{Username: "cr", Password: "crpw"},
+		LastFencingToken:             5,
+	}
+	if !proto.Equal(got, want) {
+		t.Fatalf("session start state:\n got  %v\n want %v", got, want)
+	}
+
 	got, err = h.internal.GetDeviceForSession(ctx, &inventoryv1.GetDeviceForSessionRequest{Tenant: "default", DeviceKey: key,
 		Parameters: &inventoryv1.ParameterSelector{PathPrefixes: []string{"Device.WiFi."}}})
 	if err != nil {

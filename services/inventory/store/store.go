@@ -59,6 +59,11 @@ type Store interface {
 
 	// Get returns one device, with parameters as opts asks.
 	Get(ctx context.Context, tenant, id string, opts ReadOptions) (Device, error)
+	// SessionState returns the few fields a session needs of a device when
+	// it starts, as of the last diff applied; ErrNotFound for an unknown
+	// device. Every session asks for it, so stores answer it cheaper than
+	// Get.
+	SessionState(ctx context.Context, tenant, id string) (SessionState, error)
 	// List returns the devices of f.Tenant matching f, ordered by id, one
 	// page at a time.
 	List(ctx context.Context, f Filter, page PageRequest, opts ReadOptions) (Page, error)
@@ -74,6 +79,17 @@ type Store interface {
 	RemoveTags(ctx context.Context, tenant, id string, tags ...string) error
 	// Delete removes the device and its parameters.
 	Delete(ctx context.Context, tenant, id string) error
+}
+
+// SessionState is the part of a device a session starts from.
+type SessionState struct {
+	// DataModelRoot and FullDiscovery as in Device.
+	DataModelRoot string
+	FullDiscovery time.Time
+	// FencingToken is the newest token a diff of the device carried.
+	FencingToken uint64
+	// ConnectionRequestCredentials as in Device; nil when none.
+	ConnectionRequestCredentials *Credentials
 }
 
 // Device is the inventory's document for one CPE.

@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"ParamsSetAndMerge", testParamsMerge},
 		{"ParamsValuesKeptExactly", testValuesExact},
 		{"ParamsRereadKeepFreshTimes", testRereadTimes},
+		{"SessionState", testSessionState},
 		{"ParamsDeletePrefix", testDeletePrefix},
 		{"ParamsReplaceSubtree", testReplaceSubtree},
 		{"ParamsDeleteAll", testDeleteAll},

@@ -197,6 +197,40 @@ func (s *Store) Get(ctx context.Context, tenant, id string, opts store.ReadOptio
 	return dev, nil
 }
 
+// sessionProjection reads the fields of store.SessionState.
+var sessionProjection = bson.D{{Key: "root", Value: 1}, {Key: "full_discovery", Value: 1}, {Key: "fence", Value: 1}, {Key: "crc", Value: 1}}
+
+// SessionState implements store.Store.
+func (s *Store) SessionState(ctx context.Context, tenant, id string) (store.SessionState, error) {
+	st, err := func() (store.SessionState, error) {
+		if err := storekit.Key(tenant, id); err != nil {
+			return store.SessionState{}, err
+		}
+		coll, err := s.collection()
+		if err != nil {
+			return store.SessionState{}, err
+		}
+		var doc deviceDoc
+		err = coll.FindOne(ctx, bson.D{{Key: "_id", Value: docID(tenant, id)}},
+			options.FindOne().SetProjection(sessionProjection)).Decode(&doc)
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return store.SessionState{}, store.ErrNotFound
+		}
+		if err != nil {
+			return store.SessionState{}, fmt.Errorf("read device: %w", err)
+		}
+		st := store.SessionState{DataModelRoot: doc.Root, FullDiscovery: utc(doc.FullDiscovery), FencingToken: uint64(doc.Fence)}
+		if c := doc.CRCredentials; c != nil {
+			st.ConnectionRequestCredentials = &store.Credentials{Username: c.Username, Password: c.Password}
+		}
+		return st, nil
+	}()
+	if err != nil {
+		return store.SessionState{}, fmt.Errorf("get session state of device %s/%s: %w", tenant, id, err)
+	}
+	return st, nil
+}
+
 // List implements store.Store.
 func (s *Store) List(ctx context.Context, f store.Filter, page store.PageRequest, opts store.ReadOptions) (store.Page, error) {
 	out, err := s.list(ctx, f, page, opts)

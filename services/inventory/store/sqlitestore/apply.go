@@ -64,7 +64,8 @@ func (st *writeStmts) prepare(rc *rawConn) error {
 // fencing token, the session that last took it over and the indexed columns
 // a diff may set (see deviceUpdate.setIndexed).
 const readDeviceSQL = `SELECT fencing_token, takeover_session, oui, product_class, serial_number,
-	software_version, hardware_version, confirmed_paths, confirmed_at FROM devices WHERE tenant = ? AND id = ?`
+	software_version, hardware_version, confirmed_paths, confirmed_at,
+	data_model_root, full_discovery, cr_username, cr_password FROM devices WHERE tenant = ? AND id = ?`
 
 // Confirmed entries.
 //
@@ -269,10 +270,16 @@ type storedDevice struct {
 	// "Confirmed entries".
 	confirmedPaths string
 	confirmedAt    int64
+	// The rest of the session state (session.go); fullDiscovery in unix
+	// ms, 0 when NULL.
+	root          string
+	fullDiscovery int64
+	crUser        *string
+	crPass        string
 }
 
 func (w *writer) readDevice(tenant, id string) (cur storedDevice, found bool, err error) {
-	row := slices.Grow(w.row[:0], 9)[:9]
+	row := slices.Grow(w.row[:0], 13)[:13]
 	w.row = row
 	defer clear(row)
 	if found, err = w.rc.queryRow(w.stmts.readDevice, row, tenant, id); !found || err != nil {
@@ -285,9 +292,17 @@ func (w *writer) readDevice(tenant, id string) (cur storedDevice, found bool, er
 		*dst, e = text(row[1+i])
 		err = errors.Join(err, e)
 	}
-	at, e := integer(row[8])
-	cur.confirmedAt = at
-	return cur, true, errors.Join(err, e)
+	var e1, e2, e3, e4, e5 error
+	cur.confirmedAt, e1 = integer(row[8])
+	cur.root, e2 = text(row[9])
+	cur.fullDiscovery, e3 = integer(row[10])
+	if row[11] != nil {
+		var user string
+		user, e4 = text(row[11])
+		cur.crUser = &user
+		cur.crPass, e5 = text(row[12])
+	}
+	return cur, true, errors.Join(err, e1, e2, e3, e4, e5)
 }
 
 // applyDiff applies a planned diff inside the writer's transaction.
@@ -345,6 +360,8 @@ func (w *writer) applyDiff(d *diffOp) (created bool, err error) {
 	if err := w.changeTags(tenant, id, p.AddTags, p.RemoveTags); err != nil {
 		return false, err
 	}
+	after := sessionAfter(&cur, p)
+	w.afterCommit(func() { w.sessions.put(tenant, id, after) })
 	return created, nil
 }
 
@@ -698,5 +715,6 @@ func (w *writer) deleteDevice(tenant, id string) error {
 	if _, err := w.rc.exec(w.stmts.deleteTags, tenant, id); err != nil {
 		return fmt.Errorf("delete tags: %w", err)
 	}
+	w.afterCommit(func() { w.sessions.delete(tenant, id) })
 	return nil
 }

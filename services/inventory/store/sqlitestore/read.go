@@ -46,7 +46,7 @@ type readStmts struct {
 	device *sql.Stmt
 	// params reads a whole tree, paramsRange the entries under one prefix.
 	params, paramsRange *sql.Stmt
-	confirmed           *sql.Stmt
+	confirmed, session  *sql.Stmt
 }
 
 func (rs *readStmts) prepare(ctx context.Context, db *sql.DB) error {
@@ -58,6 +58,7 @@ func (rs *readStmts) prepare(ctx context.Context, db *sql.DB) error {
 		{&rs.params, paramColumns},
 		{&rs.paramsRange, paramColumns + ` AND path >= ? AND path < ?`},
 		{&rs.confirmed, confirmedSQL},
+		{&rs.session, sessionStateSQL},
 	} {
 		stmt, err := db.PrepareContext(ctx, s.sql)
 		if err != nil {
@@ -69,7 +70,7 @@ func (rs *readStmts) prepare(ctx context.Context, db *sql.DB) error {
 }
 
 func (rs *readStmts) close() {
-	for _, s := range []*sql.Stmt{rs.device, rs.params, rs.paramsRange, rs.confirmed} {
+	for _, s := range []*sql.Stmt{rs.device, rs.params, rs.paramsRange, rs.confirmed, rs.session} {
 		if s != nil {
 			_ = s.Close()
 		}

@@ -56,6 +56,10 @@ type Config struct {
 	// Now is the clock that stamps tag changes (Device.Updated); nil
 	// means time.Now. Session diffs carry their own time.
 	Now func() time.Time
+	// SessionCache is how many devices' session states the store keeps
+	// in memory (see session.go), about 200 bytes each; 0 means 100,000,
+	// negative none.
+	SessionCache int
 }
 
 // Store is the SQLite store. Create it with New and call Start before use.
@@ -74,6 +78,8 @@ type state struct {
 	w   *writer
 	r   *sql.DB // query-only readers
 	rs  readStmts
+	// sessions caches what SessionState returns; the writer fills it.
+	sessions *sessionCache
 	// events decodes the last_events of devices read.
 	events eventsCache
 }
@@ -90,6 +96,9 @@ func New(cfg Config) *Store {
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 64
+	}
+	if cfg.SessionCache == 0 {
+		cfg.SessionCache = 100_000
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -173,7 +182,9 @@ func (s *Store) open(ctx context.Context) (_ *state, err error) {
 		maxBatch: s.cfg.MaxBatch,
 		exited:   make(chan struct{}),
 		updates:  make(map[uint32]rawStmt),
+		sessions: newSessionCache(s.cfg.SessionCache),
 	}
+	st.sessions = w.sessions
 	if w.conn, err = st.wdb.Conn(ctx); err != nil {
 		return nil, fmt.Errorf("open writer: %w", err)
 	}

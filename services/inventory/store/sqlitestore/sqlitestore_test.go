@@ -11,9 +11,12 @@ import (
 	"github.com/fleetacs/fleetacs/services/inventory/storetest"
 )
 
-func newStore(t *testing.T) store.Store {
+func newStore(t *testing.T) store.Store { return newStoreWith(t, sqlitestore.Config{}) }
+
+func newStoreWith(t *testing.T, cfg sqlitestore.Config) store.Store {
 	t.Helper()
-	s := sqlitestore.New(sqlitestore.Config{Path: filepath.Join(t.TempDir(), "inventory.db")})
+	cfg.Path = filepath.Join(t.TempDir(), "inventory.db")
+	s := sqlitestore.New(cfg)
 	if err := s.Start(t.Context()); err != nil {
 		t.Fatalf("start: %v", err)
 	}
@@ -27,6 +30,12 @@ func newStore(t *testing.T) store.Store {
 
 func TestContract(t *testing.T) {
 	storetest.Run(t, newStore)
+}
+
+// TestContractWithoutSessionCache runs the suite with every SessionState
+// read from the database.
+func TestContractWithoutSessionCache(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return newStoreWith(t, sqlitestore.Config{SessionCache: -1}) })
 }
 
 func TestNewDoesNoIO(t *testing.T) {

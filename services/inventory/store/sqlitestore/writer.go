@@ -53,6 +53,9 @@ type op struct {
 	// transaction; its error rolls back what it did and nothing else.
 	run   func(w *writer) error
 	state atomic.Int32
+	// onCommit, set by run through writer.afterCommit, runs once the
+	// transaction that applied the op committed.
+	onCommit func()
 	// err is the op's result, written by the writer before done closes.
 	err  error
 	done chan struct{}
@@ -82,6 +85,11 @@ type writer struct {
 	// joinPaths.
 	confirm, rest []storekit.Update
 	pathBuf       []byte
+
+	// sessions receives the session state of every committed diff.
+	sessions *sessionCache
+	// current is the op running, for afterCommit.
+	current *op
 
 	// isolated counts the batches applied again op by op after a failure
 	// (see transactIsolated).
@@ -195,7 +203,7 @@ func (w *writer) transact(ops []*op) error {
 		return fmt.Errorf("begin write transaction: %w", err)
 	}
 	for _, o := range ops {
-		err := o.run(w)
+		err := w.runOp(o)
 		var r refusal
 		switch {
 		case err == nil:
@@ -218,8 +226,19 @@ func (w *writer) transact(ops []*op) error {
 		w.isolated.Add(1)
 		return w.transactIsolated(ops)
 	}
-	return w.commit()
+	return w.commit(ops)
 }
+
+// runOp runs o's write, forgetting what an earlier run of it left.
+func (w *writer) runOp(o *op) error {
+	o.onCommit, w.current = nil, o
+	defer func() { w.current = nil }()
+	return o.run(w)
+}
+
+// afterCommit makes f run once the op running now has committed; an op
+// that fails or whose transaction fails never runs it.
+func (w *writer) afterCommit(f func()) { w.current.onCommit = f }
 
 // transactIsolated applies ops in one transaction, each inside its own
 // savepoint so that a failing op is rolled back alone.
@@ -233,7 +252,7 @@ func (w *writer) transactIsolated(ops []*op) error {
 			w.rollback()
 			return fmt.Errorf("open savepoint: %w", err)
 		}
-		if o.err = o.run(w); o.err != nil {
+		if o.err = w.runOp(o); o.err != nil {
 			var r refusal
 			if errors.As(o.err, &r) {
 				o.err = r.err
@@ -251,13 +270,20 @@ func (w *writer) transactIsolated(ops []*op) error {
 			return fmt.Errorf("release savepoint: %w", err)
 		}
 	}
-	return w.commit()
+	return w.commit(ops)
 }
 
-func (w *writer) commit() error {
+// commit commits the transaction of ops and runs their commit hooks.
+func (w *writer) commit(ops []*op) error {
 	if _, err := w.rc.exec(w.stmts.commit); err != nil {
 		w.rollback()
 		return fmt.Errorf("commit: %w", err)
+	}
+	for _, o := range ops {
+		if o.err == nil && o.onCommit != nil {
+			o.onCommit()
+		}
+		o.onCommit = nil
 	}
 	return nil
 }

@@ -151,6 +151,9 @@ type GetDeviceForSessionResponse struct {
 	// The device with the parameters the selector asked for (paths, values,
 	// types, writable, notification); full_discovery_time says whether a full
 	// tree discovery already happened. Unset when the device is unknown.
+	// Without a parameter selector (the start of most sessions) it carries
+	// only tenant, id, data_model_root and full_discovery_time, which the
+	// inventory answers without reading the whole record.
 	Device *Device `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
 	// Connection-request credentials the ACS provisioned on the CPE; unset
 	// when none were provisioned yet (the worker may provision them).

@@ -1,0 +1,159 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/fleetacs/fleetacs/services/inventory/internal/storekit"
+	"github.com/fleetacs/fleetacs/services/inventory/store"
+)
+
+// Session states.
+//
+// Every CWMP session starts with SessionState, and a fleet's sessions come
+// back to the same devices. A read of the row through a reader connection
+// cost about as much as the rest of a periodic session's inventory work:
+// in WAL mode each commit of the writer empties the readers' page caches,
+// so the read goes to the file. The writer, though, already knows the
+// state: it read the row to check the fencing token and applied the diff.
+// It keeps the state each committed diff leaves in sessionCache, and
+// SessionState answers from there, falling back to the database for the
+// devices the cache does not hold (after a restart, or evicted).
+//
+// The cache is exact because this store's writer is the only writer of the
+// database file (one process per file, as the embedded default runs): the
+// writer puts a state only after its transaction committed and before the
+// caller of the diff hears back, so a session that starts after the
+// previous one's diff returned reads that diff's result. Readers never put
+// what they read, so a read racing a commit cannot leave an older state
+// behind.
+
+// sessionState is a cached store.SessionState; times in unix ms (0: none).
+type sessionState struct {
+	root          string
+	fullDiscovery int64
+	token         int64
+	crUser        *string
+	crPass        string
+}
+
+// sessionCache maps tenant and device id to the device's state.
+type sessionCache struct {
+	mu  sync.RWMutex
+	m   map[sessionKey]sessionState
+	max int
+}
+
+type sessionKey struct{ tenant, id string }
+
+func newSessionCache(max int) *sessionCache {
+	return &sessionCache{m: make(map[sessionKey]sessionState), max: max}
+}
+
+func (c *sessionCache) get(tenant, id string) (sessionState, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	st, ok := c.m[sessionKey{tenant, id}]
+	return st, ok
+}
+
+// put stores st, evicting an arbitrary entry when the cache is full.
+func (c *sessionCache) put(tenant, id string, st sessionState) {
+	if c.max <= 0 {
+		return
+	}
+	k := sessionKey{tenant, id}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[k]; !ok && len(c.m) >= c.max {
+		for old := range c.m {
+			delete(c.m, old)
+			break
+		}
+	}
+	c.m[k] = st
+}
+
+func (c *sessionCache) delete(tenant, id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, sessionKey{tenant, id})
+}
+
+func (st sessionState) public() store.SessionState {
+	out := store.SessionState{
+		DataModelRoot: st.root,
+		FullDiscovery: fromMS(sql.NullInt64{Int64: st.fullDiscovery, Valid: st.fullDiscovery != 0}),
+		FencingToken:  uint64(st.token),
+	}
+	if st.crUser != nil {
+		out.ConnectionRequestCredentials = &store.Credentials{Username: *st.crUser, Password: st.crPass}
+	}
+	return out
+}
+
+// sessionStateSQL reads a sessionState from the database.
+const sessionStateSQL = `SELECT data_model_root, full_discovery, fencing_token, cr_username, cr_password FROM devices WHERE tenant = ? AND id = ?`
+
+// SessionState implements store.Store.
+func (s *Store) SessionState(ctx context.Context, tenant, id string) (store.SessionState, error) {
+	out, err := s.sessionState(ctx, tenant, id)
+	if err != nil {
+		return store.SessionState{}, fmt.Errorf("get session state of device %s/%s: %w", tenant, id, err)
+	}
+	return out.public(), nil
+}
+
+func (s *Store) sessionState(ctx context.Context, tenant, id string) (sessionState, error) {
+	if err := storekit.Key(tenant, id); err != nil {
+		return sessionState{}, err
+	}
+	st, err := s.state()
+	if err != nil {
+		return sessionState{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return sessionState{}, err
+	}
+	if cached, ok := st.sessions.get(tenant, id); ok {
+		return cached, nil
+	}
+	var (
+		out            sessionState
+		full           sql.NullInt64
+		crUser, crPass sql.NullString
+	)
+	// A primary-key lookup: not made cancellable, see get.
+	err = st.rs.session.QueryRowContext(context.WithoutCancel(ctx), tenant, id).Scan(&out.root, &full, &out.token, &crUser, &crPass)
+	if errors.Is(err, sql.ErrNoRows) {
+		return sessionState{}, store.ErrNotFound
+	}
+	if err != nil {
+		return sessionState{}, fmt.Errorf("read device: %w", err)
+	}
+	out.fullDiscovery = full.Int64
+	if crUser.Valid {
+		out.crUser, out.crPass = &crUser.String, crPass.String
+	}
+	return out, nil
+}
+
+// sessionAfter is the state a diff leaves, from the stored row (cur) and
+// the plan.
+func sessionAfter(cur *storedDevice, p *storekit.Plan) sessionState {
+	st := sessionState{root: cur.root, fullDiscovery: cur.fullDiscovery, token: p.Token, crUser: cur.crUser, crPass: cur.crPass}
+	if r := p.Fields.DataModelRoot; r != nil {
+		st.root = *r
+	}
+	if !p.FullDiscovery.IsZero() {
+		st.fullDiscovery = p.FullDiscovery.UnixMilli()
+	}
+	if c := p.ConnectionRequestCredentials; c != nil {
+		user := c.Username
+		st.crUser, st.crPass = &user, c.Password
+	}
+	return st
+}
