@@ -7,13 +7,13 @@
 #
 #   DEVICES   simulated CPEs (default 2000)
 #   DURATION  length of each measured run (default 20s)
-#   CONC      sessions in flight during throughput runs (default 64)
+#   CONC      sessions in flight during throughput runs (default 128)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 devices=${DEVICES:-2000}
 duration=${DURATION:-20s}
-conc=${CONC:-64}
+conc=${CONC:-128}
 work=$(mktemp -d)
 pids=()
 cleanup() {
