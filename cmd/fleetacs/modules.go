@@ -240,9 +240,24 @@ func buildInventory(a *app) (lifecycle.Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inventory config: %w", err)
 	}
-	svc := inventory.New(st, inventory.Options{Logger: a.logger.With("component", "inventory")})
+	// The process is not ready, and the inventory's gRPC services not
+	// serving, until the store has started: sessions that arrived earlier
+	// would be answered with a retry fault.
+	a.health.Register("inventory")
+	health := a.shared.grpcHealth
+	setServing := func(ready bool) {
+		st := healthpb.HealthCheckResponse_NOT_SERVING
+		if ready {
+			st = healthpb.HealthCheckResponse_SERVING
+		}
+		for _, name := range []string{"fleetacs.inventory.v1.InventoryService", "fleetacs.inventory.v1.InventoryInternalService"} {
+			health.SetServingStatus(name, st)
+		}
+		a.health.SetReady("inventory", ready)
+	}
+	setServing(false)
+	svc := inventory.New(st, inventory.Options{Logger: a.logger.With("component", "inventory"), OnReady: setServing})
 	svc.Register(a.shared.registrar)
-	a.shared.grpcHealth.SetServingStatus("fleetacs.inventory.v1.InventoryService", healthpb.HealthCheckResponse_SERVING)
 	return svc, nil
 }
 

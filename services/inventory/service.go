@@ -22,6 +22,7 @@ type Service struct {
 	// for requests that name none.
 	callerTenants func(context.Context) []string
 	ready         atomic.Bool
+	onReady       func(bool)
 }
 
 // Options are the Service's optional dependencies.
@@ -32,6 +33,10 @@ type Options struct {
 	// call cover (set by the authentication layer). Nil means a
 	// single-tenant install: every caller covers "default" (DESIGN §3).
 	CallerTenants func(context.Context) []string
+	// OnReady, when set, hears when the service becomes ready (the store
+	// started) and when it stops being ready (shutdown): the process's
+	// readiness probe and gRPC health status follow it.
+	OnReady func(ready bool)
 }
 
 // DefaultTenant is the tenant of a single-tenant install.
@@ -39,7 +44,7 @@ const DefaultTenant = "default"
 
 // New returns the service over st. It does no I/O: Run starts the store.
 func New(st store.Store, opts Options) *Service {
-	s := &Service{store: st, logger: opts.Logger, callerTenants: opts.CallerTenants}
+	s := &Service{store: st, logger: opts.Logger, callerTenants: opts.CallerTenants, onReady: opts.OnReady}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
@@ -63,14 +68,21 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := s.store.Start(ctx); err != nil {
 		return fmt.Errorf("start inventory: %w", err)
 	}
-	s.ready.Store(true)
+	s.setReady(true)
 	s.logger.InfoContext(ctx, "inventory store started")
 	<-ctx.Done()
-	s.ready.Store(false)
+	s.setReady(false)
 	if err := s.store.Close(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("stop inventory: %w", err)
 	}
 	return nil
+}
+
+func (s *Service) setReady(ready bool) {
+	s.ready.Store(ready)
+	if s.onReady != nil {
+		s.onReady(ready)
+	}
 }
 
 // Ready reports whether the store is started, for readiness probes.
