@@ -28,6 +28,9 @@ type Config struct {
 	Store string
 	// SQLitePath is the database file of the sqlite backend.
 	SQLitePath string
+	// SQLiteSessionCache is how many devices' session start states the
+	// sqlite store keeps in memory (sqlitestore.Config.SessionCache).
+	SQLiteSessionCache int
 	// MongoDBURI and MongoDBDatabase locate the mongodb backend.
 	MongoDBURI      string
 	MongoDBDatabase string
@@ -48,6 +51,7 @@ func DefaultConfig() Config {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Store, "inventory.store", StoreSQLite, "device store: sqlite (embedded file) or mongodb")
 	fs.StringVar(&c.SQLitePath, "inventory.sqlite-path", "data/inventory.db", "database file of the sqlite store")
+	fs.IntVar(&c.SQLiteSessionCache, "inventory.sqlite-session-cache", 100_000, "devices whose session start state the sqlite store keeps in memory, about 200 bytes each (0: none)")
 	fs.StringVar(&c.MongoDBURI, "inventory.mongodb-uri", "", "MongoDB connection URI of the mongodb store (mongodb:// or mongodb+srv://)")
 	fs.StringVar(&c.MongoDBDatabase, "inventory.mongodb-database", "fleetacs", "MongoDB database of the mongodb store")
 	c.MongoDBIndexedParams = nil
@@ -64,6 +68,9 @@ func (c *Config) Validate() error {
 			bad("inventory.sqlite-path must not be empty with inventory.store=sqlite")
 		} else if strings.ContainsAny(c.SQLitePath, "?#") {
 			bad("inventory.sqlite-path %q must not contain '?' or '#'", c.SQLitePath)
+		}
+		if c.SQLiteSessionCache < 0 {
+			bad("inventory.sqlite-session-cache must not be negative, got %d", c.SQLiteSessionCache)
 		}
 	case StoreMongoDB:
 		if !strings.HasPrefix(c.MongoDBURI, "mongodb://") && !strings.HasPrefix(c.MongoDBURI, "mongodb+srv://") {
@@ -97,7 +104,11 @@ func (c *Config) NewStore() (store.Store, error) {
 			IndexedParams: c.MongoDBIndexedParams,
 		}), nil
 	}
-	return sqlitestore.New(sqlitestore.Config{Path: c.SQLitePath}), nil
+	cache := c.SQLiteSessionCache
+	if cache == 0 {
+		cache = -1 // sqlitestore: 0 means its default, negative none
+	}
+	return sqlitestore.New(sqlitestore.Config{Path: c.SQLitePath, SessionCache: cache}), nil
 }
 
 // stringList is a comma-separated flag value.

@@ -33,7 +33,7 @@ func TestFlags(t *testing.T) {
 	var names []string
 	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
 	want := []string{"inventory.mongodb-database", "inventory.mongodb-indexed-params", "inventory.mongodb-uri",
-		"inventory.sqlite-path", "inventory.store"}
+		"inventory.sqlite-path", "inventory.sqlite-session-cache", "inventory.store"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("flags = %q, want %q", names, want)
 	}
@@ -62,6 +62,7 @@ func TestValidateRejects(t *testing.T) {
 		"unknown store":     func(c *Config) { c.Store = "redis" },
 		"empty sqlite path": func(c *Config) { c.SQLitePath = "" },
 		"query in path":     func(c *Config) { c.SQLitePath = "x.db?mode=ro" },
+		"negative cache":    func(c *Config) { c.SQLiteSessionCache = -1 },
 		"mongodb no uri":    func(c *Config) { c.Store = StoreMongoDB },
 		"mongodb bad uri":   func(c *Config) { c.Store, c.MongoDBURI = StoreMongoDB, "http://x" },
 		"mongodb bad db": func(c *Config) {
