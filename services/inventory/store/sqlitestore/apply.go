@@ -1,6 +1,7 @@
 package sqlitestore
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -327,6 +328,23 @@ func (w *writer) applyDiff(d *diffOp) (created bool, err error) {
 
 	confirm, rest := w.splitConfirmed(p, &cur)
 	d.confirmedPaths = joinPaths(&w.pathBuf, confirm)
+	var digest [sha256.Size]byte
+	if len(confirm) > 0 {
+		digest = confirmDigest(&w.digestBuf, confirm)
+	}
+	// The confirmed entries hold these very values when the device's last
+	// committed diff confirmed the same ones, nothing has written the
+	// device since (in this transaction either) and this diff deletes
+	// nothing: their rows need no statement at all.
+	key := sessionKey{tenant, id}
+	_, touched := w.touched[key]
+	w.touched[key] = struct{}{}
+	if len(confirm) > 0 && !touched && !p.DeleteAll && len(p.Deletes) == 0 && len(p.DeleteEntries) == 0 &&
+		d.confirmedPaths == cur.confirmedPaths {
+		if last, ok := w.sessions.get(tenant, id); ok && last.hasConfirmed && last.confirmed == digest {
+			confirm = nil
+		}
+	}
 	if err := w.updateDevice(d, &cur); err != nil {
 		return false, err
 	}
@@ -361,6 +379,7 @@ func (w *writer) applyDiff(d *diffOp) (created bool, err error) {
 		return false, err
 	}
 	after := sessionAfter(&cur, p)
+	after.confirmed, after.hasConfirmed = digest, d.confirmedPaths != ""
 	w.afterCommit(func() { w.sessions.put(tenant, id, after) })
 	return created, nil
 }
@@ -715,6 +734,7 @@ func (w *writer) deleteDevice(tenant, id string) error {
 	if _, err := w.rc.exec(w.stmts.deleteTags, tenant, id); err != nil {
 		return fmt.Errorf("delete tags: %w", err)
 	}
+	w.touched[sessionKey{tenant, id}] = struct{}{}
 	w.afterCommit(func() { w.sessions.delete(tenant, id) })
 	return nil
 }

@@ -54,3 +54,69 @@ func TestConfirmedEntriesAreNotRewritten(t *testing.T) {
 		}
 	}
 }
+
+// TestConfirmedValuesSkippedOnlyWhenExact: a diff whose confirmed values
+// are those of the device's last committed diff writes no rows; a batch
+// that changes a value and sets it back, a deletion in between, or a
+// re-created device must still end with the right values.
+func TestConfirmedValuesSkippedOnlyWhenExact(t *testing.T) {
+	s := startStore(t)
+	const tenant = "default"
+	dev := testDevice("Q")
+	id := store.MakeID(dev)
+	at := batchBase
+	diff := func(value string) store.Diff {
+		at = at.Add(time.Minute)
+		return store.Diff{
+			Time: at, SessionID: at.String(), DeviceID: &dev,
+			Inform: &store.Inform{Events: []cwmp.Event{{Code: "2 PERIODIC"}}},
+			Params: []store.ParamUpdate{store.SetValue("Device.A", value, "xsd:string"), store.SetValue("Device.B", "b", "xsd:string")},
+		}
+	}
+	apply := func(d store.Diff) {
+		t.Helper()
+		if _, err := s.ApplySessionDiff(t.Context(), tenant, id, d, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	value := func(want string) {
+		t.Helper()
+		if got := mustGet(t, s, tenant, id).Params["Device.A"]; got.Value != want || !got.Updated.Equal(at) {
+			t.Fatalf("Device.A = %q updated %v, want %q updated %v", got.Value, got.Updated, want, at)
+		}
+	}
+	apply(diff("1"))
+	apply(diff("1"))
+	value("1")
+
+	// One batch: the value changes, then comes back to what the cache
+	// holds from before the batch.
+	release := hold(t, s)
+	first := enqueue(t, s, t.Context(), 0, tenant, id, diff("5"), 1)
+	second := enqueue(t, s, t.Context(), 1, tenant, id, diff("1"), 1)
+	release()
+	for _, r := range []<-chan result{first, second} {
+		if res := <-r; res.err != nil {
+			t.Fatal(res.err)
+		}
+	}
+	value("1")
+
+	// The entry is deleted by another diff, then confirmed again.
+	at = at.Add(time.Minute)
+	if _, err := s.ApplySessionDiff(t.Context(), tenant, id, store.Diff{Time: at, DeletePaths: []string{"Device.A"}}, 1); err != nil {
+		t.Fatal(err)
+	}
+	apply(diff("1"))
+	value("1")
+
+	// The device is deleted and comes back with the same values.
+	if err := s.Delete(t.Context(), tenant, id); err != nil {
+		t.Fatal(err)
+	}
+	apply(diff("1"))
+	value("1")
+	if len(mustGet(t, s, tenant, id).Params) != 2 {
+		t.Fatalf("re-created device: %+v", mustGet(t, s, tenant, id).Params)
+	}
+}

@@ -2,9 +2,11 @@ package sqlitestore
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 
 	"github.com/fleetacs/fleetacs/services/inventory/internal/storekit"
@@ -38,6 +40,11 @@ type sessionState struct {
 	token         int64
 	crUser        *string
 	crPass        string
+	// confirmed is the digest of the entries the device's last diff
+	// confirmed (confirmDigest), when it confirmed any: a diff confirming
+	// the same values need not touch their rows at all.
+	confirmed    [sha256.Size]byte
+	hasConfirmed bool
 }
 
 // sessionCache maps tenant and device id to the device's state.
@@ -139,6 +146,23 @@ func (s *Store) sessionState(ctx context.Context, tenant, id string) (sessionSta
 		out.crUser, out.crPass = &crUser.String, crPass.String
 	}
 	return out, nil
+}
+
+// confirmDigest hashes the paths, types and values of confirmed entries.
+func confirmDigest(buf *[]byte, confirm []storekit.Update) [sha256.Size]byte {
+	b := (*buf)[:0]
+	for i := range confirm {
+		u := &confirm[i]
+		b = append(b, u.Path...)
+		b = append(b, 0)
+		b = append(b, u.Type...)
+		b = append(b, 0)
+		b = strconv.AppendInt(b, int64(len(u.Value)), 10)
+		b = append(b, 0)
+		b = append(b, u.Value...)
+	}
+	*buf = b
+	return sha256.Sum256(b)
 }
 
 // sessionAfter is the state a diff leaves, from the stored row (cur) and

@@ -183,6 +183,7 @@ func (s *Store) open(ctx context.Context) (_ *state, err error) {
 		exited:   make(chan struct{}),
 		updates:  make(map[uint32]rawStmt),
 		sessions: newSessionCache(s.cfg.SessionCache),
+		touched:  make(map[sessionKey]struct{}),
 	}
 	st.sessions = w.sessions
 	if w.conn, err = st.wdb.Conn(ctx); err != nil {

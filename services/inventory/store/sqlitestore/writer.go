@@ -83,13 +83,16 @@ type writer struct {
 	merges, confirms [maxMergeRows + 1]rawStmt
 	// confirm, rest and pathBuf are reused by splitConfirmed and
 	// joinPaths.
-	confirm, rest []storekit.Update
-	pathBuf       []byte
+	confirm, rest      []storekit.Update
+	pathBuf, digestBuf []byte
 
 	// sessions receives the session state of every committed diff.
 	sessions *sessionCache
 	// current is the op running, for afterCommit.
 	current *op
+	// touched holds the devices the transaction has written so far: their
+	// entries in sessions are not yet what the database holds.
+	touched map[sessionKey]struct{}
 
 	// isolated counts the batches applied again op by op after a failure
 	// (see transactIsolated).
@@ -202,6 +205,7 @@ func (w *writer) transact(ops []*op) error {
 	if _, err := rc.exec(st.begin); err != nil {
 		return fmt.Errorf("begin write transaction: %w", err)
 	}
+	clear(w.touched)
 	for _, o := range ops {
 		err := w.runOp(o)
 		var r refusal
@@ -247,6 +251,7 @@ func (w *writer) transactIsolated(ops []*op) error {
 	if _, err := rc.exec(st.begin); err != nil {
 		return fmt.Errorf("begin write transaction: %w", err)
 	}
+	clear(w.touched)
 	for _, o := range ops {
 		if _, err := rc.exec(st.savepoint); err != nil {
 			w.rollback()
