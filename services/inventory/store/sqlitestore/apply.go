@@ -505,13 +505,9 @@ func (w *writer) writeParams(tenant, id string, updates []storekit.Update, updat
 }
 
 func (w *writer) mergeParams(tenant, id string, chunk []storekit.Update, updated int64) error {
-	stmt := w.merges[len(chunk)]
-	if stmt == nil {
-		var err error
-		if stmt, err = w.rc.prepare(mergeParamsSQL(len(chunk))); err != nil {
-			return fmt.Errorf("prepare parameter merge: %w", err)
-		}
-		w.merges[len(chunk)] = stmt
+	stmt, err := w.rowsStmt(&w.merges, len(chunk), mergeParamsSQL)
+	if err != nil {
+		return fmt.Errorf("prepare parameter merge: %w", err)
 	}
 	args := w.args[:0]
 	for i := range chunk {
@@ -648,13 +644,9 @@ func (w *writer) confirmParams(tenant, id string, updates []storekit.Update, upd
 	for rest := updates; len(rest) > 0; {
 		chunk := rest[:min(len(rest), maxMergeRows)]
 		rest = rest[len(chunk):]
-		stmt := w.confirms[len(chunk)]
-		if stmt == nil {
-			var err error
-			if stmt, err = w.rc.prepare(confirmMergeSQL(len(chunk))); err != nil {
-				return fmt.Errorf("prepare parameter confirmation: %w", err)
-			}
-			w.confirms[len(chunk)] = stmt
+		stmt, err := w.rowsStmt(&w.confirms, len(chunk), confirmMergeSQL)
+		if err != nil {
+			return fmt.Errorf("prepare parameter confirmation: %w", err)
 		}
 		args := w.args[:0]
 		for i := range chunk {
@@ -663,13 +655,27 @@ func (w *writer) confirmParams(tenant, id string, updates []storekit.Update, upd
 			args = append(args, tenant, id, u.Path, value, typ, number, instant, updated)
 		}
 		w.args = args
-		_, err := w.rc.exec(stmt, args...)
+		_, err = w.rc.exec(stmt, args...)
 		clear(w.args)
 		if err != nil {
 			return fmt.Errorf("confirm parameters: %w", err)
 		}
 	}
 	return nil
+}
+
+// rowsStmt returns the statement of cache for n rows, preparing build(n)
+// the first time.
+func (w *writer) rowsStmt(cache *[maxMergeRows + 1]rawStmt, n int, build func(int) string) (rawStmt, error) {
+	if stmt := cache[n]; stmt != nil {
+		return stmt, nil
+	}
+	stmt, err := w.rc.prepare(build(n))
+	if err != nil {
+		return nil, err
+	}
+	cache[n] = stmt
+	return stmt, nil
 }
 
 // paramValue returns the value columns of an update: NULLs when it carries

@@ -201,11 +201,9 @@ func (w *writer) apply(batch []*op) {
 // their error in op.err; the returned error is the transaction's, and means
 // that none of the ops was applied.
 func (w *writer) transact(ops []*op) error {
-	st, rc := &w.stmts, &w.rc
-	if _, err := rc.exec(st.begin); err != nil {
-		return fmt.Errorf("begin write transaction: %w", err)
+	if err := w.begin(); err != nil {
+		return err
 	}
-	clear(w.touched)
 	for _, o := range ops {
 		err := w.runOp(o)
 		var r refusal
@@ -247,11 +245,10 @@ func (w *writer) afterCommit(f func()) { w.current.onCommit = f }
 // transactIsolated applies ops in one transaction, each inside its own
 // savepoint so that a failing op is rolled back alone.
 func (w *writer) transactIsolated(ops []*op) error {
-	st, rc := &w.stmts, &w.rc
-	if _, err := rc.exec(st.begin); err != nil {
-		return fmt.Errorf("begin write transaction: %w", err)
+	if err := w.begin(); err != nil {
+		return err
 	}
-	clear(w.touched)
+	st, rc := &w.stmts, &w.rc
 	for _, o := range ops {
 		if _, err := rc.exec(st.savepoint); err != nil {
 			w.rollback()
@@ -276,6 +273,15 @@ func (w *writer) transactIsolated(ops []*op) error {
 		}
 	}
 	return w.commit(ops)
+}
+
+// begin opens the batch's write transaction.
+func (w *writer) begin() error {
+	if _, err := w.rc.exec(w.stmts.begin); err != nil {
+		return fmt.Errorf("begin write transaction: %w", err)
+	}
+	clear(w.touched)
+	return nil
 }
 
 // commit commits the transaction of ops and runs their commit hooks.
