@@ -170,27 +170,34 @@ func utc(t time.Time) time.Time {
 	return t.UTC()
 }
 
+// findDevice reads the fields projection names of one device.
+func (s *Store) findDevice(ctx context.Context, tenant, id string, projection any) (deviceDoc, error) {
+	if err := storekit.Key(tenant, id); err != nil {
+		return deviceDoc{}, err
+	}
+	coll, err := s.collection()
+	if err != nil {
+		return deviceDoc{}, err
+	}
+	var doc deviceDoc
+	err = coll.FindOne(ctx, bson.D{{Key: "_id", Value: docID(tenant, id)}},
+		options.FindOne().SetProjection(projection)).Decode(&doc)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return deviceDoc{}, store.ErrNotFound
+	}
+	if err != nil {
+		return deviceDoc{}, fmt.Errorf("read device: %w", err)
+	}
+	return doc, nil
+}
+
 // Get implements store.Store.
 func (s *Store) Get(ctx context.Context, tenant, id string, opts store.ReadOptions) (store.Device, error) {
-	dev, err := func() (store.Device, error) {
-		if err := storekit.Key(tenant, id); err != nil {
-			return store.Device{}, err
-		}
-		coll, err := s.collection()
-		if err != nil {
-			return store.Device{}, err
-		}
-		var doc deviceDoc
-		err = coll.FindOne(ctx, bson.D{{Key: "_id", Value: docID(tenant, id)}},
-			options.FindOne().SetProjection(projection(opts))).Decode(&doc)
-		if errors.Is(err, mongo.ErrNoDocuments) {
-			return store.Device{}, store.ErrNotFound
-		}
-		if err != nil {
-			return store.Device{}, fmt.Errorf("read device: %w", err)
-		}
-		return doc.device(opts)
-	}()
+	doc, err := s.findDevice(ctx, tenant, id, projection(opts))
+	var dev store.Device
+	if err == nil {
+		dev, err = doc.device(opts)
+	}
 	if err != nil {
 		return store.Device{}, fmt.Errorf("get device %s/%s: %w", tenant, id, err)
 	}
@@ -202,31 +209,13 @@ var sessionProjection = bson.D{{Key: "root", Value: 1}, {Key: "full_discovery", 
 
 // SessionState implements store.Store.
 func (s *Store) SessionState(ctx context.Context, tenant, id string) (store.SessionState, error) {
-	st, err := func() (store.SessionState, error) {
-		if err := storekit.Key(tenant, id); err != nil {
-			return store.SessionState{}, err
-		}
-		coll, err := s.collection()
-		if err != nil {
-			return store.SessionState{}, err
-		}
-		var doc deviceDoc
-		err = coll.FindOne(ctx, bson.D{{Key: "_id", Value: docID(tenant, id)}},
-			options.FindOne().SetProjection(sessionProjection)).Decode(&doc)
-		if errors.Is(err, mongo.ErrNoDocuments) {
-			return store.SessionState{}, store.ErrNotFound
-		}
-		if err != nil {
-			return store.SessionState{}, fmt.Errorf("read device: %w", err)
-		}
-		st := store.SessionState{DataModelRoot: doc.Root, FullDiscovery: utc(doc.FullDiscovery), FencingToken: uint64(doc.Fence)}
-		if c := doc.CRCredentials; c != nil {
-			st.ConnectionRequestCredentials = &store.Credentials{Username: c.Username, Password: c.Password}
-		}
-		return st, nil
-	}()
+	doc, err := s.findDevice(ctx, tenant, id, sessionProjection)
 	if err != nil {
 		return store.SessionState{}, fmt.Errorf("get session state of device %s/%s: %w", tenant, id, err)
+	}
+	st := store.SessionState{DataModelRoot: doc.Root, FullDiscovery: utc(doc.FullDiscovery), FencingToken: uint64(doc.Fence)}
+	if c := doc.CRCredentials; c != nil {
+		st.ConnectionRequestCredentials = &store.Credentials{Username: c.Username, Password: c.Password}
 	}
 	return st, nil
 }
