@@ -48,11 +48,16 @@ func TestAllInOneServesCPEs(t *testing.T) {
 
 			simulate := func(known bool) sim.Summary {
 				t.Helper()
-				s, err := sim.New(sim.Config{
+				cfg := sim.Config{
 					URL: fmt.Sprintf("http://127.0.0.1:%d/", gw), SharedDir: testenv.SharedDir(t), Model: sim.TR181,
 					Devices: devices, Seed: 7, SerialPrefix: "AIO", BootStorm: !known, Known: known,
-					Concurrency: 6, Timeout: 30 * time.Second, Duration: map[bool]time.Duration{true: time.Second}[known],
-				})
+					Concurrency: 6, Timeout: 30 * time.Second,
+				}
+				if known {
+					// Periodic sessions run until stopped: one second of them.
+					cfg.Duration = time.Second
+				}
+				s, err := sim.New(cfg)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -44,7 +44,8 @@ type shared struct {
 	grpcServer   *grpc.Server
 	grpcHealth   *health.Server
 	grpcListener net.Listener
-	// memListener serves the same gRPC server in memory: clients in this
+	// memListener (with -server.grpc-in-process=false only) serves the
+	// same gRPC server in memory: clients in this
 	// process reach their own process's services through it (same gRPC
 	// code paths, no loopback TCP).
 	memListener *bufconn.Listener
@@ -134,15 +135,19 @@ func buildGRPCServer(a *app) (lifecycle.Service, error) {
 	)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
-	mem := bufconn.Listen(1 << 20)
-	a.shared.grpcServer, a.shared.grpcHealth, a.shared.grpcListener, a.shared.memListener = srv, hs, ln, mem
+	a.shared.grpcServer, a.shared.grpcHealth, a.shared.grpcListener = srv, hs, ln
+	if !a.opts.InProcessGRPC {
+		a.shared.memListener = bufconn.Listen(1 << 20)
+	}
 	a.shared.ownAddrs = map[string]bool{a.grpcAddr(): true, ln.Addr().String(): true}
 	a.shared.inproc = grpcinproc.New(grpcinproc.Options{TracerProvider: a.telemetry.Tracer})
 	a.shared.registrar = registrars{srv, a.shared.inproc}
 	return lifecycle.Func(func(ctx context.Context) error {
 		errc := make(chan error, 2)
 		go func() { errc <- srv.Serve(ln) }()
-		go func() { errc <- srv.Serve(mem) }()
+		if mem := a.shared.memListener; mem != nil {
+			go func() { errc <- srv.Serve(mem) }()
+		}
 		select {
 		case err := <-errc:
 			return fmt.Errorf("serve gRPC: %w", err)
