@@ -448,11 +448,9 @@ func (s *Service) writeReply(ctx context.Context, q *request, reply *Reply, rec 
 	case http.StatusServiceUnavailable:
 		secs := int64((reply.RetryAfter + time.Second - 1) / time.Second)
 		if secs <= 0 {
-			secs = retryAfter(s.cfg.RetryAfterMin, s.cfg.RetryAfterMax, s.randN)
+			secs = s.jitteredRetryAfter()
 		}
-		h.Set("Retry-After", strconv.FormatInt(secs, 10))
-		h.Set("Content-Length", "0")
-		q.w.WriteHeader(status)
+		retryLater(q, secs)
 	default:
 		s.log(ctx, slog.LevelError, "worker answered with a status outside the contract; sending 500", q, slog.Int("status", status))
 		status = http.StatusInternalServerError
@@ -505,17 +503,23 @@ func (s *Service) refuseAuth(ctx context.Context, q *request, a Auth, v authVerd
 func (s *Service) shed(ctx context.Context, q *request, reason string, priority bool) int {
 	s.metrics.countShed(ctx, reason, priority)
 	s.log(ctx, slog.LevelDebug, "new session shed", q, slog.String("reason", reason), slog.Bool("priority", priority))
-	h := q.w.Header()
-	h.Set("Retry-After", strconv.FormatInt(retryAfter(s.cfg.RetryAfterMin, s.cfg.RetryAfterMax, s.randN), 10))
-	h.Set("Content-Length", "0")
-	q.w.WriteHeader(http.StatusServiceUnavailable)
-	return http.StatusServiceUnavailable
+	return retryLater(q, s.jitteredRetryAfter())
 }
 
 // unavailable answers 503 when a store the gateway needs did not answer.
 func (s *Service) unavailable(q *request) int {
+	return retryLater(q, int64(unavailableRetryAfter/time.Second))
+}
+
+// jitteredRetryAfter picks a Retry-After within the configured bounds.
+func (s *Service) jitteredRetryAfter() int64 {
+	return retryAfter(s.cfg.RetryAfterMin, s.cfg.RetryAfterMax, s.randN)
+}
+
+// retryLater answers 503 with an empty body and Retry-After secs.
+func retryLater(q *request, secs int64) int {
 	h := q.w.Header()
-	h.Set("Retry-After", strconv.FormatInt(int64(unavailableRetryAfter/time.Second), 10))
+	h.Set("Retry-After", strconv.FormatInt(secs, 10))
 	h.Set("Content-Length", "0")
 	q.w.WriteHeader(http.StatusServiceUnavailable)
 	return http.StatusServiceUnavailable
@@ -541,11 +545,7 @@ func (s *Service) forwardFailed(ctx context.Context, q *request, err error, newS
 		// re-sending its events (notes §4.4), instead of counting a
 		// server error.
 		s.log(ctx, slog.LevelWarn, "no session worker answered in time; asking the CPE to retry", q, slog.Any("err", err))
-		h := q.w.Header()
-		h.Set("Retry-After", strconv.FormatInt(retryAfter(s.cfg.RetryAfterMin, s.cfg.RetryAfterMax, s.randN), 10))
-		h.Set("Content-Length", "0")
-		q.w.WriteHeader(http.StatusServiceUnavailable)
-		return http.StatusServiceUnavailable
+		return retryLater(q, s.jitteredRetryAfter())
 	}
 	s.log(ctx, slog.LevelError, "session worker did not answer", q, slog.Any("err", err))
 	q.w.Header().Set("Content-Length", "0")
