@@ -247,4 +247,7 @@ type Store struct {
 	Affinity    Affinity
 	Checkpoints Checkpoints
 	Registry    Registry
+	// Sessions combines writes of Leases, Affinity and Checkpoints for
+	// session workers.
+	Sessions Sessions
 }

@@ -16,6 +16,7 @@ func (r *Redis) KeyGroups(tenant, deviceKey, sessionID, ip string) map[string][]
 		"save":     {r.checkpointKey(tenant, deviceKey, sessionID), r.fenceKey(tenant, deviceKey)},
 		"index":    {r.ipKey(ip)},
 		"register": {r.workersExpKey(), r.workersInfoKey()},
+		"end":      {r.checkpointKey(tenant, deviceKey, sessionID), r.leaseKey(tenant, deviceKey)},
 	}
 }
 

@@ -51,7 +51,10 @@ func (m *Memory) Registry() *MemoryRegistry { return &m.registry }
 
 // Store returns every part as the port interfaces.
 func (m *Memory) Store() Store {
-	return Store{Leases: &m.leases, Affinity: &m.affinity, Checkpoints: &m.checkpoints, Registry: &m.registry}
+	return Store{
+		Leases: &m.leases, Affinity: &m.affinity, Checkpoints: &m.checkpoints, Registry: &m.registry,
+		Sessions: SessionsOf(&m.leases, &m.checkpoints, &m.affinity),
+	}
 }
 
 type deviceRef struct{ tenant, device string }

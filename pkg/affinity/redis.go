@@ -51,12 +51,15 @@ func (r *Redis) Affinity() *RedisAffinity { return &RedisAffinity{r} }
 // Checkpoints returns the store's session checkpoints.
 func (r *Redis) Checkpoints() *RedisCheckpoints { return &RedisCheckpoints{r} }
 
+// Sessions returns the store's combined writes of session workers.
+func (r *Redis) Sessions() *RedisSessions { return &RedisSessions{r} }
+
 // Registry returns the store's worker registry.
 func (r *Redis) Registry() *RedisRegistry { return &RedisRegistry{r} }
 
 // Store returns every part as the port interfaces.
 func (r *Redis) Store() Store {
-	return Store{Leases: r.Leases(), Affinity: r.Affinity(), Checkpoints: r.Checkpoints(), Registry: r.Registry()}
+	return Store{Leases: r.Leases(), Affinity: r.Affinity(), Checkpoints: r.Checkpoints(), Registry: r.Registry(), Sessions: r.Sessions()}
 }
 
 // Keys. Every key of one device carries the hash tag deviceTag, so the
@@ -306,46 +309,80 @@ func (a *RedisAffinity) OpenSessionAt(ctx context.Context, ip string) (SessionRe
 
 // Put implements Affinity. One round trip: the record is written with SET
 // ... GET, which returns the record it replaced, and the index update is
-// pipelined with it. Only when the session's address changed (never for the
-// gateway, which records the address the session started from) does a
-// second one remove the old index entry.
+// pipelined with it. Only when the session's address changed does a second
+// one remove the old index entry.
 func (a *RedisAffinity) Put(ctx context.Context, rec SessionRecord, ttl time.Duration) error {
 	if err := checkPut(rec, ttl); err != nil {
 		return err
 	}
+	pipe := a.r.c.Pipeline()
+	q, err := a.queuePut(ctx, pipe, rec, ttl)
+	if err != nil {
+		return err
+	}
+	_, _ = pipe.Exec(ctx) // errors are read per command
+	return q.result(ctx)
+}
+
+// queuedPut is a Put queued on a pipeline, so that other writes can share
+// its round trip; result completes it once the pipeline ran.
+type queuedPut struct {
+	a         *RedisAffinity
+	rec       SessionRecord
+	set, idx  *redis.Cmd
+	indexArgs []any
+}
+
+func (a *RedisAffinity) queuePut(ctx context.Context, pipe redis.Pipeliner, rec SessionRecord, ttl time.Duration) (*queuedPut, error) {
 	now := a.r.now()
 	expires := now.Add(ttl)
 	b, err := encodeRecord(&rec, expires)
 	if err != nil {
-		return fmt.Errorf("put session record %s: %w", rec.SessionID, err)
+		return nil, fmt.Errorf("put session record %s: %w", rec.SessionID, err)
 	}
-	pipe := a.r.c.Pipeline()
-	set := pipe.Do(ctx, "set", a.r.sessionKey(rec.SessionID), b, "px", millis(ttl), "get")
-	var idx *redis.Cmd
-	indexArgs := []any{rec.SessionID, micros(expires), micros(now), millis(ttl)}
+	q := &queuedPut{a: a, rec: rec}
+	q.set = pipe.Do(ctx, "set", a.r.sessionKey(rec.SessionID), b, "px", millis(ttl), "get")
 	if rec.ClientIP != "" {
-		idx = indexScript.EvalSha(ctx, pipe, []string{a.r.ipKey(rec.ClientIP)}, indexArgs...)
+		q.indexArgs = []any{rec.SessionID, micros(expires), micros(now), millis(ttl)}
+		q.idx = indexScript.EvalSha(ctx, pipe, []string{a.r.ipKey(rec.ClientIP)}, q.indexArgs...)
 	}
-	_, _ = pipe.Exec(ctx) // errors are read per command below
-	old, err := set.Text()
+	return q, nil
+}
+
+func (q *queuedPut) result(ctx context.Context) error {
+	a, rec := q.a, &q.rec
+	old, err := q.set.Text()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("put session record %s: %w", rec.SessionID, err)
 	}
-	if idx != nil {
-		err := idx.Err()
+	if q.idx != nil {
+		err := q.idx.Err()
 		if isNoScript(err) {
-			err = indexScript.Run(ctx, a.r.c, []string{a.r.ipKey(rec.ClientIP)}, indexArgs...).Err()
+			err = indexScript.Run(ctx, a.r.c, []string{a.r.ipKey(rec.ClientIP)}, q.indexArgs...).Err()
 		}
 		if err != nil {
 			return fmt.Errorf("put session record %s: index address: %w", rec.SessionID, err)
 		}
 	}
-	if old != "" {
-		if prev, _, err := decodeRecord(old); err == nil && prev.ClientIP != "" && prev.ClientIP != rec.ClientIP {
-			if err := a.r.c.ZRem(ctx, a.r.ipKey(prev.ClientIP), rec.SessionID).Err(); err != nil {
-				return fmt.Errorf("put session record %s: unindex old address: %w", rec.SessionID, err)
-			}
-		}
+	if err := a.unindexOld(ctx, old, rec); err != nil {
+		return fmt.Errorf("put %w", err)
+	}
+	return nil
+}
+
+// unindexOld removes rec's session from the index of the address of old,
+// the stored record a write replaced or deleted, when it is not rec's: a
+// second round trip, only when a session's address changed.
+func (a *RedisAffinity) unindexOld(ctx context.Context, old string, rec *SessionRecord) error {
+	if old == "" {
+		return nil
+	}
+	prev, _, err := decodeRecord(old)
+	if err != nil || prev.ClientIP == "" || prev.ClientIP == rec.ClientIP {
+		return nil
+	}
+	if err := a.r.c.ZRem(ctx, a.r.ipKey(prev.ClientIP), rec.SessionID).Err(); err != nil {
+		return fmt.Errorf("session record %s: unindex old address: %w", rec.SessionID, err)
 	}
 	return nil
 }
@@ -354,25 +391,37 @@ func (a *RedisAffinity) Put(ctx context.Context, rec SessionRecord, ttl time.Dur
 // plus one when the stored record's address differs from rec's.
 func (a *RedisAffinity) Delete(ctx context.Context, rec SessionRecord) error {
 	pipe := a.r.c.Pipeline()
-	del := pipe.GetDel(ctx, a.r.sessionKey(rec.SessionID))
-	var zrem *redis.IntCmd
-	if rec.ClientIP != "" {
-		zrem = pipe.ZRem(ctx, a.r.ipKey(rec.ClientIP), rec.SessionID)
-	}
+	q := a.queueDelete(ctx, pipe, rec)
 	_, _ = pipe.Exec(ctx)
-	old, err := del.Result()
+	return q.result(ctx)
+}
+
+// queuedDelete is a Delete queued on a pipeline.
+type queuedDelete struct {
+	a    *RedisAffinity
+	rec  SessionRecord
+	del  *redis.StringCmd
+	zrem *redis.IntCmd
+}
+
+func (a *RedisAffinity) queueDelete(ctx context.Context, pipe redis.Pipeliner, rec SessionRecord) *queuedDelete {
+	q := &queuedDelete{a: a, rec: rec, del: pipe.GetDel(ctx, a.r.sessionKey(rec.SessionID))}
+	if rec.ClientIP != "" {
+		q.zrem = pipe.ZRem(ctx, a.r.ipKey(rec.ClientIP), rec.SessionID)
+	}
+	return q
+}
+
+func (q *queuedDelete) result(ctx context.Context) error {
+	old, err := q.del.Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("delete session record %s: %w", rec.SessionID, err)
+		return fmt.Errorf("delete session record %s: %w", q.rec.SessionID, err)
 	}
-	if zrem != nil && zrem.Err() != nil {
-		return fmt.Errorf("delete session record %s: unindex address: %w", rec.SessionID, zrem.Err())
+	if q.zrem != nil && q.zrem.Err() != nil {
+		return fmt.Errorf("delete session record %s: unindex address: %w", q.rec.SessionID, q.zrem.Err())
 	}
-	if old != "" {
-		if prev, _, err := decodeRecord(old); err == nil && prev.ClientIP != "" && prev.ClientIP != rec.ClientIP {
-			if err := a.r.c.ZRem(ctx, a.r.ipKey(prev.ClientIP), rec.SessionID).Err(); err != nil {
-				return fmt.Errorf("delete session record %s: unindex address: %w", rec.SessionID, err)
-			}
-		}
+	if err := q.a.unindexOld(ctx, old, &q.rec); err != nil {
+		return fmt.Errorf("delete %w", err)
 	}
 	return nil
 }
@@ -396,11 +445,20 @@ func (c *RedisCheckpoints) Save(ctx context.Context, cp Checkpoint, ttl time.Dur
 	if err := checkSave(&cp, ttl); err != nil {
 		return err
 	}
+	keys, args := c.saveArgs(&cp, ttl)
+	return saveResult(&cp, saveScript.Run(ctx, c.r.c, keys, args...))
+}
+
+// saveArgs returns the keys and arguments of saveScript for cp.
+func (c *RedisCheckpoints) saveArgs(cp *Checkpoint, ttl time.Duration) ([]string, []any) {
 	now := c.r.now()
-	n, err := saveScript.Run(ctx, c.r.c,
-		[]string{c.r.checkpointKey(cp.Tenant, cp.DeviceKey, cp.SessionID), c.r.fenceKey(cp.Tenant, cp.DeviceKey)},
-		strconv.FormatUint(cp.FencingToken, 10), strconv.FormatUint(cp.Seq, 10), cp.Data,
-		micros(now), micros(now.Add(ttl)), millis(ttl)).Int()
+	return []string{c.r.checkpointKey(cp.Tenant, cp.DeviceKey, cp.SessionID), c.r.fenceKey(cp.Tenant, cp.DeviceKey)},
+		[]any{strconv.FormatUint(cp.FencingToken, 10), strconv.FormatUint(cp.Seq, 10), cp.Data,
+			micros(now), micros(now.Add(ttl)), millis(ttl)}
+}
+
+func saveResult(cp *Checkpoint, cmd *redis.Cmd) error {
+	n, err := cmd.Int()
 	if err != nil {
 		return fmt.Errorf("save checkpoint of session %s: %w", cp.SessionID, err)
 	}
@@ -444,6 +502,78 @@ func (c *RedisCheckpoints) Delete(ctx context.Context, tenant, deviceKey, sessio
 		return fmt.Errorf("delete checkpoint of session %s: %w", sessionID, err)
 	}
 	return nil
+}
+
+// RedisSessions is Sessions on Redis: each operation is one pipeline, so one
+// round trip (plus the rare repairs of Put and Delete). Redis Cluster
+// clients split the pipeline by slot; every script in it still touches one
+// slot.
+type RedisSessions struct{ r *Redis }
+
+var _ Sessions = (*RedisSessions)(nil)
+
+// Save implements Sessions.
+func (s *RedisSessions) Save(ctx context.Context, ss SessionSave) error {
+	if err := checkSessionSave(&ss, s.r.Affinity()); err != nil {
+		return err
+	}
+	cps := s.r.Checkpoints()
+	keys, args := cps.saveArgs(&ss.Checkpoint, ss.CheckpointTTL)
+	pipe := s.r.c.Pipeline()
+	save := saveScript.EvalSha(ctx, pipe, keys, args...)
+	var put *queuedPut
+	if ss.Record != nil {
+		var err error
+		if put, err = s.r.Affinity().queuePut(ctx, pipe, *ss.Record, ss.RecordTTL); err != nil {
+			return err
+		}
+	}
+	_, _ = pipe.Exec(ctx) // errors are read per command
+	if isNoScript(save.Err()) {
+		save = saveScript.Run(ctx, s.r.c, keys, args...)
+	}
+	saveErr := saveResult(&ss.Checkpoint, save)
+	if put == nil {
+		return saveErr
+	}
+	return errors.Join(saveErr, put.result(ctx))
+}
+
+// End implements Sessions.
+func (s *RedisSessions) End(ctx context.Context, e SessionEnd) error {
+	if err := checkSessionEnd(&e, s.r.Affinity()); err != nil {
+		return err
+	}
+	keys := []string{s.r.checkpointKey(e.Tenant, e.DeviceKey, e.SessionID), s.r.leaseKey(e.Tenant, e.DeviceKey)}
+	pipe := s.r.c.Pipeline()
+	var end *redis.Cmd
+	var del *redis.IntCmd
+	if e.Release {
+		end = endScript.EvalSha(ctx, pipe, keys, e.SessionID)
+	} else {
+		del = pipe.Del(ctx, keys[0])
+	}
+	var rec *queuedDelete
+	if e.Record != nil {
+		rec = s.r.Affinity().queueDelete(ctx, pipe, *e.Record)
+	}
+	_, _ = pipe.Exec(ctx)
+	var err error
+	if end != nil {
+		err = end.Err()
+		if isNoScript(err) {
+			err = endScript.Run(ctx, s.r.c, keys, e.SessionID).Err()
+		}
+	} else {
+		err = del.Err()
+	}
+	if err != nil {
+		err = fmt.Errorf("end session %s: %w", e.SessionID, err)
+	}
+	if rec == nil {
+		return err
+	}
+	return errors.Join(err, rec.result(ctx))
 }
 
 // RedisRegistry is Registry on Redis: a sorted set of worker ids scored by

@@ -238,6 +238,17 @@ func TestRedisScriptCacheLoss(t *testing.T) {
 		t.Fatalf("Save: %v", err)
 	}
 	flush()
+	ss := affinity.SessionSave{
+		Checkpoint:    affinity.Checkpoint{Tenant: "default", DeviceKey: "DEV1", SessionID: "s1", FencingToken: l.FencingToken, Seq: 1, Data: []byte("x")},
+		CheckpointTTL: time.Minute, Record: &rec, RecordTTL: time.Minute,
+	}
+	if err := r.Sessions().Save(ctx, ss); err != nil {
+		t.Fatalf("Sessions.Save: %v", err)
+	}
+	if cp, err := r.Checkpoints().Load(ctx, "default", "DEV1", "s1"); err != nil || string(cp.Data) != "x" {
+		t.Fatalf("Load after a Sessions.Save whose EVALSHA met an empty cache = %+v, %v", cp, err)
+	}
+	flush()
 	if err := r.Registry().Register(ctx, affinity.Worker{ID: "w1"}, time.Minute); err != nil {
 		t.Fatalf("Register: %v", err)
 	}
@@ -248,8 +259,19 @@ func TestRedisScriptCacheLoss(t *testing.T) {
 	if _, ok, _ := r.Leases().Holder(ctx, "default", "DEV1"); ok {
 		t.Fatal("Release after a script flush left the lease")
 	}
-	if len(affinity.Scripts) != 6 {
-		t.Fatalf("%d scripts; this test covers 6: extend it", len(affinity.Scripts))
+	l, err = r.Leases().Acquire(ctx, "default", "DEV1", "s2", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush()
+	if err := r.Sessions().End(ctx, affinity.SessionEnd{Tenant: "default", DeviceKey: "DEV1", SessionID: "s2", Release: true}); err != nil {
+		t.Fatalf("Sessions.End: %v", err)
+	}
+	if _, ok, _ := r.Leases().Holder(ctx, "default", "DEV1"); ok {
+		t.Fatal("Sessions.End after a script flush left the lease")
+	}
+	if len(affinity.Scripts) != 7 {
+		t.Fatalf("%d scripts; this test covers 7: extend it", len(affinity.Scripts))
 	}
 }
 
@@ -318,6 +340,12 @@ func TestRedisErrors(t *testing.T) {
 	checks["Register"] = r.Registry().Register(ctx, affinity.Worker{ID: "w1"}, time.Minute)
 	checks["Deregister"] = r.Registry().Deregister(ctx, "w1")
 	_, checks["Live"] = r.Registry().Live(ctx)
+	rec := affinity.SessionRecord{SessionID: "s1", ClientIP: "192.0.2.1"}
+	checks["Sessions.Save"] = r.Sessions().Save(ctx, affinity.SessionSave{
+		Checkpoint:    affinity.Checkpoint{Tenant: "default", DeviceKey: "DEV1", SessionID: "s1", FencingToken: 1},
+		CheckpointTTL: time.Minute, Record: &rec, RecordTTL: time.Minute,
+	})
+	checks["Sessions.End"] = r.Sessions().End(ctx, affinity.SessionEnd{Tenant: "default", DeviceKey: "DEV1", SessionID: "s1", Release: true, Record: &rec})
 	for op, err := range checks {
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("%s with a cancelled context = %v, want context.Canceled", op, err)

@@ -78,6 +78,10 @@ func Run(t *testing.T, newStore Factory) {
 		{"Checkpoints/LargeTokens", testLargeTokens},
 		{"Checkpoints/Expiry", testCheckpointExpiry},
 		{"Checkpoints/InvalidArguments", testCheckpointInvalid},
+		{"Sessions/SaveEnd", testSessionsSaveEnd},
+		{"Sessions/Superseded", testSessionsSuperseded},
+		{"Sessions/AddressChange", testSessionsAddressChange},
+		{"Sessions/InvalidArguments", testSessionsInvalid},
 		{"Registry/Liveness", testRegistryLiveness},
 		{"Registry/Deregister", testDeregister},
 		{"Registry/Rendezvous", testRegistryRendezvous},
@@ -697,6 +701,162 @@ func testCheckpointInvalid(t *testing.T, s affinity.Store, _ *Clock) {
 	}
 	if err := s.Checkpoints.Save(ctx(t), affinity.Checkpoint{Tenant: tenant, DeviceKey: device, SessionID: "s1", FencingToken: 1}, 0); err == nil {
 		t.Error("Save with a zero TTL succeeded")
+	}
+}
+
+func sessionSave(sid string, token, seq uint64, data string, rec *affinity.SessionRecord) affinity.SessionSave {
+	return affinity.SessionSave{
+		Checkpoint:    affinity.Checkpoint{Tenant: tenant, DeviceKey: device, SessionID: sid, FencingToken: token, Seq: seq, Data: []byte(data)},
+		CheckpointTTL: ttl, Record: rec, RecordTTL: ttl,
+	}
+}
+
+func wantNoCheckpoint(t *testing.T, s affinity.Store, sid string) {
+	t.Helper()
+	if cp, err := s.Checkpoints.Load(ctx(t), tenant, device, sid); !errors.Is(err, affinity.ErrNoCheckpoint) {
+		t.Fatalf("Load(%s) = %+v, %v; want ErrNoCheckpoint", sid, cp, err)
+	}
+}
+
+// testSessionsSaveEnd: a save stores the checkpoint and the record as the
+// separate ports would; the end removes both and releases the lease.
+func testSessionsSaveEnd(t *testing.T, s affinity.Store, clk *Clock) {
+	rec := sampleRecord
+	l := acquire(t, s.Leases, tenant, device, rec.SessionID, ttl)
+	if err := s.Sessions.Save(ctx(t), sessionSave(rec.SessionID, l.FencingToken, 1, "one", &rec)); err != nil {
+		t.Fatalf("Save: %v", err)
+	}
+	wantCheckpoint(t, s, rec.SessionID, l.FencingToken, 1, "one")
+	wantLookup(t, s.Affinity, rec.SessionID, &rec)
+	wantOpenAt(t, s.Affinity, rec.ClientIP, &rec, nil)
+	// A save without a record leaves the stored one alone.
+	if err := s.Sessions.Save(ctx(t), sessionSave(rec.SessionID, l.FencingToken, 2, "two", nil)); err != nil {
+		t.Fatalf("Save without a record: %v", err)
+	}
+	wantCheckpoint(t, s, rec.SessionID, l.FencingToken, 2, "two")
+	wantLookup(t, s.Affinity, rec.SessionID, &rec)
+	// The record lives for its own TTL, refreshed by each save carrying it.
+	clk.Advance(ttl / 2)
+	renew(t, s.Leases, rec.SessionID, l.FencingToken)
+	if err := s.Sessions.Save(ctx(t), sessionSave(rec.SessionID, l.FencingToken, 3, "three", &rec)); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(ttl/2 + time.Second)
+	wantLookup(t, s.Affinity, rec.SessionID, &rec)
+	wantHolder(t, s.Leases, tenant, device, rec.SessionID, l.FencingToken)
+
+	end := affinity.SessionEnd{Tenant: tenant, DeviceKey: device, SessionID: rec.SessionID, Release: true, Record: &rec}
+	if err := s.Sessions.End(ctx(t), end); err != nil {
+		t.Fatalf("End: %v", err)
+	}
+	wantNoCheckpoint(t, s, rec.SessionID)
+	wantLookup(t, s.Affinity, rec.SessionID, nil)
+	wantOpenAt(t, s.Affinity, rec.ClientIP, nil, affinity.ErrNoRecord)
+	wantHolder(t, s.Leases, tenant, device, "", 0)
+	// Ending again, with nothing left, is not an error.
+	if err := s.Sessions.End(ctx(t), end); err != nil {
+		t.Fatalf("second End: %v", err)
+	}
+}
+
+func renew(t *testing.T, l affinity.Leases, sid string, token uint64) {
+	t.Helper()
+	if err := l.Renew(ctx(t), tenant, device, sid, token, ttl); err != nil {
+		t.Fatalf("Renew(%s): %v", sid, err)
+	}
+}
+
+// testSessionsSuperseded: a superseded session's save is fenced off (its
+// record is stored all the same); its end without release leaves the
+// successor's lease and removes only its own record and checkpoint.
+func testSessionsSuperseded(t *testing.T, s affinity.Store, _ *Clock) {
+	oldRec := affinity.SessionRecord{SessionID: "old", Worker: "w1", ClientIP: "192.0.2.20", Tenant: tenant, DeviceKey: device}
+	newRec := affinity.SessionRecord{SessionID: "new", Worker: "w2", ClientIP: "192.0.2.20", Tenant: tenant, DeviceKey: device}
+	a := acquire(t, s.Leases, tenant, device, "old", ttl)
+	if err := s.Sessions.Save(ctx(t), sessionSave("old", a.FencingToken, 1, "old 1", &oldRec)); err != nil {
+		t.Fatal(err)
+	}
+	b := acquire(t, s.Leases, tenant, device, "new", ttl)
+	if err := s.Sessions.Save(ctx(t), sessionSave("new", b.FencingToken, 1, "new 1", &newRec)); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Sessions.Save(ctx(t), sessionSave("old", a.FencingToken, 2, "old 2", &oldRec))
+	if !errors.Is(err, affinity.ErrLeaseLost) {
+		t.Fatalf("Save by the superseded session = %v, want ErrLeaseLost", err)
+	}
+	wantCheckpoint(t, s, "old", a.FencingToken, 1, "old 1")
+	// A release by the old session must not free the new one's lease.
+	end := affinity.SessionEnd{Tenant: tenant, DeviceKey: device, SessionID: "old", Release: true, Record: &oldRec}
+	if err := s.Sessions.End(ctx(t), end); err != nil {
+		t.Fatal(err)
+	}
+	wantNoCheckpoint(t, s, "old")
+	wantLookup(t, s.Affinity, "old", nil)
+	wantHolder(t, s.Leases, tenant, device, "new", b.FencingToken)
+	wantOpenAt(t, s.Affinity, newRec.ClientIP, &newRec, nil)
+	wantCheckpoint(t, s, "new", b.FencingToken, 1, "new 1")
+	// An end without release keeps the lease even for its holder.
+	end = affinity.SessionEnd{Tenant: tenant, DeviceKey: device, SessionID: "new", Record: &newRec}
+	if err := s.Sessions.End(ctx(t), end); err != nil {
+		t.Fatal(err)
+	}
+	wantNoCheckpoint(t, s, "new")
+	wantHolder(t, s.Leases, tenant, device, "new", b.FencingToken)
+	wantOpenAt(t, s.Affinity, newRec.ClientIP, nil, affinity.ErrNoRecord)
+}
+
+// testSessionsAddressChange: a record saved from a new address leaves the
+// old address's index; an end with only the session id cleans both.
+func testSessionsAddressChange(t *testing.T, s affinity.Store, _ *Clock) {
+	rec := affinity.SessionRecord{SessionID: "s1", ClientIP: "192.0.2.1", Tenant: tenant, DeviceKey: device}
+	l := acquire(t, s.Leases, tenant, device, "s1", ttl)
+	if err := s.Sessions.Save(ctx(t), sessionSave("s1", l.FencingToken, 1, "x", &rec)); err != nil {
+		t.Fatal(err)
+	}
+	rec.ClientIP = "192.0.2.2"
+	if err := s.Sessions.Save(ctx(t), sessionSave("s1", l.FencingToken, 2, "y", &rec)); err != nil {
+		t.Fatal(err)
+	}
+	wantOpenAt(t, s.Affinity, "192.0.2.1", nil, affinity.ErrNoRecord)
+	wantOpenAt(t, s.Affinity, "192.0.2.2", &rec, nil)
+	end := affinity.SessionEnd{Tenant: tenant, DeviceKey: device, SessionID: "s1", Release: true, Record: &affinity.SessionRecord{SessionID: "s1", ClientIP: "192.0.2.1"}}
+	if err := s.Sessions.End(ctx(t), end); err != nil {
+		t.Fatal(err)
+	}
+	wantLookup(t, s.Affinity, "s1", nil)
+	wantOpenAt(t, s.Affinity, "192.0.2.2", nil, affinity.ErrNoRecord)
+}
+
+func testSessionsInvalid(t *testing.T, s affinity.Store, _ *Clock) {
+	rec := sampleRecord
+	bad := map[string]affinity.SessionSave{}
+	ss := sessionSave(rec.SessionID, 5, 1, "x", &rec)
+	ss.CheckpointTTL = 0
+	bad["zero checkpoint TTL"] = ss
+	ss = sessionSave(rec.SessionID, 5, 1, "x", &rec)
+	ss.RecordTTL = 0
+	bad["zero record TTL"] = ss
+	ss = sessionSave(rec.SessionID, 0, 1, "x", &rec)
+	bad["zero token"] = ss
+	other := rec
+	other.SessionID = "another"
+	bad["record of another session"] = sessionSave(rec.SessionID, 5, 1, "x", &other)
+	for name, ss := range bad {
+		if err := s.Sessions.Save(ctx(t), ss); err == nil {
+			t.Errorf("Save with %s succeeded", name)
+		}
+	}
+	wantNoCheckpoint(t, s, rec.SessionID)
+	wantLookup(t, s.Affinity, rec.SessionID, nil)
+	ends := map[string]affinity.SessionEnd{
+		"no device":                 {Tenant: tenant, SessionID: "s"},
+		"no session":                {Tenant: tenant, DeviceKey: device},
+		"record of another session": {Tenant: tenant, DeviceKey: device, SessionID: "s", Record: &other},
+	}
+	for name, e := range ends {
+		if err := s.Sessions.End(ctx(t), e); err == nil {
+			t.Errorf("End with %s succeeded", name)
+		}
 	}
 }
 
