@@ -277,6 +277,7 @@ func buildSessions(a *app) (lifecycle.Service, error) {
 		Leases:      a.shared.store.Leases,
 		Checkpoints: a.shared.store.Checkpoints,
 		Registry:    a.shared.store.Registry,
+		Sessions:    a.shared.store.Sessions,
 		Logger:      a.logger.With("component", "sessions"),
 		Meter:       a.telemetry.Meter,
 	})

@@ -50,15 +50,27 @@ type Sessions interface {
 }
 
 // SessionsOf combines separate ports into Sessions, one call per part: for
-// the in-process store, where a call costs no round trip. a may be nil when
-// no Save or End carries a record.
-func SessionsOf(l Leases, c Checkpoints, a Affinity) Sessions {
+// the in-process store, where a call costs no round trip. Of Leases and
+// Checkpoints it needs only the writes; a may be nil when no Save or End
+// carries a record.
+func SessionsOf(l leaseReleaser, c checkpointWriter, a Affinity) Sessions {
 	return composedSessions{l: l, c: c, a: a}
 }
 
+// leaseReleaser is the part of Leases that SessionsOf uses.
+type leaseReleaser interface {
+	Release(ctx context.Context, tenant, deviceKey, sessionID string) error
+}
+
+// checkpointWriter is the part of Checkpoints that SessionsOf uses.
+type checkpointWriter interface {
+	Save(ctx context.Context, cp Checkpoint, ttl time.Duration) error
+	Delete(ctx context.Context, tenant, deviceKey, sessionID string) error
+}
+
 type composedSessions struct {
-	l Leases
-	c Checkpoints
+	l leaseReleaser
+	c checkpointWriter
 	a Affinity
 }
 

@@ -248,6 +248,52 @@ func TestRoutingByClientAddress(t *testing.T) {
 	checkOneSession(t, h)
 }
 
+// TestWorkerKeepsRecords: when the worker says it keeps the session's
+// affinity record (Reply.Recorded), the gateway writes none itself, and
+// every way of routing a session still works from the worker's records.
+func TestWorkerKeepsRecords(t *testing.T) {
+	for _, mode := range []string{"cookie", "connection", "address"} {
+		t.Run(mode, func(t *testing.T) {
+			cfg := testConfig()
+			counted := &countingAffinity{}
+			h := startGateway(t, cfg, func(d *Deps) {
+				counted.Affinity = d.Affinity
+				d.Affinity = counted
+				d.Forwarder = &recordingWorker{testWorker: newTestWorker(d.Leases), records: counted.Affinity, auth: map[string]Auth{}}
+			})
+			h.worker = h.svc.fwd.(*recordingWorker).testWorker
+			c, first := h.openSession("SN1", "1 BOOT")
+			if first.StatusCode != http.StatusOK {
+				t.Fatalf("Inform: %d", first.StatusCode)
+			}
+			if h.affinity.Len() != 1 {
+				t.Fatalf("%d records after the Inform, want the worker's one", h.affinity.Len())
+			}
+			switch mode {
+			case "cookie":
+				sid := cookieOf(first)
+				runSession(t, func(body []byte) answer { return dialCPE(t, h.addr).post(body, "Cookie: session="+sid) })
+			case "connection":
+				runSession(t, func(body []byte) answer { return c.post(body) })
+			case "address":
+				_ = c.c.Close()
+				d := &digestClient{user: "cpe", pass: "secret"}
+				d.learn(t, dialCPE(t, h.addr).post(informBody(t, "SN9")))
+				runSession(t, func(body []byte) answer { return dialCPE(t, h.addr).post(body, d.header("/cwmp")) })
+			}
+			checkOneSession(t, h)
+			for i, ex := range h.worker.seen() {
+				if ex.RecordTTL != cfg.SessionIdleTimeout {
+					t.Errorf("exchange %d asked for a record TTL of %s, want %s", i, ex.RecordTTL, cfg.SessionIdleTimeout)
+				}
+			}
+			if p, d := counted.puts.Load(), counted.deletes.Load(); p != 0 || d != 0 {
+				t.Fatalf("gateway wrote records itself: %d puts, %d deletes", p, d)
+			}
+		})
+	}
+}
+
 func TestEmptyPOSTOutsideSession(t *testing.T) {
 	h := startGateway(t, testConfig(), nil)
 	c := dialCPE(t, h.addr)

@@ -256,10 +256,17 @@ func (s *Service) openSession(ctx context.Context, q *request) int {
 		SessionID: q.sessionID, NewSession: true, Tenant: q.tenant, DeviceKey: q.deviceKey,
 		DeviceID: deviceID, Events: events, Lease: lease,
 		Body: q.body, Charset: q.charset, RemoteAddr: q.addr, TLS: q.tls, Auth: auth,
+		RecordTTL: s.cfg.SessionIdleTimeout,
 	})
 	if err != nil {
 		s.sessions.commit("")
 		s.releaseLease(ctx, q, lease)
+		if !errors.Is(err, ErrWorkersBusy) {
+			// The worker may have stored the session's record before the
+			// call failed; left behind, it would make the address
+			// ambiguous for the CPE's next session.
+			s.deleteRecord(ctx, q, SessionRecord{SessionID: q.sessionID, ClientIP: q.ip})
+		}
 		return s.forwardFailed(ctx, q, err, true, priority)
 	}
 	open := !reply.SessionEnded
@@ -268,9 +275,11 @@ func (s *Service) openSession(ctx context.Context, q *request) int {
 		s.sessions.commit(q.sessionID)
 		rec = SessionRecord{SessionID: q.sessionID, Worker: reply.Worker, ClientIP: q.ip, Tenant: q.tenant, DeviceKey: q.deviceKey, Auth: auth}
 		now := s.now()
-		if err := s.affinity.Put(ctx, rec, s.cfg.SessionIdleTimeout); err != nil {
-			s.log(ctx, slog.LevelWarn, "affinity record not stored", q, slog.Any("err", err))
-			now = time.Time{}
+		if !reply.Recorded {
+			if err := s.affinity.Put(ctx, rec, s.cfg.SessionIdleTimeout); err != nil {
+				s.log(ctx, slog.LevelWarn, "affinity record not stored", q, slog.Any("err", err))
+				now = time.Time{}
+			}
 		}
 		q.conn.set(rec, now)
 		s.metrics.sessions.Add(ctx, 1)
@@ -320,6 +329,7 @@ func (s *Service) continueSession(ctx context.Context, q *request, rec SessionRe
 	reply, err := s.exchange(ctx, &Exchange{
 		SessionID: rec.SessionID, Tenant: q.tenant, DeviceKey: rec.DeviceKey,
 		Body: q.body, Charset: q.charset, RemoteAddr: q.addr, TLS: q.tls, Auth: auth, Worker: rec.Worker,
+		RecordTTL: s.cfg.SessionIdleTimeout,
 	})
 	if err != nil {
 		return s.forwardFailed(ctx, q, err, false, false)
@@ -336,7 +346,9 @@ func (s *Service) continueSession(ctx context.Context, q *request, rec SessionRe
 			rec.Worker = reply.Worker
 		}
 		rec.Tenant, rec.ClientIP = q.tenant, q.ip
-		if changed || via != viaConn && via != viaCookie || refreshed.IsZero() || now.Sub(refreshed) >= s.cfg.SessionIdleTimeout/3 {
+		if reply.Recorded {
+			refreshed = now
+		} else if changed || via != viaConn && via != viaCookie || refreshed.IsZero() || now.Sub(refreshed) >= s.cfg.SessionIdleTimeout/3 {
 			if err := s.affinity.Put(ctx, rec, s.cfg.SessionIdleTimeout); err != nil {
 				s.log(ctx, slog.LevelWarn, "affinity record not refreshed", q, slog.Any("err", err))
 			} else {
@@ -345,22 +357,29 @@ func (s *Service) continueSession(ctx context.Context, q *request, rec SessionRe
 		}
 		q.conn.set(rec, refreshed)
 	} else {
-		s.endSession(ctx, q, rec)
+		s.endSession(ctx, q, rec, !reply.Recorded)
 	}
 	return s.writeReply(ctx, q, reply, rec, open)
 }
 
-// endSession forgets a session the worker ended.
-func (s *Service) endSession(ctx context.Context, q *request, rec SessionRecord) {
+// endSession forgets a session the worker ended, and its affinity record
+// unless the worker removed it.
+func (s *Service) endSession(ctx context.Context, q *request, rec SessionRecord, deleteRecord bool) {
 	s.sessions.end(rec.SessionID)
 	q.conn.clear(rec.SessionID)
 	if rec.ClientIP == "" {
 		rec.ClientIP = q.ip
 	}
+	if deleteRecord {
+		s.deleteRecord(ctx, q, rec)
+	}
+	s.log(ctx, slog.LevelDebug, "session ended", q)
+}
+
+func (s *Service) deleteRecord(ctx context.Context, q *request, rec SessionRecord) {
 	if err := s.affinity.Delete(ctx, rec); err != nil {
 		s.log(ctx, slog.LevelWarn, "affinity record not deleted", q, slog.Any("err", err))
 	}
-	s.log(ctx, slog.LevelDebug, "session ended", q)
 }
 
 // supersede handles a new session that took the device lease over from a
@@ -378,9 +397,7 @@ func (s *Service) supersede(ctx context.Context, q *request, old string) {
 		s.log(ctx, slog.LevelDebug, "abandon of superseded session not delivered", q, slog.String("superseded_session_id", old), slog.Any("err", err))
 	}
 	if rec.SessionID != "" {
-		if err := s.affinity.Delete(ctx, rec); err != nil {
-			s.log(ctx, slog.LevelWarn, "affinity record not deleted", q, slog.Any("err", err))
-		}
+		s.deleteRecord(ctx, q, rec)
 	}
 	s.log(ctx, slog.LevelInfo, "session took over the device lease", q, slog.String("superseded_session_id", old))
 }
@@ -459,7 +476,7 @@ func (s *Service) writeReply(ctx context.Context, q *request, reply *Reply, rec 
 	}
 	if err := http.NewResponseController(q.w).Flush(); err != nil && open {
 		// The CPE may never see the ACS request this reply carried.
-		s.endSession(ctx, q, rec)
+		s.endSession(ctx, q, rec, true)
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonTimeout)
 		defer cancel()
 		if err := s.fwd.Abandon(actx, &Abandonment{SessionID: rec.SessionID, Tenant: q.tenant, DeviceKey: rec.DeviceKey, Reason: AbandonResponseNotDelivered, Worker: rec.Worker}); err != nil {

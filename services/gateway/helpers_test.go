@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -494,4 +495,53 @@ func (h *harness) openSession(serial string, events ...string) (*cpeConn, answer
 	d.learn(h.t, first)
 	a := c.post(informBody(h.t, serial, events...), d.header("/cwmp"))
 	return c, a
+}
+
+// recordingWorker is a testWorker that keeps the sessions' affinity
+// records itself when the gateway asks (Exchange.RecordTTL), as session
+// workers do.
+type recordingWorker struct {
+	*testWorker
+	records Affinity
+
+	mu   sync.Mutex
+	auth map[string]Auth // the opening request's, per session
+}
+
+func (w *recordingWorker) Exchange(ctx context.Context, ex *Exchange) (*Reply, error) {
+	reply, err := w.testWorker.Exchange(ctx, ex)
+	if err != nil || ex.RecordTTL <= 0 {
+		return reply, err
+	}
+	w.mu.Lock()
+	if ex.NewSession {
+		w.auth[ex.SessionID] = ex.Auth
+	}
+	auth := w.auth[ex.SessionID]
+	w.mu.Unlock()
+	host, _, _ := net.SplitHostPort(ex.RemoteAddr)
+	rec := SessionRecord{SessionID: ex.SessionID, Worker: "w1", ClientIP: host, Tenant: ex.Tenant, DeviceKey: ex.DeviceKey, Auth: auth}
+	if reply.SessionEnded {
+		err = w.records.Delete(ctx, rec)
+	} else {
+		err = w.records.Put(ctx, rec, ex.RecordTTL)
+	}
+	reply.Recorded = err == nil
+	return reply, nil
+}
+
+// countingAffinity counts the gateway's own writes of records.
+type countingAffinity struct {
+	Affinity
+	puts, deletes atomic.Int32
+}
+
+func (a *countingAffinity) Put(ctx context.Context, rec SessionRecord, ttl time.Duration) error {
+	a.puts.Add(1)
+	return a.Affinity.Put(ctx, rec, ttl)
+}
+
+func (a *countingAffinity) Delete(ctx context.Context, rec SessionRecord) error {
+	a.deletes.Add(1)
+	return a.Affinity.Delete(ctx, rec)
 }

@@ -40,6 +40,17 @@ type session struct {
 	// was last renewed (or taken).
 	lastActive time.Time
 	lastRenew  time.Time
+
+	// rec is the session's affinity record, kept by the worker once a
+	// gateway asked (ExchangeRequest.affinity_record_ttl); nil otherwise.
+	// recordTTL is its life, recordAt when it was last stored (zero: due).
+	rec       *affinity.SessionRecord
+	recordTTL time.Duration
+	recordAt  time.Time
+	// recordAsked is set when the current exchange asked for the record,
+	// recordOK once the exchange stored or removed it.
+	recordAsked bool
+	recordOK    bool
 }
 
 // leaseInfo is the session's device lease (sessions.v1 DeviceLease).
@@ -72,13 +83,30 @@ type snapshot struct {
 	Inform *informInfo `json:"inform,omitempty"`
 	Plan   *plan       `json:"plan"`
 	CWMP   cwmp.State  `json:"cwmp"`
+	Record *recordInfo `json:"record,omitempty"`
+}
+
+// recordInfo is what a worker resuming the session needs to keep its
+// affinity record: the rest is the session's own or the new worker's.
+type recordInfo struct {
+	ClientIP  string `json:"ip,omitempty"`
+	Method    int    `json:"authMethod,omitempty"`
+	Principal string `json:"authPrincipal,omitempty"`
+	Scope     int    `json:"authScope,omitempty"`
+	// TTLMillis is the life the gateway asked for.
+	TTLMillis int64 `json:"ttlMs,omitempty"`
 }
 
 // checkpoint returns the session's checkpoint, numbered with the next seq.
 func (s *session) checkpoint() (affinity.Checkpoint, error) {
-	data, err := json.Marshal(snapshot{
-		Format: checkpointFormat, Lease: s.lease, Inform: s.inform, Plan: s.plan, CWMP: s.cs.State(),
-	})
+	snap := snapshot{Format: checkpointFormat, Lease: s.lease, Inform: s.inform, Plan: s.plan, CWMP: s.cs.State()}
+	if r := s.rec; r != nil {
+		snap.Record = &recordInfo{
+			ClientIP: r.ClientIP, Method: int(r.Auth.Method), Principal: r.Auth.Principal, Scope: int(r.Auth.Scope),
+			TTLMillis: s.recordTTL.Milliseconds(),
+		}
+	}
+	data, err := json.Marshal(snap)
 	if err != nil {
 		return affinity.Checkpoint{}, fmt.Errorf("marshal checkpoint of session %s: %w", s.id, err)
 	}
@@ -109,6 +137,14 @@ func (s *session) restore(cp affinity.Checkpoint) error {
 	}
 	s.tenant, s.deviceKey = cp.Tenant, cp.DeviceKey
 	s.lease, s.inform, s.plan, s.cs = snap.Lease, snap.Inform, snap.Plan, cs
+	s.rec, s.recordTTL, s.recordAt = nil, 0, time.Time{}
+	if r := snap.Record; r != nil {
+		s.rec = &affinity.SessionRecord{
+			SessionID: s.id, ClientIP: r.ClientIP, Tenant: s.tenant, DeviceKey: s.deviceKey,
+			Auth: affinity.Auth{Method: affinity.AuthMethod(r.Method), Principal: r.Principal, Scope: affinity.CredentialScope(r.Scope)},
+		}
+		s.recordTTL = time.Duration(r.TTLMillis) * time.Millisecond
+	}
 	// A restored session saves in a new epoch (the high 32 bits of Seq), so
 	// that its saves order after anything a stale copy of the session on
 	// another worker still saves at the old epoch: the store accepts equal

@@ -22,6 +22,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -46,6 +47,12 @@ type Deps struct {
 	Leases      Leases
 	Checkpoints Checkpoints
 	Registry    Registry
+	// Sessions, when set, writes a session's checkpoint, affinity record
+	// and lease release together (affinity.Store.Sessions), and the worker
+	// keeps the affinity records of its sessions when gateways ask it to.
+	// Nil composes the writes from Leases and Checkpoints, and gateways
+	// keep the records.
+	Sessions affinity.Sessions
 	// Logger defaults to a discarding one.
 	Logger *slog.Logger
 	// Meter defaults to a no-op provider.
@@ -65,6 +72,8 @@ type Worker struct {
 	inv     Inventory
 	leases  Leases
 	cps     Checkpoints
+	sess    affinity.Sessions
+	records bool
 	reg     Registry
 	logger  *slog.Logger
 	now     func() time.Time
@@ -96,6 +105,10 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	w := &Worker{
 		cfg: cfg, inv: deps.Inventory, leases: deps.Leases, cps: deps.Checkpoints, reg: deps.Registry,
 		logger: deps.Logger, now: deps.Now, table: newTable(),
+		sess: deps.Sessions, records: deps.Sessions != nil,
+	}
+	if w.sess == nil {
+		w.sess = affinity.SessionsOf(deps.Leases, deps.Checkpoints, nil)
 	}
 	if w.logger == nil {
 		w.logger = slog.New(slog.DiscardHandler)
@@ -156,6 +169,9 @@ func (w *Worker) Exchange(ctx context.Context, req *sessionsv1.ExchangeRequest) 
 		}
 	}
 	resp, err := w.exchange(ctx, s, req, env, derr, created, false)
+	if resp != nil {
+		resp.AffinityRecorded = s.recordOK
+	}
 	w.metrics.observeExchange(w.now().Sub(start))
 	return resp, err
 }
@@ -273,6 +289,7 @@ func bodyOf(env *cwmp.Envelope) cwmp.Message {
 // replay is set when the exchange runs again on state reloaded from the
 // checkpoint (see reload); it runs again at most once.
 func (w *Worker) exchange(ctx context.Context, s *session, req *sessionsv1.ExchangeRequest, env *cwmp.Envelope, derr error, created, replay bool) (*sessionsv1.ExchangeResponse, error) {
+	w.noteRecord(s, req)
 	preKey, preApplied := w.preApply(s, env)
 	out := s.cs.Step(env, derr)
 	started := false
@@ -482,16 +499,76 @@ func (w *Worker) reload(ctx context.Context, s *session) bool {
 	return true
 }
 
-// save checkpoints the session, fenced by its lease token.
+// noteRecord takes from a request what the session's affinity record
+// needs, when the gateway asks the worker to keep the record (and this
+// worker can): the client address and the worker may change between
+// exchanges (a NAT rebinding, a resume elsewhere), and a change is written
+// at the next save.
+func (w *Worker) noteRecord(s *session, req *sessionsv1.ExchangeRequest) {
+	s.recordAsked, s.recordOK = false, false
+	ttl := req.GetAffinityRecordTtl().AsDuration()
+	if !w.records || ttl <= 0 {
+		return
+	}
+	s.recordAsked = true
+	ip := clientIP(req.GetRemoteAddr())
+	if s.rec == nil {
+		s.rec = &affinity.SessionRecord{
+			SessionID: s.id, Tenant: s.tenant, DeviceKey: s.deviceKey,
+			Auth: affinity.Auth{
+				Method:    affinity.AuthMethod(req.GetAuth().GetMethod()),
+				Principal: req.GetAuth().GetPrincipal(),
+				Scope:     affinity.CredentialScope(req.GetAuth().GetScope()),
+			},
+		}
+	}
+	if s.rec.ClientIP != ip || s.rec.Worker != w.self.ID || s.recordTTL != ttl {
+		s.rec.ClientIP, s.rec.Worker, s.recordTTL = ip, w.self.ID, ttl
+		s.recordAt = time.Time{}
+	}
+}
+
+// save checkpoints the session, fenced by its lease token, and stores its
+// affinity record with it when the record is due: when it changed or a
+// third of its life has passed.
 func (w *Worker) save(ctx context.Context, s *session) error {
 	cp, err := s.checkpoint()
 	if err != nil {
 		return err
 	}
-	if err := w.cps.Save(ctx, cp, w.cfg.CheckpointTTL); err != nil {
+	ss := affinity.SessionSave{Checkpoint: cp, CheckpointTTL: w.cfg.CheckpointTTL}
+	now := w.now()
+	if s.recordAsked && (s.recordAt.IsZero() || now.Sub(s.recordAt) >= s.recordTTL/3) {
+		rec := *s.rec
+		ss.Record, ss.RecordTTL = &rec, s.recordTTL
+	}
+	if err := w.sess.Save(ctx, ss); err != nil {
+		s.recordAt = time.Time{}
 		return fmt.Errorf("save checkpoint of session %s: %w", s.id, err)
 	}
 	s.seq, s.saved = cp.Seq, true
+	if ss.Record != nil {
+		s.recordAt = now
+	}
+	s.recordOK = s.recordAsked
+	return nil
+}
+
+// end removes what the session left in the affinity store: its checkpoint,
+// its record and, unless a newer session holds it, its device lease.
+func (w *Worker) end(ctx context.Context, s *session, release bool) error {
+	if !s.saved && !release && s.rec == nil {
+		return nil
+	}
+	e := affinity.SessionEnd{Tenant: s.tenant, DeviceKey: s.deviceKey, SessionID: s.id, Release: release}
+	if s.rec != nil {
+		rec := *s.rec
+		e.Record = &rec
+	}
+	if err := w.sess.End(ctx, e); err != nil {
+		return err
+	}
+	s.recordOK = s.recordAsked
 	return nil
 }
 
@@ -627,14 +704,9 @@ func (w *Worker) finish(ctx context.Context, s *session, outcome string) error {
 	}
 	cctx, cancel := w.cleanupContext(ctx)
 	defer cancel()
-	if s.saved {
-		w.deleteCheckpoint(cctx, s)
-	}
-	if !lost {
-		if err := w.leases.Release(cctx, s.tenant, s.deviceKey, s.id); err != nil {
-			w.metrics.count(w.metrics.failures, "op", failRelease)
-			log.WarnContext(ctx, "cannot release device lease", "error", err)
-		}
+	if err := w.end(cctx, s, !lost); err != nil {
+		w.metrics.count(w.metrics.failures, "op", failRelease)
+		log.WarnContext(ctx, "cannot remove the session's checkpoint, record or device lease; they expire by themselves", "error", err)
 	}
 	w.table.remove(s)
 	w.metrics.count(w.metrics.ended, "outcome", outcome)
@@ -656,8 +728,9 @@ func (w *Worker) supersede(ctx context.Context, s *session, stage string) {
 	}
 	cctx, cancel := w.cleanupContext(ctx)
 	defer cancel()
-	if s.saved {
-		w.deleteCheckpoint(cctx, s)
+	if err := w.end(cctx, s, false); err != nil {
+		w.metrics.count(w.metrics.failures, "op", failCheckpoint)
+		w.sessionLogger(s).WarnContext(ctx, "cannot remove the session's checkpoint or record; they expire by themselves", "error", err)
 	}
 	w.table.remove(s)
 	w.metrics.count(w.metrics.ended, "outcome", outcomeSuperseded)
@@ -733,6 +806,15 @@ func (w *Worker) Abandon(ctx context.Context, req *sessionsv1.AbandonRequest) (*
 	}
 	w.sessionLogger(s).InfoContext(ctx, "session abandoned by the gateway", "reason", req.Reason.String())
 	return &sessionsv1.AbandonResponse{}, nil
+}
+
+// clientIP is the address part of a CPE's "ip:port" as the gateway indexes
+// open sessions by it: IPv4-mapped IPv6 addresses unmapped.
+func clientIP(addr string) string {
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		return ap.Addr().Unmap().String()
+	}
+	return remoteIP(addr)
 }
 
 func remoteIP(addr string) string {

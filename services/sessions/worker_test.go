@@ -252,6 +252,86 @@ func TestResumeOnAnotherWorker(t *testing.T) {
 	}
 }
 
+// A gateway that asks (affinity_record_ttl) gets the session's affinity
+// record kept by the worker: stored with the checkpoint of the Inform,
+// moved to the worker that resumes the session, removed at its end. A
+// gateway that does not ask keeps the record itself.
+func TestAffinityRecordKeptByWorker(t *testing.T) {
+	ctx := context.Background()
+	h := newRedisHarness(t)
+	c := newCPE(t, "SN-AR1", tree300())
+	c.recordTTL = 2 * time.Minute
+	a := h.worker("wa", func(c *Config) { c.DiscoveryBatchSize = 100 })
+	b := h.worker("wb", func(c *Config) { c.DiscoveryBatchSize = 100 })
+	want := affinity.SessionRecord{
+		SessionID: "sess-ar1", Worker: "wa", ClientIP: "203.0.113.7", Tenant: testTenant, DeviceKey: c.key,
+		Auth: affinity.Auth{Method: affinity.AuthDigest, Principal: c.key},
+	}
+	wantRecord := func(step string, want *affinity.SessionRecord) {
+		t.Helper()
+		got, err := h.store.Affinity.Lookup(ctx, "sess-ar1")
+		if want == nil {
+			if !errors.Is(err, affinity.ErrNoRecord) {
+				t.Fatalf("%s: record %+v, %v; want none", step, got, err)
+			}
+			if got, err := h.store.Affinity.OpenSessionAt(ctx, "203.0.113.7"); !errors.Is(err, affinity.ErrNoRecord) {
+				t.Fatalf("%s: session open at the address: %+v, %v", step, got, err)
+			}
+			return
+		}
+		if err != nil || got != *want {
+			t.Fatalf("%s: record %+v, %v; want %+v", step, got, err, *want)
+		}
+		if got, err := h.store.Affinity.OpenSessionAt(ctx, "203.0.113.7"); err != nil || got != *want {
+			t.Fatalf("%s: session open at the address: %+v, %v", step, got, err)
+		}
+	}
+
+	req := h.open(c, "sess-ar1", "0 BOOTSTRAP", "1 BOOT")
+	req.RemoteAddr = "[::ffff:203.0.113.7]:40001" // indexed as the gateway does: unmapped
+	first := exchange(t, a.client, req)
+	if !first.AffinityRecorded || first.SessionEnded {
+		t.Fatalf("InformResponse: affinity_recorded %t, ended %t", first.AffinityRecorded, first.SessionEnded)
+	}
+	wantRecord("after the Inform", &want)
+
+	moved := want
+	moved.Worker = "wb"
+	replies := c.drive(func(i int) sessionsv1.SessionServiceClient {
+		switch i {
+		case 0:
+			a.stop()
+		case 2:
+			wantRecord("after the resume", &moved)
+		}
+		return b.client
+	})
+	for i, r := range replies {
+		if !r.AffinityRecorded {
+			t.Fatalf("reply %d (status %d): affinity_recorded false", i, r.HttpStatus)
+		}
+	}
+	if last := replies[len(replies)-1]; last.HttpStatus != 204 || !last.SessionEnded {
+		t.Fatalf("last reply %d, ended %t", last.HttpStatus, last.SessionEnded)
+	}
+	wantRecord("after the end", nil)
+	if _, held, err := h.store.Leases.Holder(ctx, testTenant, c.key); err != nil || held {
+		t.Fatalf("lease still held (%v)", err)
+	}
+
+	// Not asked: no record, and the replies say the gateway keeps it.
+	c.recordTTL = 0
+	resp := exchange(t, b.client, h.open(c, "sess-ar1", "2 PERIODIC"))
+	if resp.AffinityRecorded {
+		t.Fatal("affinity_recorded without affinity_record_ttl")
+	}
+	wantRecord("not asked", nil)
+	replies = c.drive(func(int) sessionsv1.SessionServiceClient { return b.client })
+	if last := replies[len(replies)-1]; last.AffinityRecorded || last.HttpStatus != 204 {
+		t.Fatalf("end not asked: status %d, affinity_recorded %t", last.HttpStatus, last.AffinityRecorded)
+	}
+}
+
 // A new Inform of the same device takes the lease over while the old
 // session still looks live: the old worker's results are refused.
 func TestLeaseTakeoverFencesOldSession(t *testing.T) {
