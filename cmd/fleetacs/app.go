@@ -41,8 +41,9 @@ type options struct {
 	NATSURL  string
 	NATSPort int
 
-	Pprof         bool
-	InProcessGRPC bool
+	Pprof             bool
+	InProcessGRPC     bool
+	GRPCStreamWorkers int
 }
 
 func (o *options) RegisterFlags(fs *flag.FlagSet) {
@@ -54,6 +55,7 @@ func (o *options) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.StopTimeout, "server.stop-timeout", 45*time.Second, "how long each service may take to stop on shutdown (at least the gateway's drain grace plus its shutdown timeout)")
 	fs.BoolVar(&o.Pprof, "server.pprof", false, "serve Go's /debug/pprof/ profiles on the admin listener")
 	fs.BoolVar(&o.InProcessGRPC, "server.grpc-in-process", true, "services in this process call each other's gRPC handlers directly, skipping the transport (false: through the gRPC transport in memory, as between processes)")
+	fs.IntVar(&o.GRPCStreamWorkers, "server.grpc-stream-workers", 256, "goroutines kept to serve gRPC calls, reused so that each call does not grow a fresh stack (calls beyond them get their own; 0: one new goroutine per call)")
 	fs.StringVar(&o.RedisAddr, "redis.addr", "", "Redis host:port for session routing, device leases and checkpoints (empty: in memory, one process only)")
 	fs.IntVar(&o.RedisDB, "redis.db", 0, "Redis database number")
 	fs.StringVar(&o.RedisPassword, "redis.password", "", "Redis password")

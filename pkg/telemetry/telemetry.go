@@ -83,6 +83,8 @@ func (h traceHandler) WithGroup(name string) slog.Handler {
 
 // Providers are the OpenTelemetry providers of one process.
 type Providers struct {
+	// Tracing is set when spans are exported; Tracer is a no-op otherwise.
+	Tracing    bool
 	Tracer     trace.TracerProvider
 	Meter      metric.MeterProvider
 	Propagator propagation.TextMapPropagator
@@ -127,7 +129,7 @@ func Setup(ctx context.Context, service string, getenv func(string) string) (*Pr
 			return nil, fmt.Errorf("create OTLP trace exporter: %w", err)
 		}
 		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
-		p.Tracer = tp
+		p.Tracer, p.Tracing = tp, true
 		p.shutdown = append(p.shutdown, tp.Shutdown)
 	} else {
 		p.Tracer = noop.NewTracerProvider()

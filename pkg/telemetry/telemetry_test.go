@@ -48,8 +48,8 @@ func TestSetupDefaultsToNoopTracesAndServesMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Shutdown(context.Background())
-	if _, ok := p.Tracer.(noop.TracerProvider); !ok {
-		t.Fatalf("tracer provider %T, want no-op without OTEL_* settings", p.Tracer)
+	if _, ok := p.Tracer.(noop.TracerProvider); !ok || p.Tracing {
+		t.Fatalf("tracer provider %T (tracing %t), want no-op without OTEL_* settings", p.Tracer, p.Tracing)
 	}
 	c, err := p.Meter.Meter("test").Int64Counter("fleetacs_test_events")
 	if err != nil {

@@ -49,7 +49,8 @@ type GRPCForwarderOptions struct {
 	DialOptions []grpc.DialOption
 	// TracerProvider and Propagator feed the OpenTelemetry gRPC
 	// instrumentation, which carries the trace context to the worker in
-	// metadata. Nil: no-op tracing, W3C trace context propagation.
+	// metadata (Propagator nil: W3C trace context). A nil TracerProvider
+	// leaves the connections uninstrumented: no spans, no trace context.
 	TracerProvider trace.TracerProvider
 	Propagator     propagation.TextMapPropagator
 	// LocalConn, when set, returns a channel to a worker in this very
@@ -89,18 +90,14 @@ var _ Forwarder = (*GRPCForwarder)(nil)
 // NewGRPCForwarder returns a forwarder to workers. It does no I/O:
 // connections are made on first use.
 func NewGRPCForwarder(workers Workers, o GRPCForwarderOptions) *GRPCForwarder {
-	var hopts []otelgrpc.Option
+	dial := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	if o.TracerProvider != nil {
-		hopts = append(hopts, otelgrpc.WithTracerProvider(o.TracerProvider))
-	}
-	prop := o.Propagator
-	if prop == nil {
-		prop = propagation.TraceContext{}
-	}
-	hopts = append(hopts, otelgrpc.WithPropagators(prop))
-	dial := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithStatsHandler(otelgrpc.NewClientHandler(hopts...)),
+		prop := o.Propagator
+		if prop == nil {
+			prop = propagation.TraceContext{}
+		}
+		dial = append(dial, grpc.WithStatsHandler(otelgrpc.NewClientHandler(
+			otelgrpc.WithTracerProvider(o.TracerProvider), otelgrpc.WithPropagators(prop))))
 	}
 	// Caller options come last and so win (their credentials replace the
 	// plain-text default).
