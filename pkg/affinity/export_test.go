@@ -14,7 +14,6 @@ func (r *Redis) KeyGroups(tenant, deviceKey, sessionID, ip string) map[string][]
 		"renew":    {r.leaseKey(tenant, deviceKey)},
 		"release":  {r.leaseKey(tenant, deviceKey)},
 		"save":     {r.checkpointKey(tenant, deviceKey, sessionID), r.fenceKey(tenant, deviceKey)},
-		"index":    {r.ipKey(ip)},
 		"register": {r.workersExpKey(), r.workersInfoKey()},
 		"end":      {r.checkpointKey(tenant, deviceKey, sessionID), r.leaseKey(tenant, deviceKey)},
 	}

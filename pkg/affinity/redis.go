@@ -229,13 +229,54 @@ type recordWire struct {
 	Expires   int64  `json:"e"` // microseconds since the epoch
 }
 
+// encodeRecord writes recordWire's JSON by hand: a session worker writes a
+// record with every checkpoint, and encoding/json's reflection cost more
+// than the rest of the write. decodeRecord reads it with encoding/json.
 func encodeRecord(rec *SessionRecord, expires time.Time) ([]byte, error) {
-	return json.Marshal(recordWire{
-		SessionID: rec.SessionID, Worker: rec.Worker, ClientIP: rec.ClientIP,
-		Tenant: rec.Tenant, DeviceKey: rec.DeviceKey,
-		Method: int(rec.Auth.Method), Principal: rec.Auth.Principal, Scope: int(rec.Auth.Scope),
-		Expires: expires.UnixMicro(),
-	})
+	b := make([]byte, 0, 64+len(rec.SessionID)+len(rec.Worker)+len(rec.ClientIP)+len(rec.Tenant)+len(rec.DeviceKey)+len(rec.Auth.Principal))
+	b = append(b, `{"s":`...)
+	b = appendJSONString(b, rec.SessionID)
+	field := func(name, v string) {
+		if v != "" {
+			b = append(b, `,"`...)
+			b = append(b, name...)
+			b = append(b, `":`...)
+			b = appendJSONString(b, v)
+		}
+	}
+	number := func(name string, v int64) {
+		if v != 0 {
+			b = append(b, `,"`...)
+			b = append(b, name...)
+			b = append(b, `":`...)
+			b = strconv.AppendInt(b, v, 10)
+		}
+	}
+	field("w", rec.Worker)
+	field("ip", rec.ClientIP)
+	field("t", rec.Tenant)
+	field("d", rec.DeviceKey)
+	number("am", int64(rec.Auth.Method))
+	field("ap", rec.Auth.Principal)
+	number("as", int64(rec.Auth.Scope))
+	b = append(b, `,"e":`...)
+	b = strconv.AppendInt(b, expires.UnixMicro(), 10)
+	return append(b, '}'), nil
+}
+
+// appendJSONString appends s as a JSON string: as is when it is printable
+// ASCII without quotes or backslashes (session ids, addresses, device
+// keys), else as encoding/json writes it.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 func decodeRecord(b string) (SessionRecord, int64, error) {
@@ -326,11 +367,18 @@ func (a *RedisAffinity) Put(ctx context.Context, rec SessionRecord, ttl time.Dur
 
 // queuedPut is a Put queued on a pipeline, so that other writes can share
 // its round trip; result completes it once the pipeline ran.
+//
+// The address index is kept with plain commands rather than a script (a
+// script costs Redis several times their CPU): drop the expired members,
+// add the session scored by its expiry, and make the index live as long as
+// its longest-lived member (PEXPIRE NX sets a TTL on a new index, PEXPIRE
+// GT only lengthens one; Redis 7.0 or later). Not atomic, and need not be:
+// the index only finds candidates, OpenSessionAt checks the record.
 type queuedPut struct {
-	a         *RedisAffinity
-	rec       SessionRecord
-	set, idx  *redis.Cmd
-	indexArgs []any
+	a   *RedisAffinity
+	rec SessionRecord
+	set *redis.Cmd
+	idx []redis.Cmder
 }
 
 func (a *RedisAffinity) queuePut(ctx context.Context, pipe redis.Pipeliner, rec SessionRecord, ttl time.Duration) (*queuedPut, error) {
@@ -343,8 +391,13 @@ func (a *RedisAffinity) queuePut(ctx context.Context, pipe redis.Pipeliner, rec 
 	q := &queuedPut{a: a, rec: rec}
 	q.set = pipe.Do(ctx, "set", a.r.sessionKey(rec.SessionID), b, "px", millis(ttl), "get")
 	if rec.ClientIP != "" {
-		q.indexArgs = []any{rec.SessionID, micros(expires), micros(now), millis(ttl)}
-		q.idx = indexScript.EvalSha(ctx, pipe, []string{a.r.ipKey(rec.ClientIP)}, q.indexArgs...)
+		k := a.r.ipKey(rec.ClientIP)
+		q.idx = []redis.Cmder{
+			pipe.ZRemRangeByScore(ctx, k, "-inf", micros(now)),
+			pipe.ZAdd(ctx, k, redis.Z{Score: float64(expires.UnixMicro()), Member: rec.SessionID}),
+			pipe.Do(ctx, "pexpire", k, millis(ttl), "nx"),
+			pipe.Do(ctx, "pexpire", k, millis(ttl), "gt"),
+		}
 	}
 	return q, nil
 }
@@ -355,12 +408,8 @@ func (q *queuedPut) result(ctx context.Context) error {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("put session record %s: %w", rec.SessionID, err)
 	}
-	if q.idx != nil {
-		err := q.idx.Err()
-		if isNoScript(err) {
-			err = indexScript.Run(ctx, a.r.c, []string{a.r.ipKey(rec.ClientIP)}, q.indexArgs...).Err()
-		}
-		if err != nil {
+	for _, c := range q.idx {
+		if err := c.Err(); err != nil {
 			return fmt.Errorf("put session record %s: index address: %w", rec.SessionID, err)
 		}
 	}

@@ -116,20 +116,6 @@ end
 return 1
 `)
 
-// indexScript adds a session to its client address's index, prunes expired
-// members and keeps the index alive as long as its longest-lived member.
-//
-// KEYS[1] index sorted set, member session, score expires
-// ARGV: session, expires, now, ttl ms
-var indexScript = redis.NewScript(`
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[4]) then
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
-end
-return 1
-`)
-
 // registerScript adds or refreshes a worker, dropping lapsed ones.
 //
 // KEYS[1] sorted set, member worker id, score expires
@@ -152,4 +138,4 @@ return 1
 `)
 
 // scripts lists every script, for tests that flush the script cache.
-var scripts = []*redis.Script{acquireScript, renewScript, releaseScript, saveScript, indexScript, registerScript, endScript}
+var scripts = []*redis.Script{acquireScript, renewScript, releaseScript, saveScript, registerScript, endScript}
