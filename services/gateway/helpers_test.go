@@ -301,6 +301,9 @@ func startGateway(t *testing.T, cfg Config, edit func(*Deps)) *harness {
 		}
 	}
 	t.Cleanup(func() { h.stop() })
+	// Listening comes before Run declares the service ready: a test that
+	// later waits for "not ready" (draining) must not see the start.
+	waitFor(t, "ready", svc.Ready)
 	return h
 }
 
