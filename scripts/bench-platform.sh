@@ -6,7 +6,7 @@
 # sessions. Prints a Markdown section for BENCHMARKS.md.
 #
 #   DEVICES   simulated CPEs (default 2000)
-#   DURATION  length of each measured run (default 20s)
+#   DURATION  length of each measured run, in seconds with an s (default 20s)
 #   CONC      sessions in flight during throughput runs (default 128)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,10 +65,12 @@ kill $allpid; wait $allpid 2>/dev/null || true
 rport=$(freeport)
 redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
 pids+=($!)
+redispid=$!
 for _ in $(seq 1 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
 inv=$(freeport); w1=$(freeport); w2=$(freeport); g1=$(freeport); g2=$(freeport)
 common=(-log.level=warn -redis.addr=127.0.0.1:$rport -client.inventory-addr=127.0.0.1:$inv)
-start() { local name=$1; shift; "$root/bin/fleetacs" "${common[@]}" -server.http-addr=127.0.0.1:$(freeport) "$@" >"$work/$name.log" 2>&1 & pids+=($!); }
+declare -A dpid
+start() { local name=$1; shift; "$root/bin/fleetacs" "${common[@]}" -server.http-addr=127.0.0.1:$(freeport) "$@" >"$work/$name.log" 2>&1 & pids+=($!); dpid[$name]=$!; }
 start inventory -server.grpc-addr=127.0.0.1:$inv -inventory.sqlite-path="$work/dist.db" inventory
 start worker1 -server.grpc-addr=127.0.0.1:$w1 -sessions.advertise-addr=127.0.0.1:$w1 -sessions.worker-id=w1 sessions
 start worker2 -server.grpc-addr=127.0.0.1:$w2 -sessions.advertise-addr=127.0.0.1:$w2 -sessions.worker-id=w2 sessions
@@ -80,11 +82,26 @@ sim -url "http://127.0.0.1:$g1/" -devices $half -prefix DA -boot-storm -concurre
 p1=$!
 sim -url "http://127.0.0.1:$g2/" -devices $half -prefix DB -boot-storm -concurrency 16 >"$work/dwarm2.txt"
 wait $p1
+# CPU time (user+system, clock ticks) of each process over the measured run.
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+dpid[redis]=$redispid
+declare -A t0
+for n in "${!dpid[@]}"; do t0[$n]=$(ticks "${dpid[$n]}"); done
 sim -url "http://127.0.0.1:$g1/" -devices $half -prefix DA -known -duration "$duration" -concurrency $((conc / 2)) >"$work/d1.txt" &
 p1=$!
 sim -url "http://127.0.0.1:$g2/" -devices $half -prefix DB -known -duration "$duration" -concurrency $((conc / 2)) >"$work/d2.txt"
 wait $p1
 drate=$(awk -v a="$(rate <"$work/d1.txt")" -v b="$(rate <"$work/d2.txt")" 'BEGIN{printf "%.0f", a+b}')
+dsessions=$(awk -v r="$drate" -v d="${duration%s}" 'BEGIN{print r*d}')
+hz=$(getconf CLK_TCK)
+cpuline=""
+total=0
+for n in inventory worker1 worker2 gateway1 gateway2 redis; do
+	d=$(($(ticks "${dpid[$n]}") - ${t0[$n]}))
+	total=$((total + d))
+	cpuline+="$n $(awk -v t=$d -v hz=$hz -v s=$dsessions 'BEGIN{printf "%.0f", t*1e6/hz/s}'), "
+done
+cpuline+="total $(awk -v t=$total -v hz=$hz -v s=$dsessions 'BEGIN{printf "%.0f", t*1e6/hz/s}')"
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 echo
@@ -98,6 +115,8 @@ report "fleetacs all (SQLite inventory, in-memory affinity)" "$work/all.txt"
 report "distributed: gateway-1 (of 2 gateways, 2 workers, inventory, Redis)" "$work/d1.txt"
 report "distributed: gateway-2" "$work/d2.txt"
 echo "| distributed total | $drate | | |"
+echo
+echo "Distributed CPU per session (µs, user+system): $cpuline."
 echo
 echo "fleetacs all memory: RSS $((idle_rss / 1024)) MiB after the warm-up, peak $((peak / 1024)) MiB with 1,000 sessions in flight ($(rate <"$work/mem.txt") sessions/s), so about $(((peak - idle_rss) / 1024)) MiB per 1,000 concurrent sessions."
 grep -h '^errors' "$work/all.txt" "$work/d1.txt" "$work/d2.txt" | sort | uniq -c | sed 's/^/    /'
