@@ -69,16 +69,16 @@ func TestGRPCServerMetrics(t *testing.T) {
 			}
 			for _, dp := range m.Data.(metricdata.Histogram[float64]).DataPoints {
 				method, _ := dp.Attributes.Value("rpc.method")
-				code, _ := dp.Attributes.Value("rpc.grpc.status_code")
+				code, _ := dp.Attributes.Value("rpc.response.status_code")
 				counts[method.AsString()+" "+code.AsString()] += dp.Count
 				series++
 			}
 		}
 	}
-	if got := counts["/grpc.health.v1.Health/Check OK"]; got != 3 {
+	if got := counts["grpc.health.v1.Health/Check OK"]; got != 3 {
 		t.Errorf("Check OK counted %d, want 3 (%v)", got, counts)
 	}
-	if got := counts["/grpc.health.v1.Health/Check NotFound"]; got != 1 {
+	if got := counts["grpc.health.v1.Health/Check NOT_FOUND"]; got != 1 {
 		t.Errorf("Check NotFound counted %d, want 1", got)
 	}
 	if series > maxMethodSets+1 {
@@ -86,11 +86,11 @@ func TestGRPCServerMetrics(t *testing.T) {
 	}
 	var made uint64
 	for k, n := range counts {
-		if k != "/grpc.health.v1.Health/Check OK" && k != "/grpc.health.v1.Health/Check NotFound" {
+		if k != "grpc.health.v1.Health/Check OK" && k != "grpc.health.v1.Health/Check NOT_FOUND" {
 			made += n
 		}
 	}
-	if made != maxMethodSets+20 || counts["_OTHER Unimplemented"] == 0 {
-		t.Errorf("made-up calls counted %d (other %d), want %d", made, counts["_OTHER Unimplemented"], maxMethodSets+20)
+	if made != maxMethodSets+20 || counts["_OTHER UNIMPLEMENTED"] == 0 {
+		t.Errorf("made-up calls counted %d (other %d), want %d", made, counts["_OTHER UNIMPLEMENTED"], maxMethodSets+20)
 	}
 }
