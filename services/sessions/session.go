@@ -83,30 +83,18 @@ type snapshot struct {
 	Inform *informInfo `json:"inform,omitempty"`
 	Plan   *plan       `json:"plan"`
 	CWMP   cwmp.State  `json:"cwmp"`
-	Record *recordInfo `json:"record,omitempty"`
-}
-
-// recordInfo is what a worker resuming the session needs to keep its
-// affinity record: the rest is the session's own or the new worker's.
-type recordInfo struct {
-	ClientIP  string `json:"ip,omitempty"`
-	Method    int    `json:"authMethod,omitempty"`
-	Principal string `json:"authPrincipal,omitempty"`
-	Scope     int    `json:"authScope,omitempty"`
-	// TTLMillis is the life the gateway asked for.
-	TTLMillis int64 `json:"ttlMs,omitempty"`
+	// Record is the session's affinity record and RecordTTL its life, when
+	// the worker keeps it: a worker resuming the session keeps it on.
+	Record    *affinity.SessionRecord `json:"record,omitempty"`
+	RecordTTL time.Duration           `json:"recordTTL,omitempty"`
 }
 
 // checkpoint returns the session's checkpoint, numbered with the next seq.
 func (s *session) checkpoint() (affinity.Checkpoint, error) {
-	snap := snapshot{Format: checkpointFormat, Lease: s.lease, Inform: s.inform, Plan: s.plan, CWMP: s.cs.State()}
-	if r := s.rec; r != nil {
-		snap.Record = &recordInfo{
-			ClientIP: r.ClientIP, Method: int(r.Auth.Method), Principal: r.Auth.Principal, Scope: int(r.Auth.Scope),
-			TTLMillis: s.recordTTL.Milliseconds(),
-		}
-	}
-	data, err := json.Marshal(snap)
+	data, err := json.Marshal(snapshot{
+		Format: checkpointFormat, Lease: s.lease, Inform: s.inform, Plan: s.plan, CWMP: s.cs.State(),
+		Record: s.rec, RecordTTL: s.recordTTL,
+	})
 	if err != nil {
 		return affinity.Checkpoint{}, fmt.Errorf("marshal checkpoint of session %s: %w", s.id, err)
 	}
@@ -137,14 +125,8 @@ func (s *session) restore(cp affinity.Checkpoint) error {
 	}
 	s.tenant, s.deviceKey = cp.Tenant, cp.DeviceKey
 	s.lease, s.inform, s.plan, s.cs = snap.Lease, snap.Inform, snap.Plan, cs
-	s.rec, s.recordTTL, s.recordAt = nil, 0, time.Time{}
-	if r := snap.Record; r != nil {
-		s.rec = &affinity.SessionRecord{
-			SessionID: s.id, ClientIP: r.ClientIP, Tenant: s.tenant, DeviceKey: s.deviceKey,
-			Auth: affinity.Auth{Method: affinity.AuthMethod(r.Method), Principal: r.Principal, Scope: affinity.CredentialScope(r.Scope)},
-		}
-		s.recordTTL = time.Duration(r.TTLMillis) * time.Millisecond
-	}
+	// The record names the worker that saved it; noteRecord re-points it.
+	s.rec, s.recordTTL, s.recordAt = snap.Record, snap.RecordTTL, time.Time{}
 	// A restored session saves in a new epoch (the high 32 bits of Seq), so
 	// that its saves order after anything a stale copy of the session on
 	// another worker still saves at the old epoch: the store accepts equal

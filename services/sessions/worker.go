@@ -584,7 +584,7 @@ func (w *Worker) start(ctx context.Context, s *session, req *sessionsv1.Exchange
 	}
 	inf := n.Inform
 	s.inform = &informInfo{
-		Time: now, RemoteIP: remoteIP(req.RemoteAddr), DeviceID: inf.DeviceID,
+		Time: now, RemoteIP: clientIP(req.RemoteAddr), DeviceID: inf.DeviceID,
 		Events: inf.Events, RetryCount: inf.RetryCount, Params: inf.ParameterList,
 		Root: rootOf(inf.ParameterList),
 	}
@@ -808,16 +808,13 @@ func (w *Worker) Abandon(ctx context.Context, req *sessionsv1.AbandonRequest) (*
 	return &sessionsv1.AbandonResponse{}, nil
 }
 
-// clientIP is the address part of a CPE's "ip:port" as the gateway indexes
-// open sessions by it: IPv4-mapped IPv6 addresses unmapped.
+// clientIP is the address part of a CPE's "ip:port", as the gateway indexes
+// open sessions by it and as inventory records it: IPv4-mapped IPv6
+// addresses unmapped.
 func clientIP(addr string) string {
 	if ap, err := netip.ParseAddrPort(addr); err == nil {
 		return ap.Addr().Unmap().String()
 	}
-	return remoteIP(addr)
-}
-
-func remoteIP(addr string) string {
 	if host, _, err := net.SplitHostPort(addr); err == nil {
 		return host
 	}
