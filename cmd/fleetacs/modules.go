@@ -219,10 +219,7 @@ func buildInventoryClient(a *app) (lifecycle.Service, error) {
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
 	)
 	if a.telemetry.Tracing {
-		dial = append(dial, grpc.WithStatsHandler(otelgrpc.NewClientHandler(
-			otelgrpc.WithTracerProvider(a.telemetry.Tracer),
-			otelgrpc.WithMeterProvider(a.telemetry.Meter),
-			otelgrpc.WithPropagators(a.telemetry.Propagator))))
+		dial = append(dial, grpc.WithStatsHandler(otelgrpc.NewClientHandler(a.otelgrpcOptions()...)))
 	}
 	conn, err := grpc.NewClient(addr, dial...)
 	if err != nil {
@@ -344,12 +341,19 @@ func buildGateway(a *app) (lifecycle.Service, error) {
 // duration histogram alone (telemetry.GRPCServerMetrics says why).
 func (a *app) grpcServerStats() (stats.Handler, error) {
 	if a.telemetry.Tracing {
-		return otelgrpc.NewServerHandler(
-			otelgrpc.WithTracerProvider(a.telemetry.Tracer),
-			otelgrpc.WithMeterProvider(a.telemetry.Meter),
-			otelgrpc.WithPropagators(a.telemetry.Propagator)), nil
+		return otelgrpc.NewServerHandler(a.otelgrpcOptions()...), nil
 	}
 	return telemetry.NewGRPCServerMetrics(a.telemetry.Meter)
+}
+
+// otelgrpcOptions feed the process's providers to the OpenTelemetry gRPC
+// instrumentation, installed while tracing is on.
+func (a *app) otelgrpcOptions() []otelgrpc.Option {
+	return []otelgrpc.Option{
+		otelgrpc.WithTracerProvider(a.telemetry.Tracer),
+		otelgrpc.WithMeterProvider(a.telemetry.Meter),
+		otelgrpc.WithPropagators(a.telemetry.Propagator),
+	}
 }
 
 // The gRPC flow-control windows of every connection between services:
