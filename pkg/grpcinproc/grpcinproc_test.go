@@ -4,19 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/fleetacs/fleetacs/pkg/grpcinproc"
+	"github.com/fleetacs/fleetacs/pkg/testenv"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
@@ -88,17 +86,7 @@ func channels(t *testing.T, srv *echoServer) map[string]grpc.ClientConnInterface
 
 	gs := grpc.NewServer()
 	gs.RegisterService(&echoDesc, srv)
-	ln := bufconn.Listen(1 << 16)
-	go func() { _ = gs.Serve(ln) }()
-	t.Cleanup(gs.Stop)
-	cc, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return ln.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cc.Close() })
-	return map[string]grpc.ClientConnInterface{"inproc": in, "grpc": cc}
+	return map[string]grpc.ClientConnInterface{"inproc": in, "grpc": testenv.GRPCConn(t, gs)}
 }
 
 // TestSameAsRemote runs every case through the in-process channel and a

@@ -3,20 +3,18 @@ package telemetry
 import (
 	"context"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
+	"github.com/fleetacs/fleetacs/pkg/testenv"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 )
 
 // TestGRPCServerMetrics records calls of a real gRPC server: one series per
@@ -30,16 +28,7 @@ func TestGRPCServerMetrics(t *testing.T) {
 	}
 	srv := grpc.NewServer(grpc.StatsHandler(h))
 	healthpb.RegisterHealthServer(srv, health.NewServer())
-	lis := bufconn.Listen(1 << 16)
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	cc, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cc.Close() })
+	cc := testenv.GRPCConn(t, srv)
 	ctx := context.Background()
 	hc := healthpb.NewHealthClient(cc)
 	for range 3 {

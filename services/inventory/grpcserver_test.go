@@ -2,7 +2,6 @@ package inventory
 
 import (
 	"context"
-	"net"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -11,12 +10,11 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/fleetacs/fleetacs/pkg/testenv"
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
 	"github.com/fleetacs/fleetacs/services/inventory/store/sqlitestore"
@@ -34,10 +32,9 @@ func newHarness(t *testing.T, opts Options) *harness {
 	t.Helper()
 	st := sqlitestore.New(sqlitestore.Config{Path: filepath.Join(t.TempDir(), "inventory.db")})
 	svc := New(st, opts)
-	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer()
 	svc.Register(srv)
-	go func() { _ = srv.Serve(lis) }()
+	cc := testenv.GRPCConn(t, srv)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -60,13 +57,6 @@ func newHarness(t *testing.T, opts Options) *harness {
 		case <-time.After(time.Millisecond):
 		}
 	}
-	cc, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
 	return &harness{svc: svc, public: inventoryv1.NewInventoryServiceClient(cc), internal: inventoryv1.NewInventoryInternalServiceClient(cc)}
 }
 

@@ -3,7 +3,6 @@ package sessions
 import (
 	"context"
 	"fmt"
-	"net"
 	"strconv"
 	"testing"
 	"time"
@@ -13,8 +12,6 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
@@ -64,23 +61,8 @@ func newHarness(t testing.TB, clock *affinitytest.Clock, store affinity.Store) *
 	h := &harness{t: t, clock: clock, store: store, inv: newFakeInventory()}
 	srv := grpc.NewServer()
 	inventoryv1.RegisterInventoryInternalServiceServer(srv, h.inv)
-	h.invCli = NewGRPCInventory(serve(t, srv))
+	h.invCli = NewGRPCInventory(testenv.GRPCConn(t, srv))
 	return h
-}
-
-// serve runs srv on an in-memory listener and returns a client connection.
-func serve(t testing.TB, srv *grpc.Server) *grpc.ClientConn {
-	lis := bufconn.Listen(1 << 20)
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	cc, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	return cc
 }
 
 func testConfig() Config {
@@ -115,7 +97,7 @@ func (h *harness) worker(id string, mutate func(*Config)) *testWorker {
 	}
 	srv := grpc.NewServer()
 	w.Register(srv)
-	cc := serve(h.t, srv)
+	cc := testenv.GRPCConn(h.t, srv)
 	return &testWorker{Worker: w, client: sessionsv1.NewSessionServiceClient(cc), reader: reader, stop: srv.Stop}
 }
 
