@@ -15,7 +15,6 @@ func (r *Redis) KeyGroups(tenant, deviceKey, sessionID, ip string) map[string][]
 		"release":  {r.leaseKey(tenant, deviceKey)},
 		"save":     {r.checkpointKey(tenant, deviceKey, sessionID), r.fenceKey(tenant, deviceKey)},
 		"register": {r.workersExpKey(), r.workersInfoKey()},
-		"end":      {r.checkpointKey(tenant, deviceKey, sessionID), r.leaseKey(tenant, deviceKey)},
 	}
 }
 

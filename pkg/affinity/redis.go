@@ -593,36 +593,31 @@ func (s *RedisSessions) End(ctx context.Context, e SessionEnd) error {
 	if err := checkSessionEnd(&e, s.r.Affinity()); err != nil {
 		return err
 	}
-	keys := []string{s.r.checkpointKey(e.Tenant, e.DeviceKey, e.SessionID), s.r.leaseKey(e.Tenant, e.DeviceKey)}
 	pipe := s.r.c.Pipeline()
-	var end *redis.Cmd
-	var del *redis.IntCmd
+	cmds := []redis.Cmder{pipe.Del(ctx, s.r.checkpointKey(e.Tenant, e.DeviceKey, e.SessionID))}
+	leaseKey := []string{s.r.leaseKey(e.Tenant, e.DeviceKey)}
 	if e.Release {
-		end = endScript.EvalSha(ctx, pipe, keys, e.SessionID)
-	} else {
-		del = pipe.Del(ctx, keys[0])
+		cmds = append(cmds, releaseScript.EvalSha(ctx, pipe, leaseKey, e.SessionID))
 	}
 	var rec *queuedDelete
 	if e.Record != nil {
 		rec = s.r.Affinity().queueDelete(ctx, pipe, *e.Record)
 	}
-	_, _ = pipe.Exec(ctx)
-	var err error
-	if end != nil {
-		err = end.Err()
+	_, _ = pipe.Exec(ctx) // errors are read per command
+	var errs []error
+	for _, c := range cmds {
+		err := c.Err()
 		if isNoScript(err) {
-			err = endScript.Run(ctx, s.r.c, keys, e.SessionID).Err()
+			err = releaseScript.Run(ctx, s.r.c, leaseKey, e.SessionID).Err()
 		}
-	} else {
-		err = del.Err()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("end session %s: %w", e.SessionID, err))
+		}
 	}
-	if err != nil {
-		err = fmt.Errorf("end session %s: %w", e.SessionID, err)
+	if rec != nil {
+		errs = append(errs, rec.result(ctx))
 	}
-	if rec == nil {
-		return err
-	}
-	return errors.Join(err, rec.result(ctx))
+	return errors.Join(errs...)
 }
 
 // RedisRegistry is Registry on Redis: a sorted set of worker ids scored by

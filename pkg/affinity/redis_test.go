@@ -270,8 +270,8 @@ func TestRedisScriptCacheLoss(t *testing.T) {
 	if _, ok, _ := r.Leases().Holder(ctx, "default", "DEV1"); ok {
 		t.Fatal("Sessions.End after a script flush left the lease")
 	}
-	if len(affinity.Scripts) != 6 {
-		t.Fatalf("%d scripts; this test covers 6: extend it", len(affinity.Scripts))
+	if len(affinity.Scripts) != 5 {
+		t.Fatalf("%d scripts; this test covers 5: extend it", len(affinity.Scripts))
 	}
 }
 

@@ -70,20 +70,6 @@ end
 return 0
 `)
 
-// endScript deletes a session's checkpoint and releases the device lease if
-// the session holds it.
-//
-// KEYS[1] checkpoint hash
-// KEYS[2] lease hash
-// ARGV: session
-var endScript = redis.NewScript(`
-redis.call('DEL', KEYS[1])
-if redis.call('HGET', KEYS[2], 's') == ARGV[1] then
-  redis.call('DEL', KEYS[2])
-end
-return 1
-`)
-
 // saveScript stores a checkpoint under the fencing rule of Checkpoints.
 //
 // KEYS[1] checkpoint hash {t: token, q: seq, d: data, e: expires}
@@ -138,4 +124,4 @@ return 1
 `)
 
 // scripts lists every script, for tests that flush the script cache.
-var scripts = []*redis.Script{acquireScript, renewScript, releaseScript, saveScript, registerScript, endScript}
+var scripts = []*redis.Script{acquireScript, renewScript, releaseScript, saveScript, registerScript}
