@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -29,7 +30,17 @@ import (
 	"github.com/fleetacs/fleetacs/tools/cpesim/sim"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(asFleetacs) == "1" {
+		// The test binary runs as fleetacs for a test that needs a
+		// process of its own (see startChild).
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv)
+		stop()
+		os.Exit(code)
+	}
+	testenv.Main(m)
+}
 
 // proc is one fleetacs process of the end-to-end test.
 type proc struct {

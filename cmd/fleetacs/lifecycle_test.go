@@ -303,3 +303,12 @@ func TestCWMPOpensWhenSessionPathReady(t *testing.T) {
 		t.Fatalf("first Inform answered with %T", env.Body)
 	}
 }
+
+// regexpFind returns the first submatch of re in s, or "".
+func regexpFind(re, s string) string {
+	m := regexp.MustCompile(re).FindStringSubmatch(s)
+	if m == nil {
+		return ""
+	}
+	return m[1]
+}
