@@ -234,6 +234,13 @@ func usage(fs *flag.FlagSet, w io.Writer) {
 	}
 }
 
+// usageError reports a mistake on the command line in one line, and
+// where help is: the flag list would push the error off the screen.
+func usageError(stderr io.Writer, msg string) int {
+	fmt.Fprintf(stderr, "fleetacs: %s\nRun 'fleetacs -help' for the targets and flags.\n", msg)
+	return 2
+}
+
 // run is the whole command; main only adds signals and the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv func(string) (string, bool)) int {
 	a := &app{modules: registry(), health: lifecycle.NewHealth()}
@@ -246,9 +253,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 			usage(fs, stdout)
 			return 0
 		}
-		fmt.Fprintf(stderr, "fleetacs: %v\n\n", err)
-		usage(fs, stderr)
-		return 2
+		return usageError(stderr, err.Error())
 	}
 	if err := config.ApplyEnv(fs, lookupEnv); err != nil {
 		fmt.Fprintf(stderr, "fleetacs: %v\n", err)
@@ -258,14 +263,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 	fs.Visit(func(f *flag.Flag) { a.flagSet[f.Name] = true })
 	targets := fs.Args()
 	if len(targets) == 0 {
-		fmt.Fprintf(stderr, "fleetacs: name at least one target\n\n")
-		usage(fs, stderr)
-		return 2
+		return usageError(stderr, "name at least one target: all, "+strings.Join(names(isTarget), ", "))
 	}
 	order, err := resolve(a.modules, targets)
 	if err != nil {
-		fmt.Fprintf(stderr, "fleetacs: %v\n", err)
-		return 2
+		return usageError(stderr, err.Error())
 	}
 	a.chosen = map[string]bool{}
 	for _, m := range order {
