@@ -100,8 +100,8 @@ type app struct {
 	chosen    map[string]bool
 	// flagSet names the flags given on the command line or by environment.
 	flagSet map[string]bool
-	// grpcServers are the process's gRPC servers, own the addresses under
-	// which they are known.
+	// grpcServers are the process's gRPC servers; own maps the addresses
+	// under which they are known to them.
 	grpcServers []*grpcServer
 	own         ownAddrs
 	// bound holds the gateway's listeners' addresses once bound, by name
