@@ -265,7 +265,7 @@ func (s *Service) start(ctx context.Context) error {
 	}
 	cwmpHandler := s.Handler()
 	limiter := s.connLimiter()
-	cwmpListener := func(ln net.Listener) net.Listener {
+	limited := func(ln net.Listener) net.Listener {
 		return cwmpListener{Listener: limiter.Listener(ln), unauthIdle: s.cfg.UnauthenticatedIdleTimeout}
 	}
 	if s.cfg.ListenAddr != "" {
@@ -273,7 +273,7 @@ func (s *Service) start(ctx context.Context) error {
 		if err != nil {
 			return fail(err)
 		}
-		servers = append(servers, server{"http", s.httpServer(baseCtx, cwmpHandler, nil), cwmpListener(ln)})
+		servers = append(servers, server{"http", s.httpServer(baseCtx, cwmpHandler, nil), limited(ln)})
 	}
 	if s.cfg.TLSListenAddr != "" {
 		tc, err := s.tlsConfig()
@@ -284,7 +284,7 @@ func (s *Service) start(ctx context.Context) error {
 		if err != nil {
 			return fail(err)
 		}
-		servers = append(servers, server{"https", s.httpServer(baseCtx, cwmpHandler, tc), tls.NewListener(cwmpListener(ln), tc)})
+		servers = append(servers, server{"https", s.httpServer(baseCtx, cwmpHandler, tc), tls.NewListener(limited(ln), tc)})
 	}
 	if s.cfg.AdminListenAddr != "" {
 		ln, err := lifecycle.Listen(ctx, "gateway.admin-listen-addr", s.cfg.AdminListenAddr)
