@@ -186,7 +186,8 @@ func TestDecodeValueTypes(t *testing.T) {
 		{"dateTime zone without colon", `<Value xsi:type="xsd:dateTime">2024-02-29T23:59:59+0100</Value>`, "xsd:dateTime", "2024-02-29T23:59:59+01:00"},
 		{"dateTime zone hours only, space separator", `<Value xsi:type="xsd:dateTime">2024-02-29 23:59:59-05</Value>`, "xsd:dateTime", "2024-02-29T23:59:59-05:00"},
 		{"dateTime leap second", `<Value xsi:type="xsd:dateTime">2016-12-31T23:59:60Z</Value>`, "xsd:dateTime", "2017-01-01T00:00:00Z"},
-		{"valid dateTime untouched", `<Value xsi:type="xsd:dateTime">2024-01-01T00:00:00.50+00:00</Value>`, "xsd:dateTime", "2024-01-01T00:00:00.50+00:00"},
+		{"valid dateTime untouched", `<Value xsi:type="xsd:dateTime">2024-01-01T00:00:00.50+01:00</Value>`, "xsd:dateTime", "2024-01-01T00:00:00.50+01:00"},
+		{"zero offset written Z", `<Value xsi:type="xsd:dateTime">2024-01-01T00:00:00.50+00:00</Value>`, "xsd:dateTime", "2024-01-01T00:00:00.5Z"},
 		{"bogus dateTime loses its type", `<Value xsi:type="xsd:dateTime">unknown</Value>`, "", "unknown"},
 		{"year 0000 loses its type", `<Value xsi:type="xsd:dateTime">0000-01-01T00:00:00Z</Value>`, "", "0000-01-01T00:00:00Z"},
 		{"hexBinary trimmed", `<Value xsi:type="xsd:hexBinary"> 0aFF </Value>`, "xsd:hexBinary", "0aFF"},
@@ -200,6 +201,9 @@ func TestDecodeValueTypes(t *testing.T) {
 			e := decMust(t, decEnv(NS1_0, "", `<cwmp:GetParameterValuesResponse><ParameterList><ParameterValueStruct><Name> A.B </Name>`+c.value+
 				`</ParameterValueStruct></ParameterList></cwmp:GetParameterValuesResponse>`))
 			got := e.Body.(*GetParameterValuesResponse).ParameterList
+			if c.wantType == "" {
+				c.wantType = "xsd:string" // no usable type: a string (docs/protocol.md §2.3)
+			}
 			want := []ParameterValue{{Name: "A.B", Value: c.wantValue, Type: c.wantType}}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("got %#v, want %#v", got, want)

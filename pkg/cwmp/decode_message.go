@@ -700,6 +700,9 @@ func (m *mapper) parameterValues(i int32) []ParameterValue {
 				pv.Type, pv.Value = normalizeValue(typ, t.nodes[f].text)
 			}
 		}
+		if pv.Type == "" {
+			pv.Type = untyped // no Value element at all (Cisco SPA122)
+		}
 		out = append(out, pv)
 	}
 	return out
@@ -707,8 +710,8 @@ func (m *mapper) parameterValues(i int32) []ParameterValue {
 
 // decodedValueType is the Type of a ParameterValue whose Value carries the
 // xsi:type attribute a: "xsd:"+local when the QName's prefix resolved to XML
-// Schema or SOAP-ENC, else "" (a type FleetACS cannot use, docs/protocol.md
-// §2.3; normalizeValue then treats the value as a string).
+// Schema or SOAP-ENC, else "" (a type FleetACS cannot use,
+// docs/protocol.md §2.3; normalizeValue then makes the value a string).
 func decodedValueType(a xmlAttr) string {
 	v := trimXMLSpace(a.value)
 	prefix, local := qnameParts(v)

@@ -17,13 +17,15 @@ import (
 // value.
 
 // canonicalDateTime returns s (already trimmed) in XML Schema's lexical
-// dateTime form. s itself when it is in that form already; otherwise the
-// time it denotes, rewritten: every field zero-padded, "T" between date and
-// time, the zone as "Z" or "+hh:mm" (a zone-less time stays zone-less, which
-// the schema allows), a leap second carried into the next minute. ok is
-// false when s is not a dateTime at all.
+// dateTime form. s itself when it is in that form already (a zero offset
+// apart, always written "Z", so that a time has one spelling whether the CPE
+// wrote "Z", "+00:00", "+0000" or "+00"); otherwise the time it denotes,
+// rewritten: every field zero-padded, "T" between date and time, the zone
+// as "Z" or "+hh:mm" (a zone-less time stays zone-less, which the schema
+// allows), a leap second carried into the next minute. ok is false when s
+// is not a dateTime at all.
 func canonicalDateTime(s string) (string, bool) {
-	if validDateTime(s) {
+	if validDateTime(s) && !strings.HasSuffix(s, "+00:00") && !strings.HasSuffix(s, "-00:00") {
 		return s, true
 	}
 	t, zone, ok := parseDateTimeZone(s)
@@ -78,20 +80,20 @@ var valueTypes = map[string]string{
 	"hexBinary":    "xsd:hexBinary",
 }
 
+// untyped is the Type of a decoded value whose xsi:type is missing or
+// unusable: docs/protocol.md §2.3 says to treat such a value as a string.
+const untyped = "xsd:string"
+
 // normalizeValue returns the Type and Value a decoded ParameterValue keeps:
 // typ is what decodedValueType made of the xsi:type attribute ("" without
-// one). A type that is not one of valueTypes becomes "" (untyped: written
-// as xsd:string), a value is rewritten into its type's canonical form, and
-// a value that does not fit its type at all keeps its text and loses the
-// type: docs/protocol.md §2.3 says to treat what cannot be used as a string.
+// one). A missing type, or one that is not one of valueTypes, becomes
+// xsd:string; a value is rewritten into its type's canonical form; a value
+// that does not fit its type at all keeps its text and becomes a string.
 func normalizeValue(typ, raw string) (string, string) {
-	if typ == "" {
-		return "", raw
-	}
 	local := strings.TrimPrefix(typ, "xsd:")
 	canon, known := valueTypes[local]
 	if !known || len(local) == len(typ) {
-		return "", raw
+		return untyped, raw
 	}
 	switch local {
 	case "string":
@@ -99,7 +101,7 @@ func normalizeValue(typ, raw string) (string, string) {
 	case "boolean":
 		b, err := ParseBool(raw)
 		if err != nil {
-			return "", raw
+			return untyped, raw
 		}
 		if b {
 			return canon, "true"
@@ -113,7 +115,7 @@ func normalizeValue(typ, raw string) (string, string) {
 		t := trimXMLSpace(raw)
 		v, err := strconv.ParseInt(t, 10, bits)
 		if err != nil {
-			return "", raw
+			return untyped, raw
 		}
 		if t == raw && canonicalInteger(t) {
 			return canon, raw
@@ -127,7 +129,7 @@ func normalizeValue(typ, raw string) (string, string) {
 		t := trimXMLSpace(raw)
 		v, err := strconv.ParseUint(trimPlus(t), 10, bits)
 		if err != nil {
-			return "", raw
+			return untyped, raw
 		}
 		if t == raw && canonicalInteger(t) {
 			return canon, raw
@@ -136,19 +138,19 @@ func normalizeValue(typ, raw string) (string, string) {
 	case "dateTime":
 		c, ok := canonicalDateTime(trimXMLSpace(raw))
 		if !ok {
-			return "", raw
+			return untyped, raw
 		}
 		return canon, c
 	case "hexBinary":
 		t := trimXMLSpace(raw)
 		if !validTypedValue("hexBinary", t) {
-			return "", raw
+			return untyped, raw
 		}
 		return canon, t
 	default: // base64, base64Binary
 		t := trimXMLSpace(raw)
 		if !validBase64(t) {
-			return "", raw
+			return untyped, raw
 		}
 		return canon, t
 	}

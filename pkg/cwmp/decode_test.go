@@ -51,7 +51,7 @@ var decodeCases = []struct {
 		Body: &Inform{
 			DeviceID:     DeviceID{Manufacturer: "MikroTik", OUI: "E48D8C", ProductClass: "CHR", SerialNumber: ""},
 			Events:       []Event{{Code: "1 BOOT"}, {Code: "4 VALUE CHANGE"}},
-			MaxEnvelopes: 1, CurrentTime: "2024-01-09T17:45:02+00:00", RetryCount: 2,
+			MaxEnvelopes: 1, CurrentTime: "2024-01-09T17:45:02Z", RetryCount: 2,
 			ParameterList: []ParameterValue{
 				{"Device.RootDataModelVersion", "2.12", "xsd:string"},
 				{"Device.DeviceInfo.HardwareVersion", "x86_64", "xsd:string"},
@@ -147,12 +147,14 @@ var decodeCases = []struct {
 			Events:       []Event{{Code: "1 BOOT"}},
 			MaxEnvelopes: 1, CurrentTime: UnknownTime,
 			ParameterList: []ParameterValue{
-				{"InternetGatewayDevice.DeviceInfo.SoftwareVersion", "1.4.1 (SR5)", ""},
-				{"InternetGatewayDevice.DeviceInfo.ProvisioningCode", "", ""},
+				// No xsi:type, or no Value at all: a string
+				// (docs/protocol.md §2.3).
+				{"InternetGatewayDevice.DeviceInfo.SoftwareVersion", "1.4.1 (SR5)", "xsd:string"},
+				{"InternetGatewayDevice.DeviceInfo.ProvisioningCode", "", "xsd:string"},
 				{"InternetGatewayDevice.Services.VoiceService.1.VoiceProfile.1.Line.1.SIP.AuthUserName", " 4930123456 ", "xsd:string"},
 				// An unprefixed QName with no default namespace does not
-				// resolve: the raw text is kept.
-				{"InternetGatewayDevice.ManagementServer.ConnectionRequestURL", "http://192.0.2.77:7547/", ""},
+				// resolve: a string too.
+				{"InternetGatewayDevice.ManagementServer.ConnectionRequestURL", "http://192.0.2.77:7547/", "xsd:string"},
 			},
 		}}},
 	{"inform-mreboot-events.xml", &Envelope{
@@ -174,7 +176,7 @@ var decodeCases = []struct {
 			{"Device.WiFi.Radio.1.TransmitPower", "-1", "xsd:int"},
 			{"Device.DeviceInfo.VendorConfigFile.1.Content", "SGVsbG8=", "xsd:base64"},
 			{"Device.Ethernet.Interface.1.Stats.BytesSent", "18446744073709551615", "xsd:unsignedLong"},
-			{"Device.X_VENDOR_Blob", `{"a":1}`, ""},
+			{"Device.X_VENDOR_Blob", `{"a":1}`, "xsd:string"},
 		}}}},
 	{"fault-setparametervalues.xml", &Envelope{
 		Namespace: NS1_0, Version: V1_0, Header: decIDHeader("fleet-spv-0003"),
