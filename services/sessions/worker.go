@@ -228,8 +228,14 @@ func (w *Worker) open(ctx context.Context, s *session, req *sessionsv1.ExchangeR
 	if s.live {
 		return nil, nil
 	}
-	if _, isInform := bodyOf(env).(*cwmp.Inform); isInform && req.Lease == nil {
+	if inf, isInform := bodyOf(env).(*cwmp.Inform); isInform && req.Lease == nil {
 		w.table.remove(s)
+		if cwmp.CheckDeviceID(inf.DeviceID) != nil {
+			// It names no device, so the gateway took no lease for it:
+			// the state machine refuses it (fault 8003, docs/protocol.md
+			// §5.3).
+			return w.outside(env, derr)
+		}
 		return nil, status.Error(codes.InvalidArgument, "exchange: an Inform that opens a session needs the device lease")
 	}
 	if req.Lease == nil || req.DeviceKey == "" {
@@ -442,12 +448,18 @@ func (w *Worker) noteAnomalies(s *session, notices []cwmp.Notice) {
 }
 
 // respond turns a step's output into the gateway's answer (sessions.v1
-// ExchangeResponse): 204 for no reply; 400 for a fault to a message that
-// cannot belong to any session (no session, unreadable body); else 200.
+// ExchangeResponse): 204 for no reply; 400 for a message that cannot belong
+// to any session (no session, unreadable body, an Inform naming no device),
+// with the fault, or without a body for a response or fault that answers
+// nothing (docs/protocol.md §4.3 rule 1: a 204 would tell the CPE its
+// session ended well, and a fault cannot answer a response); else 200.
 func (w *Worker) respond(out cwmp.Output, ended bool) (*sessionsv1.ExchangeResponse, error) {
 	resp := &sessionsv1.ExchangeResponse{SessionEnded: ended}
 	if out.Reply == nil {
 		resp.HttpStatus = 204
+		if ended && outsideSession(out.Notices) {
+			resp.HttpStatus = 400
+		}
 		return resp, nil
 	}
 	body, err := w.encode(out.Reply)
@@ -463,7 +475,7 @@ func (w *Worker) respond(out cwmp.Output, ended bool) (*sessionsv1.ExchangeRespo
 
 func outsideSession(notices []cwmp.Notice) bool {
 	for _, n := range notices {
-		if a, ok := n.(*cwmp.Anomaly); ok && (a.Kind == cwmp.AnomalyNoSession || a.Kind == cwmp.AnomalyDecode) {
+		if a, ok := n.(*cwmp.Anomaly); ok && (a.Kind == cwmp.AnomalyNoSession || a.Kind == cwmp.AnomalyDecode || a.Kind == cwmp.AnomalyInvalidInform) {
 			return true
 		}
 	}
