@@ -167,7 +167,7 @@ func TestREADMEDistributedExample(t *testing.T) {
 	})
 
 	s, err := sim.New(sim.Config{
-		URL: "http://" + gatewayAddr + "/", SharedDir: testenv.SharedDir(t), Model: sim.TR181,
+		URL: "http://" + gatewayAddr + "/", Model: sim.TR181,
 		Devices: 3, Seed: 11, SerialPrefix: "README", Username: user, Password: password,
 		BootStorm: true, Concurrency: 3, Timeout: 30 * time.Second,
 	})

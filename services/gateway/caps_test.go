@@ -26,7 +26,7 @@ func TestUnauthenticatedKeepAliveIsShort(t *testing.T) {
 		t.Fatalf("Inform: status %d", a.StatusCode)
 	}
 	// From another address, so that the gateway cannot take the empty POST
-	// for the session's (notes §4.1: the address is the last resort).
+	// for the session's (docs/protocol.md §4.1: the address is the last resort).
 	idle := dialCPEFrom(t, "127.0.0.2", h.addr)
 	if a := idle.post(nil); a.StatusCode/100 != 2 && a.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("empty POST outside a session: status %d", a.StatusCode)

@@ -135,7 +135,7 @@ func TestClosedPortReportedPromptly(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(context.Background(), []string{"-url", url, sharedFlag(t), "-devices", "2", "-give-up", "1s"}, &stdout, &stderr)
+		done <- run(context.Background(), []string{"-url", url, "-devices", "2", "-give-up", "1s"}, &stdout, &stderr)
 	}()
 	select {
 	case code := <-done:
