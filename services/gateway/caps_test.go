@@ -62,3 +62,39 @@ func dialCPEFrom(t *testing.T, src, addr string) *cpeConn {
 	t.Cleanup(func() { _ = c.Close() })
 	return &cpeConn{t: t, c: c, br: bufio.NewReader(c)}
 }
+
+// The per-source cap counts connections by TCP peer, except from trusted
+// proxies, which carry many CPEs (gateway.trusted-proxies).
+func TestPerSourceCapExemptsTrustedProxies(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		trusted string
+		kept    int
+	}{
+		{"untrusted peer", "", 2},
+		{"trusted proxy", "127.0.0.0/8", 4},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := anonymousConfig()
+			cfg.MaxConnectionsPerSource = 2
+			cfg.TrustedProxies = c.trusted
+			h := startGateway(t, cfg, nil)
+			kept := 0
+			for range 4 {
+				conn := dialCPE(t, h.addr)
+				_ = conn.c.SetDeadline(time.Now().Add(10 * time.Second))
+				req, _ := http.NewRequest(http.MethodPost, "http://acs.example/cwmp", nil)
+				if err := req.Write(conn.c); err != nil {
+					continue
+				}
+				if resp, err := http.ReadResponse(conn.br, req); err == nil {
+					resp.Body.Close()
+					kept++
+				}
+			}
+			if kept != c.kept {
+				t.Fatalf("%d of 4 connections from one address answered, want %d", kept, c.kept)
+			}
+		})
+	}
+}
