@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -43,9 +44,10 @@ type options struct {
 	NATSURL  string
 	NATSPort int
 
-	Pprof             bool
-	InProcessGRPC     bool
-	GRPCStreamWorkers int
+	Pprof              bool
+	InProcessGRPC      bool
+	GRPCStreamWorkers  int
+	GRPCMaxConnections int
 }
 
 func (o *options) RegisterFlags(fs *flag.FlagSet) {
@@ -57,6 +59,7 @@ func (o *options) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.StopTimeout, "server.stop-timeout", 45*time.Second, "how long each service may take to stop on shutdown (at least the gateway's drain grace plus its shutdown timeout)")
 	fs.BoolVar(&o.Pprof, "server.pprof", false, "serve Go's /debug/pprof/ profiles on the admin listener")
 	fs.BoolVar(&o.InProcessGRPC, "server.grpc-in-process", true, "services in this process call each other's gRPC handlers directly, skipping the transport (false: through the gRPC transport in memory, as between processes)")
+	fs.IntVar(&o.GRPCMaxConnections, "server.grpc-max-connections", 1024, "connections the gRPC listener holds at once; more are closed at once (services share a few long-lived connections)")
 	fs.IntVar(&o.GRPCStreamWorkers, "server.grpc-stream-workers", 256, "goroutines kept to serve gRPC calls, reused so that each call does not grow a fresh stack (calls beyond them get their own; 0: one new goroutine per call)")
 	fs.StringVar(&o.RedisAddr, "redis.addr", "", "Redis host:port for session routing, device leases and checkpoints (empty: in memory, one process only)")
 	fs.IntVar(&o.RedisDB, "redis.db", 0, "Redis database number")
@@ -97,8 +100,8 @@ type app struct {
 	chosen    map[string]bool
 	// flagSet names the flags given on the command line or by environment.
 	flagSet map[string]bool
-	// grpcServers are the process's gRPC servers, own the addresses under
-	// which they are known.
+	// grpcServers are the process's gRPC servers; own maps the addresses
+	// under which they are known to them.
 	grpcServers []*grpcServer
 	own         ownAddrs
 	// bound holds the gateway's listeners' addresses once bound, by name
@@ -231,6 +234,13 @@ func usage(fs *flag.FlagSet, w io.Writer) {
 	}
 }
 
+// usageError reports a mistake on the command line in one line, and
+// where help is: the flag list would push the error off the screen.
+func usageError(stderr io.Writer, msg string) int {
+	fmt.Fprintf(stderr, "fleetacs: %s\nRun 'fleetacs -help' for the targets and flags.\n", msg)
+	return 2
+}
+
 // run is the whole command; main only adds signals and the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv func(string) (string, bool)) int {
 	a := &app{modules: registry(), health: lifecycle.NewHealth()}
@@ -243,9 +253,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 			usage(fs, stdout)
 			return 0
 		}
-		fmt.Fprintf(stderr, "fleetacs: %v\n\n", err)
-		usage(fs, stderr)
-		return 2
+		return usageError(stderr, err.Error())
 	}
 	if err := config.ApplyEnv(fs, lookupEnv); err != nil {
 		fmt.Fprintf(stderr, "fleetacs: %v\n", err)
@@ -255,14 +263,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 	fs.Visit(func(f *flag.Flag) { a.flagSet[f.Name] = true })
 	targets := fs.Args()
 	if len(targets) == 0 {
-		fmt.Fprintf(stderr, "fleetacs: name at least one target\n\n")
-		usage(fs, stderr)
-		return 2
+		return usageError(stderr, "name at least one target: all, "+strings.Join(names(isTarget), ", "))
 	}
 	order, err := resolve(a.modules, targets)
 	if err != nil {
-		fmt.Fprintf(stderr, "fleetacs: %v\n", err)
-		return 2
+		return usageError(stderr, err.Error())
 	}
 	a.chosen = map[string]bool{}
 	for _, m := range order {
@@ -362,33 +367,35 @@ func (a *app) setServing(module string, ready bool) {
 
 // banner tells a person at the terminal, once every listener is bound, how
 // to point a CPE and fleetctl at this process: the addresses are the bound
-// ones.
-func banner(w io.Writer, a *app, adminAddr net.Addr) {
-	fmt.Fprintln(w, "FleetACS is ready.")
+// ones. It is written in one piece.
+func banner(out io.Writer, a *app, adminAddr net.Addr) {
+	var w bytes.Buffer
+	defer func() { _, _ = out.Write(w.Bytes()) }()
+	fmt.Fprintln(&w, "FleetACS is ready.")
 	if addr, ok := a.bound["http"]; ok {
-		fmt.Fprintf(w, "  ACS URL for CPEs (ManagementServer.URL): %s\n", acsURL("http", addr))
+		fmt.Fprintf(&w, "  ACS URL for CPEs (ManagementServer.URL): %s\n", acsURL("http", addr))
 	}
 	if addr, ok := a.bound["https"]; ok {
-		fmt.Fprintf(w, "  ACS URL over TLS:                        %s\n", acsURL("https", addr))
+		fmt.Fprintf(&w, "  ACS URL over TLS:                        %s\n", acsURL("https", addr))
 	}
 	if a.selected("gateway") {
 		g := a.cfg.gateway
 		switch {
 		case g.AuthAnonymous:
-			fmt.Fprintln(w, "  CPE authentication: OFF. Any CPE is accepted without credentials (-gateway.auth-anonymous); never do this on a network you do not control.")
+			fmt.Fprintln(&w, "  CPE authentication: OFF. Any CPE is accepted without credentials (-gateway.auth-anonymous); never do this on a network you do not control.")
 		case g.AuthSharedUsername != "":
-			fmt.Fprintf(w, "  CPE authentication: shared user %q (-gateway.auth-shared-username/-password) or per-device credentials\n", g.AuthSharedUsername)
+			fmt.Fprintf(&w, "  CPE authentication: shared user %q (-gateway.auth-shared-username/-password) or per-device credentials\n", g.AuthSharedUsername)
 		default:
-			fmt.Fprintln(w, "  CPE authentication: per-device credentials from inventory, derived onboarding passwords or client certificates")
+			fmt.Fprintln(&w, "  CPE authentication: per-device credentials from inventory, derived onboarding passwords or client certificates")
 		}
 	}
 	admin := hostPort(adminAddr.String(), "localhost")
-	fmt.Fprintf(w, "  Health: http://%s/readyz   Metrics: http://%s/metrics\n", admin, admin)
+	fmt.Fprintf(&w, "  Health: http://%s/readyz   Metrics: http://%s/metrics\n", admin, admin)
 	if g := a.shared.grpc; g != nil {
-		fmt.Fprintf(w, "  gRPC API: %s   Devices: go run ./cmd/fleetctl -addr %s devices list\n", g.dialAddr(), g.dialAddr())
+		fmt.Fprintf(&w, "  gRPC API: %s   Devices: go run ./cmd/fleetctl -addr %s devices list\n", g.dialAddr(), g.dialAddr())
 	}
 	if addr, ok := a.bound["http"]; ok {
-		fmt.Fprintf(w, "  Simulated CPEs: go run ./tools/cpesim -url %s -devices 10\n", hostURL("http", hostPort(addr.String(), "127.0.0.1")))
+		fmt.Fprintf(&w, "  Simulated CPEs: go run ./tools/cpesim -url %s -devices 10\n", hostURL("http", hostPort(addr.String(), "127.0.0.1")))
 	}
 }
 

@@ -51,8 +51,10 @@ func TestUsageErrors(t *testing.T) {
 		if code := run(context.Background(), c.args, &out, &errb, noEnv); code != 2 {
 			t.Errorf("%v: exit %d, want 2", c.args, code)
 		}
-		if !strings.Contains(errb.String(), c.want) {
-			t.Errorf("%v: stderr %q lacks %q", c.args, errb.String(), c.want)
+		// One line and a hint, not the flag list (issue 8 item 16).
+		lines := strings.Split(strings.TrimSuffix(errb.String(), "\n"), "\n")
+		if len(lines) != 2 || !strings.Contains(lines[0], c.want) || lines[1] != "Run 'fleetacs -help' for the targets and flags." {
+			t.Errorf("%v: stderr %q, want one line with %q and the hint", c.args, errb.String(), c.want)
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/fleetacs/fleetacs/pkg/connlimit"
 	"github.com/fleetacs/fleetacs/pkg/grpcinproc"
 	"github.com/fleetacs/fleetacs/pkg/lifecycle"
 )
@@ -32,8 +33,11 @@ type grpcServer struct {
 	// setting is the flag that sets addr, without its dash.
 	setting string
 	addr    string
-	srv     *grpc.Server
-	health  *health.Server
+	// maxConns caps its connections (connlimit): a flood on the gRPC port
+	// must not take the descriptors the CWMP and admin listeners need.
+	maxConns int
+	srv      *grpc.Server
+	health   *health.Server
 	// Exactly one of inproc and mem is set (see above).
 	inproc    *grpcinproc.Channel
 	mem       *bufconn.Listener
@@ -67,7 +71,7 @@ func (a *app) newGRPCServer(setting, addr string) (*grpcServer, error) {
 		// CPU under load. Reused goroutines keep their stacks.
 		sopts = append(sopts, grpc.NumStreamWorkers(uint32(n)))
 	}
-	g := &grpcServer{setting: setting, addr: addr, srv: grpc.NewServer(sopts...), health: health.NewServer(), own: &a.own}
+	g := &grpcServer{setting: setting, addr: addr, maxConns: a.opts.GRPCMaxConnections, srv: grpc.NewServer(sopts...), health: health.NewServer(), own: &a.own}
 	healthpb.RegisterHealthServer(g.srv, g.health)
 	// The server as a whole is serving once the process has started.
 	g.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
@@ -88,10 +92,10 @@ func (g *grpcServer) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	g.ln = ln
+	g.ln = connlimit.New(connlimit.Limits{Max: g.maxConns}).Listener(ln)
 	g.own.add(g, g.dialAddr(), ln.Addr().String())
 	g.errc = make(chan error, 2)
-	go func() { g.errc <- g.srv.Serve(ln) }()
+	go func() { g.errc <- g.srv.Serve(g.ln) }()
 	if g.mem != nil {
 		go func() { g.errc <- g.srv.Serve(g.mem) }()
 	}

@@ -20,6 +20,9 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	_ "modernc.org/sqlite" // the test locks the inventory database
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/fleetacs/fleetacs/pkg/affinity"
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 )
@@ -302,4 +305,76 @@ func TestCWMPOpensWhenSessionPathReady(t *testing.T) {
 	if _, ok := env.Body.(*cwmp.InformResponse); !ok {
 		t.Fatalf("first Inform answered with %T", env.Body)
 	}
+}
+
+// regexpFind returns the first submatch of re in s, or "".
+func regexpFind(re, s string) string {
+	m := regexp.MustCompile(re).FindStringSubmatch(s)
+	if m == nil {
+		return ""
+	}
+	return m[1]
+}
+
+// A session worker whose inventory runs in another process starts, and
+// registers where gateways find it, only once that inventory serves; until
+// then its readiness says what it waits for (issue 8 item 10, across
+// processes: gateways answer 503 with Retry-After while no worker is
+// registered, rather than sessions getting fault 8005).
+func TestWorkerWaitsForRemoteInventory(t *testing.T) {
+	redisAddr, redisDB := testenv.RedisDB(t)
+	prefix := testenv.UniqueName(t)
+	inv, adm := testenv.FreePort(t), testenv.FreePort(t)
+	invAddr := fmt.Sprintf("127.0.0.1:%d", inv)
+	w := startProcess(t, "-log.level=error",
+		"-redis.addr="+redisAddr, fmt.Sprintf("-redis.db=%d", redisDB), "-redis.prefix="+prefix,
+		fmt.Sprintf("-server.http-addr=127.0.0.1:%d", adm), "-server.grpc-addr=127.0.0.1:0",
+		"-client.inventory-addr="+invAddr, "-sessions.worker-id=w1", "sessions")
+	readyz := fmt.Sprintf("http://127.0.0.1:%d/readyz", adm)
+
+	rc := redis.NewClient(&redis.Options{Addr: redisAddr, DB: redisDB})
+	defer rc.Close()
+	registry := affinity.NewRedis(rc, prefix, nil).Store().Registry
+	live := func() []affinity.Worker {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ws, err := registry.Live(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ws
+	}
+
+	// Redis answers, the inventory does not: the worker waits, not ready
+	// and not registered.
+	testenv.WaitFor(t, 30*time.Second, func() error {
+		w.alive(t)
+		resp, err := http.Get(readyz)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusServiceUnavailable || strings.Contains(string(b), "affinity") || !strings.Contains(string(b), "inventory-client") {
+			return fmt.Errorf("readyz %d %q", resp.StatusCode, b)
+		}
+		return nil
+	})
+	if ws := live(); len(ws) != 0 {
+		t.Fatalf("worker registered while its inventory is unreachable: %v", ws)
+	}
+
+	startProcess(t, "-log.level=error", "-data-dir="+t.TempDir(),
+		"-server.grpc-addr="+invAddr, "-server.http-addr=127.0.0.1:0", "inventory")
+	testenv.WaitFor(t, 60*time.Second, func() error {
+		w.alive(t)
+		if err := httpReady(readyz); err != nil {
+			return err
+		}
+		if ws := live(); len(ws) != 1 || ws[0].ID != "w1" {
+			return fmt.Errorf("registry: %v", ws)
+		}
+		return nil
+	})
 }

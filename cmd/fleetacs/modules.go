@@ -5,12 +5,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/stats"
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
@@ -153,7 +155,52 @@ func buildInventoryClient(a *app) (lifecycle.Service, error) {
 		return nil, fmt.Errorf("inventory client for %s: %w", addr, err)
 	}
 	a.shared.inventory = conn
-	return lifecycle.Func(closeAtEnd(conn.Close)), nil
+	return lifecycle.Funcs{
+		// Started once the inventory serves: a worker registers, and a
+		// gateway opens its CWMP listener, only when the sessions they
+		// take can reach the inventory (in the meantime gateways answer
+		// 503 with Retry-After, having no worker to send a session to).
+		StartFunc: func(ctx context.Context) error {
+			return waitServing(ctx, a.logger, conn, inventoryInternalService, "-client.inventory-addr="+addr)
+		},
+		RunFunc: closeAtEnd(conn.Close),
+	}, nil
+}
+
+// inventoryInternalService is the gRPC service sessions and gateways call
+// in the inventory.
+const inventoryInternalService = "fleetacs.inventory.v1.InventoryInternalService"
+
+// waitServing waits until the gRPC health of service at conn says
+// SERVING, or ctx ends. It says every ten seconds what it is waiting for.
+func waitServing(ctx context.Context, logger *slog.Logger, conn grpc.ClientConnInterface, service, where string) error {
+	health := healthpb.NewHealthClient(conn)
+	delay := 50 * time.Millisecond
+	var lastSaid time.Time
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		resp, err := health.Check(cctx, &healthpb.HealthCheckRequest{Service: service})
+		cancel()
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("wait for %s at %s: %w", service, where, ctx.Err())
+		}
+		if time.Since(lastSaid) >= 10*time.Second {
+			lastSaid = time.Now()
+			if err == nil {
+				err = fmt.Errorf("health %s", resp.GetStatus())
+			}
+			logger.Warn("waiting for a service this process needs", "service", service, "at", where, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %s at %s: %w", service, where, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
 }
 
 func buildNATS(a *app) (lifecycle.Service, error) {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/fleetacs/fleetacs/pkg/connlimit"
 )
 
 // Health tracks the readiness of a process's components. A process is live
@@ -68,6 +70,10 @@ type AdminServer struct {
 	// Handlers maps extra paths to handlers, e.g. "/metrics".
 	Handlers map[string]http.Handler
 	Logger   *slog.Logger
+	// MaxConnections caps the connections open at once (default 64):
+	// probes and scrapers hold few, and a flood here must not take the
+	// descriptors the rest of the process needs.
+	MaxConnections int
 
 	ln   net.Listener
 	srv  *http.Server
@@ -75,6 +81,9 @@ type AdminServer struct {
 }
 
 var _ Service = (*AdminServer)(nil)
+
+// DefaultAdminMaxConnections is AdminServer's default connection cap.
+const DefaultAdminMaxConnections = 64
 
 // Handler returns the admin HTTP handler.
 func (a *AdminServer) Handler() http.Handler {
@@ -109,6 +118,11 @@ func (a *AdminServer) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	maxConns := a.MaxConnections
+	if maxConns <= 0 {
+		maxConns = DefaultAdminMaxConnections
+	}
+	ln = connlimit.New(connlimit.Limits{Max: maxConns}).Listener(ln)
 	a.ln = ln
 	a.srv = &http.Server{
 		Handler:           a.Handler(),

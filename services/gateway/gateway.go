@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
+	"github.com/fleetacs/fleetacs/pkg/connlimit"
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 	"github.com/fleetacs/fleetacs/pkg/lifecycle"
 	"go.opentelemetry.io/otel/attribute"
@@ -263,12 +264,16 @@ func (s *Service) start(ctx context.Context) error {
 		return err
 	}
 	cwmpHandler := s.Handler()
+	limiter := s.connLimiter()
+	limited := func(ln net.Listener) net.Listener {
+		return cwmpListener{Listener: limiter.Listener(ln), unauthIdle: s.cfg.UnauthenticatedIdleTimeout}
+	}
 	if s.cfg.ListenAddr != "" {
 		ln, err := lifecycle.Listen(ctx, "gateway.listen-addr", s.cfg.ListenAddr)
 		if err != nil {
 			return fail(err)
 		}
-		servers = append(servers, server{"http", s.httpServer(baseCtx, cwmpHandler, nil), ln})
+		servers = append(servers, server{"http", s.httpServer(baseCtx, cwmpHandler, nil), limited(ln)})
 	}
 	if s.cfg.TLSListenAddr != "" {
 		tc, err := s.tlsConfig()
@@ -279,13 +284,17 @@ func (s *Service) start(ctx context.Context) error {
 		if err != nil {
 			return fail(err)
 		}
-		servers = append(servers, server{"https", s.httpServer(baseCtx, cwmpHandler, tc), tls.NewListener(ln, tc)})
+		servers = append(servers, server{"https", s.httpServer(baseCtx, cwmpHandler, tc), tls.NewListener(limited(ln), tc)})
 	}
 	if s.cfg.AdminListenAddr != "" {
 		ln, err := lifecycle.Listen(ctx, "gateway.admin-listen-addr", s.cfg.AdminListenAddr)
 		if err != nil {
 			return fail(err)
 		}
+		// Probes have a small cap of their own, so that a flood there
+		// cannot take the descriptors CPE connections need, nor the other
+		// way round.
+		ln = connlimit.New(connlimit.Limits{Max: lifecycle.DefaultAdminMaxConnections}).Listener(ln)
 		mux := http.NewServeMux()
 		mux.HandleFunc("/healthz", s.serveHealthz)
 		mux.HandleFunc("/readyz", s.serveReadyz)
@@ -362,6 +371,30 @@ func (s *Service) run(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// connLimiter returns the caps of the CWMP listeners (both count against
+// one budget: file descriptors are the process's). A cap above what the
+// open files limit allows is lowered to it.
+func (s *Service) connLimiter() *connlimit.Limiter {
+	maxConns := s.cfg.MaxConnections
+	if limit, err := connlimit.FileLimit(); err != nil {
+		s.logger.Warn("open files limit unknown; CWMP connections capped by gateway.max-connections only", "err", err)
+	} else if budget := connlimit.Budget(limit); maxConns == 0 || maxConns > budget {
+		if maxConns > budget {
+			s.logger.Warn("gateway.max-connections above what the open files limit allows; lowered", "max_connections", maxConns, "open_files_limit", limit, "cap", budget)
+		}
+		maxConns = budget
+	}
+	s.logger.Info("CWMP connection caps", "max_connections", maxConns, "per_source", s.cfg.MaxConnectionsPerSource)
+	l := connlimit.New(connlimit.Limits{
+		Max:       maxConns,
+		PerSource: s.cfg.MaxConnectionsPerSource,
+		Exempt:    func(a netip.Addr) bool { return inPrefixes(a, s.trusted) },
+		OnReject:  func(reason string) { s.metrics.countRefusedConn(reason) },
+	})
+	s.metrics.conns.Store(l)
+	return l
+}
+
 // drain waits until no session is open here or the grace period ends.
 func (s *Service) drain() {
 	deadline := time.NewTimer(s.cfg.DrainGrace)
@@ -397,6 +430,7 @@ func (s *Service) httpServer(base context.Context, h http.Handler, tc *tls.Confi
 		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ConnContext:       withConnState,
+		ConnState:         trackIdle,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
 		// HTTP/1.1 only: CPEs speak it, and a session's keep-alive
 		// connection is the routing key of cookie-less CPEs.
@@ -456,12 +490,16 @@ type metrics struct {
 	authFailures metric.Int64Counter
 	sessions     metric.Int64Counter
 	requests     metric.Int64Counter
+	refusedConns metric.Int64Counter
+	// conns counts the open CWMP connections once the listeners are up.
+	conns atomic.Pointer[connlimit.Limiter]
 
-	shedSets map[string][2]metric.AddOption // reason -> [normal, priority]
+	shedSets    map[string][2]metric.AddOption // reason -> [normal, priority]
+	refusedSets map[string]metric.AddOption
 }
 
 func newMetrics(m metric.Meter) (*metrics, error) {
-	var out metrics
+	out := &metrics{}
 	var err error
 	if out.shed, err = m.Int64Counter("fleetacs.gateway.sessions.shed",
 		metric.WithDescription("New CPE sessions refused with 503, by reason and priority"), metric.WithUnit("{session}")); err != nil {
@@ -479,6 +517,24 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 		metric.WithDescription("CPE HTTP requests answered, by status class"), metric.WithUnit("{request}")); err != nil {
 		return nil, err
 	}
+	if out.refusedConns, err = m.Int64Counter("fleetacs.gateway.connections.refused",
+		metric.WithDescription("CPE connections closed on arrival because a connection cap was full, by cap"), metric.WithUnit("{connection}")); err != nil {
+		return nil, err
+	}
+	if _, err = m.Int64ObservableGauge("fleetacs.gateway.connections.open",
+		metric.WithDescription("CPE connections open on the CWMP listeners"), metric.WithUnit("{connection}"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			if l := out.conns.Load(); l != nil {
+				o.Observe(int64(l.Open()))
+			}
+			return nil
+		})); err != nil {
+		return nil, err
+	}
+	out.refusedSets = map[string]metric.AddOption{}
+	for _, reason := range []string{connlimit.ReasonMax, connlimit.ReasonPerSource} {
+		out.refusedSets[reason] = metric.WithAttributeSet(attribute.NewSet(attribute.String("cap", reason)))
+	}
 	out.shedSets = map[string][2]metric.AddOption{}
 	for _, reason := range []string{shedRate, shedMaxSessions, shedDraining, shedWorkersBusy} {
 		out.shedSets[reason] = [2]metric.AddOption{
@@ -486,7 +542,7 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 			metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", reason), attribute.Bool("priority", true))),
 		}
 	}
-	return &out, nil
+	return out, nil
 }
 
 // Shed reasons (the "reason" attribute of fleetacs.gateway.sessions.shed).
@@ -511,6 +567,10 @@ func (m *metrics) countShed(ctx context.Context, reason string, priority bool) {
 		i = 1
 	}
 	m.shed.Add(ctx, 1, m.shedSets[reason][i])
+}
+
+func (m *metrics) countRefusedConn(reason string) {
+	m.refusedConns.Add(context.Background(), 1, m.refusedSets[reason])
 }
 
 func (m *metrics) countRequest(ctx context.Context, status int) {

@@ -497,8 +497,12 @@ func (s *Service) writeReply(ctx context.Context, q *request, reply *Reply, rec 
 func (s *Service) refuseBody(ctx context.Context, q *request, err error) int {
 	var be *bodyError
 	if !errors.As(err, &be) {
-		// The connection failed while reading; nobody is listening.
+		// The connection failed while reading; nobody is listening. Close
+		// it: returning would make net/http answer 200.
 		s.log(ctx, slog.LevelDebug, "request body not read", q, slog.Any("err", err))
+		if c, _, herr := http.NewResponseController(q.w).Hijack(); herr == nil {
+			_ = c.Close()
+		}
 		return 0
 	}
 	s.log(ctx, slog.LevelInfo, "request body refused", q, slog.Int("status", be.status), slog.String("reason", be.Error()))

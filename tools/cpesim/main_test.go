@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 )
@@ -102,7 +104,53 @@ func TestRunUsage(t *testing.T) {
 		}
 	}
 	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), []string{"-h"}, &stdout, &stderr); code != exitOK || !strings.Contains(stderr.String(), "-boot-storm") {
+	if code := run(context.Background(), []string{"-h"}, &stdout, &stderr); code != exitOK || !strings.Contains(stdout.String(), "-boot-storm") {
 		t.Errorf("-h: exit %d", code)
+	}
+}
+
+// A mistyped flag is one line and a hint, not the flag list (issue 8
+// item 16).
+func TestMistypedFlagIsOneLine(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"-devcies", "3"}, &stdout, &stderr); code != exitUsage {
+		t.Fatalf("exit %d, want %d", code, exitUsage)
+	}
+	want := "cpesim: flag provided but not defined: -devcies\nRun 'cpesim -help' for the flags.\n"
+	if stderr.String() != want || stdout.Len() != 0 {
+		t.Fatalf("stderr %q, stdout %q; want only %q", stderr.String(), stdout.String(), want)
+	}
+}
+
+// Aimed at a closed port, cpesim says so at the first failed session, ends
+// the run after -give-up, and the summary tells the connection error
+// (issue 8 item 16: it printed nothing for minutes).
+func TestClosedPortReportedPromptly(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String() + "/"
+	ln.Close() // nothing listens there any more
+	var stdout, stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(context.Background(), []string{"-url", url, "-devices", "2", "-give-up", "1s"}, &stdout, &stderr)
+	}()
+	select {
+	case code := <-done:
+		if code != exitErrors {
+			t.Fatalf("exit %d, want %d\n%s%s", code, exitErrors, stdout.String(), stderr.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("cpesim still running against a closed port")
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "cpesim: a session failed (connect): ") || !strings.Contains(lines[0], "connection refused") ||
+		!strings.HasPrefix(lines[1], "cpesim: ACS unreachable: no answer from "+url+" in 1s") {
+		t.Fatalf("stderr:\n%s\nwant the first failure, then the end of the run", stderr.String())
+	}
+	if out := stdout.String(); !strings.Contains(out, "errors: connect:") || !strings.Contains(out, "first connect error: ") {
+		t.Fatalf("summary does not tell the connection error:\n%s", out)
 	}
 }

@@ -129,6 +129,12 @@ type Config struct {
 	// Upload PUTs a small file, with the given credentials.
 	FetchTransfers bool
 
+	// GiveUp ends the run when the ACS has not answered a single request
+	// this long after the start while connecting to it fails (a wrong URL,
+	// a closed port): Run then returns ErrUnreachable. Zero means
+	// DefaultGiveUp, negative never.
+	GiveUp time.Duration
+
 	// OnSession, when set, is called after every session (from the
 	// session's goroutine).
 	OnSession func(SessionReport)
@@ -143,6 +149,7 @@ const (
 	DefaultSoftwareVersion = "1.0.0"
 	DefaultCWMPVersion     = "1.4"
 	DefaultTimeout         = 30 * time.Second
+	DefaultGiveUp          = 10 * time.Second
 	DefaultInterval        = 300 * time.Second
 	DefaultJitter          = 0.1
 	DefaultConcurrency     = 64
@@ -181,6 +188,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
+	}
+	if c.GiveUp == 0 {
+		c.GiveUp = DefaultGiveUp
 	}
 	if c.Interval == 0 {
 		c.Interval = DefaultInterval
@@ -329,6 +339,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.SourceIPPerDevice, "source-ip-per-device", c.SourceIPPerDevice, "dial from a distinct 127.x.y.z address per device")
 	fs.BoolVar(&c.InsecureSkipVerify, "insecure", c.InsecureSkipVerify, "accept any TLS certificate from the ACS")
 	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "timeout of each HTTP exchange")
+	fs.DurationVar(&c.GiveUp, "give-up", c.GiveUp, "end the run when the ACS has answered nothing this long after the start and connecting to it fails (negative: never)")
 	fs.Func("session-timeout", "SessionTimeout header in seconds (CWMP 1.3+; 0: none)", func(s string) error {
 		v, err := strconv.ParseUint(s, 10, 32)
 		c.SessionTimeout = uint32(v)
