@@ -24,6 +24,7 @@ import (
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
 	"github.com/fleetacs/fleetacs/pkg/deviceid"
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
 	"github.com/fleetacs/fleetacs/tools/cpesim/sim"
@@ -176,8 +177,17 @@ func TestEndToEndDistributed(t *testing.T) {
 	}
 	args := func(extra ...string) []string { return append(append([]string{}, common...), extra...) }
 
+	key, err := secretbox.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(c.dir, "secrets.key")
+	if err := secretbox.WriteFileExclusive(keyFile, secretbox.FormatKeyFile(key)); err != nil {
+		t.Fatal(err)
+	}
 	inv := c.start("inventory", args("-server.grpc-addr="+invAddr, "-inventory.store=mongodb",
-		"-inventory.mongodb-uri="+mongoURI, "-inventory.mongodb-database="+mongoDB, "inventory")...)
+		"-inventory.mongodb-uri="+mongoURI, "-inventory.mongodb-database="+mongoDB,
+		"-inventory.secrets-key-file="+keyFile, "inventory")...)
 	worker := func(name, a string) *proc {
 		return c.start(name, args("-server.grpc-addr="+a, "-sessions.advertise-addr="+a,
 			"-sessions.worker-id="+name, "-sessions.registry-ttl=3s", "sessions")...)
