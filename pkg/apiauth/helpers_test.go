@@ -264,3 +264,6 @@ func tlsClient(t *testing.T, p *pki, certFile, keyFile string) grpc.DialOption {
 	}
 	return grpc.WithTransportCredentials(credentials.NewTLS(cfg))
 }
+
+// ctxBG is the context of calls that fail fast or answer at once.
+var ctxBG = context.Background()

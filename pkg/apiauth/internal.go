@@ -185,7 +185,7 @@ func (i *Internal) Load() error {
 			i.logger.Warn("internal token file is readable by other users", "path", i.cfg.TokenFile, "mode", fi.Mode().Perm().String())
 		}
 		i.token = tok
-	case !i.cfg.Insecure:
+	case !i.cfg.Insecure && i.cfg.TLSCertFile == "":
 		var raw [32]byte
 		if _, err := rand.Read(raw[:]); err != nil {
 			return fmt.Errorf("generate internal token: %w", err)
@@ -284,12 +284,13 @@ func (i *Internal) check(ctx context.Context, method string) error {
 		}
 	}
 	i.mu.RLock()
-	loaded, insecureMode, want := i.loaded, i.token == "", i.tokenHash
+	loaded, noToken, want := i.loaded, i.token == "", i.tokenHash
 	i.mu.RUnlock()
 	switch {
 	case !loaded:
 		return status.Error(codes.Unavailable, "internal credential not loaded yet")
-	case insecureMode:
+	case noToken:
+		// Mutual TLS alone (checked in the handshake), or insecure.
 		return nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
