@@ -113,6 +113,9 @@ type Config struct {
 	Database string
 	// Collection defaults to "devices".
 	Collection string
+	// TokensCollection holds API tokens (tokens.go); it defaults to
+	// "api_tokens".
+	TokensCollection string
 	// IndexedParams are parameter paths whose values get an index, for
 	// the parameter conditions operators use most.
 	IndexedParams []string
@@ -148,6 +151,9 @@ var _ store.Store = (*Store)(nil)
 func New(cfg Config) *Store {
 	if cfg.Collection == "" {
 		cfg.Collection = Collection
+	}
+	if cfg.TokensCollection == "" {
+		cfg.TokensCollection = TokensCollection
 	}
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 10 * time.Second
@@ -204,6 +210,10 @@ func (s *Store) Start(ctx context.Context) error {
 		return fmt.Errorf("start mongodb store: ping: %w", err)
 	}
 	if err := ensureIndexes(ctx, coll, s.cfg.IndexedParams); err != nil {
+		s.disconnect(ctx)
+		return fmt.Errorf("start mongodb store: %w", err)
+	}
+	if err := ensureTokenIndexes(ctx, db.Collection(s.cfg.TokensCollection)); err != nil {
 		s.disconnect(ctx)
 		return fmt.Errorf("start mongodb store: %w", err)
 	}

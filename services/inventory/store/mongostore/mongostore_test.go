@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/fleetacs/fleetacs/pkg/apiauth"
+	"github.com/fleetacs/fleetacs/pkg/apiauth/apiauthtest"
 	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 	"github.com/fleetacs/fleetacs/services/inventory/store"
@@ -97,4 +99,8 @@ func TestRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+func TestTokenStoreContract(t *testing.T) {
+	apiauthtest.Run(t, func(t *testing.T) apiauth.TokenStore { return newStore(t).(*mongostore.Store) })
 }

@@ -95,4 +95,24 @@ CREATE TABLE secrets_state (
 	key_id TEXT NOT NULL
 );
 `,
+	// 4: API tokens (tokens.go).
+	`
+CREATE TABLE api_tokens (
+	id          TEXT    NOT NULL PRIMARY KEY,
+	hash        TEXT    NOT NULL,
+	name        TEXT    NOT NULL,
+	role        INTEGER NOT NULL,
+	all_tenants INTEGER NOT NULL,
+	tenants     TEXT    NOT NULL,
+	creator     TEXT    NOT NULL,
+	created     INTEGER NOT NULL,
+	expires     INTEGER,
+	revoked     INTEGER
+) WITHOUT ROWID;
+CREATE TABLE api_token_tenants (
+	tenant   TEXT NOT NULL,
+	token_id TEXT NOT NULL,
+	PRIMARY KEY (tenant, token_id)
+) WITHOUT ROWID;
+`,
 }
