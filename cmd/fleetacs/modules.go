@@ -277,7 +277,8 @@ func buildInventory(a *app) (lifecycle.Service, error) {
 	}
 	setServing(false)
 	svc := inventory.New(st, inventory.Options{Logger: a.logger.With("component", "inventory"), OnReady: setServing})
-	svc.Register(a.shared.registrar)
+	svc.RegisterPublic(a.shared.registrar)
+	svc.RegisterInternal(a.shared.registrar)
 	return svc, nil
 }
 
