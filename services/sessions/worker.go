@@ -60,6 +60,10 @@ type Deps struct {
 	// Now reads the clock; nil means time.Now. Lease renewal, idle expiry
 	// and heartbeats follow it.
 	Now func() time.Time
+	// AdvertiseAddr, when set, gives the address gateways dial in place of
+	// Config.AdvertiseAddr, asked once when the worker starts: a process
+	// learns the address its gRPC listener is bound to (port 0) only then.
+	AdvertiseAddr func() string
 }
 
 // Worker is a session worker: the fleetacs.sessions.v1.SessionService
@@ -84,8 +88,12 @@ type Worker struct {
 	// draining refuses new and resumed sessions; stopped refuses all.
 	draining atomic.Bool
 	stopped  atomic.Bool
-	// lastBeat is touched by the goroutine running Run only.
-	lastBeat time.Time
+
+	advertise func() string
+	// lastBeat and registered are touched by Start and then by the
+	// goroutine running Run only.
+	lastBeat   time.Time
+	registered bool
 }
 
 var _ sessionsv1.SessionServiceServer = (*Worker)(nil)
@@ -105,7 +113,7 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	w := &Worker{
 		cfg: cfg, inv: deps.Inventory, leases: deps.Leases, cps: deps.Checkpoints, reg: deps.Registry,
 		logger: deps.Logger, now: deps.Now, table: newTable(),
-		sess: deps.Sessions, records: deps.Sessions != nil,
+		sess: deps.Sessions, records: deps.Sessions != nil, advertise: deps.AdvertiseAddr,
 	}
 	if w.sess == nil {
 		w.sess = affinity.SessionsOf(deps.Leases, deps.Checkpoints, nil)
