@@ -27,13 +27,13 @@ import (
 
 // options are the process-wide settings; each service brings its own Config.
 type options struct {
-	LogFormat   string
-	LogLevel    string
+	LogFormat        string
+	LogLevel         string
 	HTTPAddr         string
 	GRPCAddr         string
 	InternalGRPCAddr string
 	DataDir          string
-	StopTimeout time.Duration
+	StopTimeout      time.Duration
 
 	RedisAddr     string
 	RedisDB       int
