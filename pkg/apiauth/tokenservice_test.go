@@ -185,4 +185,21 @@ func TestEnsureAdminToken(t *testing.T) {
 	if recs, _, _ := store.ListTokens(ctxT(t), apiauth.TokenQuery{Limit: 10}); len(recs) != 1 {
 		t.Fatalf("%d tokens, want only the first", len(recs))
 	}
+	// Deleted after use: not made again while the admin token is active.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if created, err := apiauth.EnsureAdminToken(ctxT(t), store, path, now); err != nil || created {
+		t.Fatalf("file deleted, admin token active: %v, %v", created, err)
+	}
+	if _, err := os.Stat(path); err == nil {
+		t.Fatal("file recreated")
+	}
+	// Every admin token for all tenants revoked: the next start recovers.
+	if _, err := store.RevokeToken(ctxT(t), id, now); err != nil {
+		t.Fatal(err)
+	}
+	if created, err := apiauth.EnsureAdminToken(ctxT(t), store, path, now); err != nil || !created {
+		t.Fatalf("no admin token left: %v, %v", created, err)
+	}
 }
