@@ -503,3 +503,22 @@ func writeCert(t *testing.T, dir, name string, c *x509.Certificate, key *ecdsa.P
 	}
 	return base
 }
+
+// TestTokenGuessingLimited: -auth.failure-burst invalid tokens from one
+// address, then every call from it is refused for a while, the admin
+// token included.
+func TestTokenGuessingLimited(t *testing.T) {
+	s := startSecured(t, "-auth.failure-burst=3", "-auth.failure-interval=1m")
+	devs := inventoryv1.NewInventoryServiceClient(s.publicConn)
+	list := func(token string) error {
+		_, err := devs.ListDevices(withToken(ctx10(t), token), &inventoryv1.ListDevicesRequest{Tenant: "default"})
+		return err
+	}
+	for range 3 {
+		guess, _, _, _ := apiauth.NewToken()
+		expect(t, "guess", list(guess), codes.Unauthenticated, "CREDENTIALS_INVALID")
+	}
+	guess, _, _, _ := apiauth.NewToken()
+	expect(t, "guess beyond the burst", list(guess), codes.ResourceExhausted, "RATE_LIMITED")
+	expect(t, "admin token from the same address", list(s.admin), codes.ResourceExhausted, "RATE_LIMITED")
+}
