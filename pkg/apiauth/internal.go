@@ -296,11 +296,11 @@ func (i *Internal) check(ctx context.Context, method string) error {
 	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get(InternalTokenHeader)
 	if len(vals) == 0 {
-		return apiError(codes.Unauthenticated, errorsv1.ErrorReason_CREDENTIALS_MISSING, "internal call without the internal credential", nil)
+		return apiError(codes.Unauthenticated, errorsv1.ErrorReason_CREDENTIALS_MISSING, "internal call without the internal credential: caller and server need the same -internal.token-file (or certificates of one CA, -internal.tls-*)", nil)
 	}
 	got := sha256.Sum256([]byte(vals[0]))
 	if len(vals) != 1 || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
-		return apiError(codes.Unauthenticated, errorsv1.ErrorReason_CREDENTIALS_INVALID, "internal credential invalid", nil)
+		return apiError(codes.Unauthenticated, errorsv1.ErrorReason_CREDENTIALS_INVALID, "internal credential invalid: caller and server need the same -internal.token-file", nil)
 	}
 	return nil
 }
