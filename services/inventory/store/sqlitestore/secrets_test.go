@@ -80,7 +80,8 @@ func TestSecretsContract(t *testing.T) {
 }
 
 // TestUpgradeSealsClearPasswords opens a database as the release before
-// migration 3 left it, passwords in clear, and finds them sealed.
+// migration 3 left it (migrations 3 and on undone), passwords in clear, and
+// finds them sealed.
 func TestUpgradeSealsClearPasswords(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "inventory.db")
 	s := sqlitestore.New(sqlitestore.Config{Path: path})
@@ -97,6 +98,8 @@ func TestUpgradeSealsClearPasswords(t *testing.T) {
 		`ALTER TABLE devices DROP COLUMN cr_password_key`,
 		`ALTER TABLE devices DROP COLUMN cpe_password_key`,
 		`DROP TABLE secrets_state`,
+		`DROP TABLE api_tokens`,
+		`DROP TABLE api_token_tenants`,
 		`DELETE FROM schema_migrations WHERE version >= 3`,
 	} {
 		if _, err := db.Exec(q); err != nil {
