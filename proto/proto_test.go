@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	authv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/auth/v1"
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
 	sessionsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/sessions/v1"
@@ -78,6 +79,12 @@ func TestServiceShapes(t *testing.T) {
 			{"AddTags", "fleetacs.inventory.v1.AddTagsRequest", "fleetacs.inventory.v1.AddTagsResponse"},
 			{"RemoveTags", "fleetacs.inventory.v1.RemoveTagsRequest", "fleetacs.inventory.v1.RemoveTagsResponse"},
 			{"DeleteDevice", "fleetacs.inventory.v1.DeleteDeviceRequest", "fleetacs.inventory.v1.DeleteDeviceResponse"},
+			{"SetCpeCredentials", "fleetacs.inventory.v1.SetCpeCredentialsRequest", "fleetacs.inventory.v1.SetCpeCredentialsResponse"},
+		}},
+		{authv1.TokenService_ServiceDesc, []rpc{
+			{"CreateToken", "fleetacs.auth.v1.CreateTokenRequest", "fleetacs.auth.v1.CreateTokenResponse"},
+			{"ListTokens", "fleetacs.auth.v1.ListTokensRequest", "fleetacs.auth.v1.ListTokensResponse"},
+			{"RevokeToken", "fleetacs.auth.v1.RevokeTokenRequest", "fleetacs.auth.v1.RevokeTokenResponse"},
 		}},
 		{inventoryv1.InventoryInternalService_ServiceDesc, []rpc{
 			{"GetDeviceForSession", "fleetacs.inventory.v1.GetDeviceForSessionRequest", "fleetacs.inventory.v1.GetDeviceForSessionResponse"},
@@ -126,6 +133,55 @@ func TestServiceShapes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPublicMethodRoles pins the least role of every public method: the
+// server refuses methods without one, and a role quietly lowered would open
+// a method to callers who could not call it before.
+func TestPublicMethodRoles(t *testing.T) {
+	want := map[string]authv1.Role{
+		"/fleetacs.inventory.v1.InventoryService/GetDevice":         authv1.Role_ROLE_VIEWER,
+		"/fleetacs.inventory.v1.InventoryService/ListDevices":       authv1.Role_ROLE_VIEWER,
+		"/fleetacs.inventory.v1.InventoryService/AddTags":           authv1.Role_ROLE_OPERATOR,
+		"/fleetacs.inventory.v1.InventoryService/RemoveTags":        authv1.Role_ROLE_OPERATOR,
+		"/fleetacs.inventory.v1.InventoryService/DeleteDevice":      authv1.Role_ROLE_ADMIN,
+		"/fleetacs.inventory.v1.InventoryService/SetCpeCredentials": authv1.Role_ROLE_ADMIN,
+		"/fleetacs.auth.v1.TokenService/CreateToken":                authv1.Role_ROLE_ADMIN,
+		"/fleetacs.auth.v1.TokenService/ListTokens":                 authv1.Role_ROLE_ADMIN,
+		"/fleetacs.auth.v1.TokenService/RevokeToken":                authv1.Role_ROLE_ADMIN,
+	}
+	internal := []string{"fleetacs.inventory.v1.InventoryInternalService", "fleetacs.sessions.v1.SessionService"}
+	got := map[string]authv1.Role{}
+	protoregistry.GlobalFiles.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
+		for i := range fd.Services().Len() {
+			sd := fd.Services().Get(i)
+			for j := range sd.Methods().Len() {
+				md := sd.Methods().Get(j)
+				role := proto.GetExtension(md.Options(), authv1.E_RequiredRole).(authv1.Role)
+				full := "/" + string(sd.FullName()) + "/" + string(md.Name())
+				if slices.Contains(internal, string(sd.FullName())) {
+					if role != authv1.Role_ROLE_UNSPECIFIED {
+						t.Errorf("%s: internal method declares role %v", full, role)
+					}
+					continue
+				}
+				if strings.HasPrefix(full, "/fleetacs.") {
+					got[full] = role
+				}
+			}
+		}
+		return true
+	})
+	for m, r := range want {
+		if got[m] != r {
+			t.Errorf("%s: required_role %v, want %v", m, got[m], r)
+		}
+	}
+	for m, r := range got {
+		if _, ok := want[m]; !ok {
+			t.Errorf("public method %s (role %v) is not pinned here: add it", m, r)
+		}
 	}
 }
 

@@ -47,7 +47,8 @@ gw=$(freeport); adm=$(freeport); grpc=$(freeport)
 # gateway; the benchmark measures what the platform serves, so it lifts it.
 admit=(-gateway.admission-rate=50000 -gateway.admission-burst=50000)
 "$root/bin/fleetacs" -log.level=warn -data-dir="$work/data" -gateway.auth-anonymous "${admit[@]}" \
-	-gateway.listen-addr=127.0.0.1:$gw -server.http-addr=127.0.0.1:$adm -server.grpc-addr=127.0.0.1:$grpc all \
+	-gateway.listen-addr=127.0.0.1:$gw -server.http-addr=127.0.0.1:$adm -server.grpc-addr=127.0.0.1:$grpc \
+	-server.internal-grpc-addr=127.0.0.1:0 all \
 	>"$work/all.log" 2>&1 &
 allpid=$!; pids+=($allpid)
 wait_http "http://127.0.0.1:$adm/readyz"
@@ -68,14 +69,17 @@ pids+=($!)
 redispid=$!
 for _ in $(seq 1 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
 inv=$(freeport); w1=$(freeport); w2=$(freeport); g1=$(freeport); g2=$(freeport)
-common=(-log.level=warn -redis.addr=127.0.0.1:$rport -client.inventory-addr=127.0.0.1:$inv)
+# The processes share the internal credential: one token file.
+head -c 32 /dev/urandom | base64 >"$work/internal.token"
+chmod 600 "$work/internal.token"
+common=(-log.level=warn -redis.addr=127.0.0.1:$rport -client.inventory-addr=127.0.0.1:$inv -internal.token-file="$work/internal.token")
 declare -A dpid
 start() { local name=$1; shift; "$root/bin/fleetacs" "${common[@]}" -server.http-addr=127.0.0.1:$(freeport) "$@" >"$work/$name.log" 2>&1 & pids+=($!); dpid[$name]=$!; }
-start inventory -server.grpc-addr=127.0.0.1:$inv -inventory.sqlite-path="$work/dist.db" inventory
-start worker1 -server.grpc-addr=127.0.0.1:$w1 -sessions.advertise-addr=127.0.0.1:$w1 -sessions.worker-id=w1 sessions
-start worker2 -server.grpc-addr=127.0.0.1:$w2 -sessions.advertise-addr=127.0.0.1:$w2 -sessions.worker-id=w2 sessions
-start gateway1 -gateway.listen-addr=127.0.0.1:$g1 -server.grpc-addr=127.0.0.1:0 -gateway.auth-anonymous "${admit[@]}" gateway
-start gateway2 -gateway.listen-addr=127.0.0.1:$g2 -server.grpc-addr=127.0.0.1:0 -gateway.auth-anonymous "${admit[@]}" gateway
+start inventory -server.internal-grpc-addr=127.0.0.1:$inv -server.grpc-addr=127.0.0.1:0 -data-dir="$work/dist" -inventory.sqlite-path="$work/dist.db" inventory
+start worker1 -server.internal-grpc-addr=127.0.0.1:$w1 -sessions.advertise-addr=127.0.0.1:$w1 -sessions.worker-id=w1 sessions
+start worker2 -server.internal-grpc-addr=127.0.0.1:$w2 -sessions.advertise-addr=127.0.0.1:$w2 -sessions.worker-id=w2 sessions
+start gateway1 -gateway.listen-addr=127.0.0.1:$g1 -server.internal-grpc-addr=127.0.0.1:0 -gateway.auth-anonymous "${admit[@]}" gateway
+start gateway2 -gateway.listen-addr=127.0.0.1:$g2 -server.internal-grpc-addr=127.0.0.1:0 -gateway.auth-anonymous "${admit[@]}" gateway
 wait_http "http://127.0.0.1:$g1/readyz"; wait_http "http://127.0.0.1:$g2/readyz"
 half=$((devices / 2))
 sim -url "http://127.0.0.1:$g1/" -devices $half -prefix DA -boot-storm -concurrency 16 >"$work/dwarm1.txt" &

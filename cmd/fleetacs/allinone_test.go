@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 	"github.com/fleetacs/fleetacs/tools/cpesim/sim"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 )
 
 // TestAllInOneServesCPEs runs `fleetacs all` in this process, with the
@@ -27,9 +31,10 @@ func TestAllInOneServesCPEs(t *testing.T) {
 			defer cancel()
 			var out, errb bytes.Buffer
 			exited := make(chan int, 1)
+			dataDir := t.TempDir()
 			go func() {
 				exited <- run(ctx, []string{
-					"-log.level=warn", "-data-dir=" + t.TempDir(), "-gateway.auth-anonymous",
+					"-log.level=warn", "-data-dir=" + dataDir, "-gateway.auth-anonymous", "-server.internal-grpc-addr=127.0.0.1:0",
 					fmt.Sprintf("-gateway.listen-addr=127.0.0.1:%d", gw),
 					fmt.Sprintf("-server.http-addr=127.0.0.1:%d", adm),
 					fmt.Sprintf("-server.grpc-addr=127.0.0.1:%d", grpcAddr),
@@ -83,7 +88,14 @@ func TestAllInOneServesCPEs(t *testing.T) {
 			}
 			defer cc.Close()
 			inv := inventoryv1.NewInventoryServiceClient(cc)
-			list, err := inv.ListDevices(ctx, &inventoryv1.ListDevicesRequest{Tenant: "default", PageSize: 100})
+			// The public API wants credentials: the admin token the
+			// first start wrote.
+			token, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			authCtx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(string(token)))
+			list, err := inv.ListDevices(authCtx, &inventoryv1.ListDevicesRequest{Tenant: "default", PageSize: 100})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -95,7 +107,7 @@ func TestAllInOneServesCPEs(t *testing.T) {
 					t.Fatalf("device %s: discovery %v, root %q, last Inform %v", d.GetId(), d.GetFullDiscoveryTime(), d.GetDataModelRoot(), d.GetLastInformTime())
 				}
 			}
-			got, err := inv.GetDevice(ctx, &inventoryv1.GetDeviceRequest{Tenant: "default", Id: list.GetDevices()[0].GetId(),
+			got, err := inv.GetDevice(authCtx, &inventoryv1.GetDeviceRequest{Tenant: "default", Id: list.GetDevices()[0].GetId(),
 				Parameters: &inventoryv1.ParameterSelector{}})
 			if err != nil {
 				t.Fatal(err)

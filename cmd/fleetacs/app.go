@@ -20,6 +20,7 @@ import (
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/fleetacs/fleetacs/pkg/apiauth"
 	"github.com/fleetacs/fleetacs/pkg/config"
 	"github.com/fleetacs/fleetacs/pkg/lifecycle"
 	"github.com/fleetacs/fleetacs/pkg/telemetry"
@@ -27,12 +28,13 @@ import (
 
 // options are the process-wide settings; each service brings its own Config.
 type options struct {
-	LogFormat   string
-	LogLevel    string
-	HTTPAddr    string
-	GRPCAddr    string
-	DataDir     string
-	StopTimeout time.Duration
+	LogFormat        string
+	LogLevel         string
+	HTTPAddr         string
+	GRPCAddr         string
+	InternalGRPCAddr string
+	DataDir          string
+	StopTimeout      time.Duration
 
 	RedisAddr     string
 	RedisDB       int
@@ -48,6 +50,14 @@ type options struct {
 	InProcessGRPC      bool
 	GRPCStreamWorkers  int
 	GRPCMaxConnections int
+
+	// Auth authenticates public API calls, PublicTLS secures the public
+	// listener, Internal is the internal credential of every internal
+	// server and client of the process (docs/security.md).
+	Auth           apiauth.Config
+	PublicTLS      apiauth.PublicTLSConfig
+	Internal       apiauth.InternalConfig
+	AdminTokenFile string
 }
 
 func (o *options) RegisterFlags(fs *flag.FlagSet) {
@@ -55,7 +65,12 @@ func (o *options) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.LogLevel, "log.level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&o.HTTPAddr, "server.http-addr", ":9100", "admin HTTP listen address: /healthz, /readyz, /metrics")
 	fs.StringVar(&o.DataDir, "data-dir", "./data", "directory of the embedded stores (SQLite files, NATS JetStream)")
-	fs.StringVar(&o.GRPCAddr, "server.grpc-addr", ":9300", "listen address of the process's gRPC server (internal and public APIs)")
+	fs.StringVar(&o.GRPCAddr, "server.grpc-addr", ":9300", "listen address of the public gRPC API (inventory, API tokens), which answers only callers with credentials; opened by processes that serve it")
+	fs.StringVar(&o.InternalGRPCAddr, "server.internal-grpc-addr", "127.0.0.1:9301", "listen address of the internal gRPC services (session workers, the inventory's internal API, health), which answer only callers with the internal credential (-internal.*)")
+	fs.StringVar(&o.AdminTokenFile, "auth.admin-token-file", "", "where the inventory writes an admin API token at the first start of an install (when the file is missing and no admin token for all tenants exists); never overwritten (empty: admin.token in -data-dir)")
+	o.Auth.RegisterFlags(fs)
+	o.PublicTLS.RegisterFlags(fs)
+	o.Internal.RegisterFlags(fs)
 	fs.DurationVar(&o.StopTimeout, "server.stop-timeout", 45*time.Second, "how long each service may take to stop on shutdown (at least the gateway's drain grace plus its shutdown timeout)")
 	fs.BoolVar(&o.Pprof, "server.pprof", false, "serve Go's /debug/pprof/ profiles on the admin listener")
 	fs.BoolVar(&o.InProcessGRPC, "server.grpc-in-process", true, "services in this process call each other's gRPC handlers directly, skipping the transport (false: through the gRPC transport in memory, as between processes)")
@@ -107,6 +122,16 @@ type app struct {
 	// bound holds the gateway's listeners' addresses once bound, by name
 	// ("http", "https"), for the banner.
 	bound map[string]net.Addr
+	// internal is the internal credential (-internal.*).
+	internal *apiauth.Internal
+	// adminToken is what the inventory did about the admin token file.
+	adminToken adminToken
+}
+
+// adminToken is the admin token file of the install, for the banner.
+type adminToken struct {
+	path    string
+	created bool
 }
 
 // selected reports whether a module runs in this process.
@@ -280,6 +305,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 		return 2
 	}
 	a.logger = logger
+	if err := errors.Join(a.opts.Auth.Validate(), a.opts.PublicTLS.Validate()); err != nil {
+		fmt.Fprintf(stderr, "fleetacs: %v\n", err)
+		return 2
+	}
+	// Every process has an internal listener: it refuses to open one that
+	// other hosts reach without a credential (apiauth, "Internal calls").
+	if a.internal, err = apiauth.NewInternal(a.opts.Internal, a.opts.InternalGRPCAddr, logger.With("component", "apiauth")); err != nil {
+		fmt.Fprintf(stderr, "fleetacs: %v\n", err)
+		return 2
+	}
 	tp, err := telemetry.Setup(ctx, "fleetacs", os.Getenv)
 	if err != nil {
 		logger.Error("set up telemetry", "err", err)
@@ -312,6 +347,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 			for _, g := range a.grpcServers {
 				g.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 			}
+			a.writeAPIAddr()
 			banner(stdout, a, admin.BoundAddr())
 			logger.Info("fleetacs started")
 		},
@@ -391,11 +427,47 @@ func banner(out io.Writer, a *app, adminAddr net.Addr) {
 	}
 	admin := hostPort(adminAddr.String(), "localhost")
 	fmt.Fprintf(&w, "  Health: http://%s/readyz   Metrics: http://%s/metrics\n", admin, admin)
-	if g := a.shared.grpc; g != nil {
-		fmt.Fprintf(&w, "  gRPC API: %s   Devices: go run ./cmd/fleetctl -addr %s devices list\n", g.dialAddr(), g.dialAddr())
+	if g := a.shared.public; g != nil {
+		tls := ""
+		if a.opts.PublicTLS.Enabled() {
+			tls = " -tls"
+		}
+		fmt.Fprintf(&w, "  gRPC API: %s   Devices: go run ./cmd/fleetctl -addr %s%s devices list\n", g.dialAddr(), g.dialAddr(), tls)
+		if t := a.adminToken; t.path != "" {
+			what := "Admin API token"
+			if t.created {
+				what = "Admin API token (created now, readable by you only)"
+			}
+			fmt.Fprintf(&w, "  %s: %s\n", what, t.path)
+			fmt.Fprintln(&w, "    fleetctl run from this directory uses it; elsewhere: export FLEETACS_TOKEN=$(cat "+t.path+")")
+			fmt.Fprintln(&w, "    then create tokens for people and systems: fleetctl tokens create -role viewer -tenant default -name NAME")
+		}
 	}
 	if addr, ok := a.bound["http"]; ok {
 		fmt.Fprintf(&w, "  Simulated CPEs: go run ./tools/cpesim -url %s -devices 10\n", hostURL("http", hostPort(addr.String(), "127.0.0.1")))
+	}
+}
+
+// writeAPIAddr tells fleetctl runs in the working directory where this
+// process serves the public API: data/api.addr holds its address, and
+// "tls" when it serves TLS (cmd/fleetctl reads it). Only a process serving
+// the public API writes it; a failure is logged, not fatal.
+func (a *app) writeAPIAddr() {
+	g := a.shared.public
+	if g == nil {
+		return
+	}
+	line := g.dialAddr()
+	if a.opts.PublicTLS.Enabled() {
+		line += " tls"
+	}
+	path := a.dataPath("api.addr")
+	err := os.MkdirAll(a.opts.DataDir, 0o700)
+	if err == nil {
+		err = os.WriteFile(path, []byte(line+"\n"), 0o600)
+	}
+	if err != nil {
+		a.logger.Warn("write the public API address for fleetctl", "path", path, "err", err)
 	}
 }
 

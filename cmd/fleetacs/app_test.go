@@ -70,7 +70,7 @@ func TestEnvironmentReachesFlags(t *testing.T) {
 
 func TestSplitProcessesNeedRedis(t *testing.T) {
 	var out, errb bytes.Buffer
-	args := []string{"-server.http-addr=127.0.0.1:0", "-server.grpc-addr=127.0.0.1:0", "-client.inventory-addr=127.0.0.1:1", "gateway"}
+	args := []string{"-server.http-addr=127.0.0.1:0", "-server.internal-grpc-addr=127.0.0.1:0", "-client.inventory-addr=127.0.0.1:1", "gateway"}
 	if code := run(context.Background(), args, &out, &errb, noEnv); code != 1 {
 		t.Fatalf("exit %d, want 1", code)
 	}
@@ -93,8 +93,11 @@ func TestResolveOrdersDependencies(t *testing.T) {
 			t.Errorf("%s starts after a service that needs it: %v", dep, pos)
 		}
 	}
-	if pos["grpc-server"] > pos["sessions"] {
-		t.Errorf("grpc-server starts after sessions: %v", pos)
+	if pos["grpc-internal"] > pos["sessions"] || pos["internal-auth"] > pos["inventory-client"] {
+		t.Errorf("the internal server or credential starts after what needs it: %v", pos)
+	}
+	if _, ok := pos["grpc-public"]; ok {
+		t.Errorf("the public gRPC server is opened by a process that serves no public API: %v", pos)
 	}
 	if _, ok := pos["nats"]; ok {
 		t.Errorf("nats pulled in without target all")

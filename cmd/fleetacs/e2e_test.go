@@ -21,10 +21,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
 	"github.com/fleetacs/fleetacs/pkg/deviceid"
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
 	"github.com/fleetacs/fleetacs/tools/cpesim/sim"
@@ -186,23 +188,38 @@ func TestEndToEndDistributed(t *testing.T) {
 	t.Cleanup(c.stopAll)
 
 	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) }
-	invAddr, w1Addr, w2Addr, g1Addr, g2Addr := addr(), addr(), addr(), addr(), addr()
+	invAddr, invPublic, w1Addr, w2Addr, g1Addr, g2Addr := addr(), addr(), addr(), addr(), addr(), addr()
+	// The processes call each other's internal services with one shared
+	// internal token (docs/security.md).
+	internalToken := filepath.Join(c.dir, "internal.token")
+	if err := secretbox.WriteFileExclusive(internalToken, []byte("e2e-internal-token-0123456789abcdef0123456789\n")); err != nil {
+		t.Fatal(err)
+	}
 	common := []string{
 		"-log.format=json", "-log.level=warn", "-server.http-addr=127.0.0.1:0", "-server.stop-timeout=30s",
 		fmt.Sprintf("-redis.addr=%s", redisAddr), fmt.Sprintf("-redis.db=%d", redisDB), "-redis.prefix=e2e",
-		"-client.inventory-addr=" + invAddr,
+		"-client.inventory-addr=" + invAddr, "-internal.token-file=" + internalToken,
 	}
 	args := func(extra ...string) []string { return append(append([]string{}, common...), extra...) }
 
-	inv := c.start("inventory", args("-server.grpc-addr="+invAddr, "-inventory.store=mongodb",
-		"-inventory.mongodb-uri="+mongoURI, "-inventory.mongodb-database="+mongoDB, "inventory")...)
+	key, err := secretbox.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(c.dir, "secrets.key")
+	if err := secretbox.WriteFileExclusive(keyFile, secretbox.FormatKeyFile(key)); err != nil {
+		t.Fatal(err)
+	}
+	inv := c.start("inventory", args("-server.internal-grpc-addr="+invAddr, "-server.grpc-addr="+invPublic, "-inventory.store=mongodb",
+		"-inventory.mongodb-uri="+mongoURI, "-inventory.mongodb-database="+mongoDB,
+		"-inventory.secrets-key-file="+keyFile, "inventory")...)
 	worker := func(name, a string) *proc {
-		return c.start(name, args("-server.grpc-addr="+a, "-sessions.advertise-addr="+a,
+		return c.start(name, args("-server.internal-grpc-addr="+a, "-sessions.advertise-addr="+a,
 			"-sessions.worker-id="+name, "-sessions.registry-ttl=3s", "sessions")...)
 	}
 	w1, w2 := worker("worker-1", w1Addr), worker("worker-2", w2Addr)
 	gateway := func(name, a string) *proc {
-		return c.start(name, args("-gateway.listen-addr="+a, "-server.grpc-addr=127.0.0.1:0", "-gateway.auth-shared-username=fleet",
+		return c.start(name, args("-gateway.listen-addr="+a, "-server.internal-grpc-addr=127.0.0.1:0", "-gateway.auth-shared-username=fleet",
 			"-gateway.auth-shared-password=e2e-secret", "-gateway.auth-nonce-secret=e2e-nonce-key", "gateway")...)
 	}
 	g1, g2 := gateway("gateway-1", g1Addr), gateway("gateway-2", g2Addr)
@@ -309,8 +326,17 @@ func TestEndToEndDistributed(t *testing.T) {
 	}
 
 	// Every device is in inventory: one point lookup per device (a listing
-	// sorts the whole collection, which FerretDB does in memory).
-	cc, err := grpc.NewClient(invAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// sorts the whole collection, which FerretDB does in memory), on the
+	// public API with the admin token the inventory's first start wrote.
+	adminToken, err := os.ReadFile(filepath.Join(c.dir, "data", "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := grpc.NewClient(invPublic, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(string(adminToken)))
+			return invoker(ctx, method, req, reply, cc, opts...)
+		}))
 	if err != nil {
 		t.Fatal(err)
 	}

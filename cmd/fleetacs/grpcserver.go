@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/test/bufconn"
@@ -25,10 +24,12 @@ import (
 // stops it gracefully when the process stops. A process may have several,
 // each built by its own module from its own flag.
 //
-// Services of this process reach a server without leaving the process:
-// through the in-process channel, which skips the transport
+// Services of this process reach an internal server without leaving the
+// process: through the in-process channel, which skips the transport
 // (-server.grpc-in-process), or else through the gRPC transport over an
-// in-memory pipe, the code path of calls between processes.
+// in-memory pipe, the code path of calls between processes. A public
+// server has neither: nothing in the process calls public APIs, and
+// whatever is registered on it must pass its interceptors.
 type grpcServer struct {
 	// setting is the flag that sets addr, without its dash.
 	setting string
@@ -38,7 +39,9 @@ type grpcServer struct {
 	maxConns int
 	srv      *grpc.Server
 	health   *health.Server
-	// Exactly one of inproc and mem is set (see above).
+	// public: no in-process paths (see above).
+	public bool
+	// On an internal server exactly one of inproc and mem is set.
 	inproc    *grpcinproc.Channel
 	mem       *bufconn.Listener
 	registrar grpc.ServiceRegistrar
@@ -52,8 +55,8 @@ type grpcServer struct {
 var _ lifecycle.Service = (*grpcServer)(nil)
 
 // newGRPCServer builds a gRPC server for the address that the flag setting
-// chose. It does no I/O.
-func (a *app) newGRPCServer(setting, addr string) (*grpcServer, error) {
+// chose, with extra options (credentials, interceptors). It does no I/O.
+func (a *app) newGRPCServer(setting, addr string, public bool, extra ...grpc.ServerOption) (*grpcServer, error) {
 	sh, err := a.grpcServerStats()
 	if err != nil {
 		return nil, err
@@ -64,6 +67,10 @@ func (a *app) newGRPCServer(setting, addr string) (*grpcServer, error) {
 		grpc.MaxSendMsgSize(64 << 20),
 		grpc.StaticStreamWindowSize(grpcStreamWindow),
 		grpc.StaticConnWindowSize(grpcConnWindow),
+		// Headers beyond this are refused with the call, before any
+		// interceptor: a token, trace context and the like take a few
+		// hundred bytes (gRPC's own default is 16 MiB).
+		grpc.MaxHeaderListSize(maxHeaderList),
 	}
 	if n := a.opts.GRPCStreamWorkers; n > 0 {
 		// A goroutine per call starts with a small stack and grows it
@@ -71,14 +78,18 @@ func (a *app) newGRPCServer(setting, addr string) (*grpcServer, error) {
 		// CPU under load. Reused goroutines keep their stacks.
 		sopts = append(sopts, grpc.NumStreamWorkers(uint32(n)))
 	}
-	g := &grpcServer{setting: setting, addr: addr, maxConns: a.opts.GRPCMaxConnections, srv: grpc.NewServer(sopts...), health: health.NewServer(), own: &a.own}
+	sopts = append(sopts, extra...)
+	g := &grpcServer{setting: setting, addr: addr, maxConns: a.opts.GRPCMaxConnections, public: public, srv: grpc.NewServer(sopts...), health: health.NewServer(), own: &a.own}
 	healthpb.RegisterHealthServer(g.srv, g.health)
 	// The server as a whole is serving once the process has started.
 	g.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	if a.opts.InProcessGRPC {
+	switch {
+	case public:
+		g.registrar = g.srv
+	case a.opts.InProcessGRPC:
 		g.inproc = grpcinproc.New(grpcinproc.Options{TracerProvider: a.telemetry.Tracer})
 		g.registrar = registrars{g.srv, g.inproc}
-	} else {
+	default:
 		g.mem = bufconn.Listen(1 << 20)
 		g.registrar = g.srv
 	}
@@ -131,15 +142,21 @@ func (g *grpcServer) dialAddr() string {
 	return addr.String()
 }
 
-// conn returns a client of this very server for the services of this
-// process, and what closes it. It does no I/O.
+// conn returns a client of this very (internal) server for the services of
+// this process, and what closes it; dial carries the internal credential
+// (its transport credentials and token). It does no I/O.
 func (g *grpcServer) conn(dial []grpc.DialOption) (grpc.ClientConnInterface, func() error, error) {
 	if g.inproc != nil {
 		return g.inproc, nil, nil
 	}
+	if g.mem == nil {
+		return nil, nil, fmt.Errorf("the gRPC server of -%s serves no calls from inside the process", g.setting)
+	}
 	dial = append(dial,
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return g.mem.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// The name a TLS client checks the server's certificate against:
+		// the host it is configured to listen on.
+		grpc.WithAuthority(hostPort(g.addr, "127.0.0.1")),
 	)
 	cc, err := grpc.NewClient("passthrough:///"+g.setting, dial...)
 	if err != nil {
@@ -147,6 +164,9 @@ func (g *grpcServer) conn(dial []grpc.DialOption) (grpc.ClientConnInterface, fun
 	}
 	return cc, cc.Close, nil
 }
+
+// maxHeaderList bounds the headers of a call on every gRPC server.
+const maxHeaderList = 16 << 10
 
 // ownAddrs maps the addresses under which this process's gRPC servers are
 // known (bound, advertised) to the server, so that the process's clients

@@ -142,7 +142,7 @@ var (
 // the gRPC address in the fleetctl command line.
 func TestBannerTellsBoundAddresses(t *testing.T) {
 	p := startProcess(t, "-log.level=warn", "-data-dir="+t.TempDir(), "-gateway.auth-anonymous",
-		"-gateway.listen-addr=127.0.0.1:0", "-server.http-addr=127.0.0.1:0", "-server.grpc-addr=127.0.0.1:0", "all")
+		"-gateway.listen-addr=127.0.0.1:0", "-server.http-addr=127.0.0.1:0", "-server.grpc-addr=127.0.0.1:0", "-server.internal-grpc-addr=127.0.0.1:0", "all")
 	var banner string
 	testenv.WaitFor(t, 30*time.Second, func() error {
 		p.alive(t)
@@ -194,9 +194,10 @@ func TestPortClashIsOneClearError(t *testing.T) {
 	}
 	defer taken.Close()
 	busy := taken.Addr().String()
-	for _, flag := range []string{"gateway.listen-addr", "server.http-addr", "server.grpc-addr"} {
+	for _, flag := range []string{"gateway.listen-addr", "server.http-addr", "server.grpc-addr", "server.internal-grpc-addr"} {
 		t.Run(flag, func(t *testing.T) {
-			addrs := map[string]string{"gateway.listen-addr": "127.0.0.1:0", "server.http-addr": "127.0.0.1:0", "server.grpc-addr": "127.0.0.1:0"}
+			addrs := map[string]string{"gateway.listen-addr": "127.0.0.1:0", "server.http-addr": "127.0.0.1:0",
+				"server.grpc-addr": "127.0.0.1:0", "server.internal-grpc-addr": "127.0.0.1:0"}
 			addrs[flag] = busy
 			args := []string{"-log.level=error", "-data-dir=" + t.TempDir(), "-gateway.auth-anonymous"}
 			for f, a := range addrs {
@@ -247,7 +248,7 @@ func TestCWMPOpensWhenSessionPathReady(t *testing.T) {
 	gw, adm := testenv.FreePort(t), testenv.FreePort(t)
 	p := startProcess(t, "-log.level=warn", "-data-dir="+dir, "-gateway.auth-anonymous",
 		fmt.Sprintf("-gateway.listen-addr=127.0.0.1:%d", gw), fmt.Sprintf("-server.http-addr=127.0.0.1:%d", adm),
-		"-server.grpc-addr=127.0.0.1:0", "all")
+		"-server.grpc-addr=127.0.0.1:0", "-server.internal-grpc-addr=127.0.0.1:0", "all")
 	readyz := fmt.Sprintf("http://127.0.0.1:%d/readyz", adm)
 
 	// The admin server answers from the start and says what is not ready.

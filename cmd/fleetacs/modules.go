@@ -7,15 +7,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/stats"
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
+	"github.com/fleetacs/fleetacs/pkg/apiauth"
 	"github.com/fleetacs/fleetacs/pkg/lifecycle"
 	"github.com/fleetacs/fleetacs/pkg/natsembed"
 	"github.com/fleetacs/fleetacs/pkg/telemetry"
@@ -39,8 +40,14 @@ type serviceConfigs struct {
 // shared are the parts several modules use; each is built once, by its
 // module.
 type shared struct {
-	// grpc is the process's gRPC server (-server.grpc-addr).
-	grpc      *grpcServer
+	// public is the public gRPC server (-server.grpc-addr), behind the
+	// authenticator; internal the internal one (-server.internal-grpc-addr),
+	// behind the internal credential.
+	public, internal *grpcServer
+	auth             *apiauth.Authenticator
+	// tokens is the token store the authenticator verifies with: the
+	// inventory's store, once the inventory module is built.
+	tokens    tokenStoreRef
 	store     affinity.Store
 	inventory grpc.ClientConnInterface
 }
@@ -60,38 +67,134 @@ func registerServiceFlags(a *app, fs *flag.FlagSet) {
 // (inventory store, session worker) is ready.
 func modules() []*module {
 	return []*module{
-		{name: "grpc-server", doc: "the process's shared gRPC server", build: buildGRPCServer},
+		{name: "internal-auth", doc: "the internal credential of the process's internal servers and clients", build: buildInternalAuth},
+		{name: "grpc-internal", doc: "the internal gRPC server", deps: []string{"internal-auth"}, build: buildInternalGRPCServer},
+		{name: "grpc-public", doc: "the public gRPC server, behind API authentication", build: buildPublicGRPCServer},
 		{name: "affinity", doc: "session routing and device leases: Redis, or in memory for one process", build: buildAffinity},
 		{
 			name: "inventory-client", doc: "connection to the inventory's gRPC API",
-			after: []string{"inventory"}, build: buildInventoryClient,
+			deps: []string{"internal-auth"}, after: []string{"inventory"}, build: buildInventoryClient,
 		},
 		{name: "nats", doc: "embedded NATS server with JetStream", inAll: true, build: buildNATS},
 		{
 			name: "inventory", target: true, inAll: true, doc: "devices and their parameter trees (SQLite embedded, or MongoDB), gRPC inventory API",
-			deps: []string{"grpc-server"}, build: buildInventory,
+			deps: []string{"grpc-internal", "grpc-public"}, build: buildInventory,
 			health: []string{"fleetacs.inventory.v1.InventoryService", "fleetacs.inventory.v1.InventoryInternalService"},
 		},
 		{
 			name: "sessions", target: true, inAll: true, doc: "session workers: run CWMP sessions for the gateways",
-			deps: []string{"grpc-server", "affinity", "inventory-client"}, build: buildSessions,
+			deps: []string{"grpc-internal", "affinity", "inventory-client"}, build: buildSessions,
 			health: []string{"fleetacs.sessions.v1.SessionService"},
 		},
 		{
 			name: "gateway", target: true, inAll: true, doc: "the CPE-facing CWMP endpoint (HTTP/HTTPS :7547)",
-			deps: []string{"grpc-server", "affinity", "inventory-client"}, after: []string{"sessions"}, build: buildGateway,
+			deps: []string{"grpc-internal", "affinity", "inventory-client"}, after: []string{"sessions"}, build: buildGateway,
 			health: []string{"fleetacs.gateway"},
 		},
 	}
 }
 
-func buildGRPCServer(a *app) (lifecycle.Service, error) {
-	g, err := a.newGRPCServer("server.grpc-addr", a.opts.GRPCAddr)
+// buildInternalAuth loads the internal credential when the process
+// starts, before any internal server or client needs it.
+func buildInternalAuth(a *app) (lifecycle.Service, error) {
+	return lifecycle.Funcs{StartFunc: func(context.Context) error {
+		if err := a.internal.Load(); err != nil {
+			return err
+		}
+		a.logger.Info("internal gRPC calls authenticated", "mode", a.internal.Mode())
+		return nil
+	}}, nil
+}
+
+func buildInternalGRPCServer(a *app) (lifecycle.Service, error) {
+	g, err := a.newGRPCServer("server.internal-grpc-addr", a.opts.InternalGRPCAddr, false, a.internal.ServerOptions()...)
 	if err != nil {
 		return nil, err
 	}
-	a.shared.grpc = g
+	a.shared.internal = g
 	return g, nil
+}
+
+func buildPublicGRPCServer(a *app) (lifecycle.Service, error) {
+	a.shared.auth = apiauth.NewAuthenticator(a.opts.Auth, apiauth.Options{
+		Tokens: &a.shared.tokens, OpenMethods: apiauth.HealthMethods, Logger: a.logger.With("component", "apiauth"),
+	})
+	ptls := apiauth.NewPublicTLS(a.opts.PublicTLS)
+	g, err := a.newGRPCServer("server.grpc-addr", a.opts.GRPCAddr, true, append(a.shared.auth.ServerOptions(), ptls.ServerOptions()...)...)
+	if err != nil {
+		return nil, err
+	}
+	a.shared.public = g
+	if !a.opts.PublicTLS.Enabled() {
+		return g, nil
+	}
+	// The certificate is read before the listener opens, so that a bad
+	// file stops the start rather than every handshake.
+	return lifecycle.Funcs{
+		StartFunc: func(ctx context.Context) error {
+			if err := ptls.Load(); err != nil {
+				return fmt.Errorf("load the public gRPC TLS certificate (-server.grpc-tls-*): %w", err)
+			}
+			return g.Start(ctx)
+		},
+		RunFunc: g.Run,
+	}, nil
+}
+
+// tokenStoreRef lets the authenticator, built before the inventory's store,
+// verify tokens with it. Unset: every token is refused as unknown.
+type tokenStoreRef struct {
+	mu sync.RWMutex
+	ts apiauth.TokenStore
+}
+
+var _ apiauth.TokenStore = (*tokenStoreRef)(nil)
+
+func (r *tokenStoreRef) set(ts apiauth.TokenStore) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ts = ts
+}
+
+func (r *tokenStoreRef) get() (apiauth.TokenStore, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.ts == nil {
+		return nil, apiauth.ErrTokenNotFound
+	}
+	return r.ts, nil
+}
+
+func (r *tokenStoreRef) CreateToken(ctx context.Context, t apiauth.TokenRecord) error {
+	ts, err := r.get()
+	if err != nil {
+		return err
+	}
+	return ts.CreateToken(ctx, t)
+}
+
+func (r *tokenStoreRef) GetToken(ctx context.Context, id string) (apiauth.TokenRecord, error) {
+	ts, err := r.get()
+	if err != nil {
+		return apiauth.TokenRecord{}, err
+	}
+	return ts.GetToken(ctx, id)
+}
+
+func (r *tokenStoreRef) ListTokens(ctx context.Context, q apiauth.TokenQuery) ([]apiauth.TokenRecord, bool, error) {
+	ts, err := r.get()
+	if err != nil {
+		return nil, false, err
+	}
+	return ts.ListTokens(ctx, q)
+}
+
+func (r *tokenStoreRef) RevokeToken(ctx context.Context, id string, at time.Time) (apiauth.TokenRecord, error) {
+	ts, err := r.get()
+	if err != nil {
+		return apiauth.TokenRecord{}, err
+	}
+	return ts.RevokeToken(ctx, id, at)
 }
 
 func buildAffinity(a *app) (lifecycle.Service, error) {
@@ -132,7 +235,7 @@ func buildAffinity(a *app) (lifecycle.Service, error) {
 }
 
 func buildInventoryClient(a *app) (lifecycle.Service, error) {
-	dial := append(a.dialOptions(),
+	dial := append(append(a.dialOptions(), a.internal.DialOptions()...),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
 	)
 	if a.telemetry.Tracing {
@@ -143,14 +246,14 @@ func buildInventoryClient(a *app) (lifecycle.Service, error) {
 		if !a.selected("inventory") {
 			return nil, errors.New("inventory does not run in this process: set -client.inventory-addr")
 		}
-		cc, closer, err := a.shared.grpc.conn(dial)
+		cc, closer, err := a.shared.internal.conn(dial)
 		if err != nil {
 			return nil, err
 		}
 		a.shared.inventory = cc
 		return lifecycle.Func(closeAtEnd(closer)), nil
 	}
-	conn, err := grpc.NewClient(addr, append(dial, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	conn, err := grpc.NewClient(addr, dial...)
 	if err != nil {
 		return nil, fmt.Errorf("inventory client for %s: %w", addr, err)
 	}
@@ -236,19 +339,48 @@ func buildInventory(a *app) (lifecycle.Service, error) {
 	// Calls that arrive before the store has started are answered
 	// UNAVAILABLE, and the module's gRPC health says NOT_SERVING until it
 	// has started.
-	svc := inventory.New(st, inventory.Options{Logger: a.logger.With("component", "inventory")})
-	svc.Register(a.shared.grpc.registrar)
-	return svc, nil
+	svc := inventory.New(st, inventory.Options{Logger: a.logger.With("component", "inventory"), CallerTenants: apiauth.CallerTenants})
+	svc.RegisterPublic(a.shared.public.registrar)
+	svc.RegisterInternal(a.shared.internal.registrar)
+	tokens, ok := st.(apiauth.TokenStore)
+	if !ok {
+		return nil, fmt.Errorf("inventory store %T keeps no API tokens", st)
+	}
+	a.shared.tokens.set(tokens)
+	apiauth.NewTokenService(tokens, a.shared.auth, a.logger.With("component", "apiauth"), nil).Register(a.shared.public.registrar)
+	tokenFile := a.opts.AdminTokenFile
+	if tokenFile == "" {
+		tokenFile = a.dataPath("admin.token")
+	}
+	return lifecycle.Funcs{
+		// The first start of an install gives its operator a credential
+		// (docs/security.md): the store must be up to hold it.
+		StartFunc: func(ctx context.Context) error {
+			if err := svc.Start(ctx); err != nil {
+				return err
+			}
+			created, err := apiauth.EnsureAdminToken(ctx, tokens, tokenFile, time.Now())
+			if err != nil {
+				return err
+			}
+			a.adminToken = adminToken{path: tokenFile, created: created}
+			if created {
+				a.logger.Info("admin API token written", "path", tokenFile)
+			}
+			return nil
+		},
+		RunFunc: svc.Run,
+	}, nil
 }
 
 func buildSessions(a *app) (lifecycle.Service, error) {
 	cfg := a.cfg.sessions
-	srv := a.shared.grpc
+	srv := a.shared.internal
 	var advertise func() string
 	if cfg.AdvertiseAddr == "" {
 		// The address the server is bound to, known once it has started;
 		// until then, the one it is configured with.
-		cfg.AdvertiseAddr = hostPort(a.opts.GRPCAddr, "127.0.0.1")
+		cfg.AdvertiseAddr = hostPort(a.opts.InternalGRPCAddr, "127.0.0.1")
 		advertise = srv.dialAddr
 	} else {
 		a.own.add(srv, cfg.AdvertiseAddr)
@@ -275,7 +407,7 @@ func buildGateway(a *app) (lifecycle.Service, error) {
 		affinity.NewLiveCache(a.shared.store.Registry, time.Second, nil),
 		gateway.GRPCForwarderOptions{
 			TracerProvider: a.tracerProvider(), Propagator: a.telemetry.Propagator,
-			DialOptions: a.dialOptions(),
+			DialOptions: append(a.dialOptions(), a.internal.DialOptions()...),
 			LocalConn:   a.localConn,
 		},
 	)

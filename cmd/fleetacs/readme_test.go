@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
 	"github.com/fleetacs/fleetacs/tools/cpesim/sim"
@@ -85,9 +86,24 @@ func TestREADMEDistributedExample(t *testing.T) {
 	}
 	redisAddr, redisDB := testenv.RedisDB(t)
 	const user, password = "readme-cpe", "readme-secret"
+	// The files the placeholders explain how to make.
+	secrets := t.TempDir()
+	internalToken := filepath.Join(secrets, "internal.token")
+	if err := secretbox.WriteFileExclusive(internalToken, []byte("readme-internal-token-0123456789abcdef0123\n")); err != nil {
+		t.Fatal(err)
+	}
+	key, err := secretbox.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(secrets, "secrets.key")
+	if err := secretbox.WriteFileExclusive(keyFile, secretbox.FormatKeyFile(key)); err != nil {
+		t.Fatal(err)
+	}
 	fill := map[string]string{
 		"REDIS": redisAddr, "MONGODB_URI": testenv.MongoURI(t), "HOST": "127.0.0.1",
 		"CPE_USER": user, "CPE_PASSWORD": password,
+		"INTERNAL_TOKEN": internalToken, "SECRETS_KEY": keyFile,
 	}
 	for v := range vars {
 		if _, ok := fill[v]; !ok {
@@ -144,13 +160,14 @@ func TestREADMEDistributedExample(t *testing.T) {
 		p.c = startChild(t, "", p.args...)
 	}
 
-	var gatewayAddr, inventoryAddr string
+	var gatewayAddr, inventoryAddr, inventoryDir string
 	for _, p := range procs {
 		switch p.target {
 		case "gateway":
 			gatewayAddr = flagValue(p.args, "gateway.listen-addr")
 		case "inventory":
 			inventoryAddr = flagValue(p.args, "server.grpc-addr")
+			inventoryDir = p.c.cmd.Dir
 		}
 	}
 	if gatewayAddr == "" || inventoryAddr == "" {
@@ -194,7 +211,13 @@ func TestREADMEDistributedExample(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cc.Close()
-	list, err := inventoryv1.NewInventoryServiceClient(cc).ListDevices(ctx, &inventoryv1.ListDevicesRequest{Tenant: "default", PageSize: 10})
+	// The admin token the inventory's first start wrote, as the README says.
+	token, err := os.ReadFile(filepath.Join(inventoryDir, "data", "admin.token"))
+	if err != nil {
+		t.Fatalf("the README's inventory wrote no admin token: %v", err)
+	}
+	list, err := inventoryv1.NewInventoryServiceClient(cc).ListDevices(withToken(ctx, strings.TrimSpace(string(token))),
+		&inventoryv1.ListDevicesRequest{Tenant: "default", PageSize: 10})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,9 @@
 // Command fleetctl is the FleetACS operator CLI: it converts captured CWMP
-// envelopes to JSON and back (`fleetctl cwmp decode|encode`) and reads the
-// inventory over the public gRPC API (`fleetctl devices list|get`); tasks,
-// presets, campaigns and files join the same command tree in internal/cli.
+// envelopes to JSON and back (`fleetctl cwmp decode|encode`), reads the
+// inventory and sets devices' credentials over the public gRPC API
+// (`fleetctl devices list|get|set-credentials`) and manages API tokens
+// (`fleetctl tokens create|list|revoke`); tasks, presets, campaigns and
+// files join the same command tree in internal/cli.
 package main
 
 import (

@@ -41,8 +41,14 @@ func (s *Server) URL() string { return s.url }
 
 // Run starts the server, serves until ctx ends, then shuts it down.
 func (s *Server) Run(ctx context.Context) error {
-	if err := os.MkdirAll(s.StoreDir, 0o750); err != nil {
+	// The streams will hold tasks and events about devices: readable by
+	// the owner only, also when an older release created the directory
+	// more open (NATS's own files inside are then out of others' reach).
+	if err := os.MkdirAll(s.StoreDir, 0o700); err != nil {
 		return fmt.Errorf("create NATS store dir %s: %w", s.StoreDir, err)
+	}
+	if err := os.Chmod(s.StoreDir, 0o700); err != nil {
+		return fmt.Errorf("restrict NATS store dir %s: %w", s.StoreDir, err)
 	}
 	ns, err := server.NewServer(&server.Options{
 		ServerName: "fleetacs-embedded",

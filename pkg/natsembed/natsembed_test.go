@@ -2,6 +2,8 @@ package natsembed
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -50,5 +52,31 @@ func TestEmbeddedJetStreamRoundTrip(t *testing.T) {
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// TestStoreDirPrivate: the store directory is the owner's alone, also when
+// it existed more open.
+func TestStoreDirPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "nats")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := New("127.0.0.1", -1, dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- s.Run(ctx) }()
+	select {
+	case <-s.Ready():
+	case err := <-errc:
+		t.Fatalf("Run: %v", err)
+	}
+	fi, err := os.Stat(dir)
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("store dir mode %v, %v; want 700", fi.Mode().Perm(), err)
 	}
 }

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"path/filepath"
 	"strings"
 
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/services/inventory/store"
 	"github.com/fleetacs/fleetacs/services/inventory/store/mongostore"
 	"github.com/fleetacs/fleetacs/services/inventory/store/sqlitestore"
@@ -37,6 +39,12 @@ type Config struct {
 	// MongoDBIndexedParams are parameter paths whose values get an index
 	// in MongoDB, for the parameter conditions operators query most.
 	MongoDBIndexedParams stringList
+	// SecretsKeyFile is the key file that seals the device passwords the
+	// store keeps (package secretbox). Empty with the sqlite store:
+	// "secrets.key" beside the database file, created with a fresh key at
+	// first start. The mongodb store needs it set: every inventory process
+	// on one database must use the same keys.
+	SecretsKeyFile string
 }
 
 // DefaultConfig returns the defaults RegisterFlags registers.
@@ -56,6 +64,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.MongoDBDatabase, "inventory.mongodb-database", "fleetacs", "MongoDB database of the mongodb store")
 	c.MongoDBIndexedParams = nil
 	fs.Var(&c.MongoDBIndexedParams, "inventory.mongodb-indexed-params", "comma-separated parameter paths whose values the mongodb store indexes, for frequent parameter conditions")
+	fs.StringVar(&c.SecretsKeyFile, "inventory.secrets-key-file", "", "file of the keys that encrypt device passwords at rest, one \"[ID ]BASE64\" line per 32-byte key, the first encrypting (empty: secrets.key beside the sqlite database, created at first start; required with mongodb)")
 }
 
 // Validate reports every setting that cannot work.
@@ -85,10 +94,24 @@ func (c *Config) Validate() error {
 				bad("inventory.mongodb-indexed-params: %q is not a parameter path", p)
 			}
 		}
+		if c.SecretsKeyFile == "" {
+			bad("inventory.secrets-key-file is required with inventory.store=mongodb (every inventory process on the database needs the same file; create it with: head -c 32 /dev/urandom | base64 > secrets.key; chmod 600 secrets.key)")
+		}
 	default:
 		bad("inventory.store must be %q or %q, got %q", StoreSQLite, StoreMongoDB, c.Store)
 	}
 	return errors.Join(errs...)
+}
+
+// Keyring returns the keyring of SecretsKeyFile, not yet loaded: the
+// store loads it when it starts. Only the default file of the sqlite store
+// is created when missing; a file named explicitly must exist, so that a
+// mistyped path is an error rather than a new key.
+func (c *Config) Keyring() *secretbox.Keyring {
+	if c.SecretsKeyFile != "" {
+		return secretbox.File(c.SecretsKeyFile, false)
+	}
+	return secretbox.File(filepath.Join(filepath.Dir(c.SQLitePath), "secrets.key"), true)
 }
 
 // NewStore returns the configured store, not yet started: it does no I/O
@@ -102,13 +125,14 @@ func (c *Config) NewStore() (store.Store, error) {
 			URI:           c.MongoDBURI,
 			Database:      c.MongoDBDatabase,
 			IndexedParams: c.MongoDBIndexedParams,
+			Secrets:       c.Keyring(),
 		}), nil
 	}
 	cache := c.SQLiteSessionCache
 	if cache == 0 {
 		cache = -1 // sqlitestore: 0 means its default, negative none
 	}
-	return sqlitestore.New(sqlitestore.Config{Path: c.SQLitePath, SessionCache: cache}), nil
+	return sqlitestore.New(sqlitestore.Config{Path: c.SQLitePath, SessionCache: cache, Secrets: c.Keyring()}), nil
 }
 
 // stringList is a comma-separated flag value.

@@ -3,6 +3,8 @@ package inventory
 import (
 	"flag"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -33,12 +35,13 @@ func TestFlags(t *testing.T) {
 	var names []string
 	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
 	want := []string{"inventory.mongodb-database", "inventory.mongodb-indexed-params", "inventory.mongodb-uri",
-		"inventory.sqlite-path", "inventory.sqlite-session-cache", "inventory.store"}
+		"inventory.secrets-key-file", "inventory.sqlite-path", "inventory.sqlite-session-cache", "inventory.store"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("flags = %q, want %q", names, want)
 	}
 	err := fs.Parse([]string{"-inventory.store=mongodb", "-inventory.mongodb-uri=mongodb://db:27017/?replicaSet=rs0",
-		"-inventory.mongodb-indexed-params=Device.DeviceInfo.ModelName, InternetGatewayDevice.DeviceInfo.ModelName,"})
+		"-inventory.mongodb-indexed-params=Device.DeviceInfo.ModelName, InternetGatewayDevice.DeviceInfo.ModelName,",
+		"-inventory.secrets-key-file=/etc/fleetacs/secrets.key"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +67,10 @@ func TestValidateRejects(t *testing.T) {
 		"query in path":     func(c *Config) { c.SQLitePath = "x.db?mode=ro" },
 		"negative cache":    func(c *Config) { c.SQLiteSessionCache = -1 },
 		"mongodb no uri":    func(c *Config) { c.Store = StoreMongoDB },
-		"mongodb bad uri":   func(c *Config) { c.Store, c.MongoDBURI = StoreMongoDB, "http://x" },
+		"mongodb no key": func(c *Config) {
+			c.Store, c.MongoDBURI = StoreMongoDB, "mongodb://x"
+		},
+		"mongodb bad uri": func(c *Config) { c.Store, c.MongoDBURI = StoreMongoDB, "http://x" },
 		"mongodb bad db": func(c *Config) {
 			c.Store, c.MongoDBURI, c.MongoDBDatabase = StoreMongoDB, "mongodb://x", "a.b"
 		},
@@ -82,5 +88,26 @@ func TestValidateRejects(t *testing.T) {
 		if _, err := c.NewStore(); err == nil {
 			t.Errorf("%s: NewStore accepted an invalid config", name)
 		}
+	}
+}
+
+func TestKeyringLocation(t *testing.T) {
+	c := DefaultConfig()
+	c.SQLitePath = filepath.Join(t.TempDir(), "data", "inventory.db")
+	k := c.Keyring()
+	if want := filepath.Join(filepath.Dir(c.SQLitePath), "secrets.key"); k.Path() != want {
+		t.Fatalf("default key file %s, want %s", k.Path(), want)
+	}
+	if created, err := k.Load(); err != nil || !created {
+		t.Fatalf("default key file not created: %v, %v", created, err)
+	}
+	// A file named explicitly is never made up: a typo must not start a
+	// new key.
+	c.SecretsKeyFile = filepath.Join(t.TempDir(), "typo.key")
+	if _, err := c.Keyring().Load(); err == nil {
+		t.Fatal("a missing explicit key file was accepted")
+	}
+	if _, err := os.Stat(c.SecretsKeyFile); err == nil {
+		t.Fatal("a missing explicit key file was created")
 	}
 }

@@ -5,10 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fleetacs/fleetacs/pkg/apiauth"
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
 	"github.com/fleetacs/fleetacs/services/inventory/store"
@@ -237,4 +239,25 @@ func (p *publicServer) DeleteDevice(ctx context.Context, req *inventoryv1.Delete
 		return nil, p.s.storeError(ctx, "delete device", tenant, req.GetId(), err)
 	}
 	return &inventoryv1.DeleteDeviceResponse{}, nil
+}
+
+// SetCpeCredentials implements InventoryService. The password is never
+// logged nor returned.
+func (p *publicServer) SetCpeCredentials(ctx context.Context, req *inventoryv1.SetCpeCredentialsRequest) (*inventoryv1.SetCpeCredentialsResponse, error) {
+	tenant, err := p.key(ctx, req.GetTenant(), req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range []struct{ name, v string }{{"username", req.GetUsername()}, {"password", req.GetPassword()}} {
+		if f.v == "" || len(f.v) > store.MaxCredentialLength {
+			return nil, invalidField(f.name, fmt.Sprintf("want 1 to %d bytes", store.MaxCredentialLength))
+		}
+	}
+	c := store.Credentials{Username: req.GetUsername(), Password: req.GetPassword()}
+	if err := p.s.store.SetCPECredentials(ctx, tenant, req.GetId(), c); err != nil {
+		return nil, p.s.storeError(ctx, "set CPE credentials", tenant, req.GetId(), err)
+	}
+	caller, _ := apiauth.FromContext(ctx)
+	p.s.logger.InfoContext(ctx, "per-device CPE credentials set", "tenant", tenant, "device_id", req.GetId(), "principal", caller.ID)
+	return &inventoryv1.SetCpeCredentialsResponse{}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,7 +34,8 @@ func newHarness(t *testing.T, opts Options) *harness {
 	st := sqlitestore.New(sqlitestore.Config{Path: filepath.Join(t.TempDir(), "inventory.db")})
 	svc := New(st, opts)
 	srv := grpc.NewServer()
-	svc.Register(srv)
+	svc.RegisterPublic(srv)
+	svc.RegisterInternal(srv)
 	cc := testenv.GRPCConn(t, srv)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -317,4 +319,40 @@ func TestNotReady(t *testing.T) {
 	srv := &internalServer{s: svc}
 	_, err := srv.GetDeviceForSession(t.Context(), &inventoryv1.GetDeviceForSessionRequest{Tenant: "default", DeviceKey: "X-1"})
 	wantError(t, err, codes.Unavailable, errorsv1.ErrorReason_STORE_UNAVAILABLE)
+}
+
+// TestSetCpeCredentials sets a device's credentials through the public API:
+// the gateway reads them through the internal one, no public method shows
+// the password.
+func TestSetCpeCredentials(t *testing.T) {
+	h := newHarness(t, Options{})
+	ctx := t.Context()
+	const key = "00AABB-HGW-CRED"
+	if _, err := h.internal.RecordSession(ctx, record(key, "CRED", 1, t0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.public.SetCpeCredentials(ctx, &inventoryv1.SetCpeCredentialsRequest{Id: key, Username: "cpe-1", Password: "per-device-pw"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.internal.GetCpeCredentials(ctx, &inventoryv1.GetCpeCredentialsRequest{Tenant: DefaultTenant, DeviceKey: key})
+	if err != nil || got.GetCredentials().GetUsername() != "cpe-1" || got.GetCredentials().GetPassword() != "per-device-pw" {
+		t.Fatalf("GetCpeCredentials: %v, %v", got, err)
+	}
+	d, err := h.public.GetDevice(ctx, &inventoryv1.GetDeviceRequest{Id: key, Parameters: &inventoryv1.ParameterSelector{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := proto.Marshal(d); strings.Contains(string(b), "per-device-pw") {
+		t.Fatal("GetDevice shows the password")
+	}
+	for _, req := range []*inventoryv1.SetCpeCredentialsRequest{
+		{Id: key, Password: "p"},
+		{Id: key, Username: "u"},
+		{Id: key, Username: "u", Password: strings.Repeat("p", 257)},
+	} {
+		_, err := h.public.SetCpeCredentials(ctx, req)
+		wantError(t, err, codes.InvalidArgument, errorsv1.ErrorReason_INVALID_FIELD)
+	}
+	_, err = h.public.SetCpeCredentials(ctx, &inventoryv1.SetCpeCredentialsRequest{Id: "00AABB-HGW-NONE", Username: "u", Password: "p"})
+	wantError(t, err, codes.NotFound, errorsv1.ErrorReason_DEVICE_NOT_FOUND)
 }

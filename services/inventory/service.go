@@ -14,7 +14,7 @@ import (
 )
 
 // Service is the inventory service: the public InventoryService and the
-// InventoryInternalService over one store.
+// InventoryInternalService over one store, registered on separate servers.
 type Service struct {
 	store  store.Store
 	logger *slog.Logger
@@ -51,10 +51,17 @@ func New(st store.Store, opts Options) *Service {
 	return s
 }
 
-// Register registers both gRPC services on g. Calls made before Run has
-// started the store fail with UNAVAILABLE.
-func (s *Service) Register(g grpc.ServiceRegistrar) {
+// RegisterPublic registers the public InventoryService on g: a server
+// whose interceptors authenticate callers (package apiauth). Calls made
+// before Run has started the store fail with UNAVAILABLE.
+func (s *Service) RegisterPublic(g grpc.ServiceRegistrar) {
 	inventoryv1.RegisterInventoryServiceServer(g, &publicServer{s: s})
+}
+
+// RegisterInternal registers InventoryInternalService on g: the internal
+// listener, or the in-process channel, never a public listener (it hands
+// out device passwords).
+func (s *Service) RegisterInternal(g grpc.ServiceRegistrar) {
 	inventoryv1.RegisterInventoryInternalServiceServer(g, &internalServer{s: s})
 }
 

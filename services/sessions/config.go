@@ -62,7 +62,7 @@ func DefaultConfig() Config {
 // RegisterFlags registers the service's flags, named "sessions.<name>", with
 // their defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.AdvertiseAddr, "sessions.advertise-addr", "", "host:port gateways dial to reach this worker (empty: the address the process's gRPC server is bound to)")
+	fs.StringVar(&c.AdvertiseAddr, "sessions.advertise-addr", "", "host:port gateways dial to reach this worker (empty: the address the process's internal gRPC server is bound to, -server.internal-grpc-addr)")
 	fs.StringVar(&c.WorkerID, "sessions.worker-id", "", "name of this worker in the registry, unique in the cluster (empty: the host name)")
 	fs.IntVar(&c.MaxSessions, "sessions.max-sessions", 10000, "sessions this worker holds at once; more are refused with RESOURCE_EXHAUSTED")
 	fs.IntVar(&c.DiscoveryBatchSize, "sessions.discovery-batch-size", 100, "parameter names per GetParameterValues during a tree discovery")

@@ -25,6 +25,8 @@
 //   - Times are stored in UTC with millisecond precision (MongoDB's date
 //     precision); what is read back is the written time truncated that way.
 //   - Tags are returned sorted and without duplicates.
+//   - Passwords (Credentials.Password) are stored encrypted with the
+//     inventory's keyring and returned in clear; nothing else is secret.
 package store
 
 import (
@@ -79,6 +81,10 @@ type Store interface {
 	RemoveTags(ctx context.Context, tenant, id string, tags ...string) error
 	// Delete removes the device and its parameters.
 	Delete(ctx context.Context, tenant, id string) error
+	// SetCPECredentials replaces the per-device credentials of an
+	// existing device (an operator's action, not fenced). User name and
+	// password are 1 to MaxCredentialLength bytes.
+	SetCPECredentials(ctx context.Context, tenant, id string, c Credentials) error
 }
 
 // SessionState is the part of a device a session starts from.

@@ -26,6 +26,10 @@ const (
 	// MaxValueLength keeps one device document well below MongoDB's 16 MiB.
 	MaxValueLength = 1 << 20
 	MaxTagLength   = 64
+	// MaxCredentialLength bounds the user name and the password an
+	// operator sets for a CPE (SetCPECredentials). TR-181 gives
+	// ManagementServer.Username and Password 256 characters.
+	MaxCredentialLength = 256
 )
 
 // ValidateTenant checks a tenant id: 1 to MaxTenantLength characters from

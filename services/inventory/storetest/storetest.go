@@ -32,6 +32,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"InformUpdatesDevice", testInformUpdates},
 		{"SessionTakeover", testTakeover},
 		{"ConnectionRequestCredentials", testCredentials},
+		{"SetCPECredentials", testSetCPECredentials},
 		{"NotFound", testNotFound},
 		{"Delete", testDelete},
 		{"InvalidArguments", testInvalidArguments},

@@ -84,9 +84,16 @@ func Root() *Command {
 	return &Command{
 		Name:  "fleetctl",
 		Short: "the FleetACS operator CLI",
-		Long: "fleetctl is the FleetACS operator CLI. It queries the device inventory over\n" +
-			"the public gRPC API and converts captured CWMP envelopes to JSON and back.",
-		Commands: []*Command{cwmpCommand(), devicesCommand()},
+		Long: "fleetctl is the FleetACS operator CLI. It queries the device inventory and\n" +
+			"manages API tokens over the public gRPC API, and converts captured CWMP\n" +
+			"envelopes to JSON and back.\n" +
+			"\n" +
+			"Server: -addr host:port, else $FLEETACS_ADDR, else the address fleetacs wrote to\n" +
+			"./data/api.addr, else localhost:9300 (said on stderr). Credentials: -token,\n" +
+			"else $FLEETACS_TOKEN, else ./data/admin.token, the admin token fleetacs writes\n" +
+			"at its first start; or -cert-file and -key-file on a server with mutual TLS.\n" +
+			"TLS: plaintext to loopback addresses, TLS to any other (-tls, -ca-file).",
+		Commands: []*Command{cwmpCommand(), devicesCommand(), tokensCommand()},
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -29,10 +30,11 @@ const maxConditions = 16
 func devicesCommand() *Command {
 	return &Command{
 		Name:  "devices",
-		Short: "list and inspect devices in the inventory",
-		Long: "List and inspect the devices the inventory knows, over the public gRPC API\n" +
-			"(fleetacs.inventory.v1.InventoryService). Every devices command takes the\n" +
-			"connection flags -addr, -token, -tls, -ca-file and -timeout.",
+		Short: "list and inspect devices in the inventory, set their credentials",
+		Long: "List and inspect the devices the inventory knows, and set their credentials,\n" +
+			"over the public gRPC API (fleetacs.inventory.v1.InventoryService). Every\n" +
+			"devices command takes the connection flags -addr, -token, -tls, -ca-file,\n" +
+			"-cert-file, -key-file and -timeout.",
 		Commands: []*Command{
 			{
 				Name:  "list",
@@ -55,8 +57,88 @@ func devicesCommand() *Command {
 					"Flags may also follow ID.",
 				Setup: setupDevicesGet,
 			},
+			{
+				Name:  "set-credentials",
+				Args:  "ID",
+				Short: "Set the credentials a CPE must present (admin)",
+				Long: "Set the per-device credentials the CPE with id ID must present to the ACS from\n" +
+					"now on (its ManagementServer.Username and Password). Once set, the shared\n" +
+					"onboarding credentials no longer open sessions for this device. The password\n" +
+					"is read from -password-file, or from standard input, never from the command\n" +
+					"line (it would show in the process list); one trailing newline is dropped.\n" +
+					"It cannot be read back. Set the same values on the CPE (or let a preset do\n" +
+					"it), or it can no longer reach the ACS. Needs an admin token.",
+				Setup: setupDevicesSetCredentials,
+			},
 		},
 	}
+}
+
+type setCredentialsOptions struct {
+	conn         connFlags
+	tenant       string
+	username     string
+	passwordFile string
+}
+
+func setupDevicesSetCredentials(fs *flag.FlagSet) RunFunc {
+	o := &setCredentialsOptions{}
+	o.conn.register(fs)
+	fs.StringVar(&o.tenant, "tenant", "default", "`tenant` of the device (\"\": the only tenant the credentials cover)")
+	fs.StringVar(&o.username, "username", "", "user `name` the CPE presents (required)")
+	fs.StringVar(&o.passwordFile, "password-file", "-", "`file` holding the password; - reads standard input")
+	return func(ctx context.Context, env *Env, args []string) error {
+		pos, err := interspersedArgs(fs, args)
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 {
+			return Usagef("want one device ID, got %d arguments", len(pos))
+		}
+		return devicesSetCredentials(ctx, env, o, pos[0])
+	}
+}
+
+// maxPassword bounds what is read as a password; the server allows 256.
+const maxPassword = 4 << 10
+
+func devicesSetCredentials(ctx context.Context, env *Env, o *setCredentialsOptions, id string) error {
+	what := "devices set-credentials " + quoteIfNeeded(id)
+	if o.username == "" {
+		return Usagef("-username is required")
+	}
+	in := env.Stdin
+	if o.passwordFile != "-" {
+		f, err := os.Open(o.passwordFile)
+		if err != nil {
+			return fmt.Errorf("%s: read password: %w", what, err)
+		}
+		defer f.Close()
+		in = f
+	}
+	b, err := io.ReadAll(io.LimitReader(in, maxPassword+1))
+	if err != nil {
+		return fmt.Errorf("%s: read password: %w", what, err)
+	}
+	if len(b) > maxPassword {
+		return fmt.Errorf("%s: read password: longer than %d bytes", what, maxPassword)
+	}
+	password := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	if password == "" {
+		return Usagef("the password is empty: give it on standard input or in -password-file")
+	}
+	c, err := o.conn.dial(env)
+	if err != nil {
+		return wrapNonUsage(what, err)
+	}
+	defer c.cc.Close()
+	client := inventoryv1.NewInventoryServiceClient(c.cc)
+	req := &inventoryv1.SetCpeCredentialsRequest{Tenant: o.tenant, Id: id, Username: o.username, Password: password}
+	if _, err := call(ctx, c, client.SetCpeCredentials, req); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	_, err = fmt.Fprintf(env.Stdout, "set the credentials of %s: user %s\n", quoteIfNeeded(id), quoteIfNeeded(o.username))
+	return err
 }
 
 // listOptions are the flags of devices list.
@@ -209,7 +291,7 @@ func devicesList(ctx context.Context, env *Env, o *listOptions) error {
 		req.PageSize = int32(o.limit)
 	}
 
-	c, err := o.conn.dial()
+	c, err := o.conn.dial(env)
 	if err != nil {
 		return wrapNonUsage(what, err)
 	}
@@ -258,7 +340,7 @@ func devicesGet(ctx context.Context, env *Env, o *getOptions, id string) error {
 	if o.params || len(o.prefixes) > 0 {
 		req.Parameters = &inventoryv1.ParameterSelector{PathPrefixes: o.prefixes}
 	}
-	c, err := o.conn.dial()
+	c, err := o.conn.dial(env)
 	if err != nil {
 		return wrapNonUsage(what, err)
 	}

@@ -7,8 +7,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -22,72 +25,153 @@ import (
 // their flags are absent, so that scripts set them once; they are resolved at
 // run time rather than used as flag defaults, which would print a token in
 // -h output and make the help text depend on the caller's environment.
+//
+// Then fleetctl looks in ./data, the data directory of a `make run` started
+// in the same directory: fleetacs writes the address of its public API to
+// data/api.addr at every start and an admin token to data/admin.token at
+// the first one, so a newcomer's fleetctl talks to the server it just
+// started, with credentials, and not to whatever answers on the default
+// port. Only then comes localhost:9300, announced on stderr.
 const (
 	defaultAddr    = "localhost:9300"
 	envAddr        = "FLEETACS_ADDR"
 	envToken       = "FLEETACS_TOKEN"
 	defaultTimeout = 10 * time.Second
+	// maxLocalFile bounds what is read of ./data/api.addr and admin.token.
+	maxLocalFile = 4 << 10
 )
 
+// localDataDir is where fleetctl looks for api.addr and admin.token;
+// tests point it elsewhere.
+var localDataDir = "data"
+
 // connFlags are the gRPC connection flags every command of an API group
-// (devices, later tasks) takes. They live on the leaves rather than on the
-// root so that they can be given where scripts naturally put them, after the
-// command words.
+// (devices, tokens, later tasks) takes. They live on the leaves rather than
+// on the root so that they can be given where scripts naturally put them,
+// after the command words.
 type connFlags struct {
-	addr    string
-	token   string
-	tls     autoBool
-	caFile  string
-	timeout time.Duration
+	addr     string
+	token    string
+	tls      autoBool
+	caFile   string
+	certFile string
+	keyFile  string
+	timeout  time.Duration
 }
 
 func (c *connFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.addr, "addr", "", "`host:port` of the FleetACS gRPC API (default: $"+envAddr+", else "+defaultAddr+")")
+	fs.StringVar(&c.addr, "addr", "", "`host:port` of the FleetACS gRPC API (default: $"+envAddr+", else the address in\n"+
+		"./data/api.addr that fleetacs writes, else "+defaultAddr+")")
 	fs.StringVar(&c.token, "token", "", "bearer `token` sent as \"authorization: Bearer ...\" with every call\n"+
-		"(default: $"+envToken+", which keeps it out of the process list)")
-	fs.Var(&c.tls, "tls", "use TLS (default: plaintext for a loopback -addr, TLS for any other;\n"+
-		"-tls=false forces plaintext)")
+		"(default: $"+envToken+", which keeps it out of the process list, else ./data/admin.token)")
+	fs.Var(&c.tls, "tls", "use TLS (default: as ./data/api.addr says, else plaintext for a loopback -addr\n"+
+		"and TLS for any other; -tls=false forces plaintext)")
 	fs.StringVar(&c.caFile, "ca-file", "", "PEM `file` of the CAs that sign the server's certificate\n"+
 		"(implies -tls; default: the system's roots)")
+	fs.StringVar(&c.certFile, "cert-file", "", "PEM client certificate `file` for a server with mutual TLS, used instead of a token\n"+
+		"(implies -tls; with -key-file)")
+	fs.StringVar(&c.keyFile, "key-file", "", "PEM private key `file` of -cert-file")
 	fs.DurationVar(&c.timeout, "timeout", defaultTimeout, "deadline of each call to the server")
 }
 
-// conn is a resolved connection: the address it names in messages and the
-// deadline of each call.
+// conn is a resolved connection: the address it names in messages, where
+// the token came from, and the deadline of each call.
 type conn struct {
-	addr    string
-	timeout time.Duration
-	cc      *grpc.ClientConn
+	addr      string
+	tokenFrom string
+	// clientCert: a client certificate is presented.
+	clientCert bool
+	useTLS     bool
+	timeout    time.Duration
+	cc         *grpc.ClientConn
+}
+
+// localPath is a file of the local data directory as messages show it.
+func localPath(name string) string {
+	p := filepath.Join(localDataDir, name)
+	if !filepath.IsAbs(p) {
+		p = "./" + p
+	}
+	return p
+}
+
+// readLocal reads a small file of the local data directory; "" when absent.
+func readLocal(name string) (string, error) {
+	path := localPath(name)
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxLocalFile))
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // dial checks the flags and creates the client. Like grpc.NewClient it does
-// not connect: the first call does, under that call's deadline.
-func (c *connFlags) dial() (*conn, error) {
+// not connect: the first call does, under that call's deadline. It tells
+// stderr when it falls back to the default address.
+func (c *connFlags) dial(env *Env) (*conn, error) {
 	if c.timeout <= 0 {
 		return nil, Usagef("-timeout must be positive, got %s", c.timeout)
+	}
+	if (c.certFile == "") != (c.keyFile == "") {
+		return nil, Usagef("-cert-file and -key-file go together")
 	}
 	addr := c.addr
 	if addr == "" {
 		addr = strings.TrimSpace(os.Getenv(envAddr))
 	}
+	var fileTLS *bool
+	if addr == "" {
+		local, err := readLocal("api.addr")
+		if err != nil {
+			return nil, err
+		}
+		// "host:port", then "tls" when the server serves TLS.
+		if fields := strings.Fields(local); len(fields) > 0 {
+			addr = fields[0]
+			useTLS := len(fields) > 1 && fields[1] == "tls"
+			fileTLS = &useTLS
+		}
+	}
 	if addr == "" {
 		addr = defaultAddr
+		fmt.Fprintf(env.Stderr, "fleetctl: no -addr, $%s or %s: using %s\n", envAddr, localPath("api.addr"), addr)
 	}
-	token := c.token
+	token, tokenFrom := c.token, "-token"
 	if token == "" {
-		token = os.Getenv(envToken)
+		token, tokenFrom = os.Getenv(envToken), "$"+envToken
+	}
+	if strings.TrimSpace(token) == "" {
+		local, err := readLocal("admin.token")
+		if err != nil {
+			return nil, err
+		}
+		token, tokenFrom = local, localPath("admin.token")
 	}
 	// A token read from a file or a here-doc often ends in a newline, which
 	// gRPC would refuse as a metadata value.
 	token = strings.TrimSpace(token)
+	if token == "" {
+		tokenFrom = ""
+	}
 
 	useTLS := !isLoopback(addr)
+	if fileTLS != nil {
+		useTLS = *fileTLS
+	}
 	if c.tls.set {
 		useTLS = c.tls.v
 	}
-	if c.caFile != "" {
+	if c.caFile != "" || c.certFile != "" {
 		if c.tls.set && !c.tls.v {
-			return nil, Usagef("-ca-file needs TLS, but -tls=false was given")
+			return nil, Usagef("-ca-file and -cert-file need TLS, but -tls=false was given")
 		}
 		useTLS = true
 	}
@@ -106,6 +190,13 @@ func (c *connFlags) dial() (*conn, error) {
 			}
 			cfg.RootCAs = pool
 		}
+		if c.certFile != "" {
+			cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+			if err != nil {
+				return nil, fmt.Errorf("read client certificate: %w", err)
+			}
+			cfg.Certificates = []tls.Certificate{cert}
+		}
 		tc = credentials.NewTLS(cfg)
 	}
 	opts := []grpc.DialOption{
@@ -119,7 +210,7 @@ func (c *connFlags) dial() (*conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
-	return &conn{addr: addr, timeout: c.timeout, cc: cc}, nil
+	return &conn{addr: addr, tokenFrom: tokenFrom, clientCert: c.certFile != "", useTLS: useTLS, timeout: c.timeout, cc: cc}, nil
 }
 
 // call runs one RPC under its own deadline.

@@ -46,20 +46,29 @@ func (c *conn) rpcError(err error) error {
 		}
 	}
 	if info != nil && info.GetReason() != "" {
-		return &apiError{desc: reasonText(info, st, bad, retry) + " (" + info.GetReason() + ")", err: err}
+		return &apiError{desc: c.reasonText(info, st, bad, retry) + " (" + info.GetReason() + ")", err: err}
 	}
 	return &apiError{desc: c.codeText(st, bad), err: err}
 }
 
 // reasonText words a catalogued reason. An unknown reason, from a newer
 // server, is worded by its code.
-func reasonText(info *errdetails.ErrorInfo, st *status.Status, bad *errdetails.BadRequest, retry *errdetails.RetryInfo) string {
+func (c *conn) reasonText(info *errdetails.ErrorInfo, st *status.Status, bad *errdetails.BadRequest, retry *errdetails.RetryInfo) string {
 	md := info.GetMetadata()
 	switch errorsv1.ErrorReason(errorsv1.ErrorReason_value[info.GetReason()]) {
 	case errorsv1.ErrorReason_CREDENTIALS_MISSING:
-		return "no credentials: give -token or set " + envToken
+		return "no credentials: give -token or set " + envToken + " (an admin can create one with " +
+			"\"fleetctl tokens create\"), or run fleetctl in the directory holding data/admin.token, " +
+			"which fleetacs writes at its first start"
 	case errorsv1.ErrorReason_CREDENTIALS_INVALID:
-		return "credentials rejected (malformed, unknown, revoked or expired)"
+		switch {
+		case c.tokenFrom == "" && c.clientCert:
+			return "credentials rejected: the client certificate names no FleetACS role (see docs/security.md)"
+		case c.tokenFrom == "":
+			return "credentials rejected (malformed, unknown, revoked or expired)"
+		}
+		return "credentials rejected (malformed, unknown, revoked or expired): the token from " + c.tokenFrom +
+			"; is " + c.addr + " the server that issued it?"
 	case errorsv1.ErrorReason_ROLE_FORBIDDEN:
 		if md["role"] != "" && md["method"] != "" {
 			return fmt.Sprintf("permission denied: role %s may not call %s", quoteIfNeeded(md["role"]), quoteIfNeeded(md["method"]))
@@ -85,6 +94,8 @@ func reasonText(info *errdetails.ErrorInfo, st *status.Status, bad *errdetails.B
 		return withDetail("invalid tag", st, bad)
 	case errorsv1.ErrorReason_DEVICE_NOT_FOUND:
 		return "not found"
+	case errorsv1.ErrorReason_TOKEN_NOT_FOUND:
+		return "no such token among those the credentials may manage"
 	case errorsv1.ErrorReason_RATE_LIMITED:
 		if d := retry.GetRetryDelay(); d != nil && d.AsDuration() > 0 {
 			return "rate limited: retry in " + d.AsDuration().Round(time.Millisecond).String()
@@ -106,7 +117,7 @@ func reasonText(info *errdetails.ErrorInfo, st *status.Status, bad *errdetails.B
 func (c *conn) codeText(st *status.Status, bad *errdetails.BadRequest) string {
 	switch st.Code() {
 	case codes.Unavailable:
-		return "cannot reach the server at " + c.addr + ": " + transportCause(st.Message())
+		return "cannot reach the server at " + c.addr + ": " + transportCause(st.Message()) + c.tlsHint(st.Message())
 	case codes.DeadlineExceeded:
 		return fmt.Sprintf("no answer from the server at %s within %s (-timeout)", c.addr, c.timeout)
 	case codes.Canceled:
@@ -115,6 +126,22 @@ func (c *conn) codeText(st *status.Status, bad *errdetails.BadRequest) string {
 		return withDetail("not implemented by the server at "+c.addr, st, nil)
 	}
 	return withDetail(codeWords(st.Code()), st, bad)
+}
+
+// tlsHint says what to do when the client and the server disagree on TLS,
+// or the server's certificate is not trusted.
+func (c *conn) tlsHint(msg string) string {
+	switch {
+	case strings.Contains(msg, "first record does not look like a TLS handshake"):
+		return " (the server does not serve TLS: start fleetacs with -server.grpc-tls-cert-file and " +
+			"-server.grpc-tls-key-file, or give -tls=false if the network to it is trusted, as the token then crosses it in clear)"
+	case strings.Contains(msg, "certificate signed by unknown authority"), strings.Contains(msg, "certificate is not valid for"):
+		return " (give -ca-file with the CA that signed the server's certificate)"
+	case !c.useTLS && (strings.Contains(msg, "server preface") || strings.Contains(msg, "connection reset by peer") ||
+		strings.Contains(msg, "EOF")):
+		return " (if the server serves TLS, give -tls, and -ca-file when its CA is private)"
+	}
+	return ""
 }
 
 // withDetail appends the field violations, else the server's message.

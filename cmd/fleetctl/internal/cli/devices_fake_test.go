@@ -105,6 +105,20 @@ func (f *fakeInventory) GetDevice(ctx context.Context, req *inventoryv1.GetDevic
 		map[string]string{"tenant": req.GetTenant(), "device_id": req.GetId()})
 }
 
+// SetCpeCredentials records the request; the device must exist.
+func (f *fakeInventory) SetCpeCredentials(ctx context.Context, req *inventoryv1.SetCpeCredentialsRequest) (*inventoryv1.SetCpeCredentialsResponse, error) {
+	f.record(ctx, req)
+	if err := f.answer(ctx); err != nil {
+		return nil, err
+	}
+	for _, d := range f.devices {
+		if d.GetTenant() == req.GetTenant() && d.GetId() == req.GetId() {
+			return &inventoryv1.SetCpeCredentialsResponse{}, nil
+		}
+	}
+	return nil, apiStatus(codes.NotFound, "device not found", "DEVICE_NOT_FOUND", nil)
+}
+
 // ListDevices pages over the tenant's devices. Its token is
 // "offset/pageSize", so a page size that changes between pages is refused
 // as the real server refuses any request that differs from the token's.
@@ -176,14 +190,22 @@ func apiStatus(code codes.Code, msg, reason string, md map[string]string, more .
 // when the test ends.
 func serve(t *testing.T, srv inventoryv1.InventoryServiceServer, opts ...grpc.ServerOption) string {
 	t.Helper()
+	return serveWith(t, func(s *grpc.Server) {
+		if srv != nil {
+			inventoryv1.RegisterInventoryServiceServer(s, srv)
+		}
+	}, opts...)
+}
+
+// serveWith runs a server with what register registers on 127.0.0.1:0.
+func serveWith(t *testing.T, register func(*grpc.Server), opts ...grpc.ServerOption) string {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := grpc.NewServer(opts...)
-	if srv != nil {
-		inventoryv1.RegisterInventoryServiceServer(s, srv)
-	}
+	register(s)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

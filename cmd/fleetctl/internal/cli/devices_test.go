@@ -454,7 +454,8 @@ func TestDevicesListUsageErrors(t *testing.T) {
 		{"argument", []string{"lab"}, `fleetctl: fleetctl devices list: unexpected argument "lab"`},
 		{"flag after argument", []string{"lab", "-bogus"}, `fleetctl: fleetctl devices list: flag provided but not defined: -bogus`},
 		{"timeout", []string{"-timeout", "0s"}, `fleetctl: fleetctl devices list: -timeout must be positive, got 0s`},
-		{"ca without tls", []string{"-tls=false", "-ca-file", "ca.pem"}, `fleetctl: fleetctl devices list: -ca-file needs TLS, but -tls=false was given`},
+		{"ca without tls", []string{"-tls=false", "-ca-file", "ca.pem"}, `fleetctl: fleetctl devices list: -ca-file and -cert-file need TLS, but -tls=false was given`},
+		{"cert without key", []string{"-cert-file", "c.pem"}, `fleetctl: fleetctl devices list: -cert-file and -key-file go together`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := fleetctl(t, append([]string{"devices", "list", "-addr", addr}, tc.args...)...)
@@ -675,7 +676,8 @@ func TestDevicesErrors(t *testing.T) {
 		want string
 	}{
 		{"credentials missing", apiStatus(codes.Unauthenticated, "no credentials", "CREDENTIALS_MISSING", nil),
-			"no credentials: give -token or set FLEETACS_TOKEN (CREDENTIALS_MISSING)"},
+			"no credentials: give -token or set FLEETACS_TOKEN (an admin can create one with \"fleetctl tokens create\"), " +
+				"or run fleetctl in the directory holding data/admin.token, which fleetacs writes at its first start (CREDENTIALS_MISSING)"},
 		{"credentials invalid", apiStatus(codes.Unauthenticated, "bad token", "CREDENTIALS_INVALID", nil),
 			"credentials rejected (malformed, unknown, revoked or expired) (CREDENTIALS_INVALID)"},
 		{"role", apiStatus(codes.PermissionDenied, "denied", "ROLE_FORBIDDEN", map[string]string{"role": "viewer", "method": "ListDevices"}),
@@ -811,6 +813,7 @@ func TestDevicesHelpGolden(t *testing.T) {
 		{"help", "devices"},
 		{"help", "devices", "list"},
 		{"help", "devices", "get"},
+		{"help", "devices", "set-credentials"},
 	} {
 		r := fleetctl(t, args...)
 		wantOK(t, r)

@@ -69,9 +69,12 @@ type Plan struct {
 	Boot       bool
 	Bootstrap  bool
 	Fields     store.Fields
-	// Credentials to replace, when set.
+	// Credentials to replace, when set, and their sealed forms (SealPlan),
+	// which is what adapters write.
 	ConnectionRequestCredentials *store.Credentials
 	CPECredentials               *store.Credentials
+	SealedConnectionRequest      *Sealed
+	SealedCPE                    *Sealed
 	FullDiscovery                time.Time
 	Takeover                     bool
 	// Token is the fencing token as stored (int64 in both backends).

@@ -9,7 +9,8 @@
 //	oui               normalised OUI
 //	software_version, hardware_version, provisioning_code, root
 //	cr{url,udp,jid}   connection-request targets
-//	crc{u,p}, cpec{u,p}  connection-request and CPE credentials (absent: none)
+//	crc{u,s,k}, cpec{u,s,k}  connection-request and CPE credentials (absent:
+//	                  none): user name, sealed password, key ID (secrets.go)
 //	last_inform, remote_ip, events[{code,command_key}], registered,
 //	last_boot, last_bootstrap, full_discovery, updated
 //	takeovers, last_takeover, takeover_session
@@ -96,6 +97,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/services/inventory/internal/storekit"
 	"github.com/fleetacs/fleetacs/services/inventory/store"
 )
@@ -111,6 +113,9 @@ type Config struct {
 	Database string
 	// Collection defaults to "devices".
 	Collection string
+	// TokensCollection holds API tokens (tokens.go); it defaults to
+	// "api_tokens".
+	TokensCollection string
 	// IndexedParams are parameter paths whose values get an index, for
 	// the parameter conditions operators use most.
 	IndexedParams []string
@@ -119,18 +124,16 @@ type Config struct {
 	// Now is the clock that stamps tag changes (Device.Updated); nil
 	// means time.Now. Session diffs carry their own time.
 	Now func() time.Time
-}
-
-// credentialsDoc is stored credentials; an absent document means none.
-type credentialsDoc struct {
-	Username string `bson:"u"`
-	Password string `bson:"p"`
+	// Secrets seals the passwords the store keeps (storekit, "Passwords
+	// at rest"); required. Start loads it.
+	Secrets *secretbox.Keyring
 }
 
 // Store is the MongoDB store. Create it with New or NewWithDatabase and call
 // Start before use.
 type Store struct {
-	cfg Config
+	cfg  Config
+	keys *secretbox.Keyring
 
 	mu      sync.Mutex // guards client, coll and owned during Start and Close
 	client  *mongo.Client
@@ -149,13 +152,16 @@ func New(cfg Config) *Store {
 	if cfg.Collection == "" {
 		cfg.Collection = Collection
 	}
+	if cfg.TokensCollection == "" {
+		cfg.TokensCollection = TokensCollection
+	}
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 10 * time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Store{cfg: cfg, owned: true}
+	return &Store{cfg: cfg, keys: cfg.Secrets, owned: true}
 }
 
 // NewWithDatabase returns a store on a database whose client the caller
@@ -166,7 +172,9 @@ func NewWithDatabase(db *mongo.Database, cfg Config) *Store {
 	return s
 }
 
-// Start connects (for New), checks the server answers and creates indexes.
+// Start loads the secrets keyring, connects (for New), checks the server
+// answers, creates indexes and seals passwords stored in clear or under a
+// retired key.
 func (s *Store) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -177,6 +185,12 @@ func (s *Store) Start(ctx context.Context) error {
 		if err := store.ValidatePath(p); err != nil || store.IsObjectPath(p) {
 			return fmt.Errorf("start mongodb store: indexed parameter %q: %w", p, store.ErrInvalidArgument)
 		}
+	}
+	if s.keys == nil {
+		return fmt.Errorf("start mongodb store: %w", errNoKeyring)
+	}
+	if _, err := s.keys.Load(); err != nil {
+		return fmt.Errorf("start mongodb store: %w", err)
 	}
 	db := s.db
 	if db == nil {
@@ -196,6 +210,14 @@ func (s *Store) Start(ctx context.Context) error {
 		return fmt.Errorf("start mongodb store: ping: %w", err)
 	}
 	if err := ensureIndexes(ctx, coll, s.cfg.IndexedParams); err != nil {
+		s.disconnect(ctx)
+		return fmt.Errorf("start mongodb store: %w", err)
+	}
+	if err := ensureTokenIndexes(ctx, db.Collection(s.cfg.TokensCollection)); err != nil {
+		s.disconnect(ctx)
+		return fmt.Errorf("start mongodb store: %w", err)
+	}
+	if _, err := s.reseal(ctx, coll); err != nil {
 		s.disconnect(ctx)
 		return fmt.Errorf("start mongodb store: %w", err)
 	}
@@ -239,7 +261,9 @@ func (s *Store) collection() (*mongo.Collection, error) {
 // ensureIndexes declares the indexes in code (DESIGN §3). createIndexes is
 // idempotent for identical specifications.
 func ensureIndexes(ctx context.Context, coll *mongo.Collection, params []string) error {
+	var names []string // of models, in order
 	byTenant := func(name string, keys ...string) mongo.IndexModel {
+		names = append(names, name)
 		d := bson.D{{Key: "tenant", Value: 1}}
 		for _, k := range keys {
 			d = append(d, bson.E{Key: k, Value: 1})
@@ -267,10 +291,55 @@ func ensureIndexes(ctx context.Context, coll *mongo.Collection, params []string)
 			byTenant("param_x_"+h, typedField(p, fieldNumber)),
 			byTenant("param_i_"+h, typedField(p, fieldInstant)))
 	}
-	if _, err := coll.Indexes().CreateMany(ctx, models); err != nil {
+	// Only the missing ones: createIndexes is idempotent on MongoDB, but
+	// FerretDB 1.24 drops the connection (a panic in its handler) when
+	// asked again for indexes that exist, which made every restart of an
+	// inventory on FerretDB fail.
+	have, err := indexNames(ctx, coll)
+	if err != nil {
+		return err
+	}
+	var missing []mongo.IndexModel
+	for i, m := range models {
+		if !have[names[i]] {
+			missing = append(missing, m)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if _, err := coll.Indexes().CreateMany(ctx, missing); err != nil {
 		return fmt.Errorf("create indexes: %w", err)
 	}
 	return nil
+}
+
+// indexNames lists the names of a collection's indexes (none for a
+// collection that does not exist yet).
+func indexNames(ctx context.Context, coll *mongo.Collection) (map[string]bool, error) {
+	cur, err := coll.Indexes().List(ctx)
+	if err != nil {
+		var ce mongo.CommandError
+		if errors.As(err, &ce) && ce.Code == 26 { // NamespaceNotFound
+			return map[string]bool{}, nil
+		}
+		return nil, fmt.Errorf("list indexes: %w", err)
+	}
+	defer cur.Close(ctx)
+	names := map[string]bool{}
+	for cur.Next(ctx) {
+		var ix struct {
+			Name string `bson:"name"`
+		}
+		if err := cur.Decode(&ix); err != nil {
+			return nil, fmt.Errorf("list indexes: %w", err)
+		}
+		names[ix.Name] = true
+	}
+	if err := cur.Err(); err != nil {
+		return nil, fmt.Errorf("list indexes: %w", err)
+	}
+	return names, nil
 }
 
 func docID(tenant, id string) string { return tenant + ":" + id }
@@ -292,6 +361,9 @@ const maxAttempts = 8
 func (s *Store) applyDiff(ctx context.Context, tenant, id string, d store.Diff, token uint64) (bool, error) {
 	p, err := storekit.PlanDiff(tenant, id, d, token)
 	if err != nil {
+		return false, err
+	}
+	if err := p.SealPlan(s.keys, tenant, id); err != nil {
 		return false, err
 	}
 	coll, err := s.collection()
@@ -345,11 +417,11 @@ func headFields(p *storekit.Plan) bson.D {
 			head = append(head, bson.E{Key: f.key, Value: *f.v})
 		}
 	}
-	if c := p.ConnectionRequestCredentials; c != nil {
-		head = append(head, bson.E{Key: "crc", Value: credentialsDoc{c.Username, c.Password}})
+	if c := p.SealedConnectionRequest; c != nil {
+		head = append(head, bson.E{Key: "crc", Value: sealedDoc(c)})
 	}
-	if c := p.CPECredentials; c != nil {
-		head = append(head, bson.E{Key: "cpec", Value: credentialsDoc{c.Username, c.Password}})
+	if c := p.SealedCPE; c != nil {
+		head = append(head, bson.E{Key: "cpec", Value: sealedDoc(c)})
 	}
 	if !p.FullDiscovery.IsZero() {
 		head = append(head, bson.E{Key: "full_discovery", Value: p.FullDiscovery})

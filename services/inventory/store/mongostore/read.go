@@ -15,6 +15,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/services/inventory/internal/storekit"
 	"github.com/fleetacs/fleetacs/services/inventory/store"
 )
@@ -108,7 +109,7 @@ func projection(opts store.ReadOptions) any {
 	return d
 }
 
-func (doc *deviceDoc) device(opts store.ReadOptions) (store.Device, error) {
+func (doc *deviceDoc) device(opts store.ReadOptions, keys *secretbox.Keyring) (store.Device, error) {
 	dev := store.Device{
 		Tenant: doc.Tenant,
 		ID:     doc.DeviceID,
@@ -133,14 +134,14 @@ func (doc *deviceDoc) device(opts store.ReadOptions) (store.Device, error) {
 		Updated:           utc(doc.Updated),
 		FencingToken:      uint64(doc.Fence),
 	}
-	if c := doc.CRCredentials; c != nil {
-		dev.ConnectionRequestCredentials = &store.Credentials{Username: c.Username, Password: c.Password}
+	var err error
+	if dev.ConnectionRequestCredentials, err = doc.CRCredentials.open(keys, doc.Tenant, doc.DeviceID, storekit.FieldConnectionRequest); err != nil {
+		return store.Device{}, err
 	}
-	if c := doc.CPECredentials; c != nil {
-		dev.CPECredentials = &store.Credentials{Username: c.Username, Password: c.Password}
+	if dev.CPECredentials, err = doc.CPECredentials.open(keys, doc.Tenant, doc.DeviceID, storekit.FieldCPE); err != nil {
+		return store.Device{}, err
 	}
 	if doc.RemoteIP != "" {
-		var err error
 		if dev.RemoteIP, err = netip.ParseAddr(doc.RemoteIP); err != nil {
 			return store.Device{}, fmt.Errorf("decode remote IP: %w", err)
 		}
@@ -196,7 +197,7 @@ func (s *Store) Get(ctx context.Context, tenant, id string, opts store.ReadOptio
 	doc, err := s.findDevice(ctx, tenant, id, projection(opts))
 	var dev store.Device
 	if err == nil {
-		dev, err = doc.device(opts)
+		dev, err = doc.device(opts, s.keys)
 	}
 	if err != nil {
 		return store.Device{}, fmt.Errorf("get device %s/%s: %w", tenant, id, err)
@@ -214,8 +215,8 @@ func (s *Store) SessionState(ctx context.Context, tenant, id string) (store.Sess
 		return store.SessionState{}, fmt.Errorf("get session state of device %s/%s: %w", tenant, id, err)
 	}
 	st := store.SessionState{DataModelRoot: doc.Root, FullDiscovery: utc(doc.FullDiscovery), FencingToken: uint64(doc.Fence)}
-	if c := doc.CRCredentials; c != nil {
-		st.ConnectionRequestCredentials = &store.Credentials{Username: c.Username, Password: c.Password}
+	if st.ConnectionRequestCredentials, err = doc.CRCredentials.open(s.keys, tenant, id, storekit.FieldConnectionRequest); err != nil {
+		return store.SessionState{}, fmt.Errorf("get session state of device %s/%s: %w", tenant, id, err)
 	}
 	return st, nil
 }
@@ -257,7 +258,7 @@ func (s *Store) list(ctx context.Context, f store.Filter, page store.PageRequest
 		if err := cur.Decode(&doc); err != nil {
 			return store.Page{}, fmt.Errorf("read device: %w", err)
 		}
-		dev, err := doc.device(opts)
+		dev, err := doc.device(opts, s.keys)
 		if err != nil {
 			return store.Page{}, fmt.Errorf("read device %s: %w", doc.DeviceID, err)
 		}

@@ -26,6 +26,7 @@ type writeStmts struct {
 	deleteParam                      rawStmt
 	unconfirm                        rawStmt
 	addTag, removeTag, deleteTags    rawStmt
+	setCPECredentials                rawStmt
 }
 
 func (st *writeStmts) prepare(rc *rawConn) error {
@@ -53,6 +54,8 @@ func (st *writeStmts) prepare(rc *rawConn) error {
 		{&st.addTag, `INSERT OR IGNORE INTO device_tags (tenant, device_id, tag) VALUES (?, ?, ?)`},
 		{&st.removeTag, `DELETE FROM device_tags WHERE tenant = ? AND device_id = ? AND tag = ?`},
 		{&st.deleteTags, `DELETE FROM device_tags WHERE tenant = ? AND device_id = ?`},
+		{&st.setCPECredentials, `UPDATE devices SET cpe_username = ?, cpe_password = ?, cpe_password_key = ?, updated = ?
+			WHERE tenant = ? AND id = ?`},
 	} {
 		if err := rc.keep(s.dst, s.sql); err != nil {
 			return err
@@ -66,7 +69,7 @@ func (st *writeStmts) prepare(rc *rawConn) error {
 // a diff may set (see deviceUpdate.setIndexed).
 const readDeviceSQL = `SELECT fencing_token, takeover_session, oui, product_class, serial_number,
 	software_version, hardware_version, confirmed_paths, confirmed_at,
-	data_model_root, full_discovery, cr_username, cr_password FROM devices WHERE tenant = ? AND id = ?`
+	data_model_root, full_discovery, cr_username, cr_password, cr_password_key FROM devices WHERE tenant = ? AND id = ?`
 
 // Confirmed entries.
 //
@@ -189,8 +192,10 @@ const (
 	colCRJabberID
 	colCRUsername
 	colCRPassword
+	colCRPasswordKey
 	colCPEUsername
 	colCPEPassword
+	colCPEPasswordKey
 	colFullDiscovery
 	colTakeover
 	colTakeoverSession
@@ -207,8 +212,8 @@ var deviceSets = [numDeviceCols]string{
 	colDataModelRoot: "data_model_root = ?", colSoftwareVersion: "software_version = ?",
 	colHardwareVersion: "hardware_version = ?", colProvisioningCode: "provisioning_code = ?",
 	colCRURL: "cr_url = ?", colCRUDPAddress: "cr_udp_address = ?", colCRJabberID: "cr_jabber_id = ?",
-	colCRUsername: "cr_username = ?", colCRPassword: "cr_password = ?",
-	colCPEUsername: "cpe_username = ?", colCPEPassword: "cpe_password = ?",
+	colCRUsername: "cr_username = ?", colCRPassword: "cr_password = ?", colCRPasswordKey: "cr_password_key = ?",
+	colCPEUsername: "cpe_username = ?", colCPEPassword: "cpe_password = ?", colCPEPasswordKey: "cpe_password_key = ?",
 	colFullDiscovery:   "full_discovery = ?",
 	colTakeover:        "takeover_count = takeover_count + 1, last_takeover = ?",
 	colTakeoverSession: "takeover_session = ?",
@@ -256,6 +261,9 @@ type diffOp struct {
 	plan       storekit.Plan
 	// events is the Inform's events as last_events holds them.
 	events string
+	// crPass and cpePass are the plan's sealed passwords in base64, as
+	// the password columns hold them.
+	crPass, cpePass string
 	// confirmedPaths are the paths the diff confirms (see "Confirmed
 	// entries"), set by the writer.
 	confirmedPaths string
@@ -276,11 +284,13 @@ type storedDevice struct {
 	root          string
 	fullDiscovery int64
 	crUser        *string
-	crPass        string
+	// crPass is the connection-request password as stored: sealed and in
+	// base64 under crKey, or in clear when crKey is "" (see sealedText).
+	crPass, crKey string
 }
 
 func (w *writer) readDevice(tenant, id string) (cur storedDevice, found bool, err error) {
-	row := slices.Grow(w.row[:0], 13)[:13]
+	row := slices.Grow(w.row[:0], 14)[:14]
 	w.row = row
 	defer clear(row)
 	if found, err = w.rc.queryRow(w.stmts.readDevice, row, tenant, id); !found || err != nil {
@@ -293,7 +303,7 @@ func (w *writer) readDevice(tenant, id string) (cur storedDevice, found bool, er
 		*dst, e = text(row[1+i])
 		err = errors.Join(err, e)
 	}
-	var e1, e2, e3, e4, e5 error
+	var e1, e2, e3, e4, e5, e6 error
 	cur.confirmedAt, e1 = integer(row[8])
 	cur.root, e2 = text(row[9])
 	cur.fullDiscovery, e3 = integer(row[10])
@@ -302,8 +312,9 @@ func (w *writer) readDevice(tenant, id string) (cur storedDevice, found bool, er
 		user, e4 = text(row[11])
 		cur.crUser = &user
 		cur.crPass, e5 = text(row[12])
+		cur.crKey, e6 = text(row[13])
 	}
-	return cur, true, errors.Join(err, e1, e2, e3, e4, e5)
+	return cur, true, errors.Join(err, e1, e2, e3, e4, e5, e6)
 }
 
 // applyDiff applies a planned diff inside the writer's transaction.
@@ -424,13 +435,15 @@ func (w *writer) updateDevice(d *diffOp, cur *storedDevice) error {
 			u.set(s.col, *s.v)
 		}
 	}
-	if c := p.ConnectionRequestCredentials; c != nil {
+	if c := p.SealedConnectionRequest; c != nil {
 		u.set(colCRUsername, c.Username)
-		u.set(colCRPassword, c.Password)
+		u.set(colCRPassword, d.crPass)
+		u.set(colCRPasswordKey, c.KeyID)
 	}
-	if c := p.CPECredentials; c != nil {
+	if c := p.SealedCPE; c != nil {
 		u.set(colCPEUsername, c.Username)
-		u.set(colCPEPassword, c.Password)
+		u.set(colCPEPassword, d.cpePass)
+		u.set(colCPEPasswordKey, c.KeyID)
 	}
 	if !p.FullDiscovery.IsZero() {
 		u.set(colFullDiscovery, p.FullDiscovery.UnixMilli())
@@ -726,6 +739,20 @@ func (w *writer) changeTagsOp(tenant, id string, now int64, add, remove []string
 		return refuse(store.ErrNotFound)
 	}
 	return w.changeTags(tenant, id, add, remove)
+}
+
+// setCPECredentials is SetCPECredentials: new per-device credentials of an
+// existing device, which also becomes Updated. The session cache holds no
+// CPE credentials, so it stays as it is.
+func (w *writer) setCPECredentials(tenant, id string, now int64, c *storekit.Sealed) error {
+	n, err := w.rc.exec(w.stmts.setCPECredentials, c.Username, sealedText(c), c.KeyID, now, tenant, id)
+	if err != nil {
+		return fmt.Errorf("update device: %w", err)
+	}
+	if n == 0 {
+		return refuse(store.ErrNotFound)
+	}
+	return nil
 }
 
 func (w *writer) deleteDevice(tenant, id string) error {

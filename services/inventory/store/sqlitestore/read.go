@@ -13,13 +13,14 @@ import (
 	"sync/atomic"
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/services/inventory/internal/storekit"
 	"github.com/fleetacs/fleetacs/services/inventory/store"
 )
 
 const deviceColumns = `d.tenant, d.id, d.manufacturer, d.oui_raw, d.oui, d.product_class, d.serial_number,
 	d.software_version, d.hardware_version, d.provisioning_code, d.data_model_root,
-	d.cr_url, d.cr_udp_address, d.cr_jabber_id, d.cr_username, d.cr_password, d.cpe_username, d.cpe_password,
+	d.cr_url, d.cr_udp_address, d.cr_jabber_id, d.cr_username, d.cr_password, d.cr_password_key, d.cpe_username, d.cpe_password, d.cpe_password_key,
 	d.last_inform, d.remote_ip, d.last_events, d.registered, d.last_boot, d.last_bootstrap, d.full_discovery,
 	d.takeover_count, d.last_takeover, d.updated, d.fencing_token`
 
@@ -78,14 +79,15 @@ func (rs *readStmts) close() {
 }
 
 // scanDevice reads deviceColumns and, when tags is not nil, tagsColumn into
-// it.
-func scanDevice(sc interface{ Scan(...any) error }, tags *sql.NullString, ec *eventsCache) (store.Device, error) {
+// it, opening the passwords with keys.
+func scanDevice(sc interface{ Scan(...any) error }, tags *sql.NullString, ec *eventsCache, keys *secretbox.Keyring) (store.Device, error) {
 	var (
 		dev                              store.Device
 		lastInform, registered, lastBoot sql.NullInt64
 		lastBootstrap, fullDiscovery     sql.NullInt64
 		lastTakeover, updated            sql.NullInt64
 		crUser, crPass, cpeUser, cpePass sql.NullString
+		crKey, cpeKey                    sql.NullString
 		remoteIP, events                 string
 		token, takeovers                 int64
 	)
@@ -93,7 +95,7 @@ func scanDevice(sc interface{ Scan(...any) error }, tags *sql.NullString, ec *ev
 		&dev.DeviceID.ProductClass, &dev.DeviceID.SerialNumber,
 		&dev.SoftwareVersion, &dev.HardwareVersion, &dev.ProvisioningCode, &dev.DataModelRoot,
 		&dev.ConnectionRequest.URL, &dev.ConnectionRequest.UDPAddress, &dev.ConnectionRequest.JabberID,
-		&crUser, &crPass, &cpeUser, &cpePass,
+		&crUser, &crPass, &crKey, &cpeUser, &cpePass, &cpeKey,
 		&lastInform, &remoteIP, &events, &registered, &lastBoot, &lastBootstrap, &fullDiscovery,
 		&takeovers, &lastTakeover, &updated, &token, tags}
 	if tags == nil {
@@ -106,19 +108,25 @@ func scanDevice(sc interface{ Scan(...any) error }, tags *sql.NullString, ec *ev
 	dev.LastBootstrap, dev.FullDiscovery = fromMS(lastBootstrap), fromMS(fullDiscovery)
 	dev.LastTakeover, dev.Updated = fromMS(lastTakeover), fromMS(updated)
 	dev.TakeoverCount, dev.FencingToken = uint64(takeovers), uint64(token)
+	var err error
 	if crUser.Valid {
-		dev.ConnectionRequestCredentials = &store.Credentials{Username: crUser.String, Password: crPass.String}
+		dev.ConnectionRequestCredentials, err = openStored(keys, dev.Tenant, dev.ID, storekit.FieldConnectionRequest,
+			crUser.String, crPass.String, crKey.String)
+		if err != nil {
+			return store.Device{}, err
+		}
 	}
 	if cpeUser.Valid {
-		dev.CPECredentials = &store.Credentials{Username: cpeUser.String, Password: cpePass.String}
+		dev.CPECredentials, err = openStored(keys, dev.Tenant, dev.ID, storekit.FieldCPE, cpeUser.String, cpePass.String, cpeKey.String)
+		if err != nil {
+			return store.Device{}, err
+		}
 	}
 	if remoteIP != "" {
-		var err error
 		if dev.RemoteIP, err = netip.ParseAddr(remoteIP); err != nil {
 			return store.Device{}, fmt.Errorf("decode remote IP: %w", err)
 		}
 	}
-	var err error
 	if dev.LastEvents, err = ec.decode(events); err != nil {
 		return store.Device{}, err
 	}
@@ -197,7 +205,7 @@ func (s *Store) get(ctx context.Context, tenant, id string, opts store.ReadOptio
 			return store.Device{}, err
 		}
 		var tags sql.NullString
-		dev, err := scanDevice(st.rs.device.QueryRowContext(context.WithoutCancel(ctx), tenant, id), &tags, &st.events)
+		dev, err := scanDevice(st.rs.device.QueryRowContext(context.WithoutCancel(ctx), tenant, id), &tags, &st.events, s.keys)
 		if errors.Is(err, sql.ErrNoRows) {
 			return store.Device{}, store.ErrNotFound
 		} else if err != nil {
@@ -213,7 +221,7 @@ func (s *Store) get(ctx context.Context, tenant, id string, opts store.ReadOptio
 			tags sql.NullString
 			err  error
 		)
-		dev, err = scanDevice(tx.StmtContext(ctx, st.rs.device).QueryRowContext(ctx, tenant, id), &tags, &st.events)
+		dev, err = scanDevice(tx.StmtContext(ctx, st.rs.device).QueryRowContext(ctx, tenant, id), &tags, &st.events, s.keys)
 		if errors.Is(err, sql.ErrNoRows) {
 			return store.ErrNotFound
 		} else if err != nil {
@@ -383,7 +391,7 @@ func (s *Store) list(ctx context.Context, f store.Filter, page store.PageRequest
 		}
 		defer rows.Close()
 		for rows.Next() {
-			dev, err := scanDevice(rows, nil, &st.events)
+			dev, err := scanDevice(rows, nil, &st.events, s.keys)
 			if err != nil {
 				return fmt.Errorf("read device: %w", err)
 			}

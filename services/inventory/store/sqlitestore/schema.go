@@ -84,4 +84,35 @@ CREATE INDEX parameters_instant ON parameters (tenant, path, instant) WHERE inst
 ALTER TABLE devices ADD COLUMN confirmed_paths TEXT NOT NULL DEFAULT '';
 ALTER TABLE devices ADD COLUMN confirmed_at INTEGER;
 `,
+	// 3: passwords sealed at rest (secrets.go): the ID of the key that
+	// sealed each password (NULL: in clear, from before), and the key
+	// every password was last sealed with.
+	`
+ALTER TABLE devices ADD COLUMN cr_password_key TEXT;
+ALTER TABLE devices ADD COLUMN cpe_password_key TEXT;
+CREATE TABLE secrets_state (
+	id     INTEGER PRIMARY KEY CHECK (id = 1),
+	key_id TEXT NOT NULL
+);
+`,
+	// 4: API tokens (tokens.go).
+	`
+CREATE TABLE api_tokens (
+	id          TEXT    NOT NULL PRIMARY KEY,
+	hash        TEXT    NOT NULL,
+	name        TEXT    NOT NULL,
+	role        INTEGER NOT NULL,
+	all_tenants INTEGER NOT NULL,
+	tenants     TEXT    NOT NULL,
+	creator     TEXT    NOT NULL,
+	created     INTEGER NOT NULL,
+	expires     INTEGER,
+	revoked     INTEGER
+) WITHOUT ROWID;
+CREATE TABLE api_token_tenants (
+	tenant   TEXT NOT NULL,
+	token_id TEXT NOT NULL,
+	PRIMARY KEY (tenant, token_id)
+) WITHOUT ROWID;
+`,
 }

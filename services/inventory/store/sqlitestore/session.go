@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/services/inventory/internal/storekit"
 	"github.com/fleetacs/fleetacs/services/inventory/store"
 )
@@ -39,7 +40,8 @@ type sessionState struct {
 	fullDiscovery int64
 	token         int64
 	crUser        *string
-	crPass        string
+	// crPass is the password as stored, under crKey (storedDevice).
+	crPass, crKey string
 	// confirmed is the digest of the entries the device's last diff
 	// confirmed (confirmDigest), when it confirmed any: a diff confirming
 	// the same values need not touch their rows at all.
@@ -90,28 +92,40 @@ func (c *sessionCache) delete(tenant, id string) {
 	delete(c.m, sessionKey{tenant, id})
 }
 
-func (st sessionState) public() store.SessionState {
+// public converts a state of device (tenant, id), opening its password:
+// the cache keeps it sealed, as stored, so that opening costs only the
+// sessions that read it.
+func (st sessionState) public(keys *secretbox.Keyring, tenant, id string) (store.SessionState, error) {
 	out := store.SessionState{
 		DataModelRoot: st.root,
 		FullDiscovery: fromMS(sql.NullInt64{Int64: st.fullDiscovery, Valid: st.fullDiscovery != 0}),
 		FencingToken:  uint64(st.token),
 	}
 	if st.crUser != nil {
-		out.ConnectionRequestCredentials = &store.Credentials{Username: *st.crUser, Password: st.crPass}
+		c, err := openStored(keys, tenant, id, storekit.FieldConnectionRequest, *st.crUser, st.crPass, st.crKey)
+		if err != nil {
+			return store.SessionState{}, err
+		}
+		out.ConnectionRequestCredentials = c
 	}
-	return out
+	return out, nil
 }
 
 // sessionStateSQL reads a sessionState from the database.
-const sessionStateSQL = `SELECT data_model_root, full_discovery, fencing_token, cr_username, cr_password FROM devices WHERE tenant = ? AND id = ?`
+const sessionStateSQL = `SELECT data_model_root, full_discovery, fencing_token, cr_username, cr_password, cr_password_key
+	FROM devices WHERE tenant = ? AND id = ?`
 
 // SessionState implements store.Store.
 func (s *Store) SessionState(ctx context.Context, tenant, id string) (store.SessionState, error) {
 	out, err := s.sessionState(ctx, tenant, id)
+	var pub store.SessionState
+	if err == nil {
+		pub, err = out.public(s.keys, tenant, id)
+	}
 	if err != nil {
 		return store.SessionState{}, fmt.Errorf("get session state of device %s/%s: %w", tenant, id, err)
 	}
-	return out.public(), nil
+	return pub, nil
 }
 
 func (s *Store) sessionState(ctx context.Context, tenant, id string) (sessionState, error) {
@@ -132,9 +146,10 @@ func (s *Store) sessionState(ctx context.Context, tenant, id string) (sessionSta
 		out            sessionState
 		full           sql.NullInt64
 		crUser, crPass sql.NullString
+		crKey          sql.NullString
 	)
 	// A primary-key lookup: not made cancellable, see get.
-	err = st.rs.session.QueryRowContext(context.WithoutCancel(ctx), tenant, id).Scan(&out.root, &full, &out.token, &crUser, &crPass)
+	err = st.rs.session.QueryRowContext(context.WithoutCancel(ctx), tenant, id).Scan(&out.root, &full, &out.token, &crUser, &crPass, &crKey)
 	if errors.Is(err, sql.ErrNoRows) {
 		return sessionState{}, store.ErrNotFound
 	}
@@ -143,7 +158,7 @@ func (s *Store) sessionState(ctx context.Context, tenant, id string) (sessionSta
 	}
 	out.fullDiscovery = full.Int64
 	if crUser.Valid {
-		out.crUser, out.crPass = &crUser.String, crPass.String
+		out.crUser, out.crPass, out.crKey = &crUser.String, crPass.String, crKey.String
 	}
 	return out, nil
 }
@@ -168,16 +183,16 @@ func confirmDigest(buf *[]byte, confirm []storekit.Update) [sha256.Size]byte {
 // sessionAfter is the state a diff leaves, from the stored row (cur) and
 // the plan.
 func sessionAfter(cur *storedDevice, p *storekit.Plan) sessionState {
-	st := sessionState{root: cur.root, fullDiscovery: cur.fullDiscovery, token: p.Token, crUser: cur.crUser, crPass: cur.crPass}
+	st := sessionState{root: cur.root, fullDiscovery: cur.fullDiscovery, token: p.Token, crUser: cur.crUser, crPass: cur.crPass, crKey: cur.crKey}
 	if r := p.Fields.DataModelRoot; r != nil {
 		st.root = *r
 	}
 	if !p.FullDiscovery.IsZero() {
 		st.fullDiscovery = p.FullDiscovery.UnixMilli()
 	}
-	if c := p.ConnectionRequestCredentials; c != nil {
+	if c := p.SealedConnectionRequest; c != nil {
 		user := c.Username
-		st.crUser, st.crPass = &user, c.Password
+		st.crUser, st.crPass, st.crKey = &user, sealedText(c), c.KeyID
 	}
 	return st
 }

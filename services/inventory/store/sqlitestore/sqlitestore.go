@@ -35,6 +35,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/services/inventory/internal/storekit"
 	"github.com/fleetacs/fleetacs/services/inventory/store"
 
@@ -60,11 +61,16 @@ type Config struct {
 	// in memory (see session.go), about 200 bytes each; 0 means 100,000,
 	// negative none.
 	SessionCache int
+	// Secrets seals the passwords the store keeps (storekit, "Passwords
+	// at rest"); Start loads it. Nil means the key file "secrets.key"
+	// beside the database file, created with a fresh key when missing.
+	Secrets *secretbox.Keyring
 }
 
 // Store is the SQLite store. Create it with New and call Start before use.
 type Store struct {
-	cfg Config
+	cfg  Config
+	keys *secretbox.Keyring
 
 	// mu guards st. Writers hold it shared while they enqueue, so that
 	// Close, holding it exclusively, never closes the queue under a send.
@@ -103,7 +109,11 @@ func New(cfg Config) *Store {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Store{cfg: cfg}
+	keys := cfg.Secrets
+	if keys == nil {
+		keys = secretbox.File(filepath.Join(filepath.Dir(cfg.Path), "secrets.key"), true)
+	}
+	return &Store{cfg: cfg, keys: keys}
 }
 
 func (s *Store) dsn(write bool) string {
@@ -130,8 +140,9 @@ func (s *Store) dsn(write bool) string {
 	return v + "&_query_only=1"
 }
 
-// Start opens the database, switches it to WAL, applies migrations and
-// starts the writer goroutine.
+// Start loads the secrets keyring, opens the database (readable by its
+// owner only), switches it to WAL, applies migrations, seals passwords
+// stored in clear or under a retired key, and starts the writer goroutine.
 func (s *Store) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -157,9 +168,15 @@ func (s *Store) open(ctx context.Context) (_ *state, err error) {
 		return nil, fmt.Errorf("path %q: %w", s.cfg.Path, store.ErrInvalidArgument)
 	}
 	if dir := filepath.Dir(s.cfg.Path); dir != "" {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create directory: %w", err)
 		}
+	}
+	if _, err := s.keys.Load(); err != nil {
+		return nil, err
+	}
+	if err := privateFiles(s.cfg.Path); err != nil {
+		return nil, fmt.Errorf("create database file: %w", err)
 	}
 	st := &state{}
 	defer func() {
@@ -175,6 +192,9 @@ func (s *Store) open(ctx context.Context) (_ *state, err error) {
 	st.wdb.SetConnMaxLifetime(0)
 	st.wdb.SetConnMaxIdleTime(0)
 	if err := migrate(ctx, st.wdb); err != nil {
+		return nil, err
+	}
+	if _, err := reseal(ctx, st.wdb, s.keys); err != nil {
 		return nil, err
 	}
 	w := &writer{
@@ -313,7 +333,16 @@ func (s *Store) ApplySessionDiff(ctx context.Context, tenant, id string, d store
 	if err != nil {
 		return false, fmt.Errorf("apply diff to %s/%s: %w", tenant, id, err)
 	}
+	if err := p.SealPlan(s.keys, tenant, id); err != nil {
+		return false, fmt.Errorf("apply diff to %s/%s: %w", tenant, id, err)
+	}
 	op := &diffOp{tenant: tenant, id: id, plan: p}
+	if c := p.SealedConnectionRequest; c != nil {
+		op.crPass = sealedText(c)
+	}
+	if c := p.SealedCPE; c != nil {
+		op.cpePass = sealedText(c)
+	}
 	if p.Inform != nil {
 		if op.events, err = eventsJSON(p.Inform.Events); err != nil {
 			return false, fmt.Errorf("apply diff to %s/%s: %w", tenant, id, err)
@@ -361,6 +390,26 @@ func (s *Store) tagOp(ctx context.Context, tenant, id string, tags []string, add
 		}
 		return w.changeTagsOp(tenant, id, now, nil, tags)
 	})
+}
+
+// SetCPECredentials implements store.Store.
+func (s *Store) SetCPECredentials(ctx context.Context, tenant, id string, c store.Credentials) error {
+	err := storekit.Key(tenant, id)
+	if err == nil {
+		err = storekit.CheckCredentials(c)
+	}
+	var sealed *storekit.Sealed
+	if err == nil {
+		sealed, err = storekit.Seal(s.keys, tenant, id, storekit.FieldCPE, &c)
+	}
+	if err == nil {
+		now := storekit.Time(s.cfg.Now()).UnixMilli()
+		err = s.submit(ctx, func(w *writer) error { return w.setCPECredentials(tenant, id, now, sealed) })
+	}
+	if err != nil {
+		return fmt.Errorf("set CPE credentials of %s/%s: %w", tenant, id, err)
+	}
+	return nil
 }
 
 // Delete implements store.Store.

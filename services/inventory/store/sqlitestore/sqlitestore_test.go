@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/fleetacs/fleetacs/pkg/apiauth"
+	"github.com/fleetacs/fleetacs/pkg/apiauth/apiauthtest"
 	"github.com/fleetacs/fleetacs/services/inventory/store"
 	"github.com/fleetacs/fleetacs/services/inventory/store/sqlitestore"
 	"github.com/fleetacs/fleetacs/services/inventory/storetest"
@@ -96,4 +98,8 @@ func TestStartFailsOnBadPath(t *testing.T) {
 	if err := sqlitestore.New(sqlitestore.Config{}).Start(t.Context()); !errors.Is(err, store.ErrInvalidArgument) {
 		t.Fatalf("Start with empty path: %v", err)
 	}
+}
+
+func TestTokenStoreContract(t *testing.T) {
+	apiauthtest.Run(t, func(t *testing.T) apiauth.TokenStore { return newStore(t).(*sqlitestore.Store) })
 }

@@ -71,6 +71,8 @@ const (
 	// INTERNAL: a bug or an unexpected failure; the message carries the trace
 	// ID to quote when reporting it, and no internals.
 	ErrorReason_INTERNAL_ERROR ErrorReason = 14
+	// NOT_FOUND: no API token in the caller's scope has this id.
+	ErrorReason_TOKEN_NOT_FOUND ErrorReason = 15
 )
 
 // Enum value maps for ErrorReason.
@@ -91,6 +93,7 @@ var (
 		12: "RATE_LIMITED",
 		13: "STORE_UNAVAILABLE",
 		14: "INTERNAL_ERROR",
+		15: "TOKEN_NOT_FOUND",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED": 0,
@@ -108,6 +111,7 @@ var (
 		"RATE_LIMITED":             12,
 		"STORE_UNAVAILABLE":        13,
 		"INTERNAL_ERROR":           14,
+		"TOKEN_NOT_FOUND":          15,
 	}
 )
 
@@ -142,7 +146,7 @@ var File_fleetacs_errors_v1_errors_proto protoreflect.FileDescriptor
 
 const file_fleetacs_errors_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x1ffleetacs/errors/v1/errors.proto\x12\x12fleetacs.errors.v1*\xcf\x02\n" +
+	"\x1ffleetacs/errors/v1/errors.proto\x12\x12fleetacs.errors.v1*\xe4\x02\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CREDENTIALS_MISSING\x10\x01\x12\x17\n" +
@@ -160,7 +164,8 @@ const file_fleetacs_errors_v1_errors_proto_rawDesc = "" +
 	"LEASE_LOST\x10\v\x12\x10\n" +
 	"\fRATE_LIMITED\x10\f\x12\x15\n" +
 	"\x11STORE_UNAVAILABLE\x10\r\x12\x12\n" +
-	"\x0eINTERNAL_ERROR\x10\x0eBDZBgithub.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1;errorsv1b\x06proto3"
+	"\x0eINTERNAL_ERROR\x10\x0e\x12\x13\n" +
+	"\x0fTOKEN_NOT_FOUND\x10\x0fBDZBgithub.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1;errorsv1b\x06proto3"
 
 var (
 	file_fleetacs_errors_v1_errors_proto_rawDescOnce sync.Once

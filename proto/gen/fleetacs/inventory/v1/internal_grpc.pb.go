@@ -32,8 +32,10 @@ const (
 // InventoryInternalService serves the other FleetACS services: session
 // workers read and write device state, gateways fetch the credentials CPEs
 // authenticate with, the notifier fetches connection-request targets. It
-// returns secrets, so it is served only to internal callers (service
-// identity over mTLS, or in-process), never on the public listener.
+// returns secrets, so it is served only to internal callers: on the
+// internal listener, to callers holding the internal credential (mutual
+// TLS or the shared internal token, docs/security.md), or in-process; never
+// on the public listener.
 //
 // Tenant is always required here: there is no caller tenant to default to.
 //
@@ -123,8 +125,10 @@ func (c *inventoryInternalServiceClient) GetConnectionRequestTarget(ctx context.
 // InventoryInternalService serves the other FleetACS services: session
 // workers read and write device state, gateways fetch the credentials CPEs
 // authenticate with, the notifier fetches connection-request targets. It
-// returns secrets, so it is served only to internal callers (service
-// identity over mTLS, or in-process), never on the public listener.
+// returns secrets, so it is served only to internal callers: on the
+// internal listener, to callers holding the internal credential (mutual
+// TLS or the shared internal token, docs/security.md), or in-process; never
+// on the public listener.
 //
 // Tenant is always required here: there is no caller tenant to default to.
 //

@@ -7,6 +7,7 @@
 package inventoryv1
 
 import (
+	_ "github.com/fleetacs/fleetacs/proto/gen/fleetacs/auth/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -868,11 +869,121 @@ func (*DeleteDeviceResponse) Descriptor() ([]byte, []int) {
 	return file_fleetacs_inventory_v1_inventory_proto_rawDescGZIP(), []int{11}
 }
 
+// SetCpeCredentialsRequest names a device and its new credentials.
+type SetCpeCredentialsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant of the device; see InventoryService for the empty value.
+	Tenant string `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Device key (Device.id).
+	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// User name the CPE presents: 1 to 256 characters.
+	Username string `protobuf:"bytes,3,opt,name=username,proto3" json:"username,omitempty"`
+	// Password the CPE presents: 1 to 256 characters.
+	Password      string `protobuf:"bytes,4,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetCpeCredentialsRequest) Reset() {
+	*x = SetCpeCredentialsRequest{}
+	mi := &file_fleetacs_inventory_v1_inventory_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetCpeCredentialsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetCpeCredentialsRequest) ProtoMessage() {}
+
+func (x *SetCpeCredentialsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_inventory_v1_inventory_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetCpeCredentialsRequest.ProtoReflect.Descriptor instead.
+func (*SetCpeCredentialsRequest) Descriptor() ([]byte, []int) {
+	return file_fleetacs_inventory_v1_inventory_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SetCpeCredentialsRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *SetCpeCredentialsRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SetCpeCredentialsRequest) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *SetCpeCredentialsRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+// SetCpeCredentialsResponse is empty on success.
+type SetCpeCredentialsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetCpeCredentialsResponse) Reset() {
+	*x = SetCpeCredentialsResponse{}
+	mi := &file_fleetacs_inventory_v1_inventory_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetCpeCredentialsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetCpeCredentialsResponse) ProtoMessage() {}
+
+func (x *SetCpeCredentialsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_inventory_v1_inventory_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetCpeCredentialsResponse.ProtoReflect.Descriptor instead.
+func (*SetCpeCredentialsResponse) Descriptor() ([]byte, []int) {
+	return file_fleetacs_inventory_v1_inventory_proto_rawDescGZIP(), []int{13}
+}
+
 var File_fleetacs_inventory_v1_inventory_proto protoreflect.FileDescriptor
 
 const file_fleetacs_inventory_v1_inventory_proto_rawDesc = "" +
 	"\n" +
-	"%fleetacs/inventory/v1/inventory.proto\x12\x15fleetacs.inventory.v1\x1a\"fleetacs/inventory/v1/device.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x01\n" +
+	"%fleetacs/inventory/v1/inventory.proto\x12\x15fleetacs.inventory.v1\x1a\x1bfleetacs/auth/v1/auth.proto\x1a\"fleetacs/inventory/v1/device.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x01\n" +
 	"\x10GetDeviceRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12H\n" +
@@ -925,7 +1036,13 @@ const file_fleetacs_inventory_v1_inventory_proto_rawDesc = "" +
 	"\x13DeleteDeviceRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"\x16\n" +
-	"\x14DeleteDeviceResponse*\x84\x02\n" +
+	"\x14DeleteDeviceResponse\"z\n" +
+	"\x18SetCpeCredentialsRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1a\n" +
+	"\busername\x18\x03 \x01(\tR\busername\x12\x1a\n" +
+	"\bpassword\x18\x04 \x01(\tR\bpassword\"\x1b\n" +
+	"\x19SetCpeCredentialsResponse*\x84\x02\n" +
 	"\x11ConditionOperator\x12\"\n" +
 	"\x1eCONDITION_OPERATOR_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15CONDITION_OPERATOR_EQ\x10\x01\x12\x19\n" +
@@ -934,14 +1051,15 @@ const file_fleetacs_inventory_v1_inventory_proto_rawDesc = "" +
 	"\x15CONDITION_OPERATOR_GT\x10\x04\x12\x1d\n" +
 	"\x19CONDITION_OPERATOR_EXISTS\x10\x05\x12!\n" +
 	"\x1dCONDITION_OPERATOR_NOT_EXISTS\x10\x06\x12\x1d\n" +
-	"\x19CONDITION_OPERATOR_PREFIX\x10\a2\xfe\x03\n" +
-	"\x10InventoryService\x12^\n" +
-	"\tGetDevice\x12'.fleetacs.inventory.v1.GetDeviceRequest\x1a(.fleetacs.inventory.v1.GetDeviceResponse\x12d\n" +
-	"\vListDevices\x12).fleetacs.inventory.v1.ListDevicesRequest\x1a*.fleetacs.inventory.v1.ListDevicesResponse\x12X\n" +
-	"\aAddTags\x12%.fleetacs.inventory.v1.AddTagsRequest\x1a&.fleetacs.inventory.v1.AddTagsResponse\x12a\n" +
+	"\x19CONDITION_OPERATOR_PREFIX\x10\a2\x9a\x05\n" +
+	"\x10InventoryService\x12d\n" +
+	"\tGetDevice\x12'.fleetacs.inventory.v1.GetDeviceRequest\x1a(.fleetacs.inventory.v1.GetDeviceResponse\"\x04\xc8\xf3\x18\x01\x12j\n" +
+	"\vListDevices\x12).fleetacs.inventory.v1.ListDevicesRequest\x1a*.fleetacs.inventory.v1.ListDevicesResponse\"\x04\xc8\xf3\x18\x01\x12^\n" +
+	"\aAddTags\x12%.fleetacs.inventory.v1.AddTagsRequest\x1a&.fleetacs.inventory.v1.AddTagsResponse\"\x04\xc8\xf3\x18\x02\x12g\n" +
 	"\n" +
-	"RemoveTags\x12(.fleetacs.inventory.v1.RemoveTagsRequest\x1a).fleetacs.inventory.v1.RemoveTagsResponse\x12g\n" +
-	"\fDeleteDevice\x12*.fleetacs.inventory.v1.DeleteDeviceRequest\x1a+.fleetacs.inventory.v1.DeleteDeviceResponseBJZHgithub.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1;inventoryv1b\x06proto3"
+	"RemoveTags\x12(.fleetacs.inventory.v1.RemoveTagsRequest\x1a).fleetacs.inventory.v1.RemoveTagsResponse\"\x04\xc8\xf3\x18\x02\x12m\n" +
+	"\fDeleteDevice\x12*.fleetacs.inventory.v1.DeleteDeviceRequest\x1a+.fleetacs.inventory.v1.DeleteDeviceResponse\"\x04\xc8\xf3\x18\x03\x12|\n" +
+	"\x11SetCpeCredentials\x12/.fleetacs.inventory.v1.SetCpeCredentialsRequest\x1a0.fleetacs.inventory.v1.SetCpeCredentialsResponse\"\x04\xc8\xf3\x18\x03BJZHgithub.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1;inventoryv1b\x06proto3"
 
 var (
 	file_fleetacs_inventory_v1_inventory_proto_rawDescOnce sync.Once
@@ -956,47 +1074,51 @@ func file_fleetacs_inventory_v1_inventory_proto_rawDescGZIP() []byte {
 }
 
 var file_fleetacs_inventory_v1_inventory_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fleetacs_inventory_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_fleetacs_inventory_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_fleetacs_inventory_v1_inventory_proto_goTypes = []any{
-	(ConditionOperator)(0),        // 0: fleetacs.inventory.v1.ConditionOperator
-	(*GetDeviceRequest)(nil),      // 1: fleetacs.inventory.v1.GetDeviceRequest
-	(*GetDeviceResponse)(nil),     // 2: fleetacs.inventory.v1.GetDeviceResponse
-	(*ListDevicesRequest)(nil),    // 3: fleetacs.inventory.v1.ListDevicesRequest
-	(*DeviceFilter)(nil),          // 4: fleetacs.inventory.v1.DeviceFilter
-	(*ParameterCondition)(nil),    // 5: fleetacs.inventory.v1.ParameterCondition
-	(*ListDevicesResponse)(nil),   // 6: fleetacs.inventory.v1.ListDevicesResponse
-	(*AddTagsRequest)(nil),        // 7: fleetacs.inventory.v1.AddTagsRequest
-	(*AddTagsResponse)(nil),       // 8: fleetacs.inventory.v1.AddTagsResponse
-	(*RemoveTagsRequest)(nil),     // 9: fleetacs.inventory.v1.RemoveTagsRequest
-	(*RemoveTagsResponse)(nil),    // 10: fleetacs.inventory.v1.RemoveTagsResponse
-	(*DeleteDeviceRequest)(nil),   // 11: fleetacs.inventory.v1.DeleteDeviceRequest
-	(*DeleteDeviceResponse)(nil),  // 12: fleetacs.inventory.v1.DeleteDeviceResponse
-	(*ParameterSelector)(nil),     // 13: fleetacs.inventory.v1.ParameterSelector
-	(*Device)(nil),                // 14: fleetacs.inventory.v1.Device
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(ConditionOperator)(0),            // 0: fleetacs.inventory.v1.ConditionOperator
+	(*GetDeviceRequest)(nil),          // 1: fleetacs.inventory.v1.GetDeviceRequest
+	(*GetDeviceResponse)(nil),         // 2: fleetacs.inventory.v1.GetDeviceResponse
+	(*ListDevicesRequest)(nil),        // 3: fleetacs.inventory.v1.ListDevicesRequest
+	(*DeviceFilter)(nil),              // 4: fleetacs.inventory.v1.DeviceFilter
+	(*ParameterCondition)(nil),        // 5: fleetacs.inventory.v1.ParameterCondition
+	(*ListDevicesResponse)(nil),       // 6: fleetacs.inventory.v1.ListDevicesResponse
+	(*AddTagsRequest)(nil),            // 7: fleetacs.inventory.v1.AddTagsRequest
+	(*AddTagsResponse)(nil),           // 8: fleetacs.inventory.v1.AddTagsResponse
+	(*RemoveTagsRequest)(nil),         // 9: fleetacs.inventory.v1.RemoveTagsRequest
+	(*RemoveTagsResponse)(nil),        // 10: fleetacs.inventory.v1.RemoveTagsResponse
+	(*DeleteDeviceRequest)(nil),       // 11: fleetacs.inventory.v1.DeleteDeviceRequest
+	(*DeleteDeviceResponse)(nil),      // 12: fleetacs.inventory.v1.DeleteDeviceResponse
+	(*SetCpeCredentialsRequest)(nil),  // 13: fleetacs.inventory.v1.SetCpeCredentialsRequest
+	(*SetCpeCredentialsResponse)(nil), // 14: fleetacs.inventory.v1.SetCpeCredentialsResponse
+	(*ParameterSelector)(nil),         // 15: fleetacs.inventory.v1.ParameterSelector
+	(*Device)(nil),                    // 16: fleetacs.inventory.v1.Device
+	(*timestamppb.Timestamp)(nil),     // 17: google.protobuf.Timestamp
 }
 var file_fleetacs_inventory_v1_inventory_proto_depIdxs = []int32{
-	13, // 0: fleetacs.inventory.v1.GetDeviceRequest.parameters:type_name -> fleetacs.inventory.v1.ParameterSelector
-	14, // 1: fleetacs.inventory.v1.GetDeviceResponse.device:type_name -> fleetacs.inventory.v1.Device
+	15, // 0: fleetacs.inventory.v1.GetDeviceRequest.parameters:type_name -> fleetacs.inventory.v1.ParameterSelector
+	16, // 1: fleetacs.inventory.v1.GetDeviceResponse.device:type_name -> fleetacs.inventory.v1.Device
 	4,  // 2: fleetacs.inventory.v1.ListDevicesRequest.filter:type_name -> fleetacs.inventory.v1.DeviceFilter
-	13, // 3: fleetacs.inventory.v1.ListDevicesRequest.parameters:type_name -> fleetacs.inventory.v1.ParameterSelector
-	15, // 4: fleetacs.inventory.v1.DeviceFilter.last_inform_after:type_name -> google.protobuf.Timestamp
-	15, // 5: fleetacs.inventory.v1.DeviceFilter.last_inform_before:type_name -> google.protobuf.Timestamp
+	15, // 3: fleetacs.inventory.v1.ListDevicesRequest.parameters:type_name -> fleetacs.inventory.v1.ParameterSelector
+	17, // 4: fleetacs.inventory.v1.DeviceFilter.last_inform_after:type_name -> google.protobuf.Timestamp
+	17, // 5: fleetacs.inventory.v1.DeviceFilter.last_inform_before:type_name -> google.protobuf.Timestamp
 	5,  // 6: fleetacs.inventory.v1.DeviceFilter.parameter_conditions:type_name -> fleetacs.inventory.v1.ParameterCondition
 	0,  // 7: fleetacs.inventory.v1.ParameterCondition.operator:type_name -> fleetacs.inventory.v1.ConditionOperator
-	14, // 8: fleetacs.inventory.v1.ListDevicesResponse.devices:type_name -> fleetacs.inventory.v1.Device
+	16, // 8: fleetacs.inventory.v1.ListDevicesResponse.devices:type_name -> fleetacs.inventory.v1.Device
 	1,  // 9: fleetacs.inventory.v1.InventoryService.GetDevice:input_type -> fleetacs.inventory.v1.GetDeviceRequest
 	3,  // 10: fleetacs.inventory.v1.InventoryService.ListDevices:input_type -> fleetacs.inventory.v1.ListDevicesRequest
 	7,  // 11: fleetacs.inventory.v1.InventoryService.AddTags:input_type -> fleetacs.inventory.v1.AddTagsRequest
 	9,  // 12: fleetacs.inventory.v1.InventoryService.RemoveTags:input_type -> fleetacs.inventory.v1.RemoveTagsRequest
 	11, // 13: fleetacs.inventory.v1.InventoryService.DeleteDevice:input_type -> fleetacs.inventory.v1.DeleteDeviceRequest
-	2,  // 14: fleetacs.inventory.v1.InventoryService.GetDevice:output_type -> fleetacs.inventory.v1.GetDeviceResponse
-	6,  // 15: fleetacs.inventory.v1.InventoryService.ListDevices:output_type -> fleetacs.inventory.v1.ListDevicesResponse
-	8,  // 16: fleetacs.inventory.v1.InventoryService.AddTags:output_type -> fleetacs.inventory.v1.AddTagsResponse
-	10, // 17: fleetacs.inventory.v1.InventoryService.RemoveTags:output_type -> fleetacs.inventory.v1.RemoveTagsResponse
-	12, // 18: fleetacs.inventory.v1.InventoryService.DeleteDevice:output_type -> fleetacs.inventory.v1.DeleteDeviceResponse
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
+	13, // 14: fleetacs.inventory.v1.InventoryService.SetCpeCredentials:input_type -> fleetacs.inventory.v1.SetCpeCredentialsRequest
+	2,  // 15: fleetacs.inventory.v1.InventoryService.GetDevice:output_type -> fleetacs.inventory.v1.GetDeviceResponse
+	6,  // 16: fleetacs.inventory.v1.InventoryService.ListDevices:output_type -> fleetacs.inventory.v1.ListDevicesResponse
+	8,  // 17: fleetacs.inventory.v1.InventoryService.AddTags:output_type -> fleetacs.inventory.v1.AddTagsResponse
+	10, // 18: fleetacs.inventory.v1.InventoryService.RemoveTags:output_type -> fleetacs.inventory.v1.RemoveTagsResponse
+	12, // 19: fleetacs.inventory.v1.InventoryService.DeleteDevice:output_type -> fleetacs.inventory.v1.DeleteDeviceResponse
+	14, // 20: fleetacs.inventory.v1.InventoryService.SetCpeCredentials:output_type -> fleetacs.inventory.v1.SetCpeCredentialsResponse
+	15, // [15:21] is the sub-list for method output_type
+	9,  // [9:15] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
 	9,  // [9:9] is the sub-list for extension extendee
 	0,  // [0:9] is the sub-list for field type_name
@@ -1014,7 +1136,7 @@ func file_fleetacs_inventory_v1_inventory_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fleetacs_inventory_v1_inventory_proto_rawDesc), len(file_fleetacs_inventory_v1_inventory_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,11 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	InventoryService_GetDevice_FullMethodName    = "/fleetacs.inventory.v1.InventoryService/GetDevice"
-	InventoryService_ListDevices_FullMethodName  = "/fleetacs.inventory.v1.InventoryService/ListDevices"
-	InventoryService_AddTags_FullMethodName      = "/fleetacs.inventory.v1.InventoryService/AddTags"
-	InventoryService_RemoveTags_FullMethodName   = "/fleetacs.inventory.v1.InventoryService/RemoveTags"
-	InventoryService_DeleteDevice_FullMethodName = "/fleetacs.inventory.v1.InventoryService/DeleteDevice"
+	InventoryService_GetDevice_FullMethodName         = "/fleetacs.inventory.v1.InventoryService/GetDevice"
+	InventoryService_ListDevices_FullMethodName       = "/fleetacs.inventory.v1.InventoryService/ListDevices"
+	InventoryService_AddTags_FullMethodName           = "/fleetacs.inventory.v1.InventoryService/AddTags"
+	InventoryService_RemoveTags_FullMethodName        = "/fleetacs.inventory.v1.InventoryService/RemoveTags"
+	InventoryService_DeleteDevice_FullMethodName      = "/fleetacs.inventory.v1.InventoryService/DeleteDevice"
+	InventoryService_SetCpeCredentials_FullMethodName = "/fleetacs.inventory.v1.InventoryService/SetCpeCredentials"
 )
 
 // InventoryServiceClient is the client API for InventoryService service.
@@ -33,7 +34,8 @@ const (
 // InventoryService is the public inventory API. Every call needs
 // credentials (bearer token or mTLS) scoped to one or more tenants and a
 // role; reads need the viewer role, tag changes the operator role, deletion
-// the admin role. Errors carry a google.rpc.ErrorInfo with domain "fleetacs"
+// and device credentials the admin role (each method's required_role).
+// Errors carry a google.rpc.ErrorInfo with domain "fleetacs"
 // and a reason from fleetacs.errors.v1.ErrorReason (proto/errors.md).
 //
 // Every request names a tenant. An empty tenant selects the caller's tenant
@@ -55,6 +57,16 @@ type InventoryServiceClient interface {
 	// DeleteDevice removes a device and its parameter tree. A device that
 	// informs again is registered anew (as after a first contact).
 	DeleteDevice(ctx context.Context, in *DeleteDeviceRequest, opts ...grpc.CallOption) (*DeleteDeviceResponse, error)
+	// SetCpeCredentials sets the per-device credentials the CPE must present
+	// to the ACS from now on (its ManagementServer.Username and Password),
+	// replacing any it had. Once a device has them, the gateway no longer
+	// accepts the shared onboarding credentials for it. The password is
+	// write-only: no method returns it, and the inventory keeps it encrypted.
+	// The device must exist (NOT_FOUND / DEVICE_NOT_FOUND otherwise);
+	// INVALID_ARGUMENT / INVALID_FIELD for an empty user name or password.
+	// Setting the CPE's own ManagementServer.Password to match is up to the
+	// operator (or a preset); until then the CPE cannot authenticate.
+	SetCpeCredentials(ctx context.Context, in *SetCpeCredentialsRequest, opts ...grpc.CallOption) (*SetCpeCredentialsResponse, error)
 }
 
 type inventoryServiceClient struct {
@@ -115,6 +127,16 @@ func (c *inventoryServiceClient) DeleteDevice(ctx context.Context, in *DeleteDev
 	return out, nil
 }
 
+func (c *inventoryServiceClient) SetCpeCredentials(ctx context.Context, in *SetCpeCredentialsRequest, opts ...grpc.CallOption) (*SetCpeCredentialsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetCpeCredentialsResponse)
+	err := c.cc.Invoke(ctx, InventoryService_SetCpeCredentials_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InventoryServiceServer is the server API for InventoryService service.
 // All implementations must embed UnimplementedInventoryServiceServer
 // for forward compatibility.
@@ -122,7 +144,8 @@ func (c *inventoryServiceClient) DeleteDevice(ctx context.Context, in *DeleteDev
 // InventoryService is the public inventory API. Every call needs
 // credentials (bearer token or mTLS) scoped to one or more tenants and a
 // role; reads need the viewer role, tag changes the operator role, deletion
-// the admin role. Errors carry a google.rpc.ErrorInfo with domain "fleetacs"
+// and device credentials the admin role (each method's required_role).
+// Errors carry a google.rpc.ErrorInfo with domain "fleetacs"
 // and a reason from fleetacs.errors.v1.ErrorReason (proto/errors.md).
 //
 // Every request names a tenant. An empty tenant selects the caller's tenant
@@ -144,6 +167,16 @@ type InventoryServiceServer interface {
 	// DeleteDevice removes a device and its parameter tree. A device that
 	// informs again is registered anew (as after a first contact).
 	DeleteDevice(context.Context, *DeleteDeviceRequest) (*DeleteDeviceResponse, error)
+	// SetCpeCredentials sets the per-device credentials the CPE must present
+	// to the ACS from now on (its ManagementServer.Username and Password),
+	// replacing any it had. Once a device has them, the gateway no longer
+	// accepts the shared onboarding credentials for it. The password is
+	// write-only: no method returns it, and the inventory keeps it encrypted.
+	// The device must exist (NOT_FOUND / DEVICE_NOT_FOUND otherwise);
+	// INVALID_ARGUMENT / INVALID_FIELD for an empty user name or password.
+	// Setting the CPE's own ManagementServer.Password to match is up to the
+	// operator (or a preset); until then the CPE cannot authenticate.
+	SetCpeCredentials(context.Context, *SetCpeCredentialsRequest) (*SetCpeCredentialsResponse, error)
 	mustEmbedUnimplementedInventoryServiceServer()
 }
 
@@ -168,6 +201,9 @@ func (UnimplementedInventoryServiceServer) RemoveTags(context.Context, *RemoveTa
 }
 func (UnimplementedInventoryServiceServer) DeleteDevice(context.Context, *DeleteDeviceRequest) (*DeleteDeviceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteDevice not implemented")
+}
+func (UnimplementedInventoryServiceServer) SetCpeCredentials(context.Context, *SetCpeCredentialsRequest) (*SetCpeCredentialsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetCpeCredentials not implemented")
 }
 func (UnimplementedInventoryServiceServer) mustEmbedUnimplementedInventoryServiceServer() {}
 func (UnimplementedInventoryServiceServer) testEmbeddedByValue()                          {}
@@ -280,6 +316,24 @@ func _InventoryService_DeleteDevice_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _InventoryService_SetCpeCredentials_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetCpeCredentialsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServiceServer).SetCpeCredentials(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryService_SetCpeCredentials_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServiceServer).SetCpeCredentials(ctx, req.(*SetCpeCredentialsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // InventoryService_ServiceDesc is the grpc.ServiceDesc for InventoryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -306,6 +360,10 @@ var InventoryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteDevice",
 			Handler:    _InventoryService_DeleteDevice_Handler,
+		},
+		{
+			MethodName: "SetCpeCredentials",
+			Handler:    _InventoryService_SetCpeCredentials_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
