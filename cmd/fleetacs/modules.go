@@ -21,6 +21,7 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/grpcinproc"
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
+	"github.com/fleetacs/fleetacs/pkg/authstate"
 	"github.com/fleetacs/fleetacs/pkg/lifecycle"
 	"github.com/fleetacs/fleetacs/pkg/natsembed"
 	"github.com/fleetacs/fleetacs/pkg/telemetry"
@@ -61,6 +62,9 @@ type shared struct {
 	// is known to the cluster (bound and advertised).
 	ownAddrs  map[string]bool
 	store     affinity.Store
+	// authState is the gateways' shared authentication state (nonce
+	// counts, failure back-off), on the same Redis as store.
+	authState authstate.Store
 	inventory grpc.ClientConnInterface
 }
 
@@ -184,6 +188,7 @@ func buildAffinity(a *app) (lifecycle.Service, error) {
 			return nil, errors.New("gateway and sessions in different processes share session routing and device leases through Redis: set -redis.addr")
 		}
 		a.shared.store = affinity.NewMemory(nil).Store()
+		a.shared.authState = authstate.NewMemory(nil, 0)
 		return waitService(nil), nil
 	}
 	client := redis.NewClient(&redis.Options{
@@ -199,6 +204,7 @@ func buildAffinity(a *app) (lifecycle.Service, error) {
 		Protocol: 2,
 	})
 	a.shared.store = affinity.NewRedis(client, a.opts.RedisPrefix, nil).Store()
+	a.shared.authState = authstate.NewRedis(client, a.opts.RedisPrefix, nil)
 	return waitService(client.Close), nil
 }
 
@@ -319,6 +325,8 @@ func buildGateway(a *app) (lifecycle.Service, error) {
 		Affinity:       a.shared.store.Affinity,
 		Leases:         a.shared.store.Leases,
 		Credentials:    gateway.InventoryCredentials{Client: inventoryv1.NewInventoryInternalServiceClient(a.shared.inventory)},
+		NonceCounts:    a.shared.authState,
+		AuthGuard:      a.shared.authState,
 		Health:         a.health,
 		TracerProvider: a.telemetry.Tracer,
 		MeterProvider:  a.telemetry.Meter,

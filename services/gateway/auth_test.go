@@ -56,22 +56,22 @@ func TestNonceFreshStaleForged(t *testing.T) {
 	n := nonceMinter{secret: []byte("k"), realm: "FleetACS", lifetime: time.Minute}
 	t0 := time.Unix(1_700_000_000, 0)
 	nonce := n.mint(t0)
-	if got := n.check(nonce, t0.Add(59*time.Second)); got != nonceFresh {
-		t.Fatalf("within lifetime: %v", got)
+	if got, exp := n.check(nonce, t0.Add(59*time.Second)); got != nonceFresh || !exp.Equal(t0.Add(time.Minute+nonceSkew)) {
+		t.Fatalf("within lifetime: %v, counts kept until %v", got, exp)
 	}
-	if got := n.check(nonce, t0.Add(61*time.Second)); got != nonceStale {
+	if got, _ := n.check(nonce, t0.Add(61*time.Second)); got != nonceStale {
 		t.Fatalf("after lifetime: %v", got)
 	}
 	other := nonceMinter{secret: []byte("other"), realm: "FleetACS", lifetime: time.Minute}
-	if got := other.check(nonce, t0); got != nonceInvalid {
+	if got, _ := other.check(nonce, t0); got != nonceInvalid {
 		t.Fatalf("another secret accepted the nonce: %v", got)
 	}
 	raw, _ := base64.RawURLEncoding.DecodeString(nonce)
 	raw[0] ^= 1 // move the issue time
-	if got := n.check(base64.RawURLEncoding.EncodeToString(raw), t0); got != nonceInvalid {
+	if got, _ := n.check(base64.RawURLEncoding.EncodeToString(raw), t0); got != nonceInvalid {
 		t.Fatalf("tampered nonce: %v", got)
 	}
-	if got := n.check("not a nonce", t0); got != nonceInvalid {
+	if got, _ := n.check("not a nonce", t0); got != nonceInvalid {
 		t.Fatalf("garbage nonce: %v", got)
 	}
 }
@@ -267,20 +267,27 @@ func TestDerivedOnboardingCredentials(t *testing.T) {
 	cfg.AuthSharedUsername, cfg.AuthSharedPassword = "", ""
 	cfg.AuthOnboardingSecret = "factory-secret"
 	h := startGateway(t, cfg, nil)
-	c := dialCPE(t, h.addr)
-	first := c.post(informBody(t, "SN1", "0 BOOTSTRAP"))
-	for _, user := range []string{"SN1", "00d09e-sn1"} {
+	try := func(serial, user string) int {
+		c := dialCPE(t, h.addr)
 		d := &digestClient{user: user, pass: DerivePassword("factory-secret", user)}
-		d.learn(t, first)
-		if a := c.post(informBody(t, "SN1", "0 BOOTSTRAP"), d.header("/cwmp")); a.StatusCode != http.StatusOK {
-			t.Fatalf("derived credentials of %q: %d", user, a.StatusCode)
+		d.learn(t, c.post(informBody(t, serial, "0 BOOTSTRAP")))
+		return c.post(informBody(t, serial, "0 BOOTSTRAP"), d.header("/cwmp")).StatusCode
+	}
+	for _, user := range []string{"SN1", "00D09E-SN1", testDeviceKey("SN1")} {
+		if got := try("SN1", user); got != http.StatusOK {
+			t.Fatalf("derived credentials of %q: %d", user, got)
 		}
 	}
 	// SN2's derived password, presented by a device claiming to be SN1.
-	d := &digestClient{user: "SN2", pass: DerivePassword("factory-secret", "SN2")}
-	d.learn(t, first)
-	if a := c.post(informBody(t, "SN1", "0 BOOTSTRAP"), d.header("/cwmp")); a.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("another device's derived credentials: %d", a.StatusCode)
+	if got := try("SN1", "SN2"); got != http.StatusUnauthorized {
+		t.Fatalf("another device's derived credentials: %d", got)
+	}
+	// User names compare exactly: the derived password of "sn1" (another
+	// serial number as far as anyone knows) does not open SN1's session.
+	for _, user := range []string{"sn1", "00d09e-SN1", strings.ToLower(testDeviceKey("SN1"))} {
+		if got := try("SN1", user); got != http.StatusUnauthorized {
+			t.Fatalf("derived credentials of %q for SN1: %d, want 401", user, got)
+		}
 	}
 	if len(DerivePassword("s", "u")) != 64 {
 		t.Fatal("derived password is not 64 hex characters")
@@ -398,8 +405,8 @@ func TestTLSBasicAndClientCertificate(t *testing.T) {
 // failingCredentials is a credentials store that is down.
 type failingCredentials struct{}
 
-func (failingCredentials) CPECredentials(context.Context, string, string) (Credential, bool, error) {
-	return Credential{}, false, errors.New("inventory unreachable")
+func (failingCredentials) CPECredentials(context.Context, string, string) (DeviceCredentials, error) {
+	return DeviceCredentials{}, errors.New("inventory unreachable")
 }
 
 func TestCredentialStoreDown(t *testing.T) {

@@ -168,7 +168,7 @@ func runSession(t *testing.T, post func(body []byte) answer) {
 	t.Helper()
 	a := post(nil)
 	if a.StatusCode != http.StatusOK || !strings.Contains(string(a.body), "GetParameterValues") {
-		t.Fatalf("empty POST: %d %s", a.StatusCode, a.body)
+		t.Fatalf("empty POST: %d %s %q", a.StatusCode, a.body, a.Header)
 	}
 	if a := post(gpvResponseBody(t)); a.StatusCode != http.StatusNoContent || len(a.body) != 0 {
 		t.Fatalf("GetParameterValuesResponse: %d %s", a.StatusCode, a.body)
@@ -295,7 +295,7 @@ func TestWorkerKeepsRecords(t *testing.T) {
 }
 
 func TestEmptyPOSTOutsideSession(t *testing.T) {
-	h := startGateway(t, testConfig(), nil)
+	h := startGateway(t, anonymousConfig(), nil)
 	c := dialCPE(t, h.addr)
 	if a := c.post(nil); a.StatusCode != http.StatusNoContent {
 		t.Fatalf("empty POST: %d", a.StatusCode)
