@@ -300,6 +300,8 @@ type tlsFiles struct {
 	caFile, certFile, keyFile string
 	caPool                    *x509.CertPool
 	client                    tls.Certificate
+	// client2 has common name "cpe-SN2".
+	client2 tls.Certificate
 }
 
 func writeTLSFiles(t *testing.T) tlsFiles {
@@ -347,6 +349,8 @@ func writeTLSFiles(t *testing.T) tlsFiles {
 	f.keyFile = write("server-key.pem", "EC PRIVATE KEY", kb)
 	cliDER, cliKey := issue(3, "cpe-SN1", x509.ExtKeyUsageClientAuth, nil)
 	f.client = tls.Certificate{Certificate: [][]byte{cliDER}, PrivateKey: cliKey}
+	cli2DER, cli2Key := issue(4, "cpe-SN2", x509.ExtKeyUsageClientAuth, nil)
+	f.client2 = tls.Certificate{Certificate: [][]byte{cli2DER}, PrivateKey: cli2Key}
 	f.caPool = x509.NewCertPool()
 	f.caPool.AddCert(ca)
 	return f
@@ -354,9 +358,18 @@ func writeTLSFiles(t *testing.T) tlsFiles {
 
 func dialTLS(t *testing.T, addr string, f tlsFiles, withCert bool) *cpeConn {
 	t.Helper()
-	tc := &tls.Config{RootCAs: f.caPool, ServerName: "127.0.0.1"}
 	if withCert {
-		tc.Certificates = []tls.Certificate{f.client}
+		return dialTLSWith(t, addr, f, &f.client)
+	}
+	return dialTLSWith(t, addr, f, nil)
+}
+
+// dialTLSWith opens a TLS connection presenting cert (none when nil).
+func dialTLSWith(t *testing.T, addr string, f tlsFiles, cert *tls.Certificate) *cpeConn {
+	t.Helper()
+	tc := &tls.Config{RootCAs: f.caPool, ServerName: "127.0.0.1"}
+	if cert != nil {
+		tc.Certificates = []tls.Certificate{*cert}
 	}
 	c, err := tls.Dial("tcp", addr, tc)
 	if err != nil {

@@ -183,17 +183,20 @@ func (s *Service) refuseBinding(ctx context.Context, q *request, rec SessionReco
 
 // emptyOutsideSession answers an empty POST that belongs to no session:
 // some CPEs send one after their session ended, and some stacks send one
-// first to get their Digest challenge. Whatever else is open from the
-// address, it is challenged when credentials are required, and answered
-// 204 once they are right (docs/protocol.md §4.1).
+// first to get their Digest challenge (docs/protocol.md §4.1). Whatever
+// else is open from the address, it is challenged when credentials are
+// required and the request carries none, and answered 204 once it carries
+// some.
+//
+// Those credentials are not checked: an empty POST names no device, so
+// per-device credentials could not be checked at all, and the 204 opens
+// nothing and tells nothing. Checking the shared ones alone would only
+// offer one more place to guess passwords.
 func (s *Service) emptyOutsideSession(ctx context.Context, q *request) int {
-	res, err := s.auth.authenticate(ctx, q.r, authInput{tls: q.tls, source: q.ip, tenant: q.tenant})
-	if err != nil {
-		s.log(ctx, slog.LevelError, "CPE credentials unavailable", q, slog.Any("err", err))
-		return s.unavailable(q)
-	}
-	if res.verdict != verdictOK {
-		return s.refuseAuth(ctx, q, res)
+	if _, kind := presentedPrincipal(q.r); kind == credsNone && !s.cfg.AuthAnonymous {
+		s.log(ctx, slog.LevelDebug, "empty POST outside any session; challenging", q)
+		s.auth.challenge(q.w, q.tls, false)
+		return http.StatusUnauthorized
 	}
 	q.w.Header().Set("Content-Length", "0")
 	q.w.WriteHeader(http.StatusNoContent)
