@@ -67,6 +67,16 @@ func TestConfigValidateRejects(t *testing.T) {
 		"trusted proxies":    func(c *Config) { c.TrustedProxies = "10.0.0.0/33" },
 		"exchange vs write":  func(c *Config) { c.ExchangeTimeout = c.WriteTimeout },
 		"realm with a quote": func(c *Config) { c.AuthRealm = `a"b` },
+		"shared scope":       func(c *Config) { c.AuthSharedScope = "some" },
+		"onboarding window":  func(c *Config) { c.AuthOnboardingWindow = 0 },
+		"negative failures":  func(c *Config) { c.AuthFailuresPerUser = -1 },
+		"backoff order":      func(c *Config) { c.AuthBackoffMax = c.AuthBackoffBase / 2 },
+		"backoff too long":   func(c *Config) { c.AuthBackoffMax = 48 * time.Hour },
+		"failure memory":     func(c *Config) { c.AuthFailureMemory = 0 },
+		"known source ttl":   func(c *Config) { c.AuthKnownSourceTTL = 0 },
+		"conn failures":      func(c *Config) { c.AuthConnFailures = 0 },
+		"acs host url":       func(c *Config) { c.ACSHostNames = "http://acs.example/" },
+		"acs host port":      func(c *Config) { c.ACSHostNames = "acs.example:99999" },
 	} {
 		c := DefaultConfig()
 		edit(&c)

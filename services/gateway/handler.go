@@ -83,7 +83,8 @@ func (s *Service) log(ctx context.Context, level slog.Level, msg string, q *requ
 
 // Handler returns the CWMP HTTP handler. Served outside Run (without its
 // connection bookkeeping), every request behaves as if it came on a new
-// connection.
+// connection, and leases orphaned by store failures are left to expire
+// (their background release runs with Run).
 func (s *Service) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
 func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
