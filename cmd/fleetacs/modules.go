@@ -60,8 +60,8 @@ type shared struct {
 	registrar grpc.ServiceRegistrar
 	// ownAddrs are the addresses under which this process's gRPC server
 	// is known to the cluster (bound and advertised).
-	ownAddrs  map[string]bool
-	store     affinity.Store
+	ownAddrs map[string]bool
+	store    affinity.Store
 	// authState is the gateways' shared authentication state (nonce
 	// counts, failure back-off), on the same Redis as store.
 	authState authstate.Store
