@@ -4,18 +4,65 @@
 # builds what the tests need first (scripts/ensure-test-deps.sh), so it works
 # on a fresh Debian machine with Go installed.
 #
+# Every module's tests run under go test -timeout (its line in
+# module_timeout below), and the whole run under a budget: a module starts
+# only while budget is left, and its -timeout never outlasts what is left.
+# A stuck test thus fails with its goroutines dumped, and a run on a
+# machine too loaded to finish fails in bounded time, saying so.
+#
 # Environment:
 #   FUZZTIME   how long each fuzz target runs (default 10s under CI, else 0 = skip fuzzing)
 #   TESTFLAGS  extra flags for go test (e.g. -short, -run=Decode)
+#   FLEETACS_TEST_BUDGET   time allowed for the whole run (default 30m; Go duration: 45m, 1h, 90s)
 #   FLEETACS_TEST_REDIS_ADDR / FLEETACS_TEST_NATS_URL / FLEETACS_TEST_MONGODB_URI
 #              use these running servers instead of starting private ones
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
+# seconds converts a Go-style duration (1h30m, 45m, 90s) to seconds.
+seconds() {
+	local d=$1 total=0 n unit
+	while [[ $d =~ ^([0-9]+)([hms])(.*)$ ]]; do
+		n=${BASH_REMATCH[1]} unit=${BASH_REMATCH[2]} d=${BASH_REMATCH[3]}
+		case $unit in
+		h) total=$((total + n * 3600)) ;;
+		m) total=$((total + n * 60)) ;;
+		s) total=$((total + n)) ;;
+		esac
+	done
+	if [ -n "$d" ] || [ "$total" -eq 0 ]; then
+		echo "test.sh: cannot read duration $1" >&2
+		exit 2
+	fi
+	echo "$total"
+}
+
+budget=$(seconds "${FLEETACS_TEST_BUDGET:-30m}")
+
+# module_timeout is the go test -timeout of a module's test binaries: three
+# to five times what its slowest package took on the shared 2-core
+# development machine at a load average of 10 to 17 (cmd/fleetacs 88-93s,
+# services/inventory's MongoDB store on FerretDB 91-169s, cmd/fleetctl
+# 12-28s, pkg/cwmp 25s, the rest under 12s); the default covers the small
+# modules.
+module_timeout() {
+	case ${1#"$root"/} in
+	cmd/fleetacs) echo 480 ;;
+	services/inventory) echo 600 ;;
+	services/sessions | tools/cpesim | cmd/fleetctl) echo 240 ;;
+	*) echo 180 ;;
+	esac
+}
+
 if [ -x scripts/ensure-test-deps.sh ]; then
 	scripts/ensure-test-deps.sh || { echo "ensure-test-deps failed" >&2; exit 1; }
 fi
+if [ -x scripts/proto-tools.sh ]; then
+	scripts/proto-tools.sh || { echo "proto-tools failed" >&2; exit 1; }
+fi
+# The budget counts from here: installing the tools above happens once.
+started=$SECONDS
 
 status=0
 fail() { echo "FAIL: $*" >&2; status=1; }
@@ -38,13 +85,23 @@ fi
 
 echo "== go test -race"
 for dir in $modules; do
+	left=$((budget - (SECONDS - started)))
+	if [ "$left" -le 0 ]; then
+		fail "test budget of ${FLEETACS_TEST_BUDGET:-30m} spent before the tests in ${dir#$root/} (FLEETACS_TEST_BUDGET)"
+		break
+	fi
+	limit=$(module_timeout "$dir")
+	[ "$left" -lt "$limit" ] && limit=$left
 	# shellcheck disable=SC2086
-	(cd "$dir" && go test -race -count=1 ${TESTFLAGS:-} ./...) || fail "tests in ${dir#$root/}"
+	(cd "$dir" && go test -race -count=1 -timeout="${limit}s" ${TESTFLAGS:-} ./...) || fail "tests in ${dir#$root/} (-timeout ${limit}s)"
 done
+echo "== tests took $((SECONDS - started))s of a ${FLEETACS_TEST_BUDGET:-30m} budget"
 
 fuzztime=${FUZZTIME:-}
 if [ -z "$fuzztime" ] && [ "${CI:-}" = "true" ]; then fuzztime=10s; fi
-if [ -n "$fuzztime" ] && [ "$fuzztime" != "0" ]; then
+if [ -n "$fuzztime" ] && [ "$fuzztime" != "0" ] && [ $((budget - (SECONDS - started))) -le 0 ]; then
+	fail "test budget of ${FLEETACS_TEST_BUDGET:-30m} spent before fuzzing (FLEETACS_TEST_BUDGET)"
+elif [ -n "$fuzztime" ] && [ "$fuzztime" != "0" ]; then
 	echo "== fuzz ($fuzztime per target)"
 	for dir in $modules; do
 		for pkg in $(cd "$dir" && go list ./...); do

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -50,8 +51,10 @@ func TestUsageErrors(t *testing.T) {
 		if code := run(context.Background(), c.args, &out, &errb, noEnv); code != 2 {
 			t.Errorf("%v: exit %d, want 2", c.args, code)
 		}
-		if !strings.Contains(errb.String(), c.want) {
-			t.Errorf("%v: stderr %q lacks %q", c.args, errb.String(), c.want)
+		// One line and a hint, not the flag list (issue 8 item 16).
+		lines := strings.Split(strings.TrimSuffix(errb.String(), "\n"), "\n")
+		if len(lines) != 2 || !strings.Contains(lines[0], c.want) || lines[1] != "Run 'fleetacs -help' for the targets and flags." {
+			t.Errorf("%v: stderr %q, want one line with %q and the hint", c.args, errb.String(), c.want)
 		}
 	}
 }
@@ -95,5 +98,25 @@ func TestResolveOrdersDependencies(t *testing.T) {
 	}
 	if _, ok := pos["nats"]; ok {
 		t.Errorf("nats pulled in without target all")
+	}
+}
+
+// Whatever the order of the targets, the CWMP listener comes after the
+// session path behind it: inventory, its client, the session worker.
+func TestResolveOpensGatewayLast(t *testing.T) {
+	for _, targets := range [][]string{{"gateway", "sessions", "inventory"}, {"all"}, {"sessions", "gateway", "inventory"}} {
+		order, err := resolve(registry(), targets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, m := range order {
+			if slices.Contains([]string{"inventory", "inventory-client", "sessions", "gateway"}, m.name) {
+				got = append(got, m.name)
+			}
+		}
+		if want := []string{"inventory", "inventory-client", "sessions", "gateway"}; !slices.Equal(got, want) {
+			t.Errorf("targets %v start %v, want %v", targets, got, want)
+		}
 	}
 }

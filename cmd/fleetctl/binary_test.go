@@ -66,7 +66,7 @@ func TestBinary(t *testing.T) {
 	})
 	t.Run("usage error exits 2", func(t *testing.T) {
 		r := exe("", "cwmp", "decode", "a", "b")
-		if r.code != 2 || !strings.Contains(r.stderr, "Usage: fleetctl cwmp decode") {
+		if r.code != 2 || !strings.Contains(r.stderr, "Run 'fleetctl cwmp decode -help' for usage.") {
 			t.Errorf("exit status %d, stderr %q", r.code, r.stderr)
 		}
 	})

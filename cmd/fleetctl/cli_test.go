@@ -207,8 +207,9 @@ func TestUsage(t *testing.T) {
 			out, other := r.stdout, r.stderr
 			if tc.wantCode == 2 {
 				out, other = r.stderr, r.stdout
-				if !strings.Contains(r.stderr, "\nUsage: ") {
-					t.Errorf("usage error without usage text:\n%s", r.stderr)
+				// One line and a hint, not the help (issue 8 item 16).
+				if lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n"); len(lines) != 2 || !strings.HasSuffix(lines[1], " -help' for usage.") {
+					t.Errorf("usage error is not one line and a hint:\n%s", r.stderr)
 				}
 			}
 			if other != "" {

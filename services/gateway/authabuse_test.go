@@ -38,7 +38,7 @@ func TestReplayedDigestHeader(t *testing.T) {
 	// The eavesdropper replays the header, for the device and for others
 	// (with the shared credentials, any DeviceId would do).
 	for _, serial := range []string{"SN1", "SN2"} {
-		wantStale(t, "replayed header for "+serial, dialCPEFrom(t, h.addr, "127.0.0.2").post(informBody(t, serial, "2 PERIODIC"), captured))
+		wantStale(t, "replayed header for "+serial, dialCPEFrom(t, "127.0.0.2", h.addr).post(informBody(t, serial, "2 PERIODIC"), captured))
 	}
 	// Counts must increase: 3 then 2 is a replay of something.
 	if a := dialCPE(t, h.addr).post(informBody(t, "SN3", "2 PERIODIC"), d.headerNC("/cwmp", 3)); a.StatusCode != http.StatusOK {
@@ -81,7 +81,7 @@ func TestReplayAtAnotherReplica(t *testing.T) {
 	if a := dialCPE(t, g1.addr).post(informBody(t, "SN1", "2 PERIODIC"), captured); a.StatusCode != http.StatusOK {
 		t.Fatalf("Inform at the first replica: %d", a.StatusCode)
 	}
-	wantStale(t, "replay at the second replica", dialCPEFrom(t, g2.addr, "127.0.0.2").post(informBody(t, "SN2", "2 PERIODIC"), captured))
+	wantStale(t, "replay at the second replica", dialCPEFrom(t, "127.0.0.2", g2.addr).post(informBody(t, "SN2", "2 PERIODIC"), captured))
 	// The nonce itself is good at the second replica (one secret).
 	if a := dialCPE(t, g2.addr).post(informBody(t, "SN2", "2 PERIODIC"), d.headerNC("/cwmp", 2)); a.StatusCode != http.StatusOK {
 		t.Fatalf("next count at the second replica: %d", a.StatusCode)
@@ -92,7 +92,7 @@ func TestReplayAtAnotherReplica(t *testing.T) {
 // fresh connection from the address from, and returns the answer.
 func guessOnce(h *harness, from, user, pass string) answer {
 	h.t.Helper()
-	c := dialCPEFrom(h.t, h.addr, from)
+	c := dialCPEFrom(h.t, from, h.addr)
 	a := c.post(informBody(h.t, "SN1", "2 PERIODIC"))
 	if a.StatusCode != http.StatusUnauthorized {
 		return a

@@ -1,9 +1,7 @@
 package gateway
 
 import (
-	"bufio"
 	"context"
-	"net"
 	"net/http"
 	"testing"
 
@@ -17,26 +15,12 @@ import (
 // Some tests run against a private redis-server (pkg/testenv).
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// dialCPEFrom opens a CPE connection from the loopback address from (Linux
-// routes all of 127.0.0.0/8 to the loopback interface), so that tests see
-// CPEs at different client addresses without leaving the machine.
-func dialCPEFrom(t *testing.T, addr, from string) *cpeConn {
-	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatalf("dial %s from %s: %v", addr, from, err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return &cpeConn{t: t, c: c, br: bufio.NewReader(c)}
-}
-
 // openSessionAs runs the Digest handshake for serial with the given
 // credentials on a fresh connection from the address from, and returns the
 // connection, the client that answered and the Inform's answer.
 func (h *harness) openSessionAs(from, serial, user, pass string) (*cpeConn, *digestClient, answer) {
 	h.t.Helper()
-	c := dialCPEFrom(h.t, h.addr, from)
+	c := dialCPEFrom(h.t, from, h.addr)
 	first := c.post(informBody(h.t, serial, "2 PERIODIC"))
 	if first.StatusCode != http.StatusUnauthorized {
 		h.t.Fatalf("first Inform of %s: status %d, want 401", serial, first.StatusCode)

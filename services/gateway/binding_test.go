@@ -45,8 +45,8 @@ func TestStolenCookieFromAnotherAddress(t *testing.T) {
 	// Someone elsewhere with the cookie and nothing else: neither the empty
 	// POST nor a forged response (which would write SN1's inventory) gets
 	// through.
-	wantRefused(t, "stolen cookie, empty POST", dialCPEFrom(t, h.addr, "127.0.0.2").post(nil, "Cookie: session="+sid))
-	wantRefused(t, "stolen cookie, forged response", dialCPEFrom(t, h.addr, "127.0.0.2").post(gpvResponseBody(t), "Cookie: session="+sid))
+	wantRefused(t, "stolen cookie, empty POST", dialCPEFrom(t, "127.0.0.2", h.addr).post(nil, "Cookie: session="+sid))
+	wantRefused(t, "stolen cookie, forged response", dialCPEFrom(t, "127.0.0.2", h.addr).post(gpvResponseBody(t), "Cookie: session="+sid))
 	if n := len(h.worker.seen()); n != 1 {
 		t.Fatalf("worker saw %d exchanges, want the Inform only", n)
 	}
@@ -58,7 +58,7 @@ func TestStolenCookieFromAnotherAddress(t *testing.T) {
 	}
 	// The CPE itself carries on, on new connections with its cookie.
 	runSession(t, func(body []byte) answer {
-		return dialCPEFrom(t, h.addr, "127.0.0.1").post(body, "Cookie: session="+sid)
+		return dialCPEFrom(t, "127.0.0.1", h.addr).post(body, "Cookie: session="+sid)
 	})
 	checkOneSession(t, h)
 }
@@ -75,7 +75,7 @@ func TestStolenCookieWithOtherCredentials(t *testing.T) {
 	// its own, or the shared onboarding ones.
 	for _, d := range []*digestClient{h.challengeFor("sn2-user", "sn2-pass"), h.challengeFor("cpe", "secret")} {
 		for _, from := range []string{"127.0.0.1", "127.0.0.2"} {
-			a := dialCPEFrom(t, h.addr, from).post(gpvResponseBody(t), "Cookie: session="+sid, d.header("/cwmp"))
+			a := dialCPEFrom(t, from, h.addr).post(gpvResponseBody(t), "Cookie: session="+sid, d.header("/cwmp"))
 			wantRefused(t, "cookie of SN1 with "+d.user+"'s credentials from "+from, a)
 		}
 	}
@@ -153,16 +153,16 @@ func TestAddressRoutingNeedsSessionPrincipal(t *testing.T) {
 
 func TestAnonymousSessionBinding(t *testing.T) {
 	h := startGateway(t, anonymousConfig(), nil)
-	first := dialCPEFrom(t, h.addr, "127.0.0.1").post(informBody(t, "SN1", "2 PERIODIC"))
+	first := dialCPEFrom(t, "127.0.0.1", h.addr).post(informBody(t, "SN1", "2 PERIODIC"))
 	sid := cookieOf(first)
 	if first.StatusCode != http.StatusOK || sid == "" {
 		t.Fatalf("anonymous Inform: %d", first.StatusCode)
 	}
-	wantRefused(t, "anonymous session's cookie from another address", dialCPEFrom(t, h.addr, "127.0.0.2").post(nil, "Cookie: session="+sid))
+	wantRefused(t, "anonymous session's cookie from another address", dialCPEFrom(t, "127.0.0.2", h.addr).post(nil, "Cookie: session="+sid))
 	wantRefused(t, "anonymous session's cookie with someone's credentials",
-		dialCPEFrom(t, h.addr, "127.0.0.1").post(nil, "Cookie: session="+sid, basicHeader("someone", "x")))
+		dialCPEFrom(t, "127.0.0.1", h.addr).post(nil, "Cookie: session="+sid, basicHeader("someone", "x")))
 	runSession(t, func(body []byte) answer {
-		return dialCPEFrom(t, h.addr, "127.0.0.1").post(body, "Cookie: session="+sid)
+		return dialCPEFrom(t, "127.0.0.1", h.addr).post(body, "Cookie: session="+sid)
 	})
 	checkOneSession(t, h)
 }
@@ -198,10 +198,10 @@ func TestSessionAddressBindingOff(t *testing.T) {
 	h := startGateway(t, cfg, func(d *Deps) { d.Credentials = perDeviceCredentials() })
 	_, _, first := h.openSessionAs("127.0.0.1", "SN1", "sn1-user", "sn1-pass")
 	sid := cookieOf(first)
-	wantRefused(t, "another principal with the cookie", dialCPEFrom(t, h.addr, "127.0.0.2").post(nil, "Cookie: session="+sid,
+	wantRefused(t, "another principal with the cookie", dialCPEFrom(t, "127.0.0.2", h.addr).post(nil, "Cookie: session="+sid,
 		h.challengeFor("sn2-user", "sn2-pass").header("/cwmp")))
 	runSession(t, func(body []byte) answer {
-		return dialCPEFrom(t, h.addr, "127.0.0.2").post(body, "Cookie: session="+sid)
+		return dialCPEFrom(t, "127.0.0.2", h.addr).post(body, "Cookie: session="+sid)
 	})
 	checkOneSession(t, h)
 }
@@ -227,7 +227,7 @@ func TestCookieBindingStoreDown(t *testing.T) {
 	h := startGateway(t, testConfig(), func(d *Deps) { fl.Affinity = d.Affinity; d.Affinity = fl })
 	_, _, first := h.openSessionAs("127.0.0.1", "SN1", "cpe", "secret")
 	fl.down.Store(true)
-	a := dialCPEFrom(t, h.addr, "127.0.0.2").post(gpvResponseBody(t), "Cookie: session="+cookieOf(first))
+	a := dialCPEFrom(t, "127.0.0.2", h.addr).post(gpvResponseBody(t), "Cookie: session="+cookieOf(first))
 	if a.StatusCode != http.StatusServiceUnavailable || a.Header.Get("Retry-After") == "" {
 		t.Fatalf("cookie with the session store down: %d %q, want 503 with Retry-After", a.StatusCode, a.Header.Get("Retry-After"))
 	}
@@ -269,8 +269,8 @@ func TestBindingAcrossReplicas(t *testing.T) {
 		t.Fatalf("Inform at the first replica: %d", first.StatusCode)
 	}
 	cookie := "Cookie: session=" + sid
-	wantRefused(t, "cookie from another address at the other replica", dialCPEFrom(t, g2.addr, "127.0.0.2").post(gpvResponseBody(t), cookie))
-	runSession(t, func(body []byte) answer { return dialCPEFrom(t, g2.addr, "127.0.0.1").post(body, cookie) })
+	wantRefused(t, "cookie from another address at the other replica", dialCPEFrom(t, "127.0.0.2", g2.addr).post(gpvResponseBody(t), cookie))
+	runSession(t, func(body []byte) answer { return dialCPEFrom(t, "127.0.0.1", g2.addr).post(body, cookie) })
 	seen := g1.worker.seen()
 	if len(seen) != 3 || seen[1].SessionID != sid || seen[2].SessionID != sid || seen[2].DeviceKey != testDeviceKey("SN1") {
 		t.Fatalf("exchanges %+v", seen)

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 )
@@ -199,6 +201,11 @@ func classifyReadError(err error) error {
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return &bodyError{http.StatusBadRequest, fmt.Errorf("read body: %w", err)}
+	}
+	// A body that stopped arriving: gateway.read-timeout ran out.
+	var ne net.Error
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		return &bodyError{http.StatusRequestTimeout, fmt.Errorf("read body: %w", err)}
 	}
 	return fmt.Errorf("read body: %w", err)
 }

@@ -50,6 +50,18 @@ type Config struct {
 	WriteTimeout time.Duration
 	// IdleTimeout closes keep-alive connections idle for this long.
 	IdleTimeout time.Duration
+	// UnauthenticatedIdleTimeout closes sooner the keep-alive connections
+	// that carry no session: a CPE answered with a challenge comes back at
+	// once, and idle connections nobody authenticated on only take room.
+	UnauthenticatedIdleTimeout time.Duration
+	// MaxConnections caps the CPE connections open at once over the HTTP
+	// and HTTPS listeners together; 0 sizes the cap from the process's
+	// open files limit, keeping headroom for the rest of the process
+	// (pkg/connlimit.Budget). A larger value is lowered to that budget.
+	MaxConnections int
+	// MaxConnectionsPerSource caps those from one IP address (0: no cap);
+	// TrustedProxies are exempt.
+	MaxConnectionsPerSource int
 	// ExchangeTimeout bounds one call to the session worker.
 	ExchangeTimeout time.Duration
 
@@ -172,6 +184,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ReadTimeout, "gateway.read-timeout", 30*time.Second, "time allowed to read a whole request")
 	fs.DurationVar(&c.WriteTimeout, "gateway.write-timeout", 60*time.Second, "time allowed from a request's headers to the end of its response")
 	fs.DurationVar(&c.IdleTimeout, "gateway.idle-timeout", 90*time.Second, "keep-alive connections idle this long are closed")
+	fs.DurationVar(&c.UnauthenticatedIdleTimeout, "gateway.unauthenticated-idle-timeout", 10*time.Second, "keep-alive connections that carry no authenticated session are closed after this long idle")
+	fs.IntVar(&c.MaxConnections, "gateway.max-connections", 0, "CPE connections open at once over the CWMP listeners; more are closed at once (0: what the open files limit allows, keeping a tenth for the rest of the process)")
+	fs.IntVar(&c.MaxConnectionsPerSource, "gateway.max-connections-per-source", 256, "CPE connections open at once from one IP address, trusted proxies exempt (0: no cap); raise it for CPEs behind carrier-grade NAT")
 	fs.DurationVar(&c.ExchangeTimeout, "gateway.exchange-timeout", 20*time.Second, "time allowed for the session worker to answer one request (below the CPE session timeout of about 30s)")
 
 	fs.IntVar(&c.MaxSessions, "gateway.max-sessions", 10000, "sessions this gateway carries at once; new ones over it get 503")
@@ -249,6 +264,7 @@ func (c *Config) Validate() error {
 	}{
 		{"read-header-timeout", c.ReadHeaderTimeout}, {"read-timeout", c.ReadTimeout},
 		{"write-timeout", c.WriteTimeout}, {"idle-timeout", c.IdleTimeout},
+		{"unauthenticated-idle-timeout", c.UnauthenticatedIdleTimeout},
 		{"exchange-timeout", c.ExchangeTimeout}, {"session-idle-timeout", c.SessionIdleTimeout},
 		{"lease-ttl", c.LeaseTTL}, {"shutdown-timeout", c.ShutdownTimeout},
 		{"auth-nonce-lifetime", c.AuthNonceLifetime}, {"auth-onboarding-window", c.AuthOnboardingWindow},
@@ -263,6 +279,12 @@ func (c *Config) Validate() error {
 	}
 	if c.WriteTimeout > 0 && c.ExchangeTimeout >= c.WriteTimeout {
 		bad("gateway.exchange-timeout (%s) must be shorter than gateway.write-timeout (%s)", c.ExchangeTimeout, c.WriteTimeout)
+	}
+	if c.MaxConnections < 0 {
+		bad("gateway.max-connections must not be negative, got %d", c.MaxConnections)
+	}
+	if c.MaxConnectionsPerSource < 0 {
+		bad("gateway.max-connections-per-source must not be negative, got %d", c.MaxConnectionsPerSource)
 	}
 	if c.MaxSessions <= 0 {
 		bad("gateway.max-sessions must be positive, got %d", c.MaxSessions)

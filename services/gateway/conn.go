@@ -2,11 +2,14 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -104,11 +107,97 @@ func (c *connState) clear(sid string) {
 	}
 }
 
+// inSession reports whether the connection carries an open session, which
+// only an authenticated CPE opens.
+func (c *connState) inSession() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rec.SessionID != ""
+}
+
 type connKey struct{}
 
 // withConnState is http.Server.ConnContext.
-func withConnState(ctx context.Context, _ net.Conn) context.Context {
-	return context.WithValue(ctx, connKey{}, &connState{})
+func withConnState(ctx context.Context, c net.Conn) context.Context {
+	st := &connState{}
+	if cc := cwmpConnOf(c); cc != nil {
+		cc.state.Store(st)
+	}
+	return context.WithValue(ctx, connKey{}, st)
+}
+
+// cwmpListener hands out cwmpConns.
+type cwmpListener struct {
+	net.Listener
+	unauthIdle time.Duration
+}
+
+func (l cwmpListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &cwmpConn{Conn: c, unauthIdle: l.unauthIdle}, nil
+}
+
+// cwmpConn is a CPE connection whose keep-alive is shortened while it
+// carries no session. net/http gives every idle keep-alive connection the
+// server's IdleTimeout through SetReadDeadline, right after reporting the
+// connection idle (http.Server.ConnState); cwmpConn lowers that deadline
+// to unauthIdle when the connection carries no session. The first bytes of
+// the next request end the idle time, so that the request's own read
+// deadlines pass unchanged.
+type cwmpConn struct {
+	net.Conn
+	unauthIdle time.Duration
+	idle       atomic.Bool
+	state      atomic.Pointer[connState]
+}
+
+func (c *cwmpConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.idle.Store(false)
+	}
+	return n, err
+}
+
+func (c *cwmpConn) SetReadDeadline(t time.Time) error {
+	if c.idle.Load() {
+		if st := c.state.Load(); st == nil || !st.inSession() {
+			if limit := time.Now().Add(c.unauthIdle); t.IsZero() || t.After(limit) {
+				t = limit
+			}
+		}
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+// CloseWrite half-closes the connection underneath (see
+// connlimit.Conn.CloseWrite): net/http does so to end a connection after
+// an error answer.
+func (c *cwmpConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
+// cwmpConnOf finds the cwmpConn under an HTTP or HTTPS connection.
+func cwmpConnOf(c net.Conn) *cwmpConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	cc, _ := c.(*cwmpConn)
+	return cc
+}
+
+// trackIdle is http.Server.ConnState: it tells a cwmpConn when it waits
+// for its next request.
+func trackIdle(c net.Conn, st http.ConnState) {
+	if cc := cwmpConnOf(c); cc != nil && st == http.StateIdle {
+		cc.idle.Store(true)
+	}
 }
 
 func connFrom(ctx context.Context) *connState {

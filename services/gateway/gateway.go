@@ -47,6 +47,7 @@ import (
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
 	"github.com/fleetacs/fleetacs/pkg/authstate"
+	"github.com/fleetacs/fleetacs/pkg/connlimit"
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 	"github.com/fleetacs/fleetacs/pkg/lifecycle"
 	"go.opentelemetry.io/otel/attribute"
@@ -74,9 +75,6 @@ type Deps struct {
 	// cluster passes pkg/authstate's Redis store.
 	NonceCounts NonceCounts
 	AuthGuard   AuthGuard
-	// Health, when set, learns the gateway's readiness as component
-	// "gateway" (for a process-wide admin server).
-	Health *lifecycle.Health
 	// TracerProvider and MeterProvider default to no-ops.
 	TracerProvider trace.TracerProvider
 	MeterProvider  metric.MeterProvider
@@ -88,7 +86,7 @@ type Deps struct {
 	// DeviceKey maps an Inform's DeviceId to the canonical device key
 	// (default: DeviceKey).
 	DeviceKey func(cwmp.DeviceID) string
-	// Listening, when set, learns each listener's bound address once Run
+	// Listening, when set, learns each listener's bound address once Start
 	// has opened it: name is "http", "https" or "admin" (tests listen on
 	// port 0).
 	Listening func(name string, addr net.Addr)
@@ -101,7 +99,6 @@ type Service struct {
 	fwd       Forwarder
 	affinity  Affinity
 	leases    Leases
-	health    *lifecycle.Health
 	tracer    trace.Tracer
 	metrics   *metrics
 	now       func() time.Time
@@ -121,11 +118,19 @@ type Service struct {
 
 	draining atomic.Bool
 	ready    atomic.Bool
-	runOnce  sync.Once
+
+	// Set by start, read by run (which runs after it).
+	startOnce  sync.Once
+	startErr   error
+	runOnce    sync.Once
+	cancelBase context.CancelFunc
+	servers    []server
+	admin      *server
+	errc       chan error
 }
 
 // New builds the service from a configuration and its dependencies. It
-// does no I/O: listeners open, and certificate files are read, in Run.
+// does no I/O: listeners open, and certificate files are read, in Start.
 func New(cfg Config, deps Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("gateway config: %w", err)
@@ -139,7 +144,6 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		fwd:       deps.Forwarder,
 		affinity:  deps.Affinity,
 		leases:    deps.Leases,
-		health:    deps.Health,
 		now:       deps.Now,
 		randN:     deps.RandN,
 		deviceKey: deps.DeviceKey,
@@ -237,22 +241,38 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	s.admission = newAdmission(cfg.AdmissionRate, cfg.AdmissionBurst, cfg.AdmissionReservedShare, priority, s.now)
 	s.sessions = newSessionTable(cfg.MaxSessions, cfg.SessionIdleTimeout, s.now)
-	if s.health != nil {
-		s.health.Register("gateway")
-	}
 	return s, nil
 }
 
-// Ready reports whether the gateway takes new sessions: it is listening and
-// not draining.
+// Ready reports whether the gateway takes new sessions: it has started and
+// is not draining.
 func (s *Service) Ready() bool { return s.ready.Load() && !s.draining.Load() }
 
-// Run serves CPEs until ctx ends, then drains: it reports not ready, refuses
-// new sessions with 503, lets open sessions finish for up to
+// Start reads the TLS files, binds the listeners and serves on them: once
+// it returns, CPEs are answered. A listener that cannot be bound ends the
+// start with an error naming its flag (pkg/lifecycle.Listen) and closes
+// the ones already bound. Start may be called once; Run calls it when the
+// caller has not.
+func (s *Service) Start(ctx context.Context) error {
+	err := errors.New("gateway: Start called twice")
+	s.startOnce.Do(func() {
+		err = s.start(ctx)
+		s.startErr = err
+	})
+	return err
+}
+
+// Run serves CPEs until ctx ends, then drains: it reports not ready,
+// refuses new sessions with 503, lets open sessions finish for up to
 // gateway.drain-grace, then closes the connections within
-// gateway.shutdown-timeout. It returns nil after a clean stop and an error
-// when it cannot start or a listener fails. Run may be called once.
+// gateway.shutdown-timeout. It starts the service first when Start has not
+// been called. It returns nil after a clean stop and an error when it
+// cannot start or a listener fails. Run may be called once.
 func (s *Service) Run(ctx context.Context) error {
+	s.startOnce.Do(func() { s.startErr = s.start(ctx) })
+	if s.startErr != nil {
+		return s.startErr
+	}
 	err := errors.New("gateway: Run called twice")
 	s.runOnce.Do(func() { err = s.run(ctx) })
 	return err
@@ -264,7 +284,7 @@ type server struct {
 	ln   net.Listener
 }
 
-func (s *Service) run(ctx context.Context) error {
+func (s *Service) start(ctx context.Context) error {
 	if s.cfg.AuthAnonymous {
 		s.logger.Warn("CPE AUTHENTICATION IS OFF: gateway.auth-anonymous accepts any CPE without credentials; never run this way on a network you do not control")
 	}
@@ -273,54 +293,54 @@ func (s *Service) run(ctx context.Context) error {
 	}
 
 	// Requests keep running through the drain: their context is not the
-	// Run context but one cancelled only when the drain gives up.
+	// service's context but one cancelled only when the drain gives up.
 	baseCtx, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelBase()
-	orphansDone := make(chan struct{})
-	go func() {
-		defer close(orphansDone)
-		s.orphans.run(baseCtx)
-	}()
-	defer func() { cancelBase(); <-orphansDone }()
+	s.cancelBase = cancelBase
 
 	var servers []server
-	closeAll := func() {
+	fail := func(err error) error {
 		for _, sv := range servers {
 			_ = sv.ln.Close()
 		}
+		s.cancelBase()
+		return err
 	}
 	cwmpHandler := s.Handler()
+	limiter := s.connLimiter()
+	limited := func(ln net.Listener) net.Listener {
+		return cwmpListener{Listener: limiter.Listener(ln), unauthIdle: s.cfg.UnauthenticatedIdleTimeout}
+	}
 	if s.cfg.ListenAddr != "" {
-		ln, err := net.Listen("tcp", s.cfg.ListenAddr)
+		ln, err := lifecycle.Listen(ctx, "gateway.listen-addr", s.cfg.ListenAddr)
 		if err != nil {
-			return fmt.Errorf("listen %s: %w", s.cfg.ListenAddr, err)
+			return fail(err)
 		}
-		servers = append(servers, server{"http", s.httpServer(baseCtx, cwmpHandler, nil), ln})
+		servers = append(servers, server{"http", s.httpServer(baseCtx, cwmpHandler, nil), limited(ln)})
 	}
 	if s.cfg.TLSListenAddr != "" {
 		tc, err := s.tlsConfig()
 		if err != nil {
-			closeAll()
-			return err
+			return fail(err)
 		}
-		ln, err := net.Listen("tcp", s.cfg.TLSListenAddr)
+		ln, err := lifecycle.Listen(ctx, "gateway.tls-listen-addr", s.cfg.TLSListenAddr)
 		if err != nil {
-			closeAll()
-			return fmt.Errorf("listen %s: %w", s.cfg.TLSListenAddr, err)
+			return fail(err)
 		}
-		servers = append(servers, server{"https", s.httpServer(baseCtx, cwmpHandler, tc), tls.NewListener(ln, tc)})
+		servers = append(servers, server{"https", s.httpServer(baseCtx, cwmpHandler, tc), tls.NewListener(limited(ln), tc)})
 	}
-	var admin *server
 	if s.cfg.AdminListenAddr != "" {
-		ln, err := net.Listen("tcp", s.cfg.AdminListenAddr)
+		ln, err := lifecycle.Listen(ctx, "gateway.admin-listen-addr", s.cfg.AdminListenAddr)
 		if err != nil {
-			closeAll()
-			return fmt.Errorf("listen admin %s: %w", s.cfg.AdminListenAddr, err)
+			return fail(err)
 		}
+		// Probes have a small cap of their own, so that a flood there
+		// cannot take the descriptors CPE connections need, nor the other
+		// way round.
+		ln = connlimit.New(connlimit.Limits{Max: lifecycle.DefaultAdminMaxConnections}).Listener(ln)
 		mux := http.NewServeMux()
 		mux.HandleFunc("/healthz", s.serveHealthz)
 		mux.HandleFunc("/readyz", s.serveReadyz)
-		admin = &server{"admin", &http.Server{
+		s.admin = &server{"admin", &http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,
@@ -328,8 +348,9 @@ func (s *Service) run(ctx context.Context) error {
 			ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
 		}, ln}
 	}
+	s.servers = servers
 
-	errc := make(chan error, len(servers)+1)
+	s.errc = make(chan error, len(servers)+1)
 	serve := func(sv server) {
 		s.logger.Info("listening", "listener", sv.name, "addr", sv.ln.Addr().String())
 		if s.listening != nil {
@@ -337,32 +358,39 @@ func (s *Service) run(ctx context.Context) error {
 		}
 		go func() {
 			if err := sv.srv.Serve(sv.ln); !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("serve %s: %w", sv.name, err)
+				s.errc <- fmt.Errorf("serve %s: %w", sv.name, err)
 			}
 		}()
 	}
-	if admin != nil {
-		serve(*admin)
+	if s.admin != nil {
+		serve(*s.admin)
 	}
 	for _, sv := range servers {
 		serve(sv)
 	}
 	s.ready.Store(true)
-	if s.health != nil {
-		s.health.SetReady("gateway", true)
-	}
+	return nil
+}
 
+func (s *Service) run(ctx context.Context) error {
+	defer s.cancelBase()
+	// Leases orphaned by store failures are released in the background
+	// while the gateway serves and drains (orphans.go).
+	octx, stopOrphans := context.WithCancel(context.WithoutCancel(ctx))
+	orphansDone := make(chan struct{})
+	go func() {
+		defer close(orphansDone)
+		s.orphans.run(octx)
+	}()
+	defer func() { stopOrphans(); <-orphansDone }()
 	var runErr error
 	select {
 	case <-ctx.Done():
-	case runErr = <-errc:
+	case runErr = <-s.errc:
 		s.logger.Error("listener failed", "err", runErr)
 	}
 
 	s.draining.Store(true)
-	if s.health != nil {
-		s.health.SetReady("gateway", false)
-	}
 	if runErr == nil {
 		s.drain()
 	}
@@ -374,7 +402,7 @@ func (s *Service) run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, sv := range servers {
+	for _, sv := range s.servers {
 		wg.Go(func() {
 			if err := sv.srv.Shutdown(sctx); err != nil {
 				// Connections still busy at the deadline are cut.
@@ -384,14 +412,38 @@ func (s *Service) run(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
-	cancelBase()
-	if admin != nil {
-		if err := admin.srv.Shutdown(sctx); err != nil {
-			_ = admin.srv.Close()
+	s.cancelBase()
+	if s.admin != nil {
+		if err := s.admin.srv.Shutdown(sctx); err != nil {
+			_ = s.admin.srv.Close()
 		}
 	}
 	s.logger.Info("gateway stopped")
 	return errors.Join(errs...)
+}
+
+// connLimiter returns the caps of the CWMP listeners (both count against
+// one budget: file descriptors are the process's). A cap above what the
+// open files limit allows is lowered to it.
+func (s *Service) connLimiter() *connlimit.Limiter {
+	maxConns := s.cfg.MaxConnections
+	if limit, err := connlimit.FileLimit(); err != nil {
+		s.logger.Warn("open files limit unknown; CWMP connections capped by gateway.max-connections only", "err", err)
+	} else if budget := connlimit.Budget(limit); maxConns == 0 || maxConns > budget {
+		if maxConns > budget {
+			s.logger.Warn("gateway.max-connections above what the open files limit allows; lowered", "max_connections", maxConns, "open_files_limit", limit, "cap", budget)
+		}
+		maxConns = budget
+	}
+	s.logger.Info("CWMP connection caps", "max_connections", maxConns, "per_source", s.cfg.MaxConnectionsPerSource)
+	l := connlimit.New(connlimit.Limits{
+		Max:       maxConns,
+		PerSource: s.cfg.MaxConnectionsPerSource,
+		Exempt:    func(a netip.Addr) bool { return inPrefixes(a, s.trusted) },
+		OnReject:  func(reason string) { s.metrics.countRefusedConn(reason) },
+	})
+	s.metrics.conns.Store(l)
+	return l
 }
 
 // drain waits until no session is open here or the grace period ends.
@@ -429,6 +481,7 @@ func (s *Service) httpServer(base context.Context, h http.Handler, tc *tls.Confi
 		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ConnContext:       withConnState,
+		ConnState:         trackIdle,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
 		// HTTP/1.1 only: CPEs speak it, and a session's keep-alive
 		// connection is the routing key of cookie-less CPEs.
@@ -437,7 +490,7 @@ func (s *Service) httpServer(base context.Context, h http.Handler, tc *tls.Confi
 	return srv
 }
 
-// tlsConfig reads the certificate files (I/O, so at Run).
+// tlsConfig reads the certificate files (I/O, so at Start).
 func (s *Service) tlsConfig() (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
 	if err != nil {
@@ -488,12 +541,16 @@ type metrics struct {
 	authFailures metric.Int64Counter
 	sessions     metric.Int64Counter
 	requests     metric.Int64Counter
+	refusedConns metric.Int64Counter
+	// conns counts the open CWMP connections once the listeners are up.
+	conns atomic.Pointer[connlimit.Limiter]
 
-	shedSets map[string][2]metric.AddOption // reason -> [normal, priority]
+	shedSets    map[string][2]metric.AddOption // reason -> [normal, priority]
+	refusedSets map[string]metric.AddOption
 }
 
 func newMetrics(m metric.Meter) (*metrics, error) {
-	var out metrics
+	out := &metrics{}
 	var err error
 	if out.shed, err = m.Int64Counter("fleetacs.gateway.sessions.shed",
 		metric.WithDescription("New CPE sessions refused with 503, by reason and priority"), metric.WithUnit("{session}")); err != nil {
@@ -511,6 +568,24 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 		metric.WithDescription("CPE HTTP requests answered, by status class"), metric.WithUnit("{request}")); err != nil {
 		return nil, err
 	}
+	if out.refusedConns, err = m.Int64Counter("fleetacs.gateway.connections.refused",
+		metric.WithDescription("CPE connections closed on arrival because a connection cap was full, by cap"), metric.WithUnit("{connection}")); err != nil {
+		return nil, err
+	}
+	if _, err = m.Int64ObservableGauge("fleetacs.gateway.connections.open",
+		metric.WithDescription("CPE connections open on the CWMP listeners"), metric.WithUnit("{connection}"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			if l := out.conns.Load(); l != nil {
+				o.Observe(int64(l.Open()))
+			}
+			return nil
+		})); err != nil {
+		return nil, err
+	}
+	out.refusedSets = map[string]metric.AddOption{}
+	for _, reason := range []string{connlimit.ReasonMax, connlimit.ReasonPerSource} {
+		out.refusedSets[reason] = metric.WithAttributeSet(attribute.NewSet(attribute.String("cap", reason)))
+	}
 	out.shedSets = map[string][2]metric.AddOption{}
 	for _, reason := range []string{shedRate, shedMaxSessions, shedDraining, shedWorkersBusy} {
 		out.shedSets[reason] = [2]metric.AddOption{
@@ -518,7 +593,7 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 			metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", reason), attribute.Bool("priority", true))),
 		}
 	}
-	return &out, nil
+	return out, nil
 }
 
 // Shed reasons (the "reason" attribute of fleetacs.gateway.sessions.shed).
@@ -543,6 +618,10 @@ func (m *metrics) countShed(ctx context.Context, reason string, priority bool) {
 		i = 1
 	}
 	m.shed.Add(ctx, 1, m.shedSets[reason][i])
+}
+
+func (m *metrics) countRefusedConn(reason string) {
+	m.refusedConns.Add(context.Background(), 1, m.refusedSets[reason])
 }
 
 func (m *metrics) countRequest(ctx context.Context, status int) {

@@ -145,7 +145,13 @@ func (s *Service) serveCWMP(ctx context.Context, q *request) int {
 		// answers the fault.
 		if inf, ok := informOf(q.body, q.charset, s.cfg.MaxBodyBytes); ok {
 			q.inform = inf
-			q.deviceKey = s.deviceKey(inf.DeviceID)
+			// An Inform whose DeviceId names no device gets no device
+			// key, so no credential lookup or lease under a made-up key
+			// ("-"); the worker refuses it with fault 8003
+			// (docs/protocol.md §5.3).
+			if cwmp.CheckDeviceID(inf.DeviceID) == nil {
+				q.deviceKey = s.deviceKey(inf.DeviceID)
+			}
 		}
 		return s.openSession(ctx, q)
 	}
@@ -451,8 +457,12 @@ func (s *Service) writeReply(ctx context.Context, q *request, reply *Reply, rec 
 func (s *Service) refuseBody(ctx context.Context, q *request, err error) int {
 	var be *bodyError
 	if !errors.As(err, &be) {
-		// The connection failed while reading; nobody is listening.
+		// The connection failed while reading; nobody is listening. Close
+		// it: returning would make net/http answer 200.
 		s.log(ctx, slog.LevelDebug, "request body not read", q, slog.Any("err", err))
+		if c, _, herr := http.NewResponseController(q.w).Hijack(); herr == nil {
+			_ = c.Close()
+		}
 		return 0
 	}
 	s.log(ctx, slog.LevelInfo, "request body refused", q, slog.Int("status", be.status), slog.String("reason", be.Error()))

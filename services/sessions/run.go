@@ -9,10 +9,13 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/affinity"
 )
 
-// Run keeps the worker registered, renews the leases of its sessions and
-// expires idle ones until ctx ends; then it drains (see drain) and returns.
-// It returns an error only when the first registration fails.
-func (w *Worker) Run(ctx context.Context) error {
+// Start registers the worker in the registry: gateways route sessions to
+// it from then on, so the worker is started once it is registered. A worker
+// built with Deps.AdvertiseAddr learns the address it registers here.
+func (w *Worker) Start(ctx context.Context) error {
+	if w.advertise != nil {
+		w.self.Addr = w.advertise()
+	}
 	rctx, cancel := context.WithTimeout(ctx, w.cfg.CallTimeout)
 	err := w.reg.Register(rctx, w.self, w.cfg.RegistryTTL)
 	cancel()
@@ -20,8 +23,21 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("register session worker %s: %w", w.self.ID, err)
 	}
 	w.lastBeat = w.now()
+	w.registered = true
 	w.logger.InfoContext(ctx, "session worker registered", "worker_id", w.self.ID, "addr", w.self.Addr, "capacity", w.self.Capacity)
+	return nil
+}
 
+// Run keeps the worker registered, renews the leases of its sessions and
+// expires idle ones until ctx ends; then it drains (see drain) and returns.
+// It registers the worker first when Start has not been called, and
+// returns an error only when that first registration fails.
+func (w *Worker) Run(ctx context.Context) error {
+	if !w.registered {
+		if err := w.Start(ctx); err != nil {
+			return err
+		}
+	}
 	t := time.NewTicker(w.tickInterval())
 	defer t.Stop()
 	for {

@@ -60,6 +60,10 @@ type Deps struct {
 	// Now reads the clock; nil means time.Now. Lease renewal, idle expiry
 	// and heartbeats follow it.
 	Now func() time.Time
+	// AdvertiseAddr, when set, gives the address gateways dial in place of
+	// Config.AdvertiseAddr, asked once when the worker starts: a process
+	// learns the address its gRPC listener is bound to (port 0) only then.
+	AdvertiseAddr func() string
 }
 
 // Worker is a session worker: the fleetacs.sessions.v1.SessionService
@@ -84,8 +88,12 @@ type Worker struct {
 	// draining refuses new and resumed sessions; stopped refuses all.
 	draining atomic.Bool
 	stopped  atomic.Bool
-	// lastBeat is touched by the goroutine running Run only.
-	lastBeat time.Time
+
+	advertise func() string
+	// lastBeat and registered are touched by Start and then by the
+	// goroutine running Run only.
+	lastBeat   time.Time
+	registered bool
 }
 
 var _ sessionsv1.SessionServiceServer = (*Worker)(nil)
@@ -105,7 +113,7 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	w := &Worker{
 		cfg: cfg, inv: deps.Inventory, leases: deps.Leases, cps: deps.Checkpoints, reg: deps.Registry,
 		logger: deps.Logger, now: deps.Now, table: newTable(),
-		sess: deps.Sessions, records: deps.Sessions != nil,
+		sess: deps.Sessions, records: deps.Sessions != nil, advertise: deps.AdvertiseAddr,
 	}
 	if w.sess == nil {
 		w.sess = affinity.SessionsOf(deps.Leases, deps.Checkpoints, nil)
@@ -220,8 +228,14 @@ func (w *Worker) open(ctx context.Context, s *session, req *sessionsv1.ExchangeR
 	if s.live {
 		return nil, nil
 	}
-	if _, isInform := bodyOf(env).(*cwmp.Inform); isInform && req.Lease == nil {
+	if inf, isInform := bodyOf(env).(*cwmp.Inform); isInform && req.Lease == nil {
 		w.table.remove(s)
+		if cwmp.CheckDeviceID(inf.DeviceID) != nil {
+			// It names no device, so the gateway took no lease for it:
+			// the state machine refuses it (fault 8003, docs/protocol.md
+			// §5.3).
+			return w.outside(env, derr)
+		}
 		return nil, status.Error(codes.InvalidArgument, "exchange: an Inform that opens a session needs the device lease")
 	}
 	if req.Lease == nil || req.DeviceKey == "" {
@@ -434,12 +448,18 @@ func (w *Worker) noteAnomalies(s *session, notices []cwmp.Notice) {
 }
 
 // respond turns a step's output into the gateway's answer (sessions.v1
-// ExchangeResponse): 204 for no reply; 400 for a fault to a message that
-// cannot belong to any session (no session, unreadable body); else 200.
+// ExchangeResponse): 204 for no reply; 400 for a message that cannot belong
+// to any session (no session, unreadable body, an Inform naming no device),
+// with the fault, or without a body for a response or fault that answers
+// nothing (docs/protocol.md §4.3 rule 1: a 204 would tell the CPE its
+// session ended well, and a fault cannot answer a response); else 200.
 func (w *Worker) respond(out cwmp.Output, ended bool) (*sessionsv1.ExchangeResponse, error) {
 	resp := &sessionsv1.ExchangeResponse{SessionEnded: ended}
 	if out.Reply == nil {
 		resp.HttpStatus = 204
+		if ended && outsideSession(out.Notices) {
+			resp.HttpStatus = 400
+		}
 		return resp, nil
 	}
 	body, err := w.encode(out.Reply)
@@ -455,7 +475,7 @@ func (w *Worker) respond(out cwmp.Output, ended bool) (*sessionsv1.ExchangeRespo
 
 func outsideSession(notices []cwmp.Notice) bool {
 	for _, n := range notices {
-		if a, ok := n.(*cwmp.Anomaly); ok && (a.Kind == cwmp.AnomalyNoSession || a.Kind == cwmp.AnomalyDecode) {
+		if a, ok := n.(*cwmp.Anomaly); ok && (a.Kind == cwmp.AnomalyNoSession || a.Kind == cwmp.AnomalyDecode || a.Kind == cwmp.AnomalyInvalidInform) {
 			return true
 		}
 	}

@@ -17,7 +17,9 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/fleetacs/fleetacs/tools/cpesim/sim"
 )
@@ -38,20 +40,23 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("cpesim", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// Parse errors are reported in one line below, not above the whole
+	// flag list; -help prints the list to stdout.
+	fs.SetOutput(io.Discard)
 	var cfg sim.Config
 	cfg.RegisterFlags(fs)
 	jsonOut := fs.Bool("json", false, "print the summary as JSON")
 	maxErrors := fs.Int64("max-errors", 0, "exit with status 1 when more sessions than this failed")
 	cpuProfile := fs.String("cpuprofile", "", "write the simulator's CPU profile to this file")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: cpesim [flags]\n\nSimulates CWMP CPEs against the ACS at -url and prints a summary.\n\n")
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stdout, "usage: cpesim [flags]\n\nSimulates CWMP CPEs against the ACS at -url and prints a summary.\n\n")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
 			return exitOK
 		}
+		fmt.Fprintf(stderr, "cpesim: %v\nRun 'cpesim -help' for the flags.\n", err)
 		return exitUsage
 	}
 	if fs.NArg() > 0 {
@@ -64,6 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "cpesim: %v\n", err)
 		return exitUsage
 	}
+	cfg.OnSession = firstFailures(stderr, cfg.GiveUp)
 	s, err := sim.New(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "cpesim: %v\n", err)
@@ -83,7 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		defer pprof.StopCPUProfile()
 	}
 	sum, err := s.Run(ctx)
-	if err != nil {
+	if err != nil && !errors.Is(err, sim.ErrUnreachable) {
 		fmt.Fprintf(stderr, "cpesim: %v\n", err)
 		return exitUsage
 	}
@@ -97,9 +103,37 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	} else {
 		sum.WriteText(stdout)
 	}
+	if err != nil {
+		fmt.Fprintf(stderr, "cpesim: %v\n", err)
+		return exitErrors
+	}
 	if sum.ErrorCount() > *maxErrors {
 		fmt.Fprintf(stderr, "cpesim: %d sessions failed (-max-errors %d)\n", sum.ErrorCount(), *maxErrors)
 		return exitErrors
 	}
 	return exitOK
+}
+
+// firstFailures reports on stderr, as it happens, the first failed session
+// of each kind: someone who aimed cpesim at the wrong place learns it at
+// once rather than from the summary at the end.
+func firstFailures(stderr io.Writer, giveUp time.Duration) func(sim.SessionReport) {
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	return func(r sim.SessionReport) {
+		if r.OK || r.Err == nil || r.Kind == "canceled" || r.Kind == "http_503" {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if seen[r.Kind] {
+			return
+		}
+		seen[r.Kind] = true
+		hint := "devices retry as CPEs do; the summary counts every failure"
+		if r.Kind == "connect" && giveUp > 0 {
+			hint = fmt.Sprintf("devices retry as CPEs do; the run ends if the ACS answers nothing within %s (-give-up)", giveUp)
+		}
+		fmt.Fprintf(stderr, "cpesim: a session failed (%s): %v; %s\n", r.Kind, r.Err, hint)
+	}
 }

@@ -5,14 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
-	"github.com/fleetacs/fleetacs/tools/cpesim/sim"
 )
 
 // cannedACS answers every Inform with an InformResponse and every empty
@@ -45,19 +46,13 @@ func cannedACS(t *testing.T, failStatus int) *httptest.Server {
 	return srv
 }
 
-func sharedFlag(t *testing.T) string {
-	t.Helper()
-	dir, err := sim.FindSharedDir("")
-	if err != nil {
-		t.Fatalf("cpesim needs shared/tr069: %v", err)
-	}
-	return "-shared=" + dir
-}
-
 func TestRunJSON(t *testing.T) {
 	srv := cannedACS(t, 0)
+	// The data models are compiled in: cpesim runs from any directory,
+	// outside the repository too.
+	t.Chdir(t.TempDir())
 	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{"-url", srv.URL, sharedFlag(t), "-devices", "5", "-sessions", "20",
+	code := run(context.Background(), []string{"-url", srv.URL, "-devices", "5", "-sessions", "20",
 		"-concurrency", "4", "-model", "tr098", "-json"}, &stdout, &stderr)
 	if code != exitOK {
 		t.Fatalf("exit %d, stderr %s", code, stderr.String())
@@ -74,7 +69,7 @@ func TestRunJSON(t *testing.T) {
 func TestRunText(t *testing.T) {
 	srv := cannedACS(t, 0)
 	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{"-url", srv.URL, sharedFlag(t), "-devices", "2", "-boot-storm", "-conn-mode", "keepalive"}, &stdout, &stderr)
+	code := run(context.Background(), []string{"-url", srv.URL, "-devices", "2", "-boot-storm", "-conn-mode", "keepalive"}, &stdout, &stderr)
 	if code != exitOK || !strings.Contains(stdout.String(), "sessions: started 2, ok 2, failed 0") {
 		t.Errorf("exit %d\n%s%s", code, stdout.String(), stderr.String())
 	}
@@ -84,7 +79,7 @@ func TestRunText(t *testing.T) {
 // status 1; within it, 0.
 func TestRunErrorThreshold(t *testing.T) {
 	srv := cannedACS(t, http.StatusInternalServerError)
-	args := []string{"-url", srv.URL, sharedFlag(t), "-devices", "3", "-boot-storm", "-sessions", "3"}
+	args := []string{"-url", srv.URL, "-devices", "3", "-boot-storm", "-sessions", "3"}
 	var stdout, stderr bytes.Buffer
 	if code := run(context.Background(), args, &stdout, &stderr); code != exitErrors || !strings.Contains(stdout.String(), "http_500:3") {
 		t.Errorf("exit %d, want %d\n%s%s", code, exitErrors, stdout.String(), stderr.String())
@@ -104,12 +99,58 @@ func TestRunUsage(t *testing.T) {
 		{"extra"},
 	} {
 		var stdout, stderr bytes.Buffer
-		if code := run(context.Background(), append(args, sharedFlag(t)), &stdout, &stderr); code != exitUsage || stderr.Len() == 0 {
+		if code := run(context.Background(), args, &stdout, &stderr); code != exitUsage || stderr.Len() == 0 {
 			t.Errorf("%v: exit %d, stderr %q", args, code, stderr.String())
 		}
 	}
 	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), []string{"-h"}, &stdout, &stderr); code != exitOK || !strings.Contains(stderr.String(), "-boot-storm") {
+	if code := run(context.Background(), []string{"-h"}, &stdout, &stderr); code != exitOK || !strings.Contains(stdout.String(), "-boot-storm") {
 		t.Errorf("-h: exit %d", code)
+	}
+}
+
+// A mistyped flag is one line and a hint, not the flag list (issue 8
+// item 16).
+func TestMistypedFlagIsOneLine(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"-devcies", "3"}, &stdout, &stderr); code != exitUsage {
+		t.Fatalf("exit %d, want %d", code, exitUsage)
+	}
+	want := "cpesim: flag provided but not defined: -devcies\nRun 'cpesim -help' for the flags.\n"
+	if stderr.String() != want || stdout.Len() != 0 {
+		t.Fatalf("stderr %q, stdout %q; want only %q", stderr.String(), stdout.String(), want)
+	}
+}
+
+// Aimed at a closed port, cpesim says so at the first failed session, ends
+// the run after -give-up, and the summary tells the connection error
+// (issue 8 item 16: it printed nothing for minutes).
+func TestClosedPortReportedPromptly(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String() + "/"
+	ln.Close() // nothing listens there any more
+	var stdout, stderr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(context.Background(), []string{"-url", url, "-devices", "2", "-give-up", "1s"}, &stdout, &stderr)
+	}()
+	select {
+	case code := <-done:
+		if code != exitErrors {
+			t.Fatalf("exit %d, want %d\n%s%s", code, exitErrors, stdout.String(), stderr.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("cpesim still running against a closed port")
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "cpesim: a session failed (connect): ") || !strings.Contains(lines[0], "connection refused") ||
+		!strings.HasPrefix(lines[1], "cpesim: ACS unreachable: no answer from "+url+" in 1s") {
+		t.Fatalf("stderr:\n%s\nwant the first failure, then the end of the run", stderr.String())
+	}
+	if out := stdout.String(); !strings.Contains(out, "errors: connect:") || !strings.Contains(out, "first connect error: ") {
+		t.Fatalf("summary does not tell the connection error:\n%s", out)
 	}
 }

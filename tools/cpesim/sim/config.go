@@ -32,9 +32,6 @@ const (
 type Config struct {
 	// URL is the ACS URL (ManagementServer.URL), http or https.
 	URL string
-	// SharedDir is the shared/ directory holding tr069/; empty means
-	// FindSharedDir from the working directory.
-	SharedDir string
 	// Model is the root data model: TR181 (default) or TR098.
 	Model DataModel
 	// Tables adds objects to the model subset or changes the initial
@@ -132,6 +129,12 @@ type Config struct {
 	// Upload PUTs a small file, with the given credentials.
 	FetchTransfers bool
 
+	// GiveUp ends the run when the ACS has not answered a single request
+	// this long after the start while connecting to it fails (a wrong URL,
+	// a closed port): Run then returns ErrUnreachable. Zero means
+	// DefaultGiveUp, negative never.
+	GiveUp time.Duration
+
 	// OnSession, when set, is called after every session (from the
 	// session's goroutine).
 	OnSession func(SessionReport)
@@ -146,6 +149,7 @@ const (
 	DefaultSoftwareVersion = "1.0.0"
 	DefaultCWMPVersion     = "1.4"
 	DefaultTimeout         = 30 * time.Second
+	DefaultGiveUp          = 10 * time.Second
 	DefaultInterval        = 300 * time.Second
 	DefaultJitter          = 0.1
 	DefaultConcurrency     = 64
@@ -185,6 +189,9 @@ func (c Config) withDefaults() Config {
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
+	if c.GiveUp == 0 {
+		c.GiveUp = DefaultGiveUp
+	}
 	if c.Interval == 0 {
 		c.Interval = DefaultInterval
 	}
@@ -220,7 +227,7 @@ func (c *Config) Validate() error {
 	if _, err := parseTarget(c.URL); err != nil {
 		return fmt.Errorf("config url: %w", err)
 	}
-	if _, err := c.Model.file(); err != nil {
+	if _, err := c.Model.source(); err != nil {
 		return fmt.Errorf("config model: %w", err)
 	}
 	if c.Devices < 1 {
@@ -294,10 +301,9 @@ func validOUI(s string) bool {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	*c = c.withDefaults()
 	fs.StringVar(&c.URL, "url", c.URL, "ACS URL the devices inform")
-	fs.StringVar(&c.SharedDir, "shared", c.SharedDir, "shared/ directory with tr069/ (default: $"+EnvSharedDir+" or beside the repository root)")
 	fs.Func("model", "data model: tr181 (Device.) or tr098 (InternetGatewayDevice.) (default tr181)", func(s string) error {
 		c.Model = DataModel(s)
-		_, err := c.Model.file()
+		_, err := c.Model.source()
 		return err
 	})
 	fs.Func("table", "add an object or set a table's instance count, PATH=N (repeatable), e.g. Device.Hosts.Host.{i}.=20", func(s string) error {
@@ -333,6 +339,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.SourceIPPerDevice, "source-ip-per-device", c.SourceIPPerDevice, "dial from a distinct 127.x.y.z address per device")
 	fs.BoolVar(&c.InsecureSkipVerify, "insecure", c.InsecureSkipVerify, "accept any TLS certificate from the ACS")
 	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "timeout of each HTTP exchange")
+	fs.DurationVar(&c.GiveUp, "give-up", c.GiveUp, "end the run when the ACS has answered nothing this long after the start and connecting to it fails (negative: never)")
 	fs.Func("session-timeout", "SessionTimeout header in seconds (CWMP 1.3+; 0: none)", func(s string) error {
 		v, err := strconv.ParseUint(s, 10, 32)
 		c.SessionTimeout = uint32(v)

@@ -41,6 +41,10 @@ type Simulator struct {
 
 	fileOnce sync.Once
 	files    *http.Client
+
+	// checkReachable, set by Run when Config.GiveUp is positive, ends the
+	// run when the ACS is unreachable.
+	checkReachable func()
 }
 
 // Run builds a simulator from cfg and runs it until the load it describes
@@ -60,14 +64,7 @@ func New(cfg Config) (*Simulator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("new simulator: %w", err)
 	}
-	if cfg.SharedDir == "" {
-		dir, err := FindSharedDir("")
-		if err != nil {
-			return nil, fmt.Errorf("new simulator: %w", err)
-		}
-		cfg.SharedDir = dir
-	}
-	prof, err := loadProfile(cfg.SharedDir, cfg.Model, cfg.Tables)
+	prof, err := loadProfile(cfg.Model, cfg.Tables)
 	if err != nil {
 		return nil, fmt.Errorf("new simulator: %w", err)
 	}
@@ -300,10 +297,33 @@ func (s *Simulator) Run(ctx context.Context) (Summary, error) {
 		loadCtx, cancel = context.WithTimeout(ctx, cfg.Duration)
 		defer cancel()
 	}
+	loadCtx, stopLoad := context.WithCancelCause(loadCtx)
+	defer stopLoad(nil)
+	if cfg.GiveUp > 0 {
+		giveUpAt := start.Add(cfg.GiveUp)
+		s.checkReachable = func() {
+			if time.Now().Before(giveUpAt) || s.stats.answered.Load() {
+				return
+			}
+			if first, ok := s.stats.firstError("connect"); ok {
+				stopLoad(fmt.Errorf("%w: no answer from %s in %s: %s", ErrUnreachable, cfg.URL, cfg.GiveUp, first))
+			}
+		}
+		t := time.AfterFunc(cfg.GiveUp, s.checkReachable)
+		defer t.Stop()
+	}
 	s.dispatch(ctx, loadCtx)
 	elapsed := time.Since(start)
-	return s.stats.summary(len(s.devices), cfg.Model, elapsed), nil
+	sum := s.stats.summary(len(s.devices), cfg.Model, elapsed)
+	if cause := context.Cause(loadCtx); errors.Is(cause, ErrUnreachable) {
+		return sum, cause
+	}
+	return sum, nil
 }
+
+// ErrUnreachable ends a run in which the ACS answered nothing for
+// Config.GiveUp while connecting to it failed.
+var ErrUnreachable = errors.New("ACS unreachable")
 
 // jittered returns an interval varied by ±Jitter.
 func (s *Simulator) jittered(d time.Duration) time.Duration {
@@ -514,6 +534,9 @@ func (s *Simulator) work(ctx context.Context, d *Device, intended time.Time) {
 	}
 	if cfg.OnSession != nil {
 		cfg.OnSession(report)
+	}
+	if report.Kind == "connect" && s.checkReachable != nil {
+		s.checkReachable()
 	}
 	s.sched.release(d, rel)
 }

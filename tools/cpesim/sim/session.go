@@ -158,7 +158,7 @@ func (s *Simulator) runSession(ctx context.Context, d *Device, intended time.Tim
 			report.Kind = serr.kind
 		}
 		s.stats.failed.Add(1)
-		s.stats.count(s.stats.errors, report.Kind)
+		s.stats.failure(report.Kind, err)
 	}
 	return report
 }

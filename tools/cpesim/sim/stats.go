@@ -130,18 +130,43 @@ type stats struct {
 	status                    [600]atomic.Int64
 	session, exchange         histogram
 
+	// answered is set by the first HTTP answer of the run.
+	answered atomic.Bool
+
 	mu     sync.Mutex
 	errors map[string]int64
-	rpcs   map[string]int64
-	faults map[string]int64
-	events map[string]int64
+	// firstErrors holds the first error of each kind, for people.
+	firstErrors map[string]string
+	rpcs        map[string]int64
+	faults      map[string]int64
+	events      map[string]int64
 }
 
 func newStats() *stats {
-	return &stats{errors: map[string]int64{}, rpcs: map[string]int64{}, faults: map[string]int64{}, events: map[string]int64{}}
+	return &stats{errors: map[string]int64{}, firstErrors: map[string]string{}, rpcs: map[string]int64{}, faults: map[string]int64{}, events: map[string]int64{}}
+}
+
+// failure counts a failed session by kind and keeps the first error of
+// each kind.
+func (s *stats) failure(kind string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.errors[kind]++
+	if _, ok := s.firstErrors[kind]; !ok && err != nil {
+		s.firstErrors[kind] = err.Error()
+	}
+}
+
+// firstError returns the first error of a kind, if there was one.
+func (s *stats) firstError(kind string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.firstErrors[kind]
+	return e, ok
 }
 
 func (s *stats) httpStatus(code int) {
+	s.answered.Store(true)
 	if code >= 0 && code < len(s.status) {
 		s.status[code].Add(1)
 	}
@@ -190,8 +215,10 @@ type Summary struct {
 	// intended time: the simulator (or its machine) could not keep up.
 	LateStarts int64
 	// Errors counts failed sessions by kind ("http_500", "timeout",
-	// "connect", "auth", "decode", "protocol", ...).
-	Errors map[string]int64
+	// "connect", "auth", "decode", "protocol", ...), and FirstErrors
+	// tells the first error of each kind.
+	Errors      map[string]int64
+	FirstErrors map[string]string
 	// Requests counts the ACS requests answered, by method; Faults the
 	// faults the devices returned, by code.
 	Requests map[string]int64
@@ -244,6 +271,10 @@ func (s *stats) summary(devices int, model DataModel, elapsed time.Duration) Sum
 	}
 	s.mu.Lock()
 	out.Errors = copyCounts(s.errors)
+	out.FirstErrors = make(map[string]string, len(s.firstErrors))
+	for k, v := range s.firstErrors {
+		out.FirstErrors[k] = v
+	}
 	out.Requests = copyCounts(s.rpcs)
 	out.Faults = copyCounts(s.faults)
 	out.Events = copyCounts(s.events)
@@ -266,36 +297,37 @@ func (s Summary) MarshalJSON() ([]byte, error) {
 		status[strconv.Itoa(code)] = n
 	}
 	return json.Marshal(struct {
-		Devices            int              `json:"devices"`
-		Model              DataModel        `json:"model"`
-		Elapsed            float64          `json:"elapsed_s"`
-		SessionsStarted    int64            `json:"sessions_started"`
-		SessionsOK         int64            `json:"sessions_ok"`
-		SessionsFailed     int64            `json:"sessions_failed"`
-		SessionsShed       int64            `json:"sessions_shed"`
-		SessionsCanceled   int64            `json:"sessions_canceled"`
-		SessionsPerSecond  float64          `json:"sessions_per_s"`
-		SessionLatency     Latency          `json:"session_latency"`
-		ExchangeLatency    Latency          `json:"exchange_latency"`
-		HTTPStatus         map[string]int64 `json:"http_status"`
-		HTTP503            int64            `json:"http_503"`
-		Retries            int64            `json:"retries"`
-		RetryAfterWait     float64          `json:"retry_after_wait_s"`
-		AuthChallenges     int64            `json:"auth_challenges"`
-		Redirects          int64            `json:"redirects"`
-		LateStarts         int64            `json:"late_starts"`
-		Errors             map[string]int64 `json:"errors"`
-		Requests           map[string]int64 `json:"requests"`
-		Faults             map[string]int64 `json:"faults"`
-		Events             map[string]int64 `json:"events"`
-		TransfersCompleted int64            `json:"transfers_completed"`
-		ConnReqReceived    int64            `json:"conn_req_received"`
-		ConnReqAccepted    int64            `json:"conn_req_accepted"`
-		ConnReqRejected    int64            `json:"conn_req_rejected"`
+		Devices            int               `json:"devices"`
+		Model              DataModel         `json:"model"`
+		Elapsed            float64           `json:"elapsed_s"`
+		SessionsStarted    int64             `json:"sessions_started"`
+		SessionsOK         int64             `json:"sessions_ok"`
+		SessionsFailed     int64             `json:"sessions_failed"`
+		SessionsShed       int64             `json:"sessions_shed"`
+		SessionsCanceled   int64             `json:"sessions_canceled"`
+		SessionsPerSecond  float64           `json:"sessions_per_s"`
+		SessionLatency     Latency           `json:"session_latency"`
+		ExchangeLatency    Latency           `json:"exchange_latency"`
+		HTTPStatus         map[string]int64  `json:"http_status"`
+		HTTP503            int64             `json:"http_503"`
+		Retries            int64             `json:"retries"`
+		RetryAfterWait     float64           `json:"retry_after_wait_s"`
+		AuthChallenges     int64             `json:"auth_challenges"`
+		Redirects          int64             `json:"redirects"`
+		LateStarts         int64             `json:"late_starts"`
+		Errors             map[string]int64  `json:"errors"`
+		FirstErrors        map[string]string `json:"first_errors"`
+		Requests           map[string]int64  `json:"requests"`
+		Faults             map[string]int64  `json:"faults"`
+		Events             map[string]int64  `json:"events"`
+		TransfersCompleted int64             `json:"transfers_completed"`
+		ConnReqReceived    int64             `json:"conn_req_received"`
+		ConnReqAccepted    int64             `json:"conn_req_accepted"`
+		ConnReqRejected    int64             `json:"conn_req_rejected"`
 	}{
 		s.Devices, s.Model, s.Elapsed.Seconds(), s.SessionsStarted, s.SessionsOK, s.SessionsFailed,
 		s.SessionsShed, s.SessionsCanceled, s.SessionsPerSecond, s.SessionLatency, s.ExchangeLatency, status, s.HTTP503,
-		s.Retries, s.RetryAfterWait.Seconds(), s.AuthChallenges, s.Redirects, s.LateStarts, s.Errors,
+		s.Retries, s.RetryAfterWait.Seconds(), s.AuthChallenges, s.Redirects, s.LateStarts, s.Errors, s.FirstErrors,
 		s.Requests, s.Faults, s.Events, s.TransfersCompleted, s.ConnReqReceived, s.ConnReqAccepted,
 		s.ConnReqRejected,
 	})
@@ -325,6 +357,14 @@ func (s *Summary) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "retries %d (Retry-After asked %.1fs), auth challenges %d, redirects %d, late starts %d\n",
 		s.Retries, s.RetryAfterWait.Seconds(), s.AuthChallenges, s.Redirects, s.LateStarts)
 	writeCounts(w, "errors", s.Errors)
+	kinds := make([]string, 0, len(s.FirstErrors))
+	for k := range s.FirstErrors {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		fmt.Fprintf(w, "  first %s error: %s\n", k, s.FirstErrors[k])
+	}
 	writeCounts(w, "requests answered", s.Requests)
 	writeCounts(w, "faults returned", s.Faults)
 	writeCounts(w, "events sent", s.Events)

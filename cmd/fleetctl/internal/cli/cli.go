@@ -169,11 +169,11 @@ func newFlagSet(path []*Command) *flag.FlagSet {
 	return fs
 }
 
-// usage reports a usage error: the message, then the usage of the command
-// it concerns.
+// usage reports a usage error in one line, and where the usage of the
+// command it concerns is: the help itself would push the error off the
+// screen.
 func usage(env *Env, path []*Command, msg string) int {
-	fmt.Fprintf(env.Stderr, "fleetctl: %s\n\n", oneLine(msg))
-	writeHelp(env.Stderr, path)
+	fmt.Fprintf(env.Stderr, "fleetctl: %s\nRun '%s -help' for usage.\n", oneLine(msg), commandName(path))
 	return ExitUsage
 }
 

@@ -70,9 +70,8 @@ func TestDispatch(t *testing.T) {
 	if code := run(context.Background(), testTree(&got), []string{"devices", "get"}, env); code != ExitUsage {
 		t.Fatalf("exit status %d", code)
 	}
-	wantUsage := "fleetctl: fleetctl devices get: want one device ID\n\n" +
-		"Usage: fleetctl devices get [flags] ID\n\nShow a device.\n\nFlags:\n" +
-		"  -o format\n    \toutput format: table or json (default \"table\")\n"
+	wantUsage := "fleetctl: fleetctl devices get: want one device ID\n" +
+		"Run 'fleetctl devices get -help' for usage.\n"
 	if stderr.String() != wantUsage {
 		t.Errorf("stderr:\n%s\nwant:\n%s", stderr.String(), wantUsage)
 	}
