@@ -17,6 +17,7 @@ import (
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
 	"github.com/fleetacs/fleetacs/pkg/apiauth"
+	"github.com/fleetacs/fleetacs/pkg/authstate"
 	"github.com/fleetacs/fleetacs/pkg/lifecycle"
 	"github.com/fleetacs/fleetacs/pkg/natsembed"
 	"github.com/fleetacs/fleetacs/pkg/telemetry"
@@ -47,8 +48,11 @@ type shared struct {
 	auth             *apiauth.Authenticator
 	// tokens is the token store the authenticator verifies with: the
 	// inventory's store, once the inventory module is built.
-	tokens    tokenStoreRef
-	store     affinity.Store
+	tokens tokenStoreRef
+	store  affinity.Store
+	// authState is the gateways' shared authentication state (nonce
+	// counts, failure back-off), on the same Redis as store.
+	authState authstate.Store
 	inventory grpc.ClientConnInterface
 }
 
@@ -203,6 +207,7 @@ func buildAffinity(a *app) (lifecycle.Service, error) {
 			return nil, errors.New("gateway and sessions in different processes share session routing and device leases through Redis: set -redis.addr")
 		}
 		a.shared.store = affinity.NewMemory(nil).Store()
+		a.shared.authState = authstate.NewMemory(nil, 0)
 		return lifecycle.Funcs{}, nil
 	}
 	client := redis.NewClient(&redis.Options{
@@ -218,6 +223,7 @@ func buildAffinity(a *app) (lifecycle.Service, error) {
 		Protocol: 2,
 	})
 	a.shared.store = affinity.NewRedis(client, a.opts.RedisPrefix, nil).Store()
+	a.shared.authState = authstate.NewRedis(client, a.opts.RedisPrefix, nil)
 	return lifecycle.Funcs{
 		// Started once Redis answers: what depends on it fails clearly
 		// here rather than on its first session.
@@ -417,6 +423,8 @@ func buildGateway(a *app) (lifecycle.Service, error) {
 		Affinity:       a.shared.store.Affinity,
 		Leases:         a.shared.store.Leases,
 		Credentials:    gateway.InventoryCredentials{Client: inventoryv1.NewInventoryInternalServiceClient(a.shared.inventory)},
+		NonceCounts:    a.shared.authState,
+		AuthGuard:      a.shared.authState,
 		TracerProvider: a.telemetry.Tracer,
 		MeterProvider:  a.telemetry.Meter,
 		Listening:      func(name string, addr net.Addr) { a.bound[name] = addr },

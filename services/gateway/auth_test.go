@@ -56,22 +56,22 @@ func TestNonceFreshStaleForged(t *testing.T) {
 	n := nonceMinter{secret: []byte("k"), realm: "FleetACS", lifetime: time.Minute}
 	t0 := time.Unix(1_700_000_000, 0)
 	nonce := n.mint(t0)
-	if got := n.check(nonce, t0.Add(59*time.Second)); got != nonceFresh {
-		t.Fatalf("within lifetime: %v", got)
+	if got, exp := n.check(nonce, t0.Add(59*time.Second)); got != nonceFresh || !exp.Equal(t0.Add(time.Minute+nonceSkew)) {
+		t.Fatalf("within lifetime: %v, counts kept until %v", got, exp)
 	}
-	if got := n.check(nonce, t0.Add(61*time.Second)); got != nonceStale {
+	if got, _ := n.check(nonce, t0.Add(61*time.Second)); got != nonceStale {
 		t.Fatalf("after lifetime: %v", got)
 	}
 	other := nonceMinter{secret: []byte("other"), realm: "FleetACS", lifetime: time.Minute}
-	if got := other.check(nonce, t0); got != nonceInvalid {
+	if got, _ := other.check(nonce, t0); got != nonceInvalid {
 		t.Fatalf("another secret accepted the nonce: %v", got)
 	}
 	raw, _ := base64.RawURLEncoding.DecodeString(nonce)
 	raw[0] ^= 1 // move the issue time
-	if got := n.check(base64.RawURLEncoding.EncodeToString(raw), t0); got != nonceInvalid {
+	if got, _ := n.check(base64.RawURLEncoding.EncodeToString(raw), t0); got != nonceInvalid {
 		t.Fatalf("tampered nonce: %v", got)
 	}
-	if got := n.check("not a nonce", t0); got != nonceInvalid {
+	if got, _ := n.check("not a nonce", t0); got != nonceInvalid {
 		t.Fatalf("garbage nonce: %v", got)
 	}
 }
@@ -267,20 +267,27 @@ func TestDerivedOnboardingCredentials(t *testing.T) {
 	cfg.AuthSharedUsername, cfg.AuthSharedPassword = "", ""
 	cfg.AuthOnboardingSecret = "factory-secret"
 	h := startGateway(t, cfg, nil)
-	c := dialCPE(t, h.addr)
-	first := c.post(informBody(t, "SN1", "0 BOOTSTRAP"))
-	for _, user := range []string{"SN1", "00d09e-sn1"} {
+	try := func(serial, user string) int {
+		c := dialCPE(t, h.addr)
 		d := &digestClient{user: user, pass: DerivePassword("factory-secret", user)}
-		d.learn(t, first)
-		if a := c.post(informBody(t, "SN1", "0 BOOTSTRAP"), d.header("/cwmp")); a.StatusCode != http.StatusOK {
-			t.Fatalf("derived credentials of %q: %d", user, a.StatusCode)
+		d.learn(t, c.post(informBody(t, serial, "0 BOOTSTRAP")))
+		return c.post(informBody(t, serial, "0 BOOTSTRAP"), d.header("/cwmp")).StatusCode
+	}
+	for _, user := range []string{"SN1", "00D09E-SN1", testDeviceKey("SN1")} {
+		if got := try("SN1", user); got != http.StatusOK {
+			t.Fatalf("derived credentials of %q: %d", user, got)
 		}
 	}
 	// SN2's derived password, presented by a device claiming to be SN1.
-	d := &digestClient{user: "SN2", pass: DerivePassword("factory-secret", "SN2")}
-	d.learn(t, first)
-	if a := c.post(informBody(t, "SN1", "0 BOOTSTRAP"), d.header("/cwmp")); a.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("another device's derived credentials: %d", a.StatusCode)
+	if got := try("SN1", "SN2"); got != http.StatusUnauthorized {
+		t.Fatalf("another device's derived credentials: %d", got)
+	}
+	// User names compare exactly: the derived password of "sn1" (another
+	// serial number as far as anyone knows) does not open SN1's session.
+	for _, user := range []string{"sn1", "00d09e-SN1", strings.ToLower(testDeviceKey("SN1"))} {
+		if got := try("SN1", user); got != http.StatusUnauthorized {
+			t.Fatalf("derived credentials of %q for SN1: %d, want 401", user, got)
+		}
 	}
 	if len(DerivePassword("s", "u")) != 64 {
 		t.Fatal("derived password is not 64 hex characters")
@@ -293,6 +300,8 @@ type tlsFiles struct {
 	caFile, certFile, keyFile string
 	caPool                    *x509.CertPool
 	client                    tls.Certificate
+	// client2 has common name "cpe-SN2".
+	client2 tls.Certificate
 }
 
 func writeTLSFiles(t *testing.T) tlsFiles {
@@ -340,6 +349,8 @@ func writeTLSFiles(t *testing.T) tlsFiles {
 	f.keyFile = write("server-key.pem", "EC PRIVATE KEY", kb)
 	cliDER, cliKey := issue(3, "cpe-SN1", x509.ExtKeyUsageClientAuth, nil)
 	f.client = tls.Certificate{Certificate: [][]byte{cliDER}, PrivateKey: cliKey}
+	cli2DER, cli2Key := issue(4, "cpe-SN2", x509.ExtKeyUsageClientAuth, nil)
+	f.client2 = tls.Certificate{Certificate: [][]byte{cli2DER}, PrivateKey: cli2Key}
 	f.caPool = x509.NewCertPool()
 	f.caPool.AddCert(ca)
 	return f
@@ -347,9 +358,18 @@ func writeTLSFiles(t *testing.T) tlsFiles {
 
 func dialTLS(t *testing.T, addr string, f tlsFiles, withCert bool) *cpeConn {
 	t.Helper()
-	tc := &tls.Config{RootCAs: f.caPool, ServerName: "127.0.0.1"}
 	if withCert {
-		tc.Certificates = []tls.Certificate{f.client}
+		return dialTLSWith(t, addr, f, &f.client)
+	}
+	return dialTLSWith(t, addr, f, nil)
+}
+
+// dialTLSWith opens a TLS connection presenting cert (none when nil).
+func dialTLSWith(t *testing.T, addr string, f tlsFiles, cert *tls.Certificate) *cpeConn {
+	t.Helper()
+	tc := &tls.Config{RootCAs: f.caPool, ServerName: "127.0.0.1"}
+	if cert != nil {
+		tc.Certificates = []tls.Certificate{*cert}
 	}
 	c, err := tls.Dial("tcp", addr, tc)
 	if err != nil {
@@ -398,8 +418,8 @@ func TestTLSBasicAndClientCertificate(t *testing.T) {
 // failingCredentials is a credentials store that is down.
 type failingCredentials struct{}
 
-func (failingCredentials) CPECredentials(context.Context, string, string) (Credential, bool, error) {
-	return Credential{}, false, errors.New("inventory unreachable")
+func (failingCredentials) CPECredentials(context.Context, string, string) (DeviceCredentials, error) {
+	return DeviceCredentials{}, errors.New("inventory unreachable")
 }
 
 func TestCredentialStoreDown(t *testing.T) {

@@ -68,11 +68,19 @@ func BenchmarkGatewayInformExchange(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			var authz string
-			if mode == "digest" {
-				d := &digestClient{user: "cpe", pass: "secret", realm: cfg.AuthRealm, nonce: s.auth.nonces.mint(time.Now())}
-				authz = d.header("/")[len("Authorization: "):]
+			// A CPE's next nonce count for every request: a header used
+			// before is a replay (nonce counts are tracked).
+			var d *digestClient
+			nextAuthz := func() string {
+				if d == nil {
+					return ""
+				}
+				return d.header("/")[len("Authorization: "):]
 			}
+			if mode == "digest" {
+				d = &digestClient{user: "cpe", pass: "secret", realm: cfg.AuthRealm, nonce: s.auth.nonces.mint(time.Now())}
+			}
+			authz := nextAuthz()
 			h := s.Handler()
 			rd := bytes.NewReader(body)
 			req := httptest.NewRequest(http.MethodPost, "/", rd)
@@ -99,6 +107,9 @@ func BenchmarkGatewayInformExchange(b *testing.B) {
 				s.sessions.end(ex.SessionID)
 				_ = aff.Delete(ctx, SessionRecord{SessionID: ex.SessionID, ClientIP: "192.0.2.10"})
 				_ = leases.Release(ctx, ex.Tenant, ex.DeviceKey, ex.SessionID)
+				if authz != "" {
+					req.Header.Set("Authorization", nextAuthz())
+				}
 				b.StartTimer()
 			}
 		})

@@ -4,10 +4,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fleetacs/fleetacs/pkg/authstate"
 )
 
 // Config is the gateway service's configuration (STYLE rule 2). Defaults live
@@ -84,6 +87,14 @@ type Config struct {
 	// TrustedProxies lists the networks (CIDR, comma-separated) of load
 	// balancers whose X-Forwarded-For names the CPE's address.
 	TrustedProxies string
+	// SessionAddressBinding binds a session to the client address that
+	// opened it: a request from another address cannot continue it. Turn
+	// it off only when CPEs sit behind proxies or NAT pools that change
+	// their address within a session.
+	SessionAddressBinding bool
+	// ACSHostNames lists further host names (host or host:port) that name
+	// this ACS in a Digest absolute uri, besides the request's Host.
+	ACSHostNames string
 
 	// AuthSchemes lists the HTTP schemes offered: "digest", "basic" or both,
 	// comma-separated.
@@ -107,6 +118,28 @@ type Config struct {
 	// AuthOnboardingSecret derives per-device onboarding passwords:
 	// DerivePassword(secret, username).
 	AuthOnboardingSecret string
+	// AuthSharedScope says which devices the shared onboarding credentials
+	// (the shared pair and derived passwords) authenticate: "any" device
+	// without credentials of its own, or only "onboarding" ones: devices
+	// the inventory does not know yet or registered less than
+	// AuthOnboardingWindow ago.
+	AuthSharedScope      string
+	AuthOnboardingWindow time.Duration
+	// Authentication failures and their back-off (pkg/authstate.Policy):
+	// failures allowed per (source address, user name), per source address
+	// and per user name before back-off starts (0 turns that limit off);
+	// the first and longest block; how long failures are remembered; how
+	// long a source stays known for a user after it authenticated.
+	AuthFailuresPerSourceUser int
+	AuthFailuresPerSource     int
+	AuthFailuresPerUser       int
+	AuthBackoffBase           time.Duration
+	AuthBackoffMax            time.Duration
+	AuthFailureMemory         time.Duration
+	AuthKnownSourceTTL        time.Duration
+	// AuthConnFailures closes a connection after this many failed
+	// authentications on it.
+	AuthConnFailures int
 
 	// AdmissionRate is the steady rate of new sessions per second this
 	// gateway admits; 0 turns admission control off.
@@ -165,6 +198,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DefaultTenant, "gateway.default-tenant", "default", "tenant of CPEs whose host name matches no gateway.tenant-hosts entry")
 	fs.StringVar(&c.TenantHosts, "gateway.tenant-hosts", "", "host names mapped to tenants: host=tenant,...")
 	fs.StringVar(&c.TrustedProxies, "gateway.trusted-proxies", "", "CIDRs of load balancers whose X-Forwarded-For names the CPE, comma-separated")
+	fs.BoolVar(&c.SessionAddressBinding, "gateway.session-address-binding", true, "bind each session to the client address that opened it; turn off only when CPEs sit behind proxies or NAT pools that change their address within a session")
+	fs.StringVar(&c.ACSHostNames, "gateway.acs-host-names", "", "host names (host or host:port) that also name this ACS in a Digest absolute uri, besides the request's Host, comma-separated")
 
 	fs.StringVar(&c.AuthSchemes, "gateway.auth-schemes", "digest", "HTTP authentication schemes offered to CPEs: digest, basic, or both comma-separated")
 	fs.BoolVar(&c.AuthBasicOverHTTP, "gateway.auth-basic-over-http", false, "accept Basic authentication over plain HTTP (the password crosses the network in clear)")
@@ -175,6 +210,16 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.AuthSharedUsername, "gateway.auth-shared-username", "", "shared onboarding user name for CPEs without per-device credentials")
 	fs.StringVar(&c.AuthSharedPassword, "gateway.auth-shared-password", "", "shared onboarding password")
 	fs.StringVar(&c.AuthOnboardingSecret, "gateway.auth-onboarding-secret", "", "secret deriving per-device onboarding passwords (hex HMAC-SHA256 of the user name)")
+	fs.StringVar(&c.AuthSharedScope, "gateway.auth-shared-scope", "any", "devices the shared and derived onboarding credentials authenticate: any (without credentials of their own) or onboarding (unknown to the inventory, or registered less than gateway.auth-onboarding-window ago)")
+	fs.DurationVar(&c.AuthOnboardingWindow, "gateway.auth-onboarding-window", 24*time.Hour, "with gateway.auth-shared-scope=onboarding, how long after its registration a device may still use the onboarding credentials")
+	fs.IntVar(&c.AuthFailuresPerSourceUser, "gateway.auth-failures-per-source-user", 5, "failed authentications of one user name from one address before back-off starts (0: no limit)")
+	fs.IntVar(&c.AuthFailuresPerSource, "gateway.auth-failures-per-source", 100, "failed authentications from one address, any user name, before back-off starts for user names not known there (0: no limit)")
+	fs.IntVar(&c.AuthFailuresPerUser, "gateway.auth-failures-per-user", 20, "failed authentications of one user name, any address, before back-off starts for addresses it is not known at (0: no limit)")
+	fs.DurationVar(&c.AuthBackoffBase, "gateway.auth-backoff-base", time.Second, "first block after the failures a limit allows; it doubles with each further failure")
+	fs.DurationVar(&c.AuthBackoffMax, "gateway.auth-backoff-max", 15*time.Minute, "longest block after failed authentications")
+	fs.DurationVar(&c.AuthFailureMemory, "gateway.auth-failure-memory", time.Hour, "how long failed authentications are remembered after the last one (or the end of its block)")
+	fs.DurationVar(&c.AuthKnownSourceTTL, "gateway.auth-known-source-ttl", 7*24*time.Hour, "how long an address a user authenticated from stays exempt from the per-address and per-user limits for that user")
+	fs.IntVar(&c.AuthConnFailures, "gateway.auth-conn-failures", 3, "failed authentications after which a connection is closed")
 
 	fs.Float64Var(&c.AdmissionRate, "gateway.admission-rate", 5000, "new sessions per second this replica admits; size it to what the session workers behind it sustain (0 turns admission control off)")
 	fs.IntVar(&c.AdmissionBurst, "gateway.admission-burst", 5000, "new sessions admitted at once before the rate applies")
@@ -222,7 +267,8 @@ func (c *Config) Validate() error {
 		{"unauthenticated-idle-timeout", c.UnauthenticatedIdleTimeout},
 		{"exchange-timeout", c.ExchangeTimeout}, {"session-idle-timeout", c.SessionIdleTimeout},
 		{"lease-ttl", c.LeaseTTL}, {"shutdown-timeout", c.ShutdownTimeout},
-		{"auth-nonce-lifetime", c.AuthNonceLifetime},
+		{"auth-nonce-lifetime", c.AuthNonceLifetime}, {"auth-onboarding-window", c.AuthOnboardingWindow},
+		{"auth-failure-memory", c.AuthFailureMemory}, {"auth-known-source-ttl", c.AuthKnownSourceTTL},
 	} {
 		if d.v <= 0 {
 			bad("gateway.%s must be positive, got %s", d.name, d.v)
@@ -265,6 +311,21 @@ func (c *Config) Validate() error {
 	if (c.AuthSharedUsername == "") != (c.AuthSharedPassword == "") {
 		bad("gateway.auth-shared-username and gateway.auth-shared-password go together")
 	}
+	if c.AuthSharedScope != sharedScopeAny && c.AuthSharedScope != sharedScopeOnboarding {
+		bad("gateway.auth-shared-scope must be %s or %s, got %q", sharedScopeAny, sharedScopeOnboarding, c.AuthSharedScope)
+	}
+	if c.AuthFailuresPerSourceUser < 0 || c.AuthFailuresPerSource < 0 || c.AuthFailuresPerUser < 0 {
+		bad("gateway.auth-failures-per-source-user, -per-source and -per-user must not be negative")
+	}
+	if c.AuthBackoffBase <= 0 || c.AuthBackoffMax < c.AuthBackoffBase || c.AuthBackoffMax > 24*time.Hour {
+		bad("gateway.auth-backoff-base (%s) must be positive and at most gateway.auth-backoff-max (%s), itself at most 24h", c.AuthBackoffBase, c.AuthBackoffMax)
+	}
+	if c.AuthConnFailures < 1 {
+		bad("gateway.auth-conn-failures must be at least 1, got %d", c.AuthConnFailures)
+	}
+	if _, err := parseHostNames(c.ACSHostNames); err != nil {
+		bad("gateway.acs-host-names: %w", err)
+	}
 	if c.AdmissionRate < 0 {
 		bad("gateway.admission-rate must not be negative, got %g", c.AdmissionRate)
 	}
@@ -281,6 +342,59 @@ func (c *Config) Validate() error {
 		bad("gateway.retry-after-min (%s) must be at least 1s and at most gateway.retry-after-max (%s)", c.RetryAfterMin, c.RetryAfterMax)
 	}
 	return errors.Join(errs...)
+}
+
+// Values of AuthSharedScope.
+const (
+	sharedScopeAny        = "any"
+	sharedScopeOnboarding = "onboarding"
+)
+
+// authPolicy is the failure back-off the configuration asks for.
+func (c *Config) authPolicy() authstate.Policy {
+	limit := func(free int) authstate.Limit {
+		return authstate.Limit{Free: free, Base: c.AuthBackoffBase, Max: c.AuthBackoffMax}
+	}
+	return authstate.Policy{
+		Pair:     limit(c.AuthFailuresPerSourceUser),
+		Source:   limit(c.AuthFailuresPerSource),
+		User:     limit(c.AuthFailuresPerUser),
+		Forget:   c.AuthFailureMemory,
+		KnownFor: c.AuthKnownSourceTTL,
+	}
+}
+
+// parseHostNames reads ACSHostNames into the set digestURIMatches looks
+// names up in: "name" for an entry without a port (any port), else
+// "name:port", names in lower case without a trailing dot.
+func parseHostNames(s string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if strings.ContainsAny(f, "/@ ") {
+			return nil, fmt.Errorf("%q is not a host name or host:port", f)
+		}
+		name, port, err := net.SplitHostPort(f)
+		if err != nil {
+			name, port = f, ""
+		}
+		name = strings.ToLower(strings.TrimSuffix(strings.Trim(name, "[]"), "."))
+		if name == "" {
+			return nil, fmt.Errorf("%q has no host name", f)
+		}
+		if port == "" {
+			out[name] = true
+			continue
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("%q has an invalid port", f)
+		}
+		out[net.JoinHostPort(name, port)] = true
+	}
+	return out, nil
 }
 
 // parseSchemes reads AuthSchemes.

@@ -74,6 +74,17 @@ type connState struct {
 	// refreshed is when rec was last stored in Affinity, to refresh it at
 	// most every third of its TTL.
 	refreshed time.Time
+	// authFailures counts failed authentications on the connection.
+	authFailures int
+}
+
+// authFailed counts a failed authentication on the connection and returns
+// the count.
+func (c *connState) authFailed() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.authFailures++
+	return c.authFailures
 }
 
 func (c *connState) get() (SessionRecord, time.Time) {

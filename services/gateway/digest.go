@@ -3,15 +3,21 @@ package gateway
 import (
 	"crypto/hmac"
 	"crypto/md5"
+	crand "crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"net"
+	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/fleetacs/fleetacs/pkg/authstate"
 )
 
 // HTTP Digest (RFC 7616 with MD5, the RFC 2617 subset CPEs implement) and
@@ -19,14 +25,30 @@ import (
 //
 // Nonces carry their issue time and an HMAC of it under the nonce secret, so
 // any replica sharing the secret can check them without state: a CPE that
-// reconnects after the 401 (most do, notes §4.2), or lands on another
-// replica, still authenticates. The price of statelessness is that a
-// captured Authorization header can be replayed until its nonce goes stale
-// (gateway.auth-nonce-lifetime); with qop=auth the replay is tied to the
-// request URI only, so keep the lifetime short and use TLS where that
-// matters.
+// reconnects after the 401 (most do, docs/protocol.md §4.2), or lands on
+// another replica, still authenticates. What a stateless nonce cannot stop
+// is a replay of a captured Authorization header, so the nonce counts
+// (nc) are tracked in the NonceCounts store shared by the replicas: a
+// header authenticates only with a count greater than every one used with
+// its nonce before (auth.go).
+//
+// Nonces are deliberately not bound to the client address: the count
+// tracking already makes a captured header useless, and CPEs behind
+// carrier-grade NAT pools that change address between connections would
+// fail the handshake they reconnect for. The session, not the nonce, is
+// bound to the address (binding.go).
 
-const nonceMACSize = 16
+// A nonce is base64url of: issue time (8 bytes, Unix nanoseconds), 8
+// random bytes, and a 16-byte HMAC-SHA256 of both under the nonce secret.
+const (
+	nonceHeadSize = 16
+	nonceMACSize  = 16
+)
+
+// nonceSkew is how far in the future another replica's clock may have put
+// a nonce's issue time; nonce counts are kept that much longer than the
+// nonce lifetime.
+const nonceSkew = time.Minute
 
 // nonceMinter issues and checks Digest nonces.
 type nonceMinter struct {
@@ -35,23 +57,24 @@ type nonceMinter struct {
 	lifetime time.Duration
 }
 
-func (n *nonceMinter) mac(issued uint64) []byte {
+// mac authenticates a nonce's issue time and random part (head).
+func (n *nonceMinter) mac(head []byte) []byte {
 	m := hmac.New(sha256.New, n.secret)
-	var ts [8]byte
-	binary.BigEndian.PutUint64(ts[:], issued)
 	m.Write([]byte("fleetacs digest nonce\x00"))
 	m.Write([]byte(n.realm))
 	m.Write([]byte{0})
-	m.Write(ts[:])
+	m.Write(head)
 	return m.Sum(nil)[:nonceMACSize]
 }
 
-// mint returns a nonce issued at now.
+// mint returns a nonce issued at now: the issue time, random bytes that
+// make every nonce unique (its count is tracked per nonce, and two CPEs
+// challenged within one clock tick must not share one) and a MAC of both.
 func (n *nonceMinter) mint(now time.Time) string {
-	issued := uint64(now.UnixNano())
-	var raw [8 + nonceMACSize]byte
-	binary.BigEndian.PutUint64(raw[:8], issued)
-	copy(raw[8:], n.mac(issued))
+	var raw [nonceHeadSize + nonceMACSize]byte
+	binary.BigEndian.PutUint64(raw[:8], uint64(now.UnixNano()))
+	_, _ = crand.Read(raw[8:nonceHeadSize]) // crypto/rand.Read never fails on supported platforms
+	copy(raw[nonceHeadSize:], n.mac(raw[:nonceHeadSize]))
 	return base64.RawURLEncoding.EncodeToString(raw[:])
 }
 
@@ -64,24 +87,43 @@ const (
 )
 
 // check tells a nonce this realm issued and that is still fresh from a stale
-// one and from one it never issued.
-func (n *nonceMinter) check(nonce string, now time.Time) nonceState {
+// one and from one it never issued. For a fresh nonce it also returns until
+// when its count must be remembered: past that, every replica finds it
+// stale.
+func (n *nonceMinter) check(nonce string, now time.Time) (nonceState, time.Time) {
 	raw, err := base64.RawURLEncoding.DecodeString(nonce)
-	if err != nil || len(raw) != 8+nonceMACSize {
-		return nonceInvalid
+	if err != nil || len(raw) != nonceHeadSize+nonceMACSize {
+		return nonceInvalid, time.Time{}
 	}
 	issued := binary.BigEndian.Uint64(raw[:8])
-	if !hmac.Equal(raw[8:], n.mac(issued)) {
-		return nonceInvalid
+	if !hmac.Equal(raw[nonceHeadSize:], n.mac(raw[:nonceHeadSize])) {
+		return nonceInvalid, time.Time{}
 	}
-	age := now.Sub(time.Unix(0, int64(issued)))
+	at := time.Unix(0, int64(issued))
+	age := now.Sub(at)
 	switch {
-	case age < -time.Minute: // issued in the future: another replica's clock, within reason
-		return nonceInvalid
+	case age < -nonceSkew: // issued in the future: another replica's clock, within reason
+		return nonceInvalid, time.Time{}
 	case age > n.lifetime:
-		return nonceStale
+		return nonceStale, time.Time{}
 	}
-	return nonceFresh
+	return nonceFresh, at.Add(n.lifetime + nonceSkew)
+}
+
+// nonceCount reads the nc of p as the count to track. Credentials without
+// qop (RFC 2069) carry none: their nonce is good for one request, count 1.
+func nonceCount(p digestParams) (uint64, bool) {
+	if p.qop == "" {
+		return 1, true
+	}
+	if p.nc == "" || len(p.nc) > 16 {
+		return 0, false
+	}
+	nc, err := strconv.ParseUint(p.nc, 16, 64)
+	if err != nil || nc == 0 || nc > authstate.MaxNonceCount {
+		return 0, false
+	}
+	return nc, true
 }
 
 // digestParams is a parsed Digest Authorization header.
@@ -231,15 +273,27 @@ func digestResponse(p digestParams, password, method string, body []byte) (strin
 
 // digestURIMatches reports whether the uri of the credentials names the
 // requested resource. CPEs send the path, the path with query, or the
-// absolute URL, so compare paths and queries only.
-func digestURIMatches(uri string, req *url.URL, requestURI string) bool {
-	if uri == requestURI {
-		return true
-	}
+// absolute URL. An absolute URL must name this ACS: the request's Host (or,
+// with its port, the host of an absolute request line, which Go puts in
+// r.Host) or one of acsHosts; otherwise a response computed for another
+// server, whose operator may have captured it, would be accepted here.
+// Paths and queries must match.
+func digestURIMatches(uri string, r *http.Request, acsHosts map[string]bool) bool {
 	u, err := url.Parse(uri)
-	if err != nil {
+	if err != nil || u.User != nil || u.Fragment != "" {
 		return false
 	}
+	if u.Scheme != "" || u.Host != "" {
+		if !strings.EqualFold(u.Scheme, "http") && !strings.EqualFold(u.Scheme, "https") {
+			return false
+		}
+		if !sameHost(u, r, acsHosts) {
+			return false
+		}
+	} else if uri == r.RequestURI {
+		return true
+	}
+	req := r.URL
 	path := u.Path
 	if path == "" {
 		path = "/"
@@ -249,6 +303,42 @@ func digestURIMatches(uri string, req *url.URL, requestURI string) bool {
 		want = "/"
 	}
 	return path == want && u.RawQuery == req.RawQuery
+}
+
+// sameHost reports whether the absolute URL u names the host the request
+// was sent to, or a configured ACS host name. Names compare without regard
+// to case and to a trailing dot; ports compare with the scheme's default
+// filled in.
+func sameHost(u *url.URL, r *http.Request, acsHosts map[string]bool) bool {
+	name, port := hostPort(u.Host, u.Scheme)
+	if name == "" {
+		return false
+	}
+	defScheme := "http"
+	if r.TLS != nil {
+		defScheme = "https"
+	}
+	if rn, rp := hostPort(r.Host, defScheme); rn == name && rp == port {
+		return true
+	}
+	return acsHosts[name] || acsHosts[net.JoinHostPort(name, port)]
+}
+
+// hostPort splits a URL or Host header host into a normalised name and a
+// port, the scheme's default when absent.
+func hostPort(hostport, scheme string) (string, string) {
+	name, port := hostport, ""
+	if h, p, err := net.SplitHostPort(hostport); err == nil {
+		name, port = h, p
+	}
+	name = strings.ToLower(strings.TrimSuffix(strings.Trim(name, "[]"), "."))
+	if port == "" {
+		port = "80"
+		if strings.EqualFold(scheme, "https") {
+			port = "443"
+		}
+	}
+	return name, port
 }
 
 // verifyDigest checks the credentials p against password for a request.

@@ -1,17 +1,26 @@
 // Package gateway is FleetACS's CPE-facing edge: the CWMP endpoint over HTTP
-// and HTTPS on :7547 (DESIGN §1, §2 steps 1-2 and 4-6, §5). For each CPE
-// POST it applies size and time limits, removes gzip or deflate coding,
-// authenticates the CPE (HTTP Digest, Basic over TLS, or a TLS client
-// certificate), admits or sheds new sessions by priority, takes the device
-// lease for a new session and forwards the request to a session worker
-// through the Forwarder port, then sends the worker's answer back.
+// and HTTPS on :7547 (docs/design.md §1, §2 steps 1-2 and 4-6, §5). For
+// each CPE POST it applies size and time limits, removes gzip or deflate
+// coding, authenticates the CPE (HTTP Digest, Basic over TLS, or a TLS
+// client certificate), admits or sheds new sessions by priority, takes the
+// device lease for a new session and forwards the request to a session
+// worker through the Forwarder port, then sends the worker's answer back.
 //
 // The gateway keeps no session state of its own beyond a TCP connection's
 // last session and a count of the sessions it carries: a session's next
 // request may arrive on another connection or another replica, and is
 // routed by its cookie, else by the connection it arrives on, else by the
-// CPE's address and the open session record in Affinity (notes §4.1,
-// DESIGN §2 step 4).
+// CPE's address and the open session record in Affinity (docs/protocol.md
+// §4.1, docs/design.md §2 step 4). Whatever routes it, a request continues
+// a session only from the client address and as the principal that opened
+// it, read from the shared record (binding.go).
+//
+// Authentication state that must hold across replicas is shared too
+// (pkg/authstate): Digest nonce counts, so that a captured Authorization
+// header cannot be replayed, and counts of failed authentications per
+// address and user name, whose exponential back-off answers password
+// guessing with 503 and Retry-After (auth.go). docs/security.md says how
+// CPEs authenticate, for operators.
 //
 // Logs are JSON through the injected log/slog logger with the keys
 // device_id, session_id and tenant; trace_id is added from the context by
@@ -37,6 +46,7 @@ import (
 	"time"
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
+	"github.com/fleetacs/fleetacs/pkg/authstate"
 	"github.com/fleetacs/fleetacs/pkg/connlimit"
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 	"github.com/fleetacs/fleetacs/pkg/lifecycle"
@@ -60,6 +70,11 @@ type Deps struct {
 	// Credentials looks up per-device CPE credentials; nil means only the
 	// shared onboarding credentials (or client certificates) authenticate.
 	Credentials Credentials
+	// NonceCounts and AuthGuard hold the authentication state the replicas
+	// share; default: pkg/authstate's in-memory store (one process). A
+	// cluster passes pkg/authstate's Redis store.
+	NonceCounts NonceCounts
+	AuthGuard   AuthGuard
 	// TracerProvider and MeterProvider default to no-ops.
 	TracerProvider trace.TracerProvider
 	MeterProvider  metric.MeterProvider
@@ -92,6 +107,8 @@ type Service struct {
 	listening func(string, net.Addr)
 
 	auth        *authenticator
+	authm       *authMetrics
+	orphans     *orphanReleaser
 	admission   *admission
 	sessions    *sessionTable
 	tenantHosts map[string]string
@@ -163,11 +180,16 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if mp == nil {
 		mp = metricnoop.NewMeterProvider()
 	}
-	m, err := newMetrics(mp.Meter("github.com/fleetacs/fleetacs/services/gateway"))
+	meter := mp.Meter("github.com/fleetacs/fleetacs/services/gateway")
+	m, err := newMetrics(meter)
 	if err != nil {
 		return nil, fmt.Errorf("gateway metrics: %w", err)
 	}
 	s.metrics = m
+	if s.authm, err = newAuthMetrics(meter); err != nil {
+		return nil, fmt.Errorf("gateway metrics: %w", err)
+	}
+	s.orphans = newOrphanReleaser(s.leases, s.now, s.logger, s.authm.countOrphan)
 
 	// Validate has checked these parse.
 	s.tenantHosts, _ = parseTenantHosts(cfg.TenantHosts)
@@ -181,6 +203,17 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		_, _ = crand.Read(secret) // crypto/rand.Read never fails on supported platforms
 		s.randomNonceSecret = true
 	}
+	acsHosts, _ := parseHostNames(cfg.ACSHostNames)
+	counts, guard := deps.NonceCounts, deps.AuthGuard
+	if counts == nil || guard == nil {
+		mem := authstate.NewMemory(s.now, 0)
+		if counts == nil {
+			counts = mem
+		}
+		if guard == nil {
+			guard = mem
+		}
+	}
 	s.auth = &authenticator{
 		digest: digest, basic: basic,
 		basicOverHTTP:    cfg.AuthBasicOverHTTP,
@@ -190,12 +223,21 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		sharedUser:       cfg.AuthSharedUsername,
 		sharedPass:       cfg.AuthSharedPassword,
 		onboardingSecret: cfg.AuthOnboardingSecret,
+		onboardingOnly:   cfg.AuthSharedScope == sharedScopeOnboarding,
+		onboardingWindow: cfg.AuthOnboardingWindow,
+		acsHosts:         acsHosts,
 		creds:            deps.Credentials,
+		counts:           counts,
+		guard:            guard,
+		policy:           cfg.authPolicy(),
 		now:              s.now,
 	}
 	certAuth := cfg.TLSListenAddr != "" && cfg.TLSClientAuth != "none"
 	if !cfg.AuthAnonymous && !certAuth && deps.Credentials == nil && cfg.AuthSharedUsername == "" && cfg.AuthOnboardingSecret == "" {
 		return nil, errors.New("gateway: no way for CPEs to authenticate: configure Credentials, gateway.auth-shared-username, gateway.auth-onboarding-secret or client certificates (or, insecurely, gateway.auth-anonymous)")
+	}
+	if s.auth.onboardingOnly && deps.Credentials == nil {
+		return nil, errors.New("gateway: gateway.auth-shared-scope=onboarding needs Credentials to tell onboarding devices from the others")
 	}
 	s.admission = newAdmission(cfg.AdmissionRate, cfg.AdmissionBurst, cfg.AdmissionReservedShare, priority, s.now)
 	s.sessions = newSessionTable(cfg.MaxSessions, cfg.SessionIdleTimeout, s.now)
@@ -332,6 +374,15 @@ func (s *Service) start(ctx context.Context) error {
 
 func (s *Service) run(ctx context.Context) error {
 	defer s.cancelBase()
+	// Leases orphaned by store failures are released in the background
+	// while the gateway serves and drains (orphans.go).
+	octx, stopOrphans := context.WithCancel(context.WithoutCancel(ctx))
+	orphansDone := make(chan struct{})
+	go func() {
+		defer close(orphansDone)
+		s.orphans.run(octx)
+	}()
+	defer func() { stopOrphans(); <-orphansDone }()
 	var runErr error
 	select {
 	case <-ctx.Done():

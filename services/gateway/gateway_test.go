@@ -67,6 +67,16 @@ func TestConfigValidateRejects(t *testing.T) {
 		"trusted proxies":    func(c *Config) { c.TrustedProxies = "10.0.0.0/33" },
 		"exchange vs write":  func(c *Config) { c.ExchangeTimeout = c.WriteTimeout },
 		"realm with a quote": func(c *Config) { c.AuthRealm = `a"b` },
+		"shared scope":       func(c *Config) { c.AuthSharedScope = "some" },
+		"onboarding window":  func(c *Config) { c.AuthOnboardingWindow = 0 },
+		"negative failures":  func(c *Config) { c.AuthFailuresPerUser = -1 },
+		"backoff order":      func(c *Config) { c.AuthBackoffMax = c.AuthBackoffBase / 2 },
+		"backoff too long":   func(c *Config) { c.AuthBackoffMax = 48 * time.Hour },
+		"failure memory":     func(c *Config) { c.AuthFailureMemory = 0 },
+		"known source ttl":   func(c *Config) { c.AuthKnownSourceTTL = 0 },
+		"conn failures":      func(c *Config) { c.AuthConnFailures = 0 },
+		"acs host url":       func(c *Config) { c.ACSHostNames = "http://acs.example/" },
+		"acs host port":      func(c *Config) { c.ACSHostNames = "acs.example:99999" },
 	} {
 		c := DefaultConfig()
 		edit(&c)
@@ -168,7 +178,7 @@ func runSession(t *testing.T, post func(body []byte) answer) {
 	t.Helper()
 	a := post(nil)
 	if a.StatusCode != http.StatusOK || !strings.Contains(string(a.body), "GetParameterValues") {
-		t.Fatalf("empty POST: %d %s", a.StatusCode, a.body)
+		t.Fatalf("empty POST: %d %s %q", a.StatusCode, a.body, a.Header)
 	}
 	if a := post(gpvResponseBody(t)); a.StatusCode != http.StatusNoContent || len(a.body) != 0 {
 		t.Fatalf("GetParameterValuesResponse: %d %s", a.StatusCode, a.body)
@@ -295,7 +305,7 @@ func TestWorkerKeepsRecords(t *testing.T) {
 }
 
 func TestEmptyPOSTOutsideSession(t *testing.T) {
-	h := startGateway(t, testConfig(), nil)
+	h := startGateway(t, anonymousConfig(), nil)
 	c := dialCPE(t, h.addr)
 	if a := c.post(nil); a.StatusCode != http.StatusNoContent {
 		t.Fatalf("empty POST: %d", a.StatusCode)

@@ -83,7 +83,8 @@ func (s *Service) log(ctx context.Context, level slog.Level, msg string, q *requ
 
 // Handler returns the CWMP HTTP handler. Served outside Run (without its
 // connection bookkeeping), every request behaves as if it came on a new
-// connection.
+// connection, and leases orphaned by store failures are left to expire
+// (their background release runs with Run).
 func (s *Service) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
 func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -154,53 +155,20 @@ func (s *Service) serveCWMP(ctx context.Context, q *request) int {
 		}
 		return s.openSession(ctx, q)
 	}
-	if rec, via, ok := s.findSession(ctx, q); ok {
-		return s.continueSession(ctx, q, rec, via)
+	rt, answered := s.findSession(ctx, q)
+	if answered != 0 {
+		return answered
+	}
+	if rt.via != "" {
+		return s.continueSession(ctx, q, rt.rec, rt.via)
 	}
 	if len(q.body) == 0 {
-		// A stray empty POST outside any session (some CPEs send one after
-		// the session ended): nothing to do (notes §4.1).
-		q.w.Header().Set("Content-Length", "0")
-		q.w.WriteHeader(http.StatusNoContent)
-		return http.StatusNoContent
+		return s.emptyOutsideSession(ctx, q)
 	}
-	// A message outside a session: the worker answers it (notes §4.3 rule
-	// 1), under the same authentication and admission as an Inform.
+	// A message outside a session: the worker answers it (docs/protocol.md
+	// §4.3 rule 1), under the same authentication and admission as an
+	// Inform.
 	return s.openSession(ctx, q)
-}
-
-// findSession ties a non-Inform request to its open session.
-func (s *Service) findSession(ctx context.Context, q *request) (SessionRecord, string, bool) {
-	connRec, _ := q.conn.get()
-	if sid := cookieSession(q.r.Header); sid != "" {
-		if connRec.SessionID == sid {
-			return connRec, viaCookie, true
-		}
-		rec, err := s.affinity.Lookup(ctx, sid)
-		if err != nil {
-			if !errors.Is(err, ErrNoRecord) {
-				s.log(ctx, slog.LevelWarn, "affinity lookup failed; routing without the record", q, slog.String("session_id", sid), slog.Any("err", err))
-			}
-			// Without a record the Forwarder picks a worker, which resumes
-			// the session from its checkpoint or refuses it.
-			rec = SessionRecord{SessionID: sid}
-		}
-		return rec, viaCookie, true
-	}
-	if connRec.SessionID != "" {
-		return connRec, viaConn, true
-	}
-	rec, err := s.affinity.OpenSessionAt(ctx, q.ip)
-	switch {
-	case err == nil:
-		return rec, viaAddress, true
-	case errors.Is(err, ErrNoRecord):
-	case errors.Is(err, ErrAmbiguous):
-		s.log(ctx, slog.LevelDebug, "several sessions open from the address; not guessing", q)
-	default:
-		s.log(ctx, slog.LevelWarn, "affinity lookup by address failed", q, slog.Any("err", err))
-	}
-	return SessionRecord{}, "", false
 }
 
 // openSession handles a request that starts a session: authentication,
@@ -224,16 +192,17 @@ func (s *Service) openSession(ctx context.Context, q *request) int {
 
 	// Authenticate before admission: a 401 round trip costs no token, and
 	// requests with forged credentials cannot drain the bucket.
-	auth, verdict, err := s.auth.authenticate(ctx, q.r, authInput{
-		body: q.body, tls: q.tls, tenant: q.tenant, deviceKey: q.deviceKey, deviceID: deviceID,
+	res, err := s.auth.authenticate(ctx, q.r, authInput{
+		body: q.body, tls: q.tls, source: q.ip, tenant: q.tenant, deviceKey: q.deviceKey, deviceID: deviceID,
 	})
 	if err != nil {
 		s.log(ctx, slog.LevelError, "CPE credentials unavailable", q, slog.Any("err", err))
 		return s.unavailable(q)
 	}
-	if verdict != verdictOK {
-		return s.refuseAuth(ctx, q, auth, verdict)
+	if res.verdict != verdictOK {
+		return s.refuseAuth(ctx, q, res)
 	}
+	auth := res.auth
 
 	if !s.sessions.reserve() {
 		return s.shed(ctx, q, shedMaxSessions, priority)
@@ -246,16 +215,19 @@ func (s *Service) openSession(ctx context.Context, q *request) int {
 	q.sessionID = crand.Text()
 	var lease *Lease
 	if q.deviceKey != "" {
+		start := s.now()
 		l, err := s.leases.Acquire(ctx, q.tenant, q.deviceKey, q.sessionID, s.cfg.LeaseTTL)
 		if err != nil {
 			s.sessions.commit("")
 			s.log(ctx, slog.LevelError, "device lease unavailable", q, slog.Any("err", err))
+			// The store may apply the acquire all the same (orphans.go).
+			s.orphans.add(ctx, q.tenant, q.deviceKey, q.sessionID, start.Add(s.cfg.LeaseTTL))
 			return s.unavailable(q)
 		}
-		lease = &l
-		if l.Superseded != "" {
-			s.supersede(ctx, q, l.Superseded)
+		if l.Superseded != "" && !s.supersede(ctx, q, l.Superseded) {
+			l.Superseded = ""
 		}
+		lease = &l
 	}
 
 	reply, err := s.exchange(ctx, &Exchange{
@@ -307,30 +279,8 @@ func (s *Service) continueSession(ctx context.Context, q *request, rec SessionRe
 	if rec.Tenant != "" {
 		q.tenant = rec.Tenant
 	}
+	// findSession checked that q may continue the session (binding.go).
 	auth := Auth{Method: AuthSession, Principal: rec.Auth.Principal, Scope: rec.Auth.Scope}
-	if via == viaAddress {
-		// An address alone does not prove who is speaking (CPEs share NAT
-		// addresses): unlike a cookie or the session's own connection, it
-		// needs credentials, the ones the session started with.
-		a, verdict, err := s.auth.authenticate(ctx, q.r, authInput{
-			body: q.body, tls: q.tls, tenant: q.tenant, deviceKey: rec.DeviceKey, principal: rec.Auth.Principal,
-		})
-		if err != nil {
-			s.log(ctx, slog.LevelError, "CPE credentials unavailable", q, slog.Any("err", err))
-			return s.unavailable(q)
-		}
-		if verdict == verdictOK && a.Method == AuthClientCertificate && rec.Auth.Principal != "" && a.Principal != rec.Auth.Principal {
-			verdict = verdictFailed
-		}
-		if verdict == verdictOK && a.Method == AuthNone && rec.Auth.Method != AuthNone {
-			// Anonymous mode accepts the request, but it must not pass
-			// for the authenticated CPE that opened the session.
-			verdict = verdictChallenge
-		}
-		if verdict != verdictOK {
-			return s.refuseAuth(ctx, q, a, verdict)
-		}
-	}
 	s.sessions.touch(rec.SessionID)
 	reply, err := s.exchange(ctx, &Exchange{
 		SessionID: rec.SessionID, Tenant: q.tenant, DeviceKey: rec.DeviceKey,
@@ -389,11 +339,19 @@ func (s *Service) deleteRecord(ctx context.Context, q *request, rec SessionRecor
 }
 
 // supersede handles a new session that took the device lease over from a
-// session that still looked live: the CPE abandoned that one.
-func (s *Service) supersede(ctx context.Context, q *request, old string) {
+// session that still looked live: the CPE abandoned that one. It reports
+// whether that was a takeover: a superseded session without an open
+// session record never answered an exchange (its lease was orphaned by an
+// acquire or release that failed here but reached the store, orphans.go),
+// and taking its lease over is not one.
+func (s *Service) supersede(ctx context.Context, q *request, old string) bool {
 	s.sessions.end(old)
 	rec, err := s.affinity.Lookup(ctx, old)
-	if err != nil && !errors.Is(err, ErrNoRecord) {
+	switch {
+	case errors.Is(err, ErrNoRecord):
+		s.log(ctx, slog.LevelDebug, "lease of a session that never started taken over", q, slog.String("superseded_session_id", old))
+		return false
+	case err != nil:
 		s.log(ctx, slog.LevelWarn, "affinity lookup failed", q, slog.String("superseded_session_id", old), slog.Any("err", err))
 	}
 	actx, cancel := context.WithTimeout(ctx, abandonTimeout)
@@ -406,6 +364,7 @@ func (s *Service) supersede(ctx context.Context, q *request, old string) {
 		s.deleteRecord(ctx, q, rec)
 	}
 	s.log(ctx, slog.LevelInfo, "session took over the device lease", q, slog.String("superseded_session_id", old))
+	return true
 }
 
 func (s *Service) releaseLease(ctx context.Context, q *request, lease *Lease) {
@@ -413,7 +372,8 @@ func (s *Service) releaseLease(ctx context.Context, q *request, lease *Lease) {
 		return
 	}
 	if err := s.leases.Release(ctx, q.tenant, q.deviceKey, q.sessionID); err != nil {
-		s.log(ctx, slog.LevelWarn, "device lease not released; it expires by itself", q, slog.Any("err", err))
+		s.log(ctx, slog.LevelWarn, "device lease not released; retrying in the background", q, slog.Any("err", err))
+		s.orphans.add(ctx, q.tenant, q.deviceKey, q.sessionID, lease.Expires)
 	}
 }
 
@@ -513,16 +473,29 @@ func (s *Service) refuseBody(ctx context.Context, q *request, err error) int {
 	return be.status
 }
 
-// refuseAuth answers 401.
-func (s *Service) refuseAuth(ctx context.Context, q *request, a Auth, v authVerdict) int {
-	switch v {
+// refuseAuth answers a request authentication did not let through: 401
+// with a challenge, or 503 with Retry-After while failures block the
+// attempt. The connection is closed once it has carried
+// gateway.auth-conn-failures failures, so that guessing costs a TCP (and
+// TLS) handshake per few attempts.
+func (s *Service) refuseAuth(ctx context.Context, q *request, res authResult) int {
+	switch res.verdict {
+	case verdictBlocked:
+		s.authm.countBlocked(ctx, res.limit)
+		s.log(ctx, slog.LevelDebug, "CPE authentication blocked after repeated failures", q,
+			slog.String("principal", res.auth.Principal), slog.String("limit", res.limit.String()), slog.Duration("retry_after", res.wait))
+		q.w.Header().Set("Connection", "close")
+		return retryLater(q, int64((res.wait+time.Second-1)/time.Second))
 	case verdictFailed:
 		s.metrics.authFailures.Add(ctx, 1)
-		s.log(ctx, slog.LevelWarn, "CPE authentication failed", q, slog.String("principal", a.Principal))
+		s.log(ctx, slog.LevelWarn, "CPE authentication failed", q, slog.String("principal", res.auth.Principal))
+		if q.conn.authFailed() >= s.cfg.AuthConnFailures || res.wait > 0 {
+			q.w.Header().Set("Connection", "close")
+		}
 	case verdictStale:
-		s.log(ctx, slog.LevelDebug, "stale Digest nonce; challenging again", q, slog.String("principal", a.Principal))
+		s.log(ctx, slog.LevelDebug, "stale Digest nonce or nonce count; challenging again", q, slog.String("principal", res.auth.Principal))
 	}
-	s.auth.challenge(q.w, q.tls, v == verdictStale)
+	s.auth.challenge(q.w, q.tls, res.verdict == verdictStale)
 	return http.StatusUnauthorized
 }
 

@@ -436,6 +436,8 @@ type digestClient struct {
 	nc         int
 	realm      string
 	nonce      string
+	// cnonce defaults to a fixed value.
+	cnonce string
 }
 
 // learn reads the Digest challenge of a 401.
@@ -462,11 +464,21 @@ func challengeParam(h, key string) string {
 	return rest[:strings.IndexByte(rest, '"')]
 }
 
-// header returns the Authorization header for a POST to uri.
+// header returns the Authorization header for a POST to uri, with the next
+// nonce count.
 func (d *digestClient) header(uri string) string {
 	d.nc++
-	nc := fmt.Sprintf("%08x", d.nc)
-	cnonce := "0a4f113b"
+	return d.headerNC(uri, d.nc)
+}
+
+// headerNC returns the Authorization header for a POST to uri with nonce
+// count n.
+func (d *digestClient) headerNC(uri string, n int) string {
+	nc := fmt.Sprintf("%08x", n)
+	cnonce := d.cnonce
+	if cnonce == "" {
+		cnonce = "0a4f113b"
+	}
 	hash := func(s string) string { sum := md5.Sum([]byte(s)); return hex.EncodeToString(sum[:]) }
 	ha1 := hash(d.user + ":" + d.realm + ":" + d.pass)
 	ha2 := hash("POST:" + uri)

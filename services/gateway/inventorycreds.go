@@ -24,14 +24,17 @@ type InventoryCredentials struct {
 var _ Credentials = InventoryCredentials{}
 
 // CPECredentials implements Credentials.
-func (c InventoryCredentials) CPECredentials(ctx context.Context, tenant, deviceKey string) (Credential, bool, error) {
+func (c InventoryCredentials) CPECredentials(ctx context.Context, tenant, deviceKey string) (DeviceCredentials, error) {
 	resp, err := c.Client.GetCpeCredentials(ctx, &inventoryv1.GetCpeCredentialsRequest{Tenant: tenant, DeviceKey: deviceKey})
 	if err != nil {
-		return Credential{}, false, fmt.Errorf("get CPE credentials of %s/%s: %w", tenant, deviceKey, err)
+		return DeviceCredentials{}, fmt.Errorf("get CPE credentials of %s/%s: %w", tenant, deviceKey, err)
 	}
-	cr := resp.GetCredentials()
-	if cr == nil {
-		return Credential{}, false, nil
+	d := DeviceCredentials{Known: resp.GetDeviceKnown()}
+	if t := resp.GetRegisteredTime(); t != nil {
+		d.Registered = t.AsTime()
 	}
-	return Credential{Username: cr.GetUsername(), Password: cr.GetPassword()}, true, nil
+	if cr := resp.GetCredentials(); cr != nil {
+		d.Own = &Credential{Username: cr.GetUsername(), Password: cr.GetPassword()}
+	}
+	return d, nil
 }

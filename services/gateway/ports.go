@@ -6,13 +6,15 @@ import (
 	"time"
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
+	"github.com/fleetacs/fleetacs/pkg/authstate"
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 )
 
 // The gateway's ports (STYLE rule 3): small interfaces it owns. Adapters:
 // GRPCForwarder (grpcforwarder.go) for Forwarder; pkg/affinity's Redis and
-// in-memory stores for Affinity and Leases; StaticCredentials (memory.go)
-// for Credentials until the inventory adapter exists. Their fields mirror
+// in-memory stores for Affinity and Leases; pkg/authstate's for NonceCounts
+// and AuthGuard; InventoryCredentials (inventorycreds.go) and
+// StaticCredentials (memory.go) for Credentials. Their fields mirror
 // fleetacs.sessions.v1 (proto/fleetacs/sessions/v1/sessions.proto) so that a
 // gRPC adapter is a field-by-field mapping.
 
@@ -216,15 +218,43 @@ type Leases interface {
 // Credentials looks up per-device CPE credentials (the inventory's
 // GetCpeCredentials).
 type Credentials interface {
-	// CPECredentials returns the credentials the device must present (its
-	// ManagementServer.Username and Password); ok is false when the device
-	// is unknown or has none, and the gateway falls back to the shared
-	// onboarding credentials.
-	CPECredentials(ctx context.Context, tenant, deviceKey string) (cred Credential, ok bool, err error)
+	// CPECredentials returns what the gateway knows of the device's
+	// credentials: its own (its ManagementServer.Username and Password),
+	// when it has them, and whether and since when the inventory knows the
+	// device. A device with no credentials of its own falls back to the
+	// shared onboarding credentials, as gateway.auth-shared-scope allows.
+	CPECredentials(ctx context.Context, tenant, deviceKey string) (DeviceCredentials, error)
+}
+
+// DeviceCredentials is a device's answer of Credentials.
+type DeviceCredentials struct {
+	// Own are the credentials the device must present; nil when it has
+	// none of its own.
+	Own *Credential
+	// Known is set when the inventory has the device; Registered is when
+	// it first recorded it (zero when unknown).
+	Known      bool
+	Registered time.Time
 }
 
 // Credential is a user name and a password in clear text: Digest needs it.
 type Credential struct {
 	Username string
 	Password string
+}
+
+// NonceCounts tracks the highest Digest nonce count used per nonce, shared
+// by the replicas (pkg/authstate): Advance returns true only for a count
+// greater than every one used with the nonce before.
+type NonceCounts interface {
+	Advance(ctx context.Context, nonce string, nc uint64, expires time.Time) (bool, error)
+}
+
+// AuthGuard counts authentication failures per source address, user name
+// and both, shared by the replicas, and says how long an attempt must wait
+// before its password may be checked (pkg/authstate).
+type AuthGuard interface {
+	Check(ctx context.Context, p authstate.Policy, a authstate.Attempt) (authstate.Status, error)
+	Fail(ctx context.Context, p authstate.Policy, a authstate.Attempt) (authstate.Status, error)
+	Succeed(ctx context.Context, p authstate.Policy, a authstate.Attempt) error
 }

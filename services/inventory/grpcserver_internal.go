@@ -170,7 +170,11 @@ func (i *internalServer) GetCpeCredentials(ctx context.Context, req *inventoryv1
 	if err != nil {
 		return nil, i.s.storeError(ctx, "get CPE credentials", req.GetTenant(), req.GetDeviceKey(), err)
 	}
-	return &inventoryv1.GetCpeCredentialsResponse{Credentials: credentialsProto(d.CPECredentials)}, nil
+	resp := &inventoryv1.GetCpeCredentialsResponse{Credentials: credentialsProto(d.CPECredentials), DeviceKnown: true}
+	if !d.Registered.IsZero() {
+		resp.RegisteredTime = timestamppb.New(d.Registered)
+	}
+	return resp, nil
 }
 
 // GetConnectionRequestTarget implements InventoryInternalService.

@@ -175,11 +175,11 @@ func TestInternalSessionFlow(t *testing.T) {
 	wantError(t, err, codes.FailedPrecondition, errorsv1.ErrorReason_LEASE_LOST)
 
 	cpe, err := h.internal.GetCpeCredentials(ctx, &inventoryv1.GetCpeCredentialsRequest{Tenant: "default", DeviceKey: key})
-	if err != nil || cpe.GetCredentials().GetPassword() != "per-device" {
+	if err != nil || cpe.GetCredentials().GetPassword() != "per-device" || !cpe.GetDeviceKnown() || cpe.GetRegisteredTime() == nil {
 		t.Fatalf("CPE credentials: %v, %v", cpe, err)
 	}
 	cpe, err = h.internal.GetCpeCredentials(ctx, &inventoryv1.GetCpeCredentialsRequest{Tenant: "default", DeviceKey: "00AABB-HGW-NEW"})
-	if err != nil || cpe.GetCredentials() != nil {
+	if err != nil || cpe.GetCredentials() != nil || cpe.GetDeviceKnown() || cpe.GetRegisteredTime() != nil {
 		t.Fatalf("unknown device's CPE credentials: %v, %v", cpe, err)
 	}
 	target, err := h.internal.GetConnectionRequestTarget(ctx, &inventoryv1.GetConnectionRequestTargetRequest{Tenant: "default", DeviceKey: key})

@@ -674,14 +674,21 @@ func (x *GetCpeCredentialsRequest) GetDeviceKey() string {
 	return ""
 }
 
-// GetCpeCredentialsResponse holds the per-device credentials, if any.
+// GetCpeCredentialsResponse holds the per-device credentials, if any, and
+// what the gateway needs to decide whether shared onboarding credentials
+// may still authenticate the device.
 type GetCpeCredentialsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The user name and password the CPE must present; unset when the device
 	// is unknown or has no per-device credentials.
-	Credentials   *Credentials `protobuf:"bytes,1,opt,name=credentials,proto3" json:"credentials,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Credentials *Credentials `protobuf:"bytes,1,opt,name=credentials,proto3" json:"credentials,omitempty"`
+	// Whether the inventory has the device at all.
+	DeviceKnown bool `protobuf:"varint,2,opt,name=device_known,json=deviceKnown,proto3" json:"device_known,omitempty"`
+	// When the inventory first recorded the device; unset when it is
+	// unknown.
+	RegisteredTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=registered_time,json=registeredTime,proto3" json:"registered_time,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *GetCpeCredentialsResponse) Reset() {
@@ -717,6 +724,20 @@ func (*GetCpeCredentialsResponse) Descriptor() ([]byte, []int) {
 func (x *GetCpeCredentialsResponse) GetCredentials() *Credentials {
 	if x != nil {
 		return x.Credentials
+	}
+	return nil
+}
+
+func (x *GetCpeCredentialsResponse) GetDeviceKnown() bool {
+	if x != nil {
+		return x.DeviceKnown
+	}
+	return false
+}
+
+func (x *GetCpeCredentialsResponse) GetRegisteredTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RegisteredTime
 	}
 	return nil
 }
@@ -918,9 +939,11 @@ const file_fleetacs_inventory_v1_internal_proto_rawDesc = "" +
 	"\x18GetCpeCredentialsRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1d\n" +
 	"\n" +
-	"device_key\x18\x02 \x01(\tR\tdeviceKey\"a\n" +
+	"device_key\x18\x02 \x01(\tR\tdeviceKey\"\xc9\x01\n" +
 	"\x19GetCpeCredentialsResponse\x12D\n" +
-	"\vcredentials\x18\x01 \x01(\v2\".fleetacs.inventory.v1.CredentialsR\vcredentials\"Z\n" +
+	"\vcredentials\x18\x01 \x01(\v2\".fleetacs.inventory.v1.CredentialsR\vcredentials\x12!\n" +
+	"\fdevice_known\x18\x02 \x01(\bR\vdeviceKnown\x12C\n" +
+	"\x0fregistered_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x0eregisteredTime\"Z\n" +
 	"!GetConnectionRequestTargetRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1d\n" +
 	"\n" +
@@ -984,22 +1007,23 @@ var file_fleetacs_inventory_v1_internal_proto_depIdxs = []int32{
 	13, // 11: fleetacs.inventory.v1.InformRecord.time:type_name -> google.protobuf.Timestamp
 	16, // 12: fleetacs.inventory.v1.InformRecord.events:type_name -> fleetacs.inventory.v1.InformEvent
 	0,  // 13: fleetacs.inventory.v1.GetCpeCredentialsResponse.credentials:type_name -> fleetacs.inventory.v1.Credentials
-	17, // 14: fleetacs.inventory.v1.GetConnectionRequestTargetResponse.connection_request:type_name -> fleetacs.inventory.v1.ConnectionRequest
-	0,  // 15: fleetacs.inventory.v1.GetConnectionRequestTargetResponse.credentials:type_name -> fleetacs.inventory.v1.Credentials
-	13, // 16: fleetacs.inventory.v1.GetConnectionRequestTargetResponse.last_inform_time:type_name -> google.protobuf.Timestamp
-	1,  // 17: fleetacs.inventory.v1.InventoryInternalService.GetDeviceForSession:input_type -> fleetacs.inventory.v1.GetDeviceForSessionRequest
-	3,  // 18: fleetacs.inventory.v1.InventoryInternalService.RecordSession:input_type -> fleetacs.inventory.v1.RecordSessionRequest
-	7,  // 19: fleetacs.inventory.v1.InventoryInternalService.GetCpeCredentials:input_type -> fleetacs.inventory.v1.GetCpeCredentialsRequest
-	9,  // 20: fleetacs.inventory.v1.InventoryInternalService.GetConnectionRequestTarget:input_type -> fleetacs.inventory.v1.GetConnectionRequestTargetRequest
-	2,  // 21: fleetacs.inventory.v1.InventoryInternalService.GetDeviceForSession:output_type -> fleetacs.inventory.v1.GetDeviceForSessionResponse
-	6,  // 22: fleetacs.inventory.v1.InventoryInternalService.RecordSession:output_type -> fleetacs.inventory.v1.RecordSessionResponse
-	8,  // 23: fleetacs.inventory.v1.InventoryInternalService.GetCpeCredentials:output_type -> fleetacs.inventory.v1.GetCpeCredentialsResponse
-	10, // 24: fleetacs.inventory.v1.InventoryInternalService.GetConnectionRequestTarget:output_type -> fleetacs.inventory.v1.GetConnectionRequestTargetResponse
-	21, // [21:25] is the sub-list for method output_type
-	17, // [17:21] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	13, // 14: fleetacs.inventory.v1.GetCpeCredentialsResponse.registered_time:type_name -> google.protobuf.Timestamp
+	17, // 15: fleetacs.inventory.v1.GetConnectionRequestTargetResponse.connection_request:type_name -> fleetacs.inventory.v1.ConnectionRequest
+	0,  // 16: fleetacs.inventory.v1.GetConnectionRequestTargetResponse.credentials:type_name -> fleetacs.inventory.v1.Credentials
+	13, // 17: fleetacs.inventory.v1.GetConnectionRequestTargetResponse.last_inform_time:type_name -> google.protobuf.Timestamp
+	1,  // 18: fleetacs.inventory.v1.InventoryInternalService.GetDeviceForSession:input_type -> fleetacs.inventory.v1.GetDeviceForSessionRequest
+	3,  // 19: fleetacs.inventory.v1.InventoryInternalService.RecordSession:input_type -> fleetacs.inventory.v1.RecordSessionRequest
+	7,  // 20: fleetacs.inventory.v1.InventoryInternalService.GetCpeCredentials:input_type -> fleetacs.inventory.v1.GetCpeCredentialsRequest
+	9,  // 21: fleetacs.inventory.v1.InventoryInternalService.GetConnectionRequestTarget:input_type -> fleetacs.inventory.v1.GetConnectionRequestTargetRequest
+	2,  // 22: fleetacs.inventory.v1.InventoryInternalService.GetDeviceForSession:output_type -> fleetacs.inventory.v1.GetDeviceForSessionResponse
+	6,  // 23: fleetacs.inventory.v1.InventoryInternalService.RecordSession:output_type -> fleetacs.inventory.v1.RecordSessionResponse
+	8,  // 24: fleetacs.inventory.v1.InventoryInternalService.GetCpeCredentials:output_type -> fleetacs.inventory.v1.GetCpeCredentialsResponse
+	10, // 25: fleetacs.inventory.v1.InventoryInternalService.GetConnectionRequestTarget:output_type -> fleetacs.inventory.v1.GetConnectionRequestTargetResponse
+	22, // [22:26] is the sub-list for method output_type
+	18, // [18:22] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_fleetacs_inventory_v1_internal_proto_init() }
