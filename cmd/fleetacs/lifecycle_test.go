@@ -24,6 +24,7 @@ import (
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 )
 
@@ -327,9 +328,14 @@ func TestWorkerWaitsForRemoteInventory(t *testing.T) {
 	prefix := testenv.UniqueName(t)
 	inv, adm := testenv.FreePort(t), testenv.FreePort(t)
 	invAddr := fmt.Sprintf("127.0.0.1:%d", inv)
-	w := startProcess(t, "-log.level=error",
+	// The two processes share the internal credential (docs/security.md).
+	token := filepath.Join(t.TempDir(), "internal.token")
+	if err := secretbox.WriteFileExclusive(token, []byte("lifecycle-internal-token-0123456789abcdef\n")); err != nil {
+		t.Fatal(err)
+	}
+	w := startProcess(t, "-log.level=error", "-internal.token-file="+token,
 		"-redis.addr="+redisAddr, fmt.Sprintf("-redis.db=%d", redisDB), "-redis.prefix="+prefix,
-		fmt.Sprintf("-server.http-addr=127.0.0.1:%d", adm), "-server.grpc-addr=127.0.0.1:0",
+		fmt.Sprintf("-server.http-addr=127.0.0.1:%d", adm), "-server.internal-grpc-addr=127.0.0.1:0",
 		"-client.inventory-addr="+invAddr, "-sessions.worker-id=w1", "sessions")
 	readyz := fmt.Sprintf("http://127.0.0.1:%d/readyz", adm)
 
@@ -366,8 +372,8 @@ func TestWorkerWaitsForRemoteInventory(t *testing.T) {
 		t.Fatalf("worker registered while its inventory is unreachable: %v", ws)
 	}
 
-	startProcess(t, "-log.level=error", "-data-dir="+t.TempDir(),
-		"-server.grpc-addr="+invAddr, "-server.http-addr=127.0.0.1:0", "inventory")
+	startProcess(t, "-log.level=error", "-data-dir="+t.TempDir(), "-internal.token-file="+token,
+		"-server.internal-grpc-addr="+invAddr, "-server.grpc-addr=127.0.0.1:0", "-server.http-addr=127.0.0.1:0", "inventory")
 	testenv.WaitFor(t, 60*time.Second, func() error {
 		w.alive(t)
 		if err := httpReady(readyz); err != nil {
