@@ -8,17 +8,14 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 )
 
-// plan is a session's cwmp.RequestSource: what the worker asks the CPE
-// after its empty POST. Today that is a discovery of the parameter tree when
-// the device needs one; pending tasks plug in at nextTask.
+// plan is what the worker asks the CPE when the session gives the ACS the
+// turn. Today that is a discovery of the parameter tree when the device
+// needs one; pending tasks plug in at nextTask.
 //
 // NextRequest never changes the plan: answers change it through apply, keyed
-// by the Request.Key the plan gave the request. The state machine asks for
-// the next request inside the Step that reports the previous answer, so the
-// worker applies an answer just before that Step (see Worker.preApply); a
-// plan that NextRequest cannot move makes that safe, and keys make a stale or
-// repeated answer change nothing. The plan is checkpointed as JSON with the
-// session.
+// by the Request.Key the plan gave the request, before the worker asks for
+// the next request; keys make a stale or repeated answer change nothing. The
+// plan is checkpointed as JSON with the session.
 type plan struct {
 	// Fenced: the device lease is lost (a newer session exists). Nothing
 	// more is asked and nothing is recorded.
@@ -89,9 +86,8 @@ func newDiscovery(roots []string, stored []string, batch int) *discovery {
 	return &discovery{Stage: stageNames, Root: roots[0], Roots: roots[1:], Stored: stored, Batch: batch, Limit: batch}
 }
 
-var _ cwmp.RequestSource = (*plan)(nil)
-
-// NextRequest implements cwmp.RequestSource.
+// NextRequest returns the next request to send, ok false when the ACS has
+// nothing more to ask.
 func (p *plan) NextRequest(s *cwmp.Session) (cwmp.Request, bool) {
 	if p.Fenced {
 		return cwmp.Request{}, false

@@ -116,7 +116,7 @@ func (s *session) restore(cp affinity.Checkpoint) error {
 	if snap.Plan == nil {
 		snap.Plan = &plan{}
 	}
-	cs, err := cwmp.RestoreSession(snap.CWMP, snap.Plan)
+	cs, err := cwmp.RestoreSession(snap.CWMP)
 	if err != nil {
 		return fmt.Errorf("restore session %s: %w", s.id, err)
 	}

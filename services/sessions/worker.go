@@ -231,7 +231,7 @@ func (w *Worker) open(ctx context.Context, s *session, req *sessionsv1.ExchangeR
 		return w.outside(env, derr)
 	}
 	s.plan = &plan{}
-	s.cs = cwmp.NewSession(s.id, s.plan)
+	s.cs = cwmp.NewSession(s.id)
 	s.lease = leaseInfo{Token: req.Lease.FencingToken, Superseded: req.Lease.SupersededSessionId}
 	s.lastRenew, s.lastActive = now, now
 	s.live = true
@@ -272,7 +272,7 @@ func (w *Worker) resume(ctx context.Context, s *session, cp affinity.Checkpoint)
 // outside answers a request that belongs to no session, with a state
 // machine that never saw an Inform.
 func (w *Worker) outside(env *cwmp.Envelope, derr error) (*sessionsv1.ExchangeResponse, error) {
-	out := cwmp.NewSession("", nil).Step(env, derr)
+	out := cwmp.NewSession("").Step(env, derr)
 	w.noteAnomalies(nil, out.Notices)
 	return w.respond(out, true)
 }
@@ -290,7 +290,6 @@ func bodyOf(env *cwmp.Envelope) cwmp.Message {
 // checkpoint (see reload); it runs again at most once.
 func (w *Worker) exchange(ctx context.Context, s *session, req *sessionsv1.ExchangeRequest, env *cwmp.Envelope, derr error, created, replay bool) (*sessionsv1.ExchangeResponse, error) {
 	w.noteRecord(s, req)
-	preKey, preApplied := w.preApply(s, env)
 	out := s.cs.Step(env, derr)
 	started := false
 	for _, n := range out.Notices {
@@ -304,33 +303,21 @@ func (w *Worker) exchange(ctx context.Context, s *session, req *sessionsv1.Excha
 			}
 			started = true
 		case *cwmp.RequestDone:
-			if preApplied && n.Request.Key == preKey {
-				continue
-			}
-			if s.plan.apply(n) {
-				// The state machine matched an answer the worker did not
-				// expect it to: the request it sent with this reply was
-				// chosen before the answer counted. Harmless (the plan's
-				// keys ignore the repeat), but worth knowing.
-				w.sessionLogger(s).WarnContext(ctx, "answer applied after the next request was chosen",
-					"request_id", n.ID, "method", n.Request.Message.Method())
-			}
+			s.plan.apply(n)
 		case *cwmp.CPERequest:
 			// Extension point: TransferComplete, DUStateChangeComplete and
 			// the like complete tasks, which the tasks issue wires to NATS.
 			if w.logger.Enabled(ctx, slog.LevelDebug) {
 				w.sessionLogger(s).DebugContext(ctx, "CPE request answered", "method", n.Message.Method())
 			}
-		case *cwmp.RequestRefused:
-			w.sessionLogger(s).ErrorContext(ctx, "session planned a request it cannot send", "error", n.Err)
 		case *cwmp.RequestAbandoned:
 			w.sessionLogger(s).InfoContext(ctx, "request abandoned", "request_id", n.ID,
 				"method", n.Request.Message.Method(), "reason", n.Reason.String())
 		}
 	}
 	w.noteAnomalies(s, out.Notices)
-	if preApplied && !hasDone(out.Notices) {
-		w.sessionLogger(s).WarnContext(ctx, "answer applied that the state machine did not accept", "key", preKey)
+	if out.Turn {
+		out = w.turn(ctx, s)
 	}
 	s.lastActive = w.now()
 
@@ -376,43 +363,20 @@ func (w *Worker) exchange(ctx context.Context, s *session, req *sessionsv1.Excha
 	return resp, nil
 }
 
-func hasDone(notices []cwmp.Notice) bool {
-	for _, n := range notices {
-		if _, ok := n.(*cwmp.RequestDone); ok {
-			return true
+// turn answers the ACS's turn: the plan's next request, or the end of the
+// ACS's part of the session. The plan has seen every answer by now.
+func (w *Worker) turn(ctx context.Context, s *session) cwmp.Output {
+	if req, ok := s.plan.NextRequest(s.cs); ok {
+		out, err := s.cs.Send(req)
+		if err == nil {
+			return out
 		}
+		// The plan asks only for what every CWMP version defines: a
+		// refusal is a bug, and the session ends rather than loop.
+		w.sessionLogger(s).ErrorContext(ctx, "session planned a request it cannot send", "error", err)
 	}
-	return false
-}
-
-// preApply feeds the plan the CPE's answer to the outstanding request before
-// the state machine asks the plan for the next request (plan's doc says
-// why). It matches as cwmp.Session documents: a Fault or the request's
-// response, with the request's cwmp:ID or none.
-func (w *Worker) preApply(s *session, env *cwmp.Envelope) (key string, applied bool) {
-	if env == nil || env.Body == nil || s.cs.Phase() != cwmp.PhaseAwaitingResponse {
-		return "", false
-	}
-	id, req, ok := s.cs.Outstanding()
-	if !ok {
-		return "", false
-	}
-	method := env.Body.Method()
-	if method != "Fault" && method != req.Message.Method()+"Response" {
-		return "", false
-	}
-	if env.Header.HasID {
-		if got := strings.TrimSpace(env.Header.ID); got != "" && got != id {
-			return "", false
-		}
-	}
-	done := &cwmp.RequestDone{ID: id, Request: req}
-	if f, isFault := env.Body.(*cwmp.Fault); isFault {
-		done.Fault = f
-	} else {
-		done.Response = env.Body
-	}
-	return req.Key, s.plan.apply(done)
+	out, _ := s.cs.Finish()
+	return out
 }
 
 func (w *Worker) noteAnomalies(s *session, notices []cwmp.Notice) {
