@@ -30,6 +30,14 @@ func (k *knownInventory) RecordSession(context.Context, *Diff) error {
 	return nil
 }
 
+func (k *knownInventory) DiscoveryProfile(context.Context, ProductClass) (DiscoveryProfile, error) {
+	return DiscoveryProfile{}, nil
+}
+
+func (k *knownInventory) RecordDiscovery(context.Context, ProductClass, DiscoveryObservation) error {
+	return nil
+}
+
 // BenchmarkWorkerInformSession runs a periodic session (Inform, then the
 // empty POST) through the SessionService handler in-process, with the
 // in-memory affinity store and an in-process inventory. The gateway's lease
@@ -38,7 +46,8 @@ func BenchmarkWorkerInformSession(b *testing.B) {
 	mem := affinity.NewMemory(nil)
 	inv := &knownInventory{}
 	cfg := testConfig()
-	w, err := New(cfg, Deps{Inventory: inv, Leases: mem.Leases(), Checkpoints: mem.Checkpoints(), Registry: mem.Registry()})
+	st := mem.Store()
+	w, err := New(cfg, Deps{Inventory: inv, Leases: st.Leases, Checkpoints: st.Checkpoints, Registry: st.Registry, Sessions: st.Sessions})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -84,7 +93,8 @@ func BenchmarkOpenSessionsMemory(b *testing.B) {
 		mem := affinity.NewMemory(nil)
 		cfg := testConfig()
 		cfg.MaxSessions = 2 * open
-		w, err := New(cfg, Deps{Inventory: &knownInventory{}, Leases: mem.Leases(), Checkpoints: mem.Checkpoints(), Registry: mem.Registry()})
+		st := mem.Store()
+		w, err := New(cfg, Deps{Inventory: &knownInventory{}, Leases: st.Leases, Checkpoints: st.Checkpoints, Registry: st.Registry, Sessions: st.Sessions})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -101,6 +101,9 @@ func (h *harness) worker(id string, mutate func(*Config)) *testWorker {
 	return &testWorker{Worker: w, client: sessionsv1.NewSessionServiceClient(cc), reader: reader, stop: srv.Stop}
 }
 
+// tick runs the engine's background work once, as Run would.
+func (tw *testWorker) tick(ctx context.Context) { tw.e.Tick(ctx) }
+
 // counter sums a counter's data points whose attribute key has value (any
 // value when key is "").
 func (tw *testWorker) counter(t testing.TB, name, key, value string) int64 {
