@@ -68,7 +68,6 @@ func (e *Engine) diff(s *session, o Outcome) *Diff {
 		Inform:          &InformRecord{Time: inf.Time, Events: inf.Events, RemoteIP: inf.RemoteIP, RetryCount: inf.RetryCount},
 		SessionTakeover: s.lease.Superseded != "",
 	}
-	b := &DiffBuilder{d: d, now: now}
 	if o == Completed {
 		d.Parameters = make([]Parameter, 0, len(inf.Params))
 		for _, pv := range inf.Params {
@@ -77,9 +76,14 @@ func (e *Engine) diff(s *session, o Outcome) *Diff {
 			}
 			d.Parameters = append(d.Parameters, Parameter{Path: pv.Name, Value: pv.Value, Type: pv.Type, HasValue: true})
 		}
-		b.SetRoot(inf.Root)
+		if inf.Root != "" {
+			root := inf.Root
+			d.Fields.DataModelRoot = &root
+		}
 	}
-	if s.queue != nil {
+	if s.queue != nil && len(s.queue.Entries) > 0 {
+		// Built only here: handed to the operations, it escapes.
+		b := &DiffBuilder{d: d, now: now}
 		c := s.context(now)
 		for _, en := range s.queue.Entries {
 			en.op.Contribute(c, b, o)

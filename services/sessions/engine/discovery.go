@@ -49,7 +49,7 @@ func (p *discoveryPlanner) Restore(data []byte) (Operation, error) {
 }
 
 // Plan implements Planner.
-func (p *discoveryPlanner) Plan(ctx context.Context, s *Start) ([]Planned, error) {
+func (p *discoveryPlanner) Plan(ctx context.Context, s Start) ([]Planned, error) {
 	dev := s.Device
 	if !s.Bootstrap && dev.Known && !dev.FullDiscoveryTime.IsZero() {
 		return nil, nil
@@ -121,7 +121,7 @@ func (p *discoveryPlanner) settings(q DiscoveryQuirks, prof DiscoveryProfile) (b
 
 // Settle implements Planner: it stores what the session's discovery
 // showed about the product class, when that is news.
-func (p *discoveryPlanner) Settle(ctx context.Context, e *End, ops []Operation) {
+func (p *discoveryPlanner) Settle(ctx context.Context, e End, ops []Operation) {
 	for _, op := range ops {
 		d, ok := op.(*discovery)
 		if !ok {

@@ -489,7 +489,7 @@ func (e *Engine) observe(ctx context.Context, s *session, m cwmp.Message) {
 // turn answers the ACS's turn: the first request an operation of the queue
 // asks for, in queue order, or the end of the ACS's part of the session.
 func (e *Engine) turn(ctx context.Context, s *session) cwmp.Output {
-	if s.queue != nil && !s.fenced {
+	if s.queue != nil && len(s.queue.Entries) > 0 && !s.fenced {
 		c := s.context(e.now())
 		for _, en := range s.queue.Entries {
 			for range maxRefusals {
@@ -683,7 +683,7 @@ func (e *Engine) start(ctx context.Context, s *session, req *Request, n *cwmp.Se
 		Events: inf.Events, RetryCount: inf.RetryCount, Params: e.keepInform(ctx, s, &log, inf.ParameterList),
 		Root: rootOf(inf.ParameterList),
 	}
-	s.fenced, s.queue = false, &queue{}
+	s.fenced, s.queue = false, nil
 	e.metrics.started.Add(ctx, 1)
 	if s.lease.Superseded != "" {
 		e.metrics.takeovers.Add(ctx, 1)
@@ -704,7 +704,7 @@ func (e *Engine) start(ctx context.Context, s *session, req *Request, n *cwmp.Se
 	if s.inform.Root == "" {
 		s.inform.Root = dev.DataModelRoot
 	}
-	st := &Start{
+	st := Start{
 		Tenant: s.tenant, DeviceKey: s.deviceKey, DeviceID: inf.DeviceID, Events: inf.Events,
 		Bootstrap: s.cs.HasEvent("0 BOOTSTRAP"), Root: s.inform.Root, Device: dev, Now: now,
 	}
@@ -712,6 +712,12 @@ func (e *Engine) start(ctx context.Context, s *session, req *Request, n *cwmp.Se
 		planned, err := p.Plan(ctx, st)
 		if err != nil {
 			return fmt.Errorf("plan %s operations of device %s: %w", p.Kind(), s.deviceKey, err)
+		}
+		if len(planned) == 0 {
+			continue
+		}
+		if s.queue == nil {
+			s.queue = &queue{}
 		}
 		if left := s.queue.add(p.Kind(), planned, e.cfg.MaxOperations); len(left) > 0 {
 			log.InfoContext(ctx, "operations left for a later session: the session's bound is reached", "left", len(left))
@@ -828,7 +834,7 @@ func (e *Engine) settle(ctx context.Context, s *session, o Outcome, superseded, 
 	if s.queue == nil || len(s.queue.Entries) == 0 {
 		return
 	}
-	end := &End{Tenant: s.tenant, DeviceKey: s.deviceKey, Outcome: o, Superseded: superseded, Recorded: recorded, Now: e.now()}
+	end := End{Tenant: s.tenant, DeviceKey: s.deviceKey, Outcome: o, Superseded: superseded, Recorded: recorded, Now: e.now()}
 	if s.inform != nil {
 		end.DeviceID = s.inform.DeviceID
 	} else if s.cs != nil {

@@ -157,17 +157,17 @@ type scriptPlanner struct {
 
 func (p *scriptPlanner) Kind() string { return "script" }
 
-func (p *scriptPlanner) Plan(context.Context, *Start) ([]Planned, error) { return p.plan(), nil }
+func (p *scriptPlanner) Plan(context.Context, Start) ([]Planned, error) { return p.plan(), nil }
 
 func (p *scriptPlanner) Restore(data []byte) (Operation, error) {
 	var o scriptOp
 	return &o, json.Unmarshal(data, &o)
 }
 
-func (p *scriptPlanner) Settle(_ context.Context, e *End, ops []Operation) {
+func (p *scriptPlanner) Settle(_ context.Context, e End, ops []Operation) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.ends = append(p.ends, *e)
+	p.ends = append(p.ends, e)
 	for _, op := range ops {
 		p.settled = append(p.settled, op.(*scriptOp))
 	}

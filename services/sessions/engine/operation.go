@@ -164,7 +164,7 @@ type Planner interface {
 	// Plan returns the operations to run in a session whose Inform was
 	// just accepted. An error fails the start of the session: the CPE is
 	// asked to retry (fault 8005).
-	Plan(ctx context.Context, s *Start) ([]Planned, error)
+	Plan(ctx context.Context, s Start) ([]Planned, error)
 	// Restore rebuilds one of the planner's operations from its
 	// checkpointed JSON.
 	Restore(data []byte) (Operation, error)
@@ -174,7 +174,7 @@ type Planner interface {
 	// discovery learned about the product class). Operations the
 	// session's bound left out are not among them: they were never
 	// started, and stay wherever the planner keeps them.
-	Settle(ctx context.Context, e *End, ops []Operation)
+	Settle(ctx context.Context, e End, ops []Operation)
 }
 
 // Planned is an operation a planner wants run, with its place in the

@@ -101,7 +101,7 @@ type snapshot struct {
 	Inform *informInfo `json:"inform,omitempty"`
 	Queue  *queue      `json:"queue,omitempty"`
 	Fenced bool        `json:"fenced,omitempty"`
-	Usage  usage       `json:"usage"`
+	Usage  usage       `json:"usage,omitzero"`
 	CWMP   cwmp.State  `json:"cwmp"`
 	// Record is the session's affinity record and RecordTTL its life.
 	Record    *affinity.SessionRecord `json:"record,omitempty"`
@@ -119,15 +119,19 @@ type planV1 struct {
 
 // checkpoint returns the session's checkpoint, numbered with the next seq.
 func (s *session) checkpoint() (affinity.Checkpoint, error) {
+	snap := snapshot{
+		Format: checkpointFormat, Lease: s.lease, Inform: s.inform, Queue: s.queue, Fenced: s.fenced,
+		CWMP: s.cs.State(), Record: s.rec, RecordTTL: s.recordTTL,
+	}
 	if s.queue != nil {
 		if err := s.queue.marshal(); err != nil {
 			return affinity.Checkpoint{}, fmt.Errorf("checkpoint session %s: %w", s.id, err)
 		}
+		// Without operations the usage is the Inform's, which restore
+		// counts again: most checkpoints (periodic sessions) stay short.
+		snap.Usage = s.usage
 	}
-	data, err := json.Marshal(snapshot{
-		Format: checkpointFormat, Lease: s.lease, Inform: s.inform, Queue: s.queue, Fenced: s.fenced,
-		Usage: s.usage, CWMP: s.cs.State(), Record: s.rec, RecordTTL: s.recordTTL,
-	})
+	data, err := json.Marshal(snap)
 	if err != nil {
 		return affinity.Checkpoint{}, fmt.Errorf("marshal checkpoint of session %s: %w", s.id, err)
 	}
@@ -151,6 +155,9 @@ func (s *session) restore(cp affinity.Checkpoint, planners map[string]Planner) e
 	}
 	switch snap.Format {
 	case checkpointFormat:
+		if snap.Queue == nil {
+			snap.Usage = informUsage(snap.Inform)
+		}
 	case 1:
 		migrateV1(&snap)
 	default:
@@ -196,12 +203,7 @@ func migrateV1(snap *snapshot) {
 	snap.Format = checkpointFormat
 	p := snap.Plan
 	snap.Plan = nil
-	if snap.Inform != nil {
-		for _, pv := range snap.Inform.Params {
-			snap.Usage.Params++
-			snap.Usage.Bytes += ParameterCost(pv.Name, pv.Value, pv.Type)
-		}
-	}
+	snap.Usage = informUsage(snap.Inform)
 	if p == nil {
 		return
 	}
@@ -226,4 +228,16 @@ func migrateV1(snap *snapshot) {
 	if o := snap.CWMP.Outstanding; o != nil && (strings.HasPrefix(o.Request.Key, keyGPN+" ") || strings.HasPrefix(o.Request.Key, keyGPV+" ")) {
 		o.Request.Key = discoveryID + " " + o.Request.Key
 	}
+}
+
+// informUsage is what the Inform's parameters a session kept count for.
+func informUsage(inf *informInfo) usage {
+	var u usage
+	if inf != nil {
+		for _, pv := range inf.Params {
+			u.Params++
+			u.Bytes += ParameterCost(pv.Name, pv.Value, pv.Type)
+		}
+	}
+	return u
 }
