@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -23,6 +24,7 @@ type Service struct {
 	callerTenants func(context.Context) []string
 	ready         atomic.Bool
 	onReady       func(bool)
+	now           func() time.Time
 }
 
 // Options are the Service's optional dependencies.
@@ -37,6 +39,9 @@ type Options struct {
 	// started) and when it stops being ready (shutdown): the process's
 	// readiness probe and gRPC health status follow it.
 	OnReady func(ready bool)
+	// Now stamps what the service records itself (discovery profiles);
+	// nil means time.Now.
+	Now func() time.Time
 }
 
 // DefaultTenant is the tenant of a single-tenant install.
@@ -44,7 +49,10 @@ const DefaultTenant = "default"
 
 // New returns the service over st. It does no I/O: Run starts the store.
 func New(st store.Store, opts Options) *Service {
-	s := &Service{store: st, logger: opts.Logger, callerTenants: opts.CallerTenants, onReady: opts.OnReady}
+	s := &Service{store: st, logger: opts.Logger, callerTenants: opts.CallerTenants, onReady: opts.OnReady, now: opts.Now}
+	if s.now == nil {
+		s.now = time.Now
+	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}

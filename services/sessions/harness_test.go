@@ -135,14 +135,15 @@ func (tw *testWorker) counter(t testing.TB, name, key, value string) int64 {
 // cpe is a simulated CPE: a device identity, a tree, and the session it is
 // in. It answers GetParameterNames and GetParameterValues from its tree.
 type cpe struct {
-	t        testing.TB
-	id       cwmp.DeviceID
-	key      string
-	tree     []treeNode
-	byName   map[string]int
-	maxBatch int             // a GPV asking for more names gets 9004
-	bad      map[string]bool // a GPV naming one of these gets 9005
-	gpv, gpn int
+	t          testing.TB
+	id         cwmp.DeviceID
+	key        string
+	tree       []treeNode
+	byName     map[string]int
+	maxBatch   int             // a GPV asking for more names gets 9004
+	crashAbove int             // a GPV asking for more names gets no answer at all (see crashes)
+	bad        map[string]bool // a GPV naming one of these gets 9005
+	gpv, gpn   int
 
 	// The session in progress.
 	sid    string
@@ -235,7 +236,8 @@ func (c *cpe) encode(env *cwmp.Envelope) []byte {
 	return b
 }
 
-// answer returns the CPE's POST body answering the ACS request in body.
+// answer returns the CPE's POST body answering the ACS request in body;
+// nil when the request crashed it (crashAbove).
 func (c *cpe) answer(body []byte) []byte {
 	c.t.Helper()
 	env, err := cwmp.Decode(body)
@@ -259,6 +261,9 @@ func (c *cpe) answer(body []byte) []byte {
 		}
 	case *cwmp.GetParameterValues:
 		c.gpv++
+		if c.crashAbove > 0 && len(m.ParameterNames) > c.crashAbove {
+			return nil // crashed: nothing goes back
+		}
 		if c.maxBatch > 0 && len(m.ParameterNames) > c.maxBatch {
 			reply.Body = cwmp.NewFault(cwmp.FaultCPEResourcesExceeded)
 			break

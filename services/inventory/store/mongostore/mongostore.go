@@ -103,6 +103,10 @@ import (
 // Collection is the default collection name.
 const Collection = "devices"
 
+// ProfilesCollection is the default name of the discovery profiles'
+// collection.
+const ProfilesCollection = "discovery_profiles"
+
 // Config configures the store.
 type Config struct {
 	// URI and Database select the server and database. Ignored by
@@ -111,6 +115,9 @@ type Config struct {
 	Database string
 	// Collection defaults to "devices".
 	Collection string
+	// ProfilesCollection holds the discovery profiles of product classes
+	// (discovery.go); it defaults to "discovery_profiles".
+	ProfilesCollection string
 	// IndexedParams are parameter paths whose values get an index, for
 	// the parameter conditions operators use most.
 	IndexedParams []string
@@ -148,6 +155,9 @@ var _ store.Store = (*Store)(nil)
 func New(cfg Config) *Store {
 	if cfg.Collection == "" {
 		cfg.Collection = Collection
+	}
+	if cfg.ProfilesCollection == "" {
+		cfg.ProfilesCollection = ProfilesCollection
 	}
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 10 * time.Second
