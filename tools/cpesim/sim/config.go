@@ -131,6 +131,12 @@ type Config struct {
 	// FetchTransfers makes transfers real: a Download GETs its URL, an
 	// Upload PUTs a small file, with the given credentials.
 	FetchTransfers bool
+	// CrashGPVAbove makes the devices' CWMP client crash, as netcwmp's
+	// does past 31 names, on a GetParameterValues of more names than
+	// this: it never answers (in keep-alive mode it closes its
+	// connection) and restarts, its next session carrying 1 BOOT after
+	// the usual retry wait. 0: never.
+	CrashGPVAbove int
 
 	// OnSession, when set, is called after every session (from the
 	// session's goroutine).
@@ -267,6 +273,8 @@ func (c *Config) Validate() error {
 		return errors.New("config time-scale: must be positive")
 	case c.RetryMultiplier < 1:
 		return errors.New("config retry-multiplier: must be at least 1")
+	case c.CrashGPVAbove < 0:
+		return errors.New("config crash-gpv-above: must not be negative")
 	}
 	for path, n := range c.Tables {
 		if n < 0 {
@@ -359,4 +367,5 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RebootTime, "reboot-time", c.RebootTime, "how long a reboot takes")
 	fs.DurationVar(&c.TransferTime, "transfer-time", c.TransferTime, "how long a transfer or DU change takes")
 	fs.BoolVar(&c.FetchTransfers, "fetch", c.FetchTransfers, "really GET downloads and PUT uploads")
+	fs.IntVar(&c.CrashGPVAbove, "crash-gpv-above", c.CrashGPVAbove, "a GetParameterValues of more names crashes the client, like netcwmp past 31: connection dropped, restart with 1 BOOT (0: never)")
 }
