@@ -562,8 +562,11 @@ func TestRecordFailureAsksCPEToRetryLater(t *testing.T) {
 	}
 }
 
-// Idle sessions expire after the CPE's session timeout plus the grace,
-// recording what they learnt; abandoned ones end at once.
+// Idle sessions expire after the CPE's session timeout plus the grace;
+// abandoned ones end at once. Both record the Inform's facts (time,
+// events, address) and not its parameters: the CPE counts the session as
+// failed and sends them again (docs/sessions.md, "What a session
+// writes").
 func TestExpiryAndAbandon(t *testing.T) {
 	h := newMemoryHarness(t)
 	w := h.worker("w1", nil)
@@ -581,7 +584,8 @@ func TestExpiryAndAbandon(t *testing.T) {
 	if w.Sessions() != 0 {
 		t.Fatal("idle session not expired")
 	}
-	if acc, _ := h.inv.records(); len(acc) != 1 || acc[0].SessionId != "idle" {
+	if acc, _ := h.inv.records(); len(acc) != 1 || acc[0].SessionId != "idle" || acc[0].Inform == nil ||
+		len(acc[0].Parameters) != 0 || acc[0].Fields.SoftwareVersion != nil {
 		t.Fatalf("expired session records %v", acc)
 	}
 	if n := w.counter(t, "fleetacs.sessions.ended", "outcome", "expired"); n != 1 {
@@ -596,8 +600,8 @@ func TestExpiryAndAbandon(t *testing.T) {
 	if _, held, _ := h.store.Leases.Holder(context.Background(), testTenant, c.key); held || w.Sessions() != 0 {
 		t.Errorf("abandoned: lease held %t, sessions %d", held, w.Sessions())
 	}
-	if acc, _ := h.inv.records(); len(acc) != 2 {
-		t.Errorf("abandoned session not recorded: %d records", len(acc))
+	if acc, _ := h.inv.records(); len(acc) != 2 || acc[1].Inform == nil || len(acc[1].Parameters) != 0 {
+		t.Errorf("abandoned session recorded %v", acc)
 	}
 	if _, err := w.client.Abandon(context.Background(), &sessionsv1.AbandonRequest{SessionId: "never-seen"}); err != nil {
 		t.Errorf("abandon of an unknown session: %v", err)

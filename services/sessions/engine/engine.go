@@ -228,6 +228,9 @@ func (e *Engine) Exchange(ctx context.Context, req *Request) (*Reply, error) {
 	}
 	// Decoding needs no lock: do it before waiting for the session.
 	env, derr := e.decode(req.Body, req.Charset)
+	if env != nil && len(req.Body) > detachThreshold {
+		detach(env, e.cfg.MaxInformParameters)
+	}
 
 	s, created, err := e.table.acquire(req.SessionID, e.admit)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
 	"github.com/fleetacs/fleetacs/pkg/affinity/affinitytest"
@@ -501,5 +502,36 @@ func TestEngineImportsNoGRPC(t *testing.T) {
 func TestLogKeysMatchTelemetry(t *testing.T) {
 	if keyDeviceID != telemetry.KeyDeviceID || keySessionID != telemetry.KeySessionID || keyTenant != telemetry.KeyTenant {
 		t.Fatal("log keys differ from pkg/telemetry's")
+	}
+}
+
+// detach leaves the values alone and shares no memory with the body.
+func TestDetach(t *testing.T) {
+	body := "OUI0SNevt1keyN1V1T1N2V2T2N3V3T3"
+	sub := func(i, j int) string { return body[i:j] }
+	inf := &cwmp.Inform{
+		DeviceID: cwmp.DeviceID{OUI: sub(0, 3), SerialNumber: sub(3, 6)},
+		Events:   []cwmp.Event{{Code: sub(6, 10), CommandKey: sub(10, 13)}},
+		ParameterList: []cwmp.ParameterValue{
+			{Name: sub(13, 15), Value: sub(15, 17), Type: sub(17, 19)},
+			{Name: sub(19, 21), Value: sub(21, 23), Type: sub(23, 25)},
+			{Name: sub(25, 27), Value: sub(27, 29), Type: sub(29, 31)},
+		},
+	}
+	env := &cwmp.Envelope{Namespace: cwmp.NS1_0, Body: inf}
+	detach(env, 2)
+	if inf.DeviceID.OUI != "OUI" || inf.Events[0].CommandKey != "key" || inf.ParameterList[1].Type != "T2" {
+		t.Fatalf("detached %+v", inf)
+	}
+	shares := func(s string) bool {
+		return len(s) > 0 && unsafe.StringData(s) == unsafe.StringData(body[strings.Index(body, s):])
+	}
+	for _, s := range []string{inf.DeviceID.OUI, inf.Events[0].Code, inf.ParameterList[0].Name, inf.ParameterList[1].Value} {
+		if shares(s) {
+			t.Errorf("%q still points into the body", s)
+		}
+	}
+	if !shares(inf.ParameterList[2].Name) {
+		t.Error("a parameter past the bound was copied")
 	}
 }
