@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
 	"github.com/fleetacs/fleetacs/pkg/config"
 	"github.com/fleetacs/fleetacs/pkg/lifecycle"
 	"github.com/fleetacs/fleetacs/pkg/telemetry"
@@ -72,7 +74,12 @@ type module struct {
 	// target: a command line may name it; inAll: "all" runs it. Shared
 	// parts are neither: services pull them in as dependencies.
 	target, inAll bool
-	deps          []string
+	// deps are the modules it needs; after, modules it starts after when
+	// they run in the same process.
+	deps, after []string
+	// health names the gRPC services whose health status follows the
+	// module's readiness.
+	health []string
 	// build returns the service to run; it does no I/O itself.
 	build func(a *app) (lifecycle.Service, error)
 }
@@ -90,6 +97,13 @@ type app struct {
 	chosen    map[string]bool
 	// flagSet names the flags given on the command line or by environment.
 	flagSet map[string]bool
+	// grpcServers are the process's gRPC servers, own the addresses under
+	// which they are known.
+	grpcServers []*grpcServer
+	own         ownAddrs
+	// bound holds the gateway's listeners' addresses once bound, by name
+	// ("http", "https"), for the banner.
+	bound map[string]net.Addr
 }
 
 // selected reports whether a module runs in this process.
@@ -120,46 +134,80 @@ func registry() map[string]*module {
 	return mods
 }
 
-// resolve expands the targets into modules in dependency order.
+// resolve expands the targets into modules in start order: the targets
+// and, transitively, their deps; each module after its deps and after the
+// chosen modules it names in after.
 func resolve(mods map[string]*module, targets []string) ([]*module, error) {
-	var order []*module
-	seen := map[string]bool{}
-	var visit func(name string, path []string) error
-	visit = func(name string, path []string) error {
+	unknown := func(name string) error {
+		return fmt.Errorf("unknown target %q (targets: all, %s)", name, strings.Join(names(isTarget), ", "))
+	}
+	chosen := map[string]bool{}
+	var need func(name string) error
+	need = func(name string) error {
 		m, ok := mods[name]
 		if !ok {
-			return fmt.Errorf("unknown target %q (targets: all, %s)", name, strings.Join(names(isTarget), ", "))
+			return unknown(name)
 		}
-		if slices.Contains(path, name) {
-			return fmt.Errorf("dependency cycle: %s", strings.Join(append(path, name), " -> "))
-		}
-		if seen[name] {
+		if chosen[name] {
 			return nil
 		}
+		chosen[name] = true
 		for _, d := range m.deps {
-			if err := visit(d, append(path, name)); err != nil {
+			if err := need(d); err != nil {
 				return err
 			}
 		}
-		seen[name] = true
-		order = append(order, m)
 		return nil
 	}
 	for _, t := range targets {
-		chosen := []string{t}
+		list := []string{t}
 		if t == "all" {
-			chosen = names(isInAll)
-		} else if m, ok := mods[t]; ok && !m.target {
-			return nil, fmt.Errorf("unknown target %q (targets: all, %s)", t, strings.Join(names(isTarget), ", "))
+			list = names(isInAll)
+		} else if m, ok := mods[t]; !ok || !m.target {
+			return nil, unknown(t)
 		}
-		for _, n := range chosen {
-			if err := visit(n, nil); err != nil {
+		for _, n := range list {
+			if err := need(n); err != nil {
 				return nil, err
 			}
 		}
 	}
+
+	var order []*module
+	placed := map[string]bool{}
+	var visit func(name string, path []string) error
+	visit = func(name string, path []string) error {
+		if slices.Contains(path, name) {
+			return fmt.Errorf("dependency cycle: %s", strings.Join(append(path, name), " -> "))
+		}
+		if placed[name] {
+			return nil
+		}
+		m := mods[name]
+		for _, d := range m.before() {
+			if !chosen[d] {
+				continue
+			}
+			if err := visit(d, append(path, name)); err != nil {
+				return err
+			}
+		}
+		placed[name] = true
+		order = append(order, m)
+		return nil
+	}
+	// Visit in the module list's order, so that the start order does not
+	// depend on how the targets were spelt.
+	for _, n := range names(func(m *module) bool { return chosen[m.name] }) {
+		if err := visit(n, nil); err != nil {
+			return nil, err
+		}
+	}
 	return order, nil
 }
+
+// before lists the modules that start before this one when chosen.
+func (m *module) before() []string { return append(slices.Clone(m.deps), m.after...) }
 
 func usage(fs *flag.FlagSet, w io.Writer) {
 	fmt.Fprintf(w, "Usage: fleetacs [flags] TARGET...\n\n")
@@ -239,9 +287,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 		_ = tp.Shutdown(sctx)
 	}()
 
-	group := lifecycle.NewGroup(logger, a.opts.StopTimeout)
-	// The admin server starts first and stops last, so probes answer
-	// while the rest drains.
+	// The admin server starts first and stops last, so that probes answer
+	// while the rest starts (not ready) and drains.
 	handlers := map[string]http.Handler{"/metrics": tp.MetricsHandler}
 	if a.opts.Pprof {
 		handlers["/debug/pprof/"] = http.HandlerFunc(pprof.Index)
@@ -249,61 +296,143 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 		handlers["/debug/pprof/trace"] = http.HandlerFunc(pprof.Trace)
 		handlers["/debug/pprof/symbol"] = http.HandlerFunc(pprof.Symbol)
 	}
-	group.Add("admin", &lifecycle.AdminServer{Addr: a.opts.HTTPAddr, Health: a.health, Logger: logger, Handlers: handlers})
+	admin := &lifecycle.AdminServer{Addr: a.opts.HTTPAddr, Setting: "server.http-addr", Health: a.health, Logger: logger, Handlers: handlers}
+	a.bound = map[string]net.Addr{}
+	group := lifecycle.NewGroup(lifecycle.GroupOptions{
+		Logger:      logger,
+		StopTimeout: a.opts.StopTimeout,
+		Health:      a.health,
+		OnReady:     a.setServing,
+		OnStarted: func() {
+			for _, g := range a.grpcServers {
+				g.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+			}
+			banner(stdout, a, admin.BoundAddr())
+			logger.Info("fleetacs started")
+		},
+	})
+	group.Add("admin", admin)
 	for _, m := range order {
 		svc, err := m.build(a)
 		if err != nil {
 			logger.Error("configure service", "component", m.name, "err", err)
+			fmt.Fprintf(stderr, "fleetacs: configure %s: %v\n", m.name, err)
 			return 1
 		}
-		group.Add(m.name, svc)
+		var deps []string
+		for _, d := range m.before() {
+			if a.chosen[d] {
+				deps = append(deps, d)
+			}
+		}
+		group.Add(m.name, svc, deps...)
 	}
 	names := make([]string, len(order))
 	for i, m := range order {
 		names[i] = m.name
 	}
 	logger.Info("fleetacs starting", "targets", strings.Join(targets, ","), "services", strings.Join(names, ","))
-	if a.selected("gateway") {
-		banner(stdout, a)
-	}
 	if err := group.Run(ctx); err != nil {
 		logger.Error("fleetacs stopped with an error", "err", err)
+		// One line a person reads first, whatever the log format.
+		fmt.Fprintf(stderr, "fleetacs: %v\n", err)
 		return 1
 	}
 	logger.Info("fleetacs stopped")
 	return 0
 }
 
-// banner tells a person at the terminal how to point a CPE at this process.
-func banner(w io.Writer, a *app) {
-	g := a.cfg.gateway
-	fmt.Fprintln(w, "FleetACS is starting.")
-	if g.ListenAddr != "" {
-		fmt.Fprintf(w, "  ACS URL for CPEs (ManagementServer.URL): http://%s/\n", hostPort(g.ListenAddr))
+// setServing makes the gRPC health of a module's services follow its
+// readiness, on every gRPC server of the process.
+func (a *app) setServing(module string, ready bool) {
+	m, ok := a.modules[module]
+	if !ok {
+		return
 	}
-	if g.TLSListenAddr != "" {
-		fmt.Fprintf(w, "  ACS URL over TLS:                        https://%s/\n", hostPort(g.TLSListenAddr))
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ready {
+		st = healthpb.HealthCheckResponse_SERVING
 	}
-	switch {
-	case g.AuthAnonymous:
-		fmt.Fprintln(w, "  CPE authentication: OFF. Any CPE is accepted without credentials (-gateway.auth-anonymous); never do this on a network you do not control.")
-	case g.AuthSharedUsername != "":
-		fmt.Fprintf(w, "  CPE authentication: shared user %q (-gateway.auth-shared-username/-password) or per-device credentials\n", g.AuthSharedUsername)
-	default:
-		fmt.Fprintln(w, "  CPE authentication: per-device credentials from inventory, derived onboarding passwords or client certificates")
+	for _, g := range a.grpcServers {
+		for _, name := range m.health {
+			g.health.SetServingStatus(name, st)
+		}
 	}
-	fmt.Fprintf(w, "  Health: http://%s/readyz   Metrics: http://%s/metrics\n", hostPort(a.opts.HTTPAddr), hostPort(a.opts.HTTPAddr))
-	fmt.Fprintln(w, "  Simulated CPEs: go run ./tools/cpesim -h   Devices: go run ./cmd/fleetctl devices list")
 }
 
-// hostPort turns a listen address into one a person can use on this host.
-func hostPort(listen string) string {
-	host, port, err := net.SplitHostPort(listen)
+// banner tells a person at the terminal, once every listener is bound, how
+// to point a CPE and fleetctl at this process: the addresses are the bound
+// ones.
+func banner(w io.Writer, a *app, adminAddr net.Addr) {
+	fmt.Fprintln(w, "FleetACS is ready.")
+	if addr, ok := a.bound["http"]; ok {
+		fmt.Fprintf(w, "  ACS URL for CPEs (ManagementServer.URL): %s\n", acsURL("http", addr))
+	}
+	if addr, ok := a.bound["https"]; ok {
+		fmt.Fprintf(w, "  ACS URL over TLS:                        %s\n", acsURL("https", addr))
+	}
+	if a.selected("gateway") {
+		g := a.cfg.gateway
+		switch {
+		case g.AuthAnonymous:
+			fmt.Fprintln(w, "  CPE authentication: OFF. Any CPE is accepted without credentials (-gateway.auth-anonymous); never do this on a network you do not control.")
+		case g.AuthSharedUsername != "":
+			fmt.Fprintf(w, "  CPE authentication: shared user %q (-gateway.auth-shared-username/-password) or per-device credentials\n", g.AuthSharedUsername)
+		default:
+			fmt.Fprintln(w, "  CPE authentication: per-device credentials from inventory, derived onboarding passwords or client certificates")
+		}
+	}
+	admin := hostPort(adminAddr.String(), "localhost")
+	fmt.Fprintf(w, "  Health: http://%s/readyz   Metrics: http://%s/metrics\n", admin, admin)
+	if g := a.shared.grpc; g != nil {
+		fmt.Fprintf(w, "  gRPC API: %s   Devices: go run ./cmd/fleetctl -addr %s devices list\n", g.dialAddr(), g.dialAddr())
+	}
+	if addr, ok := a.bound["http"]; ok {
+		fmt.Fprintf(w, "  Simulated CPEs: go run ./tools/cpesim -url %s -devices 10\n", hostURL("http", hostPort(addr.String(), "127.0.0.1")))
+	}
+}
+
+// acsURL is the URL of a CWMP listener as a CPE would use it. A listener
+// on every interface is reachable under any of the host's addresses: the
+// URL names one a CPE on the network can use, when the host has one.
+func acsURL(scheme string, addr net.Addr) string {
+	local := hostURL(scheme, hostPort(addr.String(), "localhost"))
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || !tcp.IP.IsUnspecified() {
+		return local
+	}
+	if ip := externalIP(); ip != "" {
+		return fmt.Sprintf("%s (all interfaces; from this host: %s)", hostURL(scheme, net.JoinHostPort(ip, fmt.Sprint(tcp.Port))), local)
+	}
+	return local + " (all interfaces: from a CPE, use this host's address)"
+}
+
+func hostURL(scheme, hostport string) string { return scheme + "://" + hostport + "/" }
+
+// externalIP returns an IPv4 address of this host that is not loopback,
+// or "".
+func externalIP() string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return ""
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
+			return n.IP.String()
+		}
+	}
+	return ""
+}
+
+// hostPort turns a listen address into one a person or a client can use
+// on this host: an empty or unspecified host becomes host.
+func hostPort(listen, host string) string {
+	h, port, err := net.SplitHostPort(listen)
 	if err != nil {
 		return listen
 	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "localhost"
+	if h != "" && h != "0.0.0.0" && h != "::" {
+		host = h
 	}
 	return net.JoinHostPort(host, port)
 }

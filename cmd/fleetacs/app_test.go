@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -95,5 +96,25 @@ func TestResolveOrdersDependencies(t *testing.T) {
 	}
 	if _, ok := pos["nats"]; ok {
 		t.Errorf("nats pulled in without target all")
+	}
+}
+
+// Whatever the order of the targets, the CWMP listener comes after the
+// session path behind it: inventory, its client, the session worker.
+func TestResolveOpensGatewayLast(t *testing.T) {
+	for _, targets := range [][]string{{"gateway", "sessions", "inventory"}, {"all"}, {"sessions", "gateway", "inventory"}} {
+		order, err := resolve(registry(), targets)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, m := range order {
+			if slices.Contains([]string{"inventory", "inventory-client", "sessions", "gateway"}, m.name) {
+				got = append(got, m.name)
+			}
+		}
+		if want := []string{"inventory", "inventory-client", "sessions", "gateway"}; !slices.Equal(got, want) {
+			t.Errorf("targets %v start %v, want %v", targets, got, want)
+		}
 	}
 }

@@ -56,18 +56,25 @@ func (h *Health) Ready() (bool, []string) {
 }
 
 // AdminServer serves /healthz, /readyz and any extra handlers (such as
-// /metrics) on its own listener. It is added to a Group first so that it
-// stops last and the probes answer while the rest drains.
+// /metrics) on its own listener. It is added to a Group first so that the
+// probes answer while the rest starts (not ready) and while it drains, and
+// it stops last.
 type AdminServer struct {
-	Addr   string
-	Health *Health
+	// Addr is the listen address and Setting the flag that chose it (for
+	// the error when it cannot be bound).
+	Addr    string
+	Setting string
+	Health  *Health
 	// Handlers maps extra paths to handlers, e.g. "/metrics".
 	Handlers map[string]http.Handler
 	Logger   *slog.Logger
-	// Listening, when set, receives the bound address once listening (tests
-	// use it with Addr "127.0.0.1:0").
-	Listening func(addr net.Addr)
+
+	ln   net.Listener
+	srv  *http.Server
+	errc chan error
 }
+
+var _ Service = (*AdminServer)(nil)
 
 // Handler returns the admin HTTP handler.
 func (a *AdminServer) Handler() http.Handler {
@@ -92,35 +99,48 @@ func (a *AdminServer) Handler() http.Handler {
 	return mux
 }
 
-// Run implements Service.
-func (a *AdminServer) Run(ctx context.Context) error {
-	ln, err := net.Listen("tcp", a.Addr)
+// Start binds the listener and serves on it.
+func (a *AdminServer) Start(ctx context.Context) error {
+	setting := a.Setting
+	if setting == "" {
+		setting = "admin address"
+	}
+	ln, err := Listen(ctx, setting, a.Addr)
 	if err != nil {
-		return fmt.Errorf("listen admin %s: %w", a.Addr, err)
+		return err
 	}
-	if a.Listening != nil {
-		a.Listening(ln.Addr())
-	}
-	srv := &http.Server{
+	a.ln = ln
+	a.srv = &http.Server{
 		Handler:           a.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	if a.Logger != nil {
+		a.srv.ErrorLog = slog.NewLogLogger(a.Logger.Handler(), slog.LevelDebug)
+	}
+	a.errc = make(chan error, 1)
+	go func() { a.errc <- a.srv.Serve(ln) }()
+	return nil
+}
+
+// BoundAddr returns the address the server is bound to, once started.
+func (a *AdminServer) BoundAddr() net.Addr { return a.ln.Addr() }
+
+// Run implements Service.
+func (a *AdminServer) Run(ctx context.Context) error {
 	select {
-	case err := <-errc:
+	case err := <-a.errc:
 		return fmt.Errorf("serve admin: %w", err)
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	if err := a.srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shut down admin server: %w", err)
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := <-a.errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve admin: %w", err)
 	}
 	return nil

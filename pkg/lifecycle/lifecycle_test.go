@@ -3,6 +3,7 @@ package lifecycle
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,69 +14,156 @@ import (
 	"time"
 )
 
-// recorder notes the order in which services stop.
+// recorder notes the events of a group's members in order.
 type recorder struct {
-	mu    sync.Mutex
-	order []string
+	mu     sync.Mutex
+	events []string
 }
 
-func (r *recorder) service(name string, started chan<- struct{}) Service {
-	return Func(func(ctx context.Context) error {
-		started <- struct{}{}
-		<-ctx.Done()
-		r.mu.Lock()
-		r.order = append(r.order, name)
-		r.mu.Unlock()
-		return nil
-	})
+func (r *recorder) note(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, fmt.Sprintf(format, args...))
 }
 
-func TestGroupStopsInReverseOrder(t *testing.T) {
+func (r *recorder) all() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.events)
+}
+
+// service records its start and stop; running is told when it runs.
+func (r *recorder) service(name string, startErr error, running chan<- string) Service {
+	return Funcs{
+		StartFunc: func(context.Context) error {
+			r.note("start %s", name)
+			return startErr
+		},
+		RunFunc: func(ctx context.Context) error {
+			if running != nil {
+				running <- name
+			}
+			<-ctx.Done()
+			r.note("stop %s", name)
+			return nil
+		},
+	}
+}
+
+func TestGroupStartsInOrderAndStopsInReverse(t *testing.T) {
 	var rec recorder
-	started := make(chan struct{}, 3)
-	g := NewGroup(nil, time.Second)
-	g.Add("admin", rec.service("admin", started))
-	g.Add("sessions", rec.service("sessions", started))
-	g.Add("gateway", rec.service("gateway", started))
+	h := NewHealth()
+	allStarted := make(chan struct{})
+	g := NewGroup(GroupOptions{
+		StopTimeout: time.Second, Health: h,
+		OnReady: func(name string, ready bool) { rec.note("ready %s %v", name, ready) },
+		OnStarted: func() {
+			if ok, not := h.Ready(); !ok {
+				t.Errorf("OnStarted while %v not ready", not)
+			}
+			rec.note("all started")
+			close(allStarted)
+		},
+	})
+	g.Add("admin", rec.service("admin", nil, nil))
+	g.Add("store", rec.service("store", nil, nil))
+	g.Add("worker", rec.service("worker", nil, nil), "store")
+	g.Add("gateway", rec.service("gateway", nil, nil), "store", "worker")
+	if ok, _ := h.Ready(); ok {
+		t.Fatal("ready before Run")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- g.Run(ctx) }()
-	for range 3 {
-		<-started
-	}
+	<-allStarted
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if want := []string{"gateway", "sessions", "admin"}; !slices.Equal(rec.order, want) {
-		t.Fatalf("stop order %v, want %v", rec.order, want)
+	want := []string{
+		"start admin", "ready admin true",
+		"start store", "ready store true",
+		"start worker", "ready worker true",
+		"start gateway", "ready gateway true",
+		"all started",
+		// Not ready everywhere before anything stops.
+		"ready admin false", "ready store false", "ready worker false", "ready gateway false",
+		"stop gateway", "stop worker", "stop store", "stop admin",
+	}
+	if got := rec.all(); !slices.Equal(got, want) {
+		t.Fatalf("events\n got %q\nwant %q", got, want)
+	}
+	if ok, _ := h.Ready(); ok {
+		t.Fatal("still ready after Run")
+	}
+}
+
+// A member that cannot start ends the start with one error that names it;
+// the members after it never start and those before it stop in reverse.
+func TestGroupStartFailure(t *testing.T) {
+	var rec recorder
+	boom := errors.New("boom")
+	g := NewGroup(GroupOptions{StopTimeout: time.Second, OnStarted: func() { t.Error("OnStarted after a failed start") }})
+	g.Add("admin", rec.service("admin", nil, nil))
+	g.Add("store", rec.service("store", nil, nil))
+	g.Add("gateway", rec.service("gateway", boom, nil), "store")
+	g.Add("later", rec.service("later", nil, nil), "gateway")
+	err := g.Run(context.Background())
+	var se *StartError
+	if !errors.As(err, &se) || se.Service != "gateway" || !errors.Is(err, boom) || err.Error() != "start gateway: boom" {
+		t.Fatalf("want one StartError for gateway, got %v", err)
+	}
+	want := []string{"start admin", "start store", "start gateway", "stop store", "stop admin"}
+	if got := rec.all(); !slices.Equal(got, want) {
+		t.Fatalf("events\n got %q\nwant %q", got, want)
+	}
+}
+
+// A shutdown asked for while a member starts interrupts that start; it is
+// not an error, and what started stops.
+func TestGroupShutdownDuringStart(t *testing.T) {
+	var rec recorder
+	ctx, cancel := context.WithCancel(context.Background())
+	g := NewGroup(GroupOptions{StopTimeout: time.Second})
+	g.Add("admin", rec.service("admin", nil, nil))
+	g.Add("slow", Funcs{StartFunc: func(sctx context.Context) error {
+		cancel() // the operator presses Ctrl-C while the store migrates
+		<-sctx.Done()
+		return fmt.Errorf("migrate: %w", sctx.Err())
+	}})
+	g.Add("gateway", rec.service("gateway", nil, nil), "slow")
+	if err := g.Run(ctx); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if want, got := []string{"start admin", "stop admin"}, rec.all(); !slices.Equal(got, want) {
+		t.Fatalf("events %q, want %q", got, want)
 	}
 }
 
 func TestGroupFailureStopsTheRest(t *testing.T) {
 	var rec recorder
-	started := make(chan struct{}, 2)
 	boom := errors.New("boom")
-	g := NewGroup(nil, time.Second)
-	g.Add("admin", rec.service("admin", started))
+	running := make(chan string, 1)
+	g := NewGroup(GroupOptions{StopTimeout: time.Second})
+	g.Add("admin", rec.service("admin", nil, running))
 	g.Add("bad", Func(func(ctx context.Context) error {
-		<-started // wait until admin runs, so the failure is mid-flight
+		<-running // wait until admin runs, so the failure is mid-flight
 		return boom
 	}))
 	err := g.Run(context.Background())
-	if !errors.Is(err, boom) || !strings.Contains(err.Error(), "bad: boom") {
-		t.Fatalf("want the failing service's error, got %v", err)
+	if !errors.Is(err, boom) || err.Error() != "bad: boom" {
+		t.Fatalf("want the failing service's error once, got %v", err)
 	}
-	if !slices.Equal(rec.order, []string{"admin"}) {
-		t.Fatalf("admin was not stopped: %v", rec.order)
+	if !slices.Equal(rec.all(), []string{"start admin", "stop admin"}) {
+		t.Fatalf("admin was not stopped: %v", rec.all())
 	}
 }
 
 func TestGroupStopTimeout(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
-	g := NewGroup(nil, 20*time.Millisecond)
 	running := make(chan struct{})
+	g := NewGroup(GroupOptions{StopTimeout: 20 * time.Millisecond, OnStarted: func() {}})
 	g.Add("stuck", Func(func(ctx context.Context) error {
 		close(running)
 		<-release // ignores ctx
@@ -88,19 +176,57 @@ func TestGroupStopTimeout(t *testing.T) {
 	}
 }
 
+func TestGroupAddChecksDependencies(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		add  func(g *Group)
+		want string
+	}{
+		{"unknown dependency", func(g *Group) { g.Add("gateway", Func(nil), "store") }, `"gateway" depends on "store", which was not added before it`},
+		{"duplicate", func(g *Group) { g.Add("a", Func(nil)); g.Add("a", Func(nil)) }, `"a" added twice`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			defer func() {
+				if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), c.want) {
+					t.Fatalf("panic %v, want one containing %q", r, c.want)
+				}
+			}()
+			c.add(NewGroup(GroupOptions{}))
+		})
+	}
+}
+
+func TestListenErrorNamesTheSetting(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	addr := taken.Addr().String()
+	_, err = Listen(context.Background(), "gateway.listen-addr", addr)
+	var le *ListenError
+	if !errors.As(err, &le) {
+		t.Fatalf("want a ListenError, got %v", err)
+	}
+	if want := fmt.Sprintf("listen on %s (-gateway.listen-addr): address already in use", addr); err.Error() != want {
+		t.Fatalf("error %q, want %q", err, want)
+	}
+}
+
 func TestAdminServerProbes(t *testing.T) {
 	h := NewHealth()
 	h.Register("gateway")
-	addrc := make(chan net.Addr, 1)
 	a := &AdminServer{
-		Addr: "127.0.0.1:0", Health: h,
-		Handlers:  map[string]http.Handler{"/metrics": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "m 1\n") })},
-		Listening: func(addr net.Addr) { addrc <- addr },
+		Addr: "127.0.0.1:0", Setting: "server.http-addr", Health: h,
+		Handlers: map[string]http.Handler{"/metrics": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "m 1\n") })},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- a.Run(ctx) }()
-	base := "http://" + (<-addrc).String()
+	base := "http://" + a.BoundAddr().String()
 	get := func(path string) (int, string) {
 		t.Helper()
 		resp, err := http.Get(base + path)

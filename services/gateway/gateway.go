@@ -59,9 +59,6 @@ type Deps struct {
 	// Credentials looks up per-device CPE credentials; nil means only the
 	// shared onboarding credentials (or client certificates) authenticate.
 	Credentials Credentials
-	// Health, when set, learns the gateway's readiness as component
-	// "gateway" (for a process-wide admin server).
-	Health *lifecycle.Health
 	// TracerProvider and MeterProvider default to no-ops.
 	TracerProvider trace.TracerProvider
 	MeterProvider  metric.MeterProvider
@@ -73,7 +70,7 @@ type Deps struct {
 	// DeviceKey maps an Inform's DeviceId to the canonical device key
 	// (default: DeviceKey).
 	DeviceKey func(cwmp.DeviceID) string
-	// Listening, when set, learns each listener's bound address once Run
+	// Listening, when set, learns each listener's bound address once Start
 	// has opened it: name is "http", "https" or "admin" (tests listen on
 	// port 0).
 	Listening func(name string, addr net.Addr)
@@ -86,7 +83,6 @@ type Service struct {
 	fwd       Forwarder
 	affinity  Affinity
 	leases    Leases
-	health    *lifecycle.Health
 	tracer    trace.Tracer
 	metrics   *metrics
 	now       func() time.Time
@@ -104,11 +100,19 @@ type Service struct {
 
 	draining atomic.Bool
 	ready    atomic.Bool
-	runOnce  sync.Once
+
+	// Set by start, read by run (which runs after it).
+	startOnce  sync.Once
+	startErr   error
+	runOnce    sync.Once
+	cancelBase context.CancelFunc
+	servers    []server
+	admin      *server
+	errc       chan error
 }
 
 // New builds the service from a configuration and its dependencies. It
-// does no I/O: listeners open, and certificate files are read, in Run.
+// does no I/O: listeners open, and certificate files are read, in Start.
 func New(cfg Config, deps Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("gateway config: %w", err)
@@ -122,7 +126,6 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		fwd:       deps.Forwarder,
 		affinity:  deps.Affinity,
 		leases:    deps.Leases,
-		health:    deps.Health,
 		now:       deps.Now,
 		randN:     deps.RandN,
 		deviceKey: deps.DeviceKey,
@@ -195,22 +198,38 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	s.admission = newAdmission(cfg.AdmissionRate, cfg.AdmissionBurst, cfg.AdmissionReservedShare, priority, s.now)
 	s.sessions = newSessionTable(cfg.MaxSessions, cfg.SessionIdleTimeout, s.now)
-	if s.health != nil {
-		s.health.Register("gateway")
-	}
 	return s, nil
 }
 
-// Ready reports whether the gateway takes new sessions: it is listening and
-// not draining.
+// Ready reports whether the gateway takes new sessions: it has started and
+// is not draining.
 func (s *Service) Ready() bool { return s.ready.Load() && !s.draining.Load() }
 
-// Run serves CPEs until ctx ends, then drains: it reports not ready, refuses
-// new sessions with 503, lets open sessions finish for up to
+// Start reads the TLS files, binds the listeners and serves on them: once
+// it returns, CPEs are answered. A listener that cannot be bound ends the
+// start with an error naming its flag (pkg/lifecycle.Listen) and closes
+// the ones already bound. Start may be called once; Run calls it when the
+// caller has not.
+func (s *Service) Start(ctx context.Context) error {
+	err := errors.New("gateway: Start called twice")
+	s.startOnce.Do(func() {
+		err = s.start(ctx)
+		s.startErr = err
+	})
+	return err
+}
+
+// Run serves CPEs until ctx ends, then drains: it reports not ready,
+// refuses new sessions with 503, lets open sessions finish for up to
 // gateway.drain-grace, then closes the connections within
-// gateway.shutdown-timeout. It returns nil after a clean stop and an error
-// when it cannot start or a listener fails. Run may be called once.
+// gateway.shutdown-timeout. It starts the service first when Start has not
+// been called. It returns nil after a clean stop and an error when it
+// cannot start or a listener fails. Run may be called once.
 func (s *Service) Run(ctx context.Context) error {
+	s.startOnce.Do(func() { s.startErr = s.start(ctx) })
+	if s.startErr != nil {
+		return s.startErr
+	}
 	err := errors.New("gateway: Run called twice")
 	s.runOnce.Do(func() { err = s.run(ctx) })
 	return err
@@ -222,7 +241,7 @@ type server struct {
 	ln   net.Listener
 }
 
-func (s *Service) run(ctx context.Context) error {
+func (s *Service) start(ctx context.Context) error {
 	if s.cfg.AuthAnonymous {
 		s.logger.Warn("CPE AUTHENTICATION IS OFF: gateway.auth-anonymous accepts any CPE without credentials; never run this way on a network you do not control")
 	}
@@ -231,48 +250,46 @@ func (s *Service) run(ctx context.Context) error {
 	}
 
 	// Requests keep running through the drain: their context is not the
-	// Run context but one cancelled only when the drain gives up.
+	// service's context but one cancelled only when the drain gives up.
 	baseCtx, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelBase()
+	s.cancelBase = cancelBase
 
 	var servers []server
-	closeAll := func() {
+	fail := func(err error) error {
 		for _, sv := range servers {
 			_ = sv.ln.Close()
 		}
+		s.cancelBase()
+		return err
 	}
 	cwmpHandler := s.Handler()
 	if s.cfg.ListenAddr != "" {
-		ln, err := net.Listen("tcp", s.cfg.ListenAddr)
+		ln, err := lifecycle.Listen(ctx, "gateway.listen-addr", s.cfg.ListenAddr)
 		if err != nil {
-			return fmt.Errorf("listen %s: %w", s.cfg.ListenAddr, err)
+			return fail(err)
 		}
 		servers = append(servers, server{"http", s.httpServer(baseCtx, cwmpHandler, nil), ln})
 	}
 	if s.cfg.TLSListenAddr != "" {
 		tc, err := s.tlsConfig()
 		if err != nil {
-			closeAll()
-			return err
+			return fail(err)
 		}
-		ln, err := net.Listen("tcp", s.cfg.TLSListenAddr)
+		ln, err := lifecycle.Listen(ctx, "gateway.tls-listen-addr", s.cfg.TLSListenAddr)
 		if err != nil {
-			closeAll()
-			return fmt.Errorf("listen %s: %w", s.cfg.TLSListenAddr, err)
+			return fail(err)
 		}
 		servers = append(servers, server{"https", s.httpServer(baseCtx, cwmpHandler, tc), tls.NewListener(ln, tc)})
 	}
-	var admin *server
 	if s.cfg.AdminListenAddr != "" {
-		ln, err := net.Listen("tcp", s.cfg.AdminListenAddr)
+		ln, err := lifecycle.Listen(ctx, "gateway.admin-listen-addr", s.cfg.AdminListenAddr)
 		if err != nil {
-			closeAll()
-			return fmt.Errorf("listen admin %s: %w", s.cfg.AdminListenAddr, err)
+			return fail(err)
 		}
 		mux := http.NewServeMux()
 		mux.HandleFunc("/healthz", s.serveHealthz)
 		mux.HandleFunc("/readyz", s.serveReadyz)
-		admin = &server{"admin", &http.Server{
+		s.admin = &server{"admin", &http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,
@@ -280,8 +297,9 @@ func (s *Service) run(ctx context.Context) error {
 			ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
 		}, ln}
 	}
+	s.servers = servers
 
-	errc := make(chan error, len(servers)+1)
+	s.errc = make(chan error, len(servers)+1)
 	serve := func(sv server) {
 		s.logger.Info("listening", "listener", sv.name, "addr", sv.ln.Addr().String())
 		if s.listening != nil {
@@ -289,32 +307,30 @@ func (s *Service) run(ctx context.Context) error {
 		}
 		go func() {
 			if err := sv.srv.Serve(sv.ln); !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("serve %s: %w", sv.name, err)
+				s.errc <- fmt.Errorf("serve %s: %w", sv.name, err)
 			}
 		}()
 	}
-	if admin != nil {
-		serve(*admin)
+	if s.admin != nil {
+		serve(*s.admin)
 	}
 	for _, sv := range servers {
 		serve(sv)
 	}
 	s.ready.Store(true)
-	if s.health != nil {
-		s.health.SetReady("gateway", true)
-	}
+	return nil
+}
 
+func (s *Service) run(ctx context.Context) error {
+	defer s.cancelBase()
 	var runErr error
 	select {
 	case <-ctx.Done():
-	case runErr = <-errc:
+	case runErr = <-s.errc:
 		s.logger.Error("listener failed", "err", runErr)
 	}
 
 	s.draining.Store(true)
-	if s.health != nil {
-		s.health.SetReady("gateway", false)
-	}
 	if runErr == nil {
 		s.drain()
 	}
@@ -326,7 +342,7 @@ func (s *Service) run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, sv := range servers {
+	for _, sv := range s.servers {
 		wg.Go(func() {
 			if err := sv.srv.Shutdown(sctx); err != nil {
 				// Connections still busy at the deadline are cut.
@@ -336,10 +352,10 @@ func (s *Service) run(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
-	cancelBase()
-	if admin != nil {
-		if err := admin.srv.Shutdown(sctx); err != nil {
-			_ = admin.srv.Close()
+	s.cancelBase()
+	if s.admin != nil {
+		if err := s.admin.srv.Shutdown(sctx); err != nil {
+			_ = s.admin.srv.Close()
 		}
 	}
 	s.logger.Info("gateway stopped")
@@ -389,7 +405,7 @@ func (s *Service) httpServer(base context.Context, h http.Handler, tc *tls.Confi
 	return srv
 }
 
-// tlsConfig reads the certificate files (I/O, so at Run).
+// tlsConfig reads the certificate files (I/O, so at Start).
 func (s *Service) tlsConfig() (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
 	if err != nil {

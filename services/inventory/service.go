@@ -23,8 +23,9 @@ type Service struct {
 	// for requests that name none.
 	callerTenants func(context.Context) []string
 	ready         atomic.Bool
-	onReady       func(bool)
 	now           func() time.Time
+	// started is set by Start and read by Run, which runs after it.
+	started bool
 }
 
 // Options are the Service's optional dependencies.
@@ -35,10 +36,6 @@ type Options struct {
 	// call cover (set by the authentication layer). Nil means a
 	// single-tenant install: every caller covers "default" (DESIGN §3).
 	CallerTenants func(context.Context) []string
-	// OnReady, when set, hears when the service becomes ready (the store
-	// started) and when it stops being ready (shutdown): the process's
-	// readiness probe and gRPC health status follow it.
-	OnReady func(ready bool)
 	// Now stamps what the service records itself (discovery profiles);
 	// nil means time.Now.
 	Now func() time.Time
@@ -49,7 +46,7 @@ const DefaultTenant = "default"
 
 // New returns the service over st. It does no I/O: Run starts the store.
 func New(st store.Store, opts Options) *Service {
-	s := &Service{store: st, logger: opts.Logger, callerTenants: opts.CallerTenants, onReady: opts.OnReady, now: opts.Now}
+	s := &Service{store: st, logger: opts.Logger, callerTenants: opts.CallerTenants, now: opts.Now}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -69,28 +66,34 @@ func (s *Service) Register(g grpc.ServiceRegistrar) {
 	inventoryv1.RegisterInventoryInternalServiceServer(g, &internalServer{s: s})
 }
 
-// Run starts the store (connecting and migrating), serves until ctx ends,
-// then closes the store. In-flight calls are drained by the gRPC server,
-// which stops before Run's context ends in the process's shutdown order.
-func (s *Service) Run(ctx context.Context) error {
+// Start starts the store (connecting and migrating): the service is
+// started, and its calls answered, once the store is.
+func (s *Service) Start(ctx context.Context) error {
 	if err := s.store.Start(ctx); err != nil {
 		return fmt.Errorf("start inventory: %w", err)
 	}
-	s.setReady(true)
+	s.started = true
+	s.ready.Store(true)
 	s.logger.InfoContext(ctx, "inventory store started")
+	return nil
+}
+
+// Run serves until ctx ends, then closes the store; it starts the store
+// first when Start has not been called. In-flight calls are drained by the
+// gRPC server, which stops before Run's context ends in the process's
+// shutdown order.
+func (s *Service) Run(ctx context.Context) error {
+	if !s.started {
+		if err := s.Start(ctx); err != nil {
+			return err
+		}
+	}
 	<-ctx.Done()
-	s.setReady(false)
+	s.ready.Store(false)
 	if err := s.store.Close(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("stop inventory: %w", err)
 	}
 	return nil
-}
-
-func (s *Service) setReady(ready bool) {
-	s.ready.Store(ready)
-	if s.onReady != nil {
-		s.onReady(ready)
-	}
 }
 
 // Ready reports whether the store is started, for readiness probes.

@@ -68,6 +68,9 @@ type Deps struct {
 	Meter metric.MeterProvider
 	// Now reads the clock; nil means time.Now.
 	Now func() time.Time
+	// AdvertiseAddr, when set, gives the address gateways dial in place of
+	// Config.AdvertiseAddr, asked once when the worker starts.
+	AdvertiseAddr func() string
 }
 
 // Worker is a session worker: the fleetacs.sessions.v1.SessionService
@@ -84,7 +87,7 @@ var _ sessionsv1.SessionServiceServer = (*Worker)(nil)
 func New(cfg Config, deps Deps) (*Worker, error) {
 	e, err := engine.New(cfg, engine.Deps{
 		Inventory: deps.Inventory, Leases: deps.Leases, Checkpoints: deps.Checkpoints, Registry: deps.Registry,
-		Sessions: deps.Sessions, Logger: deps.Logger, Meter: deps.Meter, Now: deps.Now,
+		Sessions: deps.Sessions, Logger: deps.Logger, Meter: deps.Meter, Now: deps.Now, AdvertiseAddr: deps.AdvertiseAddr,
 	})
 	if err != nil {
 		return nil, err
@@ -100,6 +103,10 @@ func (w *Worker) Register(s grpc.ServiceRegistrar) { sessionsv1.RegisterSessionS
 
 // Sessions returns the number of sessions the worker holds.
 func (w *Worker) Sessions() int { return w.e.Sessions() }
+
+// Start reads the quirks file and registers the worker
+// (engine.Engine.Start).
+func (w *Worker) Start(ctx context.Context) error { return w.e.Start(ctx) }
 
 // Run runs the engine's background work until ctx ends, then drains it
 // (engine.Engine.Run).

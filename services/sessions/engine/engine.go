@@ -40,6 +40,10 @@ type Deps struct {
 	// Now reads the clock; nil means time.Now. Lease renewal, idle expiry
 	// and heartbeats follow it.
 	Now func() time.Time
+	// AdvertiseAddr, when set, gives the address gateways dial in place of
+	// Config.AdvertiseAddr, asked once when the engine starts: a process
+	// learns the address its gRPC listener is bound to (port 0) only then.
+	AdvertiseAddr func() string
 }
 
 // Engine runs a worker's CWMP sessions: the state machine of each, its
@@ -66,8 +70,12 @@ type Engine struct {
 	// draining refuses new and resumed sessions; stopped refuses all.
 	draining atomic.Bool
 	stopped  atomic.Bool
-	// lastBeat is touched by the goroutine running Run only.
-	lastBeat time.Time
+
+	advertise func() string
+	// lastBeat and registered are touched by Start and then by the
+	// goroutine running Run only.
+	lastBeat   time.Time
+	registered bool
 }
 
 // Request is one CPE HTTP request as a gateway forwards it
@@ -163,7 +171,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 	}
 	e := &Engine{
 		cfg: cfg, inv: deps.Inventory, leases: deps.Leases, cps: deps.Checkpoints, reg: deps.Registry,
-		sess: deps.Sessions, logger: deps.Logger, now: deps.Now, table: newTable(),
+		sess: deps.Sessions, logger: deps.Logger, now: deps.Now, table: newTable(), advertise: deps.AdvertiseAddr,
 		budget: &budget{limit: int64(cfg.MemoryBudget)},
 	}
 	if e.logger == nil {

@@ -9,13 +9,12 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/affinity"
 )
 
-// Run reads the quirks file, keeps the worker registered, renews the
-// leases of its sessions and expires idle ones until ctx ends; then it
-// drains (see drain) and returns. It returns an error only when the quirks
-// file cannot be used or the first registration fails: gateways send
-// sessions only to registered workers, so none runs before the quirks are
-// in place.
-func (e *Engine) Run(ctx context.Context) error {
+// Start reads the quirks file and registers the worker in the registry:
+// gateways route sessions to it from then on, so the worker is started
+// once it is registered, with its quirks in place. An engine built with
+// Deps.AdvertiseAddr learns the address it registers here. It fails when
+// the quirks file cannot be used or the registration fails.
+func (e *Engine) Start(ctx context.Context) error {
 	if path := e.cfg.QuirksFile; path != "" {
 		q, err := LoadQuirks(path)
 		if err != nil {
@@ -24,6 +23,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.quirks.Store(q)
 		e.logger.InfoContext(ctx, "quirks profiles loaded", "file", path, "profiles", len(q.Profiles))
 	}
+	if e.advertise != nil {
+		e.self.Addr = e.advertise()
+	}
 	rctx, cancel := context.WithTimeout(ctx, e.cfg.CallTimeout)
 	err := e.reg.Register(rctx, e.self, e.cfg.RegistryTTL)
 	cancel()
@@ -31,8 +33,21 @@ func (e *Engine) Run(ctx context.Context) error {
 		return fmt.Errorf("register session worker %s: %w", e.self.ID, err)
 	}
 	e.lastBeat = e.now()
+	e.registered = true
 	e.logger.InfoContext(ctx, "session worker registered", "worker_id", e.self.ID, "addr", e.self.Addr, "capacity", e.self.Capacity)
+	return nil
+}
 
+// Run keeps the worker registered, renews the leases of its sessions and
+// expires idle ones until ctx ends; then it drains (see drain) and returns.
+// It starts the worker first when Start has not been called, and returns
+// an error only when that fails.
+func (e *Engine) Run(ctx context.Context) error {
+	if !e.registered {
+		if err := e.Start(ctx); err != nil {
+			return err
+		}
+	}
 	t := time.NewTicker(e.tickInterval())
 	defer t.Stop()
 	for {
