@@ -220,7 +220,7 @@ type RequestAbandoned struct {
 // another request or finishes.
 var (
 	// ErrNotACSRequest: the message is not a method the ACS calls on the
-	// CPE (notes §5.1).
+	// CPE (docs/protocol.md §5.1).
 	ErrNotACSRequest = errors.New("cwmp: not a request the ACS can send")
 	// ErrMethodTooNew: the session's negotiated CWMP version does not
 	// define the method.

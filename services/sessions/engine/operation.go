@@ -48,7 +48,7 @@ type Operation interface {
 
 // Call is a request an operation asks the session to send.
 type Call struct {
-	// Message is an ACS request (notes §5.1, see cwmp.Request).
+	// Message is an ACS request (docs/protocol.md §5.1, see cwmp.Request).
 	Message cwmp.Message
 	// Key is the operation's own handle for the call, handed back with its
 	// Answer. No spaces.
@@ -86,7 +86,7 @@ const (
 	Completed Outcome = iota + 1
 	// Incomplete: the session expired idle, was abandoned or replaced by
 	// the CPE, or failed. The CPE counts it as failed and repeats its
-	// Inform (notes §4.4), so the Inform's parameters are not written;
+	// Inform (docs/protocol.md §4.4), so the Inform's parameters are not written;
 	// only the Inform's facts (time, events, address) and what an
 	// operation changed on the device that no later session would report
 	// again (a SetParameterValues the CPE confirmed) are.
