@@ -269,7 +269,21 @@ func TestSessionTransitionTable(t *testing.T) {
 				s.src = q
 				s.SetHoldDecider(q)
 				before := s.State()
+				// The same step on a bare copy: without the turn it gives
+				// exactly what the queue-driven session gives; with it, no
+				// reply yet and the notices the reply will follow.
+				raw, err := RestoreSession(before)
+				if err != nil {
+					t.Fatal(err)
+				}
+				bare := raw.Step(in.env, in.err)
 				out := s.Step(in.env, in.err)
+				if !bare.Turn && render(bare, raw) != render(out, s) {
+					t.Errorf("without the turn: bare %s, driven %s", render(bare, raw), render(out, s))
+				}
+				if bare.Turn && (bare.Reply != nil || len(bare.Notices) > len(out.Notices)) {
+					t.Errorf("turn with reply %v, %d notices of %d", bare.Reply, len(bare.Notices), len(out.Notices))
+				}
 				if got := render(out, s); got != want[in.name] {
 					t.Errorf("state %s, input %s:\n got  %s\n want %s", st.name, in.name, got, want[in.name])
 				}
