@@ -30,6 +30,10 @@ bench: ## run the benchmarks and print their figures (see BENCHMARKS.md)
 	scripts/bench.sh
 	scripts/bench-platform.sh
 
+.PHONY: datamodels
+datamodels: ## regenerate cpesim's data-model tables from the BBF XML (BBF_DIR=dir, default shared/tr069 beside the repository)
+	cd tools/cpesim && FLEETACS_BBF_DIR="$(BBF_DIR)" $(GO) generate ./sim
+
 .PHONY: fmt
 fmt: ## gofmt every Go file
 	git ls-files -co --exclude-standard '*.go' | grep -v '\.pb\.go$$' | xargs -r gofmt -w

@@ -31,7 +31,7 @@ freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0
 wait_http() { for _ in $(seq 1 200); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not ready: $1" >&2; return 1; }
 
 # sim URL... runs cpesim and prints its text summary.
-sim() { "$root/bin/cpesim" -shared "${FLEETACS_SHARED_DIR:-$root/../shared}" "$@"; }
+sim() { "$root/bin/cpesim" "$@"; }
 rate() { sed -n 's/.*; \([0-9.]*\) sessions\/s.*/\1/p' | head -1; }
 lat() { sed -n "s/^session latency.*$1 \([0-9.]*[a-zµ]*s\).*/\1/p" | head -1; }
 

@@ -49,7 +49,7 @@ func TestAllInOneServesCPEs(t *testing.T) {
 			simulate := func(known bool) sim.Summary {
 				t.Helper()
 				cfg := sim.Config{
-					URL: fmt.Sprintf("http://127.0.0.1:%d/", gw), SharedDir: testenv.SharedDir(t), Model: sim.TR181,
+					URL: fmt.Sprintf("http://127.0.0.1:%d/", gw), Model: sim.TR181,
 					Devices: devices, Seed: 7, SerialPrefix: "AIO", BootStorm: !known, Known: known,
 					Concurrency: 6, Timeout: 30 * time.Second,
 				}

@@ -65,7 +65,7 @@ func TestDiscoveryAdaptsToCrashingCPEs(t *testing.T) {
 	simulate := func(gw, devices int, prefix string) sim.Summary {
 		t.Helper()
 		s, err := sim.New(sim.Config{
-			URL: fmt.Sprintf("http://127.0.0.1:%d/", gw), SharedDir: testenv.SharedDir(t), Model: sim.TR181,
+			URL: fmt.Sprintf("http://127.0.0.1:%d/", gw), Model: sim.TR181,
 			Devices: devices, Seed: 3, SerialPrefix: prefix, OUI: "ABCDEF", ProductClass: "NC-SIM", Manufacturer: "Sim",
 			BootStorm: true, Concurrency: 2, Timeout: 30 * time.Second, TimeScale: 0.001,
 			ConnMode: sim.ConnKeepAlive, CrashGPVAbove: 31,

@@ -163,7 +163,6 @@ func TestEndToEndDistributed(t *testing.T) {
 	const devicesPerGateway = 500
 	redisAddr, redisDB := testenv.RedisDB(t)
 	mongoURI, mongoDB := testenv.MongoURI(t), testenv.MongoDatabase(t)
-	shared := testenv.SharedDir(t)
 	c := &cluster{t: t, bin: buildFleetacs(t), dir: t.TempDir()}
 	t.Cleanup(c.stopAll)
 
@@ -219,7 +218,7 @@ func TestEndToEndDistributed(t *testing.T) {
 	var keys []string // device keys of every simulated CPE
 	run := func(gw, prefix string) (sim.Summary, error) {
 		s, err := sim.New(sim.Config{
-			URL: "http://" + gw + "/", SharedDir: shared, Model: sim.TR098,
+			URL: "http://" + gw + "/", Model: sim.TR098,
 			Devices: devicesPerGateway, Seed: 42, SerialPrefix: prefix,
 			Username: "fleet", Password: "e2e-secret",
 			BootStorm: true, Concurrency: 8, TimeScale: 0.01, Timeout: 30 * time.Second,

@@ -34,16 +34,23 @@ func NewDateTime(t time.Time) DateTime {
 }
 
 func parseDateTime(s string) (time.Time, bool) {
+	t, _, ok := parseDateTimeZone(s)
+	return t, ok
+}
+
+// parseDateTimeZone is parseDateTime that also reports whether s had a
+// zone.
+func parseDateTimeZone(s string) (t time.Time, zone, ok bool) {
 	p := dtParser{s: s}
 	year, ok := p.number(4, 9)
 	if !ok || !p.expect('-') {
-		return time.Time{}, false
+		return time.Time{}, false, false
 	}
 	month, ok1 := p.number(1, 2)
 	ok2 := p.expect('-')
 	day, ok3 := p.number(1, 2)
 	if !ok1 || !ok2 || !ok3 || p.i >= len(s) || (s[p.i] != 'T' && s[p.i] != 't' && s[p.i] != ' ') {
-		return time.Time{}, false
+		return time.Time{}, false, false
 	}
 	p.i++
 	hour, ok1 := p.number(1, 2)
@@ -52,7 +59,7 @@ func parseDateTime(s string) (time.Time, bool) {
 	ok4 := p.expect(':')
 	sec, ok5 := p.number(1, 2)
 	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 {
-		return time.Time{}, false
+		return time.Time{}, false, false
 	}
 	nsec := 0
 	if p.i < len(s) && s[p.i] == '.' {
@@ -65,11 +72,12 @@ func parseDateTime(s string) (time.Time, bool) {
 			p.i++
 		}
 		if p.i == start {
-			return time.Time{}, false
+			return time.Time{}, false, false
 		}
 	}
 	loc := time.UTC
 	if p.i < len(s) {
+		zone = true
 		switch c := s[p.i]; c {
 		case 'Z', 'z':
 			p.i++
@@ -77,17 +85,17 @@ func parseDateTime(s string) (time.Time, bool) {
 			p.i++
 			zh, ok := p.number(2, 2)
 			if !ok {
-				return time.Time{}, false
+				return time.Time{}, false, false
 			}
 			zm := 0
 			if p.i < len(s) {
 				p.expect(':')
 				if zm, ok = p.number(2, 2); !ok {
-					return time.Time{}, false
+					return time.Time{}, false, false
 				}
 			}
 			if zh > 23 || zm > 59 {
-				return time.Time{}, false
+				return time.Time{}, false, false
 			}
 			off := zh*3600 + zm*60
 			if c == '-' {
@@ -97,19 +105,19 @@ func parseDateTime(s string) (time.Time, bool) {
 				loc = time.FixedZone("", off)
 			}
 		default:
-			return time.Time{}, false
+			return time.Time{}, false, false
 		}
 	}
 	if p.i != len(s) {
-		return time.Time{}, false
+		return time.Time{}, false, false
 	}
 	if month < 1 || month > 12 || day < 1 || day > daysIn(month, year) ||
 		minute > 59 || sec > 60 || hour > 24 || (hour == 24 && (minute != 0 || sec != 0 || nsec != 0)) {
-		return time.Time{}, false
+		return time.Time{}, false, false
 	}
 	// time.Date carries 24:00:00 into the next day and a leap second into
 	// the next minute, which is what they mean.
-	return time.Date(year, time.Month(month), day, hour, minute, sec, nsec, loc), true
+	return time.Date(year, time.Month(month), day, hour, minute, sec, nsec, loc), zone, true
 }
 
 func daysIn(month, year int) int {

@@ -119,5 +119,57 @@ func FuzzDateTime(f *testing.F) {
 		if !back.Equal(tm.Truncate(time.Second)) {
 			t.Fatalf("%q -> %v -> %v", s, tm, back)
 		}
+		// What the decoder keeps of it is valid, names the same instant,
+		// and stays as it is when decoded again.
+		trimmed := trimXMLSpace(s)
+		c, ok := canonicalDateTime(trimmed)
+		if !ok {
+			if tm.Year() >= 1 && tm.UTC().Year() >= 1 {
+				t.Fatalf("%q parses as %v but has no canonical form", s, tm)
+			}
+			return
+		}
+		if !validDateTime(c) {
+			t.Fatalf("%q -> canonical %q is not an xsd:dateTime", s, c)
+		}
+		ctm, err := DateTime(c).Time()
+		if err != nil || !ctm.Equal(tm) {
+			t.Fatalf("%q (%v) -> canonical %q (%v, %v)", s, tm, c, ctm, err)
+		}
+		if again, _ := canonicalDateTime(c); again != c {
+			t.Fatalf("canonical %q -> %q", c, again)
+		}
 	})
+}
+
+// TestCanonicalDateTime pins the forms the decoder writes.
+func TestCanonicalDateTime(t *testing.T) {
+	for in, want := range map[string]string{
+		"2024-03-05T10:22:31Z":         "2024-03-05T10:22:31Z",
+		"2024-03-05T10:22:31+00:00":    "2024-03-05T10:22:31Z",
+		"2024-03-05T10:22:31-00:00":    "2024-03-05T10:22:31Z",
+		"2014-10-24T0:4:42":            "2014-10-24T00:04:42",
+		"2024-02-29T23:59:59+0100":     "2024-02-29T23:59:59+01:00",
+		"2024-02-29t23:59:59z":         "2024-02-29T23:59:59Z",
+		"2024-02-29 23:59:59.120-0530": "2024-02-29T23:59:59.12-05:30",
+		"2024-02-29T23:59:59+00":       "2024-02-29T23:59:59Z",
+		"2024-12-31T24:00:00Z":         "2024-12-31T24:00:00Z",
+		"2024-12-31T23:59:60":          "2025-01-01T00:00:00",
+		"0001-01-01T00:00:00Z":         string(UnknownTime),
+	} {
+		if got, ok := canonicalDateTime(in); !ok || got != want {
+			t.Errorf("canonicalDateTime(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+	for _, bad := range []string{"", "0000-01-01T00:00:00Z", "2024-02-30T00:00:00Z", "yesterday", "2024-01-01"} {
+		if got, ok := canonicalDateTime(bad); ok {
+			t.Errorf("canonicalDateTime(%q) = %q, want no form", bad, got)
+		}
+	}
+	if got := normalizeDateTimeField("not a time"); got != UnknownTime {
+		t.Errorf("an unreadable dateTime field became %q, want the Unknown Time", got)
+	}
+	if got := normalizeDateTimeField(""); got != "" {
+		t.Errorf("an empty dateTime field became %q", got)
+	}
 }

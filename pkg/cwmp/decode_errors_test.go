@@ -78,6 +78,8 @@ var brokenInputs = []brokenInput{
 		err: ErrNotEnvelope, line: 1, col: 145, detail: `invalid boolean "yes" in <NextLevel>`},
 	{name: "bad int", body: decEnvOpen + "<soap:Body><cwmp:SetParameterValuesResponse><Status>1.0</Status></cwmp:SetParameterValuesResponse></soap:Body>" + decEnvClose,
 		err: ErrNotEnvelope, line: 1, col: 154, detail: `invalid int "1.0" in <Status>`},
+	{name: "VoucherSN not a number", body: decEnvOpen + "<soap:Body><cwmp:GetOptionsResponse><OptionList><OptionStruct>\n<VoucherSN>V-1</VoucherSN></OptionStruct></OptionList></cwmp:GetOptionsResponse></soap:Body>" + decEnvClose,
+		err: ErrNotEnvelope, line: 2, col: 1, detail: `invalid unsignedInt "V-1" in <VoucherSN>`},
 	{name: "bad fault code", body: decEnvOpen + "<soap:Body><soap:Fault><detail><cwmp:Fault><FaultCode>90O3</FaultCode></cwmp:Fault></detail></soap:Fault></soap:Body>" + decEnvClose,
 		err: ErrNotEnvelope, line: 1, col: 153, detail: `invalid fault code "90O3"`},
 }

@@ -130,7 +130,10 @@ func TestDecodeHeader(t *testing.T) {
 		{"bad SessionTimeout still means 1.3", "<cwmp:SessionTimeout>soon</cwmp:SessionTimeout>", NS1_2, Header{}, V1_3},
 		{"SessionTimeout in 1.0 keeps 1.0", "<cwmp:SessionTimeout>30</cwmp:SessionTimeout>", NS1_0, Header{SessionTimeout: 30}, V1_0},
 		{"1.4 negotiation", "<cwmp:SupportedCWMPVersions>1.0,1.4</cwmp:SupportedCWMPVersions><cwmp:UseCWMPVersion>1.4</cwmp:UseCWMPVersion>", NS1_2,
-			Header{SupportedCWMPVersions: "1.0,1.4", UseCWMPVersion: "1.4"}, V1_2},
+			Header{SupportedCWMPVersions: "1.0,1.4", UseCWMPVersion: "1.4"}, V1_4},
+		{"1.4 header after SessionTimeout", "<cwmp:SessionTimeout>5</cwmp:SessionTimeout><cwmp:SupportedCWMPVersions>1.0,1.3</cwmp:SupportedCWMPVersions>", NS1_2,
+			Header{SessionTimeout: 5, SupportedCWMPVersions: "1.0,1.3"}, V1_4},
+		{"1.4 header in 1.1 keeps 1.1", "<cwmp:UseCWMPVersion>1.1</cwmp:UseCWMPVersion>", NS1_1, Header{UseCWMPVersion: "1.1"}, V1_1},
 		{"unknown mustUnderstand header", `<v:Auth xmlns:v="urn:vendor" soap:mustUnderstand="1">x</v:Auth><cwmp:ID>9</cwmp:ID>`, NS1_0, Header{ID: "9", HasID: true}, V1_0},
 	}
 	for _, c := range cases {
@@ -148,15 +151,15 @@ func TestDecodeValueTypes(t *testing.T) {
 		name, value, wantType, wantValue string
 	}{
 		{"xsd prefix", `<Value xsi:type="xsd:unsignedInt">5</Value>`, "xsd:unsignedInt", "5"},
-		{"other prefix for XML Schema", `<Value xmlns:xs="http://www.w3.org/2001/XMLSchema" xsi:type="xs:dateTime">x</Value>`, "xsd:dateTime", "x"},
+		{"other prefix for XML Schema", `<Value xmlns:xs="http://www.w3.org/2001/XMLSchema" xsi:type="xs:dateTime">x</Value>`, "", "x"},
 		{"SOAP-ENC base64", `<Value xsi:type="soap-enc:base64">QQ==</Value>`, "xsd:base64", "QQ=="},
 		{"1999 schema namespaces", `<Value xmlns:i="http://www.w3.org/1999/XMLSchema-instance" xmlns:s="http://www.w3.org/1999/XMLSchema" i:type="s:int">1</Value>`, "xsd:int", "1"},
-		{"default namespace is XML Schema", `<Value xmlns="http://www.w3.org/2001/XMLSchema" xsi:type="boolean">1</Value>`, "xsd:boolean", "1"},
-		{"unbound prefix kept raw", `<Value xsi:type="foo:bar">v</Value>`, "foo:bar", "v"},
-		{"xsd prefix rebound", `<Value xmlns:xsd="urn:not-schema" xsi:type="xsd:string">v</Value>`, "xsd:string", "v"},
-		{"empty local part", `<Value xsi:type="xsd:">v</Value>`, "xsd:", "v"},
+		{"default namespace is XML Schema", `<Value xmlns="http://www.w3.org/2001/XMLSchema" xsi:type="boolean">1</Value>`, "xsd:boolean", "true"},
+		{"unbound prefix: no usable type", `<Value xsi:type="foo:bar">v</Value>`, "", "v"},
+		{"xsd prefix rebound", `<Value xmlns:xsd="urn:not-schema" xsi:type="xsd:int">v</Value>`, "", "v"},
+		{"empty local part", `<Value xsi:type="xsd:">v</Value>`, "", "v"},
 		{"white space around type", `<Value xsi:type=" xsd:long ">9</Value>`, "xsd:long", "9"},
-		{"unknown XML Schema type", `<Value xmlns:xs="http://www.w3.org/2001/XMLSchema" xsi:type="xs:json">{}</Value>`, "xsd:json", "{}"},
+		{"unknown XML Schema type", `<Value xmlns:xs="http://www.w3.org/2001/XMLSchema" xsi:type="xs:json">{}</Value>`, "", "{}"},
 		{"type attribute without xsi", `<Value type="xsd:string">v</Value>`, "", "v"},
 		{"xsi bound elsewhere", `<Value xmlns:xsi="urn:x" xsi:type="xsd:string">v</Value>`, "", "v"},
 		{"no Value", ``, "", ""},
@@ -170,6 +173,27 @@ func TestDecodeValueTypes(t *testing.T) {
 		{"duplicates among many attributes", `<Value` + manyAttrs(` a%03d="1"`, 20) + ` xsi:type="xsd:int"` + manyAttrs(` a%03d="2"`, 20) + ` xsi:type="xsd:long">1</Value>`, "xsd:long", "1"},
 		{"duplicate namespace declaration", `<Value xmlns:t="urn:x" xmlns:t="http://www.w3.org/2001/XMLSchema" xsi:type="t:int">1</Value>`, "xsd:int", "1"},
 		{"many comment-split runs", `<Value>` + strings.Repeat(`ab<!---->`, 100) + `</Value>`, "", strings.Repeat("ab", 100)},
+		// Values are normalised for their type (docs/protocol.md §13 input 6).
+		{"boolean in capitals", `<Value xsi:type="xsd:boolean"> TRUE </Value>`, "xsd:boolean", "true"},
+		{"boolean 0", `<Value xsi:type="xsd:boolean">0</Value>`, "xsd:boolean", "false"},
+		{"int with plus, zeros and spaces", `<Value xsi:type="xsd:int"> +007 </Value>`, "xsd:int", "7"},
+		{"negative zero", `<Value xsi:type="xsd:long">-0</Value>`, "xsd:long", "0"},
+		{"unsignedLong max", `<Value xsi:type="xsd:unsignedLong">18446744073709551615</Value>`, "xsd:unsignedLong", "18446744073709551615"},
+		{"int out of range loses its type", `<Value xsi:type="xsd:int">2147483648</Value>`, "", "2147483648"},
+		{"negative unsignedInt loses its type", `<Value xsi:type="xsd:unsignedInt">-1</Value>`, "", "-1"},
+		{"not a number loses its type", `<Value xsi:type="xsd:int"> n/a </Value>`, "", " n/a "},
+		{"unpadded dateTime", `<Value xsi:type="xsd:dateTime">2014-10-24T0:4:42</Value>`, "xsd:dateTime", "2014-10-24T00:04:42"},
+		{"dateTime zone without colon", `<Value xsi:type="xsd:dateTime">2024-02-29T23:59:59+0100</Value>`, "xsd:dateTime", "2024-02-29T23:59:59+01:00"},
+		{"dateTime zone hours only, space separator", `<Value xsi:type="xsd:dateTime">2024-02-29 23:59:59-05</Value>`, "xsd:dateTime", "2024-02-29T23:59:59-05:00"},
+		{"dateTime leap second", `<Value xsi:type="xsd:dateTime">2016-12-31T23:59:60Z</Value>`, "xsd:dateTime", "2017-01-01T00:00:00Z"},
+		{"valid dateTime untouched", `<Value xsi:type="xsd:dateTime">2024-01-01T00:00:00.50+01:00</Value>`, "xsd:dateTime", "2024-01-01T00:00:00.50+01:00"},
+		{"zero offset written Z", `<Value xsi:type="xsd:dateTime">2024-01-01T00:00:00.50+00:00</Value>`, "xsd:dateTime", "2024-01-01T00:00:00.5Z"},
+		{"bogus dateTime loses its type", `<Value xsi:type="xsd:dateTime">unknown</Value>`, "", "unknown"},
+		{"year 0000 loses its type", `<Value xsi:type="xsd:dateTime">0000-01-01T00:00:00Z</Value>`, "", "0000-01-01T00:00:00Z"},
+		{"hexBinary trimmed", `<Value xsi:type="xsd:hexBinary"> 0aFF </Value>`, "xsd:hexBinary", "0aFF"},
+		{"odd hexBinary loses its type", `<Value xsi:type="xsd:hexBinary">abc</Value>`, "", "abc"},
+		{"base64Binary kept as such", `<Value xsi:type="xsd:base64Binary">QQ==</Value>`, "xsd:base64Binary", "QQ=="},
+		{"bad base64 loses its type", `<Value xsi:type="xsd:base64">Q===</Value>`, "", "Q==="},
 		{"supplementary character", `<Value>&#x1F600;` + "\U0001F600</Value>", "", "\U0001F600\U0001F600"},
 	}
 	for _, c := range cases {
@@ -177,6 +201,9 @@ func TestDecodeValueTypes(t *testing.T) {
 			e := decMust(t, decEnv(NS1_0, "", `<cwmp:GetParameterValuesResponse><ParameterList><ParameterValueStruct><Name> A.B </Name>`+c.value+
 				`</ParameterValueStruct></ParameterList></cwmp:GetParameterValuesResponse>`))
 			got := e.Body.(*GetParameterValuesResponse).ParameterList
+			if c.wantType == "" {
+				c.wantType = "xsd:string" // no usable type: a string (docs/protocol.md §2.3)
+			}
 			want := []ParameterValue{{Name: "A.B", Value: c.wantValue, Type: c.wantType}}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("got %#v, want %#v", got, want)

@@ -86,6 +86,13 @@ func buildEnvelope(t *xmlTree) (*Envelope, *xmlError) {
 		// (notes §1.2 step 3).
 		env.Version = V1_3
 	}
+	if (env.Version == V1_2 || env.Version == V1_3) &&
+		(env.Header.SupportedCWMPVersions != "" || env.Header.UseCWMPVersion != "") {
+		// The version headers exist only in the 1.4 schema (same
+		// namespace): the message is written in 1.4 whatever version it
+		// negotiates (docs/protocol.md §1.2).
+		env.Version = V1_4
+	}
 	env.Body = m.message(rpc)
 	if m.err != nil {
 		return nil, m.err
@@ -628,7 +635,7 @@ func (m *mapper) inform(i int32) *Inform {
 				case "Manufacturer":
 					v.DeviceID.Manufacturer = m.str(f)
 				case "OUI":
-					v.DeviceID.OUI = m.str(f)
+					v.DeviceID.OUI = normalizeOUI(m.str(f))
 				case "ProductClass":
 					v.DeviceID.ProductClass = m.str(f)
 				case "SerialNumber":
@@ -662,7 +669,7 @@ func (m *mapper) events(i int32) []Event {
 		for f := t.nodes[c].first; f >= 0; f = t.nodes[f].next {
 			switch t.nodes[f].local {
 			case "EventCode":
-				e.Code = m.str(f)
+				e.Code = normalizeEventCode(m.str(f))
 			case "CommandKey":
 				e.CommandKey = m.str(f)
 			}
@@ -686,25 +693,30 @@ func (m *mapper) parameterValues(i int32) []ParameterValue {
 			case "Name":
 				pv.Name = m.str(f)
 			case "Value":
-				pv.Value = t.nodes[f].text
+				typ := ""
 				if a, ok := t.xsiType(f); ok {
-					pv.Type = decodedValueType(a)
+					typ = decodedValueType(a)
 				}
+				pv.Type, pv.Value = normalizeValue(typ, t.nodes[f].text)
 			}
+		}
+		if pv.Type == "" {
+			pv.Type = untyped // no Value element at all (Cisco SPA122)
 		}
 		out = append(out, pv)
 	}
 	return out
 }
 
-// decodedValueType is the Type of a ParameterValue whose Value carries the xsi:type
-// attribute a: "xsd:"+local when the QName's prefix resolved to XML Schema
-// or SOAP-ENC, else the attribute's text (trimmed).
+// decodedValueType is the Type of a ParameterValue whose Value carries the
+// xsi:type attribute a: "xsd:"+local when the QName's prefix resolved to XML
+// Schema or SOAP-ENC, else "" (a type FleetACS cannot use,
+// docs/protocol.md §2.3; normalizeValue then makes the value a string).
 func decodedValueType(a xmlAttr) string {
 	v := trimXMLSpace(a.value)
 	prefix, local := qnameParts(v)
 	if local == "" || !isXSDNamespace(a.valueNS) {
-		return v
+		return ""
 	}
 	if prefix == "xsd" {
 		return v // already in the canonical form: no allocation
@@ -864,7 +876,9 @@ func (m *mapper) options(i int32) []Option {
 			case "OptionName":
 				o.OptionName = m.str(f)
 			case "VoucherSN":
-				o.VoucherSN = m.str(f)
+				// An xsd:unsignedInt held as text: read like the other
+				// numbers, kept in canonical form.
+				o.VoucherSN = strconv.FormatUint(uint64(m.u32(f)), 10)
 			case "State":
 				o.State = m.integer(f)
 			case "Mode":
@@ -1092,7 +1106,7 @@ func (m *mapper) cwmpFaultField(c int32, name string, f *Fault) {
 // str is the trimmed text of node i.
 func (m *mapper) str(i int32) string { return trimXMLSpace(m.t.nodes[i].text) }
 
-func (m *mapper) dateTime(i int32) DateTime { return DateTime(m.str(i)) }
+func (m *mapper) dateTime(i int32) DateTime { return normalizeDateTimeField(m.str(i)) }
 
 func (m *mapper) u32(i int32) uint32 {
 	s := m.str(i)

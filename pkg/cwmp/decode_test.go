@@ -51,20 +51,20 @@ var decodeCases = []struct {
 		Body: &Inform{
 			DeviceID:     DeviceID{Manufacturer: "MikroTik", OUI: "E48D8C", ProductClass: "CHR", SerialNumber: ""},
 			Events:       []Event{{Code: "1 BOOT"}, {Code: "4 VALUE CHANGE"}},
-			MaxEnvelopes: 1, CurrentTime: "2024-01-09T17:45:02+00:00", RetryCount: 2,
+			MaxEnvelopes: 1, CurrentTime: "2024-01-09T17:45:02Z", RetryCount: 2,
 			ParameterList: []ParameterValue{
 				{"Device.RootDataModelVersion", "2.12", "xsd:string"},
 				{"Device.DeviceInfo.HardwareVersion", "x86_64", "xsd:string"},
 				{"Device.DeviceInfo.SoftwareVersion", "7.13.2", "xsd:string"},
 				{"Device.ManagementServer.ConnectionRequestURL", "http://192.0.2.14:7547/", "xsd:string"},
-				{"Device.ManagementServer.AliasBasedAddressing", "0", "xsd:boolean"},
-				{"Device.ManagementServer.PeriodicInformEnable", "1", "xsd:boolean"},
+				{"Device.ManagementServer.AliasBasedAddressing", "false", "xsd:boolean"},
+				{"Device.ManagementServer.PeriodicInformEnable", "true", "xsd:boolean"},
 			},
 		}}},
 	{"inform-tplink-default-namespace.xml", &Envelope{
 		Namespace: NS1_0, Version: V1_0, XMLDeclaration: true, Header: decIDHeader("tplink-0017"),
 		Body: &Inform{
-			DeviceID:     DeviceID{Manufacturer: "TP-Link", OUI: "50c7bf", ProductClass: "Archer C6", SerialNumber: "2218339000123"},
+			DeviceID:     DeviceID{Manufacturer: "TP-Link", OUI: "50C7BF", ProductClass: "Archer C6", SerialNumber: "2218339000123"},
 			Events:       []Event{{Code: "6 CONNECTION REQUEST"}},
 			MaxEnvelopes: 1, CurrentTime: "2024-06-01T08:00:00Z", RetryCount: 1490,
 			ParameterList: []ParameterValue{
@@ -78,7 +78,7 @@ var decodeCases = []struct {
 		Body: &Inform{
 			DeviceID:     DeviceID{Manufacturer: "Sagemcom", OUI: "3C81D8", ProductClass: "F@st 5655v2", SerialNumber: "LK18231DP980123"},
 			Events:       []Event{{Code: "4 VALUE CHANGE"}},
-			MaxEnvelopes: 1, CurrentTime: "2024-02-29T23:59:59+0100",
+			MaxEnvelopes: 1, CurrentTime: "2024-02-29T23:59:59+01:00",
 			ParameterList: []ParameterValue{
 				{"InternetGatewayDevice.LANDevice.1.WLANConfiguration.1.SSID", "Salon Télé", "xsd:string"},
 				{"InternetGatewayDevice.DeviceInfo.SoftwareVersion", "SG4K10002816t", "xsd:string"},
@@ -89,16 +89,16 @@ var decodeCases = []struct {
 		Body: &Inform{
 			DeviceID:     DeviceID{Manufacturer: "easycwmp", OUI: "FFFFFF", ProductClass: "easycwmp", SerialNumber: "FFFFFF123456"},
 			Events:       []Event{{Code: "0 BOOTSTRAP"}},
-			MaxEnvelopes: 1, CurrentTime: "2014-10-24T0:4:42", RetryCount: 3,
+			MaxEnvelopes: 1, CurrentTime: "2014-10-24T00:04:42", RetryCount: 3,
 			ParameterList: []ParameterValue{
 				{"Device.DeviceInfo.SoftwareVersion", "OpenWrt 22.03.5 r20134", "xsd:string"},
 				{"Device.ManagementServer.ConnectionRequestURL", "http://192.168.1.1:7547/", "xsd:string"},
 			},
 		}}},
 	{"inform-cwmp14-supportedversions.xml", &Envelope{
-		// cwmp-1-2 with SessionTimeout is at least 1.3 (notes §1.2 step 3);
-		// SupportedCWMPVersions is left to the session layer.
-		Namespace: NS1_2, Version: V1_3, XMLDeclaration: true,
+		// SupportedCWMPVersions exists only in the 1.4 schema: the message
+		// is a 1.4 one; negotiation is left to the session layer.
+		Namespace: NS1_2, Version: V1_4, XMLDeclaration: true,
 		Header: Header{ID: "icwmp-5521", HasID: true, SessionTimeout: 60, SupportedCWMPVersions: "1.0,1.1,1.2,1.3,1.4"},
 		Body: &Inform{
 			DeviceID:     DeviceID{Manufacturer: "iopsys", OUI: "002194", ProductClass: "EX400", SerialNumber: "E40A2B3C4D5E"},
@@ -147,12 +147,14 @@ var decodeCases = []struct {
 			Events:       []Event{{Code: "1 BOOT"}},
 			MaxEnvelopes: 1, CurrentTime: UnknownTime,
 			ParameterList: []ParameterValue{
-				{"InternetGatewayDevice.DeviceInfo.SoftwareVersion", "1.4.1 (SR5)", ""},
-				{"InternetGatewayDevice.DeviceInfo.ProvisioningCode", "", ""},
+				// No xsi:type, or no Value at all: a string
+				// (docs/protocol.md §2.3).
+				{"InternetGatewayDevice.DeviceInfo.SoftwareVersion", "1.4.1 (SR5)", "xsd:string"},
+				{"InternetGatewayDevice.DeviceInfo.ProvisioningCode", "", "xsd:string"},
 				{"InternetGatewayDevice.Services.VoiceService.1.VoiceProfile.1.Line.1.SIP.AuthUserName", " 4930123456 ", "xsd:string"},
 				// An unprefixed QName with no default namespace does not
-				// resolve: the raw text is kept.
-				{"InternetGatewayDevice.ManagementServer.ConnectionRequestURL", "http://192.0.2.77:7547/", "string"},
+				// resolve: a string too.
+				{"InternetGatewayDevice.ManagementServer.ConnectionRequestURL", "http://192.0.2.77:7547/", "xsd:string"},
 			},
 		}}},
 	{"inform-mreboot-events.xml", &Envelope{
@@ -170,11 +172,11 @@ var decodeCases = []struct {
 		Namespace: NS1_2, Version: V1_2, XMLDeclaration: true, Header: decIDHeader("fleet-gpv-0001"),
 		Body: &GetParameterValuesResponse{ParameterList: []ParameterValue{
 			{"Device.WiFi.SSID.1.SSID", " Cafe Wi-Fi ", "xsd:string"},
-			{"Device.WiFi.SSID.1.Enable", "TRUE", "xsd:boolean"},
+			{"Device.WiFi.SSID.1.Enable", "true", "xsd:boolean"},
 			{"Device.WiFi.Radio.1.TransmitPower", "-1", "xsd:int"},
 			{"Device.DeviceInfo.VendorConfigFile.1.Content", "SGVsbG8=", "xsd:base64"},
 			{"Device.Ethernet.Interface.1.Stats.BytesSent", "18446744073709551615", "xsd:unsignedLong"},
-			{"Device.X_VENDOR_Blob", `{"a":1}`, "v:json"},
+			{"Device.X_VENDOR_Blob", `{"a":1}`, "xsd:string"},
 		}}}},
 	{"fault-setparametervalues.xml", &Envelope{
 		Namespace: NS1_0, Version: V1_0, Header: decIDHeader("fleet-spv-0003"),
@@ -247,8 +249,8 @@ var decodeCases = []struct {
 			{CommandKey: "fw-a", State: 3, IsDownload: true, FileType: "1 Firmware Upgrade Image", FileSize: 1048576, TargetFileName: "fw.bin"}}}}},
 	{"getoptionsresponse.xml", &Envelope{Namespace: NS1_0, Version: V1_0, Header: decIDHeader("fleet-go-1"),
 		Body: &GetOptionsResponse{OptionList: []Option{
-			{OptionName: "IPTV", VoucherSN: "V-0001", State: 1, Mode: 2, StartDate: "2024-01-01T00:00:00Z", ExpirationDate: "2025-01-01T00:00:00Z"},
-			{OptionName: "VoIP", VoucherSN: "V-0002", State: 3, StartDate: "2024-02-01T00:00:00Z", IsTransferable: true},
+			{OptionName: "IPTV", VoucherSN: "1", State: 1, Mode: 2, StartDate: "2024-01-01T00:00:00Z", ExpirationDate: "2025-01-01T00:00:00Z"},
+			{OptionName: "VoIP", VoucherSN: "2", State: 3, StartDate: "2024-02-01T00:00:00Z", IsTransferable: true},
 		}}}},
 	{"setparameterattributesresponse.xml", &Envelope{Namespace: NS1_2, Version: V1_2, Header: decIDHeader("fleet-setparameterattributesresponse"), Body: &SetParameterAttributesResponse{}}},
 	{"rebootresponse.xml", &Envelope{Namespace: NS1_2, Version: V1_2, Header: decIDHeader("fleet-rebootresponse"), Body: &RebootResponse{}}},
@@ -287,7 +289,7 @@ var decodeCases = []struct {
 		Body: &Download{CommandKey: "fw-3.2.1-wave2", FileType: "1 Firmware Upgrade Image", URL: "https://files.example.net/fw/g240wf-3.2.1.bin",
 			Username: "cpe", Password: " pa ss "}}},
 	{"informresponse-acs.xml", &Envelope{
-		Namespace: NS1_2, Version: V1_2, XMLDeclaration: true, Header: Header{ID: "17", HasID: true, HoldRequests: true, UseCWMPVersion: "1.4"},
+		Namespace: NS1_2, Version: V1_4, XMLDeclaration: true, Header: Header{ID: "17", HasID: true, HoldRequests: true, UseCWMPVersion: "1.4"},
 		Body: &InformResponse{MaxEnvelopes: 1}}},
 	{"unknown-vendor-method.xml", &Envelope{
 		Namespace: NS1_2, Version: V1_2, Header: decIDHeader("x-1"),

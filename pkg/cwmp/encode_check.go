@@ -202,8 +202,9 @@ func validUUID(s string) bool {
 
 // validDateTime checks the xsd:dateTime lexical form:
 // -?YYYY-MM-DDThh:mm:ss(.s+)?(Z|(+|-)hh:mm)? with field ranges, allowing
-// 24:00:00 as XML Schema 1.0 does. It does not check the day against the
-// month's length.
+// 24:00:00 as XML Schema 1.0 does, and the day checked against the month's
+// length (29 February only in leap years), as the schema's value space
+// requires.
 func validDateTime(s string) bool {
 	s = strings.TrimPrefix(s, "-")
 	y := 0
@@ -212,6 +213,10 @@ func validDateTime(s string) bool {
 	}
 	if y < 4 || (y > 4 && s[0] == '0') || strings.Trim(s[:y], "0") == "" {
 		return false // year 0000 does not exist in XML Schema 1.0
+	}
+	year := 0
+	if y <= 9 {
+		year, _ = strconv.Atoi(s[:y])
 	}
 	s = s[y:]
 	// -MM-DDThh:mm:ss is 15 bytes.
@@ -223,7 +228,7 @@ func validDateTime(s string) bool {
 	h, ok3 := twoDigits(s[7:9])
 	mi, ok4 := twoDigits(s[10:12])
 	sec, ok5 := twoDigits(s[13:15])
-	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || mo < 1 || mo > 12 || d < 1 || d > 31 || mi > 59 || sec > 59 {
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || mo < 1 || mo > 12 || d < 1 || d > daysIn(mo, year) || mi > 59 || sec > 59 {
 		return false
 	}
 	s = s[15:]
@@ -357,7 +362,7 @@ func valueType(t string) (qname, local string, ok bool) {
 // space around these values, so it is trimmed first.
 func validTypedValue(local, v string) bool {
 	switch local {
-	case "string", "anySimpleType", "base64":
+	case "string", "anySimpleType":
 		return true
 	}
 	v = strings.Trim(v, " \t\n\r")
@@ -388,7 +393,7 @@ func validTypedValue(local, v string) bool {
 			}
 		}
 		return true
-	case "base64Binary":
+	case "base64Binary", "base64":
 		return validBase64(v)
 	}
 	return true

@@ -494,6 +494,12 @@ func (e *encoder) parameterValues(list []ParameterValue) {
 		switch {
 		case !ok:
 			e.failf("ParameterList[%d] (%q): xsi:type %q is not xsd:name or soap-enc:name", i, p.Name, p.Type)
+		case local == "base64":
+			// TR-069's base64 type is often spelt xsd:base64, a name XML
+			// Schema does not define; the SOAP encoding namespace does
+			// define base64, so that is the spelling that validates
+			// (docs/protocol.md §9).
+			e.b = append(e.b, "soap-enc:base64"...)
 		case qname != "":
 			e.b = append(e.b, qname...)
 		case len(p.Type) > len(local): // a SOAP-ENC type under another prefix

@@ -153,7 +153,7 @@ func TestEncodeEscapingAndTypes(t *testing.T) {
 			{Name: "D", Value: "AQID", Type: "soap-enc:base64"},
 			{Name: "E", Value: "1", Type: "xsd:boolean"},
 			{Name: "F", Value: " +7 ", Type: "xsd:int"},
-			{Name: "G", Value: "AQID", Type: "xsd:base64"}, // GenieACS-style, passed through
+			{Name: "G", Value: "AQID", Type: "xsd:base64"}, // GenieACS-style: XML Schema has no base64
 		},
 		ParameterKey: "",
 	}})
@@ -164,7 +164,7 @@ func TestEncodeEscapingAndTypes(t *testing.T) {
 		`<Name>D</Name><Value xsi:type="soap-enc:base64">AQID</Value>`,
 		`<Name>E</Name><Value xsi:type="xsd:boolean">1</Value>`,
 		`<Name>F</Name><Value xsi:type="xsd:int"> +7 </Value>`,
-		`<Name>G</Name><Value xsi:type="xsd:base64">AQID</Value>`,
+		`<Name>G</Name><Value xsi:type="soap-enc:base64">AQID</Value>`,
 		`<ParameterKey></ParameterKey>`,
 		`soap-enc:arrayType="cwmp:ParameterValueStruct[7]"`,
 	} {

@@ -121,7 +121,8 @@ type HoldDecider interface {
 // Output is the result of one Step.
 type Output struct {
 	// Reply is the envelope to send with HTTP 200. Nil means an empty HTTP
-	// 204 response.
+	// 204 response, unless Notices hold an AnomalyNoSession: then the
+	// message belongs to no session and gets an HTTP error without a body.
 	Reply *Envelope
 	// Notices is what happened, in order, that the caller must act on.
 	Notices []Notice
@@ -238,7 +239,10 @@ const (
 	AnomalyDecode AnomalyKind = iota + 1
 	// AnomalyNoSession: a message other than an Inform, a response or an
 	// empty POST arrived with no live session; the reply is fault 8003.
-	// A response or fault outside a session gets a 204 and this kind too.
+	// A response or fault outside a session gets no reply (a fault cannot
+	// answer a response) and this kind too: the caller answers it with an
+	// HTTP error, not the 204 that would end a session (docs/protocol.md
+	// §4.3 rule 1).
 	AnomalyNoSession
 	// AnomalyUnsupportedMethod: the CPE sent a method the ACS does not
 	// implement (unknown, vendor, or a CPE-side method such as
@@ -298,8 +302,9 @@ func (*Anomaly) notice()          {}
 //     message is well-formed but invalid in this position, which is what
 //     GenieACS says with its 400 "Invalid session". Not 8005, which would make
 //     the CPE resend the same request in a loop. A response or fault with no
-//     session gets a 204 (a fault cannot answer a response), a stray empty
-//     POST a 204 (notes §4.1).
+//     session gets no reply, since a fault cannot answer a response, and an
+//     AnomalyNoSession the caller turns into an HTTP error; a stray empty
+//     POST a 204 (docs/protocol.md §4.1, §4.3 rule 1).
 //   - Malformed input (ErrMalformed, ErrNotEnvelope, anything not classified)
 //     gets fault 8002 (Internal error) without a cwmp:ID: decoding accepts
 //     every variant real CPEs are known to send, so a body it cannot read is
@@ -311,9 +316,11 @@ func (*Anomaly) notice()          {}
 //   - Version negotiation (NegotiateVersion) failing gets 8006; to an
 //     Inform in cwmp-1-0 or cwmp-1-1, whose schemas stop at 8005, 8001
 //     (Request denied) instead, so the reply still validates.
-//   - An Inform without a usable device identity (OUI and SerialNumber both
-//     blank) gets 8003; empty SerialNumber alone (MikroTik CHR), empty
-//     ProductClass and missing parameters are accepted (notes §5.3).
+//   - An Inform whose DeviceId identifies no device (CheckDeviceID: no
+//     DeviceId, no OUI, an OUI that is not six hex digits, an overlong
+//     field) gets 8003; an empty SerialNumber (MikroTik CHR), an empty
+//     ProductClass and missing parameters are accepted (docs/protocol.md
+//     §5.3).
 //   - Methods the ACS does not implement (Unknown, vendor methods, CPE-side
 //     methods such as GetParameterValues sent by the CPE, ACS-side responses
 //     such as InformResponse) get fault 8000 with the request's cwmp:ID.
@@ -537,9 +544,8 @@ func (s *Session) inform(env *Envelope, m *Inform) Output {
 		setReplyID(reply, env)
 		return Output{Reply: reply, Notices: notices, End: !s.st.Phase.Live()}
 	}
-	if strings.TrimSpace(m.DeviceID.OUI) == "" && strings.TrimSpace(m.DeviceID.SerialNumber) == "" {
-		return refuse(AnomalyInvalidInform, FaultInvalidArguments,
-			errors.New("cwmp: inform has neither OUI nor SerialNumber"))
+	if err := CheckDeviceID(m.DeviceID); err != nil {
+		return refuse(AnomalyInvalidInform, FaultInvalidArguments, err)
 	}
 	neg, err := NegotiateVersion(env)
 	if err != nil {

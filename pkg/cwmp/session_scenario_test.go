@@ -384,15 +384,59 @@ func TestSessionInformValidation(t *testing.T) {
 	}{
 		{"complete", DeviceID{OUI: "00D09E", ProductClass: "R", SerialNumber: "1"}, true},
 		{"MikroTik empty serial", DeviceID{Manufacturer: "MikroTik", OUI: "E48D8C", ProductClass: "CHR"}, true},
-		{"serial only", DeviceID{SerialNumber: "abc"}, true},
 		{"lower-case OUI", DeviceID{OUI: "00d09e", SerialNumber: "1"}, true},
+		{"white space around everything", DeviceID{Manufacturer: " M ", OUI: " 00D09E\n", ProductClass: "\tR", SerialNumber: " 1 "}, true},
+		{"64-character serial", DeviceID{OUI: "00D09E", SerialNumber: strings.Repeat("é", 64)}, true},
+		// docs/protocol.md §5.3: an Inform must name a device.
+		{"no DeviceId", DeviceID{}, false},
+		{"serial only", DeviceID{SerialNumber: "abc"}, false},
 		{"blank", DeviceID{Manufacturer: "x", ProductClass: "y", OUI: " ", SerialNumber: "\n"}, false},
+		{"OUI not hex", DeviceID{OUI: "ZZZZZZ", SerialNumber: "1"}, false},
+		{"OUI too short", DeviceID{OUI: "00D09", SerialNumber: "1"}, false},
+		{"OUI with separators", DeviceID{OUI: "00:D0:9E", SerialNumber: "1"}, false},
+		{"65-character serial", DeviceID{OUI: "00D09E", SerialNumber: strings.Repeat("s", 65)}, false},
+		{"65-character product class", DeviceID{OUI: "00D09E", ProductClass: strings.Repeat("p", 65), SerialNumber: "1"}, false},
+		{"65-character manufacturer", DeviceID{OUI: "00D09E", Manufacturer: strings.Repeat("m", 65), SerialNumber: "1"}, false},
 	}
 	for _, c := range cases {
 		s := newTestSession("v", nil)
 		out := s.Step(env(NS1_0, "1", &Inform{DeviceID: c.id}), nil)
 		if ok := s.Phase() == PhaseCPERequests; ok != c.ok {
 			t.Errorf("%s: accepted=%t, want %t (%s)", c.name, ok, c.ok, render(out, s))
+		}
+		if c.ok {
+			continue
+		}
+		if f, isFault := out.Reply.Body.(*Fault); !isFault || f.Code != FaultInvalidArguments || out.Reply.Header.ID != "1" || !out.End {
+			t.Errorf("%s: refused with %s", c.name, render(out, s))
+		}
+		if a, isAnomaly := out.Notices[len(out.Notices)-1].(*Anomaly); !isAnomaly || a.Kind != AnomalyInvalidInform || !errors.Is(a.Err, ErrInvalidDeviceID) {
+			t.Errorf("%s: notices %s", c.name, render(out, s))
+		}
+	}
+}
+
+// TestDecodedInformWithoutDeviceID: what a CPE sends without a usable
+// DeviceId, decoded, is refused by the session with fault 8003.
+func TestDecodedInformWithoutDeviceID(t *testing.T) {
+	for name, deviceID := range map[string]string{
+		"no DeviceId element":  "",
+		"empty DeviceId":       "<DeviceId></DeviceId>",
+		"self-closed DeviceId": "<DeviceId/>",
+		"white-space fields":   "<DeviceId><Manufacturer> </Manufacturer><OUI>\n</OUI><ProductClass>\t</ProductClass><SerialNumber> </SerialNumber></DeviceId>",
+		"serial without OUI":   "<DeviceId><SerialNumber>S1</SerialNumber></DeviceId>",
+		"OUI not hex":          "<DeviceId><OUI>zz</OUI><SerialNumber>S1</SerialNumber></DeviceId>",
+	} {
+		body := decEnv(NS1_0, `<cwmp:ID soap:mustUnderstand="1">i1</cwmp:ID>`,
+			"<cwmp:Inform>"+deviceID+"<Event/><MaxEnvelopes>1</MaxEnvelopes><CurrentTime>2024-01-01T00:00:00Z</CurrentTime><RetryCount>0</RetryCount><ParameterList/></cwmp:Inform>")
+		e, err := Decode([]byte(body))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		s := NewSession("d")
+		out := s.Step(e, nil)
+		if f, ok := out.Reply.Body.(*Fault); !ok || f.Code != FaultInvalidArguments || s.Phase().Live() {
+			t.Errorf("%s: %s", name, render(out, s))
 		}
 	}
 }

@@ -17,45 +17,68 @@ import (
 
 // The XSD test validates every message FleetACS can emit, in every CWMP
 // version where it exists, with a real XSD validator (xmllint, from libxml2),
-// against the Broadband Forum schemas in shared/tr069. The BBF schemas
-// import the SOAP envelope and encoding schemas by URL and include each
-// other by URL; there is no network here, so an XML catalog maps those URLs
-// to the shared schemas and to the test's own SOAP schemas in testdata/xsd.
-// Those SOAP schemas use processContents="strict" for Header and Body
-// content, so every cwmp element must be declared by the version's schema.
+// against the Broadband Forum schemas vendored in third_party/bbf-cwmp (see
+// its SOURCES.md). The BBF schemas import the SOAP envelope and encoding
+// schemas by URL and include each other by URL; there is no network here,
+// so an XML catalog maps those URLs to the vendored schemas and to the
+// test's own SOAP schemas in testdata/xsd. Those SOAP schemas use
+// processContents="strict" for Header and Body content, so every cwmp
+// element must be declared by the version's schema.
 //
 // cwmp-1-3.xsd and cwmp-1-4.xsd keep the cwmp-1-2 target namespace and pull
 // in the earlier files with xs:include/xs:redefine; validating against the
 // 1.4 file therefore checks the whole 1.2 family plus the 1.3/1.4 headers.
 
-// xsdSharedDir finds <repo root>/../shared (the repo root is the directory
-// holding go.work), or FLEETACS_SHARED_DIR.
-func xsdSharedDir(t testing.TB) string {
+// EnvBBFSchemaDir names a directory that holds the BBF CWMP schemas instead
+// of the vendored copy.
+const EnvBBFSchemaDir = "FLEETACS_BBF_XSD_DIR"
+
+// bbfSchemaFiles are the BBF schemas the XSD tests need.
+var bbfSchemaFiles = []string{"cwmp-1-0.xsd", "cwmp-1-1.xsd", "cwmp-1-2.xsd", "cwmp-1-3.xsd", "cwmp-1-4.xsd"}
+
+// xsdSchemaDir returns the directory holding the BBF CWMP schemas:
+// $FLEETACS_BBF_XSD_DIR, else third_party/bbf-cwmp in the repository (the
+// directory holding go.work, at or above the package directory). It fails
+// the test naming the first missing file and where it was looked for.
+func xsdSchemaDir(t testing.TB) string {
 	t.Helper()
-	if d := os.Getenv("FLEETACS_SHARED_DIR"); d != "" {
-		if _, err := os.Stat(filepath.Join(d, "tr069", "cwmp-1-0.xsd")); err != nil {
-			t.Fatalf("FLEETACS_SHARED_DIR=%s has no tr069/cwmp-1-0.xsd: %v", d, err)
-		}
-		return d
-	}
-	wd, err := os.Getwd()
+	dir, err := findSchemaDir()
 	if err != nil {
-		t.Fatalf("find shared dir: %v", err)
+		t.Fatal(err)
 	}
-	for dir := wd; ; {
-		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			shared := filepath.Join(filepath.Dir(dir), "shared")
-			if _, err := os.Stat(filepath.Join(shared, "tr069", "cwmp-1-0.xsd")); err != nil {
-				t.Fatalf("shared dir not found: expected %s (beside the repo root %s) with tr069/cwmp-1-0.xsd, or set FLEETACS_SHARED_DIR: %v", shared, dir, err)
+	return dir
+}
+
+func findSchemaDir() (string, error) {
+	dir, how := os.Getenv(EnvBBFSchemaDir), "from "+EnvBBFSchemaDir
+	if dir == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return "", fmt.Errorf("find BBF schemas: %w", err)
+		}
+		for root := wd; ; {
+			if _, err := os.Stat(filepath.Join(root, "go.work")); err == nil {
+				dir, how = filepath.Join(root, "third_party", "bbf-cwmp"), "in the repository (set "+EnvBBFSchemaDir+" to use another copy)"
+				break
 			}
-			return shared
+			parent := filepath.Dir(root)
+			if parent == root {
+				return "", fmt.Errorf("find BBF schemas: no go.work at or above %s to locate third_party/bbf-cwmp; set %s", wd, EnvBBFSchemaDir)
+			}
+			root = parent
 		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatalf("shared dir not found: no go.work above %s; set FLEETACS_SHARED_DIR", wd)
-		}
-		dir = parent
 	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("find BBF schemas: %w", err)
+	}
+	for _, f := range bbfSchemaFiles {
+		p := filepath.Join(dir, f)
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("BBF schema %s missing: looked for %s %s (third_party/bbf-cwmp/SOURCES.md says where it comes from): %w", f, p, how, err)
+		}
+	}
+	return dir, nil
 }
 
 // xmllint returns the path of xmllint, failing the test when it is missing.
@@ -80,7 +103,7 @@ func xsdWriteCatalog(t testing.TB, dir string) string {
 	if err != nil {
 		t.Fatalf("resolve testdata/xsd: %v", err)
 	}
-	tr069 := filepath.Join(xsdSharedDir(t), "tr069")
+	bbfDir := xsdSchemaDir(t)
 	var b strings.Builder
 	b.WriteString(`<?xml version="1.0"?>` + "\n")
 	b.WriteString(`<catalog xmlns="urn:oasis:names:tc:entity:xmlns:xml:catalog">` + "\n")
@@ -91,8 +114,8 @@ func xsdWriteCatalog(t testing.TB, dir string) string {
 		fmt.Fprintf(&b, "  <uri name=%q uri=%q/>\n  <system systemId=%q uri=%q/>\n", from, xsdFileURL(to), from, xsdFileURL(to))
 	}
 	const bbf = "http://www.broadband-forum.org/cwmp/"
-	fmt.Fprintf(&b, "  <rewriteURI uriStartString=%q rewritePrefix=%q/>\n", bbf, xsdFileURL(tr069)+"/")
-	fmt.Fprintf(&b, "  <rewriteSystem systemIdStartString=%q rewritePrefix=%q/>\n", bbf, xsdFileURL(tr069)+"/")
+	fmt.Fprintf(&b, "  <rewriteURI uriStartString=%q rewritePrefix=%q/>\n", bbf, xsdFileURL(bbfDir)+"/")
+	fmt.Fprintf(&b, "  <rewriteSystem systemIdStartString=%q rewritePrefix=%q/>\n", bbf, xsdFileURL(bbfDir)+"/")
 	b.WriteString("</catalog>\n")
 	p := filepath.Join(dir, "catalog.xml")
 	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {

@@ -58,7 +58,6 @@ const (
 	EnvRedisAddr = "FLEETACS_TEST_REDIS_ADDR"  // host:port of a Redis server
 	EnvNATSURL   = "FLEETACS_TEST_NATS_URL"    // URL of a NATS server with JetStream
 	EnvMongoURI  = "FLEETACS_TEST_MONGODB_URI" // URI of a real MongoDB (or compatible) server
-	EnvSharedDir = "FLEETACS_SHARED_DIR"       // the shared/ directory (protocol notes, XSDs)
 	EnvFerretDB  = "FLEETACS_TEST_FERRETDB"    // path of the ferretdb binary, default <repo>/bin/ferretdb
 	EnvTmpDir    = "FLEETACS_TEST_TMPDIR"      // where server files go, default /dev/shm (if roomy) or TMPDIR
 )
@@ -313,20 +312,4 @@ func repoRoot() (string, error) {
 		}
 		dir = parent
 	}
-}
-
-// SharedDir returns the project's shared/ directory (protocol notes, CWMP
-// XSDs, data models): $FLEETACS_SHARED_DIR, else <repo root>/../shared. It
-// fails the test when the directory is missing, because tests that need it
-// must not pass without it.
-func SharedDir(t testing.TB) string {
-	t.Helper()
-	dir := os.Getenv(EnvSharedDir)
-	if dir == "" {
-		dir = filepath.Join(filepath.Dir(RepoRoot(t)), "shared")
-	}
-	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		t.Fatalf("testenv: shared directory %s not found: place shared/ beside the repository or set %s", dir, EnvSharedDir)
-	}
-	return dir
 }

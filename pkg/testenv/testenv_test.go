@@ -365,27 +365,6 @@ func TestUniqueName(t *testing.T) {
 	})
 }
 
-func TestSharedDir(t *testing.T) {
-	dir := testenv.SharedDir(t)
-	if _, err := os.Stat(filepath.Join(dir, "tr069", "PROTOCOL-NOTES.md")); err != nil {
-		t.Fatalf("shared dir %s lacks tr069/PROTOCOL-NOTES.md: %v", dir, err)
-	}
-	if want := filepath.Join(filepath.Dir(testenv.RepoRoot(t)), "shared"); os.Getenv(testenv.EnvSharedDir) == "" && dir != want {
-		t.Fatalf("SharedDir = %s, want %s", dir, want)
-	}
-
-	other := t.TempDir()
-	t.Setenv(testenv.EnvSharedDir, other)
-	if got := testenv.SharedDir(t); got != other {
-		t.Fatalf("SharedDir with %s=%s = %s", testenv.EnvSharedDir, other, got)
-	}
-	missing := filepath.Join(other, "nope")
-	t.Setenv(testenv.EnvSharedDir, missing)
-	if msg := fatalOf(t, func(tb testing.TB) { testenv.SharedDir(tb) }); !strings.Contains(msg, missing) {
-		t.Fatalf("SharedDir with a missing directory failed with %q; want it named", msg)
-	}
-}
-
 // crashChildEnv makes TestServersDieWithBinary, run again in a child test
 // binary, start the servers, print their PIDs and kill its own process.
 const crashChildEnv = "FLEETACS_TESTENV_CRASH_CHILD"

@@ -740,3 +740,38 @@ func TestDrainOnShutdown(t *testing.T) {
 		t.Fatal("Run did not return after the last session ended")
 	}
 }
+
+// TestInformWithoutDevice: an Inform whose DeviceId names no device is
+// authenticated like any other and forwarded, but under no device key: no
+// lease is taken and no credentials are looked up under a key made of
+// empty parts ("-", "-SN"); the worker refuses it (docs/protocol.md §5.3).
+func TestInformWithoutDevice(t *testing.T) {
+	h := startGateway(t, testConfig(), nil)
+	for name, deviceID := range map[string]string{
+		"no DeviceId": "",
+		"blank OUI":   "<DeviceId><Manufacturer>Acme</Manufacturer><OUI> </OUI><ProductClass></ProductClass><SerialNumber> </SerialNumber></DeviceId>",
+		"serial only": "<DeviceId><SerialNumber>SN</SerialNumber></DeviceId>",
+		"OUI not hex": "<DeviceId><OUI>zz</OUI><SerialNumber>SN</SerialNumber></DeviceId>",
+	} {
+		body := []byte(`<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:cwmp="urn:dslforum-org:cwmp-1-0"><s:Body><cwmp:Inform>` +
+			deviceID + `<Event/><MaxEnvelopes>1</MaxEnvelopes><CurrentTime>2026-03-01T12:00:00Z</CurrentTime><RetryCount>0</RetryCount><ParameterList/></cwmp:Inform></s:Body></s:Envelope>`)
+		c := dialCPE(t, h.addr)
+		first := c.post(body)
+		if first.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("%s: first POST %d, want the challenge", name, first.StatusCode)
+		}
+		d := &digestClient{user: "cpe", pass: "secret"}
+		d.learn(t, first)
+		c.post(body, d.header("/cwmp"))
+		seen := h.worker.seen()
+		last := seen[len(seen)-1]
+		if !last.NewSession || last.DeviceKey != "" || last.Lease != nil {
+			t.Errorf("%s: forwarded with device key %q, lease %+v", name, last.DeviceKey, last.Lease)
+		}
+	}
+	for _, key := range []string{"-", "-SN", "ZZ-SN"} {
+		if _, held := h.holder(key); held {
+			t.Errorf("a lease is held for device key %q", key)
+		}
+	}
+}

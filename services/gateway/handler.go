@@ -144,7 +144,13 @@ func (s *Service) serveCWMP(ctx context.Context, q *request) int {
 		// answers the fault.
 		if inf, ok := informOf(q.body, q.charset, s.cfg.MaxBodyBytes); ok {
 			q.inform = inf
-			q.deviceKey = s.deviceKey(inf.DeviceID)
+			// An Inform whose DeviceId names no device gets no device
+			// key, so no credential lookup or lease under a made-up key
+			// ("-"); the worker refuses it with fault 8003
+			// (docs/protocol.md §5.3).
+			if cwmp.CheckDeviceID(inf.DeviceID) == nil {
+				q.deviceKey = s.deviceKey(inf.DeviceID)
+			}
 		}
 		return s.openSession(ctx, q)
 	}

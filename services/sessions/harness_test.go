@@ -193,7 +193,7 @@ func tree300() []treeNode {
 			treeNode{name: p + "IPAddress", value: fmt.Sprintf("192.168.1.%d", i), typ: "xsd:string"},
 			treeNode{name: p + "PhysAddress", value: fmt.Sprintf("00:11:22:33:44:%02x", i), typ: "xsd:string"},
 			treeNode{name: p + "HostName", value: "host-" + strconv.Itoa(i), typ: "xsd:string"},
-			treeNode{name: p + "Active", value: "1", typ: "xsd:boolean"},
+			treeNode{name: p + "Active", value: "true", typ: "xsd:boolean"},
 			treeNode{name: p + "LeaseTimeRemaining", value: strconv.Itoa(100 * i), typ: "xsd:int"},
 		)
 	}

@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
-	"github.com/fleetacs/fleetacs/tools/cpesim/sim"
 )
 
 // cannedACS answers every Inform with an InformResponse and every empty
@@ -45,19 +44,13 @@ func cannedACS(t *testing.T, failStatus int) *httptest.Server {
 	return srv
 }
 
-func sharedFlag(t *testing.T) string {
-	t.Helper()
-	dir, err := sim.FindSharedDir("")
-	if err != nil {
-		t.Fatalf("cpesim needs shared/tr069: %v", err)
-	}
-	return "-shared=" + dir
-}
-
 func TestRunJSON(t *testing.T) {
 	srv := cannedACS(t, 0)
+	// The data models are compiled in: cpesim runs from any directory,
+	// outside the repository too.
+	t.Chdir(t.TempDir())
 	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{"-url", srv.URL, sharedFlag(t), "-devices", "5", "-sessions", "20",
+	code := run(context.Background(), []string{"-url", srv.URL, "-devices", "5", "-sessions", "20",
 		"-concurrency", "4", "-model", "tr098", "-json"}, &stdout, &stderr)
 	if code != exitOK {
 		t.Fatalf("exit %d, stderr %s", code, stderr.String())
@@ -74,7 +67,7 @@ func TestRunJSON(t *testing.T) {
 func TestRunText(t *testing.T) {
 	srv := cannedACS(t, 0)
 	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), []string{"-url", srv.URL, sharedFlag(t), "-devices", "2", "-boot-storm", "-conn-mode", "keepalive"}, &stdout, &stderr)
+	code := run(context.Background(), []string{"-url", srv.URL, "-devices", "2", "-boot-storm", "-conn-mode", "keepalive"}, &stdout, &stderr)
 	if code != exitOK || !strings.Contains(stdout.String(), "sessions: started 2, ok 2, failed 0") {
 		t.Errorf("exit %d\n%s%s", code, stdout.String(), stderr.String())
 	}
@@ -84,7 +77,7 @@ func TestRunText(t *testing.T) {
 // status 1; within it, 0.
 func TestRunErrorThreshold(t *testing.T) {
 	srv := cannedACS(t, http.StatusInternalServerError)
-	args := []string{"-url", srv.URL, sharedFlag(t), "-devices", "3", "-boot-storm", "-sessions", "3"}
+	args := []string{"-url", srv.URL, "-devices", "3", "-boot-storm", "-sessions", "3"}
 	var stdout, stderr bytes.Buffer
 	if code := run(context.Background(), args, &stdout, &stderr); code != exitErrors || !strings.Contains(stdout.String(), "http_500:3") {
 		t.Errorf("exit %d, want %d\n%s%s", code, exitErrors, stdout.String(), stderr.String())
@@ -104,7 +97,7 @@ func TestRunUsage(t *testing.T) {
 		{"extra"},
 	} {
 		var stdout, stderr bytes.Buffer
-		if code := run(context.Background(), append(args, sharedFlag(t)), &stdout, &stderr); code != exitUsage || stderr.Len() == 0 {
+		if code := run(context.Background(), args, &stdout, &stderr); code != exitUsage || stderr.Len() == 0 {
 			t.Errorf("%v: exit %d, stderr %q", args, code, stderr.String())
 		}
 	}

@@ -302,8 +302,14 @@ func (e *Engine) open(ctx context.Context, s *session, req *Request, env *cwmp.E
 	if s.live {
 		return nil, nil
 	}
-	if _, isInform := bodyOf(env).(*cwmp.Inform); isInform && req.Lease == nil {
+	if inf, isInform := bodyOf(env).(*cwmp.Inform); isInform && req.Lease == nil {
 		e.drop(s)
+		if cwmp.CheckDeviceID(inf.DeviceID) != nil {
+			// It names no device, so the gateway took no lease for it:
+			// the state machine refuses it (fault 8003, docs/protocol.md
+			// §5.3).
+			return e.outside(env, derr)
+		}
 		return nil, fmt.Errorf("exchange: an Inform that opens a session needs the device lease: %w", ErrInvalidRequest)
 	}
 	if req.Lease == nil || req.DeviceKey == "" {
@@ -554,12 +560,18 @@ func (e *Engine) noteAnomalies(s *session, notices []cwmp.Notice) {
 }
 
 // respond turns a step's output into the reply: 204 for no envelope; 400
-// for a fault to a message that cannot belong to any session (no session,
-// unreadable body); else 200.
+// for a message that cannot belong to any session (no session, unreadable
+// body, an Inform naming no device), with the fault, or without a body for
+// a response or fault that answers nothing (docs/protocol.md §4.3 rule 1:
+// a 204 would tell the CPE its session ended well, and a fault cannot
+// answer a response); else 200.
 func (e *Engine) respond(out cwmp.Output, ended bool) (*Reply, error) {
 	reply := &Reply{SessionEnded: ended}
 	if out.Reply == nil {
 		reply.Status = 204
+		if ended && outsideSession(out.Notices) {
+			reply.Status = 400
+		}
 		return reply, nil
 	}
 	body, err := e.encode(out.Reply)
@@ -575,7 +587,7 @@ func (e *Engine) respond(out cwmp.Output, ended bool) (*Reply, error) {
 
 func outsideSession(notices []cwmp.Notice) bool {
 	for _, n := range notices {
-		if a, ok := n.(*cwmp.Anomaly); ok && (a.Kind == cwmp.AnomalyNoSession || a.Kind == cwmp.AnomalyDecode) {
+		if a, ok := n.(*cwmp.Anomaly); ok && (a.Kind == cwmp.AnomalyNoSession || a.Kind == cwmp.AnomalyDecode || a.Kind == cwmp.AnomalyInvalidInform) {
 			return true
 		}
 	}

@@ -32,9 +32,6 @@ const (
 type Config struct {
 	// URL is the ACS URL (ManagementServer.URL), http or https.
 	URL string
-	// SharedDir is the shared/ directory holding tr069/; empty means
-	// FindSharedDir from the working directory.
-	SharedDir string
 	// Model is the root data model: TR181 (default) or TR098.
 	Model DataModel
 	// Tables adds objects to the model subset or changes the initial
@@ -226,7 +223,7 @@ func (c *Config) Validate() error {
 	if _, err := parseTarget(c.URL); err != nil {
 		return fmt.Errorf("config url: %w", err)
 	}
-	if _, err := c.Model.file(); err != nil {
+	if _, err := c.Model.source(); err != nil {
 		return fmt.Errorf("config model: %w", err)
 	}
 	if c.Devices < 1 {
@@ -302,10 +299,9 @@ func validOUI(s string) bool {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	*c = c.withDefaults()
 	fs.StringVar(&c.URL, "url", c.URL, "ACS URL the devices inform")
-	fs.StringVar(&c.SharedDir, "shared", c.SharedDir, "shared/ directory with tr069/ (default: $"+EnvSharedDir+" or beside the repository root)")
 	fs.Func("model", "data model: tr181 (Device.) or tr098 (InternetGatewayDevice.) (default tr181)", func(s string) error {
 		c.Model = DataModel(s)
-		_, err := c.Model.file()
+		_, err := c.Model.source()
 		return err
 	})
 	fs.Func("table", "add an object or set a table's instance count, PATH=N (repeatable), e.g. Device.Hosts.Host.{i}.=20", func(s string) error {

@@ -2,8 +2,9 @@
 //
 // A Simulator holds N Devices, each with its own identity (OUI,
 // ProductClass, SerialNumber derived from an index and a seed), credentials
-// and parameter tree built from the Broadband Forum data-model XML in
-// shared/tr069 (TR-181 "Device." or TR-098 "InternetGatewayDevice."). Each
+// and parameter tree built from a Broadband Forum data model (TR-181
+// "Device." or TR-098 "InternetGatewayDevice.", compiled into the simulator
+// as tables generated from the BBF's XML, see datamodels.go). Each
 // device speaks CWMP as a CPE through pkg/cwmp: it opens sessions with an
 // Inform, answers HTTP authentication challenges, sends its own requests
 // (TransferComplete, DUStateChangeComplete), then answers every ACS request

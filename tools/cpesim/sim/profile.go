@@ -2,8 +2,9 @@ package sim
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
+
+	"github.com/fleetacs/fleetacs/tools/cpesim/internal/datamodel"
 )
 
 // DataModel selects the root data model a simulated device implements.
@@ -11,22 +12,22 @@ type DataModel string
 
 // The data models the simulator knows.
 const (
-	// TR181 is Device:2 ("Device."), from tr-181-2-17-0-cwmp-full.xml.
+	// TR181 is Device:2.17 ("Device."), from the BBF's
+	// tr-181-2-17-0-cwmp-full.xml.
 	TR181 DataModel = "tr181"
-	// TR098 is InternetGatewayDevice:1 ("InternetGatewayDevice."), from
-	// tr-098-1-8-0-full.xml.
+	// TR098 is InternetGatewayDevice:1.14 ("InternetGatewayDevice."), from
+	// the BBF's tr-098-1-8-0-full.xml.
 	TR098 DataModel = "tr098"
 )
 
-// file returns the data-model document of m in shared/tr069.
-func (m DataModel) file() (string, error) {
-	switch m {
-	case TR181:
-		return TR181File, nil
-	case TR098:
-		return TR098File, nil
+// source returns where the table of m comes from.
+func (m DataModel) source() (datamodel.Source, error) {
+	for _, s := range datamodel.Sources {
+		if s.Model == string(m) {
+			return s, nil
+		}
 	}
-	return "", fmt.Errorf("unknown data model %q (want %s or %s)", string(m), TR181, TR098)
+	return datamodel.Source{}, fmt.Errorf("unknown data model %q (want %s or %s)", string(m), TR181, TR098)
 }
 
 // The default subsets: what a typical home gateway of each model exposes
@@ -89,15 +90,10 @@ var defaultProfiles = map[DataModel]map[string]int{
 	},
 }
 
-// loadProfile parses the model of dm from sharedDir and builds the profile:
-// the default subset, with tables overridden or objects added by extra
-// (model path -> instance count).
-func loadProfile(sharedDir string, dm DataModel, extra map[string]int) (*profile, error) {
-	file, err := dm.file()
-	if err != nil {
-		return nil, fmt.Errorf("load profile: %w", err)
-	}
-	m, err := LoadModel(filepath.Join(sharedDir, "tr069", file))
+// loadProfile builds the profile of dm: the default subset, with tables
+// overridden or objects added by extra (model path -> instance count).
+func loadProfile(dm DataModel, extra map[string]int) (*profile, error) {
+	m, err := loadModel(dm)
 	if err != nil {
 		return nil, fmt.Errorf("load profile: %w", err)
 	}

@@ -60,14 +60,7 @@ func New(cfg Config) (*Simulator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("new simulator: %w", err)
 	}
-	if cfg.SharedDir == "" {
-		dir, err := FindSharedDir("")
-		if err != nil {
-			return nil, fmt.Errorf("new simulator: %w", err)
-		}
-		cfg.SharedDir = dir
-	}
-	prof, err := loadProfile(cfg.SharedDir, cfg.Model, cfg.Tables)
+	prof, err := loadProfile(cfg.Model, cfg.Tables)
 	if err != nil {
 		return nil, fmt.Errorf("new simulator: %w", err)
 	}

@@ -13,23 +13,11 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 )
 
-// sharedDir finds shared/ (or fails the test: the data models are
-// required, never optional).
-func sharedDir(t testing.TB) string {
-	t.Helper()
-	dir, err := FindSharedDir("")
-	if err != nil {
-		t.Fatalf("the simulator needs the BBF data models in shared/tr069: %v", err)
-	}
-	return dir
-}
-
 // testConfig is a one-device boot storm against acs with protocol time
 // compressed 1000-fold.
 func testConfig(t testing.TB, acs *testACS) Config {
 	return Config{
 		URL:       acs.url(),
-		SharedDir: sharedDir(t),
 		Devices:   1,
 		BootStorm: true,
 		TimeScale: 0.001,
@@ -803,7 +791,7 @@ func TestCancelMidRun(t *testing.T) {
 func BenchmarkSessions(b *testing.B) {
 	acs := newTestACS(&testing.T{}, ConnCookie)
 	defer acs.srv.Close()
-	cfg := Config{URL: acs.url(), SharedDir: sharedDir(b), Devices: 100, Sessions: b.N, Concurrency: 8, Timeout: 5 * time.Second}
+	cfg := Config{URL: acs.url(), Devices: 100, Sessions: b.N, Concurrency: 8, Timeout: 5 * time.Second}
 	s, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -878,7 +866,7 @@ func TestDeferredWork(t *testing.T) {
 // types), so no GetParameterValues of any subtree can fail.
 func TestWholeTreeEncodes(t *testing.T) {
 	for _, dm := range []DataModel{TR181, TR098} {
-		s, err := New(Config{SharedDir: sharedDir(t), Devices: 1, Model: dm, Gzip: true})
+		s, err := New(Config{Devices: 1, Model: dm, Gzip: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -937,7 +925,7 @@ func TestCrashOnLargeGetParameterValues(t *testing.T) {
 	if sum.SessionsOK != 1 || sum.SessionsFailed != 1 || sum.Errors["crashed"] != 1 {
 		t.Fatalf("summary: ok %d failed %d errors %v", sum.SessionsOK, sum.SessionsFailed, sum.Errors)
 	}
-	if _, err := New(Config{URL: acs.url(), SharedDir: sharedDir(t), CrashGPVAbove: -1}); err == nil {
+	if _, err := New(Config{URL: acs.url(), CrashGPVAbove: -1}); err == nil {
 		t.Fatal("negative crash-gpv-above accepted")
 	}
 }

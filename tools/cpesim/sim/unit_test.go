@@ -5,8 +5,6 @@ import (
 	"encoding/hex"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -138,7 +136,7 @@ func TestHistogram(t *testing.T) {
 // TestDeviceUnknownMethod: methods the device does not implement, and
 // methods newer than the session's version, get fault 9000.
 func TestDeviceUnknownMethod(t *testing.T) {
-	s, err := New(Config{SharedDir: sharedDir(t), Devices: 1})
+	s, err := New(Config{Devices: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +161,7 @@ func TestDeviceUnknownMethod(t *testing.T) {
 // after deletes, the shared template staying untouched, DU state changes
 // and CancelTransfer.
 func TestDeviceTreeOperations(t *testing.T) {
-	s, err := New(Config{SharedDir: sharedDir(t), Devices: 2})
+	s, err := New(Config{Devices: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,91 +286,6 @@ func TestCheckValue(t *testing.T) {
 		if out != tc.out || code != tc.code {
 			t.Errorf("%s %q: %q %d, want %q %d", tc.pd.Type, tc.in, out, code, tc.out, tc.code)
 		}
-	}
-}
-
-// TestFindSharedDir: the override wins, and a missing directory is an
-// error that says what to do.
-func TestFindSharedDir(t *testing.T) {
-	dir := sharedDir(t)
-	t.Setenv(EnvSharedDir, dir)
-	if got, err := FindSharedDir(""); err != nil || got != dir {
-		t.Errorf("with %s: %q %v", EnvSharedDir, got, err)
-	}
-	t.Setenv(EnvSharedDir, filepath.Join(t.TempDir(), "missing"))
-	if _, err := FindSharedDir(""); err == nil || !strings.Contains(err.Error(), EnvSharedDir) {
-		t.Errorf("missing override: %v", err)
-	}
-	t.Setenv(EnvSharedDir, "")
-	os.Unsetenv(EnvSharedDir)
-	if _, err := FindSharedDir(t.TempDir()); err == nil || !strings.Contains(err.Error(), "go.work") {
-		t.Errorf("outside the repository: %v", err)
-	}
-}
-
-// TestParseModel reads a small document with the constructs the loader
-// relies on: named data types with base chains, lists, enumerations,
-// ranges, defaults, removed items and self-closing tags.
-func TestParseModel(t *testing.T) {
-	doc := `<?xml version="1.0"?>
-<!-- comment <object name="X."> -->
-<dm:document xmlns:dm="urn:broadband-forum-org:cwmp:datamodel-1-14">
-  <dataType name="Base"><string><size maxLength="8"/></string></dataType>
-  <dataType name="Derived" base="Base"/>
-  <model name="Test:1.0">
-    <object name="Test." access="readOnly" minEntries="1" maxEntries="1">
-      <description>Root &amp; <![CDATA[<stuff>]]></description>
-      <parameter name="Name" access="readWrite" forcedInform="true" activeNotify="forceEnabled">
-        <syntax><dataType ref="Derived"/></syntax>
-      </parameter>
-      <parameter name="Mode" access="readWrite">
-        <syntax><string><enumeration value="A"/><enumeration value="B"/></string><default type="object" value="B"/></syntax>
-      </parameter>
-      <parameter name="Modes" access="readOnly">
-        <syntax><list><size maxLength="64"/></list><string><size maxLength="4"/></string></syntax>
-      </parameter>
-      <parameter name="Level" access="readWrite">
-        <syntax><int><range minInclusive="-5" maxInclusive="5"/></int></syntax>
-      </parameter>
-      <parameter name="Gone" access="readOnly" status="deleted"><syntax><int/></syntax></parameter>
-      <parameter name="RowNumberOfEntries" access="readOnly"><syntax><unsignedInt/></syntax></parameter>
-    </object>
-    <object name="Test.Row.{i}." access="readWrite" numEntriesParameter="RowNumberOfEntries" minEntries="0" maxEntries="unbounded">
-      <parameter name="Enable" access="readWrite"><syntax><boolean/></syntax></parameter>
-    </object>
-    <object name="Test.Old." access="readOnly" status="obsoleted" minEntries="1" maxEntries="1"/>
-  </model>
-</dm:document>`
-	m, err := ParseModel([]byte(doc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m.Name != "Test:1.0" || m.Root != "Test." || m.NumObjects() != 2 {
-		t.Fatalf("model %s root %s objects %d", m.Name, m.Root, m.NumObjects())
-	}
-	root, _ := m.Object("Test.")
-	if len(root.Params) != 5 {
-		t.Fatalf("params %d, want 5 (deleted one left out)", len(root.Params))
-	}
-	name, mode, modes, level := root.Params[0], root.Params[1], root.Params[2], root.Params[3]
-	if name.Type != "xsd:string" || name.DataType != "Derived" || name.MaxLen != 8 || !name.ForcedInform || !name.Writable || name.ActiveNotify != "forceEnabled" {
-		t.Errorf("Name %+v", *name)
-	}
-	if mode.Default != "B" || !mode.HasDefault || len(mode.Enum) != 2 {
-		t.Errorf("Mode %+v", *mode)
-	}
-	if !modes.List || modes.MaxLen != 64 || modes.Type != "xsd:string" {
-		t.Errorf("Modes %+v", *modes)
-	}
-	if level.Type != "xsd:int" || level.Min != -5 || level.Max != 5 {
-		t.Errorf("Level %+v", *level)
-	}
-	row, ok := m.Object("Test.Row.{i}.")
-	if !ok || !row.Table || !row.Writable || row.NumEntries != "RowNumberOfEntries" {
-		t.Errorf("Row %+v", row)
-	}
-	if _, err := ParseModel([]byte(`<document><dataType name="A" base="B"/></document>`)); err == nil {
-		t.Error("a document without a model parsed")
 	}
 }
 

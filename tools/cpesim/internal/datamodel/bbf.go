@@ -1,133 +1,12 @@
-package sim
+package datamodel
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 )
-
-// Model is one data model of a Broadband Forum "full" data-model document
-// (the <model> element of tr-181-2-17-0-cwmp-full.xml or
-// tr-098-1-8-0-full.xml), reduced to what a simulated CPE needs: objects,
-// their parameters, the parameters' wire types, access and notification
-// flags, defaults and value constraints.
-type Model struct {
-	// Name is the model's name attribute, e.g. "Device:2.17".
-	Name string
-	// Root is the top-level object, "Device." or "InternetGatewayDevice.".
-	Root string
-	// objects by their model path ("Device.NAT.PortMapping.{i}.").
-	objects map[string]*ObjectDef
-}
-
-// ObjectDef is an object of the model. A path ending in ".{i}." is a
-// multi-instance object (a table row).
-type ObjectDef struct {
-	// Path is the model path, e.g. "Device.WiFi.SSID.{i}.".
-	Path string
-	// Table reports a multi-instance object.
-	Table bool
-	// Writable is access="readWrite": for a table, the ACS may add and
-	// delete its instances.
-	Writable bool
-	// NumEntries names the parent's parameter that counts the instances.
-	NumEntries string
-	// Params in document order.
-	Params []*ParamDef
-}
-
-// ParamDef is a parameter of the model.
-type ParamDef struct {
-	Name string
-	// Type is the wire type: "xsd:string", "xsd:unsignedInt", ...
-	Type string
-	// DataType is the named data type the syntax refers to ("MACAddress",
-	// "IPAddress", "StatsCounter64", ...), "" for a plain primitive. It
-	// guides value generation.
-	DataType     string
-	Writable     bool
-	ForcedInform bool
-	// ActiveNotify is "", "canDeny", "forceEnabled" or "forceDefaultEnabled".
-	ActiveNotify string
-	// Default is the model's default value when HasDefault.
-	Default    string
-	HasDefault bool
-	// Enum lists the allowed values of a string enumeration.
-	Enum []string
-	// List reports a comma-separated list of values.
-	List bool
-	// MaxLen is the maximum length of a string (0: none).
-	MaxLen int
-	// Min, Max bound an integer when HasMin, HasMax.
-	Min, Max       int64
-	HasMin, HasMax bool
-	// Hidden and Secured parameters read as an empty string (passwords).
-	Hidden, Secured bool
-	// Units is the model's unit ("seconds", "bytes", ...).
-	Units string
-}
-
-// Object returns the object at a model path ("Device.Hosts.Host.{i}.").
-func (m *Model) Object(path string) (*ObjectDef, bool) {
-	o, ok := m.objects[path]
-	return o, ok
-}
-
-// NumObjects is the number of objects the model defines.
-func (m *Model) NumObjects() int { return len(m.objects) }
-
-// Well-known model files in shared/tr069.
-const (
-	TR181File = "tr-181-2-17-0-cwmp-full.xml"
-	TR098File = "tr-098-1-8-0-full.xml"
-)
-
-// modelCache holds each model file parsed once per process: the files are
-// large (4 MB for TR-181) and every Simulator, test and device shares the
-// parsed, immutable result.
-var modelCache = struct {
-	sync.Mutex
-	m map[string]*modelEntry
-}{m: map[string]*modelEntry{}}
-
-type modelEntry struct {
-	once  sync.Once
-	model *Model
-	err   error
-}
-
-// LoadModel parses the data-model document at path, or returns the copy
-// this process parsed before. The result must not be modified.
-func LoadModel(path string) (*Model, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, fmt.Errorf("load data model %s: %w", path, err)
-	}
-	modelCache.Lock()
-	e, ok := modelCache.m[abs]
-	if !ok {
-		e = &modelEntry{}
-		modelCache.m[abs] = e
-	}
-	modelCache.Unlock()
-	e.once.Do(func() {
-		data, err := os.ReadFile(abs)
-		if err != nil {
-			e.err = fmt.Errorf("load data model: %w", err)
-			return
-		}
-		e.model, e.err = ParseModel(data)
-		if e.err != nil {
-			e.err = fmt.Errorf("load data model %s: %w", abs, e.err)
-		}
-	})
-	return e.model, e.err
-}
 
 // syntaxInfo is what a <syntax> or a named <dataType> says about values.
 type syntaxInfo struct {
@@ -140,7 +19,6 @@ type syntaxInfo struct {
 	min, max int64
 	hasMin   bool
 	hasMax   bool
-	units    string
 	def      string
 	hasDef   bool
 	hidden   bool
@@ -148,8 +26,8 @@ type syntaxInfo struct {
 }
 
 // primitiveTypes maps data-model primitive element names to wire types
-// (notes §9). decimal is a USP type that never reaches CWMP messages; a CPE
-// would carry it as a string.
+// (docs/protocol.md §9). decimal is a USP type that never reaches CWMP
+// messages; a CPE would carry it as a string.
 var primitiveTypes = map[string]string{
 	"string":       "xsd:string",
 	"unsignedInt":  "xsd:unsignedInt",
@@ -163,7 +41,7 @@ var primitiveTypes = map[string]string{
 	"decimal":      "xsd:string",
 }
 
-// ParseModel reads a BBF data-model document and returns its (first)
+// ParseBBF reads a BBF data-model document and returns its (first)
 // model. Objects and parameters whose status is "deleted" or "obsoleted"
 // are left out, as a current CPE would; deprecated ones stay, because
 // deployed CPEs still carry them (TR-098 DeviceSummary is even a forced
@@ -173,7 +51,7 @@ var primitiveTypes = map[string]string{
 // the TR-181 document is 4 MB of mostly descriptions, and encoding/xml's
 // per-token allocations made parsing it take seconds under the race
 // detector, which every test that builds a device would pay.
-func ParseModel(doc []byte) (*Model, error) {
+func ParseBBF(doc []byte) (*Model, error) {
 	p := modelParser{lx: lexer{b: doc}, dataTypes: map[string]*syntaxInfo{}}
 	if err := p.run(); err != nil {
 		return nil, err
@@ -409,8 +287,6 @@ func (p *modelParser) syntax(s *syntaxInfo) error {
 					s.max, s.hasMax = v, true
 				}
 			}
-		case name == "units":
-			s.units = t.attr("value")
 		}
 	}
 }
@@ -442,7 +318,6 @@ func (p *modelParser) resolve(pd *ParamDef, s *syntaxInfo) error {
 	pd.Hidden, pd.Secured = s.hidden, s.secured
 	pd.List = s.list
 	pd.Default, pd.HasDefault = s.def, s.hasDef
-	pd.Units = s.units
 	pd.Enum = s.enum
 	pd.MaxLen = s.maxLen
 	pd.Min, pd.HasMin, pd.Max, pd.HasMax = s.min, s.hasMin, s.max, s.hasMax
@@ -470,9 +345,6 @@ func (p *modelParser) resolve(pd *ParamDef, s *syntaxInfo) error {
 		}
 		if !pd.HasMax && dt.hasMax {
 			pd.Max, pd.HasMax = dt.max, true
-		}
-		if pd.Units == "" {
-			pd.Units = dt.units
 		}
 		prim = dt.prim
 		ref = dt.base
