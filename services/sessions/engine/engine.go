@@ -792,13 +792,16 @@ func (e *Engine) failStart(ctx context.Context, s *session, env *cwmp.Envelope, 
 // cwmp.Session (the CPE started over on the same cookie): the CPE
 // abandoned it, so it records what an incomplete session records.
 func (e *Engine) finishReplaced(ctx context.Context, s *session) {
+	recorded := false
 	if s.inform != nil && !s.fenced {
-		if err := e.inv.RecordSession(ctx, e.diff(s, Incomplete)); err != nil {
+		err := e.inv.RecordSession(ctx, e.diff(s, Incomplete))
+		if err != nil {
 			e.metrics.count(e.metrics.failures, "op", failRecord)
 			e.sessionLogger(s).WarnContext(ctx, "cannot record the results of a replaced session", "error", err)
 		}
+		recorded = err == nil
 	}
-	e.settle(ctx, s, Incomplete, false, s.inform != nil)
+	e.settle(ctx, s, Incomplete, s.fenced, recorded)
 	e.metrics.count(e.metrics.ended, "outcome", outcomeAbandoned)
 }
 
