@@ -24,9 +24,6 @@ import (
 // restart on the same data directory, a new device of the class starts
 // with what worked and never crashes.
 func TestDiscoveryAdaptsToCrashingCPEs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs fleetacs twice with simulated CPEs")
-	}
 	dataDir := t.TempDir()
 	start := func() (gw, grpcAddr int, stop func()) {
 		gw, adm, grpcAddr := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
