@@ -182,3 +182,55 @@ func BenchmarkHeavyInformMemory(b *testing.B) {
 	}
 	b.ReportMetric(perSession/(1<<20), "MiB/heavy-session")
 }
+
+// firstContactInventory is an in-process Inventory for benchmarks where
+// every device is new: each session discovers its tree.
+type firstContactInventory struct{ knownInventory }
+
+func (*firstContactInventory) GetDeviceForSession(context.Context, DeviceQuery) (DeviceState, error) {
+	return DeviceState{}, nil
+}
+
+// BenchmarkWorkerFirstContact runs a BOOTSTRAP session of a new device
+// through the SessionService handler in-process: Inform, empty POST,
+// GetParameterNames of a 300-parameter tree, three GetParameterValues of
+// 100 names, the end; with the in-memory affinity store and inventory.
+func BenchmarkWorkerFirstContact(b *testing.B) {
+	mem := affinity.NewMemory(nil)
+	st := mem.Store()
+	inv := &firstContactInventory{}
+	w, err := New(testConfig(), Deps{Inventory: inv, Leases: st.Leases, Checkpoints: st.Checkpoints, Registry: st.Registry, Sessions: st.Sessions})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := newCPE(b, "SN-FC", tree300())
+	inform := c.informBody("0 BOOTSTRAP", "1 BOOT")
+	ctx := context.Background()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		sid := "fc-" + strconv.Itoa(i)
+		l, err := mem.Leases().Acquire(ctx, testTenant, c.key, sid, time.Minute)
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp, err := w.Exchange(ctx, &sessionsv1.ExchangeRequest{SessionId: sid, NewSession: true, Tenant: testTenant, DeviceKey: c.key,
+			Lease: &sessionsv1.DeviceLease{FencingToken: l.FencingToken}, Body: inform, RemoteAddr: "203.0.113.7:40001"})
+		if err != nil || resp.HttpStatus != 200 {
+			b.Fatalf("Inform: %v %v", resp, err)
+		}
+		var body []byte
+		for {
+			resp, err = w.Exchange(ctx, &sessionsv1.ExchangeRequest{SessionId: sid, Tenant: testTenant, DeviceKey: c.key, Body: body, RemoteAddr: "203.0.113.7:40001"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if resp.HttpStatus != 200 {
+				break
+			}
+			body = c.answer(resp.Body)
+		}
+	}
+	if inv.records != b.N {
+		b.Fatalf("%d records for %d sessions", inv.records, b.N)
+	}
+}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -19,7 +20,7 @@ type DiffBuilder struct {
 // with what the diff holds for the path.
 func (b *DiffBuilder) Set(p Parameter) {
 	if b.index == nil {
-		b.index = make(map[string]int, len(b.d.Parameters)+64)
+		b.index = make(map[string]int, max(cap(b.d.Parameters), len(b.d.Parameters)+16))
 		for i := range b.d.Parameters {
 			b.index[b.d.Parameters[i].Path] = i
 		}
@@ -37,6 +38,10 @@ func (b *DiffBuilder) Set(p Parameter) {
 	b.index[p.Path] = len(b.d.Parameters)
 	b.d.Parameters = append(b.d.Parameters, p)
 }
+
+// Grow makes room for n more parameters, for an operation about to set
+// many.
+func (b *DiffBuilder) Grow(n int) { b.d.Parameters = slices.Grow(b.d.Parameters, n) }
 
 // Remove removes paths (an object path removes its subtree); removals
 // apply before the parameters.
@@ -86,7 +91,7 @@ func (e *Engine) diff(s *session, o Outcome) *Diff {
 		b := &DiffBuilder{d: d, now: now}
 		c := s.context(now)
 		for _, en := range s.queue.Entries {
-			en.op.Contribute(c, b, o)
+			en.Op.Contribute(c, b, o)
 		}
 	}
 	for i := range d.Parameters {

@@ -536,6 +536,7 @@ func (d *discovery) Contribute(_ *Context, b *DiffBuilder, o Outcome) {
 		b.SetRoot(d.Root)
 	}
 	b.Remove(d.Removed...)
+	b.Grow(len(d.Nodes))
 	for _, nd := range d.Nodes {
 		p := Parameter{Path: nd.Name, Writable: nd.Writable, HasWritable: true}
 		if nd.HasValue {

@@ -484,7 +484,7 @@ func (e *Engine) answer(s *session, req cwmp.Request, a Answer) {
 		return
 	}
 	a.Call = Call{Message: req.Message, Key: key, HoldRequests: req.HoldRequests}
-	en.op.Answer(s.context(e.now()), a)
+	en.Op.Answer(s.context(e.now()), a)
 }
 
 // observe offers a CPE request to the session's operations in turn, until
@@ -493,7 +493,7 @@ func (e *Engine) observe(ctx context.Context, s *session, m cwmp.Message) {
 	if s.queue != nil && !s.fenced {
 		c := s.context(e.now())
 		for _, en := range s.queue.Entries {
-			if en.op.Observe(c, m) {
+			if en.Op.Observe(c, m) {
 				return
 			}
 		}
@@ -510,7 +510,7 @@ func (e *Engine) turn(ctx context.Context, s *session) cwmp.Output {
 		c := s.context(e.now())
 		for _, en := range s.queue.Entries {
 			for range maxRefusals {
-				call, ok := en.op.Next(c)
+				call, ok := en.Op.Next(c)
 				if !ok {
 					break
 				}
@@ -520,7 +520,7 @@ func (e *Engine) turn(ctx context.Context, s *session) cwmp.Output {
 				}
 				e.sessionLogger(s).WarnContext(ctx, "operation asked for a request the session cannot send",
 					"operation", en.ID, "kind", en.Kind, "error", err)
-				en.op.Answer(c, Answer{Call: call, NotSent: err})
+				en.Op.Answer(c, Answer{Call: call, NotSent: err})
 			}
 		}
 	}

@@ -232,15 +232,38 @@ type queue struct {
 
 // entry is one operation in the queue.
 type entry struct {
-	ID       string    `json:"id"`
-	Kind     string    `json:"kind"`
-	Priority int       `json:"priority,omitempty"`
-	Created  time.Time `json:"created"`
-	// State is the operation's JSON, filled when the entry is marshalled
-	// and read when it is restored.
-	State json.RawMessage `json:"state"`
+	ID       string `json:"id"`
+	Kind     string `json:"kind"`
+	Priority int    `json:"priority,omitempty"`
+	// Created is Planned.Created in Unix nanoseconds (a number costs a
+	// checkpoint less than a time).
+	Created int64 `json:"created,omitempty"`
+	// Op is the operation, marshalled as its own JSON (its concrete type
+	// is known then); decoding leaves that JSON in state until restore
+	// hands it to the kind's planner.
+	Op Operation `json:"state"`
 
-	op Operation
+	state json.RawMessage
+}
+
+// entryJSON is the decoded form of an entry.
+type entryJSON struct {
+	ID       string          `json:"id"`
+	Kind     string          `json:"kind"`
+	Priority int             `json:"priority,omitempty"`
+	Created  int64           `json:"created,omitempty"`
+	State    json.RawMessage `json:"state"`
+}
+
+// UnmarshalJSON implements json.Unmarshaler: the operation stays JSON
+// until restore.
+func (e *entry) UnmarshalJSON(data []byte) error {
+	var j entryJSON
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	*e = entry{ID: j.ID, Kind: j.Kind, Priority: j.Priority, Created: j.Created, state: j.State}
+	return nil
 }
 
 // errBadQueue marks a checkpointed queue the engine cannot restore.
@@ -255,17 +278,21 @@ func (q *queue) add(kind string, planned []Planned, max int) (left []Planned) {
 			q.Seq++
 			id = kind + "-" + strconv.Itoa(q.Seq)
 		}
-		q.Entries = append(q.Entries, &entry{ID: id, Kind: kind, Priority: p.Priority, Created: p.Created, op: p.Op})
+		var created int64
+		if !p.Created.IsZero() {
+			created = p.Created.UnixNano()
+		}
+		q.Entries = append(q.Entries, &entry{ID: id, Kind: kind, Priority: p.Priority, Created: created, Op: p.Op})
 	}
 	slices.SortStableFunc(q.Entries, func(a, b *entry) int {
 		if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
 			return c
 		}
-		return a.Created.Compare(b.Created)
+		return cmp.Compare(a.Created, b.Created)
 	})
 	if max > 0 && len(q.Entries) > max {
 		for _, e := range q.Entries[max:] {
-			left = append(left, Planned{ID: e.ID, Priority: e.Priority, Created: e.Created, Op: e.op})
+			left = append(left, Planned{ID: e.ID, Priority: e.Priority, Created: time.Unix(0, e.Created).UTC(), Op: e.Op})
 		}
 		clear(q.Entries[max:])
 		q.Entries = q.Entries[:max]
@@ -288,18 +315,6 @@ func (q *queue) find(reqKey string) (*entry, string) {
 // requestKey is the cwmp.Request.Key of an entry's call.
 func requestKey(e *entry, c Call) string { return e.ID + " " + c.Key }
 
-// marshal fills every entry's State from its operation.
-func (q *queue) marshal() error {
-	for _, e := range q.Entries {
-		b, err := json.Marshal(e.op)
-		if err != nil {
-			return fmt.Errorf("marshal %s operation %s: %w", e.Kind, e.ID, err)
-		}
-		e.State = b
-	}
-	return nil
-}
-
 // restore rebuilds every entry's operation with the planner of its kind.
 func (q *queue) restore(planners map[string]Planner) error {
 	for _, e := range q.Entries {
@@ -307,11 +322,11 @@ func (q *queue) restore(planners map[string]Planner) error {
 		if p == nil {
 			return fmt.Errorf("restore operation %s: unknown kind %q: %w", e.ID, e.Kind, errBadQueue)
 		}
-		op, err := p.Restore(e.State)
+		op, err := p.Restore(e.state)
 		if err != nil {
 			return fmt.Errorf("restore %s operation %s: %w", e.Kind, e.ID, errors.Join(err, errBadQueue))
 		}
-		e.op, e.State = op, nil
+		e.Op, e.state = op, nil
 	}
 	return nil
 }
@@ -320,7 +335,7 @@ func (q *queue) restore(planners map[string]Planner) error {
 func (q *queue) byKind() map[string][]Operation {
 	out := make(map[string][]Operation)
 	for _, e := range q.Entries {
-		out[e.Kind] = append(out[e.Kind], e.op)
+		out[e.Kind] = append(out[e.Kind], e.Op)
 	}
 	return out
 }

@@ -41,6 +41,9 @@ type session struct {
 	fenced bool
 	// usage is what the session holds against its limits and the budget.
 	usage usage
+	// opCtx is the Context handed to the operations, allocated when a
+	// session first has one to hand.
+	opCtx *Context
 	// seq numbers the checkpoints saved (affinity.Checkpoint.Seq).
 	seq uint64
 	// saved is set once a checkpoint exists in the store.
@@ -77,9 +80,15 @@ type informInfo struct {
 	Root string `json:"root,omitempty"`
 }
 
-// context is what the session's operations see of it.
+// context is what the session's operations see of it: the session's own
+// Context, refreshed each time (operations keep it no longer than a
+// call).
 func (s *session) context(now time.Time) *Context {
-	c := &Context{Tenant: s.tenant, DeviceKey: s.deviceKey, Now: now, usage: &s.usage}
+	if s.opCtx == nil {
+		s.opCtx = new(Context)
+	}
+	c := s.opCtx
+	*c = Context{Tenant: s.tenant, DeviceKey: s.deviceKey, Now: now, usage: &s.usage}
 	if s.cs != nil {
 		c.DeviceID, c.Events, c.Version = s.cs.DeviceID(), s.cs.Events(), s.cs.Version()
 	}
@@ -124,9 +133,6 @@ func (s *session) checkpoint() (affinity.Checkpoint, error) {
 		CWMP: s.cs.State(), Record: s.rec, RecordTTL: s.recordTTL,
 	}
 	if s.queue != nil {
-		if err := s.queue.marshal(); err != nil {
-			return affinity.Checkpoint{}, fmt.Errorf("checkpoint session %s: %w", s.id, err)
-		}
 		// Without operations the usage is the Inform's, which restore
 		// counts again: most checkpoints (periodic sessions) stay short.
 		snap.Usage = s.usage
@@ -220,11 +226,11 @@ func migrateV1(snap *snapshot) {
 			snap.Usage.Bytes += ParameterCost(n.Name, n.Value, n.Type)
 		}
 	}
-	var created time.Time
+	var created int64
 	if snap.Inform != nil {
-		created = snap.Inform.Time
+		created = snap.Inform.Time.UnixNano()
 	}
-	snap.Queue = &queue{Entries: []*entry{{ID: discoveryID, Kind: kindDiscovery, Created: created, State: p.Discovery}}}
+	snap.Queue = &queue{Entries: []*entry{{ID: discoveryID, Kind: kindDiscovery, Created: created, state: p.Discovery}}}
 	if o := snap.CWMP.Outstanding; o != nil && (strings.HasPrefix(o.Request.Key, keyGPN+" ") || strings.HasPrefix(o.Request.Key, keyGPV+" ")) {
 		o.Request.Key = discoveryID + " " + o.Request.Key
 	}
