@@ -317,10 +317,10 @@ func (*Anomaly) notice()          {}
 //     Inform in cwmp-1-0 or cwmp-1-1, whose schemas stop at 8005, 8001
 //     (Request denied) instead, so the reply still validates.
 //   - An Inform whose DeviceId identifies no device (CheckDeviceID: no
-//     DeviceId, no OUI, an OUI that is not six hex digits, an overlong
-//     field) gets 8003; an empty SerialNumber (MikroTik CHR), an empty
-//     ProductClass and missing parameters are accepted (docs/protocol.md
-//     §5.3).
+//     DeviceId, no OUI, an overlong field) gets 8003; an empty
+//     SerialNumber (MikroTik CHR), an empty ProductClass, an OUI that is
+//     not six hex digits and missing parameters are accepted
+//     (docs/protocol.md §5.3).
 //   - Methods the ACS does not implement (Unknown, vendor methods, CPE-side
 //     methods such as GetParameterValues sent by the CPE, ACS-side responses
 //     such as InformResponse) get fault 8000 with the request's cwmp:ID.

@@ -391,9 +391,11 @@ func TestSessionInformValidation(t *testing.T) {
 		{"no DeviceId", DeviceID{}, false},
 		{"serial only", DeviceID{SerialNumber: "abc"}, false},
 		{"blank", DeviceID{Manufacturer: "x", ProductClass: "y", OUI: " ", SerialNumber: "\n"}, false},
-		{"OUI not hex", DeviceID{OUI: "ZZZZZZ", SerialNumber: "1"}, false},
-		{"OUI too short", DeviceID{OUI: "00D09", SerialNumber: "1"}, false},
-		{"OUI with separators", DeviceID{OUI: "00:D0:9E", SerialNumber: "1"}, false},
+		// Liberal: an OUI that is not six hex digits still names the device.
+		{"OUI not hex", DeviceID{OUI: "ZZZZZZ", SerialNumber: "1"}, true},
+		{"OUI too short", DeviceID{OUI: "00D09", SerialNumber: "1"}, true},
+		{"OUI with separators", DeviceID{OUI: "00:D0:9E", SerialNumber: "1"}, true},
+		{"65-character OUI", DeviceID{OUI: strings.Repeat("0", 65), SerialNumber: "1"}, false},
 		{"65-character serial", DeviceID{OUI: "00D09E", SerialNumber: strings.Repeat("s", 65)}, false},
 		{"65-character product class", DeviceID{OUI: "00D09E", ProductClass: strings.Repeat("p", 65), SerialNumber: "1"}, false},
 		{"65-character manufacturer", DeviceID{OUI: "00D09E", Manufacturer: strings.Repeat("m", 65), SerialNumber: "1"}, false},
@@ -425,7 +427,6 @@ func TestDecodedInformWithoutDeviceID(t *testing.T) {
 		"self-closed DeviceId": "<DeviceId/>",
 		"white-space fields":   "<DeviceId><Manufacturer> </Manufacturer><OUI>\n</OUI><ProductClass>\t</ProductClass><SerialNumber> </SerialNumber></DeviceId>",
 		"serial without OUI":   "<DeviceId><SerialNumber>S1</SerialNumber></DeviceId>",
-		"OUI not hex":          "<DeviceId><OUI>zz</OUI><SerialNumber>S1</SerialNumber></DeviceId>",
 	} {
 		body := decEnv(NS1_0, `<cwmp:ID soap:mustUnderstand="1">i1</cwmp:ID>`,
 			"<cwmp:Inform>"+deviceID+"<Event/><MaxEnvelopes>1</MaxEnvelopes><CurrentTime>2024-01-01T00:00:00Z</CurrentTime><RetryCount>0</RetryCount><ParameterList/></cwmp:Inform>")

@@ -751,7 +751,6 @@ func TestInformWithoutDevice(t *testing.T) {
 		"no DeviceId": "",
 		"blank OUI":   "<DeviceId><Manufacturer>Acme</Manufacturer><OUI> </OUI><ProductClass></ProductClass><SerialNumber> </SerialNumber></DeviceId>",
 		"serial only": "<DeviceId><SerialNumber>SN</SerialNumber></DeviceId>",
-		"OUI not hex": "<DeviceId><OUI>zz</OUI><SerialNumber>SN</SerialNumber></DeviceId>",
 	} {
 		body := []byte(`<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:cwmp="urn:dslforum-org:cwmp-1-0"><s:Body><cwmp:Inform>` +
 			deviceID + `<Event/><MaxEnvelopes>1</MaxEnvelopes><CurrentTime>2026-03-01T12:00:00Z</CurrentTime><RetryCount>0</RetryCount><ParameterList/></cwmp:Inform></s:Body></s:Envelope>`)
