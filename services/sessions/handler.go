@@ -23,7 +23,6 @@ func (w *Worker) Exchange(ctx context.Context, req *sessionsv1.ExchangeRequest) 
 			Principal: req.GetAuth().GetPrincipal(),
 			Scope:     affinity.CredentialScope(req.GetAuth().GetScope()),
 		},
-		RecordTTL: req.GetAffinityRecordTtl().AsDuration(),
 	}
 	if l := req.GetLease(); l != nil {
 		r.Lease = &engine.Lease{FencingToken: l.GetFencingToken(), Superseded: l.GetSupersededSessionId()}
@@ -34,7 +33,7 @@ func (w *Worker) Exchange(ctx context.Context, req *sessionsv1.ExchangeRequest) 
 	}
 	resp := &sessionsv1.ExchangeResponse{
 		HttpStatus: uint32(reply.Status), Body: reply.Body, SessionEnded: reply.SessionEnded,
-		SetSessionCookie: reply.SetSessionCookie, AffinityRecorded: reply.Recorded,
+		SetSessionCookie: reply.SetSessionCookie,
 	}
 	if reply.RetryAfter > 0 {
 		resp.RetryAfter = durationpb.New(reply.RetryAfter)

@@ -12,7 +12,6 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
 	"github.com/fleetacs/fleetacs/pkg/affinity/affinitytest"
@@ -149,9 +148,6 @@ type cpe struct {
 	sid    string
 	lease  *sessionsv1.DeviceLease
 	events []string
-	// recordTTL, when set, goes with every request as a gateway asking the
-	// worker to keep the session's affinity record.
-	recordTTL time.Duration
 }
 
 type treeNode struct {
@@ -303,23 +299,14 @@ func (h *harness) open(c *cpe, sid string, events ...string) *sessionsv1.Exchang
 		SessionId: sid, NewSession: true, Tenant: testTenant, DeviceKey: c.key,
 		DeviceId: &sessionsv1.DeviceId{Manufacturer: c.id.Manufacturer, Oui: c.id.OUI, ProductClass: c.id.ProductClass, SerialNumber: c.id.SerialNumber},
 		Lease:    c.lease, Body: c.informBody(events...), RemoteAddr: "203.0.113.7:40001",
-		Auth:              &sessionsv1.CpeAuthentication{Method: sessionsv1.CpeAuthMethod_CPE_AUTH_METHOD_DIGEST, Principal: c.key},
-		AffinityRecordTtl: c.recordTTLpb(),
+		Auth: &sessionsv1.CpeAuthentication{Method: sessionsv1.CpeAuthMethod_CPE_AUTH_METHOD_DIGEST, Principal: c.key},
 	}
-}
-
-func (c *cpe) recordTTLpb() *durationpb.Duration {
-	if c.recordTTL == 0 {
-		return nil
-	}
-	return durationpb.New(c.recordTTL)
 }
 
 // next is a later request of the CPE's session.
 func (c *cpe) next(body []byte) *sessionsv1.ExchangeRequest {
 	return &sessionsv1.ExchangeRequest{SessionId: c.sid, Tenant: testTenant, DeviceKey: c.key, Body: body, RemoteAddr: "203.0.113.7:40001",
-		Auth:              &sessionsv1.CpeAuthentication{Method: sessionsv1.CpeAuthMethod_CPE_AUTH_METHOD_SESSION, Principal: c.key},
-		AffinityRecordTtl: c.recordTTLpb()}
+		Auth: &sessionsv1.CpeAuthentication{Method: sessionsv1.CpeAuthMethod_CPE_AUTH_METHOD_SESSION, Principal: c.key}}
 }
 
 func exchange(t testing.TB, cl sessionsv1.SessionServiceClient, req *sessionsv1.ExchangeRequest) *sessionsv1.ExchangeResponse {

@@ -255,14 +255,13 @@ func TestResumeOnAnotherWorker(t *testing.T) {
 }
 
 // The worker keeps its sessions' affinity records (docs/design.md §1):
-// stored with the checkpoint of the Inform, moved to the worker that
-// resumes the session, removed at its end, whether or not the gateway
-// names a life for them (affinity_record_ttl).
+// stored with the checkpoint of the Inform, for as long as the worker
+// would let the session idle, moved to the worker that resumes the
+// session, removed at its end.
 func TestAffinityRecordKeptByWorker(t *testing.T) {
 	ctx := context.Background()
 	h := newRedisHarness(t)
 	c := newCPE(t, "SN-AR1", tree300())
-	c.recordTTL = 2 * time.Minute
 	a := h.worker("wa", func(c *Config) { c.DiscoveryBatchSize = 100 })
 	b := h.worker("wb", func(c *Config) { c.DiscoveryBatchSize = 100 })
 	want := affinity.SessionRecord{
@@ -291,11 +290,16 @@ func TestAffinityRecordKeptByWorker(t *testing.T) {
 
 	req := h.open(c, "sess-ar1", "0 BOOTSTRAP", "1 BOOT")
 	req.RemoteAddr = "[::ffff:203.0.113.7]:40001" // indexed as the gateway does: unmapped
-	first := exchange(t, a.client, req)
-	if !first.AffinityRecorded || first.SessionEnded {
-		t.Fatalf("InformResponse: affinity_recorded %t, ended %t", first.AffinityRecorded, first.SessionEnded)
+	if first := exchange(t, a.client, req); first.SessionEnded {
+		t.Fatal("InformResponse ended the session")
 	}
 	wantRecord("after the Inform", &want)
+
+	// The record outlives an idle session no longer than the worker keeps
+	// it: gone with the CPE's session timeout plus the grace.
+	idle := cwmp.DefaultSessionTimeout + DefaultConfig().IdleGrace
+	h.clock.Advance(idle - time.Second)
+	wantRecord("before the record's life ends", &want)
 
 	moved := want
 	moved.Worker = "wb"
@@ -308,11 +312,6 @@ func TestAffinityRecordKeptByWorker(t *testing.T) {
 		}
 		return b.client
 	})
-	for i, r := range replies {
-		if !r.AffinityRecorded {
-			t.Fatalf("reply %d (status %d): affinity_recorded false", i, r.HttpStatus)
-		}
-	}
 	if last := replies[len(replies)-1]; last.HttpStatus != 204 || !last.SessionEnded {
 		t.Fatalf("last reply %d, ended %t", last.HttpStatus, last.SessionEnded)
 	}
@@ -321,21 +320,13 @@ func TestAffinityRecordKeptByWorker(t *testing.T) {
 		t.Fatalf("lease still held (%v)", err)
 	}
 
-	// Not asked: the worker keeps the record all the same, with its own
-	// life, and says so.
-	c.recordTTL = 0
-	resp := exchange(t, b.client, h.open(c, "sess-ar1", "2 PERIODIC"))
-	if !resp.AffinityRecorded {
-		t.Fatal("affinity_recorded false without affinity_record_ttl")
-	}
+	// A session left idle: its record expires with the idle time.
+	exchange(t, b.client, h.open(c, "sess-ar1", "2 PERIODIC"))
 	kept := want
 	kept.Worker = "wb"
-	wantRecord("not asked", &kept)
-	replies = c.drive(func(int) sessionsv1.SessionServiceClient { return b.client })
-	if last := replies[len(replies)-1]; !last.AffinityRecorded || last.HttpStatus != 204 {
-		t.Fatalf("end not asked: status %d, affinity_recorded %t", last.HttpStatus, last.AffinityRecorded)
-	}
-	wantRecord("after the end, not asked", nil)
+	wantRecord("periodic session", &kept)
+	h.clock.Advance(idle + time.Second)
+	wantRecord("idle past its life", nil)
 }
 
 // A new Inform of the same device takes the lease over while the old

@@ -97,10 +97,6 @@ type Request struct {
 	RemoteAddr string
 	// Auth is how the CPE authenticated this request.
 	Auth affinity.Auth
-	// RecordTTL, when positive, is the life the gateway asks for the
-	// session's affinity record; otherwise the engine's own (the CPE's
-	// session timeout plus Config.IdleGrace).
-	RecordTTL time.Duration
 }
 
 // Lease is the device lease a gateway took for a new session.
@@ -125,9 +121,6 @@ type Reply struct {
 	// SetSessionCookie is the cookie to set, on the reply that starts a
 	// session.
 	SetSessionCookie string
-	// Recorded: the session's affinity record was stored (open session)
-	// or removed (ended) with this exchange.
-	Recorded bool
 }
 
 // Errors of Exchange: the request was not taken.
@@ -438,13 +431,9 @@ func (e *Engine) exchange(ctx context.Context, s *session, req *Request, env *cw
 			// session succeeded: a 503 with Retry-After makes it retry
 			// the session later, re-sending its events (docs/protocol.md
 			// §4.4).
-			return &Reply{Status: 503, SessionEnded: true, RetryAfter: retryAfter(s.id), Recorded: true}, nil
+			return &Reply{Status: 503, SessionEnded: true, RetryAfter: retryAfter(s.id)}, nil
 		}
-		reply, err := e.respond(out, true)
-		if reply != nil {
-			reply.Recorded = true
-		}
-		return reply, err
+		return e.respond(out, true)
 	}
 
 	reply, err := e.respond(out, false)
@@ -452,22 +441,20 @@ func (e *Engine) exchange(ctx context.Context, s *session, req *Request, env *cw
 		e.metrics.count(e.metrics.failures, "op", failEncode)
 		e.sessionLogger(s).ErrorContext(ctx, "cannot encode reply; session ended", "error", err)
 		_ = e.finish(ctx, s, outcomeFailed)
-		return &Reply{Status: 500, SessionEnded: true, Recorded: true}, nil
+		return &Reply{Status: 500, SessionEnded: true}, nil
 	}
-	recorded, err := e.save(ctx, s)
-	if err != nil {
+	if err := e.save(ctx, s); err != nil {
 		if errors.Is(err, ErrLeaseLost) {
 			if !replay && e.reload(ctx, s) {
 				return e.exchange(ctx, s, req, env, derr, created, true)
 			}
 			e.supersede(ctx, s, lostAtCheckpoint)
-			return &Reply{Status: 204, SessionEnded: true, Recorded: true}, nil
+			return &Reply{Status: 204, SessionEnded: true}, nil
 		}
 		// Losing the store degrades resumption, not this session: answer.
 		e.metrics.count(e.metrics.failures, "op", failCheckpoint)
 		e.sessionLogger(s).WarnContext(ctx, "cannot save session checkpoint", "error", err)
 	}
-	reply.Recorded = recorded
 	if started && created {
 		reply.SetSessionCookie = s.id
 	}
@@ -634,12 +621,10 @@ func (e *Engine) reload(ctx context.Context, s *session) bool {
 // noteRecord takes from a request what the session's affinity record
 // needs: the client address and the worker may change between exchanges
 // (a NAT rebinding, a resume elsewhere), and a change is written at the
-// next save.
+// next save. The record lives as long as the engine would let the session
+// idle: the CPE's session timeout plus Config.IdleGrace.
 func (e *Engine) noteRecord(s *session, req *Request) {
-	ttl := req.RecordTTL
-	if ttl <= 0 {
-		ttl = s.cs.SessionTimeout() + e.cfg.IdleGrace
-	}
+	ttl := s.cs.SessionTimeout() + e.cfg.IdleGrace
 	ip := clientIP(req.RemoteAddr)
 	if s.rec == nil {
 		s.rec = &affinity.SessionRecord{SessionID: s.id, Tenant: s.tenant, DeviceKey: s.deviceKey, Auth: req.Auth}
@@ -652,12 +637,11 @@ func (e *Engine) noteRecord(s *session, req *Request) {
 
 // save checkpoints the session, fenced by its lease token, and stores its
 // affinity record with it when the record is due: when it changed or a
-// third of its life has passed. recorded reports that the record is
-// stored.
-func (e *Engine) save(ctx context.Context, s *session) (recorded bool, err error) {
+// third of its life has passed.
+func (e *Engine) save(ctx context.Context, s *session) error {
 	cp, err := s.checkpoint()
 	if err != nil {
-		return false, err
+		return err
 	}
 	ss := affinity.SessionSave{Checkpoint: cp, CheckpointTTL: e.cfg.CheckpointTTL}
 	now := e.now()
@@ -667,13 +651,13 @@ func (e *Engine) save(ctx context.Context, s *session) (recorded bool, err error
 	}
 	if err := e.sess.Save(ctx, ss); err != nil {
 		s.recordAt = time.Time{}
-		return false, fmt.Errorf("save checkpoint of session %s: %w", s.id, err)
+		return fmt.Errorf("save checkpoint of session %s: %w", s.id, err)
 	}
 	s.seq, s.saved = cp.Seq, true
 	if ss.Record != nil {
 		s.recordAt = now
 	}
-	return true, nil
+	return nil
 }
 
 // end removes what the session left in the affinity store: its checkpoint,
@@ -781,11 +765,7 @@ func (e *Engine) failStart(ctx context.Context, s *session, env *cwmp.Envelope, 
 	e.expire(s)
 	s.inform, s.queue = nil, nil // nothing to record, nothing ran
 	_ = e.finish(ctx, s, outcomeFailed)
-	r, err := e.respond(cwmp.Output{Reply: reply, End: true}, true)
-	if r != nil {
-		r.Recorded = true
-	}
-	return r, err
+	return e.respond(cwmp.Output{Reply: reply, End: true}, true)
 }
 
 // finishReplaced ends the session an Inform replaced in the same
