@@ -91,6 +91,8 @@ func TestServiceShapes(t *testing.T) {
 			{"RecordSession", "fleetacs.inventory.v1.RecordSessionRequest", "fleetacs.inventory.v1.RecordSessionResponse"},
 			{"GetCpeCredentials", "fleetacs.inventory.v1.GetCpeCredentialsRequest", "fleetacs.inventory.v1.GetCpeCredentialsResponse"},
 			{"GetConnectionRequestTarget", "fleetacs.inventory.v1.GetConnectionRequestTargetRequest", "fleetacs.inventory.v1.GetConnectionRequestTargetResponse"},
+			{"GetDiscoveryProfile", "fleetacs.inventory.v1.GetDiscoveryProfileRequest", "fleetacs.inventory.v1.GetDiscoveryProfileResponse"},
+			{"RecordDiscovery", "fleetacs.inventory.v1.RecordDiscoveryRequest", "fleetacs.inventory.v1.RecordDiscoveryResponse"},
 		}},
 	}
 	for _, tt := range tests {

@@ -11,18 +11,19 @@ import (
 // The session state machine: one CWMP session seen from the ACS, fed the
 // CPE's HTTP POSTs in order, answering each with the ACS's HTTP response
 // (notes §4.3). It does no I/O: the gateway decodes and encodes, the session
-// worker supplies ACS requests through a RequestSource and acts on the
-// Notices each Step returns.
+// worker chooses the ACS requests and acts on the Notices each step returns.
 //
-// Design: the ACS requests are pulled from a RequestSource at the moment the
-// protocol lets the ACS speak (after the CPE's empty POST, and after each
-// response or fault), one at a time. Pulling keeps the Session's state pure
-// data (no queue of pending requests inside it), so a checkpoint holds only
-// what the protocol needs (phase, negotiated version, the single outstanding
-// request, the ID counter, the hold flags) and a worker that resumes a
-// session needs nothing but the checkpoint and its own task source, which
-// already owns the queue (NATS) and its acknowledgement. A push design would
-// have put a copy of the worker's queue into every checkpoint.
+// Design: when the protocol lets the ACS speak (after the CPE's empty POST,
+// and after each response or fault), Step hands the turn back to its caller
+// (Output.Turn, PhaseACSTurn) together with what the CPE's message brought
+// (the answer to the previous request among the Notices); the caller then
+// sends its next request with Send, or ends its part with Finish, whose
+// Output is the reply. So whatever chooses the requests sees every answer
+// before it chooses the next one, with no second copy of the matching rules
+// outside the state machine, and may do I/O in between. The Session holds
+// no queue of pending requests: a checkpoint keeps only what the protocol
+// needs (phase, negotiated version, the single outstanding request, the ID
+// counter, the hold flags), and the caller checkpoints its own queue.
 
 // DefaultSessionTimeout is the idle time after which a session whose CPE
 // sent no SessionTimeout header should be considered dead (notes §3: about
@@ -52,9 +53,13 @@ const (
 	// PhaseEnded: the session is over. Like PhaseNew, only an Inform starts
 	// a new one; a stray empty POST gets a 204.
 	PhaseEnded
+	// PhaseACSTurn: the CPE's message gave the ACS the turn (Output.Turn);
+	// the caller answers with Send or Finish before the next Step. It
+	// comes last so that the older phases keep their numbers.
+	PhaseACSTurn
 )
 
-var phaseNames = [...]string{"new", "cpe-requests", "awaiting-response", "ended"}
+var phaseNames = [...]string{"new", "cpe-requests", "awaiting-response", "ended", "acs-turn"}
 
 // String returns the phase's name as used in checkpoints.
 func (p Phase) String() string {
@@ -84,9 +89,11 @@ func (p *Phase) UnmarshalText(b []byte) error {
 }
 
 // Live reports whether a session is in progress in this phase.
-func (p Phase) Live() bool { return p == PhaseCPERequests || p == PhaseAwaitingResponse }
+func (p Phase) Live() bool {
+	return p == PhaseCPERequests || p == PhaseAwaitingResponse || p == PhaseACSTurn
+}
 
-// Request is an ACS request a RequestSource hands to the session.
+// Request is an ACS request the caller hands to Send.
 type Request struct {
 	// Message is the RPC to send: one of the CPE methods of notes §5.1
 	// (*GetParameterValues, *Download, ...).
@@ -101,31 +108,12 @@ type Request struct {
 	HoldRequests bool
 }
 
-// RequestSource supplies a session's ACS requests. The session calls
-// NextRequest only when the protocol lets the ACS send one: after the CPE's
-// empty POST and after each response or fault to the previous request. ok
-// false means the ACS has nothing more, and the session ends. The session
-// passes itself so the source can look at the device, the events and the
-// negotiated version. NextRequest must not call Step.
-//
-// After an answer, NextRequest runs inside the Step that reports that
-// answer (as a RequestDone notice), before the caller has seen the notice: a
-// source whose next request depends on the answer must learn it another way
-// (the sessions worker applies the decoded answer before calling Step).
-type RequestSource interface {
-	NextRequest(s *Session) (req Request, ok bool)
-}
-
-// RequestSourceFunc adapts a function to RequestSource.
-type RequestSourceFunc func(s *Session) (Request, bool)
-
-// NextRequest implements RequestSource.
-func (f RequestSourceFunc) NextRequest(s *Session) (Request, bool) { return f(s) }
-
-// HoldDecider may be implemented by a RequestSource that wants the
-// InformResponse sent with HoldRequests=true, e.g. to run its requests before
-// the CPE's TransferComplete. The session asks once per Inform, after
-// recording the device and events, so the decision can depend on them.
+// HoldDecider decides whether an InformResponse goes out with
+// HoldRequests=true, e.g. to run the ACS's requests before the CPE's
+// TransferComplete (SetHoldDecider). The session asks once per Inform,
+// inside Step, after recording the device and events, so the decision can
+// depend on them. HoldRequests must not call the session's other methods
+// than its getters.
 type HoldDecider interface {
 	HoldRequests(s *Session) bool
 }
@@ -142,10 +130,17 @@ type Output struct {
 	// can flush what the session learnt and forget it. A 204 with End false
 	// happens only after a hold (see Session).
 	End bool
+	// Turn reports that the ACS may now send a request: the CPE's message
+	// was its empty POST, or answered the outstanding request (a
+	// RequestDone among Notices), or was a stray answer taken as such. The
+	// session is in PhaseACSTurn and Reply is nil: the caller acts on the
+	// Notices, then calls Send with its next request or Finish, and sends
+	// the reply of that call's Output.
+	Turn bool
 }
 
 // Notice is one thing that happened during a Step: *SessionStarted,
-// *CPERequest, *RequestDone, *RequestAbandoned, *RequestRefused or *Anomaly.
+// *CPERequest, *RequestDone, *RequestAbandoned or *Anomaly.
 type Notice interface{ notice() }
 
 // SessionStarted reports an accepted Inform: the session has begun.
@@ -221,19 +216,18 @@ type RequestAbandoned struct {
 	Reason  AbandonReason
 }
 
-// RequestRefused reports a request from the RequestSource that the session
-// did not send: it is not an ACS-to-CPE request (ErrNotACSRequest) or the
-// negotiated CWMP version does not define it (ErrMethodTooNew). The session
-// asked the source for the next request instead.
-type RequestRefused struct {
-	Request Request
-	Err     error
-}
-
-// Errors carried by RequestRefused.
+// Errors of Send and Finish. A request refused with ErrNotACSRequest or
+// ErrMethodTooNew was not sent: the turn stays with the caller, who sends
+// another request or finishes.
 var (
+	// ErrNotACSRequest: the message is not a method the ACS calls on the
+	// CPE (docs/protocol.md §5.1).
 	ErrNotACSRequest = errors.New("cwmp: not a request the ACS can send")
-	ErrMethodTooNew  = errors.New("cwmp: method not defined in the session's CWMP version")
+	// ErrMethodTooNew: the session's negotiated CWMP version does not
+	// define the method.
+	ErrMethodTooNew = errors.New("cwmp: method not defined in the session's CWMP version")
+	// ErrNotACSTurn: Send or Finish outside PhaseACSTurn.
+	ErrNotACSTurn = errors.New("cwmp: not the ACS's turn")
 )
 
 // AnomalyKind classifies a CPE message the session could not take as it came.
@@ -296,7 +290,6 @@ func (*SessionStarted) notice()   {}
 func (*CPERequest) notice()       {}
 func (*RequestDone) notice()      {}
 func (*RequestAbandoned) notice() {}
-func (*RequestRefused) notice()   {}
 func (*Anomaly) notice()          {}
 
 // Session is the state machine of one CWMP session. It is not safe for
@@ -355,10 +348,10 @@ func (*Anomaly) notice()          {}
 //     arrived while it was held, it may still owe requests it was barred from
 //     sending; those announced by the Inform's events (5 KICKED, 7 TRANSFER
 //     COMPLETE, 9 REQUEST DOWNLOAD, 10/11/12) and not yet received are
-//     tracked. When the source then runs dry, the 204 does not end the
+//     tracked. When the caller then Finishes, the 204 does not end the
 //     session: the phase returns to PhaseCPERequests (End false) and the CPE,
 //     whose last POST was not empty, sends them, then a new empty POST, and
-//     the source is asked again. With nothing owed the 204 ends the session.
+//     the turn comes back. With nothing owed the 204 ends the session.
 //   - A second Inform in a live session starts a new session in the same
 //     Session: the old one is abandoned (SessionStarted.Replaced, plus a
 //     RequestAbandoned for its outstanding request). If that Inform is
@@ -368,20 +361,21 @@ func (*Anomaly) notice()          {}
 //     of the Session, across new Informs and checkpoints, so they are unique
 //     within a session and never reused after a restore.
 type Session struct {
-	src RequestSource
-	st  State
+	hold HoldDecider
+	st   State
 }
 
 // NewSession returns a session in PhaseNew. id should be unique per session
 // (the gateway's session cookie); it prefixes the cwmp:IDs of ACS requests,
-// which makes them unique across sessions in logs too. src may be nil when
-// the ACS has no requests.
-func NewSession(id string, src RequestSource) *Session {
-	return &Session{src: src, st: State{Format: StateFormat, SessionID: id, Phase: PhaseNew}}
+// which makes them unique across sessions in logs too.
+func NewSession(id string) *Session {
+	return &Session{st: State{Format: StateFormat, SessionID: id, Phase: PhaseNew}}
 }
 
-// SetSource replaces the request source, e.g. after UnmarshalBinary.
-func (s *Session) SetSource(src RequestSource) { s.src = src }
+// SetHoldDecider sets what decides HoldRequests in InformResponses; without
+// one they never hold. It is not part of the checkpoint: set it again after
+// a restore.
+func (s *Session) SetHoldDecider(h HoldDecider) { s.hold = h }
 
 // ID returns the session ID given to NewSession.
 func (s *Session) ID() string { return s.st.SessionID }
@@ -470,8 +464,13 @@ func (s *Session) FaultEnvelope(req *Envelope, code FaultCode) *Envelope {
 
 // Step feeds the session the next CPE POST: the result of Decode on its body
 // (env nil and err nil, or err ErrEmpty, for an empty POST) and returns the
-// ACS's reply and what happened.
+// ACS's reply and what happened. When the Output has Turn set, the reply
+// comes from the Send or Finish that must follow; calling Step before that
+// is a bug in the caller, and Step panics.
 func (s *Session) Step(env *Envelope, decodeErr error) Output {
+	if s.st.Phase == PhaseACSTurn {
+		panic("cwmp: Session.Step during the ACS's turn: call Send or Finish first")
+	}
 	if decodeErr != nil && !errors.Is(decodeErr, ErrEmpty) {
 		return s.decodeFailure(decodeErr)
 	}
@@ -575,7 +574,7 @@ func (s *Session) inform(env *Envelope, m *Inform) Output {
 		SessionTimeout: env.Header.SessionTimeout,
 		Owed:           owedRequests(m.Events),
 	}
-	if h, ok := s.src.(HoldDecider); ok && h.HoldRequests(s) {
+	if s.hold != nil && s.hold.HoldRequests(s) {
 		s.st.Held = true
 	}
 	reply := s.envelope(&InformResponse{MaxEnvelopes: 1})
@@ -680,24 +679,40 @@ func (s *Session) noSession(env *Envelope, id, method string) Output {
 		Notices: []Notice{&Anomaly{Kind: AnomalyNoSession, ID: id, Method: method}}}
 }
 
-// acsTurn asks the source for the next request and sends it, or ends the
-// exchange with a 204 when there is none.
+// acsTurn hands the turn to the caller, who answers with Send or Finish.
 func (s *Session) acsTurn(notices []Notice) Output {
-	for s.src != nil {
-		req, ok := s.src.NextRequest(s)
-		if !ok {
-			break
-		}
-		if err := s.sendable(req); err != nil {
-			notices = append(notices, &RequestRefused{Request: req, Err: err})
-			continue
-		}
-		s.st.Counter++
-		id := s.requestIDFor(s.st.Counter)
-		s.st.Outstanding = &Outstanding{ID: id, Request: req}
-		s.st.Phase = PhaseAwaitingResponse
-		s.st.Held = req.HoldRequests
-		return Output{Reply: s.requestEnvelope(), Notices: notices}
+	s.st.Phase = PhaseACSTurn
+	return Output{Notices: notices, Turn: true}
+}
+
+// Send sends req as the ACS's next request, in PhaseACSTurn: the Output's
+// Reply carries it, with the next cwmp:ID, and the session awaits its
+// answer. A request the session cannot send (ErrNotACSRequest,
+// ErrMethodTooNew) is refused without changing anything: the turn stays
+// with the caller. Outside PhaseACSTurn Send fails with ErrNotACSTurn.
+func (s *Session) Send(req Request) (Output, error) {
+	if s.st.Phase != PhaseACSTurn {
+		return Output{}, fmt.Errorf("send request in phase %s: %w", s.st.Phase, ErrNotACSTurn)
+	}
+	if err := s.sendable(req); err != nil {
+		return Output{}, err
+	}
+	s.st.Counter++
+	id := s.requestIDFor(s.st.Counter)
+	s.st.Outstanding = &Outstanding{ID: id, Request: req}
+	s.st.Phase = PhaseAwaitingResponse
+	s.st.Held = req.HoldRequests
+	return Output{Reply: s.requestEnvelope()}, nil
+}
+
+// Finish ends the ACS's turn without a request: the ACS has nothing more
+// to ask. The reply is an empty 204, which normally ends the session;
+// after a hold, while the CPE still owes requests it was barred from
+// sending, the session goes on instead (see Session). Outside PhaseACSTurn
+// Finish fails with ErrNotACSTurn.
+func (s *Session) Finish() (Output, error) {
+	if s.st.Phase != PhaseACSTurn {
+		return Output{}, fmt.Errorf("finish in phase %s: %w", s.st.Phase, ErrNotACSTurn)
 	}
 	if s.st.HeldEmptyPOST && len(s.st.Owed) > 0 {
 		// The CPE went quiet only because it was held: let it send what it
@@ -705,10 +720,10 @@ func (s *Session) acsTurn(notices []Notice) Output {
 		s.st.Phase = PhaseCPERequests
 		s.st.Held = false
 		s.st.HeldEmptyPOST = false
-		return Output{Notices: notices}
+		return Output{}, nil
 	}
 	s.endSession()
-	return Output{Notices: notices, End: true}
+	return Output{End: true}, nil
 }
 
 // retransmit sends the outstanding request again, or gives up on it.

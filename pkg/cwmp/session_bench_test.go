@@ -3,16 +3,20 @@ package cwmp
 import "testing"
 
 // BenchmarkSessionInform is the state-machine share of the commonest
-// session: Inform in, InformResponse out, empty POST in, 204 out.
+// session: Inform in, InformResponse out, empty POST in, the ACS's turn
+// finished, 204 out.
 func BenchmarkSessionInform(b *testing.B) {
 	inform := informEnv(NS1_2, "1", "2 PERIODIC")
 	b.ReportAllocs()
 	for b.Loop() {
-		s := NewSession("bench", nil)
+		s := NewSession("bench")
 		if out := s.Step(inform, nil); out.Reply == nil {
 			b.Fatal("no InformResponse")
 		}
-		if out := s.Step(nil, nil); out.Reply != nil || !out.End {
+		if out := s.Step(nil, nil); !out.Turn {
+			b.Fatal("no turn at the empty POST")
+		}
+		if out, err := s.Finish(); err != nil || out.Reply != nil || !out.End {
 			b.Fatal("session did not end")
 		}
 	}
@@ -22,7 +26,7 @@ func BenchmarkSessionInform(b *testing.B) {
 // session with a request outstanding, which a worker does after every
 // exchange.
 func BenchmarkSessionCheckpoint(b *testing.B) {
-	s := NewSession("bench", queue(Request{Message: gpv("Device.DeviceInfo.", "Device.ManagementServer."), Key: "task-1"}))
+	s := newTestSession("bench", queue(Request{Message: gpv("Device.DeviceInfo.", "Device.ManagementServer."), Key: "task-1"}))
 	s.Step(informEnv(NS1_2, "1", "2 PERIODIC"), nil)
 	s.Step(nil, nil)
 	b.ReportAllocs()

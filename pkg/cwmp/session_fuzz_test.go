@@ -1,6 +1,7 @@
 package cwmp
 
 import (
+	"errors"
 	"testing"
 )
 
@@ -34,7 +35,8 @@ func fuzzSession(t *testing.T, data []byte) {
 	namespaces, supported, cpeRequests, decodeErrs, events := fuzzNamespaces, fuzzSupported, fuzzCPERequests, fuzzDecodeErrs, fuzzEvents
 	requests := sampleRequests()
 	src := &queueSource{}
-	s := NewSession("z", src)
+	s := NewSession("z")
+	s.SetHoldDecider(src)
 	sentIDs := map[string]bool{}
 	ns := NS1_2
 	pos := 0
@@ -46,6 +48,30 @@ func fuzzSession(t *testing.T, data []byte) {
 		pos++
 		return int(b)
 	}
+	restore := func() {
+		b, err := s.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s = &Session{}
+		s.SetHoldDecider(src)
+		if err := s.UnmarshalBinary(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkSent := func(out Output, prevID string, hadOutstanding bool) {
+		if out.Reply == nil || !isACSRequest(out.Reply.Body.Method()) {
+			return
+		}
+		id := out.Reply.Header.ID
+		if hadOutstanding && id == prevID {
+			return // the outstanding request sent again
+		}
+		if sentIDs[id] {
+			t.Fatalf("request ID %s reused", id)
+		}
+		sentIDs[id] = true
+	}
 	for steps := 0; pos < len(data) && steps < 200; steps++ {
 		if s.Phase().Live() {
 			ns = s.Namespace()
@@ -53,7 +79,7 @@ func fuzzSession(t *testing.T, data []byte) {
 		prevID, prevReq, hadOutstanding := s.Outstanding()
 		var in *Envelope
 		var derr error
-		op := next() % 23
+		op := next() % 24
 		switch op {
 		case 0, 1, 2:
 			inf := testInform(events[next()%len(events)]...)
@@ -97,15 +123,7 @@ func fuzzSession(t *testing.T, data []byte) {
 		case 18:
 			derr = decodeErrs[next()%len(decodeErrs)]
 		case 19:
-			b, err := s.MarshalBinary()
-			if err != nil {
-				t.Fatal(err)
-			}
-			s = &Session{}
-			s.SetSource(src)
-			if err := s.UnmarshalBinary(b); err != nil {
-				t.Fatal(err)
-			}
+			restore()
 			continue
 		case 20:
 			b := next()
@@ -117,6 +135,19 @@ func fuzzSession(t *testing.T, data []byte) {
 			continue
 		case 22:
 			in = &Envelope{Namespace: ns}
+		case 23:
+			// Send and Finish outside the ACS's turn change nothing.
+			before := stateJSON(t, s)
+			if _, err := s.Send(Request{Message: &Reboot{}}); !errors.Is(err, ErrNotACSTurn) {
+				t.Fatalf("Send in phase %s: %v", s.Phase(), err)
+			}
+			if _, err := s.Finish(); !errors.Is(err, ErrNotACSTurn) {
+				t.Fatalf("Finish in phase %s: %v", s.Phase(), err)
+			}
+			if stateJSON(t, s) != before {
+				t.Fatal("Send or Finish outside the turn changed the session")
+			}
+			continue
 		}
 		in2 := in
 		if in2 != nil && next()&1 == 1 {
@@ -133,6 +164,11 @@ func fuzzSession(t *testing.T, data []byte) {
 				if !hadOutstanding || d.ID != prevID {
 					t.Fatalf("answer attributed to %s, outstanding was %s (%t)", d.ID, prevID, hadOutstanding)
 				}
+				// The answer reaches the caller before the next request
+				// is chosen: with the turn, never with a request.
+				if !out.Turn {
+					t.Fatalf("answer %s reported without the turn", d.ID)
+				}
 			}
 			if _, ok := n.(*SessionStarted); ok {
 				if out.Reply == nil || out.Reply.Body.Method() != "InformResponse" {
@@ -144,15 +180,49 @@ func fuzzSession(t *testing.T, data []byte) {
 			if f, ok := out.Reply.Body.(*Fault); ok && (f.Code < 8000 || f.Code > 8006) {
 				t.Fatalf("ACS fault code %d", f.Code)
 			}
-			if isACSRequest(out.Reply.Body.Method()) {
-				id := out.Reply.Header.ID
-				resend := hadOutstanding && id == prevID
-				if !resend {
-					if sentIDs[id] {
-						t.Fatalf("request ID %s reused", id)
-					}
-					sentIDs[id] = true
+		}
+		checkSent(out, prevID, hadOutstanding)
+
+		// The caller's side of the turn, chosen by the data: a checkpoint
+		// in the middle of it, a request the session must refuse, the
+		// queued requests, or nothing more.
+		for out.Turn {
+			switch c := next(); {
+			case c%7 == 1:
+				restore()
+				continue
+			case c%7 == 2:
+				before := stateJSON(t, s)
+				bad := Request{Message: &InformResponse{}, Key: "bad"}
+				if _, err := s.Send(bad); !errors.Is(err, ErrNotACSRequest) {
+					t.Fatalf("sent %v", err)
 				}
+				if stateJSON(t, s) != before {
+					t.Fatal("a refused request changed the session")
+				}
+				continue
+			}
+			req, ok := src.next()
+			var err error
+			if ok {
+				out, err = s.Send(req)
+				if errors.Is(err, ErrMethodTooNew) {
+					if s.Phase() != PhaseACSTurn {
+						t.Fatalf("refused request left phase %s", s.Phase())
+					}
+					out = Output{Turn: true}
+					continue
+				}
+			} else {
+				out, err = s.Finish()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkInvariants(t, s, out)
+			checkSent(out, prevID, hadOutstanding)
+			if out.Turn {
+				t.Fatal("Send or Finish handed the turn back")
 			}
 		}
 	}

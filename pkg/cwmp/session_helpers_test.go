@@ -8,14 +8,15 @@ import (
 	"testing"
 )
 
-// queueSource hands out its requests in order; hold answers HoldDecider.
+// queueSource is the caller's side of the ACS's turn in tests: it hands
+// out its requests in order; hold answers HoldDecider.
 type queueSource struct {
 	reqs  []Request
 	hold  bool
 	asked int
 }
 
-func (q *queueSource) NextRequest(*Session) (Request, bool) {
+func (q *queueSource) next() (Request, bool) {
 	q.asked++
 	if len(q.reqs) == 0 {
 		return Request{}, false
@@ -30,6 +31,89 @@ func (q *queueSource) HoldRequests(*Session) bool { return q.hold }
 var _ HoldDecider = (*queueSource)(nil)
 
 func queue(reqs ...Request) *queueSource { return &queueSource{reqs: reqs} }
+
+// refusedNotice records, for render, a request Send refused.
+type refusedNotice struct {
+	req Request
+	err error
+}
+
+func (*refusedNotice) notice() {}
+
+// tsess is a Session driven the way the sessions worker drives one: its
+// Step resolves every ACS turn from the queue (nil: an ACS with nothing to
+// ask), sending the queued requests in order (a refused one is reported
+// with a refusedNotice and the next one tried) and finishing when the
+// queue is dry. The merged Output is what one HTTP exchange gives the CPE.
+type tsess struct {
+	*Session
+	src *queueSource
+}
+
+func newTestSession(id string, src *queueSource) *tsess {
+	s := &tsess{Session: NewSession(id), src: src}
+	if src != nil {
+		s.SetHoldDecider(src)
+	}
+	return s
+}
+
+func (s *tsess) Step(env *Envelope, err error) Output {
+	return resolveTurn(s.Session, s.src, s.Session.Step(env, err))
+}
+
+// restore replaces the session with one restored from its checkpoint.
+func (s *tsess) restore(t testing.TB) {
+	t.Helper()
+	b, err := s.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Session{}
+	if s.src != nil {
+		r.SetHoldDecider(s.src)
+	}
+	if err := r.UnmarshalBinary(b); err != nil {
+		t.Fatalf("restore %s: %v", b, err)
+	}
+	s.Session = r
+}
+
+// resolveTurn answers the turn out hands over, if any, from src.
+func resolveTurn(s *Session, src *queueSource, out Output) Output {
+	if !out.Turn {
+		return out
+	}
+	notices := out.Notices
+	for src != nil {
+		req, ok := src.next()
+		if !ok {
+			break
+		}
+		sent, err := s.Send(req)
+		if err != nil {
+			notices = append(notices, &refusedNotice{req: req, err: err})
+			continue
+		}
+		sent.Notices = append(notices, sent.Notices...)
+		return sent
+	}
+	fin, err := s.Finish()
+	if err != nil {
+		panic(err)
+	}
+	fin.Notices = append(notices, fin.Notices...)
+	return fin
+}
+
+// sessionView is what the helpers below read of a *Session or a *tsess.
+type sessionView interface {
+	Phase() Phase
+	Namespace() string
+	Outstanding() (string, Request, bool)
+	State() State
+	MarshalBinary() ([]byte, error)
+}
 
 // env builds a CPE envelope in namespace ns with cwmp:ID id ("" for none).
 func env(ns, id string, body Message) *Envelope {
@@ -65,7 +149,7 @@ func gpv(names ...string) *GetParameterValues { return &GetParameterValues{Param
 // render gives an Output as "<reply> -> <phase>[ end][; notices]", where
 // reply is 204, the body's method, or FaultNNNN, followed by " id=<cwmp:ID>"
 // and " hold" when the header carries them.
-func render(out Output, s *Session) string {
+func render(out Output, s sessionView) string {
 	var b strings.Builder
 	switch {
 	case out.Reply == nil:
@@ -86,6 +170,9 @@ func render(out Output, s *Session) string {
 	b.WriteString(" -> " + s.Phase().String())
 	if out.End {
 		b.WriteString(" end")
+	}
+	if out.Turn {
+		b.WriteString(" turn")
 	}
 	if len(out.Notices) > 0 {
 		parts := make([]string, len(out.Notices))
@@ -119,10 +206,10 @@ func renderNotice(n Notice) string {
 		return s
 	case *RequestAbandoned:
 		return "abandoned:" + n.Reason.String()
-	case *RequestRefused:
+	case *refusedNotice:
 		name := "<nil>"
-		if n.Request.Message != nil {
-			name = n.Request.Message.Method()
+		if n.req.Message != nil {
+			name = n.req.Message.Method()
 		}
 		return "refused:" + name
 	case *Anomaly:
@@ -132,7 +219,7 @@ func renderNotice(n Notice) string {
 }
 
 // checkInvariants asserts what must hold after every step.
-func checkInvariants(t testing.TB, s *Session, out Output) {
+func checkInvariants(t testing.TB, s sessionView, out Output) {
 	t.Helper()
 	_, _, outstanding := s.Outstanding()
 	if (s.Phase() == PhaseAwaitingResponse) != outstanding {
@@ -140,6 +227,12 @@ func checkInvariants(t testing.TB, s *Session, out Output) {
 	}
 	if out.End == s.Phase().Live() {
 		t.Fatalf("End=%t in phase %s", out.End, s.Phase())
+	}
+	if out.Turn != (s.Phase() == PhaseACSTurn) {
+		t.Fatalf("Turn=%t in phase %s", out.Turn, s.Phase())
+	}
+	if out.Turn && out.Reply != nil {
+		t.Fatalf("Turn with a reply %s", out.Reply.Body.Method())
 	}
 	if out.Reply != nil {
 		if out.Reply.Body == nil {
@@ -177,7 +270,7 @@ func checkInvariants(t testing.TB, s *Session, out Output) {
 }
 
 // stateJSON is the checkpoint of s as text, for comparisons.
-func stateJSON(t testing.TB, s *Session) string {
+func stateJSON(t testing.TB, s sessionView) string {
 	t.Helper()
 	b, err := json.Marshal(s.State())
 	if err != nil {

@@ -17,7 +17,7 @@ type step struct {
 	want string
 }
 
-func runScenario(t *testing.T, s *Session, steps []step) []Output {
+func runScenario(t *testing.T, s *tsess, steps []step) []Output {
 	t.Helper()
 	outs := make([]Output, 0, len(steps))
 	for i, st := range steps {
@@ -36,7 +36,7 @@ func TestSessionBootstrapScenario(t *testing.T) {
 		Request{Message: &GetParameterNames{ParameterPath: "Device.", NextLevel: false}, Key: "task-gpn"},
 		Request{Message: gpv("Device.DeviceInfo.", "Device.ManagementServer."), Key: "task-gpv"},
 	)
-	s := NewSession("boot", src)
+	s := newTestSession("boot", src)
 	gpnResp := &GetParameterNamesResponse{ParameterList: []ParameterInfo{{Name: "Device.DeviceInfo.UpTime", Writable: false}}}
 	gpvResp := &GetParameterValuesResponse{ParameterList: []ParameterValue{{Name: "Device.DeviceInfo.UpTime", Value: "42", Type: "xsd:unsignedInt"}}}
 	outs := runScenario(t, s, []step{
@@ -77,7 +77,7 @@ func TestSessionBootstrapScenario(t *testing.T) {
 // A Download in one session, its TransferComplete in the next.
 func TestSessionTransferCompleteScenario(t *testing.T) {
 	dl := &Download{CommandKey: "fw-7", FileType: "1 Firmware Upgrade Image", URL: "http://acs/fw.bin", FileSize: 1 << 20}
-	s := NewSession("a", queue(Request{Message: dl, Key: "task-dl"}))
+	s := newTestSession("a", queue(Request{Message: dl, Key: "task-dl"}))
 	outs := runScenario(t, s, []step{
 		{informEnv(NS1_0, "", "6 CONNECTION REQUEST"), nil, "InformResponse -> cpe-requests; started"},
 		{nil, nil, "Download id=a.1 -> awaiting-response"},
@@ -90,7 +90,7 @@ func TestSessionTransferCompleteScenario(t *testing.T) {
 
 	tc := &TransferComplete{CommandKey: "fw-7", FaultStruct: FaultStruct{FaultCode: 0},
 		StartTime: "2024-05-01T10:00:00Z", CompleteTime: "2024-05-01T10:01:00Z"}
-	s2 := NewSession("b", nil)
+	s2 := newTestSession("b", nil)
 	outs = runScenario(t, s2, []step{
 		{informEnv(NS1_0, "77", "1 BOOT", "7 TRANSFER COMPLETE", "M Download"), nil, "InformResponse id=77 -> cpe-requests; started"},
 		{env(NS1_0, "78", tc), nil, "TransferCompleteResponse id=78 -> cpe-requests; cpe:TransferComplete"},
@@ -110,7 +110,7 @@ func TestSessionTransferCompleteScenario(t *testing.T) {
 func TestSessionHoldRequestsScenario(t *testing.T) {
 	src := queue(Request{Message: gpv("Device.DeviceInfo.SoftwareVersion"), Key: "check-fw"})
 	src.hold = true
-	s := NewSession("h", src)
+	s := newTestSession("h", src)
 	tc := &TransferComplete{CommandKey: "fw-7"}
 	runScenario(t, s, []step{
 		{informEnv(NS1_2, "1", "1 BOOT", "7 TRANSFER COMPLETE", "M Download"), nil, "InformResponse id=1 hold -> cpe-requests; started"},
@@ -136,7 +136,7 @@ func TestSessionHoldAcrossRequests(t *testing.T) {
 		Request{Message: &Reboot{CommandKey: "r"}, Key: "b", HoldRequests: true},
 	)
 	src.hold = true
-	s := NewSession("h", src)
+	s := newTestSession("h", src)
 	runScenario(t, s, []step{
 		{informEnv(NS1_2, "1", "2 PERIODIC"), nil, "InformResponse id=1 hold -> cpe-requests; started"},
 		{nil, nil, "GetParameterValues id=h.1 hold -> awaiting-response"},
@@ -154,7 +154,7 @@ func TestSessionHoldAcrossRequests(t *testing.T) {
 func TestSessionHoldOwedNeverSent(t *testing.T) {
 	src := queue(Request{Message: gpv("Device."), Key: "a"})
 	src.hold = true
-	s := NewSession("h", src)
+	s := newTestSession("h", src)
 	runScenario(t, s, []step{
 		{informEnv(NS1_2, "1", "7 TRANSFER COMPLETE"), nil, "InformResponse id=1 hold -> cpe-requests; started"},
 		{nil, nil, "GetParameterValues id=h.1 -> awaiting-response"},
@@ -187,7 +187,7 @@ func TestSessionVersionNegotiationScenarios(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			s := NewSession("v", nil)
+			s := newTestSession("v", nil)
 			in := informEnv(c.ns, "i", "1 BOOT")
 			in.Header.SupportedCWMPVersions = c.supported
 			in.Header.SessionTimeout = c.timeout
@@ -216,7 +216,7 @@ func TestSessionVersionNegotiationScenarios(t *testing.T) {
 	}
 
 	t.Run("8006", func(t *testing.T) {
-		s := NewSession("v", nil)
+		s := newTestSession("v", nil)
 		in := informEnv(NS1_2, "i", "1 BOOT")
 		in.Header.SupportedCWMPVersions = "2.0"
 		out := s.Step(in, nil)
@@ -234,7 +234,7 @@ func TestSessionVersionNegotiationScenarios(t *testing.T) {
 	// A CPE that wrote its Inform in cwmp-1-0 but lists only newer
 	// versions: 8006 does not exist in the 1.0 schema, so 8001 it is.
 	t.Run("8006 in cwmp-1-0", func(t *testing.T) {
-		s := NewSession("v", nil)
+		s := newTestSession("v", nil)
 		in := informEnv(NS1_0, "i", "1 BOOT")
 		in.Header.SupportedCWMPVersions = "1.2,1.4"
 		out := s.Step(in, nil)
@@ -257,15 +257,15 @@ func TestSessionVersionNegotiationScenarios(t *testing.T) {
 			Request{Message: &Unknown{Name: "X_ACME_Frob"}, Key: "vendor"},
 			Request{Message: &GetQueuedTransfers{}, Key: "gqt"},
 		)
-		s := NewSession("v", src)
+		s := newTestSession("v", src)
 		outs := runScenario(t, s, []step{
 			{informEnv(NS1_0, "i", "1 BOOT"), nil, "InformResponse id=i -> cpe-requests; started"},
 			{nil, nil, "GetQueuedTransfers id=v.1 -> awaiting-response; refused:ScheduleDownload, refused:GetAllQueuedTransfers, " +
 				"refused:InformResponse, refused:<nil>, refused:X_ACME_Frob"},
 		})
 		n := outs[1].Notices
-		if !errors.Is(n[0].(*RequestRefused).Err, ErrMethodTooNew) || !errors.Is(n[2].(*RequestRefused).Err, ErrNotACSRequest) ||
-			!errors.Is(n[3].(*RequestRefused).Err, ErrNotACSRequest) {
+		if !errors.Is(n[0].(*refusedNotice).err, ErrMethodTooNew) || !errors.Is(n[2].(*refusedNotice).err, ErrNotACSRequest) ||
+			!errors.Is(n[3].(*refusedNotice).err, ErrNotACSRequest) {
 			t.Fatalf("refusal errors %v %v %v", n[0], n[2], n[3])
 		}
 	})
@@ -277,7 +277,7 @@ func TestSessionCPEFaultScenario(t *testing.T) {
 		{Name: "Device.WiFi.Radio.1.Channel", Value: "99", Type: "xsd:unsignedInt"},
 	}, ParameterKey: "k1"}
 	src := queue(Request{Message: spv, Key: "task-spv"}, Request{Message: &Reboot{CommandKey: "rb"}, Key: "task-reboot"})
-	s := NewSession("f", src)
+	s := newTestSession("f", src)
 	fault := &Fault{SOAPCode: "Client", SOAPString: "CWMP fault", Code: FaultCPEInvalidArguments, String: "Invalid arguments",
 		SetParameterValuesFaults: []SetParameterValuesFault{
 			{ParameterName: "Device.WiFi.Radio.1.Channel", FaultCode: FaultInvalidParameterValue, FaultString: "bad channel"},
@@ -298,7 +298,7 @@ func TestSessionCPEFaultScenario(t *testing.T) {
 // A second Inform mid-session: the old session is abandoned, with its
 // outstanding request, and a new one starts; IDs keep counting.
 func TestSessionSecondInform(t *testing.T) {
-	s := NewSession("x", queue(Request{Message: gpv("Device."), Key: "t1"}, Request{Message: gpv("Device."), Key: "t2"}))
+	s := newTestSession("x", queue(Request{Message: gpv("Device."), Key: "t1"}, Request{Message: gpv("Device."), Key: "t2"}))
 	outs := runScenario(t, s, []step{
 		{informEnv(NS1_0, "1", "2 PERIODIC"), nil, "InformResponse id=1 -> cpe-requests; started"},
 		{nil, nil, "GetParameterValues id=x.1 -> awaiting-response"},
@@ -318,7 +318,7 @@ func TestSessionSecondInform(t *testing.T) {
 }
 
 func TestSessionXMLDeclarationMirrored(t *testing.T) {
-	s := NewSession("d", queue(Request{Message: gpv("Device."), Key: "t"}))
+	s := newTestSession("d", queue(Request{Message: gpv("Device."), Key: "t"}))
 	in := informEnv(NS1_2, "1", "1 BOOT")
 	in.XMLDeclaration = true
 	out := s.Step(in, nil)
@@ -334,7 +334,7 @@ func TestSessionXMLDeclarationMirrored(t *testing.T) {
 		t.Fatal("declaration the CPE stopped sending")
 	}
 	// Outside a session a fault mirrors the message itself.
-	s2 := NewSession("d", nil)
+	s2 := newTestSession("d", nil)
 	tc := env(NS1_1, "t", &TransferComplete{})
 	tc.XMLDeclaration = true
 	out = s2.Step(tc, nil)
@@ -345,13 +345,13 @@ func TestSessionXMLDeclarationMirrored(t *testing.T) {
 
 // CPE requests newer than the session's version are not supported in it.
 func TestSessionCPERequestTooNew(t *testing.T) {
-	s := NewSession("o", nil)
+	s := newTestSession("o", nil)
 	runScenario(t, s, []step{
 		{informEnv(NS1_0, "1", "10 AUTONOMOUS TRANSFER COMPLETE"), nil, "InformResponse id=1 -> cpe-requests; started"},
 		{env(NS1_0, "2", &AutonomousTransferComplete{}), nil, "Fault8000 id=2 -> cpe-requests; anomaly:unsupported-method"},
 		{env(NS1_0, "3", &DUStateChangeComplete{}), nil, "Fault8000 id=3 -> cpe-requests; anomaly:unsupported-method"},
 	})
-	s = NewSession("o", nil)
+	s = newTestSession("o", nil)
 	runScenario(t, s, []step{
 		{informEnv(NS1_1, "1", "10 AUTONOMOUS TRANSFER COMPLETE"), nil, "InformResponse id=1 -> cpe-requests; started"},
 		{env(NS1_1, "2", &AutonomousTransferComplete{}), nil,
@@ -361,7 +361,7 @@ func TestSessionCPERequestTooNew(t *testing.T) {
 }
 
 func TestSessionKickedAndIDEcho(t *testing.T) {
-	s := NewSession("k", nil)
+	s := newTestSession("k", nil)
 	s.Step(informEnv(NS1_0, "", "5 KICKED"), nil)
 	in := env(NS1_0, " SAGEM_ID_7589 ", &Kicked{Command: "c", Referer: "r", Arg: "a", Next: "http://lan/next"})
 	out := s.Step(in, nil)
@@ -401,7 +401,7 @@ func TestSessionInformValidation(t *testing.T) {
 		{"65-character manufacturer", DeviceID{OUI: "00D09E", Manufacturer: strings.Repeat("m", 65), SerialNumber: "1"}, false},
 	}
 	for _, c := range cases {
-		s := NewSession("v", nil)
+		s := newTestSession("v", nil)
 		out := s.Step(env(NS1_0, "1", &Inform{DeviceID: c.id}), nil)
 		if ok := s.Phase() == PhaseCPERequests; ok != c.ok {
 			t.Errorf("%s: accepted=%t, want %t (%s)", c.name, ok, c.ok, render(out, s))
@@ -434,7 +434,7 @@ func TestDecodedInformWithoutDeviceID(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		s := NewSession("d", nil)
+		s := NewSession("d")
 		out := s.Step(e, nil)
 		if f, ok := out.Reply.Body.(*Fault); !ok || f.Code != FaultInvalidArguments || s.Phase().Live() {
 			t.Errorf("%s: %s", name, render(out, s))
@@ -443,7 +443,7 @@ func TestDecodedInformWithoutDeviceID(t *testing.T) {
 }
 
 func TestSessionExpire(t *testing.T) {
-	s := NewSession("e", queue(Request{Message: gpv("Device."), Key: "t"}))
+	s := newTestSession("e", queue(Request{Message: gpv("Device."), Key: "t"}))
 	if n := s.Expire(); n != nil {
 		t.Fatalf("expire of a new session: %v", n)
 	}
@@ -464,7 +464,7 @@ func TestSessionExpire(t *testing.T) {
 func TestSessionFaultEnvelope(t *testing.T) {
 	src := queue()
 	src.hold = true
-	s := NewSession("r", src)
+	s := newTestSession("r", src)
 	s.Step(informEnv(NS1_4, "1", "7 TRANSFER COMPLETE"), nil)
 	before := stateJSON(t, s)
 	tc := env(NS1_4, "tc-9", &TransferComplete{CommandKey: "x"})
@@ -477,26 +477,120 @@ func TestSessionFaultEnvelope(t *testing.T) {
 	}
 }
 
-// RequestSourceFunc and a nil source.
-func TestSessionSources(t *testing.T) {
-	n := 0
-	f := RequestSourceFunc(func(s *Session) (Request, bool) {
-		n++
-		if n > 1 {
-			return Request{}, false
-		}
-		if s.DeviceID().SerialNumber != "SN0001" {
-			t.Error("source cannot see the device")
-		}
-		return Request{Message: &FactoryReset{}, Key: "fr"}, true
-	})
-	s := NewSession("", f)
-	runScenario(t, s, []step{
-		{informEnv(NS1_0, "1", "1 BOOT"), nil, "InformResponse id=1 -> cpe-requests; started"},
-		{nil, nil, "FactoryReset id=acs.1 -> awaiting-response"},
-		{env(NS1_0, "acs.1", &FactoryResetResponse{}), nil, "204 -> ended end; done:FactoryResetResponse"},
-	})
-	s = NewSession("n", nil)
+// The ACS's turn: the caller sees each answer before it chooses the next
+// request (here, a GetParameterValues of the names a GetParameterNames
+// returned), may checkpoint in the middle of the turn, and has a refused
+// request handed back without any change.
+func TestSessionTurn(t *testing.T) {
+	s := NewSession("t")
+	if out := s.Step(informEnv(NS1_0, "1", "1 BOOT"), nil); render(out, s) != "InformResponse id=1 -> cpe-requests; started" {
+		t.Fatal(render(out, s))
+	}
+	if _, err := s.Send(Request{Message: &Reboot{}}); !errors.Is(err, ErrNotACSTurn) {
+		t.Fatalf("Send before the turn: %v", err)
+	}
+	if _, err := s.Finish(); !errors.Is(err, ErrNotACSTurn) {
+		t.Fatalf("Finish before the turn: %v", err)
+	}
+	out := s.Step(nil, nil)
+	if got := render(out, s); got != "204 -> acs-turn turn" {
+		t.Fatal(got)
+	}
+	checkInvariants(t, s, out)
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("Step during the turn did not panic")
+			}
+		}()
+		s.Step(nil, nil)
+	}()
+	out, err := s.Send(Request{Message: &GetParameterNames{ParameterPath: "Device.", NextLevel: true}, Key: "gpn"})
+	if err != nil || render(out, s) != "GetParameterNames id=t.1 -> awaiting-response" {
+		t.Fatalf("%s %v", render(out, s), err)
+	}
+
+	gpn := &GetParameterNamesResponse{ParameterList: []ParameterInfo{{Name: "Device.DeviceInfo.UpTime"}, {Name: "Device.X_Y"}}}
+	out = s.Step(env(NS1_0, "t.1", gpn), nil)
+	if got := render(out, s); got != "204 -> acs-turn turn; done:GetParameterNamesResponse" {
+		t.Fatal(got)
+	}
+	done := out.Notices[0].(*RequestDone)
+	var names []string
+	for _, pi := range done.Response.(*GetParameterNamesResponse).ParameterList {
+		names = append(names, pi.Name)
+	}
+
+	// A checkpoint taken during the turn restores into the turn.
+	b, err := s.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"phase":"acs-turn"`) {
+		t.Fatalf("checkpoint %s", b)
+	}
+	s = &Session{}
+	if err := s.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+
+	before := stateJSON(t, s)
+	if _, err := s.Send(Request{Message: &GetAllQueuedTransfers{}, Key: "gaqt"}); !errors.Is(err, ErrMethodTooNew) {
+		t.Fatalf("1.1 method in a 1.0 session: %v", err)
+	}
+	if _, err := s.Send(Request{Key: "nothing"}); !errors.Is(err, ErrNotACSRequest) {
+		t.Fatalf("request without a message: %v", err)
+	}
+	if stateJSON(t, s) != before || s.Phase() != PhaseACSTurn {
+		t.Fatal("a refused request changed the session")
+	}
+	out, err = s.Send(Request{Message: gpv(names...), Key: "gpv"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out.Reply.Body.(*GetParameterValues).ParameterNames; !slices.Equal(got, names) || out.Reply.Header.ID != "t.2" {
+		t.Fatalf("sent GPV %v id %s", got, out.Reply.Header.ID)
+	}
+	out = s.Step(env(NS1_0, "t.2", &GetParameterValuesResponse{}), nil)
+	if got := render(out, s); got != "204 -> acs-turn turn; done:GetParameterValuesResponse" {
+		t.Fatal(got)
+	}
+	out, err = s.Finish()
+	if err != nil || render(out, s) != "204 -> ended end" {
+		t.Fatalf("%s %v", render(out, s), err)
+	}
+	checkInvariants(t, s, out)
+}
+
+// A checkpoint written before the turn was handed back (the same format 1,
+// without the acs-turn phase) restores, and the answer it awaited gives the
+// caller the turn.
+func TestSessionRestoresPreviousCheckpoint(t *testing.T) {
+	const old = `{"format":1,"sessionId":"sess-1","phase":"awaiting-response","counter":1,"namespace":"urn:dslforum-org:cwmp-1-2",` +
+		`"useCWMPVersion":"1.4","deviceId":{"manufacturer":"Acme","oui":"00D09E","productClass":"Router","serialNumber":"SN0001"},` +
+		`"events":[{"code":"1 BOOT","commandKey":""}],"sessionTimeout":20,"held":true,` +
+		`"outstanding":{"id":"sess-1.1","request":{"method":"Reboot","message":{"commandKey":"r"},"key":"task-9","holdRequests":true}},` +
+		`"cwmpVersion":"1.4"}`
+	s := &Session{}
+	if err := s.UnmarshalBinary([]byte(old)); err != nil {
+		t.Fatal(err)
+	}
+	out := s.Step(env(NS1_2, "sess-1.1", &RebootResponse{}), nil)
+	if got := render(out, s); got != "204 -> acs-turn turn; done:RebootResponse" {
+		t.Fatal(got)
+	}
+	if d := out.Notices[0].(*RequestDone); d.Request.Key != "task-9" {
+		t.Fatalf("done %+v", d)
+	}
+	out, _ = s.Send(Request{Message: gpv("Device."), Key: "next"})
+	if out.Reply.Header.ID != "sess-1.2" {
+		t.Fatalf("next request id %q", out.Reply.Header.ID)
+	}
+}
+
+// A session without requests to send ends at the CPE's empty POST.
+func TestSessionNothingToAsk(t *testing.T) {
+	s := newTestSession("n", nil)
 	runScenario(t, s, []step{
 		{informEnv(NS1_0, "1", "1 BOOT"), nil, "InformResponse id=1 -> cpe-requests; started"},
 		{nil, nil, "204 -> ended end"},
@@ -548,19 +642,11 @@ func TestSessionCheckpointEveryStep(t *testing.T) {
 
 	run := func(restoreAt int) []string {
 		src := newSource()
-		s := NewSession("s", src)
+		s := newTestSession("s", src)
 		var got []string
 		for i, in := range inputs {
 			if i == restoreAt {
-				b, err := s.MarshalBinary()
-				if err != nil {
-					t.Fatal(err)
-				}
-				s = &Session{}
-				s.SetSource(src)
-				if err := s.UnmarshalBinary(b); err != nil {
-					t.Fatalf("restore at %d: %v", i, err)
-				}
+				s.restore(t)
 			}
 			out := s.Step(in.env, in.err)
 			checkInvariants(t, s, out)

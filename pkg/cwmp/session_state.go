@@ -10,6 +10,12 @@ import (
 // StateFormat is the version of the checkpoint layout State describes.
 // Restore refuses other formats rather than guess: a worker running older
 // code must not resume a session it would misread.
+//
+// The hand-back of the ACS's turn (PhaseACSTurn) kept format 1: the layout
+// did not change, so checkpoints written before it restore as they are. A
+// checkpoint taken during the turn names the phase "acs-turn", which older
+// code refuses as an unknown phase; callers resolve the turn within the
+// exchange and save after it, so they never write one.
 const StateFormat = 1
 
 // ErrBadState means a checkpoint cannot be restored.
@@ -98,12 +104,12 @@ func (s *Session) State() State {
 }
 
 // RestoreSession rebuilds a session from a checkpoint, after checking that
-// the state is one a Session can be in.
-func RestoreSession(st State, src RequestSource) (*Session, error) {
+// the state is one a Session can be in. The session has no HoldDecider.
+func RestoreSession(st State) (*Session, error) {
 	if err := st.validate(); err != nil {
 		return nil, err
 	}
-	s := &Session{src: src}
+	s := &Session{}
 	s.st = st
 	s.st = s.State() // own copies of the slices
 	return s, nil
@@ -116,7 +122,7 @@ func (st State) validate() error {
 	if st.Format != StateFormat {
 		return bad("checkpoint format %d, want %d", st.Format, StateFormat)
 	}
-	if st.Phase > PhaseEnded {
+	if st.Phase > PhaseACSTurn {
 		return bad("unknown phase %d", st.Phase)
 	}
 	if st.Version > MaxVersion {
@@ -156,16 +162,17 @@ func (s *Session) MarshalBinary() ([]byte, error) {
 }
 
 // UnmarshalBinary implements encoding.BinaryUnmarshaler. It keeps the
-// session's request source (set it with SetSource on a zero Session).
+// session's HoldDecider.
 func (s *Session) UnmarshalBinary(data []byte) error {
 	var st State
 	if err := json.Unmarshal(data, &st); err != nil {
 		return fmt.Errorf("unmarshal session: %w", errors.Join(err, ErrBadState))
 	}
-	r, err := RestoreSession(st, s.src)
+	r, err := RestoreSession(st)
 	if err != nil {
 		return err
 	}
+	r.hold = s.hold
 	*s = *r
 	return nil
 }

@@ -84,7 +84,7 @@ func TestRequestJSONErrors(t *testing.T) {
 func TestSessionCheckpointEachRequestType(t *testing.T) {
 	for _, m := range sampleRequests() {
 		t.Run(m.Method(), func(t *testing.T) {
-			s := NewSession("c", queue(Request{Message: m, Key: "k"}))
+			s := newTestSession("c", queue(Request{Message: m, Key: "k"}))
 			s.Step(informEnv(NS1_2, "1", "1 BOOT"), nil)
 			s.Step(nil, nil)
 			b, err := s.MarshalBinary()
@@ -101,7 +101,7 @@ func TestSessionCheckpointEachRequestType(t *testing.T) {
 			}
 			resp, _ := NewMessage(m.Method() + "Response")
 			out := r.Step(env(NS1_2, "c.1", resp), nil)
-			if got := render(out, r); got != "204 -> ended end; done:"+m.Method()+"Response" {
+			if got := render(out, r); got != "204 -> acs-turn turn; done:"+m.Method()+"Response" {
 				t.Fatal(got)
 			}
 		})
@@ -109,11 +109,11 @@ func TestSessionCheckpointEachRequestType(t *testing.T) {
 }
 
 func TestRestoreSessionRejects(t *testing.T) {
-	s := NewSession("v", queue(Request{Message: gpv("A."), Key: "k"}))
+	s := newTestSession("v", queue(Request{Message: gpv("A."), Key: "k"}))
 	s.Step(informEnv(NS1_2, "1", "1 BOOT"), nil)
 	s.Step(nil, nil)
 	good := s.State()
-	if _, err := RestoreSession(good, nil); err != nil {
+	if _, err := RestoreSession(good); err != nil {
 		t.Fatalf("good state: %v", err)
 	}
 	cases := map[string]func(st *State){
@@ -135,7 +135,7 @@ func TestRestoreSessionRejects(t *testing.T) {
 	for name, mutate := range cases {
 		st := s.State()
 		mutate(&st)
-		if _, err := RestoreSession(st, nil); !errors.Is(err, ErrBadState) {
+		if _, err := RestoreSession(st); !errors.Is(err, ErrBadState) {
 			t.Errorf("%s: error %v", name, err)
 		}
 	}
@@ -150,7 +150,7 @@ func TestRestoreSessionRejects(t *testing.T) {
 
 // A snapshot does not move with the session.
 func TestSessionStateIsSnapshot(t *testing.T) {
-	s := NewSession("v", queue(Request{Message: gpv("A."), Key: "k"}))
+	s := newTestSession("v", queue(Request{Message: gpv("A."), Key: "k"}))
 	s.Step(informEnv(NS1_2, "1", "1 BOOT", "7 TRANSFER COMPLETE"), nil)
 	snap := s.State()
 	before, _ := json.Marshal(snap)
@@ -166,7 +166,7 @@ func TestSessionStateIsSnapshot(t *testing.T) {
 // The checkpoint of a live session names its fields (it is read by people
 // debugging a stuck session, and by the next FleetACS version).
 func TestSessionStateJSONShape(t *testing.T) {
-	s := NewSession("sess-1", queue(Request{Message: &Reboot{CommandKey: "r"}, Key: "task-9", HoldRequests: true}))
+	s := newTestSession("sess-1", queue(Request{Message: &Reboot{CommandKey: "r"}, Key: "task-9", HoldRequests: true}))
 	in := informEnv(NS1_2, "1", "1 BOOT")
 	in.Header.SupportedCWMPVersions = "1.4"
 	in.Header.SessionTimeout = 20

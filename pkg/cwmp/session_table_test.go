@@ -14,12 +14,12 @@ import (
 
 type tableState struct {
 	name  string
-	setup func(t *testing.T) *Session
+	setup func(t *testing.T) *tsess
 }
 
 const tableNS = NS1_2
 
-func drive(t *testing.T, s *Session, inputs ...*Envelope) {
+func drive(t *testing.T, s *tsess, inputs ...*Envelope) {
 	t.Helper()
 	for _, in := range inputs {
 		out := s.Step(in, nil)
@@ -31,38 +31,38 @@ func drive(t *testing.T, s *Session, inputs ...*Envelope) {
 var setupEvents = []string{"1 BOOT", "7 TRANSFER COMPLETE", "M Download"}
 
 var tableStates = []tableState{
-	{"new", func(t *testing.T) *Session {
-		return NewSession("s", nil)
+	{"new", func(t *testing.T) *tsess {
+		return newTestSession("s", nil)
 	}},
-	{"ended", func(t *testing.T) *Session {
-		s := NewSession("s", nil)
+	{"ended", func(t *testing.T) *tsess {
+		s := newTestSession("s", nil)
 		drive(t, s, informEnv(tableNS, "i0", setupEvents...), nil)
 		return s
 	}},
-	{"cpe", func(t *testing.T) *Session {
-		s := NewSession("s", nil)
+	{"cpe", func(t *testing.T) *tsess {
+		s := newTestSession("s", nil)
 		drive(t, s, informEnv(tableNS, "i0", setupEvents...))
 		return s
 	}},
-	{"cpe-held", func(t *testing.T) *Session {
-		s := NewSession("s", &queueSource{hold: true})
+	{"cpe-held", func(t *testing.T) *tsess {
+		s := newTestSession("s", &queueSource{hold: true})
 		drive(t, s, informEnv(tableNS, "i0", setupEvents...))
 		return s
 	}},
-	{"await", func(t *testing.T) *Session {
-		s := NewSession("s", queue(Request{Message: gpv("Device."), Key: "k1"}))
+	{"await", func(t *testing.T) *tsess {
+		s := newTestSession("s", queue(Request{Message: gpv("Device."), Key: "k1"}))
 		drive(t, s, informEnv(tableNS, "i0", setupEvents...), nil)
 		return s
 	}},
-	{"await-held", func(t *testing.T) *Session {
+	{"await-held", func(t *testing.T) *tsess {
 		src := queue(Request{Message: gpv("Device."), Key: "k1", HoldRequests: true})
 		src.hold = true
-		s := NewSession("s", src)
+		s := newTestSession("s", src)
 		drive(t, s, informEnv(tableNS, "i0", setupEvents...), nil)
 		return s
 	}},
-	{"await-max", func(t *testing.T) *Session {
-		s := NewSession("s", queue(Request{Message: gpv("Device."), Key: "k1"}))
+	{"await-max", func(t *testing.T) *tsess {
+		s := newTestSession("s", queue(Request{Message: gpv("Device."), Key: "k1"}))
 		drive(t, s, informEnv(tableNS, "i0", setupEvents...), nil, nil, nil)
 		return s
 	}},
@@ -265,9 +265,25 @@ func TestSessionTransitionTable(t *testing.T) {
 		for _, in := range tableInputs {
 			t.Run(st.name+"/"+in.name, func(t *testing.T) {
 				s := st.setup(t)
-				s.SetSource(queue(Request{Message: &SetParameterValues{ParameterKey: "pk"}, Key: "next"}))
+				q := queue(Request{Message: &SetParameterValues{ParameterKey: "pk"}, Key: "next"})
+				s.src = q
+				s.SetHoldDecider(q)
 				before := s.State()
+				// The same step on a bare copy: without the turn it gives
+				// exactly what the queue-driven session gives; with it, no
+				// reply yet and the notices the reply will follow.
+				raw, err := RestoreSession(before)
+				if err != nil {
+					t.Fatal(err)
+				}
+				bare := raw.Step(in.env, in.err)
 				out := s.Step(in.env, in.err)
+				if !bare.Turn && render(bare, raw) != render(out, s) {
+					t.Errorf("without the turn: bare %s, driven %s", render(bare, raw), render(out, s))
+				}
+				if bare.Turn && (bare.Reply != nil || len(bare.Notices) > len(out.Notices)) {
+					t.Errorf("turn with reply %v, %d notices of %d", bare.Reply, len(bare.Notices), len(out.Notices))
+				}
 				if got := render(out, s); got != want[in.name] {
 					t.Errorf("state %s, input %s:\n got  %s\n want %s", st.name, in.name, got, want[in.name])
 				}
@@ -311,7 +327,7 @@ func checkReplyFraming(t *testing.T, before State, in tableInput, out Output) {
 // The owed-request bookkeeping in the same table states: a TransferComplete
 // pays the debt, other requests do not.
 func TestSessionOwedRequests(t *testing.T) {
-	s := NewSession("s", nil)
+	s := newTestSession("s", nil)
 	drive(t, s, informEnv(tableNS, "i0", setupEvents...))
 	if got := s.State().Owed; len(got) != 1 || got[0] != "TransferComplete" {
 		t.Fatalf("owed %v", got)

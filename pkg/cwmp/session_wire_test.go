@@ -47,7 +47,7 @@ func TestSessionWireInformFixtures(t *testing.T) {
 		name := filepath.Base(f)
 		t.Run(name, func(t *testing.T) {
 			in := decodeFixture(t, name)
-			s := NewSession("w", nil)
+			s := newTestSession("w", nil)
 			out := s.Step(in, nil)
 			checkInvariants(t, s, out)
 			if len(out.Notices) != 1 {
@@ -109,7 +109,7 @@ func TestSessionWireCPEMessages(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {
 			in := decodeFixture(t, c.file)
-			s := NewSession("w", nil)
+			s := newTestSession("w", nil)
 			s.Step(env(in.Namespace, "i", testInform("1 BOOT")), nil)
 			out := s.Step(in, nil)
 			checkInvariants(t, s, out)
@@ -162,7 +162,7 @@ func TestSessionWireAnswers(t *testing.T) {
 			if !ok {
 				t.Fatalf("no sample %s request", method)
 			}
-			s := NewSession("w", queue(Request{Message: m, Key: "task"}))
+			s := newTestSession("w", queue(Request{Message: m, Key: "task"}))
 			s.Step(env(in.Namespace, "i", testInform("1 BOOT")), nil)
 			out := s.Step(nil, nil)
 			checkInvariants(t, s, out)
@@ -188,7 +188,7 @@ func TestSessionWireAnswers(t *testing.T) {
 
 // Oversized and malformed bodies, as Decode reports them.
 func TestSessionWireDecodeFailures(t *testing.T) {
-	s := NewSession("w", nil)
+	s := newTestSession("w", nil)
 	s.Step(informEnv(NS1_2, "i", "1 BOOT"), nil)
 	for _, c := range []struct {
 		body string

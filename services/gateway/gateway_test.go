@@ -258,9 +258,9 @@ func TestRoutingByClientAddress(t *testing.T) {
 	checkOneSession(t, h)
 }
 
-// TestWorkerKeepsRecords: when the worker says it keeps the session's
-// affinity record (Reply.Recorded), the gateway writes none itself, and
-// every way of routing a session still works from the worker's records.
+// TestWorkerKeepsRecords: the worker keeps the session's affinity record
+// (docs/design.md §1), the gateway writes none itself, and every way of
+// routing a session works from the worker's records.
 func TestWorkerKeepsRecords(t *testing.T) {
 	for _, mode := range []string{"cookie", "connection", "address"} {
 		t.Run(mode, func(t *testing.T) {
@@ -269,9 +269,7 @@ func TestWorkerKeepsRecords(t *testing.T) {
 			h := startGateway(t, cfg, func(d *Deps) {
 				counted.Affinity = d.Affinity
 				d.Affinity = counted
-				d.Forwarder = &recordingWorker{testWorker: newTestWorker(d.Leases), records: counted.Affinity, auth: map[string]Auth{}}
 			})
-			h.worker = h.svc.fwd.(*recordingWorker).testWorker
 			c, first := h.openSession("SN1", "1 BOOT")
 			if first.StatusCode != http.StatusOK {
 				t.Fatalf("Inform: %d", first.StatusCode)
@@ -292,11 +290,6 @@ func TestWorkerKeepsRecords(t *testing.T) {
 				runSession(t, func(body []byte) answer { return dialCPE(t, h.addr).post(body, d.header("/cwmp")) })
 			}
 			checkOneSession(t, h)
-			for i, ex := range h.worker.seen() {
-				if ex.RecordTTL != cfg.SessionIdleTimeout {
-					t.Errorf("exchange %d asked for a record TTL of %s, want %s", i, ex.RecordTTL, cfg.SessionIdleTimeout)
-				}
-			}
 			if p, d := counted.puts.Load(), counted.deletes.Load(); p != 0 || d != 0 {
 				t.Fatalf("gateway wrote records itself: %d puts, %d deletes", p, d)
 			}

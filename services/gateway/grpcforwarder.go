@@ -16,7 +16,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -273,9 +272,6 @@ func exchangeRequest(ex *Exchange) *sessionsv1.ExchangeRequest {
 			Scope:     sessionsv1.CredentialScope(ex.Auth.Scope),
 		},
 	}
-	if ex.RecordTTL > 0 {
-		req.AffinityRecordTtl = durationpb.New(ex.RecordTTL)
-	}
 	if id := ex.DeviceID; id != nil {
 		req.DeviceId = &sessionsv1.DeviceId{Manufacturer: id.Manufacturer, Oui: id.OUI, ProductClass: id.ProductClass, SerialNumber: id.SerialNumber}
 	}
@@ -292,7 +288,6 @@ func replyOf(resp *sessionsv1.ExchangeResponse) *Reply {
 		Body:             resp.GetBody(),
 		SessionEnded:     resp.GetSessionEnded(),
 		SetSessionCookie: resp.GetSetSessionCookie(),
-		Recorded:         resp.GetAffinityRecorded(),
 	}
 	if d := resp.GetRetryAfter(); d != nil {
 		r.RetryAfter = d.AsDuration()

@@ -234,7 +234,6 @@ func (s *Service) openSession(ctx context.Context, q *request) int {
 		SessionID: q.sessionID, NewSession: true, Tenant: q.tenant, DeviceKey: q.deviceKey,
 		DeviceID: deviceID, Events: events, Lease: lease,
 		Body: q.body, Charset: q.charset, RemoteAddr: q.addr, TLS: q.tls, Auth: auth,
-		RecordTTL: s.cfg.SessionIdleTimeout,
 	})
 	if err != nil {
 		s.sessions.commit("")
@@ -252,14 +251,9 @@ func (s *Service) openSession(ctx context.Context, q *request) int {
 	if open {
 		s.sessions.commit(q.sessionID)
 		rec = SessionRecord{SessionID: q.sessionID, Worker: reply.Worker, ClientIP: q.ip, Tenant: q.tenant, DeviceKey: q.deviceKey, Auth: auth}
-		now := s.now()
-		if !reply.Recorded {
-			if err := s.affinity.Put(ctx, rec, s.cfg.SessionIdleTimeout); err != nil {
-				s.log(ctx, slog.LevelWarn, "affinity record not stored", q, slog.Any("err", err))
-				now = time.Time{}
-			}
-		}
-		q.conn.set(rec, now)
+		// The worker stored the session's affinity record (docs/design.md
+		// §1: workers own them).
+		q.conn.set(rec, s.now())
 		s.metrics.sessions.Add(ctx, 1)
 		// The worker owns the session and logs it; the gateway's view is
 		// detail.
@@ -285,35 +279,20 @@ func (s *Service) continueSession(ctx context.Context, q *request, rec SessionRe
 	reply, err := s.exchange(ctx, &Exchange{
 		SessionID: rec.SessionID, Tenant: q.tenant, DeviceKey: rec.DeviceKey,
 		Body: q.body, Charset: q.charset, RemoteAddr: q.addr, TLS: q.tls, Auth: auth, Worker: rec.Worker,
-		RecordTTL: s.cfg.SessionIdleTimeout,
 	})
 	if err != nil {
 		return s.forwardFailed(ctx, q, err, false, false)
 	}
 	open := !reply.SessionEnded
 	if open {
-		connRec, refreshed := q.conn.get()
-		if connRec.SessionID != rec.SessionID {
-			refreshed = time.Time{}
-		}
-		now := s.now()
-		changed := rec.Tenant == "" || rec.ClientIP != q.ip || (reply.Worker != "" && reply.Worker != rec.Worker)
 		if reply.Worker != "" {
 			rec.Worker = reply.Worker
 		}
 		rec.Tenant, rec.ClientIP = q.tenant, q.ip
-		if reply.Recorded {
-			refreshed = now
-		} else if changed || via != viaConn && via != viaCookie || refreshed.IsZero() || now.Sub(refreshed) >= s.cfg.SessionIdleTimeout/3 {
-			if err := s.affinity.Put(ctx, rec, s.cfg.SessionIdleTimeout); err != nil {
-				s.log(ctx, slog.LevelWarn, "affinity record not refreshed", q, slog.Any("err", err))
-			} else {
-				refreshed = now
-			}
-		}
-		q.conn.set(rec, refreshed)
+		// The worker keeps the session's affinity record up to date.
+		q.conn.set(rec, s.now())
 	} else {
-		s.endSession(ctx, q, rec, !reply.Recorded)
+		s.endSession(ctx, q, rec, false)
 	}
 	return s.writeReply(ctx, q, reply, rec, open)
 }

@@ -64,12 +64,15 @@ func (s *syncBuffer) String() string {
 
 // testWorker is a tiny session worker built on the real pkg/cwmp codec: it
 // answers an Inform with InformResponse, the CPE's empty POST with one
-// GetParameterValues, and its response with 204.
+// GetParameterValues, and its response with 204. Like a session worker,
+// it keeps its sessions' affinity records in records (when set).
 type testWorker struct {
-	leases Leases
+	leases  Leases
+	records Affinity
 
 	mu        sync.Mutex
 	sessions  map[string]*workerSession
+	auth      map[string]Auth // the opening request's, per session
 	exchanges []Exchange
 	abandons  []Abandonment
 	// hold, when set, makes Exchange wait for it to close (after
@@ -87,12 +90,42 @@ type workerSession struct {
 }
 
 func newTestWorker(leases Leases) *testWorker {
-	return &testWorker{leases: leases, sessions: map[string]*workerSession{}}
+	return &testWorker{leases: leases, sessions: map[string]*workerSession{}, auth: map[string]Auth{}}
 }
 
 var _ Forwarder = (*testWorker)(nil)
 
+// recordTTL is the life of the test worker's affinity records.
+const recordTTL = 2 * time.Minute
+
 func (w *testWorker) Exchange(ctx context.Context, ex *Exchange) (*Reply, error) {
+	reply, err := w.exchange(ctx, ex)
+	if err != nil || w.records == nil {
+		return reply, err
+	}
+	w.mu.Lock()
+	if ex.NewSession {
+		w.auth[ex.SessionID] = ex.Auth
+	}
+	auth := w.auth[ex.SessionID]
+	if reply.SessionEnded {
+		delete(w.auth, ex.SessionID)
+	}
+	w.mu.Unlock()
+	host, _, _ := net.SplitHostPort(ex.RemoteAddr)
+	rec := SessionRecord{SessionID: ex.SessionID, Worker: "w1", ClientIP: host, Tenant: ex.Tenant, DeviceKey: ex.DeviceKey, Auth: auth}
+	if reply.SessionEnded {
+		err = w.records.Delete(ctx, rec)
+	} else {
+		err = w.records.Put(ctx, rec, recordTTL)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("test worker: affinity record of %s: %w", ex.SessionID, err)
+	}
+	return reply, nil
+}
+
+func (w *testWorker) exchange(ctx context.Context, ex *Exchange) (*Reply, error) {
 	cp := *ex
 	cp.Body = bytes.Clone(ex.Body)
 	w.mu.Lock()
@@ -248,6 +281,7 @@ func startGateway(t *testing.T, cfg Config, edit func(*Deps)) *harness {
 	mem := affinity.NewMemory(h.clock.Now)
 	h.leases, h.affinity = mem.Leases(), mem.Affinity()
 	h.worker = newTestWorker(h.leases)
+	h.worker.records = h.affinity
 	listening := make(chan struct{}, 3)
 	var mu sync.Mutex
 	deps := Deps{
@@ -510,39 +544,6 @@ func (h *harness) openSession(serial string, events ...string) (*cpeConn, answer
 	d.learn(h.t, first)
 	a := c.post(informBody(h.t, serial, events...), d.header("/cwmp"))
 	return c, a
-}
-
-// recordingWorker is a testWorker that keeps the sessions' affinity
-// records itself when the gateway asks (Exchange.RecordTTL), as session
-// workers do.
-type recordingWorker struct {
-	*testWorker
-	records Affinity
-
-	mu   sync.Mutex
-	auth map[string]Auth // the opening request's, per session
-}
-
-func (w *recordingWorker) Exchange(ctx context.Context, ex *Exchange) (*Reply, error) {
-	reply, err := w.testWorker.Exchange(ctx, ex)
-	if err != nil || ex.RecordTTL <= 0 {
-		return reply, err
-	}
-	w.mu.Lock()
-	if ex.NewSession {
-		w.auth[ex.SessionID] = ex.Auth
-	}
-	auth := w.auth[ex.SessionID]
-	w.mu.Unlock()
-	host, _, _ := net.SplitHostPort(ex.RemoteAddr)
-	rec := SessionRecord{SessionID: ex.SessionID, Worker: "w1", ClientIP: host, Tenant: ex.Tenant, DeviceKey: ex.DeviceKey, Auth: auth}
-	if reply.SessionEnded {
-		err = w.records.Delete(ctx, rec)
-	} else {
-		err = w.records.Put(ctx, rec, ex.RecordTTL)
-	}
-	reply.Recorded = err == nil
-	return reply, nil
 }
 
 // countingAffinity counts the gateway's own writes of records.

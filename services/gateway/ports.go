@@ -70,9 +70,6 @@ type Exchange struct {
 	// Worker is where the affinity record says the session lives; empty when
 	// unknown, and the Forwarder picks a worker.
 	Worker string
-	// RecordTTL, when positive, asks the worker to keep the session's
-	// affinity record for this long (sessions.v1 affinity_record_ttl).
-	RecordTTL time.Duration
 }
 
 // Reply is a worker's answer (sessions.v1 ExchangeResponse).
@@ -91,10 +88,6 @@ type Reply struct {
 	// Worker is the worker that answered, recorded in the affinity record;
 	// adapters that know it set it.
 	Worker string
-	// Recorded is set when the worker stored the session's affinity record
-	// (or, with SessionEnded, removed it) as Exchange.RecordTTL asked; the
-	// gateway then leaves the record alone.
-	Recorded bool
 }
 
 // AbandonReason says why the gateway gave up on a session

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
@@ -197,4 +198,72 @@ func (i *internalServer) GetConnectionRequestTarget(ctx context.Context, req *in
 		LastInformTime:    dp.GetLastInformTime(),
 	}
 	return out, nil
+}
+
+// GetDiscoveryProfile implements InventoryInternalService.
+func (i *internalServer) GetDiscoveryProfile(ctx context.Context, req *inventoryv1.GetDiscoveryProfileRequest) (*inventoryv1.GetDiscoveryProfileResponse, error) {
+	c, err := productClassOf(req.GetTenant(), req.GetOui(), req.GetProductClass())
+	if err != nil {
+		return nil, err
+	}
+	if err := i.s.checkReady(); err != nil {
+		return nil, err
+	}
+	p, err := i.s.store.DiscoveryProfile(ctx, c)
+	if err != nil {
+		return nil, i.s.storeError(ctx, "get discovery profile", c.Tenant, c.OUI+"/"+c.ProductClass, err)
+	}
+	return &inventoryv1.GetDiscoveryProfileResponse{Profile: discoveryProfileProto(p)}, nil
+}
+
+// RecordDiscovery implements InventoryInternalService.
+func (i *internalServer) RecordDiscovery(ctx context.Context, req *inventoryv1.RecordDiscoveryRequest) (*inventoryv1.RecordDiscoveryResponse, error) {
+	c, err := productClassOf(req.GetTenant(), req.GetOui(), req.GetProductClass())
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range []struct {
+		field string
+		v     uint32
+	}{{"gpv_batch_ok", req.GetGpvBatchOk()}, {"gpv_batch_failed", req.GetGpvBatchFailed()}} {
+		if n.v > store.MaxBatchSize {
+			return nil, invalidField(n.field, "at most "+strconv.Itoa(store.MaxBatchSize))
+		}
+	}
+	if err := i.s.checkReady(); err != nil {
+		return nil, err
+	}
+	o := store.DiscoveryObservation{GPVBatchOK: int(req.GetGpvBatchOk()), GPVBatchFailed: int(req.GetGpvBatchFailed()), SubtreeGPNFailed: req.GetSubtreeGpnFailed()}
+	if err := i.s.store.RecordDiscovery(ctx, c, o, i.s.now()); err != nil {
+		return nil, i.s.storeError(ctx, "record discovery", c.Tenant, c.OUI+"/"+c.ProductClass, err)
+	}
+	p, err := i.s.store.DiscoveryProfile(ctx, c)
+	if err != nil {
+		return nil, i.s.storeError(ctx, "get discovery profile", c.Tenant, c.OUI+"/"+c.ProductClass, err)
+	}
+	return &inventoryv1.RecordDiscoveryResponse{Profile: discoveryProfileProto(p)}, nil
+}
+
+// productClassOf checks a class's key fields, naming the bad one.
+func productClassOf(tenant, oui, productClass string) (store.ProductClass, error) {
+	c := store.ProductClass{Tenant: tenant, OUI: oui, ProductClass: productClass}
+	if err := store.ValidateTenant(tenant); err != nil {
+		return c, invalidField("tenant", err.Error())
+	}
+	n, err := store.NormalizeProductClass(c)
+	if err != nil {
+		field := "product_class"
+		if len(n.OUI) != 6 || strings.Trim(n.OUI, "0123456789ABCDEF") != "" {
+			field = "oui"
+		}
+		return c, invalidField(field, err.Error())
+	}
+	return n, nil
+}
+
+func discoveryProfileProto(p store.DiscoveryProfile) *inventoryv1.DiscoveryProfile {
+	return &inventoryv1.DiscoveryProfile{
+		GpvBatchOk: uint32(p.GPVBatchOK), GpvBatchFailed: uint32(p.GPVBatchFailed), SubtreeGpnFailed: p.SubtreeGPNFailed,
+		UpdateTime: ts(p.Updated),
+	}
 }

@@ -356,3 +356,44 @@ func TestSetCpeCredentials(t *testing.T) {
 	_, err = h.public.SetCpeCredentials(ctx, &inventoryv1.SetCpeCredentialsRequest{Id: "00AABB-HGW-NONE", Username: "u", Password: "p"})
 	wantError(t, err, codes.NotFound, errorsv1.ErrorReason_DEVICE_NOT_FOUND)
 }
+
+// Discovery profiles over the internal API: recorded observations merge,
+// with the service's clock, and bad keys or sizes name their field.
+func TestInternalDiscoveryProfiles(t *testing.T) {
+	at := t0.Add(time.Hour)
+	h := newHarness(t, Options{Now: func() time.Time { return at }})
+	ctx := t.Context()
+	got, err := h.internal.GetDiscoveryProfile(ctx, &inventoryv1.GetDiscoveryProfileRequest{Tenant: "default", Oui: "a00001", ProductClass: "OT2800"})
+	if err != nil || got.GetProfile().GetGpvBatchOk() != 0 || got.GetProfile().GetUpdateTime() != nil {
+		t.Fatalf("unknown class: %v %v", got, err)
+	}
+	for _, obs := range []*inventoryv1.RecordDiscoveryRequest{
+		{GpvBatchFailed: 100}, {GpvBatchFailed: 50}, {GpvBatchOk: 25}, {SubtreeGpnFailed: true},
+	} {
+		obs.Tenant, obs.Oui, obs.ProductClass = "default", "A00001", "OT2800"
+		if _, err := h.internal.RecordDiscovery(ctx, obs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err = h.internal.GetDiscoveryProfile(ctx, &inventoryv1.GetDiscoveryProfileRequest{Tenant: "default", Oui: "a00001", ProductClass: "OT2800"})
+	p := got.GetProfile()
+	if err != nil || p.GetGpvBatchOk() != 25 || p.GetGpvBatchFailed() != 50 || !p.GetSubtreeGpnFailed() || !p.GetUpdateTime().AsTime().Equal(at) {
+		t.Fatalf("profile %v, %v", p, err)
+	}
+
+	for field, req := range map[string]*inventoryv1.RecordDiscoveryRequest{
+		"tenant":           {Oui: "A00001"},
+		"oui":              {Tenant: "default", Oui: "A0001"},
+		"product_class":    {Tenant: "default", Oui: "A00001", ProductClass: "a\x01b"},
+		"gpv_batch_failed": {Tenant: "default", Oui: "A00001", GpvBatchFailed: 1 << 20},
+	} {
+		_, err := h.internal.RecordDiscovery(ctx, req)
+		wantError(t, err, codes.InvalidArgument, errorsv1.ErrorReason_INVALID_FIELD)
+		st, _ := status.FromError(err)
+		for _, d := range st.Details() {
+			if br, ok := d.(*errdetails.BadRequest); ok && br.GetFieldViolations()[0].GetField() != field {
+				t.Errorf("%s: violation names %s", field, br.GetFieldViolations()[0].GetField())
+			}
+		}
+	}
+}

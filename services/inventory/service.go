@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -22,6 +23,7 @@ type Service struct {
 	// for requests that name none.
 	callerTenants func(context.Context) []string
 	ready         atomic.Bool
+	now           func() time.Time
 	// started is set by Start and read by Run, which runs after it.
 	started bool
 }
@@ -34,6 +36,9 @@ type Options struct {
 	// call cover (set by the authentication layer). Nil means a
 	// single-tenant install: every caller covers "default" (DESIGN §3).
 	CallerTenants func(context.Context) []string
+	// Now stamps what the service records itself (discovery profiles);
+	// nil means time.Now.
+	Now func() time.Time
 }
 
 // DefaultTenant is the tenant of a single-tenant install.
@@ -41,7 +46,10 @@ const DefaultTenant = "default"
 
 // New returns the service over st. It does no I/O: Run starts the store.
 func New(st store.Store, opts Options) *Service {
-	s := &Service{store: st, logger: opts.Logger, callerTenants: opts.CallerTenants}
+	s := &Service{store: st, logger: opts.Logger, callerTenants: opts.CallerTenants, now: opts.Now}
+	if s.now == nil {
+		s.now = time.Now
+	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}

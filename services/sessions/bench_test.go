@@ -30,6 +30,14 @@ func (k *knownInventory) RecordSession(context.Context, *Diff) error {
 	return nil
 }
 
+func (k *knownInventory) DiscoveryProfile(context.Context, ProductClass) (DiscoveryProfile, error) {
+	return DiscoveryProfile{}, nil
+}
+
+func (k *knownInventory) RecordDiscovery(context.Context, ProductClass, DiscoveryObservation) error {
+	return nil
+}
+
 // BenchmarkWorkerInformSession runs a periodic session (Inform, then the
 // empty POST) through the SessionService handler in-process, with the
 // in-memory affinity store and an in-process inventory. The gateway's lease
@@ -38,7 +46,8 @@ func BenchmarkWorkerInformSession(b *testing.B) {
 	mem := affinity.NewMemory(nil)
 	inv := &knownInventory{}
 	cfg := testConfig()
-	w, err := New(cfg, Deps{Inventory: inv, Leases: mem.Leases(), Checkpoints: mem.Checkpoints(), Registry: mem.Registry()})
+	st := mem.Store()
+	w, err := New(cfg, Deps{Inventory: inv, Leases: st.Leases, Checkpoints: st.Checkpoints, Registry: st.Registry, Sessions: st.Sessions})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -84,7 +93,8 @@ func BenchmarkOpenSessionsMemory(b *testing.B) {
 		mem := affinity.NewMemory(nil)
 		cfg := testConfig()
 		cfg.MaxSessions = 2 * open
-		w, err := New(cfg, Deps{Inventory: &knownInventory{}, Leases: mem.Leases(), Checkpoints: mem.Checkpoints(), Registry: mem.Registry()})
+		st := mem.Store()
+		w, err := New(cfg, Deps{Inventory: &knownInventory{}, Leases: st.Leases, Checkpoints: st.Checkpoints, Registry: st.Registry, Sessions: st.Sessions})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -123,4 +133,104 @@ func BenchmarkOpenSessionsMemory(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(perK/(1<<20), "MiB/1k-sessions")
+}
+
+// BenchmarkHeavyInformMemory measures what an open session whose Inform
+// carries 30,000 parameters (3.7 MB, under the 4 MB body limit) costs
+// the worker and its in-memory affinity store once the Inform is answered:
+// the heap growth after a collection, per session, over 20 of them.
+func BenchmarkHeavyInformMemory(b *testing.B) {
+	const open = 20
+	ctx := context.Background()
+	c := newCPE(b, "SN-HEAVY", tree300())
+	body := c.heavyInform(30000, 8, "2 PERIODIC")
+	if len(body) > DefaultConfig().MaxBodyBytes {
+		b.Fatalf("Inform of %d bytes", len(body))
+	}
+	var perSession float64
+	for b.Loop() {
+		b.StopTimer()
+		mem := affinity.NewMemory(nil)
+		st := mem.Store()
+		w, err := New(testConfig(), Deps{Inventory: &knownInventory{}, Leases: st.Leases, Checkpoints: st.Checkpoints, Registry: st.Registry, Sessions: st.Sessions})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		b.StartTimer()
+		for i := range open {
+			sid := "heavy-" + strconv.Itoa(i)
+			key := c.key + strconv.Itoa(i)
+			l, err := mem.Leases().Acquire(ctx, testTenant, key, sid, time.Minute)
+			if err != nil {
+				b.Fatal(err)
+			}
+			resp, err := w.Exchange(ctx, &sessionsv1.ExchangeRequest{SessionId: sid, NewSession: true, Tenant: testTenant, DeviceKey: key,
+				Lease: &sessionsv1.DeviceLease{FencingToken: l.FencingToken}, Body: body, RemoteAddr: "203.0.113.7:40001"})
+			if err != nil || resp.HttpStatus != 200 {
+				b.Fatalf("Inform: %v %v", resp, err)
+			}
+		}
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perSession = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / open
+		runtime.KeepAlive(w)
+		b.StartTimer()
+	}
+	b.ReportMetric(perSession/(1<<20), "MiB/heavy-session")
+}
+
+// firstContactInventory is an in-process Inventory for benchmarks where
+// every device is new: each session discovers its tree.
+type firstContactInventory struct{ knownInventory }
+
+func (*firstContactInventory) GetDeviceForSession(context.Context, DeviceQuery) (DeviceState, error) {
+	return DeviceState{}, nil
+}
+
+// BenchmarkWorkerFirstContact runs a BOOTSTRAP session of a new device
+// through the SessionService handler in-process: Inform, empty POST,
+// GetParameterNames of a 300-parameter tree, three GetParameterValues of
+// 100 names, the end; with the in-memory affinity store and inventory.
+func BenchmarkWorkerFirstContact(b *testing.B) {
+	mem := affinity.NewMemory(nil)
+	st := mem.Store()
+	inv := &firstContactInventory{}
+	w, err := New(testConfig(), Deps{Inventory: inv, Leases: st.Leases, Checkpoints: st.Checkpoints, Registry: st.Registry, Sessions: st.Sessions})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := newCPE(b, "SN-FC", tree300())
+	inform := c.informBody("0 BOOTSTRAP", "1 BOOT")
+	ctx := context.Background()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		sid := "fc-" + strconv.Itoa(i)
+		l, err := mem.Leases().Acquire(ctx, testTenant, c.key, sid, time.Minute)
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp, err := w.Exchange(ctx, &sessionsv1.ExchangeRequest{SessionId: sid, NewSession: true, Tenant: testTenant, DeviceKey: c.key,
+			Lease: &sessionsv1.DeviceLease{FencingToken: l.FencingToken}, Body: inform, RemoteAddr: "203.0.113.7:40001"})
+		if err != nil || resp.HttpStatus != 200 {
+			b.Fatalf("Inform: %v %v", resp, err)
+		}
+		var body []byte
+		for {
+			resp, err = w.Exchange(ctx, &sessionsv1.ExchangeRequest{SessionId: sid, Tenant: testTenant, DeviceKey: c.key, Body: body, RemoteAddr: "203.0.113.7:40001"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if resp.HttpStatus != 200 {
+				break
+			}
+			body = c.answer(resp.Body)
+		}
+	}
+	if inv.records != b.N {
+		b.Fatalf("%d records for %d sessions", inv.records, b.N)
+	}
 }

@@ -29,7 +29,8 @@ func FuzzWorkerExchange(f *testing.F) {
 	f.Add(c.encode(&cwmp.Envelope{Namespace: cwmp.NS1_0, Body: &cwmp.TransferComplete{CommandKey: "k", StartTime: cwmp.UnknownTime, CompleteTime: cwmp.UnknownTime}}))
 
 	mem := affinity.NewMemory(nil)
-	w, err := New(testConfig(), Deps{Inventory: &knownInventory{}, Leases: mem.Leases(), Checkpoints: mem.Checkpoints(), Registry: mem.Registry()})
+	st := mem.Store()
+	w, err := New(testConfig(), Deps{Inventory: &knownInventory{}, Leases: st.Leases, Checkpoints: st.Checkpoints, Registry: st.Registry, Sessions: st.Sessions})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
 	"github.com/fleetacs/fleetacs/pkg/affinity/affinitytest"
@@ -101,6 +100,9 @@ func (h *harness) worker(id string, mutate func(*Config)) *testWorker {
 	return &testWorker{Worker: w, client: sessionsv1.NewSessionServiceClient(cc), reader: reader, stop: srv.Stop}
 }
 
+// tick runs the engine's background work once, as Run would.
+func (tw *testWorker) tick(ctx context.Context) { tw.e.Tick(ctx) }
+
 // counter sums a counter's data points whose attribute key has value (any
 // value when key is "").
 func (tw *testWorker) counter(t testing.TB, name, key, value string) int64 {
@@ -132,22 +134,20 @@ func (tw *testWorker) counter(t testing.TB, name, key, value string) int64 {
 // cpe is a simulated CPE: a device identity, a tree, and the session it is
 // in. It answers GetParameterNames and GetParameterValues from its tree.
 type cpe struct {
-	t        testing.TB
-	id       cwmp.DeviceID
-	key      string
-	tree     []treeNode
-	byName   map[string]int
-	maxBatch int             // a GPV asking for more names gets 9004
-	bad      map[string]bool // a GPV naming one of these gets 9005
-	gpv, gpn int
+	t          testing.TB
+	id         cwmp.DeviceID
+	key        string
+	tree       []treeNode
+	byName     map[string]int
+	maxBatch   int             // a GPV asking for more names gets 9004
+	crashAbove int             // a GPV asking for more names gets no answer at all (see crashes)
+	bad        map[string]bool // a GPV naming one of these gets 9005
+	gpv, gpn   int
 
 	// The session in progress.
 	sid    string
 	lease  *sessionsv1.DeviceLease
 	events []string
-	// recordTTL, when set, goes with every request as a gateway asking the
-	// worker to keep the session's affinity record.
-	recordTTL time.Duration
 }
 
 type treeNode struct {
@@ -232,7 +232,8 @@ func (c *cpe) encode(env *cwmp.Envelope) []byte {
 	return b
 }
 
-// answer returns the CPE's POST body answering the ACS request in body.
+// answer returns the CPE's POST body answering the ACS request in body;
+// nil when the request crashed it (crashAbove).
 func (c *cpe) answer(body []byte) []byte {
 	c.t.Helper()
 	env, err := cwmp.Decode(body)
@@ -256,6 +257,9 @@ func (c *cpe) answer(body []byte) []byte {
 		}
 	case *cwmp.GetParameterValues:
 		c.gpv++
+		if c.crashAbove > 0 && len(m.ParameterNames) > c.crashAbove {
+			return nil // crashed: nothing goes back
+		}
 		if c.maxBatch > 0 && len(m.ParameterNames) > c.maxBatch {
 			reply.Body = cwmp.NewFault(cwmp.FaultCPEResourcesExceeded)
 			break
@@ -295,23 +299,14 @@ func (h *harness) open(c *cpe, sid string, events ...string) *sessionsv1.Exchang
 		SessionId: sid, NewSession: true, Tenant: testTenant, DeviceKey: c.key,
 		DeviceId: &sessionsv1.DeviceId{Manufacturer: c.id.Manufacturer, Oui: c.id.OUI, ProductClass: c.id.ProductClass, SerialNumber: c.id.SerialNumber},
 		Lease:    c.lease, Body: c.informBody(events...), RemoteAddr: "203.0.113.7:40001",
-		Auth:              &sessionsv1.CpeAuthentication{Method: sessionsv1.CpeAuthMethod_CPE_AUTH_METHOD_DIGEST, Principal: c.key},
-		AffinityRecordTtl: c.recordTTLpb(),
+		Auth: &sessionsv1.CpeAuthentication{Method: sessionsv1.CpeAuthMethod_CPE_AUTH_METHOD_DIGEST, Principal: c.key},
 	}
-}
-
-func (c *cpe) recordTTLpb() *durationpb.Duration {
-	if c.recordTTL == 0 {
-		return nil
-	}
-	return durationpb.New(c.recordTTL)
 }
 
 // next is a later request of the CPE's session.
 func (c *cpe) next(body []byte) *sessionsv1.ExchangeRequest {
 	return &sessionsv1.ExchangeRequest{SessionId: c.sid, Tenant: testTenant, DeviceKey: c.key, Body: body, RemoteAddr: "203.0.113.7:40001",
-		Auth:              &sessionsv1.CpeAuthentication{Method: sessionsv1.CpeAuthMethod_CPE_AUTH_METHOD_SESSION, Principal: c.key},
-		AffinityRecordTtl: c.recordTTLpb()}
+		Auth: &sessionsv1.CpeAuthentication{Method: sessionsv1.CpeAuthMethod_CPE_AUTH_METHOD_SESSION, Principal: c.key}}
 }
 
 func exchange(t testing.TB, cl sessionsv1.SessionServiceClient, req *sessionsv1.ExchangeRequest) *sessionsv1.ExchangeResponse {

@@ -33,6 +33,9 @@ type fakeInventory struct {
 	failGets int
 	// failRecords makes RecordSession fail while positive (decremented).
 	failRecords int
+	// profiles are the discovery profiles by tenant/OUI/product class.
+	profiles      map[string]DiscoveryProfile
+	profileWrites int
 }
 
 type fakeDevice struct {
@@ -46,7 +49,7 @@ type fakeDevice struct {
 }
 
 func newFakeInventory() *fakeInventory {
-	return &fakeInventory{devices: map[string]*fakeDevice{}}
+	return &fakeInventory{devices: map[string]*fakeDevice{}, profiles: map[string]DiscoveryProfile{}}
 }
 
 func devKey(tenant, key string) string { return tenant + "/" + key }
@@ -158,6 +161,37 @@ func (f *fakeInventory) RecordSession(_ context.Context, req *inventoryv1.Record
 		d.takeovers[req.SessionId] = true
 	}
 	return &inventoryv1.RecordSessionResponse{Created: created}, nil
+}
+
+// GetDiscoveryProfile and RecordDiscovery keep profiles as the stores'
+// contract says: the largest OK, the smallest failure above it.
+func (f *fakeInventory) GetDiscoveryProfile(_ context.Context, req *inventoryv1.GetDiscoveryProfileRequest) (*inventoryv1.GetDiscoveryProfileResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return &inventoryv1.GetDiscoveryProfileResponse{Profile: profileProto(f.profiles[profileKey(req.Tenant, req.Oui, req.ProductClass)])}, nil
+}
+
+func (f *fakeInventory) RecordDiscovery(_ context.Context, req *inventoryv1.RecordDiscoveryRequest) (*inventoryv1.RecordDiscoveryResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k := profileKey(req.Tenant, req.Oui, req.ProductClass)
+	p := f.profiles[k].Merge(DiscoveryObservation{GPVBatchOK: int(req.GpvBatchOk), GPVBatchFailed: int(req.GpvBatchFailed), SubtreeGPNFailed: req.SubtreeGpnFailed})
+	f.profiles[k] = p
+	f.profileWrites++
+	return &inventoryv1.RecordDiscoveryResponse{Profile: profileProto(p)}, nil
+}
+
+func profileKey(tenant, oui, pc string) string { return tenant + "/" + oui + "/" + pc }
+
+func profileProto(p DiscoveryProfile) *inventoryv1.DiscoveryProfile {
+	return &inventoryv1.DiscoveryProfile{GpvBatchOk: uint32(p.GPVBatchOK), GpvBatchFailed: uint32(p.GPVBatchFailed), SubtreeGpnFailed: p.SubtreeGPNFailed}
+}
+
+// profile returns the stored discovery profile of a class.
+func (f *fakeInventory) profile(tenant, oui, pc string) DiscoveryProfile {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.profiles[profileKey(tenant, oui, pc)]
 }
 
 // records returns copies of the accepted and refused writes.

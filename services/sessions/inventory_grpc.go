@@ -68,6 +68,33 @@ func (g *GRPCInventory) GetDeviceForSession(ctx context.Context, q DeviceQuery) 
 	return st, nil
 }
 
+// DiscoveryProfile implements Inventory.
+func (g *GRPCInventory) DiscoveryProfile(ctx context.Context, c ProductClass) (DiscoveryProfile, error) {
+	resp, err := g.c.GetDiscoveryProfile(ctx, &inventoryv1.GetDiscoveryProfileRequest{Tenant: c.Tenant, Oui: c.OUI, ProductClass: c.ProductClass})
+	if err != nil {
+		return DiscoveryProfile{}, fmt.Errorf("get discovery profile of %s/%s: %w", c.OUI, c.ProductClass, err)
+	}
+	return profileOf(resp.GetProfile()), nil
+}
+
+// RecordDiscovery implements Inventory.
+func (g *GRPCInventory) RecordDiscovery(ctx context.Context, c ProductClass, o DiscoveryObservation) error {
+	_, err := g.c.RecordDiscovery(ctx, &inventoryv1.RecordDiscoveryRequest{
+		Tenant: c.Tenant, Oui: c.OUI, ProductClass: c.ProductClass,
+		GpvBatchOk: uint32(max(o.GPVBatchOK, 0)), GpvBatchFailed: uint32(max(o.GPVBatchFailed, 0)), SubtreeGpnFailed: o.SubtreeGPNFailed,
+	})
+	if err != nil {
+		return fmt.Errorf("record discovery of %s/%s: %w", c.OUI, c.ProductClass, err)
+	}
+	return nil
+}
+
+func profileOf(p *inventoryv1.DiscoveryProfile) DiscoveryProfile {
+	return DiscoveryProfile{
+		GPVBatchOK: int(p.GetGpvBatchOk()), GPVBatchFailed: int(p.GetGpvBatchFailed()), SubtreeGPNFailed: p.GetSubtreeGpnFailed(),
+	}
+}
+
 // RecordSession implements Inventory. A FAILED_PRECONDITION carrying the
 // LEASE_LOST reason becomes ErrLeaseLost.
 func (g *GRPCInventory) RecordSession(ctx context.Context, d *Diff) error {

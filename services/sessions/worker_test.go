@@ -3,8 +3,10 @@ package sessions
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -78,7 +80,7 @@ func TestPeriodicSession(t *testing.T) {
 	if w.Sessions() != 0 {
 		t.Errorf("worker still holds %d sessions", w.Sessions())
 	}
-	if n := w.counter(t, "fleetacs.sessions.ended", "outcome", outcomeCompleted); n != 1 {
+	if n := w.counter(t, "fleetacs.sessions.ended", "outcome", "completed"); n != 1 {
 		t.Errorf("completed sessions counted %d", n)
 	}
 }
@@ -217,7 +219,7 @@ func TestResumeOnAnotherWorker(t *testing.T) {
 		if len(acc) != 1 || len(ref) != 0 {
 			t.Fatalf("kill after %d: RecordSession accepted %d, refused %d", killAfter, len(acc), len(ref))
 		}
-		if killAfter >= 0 && b.counter(t, "fleetacs.sessions.ended", "outcome", outcomeCompleted) != 1 {
+		if killAfter >= 0 && b.counter(t, "fleetacs.sessions.ended", "outcome", "completed") != 1 {
 			t.Fatalf("kill after %d: the second worker did not finish the session", killAfter)
 		}
 		_, stored := h.inv.device(testTenant, c.key)
@@ -252,15 +254,14 @@ func TestResumeOnAnotherWorker(t *testing.T) {
 	}
 }
 
-// A gateway that asks (affinity_record_ttl) gets the session's affinity
-// record kept by the worker: stored with the checkpoint of the Inform,
-// moved to the worker that resumes the session, removed at its end. A
-// gateway that does not ask keeps the record itself.
+// The worker keeps its sessions' affinity records (docs/design.md §1):
+// stored with the checkpoint of the Inform, for as long as the worker
+// would let the session idle, moved to the worker that resumes the
+// session, removed at its end.
 func TestAffinityRecordKeptByWorker(t *testing.T) {
 	ctx := context.Background()
 	h := newRedisHarness(t)
 	c := newCPE(t, "SN-AR1", tree300())
-	c.recordTTL = 2 * time.Minute
 	a := h.worker("wa", func(c *Config) { c.DiscoveryBatchSize = 100 })
 	b := h.worker("wb", func(c *Config) { c.DiscoveryBatchSize = 100 })
 	want := affinity.SessionRecord{
@@ -289,11 +290,16 @@ func TestAffinityRecordKeptByWorker(t *testing.T) {
 
 	req := h.open(c, "sess-ar1", "0 BOOTSTRAP", "1 BOOT")
 	req.RemoteAddr = "[::ffff:203.0.113.7]:40001" // indexed as the gateway does: unmapped
-	first := exchange(t, a.client, req)
-	if !first.AffinityRecorded || first.SessionEnded {
-		t.Fatalf("InformResponse: affinity_recorded %t, ended %t", first.AffinityRecorded, first.SessionEnded)
+	if first := exchange(t, a.client, req); first.SessionEnded {
+		t.Fatal("InformResponse ended the session")
 	}
 	wantRecord("after the Inform", &want)
+
+	// The record outlives an idle session no longer than the worker keeps
+	// it: gone with the CPE's session timeout plus the grace.
+	idle := cwmp.DefaultSessionTimeout + DefaultConfig().IdleGrace
+	h.clock.Advance(idle - time.Second)
+	wantRecord("before the record's life ends", &want)
 
 	moved := want
 	moved.Worker = "wb"
@@ -306,11 +312,6 @@ func TestAffinityRecordKeptByWorker(t *testing.T) {
 		}
 		return b.client
 	})
-	for i, r := range replies {
-		if !r.AffinityRecorded {
-			t.Fatalf("reply %d (status %d): affinity_recorded false", i, r.HttpStatus)
-		}
-	}
 	if last := replies[len(replies)-1]; last.HttpStatus != 204 || !last.SessionEnded {
 		t.Fatalf("last reply %d, ended %t", last.HttpStatus, last.SessionEnded)
 	}
@@ -319,17 +320,13 @@ func TestAffinityRecordKeptByWorker(t *testing.T) {
 		t.Fatalf("lease still held (%v)", err)
 	}
 
-	// Not asked: no record, and the replies say the gateway keeps it.
-	c.recordTTL = 0
-	resp := exchange(t, b.client, h.open(c, "sess-ar1", "2 PERIODIC"))
-	if resp.AffinityRecorded {
-		t.Fatal("affinity_recorded without affinity_record_ttl")
-	}
-	wantRecord("not asked", nil)
-	replies = c.drive(func(int) sessionsv1.SessionServiceClient { return b.client })
-	if last := replies[len(replies)-1]; last.AffinityRecorded || last.HttpStatus != 204 {
-		t.Fatalf("end not asked: status %d, affinity_recorded %t", last.HttpStatus, last.AffinityRecorded)
-	}
+	// A session left idle: its record expires with the idle time.
+	exchange(t, b.client, h.open(c, "sess-ar1", "2 PERIODIC"))
+	kept := want
+	kept.Worker = "wb"
+	wantRecord("periodic session", &kept)
+	h.clock.Advance(idle + time.Second)
+	wantRecord("idle past its life", nil)
 }
 
 // A new Inform of the same device takes the lease over while the old
@@ -365,7 +362,7 @@ func TestLeaseTakeoverFencesOldSession(t *testing.T) {
 	if len(ref) != 1 || ref[0].SessionId != "old" {
 		t.Fatalf("refused %v", ref)
 	}
-	if n := a.counter(t, "fleetacs.sessions.lease_lost", "stage", lostAtRecord); n != 1 {
+	if n := a.counter(t, "fleetacs.sessions.lease_lost", "stage", "record"); n != 1 {
 		t.Errorf("lease_lost{stage=record} = %d", n)
 	}
 	if n := b.counter(t, "fleetacs.sessions.takeovers", "", ""); n != 1 {
@@ -393,7 +390,7 @@ func TestLeaseTakeoverSeenByRenewalAndCheckpoint(t *testing.T) {
 	if a.Sessions() != 0 {
 		t.Fatal("renewal did not drop the superseded session")
 	}
-	if n := a.counter(t, "fleetacs.sessions.lease_lost", "stage", lostAtRenew); n != 1 {
+	if n := a.counter(t, "fleetacs.sessions.lease_lost", "stage", "renew"); n != 1 {
 		t.Errorf("lease_lost{stage=renew} = %d", n)
 	}
 	// Its late POST finds no session: an empty POST outside one gets 204.
@@ -410,7 +407,7 @@ func TestLeaseTakeoverSeenByRenewalAndCheckpoint(t *testing.T) {
 	if resp.HttpStatus != 204 || !resp.SessionEnded {
 		t.Fatalf("fenced save answered %d", resp.HttpStatus)
 	}
-	if n := a.counter(t, "fleetacs.sessions.lease_lost", "stage", lostAtCheckpoint); n != 1 {
+	if n := a.counter(t, "fleetacs.sessions.lease_lost", "stage", "checkpoint"); n != 1 {
 		t.Errorf("lease_lost{stage=checkpoint} = %d", n)
 	}
 	if acc, _ := h.inv.records(); len(acc) != 0 {
@@ -556,8 +553,11 @@ func TestRecordFailureAsksCPEToRetryLater(t *testing.T) {
 	}
 }
 
-// Idle sessions expire after the CPE's session timeout plus the grace,
-// recording what they learnt; abandoned ones end at once.
+// Idle sessions expire after the CPE's session timeout plus the grace;
+// abandoned ones end at once. Both record the Inform's facts (time,
+// events, address) and not its parameters: the CPE counts the session as
+// failed and sends them again (docs/sessions.md, "What a session
+// writes").
 func TestExpiryAndAbandon(t *testing.T) {
 	h := newMemoryHarness(t)
 	w := h.worker("w1", nil)
@@ -575,10 +575,11 @@ func TestExpiryAndAbandon(t *testing.T) {
 	if w.Sessions() != 0 {
 		t.Fatal("idle session not expired")
 	}
-	if acc, _ := h.inv.records(); len(acc) != 1 || acc[0].SessionId != "idle" {
+	if acc, _ := h.inv.records(); len(acc) != 1 || acc[0].SessionId != "idle" || acc[0].Inform == nil ||
+		len(acc[0].Parameters) != 0 || acc[0].Fields.SoftwareVersion != nil {
 		t.Fatalf("expired session records %v", acc)
 	}
-	if n := w.counter(t, "fleetacs.sessions.ended", "outcome", outcomeExpired); n != 1 {
+	if n := w.counter(t, "fleetacs.sessions.ended", "outcome", "expired"); n != 1 {
 		t.Errorf("ended{expired} = %d", n)
 	}
 
@@ -590,8 +591,8 @@ func TestExpiryAndAbandon(t *testing.T) {
 	if _, held, _ := h.store.Leases.Holder(context.Background(), testTenant, c.key); held || w.Sessions() != 0 {
 		t.Errorf("abandoned: lease held %t, sessions %d", held, w.Sessions())
 	}
-	if acc, _ := h.inv.records(); len(acc) != 2 {
-		t.Errorf("abandoned session not recorded: %d records", len(acc))
+	if acc, _ := h.inv.records(); len(acc) != 2 || acc[1].Inform == nil || len(acc[1].Parameters) != 0 {
+		t.Errorf("abandoned session recorded %v", acc)
 	}
 	if _, err := w.client.Abandon(context.Background(), &sessionsv1.AbandonRequest{SessionId: "never-seen"}); err != nil {
 		t.Errorf("abandon of an unknown session: %v", err)
@@ -783,4 +784,108 @@ func TestStaleCopyReplaysFromCheckpoint(t *testing.T) {
 	if acc, _ := h.inv.records(); len(acc) != 1 || acc[0].FullDiscoveryTime == nil || len(acc[0].Parameters) != len(c.tree) {
 		t.Fatalf("records %v", acc)
 	}
+}
+
+// A checkpoint the previous worker version saved (format 1, a discovery
+// half done, a GetParameterValues outstanding) is resumed: the answer to
+// that request goes on with the discovery where it stood, and the session
+// records the whole tree.
+func TestResumeFormatOneCheckpoint(t *testing.T) {
+	h := newMemoryHarness(t)
+	c := newCPE(t, "SN-OLD", tree300())
+	cp, outstanding := loadCheckpointV1(t, c.key)
+	l, err := h.store.Leases.Acquire(context.Background(), testTenant, c.key, "sess-old", 2*time.Minute)
+	if err != nil || l.FencingToken != cp.FencingToken {
+		t.Fatalf("lease token %d (%v), checkpoint %d", l.FencingToken, err, cp.FencingToken)
+	}
+	if err := h.store.Checkpoints.Save(context.Background(), cp, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	w := h.worker("w-new", nil)
+	c.sid = "sess-old"
+	body := c.answer(c.encode(outstanding))
+	var replies []*sessionsv1.ExchangeResponse
+	for {
+		resp := exchange(t, w.client, c.next(body))
+		replies = append(replies, resp)
+		if resp.HttpStatus != 200 {
+			break
+		}
+		body = c.answer(resp.Body)
+	}
+	// 300 leaves in batches of 100: the checkpoint's request asked for
+	// the first, two more follow, then the end.
+	if len(replies) != 3 || method(t, replies[0]) != "GetParameterValues" || replies[2].HttpStatus != 204 {
+		t.Fatalf("%d replies, last %d", len(replies), replies[len(replies)-1].HttpStatus)
+	}
+	env, _ := cwmp.Decode(replies[0].Body)
+	if got := env.Body.(*cwmp.GetParameterValues).ParameterNames[0]; got != "Device.Hosts.Host.19.IPAddress" || env.Header.ID != "sess-old.3" {
+		t.Fatalf("next batch starts at %s, id %s", got, env.Header.ID)
+	}
+	acc, _ := h.inv.records()
+	if len(acc) != 1 || acc[0].FullDiscoveryTime == nil || len(acc[0].Parameters) != len(c.tree) {
+		t.Fatalf("records %d", len(acc))
+	}
+	_, stored := h.inv.device(testTenant, c.key)
+	for _, n := range c.tree {
+		if p := stored[n.name]; p == nil || (!strings.HasSuffix(n.name, ".") && p.GetValue() != n.value) {
+			t.Fatalf("%s recorded as %v", n.name, p)
+		}
+	}
+}
+
+// A checkpoint of a format this worker does not know is refused cleanly:
+// dropped, and the request answered as outside any session.
+func TestUnknownCheckpointFormatRefused(t *testing.T) {
+	h := newMemoryHarness(t)
+	c := newCPE(t, "SN-OLD", tree300())
+	cp, outstanding := loadCheckpointV1(t, c.key)
+	cp.Data = bytes.Replace(cp.Data, []byte(`"format": 1`), []byte(`"format": 99`), 1)
+	if _, err := h.store.Leases.Acquire(context.Background(), testTenant, c.key, "sess-old", 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.store.Checkpoints.Save(context.Background(), cp, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	w := h.worker("w-new", nil)
+	c.sid = "sess-old"
+	resp := exchange(t, w.client, c.next(c.answer(c.encode(outstanding))))
+	if !resp.SessionEnded || resp.HttpStatus == 200 {
+		t.Fatalf("answered %d ended %t", resp.HttpStatus, resp.SessionEnded)
+	}
+	if _, err := h.store.Checkpoints.Load(context.Background(), testTenant, c.key, "sess-old"); !errors.Is(err, affinity.ErrNoCheckpoint) {
+		t.Fatalf("unusable checkpoint kept: %v", err)
+	}
+	if n := w.counter(t, "fleetacs.sessions.failures", "op", "checkpoint"); n != 1 {
+		t.Errorf("failures{checkpoint} = %d", n)
+	}
+}
+
+// loadCheckpointV1 reads testdata/checkpoint-v1.json: the checkpoint and
+// the request it has outstanding, as the CPE received it.
+func loadCheckpointV1(t *testing.T, deviceKey string) (affinity.Checkpoint, *cwmp.Envelope) {
+	t.Helper()
+	b, err := os.ReadFile("testdata/checkpoint-v1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		FencingToken uint64          `json:"fencingToken"`
+		Seq          uint64          `json:"seq"`
+		Data         json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	var snap struct {
+		CWMP cwmp.State `json:"cwmp"`
+	}
+	if err := json.Unmarshal(f.Data, &snap); err != nil || snap.CWMP.Outstanding == nil {
+		t.Fatalf("checkpoint's outstanding request: %v", err)
+	}
+	o := snap.CWMP.Outstanding
+	env := &cwmp.Envelope{Namespace: snap.CWMP.Namespace, Version: snap.CWMP.Version,
+		Header: cwmp.Header{ID: o.ID, HasID: true}, Body: o.Request.Message}
+	return affinity.Checkpoint{Tenant: testTenant, DeviceKey: deviceKey, SessionID: "sess-old",
+		FencingToken: f.FencingToken, Seq: f.Seq, Data: f.Data}, env
 }

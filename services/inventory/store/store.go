@@ -85,6 +85,14 @@ type Store interface {
 	// existing device (an operator's action, not fenced). User name and
 	// password are 1 to MaxCredentialLength bytes.
 	SetCPECredentials(ctx context.Context, tenant, id string, c Credentials) error
+
+	// DiscoveryProfile returns what sessions learned about discovering the
+	// devices of a product class (see discovery.go); the zero profile when
+	// nothing was.
+	DiscoveryProfile(ctx context.Context, c ProductClass) (DiscoveryProfile, error)
+	// RecordDiscovery merges what one discovery showed into its class's
+	// profile. Merging is commutative and idempotent.
+	RecordDiscovery(ctx context.Context, c ProductClass, o DiscoveryObservation, at time.Time) error
 }
 
 // SessionState is the part of a device a session starts from.

@@ -59,6 +59,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"ConcurrentDiffsManyDevices", testConcurrentManyDevices},
 		{"ConcurrentDiffsOneDevice", testConcurrentOneDevice},
 		{"ConcurrentFencing", testConcurrentFencing},
+		{"DiscoveryProfiles", testDiscoveryProfiles},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -51,7 +51,7 @@ type testACS struct {
 	files map[string][]byte
 
 	mu        sync.Mutex
-	sessions  map[string]*cwmp.Session
+	sessions  map[string]*acsSession
 	sessionNo map[string]int // per serial number
 	seq       int
 	informs   []*cwmp.Inform
@@ -83,7 +83,7 @@ func newTestACS(t *testing.T, keyBy ConnMode) *testACS {
 }
 
 func startTestACS(t *testing.T, keyBy ConnMode, tls bool) *testACS {
-	a := &testACS{t: t, keyBy: keyBy, sessions: map[string]*cwmp.Session{}, sessionNo: map[string]int{},
+	a := &testACS{t: t, keyBy: keyBy, sessions: map[string]*acsSession{}, sessionNo: map[string]int{},
 		nonces: map[string]bool{}, retryAfter: "1", files: map[string][]byte{}, puts: map[string][]byte{}}
 	a.srv = httptest.NewUnstartedServer(a)
 	a.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
@@ -189,11 +189,13 @@ func (a *testACS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		key, _, _ = net.SplitHostPort(r.RemoteAddr)
 	}
-	s := a.sessions[key]
-	if s == nil || isInform {
-		s = cwmp.NewSession("acs"+strconv.Itoa(len(a.sessions)+1), &acsSource{acs: a})
-		a.sessions[key] = s
+	as := a.sessions[key]
+	if as == nil || isInform {
+		as = &acsSession{Session: cwmp.NewSession("acs" + strconv.Itoa(len(a.sessions)+1)), src: &acsSource{acs: a}}
+		as.SetHoldDecider(as.src)
+		a.sessions[key] = as
 	}
+	s := as.Session
 	out := s.Step(env, derr)
 	for _, n := range out.Notices {
 		switch n := n.(type) {
@@ -214,6 +216,9 @@ func (a *testACS) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case *cwmp.Anomaly:
 			a.anomalies = append(a.anomalies, n)
 		}
+	}
+	if out.Turn {
+		out = as.src.turn(s)
 	}
 	if out.End {
 		delete(a.sessions, key)
@@ -280,6 +285,12 @@ func (a *testACS) authorized(r *http.Request) bool {
 	return p["response"] == want && p["uri"] == r.URL.RequestURI()
 }
 
+// acsSession is a session of the test ACS with its planned requests.
+type acsSession struct {
+	*cwmp.Session
+	src *acsSource
+}
+
 // acsSource hands out a session's planned requests.
 type acsSource struct {
 	acs     *testACS
@@ -287,7 +298,19 @@ type acsSource struct {
 	reqs    []cwmp.Message
 }
 
-func (s *acsSource) NextRequest(sess *cwmp.Session) (cwmp.Request, bool) {
+// turn answers the ACS's turn of sess: its next planned request, or the
+// end of its part.
+func (s *acsSource) turn(sess *cwmp.Session) cwmp.Output {
+	if req, ok := s.next(sess); ok {
+		if out, err := sess.Send(req); err == nil {
+			return out
+		}
+	}
+	out, _ := sess.Finish()
+	return out
+}
+
+func (s *acsSource) next(sess *cwmp.Session) (cwmp.Request, bool) {
 	if !s.planned {
 		s.planned = true
 		if s.acs.plan != nil {

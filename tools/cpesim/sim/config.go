@@ -128,6 +128,12 @@ type Config struct {
 	// FetchTransfers makes transfers real: a Download GETs its URL, an
 	// Upload PUTs a small file, with the given credentials.
 	FetchTransfers bool
+	// CrashGPVAbove makes the devices' CWMP client crash, as netcwmp's
+	// does past 31 names, on a GetParameterValues of more names than
+	// this: it never answers (in keep-alive mode it closes its
+	// connection) and restarts, its next session carrying 1 BOOT after
+	// the usual retry wait. 0: never.
+	CrashGPVAbove int
 
 	// GiveUp ends the run when the ACS has not answered a single request
 	// this long after the start while connecting to it fails (a wrong URL,
@@ -274,6 +280,8 @@ func (c *Config) Validate() error {
 		return errors.New("config time-scale: must be positive")
 	case c.RetryMultiplier < 1:
 		return errors.New("config retry-multiplier: must be at least 1")
+	case c.CrashGPVAbove < 0:
+		return errors.New("config crash-gpv-above: must not be negative")
 	}
 	for path, n := range c.Tables {
 		if n < 0 {
@@ -366,4 +374,5 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RebootTime, "reboot-time", c.RebootTime, "how long a reboot takes")
 	fs.DurationVar(&c.TransferTime, "transfer-time", c.TransferTime, "how long a transfer or DU change takes")
 	fs.BoolVar(&c.FetchTransfers, "fetch", c.FetchTransfers, "really GET downloads and PUT uploads")
+	fs.IntVar(&c.CrashGPVAbove, "crash-gpv-above", c.CrashGPVAbove, "a GetParameterValues of more names crashes the client, like netcwmp past 31: connection dropped, restart with 1 BOOT (0: never)")
 }

@@ -282,6 +282,9 @@ func (ss *session) answer(req *cwmp.Envelope) ([]byte, error) {
 	method := req.Body.Method()
 	ss.requests = append(ss.requests, method)
 	st.count(st.rpcs, method)
+	if gpv, ok := req.Body.(*cwmp.GetParameterValues); ok && ss.sim.cfg.CrashGPVAbove > 0 && len(gpv.ParameterNames) > ss.sim.cfg.CrashGPVAbove {
+		return nil, ss.crash(len(gpv.ParameterNames))
+	}
 	msg := ss.d.handle(req.Body, ss.v, time.Now())
 	if f, ok := msg.(*cwmp.Fault); ok {
 		st.count(st.faults, strconv.Itoa(int(f.Code)))
@@ -301,6 +304,18 @@ func (ss *session) answer(req *cwmp.Envelope) ([]byte, error) {
 	}
 	ss.bufs.enc = b
 	return b, nil
+}
+
+// crash is the CWMP client dying on a request it cannot take
+// (Config.CrashGPVAbove): the connection goes without an answer, and the
+// client starts again as after a boot.
+func (ss *session) crash(names int) error {
+	if ss.cn != nil {
+		ss.cn.close()
+		ss.cn = nil
+	}
+	ss.d.reboot(time.Now(), "", "")
+	return failf("crashed", "GetParameterValues of %d names crashed the client (more than %d)", names, ss.sim.cfg.CrashGPVAbove)
 }
 
 // owesRequests reports whether the device has requests of its own to send.

@@ -887,3 +887,45 @@ func TestWholeTreeEncodes(t *testing.T) {
 		}
 	}
 }
+
+// TestCrashOnLargeGetParameterValues: with CrashGPVAbove 31, a
+// GetParameterValues of 32 names crashes the client, as netcwmp's: the
+// session fails without an answer and the next one carries 1 BOOT, where
+// 31 names are answered.
+func TestCrashOnLargeGetParameterValues(t *testing.T) {
+	acs := newTestACS(t, ConnKeepAlive)
+	names := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = "Device.DeviceInfo.UpTime"
+		}
+		return out
+	}
+	acs.plan = func(inf *cwmp.Inform, n int) []cwmp.Message {
+		if n == 1 {
+			return msgs(gpv(names(32)...))
+		}
+		return msgs(gpv(names(31)...))
+	}
+	cfg := testConfig(t, acs)
+	cfg.ConnMode = ConnKeepAlive
+	cfg.CrashGPVAbove = 31
+	_, sum := runSim(t, cfg)
+	informs, done, _, _ := acs.snapshot()
+	var got []string
+	for _, inf := range informs {
+		got = append(got, eventCodes(inf))
+	}
+	if want := []string{"0 BOOTSTRAP,1 BOOT", "1 BOOT"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("informs %q, want %q", got, want)
+	}
+	if len(done) != 1 || len(done[0].Response.(*cwmp.GetParameterValuesResponse).ParameterList) != 31 {
+		t.Fatalf("answers %+v", done)
+	}
+	if sum.SessionsOK != 1 || sum.SessionsFailed != 1 || sum.Errors["crashed"] != 1 {
+		t.Fatalf("summary: ok %d failed %d errors %v", sum.SessionsOK, sum.SessionsFailed, sum.Errors)
+	}
+	if _, err := New(Config{URL: acs.url(), CrashGPVAbove: -1}); err == nil {
+		t.Fatal("negative crash-gpv-above accepted")
+	}
+}

@@ -105,6 +105,10 @@ import (
 // Collection is the default collection name.
 const Collection = "devices"
 
+// ProfilesCollection is the default name of the discovery profiles'
+// collection.
+const ProfilesCollection = "discovery_profiles"
+
 // Config configures the store.
 type Config struct {
 	// URI and Database select the server and database. Ignored by
@@ -116,6 +120,9 @@ type Config struct {
 	// TokensCollection holds API tokens (tokens.go); it defaults to
 	// "api_tokens".
 	TokensCollection string
+	// ProfilesCollection holds the discovery profiles of product classes
+	// (discovery.go); it defaults to "discovery_profiles".
+	ProfilesCollection string
 	// IndexedParams are parameter paths whose values get an index, for
 	// the parameter conditions operators use most.
 	IndexedParams []string
@@ -154,6 +161,9 @@ func New(cfg Config) *Store {
 	}
 	if cfg.TokensCollection == "" {
 		cfg.TokensCollection = TokensCollection
+	}
+	if cfg.ProfilesCollection == "" {
+		cfg.ProfilesCollection = ProfilesCollection
 	}
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 10 * time.Second

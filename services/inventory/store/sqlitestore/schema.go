@@ -115,4 +115,24 @@ CREATE TABLE api_token_tenants (
 	PRIMARY KEY (tenant, token_id)
 ) WITHOUT ROWID;
 `,
+	// 5: discovery profiles of product classes (discovery.go): the largest
+	// batch answered, every failed batch size, a whole-tree GPN that died.
+	`
+CREATE TABLE discovery_profiles (
+	tenant             TEXT    NOT NULL,
+	oui                TEXT    NOT NULL,
+	product_class      TEXT    NOT NULL,
+	gpv_ok             INTEGER NOT NULL DEFAULT 0,
+	subtree_gpn_failed INTEGER NOT NULL DEFAULT 0,
+	updated            INTEGER NOT NULL,
+	PRIMARY KEY (tenant, oui, product_class)
+) WITHOUT ROWID;
+CREATE TABLE discovery_failures (
+	tenant        TEXT    NOT NULL,
+	oui           TEXT    NOT NULL,
+	product_class TEXT    NOT NULL,
+	size          INTEGER NOT NULL,
+	PRIMARY KEY (tenant, oui, product_class, size)
+) WITHOUT ROWID;
+`,
 }

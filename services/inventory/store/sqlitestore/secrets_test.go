@@ -100,6 +100,8 @@ func TestUpgradeSealsClearPasswords(t *testing.T) {
 		`DROP TABLE secrets_state`,
 		`DROP TABLE api_tokens`,
 		`DROP TABLE api_token_tenants`,
+		`DROP TABLE discovery_profiles`,
+		`DROP TABLE discovery_failures`,
 		`DELETE FROM schema_migrations WHERE version >= 3`,
 	} {
 		if _, err := db.Exec(q); err != nil {

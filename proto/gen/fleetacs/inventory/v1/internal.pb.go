@@ -873,6 +873,334 @@ func (x *GetConnectionRequestTargetResponse) GetLastInformTime() *timestamppb.Ti
 	return nil
 }
 
+// DiscoveryProfile is what sessions learned about discovering the devices of
+// one product class (docs/sessions.md, "Discovery that adapts to the CPE").
+type DiscoveryProfile struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Largest GetParameterValues batch (names per request) a device of the
+	// class answered; 0 when unknown.
+	GpvBatchOk uint32 `protobuf:"varint,1,opt,name=gpv_batch_ok,json=gpvBatchOk,proto3" json:"gpv_batch_ok,omitempty"`
+	// Smallest batch larger than gpv_batch_ok that a device refused with fault
+	// 9004 or was left holding when its session died; 0 when none.
+	GpvBatchFailed uint32 `protobuf:"varint,2,opt,name=gpv_batch_failed,json=gpvBatchFailed,proto3" json:"gpv_batch_failed,omitempty"`
+	// True once a session died while a GetParameterNames of the whole tree
+	// (NextLevel false) was outstanding: the class is then listed object by
+	// object.
+	SubtreeGpnFailed bool `protobuf:"varint,3,opt,name=subtree_gpn_failed,json=subtreeGpnFailed,proto3" json:"subtree_gpn_failed,omitempty"`
+	// When the profile last changed; unset for an empty profile.
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiscoveryProfile) Reset() {
+	*x = DiscoveryProfile{}
+	mi := &file_fleetacs_inventory_v1_internal_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiscoveryProfile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiscoveryProfile) ProtoMessage() {}
+
+func (x *DiscoveryProfile) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_inventory_v1_internal_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiscoveryProfile.ProtoReflect.Descriptor instead.
+func (*DiscoveryProfile) Descriptor() ([]byte, []int) {
+	return file_fleetacs_inventory_v1_internal_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *DiscoveryProfile) GetGpvBatchOk() uint32 {
+	if x != nil {
+		return x.GpvBatchOk
+	}
+	return 0
+}
+
+func (x *DiscoveryProfile) GetGpvBatchFailed() uint32 {
+	if x != nil {
+		return x.GpvBatchFailed
+	}
+	return 0
+}
+
+func (x *DiscoveryProfile) GetSubtreeGpnFailed() bool {
+	if x != nil {
+		return x.SubtreeGpnFailed
+	}
+	return false
+}
+
+func (x *DiscoveryProfile) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+// GetDiscoveryProfileRequest names a product class.
+type GetDiscoveryProfileRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant of the devices.
+	Tenant string `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// OUI of the class, six hexadecimal digits (compared in upper case).
+	Oui string `protobuf:"bytes,2,opt,name=oui,proto3" json:"oui,omitempty"`
+	// Product class; may be empty.
+	ProductClass  string `protobuf:"bytes,3,opt,name=product_class,json=productClass,proto3" json:"product_class,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDiscoveryProfileRequest) Reset() {
+	*x = GetDiscoveryProfileRequest{}
+	mi := &file_fleetacs_inventory_v1_internal_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDiscoveryProfileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDiscoveryProfileRequest) ProtoMessage() {}
+
+func (x *GetDiscoveryProfileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_inventory_v1_internal_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDiscoveryProfileRequest.ProtoReflect.Descriptor instead.
+func (*GetDiscoveryProfileRequest) Descriptor() ([]byte, []int) {
+	return file_fleetacs_inventory_v1_internal_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GetDiscoveryProfileRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *GetDiscoveryProfileRequest) GetOui() string {
+	if x != nil {
+		return x.Oui
+	}
+	return ""
+}
+
+func (x *GetDiscoveryProfileRequest) GetProductClass() string {
+	if x != nil {
+		return x.ProductClass
+	}
+	return ""
+}
+
+// GetDiscoveryProfileResponse holds the class's profile.
+type GetDiscoveryProfileResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The profile; all fields zero when nothing was learned.
+	Profile       *DiscoveryProfile `protobuf:"bytes,1,opt,name=profile,proto3" json:"profile,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDiscoveryProfileResponse) Reset() {
+	*x = GetDiscoveryProfileResponse{}
+	mi := &file_fleetacs_inventory_v1_internal_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDiscoveryProfileResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDiscoveryProfileResponse) ProtoMessage() {}
+
+func (x *GetDiscoveryProfileResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_inventory_v1_internal_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDiscoveryProfileResponse.ProtoReflect.Descriptor instead.
+func (*GetDiscoveryProfileResponse) Descriptor() ([]byte, []int) {
+	return file_fleetacs_inventory_v1_internal_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GetDiscoveryProfileResponse) GetProfile() *DiscoveryProfile {
+	if x != nil {
+		return x.Profile
+	}
+	return nil
+}
+
+// RecordDiscoveryRequest is what one discovery showed about its product
+// class.
+type RecordDiscoveryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant of the device.
+	Tenant string `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// OUI of the device, six hexadecimal digits.
+	Oui string `protobuf:"bytes,2,opt,name=oui,proto3" json:"oui,omitempty"`
+	// Product class of the device; may be empty.
+	ProductClass string `protobuf:"bytes,3,opt,name=product_class,json=productClass,proto3" json:"product_class,omitempty"`
+	// Largest batch the device answered in the session; 0 for none.
+	GpvBatchOk uint32 `protobuf:"varint,4,opt,name=gpv_batch_ok,json=gpvBatchOk,proto3" json:"gpv_batch_ok,omitempty"`
+	// Smallest batch the device refused with 9004 or held when the session
+	// died; 0 for none.
+	GpvBatchFailed uint32 `protobuf:"varint,5,opt,name=gpv_batch_failed,json=gpvBatchFailed,proto3" json:"gpv_batch_failed,omitempty"`
+	// True when the session died with a whole-tree GetParameterNames
+	// outstanding.
+	SubtreeGpnFailed bool `protobuf:"varint,6,opt,name=subtree_gpn_failed,json=subtreeGpnFailed,proto3" json:"subtree_gpn_failed,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *RecordDiscoveryRequest) Reset() {
+	*x = RecordDiscoveryRequest{}
+	mi := &file_fleetacs_inventory_v1_internal_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordDiscoveryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordDiscoveryRequest) ProtoMessage() {}
+
+func (x *RecordDiscoveryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_inventory_v1_internal_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordDiscoveryRequest.ProtoReflect.Descriptor instead.
+func (*RecordDiscoveryRequest) Descriptor() ([]byte, []int) {
+	return file_fleetacs_inventory_v1_internal_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RecordDiscoveryRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RecordDiscoveryRequest) GetOui() string {
+	if x != nil {
+		return x.Oui
+	}
+	return ""
+}
+
+func (x *RecordDiscoveryRequest) GetProductClass() string {
+	if x != nil {
+		return x.ProductClass
+	}
+	return ""
+}
+
+func (x *RecordDiscoveryRequest) GetGpvBatchOk() uint32 {
+	if x != nil {
+		return x.GpvBatchOk
+	}
+	return 0
+}
+
+func (x *RecordDiscoveryRequest) GetGpvBatchFailed() uint32 {
+	if x != nil {
+		return x.GpvBatchFailed
+	}
+	return 0
+}
+
+func (x *RecordDiscoveryRequest) GetSubtreeGpnFailed() bool {
+	if x != nil {
+		return x.SubtreeGpnFailed
+	}
+	return false
+}
+
+// RecordDiscoveryResponse returns the merged profile.
+type RecordDiscoveryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The class's profile after the merge.
+	Profile       *DiscoveryProfile `protobuf:"bytes,1,opt,name=profile,proto3" json:"profile,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordDiscoveryResponse) Reset() {
+	*x = RecordDiscoveryResponse{}
+	mi := &file_fleetacs_inventory_v1_internal_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordDiscoveryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordDiscoveryResponse) ProtoMessage() {}
+
+func (x *RecordDiscoveryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_inventory_v1_internal_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordDiscoveryResponse.ProtoReflect.Descriptor instead.
+func (*RecordDiscoveryResponse) Descriptor() ([]byte, []int) {
+	return file_fleetacs_inventory_v1_internal_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RecordDiscoveryResponse) GetProfile() *DiscoveryProfile {
+	if x != nil {
+		return x.Profile
+	}
+	return nil
+}
+
 var File_fleetacs_inventory_v1_internal_proto protoreflect.FileDescriptor
 
 const file_fleetacs_inventory_v1_internal_proto_rawDesc = "" +
@@ -952,12 +1280,37 @@ const file_fleetacs_inventory_v1_internal_proto_rawDesc = "" +
 	"\x12connection_request\x18\x01 \x01(\v2(.fleetacs.inventory.v1.ConnectionRequestR\x11connectionRequest\x12D\n" +
 	"\vcredentials\x18\x02 \x01(\v2\".fleetacs.inventory.v1.CredentialsR\vcredentials\x12\x1b\n" +
 	"\tremote_ip\x18\x03 \x01(\tR\bremoteIp\x12D\n" +
-	"\x10last_inform_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastInformTime2\x90\x04\n" +
+	"\x10last_inform_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastInformTime\"\xc9\x01\n" +
+	"\x10DiscoveryProfile\x12 \n" +
+	"\fgpv_batch_ok\x18\x01 \x01(\rR\n" +
+	"gpvBatchOk\x12(\n" +
+	"\x10gpv_batch_failed\x18\x02 \x01(\rR\x0egpvBatchFailed\x12,\n" +
+	"\x12subtree_gpn_failed\x18\x03 \x01(\bR\x10subtreeGpnFailed\x12;\n" +
+	"\vupdate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\"k\n" +
+	"\x1aGetDiscoveryProfileRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x10\n" +
+	"\x03oui\x18\x02 \x01(\tR\x03oui\x12#\n" +
+	"\rproduct_class\x18\x03 \x01(\tR\fproductClass\"`\n" +
+	"\x1bGetDiscoveryProfileResponse\x12A\n" +
+	"\aprofile\x18\x01 \x01(\v2'.fleetacs.inventory.v1.DiscoveryProfileR\aprofile\"\xe1\x01\n" +
+	"\x16RecordDiscoveryRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x10\n" +
+	"\x03oui\x18\x02 \x01(\tR\x03oui\x12#\n" +
+	"\rproduct_class\x18\x03 \x01(\tR\fproductClass\x12 \n" +
+	"\fgpv_batch_ok\x18\x04 \x01(\rR\n" +
+	"gpvBatchOk\x12(\n" +
+	"\x10gpv_batch_failed\x18\x05 \x01(\rR\x0egpvBatchFailed\x12,\n" +
+	"\x12subtree_gpn_failed\x18\x06 \x01(\bR\x10subtreeGpnFailed\"\\\n" +
+	"\x17RecordDiscoveryResponse\x12A\n" +
+	"\aprofile\x18\x01 \x01(\v2'.fleetacs.inventory.v1.DiscoveryProfileR\aprofile2\x80\x06\n" +
 	"\x18InventoryInternalService\x12|\n" +
 	"\x13GetDeviceForSession\x121.fleetacs.inventory.v1.GetDeviceForSessionRequest\x1a2.fleetacs.inventory.v1.GetDeviceForSessionResponse\x12j\n" +
 	"\rRecordSession\x12+.fleetacs.inventory.v1.RecordSessionRequest\x1a,.fleetacs.inventory.v1.RecordSessionResponse\x12v\n" +
 	"\x11GetCpeCredentials\x12/.fleetacs.inventory.v1.GetCpeCredentialsRequest\x1a0.fleetacs.inventory.v1.GetCpeCredentialsResponse\x12\x91\x01\n" +
-	"\x1aGetConnectionRequestTarget\x128.fleetacs.inventory.v1.GetConnectionRequestTargetRequest\x1a9.fleetacs.inventory.v1.GetConnectionRequestTargetResponseBJZHgithub.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1;inventoryv1b\x06proto3"
+	"\x1aGetConnectionRequestTarget\x128.fleetacs.inventory.v1.GetConnectionRequestTargetRequest\x1a9.fleetacs.inventory.v1.GetConnectionRequestTargetResponse\x12|\n" +
+	"\x13GetDiscoveryProfile\x121.fleetacs.inventory.v1.GetDiscoveryProfileRequest\x1a2.fleetacs.inventory.v1.GetDiscoveryProfileResponse\x12p\n" +
+	"\x0fRecordDiscovery\x12-.fleetacs.inventory.v1.RecordDiscoveryRequest\x1a..fleetacs.inventory.v1.RecordDiscoveryResponseBJZHgithub.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1;inventoryv1b\x06proto3"
 
 var (
 	file_fleetacs_inventory_v1_internal_proto_rawDescOnce sync.Once
@@ -971,7 +1324,7 @@ func file_fleetacs_inventory_v1_internal_proto_rawDescGZIP() []byte {
 	return file_fleetacs_inventory_v1_internal_proto_rawDescData
 }
 
-var file_fleetacs_inventory_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_fleetacs_inventory_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_fleetacs_inventory_v1_internal_proto_goTypes = []any{
 	(*Credentials)(nil),                        // 0: fleetacs.inventory.v1.Credentials
 	(*GetDeviceForSessionRequest)(nil),         // 1: fleetacs.inventory.v1.GetDeviceForSessionRequest
@@ -984,46 +1337,58 @@ var file_fleetacs_inventory_v1_internal_proto_goTypes = []any{
 	(*GetCpeCredentialsResponse)(nil),          // 8: fleetacs.inventory.v1.GetCpeCredentialsResponse
 	(*GetConnectionRequestTargetRequest)(nil),  // 9: fleetacs.inventory.v1.GetConnectionRequestTargetRequest
 	(*GetConnectionRequestTargetResponse)(nil), // 10: fleetacs.inventory.v1.GetConnectionRequestTargetResponse
-	(*ParameterSelector)(nil),                  // 11: fleetacs.inventory.v1.ParameterSelector
-	(*Device)(nil),                             // 12: fleetacs.inventory.v1.Device
-	(*timestamppb.Timestamp)(nil),              // 13: google.protobuf.Timestamp
-	(*DeviceId)(nil),                           // 14: fleetacs.inventory.v1.DeviceId
-	(*Parameter)(nil),                          // 15: fleetacs.inventory.v1.Parameter
-	(*InformEvent)(nil),                        // 16: fleetacs.inventory.v1.InformEvent
-	(*ConnectionRequest)(nil),                  // 17: fleetacs.inventory.v1.ConnectionRequest
+	(*DiscoveryProfile)(nil),                   // 11: fleetacs.inventory.v1.DiscoveryProfile
+	(*GetDiscoveryProfileRequest)(nil),         // 12: fleetacs.inventory.v1.GetDiscoveryProfileRequest
+	(*GetDiscoveryProfileResponse)(nil),        // 13: fleetacs.inventory.v1.GetDiscoveryProfileResponse
+	(*RecordDiscoveryRequest)(nil),             // 14: fleetacs.inventory.v1.RecordDiscoveryRequest
+	(*RecordDiscoveryResponse)(nil),            // 15: fleetacs.inventory.v1.RecordDiscoveryResponse
+	(*ParameterSelector)(nil),                  // 16: fleetacs.inventory.v1.ParameterSelector
+	(*Device)(nil),                             // 17: fleetacs.inventory.v1.Device
+	(*timestamppb.Timestamp)(nil),              // 18: google.protobuf.Timestamp
+	(*DeviceId)(nil),                           // 19: fleetacs.inventory.v1.DeviceId
+	(*Parameter)(nil),                          // 20: fleetacs.inventory.v1.Parameter
+	(*InformEvent)(nil),                        // 21: fleetacs.inventory.v1.InformEvent
+	(*ConnectionRequest)(nil),                  // 22: fleetacs.inventory.v1.ConnectionRequest
 }
 var file_fleetacs_inventory_v1_internal_proto_depIdxs = []int32{
-	11, // 0: fleetacs.inventory.v1.GetDeviceForSessionRequest.parameters:type_name -> fleetacs.inventory.v1.ParameterSelector
-	12, // 1: fleetacs.inventory.v1.GetDeviceForSessionResponse.device:type_name -> fleetacs.inventory.v1.Device
+	16, // 0: fleetacs.inventory.v1.GetDeviceForSessionRequest.parameters:type_name -> fleetacs.inventory.v1.ParameterSelector
+	17, // 1: fleetacs.inventory.v1.GetDeviceForSessionResponse.device:type_name -> fleetacs.inventory.v1.Device
 	0,  // 2: fleetacs.inventory.v1.GetDeviceForSessionResponse.connection_request_credentials:type_name -> fleetacs.inventory.v1.Credentials
-	13, // 3: fleetacs.inventory.v1.RecordSessionRequest.observe_time:type_name -> google.protobuf.Timestamp
-	14, // 4: fleetacs.inventory.v1.RecordSessionRequest.device_id:type_name -> fleetacs.inventory.v1.DeviceId
+	18, // 3: fleetacs.inventory.v1.RecordSessionRequest.observe_time:type_name -> google.protobuf.Timestamp
+	19, // 4: fleetacs.inventory.v1.RecordSessionRequest.device_id:type_name -> fleetacs.inventory.v1.DeviceId
 	4,  // 5: fleetacs.inventory.v1.RecordSessionRequest.inform:type_name -> fleetacs.inventory.v1.InformRecord
 	5,  // 6: fleetacs.inventory.v1.RecordSessionRequest.fields:type_name -> fleetacs.inventory.v1.DeviceFields
-	15, // 7: fleetacs.inventory.v1.RecordSessionRequest.parameters:type_name -> fleetacs.inventory.v1.Parameter
+	20, // 7: fleetacs.inventory.v1.RecordSessionRequest.parameters:type_name -> fleetacs.inventory.v1.Parameter
 	0,  // 8: fleetacs.inventory.v1.RecordSessionRequest.connection_request_credentials:type_name -> fleetacs.inventory.v1.Credentials
 	0,  // 9: fleetacs.inventory.v1.RecordSessionRequest.cpe_credentials:type_name -> fleetacs.inventory.v1.Credentials
-	13, // 10: fleetacs.inventory.v1.RecordSessionRequest.full_discovery_time:type_name -> google.protobuf.Timestamp
-	13, // 11: fleetacs.inventory.v1.InformRecord.time:type_name -> google.protobuf.Timestamp
-	16, // 12: fleetacs.inventory.v1.InformRecord.events:type_name -> fleetacs.inventory.v1.InformEvent
+	18, // 10: fleetacs.inventory.v1.RecordSessionRequest.full_discovery_time:type_name -> google.protobuf.Timestamp
+	18, // 11: fleetacs.inventory.v1.InformRecord.time:type_name -> google.protobuf.Timestamp
+	21, // 12: fleetacs.inventory.v1.InformRecord.events:type_name -> fleetacs.inventory.v1.InformEvent
 	0,  // 13: fleetacs.inventory.v1.GetCpeCredentialsResponse.credentials:type_name -> fleetacs.inventory.v1.Credentials
-	13, // 14: fleetacs.inventory.v1.GetCpeCredentialsResponse.registered_time:type_name -> google.protobuf.Timestamp
-	17, // 15: fleetacs.inventory.v1.GetConnectionRequestTargetResponse.connection_request:type_name -> fleetacs.inventory.v1.ConnectionRequest
+	18, // 14: fleetacs.inventory.v1.GetCpeCredentialsResponse.registered_time:type_name -> google.protobuf.Timestamp
+	22, // 15: fleetacs.inventory.v1.GetConnectionRequestTargetResponse.connection_request:type_name -> fleetacs.inventory.v1.ConnectionRequest
 	0,  // 16: fleetacs.inventory.v1.GetConnectionRequestTargetResponse.credentials:type_name -> fleetacs.inventory.v1.Credentials
-	13, // 17: fleetacs.inventory.v1.GetConnectionRequestTargetResponse.last_inform_time:type_name -> google.protobuf.Timestamp
-	1,  // 18: fleetacs.inventory.v1.InventoryInternalService.GetDeviceForSession:input_type -> fleetacs.inventory.v1.GetDeviceForSessionRequest
-	3,  // 19: fleetacs.inventory.v1.InventoryInternalService.RecordSession:input_type -> fleetacs.inventory.v1.RecordSessionRequest
-	7,  // 20: fleetacs.inventory.v1.InventoryInternalService.GetCpeCredentials:input_type -> fleetacs.inventory.v1.GetCpeCredentialsRequest
-	9,  // 21: fleetacs.inventory.v1.InventoryInternalService.GetConnectionRequestTarget:input_type -> fleetacs.inventory.v1.GetConnectionRequestTargetRequest
-	2,  // 22: fleetacs.inventory.v1.InventoryInternalService.GetDeviceForSession:output_type -> fleetacs.inventory.v1.GetDeviceForSessionResponse
-	6,  // 23: fleetacs.inventory.v1.InventoryInternalService.RecordSession:output_type -> fleetacs.inventory.v1.RecordSessionResponse
-	8,  // 24: fleetacs.inventory.v1.InventoryInternalService.GetCpeCredentials:output_type -> fleetacs.inventory.v1.GetCpeCredentialsResponse
-	10, // 25: fleetacs.inventory.v1.InventoryInternalService.GetConnectionRequestTarget:output_type -> fleetacs.inventory.v1.GetConnectionRequestTargetResponse
-	22, // [22:26] is the sub-list for method output_type
-	18, // [18:22] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	18, // 17: fleetacs.inventory.v1.GetConnectionRequestTargetResponse.last_inform_time:type_name -> google.protobuf.Timestamp
+	18, // 18: fleetacs.inventory.v1.DiscoveryProfile.update_time:type_name -> google.protobuf.Timestamp
+	11, // 19: fleetacs.inventory.v1.GetDiscoveryProfileResponse.profile:type_name -> fleetacs.inventory.v1.DiscoveryProfile
+	11, // 20: fleetacs.inventory.v1.RecordDiscoveryResponse.profile:type_name -> fleetacs.inventory.v1.DiscoveryProfile
+	1,  // 21: fleetacs.inventory.v1.InventoryInternalService.GetDeviceForSession:input_type -> fleetacs.inventory.v1.GetDeviceForSessionRequest
+	3,  // 22: fleetacs.inventory.v1.InventoryInternalService.RecordSession:input_type -> fleetacs.inventory.v1.RecordSessionRequest
+	7,  // 23: fleetacs.inventory.v1.InventoryInternalService.GetCpeCredentials:input_type -> fleetacs.inventory.v1.GetCpeCredentialsRequest
+	9,  // 24: fleetacs.inventory.v1.InventoryInternalService.GetConnectionRequestTarget:input_type -> fleetacs.inventory.v1.GetConnectionRequestTargetRequest
+	12, // 25: fleetacs.inventory.v1.InventoryInternalService.GetDiscoveryProfile:input_type -> fleetacs.inventory.v1.GetDiscoveryProfileRequest
+	14, // 26: fleetacs.inventory.v1.InventoryInternalService.RecordDiscovery:input_type -> fleetacs.inventory.v1.RecordDiscoveryRequest
+	2,  // 27: fleetacs.inventory.v1.InventoryInternalService.GetDeviceForSession:output_type -> fleetacs.inventory.v1.GetDeviceForSessionResponse
+	6,  // 28: fleetacs.inventory.v1.InventoryInternalService.RecordSession:output_type -> fleetacs.inventory.v1.RecordSessionResponse
+	8,  // 29: fleetacs.inventory.v1.InventoryInternalService.GetCpeCredentials:output_type -> fleetacs.inventory.v1.GetCpeCredentialsResponse
+	10, // 30: fleetacs.inventory.v1.InventoryInternalService.GetConnectionRequestTarget:output_type -> fleetacs.inventory.v1.GetConnectionRequestTargetResponse
+	13, // 31: fleetacs.inventory.v1.InventoryInternalService.GetDiscoveryProfile:output_type -> fleetacs.inventory.v1.GetDiscoveryProfileResponse
+	15, // 32: fleetacs.inventory.v1.InventoryInternalService.RecordDiscovery:output_type -> fleetacs.inventory.v1.RecordDiscoveryResponse
+	27, // [27:33] is the sub-list for method output_type
+	21, // [21:27] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_fleetacs_inventory_v1_internal_proto_init() }
@@ -1039,7 +1404,7 @@ func file_fleetacs_inventory_v1_internal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fleetacs_inventory_v1_internal_proto_rawDesc), len(file_fleetacs_inventory_v1_internal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,6 +23,8 @@ const (
 	InventoryInternalService_RecordSession_FullMethodName              = "/fleetacs.inventory.v1.InventoryInternalService/RecordSession"
 	InventoryInternalService_GetCpeCredentials_FullMethodName          = "/fleetacs.inventory.v1.InventoryInternalService/GetCpeCredentials"
 	InventoryInternalService_GetConnectionRequestTarget_FullMethodName = "/fleetacs.inventory.v1.InventoryInternalService/GetConnectionRequestTarget"
+	InventoryInternalService_GetDiscoveryProfile_FullMethodName        = "/fleetacs.inventory.v1.InventoryInternalService/GetDiscoveryProfile"
+	InventoryInternalService_RecordDiscovery_FullMethodName            = "/fleetacs.inventory.v1.InventoryInternalService/RecordDiscovery"
 )
 
 // InventoryInternalServiceClient is the client API for InventoryInternalService service.
@@ -68,6 +70,17 @@ type InventoryInternalServiceClient interface {
 	// connection-request password, for the notifier. NOT_FOUND /
 	// DEVICE_NOT_FOUND for an unknown device.
 	GetConnectionRequestTarget(ctx context.Context, in *GetConnectionRequestTargetRequest, opts ...grpc.CallOption) (*GetConnectionRequestTargetResponse, error)
+	// GetDiscoveryProfile returns what sessions learned about discovering the
+	// devices of one product class (OUI and product class, within a tenant):
+	// session workers plan a tree discovery with it. A class nothing was
+	// learned about is not an error: the profile is empty.
+	GetDiscoveryProfile(ctx context.Context, in *GetDiscoveryProfileRequest, opts ...grpc.CallOption) (*GetDiscoveryProfileResponse, error)
+	// RecordDiscovery merges what one discovery showed into its product
+	// class's profile: the largest GetParameterValues batch answered wins, and
+	// a failed batch counts only while it is larger than that. Merging is
+	// commutative and idempotent, so workers record without coordination and
+	// may retry. Not fenced: it is about the class, not one device.
+	RecordDiscovery(ctx context.Context, in *RecordDiscoveryRequest, opts ...grpc.CallOption) (*RecordDiscoveryResponse, error)
 }
 
 type inventoryInternalServiceClient struct {
@@ -118,6 +131,26 @@ func (c *inventoryInternalServiceClient) GetConnectionRequestTarget(ctx context.
 	return out, nil
 }
 
+func (c *inventoryInternalServiceClient) GetDiscoveryProfile(ctx context.Context, in *GetDiscoveryProfileRequest, opts ...grpc.CallOption) (*GetDiscoveryProfileResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetDiscoveryProfileResponse)
+	err := c.cc.Invoke(ctx, InventoryInternalService_GetDiscoveryProfile_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *inventoryInternalServiceClient) RecordDiscovery(ctx context.Context, in *RecordDiscoveryRequest, opts ...grpc.CallOption) (*RecordDiscoveryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecordDiscoveryResponse)
+	err := c.cc.Invoke(ctx, InventoryInternalService_RecordDiscovery_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InventoryInternalServiceServer is the server API for InventoryInternalService service.
 // All implementations must embed UnimplementedInventoryInternalServiceServer
 // for forward compatibility.
@@ -161,6 +194,17 @@ type InventoryInternalServiceServer interface {
 	// connection-request password, for the notifier. NOT_FOUND /
 	// DEVICE_NOT_FOUND for an unknown device.
 	GetConnectionRequestTarget(context.Context, *GetConnectionRequestTargetRequest) (*GetConnectionRequestTargetResponse, error)
+	// GetDiscoveryProfile returns what sessions learned about discovering the
+	// devices of one product class (OUI and product class, within a tenant):
+	// session workers plan a tree discovery with it. A class nothing was
+	// learned about is not an error: the profile is empty.
+	GetDiscoveryProfile(context.Context, *GetDiscoveryProfileRequest) (*GetDiscoveryProfileResponse, error)
+	// RecordDiscovery merges what one discovery showed into its product
+	// class's profile: the largest GetParameterValues batch answered wins, and
+	// a failed batch counts only while it is larger than that. Merging is
+	// commutative and idempotent, so workers record without coordination and
+	// may retry. Not fenced: it is about the class, not one device.
+	RecordDiscovery(context.Context, *RecordDiscoveryRequest) (*RecordDiscoveryResponse, error)
 	mustEmbedUnimplementedInventoryInternalServiceServer()
 }
 
@@ -182,6 +226,12 @@ func (UnimplementedInventoryInternalServiceServer) GetCpeCredentials(context.Con
 }
 func (UnimplementedInventoryInternalServiceServer) GetConnectionRequestTarget(context.Context, *GetConnectionRequestTargetRequest) (*GetConnectionRequestTargetResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetConnectionRequestTarget not implemented")
+}
+func (UnimplementedInventoryInternalServiceServer) GetDiscoveryProfile(context.Context, *GetDiscoveryProfileRequest) (*GetDiscoveryProfileResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetDiscoveryProfile not implemented")
+}
+func (UnimplementedInventoryInternalServiceServer) RecordDiscovery(context.Context, *RecordDiscoveryRequest) (*RecordDiscoveryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecordDiscovery not implemented")
 }
 func (UnimplementedInventoryInternalServiceServer) mustEmbedUnimplementedInventoryInternalServiceServer() {
 }
@@ -277,6 +327,42 @@ func _InventoryInternalService_GetConnectionRequestTarget_Handler(srv interface{
 	return interceptor(ctx, in, info, handler)
 }
 
+func _InventoryInternalService_GetDiscoveryProfile_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDiscoveryProfileRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryInternalServiceServer).GetDiscoveryProfile(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryInternalService_GetDiscoveryProfile_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryInternalServiceServer).GetDiscoveryProfile(ctx, req.(*GetDiscoveryProfileRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _InventoryInternalService_RecordDiscovery_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordDiscoveryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryInternalServiceServer).RecordDiscovery(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryInternalService_RecordDiscovery_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryInternalServiceServer).RecordDiscovery(ctx, req.(*RecordDiscoveryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // InventoryInternalService_ServiceDesc is the grpc.ServiceDesc for InventoryInternalService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -299,6 +385,14 @@ var InventoryInternalService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetConnectionRequestTarget",
 			Handler:    _InventoryInternalService_GetConnectionRequestTarget_Handler,
+		},
+		{
+			MethodName: "GetDiscoveryProfile",
+			Handler:    _InventoryInternalService_GetDiscoveryProfile_Handler,
+		},
+		{
+			MethodName: "RecordDiscovery",
+			Handler:    _InventoryInternalService_RecordDiscovery_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -258,18 +258,9 @@ type ExchangeRequest struct {
 	// True when the CPE connection used TLS.
 	Tls bool `protobuf:"varint,10,opt,name=tls,proto3" json:"tls,omitempty"`
 	// How the CPE proved its identity for this request.
-	Auth *CpeAuthentication `protobuf:"bytes,11,opt,name=auth,proto3" json:"auth,omitempty"`
-	// When set, the worker keeps the session's open session record in the
-	// affinity store (DESIGN §1: session workers own the records), written
-	// with its checkpoint after every exchange that leaves the session open,
-	// for this long, and removed when the session ends; it says so with
-	// ExchangeResponse.affinity_recorded. Unset, or when the worker cannot,
-	// the gateway keeps the record itself. The record names this worker, the
-	// client address of remote_addr, tenant, device_key and the
-	// authentication of the request that opened the session.
-	AffinityRecordTtl *durationpb.Duration `protobuf:"bytes,12,opt,name=affinity_record_ttl,json=affinityRecordTtl,proto3" json:"affinity_record_ttl,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	Auth          *CpeAuthentication `protobuf:"bytes,11,opt,name=auth,proto3" json:"auth,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ExchangeRequest) Reset() {
@@ -375,13 +366,6 @@ func (x *ExchangeRequest) GetTls() bool {
 func (x *ExchangeRequest) GetAuth() *CpeAuthentication {
 	if x != nil {
 		return x.Auth
-	}
-	return nil
-}
-
-func (x *ExchangeRequest) GetAffinityRecordTtl() *durationpb.Duration {
-	if x != nil {
-		return x.AffinityRecordTtl
 	}
 	return nil
 }
@@ -634,10 +618,6 @@ type ExchangeResponse struct {
 	// response that accepts a new session (the InformResponse); empty means
 	// send no Set-Cookie.
 	SetSessionCookie string `protobuf:"bytes,5,opt,name=set_session_cookie,json=setSessionCookie,proto3" json:"set_session_cookie,omitempty"`
-	// True when the worker did what ExchangeRequest.affinity_record_ttl asks
-	// for this exchange: stored the session's record (session open) or
-	// removed it (session_ended). False means the gateway must do it.
-	AffinityRecorded bool `protobuf:"varint,6,opt,name=affinity_recorded,json=affinityRecorded,proto3" json:"affinity_recorded,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -705,13 +685,6 @@ func (x *ExchangeResponse) GetSetSessionCookie() string {
 		return x.SetSessionCookie
 	}
 	return ""
-}
-
-func (x *ExchangeResponse) GetAffinityRecorded() bool {
-	if x != nil {
-		return x.AffinityRecorded
-	}
-	return false
 }
 
 // AbandonRequest names a session the gateway gave up on.
@@ -828,7 +801,7 @@ var File_fleetacs_sessions_v1_sessions_proto protoreflect.FileDescriptor
 
 const file_fleetacs_sessions_v1_sessions_proto_rawDesc = "" +
 	"\n" +
-	"#fleetacs/sessions/v1/sessions.proto\x12\x14fleetacs.sessions.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe7\x03\n" +
+	"#fleetacs/sessions/v1/sessions.proto\x12\x14fleetacs.sessions.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb7\x03\n" +
 	"\x0fExchangeRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1f\n" +
@@ -845,8 +818,7 @@ const file_fleetacs_sessions_v1_sessions_proto_rawDesc = "" +
 	"remoteAddr\x12\x10\n" +
 	"\x03tls\x18\n" +
 	" \x01(\bR\x03tls\x12;\n" +
-	"\x04auth\x18\v \x01(\v2'.fleetacs.sessions.v1.CpeAuthenticationR\x04auth\x12I\n" +
-	"\x13affinity_record_ttl\x18\f \x01(\v2\x19.google.protobuf.DurationR\x11affinityRecordTtl\"\x8a\x01\n" +
+	"\x04auth\x18\v \x01(\v2'.fleetacs.sessions.v1.CpeAuthenticationR\x04authJ\x04\b\f\x10\rR\x13affinity_record_ttl\"\x8a\x01\n" +
 	"\bDeviceId\x12\"\n" +
 	"\fmanufacturer\x18\x01 \x01(\tR\fmanufacturer\x12\x10\n" +
 	"\x03oui\x18\x02 \x01(\tR\x03oui\x12#\n" +
@@ -860,7 +832,7 @@ const file_fleetacs_sessions_v1_sessions_proto_rawDesc = "" +
 	"\x11CpeAuthentication\x12;\n" +
 	"\x06method\x18\x01 \x01(\x0e2#.fleetacs.sessions.v1.CpeAuthMethodR\x06method\x12\x1c\n" +
 	"\tprincipal\x18\x02 \x01(\tR\tprincipal\x12;\n" +
-	"\x05scope\x18\x03 \x01(\x0e2%.fleetacs.sessions.v1.CredentialScopeR\x05scope\"\x83\x02\n" +
+	"\x05scope\x18\x03 \x01(\x0e2%.fleetacs.sessions.v1.CredentialScopeR\x05scope\"\xef\x01\n" +
 	"\x10ExchangeResponse\x12\x1f\n" +
 	"\vhttp_status\x18\x01 \x01(\rR\n" +
 	"httpStatus\x12\x12\n" +
@@ -868,8 +840,7 @@ const file_fleetacs_sessions_v1_sessions_proto_rawDesc = "" +
 	"\rsession_ended\x18\x03 \x01(\bR\fsessionEnded\x12:\n" +
 	"\vretry_after\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"retryAfter\x12,\n" +
-	"\x12set_session_cookie\x18\x05 \x01(\tR\x10setSessionCookie\x12+\n" +
-	"\x11affinity_recorded\x18\x06 \x01(\bR\x10affinityRecorded\"\xa3\x01\n" +
+	"\x12set_session_cookie\x18\x05 \x01(\tR\x10setSessionCookieJ\x04\b\x06\x10\aR\x11affinity_recorded\"\xa3\x01\n" +
 	"\x0eAbandonRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x16\n" +
@@ -923,28 +894,27 @@ var file_fleetacs_sessions_v1_sessions_proto_goTypes = []any{
 	(*ExchangeResponse)(nil),      // 7: fleetacs.sessions.v1.ExchangeResponse
 	(*AbandonRequest)(nil),        // 8: fleetacs.sessions.v1.AbandonRequest
 	(*AbandonResponse)(nil),       // 9: fleetacs.sessions.v1.AbandonResponse
-	(*durationpb.Duration)(nil),   // 10: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 11: google.protobuf.Duration
 }
 var file_fleetacs_sessions_v1_sessions_proto_depIdxs = []int32{
 	4,  // 0: fleetacs.sessions.v1.ExchangeRequest.device_id:type_name -> fleetacs.sessions.v1.DeviceId
 	5,  // 1: fleetacs.sessions.v1.ExchangeRequest.lease:type_name -> fleetacs.sessions.v1.DeviceLease
 	6,  // 2: fleetacs.sessions.v1.ExchangeRequest.auth:type_name -> fleetacs.sessions.v1.CpeAuthentication
-	10, // 3: fleetacs.sessions.v1.ExchangeRequest.affinity_record_ttl:type_name -> google.protobuf.Duration
-	11, // 4: fleetacs.sessions.v1.DeviceLease.expire_time:type_name -> google.protobuf.Timestamp
-	0,  // 5: fleetacs.sessions.v1.CpeAuthentication.method:type_name -> fleetacs.sessions.v1.CpeAuthMethod
-	1,  // 6: fleetacs.sessions.v1.CpeAuthentication.scope:type_name -> fleetacs.sessions.v1.CredentialScope
-	10, // 7: fleetacs.sessions.v1.ExchangeResponse.retry_after:type_name -> google.protobuf.Duration
-	2,  // 8: fleetacs.sessions.v1.AbandonRequest.reason:type_name -> fleetacs.sessions.v1.AbandonReason
-	3,  // 9: fleetacs.sessions.v1.SessionService.Exchange:input_type -> fleetacs.sessions.v1.ExchangeRequest
-	8,  // 10: fleetacs.sessions.v1.SessionService.Abandon:input_type -> fleetacs.sessions.v1.AbandonRequest
-	7,  // 11: fleetacs.sessions.v1.SessionService.Exchange:output_type -> fleetacs.sessions.v1.ExchangeResponse
-	9,  // 12: fleetacs.sessions.v1.SessionService.Abandon:output_type -> fleetacs.sessions.v1.AbandonResponse
-	11, // [11:13] is the sub-list for method output_type
-	9,  // [9:11] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	10, // 3: fleetacs.sessions.v1.DeviceLease.expire_time:type_name -> google.protobuf.Timestamp
+	0,  // 4: fleetacs.sessions.v1.CpeAuthentication.method:type_name -> fleetacs.sessions.v1.CpeAuthMethod
+	1,  // 5: fleetacs.sessions.v1.CpeAuthentication.scope:type_name -> fleetacs.sessions.v1.CredentialScope
+	11, // 6: fleetacs.sessions.v1.ExchangeResponse.retry_after:type_name -> google.protobuf.Duration
+	2,  // 7: fleetacs.sessions.v1.AbandonRequest.reason:type_name -> fleetacs.sessions.v1.AbandonReason
+	3,  // 8: fleetacs.sessions.v1.SessionService.Exchange:input_type -> fleetacs.sessions.v1.ExchangeRequest
+	8,  // 9: fleetacs.sessions.v1.SessionService.Abandon:input_type -> fleetacs.sessions.v1.AbandonRequest
+	7,  // 10: fleetacs.sessions.v1.SessionService.Exchange:output_type -> fleetacs.sessions.v1.ExchangeResponse
+	9,  // 11: fleetacs.sessions.v1.SessionService.Abandon:output_type -> fleetacs.sessions.v1.AbandonResponse
+	10, // [10:12] is the sub-list for method output_type
+	8,  // [8:10] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_fleetacs_sessions_v1_sessions_proto_init() }

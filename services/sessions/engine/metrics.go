@@ -1,4 +1,4 @@
-package sessions
+package engine
 
 import (
 	"context"
@@ -23,6 +23,7 @@ type metrics struct {
 	failures   metric.Int64Counter
 	exchange   metric.Float64Histogram
 	discovered metric.Int64Counter
+	truncated  metric.Int64Counter
 }
 
 // Outcomes of a session (attribute "outcome" of fleetacs.sessions.ended).
@@ -54,9 +55,25 @@ const (
 	failRelease    = "release"
 	failRenew      = "renew"
 	failRegistry   = "registry"
+	failProfile    = "discovery_profile"
 )
 
-func newMetrics(mp metric.MeterProvider, active func() int) (*metrics, error) {
+// Why an exchange was refused (attribute "reason" of
+// fleetacs.sessions.refused).
+const (
+	refusedDraining = "draining" // the worker is draining or stopped
+	refusedCapacity = "capacity" // the worker holds its maximum of sessions
+	refusedMemory   = "memory"   // the sessions' memory budget is spent (503)
+)
+
+// What a session's limits cut short (attribute "what" of
+// fleetacs.sessions.truncated).
+const (
+	truncInform    = "inform"    // Inform parameters dropped (counted one by one)
+	truncDiscovery = "discovery" // discoveries stopped early (one each)
+)
+
+func newMetrics(mp metric.MeterProvider, active func() int, memory func() int64) (*metrics, error) {
 	if mp == nil {
 		mp = noop.NewMeterProvider()
 	}
@@ -76,6 +93,7 @@ func newMetrics(mp metric.MeterProvider, active func() int) (*metrics, error) {
 		anomalies:  counter("fleetacs.sessions.anomalies", "CPE messages that broke the protocol, by kind"),
 		failures:   counter("fleetacs.sessions.failures", "failed calls to inventory or the affinity store, by operation"),
 		discovered: counter("fleetacs.sessions.discovered_parameters", "parameters learned by tree discoveries"),
+		truncated:  counter("fleetacs.sessions.truncated", "what sessions' limits cut short: Inform parameters dropped, discoveries stopped early"),
 	}
 	h, err := m.Float64Histogram("fleetacs.sessions.exchange.duration", metric.WithUnit("s"),
 		metric.WithDescription("time the worker took to answer one CPE request"))
@@ -84,6 +102,13 @@ func newMetrics(mp metric.MeterProvider, active func() int) (*metrics, error) {
 	_, err = m.Int64ObservableGauge("fleetacs.sessions.active", metric.WithDescription("sessions held by the worker"),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
 			o.Observe(int64(active()))
+			return nil
+		}))
+	errs = append(errs, err)
+	_, err = m.Int64ObservableGauge("fleetacs.sessions.memory", metric.WithUnit("By"),
+		metric.WithDescription("estimated bytes the worker's sessions hold, as the memory budget counts them"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(memory())
 			return nil
 		}))
 	errs = append(errs, err)
@@ -108,8 +133,9 @@ func init() {
 		"kind":    kinds,
 		"outcome": {outcomeCompleted, outcomeExpired, outcomeAbandoned, outcomeSuperseded, outcomeFailed, outcomeRefused},
 		"stage":   {lostAtInform, lostAtRenew, lostAtCheckpoint, lostAtRecord, lostAtResume},
-		"op":      {failCheckpoint, failRecord, failInventory, failEncode, failRelease, failRenew, failRegistry},
-		"reason":  {"capacity", "draining"},
+		"op":      {failCheckpoint, failRecord, failInventory, failEncode, failRelease, failRenew, failRegistry, failProfile},
+		"reason":  {refusedCapacity, refusedDraining, refusedMemory},
+		"what":    {truncInform, truncDiscovery},
 	} {
 		for _, v := range values {
 			attrCache[key+"="+v] = metric.WithAttributeSet(attribute.NewSet(attribute.String(key, v)))

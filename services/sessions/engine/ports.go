@@ -1,4 +1,4 @@
-package sessions
+package engine
 
 import (
 	"context"
@@ -8,9 +8,9 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 )
 
-// The worker's ports (STYLE rule 3): small interfaces it owns. The affinity
-// ones are met by pkg/affinity's Redis and memory stores; Inventory by the
-// gRPC adapter in inventory_grpc.go.
+// The engine's ports (docs/style.md rule 3): small interfaces it owns. The
+// affinity ones are met by pkg/affinity's Redis and memory stores;
+// Inventory by the gRPC adapter of package sessions.
 
 // ErrLeaseLost means a newer session holds the device: a store refused a
 // write fenced by an older token. It is affinity.ErrLeaseLost itself, so
@@ -58,6 +58,13 @@ type Inventory interface {
 	// ErrLeaseLost when the diff's fencing token is older than the newest
 	// the device has recorded. Applying the same diff twice is harmless.
 	RecordSession(ctx context.Context, d *Diff) error
+	// DiscoveryProfile returns what sessions learned about discovering
+	// the devices of a product class; the zero profile when nothing.
+	DiscoveryProfile(ctx context.Context, c ProductClass) (DiscoveryProfile, error)
+	// RecordDiscovery merges what one discovery showed into its class's
+	// profile (see DiscoveryProfile.Merge). Not fenced: it is about the
+	// class, not the device.
+	RecordDiscovery(ctx context.Context, c ProductClass, o DiscoveryObservation) error
 }
 
 // DeviceQuery asks for a device at the start of a session.

@@ -1,4 +1,4 @@
-package sessions
+package engine
 
 import (
 	"errors"
@@ -7,8 +7,8 @@ import (
 	"time"
 )
 
-// Config is the session worker's configuration (STYLE rule 2). Flags are
-// "sessions.<kebab-name>"; DefaultConfig holds the defaults.
+// Config is the session worker's configuration (docs/style.md rule 2).
+// Flags are "sessions.<kebab-name>"; DefaultConfig holds the defaults.
 type Config struct {
 	// AdvertiseAddr is the host:port gateways dial to reach this worker,
 	// registered for routing. The worker serves on its process's shared
@@ -24,8 +24,9 @@ type Config struct {
 	// also the weight the worker registers with.
 	MaxSessions int
 	// DiscoveryBatchSize is how many parameter names one
-	// GetParameterValues of a tree discovery asks for (PROTOCOL-NOTES §13,
-	// output 7: modest batches).
+	// GetParameterValues of a tree discovery asks for (docs/protocol.md
+	// §13, output 7: modest batches), unless a quirks profile or what the
+	// product class showed says less.
 	DiscoveryBatchSize int
 	// LeaseTTL is what each renewal of a session's device lease extends
 	// it by; renewals happen every third of it.
@@ -50,6 +51,25 @@ type Config struct {
 	// CallTimeout bounds each call to inventory and to the affinity store
 	// made outside a gateway's request (renewals, expiry, shutdown).
 	CallTimeout time.Duration
+	// MaxOperations is how many operations (a discovery, tasks...) one
+	// session runs; the rest wait for the next session.
+	MaxOperations int
+	// MaxInformParameters bounds the parameters of an Inform a session
+	// keeps and records; the rest are dropped, logged and counted.
+	MaxInformParameters int
+	// MaxSessionParameters and MaxSessionBytes bound what one session
+	// holds to record (the Inform's parameters and what its operations
+	// learn, estimated by ParameterCost); a discovery stops there.
+	MaxSessionParameters int
+	MaxSessionBytes      int
+	// MemoryBudget bounds the bytes all the worker's sessions hold: a new
+	// session whose Inform does not fit is shed with 503 and Retry-After.
+	// 0 means no budget.
+	MemoryBudget int
+	// QuirksFile names a JSON file of quirks profiles per OUI and product
+	// class (docs/sessions.md), read when the worker starts; empty uses
+	// the built-in profiles only.
+	QuirksFile string
 }
 
 // DefaultConfig returns the defaults RegisterFlags registers.
@@ -73,6 +93,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxBodyBytes, "sessions.max-body-bytes", 4<<20, "largest CWMP body the worker decodes")
 	fs.DurationVar(&c.DrainTimeout, "sessions.drain-timeout", 20*time.Second, "on shutdown, time open sessions get to finish before they are handed off")
 	fs.DurationVar(&c.CallTimeout, "sessions.call-timeout", 5*time.Second, "bound of inventory and affinity-store calls made in the background")
+	fs.IntVar(&c.MaxOperations, "sessions.max-operations", 32, "operations (discovery, tasks) one session runs; the rest wait for the next session")
+	fs.IntVar(&c.MaxInformParameters, "sessions.max-inform-parameters", 1000, "parameters of one Inform a session keeps and records; more are dropped, logged and counted")
+	fs.IntVar(&c.MaxSessionParameters, "sessions.max-session-parameters", 50000, "parameters one session keeps to record (Inform and discovery together); a discovery stops there")
+	fs.IntVar(&c.MaxSessionBytes, "sessions.max-session-bytes", 16<<20, "estimated bytes one session keeps to record; a discovery stops there")
+	fs.IntVar(&c.MemoryBudget, "sessions.memory-budget", 512<<20, "estimated bytes all sessions of the worker keep; a new session that does not fit is shed with 503 (0: no budget)")
+	fs.StringVar(&c.QuirksFile, "sessions.quirks-file", "", "JSON file of discovery quirks per OUI and product class, on top of the built-in ones (format in docs/sessions.md)")
 }
 
 // Validate reports every setting that cannot work.
@@ -90,6 +116,20 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes <= 0 {
 		bad("sessions.max-body-bytes must be positive, got %d", c.MaxBodyBytes)
+	}
+	for _, n := range []struct {
+		name string
+		v    int
+	}{
+		{"max-operations", c.MaxOperations}, {"max-inform-parameters", c.MaxInformParameters},
+		{"max-session-parameters", c.MaxSessionParameters}, {"max-session-bytes", c.MaxSessionBytes},
+	} {
+		if n.v <= 0 {
+			bad("sessions.%s must be positive, got %d", n.name, n.v)
+		}
+	}
+	if c.MemoryBudget < 0 {
+		bad("sessions.memory-budget must not be negative, got %d", c.MemoryBudget)
 	}
 	for _, d := range []struct {
 		name string

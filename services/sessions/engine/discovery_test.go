@@ -1,0 +1,269 @@
+package engine
+
+import (
+	"encoding/json"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/fleetacs/fleetacs/pkg/cwmp"
+)
+
+func TestRemovedPaths(t *testing.T) {
+	discovered := map[string]struct{}{}
+	for _, n := range []string{
+		"Device.", "Device.DeviceInfo.UpTime",
+		// No object names below: some CPEs list none.
+		"Device.WiFi.SSID.1.SSID", "Device.WiFi.SSID.10.SSID",
+	} {
+		discovered[n] = struct{}{}
+	}
+	stored := []string{
+		"Device.DeviceInfo.UpTime",       // present
+		"Device.DeviceInfo.Gone",         // parameter gone, object present
+		"Device.WiFi.SSID.1.",            // present: a name lies under it
+		"Device.WiFi.SSID.1.Enable",      // gone, object present
+		"Device.WiFi.SSID.2.SSID",        // whole instance gone
+		"Device.WiFi.SSID.2.Enable",      // ... same subtree
+		"Device.WiFi.SSID.2.Stats.Bytes", // ... same subtree
+		"Device.NAT.",                    // whole object gone
+		"Device.NAT.PortMapping.1.Port",  // inside it
+		"Device.",                        // the root is never removed
+		"InternetGatewayDevice.X",        // outside the root: not ours to judge
+	}
+	got := removedPaths("Device.", stored, discovered)
+	want := []string{"Device.DeviceInfo.Gone", "Device.NAT.", "Device.WiFi.SSID.1.Enable", "Device.WiFi.SSID.2."}
+	if !slices.Equal(got, want) {
+		t.Fatalf("removed %v, want %v", got, want)
+	}
+}
+
+// answerOf builds the Answer to call with a response or a fault.
+func answerOf(call Call, resp cwmp.Message, fault *cwmp.Fault) Answer {
+	return Answer{Call: call, Response: resp, Fault: fault}
+}
+
+func gpnResponse(names ...string) *cwmp.GetParameterNamesResponse {
+	resp := &cwmp.GetParameterNamesResponse{}
+	for _, n := range names {
+		resp.ParameterList = append(resp.ParameterList, cwmp.ParameterInfo{Name: n})
+	}
+	return resp
+}
+
+// testContext is a session context without limits.
+func testContext() *Context { return &Context{} }
+
+func TestDiscoveryKeysAndRoots(t *testing.T) {
+	d := newDiscovery([]string{"Device.", "InternetGatewayDevice."}, nil, 2)
+	c := testContext()
+	next := func() Call {
+		t.Helper()
+		call, ok := d.Next(c)
+		if !ok {
+			t.Fatal("discovery has no request")
+		}
+		return call
+	}
+	// Next does not move the discovery.
+	if a, b := next(), next(); a.Key != b.Key || a.Key != "gpn Device." {
+		t.Fatalf("keys %q, %q", a.Key, b.Key)
+	}
+	// The guessed root is refused: the other one is tried.
+	d.Answer(c, answerOf(next(), nil, cwmp.NewFault(cwmp.FaultInvalidParameterName)))
+	if next().Key != "gpn InternetGatewayDevice." {
+		t.Fatal("second root not tried")
+	}
+	// A stale answer for the first root changes nothing.
+	before, _ := json.Marshal(d)
+	d.Answer(c, answerOf(Call{Key: "gpn Device."}, gpnResponse("Device.X"), nil))
+	if after, _ := json.Marshal(d); string(after) != string(before) {
+		t.Fatal("stale GetParameterNames answer applied")
+	}
+	root := "InternetGatewayDevice."
+	d.Answer(c, answerOf(next(), gpnResponse(root, root+"A", root+"B.", root+"B.C", root+"D", "Device.Stray"), nil))
+	call := next()
+	gpv, ok := call.Message.(*cwmp.GetParameterValues)
+	if !ok || call.Key != "gpv 0 2" || !slices.Equal(gpv.ParameterNames, []string{root + "A", root + "B.C"}) {
+		t.Fatalf("first batch %q %v", call.Key, call.Message)
+	}
+	d.Answer(c, answerOf(call, &cwmp.GetParameterValuesResponse{ParameterList: []cwmp.ParameterValue{
+		{Name: root + "A", Value: "1", Type: "xsd:int"}, {Name: root + "B.C", Value: "x", Type: "xsd:string"}}}, nil))
+	// Repeating the same answer is ignored (the cursor moved).
+	before, _ = json.Marshal(d)
+	d.Answer(c, answerOf(call, &cwmp.GetParameterValuesResponse{}, nil))
+	if after, _ := json.Marshal(d); string(after) != string(before) {
+		t.Fatal("repeated answer applied")
+	}
+	if call := next(); call.Key != "gpv 2 1" {
+		t.Fatalf("second batch %q", call.Key)
+	}
+	d.Answer(c, answerOf(next(), nil, cwmp.NewFault(cwmp.FaultInvalidParameterName)))
+	if d.Stage != stageDone || !slices.Equal(d.Skipped, []string{root + "D"}) {
+		t.Fatalf("stage %s skipped %v", d.Stage, d.Skipped)
+	}
+	if _, ok := d.Next(c); ok {
+		t.Fatal("request after discovery")
+	}
+	if o := d.observation(); o.GPVBatchOK != 2 || o.GPVBatchFailed != 0 || o.SubtreeGPNFailed {
+		t.Fatalf("observation %+v", o)
+	}
+
+	// The discovery survives a checkpoint round trip.
+	b, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := (&discoveryPlanner{}).Restore(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := op.(*discovery)
+	if len(back.Nodes) != 5 || back.Nodes[1].Value != "1" || !back.Nodes[1].HasValue {
+		t.Fatalf("restored nodes %+v", back.Nodes)
+	}
+}
+
+func TestDiscoveryFailsOnOtherFaults(t *testing.T) {
+	d := newDiscovery([]string{"Device."}, nil, 100)
+	c := testContext()
+	call, _ := d.Next(c)
+	d.Answer(c, answerOf(call, gpnResponse("Device.A", "Device.B"), nil))
+	call, _ = d.Next(c)
+	d.Answer(c, answerOf(call, nil, cwmp.NewFault(cwmp.FaultCPERequestDenied)))
+	if d.Stage != stageFailed {
+		t.Fatalf("stage %s after 9001", d.Stage)
+	}
+	if _, ok := d.Next(c); ok {
+		t.Fatal("request after a failed discovery")
+	}
+}
+
+// A session that dies with a batch outstanding, or with the whole-tree
+// GetParameterNames outstanding, says so in its observation; a batch
+// refused with 9004 counts as failed too.
+func TestDiscoveryObservesDeaths(t *testing.T) {
+	c := testContext()
+	d := newDiscovery([]string{"Device."}, nil, 100)
+	call, _ := d.Next(c)
+	d.Answer(c, Answer{Call: call, Lost: cwmp.AbandonExpired})
+	if o := d.observation(); !o.SubtreeGPNFailed || o.GPVBatchFailed != 0 || d.Stage != stageFailed {
+		t.Fatalf("died in GetParameterNames: %+v stage %s", o, d.Stage)
+	}
+
+	d = newDiscovery([]string{"Device."}, nil, 8)
+	call, _ = d.Next(c)
+	var names []string
+	for i := range 20 {
+		names = append(names, "Device.P"+strconv.Itoa(i))
+	}
+	d.Answer(c, answerOf(call, gpnResponse(names...), nil))
+	call, _ = d.Next(c)
+	d.Answer(c, answerOf(call, nil, cwmp.NewFault(cwmp.FaultCPEResourcesExceeded))) // 8 refused
+	call, _ = d.Next(c)
+	d.Answer(c, answerOf(call, &cwmp.GetParameterValuesResponse{}, nil)) // 4 answered
+	call, _ = d.Next(c)
+	if call.Key != "gpv 4 4" {
+		t.Fatalf("batch after 9004 %q", call.Key)
+	}
+	d.Answer(c, Answer{Call: call, Lost: cwmp.AbandonNewInform})
+	if o := d.observation(); o.GPVBatchOK != 4 || o.GPVBatchFailed != 4 || o.SubtreeGPNFailed {
+		t.Fatalf("observation %+v", o)
+	}
+}
+
+// In walk mode the names come object by object (NextLevel true); objects
+// listed are listed in turn, a fault on one skips it.
+func TestDiscoveryWalk(t *testing.T) {
+	c := testContext()
+	d := newDiscovery([]string{"Device."}, []string{"Device.Gone.X"}, 10)
+	d.Walk, d.Pending = true, []string{"Device."}
+	answers := map[string]cwmp.Message{
+		"Device.":      gpnResponse("Device.", "Device.A", "Device.B.", "Device.C."),
+		"Device.B.":    gpnResponse("Device.B.X", "Device.B.1.", "Device.Other"),
+		"Device.C.":    nil, // refused
+		"Device.B.1.":  gpnResponse("Device.B.1.Y"),
+		"Device.Gone.": nil,
+	}
+	var listed []string
+	for d.Stage == stageNames {
+		call, ok := d.Next(c)
+		if !ok {
+			t.Fatal("walk stopped early")
+		}
+		gpn := call.Message.(*cwmp.GetParameterNames)
+		if !gpn.NextLevel {
+			t.Fatal("walk without NextLevel")
+		}
+		listed = append(listed, gpn.ParameterPath)
+		if resp := answers[gpn.ParameterPath]; resp != nil {
+			d.Answer(c, answerOf(call, resp, nil))
+		} else {
+			d.Answer(c, answerOf(call, nil, cwmp.NewFault(cwmp.FaultInvalidParameterName)))
+		}
+	}
+	if want := []string{"Device.", "Device.B.", "Device.C.", "Device.B.1."}; !slices.Equal(listed, want) {
+		t.Fatalf("listed %v, want %v", listed, want)
+	}
+	var names []string
+	for _, n := range d.Nodes {
+		names = append(names, n.Name)
+	}
+	if want := []string{"Device.A", "Device.B.", "Device.C.", "Device.B.X", "Device.B.1.", "Device.B.1.Y"}; !slices.Equal(names, want) {
+		t.Fatalf("nodes %v, want %v", names, want)
+	}
+	if d.Stage != stageValues || !slices.Equal(d.Removed, []string{"Device.Gone."}) {
+		t.Fatalf("stage %s removed %v", d.Stage, d.Removed)
+	}
+}
+
+// The session's limits stop a discovery: at the names (the rest are not
+// kept, nothing is removed) and at the values.
+func TestDiscoveryTruncatedByLimits(t *testing.T) {
+	u := &usage{maxParams: 3}
+	c := &Context{usage: u}
+	d := newDiscovery([]string{"Device."}, []string{"Device.Old"}, 10)
+	call, _ := d.Next(c)
+	d.Answer(c, answerOf(call, gpnResponse("Device.A", "Device.B", "Device.C", "Device.D", "Device.E"), nil))
+	if !d.Truncated || len(d.Nodes) != 3 || d.Removed != nil || u.Params != 3 {
+		t.Fatalf("truncated %t nodes %d removed %v charged %d", d.Truncated, len(d.Nodes), d.Removed, u.Params)
+	}
+	call, _ = d.Next(c)
+	if call.Key != "gpv 0 3" {
+		t.Fatalf("batch %q", call.Key)
+	}
+
+	u = &usage{maxBytes: 3*ParameterCost("Device.A", "", "") + 10}
+	c = &Context{usage: u}
+	d = newDiscovery([]string{"Device."}, nil, 10)
+	call, _ = d.Next(c)
+	d.Answer(c, answerOf(call, gpnResponse("Device.A", "Device.B", "Device.C"), nil))
+	call, _ = d.Next(c)
+	d.Answer(c, answerOf(call, &cwmp.GetParameterValuesResponse{ParameterList: []cwmp.ParameterValue{
+		{Name: "Device.A", Value: "12345", Type: "x"}, {Name: "Device.B", Value: "12345", Type: "x"}}}, nil))
+	if !d.Truncated || d.Stage != stageDone || !d.Nodes[0].HasValue || d.Nodes[1].HasValue {
+		t.Fatalf("truncated %t stage %s nodes %+v", d.Truncated, d.Stage, d.Nodes)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	c := DefaultConfig()
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "sessions.advertise-addr") {
+		t.Fatalf("defaults without an advertise address validate: %v", err)
+	}
+	c.AdvertiseAddr = "10.0.0.7:9300" // what fleetacs fills in from its gRPC server
+	if err := c.Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+	if c.DiscoveryBatchSize != 100 {
+		t.Errorf("discovery batch size default %d", c.DiscoveryBatchSize)
+	}
+	c.MaxSessions, c.LeaseTTL, c.DiscoveryBatchSize = 0, 0, -1
+	err := c.Validate()
+	for _, name := range []string{"sessions.max-sessions", "sessions.lease-ttl", "sessions.discovery-batch-size"} {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("Validate does not name %s: %v", name, err)
+		}
+	}
+}

@@ -1,0 +1,113 @@
+// Package sessions is the session worker service (docs/design.md §1, §2
+// steps 3-5): it serves fleetacs.sessions.v1.SessionService to the
+// gateways and runs the CWMP sessions they forward in a session engine
+// (package engine, which holds the design: operations, checkpoints,
+// leases, limits; see also docs/sessions.md).
+//
+// This package is the engine's gRPC edge and nothing more: it turns
+// ExchangeRequests into engine.Requests and engine.Replies into
+// ExchangeResponses, and the engine's errors into gRPC status codes; and
+// it adapts the inventory's gRPC API to the engine's Inventory port. Keeping
+// protobuf and gRPC out of the engine keeps the engine testable on plain Go
+// values and lets what is sent to the CPE be decided in one place.
+package sessions
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"google.golang.org/grpc"
+
+	"github.com/fleetacs/fleetacs/pkg/affinity"
+	sessionsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/sessions/v1"
+	"github.com/fleetacs/fleetacs/services/sessions/engine"
+)
+
+// Config is the worker's configuration: the engine's.
+type Config = engine.Config
+
+// DefaultConfig returns the defaults Config.RegisterFlags registers.
+func DefaultConfig() Config { return engine.DefaultConfig() }
+
+// The engine's ports and the types they carry, under this package's name
+// for the callers that compose the worker.
+type (
+	Inventory            = engine.Inventory
+	Leases               = engine.Leases
+	Checkpoints          = engine.Checkpoints
+	Registry             = engine.Registry
+	DeviceQuery          = engine.DeviceQuery
+	DeviceState          = engine.DeviceState
+	Parameter            = engine.Parameter
+	Diff                 = engine.Diff
+	InformRecord         = engine.InformRecord
+	DeviceFields         = engine.DeviceFields
+	ProductClass         = engine.ProductClass
+	DiscoveryProfile     = engine.DiscoveryProfile
+	DiscoveryObservation = engine.DiscoveryObservation
+)
+
+// ErrLeaseLost means a newer session holds the device (engine.ErrLeaseLost).
+var ErrLeaseLost = engine.ErrLeaseLost
+
+// Deps are the worker's collaborators.
+type Deps struct {
+	Inventory   Inventory
+	Leases      Leases
+	Checkpoints Checkpoints
+	Registry    Registry
+	// Sessions writes a session's checkpoint, affinity record and lease
+	// release together (affinity.Store.Sessions). Required: the worker
+	// owns its sessions' affinity records.
+	Sessions affinity.Sessions
+	// Logger defaults to a discarding one.
+	Logger *slog.Logger
+	// Meter defaults to a no-op provider.
+	Meter metric.MeterProvider
+	// Now reads the clock; nil means time.Now.
+	Now func() time.Time
+	// AdvertiseAddr, when set, gives the address gateways dial in place of
+	// Config.AdvertiseAddr, asked once when the worker starts.
+	AdvertiseAddr func() string
+}
+
+// Worker is a session worker: the fleetacs.sessions.v1.SessionService
+// server in front of a session engine.
+type Worker struct {
+	sessionsv1.UnimplementedSessionServiceServer
+
+	e *engine.Engine
+}
+
+var _ sessionsv1.SessionServiceServer = (*Worker)(nil)
+
+// New builds a worker from a validated configuration. It does no I/O.
+func New(cfg Config, deps Deps) (*Worker, error) {
+	e, err := engine.New(cfg, engine.Deps{
+		Inventory: deps.Inventory, Leases: deps.Leases, Checkpoints: deps.Checkpoints, Registry: deps.Registry,
+		Sessions: deps.Sessions, Logger: deps.Logger, Meter: deps.Meter, Now: deps.Now, AdvertiseAddr: deps.AdvertiseAddr,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Worker{e: e}, nil
+}
+
+// ID returns the worker's registry ID.
+func (w *Worker) ID() string { return w.e.ID() }
+
+// Register adds the SessionService to the process's shared gRPC server.
+func (w *Worker) Register(s grpc.ServiceRegistrar) { sessionsv1.RegisterSessionServiceServer(s, w) }
+
+// Sessions returns the number of sessions the worker holds.
+func (w *Worker) Sessions() int { return w.e.Sessions() }
+
+// Start reads the quirks file and registers the worker
+// (engine.Engine.Start).
+func (w *Worker) Start(ctx context.Context) error { return w.e.Start(ctx) }
+
+// Run runs the engine's background work until ctx ends, then drains it
+// (engine.Engine.Run).
+func (w *Worker) Run(ctx context.Context) error { return w.e.Run(ctx) }
