@@ -35,7 +35,7 @@ func TestDiscoveryAdaptsToCrashingCPEs(t *testing.T) {
 				"-log.level=warn", "-data-dir=" + dataDir, "-gateway.auth-anonymous",
 				fmt.Sprintf("-gateway.listen-addr=127.0.0.1:%d", gw),
 				fmt.Sprintf("-server.http-addr=127.0.0.1:%d", adm),
-				fmt.Sprintf("-server.grpc-addr=127.0.0.1:%d", grpcAddr),
+				fmt.Sprintf("-server.grpc-addr=127.0.0.1:%d", grpcAddr), "-server.internal-grpc-addr=127.0.0.1:0",
 				"all",
 			}, &out, &errb, noEnv)
 		}()

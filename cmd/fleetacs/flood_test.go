@@ -55,7 +55,7 @@ func TestConnectionFloodLeavesProbesAndGRPC(t *testing.T) {
 	p := startChild(t, fmt.Sprintf("ulimit -n %d", fileLimit),
 		"-log.level=warn", "-data-dir=data",
 		"-gateway.auth-shared-username=cpe", "-gateway.auth-shared-password=secret",
-		"-gateway.listen-addr=127.0.0.1:0", "-server.http-addr=127.0.0.1:0", "-server.grpc-addr=127.0.0.1:0",
+		"-gateway.listen-addr=127.0.0.1:0", "-server.http-addr=127.0.0.1:0", "-server.grpc-addr=127.0.0.1:0", "-server.internal-grpc-addr=127.0.0.1:0",
 		// The flood's connections stay for the test.
 		"-gateway.unauthenticated-idle-timeout=10m",
 		fmt.Sprintf("-gateway.max-connections-per-source=%d", perSource),
