@@ -249,6 +249,9 @@ func redisReplicas(t *testing.T, cfg Config, edit func(*Deps)) (*harness, *harne
 	mk := func(d *Deps) {
 		r := affinity.NewRedis(client, prefix, d.Now)
 		d.Affinity, d.Leases = r.Affinity(), r.Leases()
+		// The worker alone keeps the session records, in the shared
+		// store, as session workers do.
+		worker.records = d.Affinity
 		st := authstate.NewRedis(client, prefix, d.Now)
 		d.NonceCounts, d.AuthGuard = st, st
 		d.Forwarder = worker
