@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,7 +93,12 @@ func TestDiscoveryAdaptsToCrashingCPEs(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer cc.Close()
-		list, err := inventoryv1.NewInventoryServiceClient(cc).ListDevices(context.Background(),
+		// The admin token the first start wrote (docs/security.md).
+		token, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		list, err := inventoryv1.NewInventoryServiceClient(cc).ListDevices(withToken(context.Background(), strings.TrimSpace(string(token))),
 			&inventoryv1.ListDevicesRequest{Tenant: "default", PageSize: 100})
 		if err != nil {
 			t.Fatal(err)
