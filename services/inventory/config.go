@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/fleetacs/fleetacs/pkg/secretbox"
@@ -33,6 +34,11 @@ type Config struct {
 	// SQLiteSessionCache is how many devices' session start states the
 	// sqlite store keeps in memory (sqlitestore.Config.SessionCache).
 	SQLiteSessionCache int
+	// SQLiteIndexedParams are the patterns of the parameter paths the
+	// sqlite store indexes for filters (sqlitestore.Config.IndexedParams:
+	// "*" one segment, a trailing "." a subtree, "all" every path, "none"
+	// no path).
+	SQLiteIndexedParams stringList
 	// MongoDBURI and MongoDBDatabase locate the mongodb backend.
 	MongoDBURI      string
 	MongoDBDatabase string
@@ -60,6 +66,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Store, "inventory.store", StoreSQLite, "device store: sqlite (embedded file) or mongodb")
 	fs.StringVar(&c.SQLitePath, "inventory.sqlite-path", "data/inventory.db", "database file of the sqlite store")
 	fs.IntVar(&c.SQLiteSessionCache, "inventory.sqlite-session-cache", 100_000, "devices whose session start state the sqlite store keeps in memory, about 200 bytes each (0: none)")
+	c.SQLiteIndexedParams = slices.Clone(sqlitestore.DefaultIndexedParams)
+	fs.Var(&c.SQLiteIndexedParams, "inventory.sqlite-indexed-params", "comma-separated patterns of the parameter paths the sqlite store indexes for filters (\"*\" one path segment, a trailing \".\" a subtree; \"all\": every path, first contacts several times slower; \"none\"); a filter on any other path reads every device's tree; a change rebuilds the index at start")
 	fs.StringVar(&c.MongoDBURI, "inventory.mongodb-uri", "", "MongoDB connection URI of the mongodb store (mongodb:// or mongodb+srv://)")
 	fs.StringVar(&c.MongoDBDatabase, "inventory.mongodb-database", "fleetacs", "MongoDB database of the mongodb store")
 	c.MongoDBIndexedParams = nil
@@ -77,6 +85,14 @@ func (c *Config) Validate() error {
 			bad("inventory.sqlite-path must not be empty with inventory.store=sqlite")
 		} else if strings.ContainsAny(c.SQLitePath, "?#") {
 			bad("inventory.sqlite-path %q must not contain '?' or '#'", c.SQLitePath)
+		}
+		for _, p := range c.SQLiteIndexedParams {
+			if p == sqlitestore.IndexAll || p == "none" {
+				continue
+			}
+			if err := store.ValidatePath(strings.ReplaceAll(p, "*", "x")); err != nil {
+				bad("inventory.sqlite-indexed-params: %q is not a path pattern", p)
+			}
 		}
 		if c.SQLiteSessionCache < 0 {
 			bad("inventory.sqlite-session-cache must not be negative, got %d", c.SQLiteSessionCache)
@@ -132,7 +148,12 @@ func (c *Config) NewStore() (store.Store, error) {
 	if cache == 0 {
 		cache = -1 // sqlitestore: 0 means its default, negative none
 	}
-	return sqlitestore.New(sqlitestore.Config{Path: c.SQLitePath, SessionCache: cache, Secrets: c.Keyring()}), nil
+	indexed := []string(c.SQLiteIndexedParams)
+	if slices.Contains(indexed, "none") || indexed == nil {
+		indexed = []string{}
+	}
+	return sqlitestore.New(sqlitestore.Config{Path: c.SQLitePath, SessionCache: cache, Secrets: c.Keyring(),
+		IndexedParams: indexed}), nil
 }
 
 // stringList is a comma-separated flag value.

@@ -35,7 +35,7 @@ func TestFlags(t *testing.T) {
 	var names []string
 	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
 	want := []string{"inventory.mongodb-database", "inventory.mongodb-indexed-params", "inventory.mongodb-uri",
-		"inventory.secrets-key-file", "inventory.sqlite-path", "inventory.sqlite-session-cache", "inventory.store"}
+		"inventory.secrets-key-file", "inventory.sqlite-indexed-params", "inventory.sqlite-path", "inventory.sqlite-session-cache", "inventory.store"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("flags = %q, want %q", names, want)
 	}

@@ -24,7 +24,7 @@ type writeStmts struct {
 	setParamValue                    rawStmt
 	deleteParams, deleteParamsPrefix rawStmt
 	deleteParam                      rawStmt
-	unconfirm                        rawStmt
+	readTree, writeTree, deleteTree  rawStmt
 	addTag, removeTag, deleteTags    rawStmt
 	setCPECredentials                rawStmt
 }
@@ -50,7 +50,10 @@ func (st *writeStmts) prepare(rc *rawConn) error {
 		{&st.deleteParams, `DELETE FROM parameters WHERE tenant = ? AND device_id = ?`},
 		{&st.deleteParamsPrefix, `DELETE FROM parameters WHERE tenant = ? AND device_id = ? AND path >= ? AND path < ?`},
 		{&st.deleteParam, `DELETE FROM parameters WHERE tenant = ? AND device_id = ? AND path = ?`},
-		{&st.unconfirm, `UPDATE parameters SET updated = ? WHERE tenant = ? AND device_id = ? AND path = ? AND updated < ?`},
+		{&st.readTree, `SELECT tree FROM device_trees WHERE tenant = ? AND device_id = ?`},
+		{&st.writeTree, `INSERT INTO device_trees (tenant, device_id, tree) VALUES (?, ?, ?)
+			ON CONFLICT (tenant, device_id) DO UPDATE SET tree = excluded.tree`},
+		{&st.deleteTree, `DELETE FROM device_trees WHERE tenant = ? AND device_id = ?`},
 		{&st.addTag, `INSERT OR IGNORE INTO device_tags (tenant, device_id, tag) VALUES (?, ?, ?)`},
 		{&st.removeTag, `DELETE FROM device_tags WHERE tenant = ? AND device_id = ? AND tag = ?`},
 		{&st.deleteTags, `DELETE FROM device_tags WHERE tenant = ? AND device_id = ?`},
@@ -80,44 +83,25 @@ const readDeviceSQL = `SELECT fencing_token, takeover_session, oui, product_clas
 // a WAL frame at commit). So the entries a diff reports by value alone (no
 // attributes), up to maxConfirmed of them, are its confirmed entries: the
 // device row keeps their paths (confirmed_paths, sorted, one per line) and
-// the diff's time (confirmed_at), and their rows are written only when the
-// value or type changed. The Updated time of an entry is then
+// the diff's time (confirmed_at). A diff that confirms the very values the
+// device's last diff confirmed, and reports nothing else, writes the device
+// row alone: not its tree, not its index rows. The Updated time of an
+// entry is then
 //
-//	max(parameters.updated, devices.confirmed_at) for a path in confirmed_paths
-//	parameters.updated                            otherwise
+//	max(tree entry's Updated, devices.confirmed_at) for a path in confirmed_paths
+//	tree entry's Updated                              otherwise
 //
-// which readers apply (read.go). When the next diff confirms other paths,
-// those it no longer confirms get the old confirmed_at written into their
-// rows first, so that their time never goes back.
+// which readers apply (read.go). A diff that writes the tree moves the
+// Updated time of the entries the device had confirmed to confirmed_at
+// first (mergeTree), so that their time never goes back when the
+// confirmed paths change.
 //
 // A diff older than the last confirmation (a replay) confirms nothing: it
-// writes its entries as any other diff does.`
+// writes its entries as any other diff does.
 
 // maxConfirmed bounds the confirmed entries of a device: a diff reporting
 // more values (a discovery, a large refresh) writes them all.
 const maxConfirmed = 64
-
-// confirmMergeSQL(n) writes n confirmed entries in one statement: new
-// entries are inserted, existing ones are written only when their value or
-// type changed.
-func confirmMergeSQL(n int) string {
-	var b strings.Builder
-	b.WriteString(`INSERT INTO parameters (tenant, device_id, path, value, type, number, instant, updated) VALUES `)
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?)")
-	}
-	b.WriteString(` ON CONFLICT (tenant, device_id, path) DO UPDATE SET
-	value   = excluded.value,
-	type    = excluded.type,
-	number  = excluded.number,
-	instant = excluded.instant,
-	updated = excluded.updated
-WHERE parameters.value IS NOT excluded.value OR parameters.type IS NOT excluded.type`)
-	return b.String()
-}
 
 // Parameter updates are written in two steps, because a periodic Inform
 // mostly reports values that did not change, and an UPDATE that names a
@@ -343,48 +327,30 @@ func (w *writer) applyDiff(d *diffOp) (created bool, err error) {
 	if len(confirm) > 0 {
 		digest = confirmDigest(&w.digestBuf, confirm)
 	}
-	// The confirmed entries hold these very values when the device's last
-	// committed diff confirmed the same ones, nothing has written the
-	// device since (in this transaction either) and this diff deletes
-	// nothing: their rows need no statement at all.
+	// The tree and the index rows already hold what the diff reports when
+	// it only confirms the values the device's last committed diff
+	// confirmed, and nothing has written the device since (in this
+	// transaction either).
 	key := sessionKey{tenant, id}
 	_, touched := w.touched[key]
 	w.touched[key] = struct{}{}
-	if len(confirm) > 0 && !touched && !p.DeleteAll && len(p.Deletes) == 0 && len(p.DeleteEntries) == 0 &&
+	writeTree := len(p.Updates) > 0 || p.DeleteAll || len(p.Deletes) > 0 || len(p.DeleteEntries) > 0
+	if writeTree && len(rest) == 0 && !touched && !p.DeleteAll && len(p.Deletes) == 0 && len(p.DeleteEntries) == 0 &&
 		d.confirmedPaths == cur.confirmedPaths {
 		if last, ok := w.sessions.get(tenant, id); ok && last.hasConfirmed && last.confirmed == digest {
-			confirm = nil
+			writeTree = false
 		}
 	}
 	if err := w.updateDevice(d, &cur); err != nil {
 		return false, err
 	}
-	if err := w.unconfirm(tenant, id, &cur, d.confirmedPaths); err != nil {
-		return false, err
-	}
-
-	if p.DeleteAll {
-		if _, err := rc.exec(st.deleteParams, tenant, id); err != nil {
-			return false, fmt.Errorf("delete parameters: %w", err)
+	if writeTree {
+		if err := w.writeTree(d, &cur); err != nil {
+			return false, err
 		}
-	}
-	for _, pre := range p.Deletes {
-		// A prefix ends with ".", so its upper bound always exists.
-		upper, _ := storekit.UpperBound(pre)
-		if _, err := rc.exec(st.deleteParamsPrefix, tenant, id, pre, upper); err != nil {
-			return false, fmt.Errorf("delete parameters under %q: %w", pre, err)
+		if err := w.writeIndex(d); err != nil {
+			return false, err
 		}
-	}
-	for _, path := range p.DeleteEntries {
-		if _, err := rc.exec(st.deleteParam, tenant, id, path); err != nil {
-			return false, fmt.Errorf("delete parameter %q: %w", path, err)
-		}
-	}
-	if err := w.confirmParams(tenant, id, confirm, p.Time.UnixMilli()); err != nil {
-		return false, err
-	}
-	if err := w.writeParams(tenant, id, rest, p.Time.UnixMilli()); err != nil {
-		return false, err
 	}
 	if err := w.changeTags(tenant, id, p.AddTags, p.RemoveTags); err != nil {
 		return false, err
@@ -633,50 +599,6 @@ func joinPaths(buf *[]byte, updates []storekit.Update) string {
 	return string(b)
 }
 
-// unconfirm writes the stored confirmation time into the entries the
-// device had confirmed and the diff no longer does. It runs only when the
-// confirmed paths change, which periodic Informs seldom do.
-func (w *writer) unconfirm(tenant, id string, cur *storedDevice, next string) error {
-	if cur.confirmedPaths == "" || cur.confirmedPaths == next || cur.confirmedAt == 0 {
-		return nil
-	}
-	kept := strings.Split(next, "\n")
-	for path := range strings.SplitSeq(cur.confirmedPaths, "\n") {
-		if slices.Contains(kept, path) {
-			continue
-		}
-		if _, err := w.rc.exec(w.stmts.unconfirm, cur.confirmedAt, tenant, id, path, cur.confirmedAt); err != nil {
-			return fmt.Errorf("keep the time of %q: %w", path, err)
-		}
-	}
-	return nil
-}
-
-// confirmParams writes confirmed entries (see confirmMergeSQL).
-func (w *writer) confirmParams(tenant, id string, updates []storekit.Update, updated int64) error {
-	for rest := updates; len(rest) > 0; {
-		chunk := rest[:min(len(rest), maxMergeRows)]
-		rest = rest[len(chunk):]
-		stmt, err := w.rowsStmt(&w.confirms, len(chunk), confirmMergeSQL)
-		if err != nil {
-			return fmt.Errorf("prepare parameter confirmation: %w", err)
-		}
-		args := w.args[:0]
-		for i := range chunk {
-			u := &chunk[i]
-			value, typ, number, instant := paramValue(u)
-			args = append(args, tenant, id, u.Path, value, typ, number, instant, updated)
-		}
-		w.args = args
-		_, err = w.rc.exec(stmt, args...)
-		clear(w.args)
-		if err != nil {
-			return fmt.Errorf("confirm parameters: %w", err)
-		}
-	}
-	return nil
-}
-
 // rowsStmt returns the statement of cache for n rows, preparing build(n)
 // the first time.
 func (w *writer) rowsStmt(cache *[maxMergeRows + 1]rawStmt, n int, build func(int) string) (rawStmt, error) {
@@ -767,7 +689,77 @@ func (w *writer) deleteDevice(tenant, id string) error {
 	if _, err := w.rc.exec(w.stmts.deleteTags, tenant, id); err != nil {
 		return fmt.Errorf("delete tags: %w", err)
 	}
+	if _, err := w.rc.exec(w.stmts.deleteTree, tenant, id); err != nil {
+		return fmt.Errorf("delete parameter tree: %w", err)
+	}
 	w.touched[sessionKey{tenant, id}] = struct{}{}
 	w.afterCommit(func() { w.sessions.delete(tenant, id) })
 	return nil
+}
+
+// writeTree applies the diff's deletions and updates to the device's
+// tree (tree.go).
+func (w *writer) writeTree(d *diffOp, cur *storedDevice) error {
+	row := slices.Grow(w.row[:0], 1)[:1]
+	w.row = row
+	defer clear(row)
+	found, err := w.rc.queryRow(w.stmts.readTree, row, d.tenant, d.id)
+	if err != nil {
+		return fmt.Errorf("read parameter tree: %w", err)
+	}
+	var stored []byte
+	if found {
+		if stored, err = blob(row[0]); err != nil {
+			return fmt.Errorf("read parameter tree: %w", err)
+		}
+	}
+	if w.entries, err = decodeTree(stored, w.entries); err != nil {
+		return fmt.Errorf("read parameter tree: %w", err)
+	}
+	p := &d.plan
+	w.merged = mergeTree(w.entries, p, p.Time, cur.confirmedPaths, cur.confirmedAt, w.merged)
+	w.treeBuf = encodeTree(w.treeBuf[:0], w.merged)
+	clear(w.entries)
+	clear(w.merged)
+	if len(w.merged) == 0 {
+		_, err = w.rc.exec(w.stmts.deleteTree, d.tenant, d.id)
+	} else {
+		_, err = w.rc.exec(w.stmts.writeTree, d.tenant, d.id, w.treeBuf)
+	}
+	if err != nil {
+		return fmt.Errorf("write parameter tree: %w", err)
+	}
+	return nil
+}
+
+// writeIndex keeps the rows of indexed paths in step with the tree.
+func (w *writer) writeIndex(d *diffOp) error {
+	st, rc, p := &w.stmts, &w.rc, &d.plan
+	tenant, id := d.tenant, d.id
+	if p.DeleteAll {
+		if _, err := rc.exec(st.deleteParams, tenant, id); err != nil {
+			return fmt.Errorf("delete parameters: %w", err)
+		}
+	}
+	for _, pre := range p.Deletes {
+		// A prefix ends with ".", so its upper bound always exists.
+		upper, _ := storekit.UpperBound(pre)
+		if _, err := rc.exec(st.deleteParamsPrefix, tenant, id, pre, upper); err != nil {
+			return fmt.Errorf("delete parameters under %q: %w", pre, err)
+		}
+	}
+	for _, path := range p.DeleteEntries {
+		if _, err := rc.exec(st.deleteParam, tenant, id, path); err != nil {
+			return fmt.Errorf("delete parameter %q: %w", path, err)
+		}
+	}
+	idx := w.indexedUpdates[:0]
+	for _, u := range p.Updates {
+		if w.indexed.has(u.Path) {
+			idx = append(idx, u)
+		}
+	}
+	w.indexedUpdates = idx
+	defer clear(w.indexedUpdates)
+	return w.writeParams(tenant, id, idx, p.Time.UnixMilli())
 }

@@ -9,8 +9,10 @@ import (
 )
 
 // TestConfirmedEntriesAreNotRewritten: a periodic Inform that reports the
-// same values writes none of their rows (the contract suite checks the
-// times readers see; this checks that the store got them without writes).
+// same values as the last one writes neither the device's tree nor its
+// index rows (the contract suite checks the times readers see; this checks
+// that the store got them without writes), and one whose values changed
+// writes both.
 func TestConfirmedEntriesAreNotRewritten(t *testing.T) {
 	s := startStore(t)
 	const tenant = "default"
@@ -26,13 +28,16 @@ func TestConfirmedEntriesAreNotRewritten(t *testing.T) {
 			},
 		}
 	}
-	t1, t2 := batchBase, batchBase.Add(time.Hour)
-	for i, d := range []store.Diff{periodic(t1, "10"), periodic(t2, "3610")} {
-		if _, err := s.ApplySessionDiff(t.Context(), tenant, id, d, uint64(i+1)); err != nil {
+	tree := func() []byte {
+		t.Helper()
+		var b []byte
+		if err := s.st.r.QueryRowContext(t.Context(), `SELECT tree FROM device_trees WHERE tenant = ? AND device_id = ?`,
+			tenant, id).Scan(&b); err != nil {
 			t.Fatal(err)
 		}
+		return b
 	}
-	stored := func(path string) int64 {
+	indexed := func(path string) int64 {
 		t.Helper()
 		var ms int64
 		if err := s.st.r.QueryRowContext(t.Context(), `SELECT updated FROM parameters WHERE tenant = ? AND device_id = ? AND path = ?`,
@@ -41,17 +46,34 @@ func TestConfirmedEntriesAreNotRewritten(t *testing.T) {
 		}
 		return ms
 	}
-	if got := stored("Device.DeviceInfo.SoftwareVersion"); got != t1.UnixMilli() {
-		t.Errorf("unchanged entry rewritten: updated %d, want %d", got, t1.UnixMilli())
+	t1, t2, t3 := batchBase, batchBase.Add(time.Hour), batchBase.Add(2*time.Hour)
+	for i, d := range []store.Diff{periodic(t1, "10"), periodic(t2, "10")} {
+		if _, err := s.ApplySessionDiff(t.Context(), tenant, id, d, uint64(i+1)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if got := stored("Device.DeviceInfo.UpTime"); got != t2.UnixMilli() {
-		t.Errorf("changed entry: updated %d, want %d", got, t2.UnixMilli())
+	first := tree()
+	if got := indexed("Device.DeviceInfo.UpTime"); got != t1.UnixMilli() {
+		t.Errorf("unchanged index row rewritten: updated %d, want %d", got, t1.UnixMilli())
 	}
 	got := mustGet(t, s, tenant, id).Params
 	for _, path := range []string{"Device.DeviceInfo.SoftwareVersion", "Device.DeviceInfo.UpTime"} {
 		if !got[path].Updated.Equal(t2) {
 			t.Errorf("%s read as updated %v, want %v", path, got[path].Updated, t2)
 		}
+	}
+	if _, err := s.ApplySessionDiff(t.Context(), tenant, id, periodic(t3, "7210"), 3); err != nil {
+		t.Fatal(err)
+	}
+	if string(tree()) == string(first) {
+		t.Error("a changed value left the tree as it was")
+	}
+	if got := indexed("Device.DeviceInfo.UpTime"); got != t3.UnixMilli() {
+		t.Errorf("changed index row: updated %d, want %d", got, t3.UnixMilli())
+	}
+	got = mustGet(t, s, tenant, id).Params
+	if p := got["Device.DeviceInfo.UpTime"]; p.Value != "7210" || !p.Updated.Equal(t3) {
+		t.Errorf("UpTime read as %+v", p)
 	}
 }
 

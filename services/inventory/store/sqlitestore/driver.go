@@ -125,6 +125,20 @@ func integer(v driver.Value) (int64, error) {
 	return 0, fmt.Errorf("column holds %T, want an integer", v)
 }
 
+// blob reads a BLOB column; the bytes belong to the caller until the next
+// statement runs on the connection.
+func blob(v driver.Value) ([]byte, error) {
+	switch x := v.(type) {
+	case []byte:
+		return x, nil
+	case string:
+		return []byte(x), nil
+	case nil:
+		return nil, nil
+	}
+	return nil, fmt.Errorf("column holds %T, want a blob", v)
+}
+
 func (rc *rawConn) close() error {
 	var errs []error
 	for _, s := range rc.prepared {

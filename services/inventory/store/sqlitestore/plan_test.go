@@ -19,8 +19,7 @@ func TestHotStatementsUseKeys(t *testing.T) {
 	for _, q := range []string{
 		readDeviceSQL,
 		getDeviceSQL,
-		paramColumns,
-		paramColumns + ` AND path >= ? AND path < ?`,
+		treeSQL,
 		updateSQL(1<<colLastInform | 1<<colSoftwareVersion | 1<<colTakeover),
 		setParamValueSQL,
 		mergeParamsSQL(3),

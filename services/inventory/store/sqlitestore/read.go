@@ -35,7 +35,8 @@ const tagsColumn = `(SELECT group_concat(t.tag, ' ') FROM device_tags t
 // getDeviceSQL reads one device with its tags.
 const getDeviceSQL = `SELECT ` + deviceColumns + `, ` + tagsColumn + ` FROM devices d WHERE d.tenant = ? AND d.id = ?`
 
-const paramColumns = `SELECT path, value, type, writable, notification, updated FROM parameters WHERE tenant = ? AND device_id = ?`
+// treeSQL reads a device's parameter tree (tree.go).
+const treeSQL = `SELECT tree FROM device_trees WHERE tenant = ? AND device_id = ?`
 
 // confirmedSQL reads what the Updated times of a device's confirmed entries
 // need (apply.go, "Confirmed entries").
@@ -45,9 +46,8 @@ const confirmedSQL = `SELECT confirmed_paths, confirmed_at FROM devices WHERE te
 // connection by database/sql.
 type readStmts struct {
 	device *sql.Stmt
-	// params reads a whole tree, paramsRange the entries under one prefix.
-	params, paramsRange *sql.Stmt
-	confirmed, session  *sql.Stmt
+	// tree reads a device's parameter tree.
+	tree, confirmed, session *sql.Stmt
 }
 
 func (rs *readStmts) prepare(ctx context.Context, db *sql.DB) error {
@@ -56,8 +56,7 @@ func (rs *readStmts) prepare(ctx context.Context, db *sql.DB) error {
 		sql string
 	}{
 		{&rs.device, getDeviceSQL},
-		{&rs.params, paramColumns},
-		{&rs.paramsRange, paramColumns + ` AND path >= ? AND path < ?`},
+		{&rs.tree, treeSQL},
 		{&rs.confirmed, confirmedSQL},
 		{&rs.session, sessionStateSQL},
 	} {
@@ -71,7 +70,7 @@ func (rs *readStmts) prepare(ctx context.Context, db *sql.DB) error {
 }
 
 func (rs *readStmts) close() {
-	for _, s := range []*sql.Stmt{rs.device, rs.params, rs.paramsRange, rs.confirmed, rs.session} {
+	for _, s := range []*sql.Stmt{rs.device, rs.tree, rs.confirmed, rs.session} {
 		if s != nil {
 			_ = s.Close()
 		}
@@ -269,65 +268,44 @@ func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
 }
 
-// loadParams reads the entries of dev under prefixes (all when none). The
-// whole tree and one prefix, what sessions ask for, use prepared
-// statements; rs is nil where the caller has none.
+// loadParams reads the entries of dev under prefixes (all when none) from
+// its tree; rs is nil where the caller has no prepared statements.
 func loadParams(ctx context.Context, tx *sql.Tx, rs *readStmts, dev *store.Device, prefixes []string) error {
-	var rows *sql.Rows
-	var err error
-	args := []any{dev.Tenant, dev.ID}
-	var ranges []string
-	for _, prefix := range prefixes {
-		if prefix == "" {
-			ranges = nil
-			break
-		}
-		r := `path >= ?`
-		args = append(args, prefix)
-		if upper, ok := storekit.UpperBound(prefix); ok {
-			r += ` AND path < ?`
-			args = append(args, upper)
-		}
-		ranges = append(ranges, "("+r+")")
+	var row *sql.Row
+	if rs != nil {
+		row = tx.StmtContext(ctx, rs.tree).QueryRowContext(ctx, dev.Tenant, dev.ID)
+	} else {
+		row = tx.QueryRowContext(ctx, treeSQL, dev.Tenant, dev.ID)
 	}
-	switch {
-	case len(ranges) == 0 && rs != nil:
-		rows, err = tx.StmtContext(ctx, rs.params).QueryContext(ctx, args[:2]...)
-	case len(ranges) == 1 && len(args) == 4 && rs != nil:
-		rows, err = tx.StmtContext(ctx, rs.paramsRange).QueryContext(ctx, args...)
-	case len(ranges) == 0:
-		rows, err = tx.QueryContext(ctx, paramColumns, args[:2]...)
-	default:
-		rows, err = tx.QueryContext(ctx, paramColumns+` AND (`+strings.Join(ranges, " OR ")+`)`, args...)
-	}
-	if err != nil {
+	var tree []byte
+	if err := row.Scan(&tree); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("read parameters: %w", err)
 	}
-	defer rows.Close()
+	if slices.Contains(prefixes, "") {
+		prefixes = nil
+	}
 	dev.Params = make(map[string]store.Parameter)
-	for rows.Next() {
-		var (
-			path                   string
-			value, typ             sql.NullString
-			writable, notification sql.NullInt64
-			updated                sql.NullInt64
-		)
-		if err := rows.Scan(&path, &value, &typ, &writable, &notification, &updated); err != nil {
-			return fmt.Errorf("read parameters: %w", err)
+	var pathBuf [256]byte
+	r := newTreeReader(tree, pathBuf[:])
+	for r.next() {
+		if len(prefixes) > 0 && !hasAnyPrefix(r.path, prefixes) {
+			continue
 		}
-		p := store.Parameter{Value: value.String, Type: typ.String, HasValue: value.Valid, Updated: fromMS(updated)}
-		if writable.Valid {
-			p.Writable = store.TriOf(writable.Int64 != 0)
-		}
-		if notification.Valid {
-			p.Notification = store.NotificationOf(int(notification.Int64))
-		}
-		dev.Params[path] = p
+		dev.Params[string(r.path)] = r.param()
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read parameters: %w", err)
+	if r.err != nil {
+		return fmt.Errorf("read parameters: %w", r.err)
 	}
 	return applyConfirmed(ctx, tx, rs, dev)
+}
+
+func hasAnyPrefix(path []byte, prefixes []string) bool {
+	for _, p := range prefixes {
+		if len(path) >= len(p) && string(path[:len(p)]) == p {
+			return true
+		}
+	}
+	return false
 }
 
 // applyConfirmed moves the Updated time of dev's confirmed entries to the
@@ -378,11 +356,11 @@ func (s *Store) list(ctx context.Context, f store.Filter, page store.PageRequest
 		return store.Page{}, err
 	}
 	limit := storekit.PageSize(page)
-	q, args := listQuery(cf, after, limit+1)
 	st, err := s.state()
 	if err != nil {
 		return store.Page{}, err
 	}
+	q, args := listQuery(cf, after, limit+1, &st.indexed)
 	var out store.Page
 	err = inTx(ctx, st.r, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, q, args...)
@@ -419,12 +397,14 @@ func (s *Store) list(ctx context.Context, f store.Filter, page store.PageRequest
 	return out, err
 }
 
-// listQuery builds the keyset-paginated query for f. Tag and parameter
-// conditions are IN (subquery) terms: each subquery is an index range scan
-// (device_tags_tag, parameters_value or parameters_number) that yields the
-// matching device ids, so a selective condition never scans the devices
-// table.
-func listQuery(f storekit.Filter, after string, limit int) (string, []any) {
+// listQuery builds the keyset-paginated query for f. Tag conditions and
+// conditions on indexed paths are IN (subquery) terms: each subquery is an
+// index range scan (device_tags_tag, parameters_value or parameters_number)
+// that yields the matching device ids, so a selective condition never
+// scans the devices table. A condition on a path that is not indexed reads
+// the trees of the devices the other terms leave, in id order, until the
+// page is full (see "Parameter trees" in tree.go).
+func listQuery(f storekit.Filter, after string, limit int, idx *indexSet) (string, []any) {
 	var (
 		where = []string{"d.tenant = ?", "d.id > ?"}
 		args  = []any{f.Tenant, after}
@@ -460,6 +440,16 @@ func listQuery(f storekit.Filter, after string, limit int) (string, []any) {
 		args = append(args, f.Tenant, t)
 	}
 	for _, c := range f.Conditions {
+		if !idx.has(c.Path) {
+			op, not := c.Op, ""
+			if op == store.OpNotExists {
+				op, not = store.OpExists, "NOT "
+			}
+			where = append(where, not+"EXISTS (SELECT 1 FROM device_trees t WHERE t.tenant = d.tenant AND t.device_id = d.id AND "+
+				treeMatchFunc+"(t.tree, ?, ?, ?))")
+			args = append(args, c.Path, int64(op), c.Value)
+			continue
+		}
 		in := "d.id IN"
 		if c.Op == store.OpNotExists {
 			in = "d.id NOT IN"

@@ -135,4 +135,21 @@ CREATE TABLE discovery_failures (
 	PRIMARY KEY (tenant, oui, product_class, size)
 ) WITHOUT ROWID;
 `,
+	// 6: parameter trees (tree.go): one encoded tree per device, the
+	// parameters table keeping only the entries of indexed paths; and what
+	// the store records of itself (store_meta: "trees" once the rows of
+	// earlier versions became trees, "indexed_params" the patterns the
+	// rows of parameters follow). syncTrees does the rest in Go.
+	`
+CREATE TABLE device_trees (
+	tenant    TEXT NOT NULL,
+	device_id TEXT NOT NULL,
+	tree      BLOB NOT NULL,
+	PRIMARY KEY (tenant, device_id)
+);
+CREATE TABLE store_meta (
+	key   TEXT NOT NULL PRIMARY KEY,
+	value TEXT NOT NULL
+) WITHOUT ROWID;
+`,
 }

@@ -102,6 +102,8 @@ func TestUpgradeSealsClearPasswords(t *testing.T) {
 		`DROP TABLE api_token_tenants`,
 		`DROP TABLE discovery_profiles`,
 		`DROP TABLE discovery_failures`,
+		`DROP TABLE device_trees`,
+		`DROP TABLE store_meta`,
 		`DELETE FROM schema_migrations WHERE version >= 3`,
 	} {
 		if _, err := db.Exec(q); err != nil {

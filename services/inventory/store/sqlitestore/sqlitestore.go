@@ -61,6 +61,11 @@ type Config struct {
 	// in memory (see session.go), about 200 bytes each; 0 means 100,000,
 	// negative none.
 	SessionCache int
+	// IndexedParams are the patterns of the parameter paths whose
+	// entries are indexed for filters (see indexed.go); nil means
+	// DefaultIndexedParams, IndexAll every path. Changing them rebuilds
+	// the index at the next Start.
+	IndexedParams []string
 	// Secrets seals the passwords the store keeps (storekit, "Passwords
 	// at rest"); Start loads it. Nil means the key file "secrets.key"
 	// beside the database file, created with a fresh key when missing.
@@ -88,6 +93,8 @@ type state struct {
 	sessions *sessionCache
 	// events decodes the last_events of devices read.
 	events eventsCache
+	// indexed are the paths whose entries have rows in parameters.
+	indexed indexSet
 }
 
 var _ store.Store = (*Store)(nil)
@@ -108,6 +115,9 @@ func New(cfg Config) *Store {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.IndexedParams == nil {
+		cfg.IndexedParams = DefaultIndexedParams
 	}
 	keys := cfg.Secrets
 	if keys == nil {
@@ -178,7 +188,11 @@ func (s *Store) open(ctx context.Context) (_ *state, err error) {
 	if err := privateFiles(s.cfg.Path); err != nil {
 		return nil, fmt.Errorf("create database file: %w", err)
 	}
-	st := &state{}
+	indexed, err := newIndexSet(s.cfg.IndexedParams)
+	if err != nil {
+		return nil, err
+	}
+	st := &state{indexed: indexed}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, st.release())
@@ -197,12 +211,16 @@ func (s *Store) open(ctx context.Context) (_ *state, err error) {
 	if _, err := reseal(ctx, st.wdb, s.keys); err != nil {
 		return nil, err
 	}
+	if err := syncTrees(ctx, st.wdb, &indexed); err != nil {
+		return nil, err
+	}
 	w := &writer{
 		queue:    make(chan *op, 4*s.cfg.MaxBatch),
 		maxBatch: s.cfg.MaxBatch,
 		exited:   make(chan struct{}),
 		updates:  make(map[uint32]rawStmt),
 		sessions: newSessionCache(s.cfg.SessionCache),
+		indexed:  indexed,
 		touched:  make(map[sessionKey]struct{}),
 	}
 	st.sessions = w.sessions

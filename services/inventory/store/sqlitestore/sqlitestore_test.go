@@ -34,6 +34,21 @@ func TestContract(t *testing.T) {
 	storetest.Run(t, newStore)
 }
 
+// TestContractIndexAll and TestContractIndexNone run the suite with every
+// parameter condition answered from index rows, and with every one
+// answered from the trees (the default set answers some each way).
+func TestContractIndexAll(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return newStoreWith(t, sqlitestore.Config{IndexedParams: []string{sqlitestore.IndexAll}})
+	})
+}
+
+func TestContractIndexNone(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return newStoreWith(t, sqlitestore.Config{IndexedParams: []string{}})
+	})
+}
+
 // TestContractWithoutSessionCache runs the suite with every SessionState
 // read from the database.
 func TestContractWithoutSessionCache(t *testing.T) {

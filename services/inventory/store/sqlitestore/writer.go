@@ -78,9 +78,15 @@ type writer struct {
 	// they write (see deviceUpdate); a session writes the same few shapes
 	// again and again.
 	updates map[uint32]rawStmt
-	// merges and confirms hold the parameter merge statements by row
-	// count.
-	merges, confirms [maxMergeRows + 1]rawStmt
+	// merges holds the parameter merge statements by row count.
+	merges [maxMergeRows + 1]rawStmt
+	// indexed are the paths whose entries have rows in parameters.
+	indexed indexSet
+	// entries, merged, treeBuf and indexedUpdates are reused by
+	// writeTree and writeIndex.
+	entries, merged []treeEntry
+	treeBuf         []byte
+	indexedUpdates  []storekit.Update
 	// confirm, rest and pathBuf are reused by splitConfirmed and
 	// joinPaths.
 	confirm, rest      []storekit.Update

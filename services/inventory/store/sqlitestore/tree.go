@@ -1,0 +1,319 @@
+package sqlitestore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fleetacs/fleetacs/services/inventory/internal/storekit"
+	"github.com/fleetacs/fleetacs/services/inventory/store"
+)
+
+// Parameter trees.
+//
+// A device's parameter tree is one value in device_trees: every entry,
+// sorted by path, in a compact binary encoding. A first contact reports a
+// whole tree (600 to several thousand entries); as rows of an indexed
+// table each entry cost a B-tree insert in the primary key and one in
+// each value index, scattered over the whole file, and the single writer
+// spent most of a first contact there. As one value it is one insert of a
+// few kilobytes (paths share long prefixes, which the encoding shares).
+//
+// Filters need indexes, so the entries of indexed paths (Config.
+// IndexedParams, see indexed.go) are also kept as rows of parameters, a
+// copy the writer keeps in step with the tree; conditions on them are
+// index range scans as before. A condition on any other path is answered
+// by reading the trees of the tenant's devices (treeMatchSQL), which is
+// correct but linear in the fleet.
+//
+// Encoding (version 1), all integers unsigned varints unless said:
+//
+//	version byte (1), entry count
+//	per entry: bytes shared with the previous path, length of the rest,
+//	  the rest; flags byte (bit 0 value known, bits 1-2 store.Tri of
+//	  writable); notification byte (store.Notification); updated (unix
+//	  ms) as a signed varint difference from the previous entry's
+//	  (the first from 0); when the value is known, the type (index into
+//	  knownTypes plus one, or 0 followed by its length and bytes) and the
+//	  value's length and bytes.
+//
+// Decoding validates every length against what is left, so a damaged
+// value is an error, never a panic or a huge allocation.
+const treeVersion = 1
+
+// treeEntry is one entry of a tree.
+type treeEntry struct {
+	path string
+	store.Parameter
+}
+
+// knownTypes are the types a tree encodes as one byte; any other is
+// written out.
+var knownTypes = [...]string{
+	"xsd:string", "xsd:unsignedInt", "xsd:int", "xsd:boolean", "xsd:dateTime",
+	"xsd:unsignedLong", "xsd:long", "xsd:base64", "xsd:hexBinary", "",
+}
+
+func knownType(t string) int {
+	for i, k := range knownTypes {
+		if k == t {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+var errBadTree = errors.New("damaged parameter tree")
+
+// encodeTree appends the encoding of entries (sorted by path, no
+// duplicates) to buf.
+func encodeTree(buf []byte, entries []treeEntry) []byte {
+	buf = append(buf, treeVersion)
+	buf = binary.AppendUvarint(buf, uint64(len(entries)))
+	prev, prevMS := "", int64(0)
+	for i := range entries {
+		e := &entries[i]
+		shared := commonPrefix(prev, e.path)
+		buf = binary.AppendUvarint(buf, uint64(shared))
+		buf = binary.AppendUvarint(buf, uint64(len(e.path)-shared))
+		buf = append(buf, e.path[shared:]...)
+		flags := byte(e.Writable&3) << 1
+		if e.HasValue {
+			flags |= 1
+		}
+		buf = append(buf, flags, byte(e.Notification))
+		ms := int64(0)
+		if !e.Updated.IsZero() {
+			ms = e.Updated.UnixMilli()
+		}
+		buf = binary.AppendVarint(buf, ms-prevMS)
+		prev, prevMS = e.path, ms
+		if !e.HasValue {
+			continue
+		}
+		if k := knownType(e.Type); k > 0 {
+			buf = binary.AppendUvarint(buf, uint64(k))
+		} else {
+			buf = append(buf, 0)
+			buf = binary.AppendUvarint(buf, uint64(len(e.Type)))
+			buf = append(buf, e.Type...)
+		}
+		buf = binary.AppendUvarint(buf, uint64(len(e.Value)))
+		buf = append(buf, e.Value...)
+	}
+	return buf
+}
+
+func commonPrefix(a, b string) int {
+	n := min(len(a), len(b))
+	for i := range n {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
+}
+
+// treeReader walks an encoded tree entry by entry without allocating
+// (the path is rebuilt in a buffer the caller must not keep).
+type treeReader struct {
+	b      []byte
+	left   uint64
+	path   []byte
+	ms     int64
+	err    error
+	hasVal bool
+	flags  byte
+	notif  byte
+	kind   uint64 // index into knownTypes plus one; 0: typ
+	typ    []byte
+	val    []byte
+}
+
+func newTreeReader(b []byte, pathBuf []byte) treeReader {
+	r := treeReader{path: pathBuf[:0]}
+	if len(b) == 0 {
+		return r // no tree: no entries
+	}
+	if b[0] != treeVersion {
+		r.err = fmt.Errorf("%w: version %d", errBadTree, b[0])
+		return r
+	}
+	r.b = b[1:]
+	r.left = r.uvarint()
+	return r
+}
+
+func (r *treeReader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *treeReader) bytes(n uint64) []byte {
+	if n > uint64(len(r.b)) {
+		r.fail()
+		return nil
+	}
+	out := r.b[:n]
+	r.b = r.b[n:]
+	return out
+}
+
+func (r *treeReader) fail() {
+	if r.err == nil {
+		r.err = errBadTree
+	}
+	r.left, r.b = 0, nil
+}
+
+// next moves to the next entry; false at the end or on damage (r.err).
+func (r *treeReader) next() bool {
+	if r.left == 0 || r.err != nil {
+		return false
+	}
+	r.left--
+	shared := r.uvarint()
+	rest := r.bytes(r.uvarint())
+	if r.err != nil || shared > uint64(len(r.path)) {
+		r.fail()
+		return false
+	}
+	r.path = append(r.path[:shared], rest...)
+	fl := r.bytes(2)
+	if r.err != nil {
+		return false
+	}
+	r.flags, r.notif = fl[0]&7, fl[1]
+	d, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail()
+		return false
+	}
+	r.b = r.b[n:]
+	r.ms += d
+	r.hasVal = r.flags&1 != 0
+	r.kind, r.typ, r.val = 0, nil, nil
+	if r.hasVal {
+		r.kind = r.uvarint()
+		switch {
+		case r.kind == 0:
+			r.typ = r.bytes(r.uvarint())
+		case r.kind > uint64(len(knownTypes)):
+			r.fail()
+		}
+		r.val = r.bytes(r.uvarint())
+	}
+	return r.err == nil
+}
+
+// typeName is the current entry's type.
+func (r *treeReader) typeName() string {
+	if r.kind > 0 {
+		return knownTypes[r.kind-1]
+	}
+	return string(r.typ)
+}
+
+// param is the current entry as a store.Parameter.
+func (r *treeReader) param() store.Parameter {
+	p := store.Parameter{
+		HasValue:     r.hasVal,
+		Writable:     store.Tri(r.flags >> 1 & 3),
+		Notification: store.Notification(int8(r.notif)),
+	}
+	if r.ms != 0 {
+		p.Updated = time.UnixMilli(r.ms).UTC()
+	}
+	if r.hasVal {
+		p.Value, p.Type = string(r.val), r.typeName()
+	}
+	return p
+}
+
+// decodeTree returns the entries of an encoded tree.
+func decodeTree(b []byte, into []treeEntry) ([]treeEntry, error) {
+	var pathBuf [256]byte
+	r := newTreeReader(b, pathBuf[:])
+	into = slices.Grow(into[:0], int(min(r.left, 1<<16)))
+	for r.next() {
+		into = append(into, treeEntry{path: string(r.path), Parameter: r.param()})
+	}
+	return into, r.err
+}
+
+// mergeTree applies a plan's deletions and updates, in that order, to the
+// stored entries and returns the new tree. Every update stamps its entry
+// with at; a value replaces value and type, a known attribute replaces
+// the stored one, unknown keeps it. Entries whose paths are in confirmed
+// get their Updated time moved to confirmedAt when later (see "Confirmed
+// entries" in apply.go), so that the time readers derived from the
+// device row survives the device row's next confirmation.
+func mergeTree(stored []treeEntry, p *storekit.Plan, at time.Time, confirmed string, confirmedAt int64, out []treeEntry) []treeEntry {
+	out = slices.Grow(out[:0], len(stored)+len(p.Updates))
+	if p.DeleteAll {
+		stored = nil
+	}
+	if confirmed != "" && confirmedAt != 0 {
+		t := time.UnixMilli(confirmedAt).UTC()
+		for path := range strings.SplitSeq(confirmed, "\n") {
+			if i, ok := slices.BinarySearchFunc(stored, path, cmpEntryPath); ok && stored[i].Updated.Before(t) {
+				stored[i].Updated = t
+			}
+		}
+	}
+	deleted := func(path string) bool {
+		if _, ok := storekit.Covered(p.Deletes, path); ok {
+			return true
+		}
+		_, ok := slices.BinarySearch(p.DeleteEntries, path)
+		return ok
+	}
+	i, j := 0, 0
+	for i < len(stored) || j < len(p.Updates) {
+		switch {
+		case j == len(p.Updates) || (i < len(stored) && stored[i].path < p.Updates[j].Path):
+			if !deleted(stored[i].path) {
+				out = append(out, stored[i])
+			}
+			i++
+		case i == len(stored) || p.Updates[j].Path < stored[i].path:
+			e := treeEntry{path: p.Updates[j].Path}
+			applyUpdate(&e.Parameter, &p.Updates[j], at)
+			out = append(out, e)
+			j++
+		default: // same path
+			e := stored[i]
+			if deleted(e.path) {
+				e = treeEntry{path: e.path}
+			}
+			applyUpdate(&e.Parameter, &p.Updates[j], at)
+			out = append(out, e)
+			i++
+			j++
+		}
+	}
+	return out
+}
+
+func cmpEntryPath(e treeEntry, path string) int { return strings.Compare(e.path, path) }
+
+func applyUpdate(dst *store.Parameter, u *storekit.Update, at time.Time) {
+	if u.HasValue {
+		dst.HasValue, dst.Value, dst.Type = true, u.Value, u.Type
+	}
+	if u.Writable != store.TriUnknown {
+		dst.Writable = u.Writable
+	}
+	if u.Notification != store.NotificationUnknown {
+		dst.Notification = u.Notification
+	}
+	dst.Updated = at
+}

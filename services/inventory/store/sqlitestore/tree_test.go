@@ -1,0 +1,299 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"github.com/fleetacs/fleetacs/services/inventory/internal/storekit"
+	"github.com/fleetacs/fleetacs/services/inventory/store"
+)
+
+func sampleTree() []treeEntry {
+	at := time.UnixMilli(1_700_000_000_123).UTC()
+	return []treeEntry{
+		{path: "Device.", Parameter: store.Parameter{Writable: store.TriFalse, Updated: at}},
+		{path: "Device.DeviceInfo.Manufacturer", Parameter: store.Parameter{Value: "ACME", Type: "xsd:string", HasValue: true, Updated: at}},
+		{path: "Device.DeviceInfo.UpTime", Parameter: store.Parameter{Value: " 42 ", Type: "xsd:unsignedInt", HasValue: true,
+			Writable: store.TriFalse, Notification: store.NotificationOf(2), Updated: at.Add(-time.Hour)}},
+		{path: "Device.X.Odd", Parameter: store.Parameter{Value: "", Type: "vendor:Special", HasValue: true}},
+		{path: "Device.X.Type", Parameter: store.Parameter{Value: "é\x00\xff", Type: "", HasValue: true, Writable: store.TriTrue, Updated: at}},
+	}
+}
+
+func TestTreeRoundTrip(t *testing.T) {
+	for _, in := range [][]treeEntry{nil, sampleTree()} {
+		got, err := decodeTree(encodeTree(nil, in), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 0 && len(in) == 0 {
+			continue
+		}
+		if !reflect.DeepEqual(got, in) {
+			t.Errorf("round trip:\n got %+v\nwant %+v", got, in)
+		}
+	}
+}
+
+// TestTreeDamaged: every truncation and every single-byte change of an
+// encoded tree decodes to an error or to entries, never a panic, and a
+// wrong version is refused.
+func TestTreeDamaged(t *testing.T) {
+	enc := encodeTree(nil, sampleTree())
+	for n := range len(enc) {
+		if _, err := decodeTree(enc[:n], nil); n > 0 && err == nil {
+			t.Errorf("truncated to %d bytes: no error", n)
+		}
+		for _, b := range []byte{0, 0x7f, 0x80, 0xff} {
+			bad := slices.Clone(enc)
+			bad[n] = b
+			_, _ = decodeTree(bad, nil)
+			_, _ = treeMatch(bad, "Device.X.Type", store.OpEq, "x")
+		}
+	}
+	bad := slices.Clone(enc)
+	bad[0] = 9
+	if _, err := decodeTree(bad, nil); err == nil {
+		t.Error("version 9 accepted")
+	}
+}
+
+func FuzzTreeDecode(f *testing.F) {
+	f.Add(encodeTree(nil, sampleTree()))
+	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		entries, err := decodeTree(b, nil)
+		if err != nil {
+			return
+		}
+		// What decodes re-encodes to a tree that decodes the same.
+		again, err := decodeTree(encodeTree(nil, entries), nil)
+		if err != nil || len(again) != len(entries) {
+			t.Fatalf("re-encoded: %d entries, %v; want %d", len(again), err, len(entries))
+		}
+	})
+}
+
+func TestTreeMatch(t *testing.T) {
+	tree := encodeTree(nil, sampleTree())
+	for _, c := range []struct {
+		path    string
+		op      store.Op
+		operand string
+		want    bool
+	}{
+		{"Device.", store.OpExists, "", true},
+		{"Device.", store.OpEq, "", false}, // no value
+		{"Device.DeviceInfo.UpTime", store.OpGt, "9", true},
+		{"Device.DeviceInfo.UpTime", store.OpLt, "100", true},
+		{"Device.DeviceInfo.UpTime", store.OpLt, "4.5", false},
+		{"Device.DeviceInfo.UpTime", store.OpEq, " 42 ", true},
+		{"Device.DeviceInfo.Manufacturer", store.OpPrefix, "AC", true},
+		{"Device.DeviceInfo.Manufacturer", store.OpNe, "ACME", false},
+		{"Device.DeviceInfo.Manufacturer", store.OpLt, "B", true},
+		{"Device.DeviceInfo.Missing", store.OpExists, "", false},
+		{"Device.Z", store.OpExists, "", false},
+		{"Device.X.Odd", store.OpEq, "", true},
+	} {
+		got, err := treeMatch(tree, c.path, c.op, c.operand)
+		if err != nil || got != c.want {
+			t.Errorf("%s %s %q = %v, %v; want %v", c.path, c.op, c.operand, got, err, c.want)
+		}
+	}
+}
+
+func TestIndexSet(t *testing.T) {
+	idx, err := newIndexSet([]string{"Device.DeviceInfo.*", "Device.IP.Interface.*.IPv4Address.*.IPAddress", "Device.Hosts."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]bool{
+		"Device.DeviceInfo.UpTime":                         true,
+		"Device.DeviceInfo.":                               false,
+		"Device.DeviceInfo.ProcessStatus.CPUUsage":         false,
+		"Device.IP.Interface.1.IPv4Address.2.IPAddress":    true,
+		"Device.IP.Interface.1.IPv4Address.2.SubnetMask":   false,
+		"Device.IP.Interface..IPv4Address.2.IPAddress":     false,
+		"Device.Hosts.":                                    true,
+		"Device.Hosts.Host.3.IPAddress":                    true,
+		"Device.HostsX.Host":                               false,
+		"InternetGatewayDevice.DeviceInfo.SoftwareVersion": false,
+	} {
+		if got := idx.has(path); got != want {
+			t.Errorf("has(%q) = %v, want %v", path, got, want)
+		}
+	}
+	if _, err := newIndexSet([]string{"Device..X"}); err == nil {
+		t.Error("empty segment accepted")
+	}
+	all, _ := newIndexSet([]string{IndexAll})
+	if !all.has("Anything.At.All") || all.String() != IndexAll {
+		t.Error("all does not index everything")
+	}
+}
+
+func TestMergeTree(t *testing.T) {
+	at := time.UnixMilli(1_800_000_000_000).UTC()
+	stored := sampleTree()
+	p := storekit.Plan{
+		Deletes:       []string{"Device.X."},
+		DeleteEntries: []string{"Device.DeviceInfo.Manufacturer"},
+		Updates: []storekit.Update{
+			{ParamUpdate: store.ParamUpdate{Path: "Device.A", Value: "1", Type: "xsd:int", HasValue: true}},
+			{ParamUpdate: store.ParamUpdate{Path: "Device.DeviceInfo.UpTime", Writable: store.TriTrue}},
+			{ParamUpdate: store.ParamUpdate{Path: "Device.X.Type", Value: "new", Type: "xsd:string", HasValue: true}},
+		},
+	}
+	got := mergeTree(stored, &p, at, "", 0, nil)
+	var paths []string
+	for _, e := range got {
+		paths = append(paths, e.path)
+	}
+	if want := []string{"Device.", "Device.A", "Device.DeviceInfo.UpTime", "Device.X.Type"}; !slices.Equal(paths, want) {
+		t.Fatalf("paths %v, want %v", paths, want)
+	}
+	up := got[2].Parameter
+	if up.Value != " 42 " || up.Writable != store.TriTrue || up.Notification != store.NotificationOf(2) || !up.Updated.Equal(at) {
+		t.Errorf("attribute update lost the rest of the entry: %+v", up)
+	}
+	if x := got[3].Parameter; x.Writable != store.TriUnknown || x.Value != "new" {
+		t.Errorf("re-created entry kept what its deletion removed: %+v", x)
+	}
+}
+
+// TestUpgradeRowsToTrees opens a database laid out before trees (every
+// entry a row of parameters, no device_trees) and finds every entry,
+// value and time in the trees, with only the indexed entries left as rows.
+func TestUpgradeRowsToTrees(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "inventory.db")
+	const tenant = "default"
+	dev := testDevice("U")
+	id := store.MakeID(dev)
+	at := batchBase
+	diff := store.Diff{Time: at, SessionID: "s1", DeviceID: &dev, Inform: &store.Inform{Events: []cwmp.Event{{Code: "0 BOOTSTRAP"}}}}
+	for i := range 50 {
+		diff.Params = append(diff.Params, store.SetValue(fmt.Sprintf("Device.Big.%d.Value", i), fmt.Sprint(i), "xsd:int"))
+	}
+	diff.Params = append(diff.Params, store.SetValue("Device.DeviceInfo.SoftwareVersion", "2.0", "xsd:string"),
+		store.SetWritable("Device.Big.", true))
+
+	// Write the device with every entry indexed, then take the database
+	// back to migration 5: the rows are the whole tree.
+	s := New(Config{Path: path, IndexedParams: []string{IndexAll}})
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ApplySessionDiff(t.Context(), tenant, id, diff, 1); err != nil {
+		t.Fatal(err)
+	}
+	want := mustGet(t, s, tenant, id).Params
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`DROP TABLE device_trees`, `DROP TABLE store_meta`, `DELETE FROM schema_migrations WHERE version >= 6`} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+
+	s = New(Config{Path: path})
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatalf("start on a database before trees: %v", err)
+	}
+	defer s.Close(context.Background())
+	if got := mustGet(t, s, tenant, id).Params; !reflect.DeepEqual(got, want) {
+		t.Errorf("after the upgrade:\n got %v\nwant %v", got, want)
+	}
+	var rows []string
+	r, err := s.st.r.Query(`SELECT path FROM parameters ORDER BY path`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r.Next() {
+		var p string
+		if err := r.Scan(&p); err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, p)
+	}
+	r.Close()
+	if !slices.Equal(rows, []string{"Device.DeviceInfo.SoftwareVersion"}) {
+		t.Errorf("index rows after the upgrade: %v", rows)
+	}
+	// Filters answer from either side.
+	for _, c := range []store.ParamCondition{
+		{Path: "Device.DeviceInfo.SoftwareVersion", Op: store.OpEq, Value: "2.0"},
+		{Path: "Device.Big.7.Value", Op: store.OpGt, Value: "6"},
+	} {
+		page, err := s.List(t.Context(), store.Filter{Tenant: tenant, Params: []store.ParamCondition{c}}, store.PageRequest{}, store.ReadOptions{})
+		if err != nil || len(page.Devices) != 1 {
+			t.Errorf("filter %+v: %d devices, %v", c, len(page.Devices), err)
+		}
+	}
+}
+
+// TestIndexChangeRebuildsRows: starting with other patterns rebuilds the
+// rows, and filters on the newly indexed path match what they did.
+func TestIndexChangeRebuildsRows(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "inventory.db")
+	const tenant = "default"
+	start := func(patterns ...string) *Store {
+		t.Helper()
+		s := New(Config{Path: path, IndexedParams: patterns})
+		if err := s.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	count := func(s *Store) (n int) {
+		t.Helper()
+		if err := s.st.r.QueryRow(`SELECT count(*) FROM parameters`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	s := start("Device.DeviceInfo.*")
+	for i := range 3 {
+		dev := testDevice(fmt.Sprintf("I%d", i))
+		d := store.Diff{Time: batchBase, DeviceID: &dev, Inform: &store.Inform{},
+			Params: []store.ParamUpdate{
+				store.SetValue("Device.DeviceInfo.UpTime", "1", "xsd:unsignedInt"),
+				store.SetValue("Device.WiFi.SSID.1.SSID", fmt.Sprintf("net-%d", i), "xsd:string"),
+			}}
+		if _, err := s.ApplySessionDiff(t.Context(), tenant, store.MakeID(dev), d, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(s); n != 3 {
+		t.Fatalf("%d rows with DeviceInfo indexed, want 3", n)
+	}
+	s.Close(context.Background())
+
+	s = start("Device.WiFi.SSID.*.SSID")
+	defer s.Close(context.Background())
+	if n := count(s); n != 3 {
+		t.Fatalf("%d rows with the SSIDs indexed, want 3", n)
+	}
+	var p string
+	if err := s.st.r.QueryRow(`SELECT min(path) FROM parameters`).Scan(&p); err != nil || !strings.HasPrefix(p, "Device.WiFi.") {
+		t.Fatalf("rows after the change: %q, %v", p, err)
+	}
+	page, err := s.List(t.Context(), store.Filter{Tenant: tenant, Params: []store.ParamCondition{
+		{Path: "Device.WiFi.SSID.1.SSID", Op: store.OpEq, Value: "net-1"}}}, store.PageRequest{}, store.ReadOptions{})
+	if err != nil || len(page.Devices) != 1 {
+		t.Fatalf("filter on the new index: %d devices, %v", len(page.Devices), err)
+	}
+}
