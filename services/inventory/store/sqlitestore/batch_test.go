@@ -22,9 +22,12 @@ import (
 
 var batchBase = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 
-func startStore(t *testing.T) *Store {
+func startStore(t *testing.T) *Store { return startStoreWith(t, Config{}) }
+
+func startStoreWith(t *testing.T, cfg Config) *Store {
 	t.Helper()
-	s := New(Config{Path: filepath.Join(t.TempDir(), "inventory.db")})
+	cfg.Path = filepath.Join(t.TempDir(), "inventory.db")
+	s := New(cfg)
 	if err := s.Start(t.Context()); err != nil {
 		t.Fatalf("start: %v", err)
 	}

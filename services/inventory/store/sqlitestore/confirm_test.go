@@ -14,7 +14,7 @@ import (
 // that the store got them without writes), and one whose values changed
 // writes both.
 func TestConfirmedEntriesAreNotRewritten(t *testing.T) {
-	s := startStore(t)
+	s := startStoreWith(t, Config{IndexedParams: []string{"Device.DeviceInfo.*"}})
 	const tenant = "default"
 	dev := testDevice("P")
 	id := store.MakeID(dev)

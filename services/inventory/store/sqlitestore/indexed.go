@@ -13,14 +13,15 @@ import (
 )
 
 // DefaultIndexedParams are the paths whose entries the store indexes
-// unless configured otherwise: what operators filter fleets on (device
-// information, the management server, WAN addresses). "*" stands for one
-// path segment; a pattern ending with "." covers the whole subtree.
+// unless configured otherwise: what operators look devices up by besides
+// the device columns (model, WAN addresses). "*" stands for one path
+// segment; a pattern ending with "." covers the whole subtree. Every
+// indexed entry costs a first contact an index row and a changed value
+// an index update, so the default is short; values that change at every
+// Inform (uptime, counters) are poor candidates.
 var DefaultIndexedParams = []string{
-	"Device.DeviceInfo.*",
-	"InternetGatewayDevice.DeviceInfo.*",
-	"Device.ManagementServer.*",
-	"InternetGatewayDevice.ManagementServer.*",
+	"Device.DeviceInfo.ModelName",
+	"InternetGatewayDevice.DeviceInfo.ModelName",
 	"Device.IP.Interface.*.IPv4Address.*.IPAddress",
 	"InternetGatewayDevice.WANDevice.*.WANConnectionDevice.*.WANIPConnection.*.ExternalIPAddress",
 	"InternetGatewayDevice.WANDevice.*.WANConnectionDevice.*.WANPPPConnection.*.ExternalIPAddress",

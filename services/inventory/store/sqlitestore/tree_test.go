@@ -182,7 +182,7 @@ func TestUpgradeRowsToTrees(t *testing.T) {
 	for i := range 50 {
 		diff.Params = append(diff.Params, store.SetValue(fmt.Sprintf("Device.Big.%d.Value", i), fmt.Sprint(i), "xsd:int"))
 	}
-	diff.Params = append(diff.Params, store.SetValue("Device.DeviceInfo.SoftwareVersion", "2.0", "xsd:string"),
+	diff.Params = append(diff.Params, store.SetValue("Device.DeviceInfo.ModelName", "2.0", "xsd:string"),
 		store.SetWritable("Device.Big.", true))
 
 	// Write the device with every entry indexed, then take the database
@@ -230,12 +230,12 @@ func TestUpgradeRowsToTrees(t *testing.T) {
 		rows = append(rows, p)
 	}
 	r.Close()
-	if !slices.Equal(rows, []string{"Device.DeviceInfo.SoftwareVersion"}) {
+	if !slices.Equal(rows, []string{"Device.DeviceInfo.ModelName"}) {
 		t.Errorf("index rows after the upgrade: %v", rows)
 	}
 	// Filters answer from either side.
 	for _, c := range []store.ParamCondition{
-		{Path: "Device.DeviceInfo.SoftwareVersion", Op: store.OpEq, Value: "2.0"},
+		{Path: "Device.DeviceInfo.ModelName", Op: store.OpEq, Value: "2.0"},
 		{Path: "Device.Big.7.Value", Op: store.OpGt, Value: "6"},
 	} {
 		page, err := s.List(t.Context(), store.Filter{Tenant: tenant, Params: []store.ParamCondition{c}}, store.PageRequest{}, store.ReadOptions{})
