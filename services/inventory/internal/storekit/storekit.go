@@ -224,10 +224,22 @@ func deletes(paths []string) (prefixes, entries []string, all bool, err error) {
 	return kept, single, false, nil
 }
 
+// updates validates params and merges them per path (later fields win),
+// sorted by path. It sorts positions rather than the updates themselves:
+// a discovery reports thousands, and moving each update (over a hundred
+// bytes) through a sort cost more than the rest of planning.
 func updates(params []store.ParamUpdate) ([]Update, error) {
-	byPath := make(map[string]int, len(params))
+	order := make([]int32, len(params))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	if !slices.IsSortedFunc(params, func(a, b store.ParamUpdate) int { return strings.Compare(a.Path, b.Path) }) {
+		// Stable: of two updates of one path, the later merges last.
+		slices.SortStableFunc(order, func(a, b int32) int { return strings.Compare(params[a].Path, params[b].Path) })
+	}
 	out := make([]Update, 0, len(params))
-	for _, u := range params {
+	for _, i := range order {
+		u := params[i]
 		if err := store.ValidatePath(u.Path); err != nil {
 			return nil, err
 		}
@@ -245,13 +257,11 @@ func updates(params []store.ParamUpdate) ([]Update, error) {
 		if u.Notification < 0 || u.Notification > store.NotificationOf(store.MaxNotification) {
 			return nil, fmt.Errorf("parameter %q: notification %d: %w", u.Path, u.Notification, store.ErrInvalidArgument)
 		}
-		i, seen := byPath[u.Path]
-		if !seen {
-			byPath[u.Path] = len(out)
+		if n := len(out); n == 0 || out[n-1].Path != u.Path {
 			out = append(out, Update{ParamUpdate: u})
 			continue
 		}
-		m := &out[i].ParamUpdate
+		m := &out[len(out)-1].ParamUpdate
 		if u.HasValue {
 			m.HasValue, m.Value, m.Type = true, u.Value, u.Type
 		}
@@ -274,7 +284,6 @@ func updates(params []store.ParamUpdate) ([]Update, error) {
 			u.Instant, u.IsInstant = store.ParseInstant(u.Value)
 		}
 	}
-	slices.SortFunc(out, func(a, b Update) int { return strings.Compare(a.Path, b.Path) })
 	return out, nil
 }
 

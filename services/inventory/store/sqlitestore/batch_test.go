@@ -450,3 +450,43 @@ func startAt(t *testing.T, path string) *Store {
 	t.Cleanup(func() { _ = s.Close(context.Background()) })
 	return s
 }
+
+// TestLargeOpsTakeTurns: large ops queued together go one per batch, and
+// the small ops queued behind them go into the first batch instead of
+// waiting for all of them.
+func TestLargeOpsTakeTurns(t *testing.T) {
+	s := startStore(t)
+	release := hold(t, s)
+	var ran []string // written by the writer goroutine only
+	var results []chan error
+	queued := 0
+	submit := func(name string, weight int) {
+		out := make(chan error, 1)
+		results = append(results, out)
+		go func() {
+			out <- s.submitWeighted(t.Context(), weight, func(w *writer) error {
+				ran = append(ran, fmt.Sprintf("%s@%d", name, w.batches))
+				return nil
+			})
+		}()
+		queued++
+		waitQueued(t, s, queued)
+	}
+	for _, name := range []string{"L1", "L2", "L3"} {
+		submit(name, largeOpWeight+1)
+	}
+	for _, name := range []string{"S1", "S2", "S3"} {
+		submit(name, 10)
+	}
+	release()
+	for _, r := range results {
+		if err := <-r; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Batch numbers are relative to the holding op's batch (1).
+	want := []string{"L1@2", "S1@2", "S2@2", "S3@2", "L2@3", "L3@4"}
+	if !slices.Equal(ran, want) {
+		t.Errorf("applied %v, want %v", ran, want)
+	}
+}

@@ -367,7 +367,8 @@ func (s *Store) ApplySessionDiff(ctx context.Context, tenant, id string, d store
 		}
 	}
 	var created bool
-	err = s.submit(ctx, func(w *writer) (err error) {
+	weight := len(p.Updates) + len(p.Deletes) + len(p.DeleteEntries)
+	err = s.submitWeighted(ctx, weight, func(w *writer) (err error) {
 		created, err = w.applyDiff(op)
 		return err
 	})

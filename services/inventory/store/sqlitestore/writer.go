@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync/atomic"
 
 	"github.com/fleetacs/fleetacs/services/inventory/internal/storekit"
@@ -36,8 +37,18 @@ import (
 // and freed page by page, which cost more than the op's own writes.
 //
 // Every caller gets its result after the COMMIT, so a successful return
-// still means "committed" with the same durability as before. Ops run in
-// queue order, so two diffs of one device apply in the order they arrived.
+// still means "committed" with the same durability as before.
+//
+// Ops run in queue order, except large ones. A diff of tens of thousands
+// of entries (a discovery of a big tree, an oversized Inform) keeps the
+// one writer busy for milliseconds; twenty of them in one batch would hold
+// every small diff queued behind them for the whole batch. So a batch
+// takes at most one op heavier than largeOpWeight: the others wait, in
+// their order, for the following batches, while the small ops that
+// arrive meanwhile go into every batch. A caller's own diffs still apply
+// in the order it made them, since it waits for each result; two callers
+// writing one device concurrently are ordered by fencing tokens, not by
+// the queue.
 //
 // Op states; an op moves from opQueued to exactly one of the others.
 const (
@@ -53,6 +64,8 @@ type op struct {
 	// transaction; its error rolls back what it did and nothing else.
 	run   func(w *writer) error
 	state atomic.Int32
+	// weight is the op's size in entries (see largeOpWeight).
+	weight int
 	// onCommit, set by run through writer.afterCommit, runs once the
 	// transaction that applied the op committed.
 	onCommit func()
@@ -105,7 +118,12 @@ type writer struct {
 	isolated atomic.Int64
 
 	batch, live []*op
-	args        []any
+	// batches counts the batches applied.
+	batches int
+	// large are the heavy ops waiting for a batch of their own, oldest
+	// first.
+	large []*op
+	args  []any
 	row         []driver.Value
 	done        []bool
 }
@@ -143,14 +161,28 @@ func (w *writer) run(ready chan<- error) {
 	w.closeErr = err
 }
 
+// largeOpWeight is the weight above which an op counts as large: at most
+// one per batch.
+const largeOpWeight = 2000
+
 func (w *writer) loop() {
-	for {
-		o, ok := <-w.queue
-		if !ok {
-			return
+	open := true
+	for open || len(w.large) > 0 {
+		w.batch = w.batch[:0]
+		heavy := false
+		if len(w.large) > 0 {
+			w.batch = append(w.batch, w.large[0])
+			w.large = slices.Delete(w.large, 0, 1)
+			heavy = true
+		} else {
+			o, ok := <-w.queue
+			if !ok {
+				return
+			}
+			w.batch = append(w.batch, o)
+			heavy = o.weight > largeOpWeight
 		}
-		w.batch = append(w.batch[:0], o)
-		if len(w.queue) == 0 {
+		if open && len(w.queue) == 0 {
 			// Callers woken by the previous commit are runnable but may
 			// not have enqueued yet (with one P they cannot have: this
 			// goroutine ran first). Yielding once lets them, so the batch
@@ -158,13 +190,21 @@ func (w *writer) loop() {
 			runtime.Gosched()
 		}
 	fill:
-		for len(w.batch) < w.maxBatch {
+		for open && len(w.batch) < w.maxBatch {
 			select {
 			case o, ok := <-w.queue:
-				if !ok {
+				switch {
+				case !ok:
+					open = false
 					break fill
+				case o.weight <= largeOpWeight:
+					w.batch = append(w.batch, o)
+				case !heavy:
+					w.batch = append(w.batch, o)
+					heavy = true
+				default:
+					w.large = append(w.large, o)
 				}
-				w.batch = append(w.batch, o)
 			default:
 				break fill
 			}
@@ -176,6 +216,7 @@ func (w *writer) loop() {
 
 // apply runs one batch and delivers every op's result after the commit.
 func (w *writer) apply(batch []*op) {
+	w.batches++
 	live := w.live[:0]
 	for _, o := range batch {
 		if err := o.ctx.Err(); err != nil || !o.state.CompareAndSwap(opQueued, opTaken) {
@@ -325,10 +366,15 @@ func (w *writer) rollback() {
 
 // submit queues run for the writer and waits for its result.
 func (s *Store) submit(ctx context.Context, run func(w *writer) error) error {
+	return s.submitWeighted(ctx, 1, run)
+}
+
+// submitWeighted is submit of an op of weight entries (see largeOpWeight).
+func (s *Store) submitWeighted(ctx context.Context, weight int, run func(w *writer) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	o := &op{ctx: ctx, run: run, done: make(chan struct{})}
+	o := &op{ctx: ctx, run: run, weight: weight, done: make(chan struct{})}
 	// The read lock keeps Close from closing the queue under the send.
 	s.mu.RLock()
 	st := s.st
