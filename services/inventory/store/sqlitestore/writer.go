@@ -124,8 +124,8 @@ type writer struct {
 	// first.
 	large []*op
 	args  []any
-	row         []driver.Value
-	done        []bool
+	row   []driver.Value
+	done  []bool
 }
 
 // maxCachedUpdates bounds the update statement cache; shapes beyond it are
