@@ -1,0 +1,84 @@
+package sqlitestore_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"github.com/fleetacs/fleetacs/services/inventory/store"
+	"github.com/fleetacs/fleetacs/services/inventory/store/sqlitestore"
+)
+
+// firstContactTree are the paths of a TR-181 tree the size cpesim's
+// default device reports in a bootstrap discovery (638 entries):
+// objects with their writable attribute, parameters with values.
+var firstContactTree = func() []store.ParamUpdate {
+	var out []store.ParamUpdate
+	add := func(path, value, typ string) {
+		out = append(out, store.SetValue(path, value, typ), store.SetWritable(path, true))
+	}
+	for _, p := range []string{"Manufacturer", "ModelName", "Description", "SerialNumber", "HardwareVersion", "SoftwareVersion", "UpTime"} {
+		add("Device.DeviceInfo."+p, "value-"+p, "xsd:string")
+	}
+	for i := range 8 {
+		obj := fmt.Sprintf("Device.Ethernet.Interface.%d.", i+1)
+		out = append(out, store.SetWritable(obj, false))
+		for _, p := range []string{"Enable", "Status", "Name", "MACAddress", "MaxBitRate", "DuplexMode"} {
+			add(obj+p, "v", "xsd:string")
+		}
+		for _, p := range []string{"BytesSent", "BytesReceived", "PacketsSent", "PacketsReceived", "ErrorsSent", "ErrorsReceived"} {
+			add(obj+"Stats."+p, fmt.Sprint(i*1000), "xsd:unsignedLong")
+		}
+	}
+	for i := range 31 {
+		obj := fmt.Sprintf("Device.WiFi.AccessPoint.%d.", i+1)
+		out = append(out, store.SetWritable(obj, false))
+		for _, p := range []string{"Enable", "Status", "SSIDReference", "SSIDAdvertisementEnabled", "WMMEnable",
+			"Security.ModeEnabled", "Security.KeyPassphrase", "Security.RekeyingInterval", "AssociatedDeviceNumberOfEntries",
+			"MaxAssociatedDevices", "IsolationEnable", "MACAddressControlEnabled", "UAPSDEnable", "WPS.Enable", "WPS.ConfigMethodsEnabled"} {
+			add(obj+p, "value", "xsd:string")
+		}
+		add(obj+"Stats.Retrans", "17", "xsd:unsignedInt")
+	}
+	return out
+}()
+
+// BenchmarkFirstContact applies bootstrap diffs of new devices, each with
+// a whole discovered tree, from 64 callers: the store's share of a
+// first-contact storm.
+func BenchmarkFirstContact(b *testing.B) {
+	ctx := context.Background()
+	s := sqlitestore.New(sqlitestore.Config{Path: filepath.Join(b.TempDir(), "bench.db")})
+	if err := s.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close(ctx) })
+	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	const callers = 64
+	b.SetParallelism((callers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	var seq atomic.Int64
+	b.ReportAllocs()
+	cpu := startCPU(b)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			dev := cwmp.DeviceID{Manufacturer: "Acme", OUI: "00AABB", ProductClass: "HGW", SerialNumber: fmt.Sprintf("FC%08d", seq.Add(1))}
+			d := store.Diff{
+				Time: at, SessionID: dev.SerialNumber, DeviceID: &dev,
+				Inform: &store.Inform{Events: []cwmp.Event{{Code: "0 BOOTSTRAP"}, {Code: "1 BOOT"}}},
+				Fields: store.Fields{SoftwareVersion: store.Ptr("1.0")},
+				Params: firstContactTree,
+			}
+			if _, err := s.ApplySessionDiff(ctx, "default", store.MakeID(dev), d, 1); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	cpu.report(b)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "diffs/s")
+}
