@@ -82,3 +82,52 @@ func BenchmarkFirstContact(b *testing.B) {
 	cpu.report(b)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "diffs/s")
 }
+
+// BenchmarkPeriodicLargeTree is the periodic load of devices whose trees
+// are the size of firstContactTree: every diff reports 10 values that
+// changed, so each rewrites its device's tree (the worst case of trees;
+// BenchmarkApplySessionDiff has 41-entry trees).
+func BenchmarkPeriodicLargeTree(b *testing.B) {
+	ctx := context.Background()
+	s := sqlitestore.New(sqlitestore.Config{Path: filepath.Join(b.TempDir(), "bench.db")})
+	if err := s.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = s.Close(ctx) })
+	const fleet = 2000
+	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	dev := func(i int) cwmp.DeviceID {
+		return cwmp.DeviceID{Manufacturer: "Acme", OUI: "00AABB", ProductClass: "HGW", SerialNumber: fmt.Sprintf("PL%08d", i)}
+	}
+	for i := range fleet {
+		d := dev(i)
+		if _, err := s.ApplySessionDiff(ctx, "default", store.MakeID(d), store.Diff{Time: at, DeviceID: &d,
+			Inform: &store.Inform{}, Params: firstContactTree}, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	const callers = 64
+	b.SetParallelism((callers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	var seq atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := startCPU(b)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			n := seq.Add(1)
+			d := dev(int(n % fleet))
+			diff := store.Diff{Time: benchTime(at), DeviceID: &d, Inform: &store.Inform{Events: []cwmp.Event{{Code: "2 PERIODIC"}}}}
+			for p := range 10 {
+				diff.Params = append(diff.Params, store.SetValue(fmt.Sprintf("Device.Ethernet.Interface.1.Stats.%s", []string{
+					"BytesSent", "BytesReceived", "PacketsSent", "PacketsReceived", "ErrorsSent"}[p%5])+fmt.Sprint(p/5),
+					fmt.Sprint(n), "xsd:unsignedLong"))
+			}
+			if _, err := s.ApplySessionDiff(ctx, "default", store.MakeID(d), diff, 1); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	cpu.report(b)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "diffs/s")
+}
