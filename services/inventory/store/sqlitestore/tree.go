@@ -224,6 +224,15 @@ func (r *treeReader) typeName() string {
 
 // param is the current entry as a store.Parameter.
 func (r *treeReader) param() store.Parameter {
+	p := r.attrs()
+	if r.hasVal {
+		p.Value = string(r.val)
+	}
+	return p
+}
+
+// attrs is param without the value (HasValue and Type still set).
+func (r *treeReader) attrs() store.Parameter {
 	p := store.Parameter{
 		HasValue:     r.hasVal,
 		Writable:     store.Tri(r.flags >> 1 & 3),
@@ -233,20 +242,42 @@ func (r *treeReader) param() store.Parameter {
 		p.Updated = time.UnixMilli(r.ms).UTC()
 	}
 	if r.hasVal {
-		p.Value, p.Type = string(r.val), r.typeName()
+		p.Type = r.typeName()
 	}
 	return p
 }
 
-// decodeTree returns the entries of an encoded tree.
+// decodeTree returns the entries of an encoded tree. Their paths and
+// values are substrings of one string, two allocations for the whole tree
+// rather than two per entry.
 func decodeTree(b []byte, into []treeEntry) ([]treeEntry, error) {
 	var pathBuf [256]byte
 	r := newTreeReader(b, pathBuf[:])
-	into = slices.Grow(into[:0], int(min(r.left, 1<<16)))
+	n := int(min(r.left, 1<<16))
+	into = slices.Grow(into[:0], n)
+	type span struct{ path, value, end int32 }
+	spans := make([]span, 0, n)
+	arena := make([]byte, 0, len(b)*2)
 	for r.next() {
-		into = append(into, treeEntry{path: string(r.path), Parameter: r.param()})
+		sp := span{path: int32(len(arena))}
+		arena = append(arena, r.path...)
+		sp.value = int32(len(arena))
+		arena = append(arena, r.val...)
+		sp.end = int32(len(arena))
+		spans = append(spans, sp)
+		into = append(into, treeEntry{Parameter: r.attrs()})
 	}
-	return into, r.err
+	if r.err != nil {
+		return into[:0], r.err
+	}
+	all := string(arena)
+	for i, sp := range spans {
+		into[i].path = all[sp.path:sp.value]
+		if into[i].HasValue {
+			into[i].Value = all[sp.value:sp.end]
+		}
+	}
+	return into, nil
 }
 
 // mergeTree applies a plan's deletions and updates, in that order, to the
