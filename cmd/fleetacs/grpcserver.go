@@ -168,6 +168,13 @@ func (g *grpcServer) conn(dial []grpc.DialOption) (grpc.ClientConnInterface, fun
 // maxHeaderList bounds the headers of a call on every gRPC server.
 const maxHeaderList = 16 << 10
 
+// maxPublicRecvMsg bounds a request on the public listener. Internal
+// servers take up to 64 MiB (CPE bodies, an Inform's parameters, a
+// session's diff); public requests (a device, a filter of at most 1,000
+// ids, a token) are far smaller, and gRPC reads a unary request before
+// any interceptor has looked at the caller's credentials.
+const maxPublicRecvMsg = 4 << 20
+
 // ownAddrs maps the addresses under which this process's gRPC servers are
 // known (bound, advertised) to the server, so that the process's clients
 // reach its own services in memory. Servers add their bound addresses as

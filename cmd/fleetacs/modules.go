@@ -124,7 +124,9 @@ func buildPublicGRPCServer(a *app) (lifecycle.Service, error) {
 		Tokens: &a.shared.tokens, OpenMethods: apiauth.HealthMethods, Logger: a.logger.With("component", "apiauth"),
 	})
 	ptls := apiauth.NewPublicTLS(a.opts.PublicTLS)
-	g, err := a.newGRPCServer("server.grpc-addr", a.opts.GRPCAddr, true, append(a.shared.auth.ServerOptions(), ptls.ServerOptions()...)...)
+	opts := append(a.shared.auth.ServerOptions(), ptls.ServerOptions()...)
+	opts = append(opts, grpc.MaxRecvMsgSize(maxPublicRecvMsg))
+	g, err := a.newGRPCServer("server.grpc-addr", a.opts.GRPCAddr, true, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -225,6 +225,18 @@ func TestPublicListenerAbuse(t *testing.T) {
 	if err := list(withToken(ctx10(t), s.admin), "default"); err != nil {
 		t.Fatalf("after the oversized call: %v", err)
 	}
+
+	// An oversized request, even with the admin token: public requests
+	// are small, and the public listener reads no more than
+	// maxPublicRecvMsg of one (the internal ones carry CPE bodies).
+	_, err = devs.ListDevices(withToken(ctx10(t), s.admin), &inventoryv1.ListDevicesRequest{Tenant: "default",
+		Filter: &inventoryv1.DeviceFilter{Ids: []string{strings.Repeat("i", maxPublicRecvMsg+1)}}})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("a request of %d bytes on the public listener: %v, want ResourceExhausted", maxPublicRecvMsg+1, err)
+	}
+	if err := list(withToken(ctx10(t), s.admin), "default"); err != nil {
+		t.Fatalf("after the oversized request: %v", err)
+	}
 }
 
 func TestInternalListenerAbuse(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 )
@@ -231,10 +232,16 @@ func loadCAs(path string) (*x509.CertPool, error) {
 }
 
 // ServerOptions are the options of the internal server: TLS when
-// configured, and interceptors requiring the token (health excepted, for
-// probes).
+// configured, and a tap and interceptors requiring the token (health
+// excepted, for probes). The tap refuses a call without the token as soon
+// as its headers arrive, before gRPC reads its request (up to the
+// server's receive limit, large on internal servers); the interceptors
+// check again, whatever registers the services.
 func (i *Internal) ServerOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
+		grpc.InTapHandle(func(ctx context.Context, info *tap.Info) (context.Context, error) {
+			return ctx, i.checkMD(info.Header, info.FullMethodName)
+		}),
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 			if err := i.check(ctx, info.FullMethod); err != nil {
 				return nil, err
@@ -278,6 +285,12 @@ func (i *Internal) tlsConfig(server bool) (*tls.Config, error) {
 }
 
 func (i *Internal) check(ctx context.Context, method string) error {
+	md, _ := metadata.FromIncomingContext(ctx)
+	return i.checkMD(md, method)
+}
+
+// checkMD checks a call's metadata for the internal token.
+func (i *Internal) checkMD(md metadata.MD, method string) error {
 	for _, m := range HealthMethods {
 		if method == m {
 			return nil
@@ -293,7 +306,6 @@ func (i *Internal) check(ctx context.Context, method string) error {
 		// Mutual TLS alone (checked in the handshake), or insecure.
 		return nil
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get(InternalTokenHeader)
 	if len(vals) == 0 {
 		return apiError(codes.Unauthenticated, errorsv1.ErrorReason_CREDENTIALS_MISSING, "internal call without the internal credential: caller and server need the same -internal.token-file (or certificates of one CA, -internal.tls-*)", nil)
