@@ -92,7 +92,8 @@ func Root() *Command {
 			"Server: -addr host:port, else $FLEETACS_ADDR, else the address fleetacs wrote to\n" +
 			"./data/api.addr, else localhost:9300 (said on stderr). Credentials: -token,\n" +
 			"else $FLEETACS_TOKEN, else ./data/admin.token, the admin token fleetacs writes\n" +
-			"at its first start; or -cert-file and -key-file on a server with mutual TLS.\n" +
+			"at its first start (sent only to the server of ./data/api.addr); or -cert-file\n" +
+			"and -key-file on a server with mutual TLS.\n" +
 			"TLS: plaintext to loopback addresses, TLS to any other (-tls, -ca-file).\n" +
 			"These flags go before or after the command words: fleetctl -addr HOST:PORT devices list.",
 		Commands: []*Command{cwmpCommand(), devicesCommand(), tokensCommand()},
