@@ -439,13 +439,31 @@ func banner(out io.Writer, a *app, adminAddr net.Addr) {
 				what = "Admin API token (created now, readable by you only)"
 			}
 			fmt.Fprintf(&w, "  %s: %s\n", what, t.path)
-			fmt.Fprintln(&w, "    fleetctl run from this directory uses it; elsewhere: export FLEETACS_TOKEN=$(cat "+t.path+")")
+			cwd, _ := os.Getwd()
+			fmt.Fprintln(&w, "    "+adminTokenHint(cwd, a.opts.DataDir, t.path))
 			fmt.Fprintln(&w, "    then create tokens for people and systems: fleetctl tokens create -role viewer -tenant default -name NAME")
 		}
 	}
 	if addr, ok := a.bound["http"]; ok {
 		fmt.Fprintf(&w, "  Simulated CPEs: go run ./tools/cpesim -url %s -devices 10\n", hostURL("http", hostPort(addr.String(), "127.0.0.1")))
 	}
+}
+
+// adminTokenHint tells how fleetctl gets the admin token at tokenPath:
+// by itself when run from the directory whose ./data is the data
+// directory (where it reads data/api.addr and data/admin.token), else
+// through $FLEETACS_TOKEN.
+func adminTokenHint(cwd, dataDir, tokenPath string) string {
+	export := "export FLEETACS_TOKEN=$(cat " + tokenPath + ")"
+	data, err1 := filepath.Abs(dataDir)
+	tok, err2 := filepath.Abs(tokenPath)
+	if err1 != nil || err2 != nil || filepath.Base(data) != "data" || tok != filepath.Join(data, "admin.token") {
+		return "fleetctl does not find it by itself: " + export
+	}
+	if dir := filepath.Dir(data); dir != filepath.Clean(cwd) {
+		return "fleetctl run from " + dir + " uses it; elsewhere: " + export
+	}
+	return "fleetctl run from this directory uses it; elsewhere: " + export
 }
 
 // writeAPIAddr tells fleetctl runs in the working directory where this
