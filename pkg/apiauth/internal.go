@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 
@@ -240,7 +241,7 @@ func loadCAs(path string) (*x509.CertPool, error) {
 func (i *Internal) ServerOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
 		grpc.InTapHandle(func(ctx context.Context, info *tap.Info) (context.Context, error) {
-			return ctx, i.checkMD(info.Header, info.FullMethodName)
+			return ctx, i.checkMD(ctx, info.Header, info.FullMethodName)
 		}),
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 			if err := i.check(ctx, info.FullMethod); err != nil {
@@ -286,11 +287,12 @@ func (i *Internal) tlsConfig(server bool) (*tls.Config, error) {
 
 func (i *Internal) check(ctx context.Context, method string) error {
 	md, _ := metadata.FromIncomingContext(ctx)
-	return i.checkMD(md, method)
+	return i.checkMD(ctx, md, method)
 }
 
-// checkMD checks a call's metadata for the internal token.
-func (i *Internal) checkMD(md metadata.MD, method string) error {
+// checkMD checks a call: its peer's certificate, when it has one, and its
+// metadata for the internal token.
+func (i *Internal) checkMD(ctx context.Context, md metadata.MD, method string) error {
 	for _, m := range HealthMethods {
 		if method == m {
 			return nil
@@ -299,6 +301,17 @@ func (i *Internal) checkMD(md metadata.MD, method string) error {
 	i.mu.RLock()
 	loaded, noToken, want := i.loaded, i.token == "", i.tokenHash
 	i.mu.RUnlock()
+	if pr, ok := peer.FromContext(ctx); ok {
+		if tlsInfo, ok := pr.AuthInfo.(credentials.TLSInfo); ok && len(tlsInfo.State.PeerCertificates) > 0 &&
+			namesAPIPrincipal(tlsInfo.State.PeerCertificates[0]) {
+			// A public API client's certificate, signed by the internal
+			// CA because one CA serves both: it is no internal
+			// credential, or a viewer's certificate would read device
+			// passwords.
+			return apiError(codes.PermissionDenied, errorsv1.ErrorReason_CREDENTIALS_INVALID,
+				"a public API client certificate (urn:fleetacs:api:...) is not an internal credential: give internal services certificates of their own, best from a CA of their own", nil)
+		}
+	}
 	switch {
 	case !loaded:
 		return status.Error(codes.Unavailable, "internal credential not loaded yet")
@@ -315,6 +328,17 @@ func (i *Internal) checkMD(md metadata.MD, method string) error {
 		return apiError(codes.Unauthenticated, errorsv1.ErrorReason_CREDENTIALS_INVALID, "internal credential invalid: caller and server need the same -internal.token-file", nil)
 	}
 	return nil
+}
+
+// namesAPIPrincipal reports whether a certificate names a public API
+// principal (certPrincipal).
+func namesAPIPrincipal(c *x509.Certificate) bool {
+	for _, u := range c.URIs {
+		if strings.HasPrefix(u.String(), certURNPrefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // internalToken sends the internal token with every call.

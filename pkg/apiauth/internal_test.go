@@ -152,6 +152,27 @@ func TestInternalMutualTLS(t *testing.T) {
 	}
 }
 
+// TestInternalRefusesPublicAPICertificates: where one CA signs both the
+// internal certificates and the public API's client certificates, a
+// viewer's certificate (urn:fleetacs:api:...) must not open the internal
+// services, which hand out device passwords.
+func TestInternalRefusesPublicAPICertificates(t *testing.T) {
+	ca := newPKI(t)
+	srvCert, srvKey := ca.issue(t, "inventory")
+	server := newInternal(t, apiauth.InternalConfig{TLSCertFile: srvCert, TLSKeyFile: srvKey, TLSCAFile: ca.caFile()}, "0.0.0.0:0")
+	addr, h := internalServer(t, server)
+	viewerCert, viewerKey := ca.issue(t, "grafana", "urn:fleetacs:api:viewer:default")
+	cc := dial(t, addr, "", tlsClient(t, ca, viewerCert, viewerKey))
+	wantReason(t, "public API certificate on the internal listener", getCreds(cc), codes.PermissionDenied, "CREDENTIALS_INVALID")
+	if n := h.calls.Load(); n != 0 {
+		t.Fatalf("handlers reached %d times", n)
+	}
+	// Health stays open to it, as to anyone.
+	if _, err := healthpb.NewHealthClient(cc).Check(ctxT(t), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("health: %v", err)
+	}
+}
+
 func TestInternalListenerNeedsCredential(t *testing.T) {
 	for _, addr := range []string{":9301", "0.0.0.0:9301", "[::]:9301", "192.0.2.1:9301", "example.com:9301"} {
 		_, err := apiauth.NewInternal(apiauth.InternalConfig{}, addr, nil)
