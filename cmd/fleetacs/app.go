@@ -454,9 +454,10 @@ func banner(out io.Writer, a *app, adminAddr net.Addr) {
 // directory (where it reads data/api.addr and data/admin.token), else
 // through $FLEETACS_TOKEN.
 func adminTokenHint(cwd, dataDir, tokenPath string) string {
-	export := "export FLEETACS_TOKEN=$(cat " + tokenPath + ")"
 	data, err1 := filepath.Abs(dataDir)
 	tok, err2 := filepath.Abs(tokenPath)
+	// "Elsewhere" needs the absolute path.
+	export := "export FLEETACS_TOKEN=$(cat " + tok + ")"
 	if err1 != nil || err2 != nil || filepath.Base(data) != "data" || tok != filepath.Join(data, "admin.token") {
 		return "fleetctl does not find it by itself: " + export
 	}

@@ -195,7 +195,7 @@ func TestBannerTellsBoundAddresses(t *testing.T) {
 
 func TestAdminTokenHint(t *testing.T) {
 	for _, tc := range []struct{ cwd, dataDir, token, want string }{
-		{"/srv/acs", "data", "data/admin.token", "fleetctl run from this directory uses it; elsewhere: export FLEETACS_TOKEN=$(cat data/admin.token)"},
+		{"/srv/acs", "data", "data/admin.token", "fleetctl run from this directory uses it; elsewhere: export FLEETACS_TOKEN=$(cat $PWD/data/admin.token)"},
 		{"/srv/acs", "/srv/acs/data", "/srv/acs/data/admin.token", "fleetctl run from this directory uses it; elsewhere: export FLEETACS_TOKEN=$(cat /srv/acs/data/admin.token)"},
 		{"/home/op", "/srv/acs/data", "/srv/acs/data/admin.token", "fleetctl run from /srv/acs uses it; elsewhere: export FLEETACS_TOKEN=$(cat /srv/acs/data/admin.token)"},
 		{"/srv/acs", "/var/lib/fleetacs", "/var/lib/fleetacs/admin.token", "fleetctl does not find it by itself: export FLEETACS_TOKEN=$(cat /var/lib/fleetacs/admin.token)"},
@@ -205,6 +205,7 @@ func TestAdminTokenHint(t *testing.T) {
 			// Relative paths resolve against the test's own directory.
 			wd, _ := os.Getwd()
 			tc.cwd = wd
+			tc.want = strings.ReplaceAll(tc.want, "$PWD", wd)
 		}
 		if got := adminTokenHint(tc.cwd, tc.dataDir, tc.token); got != tc.want {
 			t.Errorf("adminTokenHint(%q, %q, %q) = %q, want %q", tc.cwd, tc.dataDir, tc.token, got, tc.want)
