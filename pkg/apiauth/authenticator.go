@@ -74,10 +74,14 @@ type Options struct {
 	Now func() time.Time
 }
 
-// HealthMethods are the gRPC health methods: probes (Kubernetes, load
-// balancers) call them without credentials, and they tell nothing but
-// whether a service is serving.
-var HealthMethods = []string{"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch", "/grpc.health.v1.Health/List"}
+// HealthMethods are the gRPC health methods that answer without
+// credentials: probes (Kubernetes, load balancers, grpc-health-probe)
+// call Check, and they tell nothing but whether a service is serving.
+// Watch is not among them: each Watch holds a stream and a goroutine open
+// for as long as the caller likes, and gRPC allows any number of streams
+// per connection, so an open Watch would let anyone who reaches a
+// listener pile them up. Probes do not use it.
+var HealthMethods = []string{"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/List"}
 
 // maxCachedTokens bounds the verifier's cache.
 const maxCachedTokens = 10_000

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/fleetacs/fleetacs/pkg/apiauth"
@@ -70,5 +71,38 @@ func TestInternalRefusesBeforeReadingRequest(t *testing.T) {
 		refusedBeforeRequest(t, wrong, cc, method), codes.Unauthenticated, "CREDENTIALS_INVALID")
 	if n := h.calls.Load(); n != 0 {
 		t.Fatalf("handler reached %d times", n)
+	}
+}
+
+// TestHealthWatchNeedsCredentials: health Check answers anyone (probes),
+// but Watch, a stream held open as long as the caller likes, does not:
+// without credentials, anyone who reaches a listener could open any
+// number of them.
+func TestHealthWatchNeedsCredentials(t *testing.T) {
+	e := newPublic(t, testAuthConfig)
+	watch := func(cc *grpc.ClientConn, ctx context.Context) error {
+		st, err := healthpb.NewHealthClient(cc).Watch(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			return err
+		}
+		_, err = st.Recv()
+		return err
+	}
+	cc := dial(t, e.addr, "", plain())
+	if _, err := healthpb.NewHealthClient(cc).Check(ctxT(t), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("public health Check without credentials: %v", err)
+	}
+	wantReason(t, "public health Watch without credentials", watch(cc, ctxT(t)), codes.Unauthenticated, "CREDENTIALS_MISSING")
+
+	const secret = "0123456789abcdef0123456789abcdef-shared"
+	in := newInternal(t, apiauth.InternalConfig{TokenFile: tokenFile(t, secret)}, "127.0.0.1:0")
+	addr, _ := internalServer(t, in)
+	icc := dial(t, addr, "", plain())
+	if _, err := healthpb.NewHealthClient(icc).Check(ctxT(t), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("internal health Check without the token: %v", err)
+	}
+	wantReason(t, "internal health Watch without the token", watch(icc, ctxT(t)), codes.Unauthenticated, "CREDENTIALS_MISSING")
+	if err := watch(icc, metadata.AppendToOutgoingContext(ctxT(t), apiauth.InternalTokenHeader, secret)); err != nil {
+		t.Fatalf("internal health Watch with the token: %v", err)
 	}
 }
