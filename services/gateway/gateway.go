@@ -225,6 +225,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		onboardingSecret: cfg.AuthOnboardingSecret,
 		onboardingOnly:   cfg.AuthSharedScope == sharedScopeOnboarding,
 		onboardingWindow: cfg.AuthOnboardingWindow,
+		certAnyDevice:    cfg.TLSClientCertDevices == certDevicesAny,
 		acsHosts:         acsHosts,
 		creds:            deps.Credentials,
 		counts:           counts,
