@@ -346,7 +346,9 @@ func (s *Service) start(ctx context.Context) error {
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,
 			WriteTimeout:      10 * time.Second,
-			ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
+			// Probes send a few hundred bytes (Go's default is 1 MiB).
+			MaxHeaderBytes: 16 << 10,
+			ErrorLog:       slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
 		}, ln}
 	}
 	s.servers = servers
