@@ -108,6 +108,8 @@ func (c *InternalConfig) Configured() bool { return c.TokenFile != "" || c.TLSCe
 type Internal struct {
 	cfg    InternalConfig
 	logger *slog.Logger
+	// listen is the internal listener's address; "" without one.
+	listen string
 
 	mu        sync.RWMutex
 	loaded    bool
@@ -132,7 +134,7 @@ func NewInternal(cfg InternalConfig, listenAddr string, logger *slog.Logger) (*I
 			"set -internal.token-file (or -internal.tls-cert-file/-key-file/-ca-file), or listen on loopback, "+
 			"or accept the risk with -internal.insecure", listenAddr)
 	}
-	return &Internal{cfg: cfg, logger: logger}, nil
+	return &Internal{cfg: cfg, logger: logger, listen: listenAddr}, nil
 }
 
 // IsLoopbackListen reports whether a listen address binds loopback only
@@ -212,6 +214,13 @@ func (i *Internal) Load() error {
 			MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert},
 			RootCAs: pool, ServerName: i.cfg.TLSServerName, NextProtos: []string{"h2"},
 		}
+	}
+	if i.cfg.TokenFile != "" && i.cfg.TLSCertFile == "" && i.listen != "" && !IsLoopbackListen(i.listen) {
+		// The token stops callers without it, not eavesdroppers: without
+		// TLS it crosses the network in clear, and so do the device
+		// passwords the inventory hands the gateways.
+		i.logger.Warn("internal gRPC calls cross the network without TLS: whoever can read the traffic gets the internal token and the device passwords it carries; use -internal.tls-cert-file/-key-file/-ca-file beside -internal.token-file unless the network is private",
+			"listen", i.listen)
 	}
 	if i.cfg.Insecure && !i.cfg.Configured() {
 		i.logger.Error("INTERNAL gRPC SERVICES ACCEPT CALLS WITHOUT CREDENTIALS (-internal.insecure): whoever reaches the internal listener can read device passwords and rewrite device state")
