@@ -78,7 +78,7 @@ func (o *options) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.Pprof, "server.pprof", false, "serve Go's /debug/pprof/ profiles on the admin listener")
 	fs.BoolVar(&o.InProcessGRPC, "server.grpc-in-process", true, "services in this process call each other's gRPC handlers directly, skipping the transport (false: through the gRPC transport in memory, as between processes)")
 	fs.IntVar(&o.GRPCMaxConnections, "server.grpc-max-connections", 1024, "connections the gRPC listener holds at once; more are closed at once (services share a few long-lived connections)")
-	fs.IntVar(&o.GRPCMaxConnectionsPerSource, "server.grpc-max-connections-per-source", 64, "connections a gRPC listener holds from one address, so that one host cannot take all of -server.grpc-max-connections (0: no cap)")
+	fs.IntVar(&o.GRPCMaxConnectionsPerSource, "server.grpc-max-connections-per-source", 64, "connections a gRPC listener holds from one address (an IPv6 /64 counting as one), so that one host cannot take all of -server.grpc-max-connections (0: no cap)")
 	fs.IntVar(&o.GRPCStreamWorkers, "server.grpc-stream-workers", 256, "goroutines kept to serve gRPC calls, reused so that each call does not grow a fresh stack (calls beyond them get their own; 0: one new goroutine per call)")
 	fs.StringVar(&o.RedisAddr, "redis.addr", "", "Redis host:port for session routing, device leases and checkpoints (empty: in memory, one process only)")
 	fs.IntVar(&o.RedisDB, "redis.db", 0, "Redis database number")

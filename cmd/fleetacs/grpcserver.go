@@ -111,7 +111,7 @@ func (g *grpcServer) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	g.ln = connlimit.New(connlimit.Limits{Max: g.maxConns, PerSource: g.perSource}).Listener(ln)
+	g.ln = connlimit.New(connlimit.Limits{Max: g.maxConns, PerSource: g.perSource, IPv6Prefix: 64}).Listener(ln)
 	g.own.add(g, g.dialAddr(), ln.Addr().String())
 	g.errc = make(chan error, 2)
 	go func() { g.errc <- g.srv.Serve(g.ln) }()
