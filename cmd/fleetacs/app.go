@@ -50,6 +50,9 @@ type options struct {
 	InProcessGRPC      bool
 	GRPCStreamWorkers  int
 	GRPCMaxConnections int
+	// GRPCMaxConnectionsPerSource caps a gRPC listener's connections
+	// from one address.
+	GRPCMaxConnectionsPerSource int
 
 	// Auth authenticates public API calls, PublicTLS secures the public
 	// listener, Internal is the internal credential of every internal
@@ -75,6 +78,7 @@ func (o *options) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&o.Pprof, "server.pprof", false, "serve Go's /debug/pprof/ profiles on the admin listener")
 	fs.BoolVar(&o.InProcessGRPC, "server.grpc-in-process", true, "services in this process call each other's gRPC handlers directly, skipping the transport (false: through the gRPC transport in memory, as between processes)")
 	fs.IntVar(&o.GRPCMaxConnections, "server.grpc-max-connections", 1024, "connections the gRPC listener holds at once; more are closed at once (services share a few long-lived connections)")
+	fs.IntVar(&o.GRPCMaxConnectionsPerSource, "server.grpc-max-connections-per-source", 64, "connections a gRPC listener holds from one address (an IPv6 /64 counting as one), so that one host cannot take all of -server.grpc-max-connections (0: no cap)")
 	fs.IntVar(&o.GRPCStreamWorkers, "server.grpc-stream-workers", 256, "goroutines kept to serve gRPC calls, reused so that each call does not grow a fresh stack (calls beyond them get their own; 0: one new goroutine per call)")
 	fs.StringVar(&o.RedisAddr, "redis.addr", "", "Redis host:port for session routing, device leases and checkpoints (empty: in memory, one process only)")
 	fs.IntVar(&o.RedisDB, "redis.db", 0, "Redis database number")
@@ -439,13 +443,32 @@ func banner(out io.Writer, a *app, adminAddr net.Addr) {
 				what = "Admin API token (created now, readable by you only)"
 			}
 			fmt.Fprintf(&w, "  %s: %s\n", what, t.path)
-			fmt.Fprintln(&w, "    fleetctl run from this directory uses it; elsewhere: export FLEETACS_TOKEN=$(cat "+t.path+")")
+			cwd, _ := os.Getwd()
+			fmt.Fprintln(&w, "    "+adminTokenHint(cwd, a.opts.DataDir, t.path))
 			fmt.Fprintln(&w, "    then create tokens for people and systems: fleetctl tokens create -role viewer -tenant default -name NAME")
 		}
 	}
 	if addr, ok := a.bound["http"]; ok {
 		fmt.Fprintf(&w, "  Simulated CPEs: go run ./tools/cpesim -url %s -devices 10\n", hostURL("http", hostPort(addr.String(), "127.0.0.1")))
 	}
+}
+
+// adminTokenHint tells how fleetctl gets the admin token at tokenPath:
+// by itself when run from the directory whose ./data is the data
+// directory (where it reads data/api.addr and data/admin.token), else
+// through $FLEETACS_TOKEN.
+func adminTokenHint(cwd, dataDir, tokenPath string) string {
+	data, err1 := filepath.Abs(dataDir)
+	tok, err2 := filepath.Abs(tokenPath)
+	// "Elsewhere" needs the absolute path.
+	export := "export FLEETACS_TOKEN=$(cat " + tok + ")"
+	if err1 != nil || err2 != nil || filepath.Base(data) != "data" || tok != filepath.Join(data, "admin.token") {
+		return "fleetctl does not find it by itself: " + export
+	}
+	if dir := filepath.Dir(data); dir != filepath.Clean(cwd) {
+		return "fleetctl run from " + dir + " uses it; elsewhere: " + export
+	}
+	return "fleetctl run from this directory uses it; elsewhere: " + export
 }
 
 // writeAPIAddr tells fleetctl runs in the working directory where this

@@ -124,3 +124,65 @@ func TestConnectionFloodLeavesProbesAndGRPC(t *testing.T) {
 		return nil
 	})
 }
+
+// grpcConnKept opens a TCP connection to a gRPC listener from the loopback
+// address src and reports whether the server kept it: a gRPC server
+// writes its HTTP/2 settings at once on a connection it keeps, and closes
+// one over its caps without a byte.
+func grpcConnKept(t *testing.T, src, addr string) (net.Conn, bool) {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 10 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial %s from %s: %v", addr, src, err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var b [1]byte
+	_, err = c.Read(b[:])
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("connection from %s neither served nor closed", src)
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	return c, err == nil
+}
+
+// One host that opens idle connections to a gRPC listener takes at most
+// -server.grpc-max-connections-per-source of them: before any credential
+// is looked at, a connection is only a connection, and one host holding
+// all -server.grpc-max-connections would lock every operator out of the
+// public API (and, on an internal listener that other hosts reach, every
+// gateway out of the workers).
+func TestGRPCConnectionsCappedPerSource(t *testing.T) {
+	const perSource = 64 // the default
+	p := startProcess(t, "-log.level=error", "-data-dir="+t.TempDir(), "-gateway.auth-anonymous",
+		"-gateway.listen-addr=127.0.0.1:0", "-server.http-addr=127.0.0.1:0", "-server.grpc-addr=127.0.0.1:0", "-server.internal-grpc-addr=127.0.0.1:0", "all")
+	var grpcAddr string
+	testenv.WaitFor(t, 30*time.Second, func() error {
+		p.alive(t)
+		if m := bannerFleetctl.FindStringSubmatch(p.stdout.String()); m != nil {
+			grpcAddr = m[1]
+			return nil
+		}
+		return fmt.Errorf("no banner yet")
+	})
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	kept := 0
+	for range perSource + 5 {
+		c, ok := grpcConnKept(t, "127.0.0.2", grpcAddr)
+		conns = append(conns, c)
+		if ok {
+			kept++
+		}
+	}
+	if kept != perSource {
+		t.Fatalf("the public gRPC listener kept %d idle connections from one address, want %d", kept, perSource)
+	}
+	if st := grpcHealth(t, grpcAddr, ""); st != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("gRPC health from another address: %s", st)
+	}
+}

@@ -37,8 +37,12 @@ type grpcServer struct {
 	// maxConns caps its connections (connlimit): a flood on the gRPC port
 	// must not take the descriptors the CWMP and admin listeners need.
 	maxConns int
-	srv      *grpc.Server
-	health   *health.Server
+	// perSource caps those from one address, so that one host cannot take
+	// them all (before any credential is looked at, a connection is only
+	// a connection).
+	perSource int
+	srv       *grpc.Server
+	health    *health.Server
 	// public: no in-process paths (see above).
 	public bool
 	// On an internal server exactly one of inproc and mem is set.
@@ -71,6 +75,10 @@ func (a *app) newGRPCServer(setting, addr string, public bool, extra ...grpc.Ser
 		// interceptor: a token, trace context and the like take a few
 		// hundred bytes (gRPC's own default is 16 MiB).
 		grpc.MaxHeaderListSize(maxHeaderList),
+		// A connection that has not finished its (TLS and) HTTP/2
+		// handshake by then is closed, rather than hold a slot of the
+		// connection caps for gRPC's default two minutes.
+		grpc.ConnectionTimeout(grpcHandshakeTimeout),
 	}
 	if n := a.opts.GRPCStreamWorkers; n > 0 {
 		// A goroutine per call starts with a small stack and grows it
@@ -79,7 +87,7 @@ func (a *app) newGRPCServer(setting, addr string, public bool, extra ...grpc.Ser
 		sopts = append(sopts, grpc.NumStreamWorkers(uint32(n)))
 	}
 	sopts = append(sopts, extra...)
-	g := &grpcServer{setting: setting, addr: addr, maxConns: a.opts.GRPCMaxConnections, public: public, srv: grpc.NewServer(sopts...), health: health.NewServer(), own: &a.own}
+	g := &grpcServer{setting: setting, addr: addr, maxConns: a.opts.GRPCMaxConnections, perSource: a.opts.GRPCMaxConnectionsPerSource, public: public, srv: grpc.NewServer(sopts...), health: health.NewServer(), own: &a.own}
 	healthpb.RegisterHealthServer(g.srv, g.health)
 	// The server as a whole is serving once the process has started.
 	g.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
@@ -103,7 +111,7 @@ func (g *grpcServer) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	g.ln = connlimit.New(connlimit.Limits{Max: g.maxConns}).Listener(ln)
+	g.ln = connlimit.New(connlimit.Limits{Max: g.maxConns, PerSource: g.perSource, IPv6Prefix: 64}).Listener(ln)
 	g.own.add(g, g.dialAddr(), ln.Addr().String())
 	g.errc = make(chan error, 2)
 	go func() { g.errc <- g.srv.Serve(g.ln) }()
@@ -165,8 +173,18 @@ func (g *grpcServer) conn(dial []grpc.DialOption) (grpc.ClientConnInterface, fun
 	return cc, cc.Close, nil
 }
 
+// grpcHandshakeTimeout bounds a new connection's handshake.
+const grpcHandshakeTimeout = 10 * time.Second
+
 // maxHeaderList bounds the headers of a call on every gRPC server.
 const maxHeaderList = 16 << 10
+
+// maxPublicRecvMsg bounds a request on the public listener. Internal
+// servers take up to 64 MiB (CPE bodies, an Inform's parameters, a
+// session's diff); public requests (a device, a filter of at most 1,000
+// ids, a token) are far smaller, and gRPC reads a unary request before
+// any interceptor has looked at the caller's credentials.
+const maxPublicRecvMsg = 4 << 20
 
 // ownAddrs maps the addresses under which this process's gRPC servers are
 // known (bound, advertised) to the server, so that the process's clients

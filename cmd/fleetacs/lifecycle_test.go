@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -142,7 +143,8 @@ var (
 // the addresses really bound, which answer: the CWMP URL, the probes and
 // the gRPC address in the fleetctl command line.
 func TestBannerTellsBoundAddresses(t *testing.T) {
-	p := startProcess(t, "-log.level=warn", "-data-dir="+t.TempDir(), "-gateway.auth-anonymous",
+	dataDir := t.TempDir()
+	p := startProcess(t, "-log.level=warn", "-data-dir="+dataDir, "-gateway.auth-anonymous",
 		"-gateway.listen-addr=127.0.0.1:0", "-server.http-addr=127.0.0.1:0", "-server.grpc-addr=127.0.0.1:0", "-server.internal-grpc-addr=127.0.0.1:0", "all")
 	var banner string
 	testenv.WaitFor(t, 30*time.Second, func() error {
@@ -164,6 +166,11 @@ func TestBannerTellsBoundAddresses(t *testing.T) {
 		return m[1]
 	}
 	acs, health, grpcAddr := match(bannerACS), match(bannerHealth), match(bannerFleetctl)
+	// The data directory is no ./data of the working directory: fleetctl
+	// would not find the admin token there by itself.
+	if !strings.Contains(banner, "fleetctl does not find it by itself: export FLEETACS_TOKEN=$(cat "+filepath.Join(dataDir, "admin.token")+")") {
+		t.Errorf("banner misleads about how fleetctl finds the admin token:\n%s", banner)
+	}
 
 	// Printed once everything has started: ready at once.
 	if err := httpReady(health); err != nil {
@@ -183,6 +190,26 @@ func TestBannerTellsBoundAddresses(t *testing.T) {
 	}
 	if _, ok := env.Body.(*cwmp.InformResponse); !ok {
 		t.Fatalf("Inform answered with %T", env.Body)
+	}
+}
+
+func TestAdminTokenHint(t *testing.T) {
+	for _, tc := range []struct{ cwd, dataDir, token, want string }{
+		{"/srv/acs", "data", "data/admin.token", "fleetctl run from this directory uses it; elsewhere: export FLEETACS_TOKEN=$(cat $PWD/data/admin.token)"},
+		{"/srv/acs", "/srv/acs/data", "/srv/acs/data/admin.token", "fleetctl run from this directory uses it; elsewhere: export FLEETACS_TOKEN=$(cat /srv/acs/data/admin.token)"},
+		{"/home/op", "/srv/acs/data", "/srv/acs/data/admin.token", "fleetctl run from /srv/acs uses it; elsewhere: export FLEETACS_TOKEN=$(cat /srv/acs/data/admin.token)"},
+		{"/srv/acs", "/var/lib/fleetacs", "/var/lib/fleetacs/admin.token", "fleetctl does not find it by itself: export FLEETACS_TOKEN=$(cat /var/lib/fleetacs/admin.token)"},
+		{"/srv/acs", "/srv/acs/data", "/etc/fleetacs/admin.token", "fleetctl does not find it by itself: export FLEETACS_TOKEN=$(cat /etc/fleetacs/admin.token)"},
+	} {
+		if tc.cwd == "/srv/acs" && !filepath.IsAbs(tc.dataDir) {
+			// Relative paths resolve against the test's own directory.
+			wd, _ := os.Getwd()
+			tc.cwd = wd
+			tc.want = strings.ReplaceAll(tc.want, "$PWD", wd)
+		}
+		if got := adminTokenHint(tc.cwd, tc.dataDir, tc.token); got != tc.want {
+			t.Errorf("adminTokenHint(%q, %q, %q) = %q, want %q", tc.cwd, tc.dataDir, tc.token, got, tc.want)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -124,7 +125,9 @@ func buildPublicGRPCServer(a *app) (lifecycle.Service, error) {
 		Tokens: &a.shared.tokens, OpenMethods: apiauth.HealthMethods, Logger: a.logger.With("component", "apiauth"),
 	})
 	ptls := apiauth.NewPublicTLS(a.opts.PublicTLS)
-	g, err := a.newGRPCServer("server.grpc-addr", a.opts.GRPCAddr, true, append(a.shared.auth.ServerOptions(), ptls.ServerOptions()...)...)
+	opts := append(a.shared.auth.ServerOptions(), ptls.ServerOptions()...)
+	opts = append(opts, grpc.MaxRecvMsgSize(maxPublicRecvMsg))
+	g, err := a.newGRPCServer("server.grpc-addr", a.opts.GRPCAddr, true, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -365,6 +368,9 @@ func buildInventory(a *app) (lifecycle.Service, error) {
 			if err := svc.Start(ctx); err != nil {
 				return err
 			}
+			if cfg.SecretsKeyFile != "" {
+				warnIfShared(a.logger, "secrets key file", cfg.SecretsKeyFile)
+			}
 			created, err := apiauth.EnsureAdminToken(ctx, tokens, tokenFile, time.Now())
 			if err != nil {
 				return err
@@ -377,6 +383,18 @@ func buildInventory(a *app) (lifecycle.Service, error) {
 		},
 		RunFunc: svc.Run,
 	}, nil
+}
+
+// warnIfShared warns when a file holding a secret the operator provided
+// is readable or writable by users other than its owner: whoever reads
+// the secrets key file reads every device password of a database backup.
+// The files fleetacs makes itself are created 0600.
+func warnIfShared(logger *slog.Logger, what, path string) {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm()&0o077 == 0 {
+		return
+	}
+	logger.Warn(what+" is open to other users than its owner: chmod 600 it", "path", path, "mode", fi.Mode().Perm().String())
 }
 
 func buildSessions(a *app) (lifecycle.Service, error) {

@@ -51,13 +51,21 @@ func readmeExample(t *testing.T) (cmds [][]string, before string) {
 			continue
 		}
 		fields := strings.Fields(line)
-		if fields[0] != "fleetacs" {
+		// NAME=value fields before the command set its environment.
+		n := 0
+		for n < len(fields) && envAssignment.MatchString(fields[n]) {
+			n++
+		}
+		if n == len(fields) || fields[n] != "fleetacs" {
 			t.Fatalf("README example line is not a fleetacs command: %q", line)
 		}
-		cmds = append(cmds, fields[1:])
+		cmds = append(cmds, append(fields[:n:n], fields[n+1:]...))
 	}
 	return cmds, before
 }
+
+// envAssignment is a NAME=value word before a command.
+var envAssignment = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*=`)
 
 // TestREADMEDistributedExample runs the README's distributed example as it
 // is written, with only its placeholders filled (private Redis and
@@ -82,6 +90,15 @@ func TestREADMEDistributedExample(t *testing.T) {
 				t.Errorf("placeholder $%s is not explained before the example", m[1])
 			}
 			vars[m[1]] = ""
+		}
+	}
+	// Secrets go in the environment: every user of the host reads a
+	// process's command line.
+	for _, c := range cmds {
+		for _, a := range c {
+			if !envAssignment.MatchString(a) && strings.Contains(a, "$CPE_PASSWORD") {
+				t.Errorf("the example puts the CPE password on the command line (%s), where every user of the host reads it", a)
+			}
 		}
 	}
 	redisAddr, redisDB := testenv.RedisDB(t)
@@ -128,6 +145,7 @@ func TestREADMEDistributedExample(t *testing.T) {
 	}
 	type process struct {
 		target string
+		env    []string
 		args   []string
 		c      *child
 	}
@@ -150,14 +168,26 @@ func TestREADMEDistributedExample(t *testing.T) {
 			}
 			args[i] = a
 		}
+		var env []string
+		for len(args) > 0 && envAssignment.MatchString(args[0]) {
+			env, args = append(env, args[0]), args[1:]
+		}
 		target := args[len(args)-1]
 		// Settings that keep this test's data apart go before the target;
 		// a flag given twice takes its last value.
 		args = append(append(args[:len(args)-1:len(args)-1], isolation...), target)
-		procs = append(procs, &process{target: target, args: args})
+		procs = append(procs, &process{target: target, env: env, args: args})
 	}
 	for _, p := range procs {
-		p.c = startChild(t, "", p.args...)
+		prefix := ""
+		for _, e := range p.env {
+			name, value, _ := strings.Cut(e, "=")
+			if prefix != "" {
+				prefix += " && "
+			}
+			prefix += "export " + name + "='" + strings.ReplaceAll(value, "'", `'\''`) + "'"
+		}
+		p.c = startChild(t, prefix, p.args...)
 	}
 
 	var gatewayAddr, inventoryAddr, inventoryDir string

@@ -30,6 +30,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fleetacs/fleetacs/pkg/apiauth"
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 	authv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/auth/v1"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
@@ -224,6 +225,18 @@ func TestPublicListenerAbuse(t *testing.T) {
 	}
 	if err := list(withToken(ctx10(t), s.admin), "default"); err != nil {
 		t.Fatalf("after the oversized call: %v", err)
+	}
+
+	// An oversized request, even with the admin token: public requests
+	// are small, and the public listener reads no more than
+	// maxPublicRecvMsg of one (the internal ones carry CPE bodies).
+	_, err = devs.ListDevices(withToken(ctx10(t), s.admin), &inventoryv1.ListDevicesRequest{Tenant: "default",
+		Filter: &inventoryv1.DeviceFilter{Ids: []string{strings.Repeat("i", maxPublicRecvMsg+1)}}})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("a request of %d bytes on the public listener: %v, want ResourceExhausted", maxPublicRecvMsg+1, err)
+	}
+	if err := list(withToken(ctx10(t), s.admin), "default"); err != nil {
+		t.Fatalf("after the oversized request: %v", err)
 	}
 }
 
@@ -521,4 +534,34 @@ func TestTokenGuessingLimited(t *testing.T) {
 	guess, _, _, _ := apiauth.NewToken()
 	expect(t, "guess beyond the burst", list(guess), codes.ResourceExhausted, "RATE_LIMITED")
 	expect(t, "admin token from the same address", list(s.admin), codes.ResourceExhausted, "RATE_LIMITED")
+}
+
+// A secrets key file the operator gives that other users may read is
+// warned about at start: it opens every device password of a backup.
+func TestSharedSecretsKeyFileWarned(t *testing.T) {
+	dir := t.TempDir()
+	key, err := secretbox.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "secrets.key")
+	if err := os.WriteFile(keyFile, secretbox.FormatKeyFile(key), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(keyFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startProcess(t, "-log.level=warn", "-data-dir="+filepath.Join(dir, "data"), "-gateway.auth-anonymous",
+		"-inventory.secrets-key-file="+keyFile,
+		"-gateway.listen-addr=127.0.0.1:0", "-server.http-addr=127.0.0.1:0", "-server.grpc-addr=127.0.0.1:0", "-server.internal-grpc-addr=127.0.0.1:0", "all")
+	testenv.WaitFor(t, 30*time.Second, func() error {
+		p.alive(t)
+		if !strings.Contains(p.stdout.String(), "FleetACS is ready") {
+			return fmt.Errorf("not ready")
+		}
+		return nil
+	})
+	if !strings.Contains(p.stderr.String(), "secrets key file is open to other users") {
+		t.Fatalf("no warning about a secrets key file of mode 0644:\n%s", p.stderr.String())
+	}
 }

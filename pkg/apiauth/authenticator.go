@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -73,10 +74,14 @@ type Options struct {
 	Now func() time.Time
 }
 
-// HealthMethods are the gRPC health methods: probes (Kubernetes, load
-// balancers) call them without credentials, and they tell nothing but
-// whether a service is serving.
-var HealthMethods = []string{"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch", "/grpc.health.v1.Health/List"}
+// HealthMethods are the gRPC health methods that answer without
+// credentials: probes (Kubernetes, load balancers, grpc-health-probe)
+// call Check, and they tell nothing but whether a service is serving.
+// Watch is not among them: each Watch holds a stream and a goroutine open
+// for as long as the caller likes, and gRPC allows any number of streams
+// per connection, so an open Watch would let anyone who reaches a
+// listener pile them up. Probes do not use it.
+var HealthMethods = []string{"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/List"}
 
 // maxCachedTokens bounds the verifier's cache.
 const maxCachedTokens = 10_000
@@ -138,13 +143,46 @@ func (a *Authenticator) Forget(tokenID string) { a.verifier.forget(tokenID) }
 // ServerOptions are the interceptors of a public server, plus an unknown
 // service handler so that a method the server does not serve is
 // authenticated like any other before it is answered UNIMPLEMENTED (no
-// one learns which methods exist without credentials).
+// one learns which methods exist without credentials), and a tap that
+// refuses hopeless calls before their request is read (InTapHandle).
 func (a *Authenticator) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
+		grpc.InTapHandle(a.InTapHandle),
 		grpc.ChainUnaryInterceptor(a.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(a.StreamServerInterceptor()),
 		grpc.UnknownServiceHandler(unknownService),
 	}
+}
+
+// InTapHandle refuses, as soon as a call's headers arrive, the calls that
+// cannot succeed: those without any credential and those from a source
+// the failure limiter blocks. gRPC reads a unary call's whole request
+// (up to the server's receive limit) before any interceptor runs, so
+// without it anyone who reaches the listener could make the server
+// buffer and decode large messages for calls that are refused anyway.
+// It does no I/O (it runs on the connection's reader): a credential that
+// is present is verified by the interceptors, which count its failures.
+func (a *Authenticator) InTapHandle(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if a.open[info.FullMethodName] {
+		return ctx, nil
+	}
+	pr, havePeer := peer.FromContext(ctx)
+	if havePeer {
+		if src, limited := sourceOf(pr.Addr); limited {
+			if wait, blocked := a.limiter.blocked(src); blocked {
+				return ctx, errRateLimited(wait)
+			}
+		}
+	}
+	if len(info.Header.Get("authorization")) > 0 {
+		return ctx, nil
+	}
+	if havePeer {
+		if tlsInfo, ok := pr.AuthInfo.(credentials.TLSInfo); ok && len(tlsInfo.State.VerifiedChains) > 0 {
+			return ctx, nil
+		}
+	}
+	return ctx, errMissing()
 }
 
 func unknownService(any, grpc.ServerStream) error {

@@ -22,7 +22,9 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 )
@@ -106,6 +108,8 @@ func (c *InternalConfig) Configured() bool { return c.TokenFile != "" || c.TLSCe
 type Internal struct {
 	cfg    InternalConfig
 	logger *slog.Logger
+	// listen is the internal listener's address; "" without one.
+	listen string
 
 	mu        sync.RWMutex
 	loaded    bool
@@ -130,7 +134,7 @@ func NewInternal(cfg InternalConfig, listenAddr string, logger *slog.Logger) (*I
 			"set -internal.token-file (or -internal.tls-cert-file/-key-file/-ca-file), or listen on loopback, "+
 			"or accept the risk with -internal.insecure", listenAddr)
 	}
-	return &Internal{cfg: cfg, logger: logger}, nil
+	return &Internal{cfg: cfg, logger: logger, listen: listenAddr}, nil
 }
 
 // IsLoopbackListen reports whether a listen address binds loopback only
@@ -211,6 +215,13 @@ func (i *Internal) Load() error {
 			RootCAs: pool, ServerName: i.cfg.TLSServerName, NextProtos: []string{"h2"},
 		}
 	}
+	if i.cfg.TokenFile != "" && i.cfg.TLSCertFile == "" && i.listen != "" && !IsLoopbackListen(i.listen) {
+		// The token stops callers without it, not eavesdroppers: without
+		// TLS it crosses the network in clear, and so do the device
+		// passwords the inventory hands the gateways.
+		i.logger.Warn("internal gRPC calls cross the network without TLS: whoever can read the traffic gets the internal token and the device passwords it carries; use -internal.tls-cert-file/-key-file/-ca-file beside -internal.token-file unless the network is private",
+			"listen", i.listen)
+	}
 	if i.cfg.Insecure && !i.cfg.Configured() {
 		i.logger.Error("INTERNAL gRPC SERVICES ACCEPT CALLS WITHOUT CREDENTIALS (-internal.insecure): whoever reaches the internal listener can read device passwords and rewrite device state")
 	}
@@ -231,10 +242,16 @@ func loadCAs(path string) (*x509.CertPool, error) {
 }
 
 // ServerOptions are the options of the internal server: TLS when
-// configured, and interceptors requiring the token (health excepted, for
-// probes).
+// configured, and a tap and interceptors requiring the token (health
+// excepted, for probes). The tap refuses a call without the token as soon
+// as its headers arrive, before gRPC reads its request (up to the
+// server's receive limit, large on internal servers); the interceptors
+// check again, whatever registers the services.
 func (i *Internal) ServerOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
+		grpc.InTapHandle(func(ctx context.Context, info *tap.Info) (context.Context, error) {
+			return ctx, i.checkMD(ctx, info.Header, info.FullMethodName)
+		}),
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 			if err := i.check(ctx, info.FullMethod); err != nil {
 				return nil, err
@@ -278,6 +295,13 @@ func (i *Internal) tlsConfig(server bool) (*tls.Config, error) {
 }
 
 func (i *Internal) check(ctx context.Context, method string) error {
+	md, _ := metadata.FromIncomingContext(ctx)
+	return i.checkMD(ctx, md, method)
+}
+
+// checkMD checks a call: its peer's certificate, when it has one, and its
+// metadata for the internal token.
+func (i *Internal) checkMD(ctx context.Context, md metadata.MD, method string) error {
 	for _, m := range HealthMethods {
 		if method == m {
 			return nil
@@ -286,6 +310,17 @@ func (i *Internal) check(ctx context.Context, method string) error {
 	i.mu.RLock()
 	loaded, noToken, want := i.loaded, i.token == "", i.tokenHash
 	i.mu.RUnlock()
+	if pr, ok := peer.FromContext(ctx); ok {
+		if tlsInfo, ok := pr.AuthInfo.(credentials.TLSInfo); ok && len(tlsInfo.State.PeerCertificates) > 0 &&
+			namesAPIPrincipal(tlsInfo.State.PeerCertificates[0]) {
+			// A public API client's certificate, signed by the internal
+			// CA because one CA serves both: it is no internal
+			// credential, or a viewer's certificate would read device
+			// passwords.
+			return apiError(codes.PermissionDenied, errorsv1.ErrorReason_CREDENTIALS_INVALID,
+				"a public API client certificate (urn:fleetacs:api:...) is not an internal credential: give internal services certificates of their own, best from a CA of their own", nil)
+		}
+	}
 	switch {
 	case !loaded:
 		return status.Error(codes.Unavailable, "internal credential not loaded yet")
@@ -293,7 +328,6 @@ func (i *Internal) check(ctx context.Context, method string) error {
 		// Mutual TLS alone (checked in the handshake), or insecure.
 		return nil
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get(InternalTokenHeader)
 	if len(vals) == 0 {
 		return apiError(codes.Unauthenticated, errorsv1.ErrorReason_CREDENTIALS_MISSING, "internal call without the internal credential: caller and server need the same -internal.token-file (or certificates of one CA, -internal.tls-*)", nil)
@@ -303,6 +337,17 @@ func (i *Internal) check(ctx context.Context, method string) error {
 		return apiError(codes.Unauthenticated, errorsv1.ErrorReason_CREDENTIALS_INVALID, "internal credential invalid: caller and server need the same -internal.token-file", nil)
 	}
 	return nil
+}
+
+// namesAPIPrincipal reports whether a certificate names a public API
+// principal (certPrincipal).
+func namesAPIPrincipal(c *x509.Certificate) bool {
+	for _, u := range c.URIs {
+		if strings.HasPrefix(u.String(), certURNPrefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // internalToken sends the internal token with every call.

@@ -1,6 +1,7 @@
 package apiauth_test
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -149,6 +150,60 @@ func TestInternalMutualTLS(t *testing.T) {
 	}
 	if n := h.calls.Load(); n != 1 {
 		t.Fatalf("handlers reached %d times, want once", n)
+	}
+}
+
+// TestInternalRefusesPublicAPICertificates: where one CA signs both the
+// internal certificates and the public API's client certificates, a
+// viewer's certificate (urn:fleetacs:api:...) must not open the internal
+// services, which hand out device passwords.
+func TestInternalRefusesPublicAPICertificates(t *testing.T) {
+	ca := newPKI(t)
+	srvCert, srvKey := ca.issue(t, "inventory")
+	server := newInternal(t, apiauth.InternalConfig{TLSCertFile: srvCert, TLSKeyFile: srvKey, TLSCAFile: ca.caFile()}, "0.0.0.0:0")
+	addr, h := internalServer(t, server)
+	viewerCert, viewerKey := ca.issue(t, "grafana", "urn:fleetacs:api:viewer:default")
+	cc := dial(t, addr, "", tlsClient(t, ca, viewerCert, viewerKey))
+	wantReason(t, "public API certificate on the internal listener", getCreds(cc), codes.PermissionDenied, "CREDENTIALS_INVALID")
+	if n := h.calls.Load(); n != 0 {
+		t.Fatalf("handlers reached %d times", n)
+	}
+	// Health stays open to it, as to anyone.
+	if _, err := healthpb.NewHealthClient(cc).Check(ctxT(t), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("health: %v", err)
+	}
+}
+
+// TestInternalPlaintextTokenWarns: a shared token on a listener other
+// hosts reach, without TLS, is said to cross the network in clear (with
+// the device passwords of the internal API); on loopback, or with TLS, it
+// is not.
+func TestInternalPlaintextTokenWarns(t *testing.T) {
+	ca := newPKI(t)
+	cert, key := ca.issue(t, "node")
+	tok := tokenFile(t, "0123456789abcdef0123456789abcdef-shared")
+	for _, tc := range []struct {
+		name   string
+		cfg    apiauth.InternalConfig
+		listen string
+		warn   bool
+	}{
+		{"token, all interfaces", apiauth.InternalConfig{TokenFile: tok}, ":9301", true},
+		{"token, loopback", apiauth.InternalConfig{TokenFile: tok}, "127.0.0.1:9301", false},
+		{"token and TLS", apiauth.InternalConfig{TokenFile: tok, TLSCertFile: cert, TLSKeyFile: key, TLSCAFile: ca.caFile()}, ":9301", false},
+		{"client only", apiauth.InternalConfig{TokenFile: tok}, "", false},
+	} {
+		var logs strings.Builder
+		in, err := apiauth.NewInternal(tc.cfg, tc.listen, slog.New(slog.NewTextHandler(&logs, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := in.Load(); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(logs.String(), "without TLS"); got != tc.warn {
+			t.Errorf("%s: warned %v, want %v:\n%s", tc.name, got, tc.warn, logs.String())
+		}
 	}
 }
 

@@ -25,6 +25,13 @@ type Limits struct {
 	Max int
 	// PerSource caps those from one IP address.
 	PerSource int
+	// IPv6Prefix, when set (1 to 128), counts IPv6 sources against
+	// PerSource by that prefix of their address rather than one by one:
+	// one host commonly holds a whole /64, and could otherwise open
+	// PerSource connections from each of its addresses. Leave it unset
+	// where many clients share a prefix (CPE WAN addresses in one /64 of
+	// some access networks).
+	IPv6Prefix int
 	// Exempt, when set, exempts source addresses from PerSource: a load
 	// balancer's address carries the connections of many clients.
 	Exempt func(netip.Addr) bool
@@ -112,6 +119,7 @@ func (ln *listener) Accept() (net.Conn, error) {
 		}
 		src := sourceOf(c.RemoteAddr())
 		counted := src.IsValid() && (ln.l.limits.Exempt == nil || !ln.l.limits.Exempt(src))
+		src = ln.l.key(src)
 		if ok, reason := ln.l.acquire(src, counted); !ok {
 			_ = c.Close()
 			if ln.l.limits.OnReject != nil {
@@ -121,6 +129,17 @@ func (ln *listener) Accept() (net.Conn, error) {
 		}
 		return &Conn{Conn: c, l: ln.l, src: src, counted: counted}, nil
 	}
+}
+
+// key is what a source counts as against PerSource: its address, or its
+// IPv6Prefix for IPv6.
+func (l *Limiter) key(src netip.Addr) netip.Addr {
+	if b := l.limits.IPv6Prefix; b > 0 && b < 128 && src.Is6() {
+		if p, err := src.Prefix(b); err == nil {
+			return p.Addr()
+		}
+	}
+	return src
 }
 
 func sourceOf(a net.Addr) netip.Addr {

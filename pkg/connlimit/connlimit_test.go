@@ -138,3 +138,33 @@ func TestBudgetKeepsHeadroom(t *testing.T) {
 		}
 	}
 }
+
+// With IPv6Prefix, IPv6 sources count by prefix: a host holding a /64
+// cannot open PerSource connections from each of its addresses. IPv4 and
+// limiters without it count addresses.
+func TestIPv6SourcesByPrefix(t *testing.T) {
+	take := func(l *Limiter, addr string) bool {
+		ok, _ := l.acquire(l.key(netip.MustParseAddr(addr)), true)
+		return ok
+	}
+	l := New(Limits{PerSource: 2, IPv6Prefix: 64})
+	for _, a := range []string{"2001:db8::1", "2001:db8::2"} {
+		if !take(l, a) {
+			t.Fatalf("%s refused under the cap of its /64", a)
+		}
+	}
+	if take(l, "2001:db8::ffff:3") {
+		t.Fatal("a third connection from one /64 was kept: the per-source cap is 2")
+	}
+	for _, a := range []string{"2001:db8:0:1::1", "192.0.2.1", "192.0.2.2", "192.0.2.3"} {
+		if !take(l, a) {
+			t.Fatalf("%s refused: another /64, or IPv4 counted by address", a)
+		}
+	}
+	byAddr := New(Limits{PerSource: 2})
+	for _, a := range []string{"2001:db8::1", "2001:db8::2", "2001:db8::3"} {
+		if !take(byAddr, a) {
+			t.Fatalf("%s refused without IPv6Prefix", a)
+		}
+	}
+}

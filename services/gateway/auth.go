@@ -16,7 +16,9 @@ import (
 // the operator's view is in docs/security.md).
 //
 // Credentials are resolved per device, in this order:
-//  1. a TLS client certificate that verified against gateway.tls-client-ca-file;
+//  1. a TLS client certificate that verified against gateway.tls-client-ca-file
+//     and whose common name names the device as a derived password's user
+//     name must (4 below), unless gateway.tls-client-cert-devices=any;
 //  2. the device's own credentials from the Credentials port (scope device);
 //     when the device has them, nothing else is accepted for it, so that
 //     provisioning per-device credentials retires the onboarding ones;
@@ -59,12 +61,15 @@ type authenticator struct {
 	// registered less than onboardingWindow ago (or unknown).
 	onboardingOnly   bool
 	onboardingWindow time.Duration
-	acsHosts         map[string]bool
-	creds            Credentials
-	counts           NonceCounts
-	guard            AuthGuard
-	policy           authstate.Policy
-	now              func() time.Time
+	// certAnyDevice lets a client certificate authenticate any device,
+	// not only the one its common name names.
+	certAnyDevice bool
+	acsHosts      map[string]bool
+	creds         Credentials
+	counts        NonceCounts
+	guard         AuthGuard
+	policy        authstate.Policy
+	now           func() time.Time
 }
 
 // authInput is what authentication looks at besides the HTTP request.
@@ -114,7 +119,17 @@ type authResult struct {
 // answer: the caller answers 503 rather than skipping a check.
 func (a *authenticator) authenticate(ctx context.Context, r *http.Request, in authInput) (authResult, error) {
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
-		return authResult{auth: Auth{Method: AuthClientCertificate, Principal: certPrincipal(r.TLS.VerifiedChains[0][0])}}, nil
+		p := certPrincipal(r.TLS.VerifiedChains[0][0])
+		// A certificate vouches for the device it names: a CPE holding
+		// its own must not pose as another (nor get around the other's
+		// per-device credentials). A request of a session already open
+		// with it (in.principal) had its device checked at the Inform;
+		// one that names no device opens nothing a device owns.
+		named := in.deviceKey == "" && in.deviceID == nil
+		if a.certAnyDevice || in.principal != "" || named || usernameNamesDevice(p, in.deviceKey, in.deviceID) {
+			return authResult{auth: Auth{Method: AuthClientCertificate, Principal: p}}, nil
+		}
+		return authResult{auth: Auth{Method: AuthClientCertificate, Principal: p}, verdict: verdictFailed}, nil
 	}
 	h := r.Header.Get("Authorization")
 	switch scheme, _, _ := strings.Cut(strings.TrimSpace(h), " "); {

@@ -295,12 +295,12 @@ func TestDerivedOnboardingCredentials(t *testing.T) {
 }
 
 // tlsFiles writes a CA, a server certificate for 127.0.0.1 and a client
-// certificate with common name "cpe-SN1" into dir.
+// certificate with common name "SN1" into dir.
 type tlsFiles struct {
 	caFile, certFile, keyFile string
 	caPool                    *x509.CertPool
 	client                    tls.Certificate
-	// client2 has common name "cpe-SN2".
+	// client2 has common name "SN2".
 	client2 tls.Certificate
 }
 
@@ -347,9 +347,9 @@ func writeTLSFiles(t *testing.T) tlsFiles {
 	f.certFile = write("server.pem", "CERTIFICATE", srvDER)
 	kb, _ := x509.MarshalECPrivateKey(srvKey)
 	f.keyFile = write("server-key.pem", "EC PRIVATE KEY", kb)
-	cliDER, cliKey := issue(3, "cpe-SN1", x509.ExtKeyUsageClientAuth, nil)
+	cliDER, cliKey := issue(3, "SN1", x509.ExtKeyUsageClientAuth, nil)
 	f.client = tls.Certificate{Certificate: [][]byte{cliDER}, PrivateKey: cliKey}
-	cli2DER, cli2Key := issue(4, "cpe-SN2", x509.ExtKeyUsageClientAuth, nil)
+	cli2DER, cli2Key := issue(4, "SN2", x509.ExtKeyUsageClientAuth, nil)
 	f.client2 = tls.Certificate{Certificate: [][]byte{cli2DER}, PrivateKey: cli2Key}
 	f.caPool = x509.NewCertPool()
 	f.caPool.AddCert(ca)
@@ -410,8 +410,47 @@ func TestTLSBasicAndClientCertificate(t *testing.T) {
 	}
 	seen := h.worker.seen()
 	if len(seen) != 2 || seen[0].Auth.Method != AuthBasic || !seen[0].TLS ||
-		seen[1].Auth != (Auth{Method: AuthClientCertificate, Principal: "cpe-SN1"}) {
+		seen[1].Auth != (Auth{Method: AuthClientCertificate, Principal: "SN1"}) {
 		t.Fatalf("exchanges %+v", seen)
+	}
+}
+
+// TestClientCertificateNamesDevice: a client certificate authenticates the
+// device its common name names, not any device: a CPE holding its own
+// certificate must not pose as another, nor get around another's
+// per-device credentials. gateway.tls-client-cert-devices=any allows
+// certificates shared by many CPEs.
+func TestClientCertificateNamesDevice(t *testing.T) {
+	f := writeTLSFiles(t)
+	for _, devices := range []string{certDevicesNamed, certDevicesAny} {
+		t.Run(devices, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.ListenAddr = ""
+			cfg.TLSListenAddr = "127.0.0.1:0"
+			cfg.TLSCertFile, cfg.TLSKeyFile = f.certFile, f.keyFile
+			cfg.TLSClientCAFile, cfg.TLSClientAuth = f.caFile, "optional"
+			cfg.TLSClientCertDevices = devices
+			h := startGateway(t, cfg, func(d *Deps) { d.Credentials = perDeviceCredentials() })
+			// SN2's certificate, informing as SN1 (whose own credentials
+			// are sn1-user/sn1-pass).
+			a := dialTLSWith(t, h.tlsAddr, f, &f.client2).post(informBody(t, "SN1", "1 BOOT"))
+			want := http.StatusUnauthorized
+			if devices == certDevicesAny {
+				want = http.StatusOK
+			}
+			if a.StatusCode != want {
+				t.Fatalf("SN2's certificate informing as SN1: %d, want %d", a.StatusCode, want)
+			}
+			// Its own device, either way.
+			if a := dialTLSWith(t, h.tlsAddr, f, &f.client2).post(informBody(t, "SN2", "1 BOOT")); a.StatusCode != http.StatusOK {
+				t.Fatalf("SN2's certificate informing as SN2: %d", a.StatusCode)
+			}
+			for _, ex := range h.worker.seen() {
+				if devices == certDevicesNamed && ex.DeviceID != nil && ex.DeviceID.SerialNumber != ex.Auth.Principal {
+					t.Errorf("worker saw %s authenticated as %q", ex.DeviceID.SerialNumber, ex.Auth.Principal)
+				}
+			}
+		})
 	}
 }
 

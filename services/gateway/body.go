@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -163,6 +164,10 @@ func readBody(w http.ResponseWriter, r *http.Request, enc encoding, maxWire, max
 	}
 }
 
+// firstBodyChunk is what readLimited allocates before any of a body with
+// a known length has arrived; it grows by doubling as the body arrives.
+const firstBodyChunk = 64 << 10
+
 // readLimited reads r to its end, failing with 413 past max bytes. size is
 // the expected length when known (-1 otherwise), to allocate once.
 func readLimited(r io.Reader, size, maxBody int64) ([]byte, error) {
@@ -170,9 +175,25 @@ func readLimited(r io.Reader, size, maxBody int64) ([]byte, error) {
 		return nil, &bodyError{http.StatusRequestEntityTooLarge, fmt.Errorf("body of %d bytes over the limit of %d", size, maxBody)}
 	}
 	if size >= 0 {
-		buf := make([]byte, size)
-		if _, err := io.ReadFull(r, buf); err != nil {
-			return nil, classifyReadError(err)
+		// Memory for what has arrived, not for what Content-Length
+		// promises: allocating the whole declared size at once let any
+		// client, before authentication, make the gateway hold 4 MiB per
+		// connection for a header of a hundred bytes, until the read
+		// timeout. Bodies up to firstBodyChunk (nearly every Inform) are
+		// still read into one allocation.
+		buf := make([]byte, 0, min(size, firstBodyChunk))
+		for int64(len(buf)) < size {
+			if len(buf) == cap(buf) {
+				buf = slices.Grow(buf, int(min(size, 2*int64(cap(buf))))-len(buf))
+			}
+			n, err := r.Read(buf[len(buf):int(min(int64(cap(buf)), size))])
+			buf = buf[:len(buf)+n]
+			if err == io.EOF && int64(len(buf)) < size {
+				err = io.ErrUnexpectedEOF
+			}
+			if err != nil && (err != io.EOF || int64(len(buf)) < size) {
+				return nil, classifyReadError(err)
+			}
 		}
 		// A body longer than its Content-Length cannot happen in net/http;
 		// nothing more to check.

@@ -30,6 +30,11 @@ type Config struct {
 	// TLSClientAuth is "none", "optional" (verify a certificate when the CPE
 	// sends one) or "require".
 	TLSClientAuth string
+	// TLSClientCertDevices says which devices a client certificate
+	// authenticates: "named" (those its common name names, as a derived
+	// password's user name must) or "any" (certificates shared by many
+	// CPEs).
+	TLSClientCertDevices string
 	// AdminListenAddr serves /healthz and /readyz on a listener of their
 	// own; empty serves them on the CWMP listeners.
 	AdminListenAddr string
@@ -174,6 +179,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSKeyFile, "gateway.tls-key-file", "", "PEM private key of the HTTPS listener")
 	fs.StringVar(&c.TLSClientCAFile, "gateway.tls-client-ca-file", "", "PEM CAs that sign CPE client certificates")
 	fs.StringVar(&c.TLSClientAuth, "gateway.tls-client-auth", "none", "CPE client certificates: none, optional or require")
+	fs.StringVar(&c.TLSClientCertDevices, "gateway.tls-client-cert-devices", certDevicesNamed, "devices a CPE client certificate authenticates: named (those whose SerialNumber, OUI-SerialNumber or device key is the certificate's common name) or any (certificates shared by many CPEs: whoever holds one may pose as any device)")
 	fs.StringVar(&c.AdminListenAddr, "gateway.admin-listen-addr", "", "listen address of /healthz and /readyz (empty: served on the CWMP listeners)")
 
 	fs.Int64Var(&c.MaxBodyBytes, "gateway.max-body-bytes", 4<<20, "largest CWMP request body accepted, after decompression")
@@ -248,6 +254,9 @@ func (c *Config) Validate() error {
 		}
 	default:
 		bad("gateway.tls-client-auth must be none, optional or require, got %q", c.TLSClientAuth)
+	}
+	if c.TLSClientCertDevices != certDevicesNamed && c.TLSClientCertDevices != certDevicesAny {
+		bad("gateway.tls-client-cert-devices must be %s or %s, got %q", certDevicesNamed, certDevicesAny, c.TLSClientCertDevices)
 	}
 	if c.MaxBodyBytes <= 0 {
 		bad("gateway.max-body-bytes must be positive, got %d", c.MaxBodyBytes)
@@ -343,6 +352,12 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Values of TLSClientCertDevices.
+const (
+	certDevicesNamed = "named"
+	certDevicesAny   = "any"
+)
 
 // Values of AuthSharedScope.
 const (

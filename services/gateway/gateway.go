@@ -225,6 +225,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		onboardingSecret: cfg.AuthOnboardingSecret,
 		onboardingOnly:   cfg.AuthSharedScope == sharedScopeOnboarding,
 		onboardingWindow: cfg.AuthOnboardingWindow,
+		certAnyDevice:    cfg.TLSClientCertDevices == certDevicesAny,
 		acsHosts:         acsHosts,
 		creds:            deps.Credentials,
 		counts:           counts,
@@ -345,7 +346,9 @@ func (s *Service) start(ctx context.Context) error {
 			ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout:       10 * time.Second,
 			WriteTimeout:      10 * time.Second,
-			ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
+			// Probes send a few hundred bytes (Go's default is 1 MiB).
+			MaxHeaderBytes: 16 << 10,
+			ErrorLog:       slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
 		}, ln}
 	}
 	s.servers = servers

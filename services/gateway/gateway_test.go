@@ -456,6 +456,17 @@ func TestMethodAndProbes(t *testing.T) {
 	if s := get(h2.addr, "/readyz"); s != http.StatusMethodNotAllowed {
 		t.Fatalf("readyz on the CWMP listener with an admin listener: %d", s)
 	}
+	// Headers are bounded there too (probes send a few hundred bytes).
+	req, _ := http.NewRequest(http.MethodGet, "http://"+h2.admin+"/readyz", nil)
+	req.Header.Set("X-Pad", strings.Repeat("p", 64<<10))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("admin listener, 64 KiB of headers: %d, want 431", resp.StatusCode)
+	}
 }
 
 // shedCount reads fleetacs.gateway.sessions.shed for reason and priority.

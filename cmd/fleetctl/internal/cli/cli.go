@@ -6,7 +6,8 @@
 // later "tasks") hold subcommands; leaves register their own flags and
 // return the function that runs them. The gRPC connection flags (-addr,
 // -token, -tls, -ca-file, -timeout) are registered by every leaf of an API
-// group (connFlags), so they go after the command words like any other flag.
+// group (connFlags), so they go after the command words like any other
+// flag; given before the command words, they are handed to the leaf.
 //
 // Exit status: 0 on success; 1 when a command fails, with exactly one line
 // "fleetctl: <what failed>: <why>" on stderr, so scripts can log it; 2 on a
@@ -91,8 +92,10 @@ func Root() *Command {
 			"Server: -addr host:port, else $FLEETACS_ADDR, else the address fleetacs wrote to\n" +
 			"./data/api.addr, else localhost:9300 (said on stderr). Credentials: -token,\n" +
 			"else $FLEETACS_TOKEN, else ./data/admin.token, the admin token fleetacs writes\n" +
-			"at its first start; or -cert-file and -key-file on a server with mutual TLS.\n" +
-			"TLS: plaintext to loopback addresses, TLS to any other (-tls, -ca-file).",
+			"at its first start (sent only to the server of ./data/api.addr); or -cert-file\n" +
+			"and -key-file on a server with mutual TLS.\n" +
+			"TLS: plaintext to loopback addresses, TLS to any other (-tls, -ca-file).\n" +
+			"These flags go before or after the command words: fleetctl -addr HOST:PORT devices list.",
 		Commands: []*Command{cwmpCommand(), devicesCommand(), tokensCommand()},
 	}
 }
@@ -106,6 +109,10 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 func run(ctx context.Context, root *Command, args []string, env *Env) int {
 	path := []*Command{root}
 	cmd := root
+	// Connection flags given before the command words ("fleetctl -addr H
+	// devices list", as people and the docs write them) go to the leaf,
+	// ahead of its own arguments.
+	var leading []string
 	for len(cmd.Commands) > 0 {
 		if len(args) == 0 {
 			return usage(env, path, "missing command")
@@ -118,7 +125,13 @@ func run(ctx context.Context, root *Command, args []string, env *Env) int {
 		case a == "help" && cmd == root:
 			return help(env, root, args[1:])
 		case strings.HasPrefix(a, "-") && a != "-":
-			return usage(env, path, fmt.Sprintf("unknown flag %s", a))
+			n, err := connFlagArgs(args)
+			if err != "" {
+				return usage(env, path, err)
+			}
+			leading = append(leading, args[:n]...)
+			args = args[n:]
+			continue
 		}
 		sub := cmd.find(a)
 		if sub == nil {
@@ -131,6 +144,9 @@ func run(ctx context.Context, root *Command, args []string, env *Env) int {
 
 	fs := newFlagSet(path)
 	runner := cmd.Setup(fs)
+	if len(leading) > 0 {
+		args = append(leading, args...)
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			writeHelp(env.Stdout, path)
@@ -148,6 +164,29 @@ func run(ctx context.Context, root *Command, args []string, env *Env) int {
 	}
 	fmt.Fprintf(env.Stderr, "fleetctl: %s\n", oneLine(err.Error()))
 	return ExitFailure
+}
+
+// connFlagArgs reads the connection flag that starts args (before the
+// command words) and returns how many arguments it takes, 1 or 2 (with
+// its value), or why it is not one.
+func connFlagArgs(args []string) (int, string) {
+	name, hasValue := strings.TrimLeft(args[0], "-"), false
+	if i := strings.IndexByte(name, '='); i >= 0 {
+		name, hasValue = name[:i], true
+	}
+	fs := flag.NewFlagSet("", flag.ContinueOnError)
+	new(connFlags).register(fs)
+	f := fs.Lookup(name)
+	if f == nil || strings.HasPrefix(args[0], "---") {
+		return 0, "unknown flag " + args[0]
+	}
+	if b, ok := f.Value.(interface{ IsBoolFlag() bool }); hasValue || (ok && b.IsBoolFlag()) {
+		return 1, ""
+	}
+	if len(args) < 2 {
+		return 0, "flag needs an argument: " + args[0]
+	}
+	return 2, ""
 }
 
 // help answers `fleetctl help [COMMAND...]`.

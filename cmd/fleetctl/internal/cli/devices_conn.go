@@ -63,7 +63,8 @@ func (c *connFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.addr, "addr", "", "`host:port` of the FleetACS gRPC API (default: $"+envAddr+", else the address in\n"+
 		"./data/api.addr that fleetacs writes, else "+defaultAddr+")")
 	fs.StringVar(&c.token, "token", "", "bearer `token` sent as \"authorization: Bearer ...\" with every call\n"+
-		"(default: $"+envToken+", which keeps it out of the process list, else ./data/admin.token)")
+		"(default: $"+envToken+", which keeps it out of the process list, else ./data/admin.token,\n"+
+		"sent only to the server of ./data/api.addr)")
 	fs.Var(&c.tls, "tls", "use TLS (default: as ./data/api.addr says, else plaintext for a loopback -addr\n"+
 		"and TLS for any other; -tls=false forces plaintext)")
 	fs.StringVar(&c.caFile, "ca-file", "", "PEM `file` of the CAs that sign the server's certificate\n"+
@@ -79,6 +80,8 @@ func (c *connFlags) register(fs *flag.FlagSet) {
 type conn struct {
 	addr      string
 	tokenFrom string
+	// tokenNotSent says why ./data/admin.token was left out, if it was.
+	tokenNotSent string
 	// clientCert: a client certificate is presented.
 	clientCert bool
 	useTLS     bool
@@ -127,15 +130,17 @@ func (c *connFlags) dial(env *Env) (*conn, error) {
 	if addr == "" {
 		addr = strings.TrimSpace(os.Getenv(envAddr))
 	}
+	// "host:port", then "tls" when the server serves TLS.
+	local, err := readLocal("api.addr")
+	if err != nil {
+		return nil, err
+	}
+	var localAddr string
 	var fileTLS *bool
-	if addr == "" {
-		local, err := readLocal("api.addr")
-		if err != nil {
-			return nil, err
-		}
-		// "host:port", then "tls" when the server serves TLS.
-		if fields := strings.Fields(local); len(fields) > 0 {
-			addr = fields[0]
+	if fields := strings.Fields(local); len(fields) > 0 {
+		localAddr = fields[0]
+		if addr == "" {
+			addr = localAddr
 			useTLS := len(fields) > 1 && fields[1] == "tls"
 			fileTLS = &useTLS
 		}
@@ -148,12 +153,27 @@ func (c *connFlags) dial(env *Env) (*conn, error) {
 	if token == "" {
 		token, tokenFrom = os.Getenv(envToken), "$"+envToken
 	}
+	var tokenNotSent string
 	if strings.TrimSpace(token) == "" {
 		local, err := readLocal("admin.token")
 		if err != nil {
 			return nil, err
 		}
-		token, tokenFrom = local, localPath("admin.token")
+		// The admin token of ./data is the credential of the server that
+		// wrote ./data/api.addr beside it: it is not sent to any other
+		// (-addr naming a production server from a directory where
+		// `make run` left its token, someone else's server on the
+		// default port), which would hand it to that server's operator.
+		switch {
+		case local == "":
+		case localAddr != "" && sameServer(addr, localAddr):
+			token, tokenFrom = local, localPath("admin.token")
+		default:
+			tokenNotSent = fmt.Sprintf("%s is not sent to %s, only to the server in %s", localPath("admin.token"), addr, localPath("api.addr"))
+			if localAddr != "" {
+				tokenNotSent += " (" + localAddr + ")"
+			}
+		}
 	}
 	// A token read from a file or a here-doc often ends in a newline, which
 	// gRPC would refuse as a metadata value.
@@ -210,7 +230,7 @@ func (c *connFlags) dial(env *Env) (*conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
-	return &conn{addr: addr, tokenFrom: tokenFrom, clientCert: c.certFile != "", useTLS: useTLS, timeout: c.timeout, cc: cc}, nil
+	return &conn{addr: addr, tokenFrom: tokenFrom, tokenNotSent: tokenNotSent, clientCert: c.certFile != "", useTLS: useTLS, timeout: c.timeout, cc: cc}, nil
 }
 
 // call runs one RPC under its own deadline.
@@ -244,6 +264,20 @@ func isLoopback(target string) bool {
 	}
 	ip := net.ParseIP(strings.Trim(host, "[]"))
 	return ip != nil && ip.IsLoopback()
+}
+
+// sameServer reports whether two gRPC targets name the same server: the
+// same port, and the same host or loopback both.
+func sameServer(a, b string) bool {
+	ha, pa, erra := net.SplitHostPort(a)
+	hb, pb, errb := net.SplitHostPort(b)
+	if erra != nil || errb != nil {
+		return a == b
+	}
+	if pa != pb {
+		return false
+	}
+	return strings.EqualFold(strings.TrimSuffix(ha, "."), strings.TrimSuffix(hb, ".")) || (isLoopback(a) && isLoopback(b))
 }
 
 // bearer sends a token as "authorization: Bearer ..." metadata.

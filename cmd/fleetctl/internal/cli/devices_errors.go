@@ -57,6 +57,10 @@ func (c *conn) reasonText(info *errdetails.ErrorInfo, st *status.Status, bad *er
 	md := info.GetMetadata()
 	switch errorsv1.ErrorReason(errorsv1.ErrorReason_value[info.GetReason()]) {
 	case errorsv1.ErrorReason_CREDENTIALS_MISSING:
+		if c.tokenNotSent != "" {
+			return "no credentials: " + c.tokenNotSent + "; give -token or set " + envToken +
+				" (e.g. " + envToken + "=$(cat " + localPath("admin.token") + ") when this is its server)"
+		}
 		return "no credentials: give -token or set " + envToken + " (an admin can create one with " +
 			"\"fleetctl tokens create\"), or run fleetctl in the directory holding data/admin.token, " +
 			"which fleetacs writes at its first start"

@@ -868,3 +868,38 @@ func selfSigned(t *testing.T) ([]byte, tls.Certificate) {
 	}
 	return certPEM, cert
 }
+
+// TestConnectionFlagsBeforeCommand: the connection flags work before the
+// command words too, as the banner of fleetacs and the README write them
+// ("fleetctl -addr HOST:PORT devices list"); other flags do not.
+func TestConnectionFlagsBeforeCommand(t *testing.T) {
+	cleanEnv(t)
+	srv := &fakeInventory{devices: fixtures()}
+	addr := serve(t, srv)
+	after := fleetctl(t, "devices", "list", "-addr", addr, "-o", "ids")
+	wantOK(t, after)
+	for _, args := range [][]string{
+		{"-addr", addr, "devices", "list", "-o", "ids"},
+		{"--addr=" + addr, "-tls=false", "devices", "list", "-o", "ids"},
+		{"-tls=false", "-timeout", "5s", "devices", "-addr", addr, "list", "-o", "ids"},
+	} {
+		r := fleetctl(t, args...)
+		wantOK(t, r)
+		if r.stdout != after.stdout {
+			t.Errorf("fleetctl %q: %q, want %q", args, r.stdout, after.stdout)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-o", "ids", "devices", "list"}, "fleetctl: unknown flag -o\n"},
+		{[]string{"-addr"}, "fleetctl: flag needs an argument: -addr\n"},
+		{[]string{"-addr", addr, "cwmp", "decode"}, "fleetctl: flag provided but not defined: -addr\n"},
+	} {
+		r := fleetctl(t, tc.args...)
+		if r.code != ExitUsage || !strings.HasPrefix(r.stderr, tc.want) {
+			t.Errorf("fleetctl %q: status %d, stderr %q, want 2 and %q", tc.args, r.code, r.stderr, tc.want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -208,6 +209,17 @@ func TestLocalDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantOK(t, fleetctl(t, "devices", "list", "-o", "ids"))
+	// Named by -addr or $FLEETACS_ADDR, the same server gets the token
+	// too (under any loopback name); another server does not: the token
+	// belongs to the server of api.addr.
+	_, port, _ := net.SplitHostPort(s.addr)
+	wantOK(t, fleetctl(t, "-addr", "localhost:"+port, "devices", "list", "-o", "ids"))
+	other := newAuthServer(t)
+	t.Setenv(envAddr, other.addr)
+	wantFail(t, fleetctl(t, "devices", "list"), "fleetctl: devices list: no credentials: "+filepath.Join(dir, "admin.token")+
+		" is not sent to "+other.addr+", only to the server in "+filepath.Join(dir, "api.addr")+" ("+s.addr+"); give -token or set FLEETACS_TOKEN "+
+		"(e.g. FLEETACS_TOKEN=$(cat "+filepath.Join(dir, "admin.token")+") when this is its server) (CREDENTIALS_MISSING)")
+	t.Setenv(envAddr, "")
 
 	// The environment and the flag come first.
 	t.Setenv(envToken, "fat_0000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
