@@ -889,3 +889,63 @@ func loadCheckpointV1(t *testing.T, deviceKey string) (affinity.Checkpoint, *cwm
 	return affinity.Checkpoint{Tenant: testTenant, DeviceKey: deviceKey, SessionID: "sess-old",
 		FencingToken: f.FencingToken, Seq: f.Seq, Data: f.Data}, env
 }
+
+// A worker whose affinity store lives in its own process (Deps.Local)
+// keeps its sessions' state in memory: each exchange still saves a
+// checkpoint, numbered and fenced by the lease token, but without state;
+// the discovery completes as with a shared store, and a newer session's
+// save still fences the old one off.
+func TestLocalWorkerKeepsStateInMemory(t *testing.T) {
+	h := newLocalHarness(t)
+	c := newCPE(t, "SN-L1", tree300())
+	w := h.worker("w1", nil)
+	ctx := context.Background()
+
+	exchange(t, w.client, h.open(c, "sess-l1", "0 BOOTSTRAP", "1 BOOT"))
+	body := []byte(nil)
+	var seqs []uint64
+	for {
+		resp := exchange(t, w.client, c.next(body))
+		if resp.HttpStatus != 200 {
+			break
+		}
+		cp, err := h.store.Checkpoints.Load(ctx, testTenant, c.key, "sess-l1")
+		if err != nil {
+			t.Fatalf("no checkpoint after %s: %v", method(t, resp), err)
+		}
+		if len(cp.Data) != 0 {
+			t.Fatalf("local checkpoint after %s holds %d bytes of state", method(t, resp), len(cp.Data))
+		}
+		if cp.FencingToken != c.lease.FencingToken {
+			t.Fatalf("checkpoint token %d, lease %d", cp.FencingToken, c.lease.FencingToken)
+		}
+		seqs = append(seqs, cp.Seq)
+		body = c.answer(resp.Body)
+	}
+	if len(seqs) != 4 || !slices.IsSorted(seqs) || seqs[0] == seqs[3] {
+		t.Fatalf("checkpoint seqs %v", seqs)
+	}
+	acc, _ := h.inv.records()
+	if len(acc) != 1 || acc[0].FullDiscoveryTime == nil {
+		t.Fatalf("records %d", len(acc))
+	}
+	if _, stored := h.inv.device(testTenant, c.key); len(stored) != len(c.tree) {
+		t.Fatalf("inventory holds %d paths, want %d", len(stored), len(c.tree))
+	}
+	if _, err := h.store.Checkpoints.Load(ctx, testTenant, c.key, "sess-l1"); err != affinity.ErrNoCheckpoint {
+		t.Fatalf("checkpoint after the session: %v", err)
+	}
+
+	// Fencing: a newer session of the device saves under a newer token;
+	// the old one's next save is refused and it ends without writing.
+	c2 := newCPE(t, "SN-L2", tree300())
+	exchange(t, w.client, h.open(c2, "old", "0 BOOTSTRAP"))
+	old := *c2
+	exchange(t, w.client, h.open(c2, "new", "0 BOOTSTRAP"))
+	if resp := exchange(t, w.client, old.next(nil)); resp.HttpStatus != 204 || !resp.SessionEnded {
+		t.Fatalf("fenced save answered %d", resp.HttpStatus)
+	}
+	if n := w.counter(t, "fleetacs.sessions.lease_lost", "stage", "checkpoint"); n != 1 {
+		t.Errorf("lease_lost{stage=checkpoint} = %d", n)
+	}
+}

@@ -44,6 +44,14 @@ type Deps struct {
 	// Config.AdvertiseAddr, asked once when the engine starts: a process
 	// learns the address its gRPC listener is bound to (port 0) only then.
 	AdvertiseAddr func() string
+	// Local says that no other worker can resume this engine's sessions:
+	// the affinity store lives in this process alone (fleetacs all
+	// without Redis). The engine then keeps each session's state in
+	// memory only: its checkpoints carry the lease token and sequence
+	// (fencing, the affinity record) but no state, and a session missing
+	// from memory is not looked for in the store (docs/sessions.md,
+	// "Checkpoints").
+	Local bool
 }
 
 // Engine runs a worker's CWMP sessions: the state machine of each, its
@@ -66,6 +74,8 @@ type Engine struct {
 	quirks   atomic.Pointer[Quirks]
 	planners []Planner
 	byKind   map[string]Planner
+	// local is Deps.Local.
+	local bool
 
 	// draining refuses new and resumed sessions; stopped refuses all.
 	draining atomic.Bool
@@ -165,7 +175,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 	e := &Engine{
 		cfg: cfg, inv: deps.Inventory, leases: deps.Leases, cps: deps.Checkpoints, reg: deps.Registry,
 		sess: deps.Sessions, logger: deps.Logger, now: deps.Now, table: newTable(), advertise: deps.AdvertiseAddr,
-		budget: &budget{limit: int64(cfg.MemoryBudget)},
+		budget: &budget{limit: int64(cfg.MemoryBudget)}, local: deps.Local,
 	}
 	if e.logger == nil {
 		e.logger = slog.New(slog.DiscardHandler)
@@ -278,7 +288,7 @@ func (e *Engine) open(ctx context.Context, s *session, req *Request, env *cwmp.E
 	s.tenant, s.deviceKey = req.Tenant, req.DeviceKey
 	s.usage = usage{maxParams: e.cfg.MaxSessionParameters, maxBytes: e.cfg.MaxSessionBytes, budget: e.budget}
 	now := e.now()
-	if !req.NewSession && req.DeviceKey != "" {
+	if !req.NewSession && req.DeviceKey != "" && !e.local {
 		cp, err := e.cps.Load(ctx, req.Tenant, req.DeviceKey, req.SessionID)
 		switch {
 		case err == nil:
@@ -606,6 +616,10 @@ func (e *Engine) encode(env *cwmp.Envelope) ([]byte, error) {
 // so the exchange runs again from there; the reply computed from the stale
 // copy is never sent. A newer token means a newer session: false.
 func (e *Engine) reload(ctx context.Context, s *session) bool {
+	if e.local {
+		// A local session has no other copy, and its checkpoint no state.
+		return false
+	}
 	cp, err := e.cps.Load(ctx, s.tenant, s.deviceKey, s.id)
 	if err != nil || cp.FencingToken != s.lease.Token || cp.Seq <= s.seq {
 		return false
@@ -639,9 +653,14 @@ func (e *Engine) noteRecord(s *session, req *Request) {
 // affinity record with it when the record is due: when it changed or a
 // third of its life has passed.
 func (e *Engine) save(ctx context.Context, s *session) error {
-	cp, err := s.checkpoint()
-	if err != nil {
-		return err
+	var cp affinity.Checkpoint
+	if e.local {
+		cp = s.fence()
+	} else {
+		var err error
+		if cp, err = s.checkpoint(); err != nil {
+			return err
+		}
 	}
 	ss := affinity.SessionSave{Checkpoint: cp, CheckpointTTL: e.cfg.CheckpointTTL}
 	now := e.now()

@@ -147,6 +147,16 @@ func (s *session) checkpoint() (affinity.Checkpoint, error) {
 	}, nil
 }
 
+// fence returns the checkpoint of a local session (Deps.Local), numbered
+// with the next seq: the lease token and sequence that fence the session's
+// writes, without the state, which no other worker could use.
+func (s *session) fence() affinity.Checkpoint {
+	return affinity.Checkpoint{
+		Tenant: s.tenant, DeviceKey: s.deviceKey, SessionID: s.id,
+		FencingToken: s.lease.Token, Seq: s.seq + 1,
+	}
+}
+
 // errBadCheckpoint marks a checkpoint this worker cannot restore.
 var errBadCheckpoint = errors.New("session checkpoint cannot be restored")
 
