@@ -158,7 +158,25 @@ const (
 	stageValues = "values" // GetParameterValues of the leaves, batch by batch
 	stageDone   = "done"   // every leaf fetched or skipped
 	stageFailed = "failed" // the CPE refused in a way batching cannot fix
+	// stagePostponed: the worker runs its maximum of discoveries; a later
+	// session discovers. Retry, when not 0, is the ScheduleInform delay
+	// still to ask of the CPE.
+	stagePostponed = "postponed"
 )
+
+// keySchedule is the call key of a postponed discovery's ScheduleInform.
+const keySchedule = "schedule"
+
+// scheduleCommandKey is the CommandKey of that ScheduleInform, which the
+// CPE's "M ScheduleInform" event carries back.
+const scheduleCommandKey = "fleetacs-discovery"
+
+// postpone turns a discovery not yet started into a postponed one, which
+// asks the CPE, with a ScheduleInform of retry seconds (none when 0), to
+// come back for it.
+func (d *discovery) postpone(retry uint32) {
+	*d = discovery{Stage: stagePostponed, Root: d.Root, Batch: d.Batch, Limit: d.Limit, Retry: retry}
+}
 
 // discovery learns a device's tree: GetParameterNames of the data-model
 // root with NextLevel false (the whole subtree, objects included), or, in
@@ -214,6 +232,10 @@ type discovery struct {
 	BatchFailed int  `json:"batchFailed,omitempty"`
 	SubtreeDied bool `json:"subtreeDied,omitempty"`
 
+	// Retry is the ScheduleInform delay a postponed discovery still has
+	// to ask for, in seconds.
+	Retry uint32 `json:"retry,omitempty"`
+
 	leaves []int          // indexes of parameter nodes; rebuilt on demand
 	index  map[string]int // node index by name; rebuilt on demand
 }
@@ -245,6 +267,11 @@ const (
 // Next implements Operation.
 func (d *discovery) Next(*Context) (Call, bool) {
 	switch d.Stage {
+	case stagePostponed:
+		if d.Retry == 0 {
+			return Call{}, false
+		}
+		return Call{Message: &cwmp.ScheduleInform{DelaySeconds: d.Retry, CommandKey: scheduleCommandKey}, Key: keySchedule}, true
 	case stageNames:
 		path := d.Root
 		if d.Walk {
@@ -280,6 +307,10 @@ func (d *discovery) Next(*Context) (Call, bool) {
 func (d *discovery) Answer(c *Context, a Answer) {
 	kind, rest, _ := strings.Cut(a.Call.Key, " ")
 	switch kind {
+	case keySchedule:
+		// Answered or not, it is asked once: a CPE without
+		// ScheduleInform is discovered at its next session.
+		d.Retry = 0
 	case keyGPN:
 		if d.Stage != stageNames || rest != d.namesPath() {
 			return
@@ -529,7 +560,7 @@ func (d *discovery) nodeIndex() map[string]int {
 // completed session, since an incomplete one will be run again from the
 // start. Its values are newer than the Inform's.
 func (d *discovery) Contribute(_ *Context, b *DiffBuilder, o Outcome) {
-	if o != Completed || d.Stage == stageNames {
+	if o != Completed || d.Stage == stageNames || d.Stage == stagePostponed {
 		return
 	}
 	if len(d.Nodes) > 0 || d.Stage == stageDone {

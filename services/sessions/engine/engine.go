@@ -71,6 +71,8 @@ type Engine struct {
 	table    *table
 	bufs     sync.Pool
 	budget   *budget
+	// discoveries bounds the sessions running a discovery.
+	discoveries slots
 	quirks   atomic.Pointer[Quirks]
 	planners []Planner
 	byKind   map[string]Planner
@@ -177,6 +179,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		sess: deps.Sessions, logger: deps.Logger, now: deps.Now, table: newTable(), advertise: deps.AdvertiseAddr,
 		budget: &budget{limit: int64(cfg.MemoryBudget)}, local: deps.Local,
 	}
+	e.discoveries.limit = int64(cfg.MaxDiscoveries)
 	if e.logger == nil {
 		e.logger = slog.New(slog.DiscardHandler)
 	}
@@ -193,7 +196,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		id = host
 	}
 	e.self = affinity.Worker{ID: id, Addr: cfg.AdvertiseAddr, Capacity: cfg.MaxSessions}
-	m, err := newMetrics(deps.Meter, e.table.len, e.budget.used.Load)
+	m, err := newMetrics(deps.Meter, e.table.len, e.budget.used.Load, e.discoveries.used.Load)
 	if err != nil {
 		return nil, err
 	}
@@ -376,6 +379,11 @@ func (e *Engine) resume(ctx context.Context, s *session, cp affinity.Checkpoint)
 	}
 	s.lastRenew, s.lastActive = now, now
 	s.live = true
+	if s.queue.discovery() != nil {
+		// The discovery goes on here, whatever this worker runs already.
+		e.discoveries.force()
+		s.discovering = true
+	}
 	log.InfoContext(ctx, "session resumed from checkpoint", "seq", s.seq, "phase", s.cs.Phase().String())
 }
 
@@ -710,6 +718,7 @@ func (e *Engine) start(ctx context.Context, s *session, req *Request, n *cwmp.Se
 		Root: rootOf(inf.ParameterList),
 	}
 	s.fenced, s.queue = false, nil
+	e.releaseDiscovery(s)
 	e.metrics.started.Add(ctx, 1)
 	if s.lease.Superseded != "" {
 		e.metrics.takeovers.Add(ctx, 1)
@@ -749,7 +758,39 @@ func (e *Engine) start(ctx context.Context, s *session, req *Request, n *cwmp.Se
 			log.InfoContext(ctx, "operations left for a later session: the session's bound is reached", "left", len(left))
 		}
 	}
+	e.admitDiscovery(ctx, s, &log)
 	return nil
+}
+
+// admitDiscovery gives a session whose queue holds a discovery one of the
+// worker's discovery slots, or postpones the discovery when none is free
+// (docs/sessions.md, "Discovery under load").
+func (e *Engine) admitDiscovery(ctx context.Context, s *session, log *lazyLogger) {
+	d := s.queue.discovery()
+	if d == nil || s.discovering {
+		return
+	}
+	if e.discoveries.take() {
+		s.discovering = true
+		return
+	}
+	var delay uint32
+	if e.cfg.DiscoveryRetry > 0 {
+		delay = uint32(spread(s.id, e.cfg.DiscoveryRetry).Round(time.Second) / time.Second)
+	}
+	d.postpone(delay)
+	e.metrics.postponed.Add(ctx, 1)
+	if e.logger.Enabled(ctx, slog.LevelDebug) {
+		log.DebugContext(ctx, "tree discovery postponed: the worker runs its maximum of discoveries", "retry_seconds", delay)
+	}
+}
+
+// releaseDiscovery gives the session's discovery slot back.
+func (e *Engine) releaseDiscovery(s *session) {
+	if s.discovering {
+		s.discovering = false
+		e.discoveries.give()
+	}
 }
 
 // keepInform returns the Inform parameters the session keeps: at most
@@ -900,6 +941,7 @@ func (e *Engine) drop(s *session) {
 		return
 	}
 	s.usage.release()
+	e.releaseDiscovery(s)
 	e.table.remove(s)
 }
 
@@ -997,6 +1039,15 @@ func rootOf(params []cwmp.ParameterValue) string {
 		}
 	}
 	return ""
+}
+
+// spread returns a delay between 50% and 150% of d, derived from the
+// session ID (as retryAfter is), so that the devices of a storm come back
+// spread out.
+func spread(sessionID string, d time.Duration) time.Duration {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(sessionID))
+	return d/2 + time.Duration(uint64(h.Sum32())%1001)*d/1000
 }
 
 // retryAfter spreads the retries of sessions the worker turned away (its

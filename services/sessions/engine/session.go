@@ -41,6 +41,9 @@ type session struct {
 	fenced bool
 	// usage is what the session holds against its limits and the budget.
 	usage usage
+	// discovering is set while the session holds one of the worker's
+	// discovery slots (Config.MaxDiscoveries).
+	discovering bool
 	// opCtx is the Context handed to the operations, allocated when a
 	// session first has one to hand.
 	opCtx *Context
