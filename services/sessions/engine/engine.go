@@ -58,24 +58,24 @@ type Deps struct {
 // operations, its checkpoints, leases and affinity record, and what it
 // records in inventory. Package sessions serves it over gRPC.
 type Engine struct {
-	cfg      Config
-	self     affinity.Worker
-	inv      Inventory
-	leases   Leases
-	cps      Checkpoints
-	sess     affinity.Sessions
-	reg      Registry
-	logger   *slog.Logger
-	now      func() time.Time
-	metrics  *metrics
-	table    *table
-	bufs     sync.Pool
-	budget   *budget
+	cfg     Config
+	self    affinity.Worker
+	inv     Inventory
+	leases  Leases
+	cps     Checkpoints
+	sess    affinity.Sessions
+	reg     Registry
+	logger  *slog.Logger
+	now     func() time.Time
+	metrics *metrics
+	table   *table
+	bufs    sync.Pool
+	budget  *budget
 	// discoveries bounds the sessions running a discovery.
 	discoveries slots
-	quirks   atomic.Pointer[Quirks]
-	planners []Planner
-	byKind   map[string]Planner
+	quirks      atomic.Pointer[Quirks]
+	planners    []Planner
+	byKind      map[string]Planner
 	// local is Deps.Local.
 	local bool
 
