@@ -199,16 +199,17 @@ func (*firstContactInventory) GetDeviceForSession(context.Context, DeviceQuery) 
 // answers are encoded once and reused, so the figures are the worker's.
 // "local" keeps the session in memory (Deps.Local, fleetacs all without
 // Redis); "store" checkpoints it into the in-memory store as it would
-// into Redis.
+// into Redis; "redis" into a real Redis (pkg/testenv). Leases come from
+// the in-memory store in all three.
 func BenchmarkFirstContact640(b *testing.B) {
-	for _, local := range []bool{true, false} {
-		name := "store"
-		if local {
-			name = "local"
-		}
+	for _, name := range []string{"local", "store", "redis"} {
 		b.Run(name, func(b *testing.B) {
+			local := name == "local"
 			mem := affinity.NewMemory(nil)
 			st := mem.Store()
+			if name == "redis" {
+				st = newRedisHarness(b).store
+			}
 			inv := &firstContactInventory{}
 			w, err := New(testConfig(), Deps{Inventory: inv, Leases: st.Leases, Checkpoints: st.Checkpoints, Registry: st.Registry,
 				Sessions: st.Sessions, Local: local})

@@ -676,11 +676,21 @@ func (e *Engine) save(ctx context.Context, s *session) error {
 		rec := *s.rec
 		ss.Record, ss.RecordTTL = &rec, s.recordTTL
 	}
-	if err := e.sess.Save(ctx, ss); err != nil {
+	err := e.sess.Save(ctx, ss)
+	if errors.Is(err, affinity.ErrJournalGap) {
+		// The stored journal is not what this copy believes (a save
+		// whose outcome was lost): write it whole.
+		s.journalFull = true
+		if ss.Checkpoint, err = s.checkpoint(); err == nil {
+			err = e.sess.Save(ctx, ss)
+		}
+	}
+	if err != nil {
 		s.recordAt = time.Time{}
+		s.journalFull = true
 		return fmt.Errorf("save checkpoint of session %s: %w", s.id, err)
 	}
-	s.seq, s.saved = cp.Seq, true
+	s.savedAs(&ss.Checkpoint)
 	if ss.Record != nil {
 		s.recordAt = now
 	}
@@ -718,6 +728,9 @@ func (e *Engine) start(ctx context.Context, s *session, req *Request, n *cwmp.Se
 		Root: rootOf(inf.ParameterList),
 	}
 	s.fenced, s.queue = false, nil
+	// A new Inform (on a cookie that may have had one) starts the
+	// journal over.
+	s.journalFull = true
 	e.releaseDiscovery(s)
 	e.metrics.started.Add(ctx, 1)
 	if s.lease.Superseded != "" {
