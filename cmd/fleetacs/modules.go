@@ -418,6 +418,9 @@ func buildSessions(a *app) (lifecycle.Service, error) {
 		Logger:        a.logger.With("component", "sessions"),
 		Meter:         a.telemetry.Meter,
 		AdvertiseAddr: advertise,
+		// Without Redis the affinity store is this process's: no other
+		// worker can resume a session, so its state stays in memory.
+		Local: a.opts.RedisAddr == "",
 	})
 	if err != nil {
 		return nil, err

@@ -20,6 +20,11 @@ var (
 	ErrLeaseLost = errors.New("device lease lost")
 	// ErrNoCheckpoint: no live checkpoint exists for the session.
 	ErrNoCheckpoint = errors.New("no session checkpoint")
+	// ErrJournalGap: a checkpoint save appends to a journal that does not
+	// reach where the save writes (Checkpoint.JournalAt): a save in
+	// between was lost, or the checkpoint expired. The caller saves again
+	// with the whole journal.
+	ErrJournalGap = errors.New("checkpoint journal does not reach the append")
 )
 
 // AuthMethod is how a CPE authenticated one request (sessions.v1
@@ -181,6 +186,15 @@ type Checkpoint struct {
 	// stale. Callers that do not need it leave it 0.
 	Seq  uint64
 	Data []byte
+	// Journal is the checkpoint's append-only part, for state that grows
+	// during a session and would cost a quadratic amount to save whole
+	// after every exchange (docs/sessions.md, "Checkpoints"). Save writes
+	// it at byte JournalAt of the stored journal, which then ends after
+	// it; JournalAt 0 replaces the stored journal. A JournalAt beyond the
+	// end of the live checkpoint's journal is refused with ErrJournalGap
+	// and changes nothing. Load returns the whole journal in Journal.
+	Journal   []byte
+	JournalAt int
 	// Expires is set by Load.
 	Expires time.Time
 }
@@ -200,7 +214,8 @@ type Checkpoint struct {
 //     resumed the session saved since.
 //
 // Equal (token, seq) pairs are accepted, so a save whose reply was lost may
-// be retried. Load and Delete are not fenced.
+// be retried (with its journal at the same JournalAt, it writes the same
+// bytes again). Load and Delete are not fenced.
 type Checkpoints interface {
 	// Save stores cp for ttl (positive) under the fencing rule above.
 	Save(ctx context.Context, cp Checkpoint, ttl time.Duration) error

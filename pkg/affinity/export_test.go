@@ -13,7 +13,8 @@ func (r *Redis) KeyGroups(tenant, deviceKey, sessionID, ip string) map[string][]
 		"acquire":  {r.leaseKey(tenant, deviceKey), r.tokenKey(tenant, deviceKey)},
 		"renew":    {r.leaseKey(tenant, deviceKey)},
 		"release":  {r.leaseKey(tenant, deviceKey)},
-		"save":     {r.checkpointKey(tenant, deviceKey, sessionID), r.fenceKey(tenant, deviceKey)},
+		"save":     {r.checkpointKey(tenant, deviceKey, sessionID), r.fenceKey(tenant, deviceKey), r.journalKey(tenant, deviceKey, sessionID)},
+		"load":     {r.checkpointKey(tenant, deviceKey, sessionID), r.journalKey(tenant, deviceKey, sessionID)},
 		"register": {r.workersExpKey(), r.workersInfoKey()},
 	}
 }

@@ -285,6 +285,7 @@ type MemoryCheckpoints struct {
 type memCheckpoint struct {
 	token, seq uint64
 	data       []byte
+	journal    []byte
 	expires    time.Time
 }
 
@@ -312,13 +313,25 @@ func (c *MemoryCheckpoints) Save(_ context.Context, cp Checkpoint, ttl time.Dura
 	if fok && f.token > cp.FencingToken {
 		return ErrLeaseLost
 	}
-	if old, ok := c.ckpts[sk]; ok && now.Before(old.expires) {
+	old, live := c.ckpts[sk]
+	live = live && now.Before(old.expires)
+	if live {
 		if old.token > cp.FencingToken || (old.token == cp.FencingToken && old.seq > cp.Seq) {
 			return ErrLeaseLost
 		}
 	}
+	var journal []byte
+	if cp.JournalAt > 0 {
+		if !live || cp.JournalAt > len(old.journal) {
+			return ErrJournalGap
+		}
+		// Load hands out copies: the stored journal is the store's alone.
+		journal = append(old.journal[:cp.JournalAt], cp.Journal...)
+	} else {
+		journal = bytes.Clone(cp.Journal)
+	}
 	expires := now.Add(ttl)
-	c.ckpts[sk] = memCheckpoint{token: cp.FencingToken, seq: cp.Seq, data: bytes.Clone(cp.Data), expires: expires}
+	c.ckpts[sk] = memCheckpoint{token: cp.FencingToken, seq: cp.Seq, data: bytes.Clone(cp.Data), journal: journal, expires: expires}
 	if !fok {
 		f = memFence{}
 	}
@@ -350,7 +363,7 @@ func (c *MemoryCheckpoints) Load(_ context.Context, tenant, deviceKey, sessionID
 	}
 	return Checkpoint{
 		Tenant: tenant, DeviceKey: deviceKey, SessionID: sessionID,
-		FencingToken: v.token, Seq: v.seq, Data: bytes.Clone(v.data), Expires: v.expires,
+		FencingToken: v.token, Seq: v.seq, Data: bytes.Clone(v.data), Journal: bytes.Clone(v.journal), Expires: v.expires,
 	}, nil
 }
 

@@ -97,6 +97,12 @@ func (r *Redis) checkpointKey(tenant, deviceKey, sessionID string) string {
 	return r.prefix + "ckpt:" + deviceTag(tenant, deviceKey) + ":" + sessionID
 }
 
+// journalKey is the checkpoint's journal (Checkpoint.Journal), a string
+// beside its hash.
+func (r *Redis) journalKey(tenant, deviceKey, sessionID string) string {
+	return r.checkpointKey(tenant, deviceKey, sessionID) + ":j"
+}
+
 func (r *Redis) fenceKey(tenant, deviceKey string) string {
 	return r.prefix + "ckfence:" + deviceTag(tenant, deviceKey)
 }
@@ -165,10 +171,13 @@ func (l *RedisLeases) Renew(ctx context.Context, tenant, deviceKey, sessionID st
 	if err != nil {
 		return fmt.Errorf("renew lease of %s/%s: %w", tenant, deviceKey, err)
 	}
-	if n != 1 {
-		return ErrLeaseLost
+	switch n {
+	case 1:
+		return nil
+	case 2:
+		return ErrJournalGap
 	}
-	return nil
+	return ErrLeaseLost
 }
 
 // Release implements Leases.
@@ -501,9 +510,10 @@ func (c *RedisCheckpoints) Save(ctx context.Context, cp Checkpoint, ttl time.Dur
 // saveArgs returns the keys and arguments of saveScript for cp.
 func (c *RedisCheckpoints) saveArgs(cp *Checkpoint, ttl time.Duration) ([]string, []any) {
 	now := c.r.now()
-	return []string{c.r.checkpointKey(cp.Tenant, cp.DeviceKey, cp.SessionID), c.r.fenceKey(cp.Tenant, cp.DeviceKey)},
+	ck := c.r.checkpointKey(cp.Tenant, cp.DeviceKey, cp.SessionID)
+	return []string{ck, c.r.fenceKey(cp.Tenant, cp.DeviceKey), ck + ":j"},
 		[]any{strconv.FormatUint(cp.FencingToken, 10), strconv.FormatUint(cp.Seq, 10), cp.Data,
-			micros(now), micros(now.Add(ttl)), millis(ttl)}
+			micros(now), micros(now.Add(ttl)), millis(ttl), cp.Journal, cp.JournalAt}
 }
 
 func saveResult(cp *Checkpoint, cmd *redis.Cmd) error {
@@ -511,43 +521,50 @@ func saveResult(cp *Checkpoint, cmd *redis.Cmd) error {
 	if err != nil {
 		return fmt.Errorf("save checkpoint of session %s: %w", cp.SessionID, err)
 	}
-	if n != 1 {
-		return ErrLeaseLost
+	switch n {
+	case 1:
+		return nil
+	case 2:
+		return ErrJournalGap
 	}
-	return nil
+	return ErrLeaseLost
 }
 
 // Load implements Checkpoints.
 func (c *RedisCheckpoints) Load(ctx context.Context, tenant, deviceKey, sessionID string) (Checkpoint, error) {
-	v, err := c.r.c.HMGet(ctx, c.r.checkpointKey(tenant, deviceKey, sessionID), "t", "q", "d", "e").Result()
+	keys := []string{c.r.checkpointKey(tenant, deviceKey, sessionID), c.r.journalKey(tenant, deviceKey, sessionID)}
+	v, err := loadScript.Run(ctx, c.r.c, keys).StringSlice()
+	if errors.Is(err, redis.Nil) {
+		return Checkpoint{}, ErrNoCheckpoint
+	}
 	if err != nil {
 		return Checkpoint{}, fmt.Errorf("load checkpoint of session %s: %w", sessionID, err)
 	}
-	ts, _ := v[0].(string)
-	qs, _ := v[1].(string)
-	d, _ := v[2].(string)
-	es, _ := v[3].(string)
-	if ts == "" {
-		return Checkpoint{}, ErrNoCheckpoint
+	if len(v) != 5 {
+		return Checkpoint{}, fmt.Errorf("load checkpoint of session %s: %d fields", sessionID, len(v))
 	}
-	tok, err1 := strconv.ParseUint(ts, 10, 64)
-	seq, err2 := strconv.ParseUint(qs, 10, 64)
-	e, err3 := strconv.ParseInt(es, 10, 64)
+	tok, err1 := strconv.ParseUint(v[0], 10, 64)
+	seq, err2 := strconv.ParseUint(v[1], 10, 64)
+	e, err3 := strconv.ParseInt(v[3], 10, 64)
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return Checkpoint{}, fmt.Errorf("load checkpoint of session %s: %w", sessionID, err)
 	}
 	if e <= c.r.now().UnixMicro() {
 		return Checkpoint{}, ErrNoCheckpoint
 	}
-	return Checkpoint{
+	cp := Checkpoint{
 		Tenant: tenant, DeviceKey: deviceKey, SessionID: sessionID,
-		FencingToken: tok, Seq: seq, Data: []byte(d), Expires: time.UnixMicro(e),
-	}, nil
+		FencingToken: tok, Seq: seq, Data: []byte(v[2]), Expires: time.UnixMicro(e),
+	}
+	if v[4] != "" {
+		cp.Journal = []byte(v[4])
+	}
+	return cp, nil
 }
 
 // Delete implements Checkpoints.
 func (c *RedisCheckpoints) Delete(ctx context.Context, tenant, deviceKey, sessionID string) error {
-	if err := c.r.c.Del(ctx, c.r.checkpointKey(tenant, deviceKey, sessionID)).Err(); err != nil {
+	if err := c.r.c.Del(ctx, c.r.checkpointKey(tenant, deviceKey, sessionID), c.r.journalKey(tenant, deviceKey, sessionID)).Err(); err != nil {
 		return fmt.Errorf("delete checkpoint of session %s: %w", sessionID, err)
 	}
 	return nil
@@ -594,7 +611,7 @@ func (s *RedisSessions) End(ctx context.Context, e SessionEnd) error {
 		return err
 	}
 	pipe := s.r.c.Pipeline()
-	cmds := []redis.Cmder{pipe.Del(ctx, s.r.checkpointKey(e.Tenant, e.DeviceKey, e.SessionID))}
+	cmds := []redis.Cmder{pipe.Del(ctx, s.r.checkpointKey(e.Tenant, e.DeviceKey, e.SessionID), s.r.journalKey(e.Tenant, e.DeviceKey, e.SessionID))}
 	leaseKey := []string{s.r.leaseKey(e.Tenant, e.DeviceKey)}
 	if e.Release {
 		cmds = append(cmds, releaseScript.EvalSha(ctx, pipe, leaseKey, e.SessionID))

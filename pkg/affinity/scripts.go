@@ -70,25 +70,39 @@ end
 return 0
 `)
 
-// saveScript stores a checkpoint under the fencing rule of Checkpoints.
+// saveScript stores a checkpoint under the fencing rule of Checkpoints,
+// and writes its journal at the offset given.
 //
-// KEYS[1] checkpoint hash {t: token, q: seq, d: data, e: expires}
+// KEYS[1] checkpoint hash {t: token, q: seq, d: data, e: expires, j: journal length}
 // KEYS[2] device fence hash {t: highest token saved, e: expires}
-// ARGV: token, seq, data, now, expires, ttl ms
-// Returns 1 when saved, 0 when fenced off.
+// KEYS[3] checkpoint journal (a string)
+// ARGV: token, seq, data, now, expires, ttl ms, journal, journal offset
+// Returns 1 when saved, 0 when fenced off, 2 when the journal offset lies
+// beyond the live checkpoint's journal (ErrJournalGap).
 var saveScript = redis.NewScript(luaDecLess + `
 local now = tonumber(ARGV[4])
 local f = redis.call('HMGET', KEYS[2], 't', 'e')
 local flive = f[1] and tonumber(f[2]) > now
 if flive and decLess(ARGV[1], f[1]) then return 0 end
-local c = redis.call('HMGET', KEYS[1], 't', 'q', 'e')
-if c[1] and tonumber(c[3]) > now then
+local c = redis.call('HMGET', KEYS[1], 't', 'q', 'e', 'j')
+local clive = c[1] and tonumber(c[3]) > now
+if clive then
   if decLess(ARGV[1], c[1]) or (ARGV[1] == c[1] and decLess(ARGV[2], c[2])) then
     return 0
   end
 end
-redis.call('HSET', KEYS[1], 't', ARGV[1], 'q', ARGV[2], 'd', ARGV[3], 'e', ARGV[5])
+local at = tonumber(ARGV[8])
+if at > 0 then
+  if not clive or tonumber(c[4] or '0') < at then return 2 end
+  if #ARGV[7] > 0 then redis.call('SETRANGE', KEYS[3], at, ARGV[7]) end
+elseif #ARGV[7] > 0 then
+  redis.call('SET', KEYS[3], ARGV[7])
+else
+  redis.call('DEL', KEYS[3])
+end
+redis.call('HSET', KEYS[1], 't', ARGV[1], 'q', ARGV[2], 'd', ARGV[3], 'e', ARGV[5], 'j', at + #ARGV[7])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
+if at + #ARGV[7] > 0 then redis.call('PEXPIRE', KEYS[3], ARGV[6]) end
 if not flive then
   redis.call('HSET', KEYS[2], 't', ARGV[1], 'e', ARGV[5])
   redis.call('PEXPIRE', KEYS[2], ARGV[6])
@@ -100,6 +114,20 @@ if redis.call('PTTL', KEYS[2]) < tonumber(ARGV[6]) then
   redis.call('PEXPIRE', KEYS[2], ARGV[6])
 end
 return 1
+`)
+
+// loadScript reads a checkpoint and its journal in one atomic step, so
+// that a save between the two reads cannot tear them.
+//
+// KEYS[1] checkpoint hash, KEYS[2] its journal
+// Returns {token, seq, data, expires, journal}, or nil when there is none.
+var loadScript = redis.NewScript(`
+local c = redis.call('HMGET', KEYS[1], 't', 'q', 'd', 'e', 'j')
+if not c[1] then return false end
+local n = tonumber(c[5] or '0')
+local j = ''
+if n > 0 then j = redis.call('GETRANGE', KEYS[2], 0, n - 1) end
+return {c[1], c[2], c[3] or '', c[4], j}
 `)
 
 // registerScript adds or refreshes a worker, dropping lapsed ones.
@@ -124,4 +152,4 @@ return 1
 `)
 
 // scripts lists every script, for tests that flush the script cache.
-var scripts = []*redis.Script{acquireScript, renewScript, releaseScript, saveScript, registerScript}
+var scripts = []*redis.Script{acquireScript, renewScript, releaseScript, saveScript, loadScript, registerScript}

@@ -46,6 +46,9 @@ func checkSave(cp *Checkpoint, ttl time.Duration) error {
 	if cp.FencingToken == 0 {
 		return fmt.Errorf("save checkpoint of session %s: %w", cp.SessionID, errToken)
 	}
+	if cp.JournalAt < 0 {
+		return fmt.Errorf("save checkpoint of session %s: journal offset %d", cp.SessionID, cp.JournalAt)
+	}
 	return nil
 }
 

@@ -109,6 +109,7 @@ func DecodeWith(body []byte, opts DecodeOptions) (*Envelope, error) {
 		return nil, p.decodeError(xerr)
 	}
 	env, xerr := buildEnvelope(t)
+	t.release()
 	if xerr != nil {
 		return nil, p.decodeError(xerr)
 	}

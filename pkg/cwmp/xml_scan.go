@@ -115,10 +115,7 @@ func scanXML(s string, start, maxDepth int) (*xmlTree, *xmlError) {
 	// from growing: every element has a '<' (and most an end tag with
 	// another), every attribute an '='.
 	lt := strings.Count(s[start:], "<")
-	t := &xmlTree{
-		nodes: make([]xmlNode, 0, lt/2+1),
-		attrs: make([]xmlAttr, 0, strings.Count(s[start:], "=")),
-	}
+	t := newTree(lt/2+1, strings.Count(s[start:], "="))
 	var frameBuf [40]scanFrame
 	stack := frameBuf[:0]
 	var bindBuf [16]xmlBinding

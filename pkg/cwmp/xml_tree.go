@@ -1,5 +1,7 @@
 package cwmp
 
+import "sync"
+
 // The decoder works in two steps: a front end turns the prepared text into a
 // flat node table (xmlTree), then one mapper (decode_message.go) turns that
 // table into typed messages. Two front ends build the same table: the fast
@@ -47,6 +49,43 @@ type xmlAttr struct {
 type xmlTree struct {
 	nodes []xmlNode
 	attrs []xmlAttr
+}
+
+// Node tables are scratch space: a message's strings point into the text,
+// never into the table, so the table can go back to a pool once the message
+// is mapped. A first contact decodes a GetParameterNamesResponse of
+// hundreds of names and several GetParameterValuesResponses; their tables
+// (72 bytes a node) were most of what decoding allocated.
+var treePool = sync.Pool{New: func() any { return new(xmlTree) }}
+
+// maxPooledNodes bounds the tables kept for reuse (about 1.2 MB of nodes):
+// the rare huge document should not pin its memory.
+const maxPooledNodes = 16 << 10
+
+// newTree returns an empty table with room for nodes nodes and attrs
+// attributes, from the pool when it holds one.
+func newTree(nodes, attrs int) *xmlTree {
+	t := treePool.Get().(*xmlTree)
+	if cap(t.nodes) < nodes {
+		t.nodes = make([]xmlNode, 0, nodes)
+	}
+	if cap(t.attrs) < attrs {
+		t.attrs = make([]xmlAttr, 0, attrs)
+	}
+	return t
+}
+
+// release hands the table back to the pool. Its strings are cleared so that
+// a pooled table does not keep a document's text alive; t must not be used
+// afterwards.
+func (t *xmlTree) release() {
+	if cap(t.nodes) > maxPooledNodes {
+		return
+	}
+	clear(t.nodes)
+	clear(t.attrs)
+	t.nodes, t.attrs = t.nodes[:0], t.attrs[:0]
+	treePool.Put(t)
 }
 
 // countChildren returns the number of child elements of node i.

@@ -1,6 +1,7 @@
 package sessions
 
 import (
+	"bytes"
 	"context"
 	"runtime"
 	"strconv"
@@ -189,6 +190,80 @@ type firstContactInventory struct{ knownInventory }
 
 func (*firstContactInventory) GetDeviceForSession(context.Context, DeviceQuery) (DeviceState, error) {
 	return DeviceState{}, nil
+}
+
+// BenchmarkFirstContact640 runs a BOOTSTRAP session of a new device with a
+// 640-parameter TR-181 tree, as cpesim -boot-storm does, through the
+// SessionService handler in-process: Inform, empty POST, GetParameterNames,
+// seven GetParameterValues of at most 100 names, the end. The CPE's
+// answers are encoded once and reused, so the figures are the worker's.
+// "local" keeps the session in memory (Deps.Local, fleetacs all without
+// Redis); "store" checkpoints it into the in-memory store as it would
+// into Redis; "redis" into a real Redis (pkg/testenv). Leases come from
+// the in-memory store in all three.
+func BenchmarkFirstContact640(b *testing.B) {
+	for _, name := range []string{"local", "store", "redis"} {
+		b.Run(name, func(b *testing.B) {
+			local := name == "local"
+			mem := affinity.NewMemory(nil)
+			st := mem.Store()
+			if name == "redis" {
+				st = newRedisHarness(b).store
+			}
+			inv := &firstContactInventory{}
+			w, err := New(testConfig(), Deps{Inventory: inv, Leases: st.Leases, Checkpoints: st.Checkpoints, Registry: st.Registry,
+				Sessions: st.Sessions, Local: local})
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchFirstContacts(b, w, mem, newCPE(b, "SN-FC", treeHosts(126)))
+			if inv.records != b.N {
+				b.Fatalf("%d records for %d sessions", inv.records, b.N)
+			}
+		})
+	}
+}
+
+// benchFirstContacts runs b.N first contacts of c through w, answering
+// from a cache of the CPE's answers.
+func benchFirstContacts(b *testing.B, w *Worker, mem *affinity.Memory, c *cpe) {
+	inform := c.informBody("0 BOOTSTRAP", "1 BOOT")
+	answers := map[string][]byte{}
+	ctx := context.Background()
+	b.ReportAllocs()
+	exchanges := 0
+	for i := 0; b.Loop(); i++ {
+		sid := "fc-" + strconv.Itoa(i)
+		l, err := mem.Leases().Acquire(ctx, testTenant, c.key, sid, time.Minute)
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp, err := w.Exchange(ctx, &sessionsv1.ExchangeRequest{SessionId: sid, NewSession: true, Tenant: testTenant, DeviceKey: c.key,
+			Lease: &sessionsv1.DeviceLease{FencingToken: l.FencingToken}, Body: inform, RemoteAddr: "203.0.113.7:40001"})
+		if err != nil || resp.HttpStatus != 200 {
+			b.Fatalf("Inform: %v %v", resp, err)
+		}
+		var body []byte
+		for {
+			resp, err = w.Exchange(ctx, &sessionsv1.ExchangeRequest{SessionId: sid, Tenant: testTenant, DeviceKey: c.key, Body: body, RemoteAddr: "203.0.113.7:40001"})
+			exchanges++
+			if err != nil {
+				b.Fatal(err)
+			}
+			if resp.HttpStatus != 200 {
+				break
+			}
+			// Request IDs name the session: the cache keys on the rest.
+			key := string(bytes.ReplaceAll(resp.Body, []byte(sid), []byte("{sid}")))
+			a, ok := answers[key]
+			if !ok {
+				a = bytes.ReplaceAll(c.answer(resp.Body), []byte(sid), []byte("{sid}"))
+				answers[key] = a
+			}
+			body = bytes.ReplaceAll(a, []byte("{sid}"), []byte(sid))
+		}
+	}
+	b.ReportMetric(float64(exchanges+b.N)/float64(b.N), "exchanges/op")
 }
 
 // BenchmarkWorkerFirstContact runs a BOOTSTRAP session of a new device

@@ -205,3 +205,85 @@ func waitRegistered(t *testing.T, h *harness, id string) {
 		return fmt.Errorf("worker %s not registered", id)
 	})
 }
+
+// Discoveries beyond -sessions.max-discoveries are postponed: the session
+// records its Inform, asks the CPE with a ScheduleInform to come back
+// after about -sessions.discovery-retry, and ends; the device is
+// discovered at that later session, once a slot is free. Every way out of
+// a session gives its slot back.
+func TestDiscoveriesBeyondTheCapArePostponed(t *testing.T) {
+	h := newMemoryHarness(t)
+	w := h.worker("w1", func(c *Config) { c.MaxDiscoveries = 1; c.DiscoveryRetry = time.Minute })
+	a := newCPE(t, "SN-CAP1", tree300())
+	b := newCPE(t, "SN-CAP2", tree300())
+
+	exchange(t, w.client, h.open(a, "cap-a", "0 BOOTSTRAP", "1 BOOT"))
+	exchange(t, w.client, h.open(b, "cap-b", "0 BOOTSTRAP", "1 BOOT"))
+	// b's discovery is postponed: a ScheduleInform, then the end.
+	resp := exchange(t, w.client, b.next(nil))
+	env, err := cwmp.Decode(resp.Body)
+	if err != nil {
+		t.Fatalf("reply to b's empty POST: %v (%d)", err, resp.HttpStatus)
+	}
+	si, ok := env.Body.(*cwmp.ScheduleInform)
+	if !ok {
+		t.Fatalf("b's empty POST answered %s, want ScheduleInform", env.Body.Method())
+	}
+	if si.DelaySeconds < 30 || si.DelaySeconds > 90 || si.CommandKey == "" {
+		t.Fatalf("ScheduleInform %+v", si)
+	}
+	ack := b.encode(&cwmp.Envelope{Namespace: env.Namespace, Version: env.Version, Header: cwmp.Header{ID: env.Header.ID, HasID: true}, Body: &cwmp.ScheduleInformResponse{}})
+	if resp := exchange(t, w.client, b.next(ack)); resp.HttpStatus != 204 || !resp.SessionEnded {
+		t.Fatalf("b's session went on: %d", resp.HttpStatus)
+	}
+	acc, _ := h.inv.records()
+	if len(acc) != 1 || acc[0].SessionId != "cap-b" || acc[0].FullDiscoveryTime != nil {
+		t.Fatalf("b recorded %v", acc)
+	}
+	if _, stored := h.inv.device(testTenant, b.key); len(stored) != 4 {
+		t.Fatalf("b's inventory holds %d paths, want its Inform's 4", len(stored))
+	}
+	if n := w.counter(t, "fleetacs.sessions.discoveries_postponed", "", ""); n != 1 {
+		t.Fatalf("discoveries_postponed = %d", n)
+	}
+
+	// a holds the slot and discovers.
+	if r := a.drive(func(int) sessionsv1.SessionServiceClient { return w.client }); r[len(r)-1].HttpStatus != 204 || a.gpv != 3 {
+		t.Fatalf("a's discovery: status %d after %d GPV", r[len(r)-1].HttpStatus, a.gpv)
+	}
+	// b comes back as asked; the slot is free again.
+	exchange(t, w.client, h.open(b, "cap-b2", "3 SCHEDULED", "M ScheduleInform"))
+	if r := b.drive(func(int) sessionsv1.SessionServiceClient { return w.client }); r[len(r)-1].HttpStatus != 204 || b.gpv != 3 {
+		t.Fatalf("b's later discovery: status %d after %d GPV", r[len(r)-1].HttpStatus, b.gpv)
+	}
+	acc, _ = h.inv.records()
+	if len(acc) != 3 || acc[2].SessionId != "cap-b2" || acc[2].FullDiscoveryTime == nil {
+		t.Fatalf("records %d", len(acc))
+	}
+
+	// A session that dies in discovery (expired) gives its slot back too.
+	c := newCPE(t, "SN-CAP3", tree300())
+	exchange(t, w.client, h.open(c, "cap-c", "0 BOOTSTRAP"))
+	h.clock.Advance(cwmp.DefaultSessionTimeout + DefaultConfig().IdleGrace)
+	w.tick(context.Background())
+	d := newCPE(t, "SN-CAP4", tree300())
+	exchange(t, w.client, h.open(d, "cap-d", "0 BOOTSTRAP"))
+	if got := method(t, exchange(t, w.client, d.next(nil))); got != "GetParameterNames" {
+		t.Fatalf("after an expired discovery, the next one got %s", got)
+	}
+}
+
+// With -sessions.discovery-retry 0 a postponed discovery asks nothing of
+// the CPE: the session ends after the Inform, and the device's next
+// session, whenever it comes, discovers.
+func TestPostponedDiscoveryWithoutScheduleInform(t *testing.T) {
+	h := newMemoryHarness(t)
+	w := h.worker("w1", func(c *Config) { c.MaxDiscoveries = 1; c.DiscoveryRetry = 0 })
+	a := newCPE(t, "SN-CAP5", tree300())
+	b := newCPE(t, "SN-CAP6", tree300())
+	exchange(t, w.client, h.open(a, "cap-e", "0 BOOTSTRAP"))
+	exchange(t, w.client, h.open(b, "cap-f", "0 BOOTSTRAP"))
+	if resp := exchange(t, w.client, b.next(nil)); resp.HttpStatus != 204 || !resp.SessionEnded {
+		t.Fatalf("b's empty POST answered %d", resp.HttpStatus)
+	}
+}

@@ -38,6 +38,9 @@ type harness struct {
 	store  affinity.Store
 	inv    *fakeInventory
 	invCli *GRPCInventory
+	// local makes workers that keep their sessions in memory only
+	// (Deps.Local), as fleetacs all without Redis does.
+	local bool
 }
 
 // newRedisHarness uses a real Redis (pkg/testenv) under a key prefix of
@@ -54,6 +57,14 @@ func newRedisHarness(t testing.TB) *harness {
 func newMemoryHarness(t testing.TB) *harness {
 	clock := affinitytest.NewClock(t0)
 	return newHarness(t, clock, affinity.NewMemory(clock.Now).Store())
+}
+
+// newLocalHarness is one process without Redis: the in-memory store and
+// workers with Deps.Local.
+func newLocalHarness(t testing.TB) *harness {
+	h := newMemoryHarness(t)
+	h.local = true
+	return h
 }
 
 func newHarness(t testing.TB, clock *affinitytest.Clock, store affinity.Store) *harness {
@@ -89,7 +100,7 @@ func (h *harness) worker(id string, mutate func(*Config)) *testWorker {
 	reader := sdkmetric.NewManualReader()
 	w, err := New(cfg, Deps{
 		Inventory: h.invCli, Leases: h.store.Leases, Checkpoints: h.store.Checkpoints, Registry: h.store.Registry, Sessions: h.store.Sessions,
-		Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)), Now: h.clock.Now,
+		Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)), Now: h.clock.Now, Local: h.local,
 	})
 	if err != nil {
 		h.t.Fatal(err)
@@ -163,6 +174,23 @@ func newCPE(t testing.TB, serial string, tree []treeNode) *cpe {
 		c.byName[n.name] = i
 	}
 	return c
+}
+
+// treeHosts is tree300 with hosts Hosts.Host instances: 10 + 5*hosts
+// parameters.
+func treeHosts(hosts int) []treeNode {
+	nodes := tree300()[:15]
+	for i := 1; i <= hosts; i++ {
+		p := "Device.Hosts.Host." + strconv.Itoa(i) + "."
+		nodes = append(nodes, treeNode{name: p},
+			treeNode{name: p + "IPAddress", value: fmt.Sprintf("192.168.%d.%d", i/250, i%250), typ: "xsd:string"},
+			treeNode{name: p + "PhysAddress", value: fmt.Sprintf("00:11:22:33:%02x:%02x", i/256, i%256), typ: "xsd:string"},
+			treeNode{name: p + "HostName", value: "host-" + strconv.Itoa(i), typ: "xsd:string"},
+			treeNode{name: p + "Active", value: "true", typ: "xsd:boolean"},
+			treeNode{name: p + "LeaseTimeRemaining", value: strconv.Itoa(100 * i), typ: "xsd:int"},
+		)
+	}
+	return nodes
 }
 
 // tree300 is a TR-181 tree with 300 parameters: DeviceInfo and

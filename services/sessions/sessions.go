@@ -71,6 +71,9 @@ type Deps struct {
 	// AdvertiseAddr, when set, gives the address gateways dial in place of
 	// Config.AdvertiseAddr, asked once when the worker starts.
 	AdvertiseAddr func() string
+	// Local says that no other worker can resume this worker's sessions
+	// (engine.Deps.Local): its affinity store lives in this process alone.
+	Local bool
 }
 
 // Worker is a session worker: the fleetacs.sessions.v1.SessionService
@@ -88,6 +91,7 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	e, err := engine.New(cfg, engine.Deps{
 		Inventory: deps.Inventory, Leases: deps.Leases, Checkpoints: deps.Checkpoints, Registry: deps.Registry,
 		Sessions: deps.Sessions, Logger: deps.Logger, Meter: deps.Meter, Now: deps.Now, AdvertiseAddr: deps.AdvertiseAddr,
+		Local: deps.Local,
 	})
 	if err != nil {
 		return nil, err

@@ -791,9 +791,19 @@ func TestStaleCopyReplaysFromCheckpoint(t *testing.T) {
 // that request goes on with the discovery where it stood, and the session
 // records the whole tree.
 func TestResumeFormatOneCheckpoint(t *testing.T) {
-	h := newMemoryHarness(t)
+	testResumeOldCheckpoint(t, "testdata/checkpoint-v1.json")
+}
+
+// A checkpoint of format 2 (the whole state as JSON, before the journal)
+// is resumed too; its next save writes the journal whole.
+func TestResumeFormatTwoCheckpoint(t *testing.T) {
+	testResumeOldCheckpoint(t, "testdata/checkpoint-v2.json")
+}
+
+func testResumeOldCheckpoint(t *testing.T, file string) {
+	h := newRedisHarness(t)
 	c := newCPE(t, "SN-OLD", tree300())
-	cp, outstanding := loadCheckpointV1(t, c.key)
+	cp, outstanding := loadCheckpoint(t, file, c.key)
 	l, err := h.store.Leases.Acquire(context.Background(), testTenant, c.key, "sess-old", 2*time.Minute)
 	if err != nil || l.FencingToken != cp.FencingToken {
 		t.Fatalf("lease token %d (%v), checkpoint %d", l.FencingToken, err, cp.FencingToken)
@@ -801,12 +811,19 @@ func TestResumeFormatOneCheckpoint(t *testing.T) {
 	if err := h.store.Checkpoints.Save(context.Background(), cp, time.Minute); err != nil {
 		t.Fatal(err)
 	}
+	// The first worker resumes the old checkpoint and saves it in the
+	// current format; the second resumes that.
 	w := h.worker("w-new", nil)
+	w2 := h.worker("w-newer", nil)
 	c.sid = "sess-old"
 	body := c.answer(c.encode(outstanding))
 	var replies []*sessionsv1.ExchangeResponse
-	for {
-		resp := exchange(t, w.client, c.next(body))
+	for i := 0; ; i++ {
+		cl := w.client
+		if i > 0 {
+			cl = w2.client
+		}
+		resp := exchange(t, cl, c.next(body))
 		replies = append(replies, resp)
 		if resp.HttpStatus != 200 {
 			break
@@ -839,7 +856,7 @@ func TestResumeFormatOneCheckpoint(t *testing.T) {
 func TestUnknownCheckpointFormatRefused(t *testing.T) {
 	h := newMemoryHarness(t)
 	c := newCPE(t, "SN-OLD", tree300())
-	cp, outstanding := loadCheckpointV1(t, c.key)
+	cp, outstanding := loadCheckpoint(t, "testdata/checkpoint-v1.json", c.key)
 	cp.Data = bytes.Replace(cp.Data, []byte(`"format": 1`), []byte(`"format": 99`), 1)
 	if _, err := h.store.Leases.Acquire(context.Background(), testTenant, c.key, "sess-old", 2*time.Minute); err != nil {
 		t.Fatal(err)
@@ -861,11 +878,11 @@ func TestUnknownCheckpointFormatRefused(t *testing.T) {
 	}
 }
 
-// loadCheckpointV1 reads testdata/checkpoint-v1.json: the checkpoint and
+// loadCheckpoint reads an old checkpoint from testdata: the checkpoint and
 // the request it has outstanding, as the CPE received it.
-func loadCheckpointV1(t *testing.T, deviceKey string) (affinity.Checkpoint, *cwmp.Envelope) {
+func loadCheckpoint(t *testing.T, file, deviceKey string) (affinity.Checkpoint, *cwmp.Envelope) {
 	t.Helper()
-	b, err := os.ReadFile("testdata/checkpoint-v1.json")
+	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -888,4 +905,106 @@ func loadCheckpointV1(t *testing.T, deviceKey string) (affinity.Checkpoint, *cwm
 		Header: cwmp.Header{ID: o.ID, HasID: true}, Body: o.Request.Message}
 	return affinity.Checkpoint{Tenant: testTenant, DeviceKey: deviceKey, SessionID: "sess-old",
 		FencingToken: f.FencingToken, Seq: f.Seq, Data: f.Data}, env
+}
+
+// A worker whose affinity store lives in its own process (Deps.Local)
+// keeps its sessions' state in memory: each exchange still saves a
+// checkpoint, numbered and fenced by the lease token, but without state;
+// the discovery completes as with a shared store, and a newer session's
+// save still fences the old one off.
+func TestLocalWorkerKeepsStateInMemory(t *testing.T) {
+	h := newLocalHarness(t)
+	c := newCPE(t, "SN-L1", tree300())
+	w := h.worker("w1", nil)
+	ctx := context.Background()
+
+	exchange(t, w.client, h.open(c, "sess-l1", "0 BOOTSTRAP", "1 BOOT"))
+	body := []byte(nil)
+	var seqs []uint64
+	for {
+		resp := exchange(t, w.client, c.next(body))
+		if resp.HttpStatus != 200 {
+			break
+		}
+		cp, err := h.store.Checkpoints.Load(ctx, testTenant, c.key, "sess-l1")
+		if err != nil {
+			t.Fatalf("no checkpoint after %s: %v", method(t, resp), err)
+		}
+		if len(cp.Data) != 0 {
+			t.Fatalf("local checkpoint after %s holds %d bytes of state", method(t, resp), len(cp.Data))
+		}
+		if cp.FencingToken != c.lease.FencingToken {
+			t.Fatalf("checkpoint token %d, lease %d", cp.FencingToken, c.lease.FencingToken)
+		}
+		seqs = append(seqs, cp.Seq)
+		body = c.answer(resp.Body)
+	}
+	if len(seqs) != 4 || !slices.IsSorted(seqs) || seqs[0] == seqs[3] {
+		t.Fatalf("checkpoint seqs %v", seqs)
+	}
+	acc, _ := h.inv.records()
+	if len(acc) != 1 || acc[0].FullDiscoveryTime == nil {
+		t.Fatalf("records %d", len(acc))
+	}
+	if _, stored := h.inv.device(testTenant, c.key); len(stored) != len(c.tree) {
+		t.Fatalf("inventory holds %d paths, want %d", len(stored), len(c.tree))
+	}
+	if _, err := h.store.Checkpoints.Load(ctx, testTenant, c.key, "sess-l1"); err != affinity.ErrNoCheckpoint {
+		t.Fatalf("checkpoint after the session: %v", err)
+	}
+
+	// Fencing: a newer session of the device saves under a newer token;
+	// the old one's next save is refused and it ends without writing.
+	c2 := newCPE(t, "SN-L2", tree300())
+	exchange(t, w.client, h.open(c2, "old", "0 BOOTSTRAP"))
+	old := *c2
+	exchange(t, w.client, h.open(c2, "new", "0 BOOTSTRAP"))
+	if resp := exchange(t, w.client, old.next(nil)); resp.HttpStatus != 204 || !resp.SessionEnded {
+		t.Fatalf("fenced save answered %d", resp.HttpStatus)
+	}
+	if n := w.counter(t, "fleetacs.sessions.lease_lost", "stage", "checkpoint"); n != 1 {
+		t.Errorf("lease_lost{stage=checkpoint} = %d", n)
+	}
+}
+
+// With a shared store, a discovery's checkpoints grow by appends: each
+// save's journal extends the previous one, and the head stays the size of
+// one exchange's state (the outstanding request), whatever the tree's
+// size, so a discovery costs its tree once to save, not once per exchange.
+func TestCheckpointJournalAppendOnly(t *testing.T) {
+	h := newRedisHarness(t)
+	c := newCPE(t, "SN-J1", treeHosts(126))
+	w := h.worker("w1", nil)
+	ctx := context.Background()
+
+	exchange(t, w.client, h.open(c, "sess-j1", "0 BOOTSTRAP", "1 BOOT"))
+	var prev []byte
+	written := 0
+	body := []byte(nil)
+	for {
+		resp := exchange(t, w.client, c.next(body))
+		if resp.HttpStatus != 200 {
+			break
+		}
+		cp, err := h.store.Checkpoints.Load(ctx, testTenant, c.key, "sess-j1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(cp.Journal, prev) {
+			t.Fatalf("after %s the journal does not extend the previous one", method(t, resp))
+		}
+		if len(cp.Data) > 12<<10 {
+			t.Fatalf("after %s the head holds %d bytes", method(t, resp), len(cp.Data))
+		}
+		written += len(cp.Data) + len(cp.Journal) - len(prev)
+		prev = cp.Journal
+		body = c.answer(resp.Body)
+	}
+	// The tree's names and values, once, and a head per exchange.
+	if len(prev) < 30<<10 || written > 2*len(prev)+9*12<<10 {
+		t.Fatalf("journal %d bytes, %d bytes written over the session", len(prev), written)
+	}
+	if acc, _ := h.inv.records(); len(acc) != 1 || len(acc[0].Parameters) != len(c.tree) {
+		t.Fatalf("records %d", len(acc))
+	}
 }

@@ -78,6 +78,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"Checkpoints/LargeTokens", testLargeTokens},
 		{"Checkpoints/Expiry", testCheckpointExpiry},
 		{"Checkpoints/InvalidArguments", testCheckpointInvalid},
+		{"Checkpoints/Journal", testCheckpointJournal},
 		{"Sessions/SaveEnd", testSessionsSaveEnd},
 		{"Sessions/Superseded", testSessionsSuperseded},
 		{"Sessions/AddressChange", testSessionsAddressChange},
@@ -995,5 +996,84 @@ func testRegistryRendezvous(t *testing.T, s affinity.Store, clk *Clock) {
 	}
 	if moved != count["sessions-3"] {
 		t.Fatalf("%d keys moved, want the dead worker's %d", moved, count["sessions-3"])
+	}
+}
+
+// The journal grows by appends at the offset the saver names; a retried
+// save writes the same bytes again; an offset past the journal's end is a
+// gap; a fenced save leaves it alone; Delete and expiry take it away.
+func testCheckpointJournal(t *testing.T, s affinity.Store, clk *Clock) {
+	saveJ := func(sid string, token, seq uint64, data, journal string, at int) error {
+		return s.Checkpoints.Save(ctx(t), affinity.Checkpoint{
+			Tenant: tenant, DeviceKey: device, SessionID: sid, FencingToken: token, Seq: seq,
+			Data: []byte(data), Journal: []byte(journal), JournalAt: at,
+		}, ttl)
+	}
+	wantJ := func(sid, data, journal string) {
+		t.Helper()
+		cp, err := s.Checkpoints.Load(ctx(t), tenant, device, sid)
+		if err != nil || string(cp.Data) != data || string(cp.Journal) != journal {
+			t.Fatalf("Load(%s) = data %q journal %q, %v; want %q, %q", sid, cp.Data, cp.Journal, err, data, journal)
+		}
+	}
+	if err := saveJ("j1", 5, 1, "h1", "abc\n", 3); !errors.Is(err, affinity.ErrJournalGap) {
+		t.Fatalf("append to no checkpoint = %v, want ErrJournalGap", err)
+	}
+	steps := []struct {
+		seq     uint64
+		journal string
+		at      int
+		want    string
+	}{
+		{1, "abc\n", 0, "abc\n"},
+		{2, "", 4, "abc\n"},                         // nothing new
+		{3, "de\x00\xff\n", 4, "abc\nde\x00\xff\n"}, // binary
+		{3, "de\x00\xff\n", 4, "abc\nde\x00\xff\n"}, // a retried save
+		{4, "XY", 2, "abXY"},                        // rewritten from byte 2 on
+		{5, "new", 0, "new"},                        // replaced
+		{6, "", 0, ""},                              // emptied
+	}
+	for i, st := range steps {
+		data := fmt.Sprintf("head %d", i)
+		if err := saveJ("j1", 5, st.seq, data, st.journal, st.at); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		wantJ("j1", data, st.want)
+	}
+	if err := saveJ("j1", 5, 7, "h", "abc", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := saveJ("j1", 5, 8, "gap", "x", 4); !errors.Is(err, affinity.ErrJournalGap) {
+		t.Fatalf("append past the end = %v, want ErrJournalGap", err)
+	}
+	if err := saveJ("j1", 5, 6, "stale", "zzz", 0); !errors.Is(err, affinity.ErrLeaseLost) {
+		t.Fatalf("stale save = %v, want ErrLeaseLost", err)
+	}
+	wantJ("j1", "h", "abc")
+	if err := s.Checkpoints.Delete(ctx(t), tenant, device, "j1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := saveJ("j1", 5, 9, "after", "", 0); err != nil {
+		t.Fatal(err)
+	}
+	wantJ("j1", "after", "")
+	// Ending the session takes the journal with the checkpoint.
+	if err := saveJ("j2", 5, 1, "h", "journal", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sessions.End(ctx(t), affinity.SessionEnd{Tenant: tenant, DeviceKey: device, SessionID: "j2"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := saveJ("j2", 5, 2, "h", "", 0); err != nil {
+		t.Fatal(err)
+	}
+	wantJ("j2", "h", "")
+	// An expired checkpoint has no journal to append to.
+	if err := saveJ("j3", 5, 1, "h", "abc", 0); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(ttl)
+	if err := saveJ("j3", 5, 2, "h", "d", 3); !errors.Is(err, affinity.ErrJournalGap) {
+		t.Fatalf("append to an expired checkpoint = %v, want ErrJournalGap", err)
 	}
 }

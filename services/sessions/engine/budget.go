@@ -59,3 +59,31 @@ func (b *budget) add(n int) {
 func (b *budget) admits(n int) bool {
 	return b == nil || b.limit <= 0 || b.used.Load()+int64(n) <= b.limit
 }
+
+// slots bounds how many sessions of a worker run a tree discovery at once
+// (Config.MaxDiscoveries). A session takes a slot when its discovery is
+// planned and gives it back when it leaves the worker (Engine.drop), so
+// that no way out of a session leaks one.
+type slots struct {
+	limit int64 // 0: no bound
+	used  atomic.Int64
+}
+
+// take takes a slot if one is free.
+func (s *slots) take() bool {
+	for {
+		n := s.used.Load()
+		if s.limit > 0 && n >= s.limit {
+			return false
+		}
+		if s.used.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// force takes a slot whether or not one is free: a session resumed from
+// another worker continues its discovery.
+func (s *slots) force() { s.used.Add(1) }
+
+func (s *slots) give() { s.used.Add(-1) }

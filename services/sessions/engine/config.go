@@ -66,6 +66,17 @@ type Config struct {
 	// session whose Inform does not fit is shed with 503 and Retry-After.
 	// 0 means no budget.
 	MemoryBudget int
+	// MaxDiscoveries bounds the sessions of this worker that run a tree
+	// discovery at once; 0 means no bound. A session that would start one
+	// over it has its discovery postponed (docs/sessions.md, "Discovery
+	// under load"): it records its Inform, asks the CPE to come back after
+	// DiscoveryRetry and ends; the discovery runs at a later session.
+	MaxDiscoveries int
+	// DiscoveryRetry is the delay a postponed discovery asks of the CPE
+	// (ScheduleInform), spread over 50% to 150% of it per device; 0 sends
+	// no ScheduleInform and leaves the discovery to the device's next
+	// session, whenever it comes.
+	DiscoveryRetry time.Duration
 	// QuirksFile names a JSON file of quirks profiles per OUI and product
 	// class (docs/sessions.md), read when the worker starts; empty uses
 	// the built-in profiles only.
@@ -98,6 +109,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxSessionParameters, "sessions.max-session-parameters", 50000, "parameters one session keeps to record (Inform and discovery together); a discovery stops there")
 	fs.IntVar(&c.MaxSessionBytes, "sessions.max-session-bytes", 16<<20, "estimated bytes one session keeps to record; a discovery stops there")
 	fs.IntVar(&c.MemoryBudget, "sessions.memory-budget", 512<<20, "estimated bytes all sessions of the worker keep; a new session that does not fit is shed with 503 (0: no budget)")
+	fs.IntVar(&c.MaxDiscoveries, "sessions.max-discoveries", 64, "sessions running a tree discovery at once in this worker; over it, a device's discovery is postponed to a later session (0: no bound)")
+	fs.DurationVar(&c.DiscoveryRetry, "sessions.discovery-retry", time.Minute, "a device whose discovery is postponed is asked (ScheduleInform) to come back after about this long, spread over 50-150% (0: not asked; its next session discovers)")
 	fs.StringVar(&c.QuirksFile, "sessions.quirks-file", "", "JSON file of discovery quirks per OUI and product class, on top of the built-in ones (format in docs/sessions.md)")
 }
 
@@ -127,6 +140,12 @@ func (c *Config) Validate() error {
 		if n.v <= 0 {
 			bad("sessions.%s must be positive, got %d", n.name, n.v)
 		}
+	}
+	if c.MaxDiscoveries < 0 {
+		bad("sessions.max-discoveries must not be negative, got %d", c.MaxDiscoveries)
+	}
+	if c.DiscoveryRetry < 0 || c.DiscoveryRetry > 24*time.Hour {
+		bad("sessions.discovery-retry must be between 0 and 24h, got %s", c.DiscoveryRetry)
 	}
 	if c.MemoryBudget < 0 {
 		bad("sessions.memory-budget must not be negative, got %d", c.MemoryBudget)

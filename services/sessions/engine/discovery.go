@@ -158,7 +158,25 @@ const (
 	stageValues = "values" // GetParameterValues of the leaves, batch by batch
 	stageDone   = "done"   // every leaf fetched or skipped
 	stageFailed = "failed" // the CPE refused in a way batching cannot fix
+	// stagePostponed: the worker runs its maximum of discoveries; a later
+	// session discovers. Retry, when not 0, is the ScheduleInform delay
+	// still to ask of the CPE.
+	stagePostponed = "postponed"
 )
+
+// keySchedule is the call key of a postponed discovery's ScheduleInform.
+const keySchedule = "schedule"
+
+// scheduleCommandKey is the CommandKey of that ScheduleInform, which the
+// CPE's "M ScheduleInform" event carries back.
+const scheduleCommandKey = "fleetacs-discovery"
+
+// postpone turns a discovery not yet started into a postponed one, which
+// asks the CPE, with a ScheduleInform of retry seconds (none when 0), to
+// come back for it.
+func (d *discovery) postpone(retry uint32) {
+	*d = discovery{Stage: stagePostponed, Root: d.Root, Batch: d.Batch, Limit: d.Limit, Retry: retry}
+}
 
 // discovery learns a device's tree: GetParameterNames of the data-model
 // root with NextLevel false (the whole subtree, objects included), or, in
@@ -214,11 +232,199 @@ type discovery struct {
 	BatchFailed int  `json:"batchFailed,omitempty"`
 	SubtreeDied bool `json:"subtreeDied,omitempty"`
 
+	// Retry is the ScheduleInform delay a postponed discovery still has
+	// to ask for, in seconds.
+	Retry uint32 `json:"retry,omitempty"`
+
 	leaves []int          // indexes of parameter nodes; rebuilt on demand
 	index  map[string]int // node index by name; rebuilt on demand
+
+	// What the journal records written so far hold (see AppendJournal):
+	// the first jNodes nodes and jSkipped skipped names, Stored and
+	// Removed when set; dirty lists the nodes whose values changed since.
+	jNodes, jSkipped  int
+	jStored, jRemoved bool
+	dirty             []int
 }
 
-var _ Operation = (*discovery)(nil)
+var (
+	_ Operation = (*discovery)(nil)
+	_ Journaled = (*discovery)(nil)
+)
+
+// discoveryHead is what a checkpoint of format 3 holds of a discovery in
+// its head: everything but the lists its journal holds (Stored, Nodes,
+// Removed, Skipped). A format-2 checkpoint held those too, under the same
+// names, which is how Restore still reads it.
+type discoveryHead struct {
+	Stage       string   `json:"stage"`
+	Root        string   `json:"root"`
+	Roots       []string `json:"roots,omitempty"`
+	Walk        bool     `json:"walk,omitempty"`
+	Pending     []string `json:"pending,omitempty"`
+	Cursor      int      `json:"cursor"`
+	Batch       int      `json:"batch"`
+	Limit       int      `json:"limit"`
+	Truncated   bool     `json:"truncated,omitempty"`
+	BatchOK     int      `json:"batchOk,omitempty"`
+	BatchFailed int      `json:"batchFailed,omitempty"`
+	SubtreeDied bool     `json:"subtreeDied,omitempty"`
+	Retry       uint32   `json:"retry,omitempty"`
+}
+
+// MarshalJSON implements json.Marshaler: the head (see discoveryHead).
+func (d *discovery) MarshalJSON() ([]byte, error) {
+	return json.Marshal(discoveryHead{
+		Stage: d.Stage, Root: d.Root, Roots: d.Roots, Walk: d.Walk, Pending: d.Pending, Cursor: d.Cursor,
+		Batch: d.Batch, Limit: d.Limit, Truncated: d.Truncated, BatchOK: d.BatchOK, BatchFailed: d.BatchFailed,
+		SubtreeDied: d.SubtreeDied, Retry: d.Retry,
+	})
+}
+
+// AppendJournal implements Journaled. A record is a JSON object whose
+// members are replayed in this order, whatever order they come in:
+//
+//	"z": 1           a full record: forget what earlier records said
+//	"s": [path...]   Stored
+//	"n": [name...]   nodes appended, "w" their writable flags ("0"/"1" each)
+//	"r": [path...]   Removed
+//	"vi": [index...] nodes whose values were fetched, "vv" value and type of each
+//	"k": [name...]   names skipped
+func (d *discovery) AppendJournal(b []byte, full bool) []byte {
+	if len(d.Nodes) < d.jNodes || len(d.Skipped) < d.jSkipped {
+		full = true // what was recorded is no longer a prefix
+	}
+	start := len(b)
+	b = append(b, '{')
+	member := func(name string) {
+		if len(b) > start+1 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, name...)
+		b = append(b, '"', ':')
+	}
+	values := d.dirty
+	if full {
+		member("z")
+		b = append(b, '1')
+		d.jNodes, d.jSkipped, d.jStored, d.jRemoved = 0, 0, false, false
+		values = values[:0]
+		for i := range d.Nodes {
+			if d.Nodes[i].HasValue {
+				values = append(values, i)
+			}
+		}
+	}
+	if d.Stored != nil && !d.jStored {
+		member("s")
+		b = appendJSONStrings(b, d.Stored)
+		d.jStored = true
+	}
+	if len(d.Nodes) > d.jNodes {
+		nodes := d.Nodes[d.jNodes:]
+		member("n")
+		b = append(b, '[')
+		for i := range nodes {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, nodes[i].Name)
+		}
+		b = append(b, ']')
+		member("w")
+		b = append(b, '"')
+		for i := range nodes {
+			if nodes[i].Writable {
+				b = append(b, '1')
+			} else {
+				b = append(b, '0')
+			}
+		}
+		b = append(b, '"')
+		d.jNodes = len(d.Nodes)
+	}
+	if d.Removed != nil && !d.jRemoved {
+		member("r")
+		b = appendJSONStrings(b, d.Removed)
+		d.jRemoved = true
+	}
+	if len(values) > 0 {
+		member("vi")
+		b = append(b, '[')
+		for k, i := range values {
+			if k > 0 {
+				b = append(b, ',')
+			}
+			b = appendInt(b, i)
+		}
+		b = append(b, ']')
+		member("vv")
+		b = append(b, '[')
+		for k, i := range values {
+			if k > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, d.Nodes[i].Value)
+			b = append(b, ',')
+			b = appendJSONString(b, d.Nodes[i].Type)
+		}
+		b = append(b, ']')
+	}
+	d.dirty = values[:0]
+	if len(d.Skipped) > d.jSkipped {
+		member("k")
+		b = appendJSONStrings(b, d.Skipped[d.jSkipped:])
+		d.jSkipped = len(d.Skipped)
+	}
+	if len(b) == start+1 {
+		return b[:start]
+	}
+	return append(b, '}')
+}
+
+// ReplayJournal implements Journaled.
+func (d *discovery) ReplayJournal(data []byte) error {
+	var r struct {
+		Z  int      `json:"z"`
+		S  []string `json:"s"`
+		N  []string `json:"n"`
+		W  string   `json:"w"`
+		R  []string `json:"r"`
+		VI []int    `json:"vi"`
+		VV []string `json:"vv"`
+		K  []string `json:"k"`
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		return fmt.Errorf("discovery record: %w", err)
+	}
+	if len(r.N) != len(r.W) || 2*len(r.VI) != len(r.VV) {
+		return fmt.Errorf("discovery record: %d names with %d flags, %d values for %d nodes", len(r.N), len(r.W), len(r.VV), len(r.VI))
+	}
+	if r.Z == 1 {
+		d.Stored, d.Nodes, d.Removed, d.Skipped = nil, nil, nil, nil
+	}
+	if r.S != nil && d.Stage == stageNames {
+		d.Stored = r.S
+	}
+	for i, name := range r.N {
+		d.Nodes = append(d.Nodes, node{Name: name, Writable: r.W[i] == '1'})
+	}
+	if r.R != nil {
+		d.Removed = r.R
+	}
+	for k, i := range r.VI {
+		if i < 0 || i >= len(d.Nodes) {
+			return fmt.Errorf("discovery record: value of node %d of %d", i, len(d.Nodes))
+		}
+		nd := &d.Nodes[i]
+		nd.Value, nd.Type, nd.HasValue = r.VV[2*k], r.VV[2*k+1], true
+	}
+	d.Skipped = append(d.Skipped, r.K...)
+	d.leaves, d.index = nil, nil
+	d.jNodes, d.jSkipped, d.jStored, d.jRemoved, d.dirty = len(d.Nodes), len(d.Skipped), d.Stored != nil, d.Removed != nil, nil
+	return nil
+}
 
 // node is one name of the discovered tree; short JSON keys keep checkpoints
 // of large trees small.
@@ -245,6 +451,11 @@ const (
 // Next implements Operation.
 func (d *discovery) Next(*Context) (Call, bool) {
 	switch d.Stage {
+	case stagePostponed:
+		if d.Retry == 0 {
+			return Call{}, false
+		}
+		return Call{Message: &cwmp.ScheduleInform{DelaySeconds: d.Retry, CommandKey: scheduleCommandKey}, Key: keySchedule}, true
 	case stageNames:
 		path := d.Root
 		if d.Walk {
@@ -280,6 +491,10 @@ func (d *discovery) Next(*Context) (Call, bool) {
 func (d *discovery) Answer(c *Context, a Answer) {
 	kind, rest, _ := strings.Cut(a.Call.Key, " ")
 	switch kind {
+	case keySchedule:
+		// Answered or not, it is asked once: a CPE without
+		// ScheduleInform is discovered at its next session.
+		d.Retry = 0
 	case keyGPN:
 		if d.Stage != stageNames || rest != d.namesPath() {
 			return
@@ -489,6 +704,7 @@ func (d *discovery) applyValues(c *Context, a Answer, n int) {
 			return
 		}
 		nd.Value, nd.Type, nd.HasValue = pv.Value, pv.Type, true
+		d.dirty = append(d.dirty, i)
 	}
 	d.advance(n)
 }
@@ -529,7 +745,7 @@ func (d *discovery) nodeIndex() map[string]int {
 // completed session, since an incomplete one will be run again from the
 // start. Its values are newer than the Inform's.
 func (d *discovery) Contribute(_ *Context, b *DiffBuilder, o Outcome) {
-	if o != Completed || d.Stage == stageNames {
+	if o != Completed || d.Stage == stageNames || d.Stage == stagePostponed {
 		return
 	}
 	if len(d.Nodes) > 0 || d.Stage == stageDone {

@@ -76,9 +76,9 @@ func TestDiscoveryKeysAndRoots(t *testing.T) {
 		t.Fatal("second root not tried")
 	}
 	// A stale answer for the first root changes nothing.
-	before, _ := json.Marshal(d)
+	before := checkpointed(t, d)
 	d.Answer(c, answerOf(Call{Key: "gpn Device."}, gpnResponse("Device.X"), nil))
-	if after, _ := json.Marshal(d); string(after) != string(before) {
+	if after := checkpointed(t, d); after != before {
 		t.Fatal("stale GetParameterNames answer applied")
 	}
 	root := "InternetGatewayDevice."
@@ -91,9 +91,9 @@ func TestDiscoveryKeysAndRoots(t *testing.T) {
 	d.Answer(c, answerOf(call, &cwmp.GetParameterValuesResponse{ParameterList: []cwmp.ParameterValue{
 		{Name: root + "A", Value: "1", Type: "xsd:int"}, {Name: root + "B.C", Value: "x", Type: "xsd:string"}}}, nil))
 	// Repeating the same answer is ignored (the cursor moved).
-	before, _ = json.Marshal(d)
+	before = checkpointed(t, d)
 	d.Answer(c, answerOf(call, &cwmp.GetParameterValuesResponse{}, nil))
-	if after, _ := json.Marshal(d); string(after) != string(before) {
+	if after := checkpointed(t, d); after != before {
 		t.Fatal("repeated answer applied")
 	}
 	if call := next(); call.Key != "gpv 2 1" {
@@ -110,18 +110,120 @@ func TestDiscoveryKeysAndRoots(t *testing.T) {
 		t.Fatalf("observation %+v", o)
 	}
 
-	// The discovery survives a checkpoint round trip.
-	b, err := json.Marshal(d)
+	// The discovery survives a checkpoint round trip: its head, then its
+	// journal.
+	back := restored(t, d)
+	if len(back.Nodes) != 5 || back.Nodes[1].Value != "1" || !back.Nodes[1].HasValue || !slices.Equal(back.Skipped, d.Skipped) {
+		t.Fatalf("restored nodes %+v", back.Nodes)
+	}
+	if checkpointed(t, back) != checkpointed(t, d) {
+		t.Fatal("restored discovery checkpoints differently")
+	}
+}
+
+// checkpointed is the discovery as a checkpoint holds it: its head and a
+// full journal record.
+func checkpointed(t *testing.T, d *discovery) string {
+	t.Helper()
+	head, err := json.Marshal(d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	op, err := (&discoveryPlanner{}).Restore(b)
+	return string(head) + "\n" + string(d.AppendJournal(nil, true))
+}
+
+// restored is d restored from its head and the journal records it writes,
+// one per call of fn in between (none: one full record).
+func restored(t *testing.T, d *discovery, records ...[]byte) *discovery {
+	t.Helper()
+	head, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(records) == 0 {
+		records = [][]byte{d.AppendJournal(nil, true)}
+	}
+	op, err := (&discoveryPlanner{}).Restore(head)
 	if err != nil {
 		t.Fatal(err)
 	}
 	back := op.(*discovery)
-	if len(back.Nodes) != 5 || back.Nodes[1].Value != "1" || !back.Nodes[1].HasValue {
-		t.Fatalf("restored nodes %+v", back.Nodes)
+	for _, r := range records {
+		if err := back.ReplayJournal(r); err != nil {
+			t.Fatalf("replay %s: %v", r, err)
+		}
+	}
+	return back
+}
+
+// The journal grows with what each answer adds: replaying the incremental
+// records gives the same discovery as one full record, and the records
+// hold each name and value once.
+func TestDiscoveryJournalIsIncremental(t *testing.T) {
+	stored := []string{"Device.Old.", "Device.Old.X", "Device.A"}
+	d := newDiscovery([]string{"Device."}, stored, 2)
+	c := testContext()
+	var records [][]byte
+	note := func() {
+		if r := d.AppendJournal(nil, false); len(r) > 0 {
+			records = append(records, r)
+		}
+	}
+	note() // the stored paths
+	names := []string{"Device.", "Device.A", "Device.B.", "Device.B.C", "Device.D", "Device.E\n\"q\"\x01\u00e9\u2028"}
+	call, _ := d.Next(c)
+	d.Answer(c, answerOf(call, gpnResponse(names...), nil))
+	note()
+	for {
+		call, ok := d.Next(c)
+		if !ok {
+			break
+		}
+		gpv := call.Message.(*cwmp.GetParameterValues)
+		if slices.Contains(gpv.ParameterNames, "Device.D") { // halved, then skipped
+			d.Answer(c, answerOf(call, nil, cwmp.NewFault(cwmp.FaultInvalidParameterName)))
+		} else {
+			resp := &cwmp.GetParameterValuesResponse{}
+			for _, n := range gpv.ParameterNames {
+				resp.ParameterList = append(resp.ParameterList, cwmp.ParameterValue{Name: n, Value: "v<" + n + ">", Type: "xsd:string"})
+			}
+			d.Answer(c, answerOf(call, resp, nil))
+		}
+		note()
+	}
+	if d.Stage != stageDone || !slices.Equal(d.Skipped, []string{"Device.D"}) || !slices.Equal(d.Removed, []string{"Device.Old."}) {
+		t.Fatalf("stage %s, skipped %v, removed %v", d.Stage, d.Skipped, d.Removed)
+	}
+	all := strings.Join(func() []string {
+		var out []string
+		for _, r := range records {
+			out = append(out, string(r))
+		}
+		return out
+	}(), "\n")
+	if n := strings.Count(all, `"Device.B.C"`); n != 1 {
+		t.Errorf("the records name Device.B.C %d times:\n%s", n, all)
+	}
+	if n := strings.Count(all, `"v<Device.A>"`); n != 1 {
+		t.Errorf("the records hold Device.A's value %d times:\n%s", n, all)
+	}
+	back := restored(t, d, records...)
+	if got, want := checkpointed(t, back), checkpointed(t, d); got != want {
+		t.Fatalf("replayed records give\n%s\nwant\n%s", got, want)
+	}
+	// Mid-way: a discovery restored from the records so far goes on
+	// appending where they stopped.
+	mid := newDiscovery([]string{"Device."}, stored, 2)
+	midRecs := [][]byte{mid.AppendJournal(nil, false)}
+	call, _ = mid.Next(c)
+	mid.Answer(c, answerOf(call, gpnResponse(names...), nil))
+	midRecs = append(midRecs, mid.AppendJournal(nil, false))
+	resumed := restored(t, mid, midRecs...)
+	if r := resumed.AppendJournal(nil, false); len(r) != 0 {
+		t.Fatalf("a restored discovery records again what it was restored from: %s", r)
+	}
+	if len(resumed.Stored) != 0 || len(resumed.Nodes) != len(names) || !slices.Equal(resumed.Removed, []string{"Device.Old."}) {
+		t.Fatalf("restored mid-way: stored %v, %d nodes, removed %v", resumed.Stored, len(resumed.Nodes), resumed.Removed)
 	}
 }
 
@@ -264,6 +366,24 @@ func TestConfig(t *testing.T) {
 	for _, name := range []string{"sessions.max-sessions", "sessions.lease-ttl", "sessions.discovery-batch-size"} {
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("Validate does not name %s: %v", name, err)
+		}
+	}
+}
+
+// appendJSONString writes what encoding/json reads back as the string
+// encoding/json would have written.
+func TestAppendJSONString(t *testing.T) {
+	for _, s := range []string{"", "plain", "q\"uote\\", "\n\r\t\x00\x1f\x7f", "é€😀", "\u2028\u2029", "bad\xffutf8\xc3", "<&>"} {
+		var got, want string
+		if err := json.Unmarshal(appendJSONString(nil, s), &got); err != nil {
+			t.Fatalf("%q: %v", s, err)
+		}
+		b, _ := json.Marshal(s)
+		if err := json.Unmarshal(b, &want); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("%q read back as %q, encoding/json %q", s, got, want)
 		}
 	}
 }

@@ -44,28 +44,40 @@ type Deps struct {
 	// Config.AdvertiseAddr, asked once when the engine starts: a process
 	// learns the address its gRPC listener is bound to (port 0) only then.
 	AdvertiseAddr func() string
+	// Local says that no other worker can resume this engine's sessions:
+	// the affinity store lives in this process alone (fleetacs all
+	// without Redis). The engine then keeps each session's state in
+	// memory only: its checkpoints carry the lease token and sequence
+	// (fencing, the affinity record) but no state, and a session missing
+	// from memory is not looked for in the store (docs/sessions.md,
+	// "Checkpoints").
+	Local bool
 }
 
 // Engine runs a worker's CWMP sessions: the state machine of each, its
 // operations, its checkpoints, leases and affinity record, and what it
 // records in inventory. Package sessions serves it over gRPC.
 type Engine struct {
-	cfg      Config
-	self     affinity.Worker
-	inv      Inventory
-	leases   Leases
-	cps      Checkpoints
-	sess     affinity.Sessions
-	reg      Registry
-	logger   *slog.Logger
-	now      func() time.Time
-	metrics  *metrics
-	table    *table
-	bufs     sync.Pool
-	budget   *budget
-	quirks   atomic.Pointer[Quirks]
-	planners []Planner
-	byKind   map[string]Planner
+	cfg     Config
+	self    affinity.Worker
+	inv     Inventory
+	leases  Leases
+	cps     Checkpoints
+	sess    affinity.Sessions
+	reg     Registry
+	logger  *slog.Logger
+	now     func() time.Time
+	metrics *metrics
+	table   *table
+	bufs    sync.Pool
+	budget  *budget
+	// discoveries bounds the sessions running a discovery.
+	discoveries slots
+	quirks      atomic.Pointer[Quirks]
+	planners    []Planner
+	byKind      map[string]Planner
+	// local is Deps.Local.
+	local bool
 
 	// draining refuses new and resumed sessions; stopped refuses all.
 	draining atomic.Bool
@@ -165,8 +177,9 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 	e := &Engine{
 		cfg: cfg, inv: deps.Inventory, leases: deps.Leases, cps: deps.Checkpoints, reg: deps.Registry,
 		sess: deps.Sessions, logger: deps.Logger, now: deps.Now, table: newTable(), advertise: deps.AdvertiseAddr,
-		budget: &budget{limit: int64(cfg.MemoryBudget)},
+		budget: &budget{limit: int64(cfg.MemoryBudget)}, local: deps.Local,
 	}
+	e.discoveries.limit = int64(cfg.MaxDiscoveries)
 	if e.logger == nil {
 		e.logger = slog.New(slog.DiscardHandler)
 	}
@@ -183,7 +196,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		id = host
 	}
 	e.self = affinity.Worker{ID: id, Addr: cfg.AdvertiseAddr, Capacity: cfg.MaxSessions}
-	m, err := newMetrics(deps.Meter, e.table.len, e.budget.used.Load)
+	m, err := newMetrics(deps.Meter, e.table.len, e.budget.used.Load, e.discoveries.used.Load)
 	if err != nil {
 		return nil, err
 	}
@@ -278,7 +291,7 @@ func (e *Engine) open(ctx context.Context, s *session, req *Request, env *cwmp.E
 	s.tenant, s.deviceKey = req.Tenant, req.DeviceKey
 	s.usage = usage{maxParams: e.cfg.MaxSessionParameters, maxBytes: e.cfg.MaxSessionBytes, budget: e.budget}
 	now := e.now()
-	if !req.NewSession && req.DeviceKey != "" {
+	if !req.NewSession && req.DeviceKey != "" && !e.local {
 		cp, err := e.cps.Load(ctx, req.Tenant, req.DeviceKey, req.SessionID)
 		switch {
 		case err == nil:
@@ -366,6 +379,11 @@ func (e *Engine) resume(ctx context.Context, s *session, cp affinity.Checkpoint)
 	}
 	s.lastRenew, s.lastActive = now, now
 	s.live = true
+	if s.queue.discovery() != nil {
+		// The discovery goes on here, whatever this worker runs already.
+		e.discoveries.force()
+		s.discovering = true
+	}
 	log.InfoContext(ctx, "session resumed from checkpoint", "seq", s.seq, "phase", s.cs.Phase().String())
 }
 
@@ -606,6 +624,10 @@ func (e *Engine) encode(env *cwmp.Envelope) ([]byte, error) {
 // so the exchange runs again from there; the reply computed from the stale
 // copy is never sent. A newer token means a newer session: false.
 func (e *Engine) reload(ctx context.Context, s *session) bool {
+	if e.local {
+		// A local session has no other copy, and its checkpoint no state.
+		return false
+	}
 	cp, err := e.cps.Load(ctx, s.tenant, s.deviceKey, s.id)
 	if err != nil || cp.FencingToken != s.lease.Token || cp.Seq <= s.seq {
 		return false
@@ -639,9 +661,14 @@ func (e *Engine) noteRecord(s *session, req *Request) {
 // affinity record with it when the record is due: when it changed or a
 // third of its life has passed.
 func (e *Engine) save(ctx context.Context, s *session) error {
-	cp, err := s.checkpoint()
-	if err != nil {
-		return err
+	var cp affinity.Checkpoint
+	if e.local {
+		cp = s.fence()
+	} else {
+		var err error
+		if cp, err = s.checkpoint(); err != nil {
+			return err
+		}
 	}
 	ss := affinity.SessionSave{Checkpoint: cp, CheckpointTTL: e.cfg.CheckpointTTL}
 	now := e.now()
@@ -649,11 +676,21 @@ func (e *Engine) save(ctx context.Context, s *session) error {
 		rec := *s.rec
 		ss.Record, ss.RecordTTL = &rec, s.recordTTL
 	}
-	if err := e.sess.Save(ctx, ss); err != nil {
+	err := e.sess.Save(ctx, ss)
+	if errors.Is(err, affinity.ErrJournalGap) {
+		// The stored journal is not what this copy believes (a save
+		// whose outcome was lost): write it whole.
+		s.journalFull = true
+		if ss.Checkpoint, err = s.checkpoint(); err == nil {
+			err = e.sess.Save(ctx, ss)
+		}
+	}
+	if err != nil {
 		s.recordAt = time.Time{}
+		s.journalFull = true
 		return fmt.Errorf("save checkpoint of session %s: %w", s.id, err)
 	}
-	s.seq, s.saved = cp.Seq, true
+	s.savedAs(&ss.Checkpoint)
 	if ss.Record != nil {
 		s.recordAt = now
 	}
@@ -691,6 +728,10 @@ func (e *Engine) start(ctx context.Context, s *session, req *Request, n *cwmp.Se
 		Root: rootOf(inf.ParameterList),
 	}
 	s.fenced, s.queue = false, nil
+	// A new Inform (on a cookie that may have had one) starts the
+	// journal over.
+	s.journalFull = true
+	e.releaseDiscovery(s)
 	e.metrics.started.Add(ctx, 1)
 	if s.lease.Superseded != "" {
 		e.metrics.takeovers.Add(ctx, 1)
@@ -730,7 +771,39 @@ func (e *Engine) start(ctx context.Context, s *session, req *Request, n *cwmp.Se
 			log.InfoContext(ctx, "operations left for a later session: the session's bound is reached", "left", len(left))
 		}
 	}
+	e.admitDiscovery(ctx, s, &log)
 	return nil
+}
+
+// admitDiscovery gives a session whose queue holds a discovery one of the
+// worker's discovery slots, or postpones the discovery when none is free
+// (docs/sessions.md, "Discovery under load").
+func (e *Engine) admitDiscovery(ctx context.Context, s *session, log *lazyLogger) {
+	d := s.queue.discovery()
+	if d == nil || s.discovering {
+		return
+	}
+	if e.discoveries.take() {
+		s.discovering = true
+		return
+	}
+	var delay uint32
+	if e.cfg.DiscoveryRetry > 0 {
+		delay = uint32(spread(s.id, e.cfg.DiscoveryRetry).Round(time.Second) / time.Second)
+	}
+	d.postpone(delay)
+	e.metrics.postponed.Add(ctx, 1)
+	if e.logger.Enabled(ctx, slog.LevelDebug) {
+		log.DebugContext(ctx, "tree discovery postponed: the worker runs its maximum of discoveries", "retry_seconds", delay)
+	}
+}
+
+// releaseDiscovery gives the session's discovery slot back.
+func (e *Engine) releaseDiscovery(s *session) {
+	if s.discovering {
+		s.discovering = false
+		e.discoveries.give()
+	}
 }
 
 // keepInform returns the Inform parameters the session keeps: at most
@@ -881,6 +954,7 @@ func (e *Engine) drop(s *session) {
 		return
 	}
 	s.usage.release()
+	e.releaseDiscovery(s)
 	e.table.remove(s)
 }
 
@@ -978,6 +1052,15 @@ func rootOf(params []cwmp.ParameterValue) string {
 		}
 	}
 	return ""
+}
+
+// spread returns a delay between 50% and 150% of d, derived from the
+// session ID (as retryAfter is), so that the devices of a storm come back
+// spread out.
+func spread(sessionID string, d time.Duration) time.Duration {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(sessionID))
+	return d/2 + time.Duration(uint64(h.Sum32())%1001)*d/1000
 }
 
 // retryAfter spreads the retries of sessions the worker turned away (its

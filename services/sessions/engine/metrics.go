@@ -24,6 +24,7 @@ type metrics struct {
 	exchange   metric.Float64Histogram
 	discovered metric.Int64Counter
 	truncated  metric.Int64Counter
+	postponed  metric.Int64Counter
 }
 
 // Outcomes of a session (attribute "outcome" of fleetacs.sessions.ended).
@@ -73,7 +74,7 @@ const (
 	truncDiscovery = "discovery" // discoveries stopped early (one each)
 )
 
-func newMetrics(mp metric.MeterProvider, active func() int, memory func() int64) (*metrics, error) {
+func newMetrics(mp metric.MeterProvider, active func() int, memory, discovering func() int64) (*metrics, error) {
 	if mp == nil {
 		mp = noop.NewMeterProvider()
 	}
@@ -94,6 +95,7 @@ func newMetrics(mp metric.MeterProvider, active func() int, memory func() int64)
 		failures:   counter("fleetacs.sessions.failures", "failed calls to inventory or the affinity store, by operation"),
 		discovered: counter("fleetacs.sessions.discovered_parameters", "parameters learned by tree discoveries"),
 		truncated:  counter("fleetacs.sessions.truncated", "what sessions' limits cut short: Inform parameters dropped, discoveries stopped early"),
+		postponed:  counter("fleetacs.sessions.discoveries_postponed", "tree discoveries postponed to a later session: the worker ran sessions.max-discoveries already"),
 	}
 	h, err := m.Float64Histogram("fleetacs.sessions.exchange.duration", metric.WithUnit("s"),
 		metric.WithDescription("time the worker took to answer one CPE request"))
@@ -109,6 +111,12 @@ func newMetrics(mp metric.MeterProvider, active func() int, memory func() int64)
 		metric.WithDescription("estimated bytes the worker's sessions hold, as the memory budget counts them"),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
 			o.Observe(memory())
+			return nil
+		}))
+	errs = append(errs, err)
+	_, err = m.Int64ObservableGauge("fleetacs.sessions.discovering", metric.WithDescription("sessions of the worker running a tree discovery"),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(discovering())
 			return nil
 		}))
 	errs = append(errs, err)

@@ -331,6 +331,20 @@ func (q *queue) restore(planners map[string]Planner) error {
 	return nil
 }
 
+// discovery returns the queue's discovery while it still has names or
+// values to fetch; nil when there is none.
+func (q *queue) discovery() *discovery {
+	if q == nil {
+		return nil
+	}
+	for _, e := range q.Entries {
+		if d, ok := e.Op.(*discovery); ok && (d.Stage == stageNames || d.Stage == stageValues) {
+			return d
+		}
+	}
+	return nil
+}
+
 // byKind groups the queue's operations by kind, in queue order.
 func (q *queue) byKind() map[string][]Operation {
 	out := make(map[string][]Operation)

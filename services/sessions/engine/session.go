@@ -41,6 +41,9 @@ type session struct {
 	fenced bool
 	// usage is what the session holds against its limits and the budget.
 	usage usage
+	// discovering is set while the session holds one of the worker's
+	// discovery slots (Config.MaxDiscoveries).
+	discovering bool
 	// opCtx is the Context handed to the operations, allocated when a
 	// session first has one to hand.
 	opCtx *Context
@@ -48,6 +51,13 @@ type session struct {
 	seq uint64
 	// saved is set once a checkpoint exists in the store.
 	saved bool
+	// journalLen is the length of the checkpoint's journal in the store;
+	// journalFull asks the next save to write the journal whole (a save
+	// failed, or the checkpoint came in a format without one);
+	// informJournaled is set once the Inform's parameters are in it.
+	journalLen      int
+	journalFull     bool
+	informJournaled bool
 	// lastActive is when the last exchange ended; lastRenew when the lease
 	// was last renewed (or taken).
 	lastActive time.Time
@@ -100,7 +110,12 @@ func (s *session) context(now time.Time) *Context {
 //
 //   - 1: a "plan" with a discovery and a fenced flag.
 //   - 2: the operation queue ("queue"), "fenced" and "usage".
-const checkpointFormat = 2
+//   - 3: format 2 as a head and a journal (see journal.go): the Inform's
+//     parameters and journaled operations' records are in the journal.
+//
+// Formats 1 and 2 are restored (their journal written whole at the next
+// save); format 2 differs from 3 only in where those lists live.
+const checkpointFormat = 3
 
 // snapshot is the JSON a checkpoint's Data holds: everything another worker
 // needs to continue the session exactly.
@@ -126,11 +141,18 @@ type planV1 struct {
 	Discovery json.RawMessage `json:"discovery,omitempty"`
 }
 
-// checkpoint returns the session's checkpoint, numbered with the next seq.
+// checkpoint returns the session's checkpoint, numbered with the next seq:
+// the head, and the journal lines to write at JournalAt (all of them when
+// s.journalFull is set, else what this exchange added).
 func (s *session) checkpoint() (affinity.Checkpoint, error) {
 	snap := snapshot{
-		Format: checkpointFormat, Lease: s.lease, Inform: s.inform, Queue: s.queue, Fenced: s.fenced,
+		Format: checkpointFormat, Lease: s.lease, Queue: s.queue, Fenced: s.fenced,
 		CWMP: s.cs.State(), Record: s.rec, RecordTTL: s.recordTTL,
+	}
+	if s.inform != nil {
+		inf := *s.inform
+		inf.Params = nil // in the journal
+		snap.Inform = &inf
 	}
 	if s.queue != nil {
 		// Without operations the usage is the Inform's, which restore
@@ -141,10 +163,31 @@ func (s *session) checkpoint() (affinity.Checkpoint, error) {
 	if err != nil {
 		return affinity.Checkpoint{}, fmt.Errorf("marshal checkpoint of session %s: %w", s.id, err)
 	}
+	at := s.journalLen
+	if s.journalFull {
+		at = 0
+	}
 	return affinity.Checkpoint{
 		Tenant: s.tenant, DeviceKey: s.deviceKey, SessionID: s.id,
 		FencingToken: s.lease.Token, Seq: s.seq + 1, Data: data,
+		Journal: s.appendJournal(nil, s.journalFull), JournalAt: at,
 	}, nil
+}
+
+// saved notes that cp, from checkpoint or fence, is in the store.
+func (s *session) savedAs(cp *affinity.Checkpoint) {
+	s.seq, s.saved = cp.Seq, true
+	s.journalLen, s.journalFull, s.informJournaled = cp.JournalAt+len(cp.Journal), false, true
+}
+
+// fence returns the checkpoint of a local session (Deps.Local), numbered
+// with the next seq: the lease token and sequence that fence the session's
+// writes, without the state, which no other worker could use.
+func (s *session) fence() affinity.Checkpoint {
+	return affinity.Checkpoint{
+		Tenant: s.tenant, DeviceKey: s.deviceKey, SessionID: s.id,
+		FencingToken: s.lease.Token, Seq: s.seq + 1,
+	}
 }
 
 // errBadCheckpoint marks a checkpoint this worker cannot restore.
@@ -159,13 +202,13 @@ func (s *session) restore(cp affinity.Checkpoint, planners map[string]Planner) e
 	if err := json.Unmarshal(cp.Data, &snap); err != nil {
 		return fmt.Errorf("decode checkpoint of session %s: %w", s.id, errors.Join(err, errBadCheckpoint))
 	}
+	full := false
 	switch snap.Format {
-	case checkpointFormat:
-		if snap.Queue == nil {
-			snap.Usage = informUsage(snap.Inform)
-		}
+	case checkpointFormat, 2:
+		full = snap.Format != checkpointFormat
 	case 1:
 		migrateV1(&snap)
+		full = true
 	default:
 		return fmt.Errorf("decode checkpoint of session %s: format %d, want %d: %w", s.id, snap.Format, checkpointFormat, errBadCheckpoint)
 	}
@@ -173,6 +216,15 @@ func (s *session) restore(cp affinity.Checkpoint, planners map[string]Planner) e
 		if err := snap.Queue.restore(planners); err != nil {
 			return fmt.Errorf("restore session %s: %w", s.id, errors.Join(err, errBadCheckpoint))
 		}
+	}
+	if len(cp.Journal) > 0 {
+		replay := session{id: s.id, inform: snap.Inform, queue: snap.Queue}
+		if err := replay.replayJournal(cp.Journal); err != nil {
+			return fmt.Errorf("restore session %s: %w", s.id, errors.Join(err, errBadCheckpoint))
+		}
+	}
+	if snap.Format != 1 && snap.Queue == nil {
+		snap.Usage = informUsage(snap.Inform)
 	}
 	cs, err := cwmp.RestoreSession(snap.CWMP)
 	if err != nil {
@@ -198,6 +250,7 @@ func (s *session) restore(cp affinity.Checkpoint, planners map[string]Planner) e
 	// (token, seq) pairs, and two copies counting on from one checkpoint
 	// would otherwise overwrite each other.
 	s.seq, s.saved = (cp.Seq>>32+1)<<32, true
+	s.journalLen, s.journalFull, s.informJournaled = len(cp.Journal), full, true
 	return nil
 }
 
