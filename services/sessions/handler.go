@@ -27,7 +27,12 @@ func (w *Worker) Exchange(ctx context.Context, req *sessionsv1.ExchangeRequest) 
 	if l := req.GetLease(); l != nil {
 		r.Lease = &engine.Lease{FencingToken: l.GetFencingToken(), Superseded: l.GetSupersededSessionId()}
 	}
+	leave, err := w.large.enter(ctx, len(r.Body))
+	if err != nil {
+		return nil, status.FromContextError(err).Err()
+	}
 	reply, err := w.e.Exchange(ctx, r)
+	leave()
 	if err != nil {
 		return nil, statusOf(err)
 	}

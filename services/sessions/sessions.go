@@ -82,6 +82,8 @@ type Worker struct {
 	sessionsv1.UnimplementedSessionServiceServer
 
 	e *engine.Engine
+	// large admits large exchanges (gate.go); nil when off.
+	large *gate
 }
 
 var _ sessionsv1.SessionServiceServer = (*Worker)(nil)
@@ -96,7 +98,7 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Worker{e: e}, nil
+	return &Worker{e: e, large: newGate(cfg.LargeExchangeBytes, cfg.LargeExchangeSlots)}, nil
 }
 
 // ID returns the worker's registry ID.

@@ -72,6 +72,14 @@ type Config struct {
 	// under load"): it records its Inform, asks the CPE to come back after
 	// DiscoveryRetry and ends; the discovery runs at a later session.
 	MaxDiscoveries int
+	// LargeExchangeBytes and LargeExchangeSlots: exchanges whose CPE
+	// message has at least LargeExchangeBytes (the responses of a
+	// discovery, large Informs) are handled at most LargeExchangeSlots at
+	// a time; smaller ones never wait for them (see the sessions
+	// package, "Large exchanges"). 0 slots means one fewer than
+	// GOMAXPROCS, at least one; 0 bytes turns the gate off.
+	LargeExchangeBytes int
+	LargeExchangeSlots int
 	// DiscoveryRetry is the delay a postponed discovery asks of the CPE
 	// (ScheduleInform), spread over 50% to 150% of it per device; 0 sends
 	// no ScheduleInform and leaves the discovery to the device's next
@@ -110,6 +118,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxSessionBytes, "sessions.max-session-bytes", 16<<20, "estimated bytes one session keeps to record; a discovery stops there")
 	fs.IntVar(&c.MemoryBudget, "sessions.memory-budget", 512<<20, "estimated bytes all sessions of the worker keep; a new session that does not fit is shed with 503 (0: no budget)")
 	fs.IntVar(&c.MaxDiscoveries, "sessions.max-discoveries", 64, "sessions running a tree discovery at once in this worker; over it, a device's discovery is postponed to a later session (0: no bound)")
+	fs.IntVar(&c.LargeExchangeBytes, "sessions.large-exchange-bytes", 16<<10, "a CPE message of at least this many bytes (a discovery's responses, a large Inform) is a large exchange; large exchanges are handled at most -sessions.large-exchange-slots at a time, so that small ones (periodic sessions) keep a core (0: no gate)")
+	fs.IntVar(&c.LargeExchangeSlots, "sessions.large-exchange-slots", 0, "large exchanges this worker handles at once (0: one fewer than GOMAXPROCS, at least one)")
 	fs.DurationVar(&c.DiscoveryRetry, "sessions.discovery-retry", time.Minute, "a device whose discovery is postponed is asked (ScheduleInform) to come back after about this long, spread over 50-150% (0: not asked; its next session discovers)")
 	fs.StringVar(&c.QuirksFile, "sessions.quirks-file", "", "JSON file of discovery quirks per OUI and product class, on top of the built-in ones (format in docs/sessions.md)")
 }
@@ -140,6 +150,9 @@ func (c *Config) Validate() error {
 		if n.v <= 0 {
 			bad("sessions.%s must be positive, got %d", n.name, n.v)
 		}
+	}
+	if c.LargeExchangeBytes < 0 || c.LargeExchangeSlots < 0 {
+		bad("sessions.large-exchange-bytes and sessions.large-exchange-slots must not be negative, got %d and %d", c.LargeExchangeBytes, c.LargeExchangeSlots)
 	}
 	if c.MaxDiscoveries < 0 {
 		bad("sessions.max-discoveries must not be negative, got %d", c.MaxDiscoveries)
