@@ -85,6 +85,13 @@ var _ Service = (*AdminServer)(nil)
 // DefaultAdminMaxConnections is AdminServer's default connection cap.
 const DefaultAdminMaxConnections = 64
 
+// AdminMaxConnectionsPerSource caps an admin listener's connections from
+// one address (an IPv6 /64 counting as one): probes and scrapers come
+// from a few addresses with a connection or two each, and one host must
+// not take every connection and fail the liveness probes, which would have
+// the process restarted.
+const AdminMaxConnectionsPerSource = 8
+
 // Handler returns the admin HTTP handler.
 func (a *AdminServer) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -122,7 +129,7 @@ func (a *AdminServer) Start(ctx context.Context) error {
 	if maxConns <= 0 {
 		maxConns = DefaultAdminMaxConnections
 	}
-	ln = connlimit.New(connlimit.Limits{Max: maxConns}).Listener(ln)
+	ln = connlimit.New(connlimit.Limits{Max: maxConns, PerSource: AdminMaxConnectionsPerSource, IPv6Prefix: 64}).Listener(ln)
 	a.ln = ln
 	a.srv = &http.Server{
 		Handler:           a.Handler(),

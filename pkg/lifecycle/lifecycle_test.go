@@ -255,3 +255,58 @@ func TestAdminServerProbes(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 }
+
+// One host holding idle connections to the admin listener takes at most
+// AdminMaxConnectionsPerSource of them: probes from elsewhere still answer.
+func TestAdminServerCapsConnectionsPerSource(t *testing.T) {
+	h := NewHealth()
+	a := &AdminServer{Addr: "127.0.0.1:0", Setting: "server.http-addr", Health: h}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-errc; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	addr := a.BoundAddr().String()
+	// kept opens a connection from src and sends a request: a kept
+	// connection is answered, one over the caps closed without a byte.
+	kept := func(src string) (net.Conn, bool) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
+			return c, false
+		}
+		var b [1]byte
+		_, err = c.Read(b[:])
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatal("connection neither answered nor closed")
+		}
+		return c, err == nil
+	}
+	n := 0
+	for range AdminMaxConnectionsPerSource + 3 {
+		c, ok := kept("127.0.0.2")
+		defer c.Close()
+		if ok {
+			n++
+		}
+	}
+	if n != AdminMaxConnectionsPerSource {
+		t.Fatalf("kept %d connections from one address, want %d", n, AdminMaxConnectionsPerSource)
+	}
+	c, ok := kept("127.0.0.1")
+	defer c.Close()
+	if !ok {
+		t.Fatal("a probe from another address was refused")
+	}
+}

@@ -125,8 +125,8 @@ func (a *authenticator) authenticate(ctx context.Context, r *http.Request, in au
 		// per-device credentials). A request of a session already open
 		// with it (in.principal) had its device checked at the Inform;
 		// one that names no device opens nothing a device owns.
-		named := in.deviceKey == "" && in.deviceID == nil
-		if a.certAnyDevice || in.principal != "" || named || usernameNamesDevice(p, in.deviceKey, in.deviceID) {
+		noDevice := in.deviceKey == "" && in.deviceID == nil
+		if a.certAnyDevice || in.principal != "" || noDevice || usernameNamesDevice(p, in.deviceKey, in.deviceID) {
 			return authResult{auth: Auth{Method: AuthClientCertificate, Principal: p}}, nil
 		}
 		return authResult{auth: Auth{Method: AuthClientCertificate, Principal: p}, verdict: verdictFailed}, nil

@@ -337,7 +337,7 @@ func (s *Service) start(ctx context.Context) error {
 		// Probes have a small cap of their own, so that a flood there
 		// cannot take the descriptors CPE connections need, nor the other
 		// way round.
-		ln = connlimit.New(connlimit.Limits{Max: lifecycle.DefaultAdminMaxConnections}).Listener(ln)
+		ln = connlimit.New(connlimit.Limits{Max: lifecycle.DefaultAdminMaxConnections, PerSource: lifecycle.AdminMaxConnectionsPerSource, IPv6Prefix: 64}).Listener(ln)
 		mux := http.NewServeMux()
 		mux.HandleFunc("/healthz", s.serveHealthz)
 		mux.HandleFunc("/readyz", s.serveReadyz)

@@ -111,7 +111,7 @@ func readLocal(name string) (string, error) {
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxLocalFile))
 	if err != nil {
-		return "", fmt.Errorf("read %s: %w", path, err)
+		return "", err // an *fs.PathError: it names the file
 	}
 	return strings.TrimSpace(string(b)), nil
 }
@@ -133,7 +133,11 @@ func (c *connFlags) dial(env *Env) (*conn, error) {
 	// "host:port", then "tls" when the server serves TLS.
 	local, err := readLocal("api.addr")
 	if err != nil {
-		return nil, err
+		if addr == "" {
+			return nil, err
+		}
+		// Named elsewhere, the server does not need this file.
+		local = ""
 	}
 	var localAddr string
 	var fileTLS *bool
@@ -155,20 +159,18 @@ func (c *connFlags) dial(env *Env) (*conn, error) {
 	}
 	var tokenNotSent string
 	if strings.TrimSpace(token) == "" {
-		local, err := readLocal("admin.token")
-		if err != nil {
-			return nil, err
-		}
 		// The admin token of ./data is the credential of the server that
 		// wrote ./data/api.addr beside it: it is not sent to any other
 		// (-addr naming a production server from a directory where
 		// `make run` left its token, someone else's server on the
 		// default port), which would hand it to that server's operator.
-		switch {
-		case local == "":
-		case localAddr != "" && sameServer(addr, localAddr):
+		if localAddr != "" && sameServer(addr, localAddr) {
+			local, err := readLocal("admin.token")
+			if err != nil {
+				return nil, err
+			}
 			token, tokenFrom = local, localPath("admin.token")
-		default:
+		} else if _, err := os.Stat(localPath("admin.token")); err == nil {
 			tokenNotSent = fmt.Sprintf("%s is not sent to %s, only to the server in %s", localPath("admin.token"), addr, localPath("api.addr"))
 			if localAddr != "" {
 				tokenNotSent += " (" + localAddr + ")"

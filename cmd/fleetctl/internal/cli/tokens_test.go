@@ -237,6 +237,28 @@ func TestLocalDataDir(t *testing.T) {
 	}
 }
 
+// TestUnreadableLocalDataWithAddr: with the server named (-addr), a
+// ./data/api.addr fleetctl cannot read is no reason to fail: it is not
+// needed. Without -addr it is, and the error says which file.
+func TestUnreadableLocalDataWithAddr(t *testing.T) {
+	cleanEnv(t)
+	s := newAuthServer(t)
+	dir := t.TempDir()
+	old := localDataDir
+	localDataDir = dir
+	t.Cleanup(func() { localDataDir = old })
+	// A directory where the file should be: unreadable as a file, for
+	// root too.
+	if err := os.Mkdir(filepath.Join(dir, "api.addr"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	wantOK(t, fleetctl(t, "devices", "list", "-addr", s.addr, "-token", s.admin, "-o", "ids"))
+	r := fleetctl(t, "devices", "list", "-token", s.admin)
+	if r.code != ExitFailure || !strings.Contains(r.stderr, filepath.Join(dir, "api.addr")) {
+		t.Errorf("unreadable api.addr without -addr: %d %q", r.code, r.stderr)
+	}
+}
+
 // TestTokensHelpGolden keeps the help of the tokens commands reviewed.
 func TestTokensHelpGolden(t *testing.T) {
 	var all strings.Builder
