@@ -492,7 +492,7 @@ func (w *writer) mergeParams(tenant, id string, chunk []storekit.Update, updated
 	for i := range chunk {
 		u := &chunk[i]
 		value, typ, number, instant := paramValue(u)
-		writable, notification := paramAttributes(u)
+		writable, notification := attributeColumns(u.Writable, u.Notification)
 		args = append(args, tenant, id, u.Path, value, typ, number, instant, writable, notification, updated)
 	}
 	w.args = args
@@ -536,7 +536,7 @@ func (w *writer) mergeParams(tenant, id string, chunk []storekit.Update, updated
 		}
 		u := &chunk[i]
 		value, typ, number, instant := paramValue(u)
-		writable, notification := paramAttributes(u)
+		writable, notification := attributeColumns(u.Writable, u.Notification)
 		if _, err := w.rc.exec(w.stmts.setParamValue, value, typ, number, instant, writable, notification, updated,
 			tenant, id, u.Path); err != nil {
 			return fmt.Errorf("set parameter %q: %w", u.Path, err)
@@ -626,14 +626,14 @@ func paramValue(u *storekit.Update) (value, typ, number, instant any) {
 	return value, typ, number, instant
 }
 
-// paramAttributes returns the attribute columns of an update: NULL where
-// unknown.
-func paramAttributes(u *storekit.Update) (writable, notification any) {
-	if b, known := u.Writable.Bool(); known {
+// attributeColumns returns the attribute columns of an entry's row:
+// NULL where unknown.
+func attributeColumns(w store.Tri, n store.Notification) (writable, notification any) {
+	if b, known := w.Bool(); known {
 		writable = b
 	}
-	if n, known := u.Notification.Value(); known {
-		notification = int64(n)
+	if v, known := n.Value(); known {
+		notification = int64(v)
 	}
 	return writable, notification
 }

@@ -158,7 +158,7 @@ func rebuildIndex(ctx context.Context, tx *sql.Tx, idx *indexSet) error {
 				continue
 			}
 			value, typ, number, instant := rowValue(&e.Parameter)
-			writable, notification := rowAttributes(&e.Parameter)
+			writable, notification := attributeColumns(e.Writable, e.Notification)
 			if _, err := ins.ExecContext(ctx, tenant, id, e.path, value, typ, number, instant, writable, notification,
 				msOrZero(e.Updated)); err != nil {
 				return err
@@ -168,8 +168,8 @@ func rebuildIndex(ctx context.Context, tx *sql.Tx, idx *indexSet) error {
 	return rows.Err()
 }
 
-// rowValue and rowAttributes are the columns of an entry's row in
-// parameters: NULL where unknown.
+// rowValue is the value columns of an entry's row in parameters: NULL
+// where unknown.
 func rowValue(p *store.Parameter) (value, typ, number, instant any) {
 	if !p.HasValue {
 		return nil, nil, nil, nil
@@ -186,16 +186,6 @@ func rowValue(p *store.Parameter) (value, typ, number, instant any) {
 		}
 	}
 	return value, typ, number, instant
-}
-
-func rowAttributes(p *store.Parameter) (writable, notification any) {
-	if b, known := p.Writable.Bool(); known {
-		writable = b
-	}
-	if n, known := p.Notification.Value(); known {
-		notification = int64(n)
-	}
-	return writable, notification
 }
 
 func msOrZero(t time.Time) int64 {
