@@ -27,6 +27,10 @@ var DefaultIndexedParams = []string{
 	"InternetGatewayDevice.WANDevice.*.WANConnectionDevice.*.WANPPPConnection.*.ExternalIPAddress",
 }
 
+// A filter on a path that is not indexed reads about 60,000 trees a second
+// (20,000 trees of 640 entries in 343 ms on the loaded development
+// machine); on a large fleet, index the paths filters use.
+
 // IndexAll is the IndexedParams value that indexes every entry, as the
 // store did before trees: the fastest filters on any path, and first
 // contacts several times slower.
