@@ -93,7 +93,7 @@ const readDeviceSQL = `SELECT fencing_token, takeover_session, oui, product_clas
 //
 // which readers apply (read.go). A diff that writes the tree moves the
 // Updated time of the entries the device had confirmed to confirmed_at
-// first (mergeTree), so that their time never goes back when the
+// first (mergeEncoded), so that their time never goes back when the
 // confirmed paths change.
 //
 // A diff older than the last confirmation (a replay) confirms nothing: it
@@ -713,15 +713,13 @@ func (w *writer) writeTree(d *diffOp, cur *storedDevice) error {
 			return fmt.Errorf("read parameter tree: %w", err)
 		}
 	}
-	if w.entries, err = decodeTree(stored, w.entries); err != nil {
+	p := &d.plan
+	var n int
+	w.treeBuf, w.treeScratch, n, err = mergeEncoded(w.treeBuf, w.treeScratch, stored, p, p.Time, cur.confirmedPaths, cur.confirmedAt)
+	if err != nil {
 		return fmt.Errorf("read parameter tree: %w", err)
 	}
-	p := &d.plan
-	w.merged = mergeTree(w.entries, p, p.Time, cur.confirmedPaths, cur.confirmedAt, w.merged)
-	w.treeBuf = encodeTree(w.treeBuf[:0], w.merged)
-	clear(w.entries)
-	clear(w.merged)
-	if len(w.merged) == 0 {
+	if n == 0 {
 		_, err = w.rc.exec(w.stmts.deleteTree, d.tenant, d.id)
 	} else {
 		_, err = w.rc.exec(w.stmts.writeTree, d.tenant, d.id, w.treeBuf)

@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
-	"github.com/fleetacs/fleetacs/services/inventory/internal/storekit"
 	"github.com/fleetacs/fleetacs/services/inventory/store"
 )
 
@@ -278,73 +276,4 @@ func decodeTree(b []byte, into []treeEntry) ([]treeEntry, error) {
 		}
 	}
 	return into, nil
-}
-
-// mergeTree applies a plan's deletions and updates, in that order, to the
-// stored entries and returns the new tree. Every update stamps its entry
-// with at; a value replaces value and type, a known attribute replaces
-// the stored one, unknown keeps it. Entries whose paths are in confirmed
-// get their Updated time moved to confirmedAt when later (see "Confirmed
-// entries" in apply.go), so that the time readers derived from the
-// device row survives the device row's next confirmation.
-func mergeTree(stored []treeEntry, p *storekit.Plan, at time.Time, confirmed string, confirmedAt int64, out []treeEntry) []treeEntry {
-	out = slices.Grow(out[:0], len(stored)+len(p.Updates))
-	if p.DeleteAll {
-		stored = nil
-	}
-	if confirmed != "" && confirmedAt != 0 {
-		t := time.UnixMilli(confirmedAt).UTC()
-		for path := range strings.SplitSeq(confirmed, "\n") {
-			if i, ok := slices.BinarySearchFunc(stored, path, cmpEntryPath); ok && stored[i].Updated.Before(t) {
-				stored[i].Updated = t
-			}
-		}
-	}
-	deleted := func(path string) bool {
-		if _, ok := storekit.Covered(p.Deletes, path); ok {
-			return true
-		}
-		_, ok := slices.BinarySearch(p.DeleteEntries, path)
-		return ok
-	}
-	i, j := 0, 0
-	for i < len(stored) || j < len(p.Updates) {
-		switch {
-		case j == len(p.Updates) || (i < len(stored) && stored[i].path < p.Updates[j].Path):
-			if !deleted(stored[i].path) {
-				out = append(out, stored[i])
-			}
-			i++
-		case i == len(stored) || p.Updates[j].Path < stored[i].path:
-			e := treeEntry{path: p.Updates[j].Path}
-			applyUpdate(&e.Parameter, &p.Updates[j], at)
-			out = append(out, e)
-			j++
-		default: // same path
-			e := stored[i]
-			if deleted(e.path) {
-				e = treeEntry{path: e.path}
-			}
-			applyUpdate(&e.Parameter, &p.Updates[j], at)
-			out = append(out, e)
-			i++
-			j++
-		}
-	}
-	return out
-}
-
-func cmpEntryPath(e treeEntry, path string) int { return strings.Compare(e.path, path) }
-
-func applyUpdate(dst *store.Parameter, u *storekit.Update, at time.Time) {
-	if u.HasValue {
-		dst.HasValue, dst.Value, dst.Type = true, u.Value, u.Type
-	}
-	if u.Writable != store.TriUnknown {
-		dst.Writable = u.Writable
-	}
-	if u.Notification != store.NotificationUnknown {
-		dst.Notification = u.Notification
-	}
-	dst.Updated = at
 }

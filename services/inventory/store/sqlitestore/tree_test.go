@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -295,5 +296,162 @@ func TestIndexChangeRebuildsRows(t *testing.T) {
 		{Path: "Device.WiFi.SSID.1.SSID", Op: store.OpEq, Value: "net-1"}}}, store.PageRequest{}, store.ReadOptions{})
 	if err != nil || len(page.Devices) != 1 {
 		t.Fatalf("filter on the new index: %d devices, %v", len(page.Devices), err)
+	}
+}
+
+// mergeTree is the reference mergeEncoded is held to: it applies a plan's deletions and updates, in that order, to the
+// stored entries and returns the new tree. Every update stamps its entry
+// with at; a value replaces value and type, a known attribute replaces
+// the stored one, unknown keeps it. Entries whose paths are in confirmed
+// get their Updated time moved to confirmedAt when later (see "Confirmed
+// entries" in apply.go), so that the time readers derived from the
+// device row survives the device row's next confirmation.
+func mergeTree(stored []treeEntry, p *storekit.Plan, at time.Time, confirmed string, confirmedAt int64, out []treeEntry) []treeEntry {
+	out = slices.Grow(out[:0], len(stored)+len(p.Updates))
+	if p.DeleteAll {
+		stored = nil
+	}
+	if confirmed != "" && confirmedAt != 0 {
+		t := time.UnixMilli(confirmedAt).UTC()
+		for path := range strings.SplitSeq(confirmed, "\n") {
+			if i, ok := slices.BinarySearchFunc(stored, path, cmpEntryPath); ok && stored[i].Updated.Before(t) {
+				stored[i].Updated = t
+			}
+		}
+	}
+	deleted := func(path string) bool {
+		if _, ok := storekit.Covered(p.Deletes, path); ok {
+			return true
+		}
+		_, ok := slices.BinarySearch(p.DeleteEntries, path)
+		return ok
+	}
+	i, j := 0, 0
+	for i < len(stored) || j < len(p.Updates) {
+		switch {
+		case j == len(p.Updates) || (i < len(stored) && stored[i].path < p.Updates[j].Path):
+			if !deleted(stored[i].path) {
+				out = append(out, stored[i])
+			}
+			i++
+		case i == len(stored) || p.Updates[j].Path < stored[i].path:
+			e := treeEntry{path: p.Updates[j].Path}
+			applyUpdate(&e.Parameter, &p.Updates[j], at)
+			out = append(out, e)
+			j++
+		default: // same path
+			e := stored[i]
+			if deleted(e.path) {
+				e = treeEntry{path: e.path}
+			}
+			applyUpdate(&e.Parameter, &p.Updates[j], at)
+			out = append(out, e)
+			i++
+			j++
+		}
+	}
+	return out
+}
+
+func cmpEntryPath(e treeEntry, path string) int { return strings.Compare(e.path, path) }
+
+func applyUpdate(dst *store.Parameter, u *storekit.Update, at time.Time) {
+	if u.HasValue {
+		dst.HasValue, dst.Value, dst.Type = true, u.Value, u.Type
+	}
+	if u.Writable != store.TriUnknown {
+		dst.Writable = u.Writable
+	}
+	if u.Notification != store.NotificationUnknown {
+		dst.Notification = u.Notification
+	}
+	dst.Updated = at
+}
+
+// TestMergeEncodedMatchesReference holds mergeEncoded to mergeTree on
+// random trees and plans: deletions of subtrees and entries, new entries,
+// value and attribute updates, confirmed paths.
+func TestMergeEncodedMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	paths := func() string {
+		return fmt.Sprintf("Device.%s.%d.%s", []string{"A", "B", "WiFi", "X"}[rng.IntN(4)], rng.IntN(4),
+			[]string{"", "Name", "Enable", "Stats.Bytes", "Z"}[rng.IntN(5)])
+	}
+	types := []string{"xsd:string", "xsd:unsignedInt", "vendor:odd", "", "xsd:dateTime"}
+	base := time.UnixMilli(1_700_000_000_000).UTC()
+	compared := 0
+	for round := range 500 {
+		// A stored tree.
+		seen := map[string]bool{}
+		var stored []treeEntry
+		for range rng.IntN(30) {
+			p := paths()
+			if seen[p] {
+				continue
+			}
+			seen[p] = true
+			e := treeEntry{path: p, Parameter: store.Parameter{Writable: store.Tri(rng.IntN(3)),
+				Notification: store.NotificationOf(rng.IntN(3)), Updated: base.Add(time.Duration(rng.IntN(1000)) * time.Second)}}
+			if rng.IntN(4) > 0 {
+				e.HasValue, e.Value, e.Type = true, fmt.Sprint(rng.IntN(100)), types[rng.IntN(len(types))]
+			}
+			if rng.IntN(10) == 0 {
+				e.Updated = time.Time{}
+			}
+			stored = append(stored, e)
+		}
+		slices.SortFunc(stored, func(a, b treeEntry) int { return strings.Compare(a.path, b.path) })
+		// A plan.
+		d := store.Diff{Time: base.Add(time.Hour)}
+		for range rng.IntN(8) {
+			switch p := paths(); rng.IntN(3) {
+			case 0:
+				d.Params = append(d.Params, store.SetValue(p, fmt.Sprint(rng.IntN(100)), types[rng.IntN(len(types))]))
+			case 1:
+				d.Params = append(d.Params, store.SetWritable(p, rng.IntN(2) == 0))
+			default:
+				d.Params = append(d.Params, store.SetNotification(p, rng.IntN(3)))
+			}
+		}
+		for range rng.IntN(3) {
+			if rng.IntN(2) == 0 {
+				d.DeletePaths = append(d.DeletePaths, fmt.Sprintf("Device.%s.", []string{"A", "B", "WiFi"}[rng.IntN(3)]))
+			} else {
+				d.DeletePaths = append(d.DeletePaths, paths())
+			}
+		}
+		if rng.IntN(20) == 0 {
+			d.DeletePaths = append(d.DeletePaths, "")
+		}
+		plan, err := storekit.PlanDiff("t", "00AABB-R-S1", d, 1)
+		if err != nil {
+			continue // an invalid random path: not what is tested
+		}
+		at := base.Add(time.Hour)
+		var confirmed []string
+		for _, e := range stored {
+			if rng.IntN(4) == 0 {
+				confirmed = append(confirmed, e.path)
+			}
+		}
+		confirmedAt := base.Add(time.Duration(rng.IntN(2000)) * time.Second).UnixMilli()
+		enc := encodeTree(nil, stored)
+
+		want := mergeTree(slices.Clone(stored), &plan, at, strings.Join(confirmed, "\n"), confirmedAt, nil)
+		out, _, n, err := mergeEncoded(nil, nil, enc, &plan, at, strings.Join(confirmed, "\n"), confirmedAt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeTree(out, nil)
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if n != len(got) || len(got) != len(want) || (len(want) > 0 && !reflect.DeepEqual(got, want)) {
+			t.Fatalf("round %d: plan %+v on %+v\n got %+v\nwant %+v", round, plan, stored, got, want)
+		}
+		compared++
+	}
+	if compared < 250 {
+		t.Fatalf("only %d of 500 random plans were valid", compared)
 	}
 }

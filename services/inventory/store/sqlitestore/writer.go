@@ -95,11 +95,10 @@ type writer struct {
 	merges [maxMergeRows + 1]rawStmt
 	// indexed are the paths whose entries have rows in parameters.
 	indexed indexSet
-	// entries, merged, treeBuf and indexedUpdates are reused by
-	// writeTree and writeIndex.
-	entries, merged []treeEntry
-	treeBuf         []byte
-	indexedUpdates  []storekit.Update
+	// treeBuf, treeScratch and indexedUpdates are reused by writeTree
+	// and writeIndex.
+	treeBuf, treeScratch []byte
+	indexedUpdates       []storekit.Update
 	// confirm, rest and pathBuf are reused by splitConfirmed and
 	// joinPaths.
 	confirm, rest      []storekit.Update
