@@ -40,6 +40,9 @@ const IndexAll = "all"
 type indexSet struct {
 	all      bool
 	patterns [][]string // segments; a trailing "" segment is a subtree
+	// literals are the patterns' texts up to their first "*": a path
+	// without that prefix cannot match, which most paths fail fast.
+	literals []string
 }
 
 func newIndexSet(patterns []string) (indexSet, error) {
@@ -56,6 +59,8 @@ func newIndexSet(patterns []string) (indexSet, error) {
 			return indexSet{}, fmt.Errorf("indexed parameter pattern %q: %w", p, store.ErrInvalidArgument)
 		}
 		s.patterns = append(s.patterns, strings.Split(p, "."))
+		lit, _, _ := strings.Cut(p, "*")
+		s.literals = append(s.literals, lit)
 	}
 	return s, nil
 }
@@ -78,8 +83,8 @@ func (s *indexSet) has(path string) bool {
 	if s.all {
 		return true
 	}
-	for _, p := range s.patterns {
-		if matchSegments(p, path) {
+	for i, p := range s.patterns {
+		if strings.HasPrefix(path, s.literals[i]) && matchSegments(p, path) {
 			return true
 		}
 	}
