@@ -15,7 +15,7 @@ var update = flag.Bool("update", false, "rewrite testdata/help.txt")
 
 func noEnv(string) (string, bool) { return "", false }
 
-// TestHelpGolden makes every flag change visible in review (STYLE: golden
+// TestHelpGolden makes every flag change visible in review (docs/style.md rule 2: golden
 // help file).
 func TestHelpGolden(t *testing.T) {
 	var out, errb bytes.Buffer

@@ -167,7 +167,7 @@ func httpReady(url string) error {
 // session workers and two gateways as separate processes sharing Redis,
 // drives 100 simulated CPEs through both gateways, kills one worker in the
 // middle of the run, and checks that every device is recorded in inventory,
-// no session is left open and no 5xx other than 503 reached a CPE (DESIGN
+// no session is left open and no 5xx other than 503 reached a CPE (docs/design.md
 // §7, issue 3 item 8).
 //
 // What it proves does not grow with the fleet: two gateways, two workers, a

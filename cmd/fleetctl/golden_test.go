@@ -232,7 +232,7 @@ func decodeGeneric(t *testing.T, js string) any {
 var dateTimeKeys = map[string]bool{"currentTime": true, "startTime": true, "completeTime": true, "startDate": true}
 
 // encodeNormalises reports whether Encode turning a into b at key is one of
-// its deliberate normalisations (pkg/cwmp AppendEncode, notes §2.3, §3):
+// its deliberate normalisations (pkg/cwmp AppendEncode, docs/protocol.md §2.3, §3):
 // xsi:type on every Value ("" -> xsd:string, a bare name -> xsd:name) and
 // the Unknown Time for an empty required dateTime.
 func encodeNormalises(key string, a, b any) bool {
@@ -252,7 +252,7 @@ func encodeNormalises(key string, a, b any) bool {
 
 // roundTripDiffs lists the differences between the JSON values a (before
 // encoding) and b (after), other than Encode's normalisations; the
-// NoMoreRequests header is never sent (notes §3), so it may disappear.
+// NoMoreRequests header is never sent (docs/protocol.md §3), so it may disappear.
 func roundTripDiffs(path string, a, b any) []string {
 	ao, ok1 := a.(map[string]any)
 	bo, ok2 := b.(map[string]any)

@@ -105,7 +105,7 @@ type SessionRecord struct {
 
 // Affinity remembers where open sessions live, so that a session's next
 // request finds its worker whichever gateway replica or TCP connection it
-// arrives on (DESIGN §2 step 4). Records are hints: losing one degrades
+// arrives on (docs/design.md §2 step 4). Records are hints: losing one degrades
 // routing, never data.
 //
 // An open session record is one that Put stored and neither Delete nor its
@@ -145,7 +145,7 @@ type LeaseHolder struct {
 	Expires      time.Time
 }
 
-// Leases holds the cluster-wide device locks (DESIGN §2 steps 2 and 5): one
+// Leases holds the cluster-wide device locks (docs/design.md §2 steps 2 and 5): one
 // live session per device, taken by the gateway for a new session's Inform,
 // renewed and released by the worker running the session.
 //
@@ -172,7 +172,7 @@ type Leases interface {
 	Holder(ctx context.Context, tenant, deviceKey string) (h LeaseHolder, ok bool, err error)
 }
 
-// Checkpoint is a session's resumable state (DESIGN §2 step 4): what a
+// Checkpoint is a session's resumable state (docs/design.md §2 step 4): what a
 // worker saved after an exchange so another worker can continue the session
 // if it dies. Data is opaque here.
 type Checkpoint struct {
@@ -241,7 +241,7 @@ type Worker struct {
 	Expires time.Time
 }
 
-// Registry is the set of live session workers (DESIGN §2 step 2). A worker
+// Registry is the set of live session workers (docs/design.md §2 step 2). A worker
 // calls Register at start and then as its heartbeat (every third of the TTL,
 // say), and Deregister when it starts draining.
 type Registry interface {

@@ -1,4 +1,4 @@
-// Package affinity is FleetACS's cluster coordination (DESIGN §2 steps 2, 4
+// Package affinity is FleetACS's cluster coordination (docs/design.md §2 steps 2, 4
 // and 5; §3 "Redis"): device leases with fencing tokens, session records
 // that route a session's requests to its worker, the registry of live
 // session workers with rendezvous hashing over it, and session checkpoints

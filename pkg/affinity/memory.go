@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Memory is the in-process affinity store of the embedded default (DESIGN
+// Memory is the in-process affinity store of the embedded default (docs/design.md
 // §4): one process needs no cross-process coordination, but runs the same
 // code paths against the same contracts as with Redis. Expiry follows the
 // injected clock; expired entries are dropped when met and by a sweep at

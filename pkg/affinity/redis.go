@@ -18,7 +18,7 @@ import (
 // (see tokenFloor); a week keeps idle devices from holding memory forever.
 const tokenCounterTTL = 7 * 24 * time.Hour
 
-// Redis is the cluster affinity store on Redis (DESIGN §3). Every operation
+// Redis is the cluster affinity store on Redis (docs/design.md §3). Every operation
 // is one round trip (a command, a Lua script or a pipeline) except
 // OpenSessionAt (two: the address index, then the record) and the rare
 // repairs named where they happen. Callers bound each call with their

@@ -1,6 +1,6 @@
 // Package config holds what every FleetACS service configuration shares: the
 // rule that maps a flag to its FLEETACS_ environment variable, and the
-// loading order flags > environment > defaults (STYLE rule 2).
+// loading order flags > environment > defaults (docs/style.md rule 2).
 //
 // A service declares its settings as a Config struct with
 // RegisterFlags(*flag.FlagSet) and Validate() error; flags are named

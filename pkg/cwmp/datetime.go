@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Time parses d leniently (notes §9), because CPEs send every variant of
+// Time parses d leniently (docs/protocol.md §9), because CPEs send every variant of
 // xsd:dateTime:
 //   - "Z", "+hh:mm", "+hhmm" (strftime %z) or "+hh" zones, or none: a time
 //     without a zone is taken as UTC, the only assumption that needs no

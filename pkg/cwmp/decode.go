@@ -84,7 +84,7 @@ func Decode(body []byte) (*Envelope, error) {
 }
 
 // DecodeWith decodes one CWMP SOAP message. Decoding is liberal in what it
-// accepts (see the package documentation and notes §1-§3, §9, §13) and never
+// accepts (see the package documentation and docs/protocol.md §1-§3, §9, §13) and never
 // panics; errors are *DecodeError wrapping one of the sentinel errors.
 //
 // Field handling, for callers: identifiers, codes, URLs, names, numbers,

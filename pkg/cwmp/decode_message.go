@@ -8,7 +8,7 @@ import (
 // The mapper turns a node table into an Envelope. It is shared by both
 // front ends, so everything CWMP-specific is decided here, once:
 //   - SOAP elements (Envelope, Header, Body, Fault) match by namespace URI
-//     and local name (notes §1.1); RPC argument elements match by local
+//     and local name (docs/protocol.md §1.1); RPC argument elements match by local
 //     name in any namespace, in any order, missing ones left zero (§2.1);
 //   - every child element of an array is an item, whatever its name, and
 //     arrayType is ignored (§2.2);
@@ -83,7 +83,7 @@ func buildEnvelope(t *xmlTree) (*Envelope, *xmlError) {
 	env.Version, _ = VersionOfNamespace(env.Namespace)
 	if env.Version == V1_2 && hasSessionTimeout {
 		// SessionTimeout came with 1.3, which kept the 1.2 namespace
-		// (notes §1.2 step 3).
+		// (docs/protocol.md §1.2 step 3).
 		env.Version = V1_3
 	}
 	if (env.Version == V1_2 || env.Version == V1_3) &&
@@ -108,7 +108,7 @@ func describe(n *xmlNode) string {
 	return "<" + n.local + "> in namespace " + n.ns
 }
 
-// cwmpNamespaceOf finds the cwmp namespace of a message (notes §1.2 step
+// cwmpNamespaceOf finds the cwmp namespace of a message (docs/protocol.md §1.2 step
 // 1): the RPC element's own, else one declared on the RPC element, the Body
 // or the Envelope, else any cwmp declaration in the document (a SOAP Fault
 // has it only on its detail); "" if none.
@@ -132,7 +132,7 @@ func cwmpNamespaceOf(t *xmlTree, rpc, body int32) string {
 	return ""
 }
 
-// header reads the cwmp header elements (notes §3), qualified with any
+// header reads the cwmp header elements (docs/protocol.md §3), qualified with any
 // cwmp namespace or unqualified; others, and mustUnderstand, are ignored.
 // Header values are hints, so one that does not parse is ignored rather
 // than failing the session. It reports whether SessionTimeout was present.
@@ -1047,7 +1047,7 @@ func (m *mapper) hasChild(i int32, local string) bool {
 }
 
 // fault reads a SOAP Fault (faultcode, faultstring, detail/cwmp:Fault,
-// notes §2.4). A CPE that puts the cwmp:Fault straight into the Body is
+// docs/protocol.md §2.4). A CPE that puts the cwmp:Fault straight into the Body is
 // understood too: its FaultCode and friends are read in place.
 func (m *mapper) fault(i int32) *Fault {
 	f := &Fault{}

@@ -9,7 +9,7 @@ import (
 func decIDHeader(id string) Header { return Header{ID: id, HasID: true} }
 
 // decodeCases pins what each testdata envelope decodes to, field by field.
-// Every quirk the vendor files carry (notes §1-§3, §9, §13) shows up in a
+// Every quirk the vendor files carry (docs/protocol.md §1-§3, §9, §13) shows up in a
 // field here.
 var decodeCases = []struct {
 	file string

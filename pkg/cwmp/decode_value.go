@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// ParseBool parses an xsd:boolean leniently (notes §9): "true" and "false"
+// ParseBool parses an xsd:boolean leniently (docs/protocol.md §9): "true" and "false"
 // in any case, "1" and "0", with surrounding white space trimmed. MikroTik
 // sends 0/1; other CPEs send "True".
 func ParseBool(s string) (bool, error) {

@@ -15,6 +15,6 @@
 // every value, and carries an XML declaration only when asked to (the CPE's
 // own messages carried one).
 //
-// The rules followed are summarised in shared/tr069/PROTOCOL-NOTES.md; section
-// numbers in comments ("notes §2.2") refer to it.
+// The rules followed are summarised in docs/protocol.md; section
+// numbers in comments ("docs/protocol.md §2.2") refer to it.
 package cwmp

@@ -14,9 +14,9 @@ import (
 // items than a list may hold, text XML 1.0 cannot carry, ...).
 var ErrInvalidMessage = errors.New("cwmp: invalid message")
 
-// Output shape, chosen once and kept (notes §2.1, §13 output side):
+// Output shape, chosen once and kept (docs/protocol.md §2.1, §13 output side):
 //   - the SOAP prefixes are soap-env and soap-enc (lower case, as in the
-//     notes' skeleton); all five namespaces are declared on the Envelope
+//     example of docs/protocol.md §2.1); all five namespaces are declared on the Envelope
 //     element because icwmp recognises a message only that way and some
 //     CPEs fail validation without the xsd declaration;
 //   - no white space between elements, one "\n" after the closing Envelope
@@ -46,7 +46,7 @@ func Encode(env *Envelope) ([]byte, error) {
 // wrapping ErrInvalidMessage. Reusing dst across calls makes encoding
 // allocation-free on the hot path.
 //
-// The output is strict (notes §2, §3, §13 output side): the cwmp namespace
+// The output is strict (docs/protocol.md §2, §3, §13 output side): the cwmp namespace
 // is env.Namespace or else env.Version.Namespace(); headers are written only
 // when set (cwmp:ID when HasID or ID is not empty, HoldRequests only when
 // true, SessionTimeout when not 0, the CWMP 1.4 version headers when not
@@ -123,7 +123,7 @@ func (e *encoder) envelope(env *Envelope) {
 // namespaceFits reports whether ns is a cwmp namespace that a message of
 // version v may use: cwmp-1-0 and cwmp-1-1 name their versions exactly,
 // cwmp-1-2 serves 1.2 to 1.4, and the non-standard cwmp-1-3/cwmp-1-4 that
-// some CPEs use are answered in kind (notes §1.2) for 1.2 and later.
+// some CPEs use are answered in kind (docs/protocol.md §1.2) for 1.2 and later.
 func namespaceFits(ns string, v Version) bool {
 	switch ns {
 	case NS1_0:
@@ -137,7 +137,7 @@ func namespaceFits(ns string, v Version) bool {
 }
 
 // header writes the SOAP Header, or nothing when no header element is set
-// (notes §3).
+// (docs/protocol.md §3).
 func (e *encoder) header(h *Header) {
 	hasID := h.HasID || h.ID != ""
 	if !hasID && !h.HoldRequests && h.SessionTimeout == 0 &&
@@ -188,7 +188,7 @@ func (e *encoder) header(h *Header) {
 	e.b = append(e.b, "</soap-env:Header>"...)
 }
 
-// ---- element writers. Argument elements are unqualified (notes §2.1).
+// ---- element writers. Argument elements are unqualified (docs/protocol.md §2.1).
 
 func (e *encoder) open(name string) {
 	e.b = append(e.b, '<')
@@ -216,7 +216,7 @@ func (e *encoder) rpcClose(method string) {
 }
 
 // arrayOpen writes a SOAP-ENC array element with its exact item count,
-// e.g. <ParameterNames soap-enc:arrayType="xsd:string[2]"> (notes §2.2).
+// e.g. <ParameterNames soap-enc:arrayType="xsd:string[2]"> (docs/protocol.md §2.2).
 func (e *encoder) arrayOpen(name, itemType string, n int) {
 	e.b = append(e.b, '<')
 	e.b = append(e.b, name...)
@@ -279,7 +279,7 @@ func (e *encoder) bool(name string, v bool) {
 }
 
 // dateTime writes a required xsd:dateTime, the Unknown Time when empty
-// (notes §9): the value is sent as given, but it must be one the schema
+// (docs/protocol.md §9): the value is sent as given, but it must be one the schema
 // accepts.
 func (e *encoder) dateTime(name string, d DateTime) {
 	if d == "" {

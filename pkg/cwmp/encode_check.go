@@ -127,7 +127,7 @@ func validEventCode(s string, v Version) bool {
 }
 
 // File-type lists of the 1.0 and 1.1 schemas, which name each type; 1.2 and
-// later accept any `[1-9]\d*( \S+)+` (notes §10).
+// later accept any `[1-9]\d*( \S+)+` (docs/protocol.md §10).
 var (
 	downloadTypes11 = [...]string{"1 Firmware Upgrade Image", "2 Web Content", "3 Vendor Configuration File"}
 	uploadTypes11   = [...]string{"1 Vendor Configuration File", "2 Vendor Log File"}
@@ -357,7 +357,7 @@ func valueType(t string) (qname, local string, ok bool) {
 }
 
 // validTypedValue checks a Value against the XML Schema type its xsi:type
-// names, for the types TR-069 uses (notes §9) whose lexical form is
+// names, for the types TR-069 uses (docs/protocol.md §9) whose lexical form is
 // restricted; string and unlisted types pass. XML Schema collapses white
 // space around these values, so it is trimmed first.
 func validTypedValue(local, v string) bool {
@@ -399,7 +399,7 @@ func validTypedValue(local, v string) bool {
 	return true
 }
 
-// Fault code sets of the schemas (notes §7).
+// Fault code sets of the schemas (docs/protocol.md §7).
 
 // validFaultCode checks the FaultCode of a SOAP Fault's cwmp:Fault detail.
 func validFaultCode(c FaultCode, v Version) bool {

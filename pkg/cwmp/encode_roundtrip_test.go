@@ -12,7 +12,7 @@ import (
 // the original. What encoding fills in by design is applied to the
 // expectation first: the namespace chosen from the version, and the version
 // the decoder can tell from the namespace and headers (1.2, 1.3 and 1.4
-// share a namespace, notes §1.1).
+// share a namespace, docs/protocol.md §1.1).
 func TestEncodeDecodeRoundTrip(t *testing.T) {
 	for _, f := range encAllFixtures() {
 		t.Run(f.name, func(t *testing.T) {

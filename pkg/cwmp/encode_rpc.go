@@ -2,7 +2,7 @@ package cwmp
 
 import "strconv"
 
-// Schema limits that apply across methods (notes §5, §2.2).
+// Schema limits that apply across methods (docs/protocol.md §5, §2.2).
 const (
 	maxEvents    = 64
 	maxTransfers = 16
@@ -394,7 +394,7 @@ func (e *encoder) body(msg Message) {
 
 func (e *encoder) nilBody() { e.failf("nil %s body", e.method) }
 
-// ---- SOAP Fault (notes §2.4).
+// ---- SOAP Fault (docs/protocol.md §2.4).
 
 func (e *encoder) fault(f *Fault) {
 	if !validFaultCode(f.Code, e.v) {
@@ -476,7 +476,7 @@ func (e *encoder) stringArray(name string, items []string, min, maxLen int) {
 }
 
 // parameterValues writes a ParameterList of ParameterValueStructs. Every
-// Value carries xsi:type (notes §2.3, §13 output 3), and its text must be
+// Value carries xsi:type (docs/protocol.md §2.3, §13 output 3), and its text must be
 // valid for that type, or the CPE (and the schema) would reject it.
 func (e *encoder) parameterValues(list []ParameterValue) {
 	e.arrayOpen("ParameterList", "cwmp:ParameterValueStruct", len(list))
@@ -533,7 +533,7 @@ func (e *encoder) parameterInfos(list []ParameterInfo) {
 }
 
 // notification checks a Notification value: 0..2 in the 1.0 and 1.1
-// schemas, 0..6 from 1.2 on (notes §11).
+// schemas, 0..6 from 1.2 on (docs/protocol.md §11).
 func (e *encoder) notification(i, n int) {
 	hi := 6
 	if e.v < V1_2 {
@@ -546,7 +546,7 @@ func (e *encoder) notification(i, n int) {
 }
 
 // accessList writes an AccessList; "Subscriber" is the only value the
-// schema defines (notes §11).
+// schema defines (docs/protocol.md §11).
 func (e *encoder) accessList(i int, list []string) {
 	e.arrayOpen("AccessList", "xsd:string", len(list))
 	for _, s := range list {
@@ -757,7 +757,7 @@ func (e *encoder) timeWindows(list []TimeWindow) {
 
 // duOperations writes the Operations of ChangeDUState: plain repeated
 // elements (not a SOAP array) whose xsi:type picks the OperationStruct
-// subtype (notes §5.1). Optional fields are written only when set; a field
+// subtype (docs/protocol.md §5.1). Optional fields are written only when set; a field
 // the kind does not carry is refused rather than silently dropped.
 func (e *encoder) duOperations(ops []DUOperation) {
 	if len(ops) == 0 {

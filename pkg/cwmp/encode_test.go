@@ -133,7 +133,7 @@ func TestEncodeNamespace(t *testing.T) {
 		{V1_2, "", NS1_2},
 		{V1_3, "", NS1_2},
 		{V1_4, "", NS1_2},
-		{V1_4, NS1_4, NS1_4}, // answer a non-standard CPE in kind (notes §1.2)
+		{V1_4, NS1_4, NS1_4}, // answer a non-standard CPE in kind (docs/protocol.md §1.2)
 		{V1_4, NS1_3, NS1_3},
 		{V1_2, NS1_2, NS1_2},
 	} {

@@ -6,10 +6,10 @@ import (
 )
 
 // FaultCode is a CWMP fault code: 8000-series from the ACS, 9000-series from
-// the CPE (notes §7), 0 for success inside result structures.
+// the CPE (docs/protocol.md §7), 0 for success inside result structures.
 type FaultCode int
 
-// ACS fault codes (notes §7.1).
+// ACS fault codes (docs/protocol.md §7.1).
 const (
 	FaultMethodNotSupported     FaultCode = 8000
 	FaultRequestDenied          FaultCode = 8001
@@ -20,7 +20,7 @@ const (
 	FaultACSVersionIncompatible FaultCode = 8006
 )
 
-// CPE fault codes (notes §7.2).
+// CPE fault codes (docs/protocol.md §7.2).
 const (
 	FaultCPEMethodNotSupported       FaultCode = 9000
 	FaultCPERequestDenied            FaultCode = 9001
@@ -113,7 +113,7 @@ func (c FaultCode) String() string {
 }
 
 // SOAPFaultCode is the SOAP faultcode for a CWMP fault code: "Client" when
-// the request was at fault, "Server" otherwise (notes §7).
+// the request was at fault, "Server" otherwise (docs/protocol.md §7).
 func (c FaultCode) SOAPFaultCode() string {
 	switch c {
 	case 8003, 9003, 9005, 9006, 9007, 9008:
@@ -123,7 +123,7 @@ func (c FaultCode) SOAPFaultCode() string {
 }
 
 // SetParameterValuesFault is one per-parameter entry of a SetParameterValues
-// fault (notes §2.4).
+// fault (docs/protocol.md §2.4).
 type SetParameterValuesFault struct {
 	ParameterName string    `json:"parameterName"`
 	FaultCode     FaultCode `json:"faultCode"`

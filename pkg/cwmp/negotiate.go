@@ -8,7 +8,7 @@ import (
 
 // ErrVersionIncompatible means the CPE offered no CWMP version FleetACS can
 // speak without answering in a namespace newer than the one the CPE used. The
-// session answers such an Inform with fault 8006 (notes §1.2).
+// session answers such an Inform with fault 8006 (docs/protocol.md §1.2).
 var ErrVersionIncompatible = errors.New("cwmp: no CWMP version in common with the CPE")
 
 // Negotiation is the outcome of CWMP version negotiation for one session.
@@ -54,7 +54,7 @@ func namespaceCeiling(ns string) (ceiling Version, ok bool) {
 }
 
 // NegotiateVersion picks the CWMP version and namespace of a session from the
-// CPE's Inform envelope, following notes §1.2:
+// CPE's Inform envelope, following docs/protocol.md §1.2:
 //
 //   - With SupportedCWMPVersions (1.4): the highest listed version FleetACS
 //     implements that is not newer than the Inform's namespace allows, sent

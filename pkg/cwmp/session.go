@@ -10,7 +10,7 @@ import (
 
 // The session state machine: one CWMP session seen from the ACS, fed the
 // CPE's HTTP POSTs in order, answering each with the ACS's HTTP response
-// (notes §4.3). It does no I/O: the gateway decodes and encodes, the session
+// (docs/protocol.md §4.3). It does no I/O: the gateway decodes and encodes, the session
 // worker chooses the ACS requests and acts on the Notices each step returns.
 //
 // Design: when the protocol lets the ACS speak (after the CPE's empty POST,
@@ -26,7 +26,7 @@ import (
 // counter, the hold flags), and the caller checkpoints its own queue.
 
 // DefaultSessionTimeout is the idle time after which a session whose CPE
-// sent no SessionTimeout header should be considered dead (notes §3: about
+// sent no SessionTimeout header should be considered dead (docs/protocol.md §3: about
 // 30 s, the common CPE default).
 const DefaultSessionTimeout = 30 * time.Second
 
@@ -37,7 +37,7 @@ const DefaultSessionTimeout = 30 * time.Second
 // answer, and the session is ended rather than looping until the timeout.
 const maxRetransmits = 2
 
-// Phase is where a session stands in the exchange of notes §4.3.
+// Phase is where a session stands in the exchange of docs/protocol.md §4.3.
 type Phase uint8
 
 const (
@@ -95,7 +95,7 @@ func (p Phase) Live() bool {
 
 // Request is an ACS request the caller hands to Send.
 type Request struct {
-	// Message is the RPC to send: one of the CPE methods of notes §5.1
+	// Message is the RPC to send: one of the CPE methods of docs/protocol.md §5.1
 	// (*GetParameterValues, *Download, ...).
 	Message Message
 	// Key is the caller's opaque handle for the request (a task ID). The
@@ -295,7 +295,7 @@ func (*Anomaly) notice()          {}
 // Session is the state machine of one CWMP session. It is not safe for
 // concurrent use; a session's messages arrive one at a time anyway.
 //
-// Rules it applies beyond the plain flow of notes §4.3, and why:
+// Rules it applies beyond the plain flow of docs/protocol.md §4.3, and why:
 //
 //   - Only an Inform starts a session. Any other request arriving with no
 //     live session gets fault 8003 (Invalid arguments, a Client fault): the
@@ -404,7 +404,7 @@ func (s *Session) Events() []Event { return s.st.Events }
 // HasEvent reports whether the Inform carried an event with this code,
 // compared by numeric prefix for standard codes ("7 TRANSFER COMPLETE"
 // matches "7 TRANSFER COMPLETE" and "7 Transfer Complete") and exactly for
-// M and vendor events (notes §6.1).
+// M and vendor events (docs/protocol.md §6.1).
 func (s *Session) HasEvent(code string) bool {
 	want := eventKey(code)
 	for _, e := range s.st.Events {
@@ -837,7 +837,7 @@ func foreignNamespace(env *Envelope) string {
 }
 
 // requestID returns the message's cwmp:ID without surrounding white space;
-// hasID is false when it is missing or empty (both mean "no ID", notes §3).
+// hasID is false when it is missing or empty (both mean "no ID", docs/protocol.md §3).
 func requestID(env *Envelope) (id string, hasID bool) {
 	if !env.Header.HasID {
 		return "", false
@@ -855,7 +855,7 @@ func setReplyID(reply, req *Envelope) {
 
 // ---- method classes
 
-// acsRequestMethods are the methods the ACS calls on the CPE (notes §5.1).
+// acsRequestMethods are the methods the ACS calls on the CPE (docs/protocol.md §5.1).
 var acsRequestMethods = map[string]bool{
 	"GetRPCMethods": true, "SetParameterValues": true, "GetParameterValues": true,
 	"GetParameterNames": true, "SetParameterAttributes": true, "GetParameterAttributes": true,
@@ -866,7 +866,7 @@ var acsRequestMethods = map[string]bool{
 }
 
 // cpeRequestMethods are the methods the CPE calls on the ACS that the
-// session answers itself (notes §5.2), Inform apart.
+// session answers itself (docs/protocol.md §5.2), Inform apart.
 var cpeRequestMethods = map[string]bool{
 	"GetRPCMethods": true, "TransferComplete": true, "AutonomousTransferComplete": true,
 	"RequestDownload": true, "DUStateChangeComplete": true,

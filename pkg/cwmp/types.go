@@ -8,7 +8,7 @@ import (
 // Version is a CWMP protocol version, 1.0 to 1.4. The zero value is 1.0.
 type Version uint8
 
-// The CWMP versions FleetACS speaks (notes §1.1).
+// The CWMP versions FleetACS speaks (docs/protocol.md §1.1).
 const (
 	V1_0 Version = iota
 	V1_1
@@ -20,7 +20,7 @@ const (
 // MaxVersion is the newest version FleetACS implements.
 const MaxVersion = V1_4
 
-// Namespace URIs (notes §1.1). CWMP 1.3 and 1.4 keep the 1.2 namespace; some
+// Namespace URIs (docs/protocol.md §1.1). CWMP 1.3 and 1.4 keep the 1.2 namespace; some
 // stacks send cwmp-1-3 or cwmp-1-4 anyway, which decoding accepts.
 const (
 	NS1_0 = "urn:dslforum-org:cwmp-1-0"
@@ -61,7 +61,7 @@ func (v Version) Namespace() string {
 }
 
 // VersionOfNamespace maps a cwmp namespace URI to the version it implies
-// (notes §1.2 step 3): -1-2 means 1.2, non-standard -1-3/-1-4 mean 1.4.
+// (docs/protocol.md §1.2 step 3): -1-2 means 1.2, non-standard -1-3/-1-4 mean 1.4.
 func VersionOfNamespace(ns string) (Version, bool) {
 	switch ns {
 	case NS1_0:
@@ -87,7 +87,7 @@ type Envelope struct {
 	// by the headers); when encoding it picks the default namespace.
 	Version Version
 	// XMLDeclaration records whether the message started with an XML
-	// declaration; when encoding it asks for one (notes §13, output 1).
+	// declaration; when encoding it asks for one (docs/protocol.md §13, output 1).
 	XMLDeclaration bool
 	Header         Header
 	// Body is the one RPC element of the SOAP Body: a request, a response,
@@ -95,7 +95,7 @@ type Envelope struct {
 	Body Message
 }
 
-// Header holds the cwmp SOAP header elements (notes §3).
+// Header holds the cwmp SOAP header elements (docs/protocol.md §3).
 type Header struct {
 	// ID correlates a request with its response. HasID distinguishes an
 	// absent ID from an empty one.
@@ -121,10 +121,10 @@ type Message interface {
 
 // DateTime is an xsd:dateTime kept as the text that was on the wire, because
 // CPEs send every variant (no zone, +0000, unpadded fields, 1970 before NTP
-// sync; notes §9). Parse it with Time; build one with NewDateTime.
+// sync; docs/protocol.md §9). Parse it with Time; build one with NewDateTime.
 type DateTime string
 
-// UnknownTime is TR-069's "Unknown Time" (notes §9).
+// UnknownTime is TR-069's "Unknown Time" (docs/protocol.md §9).
 const UnknownTime DateTime = "0001-01-01T00:00:00Z"
 
 // ParameterValue is a ParameterValueStruct. Type is the xsi:type of Value as
@@ -262,7 +262,7 @@ type Arg struct {
 	Value string `json:"value"`
 }
 
-// ---- Methods the ACS calls on the CPE, and their responses (notes §5.1).
+// ---- Methods the ACS calls on the CPE, and their responses (docs/protocol.md §5.1).
 
 // GetRPCMethods is sent in both directions.
 type GetRPCMethods struct{}
@@ -434,7 +434,7 @@ type ChangeDUState struct {
 
 type ChangeDUStateResponse struct{}
 
-// ---- Methods the CPE calls on the ACS, and their responses (notes §5.2).
+// ---- Methods the CPE calls on the ACS, and their responses (docs/protocol.md §5.2).
 
 type Inform struct {
 	DeviceID      DeviceID         `json:"deviceId"`
@@ -654,7 +654,7 @@ func Methods() []string {
 	return out
 }
 
-// Since is the first CWMP version whose schema defines the method (notes
+// Since is the first CWMP version whose schema defines the method (docs/protocol.md
 // §5): messages of newer methods cannot be sent in an older session.
 func Since(method string) Version {
 	switch strings.TrimSuffix(method, "Response") {

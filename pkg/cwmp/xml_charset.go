@@ -9,7 +9,7 @@ import (
 )
 
 // Before any XML is parsed, prepare turns the HTTP body into the text both
-// front ends read (notes §2.1, §13 input 7):
+// front ends read (docs/protocol.md §2.1, §13 input 7):
 //   - a UTF-8 byte order mark is removed and decides the charset;
 //   - otherwise the charset is the one from HTTP Content-Type
 //     (DecodeOptions.Charset), else the XML declaration's encoding, else

@@ -41,7 +41,7 @@ type xmlAttr struct {
 	// valueNS is set for xsi:type only: the namespace the prefix of the
 	// QName in value resolves to where the attribute stands, because
 	// Value's type is "xsd:"+local only when that namespace is XML Schema
-	// (notes §2.3).
+	// (docs/protocol.md §2.3).
 	valueNS string
 }
 
@@ -105,7 +105,7 @@ func isXSINamespace(ns string) bool {
 
 // isXSDNamespace reports whether a type QName's namespace names XML Schema
 // built-in types: the 2001 and 1999 XML Schema namespaces, and SOAP-ENC,
-// whose base64 CPEs use for xsd:base64 (notes §9).
+// whose base64 CPEs use for xsd:base64 (docs/protocol.md §9).
 func isXSDNamespace(ns string) bool {
 	return ns == NSXSD || ns == NSSOAPEnc || ns == "http://www.w3.org/1999/XMLSchema"
 }

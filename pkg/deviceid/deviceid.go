@@ -14,7 +14,7 @@ import (
 
 // Key derives a device id from an Inform's DeviceIdStruct:
 // OUI-ProductClass-SerialNumber, or OUI-SerialNumber when ProductClass is
-// empty (notes §5.3: MikroTik and others send none). Every part is trimmed
+// empty (docs/protocol.md §5.3: MikroTik and others send none). Every part is trimmed
 // and the OUI upper-cased, so one CPE keeps one id however it pads or spells
 // them.
 //

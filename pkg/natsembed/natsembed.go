@@ -1,5 +1,5 @@
 // Package natsembed runs a real NATS server with JetStream inside the
-// process, for the embedded default (DESIGN §4): one binary, no external
+// process, for the embedded default (docs/design.md §4): one binary, no external
 // broker, the same client code paths as against a NATS cluster.
 package natsembed
 

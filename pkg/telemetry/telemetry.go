@@ -33,7 +33,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 )
 
-// Fixed log attribute keys (STYLE rule 5).
+// Fixed log attribute keys (docs/style.md rule 5).
 const (
 	KeyDeviceID  = "device_id"
 	KeySessionID = "session_id"

@@ -26,7 +26,7 @@ import (
 
 // ferretPoolMaxConns is FerretDB's PostgreSQL pool size. At FerretDB's
 // default (50) it deadlocked under concurrent load here; 150 worked
-// (DESIGN §7). PostgreSQL's max_connections leaves room above it.
+// (docs/design.md §7). PostgreSQL's max_connections leaves room above it.
 const ferretPoolMaxConns = 150
 
 var mongoServer struct {
@@ -42,7 +42,7 @@ var mongoServer struct {
 // database of the test's own.
 //
 // FerretDB is a functional stand-in, not a performance one: it rejects TTL
-// index options and arrays nested directly in arrays (DESIGN §7), and is
+// index options and arrays nested directly in arrays (docs/design.md §7), and is
 // slow; benchmark against a real MongoDB.
 func MongoURI(t testing.TB) string {
 	t.Helper()

@@ -1,5 +1,5 @@
 // Package testenv gives FleetACS tests the real servers they talk to: Redis,
-// NATS with JetStream and a MongoDB-wire server (DESIGN §7: mocks are for
+// NATS with JetStream and a MongoDB-wire server (docs/design.md §7: mocks are for
 // units, never for the adapters).
 //
 // Each helper returns the address of a server named by an environment

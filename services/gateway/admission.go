@@ -8,7 +8,7 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 )
 
-// Admission control for new sessions (DESIGN §2 step 6).
+// Admission control for new sessions (docs/design.md §2 step 6).
 //
 // One token bucket per gateway (gateway.admission-rate and -burst) of which
 // a share (gateway.admission-reserved-share) is reserved: priority Informs
@@ -66,7 +66,7 @@ func (a *admission) admit(priority bool) bool {
 
 // isPriority reports whether an Inform's events make it a priority one.
 // Codes match by their numeric prefix ("1 BOOT" -> 1), which survives the
-// spelling variants CPEs send (notes §6.1).
+// spelling variants CPEs send (docs/protocol.md §6.1).
 func (a *admission) isPriority(events []cwmp.Event) bool {
 	if a == nil {
 		return false

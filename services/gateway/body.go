@@ -18,7 +18,7 @@ import (
 )
 
 // Request bodies: the size limit on the wire, Content-Encoding gzip or
-// deflate (notes §4.1, §13 input 7), and the size limit after
+// deflate (docs/protocol.md §4.1, §13 input 7), and the size limit after
 // decompression, which is what stops a zip bomb: a few kilobytes of gzip
 // can expand to gigabytes, so the decoder is read through a limit and
 // never to its end.

@@ -13,7 +13,7 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/authstate"
 )
 
-// Config is the gateway service's configuration (STYLE rule 2). Defaults live
+// Config is the gateway service's configuration (docs/style.md rule 2). Defaults live
 // in RegisterFlags only; DefaultConfig returns them for code and tests that
 // build a Config without a command line.
 type Config struct {

@@ -15,7 +15,7 @@ import (
 
 // Per-connection bookkeeping and request identity helpers.
 
-// sessionCookie is the cookie that carries the session (notes §4.1: one
+// sessionCookie is the cookie that carries the session (docs/protocol.md §4.1: one
 // simple cookie, Path=/).
 const sessionCookie = "session"
 
@@ -65,7 +65,7 @@ func cookieSession(h http.Header) string {
 
 // connState is what the gateway remembers about one TCP connection: the
 // session it last carried, for CPEs that send no cookie but keep the
-// connection alive (notes §4.1: cookie first, socket second). net/http
+// connection alive (docs/protocol.md §4.1: cookie first, socket second). net/http
 // serves one request at a time per HTTP/1.1 connection; the mutex is for
 // the race detector's sake and for the close hook.
 type connState struct {

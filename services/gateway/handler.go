@@ -18,8 +18,8 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 )
 
-// How a request was tied to its session (notes §4.1: cookie first, socket
-// second; DESIGN §2 step 4: the client address and the open session record
+// How a request was tied to its session (docs/protocol.md §4.1: cookie first, socket
+// second; docs/design.md §2 step 4: the client address and the open session record
 // last).
 const (
 	viaCookie  = "cookie"
@@ -140,7 +140,7 @@ func (s *Service) serveCWMP(ctx context.Context, q *request) int {
 	}
 	if q.rpc == "Inform" {
 		// An Inform always opens a session, even on a connection or with a
-		// cookie of a live one: the CPE gave that one up (notes §4.3 rule
+		// cookie of a live one: the CPE gave that one up (docs/protocol.md §4.3 rule
 		// 1). A body that does not decode still goes to the worker, which
 		// answers the fault.
 		if inf, ok := informOf(q.body, q.charset, s.cfg.MaxBodyBytes); ok {
@@ -521,7 +521,7 @@ func (s *Service) forwardFailed(ctx context.Context, q *request, err error, newS
 		// Overload or an outage the CPE can wait out (a worker too slow
 		// to answer within gateway.exchange-timeout, none reachable): a
 		// 503 with Retry-After makes it back off and retry the session,
-		// re-sending its events (notes §4.4), instead of counting a
+		// re-sending its events (docs/protocol.md §4.4), instead of counting a
 		// server error.
 		s.log(ctx, slog.LevelWarn, "no session worker answered in time; asking the CPE to retry", q, slog.Any("err", err))
 		return retryLater(q, s.jitteredRetryAfter())

@@ -10,7 +10,7 @@ import (
 
 // The gateway reads only what routing, authentication and admission need:
 // whether a body is an Inform and, if so, its DeviceId and events. Parsing
-// everything else is the worker's job (DESIGN §2).
+// everything else is the worker's job (docs/design.md §2).
 
 // rpcName returns the local name of the first element inside the SOAP Body,
 // without decoding the rest, so that a large GetParameterValuesResponse
@@ -126,7 +126,7 @@ func informOf(body []byte, charset string, maxBytes int64) (*cwmp.Inform, bool) 
 func DeviceKey(id cwmp.DeviceID) string { return deviceid.Key(id) }
 
 // charsetOf returns the charset parameter of a Content-Type, as sent
-// (unquoted); CPEs send every Content-Type (notes §4.1), so a header that
+// (unquoted); CPEs send every Content-Type (docs/protocol.md §4.1), so a header that
 // does not parse simply has none.
 func charsetOf(ct string) string {
 	for _, p := range strings.Split(ct, ";")[1:] {

@@ -10,7 +10,7 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 )
 
-// The gateway's ports (STYLE rule 3): small interfaces it owns. Adapters:
+// The gateway's ports (docs/style.md rule 3): small interfaces it owns. Adapters:
 // GRPCForwarder (grpcforwarder.go) for Forwarder; pkg/affinity's Redis and
 // in-memory stores for Affinity and Leases; pkg/authstate's for NonceCounts
 // and AuthGuard; InventoryCredentials (inventorycreds.go) and
@@ -160,7 +160,7 @@ const (
 
 // Affinity remembers where open sessions live, so that a session's next
 // request finds its worker whichever gateway replica or TCP connection it
-// arrives on (DESIGN §2 step 4). Records are hints: losing one degrades
+// arrives on (docs/design.md §2 step 4). Records are hints: losing one degrades
 // routing (the Forwarder picks a worker, which resumes from the session's
 // checkpoint), never data.
 //
@@ -193,7 +193,7 @@ var (
 	ErrAmbiguous = affinity.ErrAmbiguous
 )
 
-// Leases holds the cluster-wide device locks (DESIGN §2 steps 2 and 5). The
+// Leases holds the cluster-wide device locks (docs/design.md §2 steps 2 and 5). The
 // gateway takes the lease for a new session's Inform; the worker renews and
 // releases it.
 type Leases interface {

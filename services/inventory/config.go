@@ -1,4 +1,4 @@
-// Package inventory is the inventory service (DESIGN §1, §3): devices, their
+// Package inventory is the inventory service (docs/design.md §1, §3): devices, their
 // parameter trees and tags, behind the storage port of package store, kept
 // in MongoDB in production and in an embedded SQLite file by default.
 package inventory
@@ -23,7 +23,7 @@ const (
 	StoreMongoDB = "mongodb"
 )
 
-// Config is the inventory service's configuration (STYLE rule 2). Flags are
+// Config is the inventory service's configuration (docs/style.md rule 2). Flags are
 // "inventory.<kebab-name>"; DefaultConfig holds the defaults.
 type Config struct {
 	// Store selects the backend: "sqlite" (embedded, the default of `make

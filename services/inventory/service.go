@@ -34,7 +34,7 @@ type Options struct {
 	Logger *slog.Logger
 	// CallerTenants returns the tenants the credentials of a public API
 	// call cover (set by the authentication layer). Nil means a
-	// single-tenant install: every caller covers "default" (DESIGN §3).
+	// single-tenant install: every caller covers "default" (docs/design.md §3).
 	CallerTenants func(context.Context) []string
 	// Now stamps what the service records itself (discovery profiles);
 	// nil means time.Now.

@@ -1,6 +1,6 @@
 // Package notifier sends Connection Requests to CPEs (HTTP Digest, UDP per
 // TR-111 Annex G) and delivers northbound events; it keeps nothing durable
-// (DESIGN §1).
+// (docs/design.md §1).
 //
 // This module holds its configuration and constructor; the service body
 // arrives with the issue that builds it (see the README's architecture
@@ -13,7 +13,7 @@ import (
 	"log/slog"
 )
 
-// Config is the notifier service's configuration (STYLE rule 2).
+// Config is the notifier service's configuration (docs/style.md rule 2).
 type Config struct {
 	// AllowedNetworks lists the CIDRs connection requests may be sent to.
 	AllowedNetworks string

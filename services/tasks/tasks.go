@@ -1,5 +1,5 @@
 // Package tasks owns task records and their history, presets and campaigns,
-// and serves the public gRPC tasks API for OSS/BSS (DESIGN §1, §3).
+// and serves the public gRPC tasks API for OSS/BSS (docs/design.md §1, §3).
 //
 // This module holds its configuration and constructor; the service body
 // arrives with the issue that builds it (see the README's architecture
@@ -12,7 +12,7 @@ import (
 	"log/slog"
 )
 
-// Config is the tasks service's configuration (STYLE rule 2).
+// Config is the tasks service's configuration (docs/style.md rule 2).
 type Config struct {
 	// GRPCAddr is where the public tasks API listens.
 	GRPCAddr string

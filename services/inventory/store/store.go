@@ -1,9 +1,9 @@
 // Package store is the inventory's storage port: the device document of
-// DESIGN §3 (identity, Inform facts, tags and the parameter tree) and the
-// narrow interface every inventory backend implements (STYLE rule 3).
+// docs/design.md §3 (identity, Inform facts, tags and the parameter tree) and the
+// narrow interface every inventory backend implements (docs/style.md rule 3).
 //
 // Two adapters implement it: store/mongostore (production, MongoDB) and
-// store/sqlitestore (the embedded default of DESIGN §4). Both pass the one
+// store/sqlitestore (the embedded default of docs/design.md §4). Both pass the one
 // contract suite in services/inventory/storetest, so callers can rely on the
 // semantics written here rather than on either backend.
 //
@@ -16,7 +16,7 @@
 //     or none of it is. Inside one diff, deletions (DeletePaths) are applied
 //     before parameter updates, so "forget this subtree, here is what it
 //     holds now" is one diff.
-//   - Fencing (DESIGN §2 step 5): every device remembers the highest fencing
+//   - Fencing (docs/design.md §2 step 5): every device remembers the highest fencing
 //     token a diff was applied with. A diff carrying a lower token is rejected
 //     with ErrStaleFencingToken and writes nothing. An equal token is accepted,
 //     because one session, holding one lease, may write several diffs.
@@ -161,7 +161,7 @@ type Device struct {
 	Params map[string]Parameter
 }
 
-// ConnectionRequest is how to wake the device (notes §8), as it last
+// ConnectionRequest is how to wake the device (docs/protocol.md §8), as it last
 // reported it.
 type ConnectionRequest struct {
 	// URL is ManagementServer.ConnectionRequestURL.
@@ -227,7 +227,7 @@ func (t Tri) String() string {
 	return "unknown"
 }
 
-// Notification is a parameter's notification attribute (notes §11: 0 off, 1
+// Notification is a parameter's notification attribute (docs/protocol.md §11: 0 off, 1
 // passive, 2 active, 3-6 lightweight variants) or unknown. The zero value is
 // unknown, so a zero ParamUpdate never overwrites a known attribute.
 type Notification int8
@@ -300,7 +300,7 @@ type Diff struct {
 type Inform struct {
 	// Time is when the Inform arrived; zero means Diff.Time. It becomes
 	// LastInform, and LastBoot or LastBootstrap when Events hold an event
-	// whose code starts with "1 " or "0 " (notes §6: match the number).
+	// whose code starts with "1 " or "0 " (docs/protocol.md §6: match the number).
 	Time     time.Time
 	RemoteIP netip.Addr
 	Events   []cwmp.Event

@@ -142,7 +142,7 @@ var IntegerTypes = []string{"xsd:int", "xsd:unsignedInt", "xsd:long", "xsd:unsig
 const DateTimeType = "xsd:dateTime"
 
 // ParseInteger parses an integer value or operand: decimal digits with an
-// optional sign, surrounding white space ignored (notes §2.3: CPEs pad
+// optional sign, surrounding white space ignored (docs/protocol.md §2.3: CPEs pad
 // numbers). Values above 2^63-1 (unsignedLong counters) come back as
 // float64, which keeps their order but not every digit past 2^53; others as
 // int64.

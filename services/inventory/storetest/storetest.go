@@ -1,6 +1,6 @@
 // Package storetest is the contract suite of the inventory store port: one
 // body of tests that every store.Store adapter runs against its real backend
-// (STYLE rule 3). An adapter's test calls Run with a factory.
+// (docs/style.md rule 3). An adapter's test calls Run with a factory.
 //
 // Every subtest works in tenants of its own, so a factory may hand out one
 // shared store and database; it may also create a fresh one each time.

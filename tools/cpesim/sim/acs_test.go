@@ -41,7 +41,7 @@ type testACS struct {
 	unavailable int
 	retryAfter  string
 	// redirect answers the first POST of a session to /acs with a 307 to
-	// /acs2 (notes §4.1).
+	// /acs2 (docs/protocol.md §4.1).
 	redirect bool
 	// retryInform answers that many Informs with fault 8005.
 	retryInform int

@@ -13,7 +13,7 @@ import (
 )
 
 // ConnReqMode says whether and how devices listen for connection requests
-// (notes §8.1).
+// (docs/protocol.md §8.1).
 type ConnReqMode string
 
 const (
@@ -118,7 +118,7 @@ type Config struct {
 	// MaxRetryAfter caps the wait after a 503 (0: no cap).
 	MaxRetryAfter time.Duration
 	// RetryMinWait and RetryMultiplier are the session retry policy
-	// (notes §4.4: CWMPRetryMinimumWaitInterval, CWMPRetryIntervalMultiplier/1000).
+	// (docs/protocol.md §4.4: CWMPRetryMinimumWaitInterval, CWMPRetryIntervalMultiplier/1000).
 	RetryMinWait    time.Duration
 	RetryMultiplier float64
 	// RebootTime is how long a reboot takes before the BOOT session.

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// crServer accepts HTTP connection requests (notes §8.1): an
+// crServer accepts HTTP connection requests (docs/protocol.md §8.1): an
 // authenticated GET to a device's ConnectionRequestURL makes the device
 // start a session with 6 CONNECTION REQUEST. Credentials are the device's
 // ConnectionRequestUsername/Password, checked with Digest.

@@ -51,9 +51,9 @@ type Device struct {
 	// changes.
 	swVersion string
 	bootTime  time.Time
-	// events are the events not yet delivered (notes §6).
+	// events are the events not yet delivered (docs/protocol.md §6).
 	events []cwmp.Event
-	// retryCount is the RetryCount of the next Inform (notes §4.4).
+	// retryCount is the RetryCount of the next Inform (docs/protocol.md §4.4).
 	retryCount uint32
 	// transfers are Download, Upload and ScheduleDownload requests not yet
 	// acknowledged by a TransferCompleteResponse.
@@ -227,7 +227,7 @@ func (d *Device) mac(ordinal int) string {
 		byte(oui>>16)&0xFE, byte(oui>>8), byte(oui), byte(low>>16), byte(low>>8), byte(low))
 }
 
-// informParams returns the Forced Inform parameters (notes §5.3).
+// informParams returns the Forced Inform parameters (docs/protocol.md §5.3).
 func (d *Device) informParams(now time.Time) []cwmp.ParameterValue {
 	out := make([]cwmp.ParameterValue, 0, len(d.tree.forced))
 	for _, n := range d.tree.forced {
@@ -236,7 +236,7 @@ func (d *Device) informParams(now time.Time) []cwmp.ParameterValue {
 	return out
 }
 
-// addEvent queues an event for the next Inform. Single events (notes §6.1)
+// addEvent queues an event for the next Inform. Single events (docs/protocol.md §6.1)
 // are queued once; M events once per CommandKey.
 func (d *Device) addEvent(code, key string) {
 	for _, e := range d.events {
@@ -257,7 +257,7 @@ func (d *Device) removeEvent(code, key string) {
 	}
 }
 
-// Event codes the simulator sends (notes §6.1).
+// Event codes the simulator sends (docs/protocol.md §6.1).
 const (
 	evBootstrap        = "0 BOOTSTRAP"
 	evBoot             = "1 BOOT"
@@ -276,7 +276,7 @@ const (
 
 // completedByInformResponse tells which delivered events the
 // InformResponse completes; the others wait for the response to the CPE
-// request that goes with them (notes §6.1).
+// request that goes with them (docs/protocol.md §6.1).
 func completedByInformResponse(code string) bool {
 	switch code {
 	case evTransferComplete, evMDownload, evMUpload, evMScheduleDL, evDUChange, evMChangeDUState:
@@ -287,7 +287,7 @@ func completedByInformResponse(code string) bool {
 
 // informDelivered drops the events an InformResponse completes. A
 // connection request event whose session failed is dropped too, elsewhere
-// (notes §6.1: it is not retried).
+// (docs/protocol.md §6.1: it is not retried).
 func (d *Device) informDelivered(sent []cwmp.Event) {
 	for _, e := range sent {
 		if completedByInformResponse(e.Code) {
@@ -315,7 +315,7 @@ func (d *Device) setValueLocked(name, v string) {
 
 // factoryResetLocked returns the device to its factory state: template
 // tree, no values or attributes set by the ACS, no pending work, and a
-// BOOTSTRAP for the next contact (notes §5.3).
+// BOOTSTRAP for the next contact (docs/protocol.md §5.3).
 func (d *Device) factoryResetLocked(now time.Time) {
 	d.tree = d.sim.template
 	d.ownTree = false

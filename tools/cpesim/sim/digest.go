@@ -15,8 +15,8 @@ import (
 	"time"
 )
 
-// HTTP authentication as a client (CPE to ACS, notes §4.2) and as a server
-// (connection requests, notes §8.1): RFC 7616 Digest with MD5, MD5-sess or
+// HTTP authentication as a client (CPE to ACS, docs/protocol.md §4.2) and as a server
+// (connection requests, docs/protocol.md §8.1): RFC 7616 Digest with MD5, MD5-sess or
 // SHA-256, qop=auth (or no qop, RFC 2069 style), and Basic.
 
 // challenge is one WWW-Authenticate challenge.

@@ -333,7 +333,7 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 }
 
 // gzipBody compresses an envelope for a request with Content-Encoding:
-// gzip (notes §4.1, HTTP compression).
+// gzip (docs/protocol.md §4.1, HTTP compression).
 func gzipBody(dst *bytes.Buffer, body []byte) error {
 	dst.Reset()
 	zw := gzipWriters.Get().(*gzip.Writer)

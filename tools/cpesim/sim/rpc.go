@@ -11,7 +11,7 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 )
 
-// cpeMethods are the CPE methods the simulator implements (notes §5.1),
+// cpeMethods are the CPE methods the simulator implements (docs/protocol.md §5.1),
 // listed in its GetRPCMethodsResponse when the session's version has them.
 var cpeMethods = []string{
 	"GetRPCMethods", "SetParameterValues", "GetParameterValues", "GetParameterNames",
@@ -145,7 +145,7 @@ func (d *Device) getParameterNames(m *cwmp.GetParameterNames) cwmp.Message {
 	info := func(n *node) cwmp.ParameterInfo { return cwmp.ParameterInfo{Name: n.name, Writable: n.writable()} }
 	switch {
 	case n.kind == kindParam:
-		// A full parameter name with NextLevel true is invalid (notes §5.3).
+		// A full parameter name with NextLevel true is invalid (docs/protocol.md §5.3).
 		if m.NextLevel {
 			return cwmp.NewFault(cwmp.FaultCPEInvalidArguments)
 		}
@@ -186,7 +186,7 @@ func (d *Device) getParameterValues(m *cwmp.GetParameterValues, now time.Time) c
 	return &cwmp.GetParameterValuesResponse{ParameterList: list}
 }
 
-// setParameterValues applies all values or none (notes §5.3). Each bad
+// setParameterValues applies all values or none (docs/protocol.md §5.3). Each bad
 // parameter gets its own SetParameterValuesFault under a 9003 fault: 9005
 // unknown name, 9008 not writable, 9006 the ACS's xsi:type differs from the
 // parameter's, 9007 a value not of the type or outside its constraints. A
@@ -236,7 +236,7 @@ func (d *Device) setParameterValues(m *cwmp.SetParameterValues) cwmp.Message {
 }
 
 // sameType treats the base64 spellings CPEs and ACSes use as one type
-// (notes §9).
+// (docs/protocol.md §9).
 func sameType(a, b string) bool {
 	norm := func(t string) string {
 		switch t {
@@ -249,7 +249,7 @@ func sameType(a, b string) bool {
 }
 
 // setParameterKeyLocked stores ManagementServer.ParameterKey after a
-// successful SPV, AddObject or DeleteObject (notes §5.3).
+// successful SPV, AddObject or DeleteObject (docs/protocol.md §5.3).
 func (d *Device) setParameterKeyLocked(key string) {
 	d.setValueLocked(d.tree.root.name+"ManagementServer.ParameterKey", key)
 }
@@ -271,7 +271,7 @@ func (d *Device) getParameterAttributes(m *cwmp.GetParameterAttributes) cwmp.Mes
 	return &cwmp.GetParameterAttributesResponse{ParameterList: list}
 }
 
-// setParameterAttributes applies attributes (notes §11): a partial path
+// setParameterAttributes applies attributes (docs/protocol.md §11): a partial path
 // applies to every parameter below it; turning off the notification of a
 // forceEnabled parameter, or asking active notification of a canDeny one,
 // is refused with 9009.
@@ -396,7 +396,7 @@ func (t *transfer) mEvent() string {
 	return evMDownload
 }
 
-// supportedScheme checks a transfer URL; other schemes get 9013 (notes
+// supportedScheme checks a transfer URL; other schemes get 9013 (docs/protocol.md
 // §5.3).
 func supportedScheme(raw string) bool {
 	u, err := url.Parse(raw)
@@ -418,7 +418,7 @@ func (d *Device) download(m *cwmp.Download, now time.Time) cwmp.Message {
 		username: m.Username, password: m.Password, fileSize: m.FileSize, target: m.TargetFileName}
 	d.queueTransferLocked(t, time.Duration(m.DelaySeconds)*time.Second)
 	// Status 1: the transfer runs after the session, and a TransferComplete
-	// follows (notes §5.3); the times are then the Unknown Time.
+	// follows (docs/protocol.md §5.3); the times are then the Unknown Time.
 	return &cwmp.DownloadResponse{Status: 1, StartTime: cwmp.UnknownTime, CompleteTime: cwmp.UnknownTime}
 }
 

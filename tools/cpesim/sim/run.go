@@ -498,7 +498,7 @@ func (s *Simulator) work(ctx context.Context, d *Device, intended time.Time) {
 		d.retryCount = 0
 	} else if report.Kind != "canceled" {
 		d.retryCount++
-		// A connection request's event is not retried (notes §6.1).
+		// A connection request's event is not retried (docs/protocol.md §6.1).
 		d.removeEvent(evConnReq, "")
 	}
 	d.mu.Unlock()
@@ -560,7 +560,7 @@ func (s *Simulator) retryDelay(n int, retryAfter time.Duration) time.Duration {
 }
 
 // retryWait is the wait before retry n (1-based) of a failed session
-// (notes §4.4): uniform in [m·k^(n-1), m·k^n], the window fixed from
+// (docs/protocol.md §4.4): uniform in [m·k^(n-1), m·k^n], the window fixed from
 // n = 10 on.
 func retryWait(n int, m time.Duration, k float64, u float64) time.Duration {
 	n = min(max(n, 1), 10)

@@ -12,7 +12,7 @@ import (
 // deferred work (a transfer, a scheduled inform). Devices wait in a heap
 // ordered by that time; one dispatcher goroutine pops them when due and
 // hands them to workers. A device is never handed out while a worker holds
-// it, so a CPE never runs two sessions at once (notes §4.3 rule 7).
+// it, so a CPE never runs two sessions at once (docs/protocol.md §4.3 rule 7).
 //
 // Lock order: a Device's mu may be held when taking the scheduler's mu,
 // never the other way round.
@@ -24,7 +24,7 @@ type deviceSched struct {
 	running bool
 	// wantAt asks for a session no earlier than this (zero: none).
 	wantAt time.Time
-	// retryAt holds sessions back after a failure (notes §4.4).
+	// retryAt holds sessions back after a failure (docs/protocol.md §4.4).
 	retryAt time.Time
 	// periodicAt is the next periodic inform (zero: none).
 	periodicAt time.Time

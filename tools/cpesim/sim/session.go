@@ -41,7 +41,7 @@ const maxExchanges = 10000
 const maxRedirects = 5
 
 // maxRetryRequest bounds how often a request faulted with 8005 (Retry
-// request) is sent again, as CPE stacks do (notes §4.3).
+// request) is sent again, as CPE stacks do (docs/protocol.md §4.3).
 const maxRetryRequest = 5
 
 // sessionError is a failed session's classification.
@@ -195,7 +195,7 @@ func (ss *session) run(inform *cwmp.Inform) error {
 		}
 		if f, ok := r.Body.(*cwmp.Fault); ok {
 			// 8005 asks the CPE to send the Inform again; any other fault
-			// fails the session (notes §4.3).
+			// fails the session (docs/protocol.md §4.3).
 			if f.Code == cwmp.FaultRetryRequest && attempt < maxRetryRequest {
 				ss.sim.stats.retries.Add(1)
 				continue
@@ -253,7 +253,7 @@ func (ss *session) run(inform *cwmp.Inform) error {
 }
 
 // negotiate takes the session's namespace and version from the
-// InformResponse (notes §1.2): its namespace, and UseCWMPVersion when the
+// InformResponse (docs/protocol.md §1.2): its namespace, and UseCWMPVersion when the
 // ACS sent one.
 func (ss *session) negotiate(r *cwmp.Envelope) {
 	ss.ns, ss.v = r.Namespace, r.Version
@@ -332,7 +332,7 @@ func (ss *session) owesRequests() bool {
 }
 
 // sendCPERequests sends the device's TransferComplete and
-// DUStateChangeComplete requests (notes §4.3 step 3), each until the ACS
+// DUStateChangeComplete requests (docs/protocol.md §4.3 step 3), each until the ACS
 // acknowledges it. A fault other than 8005 leaves the request for a later
 // session.
 func (ss *session) sendCPERequests() error {
@@ -540,7 +540,7 @@ func (ss *session) post(body []byte) (*response, error) {
 			if err != nil {
 				return nil, failf("protocol", "%w", err)
 			}
-			// The redirect holds for this session only (notes §4.1).
+			// The redirect holds for this session only (docs/protocol.md §4.1).
 			ss.t = t
 			ss.redirects++
 			st.redirects.Add(1)

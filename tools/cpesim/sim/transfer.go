@@ -16,7 +16,7 @@ import (
 
 // doTransfer performs a transfer for real (Config.FetchTransfers): a
 // download GETs the URL and reads the whole file, an upload PUTs a small
-// configuration or log file (notes §5.3: uploads over HTTP use PUT). HTTP
+// configuration or log file (docs/protocol.md §5.3: uploads over HTTP use PUT). HTTP
 // authentication uses the transfer's Username/Password, answering a Digest
 // or Basic challenge. The result is the FaultStruct of the
 // TransferComplete: 0, or 9010/9011 (failure), 9012 (authentication), 9013

@@ -16,7 +16,7 @@ import (
 type tree struct {
 	root  *node
 	index map[string]*node
-	// forced lists the Forced Inform parameters in document order (notes
+	// forced lists the Forced Inform parameters in document order (docs/protocol.md
 	// §5.3).
 	forced []*node
 	// perDevice lists the parameters whose value depends on the device
@@ -75,7 +75,7 @@ type node struct {
 	// counts.
 	counted *node
 	// nextInst is a table's next instance number for AddObject. CPEs do not
-	// reuse a deleted instance's number at once (notes §5.3).
+	// reuse a deleted instance's number at once (docs/protocol.md §5.3).
 	nextInst uint32
 }
 
@@ -83,7 +83,7 @@ func (n *node) isObject() bool { return n.kind != kindParam }
 
 // writable is the GetParameterNames Writable flag: for a parameter its
 // access; for a table whether AddObject is allowed, for an instance whether
-// DeleteObject is (notes §5.3).
+// DeleteObject is (docs/protocol.md §5.3).
 func (n *node) writable() bool {
 	switch n.kind {
 	case kindParam:

@@ -13,7 +13,7 @@ import (
 )
 
 // connectionRequest makes an HTTP connection request the way an ACS does
-// (notes §8.1): GET, answer the Digest challenge, GET again. It computes
+// (docs/protocol.md §8.1): GET, answer the Digest challenge, GET again. It computes
 // Digest itself rather than with the simulator's code.
 func connectionRequest(t *testing.T, rawURL, user, pass string) int {
 	t.Helper()
@@ -110,7 +110,7 @@ func TestRetryWait(t *testing.T) {
 		lo, hi time.Duration
 	}{{1, 5 * time.Second, 10 * time.Second}, {2, 10 * time.Second, 20 * time.Second}, {10, 2560 * time.Second, 5120 * time.Second}, {15, 2560 * time.Second, 5120 * time.Second}} {
 		if lo, hi := retryWait(tc.n, 5*time.Second, 2, 0), retryWait(tc.n, 5*time.Second, 2, 0.999999999); lo != tc.lo || hi < tc.hi-time.Millisecond || hi > tc.hi {
-			t.Errorf("retry %d: window [%v, %v], want [%v, %v] (notes §4.4)", tc.n, lo, hi, tc.lo, tc.hi)
+			t.Errorf("retry %d: window [%v, %v], want [%v, %v] (docs/protocol.md §4.4)", tc.n, lo, hi, tc.lo, tc.hi)
 		}
 	}
 }

@@ -1,5 +1,5 @@
 // Package mongostore is the production inventory store: one MongoDB
-// collection, devices, one document per device (DESIGN §3).
+// collection, devices, one document per device (docs/design.md §3).
 //
 // # Document
 //
@@ -55,7 +55,7 @@
 // in one update needs arrayFilters or an aggregation-pipeline update, which
 // MongoDB-compatible servers (FerretDB 1.x among them) do not implement, and
 // prefix deletes need the array scanned. The document stays free of arrays
-// nested in arrays, and no TTL index is used (DESIGN §4). A device seen for
+// nested in arrays, and no TTL index is used (docs/design.md §4). A device seen for
 // the first time is inserted whole, as one built document.
 //
 // x holds the value of an integer-typed entry and i that of a dateTime-typed
@@ -77,7 +77,7 @@
 // an unlocked read-then-write, so two concurrent updates of one document can
 // lose one of them. The adapter therefore serialises its own writes per
 // device (a keyed mutex, no cross-device contention); across processes the
-// session lease of DESIGN §2.5 already makes one writer per device the rule.
+// session lease of docs/design.md §2 step 5 already makes one writer per device the rule.
 package mongostore
 
 import (
@@ -268,7 +268,7 @@ func (s *Store) collection() (*mongo.Collection, error) {
 	return s.coll, nil
 }
 
-// ensureIndexes declares the indexes in code (DESIGN §3). createIndexes is
+// ensureIndexes declares the indexes in code (docs/design.md §3). createIndexes is
 // idempotent for identical specifications.
 func ensureIndexes(ctx context.Context, coll *mongo.Collection, params []string) error {
 	var names []string // of models, in order

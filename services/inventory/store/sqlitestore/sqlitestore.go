@@ -1,4 +1,4 @@
-// Package sqlitestore is the embedded inventory store (DESIGN §4): one SQLite
+// Package sqlitestore is the embedded inventory store (docs/design.md §4): one SQLite
 // file through modernc.org/sqlite, pure Go, so `fleetacs all` needs no
 // database server.
 //

@@ -5,7 +5,7 @@
 // source: fleetacs/errors/v1/errors.proto
 
 // Package errorsv1 is the stable error catalogue of the FleetACS public gRPC
-// APIs (STYLE rule 4). A failed call returns a gRPC status whose details
+// APIs (docs/style.md rule 4). A failed call returns a gRPC status whose details
 // hold a google.rpc.ErrorInfo with domain "fleetacs" and, as reason, the
 // name of one ErrorReason value (e.g. "DEVICE_NOT_FOUND"). Clients branch on
 // the reason, never on the message text. proto/errors.md gives the gRPC code

@@ -4,7 +4,7 @@
 // 	protoc        (unknown)
 // source: fleetacs/inventory/v1/device.proto
 
-// Package inventoryv1 is the inventory API (DESIGN §1, §3): devices, their
+// Package inventoryv1 is the inventory API (docs/design.md §1, §3): devices, their
 // parameter trees and tags. InventoryService is the public, tenant-scoped
 // API for OSS/BSS and fleetctl; InventoryInternalService carries what session
 // workers, gateways and the notifier need (session writes guarded by the
@@ -257,7 +257,7 @@ func (x *Device) GetParameters() []*Parameter {
 	return nil
 }
 
-// DeviceId is the Inform's DeviceIdStruct (PROTOCOL-NOTES §5.2, §5.3), with
+// DeviceId is the Inform's DeviceIdStruct (docs/protocol.md §5.2, §5.3), with
 // white space trimmed and otherwise as sent.
 type DeviceId struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -337,7 +337,7 @@ type InformEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Event code as sent, e.g. "1 BOOT", "M Reboot", "X 00D09E VENDOR".
 	// Match standard events by their numeric prefix ("1 "), not the whole
-	// string (PROTOCOL-NOTES §6.1).
+	// string (docs/protocol.md §6.1).
 	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
 	// CommandKey of an "M ..." event; usually empty for the others.
 	CommandKey    string `protobuf:"bytes,2,opt,name=command_key,json=commandKey,proto3" json:"command_key,omitempty"`
@@ -390,7 +390,7 @@ func (x *InformEvent) GetCommandKey() string {
 }
 
 // ConnectionRequest is what the ACS needs to wake the device
-// (PROTOCOL-NOTES §8). The password is never part of this message: the
+// (docs/protocol.md §8). The password is never part of this message: the
 // public API only says whether one is set; internal callers get it through
 // InventoryInternalService as Credentials.
 type ConnectionRequest struct {
@@ -490,13 +490,13 @@ type Parameter struct {
 	// XML Schema type of the value as "xsd:<name>" (e.g. "xsd:unsignedInt",
 	// "xsd:dateTime"), the raw xsi:type text when it was not a known type, or
 	// empty when the CPE sent none; the same convention as pkg/cwmp
-	// ParameterValue.Type (PROTOCOL-NOTES §2.3, §9).
+	// ParameterValue.Type (docs/protocol.md §2.3, §9).
 	Type string `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
 	// Writable flag from GetParameterNames. Unset when no discovery has
 	// covered the path yet. For an object: AddObject allowed (table) or
 	// DeleteObject allowed (instance).
 	Writable *bool `protobuf:"varint,4,opt,name=writable,proto3,oneof" json:"writable,omitempty"`
-	// Notification attribute, 0 to 6 (PROTOCOL-NOTES §11). Unset when never
+	// Notification attribute, 0 to 6 (docs/protocol.md §11). Unset when never
 	// read with GetParameterAttributes nor set with SetParameterAttributes.
 	Notification *uint32 `protobuf:"varint,5,opt,name=notification,proto3,oneof" json:"notification,omitempty"`
 	// When the inventory last recorded a fact about this path (value, type or

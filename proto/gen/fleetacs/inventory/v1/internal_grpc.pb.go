@@ -55,7 +55,7 @@ type InventoryInternalServiceClient interface {
 	// atomic diff; it never rewrites the whole tree. It creates the device on
 	// its first contact. A write whose fencing_token is older than the newest
 	// the device has recorded fails with FAILED_PRECONDITION / LEASE_LOST and
-	// changes nothing: the writer lost its lease to a newer session (DESIGN §2
+	// changes nothing: the writer lost its lease to a newer session (docs/design.md §2
 	// step 5). Equal tokens are accepted, so a long session may write several
 	// times. Applying the same request twice leaves the same state (counters
 	// such as takeovers count once per session_id), so callers may retry it.
@@ -179,7 +179,7 @@ type InventoryInternalServiceServer interface {
 	// atomic diff; it never rewrites the whole tree. It creates the device on
 	// its first contact. A write whose fencing_token is older than the newest
 	// the device has recorded fails with FAILED_PRECONDITION / LEASE_LOST and
-	// changes nothing: the writer lost its lease to a newer session (DESIGN §2
+	// changes nothing: the writer lost its lease to a newer session (docs/design.md §2
 	// step 5). Equal tokens are accepted, so a long session may write several
 	// times. Applying the same request twice leaves the same state (counters
 	// such as takeovers count once per session_id), so callers may retry it.

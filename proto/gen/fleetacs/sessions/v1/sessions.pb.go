@@ -5,7 +5,7 @@
 // source: fleetacs/sessions/v1/sessions.proto
 
 // Package sessionsv1 is the internal gRPC API between the CPE-facing gateways
-// and the session workers (DESIGN §2). A gateway terminates HTTP, authenticates
+// and the session workers (docs/design.md §2). A gateway terminates HTTP, authenticates
 // the CPE, takes the device lease and forwards each CPE HTTP request as one
 // Exchange call; the worker that holds the session runs the CWMP state machine
 // and answers with the HTTP response to send. Bodies travel as bytes: only the
@@ -49,7 +49,7 @@ const (
 	CpeAuthMethod_CPE_AUTH_METHOD_CLIENT_CERTIFICATE CpeAuthMethod = 4
 	// No credentials on this request: the session cookie, minted by the
 	// gateway after it authenticated the session's first request, stands for
-	// them (CPEs authenticate once per session, PROTOCOL-NOTES §4.2).
+	// them (CPEs authenticate once per session, docs/protocol.md §4.2).
 	CpeAuthMethod_CPE_AUTH_METHOD_SESSION CpeAuthMethod = 5
 )
 
@@ -249,7 +249,7 @@ type ExchangeRequest struct {
 	Body []byte `protobuf:"bytes,7,opt,name=body,proto3" json:"body,omitempty"`
 	// The charset parameter of the request's Content-Type, as sent; empty when
 	// absent. The worker decodes with it, else with the XML declaration's
-	// encoding, else as UTF-8 (PROTOCOL-NOTES §13, input 7).
+	// encoding, else as UTF-8 (docs/protocol.md §13, input 7).
 	Charset string `protobuf:"bytes,8,opt,name=charset,proto3" json:"charset,omitempty"`
 	// The CPE's address as "ip:port": the TCP peer, or the client address a
 	// trusted proxy reported (PROXY protocol or forwarding header, per gateway
@@ -371,7 +371,7 @@ func (x *ExchangeRequest) GetAuth() *CpeAuthentication {
 }
 
 // DeviceId is the Inform's DeviceIdStruct with white space trimmed and no
-// other normalisation (PROTOCOL-NOTES §5.3: keep the raw values; device_key
+// other normalisation (docs/protocol.md §5.3: keep the raw values; device_key
 // is built from the normalised ones).
 type DeviceId struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -446,7 +446,7 @@ func (x *DeviceId) GetSerialNumber() string {
 	return ""
 }
 
-// DeviceLease is the cluster-wide device lock (DESIGN §2 steps 2 and 5).
+// DeviceLease is the cluster-wide device lock (docs/design.md §2 steps 2 and 5).
 type DeviceLease struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Fencing token of the lease, strictly increasing per device. Every
@@ -591,7 +591,7 @@ type ExchangeResponse struct {
 	//
 	//	200  body holds a CWMP envelope (an ACS request, a response to a CPE
 	//	     request, or a SOAP fault).
-	//	204  empty body; the ACS ends the session (PROTOCOL-NOTES §4.1), also
+	//	204  empty body; the ACS ends the session (docs/protocol.md §4.1), also
 	//	     the answer to an empty POST outside a session.
 	//	400  the request cannot be part of any session (a non-Inform message
 	//	     without a session the worker knows, or XML it cannot read at

@@ -5,7 +5,7 @@
 // source: fleetacs/sessions/v1/sessions.proto
 
 // Package sessionsv1 is the internal gRPC API between the CPE-facing gateways
-// and the session workers (DESIGN §2). A gateway terminates HTTP, authenticates
+// and the session workers (docs/design.md §2). A gateway terminates HTTP, authenticates
 // the CPE, takes the device lease and forwards each CPE HTTP request as one
 // Exchange call; the worker that holds the session runs the CWMP state machine
 // and answers with the HTTP response to send. Bodies travel as bytes: only the
@@ -66,11 +66,11 @@ type SessionServiceClient interface {
 	// Exchange is not idempotent. On any other error, or a deadline, the
 	// gateway does not retry: it answers the CPE with 500, the CPE counts the
 	// session as failed and retries with a new Inform later, re-sending its
-	// events (PROTOCOL-NOTES §4.4), which makes that safe; the old session's
+	// events (docs/protocol.md §4.4), which makes that safe; the old session's
 	// lease expires or is taken over.
 	//
 	// The gateway's deadline stays below the CPE's session timeout (about
-	// 30 s, PROTOCOL-NOTES §4.3 rule 8), leaving the worker time for its own
+	// 30 s, docs/protocol.md §4.3 rule 8), leaving the worker time for its own
 	// inventory and NATS calls.
 	Exchange(ctx context.Context, in *ExchangeRequest, opts ...grpc.CallOption) (*ExchangeResponse, error)
 	// Abandon tells the worker holding a session that the gateway gave up on
@@ -143,11 +143,11 @@ type SessionServiceServer interface {
 	// Exchange is not idempotent. On any other error, or a deadline, the
 	// gateway does not retry: it answers the CPE with 500, the CPE counts the
 	// session as failed and retries with a new Inform later, re-sending its
-	// events (PROTOCOL-NOTES §4.4), which makes that safe; the old session's
+	// events (docs/protocol.md §4.4), which makes that safe; the old session's
 	// lease expires or is taken over.
 	//
 	// The gateway's deadline stays below the CPE's session timeout (about
-	// 30 s, PROTOCOL-NOTES §4.3 rule 8), leaving the worker time for its own
+	// 30 s, docs/protocol.md §4.3 rule 8), leaving the worker time for its own
 	// inventory and NATS calls.
 	Exchange(context.Context, *ExchangeRequest) (*ExchangeResponse, error)
 	// Abandon tells the worker holding a session that the gateway gave up on
