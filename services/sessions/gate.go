@@ -14,7 +14,7 @@ import (
 // exchanges of periodic sessions, which then queue behind them: a periodic
 // session beside a storm took hundreds of milliseconds instead of tens.
 // So the exchanges whose message is large go through a gate of a few
-// slots (by default one fewer than the cores): at most that many are
+// slots (by default half the cores, at least one): at most that many are
 // handled at once, the others wait their turn without using a core, and a
 // small exchange never waits. The cost of a large exchange is roughly
 // proportional to its size, so size is the measure; what waits is only
@@ -31,7 +31,7 @@ func newGate(minBytes, slots int) *gate {
 		return nil
 	}
 	if slots <= 0 {
-		slots = max(1, runtime.GOMAXPROCS(0)-1)
+		slots = max(1, runtime.GOMAXPROCS(0)/2)
 	}
 	return &gate{minBytes: minBytes, slots: make(chan struct{}, slots)}
 }

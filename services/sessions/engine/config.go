@@ -76,7 +76,7 @@ type Config struct {
 	// message has at least LargeExchangeBytes (the responses of a
 	// discovery, large Informs) are handled at most LargeExchangeSlots at
 	// a time; smaller ones never wait for them (see the sessions
-	// package, "Large exchanges"). 0 slots means one fewer than
+	// package, "Large exchanges"). 0 slots means half of
 	// GOMAXPROCS, at least one; 0 bytes turns the gate off.
 	LargeExchangeBytes int
 	LargeExchangeSlots int
@@ -119,7 +119,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MemoryBudget, "sessions.memory-budget", 512<<20, "estimated bytes all sessions of the worker keep; a new session that does not fit is shed with 503 (0: no budget)")
 	fs.IntVar(&c.MaxDiscoveries, "sessions.max-discoveries", 64, "sessions running a tree discovery at once in this worker; over it, a device's discovery is postponed to a later session (0: no bound)")
 	fs.IntVar(&c.LargeExchangeBytes, "sessions.large-exchange-bytes", 16<<10, "a CPE message of at least this many bytes (a discovery's responses, a large Inform) is a large exchange; large exchanges are handled at most -sessions.large-exchange-slots at a time, so that small ones (periodic sessions) keep a core (0: no gate)")
-	fs.IntVar(&c.LargeExchangeSlots, "sessions.large-exchange-slots", 0, "large exchanges this worker handles at once (0: one fewer than GOMAXPROCS, at least one)")
+	fs.IntVar(&c.LargeExchangeSlots, "sessions.large-exchange-slots", 0, "large exchanges this worker handles at once (0: half of GOMAXPROCS, at least one)")
 	fs.DurationVar(&c.DiscoveryRetry, "sessions.discovery-retry", time.Minute, "a device whose discovery is postponed is asked (ScheduleInform) to come back after about this long, spread over 50-150% (0: not asked; its next session discovers)")
 	fs.StringVar(&c.QuirksFile, "sessions.quirks-file", "", "JSON file of discovery quirks per OUI and product class, on top of the built-in ones (format in docs/sessions.md)")
 }
