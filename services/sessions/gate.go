@@ -20,6 +20,16 @@ import (
 // proportional to its size, so size is the measure; what waits is only
 // work the storm brought.
 
+// Recording a first contact is the other large piece of a storm's work:
+// its diff carries the whole discovered tree, which the inventory client
+// converts, copies and plans (hundreds of microseconds) in the session's
+// goroutine, on an exchange whose own message is small (the final empty
+// POST). So a RecordSession of at least largeDiffParameters parameters
+// takes a slot too, unless its exchange holds one already.
+
+// largeDiffParameters is the size from which a RecordSession is large.
+const largeDiffParameters = 200
+
 // gate admits large exchanges, slots at a time.
 type gate struct {
 	minBytes int
@@ -43,10 +53,35 @@ func (g *gate) enter(ctx context.Context, size int) (leave func(), err error) {
 	if g == nil || size < g.minBytes {
 		return func() {}, nil
 	}
+	return g.take(ctx)
+}
+
+func (g *gate) take(ctx context.Context) (leave func(), err error) {
 	select {
 	case g.slots <- struct{}{}:
 		return func() { <-g.slots }, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// holdingKey marks the context of an exchange that holds a slot.
+type holdingKey struct{}
+
+// gatedInventory takes a slot for large RecordSessions (see above).
+type gatedInventory struct {
+	Inventory
+	g *gate
+}
+
+func (gi gatedInventory) RecordSession(ctx context.Context, d *Diff) error {
+	if d == nil || len(d.Parameters) < largeDiffParameters || ctx.Value(holdingKey{}) != nil {
+		return gi.Inventory.RecordSession(ctx, d)
+	}
+	leave, err := gi.g.take(ctx)
+	if err != nil {
+		return err
+	}
+	defer leave()
+	return gi.Inventory.RecordSession(ctx, d)
 }

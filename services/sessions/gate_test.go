@@ -80,3 +80,44 @@ func TestLargeExchangeWaitsForGate(t *testing.T) {
 		t.Fatalf("Inform after the gate opened: %+v", resp)
 	}
 }
+
+type countingInventory struct {
+	Inventory
+	calls int
+}
+
+func (c *countingInventory) RecordSession(context.Context, *Diff) error { c.calls++; return nil }
+
+// TestLargeRecordTakesASlot: a RecordSession of a whole tree waits for a
+// slot, unless its exchange holds one; a small one never waits.
+func TestLargeRecordTakesASlot(t *testing.T) {
+	g := newGate(100, 1)
+	inner := &countingInventory{}
+	gi := gatedInventory{Inventory: inner, g: g}
+	large := &Diff{Parameters: make([]Parameter, largeDiffParameters)}
+	small := &Diff{Parameters: make([]Parameter, 3)}
+
+	leave, err := g.enter(t.Context(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := gi.RecordSession(done, large); err == nil {
+		t.Fatal("a large record went through a full gate")
+	}
+	if err := gi.RecordSession(done, small); err != nil {
+		t.Fatalf("a small record waited: %v", err)
+	}
+	holding := context.WithValue(done, holdingKey{}, true)
+	if err := gi.RecordSession(holding, large); err != nil {
+		t.Fatalf("the record of an exchange holding the slot waited: %v", err)
+	}
+	leave()
+	if err := gi.RecordSession(t.Context(), large); err != nil {
+		t.Fatal(err)
+	}
+	if inner.calls != 3 {
+		t.Errorf("%d records reached the inventory, want 3", inner.calls)
+	}
+}

@@ -31,6 +31,9 @@ func (w *Worker) Exchange(ctx context.Context, req *sessionsv1.ExchangeRequest) 
 	if err != nil {
 		return nil, status.FromContextError(err).Err()
 	}
+	if w.large != nil && len(r.Body) >= w.large.minBytes {
+		ctx = context.WithValue(ctx, holdingKey{}, true)
+	}
 	reply, err := w.e.Exchange(ctx, r)
 	leave()
 	if err != nil {
