@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // StateFormat is the version of the checkpoint layout State describes.
@@ -60,15 +61,111 @@ type Outstanding struct {
 	Retransmits int `json:"retransmits,omitempty"`
 }
 
-// MarshalJSON implements json.Marshaler. It adds the version as text
-// ("cwmpVersion": "1.4"); Version has no text form of its own, and giving it
-// one would change other encodings of it.
-func (st State) MarshalJSON() ([]byte, error) {
-	type plain State // drops the methods, so no recursion
-	return json.Marshal(struct {
-		plain
-		CWMPVersion string `json:"cwmpVersion"`
-	}{plain(st), st.Version.String()})
+// MarshalJSON implements json.Marshaler: AppendJSON's form. It adds the
+// version as text ("cwmpVersion": "1.4"); Version has no text form of its
+// own, and giving it one would change other encodings of it.
+func (st State) MarshalJSON() ([]byte, error) { return st.AppendJSON(nil) }
+
+// AppendJSON appends the state's JSON to b: the fields under their json
+// tags, in declaration order, empty ones left out where the tag says
+// omitempty, and "cwmpVersion" last. It is written by hand because
+// workers checkpoint the state after every exchange: the outstanding
+// request of a tree discovery names up to a hundred parameters, and
+// encoding/json would reflect over them and then re-scan the nested JSON
+// of each level (state, request, message) once more.
+func (st State) AppendJSON(b []byte) ([]byte, error) {
+	phase, err := st.Phase.MarshalText()
+	if err != nil {
+		return nil, err
+	}
+	b = append(b, `{"format":`...)
+	b = strconv.AppendInt(b, int64(st.Format), 10)
+	b = append(b, `,"sessionId":`...)
+	b = appendJSONString(b, st.SessionID)
+	b = append(b, `,"phase":`...)
+	b = appendJSONString(b, string(phase))
+	b = append(b, `,"counter":`...)
+	b = strconv.AppendUint(b, st.Counter, 10)
+	if st.Namespace != "" {
+		b = append(b, `,"namespace":`...)
+		b = appendJSONString(b, st.Namespace)
+	}
+	if st.UseCWMPVersion != "" {
+		b = append(b, `,"useCWMPVersion":`...)
+		b = appendJSONString(b, st.UseCWMPVersion)
+	}
+	if st.XMLDeclaration {
+		b = append(b, `,"xmlDeclaration":true`...)
+	}
+	b = append(b, `,"deviceId":{"manufacturer":`...)
+	b = appendJSONString(b, st.DeviceID.Manufacturer)
+	b = append(b, `,"oui":`...)
+	b = appendJSONString(b, st.DeviceID.OUI)
+	b = append(b, `,"productClass":`...)
+	b = appendJSONString(b, st.DeviceID.ProductClass)
+	b = append(b, `,"serialNumber":`...)
+	b = appendJSONString(b, st.DeviceID.SerialNumber)
+	b = append(b, '}')
+	if len(st.Events) > 0 {
+		b = append(b, `,"events":[`...)
+		for i, e := range st.Events {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"code":`...)
+			b = appendJSONString(b, e.Code)
+			b = append(b, `,"commandKey":`...)
+			b = appendJSONString(b, e.CommandKey)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	if st.SessionTimeout != 0 {
+		b = append(b, `,"sessionTimeout":`...)
+		b = strconv.AppendUint(b, uint64(st.SessionTimeout), 10)
+	}
+	if st.Held {
+		b = append(b, `,"held":true`...)
+	}
+	if st.HeldEmptyPOST {
+		b = append(b, `,"heldEmptyPost":true`...)
+	}
+	if len(st.Owed) > 0 {
+		b = append(b, `,"owed":`...)
+		b = appendJSONStrings(b, st.Owed)
+	}
+	if o := st.Outstanding; o != nil {
+		b = append(b, `,"outstanding":{"id":`...)
+		b = appendJSONString(b, o.ID)
+		b = append(b, `,"request":`...)
+		if b, err = o.Request.appendJSON(b); err != nil {
+			return nil, err
+		}
+		if o.Retransmits != 0 {
+			b = append(b, `,"retransmits":`...)
+			b = strconv.AppendInt(b, int64(o.Retransmits), 10)
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `,"cwmpVersion":`...)
+	b = appendJSONString(b, st.Version.String())
+	return append(b, '}'), nil
+}
+
+// appendJSONStrings appends a JSON array of strings; null for nil, as
+// encoding/json writes a nil slice.
+func appendJSONStrings(b []byte, ss []string) []byte {
+	if ss == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, s)
+	}
+	return append(b, ']')
 }
 
 // UnmarshalJSON implements json.Unmarshaler.
@@ -187,15 +284,44 @@ type requestJSON struct {
 }
 
 // MarshalJSON implements json.Marshaler.
-func (r Request) MarshalJSON() ([]byte, error) {
+func (r Request) MarshalJSON() ([]byte, error) { return r.appendJSON(nil) }
+
+// appendJSON appends the request's JSON (requestJSON's form) to b. The
+// messages of a tree discovery are written by hand, others with
+// encoding/json.
+func (r Request) appendJSON(b []byte) ([]byte, error) {
 	if r.Message == nil {
 		return nil, errors.New("marshal request: no message")
 	}
-	body, err := json.Marshal(r.Message)
-	if err != nil {
-		return nil, fmt.Errorf("marshal %s request: %w", r.Message.Method(), err)
+	b = append(b, `{"method":`...)
+	b = appendJSONString(b, r.Message.Method())
+	b = append(b, `,"message":`...)
+	switch m := r.Message.(type) {
+	case *GetParameterValues:
+		b = append(b, `{"parameterNames":`...)
+		b = appendJSONStrings(b, m.ParameterNames)
+		b = append(b, '}')
+	case *GetParameterNames:
+		b = append(b, `{"parameterPath":`...)
+		b = appendJSONString(b, m.ParameterPath)
+		b = append(b, `,"nextLevel":`...)
+		b = strconv.AppendBool(b, m.NextLevel)
+		b = append(b, '}')
+	default:
+		body, err := json.Marshal(r.Message)
+		if err != nil {
+			return nil, fmt.Errorf("marshal %s request: %w", r.Message.Method(), err)
+		}
+		b = append(b, body...)
 	}
-	return json.Marshal(requestJSON{Method: r.Message.Method(), Message: body, Key: r.Key, HoldRequests: r.HoldRequests})
+	if r.Key != "" {
+		b = append(b, `,"key":`...)
+		b = appendJSONString(b, r.Key)
+	}
+	if r.HoldRequests {
+		b = append(b, `,"holdRequests":true`...)
+	}
+	return append(b, '}'), nil
 }
 
 // UnmarshalJSON implements json.Unmarshaler. Unknown fields in the message

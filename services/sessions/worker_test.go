@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -1006,5 +1007,82 @@ func TestCheckpointJournalAppendOnly(t *testing.T) {
 	}
 	if acc, _ := h.inv.records(); len(acc) != 1 || len(acc[0].Parameters) != len(c.tree) {
 		t.Fatalf("records %d", len(acc))
+	}
+}
+
+// flakySessions loses saves of a session as a store or network can: a save
+// applied whose reply is lost (the worker sees an error), and a save never
+// applied whose reply says it was (as after a failover to a replica that
+// missed it). Saves are counted from 1.
+type flakySessions struct {
+	affinity.Sessions
+	mu                  sync.Mutex
+	n                   int
+	lostReply, vanished int
+}
+
+func (f *flakySessions) Save(ctx context.Context, s affinity.SessionSave) error {
+	f.mu.Lock()
+	f.n++
+	n := f.n
+	f.mu.Unlock()
+	switch n {
+	case f.vanished:
+		return nil
+	case f.lostReply:
+		_ = f.Sessions.Save(ctx, s)
+		return errors.New("reply lost")
+	}
+	return f.Sessions.Save(ctx, s)
+}
+
+// Whatever becomes of a save, the next one leaves a journal that another
+// worker resumes from exactly: after an error the journal is written
+// whole, and an append that finds a gap (a save that vanished) is written
+// whole at once.
+func TestCheckpointJournalRecovers(t *testing.T) {
+	for _, tc := range []struct {
+		name                string
+		lostReply, vanished int
+	}{
+		{"reply lost", 3, 0},
+		{"save vanished", 0, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newRedisHarness(t)
+			c := newCPE(t, "SN-JR", tree300())
+			flaky := &flakySessions{Sessions: h.store.Sessions, lostReply: tc.lostReply, vanished: tc.vanished}
+			h.store.Sessions = flaky
+			a := h.worker("wa", func(c *Config) { c.DiscoveryBatchSize = 50 })
+			b := h.worker("wb", func(c *Config) { c.DiscoveryBatchSize = 50 })
+			exchange(t, a.client, h.open(c, "sess-jr", "0 BOOTSTRAP", "1 BOOT"))
+			// Saves: 1 the Inform, 2 after the GPN, 3 after the first GPV
+			// (lost), 4 after the second; then worker b takes over.
+			replies := c.drive(func(i int) sessionsv1.SessionServiceClient {
+				if i >= 4 {
+					if i == 4 {
+						a.stop()
+					}
+					return b.client
+				}
+				return a.client
+			})
+			if last := replies[len(replies)-1]; last.HttpStatus != 204 {
+				t.Fatalf("session ended with %d", last.HttpStatus)
+			}
+			if c.gpv != 6 {
+				t.Fatalf("%d GetParameterValues for 300 names in batches of 50", c.gpv)
+			}
+			acc, _ := h.inv.records()
+			if len(acc) != 1 || acc[0].FullDiscoveryTime == nil {
+				t.Fatalf("records %d", len(acc))
+			}
+			_, stored := h.inv.device(testTenant, c.key)
+			for _, n := range c.tree {
+				if p := stored[n.name]; p == nil || (!strings.HasSuffix(n.name, ".") && p.GetValue() != n.value) {
+					t.Fatalf("%s recorded as %v", n.name, p)
+				}
+			}
+		})
 	}
 }

@@ -573,7 +573,7 @@ func (d *discovery) applyNames(c *Context, a Answer) {
 		d.Stored = nil
 		return
 	}
-	seen := make(map[string]struct{}, len(resp.ParameterList))
+	seen := make(map[string]int, len(resp.ParameterList))
 	d.Nodes = make([]node, 0, len(resp.ParameterList))
 	for _, pi := range resp.ParameterList {
 		if !d.addNode(c, seen, pi) {
@@ -628,7 +628,7 @@ func (d *discovery) applyLevel(c *Context, a Answer) {
 // would escape the removal logic, which compares the tree under the root
 // only), a repeat, or over the session's limits (then it reports false
 // and the discovery is truncated).
-func (d *discovery) addNode(c *Context, seen map[string]struct{}, pi cwmp.ParameterInfo) bool {
+func (d *discovery) addNode(c *Context, seen map[string]int, pi cwmp.ParameterInfo) bool {
 	if !strings.HasPrefix(pi.Name, d.Root) {
 		return true
 	}
@@ -639,29 +639,31 @@ func (d *discovery) addNode(c *Context, seen map[string]struct{}, pi cwmp.Parame
 		d.Truncated = true
 		return false
 	}
-	seen[pi.Name] = struct{}{}
+	seen[pi.Name] = len(d.Nodes)
 	d.Nodes = append(d.Nodes, node{Name: pi.Name, Writable: pi.Writable})
 	d.index = nil
 	return true
 }
 
-// namesDone moves on to the values once every name is known.
-func (d *discovery) namesDone(seen map[string]struct{}) {
+// namesDone moves on to the values once every name is known; seen is the
+// index of the nodes by name, which the values then use.
+func (d *discovery) namesDone(seen map[string]int) {
 	if !d.Truncated {
 		d.Removed = removedPaths(d.Root, d.Stored, seen)
 	}
 	d.Stored = nil
-	d.leaves, d.index = nil, nil
+	d.leaves, d.index = nil, seen
 	d.Stage = stageValues
 	if len(d.leafIndexes()) == 0 {
 		d.Stage = stageDone
 	}
 }
 
-func (d *discovery) nodeSet() map[string]struct{} {
-	seen := make(map[string]struct{}, len(d.Nodes))
+// nodeSet returns the index of the nodes by name.
+func (d *discovery) nodeSet() map[string]int {
+	seen := make(map[string]int, len(d.Nodes))
 	for i := range d.Nodes {
-		seen[d.Nodes[i].Name] = struct{}{}
+		seen[d.Nodes[i].Name] = i
 	}
 	return seen
 }
@@ -775,7 +777,7 @@ func (d *discovery) observation() DiscoveryObservation {
 // highest missing ancestor object below root (the whole subtree went), else
 // the path itself. An object counts as present when any discovered name lies
 // under it, because some CPEs list no object names at all.
-func removedPaths(root string, stored []string, discovered map[string]struct{}) []string {
+func removedPaths(root string, stored []string, discovered map[string]int) []string {
 	if len(stored) == 0 {
 		return nil
 	}

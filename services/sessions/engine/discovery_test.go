@@ -11,13 +11,13 @@ import (
 )
 
 func TestRemovedPaths(t *testing.T) {
-	discovered := map[string]struct{}{}
-	for _, n := range []string{
+	discovered := map[string]int{}
+	for i, n := range []string{
 		"Device.", "Device.DeviceInfo.UpTime",
 		// No object names below: some CPEs list none.
 		"Device.WiFi.SSID.1.SSID", "Device.WiFi.SSID.10.SSID",
 	} {
-		discovered[n] = struct{}{}
+		discovered[n] = i
 	}
 	stored := []string{
 		"Device.DeviceInfo.UpTime",       // present

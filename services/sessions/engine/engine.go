@@ -789,13 +789,12 @@ func (e *Engine) admitDiscovery(ctx context.Context, s *session, log *lazyLogger
 	}
 	var delay uint32
 	if e.cfg.DiscoveryRetry > 0 {
-		delay = uint32(spread(s.id, e.cfg.DiscoveryRetry).Round(time.Second) / time.Second)
+		delay = scheduleDelay(s.id, e.cfg.DiscoveryRetry)
 	}
 	d.postpone(delay)
 	e.metrics.postponed.Add(ctx, 1)
-	if e.logger.Enabled(ctx, slog.LevelDebug) {
-		log.DebugContext(ctx, "tree discovery postponed: the worker runs its maximum of discoveries", "retry_seconds", delay)
-	}
+	log.InfoContext(ctx, "tree discovery postponed: the worker runs its maximum of discoveries",
+		"max_discoveries", e.cfg.MaxDiscoveries, "retry_seconds", delay)
 }
 
 // releaseDiscovery gives the session's discovery slot back.
@@ -1061,6 +1060,13 @@ func spread(sessionID string, d time.Duration) time.Duration {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(sessionID))
 	return d/2 + time.Duration(uint64(h.Sum32())%1001)*d/1000
+}
+
+// scheduleDelay is the ScheduleInform DelaySeconds asking the CPE of
+// session sessionID to come back after about d: spread, in whole seconds,
+// at least 1 (a CPE refuses 0 with 9003).
+func scheduleDelay(sessionID string, d time.Duration) uint32 {
+	return uint32(max(spread(sessionID, d).Round(time.Second)/time.Second, 1))
 }
 
 // retryAfter spreads the retries of sessions the worker turned away (its

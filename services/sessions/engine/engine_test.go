@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -533,5 +534,26 @@ func TestDetach(t *testing.T) {
 	}
 	if !shares(inf.ParameterList[2].Name) {
 		t.Error("a parameter past the bound was copied")
+	}
+}
+
+// A postponed discovery's ScheduleInform delay is spread over 50% to 150%
+// of -sessions.discovery-retry and is never 0, which CPEs refuse.
+func TestDiscoveryRetrySpread(t *testing.T) {
+	lo, hi := time.Hour, time.Duration(0)
+	for i := range 2000 {
+		d := spread("session-"+strconv.Itoa(i), time.Minute)
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	if lo < 30*time.Second || hi > 90*time.Second || hi-lo < 50*time.Second {
+		t.Fatalf("delays of a minute spread over %s to %s", lo, hi)
+	}
+	for i := range 200 {
+		if got := scheduleDelay("session-"+strconv.Itoa(i), 400*time.Millisecond); got != 1 {
+			t.Fatalf("a retry of 400ms asks for %d seconds", got)
+		}
+	}
+	if got := scheduleDelay("s", time.Minute); got < 30 || got > 90 {
+		t.Fatalf("a retry of 1m asks for %d seconds", got)
 	}
 }

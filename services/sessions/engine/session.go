@@ -135,6 +135,19 @@ type snapshot struct {
 	Plan *planV1 `json:"plan,omitempty"`
 }
 
+// snapshotHead is what checkpoint encodes of a snapshot with
+// encoding/json: all of it but the cwmp state, appended by hand.
+type snapshotHead struct {
+	Format    int                     `json:"format"`
+	Lease     leaseInfo               `json:"lease"`
+	Inform    *informInfo             `json:"inform,omitempty"`
+	Queue     *queue                  `json:"queue,omitempty"`
+	Fenced    bool                    `json:"fenced,omitempty"`
+	Usage     usage                   `json:"usage,omitzero"`
+	Record    *affinity.SessionRecord `json:"record,omitempty"`
+	RecordTTL time.Duration           `json:"recordTTL,omitempty"`
+}
+
 // planV1 is the plan of a format-1 checkpoint.
 type planV1 struct {
 	Fenced    bool            `json:"fenced,omitempty"`
@@ -145,21 +158,29 @@ type planV1 struct {
 // the head, and the journal lines to write at JournalAt (all of them when
 // s.journalFull is set, else what this exchange added).
 func (s *session) checkpoint() (affinity.Checkpoint, error) {
-	snap := snapshot{
+	head := snapshotHead{
 		Format: checkpointFormat, Lease: s.lease, Queue: s.queue, Fenced: s.fenced,
-		CWMP: s.cs.State(), Record: s.rec, RecordTTL: s.recordTTL,
+		Record: s.rec, RecordTTL: s.recordTTL,
 	}
 	if s.inform != nil {
 		inf := *s.inform
 		inf.Params = nil // in the journal
-		snap.Inform = &inf
+		head.Inform = &inf
 	}
 	if s.queue != nil {
 		// Without operations the usage is the Inform's, which restore
 		// counts again: most checkpoints (periodic sessions) stay short.
-		snap.Usage = s.usage
+		head.Usage = s.usage
 	}
-	data, err := json.Marshal(snap)
+	data, err := json.Marshal(head)
+	if err == nil {
+		// The cwmp state, the largest part (the outstanding request), is
+		// written by hand after the rest: encoding/json would reflect over
+		// it and re-scan its JSON.
+		data = append(data[:len(data)-1], `,"cwmp":`...)
+		data, err = s.cs.State().AppendJSON(data)
+		data = append(data, '}')
+	}
 	if err != nil {
 		return affinity.Checkpoint{}, fmt.Errorf("marshal checkpoint of session %s: %w", s.id, err)
 	}
