@@ -1,6 +1,7 @@
 package cwmp
 
 import (
+	"bytes"
 	"reflect"
 	"strings"
 	"testing"
@@ -405,5 +406,24 @@ func TestDecodeGPNResponse200(t *testing.T) {
 	// 1/0 and true/false alternate in the file; each host has one writable leaf.
 	if writable != 31 {
 		t.Errorf("%d writable entries, want 31", writable)
+	}
+}
+
+// With DecodeOptions.BodyOwned the decoded strings share the body's
+// memory; without it they do not.
+func TestDecodeBodyOwned(t *testing.T) {
+	body := []byte(`<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:cwmp="urn:dslforum-org:cwmp-1-0"><soap:Body><cwmp:GetParameterNamesResponse><ParameterList><ParameterInfoStruct><Name>Device.X</Name><Writable>1</Writable></ParameterInfoStruct></ParameterList></cwmp:GetParameterNamesResponse></soap:Body></soap:Envelope>`)
+	for _, owned := range []bool{false, true} {
+		b := bytes.Clone(body)
+		env, err := DecodeWith(b, DecodeOptions{BodyOwned: owned})
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := env.Body.(*GetParameterNamesResponse).ParameterList[0].Name
+		i := bytes.Index(b, []byte("Device.X"))
+		b[i+7] = 'Y' // what a caller that broke the contract would do
+		if got, want := name, map[bool]string{false: "Device.X", true: "Device.Y"}[owned]; got != want {
+			t.Errorf("owned %t: name %q after the body changed, want %q", owned, got, want)
+		}
 	}
 }

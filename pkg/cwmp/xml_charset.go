@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Before any XML is parsed, prepare turns the HTTP body into the text both
@@ -104,7 +105,7 @@ var bomUTF8 = []byte{0xEF, 0xBB, 0xBF}
 
 // prepare checks the size, removes the BOM, finds the XML declaration and
 // converts the body to clean UTF-8. Errors carry offsets into body.
-func prepare(body []byte, charset string, maxBytes int) (prepared, *xmlError) {
+func prepare(body []byte, charset string, maxBytes int, owned bool) (prepared, *xmlError) {
 	var p prepared
 	if len(body) > maxBytes {
 		return p, &xmlError{err: ErrTooLarge, off: maxBytes, detail: "body of " + strconv.Itoa(len(body)) + " bytes exceeds the limit of " + strconv.Itoa(maxBytes)}
@@ -144,6 +145,9 @@ func prepare(body []byte, charset string, maxBytes int) (prepared, *xmlError) {
 
 	bad := firstNonXMLByte(raw, p.charset == charsetUTF8)
 	switch {
+	case bad < 0 && owned:
+		// DecodeOptions.BodyOwned: nobody changes raw any more.
+		p.text, p.same, p.start = unsafe.String(&raw[0], len(raw)), true, declEnd
 	case bad < 0:
 		p.text, p.same, p.start = string(raw), true, declEnd
 	case p.charset == charsetUTF8:

@@ -21,7 +21,7 @@ import (
 // decodeReference decodes like DecodeWith with the etree front end.
 func decodeReference(body []byte, opts DecodeOptions) (*Envelope, error) {
 	lim := opts.Limits.withDefaults()
-	p, xerr := prepare(body, opts.Charset, lim.MaxBytes)
+	p, xerr := prepare(body, opts.Charset, lim.MaxBytes, false)
 	if xerr != nil {
 		return nil, rawDecodeError(body, xerr)
 	}

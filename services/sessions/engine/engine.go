@@ -102,7 +102,9 @@ type Request struct {
 	DeviceKey string
 	// Lease is the device lease taken for a new session.
 	Lease *Lease
-	// Body is the decompressed CWMP body, empty for an empty POST.
+	// Body is the decompressed CWMP body, empty for an empty POST. The
+	// engine keeps it (the decoded strings share its memory): the caller
+	// must not modify it once Exchange is called.
 	Body    []byte
 	Charset string
 	// RemoteAddr is the CPE's "ip:port".
@@ -279,7 +281,7 @@ func (e *Engine) decode(body []byte, charset string) (*cwmp.Envelope, error) {
 	if len(body) == 0 {
 		return nil, nil
 	}
-	return cwmp.DecodeWith(body, cwmp.DecodeOptions{Limits: cwmp.Limits{MaxBytes: e.cfg.MaxBodyBytes}, Charset: charset})
+	return cwmp.DecodeWith(body, cwmp.DecodeOptions{Limits: cwmp.Limits{MaxBytes: e.cfg.MaxBodyBytes}, Charset: charset, BodyOwned: true})
 }
 
 // open fills a session the table just created: from its checkpoint when the
