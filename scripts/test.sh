@@ -78,6 +78,9 @@ for dir in $modules; do
 	(cd "$dir" && go vet ./...) || fail "go vet in ${dir#$root/}"
 done
 
+echo "== comments cite the repository's docs"
+go run scripts/doc-citations.go -strict || fail "a comment cites a document outside the repository or a section docs/ lacks: run go run scripts/doc-citations.go -fix, then check what it could not rewrite"
+
 if [ -x scripts/check-proto.sh ]; then
 	echo "== generated code is current"
 	scripts/check-proto.sh || fail "generated protobuf code is stale: run make proto"

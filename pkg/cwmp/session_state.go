@@ -23,7 +23,7 @@ const StateFormat = 1
 var ErrBadState = errors.New("cwmp: invalid session checkpoint")
 
 // State is the complete state of a Session, the checkpoint a worker writes
-// after every exchange so that another worker can resume the session (DESIGN
+// after every exchange so that another worker can resume the session (docs/design.md
 // §2 step 4). It marshals to JSON with stable names; the outstanding request
 // travels with its method name, so any Message can be restored.
 //
