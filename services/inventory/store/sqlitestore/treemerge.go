@@ -126,19 +126,13 @@ type treeEncoder struct {
 	n      int
 }
 
-func (t *treeEncoder) add(path string, e *encEntry) {
-	shared := 0
-	for shared < len(t.prev) && shared < len(path) && t.prev[shared] == path[shared] {
-		shared++
-	}
-	t.buf = binary.AppendUvarint(t.buf, uint64(shared))
-	t.buf = binary.AppendUvarint(t.buf, uint64(len(path)-shared))
-	t.buf = append(t.buf, path[shared:]...)
-	t.prev = append(t.prev[:0], path...)
-	t.rest(e)
-}
+func (t *treeEncoder) add(path string, e *encEntry) { addEntry(t, path, e) }
 
-func (t *treeEncoder) addBytes(path []byte, e *encEntry) {
+func (t *treeEncoder) addBytes(path []byte, e *encEntry) { addEntry(t, path, e) }
+
+// addEntry appends an entry at path, sharing its prefix with the previous
+// entry's path.
+func addEntry[P string | []byte](t *treeEncoder, path P, e *encEntry) {
 	shared := 0
 	for shared < len(t.prev) && shared < len(path) && t.prev[shared] == path[shared] {
 		shared++
