@@ -13,10 +13,61 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
 	"github.com/fleetacs/fleetacs/tools/cpesim/sim"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 )
+
+// allInOne is `fleetacs all` run in this test process (startProcess) on
+// free loopback ports, with CPE authentication off.
+type allInOne struct {
+	*process
+	dataDir      string
+	gw, grpcAddr int
+}
+
+// startAllInOne starts `fleetacs all` on dataDir with extra flags and
+// waits until it is ready.
+func startAllInOne(t *testing.T, dataDir string, extra ...string) *allInOne {
+	t.Helper()
+	a := &allInOne{dataDir: dataDir, gw: testenv.FreePort(t), grpcAddr: testenv.FreePort(t)}
+	adm := testenv.FreePort(t)
+	args := append([]string{
+		"-log.level=warn", "-data-dir=" + dataDir, "-gateway.auth-anonymous", "-server.internal-grpc-addr=127.0.0.1:0",
+		fmt.Sprintf("-gateway.listen-addr=127.0.0.1:%d", a.gw),
+		fmt.Sprintf("-server.http-addr=127.0.0.1:%d", adm),
+		fmt.Sprintf("-server.grpc-addr=127.0.0.1:%d", a.grpcAddr),
+	}, extra...)
+	a.process = startProcess(t, append(args, "all")...)
+	testenv.WaitFor(t, 30*time.Second, func() error {
+		a.alive(t)
+		return httpReady(fmt.Sprintf("http://127.0.0.1:%d/readyz", adm))
+	})
+	return a
+}
+
+// url is the ACS URL of the process's gateway.
+func (a *allInOne) url() string { return fmt.Sprintf("http://127.0.0.1:%d/", a.gw) }
+
+// stopClean stops the process and fails the test unless it exited with 0.
+func (a *allInOne) stopClean(t *testing.T) {
+	t.Helper()
+	stop(t, a.process)
+	code := <-a.exited
+	a.exited <- code
+	if code != 0 {
+		t.Fatalf("fleetacs exited with %d:\n%s", code, a.stderr.String())
+	}
+}
+
+// inventory returns a client of the public inventory API and a context
+// carrying the admin token the first start wrote (docs/security.md).
+func (a *allInOne) inventory(t *testing.T) (inventoryv1.InventoryServiceClient, context.Context) {
+	t.Helper()
+	token, err := os.ReadFile(filepath.Join(a.dataDir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := dialPlain(t, fmt.Sprintf("127.0.0.1:%d", a.grpcAddr))
+	return inventoryv1.NewInventoryServiceClient(cc), withToken(ctx10(t), strings.TrimSpace(string(token)))
+}
 
 // TestAllInOneServesCPEs runs `fleetacs all` in this process, with the
 // services calling each other directly and through the gRPC transport, and
@@ -26,35 +77,14 @@ func TestAllInOneServesCPEs(t *testing.T) {
 	for _, inProcess := range []bool{true, false} {
 		t.Run(fmt.Sprintf("grpc-in-process=%v", inProcess), func(t *testing.T) {
 			const devices = 24
-			gw, adm, grpcAddr := testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			var out, errb bytes.Buffer
-			exited := make(chan int, 1)
-			dataDir := t.TempDir()
-			go func() {
-				exited <- run(ctx, []string{
-					"-log.level=warn", "-data-dir=" + dataDir, "-gateway.auth-anonymous", "-server.internal-grpc-addr=127.0.0.1:0",
-					fmt.Sprintf("-gateway.listen-addr=127.0.0.1:%d", gw),
-					fmt.Sprintf("-server.http-addr=127.0.0.1:%d", adm),
-					fmt.Sprintf("-server.grpc-addr=127.0.0.1:%d", grpcAddr),
-					fmt.Sprintf("-server.grpc-in-process=%v", inProcess),
-					"all",
-				}, &out, &errb, noEnv)
-			}()
-			testenv.WaitFor(t, 30*time.Second, func() error {
-				select {
-				case code := <-exited:
-					t.Fatalf("fleetacs exited with %d:\n%s", code, errb.String())
-				default:
-				}
-				return httpReady(fmt.Sprintf("http://127.0.0.1:%d/readyz", adm))
-			})
+			a := startAllInOne(t, t.TempDir(), fmt.Sprintf("-server.grpc-in-process=%v", inProcess))
 
 			simulate := func(known bool) sim.Summary {
 				t.Helper()
 				cfg := sim.Config{
-					URL: fmt.Sprintf("http://127.0.0.1:%d/", gw), Model: sim.TR181,
+					URL: a.url(), Model: sim.TR181,
 					Devices: devices, Seed: 7, SerialPrefix: "AIO", BootStorm: !known, Known: known,
 					Concurrency: 6, Timeout: 30 * time.Second,
 				}
@@ -73,7 +103,7 @@ func TestAllInOneServesCPEs(t *testing.T) {
 				if sum.SessionsOK == 0 || sum.SessionsFailed > 0 {
 					var b bytes.Buffer
 					sum.WriteText(&b)
-					t.Fatalf("cpesim (known %v):\n%s\nfleetacs:\n%s", known, b.String(), errb.String())
+					t.Fatalf("cpesim (known %v):\n%s\nfleetacs:\n%s", known, b.String(), a.stderr.String())
 				}
 				return sum
 			}
@@ -82,19 +112,8 @@ func TestAllInOneServesCPEs(t *testing.T) {
 			}
 			simulate(true)
 
-			cc, err := grpc.NewClient(fmt.Sprintf("127.0.0.1:%d", grpcAddr), grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer cc.Close()
-			inv := inventoryv1.NewInventoryServiceClient(cc)
-			// The public API wants credentials: the admin token the
-			// first start wrote.
-			token, err := os.ReadFile(filepath.Join(dataDir, "admin.token"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			authCtx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(string(token)))
+			// The public API wants credentials: the admin token.
+			inv, authCtx := a.inventory(t)
 			list, err := inv.ListDevices(authCtx, &inventoryv1.ListDevicesRequest{Tenant: "default", PageSize: 100})
 			if err != nil {
 				t.Fatal(err)
@@ -116,15 +135,7 @@ func TestAllInOneServesCPEs(t *testing.T) {
 				t.Fatalf("device %s has %d parameters after its discovery", got.GetDevice().GetId(), n)
 			}
 
-			cancel()
-			select {
-			case code := <-exited:
-				if code != 0 {
-					t.Fatalf("fleetacs exited with %d:\n%s", code, errb.String())
-				}
-			case <-time.After(60 * time.Second):
-				t.Fatal("fleetacs did not stop")
-			}
+			a.stopClean(t)
 		})
 	}
 }
