@@ -73,6 +73,8 @@ type Engine struct {
 	budget  *budget
 	// discoveries bounds the sessions running a discovery.
 	discoveries slots
+	// large admits the decoding of large messages (gate.go).
+	large *gate
 	quirks      atomic.Pointer[Quirks]
 	planners    []Planner
 	byKind      map[string]Planner
@@ -182,6 +184,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		budget: &budget{limit: int64(cfg.MemoryBudget)}, local: deps.Local,
 	}
 	e.discoveries.limit = int64(cfg.MaxDiscoveries)
+	e.large = newGate(cfg.LargeExchangeBytes, cfg.LargeExchangeSlots)
 	if e.logger == nil {
 		e.logger = slog.New(slog.DiscardHandler)
 	}
@@ -242,11 +245,17 @@ func (e *Engine) Exchange(ctx context.Context, req *Request) (*Reply, error) {
 		e.metrics.count(e.metrics.refused, "reason", refusedDraining)
 		return nil, fmt.Errorf("session worker is shutting down: %w", ErrUnavailable)
 	}
-	// Decoding needs no lock: do it before waiting for the session.
+	// Decoding needs no lock: do it before waiting for the session, in a
+	// slot of the gate when the message is large.
+	leave, err := e.large.enter(ctx, len(req.Body))
+	if err != nil {
+		return nil, err
+	}
 	env, derr := e.decode(req.Body, req.Charset)
 	if env != nil && len(req.Body) > detachThreshold {
 		detach(env, e.cfg.MaxInformParameters)
 	}
+	leave()
 
 	s, created, err := e.table.acquire(req.SessionID, e.admit)
 	if err != nil {
