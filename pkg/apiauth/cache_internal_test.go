@@ -2,6 +2,7 @@ package apiauth
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -60,5 +61,26 @@ func TestForgetDuringRead(t *testing.T) {
 	st.started = nil
 	if _, err := v.verify(t.Context(), token); err != errBadToken {
 		t.Fatalf("after Forget: %v, want errBadToken (a stale record was cached)", err)
+	}
+}
+
+// TestUnknownMethodsNotCached: the method names a caller makes up (any
+// authenticated caller, a viewer included, reaches the role lookup with
+// whatever path it sends) must not grow the role cache.
+func TestUnknownMethodsNotCached(t *testing.T) {
+	a := NewAuthenticator(Config{}, Options{})
+	for i := range 100 {
+		if mr := a.methodRole(fmt.Sprintf("/fleetacs.inventory.v1.InventoryService/Made%d", i)); mr.known {
+			t.Fatalf("made-up method %d known", i)
+		}
+		a.methodRole(fmt.Sprintf("/made.up.Service%d/M", i))
+	}
+	if mr := a.methodRole("/fleetacs.auth.v1.TokenService/CreateToken"); !mr.known || mr.role != authv1.Role_ROLE_ADMIN {
+		t.Fatalf("CreateToken: %+v", mr)
+	}
+	n := 0
+	a.roles.Range(func(any, any) bool { n++; return true })
+	if n != 1 {
+		t.Fatalf("%d methods cached, want 1 (the known one)", n)
 	}
 }
