@@ -307,7 +307,7 @@ func (a *Authenticator) authenticate(ctx context.Context) (Principal, error) {
 		}
 		p, err := a.verifier.verify(ctx, strings.TrimSpace(token))
 		switch {
-		case errors.Is(err, errBadToken), errors.Is(err, errNoTokenStore):
+		case errors.Is(err, errBadToken):
 			return fail()
 		case err != nil:
 			a.logger.ErrorContext(ctx, "token verification failed", "error", err)

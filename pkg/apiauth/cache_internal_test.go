@@ -84,3 +84,16 @@ func TestUnknownMethodsNotCached(t *testing.T) {
 		t.Fatalf("%d methods cached, want 1 (the known one)", n)
 	}
 }
+
+// TestNoTokenStore: a process without a token store refuses every token
+// as invalid (counted by the failure limiter), not as a store failure.
+func TestNoTokenStore(t *testing.T) {
+	token, _, _, err := NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := newVerifier(nil, time.Second, 10, time.Now)
+	if _, err := v.verify(t.Context(), token); err != errBadToken {
+		t.Fatalf("verify without a store: %v, want errBadToken", err)
+	}
+}

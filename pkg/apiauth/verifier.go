@@ -37,12 +37,8 @@ type cached struct {
 	fetched time.Time
 }
 
-var (
-	// errBadToken: malformed, unknown, revoked, expired or not matching.
-	errBadToken = errors.New("invalid token")
-	// errNoTokenStore: this process verifies no tokens.
-	errNoTokenStore = errors.New("no token store in this process")
-)
+// errBadToken: malformed, unknown, revoked, expired or not matching.
+var errBadToken = errors.New("invalid token")
 
 func newVerifier(store TokenStore, ttl time.Duration, max int, now func() time.Time) *verifier {
 	return &verifier{store: store, ttl: ttl, max: max, now: now, cache: make(map[string]cached)}
@@ -78,7 +74,8 @@ func (v *verifier) record(ctx context.Context, id string) (TokenRecord, error) {
 		return c.rec, nil
 	}
 	if v.store == nil {
-		return TokenRecord{}, errNoTokenStore
+		// This process verifies no tokens: every one is unknown.
+		return TokenRecord{}, ErrTokenNotFound
 	}
 	rec, err := v.store.GetToken(ctx, id)
 	if err != nil {
