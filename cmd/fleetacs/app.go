@@ -130,6 +130,8 @@ type app struct {
 	internal *apiauth.Internal
 	// adminToken is what the inventory did about the admin token file.
 	adminToken adminToken
+	// apiAddrFile is what writeAPIAddr wrote, removed again on stop.
+	apiAddrFile string
 }
 
 // adminToken is the admin token file of the install, for the banner.
@@ -377,7 +379,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 		names[i] = m.name
 	}
 	logger.Info("fleetacs starting", "targets", strings.Join(targets, ","), "services", strings.Join(names, ","))
-	if err := group.Run(ctx); err != nil {
+	err = group.Run(ctx)
+	a.removeAPIAddr()
+	if err != nil {
 		logger.Error("fleetacs stopped with an error", "err", err)
 		// One line a person reads first, whatever the log format.
 		fmt.Fprintf(stderr, "fleetacs: %v\n", err)
@@ -491,6 +495,24 @@ func (a *app) writeAPIAddr() {
 	}
 	if err != nil {
 		a.logger.Warn("write the public API address for fleetctl", "path", path, "err", err)
+		return
+	}
+	a.apiAddrFile = line + "\n"
+}
+
+// removeAPIAddr removes data/api.addr when the process stops, if it still
+// holds what writeAPIAddr wrote: fleetctl sends data/admin.token to the
+// address in it, and a stale one would send it to whatever listens there
+// next (another user's process on the same loopback port).
+func (a *app) removeAPIAddr() {
+	if a.apiAddrFile == "" {
+		return
+	}
+	path := a.dataPath("api.addr")
+	if b, err := os.ReadFile(path); err == nil && string(b) == a.apiAddrFile {
+		if err := os.Remove(path); err != nil {
+			a.logger.Warn("remove the public API address for fleetctl", "path", path, "err", err)
+		}
 	}
 }
 

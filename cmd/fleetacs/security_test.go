@@ -10,7 +10,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"net"
 	"net/url"
@@ -364,6 +366,11 @@ func TestAdminTokenKeptAcrossRestarts(t *testing.T) {
 	stop(t, s.p)
 	if !strings.Contains(s.p.stdout.String(), "Admin API token (created now") {
 		t.Errorf("first banner does not tell about the token:\n%s", s.p.stdout.String())
+	}
+	// Stopped, the server takes its address back: fleetctl would send
+	// admin.token to whatever listens there next.
+	if _, err := os.Stat(filepath.Join(s.dir, "api.addr")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("api.addr after a stop: %v, want it removed", err)
 	}
 	args := []string{"-log.level=error", "-data-dir=" + s.dir, "-gateway.auth-anonymous", "-gateway.listen-addr=127.0.0.1:0",
 		"-server.http-addr=127.0.0.1:0", "-server.grpc-addr=" + s.public, "-server.internal-grpc-addr=127.0.0.1:0", "all"}

@@ -307,7 +307,7 @@ func (a *Authenticator) authenticate(ctx context.Context) (Principal, error) {
 		}
 		p, err := a.verifier.verify(ctx, strings.TrimSpace(token))
 		switch {
-		case errors.Is(err, errBadToken), errors.Is(err, errNoTokenStore):
+		case errors.Is(err, errBadToken):
 			return fail()
 		case err != nil:
 			a.logger.ErrorContext(ctx, "token verification failed", "error", err)
@@ -328,13 +328,18 @@ func (a *Authenticator) authenticate(ctx context.Context) (Principal, error) {
 	return Principal{}, errMissing()
 }
 
-// methodRole reads a method's required_role from the descriptors, once.
+// methodRole reads a method's required_role from the descriptors, once
+// per known method. Unknown names are looked up every time: a caller
+// makes them up at will, and caching them would let any credential grow
+// the cache without bound.
 func (a *Authenticator) methodRole(method string) methodRole {
 	if v, ok := a.roles.Load(method); ok {
 		return v.(methodRole)
 	}
 	mr := lookupRole(method)
-	a.roles.Store(method, mr)
+	if mr.known {
+		a.roles.Store(method, mr)
+	}
 	return mr
 }
 

@@ -126,7 +126,7 @@ func (s *TokenService) CreateToken(ctx context.Context, req *authv1.CreateTokenR
 			return nil, invalidField("expire_time", "must be in the future")
 		}
 	}
-	token, rec, err := s.issue(ctx, TokenRecord{
+	token, rec, err := IssueToken(ctx, s.store, TokenRecord{
 		Name: req.GetName(), Role: req.GetRole(), Tenants: tenants, AllTenants: all,
 		Creator: p.ID, Created: now, Expires: expires,
 	})
@@ -135,11 +135,6 @@ func (s *TokenService) CreateToken(ctx context.Context, req *authv1.CreateTokenR
 	}
 	s.logger.InfoContext(ctx, "API token created", "token_id", rec.ID, "role", RoleName(rec.Role), "creator", p.ID)
 	return &authv1.CreateTokenResponse{Token: tokenProto(&rec), Secret: token}, nil
-}
-
-// issue stores a fresh token made from r (ID and Hash filled in).
-func (s *TokenService) issue(ctx context.Context, r TokenRecord) (string, TokenRecord, error) {
-	return IssueToken(ctx, s.store, r)
 }
 
 // IssueToken stores a fresh token made from r, whose ID and Hash it fills

@@ -72,6 +72,40 @@ func TestCreateTokenScopes(t *testing.T) {
 	}
 }
 
+// TestTokenAPIRefusesLesserRoles: below admin, a credential can neither
+// mint a token (not even one of its own role and tenant, which would
+// outlive its revocation) nor revoke one, whatever the request asks.
+func TestTokenAPIRefusesLesserRoles(t *testing.T) {
+	e := newPublic(t, testAuthConfig)
+	ctx := ctxT(t)
+	operator := e.token(t, authv1.Role_ROLE_OPERATOR, "alpha")
+	viewer := e.token(t, authv1.Role_ROLE_VIEWER)
+	victim := e.token(t, authv1.Role_ROLE_VIEWER, "alpha")
+	victimID, _, _ := apiauth.ParseToken(victim)
+	count := func() int {
+		recs, _, err := e.store.ListTokens(ctx, apiauth.TokenQuery{Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(recs)
+	}
+	before := count()
+	for _, caller := range []string{operator, viewer} {
+		for _, role := range []authv1.Role{authv1.Role_ROLE_ADMIN, authv1.Role_ROLE_OPERATOR, authv1.Role_ROLE_VIEWER} {
+			_, err := e.tokens.CreateToken(bearer(ctx, caller), &authv1.CreateTokenRequest{Role: role, Tenants: []string{"alpha"}})
+			wantReason(t, "create "+apiauth.RoleName(role)+" below admin", err, codes.PermissionDenied, "ROLE_FORBIDDEN")
+		}
+		_, err := e.tokens.RevokeToken(bearer(ctx, caller), &authv1.RevokeTokenRequest{Id: victimID})
+		wantReason(t, "revoke below admin", err, codes.PermissionDenied, "ROLE_FORBIDDEN")
+	}
+	if n := count(); n != before {
+		t.Fatalf("%d tokens after refused calls, want %d", n, before)
+	}
+	if _, err := e.get(bearer(ctx, victim), "alpha"); err != nil {
+		t.Fatalf("the token others tried to revoke: %v", err)
+	}
+}
+
 func TestListAndRevokeTokenScopes(t *testing.T) {
 	e := newPublic(t, testAuthConfig)
 	ctx := ctxT(t)

@@ -12,8 +12,9 @@ import (
 // verifier checks bearer tokens against a TokenStore, keeping the records
 // it read for ttl: every call of an API client presents the same token, and
 // a store read per call would cost more than the call. A token revoked in
-// another process is therefore refused at most ttl later; Forget drops a
-// record at once (the process that revoked it).
+// another process is therefore refused at most ttl later; forget drops a
+// record at once (the process that revoked it), and a read that was in
+// flight meanwhile is not cached, since it may predate the revocation.
 //
 // Only the record is cached, never a verdict: the hash of the presented
 // token is compared with the record's on every call, in constant time, and
@@ -26,6 +27,9 @@ type verifier struct {
 
 	mu    sync.Mutex // leaf lock
 	cache map[string]cached
+	// forgets counts forget calls: a record read while one ran may
+	// predate the revocation it announces, and is not cached.
+	forgets uint64
 }
 
 type cached struct {
@@ -33,12 +37,8 @@ type cached struct {
 	fetched time.Time
 }
 
-var (
-	// errBadToken: malformed, unknown, revoked, expired or not matching.
-	errBadToken = errors.New("invalid token")
-	// errNoTokenStore: this process verifies no tokens.
-	errNoTokenStore = errors.New("no token store in this process")
-)
+// errBadToken: malformed, unknown, revoked, expired or not matching.
+var errBadToken = errors.New("invalid token")
 
 func newVerifier(store TokenStore, ttl time.Duration, max int, now func() time.Time) *verifier {
 	return &verifier{store: store, ttl: ttl, max: max, now: now, cache: make(map[string]cached)}
@@ -68,12 +68,14 @@ func (v *verifier) record(ctx context.Context, id string) (TokenRecord, error) {
 	now := v.now()
 	v.mu.Lock()
 	c, ok := v.cache[id]
+	forgets := v.forgets
 	v.mu.Unlock()
 	if ok && now.Sub(c.fetched) < v.ttl {
 		return c.rec, nil
 	}
 	if v.store == nil {
-		return TokenRecord{}, errNoTokenStore
+		// This process verifies no tokens: every one is unknown.
+		return TokenRecord{}, ErrTokenNotFound
 	}
 	rec, err := v.store.GetToken(ctx, id)
 	if err != nil {
@@ -81,6 +83,10 @@ func (v *verifier) record(ctx context.Context, id string) (TokenRecord, error) {
 	}
 	if v.ttl > 0 {
 		v.mu.Lock()
+		defer v.mu.Unlock()
+		if v.forgets != forgets {
+			return rec, nil
+		}
 		if _, present := v.cache[id]; !present && len(v.cache) >= v.max {
 			for old := range v.cache {
 				delete(v.cache, old)
@@ -88,7 +94,6 @@ func (v *verifier) record(ctx context.Context, id string) (TokenRecord, error) {
 			}
 		}
 		v.cache[id] = cached{rec: rec, fetched: now}
-		v.mu.Unlock()
 	}
 	return rec, nil
 }
@@ -97,5 +102,6 @@ func (v *verifier) record(ctx context.Context, id string) (TokenRecord, error) {
 func (v *verifier) forget(id string) {
 	v.mu.Lock()
 	delete(v.cache, id)
+	v.forgets++
 	v.mu.Unlock()
 }

@@ -30,13 +30,15 @@ func (l *stringList) Set(s string) error {
 	return nil
 }
 
-// timeFlag is an instant given as RFC 3339 or as a duration ago. The
-// duration is kept as given and turned into an instant when the command
-// runs, against one clock reading for every flag.
+// timeFlag is an instant given as RFC 3339 or as a duration ago (from now
+// when ahead, as an expiry is). The duration is kept as given and turned
+// into an instant when the command runs, against one clock reading for
+// every flag.
 type timeFlag struct {
-	raw string
-	at  time.Time
-	ago time.Duration
+	raw   string
+	at    time.Time
+	d     time.Duration
+	ahead bool
 }
 
 func (f *timeFlag) String() string {
@@ -49,14 +51,17 @@ func (f *timeFlag) String() string {
 func (f *timeFlag) Set(s string) error {
 	s = strings.TrimSpace(s)
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		*f = timeFlag{raw: s, at: t}
+		f.raw, f.at, f.d = s, t, 0
 		return nil
 	}
 	d, err := parseAgo(s)
-	if err != nil {
+	switch {
+	case err != nil && f.ahead:
+		return errors.New("want an RFC 3339 time or a positive duration such as 24h or 90d")
+	case err != nil:
 		return errors.New("want an RFC 3339 time (2024-05-01T12:00:00Z) or a duration ago (90m, 24h, 7d)")
 	}
-	*f = timeFlag{raw: s, ago: d}
+	f.raw, f.at, f.d = s, time.Time{}, d
 	return nil
 }
 
@@ -65,8 +70,10 @@ func (f *timeFlag) timestamp(now time.Time) *timestamppb.Timestamp {
 	switch {
 	case f.raw == "":
 		return nil
-	case f.ago > 0:
-		return timestamppb.New(now.Add(-f.ago))
+	case f.d > 0 && f.ahead:
+		return timestamppb.New(now.Add(f.d))
+	case f.d > 0:
+		return timestamppb.New(now.Add(-f.d))
 	}
 	return timestamppb.New(f.at)
 }

@@ -808,18 +808,23 @@ func TestIsLoopback(t *testing.T) {
 // TestDevicesHelpGolden keeps the help of the devices commands in one
 // reviewed file beside fleetctl's testdata/help.txt.
 func TestDevicesHelpGolden(t *testing.T) {
+	helpGolden(t, "DevicesHelpGolden", "../../testdata/help-devices.txt", "devices", "list", "get", "set-credentials")
+}
+
+// helpGolden compares the help of a command group and of its leaves with
+// a golden file (test is the test's name, for the -update hint).
+func helpGolden(t *testing.T, test, path, group string, leaves ...string) {
+	t.Helper()
 	var all strings.Builder
-	for _, args := range [][]string{
-		{"help", "devices"},
-		{"help", "devices", "list"},
-		{"help", "devices", "get"},
-		{"help", "devices", "set-credentials"},
-	} {
+	for _, leaf := range append([]string{""}, leaves...) {
+		args := []string{"help", group}
+		if leaf != "" {
+			args = append(args, leaf)
+		}
 		r := fleetctl(t, args...)
 		wantOK(t, r)
 		all.WriteString("$ fleetctl " + strings.Join(args, " ") + "\n" + r.stdout + "\n")
 	}
-	const path = "../../testdata/help-devices.txt"
 	if *update {
 		if err := os.WriteFile(path, []byte(all.String()), 0o644); err != nil {
 			t.Fatal(err)
@@ -828,7 +833,7 @@ func TestDevicesHelpGolden(t *testing.T) {
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("read golden file: %v (run `go test -run DevicesHelpGolden -update ./internal/cli` in cmd/fleetctl, then review it)", err)
+		t.Fatalf("read golden file: %v (run `go test -run %s -update ./internal/cli` in cmd/fleetctl, then review it)", err, test)
 	}
 	if all.String() != string(want) {
 		t.Errorf("help differs from %s (run with -update to accept, then review the diff):\n got:\n%s", path, all.String())

@@ -64,12 +64,12 @@ type tokensCreateOptions struct {
 	role    string
 	tenants stringList
 	all     bool
-	expires expiryFlag
+	expires timeFlag
 	output  string
 }
 
 func setupTokensCreate(fs *flag.FlagSet) RunFunc {
-	o := &tokensCreateOptions{}
+	o := &tokensCreateOptions{expires: timeFlag{ahead: true}}
 	o.conn.register(fs)
 	fs.StringVar(&o.name, "name", "", "what the token is for (`text`), e.g. the system that will use it")
 	fs.StringVar(&o.role, "role", "", "`role` of the token: viewer, operator or admin (required)")
@@ -99,12 +99,11 @@ func tokensCreate(ctx context.Context, env *Env, o *tokensCreateOptions) error {
 		return Usagef("-all-tenants and -tenant exclude each other")
 	}
 	req := &authv1.CreateTokenRequest{Name: o.name, Role: role, Tenants: o.tenants, AllTenants: o.all}
-	if o.expires.set {
-		at := o.expires.at(time.Now())
-		if !at.After(time.Now()) {
+	if ts := o.expires.timestamp(time.Now()); ts != nil {
+		if at := ts.AsTime(); !at.After(time.Now()) {
 			return Usagef("-expires %s is not in the future", at.Format(time.RFC3339))
 		}
-		req.ExpireTime = timestamppb.New(at)
+		req.ExpireTime = ts
 	}
 	c, err := o.conn.dial(env)
 	if err != nil {
@@ -302,41 +301,4 @@ func protoJSON(m proto.Message) json.RawMessage {
 		return json.RawMessage("null")
 	}
 	return b
-}
-
-// expiryFlag is an absolute time or a duration from now.
-type expiryFlag struct {
-	set bool
-	abs time.Time
-	rel time.Duration
-}
-
-func (e *expiryFlag) String() string {
-	switch {
-	case e == nil || !e.set:
-		return ""
-	case !e.abs.IsZero():
-		return e.abs.Format(time.RFC3339)
-	}
-	return e.rel.String()
-}
-
-func (e *expiryFlag) Set(s string) error {
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		*e = expiryFlag{set: true, abs: t}
-		return nil
-	}
-	d, err := parseAgo(s)
-	if err != nil || d <= 0 {
-		return fmt.Errorf("want an RFC 3339 time or a positive duration such as 24h or 90d")
-	}
-	*e = expiryFlag{set: true, rel: d}
-	return nil
-}
-
-func (e *expiryFlag) at(now time.Time) time.Time {
-	if !e.abs.IsZero() {
-		return e.abs
-	}
-	return now.Add(e.rel)
 }

@@ -261,31 +261,7 @@ func TestUnreadableLocalDataWithAddr(t *testing.T) {
 
 // TestTokensHelpGolden keeps the help of the tokens commands reviewed.
 func TestTokensHelpGolden(t *testing.T) {
-	var all strings.Builder
-	for _, args := range [][]string{
-		{"help", "tokens"},
-		{"help", "tokens", "create"},
-		{"help", "tokens", "list"},
-		{"help", "tokens", "revoke"},
-	} {
-		r := fleetctl(t, args...)
-		wantOK(t, r)
-		all.WriteString("$ fleetctl " + strings.Join(args, " ") + "\n" + r.stdout + "\n")
-	}
-	const path = "../../testdata/help-tokens.txt"
-	if *update {
-		if err := os.WriteFile(path, []byte(all.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read golden file: %v (run `go test -run TokensHelpGolden -update ./internal/cli` in cmd/fleetctl, then review it)", err)
-	}
-	if all.String() != string(want) {
-		t.Errorf("help differs from %s (run with -update to accept, then review the diff):\n got:\n%s", path, all.String())
-	}
+	helpGolden(t, "TokensHelpGolden", "../../testdata/help-tokens.txt", "tokens", "create", "list", "revoke")
 }
 
 // TestTLSMismatch: fleetctl and the server disagree on TLS; the message
