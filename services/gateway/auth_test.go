@@ -356,6 +356,17 @@ func writeTLSFiles(t *testing.T) tlsFiles {
 	return f
 }
 
+// config returns testConfig serving CWMP over HTTPS only, with the files'
+// certificate, and client certificates optional under their CA.
+func (f tlsFiles) config() Config {
+	cfg := testConfig()
+	cfg.ListenAddr = ""
+	cfg.TLSListenAddr = "127.0.0.1:0"
+	cfg.TLSCertFile, cfg.TLSKeyFile = f.certFile, f.keyFile
+	cfg.TLSClientCAFile, cfg.TLSClientAuth = f.caFile, "optional"
+	return cfg
+}
+
 func dialTLS(t *testing.T, addr string, f tlsFiles, withCert bool) *cpeConn {
 	t.Helper()
 	if withCert {
@@ -381,11 +392,7 @@ func dialTLSWith(t *testing.T, addr string, f tlsFiles, cert *tls.Certificate) *
 
 func TestTLSBasicAndClientCertificate(t *testing.T) {
 	f := writeTLSFiles(t)
-	cfg := testConfig()
-	cfg.ListenAddr = ""
-	cfg.TLSListenAddr = "127.0.0.1:0"
-	cfg.TLSCertFile, cfg.TLSKeyFile = f.certFile, f.keyFile
-	cfg.TLSClientCAFile, cfg.TLSClientAuth = f.caFile, "optional"
+	cfg := f.config()
 	cfg.AuthSchemes = "digest,basic"
 	h := startGateway(t, cfg, nil)
 
@@ -424,11 +431,7 @@ func TestClientCertificateNamesDevice(t *testing.T) {
 	f := writeTLSFiles(t)
 	for _, devices := range []string{certDevicesNamed, certDevicesAny} {
 		t.Run(devices, func(t *testing.T) {
-			cfg := testConfig()
-			cfg.ListenAddr = ""
-			cfg.TLSListenAddr = "127.0.0.1:0"
-			cfg.TLSCertFile, cfg.TLSKeyFile = f.certFile, f.keyFile
-			cfg.TLSClientCAFile, cfg.TLSClientAuth = f.caFile, "optional"
+			cfg := f.config()
 			cfg.TLSClientCertDevices = devices
 			h := startGateway(t, cfg, func(d *Deps) { d.Credentials = perDeviceCredentials() })
 			// SN2's certificate, informing as SN1 (whose own credentials
