@@ -103,7 +103,18 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "CWMP requests are POSTs", http.StatusMethodNotAllowed)
 		return
 	}
-	ctx, span := s.tracer.Start(r.Context(), "cwmp.request", trace.WithSpanKind(trace.SpanKindServer))
+	ctx := r.Context()
+	if d := s.cfg.WriteTimeout; d > 0 {
+		// What the request waits for (credentials, authentication state,
+		// affinity, leases) gets no longer than its answer has to be
+		// written: net/http cancels the context only when the client
+		// hangs up, and a CPE or an attacker holding its connection open
+		// would otherwise keep the handler waiting on a stalled store.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	ctx, span := s.tracer.Start(ctx, "cwmp.request", trace.WithSpanKind(trace.SpanKindServer))
 	defer span.End()
 	q := &request{w: w, r: r, tls: r.TLS != nil, conn: connFrom(ctx)}
 	status := s.serveCWMP(ctx, q)
