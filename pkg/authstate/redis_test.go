@@ -2,6 +2,7 @@ package authstate_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,7 +31,9 @@ func TestRedisConformance(t *testing.T) {
 }
 
 // TestRedisKeysExpire: every key the store writes carries a Redis expiry,
-// so that the store's memory follows the live nonces and failures.
+// so that the store's memory follows the live nonces and failures, and is
+// short whatever the user name (a CPE sends any bytes, up to the gateway's
+// header limit).
 func TestRedisKeysExpire(t *testing.T) {
 	clk := authstatetest.NewClock(authstatetest.Start)
 	r, c := newRedis(t, clk.Now)
@@ -46,13 +49,14 @@ func TestRedisKeysExpire(t *testing.T) {
 	if _, err := r.Advance(ctx, "nonce", 1, clk.Now().Add(5*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	a := authstate.Attempt{Source: "192.0.2.1", User: "u"}
+	user := strings.Repeat("u", 16<<10)
+	a := authstate.Attempt{Source: "192.0.2.1", User: user}
 	for range 3 {
 		if _, err := r.Fail(ctx, p, a); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := r.Succeed(ctx, p, authstate.Attempt{Source: "192.0.2.2", User: "u"}); err != nil {
+	if err := r.Succeed(ctx, p, authstate.Attempt{Source: "192.0.2.2", User: user}); err != nil {
 		t.Fatal(err)
 	}
 	keys, err := c.Keys(ctx, "*").Result()
@@ -65,6 +69,9 @@ func TestRedisKeysExpire(t *testing.T) {
 		t.Fatalf("keys %v, want 5", keys)
 	}
 	for _, k := range keys {
+		if len(k) > 128 {
+			t.Errorf("key of %d bytes: user names must not make keys long", len(k))
+		}
 		ttl, err := c.PTTL(ctx, k).Result()
 		if err != nil {
 			t.Fatal(err)

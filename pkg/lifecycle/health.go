@@ -92,6 +92,35 @@ const DefaultAdminMaxConnections = 64
 // the process restarted.
 const AdminMaxConnectionsPerSource = 8
 
+// AdminListener caps the connections of an admin listener: maxConns in
+// all (DefaultAdminMaxConnections when not positive) and
+// AdminMaxConnectionsPerSource from one address.
+func AdminListener(ln net.Listener, maxConns int) net.Listener {
+	if maxConns <= 0 {
+		maxConns = DefaultAdminMaxConnections
+	}
+	return connlimit.New(connlimit.Limits{Max: maxConns, PerSource: AdminMaxConnectionsPerSource, IPv6Prefix: 64}).Listener(ln)
+}
+
+// AdminHTTPServer returns the server of an admin listener serving h, with
+// the size and time limits of probes and scrapes; logger, when set, takes
+// its errors at debug level.
+func AdminHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		// Probes and scrapes send a few hundred bytes (Go's default is
+		// 1 MiB).
+		MaxHeaderBytes: 16 << 10,
+	}
+	if logger != nil {
+		srv.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelDebug)
+	}
+	return srv
+}
+
 // Handler returns the admin HTTP handler.
 func (a *AdminServer) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -125,22 +154,9 @@ func (a *AdminServer) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	maxConns := a.MaxConnections
-	if maxConns <= 0 {
-		maxConns = DefaultAdminMaxConnections
-	}
-	ln = connlimit.New(connlimit.Limits{Max: maxConns, PerSource: AdminMaxConnectionsPerSource, IPv6Prefix: 64}).Listener(ln)
+	ln = AdminListener(ln, a.MaxConnections)
 	a.ln = ln
-	a.srv = &http.Server{
-		Handler:           a.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-	}
-	if a.Logger != nil {
-		a.srv.ErrorLog = slog.NewLogLogger(a.Logger.Handler(), slog.LevelDebug)
-	}
+	a.srv = AdminHTTPServer(a.Handler(), a.Logger)
 	a.errc = make(chan error, 1)
 	go func() { a.errc <- a.srv.Serve(ln) }()
 	return nil

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -356,6 +357,17 @@ func writeTLSFiles(t *testing.T) tlsFiles {
 	return f
 }
 
+// config returns testConfig serving CWMP over HTTPS only, with the files'
+// certificate, and client certificates optional under their CA.
+func (f tlsFiles) config() Config {
+	cfg := testConfig()
+	cfg.ListenAddr = ""
+	cfg.TLSListenAddr = "127.0.0.1:0"
+	cfg.TLSCertFile, cfg.TLSKeyFile = f.certFile, f.keyFile
+	cfg.TLSClientCAFile, cfg.TLSClientAuth = f.caFile, "optional"
+	return cfg
+}
+
 func dialTLS(t *testing.T, addr string, f tlsFiles, withCert bool) *cpeConn {
 	t.Helper()
 	if withCert {
@@ -381,11 +393,7 @@ func dialTLSWith(t *testing.T, addr string, f tlsFiles, cert *tls.Certificate) *
 
 func TestTLSBasicAndClientCertificate(t *testing.T) {
 	f := writeTLSFiles(t)
-	cfg := testConfig()
-	cfg.ListenAddr = ""
-	cfg.TLSListenAddr = "127.0.0.1:0"
-	cfg.TLSCertFile, cfg.TLSKeyFile = f.certFile, f.keyFile
-	cfg.TLSClientCAFile, cfg.TLSClientAuth = f.caFile, "optional"
+	cfg := f.config()
 	cfg.AuthSchemes = "digest,basic"
 	h := startGateway(t, cfg, nil)
 
@@ -424,11 +432,7 @@ func TestClientCertificateNamesDevice(t *testing.T) {
 	f := writeTLSFiles(t)
 	for _, devices := range []string{certDevicesNamed, certDevicesAny} {
 		t.Run(devices, func(t *testing.T) {
-			cfg := testConfig()
-			cfg.ListenAddr = ""
-			cfg.TLSListenAddr = "127.0.0.1:0"
-			cfg.TLSCertFile, cfg.TLSKeyFile = f.certFile, f.keyFile
-			cfg.TLSClientCAFile, cfg.TLSClientAuth = f.caFile, "optional"
+			cfg := f.config()
 			cfg.TLSClientCertDevices = devices
 			h := startGateway(t, cfg, func(d *Deps) { d.Credentials = perDeviceCredentials() })
 			// SN2's certificate, informing as SN1 (whose own credentials
@@ -473,5 +477,49 @@ func TestCredentialStoreDown(t *testing.T) {
 	}
 	if n := len(h.worker.seen()); n != 0 {
 		t.Fatalf("worker saw %d exchanges", n)
+	}
+}
+
+// stalledCredentials answers no lookup: it waits for its caller to give
+// up, and reports when it does.
+type stalledCredentials struct{ gaveUp chan error }
+
+func (c stalledCredentials) CPECredentials(ctx context.Context, _, _ string) (DeviceCredentials, error) {
+	<-ctx.Done()
+	c.gaveUp <- ctx.Err()
+	return DeviceCredentials{}, ctx.Err()
+}
+
+// TestStalledCredentialStoreBounded: a credentials store that never
+// answers holds a request no longer than gateway.write-timeout, even when
+// the CPE (or an attacker with a valid Digest header) keeps its connection
+// open: net/http cancels a request's context only when the client hangs
+// up.
+func TestStalledCredentialStoreBounded(t *testing.T) {
+	cfg := testConfig()
+	cfg.WriteTimeout, cfg.ExchangeTimeout = 500*time.Millisecond, 400*time.Millisecond
+	creds := stalledCredentials{gaveUp: make(chan error, 1)}
+	h := startGateway(t, cfg, func(d *Deps) { d.Credentials = creds })
+	c := dialCPE(t, h.addr)
+	d := &digestClient{user: "cpe", pass: "secret"}
+	d.learn(t, c.post(informBody(t, "SN1", "1 BOOT")))
+	req, err := http.NewRequest(http.MethodPost, "http://acs.example/cwmp", bytes.NewReader(informBody(t, "SN1", "1 BOOT")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, v, _ := strings.Cut(d.header("/cwmp"), ": ")
+	req.Header.Set(k, v)
+	if err := req.Write(c.c); err != nil {
+		t.Fatal(err)
+	}
+	// The connection stays open; only the gateway's own deadline can end
+	// the lookup. The wait below is a failure bound, not a timing.
+	select {
+	case err := <-creds.gaveUp:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("lookup ended with %v, want the request's deadline", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("credentials lookup still waiting 10s after the request: nothing bounds it")
 	}
 }

@@ -347,3 +347,24 @@ func TestAuthStateDown(t *testing.T) {
 		})
 	}
 }
+
+// TestFailedUserNameClippedInLogs: the user name of a failed attempt is
+// the attacker's to choose, up to the header limit; the warning it causes
+// carries a bounded part of it.
+func TestFailedUserNameClippedInLogs(t *testing.T) {
+	h := startGateway(t, testConfig(), nil)
+	long := strings.Repeat("x", 8<<10)
+	if a := guessOnce(h, "127.0.0.1", long, "guess"); a.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("guess with a long user name: %d", a.StatusCode)
+	}
+	logs := h.logs.String()
+	if !strings.Contains(logs, "CPE authentication failed") {
+		t.Fatal("the failure was not logged")
+	}
+	if strings.Contains(logs, strings.Repeat("x", maxLoggedPrincipal+1)) {
+		t.Fatalf("logs carry more than %d bytes of the user name", maxLoggedPrincipal)
+	}
+	if !strings.Contains(logs, strings.Repeat("x", maxLoggedPrincipal)) {
+		t.Fatal("logs lost the user name's start")
+	}
+}

@@ -169,11 +169,7 @@ func TestAnonymousSessionBinding(t *testing.T) {
 
 func TestClientCertificateSessionBinding(t *testing.T) {
 	f := writeTLSFiles(t)
-	cfg := testConfig()
-	cfg.ListenAddr = ""
-	cfg.TLSListenAddr = "127.0.0.1:0"
-	cfg.TLSCertFile, cfg.TLSKeyFile = f.certFile, f.keyFile
-	cfg.TLSClientCAFile, cfg.TLSClientAuth = f.caFile, "optional"
+	cfg := f.config()
 	cfg.AuthSchemes = "digest,basic"
 	h := startGateway(t, cfg, nil)
 	first := dialTLS(t, h.tlsAddr, f, true).post(informBody(t, "SN1", "2 PERIODIC"))

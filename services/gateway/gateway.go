@@ -337,19 +337,10 @@ func (s *Service) start(ctx context.Context) error {
 		// Probes have a small cap of their own, so that a flood there
 		// cannot take the descriptors CPE connections need, nor the other
 		// way round.
-		ln = connlimit.New(connlimit.Limits{Max: lifecycle.DefaultAdminMaxConnections, PerSource: lifecycle.AdminMaxConnectionsPerSource, IPv6Prefix: 64}).Listener(ln)
 		mux := http.NewServeMux()
 		mux.HandleFunc("/healthz", s.serveHealthz)
 		mux.HandleFunc("/readyz", s.serveReadyz)
-		s.admin = &server{"admin", &http.Server{
-			Handler:           mux,
-			ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout:       10 * time.Second,
-			WriteTimeout:      10 * time.Second,
-			// Probes send a few hundred bytes (Go's default is 1 MiB).
-			MaxHeaderBytes: 16 << 10,
-			ErrorLog:       slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
-		}, ln}
+		s.admin = &server{"admin", lifecycle.AdminHTTPServer(mux, s.logger), lifecycle.AdminListener(ln, 0)}
 	}
 	s.servers = servers
 

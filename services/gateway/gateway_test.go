@@ -21,6 +21,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/fleetacs/fleetacs/pkg/authstate/authstatetest"
 )
 
 func anonymousConfig() Config {
@@ -552,7 +554,7 @@ func TestAdmissionPriorityAndJitter(t *testing.T) {
 }
 
 func TestAdmissionBucket(t *testing.T) {
-	clock := newFakeClock()
+	clock := authstatetest.NewClock(authstatetest.Start)
 	a := newAdmission(10, 10, 0.3, map[int]bool{1: true}, clock.Now)
 	admitted := 0
 	for a.admit(false) {

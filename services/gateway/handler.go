@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -103,7 +104,18 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "CWMP requests are POSTs", http.StatusMethodNotAllowed)
 		return
 	}
-	ctx, span := s.tracer.Start(r.Context(), "cwmp.request", trace.WithSpanKind(trace.SpanKindServer))
+	ctx := r.Context()
+	if d := s.cfg.WriteTimeout; d > 0 {
+		// What the request waits for (credentials, authentication state,
+		// affinity, leases) gets no longer than its answer has to be
+		// written: net/http cancels the context only when the client
+		// hangs up, and a CPE or an attacker holding its connection open
+		// would otherwise keep the handler waiting on a stalled store.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	ctx, span := s.tracer.Start(ctx, "cwmp.request", trace.WithSpanKind(trace.SpanKindServer))
 	defer span.End()
 	q := &request{w: w, r: r, tls: r.TLS != nil, conn: connFrom(ctx)}
 	status := s.serveCWMP(ctx, q)
@@ -458,24 +470,38 @@ func (s *Service) refuseBody(ctx context.Context, q *request, err error) int {
 // gateway.auth-conn-failures failures, so that guessing costs a TCP (and
 // TLS) handshake per few attempts.
 func (s *Service) refuseAuth(ctx context.Context, q *request, res authResult) int {
+	principal := slog.String("principal", clipPrincipal(res.auth.Principal))
 	switch res.verdict {
 	case verdictBlocked:
 		s.authm.countBlocked(ctx, res.limit)
 		s.log(ctx, slog.LevelDebug, "CPE authentication blocked after repeated failures", q,
-			slog.String("principal", res.auth.Principal), slog.String("limit", res.limit.String()), slog.Duration("retry_after", res.wait))
+			principal, slog.String("limit", res.limit.String()), slog.Duration("retry_after", res.wait))
 		q.w.Header().Set("Connection", "close")
 		return retryLater(q, int64((res.wait+time.Second-1)/time.Second))
 	case verdictFailed:
 		s.metrics.authFailures.Add(ctx, 1)
-		s.log(ctx, slog.LevelWarn, "CPE authentication failed", q, slog.String("principal", res.auth.Principal))
+		s.log(ctx, slog.LevelWarn, "CPE authentication failed", q, principal)
 		if q.conn.authFailed() >= s.cfg.AuthConnFailures || res.wait > 0 {
 			q.w.Header().Set("Connection", "close")
 		}
 	case verdictStale:
-		s.log(ctx, slog.LevelDebug, "stale Digest nonce or nonce count; challenging again", q, slog.String("principal", res.auth.Principal))
+		s.log(ctx, slog.LevelDebug, "stale Digest nonce or nonce count; challenging again", q, principal)
 	}
 	s.auth.challenge(q.w, q.tls, res.verdict == verdictStale)
 	return http.StatusUnauthorized
+}
+
+// maxLoggedPrincipal bounds the part of a refused attempt's user name that
+// is logged: the name is anyone's to choose, up to the header limit, and
+// ManagementServer.Username holds at most 256 characters.
+const maxLoggedPrincipal = 256
+
+// clipPrincipal returns what is logged of a user name no one vouched for.
+func clipPrincipal(p string) string {
+	if len(p) <= maxLoggedPrincipal {
+		return p
+	}
+	return strings.ToValidUTF8(p[:maxLoggedPrincipal], "")
 }
 
 // shed answers a new session with 503 and a jittered Retry-After.

@@ -19,30 +19,9 @@ import (
 	"time"
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
+	"github.com/fleetacs/fleetacs/pkg/authstate/authstatetest"
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 )
-
-// fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // syncBuffer collects log output from concurrent handlers.
 type syncBuffer struct {
@@ -248,7 +227,7 @@ type harness struct {
 	t        *testing.T
 	svc      *Service
 	worker   *testWorker
-	clock    *fakeClock
+	clock    *authstatetest.Clock
 	leases   *affinity.MemoryLeases
 	affinity *affinity.MemoryAffinity
 	logs     *syncBuffer
@@ -277,7 +256,7 @@ func testConfig() Config {
 // dependencies before New.
 func startGateway(t *testing.T, cfg Config, edit func(*Deps)) *harness {
 	t.Helper()
-	h := &harness{t: t, clock: newFakeClock(), logs: &syncBuffer{}, done: make(chan error, 1)}
+	h := &harness{t: t, clock: authstatetest.NewClock(authstatetest.Start), logs: &syncBuffer{}, done: make(chan error, 1)}
 	mem := affinity.NewMemory(h.clock.Now)
 	h.leases, h.affinity = mem.Leases(), mem.Affinity()
 	h.worker = newTestWorker(h.leases)

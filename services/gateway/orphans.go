@@ -42,7 +42,6 @@ type orphan struct {
 	deadline                     time.Time
 	next                         time.Time
 	delay                        time.Duration
-	idx                          int
 }
 
 // orphanReleaser releases orphaned leases in the background of Run. The
@@ -144,16 +143,8 @@ type orphanHeap []*orphan
 
 func (h orphanHeap) Len() int           { return len(h) }
 func (h orphanHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
-func (h orphanHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].idx, h[j].idx = i, j
-}
-
-func (h *orphanHeap) Push(x any) {
-	e := x.(*orphan)
-	e.idx = len(*h)
-	*h = append(*h, e)
-}
+func (h orphanHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *orphanHeap) Push(x any)        { *h = append(*h, x.(*orphan)) }
 
 func (h *orphanHeap) Pop() any {
 	old := *h
