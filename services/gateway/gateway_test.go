@@ -790,3 +790,40 @@ func TestInformWithoutDevice(t *testing.T) {
 		}
 	}
 }
+
+// TestBodyExpansionBounded: a body read before its CPE is authenticated
+// may not expand more than maxExpansion times past maxExpansionFloor, so
+// a few kilobytes of gzip no longer make the gateway inflate megabytes
+// within the size limit; compressed CWMP as CPEs send it (ten to forty
+// times) still goes through.
+func TestBodyExpansionBounded(t *testing.T) {
+	h := startGateway(t, anonymousConfig(), nil)
+	gz := func(b []byte) []byte {
+		var buf bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+		_, _ = zw.Write(b)
+		_ = zw.Close()
+		return buf.Bytes()
+	}
+	zeros := gz(make([]byte, 3<<20)) // under the 4 MiB limit, about 3 KiB on the wire
+	if a := dialCPE(t, h.addr).post(zeros, "Content-Encoding: gzip"); a.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("3 MiB from %d bytes of gzip: %d, want 413", len(zeros), a.StatusCode)
+	}
+	// An Inform carrying a large, repetitive parameter list, the most
+	// compressible CWMP there is in practice.
+	var params strings.Builder
+	for i := range 4000 {
+		fmt.Fprintf(&params, "<ParameterValueStruct><Name>Device.WiFi.AccessPoint.%d.AssociatedDevice.%d.SignalStrength</Name><Value xsi:type=\"xsd:int\">-%d</Value></ParameterValueStruct>", i/50, i%50, 40+i%37)
+	}
+	plain := bytes.Replace(informBody(t, "SN-X", "1 BOOT"), []byte("</ParameterList>"), []byte(params.String()+"</ParameterList>"), 1)
+	if len(plain) < 400<<10 {
+		t.Fatalf("the test Inform has %d bytes: its parameters were not added", len(plain))
+	}
+	body := gz(plain)
+	if ratio := len(plain) / len(body); ratio > maxExpansion {
+		t.Fatalf("test body expands %d times", ratio)
+	}
+	if a := dialCPE(t, h.addr).post(body, "Content-Encoding: gzip"); a.StatusCode == http.StatusRequestEntityTooLarge {
+		t.Fatalf("a %d-byte Inform compressed %d times was refused", len(plain), len(plain)/len(body))
+	}
+}
