@@ -455,3 +455,32 @@ func TestMergeEncodedMatchesReference(t *testing.T) {
 		t.Fatalf("only %d of 500 random plans were valid", compared)
 	}
 }
+
+// TestTreeMatchAllocs: fleet_tree_match runs once per device a list
+// reads, walking the tree to the path; it allocates nothing per entry,
+// however long the paths and values (an unindexed filter is linear in the
+// fleet, so what each device costs is the whole cost). The one
+// allocation left is the reader's path buffer, which escape analysis
+// moves to the heap (the reader stores slices of its input in itself).
+func TestTreeMatchAllocs(t *testing.T) {
+	long := strings.Repeat("v", 100)
+	var entries []treeEntry
+	for i := range 200 {
+		entries = append(entries, treeEntry{
+			path:      fmt.Sprintf("Device.WiFi.AccessPoint.%03d.AssociatedDevice.1.Stats.BytesSent", i),
+			Parameter: store.Parameter{Value: long, Type: "xsd:string", HasValue: true},
+		})
+	}
+	tree := encodeTree(nil, entries)
+	last := entries[len(entries)-1].path
+	for _, op := range []store.Op{store.OpExists, store.OpEq, store.OpNe, store.OpPrefix, store.OpLt} {
+		n := testing.AllocsPerRun(20, func() {
+			if ok, err := treeMatch(tree, last, op, long); err != nil || !ok && op != store.OpNe && op != store.OpLt {
+				t.Fatalf("%s: %v, %v", op, ok, err)
+			}
+		})
+		if n > 1 {
+			t.Errorf("%s: %v allocations per match; want at most 1", op, n)
+		}
+	}
+}
