@@ -38,8 +38,9 @@ import (
 //	  knownTypes plus one, or 0 followed by its length and bytes) and the
 //	  value's length and bytes.
 //
-// Decoding validates every length against what is left, so a damaged
-// value is an error, never a panic or a huge allocation.
+// Decoding validates every length against what is left, and the paths
+// (valid lengths, strictly increasing), so a damaged value is an error,
+// never a panic or a huge allocation.
 const treeVersion = 1
 
 // treeEntry is one entry of a tree.
@@ -180,7 +181,14 @@ func (r *treeReader) next() bool {
 	r.left--
 	shared := r.uvarint()
 	rest := r.bytes(r.uvarint())
-	if r.err != nil || shared > uint64(len(r.path)) {
+	// Paths are valid (at most store.MaxPathLength bytes), so that the
+	// decoded paths of a damaged tree stay within a constant factor of
+	// its size, and strictly increasing (readers stop at the first path
+	// past the one they look for). The encoders share the longest common
+	// prefix, so the first byte after it is greater than the previous
+	// path's there.
+	if r.err != nil || shared > uint64(len(r.path)) || shared+uint64(len(rest)) > store.MaxPathLength ||
+		len(rest) == 0 || shared < uint64(len(r.path)) && rest[0] <= r.path[shared] {
 		r.fail()
 		return false
 	}

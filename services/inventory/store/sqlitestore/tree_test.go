@@ -67,6 +67,36 @@ func TestTreeDamaged(t *testing.T) {
 	}
 }
 
+// TestTreeDamagedPaths: a tree whose paths are not strictly increasing
+// or grow past store.MaxPathLength is damaged. Entries that each extend
+// the previous path by a byte cost a few bytes apiece but decode to
+// paths whose total length is quadratic in their count: unchecked, a
+// damaged tree of a megabyte would decode to gigabytes.
+func TestTreeDamagedPaths(t *testing.T) {
+	entry := func(p string) treeEntry { return treeEntry{path: p} }
+	var growing []treeEntry
+	for n := 1; n <= store.MaxPathLength+1; n++ {
+		growing = append(growing, entry(strings.Repeat("a", n)))
+	}
+	for name, entries := range map[string][]treeEntry{
+		"descending":          {entry("Device.B"), entry("Device.A")},
+		"duplicate":           {entry("Device.A"), entry("Device.A")},
+		"prefix after longer": {entry("Device.AB"), entry("Device.A")},
+		"empty path":          {entry("")},
+		"too long":            growing,
+	} {
+		if _, err := decodeTree(encodeTree(nil, entries), nil); err == nil {
+			t.Errorf("%s: decoded without error", name)
+		}
+		if _, err := treeMatch(encodeTree(nil, entries), "z", store.OpExists, ""); err == nil {
+			t.Errorf("%s: matched without error", name)
+		}
+	}
+	if _, err := decodeTree(encodeTree(nil, growing[:store.MaxPathLength]), nil); err != nil {
+		t.Errorf("paths up to %d bytes: %v", store.MaxPathLength, err)
+	}
+}
+
 func FuzzTreeDecode(f *testing.F) {
 	f.Add(encodeTree(nil, sampleTree()))
 	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f})
