@@ -204,6 +204,19 @@ func TestMergeTree(t *testing.T) {
 // entry a row of parameters, no device_trees) and finds every entry,
 // value and time in the trees, with only the indexed entries left as rows.
 func TestUpgradeRowsToTrees(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		patterns []string
+		rows     []string
+	}{
+		{"default index", nil, []string{"Device.DeviceInfo.ModelName"}},
+		{"no index", []string{}, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) { testUpgradeRowsToTrees(t, c.patterns, c.rows) })
+	}
+}
+
+func testUpgradeRowsToTrees(t *testing.T, patterns, wantRows []string) {
 	path := filepath.Join(t.TempDir(), "inventory.db")
 	const tenant = "default"
 	dev := testDevice("U")
@@ -240,7 +253,7 @@ func TestUpgradeRowsToTrees(t *testing.T) {
 	}
 	db.Close()
 
-	s = New(Config{Path: path})
+	s = New(Config{Path: path, IndexedParams: patterns})
 	if err := s.Start(t.Context()); err != nil {
 		t.Fatalf("start on a database before trees: %v", err)
 	}
@@ -261,7 +274,7 @@ func TestUpgradeRowsToTrees(t *testing.T) {
 		rows = append(rows, p)
 	}
 	r.Close()
-	if !slices.Equal(rows, []string{"Device.DeviceInfo.ModelName"}) {
+	if !slices.Equal(rows, wantRows) {
 		t.Errorf("index rows after the upgrade: %v", rows)
 	}
 	// Filters answer from either side.
