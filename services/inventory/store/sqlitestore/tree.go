@@ -257,6 +257,12 @@ func (r *treeReader) attrs() store.Parameter {
 // values are substrings of one string, two allocations for the whole tree
 // rather than two per entry.
 func decodeTree(b []byte, into []treeEntry) ([]treeEntry, error) {
+	return decodeTreeFunc(b, into, nil)
+}
+
+// decodeTreeFunc is decodeTree of the entries whose paths keep reports
+// (all when keep is nil).
+func decodeTreeFunc(b []byte, into []treeEntry, keep func(path []byte) bool) ([]treeEntry, error) {
 	var pathBuf [256]byte
 	r := newTreeReader(b, pathBuf[:])
 	n := int(min(r.left, 1<<16))
@@ -265,6 +271,9 @@ func decodeTree(b []byte, into []treeEntry) ([]treeEntry, error) {
 	spans := make([]span, 0, n)
 	arena := make([]byte, 0, len(b)*2)
 	for r.next() {
+		if keep != nil && !keep(r.path) {
+			continue
+		}
 		sp := span{path: int32(len(arena))}
 		arena = append(arena, r.path...)
 		sp.value = int32(len(arena))

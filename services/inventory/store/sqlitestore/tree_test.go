@@ -44,6 +44,26 @@ func TestTreeRoundTrip(t *testing.T) {
 	}
 }
 
+// TestDecodeTreeFunc: keep selects entries, and their paths and values
+// are what decodeTree gives them.
+func TestDecodeTreeFunc(t *testing.T) {
+	enc := encodeTree(nil, sampleTree())
+	all, err := decodeTree(enc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeTreeFunc(enc, nil, func(p []byte) bool { return strings.HasPrefix(string(p), "Device.X.") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := all[3:]; !reflect.DeepEqual(got, want) {
+		t.Errorf("kept:\n got %+v\nwant %+v", got, want)
+	}
+	if got, err := decodeTreeFunc(enc, nil, func([]byte) bool { return false }); err != nil || len(got) != 0 {
+		t.Errorf("keep nothing: %+v, %v", got, err)
+	}
+}
+
 // TestTreeDamaged: every truncation and every single-byte change of an
 // encoded tree decodes to an error or to entries, never a panic, and a
 // wrong version is refused.
