@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -127,7 +126,7 @@ func (c *Config) Keyring() *secretbox.Keyring {
 	if c.SecretsKeyFile != "" {
 		return secretbox.File(c.SecretsKeyFile, false)
 	}
-	return secretbox.File(filepath.Join(filepath.Dir(c.SQLitePath), "secrets.key"), true)
+	return sqlitestore.DefaultSecrets(c.SQLitePath)
 }
 
 // NewStore returns the configured store, not yet started: it does no I/O

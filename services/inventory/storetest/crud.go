@@ -257,6 +257,7 @@ func testInvalidArguments(t *testing.T, s store.Store) {
 	id := apply(t, s, tenant, good, 1)
 	long := strings.Repeat("x", store.MaxPathLength+1)
 	deep := strings.Repeat("A.", store.MaxPathSegments) + "B"
+	huge := strings.Repeat("x", store.MaxValueLength+1)
 
 	diffs := map[string]struct {
 		tenant, id string
@@ -277,6 +278,10 @@ func testInvalidArguments(t *testing.T, s store.Store) {
 		"deep path":         {tenant, id, store.Diff{Time: base, Params: []store.ParamUpdate{store.SetValue(deep, "", "")}}, 1},
 		"NUL in path":       {tenant, id, store.Diff{Time: base, Params: []store.ParamUpdate{store.SetValue("Device.\x00", "", "")}}, 1},
 		"bad UTF-8 value":   {tenant, id, store.Diff{Time: base, Params: []store.ParamUpdate{store.SetValue("Device.A", "\xff", "")}}, 1},
+		"long value":        {tenant, id, store.Diff{Time: base, Params: []store.ParamUpdate{store.SetValue("Device.A", huge, "")}}, 1},
+		"long type":         {tenant, id, store.Diff{Time: base, Params: []store.ParamUpdate{store.SetValue("Device.A", "1", long)}}, 1},
+		"long delete path":  {tenant, id, store.Diff{Time: base, DeletePaths: []string{long}}, 1},
+		"long password":     {tenant, id, store.Diff{Time: base, CPECredentials: &store.Credentials{Username: "u", Password: huge}}, 1},
 		"object value":      {tenant, id, store.Diff{Time: base, Params: []store.ParamUpdate{store.SetValue("Device.A.", "1", "")}}, 1},
 		"bad writable":      {tenant, id, store.Diff{Time: base, Params: []store.ParamUpdate{{Path: "Device.A", Writable: 7}}}, 1},
 		"bad delete path":   {tenant, id, store.Diff{Time: base, DeletePaths: []string{"Device..A."}}, 1},

@@ -73,21 +73,6 @@ func Open(k *secretbox.Keyring, tenant, id, field string, s Sealed) (*store.Cred
 	return &store.Credentials{Username: s.Username, Password: string(pw)}, nil
 }
 
-// NeedsReseal reports whether a stored password must be sealed (again) with
-// the active key: it is in clear or sealed with another key.
-func NeedsReseal(k *secretbox.Keyring, keyID string) bool {
-	return keyID != k.ActiveID()
-}
-
-// Reseal opens a stored password and seals it with the active key.
-func Reseal(k *secretbox.Keyring, tenant, id, field string, s Sealed) (*Sealed, error) {
-	c, err := Open(k, tenant, id, field, s)
-	if err != nil {
-		return nil, err
-	}
-	return Seal(k, tenant, id, field, c)
-}
-
 // SealPlan seals the credentials a plan writes, into SealedConnectionRequest
 // and SealedCPE.
 func (p *Plan) SealPlan(k *secretbox.Keyring, tenant, id string) error {

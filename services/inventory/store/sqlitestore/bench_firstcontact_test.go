@@ -3,7 +3,6 @@ package sqlitestore_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 	"github.com/fleetacs/fleetacs/services/inventory/store"
-	"github.com/fleetacs/fleetacs/services/inventory/store/sqlitestore"
 )
 
 // firstContactTree are the paths of a TR-181 tree the size cpesim's
@@ -53,11 +51,7 @@ var firstContactTree = func() []store.ParamUpdate {
 // first-contact storm.
 func BenchmarkFirstContact(b *testing.B) {
 	ctx := context.Background()
-	s := sqlitestore.New(sqlitestore.Config{Path: filepath.Join(b.TempDir(), "bench.db")})
-	if err := s.Start(ctx); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = s.Close(ctx) })
+	s := emptyStore(b)
 	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	const callers = 64
 	b.SetParallelism((callers + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
@@ -89,11 +83,7 @@ func BenchmarkFirstContact(b *testing.B) {
 // BenchmarkApplySessionDiff has 41-entry trees).
 func BenchmarkPeriodicLargeTree(b *testing.B) {
 	ctx := context.Background()
-	s := sqlitestore.New(sqlitestore.Config{Path: filepath.Join(b.TempDir(), "bench.db")})
-	if err := s.Start(ctx); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = s.Close(ctx) })
+	s := emptyStore(b)
 	const fleet = 2000
 	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	dev := func(i int) cwmp.DeviceID {

@@ -50,7 +50,9 @@ func periodic(i int, at time.Time) store.Diff {
 	return d
 }
 
-func benchStore(b *testing.B) *sqlitestore.Store {
+// emptyStore is a started store with the default configuration and no
+// devices.
+func emptyStore(b *testing.B) *sqlitestore.Store {
 	b.Helper()
 	ctx := context.Background()
 	s := sqlitestore.New(sqlitestore.Config{Path: filepath.Join(b.TempDir(), "bench.db")})
@@ -58,6 +60,13 @@ func benchStore(b *testing.B) *sqlitestore.Store {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = s.Close(ctx) })
+	return s
+}
+
+func benchStore(b *testing.B) *sqlitestore.Store {
+	b.Helper()
+	ctx := context.Background()
+	s := emptyStore(b)
 	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range benchFleet {
 		d := periodic(i, at)

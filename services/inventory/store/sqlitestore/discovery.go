@@ -75,11 +75,12 @@ func (s *Store) RecordDiscovery(ctx context.Context, c store.ProductClass, o sto
 	}
 	updated := storekit.Time(at).UnixMilli()
 	err = s.submit(ctx, func(w *writer) error {
-		if err := w.execOnce(upsertProfileSQL, c.Tenant, c.OUI, c.ProductClass, int64(o.GPVBatchOK), int64(subtree), updated); err != nil {
+		if _, err := w.exec(upsertProfileSQL, c.Tenant, c.OUI, c.ProductClass, int64(o.GPVBatchOK), int64(subtree), updated); err != nil {
 			return err
 		}
 		if o.GPVBatchFailed > 0 {
-			return w.execOnce(insertFailureSQL, c.Tenant, c.OUI, c.ProductClass, int64(o.GPVBatchFailed))
+			_, err := w.exec(insertFailureSQL, c.Tenant, c.OUI, c.ProductClass, int64(o.GPVBatchFailed))
+			return err
 		}
 		return nil
 	})
@@ -87,18 +88,4 @@ func (s *Store) RecordDiscovery(ctx context.Context, c store.ProductClass, o sto
 		return fmt.Errorf("record discovery of %s/%s: %w", c.OUI, c.ProductClass, err)
 	}
 	return nil
-}
-
-// execOnce prepares, runs and closes one statement on the writer's
-// connection.
-func (w *writer) execOnce(query string, args ...any) error {
-	stmt, err := w.rc.prepare(query)
-	if err != nil {
-		return err
-	}
-	_, err = w.rc.exec(stmt, args...)
-	if cerr := stmt.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -143,7 +143,7 @@ func treeMatch(tree []byte, path string, op store.Op, operand string) (bool, err
 	var pathBuf [256]byte
 	r := newTreeReader(tree, pathBuf[:])
 	for r.next() {
-		switch c := strings.Compare(string(r.path), path); {
+		switch c := compareBytes(r.path, path); {
 		case c < 0:
 			continue
 		case c > 0:
@@ -155,14 +155,16 @@ func treeMatch(tree []byte, path string, op store.Op, operand string) (bool, err
 		if !r.hasVal {
 			return false, nil
 		}
-		v := string(r.val)
+		// The value stays in the tree: comparisons of string(r.val)
+		// convert nothing.
+		v := r.val
 		switch op {
 		case store.OpEq:
-			return v == operand, nil
+			return string(v) == operand, nil
 		case store.OpNe:
-			return v != operand, nil
+			return string(v) != operand, nil
 		case store.OpPrefix:
-			return strings.HasPrefix(v, operand), nil
+			return len(v) >= len(operand) && string(v[:len(operand)]) == operand, nil
 		case store.OpLt, store.OpGt:
 			c, ok := compareTyped(v, r.typeName(), operand)
 			if !ok {
@@ -181,10 +183,10 @@ func treeMatch(tree []byte, path string, op store.Op, operand string) (bool, err
 // each only against an operand of its kind; any other value, including
 // a typed one that does not parse, as a byte string. ok is false when
 // the value's kind and the operand's differ.
-func compareTyped(v, typ, operand string) (int, bool) {
+func compareTyped(v []byte, typ, operand string) (int, bool) {
 	switch {
 	case slices.Contains(store.IntegerTypes, typ):
-		if a, ok := store.ParseInteger(v); ok {
+		if a, ok := store.ParseInteger(string(v)); ok {
 			b, ok := store.ParseInteger(operand)
 			if !ok {
 				return 0, false
@@ -192,7 +194,7 @@ func compareTyped(v, typ, operand string) (int, bool) {
 			return compareNumbers(a, b), true
 		}
 	case typ == store.DateTimeType:
-		if a, ok := store.ParseInstant(v); ok {
+		if a, ok := store.ParseInstant(string(v)); ok {
 			b, ok := store.ParseOperandInstant(operand)
 			if !ok {
 				return 0, false
@@ -200,7 +202,7 @@ func compareTyped(v, typ, operand string) (int, bool) {
 			return cmp.Compare(a.UnixMilli(), b.UnixMilli()), true
 		}
 	}
-	return strings.Compare(v, operand), true
+	return compareBytes(v, operand), true
 }
 
 // compareNumbers compares ParseInteger results (int64 or float64).

@@ -284,17 +284,19 @@ func loadParams(ctx context.Context, tx *sql.Tx, rs *readStmts, dev *store.Devic
 	if slices.Contains(prefixes, "") {
 		prefixes = nil
 	}
-	dev.Params = make(map[string]store.Parameter)
-	var pathBuf [256]byte
-	r := newTreeReader(tree, pathBuf[:])
-	for r.next() {
-		if len(prefixes) > 0 && !hasAnyPrefix(r.path, prefixes) {
-			continue
-		}
-		dev.Params[string(r.path)] = r.param()
+	var keep func([]byte) bool
+	if len(prefixes) > 0 {
+		keep = func(path []byte) bool { return hasAnyPrefix(path, prefixes) }
 	}
-	if r.err != nil {
-		return fmt.Errorf("read parameters: %w", r.err)
+	// decodeTreeFunc copies the paths and values into one string, rather
+	// than two per entry.
+	entries, err := decodeTreeFunc(tree, nil, keep)
+	if err != nil {
+		return fmt.Errorf("read parameters: %w", err)
+	}
+	dev.Params = make(map[string]store.Parameter, len(entries))
+	for i := range entries {
+		dev.Params[entries[i].path] = entries[i].Parameter
 	}
 	return applyConfirmed(ctx, tx, rs, dev)
 }

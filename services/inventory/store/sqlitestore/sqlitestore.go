@@ -121,9 +121,16 @@ func New(cfg Config) *Store {
 	}
 	keys := cfg.Secrets
 	if keys == nil {
-		keys = secretbox.File(filepath.Join(filepath.Dir(cfg.Path), "secrets.key"), true)
+		keys = DefaultSecrets(cfg.Path)
 	}
 	return &Store{cfg: cfg, keys: keys}
+}
+
+// DefaultSecrets is the keyring of a store on the database file path
+// that names none: the key file "secrets.key" beside it, created with a
+// fresh key when missing.
+func DefaultSecrets(path string) *secretbox.Keyring {
+	return secretbox.File(filepath.Join(filepath.Dir(path), "secrets.key"), true)
 }
 
 func (s *Store) dsn(write bool) string {

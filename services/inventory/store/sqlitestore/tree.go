@@ -38,8 +38,9 @@ import (
 //	  knownTypes plus one, or 0 followed by its length and bytes) and the
 //	  value's length and bytes.
 //
-// Decoding validates every length against what is left, so a damaged
-// value is an error, never a panic or a huge allocation.
+// Decoding validates every length against what is left, and the paths
+// (valid lengths, strictly increasing), so a damaged value is an error,
+// never a panic or a huge allocation.
 const treeVersion = 1
 
 // treeEntry is one entry of a tree.
@@ -180,7 +181,14 @@ func (r *treeReader) next() bool {
 	r.left--
 	shared := r.uvarint()
 	rest := r.bytes(r.uvarint())
-	if r.err != nil || shared > uint64(len(r.path)) {
+	// Paths are valid (at most store.MaxPathLength bytes), so that the
+	// decoded paths of a damaged tree stay within a constant factor of
+	// its size, and strictly increasing (readers stop at the first path
+	// past the one they look for). The encoders share the longest common
+	// prefix, so the first byte after it is greater than the previous
+	// path's there.
+	if r.err != nil || shared > uint64(len(r.path)) || shared+uint64(len(rest)) > store.MaxPathLength ||
+		len(rest) == 0 || shared < uint64(len(r.path)) && rest[0] <= r.path[shared] {
 		r.fail()
 		return false
 	}
@@ -249,6 +257,12 @@ func (r *treeReader) attrs() store.Parameter {
 // values are substrings of one string, two allocations for the whole tree
 // rather than two per entry.
 func decodeTree(b []byte, into []treeEntry) ([]treeEntry, error) {
+	return decodeTreeFunc(b, into, nil)
+}
+
+// decodeTreeFunc is decodeTree of the entries whose paths keep reports
+// (all when keep is nil).
+func decodeTreeFunc(b []byte, into []treeEntry, keep func(path []byte) bool) ([]treeEntry, error) {
 	var pathBuf [256]byte
 	r := newTreeReader(b, pathBuf[:])
 	n := int(min(r.left, 1<<16))
@@ -257,6 +271,9 @@ func decodeTree(b []byte, into []treeEntry) ([]treeEntry, error) {
 	spans := make([]span, 0, n)
 	arena := make([]byte, 0, len(b)*2)
 	for r.next() {
+		if keep != nil && !keep(r.path) {
+			continue
+		}
 		sp := span{path: int32(len(arena))}
 		arena = append(arena, r.path...)
 		sp.value = int32(len(arena))

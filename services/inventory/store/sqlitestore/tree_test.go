@@ -44,6 +44,26 @@ func TestTreeRoundTrip(t *testing.T) {
 	}
 }
 
+// TestDecodeTreeFunc: keep selects entries, and their paths and values
+// are what decodeTree gives them.
+func TestDecodeTreeFunc(t *testing.T) {
+	enc := encodeTree(nil, sampleTree())
+	all, err := decodeTree(enc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeTreeFunc(enc, nil, func(p []byte) bool { return strings.HasPrefix(string(p), "Device.X.") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := all[3:]; !reflect.DeepEqual(got, want) {
+		t.Errorf("kept:\n got %+v\nwant %+v", got, want)
+	}
+	if got, err := decodeTreeFunc(enc, nil, func([]byte) bool { return false }); err != nil || len(got) != 0 {
+		t.Errorf("keep nothing: %+v, %v", got, err)
+	}
+}
+
 // TestTreeDamaged: every truncation and every single-byte change of an
 // encoded tree decodes to an error or to entries, never a panic, and a
 // wrong version is refused.
@@ -64,6 +84,36 @@ func TestTreeDamaged(t *testing.T) {
 	bad[0] = 9
 	if _, err := decodeTree(bad, nil); err == nil {
 		t.Error("version 9 accepted")
+	}
+}
+
+// TestTreeDamagedPaths: a tree whose paths are not strictly increasing
+// or grow past store.MaxPathLength is damaged. Entries that each extend
+// the previous path by a byte cost a few bytes apiece but decode to
+// paths whose total length is quadratic in their count: unchecked, a
+// damaged tree of a megabyte would decode to gigabytes.
+func TestTreeDamagedPaths(t *testing.T) {
+	entry := func(p string) treeEntry { return treeEntry{path: p} }
+	var growing []treeEntry
+	for n := 1; n <= store.MaxPathLength+1; n++ {
+		growing = append(growing, entry(strings.Repeat("a", n)))
+	}
+	for name, entries := range map[string][]treeEntry{
+		"descending":          {entry("Device.B"), entry("Device.A")},
+		"duplicate":           {entry("Device.A"), entry("Device.A")},
+		"prefix after longer": {entry("Device.AB"), entry("Device.A")},
+		"empty path":          {entry("")},
+		"too long":            growing,
+	} {
+		if _, err := decodeTree(encodeTree(nil, entries), nil); err == nil {
+			t.Errorf("%s: decoded without error", name)
+		}
+		if _, err := treeMatch(encodeTree(nil, entries), "z", store.OpExists, ""); err == nil {
+			t.Errorf("%s: matched without error", name)
+		}
+	}
+	if _, err := decodeTree(encodeTree(nil, growing[:store.MaxPathLength]), nil); err != nil {
+		t.Errorf("paths up to %d bytes: %v", store.MaxPathLength, err)
 	}
 }
 
@@ -174,6 +224,19 @@ func TestMergeTree(t *testing.T) {
 // entry a row of parameters, no device_trees) and finds every entry,
 // value and time in the trees, with only the indexed entries left as rows.
 func TestUpgradeRowsToTrees(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		patterns []string
+		rows     []string
+	}{
+		{"default index", nil, []string{"Device.DeviceInfo.ModelName"}},
+		{"no index", []string{}, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) { testUpgradeRowsToTrees(t, c.patterns, c.rows) })
+	}
+}
+
+func testUpgradeRowsToTrees(t *testing.T, patterns, wantRows []string) {
 	path := filepath.Join(t.TempDir(), "inventory.db")
 	const tenant = "default"
 	dev := testDevice("U")
@@ -210,7 +273,7 @@ func TestUpgradeRowsToTrees(t *testing.T) {
 	}
 	db.Close()
 
-	s = New(Config{Path: path})
+	s = New(Config{Path: path, IndexedParams: patterns})
 	if err := s.Start(t.Context()); err != nil {
 		t.Fatalf("start on a database before trees: %v", err)
 	}
@@ -231,7 +294,7 @@ func TestUpgradeRowsToTrees(t *testing.T) {
 		rows = append(rows, p)
 	}
 	r.Close()
-	if !slices.Equal(rows, []string{"Device.DeviceInfo.ModelName"}) {
+	if !slices.Equal(rows, wantRows) {
 		t.Errorf("index rows after the upgrade: %v", rows)
 	}
 	// Filters answer from either side.
@@ -453,5 +516,34 @@ func TestMergeEncodedMatchesReference(t *testing.T) {
 	}
 	if compared < 250 {
 		t.Fatalf("only %d of 500 random plans were valid", compared)
+	}
+}
+
+// TestTreeMatchAllocs: fleet_tree_match runs once per device a list
+// reads, walking the tree to the path; it allocates nothing per entry,
+// however long the paths and values (an unindexed filter is linear in the
+// fleet, so what each device costs is the whole cost). The one
+// allocation left is the reader's path buffer, which escape analysis
+// moves to the heap (the reader stores slices of its input in itself).
+func TestTreeMatchAllocs(t *testing.T) {
+	long := strings.Repeat("v", 100)
+	var entries []treeEntry
+	for i := range 200 {
+		entries = append(entries, treeEntry{
+			path:      fmt.Sprintf("Device.WiFi.AccessPoint.%03d.AssociatedDevice.1.Stats.BytesSent", i),
+			Parameter: store.Parameter{Value: long, Type: "xsd:string", HasValue: true},
+		})
+	}
+	tree := encodeTree(nil, entries)
+	last := entries[len(entries)-1].path
+	for _, op := range []store.Op{store.OpExists, store.OpEq, store.OpNe, store.OpPrefix, store.OpLt} {
+		n := testing.AllocsPerRun(20, func() {
+			if ok, err := treeMatch(tree, last, op, long); err != nil || !ok && op != store.OpNe && op != store.OpLt {
+				t.Fatalf("%s: %v, %v", op, ok, err)
+			}
+		})
+		if n > 1 {
+			t.Errorf("%s: %v allocations per match; want at most 1", op, n)
+		}
 	}
 }

@@ -25,13 +25,13 @@ import (
 // the loaded development machine), and the process reports ready only
 // after.
 func syncTrees(ctx context.Context, db *sql.DB, idx *indexSet) error {
-	meta := func(tx *sql.Tx, key string) (string, error) {
+	meta := func(tx *sql.Tx, key string) (string, bool, error) {
 		var v string
 		err := tx.QueryRowContext(ctx, `SELECT value FROM store_meta WHERE key = ?`, key).Scan(&v)
 		if errors.Is(err, sql.ErrNoRows) {
-			return "", nil
+			return "", false, nil
 		}
-		return v, err
+		return v, err == nil, err
 	}
 	setMeta := func(tx *sql.Tx, key, value string) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO store_meta (key, value) VALUES (?, ?)
@@ -39,16 +39,17 @@ func syncTrees(ctx context.Context, db *sql.DB, idx *indexSet) error {
 		return err
 	}
 	err := inTx(ctx, db, func(tx *sql.Tx) error {
-		done, err := meta(tx, "trees")
-		if err != nil || done != "" {
+		_, done, err := meta(tx, "trees")
+		if err != nil || done {
 			return err
 		}
 		if err := rowsToTrees(ctx, tx); err != nil {
 			return err
 		}
 		// The rows are now every entry: whatever the patterns, the index
-		// step below must rebuild them.
-		if err := setMeta(tx, "indexed_params", ""); err != nil {
+		// step below must rebuild them. (Not by recording "": that is
+		// what no patterns at all record.)
+		if _, err := tx.ExecContext(ctx, `DELETE FROM store_meta WHERE key = 'indexed_params'`); err != nil {
 			return err
 		}
 		return setMeta(tx, "trees", "1")
@@ -57,8 +58,8 @@ func syncTrees(ctx context.Context, db *sql.DB, idx *indexSet) error {
 		return fmt.Errorf("gather parameter rows into trees: %w", err)
 	}
 	err = inTx(ctx, db, func(tx *sql.Tx) error {
-		have, err := meta(tx, "indexed_params")
-		if err != nil || have == idx.String() {
+		have, found, err := meta(tx, "indexed_params")
+		if err != nil || found && have == idx.String() {
 			return err
 		}
 		if err := rebuildIndex(ctx, tx, idx); err != nil {
