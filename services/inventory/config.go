@@ -85,6 +85,9 @@ func (c *Config) Validate() error {
 		} else if strings.ContainsAny(c.SQLitePath, "?#") {
 			bad("inventory.sqlite-path %q must not contain '?' or '#'", c.SQLitePath)
 		}
+		if len(c.SQLiteIndexedParams) > 1 && (slices.Contains(c.SQLiteIndexedParams, "none") || slices.Contains(c.SQLiteIndexedParams, sqlitestore.IndexAll)) {
+			bad("inventory.sqlite-indexed-params: %q and %q stand alone, got %q", "none", sqlitestore.IndexAll, c.SQLiteIndexedParams.String())
+		}
 		for _, p := range c.SQLiteIndexedParams {
 			if p == sqlitestore.IndexAll || p == "none" {
 				continue

@@ -66,6 +66,9 @@ func TestValidateRejects(t *testing.T) {
 		"empty sqlite path": func(c *Config) { c.SQLitePath = "" },
 		"query in path":     func(c *Config) { c.SQLitePath = "x.db?mode=ro" },
 		"negative cache":    func(c *Config) { c.SQLiteSessionCache = -1 },
+		"none and paths":    func(c *Config) { c.SQLiteIndexedParams = stringList{"none", "Device.X"} },
+		"all and paths":     func(c *Config) { c.SQLiteIndexedParams = stringList{"Device.X", "all"} },
+		"bad pattern":       func(c *Config) { c.SQLiteIndexedParams = stringList{"Device..X"} },
 		"mongodb no uri":    func(c *Config) { c.Store = StoreMongoDB },
 		"mongodb no key": func(c *Config) {
 			c.Store, c.MongoDBURI = StoreMongoDB, "mongodb://x"

@@ -697,6 +697,12 @@ func (w *writer) deleteDevice(tenant, id string) error {
 	return nil
 }
 
+// maxTreeBytes bounds a device's encoded tree, as MongoDB's 16 MiB
+// documents bound the other store's: every later diff rewrites the whole
+// tree under the one writer, and every read decodes it. A diff that would
+// grow a tree past it is refused (ErrInvalidArgument) and writes nothing.
+var maxTreeBytes = 16 << 20
+
 // writeTree applies the diff's deletions and updates to the device's
 // tree (tree.go).
 func (w *writer) writeTree(d *diffOp, cur *storedDevice) error {
@@ -718,6 +724,9 @@ func (w *writer) writeTree(d *diffOp, cur *storedDevice) error {
 	w.treeBuf, w.treeScratch, n, err = mergeEncoded(w.treeBuf, w.treeScratch, stored, p, p.Time, cur.confirmedPaths, cur.confirmedAt)
 	if err != nil {
 		return fmt.Errorf("read parameter tree: %w", err)
+	}
+	if len(w.treeBuf) > maxTreeBytes {
+		return fmt.Errorf("parameter tree of %d bytes over the limit of %d: %w", len(w.treeBuf), maxTreeBytes, store.ErrInvalidArgument)
 	}
 	if n == 0 {
 		_, err = w.rc.exec(w.stmts.deleteTree, d.tenant, d.id)

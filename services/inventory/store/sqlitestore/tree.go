@@ -267,18 +267,18 @@ func decodeTreeFunc(b []byte, into []treeEntry, keep func(path []byte) bool) ([]
 	r := newTreeReader(b, pathBuf[:])
 	n := int(min(r.left, 1<<16))
 	into = slices.Grow(into[:0], n)
-	type span struct{ path, value, end int32 }
+	type span struct{ path, value, end int }
 	spans := make([]span, 0, n)
 	arena := make([]byte, 0, len(b)*2)
 	for r.next() {
 		if keep != nil && !keep(r.path) {
 			continue
 		}
-		sp := span{path: int32(len(arena))}
+		sp := span{path: len(arena)}
 		arena = append(arena, r.path...)
-		sp.value = int32(len(arena))
+		sp.value = len(arena)
 		arena = append(arena, r.val...)
-		sp.end = int32(len(arena))
+		sp.end = len(arena)
 		spans = append(spans, sp)
 		into = append(into, treeEntry{Parameter: r.attrs()})
 	}

@@ -3,6 +3,7 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -545,5 +546,43 @@ func TestTreeMatchAllocs(t *testing.T) {
 		if n > 1 {
 			t.Errorf("%s: %v allocations per match; want at most 1", op, n)
 		}
+	}
+}
+
+// TestTreeSizeBounded: a diff that would grow a device's tree past
+// maxTreeBytes is refused as an invalid argument and writes nothing; the
+// device keeps its tree, and smaller diffs still apply.
+func TestTreeSizeBounded(t *testing.T) {
+	old := maxTreeBytes
+	maxTreeBytes = 4 << 10
+	defer func() { maxTreeBytes = old }()
+	s := startStore(t)
+	const tenant = "default"
+	dev := testDevice("BIG")
+	id := store.MakeID(dev)
+	at := batchBase
+	small := store.Diff{Time: at, DeviceID: &dev, Inform: &store.Inform{},
+		Params: []store.ParamUpdate{store.SetValue("Device.A", "1", "xsd:string")}}
+	if _, err := s.ApplySessionDiff(t.Context(), tenant, id, small, 1); err != nil {
+		t.Fatal(err)
+	}
+	big := store.Diff{Time: at.Add(time.Minute), DeviceID: &dev, Inform: &store.Inform{}}
+	for i := range 10 {
+		big.Params = append(big.Params, store.SetValue(fmt.Sprintf("Device.Big.%d", i), strings.Repeat("x", 1024), "xsd:string"))
+	}
+	if _, err := s.ApplySessionDiff(t.Context(), tenant, id, big, 1); !errors.Is(err, store.ErrInvalidArgument) {
+		t.Fatalf("a diff growing the tree past the limit: %v, want ErrInvalidArgument", err)
+	}
+	got := mustGet(t, s, tenant, id)
+	if len(got.Params) != 1 || got.Params["Device.A"].Value != "1" || !got.LastInform.Equal(at) {
+		t.Fatalf("after the refused diff: %d parameters, last Inform %v", len(got.Params), got.LastInform)
+	}
+	small.Time = at.Add(2 * time.Minute)
+	small.Params[0].Value = "2"
+	if _, err := s.ApplySessionDiff(t.Context(), tenant, id, small, 1); err != nil {
+		t.Fatal(err)
+	}
+	if v := mustGet(t, s, tenant, id).Params["Device.A"].Value; v != "2" {
+		t.Fatalf("Device.A = %q after a later small diff", v)
 	}
 }
