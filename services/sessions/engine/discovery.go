@@ -92,8 +92,8 @@ func (p *discoveryPlanner) Plan(ctx context.Context, s Start) ([]Planned, error)
 	if walk {
 		d.Pending = []string{d.Root}
 	}
-	p.logger.InfoContext(ctx, "tree discovery planned", keyDeviceID, s.DeviceKey, keyTenant, s.Tenant,
-		"root", roots[0], "bootstrap", s.Bootstrap, "first_contact", !dev.Known, "batch", batch, "walk", walk)
+	// The engine logs the discovery once it has a slot (admitDiscovery):
+	// here it may still be postponed.
 	return []Planned{{ID: discoveryID, Created: s.Now, Op: d}}, nil
 }
 

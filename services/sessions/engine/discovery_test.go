@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/json"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -367,5 +369,35 @@ func TestConfig(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("Validate does not name %s: %v", name, err)
 		}
+	}
+}
+
+// A discovery is logged as planned only when it runs: a postponed one is
+// logged as postponed, not as planned too.
+func TestPostponedDiscoveryNotLoggedAsPlanned(t *testing.T) {
+	v := newEnv(t)
+	var logs bytes.Buffer
+	v.logger = slog.New(slog.NewTextHandler(&logs, nil))
+	e := v.engine("w1", nil, func(c *Config) { c.MaxDiscoveries = 1 })
+	a, b := v.device("SN-LOG1"), v.device("SN-LOG2")
+	exchange(t, e, a.open("log-a", "0 BOOTSTRAP"))
+	exchange(t, e, b.open("log-b", "0 BOOTSTRAP"))
+	count := func(msg, device string) int {
+		n := 0
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, "msg=\""+msg+"\"") && strings.Contains(l, device) {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count("tree discovery planned", a.key); n != 1 {
+		t.Errorf("a's discovery logged as planned %d times, want once", n)
+	}
+	if n := count("tree discovery postponed: the worker runs its maximum of discoveries", b.key); n != 1 {
+		t.Errorf("b's discovery logged as postponed %d times, want once", n)
+	}
+	if n := count("tree discovery planned", b.key); n != 0 {
+		t.Errorf("b's postponed discovery logged as planned:\n%s", logs.String())
 	}
 }

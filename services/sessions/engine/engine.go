@@ -787,6 +787,10 @@ func (e *Engine) admitDiscovery(ctx context.Context, s *session, log *lazyLogger
 	}
 	if e.discoveries.take() {
 		s.discovering = true
+		// The planner leaves Stored nil for a device the inventory does
+		// not know.
+		log.InfoContext(ctx, "tree discovery planned", "root", d.Root, "bootstrap", s.cs.HasEvent("0 BOOTSTRAP"),
+			"first_contact", d.Stored == nil, "batch", d.Batch, "walk", d.Walk)
 		return
 	}
 	var delay uint32

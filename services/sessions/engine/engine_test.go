@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -181,6 +182,8 @@ type env struct {
 	clock *affinitytest.Clock
 	store affinity.Store
 	inv   *memInventory
+	// logger, when set, is the engines' logger.
+	logger *slog.Logger
 }
 
 func newEnv(t *testing.T) *env {
@@ -196,7 +199,7 @@ func (v *env) engine(id string, planners []Planner, mutate func(*Config)) *Engin
 		mutate(&cfg)
 	}
 	e, err := New(cfg, Deps{Inventory: v.inv, Leases: v.store.Leases, Checkpoints: v.store.Checkpoints, Registry: v.store.Registry,
-		Sessions: v.store.Sessions, Planners: planners, Now: v.clock.Now})
+		Sessions: v.store.Sessions, Planners: planners, Now: v.clock.Now, Logger: v.logger})
 	if err != nil {
 		v.t.Fatal(err)
 	}
