@@ -27,15 +27,7 @@ func (w *Worker) Exchange(ctx context.Context, req *sessionsv1.ExchangeRequest) 
 	if l := req.GetLease(); l != nil {
 		r.Lease = &engine.Lease{FencingToken: l.GetFencingToken(), Superseded: l.GetSupersededSessionId()}
 	}
-	leave, err := w.large.enter(ctx, len(r.Body))
-	if err != nil {
-		return nil, status.FromContextError(err).Err()
-	}
-	if w.large != nil && len(r.Body) >= w.large.minBytes {
-		ctx = context.WithValue(ctx, holdingKey{}, true)
-	}
 	reply, err := w.e.Exchange(ctx, r)
-	leave()
 	if err != nil {
 		return nil, statusOf(err)
 	}
@@ -53,6 +45,8 @@ func (w *Worker) Exchange(ctx context.Context, req *sessionsv1.ExchangeRequest) 
 // contract gives them (fleetacs.sessions.v1 Exchange).
 func statusOf(err error) error {
 	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		return status.FromContextError(err).Err()
 	case errors.Is(err, engine.ErrInvalidRequest):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, engine.ErrAtCapacity):

@@ -82,28 +82,21 @@ type Worker struct {
 	sessionsv1.UnimplementedSessionServiceServer
 
 	e *engine.Engine
-	// large admits large exchanges (gate.go); nil when off.
-	large *gate
 }
 
 var _ sessionsv1.SessionServiceServer = (*Worker)(nil)
 
 // New builds a worker from a validated configuration. It does no I/O.
 func New(cfg Config, deps Deps) (*Worker, error) {
-	large := newGate(cfg.LargeExchangeBytes, cfg.LargeExchangeSlots)
-	inv := deps.Inventory
-	if large != nil && inv != nil {
-		inv = gatedInventory{Inventory: inv, g: large}
-	}
 	e, err := engine.New(cfg, engine.Deps{
-		Inventory: inv, Leases: deps.Leases, Checkpoints: deps.Checkpoints, Registry: deps.Registry,
+		Inventory: deps.Inventory, Leases: deps.Leases, Checkpoints: deps.Checkpoints, Registry: deps.Registry,
 		Sessions: deps.Sessions, Logger: deps.Logger, Meter: deps.Meter, Now: deps.Now, AdvertiseAddr: deps.AdvertiseAddr,
 		Local: deps.Local,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &Worker{e: e, large: large}, nil
+	return &Worker{e: e}, nil
 }
 
 // ID returns the worker's registry ID.

@@ -1,18 +1,16 @@
-package sessions
+package engine
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
-
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 func TestGate(t *testing.T) {
 	g := newGate(100, 1)
 	leave, err := g.enter(t.Context(), 100)
-	if err != nil {
+	if err != nil || leave == nil {
 		t.Fatal(err)
 	}
 	// The one slot is taken: a large message waits until its context
@@ -26,7 +24,9 @@ func TestGate(t *testing.T) {
 	if err != nil {
 		t.Fatalf("a small exchange waited: %v", err)
 	}
-	small()
+	if small != nil {
+		t.Fatal("a small exchange took a slot")
+	}
 	leave()
 	again, err := g.enter(ctx, 5000)
 	if err != nil {
@@ -45,39 +45,38 @@ func TestGate(t *testing.T) {
 		t.Errorf("default slots %d", cap(g.slots))
 	}
 	var off *gate
-	if l, err := off.enter(ctx, 1<<20); err != nil {
-		t.Errorf("an off gate refused: %v", err)
-	} else {
-		l()
+	if l, err := off.enter(ctx, 1<<20); err != nil || l != nil {
+		t.Errorf("an off gate refused or took a slot: %v", err)
 	}
 }
 
 // TestLargeExchangeWaitsForGate: while the worker's large-exchange slots
 // are taken, an Inform over the size waits and ends with its deadline
-// (DeadlineExceeded, the gateway's 503), and is served once a slot is
-// free.
+// (DeadlineExceeded, the gateway's 503), leaving no session behind, and
+// is served once a slot is free.
 func TestLargeExchangeWaitsForGate(t *testing.T) {
-	h := newRedisHarness(t)
-	c := newCPE(t, "SN-G1", tree300())
-	h.inv.seed(testTenant, c.key, "Device.", t0.Add(-time.Hour))
-	w := h.worker("w1", func(cfg *Config) { cfg.LargeExchangeBytes, cfg.LargeExchangeSlots = 100, 1 })
-
-	leave, err := w.large.enter(t.Context(), 100)
+	v := newEnv(t)
+	e := v.engine("w1", nil, func(c *Config) { c.LargeExchangeBytes, c.LargeExchangeSlots = 100, 1 })
+	d := v.device("SN-G1")
+	leave, err := e.large.enter(t.Context(), 100)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := h.open(c, "sess-g1", "2 PERIODIC")
+	req := d.open("sess-g1", "2 PERIODIC")
 	if len(req.Body) < 100 {
 		t.Fatalf("Inform of %d bytes is not large", len(req.Body))
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
-	if _, err := w.client.Exchange(ctx, req); status.Code(err) != codes.DeadlineExceeded {
+	if _, err := e.Exchange(ctx, req); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Inform with the gate full: %v, want DeadlineExceeded", err)
 	}
+	if n := e.Sessions(); n != 0 {
+		t.Fatalf("a refused Inform left %d sessions", n)
+	}
 	leave()
-	if resp := exchange(t, w.client, req); method(t, resp) != "InformResponse" {
-		t.Fatalf("Inform after the gate opened: %+v", resp)
+	if got := methodOf(t, exchange(t, e, req)); got != "InformResponse" {
+		t.Fatalf("Inform after the gate opened: %s", got)
 	}
 }
 
@@ -89,32 +88,33 @@ type countingInventory struct {
 func (c *countingInventory) RecordSession(context.Context, *Diff) error { c.calls++; return nil }
 
 // TestLargeRecordTakesASlot: a RecordSession of a whole tree waits for a
-// slot, unless its exchange holds one; a small one never waits.
+// slot, unless its session's exchange holds one; a small one never waits.
 func TestLargeRecordTakesASlot(t *testing.T) {
-	g := newGate(100, 1)
 	inner := &countingInventory{}
-	gi := gatedInventory{Inventory: inner, g: g}
+	e := &Engine{inv: inner, large: newGate(100, 1)}
+	s := &session{}
 	large := &Diff{Parameters: make([]Parameter, largeDiffParameters)}
 	small := &Diff{Parameters: make([]Parameter, 3)}
 
-	leave, err := g.enter(t.Context(), 100)
+	leave, err := e.large.enter(t.Context(), 100)
 	if err != nil {
 		t.Fatal(err)
 	}
 	done, cancel := context.WithCancel(t.Context())
 	cancel()
-	if err := gi.RecordSession(done, large); err == nil {
+	if err := e.record(done, s, large); err == nil {
 		t.Fatal("a large record went through a full gate")
 	}
-	if err := gi.RecordSession(done, small); err != nil {
+	if err := e.record(done, s, small); err != nil {
 		t.Fatalf("a small record waited: %v", err)
 	}
-	holding := context.WithValue(done, holdingKey{}, true)
-	if err := gi.RecordSession(holding, large); err != nil {
+	s.large = true
+	if err := e.record(done, s, large); err != nil {
 		t.Fatalf("the record of an exchange holding the slot waited: %v", err)
 	}
+	s.large = false
 	leave()
-	if err := gi.RecordSession(t.Context(), large); err != nil {
+	if err := e.record(t.Context(), s, large); err != nil {
 		t.Fatal(err)
 	}
 	if inner.calls != 3 {

@@ -1,4 +1,4 @@
-package sessions
+package engine
 
 import (
 	"context"
@@ -19,13 +19,20 @@ import (
 // small exchange never waits. The cost of a large exchange is roughly
 // proportional to its size, so size is the measure; what waits is only
 // work the storm brought.
-
+//
 // Recording a first contact is the other large piece of a storm's work:
 // its diff carries the whole discovered tree, which the inventory client
 // converts, copies and plans (hundreds of microseconds) in the session's
 // goroutine, on an exchange whose own message is small (the final empty
 // POST). So a RecordSession of at least largeDiffParameters parameters
-// takes a slot too, unless its exchange holds one already.
+// takes a slot too, unless its session holds one already (session.large).
+//
+// A slot is only ever taken by a goroutine that holds its session's lock,
+// and a slot holder waits for no other lock: so the two cannot wait on
+// each other. (Taking the slot before the session's lock let an exchange
+// hold a slot while waiting for its session, whose holder waited for a
+// slot to record: two requests on one cookie stalled every large
+// exchange of the worker until their deadlines.)
 
 // largeDiffParameters is the size from which a RecordSession is large.
 const largeDiffParameters = 200
@@ -47,11 +54,11 @@ func newGate(minBytes, slots int) *gate {
 }
 
 // enter waits for a slot when a message of size bytes needs one. It
-// returns the function that gives the slot back, or ctx's error when ctx
-// ends first.
+// returns the function that gives the slot back (nil when none was
+// taken), or ctx's error when ctx ends first.
 func (g *gate) enter(ctx context.Context, size int) (leave func(), err error) {
 	if g == nil || size < g.minBytes {
-		return func() {}, nil
+		return nil, nil
 	}
 	return g.take(ctx)
 }
@@ -65,23 +72,15 @@ func (g *gate) take(ctx context.Context) (leave func(), err error) {
 	}
 }
 
-// holdingKey marks the context of an exchange that holds a slot.
-type holdingKey struct{}
-
-// gatedInventory takes a slot for large RecordSessions (see above).
-type gatedInventory struct {
-	Inventory
-	g *gate
-}
-
-func (gi gatedInventory) RecordSession(ctx context.Context, d *Diff) error {
-	if d == nil || len(d.Parameters) < largeDiffParameters || ctx.Value(holdingKey{}) != nil {
-		return gi.Inventory.RecordSession(ctx, d)
+// record runs the RecordSession of s's diff d, in a slot when d is large
+// and s holds none. The caller holds s.mu.
+func (e *Engine) record(ctx context.Context, s *session, d *Diff) error {
+	if e.large != nil && !s.large && len(d.Parameters) >= largeDiffParameters {
+		leave, err := e.large.take(ctx)
+		if err != nil {
+			return err
+		}
+		defer leave()
 	}
-	leave, err := gi.g.take(ctx)
-	if err != nil {
-		return err
-	}
-	defer leave()
-	return gi.Inventory.RecordSession(ctx, d)
+	return e.inv.RecordSession(ctx, d)
 }
