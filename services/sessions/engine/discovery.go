@@ -700,7 +700,13 @@ func (d *discovery) applyValues(c *Context, a Answer, n int) {
 			continue
 		}
 		nd := &d.Nodes[i]
-		if !nd.HasValue && !c.Charge(0, len(pv.Value)+len(pv.Type)) {
+		if nd.HasValue {
+			// A node takes its first value: a repeat (in this response
+			// or a later one) would replace it uncharged, and journal
+			// it again.
+			continue
+		}
+		if !c.Charge(0, len(pv.Value)+len(pv.Type)) {
 			d.Truncated = true
 			d.Stage = stageDone
 			return

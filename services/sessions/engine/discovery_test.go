@@ -401,3 +401,36 @@ func TestPostponedDiscoveryNotLoggedAsPlanned(t *testing.T) {
 		t.Errorf("b's postponed discovery logged as planned:\n%s", logs.String())
 	}
 }
+
+// A hostile CPE that answers a GetParameterValues with a name it already
+// gave a value (repeated in one response, or again in a later one) cannot
+// swap in a larger value past the session's byte limit, nor make every
+// save journal the name again: a node takes the first value it gets.
+func TestDiscoveryValueTakenOnce(t *testing.T) {
+	u := &usage{maxBytes: 1 << 20}
+	c := &Context{usage: u}
+	d := newDiscovery([]string{"Device."}, nil, 1)
+	call, _ := d.Next(c)
+	d.Answer(c, answerOf(call, gpnResponse("Device.A", "Device.B", "Device.C"), nil))
+	d.AppendJournal(nil, false)
+	big := strings.Repeat("x", 4<<20)
+	call, _ = d.Next(c)
+	d.Answer(c, answerOf(call, &cwmp.GetParameterValuesResponse{ParameterList: []cwmp.ParameterValue{
+		{Name: "Device.A", Value: "1", Type: "xsd:string"}, {Name: "Device.A", Value: big, Type: "xsd:string"}}}, nil))
+	first := d.AppendJournal(nil, false)
+	for range 2 {
+		call, _ = d.Next(c)
+		d.Answer(c, answerOf(call, &cwmp.GetParameterValuesResponse{ParameterList: []cwmp.ParameterValue{
+			{Name: call.Message.(*cwmp.GetParameterValues).ParameterNames[0], Value: "2", Type: "xsd:string"},
+			{Name: "Device.A", Value: big, Type: "xsd:string"}}}, nil))
+		if r := d.AppendJournal(nil, false); len(r) > 1000 {
+			t.Fatalf("a repeated name journaled again: %d bytes", len(r))
+		}
+	}
+	if len(first) > 1000 {
+		t.Fatalf("a name repeated in one response journaled %d bytes", len(first))
+	}
+	if d.Nodes[0].Value != "1" || u.Bytes > 1<<20 {
+		t.Fatalf("Device.A holds %d bytes; the session is charged %d of at most %d", len(d.Nodes[0].Value), u.Bytes, u.maxBytes)
+	}
+}
