@@ -251,6 +251,12 @@ func (e *Engine) Exchange(ctx context.Context, req *Request) (*Reply, error) {
 		return nil, err
 	}
 	defer s.mu.Unlock()
+	if !created && (req.Tenant != s.tenant || (req.DeviceKey != "" && req.DeviceKey != s.deviceKey)) {
+		// Session IDs are the gateway's, bound to the device it found
+		// them for: a request naming another device does not continue
+		// this one's session.
+		return nil, fmt.Errorf("exchange: session %s is another device's: %w", req.SessionID, ErrInvalidRequest)
+	}
 	// The slot is taken with the session's lock held, never before
 	// (gate.go).
 	leave, err := e.large.enter(ctx, len(req.Body))

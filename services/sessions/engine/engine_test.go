@@ -560,3 +560,31 @@ func TestDiscoveryRetrySpread(t *testing.T) {
 		t.Fatalf("a retry of 1m asks for %d seconds", got)
 	}
 }
+
+// A request on a held session that names another device or tenant (a
+// forged or confused SessionService call) is refused and leaves the
+// session as it was.
+func TestSessionOfAnotherDeviceRefused(t *testing.T) {
+	v := newEnv(t)
+	e := v.engine("w1", nil, nil)
+	a, b := v.device("SN-OWN1"), v.device("SN-OWN2")
+	if got := methodOf(t, exchange(t, e, a.open("own-a", "2 PERIODIC"))); got != "InformResponse" {
+		t.Fatalf("a's Inform answered %s", got)
+	}
+	forged := a.next(nil)
+	forged.DeviceKey = b.key
+	if _, err := e.Exchange(t.Context(), forged); !errors.Is(err, ErrInvalidRequest) {
+		t.Fatalf("a request for b on a's session: %v, want ErrInvalidRequest", err)
+	}
+	other := a.next(nil)
+	other.Tenant = "other"
+	if _, err := e.Exchange(t.Context(), other); !errors.Is(err, ErrInvalidRequest) {
+		t.Fatalf("a request of another tenant on a's session: %v, want ErrInvalidRequest", err)
+	}
+	if sent := a.run(t, func(int) *Engine { return e }); sent[0] != "GetParameterNames" {
+		t.Fatalf("a's own session then got %v", sent)
+	}
+	if got := v.inv.recorded(); len(got) != 1 || got[0].DeviceKey != a.key {
+		t.Fatalf("recorded %+v", got)
+	}
+}
