@@ -171,11 +171,8 @@ func (l *RedisLeases) Renew(ctx context.Context, tenant, deviceKey, sessionID st
 	if err != nil {
 		return fmt.Errorf("renew lease of %s/%s: %w", tenant, deviceKey, err)
 	}
-	switch n {
-	case 1:
+	if n == 1 {
 		return nil
-	case 2:
-		return ErrJournalGap
 	}
 	return ErrLeaseLost
 }
