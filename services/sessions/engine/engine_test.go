@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -586,5 +587,31 @@ func TestSessionOfAnotherDeviceRefused(t *testing.T) {
 	}
 	if got := v.inv.recorded(); len(got) != 1 || got[0].DeviceKey != a.key {
 		t.Fatalf("recorded %+v", got)
+	}
+}
+
+// A hostile CPE's oversized message in the middle of a session is not
+// decoded past the limit: it is answered with a fault, and the session
+// still ends cleanly, its budget given back.
+func TestOversizedMessageMidSession(t *testing.T) {
+	v := newEnv(t)
+	e := v.engine("w1", nil, func(c *Config) { c.MaxBodyBytes = 64 << 10 })
+	a := v.device("SN-BIG1")
+	exchange(t, e, a.open("big-a", "2 PERIODIC"))
+	huge := bytes.Repeat([]byte("<x>"), (64<<10)/3+10)
+	r := exchange(t, e, a.next(append([]byte(`<?xml version="1.0"?>`), huge...)))
+	env, err := cwmp.Decode(r.Body)
+	if err != nil || r.SessionEnded {
+		t.Fatalf("oversized message answered %d (ended %t): %v", r.Status, r.SessionEnded, err)
+	}
+	if f, ok := env.Body.(*cwmp.Fault); !ok || f.Code != cwmp.FaultResourcesExceeded {
+		t.Fatalf("oversized message answered %s, want fault 8004", env.Body.Method())
+	}
+	a.run(t, func(int) *Engine { return e })
+	if got := v.inv.recorded(); len(got) != 1 {
+		t.Fatalf("%d records after the session", len(got))
+	}
+	if e.Sessions() != 0 || e.MemoryUsed() != 0 {
+		t.Fatalf("after the session: %d sessions, %d bytes held", e.Sessions(), e.MemoryUsed())
 	}
 }
