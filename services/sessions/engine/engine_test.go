@@ -615,3 +615,41 @@ func TestOversizedMessageMidSession(t *testing.T) {
 		t.Fatalf("after the session: %d sessions, %d bytes held", e.Sessions(), e.MemoryUsed())
 	}
 }
+
+// A poisoned checkpoint journal (lines that do not replay: an unknown
+// kind, an operation the queue lacks, records that are not JSON, Inform
+// parameters that are not triples, a line without its end) is refused:
+// the checkpoint is dropped and the request answered as outside any
+// session, whatever the head says.
+func TestPoisonedJournalRefused(t *testing.T) {
+	for _, junk := range []string{
+		"x 1\n", "o nosuch {}\n", "o discovery not-json\n", `i {"p":["a","b"]}` + "\n", "i {}", "o discovery " + `{"vi":[99999],"vv":["a","b"]}` + "\n",
+	} {
+		v := newEnv(t)
+		a := v.engine("wa", nil, nil)
+		b := v.engine("wb", nil, nil)
+		d := v.device("SN-POISON")
+		exchange(t, a, d.open("sp", "0 BOOTSTRAP"))
+		first := exchange(t, a, d.next(nil)) // GetParameterNames
+		ctx := context.Background()
+		cp, err := v.store.Checkpoints.Load(ctx, tenant, d.key, "sp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp.Journal, cp.JournalAt = append(cp.Journal, junk...), 0
+		cp.Seq++
+		if err := v.store.Checkpoints.Save(ctx, cp, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		r := exchange(t, b, d.next(d.answer(first.Body)))
+		if !r.SessionEnded || r.Status == 200 {
+			t.Fatalf("journal + %q: resumed, answered %d", junk, r.Status)
+		}
+		if _, err := v.store.Checkpoints.Load(ctx, tenant, d.key, "sp"); !errors.Is(err, affinity.ErrNoCheckpoint) {
+			t.Fatalf("journal + %q: poisoned checkpoint kept: %v", junk, err)
+		}
+		if b.Sessions() != 0 || b.MemoryUsed() != 0 {
+			t.Fatalf("journal + %q: %d sessions, %d bytes held", junk, b.Sessions(), b.MemoryUsed())
+		}
+	}
+}
