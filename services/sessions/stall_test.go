@@ -29,6 +29,9 @@ func TestRequestWaitingForItsSessionHoldsNoSlot(t *testing.T) {
 	<-entered
 	// A large message on the same cookie waits for the session.
 	go func() { _, err := w.client.Exchange(context.Background(), a.next(open.Body)); done <- err }()
+	// Let it get as far as it goes: with the slot taken before the
+	// session's lock (as it once was), it would now hold the only slot.
+	// Nothing below depends on how far it got.
 	for range 10000 {
 		runtime.Gosched()
 	}
