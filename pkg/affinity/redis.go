@@ -507,8 +507,8 @@ func (c *RedisCheckpoints) Save(ctx context.Context, cp Checkpoint, ttl time.Dur
 // saveArgs returns the keys and arguments of saveScript for cp.
 func (c *RedisCheckpoints) saveArgs(cp *Checkpoint, ttl time.Duration) ([]string, []any) {
 	now := c.r.now()
-	ck := c.r.checkpointKey(cp.Tenant, cp.DeviceKey, cp.SessionID)
-	return []string{ck, c.r.fenceKey(cp.Tenant, cp.DeviceKey), ck + ":j"},
+	return []string{c.r.checkpointKey(cp.Tenant, cp.DeviceKey, cp.SessionID), c.r.fenceKey(cp.Tenant, cp.DeviceKey),
+			c.r.journalKey(cp.Tenant, cp.DeviceKey, cp.SessionID)},
 		[]any{strconv.FormatUint(cp.FencingToken, 10), strconv.FormatUint(cp.Seq, 10), cp.Data,
 			micros(now), micros(now.Add(ttl)), millis(ttl), cp.Journal, cp.JournalAt}
 }
