@@ -171,11 +171,8 @@ func (l *RedisLeases) Renew(ctx context.Context, tenant, deviceKey, sessionID st
 	if err != nil {
 		return fmt.Errorf("renew lease of %s/%s: %w", tenant, deviceKey, err)
 	}
-	switch n {
-	case 1:
+	if n == 1 {
 		return nil
-	case 2:
-		return ErrJournalGap
 	}
 	return ErrLeaseLost
 }
@@ -510,8 +507,8 @@ func (c *RedisCheckpoints) Save(ctx context.Context, cp Checkpoint, ttl time.Dur
 // saveArgs returns the keys and arguments of saveScript for cp.
 func (c *RedisCheckpoints) saveArgs(cp *Checkpoint, ttl time.Duration) ([]string, []any) {
 	now := c.r.now()
-	ck := c.r.checkpointKey(cp.Tenant, cp.DeviceKey, cp.SessionID)
-	return []string{ck, c.r.fenceKey(cp.Tenant, cp.DeviceKey), ck + ":j"},
+	return []string{c.r.checkpointKey(cp.Tenant, cp.DeviceKey, cp.SessionID), c.r.fenceKey(cp.Tenant, cp.DeviceKey),
+			c.r.journalKey(cp.Tenant, cp.DeviceKey, cp.SessionID)},
 		[]any{strconv.FormatUint(cp.FencingToken, 10), strconv.FormatUint(cp.Seq, 10), cp.Data,
 			micros(now), micros(now.Add(ttl)), millis(ttl), cp.Journal, cp.JournalAt}
 }

@@ -152,6 +152,16 @@ func (st State) AppendJSON(b []byte) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
+// AppendJSONString appends s as a JSON string, as encoding/json writes it
+// (invalid UTF-8 becomes U+FFFD; <, > and & are left alone). Other
+// packages that hand-write JSON in this package's manner (the session
+// engine's checkpoint journal) use it rather than a copy of their own.
+func AppendJSONString(b []byte, s string) []byte { return appendJSONString(b, s) }
+
+// AppendJSONStrings appends a JSON array of strings; null for nil, as
+// encoding/json writes a nil slice.
+func AppendJSONStrings(b []byte, ss []string) []byte { return appendJSONStrings(b, ss) }
+
 // appendJSONStrings appends a JSON array of strings; null for nil, as
 // encoding/json writes a nil slice.
 func appendJSONStrings(b []byte, ss []string) []byte {

@@ -80,3 +80,21 @@ func goldStates() []State {
 	out = append(out, plain)
 	return out
 }
+
+// AppendJSONString writes what encoding/json reads back as the string
+// encoding/json would have written.
+func TestAppendJSONStringReadsBack(t *testing.T) {
+	for _, s := range []string{"", "plain", "q\"uote\\", "\n\r\t\x00\x1f\x7f", "é€😀", "\u2028\u2029", "bad\xffutf8\xc3", "<&>"} {
+		var got, want string
+		if err := json.Unmarshal(AppendJSONString(nil, s), &got); err != nil {
+			t.Fatalf("%q: %v", s, err)
+		}
+		b, _ := json.Marshal(s)
+		if err := json.Unmarshal(b, &want); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("%q read back as %q, encoding/json %q", s, got, want)
+		}
+	}
+}

@@ -45,7 +45,7 @@ func (w *Worker) Exchange(ctx context.Context, req *sessionsv1.ExchangeRequest) 
 // contract gives them (fleetacs.sessions.v1 Exchange).
 func statusOf(err error) error {
 	switch {
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 		return status.FromContextError(err).Err()
 	case errors.Is(err, engine.ErrInvalidRequest):
 		return status.Error(codes.InvalidArgument, err.Error())

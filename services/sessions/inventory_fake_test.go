@@ -36,6 +36,18 @@ type fakeInventory struct {
 	// profiles are the discovery profiles by tenant/OUI/product class.
 	profiles      map[string]DiscoveryProfile
 	profileWrites int
+	// recordEntered and recordRelease, when set, hold the next
+	// RecordSession: it closes recordEntered, then waits for
+	// recordRelease to close.
+	recordEntered, recordRelease chan struct{}
+}
+
+// holdRecord makes the next RecordSession wait (see recordEntered).
+func (f *fakeInventory) holdRecord() (entered, release chan struct{}) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.recordEntered, f.recordRelease = make(chan struct{}), make(chan struct{})
+	return f.recordEntered, f.recordRelease
 }
 
 type fakeDevice struct {
@@ -101,6 +113,14 @@ func (d *fakeDevice) sortedParams() []*inventoryv1.Parameter {
 }
 
 func (f *fakeInventory) RecordSession(_ context.Context, req *inventoryv1.RecordSessionRequest) (*inventoryv1.RecordSessionResponse, error) {
+	f.mu.Lock()
+	entered, release := f.recordEntered, f.recordRelease
+	f.recordEntered, f.recordRelease = nil, nil
+	f.mu.Unlock()
+	if entered != nil {
+		close(entered)
+		<-release
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if req.FencingToken == 0 || req.Tenant == "" || req.DeviceKey == "" || req.SessionId == "" {

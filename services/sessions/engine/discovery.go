@@ -92,8 +92,8 @@ func (p *discoveryPlanner) Plan(ctx context.Context, s Start) ([]Planned, error)
 	if walk {
 		d.Pending = []string{d.Root}
 	}
-	p.logger.InfoContext(ctx, "tree discovery planned", keyDeviceID, s.DeviceKey, keyTenant, s.Tenant,
-		"root", roots[0], "bootstrap", s.Bootstrap, "first_contact", !dev.Known, "batch", batch, "walk", walk)
+	// The engine logs the discovery once it has a slot (admitDiscovery):
+	// here it may still be postponed.
 	return []Planned{{ID: discoveryID, Created: s.Now, Op: d}}, nil
 }
 
@@ -318,7 +318,7 @@ func (d *discovery) AppendJournal(b []byte, full bool) []byte {
 	}
 	if d.Stored != nil && !d.jStored {
 		member("s")
-		b = appendJSONStrings(b, d.Stored)
+		b = cwmp.AppendJSONStrings(b, d.Stored)
 		d.jStored = true
 	}
 	if len(d.Nodes) > d.jNodes {
@@ -329,7 +329,7 @@ func (d *discovery) AppendJournal(b []byte, full bool) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, nodes[i].Name)
+			b = cwmp.AppendJSONString(b, nodes[i].Name)
 		}
 		b = append(b, ']')
 		member("w")
@@ -346,7 +346,7 @@ func (d *discovery) AppendJournal(b []byte, full bool) []byte {
 	}
 	if d.Removed != nil && !d.jRemoved {
 		member("r")
-		b = appendJSONStrings(b, d.Removed)
+		b = cwmp.AppendJSONStrings(b, d.Removed)
 		d.jRemoved = true
 	}
 	if len(values) > 0 {
@@ -365,16 +365,16 @@ func (d *discovery) AppendJournal(b []byte, full bool) []byte {
 			if k > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, d.Nodes[i].Value)
+			b = cwmp.AppendJSONString(b, d.Nodes[i].Value)
 			b = append(b, ',')
-			b = appendJSONString(b, d.Nodes[i].Type)
+			b = cwmp.AppendJSONString(b, d.Nodes[i].Type)
 		}
 		b = append(b, ']')
 	}
 	d.dirty = values[:0]
 	if len(d.Skipped) > d.jSkipped {
 		member("k")
-		b = appendJSONStrings(b, d.Skipped[d.jSkipped:])
+		b = cwmp.AppendJSONStrings(b, d.Skipped[d.jSkipped:])
 		d.jSkipped = len(d.Skipped)
 	}
 	if len(b) == start+1 {
@@ -700,7 +700,13 @@ func (d *discovery) applyValues(c *Context, a Answer, n int) {
 			continue
 		}
 		nd := &d.Nodes[i]
-		if !nd.HasValue && !c.Charge(0, len(pv.Value)+len(pv.Type)) {
+		if nd.HasValue {
+			// A node takes its first value: a repeat (in this response
+			// or a later one) would replace it uncharged, and journal
+			// it again.
+			continue
+		}
+		if !c.Charge(0, len(pv.Value)+len(pv.Type)) {
 			d.Truncated = true
 			d.Stage = stageDone
 			return

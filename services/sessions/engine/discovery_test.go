@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/json"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -370,20 +372,65 @@ func TestConfig(t *testing.T) {
 	}
 }
 
-// appendJSONString writes what encoding/json reads back as the string
-// encoding/json would have written.
-func TestAppendJSONString(t *testing.T) {
-	for _, s := range []string{"", "plain", "q\"uote\\", "\n\r\t\x00\x1f\x7f", "é€😀", "\u2028\u2029", "bad\xffutf8\xc3", "<&>"} {
-		var got, want string
-		if err := json.Unmarshal(appendJSONString(nil, s), &got); err != nil {
-			t.Fatalf("%q: %v", s, err)
+// A discovery is logged as planned only when it runs: a postponed one is
+// logged as postponed, not as planned too.
+func TestPostponedDiscoveryNotLoggedAsPlanned(t *testing.T) {
+	v := newEnv(t)
+	var logs bytes.Buffer
+	v.logger = slog.New(slog.NewTextHandler(&logs, nil))
+	e := v.engine("w1", nil, func(c *Config) { c.MaxDiscoveries = 1 })
+	a, b := v.device("SN-LOG1"), v.device("SN-LOG2")
+	exchange(t, e, a.open("log-a", "0 BOOTSTRAP"))
+	exchange(t, e, b.open("log-b", "0 BOOTSTRAP"))
+	count := func(msg, device string) int {
+		n := 0
+		for _, l := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(l, "msg=\""+msg+"\"") && strings.Contains(l, device) {
+				n++
+			}
 		}
-		b, _ := json.Marshal(s)
-		if err := json.Unmarshal(b, &want); err != nil {
-			t.Fatal(err)
+		return n
+	}
+	if n := count("tree discovery planned", a.key); n != 1 {
+		t.Errorf("a's discovery logged as planned %d times, want once", n)
+	}
+	if n := count("tree discovery postponed: the worker runs its maximum of discoveries", b.key); n != 1 {
+		t.Errorf("b's discovery logged as postponed %d times, want once", n)
+	}
+	if n := count("tree discovery planned", b.key); n != 0 {
+		t.Errorf("b's postponed discovery logged as planned:\n%s", logs.String())
+	}
+}
+
+// A hostile CPE that answers a GetParameterValues with a name it already
+// gave a value (repeated in one response, or again in a later one) cannot
+// swap in a larger value past the session's byte limit, nor make every
+// save journal the name again: a node takes the first value it gets.
+func TestDiscoveryValueTakenOnce(t *testing.T) {
+	u := &usage{maxBytes: 1 << 20}
+	c := &Context{usage: u}
+	d := newDiscovery([]string{"Device."}, nil, 1)
+	call, _ := d.Next(c)
+	d.Answer(c, answerOf(call, gpnResponse("Device.A", "Device.B", "Device.C"), nil))
+	d.AppendJournal(nil, false)
+	big := strings.Repeat("x", 4<<20)
+	call, _ = d.Next(c)
+	d.Answer(c, answerOf(call, &cwmp.GetParameterValuesResponse{ParameterList: []cwmp.ParameterValue{
+		{Name: "Device.A", Value: "1", Type: "xsd:string"}, {Name: "Device.A", Value: big, Type: "xsd:string"}}}, nil))
+	first := d.AppendJournal(nil, false)
+	for range 2 {
+		call, _ = d.Next(c)
+		d.Answer(c, answerOf(call, &cwmp.GetParameterValuesResponse{ParameterList: []cwmp.ParameterValue{
+			{Name: call.Message.(*cwmp.GetParameterValues).ParameterNames[0], Value: "2", Type: "xsd:string"},
+			{Name: "Device.A", Value: big, Type: "xsd:string"}}}, nil))
+		if r := d.AppendJournal(nil, false); len(r) > 1000 {
+			t.Fatalf("a repeated name journaled again: %d bytes", len(r))
 		}
-		if got != want {
-			t.Errorf("%q read back as %q, encoding/json %q", s, got, want)
-		}
+	}
+	if len(first) > 1000 {
+		t.Fatalf("a name repeated in one response journaled %d bytes", len(first))
+	}
+	if d.Nodes[0].Value != "1" || u.Bytes > 1<<20 {
+		t.Fatalf("Device.A holds %d bytes; the session is charged %d of at most %d", len(d.Nodes[0].Value), u.Bytes, u.maxBytes)
 	}
 }

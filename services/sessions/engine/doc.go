@@ -8,8 +8,10 @@
 //
 // # One exchange
 //
-// Decode the body; find the session in memory, else resume it from its
-// checkpoint, else start it (an Inform with a device lease, if the memory
+// Find and lock the session (a request naming another device than the
+// session's is refused); wait for a large-exchange slot if the message is
+// large (gate.go); decode the body; unless the session was in memory,
+// resume it from its checkpoint, else start it (an Inform with a device lease, if the memory
 // budget has room) or answer as the protocol does outside a session. Step
 // the state machine and act on its notices in order: an accepted Inform
 // starts the session (the planners fill its operation queue), an answer

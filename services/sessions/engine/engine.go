@@ -73,11 +73,11 @@ type Engine struct {
 	budget  *budget
 	// discoveries bounds the sessions running a discovery.
 	discoveries slots
-	// large admits the decoding of large messages (gate.go).
-	large *gate
-	quirks      atomic.Pointer[Quirks]
-	planners    []Planner
-	byKind      map[string]Planner
+	// large admits large exchanges (gate.go); nil when off.
+	large    *gate
+	quirks   atomic.Pointer[Quirks]
+	planners []Planner
+	byKind   map[string]Planner
 	// local is Deps.Local.
 	local bool
 
@@ -182,9 +182,9 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		cfg: cfg, inv: deps.Inventory, leases: deps.Leases, cps: deps.Checkpoints, reg: deps.Registry,
 		sess: deps.Sessions, logger: deps.Logger, now: deps.Now, table: newTable(), advertise: deps.AdvertiseAddr,
 		budget: &budget{limit: int64(cfg.MemoryBudget)}, local: deps.Local,
+		large: newGate(cfg.LargeExchangeBytes, cfg.LargeExchangeSlots),
 	}
 	e.discoveries.limit = int64(cfg.MaxDiscoveries)
-	e.large = newGate(cfg.LargeExchangeBytes, cfg.LargeExchangeSlots)
 	if e.logger == nil {
 		e.logger = slog.New(slog.DiscardHandler)
 	}
@@ -235,7 +235,8 @@ func (e *Engine) MemoryUsed() int64 { return e.budget.used.Load() }
 
 // Exchange runs one CPE request in its session and returns the answer.
 // CWMP outcomes, faults included, are Replies; an error means the request
-// was not taken (ErrInvalidRequest, ErrUnavailable, ErrAtCapacity).
+// was not taken (ErrInvalidRequest, ErrUnavailable, ErrAtCapacity, or
+// ctx's error while a large exchange waited for a slot).
 func (e *Engine) Exchange(ctx context.Context, req *Request) (*Reply, error) {
 	start := e.now()
 	if req.SessionID == "" || req.Tenant == "" {
@@ -245,23 +246,34 @@ func (e *Engine) Exchange(ctx context.Context, req *Request) (*Reply, error) {
 		e.metrics.count(e.metrics.refused, "reason", refusedDraining)
 		return nil, fmt.Errorf("session worker is shutting down: %w", ErrUnavailable)
 	}
-	// Decoding needs no lock: do it before waiting for the session, in a
-	// slot of the gate when the message is large.
-	leave, err := e.large.enter(ctx, len(req.Body))
-	if err != nil {
-		return nil, err
-	}
-	env, derr := e.decode(req.Body, req.Charset)
-	if env != nil && len(req.Body) > detachThreshold {
-		detach(env, e.cfg.MaxInformParameters)
-	}
-	leave()
-
 	s, created, err := e.table.acquire(req.SessionID, e.admit)
 	if err != nil {
 		return nil, err
 	}
 	defer s.mu.Unlock()
+	if !created && (req.Tenant != s.tenant || (req.DeviceKey != "" && req.DeviceKey != s.deviceKey)) {
+		// Session IDs are the gateway's, bound to the device it found
+		// them for: a request naming another device does not continue
+		// this one's session.
+		return nil, fmt.Errorf("exchange: session %s is another device's: %w", req.SessionID, ErrInvalidRequest)
+	}
+	// The slot is taken with the session's lock held, never before
+	// (gate.go).
+	leave, err := e.large.enter(ctx, len(req.Body))
+	if err != nil {
+		if created {
+			e.table.remove(s)
+		}
+		return nil, fmt.Errorf("wait for a large-exchange slot: %w", err)
+	}
+	if leave != nil {
+		s.large = true
+		defer func() { s.large = false; leave() }()
+	}
+	env, derr := e.decode(req.Body, req.Charset)
+	if env != nil && len(req.Body) > detachThreshold {
+		detach(env, e.cfg.MaxInformParameters)
+	}
 	if created {
 		reply, err := e.open(ctx, s, req, env, derr)
 		if reply != nil || err != nil {
@@ -796,6 +808,10 @@ func (e *Engine) admitDiscovery(ctx context.Context, s *session, log *lazyLogger
 	}
 	if e.discoveries.take() {
 		s.discovering = true
+		// The planner leaves Stored nil for a device the inventory does
+		// not know.
+		log.InfoContext(ctx, "tree discovery planned", "root", d.Root, "bootstrap", s.cs.HasEvent("0 BOOTSTRAP"),
+			"first_contact", d.Stored == nil, "batch", d.Batch, "walk", d.Walk)
 		return
 	}
 	var delay uint32
@@ -857,7 +873,7 @@ func (e *Engine) failStart(ctx context.Context, s *session, env *cwmp.Envelope, 
 func (e *Engine) finishReplaced(ctx context.Context, s *session) {
 	recorded := false
 	if s.inform != nil && !s.fenced {
-		err := e.inv.RecordSession(ctx, e.diff(s, Incomplete))
+		err := e.record(ctx, s, e.diff(s, Incomplete))
 		if err != nil {
 			e.metrics.count(e.metrics.failures, "op", failRecord)
 			e.sessionLogger(s).WarnContext(ctx, "cannot record the results of a replaced session", "error", err)
@@ -884,7 +900,7 @@ func (e *Engine) finish(ctx context.Context, s *session, outcome string) error {
 	lost, recorded := s.fenced, false
 	if s.inform != nil && !lost {
 		d := e.diff(s, o)
-		err := e.inv.RecordSession(ctx, d)
+		err := e.record(ctx, s, d)
 		switch {
 		case errors.Is(err, ErrLeaseLost):
 			lost = true

@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -181,6 +183,8 @@ type env struct {
 	clock *affinitytest.Clock
 	store affinity.Store
 	inv   *memInventory
+	// logger, when set, is the engines' logger.
+	logger *slog.Logger
 }
 
 func newEnv(t *testing.T) *env {
@@ -196,7 +200,7 @@ func (v *env) engine(id string, planners []Planner, mutate func(*Config)) *Engin
 		mutate(&cfg)
 	}
 	e, err := New(cfg, Deps{Inventory: v.inv, Leases: v.store.Leases, Checkpoints: v.store.Checkpoints, Registry: v.store.Registry,
-		Sessions: v.store.Sessions, Planners: planners, Now: v.clock.Now})
+		Sessions: v.store.Sessions, Planners: planners, Now: v.clock.Now, Logger: v.logger})
 	if err != nil {
 		v.t.Fatal(err)
 	}
@@ -555,5 +559,97 @@ func TestDiscoveryRetrySpread(t *testing.T) {
 	}
 	if got := scheduleDelay("s", time.Minute); got < 30 || got > 90 {
 		t.Fatalf("a retry of 1m asks for %d seconds", got)
+	}
+}
+
+// A request on a held session that names another device or tenant (a
+// forged or confused SessionService call) is refused and leaves the
+// session as it was.
+func TestSessionOfAnotherDeviceRefused(t *testing.T) {
+	v := newEnv(t)
+	e := v.engine("w1", nil, nil)
+	a, b := v.device("SN-OWN1"), v.device("SN-OWN2")
+	if got := methodOf(t, exchange(t, e, a.open("own-a", "2 PERIODIC"))); got != "InformResponse" {
+		t.Fatalf("a's Inform answered %s", got)
+	}
+	forged := a.next(nil)
+	forged.DeviceKey = b.key
+	if _, err := e.Exchange(t.Context(), forged); !errors.Is(err, ErrInvalidRequest) {
+		t.Fatalf("a request for b on a's session: %v, want ErrInvalidRequest", err)
+	}
+	other := a.next(nil)
+	other.Tenant = "other"
+	if _, err := e.Exchange(t.Context(), other); !errors.Is(err, ErrInvalidRequest) {
+		t.Fatalf("a request of another tenant on a's session: %v, want ErrInvalidRequest", err)
+	}
+	if sent := a.run(t, func(int) *Engine { return e }); sent[0] != "GetParameterNames" {
+		t.Fatalf("a's own session then got %v", sent)
+	}
+	if got := v.inv.recorded(); len(got) != 1 || got[0].DeviceKey != a.key {
+		t.Fatalf("recorded %+v", got)
+	}
+}
+
+// A hostile CPE's oversized message in the middle of a session is not
+// decoded past the limit: it is answered with a fault, and the session
+// still ends cleanly, its budget given back.
+func TestOversizedMessageMidSession(t *testing.T) {
+	v := newEnv(t)
+	e := v.engine("w1", nil, func(c *Config) { c.MaxBodyBytes = 64 << 10 })
+	a := v.device("SN-BIG1")
+	exchange(t, e, a.open("big-a", "2 PERIODIC"))
+	huge := bytes.Repeat([]byte("<x>"), (64<<10)/3+10)
+	r := exchange(t, e, a.next(append([]byte(`<?xml version="1.0"?>`), huge...)))
+	env, err := cwmp.Decode(r.Body)
+	if err != nil || r.SessionEnded {
+		t.Fatalf("oversized message answered %d (ended %t): %v", r.Status, r.SessionEnded, err)
+	}
+	if f, ok := env.Body.(*cwmp.Fault); !ok || f.Code != cwmp.FaultResourcesExceeded {
+		t.Fatalf("oversized message answered %s, want fault 8004", env.Body.Method())
+	}
+	a.run(t, func(int) *Engine { return e })
+	if got := v.inv.recorded(); len(got) != 1 {
+		t.Fatalf("%d records after the session", len(got))
+	}
+	if e.Sessions() != 0 || e.MemoryUsed() != 0 {
+		t.Fatalf("after the session: %d sessions, %d bytes held", e.Sessions(), e.MemoryUsed())
+	}
+}
+
+// A poisoned checkpoint journal (lines that do not replay: an unknown
+// kind, an operation the queue lacks, records that are not JSON, Inform
+// parameters that are not triples, a line without its end) is refused:
+// the checkpoint is dropped and the request answered as outside any
+// session, whatever the head says.
+func TestPoisonedJournalRefused(t *testing.T) {
+	for _, junk := range []string{
+		"x 1\n", "o nosuch {}\n", "o discovery not-json\n", `i {"p":["a","b"]}` + "\n", "i {}", "o discovery " + `{"vi":[99999],"vv":["a","b"]}` + "\n",
+	} {
+		v := newEnv(t)
+		a := v.engine("wa", nil, nil)
+		b := v.engine("wb", nil, nil)
+		d := v.device("SN-POISON")
+		exchange(t, a, d.open("sp", "0 BOOTSTRAP"))
+		first := exchange(t, a, d.next(nil)) // GetParameterNames
+		ctx := context.Background()
+		cp, err := v.store.Checkpoints.Load(ctx, tenant, d.key, "sp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp.Journal, cp.JournalAt = append(cp.Journal, junk...), 0
+		cp.Seq++
+		if err := v.store.Checkpoints.Save(ctx, cp, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		r := exchange(t, b, d.next(d.answer(first.Body)))
+		if !r.SessionEnded || r.Status == 200 {
+			t.Fatalf("journal + %q: resumed, answered %d", junk, r.Status)
+		}
+		if _, err := v.store.Checkpoints.Load(ctx, tenant, d.key, "sp"); !errors.Is(err, affinity.ErrNoCheckpoint) {
+			t.Fatalf("journal + %q: poisoned checkpoint kept: %v", junk, err)
+		}
+		if b.Sessions() != 0 || b.MemoryUsed() != 0 {
+			t.Fatalf("journal + %q: %d sessions, %d bytes held", junk, b.Sessions(), b.MemoryUsed())
+		}
 	}
 }

@@ -5,34 +5,44 @@ import (
 	"runtime"
 )
 
-// Large messages.
+// Large exchanges.
 //
 // A boot storm's sessions carry the largest messages a worker decodes:
 // GetParameterNames and GetParameterValues responses of tens of kilobytes,
-// each costing a few hundred microseconds of CPU to decode, dozens of them
-// in flight. Left to the Go scheduler they share the cores evenly with the
-// small exchanges of periodic sessions, which then queue behind them: a
-// periodic session beside a storm took hundreds of milliseconds instead of
-// tens. So the decoding of messages of at least Config.LargeExchangeBytes
-// goes through a gate of a few slots (Config.LargeExchangeSlots, by
-// default half the cores, at least one): at most that many decode at once,
-// the others wait their turn without using a core, and a small message
-// never waits. The decoding's cost is proportional to the size, so size is
-// the measure.
+// each costing a few hundred microseconds of CPU, dozens of them in flight.
+// Left to the Go scheduler they share the cores evenly with the small
+// exchanges of periodic sessions, which then queue behind them: a periodic
+// session beside a storm took hundreds of milliseconds instead of tens.
+// So the exchanges whose message is large go through a gate of a few
+// slots (by default half the cores, at least one): at most that many are
+// handled at once, the others wait their turn without using a core, and a
+// small exchange never waits. The cost of a large exchange is roughly
+// proportional to its size, so size is the measure; what waits is only
+// work the storm brought.
 //
-// The gate holds CPU work only: a slot is given back before the exchange
-// goes on to anything that waits (the session's lock, the inventory, the
-// checkpoint store). Held across those waits, as a first version did, the
-// slots made a storm against Redis checkpoints a third slower.
+// Recording a first contact is the other large piece of a storm's work:
+// its diff carries the whole discovered tree, which the inventory client
+// converts, copies and plans (hundreds of microseconds) in the session's
+// goroutine, on an exchange whose own message is small (the final empty
+// POST). So a RecordSession of at least largeDiffParameters parameters
+// takes a slot too, unless its session holds one already (session.large).
+//
+// A slot is only ever taken by a goroutine that holds its session's lock,
+// and a slot holder waits for no other lock: so the two cannot wait on
+// each other. (Taking the slot before the session's lock let an exchange
+// hold a slot while waiting for its session, whose holder waited for a
+// slot to record: two requests on one cookie stalled every large
+// exchange of the worker until their deadlines.)
 
-// gate admits the decoding of large messages, slots at a time.
+// largeDiffParameters is the size from which a RecordSession is large.
+const largeDiffParameters = 200
+
+// gate admits large exchanges, slots at a time.
 type gate struct {
 	minBytes int
 	slots    chan struct{}
 }
 
-// newGate returns the gate of cfg; nil (everything admitted) when
-// LargeExchangeBytes is 0.
 func newGate(minBytes, slots int) *gate {
 	if minBytes <= 0 {
 		return nil
@@ -44,16 +54,33 @@ func newGate(minBytes, slots int) *gate {
 }
 
 // enter waits for a slot when a message of size bytes needs one. It
-// returns the function that gives the slot back, or ctx's error when ctx
-// ends first.
+// returns the function that gives the slot back (nil when none was
+// taken), or ctx's error when ctx ends first.
 func (g *gate) enter(ctx context.Context, size int) (leave func(), err error) {
 	if g == nil || size < g.minBytes {
-		return func() {}, nil
+		return nil, nil
 	}
+	return g.take(ctx)
+}
+
+func (g *gate) take(ctx context.Context) (leave func(), err error) {
 	select {
 	case g.slots <- struct{}{}:
 		return func() { <-g.slots }, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// record runs the RecordSession of s's diff d, in a slot when d is large
+// and s holds none. The caller holds s.mu.
+func (e *Engine) record(ctx context.Context, s *session, d *Diff) error {
+	if e.large != nil && !s.large && len(d.Parameters) >= largeDiffParameters {
+		leave, err := e.large.take(ctx)
+		if err != nil {
+			return err
+		}
+		defer leave()
+	}
+	return e.inv.RecordSession(ctx, d)
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 )
@@ -82,11 +81,11 @@ func appendInformRecord(b []byte, params []cwmp.ParameterValue) []byte {
 			b = append(b, ',')
 		}
 		p := &params[i]
-		b = appendJSONString(b, p.Name)
+		b = cwmp.AppendJSONString(b, p.Name)
 		b = append(b, ',')
-		b = appendJSONString(b, p.Value)
+		b = cwmp.AppendJSONString(b, p.Value)
 		b = append(b, ',')
-		b = appendJSONString(b, p.Type)
+		b = cwmp.AppendJSONString(b, p.Type)
 	}
 	return append(b, "]}"...)
 }
@@ -140,71 +139,6 @@ func (s *session) replayJournal(journal []byte) error {
 		}
 	}
 	return nil
-}
-
-// appendJSONString appends s as a JSON string, as encoding/json writes it
-// (invalid UTF-8 becomes U+FFFD; <, > and & are left alone, as no HTML
-// ever holds a checkpoint).
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, `\u202`...)
-			b = append(b, hex[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
-
-// appendJSONStrings appends a JSON array of strings.
-func appendJSONStrings(b []byte, ss []string) []byte {
-	b = append(b, '[')
-	for i, s := range ss {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendJSONString(b, s)
-	}
-	return append(b, ']')
 }
 
 func appendInt(b []byte, n int) []byte { return strconv.AppendInt(b, int64(n), 10) }

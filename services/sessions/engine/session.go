@@ -44,6 +44,9 @@ type session struct {
 	// discovering is set while the session holds one of the worker's
 	// discovery slots (Config.MaxDiscoveries).
 	discovering bool
+	// large is set while the session's exchange holds a large-exchange
+	// slot (gate.go).
+	large bool
 	// opCtx is the Context handed to the operations, allocated when a
 	// session first has one to hand.
 	opCtx *Context
@@ -120,16 +123,8 @@ const checkpointFormat = 3
 // snapshot is the JSON a checkpoint's Data holds: everything another worker
 // needs to continue the session exactly.
 type snapshot struct {
-	Format int         `json:"format"`
-	Lease  leaseInfo   `json:"lease"`
-	Inform *informInfo `json:"inform,omitempty"`
-	Queue  *queue      `json:"queue,omitempty"`
-	Fenced bool        `json:"fenced,omitempty"`
-	Usage  usage       `json:"usage,omitzero"`
-	CWMP   cwmp.State  `json:"cwmp"`
-	// Record is the session's affinity record and RecordTTL its life.
-	Record    *affinity.SessionRecord `json:"record,omitempty"`
-	RecordTTL time.Duration           `json:"recordTTL,omitempty"`
+	snapshotHead
+	CWMP cwmp.State `json:"cwmp"`
 
 	// Plan is format 1's operations: a discovery and the fenced flag.
 	Plan *planV1 `json:"plan,omitempty"`
@@ -138,12 +133,13 @@ type snapshot struct {
 // snapshotHead is what checkpoint encodes of a snapshot with
 // encoding/json: all of it but the cwmp state, appended by hand.
 type snapshotHead struct {
-	Format    int                     `json:"format"`
-	Lease     leaseInfo               `json:"lease"`
-	Inform    *informInfo             `json:"inform,omitempty"`
-	Queue     *queue                  `json:"queue,omitempty"`
-	Fenced    bool                    `json:"fenced,omitempty"`
-	Usage     usage                   `json:"usage,omitzero"`
+	Format int         `json:"format"`
+	Lease  leaseInfo   `json:"lease"`
+	Inform *informInfo `json:"inform,omitempty"`
+	Queue  *queue      `json:"queue,omitempty"`
+	Fenced bool        `json:"fenced,omitempty"`
+	Usage  usage       `json:"usage,omitzero"`
+	// Record is the session's affinity record and RecordTTL its life.
 	Record    *affinity.SessionRecord `json:"record,omitempty"`
 	RecordTTL time.Duration           `json:"recordTTL,omitempty"`
 }
