@@ -23,6 +23,7 @@ func TestStatusOf(t *testing.T) {
 		{fmt.Errorf("x: %w", engine.ErrAtCapacity), codes.ResourceExhausted},
 		{fmt.Errorf("x: %w", engine.ErrUnavailable), codes.Unavailable},
 		{context.DeadlineExceeded, codes.DeadlineExceeded},
+		{fmt.Errorf("wait for a large-exchange slot: %w", context.DeadlineExceeded), codes.DeadlineExceeded},
 		{fmt.Errorf("wait for a slot: %w", context.Canceled), codes.Canceled},
 		{fmt.Errorf("boom"), codes.Internal},
 	} {

@@ -1086,16 +1086,3 @@ func TestCheckpointJournalRecovers(t *testing.T) {
 		})
 	}
 }
-
-// An exchange whose context ended while it waited (for a large-exchange
-// slot) is answered with the context's code: DeadlineExceeded is the
-// gateway's 503.
-func TestStatusOfContextErrors(t *testing.T) {
-	wrapped := fmt.Errorf("wait for a large-exchange slot: %w", context.DeadlineExceeded)
-	if got := status.Code(statusOf(wrapped)); got != codes.DeadlineExceeded {
-		t.Errorf("deadline: %s", got)
-	}
-	if got := status.Code(statusOf(fmt.Errorf("x: %w", context.Canceled))); got != codes.Canceled {
-		t.Errorf("canceled: %s", got)
-	}
-}

@@ -267,8 +267,8 @@ func (e *Engine) Exchange(ctx context.Context, req *Request) (*Reply, error) {
 		return nil, fmt.Errorf("wait for a large-exchange slot: %w", err)
 	}
 	if leave != nil {
-		s.large = true
-		defer func() { s.large = false; leave() }()
+		s.leaveLarge = leave
+		defer e.releaseLarge(s)
 	}
 	env, derr := e.decode(req.Body, req.Charset)
 	if env != nil && len(req.Body) > detachThreshold {
@@ -484,6 +484,9 @@ func (e *Engine) exchange(ctx context.Context, s *session, req *Request, env *cw
 		_ = e.finish(ctx, s, outcomeFailed)
 		return &Reply{Status: 500, SessionEnded: true}, nil
 	}
+	// The CPU work of the exchange is done: the checkpoint store's
+	// round trip waits in no slot (gate.go).
+	e.releaseLarge(s)
 	if err := e.save(ctx, s); err != nil {
 		if errors.Is(err, ErrLeaseLost) {
 			if !replay && e.reload(ctx, s) {

@@ -25,7 +25,13 @@ import (
 // converts, copies and plans (hundreds of microseconds) in the session's
 // goroutine, on an exchange whose own message is small (the final empty
 // POST). So a RecordSession of at least largeDiffParameters parameters
-// takes a slot too, unless its session holds one already (session.large).
+// takes a slot too, unless its session holds one already (session.leaveLarge).
+//
+// A slot holds CPU work, not waits on other servers: an exchange gives its
+// slot back before it saves its checkpoint (with Redis, a round trip that
+// made a storm a third slower while it held the slot). A large diff's
+// RecordSession keeps its slot: the conversion and planning of the tree
+// are most of its cost when the inventory runs in the process.
 //
 // A slot is only ever taken by a goroutine that holds its session's lock,
 // and a slot holder waits for no other lock: so the two cannot wait on
@@ -72,10 +78,19 @@ func (g *gate) take(ctx context.Context) (leave func(), err error) {
 	}
 }
 
+// releaseLarge gives back the slot s's exchange holds, if any. The
+// caller holds s.mu.
+func (e *Engine) releaseLarge(s *session) {
+	if s.leaveLarge != nil {
+		s.leaveLarge()
+		s.leaveLarge = nil
+	}
+}
+
 // record runs the RecordSession of s's diff d, in a slot when d is large
 // and s holds none. The caller holds s.mu.
 func (e *Engine) record(ctx context.Context, s *session, d *Diff) error {
-	if e.large != nil && !s.large && len(d.Parameters) >= largeDiffParameters {
+	if e.large != nil && s.leaveLarge == nil && len(d.Parameters) >= largeDiffParameters {
 		leave, err := e.large.take(ctx)
 		if err != nil {
 			return err

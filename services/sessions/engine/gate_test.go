@@ -108,11 +108,11 @@ func TestLargeRecordTakesASlot(t *testing.T) {
 	if err := e.record(done, s, small); err != nil {
 		t.Fatalf("a small record waited: %v", err)
 	}
-	s.large = true
+	s.leaveLarge = func() {}
 	if err := e.record(done, s, large); err != nil {
 		t.Fatalf("the record of an exchange holding the slot waited: %v", err)
 	}
-	s.large = false
+	s.leaveLarge = nil
 	leave()
 	if err := e.record(t.Context(), s, large); err != nil {
 		t.Fatal(err)

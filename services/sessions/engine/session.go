@@ -44,9 +44,9 @@ type session struct {
 	// discovering is set while the session holds one of the worker's
 	// discovery slots (Config.MaxDiscoveries).
 	discovering bool
-	// large is set while the session's exchange holds a large-exchange
-	// slot (gate.go).
-	large bool
+	// leaveLarge gives back the large-exchange slot the session's
+	// exchange holds (gate.go); nil when it holds none.
+	leaveLarge func()
 	// opCtx is the Context handed to the operations, allocated when a
 	// session first has one to hand.
 	opCtx *Context
