@@ -72,11 +72,12 @@ type Config struct {
 	// under load"): it records its Inform, asks the CPE to come back after
 	// DiscoveryRetry and ends; the discovery runs at a later session.
 	MaxDiscoveries int
-	// LargeExchangeBytes and LargeExchangeSlots: CPE messages of at
-	// least LargeExchangeBytes (the responses of a discovery, large
-	// Informs) are decoded at most LargeExchangeSlots at a time; smaller
-	// ones never wait for them (gate.go, "Large messages"). 0 slots means half of
-	// GOMAXPROCS, at least one; 0 bytes turns the gate off.
+	// LargeExchangeBytes and LargeExchangeSlots: exchanges whose CPE
+	// message has at least LargeExchangeBytes (the responses of a
+	// discovery, large Informs) run, up to their checkpoint save, at most
+	// LargeExchangeSlots at a time; smaller ones never wait for them
+	// (gate.go, "Large exchanges"). 0 slots means half of GOMAXPROCS, at
+	// least one; 0 bytes turns the gate off.
 	LargeExchangeBytes int
 	LargeExchangeSlots int
 	// DiscoveryRetry is the delay a postponed discovery asks of the CPE
@@ -117,8 +118,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxSessionBytes, "sessions.max-session-bytes", 16<<20, "estimated bytes one session keeps to record; a discovery stops there")
 	fs.IntVar(&c.MemoryBudget, "sessions.memory-budget", 512<<20, "estimated bytes all sessions of the worker keep; a new session that does not fit is shed with 503 (0: no budget)")
 	fs.IntVar(&c.MaxDiscoveries, "sessions.max-discoveries", 64, "sessions running a tree discovery at once in this worker; over it, a device's discovery is postponed to a later session (0: no bound)")
-	fs.IntVar(&c.LargeExchangeBytes, "sessions.large-exchange-bytes", 16<<10, "CPE messages of at least this many bytes (a discovery's responses, a large Inform) are decoded at most -sessions.large-exchange-slots at a time, so that small ones (periodic sessions) keep cores of their own (0: no gate)")
-	fs.IntVar(&c.LargeExchangeSlots, "sessions.large-exchange-slots", 0, "large CPE messages this worker decodes at once (0: half of GOMAXPROCS, at least one)")
+	fs.IntVar(&c.LargeExchangeBytes, "sessions.large-exchange-bytes", 16<<10, "exchanges carrying a CPE message of at least this many bytes (a discovery's responses, a large Inform), and the recording of a whole discovered tree, run at most -sessions.large-exchange-slots at a time, so that small ones (periodic sessions) keep cores of their own (0: no gate)")
+	fs.IntVar(&c.LargeExchangeSlots, "sessions.large-exchange-slots", 0, "large exchanges this worker runs at once (0: half of GOMAXPROCS, at least one)")
 	fs.DurationVar(&c.DiscoveryRetry, "sessions.discovery-retry", time.Minute, "a device whose discovery is postponed is asked (ScheduleInform) to come back after about this long, spread over 50-150% (0: not asked; its next session discovers)")
 	fs.StringVar(&c.QuirksFile, "sessions.quirks-file", "", "JSON file of discovery quirks per OUI and product class, on top of the built-in ones (format in docs/sessions.md)")
 }
