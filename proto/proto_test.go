@@ -29,6 +29,10 @@ import (
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
 	sessionsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/sessions/v1"
+	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
+
+	// Linked for their descriptors (TestEverySourceHasGeneratedCode).
+	_ "github.com/fleetacs/fleetacs/proto/gen/fleetacs/events/v1"
 )
 
 // TestEverySourceHasGeneratedCode catches a .proto file whose generated Go
@@ -94,6 +98,10 @@ func TestServiceShapes(t *testing.T) {
 			{"GetDiscoveryProfile", "fleetacs.inventory.v1.GetDiscoveryProfileRequest", "fleetacs.inventory.v1.GetDiscoveryProfileResponse"},
 			{"RecordDiscovery", "fleetacs.inventory.v1.RecordDiscoveryRequest", "fleetacs.inventory.v1.RecordDiscoveryResponse"},
 		}},
+		{tasksv1.TasksInternalService_ServiceDesc, []rpc{
+			{"ClaimTasks", "fleetacs.tasks.v1.ClaimTasksRequest", "fleetacs.tasks.v1.ClaimTasksResponse"},
+			{"ReportTasks", "fleetacs.tasks.v1.ReportTasksRequest", "fleetacs.tasks.v1.ReportTasksResponse"},
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.desc.ServiceName, func(t *testing.T) {
@@ -152,8 +160,15 @@ func TestPublicMethodRoles(t *testing.T) {
 		"/fleetacs.auth.v1.TokenService/CreateToken":                authv1.Role_ROLE_ADMIN,
 		"/fleetacs.auth.v1.TokenService/ListTokens":                 authv1.Role_ROLE_ADMIN,
 		"/fleetacs.auth.v1.TokenService/RevokeToken":                authv1.Role_ROLE_ADMIN,
+		"/fleetacs.tasks.v1.TasksService/CreateTask":                authv1.Role_ROLE_OPERATOR,
+		"/fleetacs.tasks.v1.TasksService/CreateTasks":               authv1.Role_ROLE_OPERATOR,
+		"/fleetacs.tasks.v1.TasksService/GetTask":                   authv1.Role_ROLE_VIEWER,
+		"/fleetacs.tasks.v1.TasksService/ListTasks":                 authv1.Role_ROLE_VIEWER,
+		"/fleetacs.tasks.v1.TasksService/CancelTask":                authv1.Role_ROLE_OPERATOR,
+		"/fleetacs.tasks.v1.TasksService/WatchTasks":                authv1.Role_ROLE_VIEWER,
+		"/fleetacs.events.v1.EventsService/WatchEvents":             authv1.Role_ROLE_VIEWER,
 	}
-	internal := []string{"fleetacs.inventory.v1.InventoryInternalService", "fleetacs.sessions.v1.SessionService"}
+	internal := []string{"fleetacs.inventory.v1.InventoryInternalService", "fleetacs.sessions.v1.SessionService", "fleetacs.tasks.v1.TasksInternalService"}
 	got := map[string]authv1.Role{}
 	protoregistry.GlobalFiles.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
 		for i := range fd.Services().Len() {

@@ -73,6 +73,20 @@ const (
 	ErrorReason_INTERNAL_ERROR ErrorReason = 14
 	// NOT_FOUND: no API token in the caller's scope has this id.
 	ErrorReason_TOKEN_NOT_FOUND ErrorReason = 15
+	// NOT_FOUND: the tenant has no task with this id.
+	ErrorReason_TASK_NOT_FOUND ErrorReason = 16
+	// ALREADY_EXISTS: the idempotency key was used for a different request.
+	ErrorReason_IDEMPOTENCY_CONFLICT ErrorReason = 17
+	// FAILED_PRECONDITION: the task was dispatched or has ended; it can no
+	// longer be cancelled.
+	ErrorReason_TASK_NOT_CANCELLABLE ErrorReason = 18
+	// OUT_OF_RANGE: the event stream no longer holds the revision a watch
+	// asked to start from; start from the oldest revision the error's
+	// metadata names ("first_revision") or from now.
+	ErrorReason_REVISION_COMPACTED ErrorReason = 19
+	// RESOURCE_EXHAUSTED: the device's task queue is full; wait for tasks to
+	// run or cancel some.
+	ErrorReason_QUEUE_FULL ErrorReason = 20
 )
 
 // Enum value maps for ErrorReason.
@@ -94,6 +108,11 @@ var (
 		13: "STORE_UNAVAILABLE",
 		14: "INTERNAL_ERROR",
 		15: "TOKEN_NOT_FOUND",
+		16: "TASK_NOT_FOUND",
+		17: "IDEMPOTENCY_CONFLICT",
+		18: "TASK_NOT_CANCELLABLE",
+		19: "REVISION_COMPACTED",
+		20: "QUEUE_FULL",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED": 0,
@@ -112,6 +131,11 @@ var (
 		"STORE_UNAVAILABLE":        13,
 		"INTERNAL_ERROR":           14,
 		"TOKEN_NOT_FOUND":          15,
+		"TASK_NOT_FOUND":           16,
+		"IDEMPOTENCY_CONFLICT":     17,
+		"TASK_NOT_CANCELLABLE":     18,
+		"REVISION_COMPACTED":       19,
+		"QUEUE_FULL":               20,
 	}
 )
 
@@ -146,7 +170,7 @@ var File_fleetacs_errors_v1_errors_proto protoreflect.FileDescriptor
 
 const file_fleetacs_errors_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x1ffleetacs/errors/v1/errors.proto\x12\x12fleetacs.errors.v1*\xe4\x02\n" +
+	"\x1ffleetacs/errors/v1/errors.proto\x12\x12fleetacs.errors.v1*\xd4\x03\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CREDENTIALS_MISSING\x10\x01\x12\x17\n" +
@@ -165,7 +189,13 @@ const file_fleetacs_errors_v1_errors_proto_rawDesc = "" +
 	"\fRATE_LIMITED\x10\f\x12\x15\n" +
 	"\x11STORE_UNAVAILABLE\x10\r\x12\x12\n" +
 	"\x0eINTERNAL_ERROR\x10\x0e\x12\x13\n" +
-	"\x0fTOKEN_NOT_FOUND\x10\x0fBDZBgithub.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1;errorsv1b\x06proto3"
+	"\x0fTOKEN_NOT_FOUND\x10\x0f\x12\x12\n" +
+	"\x0eTASK_NOT_FOUND\x10\x10\x12\x18\n" +
+	"\x14IDEMPOTENCY_CONFLICT\x10\x11\x12\x18\n" +
+	"\x14TASK_NOT_CANCELLABLE\x10\x12\x12\x16\n" +
+	"\x12REVISION_COMPACTED\x10\x13\x12\x0e\n" +
+	"\n" +
+	"QUEUE_FULL\x10\x14BDZBgithub.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1;errorsv1b\x06proto3"
 
 var (
 	file_fleetacs_errors_v1_errors_proto_rawDescOnce sync.Once

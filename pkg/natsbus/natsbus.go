@@ -1,0 +1,293 @@
+// Package natsbus names the NATS JetStream streams and subjects FleetACS's
+// services share (docs/tasks.md, docs/events.md), creates the streams, and
+// carries trace context in message headers. Every service that publishes or
+// reads them goes through it, so that a subject is spelled in one place.
+//
+// Three streams:
+//
+//   - the task queue (<prefix>TASKS): one subject per device,
+//     <root>-internal.tasks.<tenant>.<device>, each message a
+//     tasks.v1.QueuedTask. The tasks service publishes a task when it is
+//     created and deletes the message once the task has ended; session
+//     workers only read it (a direct get by subject: no consumer).
+//   - wake-up requests (<prefix>WAKE): <root>-internal.wake.<tenant>.<device>,
+//     each a tasks.v1.WakeRequest, a work queue the notifiers share through
+//     one durable consumer.
+//   - events (<prefix>EVENTS): <root>.<tenant>.events.<kind>.<device>, each
+//     an events.v1.Event. The stream sequence is the event's revision.
+//
+// The internal subjects live under their own root so that no tenant name
+// can make an event subject collide with a queue.
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/propagation"
+)
+
+// Names spells the streams and subjects of one FleetACS install. The zero
+// value is not usable: use New. Tests give each install its own root and
+// prefix, so that they share a NATS server without seeing each other.
+type Names struct {
+	root, internal, prefix string
+}
+
+// DefaultRoot and DefaultStreamPrefix are the production names.
+const (
+	DefaultRoot         = "fleetacs"
+	DefaultStreamPrefix = "FLEETACS_"
+)
+
+// New returns the names under subject root root and stream prefix prefix;
+// empty values take the defaults.
+func New(root, prefix string) Names {
+	if root == "" {
+		root = DefaultRoot
+	}
+	if prefix == "" {
+		prefix = DefaultStreamPrefix
+	}
+	return Names{root: root, internal: root + "-internal", prefix: prefix}
+}
+
+// TasksStream, WakeStream and EventsStream are the stream names.
+func (n Names) TasksStream() string  { return n.prefix + "TASKS" }
+func (n Names) WakeStream() string   { return n.prefix + "WAKE" }
+func (n Names) EventsStream() string { return n.prefix + "EVENTS" }
+
+// TaskQueue is the subject of a device's task queue.
+func (n Names) TaskQueue(tenant, device string) string {
+	return n.internal + ".tasks." + Token(tenant) + "." + Token(device)
+}
+
+// Wake is the subject of a device's wake-up requests.
+func (n Names) Wake(tenant, device string) string {
+	return n.internal + ".wake." + Token(tenant) + "." + Token(device)
+}
+
+// Event is the subject of an event: kind is "<category>.<name>" (as
+// "task.done" or "device.boot"); device may be empty ("_" in the subject).
+func (n Names) Event(tenant, kind, device string) string {
+	d := "_"
+	if device != "" {
+		d = Token(device)
+	}
+	return n.root + "." + Token(tenant) + ".events." + kind + "." + d
+}
+
+// EventFilter is the subject filter of a tenant's events of kind (empty:
+// every kind; "task": a category; "task.done": one kind) and of device
+// (empty: every device).
+func (n Names) EventFilter(tenant, kind, device string) string {
+	base := n.root + "." + Token(tenant) + ".events."
+	d := "*"
+	if device != "" {
+		d = Token(device)
+	}
+	switch strings.Count(kind, ".") {
+	case 0:
+		if kind == "" {
+			if device == "" {
+				return base + ">"
+			}
+			return base + "*.*." + d
+		}
+		return base + kind + ".*." + d
+	default:
+		return base + kind + "." + d
+	}
+}
+
+// ValidKind reports whether kind may name events in a filter: "" or one
+// or two tokens of lower-case letters, digits and '_'.
+func ValidKind(kind string) bool {
+	if kind == "" {
+		return true
+	}
+	parts := strings.Split(kind, ".")
+	if len(parts) > 2 {
+		return false
+	}
+	for _, p := range parts {
+		if p == "" {
+			return false
+		}
+		for i := 0; i < len(p); i++ {
+			c := p[i]
+			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Token makes s one subject token: '.', '*', '>', '%', white space, control
+// and non-ASCII bytes become %XX. Tenants and device keys (pkg/deviceid)
+// come out unchanged but for a tenant's dots; the mapping is one to one.
+func Token(s string) string {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if escapeByte(s[i]) {
+			clean = false
+			break
+		}
+	}
+	if clean && s != "" {
+		return s
+	}
+	if s == "" {
+		return "%"
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if escapeByte(c) {
+			fmt.Fprintf(&b, "%%%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+func escapeByte(c byte) bool {
+	return c <= ' ' || c >= 0x7f || c == '.' || c == '*' || c == '>'
+}
+
+// StreamOptions size the streams.
+type StreamOptions struct {
+	// Replicas of each stream (1 on a single server; 3 in a cluster).
+	Replicas int
+	// MaxTasksPerDevice bounds a device's queue; a task beyond it is
+	// refused (QUEUE_FULL).
+	MaxTasksPerDevice int64
+	// EventsMaxAge and EventsMaxBytes bound the event stream: WatchEvents
+	// and WatchTasks can resume from as far back as it holds.
+	EventsMaxAge   time.Duration
+	EventsMaxBytes int64
+	// WakeMaxAge drops wake-up requests no notifier took in time.
+	WakeMaxAge time.Duration
+}
+
+// DefaultStreamOptions are the defaults of the flags that set them.
+var DefaultStreamOptions = StreamOptions{
+	Replicas: 1, MaxTasksPerDevice: 1000,
+	EventsMaxAge: 7 * 24 * time.Hour, EventsMaxBytes: 1 << 30, WakeMaxAge: 5 * time.Minute,
+}
+
+// StreamConfigs returns the configurations of the three streams.
+func (n Names) StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	return []jetstream.StreamConfig{
+		{
+			Name: n.TasksStream(), Description: "FleetACS per-device task queues",
+			Subjects: []string{n.internal + ".tasks.>"}, Retention: jetstream.LimitsPolicy,
+			MaxMsgsPerSubject: o.MaxTasksPerDevice, Discard: jetstream.DiscardNew, DiscardNewPerSubject: true,
+			Storage: jetstream.FileStorage, Replicas: o.Replicas, AllowDirect: true,
+			Duplicates: 2 * time.Minute,
+		},
+		{
+			Name: n.WakeStream(), Description: "FleetACS connection-request requests",
+			Subjects: []string{n.internal + ".wake.>"}, Retention: jetstream.WorkQueuePolicy,
+			MaxAge: o.WakeMaxAge, Storage: jetstream.FileStorage, Replicas: o.Replicas,
+		},
+		{
+			Name: n.EventsStream(), Description: "FleetACS northbound events",
+			Subjects: []string{n.root + ".*.events.>"}, Retention: jetstream.LimitsPolicy,
+			MaxAge: o.EventsMaxAge, MaxBytes: o.EventsMaxBytes, Discard: jetstream.DiscardOld,
+			Storage: jetstream.FileStorage, Replicas: o.Replicas, AllowDirect: true,
+			Duplicates: 2 * time.Minute,
+		},
+	}
+}
+
+// EnsureStreams creates the streams, or updates them to o.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, n Names, o StreamOptions) error {
+	for _, cfg := range n.StreamConfigs(o) {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("create NATS stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+// Connect connects to NATS at url as name, waiting up to timeout for the
+// first connection, and reconnects for ever after. Every read has a time
+// limit: the client's request and flush timeouts.
+func Connect(ctx context.Context, url, name string, timeout time.Duration) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(url,
+		nats.Name(name),
+		nats.Timeout(timeout),
+		nats.RetryOnFailedConnect(false),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500*time.Millisecond),
+		nats.PingInterval(20*time.Second),
+	)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("JetStream at %s: %w", url, err)
+	}
+	if err := ctx.Err(); err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+// HeaderCarrier adapts nats.Header for OpenTelemetry propagation, so that
+// trace context travels with a message.
+type HeaderCarrier nats.Header
+
+var _ propagation.TextMapCarrier = HeaderCarrier(nil)
+
+// Get returns the header's first value.
+func (h HeaderCarrier) Get(key string) string { return nats.Header(h).Get(key) }
+
+// Set sets the header.
+func (h HeaderCarrier) Set(key, value string) { nats.Header(h).Set(key, value) }
+
+// Keys lists the headers.
+func (h HeaderCarrier) Keys() []string {
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// Inject writes ctx's trace context into a message's headers (creating
+// them); p nil does nothing.
+func Inject(ctx context.Context, p propagation.TextMapPropagator, m *nats.Msg) {
+	if p == nil {
+		return
+	}
+	if m.Header == nil {
+		m.Header = nats.Header{}
+	}
+	p.Inject(ctx, HeaderCarrier(m.Header))
+}
+
+// Extract returns ctx with the trace context of headers; p nil returns ctx.
+func Extract(ctx context.Context, p propagation.TextMapPropagator, h nats.Header) context.Context {
+	if p == nil || h == nil {
+		return ctx
+	}
+	return p.Extract(ctx, HeaderCarrier(h))
+}
+
+// IsNotFound reports whether err says a direct get found no message.
+func IsNotFound(err error) bool { return errors.Is(err, jetstream.ErrMsgNotFound) }

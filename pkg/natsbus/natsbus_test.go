@@ -1,0 +1,120 @@
+package natsbus_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/fleetacs/fleetacs/pkg/natsbus"
+	"github.com/fleetacs/fleetacs/pkg/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func TestToken(t *testing.T) {
+	for in, want := range map[string]string{
+		"default":              "default",
+		"isp.eu":               "isp%2Eeu",
+		"00259E-HG8245-ABC%2D": "00259E-HG8245-ABC%2D",
+		"a b*c>":               "a%20b%2Ac%3E",
+		"":                     "%",
+	} {
+		if got := natsbus.Token(in); got != want {
+			t.Errorf("Token(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestSubjects(t *testing.T) {
+	n := natsbus.New("", "")
+	tests := []struct{ got, want string }{
+		{n.TaskQueue("isp.eu", "OUI-SN"), "fleetacs-internal.tasks.isp%2Eeu.OUI-SN"},
+		{n.Wake("default", "OUI-SN"), "fleetacs-internal.wake.default.OUI-SN"},
+		{n.Event("default", "task.done", "OUI-SN"), "fleetacs.default.events.task.done.OUI-SN"},
+		{n.Event("default", "session.failed", ""), "fleetacs.default.events.session.failed._"},
+		{n.EventFilter("default", "", ""), "fleetacs.default.events.>"},
+		{n.EventFilter("default", "", "D"), "fleetacs.default.events.*.*.D"},
+		{n.EventFilter("default", "task", ""), "fleetacs.default.events.task.*.*"},
+		{n.EventFilter("default", "device.boot", "D"), "fleetacs.default.events.device.boot.D"},
+		{n.EventsStream(), "FLEETACS_EVENTS"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("got %q, want %q", tt.got, tt.want)
+		}
+	}
+	for kind, ok := range map[string]bool{"": true, "task": true, "device.value_change": true, "a.b.c": false, "Task": false, "task.": false, "t>": false} {
+		if natsbus.ValidKind(kind) != ok {
+			t.Errorf("ValidKind(%q) = %v", kind, !ok)
+		}
+	}
+}
+
+// TestEnsureStreams creates the streams on a real JetStream server twice
+// (the second time an update) and checks a tenant named like an internal
+// subject cannot reach a queue.
+func TestEnsureStreams(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	nc, js, err := natsbus.Connect(ctx, testenv.NATS(t), t.Name(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	u := testenv.UniqueName(t)
+	n := natsbus.New(u, strings.ToUpper(u)+"_")
+	for range 2 {
+		if err := natsbus.EnsureStreams(ctx, js, n, TestStreamOptions); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ack, err := js.Publish(ctx, n.TaskQueue("tasks", "D1"), []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack.Stream != n.TasksStream() {
+		t.Fatalf("queue message stored in %s", ack.Stream)
+	}
+	ack, err = js.Publish(ctx, n.Event("tasks", "task.done", "D1"), []byte("y"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack.Stream != n.EventsStream() {
+		t.Fatalf("event stored in %s", ack.Stream)
+	}
+	s, err := js.Stream(ctx, n.TasksStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetMsg(ctx, 1, jetstreamNext(n.TaskQueue("tasks", "D1")))
+	if err != nil || string(m.Data) != "x" {
+		t.Fatalf("direct get by subject: %v %v", m, err)
+	}
+	if _, err := s.GetMsg(ctx, 1, jetstreamNext(n.TaskQueue("tasks", "D2"))); !natsbus.IsNotFound(err) {
+		t.Fatalf("empty queue: err %v, want not found", err)
+	}
+}
+
+func TestTraceContextTravels(t *testing.T) {
+	p := propagation.TraceContext{}
+	tid, _ := trace.TraceIDFromHex("0102030405060708090a0b0c0d0e0f10")
+	sid, _ := trace.SpanIDFromHex("0102030405060708")
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled})
+	m := &nats.Msg{Subject: "x"}
+	natsbus.Inject(trace.ContextWithSpanContext(context.Background(), sc), p, m)
+	got := trace.SpanContextFromContext(natsbus.Extract(context.Background(), p, m.Header))
+	if got.TraceID() != tid || got.SpanID() != sid {
+		t.Fatalf("extracted %v, want trace %v span %v", got, tid, sid)
+	}
+}
+
+func jetstreamNext(subject string) jetstream.GetMsgOpt { return jetstream.WithGetMsgSubject(subject) }
+
+// TestStreamOptions fit the test server's JetStream limits.
+var TestStreamOptions = natsbus.StreamOptions{Replicas: 1, MaxTasksPerDevice: 100, EventsMaxAge: time.Hour, EventsMaxBytes: 64 << 20, WakeMaxAge: time.Minute}
