@@ -105,6 +105,16 @@ func (n Names) EventFilter(tenant, kind, device string) string {
 	}
 }
 
+// EventFilterAllTenants is the subject filter of every tenant's events of
+// kind (a category such as "connection_request", or one kind), for the
+// services that consume events of all tenants.
+func (n Names) EventFilterAllTenants(kind string) string {
+	if strings.Contains(kind, ".") {
+		return n.root + ".*.events." + kind + ".*"
+	}
+	return n.root + ".*.events." + kind + ".*.*"
+}
+
 // ValidKind reports whether kind may name events in a filter: "" or one
 // or two tokens of lower-case letters, digits and '_'.
 func ValidKind(kind string) bool {

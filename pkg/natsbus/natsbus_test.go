@@ -43,6 +43,8 @@ func TestSubjects(t *testing.T) {
 		{n.EventFilter("default", "task", ""), "fleetacs.default.events.task.*.*"},
 		{n.EventFilter("default", "device.boot", "D"), "fleetacs.default.events.device.boot.D"},
 		{n.EventsStream(), "FLEETACS_EVENTS"},
+		{n.EventFilterAllTenants("connection_request"), "fleetacs.*.events.connection_request.*.*"},
+		{n.EventFilterAllTenants("task.done"), "fleetacs.*.events.task.done.*"},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {

@@ -1,50 +1,251 @@
-// Package tasks owns task records and their history, presets and campaigns,
-// and serves the public gRPC tasks API for OSS/BSS (docs/design.md §1, §3).
+// Package tasks is the tasks service (docs/design.md §1, §3; docs/tasks.md):
+// it owns task records and their history, serves the public
+// fleetacs.tasks.v1.TasksService and fleetacs.events.v1.EventsService to
+// OSS/BSS, and the internal TasksInternalService through which session
+// workers claim tasks and report what became of them.
 //
-// This module holds its configuration and constructor; the service body
-// arrives with the issue that builds it (see the README's architecture
-// section). Nothing here pretends to serve traffic yet.
+// Every state change of a task is decided here and written with a
+// compare-and-swap on the record's version (package store), so that several
+// replicas, their sweepers and the session reports never overwrite each
+// other. Each change is published as a task.<state> event on NATS JetStream
+// (package natsbus); a queued task is a message in its device's queue
+// subject, published after the record is stored and deleted once the task
+// has ended.
 package tasks
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/propagation"
+	"google.golang.org/grpc"
+
+	"github.com/fleetacs/fleetacs/pkg/natsbus"
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
+	eventsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/events/v1"
+	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
+	"github.com/fleetacs/fleetacs/services/tasks/store"
 )
 
-// Config is the tasks service's configuration (docs/style.md rule 2).
+// Config is the tasks service's configuration (docs/style.md rule 2). Flags
+// are "tasks.<kebab-name>"; DefaultConfig holds the defaults. The store's
+// settings are StoreConfig's.
 type Config struct {
-	// GRPCAddr is where the public tasks API listens.
-	GRPCAddr string
+	// SecretsKeyFile is the key file that seals the credentials of
+	// Download, Upload, ScheduleDownload and ChangeDUState tasks (package
+	// secretbox). Empty: the file the caller names as the default (the
+	// fleetacs binary: secrets.key in -data-dir, the inventory's default
+	// file, created at first start).
+	SecretsKeyFile string
+	// Retention is how long an ended task is kept.
+	Retention time.Duration
+	// SweepInterval is how often the sweeper looks for due records, and
+	// SweepBatch how many it handles per look.
+	SweepInterval time.Duration
+	SweepBatch    int
+	// DispatchTimeout is how long a dispatched task waits for its
+	// session's report before the sweeper takes it back (the session's
+	// worker died and the device has not come back).
+	DispatchTimeout time.Duration
+	// RetryBase and RetryMax bound the exponential back-off between
+	// attempts of a task.
+	RetryBase time.Duration
+	RetryMax  time.Duration
 }
 
-// RegisterFlags registers the service's flags, named "tasks.<name>", with their
-// defaults.
+// DefaultConfig returns the defaults RegisterFlags registers.
+func DefaultConfig() Config {
+	var c Config
+	c.RegisterFlags(flag.NewFlagSet("defaults", flag.ContinueOnError))
+	return c
+}
+
+// RegisterFlags registers the service's flags, named "tasks.<name>", with
+// their defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.GRPCAddr, "tasks.grpc-addr", ":9310", "listen address of the public gRPC tasks API")
+	fs.StringVar(&c.SecretsKeyFile, "tasks.secrets-key-file", "", "file of the keys that encrypt the credentials of Download, Upload, ScheduleDownload and ChangeDUState tasks, one \"[ID ]BASE64\" line per 32-byte key, the first encrypting (empty: secrets.key in -data-dir, the inventory's default file, created at first start); every tasks process of an install needs the same file")
+	fs.DurationVar(&c.Retention, "tasks.retention", 30*24*time.Hour, "how long ended tasks (done, fault, expired, cancelled) are kept before the sweeper deletes them")
+	fs.DurationVar(&c.SweepInterval, "tasks.sweep-interval", 5*time.Second, "how often the sweeper looks for tasks that expired, timed out, lost their session or were never published to their device's queue")
+	fs.IntVar(&c.SweepBatch, "tasks.sweep-batch", 500, "tasks the sweeper handles per look")
+	fs.DurationVar(&c.DispatchTimeout, "tasks.dispatch-timeout", time.Hour, "how long a dispatched task waits for its session's report before it is queued again (or ends with a fault once its attempts are spent)")
+	fs.DurationVar(&c.RetryBase, "tasks.retry-base", 30*time.Second, "back-off before a task's second attempt; it doubles with every further attempt, with jitter")
+	fs.DurationVar(&c.RetryMax, "tasks.retry-max", time.Hour, "longest back-off between two attempts of a task")
 }
 
-// Validate reports the first setting that cannot work.
+// Validate reports every setting that cannot work.
 func (c *Config) Validate() error {
-	if c.GRPCAddr == "" {
-		return fmt.Errorf("tasks.grpc-addr must not be empty")
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.Retention < time.Minute {
+		bad("tasks.retention must be at least 1m, got %s", c.Retention)
 	}
-	return nil
+	if c.SweepInterval < 10*time.Millisecond || c.SweepInterval > 10*time.Minute {
+		bad("tasks.sweep-interval must be 10ms to 10m, got %s", c.SweepInterval)
+	}
+	if c.SweepBatch < 1 || c.SweepBatch > 10_000 {
+		bad("tasks.sweep-batch must be 1 to 10000, got %d", c.SweepBatch)
+	}
+	if c.DispatchTimeout < time.Second {
+		bad("tasks.dispatch-timeout must be at least 1s, got %s", c.DispatchTimeout)
+	}
+	if c.RetryBase <= 0 || c.RetryMax < c.RetryBase {
+		bad("tasks.retry-base must be positive and at most tasks.retry-max, got %s and %s", c.RetryBase, c.RetryMax)
+	}
+	return errors.Join(errs...)
 }
+
+// Keyring returns the keyring of SecretsKeyFile, or of defaultPath
+// (created when missing) when it is empty, not yet loaded: Start loads it.
+// A file named explicitly must exist, so that a mistyped path is an error
+// rather than a new key.
+func (c *Config) Keyring(defaultPath string) *secretbox.Keyring {
+	if c.SecretsKeyFile != "" {
+		return secretbox.File(c.SecretsKeyFile, false)
+	}
+	return secretbox.File(defaultPath, true)
+}
+
+// Devices says whether a device exists: the inventory's internal API
+// (InventoryDevices), a fake in unit tests.
+type Devices interface {
+	// Exists reports whether tenant has the device; an error when the
+	// inventory cannot tell.
+	Exists(ctx context.Context, tenant, deviceID string) (bool, error)
+}
+
+// Deps are the service's dependencies.
+type Deps struct {
+	Store store.Store
+	// NATS and JetStream reach the streams Names spells; the streams must
+	// exist (natsbus.EnsureStreams).
+	NATS      *nats.Conn
+	JetStream jetstream.JetStream
+	Names     natsbus.Names
+	Devices   Devices
+	// Secrets seals operation credentials; Start loads it.
+	Secrets *secretbox.Keyring
+	// CallerTenants returns the tenants the credentials of a public call
+	// cover (apiauth.CallerTenants); nil: every caller covers "default".
+	CallerTenants func(context.Context) []string
+	// Requester names the principal of a public call for Task.requester
+	// (apiauth.FromContext(ctx).ID); nil: empty.
+	Requester func(context.Context) string
+	// Propagator carries trace context in NATS headers; nil: none.
+	Propagator propagation.TextMapPropagator
+	Logger     *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultTenant is the tenant of a single-tenant install.
+const DefaultTenant = "default"
 
 // Service is the tasks service.
 type Service struct {
 	cfg    Config
+	deps   Deps
+	store  store.Store
+	js     jetstream.JetStream
+	names  natsbus.Names
 	logger *slog.Logger
+	now    func() time.Time
+
+	ready   atomic.Bool
+	started bool
+	// wg counts the background loops Run starts.
+	wg sync.WaitGroup
+	streamCache
+	// wakeCons is the consumer of connection-request outcomes, set by
+	// Start.
+	wakeCons jetstream.Consumer
 }
 
-// New builds the service from a validated configuration. It does no I/O.
-func New(cfg Config, logger *slog.Logger) (*Service, error) {
+// New builds the service from a configuration and its dependencies. It
+// does no I/O: Start starts the store and loads the keyring.
+func New(cfg Config, deps Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("tasks config: %w", err)
 	}
-	if logger == nil {
-		logger = slog.Default()
+	if deps.Store == nil || deps.JetStream == nil || deps.NATS == nil || deps.Devices == nil || deps.Secrets == nil {
+		return nil, errors.New("tasks: Store, NATS, JetStream, Devices and Secrets are required")
 	}
-	return &Service{cfg: cfg, logger: logger.With("service", "tasks")}, nil
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.CallerTenants == nil {
+		deps.CallerTenants = func(context.Context) []string { return []string{DefaultTenant} }
+	}
+	if deps.Requester == nil {
+		deps.Requester = func(context.Context) string { return "" }
+	}
+	return &Service{cfg: cfg, deps: deps, store: deps.Store, js: deps.JetStream, names: deps.Names,
+		logger: deps.Logger, now: deps.Now}, nil
 }
+
+// RegisterPublic registers TasksService and EventsService on g: a server
+// whose interceptors authenticate callers (package apiauth).
+func (s *Service) RegisterPublic(g grpc.ServiceRegistrar) {
+	tasksv1.RegisterTasksServiceServer(g, &publicServer{s: s})
+	eventsv1.RegisterEventsServiceServer(g, &eventsServer{s: s})
+}
+
+// RegisterInternal registers TasksInternalService on g: the internal
+// listener, never a public one (claimed tasks carry credentials in clear).
+func (s *Service) RegisterInternal(g grpc.ServiceRegistrar) {
+	tasksv1.RegisterTasksInternalServiceServer(g, &internalServer{s: s})
+}
+
+// Start loads the keyring, starts the store and creates the consumer of
+// connection-request outcomes; calls are answered once it has returned.
+func (s *Service) Start(ctx context.Context) error {
+	if _, err := s.deps.Secrets.Load(); err != nil {
+		return fmt.Errorf("start tasks: %w", err)
+	}
+	if err := s.store.Start(ctx); err != nil {
+		return fmt.Errorf("start tasks: %w", err)
+	}
+	if err := s.ensureWakeConsumer(ctx); err != nil {
+		_ = s.store.Close()
+		return fmt.Errorf("start tasks: %w", err)
+	}
+	s.started = true
+	s.ready.Store(true)
+	s.logger.InfoContext(ctx, "tasks store started")
+	return nil
+}
+
+// Run runs the sweeper and the consumer of connection-request outcomes
+// until ctx ends, then closes the store (Start first when it was not
+// called). In-flight calls are drained by the gRPC server, which stops
+// before Run's context ends in the process's shutdown order.
+func (s *Service) Run(ctx context.Context) error {
+	if !s.started {
+		if err := s.Start(ctx); err != nil {
+			return err
+		}
+	}
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); s.sweepLoop(ctx) }()
+	go func() { defer s.wg.Done(); s.wakeLoop(ctx) }()
+	<-ctx.Done()
+	s.wg.Wait()
+	s.ready.Store(false)
+	if err := s.store.Close(); err != nil {
+		return fmt.Errorf("stop tasks: %w", err)
+	}
+	return nil
+}
+
+// Ready reports whether the store is started, for readiness probes.
+func (s *Service) Ready() bool { return s.ready.Load() }

@@ -1,0 +1,292 @@
+package tasks
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
+	"github.com/fleetacs/fleetacs/services/tasks/store"
+)
+
+// internalServer implements TasksInternalService for session workers
+// (docs/tasks.md, "Delivery"). Its callers hold the internal credential;
+// requests are still checked, since a bad one must not corrupt records.
+type internalServer struct {
+	tasksv1.UnimplementedTasksInternalServiceServer
+	s *Service
+}
+
+const maxClaim = 1000
+
+func (s *Service) checkInternal(tenant, device, session string, n int) error {
+	switch {
+	case !validTenant(tenant):
+		return status.Error(codes.InvalidArgument, "tenant: 1 to 64 characters from [A-Za-z0-9_.-]")
+	case checkDeviceID("device_id", device) != nil:
+		return status.Error(codes.InvalidArgument, "device_id: not a device key")
+	case !validSessionID(session):
+		return status.Error(codes.InvalidArgument, "session_id: 1 to 128 printable characters without spaces or ':'")
+	case n > maxClaim:
+		return status.Error(codes.InvalidArgument, "at most 1000 tasks per call")
+	}
+	return s.checkReady()
+}
+
+// ClaimTasks implements TasksInternalService.
+func (i *internalServer) ClaimTasks(ctx context.Context, req *tasksv1.ClaimTasksRequest) (*tasksv1.ClaimTasksResponse, error) {
+	s := i.s
+	if err := s.checkInternal(req.GetTenant(), req.GetDeviceId(), req.GetSessionId(), len(req.GetTaskIds())); err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(req.GetTaskIds()))
+	for _, id := range req.GetTaskIds() {
+		if validID(id) {
+			ids = append(ids, id)
+		}
+	}
+	recs, err := s.store.GetMany(ctx, req.GetTenant(), ids)
+	if err != nil {
+		return nil, s.statusOf(ctx, "claim tasks", nil, err)
+	}
+	byID := make(map[string]store.Record, len(recs))
+	for _, r := range recs {
+		if r.DeviceID == req.GetDeviceId() {
+			byID[r.ID] = r
+		}
+	}
+	out := &tasksv1.ClaimTasksResponse{}
+	run := uint32(0)
+	seen := map[string]bool{}
+	for _, id := range ids {
+		r, ok := byID[id]
+		if !ok || seen[id] {
+			continue
+		}
+		seen[id] = true
+		ct, err := s.claim(ctx, r, req.GetSessionId(), req.GetMaxRun() == 0 || run < req.GetMaxRun())
+		if err != nil {
+			return nil, s.statusOf(ctx, "claim tasks", nil, err)
+		}
+		if a := ct.GetAction(); a == tasksv1.ClaimAction_CLAIM_ACTION_RUN || a == tasksv1.ClaimAction_CLAIM_ACTION_RESUME {
+			run++
+		}
+		out.Tasks = append(out.Tasks, ct)
+	}
+	return out, nil
+}
+
+// claim decides what a session does with one task of its device's queue,
+// and records it.
+func (s *Service) claim(ctx context.Context, r store.Record, session string, mayRun bool) (*tasksv1.ClaimedTask, error) {
+	var action tasksv1.ClaimAction
+	var previous string
+	t, nr, err := s.change(ctx, r, func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
+		action, previous = tasksv1.ClaimAction_CLAIM_ACTION_UNSPECIFIED, ""
+		switch st := t.GetState(); {
+		case ended(st):
+			action = tasksv1.ClaimAction_CLAIM_ACTION_ENDED
+			return false, nil
+		case st == tasksv1.TaskState_TASK_STATE_QUEUED:
+			if !now.Before(expiryOf(t)) {
+				enter(t, tasksv1.TaskState_TASK_STATE_EXPIRED, now, "expired before it reached the CPE")
+				action = tasksv1.ClaimAction_CLAIM_ACTION_ENDED
+				return true, nil
+			}
+			if rt := t.GetRetryTime(); rt != nil && now.Before(rt.AsTime()) || !mayRun {
+				action = tasksv1.ClaimAction_CLAIM_ACTION_SKIP
+				return false, nil
+			}
+			t.Attempts++
+			t.RetryTime = nil
+			enter(t, tasksv1.TaskState_TASK_STATE_DISPATCHED, now, sessionDetail(session, fmt.Sprintf("dispatched (attempt %d)", t.Attempts)))
+			r.DueTime = now.Add(s.cfg.DispatchTimeout)
+			action = tasksv1.ClaimAction_CLAIM_ACTION_RUN
+			return true, nil
+		default: // dispatched
+			prev := sessionOf(t)
+			awaiting := t.GetAwaitDeadline() != nil
+			switch {
+			case prev == session && awaiting:
+				action = tasksv1.ClaimAction_CLAIM_ACTION_AWAIT
+				return false, nil
+			case prev == session:
+				// A repeated claim of the same session.
+				action = tasksv1.ClaimAction_CLAIM_ACTION_RUN
+				return false, nil
+			case awaiting:
+				// A later session of the device takes the wait over: what
+				// ends the task arrives in it.
+				enter(t, tasksv1.TaskState_TASK_STATE_DISPATCHED, now, sessionDetail(session, "awaits what ends the task"))
+				action, previous = tasksv1.ClaimAction_CLAIM_ACTION_AWAIT, prev
+				return true, nil
+			case !mayRun:
+				action = tasksv1.ClaimAction_CLAIM_ACTION_SKIP
+				return false, nil
+			case t.GetAttempts() >= maxAttempts(t):
+				t.Fault = &tasksv1.TaskFault{Source: tasksv1.FaultSource_FAULT_SOURCE_ACS,
+					FaultString: fmt.Sprintf("session %s ended before reporting, and the task's %d attempts are spent", prev, maxAttempts(t))}
+				enter(t, tasksv1.TaskState_TASK_STATE_FAULT, now, t.Fault.FaultString)
+				action = tasksv1.ClaimAction_CLAIM_ACTION_ENDED
+				return true, nil
+			}
+			t.Attempts++
+			enter(t, tasksv1.TaskState_TASK_STATE_DISPATCHED, now, sessionDetail(session, fmt.Sprintf("resumed after session %s (attempt %d)", prev, t.Attempts)))
+			r.DueTime = now.Add(s.cfg.DispatchTimeout)
+			action, previous = tasksv1.ClaimAction_CLAIM_ACTION_RESUME, prev
+			return true, nil
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if action == tasksv1.ClaimAction_CLAIM_ACTION_ENDED && nr.QueueSeq != 0 {
+		// The worker found it in the queue: its message outlived the
+		// task (a delete that failed), or the task ended just now.
+		s.deleteQueued(ctx, nr.QueueSeq)
+	}
+	view := proto.Clone(t).(*tasksv1.Task)
+	view.History = nil
+	if action == tasksv1.ClaimAction_CLAIM_ACTION_RUN || action == tasksv1.ClaimAction_CLAIM_ACTION_RESUME || action == tasksv1.ClaimAction_CLAIM_ACTION_AWAIT {
+		if err := openSecrets(s.deps.Secrets, nr.Tenant, nr.ID, nr.Secret, view.GetOperation()); err != nil {
+			return nil, err
+		}
+	}
+	return &tasksv1.ClaimedTask{Task: view, Action: action, PreviousSessionId: previous}, nil
+}
+
+// ReportTasks implements TasksInternalService.
+func (i *internalServer) ReportTasks(ctx context.Context, req *tasksv1.ReportTasksRequest) (*tasksv1.ReportTasksResponse, error) {
+	s := i.s
+	if err := s.checkInternal(req.GetTenant(), req.GetDeviceId(), req.GetSessionId(), len(req.GetReports())); err != nil {
+		return nil, err
+	}
+	out := &tasksv1.ReportTasksResponse{}
+	for _, rep := range req.GetReports() {
+		ack, err := s.report(ctx, req.GetTenant(), req.GetDeviceId(), req.GetSessionId(), rep)
+		if err != nil {
+			return nil, s.statusOf(ctx, "report tasks", nil, err)
+		}
+		out.Acks = append(out.Acks, ack)
+	}
+	return out, nil
+}
+
+func (s *Service) report(ctx context.Context, tenant, device, session string, rep *tasksv1.TaskReport) (*tasksv1.ReportTaskAck, error) {
+	ack := &tasksv1.ReportTaskAck{Id: rep.GetId()}
+	if !validID(rep.GetId()) {
+		return ack, nil
+	}
+	r, err := s.store.Get(ctx, tenant, rep.GetId())
+	if err != nil {
+		if isNotFound(err) {
+			return ack, nil
+		}
+		return nil, err
+	}
+	if r.DeviceID != device {
+		return ack, nil
+	}
+	if d := rep.GetAwaitDeadline(); d != nil && d.CheckValid() != nil {
+		return nil, status.Error(codes.InvalidArgument, "await_deadline: not a valid timestamp")
+	}
+	detail := truncate(rep.GetDetail(), 1024)
+	t, _, err := s.change(ctx, r, func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
+		ack.Accepted = false
+		if t.GetState() != tasksv1.TaskState_TASK_STATE_DISPATCHED || sessionOf(t) != session {
+			return false, nil
+		}
+		ack.Accepted = true
+		say := func(def string) string {
+			if detail != "" {
+				return detail
+			}
+			return def
+		}
+		switch rep.GetOutcome() {
+		case tasksv1.TaskOutcome_TASK_OUTCOME_DONE:
+			t.Result, t.Fault, t.AwaitDeadline = rep.GetResult(), nil, nil
+			enter(t, tasksv1.TaskState_TASK_STATE_DONE, now, say("done"))
+		case tasksv1.TaskOutcome_TASK_OUTCOME_FAULT:
+			f := rep.GetFault()
+			if f == nil {
+				f = &tasksv1.TaskFault{Source: tasksv1.FaultSource_FAULT_SOURCE_ACS, FaultString: "fault without details"}
+			}
+			t.AwaitDeadline = nil
+			if f.GetSource() == tasksv1.FaultSource_FAULT_SOURCE_CPE && t.GetOptions().GetRetryCpeFaults() && t.GetAttempts() < maxAttempts(t) {
+				s.requeue(t, r, now, fmt.Sprintf("CPE fault %d: %s", f.GetCode(), truncate(f.GetFaultString(), 256)))
+				break
+			}
+			t.Fault = f
+			enter(t, tasksv1.TaskState_TASK_STATE_FAULT, now, say(fmt.Sprintf("fault %d: %s", f.GetCode(), truncate(f.GetFaultString(), 256))))
+		case tasksv1.TaskOutcome_TASK_OUTCOME_AWAIT:
+			deadline := now.Add(awaitTimeout(t))
+			if d := rep.GetAwaitDeadline(); d != nil && d.AsTime().After(now) && d.AsTime().Before(deadline) {
+				deadline = d.AsTime()
+			}
+			t.AwaitDeadline = timestamppb.New(deadline)
+			r.DueTime = deadline
+			enter(t, tasksv1.TaskState_TASK_STATE_DISPATCHED, now, sessionDetail(session, say("accepted by the CPE; awaits what ends it until "+deadline.UTC().Format(time.RFC3339))))
+		case tasksv1.TaskOutcome_TASK_OUTCOME_RETRY:
+			if t.GetAttempts() >= maxAttempts(t) {
+				t.AwaitDeadline = nil
+				t.Fault = &tasksv1.TaskFault{Source: tasksv1.FaultSource_FAULT_SOURCE_ACS,
+					FaultString: fmt.Sprintf("%s; the task's %d attempts are spent", say("session ended before the answer"), maxAttempts(t))}
+				enter(t, tasksv1.TaskState_TASK_STATE_FAULT, now, t.Fault.FaultString)
+				break
+			}
+			s.requeue(t, r, now, say("session ended before the answer"))
+		case tasksv1.TaskOutcome_TASK_OUTCOME_RELEASE:
+			if t.Attempts > 0 {
+				t.Attempts--
+			}
+			t.AwaitDeadline, t.RetryTime = nil, nil
+			enter(t, tasksv1.TaskState_TASK_STATE_QUEUED, now, say("released unsent by session "+session))
+			r.DueTime = expiryOf(t)
+		default:
+			return false, status.Error(codes.InvalidArgument, "outcome: unspecified")
+		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	ack.State = t.GetState()
+	return ack, nil
+}
+
+func awaitTimeout(t *tasksv1.Task) time.Duration {
+	if n := t.GetOptions().GetAwaitTimeoutSeconds(); n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	return defaultAwaitTimeout
+}
+
+// requeue puts a dispatched task back in the queue after a transient
+// failure, not to be dispatched again before its back-off has passed.
+func (s *Service) requeue(t *tasksv1.Task, r *store.Record, now time.Time, why string) {
+	at := now.Add(s.backoff(t.GetAttempts()))
+	t.AwaitDeadline = nil
+	t.RetryTime = timestamppb.New(at)
+	enter(t, tasksv1.TaskState_TASK_STATE_QUEUED, now, why+": retry at "+at.UTC().Format(time.RFC3339))
+	r.DueTime = expiryOf(t)
+}
+
+// backoff is the wait before the attempt after attempts: RetryBase doubled
+// per earlier attempt, at most RetryMax, with up to a fifth of jitter either
+// way so that the tasks of many devices failing together spread out.
+func (s *Service) backoff(attempts uint32) time.Duration {
+	d := s.cfg.RetryBase
+	for i := uint32(1); i < attempts && d < s.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, s.cfg.RetryMax)
+	jitter := time.Duration(rand.Int64N(int64(d)/5+1)) * 2
+	return d - d/5 + jitter
+}

@@ -1,0 +1,335 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/fleetacs/fleetacs/pkg/natsbus"
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
+	eventsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/events/v1"
+	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
+	"github.com/fleetacs/fleetacs/services/tasks/store"
+)
+
+// This file holds what every state change shares: decoding and encoding
+// records, the compare-and-swap loop, the task.<state> events and the
+// queue messages (docs/tasks.md, "Records" and "Delivery").
+
+// Defaults of TaskOptions fields left zero.
+const (
+	defaultExpiry       = 7 * 24 * time.Hour
+	defaultMaxAttempts  = 3
+	defaultAwaitTimeout = time.Hour
+	// publishGrace is how long a record may stay unpublished before the
+	// sweeper publishes it: CreateTask publishes at once, so only a
+	// process that died (or lost NATS) in between leaves one behind.
+	publishGrace = 30 * time.Second
+	// maxConflicts bounds the retries of one change that keeps losing its
+	// compare-and-swap.
+	maxConflicts = 32
+)
+
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func ended(st tasksv1.TaskState) bool {
+	switch st {
+	case tasksv1.TaskState_TASK_STATE_DONE, tasksv1.TaskState_TASK_STATE_FAULT,
+		tasksv1.TaskState_TASK_STATE_EXPIRED, tasksv1.TaskState_TASK_STATE_CANCELLED:
+		return true
+	}
+	return false
+}
+
+// stateName is the lower-case name of a state, as event kinds spell it
+// ("task.done").
+func stateName(st tasksv1.TaskState) string {
+	return strings.ToLower(strings.TrimPrefix(st.String(), "TASK_STATE_"))
+}
+
+// decodeTask reads a record's task; the record's own fields win over the
+// body's copies.
+func decodeTask(r store.Record) (*tasksv1.Task, error) {
+	t := &tasksv1.Task{}
+	if err := proto.Unmarshal(r.Body, t); err != nil {
+		return nil, fmt.Errorf("decode task %s: %w", r.ID, err)
+	}
+	t.Version = r.Version
+	t.State = tasksv1.TaskState(r.State)
+	return t, nil
+}
+
+func encodeTask(t *tasksv1.Task) []byte {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(t)
+	if err != nil {
+		// A Task built by this package always marshals.
+		panic(fmt.Sprintf("encode task %s: %v", t.GetId(), err))
+	}
+	return b
+}
+
+func maxAttempts(t *tasksv1.Task) uint32 {
+	if n := t.GetOptions().GetMaxAttempts(); n > 0 {
+		return n
+	}
+	return defaultMaxAttempts
+}
+
+func expiryOf(t *tasksv1.Task) time.Time {
+	if e := t.GetOptions().GetExpireTime(); e != nil {
+		return e.AsTime()
+	}
+	return t.GetCreateTime().AsTime().Add(defaultExpiry)
+}
+
+// enter moves t to state st (or records a step within the state) with a
+// history entry.
+func enter(t *tasksv1.Task, st tasksv1.TaskState, now time.Time, detail string) {
+	t.State = st
+	t.History = append(t.History, &tasksv1.TaskHistoryEntry{State: st, Time: timestamppb.New(now), Detail: detail})
+}
+
+// The session a dispatched task belongs to is written in its history: each
+// entry of state dispatched starts with "session <id>: " (sessionDetail),
+// so that fencing needs no field beyond the public Task.
+func sessionDetail(session, what string) string { return "session " + session + ": " + what }
+
+// sessionOf returns the session t was last dispatched to.
+func sessionOf(t *tasksv1.Task) string {
+	for i := len(t.GetHistory()) - 1; i >= 0; i-- {
+		h := t.GetHistory()[i]
+		if h.GetState() != tasksv1.TaskState_TASK_STATE_DISPATCHED {
+			continue
+		}
+		rest, ok := strings.CutPrefix(h.GetDetail(), "session ")
+		if !ok {
+			return ""
+		}
+		id, _, _ := strings.Cut(rest, ": ")
+		return id
+	}
+	return ""
+}
+
+// validSessionID: what a session id may be, so that it reads back from the
+// history unchanged.
+func validSessionID(s string) bool {
+	return s != "" && len(s) <= 128 && printable(s) && !strings.ContainsAny(s, " :")
+}
+
+// changeFn decides a change of t (r is the record it came from, which it
+// may adjust: DueTime, QueueSeq). It returns false to write nothing. It may
+// run several times, on fresher records, when a compare-and-swap fails.
+type changeFn func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error)
+
+// change applies fn to the record r with a compare-and-swap, reading the
+// record again after each conflict. Once written, a state change is
+// published as an event, and an ended task's queue message is deleted. It
+// returns the task and record as they stand.
+func (s *Service) change(ctx context.Context, r store.Record, fn changeFn) (*tasksv1.Task, store.Record, error) {
+	for attempt := 0; ; attempt++ {
+		t, err := decodeTask(r)
+		if err != nil {
+			return nil, r, err
+		}
+		before := t.State
+		now := s.now()
+		nr := r
+		write, err := fn(now, t, &nr)
+		if err != nil || !write {
+			return t, r, err
+		}
+		nr.Version = r.Version + 1
+		nr.UpdateTime = now
+		nr.State = int32(t.State)
+		if ended(t.State) {
+			nr.DueTime = time.Time{}
+		}
+		t.Version = nr.Version
+		t.UpdateTime = timestamppb.New(now)
+		nr.Body = encodeTask(t)
+		err = s.store.Update(ctx, nr, r.Version)
+		if errors.Is(err, store.ErrVersionConflict) && attempt < maxConflicts {
+			if r, err = s.store.Get(ctx, r.Tenant, r.ID); err != nil {
+				return nil, r, fmt.Errorf("read task %s again: %w", r.ID, err)
+			}
+			continue
+		}
+		if err != nil {
+			return nil, r, fmt.Errorf("update task %s: %w", r.ID, err)
+		}
+		if t.State != before {
+			s.publishEvent(ctx, t, "")
+		}
+		if ended(t.State) && nr.QueueSeq != 0 && !ended(before) {
+			s.deleteQueued(ctx, nr.QueueSeq)
+		}
+		return t, nr, nil
+	}
+}
+
+// publishEvent publishes the task.<state> event of t's current version.
+// The event id (and NATS message id) is the task id and version, so that a
+// repeated publish is dropped by the stream. A failure is logged: the
+// record, which holds the truth, is already written.
+func (s *Service) publishEvent(ctx context.Context, t *tasksv1.Task, session string) {
+	view := proto.Clone(t).(*tasksv1.Task)
+	view.History = nil
+	kind := "task." + stateName(t.State)
+	ev := &eventsv1.Event{
+		Id: fmt.Sprintf("%s.%d", t.GetId(), t.GetVersion()), Tenant: t.GetTenant(), DeviceId: t.GetDeviceId(),
+		Time: t.GetUpdateTime(), Kind: kind, SessionId: session, Payload: &eventsv1.Event_Task{Task: view},
+	}
+	if err := s.publish(ctx, s.names.Event(t.GetTenant(), kind, t.GetDeviceId()), ev.GetId(), ev); err != nil {
+		s.logger.ErrorContext(ctx, "task event not published", "task_id", t.GetId(), "tenant", t.GetTenant(), "kind", kind, "error", err)
+	}
+}
+
+// publish publishes m to subject on JetStream with msgID for
+// de-duplication and the trace context, trying three times.
+func (s *Service) publish(ctx context.Context, subject, msgID string, m proto.Message) error {
+	_, err := s.publishAck(ctx, subject, msgID, m)
+	return err
+}
+
+func (s *Service) publishAck(ctx context.Context, subject, msgID string, m proto.Message) (*jetstream.PubAck, error) {
+	data, err := proto.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode message for %s: %w", subject, err)
+	}
+	var lastErr error
+	for attempt := range 3 {
+		msg := nats.NewMsg(subject)
+		msg.Data = data
+		if msgID != "" {
+			msg.Header.Set(jetstream.MsgIDHeader, msgID)
+		}
+		natsbus.Inject(ctx, s.deps.Propagator, msg)
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		ack, err := s.js.PublishMsg(pctx, msg)
+		cancel()
+		if err == nil {
+			return ack, nil
+		}
+		if isQueueFull(err) {
+			return nil, errQueueFull
+		}
+		lastErr = err
+		if attempt < 2 {
+			time.Sleep(time.Duration(50<<attempt) * time.Millisecond)
+		}
+	}
+	return nil, fmt.Errorf("publish to %s: %w: %w", subject, errBus, lastErr)
+}
+
+// isQueueFull reports the stream's refusal of a message beyond a device's
+// queue bound (MaxMsgsPerSubject with DiscardNewPerSubject).
+func isQueueFull(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return strings.Contains(apiErr.Description, "maximum messages per subject")
+	}
+	return strings.Contains(err.Error(), "maximum messages per subject")
+}
+
+// queueStream returns the task queue's stream, looked up once.
+func (s *Service) queueStream(ctx context.Context) (jetstream.Stream, error) {
+	s.streamMu.Lock()
+	defer s.streamMu.Unlock()
+	if s.tasksStream != nil {
+		return s.tasksStream, nil
+	}
+	st, err := s.js.Stream(ctx, s.names.TasksStream())
+	if err != nil {
+		return nil, fmt.Errorf("look up stream %s: %w: %w", s.names.TasksStream(), errBus, err)
+	}
+	s.tasksStream = st
+	return st, nil
+}
+
+// deleteQueued removes a task's message from its device's queue. A
+// message already gone is fine; a failure is logged (a worker that still
+// finds it is told the task ended, and ClaimTasks deletes it again).
+func (s *Service) deleteQueued(ctx context.Context, seq uint64) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	st, err := s.queueStream(dctx)
+	if err == nil {
+		err = st.DeleteMsg(dctx, seq)
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		s.logger.WarnContext(ctx, "queue message not deleted", "seq", seq, "error", err)
+	}
+}
+
+// sealSecrets seals the passwords of op (cleared from it) for the record of
+// task id; nil when it holds none.
+func sealSecrets(k *secretbox.Keyring, tenant, id string, op *tasksv1.Operation) ([]byte, error) {
+	fields := passwords(op)
+	vals := make([]string, len(fields))
+	any := false
+	for i, p := range fields {
+		vals[i] = *p
+		any = any || *p != ""
+		*p = ""
+	}
+	if !any {
+		return nil, nil
+	}
+	plain, err := json.Marshal(vals)
+	if err != nil {
+		return nil, fmt.Errorf("encode credentials of task %s: %w", id, err)
+	}
+	keyID, sealed, err := k.Seal(plain, secretbox.AAD("task", tenant, id))
+	if err != nil {
+		return nil, fmt.Errorf("seal credentials of task %s: %w", id, err)
+	}
+	return append(append([]byte{byte(len(keyID))}, keyID...), sealed...), nil
+}
+
+// openSecrets puts the passwords sealed in secret back into op.
+func openSecrets(k *secretbox.Keyring, tenant, id string, secret []byte, op *tasksv1.Operation) error {
+	if len(secret) == 0 {
+		return nil
+	}
+	n := int(secret[0])
+	if len(secret) < 1+n {
+		return fmt.Errorf("open credentials of task %s: truncated", id)
+	}
+	plain, err := k.Open(string(secret[1:1+n]), secret[1+n:], secretbox.AAD("task", tenant, id))
+	if err != nil {
+		return fmt.Errorf("open credentials of task %s: %w", id, err)
+	}
+	var vals []string
+	if err := json.Unmarshal(plain, &vals); err != nil {
+		return fmt.Errorf("decode credentials of task %s: %w", id, err)
+	}
+	for i, p := range passwords(op) {
+		if i < len(vals) {
+			*p = vals[i]
+		}
+	}
+	return nil
+}
+
+// streamCache holds the queue stream's handle.
+type streamCache struct {
+	streamMu    sync.Mutex
+	tasksStream jetstream.Stream
+}
+
+func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
