@@ -160,11 +160,8 @@ func (s *Service) create(ctx context.Context, in newTask) (*tasksv1.Task, bool, 
 	if in.opts.GetConnectionRequest() {
 		t.Wake = &tasksv1.WakeOutcome{Status: tasksv1.WakeStatus_WAKE_STATUS_PENDING}
 	}
-	rec := store.Record{
-		Tenant: in.tenant, ID: id, DeviceID: in.device, State: int32(t.State), Kind: kindOf(op),
-		IdempotencyKey: in.opts.GetIdempotencyKey(), CreateTime: now, UpdateTime: now,
-		DueTime: now.Add(publishGrace), Version: 1, Body: encodeTask(t), Secret: secret,
-	}
+	rec := recordOf(t, now)
+	rec.Secret = secret
 	stored, existing, err := s.store.Create(ctx, rec)
 	if err != nil {
 		return nil, false, fmt.Errorf("create task: %w", err)

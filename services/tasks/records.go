@@ -333,3 +333,12 @@ type streamCache struct {
 }
 
 func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
+
+// recordOf is the record of a new task t, unpublished.
+func recordOf(t *tasksv1.Task, now time.Time) store.Record {
+	return store.Record{
+		Tenant: t.GetTenant(), ID: t.GetId(), DeviceID: t.GetDeviceId(), State: int32(t.GetState()), Kind: kindOf(t.GetOperation()),
+		IdempotencyKey: t.GetOptions().GetIdempotencyKey(), CreateTime: now, UpdateTime: now,
+		DueTime: now.Add(publishGrace), Version: 1, Body: encodeTask(t),
+	}
+}
