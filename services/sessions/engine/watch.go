@@ -89,7 +89,7 @@ func (e *Engine) watch(ctx context.Context, s *session, outcome string, recorded
 	e.watcher.SessionEnded(ctx, SessionReport{
 		Tenant: s.tenant, DeviceKey: s.deviceKey, SessionID: s.id, DeviceID: inf.DeviceID,
 		Outcome: outcome, Recorded: recorded,
-		Inform:  InformRecord{Time: inf.Time, Events: inf.Events, RemoteIP: inf.RemoteIP, RetryCount: inf.RetryCount},
-		Params:  inf.Params, Completions: inf.Completions, Now: e.now(),
+		Inform: InformRecord{Time: inf.Time, Events: inf.Events, RemoteIP: inf.RemoteIP, RetryCount: inf.RetryCount},
+		Params: inf.Params, Completions: inf.Completions, Now: e.now(),
 	})
 }
