@@ -194,10 +194,18 @@ func (p *taskPlanner) runnable(t *tasksv1.Task) (*taskOp, error) {
 		return nil, err
 	}
 	if op.Stage == stagePending {
-		if _, err := requestOf(op.operation(), op.Key); err != nil {
+		m, err := requestOf(op.operation(), op.Key)
+		if err != nil {
 			// VendorMethod: pkg/cwmp cannot encode an arbitrary method yet.
 			op.fail(&tasksv1.TaskFault{Source: tasksv1.FaultSource_FAULT_SOURCE_ACS,
 				FaultString: fmt.Sprintf("this worker cannot send %s operations", op.Kind)})
+			return op, nil
+		}
+		// A request the codec refuses (a value that does not fit its
+		// type, an overlong key) would fail the session when it is sent:
+		// it fails the task now instead.
+		if _, err := cwmp.Encode(&cwmp.Envelope{Version: cwmp.MaxVersion, Body: m}); err != nil {
+			op.fail(&tasksv1.TaskFault{Source: tasksv1.FaultSource_FAULT_SOURCE_ACS, FaultString: "the request is not valid CWMP: " + err.Error()})
 		}
 	}
 	return op, nil
