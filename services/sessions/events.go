@@ -25,7 +25,7 @@ import (
 const ackTimeout = 30 * time.Second
 
 // NATSEvents publishes the device events of ended sessions to NATS
-// JetStream (docs/tasks.md, "Device events"). It is the engine's Watcher:
+// JetStream (docs/sessions.md, "Device events"). It is the engine's Watcher:
 // called on the session's path, it never waits for NATS. Publishes are
 // asynchronous, at most maxInFlight unacknowledged at a time; over that,
 // and on any publish error, the event is dropped, logged and counted in

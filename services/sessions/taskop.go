@@ -41,7 +41,7 @@ const (
 const refreshBatch = 100
 
 // taskOp is one task of the tasks service run as a session operation
-// (docs/tasks.md, "In the session"): every ACS method of pkg/cwmp, and
+// (docs/sessions.md, "Tasks"): every ACS method of pkg/cwmp, and
 // refresh. It is data, checkpointed as JSON with its session. Spec holds
 // the task's operation (protobuf) until its request has been answered;
 // it is dropped then, since a Download's password must not outlive the
@@ -111,7 +111,7 @@ func newTaskOp(t *tasksv1.Task, stage string, defaultAwait time.Duration) (*task
 }
 
 // effectiveKey is the key a task's request carries: the one its operation
-// names, else the task's command_key (docs/tasks.md).
+// names, else the task's command_key (docs/sessions.md, "Tasks").
 func effectiveKey(op *tasksv1.Operation, commandKey string) string {
 	var own string
 	switch k := op.GetKind().(type) {

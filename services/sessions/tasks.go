@@ -17,7 +17,7 @@ import (
 	"github.com/fleetacs/fleetacs/services/sessions/engine"
 )
 
-// TaskQueue reads a device's task queue (docs/tasks.md, "Delivery").
+// TaskQueue reads a device's task queue (docs/sessions.md, "Tasks").
 type TaskQueue interface {
 	// Pending returns the ids of the tasks queued for the device, in queue
 	// order, at most max. An empty queue costs one read.
@@ -41,7 +41,7 @@ const maxQueueRead = 64
 const kindTask = "task"
 
 // taskPlanner runs the tasks of the tasks service in sessions
-// (docs/tasks.md, "In the session"): at the start of a session it reads
+// (docs/sessions.md, "Tasks"): at the start of a session it reads
 // the device's queue and claims what it finds; at the end it reports what
 // became of each task it claimed.
 //

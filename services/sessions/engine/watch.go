@@ -8,7 +8,7 @@ import (
 )
 
 // Watcher learns how each session that accepted an Inform ended, for the
-// device events package sessions publishes (docs/tasks.md, "Device
+// device events package sessions publishes (docs/sessions.md, "Device
 // events"). SessionEnded is called on the session's path, with its lock
 // held: it must not block (publish asynchronously, drop under pressure).
 type Watcher interface {
