@@ -148,9 +148,9 @@ func (p *taskPlanner) operation(ct *tasksv1.ClaimedTask, s engine.Start, paramKe
 	t := ct.GetTask()
 	switch ct.GetAction() {
 	case tasksv1.ClaimAction_CLAIM_ACTION_RUN:
-		return p.runnable(t)
+		return p.runnable(t, s.Root)
 	case tasksv1.ClaimAction_CLAIM_ACTION_RESUME:
-		op, err := p.runnable(t)
+		op, err := p.runnable(t, s.Root)
 		if err != nil || op.Stage != stagePending {
 			return op, err
 		}
@@ -187,11 +187,19 @@ func (p *taskPlanner) operation(ct *tasksv1.ClaimedTask, s engine.Start, paramKe
 	return nil, nil
 }
 
-// runnable makes the operation of a task to send.
-func (p *taskPlanner) runnable(t *tasksv1.Task) (*taskOp, error) {
+// runnable makes the operation of a task to send; root is the device's
+// data-model root, which a refresh of no path reads.
+func (p *taskPlanner) runnable(t *tasksv1.Task, root string) (*taskOp, error) {
 	op, err := newTaskOp(t, stagePending, p.await)
 	if err != nil {
 		return nil, err
+	}
+	if op.Stage == stageNames && op.Path == "" {
+		if root == "" {
+			op.fail(&tasksv1.TaskFault{Source: tasksv1.FaultSource_FAULT_SOURCE_ACS, FaultString: "refresh of the root: the device's data-model root is not known yet"})
+			return op, nil
+		}
+		op.Path = root
 	}
 	if op.Stage == stagePending {
 		m, err := requestOf(op.operation(), op.Key)

@@ -172,7 +172,7 @@ func (w *recWatcher) SessionEnded(_ context.Context, r engine.SessionReport) {
 
 // taskEnv is one worker with the task planner over fakes.
 type taskEnv struct {
-	t       *testing.T
+	t       testing.TB
 	clock   *affinitytest.Clock
 	store   affinity.Store
 	inv     *memInventory
@@ -182,7 +182,7 @@ type taskEnv struct {
 	e       *engine.Engine
 }
 
-func newTaskEnv(t *testing.T, mutate func(*Config)) *taskEnv {
+func newTaskEnv(t testing.TB, mutate func(*Config)) *taskEnv {
 	clock := affinitytest.NewClock(t0)
 	v := &taskEnv{t: t, clock: clock, store: affinity.NewMemory(clock.Now).Store(), inv: &memInventory{},
 		queue: &fakeQueue{}, tasks: newFakeTasks(), watcher: &recWatcher{}}
@@ -503,6 +503,13 @@ func TestTaskEveryOperation(t *testing.T) {
 				}
 				if param(d, "Device.Y.") == nil {
 					t.Error("the refreshed object is not in the diff")
+				}
+			}},
+		{name: "Refresh of the root", op: &tasksv1.Operation{Kind: &tasksv1.Operation_Refresh{Refresh: &tasksv1.Refresh{}}},
+			sent: []string{"GetParameterNames", "GetParameterValues"}, outcome: tasksv1.TaskOutcome_TASK_OUTCOME_DONE,
+			check: func(t *testing.T, _ *tasksv1.TaskReport, sent []cwmp.Message, _ *engine.Diff) {
+				if p := sent[0].(*cwmp.GetParameterNames).ParameterPath; p != "Device." {
+					t.Errorf("GPN of %q", p)
 				}
 			}},
 		{name: "VendorMethod", op: &tasksv1.Operation{Kind: &tasksv1.Operation_VendorMethod{VendorMethod: &tasksv1.VendorMethod{Method: "X_ACME_Log"}}},
@@ -904,5 +911,32 @@ func TestTaskPeriodicWithoutTasks(t *testing.T) {
 	defer v.watcher.mu.Unlock()
 	if len(v.watcher.reports) != 1 || len(deviceEvents(v.watcher.reports[0])) != 0 {
 		t.Fatalf("events of a periodic session: %v", v.watcher.reports)
+	}
+}
+
+// BenchmarkPeriodicSession compares a periodic session (Inform, empty
+// POST, 204) of a worker without the task planner with one whose planner
+// finds the device's queue empty.
+func BenchmarkPeriodicSession(b *testing.B) {
+	for _, withTasks := range []bool{false, true} {
+		b.Run(fmt.Sprintf("tasks=%v", withTasks), func(b *testing.B) {
+			v := newTaskEnv(b, nil)
+			if !withTasks {
+				w, err := New(testConfig(), Deps{Inventory: v.inv, Leases: v.store.Leases, Checkpoints: v.store.Checkpoints,
+					Registry: v.store.Registry, Sessions: v.store.Sessions, Now: v.clock.Now})
+				if err != nil {
+					b.Fatal(err)
+				}
+				v.e = w.e
+			}
+			c := v.cpe(answers)
+			b.ReportAllocs()
+			for b.Loop() {
+				c.inform(v.e, periodic)
+				if r := c.post(v.e, nil); r.Status != 204 {
+					b.Fatalf("status %d", r.Status)
+				}
+			}
+		})
 	}
 }
