@@ -518,10 +518,7 @@ func isTransfer(kind string) bool {
 // Contribute implements engine.Operation: what a task read is written by
 // a completed session; what it changed on the CPE (Confirmed) by any.
 func (o *taskOp) Contribute(_ *engine.Context, b *engine.DiffBuilder, out engine.Outcome) {
-	if o.Stage != stageDone && o.Stage != stageValues {
-		return
-	}
-	if !o.Confirmed && (out != engine.Completed || o.Stage != stageDone) {
+	if o.Stage != stageDone || (!o.Confirmed && out != engine.Completed) {
 		return
 	}
 	if o.Removed != "" {

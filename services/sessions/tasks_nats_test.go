@@ -9,8 +9,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -273,7 +274,11 @@ func TestDeviceEvents(t *testing.T) {
 		{"not 10 as 1", func(r *engine.SessionReport) { r.Inform.Events = ev("10 AUTONOMOUS TRANSFER COMPLETE") }, ""},
 		{"diagnostics", func(r *engine.SessionReport) { r.Inform.Events = ev("8 DIAGNOSTICS COMPLETE") }, "device.diagnostics_complete"},
 		{"not recorded", func(r *engine.SessionReport) { r.Inform.Events = ev("1 BOOT"); r.Recorded = false }, ""},
-		{"failed", func(r *engine.SessionReport) { r.Inform.Events = ev("1 BOOT"); r.Outcome = "expired"; r.Recorded = true }, "session.failed"},
+		{"failed", func(r *engine.SessionReport) {
+			r.Inform.Events = ev("1 BOOT")
+			r.Outcome = "expired"
+			r.Recorded = true
+		}, "session.failed"},
 		{"autonomous transfer in a failed session", func(r *engine.SessionReport) {
 			r.Outcome = "abandoned"
 			r.Completions = []engine.Completion{{Method: "AutonomousTransferComplete"}}
@@ -289,5 +294,59 @@ func TestDeviceEvents(t *testing.T) {
 	r.Outcome = "superseded"
 	if f := deviceEvents(r)[0].GetSessionFailed(); f.GetReason() != "lease_lost" {
 		t.Errorf("superseded: %v", f)
+	}
+}
+
+// stuckJS is a JetStream whose async publishes are never acknowledged.
+type stuckJS struct {
+	jetstream.JetStream
+	published atomic.Int64
+}
+
+type stuckFuture struct{ m *nats.Msg }
+
+func (f stuckFuture) Ok() <-chan *jetstream.PubAck { return nil }
+func (f stuckFuture) Err() <-chan error            { return nil }
+func (f stuckFuture) Msg() *nats.Msg               { return f.m }
+
+func (s *stuckJS) PublishMsgAsync(m *nats.Msg, _ ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	s.published.Add(1)
+	return stuckFuture{m}, nil
+}
+
+// A NATS that does not acknowledge never holds a session: beyond
+// -sessions.events-max-in-flight, events are dropped and counted.
+func TestNATSEventsBoundedInFlight(t *testing.T) {
+	js := &stuckJS{}
+	reader := sdkmetric.NewManualReader()
+	p, err := NewNATSEvents(js, natsbus.New("", ""), nil, 2, nil, sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := engine.SessionReport{Tenant: "t", DeviceKey: "D", SessionID: "s", Outcome: "expired"}
+	for range 5 {
+		p.SessionEnded(context.Background(), r)
+	}
+	if got := js.published.Load(); got != 2 {
+		t.Fatalf("%d published, want 2 in flight", got)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var dropped int64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if sum, ok := m.Data.(metricdata.Sum[int64]); ok && m.Name == "fleetacs.sessions.events_failed" {
+				for _, dp := range sum.DataPoints {
+					if v, _ := dp.Attributes.Value("reason"); v.AsString() == "full" {
+						dropped += dp.Value
+					}
+				}
+			}
+		}
+	}
+	if dropped != 3 {
+		t.Fatalf("%d dropped, want 3", dropped)
 	}
 }

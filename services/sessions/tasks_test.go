@@ -940,3 +940,50 @@ func BenchmarkPeriodicSession(b *testing.B) {
 		})
 	}
 }
+
+// The other completions of AWAIT tasks: FactoryReset by 0 BOOTSTRAP,
+// ScheduleInform by M ScheduleInform with its key, ChangeDUState by its
+// DUStateChangeComplete.
+func TestTaskAwaitOtherCompletions(t *testing.T) {
+	du := &tasksv1.Operation{Kind: &tasksv1.Operation_ChangeDuState{ChangeDuState: &tasksv1.ChangeDUState{
+		Operations: []*tasksv1.DeploymentUnitOperation{{Kind: &tasksv1.DeploymentUnitOperation_Uninstall{Uninstall: &tasksv1.DuUninstall{Uuid: "5f1c6e0e-2f0b-4a53-9a55-6b2b3d1f0a11"}}}}}}}
+	for _, tt := range []struct {
+		name    string
+		op      *tasksv1.Operation
+		events  []cwmp.Event
+		request cwmp.Message
+	}{
+		{"FactoryReset", &tasksv1.Operation{Kind: &tasksv1.Operation_FactoryReset{FactoryReset: &tasksv1.FactoryReset{}}},
+			[]cwmp.Event{{Code: "0 BOOTSTRAP"}, {Code: "1 BOOT"}}, nil},
+		{"ScheduleInform", &tasksv1.Operation{Kind: &tasksv1.Operation_ScheduleInform{ScheduleInform: &tasksv1.ScheduleInform{DelaySeconds: 5}}},
+			[]cwmp.Event{{Code: "3 SCHEDULED"}, {Code: "M ScheduleInform", CommandKey: "t1"}}, nil},
+		{"ChangeDUState", du, []cwmp.Event{{Code: "11 DU STATE CHANGE COMPLETE"}, {Code: "M ChangeDUState", CommandKey: "t1"}},
+			&cwmp.DUStateChangeComplete{CommandKey: "t1", Results: []cwmp.OpResult{{UUID: "5f1c6e0e-2f0b-4a53-9a55-6b2b3d1f0a11", CurrentState: "Uninstalled",
+				StartTime: cwmp.UnknownTime, CompleteTime: cwmp.UnknownTime, Fault: cwmp.FaultStruct{FaultCode: 9001, FaultString: "denied"}}}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			v := newTaskEnv(t, func(c *Config) { c.MaxDiscoveries = 0 })
+			v.queue.ids = []string{"t1"}
+			v.tasks.add("t1", tasksv1.ClaimAction_CLAIM_ACTION_AWAIT, tt.op)
+			c := v.cpe(answers)
+			c.inform(v.e, tt.events)
+			if tt.request != nil {
+				c.request(v.e, tt.request)
+			}
+			c.run(v.e)
+			if m := c.methods(); slices.Contains(m, "FactoryReset") || slices.Contains(m, "ScheduleInform") || slices.Contains(m, "ChangeDUState") {
+				t.Fatalf("sent %v", c.methods())
+			}
+			r := v.tasks.report(t, "t1")
+			if r.GetOutcome() != tasksv1.TaskOutcome_TASK_OUTCOME_DONE {
+				t.Fatalf("report %v", r)
+			}
+			if tt.request != nil {
+				res := r.GetResult().GetChangeDuState().GetResults()
+				if len(res) != 1 || res[0].GetCurrentState() != "Uninstalled" || res[0].GetFault().GetCode() != 9001 {
+					t.Fatalf("results %v", res)
+				}
+			}
+		})
+	}
+}
