@@ -20,12 +20,14 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/apiauth"
 	"github.com/fleetacs/fleetacs/pkg/authstate"
 	"github.com/fleetacs/fleetacs/pkg/lifecycle"
+	"github.com/fleetacs/fleetacs/pkg/natsbus"
 	"github.com/fleetacs/fleetacs/pkg/natsembed"
 	"github.com/fleetacs/fleetacs/pkg/telemetry"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
 	"github.com/fleetacs/fleetacs/services/gateway"
 	"github.com/fleetacs/fleetacs/services/inventory"
 	"github.com/fleetacs/fleetacs/services/sessions"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -55,6 +57,14 @@ type shared struct {
 	// counts, failure back-off), on the same Redis as store.
 	authState authstate.Store
 	inventory grpc.ClientConnInterface
+
+	// ws-planner: the tasks service's internal API (tasks-client module);
+	// nil when no tasks service is reachable from this process. js and
+	// busNames are the nats-client module's (ws-tasksvc); nil js: the
+	// session workers run without tasks and device events.
+	tasks    grpc.ClientConnInterface
+	js       jetstream.JetStream
+	busNames natsbus.Names
 }
 
 func registerServiceFlags(a *app, fs *flag.FlagSet) {
@@ -82,13 +92,17 @@ func modules() []*module {
 		},
 		{name: "nats", doc: "embedded NATS server with JetStream", inAll: true, build: buildNATS},
 		{
+			name: "tasks-client", doc: "connection to the tasks service's internal gRPC API",
+			deps: []string{"internal-auth"}, after: []string{"tasks"}, build: buildTasksClient,
+		},
+		{
 			name: "inventory", target: true, inAll: true, doc: "devices and their parameter trees (SQLite embedded, or MongoDB), gRPC inventory API",
 			deps: []string{"grpc-internal", "grpc-public"}, build: buildInventory,
 			health: []string{"fleetacs.inventory.v1.InventoryService", "fleetacs.inventory.v1.InventoryInternalService"},
 		},
 		{
 			name: "sessions", target: true, inAll: true, doc: "session workers: run CWMP sessions for the gateways",
-			deps: []string{"grpc-internal", "affinity", "inventory-client"}, build: buildSessions,
+			deps: []string{"grpc-internal", "affinity", "inventory-client", "tasks-client"}, build: buildSessions,
 			health: []string{"fleetacs.sessions.v1.SessionService"},
 		},
 		{
@@ -397,6 +411,43 @@ func warnIfShared(logger *slog.Logger, what, path string) {
 	logger.Warn(what+" is open to other users than its owner: chmod 600 it", "path", path, "mode", fi.Mode().Perm().String())
 }
 
+// buildTasksClient connects to the tasks service's internal API
+// (ws-planner): in process when the tasks target runs here, else at
+// -client.tasks-addr. With neither, session workers run no tasks (logged).
+func buildTasksClient(a *app) (lifecycle.Service, error) {
+	dial := append(a.dialOptions(), a.internal.DialOptions()...)
+	if a.telemetry.Tracing {
+		dial = append(dial, grpc.WithStatsHandler(otelgrpc.NewClientHandler(a.otelgrpcOptions()...)))
+	}
+	addr := a.opts.TasksAddr
+	if addr == "" {
+		if !a.selected("tasks") {
+			a.logger.Warn("no tasks service in this process and no -client.tasks-addr: session workers run no tasks")
+			return lifecycle.Funcs{}, nil
+		}
+		cc, closer, err := a.shared.internal.conn(dial)
+		if err != nil {
+			return nil, err
+		}
+		a.shared.tasks = cc
+		return lifecycle.Func(closeAtEnd(closer)), nil
+	}
+	conn, err := grpc.NewClient(addr, dial...)
+	if err != nil {
+		return nil, fmt.Errorf("tasks client for %s: %w", addr, err)
+	}
+	a.shared.tasks = conn
+	return lifecycle.Func(closeAtEnd(conn.Close)), nil
+}
+
+// tasksPort adapts the tasks client, nil when there is none.
+func tasksPort(cc grpc.ClientConnInterface) sessions.Tasks {
+	if cc == nil {
+		return nil
+	}
+	return sessions.NewGRPCTasks(cc)
+}
+
 func buildSessions(a *app) (lifecycle.Service, error) {
 	cfg := a.cfg.sessions
 	srv := a.shared.internal
@@ -421,6 +472,9 @@ func buildSessions(a *app) (lifecycle.Service, error) {
 		// Without Redis the affinity store is this process's: no other
 		// worker can resume a session, so its state stays in memory.
 		Local: a.opts.RedisAddr == "",
+		// ws-planner: tasks and device events (docs/sessions.md, "Tasks").
+		JetStream: a.shared.js, BusNames: a.shared.busNames, Tasks: tasksPort(a.shared.tasks),
+		Propagator: a.telemetry.Propagator,
 	})
 	if err != nil {
 		return nil, err

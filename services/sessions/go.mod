@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/fleetacs/fleetacs/pkg v0.0.0
 	github.com/fleetacs/fleetacs/proto v0.0.0
+	github.com/nats-io/nats.go v1.55.0
 	github.com/redis/go-redis/v9 v9.23.0
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/metric v1.47.0

@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +29,7 @@ import (
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	"github.com/fleetacs/fleetacs/services/tasks/store"
+	"github.com/fleetacs/fleetacs/services/tasks/store/sqlitestore"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -135,7 +137,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	}
 	st := o.st
 	if st == nil {
-		st = newMemStore()
+		st = sqlitestore.New(sqlitestore.Config{Path: filepath.Join(t.TempDir(), "tasks.db")})
 	}
 	clk := &clock{now: time.Now().UTC().Truncate(time.Millisecond)}
 	svc, err := New(cfg, Deps{
