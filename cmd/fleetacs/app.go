@@ -23,6 +23,7 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/apiauth"
 	"github.com/fleetacs/fleetacs/pkg/config"
 	"github.com/fleetacs/fleetacs/pkg/lifecycle"
+	"github.com/fleetacs/fleetacs/pkg/natsbus"
 	"github.com/fleetacs/fleetacs/pkg/telemetry"
 )
 
@@ -47,6 +48,8 @@ type options struct {
 
 	NATSURL  string
 	NATSPort int
+	// NATSStreams size the JetStream streams (-nats.stream-replicas, ...).
+	NATSStreams natsbus.StreamOptions
 
 	Pprof              bool
 	InProcessGRPC      bool

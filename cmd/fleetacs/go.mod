@@ -19,6 +19,7 @@ require (
 	github.com/fleetacs/fleetacs/services/gateway v0.0.0-00010101000000-000000000000
 	github.com/fleetacs/fleetacs/services/inventory v0.0.0-00010101000000-000000000000
 	github.com/fleetacs/fleetacs/services/sessions v0.0.0-00010101000000-000000000000
+	github.com/fleetacs/fleetacs/services/tasks v0.0.0-00010101000000-000000000000
 	github.com/fleetacs/fleetacs/tools/cpesim v0.0.0-00010101000000-000000000000
 	github.com/nats-io/nats.go v1.55.0
 	github.com/redis/go-redis/v9 v9.23.0

@@ -27,6 +27,8 @@ import (
 	"github.com/fleetacs/fleetacs/services/gateway"
 	"github.com/fleetacs/fleetacs/services/inventory"
 	"github.com/fleetacs/fleetacs/services/sessions"
+	"github.com/fleetacs/fleetacs/services/tasks"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
@@ -39,6 +41,9 @@ type serviceConfigs struct {
 	gateway   gateway.Config
 	sessions  sessions.Config
 	inventory inventory.Config
+	// tasks and tasksStore are the tasks service's and its store's.
+	tasks      tasks.Config
+	tasksStore tasks.StoreConfig
 }
 
 // shared are the parts several modules use; each is built once, by its
@@ -65,12 +70,20 @@ type shared struct {
 	tasks    grpc.ClientConnInterface
 	js       jetstream.JetStream
 	busNames natsbus.Names
+	// nats is the nats-client module's connection, set when it has
+	// started (nil without NATS); natsEmbedded the embedded server of
+	// "all", whose URL is known once it has started.
+	nats         *nats.Conn
+	natsEmbedded *natsembed.Server
 }
 
 func registerServiceFlags(a *app, fs *flag.FlagSet) {
 	a.cfg.gateway.RegisterFlags(fs)
 	a.cfg.sessions.RegisterFlags(fs)
 	a.cfg.inventory.RegisterFlags(fs)
+	a.cfg.tasks.RegisterFlags(fs)
+	a.cfg.tasksStore.RegisterFlags(fs)
+	registerNATSFlags(&a.opts.NATSStreams, fs)
 }
 
 // modules lists every module. Targets (inventory, sessions, gateway) may be
@@ -92,6 +105,10 @@ func modules() []*module {
 		},
 		{name: "nats", doc: "embedded NATS server with JetStream", inAll: true, build: buildNATS},
 		{
+			name: "nats-client", doc: "the process's NATS connection and JetStream streams (-nats.url, or the embedded server)",
+			after: []string{"nats"}, build: buildNATSClient,
+		},
+		{
 			name: "tasks-client", doc: "connection to the tasks service's internal gRPC API",
 			deps: []string{"internal-auth"}, after: []string{"tasks"}, build: buildTasksClient,
 		},
@@ -101,8 +118,13 @@ func modules() []*module {
 			health: []string{"fleetacs.inventory.v1.InventoryService", "fleetacs.inventory.v1.InventoryInternalService"},
 		},
 		{
+			name: "tasks", target: true, inAll: true, doc: "tasks API: queues operations for devices, hands them to session workers, streams events",
+			deps: []string{"grpc-internal", "grpc-public", "nats-client", "inventory-client"}, build: buildTasks,
+			health: []string{"fleetacs.tasks.v1.TasksService", "fleetacs.events.v1.EventsService", "fleetacs.tasks.v1.TasksInternalService"},
+		},
+		{
 			name: "sessions", target: true, inAll: true, doc: "session workers: run CWMP sessions for the gateways",
-			deps: []string{"grpc-internal", "affinity", "inventory-client", "tasks-client"}, build: buildSessions,
+			deps: []string{"grpc-internal", "affinity", "inventory-client", "tasks-client", "nats-client"}, build: buildSessions,
 			health: []string{"fleetacs.sessions.v1.SessionService"},
 		},
 		{
@@ -334,6 +356,7 @@ func buildNATS(a *app) (lifecycle.Service, error) {
 		return lifecycle.Funcs{}, nil
 	}
 	s := natsembed.New("127.0.0.1", a.opts.NATSPort, a.dataPath("nats"))
+	a.shared.natsEmbedded = s
 	done := make(chan error, 1)
 	return lifecycle.Funcs{
 		StartFunc: func(ctx context.Context) error {

@@ -125,7 +125,9 @@ type Devices interface {
 type Deps struct {
 	Store store.Store
 	// NATS and JetStream reach the streams Names spells; the streams must
-	// exist (natsbus.EnsureStreams).
+	// exist (natsbus.EnsureStreams). NATS nil: JetStream's own connection,
+	// read when the service starts (the fleetacs binary connects after
+	// building its modules).
 	NATS      *nats.Conn
 	JetStream jetstream.JetStream
 	Names     natsbus.Names
@@ -174,8 +176,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("tasks config: %w", err)
 	}
-	if deps.Store == nil || deps.JetStream == nil || deps.NATS == nil || deps.Devices == nil || deps.Secrets == nil {
-		return nil, errors.New("tasks: Store, NATS, JetStream, Devices and Secrets are required")
+	if deps.Store == nil || deps.JetStream == nil || deps.Devices == nil || deps.Secrets == nil {
+		return nil, errors.New("tasks: Store, JetStream, Devices and Secrets are required")
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
@@ -209,6 +211,9 @@ func (s *Service) RegisterInternal(g grpc.ServiceRegistrar) {
 // Start loads the keyring, starts the store and creates the consumer of
 // connection-request outcomes; calls are answered once it has returned.
 func (s *Service) Start(ctx context.Context) error {
+	if s.deps.NATS == nil {
+		s.deps.NATS = s.js.Conn()
+	}
 	if _, err := s.deps.Secrets.Load(); err != nil {
 		return fmt.Errorf("start tasks: %w", err)
 	}
