@@ -13,7 +13,7 @@ import (
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 )
 
-// Connection-request outcomes (docs/tasks.md, "Wake-up"): the notifier
+// Connection-request outcomes (docs/tasks.md, "Connection requests"): the notifier
 // publishes a connection_request.<status> event naming the tasks that asked
 // for it; the replicas of the tasks service share one durable consumer of
 // those events and record each outcome in the tasks' wake field.

@@ -18,7 +18,7 @@ import (
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 )
 
-// Watches (docs/events.md, "Watching") read the events stream through an
+// Watches (docs/events.md, "Revisions and resuming") read the events stream through an
 // ordered consumer filtered to the tenant's subjects, from start_revision
 // (0: only what comes after the call). A revision is the event's stream
 // sequence, so a client that resumes from the last one it saw plus one
