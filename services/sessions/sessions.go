@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	sessionsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/sessions/v1"
 	"github.com/fleetacs/fleetacs/services/sessions/engine"
 )
@@ -47,6 +48,8 @@ type (
 	ProductClass         = engine.ProductClass
 	DiscoveryProfile     = engine.DiscoveryProfile
 	DiscoveryObservation = engine.DiscoveryObservation
+	CRState              = engine.CRState
+	CRCredentials        = engine.Credentials
 )
 
 // ErrLeaseLost means a newer session holds the device (engine.ErrLeaseLost).
@@ -74,6 +77,9 @@ type Deps struct {
 	// Local says that no other worker can resume this worker's sessions
 	// (engine.Deps.Local): its affinity store lives in this process alone.
 	Local bool
+	// Secrets seals the secrets sessions keep in checkpoints
+	// (engine.Deps.Secrets).
+	Secrets *secretbox.Keyring
 }
 
 // Worker is a session worker: the fleetacs.sessions.v1.SessionService
@@ -91,7 +97,7 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	e, err := engine.New(cfg, engine.Deps{
 		Inventory: deps.Inventory, Leases: deps.Leases, Checkpoints: deps.Checkpoints, Registry: deps.Registry,
 		Sessions: deps.Sessions, Logger: deps.Logger, Meter: deps.Meter, Now: deps.Now, AdvertiseAddr: deps.AdvertiseAddr,
-		Local: deps.Local,
+		Local: deps.Local, Secrets: deps.Secrets,
 	})
 	if err != nil {
 		return nil, err

@@ -89,6 +89,18 @@ type Config struct {
 	// class (docs/sessions.md), read when the worker starts; empty uses
 	// the built-in profiles only.
 	QuirksFile string
+	// CRCredentials is whether sessions generate connection-request
+	// credentials for devices the inventory holds none of (CRGenerate) or
+	// not (CROff); credentials an operator gave (per device, or per
+	// product class in CRCredentialsFile) are set either way (crcreds.go).
+	CRCredentials string
+	// CRCredentialsRetry is how long sessions leave a CPE that refused
+	// connection-request credentials before they try again.
+	CRCredentialsRetry time.Duration
+	// CRCredentialsFile names a JSON file of fixed connection-request
+	// credentials per OUI and product class (docs/sessions.md), used in
+	// place of generated ones; read when the worker starts.
+	CRCredentialsFile string
 }
 
 // DefaultConfig returns the defaults RegisterFlags registers.
@@ -122,6 +134,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.LargeExchangeSlots, "sessions.large-exchange-slots", 0, "large exchanges this worker runs at once (0: half of GOMAXPROCS, at least one)")
 	fs.DurationVar(&c.DiscoveryRetry, "sessions.discovery-retry", time.Minute, "a device whose discovery is postponed is asked (ScheduleInform) to come back after about this long, spread over 50-150% (0: not asked; its next session discovers)")
 	fs.StringVar(&c.QuirksFile, "sessions.quirks-file", "", "JSON file of discovery quirks per OUI and product class, on top of the built-in ones (format in docs/sessions.md)")
+	fs.StringVar(&c.CRCredentials, "sessions.cr-credentials", CRGenerate, "connection-request credentials of devices the inventory holds none of: generate (set random ones on the CPE at its first session) or off; operator-given ones are set either way")
+	fs.DurationVar(&c.CRCredentialsRetry, "sessions.cr-credentials-retry", 24*time.Hour, "after a CPE refused connection-request credentials, sessions wait this long before they try again")
+	fs.StringVar(&c.CRCredentialsFile, "sessions.cr-credentials-file", "", "JSON file of fixed connection-request credentials per OUI and product class, used in place of generated ones (format in docs/sessions.md; keep it 0600)")
 }
 
 // Validate reports every setting that cannot work.
@@ -159,6 +174,12 @@ func (c *Config) Validate() error {
 	}
 	if c.DiscoveryRetry < 0 || c.DiscoveryRetry > 24*time.Hour {
 		bad("sessions.discovery-retry must be between 0 and 24h, got %s", c.DiscoveryRetry)
+	}
+	if c.CRCredentials != CRGenerate && c.CRCredentials != CROff {
+		bad("sessions.cr-credentials must be %q or %q, got %q", CRGenerate, CROff, c.CRCredentials)
+	}
+	if c.CRCredentialsRetry <= 0 {
+		bad("sessions.cr-credentials-retry must be positive, got %s", c.CRCredentialsRetry)
 	}
 	if c.MemoryBudget < 0 {
 		bad("sessions.memory-budget must not be negative, got %d", c.MemoryBudget)
