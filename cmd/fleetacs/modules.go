@@ -21,6 +21,7 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/authstate"
 	"github.com/fleetacs/fleetacs/pkg/lifecycle"
 	"github.com/fleetacs/fleetacs/pkg/natsembed"
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/pkg/telemetry"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
 	"github.com/fleetacs/fleetacs/services/gateway"
@@ -409,6 +410,20 @@ func buildSessions(a *app) (lifecycle.Service, error) {
 	} else {
 		a.own.add(srv, cfg.AdvertiseAddr)
 	}
+	// The keys that seal what sessions checkpoint (docs/sessions.md,
+	// "Connection-request credentials"): the configured file, else the
+	// inventory's when it runs here.
+	var secrets *secretbox.Keyring
+	switch {
+	case cfg.SecretsKeyFile != "":
+		secrets = secretbox.File(cfg.SecretsKeyFile, false)
+	case a.selected("inventory"):
+		inv := a.cfg.inventory
+		if inv.Store == inventory.StoreSQLite && !a.flagSet["inventory.sqlite-path"] {
+			inv.SQLitePath = a.dataPath("inventory.db")
+		}
+		secrets = inv.Keyring()
+	}
 	w, err := sessions.New(cfg, sessions.Deps{
 		Inventory:     sessions.NewGRPCInventory(a.shared.inventory),
 		Leases:        a.shared.store.Leases,
@@ -420,7 +435,8 @@ func buildSessions(a *app) (lifecycle.Service, error) {
 		AdvertiseAddr: advertise,
 		// Without Redis the affinity store is this process's: no other
 		// worker can resume a session, so its state stays in memory.
-		Local: a.opts.RedisAddr == "",
+		Local:   a.opts.RedisAddr == "",
+		Secrets: secrets,
 	})
 	if err != nil {
 		return nil, err

@@ -101,6 +101,11 @@ type Config struct {
 	// credentials per OUI and product class (docs/sessions.md), used in
 	// place of generated ones; read when the worker starts.
 	CRCredentialsFile string
+	// SecretsKeyFile is the key file (package secretbox) that seals the
+	// secrets sessions keep in checkpoints; every worker sharing the
+	// affinity store needs the same keys. Empty: the process's inventory
+	// keys when the inventory runs in it, else a key of this worker alone.
+	SecretsKeyFile string
 }
 
 // DefaultConfig returns the defaults RegisterFlags registers.
@@ -136,6 +141,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.QuirksFile, "sessions.quirks-file", "", "JSON file of discovery quirks per OUI and product class, on top of the built-in ones (format in docs/sessions.md)")
 	fs.StringVar(&c.CRCredentials, "sessions.cr-credentials", CRGenerate, "connection-request credentials of devices the inventory holds none of: generate (set random ones on the CPE at its first session) or off; operator-given ones are set either way")
 	fs.DurationVar(&c.CRCredentialsRetry, "sessions.cr-credentials-retry", 24*time.Hour, "after a CPE refused connection-request credentials, sessions wait this long before they try again")
+	fs.StringVar(&c.SecretsKeyFile, "sessions.secrets-key-file", "", "file of the keys that seal the secrets sessions keep in checkpoints (connection-request passwords being set), the same for every worker (empty: the inventory's keys when it runs in this process, else a key of this worker alone, so that another worker cannot resume such a session)")
 	fs.StringVar(&c.CRCredentialsFile, "sessions.cr-credentials-file", "", "JSON file of fixed connection-request credentials per OUI and product class, used in place of generated ones (format in docs/sessions.md; keep it 0600)")
 }
 
