@@ -123,6 +123,39 @@ func TestConnectionRequestCredentialsE2E(t *testing.T) {
 	if u, p := dev.ConnectionRequestCredentials(); u != creds.GetUsername() || p != creds.GetPassword() {
 		t.Fatal("credentials changed by a later session")
 	}
+
+	// An operator gives others: the notifier keeps the CPE's until the next
+	// session (woken with them) set the operator's.
+	ops := &inventoryv1.SetConnectionRequestCredentialsRequest{Tenant: "default", Id: d.GetId(), Username: "ops-user", Password: "ops-Password-0123456789"}
+	if _, err := inv.SetConnectionRequestCredentials(authCtx, ops); err != nil {
+		t.Fatal(err)
+	}
+	if code := digestGET(t, crURL, creds.GetUsername(), creds.GetPassword()); code != http.StatusOK {
+		t.Fatalf("waking to set the operator's: HTTP %d", code)
+	}
+	if r := waitReport(); !r.OK {
+		t.Fatalf("session setting the operator's: %v", r.Err)
+	}
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		tg, err := inventoryv1.NewInventoryInternalServiceClient(cc).GetConnectionRequestTarget(ictx,
+			&inventoryv1.GetConnectionRequestTargetRequest{Tenant: "default", DeviceKey: d.GetId()})
+		if err != nil {
+			return err
+		}
+		if c := tg.GetCredentials(); c.GetUsername() != ops.Username || c.GetPassword() != ops.Password {
+			return fmt.Errorf("notifier's user %q", c.GetUsername())
+		}
+		return nil
+	})
+	if code := digestGET(t, crURL, creds.GetUsername(), creds.GetPassword()); code != http.StatusUnauthorized {
+		t.Fatalf("the generated ones after the operator's were set: HTTP %d", code)
+	}
+	if code := digestGET(t, crURL, ops.Username, ops.Password); code != http.StatusOK {
+		t.Fatalf("the operator's: HTTP %d", code)
+	}
+	if r := waitReport(); !r.OK {
+		t.Fatalf("session woken with the operator's: %v", r.Err)
+	}
 }
 
 // digestGET sends a connection request: a GET, and the same GET with
