@@ -112,9 +112,9 @@ const (
 )
 
 // Plan implements Planner.
-func (p *crcredsPlanner) Plan(_ context.Context, s Start) ([]Planned, error) {
+func (p *crcredsPlanner) Plan(ctx context.Context, s Start) ([]Planned, error) {
 	cr := s.Device.ConnectionRequest
-	if s.Root == "" {
+	if s.Root != "Device." && s.Root != "InternetGatewayDevice." {
 		return nil, nil // nowhere to set them: a later session knows the root
 	}
 	if !cr.RefusedTime.IsZero() && s.Now.Before(cr.RefusedTime.Add(p.retry)) {
@@ -149,7 +149,10 @@ func (p *crcredsPlanner) Plan(_ context.Context, s Start) ([]Planned, error) {
 	}
 	op, err := sealCRCreds(p.keys, s.Tenant, s.DeviceKey, s.Root, *want)
 	if err != nil {
-		return nil, fmt.Errorf("seal connection-request credentials: %w", err)
+		// Not worth failing the session: a later one sets them.
+		p.logger.ErrorContext(ctx, "cannot seal connection-request credentials; none set in this session",
+			keyDeviceID, s.DeviceKey, keyTenant, s.Tenant, "error", err)
+		return nil, nil
 	}
 	op.Source, op.PendingTime = source, pending
 	return []Planned{{ID: crcredsID, Priority: crcredsPriority, Created: s.Now, Op: op}}, nil

@@ -432,3 +432,39 @@ func TestCRCredsLostRecordsNothing(t *testing.T) {
 		t.Fatalf("next session sent %v", sent)
 	}
 }
+
+// Keys that cannot seal cost the session nothing but the credentials: it
+// runs, and a later one sets them. A key file that does not load stops the
+// worker's start.
+func TestCRCredsWithoutUsableKeys(t *testing.T) {
+	v := newCREnv(t)
+	cfg := DefaultConfig()
+	cfg.WorkerID, cfg.AdvertiseAddr = "w1", "127.0.0.1:9300"
+	keys := secretbox.File(filepath.Join(t.TempDir(), "missing.key"), false)
+	e, err := New(cfg, Deps{Inventory: v.inv, Leases: v.store.Leases, Checkpoints: v.store.Checkpoints, Registry: v.store.Registry,
+		Sessions: v.store.Sessions, Now: v.clock.Now, Secrets: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "connection-request credentials") {
+		t.Fatalf("start with a missing key file: %v", err)
+	}
+	c := v.cpe("CR8", "Device.")
+	if sent := c.session(t, e, "s1", "1 BOOT"); strings.Join(sent, ",") != "204" {
+		t.Fatalf("sent %v", sent)
+	}
+}
+
+func TestCRCredsConfig(t *testing.T) {
+	for _, mutate := range []func(*Config){
+		func(c *Config) { c.CRCredentials = "random" },
+		func(c *Config) { c.CRCredentialsRetry = 0 },
+	} {
+		c := DefaultConfig()
+		c.AdvertiseAddr = "127.0.0.1:1"
+		mutate(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "sessions.cr-credentials") {
+			t.Errorf("config %+v: %v", c, err)
+		}
+	}
+}
