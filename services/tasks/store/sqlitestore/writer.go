@@ -60,6 +60,8 @@ const (
 
 // op is one write waiting for the writer goroutine.
 type op struct {
+	// ctx is the caller's: the writer skips the op if it ended while
+	// queued, and never passes it to a statement.
 	ctx context.Context
 	// run applies the write inside the batch's transaction; it may run
 	// twice (see transactIsolated), so it only sets results it owns.
@@ -196,10 +198,12 @@ func (w *writer) apply(batch []*op) {
 	w.batches.Add(1)
 	live := w.live[:0]
 	for _, o := range batch {
-		if !o.state.CompareAndSwap(opQueued, opTaken) {
-			// The caller gave up while the op was queued: it is never
-			// applied.
-			o.err = errAbandoned
+		if err := o.ctx.Err(); err != nil || !o.state.CompareAndSwap(opQueued, opTaken) {
+			// The caller gave up, or is about to, while the op was
+			// queued: it is never applied, and a caller that sees done
+			// before its context returns the context's error.
+			o.state.Store(opAbandoned)
+			o.err = o.ctx.Err()
 			close(o.done)
 			continue
 		}
@@ -218,9 +222,6 @@ func (w *writer) apply(batch []*op) {
 	}
 	clear(w.live)
 }
-
-// errAbandoned is the result of an op its caller gave up; nobody reads it.
-var errAbandoned = errors.New("write abandoned by its caller")
 
 // transact applies ops in one transaction. Ops that fail on their own carry
 // their error in op.err; the returned error is the transaction's, and means
