@@ -44,10 +44,11 @@ import (
 // callers wait to enqueue, their contexts respected, instead of piling up.
 //
 // Measured with BenchmarkCreate and BenchmarkUpdate (32 callers, 2 cores
-// shared with other work at a load average of 8.6, -benchtime 10000x, three
-// runs): one transaction per write took 282-332 µs per Create and 100-202 µs
-// per Update; group commit takes 64-78 µs and 32-43 µs, about 23,000 writes
-// a second in the mix a task makes (one Create, three Updates). What is left
+// shared with other work at a load average of 8.5 to 10, -benchtime 10000x,
+// five runs each, old and new interleaved): one transaction per write took
+// 282-438 µs per Create and 100-202 µs per Update; group commit takes
+// 64-106 µs and 25-43 µs, four to five times less, about 20,000 writes a
+// second in the mix a task makes (one Create, three Updates). What is left
 // is mostly SQLite's own: appending the WAL frames and the checkpoints that
 // run at the commits.
 
