@@ -39,6 +39,8 @@ type serviceConfigs struct {
 	gateway   gateway.Config
 	sessions  sessions.Config
 	inventory inventory.Config
+	// apiHTTP is the public HTTP/JSON listener (apihttp.go).
+	apiHTTP apiHTTPConfig
 }
 
 // shared are the parts several modules use; each is built once, by its
@@ -71,6 +73,7 @@ func registerServiceFlags(a *app, fs *flag.FlagSet) {
 	a.cfg.gateway.RegisterFlags(fs)
 	a.cfg.sessions.RegisterFlags(fs)
 	a.cfg.inventory.RegisterFlags(fs)
+	a.cfg.apiHTTP.RegisterFlags(fs)
 }
 
 // modules lists every module. Targets (inventory, sessions, gateway) may be
@@ -85,6 +88,9 @@ func modules() []*module {
 		{name: "internal-auth", doc: "the internal credential of the process's internal servers and clients", build: buildInternalAuth},
 		{name: "grpc-internal", doc: "the internal gRPC server", deps: []string{"internal-auth"}, build: buildInternalGRPCServer},
 		{name: "grpc-public", doc: "the public gRPC server, behind API authentication", build: buildPublicGRPCServer},
+		// The HTTP/JSON API goes with the public gRPC server: every target
+		// that serves a public API depends on it (apihttp.go).
+		{name: "api-http", doc: "the public HTTP/JSON API, forwarding to the public gRPC server", deps: []string{"grpc-public"}, build: buildAPIHTTP},
 		{name: "affinity", doc: "session routing and device leases: Redis, or in memory for one process", build: buildAffinity},
 		{
 			name: "inventory-client", doc: "connection to the inventory's gRPC API",
@@ -97,7 +103,7 @@ func modules() []*module {
 		},
 		{
 			name: "inventory", target: true, inAll: true, doc: "devices and their parameter trees (SQLite embedded, or MongoDB), gRPC inventory API",
-			deps: []string{"grpc-internal", "grpc-public"}, build: buildInventory,
+			deps: []string{"grpc-internal", "grpc-public", "api-http"}, build: buildInventory,
 			health: []string{"fleetacs.inventory.v1.InventoryService", "fleetacs.inventory.v1.InventoryInternalService"},
 		},
 		{
