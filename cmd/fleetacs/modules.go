@@ -20,6 +20,7 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/apiauth"
 	"github.com/fleetacs/fleetacs/pkg/authstate"
 	"github.com/fleetacs/fleetacs/pkg/lifecycle"
+	"github.com/fleetacs/fleetacs/pkg/natsbus"
 	"github.com/fleetacs/fleetacs/pkg/natsembed"
 	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/pkg/telemetry"
@@ -27,6 +28,7 @@ import (
 	"github.com/fleetacs/fleetacs/services/gateway"
 	"github.com/fleetacs/fleetacs/services/inventory"
 	"github.com/fleetacs/fleetacs/services/sessions"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -38,6 +40,8 @@ type serviceConfigs struct {
 	gateway   gateway.Config
 	sessions  sessions.Config
 	inventory inventory.Config
+	// apiHTTP is the public HTTP/JSON listener (apihttp.go).
+	apiHTTP apiHTTPConfig
 }
 
 // shared are the parts several modules use; each is built once, by its
@@ -56,12 +60,21 @@ type shared struct {
 	// counts, failure back-off), on the same Redis as store.
 	authState authstate.Store
 	inventory grpc.ClientConnInterface
+
+	// ws-planner: the tasks service's internal API (tasks-client module);
+	// nil when no tasks service is reachable from this process. js and
+	// busNames are the nats-client module's (ws-tasksvc); nil js: the
+	// session workers run without tasks and device events.
+	tasks    grpc.ClientConnInterface
+	js       jetstream.JetStream
+	busNames natsbus.Names
 }
 
 func registerServiceFlags(a *app, fs *flag.FlagSet) {
 	a.cfg.gateway.RegisterFlags(fs)
 	a.cfg.sessions.RegisterFlags(fs)
 	a.cfg.inventory.RegisterFlags(fs)
+	a.cfg.apiHTTP.RegisterFlags(fs)
 }
 
 // modules lists every module. Targets (inventory, sessions, gateway) may be
@@ -76,6 +89,9 @@ func modules() []*module {
 		{name: "internal-auth", doc: "the internal credential of the process's internal servers and clients", build: buildInternalAuth},
 		{name: "grpc-internal", doc: "the internal gRPC server", deps: []string{"internal-auth"}, build: buildInternalGRPCServer},
 		{name: "grpc-public", doc: "the public gRPC server, behind API authentication", build: buildPublicGRPCServer},
+		// The HTTP/JSON API goes with the public gRPC server: every target
+		// that serves a public API depends on it (apihttp.go).
+		{name: "api-http", doc: "the public HTTP/JSON API, forwarding to the public gRPC server", deps: []string{"grpc-public"}, build: buildAPIHTTP},
 		{name: "affinity", doc: "session routing and device leases: Redis, or in memory for one process", build: buildAffinity},
 		{
 			name: "inventory-client", doc: "connection to the inventory's gRPC API",
@@ -83,13 +99,17 @@ func modules() []*module {
 		},
 		{name: "nats", doc: "embedded NATS server with JetStream", inAll: true, build: buildNATS},
 		{
+			name: "tasks-client", doc: "connection to the tasks service's internal gRPC API",
+			deps: []string{"internal-auth"}, after: []string{"tasks"}, build: buildTasksClient,
+		},
+		{
 			name: "inventory", target: true, inAll: true, doc: "devices and their parameter trees (SQLite embedded, or MongoDB), gRPC inventory API",
-			deps: []string{"grpc-internal", "grpc-public"}, build: buildInventory,
+			deps: []string{"grpc-internal", "grpc-public", "api-http"}, build: buildInventory,
 			health: []string{"fleetacs.inventory.v1.InventoryService", "fleetacs.inventory.v1.InventoryInternalService"},
 		},
 		{
 			name: "sessions", target: true, inAll: true, doc: "session workers: run CWMP sessions for the gateways",
-			deps: []string{"grpc-internal", "affinity", "inventory-client"}, build: buildSessions,
+			deps: []string{"grpc-internal", "affinity", "inventory-client", "tasks-client"}, build: buildSessions,
 			health: []string{"fleetacs.sessions.v1.SessionService"},
 		},
 		{
@@ -398,6 +418,43 @@ func warnIfShared(logger *slog.Logger, what, path string) {
 	logger.Warn(what+" is open to other users than its owner: chmod 600 it", "path", path, "mode", fi.Mode().Perm().String())
 }
 
+// buildTasksClient connects to the tasks service's internal API
+// (ws-planner): in process when the tasks target runs here, else at
+// -client.tasks-addr. With neither, session workers run no tasks (logged).
+func buildTasksClient(a *app) (lifecycle.Service, error) {
+	dial := append(a.dialOptions(), a.internal.DialOptions()...)
+	if a.telemetry.Tracing {
+		dial = append(dial, grpc.WithStatsHandler(otelgrpc.NewClientHandler(a.otelgrpcOptions()...)))
+	}
+	addr := a.opts.TasksAddr
+	if addr == "" {
+		if !a.selected("tasks") {
+			a.logger.Warn("no tasks service in this process and no -client.tasks-addr: session workers run no tasks")
+			return lifecycle.Funcs{}, nil
+		}
+		cc, closer, err := a.shared.internal.conn(dial)
+		if err != nil {
+			return nil, err
+		}
+		a.shared.tasks = cc
+		return lifecycle.Func(closeAtEnd(closer)), nil
+	}
+	conn, err := grpc.NewClient(addr, dial...)
+	if err != nil {
+		return nil, fmt.Errorf("tasks client for %s: %w", addr, err)
+	}
+	a.shared.tasks = conn
+	return lifecycle.Func(closeAtEnd(conn.Close)), nil
+}
+
+// tasksPort adapts the tasks client, nil when there is none.
+func tasksPort(cc grpc.ClientConnInterface) sessions.Tasks {
+	if cc == nil {
+		return nil
+	}
+	return sessions.NewGRPCTasks(cc)
+}
+
 func buildSessions(a *app) (lifecycle.Service, error) {
 	cfg := a.cfg.sessions
 	srv := a.shared.internal
@@ -435,7 +492,11 @@ func buildSessions(a *app) (lifecycle.Service, error) {
 		AdvertiseAddr: advertise,
 		// Without Redis the affinity store is this process's: no other
 		// worker can resume a session, so its state stays in memory.
-		Local:   a.opts.RedisAddr == "",
+		Local: a.opts.RedisAddr == "",
+		// ws-planner: tasks and device events (docs/sessions.md, "Tasks").
+		JetStream: a.shared.js, BusNames: a.shared.busNames, Tasks: tasksPort(a.shared.tasks),
+		Propagator: a.telemetry.Propagator,
+		// Connection-request credentials (docs/sessions.md).
 		Secrets: secrets,
 	})
 	if err != nil {
