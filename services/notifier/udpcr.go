@@ -85,4 +85,3 @@ func (s *Service) sendUDP(ctx context.Context, addr, user, pass string) result {
 	}
 	return result{status: tasksv1.WakeStatus_WAKE_STATUS_SENT, transport: tr, detail: strconv.Itoa(sent) + " datagrams sent"}
 }
-
