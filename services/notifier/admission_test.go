@@ -1,6 +1,8 @@
 package notifier
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,5 +44,40 @@ func TestAdmissionCoalescesAndLimits(t *testing.T) {
 	want(deviceRef{"t", "d4"}, 0) // sweeps
 	if n := a.size(); n != 1 {
 		t.Fatalf("%d devices remembered after their windows, want 1", n)
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	var c Config
+	c.RegisterFlags(newFlagSet())
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.AllowLoopback || strings.Contains(c.AllowedNetworks, "127.") {
+		t.Fatalf("loopback allowed by default: %q", c.AllowedNetworks)
+	}
+	bad := c
+	bad.AllowedNetworks = "10.0.0.0/8,not-a-cidr"
+	if bad.Validate() == nil {
+		t.Fatal("a bad CIDR passed")
+	}
+	bad = c
+	bad.AllowedNetworks = ""
+	if bad.Validate() == nil {
+		t.Fatal("no networks passed")
+	}
+}
+
+func TestUDPRefusedAddress(t *testing.T) {
+	cfg := testConfig()
+	cfg.AllowLoopback = false
+	targets := &fakeTargets{}
+	targets.set("d", Target{UDPAddress: "localhost:7547", Username: "u", Password: "p", HasCredentials: true})
+	targets.set("m", Target{UDPAddress: "169.254.169.254", Username: "u", Password: "p", HasCredentials: true})
+	s := newService(t, cfg, Deps{Targets: targets})
+	for _, d := range []string{"d", "m"} {
+		if r := s.wake(context.Background(), &tasksv1.WakeRequest{Tenant: "t", DeviceId: d}); r.status != tasksv1.WakeStatus_WAKE_STATUS_ADDRESS_REFUSED || r.transport != "udp" {
+			t.Fatalf("%s: %v %s %q", d, r.status, r.transport, r.detail)
+		}
 	}
 }
