@@ -57,7 +57,8 @@ type process struct {
 func startProcess(t *testing.T, args ...string) *process {
 	t.Helper()
 	// The sessions a test leaves open do not hold up its end.
-	args = append([]string{"-gateway.drain-grace=0s", "-sessions.drain-timeout=1ms"}, args...)
+	// The STUN server's default port would be shared by every test.
+	args = append([]string{"-gateway.drain-grace=0s", "-sessions.drain-timeout=1ms", "-notifier.stun-addr=127.0.0.1:0"}, args...)
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &process{cancel: cancel, exited: make(chan int, 1)}
 	go func() { p.exited <- run(ctx, args, &p.stdout, &p.stderr, noEnv) }()
@@ -227,7 +228,7 @@ func TestPortClashIsOneClearError(t *testing.T) {
 			addrs := map[string]string{"gateway.listen-addr": "127.0.0.1:0", "server.http-addr": "127.0.0.1:0",
 				"server.grpc-addr": "127.0.0.1:0", "server.internal-grpc-addr": "127.0.0.1:0"}
 			addrs[flag] = busy
-			args := []string{"-log.level=error", "-data-dir=" + t.TempDir(), "-gateway.auth-anonymous"}
+			args := []string{"-log.level=error", "-data-dir=" + t.TempDir(), "-gateway.auth-anonymous", "-notifier.stun-addr=127.0.0.1:0"}
 			for f, a := range addrs {
 				args = append(args, "-"+f+"="+a)
 			}
