@@ -313,3 +313,10 @@ func (s *Service) stunConn() *net.UDPConn {
 	defer s.mu.Unlock()
 	return s.stun
 }
+
+// Wake handles one wake request outside the consumer (the same checks,
+// limits and transports) and returns its outcome; nothing is published.
+func (s *Service) Wake(ctx context.Context, req *tasksv1.WakeRequest) (status tasksv1.WakeStatus, transport, detail string) {
+	r := s.wake(ctx, req)
+	return r.status, r.transport, r.detail
+}
