@@ -117,12 +117,9 @@ func TestSTUNClient(t *testing.T) {
 	}
 	defer srv.Close()
 	acs := newTestACS(t, ConnCookie)
-	reports := make(chan SessionReport, 8)
 	cfg := testConfig(t, acs)
 	cfg.ConnReqUDP = true
 	cfg.STUNServer = srv.LocalAddr().String()
-	cfg.BootStorm = false
-	cfg.OnSession = func(r SessionReport) { reports <- r }
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
