@@ -42,6 +42,8 @@ type options struct {
 	RedisPrefix   string
 
 	InventoryAddr string
+	// TasksAddr is the tasks service's internal gRPC API (ws-planner).
+	TasksAddr string
 
 	NATSURL  string
 	NATSPort int
@@ -85,6 +87,7 @@ func (o *options) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.RedisPassword, "redis.password", "", "Redis password")
 	fs.StringVar(&o.RedisPrefix, "redis.prefix", "fleetacs", "prefix of every Redis key (several installs can share one Redis)")
 	fs.StringVar(&o.InventoryAddr, "client.inventory-addr", "", "host:port of the inventory gRPC API (empty: this process's own, when it runs inventory)")
+	fs.StringVar(&o.TasksAddr, "client.tasks-addr", "", "host:port of the tasks service's internal gRPC API (empty: this process's own, when it runs tasks; else session workers run no tasks)")
 	fs.StringVar(&o.NATSURL, "nats.url", "", "NATS server URL (empty with target all: an embedded NATS server with JetStream)")
 	fs.IntVar(&o.NATSPort, "nats.embedded-port", -1, "client port of the embedded NATS server on 127.0.0.1 (-1: any free port, logged at start)")
 }

@@ -44,6 +44,8 @@ type serviceConfigs struct {
 	sessions  sessions.Config
 	inventory inventory.Config
 	notifier  notifier.Config
+	// apiHTTP is the public HTTP/JSON listener (apihttp.go).
+	apiHTTP apiHTTPConfig
 }
 
 // shared are the parts several modules use; each is built once, by its
@@ -62,11 +64,15 @@ type shared struct {
 	// counts, failure back-off), on the same Redis as store.
 	authState authstate.Store
 	inventory grpc.ClientConnInterface
-	// natsURL is the embedded NATS server's client URL, once it is ready.
-	natsURL string
-	// nats and js are the process's NATS connection and JetStream, set
-	// when the nats-client module starts; busNames names the streams and
-	// subjects.
+
+	// ws-planner: the tasks service's internal API (tasks-client module);
+	// nil when no tasks service is reachable from this process. js and
+	// busNames are the nats-client module's; nil js: the session workers
+	// run without tasks and device events.
+	tasks grpc.ClientConnInterface
+	// natsURL is the embedded NATS server's client URL, once it is ready;
+	// nats the nats-client module's connection, set when it has started.
+	natsURL  string
 	nats     *nats.Conn
 	js       jetstream.JetStream
 	busNames natsbus.Names
@@ -76,6 +82,7 @@ func registerServiceFlags(a *app, fs *flag.FlagSet) {
 	a.cfg.gateway.RegisterFlags(fs)
 	a.cfg.sessions.RegisterFlags(fs)
 	a.cfg.inventory.RegisterFlags(fs)
+	a.cfg.apiHTTP.RegisterFlags(fs)
 	a.cfg.notifier.RegisterFlags(fs)
 }
 
@@ -91,6 +98,9 @@ func modules() []*module {
 		{name: "internal-auth", doc: "the internal credential of the process's internal servers and clients", build: buildInternalAuth},
 		{name: "grpc-internal", doc: "the internal gRPC server", deps: []string{"internal-auth"}, build: buildInternalGRPCServer},
 		{name: "grpc-public", doc: "the public gRPC server, behind API authentication", build: buildPublicGRPCServer},
+		// The HTTP/JSON API goes with the public gRPC server: every target
+		// that serves a public API depends on it (apihttp.go).
+		{name: "api-http", doc: "the public HTTP/JSON API, forwarding to the public gRPC server", deps: []string{"grpc-public"}, build: buildAPIHTTP},
 		{name: "affinity", doc: "session routing and device leases: Redis, or in memory for one process", build: buildAffinity},
 		{
 			name: "inventory-client", doc: "connection to the inventory's gRPC API",
@@ -102,13 +112,17 @@ func modules() []*module {
 			after: []string{"nats"}, build: buildNATSClient,
 		},
 		{
+			name: "tasks-client", doc: "connection to the tasks service's internal gRPC API",
+			deps: []string{"internal-auth"}, after: []string{"tasks"}, build: buildTasksClient,
+		},
+		{
 			name: "inventory", target: true, inAll: true, doc: "devices and their parameter trees (SQLite embedded, or MongoDB), gRPC inventory API",
-			deps: []string{"grpc-internal", "grpc-public"}, build: buildInventory,
+			deps: []string{"grpc-internal", "grpc-public", "api-http"}, build: buildInventory,
 			health: []string{"fleetacs.inventory.v1.InventoryService", "fleetacs.inventory.v1.InventoryInternalService"},
 		},
 		{
 			name: "sessions", target: true, inAll: true, doc: "session workers: run CWMP sessions for the gateways",
-			deps: []string{"grpc-internal", "affinity", "inventory-client"}, build: buildSessions,
+			deps: []string{"grpc-internal", "affinity", "inventory-client", "tasks-client"}, build: buildSessions,
 			health: []string{"fleetacs.sessions.v1.SessionService"},
 		},
 		{
@@ -427,6 +441,43 @@ func warnIfShared(logger *slog.Logger, what, path string) {
 	logger.Warn(what+" is open to other users than its owner: chmod 600 it", "path", path, "mode", fi.Mode().Perm().String())
 }
 
+// buildTasksClient connects to the tasks service's internal API
+// (ws-planner): in process when the tasks target runs here, else at
+// -client.tasks-addr. With neither, session workers run no tasks (logged).
+func buildTasksClient(a *app) (lifecycle.Service, error) {
+	dial := append(a.dialOptions(), a.internal.DialOptions()...)
+	if a.telemetry.Tracing {
+		dial = append(dial, grpc.WithStatsHandler(otelgrpc.NewClientHandler(a.otelgrpcOptions()...)))
+	}
+	addr := a.opts.TasksAddr
+	if addr == "" {
+		if !a.selected("tasks") {
+			a.logger.Warn("no tasks service in this process and no -client.tasks-addr: session workers run no tasks")
+			return lifecycle.Funcs{}, nil
+		}
+		cc, closer, err := a.shared.internal.conn(dial)
+		if err != nil {
+			return nil, err
+		}
+		a.shared.tasks = cc
+		return lifecycle.Func(closeAtEnd(closer)), nil
+	}
+	conn, err := grpc.NewClient(addr, dial...)
+	if err != nil {
+		return nil, fmt.Errorf("tasks client for %s: %w", addr, err)
+	}
+	a.shared.tasks = conn
+	return lifecycle.Func(closeAtEnd(conn.Close)), nil
+}
+
+// tasksPort adapts the tasks client, nil when there is none.
+func tasksPort(cc grpc.ClientConnInterface) sessions.Tasks {
+	if cc == nil {
+		return nil
+	}
+	return sessions.NewGRPCTasks(cc)
+}
+
 func buildSessions(a *app) (lifecycle.Service, error) {
 	cfg := a.cfg.sessions
 	srv := a.shared.internal
@@ -451,6 +502,9 @@ func buildSessions(a *app) (lifecycle.Service, error) {
 		// Without Redis the affinity store is this process's: no other
 		// worker can resume a session, so its state stays in memory.
 		Local: a.opts.RedisAddr == "",
+		// ws-planner: tasks and device events (docs/sessions.md, "Tasks").
+		JetStream: a.shared.js, BusNames: a.shared.busNames, Tasks: tasksPort(a.shared.tasks),
+		Propagator: a.telemetry.Propagator,
 	})
 	if err != nil {
 		return nil, err

@@ -88,7 +88,7 @@ const ConsumerName = "notifier"
 // RegisterFlags registers the service's flags, named "notifier.<name>", with their
 // defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.AllowedNetworks, "notifier.allowed-networks", DefaultAllowedNetworks, "comma-separated CIDRs that connection requests may be sent to (checked on the resolved address; loopback, link-local, metadata, unspecified and multicast addresses and this process's listeners are refused whatever it says, unless a flag below allows them)")
+	fs.StringVar(&c.AllowedNetworks, "notifier.allowed-networks", DefaultAllowedNetworks, "comma-separated CIDRs that connection requests may be sent to (checked on the resolved address; loopback, link-local, metadata, unspecified and multicast addresses and this process's listeners are refused whatever it says, unless -notifier.allow-loopback or -notifier.allow-link-local allows them)")
 	fs.BoolVar(&c.AllowLoopback, "notifier.allow-loopback", false, "send connection requests to loopback addresses (simulated CPEs on this host)")
 	fs.BoolVar(&c.AllowLinkLocal, "notifier.allow-link-local", false, "send connection requests to link-local addresses (169.254.0.0/16, fe80::/10; never 169.254.169.254 or fd00:ec2::254)")
 	fs.BoolVar(&c.AllowBasic, "notifier.allow-basic", false, "answer a CPE's Basic challenge (sends the connection-request password in clear over plain HTTP)")

@@ -17,10 +17,14 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/grpc"
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
+	"github.com/fleetacs/fleetacs/pkg/natsbus"
 	sessionsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/sessions/v1"
 	"github.com/fleetacs/fleetacs/services/sessions/engine"
 )
@@ -74,6 +78,21 @@ type Deps struct {
 	// Local says that no other worker can resume this worker's sessions
 	// (engine.Deps.Local): its affinity store lives in this process alone.
 	Local bool
+
+	// JetStream and BusNames reach the task queues and the event stream
+	// (pkg/natsbus). Without JetStream the worker runs no tasks and
+	// publishes no device events.
+	JetStream jetstream.JetStream
+	BusNames  natsbus.Names
+	// Tasks is the tasks service's internal API; without it the worker
+	// runs no tasks.
+	Tasks Tasks
+	// TaskQueue replaces the NATS queue reader (tests).
+	TaskQueue TaskQueue
+	// Propagator carries trace context into published events; nil: none.
+	Propagator propagation.TextMapPropagator
+	// Watcher replaces the NATS event publisher (tests).
+	Watcher engine.Watcher
 }
 
 // Worker is a session worker: the fleetacs.sessions.v1.SessionService
@@ -88,10 +107,37 @@ var _ sessionsv1.SessionServiceServer = (*Worker)(nil)
 
 // New builds a worker from a validated configuration. It does no I/O.
 func New(cfg Config, deps Deps) (*Worker, error) {
+	logger, meter := deps.Logger, deps.Meter
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if meter == nil {
+		meter = noop.NewMeterProvider()
+	}
+	var planners []engine.Planner
+	queue := deps.TaskQueue
+	if queue == nil && deps.JetStream != nil {
+		queue = NewNATSTaskQueue(deps.JetStream, deps.BusNames)
+	}
+	if queue != nil && deps.Tasks != nil {
+		tp, err := newTaskPlanner(cfg, queue, deps.Tasks, logger.With("service", "sessions"), meter)
+		if err != nil {
+			return nil, err
+		}
+		planners = append(planners, tp)
+	}
+	watcher := deps.Watcher
+	if watcher == nil && deps.JetStream != nil {
+		ev, err := NewNATSEvents(deps.JetStream, deps.BusNames, deps.Propagator, cfg.EventsMaxInFlight, logger.With("service", "sessions"), meter)
+		if err != nil {
+			return nil, err
+		}
+		watcher = ev
+	}
 	e, err := engine.New(cfg, engine.Deps{
 		Inventory: deps.Inventory, Leases: deps.Leases, Checkpoints: deps.Checkpoints, Registry: deps.Registry,
 		Sessions: deps.Sessions, Logger: deps.Logger, Meter: deps.Meter, Now: deps.Now, AdvertiseAddr: deps.AdvertiseAddr,
-		Local: deps.Local,
+		Local: deps.Local, Planners: planners, Watcher: watcher,
 	})
 	if err != nil {
 		return nil, err

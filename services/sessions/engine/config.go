@@ -89,6 +89,17 @@ type Config struct {
 	// class (docs/sessions.md), read when the worker starts; empty uses
 	// the built-in profiles only.
 	QuirksFile string
+	// MaxTasksPerSession bounds the tasks one session runs (ClaimTasks'
+	// max_run); the rest stay queued for a later session.
+	MaxTasksPerSession int
+	// TaskAwaitTimeout is how long a task the CPE accepted waits for what
+	// ends it (the "M Reboot" Inform, its TransferComplete) when the task
+	// does not say (TaskOptions.await_timeout_seconds 0).
+	TaskAwaitTimeout time.Duration
+	// EventsMaxInFlight bounds the device events being published whose
+	// acknowledgement has not come back; over it, events are dropped and
+	// counted rather than the session waiting.
+	EventsMaxInFlight int
 }
 
 // DefaultConfig returns the defaults RegisterFlags registers.
@@ -121,6 +132,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.LargeExchangeBytes, "sessions.large-exchange-bytes", 16<<10, "exchanges carrying a CPE message of at least this many bytes (a discovery's responses, a large Inform), and the recording of a whole discovered tree, run at most -sessions.large-exchange-slots at a time, so that small ones (periodic sessions) keep cores of their own (0: no gate)")
 	fs.IntVar(&c.LargeExchangeSlots, "sessions.large-exchange-slots", 0, "large exchanges this worker runs at once (0: half of GOMAXPROCS, at least one)")
 	fs.DurationVar(&c.DiscoveryRetry, "sessions.discovery-retry", time.Minute, "a device whose discovery is postponed is asked (ScheduleInform) to come back after about this long, spread over 50-150% (0: not asked; its next session discovers)")
+	fs.IntVar(&c.MaxTasksPerSession, "sessions.max-tasks-per-session", 16, "tasks one session runs; the rest of the device's queue waits for its next session")
+	fs.DurationVar(&c.TaskAwaitTimeout, "sessions.task-await-timeout", time.Hour, "how long a task the CPE accepted (Reboot, Download, ...) waits for what ends it, when the task does not say")
+	fs.IntVar(&c.EventsMaxInFlight, "sessions.events-max-in-flight", 1024, "device events published and not yet acknowledged; over it, events are dropped and counted, sessions never wait")
 	fs.StringVar(&c.QuirksFile, "sessions.quirks-file", "", "JSON file of discovery quirks per OUI and product class, on top of the built-in ones (format in docs/sessions.md)")
 }
 
@@ -146,6 +160,7 @@ func (c *Config) Validate() error {
 	}{
 		{"max-operations", c.MaxOperations}, {"max-inform-parameters", c.MaxInformParameters},
 		{"max-session-parameters", c.MaxSessionParameters}, {"max-session-bytes", c.MaxSessionBytes},
+		{"max-tasks-per-session", c.MaxTasksPerSession}, {"events-max-in-flight", c.EventsMaxInFlight},
 	} {
 		if n.v <= 0 {
 			bad("sessions.%s must be positive, got %d", n.name, n.v)
@@ -168,7 +183,7 @@ func (c *Config) Validate() error {
 		v    time.Duration
 	}{
 		{"lease-ttl", c.LeaseTTL}, {"checkpoint-ttl", c.CheckpointTTL},
-		{"registry-ttl", c.RegistryTTL}, {"call-timeout", c.CallTimeout},
+		{"registry-ttl", c.RegistryTTL}, {"call-timeout", c.CallTimeout}, {"task-await-timeout", c.TaskAwaitTimeout},
 	} {
 		if d.v <= 0 {
 			bad("sessions.%s must be positive, got %s", d.name, d.v)

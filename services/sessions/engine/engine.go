@@ -44,6 +44,8 @@ type Deps struct {
 	// Config.AdvertiseAddr, asked once when the engine starts: a process
 	// learns the address its gRPC listener is bound to (port 0) only then.
 	AdvertiseAddr func() string
+	// Watcher, when set, learns how every session ended (device events).
+	Watcher Watcher
 	// Local says that no other worker can resume this engine's sessions:
 	// the affinity store lives in this process alone (fleetacs all
 	// without Redis). The engine then keeps each session's state in
@@ -78,6 +80,7 @@ type Engine struct {
 	quirks   atomic.Pointer[Quirks]
 	planners []Planner
 	byKind   map[string]Planner
+	watcher  Watcher
 	// local is Deps.Local.
 	local bool
 
@@ -181,7 +184,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 	e := &Engine{
 		cfg: cfg, inv: deps.Inventory, leases: deps.Leases, cps: deps.Checkpoints, reg: deps.Registry,
 		sess: deps.Sessions, logger: deps.Logger, now: deps.Now, table: newTable(), advertise: deps.AdvertiseAddr,
-		budget: &budget{limit: int64(cfg.MemoryBudget)}, local: deps.Local,
+		budget: &budget{limit: int64(cfg.MemoryBudget)}, local: deps.Local, watcher: deps.Watcher,
 		large: newGate(cfg.LargeExchangeBytes, cfg.LargeExchangeSlots),
 	}
 	e.discoveries.limit = int64(cfg.MaxDiscoveries)
@@ -521,6 +524,9 @@ func (e *Engine) answer(s *session, req cwmp.Request, a Answer) {
 // observe offers a CPE request to the session's operations in turn, until
 // one takes it.
 func (e *Engine) observe(ctx context.Context, s *session, m cwmp.Message) {
+	if !s.fenced {
+		s.noteCompletion(m)
+	}
 	if s.queue != nil && !s.fenced {
 		c := s.context(e.now())
 		for _, en := range s.queue.Entries {
@@ -779,7 +785,7 @@ func (e *Engine) start(ctx context.Context, s *session, req *Request, n *cwmp.Se
 		s.inform.Root = dev.DataModelRoot
 	}
 	st := Start{
-		Tenant: s.tenant, DeviceKey: s.deviceKey, DeviceID: inf.DeviceID, Events: inf.Events,
+		Tenant: s.tenant, DeviceKey: s.deviceKey, SessionID: s.id, DeviceID: inf.DeviceID, Events: inf.Events, Params: s.inform.Params,
 		Bootstrap: s.cs.HasEvent("0 BOOTSTRAP"), Root: s.inform.Root, Device: dev, Now: now,
 	}
 	for _, p := range e.planners {
@@ -795,10 +801,23 @@ func (e *Engine) start(ctx context.Context, s *session, req *Request, n *cwmp.Se
 		}
 		if left := s.queue.add(p.Kind(), planned, e.cfg.MaxOperations); len(left) > 0 {
 			log.InfoContext(ctx, "operations left for a later session: the session's bound is reached", "left", len(left))
+			e.tellLeft(ctx, st, left)
 		}
 	}
 	e.admitDiscovery(ctx, s, &log)
 	return nil
+}
+
+// tellLeft tells the planners that implement Leaver which operations the
+// session's bound left out. An operation planned earlier may be pushed out
+// by a later planner's of higher priority, so left may hold any kind: each
+// Leaver picks its own (by type).
+func (e *Engine) tellLeft(ctx context.Context, st Start, left []Planned) {
+	for _, p := range e.planners {
+		if lv, ok := p.(Leaver); ok {
+			lv.Left(ctx, st, left)
+		}
+	}
 }
 
 // admitDiscovery gives a session whose queue holds a discovery one of the
@@ -884,6 +903,7 @@ func (e *Engine) finishReplaced(ctx context.Context, s *session) {
 		recorded = err == nil
 	}
 	e.settle(ctx, s, Incomplete, s.fenced, recorded)
+	e.watch(ctx, s, "replaced", recorded)
 	e.metrics.count(e.metrics.ended, "outcome", outcomeAbandoned)
 }
 
@@ -925,6 +945,7 @@ func (e *Engine) finish(ctx context.Context, s *session, outcome string) error {
 	cctx, cancel := e.cleanupContext(ctx)
 	defer cancel()
 	e.settle(cctx, s, o, lost, recorded)
+	e.watch(cctx, s, outcome, recorded)
 	if err := e.end(cctx, s, !lost); err != nil {
 		e.metrics.count(e.metrics.failures, "op", failRelease)
 		log.WarnContext(ctx, "cannot remove the session's checkpoint, record or device lease; they expire by themselves", "error", err)
@@ -942,7 +963,7 @@ func (e *Engine) settle(ctx context.Context, s *session, o Outcome, superseded, 
 	if s.queue == nil || len(s.queue.Entries) == 0 {
 		return
 	}
-	end := End{Tenant: s.tenant, DeviceKey: s.deviceKey, Outcome: o, Superseded: superseded, Recorded: recorded, Now: e.now()}
+	end := End{Tenant: s.tenant, DeviceKey: s.deviceKey, SessionID: s.id, Outcome: o, Superseded: superseded, Recorded: recorded, Now: e.now()}
 	if s.inform != nil {
 		end.DeviceID = s.inform.DeviceID
 	} else if s.cs != nil {
@@ -968,6 +989,7 @@ func (e *Engine) supersede(ctx context.Context, s *session, stage string) {
 	cctx, cancel := e.cleanupContext(ctx)
 	defer cancel()
 	e.settle(cctx, s, Incomplete, true, false)
+	e.watch(cctx, s, outcomeSuperseded, false)
 	if err := e.end(cctx, s, false); err != nil {
 		e.metrics.count(e.metrics.failures, "op", failCheckpoint)
 		e.sessionLogger(s).WarnContext(ctx, "cannot remove the session's checkpoint or record; they expire by themselves", "error", err)

@@ -177,6 +177,14 @@ type Planner interface {
 	Settle(ctx context.Context, e End, ops []Operation)
 }
 
+// Leaver is a Planner that wants to know which planned operations the
+// session's bound (Config.MaxOperations) left out: they never start, and
+// are not among those Settle gets. left may hold other planners'
+// operations: a Leaver picks its own by type.
+type Leaver interface {
+	Left(ctx context.Context, s Start, left []Planned)
+}
+
 // Planned is an operation a planner wants run, with its place in the
 // session's queue.
 type Planned struct {
@@ -193,8 +201,13 @@ type Planned struct {
 type Start struct {
 	Tenant    string
 	DeviceKey string
+	SessionID string
 	DeviceID  cwmp.DeviceID
 	Events    []cwmp.Event
+	// Params are the Inform's parameters the session keeps (a task
+	// resumed after a dead worker reads the ParameterKey among them).
+	// Shared: do not modify.
+	Params []cwmp.ParameterValue
 	// Bootstrap is set when the Inform carried 0 BOOTSTRAP.
 	Bootstrap bool
 	// Root is the data-model root the Inform's parameters name, else the
@@ -211,6 +224,7 @@ type Start struct {
 type End struct {
 	Tenant    string
 	DeviceKey string
+	SessionID string
 	DeviceID  cwmp.DeviceID
 	Outcome   Outcome
 	// Superseded is set when a newer session of the device took the lease

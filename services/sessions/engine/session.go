@@ -91,6 +91,9 @@ type informInfo struct {
 	Params     []cwmp.ParameterValue `json:"params,omitempty"`
 	// Root is the data-model root the session settled on, "" if unknown.
 	Root string `json:"root,omitempty"`
+	// Completions are what the CPE's requests reported ending (see
+	// Watcher).
+	Completions []Completion `json:"completions,omitempty"`
 }
 
 // context is what the session's operations see of it: the session's own

@@ -28,6 +28,17 @@ var (
 // tasks service (a tasks.v1.Task in protobuf binary, history included,
 // credentials removed); the other fields are copies of what the store must
 // index or compare.
+//
+// What every store does alike (package storetest checks it):
+//   - times are kept to the millisecond (MongoDB's precision): a store
+//     truncates them (time.UnixMilli(t.UnixMilli())) and returns them in
+//     UTC, on writes and in filters and cursors alike;
+//   - Body and Secret come back byte for byte; an empty slice comes back
+//     nil;
+//   - Tenant and ID must not be empty, CreateTime and UpdateTime not zero,
+//     QueueSeq, Version and State fit their signed 64- and 32-bit columns
+//     (at most math.MaxInt64); a record breaking these is refused with an
+//     error that is none of the sentinels below.
 type Record struct {
 	Tenant   string
 	ID       string
@@ -67,7 +78,8 @@ type Query struct {
 	// After continues a listing after this record (by CreateTime then ID,
 	// both descending): the last record of the previous page.
 	After *Cursor
-	// Limit bounds the records returned; 0 means 100.
+	// Limit bounds the records returned; 0 means 100, negative is an
+	// error.
 	Limit int
 }
 
@@ -85,25 +97,33 @@ type Store interface {
 	Close() error
 	// Create inserts r (Version must be 1). When r.IdempotencyKey is set
 	// and the tenant already has a record with that key, it inserts
-	// nothing and returns that record with existing true.
+	// nothing and returns that record with existing true; concurrent
+	// creates with one key insert exactly one record. An existing ID
+	// without a matching key is an error. stored is r as the store keeps
+	// it (times truncated).
 	Create(ctx context.Context, r Record) (stored Record, existing bool, err error)
 	// Get returns one record or ErrNotFound.
 	Get(ctx context.Context, tenant, id string) (Record, error)
-	// GetMany returns the records of ids that exist, in any order.
+	// GetMany returns the records of ids that exist, in any order, each
+	// once (ids may repeat).
 	GetMany(ctx context.Context, tenant string, ids []string) ([]Record, error)
 	// List returns records matching q, newest first (CreateTime, then ID,
 	// descending), at most q.Limit.
 	List(ctx context.Context, q Query) ([]Record, error)
 	// Update replaces the record with r if its stored Version is
-	// expectVersion; r.Version must be expectVersion+1. Tenant, ID,
-	// DeviceID, CreateTime and IdempotencyKey never change.
-	// ErrVersionConflict otherwise, ErrNotFound when it is gone.
+	// expectVersion; r.Version must be expectVersion+1 (else an error).
+	// Tenant, ID, DeviceID, CreateTime and IdempotencyKey never change:
+	// Tenant and ID find the record, the others in r are ignored.
+	// ErrVersionConflict otherwise, ErrNotFound when it is gone. Of
+	// concurrent updates from one version exactly one succeeds.
 	Update(ctx context.Context, r Record, expectVersion uint64) error
 	// Due returns records of any tenant whose DueTime is set and at or
-	// before t, oldest DueTime first, at most limit.
+	// before t, oldest DueTime first (ties in any order), at most limit
+	// (which must be positive).
 	Due(ctx context.Context, t time.Time, limit int) ([]Record, error)
 	// DeleteEnded removes records whose DueTime is zero and UpdateTime is
-	// before t (ended tasks past their retention), at most limit; it
-	// returns how many it removed.
+	// before t (ended tasks past their retention), at most limit (which
+	// must be positive); it returns how many it removed. A removed
+	// record's idempotency key is free again.
 	DeleteEnded(ctx context.Context, t time.Time, limit int) (int, error)
 }

@@ -1,0 +1,263 @@
+// Command taskload measures the tasks path of a running FleetACS through
+// its public gRPC API (docs/tasks.md), beside cpesim, which plays the
+// devices:
+//
+//	roundtrip   one task at a time per worker (-concurrency), each a
+//	            GetParameterValues with a connection request, waiting for
+//	            its result: the API call to result latency, p50 and p99.
+//	throughput  one GetParameterValues task for every device at once
+//	            (CreateTasks in batches), delivered by the devices' own
+//	            sessions: tasks done per second, counted from WatchTasks.
+//
+// It prints a summary; scripts/bench-tasks.sh runs it and formats the
+// figures for BENCHMARKS.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
+	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
+)
+
+type config struct {
+	api, tokenFile, tenant, mode, param string
+	n, concurrency                      int
+	wait, timeout                       time.Duration
+}
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var c config
+	fs := flag.NewFlagSet("taskload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.api, "api", "127.0.0.1:9300", "public gRPC API address")
+	fs.StringVar(&c.tokenFile, "token-file", "data/admin.token", "file holding an operator or admin token")
+	fs.StringVar(&c.tenant, "tenant", "default", "tenant of the devices")
+	fs.StringVar(&c.mode, "mode", "roundtrip", "roundtrip or throughput")
+	fs.StringVar(&c.param, "param", "Device.DeviceInfo.UpTime", "parameter each task reads")
+	fs.IntVar(&c.n, "n", 1000, "roundtrip: tasks in all")
+	fs.IntVar(&c.concurrency, "concurrency", 4, "roundtrip: tasks in flight")
+	fs.DurationVar(&c.wait, "wait", 10*time.Second, "roundtrip: how long each CreateTask waits for its result")
+	fs.DurationVar(&c.timeout, "timeout", 5*time.Minute, "throughput: give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	token, err := os.ReadFile(c.tokenFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "taskload: read token: %v\n", err)
+		return 2
+	}
+	cc, err := grpc.NewClient(c.api, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		fmt.Fprintf(stderr, "taskload: %v\n", err)
+		return 2
+	}
+	defer cc.Close()
+	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(string(token)))
+	devices, err := listDevices(ctx, inventoryv1.NewInventoryServiceClient(cc), c.tenant)
+	if err != nil {
+		fmt.Fprintf(stderr, "taskload: %v\n", err)
+		return 1
+	}
+	if len(devices) == 0 {
+		fmt.Fprintln(stderr, "taskload: the tenant has no devices")
+		return 1
+	}
+	tasks := tasksv1.NewTasksServiceClient(cc)
+	switch c.mode {
+	case "roundtrip":
+		err = roundtrip(ctx, tasks, c, devices, stdout)
+	case "throughput":
+		err = throughput(ctx, tasks, c, devices, stdout)
+	default:
+		fmt.Fprintf(stderr, "taskload: unknown -mode %q\n", c.mode)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "taskload: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func listDevices(ctx context.Context, inv inventoryv1.InventoryServiceClient, tenant string) ([]string, error) {
+	var ids []string
+	token := ""
+	for {
+		resp, err := inv.ListDevices(ctx, &inventoryv1.ListDevicesRequest{Tenant: tenant, PageSize: 1000, PageToken: token})
+		if err != nil {
+			return nil, fmt.Errorf("list devices: %w", err)
+		}
+		for _, d := range resp.GetDevices() {
+			ids = append(ids, d.GetId())
+		}
+		if token = resp.GetNextPageToken(); token == "" {
+			return ids, nil
+		}
+	}
+}
+
+func gpv(name string) *tasksv1.Operation {
+	return &tasksv1.Operation{Kind: &tasksv1.Operation_GetParameterValues{GetParameterValues: &tasksv1.GetParameterValues{Names: []string{name}}}}
+}
+
+// roundtrip runs c.n tasks, c.concurrency at a time, each on the next
+// device in turn, each waking its device and waiting for its result.
+func roundtrip(ctx context.Context, tasks tasksv1.TasksServiceClient, c config, devices []string, out io.Writer) error {
+	var (
+		next     atomic.Int64
+		mu       sync.Mutex
+		lat      []time.Duration
+		notDone  = map[string]int{}
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	start := time.Now()
+	for range c.concurrency {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= c.n {
+					return
+				}
+				t0 := time.Now()
+				resp, err := tasks.CreateTask(ctx, &tasksv1.CreateTaskRequest{
+					Tenant: c.tenant, DeviceId: devices[i%len(devices)], Operation: gpv(c.param),
+					Options: &tasksv1.TaskOptions{ConnectionRequest: true},
+					WaitMs:  uint32(c.wait / time.Millisecond),
+				})
+				d := time.Since(t0)
+				mu.Lock()
+				switch {
+				case err != nil:
+					if firstErr == nil {
+						firstErr = err
+					}
+				case resp.GetTask().GetState() != tasksv1.TaskState_TASK_STATE_DONE:
+					notDone[resp.GetTask().GetState().String()]++
+				default:
+					lat = append(lat, d)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if firstErr != nil {
+		return fmt.Errorf("create task: %w", firstErr)
+	}
+	slices.Sort(lat)
+	fmt.Fprintf(out, "roundtrip: %d tasks done of %d in %s (%d in flight, %d devices); not done: %v\n",
+		len(lat), c.n, elapsed.Round(time.Millisecond), c.concurrency, len(devices), notDone)
+	if len(lat) > 0 {
+		fmt.Fprintf(out, "task round trip: p50 %s, p90 %s, p99 %s, max %s\n",
+			pct(lat, 50), pct(lat, 90), pct(lat, 99), lat[len(lat)-1].Round(10*time.Microsecond))
+	}
+	return nil
+}
+
+func pct(s []time.Duration, p int) time.Duration {
+	i := (len(s)*p + 99) / 100
+	if i > 0 {
+		i--
+	}
+	return s[i].Round(10 * time.Microsecond)
+}
+
+// throughput queues one task per device and counts them done.
+func throughput(ctx context.Context, tasks tasksv1.TasksServiceClient, c config, devices []string, out io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	watch, err := tasks.WatchTasks(ctx, &tasksv1.WatchTasksRequest{Tenant: c.tenant})
+	if err != nil {
+		return fmt.Errorf("watch tasks: %w", err)
+	}
+	ids := map[string]bool{}
+	var idsMu sync.Mutex
+	type done struct {
+		at    time.Time
+		state tasksv1.TaskState
+	}
+	ended := make(chan done, 1024)
+	go func() {
+		defer close(ended)
+		for {
+			resp, err := watch.Recv()
+			if err != nil {
+				return
+			}
+			st := resp.GetTask().GetState()
+			if st == tasksv1.TaskState_TASK_STATE_QUEUED || st == tasksv1.TaskState_TASK_STATE_DISPATCHED {
+				continue
+			}
+			idsMu.Lock()
+			mine := ids[resp.GetTask().GetId()]
+			idsMu.Unlock()
+			if !mine {
+				// A task of this run whose creation answer has not
+				// arrived yet cannot end before it was dispatched, and
+				// its dispatch follows the answer only by a session, so
+				// this is someone else's task.
+				continue
+			}
+			ended <- done{time.Now(), st}
+		}
+	}()
+	start := time.Now()
+	for i := 0; i < len(devices); i += 1000 {
+		batch := devices[i:min(i+1000, len(devices))]
+		resp, err := tasks.CreateTasks(ctx, &tasksv1.CreateTasksRequest{Tenant: c.tenant, DeviceIds: batch, Operation: gpv(c.param)})
+		if err != nil {
+			return fmt.Errorf("create tasks: %w", err)
+		}
+		idsMu.Lock()
+		for _, r := range resp.GetResults() {
+			if r.GetTask() == nil {
+				idsMu.Unlock()
+				return fmt.Errorf("create task for %s: %s", r.GetDeviceId(), r.GetErrorMessage())
+			}
+			ids[r.GetTask().GetId()] = true
+		}
+		idsMu.Unlock()
+	}
+	queued := time.Since(start)
+	var first, last time.Time
+	states := map[string]int{}
+	n := 0
+	for n < len(devices) {
+		d, ok := <-ended
+		if !ok {
+			return fmt.Errorf("watch ended after %d of %d tasks: %w", n, len(devices), errors.Join(ctx.Err(), errors.New("stream closed")))
+		}
+		if first.IsZero() {
+			first = d.at
+		}
+		last = d.at
+		states[d.state.String()]++
+		n++
+	}
+	span := last.Sub(start)
+	fmt.Fprintf(out, "throughput: %d tasks queued in %s; all ended %s after the first CreateTasks; %v\n",
+		len(devices), queued.Round(time.Millisecond), span.Round(time.Millisecond), states)
+	fmt.Fprintf(out, "tasks delivered: %.1f/s (from the first CreateTasks to the last task's end)\n", float64(n)/span.Seconds())
+	return nil
+}
