@@ -18,6 +18,7 @@ require (
 	github.com/fleetacs/fleetacs/proto v0.0.0
 	github.com/fleetacs/fleetacs/services/gateway v0.0.0-00010101000000-000000000000
 	github.com/fleetacs/fleetacs/services/inventory v0.0.0-00010101000000-000000000000
+	github.com/fleetacs/fleetacs/services/notifier v0.0.0-00010101000000-000000000000
 	github.com/fleetacs/fleetacs/services/sessions v0.0.0-00010101000000-000000000000
 	github.com/fleetacs/fleetacs/tools/cpesim v0.0.0-00010101000000-000000000000
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.34.0

@@ -213,6 +213,17 @@ func (o *ownAddrs) add(g *grpcServer, addrs ...string) {
 	}
 }
 
+// list returns the addresses.
+func (o *ownAddrs) list() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make([]string, 0, len(o.addrs))
+	for a := range o.addrs {
+		out = append(out, a)
+	}
+	return out
+}
+
 // lookup returns the server of this process known under addr, or nil.
 func (o *ownAddrs) lookup(addr string) *grpcServer {
 	o.mu.Lock()

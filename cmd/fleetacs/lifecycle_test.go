@@ -58,8 +58,9 @@ func startProcess(t *testing.T, args ...string) *process {
 	t.Helper()
 	// The sessions a test leaves open do not hold up its end.
 	// The HTTP API on any free port unless a test names one: the default
-	// :9380 is shared by every test process on the machine.
-	args = append([]string{"-gateway.drain-grace=0s", "-sessions.drain-timeout=1ms", "-server.api-http-addr=127.0.0.1:0"}, args...)
+	// :9380 is shared by every test process on the machine; so would the
+	// STUN server's :3478 be.
+	args = append([]string{"-gateway.drain-grace=0s", "-sessions.drain-timeout=1ms", "-server.api-http-addr=127.0.0.1:0", "-notifier.stun-addr=127.0.0.1:0"}, args...)
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &process{cancel: cancel, exited: make(chan int, 1)}
 	go func() { p.exited <- run(ctx, args, &p.stdout, &p.stderr, noEnv) }()
@@ -229,7 +230,7 @@ func TestPortClashIsOneClearError(t *testing.T) {
 			addrs := map[string]string{"gateway.listen-addr": "127.0.0.1:0", "server.http-addr": "127.0.0.1:0",
 				"server.grpc-addr": "127.0.0.1:0", "server.internal-grpc-addr": "127.0.0.1:0", "server.api-http-addr": "127.0.0.1:0"}
 			addrs[flag] = busy
-			args := []string{"-log.level=error", "-data-dir=" + t.TempDir(), "-gateway.auth-anonymous"}
+			args := []string{"-log.level=error", "-data-dir=" + t.TempDir(), "-gateway.auth-anonymous", "-notifier.stun-addr=127.0.0.1:0"}
 			for f, a := range addrs {
 				args = append(args, "-"+f+"="+a)
 			}

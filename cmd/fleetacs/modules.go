@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
+	"net/url"
 	"os"
 	"sync"
 	"time"
@@ -27,7 +29,9 @@ import (
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
 	"github.com/fleetacs/fleetacs/services/gateway"
 	"github.com/fleetacs/fleetacs/services/inventory"
+	"github.com/fleetacs/fleetacs/services/notifier"
 	"github.com/fleetacs/fleetacs/services/sessions"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
@@ -40,6 +44,7 @@ type serviceConfigs struct {
 	gateway   gateway.Config
 	sessions  sessions.Config
 	inventory inventory.Config
+	notifier  notifier.Config
 	// apiHTTP is the public HTTP/JSON listener (apihttp.go).
 	apiHTTP apiHTTPConfig
 }
@@ -63,9 +68,13 @@ type shared struct {
 
 	// ws-planner: the tasks service's internal API (tasks-client module);
 	// nil when no tasks service is reachable from this process. js and
-	// busNames are the nats-client module's (ws-tasksvc); nil js: the
-	// session workers run without tasks and device events.
-	tasks    grpc.ClientConnInterface
+	// busNames are the nats-client module's; nil js: the session workers
+	// run without tasks and device events.
+	tasks grpc.ClientConnInterface
+	// natsURL is the embedded NATS server's client URL, once it is ready;
+	// nats the nats-client module's connection, set when it has started.
+	natsURL  string
+	nats     *nats.Conn
 	js       jetstream.JetStream
 	busNames natsbus.Names
 }
@@ -75,6 +84,7 @@ func registerServiceFlags(a *app, fs *flag.FlagSet) {
 	a.cfg.sessions.RegisterFlags(fs)
 	a.cfg.inventory.RegisterFlags(fs)
 	a.cfg.apiHTTP.RegisterFlags(fs)
+	a.cfg.notifier.RegisterFlags(fs)
 }
 
 // modules lists every module. Targets (inventory, sessions, gateway) may be
@@ -99,6 +109,10 @@ func modules() []*module {
 		},
 		{name: "nats", doc: "embedded NATS server with JetStream", inAll: true, build: buildNATS},
 		{
+			name: "nats-client", doc: "connection to NATS JetStream (-nats.url, or the embedded server), with the streams created",
+			after: []string{"nats"}, build: buildNATSClient,
+		},
+		{
 			name: "tasks-client", doc: "connection to the tasks service's internal gRPC API",
 			deps: []string{"internal-auth"}, after: []string{"tasks"}, build: buildTasksClient,
 		},
@@ -116,6 +130,10 @@ func modules() []*module {
 			name: "gateway", target: true, inAll: true, doc: "the CPE-facing CWMP endpoint (HTTP/HTTPS :7547)",
 			deps: []string{"grpc-internal", "affinity", "inventory-client"}, after: []string{"sessions"}, build: buildGateway,
 			health: []string{"fleetacs.gateway"},
+		},
+		{
+			name: "notifier", target: true, inAll: true, doc: "connection requests to CPEs (HTTP, UDP) and the STUN server, for wake requests from NATS",
+			deps: []string{"inventory-client", "nats-client"}, build: buildNotifier,
 		},
 	}
 }
@@ -347,6 +365,12 @@ func buildNATS(a *app) (lifecycle.Service, error) {
 			go func() { done <- s.Run(ctx) }()
 			select {
 			case <-s.Ready():
+				a.shared.natsURL = s.URL()
+				if u, err := url.Parse(s.URL()); err == nil {
+					if ap, err := netip.ParseAddrPort(u.Host); err == nil {
+						a.listening.addAddrPort(ap)
+					}
+				}
 				a.logger.Info("embedded NATS with JetStream ready", "url", s.URL())
 				return nil
 			case err := <-done:
@@ -525,7 +549,10 @@ func buildGateway(a *app) (lifecycle.Service, error) {
 		AuthGuard:      a.shared.authState,
 		TracerProvider: a.telemetry.Tracer,
 		MeterProvider:  a.telemetry.Meter,
-		Listening:      func(name string, addr net.Addr) { a.bound[name] = addr },
+		Listening: func(name string, addr net.Addr) {
+			a.bound[name] = addr
+			a.listening.add(addr)
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -600,4 +627,98 @@ func closeAtEnd(closer func() error) func(context.Context) error {
 		}
 		return nil
 	}
+}
+
+// buildNATSClient connects to NATS when the process starts and creates the
+// streams (pkg/natsbus): the embedded server's under all, else
+// -nats.url.
+func buildNATSClient(a *app) (lifecycle.Service, error) {
+	if a.opts.NATSURL == "" && !a.selected("nats") {
+		return nil, errors.New("no NATS server in this process: set -nats.url")
+	}
+	a.shared.busNames = natsbus.New("", "")
+	return lifecycle.Funcs{
+		StartFunc: func(ctx context.Context) error {
+			url := a.opts.NATSURL
+			if url == "" {
+				url = a.shared.natsURL
+			}
+			nc, js, err := natsbus.Connect(ctx, url, "fleetacs", 5*time.Second)
+			if err != nil {
+				return fmt.Errorf("%w (-nats.url)", err)
+			}
+			if err := natsbus.EnsureStreams(ctx, js, a.shared.busNames, natsbus.DefaultStreamOptions); err != nil {
+				nc.Close()
+				return err
+			}
+			a.shared.nats, a.shared.js = nc, js
+			return nil
+		},
+		RunFunc: closeAtEnd(func() error {
+			a.shared.nats.Close()
+			return nil
+		}),
+	}, nil
+}
+
+// buildNotifier checks the notifier's settings now and builds it when it
+// starts, once NATS is connected.
+func buildNotifier(a *app) (lifecycle.Service, error) {
+	cfg := a.cfg.notifier
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("notifier config: %w", err)
+	}
+	var svc *notifier.Service
+	return lifecycle.Funcs{
+		StartFunc: func(ctx context.Context) error {
+			var err error
+			svc, err = notifier.New(cfg, notifier.Deps{
+				Logger:        a.logger.With("component", "notifier"),
+				Targets:       notifier.NewGRPCTargets(a.shared.inventory),
+				JetStream:     a.shared.js,
+				Names:         a.shared.busNames,
+				Propagator:    a.telemetry.Propagator,
+				MeterProvider: a.telemetry.Meter,
+				OwnAddrs:      a.listenAddrs,
+			})
+			if err != nil {
+				return err
+			}
+			return svc.Start(ctx)
+		},
+		RunFunc: func(ctx context.Context) error { return svc.Run(ctx) },
+	}, nil
+}
+
+// listenAddrs lists the addresses the process listens on, which the
+// notifier refuses as CPE addresses.
+func (a *app) listenAddrs() []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, s := range a.own.list() {
+		if ap, err := netip.ParseAddrPort(s); err == nil {
+			out = append(out, ap)
+		}
+	}
+	a.listening.mu.Lock()
+	defer a.listening.mu.Unlock()
+	return append(out, a.listening.addrs...)
+}
+
+// listening records the listeners the gRPC servers do not know of (the
+// gateway's, the admin server's) as they bind.
+type listening struct {
+	mu    sync.Mutex
+	addrs []netip.AddrPort
+}
+
+func (l *listening) add(addr net.Addr) {
+	if ap, err := netip.ParseAddrPort(addr.String()); err == nil {
+		l.addAddrPort(ap)
+	}
+}
+
+func (l *listening) addAddrPort(ap netip.AddrPort) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.addrs = append(l.addrs, ap)
 }

@@ -308,7 +308,7 @@ func TestInternalSharedTokenFile(t *testing.T) {
 // internal listener on every interface without a credential, unless told.
 func TestInternalListenerExposedNeedsCredential(t *testing.T) {
 	var out, errb syncBuffer
-	code := run(context.Background(), []string{"-data-dir=" + t.TempDir(), "-server.internal-grpc-addr=:0", "all"}, &out, &errb, noEnv)
+	code := run(context.Background(), []string{"-data-dir=" + t.TempDir(), "-server.internal-grpc-addr=:0", "-notifier.stun-addr=127.0.0.1:0", "all"}, &out, &errb, noEnv)
 	if code != 2 || !strings.Contains(errb.String(), "-internal.token-file") || !strings.Contains(errb.String(), "-internal.insecure") {
 		t.Fatalf("exit %d, stderr %q", code, errb.String())
 	}
