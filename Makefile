@@ -19,7 +19,7 @@ build: ## build fleetacs, fleetctl and cpesim into ./bin
 
 .PHONY: run
 run: build ## run the whole platform in one process on the embedded default (data in ./data)
-	$(BIN)/fleetacs -gateway.auth-anonymous -log.format=text all
+	$(BIN)/fleetacs -gateway.auth-anonymous -notifier.allow-loopback -log.format=text all
 
 .PHONY: test
 test: ## run every test (installs what the tests need; -race; brief fuzzing under CI=true)

@@ -11,6 +11,11 @@
 //   - gen/fleetacs/errors/v1 (errorsv1): the ErrorReason catalogue of the
 //     public APIs.
 //
+// Next to the stubs of the public services, *.pb.gw.go files hold
+// grpc-gateway's HTTP/JSON handlers, mapped by http/fleetacs.yaml, and
+// gen/openapi/fleetacs.swagger.json their OpenAPI document (OpenAPI, in
+// this package); docs/api-http.md describes the HTTP API.
+//
 // The tests in this directory check that the generated descriptors load and
 // that the services keep the shape other services code against.
 package proto

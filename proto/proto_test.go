@@ -84,6 +84,7 @@ func TestServiceShapes(t *testing.T) {
 			{"RemoveTags", "fleetacs.inventory.v1.RemoveTagsRequest", "fleetacs.inventory.v1.RemoveTagsResponse"},
 			{"DeleteDevice", "fleetacs.inventory.v1.DeleteDeviceRequest", "fleetacs.inventory.v1.DeleteDeviceResponse"},
 			{"SetCpeCredentials", "fleetacs.inventory.v1.SetCpeCredentialsRequest", "fleetacs.inventory.v1.SetCpeCredentialsResponse"},
+			{"SetConnectionRequestCredentials", "fleetacs.inventory.v1.SetConnectionRequestCredentialsRequest", "fleetacs.inventory.v1.SetConnectionRequestCredentialsResponse"},
 		}},
 		{authv1.TokenService_ServiceDesc, []rpc{
 			{"CreateToken", "fleetacs.auth.v1.CreateTokenRequest", "fleetacs.auth.v1.CreateTokenResponse"},
@@ -151,22 +152,23 @@ func TestServiceShapes(t *testing.T) {
 // a method to callers who could not call it before.
 func TestPublicMethodRoles(t *testing.T) {
 	want := map[string]authv1.Role{
-		"/fleetacs.inventory.v1.InventoryService/GetDevice":         authv1.Role_ROLE_VIEWER,
-		"/fleetacs.inventory.v1.InventoryService/ListDevices":       authv1.Role_ROLE_VIEWER,
-		"/fleetacs.inventory.v1.InventoryService/AddTags":           authv1.Role_ROLE_OPERATOR,
-		"/fleetacs.inventory.v1.InventoryService/RemoveTags":        authv1.Role_ROLE_OPERATOR,
-		"/fleetacs.inventory.v1.InventoryService/DeleteDevice":      authv1.Role_ROLE_ADMIN,
-		"/fleetacs.inventory.v1.InventoryService/SetCpeCredentials": authv1.Role_ROLE_ADMIN,
-		"/fleetacs.auth.v1.TokenService/CreateToken":                authv1.Role_ROLE_ADMIN,
-		"/fleetacs.auth.v1.TokenService/ListTokens":                 authv1.Role_ROLE_ADMIN,
-		"/fleetacs.auth.v1.TokenService/RevokeToken":                authv1.Role_ROLE_ADMIN,
-		"/fleetacs.tasks.v1.TasksService/CreateTask":                authv1.Role_ROLE_OPERATOR,
-		"/fleetacs.tasks.v1.TasksService/CreateTasks":               authv1.Role_ROLE_OPERATOR,
-		"/fleetacs.tasks.v1.TasksService/GetTask":                   authv1.Role_ROLE_VIEWER,
-		"/fleetacs.tasks.v1.TasksService/ListTasks":                 authv1.Role_ROLE_VIEWER,
-		"/fleetacs.tasks.v1.TasksService/CancelTask":                authv1.Role_ROLE_OPERATOR,
-		"/fleetacs.tasks.v1.TasksService/WatchTasks":                authv1.Role_ROLE_VIEWER,
-		"/fleetacs.events.v1.EventsService/WatchEvents":             authv1.Role_ROLE_VIEWER,
+		"/fleetacs.inventory.v1.InventoryService/GetDevice":                       authv1.Role_ROLE_VIEWER,
+		"/fleetacs.inventory.v1.InventoryService/ListDevices":                     authv1.Role_ROLE_VIEWER,
+		"/fleetacs.inventory.v1.InventoryService/AddTags":                         authv1.Role_ROLE_OPERATOR,
+		"/fleetacs.inventory.v1.InventoryService/RemoveTags":                      authv1.Role_ROLE_OPERATOR,
+		"/fleetacs.inventory.v1.InventoryService/DeleteDevice":                    authv1.Role_ROLE_ADMIN,
+		"/fleetacs.inventory.v1.InventoryService/SetCpeCredentials":               authv1.Role_ROLE_ADMIN,
+		"/fleetacs.inventory.v1.InventoryService/SetConnectionRequestCredentials": authv1.Role_ROLE_ADMIN,
+		"/fleetacs.auth.v1.TokenService/CreateToken":                              authv1.Role_ROLE_ADMIN,
+		"/fleetacs.auth.v1.TokenService/ListTokens":                               authv1.Role_ROLE_ADMIN,
+		"/fleetacs.auth.v1.TokenService/RevokeToken":                              authv1.Role_ROLE_ADMIN,
+		"/fleetacs.tasks.v1.TasksService/CreateTask":                              authv1.Role_ROLE_OPERATOR,
+		"/fleetacs.tasks.v1.TasksService/CreateTasks":                             authv1.Role_ROLE_OPERATOR,
+		"/fleetacs.tasks.v1.TasksService/GetTask":                                 authv1.Role_ROLE_VIEWER,
+		"/fleetacs.tasks.v1.TasksService/ListTasks":                               authv1.Role_ROLE_VIEWER,
+		"/fleetacs.tasks.v1.TasksService/CancelTask":                              authv1.Role_ROLE_OPERATOR,
+		"/fleetacs.tasks.v1.TasksService/WatchTasks":                              authv1.Role_ROLE_VIEWER,
+		"/fleetacs.events.v1.EventsService/WatchEvents":                           authv1.Role_ROLE_VIEWER,
 	}
 	internal := []string{"fleetacs.inventory.v1.InventoryInternalService", "fleetacs.sessions.v1.SessionService", "fleetacs.tasks.v1.TasksInternalService"}
 	got := map[string]authv1.Role{}

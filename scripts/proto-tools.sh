@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # proto-tools.sh installs the pinned protobuf toolchain into <repo>/bin:
 # buf (lint, breaking-change checks and the compiler; no protoc needed),
-# protoc-gen-go and protoc-gen-go-grpc. Generated code embeds the plugin
+# protoc-gen-go, protoc-gen-go-grpc, and grpc-gateway's
+# protoc-gen-grpc-gateway and protoc-gen-openapiv2 (the HTTP/JSON API,
+# docs/api-http.md). Generated code embeds the plugin
 # versions, so every machine must run exactly these builds for `make proto`
 # to be byte-for-byte reproducible.
 #
@@ -23,6 +25,9 @@ BUF_VERSION="v1.75.0"
 # modules, but the generated code is built against proto/go.mod.
 PROTOC_GEN_GO_VERSION="$(cd "$root/proto" && GOWORK=off go list -m -f '{{.Version}}' google.golang.org/protobuf)"
 PROTOC_GEN_GO_GRPC_VERSION="v1.6.2"
+# grpc-gateway's plugins must match the runtime that proto/go.mod requires
+# (the generated handlers call it), so the version is read from there too.
+GRPC_GATEWAY_VERSION="$(cd "$root/proto" && GOWORK=off go list -m -f '{{.Version}}' github.com/grpc-ecosystem/grpc-gateway/v2)"
 
 # installed_version prints the main module version recorded in a Go binary,
 # or nothing when the binary is missing or not a Go binary.
@@ -49,4 +54,6 @@ install_tool() {
 mkdir -p "$bin"
 install_tool protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go "$PROTOC_GEN_GO_VERSION"
 install_tool protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc "$PROTOC_GEN_GO_GRPC_VERSION"
+install_tool protoc-gen-grpc-gateway github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway "$GRPC_GATEWAY_VERSION"
+install_tool protoc-gen-openapiv2 github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2 "$GRPC_GATEWAY_VERSION"
 install_tool buf github.com/bufbuild/buf/cmd/buf "$BUF_VERSION"

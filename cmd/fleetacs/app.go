@@ -129,6 +129,8 @@ type app struct {
 	// under which they are known to them.
 	grpcServers []*grpcServer
 	own         ownAddrs
+	// listening holds the listeners' addresses the notifier refuses.
+	listening listening
 	// bound holds the gateway's listeners' addresses once bound, by name
 	// ("http", "https"), for the banner.
 	bound map[string]net.Addr
@@ -360,6 +362,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 				g.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 			}
 			a.writeAPIAddr()
+			if addr := admin.BoundAddr(); addr != nil {
+				a.listening.add(addr)
+			}
 			banner(stdout, a, admin.BoundAddr())
 			logger.Info("fleetacs started")
 		},

@@ -25,7 +25,7 @@ func TestBannerFleetctlCommandRuns(t *testing.T) {
 	}
 	p := startChild(t, "", "-log.level=warn", "-data-dir=data", "-gateway.auth-anonymous",
 		"-gateway.listen-addr=127.0.0.1:0", "-server.http-addr=127.0.0.1:0", "-server.grpc-addr=127.0.0.1:0", "-server.internal-grpc-addr=127.0.0.1:0",
-		"-gateway.drain-grace=0s", "-sessions.drain-timeout=1ms", "all")
+		"-gateway.drain-grace=0s", "-sessions.drain-timeout=1ms", "-server.api-http-addr=127.0.0.1:0", "all")
 	banner := p.banner(t)
 	m := regexp.MustCompile(`go run ./cmd/fleetctl (.*devices list)\n`).FindStringSubmatch(banner)
 	if m == nil {

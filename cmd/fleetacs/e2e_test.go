@@ -196,7 +196,7 @@ func TestEndToEndDistributed(t *testing.T) {
 		t.Fatal(err)
 	}
 	common := []string{
-		"-log.format=json", "-log.level=warn", "-server.http-addr=127.0.0.1:0", "-server.stop-timeout=30s",
+		"-log.format=json", "-log.level=warn", "-server.http-addr=127.0.0.1:0", "-server.api-http-addr=127.0.0.1:0", "-server.stop-timeout=30s",
 		fmt.Sprintf("-redis.addr=%s", redisAddr), fmt.Sprintf("-redis.db=%d", redisDB), "-redis.prefix=e2e",
 		"-client.inventory-addr=" + invAddr, "-internal.token-file=" + internalToken,
 	}

@@ -12,6 +12,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/test/bufconn"
 
+	"github.com/fleetacs/fleetacs/pkg/apiauth"
 	"github.com/fleetacs/fleetacs/pkg/connlimit"
 	"github.com/fleetacs/fleetacs/pkg/grpcinproc"
 	"github.com/fleetacs/fleetacs/pkg/lifecycle"
@@ -46,8 +47,11 @@ type grpcServer struct {
 	// public: no in-process paths (see above).
 	public bool
 	// On an internal server exactly one of inproc and mem is set.
-	inproc    *grpcinproc.Channel
-	mem       *bufconn.Listener
+	inproc *grpcinproc.Channel
+	mem    *bufconn.Listener
+	// forward, on the public server, is the in-memory listener of the
+	// HTTP/JSON API's forwarder (apihttp.go), when it runs.
+	forward   *bufconn.Listener
 	registrar grpc.ServiceRegistrar
 	own       *ownAddrs
 
@@ -113,10 +117,13 @@ func (g *grpcServer) Start(ctx context.Context) error {
 	}
 	g.ln = connlimit.New(connlimit.Limits{Max: g.maxConns, PerSource: g.perSource, IPv6Prefix: 64}).Listener(ln)
 	g.own.add(g, g.dialAddr(), ln.Addr().String())
-	g.errc = make(chan error, 2)
+	g.errc = make(chan error, 3)
 	go func() { g.errc <- g.srv.Serve(g.ln) }()
 	if g.mem != nil {
 		go func() { g.errc <- g.srv.Serve(g.mem) }()
+	}
+	if g.forward != nil {
+		go func() { g.errc <- g.srv.Serve(apiauth.ForwarderListener(g.forward)) }()
 	}
 	return nil
 }
@@ -204,6 +211,17 @@ func (o *ownAddrs) add(g *grpcServer, addrs ...string) {
 	for _, a := range addrs {
 		o.addrs[a] = g
 	}
+}
+
+// list returns the addresses.
+func (o *ownAddrs) list() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make([]string, 0, len(o.addrs))
+	for a := range o.addrs {
+		out = append(out, a)
+	}
+	return out
 }
 
 // lookup returns the server of this process known under addr, or nil.

@@ -57,7 +57,10 @@ type process struct {
 func startProcess(t *testing.T, args ...string) *process {
 	t.Helper()
 	// The sessions a test leaves open do not hold up its end.
-	args = append([]string{"-gateway.drain-grace=0s", "-sessions.drain-timeout=1ms"}, args...)
+	// The HTTP API on any free port unless a test names one: the default
+	// :9380 is shared by every test process on the machine; so would the
+	// STUN server's :3478 be.
+	args = append([]string{"-gateway.drain-grace=0s", "-sessions.drain-timeout=1ms", "-server.api-http-addr=127.0.0.1:0", "-notifier.stun-addr=127.0.0.1:0"}, args...)
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &process{cancel: cancel, exited: make(chan int, 1)}
 	go func() { p.exited <- run(ctx, args, &p.stdout, &p.stderr, noEnv) }()
@@ -222,12 +225,12 @@ func TestPortClashIsOneClearError(t *testing.T) {
 	}
 	defer taken.Close()
 	busy := taken.Addr().String()
-	for _, flag := range []string{"gateway.listen-addr", "server.http-addr", "server.grpc-addr", "server.internal-grpc-addr"} {
+	for _, flag := range []string{"gateway.listen-addr", "server.http-addr", "server.grpc-addr", "server.internal-grpc-addr", "server.api-http-addr"} {
 		t.Run(flag, func(t *testing.T) {
 			addrs := map[string]string{"gateway.listen-addr": "127.0.0.1:0", "server.http-addr": "127.0.0.1:0",
-				"server.grpc-addr": "127.0.0.1:0", "server.internal-grpc-addr": "127.0.0.1:0"}
+				"server.grpc-addr": "127.0.0.1:0", "server.internal-grpc-addr": "127.0.0.1:0", "server.api-http-addr": "127.0.0.1:0"}
 			addrs[flag] = busy
-			args := []string{"-log.level=error", "-data-dir=" + t.TempDir(), "-gateway.auth-anonymous"}
+			args := []string{"-log.level=error", "-data-dir=" + t.TempDir(), "-gateway.auth-anonymous", "-notifier.stun-addr=127.0.0.1:0"}
 			for f, a := range addrs {
 				args = append(args, "-"+f+"="+a)
 			}

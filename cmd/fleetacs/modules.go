@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
+	"net/url"
 	"os"
 	"sync"
 	"time"
@@ -22,10 +24,12 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/lifecycle"
 	"github.com/fleetacs/fleetacs/pkg/natsbus"
 	"github.com/fleetacs/fleetacs/pkg/natsembed"
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/pkg/telemetry"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
 	"github.com/fleetacs/fleetacs/services/gateway"
 	"github.com/fleetacs/fleetacs/services/inventory"
+	"github.com/fleetacs/fleetacs/services/notifier"
 	"github.com/fleetacs/fleetacs/services/sessions"
 	"github.com/fleetacs/fleetacs/services/tasks"
 	"github.com/nats-io/nats.go"
@@ -41,6 +45,9 @@ type serviceConfigs struct {
 	gateway   gateway.Config
 	sessions  sessions.Config
 	inventory inventory.Config
+	notifier  notifier.Config
+	// apiHTTP is the public HTTP/JSON listener (apihttp.go).
+	apiHTTP apiHTTPConfig
 	// tasks and tasksStore are the tasks service's and its store's.
 	tasks      tasks.Config
 	tasksStore tasks.StoreConfig
@@ -65,22 +72,23 @@ type shared struct {
 
 	// ws-planner: the tasks service's internal API (tasks-client module);
 	// nil when no tasks service is reachable from this process. js and
-	// busNames are the nats-client module's (ws-tasksvc); nil js: the
-	// session workers run without tasks and device events.
-	tasks    grpc.ClientConnInterface
+	// busNames are the nats-client module's; nil js: the session workers
+	// run without tasks and device events.
+	tasks grpc.ClientConnInterface
+	// natsURL is the embedded NATS server's client URL, once it is ready;
+	// nats the nats-client module's connection, set when it has started.
+	natsURL  string
+	nats     *nats.Conn
 	js       jetstream.JetStream
 	busNames natsbus.Names
-	// nats is the nats-client module's connection, set when it has
-	// started (nil without NATS); natsEmbedded the embedded server of
-	// "all", whose URL is known once it has started.
-	nats         *nats.Conn
-	natsEmbedded *natsembed.Server
 }
 
 func registerServiceFlags(a *app, fs *flag.FlagSet) {
 	a.cfg.gateway.RegisterFlags(fs)
 	a.cfg.sessions.RegisterFlags(fs)
 	a.cfg.inventory.RegisterFlags(fs)
+	a.cfg.apiHTTP.RegisterFlags(fs)
+	a.cfg.notifier.RegisterFlags(fs)
 	a.cfg.tasks.RegisterFlags(fs)
 	a.cfg.tasksStore.RegisterFlags(fs)
 	registerNATSFlags(&a.opts.NATSStreams, fs)
@@ -98,6 +106,9 @@ func modules() []*module {
 		{name: "internal-auth", doc: "the internal credential of the process's internal servers and clients", build: buildInternalAuth},
 		{name: "grpc-internal", doc: "the internal gRPC server", deps: []string{"internal-auth"}, build: buildInternalGRPCServer},
 		{name: "grpc-public", doc: "the public gRPC server, behind API authentication", build: buildPublicGRPCServer},
+		// The HTTP/JSON API goes with the public gRPC server: every target
+		// that serves a public API depends on it (apihttp.go).
+		{name: "api-http", doc: "the public HTTP/JSON API, forwarding to the public gRPC server", deps: []string{"grpc-public"}, build: buildAPIHTTP},
 		{name: "affinity", doc: "session routing and device leases: Redis, or in memory for one process", build: buildAffinity},
 		{
 			name: "inventory-client", doc: "connection to the inventory's gRPC API",
@@ -114,12 +125,12 @@ func modules() []*module {
 		},
 		{
 			name: "inventory", target: true, inAll: true, doc: "devices and their parameter trees (SQLite embedded, or MongoDB), gRPC inventory API",
-			deps: []string{"grpc-internal", "grpc-public"}, build: buildInventory,
+			deps: []string{"grpc-internal", "grpc-public", "api-http"}, build: buildInventory,
 			health: []string{"fleetacs.inventory.v1.InventoryService", "fleetacs.inventory.v1.InventoryInternalService"},
 		},
 		{
 			name: "tasks", target: true, inAll: true, doc: "tasks API: queues operations for devices, hands them to session workers, streams events",
-			deps: []string{"grpc-internal", "grpc-public", "nats-client", "inventory-client"}, build: buildTasks,
+			deps: []string{"grpc-internal", "grpc-public", "api-http", "nats-client", "inventory-client"}, build: buildTasks,
 			health: []string{"fleetacs.tasks.v1.TasksService", "fleetacs.events.v1.EventsService", "fleetacs.tasks.v1.TasksInternalService"},
 		},
 		{
@@ -131,6 +142,10 @@ func modules() []*module {
 			name: "gateway", target: true, inAll: true, doc: "the CPE-facing CWMP endpoint (HTTP/HTTPS :7547)",
 			deps: []string{"grpc-internal", "affinity", "inventory-client"}, after: []string{"sessions"}, build: buildGateway,
 			health: []string{"fleetacs.gateway"},
+		},
+		{
+			name: "notifier", target: true, inAll: true, doc: "connection requests to CPEs (HTTP, UDP) and the STUN server, for wake requests from NATS",
+			deps: []string{"inventory-client", "nats-client"}, build: buildNotifier,
 		},
 	}
 }
@@ -356,13 +371,18 @@ func buildNATS(a *app) (lifecycle.Service, error) {
 		return lifecycle.Funcs{}, nil
 	}
 	s := natsembed.New("127.0.0.1", a.opts.NATSPort, a.dataPath("nats"))
-	a.shared.natsEmbedded = s
 	done := make(chan error, 1)
 	return lifecycle.Funcs{
 		StartFunc: func(ctx context.Context) error {
 			go func() { done <- s.Run(ctx) }()
 			select {
 			case <-s.Ready():
+				a.shared.natsURL = s.URL()
+				if u, err := url.Parse(s.URL()); err == nil {
+					if ap, err := netip.ParseAddrPort(u.Host); err == nil {
+						a.listening.addAddrPort(ap)
+					}
+				}
 				a.logger.Info("embedded NATS with JetStream ready", "url", s.URL())
 				return nil
 			case err := <-done:
@@ -483,6 +503,20 @@ func buildSessions(a *app) (lifecycle.Service, error) {
 	} else {
 		a.own.add(srv, cfg.AdvertiseAddr)
 	}
+	// The keys that seal what sessions checkpoint (docs/sessions.md,
+	// "Connection-request credentials"): the configured file, else the
+	// inventory's when it runs here.
+	var secrets *secretbox.Keyring
+	switch {
+	case cfg.SecretsKeyFile != "":
+		secrets = secretbox.File(cfg.SecretsKeyFile, false)
+	case a.selected("inventory"):
+		inv := a.cfg.inventory
+		if inv.Store == inventory.StoreSQLite && !a.flagSet["inventory.sqlite-path"] {
+			inv.SQLitePath = a.dataPath("inventory.db")
+		}
+		secrets = inv.Keyring()
+	}
 	w, err := sessions.New(cfg, sessions.Deps{
 		Inventory:     sessions.NewGRPCInventory(a.shared.inventory),
 		Leases:        a.shared.store.Leases,
@@ -498,6 +532,8 @@ func buildSessions(a *app) (lifecycle.Service, error) {
 		// ws-planner: tasks and device events (docs/sessions.md, "Tasks").
 		JetStream: a.shared.js, BusNames: a.shared.busNames, Tasks: tasksPort(a.shared.tasks),
 		Propagator: a.telemetry.Propagator,
+		// Connection-request credentials (docs/sessions.md).
+		Secrets: secrets,
 	})
 	if err != nil {
 		return nil, err
@@ -525,7 +561,10 @@ func buildGateway(a *app) (lifecycle.Service, error) {
 		AuthGuard:      a.shared.authState,
 		TracerProvider: a.telemetry.Tracer,
 		MeterProvider:  a.telemetry.Meter,
-		Listening:      func(name string, addr net.Addr) { a.bound[name] = addr },
+		Listening: func(name string, addr net.Addr) {
+			a.bound[name] = addr
+			a.listening.add(addr)
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -600,4 +639,69 @@ func closeAtEnd(closer func() error) func(context.Context) error {
 		}
 		return nil
 	}
+}
+
+// buildNotifier checks the notifier's settings now and builds it when it
+// starts, once NATS is connected.
+func buildNotifier(a *app) (lifecycle.Service, error) {
+	cfg := a.cfg.notifier
+	if a.shared.js == nil {
+		return nil, errors.New("the notifier needs NATS with JetStream: set -nats.url (or run target all, which embeds one)")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("notifier config: %w", err)
+	}
+	var svc *notifier.Service
+	return lifecycle.Funcs{
+		StartFunc: func(ctx context.Context) error {
+			var err error
+			svc, err = notifier.New(cfg, notifier.Deps{
+				Logger:        a.logger.With("component", "notifier"),
+				Targets:       notifier.NewGRPCTargets(a.shared.inventory),
+				JetStream:     a.shared.js,
+				Names:         a.shared.busNames,
+				Propagator:    a.telemetry.Propagator,
+				MeterProvider: a.telemetry.Meter,
+				OwnAddrs:      a.listenAddrs,
+			})
+			if err != nil {
+				return err
+			}
+			return svc.Start(ctx)
+		},
+		RunFunc: func(ctx context.Context) error { return svc.Run(ctx) },
+	}, nil
+}
+
+// listenAddrs lists the addresses the process listens on, which the
+// notifier refuses as CPE addresses.
+func (a *app) listenAddrs() []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, s := range a.own.list() {
+		if ap, err := netip.ParseAddrPort(s); err == nil {
+			out = append(out, ap)
+		}
+	}
+	a.listening.mu.Lock()
+	defer a.listening.mu.Unlock()
+	return append(out, a.listening.addrs...)
+}
+
+// listening records the listeners the gRPC servers do not know of (the
+// gateway's, the admin server's) as they bind.
+type listening struct {
+	mu    sync.Mutex
+	addrs []netip.AddrPort
+}
+
+func (l *listening) add(addr net.Addr) {
+	if ap, err := netip.ParseAddrPort(addr.String()); err == nil {
+		l.addAddrPort(ap)
+	}
+}
+
+func (l *listening) addAddrPort(ap netip.AddrPort) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.addrs = append(l.addrs, ap)
 }

@@ -67,7 +67,7 @@ func buildNATSClient(a *app) (lifecycle.Service, error) {
 		StartFunc: func(ctx context.Context) error {
 			url := a.opts.NATSURL
 			if url == "" {
-				url = a.shared.natsEmbedded.URL()
+				url = a.shared.natsURL
 			}
 			nc, js, err := natsbus.Connect(ctx, url, "fleetacs", 10*time.Second)
 			if err != nil {

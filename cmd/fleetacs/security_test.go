@@ -12,9 +12,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/big"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -306,7 +308,7 @@ func TestInternalSharedTokenFile(t *testing.T) {
 // internal listener on every interface without a credential, unless told.
 func TestInternalListenerExposedNeedsCredential(t *testing.T) {
 	var out, errb syncBuffer
-	code := run(context.Background(), []string{"-data-dir=" + t.TempDir(), "-server.internal-grpc-addr=:0", "all"}, &out, &errb, noEnv)
+	code := run(context.Background(), []string{"-data-dir=" + t.TempDir(), "-server.internal-grpc-addr=:0", "-notifier.stun-addr=127.0.0.1:0", "all"}, &out, &errb, noEnv)
 	if code != 2 || !strings.Contains(errb.String(), "-internal.token-file") || !strings.Contains(errb.String(), "-internal.insecure") {
 		t.Fatalf("exit %d, stderr %q", code, errb.String())
 	}
@@ -410,8 +412,9 @@ func TestPublicTLSWithClientCertificates(t *testing.T) {
 	srvFile := writeCert(t, dir, "server", srvCert, srvKey)
 	cliCert, cliKey := issueCert(t, ca, caKey, "oss", "urn:fleetacs:api:operator:default")
 	writeCert(t, dir, "oss", cliCert, cliKey)
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	s := startSecured(t, "-server.grpc-tls-cert-file="+srvFile+".pem", "-server.grpc-tls-key-file="+srvFile+"-key.pem",
-		"-server.grpc-tls-client-ca-file="+caFile+".pem")
+		"-server.grpc-tls-client-ca-file="+caFile+".pem", "-server.api-http-addr="+httpAddr)
 
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
@@ -430,6 +433,38 @@ func TestPublicTLSWithClientCertificates(t *testing.T) {
 	}
 	if api, _ := os.ReadFile(filepath.Join(s.dir, "api.addr")); strings.TrimSpace(string(api)) != s.public+" tls" {
 		t.Errorf("api.addr holds %q", api)
+	}
+
+	// The HTTP API serves TLS with the same certificate and client CA; the
+	// client certificate reaches the gRPC server's authentication through
+	// the forwarder, and a token still works without one.
+	httpsClient := func(certs ...tls.Certificate) *http.Client {
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: certs}}}
+	}
+	call := func(c *http.Client, method, path, token string) (int, string) {
+		req, _ := http.NewRequestWithContext(ctx10(t), method, "https://"+httpAddr+path, strings.NewReader(`{"tags":["x"]}`))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s over TLS: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := call(httpsClient(pair), "POST", "/v1/tenants/default/devices/none:addTags", ""); code != http.StatusNotFound || !strings.Contains(body, "DEVICE_NOT_FOUND") {
+		t.Errorf("operator certificate adding tags over HTTPS: %d %s", code, body)
+	}
+	if code, body := call(httpsClient(pair), "DELETE", "/v1/tenants/default/devices/none", ""); code != http.StatusForbidden || !strings.Contains(body, "ROLE_FORBIDDEN") {
+		t.Errorf("operator certificate deleting over HTTPS: %d %s", code, body)
+	}
+	if code, body := call(httpsClient(), "DELETE", "/v1/tenants/default/devices/none", ""); code != http.StatusUnauthorized || !strings.Contains(body, "CREDENTIALS_MISSING") {
+		t.Errorf("no certificate, no token over HTTPS: %d %s", code, body)
+	}
+	if code, body := call(httpsClient(), "DELETE", "/v1/tenants/default/devices/none", s.admin); code != http.StatusNotFound || !strings.Contains(body, "DEVICE_NOT_FOUND") {
+		t.Errorf("admin token over HTTPS: %d %s", code, body)
 	}
 }
 

@@ -70,6 +70,12 @@ func TestBinary(t *testing.T) {
 			t.Errorf("exit status %d, stderr %q", r.code, r.stderr)
 		}
 	})
+	t.Run("tasks usage error exits 2", func(t *testing.T) {
+		r := exe("", "tasks", "create", "dev-1", "download", "http://files/fw.bin")
+		if r.code != 2 || !strings.Contains(r.stderr, "-file-type is required") {
+			t.Errorf("exit status %d, stderr %q", r.code, r.stderr)
+		}
+	})
 	t.Run("help exits 0", func(t *testing.T) {
 		r := exe("", "-h")
 		if r.code != 0 || !strings.Contains(r.stdout, "cwmp decode") || r.stderr != "" {

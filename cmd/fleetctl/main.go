@@ -2,8 +2,10 @@
 // envelopes to JSON and back (`fleetctl cwmp decode|encode`), reads the
 // inventory and sets devices' credentials over the public gRPC API
 // (`fleetctl devices list|get|set-credentials`) and manages API tokens
-// (`fleetctl tokens create|list|revoke`); tasks, presets, campaigns and
-// files join the same command tree in internal/cli.
+// (`fleetctl tokens create|list|revoke`), runs tasks (`fleetctl tasks
+// create|get|list|cancel|watch`) and follows events (`fleetctl events
+// watch`); presets, campaigns and files join the same command tree in
+// internal/cli.
 package main
 
 import (

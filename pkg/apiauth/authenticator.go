@@ -7,16 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -166,21 +163,14 @@ func (a *Authenticator) InTapHandle(ctx context.Context, info *tap.Info) (contex
 	if a.open[info.FullMethodName] {
 		return ctx, nil
 	}
-	pr, havePeer := peer.FromContext(ctx)
-	if havePeer {
-		if src, limited := sourceOf(pr.Addr); limited {
-			if wait, blocked := a.limiter.blocked(src); blocked {
-				return ctx, errRateLimited(wait)
-			}
+	cs := sourceOfCall(ctx, info.Header)
+	if cs.limited {
+		if wait, blocked := a.limiter.blocked(cs.src); blocked {
+			return ctx, errRateLimited(wait)
 		}
 	}
-	if len(info.Header.Get("authorization")) > 0 {
+	if len(info.Header.Get("authorization")) > 0 || cs.cert != nil {
 		return ctx, nil
-	}
-	if havePeer {
-		if tlsInfo, ok := pr.AuthInfo.(credentials.TLSInfo); ok && len(tlsInfo.State.VerifiedChains) > 0 {
-			return ctx, nil
-		}
 	}
 	return ctx, errMissing()
 }
@@ -276,27 +266,20 @@ func (a *Authenticator) authorize(ctx context.Context, method string) (Principal
 // authenticate finds the caller's credentials: a bearer token, else a
 // verified client certificate.
 func (a *Authenticator) authenticate(ctx context.Context) (Principal, error) {
-	var (
-		src     netip.Prefix
-		limited bool
-	)
-	pr, havePeer := peer.FromContext(ctx)
-	if havePeer {
-		src, limited = sourceOf(pr.Addr)
-	}
-	if limited {
-		if wait, blocked := a.limiter.blocked(src); blocked {
+	md, _ := metadata.FromIncomingContext(ctx)
+	cs := sourceOfCall(ctx, md)
+	if cs.limited {
+		if wait, blocked := a.limiter.blocked(cs.src); blocked {
 			return Principal{}, errRateLimited(wait)
 		}
 	}
 	fail := func() (Principal, error) {
-		if limited {
-			a.limiter.fail(src)
+		if cs.limited {
+			a.limiter.fail(cs.src)
 		}
 		return Principal{}, errInvalid()
 	}
 
-	md, _ := metadata.FromIncomingContext(ctx)
 	if vals := md.Get("authorization"); len(vals) > 0 {
 		if len(vals) > 1 || len(vals[0]) > maxTokenHeader {
 			return fail()
@@ -315,15 +298,13 @@ func (a *Authenticator) authenticate(ctx context.Context) (Principal, error) {
 		}
 		return p, nil
 	}
-	if havePeer {
-		if tlsInfo, ok := pr.AuthInfo.(credentials.TLSInfo); ok && len(tlsInfo.State.VerifiedChains) > 0 {
-			p, err := certPrincipal(tlsInfo.State.VerifiedChains[0][0])
-			if err != nil {
-				a.logger.WarnContext(ctx, "client certificate refused", "error", err)
-				return fail()
-			}
-			return p, nil
+	if cs.cert != nil {
+		p, err := certPrincipal(cs.cert)
+		if err != nil {
+			a.logger.WarnContext(ctx, "client certificate refused", "error", err, "forwarded", cs.forwarded)
+			return fail()
 		}
+		return p, nil
 	}
 	return Principal{}, errMissing()
 }

@@ -1,6 +1,7 @@
 package apiauth
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"flag"
@@ -85,4 +86,40 @@ func (p *PublicTLS) ServerOptions() []grpc.ServerOption {
 		}
 		return p.tls, nil
 	}})}
+}
+
+// HTTPConfig is the TLS of the public HTTP/JSON listener (docs/api-http.md):
+// the certificate and client CA of the gRPC listener, offering HTTP/2 and
+// HTTP/1.1.
+func (p *PublicTLS) HTTPConfig() (*tls.Config, error) {
+	if err := p.Load(); err != nil {
+		return nil, err
+	}
+	c := p.tls.Clone()
+	c.NextProtos = []string{"h2", "http/1.1"}
+	return c, nil
+}
+
+// ForwarderClientConfig is the TLS of the HTTP/JSON forwarder's in-memory
+// connection to the public gRPC server, which serves TLS on it as on every
+// listener: it accepts exactly the server's own certificate, whatever names
+// it holds.
+func (p *PublicTLS) ForwarderClientConfig() (*tls.Config, error) {
+	if err := p.Load(); err != nil {
+		return nil, err
+	}
+	own := p.tls.Certificates[0].Certificate[0]
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"h2"},
+		// Verification by name and chain is replaced by VerifyConnection,
+		// which pins the certificate this process loaded.
+		InsecureSkipVerify: true, //nolint:gosec // pinned below
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 || !bytes.Equal(cs.PeerCertificates[0].Raw, own) {
+				return errors.New("the in-memory public gRPC server presented another certificate")
+			}
+			return nil
+		},
+	}, nil
 }

@@ -173,6 +173,9 @@ func (m *mapper) message(i int32) Message {
 	if n.local == "Fault" && (n.ns == NSSOAPEnv || n.ns == "" || isCWMPNamespace(n.ns)) {
 		return m.fault(i)
 	}
+	if isVendorMethod(n.local) || isVendorResponse(n.local) {
+		return m.vendorMessage(i)
+	}
 	if n.ns != "" && !isCWMPNamespace(n.ns) {
 		return &Unknown{Name: n.local, Namespace: n.ns}
 	}

@@ -292,9 +292,13 @@ var decodeCases = []struct {
 	{"informresponse-acs.xml", &Envelope{
 		Namespace: NS1_2, Version: V1_4, XMLDeclaration: true, Header: Header{ID: "17", HasID: true, HoldRequests: true, UseCWMPVersion: "1.4"},
 		Body: &InformResponse{MaxEnvelopes: 1}}},
+	{"vendor-response.xml", &Envelope{
+		Namespace: NS1_0, Version: V1_0, XMLDeclaration: true, Header: Header{ID: "fleet.7", HasID: true},
+		Body: &VendorResponse{Name: "X_HW_GetParamValuesEagerlyResponse", Namespace: "urn:huawei-com:cwmp-ext",
+			InnerXML: "\n  <Values><V xsi:type=\"xsd:string\">a &amp; b</V><![CDATA[<raw/>]]><!-- note --><E/></Values>\n"}}},
 	{"unknown-vendor-method.xml", &Envelope{
 		Namespace: NS1_2, Version: V1_2, Header: decIDHeader("x-1"),
-		Body: &Unknown{Name: "X_ACME_Frobnicate", Namespace: NS1_2}}},
+		Body: &VendorRequest{Name: "X_ACME_Frobnicate", Namespace: NS1_2, Arguments: "<Level>11</Level>"}}},
 }
 
 func TestDecodeTestdata(t *testing.T) {

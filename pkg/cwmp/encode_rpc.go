@@ -15,6 +15,24 @@ const (
 // body writes the one RPC element of the SOAP Body, with its arguments in
 // the XSD's sequence order.
 func (e *encoder) body(msg Message) {
+	switch m := msg.(type) {
+	case *VendorRequest:
+		if m == nil {
+			e.failf("nil vendor request body")
+			return
+		}
+		e.method = m.Name
+		e.vendorBody(m.Name, m.Namespace, m.Arguments, CheckVendorRequest(m))
+		return
+	case *VendorResponse:
+		if m == nil {
+			e.failf("nil vendor response body")
+			return
+		}
+		e.method = m.Name
+		e.vendorBody(m.Name, m.Namespace, m.InnerXML, checkVendorResponse(m))
+		return
+	}
 	if u, ok := msg.(*Unknown); ok {
 		name := "<nil>"
 		if u != nil {

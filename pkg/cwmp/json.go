@@ -27,6 +27,8 @@ import (
 //	useCWMPVersion         only when non-empty
 //	method                 the RPC element's local name, always present
 //	unknown                true, only when the body is an *Unknown method
+//	vendor                 true, only when the body is a *VendorRequest or
+//	                       *VendorResponse (docs/protocol.md §5.4)
 //	body                   the message, keyed by the json tags of its Go
 //	                       type, always present
 //
@@ -52,6 +54,7 @@ const (
 	jsonKeyUseVersion     = "useCWMPVersion"
 	jsonKeyMethod         = "method"
 	jsonKeyUnknown        = "unknown"
+	jsonKeyVendor         = "vendor"
 	jsonKeyBody           = "body"
 )
 
@@ -61,7 +64,7 @@ var envelopeJSONKeys = []string{
 	jsonKeyVersion, jsonKeyNamespace, jsonKeyXMLDecl, jsonKeyID,
 	jsonKeyHoldRequests, jsonKeyNoMoreRequests, jsonKeySessionTimeout,
 	jsonKeySupported, jsonKeyUseVersion, jsonKeyMethod, jsonKeyUnknown,
-	jsonKeyBody,
+	jsonKeyVendor, jsonKeyBody,
 }
 
 // MarshalEnvelopeJSON renders env in its JSON form (see above), indented
@@ -121,6 +124,11 @@ func MarshalEnvelopeJSON(env *Envelope) ([]byte, error) {
 		w.key(jsonKeyUnknown)
 		w.raw("true")
 	}
+	switch env.Body.(type) {
+	case *VendorRequest, *VendorResponse:
+		w.key(jsonKeyVendor)
+		w.raw("true")
+	}
 	w.key(jsonKeyBody)
 	if err := w.value(body, jsonKeyBody); err != nil {
 		return nil, fmt.Errorf("marshal envelope JSON: %w", err)
@@ -145,6 +153,18 @@ func jsonBody(m Message) (reflect.Value, bool, error) {
 			return reflect.Value{}, false, errors.New("unknown method without a name")
 		}
 		return v.Elem(), true, nil
+	}
+	switch b := m.(type) {
+	case *VendorRequest:
+		if !isVendorMethod(b.Name) {
+			return reflect.Value{}, false, fmt.Errorf("vendor request %q is not a vendor method name", b.Name)
+		}
+		return v.Elem(), false, nil
+	case *VendorResponse:
+		if !isVendorResponse(b.Name) {
+			return reflect.Value{}, false, fmt.Errorf("vendor response %q is not a vendor method name followed by Response", b.Name)
+		}
+		return v.Elem(), false, nil
 	}
 	want, ok := NewMessage(m.Method())
 	if !ok || reflect.TypeOf(want) != v.Type() {
@@ -230,6 +250,7 @@ func UnmarshalEnvelopeJSON(data []byte) (*Envelope, error) {
 		method     string
 		methodOff  int64
 		unknown    bool
+		vendor     bool
 		body       json.RawMessage
 		bodyOff    int64
 		versionSet bool
@@ -289,6 +310,8 @@ func UnmarshalEnvelopeJSON(data []byte) (*Envelope, error) {
 			methodOff, err = r.into(&method, key)
 		case jsonKeyUnknown:
 			_, err = r.into(&unknown, key)
+		case jsonKeyVendor:
+			_, err = r.into(&vendor, key)
 		case jsonKeyBody:
 			bodyOff, body, err = r.rawValue()
 		default:
@@ -309,12 +332,21 @@ func UnmarshalEnvelopeJSON(data []byte) (*Envelope, error) {
 	}
 
 	var msg Message
-	if unknown {
+	switch {
+	case vendor && unknown:
+		return nil, newJSONError(data, methodOff, "", "both %q and %q are set", jsonKeyUnknown, jsonKeyVendor)
+	case vendor && isVendorResponse(method):
+		msg = &VendorResponse{}
+	case vendor && isVendorMethod(method):
+		msg = &VendorRequest{}
+	case vendor:
+		return nil, newJSONError(data, methodOff, "", "%q is not a vendor method name (X_<VENDOR>_<Name>)", method)
+	case unknown:
 		if method == "" {
 			return nil, newJSONError(data, methodOff, "", "empty method name")
 		}
 		msg = &Unknown{}
-	} else {
+	default:
 		m, ok := NewMessage(method)
 		if !ok {
 			e := newJSONError(data, methodOff, "", "unknown method %q", method)
@@ -331,13 +363,22 @@ func UnmarshalEnvelopeJSON(data []byte) (*Envelope, error) {
 			return nil, err
 		}
 	}
-	if u, ok := msg.(*Unknown); ok {
-		switch u.Name {
+	var name *string
+	switch b := msg.(type) {
+	case *Unknown:
+		name = &b.Name
+	case *VendorRequest:
+		name = &b.Name
+	case *VendorResponse:
+		name = &b.Name
+	}
+	if name != nil {
+		switch *name {
 		case "":
-			u.Name = method
+			*name = method
 		case method:
 		default:
-			return nil, newJSONError(data, bodyOff, "body.name", "%q differs from method %q", u.Name, method)
+			return nil, newJSONError(data, bodyOff, "body.name", "%q differs from method %q", *name, method)
 		}
 	}
 	env.Body = msg

@@ -485,7 +485,7 @@ func (s *Session) Step(env *Envelope, decodeErr error) Output {
 	switch m := env.Body.(type) {
 	case *Inform:
 		return s.inform(env, m)
-	case *Fault:
+	case *Fault, *VendorResponse:
 		return s.answer(env)
 	}
 	method := env.Body.Method()
@@ -746,6 +746,13 @@ func (s *Session) endSession() {
 }
 
 func (s *Session) sendable(req Request) error {
+	if v, ok := req.Message.(*VendorRequest); ok {
+		// Outside the schema, so no version bars it (docs/protocol.md §5.4).
+		if err := CheckVendorRequest(v); err != nil {
+			return fmt.Errorf("send vendor request: %w", errors.Join(err, ErrNotACSRequest))
+		}
+		return nil
+	}
 	if req.Message == nil || !isACSRequest(req.Message.Method()) {
 		name := "<nil>"
 		if req.Message != nil {

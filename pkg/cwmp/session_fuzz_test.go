@@ -33,7 +33,7 @@ var (
 
 func fuzzSession(t *testing.T, data []byte) {
 	namespaces, supported, cpeRequests, decodeErrs, events := fuzzNamespaces, fuzzSupported, fuzzCPERequests, fuzzDecodeErrs, fuzzEvents
-	requests := sampleRequests()
+	requests := append(sampleRequests(), &VendorRequest{Name: "X_FLEETACS_Echo", Arguments: "<A>1</A>"})
 	src := &queueSource{}
 	s := NewSession("z")
 	s.SetHoldDecider(src)
@@ -60,7 +60,10 @@ func fuzzSession(t *testing.T, data []byte) {
 		}
 	}
 	checkSent := func(out Output, prevID string, hadOutstanding bool) {
-		if out.Reply == nil || !isACSRequest(out.Reply.Body.Method()) {
+		if out.Reply == nil {
+			return
+		}
+		if _, vendor := out.Reply.Body.(*VendorRequest); !vendor && !isACSRequest(out.Reply.Body.Method()) {
 			return
 		}
 		id := out.Reply.Header.ID
@@ -113,11 +116,17 @@ func fuzzSession(t *testing.T, data []byte) {
 				}
 			}
 			m, _ := NewMessage(method)
+			if isVendorResponse(method) {
+				m = &VendorResponse{Name: method, InnerXML: "<A>1</A>"}
+			}
 			in = env(ns, id, m)
 		case 15:
 			in = env(ns, prevID, &Fault{Code: FaultCode(9000 + next())})
 		case 16:
 			in = env(ns, "u", &Unknown{Name: "X_Vendor"})
+			if next()%2 == 1 {
+				in = env(ns, "u", &VendorResponse{Name: "X_FLEETACS_EchoResponse"})
+			}
 		case 17:
 			in = env(ns, "a", requests[next()%len(requests)])
 		case 18:

@@ -239,7 +239,14 @@ func (st State) validate() error {
 		return bad("phase %s with outstanding request %t", st.Phase, st.Outstanding != nil)
 	}
 	if o := st.Outstanding; o != nil {
-		if o.ID == "" || o.Request.Message == nil || !isACSRequest(o.Request.Message.Method()) {
+		if o.ID == "" || o.Request.Message == nil {
+			return bad("outstanding request is not an ACS request")
+		}
+		if v, ok := o.Request.Message.(*VendorRequest); ok {
+			if err := CheckVendorRequest(v); err != nil {
+				return bad("outstanding vendor request: %v", err)
+			}
+		} else if !isACSRequest(o.Request.Message.Method()) {
 			return bad("outstanding request is not an ACS request")
 		}
 		if o.Retransmits < 0 || o.Retransmits > maxRetransmits {
@@ -291,6 +298,8 @@ type requestJSON struct {
 	Message      json.RawMessage `json:"message"`
 	Key          string          `json:"key,omitempty"`
 	HoldRequests bool            `json:"holdRequests,omitempty"`
+	// Vendor marks a *VendorRequest, whose method is its own name.
+	Vendor bool `json:"vendor,omitempty"`
 }
 
 // MarshalJSON implements json.Marshaler.
@@ -303,8 +312,14 @@ func (r Request) appendJSON(b []byte) ([]byte, error) {
 	if r.Message == nil {
 		return nil, errors.New("marshal request: no message")
 	}
+	if v, ok := r.Message.(*VendorRequest); ok && v == nil {
+		return nil, errors.New("marshal request: nil vendor request")
+	}
 	b = append(b, `{"method":`...)
 	b = appendJSONString(b, r.Message.Method())
+	if _, ok := r.Message.(*VendorRequest); ok {
+		b = append(b, `,"vendor":true`...)
+	}
 	b = append(b, `,"message":`...)
 	switch m := r.Message.(type) {
 	case *GetParameterValues:
@@ -343,6 +358,9 @@ func (r *Request) UnmarshalJSON(data []byte) error {
 		return fmt.Errorf("unmarshal request: %w", err)
 	}
 	m, ok := NewMessage(aux.Method)
+	if aux.Vendor {
+		m, ok = &VendorRequest{}, true
+	}
 	if !ok {
 		return fmt.Errorf("unmarshal request: unknown method %q", aux.Method)
 	}
@@ -350,6 +368,9 @@ func (r *Request) UnmarshalJSON(data []byte) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(m); err != nil {
 		return fmt.Errorf("unmarshal %s request: %w", aux.Method, err)
+	}
+	if v, ok := m.(*VendorRequest); ok && v.Name != aux.Method {
+		return fmt.Errorf("unmarshal vendor request: name %q differs from method %q", v.Name, aux.Method)
 	}
 	*r = Request{Message: m, Key: aux.Key, HoldRequests: aux.HoldRequests}
 	return nil

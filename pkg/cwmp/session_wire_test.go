@@ -135,6 +135,9 @@ func TestSessionWireAnswers(t *testing.T) {
 	for _, m := range sampleRequests() {
 		samples[m.Method()] = m
 	}
+	// A vendor RPC, answered in the vendor's own namespace.
+	samples["X_HW_GetParamValuesEagerly"] = &VendorRequest{Name: "X_HW_GetParamValuesEagerly",
+		Namespace: "urn:huawei-com:cwmp-ext", Arguments: "<Names><N>Device.</N></Names>"}
 	answers := map[string]string{ // fixture -> request method
 		"fault-download-9010.xml":      "Download",
 		"fault-setparametervalues.xml": "SetParameterValues",

@@ -1,7 +1,9 @@
 package cwmp
 
 import (
+	"encoding/xml"
 	"errors"
+	"io"
 	"strings"
 
 	"github.com/beevik/etree"
@@ -69,11 +71,50 @@ func etreeTree(s string, maxDepth int) (*xmlTree, *xmlError) {
 	if root == nil {
 		return nil, malformed(-1, "no root element")
 	}
-	b := etreeBuilder{t: &xmlTree{}}
+	b := etreeBuilder{t: &xmlTree{src: s, unboundOff: -1}}
 	if err := b.element(root, -1, 0); err != nil {
 		return nil, err
 	}
+	if err := contentOffsets(b.t, s); err != nil {
+		return nil, err
+	}
 	return b.t, nil
+}
+
+// contentOffsets sets the content offsets (cs, ce) of the nodes from a
+// second, independent pass of encoding/xml over s: etree keeps no
+// positions, and the nodes are in document order, the order of the start
+// elements.
+func contentOffsets(t *xmlTree, s string) *xmlError {
+	d := xml.NewDecoder(strings.NewReader(s))
+	var stack []int32
+	next := int32(0)
+	for {
+		start := d.InputOffset()
+		tok, err := d.RawToken()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return malformed(-1, err.Error())
+		}
+		switch tok.(type) {
+		case xml.StartElement:
+			if int(next) >= len(t.nodes) {
+				return malformed(-1, "encoding/xml found more elements than etree")
+			}
+			t.nodes[next].cs, t.nodes[next].ce = int32(d.InputOffset()), -1
+			stack = append(stack, next)
+			next++
+		case xml.EndElement:
+			if len(stack) == 0 {
+				return malformed(-1, "encoding/xml found an unmatched end element")
+			}
+			t.nodes[stack[len(stack)-1]].ce = int32(start)
+			stack = stack[:len(stack)-1]
+		}
+	}
+	return nil
 }
 
 // etreeCheckMisc rejects the non-element tokens the scanner refuses.
@@ -114,7 +155,7 @@ func (b *etreeBuilder) element(e *etree.Element, parent int32, scope int) *xmlEr
 	}
 	t := b.t
 	idx := int32(len(t.nodes))
-	t.nodes = append(t.nodes, xmlNode{local: e.Tag, ns: e.NamespaceURI(), parent: parent, first: -1, next: -1, attr: int32(len(t.attrs)), off: -1})
+	t.nodes = append(t.nodes, xmlNode{local: e.Tag, ns: e.NamespaceURI(), parent: parent, first: -1, next: -1, attr: int32(len(t.attrs)), off: -1, cs: -1, ce: -1})
 	for _, a := range e.Attr {
 		if !isASCII(a.Space) || !isASCII(a.Key) {
 			return malformed(-1, "non-ASCII attribute name")

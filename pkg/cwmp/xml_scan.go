@@ -116,6 +116,7 @@ func scanXML(s string, start, maxDepth int) (*xmlTree, *xmlError) {
 	// another), every attribute an '='.
 	lt := strings.Count(s[start:], "<")
 	t := newTree(lt/2+1, strings.Count(s[start:], "="))
+	t.src = s
 	var frameBuf [40]scanFrame
 	stack := frameBuf[:0]
 	var bindBuf [16]xmlBinding
@@ -164,6 +165,7 @@ func scanXML(s string, start, maxDepth int) (*xmlTree, *xmlError) {
 				return nil, malformed(i, "unexpected end of element </"+name+">")
 			}
 			top := stack[len(stack)-1]
+			t.nodes[top.node].ce = int32(i)
 			if acc.node == top.node {
 				t.nodes[top.node].text = string(acc.buf)
 				acc.node = -1
@@ -388,6 +390,13 @@ func scanStartTag(t *xmlTree, s string, i int, stack []scanFrame, binds []xmlBin
 	// Resolve prefixes now that every declaration of the tag is known.
 	node := &t.nodes[idx]
 	node.ns = lookupNS(binds, prefix)
+	node.cs, node.ce = int32(k), -1
+	if self {
+		node.ce = int32(k)
+	}
+	if node.ns == "" && prefix != "" && prefix != "xml" && t.unboundOff < 0 {
+		t.unboundOff, t.unboundPrefix = i, prefix
+	}
 	node.nattr = int32(len(t.attrs)) - a0
 	for x := a0; x < int32(len(t.attrs)); x++ {
 		a := &t.attrs[x]
@@ -395,7 +404,11 @@ func scanStartTag(t *xmlTree, s string, i int, stack []scanFrame, binds []xmlBin
 			continue
 		}
 		if a.ns != "" {
-			a.ns = lookupNS(binds, a.ns)
+			raw := a.ns
+			a.ns = lookupNS(binds, raw)
+			if a.ns == "" && raw != "xml" && t.unboundOff < 0 {
+				t.unboundOff, t.unboundPrefix = i, raw
+			}
 		}
 		if a.local == "type" && isXSINamespace(a.ns) {
 			p, _ := qnameParts(a.value)

@@ -31,6 +31,10 @@ type xmlNode struct {
 	attr   int32 // index of the first attribute in xmlTree.attrs
 	nattr  int32 // number of attributes
 	off    int32 // byte offset of '<' in the prepared text; -1 if unknown
+	// cs and ce delimit the element's content in xmlTree.src (after the
+	// start tag's '>', at the end tag's '<'; both after "/>" for an empty
+	// element tag); -1 when unknown.
+	cs, ce int32
 }
 
 // xmlAttr is one attribute, namespace declarations included (see nsXMLNS).
@@ -49,6 +53,13 @@ type xmlAttr struct {
 type xmlTree struct {
 	nodes []xmlNode
 	attrs []xmlAttr
+	// src is the text the content offsets (cs, ce) refer to.
+	src string
+	// unboundOff is the offset in src of the first element or attribute
+	// whose prefix no declaration binds (-1 if none), unboundPrefix that
+	// prefix. Decoding tolerates them; vendor arguments do not.
+	unboundOff    int
+	unboundPrefix string
 }
 
 // Node tables are scratch space: a message's strings point into the text,
@@ -72,6 +83,7 @@ func newTree(nodes, attrs int) *xmlTree {
 	if cap(t.attrs) < attrs {
 		t.attrs = make([]xmlAttr, 0, attrs)
 	}
+	t.unboundOff, t.unboundPrefix = -1, ""
 	return t
 }
 
@@ -85,6 +97,7 @@ func (t *xmlTree) release() {
 	clear(t.nodes)
 	clear(t.attrs)
 	t.nodes, t.attrs = t.nodes[:0], t.attrs[:0]
+	t.src, t.unboundPrefix = "", ""
 	treePool.Put(t)
 }
 

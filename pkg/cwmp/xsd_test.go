@@ -215,6 +215,21 @@ func TestEncodeValidatesAgainstXSD(t *testing.T) {
 		byVersion[f.schema][f.name] = out
 		covered[f.env.Version][f.env.Body.Method()] = true
 	}
+	// Vendor RPCs in every version: the envelope around the vendor element
+	// validates (withoutVendorBody).
+	for v := V1_0; v <= MaxVersion; v++ {
+		for i, body := range vendorFixtureBodies() {
+			env := &Envelope{Version: v, Header: Header{ID: "v", HasID: true, HoldRequests: true}, Body: body}
+			out, err := Encode(env)
+			if err != nil {
+				t.Fatalf("vendor %d in %s: Encode: %v", i, v, err)
+			}
+			if p := encOutputProblems(out); len(p) != 0 {
+				t.Errorf("vendor %d in %s: %v\n%s", i, v, p, out)
+			}
+			byVersion[v][fmt.Sprintf("vendor-%d-%s", i, body.Method())] = withoutVendorBody(t, env, out)
+		}
+	}
 
 	// Every method FleetACS knows is covered in every version that has it.
 	for v := V1_0; v <= MaxVersion; v++ {
@@ -407,4 +422,27 @@ func TestOutputCheckCanFail(t *testing.T) {
 			t.Errorf("replacing %q by %q went unnoticed", c.old, c.new)
 		}
 	}
+}
+
+// withoutVendorBody returns out, the encoding of env, with a vendor RPC
+// element replaced by an empty GetRPCMethods: a vendor element is outside
+// the CWMP schema (docs/protocol.md §5.4), but the envelope around it,
+// header included, must still validate. Other messages are returned as they
+// are.
+func withoutVendorBody(t testing.TB, env *Envelope, out []byte) []byte {
+	t.Helper()
+	switch env.Body.(type) {
+	case *VendorRequest, *VendorResponse:
+	default:
+		return out
+	}
+	open, closeTag := []byte("<soap-env:Body>"), []byte("</soap-env:Body>")
+	i, j := bytes.Index(out, open), bytes.LastIndex(out, closeTag)
+	if i < 0 || j < i {
+		t.Fatalf("no SOAP Body in the encoded vendor message:\n%s", out)
+	}
+	var b []byte
+	b = append(b, out[:i+len(open)]...)
+	b = append(b, "<cwmp:GetRPCMethods></cwmp:GetRPCMethods>"...)
+	return append(b, out[j:]...)
 }

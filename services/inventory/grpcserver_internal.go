@@ -48,9 +48,12 @@ func (i *internalServer) GetDeviceForSession(ctx context.Context, req *inventory
 		return nil, i.s.storeError(ctx, "get device for session", req.GetTenant(), req.GetDeviceKey(), err)
 	}
 	return &inventoryv1.GetDeviceForSessionResponse{
-		Device:                       deviceProto(&d),
-		ConnectionRequestCredentials: credentialsProto(d.ConnectionRequestCredentials),
-		LastFencingToken:             d.FencingToken,
+		Device:                              deviceProto(&d),
+		ConnectionRequestCredentials:        credentialsProto(d.ConnectionRequestCredentials),
+		LastFencingToken:                    d.FencingToken,
+		PendingConnectionRequestCredentials: credentialsProto(d.PendingConnectionRequestCredentials),
+		PendingConnectionRequestTime:        ts(d.PendingConnectionRequestTime),
+		ConnectionRequestRefusedTime:        ts(d.ConnectionRequestRefused),
 	}, nil
 }
 
@@ -71,9 +74,12 @@ func (i *internalServer) sessionState(ctx context.Context, req *inventoryv1.GetD
 		dev.FullDiscoveryTime = timestamppb.New(st.FullDiscovery)
 	}
 	return &inventoryv1.GetDeviceForSessionResponse{
-		Device:                       dev,
-		ConnectionRequestCredentials: credentialsProto(st.ConnectionRequestCredentials),
-		LastFencingToken:             st.FencingToken,
+		Device:                              dev,
+		ConnectionRequestCredentials:        credentialsProto(st.ConnectionRequestCredentials),
+		LastFencingToken:                    st.FencingToken,
+		PendingConnectionRequestCredentials: credentialsProto(st.PendingConnectionRequestCredentials),
+		PendingConnectionRequestTime:        ts(st.PendingConnectionRequestTime),
+		ConnectionRequestRefusedTime:        ts(st.ConnectionRequestRefused),
 	}, nil
 }
 
@@ -115,6 +121,12 @@ func diffOf(req *inventoryv1.RecordSessionRequest) (store.Diff, error) {
 	}
 	if t := req.GetFullDiscoveryTime(); t != nil {
 		d.FullDiscovery = t.AsTime()
+	}
+	if t := req.GetConnectionRequestPendingTime(); t != nil {
+		d.ConnectionRequestPendingTime = t.AsTime()
+	}
+	if t := req.GetConnectionRequestRefusedTime(); t != nil {
+		d.ConnectionRequestRefused = t.AsTime()
 	}
 	if in := req.GetInform(); in != nil {
 		d.Inform = &store.Inform{RemoteIP: remoteIP(in.GetRemoteIp())}

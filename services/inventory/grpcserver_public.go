@@ -261,3 +261,37 @@ func (p *publicServer) SetCpeCredentials(ctx context.Context, req *inventoryv1.S
 	p.s.logger.InfoContext(ctx, "per-device CPE credentials set", "tenant", tenant, "device_id", req.GetId(), "principal", caller.ID)
 	return &inventoryv1.SetCpeCredentialsResponse{}, nil
 }
+
+// SetConnectionRequestCredentials implements InventoryService. The
+// password is never logged nor returned. Credentials the device already
+// has are stored as its own rather than pending: no session sets them
+// again.
+func (p *publicServer) SetConnectionRequestCredentials(ctx context.Context, req *inventoryv1.SetConnectionRequestCredentialsRequest) (*inventoryv1.SetConnectionRequestCredentialsResponse, error) {
+	tenant, err := p.key(ctx, req.GetTenant(), req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range []struct{ name, v string }{{"username", req.GetUsername()}, {"password", req.GetPassword()}} {
+		if f.v == "" || len(f.v) > store.MaxCredentialLength {
+			return nil, invalidField(f.name, fmt.Sprintf("want 1 to %d bytes", store.MaxCredentialLength))
+		}
+	}
+	c := store.Credentials{Username: req.GetUsername(), Password: req.GetPassword()}
+	pending := !req.GetAlreadySet()
+	if pending {
+		st, err := p.s.store.SessionState(ctx, tenant, req.GetId())
+		if err != nil {
+			return nil, p.s.storeError(ctx, "set connection-request credentials", tenant, req.GetId(), err)
+		}
+		if cur := st.ConnectionRequestCredentials; cur != nil && *cur == c {
+			pending = false
+		}
+	}
+	if err := p.s.store.SetConnectionRequestCredentials(ctx, tenant, req.GetId(), c, pending); err != nil {
+		return nil, p.s.storeError(ctx, "set connection-request credentials", tenant, req.GetId(), err)
+	}
+	caller, _ := apiauth.FromContext(ctx)
+	p.s.logger.InfoContext(ctx, "connection-request credentials set", "tenant", tenant, "device_id", req.GetId(),
+		"principal", caller.ID, "pending", pending)
+	return &inventoryv1.SetConnectionRequestCredentialsResponse{}, nil
+}

@@ -79,6 +79,7 @@ func testConfig() Config {
 	c := DefaultConfig()
 	c.WorkerID = "w-test"
 	c.AdvertiseAddr = "127.0.0.1:9300"
+	c.CRCredentials = "off" // engine/crcreds_test.go sets credentials
 	return c
 }
 

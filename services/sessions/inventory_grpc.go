@@ -46,7 +46,7 @@ func (g *GRPCInventory) GetDeviceForSession(ctx context.Context, q DeviceQuery) 
 	if err != nil {
 		return DeviceState{}, fmt.Errorf("get device %s for session: %w", q.DeviceKey, err)
 	}
-	st := DeviceState{LastFencingToken: resp.GetLastFencingToken()}
+	st := DeviceState{LastFencingToken: resp.GetLastFencingToken(), ConnectionRequest: crStateOf(resp)}
 	dev := resp.GetDevice()
 	if dev == nil {
 		return st, nil
@@ -149,6 +149,17 @@ func recordRequest(d *Diff) *inventoryv1.RecordSessionRequest {
 	if !d.FullDiscoveryTime.IsZero() {
 		req.FullDiscoveryTime = timestamppb.New(d.FullDiscoveryTime)
 	}
+	if cr := d.ConnectionRequest; cr != nil {
+		if c := cr.Set; c != nil {
+			req.ConnectionRequestCredentials = &inventoryv1.Credentials{Username: c.Username, Password: c.Password}
+			if !cr.PendingTime.IsZero() {
+				req.ConnectionRequestPendingTime = timestamppb.New(cr.PendingTime)
+			}
+		}
+		if !cr.RefusedTime.IsZero() {
+			req.ConnectionRequestRefusedTime = timestamppb.New(cr.RefusedTime)
+		}
+	}
 	// One allocation for all parameters, and their optional fields point
 	// into the diff, which outlives the call.
 	ps := make([]inventoryv1.Parameter, len(d.Parameters))
@@ -169,4 +180,23 @@ func recordRequest(d *Diff) *inventoryv1.RecordSessionRequest {
 
 func deviceIDProto(id cwmp.DeviceID) *inventoryv1.DeviceId {
 	return &inventoryv1.DeviceId{Manufacturer: id.Manufacturer, Oui: id.OUI, ProductClass: id.ProductClass, SerialNumber: id.SerialNumber}
+}
+
+// crStateOf reads the connection-request credentials of a
+// GetDeviceForSession response.
+func crStateOf(resp *inventoryv1.GetDeviceForSessionResponse) CRState {
+	var st CRState
+	if c := resp.GetConnectionRequestCredentials(); c != nil {
+		st.Current = &CRCredentials{Username: c.GetUsername(), Password: c.GetPassword()}
+	}
+	if c := resp.GetPendingConnectionRequestCredentials(); c != nil {
+		st.Pending = &CRCredentials{Username: c.GetUsername(), Password: c.GetPassword()}
+		if t := resp.GetPendingConnectionRequestTime(); t != nil {
+			st.PendingTime = t.AsTime()
+		}
+	}
+	if t := resp.GetConnectionRequestRefusedTime(); t != nil {
+		st.RefusedTime = t.AsTime()
+	}
+	return st
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
 	"github.com/fleetacs/fleetacs/pkg/natsbus"
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	sessionsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/sessions/v1"
 	"github.com/fleetacs/fleetacs/services/sessions/engine"
 )
@@ -51,6 +52,8 @@ type (
 	ProductClass         = engine.ProductClass
 	DiscoveryProfile     = engine.DiscoveryProfile
 	DiscoveryObservation = engine.DiscoveryObservation
+	CRState              = engine.CRState
+	CRCredentials        = engine.Credentials
 )
 
 // ErrLeaseLost means a newer session holds the device (engine.ErrLeaseLost).
@@ -93,6 +96,9 @@ type Deps struct {
 	Propagator propagation.TextMapPropagator
 	// Watcher replaces the NATS event publisher (tests).
 	Watcher engine.Watcher
+	// Secrets seals the secrets sessions keep in checkpoints
+	// (engine.Deps.Secrets).
+	Secrets *secretbox.Keyring
 }
 
 // Worker is a session worker: the fleetacs.sessions.v1.SessionService
@@ -137,7 +143,7 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	e, err := engine.New(cfg, engine.Deps{
 		Inventory: deps.Inventory, Leases: deps.Leases, Checkpoints: deps.Checkpoints, Registry: deps.Registry,
 		Sessions: deps.Sessions, Logger: deps.Logger, Meter: deps.Meter, Now: deps.Now, AdvertiseAddr: deps.AdvertiseAddr,
-		Local: deps.Local, Planners: planners, Watcher: watcher,
+		Local: deps.Local, Planners: planners, Watcher: watcher, Secrets: deps.Secrets,
 	})
 	if err != nil {
 		return nil, err

@@ -340,6 +340,9 @@ func (o *taskOp) took(c *engine.Context, resp cwmp.Message) {
 				IsDownload: t.IsDownload, FileType: t.FileType, FileSize: uint64(t.FileSize), TargetFileName: t.TargetFileName})
 		}
 		o.done(&tasksv1.TaskResult{Kind: &tasksv1.TaskResult_QueuedTransfers{QueuedTransfers: res}})
+	case *cwmp.VendorResponse:
+		// The session matched it to the request by name (docs/protocol.md §5.4).
+		o.done(&tasksv1.TaskResult{Kind: &tasksv1.TaskResult_VendorMethod{VendorMethod: &tasksv1.VendorMethodResult{ResponseXml: r.InnerXML}}})
 	default:
 		o.unexpected(resp)
 	}
@@ -608,6 +611,10 @@ func requestOf(op *tasksv1.Operation, key string) (cwmp.Message, error) {
 		return &cwmp.GetQueuedTransfers{}, nil
 	case *tasksv1.Operation_GetAllQueuedTransfers:
 		return &cwmp.GetAllQueuedTransfers{}, nil
+	case *tasksv1.Operation_VendorMethod:
+		// Checked (name, well-formed arguments) when the planner encodes it.
+		return &cwmp.VendorRequest{Name: k.VendorMethod.GetMethod(), Namespace: k.VendorMethod.GetNamespace(),
+			Arguments: k.VendorMethod.GetArgumentsXml()}, nil
 	}
 	return nil, fmt.Errorf("operation %q has no CWMP request", kindOf(op))
 }

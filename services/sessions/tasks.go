@@ -204,7 +204,7 @@ func (p *taskPlanner) runnable(t *tasksv1.Task, root string) (*taskOp, error) {
 	if op.Stage == stagePending {
 		m, err := requestOf(op.operation(), op.Key)
 		if err != nil {
-			// VendorMethod: pkg/cwmp cannot encode an arbitrary method yet.
+			// An operation kind this worker does not know (a newer API).
 			op.fail(&tasksv1.TaskFault{Source: tasksv1.FaultSource_FAULT_SOURCE_ACS,
 				FaultString: fmt.Sprintf("this worker cannot send %s operations", op.Kind)})
 			return op, nil

@@ -346,6 +346,8 @@ func answers(m cwmp.Message) cwmp.Message {
 		return &cwmp.GetQueuedTransfersResponse{TransferList: []cwmp.QueuedTransfer{{CommandKey: "k", State: 2}}}
 	case *cwmp.GetAllQueuedTransfers:
 		return &cwmp.GetAllQueuedTransfersResponse{TransferList: []cwmp.AllQueuedTransfer{{CommandKey: "k", State: 1, IsDownload: true, FileType: "1 Firmware Upgrade Image"}}}
+	case *cwmp.VendorRequest:
+		return &cwmp.VendorResponse{Name: m.Name + "Response", Namespace: m.Namespace, InnerXML: "<Log>level 3</Log>"}
 	}
 	resp, ok := cwmp.NewMessage(m.Method() + "Response")
 	if !ok {
@@ -512,10 +514,28 @@ func TestTaskEveryOperation(t *testing.T) {
 					t.Errorf("GPN of %q", p)
 				}
 			}},
-		{name: "VendorMethod", op: &tasksv1.Operation{Kind: &tasksv1.Operation_VendorMethod{VendorMethod: &tasksv1.VendorMethod{Method: "X_ACME_Log"}}},
+		{name: "VendorMethod", op: &tasksv1.Operation{Kind: &tasksv1.Operation_VendorMethod{VendorMethod: &tasksv1.VendorMethod{
+			Method: "X_ACME_Log", Namespace: "urn:acme", ArgumentsXml: "<Level>3</Level>"}}},
+			sent: []string{"X_ACME_Log"}, outcome: tasksv1.TaskOutcome_TASK_OUTCOME_DONE,
+			check: func(t *testing.T, r *tasksv1.TaskReport, sent []cwmp.Message, _ *engine.Diff) {
+				if m := sent[0].(*cwmp.VendorRequest); m.Namespace != "urn:acme" || m.Arguments != "<Level>3</Level>" {
+					t.Errorf("sent %#v", m)
+				}
+				if got := resultXML(t, r); got != "<Log>level 3</Log>" {
+					t.Errorf("response_xml %q", got)
+				}
+			}},
+		{name: "VendorMethod not a vendor name", op: &tasksv1.Operation{Kind: &tasksv1.Operation_VendorMethod{VendorMethod: &tasksv1.VendorMethod{Method: "Reboot"}}},
 			sent: nil, outcome: tasksv1.TaskOutcome_TASK_OUTCOME_FAULT,
 			check: func(t *testing.T, r *tasksv1.TaskReport, _ []cwmp.Message, _ *engine.Diff) {
-				if r.GetFault().GetSource() != tasksv1.FaultSource_FAULT_SOURCE_ACS || r.GetFault().GetFaultString() == "" {
+				if r.GetFault().GetSource() != tasksv1.FaultSource_FAULT_SOURCE_ACS || !strings.Contains(r.GetFault().GetFaultString(), "X_<VENDOR>_<Name>") {
+					t.Errorf("fault %v", r.GetFault())
+				}
+			}},
+		{name: "VendorMethod malformed arguments", op: &tasksv1.Operation{Kind: &tasksv1.Operation_VendorMethod{VendorMethod: &tasksv1.VendorMethod{Method: "X_ACME_Log", ArgumentsXml: "<Level>"}}},
+			sent: nil, outcome: tasksv1.TaskOutcome_TASK_OUTCOME_FAULT,
+			check: func(t *testing.T, r *tasksv1.TaskReport, _ []cwmp.Message, _ *engine.Diff) {
+				if r.GetFault().GetSource() != tasksv1.FaultSource_FAULT_SOURCE_ACS || !strings.Contains(r.GetFault().GetFaultString(), "malformed XML") {
 					t.Errorf("fault %v", r.GetFault())
 				}
 			}},
@@ -588,6 +608,28 @@ func TestTaskCPEFault(t *testing.T) {
 	}
 	if param(v.inv.last(t), "Device.X.A") != nil {
 		t.Fatal("a refused value reached the diff")
+	}
+}
+
+// resultXML returns the response_xml of a report's VendorMethodResult.
+func resultXML(t *testing.T, r *tasksv1.TaskReport) string {
+	t.Helper()
+	return r.GetResult().GetVendorMethod().GetResponseXml()
+}
+
+// A CPE that does not know a vendor method faults it: the task's fault is
+// the CPE's.
+func TestTaskVendorMethodCPEFault(t *testing.T) {
+	v := newTaskEnv(t, nil)
+	v.queue.ids = []string{"t1"}
+	v.tasks.add("t1", tasksv1.ClaimAction_CLAIM_ACTION_RUN, &tasksv1.Operation{Kind: &tasksv1.Operation_VendorMethod{
+		VendorMethod: &tasksv1.VendorMethod{Method: "X_ACME_Log"}}})
+	c := v.cpe(func(cwmp.Message) cwmp.Message { return cwmp.NewFault(cwmp.FaultCPEMethodNotSupported) })
+	c.inform(v.e, periodic)
+	c.run(v.e)
+	r := v.tasks.report(t, "t1")
+	if f := r.GetFault(); r.GetOutcome() != tasksv1.TaskOutcome_TASK_OUTCOME_FAULT || f.GetCode() != 9000 || f.GetSource() != tasksv1.FaultSource_FAULT_SOURCE_CPE {
+		t.Fatalf("report %v", r)
 	}
 }
 

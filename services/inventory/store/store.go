@@ -85,6 +85,15 @@ type Store interface {
 	// existing device (an operator's action, not fenced). User name and
 	// password are 1 to MaxCredentialLength bytes.
 	SetCPECredentials(ctx context.Context, tenant, id string, c Credentials) error
+	// SetConnectionRequestCredentials records an operator's
+	// connection-request credentials for an existing device (not fenced):
+	// with pending, as PendingConnectionRequestCredentials for a session
+	// to set on the CPE, stamped with a PendingConnectionRequestTime later
+	// than the one before; without, as ConnectionRequestCredentials (the
+	// CPE has them), forgetting pending ones. Either way it clears
+	// ConnectionRequestRefused. User name and password are 1 to
+	// MaxCredentialLength bytes.
+	SetConnectionRequestCredentials(ctx context.Context, tenant, id string, c Credentials, pending bool) error
 
 	// DiscoveryProfile returns what sessions learned about discovering the
 	// devices of a product class (see discovery.go); the zero profile when
@@ -104,6 +113,11 @@ type SessionState struct {
 	FencingToken uint64
 	// ConnectionRequestCredentials as in Device; nil when none.
 	ConnectionRequestCredentials *Credentials
+	// PendingConnectionRequestCredentials, PendingConnectionRequestTime
+	// and ConnectionRequestRefused as in Device.
+	PendingConnectionRequestCredentials *Credentials
+	PendingConnectionRequestTime        time.Time
+	ConnectionRequestRefused            time.Time
 }
 
 // Device is the inventory's document for one CPE.
@@ -128,6 +142,16 @@ type Device struct {
 	// ConnectionRequestCredentials are what the ACS provisioned as the
 	// CPE's ConnectionRequestUsername and Password; nil when none were.
 	ConnectionRequestCredentials *Credentials
+	// PendingConnectionRequestCredentials are an operator's that no
+	// session has set on the CPE yet (SetConnectionRequestCredentials);
+	// nil when none. PendingConnectionRequestTime is when the operator
+	// gave them.
+	PendingConnectionRequestCredentials *Credentials
+	PendingConnectionRequestTime        time.Time
+	// ConnectionRequestRefused is when the CPE last refused to take
+	// connection-request credentials; zero when it did not since they
+	// last changed.
+	ConnectionRequestRefused time.Time
 	// CPECredentials are the per-device credentials the CPE authenticates
 	// to the ACS with (ManagementServer.Username and Password); nil when
 	// the device still uses shared onboarding credentials.
@@ -277,6 +301,13 @@ type Diff struct {
 	// the stored credentials.
 	ConnectionRequestCredentials *Credentials
 	CPECredentials               *Credentials
+	// ConnectionRequestPendingTime, when not zero with
+	// ConnectionRequestCredentials, says they are the pending ones of that
+	// PendingConnectionRequestTime: those are forgotten (not newer ones).
+	// ConnectionRequestCredentials also clear ConnectionRequestRefused;
+	// ConnectionRequestRefused, when not zero, sets it.
+	ConnectionRequestPendingTime time.Time
+	ConnectionRequestRefused     time.Time
 	// FullDiscovery, when not zero, records that the session discovered
 	// the whole tree at that time.
 	FullDiscovery time.Time

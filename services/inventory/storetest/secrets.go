@@ -13,8 +13,9 @@ import (
 
 // Credential fields, as SecretsHarness names them.
 const (
-	FieldConnectionRequest = "connection_request"
-	FieldCPE               = "cpe"
+	FieldConnectionRequest        = "connection_request"
+	FieldConnectionRequestPending = "connection_request_pending"
+	FieldCPE                      = "cpe"
 )
 
 // SecretsHarness gives the secrets suite what it needs beyond the port: a
@@ -126,6 +127,20 @@ func testStoredSealed(t *testing.T, h SecretsHarness) {
 		t.Fatalf("SetCPECredentials: %v", err)
 	}
 	checkSealed(t, h, tenant, id, FieldCPE, opPass, k.ID)
+	// So are an operator's connection-request credentials, pending or
+	// not.
+	const pendingPass, ownPass = "pending-Secret-4", "own-Secret-5"
+	if err := s.SetConnectionRequestCredentials(ctxT(t), tenant, id2, store.Credentials{Username: "p", Password: pendingPass}, true); err != nil {
+		t.Fatalf("SetConnectionRequestCredentials: %v", err)
+	}
+	checkSealed(t, h, tenant, id2, FieldConnectionRequestPending, pendingPass, k.ID)
+	if err := s.SetConnectionRequestCredentials(ctxT(t), tenant, id2, store.Credentials{Username: "o", Password: ownPass}, false); err != nil {
+		t.Fatalf("SetConnectionRequestCredentials: %v", err)
+	}
+	checkSealed(t, h, tenant, id2, FieldConnectionRequest, ownPass, k.ID)
+	if err := s.SetConnectionRequestCredentials(ctxT(t), tenant, id2, store.Credentials{Username: "p", Password: pendingPass}, true); err != nil {
+		t.Fatalf("SetConnectionRequestCredentials: %v", err)
+	}
 
 	// Reads return them in clear.
 	got := get(t, s, tenant, id, store.ReadOptions{})
@@ -159,18 +174,23 @@ func testRotation(t *testing.T, h SecretsHarness) {
 	d.CPECredentials = &store.Credentials{Username: "cpe", Password: "rotate-me-cpe"}
 	id := apply(t, s, tenant, d, 1)
 	checkSealed(t, h, tenant, id, FieldCPE, "rotate-me-cpe", oldKey.ID)
+	if err := s.SetConnectionRequestCredentials(ctxT(t), tenant, id, store.Credentials{Username: "crp", Password: "rotate-me-crp"}, true); err != nil {
+		t.Fatal(err)
+	}
 	closeStore(t, s)
 
 	// A new active key: opening re-seals everything with it.
 	s = open(t, h, keyring(t, newK, oldKey))
 	checkSealed(t, h, tenant, id, FieldConnectionRequest, "rotate-me-cr", newK.ID)
 	checkSealed(t, h, tenant, id, FieldCPE, "rotate-me-cpe", newK.ID)
+	checkSealed(t, h, tenant, id, FieldConnectionRequestPending, "rotate-me-crp", newK.ID)
 	closeStore(t, s)
 
 	// The old key can then go.
 	s = open(t, h, keyring(t, newK))
 	got := get(t, s, tenant, id, store.ReadOptions{})
-	if got.ConnectionRequestCredentials.Password != "rotate-me-cr" || got.CPECredentials.Password != "rotate-me-cpe" {
+	if got.ConnectionRequestCredentials.Password != "rotate-me-cr" || got.CPECredentials.Password != "rotate-me-cpe" ||
+		got.PendingConnectionRequestCredentials == nil || got.PendingConnectionRequestCredentials.Password != "rotate-me-crp" {
 		t.Fatalf("after rotation: %+v %+v", got.ConnectionRequestCredentials, got.CPECredentials)
 	}
 	closeStore(t, s)

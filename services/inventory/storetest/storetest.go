@@ -33,6 +33,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"SessionTakeover", testTakeover},
 		{"ConnectionRequestCredentials", testCredentials},
 		{"SetCPECredentials", testSetCPECredentials},
+		{"ConnectionRequestPendingAndRefused", testCRCredentials},
 		{"NotFound", testNotFound},
 		{"Delete", testDelete},
 		{"InvalidArguments", testInvalidArguments},

@@ -100,6 +100,23 @@ type Config struct {
 	// acknowledgement has not come back; over it, events are dropped and
 	// counted rather than the session waiting.
 	EventsMaxInFlight int
+	// CRCredentials is whether sessions generate connection-request
+	// credentials for devices the inventory holds none of (CRGenerate) or
+	// not (CROff); credentials an operator gave (per device, or per
+	// product class in CRCredentialsFile) are set either way (crcreds.go).
+	CRCredentials string
+	// CRCredentialsRetry is how long sessions leave a CPE that refused
+	// connection-request credentials before they try again.
+	CRCredentialsRetry time.Duration
+	// CRCredentialsFile names a JSON file of fixed connection-request
+	// credentials per OUI and product class (docs/sessions.md), used in
+	// place of generated ones; read when the worker starts.
+	CRCredentialsFile string
+	// SecretsKeyFile is the key file (package secretbox) that seals the
+	// secrets sessions keep in checkpoints; every worker sharing the
+	// affinity store needs the same keys. Empty: the process's inventory
+	// keys when the inventory runs in it, else a key of this worker alone.
+	SecretsKeyFile string
 }
 
 // DefaultConfig returns the defaults RegisterFlags registers.
@@ -136,6 +153,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.TaskAwaitTimeout, "sessions.task-await-timeout", time.Hour, "how long a task the CPE accepted (Reboot, Download, ...) waits for what ends it, when the task does not say")
 	fs.IntVar(&c.EventsMaxInFlight, "sessions.events-max-in-flight", 1024, "device events published and not yet acknowledged; over it, events are dropped and counted, sessions never wait")
 	fs.StringVar(&c.QuirksFile, "sessions.quirks-file", "", "JSON file of discovery quirks per OUI and product class, on top of the built-in ones (format in docs/sessions.md)")
+	fs.StringVar(&c.CRCredentials, "sessions.cr-credentials", CRGenerate, "connection-request credentials of devices the inventory holds none of: generate (set random ones on the CPE at its first session) or off; operator-given ones are set either way")
+	fs.DurationVar(&c.CRCredentialsRetry, "sessions.cr-credentials-retry", 24*time.Hour, "after a CPE refused connection-request credentials, sessions wait this long before they try again")
+	fs.StringVar(&c.SecretsKeyFile, "sessions.secrets-key-file", "", "file of the keys that seal the secrets sessions keep in checkpoints (connection-request passwords being set), the same for every worker (empty: the inventory's keys when it runs in this process, else a key of this worker alone, so that another worker cannot resume such a session)")
+	fs.StringVar(&c.CRCredentialsFile, "sessions.cr-credentials-file", "", "JSON file of fixed connection-request credentials per OUI and product class, used in place of generated ones (format in docs/sessions.md; keep it 0600)")
 }
 
 // Validate reports every setting that cannot work.
@@ -174,6 +195,12 @@ func (c *Config) Validate() error {
 	}
 	if c.DiscoveryRetry < 0 || c.DiscoveryRetry > 24*time.Hour {
 		bad("sessions.discovery-retry must be between 0 and 24h, got %s", c.DiscoveryRetry)
+	}
+	if c.CRCredentials != CRGenerate && c.CRCredentials != CROff {
+		bad("sessions.cr-credentials must be %q or %q, got %q", CRGenerate, CROff, c.CRCredentials)
+	}
+	if c.CRCredentialsRetry <= 0 {
+		bad("sessions.cr-credentials-retry must be positive, got %s", c.CRCredentialsRetry)
 	}
 	if c.MemoryBudget < 0 {
 		bad("sessions.memory-budget must not be negative, got %d", c.MemoryBudget)

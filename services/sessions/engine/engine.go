@@ -19,6 +19,7 @@ import (
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
 )
 
 // Deps are the engine's collaborators.
@@ -54,6 +55,12 @@ type Deps struct {
 	// from memory is not looked for in the store (docs/sessions.md,
 	// "Checkpoints").
 	Local bool
+	// Secrets seals the secrets an operation keeps in a checkpoint (the
+	// connection-request password it sets, crcreds.go); every worker that
+	// may resume another's session needs the same keys. Nil: a key of
+	// this process alone, which serves Local engines fully and others as
+	// far as sessions stay on their worker. Loaded by Start.
+	Secrets *secretbox.Keyring
 }
 
 // Engine runs a worker's CWMP sessions: the state machine of each, its
@@ -80,6 +87,7 @@ type Engine struct {
 	quirks   atomic.Pointer[Quirks]
 	planners []Planner
 	byKind   map[string]Planner
+	crcreds  *crcredsPlanner
 	watcher  Watcher
 	// local is Deps.Local.
 	local bool
@@ -215,7 +223,12 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		inv: deps.Inventory, batch: cfg.DiscoveryBatchSize, quirks: e.quirks.Load,
 		profiles: newProfileCache(deps.Inventory, e.now), logger: e.logger, metrics: m,
 	}
-	e.planners = append([]Planner{discovery}, deps.Planners...)
+	cr, err := newCRCredsPlanner(cfg, deps.Secrets, e.logger)
+	if err != nil {
+		return nil, err
+	}
+	e.crcreds = cr
+	e.planners = append([]Planner{discovery, cr}, deps.Planners...)
 	e.byKind = make(map[string]Planner, len(e.planners))
 	for _, p := range e.planners {
 		if _, dup := e.byKind[p.Kind()]; dup {

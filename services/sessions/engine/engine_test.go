@@ -196,6 +196,7 @@ func (v *env) engine(id string, planners []Planner, mutate func(*Config)) *Engin
 	v.t.Helper()
 	cfg := DefaultConfig()
 	cfg.WorkerID, cfg.AdvertiseAddr = id, "127.0.0.1:9300"
+	cfg.CRCredentials = CROff // crcreds_test.go sets credentials
 	if mutate != nil {
 		mutate(&cfg)
 	}

@@ -90,6 +90,9 @@ type DeviceState struct {
 	LastFencingToken uint64
 	// Parameters are the stored parameters and objects the query asked for.
 	Parameters []Parameter
+	// ConnectionRequest is what the inventory knows of the CPE's
+	// connection-request credentials (crcreds.go).
+	ConnectionRequest CRState
 }
 
 // Parameter is one node of a device's tree: a parameter, or an object when
@@ -126,6 +129,9 @@ type Diff struct {
 	FullDiscoveryTime time.Time
 	// SessionTakeover is set when the session's lease took over a live one.
 	SessionTakeover bool
+	// ConnectionRequest is what the session did with the CPE's
+	// connection-request credentials (crcreds.go); nil when nothing.
+	ConnectionRequest *CRUpdate
 }
 
 // InformRecord is what the inventory keeps of an Inform.

@@ -23,6 +23,9 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.quirks.Store(q)
 		e.logger.InfoContext(ctx, "quirks profiles loaded", "file", path, "profiles", len(q.Profiles))
 	}
+	if err := e.crcreds.start(ctx); err != nil {
+		return fmt.Errorf("start session worker %s: %w", e.self.ID, err)
+	}
 	if e.advertise != nil {
 		e.self.Addr = e.advertise()
 	}

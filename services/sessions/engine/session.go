@@ -177,7 +177,7 @@ func (s *session) checkpoint() (affinity.Checkpoint, error) {
 		// written by hand after the rest: encoding/json would reflect over
 		// it and re-scan its JSON.
 		data = append(data[:len(data)-1], `,"cwmp":`...)
-		data, err = s.cs.State().AppendJSON(data)
+		data, err = s.redacted(s.cs.State()).AppendJSON(data)
 		data = append(data, '}')
 	}
 	if err != nil {
@@ -245,6 +245,9 @@ func (s *session) restore(cp affinity.Checkpoint, planners map[string]Planner) e
 	}
 	if snap.Format != 1 && snap.Queue == nil {
 		snap.Usage = informUsage(snap.Inform)
+	}
+	if err := rebuildSecrets(&snap.CWMP, snap.Queue, &Context{Tenant: cp.Tenant, DeviceKey: cp.DeviceKey}); err != nil {
+		return fmt.Errorf("restore session %s: %w", s.id, errors.Join(err, errBadCheckpoint))
 	}
 	cs, err := cwmp.RestoreSession(snap.CWMP)
 	if err != nil {

@@ -110,6 +110,16 @@ type Config struct {
 	// ConnReqAddr is the IP the listeners bind, ConnReqHost the host put in
 	// ConnectionRequestURL (default ConnReqAddr).
 	ConnReqAddr, ConnReqHost string
+	// ConnReqUDP makes each device listen for UDP connection requests
+	// (TR-111 Annex G, docs/protocol.md §8.2) on its own port of
+	// ConnReqAddr and report it as UDPConnectionRequestAddress.
+	ConnReqUDP bool
+	// STUNServer, with ConnReqUDP, is the STUN server (host:port) each
+	// device sends Binding Requests to from its UDP port, every
+	// STUNInterval, with its STUN user name; the address the server maps
+	// becomes UDPConnectionRequestAddress.
+	STUNServer   string
+	STUNInterval time.Duration
 
 	// TimeScale multiplies every delay the protocol dictates: Retry-After,
 	// retry waits, DelaySeconds, ScheduleInform, time windows. Tests and
@@ -164,6 +174,7 @@ const (
 	DefaultRetryMultiplier = 2.0
 	DefaultConnReqUsername = "cr-{sn}"
 	DefaultConnReqPassword = "crpass-{sn}"
+	DefaultSTUNInterval    = 60 * time.Second
 )
 
 // withDefaults fills zero fields.
@@ -210,6 +221,9 @@ func (c Config) withDefaults() Config {
 	if c.ConnReqHost == "" {
 		c.ConnReqHost = c.ConnReqAddr
 	}
+	if c.STUNInterval == 0 {
+		c.STUNInterval = DefaultSTUNInterval
+	}
 	if c.ConnReqUsername == "" {
 		c.ConnReqUsername = DefaultConnReqUsername
 	}
@@ -255,7 +269,15 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("config conn-req %q: want per-device or shared", c.ConnReq)
 	}
-	if c.ConnReq != ConnReqOff && net.ParseIP(c.ConnReqAddr) == nil {
+	if c.STUNServer != "" {
+		if !c.ConnReqUDP {
+			return errors.New("config stun: needs cr-udp")
+		}
+		if _, _, err := net.SplitHostPort(c.STUNServer); err != nil {
+			return fmt.Errorf("config stun %q: %w", c.STUNServer, err)
+		}
+	}
+	if (c.ConnReq != ConnReqOff || c.ConnReqUDP) && net.ParseIP(c.ConnReqAddr) == nil {
 		return fmt.Errorf("config conn-req-addr %q: not an IP address", c.ConnReqAddr)
 	}
 	if c.SourceIPPerDevice && c.Devices > 1<<22 {
@@ -367,6 +389,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	})
 	fs.StringVar(&c.ConnReqAddr, "cr-addr", c.ConnReqAddr, "IP the connection request listeners bind")
 	fs.StringVar(&c.ConnReqHost, "cr-host", "", "host in ConnectionRequestURL (default -cr-addr)")
+	fs.BoolVar(&c.ConnReqUDP, "cr-udp", c.ConnReqUDP, "each device also listens for UDP connection requests (TR-111) on -cr-addr and reports UDPConnectionRequestAddress")
+	fs.StringVar(&c.STUNServer, "stun", c.STUNServer, "with -cr-udp: STUN server host:port the devices send binding requests to, so that the ACS learns their bindings")
+	fs.DurationVar(&c.STUNInterval, "stun-interval", c.STUNInterval, "with -stun: time between a device's binding requests")
 	fs.Float64Var(&c.TimeScale, "time-scale", c.TimeScale, "multiply protocol delays (Retry-After, retry waits, DelaySeconds) by this")
 	fs.DurationVar(&c.MaxRetryAfter, "max-retry-after", c.MaxRetryAfter, "cap on the wait after a 503 (0: none)")
 	fs.DurationVar(&c.RetryMinWait, "retry-min-wait", c.RetryMinWait, "session retry minimum wait (CWMPRetryMinimumWaitInterval)")

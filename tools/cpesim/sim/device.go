@@ -45,8 +45,9 @@ type Device struct {
 	vals map[string]string
 	// attrs holds parameter attributes set by the ACS.
 	attrs map[string]paramAttr
-	// crURL is ManagementServer.ConnectionRequestURL.
-	crURL string
+	// crURL is ManagementServer.ConnectionRequestURL, udpAddr
+	// ManagementServer.UDPConnectionRequestAddress.
+	crURL, udpAddr string
 	// swVersion is DeviceInfo.SoftwareVersion, which a firmware download
 	// changes.
 	swVersion string
@@ -210,6 +211,8 @@ func (d *Device) generated(n *node) string {
 		return d.acsPass
 	case genCRURL:
 		return d.crURL
+	case genCRUDPAddr:
+		return d.udpAddr
 	case genCRUsername:
 		return d.crUser
 	case genCRPassword:
@@ -229,9 +232,16 @@ func (d *Device) mac(ordinal int) string {
 
 // informParams returns the Forced Inform parameters (docs/protocol.md §5.3).
 func (d *Device) informParams(now time.Time) []cwmp.ParameterValue {
-	out := make([]cwmp.ParameterValue, 0, len(d.tree.forced))
+	out := make([]cwmp.ParameterValue, 0, len(d.tree.forced)+1)
 	for _, n := range d.tree.forced {
 		out = append(out, d.paramValue(n, now))
+	}
+	// A CPE keeps active notification on its UDP address (docs/protocol.md
+	// §8.2); the simulator reports it in every Inform instead.
+	if d.udpAddr != "" {
+		if n, ok := d.tree.lookup(d.tree.root.name + "ManagementServer.UDPConnectionRequestAddress"); ok && n.kind == kindParam {
+			out = append(out, d.paramValue(n, now))
+		}
 	}
 	return out
 }

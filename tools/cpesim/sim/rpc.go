@@ -20,6 +20,10 @@ var cpeMethods = []string{
 	"GetAllQueuedTransfers", "ScheduleDownload", "CancelTransfer", "ChangeDUState",
 }
 
+// echoMethod is the one vendor method the simulator answers; any other
+// gets fault 9000 (Method not supported).
+const echoMethod = "X_FLEETACS_Echo"
+
 // maxQueued is the most transfers a CPE lists (the schema's limit).
 const maxQueued = 16
 
@@ -40,7 +44,15 @@ func (d *Device) handle(req cwmp.Message, v cwmp.Version, now time.Time) cwmp.Me
 				list = append(list, name)
 			}
 		}
+		list = append(list, echoMethod)
 		return &cwmp.GetRPCMethodsResponse{MethodList: list}
+	case *cwmp.VendorRequest:
+		if m.Name == echoMethod {
+			// The vendor method the simulator implements: its answer
+			// carries the arguments back, in the request's namespace.
+			return &cwmp.VendorResponse{Name: echoMethod + "Response", Namespace: m.Namespace, InnerXML: m.Arguments}
+		}
+		return cwmp.NewFault(cwmp.FaultCPEMethodNotSupported)
 	case *cwmp.GetParameterNames:
 		return d.getParameterNames(m)
 	case *cwmp.GetParameterValues:

@@ -29,6 +29,7 @@ type Simulator struct {
 	sched    *scheduler
 	stats    *stats
 	cr       *crServer
+	udpCR    *udpConnReq
 
 	// budget is the number of sessions left to start.
 	budget atomic.Int64
@@ -257,6 +258,14 @@ func (s *Simulator) Run(ctx context.Context) (Summary, error) {
 		s.cr = cr
 		defer cr.close()
 	}
+	if cfg.ConnReqUDP {
+		u, err := s.startUDPConnReq(ctx)
+		if err != nil {
+			return Summary{}, fmt.Errorf("run simulator: %w", err)
+		}
+		s.udpCR = u
+		defer u.close()
+	}
 	defer s.client.pool.closeAll()
 	defer func() {
 		for _, d := range s.devices {
@@ -381,7 +390,7 @@ func (s *Simulator) dispatch(ctx, loadCtx context.Context) {
 		d, next := s.sched.popDue(now)
 		if d == nil {
 			if next.IsZero() {
-				if s.sched.idle() && s.cr == nil && !cfg.Periodic {
+				if s.sched.idle() && s.cr == nil && s.udpCR == nil && !cfg.Periodic {
 					break // nothing left to do and nothing can wake a device
 				}
 				if !wait(time.Hour) {

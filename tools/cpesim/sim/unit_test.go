@@ -146,6 +146,7 @@ func TestDeviceUnknownMethod(t *testing.T) {
 		v   cwmp.Version
 	}{
 		{&cwmp.Unknown{Name: "X_ACME_Frobnicate", Namespace: cwmp.NS1_2}, cwmp.V1_4},
+		{&cwmp.VendorRequest{Name: "X_ACME_Frobnicate", Namespace: cwmp.NS1_2, Arguments: "<A/>"}, cwmp.V1_4},
 		{&cwmp.SetVouchers{}, cwmp.V1_4},
 		{&cwmp.ChangeDUState{Operations: []cwmp.DUOperation{{Kind: cwmp.OpInstall, URL: "http://x/du"}}}, cwmp.V1_1},
 		{&cwmp.GetAllQueuedTransfers{}, cwmp.V1_0},
@@ -153,6 +154,40 @@ func TestDeviceUnknownMethod(t *testing.T) {
 		f, ok := d.handle(tc.msg, tc.v, time.Now()).(*cwmp.Fault)
 		if !ok || f.Code != cwmp.FaultCPEMethodNotSupported {
 			t.Errorf("%s in %s: %v, want fault 9000", tc.msg.Method(), tc.v, f)
+		}
+	}
+}
+
+// TestDeviceVendorEcho: X_FLEETACS_Echo answers with its arguments, through
+// the wire codec, in every version.
+func TestDeviceVendorEcho(t *testing.T) {
+	s, err := New(Config{Devices: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := s.Devices()[0]
+	args := `<Text>a &amp; b</Text><n:X xmlns:n="urn:n"/>`
+	for v := cwmp.V1_0; v <= cwmp.MaxVersion; v++ {
+		req := &cwmp.VendorRequest{Name: "X_FLEETACS_Echo", Arguments: args}
+		wire, err := cwmp.Encode(&cwmp.Envelope{Version: v, Body: req})
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := cwmp.Decode(wire)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := d.handle(in.Body, v, time.Now())
+		out, err := cwmp.Encode(&cwmp.Envelope{Version: v, Body: resp})
+		if err != nil {
+			t.Fatalf("%s: %v", v, err)
+		}
+		back, err := cwmp.Decode(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, ok := back.Body.(*cwmp.VendorResponse); !ok || r.Name != "X_FLEETACS_EchoResponse" || r.InnerXML != args {
+			t.Fatalf("%s: answer %#v", v, back.Body)
 		}
 	}
 }

@@ -28,6 +28,7 @@ const (
 	genACSUsername
 	genACSPassword
 	genCRURL
+	genCRUDPAddr
 	genCRUsername
 	genCRPassword
 )
@@ -95,7 +96,11 @@ func initParam(n *node, ts *templateSettings) {
 			n.gen = genACSPassword
 		case "ConnectionRequestURL":
 			n.gen = genCRURL
-		case "ConnectionRequestUsername":
+		case "UDPConnectionRequestAddress":
+			n.gen = genCRUDPAddr
+		case "ConnectionRequestUsername", "STUNUsername":
+			// The STUN user name is the connection-request user name, as
+			// FleetACS's STUN server expects (docs/protocol.md §8.2).
 			n.gen = genCRUsername
 		case "ConnectionRequestPassword":
 			n.gen = genCRPassword

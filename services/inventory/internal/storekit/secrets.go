@@ -24,8 +24,9 @@ import (
 
 // Credential fields, part of what a sealed password is bound to.
 const (
-	FieldConnectionRequest = "connection_request"
-	FieldCPE               = "cpe"
+	FieldConnectionRequest        = "connection_request"
+	FieldConnectionRequestPending = "connection_request_pending"
+	FieldCPE                      = "cpe"
 )
 
 // Sealed is a credentials pair whose password is sealed. KeyID "" marks a

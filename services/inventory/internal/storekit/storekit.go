@@ -76,8 +76,12 @@ type Plan struct {
 	CPECredentials               *store.Credentials
 	SealedConnectionRequest      *Sealed
 	SealedCPE                    *Sealed
-	FullDiscovery                time.Time
-	Takeover                     bool
+	// CRPendingTime and CRRefused are the diff's
+	// ConnectionRequestPendingTime and ConnectionRequestRefused.
+	CRPendingTime time.Time
+	CRRefused     time.Time
+	FullDiscovery time.Time
+	Takeover      bool
 	// Token is the fencing token as stored (int64 in both backends).
 	Token int64
 	// Deletes are the subtree deletions (paths ending with "."), sorted,
@@ -108,6 +112,7 @@ func PlanDiff(tenant, id string, d store.Diff, token uint64) (Plan, error) {
 		Time: Time(d.Time), SessionID: d.SessionID, Token: int64(token), Fields: d.Fields,
 		ConnectionRequestCredentials: d.ConnectionRequestCredentials, CPECredentials: d.CPECredentials,
 		FullDiscovery: Time(d.FullDiscovery), Takeover: d.SessionTakeover,
+		CRPendingTime: Time(d.ConnectionRequestPendingTime), CRRefused: Time(d.ConnectionRequestRefused),
 	}
 	if err := store.ValidateText("session id", d.SessionID); err != nil {
 		return Plan{}, err

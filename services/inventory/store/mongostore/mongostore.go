@@ -383,7 +383,22 @@ func (s *Store) applyDiff(ctx context.Context, tenant, id string, d store.Diff, 
 	key := docID(tenant, id)
 	unlock := s.locks.lock(key)
 	defer unlock()
-	return s.update(ctx, coll, key, tenant, id, &p, headFields(&p), treeOps(&p))
+	ops := treeOps(&p)
+	if p.SealedConnectionRequest != nil && p.CRRefused.IsZero() {
+		ops = append(ops, op{key: "crr"}) // set: no longer refused
+	}
+	created, err := s.update(ctx, coll, key, tenant, id, &p, headFields(&p), ops)
+	if err != nil || p.SealedConnectionRequest == nil || p.CRPendingTime.IsZero() {
+		return created, err
+	}
+	// The pending credentials the session set are forgotten, unless an
+	// operator gave others since (a later crpt).
+	_, err = coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: key}, {Key: "crpt", Value: p.CRPendingTime}},
+		bson.D{{Key: "$unset", Value: bson.D{{Key: "crp", Value: ""}, {Key: "crpt", Value: ""}}}})
+	if err != nil {
+		return created, fmt.Errorf("forget pending connection-request credentials: %w", err)
+	}
+	return created, nil
 }
 
 // headFields are the top-level fields a plan sets, as $set keys ("cr.url"
@@ -432,6 +447,9 @@ func headFields(p *storekit.Plan) bson.D {
 	}
 	if c := p.SealedCPE; c != nil {
 		head = append(head, bson.E{Key: "cpec", Value: sealedDoc(c)})
+	}
+	if !p.CRRefused.IsZero() {
+		head = append(head, bson.E{Key: "crr", Value: p.CRRefused})
 	}
 	if !p.FullDiscovery.IsZero() {
 		head = append(head, bson.E{Key: "full_discovery", Value: p.FullDiscovery})

@@ -36,19 +36,25 @@ type deviceDoc struct {
 	CR               crDoc           `bson:"cr"`
 	CRCredentials    *credentialsDoc `bson:"crc"`
 	CPECredentials   *credentialsDoc `bson:"cpec"`
-	LastInform       time.Time       `bson:"last_inform"`
-	RemoteIP         string          `bson:"remote_ip"`
-	Events           []eventDoc      `bson:"events"`
-	Registered       time.Time       `bson:"registered"`
-	LastBoot         time.Time       `bson:"last_boot"`
-	LastBootstrap    time.Time       `bson:"last_bootstrap"`
-	FullDiscovery    time.Time       `bson:"full_discovery"`
-	Takeovers        int64           `bson:"takeovers"`
-	LastTakeover     time.Time       `bson:"last_takeover"`
-	Updated          time.Time       `bson:"updated"`
-	Tags             []string        `bson:"tags"`
-	Fence            int64           `bson:"fence"`
-	Params           bson.Raw        `bson:"params"`
+	// CRPending are an operator's connection-request credentials not yet
+	// set (crp), given at CRPendingTime (crpt); CRRefused when a CPE last
+	// refused credentials (crr).
+	CRPending     *credentialsDoc `bson:"crp"`
+	CRPendingTime time.Time       `bson:"crpt"`
+	CRRefused     time.Time       `bson:"crr"`
+	LastInform    time.Time       `bson:"last_inform"`
+	RemoteIP      string          `bson:"remote_ip"`
+	Events        []eventDoc      `bson:"events"`
+	Registered    time.Time       `bson:"registered"`
+	LastBoot      time.Time       `bson:"last_boot"`
+	LastBootstrap time.Time       `bson:"last_bootstrap"`
+	FullDiscovery time.Time       `bson:"full_discovery"`
+	Takeovers     int64           `bson:"takeovers"`
+	LastTakeover  time.Time       `bson:"last_takeover"`
+	Updated       time.Time       `bson:"updated"`
+	Tags          []string        `bson:"tags"`
+	Fence         int64           `bson:"fence"`
+	Params        bson.Raw        `bson:"params"`
 }
 
 type crDoc struct {
@@ -138,6 +144,13 @@ func (doc *deviceDoc) device(opts store.ReadOptions, keys *secretbox.Keyring) (s
 	if dev.ConnectionRequestCredentials, err = doc.CRCredentials.open(keys, doc.Tenant, doc.DeviceID, storekit.FieldConnectionRequest); err != nil {
 		return store.Device{}, err
 	}
+	if dev.PendingConnectionRequestCredentials, err = doc.CRPending.open(keys, doc.Tenant, doc.DeviceID, storekit.FieldConnectionRequestPending); err != nil {
+		return store.Device{}, err
+	}
+	if dev.PendingConnectionRequestCredentials != nil {
+		dev.PendingConnectionRequestTime = utc(doc.CRPendingTime)
+	}
+	dev.ConnectionRequestRefused = utc(doc.CRRefused)
 	if dev.CPECredentials, err = doc.CPECredentials.open(keys, doc.Tenant, doc.DeviceID, storekit.FieldCPE); err != nil {
 		return store.Device{}, err
 	}
@@ -206,7 +219,8 @@ func (s *Store) Get(ctx context.Context, tenant, id string, opts store.ReadOptio
 }
 
 // sessionProjection reads the fields of store.SessionState.
-var sessionProjection = bson.D{{Key: "root", Value: 1}, {Key: "full_discovery", Value: 1}, {Key: "fence", Value: 1}, {Key: "crc", Value: 1}}
+var sessionProjection = bson.D{{Key: "root", Value: 1}, {Key: "full_discovery", Value: 1}, {Key: "fence", Value: 1}, {Key: "crc", Value: 1},
+	{Key: "crp", Value: 1}, {Key: "crpt", Value: 1}, {Key: "crr", Value: 1}}
 
 // SessionState implements store.Store.
 func (s *Store) SessionState(ctx context.Context, tenant, id string) (store.SessionState, error) {
@@ -218,6 +232,13 @@ func (s *Store) SessionState(ctx context.Context, tenant, id string) (store.Sess
 	if st.ConnectionRequestCredentials, err = doc.CRCredentials.open(s.keys, tenant, id, storekit.FieldConnectionRequest); err != nil {
 		return store.SessionState{}, fmt.Errorf("get session state of device %s/%s: %w", tenant, id, err)
 	}
+	if st.PendingConnectionRequestCredentials, err = doc.CRPending.open(s.keys, tenant, id, storekit.FieldConnectionRequestPending); err != nil {
+		return store.SessionState{}, fmt.Errorf("get session state of device %s/%s: %w", tenant, id, err)
+	}
+	if st.PendingConnectionRequestCredentials != nil {
+		st.PendingConnectionRequestTime = utc(doc.CRPendingTime)
+	}
+	st.ConnectionRequestRefused = utc(doc.CRRefused)
 	return st, nil
 }
 

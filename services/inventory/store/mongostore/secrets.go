@@ -2,7 +2,9 @@ package mongostore
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -54,7 +56,9 @@ func (c *credentialsDoc) open(keys *secretbox.Keyring, tenant, id, field string)
 // keys than the active one; it returns how many it wrote.
 func (s *Store) reseal(ctx context.Context, coll *mongo.Collection) (int, error) {
 	active := s.keys.ActiveID()
-	fields := []struct{ key, field string }{{"crc", storekit.FieldConnectionRequest}, {"cpec", storekit.FieldCPE}}
+	fields := []struct{ key, field string }{
+		{"crc", storekit.FieldConnectionRequest}, {"cpec", storekit.FieldCPE}, {"crp", storekit.FieldConnectionRequestPending},
+	}
 	var or bson.A
 	for _, f := range fields {
 		or = append(or, bson.D{
@@ -63,7 +67,7 @@ func (s *Store) reseal(ctx context.Context, coll *mongo.Collection) (int, error)
 		})
 	}
 	cur, err := coll.Find(ctx, bson.D{{Key: "$or", Value: or}},
-		options.Find().SetProjection(bson.D{{Key: "tenant", Value: 1}, {Key: "device_id", Value: 1}, {Key: "crc", Value: 1}, {Key: "cpec", Value: 1}}))
+		options.Find().SetProjection(bson.D{{Key: "tenant", Value: 1}, {Key: "device_id", Value: 1}, {Key: "crc", Value: 1}, {Key: "cpec", Value: 1}, {Key: "crp", Value: 1}}))
 	if err != nil {
 		return 0, fmt.Errorf("find passwords to seal: %w", err)
 	}
@@ -76,6 +80,7 @@ func (s *Store) reseal(ctx context.Context, coll *mongo.Collection) (int, error)
 			DeviceID string          `bson:"device_id"`
 			CRC      *credentialsDoc `bson:"crc"`
 			CPEC     *credentialsDoc `bson:"cpec"`
+			CRP      *credentialsDoc `bson:"crp"`
 		}
 		if err := cur.Decode(&doc); err != nil {
 			return n, fmt.Errorf("read device credentials: %w", err)
@@ -83,10 +88,7 @@ func (s *Store) reseal(ctx context.Context, coll *mongo.Collection) (int, error)
 		set := bson.D{}
 		filter := bson.D{{Key: "_id", Value: doc.ID}}
 		for _, f := range fields {
-			c := doc.CRC
-			if f.key == "cpec" {
-				c = doc.CPEC
-			}
+			c := map[string]*credentialsDoc{"crc": doc.CRC, "cpec": doc.CPEC, "crp": doc.CRP}[f.key]
 			if c == nil || c.KeyID == active {
 				continue
 			}
@@ -117,6 +119,72 @@ func (s *Store) reseal(ctx context.Context, coll *mongo.Collection) (int, error)
 		return n, fmt.Errorf("find passwords to seal: %w", err)
 	}
 	return n, nil
+}
+
+// SetConnectionRequestCredentials implements store.Store.
+func (s *Store) SetConnectionRequestCredentials(ctx context.Context, tenant, id string, c store.Credentials, pending bool) error {
+	err := func() error {
+		if err := storekit.Key(tenant, id); err != nil {
+			return err
+		}
+		if err := storekit.CheckCredentials(c); err != nil {
+			return err
+		}
+		field := storekit.FieldConnectionRequest
+		if pending {
+			field = storekit.FieldConnectionRequestPending
+		}
+		sealed, err := storekit.Seal(s.keys, tenant, id, field, &c)
+		if err != nil {
+			return err
+		}
+		coll, err := s.collection()
+		if err != nil {
+			return err
+		}
+		key := docID(tenant, id)
+		unlock := s.locks.lock(key)
+		defer unlock()
+		now := storekit.Time(s.cfg.Now())
+		update := bson.D{
+			{Key: "$set", Value: bson.D{{Key: "crc", Value: sealedDoc(sealed)}, {Key: "updated", Value: now}}},
+			{Key: "$unset", Value: bson.D{{Key: "crp", Value: ""}, {Key: "crpt", Value: ""}, {Key: "crr", Value: ""}}},
+		}
+		if pending {
+			// crpt grows with every set, so that a session echoing an
+			// older one forgets nothing newer.
+			var doc struct {
+				CRPendingTime time.Time `bson:"crpt"`
+			}
+			err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: key}}, options.FindOne().SetProjection(bson.D{{Key: "crpt", Value: 1}})).Decode(&doc)
+			if errors.Is(err, mongo.ErrNoDocuments) {
+				return store.ErrNotFound
+			}
+			if err != nil {
+				return err
+			}
+			at := now
+			if last := utc(doc.CRPendingTime); !last.IsZero() && !at.After(last) {
+				at = last.Add(time.Millisecond)
+			}
+			update = bson.D{
+				{Key: "$set", Value: bson.D{{Key: "crp", Value: sealedDoc(sealed)}, {Key: "crpt", Value: at}, {Key: "updated", Value: now}}},
+				{Key: "$unset", Value: bson.D{{Key: "crr", Value: ""}}},
+			}
+		}
+		res, err := coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: key}}, update)
+		if err != nil {
+			return err
+		}
+		if res.MatchedCount == 0 {
+			return store.ErrNotFound
+		}
+		return nil
+	}()
+	if err != nil {
+		return fmt.Errorf("set connection-request credentials of %s/%s: %w", tenant, id, err)
+	}
+	return nil
 }
 
 // SetCPECredentials implements store.Store.

@@ -30,7 +30,7 @@ func secretsHarness(t *testing.T) storetest.SecretsHarness {
 	db := testenv.MongoDatabase(t)
 	coll := mongostore.Collection
 	raw := rawCollection(t, db, coll)
-	field := map[string]string{storetest.FieldConnectionRequest: "crc", storetest.FieldCPE: "cpec"}
+	field := map[string]string{storetest.FieldConnectionRequest: "crc", storetest.FieldCPE: "cpec", storetest.FieldConnectionRequestPending: "crp"}
 	return storetest.SecretsHarness{
 		Open: func(t *testing.T, keys *secretbox.Keyring) (store.Store, error) {
 			s := mongostore.New(mongostore.Config{

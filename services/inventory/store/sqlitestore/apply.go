@@ -27,6 +27,7 @@ type writeStmts struct {
 	readTree, writeTree, deleteTree  rawStmt
 	addTag, removeTag, deleteTags    rawStmt
 	setCPECredentials                rawStmt
+	setCRCredentials, setCRPending   rawStmt
 }
 
 func (st *writeStmts) prepare(rc *rawConn) error {
@@ -59,6 +60,14 @@ func (st *writeStmts) prepare(rc *rawConn) error {
 		{&st.deleteTags, `DELETE FROM device_tags WHERE tenant = ? AND device_id = ?`},
 		{&st.setCPECredentials, `UPDATE devices SET cpe_username = ?, cpe_password = ?, cpe_password_key = ?, updated = ?
 			WHERE tenant = ? AND id = ?`},
+		{&st.setCRCredentials, `UPDATE devices SET cr_username = ?, cr_password = ?, cr_password_key = ?,
+			crp_username = NULL, crp_password = NULL, crp_password_key = NULL, crp_time = NULL, cr_refused = NULL, updated = ?
+			WHERE tenant = ? AND id = ?`},
+		// crp_time grows with every set, so that a session echoing an
+		// older one forgets nothing newer.
+		{&st.setCRPending, `UPDATE devices SET crp_username = ?, crp_password = ?, crp_password_key = ?,
+			crp_time = max(?, coalesce(crp_time, 0) + 1), cr_refused = NULL, updated = ?
+			WHERE tenant = ? AND id = ?`},
 	} {
 		if err := rc.keep(s.dst, s.sql); err != nil {
 			return err
@@ -72,7 +81,8 @@ func (st *writeStmts) prepare(rc *rawConn) error {
 // a diff may set (see deviceUpdate.setIndexed).
 const readDeviceSQL = `SELECT fencing_token, takeover_session, oui, product_class, serial_number,
 	software_version, hardware_version, confirmed_paths, confirmed_at,
-	data_model_root, full_discovery, cr_username, cr_password, cr_password_key FROM devices WHERE tenant = ? AND id = ?`
+	data_model_root, full_discovery, cr_username, cr_password, cr_password_key,
+	crp_username, crp_password, crp_password_key, crp_time, cr_refused FROM devices WHERE tenant = ? AND id = ?`
 
 // Confirmed entries.
 //
@@ -185,6 +195,11 @@ const (
 	colTakeoverSession
 	colConfirmedPaths
 	colConfirmedAt
+	colCRPUsername
+	colCRPPassword
+	colCRPPasswordKey
+	colCRPTime
+	colCRRefused
 	numDeviceCols
 )
 
@@ -203,12 +218,14 @@ var deviceSets = [numDeviceCols]string{
 	colTakeoverSession: "takeover_session = ?",
 	colConfirmedPaths:  "confirmed_paths = ?",
 	colConfirmedAt:     "confirmed_at = ?",
+	colCRPUsername:     "crp_username = ?", colCRPPassword: "crp_password = ?", colCRPPasswordKey: "crp_password_key = ?",
+	colCRPTime: "crp_time = ?", colCRRefused: "cr_refused = ?",
 }
 
 // deviceUpdate is the UPDATE of one device row: the columns to set and
 // their values.
 type deviceUpdate struct {
-	mask uint32
+	mask uint64
 	vals [numDeviceCols]any
 }
 
@@ -225,7 +242,7 @@ func (u *deviceUpdate) setIndexed(col int, stored, v string) {
 	}
 }
 
-func updateSQL(mask uint32) string {
+func updateSQL(mask uint64) string {
 	var b strings.Builder
 	b.WriteString("UPDATE devices SET fencing_token = ?, updated = ?")
 	for col := range numDeviceCols {
@@ -271,10 +288,15 @@ type storedDevice struct {
 	// crPass is the connection-request password as stored: sealed and in
 	// base64 under crKey, or in clear when crKey is "" (see sealedText).
 	crPass, crKey string
+	// crp* are the pending ones, as stored, crpTime when given (unix ms),
+	// crRefused when a CPE refused (unix ms, 0 when NULL).
+	crpUser            *string
+	crpPass, crpKey    string
+	crpTime, crRefused int64
 }
 
 func (w *writer) readDevice(tenant, id string) (cur storedDevice, found bool, err error) {
-	row := slices.Grow(w.row[:0], 14)[:14]
+	row := slices.Grow(w.row[:0], 19)[:19]
 	w.row = row
 	defer clear(row)
 	if found, err = w.rc.queryRow(w.stmts.readDevice, row, tenant, id); !found || err != nil {
@@ -298,7 +320,17 @@ func (w *writer) readDevice(tenant, id string) (cur storedDevice, found bool, er
 		cur.crPass, e5 = text(row[12])
 		cur.crKey, e6 = text(row[13])
 	}
-	return cur, true, errors.Join(err, e1, e2, e3, e4, e5, e6)
+	var e7, e8, e9, e10, e11 error
+	if row[14] != nil {
+		var user string
+		user, e7 = text(row[14])
+		cur.crpUser = &user
+		cur.crpPass, e8 = text(row[15])
+		cur.crpKey, e9 = text(row[16])
+	}
+	cur.crpTime, e10 = integer(row[17])
+	cur.crRefused, e11 = integer(row[18])
+	return cur, true, errors.Join(err, e1, e2, e3, e4, e5, e6, e7, e8, e9, e10, e11)
 }
 
 // applyDiff applies a planned diff inside the writer's transaction.
@@ -405,6 +437,17 @@ func (w *writer) updateDevice(d *diffOp, cur *storedDevice) error {
 		u.set(colCRUsername, c.Username)
 		u.set(colCRPassword, d.crPass)
 		u.set(colCRPasswordKey, c.KeyID)
+		if cur.crRefused != 0 {
+			u.set(colCRRefused, nil)
+		}
+		if !p.CRPendingTime.IsZero() && cur.crpUser != nil && p.CRPendingTime.UnixMilli() == cur.crpTime {
+			for _, col := range []int{colCRPUsername, colCRPPassword, colCRPPasswordKey, colCRPTime} {
+				u.set(col, nil)
+			}
+		}
+	}
+	if !p.CRRefused.IsZero() {
+		u.set(colCRRefused, p.CRRefused.UnixMilli())
 	}
 	if c := p.SealedCPE; c != nil {
 		u.set(colCPEUsername, c.Username)
@@ -674,6 +717,27 @@ func (w *writer) setCPECredentials(tenant, id string, now int64, c *storekit.Sea
 	if n == 0 {
 		return refuse(store.ErrNotFound)
 	}
+	return nil
+}
+
+// setCRCredentials is SetConnectionRequestCredentials: an operator's
+// credentials, pending or the CPE's; the session cache forgets the
+// device, whose next session reads them from the row.
+func (w *writer) setCRCredentials(tenant, id string, now int64, c *storekit.Sealed, pending bool) error {
+	var n int64
+	var err error
+	if pending {
+		n, err = w.rc.exec(w.stmts.setCRPending, c.Username, sealedText(c), c.KeyID, now, now, tenant, id)
+	} else {
+		n, err = w.rc.exec(w.stmts.setCRCredentials, c.Username, sealedText(c), c.KeyID, now, tenant, id)
+	}
+	if err != nil {
+		return fmt.Errorf("update device: %w", err)
+	}
+	if n == 0 {
+		return refuse(store.ErrNotFound)
+	}
+	w.afterCommit(func() { w.sessions.delete(tenant, id) })
 	return nil
 }
 

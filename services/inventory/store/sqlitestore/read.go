@@ -21,6 +21,7 @@ import (
 const deviceColumns = `d.tenant, d.id, d.manufacturer, d.oui_raw, d.oui, d.product_class, d.serial_number,
 	d.software_version, d.hardware_version, d.provisioning_code, d.data_model_root,
 	d.cr_url, d.cr_udp_address, d.cr_jabber_id, d.cr_username, d.cr_password, d.cr_password_key, d.cpe_username, d.cpe_password, d.cpe_password_key,
+	d.crp_username, d.crp_password, d.crp_password_key, d.crp_time, d.cr_refused,
 	d.last_inform, d.remote_ip, d.last_events, d.registered, d.last_boot, d.last_bootstrap, d.full_discovery,
 	d.takeover_count, d.last_takeover, d.updated, d.fencing_token`
 
@@ -87,6 +88,8 @@ func scanDevice(sc interface{ Scan(...any) error }, tags *sql.NullString, ec *ev
 		lastTakeover, updated            sql.NullInt64
 		crUser, crPass, cpeUser, cpePass sql.NullString
 		crKey, cpeKey                    sql.NullString
+		crpUser, crpPass, crpKey         sql.NullString
+		crpTime, crRefused               sql.NullInt64
 		remoteIP, events                 string
 		token, takeovers                 int64
 	)
@@ -95,6 +98,7 @@ func scanDevice(sc interface{ Scan(...any) error }, tags *sql.NullString, ec *ev
 		&dev.SoftwareVersion, &dev.HardwareVersion, &dev.ProvisioningCode, &dev.DataModelRoot,
 		&dev.ConnectionRequest.URL, &dev.ConnectionRequest.UDPAddress, &dev.ConnectionRequest.JabberID,
 		&crUser, &crPass, &crKey, &cpeUser, &cpePass, &cpeKey,
+		&crpUser, &crpPass, &crpKey, &crpTime, &crRefused,
 		&lastInform, &remoteIP, &events, &registered, &lastBoot, &lastBootstrap, &fullDiscovery,
 		&takeovers, &lastTakeover, &updated, &token, tags}
 	if tags == nil {
@@ -115,6 +119,15 @@ func scanDevice(sc interface{ Scan(...any) error }, tags *sql.NullString, ec *ev
 			return store.Device{}, err
 		}
 	}
+	if crpUser.Valid {
+		dev.PendingConnectionRequestCredentials, err = openStored(keys, dev.Tenant, dev.ID, storekit.FieldConnectionRequestPending,
+			crpUser.String, crpPass.String, crpKey.String)
+		if err != nil {
+			return store.Device{}, err
+		}
+		dev.PendingConnectionRequestTime = fromMS(crpTime)
+	}
+	dev.ConnectionRequestRefused = fromMS(crRefused)
 	if cpeUser.Valid {
 		dev.CPECredentials, err = openStored(keys, dev.Tenant, dev.ID, storekit.FieldCPE, cpeUser.String, cpePass.String, cpeKey.String)
 		if err != nil {

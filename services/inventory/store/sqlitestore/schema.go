@@ -152,4 +152,14 @@ CREATE TABLE store_meta (
 	value TEXT NOT NULL
 ) WITHOUT ROWID;
 `,
+	// 7: connection-request credentials an operator gave that no session
+	// set yet (crp_*, the password sealed as cr_password is; crp_time when
+	// given, unix ms), and when a CPE last refused credentials.
+	`
+ALTER TABLE devices ADD COLUMN crp_username TEXT;
+ALTER TABLE devices ADD COLUMN crp_password TEXT;
+ALTER TABLE devices ADD COLUMN crp_password_key TEXT;
+ALTER TABLE devices ADD COLUMN crp_time INTEGER;
+ALTER TABLE devices ADD COLUMN cr_refused INTEGER;
+`,
 }

@@ -59,6 +59,7 @@ func reseal(ctx context.Context, db *sql.DB, keys *secretbox.Keyring) (n int, er
 		for _, f := range []struct{ field, user, pass, key string }{
 			{storekit.FieldConnectionRequest, "cr_username", "cr_password", "cr_password_key"},
 			{storekit.FieldCPE, "cpe_username", "cpe_password", "cpe_password_key"},
+			{storekit.FieldConnectionRequestPending, "crp_username", "crp_password", "crp_password_key"},
 		} {
 			m, err := resealColumn(ctx, tx, keys, f.field, f.user, f.pass, f.key)
 			if err != nil {

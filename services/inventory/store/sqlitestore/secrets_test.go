@@ -16,8 +16,9 @@ import (
 
 // columns of each credentials field.
 var credColumns = map[string][3]string{
-	storetest.FieldConnectionRequest: {"cr_username", "cr_password", "cr_password_key"},
-	storetest.FieldCPE:               {"cpe_username", "cpe_password", "cpe_password_key"},
+	storetest.FieldConnectionRequest:        {"cr_username", "cr_password", "cr_password_key"},
+	storetest.FieldCPE:                      {"cpe_username", "cpe_password", "cpe_password_key"},
+	storetest.FieldConnectionRequestPending: {"crp_username", "crp_password", "crp_password_key"},
 }
 
 // rawDB opens the file without the adapter.
@@ -97,6 +98,11 @@ func TestUpgradeSealsClearPasswords(t *testing.T) {
 		`UPDATE devices SET cpe_password = 'old-clear-pass', cr_username = 'cr', cr_password = 'old-cr-pass'`,
 		`ALTER TABLE devices DROP COLUMN cr_password_key`,
 		`ALTER TABLE devices DROP COLUMN cpe_password_key`,
+		`ALTER TABLE devices DROP COLUMN crp_username`,
+		`ALTER TABLE devices DROP COLUMN crp_password`,
+		`ALTER TABLE devices DROP COLUMN crp_password_key`,
+		`ALTER TABLE devices DROP COLUMN crp_time`,
+		`ALTER TABLE devices DROP COLUMN cr_refused`,
 		`DROP TABLE secrets_state`,
 		`DROP TABLE api_tokens`,
 		`DROP TABLE api_token_tenants`,

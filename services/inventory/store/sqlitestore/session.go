@@ -42,6 +42,10 @@ type sessionState struct {
 	crUser        *string
 	// crPass is the password as stored, under crKey (storedDevice).
 	crPass, crKey string
+	// crp* and crRefused as in storedDevice.
+	crpUser            *string
+	crpPass, crpKey    string
+	crpTime, crRefused int64
 	// confirmed is the digest of the entries the device's last diff
 	// confirmed (confirmDigest), when it confirmed any: a diff confirming
 	// the same values need not touch their rows at all.
@@ -108,11 +112,21 @@ func (st sessionState) public(keys *secretbox.Keyring, tenant, id string) (store
 		}
 		out.ConnectionRequestCredentials = c
 	}
+	if st.crpUser != nil {
+		c, err := openStored(keys, tenant, id, storekit.FieldConnectionRequestPending, *st.crpUser, st.crpPass, st.crpKey)
+		if err != nil {
+			return store.SessionState{}, err
+		}
+		out.PendingConnectionRequestCredentials = c
+		out.PendingConnectionRequestTime = fromMS(sql.NullInt64{Int64: st.crpTime, Valid: st.crpTime != 0})
+	}
+	out.ConnectionRequestRefused = fromMS(sql.NullInt64{Int64: st.crRefused, Valid: st.crRefused != 0})
 	return out, nil
 }
 
 // sessionStateSQL reads a sessionState from the database.
-const sessionStateSQL = `SELECT data_model_root, full_discovery, fencing_token, cr_username, cr_password, cr_password_key
+const sessionStateSQL = `SELECT data_model_root, full_discovery, fencing_token, cr_username, cr_password, cr_password_key,
+	crp_username, crp_password, crp_password_key, crp_time, cr_refused
 	FROM devices WHERE tenant = ? AND id = ?`
 
 // SessionState implements store.Store.
@@ -147,9 +161,15 @@ func (s *Store) sessionState(ctx context.Context, tenant, id string) (sessionSta
 		full           sql.NullInt64
 		crUser, crPass sql.NullString
 		crKey          sql.NullString
+		crpUser        sql.NullString
+		crpPass        sql.NullString
+		crpKey         sql.NullString
+		crpTime        sql.NullInt64
+		crRefused      sql.NullInt64
 	)
 	// A primary-key lookup: not made cancellable, see get.
-	err = st.rs.session.QueryRowContext(context.WithoutCancel(ctx), tenant, id).Scan(&out.root, &full, &out.token, &crUser, &crPass, &crKey)
+	err = st.rs.session.QueryRowContext(context.WithoutCancel(ctx), tenant, id).Scan(&out.root, &full, &out.token, &crUser, &crPass, &crKey,
+		&crpUser, &crpPass, &crpKey, &crpTime, &crRefused)
 	if errors.Is(err, sql.ErrNoRows) {
 		return sessionState{}, store.ErrNotFound
 	}
@@ -160,6 +180,10 @@ func (s *Store) sessionState(ctx context.Context, tenant, id string) (sessionSta
 	if crUser.Valid {
 		out.crUser, out.crPass, out.crKey = &crUser.String, crPass.String, crKey.String
 	}
+	if crpUser.Valid {
+		out.crpUser, out.crpPass, out.crpKey = &crpUser.String, crpPass.String, crpKey.String
+	}
+	out.crpTime, out.crRefused = crpTime.Int64, crRefused.Int64
 	return out, nil
 }
 
@@ -183,7 +207,8 @@ func confirmDigest(buf *[]byte, confirm []storekit.Update) [sha256.Size]byte {
 // sessionAfter is the state a diff leaves, from the stored row (cur) and
 // the plan.
 func sessionAfter(cur *storedDevice, p *storekit.Plan) sessionState {
-	st := sessionState{root: cur.root, fullDiscovery: cur.fullDiscovery, token: p.Token, crUser: cur.crUser, crPass: cur.crPass, crKey: cur.crKey}
+	st := sessionState{root: cur.root, fullDiscovery: cur.fullDiscovery, token: p.Token, crUser: cur.crUser, crPass: cur.crPass, crKey: cur.crKey,
+		crpUser: cur.crpUser, crpPass: cur.crpPass, crpKey: cur.crpKey, crpTime: cur.crpTime, crRefused: cur.crRefused}
 	if r := p.Fields.DataModelRoot; r != nil {
 		st.root = *r
 	}
@@ -193,6 +218,13 @@ func sessionAfter(cur *storedDevice, p *storekit.Plan) sessionState {
 	if c := p.SealedConnectionRequest; c != nil {
 		user := c.Username
 		st.crUser, st.crPass, st.crKey = &user, sealedText(c), c.KeyID
+		st.crRefused = 0
+		if !p.CRPendingTime.IsZero() && st.crpUser != nil && p.CRPendingTime.UnixMilli() == st.crpTime {
+			st.crpUser, st.crpPass, st.crpKey, st.crpTime = nil, "", "", 0
+		}
+	}
+	if !p.CRRefused.IsZero() {
+		st.crRefused = p.CRRefused.UnixMilli()
 	}
 	return st
 }

@@ -225,7 +225,7 @@ func (s *Store) open(ctx context.Context) (_ *state, err error) {
 		queue:    make(chan *op, 4*s.cfg.MaxBatch),
 		maxBatch: s.cfg.MaxBatch,
 		exited:   make(chan struct{}),
-		updates:  make(map[uint32]rawStmt),
+		updates:  make(map[uint64]rawStmt),
 		sessions: newSessionCache(s.cfg.SessionCache),
 		indexed:  indexed,
 		touched:  make(map[sessionKey]struct{}),
@@ -416,6 +416,30 @@ func (s *Store) tagOp(ctx context.Context, tenant, id string, tags []string, add
 		}
 		return w.changeTagsOp(tenant, id, now, nil, tags)
 	})
+}
+
+// SetConnectionRequestCredentials implements store.Store.
+func (s *Store) SetConnectionRequestCredentials(ctx context.Context, tenant, id string, c store.Credentials, pending bool) error {
+	err := storekit.Key(tenant, id)
+	if err == nil {
+		err = storekit.CheckCredentials(c)
+	}
+	field := storekit.FieldConnectionRequest
+	if pending {
+		field = storekit.FieldConnectionRequestPending
+	}
+	var sealed *storekit.Sealed
+	if err == nil {
+		sealed, err = storekit.Seal(s.keys, tenant, id, field, &c)
+	}
+	if err == nil {
+		now := storekit.Time(s.cfg.Now()).UnixMilli()
+		err = s.submit(ctx, func(w *writer) error { return w.setCRCredentials(tenant, id, now, sealed, pending) })
+	}
+	if err != nil {
+		return fmt.Errorf("set connection-request credentials of %s/%s: %w", tenant, id, err)
+	}
+	return nil
 }
 
 // SetCPECredentials implements store.Store.

@@ -90,7 +90,7 @@ type writer struct {
 	// updates caches the device UPDATE statements by the set of columns
 	// they write (see deviceUpdate); a session writes the same few shapes
 	// again and again.
-	updates map[uint32]rawStmt
+	updates map[uint64]rawStmt
 	// merges holds the parameter merge statements by row count.
 	merges [maxMergeRows + 1]rawStmt
 	// indexed are the paths whose entries have rows in parameters.

@@ -1,6 +1,7 @@
 package sqlitestore
 
 import (
+	"errors"
 	"path/filepath"
 	"testing"
 )
@@ -15,11 +16,18 @@ func TestPragmas(t *testing.T) {
 	defer s.Close()
 	var mode string
 	var sync, busy, queryOnly int
-	if err := s.st.w.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
-		t.Fatalf("journal_mode %q, %v; want wal", mode, err)
+	// The writer's connection is the writer goroutine's: ask through it.
+	if err := s.submit(t.Context(), func(w *writer) error {
+		return errors.Join(w.conn.QueryRowContext(bg, `PRAGMA journal_mode`).Scan(&mode),
+			w.conn.QueryRowContext(bg, `PRAGMA synchronous`).Scan(&sync))
+	}); err != nil {
+		t.Fatal(err)
 	}
-	if err := s.st.w.QueryRow(`PRAGMA synchronous`).Scan(&sync); err != nil || sync != 1 {
-		t.Fatalf("synchronous %d, %v; want 1 (NORMAL)", sync, err)
+	if mode != "wal" {
+		t.Fatalf("journal_mode %q; want wal", mode)
+	}
+	if sync != 1 {
+		t.Fatalf("synchronous %d; want 1 (NORMAL)", sync)
 	}
 	if err := s.st.r.QueryRow(`PRAGMA busy_timeout`).Scan(&busy); err != nil || busy != 5000 {
 		t.Fatalf("readers' busy_timeout %d, %v; want 5000", busy, err)

@@ -8,18 +8,17 @@
 // milliseconds; a zero DueTime is NULL, so that the due index holds only
 // running tasks.
 //
-// Concurrency: SQLite has one writer at a time. Writes go through a pool of
-// exactly one connection, so they queue in database/sql rather than race for
-// the file's write lock; reads use a separate pool of query-only
-// connections, which in WAL mode run beside the writer, each statement on
-// one snapshot. Every write is one statement, committed on its own: with
-// synchronous=NORMAL a WAL commit does not fsync, so grouping commits would
-// gain little for the few writes a task makes. busy_timeout stays as a
-// backstop for checkpoints and other processes opening the file.
+// Concurrency: SQLite has one writer at a time. Every write is an op queued
+// to one writer goroutine, which owns the only write connection and commits
+// the ops waiting in one transaction (group commit, writer.go), so the
+// file's write lock is never contended within the process. Reads use a
+// separate pool of query-only connections, which in WAL mode run beside the
+// writer, each statement on one snapshot. busy_timeout stays as a backstop
+// for checkpoints and other processes opening the file.
 //
 // The compare-and-swap of Update is the statement's WHERE version = ?: one
-// writer runs it, so of concurrent updates from one version the first wins
-// and the others change no row.
+// writer runs the ops one after the other, so of concurrent updates from one
+// version the first wins and the others change no row.
 package sqlitestore
 
 import (
@@ -48,6 +47,9 @@ type Config struct {
 	// BusyTimeout bounds waits on a lock held by another process; 0
 	// means 5s.
 	BusyTimeout time.Duration
+	// MaxBatch bounds the writes committed in one transaction
+	// (writer.go); 0 means 128. The queue holds queueFactor batches.
+	MaxBatch int
 }
 
 // Store is the SQLite task store. Create it with New and call Start before
@@ -55,19 +57,21 @@ type Config struct {
 type Store struct {
 	cfg Config
 
-	// mu guards st: operations hold it shared for their whole run, so
-	// that Close, holding it exclusively, waits for them.
+	// mu guards st: reads hold it shared for their whole run and writes
+	// while they enqueue, so that Close, holding it exclusively, waits for
+	// reads and never drains the queue under a send.
 	mu sync.RWMutex
 	st *state
 }
 
 // state is what Start opens and Close releases.
 type state struct {
-	w, r *sql.DB
-	// Prepared statements: database/sql prepares each once per
-	// connection and reuses it.
-	insert, update, exists, byKey  *sql.Stmt
-	get, getMany, due, deleteEnded *sql.Stmt
+	// db is the writer's pool of one connection, which w holds.
+	db, r *sql.DB
+	w     *writer
+	// Prepared statements of the readers: database/sql prepares each
+	// once per connection and reuses it.
+	get, getMany, due *sql.Stmt
 }
 
 var _ store.Store = (*Store)(nil)
@@ -79,6 +83,9 @@ func New(cfg Config) *Store {
 	}
 	if cfg.BusyTimeout <= 0 {
 		cfg.BusyTimeout = 5 * time.Second
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 128
 	}
 	return &Store{cfg: cfg}
 }
@@ -96,8 +103,8 @@ func (s *Store) dsn(write bool) string {
 }
 
 // Start creates the file (readable by its owner only) and its directory,
-// switches it to WAL, applies the migrations and prepares the statements.
-// Starting a started store does nothing.
+// switches it to WAL, applies the migrations, prepares the statements and
+// starts the writer goroutine. Starting a started store does nothing.
 func (s *Store) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -130,16 +137,24 @@ func (s *Store) open(ctx context.Context) (_ *state, err error) {
 			err = errors.Join(err, st.release())
 		}
 	}()
-	if st.w, err = sql.Open("sqlite", s.dsn(true)); err != nil {
+	if st.db, err = sql.Open("sqlite", s.dsn(true)); err != nil {
 		return nil, fmt.Errorf("open writer: %w", err)
 	}
-	st.w.SetMaxOpenConns(1)
-	st.w.SetMaxIdleConns(1)
-	st.w.SetConnMaxLifetime(0)
-	st.w.SetConnMaxIdleTime(0)
-	if err := migrate(ctx, st.w); err != nil {
+	st.db.SetMaxOpenConns(1)
+	st.db.SetMaxIdleConns(1)
+	st.db.SetConnMaxLifetime(0)
+	st.db.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, st.db); err != nil {
 		return nil, err
 	}
+	conn, err := st.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open writer: %w", err)
+	}
+	if st.w, err = newWriter(ctx, conn, s.cfg.MaxBatch); err != nil {
+		return nil, errors.Join(fmt.Errorf("open writer: %w", err), conn.Close())
+	}
+	go st.w.run()
 	if st.r, err = sql.Open("sqlite", s.dsn(false)); err != nil {
 		return nil, fmt.Errorf("open readers: %w", err)
 	}
@@ -150,20 +165,11 @@ func (s *Store) open(ctx context.Context) (_ *state, err error) {
 		dst **sql.Stmt
 		q   string
 	}{
-		{st.w, &st.insert, `INSERT INTO tasks (` + columns + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING`},
-		{st.w, &st.update, `UPDATE tasks SET state = ?, kind = ?, update_time = ?, due_time = ?, queue_seq = ?,
-			version = ?, body = ?, secret = ? WHERE tenant = ? AND id = ? AND version = ?`},
-		// exists and byKey run on the writer, after a write that changed
-		// nothing, to see what the write saw.
-		{st.w, &st.exists, `SELECT 1 FROM tasks WHERE tenant = ? AND id = ?`},
-		{st.w, &st.byKey, `SELECT ` + columns + ` FROM tasks WHERE tenant = ? AND idempotency_key = ? AND idempotency_key <> ''`},
 		{st.r, &st.get, `SELECT ` + columns + ` FROM tasks WHERE tenant = ? AND id = ?`},
 		// One statement for any number of ids: they arrive as a JSON
 		// array.
 		{st.r, &st.getMany, `SELECT ` + columns + ` FROM tasks WHERE tenant = ? AND id IN (SELECT value FROM json_each(?))`},
 		{st.r, &st.due, `SELECT ` + columns + ` FROM tasks WHERE due_time IS NOT NULL AND due_time <= ? ORDER BY due_time LIMIT ?`},
-		{st.w, &st.deleteEnded, `DELETE FROM tasks WHERE (tenant, id) IN
-			(SELECT tenant, id FROM tasks WHERE due_time IS NULL AND update_time < ? LIMIT ?)`},
 	} {
 		if *p.dst, err = p.db.PrepareContext(ctx, p.q); err != nil {
 			return nil, fmt.Errorf("prepare %q: %w", strings.Join(strings.Fields(p.q), " "), err)
@@ -212,19 +218,20 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
-// release closes what open opened.
+// release closes what open opened, stopping the writer goroutine if it
+// runs.
 func (st *state) release() error {
 	var errs []error
-	for _, p := range []*sql.Stmt{st.insert, st.update, st.exists, st.byKey, st.get, st.getMany, st.due, st.deleteEnded} {
+	for _, p := range []*sql.Stmt{st.get, st.getMany, st.due} {
 		if p != nil {
 			errs = append(errs, p.Close())
 		}
 	}
 	if st.w != nil {
-		// optimize refreshes the planner's statistics where they drifted;
-		// SQLite recommends it before closing.
-		_, _ = st.w.Exec(`PRAGMA optimize`)
-		errs = append(errs, st.w.Close())
+		errs = append(errs, st.w.shutdown())
+	}
+	if st.db != nil {
+		errs = append(errs, st.db.Close())
 	}
 	if st.r != nil {
 		errs = append(errs, st.r.Close())
@@ -232,8 +239,10 @@ func (st *state) release() error {
 	return errors.Join(errs...)
 }
 
-// Close waits for running operations and closes the database. Later
-// operations fail with store.ErrUnavailable.
+// Close waits for running reads and the batch of writes being committed,
+// and closes the database. Writes still queued, and later operations, fail
+// with store.ErrUnavailable; every write that returned success is
+// committed.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -252,7 +261,7 @@ func (s *Store) Close() error {
 // return.
 var errNotStarted = fmt.Errorf("sqlite task store not started: %w", store.ErrUnavailable)
 
-// with runs fn on the open state, holding s.mu shared.
+// with runs fn (a read) on the open state, holding s.mu shared.
 func (s *Store) with(fn func(st *state) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -354,8 +363,8 @@ func (s *Store) Create(ctx context.Context, r store.Record) (store.Record, bool,
 		err = fmt.Errorf("version %d, want 1", r.Version)
 	}
 	if err == nil {
-		err = s.with(func(st *state) error {
-			stored, existing, err = st.create(ctx, r)
+		err = s.submit(ctx, func(w *writer) (err error) {
+			stored, existing, err = w.create(r)
 			return err
 		})
 	}
@@ -365,40 +374,37 @@ func (s *Store) Create(ctx context.Context, r store.Record) (store.Record, bool,
 	return stored, existing, nil
 }
 
-func (st *state) create(ctx context.Context, r store.Record) (store.Record, bool, error) {
-	// Twice at most: a record holding the key may be deleted between the
-	// insert that collided with it and the read of it.
-	for range 2 {
-		res, err := st.insert.ExecContext(ctx, r.Tenant, r.ID, r.DeviceID, r.State, r.Kind, r.IdempotencyKey,
-			r.CreateTime.UnixMilli(), r.UpdateTime.UnixMilli(), toMS(r.DueTime), int64(r.QueueSeq), int64(r.Version),
-			blob(r.Body), blob(r.Secret))
-		if err != nil {
-			return store.Record{}, false, err
+// create runs on the writer. The insert and the reads after it are in one
+// transaction of the one writer, so the record the insert collided with is
+// still there to read.
+func (w *writer) create(r store.Record) (store.Record, bool, error) {
+	res, err := w.exec(w.insert, r.Tenant, r.ID, r.DeviceID, r.State, r.Kind, r.IdempotencyKey,
+		r.CreateTime.UnixMilli(), r.UpdateTime.UnixMilli(), toMS(r.DueTime), int64(r.QueueSeq), int64(r.Version),
+		blob(r.Body), blob(r.Secret))
+	if err != nil {
+		return store.Record{}, false, err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return store.Record{}, false, err
+	} else if n == 1 {
+		return normal(r), false, nil
+	}
+	// The insert collided with the primary key or the key's index, and
+	// wrote nothing.
+	if r.IdempotencyKey != "" {
+		got, err := scan(w.byKey.QueryRowContext(bg, r.Tenant, r.IdempotencyKey))
+		if err == nil {
+			return got, true, nil
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return store.Record{}, false, err
-		} else if n == 1 {
-			return normal(r), false, nil
-		}
-		// The insert collided with the primary key or the key's index.
-		if r.IdempotencyKey != "" {
-			got, err := scan(st.byKey.QueryRowContext(ctx, r.Tenant, r.IdempotencyKey))
-			if err == nil {
-				return got, true, nil
-			}
-			if !errors.Is(err, sql.ErrNoRows) {
-				return store.Record{}, false, err
-			}
-		}
-		var one int
-		switch err := st.exists.QueryRowContext(ctx, r.Tenant, r.ID).Scan(&one); {
-		case err == nil:
-			return store.Record{}, false, errors.New("a task with this id exists")
-		case !errors.Is(err, sql.ErrNoRows):
+		if !errors.Is(err, sql.ErrNoRows) {
 			return store.Record{}, false, err
 		}
 	}
-	return store.Record{}, false, errors.New("insert collided with a record deleted meanwhile, twice")
+	var one int
+	if err := w.exists.QueryRowContext(bg, r.Tenant, r.ID).Scan(&one); err != nil {
+		return store.Record{}, false, fmt.Errorf("insert changed nothing, yet nothing collides: %w", err)
+	}
+	return store.Record{}, false, refuse(errors.New("a task with this id exists"))
 }
 
 // Get implements store.Store.
@@ -545,29 +551,33 @@ func (s *Store) Update(ctx context.Context, r store.Record, expectVersion uint64
 		err = fmt.Errorf("version %d does not follow %d", r.Version, expectVersion)
 	}
 	if err == nil {
-		err = s.with(func(st *state) error {
-			res, err := st.update.ExecContext(ctx, r.State, r.Kind, r.UpdateTime.UnixMilli(), toMS(r.DueTime),
-				int64(r.QueueSeq), int64(r.Version), blob(r.Body), blob(r.Secret), r.Tenant, r.ID, int64(expectVersion))
-			if err != nil {
-				return err
-			}
-			if n, err := res.RowsAffected(); err != nil || n == 1 {
-				return err
-			}
-			var one int
-			switch err := st.exists.QueryRowContext(ctx, r.Tenant, r.ID).Scan(&one); {
-			case errors.Is(err, sql.ErrNoRows):
-				return store.ErrNotFound
-			case err != nil:
-				return err
-			}
-			return store.ErrVersionConflict
-		})
+		err = s.submit(ctx, func(w *writer) error { return w.updateRecord(r, expectVersion) })
 	}
 	if err != nil {
 		return fmt.Errorf("update task %s/%s to version %d: %w", r.Tenant, r.ID, r.Version, err)
 	}
 	return nil
+}
+
+// updateRecord runs on the writer.
+func (w *writer) updateRecord(r store.Record, expectVersion uint64) error {
+	res, err := w.exec(w.update, r.State, r.Kind, r.UpdateTime.UnixMilli(), toMS(r.DueTime),
+		int64(r.QueueSeq), int64(r.Version), blob(r.Body), blob(r.Secret), r.Tenant, r.ID, int64(expectVersion))
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return err
+	}
+	// The update changed nothing.
+	var one int
+	switch err := w.exists.QueryRowContext(bg, r.Tenant, r.ID).Scan(&one); {
+	case errors.Is(err, sql.ErrNoRows):
+		return refuse(store.ErrNotFound)
+	case err != nil:
+		return err
+	}
+	return refuse(store.ErrVersionConflict)
 }
 
 // Due implements store.Store.
@@ -599,8 +609,8 @@ func (s *Store) DeleteEnded(ctx context.Context, t time.Time, limit int) (int, e
 		if limit < 1 {
 			return fmt.Errorf("limit %d is not positive", limit)
 		}
-		return s.with(func(st *state) error {
-			res, err := st.deleteEnded.ExecContext(ctx, t.UnixMilli(), limit)
+		return s.submit(ctx, func(w *writer) error {
+			res, err := w.exec(w.deleteEnded, t.UnixMilli(), limit)
 			if err != nil {
 				return err
 			}

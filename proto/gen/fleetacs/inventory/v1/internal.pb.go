@@ -161,8 +161,19 @@ type GetDeviceForSessionResponse struct {
 	// Newest fencing token recorded for the device. A worker whose lease token
 	// is older has already lost the device and ends the session at once.
 	LastFencingToken uint64 `protobuf:"varint,3,opt,name=last_fencing_token,json=lastFencingToken,proto3" json:"last_fencing_token,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Connection-request credentials an operator gave
+	// (InventoryService.SetConnectionRequestCredentials) that no session has
+	// set on the CPE yet; unset when none. The worker sets them.
+	PendingConnectionRequestCredentials *Credentials `protobuf:"bytes,4,opt,name=pending_connection_request_credentials,json=pendingConnectionRequestCredentials,proto3" json:"pending_connection_request_credentials,omitempty"`
+	// When the operator gave the pending credentials; a RecordSessionRequest
+	// that set them echoes it (connection_request_pending_time).
+	PendingConnectionRequestTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=pending_connection_request_time,json=pendingConnectionRequestTime,proto3" json:"pending_connection_request_time,omitempty"`
+	// When a CPE last refused to take connection-request credentials; unset
+	// when it never did, or an operator gave new ones since. Workers wait
+	// before they try again.
+	ConnectionRequestRefusedTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=connection_request_refused_time,json=connectionRequestRefusedTime,proto3" json:"connection_request_refused_time,omitempty"`
+	unknownFields                protoimpl.UnknownFields
+	sizeCache                    protoimpl.SizeCache
 }
 
 func (x *GetDeviceForSessionResponse) Reset() {
@@ -216,6 +227,27 @@ func (x *GetDeviceForSessionResponse) GetLastFencingToken() uint64 {
 	return 0
 }
 
+func (x *GetDeviceForSessionResponse) GetPendingConnectionRequestCredentials() *Credentials {
+	if x != nil {
+		return x.PendingConnectionRequestCredentials
+	}
+	return nil
+}
+
+func (x *GetDeviceForSessionResponse) GetPendingConnectionRequestTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PendingConnectionRequestTime
+	}
+	return nil
+}
+
+func (x *GetDeviceForSessionResponse) GetConnectionRequestRefusedTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ConnectionRequestRefusedTime
+	}
+	return nil
+}
+
 // RecordSessionRequest is the diff one session learned about a device.
 // Removals apply before parameters, so a path removed and created again in
 // one session (an instance number reused) ends up present.
@@ -264,8 +296,17 @@ type RecordSessionRequest struct {
 	// looked live (DeviceLease.superseded_session_id was set). Counted once per
 	// session_id in Device.session_takeover_count.
 	SessionTakeover bool `protobuf:"varint,14,opt,name=session_takeover,json=sessionTakeover,proto3" json:"session_takeover,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Set with connection_request_credentials when they are the operator's
+	// pending ones (GetDeviceForSessionResponse.pending_connection_request_time):
+	// the inventory stops holding them as pending, unless an operator gave
+	// others since. Setting connection_request_credentials also clears
+	// connection_request_refused_time.
+	ConnectionRequestPendingTime *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=connection_request_pending_time,json=connectionRequestPendingTime,proto3" json:"connection_request_pending_time,omitempty"`
+	// Set when the CPE refused the connection-request credentials the session
+	// tried to set (a SetParameterValues fault).
+	ConnectionRequestRefusedTime *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=connection_request_refused_time,json=connectionRequestRefusedTime,proto3" json:"connection_request_refused_time,omitempty"`
+	unknownFields                protoimpl.UnknownFields
+	sizeCache                    protoimpl.SizeCache
 }
 
 func (x *RecordSessionRequest) Reset() {
@@ -394,6 +435,20 @@ func (x *RecordSessionRequest) GetSessionTakeover() bool {
 		return x.SessionTakeover
 	}
 	return false
+}
+
+func (x *RecordSessionRequest) GetConnectionRequestPendingTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ConnectionRequestPendingTime
+	}
+	return nil
+}
+
+func (x *RecordSessionRequest) GetConnectionRequestRefusedTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ConnectionRequestRefusedTime
+	}
+	return nil
 }
 
 // InformRecord is what the inventory keeps of an Inform.
@@ -1215,11 +1270,14 @@ const file_fleetacs_inventory_v1_internal_proto_rawDesc = "" +
 	"device_key\x18\x02 \x01(\tR\tdeviceKey\x12H\n" +
 	"\n" +
 	"parameters\x18\x03 \x01(\v2(.fleetacs.inventory.v1.ParameterSelectorR\n" +
-	"parameters\"\xec\x01\n" +
+	"parameters\"\xab\x04\n" +
 	"\x1bGetDeviceForSessionResponse\x125\n" +
 	"\x06device\x18\x01 \x01(\v2\x1d.fleetacs.inventory.v1.DeviceR\x06device\x12h\n" +
 	"\x1econnection_request_credentials\x18\x02 \x01(\v2\".fleetacs.inventory.v1.CredentialsR\x1cconnectionRequestCredentials\x12,\n" +
-	"\x12last_fencing_token\x18\x03 \x01(\x04R\x10lastFencingToken\"\x9d\x06\n" +
+	"\x12last_fencing_token\x18\x03 \x01(\x04R\x10lastFencingToken\x12w\n" +
+	"&pending_connection_request_credentials\x18\x04 \x01(\v2\".fleetacs.inventory.v1.CredentialsR#pendingConnectionRequestCredentials\x12a\n" +
+	"\x1fpending_connection_request_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x1cpendingConnectionRequestTime\x12a\n" +
+	"\x1fconnection_request_refused_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x1cconnectionRequestRefusedTime\"\xe3\a\n" +
 	"\x14RecordSessionRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1d\n" +
 	"\n" +
@@ -1239,7 +1297,9 @@ const file_fleetacs_inventory_v1_internal_proto_rawDesc = "" +
 	"\x1econnection_request_credentials\x18\v \x01(\v2\".fleetacs.inventory.v1.CredentialsR\x1cconnectionRequestCredentials\x12K\n" +
 	"\x0fcpe_credentials\x18\f \x01(\v2\".fleetacs.inventory.v1.CredentialsR\x0ecpeCredentials\x12J\n" +
 	"\x13full_discovery_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x11fullDiscoveryTime\x12)\n" +
-	"\x10session_takeover\x18\x0e \x01(\bR\x0fsessionTakeover\"\xb8\x01\n" +
+	"\x10session_takeover\x18\x0e \x01(\bR\x0fsessionTakeover\x12a\n" +
+	"\x1fconnection_request_pending_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x1cconnectionRequestPendingTime\x12a\n" +
+	"\x1fconnection_request_refused_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\x1cconnectionRequestRefusedTime\"\xb8\x01\n" +
 	"\fInformRecord\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12:\n" +
 	"\x06events\x18\x02 \x03(\v2\".fleetacs.inventory.v1.InformEventR\x06events\x12\x1b\n" +
@@ -1354,41 +1414,46 @@ var file_fleetacs_inventory_v1_internal_proto_depIdxs = []int32{
 	16, // 0: fleetacs.inventory.v1.GetDeviceForSessionRequest.parameters:type_name -> fleetacs.inventory.v1.ParameterSelector
 	17, // 1: fleetacs.inventory.v1.GetDeviceForSessionResponse.device:type_name -> fleetacs.inventory.v1.Device
 	0,  // 2: fleetacs.inventory.v1.GetDeviceForSessionResponse.connection_request_credentials:type_name -> fleetacs.inventory.v1.Credentials
-	18, // 3: fleetacs.inventory.v1.RecordSessionRequest.observe_time:type_name -> google.protobuf.Timestamp
-	19, // 4: fleetacs.inventory.v1.RecordSessionRequest.device_id:type_name -> fleetacs.inventory.v1.DeviceId
-	4,  // 5: fleetacs.inventory.v1.RecordSessionRequest.inform:type_name -> fleetacs.inventory.v1.InformRecord
-	5,  // 6: fleetacs.inventory.v1.RecordSessionRequest.fields:type_name -> fleetacs.inventory.v1.DeviceFields
-	20, // 7: fleetacs.inventory.v1.RecordSessionRequest.parameters:type_name -> fleetacs.inventory.v1.Parameter
-	0,  // 8: fleetacs.inventory.v1.RecordSessionRequest.connection_request_credentials:type_name -> fleetacs.inventory.v1.Credentials
-	0,  // 9: fleetacs.inventory.v1.RecordSessionRequest.cpe_credentials:type_name -> fleetacs.inventory.v1.Credentials
-	18, // 10: fleetacs.inventory.v1.RecordSessionRequest.full_discovery_time:type_name -> google.protobuf.Timestamp
-	18, // 11: fleetacs.inventory.v1.InformRecord.time:type_name -> google.protobuf.Timestamp
-	21, // 12: fleetacs.inventory.v1.InformRecord.events:type_name -> fleetacs.inventory.v1.InformEvent
-	0,  // 13: fleetacs.inventory.v1.GetCpeCredentialsResponse.credentials:type_name -> fleetacs.inventory.v1.Credentials
-	18, // 14: fleetacs.inventory.v1.GetCpeCredentialsResponse.registered_time:type_name -> google.protobuf.Timestamp
-	22, // 15: fleetacs.inventory.v1.GetConnectionRequestTargetResponse.connection_request:type_name -> fleetacs.inventory.v1.ConnectionRequest
-	0,  // 16: fleetacs.inventory.v1.GetConnectionRequestTargetResponse.credentials:type_name -> fleetacs.inventory.v1.Credentials
-	18, // 17: fleetacs.inventory.v1.GetConnectionRequestTargetResponse.last_inform_time:type_name -> google.protobuf.Timestamp
-	18, // 18: fleetacs.inventory.v1.DiscoveryProfile.update_time:type_name -> google.protobuf.Timestamp
-	11, // 19: fleetacs.inventory.v1.GetDiscoveryProfileResponse.profile:type_name -> fleetacs.inventory.v1.DiscoveryProfile
-	11, // 20: fleetacs.inventory.v1.RecordDiscoveryResponse.profile:type_name -> fleetacs.inventory.v1.DiscoveryProfile
-	1,  // 21: fleetacs.inventory.v1.InventoryInternalService.GetDeviceForSession:input_type -> fleetacs.inventory.v1.GetDeviceForSessionRequest
-	3,  // 22: fleetacs.inventory.v1.InventoryInternalService.RecordSession:input_type -> fleetacs.inventory.v1.RecordSessionRequest
-	7,  // 23: fleetacs.inventory.v1.InventoryInternalService.GetCpeCredentials:input_type -> fleetacs.inventory.v1.GetCpeCredentialsRequest
-	9,  // 24: fleetacs.inventory.v1.InventoryInternalService.GetConnectionRequestTarget:input_type -> fleetacs.inventory.v1.GetConnectionRequestTargetRequest
-	12, // 25: fleetacs.inventory.v1.InventoryInternalService.GetDiscoveryProfile:input_type -> fleetacs.inventory.v1.GetDiscoveryProfileRequest
-	14, // 26: fleetacs.inventory.v1.InventoryInternalService.RecordDiscovery:input_type -> fleetacs.inventory.v1.RecordDiscoveryRequest
-	2,  // 27: fleetacs.inventory.v1.InventoryInternalService.GetDeviceForSession:output_type -> fleetacs.inventory.v1.GetDeviceForSessionResponse
-	6,  // 28: fleetacs.inventory.v1.InventoryInternalService.RecordSession:output_type -> fleetacs.inventory.v1.RecordSessionResponse
-	8,  // 29: fleetacs.inventory.v1.InventoryInternalService.GetCpeCredentials:output_type -> fleetacs.inventory.v1.GetCpeCredentialsResponse
-	10, // 30: fleetacs.inventory.v1.InventoryInternalService.GetConnectionRequestTarget:output_type -> fleetacs.inventory.v1.GetConnectionRequestTargetResponse
-	13, // 31: fleetacs.inventory.v1.InventoryInternalService.GetDiscoveryProfile:output_type -> fleetacs.inventory.v1.GetDiscoveryProfileResponse
-	15, // 32: fleetacs.inventory.v1.InventoryInternalService.RecordDiscovery:output_type -> fleetacs.inventory.v1.RecordDiscoveryResponse
-	27, // [27:33] is the sub-list for method output_type
-	21, // [21:27] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	0,  // 3: fleetacs.inventory.v1.GetDeviceForSessionResponse.pending_connection_request_credentials:type_name -> fleetacs.inventory.v1.Credentials
+	18, // 4: fleetacs.inventory.v1.GetDeviceForSessionResponse.pending_connection_request_time:type_name -> google.protobuf.Timestamp
+	18, // 5: fleetacs.inventory.v1.GetDeviceForSessionResponse.connection_request_refused_time:type_name -> google.protobuf.Timestamp
+	18, // 6: fleetacs.inventory.v1.RecordSessionRequest.observe_time:type_name -> google.protobuf.Timestamp
+	19, // 7: fleetacs.inventory.v1.RecordSessionRequest.device_id:type_name -> fleetacs.inventory.v1.DeviceId
+	4,  // 8: fleetacs.inventory.v1.RecordSessionRequest.inform:type_name -> fleetacs.inventory.v1.InformRecord
+	5,  // 9: fleetacs.inventory.v1.RecordSessionRequest.fields:type_name -> fleetacs.inventory.v1.DeviceFields
+	20, // 10: fleetacs.inventory.v1.RecordSessionRequest.parameters:type_name -> fleetacs.inventory.v1.Parameter
+	0,  // 11: fleetacs.inventory.v1.RecordSessionRequest.connection_request_credentials:type_name -> fleetacs.inventory.v1.Credentials
+	0,  // 12: fleetacs.inventory.v1.RecordSessionRequest.cpe_credentials:type_name -> fleetacs.inventory.v1.Credentials
+	18, // 13: fleetacs.inventory.v1.RecordSessionRequest.full_discovery_time:type_name -> google.protobuf.Timestamp
+	18, // 14: fleetacs.inventory.v1.RecordSessionRequest.connection_request_pending_time:type_name -> google.protobuf.Timestamp
+	18, // 15: fleetacs.inventory.v1.RecordSessionRequest.connection_request_refused_time:type_name -> google.protobuf.Timestamp
+	18, // 16: fleetacs.inventory.v1.InformRecord.time:type_name -> google.protobuf.Timestamp
+	21, // 17: fleetacs.inventory.v1.InformRecord.events:type_name -> fleetacs.inventory.v1.InformEvent
+	0,  // 18: fleetacs.inventory.v1.GetCpeCredentialsResponse.credentials:type_name -> fleetacs.inventory.v1.Credentials
+	18, // 19: fleetacs.inventory.v1.GetCpeCredentialsResponse.registered_time:type_name -> google.protobuf.Timestamp
+	22, // 20: fleetacs.inventory.v1.GetConnectionRequestTargetResponse.connection_request:type_name -> fleetacs.inventory.v1.ConnectionRequest
+	0,  // 21: fleetacs.inventory.v1.GetConnectionRequestTargetResponse.credentials:type_name -> fleetacs.inventory.v1.Credentials
+	18, // 22: fleetacs.inventory.v1.GetConnectionRequestTargetResponse.last_inform_time:type_name -> google.protobuf.Timestamp
+	18, // 23: fleetacs.inventory.v1.DiscoveryProfile.update_time:type_name -> google.protobuf.Timestamp
+	11, // 24: fleetacs.inventory.v1.GetDiscoveryProfileResponse.profile:type_name -> fleetacs.inventory.v1.DiscoveryProfile
+	11, // 25: fleetacs.inventory.v1.RecordDiscoveryResponse.profile:type_name -> fleetacs.inventory.v1.DiscoveryProfile
+	1,  // 26: fleetacs.inventory.v1.InventoryInternalService.GetDeviceForSession:input_type -> fleetacs.inventory.v1.GetDeviceForSessionRequest
+	3,  // 27: fleetacs.inventory.v1.InventoryInternalService.RecordSession:input_type -> fleetacs.inventory.v1.RecordSessionRequest
+	7,  // 28: fleetacs.inventory.v1.InventoryInternalService.GetCpeCredentials:input_type -> fleetacs.inventory.v1.GetCpeCredentialsRequest
+	9,  // 29: fleetacs.inventory.v1.InventoryInternalService.GetConnectionRequestTarget:input_type -> fleetacs.inventory.v1.GetConnectionRequestTargetRequest
+	12, // 30: fleetacs.inventory.v1.InventoryInternalService.GetDiscoveryProfile:input_type -> fleetacs.inventory.v1.GetDiscoveryProfileRequest
+	14, // 31: fleetacs.inventory.v1.InventoryInternalService.RecordDiscovery:input_type -> fleetacs.inventory.v1.RecordDiscoveryRequest
+	2,  // 32: fleetacs.inventory.v1.InventoryInternalService.GetDeviceForSession:output_type -> fleetacs.inventory.v1.GetDeviceForSessionResponse
+	6,  // 33: fleetacs.inventory.v1.InventoryInternalService.RecordSession:output_type -> fleetacs.inventory.v1.RecordSessionResponse
+	8,  // 34: fleetacs.inventory.v1.InventoryInternalService.GetCpeCredentials:output_type -> fleetacs.inventory.v1.GetCpeCredentialsResponse
+	10, // 35: fleetacs.inventory.v1.InventoryInternalService.GetConnectionRequestTarget:output_type -> fleetacs.inventory.v1.GetConnectionRequestTargetResponse
+	13, // 36: fleetacs.inventory.v1.InventoryInternalService.GetDiscoveryProfile:output_type -> fleetacs.inventory.v1.GetDiscoveryProfileResponse
+	15, // 37: fleetacs.inventory.v1.InventoryInternalService.RecordDiscovery:output_type -> fleetacs.inventory.v1.RecordDiscoveryResponse
+	32, // [32:38] is the sub-list for method output_type
+	26, // [26:32] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_fleetacs_inventory_v1_internal_proto_init() }

@@ -979,6 +979,126 @@ func (*SetCpeCredentialsResponse) Descriptor() ([]byte, []int) {
 	return file_fleetacs_inventory_v1_inventory_proto_rawDescGZIP(), []int{13}
 }
 
+// SetConnectionRequestCredentialsRequest names a device and the
+// connection-request credentials FleetACS is to wake it with.
+type SetConnectionRequestCredentialsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant of the device; see InventoryService for the empty value.
+	Tenant string `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Device key (Device.id).
+	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// ConnectionRequestUsername: 1 to 256 characters.
+	Username string `protobuf:"bytes,3,opt,name=username,proto3" json:"username,omitempty"`
+	// ConnectionRequestPassword: 1 to 256 characters.
+	Password string `protobuf:"bytes,4,opt,name=password,proto3" json:"password,omitempty"`
+	// The CPE has these credentials already: store them, set nothing.
+	AlreadySet    bool `protobuf:"varint,5,opt,name=already_set,json=alreadySet,proto3" json:"already_set,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetConnectionRequestCredentialsRequest) Reset() {
+	*x = SetConnectionRequestCredentialsRequest{}
+	mi := &file_fleetacs_inventory_v1_inventory_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetConnectionRequestCredentialsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetConnectionRequestCredentialsRequest) ProtoMessage() {}
+
+func (x *SetConnectionRequestCredentialsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_inventory_v1_inventory_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetConnectionRequestCredentialsRequest.ProtoReflect.Descriptor instead.
+func (*SetConnectionRequestCredentialsRequest) Descriptor() ([]byte, []int) {
+	return file_fleetacs_inventory_v1_inventory_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SetConnectionRequestCredentialsRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *SetConnectionRequestCredentialsRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SetConnectionRequestCredentialsRequest) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *SetConnectionRequestCredentialsRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+func (x *SetConnectionRequestCredentialsRequest) GetAlreadySet() bool {
+	if x != nil {
+		return x.AlreadySet
+	}
+	return false
+}
+
+// SetConnectionRequestCredentialsResponse is empty on success.
+type SetConnectionRequestCredentialsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetConnectionRequestCredentialsResponse) Reset() {
+	*x = SetConnectionRequestCredentialsResponse{}
+	mi := &file_fleetacs_inventory_v1_inventory_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetConnectionRequestCredentialsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetConnectionRequestCredentialsResponse) ProtoMessage() {}
+
+func (x *SetConnectionRequestCredentialsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_inventory_v1_inventory_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetConnectionRequestCredentialsResponse.ProtoReflect.Descriptor instead.
+func (*SetConnectionRequestCredentialsResponse) Descriptor() ([]byte, []int) {
+	return file_fleetacs_inventory_v1_inventory_proto_rawDescGZIP(), []int{15}
+}
+
 var File_fleetacs_inventory_v1_inventory_proto protoreflect.FileDescriptor
 
 const file_fleetacs_inventory_v1_inventory_proto_rawDesc = "" +
@@ -1042,7 +1162,15 @@ const file_fleetacs_inventory_v1_inventory_proto_rawDesc = "" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1a\n" +
 	"\busername\x18\x03 \x01(\tR\busername\x12\x1a\n" +
 	"\bpassword\x18\x04 \x01(\tR\bpassword\"\x1b\n" +
-	"\x19SetCpeCredentialsResponse*\x84\x02\n" +
+	"\x19SetCpeCredentialsResponse\"\xa9\x01\n" +
+	"&SetConnectionRequestCredentialsRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1a\n" +
+	"\busername\x18\x03 \x01(\tR\busername\x12\x1a\n" +
+	"\bpassword\x18\x04 \x01(\tR\bpassword\x12\x1f\n" +
+	"\valready_set\x18\x05 \x01(\bR\n" +
+	"alreadySet\")\n" +
+	"'SetConnectionRequestCredentialsResponse*\x84\x02\n" +
 	"\x11ConditionOperator\x12\"\n" +
 	"\x1eCONDITION_OPERATOR_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15CONDITION_OPERATOR_EQ\x10\x01\x12\x19\n" +
@@ -1051,7 +1179,7 @@ const file_fleetacs_inventory_v1_inventory_proto_rawDesc = "" +
 	"\x15CONDITION_OPERATOR_GT\x10\x04\x12\x1d\n" +
 	"\x19CONDITION_OPERATOR_EXISTS\x10\x05\x12!\n" +
 	"\x1dCONDITION_OPERATOR_NOT_EXISTS\x10\x06\x12\x1d\n" +
-	"\x19CONDITION_OPERATOR_PREFIX\x10\a2\x9a\x05\n" +
+	"\x19CONDITION_OPERATOR_PREFIX\x10\a2\xc3\x06\n" +
 	"\x10InventoryService\x12d\n" +
 	"\tGetDevice\x12'.fleetacs.inventory.v1.GetDeviceRequest\x1a(.fleetacs.inventory.v1.GetDeviceResponse\"\x04\xc8\xf3\x18\x01\x12j\n" +
 	"\vListDevices\x12).fleetacs.inventory.v1.ListDevicesRequest\x1a*.fleetacs.inventory.v1.ListDevicesResponse\"\x04\xc8\xf3\x18\x01\x12^\n" +
@@ -1059,7 +1187,8 @@ const file_fleetacs_inventory_v1_inventory_proto_rawDesc = "" +
 	"\n" +
 	"RemoveTags\x12(.fleetacs.inventory.v1.RemoveTagsRequest\x1a).fleetacs.inventory.v1.RemoveTagsResponse\"\x04\xc8\xf3\x18\x02\x12m\n" +
 	"\fDeleteDevice\x12*.fleetacs.inventory.v1.DeleteDeviceRequest\x1a+.fleetacs.inventory.v1.DeleteDeviceResponse\"\x04\xc8\xf3\x18\x03\x12|\n" +
-	"\x11SetCpeCredentials\x12/.fleetacs.inventory.v1.SetCpeCredentialsRequest\x1a0.fleetacs.inventory.v1.SetCpeCredentialsResponse\"\x04\xc8\xf3\x18\x03BJZHgithub.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1;inventoryv1b\x06proto3"
+	"\x11SetCpeCredentials\x12/.fleetacs.inventory.v1.SetCpeCredentialsRequest\x1a0.fleetacs.inventory.v1.SetCpeCredentialsResponse\"\x04\xc8\xf3\x18\x03\x12\xa6\x01\n" +
+	"\x1fSetConnectionRequestCredentials\x12=.fleetacs.inventory.v1.SetConnectionRequestCredentialsRequest\x1a>.fleetacs.inventory.v1.SetConnectionRequestCredentialsResponse\"\x04\xc8\xf3\x18\x03BJZHgithub.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1;inventoryv1b\x06proto3"
 
 var (
 	file_fleetacs_inventory_v1_inventory_proto_rawDescOnce sync.Once
@@ -1074,51 +1203,55 @@ func file_fleetacs_inventory_v1_inventory_proto_rawDescGZIP() []byte {
 }
 
 var file_fleetacs_inventory_v1_inventory_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fleetacs_inventory_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_fleetacs_inventory_v1_inventory_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_fleetacs_inventory_v1_inventory_proto_goTypes = []any{
-	(ConditionOperator)(0),            // 0: fleetacs.inventory.v1.ConditionOperator
-	(*GetDeviceRequest)(nil),          // 1: fleetacs.inventory.v1.GetDeviceRequest
-	(*GetDeviceResponse)(nil),         // 2: fleetacs.inventory.v1.GetDeviceResponse
-	(*ListDevicesRequest)(nil),        // 3: fleetacs.inventory.v1.ListDevicesRequest
-	(*DeviceFilter)(nil),              // 4: fleetacs.inventory.v1.DeviceFilter
-	(*ParameterCondition)(nil),        // 5: fleetacs.inventory.v1.ParameterCondition
-	(*ListDevicesResponse)(nil),       // 6: fleetacs.inventory.v1.ListDevicesResponse
-	(*AddTagsRequest)(nil),            // 7: fleetacs.inventory.v1.AddTagsRequest
-	(*AddTagsResponse)(nil),           // 8: fleetacs.inventory.v1.AddTagsResponse
-	(*RemoveTagsRequest)(nil),         // 9: fleetacs.inventory.v1.RemoveTagsRequest
-	(*RemoveTagsResponse)(nil),        // 10: fleetacs.inventory.v1.RemoveTagsResponse
-	(*DeleteDeviceRequest)(nil),       // 11: fleetacs.inventory.v1.DeleteDeviceRequest
-	(*DeleteDeviceResponse)(nil),      // 12: fleetacs.inventory.v1.DeleteDeviceResponse
-	(*SetCpeCredentialsRequest)(nil),  // 13: fleetacs.inventory.v1.SetCpeCredentialsRequest
-	(*SetCpeCredentialsResponse)(nil), // 14: fleetacs.inventory.v1.SetCpeCredentialsResponse
-	(*ParameterSelector)(nil),         // 15: fleetacs.inventory.v1.ParameterSelector
-	(*Device)(nil),                    // 16: fleetacs.inventory.v1.Device
-	(*timestamppb.Timestamp)(nil),     // 17: google.protobuf.Timestamp
+	(ConditionOperator)(0),                          // 0: fleetacs.inventory.v1.ConditionOperator
+	(*GetDeviceRequest)(nil),                        // 1: fleetacs.inventory.v1.GetDeviceRequest
+	(*GetDeviceResponse)(nil),                       // 2: fleetacs.inventory.v1.GetDeviceResponse
+	(*ListDevicesRequest)(nil),                      // 3: fleetacs.inventory.v1.ListDevicesRequest
+	(*DeviceFilter)(nil),                            // 4: fleetacs.inventory.v1.DeviceFilter
+	(*ParameterCondition)(nil),                      // 5: fleetacs.inventory.v1.ParameterCondition
+	(*ListDevicesResponse)(nil),                     // 6: fleetacs.inventory.v1.ListDevicesResponse
+	(*AddTagsRequest)(nil),                          // 7: fleetacs.inventory.v1.AddTagsRequest
+	(*AddTagsResponse)(nil),                         // 8: fleetacs.inventory.v1.AddTagsResponse
+	(*RemoveTagsRequest)(nil),                       // 9: fleetacs.inventory.v1.RemoveTagsRequest
+	(*RemoveTagsResponse)(nil),                      // 10: fleetacs.inventory.v1.RemoveTagsResponse
+	(*DeleteDeviceRequest)(nil),                     // 11: fleetacs.inventory.v1.DeleteDeviceRequest
+	(*DeleteDeviceResponse)(nil),                    // 12: fleetacs.inventory.v1.DeleteDeviceResponse
+	(*SetCpeCredentialsRequest)(nil),                // 13: fleetacs.inventory.v1.SetCpeCredentialsRequest
+	(*SetCpeCredentialsResponse)(nil),               // 14: fleetacs.inventory.v1.SetCpeCredentialsResponse
+	(*SetConnectionRequestCredentialsRequest)(nil),  // 15: fleetacs.inventory.v1.SetConnectionRequestCredentialsRequest
+	(*SetConnectionRequestCredentialsResponse)(nil), // 16: fleetacs.inventory.v1.SetConnectionRequestCredentialsResponse
+	(*ParameterSelector)(nil),                       // 17: fleetacs.inventory.v1.ParameterSelector
+	(*Device)(nil),                                  // 18: fleetacs.inventory.v1.Device
+	(*timestamppb.Timestamp)(nil),                   // 19: google.protobuf.Timestamp
 }
 var file_fleetacs_inventory_v1_inventory_proto_depIdxs = []int32{
-	15, // 0: fleetacs.inventory.v1.GetDeviceRequest.parameters:type_name -> fleetacs.inventory.v1.ParameterSelector
-	16, // 1: fleetacs.inventory.v1.GetDeviceResponse.device:type_name -> fleetacs.inventory.v1.Device
+	17, // 0: fleetacs.inventory.v1.GetDeviceRequest.parameters:type_name -> fleetacs.inventory.v1.ParameterSelector
+	18, // 1: fleetacs.inventory.v1.GetDeviceResponse.device:type_name -> fleetacs.inventory.v1.Device
 	4,  // 2: fleetacs.inventory.v1.ListDevicesRequest.filter:type_name -> fleetacs.inventory.v1.DeviceFilter
-	15, // 3: fleetacs.inventory.v1.ListDevicesRequest.parameters:type_name -> fleetacs.inventory.v1.ParameterSelector
-	17, // 4: fleetacs.inventory.v1.DeviceFilter.last_inform_after:type_name -> google.protobuf.Timestamp
-	17, // 5: fleetacs.inventory.v1.DeviceFilter.last_inform_before:type_name -> google.protobuf.Timestamp
+	17, // 3: fleetacs.inventory.v1.ListDevicesRequest.parameters:type_name -> fleetacs.inventory.v1.ParameterSelector
+	19, // 4: fleetacs.inventory.v1.DeviceFilter.last_inform_after:type_name -> google.protobuf.Timestamp
+	19, // 5: fleetacs.inventory.v1.DeviceFilter.last_inform_before:type_name -> google.protobuf.Timestamp
 	5,  // 6: fleetacs.inventory.v1.DeviceFilter.parameter_conditions:type_name -> fleetacs.inventory.v1.ParameterCondition
 	0,  // 7: fleetacs.inventory.v1.ParameterCondition.operator:type_name -> fleetacs.inventory.v1.ConditionOperator
-	16, // 8: fleetacs.inventory.v1.ListDevicesResponse.devices:type_name -> fleetacs.inventory.v1.Device
+	18, // 8: fleetacs.inventory.v1.ListDevicesResponse.devices:type_name -> fleetacs.inventory.v1.Device
 	1,  // 9: fleetacs.inventory.v1.InventoryService.GetDevice:input_type -> fleetacs.inventory.v1.GetDeviceRequest
 	3,  // 10: fleetacs.inventory.v1.InventoryService.ListDevices:input_type -> fleetacs.inventory.v1.ListDevicesRequest
 	7,  // 11: fleetacs.inventory.v1.InventoryService.AddTags:input_type -> fleetacs.inventory.v1.AddTagsRequest
 	9,  // 12: fleetacs.inventory.v1.InventoryService.RemoveTags:input_type -> fleetacs.inventory.v1.RemoveTagsRequest
 	11, // 13: fleetacs.inventory.v1.InventoryService.DeleteDevice:input_type -> fleetacs.inventory.v1.DeleteDeviceRequest
 	13, // 14: fleetacs.inventory.v1.InventoryService.SetCpeCredentials:input_type -> fleetacs.inventory.v1.SetCpeCredentialsRequest
-	2,  // 15: fleetacs.inventory.v1.InventoryService.GetDevice:output_type -> fleetacs.inventory.v1.GetDeviceResponse
-	6,  // 16: fleetacs.inventory.v1.InventoryService.ListDevices:output_type -> fleetacs.inventory.v1.ListDevicesResponse
-	8,  // 17: fleetacs.inventory.v1.InventoryService.AddTags:output_type -> fleetacs.inventory.v1.AddTagsResponse
-	10, // 18: fleetacs.inventory.v1.InventoryService.RemoveTags:output_type -> fleetacs.inventory.v1.RemoveTagsResponse
-	12, // 19: fleetacs.inventory.v1.InventoryService.DeleteDevice:output_type -> fleetacs.inventory.v1.DeleteDeviceResponse
-	14, // 20: fleetacs.inventory.v1.InventoryService.SetCpeCredentials:output_type -> fleetacs.inventory.v1.SetCpeCredentialsResponse
-	15, // [15:21] is the sub-list for method output_type
-	9,  // [9:15] is the sub-list for method input_type
+	15, // 15: fleetacs.inventory.v1.InventoryService.SetConnectionRequestCredentials:input_type -> fleetacs.inventory.v1.SetConnectionRequestCredentialsRequest
+	2,  // 16: fleetacs.inventory.v1.InventoryService.GetDevice:output_type -> fleetacs.inventory.v1.GetDeviceResponse
+	6,  // 17: fleetacs.inventory.v1.InventoryService.ListDevices:output_type -> fleetacs.inventory.v1.ListDevicesResponse
+	8,  // 18: fleetacs.inventory.v1.InventoryService.AddTags:output_type -> fleetacs.inventory.v1.AddTagsResponse
+	10, // 19: fleetacs.inventory.v1.InventoryService.RemoveTags:output_type -> fleetacs.inventory.v1.RemoveTagsResponse
+	12, // 20: fleetacs.inventory.v1.InventoryService.DeleteDevice:output_type -> fleetacs.inventory.v1.DeleteDeviceResponse
+	14, // 21: fleetacs.inventory.v1.InventoryService.SetCpeCredentials:output_type -> fleetacs.inventory.v1.SetCpeCredentialsResponse
+	16, // 22: fleetacs.inventory.v1.InventoryService.SetConnectionRequestCredentials:output_type -> fleetacs.inventory.v1.SetConnectionRequestCredentialsResponse
+	16, // [16:23] is the sub-list for method output_type
+	9,  // [9:16] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
 	9,  // [9:9] is the sub-list for extension extendee
 	0,  // [0:9] is the sub-list for field type_name
@@ -1136,7 +1269,7 @@ func file_fleetacs_inventory_v1_inventory_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fleetacs_inventory_v1_inventory_proto_rawDesc), len(file_fleetacs_inventory_v1_inventory_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

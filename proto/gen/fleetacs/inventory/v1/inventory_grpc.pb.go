@@ -19,12 +19,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	InventoryService_GetDevice_FullMethodName         = "/fleetacs.inventory.v1.InventoryService/GetDevice"
-	InventoryService_ListDevices_FullMethodName       = "/fleetacs.inventory.v1.InventoryService/ListDevices"
-	InventoryService_AddTags_FullMethodName           = "/fleetacs.inventory.v1.InventoryService/AddTags"
-	InventoryService_RemoveTags_FullMethodName        = "/fleetacs.inventory.v1.InventoryService/RemoveTags"
-	InventoryService_DeleteDevice_FullMethodName      = "/fleetacs.inventory.v1.InventoryService/DeleteDevice"
-	InventoryService_SetCpeCredentials_FullMethodName = "/fleetacs.inventory.v1.InventoryService/SetCpeCredentials"
+	InventoryService_GetDevice_FullMethodName                       = "/fleetacs.inventory.v1.InventoryService/GetDevice"
+	InventoryService_ListDevices_FullMethodName                     = "/fleetacs.inventory.v1.InventoryService/ListDevices"
+	InventoryService_AddTags_FullMethodName                         = "/fleetacs.inventory.v1.InventoryService/AddTags"
+	InventoryService_RemoveTags_FullMethodName                      = "/fleetacs.inventory.v1.InventoryService/RemoveTags"
+	InventoryService_DeleteDevice_FullMethodName                    = "/fleetacs.inventory.v1.InventoryService/DeleteDevice"
+	InventoryService_SetCpeCredentials_FullMethodName               = "/fleetacs.inventory.v1.InventoryService/SetCpeCredentials"
+	InventoryService_SetConnectionRequestCredentials_FullMethodName = "/fleetacs.inventory.v1.InventoryService/SetConnectionRequestCredentials"
 )
 
 // InventoryServiceClient is the client API for InventoryService service.
@@ -67,6 +68,19 @@ type InventoryServiceClient interface {
 	// Setting the CPE's own ManagementServer.Password to match is up to the
 	// operator (or a preset); until then the CPE cannot authenticate.
 	SetCpeCredentials(ctx context.Context, in *SetCpeCredentialsRequest, opts ...grpc.CallOption) (*SetCpeCredentialsResponse, error)
+	// SetConnectionRequestCredentials gives the connection-request credentials
+	// (ManagementServer.ConnectionRequestUsername and Password) FleetACS wakes
+	// the device with. By default the device's next session sets them on the
+	// CPE, and from then on they are Device.connection_request.username and
+	// the notifier's; until then the notifier uses the ones the CPE has. With
+	// already_set, the CPE has them already: they take effect at once and no
+	// session sets them. Either way, sessions never replace them with
+	// generated ones. Giving the credentials the device already has changes
+	// nothing. The password is write-only: no public method returns it, and
+	// the inventory keeps it encrypted. The device must exist (NOT_FOUND /
+	// DEVICE_NOT_FOUND otherwise); INVALID_ARGUMENT / INVALID_FIELD for an
+	// empty or too long user name or password.
+	SetConnectionRequestCredentials(ctx context.Context, in *SetConnectionRequestCredentialsRequest, opts ...grpc.CallOption) (*SetConnectionRequestCredentialsResponse, error)
 }
 
 type inventoryServiceClient struct {
@@ -137,6 +151,16 @@ func (c *inventoryServiceClient) SetCpeCredentials(ctx context.Context, in *SetC
 	return out, nil
 }
 
+func (c *inventoryServiceClient) SetConnectionRequestCredentials(ctx context.Context, in *SetConnectionRequestCredentialsRequest, opts ...grpc.CallOption) (*SetConnectionRequestCredentialsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetConnectionRequestCredentialsResponse)
+	err := c.cc.Invoke(ctx, InventoryService_SetConnectionRequestCredentials_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InventoryServiceServer is the server API for InventoryService service.
 // All implementations must embed UnimplementedInventoryServiceServer
 // for forward compatibility.
@@ -177,6 +201,19 @@ type InventoryServiceServer interface {
 	// Setting the CPE's own ManagementServer.Password to match is up to the
 	// operator (or a preset); until then the CPE cannot authenticate.
 	SetCpeCredentials(context.Context, *SetCpeCredentialsRequest) (*SetCpeCredentialsResponse, error)
+	// SetConnectionRequestCredentials gives the connection-request credentials
+	// (ManagementServer.ConnectionRequestUsername and Password) FleetACS wakes
+	// the device with. By default the device's next session sets them on the
+	// CPE, and from then on they are Device.connection_request.username and
+	// the notifier's; until then the notifier uses the ones the CPE has. With
+	// already_set, the CPE has them already: they take effect at once and no
+	// session sets them. Either way, sessions never replace them with
+	// generated ones. Giving the credentials the device already has changes
+	// nothing. The password is write-only: no public method returns it, and
+	// the inventory keeps it encrypted. The device must exist (NOT_FOUND /
+	// DEVICE_NOT_FOUND otherwise); INVALID_ARGUMENT / INVALID_FIELD for an
+	// empty or too long user name or password.
+	SetConnectionRequestCredentials(context.Context, *SetConnectionRequestCredentialsRequest) (*SetConnectionRequestCredentialsResponse, error)
 	mustEmbedUnimplementedInventoryServiceServer()
 }
 
@@ -204,6 +241,9 @@ func (UnimplementedInventoryServiceServer) DeleteDevice(context.Context, *Delete
 }
 func (UnimplementedInventoryServiceServer) SetCpeCredentials(context.Context, *SetCpeCredentialsRequest) (*SetCpeCredentialsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetCpeCredentials not implemented")
+}
+func (UnimplementedInventoryServiceServer) SetConnectionRequestCredentials(context.Context, *SetConnectionRequestCredentialsRequest) (*SetConnectionRequestCredentialsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetConnectionRequestCredentials not implemented")
 }
 func (UnimplementedInventoryServiceServer) mustEmbedUnimplementedInventoryServiceServer() {}
 func (UnimplementedInventoryServiceServer) testEmbeddedByValue()                          {}
@@ -334,6 +374,24 @@ func _InventoryService_SetCpeCredentials_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _InventoryService_SetConnectionRequestCredentials_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetConnectionRequestCredentialsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryServiceServer).SetConnectionRequestCredentials(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryService_SetConnectionRequestCredentials_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryServiceServer).SetConnectionRequestCredentials(ctx, req.(*SetConnectionRequestCredentialsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // InventoryService_ServiceDesc is the grpc.ServiceDesc for InventoryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -364,6 +422,10 @@ var InventoryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetCpeCredentials",
 			Handler:    _InventoryService_SetCpeCredentials_Handler,
+		},
+		{
+			MethodName: "SetConnectionRequestCredentials",
+			Handler:    _InventoryService_SetConnectionRequestCredentials_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,113 @@
+package notifier
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
+)
+
+// admission decides whether a wake request goes out now: it coalesces
+// requests for a device that has one in flight or was woken a moment ago,
+// spaces attempts on one device, and holds all of them to a global rate
+// (a token bucket). A CPE runs one session at a time and may rate-limit
+// connection requests itself (docs/protocol.md §8.1). Its state lives in
+// memory: each notifier replica coalesces what it sees.
+type admission struct {
+	mu        sync.Mutex
+	now       func() time.Time
+	coalesce  time.Duration
+	perDevice time.Duration
+	rate      float64
+	burst     float64
+	tokens    float64
+	refilled  time.Time
+	devices   map[deviceRef]*deviceState
+	swept     time.Time
+}
+
+type deviceRef struct{ tenant, device string }
+
+type deviceState struct {
+	inFlight    bool
+	lastAttempt time.Time
+	lastSent    time.Time
+}
+
+func newAdmission(now func() time.Time, coalesce, perDevice time.Duration, rate float64, burst int) *admission {
+	b := float64(max(burst, 1))
+	return &admission{now: now, coalesce: coalesce, perDevice: perDevice, rate: rate, burst: b, tokens: b, devices: map[deviceRef]*deviceState{}}
+}
+
+// admit returns 0 when the request may go out (the device is then in
+// flight until done), else the status that answers it.
+func (a *admission) admit(d deviceRef) (tasksv1.WakeStatus, string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.now()
+	a.sweep(now)
+	st := a.devices[d]
+	if st != nil {
+		switch {
+		case st.inFlight:
+			return tasksv1.WakeStatus_WAKE_STATUS_COALESCED, "a connection request to the device is in flight"
+		case !st.lastSent.IsZero() && now.Sub(st.lastSent) < a.coalesce:
+			return tasksv1.WakeStatus_WAKE_STATUS_COALESCED, fmt.Sprintf("a connection request was sent %s ago", now.Sub(st.lastSent).Round(time.Millisecond))
+		case !st.lastAttempt.IsZero() && now.Sub(st.lastAttempt) < a.perDevice:
+			return tasksv1.WakeStatus_WAKE_STATUS_RATE_LIMITED, "the device was tried less than -notifier.per-device-interval ago"
+		}
+	}
+	if a.rate > 0 {
+		if !a.refilled.IsZero() {
+			a.tokens = min(a.burst, a.tokens+now.Sub(a.refilled).Seconds()*a.rate)
+		}
+		a.refilled = now
+		if a.tokens < 1 {
+			return tasksv1.WakeStatus_WAKE_STATUS_RATE_LIMITED, "over -notifier.rate"
+		}
+		a.tokens--
+	}
+	if st == nil {
+		st = &deviceState{}
+		a.devices[d] = st
+	}
+	st.inFlight = true
+	st.lastAttempt = now
+	return 0, ""
+}
+
+// done ends an admitted request.
+func (a *admission) done(d deviceRef, sent bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := a.devices[d]
+	if st == nil {
+		return
+	}
+	st.inFlight = false
+	if sent {
+		st.lastSent = a.now()
+	}
+}
+
+// sweep forgets devices whose windows have passed, at most once per
+// window, so the map holds only what was woken recently.
+func (a *admission) sweep(now time.Time) {
+	window := max(a.coalesce, a.perDevice, time.Second)
+	if now.Sub(a.swept) < window {
+		return
+	}
+	a.swept = now
+	for k, st := range a.devices {
+		if !st.inFlight && now.Sub(st.lastAttempt) >= window && now.Sub(st.lastSent) >= window {
+			delete(a.devices, k)
+		}
+	}
+}
+
+func (a *admission) size() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.devices)
+}

@@ -1,0 +1,83 @@
+package notifier
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
+)
+
+func TestAdmissionCoalescesAndLimits(t *testing.T) {
+	clk := newClock()
+	a := newAdmission(clk.Now, 30*time.Second, 5*time.Second, 2, 2)
+	d1, d2, d3 := deviceRef{"t", "d1"}, deviceRef{"t", "d2"}, deviceRef{"t", "d3"}
+	want := func(d deviceRef, st tasksv1.WakeStatus) {
+		t.Helper()
+		if got, detail := a.admit(d); got != st {
+			t.Fatalf("%v: %v (%s), want %v", d, got, detail, st)
+		}
+	}
+	want(d1, 0)
+	want(d1, tasksv1.WakeStatus_WAKE_STATUS_COALESCED) // in flight
+	a.done(d1, true)
+	clk.Add(29 * time.Second)
+	want(d1, tasksv1.WakeStatus_WAKE_STATUS_COALESCED) // sent 29s ago
+	clk.Add(time.Second)
+	want(d1, 0) // window over
+	a.done(d1, false)
+	clk.Add(4 * time.Second)
+	want(d1, tasksv1.WakeStatus_WAKE_STATUS_RATE_LIMITED) // failed 4s ago: per-device interval
+	clk.Add(time.Second)
+	// Global bucket: 2 tokens, 2 per second; d1 took the last one 5s ago,
+	// so it is full again.
+	want(d1, 0)
+	want(d2, 0)
+	want(d3, tasksv1.WakeStatus_WAKE_STATUS_RATE_LIMITED) // bucket empty
+	clk.Add(500 * time.Millisecond)
+	want(d3, 0) // one token back
+	a.done(d1, false)
+	a.done(d2, false)
+	a.done(d3, false)
+	clk.Add(time.Minute)
+	want(deviceRef{"t", "d4"}, 0) // sweeps
+	if n := a.size(); n != 1 {
+		t.Fatalf("%d devices remembered after their windows, want 1", n)
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	var c Config
+	c.RegisterFlags(newFlagSet())
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.AllowLoopback || strings.Contains(c.AllowedNetworks, "127.") {
+		t.Fatalf("loopback allowed by default: %q", c.AllowedNetworks)
+	}
+	bad := c
+	bad.AllowedNetworks = "10.0.0.0/8,not-a-cidr"
+	if bad.Validate() == nil {
+		t.Fatal("a bad CIDR passed")
+	}
+	bad = c
+	bad.AllowedNetworks = ""
+	if bad.Validate() == nil {
+		t.Fatal("no networks passed")
+	}
+}
+
+func TestUDPRefusedAddress(t *testing.T) {
+	cfg := testConfig()
+	cfg.AllowLoopback = false
+	targets := &fakeTargets{}
+	targets.set("d", Target{UDPAddress: "localhost:7547", Username: "u", Password: "p", HasCredentials: true})
+	targets.set("m", Target{UDPAddress: "169.254.169.254", Username: "u", Password: "p", HasCredentials: true})
+	s := newService(t, cfg, Deps{Targets: targets})
+	for _, d := range []string{"d", "m"} {
+		if r := s.wake(context.Background(), &tasksv1.WakeRequest{Tenant: "t", DeviceId: d}); r.status != tasksv1.WakeStatus_WAKE_STATUS_ADDRESS_REFUSED || r.transport != "udp" {
+			t.Fatalf("%s: %v %s %q", d, r.status, r.transport, r.detail)
+		}
+	}
+}

@@ -1,0 +1,142 @@
+package notifier
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/fleetacs/fleetacs/pkg/natsbus"
+	"github.com/fleetacs/fleetacs/pkg/testenv"
+	eventsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/events/v1"
+	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
+)
+
+var testStreams = natsbus.StreamOptions{Replicas: 1, MaxTasksPerDevice: 100, EventsMaxAge: time.Hour, EventsMaxBytes: 64 << 20, WakeMaxAge: time.Minute}
+
+// TestConsumerEndToEnd runs the service on a real JetStream server: wake
+// requests published as the tasks service does come out as
+// connection_request events with the request's trace context, and the
+// requests are acked.
+func TestConsumerEndToEnd(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nc, js, err := natsbus.Connect(ctx, testenv.NATS(t), t.Name(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	u := testenv.UniqueName(t)
+	names := natsbus.New(u, strings.ToUpper(u)+"_")
+	if err := natsbus.EnsureStreams(ctx, js, names, testStreams); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, s := range []string{names.TasksStream(), names.WakeStream(), names.EventsStream()} {
+			_ = js.DeleteStream(context.Background(), s)
+		}
+	})
+
+	cpe := startCPE(t, &digestCPE{user: "u1", pass: "p1", algorithm: "MD5", qop: true})
+	targets := &fakeTargets{}
+	targets.set("dev-ok", Target{URL: cpe.url, Username: "u1", Password: "p1", HasCredentials: true})
+	targets.set("dev-nocreds", Target{URL: cpe.url})
+	prop := propagation.TraceContext{}
+	s := newService(t, testConfig(), Deps{Targets: targets, JetStream: js, Names: names, Propagator: prop})
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	if err := s.Start(runCtx); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- s.Run(runCtx) }()
+
+	tid, _ := trace.TraceIDFromHex("0102030405060708090a0b0c0d0e0f10")
+	sid, _ := trace.SpanIDFromHex("0102030405060708")
+	tctx := trace.ContextWithSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
+	publish := func(dev string, age time.Duration, tasks ...string) {
+		req := &tasksv1.WakeRequest{Tenant: "acme", DeviceId: dev, TaskIds: tasks, RequestTime: timestamppb.New(time.Now().Add(-age))}
+		data, _ := proto.Marshal(req)
+		m := nats.NewMsg(names.Wake("acme", dev))
+		m.Data = data
+		natsbus.Inject(tctx, prop, m)
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("dev-ok", 0, "T1", "T2")
+	publish("dev-nocreds", 0, "T3")
+	publish("dev-stale", 5*time.Minute, "T4")
+	// Garbage is dropped, not redelivered for ever.
+	if _, err := js.Publish(ctx, names.Wake("acme", "junk"), []byte{0xff, 0xff}); err != nil {
+		t.Fatal(err)
+	}
+
+	events := map[string]*eventsv1.Event{}
+	cons, err := js.OrderedConsumer(ctx, names.EventsStream(), jetstream.OrderedConsumerConfig{FilterSubjects: []string{names.EventFilter("acme", "connection_request", "")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for len(events) < 3 {
+		msg, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+		if err != nil {
+			t.Fatalf("after %d events: %v", len(events), err)
+		}
+		var ev eventsv1.Event
+		if err := proto.Unmarshal(msg.Data(), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if msg.Headers().Get(jetstream.MsgIDHeader) != ev.GetId() || len(ev.GetId()) != 26 {
+			t.Fatalf("Nats-Msg-Id %q, event id %q", msg.Headers().Get(jetstream.MsgIDHeader), ev.GetId())
+		}
+		if msg.Subject() != names.Event("acme", ev.GetKind(), ev.GetDeviceId()) {
+			t.Fatalf("subject %s for kind %s", msg.Subject(), ev.GetKind())
+		}
+		got := trace.SpanContextFromContext(natsbus.Extract(ctx, prop, msg.Headers()))
+		if got.TraceID() != tid {
+			t.Fatalf("trace context lost: %v", got)
+		}
+		events[ev.GetDeviceId()] = &ev
+	}
+	for dev, want := range map[string]string{"dev-ok": "connection_request.sent", "dev-nocreds": "connection_request.no_credentials", "dev-stale": "connection_request.failed"} {
+		ev := events[dev]
+		if ev.GetKind() != want || ev.GetConnectionRequest().GetStatus().String() != "WAKE_STATUS_"+strings.ToUpper(strings.TrimPrefix(want, "connection_request.")) {
+			t.Fatalf("%s: %v", dev, ev)
+		}
+	}
+	if cr := events["dev-ok"].GetConnectionRequest(); cr.GetTransport() != "http" || len(cr.GetTaskIds()) != 2 || cpe.accepted.Load() != 1 {
+		t.Fatalf("dev-ok: %v, CPE accepted %d", cr, cpe.accepted.Load())
+	}
+	if d := events["dev-stale"].GetConnectionRequest().GetDetail(); !strings.HasPrefix(d, "stale") {
+		t.Fatalf("stale detail %q", d)
+	}
+	// Every wake request was acked (or terminated): the work queue is empty.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := js.Stream(ctx, names.WakeStream())
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d wake requests left in the stream", info.State.Msgs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,185 @@
+package notifier
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+
+	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
+)
+
+// maxBody is how much of a CPE's answer is read: a connection-request
+// listener answers with an empty body or a short page.
+const maxBody = 4 << 10
+
+// result is what became of one connection request.
+type result struct {
+	status    tasksv1.WakeStatus
+	detail    string
+	transport string
+}
+
+func fail(status tasksv1.WakeStatus, transport, format string, args ...any) result {
+	return result{status: status, transport: transport, detail: fmt.Sprintf(format, args...)}
+}
+
+// sendHTTP sends an HTTP connection request (docs/protocol.md §8.1): a GET
+// of the URL as the CPE reported it; on 401 the challenge is answered on
+// the same connection when the CPE keeps it open. No redirect is
+// followed, no more than maxBody of an answer is read, and every
+// connection passes the guard.
+func (s *Service) sendHTTP(ctx context.Context, rawURL, user, pass string) result {
+	const tr = "http"
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
+		return fail(tasksv1.WakeStatus_WAKE_STATUS_NO_ADDRESS, tr, "connection request URL is not an http(s) URL")
+	}
+	u.User = nil // never sent: the credentials are the inventory's
+	u.Fragment = ""
+	if ip, err := netip.ParseAddr(strings.Trim(u.Hostname(), "[]")); err == nil {
+		port := u.Port()
+		if port == "" {
+			port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+		}
+		ap, perr := netip.ParseAddrPort(net.JoinHostPort(ip.String(), port))
+		if perr != nil {
+			return fail(tasksv1.WakeStatus_WAKE_STATUS_NO_ADDRESS, tr, "connection request URL has a bad port")
+		}
+		if err := s.guard.check(ap); err != nil {
+			return fail(tasksv1.WakeStatus_WAKE_STATUS_ADDRESS_REFUSED, tr, "%v", err)
+		}
+	}
+	cfg := s.cfg
+	dialer := s.guard.dialer(cfg.DialTimeout)
+	if s.resolver != nil {
+		dialer.Resolver = s.resolver
+	}
+	transport := &http.Transport{
+		Proxy:                  nil,
+		DialContext:            dialer.DialContext,
+		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout:    cfg.TLSTimeout,
+		ResponseHeaderTimeout:  cfg.HeaderTimeout,
+		MaxResponseHeaderBytes: 16 << 10,
+		DisableCompression:     true,
+		MaxIdleConnsPerHost:    1,
+		MaxConnsPerHost:        2,
+		ForceAttemptHTTP2:      false,
+	}
+	// One transport per request: the 401 and the authenticated GET share a
+	// connection, and nothing stays open afterwards.
+	defer transport.CloseIdleConnections()
+	client := &http.Client{
+		Transport:     transport,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
+	defer cancel()
+
+	code, hdr, err := s.get(ctx, client, u, "")
+	if err != nil {
+		return s.httpError(err)
+	}
+	if code != http.StatusUnauthorized {
+		return httpStatus(code, false)
+	}
+	ch, ok := pickChallenge(parseChallenges(hdr.Values("WWW-Authenticate")), cfg.AllowBasic)
+	if !ok {
+		return fail(tasksv1.WakeStatus_WAKE_STATUS_AUTH_FAILED, tr, "the CPE offered no authentication scheme allowed here (Digest MD5 or SHA-256; Basic with -notifier.allow-basic)")
+	}
+	authz := authorization(ch, user, pass, http.MethodGet, u.RequestURI())
+	code, _, err = s.get(ctx, client, u, authz)
+	if err != nil && ctx.Err() == nil && !errors.Is(err, ErrAddressRefused) {
+		// Many CPEs close the connection after the 401
+		// (docs/protocol.md §8.1): one more try on a new connection.
+		code, _, err = s.get(ctx, client, u, authz)
+	}
+	if err != nil {
+		return s.httpError(err)
+	}
+	return httpStatus(code, true)
+}
+
+// get sends one GET and reads at most maxBody of the answer.
+func (s *Service) get(ctx context.Context, client *http.Client, u *url.URL, authz string) (int, http.Header, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("User-Agent", "FleetACS")
+	if authz != "" {
+		req.Header.Set("Authorization", authz)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header, nil
+}
+
+func httpStatus(code int, authenticated bool) result {
+	const tr = "http"
+	switch {
+	case code >= 200 && code < 300:
+		return result{status: tasksv1.WakeStatus_WAKE_STATUS_SENT, transport: tr, detail: fmt.Sprintf("HTTP %d", code)}
+	case code == http.StatusUnauthorized && authenticated, code == http.StatusForbidden:
+		return fail(tasksv1.WakeStatus_WAKE_STATUS_AUTH_FAILED, tr, "the CPE refused the credentials (HTTP %d)", code)
+	case code == http.StatusServiceUnavailable:
+		return fail(tasksv1.WakeStatus_WAKE_STATUS_FAILED, tr, "the CPE is busy or offline (HTTP 503)")
+	case code >= 300 && code < 400:
+		return fail(tasksv1.WakeStatus_WAKE_STATUS_FAILED, tr, "the CPE answered a redirect (HTTP %d), not followed", code)
+	}
+	return fail(tasksv1.WakeStatus_WAKE_STATUS_FAILED, tr, "the CPE answered HTTP %d", code)
+}
+
+// httpError turns a client error into an outcome whose detail holds no
+// URL (a URL's path may be the CPE's secret).
+func (s *Service) httpError(err error) result {
+	const tr = "http"
+	if errors.Is(err, ErrAddressRefused) {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fail(tasksv1.WakeStatus_WAKE_STATUS_ADDRESS_REFUSED, tr, "%s", refusedReason(err))
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+		return fail(tasksv1.WakeStatus_WAKE_STATUS_FAILED, tr, "no answer within -notifier.request-timeout")
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return fail(tasksv1.WakeStatus_WAKE_STATUS_FAILED, tr, "resolve the CPE's host: %s", dnsErr.Err)
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Err != nil {
+		return fail(tasksv1.WakeStatus_WAKE_STATUS_FAILED, tr, "%s: %s", opErr.Op, opErr.Err.Error())
+	}
+	return fail(tasksv1.WakeStatus_WAKE_STATUS_FAILED, tr, "%v", err)
+}
+
+// refusedReason keeps the guard's reason and drops the dial details.
+func refusedReason(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, ErrAddressRefused.Error()); i >= 0 {
+		return msg[i:]
+	}
+	return ErrAddressRefused.Error()
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}

@@ -1,0 +1,223 @@
+package notifier
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
+)
+
+func sendTo(t *testing.T, s *Service, url, user, pass string) result {
+	t.Helper()
+	return s.sendHTTP(context.Background(), url, user, pass)
+}
+
+func TestHTTPDigest(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		alg       string
+		qop, shut bool
+	}{
+		{"md5-qop", "MD5", true, false},
+		{"md5-rfc2069", "MD5", false, false},
+		{"sha256-qop", "SHA-256", true, false},
+		{"close-after-401", "MD5", true, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cpe := startCPE(t, &digestCPE{algorithm: c.alg, qop: c.qop, closeAfter401: c.shut, user: "cr-user", pass: `p"a:ss`})
+			s := newService(t, testConfig(), Deps{})
+			r := sendTo(t, s, cpe.url, cpe.user, cpe.pass)
+			if r.status != tasksv1.WakeStatus_WAKE_STATUS_SENT || cpe.accepted.Load() != 1 {
+				t.Fatalf("got %v %q, accepted %d", r.status, r.detail, cpe.accepted.Load())
+			}
+			if want := int32(1); !cpe.closeAfter401 && cpe.conns.Load() != want {
+				t.Fatalf("%d connections, want the challenge answered on the same one", cpe.conns.Load())
+			}
+			r = sendTo(t, s, cpe.url, cpe.user, "wrong")
+			if r.status != tasksv1.WakeStatus_WAKE_STATUS_AUTH_FAILED {
+				t.Fatalf("wrong password: %v %q", r.status, r.detail)
+			}
+		})
+	}
+}
+
+func TestHTTPBasicOnlyWhenAllowed(t *testing.T) {
+	cpe := startCPE(t, &digestCPE{user: "u", pass: "p", basicOnly: true})
+	s := newService(t, testConfig(), Deps{})
+	if r := sendTo(t, s, cpe.url, "u", "p"); r.status != tasksv1.WakeStatus_WAKE_STATUS_AUTH_FAILED || cpe.accepted.Load() != 0 {
+		t.Fatalf("Basic without -notifier.allow-basic: %v %q", r.status, r.detail)
+	}
+	cfg := testConfig()
+	cfg.AllowBasic = true
+	s = newService(t, cfg, Deps{})
+	if r := sendTo(t, s, cpe.url, "u", "p"); r.status != tasksv1.WakeStatus_WAKE_STATUS_SENT {
+		t.Fatalf("Basic allowed: %v %q", r.status, r.detail)
+	}
+}
+
+// TestHTTPRefusedAddresses: nothing outside the allowed networks is
+// dialled, whether the URL names the address or a host name that
+// resolves to it.
+func TestHTTPRefusedAddresses(t *testing.T) {
+	ln := listenCounting(t)
+	cfg := testConfig()
+	cfg.AllowLoopback = false
+	s := newService(t, cfg, Deps{})
+	for _, u := range []string{
+		"http://127.0.0.1:" + ln.port() + "/",
+		"http://localhost:" + ln.port() + "/", // resolved, then refused at dial time
+		"http://[::ffff:127.0.0.1]:" + ln.port() + "/",
+		"http://169.254.169.254/latest/meta-data/",
+		"http://[fe80::1]:7547/",
+		"http://0.0.0.0:" + ln.port() + "/",
+		"http://224.0.0.1:7547/",
+		"http://8.8.8.8:7547/", // public, outside the default networks
+	} {
+		r := sendTo(t, s, u, "u", "p")
+		if r.status != tasksv1.WakeStatus_WAKE_STATUS_ADDRESS_REFUSED {
+			t.Errorf("%s: %v %q, want address_refused", u, r.status, r.detail)
+		}
+		if strings.Contains(r.detail, u) {
+			t.Errorf("%s: the detail %q holds the URL", u, r.detail)
+		}
+	}
+	if n := ln.accepts.Load(); n != 0 {
+		t.Fatalf("%d connections made to a refused address", n)
+	}
+	// The metadata address stays refused with link-local allowed.
+	cfg.AllowLinkLocal = true
+	s = newService(t, cfg, Deps{})
+	if r := sendTo(t, s, "http://169.254.169.254/", "u", "p"); r.status != tasksv1.WakeStatus_WAKE_STATUS_ADDRESS_REFUSED {
+		t.Fatalf("metadata address with link-local allowed: %v", r.status)
+	}
+	for _, a := range []string{"169.254.169.254:80", "[fd00:ec2::254]:80"} {
+		if err := s.guard.control("tcp4", a, nil); !isRefusedErr(err) {
+			t.Fatalf("dial %s: %v", a, err)
+		}
+	}
+}
+
+// TestHTTPOwnListenerRefused: the process's own listeners are no CPE,
+// even with loopback allowed.
+func TestHTTPOwnListenerRefused(t *testing.T) {
+	ln := listenCounting(t)
+	own := ln.ln.Addr().(*net.TCPAddr).AddrPort()
+	s := newService(t, testConfig(), Deps{OwnAddrs: func() []netipAddrPort { return []netipAddrPort{own} }})
+	if r := sendTo(t, s, "http://localhost:"+ln.port()+"/", "u", "p"); r.status != tasksv1.WakeStatus_WAKE_STATUS_ADDRESS_REFUSED {
+		t.Fatalf("own listener: %v %q", r.status, r.detail)
+	}
+	if ln.accepts.Load() != 0 {
+		t.Fatal("connected to the process's own listener")
+	}
+}
+
+func TestHTTPSlowCPEFailsWithinTimeout(t *testing.T) {
+	ln := listenCounting(t) // accepts, never answers
+	cfg := testConfig()
+	cfg.RequestTimeout = 300 * time.Millisecond
+	cfg.HeaderTimeout = 200 * time.Millisecond
+	s := newService(t, cfg, Deps{})
+	start := time.Now()
+	r := sendTo(t, s, "http://127.0.0.1:"+ln.port()+"/", "u", "p")
+	if r.status != tasksv1.WakeStatus_WAKE_STATUS_FAILED {
+		t.Fatalf("got %v %q", r.status, r.detail)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("took %v", d)
+	}
+	if ln.accepts.Load() != 1 {
+		t.Fatalf("%d connections", ln.accepts.Load())
+	}
+}
+
+// TestHTTPBodiesAreBounded: an endless body is not read to its end.
+func TestHTTPBodiesAreBounded(t *testing.T) {
+	for _, code := range []int{http.StatusOK, http.StatusUnauthorized} {
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if code == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Digest realm="x", nonce="n", qop="auth"`)
+			}
+			w.WriteHeader(code)
+			chunk := make([]byte, 32<<10)
+			for r.Context().Err() == nil {
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		})}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go srv.Serve(ln)
+		s := newService(t, testConfig(), Deps{})
+		start := time.Now()
+		r := sendTo(t, s, "http://"+ln.Addr().String()+"/", "u", "p")
+		srv.Close()
+		want := tasksv1.WakeStatus_WAKE_STATUS_SENT
+		if code == http.StatusUnauthorized {
+			want = tasksv1.WakeStatus_WAKE_STATUS_AUTH_FAILED
+		}
+		if r.status != want || time.Since(start) > time.Second {
+			t.Fatalf("HTTP %d with an endless body: %v %q after %v", code, r.status, r.detail, time.Since(start))
+		}
+	}
+}
+
+func TestHTTPRedirectNotFollowed(t *testing.T) {
+	target := listenCounting(t)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://127.0.0.1:"+target.port()+"/", http.StatusFound)
+	})}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go srv.Serve(ln)
+	defer srv.Close()
+	s := newService(t, testConfig(), Deps{})
+	if r := sendTo(t, s, "http://"+ln.Addr().String()+"/", "u", "p"); r.status != tasksv1.WakeStatus_WAKE_STATUS_FAILED {
+		t.Fatalf("redirect: %v %q", r.status, r.detail)
+	}
+	if target.accepts.Load() != 0 {
+		t.Fatal("redirect followed")
+	}
+}
+
+func TestWakeNoCredentialsNoAddress(t *testing.T) {
+	cpe := startCPE(t, &digestCPE{user: "u", pass: "p", algorithm: "MD5", qop: true})
+	targets := &fakeTargets{}
+	targets.set("nocreds", Target{URL: cpe.url})
+	targets.set("noaddr", Target{Username: "u", Password: "p", HasCredentials: true})
+	s := newService(t, testConfig(), Deps{Targets: targets})
+	for dev, want := range map[string]tasksv1.WakeStatus{
+		"nocreds": tasksv1.WakeStatus_WAKE_STATUS_NO_CREDENTIALS,
+		"noaddr":  tasksv1.WakeStatus_WAKE_STATUS_NO_ADDRESS,
+		"unknown": tasksv1.WakeStatus_WAKE_STATUS_NO_ADDRESS,
+	} {
+		if r := s.wake(context.Background(), &tasksv1.WakeRequest{Tenant: "t", DeviceId: dev}); r.status != want {
+			t.Errorf("%s: %v %q, want %v", dev, r.status, r.detail, want)
+		}
+	}
+	if cpe.conns.Load() != 0 {
+		t.Fatal("a request without credentials reached the CPE (no anonymous attempt)")
+	}
+}
+
+func TestParseChallenges(t *testing.T) {
+	chs := parseChallenges([]string{`Basic realm="b", Digest realm="d, x", nonce="n\"1", qop="auth-int, auth", algorithm=SHA-256`, `Digest realm="e", algorithm=SHA-512-256, nonce=z`})
+	if len(chs) != 3 || chs[0].scheme != "basic" || chs[1].realm != "d, x" || chs[1].nonce != `n"1` || !chs[1].qopAuth || chs[2].algorithm != "SHA-512-256" {
+		t.Fatalf("%+v", chs)
+	}
+	c, ok := pickChallenge(chs, false)
+	if !ok || c.realm != "d, x" {
+		t.Fatalf("picked %+v", c)
+	}
+	if _, ok := pickChallenge(chs[2:], false); ok {
+		t.Fatal("an unsupported algorithm was picked")
+	}
+	// Hostile input: no panic, bounded work.
+	parseChallenges([]string{strings.Repeat(`Digest a=", `, 10000)})
+	parseChallenges([]string{"", ",,,", "Digest", `Digest realm="unterminated`})
+}

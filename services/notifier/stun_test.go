@@ -1,0 +1,240 @@
+package notifier
+
+import (
+	"context"
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
+)
+
+// bindingRequest builds a Binding Request, RFC 5389 when cookie.
+func bindingRequest(cookie bool, user string, connReq, change bool) []byte {
+	b := make([]byte, 20)
+	binary.BigEndian.PutUint16(b, stunBindingRequest)
+	copy(b[4:], randomBytes(16))
+	if cookie {
+		binary.BigEndian.PutUint32(b[4:], stunMagicCookie)
+	}
+	add := func(typ uint16, v []byte) {
+		b = binary.BigEndian.AppendUint16(b, typ)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(v)))
+		b = append(b, v...)
+		for len(b)%4 != 0 {
+			b = append(b, 0)
+		}
+	}
+	if user != "" {
+		add(attrUsername, []byte(user))
+	}
+	if connReq {
+		add(attrConnReqBinding, []byte(connReqBindingValue))
+	}
+	if change {
+		add(attrBindingChange, nil)
+	}
+	binary.BigEndian.PutUint16(b[2:], uint16(len(b)-20))
+	return b
+}
+
+// mappedAddress reads (XOR-)MAPPED-ADDRESS from a Binding Response.
+func mappedAddress(t *testing.T, resp []byte, typ uint16) netip.AddrPort {
+	t.Helper()
+	if len(resp) < 20 || binary.BigEndian.Uint16(resp) != stunBindingResp {
+		t.Fatalf("not a binding response: %x", resp)
+	}
+	for a := resp[20:]; len(a) >= 4; {
+		at, l := binary.BigEndian.Uint16(a), int(binary.BigEndian.Uint16(a[2:]))
+		v := a[4 : 4+l]
+		if at == typ {
+			port := binary.BigEndian.Uint16(v[2:])
+			ip := append([]byte(nil), v[4:]...)
+			if typ == attrXORMappedAddress {
+				port ^= uint16(stunMagicCookie >> 16)
+				for i := range ip {
+					ip[i] ^= resp[4+i%16]
+				}
+			}
+			addr, _ := netip.AddrFromSlice(ip)
+			return netip.AddrPortFrom(addr, port)
+		}
+		a = a[4+(l+3)&^3:]
+	}
+	t.Fatalf("attribute %x missing", typ)
+	return netip.AddrPort{}
+}
+
+// TestSTUNLearnsBindingAndWakesOverUDP runs the STUN server on a real
+// socket: a CPE's Binding Request teaches it the binding, and the next
+// wake goes there over UDP, from the STUN socket.
+func TestSTUNLearnsBindingAndWakesOverUDP(t *testing.T) {
+	cfg := testConfig()
+	cfg.STUNAddr = "127.0.0.1:0"
+	targets := &fakeTargets{}
+	s := newService(t, cfg, Deps{Targets: targets})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stun := startSTUNOnly(t, s, ctx)
+
+	cpe, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cpe.Close()
+	cpe.SetDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 1500)
+	// Without USERNAME the server asks for it.
+	if _, err := cpe.WriteTo(bindingRequest(false, "", true, false), stun); err != nil {
+		t.Fatal(err)
+	}
+	n, _, err := cpe.ReadFrom(buf)
+	if err != nil || binary.BigEndian.Uint16(buf) != stunBindingError {
+		t.Fatalf("want a 401 binding error: %x %v", buf[:n], err)
+	}
+	for _, cookie := range []bool{false, true} {
+		if _, err := cpe.WriteTo(bindingRequest(cookie, "cr-dev1", true, cookie), stun); err != nil {
+			t.Fatal(err)
+		}
+		n, _, err = cpe.ReadFrom(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		local := cpe.LocalAddr().(*net.UDPAddr).AddrPort()
+		if got := mappedAddress(t, buf[:n], attrMappedAddress); got != local {
+			t.Fatalf("MAPPED-ADDRESS %v, want %v", got, local)
+		}
+		if cookie {
+			if got := mappedAddress(t, buf[:n], attrXORMappedAddress); got != local {
+				t.Fatalf("XOR-MAPPED-ADDRESS %v, want %v", got, local)
+			}
+		}
+	}
+	// The device reports an HTTP URL too, and informs from 127.0.0.1: the
+	// fresh binding wins.
+	targets.set("dev1", Target{URL: "http://127.0.0.1:1/", Username: "cr-dev1", Password: "secret", HasCredentials: true, RemoteIP: "127.0.0.1"})
+	r := s.wake(ctx, &tasksv1.WakeRequest{Tenant: "t", DeviceId: "dev1"})
+	if r.status != tasksv1.WakeStatus_WAKE_STATUS_SENT || r.transport != "udp" {
+		t.Fatalf("wake: %v %s %q", r.status, r.transport, r.detail)
+	}
+	ids := map[string]bool{}
+	for range cfg.UDPCopies {
+		n, from, err := cpe.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if from.Port() != uint16(stun.(*net.UDPAddr).Port) {
+			t.Fatalf("UDP request from %v, not from the STUN socket %v", from, stun)
+		}
+		msg := string(buf[:n])
+		q := checkUDPMessage(t, msg, "cr-dev1", "secret")
+		ids[q["id"]] = true
+	}
+	if len(ids) != 1 {
+		t.Fatalf("copies carry ids %v, want one", ids)
+	}
+	// A binding claimed from another address than the device informs from
+	// is not used.
+	targets.set("dev2", Target{Username: "cr-dev1", Password: "x", HasCredentials: true, RemoteIP: "192.0.2.1"})
+	if r := s.wake(ctx, &tasksv1.WakeRequest{Tenant: "t", DeviceId: "dev2"}); r.status != tasksv1.WakeStatus_WAKE_STATUS_NO_ADDRESS {
+		t.Fatalf("binding from a foreign address used: %v %q", r.status, r.detail)
+	}
+}
+
+func checkUDPMessage(t *testing.T, msg, user, pass string) map[string]string {
+	t.Helper()
+	if !strings.HasPrefix(msg, "GET http://") || !strings.HasSuffix(msg, "\r\n\r\n") || !strings.Contains(msg, "\r\nHost: ") {
+		t.Fatalf("message %q", msg)
+	}
+	line, _, _ := strings.Cut(msg, "\r\n")
+	_, query, _ := strings.Cut(strings.Fields(line)[1], "?")
+	q := map[string]string{}
+	for _, kv := range strings.Split(query, "&") {
+		k, v, _ := strings.Cut(kv, "=")
+		q[k] = v
+	}
+	if q["un"] != user || q["sig"] != UDPSignature(pass, q["ts"], q["id"], q["un"], q["cn"]) {
+		t.Fatalf("bad signature or user in %q", msg)
+	}
+	return q
+}
+
+func startSTUNOnly(t *testing.T, s *Service, ctx context.Context) net.Addr {
+	t.Helper()
+	ua, _ := net.ResolveUDPAddr("udp", s.cfg.STUNAddr)
+	conn, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	s.stun = conn
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { defer close(done); s.serveSTUN(conn) }()
+	t.Cleanup(func() { conn.Close(); <-done })
+	return conn.LocalAddr()
+}
+
+// TestSTUNFloodBounded: malformed datagrams are dropped without an
+// answer, and a flood of user names fills the table only to its bound.
+func TestSTUNFloodBounded(t *testing.T) {
+	clk := newClock()
+	cfg := testConfig()
+	cfg.STUNMaxBindings = 100
+	s := newService(t, cfg, Deps{Now: clk.Now})
+	src := netip.MustParseAddrPort("192.0.2.7:4000")
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	malformed := [][]byte{
+		nil, {0}, make([]byte, 19), make([]byte, 20), // type 0
+		append([]byte{0, 1, 0, 4}, make([]byte, 16)...),                                       // length past the end
+		append([]byte{0xC0, 1, 0, 0}, make([]byte, 16)...),                                    // top bits set
+		append([]byte{0, 1, 0, 8}, append(make([]byte, 16), 0, 6, 0xff, 0xff, 0, 0, 0, 0)...), // attribute past the end
+		make([]byte, 2000),
+	}
+	for i := range 20000 {
+		p := malformed[i%len(malformed)]
+		if i%len(malformed) == 0 {
+			p = randomBytes(20 + i%500)
+		}
+		if out := s.stunPacket(p, src); out != nil && len(p) < 20 {
+			t.Fatalf("answered %x", p)
+		}
+	}
+	for i := range 5000 {
+		s.stunPacket(bindingRequest(true, "u"+randomHex(8), true, false), src)
+		if i%1000 == 0 {
+			clk.Add(2 * time.Second)
+		}
+	}
+	if n := s.bindings.len(); n > 100 {
+		t.Fatalf("%d bindings, bound 100", n)
+	}
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grow := int64(after.HeapAlloc) - int64(before.HeapAlloc); grow > 4<<20 {
+		t.Fatalf("heap grew by %d bytes", grow)
+	}
+	// Expired bindings make room again.
+	clk.Add(cfg.STUNBindingTTL + 2*time.Second)
+	if !s.bindings.learn("late", src) {
+		t.Fatal("expired bindings were not swept")
+	}
+}
+
+func FuzzParseSTUN(f *testing.F) {
+	f.Add(bindingRequest(true, "user", true, true))
+	f.Add(bindingRequest(false, "", false, false))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := parseSTUN(b)
+		if err == nil {
+			_ = stunResponse(r, netip.MustParseAddrPort("[2001:db8::1]:5"))
+		}
+	})
+}
