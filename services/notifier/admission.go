@@ -40,14 +40,29 @@ func newAdmission(now func() time.Time, coalesce, perDevice time.Duration, rate 
 	return &admission{now: now, coalesce: coalesce, perDevice: perDevice, rate: rate, burst: b, tokens: b, devices: map[deviceRef]*deviceState{}}
 }
 
+// inFlight reports whether a request to the device is in flight.
+func (a *admission) inFlight(d deviceRef) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := a.devices[d]
+	return st != nil && st.inFlight
+}
+
 // admit returns 0 when the request may go out (the device is then in
-// flight until done), else the status that answers it.
-func (a *admission) admit(d deviceRef) (tasksv1.WakeStatus, string) {
+// flight until done), else the status that answers it. lastInform is when
+// the device's last recorded session started: a device that informed
+// since the last request answered it, so the coalescing window and the
+// per-device interval no longer hold the next one back (an OSS that sets
+// a value and then reads it wakes the device twice in a row).
+func (a *admission) admit(d deviceRef, lastInform time.Time) (tasksv1.WakeStatus, string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.now()
 	a.sweep(now)
 	st := a.devices[d]
+	if st != nil && !lastInform.IsZero() && lastInform.After(st.lastAttempt) {
+		st.lastSent, st.lastAttempt = time.Time{}, time.Time{}
+	}
 	if st != nil {
 		switch {
 		case st.inFlight:

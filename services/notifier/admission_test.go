@@ -15,7 +15,7 @@ func TestAdmissionCoalescesAndLimits(t *testing.T) {
 	d1, d2, d3 := deviceRef{"t", "d1"}, deviceRef{"t", "d2"}, deviceRef{"t", "d3"}
 	want := func(d deviceRef, st tasksv1.WakeStatus) {
 		t.Helper()
-		if got, detail := a.admit(d); got != st {
+		if got, detail := a.admit(d, time.Time{}); got != st {
 			t.Fatalf("%v: %v (%s), want %v", d, got, detail, st)
 		}
 	}
@@ -44,6 +44,35 @@ func TestAdmissionCoalescesAndLimits(t *testing.T) {
 	want(deviceRef{"t", "d4"}, 0) // sweeps
 	if n := a.size(); n != 1 {
 		t.Fatalf("%d devices remembered after their windows, want 1", n)
+	}
+}
+
+// TestAdmissionAfterInform: a device that informed since its last
+// connection request answered it: the next one goes out at once, neither
+// coalesced nor held back by the per-device interval.
+func TestAdmissionAfterInform(t *testing.T) {
+	clk := newClock()
+	a := newAdmission(clk.Now, 30*time.Second, 5*time.Second, 0, 1)
+	d := deviceRef{"t", "d"}
+	if st, _ := a.admit(d, time.Time{}); st != 0 {
+		t.Fatalf("first: %v", st)
+	}
+	sent := clk.Now()
+	a.done(d, true)
+	clk.Add(time.Second)
+	if st, _ := a.admit(d, sent.Add(-time.Minute)); st != tasksv1.WakeStatus_WAKE_STATUS_COALESCED {
+		t.Fatalf("informed before the request: %v, want coalesced", st)
+	}
+	if st, _ := a.admit(d, sent.Add(100*time.Millisecond)); st != 0 {
+		t.Fatalf("informed after the request: %v, want sent", st)
+	}
+	if !a.inFlight(d) {
+		t.Fatal("not in flight after admission")
+	}
+	a.done(d, false)
+	clk.Add(time.Second)
+	if st, _ := a.admit(d, sent.Add(100*time.Millisecond)); st != tasksv1.WakeStatus_WAKE_STATUS_RATE_LIMITED {
+		t.Fatalf("failed 1s ago, no Inform since: %v, want rate limited", st)
 	}
 }
 

@@ -159,6 +159,10 @@ type Target struct {
 	HasCredentials bool
 	// RemoteIP is the source address of the device's last Inform.
 	RemoteIP string
+	// LastInform is when the device's last recorded session started
+	// (zero if never): a device that informed after the last connection
+	// request answered it, so a new one is not coalesced with it.
+	LastInform time.Time
 }
 
 // ErrDeviceNotFound is returned by Targets for an unknown device.
@@ -254,18 +258,9 @@ func (s *Service) wake(ctx context.Context, req *tasksv1.WakeRequest) result {
 		return fail(tasksv1.WakeStatus_WAKE_STATUS_FAILED, "", "stale: asked %s ago, over -notifier.max-wake-age", s.now().Sub(rt.AsTime()).Round(time.Second))
 	}
 	ref := deviceRef{req.GetTenant(), req.GetDeviceId()}
-	if st, detail := s.adm.admit(ref); st != 0 {
-		return result{status: st, detail: detail}
+	if s.adm.inFlight(ref) {
+		return result{status: tasksv1.WakeStatus_WAKE_STATUS_COALESCED, detail: "a connection request to the device is in flight"}
 	}
-	r := s.send(ctx, ref)
-	s.adm.done(ref, r.status == tasksv1.WakeStatus_WAKE_STATUS_SENT)
-	return r
-}
-
-// send looks the device up and sends the request the way it offers:
-// UDP to a fresh STUN binding (the device is behind NAT), else HTTP to its
-// ConnectionRequestURL, else UDP to its UDPConnectionRequestAddress.
-func (s *Service) send(ctx context.Context, ref deviceRef) result {
 	t, err := s.targets.Target(ctx, ref.tenant, ref.device)
 	if errors.Is(err, ErrDeviceNotFound) {
 		return fail(tasksv1.WakeStatus_WAKE_STATUS_NO_ADDRESS, "", "device not found")
@@ -273,6 +268,18 @@ func (s *Service) send(ctx context.Context, ref deviceRef) result {
 	if err != nil {
 		return fail(tasksv1.WakeStatus_WAKE_STATUS_FAILED, "", "look the device up: %v", err)
 	}
+	if st, detail := s.adm.admit(ref, t.LastInform); st != 0 {
+		return result{status: st, detail: detail}
+	}
+	r := s.send(ctx, t)
+	s.adm.done(ref, r.status == tasksv1.WakeStatus_WAKE_STATUS_SENT)
+	return r
+}
+
+// send sends the request the way the device offers: UDP to a fresh STUN
+// binding (the device is behind NAT), else HTTP to its
+// ConnectionRequestURL, else UDP to its UDPConnectionRequestAddress.
+func (s *Service) send(ctx context.Context, t Target) result {
 	if !t.HasCredentials {
 		return fail(tasksv1.WakeStatus_WAKE_STATUS_NO_CREDENTIALS, "", "no connection-request credentials are held for the device")
 	}

@@ -34,6 +34,9 @@ func (g GRPCTargets) Target(ctx context.Context, tenant, device string) (Target,
 	}
 	cr := resp.GetConnectionRequest()
 	t := Target{URL: cr.GetUrl(), UDPAddress: cr.GetUdpAddress(), RemoteIP: resp.GetRemoteIp()}
+	if lt := resp.GetLastInformTime(); lt != nil {
+		t.LastInform = lt.AsTime()
+	}
 	if c := resp.GetCredentials(); c != nil && (c.GetUsername() != "" || c.GetPassword() != "") {
 		t.Username, t.Password, t.HasCredentials = c.GetUsername(), c.GetPassword(), true
 	}

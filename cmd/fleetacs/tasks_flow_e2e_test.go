@@ -1,0 +1,304 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	authv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/auth/v1"
+	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
+	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
+	"github.com/fleetacs/fleetacs/tools/cpesim/sim"
+)
+
+// taskFleet is `fleetacs all` with simulated CPEs that bootstrapped and now
+// sleep, listening for connection requests on their own ports: the
+// newcomer's setup of the README (make run, cpesim -cr per-device).
+type taskFleet struct {
+	*secured
+	tasks tasksv1.TasksServiceClient
+	inv   inventoryv1.InventoryServiceClient
+	sim   *sim.Simulator
+	ids   []string
+
+	mu       sync.Mutex
+	requests map[string][]string // device serial -> ACS methods it was sent
+}
+
+func startTaskFleet(t *testing.T, devices int, allowLoopback bool) *taskFleet {
+	t.Helper()
+	s := startSecured(t, fmt.Sprintf("-notifier.allow-loopback=%v", allowLoopback), "-tasks.sweep-interval=100ms")
+	f := &taskFleet{secured: s, tasks: tasksv1.NewTasksServiceClient(s.publicConn),
+		inv: inventoryv1.NewInventoryServiceClient(s.publicConn), requests: map[string][]string{}}
+	sm, err := sim.New(sim.Config{URL: "http://" + s.cwmp + "/", Model: sim.TR181,
+		Devices: devices, Seed: 11, SerialPrefix: "TASK", BootStorm: true, Concurrency: devices,
+		Timeout: 30 * time.Second, ConnReq: sim.ConnReqPerDevice,
+		TimeScale: 0.01, RebootTime: 50 * time.Millisecond, TransferTime: 50 * time.Millisecond,
+		OnSession: func(r sim.SessionReport) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			sn := r.Device.ID().SerialNumber
+			f.requests[sn] = append(f.requests[sn], r.Requests...)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.sim = sm
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := sm.Run(ctx); done <- err }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && ctx.Err() == nil {
+			t.Errorf("cpesim: %v", err)
+		}
+	})
+	// Every device bootstrapped (and got its connection-request
+	// credentials) once the inventory lists them all with credentials.
+	waitFor(t, 30*time.Second, func() error {
+		list, err := f.inv.ListDevices(withToken(ctx10(t), s.admin), &inventoryv1.ListDevicesRequest{Tenant: "default", PageSize: 1000})
+		if err != nil {
+			return err
+		}
+		f.ids = f.ids[:0]
+		for _, d := range list.GetDevices() {
+			if !d.GetConnectionRequest().GetPasswordSet() {
+				return fmt.Errorf("device %s has no connection-request credentials yet", d.GetId())
+			}
+			f.ids = append(f.ids, d.GetId())
+		}
+		if len(f.ids) != devices {
+			return fmt.Errorf("%d devices of %d in inventory", len(f.ids), devices)
+		}
+		return nil
+	})
+	slices.Sort(f.ids)
+	return f
+}
+
+// waitFor retries check until it succeeds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	delay := 20 * time.Millisecond
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %v", timeout, err)
+		}
+		time.Sleep(delay)
+		delay = min(2*delay, 500*time.Millisecond)
+	}
+}
+
+// methods returns the ACS methods the device with id was sent so far.
+func (f *taskFleet) methods(id string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for sn, m := range f.requests {
+		if strings.HasSuffix(id, "-"+sn) {
+			return slices.Clone(m)
+		}
+	}
+	return nil
+}
+
+// run creates a task on device id with a connection request and waits for
+// it to end.
+func (f *taskFleet) run(t *testing.T, id string, op *tasksv1.Operation) *tasksv1.Task {
+	t.Helper()
+	resp, err := f.tasks.CreateTask(withToken(ctx10(t), f.admin), &tasksv1.CreateTaskRequest{
+		Tenant: "default", DeviceId: id, Operation: op,
+		Options: &tasksv1.TaskOptions{ConnectionRequest: true}, WaitMs: 8000,
+	})
+	if err != nil {
+		t.Fatalf("create task: %v", err)
+	}
+	return resp.GetTask()
+}
+
+func wantState(t *testing.T, task *tasksv1.Task, want tasksv1.TaskState) {
+	t.Helper()
+	if task.GetState() != want {
+		t.Fatalf("task %s (%T): state %v, want %v; fault %v; wake %v; history %v", task.GetId(), task.GetOperation().GetKind(),
+			task.GetState(), want, task.GetFault(), task.GetWake(), task.GetHistory())
+	}
+}
+
+func param(t *testing.T, inv inventoryv1.InventoryServiceClient, ctx context.Context, id, path string) *inventoryv1.Parameter {
+	t.Helper()
+	got, err := inv.GetDevice(ctx, &inventoryv1.GetDeviceRequest{Tenant: "default", Id: id,
+		Parameters: &inventoryv1.ParameterSelector{PathPrefixes: []string{path}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range got.GetDevice().GetParameters() {
+		if p.GetPath() == path {
+			return p
+		}
+	}
+	return nil
+}
+
+// TestTasksEndToEnd drives every kind of outcome the tasks API promises
+// through `fleetacs all` and cpesim devices asleep between sessions.
+func TestTasksEndToEnd(t *testing.T) {
+	f := startTaskFleet(t, 5, true)
+	admin := func() context.Context { return withToken(ctx10(t), f.admin) }
+
+	t.Run("set with connection request", func(t *testing.T) {
+		id := f.ids[0]
+		task := f.run(t, id, &tasksv1.Operation{Kind: &tasksv1.Operation_SetParameterValues{SetParameterValues: &tasksv1.SetParameterValues{
+			Values: []*tasksv1.ParameterValue{{Name: "Device.ManagementServer.PeriodicInformInterval", Value: "1234", Type: "xsd:unsignedInt"}},
+		}}})
+		wantState(t, task, tasksv1.TaskState_TASK_STATE_DONE)
+		if task.GetWake().GetStatus() != tasksv1.WakeStatus_WAKE_STATUS_SENT {
+			t.Errorf("wake %v, want sent", task.GetWake())
+		}
+		if p := param(t, f.inv, admin(), id, "Device.ManagementServer.PeriodicInformInterval"); p.GetValue() != "1234" {
+			t.Fatalf("inventory has %v after the set", p)
+		}
+	})
+
+	t.Run("get returns typed values", func(t *testing.T) {
+		task := f.run(t, f.ids[1], &tasksv1.Operation{Kind: &tasksv1.Operation_GetParameterValues{GetParameterValues: &tasksv1.GetParameterValues{
+			Names: []string{"Device.DeviceInfo.UpTime", "Device.DeviceInfo.SoftwareVersion"},
+		}}})
+		wantState(t, task, tasksv1.TaskState_TASK_STATE_DONE)
+		types := map[string]string{}
+		for _, v := range task.GetResult().GetGetParameterValues().GetValues() {
+			types[v.GetName()] = v.GetType()
+		}
+		if types["Device.DeviceInfo.UpTime"] != "xsd:unsignedInt" || types["Device.DeviceInfo.SoftwareVersion"] != "xsd:string" {
+			t.Fatalf("typed values %v", task.GetResult())
+		}
+	})
+
+	t.Run("CPE fault recorded with its code", func(t *testing.T) {
+		task := f.run(t, f.ids[1], &tasksv1.Operation{Kind: &tasksv1.Operation_SetParameterValues{SetParameterValues: &tasksv1.SetParameterValues{
+			Values: []*tasksv1.ParameterValue{{Name: "Device.DeviceInfo.SoftwareVersion", Value: "9.9.9"}},
+		}}})
+		wantState(t, task, tasksv1.TaskState_TASK_STATE_FAULT)
+		fault := task.GetFault()
+		if fault.GetCode() != 9003 || fault.GetSource() != tasksv1.FaultSource_FAULT_SOURCE_CPE || len(fault.GetParameterFaults()) != 1 ||
+			fault.GetParameterFaults()[0].GetCode() != 9008 {
+			t.Fatalf("fault %v, want 9003 from the CPE with 9008 for the parameter", fault)
+		}
+	})
+
+	t.Run("add object returns the instance", func(t *testing.T) {
+		id := f.ids[2]
+		task := f.run(t, id, &tasksv1.Operation{Kind: &tasksv1.Operation_AddObject{AddObject: &tasksv1.AddObject{ObjectName: "Device.NAT.PortMapping."}}})
+		wantState(t, task, tasksv1.TaskState_TASK_STATE_DONE)
+		n := task.GetResult().GetAddObject().GetInstanceNumber()
+		if n == 0 {
+			t.Fatalf("result %v", task.GetResult())
+		}
+		path := fmt.Sprintf("Device.NAT.PortMapping.%d.", n)
+		if p := param(t, f.inv, admin(), id, path); p == nil {
+			t.Fatalf("inventory lacks %s after the AddObject", path)
+		}
+	})
+
+	t.Run("reboot ends done after the M Reboot boot", func(t *testing.T) {
+		task := f.run(t, f.ids[3], &tasksv1.Operation{Kind: &tasksv1.Operation_Reboot{Reboot: &tasksv1.Reboot{}}})
+		wantState(t, task, tasksv1.TaskState_TASK_STATE_DONE)
+	})
+
+	t.Run("download ends with its TransferComplete", func(t *testing.T) {
+		task := f.run(t, f.ids[4], &tasksv1.Operation{Kind: &tasksv1.Operation_Download{Download: &tasksv1.Download{
+			FileType: "1 Firmware Upgrade Image", Url: "http://127.0.0.1:1/fw-2.0.0.bin", FileSize: 1000,
+		}}})
+		wantState(t, task, tasksv1.TaskState_TASK_STATE_DONE)
+		if task.GetResult().GetTransfer().GetCompleteTime() == nil {
+			t.Fatalf("transfer result %v", task.GetResult())
+		}
+	})
+
+	t.Run("expired and cancelled tasks never reach the CPE", func(t *testing.T) {
+		id := f.ids[0]
+		expiring, err := f.tasks.CreateTask(admin(), &tasksv1.CreateTaskRequest{Tenant: "default", DeviceId: id,
+			Operation: &tasksv1.Operation{Kind: &tasksv1.Operation_FactoryReset{FactoryReset: &tasksv1.FactoryReset{}}},
+			Options:   &tasksv1.TaskOptions{ExpireTime: timestamppb.New(time.Now().Add(300 * time.Millisecond))}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cancelled, err := f.tasks.CreateTask(admin(), &tasksv1.CreateTaskRequest{Tenant: "default", DeviceId: id,
+			Operation: &tasksv1.Operation{Kind: &tasksv1.Operation_ScheduleInform{ScheduleInform: &tasksv1.ScheduleInform{DelaySeconds: 1}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.tasks.CancelTask(admin(), &tasksv1.CancelTaskRequest{Tenant: "default", Id: cancelled.GetTask().GetId()}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, func() error {
+			got, err := f.tasks.GetTask(admin(), &tasksv1.GetTaskRequest{Tenant: "default", Id: expiring.GetTask().GetId()})
+			if err != nil {
+				return err
+			}
+			if got.GetTask().GetState() != tasksv1.TaskState_TASK_STATE_EXPIRED {
+				return fmt.Errorf("state %v", got.GetTask().GetState())
+			}
+			return nil
+		})
+		// A session now (woken by another task) must carry neither.
+		wantState(t, f.run(t, id, &tasksv1.Operation{Kind: &tasksv1.Operation_GetRpcMethods{GetRpcMethods: &tasksv1.GetRPCMethods{}}}),
+			tasksv1.TaskState_TASK_STATE_DONE)
+		for _, m := range f.methods(id) {
+			if m == "FactoryReset" || m == "ScheduleInform" {
+				t.Fatalf("the CPE was sent %s: %v", m, f.methods(id))
+			}
+		}
+	})
+
+	t.Run("refused callers", func(t *testing.T) {
+		op := &tasksv1.Operation{Kind: &tasksv1.Operation_Reboot{Reboot: &tasksv1.Reboot{}}}
+		_, err := f.tasks.CreateTask(ctx10(t), &tasksv1.CreateTaskRequest{Tenant: "default", DeviceId: f.ids[0], Operation: op})
+		expect(t, "no credentials", err, codes.Unauthenticated, "CREDENTIALS_MISSING")
+		tokens := authv1.NewTokenServiceClient(f.publicConn)
+		mint := func(role authv1.Role, tenant string) string {
+			resp, err := tokens.CreateToken(admin(), &authv1.CreateTokenRequest{Name: "e2e", Role: role, Tenants: []string{tenant}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return resp.GetSecret()
+		}
+		viewer := mint(authv1.Role_ROLE_VIEWER, "default")
+		_, err = f.tasks.CreateTask(withToken(ctx10(t), viewer), &tasksv1.CreateTaskRequest{Tenant: "default", DeviceId: f.ids[0], Operation: op})
+		expect(t, "viewer creating a task", err, codes.PermissionDenied, "ROLE_FORBIDDEN")
+		other := mint(authv1.Role_ROLE_OPERATOR, "other")
+		_, err = f.tasks.CreateTask(withToken(ctx10(t), other), &tasksv1.CreateTaskRequest{Tenant: "default", DeviceId: f.ids[0], Operation: op})
+		expect(t, "another tenant's token", err, codes.PermissionDenied, "TENANT_FORBIDDEN")
+		list, err := f.tasks.ListTasks(withToken(ctx10(t), other), &tasksv1.ListTasksRequest{Tenant: "other"})
+		if err != nil || len(list.GetTasks()) != 0 {
+			t.Fatalf("another tenant lists %v, %v", list.GetTasks(), err)
+		}
+	})
+}
+
+// TestConnectionRequestToRefusedAddress: without loopback among the CPE
+// networks, a task's connection request to a device listening on
+// 127.0.0.1 is refused without a connection, and the task says so, still
+// queued.
+func TestConnectionRequestToRefusedAddress(t *testing.T) {
+	f := startTaskFleet(t, 1, false)
+	task := f.run(t, f.ids[0], &tasksv1.Operation{Kind: &tasksv1.Operation_Reboot{Reboot: &tasksv1.Reboot{}}})
+	wantState(t, task, tasksv1.TaskState_TASK_STATE_QUEUED)
+	if w := task.GetWake().GetStatus(); w != tasksv1.WakeStatus_WAKE_STATUS_ADDRESS_REFUSED {
+		t.Fatalf("wake %v, want address refused", task.GetWake())
+	}
+	if m := f.methods(f.ids[0]); slices.Contains(m, "Reboot") {
+		t.Fatalf("the CPE was sent a Reboot: %v", m)
+	}
+}
