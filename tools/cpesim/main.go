@@ -38,6 +38,19 @@ func main() {
 	os.Exit(code)
 }
 
+// loadChosen reports whether the command line names a load: a boot storm,
+// periodic informs, a rate, or a bound on sessions or time.
+func loadChosen(fs *flag.FlagSet) bool {
+	chosen := false
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "boot-storm", "periodic", "rate", "sessions", "duration":
+			chosen = true
+		}
+	})
+	return chosen
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("cpesim", flag.ContinueOnError)
 	// Parse errors are reported in one line below, not above the whole
@@ -62,6 +75,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "cpesim: unexpected arguments %q\n", fs.Args())
 		return exitUsage
+	}
+	// Devices that listen for connection requests, with no load named,
+	// behave as CPEs do: they bootstrap, then inform every -interval and
+	// whenever the ACS wakes them, rather than run sessions back to back.
+	if cfg.ConnReq != sim.ConnReqOff && !loadChosen(fs) {
+		cfg.BootStorm, cfg.Periodic = true, true
+		fmt.Fprintf(stderr, "cpesim: devices bootstrap, then inform every %s and when woken by a connection request (-cr without -boot-storm, -periodic, -rate, -sessions or -duration)\n", cfg.Interval)
 	}
 	// Validate what the flags say before New fills zero fields with
 	// defaults: -devices 0 is a mistake, not a request for the default.

@@ -154,3 +154,45 @@ func TestClosedPortReportedPromptly(t *testing.T) {
 		t.Fatalf("summary does not tell the connection error:\n%s", out)
 	}
 }
+
+// TestConnReqDevicesSleep: devices with connection-request listeners and
+// no load named bootstrap once each and then wait (every -interval, or a
+// connection request), as the README's newcomer path has them do, instead
+// of running sessions back to back.
+func TestConnReqDevicesSleep(t *testing.T) {
+	var informs atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if len(body) == 0 {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		env, err := cwmp.Decode(body)
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		if informs.Add(1) == 3 {
+			// Every device has bootstrapped: a device that informed
+			// again would arrive while run winds down.
+			time.AfterFunc(200*time.Millisecond, cancel)
+		}
+		out, _ := cwmp.Encode(&cwmp.Envelope{Namespace: env.Namespace, Version: env.Version, Header: env.Header,
+			Body: &cwmp.InformResponse{MaxEnvelopes: 1}})
+		w.Write(out)
+	}))
+	defer srv.Close()
+	var stdout, stderr bytes.Buffer
+	code := run(ctx, []string{"-url", srv.URL, "-devices", "3", "-cr", "per-device"}, &stdout, &stderr)
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	if n := informs.Load(); n != 3 {
+		t.Fatalf("%d Informs from 3 devices that should bootstrap once and sleep", n)
+	}
+	if !strings.Contains(stderr.String(), "devices bootstrap, then inform every 5m0s") {
+		t.Errorf("stderr does not say how the devices behave: %s", stderr.String())
+	}
+}

@@ -45,7 +45,7 @@ func tasksCommand() *Command {
 			"a task runs in the device's next session, or at once with -connection-request.\n" +
 			"Viewers read tasks, operators create and cancel them. Every tasks command takes\n" +
 			"the connection flags -addr, -token, -tls, -ca-file, -cert-file, -key-file and\n" +
-			"-timeout, and -tenant (default: the caller's, when it has one).\n\n" + taskJSONDoc,
+			"-timeout, and -tenant (default \"default\"; \"\": the only tenant the credentials cover).\n\n" + taskJSONDoc,
 		Commands: []*Command{
 			{
 				Name: "create", Args: "DEVICE_ID KIND [ARG...]", Short: "Create a task",
@@ -113,7 +113,7 @@ type taskFlags struct {
 
 func (f *taskFlags) register(fs *flag.FlagSet, outputs string) {
 	f.conn.register(fs)
-	fs.StringVar(&f.tenant, "tenant", "", "`tenant` (default: the caller's, when its credentials cover one)")
+	fs.StringVar(&f.tenant, "tenant", "default", "`tenant` of the tasks (\"\": the only tenant the credentials cover)")
 	fs.StringVar(&f.output, "o", strings.Split(outputs, ",")[0], "output `format`: "+strings.ReplaceAll(outputs, ",", " or "))
 }
 
