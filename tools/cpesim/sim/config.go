@@ -154,6 +154,11 @@ type Config struct {
 	// OnSession, when set, is called after every session (from the
 	// session's goroutine).
 	OnSession func(SessionReport)
+	// OnRequest, when set, is called with every ACS request a device
+	// received, before the device handles and answers it (from the
+	// session's goroutine): a test's hook for what happens while a request
+	// is in flight.
+	OnRequest func(*Device, cwmp.Message)
 }
 
 // Defaults, in one place.

@@ -285,6 +285,9 @@ func (ss *session) answer(req *cwmp.Envelope) ([]byte, error) {
 	if gpv, ok := req.Body.(*cwmp.GetParameterValues); ok && ss.sim.cfg.CrashGPVAbove > 0 && len(gpv.ParameterNames) > ss.sim.cfg.CrashGPVAbove {
 		return nil, ss.crash(len(gpv.ParameterNames))
 	}
+	if h := ss.sim.cfg.OnRequest; h != nil {
+		h(ss.d, req.Body)
+	}
 	msg := ss.d.handle(req.Body, ss.v, time.Now())
 	if f, ok := msg.(*cwmp.Fault); ok {
 		st.count(st.faults, strconv.Itoa(int(f.Code)))
