@@ -35,18 +35,37 @@ type spvSeen struct {
 // TestTaskSurvivesKilledWorker: the issue's "a worker killed mid-task loses
 // no task and sends no SetParameterValues twice", with inventory, tasks and
 // notifier in one process, two session workers and a gateway in processes
-// of their own (docs/tasks.md). Every device gets a SetParameterValues task with a
-// connection request; when the first CPE receives its SetParameterValues,
-// the worker holding that session is killed (SIGKILL) before the CPE
-// answers. Every task must still end done, every CPE must have received
-// exactly one SetParameterValues, carrying its task's value and key, and
-// the inventory must hold the values.
+// of their own (docs/tasks.md). Every device gets a SetParameterValues task
+// with a connection request; when the first CPE receives its
+// SetParameterValues, the worker holding that session is killed (SIGKILL)
+// before the CPE answers. The CPE's answer then reaches the other worker,
+// which resumes the session from its checkpoint.
 func TestTaskSurvivesKilledWorker(t *testing.T) {
+	testKilledWorker(t, false)
+}
+
+// TestTaskResumedAfterKilledWorker is TestTaskSurvivesKilledWorker with the
+// CPE's answer lost as well: the CPE applied the change, but no worker
+// heard it; its next session's Inform carries the task's ParameterKey, and
+// the task resumed there must not be sent again (docs/tasks.md).
+func TestTaskResumedAfterKilledWorker(t *testing.T) {
+	testKilledWorker(t, true)
+}
+
+// testKilledWorker runs the scenario of TestTaskSurvivesKilledWorker; with
+// loseAnswer the CPE applies the SetParameterValues during which the worker
+// died, and its answer is lost. Every task must end done, every CPE must
+// have received exactly one SetParameterValues, carrying its task's value
+// and key, and the inventory must hold the values.
+func testKilledWorker(t *testing.T, loseAnswer bool) {
 	if testing.Short() {
 		t.Skip("end-to-end run of four processes; make test runs it")
 	}
 	const devices = 4
 	const paramPath = "Device.ManagementServer.PeriodicInformInterval"
+	// window is the notifier's least time between connection requests to a
+	// device: the second wake of the killed device comes after it.
+	const window = 300 * time.Millisecond
 	redisAddr, redisDB := testenv.RedisDB(t)
 	c := &cluster{t: t, bin: buildFleetacs(t), dir: t.TempDir()}
 	t.Cleanup(c.stopAll)
@@ -85,7 +104,8 @@ func TestTaskSurvivesKilledWorker(t *testing.T) {
 		"-client.inventory-addr="+coreAddr, "-client.tasks-addr="+coreAddr,
 		"-inventory.store=sqlite", "-inventory.sqlite-path="+filepath.Join(c.dir, "inventory.db"),
 		"-tasks.sqlite-path="+filepath.Join(c.dir, "tasks.db"), "-tasks.sweep-interval=200ms",
-		"-notifier.allow-loopback", "inventory", "tasks", "notifier")...)
+		"-notifier.allow-loopback", "-notifier.coalesce-window="+window.String(), "-notifier.per-device-interval="+window.String(),
+		"inventory", "tasks", "notifier")...)
 	worker := func(name, a string) *proc {
 		return c.start(name, args("-server.internal-grpc-addr="+a, "-sessions.advertise-addr="+a, "-client.tasks-addr="+coreAddr,
 			"-sessions.worker-id="+name, "-sessions.registry-ttl=3s", "sessions")...)
@@ -147,16 +167,22 @@ func TestTaskSurvivesKilledWorker(t *testing.T) {
 		killedDevice string
 		hookErr      error
 	)
+	lost := make(chan struct{}) // closed when the session whose answer was lost ended
 	sm, err := sim.New(sim.Config{URL: "http://" + gwAddr + "/", Model: sim.TR181,
 		Devices: devices, Seed: 23, SerialPrefix: "KILL", BootStorm: true, Concurrency: devices,
 		Username: "fleet", Password: "e2e-secret",
 		Timeout: 20 * time.Second, ConnReq: sim.ConnReqPerDevice, TimeScale: 0.01,
-		OnRequest: func(d *sim.Device, m cwmp.Message) {
+		OnSession: func(r sim.SessionReport) {
+			if r.Kind == "answer_lost" {
+				close(lost)
+			}
+		},
+		OnRequest: func(d *sim.Device, m cwmp.Message) bool {
 			// The ACS's own SetParameterValues (connection-request
 			// credentials at bootstrap) do not count: only the tasks'.
 			spv, ok := m.(*cwmp.SetParameterValues)
 			if !ok || !slices.ContainsFunc(spv.ParameterList, func(v cwmp.ParameterValue) bool { return v.Name == paramPath }) {
-				return
+				return false
 			}
 			key := deviceid.Key(d.ID())
 			seen := spvSeen{key: spv.ParameterKey, values: map[string]string{}}
@@ -167,22 +193,23 @@ func TestTaskSurvivesKilledWorker(t *testing.T) {
 			defer mu.Unlock()
 			spvs[key] = append(spvs[key], seen)
 			if !armed || killed != nil || hookErr != nil {
-				return
+				return false
 			}
 			// The CPE holds the SetParameterValues and has not answered:
 			// its session's worker dies now; the CPE applies the change and
-			// answers once the worker is gone.
+			// answers once the worker is gone (or its answer is lost).
 			p, err := holder(key)
 			if err != nil {
 				hookErr = err
-				return
+				return false
 			}
 			if err := p.cmd.Process.Kill(); err != nil {
 				hookErr = err
-				return
+				return false
 			}
 			<-p.done
 			killed, killedDevice = p, key
+			return loseAnswer
 		},
 	})
 	if err != nil {
@@ -248,6 +275,52 @@ func TestTaskSurvivesKilledWorker(t *testing.T) {
 		taskOf[key] = resp.GetTask().GetId()
 	}
 
+	if loseAnswer {
+		// The lost session carried only "6 CONNECTION REQUEST", which a
+		// CPE does not retry (docs/protocol.md): the device next informs
+		// when woken for another task. That session finds the first task
+		// dispatched to the dead one and resumes it.
+		select {
+		case <-lost:
+		case <-time.After(30 * time.Second):
+			t.Fatal("no session lost its answer")
+		}
+		mu.Lock()
+		key := killedDevice
+		mu.Unlock()
+		// The notifier coalesces a wake that comes within its window of
+		// the last connection request to the device.
+		testenv.WaitFor(t, 10*time.Second, func() error {
+			got, err := tasksAPI.GetTask(admin(), &tasksv1.GetTaskRequest{Tenant: "default", Id: taskOf[key]})
+			if err != nil {
+				return err
+			}
+			w := got.GetTask().GetWake()
+			if w.GetTime() == nil || time.Since(w.GetTime().AsTime()) < window {
+				return fmt.Errorf("last connection request to %s: %v", key, w)
+			}
+			return nil
+		})
+		resp, err := tasksAPI.CreateTask(admin(), &tasksv1.CreateTaskRequest{Tenant: "default", DeviceId: key,
+			Operation: &tasksv1.Operation{Kind: &tasksv1.Operation_GetParameterValues{GetParameterValues: &tasksv1.GetParameterValues{
+				Names: []string{paramPath},
+			}}},
+			Options: &tasksv1.TaskOptions{ConnectionRequest: true}})
+		if err != nil {
+			t.Fatalf("create task on %s: %v", key, err)
+		}
+		testenv.WaitFor(t, 30*time.Second, func() error {
+			got, err := tasksAPI.GetTask(admin(), &tasksv1.GetTaskRequest{Tenant: "default", Id: resp.GetTask().GetId()})
+			if err != nil {
+				return err
+			}
+			if task := got.GetTask(); task.GetState() != tasksv1.TaskState_TASK_STATE_DONE {
+				return fmt.Errorf("task %s on %s: %v, wake %v; history %v", task.GetId(), key, task.GetState(), task.GetWake(), task.GetHistory())
+			}
+			return nil
+		})
+	}
+
 	// Every task ends, done.
 	final := map[string]*tasksv1.Task{}
 	testenv.WaitFor(t, 45*time.Second, func() error {
@@ -279,7 +352,13 @@ func TestTaskSurvivesKilledWorker(t *testing.T) {
 	if killed == nil {
 		t.Fatal("no worker was killed: no SetParameterValues reached a CPE after the tasks were created")
 	}
-	t.Logf("killed %s while %s held a SetParameterValues; its task: %v", killed.name, killedDevice, final[killedDevice].GetHistory())
+	history := final[killedDevice].GetHistory()
+	t.Logf("killed %s while %s held a SetParameterValues; its task: %v", killed.name, killedDevice, history)
+	if loseAnswer && !slices.ContainsFunc(history, func(h *tasksv1.TaskHistoryEntry) bool {
+		return strings.Contains(h.GetDetail(), "resumed after session")
+	}) {
+		t.Errorf("the task of %s was not resumed by a later session: %v", killedDevice, history)
+	}
 	for _, key := range keys {
 		task := final[key]
 		if task.GetState() != tasksv1.TaskState_TASK_STATE_DONE {
