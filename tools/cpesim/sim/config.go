@@ -154,6 +154,13 @@ type Config struct {
 	// OnSession, when set, is called after every session (from the
 	// session's goroutine).
 	OnSession func(SessionReport)
+	// OnRequest, when set, is called with every ACS request a device
+	// received, before the device handles and answers it (from the
+	// session's goroutine): a test's hook for what happens while a request
+	// is in flight. When it returns true the device handles the request
+	// but its answer is lost: the connection breaks and the session fails
+	// (kind "answer_lost"), to be retried like any failed session.
+	OnRequest func(*Device, cwmp.Message) (loseAnswer bool)
 }
 
 // Defaults, in one place.

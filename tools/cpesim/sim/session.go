@@ -285,7 +285,18 @@ func (ss *session) answer(req *cwmp.Envelope) ([]byte, error) {
 	if gpv, ok := req.Body.(*cwmp.GetParameterValues); ok && ss.sim.cfg.CrashGPVAbove > 0 && len(gpv.ParameterNames) > ss.sim.cfg.CrashGPVAbove {
 		return nil, ss.crash(len(gpv.ParameterNames))
 	}
+	loseAnswer := false
+	if h := ss.sim.cfg.OnRequest; h != nil {
+		loseAnswer = h(ss.d, req.Body)
+	}
 	msg := ss.d.handle(req.Body, ss.v, time.Now())
+	if loseAnswer {
+		if ss.cn != nil {
+			ss.cn.close()
+			ss.cn = nil
+		}
+		return nil, failf("answer_lost", "the answer to %s was lost (Config.OnRequest)", method)
+	}
 	if f, ok := msg.(*cwmp.Fault); ok {
 		st.count(st.faults, strconv.Itoa(int(f.Code)))
 	}
