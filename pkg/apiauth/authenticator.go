@@ -59,9 +59,9 @@ func (c *Config) Validate() error {
 
 // Options are an Authenticator's dependencies.
 type Options struct {
-	// Tokens verifies bearer tokens; nil: this process holds no token
-	// store, and every token is refused.
-	Tokens TokenStore
+	// Tokens verifies bearer tokens; nil: this process can read no
+	// tokens, and every token is refused.
+	Tokens TokenReader
 	// OpenMethods are full method names ("/pkg.Service/Method") that
 	// answer without credentials; HealthMethods is the usual set.
 	OpenMethods []string

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// verifier checks bearer tokens against a TokenStore, keeping the records
+// verifier checks bearer tokens against a TokenReader, keeping the records
 // it read for ttl: every call of an API client presents the same token, and
 // a store read per call would cost more than the call. A token revoked in
 // another process is therefore refused at most ttl later; forget drops a
@@ -20,7 +20,7 @@ import (
 // token is compared with the record's on every call, in constant time, and
 // expiry is checked against the clock every time.
 type verifier struct {
-	store TokenStore
+	store TokenReader
 	ttl   time.Duration
 	max   int
 	now   func() time.Time
@@ -40,7 +40,7 @@ type cached struct {
 // errBadToken: malformed, unknown, revoked, expired or not matching.
 var errBadToken = errors.New("invalid token")
 
-func newVerifier(store TokenStore, ttl time.Duration, max int, now func() time.Time) *verifier {
+func newVerifier(store TokenReader, ttl time.Duration, max int, now func() time.Time) *verifier {
 	return &verifier{store: store, ttl: ttl, max: max, now: now, cache: make(map[string]cached)}
 }
 

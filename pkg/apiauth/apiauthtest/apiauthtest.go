@@ -1,7 +1,7 @@
-// Package apiauthtest is the conformance suite of apiauth.TokenStore: one
-// body of tests every adapter runs against its real backend (docs/style.md
-// rule 3), and an in-memory store for units that need a store, which passes
-// the same suite.
+// Package apiauthtest is the conformance suite of apiauth.TokenStore (Run)
+// and of apiauth.TokenReader (RunReader): one body of tests every adapter
+// runs against its real backend (docs/style.md rule 3), and an in-memory
+// store for units that need a store, which passes both.
 package apiauthtest
 
 import (

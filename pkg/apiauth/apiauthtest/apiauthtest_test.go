@@ -10,3 +10,10 @@ import (
 func TestMemoryStore(t *testing.T) {
 	apiauthtest.Run(t, func(*testing.T) apiauth.TokenStore { return apiauthtest.NewMemoryStore() })
 }
+
+func TestMemoryStoreAsReader(t *testing.T) {
+	apiauthtest.RunReader(t, func(*testing.T) (apiauth.TokenStore, apiauth.TokenReader) {
+		s := apiauthtest.NewMemoryStore()
+		return s, s
+	})
+}
