@@ -98,6 +98,7 @@ func TestServiceShapes(t *testing.T) {
 			{"GetConnectionRequestTarget", "fleetacs.inventory.v1.GetConnectionRequestTargetRequest", "fleetacs.inventory.v1.GetConnectionRequestTargetResponse"},
 			{"GetDiscoveryProfile", "fleetacs.inventory.v1.GetDiscoveryProfileRequest", "fleetacs.inventory.v1.GetDiscoveryProfileResponse"},
 			{"RecordDiscovery", "fleetacs.inventory.v1.RecordDiscoveryRequest", "fleetacs.inventory.v1.RecordDiscoveryResponse"},
+			{"GetToken", "fleetacs.inventory.v1.GetTokenRequest", "fleetacs.inventory.v1.GetTokenResponse"},
 		}},
 		{tasksv1.TasksInternalService_ServiceDesc, []rpc{
 			{"ClaimTasks", "fleetacs.tasks.v1.ClaimTasksRequest", "fleetacs.tasks.v1.ClaimTasksResponse"},

@@ -7,6 +7,7 @@
 package inventoryv1
 
 import (
+	v1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/auth/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1256,11 +1257,206 @@ func (x *RecordDiscoveryResponse) GetProfile() *DiscoveryProfile {
 	return nil
 }
 
+// GetTokenRequest names a token.
+type GetTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Token id: 16 lower-case hex digits, the "<id>" of "fat_<id>_<secret>".
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTokenRequest) Reset() {
+	*x = GetTokenRequest{}
+	mi := &file_fleetacs_inventory_v1_internal_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTokenRequest) ProtoMessage() {}
+
+func (x *GetTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_inventory_v1_internal_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTokenRequest.ProtoReflect.Descriptor instead.
+func (*GetTokenRequest) Descriptor() ([]byte, []int) {
+	return file_fleetacs_inventory_v1_internal_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *GetTokenRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// GetTokenResponse holds the token's verification record.
+type GetTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token.
+	Token         *TokenRecord `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTokenResponse) Reset() {
+	*x = GetTokenResponse{}
+	mi := &file_fleetacs_inventory_v1_internal_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTokenResponse) ProtoMessage() {}
+
+func (x *GetTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_inventory_v1_internal_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTokenResponse.ProtoReflect.Descriptor instead.
+func (*GetTokenResponse) Descriptor() ([]byte, []int) {
+	return file_fleetacs_inventory_v1_internal_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *GetTokenResponse) GetToken() *TokenRecord {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+// TokenRecord is what verifying a bearer token needs: the hash to compare
+// the presented token's with, whether the token is still active, and the
+// principal it authenticates. Name, creator and creation time are left out
+// (fleetacs.auth.v1.TokenService lists them).
+type TokenRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Token id.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// SHA-256 of the whole token, 32 bytes.
+	Hash []byte `protobuf:"bytes,2,opt,name=hash,proto3" json:"hash,omitempty"`
+	// Role the token carries.
+	Role v1.Role `protobuf:"varint,3,opt,name=role,proto3,enum=fleetacs.auth.v1.Role" json:"role,omitempty"`
+	// Tenants the token covers, sorted; empty when all_tenants is set.
+	Tenants []string `protobuf:"bytes,4,rep,name=tenants,proto3" json:"tenants,omitempty"`
+	// The token covers every tenant.
+	AllTenants bool `protobuf:"varint,5,opt,name=all_tenants,json=allTenants,proto3" json:"all_tenants,omitempty"`
+	// When the token stops being accepted; unset: never.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// When the token was revoked; unset: it was not.
+	RevokeTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=revoke_time,json=revokeTime,proto3" json:"revoke_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenRecord) Reset() {
+	*x = TokenRecord{}
+	mi := &file_fleetacs_inventory_v1_internal_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenRecord) ProtoMessage() {}
+
+func (x *TokenRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_inventory_v1_internal_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenRecord.ProtoReflect.Descriptor instead.
+func (*TokenRecord) Descriptor() ([]byte, []int) {
+	return file_fleetacs_inventory_v1_internal_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *TokenRecord) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *TokenRecord) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+func (x *TokenRecord) GetRole() v1.Role {
+	if x != nil {
+		return x.Role
+	}
+	return v1.Role(0)
+}
+
+func (x *TokenRecord) GetTenants() []string {
+	if x != nil {
+		return x.Tenants
+	}
+	return nil
+}
+
+func (x *TokenRecord) GetAllTenants() bool {
+	if x != nil {
+		return x.AllTenants
+	}
+	return false
+}
+
+func (x *TokenRecord) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *TokenRecord) GetRevokeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokeTime
+	}
+	return nil
+}
+
 var File_fleetacs_inventory_v1_internal_proto protoreflect.FileDescriptor
 
 const file_fleetacs_inventory_v1_internal_proto_rawDesc = "" +
 	"\n" +
-	"$fleetacs/inventory/v1/internal.proto\x12\x15fleetacs.inventory.v1\x1a\"fleetacs/inventory/v1/device.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"E\n" +
+	"$fleetacs/inventory/v1/internal.proto\x12\x15fleetacs.inventory.v1\x1a\x1bfleetacs/auth/v1/auth.proto\x1a\"fleetacs/inventory/v1/device.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"E\n" +
 	"\vCredentials\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1a\n" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\"\x9d\x01\n" +
@@ -1363,14 +1559,30 @@ const file_fleetacs_inventory_v1_internal_proto_rawDesc = "" +
 	"\x10gpv_batch_failed\x18\x05 \x01(\rR\x0egpvBatchFailed\x12,\n" +
 	"\x12subtree_gpn_failed\x18\x06 \x01(\bR\x10subtreeGpnFailed\"\\\n" +
 	"\x17RecordDiscoveryResponse\x12A\n" +
-	"\aprofile\x18\x01 \x01(\v2'.fleetacs.inventory.v1.DiscoveryProfileR\aprofile2\x80\x06\n" +
+	"\aprofile\x18\x01 \x01(\v2'.fleetacs.inventory.v1.DiscoveryProfileR\aprofile\"!\n" +
+	"\x0fGetTokenRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"L\n" +
+	"\x10GetTokenResponse\x128\n" +
+	"\x05token\x18\x01 \x01(\v2\".fleetacs.inventory.v1.TokenRecordR\x05token\"\x92\x02\n" +
+	"\vTokenRecord\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04hash\x18\x02 \x01(\fR\x04hash\x12*\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x16.fleetacs.auth.v1.RoleR\x04role\x12\x18\n" +
+	"\atenants\x18\x04 \x03(\tR\atenants\x12\x1f\n" +
+	"\vall_tenants\x18\x05 \x01(\bR\n" +
+	"allTenants\x12;\n" +
+	"\vexpire_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12;\n" +
+	"\vrevoke_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"revokeTime2\xdd\x06\n" +
 	"\x18InventoryInternalService\x12|\n" +
 	"\x13GetDeviceForSession\x121.fleetacs.inventory.v1.GetDeviceForSessionRequest\x1a2.fleetacs.inventory.v1.GetDeviceForSessionResponse\x12j\n" +
 	"\rRecordSession\x12+.fleetacs.inventory.v1.RecordSessionRequest\x1a,.fleetacs.inventory.v1.RecordSessionResponse\x12v\n" +
 	"\x11GetCpeCredentials\x12/.fleetacs.inventory.v1.GetCpeCredentialsRequest\x1a0.fleetacs.inventory.v1.GetCpeCredentialsResponse\x12\x91\x01\n" +
 	"\x1aGetConnectionRequestTarget\x128.fleetacs.inventory.v1.GetConnectionRequestTargetRequest\x1a9.fleetacs.inventory.v1.GetConnectionRequestTargetResponse\x12|\n" +
 	"\x13GetDiscoveryProfile\x121.fleetacs.inventory.v1.GetDiscoveryProfileRequest\x1a2.fleetacs.inventory.v1.GetDiscoveryProfileResponse\x12p\n" +
-	"\x0fRecordDiscovery\x12-.fleetacs.inventory.v1.RecordDiscoveryRequest\x1a..fleetacs.inventory.v1.RecordDiscoveryResponseBJZHgithub.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1;inventoryv1b\x06proto3"
+	"\x0fRecordDiscovery\x12-.fleetacs.inventory.v1.RecordDiscoveryRequest\x1a..fleetacs.inventory.v1.RecordDiscoveryResponse\x12[\n" +
+	"\bGetToken\x12&.fleetacs.inventory.v1.GetTokenRequest\x1a'.fleetacs.inventory.v1.GetTokenResponseBJZHgithub.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1;inventoryv1b\x06proto3"
 
 var (
 	file_fleetacs_inventory_v1_internal_proto_rawDescOnce sync.Once
@@ -1384,7 +1596,7 @@ func file_fleetacs_inventory_v1_internal_proto_rawDescGZIP() []byte {
 	return file_fleetacs_inventory_v1_internal_proto_rawDescData
 }
 
-var file_fleetacs_inventory_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_fleetacs_inventory_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_fleetacs_inventory_v1_internal_proto_goTypes = []any{
 	(*Credentials)(nil),                        // 0: fleetacs.inventory.v1.Credentials
 	(*GetDeviceForSessionRequest)(nil),         // 1: fleetacs.inventory.v1.GetDeviceForSessionRequest
@@ -1402,58 +1614,68 @@ var file_fleetacs_inventory_v1_internal_proto_goTypes = []any{
 	(*GetDiscoveryProfileResponse)(nil),        // 13: fleetacs.inventory.v1.GetDiscoveryProfileResponse
 	(*RecordDiscoveryRequest)(nil),             // 14: fleetacs.inventory.v1.RecordDiscoveryRequest
 	(*RecordDiscoveryResponse)(nil),            // 15: fleetacs.inventory.v1.RecordDiscoveryResponse
-	(*ParameterSelector)(nil),                  // 16: fleetacs.inventory.v1.ParameterSelector
-	(*Device)(nil),                             // 17: fleetacs.inventory.v1.Device
-	(*timestamppb.Timestamp)(nil),              // 18: google.protobuf.Timestamp
-	(*DeviceId)(nil),                           // 19: fleetacs.inventory.v1.DeviceId
-	(*Parameter)(nil),                          // 20: fleetacs.inventory.v1.Parameter
-	(*InformEvent)(nil),                        // 21: fleetacs.inventory.v1.InformEvent
-	(*ConnectionRequest)(nil),                  // 22: fleetacs.inventory.v1.ConnectionRequest
+	(*GetTokenRequest)(nil),                    // 16: fleetacs.inventory.v1.GetTokenRequest
+	(*GetTokenResponse)(nil),                   // 17: fleetacs.inventory.v1.GetTokenResponse
+	(*TokenRecord)(nil),                        // 18: fleetacs.inventory.v1.TokenRecord
+	(*ParameterSelector)(nil),                  // 19: fleetacs.inventory.v1.ParameterSelector
+	(*Device)(nil),                             // 20: fleetacs.inventory.v1.Device
+	(*timestamppb.Timestamp)(nil),              // 21: google.protobuf.Timestamp
+	(*DeviceId)(nil),                           // 22: fleetacs.inventory.v1.DeviceId
+	(*Parameter)(nil),                          // 23: fleetacs.inventory.v1.Parameter
+	(*InformEvent)(nil),                        // 24: fleetacs.inventory.v1.InformEvent
+	(*ConnectionRequest)(nil),                  // 25: fleetacs.inventory.v1.ConnectionRequest
+	(v1.Role)(0),                               // 26: fleetacs.auth.v1.Role
 }
 var file_fleetacs_inventory_v1_internal_proto_depIdxs = []int32{
-	16, // 0: fleetacs.inventory.v1.GetDeviceForSessionRequest.parameters:type_name -> fleetacs.inventory.v1.ParameterSelector
-	17, // 1: fleetacs.inventory.v1.GetDeviceForSessionResponse.device:type_name -> fleetacs.inventory.v1.Device
+	19, // 0: fleetacs.inventory.v1.GetDeviceForSessionRequest.parameters:type_name -> fleetacs.inventory.v1.ParameterSelector
+	20, // 1: fleetacs.inventory.v1.GetDeviceForSessionResponse.device:type_name -> fleetacs.inventory.v1.Device
 	0,  // 2: fleetacs.inventory.v1.GetDeviceForSessionResponse.connection_request_credentials:type_name -> fleetacs.inventory.v1.Credentials
 	0,  // 3: fleetacs.inventory.v1.GetDeviceForSessionResponse.pending_connection_request_credentials:type_name -> fleetacs.inventory.v1.Credentials
-	18, // 4: fleetacs.inventory.v1.GetDeviceForSessionResponse.pending_connection_request_time:type_name -> google.protobuf.Timestamp
-	18, // 5: fleetacs.inventory.v1.GetDeviceForSessionResponse.connection_request_refused_time:type_name -> google.protobuf.Timestamp
-	18, // 6: fleetacs.inventory.v1.RecordSessionRequest.observe_time:type_name -> google.protobuf.Timestamp
-	19, // 7: fleetacs.inventory.v1.RecordSessionRequest.device_id:type_name -> fleetacs.inventory.v1.DeviceId
+	21, // 4: fleetacs.inventory.v1.GetDeviceForSessionResponse.pending_connection_request_time:type_name -> google.protobuf.Timestamp
+	21, // 5: fleetacs.inventory.v1.GetDeviceForSessionResponse.connection_request_refused_time:type_name -> google.protobuf.Timestamp
+	21, // 6: fleetacs.inventory.v1.RecordSessionRequest.observe_time:type_name -> google.protobuf.Timestamp
+	22, // 7: fleetacs.inventory.v1.RecordSessionRequest.device_id:type_name -> fleetacs.inventory.v1.DeviceId
 	4,  // 8: fleetacs.inventory.v1.RecordSessionRequest.inform:type_name -> fleetacs.inventory.v1.InformRecord
 	5,  // 9: fleetacs.inventory.v1.RecordSessionRequest.fields:type_name -> fleetacs.inventory.v1.DeviceFields
-	20, // 10: fleetacs.inventory.v1.RecordSessionRequest.parameters:type_name -> fleetacs.inventory.v1.Parameter
+	23, // 10: fleetacs.inventory.v1.RecordSessionRequest.parameters:type_name -> fleetacs.inventory.v1.Parameter
 	0,  // 11: fleetacs.inventory.v1.RecordSessionRequest.connection_request_credentials:type_name -> fleetacs.inventory.v1.Credentials
 	0,  // 12: fleetacs.inventory.v1.RecordSessionRequest.cpe_credentials:type_name -> fleetacs.inventory.v1.Credentials
-	18, // 13: fleetacs.inventory.v1.RecordSessionRequest.full_discovery_time:type_name -> google.protobuf.Timestamp
-	18, // 14: fleetacs.inventory.v1.RecordSessionRequest.connection_request_pending_time:type_name -> google.protobuf.Timestamp
-	18, // 15: fleetacs.inventory.v1.RecordSessionRequest.connection_request_refused_time:type_name -> google.protobuf.Timestamp
-	18, // 16: fleetacs.inventory.v1.InformRecord.time:type_name -> google.protobuf.Timestamp
-	21, // 17: fleetacs.inventory.v1.InformRecord.events:type_name -> fleetacs.inventory.v1.InformEvent
+	21, // 13: fleetacs.inventory.v1.RecordSessionRequest.full_discovery_time:type_name -> google.protobuf.Timestamp
+	21, // 14: fleetacs.inventory.v1.RecordSessionRequest.connection_request_pending_time:type_name -> google.protobuf.Timestamp
+	21, // 15: fleetacs.inventory.v1.RecordSessionRequest.connection_request_refused_time:type_name -> google.protobuf.Timestamp
+	21, // 16: fleetacs.inventory.v1.InformRecord.time:type_name -> google.protobuf.Timestamp
+	24, // 17: fleetacs.inventory.v1.InformRecord.events:type_name -> fleetacs.inventory.v1.InformEvent
 	0,  // 18: fleetacs.inventory.v1.GetCpeCredentialsResponse.credentials:type_name -> fleetacs.inventory.v1.Credentials
-	18, // 19: fleetacs.inventory.v1.GetCpeCredentialsResponse.registered_time:type_name -> google.protobuf.Timestamp
-	22, // 20: fleetacs.inventory.v1.GetConnectionRequestTargetResponse.connection_request:type_name -> fleetacs.inventory.v1.ConnectionRequest
+	21, // 19: fleetacs.inventory.v1.GetCpeCredentialsResponse.registered_time:type_name -> google.protobuf.Timestamp
+	25, // 20: fleetacs.inventory.v1.GetConnectionRequestTargetResponse.connection_request:type_name -> fleetacs.inventory.v1.ConnectionRequest
 	0,  // 21: fleetacs.inventory.v1.GetConnectionRequestTargetResponse.credentials:type_name -> fleetacs.inventory.v1.Credentials
-	18, // 22: fleetacs.inventory.v1.GetConnectionRequestTargetResponse.last_inform_time:type_name -> google.protobuf.Timestamp
-	18, // 23: fleetacs.inventory.v1.DiscoveryProfile.update_time:type_name -> google.protobuf.Timestamp
+	21, // 22: fleetacs.inventory.v1.GetConnectionRequestTargetResponse.last_inform_time:type_name -> google.protobuf.Timestamp
+	21, // 23: fleetacs.inventory.v1.DiscoveryProfile.update_time:type_name -> google.protobuf.Timestamp
 	11, // 24: fleetacs.inventory.v1.GetDiscoveryProfileResponse.profile:type_name -> fleetacs.inventory.v1.DiscoveryProfile
 	11, // 25: fleetacs.inventory.v1.RecordDiscoveryResponse.profile:type_name -> fleetacs.inventory.v1.DiscoveryProfile
-	1,  // 26: fleetacs.inventory.v1.InventoryInternalService.GetDeviceForSession:input_type -> fleetacs.inventory.v1.GetDeviceForSessionRequest
-	3,  // 27: fleetacs.inventory.v1.InventoryInternalService.RecordSession:input_type -> fleetacs.inventory.v1.RecordSessionRequest
-	7,  // 28: fleetacs.inventory.v1.InventoryInternalService.GetCpeCredentials:input_type -> fleetacs.inventory.v1.GetCpeCredentialsRequest
-	9,  // 29: fleetacs.inventory.v1.InventoryInternalService.GetConnectionRequestTarget:input_type -> fleetacs.inventory.v1.GetConnectionRequestTargetRequest
-	12, // 30: fleetacs.inventory.v1.InventoryInternalService.GetDiscoveryProfile:input_type -> fleetacs.inventory.v1.GetDiscoveryProfileRequest
-	14, // 31: fleetacs.inventory.v1.InventoryInternalService.RecordDiscovery:input_type -> fleetacs.inventory.v1.RecordDiscoveryRequest
-	2,  // 32: fleetacs.inventory.v1.InventoryInternalService.GetDeviceForSession:output_type -> fleetacs.inventory.v1.GetDeviceForSessionResponse
-	6,  // 33: fleetacs.inventory.v1.InventoryInternalService.RecordSession:output_type -> fleetacs.inventory.v1.RecordSessionResponse
-	8,  // 34: fleetacs.inventory.v1.InventoryInternalService.GetCpeCredentials:output_type -> fleetacs.inventory.v1.GetCpeCredentialsResponse
-	10, // 35: fleetacs.inventory.v1.InventoryInternalService.GetConnectionRequestTarget:output_type -> fleetacs.inventory.v1.GetConnectionRequestTargetResponse
-	13, // 36: fleetacs.inventory.v1.InventoryInternalService.GetDiscoveryProfile:output_type -> fleetacs.inventory.v1.GetDiscoveryProfileResponse
-	15, // 37: fleetacs.inventory.v1.InventoryInternalService.RecordDiscovery:output_type -> fleetacs.inventory.v1.RecordDiscoveryResponse
-	32, // [32:38] is the sub-list for method output_type
-	26, // [26:32] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	18, // 26: fleetacs.inventory.v1.GetTokenResponse.token:type_name -> fleetacs.inventory.v1.TokenRecord
+	26, // 27: fleetacs.inventory.v1.TokenRecord.role:type_name -> fleetacs.auth.v1.Role
+	21, // 28: fleetacs.inventory.v1.TokenRecord.expire_time:type_name -> google.protobuf.Timestamp
+	21, // 29: fleetacs.inventory.v1.TokenRecord.revoke_time:type_name -> google.protobuf.Timestamp
+	1,  // 30: fleetacs.inventory.v1.InventoryInternalService.GetDeviceForSession:input_type -> fleetacs.inventory.v1.GetDeviceForSessionRequest
+	3,  // 31: fleetacs.inventory.v1.InventoryInternalService.RecordSession:input_type -> fleetacs.inventory.v1.RecordSessionRequest
+	7,  // 32: fleetacs.inventory.v1.InventoryInternalService.GetCpeCredentials:input_type -> fleetacs.inventory.v1.GetCpeCredentialsRequest
+	9,  // 33: fleetacs.inventory.v1.InventoryInternalService.GetConnectionRequestTarget:input_type -> fleetacs.inventory.v1.GetConnectionRequestTargetRequest
+	12, // 34: fleetacs.inventory.v1.InventoryInternalService.GetDiscoveryProfile:input_type -> fleetacs.inventory.v1.GetDiscoveryProfileRequest
+	14, // 35: fleetacs.inventory.v1.InventoryInternalService.RecordDiscovery:input_type -> fleetacs.inventory.v1.RecordDiscoveryRequest
+	16, // 36: fleetacs.inventory.v1.InventoryInternalService.GetToken:input_type -> fleetacs.inventory.v1.GetTokenRequest
+	2,  // 37: fleetacs.inventory.v1.InventoryInternalService.GetDeviceForSession:output_type -> fleetacs.inventory.v1.GetDeviceForSessionResponse
+	6,  // 38: fleetacs.inventory.v1.InventoryInternalService.RecordSession:output_type -> fleetacs.inventory.v1.RecordSessionResponse
+	8,  // 39: fleetacs.inventory.v1.InventoryInternalService.GetCpeCredentials:output_type -> fleetacs.inventory.v1.GetCpeCredentialsResponse
+	10, // 40: fleetacs.inventory.v1.InventoryInternalService.GetConnectionRequestTarget:output_type -> fleetacs.inventory.v1.GetConnectionRequestTargetResponse
+	13, // 41: fleetacs.inventory.v1.InventoryInternalService.GetDiscoveryProfile:output_type -> fleetacs.inventory.v1.GetDiscoveryProfileResponse
+	15, // 42: fleetacs.inventory.v1.InventoryInternalService.RecordDiscovery:output_type -> fleetacs.inventory.v1.RecordDiscoveryResponse
+	17, // 43: fleetacs.inventory.v1.InventoryInternalService.GetToken:output_type -> fleetacs.inventory.v1.GetTokenResponse
+	37, // [37:44] is the sub-list for method output_type
+	30, // [30:37] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_fleetacs_inventory_v1_internal_proto_init() }
@@ -1469,7 +1691,7 @@ func file_fleetacs_inventory_v1_internal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fleetacs_inventory_v1_internal_proto_rawDesc), len(file_fleetacs_inventory_v1_internal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

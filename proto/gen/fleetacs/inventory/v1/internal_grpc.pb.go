@@ -25,6 +25,7 @@ const (
 	InventoryInternalService_GetConnectionRequestTarget_FullMethodName = "/fleetacs.inventory.v1.InventoryInternalService/GetConnectionRequestTarget"
 	InventoryInternalService_GetDiscoveryProfile_FullMethodName        = "/fleetacs.inventory.v1.InventoryInternalService/GetDiscoveryProfile"
 	InventoryInternalService_RecordDiscovery_FullMethodName            = "/fleetacs.inventory.v1.InventoryInternalService/RecordDiscovery"
+	InventoryInternalService_GetToken_FullMethodName                   = "/fleetacs.inventory.v1.InventoryInternalService/GetToken"
 )
 
 // InventoryInternalServiceClient is the client API for InventoryInternalService service.
@@ -33,7 +34,8 @@ const (
 //
 // InventoryInternalService serves the other FleetACS services: session
 // workers read and write device state, gateways fetch the credentials CPEs
-// authenticate with, the notifier fetches connection-request targets. It
+// authenticate with, the notifier fetches connection-request targets,
+// processes serving a public API without the inventory verify API tokens. It
 // returns secrets, so it is served only to internal callers: on the
 // internal listener, to callers holding the internal credential (mutual
 // TLS or the shared internal token, docs/security.md), or in-process; never
@@ -81,6 +83,15 @@ type InventoryInternalServiceClient interface {
 	// commutative and idempotent, so workers record without coordination and
 	// may retry. Not fenced: it is about the class, not one device.
 	RecordDiscovery(ctx context.Context, in *RecordDiscoveryRequest, opts ...grpc.CallOption) (*RecordDiscoveryResponse, error)
+	// GetToken returns what verifying an API bearer token needs of its
+	// record (the inventory's store keeps the tokens), for processes that
+	// serve a public API without the inventory. The token's secret is not
+	// stored, so it is never returned; its hash is. Those processes cache a
+	// record for -auth.token-cache-ttl, so a revocation reaches them within
+	// it (docs/security.md, "Processes without the inventory").
+	// INVALID_ARGUMENT / INVALID_FIELD for an id that is not 16 lower-case
+	// hex digits; NOT_FOUND / TOKEN_NOT_FOUND for an unknown one.
+	GetToken(ctx context.Context, in *GetTokenRequest, opts ...grpc.CallOption) (*GetTokenResponse, error)
 }
 
 type inventoryInternalServiceClient struct {
@@ -151,13 +162,24 @@ func (c *inventoryInternalServiceClient) RecordDiscovery(ctx context.Context, in
 	return out, nil
 }
 
+func (c *inventoryInternalServiceClient) GetToken(ctx context.Context, in *GetTokenRequest, opts ...grpc.CallOption) (*GetTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetTokenResponse)
+	err := c.cc.Invoke(ctx, InventoryInternalService_GetToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // InventoryInternalServiceServer is the server API for InventoryInternalService service.
 // All implementations must embed UnimplementedInventoryInternalServiceServer
 // for forward compatibility.
 //
 // InventoryInternalService serves the other FleetACS services: session
 // workers read and write device state, gateways fetch the credentials CPEs
-// authenticate with, the notifier fetches connection-request targets. It
+// authenticate with, the notifier fetches connection-request targets,
+// processes serving a public API without the inventory verify API tokens. It
 // returns secrets, so it is served only to internal callers: on the
 // internal listener, to callers holding the internal credential (mutual
 // TLS or the shared internal token, docs/security.md), or in-process; never
@@ -205,6 +227,15 @@ type InventoryInternalServiceServer interface {
 	// commutative and idempotent, so workers record without coordination and
 	// may retry. Not fenced: it is about the class, not one device.
 	RecordDiscovery(context.Context, *RecordDiscoveryRequest) (*RecordDiscoveryResponse, error)
+	// GetToken returns what verifying an API bearer token needs of its
+	// record (the inventory's store keeps the tokens), for processes that
+	// serve a public API without the inventory. The token's secret is not
+	// stored, so it is never returned; its hash is. Those processes cache a
+	// record for -auth.token-cache-ttl, so a revocation reaches them within
+	// it (docs/security.md, "Processes without the inventory").
+	// INVALID_ARGUMENT / INVALID_FIELD for an id that is not 16 lower-case
+	// hex digits; NOT_FOUND / TOKEN_NOT_FOUND for an unknown one.
+	GetToken(context.Context, *GetTokenRequest) (*GetTokenResponse, error)
 	mustEmbedUnimplementedInventoryInternalServiceServer()
 }
 
@@ -232,6 +263,9 @@ func (UnimplementedInventoryInternalServiceServer) GetDiscoveryProfile(context.C
 }
 func (UnimplementedInventoryInternalServiceServer) RecordDiscovery(context.Context, *RecordDiscoveryRequest) (*RecordDiscoveryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RecordDiscovery not implemented")
+}
+func (UnimplementedInventoryInternalServiceServer) GetToken(context.Context, *GetTokenRequest) (*GetTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetToken not implemented")
 }
 func (UnimplementedInventoryInternalServiceServer) mustEmbedUnimplementedInventoryInternalServiceServer() {
 }
@@ -363,6 +397,24 @@ func _InventoryInternalService_RecordDiscovery_Handler(srv interface{}, ctx cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _InventoryInternalService_GetToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(InventoryInternalServiceServer).GetToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: InventoryInternalService_GetToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(InventoryInternalServiceServer).GetToken(ctx, req.(*GetTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // InventoryInternalService_ServiceDesc is the grpc.ServiceDesc for InventoryInternalService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -393,6 +445,10 @@ var InventoryInternalService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RecordDiscovery",
 			Handler:    _InventoryInternalService_RecordDiscovery_Handler,
+		},
+		{
+			MethodName: "GetToken",
+			Handler:    _InventoryInternalService_GetToken_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
