@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/fleetacs/fleetacs/pkg/apiauth"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
 	"github.com/fleetacs/fleetacs/services/inventory/store"
 )
@@ -22,8 +23,10 @@ type Service struct {
 	// callerTenants returns the tenants the caller's credentials cover,
 	// for requests that name none.
 	callerTenants func(context.Context) []string
-	ready         atomic.Bool
-	now           func() time.Time
+	// tokens answers InventoryInternalService.GetToken; nil: unimplemented.
+	tokens apiauth.TokenReader
+	ready  atomic.Bool
+	now    func() time.Time
 	// started is set by Start and read by Run, which runs after it.
 	started bool
 }
@@ -39,6 +42,10 @@ type Options struct {
 	// Now stamps what the service records itself (discovery profiles);
 	// nil means time.Now.
 	Now func() time.Time
+	// Tokens are the API tokens InventoryInternalService.GetToken reads
+	// (the store's, docs/security.md "Processes without the inventory");
+	// nil: GetToken answers UNIMPLEMENTED.
+	Tokens apiauth.TokenReader
 }
 
 // DefaultTenant is the tenant of a single-tenant install.
@@ -46,7 +53,7 @@ const DefaultTenant = "default"
 
 // New returns the service over st. It does no I/O: Run starts the store.
 func New(st store.Store, opts Options) *Service {
-	s := &Service{store: st, logger: opts.Logger, callerTenants: opts.CallerTenants, now: opts.Now}
+	s := &Service{store: st, logger: opts.Logger, callerTenants: opts.CallerTenants, now: opts.Now, tokens: opts.Tokens}
 	if s.now == nil {
 		s.now = time.Now
 	}
