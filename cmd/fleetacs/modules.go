@@ -61,8 +61,10 @@ type shared struct {
 	// behind the internal credential.
 	public, internal *grpcServer
 	auth             *apiauth.Authenticator
-	// tokens is the token store the authenticator verifies with: the
-	// inventory's store, once the inventory module is built.
+	// tokens is what the authenticator verifies tokens with: the
+	// inventory's store once the inventory module is built, or, in a
+	// process serving the tasks API without the inventory, the inventory's
+	// internal API.
 	tokens tokenStoreRef
 	store  affinity.Store
 	// authState is the gateways' shared authentication state (nonce
@@ -199,60 +201,33 @@ func buildPublicGRPCServer(a *app) (lifecycle.Service, error) {
 	}, nil
 }
 
-// tokenStoreRef lets the authenticator, built before the inventory's store,
-// verify tokens with it. Unset: every token is refused as unknown.
+// tokenStoreRef lets the authenticator, built before the modules that
+// provide tokens, verify them with whichever does: the inventory's store
+// when the inventory runs in the process, else the inventory's internal
+// API (inventory.TokenClient) when a public API is served without it
+// (docs/security.md, "Processes without the inventory"). Unset: every token
+// is refused as unknown.
 type tokenStoreRef struct {
 	mu sync.RWMutex
-	ts apiauth.TokenStore
+	ts apiauth.TokenReader
 }
 
-var _ apiauth.TokenStore = (*tokenStoreRef)(nil)
+var _ apiauth.TokenReader = (*tokenStoreRef)(nil)
 
-func (r *tokenStoreRef) set(ts apiauth.TokenStore) {
+func (r *tokenStoreRef) set(ts apiauth.TokenReader) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.ts = ts
 }
 
-func (r *tokenStoreRef) get() (apiauth.TokenStore, error) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if r.ts == nil {
-		return nil, apiauth.ErrTokenNotFound
-	}
-	return r.ts, nil
-}
-
-func (r *tokenStoreRef) CreateToken(ctx context.Context, t apiauth.TokenRecord) error {
-	ts, err := r.get()
-	if err != nil {
-		return err
-	}
-	return ts.CreateToken(ctx, t)
-}
-
 func (r *tokenStoreRef) GetToken(ctx context.Context, id string) (apiauth.TokenRecord, error) {
-	ts, err := r.get()
-	if err != nil {
-		return apiauth.TokenRecord{}, err
+	r.mu.RLock()
+	ts := r.ts
+	r.mu.RUnlock()
+	if ts == nil {
+		return apiauth.TokenRecord{}, apiauth.ErrTokenNotFound
 	}
 	return ts.GetToken(ctx, id)
-}
-
-func (r *tokenStoreRef) ListTokens(ctx context.Context, q apiauth.TokenQuery) ([]apiauth.TokenRecord, bool, error) {
-	ts, err := r.get()
-	if err != nil {
-		return nil, false, err
-	}
-	return ts.ListTokens(ctx, q)
-}
-
-func (r *tokenStoreRef) RevokeToken(ctx context.Context, id string, at time.Time) (apiauth.TokenRecord, error) {
-	ts, err := r.get()
-	if err != nil {
-		return apiauth.TokenRecord{}, err
-	}
-	return ts.RevokeToken(ctx, id, at)
 }
 
 func buildAffinity(a *app) (lifecycle.Service, error) {
@@ -402,16 +377,17 @@ func buildInventory(a *app) (lifecycle.Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inventory config: %w", err)
 	}
-	// Calls that arrive before the store has started are answered
-	// UNAVAILABLE, and the module's gRPC health says NOT_SERVING until it
-	// has started.
-	svc := inventory.New(st, inventory.Options{Logger: a.logger.With("component", "inventory"), CallerTenants: apiauth.CallerTenants})
-	svc.RegisterPublic(a.shared.public.registrar)
-	svc.RegisterInternal(a.shared.internal.registrar)
 	tokens, ok := st.(apiauth.TokenStore)
 	if !ok {
 		return nil, fmt.Errorf("inventory store %T keeps no API tokens", st)
 	}
+	// Calls that arrive before the store has started are answered
+	// UNAVAILABLE, and the module's gRPC health says NOT_SERVING until it
+	// has started. Processes without the inventory verify tokens through
+	// its internal API (GetToken); TokenService is served here alone.
+	svc := inventory.New(st, inventory.Options{Logger: a.logger.With("component", "inventory"), CallerTenants: apiauth.CallerTenants, Tokens: tokens})
+	svc.RegisterPublic(a.shared.public.registrar)
+	svc.RegisterInternal(a.shared.internal.registrar)
 	a.shared.tokens.set(tokens)
 	apiauth.NewTokenService(tokens, a.shared.auth, a.logger.With("component", "apiauth"), nil).Register(a.shared.public.registrar)
 	tokenFile := a.opts.AdminTokenFile

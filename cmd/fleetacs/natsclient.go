@@ -13,6 +13,7 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/lifecycle"
 	"github.com/fleetacs/fleetacs/pkg/natsbus"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
+	"github.com/fleetacs/fleetacs/services/inventory"
 	"github.com/fleetacs/fleetacs/services/tasks"
 )
 
@@ -134,6 +135,12 @@ func buildTasks(a *app) (lifecycle.Service, error) {
 	}
 	svc.RegisterPublic(a.shared.public.registrar)
 	svc.RegisterInternal(a.shared.internal.registrar)
+	if !a.selected("inventory") {
+		// The tokens are the inventory's: verify them through its
+		// internal API (docs/security.md, "Processes without the
+		// inventory"). TokenService stays with the inventory's process.
+		a.shared.tokens.set(inventory.NewTokenClient(a.shared.inventory))
+	}
 	return lifecycle.Funcs{
 		StartFunc: func(ctx context.Context) error {
 			if cfg.SecretsKeyFile != "" {

@@ -97,9 +97,8 @@ func testKilledWorker(t *testing.T, loseAnswer bool) {
 		"-client.inventory-addr=" + coreAddr, "-internal.token-file=" + internalToken, "-nats.url=" + ns.URL(),
 	}
 	args := func(extra ...string) []string { return append(append([]string{}, common...), extra...) }
-	// Inventory, tasks and notifier share a process: API tokens live in
-	// the inventory's store, and a tasks process without the inventory
-	// has none to verify its callers with.
+	// Inventory, tasks and notifier share a process (a tasks process of
+	// its own verifies tokens through the inventory: tokens_e2e_test.go).
 	core := c.start("core", args("-server.internal-grpc-addr="+coreAddr, "-server.grpc-addr="+corePublic,
 		"-client.inventory-addr="+coreAddr, "-client.tasks-addr="+coreAddr,
 		"-inventory.store=sqlite", "-inventory.sqlite-path="+filepath.Join(c.dir, "inventory.db"),
