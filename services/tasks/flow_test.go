@@ -80,7 +80,11 @@ func TestRetryBackoffAndAttempts(t *testing.T) {
 		t.Fatalf("claim before retry_time: %v", c)
 	}
 	h.clock.Advance(2 * time.Minute)
-	if c := h.claim(t, "s3", task.GetId()); c[0].GetAction() != tasksv1.ClaimAction_CLAIM_ACTION_RUN || c[0].GetTask().GetAttempts() != 2 {
+	// The session ended before the CPE's answer: the CPE may have carried
+	// the task out, so the next session resumes it (checks its
+	// ParameterKey or events before sending it again).
+	if c := h.claim(t, "s3", task.GetId()); c[0].GetAction() != tasksv1.ClaimAction_CLAIM_ACTION_RESUME ||
+		c[0].GetPreviousSessionId() != "s1" || c[0].GetTask().GetAttempts() != 2 {
 		t.Fatalf("claim after retry_time: %v", c)
 	}
 	if a := h.report(t, "s3", retry); a[0].GetState() != tasksv1.TaskState_TASK_STATE_FAULT {

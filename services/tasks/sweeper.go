@@ -97,7 +97,7 @@ func (s *Service) sweepOne(ctx context.Context, r store.Record) (bool, error) {
 				enter(t, tasksv1.TaskState_TASK_STATE_FAULT, now, t.Fault.FaultString)
 				return true, nil
 			}
-			s.requeue(t, r, now, fmt.Sprintf("session %s never reported", prev))
+			s.requeue(t, r, now, true, fmt.Sprintf("session %s never reported", prev))
 			return true, nil
 		}
 		// Ended: nothing is due.
