@@ -455,3 +455,45 @@ func TestListPages(t *testing.T) {
 	_, err = h.public.ListTasks(ctx, &tasksv1.ListTasksRequest{Kinds: []string{"format_disk"}})
 	wantError(t, err, codes.InvalidArgument, errorsv1.ErrorReason_INVALID_FIELD)
 }
+
+// TestRetryWakesTheDeviceAgain: a task that asked for a connection request
+// and whose session ended before the answer wakes its device again once
+// its back-off is over, rather than wait for the next periodic Inform.
+func TestRetryWakesTheDeviceAgain(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	ctx := context.Background()
+	task := h.create(t, dev1, reboot(), &tasksv1.TaskOptions{ConnectionRequest: true})
+	ws, err := h.js.Stream(ctx, h.names.WakeStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wakes := func() uint64 {
+		t.Helper()
+		info, err := ws.Info(ctx, jetstream.WithSubjectFilter(h.names.Wake("default", dev1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Subjects[h.names.Wake("default", dev1)]
+	}
+	if n := wakes(); n != 1 {
+		t.Fatalf("%d wake requests after the create", n)
+	}
+	h.claim(t, "s1", task.GetId())
+	h.report(t, "s1", &tasksv1.TaskReport{Id: task.GetId(), Outcome: tasksv1.TaskOutcome_TASK_OUTCOME_RETRY})
+	if _, err := h.svc.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := wakes(); n != 1 {
+		t.Fatalf("%d wake requests before the back-off is over", n)
+	}
+	h.clock.Advance(2 * time.Minute)
+	if _, err := h.svc.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := wakes(); n != 2 {
+		t.Fatalf("%d wake requests after the back-off, want 2", n)
+	}
+	if w := h.get(t, task.GetId()).GetWake().GetStatus(); w != tasksv1.WakeStatus_WAKE_STATUS_PENDING {
+		t.Fatalf("wake %v, want pending", w)
+	}
+}

@@ -288,6 +288,10 @@ func (s *Service) requeue(t *tasksv1.Task, r *store.Record, now time.Time, uncon
 	t.RetryTime = timestamppb.New(at)
 	enter(t, tasksv1.TaskState_TASK_STATE_QUEUED, now, why+": retry at "+at.UTC().Format(time.RFC3339))
 	r.DueTime = expiryOf(t)
+	if t.GetOptions().GetConnectionRequest() && at.Before(r.DueTime) {
+		// The sweeper wakes the device again once the back-off is over.
+		r.DueTime = at
+	}
 }
 
 // backoff is the wait before the attempt after attempts: RetryBase doubled
