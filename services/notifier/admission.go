@@ -55,6 +55,14 @@ func (a *admission) inFlight(d deviceRef) bool {
 // per-device interval no longer hold the next one back (an OSS that sets
 // a value and then reads it wakes the device twice in a row).
 func (a *admission) admit(d deviceRef, lastInform time.Time) (tasksv1.WakeStatus, string) {
+	st, detail, _ := a.admitOrWait(d, lastInform)
+	return st, detail
+}
+
+// admitOrWait is admit, except that over the global rate it returns how
+// long until a token is free (and RATE_LIMITED) instead of only refusing:
+// the caller may wait that long and ask again.
+func (a *admission) admitOrWait(d deviceRef, lastInform time.Time) (tasksv1.WakeStatus, string, time.Duration) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.now()
@@ -66,11 +74,11 @@ func (a *admission) admit(d deviceRef, lastInform time.Time) (tasksv1.WakeStatus
 	if st != nil {
 		switch {
 		case st.inFlight:
-			return tasksv1.WakeStatus_WAKE_STATUS_COALESCED, "a connection request to the device is in flight"
+			return tasksv1.WakeStatus_WAKE_STATUS_COALESCED, "a connection request to the device is in flight", 0
 		case !st.lastSent.IsZero() && now.Sub(st.lastSent) < a.coalesce:
-			return tasksv1.WakeStatus_WAKE_STATUS_COALESCED, fmt.Sprintf("a connection request was sent %s ago", now.Sub(st.lastSent).Round(time.Millisecond))
+			return tasksv1.WakeStatus_WAKE_STATUS_COALESCED, fmt.Sprintf("a connection request was sent %s ago", now.Sub(st.lastSent).Round(time.Millisecond)), 0
 		case !st.lastAttempt.IsZero() && now.Sub(st.lastAttempt) < a.perDevice:
-			return tasksv1.WakeStatus_WAKE_STATUS_RATE_LIMITED, "the device was tried less than -notifier.per-device-interval ago"
+			return tasksv1.WakeStatus_WAKE_STATUS_RATE_LIMITED, "the device was tried less than -notifier.per-device-interval ago", 0
 		}
 	}
 	if a.rate > 0 {
@@ -79,7 +87,8 @@ func (a *admission) admit(d deviceRef, lastInform time.Time) (tasksv1.WakeStatus
 		}
 		a.refilled = now
 		if a.tokens < 1 {
-			return tasksv1.WakeStatus_WAKE_STATUS_RATE_LIMITED, "over -notifier.rate"
+			wait := time.Duration((1 - a.tokens) / a.rate * float64(time.Second))
+			return tasksv1.WakeStatus_WAKE_STATUS_RATE_LIMITED, "over -notifier.rate", max(wait, time.Millisecond)
 		}
 		a.tokens--
 	}
@@ -89,7 +98,7 @@ func (a *admission) admit(d deviceRef, lastInform time.Time) (tasksv1.WakeStatus
 	}
 	st.inFlight = true
 	st.lastAttempt = now
-	return 0, ""
+	return 0, "", 0
 }
 
 // done ends an admitted request.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 func TestAdmissionCoalescesAndLimits(t *testing.T) {
@@ -107,6 +108,35 @@ func TestUDPRefusedAddress(t *testing.T) {
 	for _, d := range []string{"d", "m"} {
 		if r := s.wake(context.Background(), &tasksv1.WakeRequest{Tenant: "t", DeviceId: d}); r.status != tasksv1.WakeStatus_WAKE_STATUS_ADDRESS_REFUSED || r.transport != "udp" {
 			t.Fatalf("%s: %v %s %q", d, r.status, r.transport, r.detail)
+		}
+	}
+}
+
+// TestWakeWaitsForTheGlobalRate: over -notifier.rate a request waits for a
+// token rather than being shed, as long as it stays within
+// -notifier.max-wake-age; past that it is answered rate_limited.
+func TestWakeWaitsForTheGlobalRate(t *testing.T) {
+	targets := &fakeTargets{}
+	for _, d := range []string{"a", "b", "c"} {
+		targets.set(d, Target{Username: "u", Password: "p", HasCredentials: true}) // no address: NO_ADDRESS once admitted
+	}
+	for _, tt := range []struct {
+		maxAge time.Duration
+		want   tasksv1.WakeStatus
+	}{
+		{2 * time.Second, tasksv1.WakeStatus_WAKE_STATUS_NO_ADDRESS},
+		{20 * time.Millisecond, tasksv1.WakeStatus_WAKE_STATUS_RATE_LIMITED},
+	} {
+		cfg := testConfig()
+		cfg.Rate, cfg.Burst, cfg.MaxWakeAge = 20, 1, tt.maxAge
+		s := newService(t, cfg, Deps{Targets: targets})
+		now := timestamppb.Now()
+		if r := s.wake(context.Background(), &tasksv1.WakeRequest{Tenant: "t", DeviceId: "a", RequestTime: now}); r.status != tasksv1.WakeStatus_WAKE_STATUS_NO_ADDRESS {
+			t.Fatalf("first request: %v %q", r.status, r.detail)
+		}
+		// The bucket is empty: the next token comes in 50ms.
+		if r := s.wake(context.Background(), &tasksv1.WakeRequest{Tenant: "t", DeviceId: "b", RequestTime: now}); r.status != tt.want {
+			t.Fatalf("max age %s: second request %v %q, want %v", tt.maxAge, r.status, r.detail, tt.want)
 		}
 	}
 }

@@ -268,12 +268,39 @@ func (s *Service) wake(ctx context.Context, req *tasksv1.WakeRequest) result {
 	if err != nil {
 		return fail(tasksv1.WakeStatus_WAKE_STATUS_FAILED, "", "look the device up: %v", err)
 	}
-	if st, detail := s.adm.admit(ref, t.LastInform); st != 0 {
-		return result{status: st, detail: detail}
+	// Over the global rate a request waits for its turn (the wake stream
+	// holds the others meanwhile), as long as it stays within
+	// -notifier.max-wake-age: shedding it would leave its task to the
+	// device's next periodic Inform.
+	for {
+		st, detail, wait := s.adm.admitOrWait(ref, t.LastInform)
+		if st == 0 {
+			break
+		}
+		if wait == 0 || !s.mayWait(req, wait) {
+			return result{status: st, detail: detail}
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return fail(tasksv1.WakeStatus_WAKE_STATUS_RATE_LIMITED, "", "over -notifier.rate until the notifier stopped")
+		case <-timer.C:
+		}
 	}
 	r := s.send(ctx, t)
 	s.adm.done(ref, r.status == tasksv1.WakeStatus_WAKE_STATUS_SENT)
 	return r
+}
+
+// mayWait reports whether a request may still wait d for its turn without
+// outliving -notifier.max-wake-age.
+func (s *Service) mayWait(req *tasksv1.WakeRequest, d time.Duration) bool {
+	rt := req.GetRequestTime()
+	if rt == nil {
+		return d <= s.cfg.MaxWakeAge
+	}
+	return s.now().Add(d).Sub(rt.AsTime()) <= s.cfg.MaxWakeAge
 }
 
 // send sends the request the way the device offers: UDP to a fresh STUN

@@ -275,7 +275,7 @@ func (s *Service) enqueue(ctx context.Context, r store.Record) (*tasksv1.Task, e
 // is recorded as the task's wake outcome.
 func (s *Service) wake(ctx context.Context, t *tasksv1.Task, r store.Record) {
 	req := &tasksv1.WakeRequest{Tenant: t.GetTenant(), DeviceId: t.GetDeviceId(), TaskIds: []string{t.GetId()}, RequestTime: timestamppb.New(s.now())}
-	err := s.publish(ctx, s.names.Wake(t.GetTenant(), t.GetDeviceId()), "wake."+t.GetId(), req)
+	err := s.publish(ctx, s.names.Wake(t.GetTenant(), t.GetDeviceId()), fmt.Sprintf("wake.%s.%d", t.GetId(), t.GetAttempts()), req)
 	if err == nil {
 		return
 	}

@@ -80,7 +80,11 @@ func TestRetryBackoffAndAttempts(t *testing.T) {
 		t.Fatalf("claim before retry_time: %v", c)
 	}
 	h.clock.Advance(2 * time.Minute)
-	if c := h.claim(t, "s3", task.GetId()); c[0].GetAction() != tasksv1.ClaimAction_CLAIM_ACTION_RUN || c[0].GetTask().GetAttempts() != 2 {
+	// The session ended before the CPE's answer: the CPE may have carried
+	// the task out, so the next session resumes it (checks its
+	// ParameterKey or events before sending it again).
+	if c := h.claim(t, "s3", task.GetId()); c[0].GetAction() != tasksv1.ClaimAction_CLAIM_ACTION_RESUME ||
+		c[0].GetPreviousSessionId() != "s1" || c[0].GetTask().GetAttempts() != 2 {
 		t.Fatalf("claim after retry_time: %v", c)
 	}
 	if a := h.report(t, "s3", retry); a[0].GetState() != tasksv1.TaskState_TASK_STATE_FAULT {
@@ -450,4 +454,46 @@ func TestListPages(t *testing.T) {
 	wantError(t, err, codes.InvalidArgument, errorsv1.ErrorReason_INVALID_PAGE_TOKEN)
 	_, err = h.public.ListTasks(ctx, &tasksv1.ListTasksRequest{Kinds: []string{"format_disk"}})
 	wantError(t, err, codes.InvalidArgument, errorsv1.ErrorReason_INVALID_FIELD)
+}
+
+// TestRetryWakesTheDeviceAgain: a task that asked for a connection request
+// and whose session ended before the answer wakes its device again once
+// its back-off is over, rather than wait for the next periodic Inform.
+func TestRetryWakesTheDeviceAgain(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	ctx := context.Background()
+	task := h.create(t, dev1, reboot(), &tasksv1.TaskOptions{ConnectionRequest: true})
+	ws, err := h.js.Stream(ctx, h.names.WakeStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wakes := func() uint64 {
+		t.Helper()
+		info, err := ws.Info(ctx, jetstream.WithSubjectFilter(h.names.Wake("default", dev1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Subjects[h.names.Wake("default", dev1)]
+	}
+	if n := wakes(); n != 1 {
+		t.Fatalf("%d wake requests after the create", n)
+	}
+	h.claim(t, "s1", task.GetId())
+	h.report(t, "s1", &tasksv1.TaskReport{Id: task.GetId(), Outcome: tasksv1.TaskOutcome_TASK_OUTCOME_RETRY})
+	if _, err := h.svc.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := wakes(); n != 1 {
+		t.Fatalf("%d wake requests before the back-off is over", n)
+	}
+	h.clock.Advance(2 * time.Minute)
+	if _, err := h.svc.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := wakes(); n != 2 {
+		t.Fatalf("%d wake requests after the back-off, want 2", n)
+	}
+	if w := h.get(t, task.GetId()).GetWake().GetStatus(); w != tasksv1.WakeStatus_WAKE_STATUS_PENDING {
+		t.Fatalf("wake %v, want pending", w)
+	}
 }

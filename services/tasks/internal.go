@@ -105,8 +105,15 @@ func (s *Service) claim(ctx context.Context, r store.Record, session string, may
 			}
 			t.Attempts++
 			t.RetryTime = nil
-			enter(t, tasksv1.TaskState_TASK_STATE_DISPATCHED, now, sessionDetail(session, fmt.Sprintf("dispatched (attempt %d)", t.Attempts)))
 			r.DueTime = now.Add(s.cfg.DispatchTimeout)
+			if prev := t.GetUnconfirmedSessionId(); prev != "" {
+				// An earlier session may have carried it out (docs/tasks.md,
+				// "Resume after a dead worker").
+				enter(t, tasksv1.TaskState_TASK_STATE_DISPATCHED, now, sessionDetail(session, fmt.Sprintf("resumed after session %s (attempt %d)", prev, t.Attempts)))
+				action, previous = tasksv1.ClaimAction_CLAIM_ACTION_RESUME, prev
+				return true, nil
+			}
+			enter(t, tasksv1.TaskState_TASK_STATE_DISPATCHED, now, sessionDetail(session, fmt.Sprintf("dispatched (attempt %d)", t.Attempts)))
 			action = tasksv1.ClaimAction_CLAIM_ACTION_RUN
 			return true, nil
 		default: // dispatched
@@ -220,7 +227,7 @@ func (s *Service) report(ctx context.Context, tenant, device, session string, re
 			}
 			t.AwaitDeadline = nil
 			if f.GetSource() == tasksv1.FaultSource_FAULT_SOURCE_CPE && t.GetOptions().GetRetryCpeFaults() && t.GetAttempts() < maxAttempts(t) {
-				s.requeue(t, r, now, fmt.Sprintf("CPE fault %d: %s", f.GetCode(), truncate(f.GetFaultString(), 256)))
+				s.requeue(t, r, now, false, fmt.Sprintf("CPE fault %d: %s", f.GetCode(), truncate(f.GetFaultString(), 256)))
 				break
 			}
 			t.Fault = f
@@ -241,7 +248,7 @@ func (s *Service) report(ctx context.Context, tenant, device, session string, re
 				enter(t, tasksv1.TaskState_TASK_STATE_FAULT, now, t.Fault.FaultString)
 				break
 			}
-			s.requeue(t, r, now, say("session ended before the answer"))
+			s.requeue(t, r, now, true, say("session ended before the answer"))
 		case tasksv1.TaskOutcome_TASK_OUTCOME_RELEASE:
 			if t.Attempts > 0 {
 				t.Attempts--
@@ -270,12 +277,21 @@ func awaitTimeout(t *tasksv1.Task) time.Duration {
 
 // requeue puts a dispatched task back in the queue after a transient
 // failure, not to be dispatched again before its back-off has passed.
-func (s *Service) requeue(t *tasksv1.Task, r *store.Record, now time.Time, why string) {
+// unconfirmed: the session ended without the CPE's answer, so the CPE may
+// have carried the task out; the next session resumes it.
+func (s *Service) requeue(t *tasksv1.Task, r *store.Record, now time.Time, unconfirmed bool, why string) {
+	if prev := sessionOf(t); unconfirmed && prev != "" {
+		t.UnconfirmedSessionId = prev
+	}
 	at := now.Add(s.backoff(t.GetAttempts()))
 	t.AwaitDeadline = nil
 	t.RetryTime = timestamppb.New(at)
 	enter(t, tasksv1.TaskState_TASK_STATE_QUEUED, now, why+": retry at "+at.UTC().Format(time.RFC3339))
 	r.DueTime = expiryOf(t)
+	if t.GetOptions().GetConnectionRequest() && at.Before(r.DueTime) {
+		// The sweeper wakes the device again once the back-off is over.
+		r.DueTime = at
+	}
 }
 
 // backoff is the wait before the attempt after attempts: RetryBase doubled

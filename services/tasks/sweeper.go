@@ -64,9 +64,9 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 }
 
 func (s *Service) sweepOne(ctx context.Context, r store.Record) (bool, error) {
-	unpublished := false
+	unpublished, rewake := false, false
 	t, nr, err := s.change(ctx, r, func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
-		unpublished = false
+		unpublished, rewake = false, false
 		if r.DueTime.IsZero() || now.Before(r.DueTime) {
 			return false, nil // changed since it was listed
 		}
@@ -80,7 +80,14 @@ func (s *Service) sweepOne(ctx context.Context, r store.Record) (bool, error) {
 				unpublished = true
 				return false, nil
 			}
-			// Published: nothing is due before the expiry.
+			// Published: a task that asked for a connection request and
+			// waited out a retry's back-off wakes its device again (its
+			// failed session may have been the one the last request
+			// opened); then nothing is due before the expiry.
+			if rt := t.GetRetryTime(); rt != nil && !now.Before(rt.AsTime()) && t.GetOptions().GetConnectionRequest() {
+				rewake = true
+				t.Wake = &tasksv1.WakeOutcome{Status: tasksv1.WakeStatus_WAKE_STATUS_PENDING}
+			}
 			r.DueTime = expiryOf(t)
 			return true, nil
 		case tasksv1.TaskState_TASK_STATE_DISPATCHED:
@@ -97,7 +104,7 @@ func (s *Service) sweepOne(ctx context.Context, r store.Record) (bool, error) {
 				enter(t, tasksv1.TaskState_TASK_STATE_FAULT, now, t.Fault.FaultString)
 				return true, nil
 			}
-			s.requeue(t, r, now, fmt.Sprintf("session %s never reported", prev))
+			s.requeue(t, r, now, true, fmt.Sprintf("session %s never reported", prev))
 			return true, nil
 		}
 		// Ended: nothing is due.
@@ -106,6 +113,9 @@ func (s *Service) sweepOne(ctx context.Context, r store.Record) (bool, error) {
 	})
 	if err != nil {
 		return false, err
+	}
+	if rewake && t.GetState() == tasksv1.TaskState_TASK_STATE_QUEUED {
+		s.wake(ctx, t, nr)
 	}
 	if unpublished && t.GetState() == tasksv1.TaskState_TASK_STATE_QUEUED && nr.QueueSeq == 0 {
 		if _, err := s.enqueue(ctx, nr); err != nil && err != errQueueFull {

@@ -75,7 +75,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Retention, "tasks.retention", 30*24*time.Hour, "how long ended tasks (done, fault, expired, cancelled) are kept before the sweeper deletes them")
 	fs.DurationVar(&c.SweepInterval, "tasks.sweep-interval", 5*time.Second, "how often the sweeper looks for tasks that expired, timed out, lost their session or were never published to their device's queue")
 	fs.IntVar(&c.SweepBatch, "tasks.sweep-batch", 500, "tasks the sweeper handles per look")
-	fs.DurationVar(&c.DispatchTimeout, "tasks.dispatch-timeout", time.Hour, "how long a dispatched task waits for its session's report before it is queued again (or ends with a fault once its attempts are spent)")
+	fs.DurationVar(&c.DispatchTimeout, "tasks.dispatch-timeout", 10*time.Minute, "how long a dispatched task waits for its session's report before it is queued again (or ends with a fault once its attempts are spent)")
 	fs.DurationVar(&c.RetryBase, "tasks.retry-base", 30*time.Second, "back-off before a task's second attempt; it doubles with every further attempt, with jitter")
 	fs.DurationVar(&c.RetryMax, "tasks.retry-max", time.Hour, "longest back-off between two attempts of a task")
 }

@@ -36,6 +36,7 @@ import (
 
 type config struct {
 	api, tokenFile, tenant, mode, param string
+	match                               string
 	n, concurrency                      int
 	wait, timeout                       time.Duration
 }
@@ -53,6 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.tenant, "tenant", "default", "tenant of the devices")
 	fs.StringVar(&c.mode, "mode", "roundtrip", "roundtrip or throughput")
 	fs.StringVar(&c.param, "param", "Device.DeviceInfo.UpTime", "parameter each task reads")
+	fs.StringVar(&c.match, "match", "", "only devices whose id contains this (e.g. a cpesim -prefix)")
 	fs.IntVar(&c.n, "n", 1000, "roundtrip: tasks in all")
 	fs.IntVar(&c.concurrency, "concurrency", 4, "roundtrip: tasks in flight")
 	fs.DurationVar(&c.wait, "wait", 10*time.Second, "roundtrip: how long each CreateTask waits for its result")
@@ -73,6 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer cc.Close()
 	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(string(token)))
 	devices, err := listDevices(ctx, inventoryv1.NewInventoryServiceClient(cc), c.tenant)
+	devices = slices.DeleteFunc(devices, func(id string) bool { return !strings.Contains(id, c.match) })
 	if err != nil {
 		fmt.Fprintf(stderr, "taskload: %v\n", err)
 		return 1
@@ -191,37 +194,42 @@ func throughput(ctx context.Context, tasks tasksv1.TasksServiceClient, c config,
 	if err != nil {
 		return fmt.Errorf("watch tasks: %w", err)
 	}
-	ids := map[string]bool{}
-	var idsMu sync.Mutex
-	type done struct {
+	// Every task that ends, by id: a task may end before the CreateTasks
+	// call that queued it has answered (its device was in session).
+	type end struct {
 		at    time.Time
 		state tasksv1.TaskState
 	}
-	ended := make(chan done, 1024)
+	var (
+		mu     sync.Mutex
+		ended  = map[string]end{}
+		closed error
+		change = make(chan struct{}, 1)
+	)
 	go func() {
-		defer close(ended)
 		for {
 			resp, err := watch.Recv()
+			mu.Lock()
 			if err != nil {
+				closed = err
+				mu.Unlock()
+				select {
+				case change <- struct{}{}:
+				default:
+				}
 				return
 			}
-			st := resp.GetTask().GetState()
-			if st == tasksv1.TaskState_TASK_STATE_QUEUED || st == tasksv1.TaskState_TASK_STATE_DISPATCHED {
-				continue
+			if st := resp.GetTask().GetState(); st != tasksv1.TaskState_TASK_STATE_QUEUED && st != tasksv1.TaskState_TASK_STATE_DISPATCHED {
+				ended[resp.GetTask().GetId()] = end{time.Now(), st}
 			}
-			idsMu.Lock()
-			mine := ids[resp.GetTask().GetId()]
-			idsMu.Unlock()
-			if !mine {
-				// A task of this run whose creation answer has not
-				// arrived yet cannot end before it was dispatched, and
-				// its dispatch follows the answer only by a session, so
-				// this is someone else's task.
-				continue
+			mu.Unlock()
+			select {
+			case change <- struct{}{}:
+			default:
 			}
-			ended <- done{time.Now(), st}
 		}
 	}()
+	ids := make([]string, 0, len(devices))
 	start := time.Now()
 	for i := 0; i < len(devices); i += 1000 {
 		batch := devices[i:min(i+1000, len(devices))]
@@ -229,35 +237,46 @@ func throughput(ctx context.Context, tasks tasksv1.TasksServiceClient, c config,
 		if err != nil {
 			return fmt.Errorf("create tasks: %w", err)
 		}
-		idsMu.Lock()
 		for _, r := range resp.GetResults() {
 			if r.GetTask() == nil {
-				idsMu.Unlock()
 				return fmt.Errorf("create task for %s: %s", r.GetDeviceId(), r.GetErrorMessage())
 			}
-			ids[r.GetTask().GetId()] = true
+			ids = append(ids, r.GetTask().GetId())
 		}
-		idsMu.Unlock()
 	}
-	queued := time.Since(start)
-	var first, last time.Time
-	states := map[string]int{}
-	n := 0
-	for n < len(devices) {
-		d, ok := <-ended
-		if !ok {
-			return fmt.Errorf("watch ended after %d of %d tasks: %w", n, len(devices), errors.Join(ctx.Err(), errors.New("stream closed")))
+	queuedAt := time.Now()
+	for {
+		mu.Lock()
+		n, err := 0, closed
+		var last time.Time
+		states := map[string]int{}
+		endedWhileQueueing := 0
+		for _, id := range ids {
+			if e, ok := ended[id]; ok {
+				n++
+				states[e.state.String()]++
+				if e.at.After(last) {
+					last = e.at
+				}
+				if e.at.Before(queuedAt) {
+					endedWhileQueueing++
+				}
+			}
 		}
-		if first.IsZero() {
-			first = d.at
+		mu.Unlock()
+		if n == len(ids) {
+			span := last.Sub(start)
+			fmt.Fprintf(out, "throughput: %d tasks queued in %s; all ended %s after the first CreateTasks; %v\n",
+				len(ids), queuedAt.Sub(start).Round(time.Millisecond), span.Round(time.Millisecond), states)
+			fmt.Fprintf(out, "tasks delivered: %.1f/s (from the first CreateTasks to the last task's end)\n", float64(n)/span.Seconds())
+			if after := last.Sub(queuedAt); after > 0 {
+				fmt.Fprintf(out, "tasks delivered once all were queued: %.1f/s (%d ended while queueing)\n", float64(n-endedWhileQueueing)/after.Seconds(), endedWhileQueueing)
+			}
+			return nil
 		}
-		last = d.at
-		states[d.state.String()]++
-		n++
+		if err != nil {
+			return fmt.Errorf("watch ended after %d of %d tasks: %w", n, len(ids), errors.Join(err, ctx.Err()))
+		}
+		<-change
 	}
-	span := last.Sub(start)
-	fmt.Fprintf(out, "throughput: %d tasks queued in %s; all ended %s after the first CreateTasks; %v\n",
-		len(devices), queued.Round(time.Millisecond), span.Round(time.Millisecond), states)
-	fmt.Fprintf(out, "tasks delivered: %.1f/s (from the first CreateTasks to the last task's end)\n", float64(n)/span.Seconds())
-	return nil
 }

@@ -288,9 +288,14 @@ type Task struct {
 	Version uint64 `protobuf:"varint,17,opt,name=version,proto3" json:"version,omitempty"`
 	// Not before this time is the task dispatched again after a transient
 	// failure; unset when it may run at once.
-	RetryTime     *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=retry_time,json=retryTime,proto3" json:"retry_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RetryTime *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=retry_time,json=retryTime,proto3" json:"retry_time,omitempty"`
+	// Set when a session that carried the task ended without its answer (or
+	// without reporting): the CPE may have carried the task out, so later
+	// sessions resume it (CLAIM_ACTION_RESUME: its ParameterKey is checked
+	// before anything is sent again) rather than run it afresh.
+	UnconfirmedSessionId string `protobuf:"bytes,19,opt,name=unconfirmed_session_id,json=unconfirmedSessionId,proto3" json:"unconfirmed_session_id,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
@@ -447,6 +452,13 @@ func (x *Task) GetRetryTime() *timestamppb.Timestamp {
 		return x.RetryTime
 	}
 	return nil
+}
+
+func (x *Task) GetUnconfirmedSessionId() string {
+	if x != nil {
+		return x.UnconfirmedSessionId
+	}
+	return ""
 }
 
 // TaskOptions are how a task is run.
@@ -4886,7 +4898,7 @@ var File_fleetacs_tasks_v1_tasks_proto protoreflect.FileDescriptor
 
 const file_fleetacs_tasks_v1_tasks_proto_rawDesc = "" +
 	"\n" +
-	"\x1dfleetacs/tasks/v1/tasks.proto\x12\x11fleetacs.tasks.v1\x1a\x1bfleetacs/auth/v1/auth.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc0\x06\n" +
+	"\x1dfleetacs/tasks/v1/tasks.proto\x12\x11fleetacs.tasks.v1\x1a\x1bfleetacs/auth/v1/auth.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf6\x06\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x1b\n" +
@@ -4910,7 +4922,8 @@ const file_fleetacs_tasks_v1_tasks_proto_rawDesc = "" +
 	"\ahistory\x18\x10 \x03(\v2#.fleetacs.tasks.v1.TaskHistoryEntryR\ahistory\x12\x18\n" +
 	"\aversion\x18\x11 \x01(\x04R\aversion\x129\n" +
 	"\n" +
-	"retry_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\tretryTime\"\xbf\x02\n" +
+	"retry_time\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\tretryTime\x124\n" +
+	"\x16unconfirmed_session_id\x18\x13 \x01(\tR\x14unconfirmedSessionId\"\xbf\x02\n" +
 	"\vTaskOptions\x12\x1a\n" +
 	"\bpriority\x18\x01 \x01(\x05R\bpriority\x12;\n" +
 	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
