@@ -101,6 +101,25 @@ func (a *admission) admitOrWait(d deviceRef, lastInform time.Time) (tasksv1.Wake
 	return 0, "", 0
 }
 
+// begin marks a follow-up request to the device in flight, unless one
+// is: it bypasses coalescing and the limits, which held back others for
+// the request it repeats.
+func (a *admission) begin(d deviceRef) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := a.devices[d]
+	if st == nil {
+		st = &deviceState{}
+		a.devices[d] = st
+	}
+	if st.inFlight {
+		return false
+	}
+	st.inFlight = true
+	st.lastAttempt = a.now()
+	return true
+}
+
 // done ends an admitted request.
 func (a *admission) done(d deviceRef, sent bool) {
 	a.mu.Lock()

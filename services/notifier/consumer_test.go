@@ -2,6 +2,7 @@ package notifier
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -134,6 +135,89 @@ func TestConsumerEndToEnd(t *testing.T) {
 			t.Fatalf("%d wake requests left in the stream", info.State.Msgs)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestResendWhenNoInform: a device that has not informed ResendAfter
+// after its connection request gets it again (Resends times at most); one
+// that informed does not.
+func TestResendWhenNoInform(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nc, js, err := natsbus.Connect(ctx, testenv.NATS(t), t.Name(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	u := testenv.UniqueName(t)
+	names := natsbus.New(u, strings.ToUpper(u)+"_")
+	if err := natsbus.EnsureStreams(ctx, js, names, testStreams); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, s := range []string{names.TasksStream(), names.WakeStream(), names.EventsStream()} {
+			_ = js.DeleteStream(context.Background(), s)
+		}
+	})
+	cpe := startCPE(t, &digestCPE{user: "u1", pass: "p1", algorithm: "MD5", qop: true})
+	targets := &fakeTargets{}
+	targets.set("quiet", Target{URL: cpe.url, Username: "u1", Password: "p1", HasCredentials: true})
+	targets.set("informs", Target{URL: cpe.url, Username: "u1", Password: "p1", HasCredentials: true, LastInform: time.Now().Add(time.Hour)})
+	cfg := testConfig()
+	cfg.ResendAfter, cfg.Resends = 50*time.Millisecond, 2
+	s := newService(t, cfg, Deps{Targets: targets, JetStream: js, Names: names})
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	if err := s.Start(runCtx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(runCtx) }()
+	for _, dev := range []string{"quiet", "informs"} {
+		data, _ := proto.Marshal(&tasksv1.WakeRequest{Tenant: "acme", DeviceId: dev, TaskIds: []string{"T-" + dev}, RequestTime: timestamppb.Now()})
+		if _, err := js.Publish(ctx, names.Wake("acme", dev), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := js.OrderedConsumer(ctx, names.EventsStream(), jetstream.OrderedConsumerConfig{FilterSubjects: []string{names.EventFilter("acme", "connection_request", "")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := map[string]int{}
+	next := func(wait time.Duration) bool {
+		msg, err := cons.Next(jetstream.FetchMaxWait(wait))
+		if err != nil {
+			return false
+		}
+		var ev eventsv1.Event
+		if err := proto.Unmarshal(msg.Data(), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.GetConnectionRequest().GetStatus() == tasksv1.WakeStatus_WAKE_STATUS_SENT {
+			sent[ev.GetDeviceId()]++
+		}
+		return true
+	}
+	// The quiet device: the request, then two resends.
+	for sent["quiet"] < 3 {
+		if !next(10 * time.Second) {
+			t.Fatalf("events so far %v", sent)
+		}
+	}
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if n := s.followUps.Load(); n != 0 {
+			return fmt.Errorf("%d follow-ups pending", n)
+		}
+		return nil
+	})
+	for next(200 * time.Millisecond) {
+	}
+	if sent["quiet"] != 3 || sent["informs"] != 1 {
+		t.Fatalf("sent %v, want quiet 3 (one request, two resends) and informs 1", sent)
 	}
 	stop()
 	if err := <-done; err != nil {

@@ -24,6 +24,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -63,6 +64,12 @@ type Config struct {
 	// wake requests (FAILED, "stale").
 	MaxConcurrent int
 	MaxWakeAge    time.Duration
+	// ResendAfter: a device that has not informed this long after a
+	// connection request was sent gets it again, at most Resends times
+	// (0: never). A CPE drops a request that arrives while it is in a
+	// session (docs/protocol.md §8.1), and UDP requests may be lost.
+	ResendAfter time.Duration
+	Resends     int
 
 	// UDPCopies datagrams are sent per UDP request, UDPInterval apart at
 	// first, doubling.
@@ -102,6 +109,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Burst, "notifier.burst", 400, "connection requests this replica may send at once above -notifier.rate")
 	fs.IntVar(&c.MaxConcurrent, "notifier.max-concurrent", 64, "connection requests in flight at once")
 	fs.DurationVar(&c.MaxWakeAge, "notifier.max-wake-age", 2*time.Minute, "wake requests older than this are dropped (outcome failed, stale)")
+	fs.DurationVar(&c.ResendAfter, "notifier.resend-after", 3*time.Second, "send a connection request again when the device has not informed this long after it was sent (a CPE drops one that arrives during a session); 0: never")
+	fs.IntVar(&c.Resends, "notifier.resends", 2, "how many times a connection request is sent again (-notifier.resend-after)")
 	fs.IntVar(&c.UDPCopies, "notifier.udp-copies", 3, "datagrams sent per UDP connection request")
 	fs.DurationVar(&c.UDPInterval, "notifier.udp-interval", 500*time.Millisecond, "pause after the first UDP datagram, doubling after each")
 	fs.StringVar(&c.STUNAddr, "notifier.stun-addr", ":3478", "UDP listen address of the STUN server CPEs behind NAT send binding requests to (empty: none)")
@@ -210,7 +219,16 @@ type Service struct {
 	mu       sync.Mutex
 	stun     *net.UDPConn
 	consumer jetstream.Consumer
+	// followUps counts the resend checks pending (bounded by
+	// maxFollowUps).
+	followUps atomic.Int64
+	// runCtx is Run's context: resends planned for later stop with it.
+	runCtx context.Context
 }
+
+// maxFollowUps bounds the resend checks pending at once: at the default
+// rate, three seconds of requests.
+const maxFollowUps = 10000
 
 // New builds the service from a validated configuration. It does no I/O.
 func New(cfg Config, deps Deps) (*Service, error) {

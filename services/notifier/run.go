@@ -117,7 +117,11 @@ func (s *Service) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, iter.Stop)
 	defer stop()
 	// Requests in flight run to their end on a context of their own, so
-	// that a shutdown does not turn them into failures.
+	// that a shutdown does not turn them into failures; resends planned
+	// for later stop with ctx.
+	s.mu.Lock()
+	s.runCtx = ctx
+	s.mu.Unlock()
 	work := context.WithoutCancel(ctx)
 	slots := make(chan struct{}, s.cfg.MaxConcurrent)
 	var inflight sync.WaitGroup
@@ -180,6 +184,54 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) {
 	if err := msg.Ack(); err != nil {
 		s.logger.Warn("ack a wake request", "tenant", req.GetTenant(), "device_id", req.GetDeviceId(), "err", err)
 	}
+	if r.status == tasksv1.WakeStatus_WAKE_STATUS_SENT {
+		s.followUp(ctx, &req, received, 1)
+	}
+}
+
+// followUp checks, ResendAfter after a connection request was sent at
+// sent, that the device informed since; if not, it sends the request
+// again (the resend-th time) and publishes that outcome too. A CPE that
+// is in a session when the request arrives drops it (docs/protocol.md §8.1):
+// an OSS that sets a value and reads it at once wakes the device while
+// the first session is still closing.
+func (s *Service) followUp(ctx context.Context, req *tasksv1.WakeRequest, sent time.Time, resend int) {
+	if s.cfg.ResendAfter <= 0 || resend > s.cfg.Resends {
+		return
+	}
+	if s.followUps.Add(1) > maxFollowUps {
+		s.followUps.Add(-1)
+		return
+	}
+	s.mu.Lock()
+	run := s.runCtx
+	s.mu.Unlock()
+	time.AfterFunc(s.cfg.ResendAfter, func() {
+		defer s.followUps.Add(-1)
+		if run == nil || run.Err() != nil {
+			return
+		}
+		ref := deviceRef{req.GetTenant(), req.GetDeviceId()}
+		t, err := s.targets.Target(ctx, ref.tenant, ref.device)
+		if err != nil || t.LastInform.After(sent) || !s.adm.begin(ref) {
+			// Looked up in vain, informed since, or another request is
+			// in flight: nothing to add.
+			return
+		}
+		at := s.now()
+		r := s.send(ctx, t)
+		s.adm.done(ref, r.status == tasksv1.WakeStatus_WAKE_STATUS_SENT)
+		r.detail = fmt.Sprintf("sent again (%d): no Inform %s after the last one; %s", resend, s.cfg.ResendAfter, r.detail)
+		latency := s.now().Sub(at)
+		s.metrics.record(ctx, r, latency)
+		s.logger.Info("connection request sent again", "tenant", ref.tenant, "device_id", ref.device, "status", StatusName(r.status), "detail", r.detail)
+		if err := s.publish(ctx, req, r, latency, eventID(s.names.WakeStream(), nil, at)); err != nil {
+			s.logger.Warn("publish a connection request outcome", "tenant", ref.tenant, "device_id", ref.device, "err", err)
+		}
+		if r.status == tasksv1.WakeStatus_WAKE_STATUS_SENT {
+			s.followUp(ctx, req, at, resend+1)
+		}
+	})
 }
 
 // publish sends the outcome event, with the wake request's trace context.

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -36,7 +37,7 @@ import (
 
 type config struct {
 	api, tokenFile, tenant, mode, param string
-	match                               string
+	match, then                         string
 	n, concurrency                      int
 	wait, timeout                       time.Duration
 }
@@ -55,6 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.mode, "mode", "roundtrip", "roundtrip or throughput")
 	fs.StringVar(&c.param, "param", "Device.DeviceInfo.UpTime", "parameter each task reads")
 	fs.StringVar(&c.match, "match", "", "only devices whose id contains this (e.g. a cpesim -prefix)")
+	fs.StringVar(&c.then, "then", "", "throughput: once every task is queued, run this shell command (the devices' load, e.g. cpesim) and count from its start; it is interrupted when every task has ended")
 	fs.IntVar(&c.n, "n", 1000, "roundtrip: tasks in all")
 	fs.IntVar(&c.concurrency, "concurrency", 4, "roundtrip: tasks in flight")
 	fs.DurationVar(&c.wait, "wait", 10*time.Second, "roundtrip: how long each CreateTask waits for its result")
@@ -245,6 +247,21 @@ func throughput(ctx context.Context, tasks tasksv1.TasksServiceClient, c config,
 		}
 	}
 	queuedAt := time.Now()
+	if c.then != "" {
+		cmd := exec.CommandContext(ctx, "sh", "-c", c.then)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("start -then: %w", err)
+		}
+		defer func() {
+			_ = cmd.Process.Signal(os.Interrupt)
+			_ = cmd.Wait()
+		}()
+		fmt.Fprintf(out, "throughput: %d tasks queued in %s with the devices idle; then %q\n", len(ids), queuedAt.Sub(start).Round(time.Millisecond), c.then)
+		start = time.Now()
+		queuedAt = start
+	}
 	for {
 		mu.Lock()
 		n, err := 0, closed
