@@ -29,6 +29,7 @@ test: ## run every test (installs what the tests need; -race; brief fuzzing unde
 bench: ## run the benchmarks and print their figures (see BENCHMARKS.md)
 	scripts/bench.sh
 	scripts/bench-platform.sh
+	scripts/bench-tasks.sh
 
 .PHONY: datamodels
 datamodels: ## regenerate cpesim's data-model tables from the BBF XML (BBF_DIR=dir, default shared/tr069 beside the repository)
