@@ -79,10 +79,13 @@ type shared struct {
 	tasks grpc.ClientConnInterface
 	// natsURL is the embedded NATS server's client URL, once it is ready;
 	// nats the nats-client module's connection, set when it has started.
-	natsURL  string
-	nats     *nats.Conn
-	js       jetstream.JetStream
-	busNames natsbus.Names
+	natsURL string
+	// natsInProcess connects this process's clients to the embedded
+	// server without loopback TCP; nil without one.
+	natsInProcess nats.Option
+	nats          *nats.Conn
+	js            jetstream.JetStream
+	busNames      natsbus.Names
 }
 
 func registerServiceFlags(a *app, fs *flag.FlagSet) {
@@ -353,6 +356,7 @@ func buildNATS(a *app) (lifecycle.Service, error) {
 			select {
 			case <-s.Ready():
 				a.shared.natsURL = s.URL()
+				a.shared.natsInProcess = s.InProcess()
 				if u, err := url.Parse(s.URL()); err == nil {
 					if ap, err := netip.ParseAddrPort(u.Host); err == nil {
 						a.listening.addAddrPort(ap)

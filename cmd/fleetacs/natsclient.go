@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/fleetacs/fleetacs/pkg/apiauth"
@@ -67,10 +68,14 @@ func buildNATSClient(a *app) (lifecycle.Service, error) {
 	return lifecycle.Funcs{
 		StartFunc: func(ctx context.Context) error {
 			url := a.opts.NATSURL
+			var extra []nats.Option
 			if url == "" {
 				url = a.shared.natsURL
+				if a.shared.natsInProcess != nil {
+					extra = append(extra, a.shared.natsInProcess)
+				}
 			}
-			nc, js, err := natsbus.Connect(ctx, url, "fleetacs", 10*time.Second)
+			nc, js, err := natsbus.Connect(ctx, url, "fleetacs", 10*time.Second, extra...)
 			if err != nil {
 				return fmt.Errorf("%w (-nats.url)", err)
 			}

@@ -234,15 +234,17 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, n Names, o Strea
 // Connect connects to NATS at url as name, waiting up to timeout for the
 // first connection, and reconnects for ever after. Every read has a time
 // limit: the client's request and flush timeouts.
-func Connect(ctx context.Context, url, name string, timeout time.Duration) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(url,
+// Extra options follow the defaults (natsembed.Server.InProcess, say).
+func Connect(ctx context.Context, url, name string, timeout time.Duration, extra ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
+	opts := append([]nats.Option{
 		nats.Name(name),
 		nats.Timeout(timeout),
 		nats.RetryOnFailedConnect(false),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(500*time.Millisecond),
-		nats.PingInterval(20*time.Second),
-	)
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.PingInterval(20 * time.Second),
+	}, extra...)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
 
 // Server is an in-process NATS server as a lifecycle service. Set the
@@ -26,6 +27,7 @@ type Server struct {
 
 	ready chan struct{}
 	url   string
+	ns    *server.Server
 }
 
 // New returns a server that Run will start; it does no I/O.
@@ -38,6 +40,12 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 
 // URL is the client URL; valid once Ready is closed.
 func (s *Server) URL() string { return s.url }
+
+// InProcess is a client option that connects to the server through an
+// in-memory pipe rather than loopback TCP: clients in the same process
+// skip the kernel (a session worker reads a device's task queue once per
+// session). Valid once Ready is closed.
+func (s *Server) InProcess() nats.Option { return nats.InProcessServer(s.ns) }
 
 // Run starts the server, serves until ctx ends, then shuts it down.
 func (s *Server) Run(ctx context.Context) error {
@@ -68,6 +76,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("embedded NATS not ready after %s", s.StartTimeout)
 	}
 	s.url = ns.ClientURL()
+	s.ns = ns
 	close(s.ready)
 	<-ctx.Done()
 	ns.Shutdown()
