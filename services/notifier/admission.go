@@ -40,6 +40,14 @@ func newAdmission(now func() time.Time, coalesce, perDevice time.Duration, rate 
 	return &admission{now: now, coalesce: coalesce, perDevice: perDevice, rate: rate, burst: b, tokens: b, devices: map[deviceRef]*deviceState{}}
 }
 
+// informedSince reports whether a device whose last Inform is lastInform
+// informed at or after t. Stores keep times to the millisecond, so an
+// Inform in the same millisecond as t counts: one request too many is
+// harmless, one too few leaves a task waiting for the next periodic Inform.
+func informedSince(lastInform, t time.Time) bool {
+	return !lastInform.IsZero() && !lastInform.Before(t.Truncate(time.Millisecond))
+}
+
 // inFlight reports whether a request to the device is in flight.
 func (a *admission) inFlight(d deviceRef) bool {
 	a.mu.Lock()
@@ -68,7 +76,7 @@ func (a *admission) admitOrWait(d deviceRef, lastInform time.Time) (tasksv1.Wake
 	now := a.now()
 	a.sweep(now)
 	st := a.devices[d]
-	if st != nil && !lastInform.IsZero() && lastInform.After(st.lastAttempt) {
+	if st != nil && informedSince(lastInform, st.lastAttempt) {
 		st.lastSent, st.lastAttempt = time.Time{}, time.Time{}
 	}
 	if st != nil {

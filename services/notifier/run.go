@@ -213,7 +213,7 @@ func (s *Service) followUp(ctx context.Context, req *tasksv1.WakeRequest, sent t
 		}
 		ref := deviceRef{req.GetTenant(), req.GetDeviceId()}
 		t, err := s.targets.Target(ctx, ref.tenant, ref.device)
-		if err != nil || t.LastInform.After(sent) || !s.adm.begin(ref) {
+		if err != nil || informedSince(t.LastInform, sent) || !s.adm.begin(ref) {
 			// Looked up in vain, informed since, or another request is
 			// in flight: nothing to add.
 			return
