@@ -22,18 +22,14 @@ import (
 
 var testStreams = natsbus.StreamOptions{Replicas: 1, MaxTasksPerDevice: 100, EventsMaxAge: time.Hour, EventsMaxBytes: 64 << 20, WakeMaxAge: time.Minute}
 
-// TestConsumerEndToEnd runs the service on a real JetStream server: wake
-// requests published as the tasks service does come out as
-// connection_request events with the request's trace context, and the
-// requests are acked.
-func TestConsumerEndToEnd(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+// testStreamsOf connects to the test NATS server and creates streams of
+// the test's own, removed when it ends.
+func testStreamsOf(ctx context.Context, t *testing.T) (jetstream.JetStream, natsbus.Names) {
+	t.Helper()
 	nc, js, err := natsbus.Connect(ctx, testenv.NATS(t), t.Name(), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
 	u := testenv.UniqueName(t)
 	names := natsbus.New(u, strings.ToUpper(u)+"_")
 	if err := natsbus.EnsureStreams(ctx, js, names, testStreams); err != nil {
@@ -43,7 +39,19 @@ func TestConsumerEndToEnd(t *testing.T) {
 		for _, s := range []string{names.TasksStream(), names.WakeStream(), names.EventsStream()} {
 			_ = js.DeleteStream(context.Background(), s)
 		}
+		nc.Close()
 	})
+	return js, names
+}
+
+// TestConsumerEndToEnd runs the service on a real JetStream server: wake
+// requests published as the tasks service does come out as
+// connection_request events with the request's trace context, and the
+// requests are acked.
+func TestConsumerEndToEnd(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	js, names := testStreamsOf(ctx, t)
 
 	cpe := startCPE(t, &digestCPE{user: "u1", pass: "p1", algorithm: "MD5", qop: true})
 	targets := &fakeTargets{}
@@ -148,21 +156,7 @@ func TestConsumerEndToEnd(t *testing.T) {
 func TestResendWhenNoInform(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	nc, js, err := natsbus.Connect(ctx, testenv.NATS(t), t.Name(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	u := testenv.UniqueName(t)
-	names := natsbus.New(u, strings.ToUpper(u)+"_")
-	if err := natsbus.EnsureStreams(ctx, js, names, testStreams); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, s := range []string{names.TasksStream(), names.WakeStream(), names.EventsStream()} {
-			_ = js.DeleteStream(context.Background(), s)
-		}
-	})
+	js, names := testStreamsOf(ctx, t)
 	cpe := startCPE(t, &digestCPE{user: "u1", pass: "p1", algorithm: "MD5", qop: true})
 	targets := &fakeTargets{}
 	targets.set("quiet", Target{URL: cpe.url, Username: "u1", Password: "p1", HasCredentials: true})
