@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/fleetacs/fleetacs/pkg/cwmp"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 )
 
@@ -323,6 +324,14 @@ func validateOperation(op *tasksv1.Operation) error {
 		}
 		if err := wellFormed(v.GetArgumentsXml()); err != nil {
 			return badField(f+"vendor_method.arguments_xml", "not well-formed XML: "+err.Error())
+		}
+		// What the session worker will send: refused here rather than as a
+		// fault of the task once it reaches a session.
+		if err := cwmp.CheckVendorMethod(v.GetMethod()); err != nil {
+			return badField(f+"vendor_method.method", err.Error())
+		}
+		if err := cwmp.CheckVendorRequest(&cwmp.VendorRequest{Name: v.GetMethod(), Namespace: v.GetNamespace(), Arguments: v.GetArgumentsXml()}); err != nil {
+			return badField(f+"vendor_method", err.Error())
 		}
 		return nil
 	case *tasksv1.Operation_Refresh:

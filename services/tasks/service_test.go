@@ -147,9 +147,12 @@ func TestCreateValidation(t *testing.T) {
 		"vendor name":    {DeviceId: dev1, Operation: &tasksv1.Operation{Kind: &tasksv1.Operation_VendorMethod{VendorMethod: &tasksv1.VendorMethod{Method: "1bad"}}}},
 		"vendor xml":     {DeviceId: dev1, Operation: &tasksv1.Operation{Kind: &tasksv1.Operation_VendorMethod{VendorMethod: &tasksv1.VendorMethod{Method: "X_Get", ArgumentsXml: "<a><b></a>"}}}},
 		"vendor doctype": {DeviceId: dev1, Operation: &tasksv1.Operation{Kind: &tasksv1.Operation_VendorMethod{VendorMethod: &tasksv1.VendorMethod{Method: "X_Get", ArgumentsXml: "<!DOCTYPE x>"}}}},
-		"command key":    {DeviceId: dev1, Operation: &tasksv1.Operation{Kind: &tasksv1.Operation_Reboot{Reboot: &tasksv1.Reboot{CommandKey: strings.Repeat("k", 33)}}}},
-		"download url":   {DeviceId: dev1, Operation: &tasksv1.Operation{Kind: &tasksv1.Operation_Download{Download: &tasksv1.Download{FileType: "1 Firmware Upgrade Image", Url: "nope"}}}},
-		"await on spv":   {DeviceId: dev1, Operation: spv("Device.X", "1"), Options: &tasksv1.TaskOptions{AwaitTimeoutSeconds: 10}},
+		// A name the session worker would not send (docs/protocol.md §5.1).
+		"vendor not X_<VENDOR>_<Name>": {DeviceId: dev1, Operation: &tasksv1.Operation{Kind: &tasksv1.Operation_VendorMethod{VendorMethod: &tasksv1.VendorMethod{Method: "GetLog"}}}},
+		"vendor response name":         {DeviceId: dev1, Operation: &tasksv1.Operation{Kind: &tasksv1.Operation_VendorMethod{VendorMethod: &tasksv1.VendorMethod{Method: "X_ACME_GetResponse"}}}},
+		"command key":                  {DeviceId: dev1, Operation: &tasksv1.Operation{Kind: &tasksv1.Operation_Reboot{Reboot: &tasksv1.Reboot{CommandKey: strings.Repeat("k", 33)}}}},
+		"download url":                 {DeviceId: dev1, Operation: &tasksv1.Operation{Kind: &tasksv1.Operation_Download{Download: &tasksv1.Download{FileType: "1 Firmware Upgrade Image", Url: "nope"}}}},
+		"await on spv":                 {DeviceId: dev1, Operation: spv("Device.X", "1"), Options: &tasksv1.TaskOptions{AwaitTimeoutSeconds: 10}},
 	}
 	for name, req := range bad {
 		_, err := h.public.CreateTask(ctx, req)
