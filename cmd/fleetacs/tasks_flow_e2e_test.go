@@ -163,9 +163,18 @@ func TestTasksEndToEnd(t *testing.T) {
 			Values: []*tasksv1.ParameterValue{{Name: "Device.ManagementServer.PeriodicInformInterval", Value: "1234", Type: "xsd:unsignedInt"}},
 		}}})
 		wantState(t, task, tasksv1.TaskState_TASK_STATE_DONE)
-		if task.GetWake().GetStatus() != tasksv1.WakeStatus_WAKE_STATUS_SENT {
-			t.Errorf("wake %v, want sent", task.GetWake())
-		}
+		// The notifier's outcome reaches the task as an event, which may
+		// arrive after the session the request opened has ended the task.
+		waitFor(t, 10*time.Second, func() error {
+			got, err := f.tasks.GetTask(admin(), &tasksv1.GetTaskRequest{Tenant: "default", Id: task.GetId()})
+			if err != nil {
+				return err
+			}
+			if w := got.GetTask().GetWake(); w.GetStatus() != tasksv1.WakeStatus_WAKE_STATUS_SENT {
+				return fmt.Errorf("wake %v, want sent", w)
+			}
+			return nil
+		})
 		if p := param(t, f.inv, admin(), id, "Device.ManagementServer.PeriodicInformInterval"); p.GetValue() != "1234" {
 			t.Fatalf("inventory has %v after the set", p)
 		}
