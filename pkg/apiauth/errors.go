@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/fleetacs/fleetacs/pkg/apierror"
 	authv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/auth/v1"
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 )
@@ -17,15 +18,11 @@ import (
 // them. Messages never say which part of a credential was wrong.
 
 func apiError(code codes.Code, reason errorsv1.ErrorReason, msg string, md map[string]string, extra ...*errdetails.RetryInfo) error {
-	st := status.New(code, msg)
-	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Domain: "fleetacs", Reason: reason.String(), Metadata: md}}
-	for _, e := range extra {
-		details = append(details, e)
+	details := make([]protoadapt.MessageV1, len(extra))
+	for i, e := range extra {
+		details[i] = e
 	}
-	if d, err := st.WithDetails(details...); err == nil {
-		st = d
-	}
-	return st.Err()
+	return apierror.New(code, reason, msg, md, details...)
 }
 
 func errMissing() error {
@@ -58,16 +55,7 @@ func errUnavailable() error {
 	return apiError(codes.Unavailable, errorsv1.ErrorReason_STORE_UNAVAILABLE, "token store unavailable", nil)
 }
 
-func invalidField(field, msg string) error {
-	st := status.New(codes.InvalidArgument, field+": "+msg)
-	if d, err := st.WithDetails(
-		&errdetails.ErrorInfo{Domain: "fleetacs", Reason: errorsv1.ErrorReason_INVALID_FIELD.String()},
-		&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: msg}}},
-	); err == nil {
-		st = d
-	}
-	return st.Err()
-}
+var invalidField = apierror.InvalidField
 
 func errUnimplemented() error {
 	return status.Error(codes.Unimplemented, "unknown method")

@@ -7,11 +7,11 @@ import (
 	"slices"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/fleetacs/fleetacs/pkg/apierror"
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
@@ -22,25 +22,11 @@ import (
 // codes and reasons of the catalogue (proto/errors.md) here and nowhere
 // else, and store types become messages.
 
-// apiError builds a status with an ErrorInfo of the catalogue.
-func apiError(code codes.Code, reason errorsv1.ErrorReason, msg string, metadata map[string]string) error {
-	st := status.New(code, msg)
-	if d, err := st.WithDetails(&errdetails.ErrorInfo{Domain: "fleetacs", Reason: reason.String(), Metadata: metadata}); err == nil {
-		st = d
-	}
-	return st.Err()
-}
-
-func invalidField(field, msg string) error {
-	st := status.New(codes.InvalidArgument, field+": "+msg)
-	if d, err := st.WithDetails(
-		&errdetails.ErrorInfo{Domain: "fleetacs", Reason: errorsv1.ErrorReason_INVALID_FIELD.String()},
-		&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: msg}}},
-	); err == nil {
-		st = d
-	}
-	return st.Err()
-}
+// apiError and invalidField build the catalogue's errors.
+var (
+	apiError     = apierror.New
+	invalidField = apierror.InvalidField
+)
 
 // storeError maps an error of the store on device (tenant, id) to a status.
 // Unexpected errors are logged here, with what was being done, and shown to

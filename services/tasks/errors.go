@@ -5,10 +5,10 @@ import (
 	"errors"
 
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/fleetacs/fleetacs/pkg/apierror"
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 	"github.com/fleetacs/fleetacs/services/tasks/store"
 )
@@ -17,14 +17,11 @@ import (
 // errors become status codes and reasons of the catalogue
 // (proto/errors.md) here, and nowhere deeper.
 
-// apiError builds a status with an ErrorInfo of the catalogue.
-func apiError(code codes.Code, reason errorsv1.ErrorReason, msg string, metadata map[string]string) error {
-	st := status.New(code, msg)
-	if d, err := st.WithDetails(&errdetails.ErrorInfo{Domain: "fleetacs", Reason: reason.String(), Metadata: metadata}); err == nil {
-		st = d
-	}
-	return st.Err()
-}
+// apiError and invalidField build the catalogue's errors.
+var (
+	apiError     = apierror.New
+	invalidField = apierror.InvalidField
+)
 
 // fieldError is a request field that cannot be used; invalidField turns it
 // into INVALID_ARGUMENT / INVALID_FIELD with a BadRequest.
@@ -33,17 +30,6 @@ type fieldError struct{ field, msg string }
 func (e *fieldError) Error() string { return e.field + ": " + e.msg }
 
 func badField(field, msg string) error { return &fieldError{field: field, msg: msg} }
-
-func invalidField(field, msg string) error {
-	st := status.New(codes.InvalidArgument, field+": "+msg)
-	if d, err := st.WithDetails(
-		&errdetails.ErrorInfo{Domain: "fleetacs", Reason: errorsv1.ErrorReason_INVALID_FIELD.String()},
-		&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: msg}}},
-	); err == nil {
-		st = d
-	}
-	return st.Err()
-}
 
 // Sentinels of the service's own decisions.
 var (
