@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fleetacs/fleetacs/pkg/testenv"
@@ -496,4 +497,43 @@ func TestRetryWakesTheDeviceAgain(t *testing.T) {
 	if w := h.get(t, task.GetId()).GetWake().GetStatus(); w != tasksv1.WakeStatus_WAKE_STATUS_PENDING {
 		t.Fatalf("wake %v, want pending", w)
 	}
+}
+
+// TestWatchesBounded: a caller cannot hold NATS consumers without bound:
+// past -tasks.max-watches a watch is refused with RESOURCE_EXHAUSTED, and
+// a watch that ends gives its slot back.
+func TestWatchesBounded(t *testing.T) {
+	h := newHarness(t, harnessOpts{cfg: func(c *Config) { c.MaxWatches = 1 }})
+	tctx, tcancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer tcancel()
+	ctx := as(tctx, h.viewer)
+	es, err := h.js.Stream(ctx, h.names.EventsStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	w, err := h.public.WatchTasks(wctx, &tasksv1.WatchTasksRequest{StartRevision: es.CachedInfo().State.LastSeq + 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := h.create(t, dev1, reboot(), nil)
+	// The first watch runs (it holds the one slot) once it sends.
+	if got, err := w.Recv(); err != nil || got.GetTask().GetId() != a.GetId() {
+		t.Fatalf("first watch: %v, %v", got, err)
+	}
+	second, err := h.public.WatchTasks(ctx, &tasksv1.WatchTasksRequest{})
+	if err == nil {
+		_, err = second.Recv()
+	}
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("second watch: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	cancel()
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		third, err := h.public.WatchTasks(ctx, &tasksv1.WatchTasksRequest{StartRevision: 1})
+		if err == nil {
+			_, err = third.Recv()
+		}
+		return err
+	})
 }

@@ -59,6 +59,9 @@ type Config struct {
 	// attempts of a task.
 	RetryBase time.Duration
 	RetryMax  time.Duration
+	// MaxWatches bounds the WatchTasks and WatchEvents streams the process
+	// serves at once: each holds a consumer on the NATS server.
+	MaxWatches int
 }
 
 // DefaultConfig returns the defaults RegisterFlags registers.
@@ -75,6 +78,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Retention, "tasks.retention", 30*24*time.Hour, "how long ended tasks (done, fault, expired, cancelled) are kept before the sweeper deletes them")
 	fs.DurationVar(&c.SweepInterval, "tasks.sweep-interval", 5*time.Second, "how often the sweeper looks for tasks that expired, timed out, lost their session or were never published to their device's queue")
 	fs.IntVar(&c.SweepBatch, "tasks.sweep-batch", 500, "tasks the sweeper handles per look")
+	fs.IntVar(&c.MaxWatches, "tasks.max-watches", 1024, "WatchTasks and WatchEvents streams served at once (each holds a NATS consumer); more are refused with RESOURCE_EXHAUSTED")
 	fs.DurationVar(&c.DispatchTimeout, "tasks.dispatch-timeout", 10*time.Minute, "how long a dispatched task waits for its session's report before it is queued again (or ends with a fault once its attempts are spent)")
 	fs.DurationVar(&c.RetryBase, "tasks.retry-base", 30*time.Second, "back-off before a task's second attempt; it doubles with every further attempt, with jitter")
 	fs.DurationVar(&c.RetryMax, "tasks.retry-max", time.Hour, "longest back-off between two attempts of a task")
@@ -92,6 +96,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SweepBatch < 1 || c.SweepBatch > 10_000 {
 		bad("tasks.sweep-batch must be 1 to 10000, got %d", c.SweepBatch)
+	}
+	if c.MaxWatches < 1 {
+		bad("tasks.max-watches must be at least 1, got %d", c.MaxWatches)
 	}
 	if c.DispatchTimeout < time.Second {
 		bad("tasks.dispatch-timeout must be at least 1s, got %s", c.DispatchTimeout)
@@ -159,6 +166,8 @@ type Service struct {
 	names  natsbus.Names
 	logger *slog.Logger
 	now    func() time.Time
+	// watches holds a slot per watch stream served (Config.MaxWatches).
+	watches chan struct{}
 
 	ready   atomic.Bool
 	started bool
@@ -192,7 +201,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		deps.Requester = func(context.Context) string { return "" }
 	}
 	return &Service{cfg: cfg, deps: deps, store: deps.Store, js: deps.JetStream, names: deps.Names,
-		logger: deps.Logger, now: deps.Now}, nil
+		logger: deps.Logger, now: deps.Now, watches: make(chan struct{}, cfg.MaxWatches)}, nil
 }
 
 // RegisterPublic registers TasksService and EventsService on g: a server

@@ -116,6 +116,13 @@ func coveringKinds(kinds []string) []string {
 // watch sends the events of filters from revision start (0: new ones) until
 // ctx ends or send fails.
 func (s *Service) watch(ctx context.Context, start uint64, filters []string, send func(uint64, *eventsv1.Event) error) error {
+	select {
+	case s.watches <- struct{}{}:
+		defer func() { <-s.watches }()
+	default:
+		return apiError(codes.ResourceExhausted, errorsv1.ErrorReason_RATE_LIMITED,
+			fmt.Sprintf("this server already serves %d watches (-tasks.max-watches): retry later or on another replica", cap(s.watches)), nil)
+	}
 	st, err := s.js.Stream(ctx, s.names.EventsStream())
 	if err != nil {
 		return s.statusOf(ctx, "watch", nil, fmt.Errorf("look up the events stream: %w: %w", errBus, err))
