@@ -70,20 +70,7 @@ func testKilledWorker(t *testing.T, loseAnswer bool) {
 	c := &cluster{t: t, bin: buildFleetacs(t), dir: t.TempDir()}
 	t.Cleanup(c.stopAll)
 
-	// A NATS server of this test's own: the processes use the default
-	// stream and subject names, which other tests' servers would share.
-	nctx, ncancel := context.WithCancel(context.Background())
-	ns := natsembed.New("127.0.0.1", -1, filepath.Join(c.dir, "nats"))
-	nsDone := make(chan error, 1)
-	go func() { nsDone <- ns.Run(nctx) }()
-	t.Cleanup(func() { c.stopAll(); ncancel(); <-nsDone })
-	select {
-	case <-ns.Ready():
-	case err := <-nsDone:
-		t.Fatalf("nats: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("nats did not start")
-	}
+	ns := startPrivateNATS(t, c)
 
 	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) }
 	coreAddr, corePublic, w1Addr, w2Addr, gwAddr := addr(), addr(), addr(), addr(), addr()
@@ -394,4 +381,25 @@ func testKilledWorker(t *testing.T, loseAnswer bool) {
 			t.Error(err)
 		}
 	}
+}
+
+// startPrivateNATS runs a NATS server with JetStream for this test alone,
+// under c's directory, stopped after c's processes. The processes of a
+// test use the default stream and subject names, which a server shared
+// with other tests would mix.
+func startPrivateNATS(t *testing.T, c *cluster) *natsembed.Server {
+	t.Helper()
+	nctx, ncancel := context.WithCancel(context.Background())
+	ns := natsembed.New("127.0.0.1", -1, filepath.Join(c.dir, "nats"))
+	nsDone := make(chan error, 1)
+	go func() { nsDone <- ns.Run(nctx) }()
+	t.Cleanup(func() { c.stopAll(); ncancel(); <-nsDone })
+	select {
+	case <-ns.Ready():
+	case err := <-nsDone:
+		t.Fatalf("nats: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("nats did not start")
+	}
+	return ns
 }

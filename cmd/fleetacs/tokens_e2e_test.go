@@ -18,7 +18,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fleetacs/fleetacs/pkg/apiauth"
-	"github.com/fleetacs/fleetacs/pkg/natsembed"
 	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 	authv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/auth/v1"
@@ -43,20 +42,7 @@ func TestTasksProcessVerifiesInventoryTokens(t *testing.T) {
 	c := &cluster{t: t, bin: buildFleetacs(t), dir: t.TempDir()}
 	t.Cleanup(c.stopAll)
 
-	// A NATS server of this test's own: the tasks process uses the default
-	// stream and subject names, which other tests' servers would share.
-	nctx, ncancel := context.WithCancel(context.Background())
-	ns := natsembed.New("127.0.0.1", -1, filepath.Join(c.dir, "nats"))
-	nsDone := make(chan error, 1)
-	go func() { nsDone <- ns.Run(nctx) }()
-	t.Cleanup(func() { c.stopAll(); ncancel(); <-nsDone })
-	select {
-	case <-ns.Ready():
-	case err := <-nsDone:
-		t.Fatalf("nats: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("nats did not start")
-	}
+	ns := startPrivateNATS(t, c)
 
 	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) }
 	invInternal, invPublic, tasksInternal, tasksPublic, tasksHTTP := addr(), addr(), addr(), addr(), addr()
