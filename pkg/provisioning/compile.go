@@ -16,12 +16,12 @@ type Preset struct {
 	Precedence int32
 	Enabled    bool
 
-	events                         []string // event numbers or codes
-	tags, withoutTags              []string
+	events                          []string // event numbers or codes
+	tags, withoutTags               []string
 	oui, productClass, manu, serial string // globs; "" any
-	root                           string
-	conds                          []condition
-	sched                          *schedule
+	root                            string
+	conds                           []condition
+	sched                           *schedule
 
 	Params     []ParamSpec
 	Objects    []ObjectSpec

@@ -55,7 +55,9 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"preset.match.schedule.time_zone", func(p *pv1.Preset) {
 			p.Match.Schedule = &pv1.Schedule{Start: "01:00", End: "03:00", TimeZone: "Mars/Olympus"}
 		}},
-		{"preset.match.schedule.weekdays[0]", func(p *pv1.Preset) { p.Match.Schedule = &pv1.Schedule{Start: "01:00", End: "03:00", Weekdays: []int32{7}} }},
+		{"preset.match.schedule.weekdays[0]", func(p *pv1.Preset) {
+			p.Match.Schedule = &pv1.Schedule{Start: "01:00", End: "03:00", Weekdays: []int32{7}}
+		}},
 		{"preset.desired.parameters[0].path", func(p *pv1.Preset) { p.Desired.Parameters[0].Path = "Device.WiFi." }},
 		{"preset.desired.parameters[1].path", func(p *pv1.Preset) { p.Desired.Parameters[1].Path = p.Desired.Parameters[0].Path }},
 		{"preset.desired.parameters[0].type", func(p *pv1.Preset) { p.Desired.Parameters[0].Type = "xsd:float" }},
