@@ -30,6 +30,7 @@ import (
 	authv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/auth/v1"
 	eventsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/events/v1"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
+	provisioningv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 )
 
@@ -218,6 +219,7 @@ func newAPIHandler(ctx context.Context, cc *grpc.ClientConn, readTimeout, writeT
 		"events":    eventsv1.RegisterEventsServiceHandler,
 		"inventory": inventoryv1.RegisterInventoryServiceHandler,
 		"tokens":    authv1.RegisterTokenServiceHandler,
+		"presets":   provisioningv1.RegisterPresetsServiceHandler,
 	} {
 		if err := reg(ctx, mux, cc); err != nil {
 			return nil, fmt.Errorf("register the %s HTTP handlers: %w", name, err)

@@ -392,6 +392,14 @@ func buildInventory(a *app) (lifecycle.Service, error) {
 	svc := inventory.New(st, inventory.Options{Logger: a.logger.With("component", "inventory"), CallerTenants: apiauth.CallerTenants, Tokens: tokens})
 	svc.RegisterPublic(a.shared.public.registrar)
 	svc.RegisterInternal(a.shared.internal.registrar)
+	// Presets (docs/provisioning.md) live beside the devices.
+	pst, err := cfg.NewPresetStore()
+	if err != nil {
+		return nil, fmt.Errorf("inventory config: %w", err)
+	}
+	presets := inventory.NewPresets(pst, st, inventory.Options{Logger: a.logger.With("component", "presets"), CallerTenants: apiauth.CallerTenants})
+	presets.RegisterPublic(a.shared.public.registrar)
+	presets.RegisterInternal(a.shared.internal.registrar)
 	a.shared.tokens.set(tokens)
 	apiauth.NewTokenService(tokens, a.shared.auth, a.logger.With("component", "apiauth"), nil).Register(a.shared.public.registrar)
 	tokenFile := a.opts.AdminTokenFile
@@ -403,6 +411,9 @@ func buildInventory(a *app) (lifecycle.Service, error) {
 		// (docs/security.md): the store must be up to hold it.
 		StartFunc: func(ctx context.Context) error {
 			if err := svc.Start(ctx); err != nil {
+				return err
+			}
+			if err := presets.Start(ctx); err != nil {
 				return err
 			}
 			if cfg.SecretsKeyFile != "" {
@@ -418,7 +429,10 @@ func buildInventory(a *app) (lifecycle.Service, error) {
 			}
 			return nil
 		},
-		RunFunc: svc.Run,
+		RunFunc: func(ctx context.Context) error {
+			err := svc.Run(ctx)
+			return errors.Join(err, presets.Close(context.WithoutCancel(ctx)))
+		},
 	}, nil
 }
 
