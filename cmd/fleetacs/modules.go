@@ -513,6 +513,7 @@ func buildSessions(a *app) (lifecycle.Service, error) {
 	}
 	w, err := sessions.New(cfg, sessions.Deps{
 		Inventory:     sessions.NewGRPCInventory(a.shared.inventory),
+		Presets:       sessions.NewGRPCPresets(a.shared.inventory),
 		Leases:        a.shared.store.Leases,
 		Checkpoints:   a.shared.store.Checkpoints,
 		Registry:      a.shared.store.Registry,

@@ -375,3 +375,58 @@ func compileValue(v, typ string) (Template, error) {
 	}
 	return t, nil
 }
+
+// NeedsTags reports whether matching or applying the preset needs the
+// device's tags.
+func (c *Preset) NeedsTags() bool {
+	return len(c.tags) > 0 || len(c.withoutTags) > 0 || len(c.AddTags) > 0 || len(c.RemoveTags) > 0
+}
+
+// Session reports whether the preset depends on the session (its Inform
+// events or a schedule) rather than on the device alone.
+func (c *Preset) Session() bool { return len(c.events) > 0 || c.sched != nil }
+
+// ConditionPaths are the parameters the preset's conditions read.
+func (c *Preset) ConditionPaths() []string {
+	out := make([]string, len(c.conds))
+	for i, cd := range c.conds {
+		out[i] = cd.path
+	}
+	return out
+}
+
+// ReadPaths are what a session reads of a device before it converges it
+// to the preset, for a data-model root ("" both): its parameters, its
+// tables (partial paths) and its attributes' paths.
+func (c *Preset) ReadPaths(root string) (values, attributes []string) {
+	ok := func(p string) bool { return root == "" || strings.HasPrefix(p, root) }
+	for _, p := range c.Params {
+		if ok(p.Path) && !slices.Contains(values, p.Path) {
+			values = append(values, p.Path)
+		}
+	}
+	for _, o := range c.Objects {
+		if ok(o.Table) && !slices.Contains(values, o.Table) {
+			values = append(values, o.Table)
+		}
+	}
+	for _, a := range c.Attributes {
+		if ok(a.Path) && !slices.Contains(attributes, a.Path) {
+			attributes = append(attributes, a.Path)
+		}
+	}
+	return values, attributes
+}
+
+// SessionOpen reports whether the preset depends on the session and the
+// session opens it: the Inform carries one of its events (when it names
+// any) and its schedule's window is open (when it has one).
+func (c *Preset) SessionOpen(events []string, now time.Time) bool {
+	if !c.Enabled || !c.Session() {
+		return false
+	}
+	if len(c.events) > 0 && !slices.ContainsFunc(events, func(e string) bool { return slices.Contains(c.events, EventNumber(e)) }) {
+		return false
+	}
+	return c.sched == nil || c.sched.open(now)
+}

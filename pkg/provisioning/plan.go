@@ -3,6 +3,7 @@ package provisioning
 import (
 	"cmp"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,8 +24,37 @@ type Request struct {
 	Notification  int
 	SetAccessList bool
 	AccessList    []string
+	// Sets are what an AddObject's new instance gets, relative to it:
+	// its keys, then its values.
+	Sets []Set
+	// Table and Keys say which instance an AddObject makes (its
+	// ParameterKey is derived from them, see AddKey).
+	Table string
+	Keys  []Set
 	// Reason says why, naming the preset.
 	Reason string
+}
+
+// Set is a value to set, relative to an object instance.
+type Set struct {
+	Name, Value, Type string
+}
+
+// AddKey is the ParameterKey of the AddObject that makes the instance of
+// table with keys: a later session that finds it in the Inform knows the
+// CPE made the instance even if the answer never arrived, and adopts an
+// instance of the table whose keys are still empty instead of adding
+// another (docs/provisioning.md, "Object instances").
+func AddKey(table string, keys []Set) string {
+	h := fnv.New64a()
+	h.Write([]byte(table))
+	for _, k := range keys {
+		h.Write([]byte{0})
+		h.Write([]byte(k.Name))
+		h.Write([]byte{0})
+		h.Write([]byte(k.Value))
+	}
+	return fmt.Sprintf("fleetacs-add-%016x", h.Sum64())
 }
 
 // Verdict is whether one preset matched.
@@ -73,6 +103,9 @@ type Options struct {
 	// (NoFirmwareNote), nothing is done about it.
 	Firmware Firmware
 	Tenant   string
+	// ParameterKey is the device's ParameterKey as its Inform reported it
+	// (see AddKey).
+	ParameterKey string
 }
 
 // Sort orders presets as they take precedence: higher precedence first,
@@ -178,16 +211,43 @@ func Converge(matched []*Preset, d *Device, o Options) (*Plan, error) {
 					found = append(found, inst)
 				}
 			}
+			keySets := make([]Set, len(ob.Keys))
+			for i, k := range ob.Keys {
+				keySets[i] = Set{Name: k.Name, Value: keys[i], Type: k.Type}
+			}
+			adopt := ""
+			if len(found) == 0 && !ob.Absent && o.ParameterKey != "" && o.ParameterKey == AddKey(ob.Table, keySets) {
+				// The last change the CPE confirmed was this AddObject: the
+				// newest instance whose keys are empty is the one it made.
+				for i := len(insts) - 1; i >= 0 && adopt == ""; i-- {
+					empty := make([]string, len(keys))
+					if d.hasKeys(insts[i], ob.Keys, empty) {
+						adopt = insts[i]
+					}
+				}
+			}
 			reason := fmt.Sprintf("preset %s: %s instance %s", p.Name, ob.Table, keyText(ob.Keys, keys))
 			switch {
 			case ob.Absent:
 				for _, inst := range found {
 					writes = append(writes, Request{Method: "DeleteObject", Paths: []string{inst}, Reason: reason + " must not exist"})
 				}
+			case adopt != "":
+				for _, k := range keySets {
+					add(adopt+k.Name, k.Value, k.Type, p.Name)
+				}
+				for _, vs := range ob.Values {
+					v, err := vs.Value.Render(&d.Fields, o.Secret)
+					if err != nil {
+						return nil, fmt.Errorf("preset %s: %s%s: %w", p.Name, ob.Table, vs.Name, err)
+					}
+					add(adopt+vs.Name, v, vs.Type, p.Name)
+				}
 			case len(found) == 0:
-				r := Request{Method: "AddObject", Paths: []string{ob.Table}, Reason: reason + " must exist"}
-				for i, k := range ob.Keys {
-					r.Values = append(r.Values, k.Name+"="+keys[i])
+				r := Request{Method: "AddObject", Paths: []string{ob.Table}, Reason: reason + " must exist", Table: ob.Table, Keys: keySets}
+				for _, k := range keySets {
+					r.Values = append(r.Values, k.Name+"="+k.Value)
+					r.Sets = append(r.Sets, k)
 				}
 				for _, vs := range ob.Values {
 					v, err := vs.Value.Render(&d.Fields, o.Secret)
@@ -195,6 +255,7 @@ func Converge(matched []*Preset, d *Device, o Options) (*Plan, error) {
 						return nil, fmt.Errorf("preset %s: %s%s: %w", p.Name, ob.Table, vs.Name, err)
 					}
 					r.Values = append(r.Values, vs.Name+"="+v)
+					r.Sets = append(r.Sets, Set{Name: vs.Name, Value: v, Type: vs.Type})
 				}
 				writes = append(writes, r)
 			default:

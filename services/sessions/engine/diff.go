@@ -56,6 +56,9 @@ func (b *DiffBuilder) SetRoot(root string) {
 	}
 }
 
+// PresetsFingerprint records the preset set the device converged to.
+func (b *DiffBuilder) PresetsFingerprint(f string) { b.d.PresetsFingerprint = &f }
+
 // FullDiscovery records that the session discovered the whole tree.
 func (b *DiffBuilder) FullDiscovery() { b.d.FullDiscoveryTime = b.now }
 

@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
+	pv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1"
+	"github.com/fleetacs/fleetacs/tools/cpesim/sim"
+)
+
+// presetFleet is `fleetacs all` with one simulated CPE whose sessions the
+// test starts itself and whose requests it records.
+type presetFleet struct {
+	*secured
+	presets pv1.PresetsServiceClient
+	dev     *sim.Device
+
+	mu       sync.Mutex
+	sessions []sim.SessionReport
+	// loseAdd makes the CPE lose its answer to the next AddObject (it
+	// makes the instance, the ACS never hears of it).
+	loseAdd atomic.Bool
+}
+
+func (f *presetFleet) reports() []sim.SessionReport {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.sessions)
+}
+
+// session asks the CPE for a session with event and returns the reports
+// of the sessions that ran until one ended well.
+func (f *presetFleet) session(t *testing.T, event string) []sim.SessionReport {
+	t.Helper()
+	before := len(f.reports())
+	f.dev.Inform(cwmp.Event{Code: event})
+	var out []sim.SessionReport
+	waitFor(t, 30*time.Second, func() error {
+		out = f.reports()[before:]
+		for _, r := range out {
+			if r.OK {
+				return nil
+			}
+		}
+		var kinds []string
+		for _, r := range out {
+			kinds = append(kinds, fmt.Sprintf("%s %v %v", r.Kind, r.Err, r.Requests))
+		}
+		return fmt.Errorf("no session ended well yet: %q", kinds)
+	})
+	return out
+}
+
+func (f *presetFleet) param(t *testing.T, name string) string {
+	t.Helper()
+	v, ok := f.dev.Param(name)
+	if !ok {
+		t.Fatalf("the CPE has no %s", name)
+	}
+	return v.Value
+}
+
+// portMappings returns the Descriptions of the CPE's NAT port mappings.
+func (f *presetFleet) portMappings() []string {
+	var out []string
+	for i := 1; i <= 10; i++ {
+		if v, ok := f.dev.Param(fmt.Sprintf("Device.NAT.PortMapping.%d.Description", i)); ok {
+			out = append(out, v.Value)
+		}
+	}
+	return out
+}
+
+func count(methods []string, m string) int {
+	n := 0
+	for _, x := range methods {
+		if x == m {
+			n++
+		}
+	}
+	return n
+}
+
+func natPreset(ext string, extra ...*pv1.ObjectInstance) *pv1.Preset {
+	objects := append([]*pv1.ObjectInstance{{
+		Table: "Device.NAT.PortMapping.",
+		Keys:  []*pv1.ObjectParameter{{Name: "Description", Value: "ssh-{{.SerialNumber}}"}},
+		Values: []*pv1.ObjectParameter{{Name: "ExternalPort", Value: ext, Type: "xsd:unsignedInt"}, {Name: "InternalPort", Value: "22", Type: "xsd:unsignedInt"},
+			{Name: "Protocol", Value: "TCP"}, {Name: "Enable", Value: "true", Type: "xsd:boolean"}},
+	}}, extra...)
+	return &pv1.Preset{Name: "nat", Precedence: 10, Desired: &pv1.DesiredState{
+		Parameters: []*pv1.ParameterValue{
+			{Path: "Device.ManagementServer.PeriodicInformInterval", Value: "86399", Type: "xsd:unsignedInt"},
+			{Path: "Device.DeviceInfo.ProvisioningCode", Value: "pc-{{.SerialNumber}}"},
+		},
+		Objects: objects,
+	}}
+}
+
+// TestPresetsEndToEnd: a preset (and the default set) converge a fresh
+// device in its bootstrap session; the next session sends nothing; a
+// changed preset converges the device in its next session; an object
+// instance whose AddObject answer was lost is adopted, not added twice.
+func TestPresetsEndToEnd(t *testing.T) {
+	s := startSecured(t, "-sessions.presets-refresh=0")
+	f := &presetFleet{secured: s, presets: pv1.NewPresetsServiceClient(s.publicConn)}
+	admin := func() context.Context { return withToken(ctx10(t), s.admin) }
+	if _, err := f.presets.PutPreset(admin(), &pv1.PutPresetRequest{Tenant: "default", Preset: natPreset("2222")}); err != nil {
+		t.Fatal(err)
+	}
+
+	sm, err := sim.New(sim.Config{URL: "http://" + s.cwmp + "/", Model: sim.TR181,
+		Devices: 1, Seed: 5, SerialPrefix: "PRE", BootStorm: true, Concurrency: 1,
+		Timeout: 30 * time.Second, ConnReq: sim.ConnReqPerDevice, TimeScale: 0.01,
+		OnSession: func(r sim.SessionReport) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.sessions = append(f.sessions, r)
+		},
+		OnRequest: func(_ *sim.Device, m cwmp.Message) bool {
+			_, add := m.(*cwmp.AddObject)
+			return add && f.loseAdd.CompareAndSwap(true, false)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.dev = sm.Devices()[0]
+	sn := f.dev.ID().SerialNumber
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := sm.Run(ctx); done <- err }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && ctx.Err() == nil {
+			t.Errorf("cpesim: %v", err)
+		}
+	})
+
+	// 1. The bootstrap session converges the fresh device: it reads what
+	// the presets set, then sets it.
+	waitFor(t, 30*time.Second, func() error {
+		for _, r := range f.reports() {
+			if r.OK {
+				return nil
+			}
+		}
+		return fmt.Errorf("no bootstrap session yet")
+	})
+	boot := f.reports()[0]
+	if !boot.OK || boot.Events[0].Code != "0 BOOTSTRAP" {
+		t.Fatalf("first session %+v", boot)
+	}
+	// cpesim's SoftwareVersion and ConnectionRequestURL have active
+	// notification already (forced by the data model): the default
+	// preset reads the attributes and sets none.
+	if count(boot.Requests, "SetParameterAttributes") != 0 {
+		t.Fatalf("bootstrap session set attributes the CPE has: %v", boot.Requests)
+	}
+	for _, m := range []string{"GetParameterAttributes", "AddObject"} {
+		if count(boot.Requests, m) != 1 {
+			t.Fatalf("bootstrap session sent %d %s: %v", count(boot.Requests, m), m, boot.Requests)
+		}
+	}
+	if got := f.param(t, "Device.ManagementServer.PeriodicInformInterval"); got != "86399" {
+		t.Fatalf("interval %q: the preset of higher precedence sets it", got)
+	}
+	if got := f.param(t, "Device.ManagementServer.PeriodicInformEnable"); got != "true" && got != "1" {
+		t.Fatalf("PeriodicInformEnable %q: the default preset sets it", got)
+	}
+	if got := f.param(t, "Device.DeviceInfo.ProvisioningCode"); got != "pc-"+sn {
+		t.Fatalf("ProvisioningCode %q", got)
+	}
+	if got := f.portMappings(); fmt.Sprint(got) != "[ssh-"+sn+"]" {
+		t.Fatalf("port mappings %v", got)
+	}
+
+	// 2. A converged device: the next session is the Inform alone.
+	for _, r := range f.session(t, "2 PERIODIC") {
+		if len(r.Requests) != 0 {
+			t.Fatalf("a periodic session of a converged device sent %v", r.Requests)
+		}
+	}
+
+	// 3. A changed preset converges the device in its next session, by
+	// key: the instance is updated, not added again.
+	if _, err := f.presets.PutPreset(admin(), &pv1.PutPresetRequest{Tenant: "default", Preset: natPreset("2223"), ExpectedRevision: ptr(uint64(1))}); err != nil {
+		t.Fatal(err)
+	}
+	changed := f.session(t, "2 PERIODIC")
+	last := changed[len(changed)-1]
+	if count(last.Requests, "AddObject") != 0 || count(last.Requests, "SetParameterValues") != 1 {
+		t.Fatalf("session after the change sent %v", last.Requests)
+	}
+	if got := f.param(t, "Device.NAT.PortMapping.1.ExternalPort"); got != "2223" {
+		t.Fatalf("ExternalPort %q after the change", got)
+	}
+	for _, r := range f.session(t, "2 PERIODIC") {
+		if len(r.Requests) != 0 {
+			t.Fatalf("converged again, a session sent %v", r.Requests)
+		}
+	}
+
+	// 4. A new instance whose AddObject answer is lost: the CPE made it,
+	// the session broke. The next session adopts it instead of adding
+	// another.
+	web := &pv1.ObjectInstance{Table: "Device.NAT.PortMapping.", Keys: []*pv1.ObjectParameter{{Name: "Description", Value: "web-{{.SerialNumber}}"}},
+		Values: []*pv1.ObjectParameter{{Name: "ExternalPort", Value: "8080", Type: "xsd:unsignedInt"}}}
+	if _, err := f.presets.PutPreset(admin(), &pv1.PutPresetRequest{Tenant: "default", Preset: natPreset("2223", web)}); err != nil {
+		t.Fatal(err)
+	}
+	f.loseAdd.Store(true)
+	before := len(f.reports())
+	f.dev.Inform(cwmp.Event{Code: "2 PERIODIC"})
+	waitFor(t, 30*time.Second, func() error {
+		if len(f.reports()) == before {
+			return fmt.Errorf("no session yet")
+		}
+		return nil
+	})
+	lost := f.reports()[before]
+	if lost.OK || lost.Kind != "answer_lost" || count(lost.Requests, "AddObject") != 1 || f.loseAdd.Load() {
+		t.Fatalf("session with the lost AddObject: %+v", lost)
+	}
+	// The device's next session.
+	reps := f.session(t, "2 PERIODIC")
+	var adds int
+	for _, r := range reps {
+		adds += count(r.Requests, "AddObject")
+	}
+	if adds != 0 {
+		t.Fatalf("sessions after the lost AddObject added again: %+v", reps)
+	}
+	if got := f.portMappings(); fmt.Sprint(got) != fmt.Sprintf("[ssh-%s web-%s]", sn, sn) {
+		t.Fatalf("port mappings %v after the lost AddObject", got)
+	}
+	if got := f.param(t, "Device.NAT.PortMapping.2.ExternalPort"); got != "8080" {
+		t.Fatalf("adopted instance's ExternalPort %q", got)
+	}
+	for _, r := range f.session(t, "2 PERIODIC") {
+		if len(r.Requests) != 0 {
+			t.Fatalf("after adoption, a session sent %v", r.Requests)
+		}
+	}
+
+	// The dry run agrees: nothing to do.
+	list, err := inventoryv1.NewInventoryServiceClient(s.publicConn).ListDevices(admin(), &inventoryv1.ListDevicesRequest{Tenant: "default"})
+	if err != nil || len(list.GetDevices()) != 1 {
+		t.Fatalf("devices %v, %v", list, err)
+	}
+	dry, err := f.presets.DryRunPreset(admin(), &pv1.DryRunPresetRequest{Tenant: "default",
+		DeviceId: list.GetDevices()[0].GetId(), Events: []string{"2 PERIODIC"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !dry.GetConverged() {
+		t.Fatalf("dry run of the converged device: %v", dry)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

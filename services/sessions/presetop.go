@@ -1,0 +1,245 @@
+package sessions
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"github.com/fleetacs/fleetacs/pkg/provisioning"
+	provisioningv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1"
+	"github.com/fleetacs/fleetacs/services/sessions/engine"
+)
+
+// Stages of a preset operation.
+const (
+	presetRead  = "read"  // GetParameterValues of what the presets set
+	presetAttrs = "attrs" // GetParameterAttributes of their attributes
+	presetWrite = "write" // the planned requests, one at a time
+	presetDone  = "done"
+)
+
+// presetRef is a preset the operation converges to.
+type presetRef struct {
+	Name     string `json:"name"`
+	Revision uint64 `json:"revision"`
+	// Body is the marshalled preset, so that a restored operation needs
+	// no store.
+	Body []byte `json:"body"`
+}
+
+// presetOp converges a device to the presets that matched its session.
+// It is data (engine.Operation): everything it needs is in its fields.
+type presetOp struct {
+	Presets      []presetRef         `json:"presets"`
+	Fields       provisioning.Fields `json:"fields"`
+	Root         string              `json:"root,omitempty"`
+	ParameterKey string              `json:"parameterKey,omitempty"`
+	Tags         []string            `json:"tags,omitempty"`
+	Stage        string              `json:"stage"`
+	ReadValues   []string            `json:"readValues,omitempty"`
+	ReadAttrs    []string            `json:"readAttrs,omitempty"`
+	// Known is what the reads returned (tables read are entries of their
+	// own, so that an empty table is known empty).
+	Known map[string]provisioning.Param `json:"known,omitempty"`
+	// Queue is the plan, Pos the request to send next.
+	Queue []provisioning.Request `json:"queue,omitempty"`
+	Pos   int                    `json:"pos,omitempty"`
+	// Confirmed and Removed are what the CPE confirmed, for the
+	// inventory diff.
+	Confirmed []engine.Parameter `json:"confirmed,omitempty"`
+	Removed   []string           `json:"removed,omitempty"`
+	Sent      int                `json:"sent,omitempty"`
+	Error     string             `json:"error,omitempty"`
+	// Fingerprint is recorded with the device when the operation
+	// converged it (docs/provisioning.md, "Convergence").
+	Fingerprint string `json:"fingerprint,omitempty"`
+}
+
+var _ engine.Operation = (*presetOp)(nil)
+
+// skipEmptyReads moves past read stages with nothing to read.
+func (o *presetOp) skipEmptyReads() {
+	if o.Stage == presetRead && len(o.ReadValues) == 0 {
+		o.Stage = presetAttrs
+	}
+	if o.Stage == presetAttrs && len(o.ReadAttrs) == 0 {
+		o.Stage = presetWrite
+	}
+}
+
+// plan computes the queue from what was read.
+func (o *presetOp) plan() {
+	var set []*provisioning.Preset
+	for _, r := range o.Presets {
+		var m provisioningv1.Preset
+		if err := proto.Unmarshal(r.Body, &m); err != nil {
+			o.fail("preset %s: %v", r.Name, err)
+			return
+		}
+		c, err := provisioning.Compile(&m)
+		if err != nil {
+			o.fail("preset %s: %v", r.Name, err)
+			return
+		}
+		set = append(set, c)
+	}
+	provisioning.Sort(set)
+	d := &provisioning.Device{Fields: o.Fields, Root: o.Root, Tags: o.Tags, Params: o.Known}
+	pl, err := provisioning.Converge(set, d, provisioning.Options{ParameterKey: o.ParameterKey})
+	if err != nil {
+		o.fail("%v", err)
+		return
+	}
+	for _, r := range pl.Requests {
+		switch r.Method {
+		case "SetParameterValues", "AddObject", "DeleteObject", "SetParameterAttributes":
+			o.Queue = append(o.Queue, r)
+		}
+		// Reads after the read stage: paths a CPE did not return (it
+		// has no such parameter). Nothing more to learn this session.
+	}
+	if len(o.Queue) == 0 {
+		o.Stage = presetDone
+	}
+}
+
+func (o *presetOp) fail(format string, args ...any) {
+	o.Error = fmt.Sprintf(format, args...)
+	o.Stage = presetDone
+}
+
+// Next implements engine.Operation.
+func (o *presetOp) Next(*engine.Context) (engine.Call, bool) {
+	switch o.Stage {
+	case presetRead:
+		return engine.Call{Key: "gpv", Message: &cwmp.GetParameterValues{ParameterNames: o.ReadValues}}, true
+	case presetAttrs:
+		return engine.Call{Key: "gpa", Message: &cwmp.GetParameterAttributes{ParameterNames: o.ReadAttrs}}, true
+	case presetWrite:
+		if o.Pos >= len(o.Queue) {
+			return engine.Call{}, false
+		}
+		r := o.Queue[o.Pos]
+		key := "w" + strconv.Itoa(o.Pos)
+		switch r.Method {
+		case "SetParameterValues":
+			m := &cwmp.SetParameterValues{ParameterKey: presetParameterKey}
+			for i, p := range r.Paths {
+				m.ParameterList = append(m.ParameterList, cwmp.ParameterValue{Name: p, Value: r.Values[i], Type: r.Types[i]})
+			}
+			return engine.Call{Key: key, Message: m}, true
+		case "AddObject":
+			return engine.Call{Key: key, Message: &cwmp.AddObject{ObjectName: r.Paths[0], ParameterKey: provisioning.AddKey(r.Table, r.Keys)}}, true
+		case "DeleteObject":
+			return engine.Call{Key: key, Message: &cwmp.DeleteObject{ObjectName: r.Paths[0], ParameterKey: presetParameterKey}}, true
+		case "SetParameterAttributes":
+			m := &cwmp.SetParameterAttributes{}
+			for _, p := range r.Paths {
+				m.ParameterList = append(m.ParameterList, cwmp.SetParameterAttributesStruct{Name: p,
+					NotificationChange: r.Notification >= 0, Notification: max(r.Notification, 0),
+					AccessListChange: r.SetAccessList, AccessList: r.AccessList})
+			}
+			return engine.Call{Key: key, Message: m}, true
+		}
+	}
+	return engine.Call{}, false
+}
+
+// Answer implements engine.Operation.
+func (o *presetOp) Answer(_ *engine.Context, a engine.Answer) {
+	switch {
+	case a.Fault != nil:
+		o.fail("%s: CPE fault %d %s", a.Call.Message.Method(), a.Fault.Code, a.Fault.String)
+		return
+	case a.NotSent != nil:
+		o.fail("%s not sent: %v", a.Call.Message.Method(), a.NotSent)
+		return
+	case a.Response == nil:
+		o.fail("%s: no answer (%v)", a.Call.Message.Method(), a.Lost)
+		return
+	}
+	o.Sent++
+	switch resp := a.Response.(type) {
+	case *cwmp.GetParameterValuesResponse:
+		for _, pv := range resp.ParameterList {
+			o.Known[pv.Name] = provisioning.Param{Value: pv.Value, Type: pv.Type, HasValue: true, Notification: -1}
+		}
+		for _, path := range o.ReadValues {
+			if strings.HasSuffix(path, ".") {
+				if _, ok := o.Known[path]; !ok {
+					o.Known[path] = provisioning.Param{Notification: -1}
+				}
+			}
+		}
+		o.Stage = presetAttrs
+		o.skipEmptyReads()
+		if o.Stage == presetWrite {
+			o.plan()
+		}
+	case *cwmp.GetParameterAttributesResponse:
+		for _, pa := range resp.ParameterList {
+			p, ok := o.Known[pa.Name]
+			if !ok {
+				p = provisioning.Param{Notification: -1}
+			}
+			p.Notification = pa.Notification
+			o.Known[pa.Name] = p
+		}
+		o.Stage = presetWrite
+		o.plan()
+	case *cwmp.SetParameterValuesResponse:
+		r := o.Queue[o.Pos]
+		for i, p := range r.Paths {
+			o.Confirmed = append(o.Confirmed, engine.Parameter{Path: p, Value: r.Values[i], Type: r.Types[i], HasValue: true})
+		}
+		o.advance()
+	case *cwmp.AddObjectResponse:
+		r := o.Queue[o.Pos]
+		inst := r.Paths[0] + strconv.FormatUint(uint64(resp.InstanceNumber), 10) + "."
+		o.Confirmed = append(o.Confirmed, engine.Parameter{Path: inst})
+		if len(r.Sets) > 0 {
+			set := provisioning.Request{Method: "SetParameterValues", Reason: r.Reason}
+			for _, s := range r.Sets {
+				set.Paths = append(set.Paths, inst+s.Name)
+				set.Values = append(set.Values, s.Value)
+				set.Types = append(set.Types, s.Type)
+			}
+			o.Queue = append(o.Queue[:o.Pos+1], append([]provisioning.Request{set}, o.Queue[o.Pos+1:]...)...)
+		}
+		o.advance()
+	case *cwmp.DeleteObjectResponse:
+		o.Removed = append(o.Removed, o.Queue[o.Pos].Paths[0])
+		o.advance()
+	case *cwmp.SetParameterAttributesResponse:
+		o.advance()
+	default:
+		o.fail("unexpected %s", a.Response.Method())
+	}
+}
+
+func (o *presetOp) advance() {
+	o.Pos++
+	if o.Pos >= len(o.Queue) {
+		o.Stage = presetDone
+	}
+}
+
+// Observe implements engine.Operation.
+func (o *presetOp) Observe(*engine.Context, cwmp.Message) bool { return false }
+
+// Contribute implements engine.Operation: what the CPE confirmed it
+// changed, whatever the outcome (no later session reports it again).
+func (o *presetOp) Contribute(_ *engine.Context, d *engine.DiffBuilder, _ engine.Outcome) {
+	if len(o.Removed) > 0 {
+		d.Remove(o.Removed...)
+	}
+	for _, p := range o.Confirmed {
+		d.Set(p)
+	}
+	if o.Stage == presetDone && o.Error == "" && o.Fingerprint != "" {
+		d.PresetsFingerprint(o.Fingerprint)
+	}
+}
