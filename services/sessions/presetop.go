@@ -1,6 +1,7 @@
 package sessions
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -88,7 +89,7 @@ func (o *presetOp) plan() {
 	}
 	provisioning.Sort(set)
 	d := &provisioning.Device{Fields: o.Fields, Root: o.Root, Tags: o.Tags, Params: o.Known}
-	pl, err := provisioning.Converge(set, d, provisioning.Options{ParameterKey: o.ParameterKey})
+	pl, err := provisioning.Converge(set, d, provisioning.Options{ParameterKey: o.ParameterKey, Secret: noSecrets})
 	if err != nil {
 		o.fail("%v", err)
 		return
@@ -105,6 +106,13 @@ func (o *presetOp) plan() {
 		o.Stage = presetDone
 	}
 }
+
+// errNoSecrets: sessions do not keep per-device secrets yet
+// (docs/provisioning.md, "Not done yet"); a preset that uses one does not
+// converge rather than set a placeholder.
+var errNoSecrets = errors.New("per-device secrets are not kept by sessions yet")
+
+func noSecrets(string) (string, error) { return "", errNoSecrets }
 
 func (o *presetOp) fail(format string, args ...any) {
 	o.Error = fmt.Sprintf(format, args...)
