@@ -101,6 +101,7 @@ func natPreset(ext string, extra ...*pv1.ObjectInstance) *pv1.Preset {
 			{Path: "Device.DeviceInfo.ProvisioningCode", Value: "pc-{{.SerialNumber}}"},
 		},
 		Objects: objects,
+		AddTags: []string{"nat-managed"},
 	}}
 }
 
@@ -181,6 +182,15 @@ func TestPresetsEndToEnd(t *testing.T) {
 	if got := f.portMappings(); fmt.Sprint(got) != "[ssh-"+sn+"]" {
 		t.Fatalf("port mappings %v", got)
 	}
+	inv := inventoryv1.NewInventoryServiceClient(s.publicConn)
+	list, err := inv.ListDevices(admin(), &inventoryv1.ListDevicesRequest{Tenant: "default"})
+	if err != nil || len(list.GetDevices()) != 1 {
+		t.Fatalf("devices %v, %v", list, err)
+	}
+	devID := list.GetDevices()[0].GetId()
+	if tags := list.GetDevices()[0].GetTags(); fmt.Sprint(tags) != "[nat-managed]" {
+		t.Fatalf("tags %v: the preset adds nat-managed", tags)
+	}
 
 	// 2. A converged device: the next session is the Inform alone.
 	for _, r := range f.session(t, "2 PERIODIC") {
@@ -251,12 +261,8 @@ func TestPresetsEndToEnd(t *testing.T) {
 	}
 
 	// The dry run agrees: nothing to do.
-	list, err := inventoryv1.NewInventoryServiceClient(s.publicConn).ListDevices(admin(), &inventoryv1.ListDevicesRequest{Tenant: "default"})
-	if err != nil || len(list.GetDevices()) != 1 {
-		t.Fatalf("devices %v, %v", list, err)
-	}
 	dry, err := f.presets.DryRunPreset(admin(), &pv1.DryRunPresetRequest{Tenant: "default",
-		DeviceId: list.GetDevices()[0].GetId(), Events: []string{"2 PERIODIC"}})
+		DeviceId: devID, Events: []string{"2 PERIODIC"}})
 	if err != nil {
 		t.Fatal(err)
 	}

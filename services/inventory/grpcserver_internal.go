@@ -121,6 +121,8 @@ func diffOf(req *inventoryv1.RecordSessionRequest) (store.Diff, error) {
 		CPECredentials:               credentials(req.GetCpeCredentials()),
 		SessionTakeover:              req.GetSessionTakeover(),
 		PresetsFingerprint:           req.PresetsFingerprint,
+		AddTags:                      req.GetAddTags(),
+		RemoveTags:                   req.GetRemoveTags(),
 	}
 	if t := req.GetFullDiscoveryTime(); t != nil {
 		d.FullDiscovery = t.AsTime()

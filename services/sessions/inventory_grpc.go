@@ -151,6 +151,7 @@ func recordRequest(d *Diff) *inventoryv1.RecordSessionRequest {
 		req.FullDiscoveryTime = timestamppb.New(d.FullDiscoveryTime)
 	}
 	req.PresetsFingerprint = d.PresetsFingerprint
+	req.AddTags, req.RemoveTags = d.AddTags, d.RemoveTags
 	if cr := d.ConnectionRequest; cr != nil {
 		if c := cr.Set; c != nil {
 			req.ConnectionRequestCredentials = &inventoryv1.Credentials{Username: c.Username, Password: c.Password}

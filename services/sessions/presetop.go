@@ -48,6 +48,10 @@ type presetOp struct {
 	// Queue is the plan, Pos the request to send next.
 	Queue []provisioning.Request `json:"queue,omitempty"`
 	Pos   int                    `json:"pos,omitempty"`
+	// AddTags and RemoveTags are the presets' tag changes, written with
+	// the diff once the device converged.
+	AddTags    []string `json:"addTags,omitempty"`
+	RemoveTags []string `json:"removeTags,omitempty"`
 	// Confirmed and Removed are what the CPE confirmed, for the
 	// inventory diff.
 	Confirmed []engine.Parameter `json:"confirmed,omitempty"`
@@ -94,6 +98,7 @@ func (o *presetOp) plan() {
 		o.fail("%v", err)
 		return
 	}
+	o.AddTags, o.RemoveTags = pl.AddTags, pl.RemoveTags
 	for _, r := range pl.Requests {
 		switch r.Method {
 		case "SetParameterValues", "AddObject", "DeleteObject", "SetParameterAttributes":
@@ -247,7 +252,12 @@ func (o *presetOp) Contribute(_ *engine.Context, d *engine.DiffBuilder, _ engine
 	for _, p := range o.Confirmed {
 		d.Set(p)
 	}
-	if o.Stage == presetDone && o.Error == "" && o.Fingerprint != "" {
-		d.PresetsFingerprint(o.Fingerprint)
+	if o.Stage == presetDone && o.Error == "" {
+		if len(o.AddTags) > 0 || len(o.RemoveTags) > 0 {
+			d.Tags(o.AddTags, o.RemoveTags)
+		}
+		if o.Fingerprint != "" {
+			d.PresetsFingerprint(o.Fingerprint)
+		}
 	}
 }

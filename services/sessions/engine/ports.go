@@ -141,6 +141,8 @@ type Diff struct {
 	// PresetsFingerprint, when set, is the preset set the device
 	// converged to in the session.
 	PresetsFingerprint *string
+	// AddTags and RemoveTags change the device's tags.
+	AddTags, RemoveTags []string
 }
 
 // InformRecord is what the inventory keeps of an Inform.

@@ -320,8 +320,13 @@ type RecordSessionRequest struct {
 	// When set, replaces the device's presets fingerprint (at most 4096
 	// bytes of text).
 	PresetsFingerprint *string `protobuf:"bytes,17,opt,name=presets_fingerprint,json=presetsFingerprint,proto3,oneof" json:"presets_fingerprint,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Tags the session gives the device (presets' add_tags); unlike the
+	// public AddTags, they keep the presets fingerprint.
+	AddTags []string `protobuf:"bytes,18,rep,name=add_tags,json=addTags,proto3" json:"add_tags,omitempty"`
+	// Tags the session takes from the device (presets' remove_tags).
+	RemoveTags    []string `protobuf:"bytes,19,rep,name=remove_tags,json=removeTags,proto3" json:"remove_tags,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RecordSessionRequest) Reset() {
@@ -471,6 +476,20 @@ func (x *RecordSessionRequest) GetPresetsFingerprint() string {
 		return *x.PresetsFingerprint
 	}
 	return ""
+}
+
+func (x *RecordSessionRequest) GetAddTags() []string {
+	if x != nil {
+		return x.AddTags
+	}
+	return nil
+}
+
+func (x *RecordSessionRequest) GetRemoveTags() []string {
+	if x != nil {
+		return x.RemoveTags
+	}
+	return nil
 }
 
 // InformRecord is what the inventory keeps of an Inform.
@@ -1495,7 +1514,7 @@ const file_fleetacs_inventory_v1_internal_proto_rawDesc = "" +
 	"&pending_connection_request_credentials\x18\x04 \x01(\v2\".fleetacs.inventory.v1.CredentialsR#pendingConnectionRequestCredentials\x12a\n" +
 	"\x1fpending_connection_request_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x1cpendingConnectionRequestTime\x12a\n" +
 	"\x1fconnection_request_refused_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x1cconnectionRequestRefusedTime\x12/\n" +
-	"\x13presets_fingerprint\x18\a \x01(\tR\x12presetsFingerprint\"\xb1\b\n" +
+	"\x13presets_fingerprint\x18\a \x01(\tR\x12presetsFingerprint\"\xed\b\n" +
 	"\x14RecordSessionRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1d\n" +
 	"\n" +
@@ -1518,7 +1537,10 @@ const file_fleetacs_inventory_v1_internal_proto_rawDesc = "" +
 	"\x10session_takeover\x18\x0e \x01(\bR\x0fsessionTakeover\x12a\n" +
 	"\x1fconnection_request_pending_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x1cconnectionRequestPendingTime\x12a\n" +
 	"\x1fconnection_request_refused_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\x1cconnectionRequestRefusedTime\x124\n" +
-	"\x13presets_fingerprint\x18\x11 \x01(\tH\x00R\x12presetsFingerprint\x88\x01\x01B\x16\n" +
+	"\x13presets_fingerprint\x18\x11 \x01(\tH\x00R\x12presetsFingerprint\x88\x01\x01\x12\x19\n" +
+	"\badd_tags\x18\x12 \x03(\tR\aaddTags\x12\x1f\n" +
+	"\vremove_tags\x18\x13 \x03(\tR\n" +
+	"removeTagsB\x16\n" +
 	"\x14_presets_fingerprint\"\xb8\x01\n" +
 	"\fInformRecord\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12:\n" +
