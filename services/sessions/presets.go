@@ -67,6 +67,7 @@ const presetMaxAge = 5 * time.Minute
 // tenantSet is a tenant's compiled preset set as a worker caches it.
 type tenantSet struct {
 	rev              uint64
+	fingerprint      string // "s<rev>", what a converged device records
 	presets          []*provisioning.Preset
 	bodies           map[string][]byte // name -> marshalled preset
 	checked, fetched time.Time
@@ -117,7 +118,7 @@ func (p *presetPlanner) set(ctx context.Context, tenant string) (*tenantSet, err
 		}
 		return nil, err
 	}
-	next := &tenantSet{rev: rev, checked: now, fetched: now}
+	next := &tenantSet{rev: rev, fingerprint: "s" + strconv.FormatUint(rev, 10), checked: now, fetched: now}
 	if unchanged && cur != nil {
 		next.presets, next.bodies, next.fetched = cur.presets, cur.bodies, cur.fetched
 	} else {
@@ -160,8 +161,9 @@ func (p *presetPlanner) Plan(ctx context.Context, s engine.Start) ([]engine.Plan
 	// read, no request. Only a new set, a boot, a value change the CPE
 	// reports or a preset that the session itself opens (its events, its
 	// schedule) make the planner look again.
-	fingerprint := "s" + strconv.FormatUint(set.rev, 10)
-	var events []string
+	fingerprint := set.fingerprint
+	var buf [8]string // most Informs carry a few events: no allocation
+	events := buf[:0]
 	for _, e := range s.Events {
 		events = append(events, e.Code)
 	}
