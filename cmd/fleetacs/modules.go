@@ -397,7 +397,7 @@ func buildInventory(a *app) (lifecycle.Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inventory config: %w", err)
 	}
-	presets := inventory.NewPresets(pst, st, inventory.Options{Logger: a.logger.With("component", "presets"), CallerTenants: apiauth.CallerTenants})
+	presets := inventory.NewPresets(pst, st, cfg.Keyring(), inventory.Options{Logger: a.logger.With("component", "presets"), CallerTenants: apiauth.CallerTenants})
 	presets.RegisterPublic(a.shared.public.registrar)
 	presets.RegisterInternal(a.shared.internal.registrar)
 	a.shared.tokens.set(tokens)

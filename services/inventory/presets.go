@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/fleetacs/fleetacs/pkg/apiauth"
 	"github.com/fleetacs/fleetacs/pkg/provisioning"
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 	provisioningv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1"
 	"github.com/fleetacs/fleetacs/services/inventory/presetstore"
@@ -30,7 +32,10 @@ import (
 // PresetsService and the internal PresetsInternalService that session
 // workers read the tenants' sets from.
 type Presets struct {
-	store         presetstore.Store
+	store presetstore.Store
+	// keys seal the per-device secrets at rest; nil: GetDeviceSecrets
+	// is refused.
+	keys          *secretbox.Keyring
 	devices       store.Store
 	logger        *slog.Logger
 	callerTenants func(context.Context) []string
@@ -42,10 +47,11 @@ type Presets struct {
 	seeded sync.Map
 }
 
-// NewPresets returns the presets API over ps; devices answers dry runs.
-// It does no I/O.
-func NewPresets(ps presetstore.Store, devices store.Store, opts Options) *Presets {
-	p := &Presets{store: ps, devices: devices, logger: opts.Logger, callerTenants: opts.CallerTenants, now: opts.Now}
+// NewPresets returns the presets API over ps; devices answers dry runs,
+// keys seal the per-device secrets (the device store's keyring, loaded
+// when that store starts). It does no I/O.
+func NewPresets(ps presetstore.Store, devices store.Store, keys *secretbox.Keyring, opts Options) *Presets {
+	p := &Presets{store: ps, devices: devices, keys: keys, logger: opts.Logger, callerTenants: opts.CallerTenants, now: opts.Now}
 	if p.now == nil {
 		p.now = time.Now
 	}
@@ -70,8 +76,14 @@ func (p *Presets) RegisterInternal(g grpc.ServiceRegistrar) {
 	provisioningv1.RegisterPresetsInternalServiceServer(g, &presetsInternal{p: p})
 }
 
-// Start starts the preset store.
+// Start loads the keyring (after the device store's start, which creates
+// the default key file) and starts the preset store.
 func (p *Presets) Start(ctx context.Context) error {
+	if p.keys != nil {
+		if _, err := p.keys.Load(); err != nil {
+			return fmt.Errorf("start presets: %w", err)
+		}
+	}
 	if err := p.store.Start(ctx); err != nil {
 		return fmt.Errorf("start preset store: %w", err)
 	}
@@ -484,6 +496,56 @@ func (s *presetsInternal) GetPresetSet(ctx context.Context, req *provisioningv1.
 			return nil, s.p.storeError(ctx, "read the preset set", tenant, r.Name, err)
 		}
 		out.Presets = append(out.Presets, m)
+	}
+	return out, nil
+}
+
+// maxSecretNames bounds one GetDeviceSecrets.
+const maxSecretNames = 32
+
+func secretAAD(tenant, device, name string) []byte {
+	return secretbox.AAD("fleetacs.presets.secret", tenant, device, name)
+}
+
+// GetDeviceSecrets implements PresetsInternalService: missing secrets are
+// 26 random characters of [A-Z2-7] (130 bits), sealed before they are
+// stored.
+func (s *presetsInternal) GetDeviceSecrets(ctx context.Context, req *provisioningv1.GetDeviceSecretsRequest) (*provisioningv1.GetDeviceSecretsResponse, error) {
+	tenant, device := req.GetTenant(), req.GetDeviceKey()
+	if err := internalKey(tenant, device); err != nil {
+		return nil, err
+	}
+	if len(req.GetNames()) == 0 || len(req.GetNames()) > maxSecretNames {
+		return nil, invalidField("names", fmt.Sprintf("want 1 to %d names", maxSecretNames))
+	}
+	if s.p.keys == nil {
+		return nil, apiError(codes.FailedPrecondition, errorsv1.ErrorReason_INTERNAL_ERROR, "no keyring to seal device secrets", nil)
+	}
+	if err := s.p.checkReady(); err != nil {
+		return nil, err
+	}
+	want := make(map[string]presetstore.Sealed, len(req.GetNames()))
+	for i, name := range req.GetNames() {
+		if err := provisioning.ValidName(name); err != nil {
+			return nil, invalidField(fmt.Sprintf("names[%d]", i), err.Error())
+		}
+		id, sealed, err := s.p.keys.Seal([]byte(rand.Text()), secretAAD(tenant, device, name))
+		if err != nil {
+			return nil, s.p.storeError(ctx, "seal a device secret", tenant, name, err)
+		}
+		want[name] = presetstore.Sealed{KeyID: id, Data: sealed}
+	}
+	got, err := s.p.store.EnsureSecrets(ctx, tenant, device, want)
+	if err != nil {
+		return nil, s.p.storeError(ctx, "ensure device secrets", tenant, "", err)
+	}
+	out := &provisioningv1.GetDeviceSecretsResponse{Secrets: make(map[string]string, len(got))}
+	for name, sv := range got {
+		v, err := s.p.keys.Open(sv.KeyID, sv.Data, secretAAD(tenant, device, name))
+		if err != nil {
+			return nil, s.p.storeError(ctx, "open a device secret", tenant, name, err)
+		}
+		out.Secrets[name] = string(v)
 	}
 	return out, nil
 }

@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/fleetacs/fleetacs/pkg/apiauth"
 	"github.com/fleetacs/fleetacs/pkg/apiauth/apiauthtest"
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 	authv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/auth/v1"
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
@@ -44,7 +46,11 @@ func newPresetsHarness(t *testing.T) *presetsHarness {
 	dir := t.TempDir()
 	devices := sqlitestore.New(sqlitestore.Config{Path: filepath.Join(dir, "inventory.db")})
 	svc := New(devices, Options{CallerTenants: apiauth.CallerTenants})
-	ps := NewPresets(sqlitepresets.New(filepath.Join(dir, "presets.db")), devices, Options{CallerTenants: apiauth.CallerTenants})
+	keys, err := secretbox.New(secretbox.Key{ID: "k1", Secret: bytes.Repeat([]byte{7}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := NewPresets(sqlitepresets.New(filepath.Join(dir, "presets.db")), devices, keys, Options{CallerTenants: apiauth.CallerTenants})
 	tokens := apiauthtest.NewMemoryStore()
 	auth := apiauth.NewAuthenticator(apiauth.Config{}, apiauth.Options{Tokens: tokens})
 	pub := grpc.NewServer(auth.ServerOptions()...)
@@ -331,4 +337,35 @@ func TestPresetsDryRun(t *testing.T) {
 	// Another tenant's device is not found from there.
 	other := as(t.Context(), h.both)
 	wantReason(t, mustErr(h.public.DryRunPreset(other, &pv1.DryRunPresetRequest{Tenant: "other", DeviceId: "00AABB-HGW-SN1"})), codes.NotFound, errorsv1.ErrorReason_DEVICE_NOT_FOUND)
+}
+
+func TestDeviceSecrets(t *testing.T) {
+	h := newPresetsHarness(t)
+	ctx := t.Context()
+	r, err := h.internal.GetDeviceSecrets(ctx, &pv1.GetDeviceSecretsRequest{Tenant: "default", DeviceKey: "dev-1", Names: []string{"wifi-psk", "admin"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	psk := r.GetSecrets()["wifi-psk"]
+	if len(psk) != 26 || r.GetSecrets()["admin"] == psk || len(r.GetSecrets()) != 2 {
+		t.Fatalf("secrets %v", r.GetSecrets())
+	}
+	again, err := h.internal.GetDeviceSecrets(ctx, &pv1.GetDeviceSecretsRequest{Tenant: "default", DeviceKey: "dev-1", Names: []string{"wifi-psk"}})
+	if err != nil || again.GetSecrets()["wifi-psk"] != psk {
+		t.Fatalf("second read %v %v, want the same secret", again, err)
+	}
+	other, err := h.internal.GetDeviceSecrets(ctx, &pv1.GetDeviceSecretsRequest{Tenant: "default", DeviceKey: "dev-2", Names: []string{"wifi-psk"}})
+	if err != nil || other.GetSecrets()["wifi-psk"] == psk {
+		t.Fatalf("another device's secret %v %v", other, err)
+	}
+	for _, bad := range []*pv1.GetDeviceSecretsRequest{
+		{Tenant: "default", DeviceKey: "dev-1"},
+		{Tenant: "default", DeviceKey: "dev-1", Names: []string{"Bad Name"}},
+		{Tenant: "", DeviceKey: "dev-1", Names: []string{"a"}},
+		{Tenant: "default", DeviceKey: "dev-1", Names: make([]string, 33)},
+	} {
+		if _, err := h.internal.GetDeviceSecrets(ctx, bad); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("%v: %v, want InvalidArgument", bad, err)
+		}
+	}
 }

@@ -67,6 +67,12 @@ type Put struct {
 	Expected *uint64
 }
 
+// Sealed is a secret sealed with a secretbox key.
+type Sealed struct {
+	KeyID string
+	Data  []byte
+}
+
 // Store is the presets storage port.
 type Store interface {
 	// Start connects and creates the schema; idempotent.
@@ -90,6 +96,12 @@ type Store interface {
 	// SetRevision returns the tenant's set revision: 0 when the tenant
 	// never had a preset.
 	SetRevision(ctx context.Context, tenant string) (uint64, error)
+	// EnsureSecrets keeps the per-device secrets of presets
+	// ({{secret "NAME"}}): for each name of want the device has no secret
+	// of, it stores want's; it returns the device's secrets of those
+	// names, the ones it already had winning. Secrets are sealed by the
+	// caller; the store keeps them as given.
+	EnsureSecrets(ctx context.Context, tenant, device string, want map[string]Sealed) (map[string]Sealed, error)
 	// Set returns the tenant's set revision and then its enabled presets
 	// by name. The revision is read first: a put that lands between the
 	// two reads raises the revision past the one returned, so a cache

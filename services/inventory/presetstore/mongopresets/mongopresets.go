@@ -52,6 +52,7 @@ type Store struct {
 	mu                   sync.Mutex
 	client               *mongo.Client
 	presets, revs, tsets *mongo.Collection
+	secrets              *mongo.Collection
 }
 
 var _ presetstore.Store = (*Store)(nil)
@@ -90,6 +91,7 @@ func (s *Store) Start(ctx context.Context) error {
 		return fmt.Errorf("start mongodb preset store: %w", mapErr(ctx, err))
 	}
 	s.client, s.presets, s.revs, s.tsets = client, presets, db.Collection("preset_revisions"), db.Collection("preset_sets")
+	s.secrets = db.Collection("preset_secrets")
 	return nil
 }
 
@@ -101,14 +103,14 @@ func (s *Store) Close(ctx context.Context) error {
 		return nil
 	}
 	err := s.client.Disconnect(ctx)
-	s.client, s.presets, s.revs, s.tsets = nil, nil, nil, nil
+	s.client, s.presets, s.revs, s.tsets, s.secrets = nil, nil, nil, nil, nil
 	if err != nil {
 		return fmt.Errorf("close mongodb preset store: %w", err)
 	}
 	return nil
 }
 
-type colls struct{ presets, revs, sets *mongo.Collection }
+type colls struct{ presets, revs, sets, secrets *mongo.Collection }
 
 func (s *Store) colls() (colls, error) {
 	s.mu.Lock()
@@ -116,7 +118,7 @@ func (s *Store) colls() (colls, error) {
 	if s.presets == nil {
 		return colls{}, fmt.Errorf("mongodb preset store not started: %w", presetstore.ErrUnavailable)
 	}
-	return colls{s.presets, s.revs, s.tsets}, nil
+	return colls{s.presets, s.revs, s.tsets, s.secrets}, nil
 }
 
 func mapErr(ctx context.Context, err error) error {
@@ -360,4 +362,41 @@ func (s *Store) Set(ctx context.Context, tenant string) (uint64, []presetstore.R
 		return 0, nil, err
 	}
 	return rev, recs, nil
+}
+
+type secretDoc struct {
+	ID     string `bson:"_id"`
+	KeyID  string `bson:"key_id"`
+	Sealed []byte `bson:"sealed"`
+}
+
+// EnsureSecrets implements presetstore.Store: an insert per missing name
+// (a duplicate key means another session stored one first), then a read.
+func (s *Store) EnsureSecrets(ctx context.Context, tenant, device string, want map[string]presetstore.Sealed) (map[string]presetstore.Sealed, error) {
+	c, err := s.colls()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]presetstore.Sealed, len(want))
+	for name, sv := range want {
+		// Tenants, device ids and names hold no control character.
+		id := tenant + "\x1f" + device + "\x1f" + name
+		var d secretDoc
+		err := c.secrets.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			d = secretDoc{ID: id, KeyID: sv.KeyID, Sealed: sv.Data}
+			if _, err := c.secrets.InsertOne(ctx, d); mongo.IsDuplicateKeyError(err) {
+				err = c.secrets.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
+				if err != nil {
+					return nil, fmt.Errorf("ensure device secrets: %w", mapErr(ctx, err))
+				}
+			} else if err != nil {
+				return nil, fmt.Errorf("ensure device secrets: %w", mapErr(ctx, err))
+			}
+		} else if err != nil {
+			return nil, fmt.Errorf("ensure device secrets: %w", mapErr(ctx, err))
+		}
+		out[name] = presetstore.Sealed{KeyID: d.KeyID, Data: d.Sealed}
+	}
+	return out, nil
 }

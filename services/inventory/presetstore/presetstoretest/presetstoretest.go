@@ -28,6 +28,7 @@ func Run(t *testing.T, open func(t *testing.T) presetstore.Store) {
 		{"TenantIsolation", testTenants},
 		{"ConcurrentPuts", testConcurrent},
 		{"HistoryBound", testHistoryBound},
+		{"EnsureSecrets", testEnsureSecrets},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -254,5 +255,46 @@ func testHistoryBound(t *testing.T, s presetstore.Store) {
 	}
 	if _, err := s.Get(t.Context(), "t1", "a", 3); err != nil {
 		t.Fatalf("revision 3 of %d: %v, want kept", presetstore.MaxHistory+2, err)
+	}
+}
+
+func testEnsureSecrets(t *testing.T, s presetstore.Store) {
+	ctx := t.Context()
+	a := presetstore.Sealed{KeyID: "k1", Data: []byte("sealed-a")}
+	b := presetstore.Sealed{KeyID: "k1", Data: []byte("sealed-b")}
+	got, err := s.EnsureSecrets(ctx, "t1", "dev-1", map[string]presetstore.Sealed{"wifi-psk": a})
+	if err != nil || got["wifi-psk"].KeyID != "k1" || string(got["wifi-psk"].Data) != "sealed-a" {
+		t.Fatalf("first: %v %v", got, err)
+	}
+	// The device's secret stays: a second proposal does not replace it.
+	got, err = s.EnsureSecrets(ctx, "t1", "dev-1", map[string]presetstore.Sealed{"wifi-psk": b, "admin": b})
+	if err != nil || string(got["wifi-psk"].Data) != "sealed-a" || string(got["admin"].Data) != "sealed-b" || len(got) != 2 {
+		t.Fatalf("second: %v %v", got, err)
+	}
+	// Other devices and tenants have their own.
+	for _, k := range [][2]string{{"t1", "dev-2"}, {"t2", "dev-1"}} {
+		got, err = s.EnsureSecrets(ctx, k[0], k[1], map[string]presetstore.Sealed{"wifi-psk": b})
+		if err != nil || string(got["wifi-psk"].Data) != "sealed-b" {
+			t.Fatalf("%v: %v %v", k, got, err)
+		}
+	}
+	// Concurrent first uses agree on one secret.
+	var wg sync.WaitGroup
+	vals := make([]string, 8)
+	for i := range vals {
+		wg.Go(func() {
+			got, err := s.EnsureSecrets(ctx, "t1", "dev-3", map[string]presetstore.Sealed{"x": {KeyID: "k", Data: []byte{byte('a' + i)}}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			vals[i] = string(got["x"].Data)
+		})
+	}
+	wg.Wait()
+	for _, v := range vals {
+		if v != vals[0] {
+			t.Fatalf("concurrent first uses disagree: %q", vals)
+		}
 	}
 }

@@ -53,6 +53,14 @@ CREATE TABLE IF NOT EXISTS preset_revisions (
   updated_by TEXT NOT NULL,
   PRIMARY KEY (tenant, name, revision)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS preset_secrets (
+  tenant TEXT NOT NULL,
+  device TEXT NOT NULL,
+  name TEXT NOT NULL,
+  key_id TEXT NOT NULL,
+  sealed BLOB NOT NULL,
+  PRIMARY KEY (tenant, device, name)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS preset_sets (
   tenant TEXT NOT NULL PRIMARY KEY,
   revision INTEGER NOT NULL
@@ -335,4 +343,34 @@ func (s *Store) Set(ctx context.Context, tenant string) (uint64, []presetstore.R
 		return 0, nil, err
 	}
 	return rev, recs, nil
+}
+
+// EnsureSecrets implements presetstore.Store.
+func (s *Store) EnsureSecrets(ctx context.Context, tenant, device string, want map[string]presetstore.Sealed) (map[string]presetstore.Sealed, error) {
+	w, _, err := s.dbs()
+	if err != nil {
+		return nil, err
+	}
+	tx, err := w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("ensure device secrets: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	out := make(map[string]presetstore.Sealed, len(want))
+	for name, sv := range want {
+		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO preset_secrets (tenant, device, name, key_id, sealed) VALUES (?, ?, ?, ?, ?)`,
+			tenant, device, name, sv.KeyID, sv.Data); err != nil {
+			return nil, fmt.Errorf("ensure device secrets: %w", err)
+		}
+		var got presetstore.Sealed
+		if err := tx.QueryRowContext(ctx, `SELECT key_id, sealed FROM preset_secrets WHERE tenant = ? AND device = ? AND name = ?`,
+			tenant, device, name).Scan(&got.KeyID, &got.Data); err != nil {
+			return nil, fmt.Errorf("ensure device secrets: %w", err)
+		}
+		out[name] = got
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("ensure device secrets: %w", err)
+	}
+	return out, nil
 }

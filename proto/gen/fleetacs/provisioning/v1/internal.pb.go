@@ -21,6 +21,116 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// GetDeviceSecretsRequest is the request of GetDeviceSecrets.
+type GetDeviceSecretsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant.
+	Tenant string `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Device key.
+	DeviceKey string `protobuf:"bytes,2,opt,name=device_key,json=deviceKey,proto3" json:"device_key,omitempty"`
+	// Secret names, at most 32.
+	Names         []string `protobuf:"bytes,3,rep,name=names,proto3" json:"names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDeviceSecretsRequest) Reset() {
+	*x = GetDeviceSecretsRequest{}
+	mi := &file_fleetacs_provisioning_v1_internal_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDeviceSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDeviceSecretsRequest) ProtoMessage() {}
+
+func (x *GetDeviceSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_provisioning_v1_internal_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDeviceSecretsRequest.ProtoReflect.Descriptor instead.
+func (*GetDeviceSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_fleetacs_provisioning_v1_internal_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GetDeviceSecretsRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *GetDeviceSecretsRequest) GetDeviceKey() string {
+	if x != nil {
+		return x.DeviceKey
+	}
+	return ""
+}
+
+func (x *GetDeviceSecretsRequest) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+// GetDeviceSecretsResponse is the response of GetDeviceSecrets.
+type GetDeviceSecretsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Secret values by name.
+	Secrets       map[string]string `protobuf:"bytes,1,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDeviceSecretsResponse) Reset() {
+	*x = GetDeviceSecretsResponse{}
+	mi := &file_fleetacs_provisioning_v1_internal_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDeviceSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDeviceSecretsResponse) ProtoMessage() {}
+
+func (x *GetDeviceSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_provisioning_v1_internal_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDeviceSecretsResponse.ProtoReflect.Descriptor instead.
+func (*GetDeviceSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_fleetacs_provisioning_v1_internal_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetDeviceSecretsResponse) GetSecrets() map[string]string {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
 // GetPresetSetRequest is the request of GetPresetSet.
 type GetPresetSetRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -34,7 +144,7 @@ type GetPresetSetRequest struct {
 
 func (x *GetPresetSetRequest) Reset() {
 	*x = GetPresetSetRequest{}
-	mi := &file_fleetacs_provisioning_v1_internal_proto_msgTypes[0]
+	mi := &file_fleetacs_provisioning_v1_internal_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -46,7 +156,7 @@ func (x *GetPresetSetRequest) String() string {
 func (*GetPresetSetRequest) ProtoMessage() {}
 
 func (x *GetPresetSetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_provisioning_v1_internal_proto_msgTypes[0]
+	mi := &file_fleetacs_provisioning_v1_internal_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -59,7 +169,7 @@ func (x *GetPresetSetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPresetSetRequest.ProtoReflect.Descriptor instead.
 func (*GetPresetSetRequest) Descriptor() ([]byte, []int) {
-	return file_fleetacs_provisioning_v1_internal_proto_rawDescGZIP(), []int{0}
+	return file_fleetacs_provisioning_v1_internal_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *GetPresetSetRequest) GetTenant() string {
@@ -91,7 +201,7 @@ type GetPresetSetResponse struct {
 
 func (x *GetPresetSetResponse) Reset() {
 	*x = GetPresetSetResponse{}
-	mi := &file_fleetacs_provisioning_v1_internal_proto_msgTypes[1]
+	mi := &file_fleetacs_provisioning_v1_internal_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -103,7 +213,7 @@ func (x *GetPresetSetResponse) String() string {
 func (*GetPresetSetResponse) ProtoMessage() {}
 
 func (x *GetPresetSetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_provisioning_v1_internal_proto_msgTypes[1]
+	mi := &file_fleetacs_provisioning_v1_internal_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -116,7 +226,7 @@ func (x *GetPresetSetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPresetSetResponse.ProtoReflect.Descriptor instead.
 func (*GetPresetSetResponse) Descriptor() ([]byte, []int) {
-	return file_fleetacs_provisioning_v1_internal_proto_rawDescGZIP(), []int{1}
+	return file_fleetacs_provisioning_v1_internal_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetPresetSetResponse) GetSetRevision() uint64 {
@@ -144,16 +254,27 @@ var File_fleetacs_provisioning_v1_internal_proto protoreflect.FileDescriptor
 
 const file_fleetacs_provisioning_v1_internal_proto_rawDesc = "" +
 	"\n" +
-	"'fleetacs/provisioning/v1/internal.proto\x12\x18fleetacs.provisioning.v1\x1a&fleetacs/provisioning/v1/presets.proto\"[\n" +
+	"'fleetacs/provisioning/v1/internal.proto\x12\x18fleetacs.provisioning.v1\x1a&fleetacs/provisioning/v1/presets.proto\"f\n" +
+	"\x17GetDeviceSecretsRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1d\n" +
+	"\n" +
+	"device_key\x18\x02 \x01(\tR\tdeviceKey\x12\x14\n" +
+	"\x05names\x18\x03 \x03(\tR\x05names\"\xb1\x01\n" +
+	"\x18GetDeviceSecretsResponse\x12Y\n" +
+	"\asecrets\x18\x01 \x03(\v2?.fleetacs.provisioning.v1.GetDeviceSecretsResponse.SecretsEntryR\asecrets\x1a:\n" +
+	"\fSecretsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"[\n" +
 	"\x13GetPresetSetRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12,\n" +
 	"\x12known_set_revision\x18\x02 \x01(\x04R\x10knownSetRevision\"\x93\x01\n" +
 	"\x14GetPresetSetResponse\x12!\n" +
 	"\fset_revision\x18\x01 \x01(\x04R\vsetRevision\x12\x1c\n" +
 	"\tunchanged\x18\x02 \x01(\bR\tunchanged\x12:\n" +
-	"\apresets\x18\x03 \x03(\v2 .fleetacs.provisioning.v1.PresetR\apresets2\x87\x01\n" +
+	"\apresets\x18\x03 \x03(\v2 .fleetacs.provisioning.v1.PresetR\apresets2\x82\x02\n" +
 	"\x16PresetsInternalService\x12m\n" +
-	"\fGetPresetSet\x12-.fleetacs.provisioning.v1.GetPresetSetRequest\x1a..fleetacs.provisioning.v1.GetPresetSetResponseBPZNgithub.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1;provisioningv1b\x06proto3"
+	"\fGetPresetSet\x12-.fleetacs.provisioning.v1.GetPresetSetRequest\x1a..fleetacs.provisioning.v1.GetPresetSetResponse\x12y\n" +
+	"\x10GetDeviceSecrets\x121.fleetacs.provisioning.v1.GetDeviceSecretsRequest\x1a2.fleetacs.provisioning.v1.GetDeviceSecretsResponseBPZNgithub.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1;provisioningv1b\x06proto3"
 
 var (
 	file_fleetacs_provisioning_v1_internal_proto_rawDescOnce sync.Once
@@ -167,21 +288,27 @@ func file_fleetacs_provisioning_v1_internal_proto_rawDescGZIP() []byte {
 	return file_fleetacs_provisioning_v1_internal_proto_rawDescData
 }
 
-var file_fleetacs_provisioning_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_fleetacs_provisioning_v1_internal_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_fleetacs_provisioning_v1_internal_proto_goTypes = []any{
-	(*GetPresetSetRequest)(nil),  // 0: fleetacs.provisioning.v1.GetPresetSetRequest
-	(*GetPresetSetResponse)(nil), // 1: fleetacs.provisioning.v1.GetPresetSetResponse
-	(*Preset)(nil),               // 2: fleetacs.provisioning.v1.Preset
+	(*GetDeviceSecretsRequest)(nil),  // 0: fleetacs.provisioning.v1.GetDeviceSecretsRequest
+	(*GetDeviceSecretsResponse)(nil), // 1: fleetacs.provisioning.v1.GetDeviceSecretsResponse
+	(*GetPresetSetRequest)(nil),      // 2: fleetacs.provisioning.v1.GetPresetSetRequest
+	(*GetPresetSetResponse)(nil),     // 3: fleetacs.provisioning.v1.GetPresetSetResponse
+	nil,                              // 4: fleetacs.provisioning.v1.GetDeviceSecretsResponse.SecretsEntry
+	(*Preset)(nil),                   // 5: fleetacs.provisioning.v1.Preset
 }
 var file_fleetacs_provisioning_v1_internal_proto_depIdxs = []int32{
-	2, // 0: fleetacs.provisioning.v1.GetPresetSetResponse.presets:type_name -> fleetacs.provisioning.v1.Preset
-	0, // 1: fleetacs.provisioning.v1.PresetsInternalService.GetPresetSet:input_type -> fleetacs.provisioning.v1.GetPresetSetRequest
-	1, // 2: fleetacs.provisioning.v1.PresetsInternalService.GetPresetSet:output_type -> fleetacs.provisioning.v1.GetPresetSetResponse
-	2, // [2:3] is the sub-list for method output_type
-	1, // [1:2] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	4, // 0: fleetacs.provisioning.v1.GetDeviceSecretsResponse.secrets:type_name -> fleetacs.provisioning.v1.GetDeviceSecretsResponse.SecretsEntry
+	5, // 1: fleetacs.provisioning.v1.GetPresetSetResponse.presets:type_name -> fleetacs.provisioning.v1.Preset
+	2, // 2: fleetacs.provisioning.v1.PresetsInternalService.GetPresetSet:input_type -> fleetacs.provisioning.v1.GetPresetSetRequest
+	0, // 3: fleetacs.provisioning.v1.PresetsInternalService.GetDeviceSecrets:input_type -> fleetacs.provisioning.v1.GetDeviceSecretsRequest
+	3, // 4: fleetacs.provisioning.v1.PresetsInternalService.GetPresetSet:output_type -> fleetacs.provisioning.v1.GetPresetSetResponse
+	1, // 5: fleetacs.provisioning.v1.PresetsInternalService.GetDeviceSecrets:output_type -> fleetacs.provisioning.v1.GetDeviceSecretsResponse
+	4, // [4:6] is the sub-list for method output_type
+	2, // [2:4] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_fleetacs_provisioning_v1_internal_proto_init() }
@@ -196,7 +323,7 @@ func file_fleetacs_provisioning_v1_internal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fleetacs_provisioning_v1_internal_proto_rawDesc), len(file_fleetacs_provisioning_v1_internal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

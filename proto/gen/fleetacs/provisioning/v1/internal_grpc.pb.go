@@ -19,7 +19,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	PresetsInternalService_GetPresetSet_FullMethodName = "/fleetacs.provisioning.v1.PresetsInternalService/GetPresetSet"
+	PresetsInternalService_GetPresetSet_FullMethodName     = "/fleetacs.provisioning.v1.PresetsInternalService/GetPresetSet"
+	PresetsInternalService_GetDeviceSecrets_FullMethodName = "/fleetacs.provisioning.v1.PresetsInternalService/GetDeviceSecrets"
 )
 
 // PresetsInternalServiceClient is the client API for PresetsInternalService service.
@@ -36,6 +37,11 @@ type PresetsInternalServiceClient interface {
 	// unchanged and no presets, so that a worker's cache costs one small
 	// call to check.
 	GetPresetSet(ctx context.Context, in *GetPresetSetRequest, opts ...grpc.CallOption) (*GetPresetSetResponse, error)
+	// GetDeviceSecrets returns a device's per-device secrets of these names
+	// ({{secret "NAME"}} in presets), generating the ones it has none of:
+	// random, kept sealed by the inventory, the same for the device ever
+	// after. It hands out secrets in clear: internal listener only.
+	GetDeviceSecrets(ctx context.Context, in *GetDeviceSecretsRequest, opts ...grpc.CallOption) (*GetDeviceSecretsResponse, error)
 }
 
 type presetsInternalServiceClient struct {
@@ -56,6 +62,16 @@ func (c *presetsInternalServiceClient) GetPresetSet(ctx context.Context, in *Get
 	return out, nil
 }
 
+func (c *presetsInternalServiceClient) GetDeviceSecrets(ctx context.Context, in *GetDeviceSecretsRequest, opts ...grpc.CallOption) (*GetDeviceSecretsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetDeviceSecretsResponse)
+	err := c.cc.Invoke(ctx, PresetsInternalService_GetDeviceSecrets_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PresetsInternalServiceServer is the server API for PresetsInternalService service.
 // All implementations must embed UnimplementedPresetsInternalServiceServer
 // for forward compatibility.
@@ -70,6 +86,11 @@ type PresetsInternalServiceServer interface {
 	// unchanged and no presets, so that a worker's cache costs one small
 	// call to check.
 	GetPresetSet(context.Context, *GetPresetSetRequest) (*GetPresetSetResponse, error)
+	// GetDeviceSecrets returns a device's per-device secrets of these names
+	// ({{secret "NAME"}} in presets), generating the ones it has none of:
+	// random, kept sealed by the inventory, the same for the device ever
+	// after. It hands out secrets in clear: internal listener only.
+	GetDeviceSecrets(context.Context, *GetDeviceSecretsRequest) (*GetDeviceSecretsResponse, error)
 	mustEmbedUnimplementedPresetsInternalServiceServer()
 }
 
@@ -82,6 +103,9 @@ type UnimplementedPresetsInternalServiceServer struct{}
 
 func (UnimplementedPresetsInternalServiceServer) GetPresetSet(context.Context, *GetPresetSetRequest) (*GetPresetSetResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetPresetSet not implemented")
+}
+func (UnimplementedPresetsInternalServiceServer) GetDeviceSecrets(context.Context, *GetDeviceSecretsRequest) (*GetDeviceSecretsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetDeviceSecrets not implemented")
 }
 func (UnimplementedPresetsInternalServiceServer) mustEmbedUnimplementedPresetsInternalServiceServer() {
 }
@@ -123,6 +147,24 @@ func _PresetsInternalService_GetPresetSet_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PresetsInternalService_GetDeviceSecrets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDeviceSecretsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PresetsInternalServiceServer).GetDeviceSecrets(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PresetsInternalService_GetDeviceSecrets_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PresetsInternalServiceServer).GetDeviceSecrets(ctx, req.(*GetDeviceSecretsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PresetsInternalService_ServiceDesc is the grpc.ServiceDesc for PresetsInternalService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -133,6 +175,10 @@ var PresetsInternalService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetPresetSet",
 			Handler:    _PresetsInternalService_GetPresetSet_Handler,
+		},
+		{
+			MethodName: "GetDeviceSecrets",
+			Handler:    _PresetsInternalService_GetDeviceSecrets_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
