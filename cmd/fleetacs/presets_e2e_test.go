@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,6 +28,15 @@ type presetFleet struct {
 	// loseAdd makes the CPE lose its answer to the next AddObject (it
 	// makes the instance, the ACS never hears of it).
 	loseAdd atomic.Bool
+	// set holds every value the ACS set, in order, by name (the CPE reads
+	// secrets back as "").
+	set map[string][]string
+}
+
+func (f *presetFleet) setValues(name string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.set[name])
 }
 
 func (f *presetFleet) reports() []sim.SessionReport {
@@ -99,6 +109,7 @@ func natPreset(ext string, extra ...*pv1.ObjectInstance) *pv1.Preset {
 		Parameters: []*pv1.ParameterValue{
 			{Path: "Device.ManagementServer.PeriodicInformInterval", Value: "86399", Type: "xsd:unsignedInt"},
 			{Path: "Device.DeviceInfo.ProvisioningCode", Value: "pc-{{.SerialNumber}}"},
+			{Path: "Device.WiFi.AccessPoint.1.Security.KeyPassphrase", Value: `{{secret "wifi-psk"}}`},
 		},
 		Objects: objects,
 		AddTags: []string{"nat-managed"},
@@ -111,7 +122,7 @@ func natPreset(ext string, extra ...*pv1.ObjectInstance) *pv1.Preset {
 // instance whose AddObject answer was lost is adopted, not added twice.
 func TestPresetsEndToEnd(t *testing.T) {
 	s := startSecured(t, "-sessions.presets-refresh=0")
-	f := &presetFleet{secured: s, presets: pv1.NewPresetsServiceClient(s.publicConn)}
+	f := &presetFleet{secured: s, presets: pv1.NewPresetsServiceClient(s.publicConn), set: map[string][]string{}}
 	admin := func() context.Context { return withToken(ctx10(t), s.admin) }
 	if _, err := f.presets.PutPreset(admin(), &pv1.PutPresetRequest{Tenant: "default", Preset: natPreset("2222")}); err != nil {
 		t.Fatal(err)
@@ -126,6 +137,13 @@ func TestPresetsEndToEnd(t *testing.T) {
 			f.sessions = append(f.sessions, r)
 		},
 		OnRequest: func(_ *sim.Device, m cwmp.Message) bool {
+			if spv, ok := m.(*cwmp.SetParameterValues); ok {
+				f.mu.Lock()
+				for _, pv := range spv.ParameterList {
+					f.set[pv.Name] = append(f.set[pv.Name], pv.Value)
+				}
+				f.mu.Unlock()
+			}
 			_, add := m.(*cwmp.AddObject)
 			return add && f.loseAdd.CompareAndSwap(true, false)
 		},
@@ -182,6 +200,14 @@ func TestPresetsEndToEnd(t *testing.T) {
 	if got := f.portMappings(); fmt.Sprint(got) != "[ssh-"+sn+"]" {
 		t.Fatalf("port mappings %v", got)
 	}
+	// The per-device secret: generated, set, and never in the inventory
+	// in clear.
+	const pskPath = "Device.WiFi.AccessPoint.1.Security.KeyPassphrase"
+	pskSet := f.setValues(pskPath)
+	if len(pskSet) != 1 || len(pskSet[0]) != 26 || strings.Trim(pskSet[0], "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") != "" {
+		t.Fatalf("KeyPassphrase set to %q: want one generated secret", pskSet)
+	}
+	psk := pskSet[0]
 	inv := inventoryv1.NewInventoryServiceClient(s.publicConn)
 	list, err := inv.ListDevices(admin(), &inventoryv1.ListDevicesRequest{Tenant: "default"})
 	if err != nil || len(list.GetDevices()) != 1 {
@@ -206,11 +232,16 @@ func TestPresetsEndToEnd(t *testing.T) {
 	}
 	changed := f.session(t, "2 PERIODIC")
 	last := changed[len(changed)-1]
-	if count(last.Requests, "AddObject") != 0 || count(last.Requests, "SetParameterValues") != 1 {
+	if count(last.Requests, "AddObject") != 0 || count(last.Requests, "SetParameterValues") != 1 || count(last.Requests, "GetParameterValues") != 1 {
 		t.Fatalf("session after the change sent %v", last.Requests)
 	}
 	if got := f.param(t, "Device.NAT.PortMapping.1.ExternalPort"); got != "2223" {
 		t.Fatalf("ExternalPort %q after the change", got)
+	}
+	// A secret reads back empty: the session sets it again, to the same
+	// value.
+	if got := f.setValues(pskPath); fmt.Sprint(got) != fmt.Sprint([]string{psk, psk}) {
+		t.Fatalf("KeyPassphrase set to %q after the change, want the device's secret %q again", got, psk)
 	}
 	for _, r := range f.session(t, "2 PERIODIC") {
 		if len(r.Requests) != 0 {
@@ -266,8 +297,25 @@ func TestPresetsEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !dry.GetConverged() {
+	// The dry run cannot know a secret the CPE does not read back: it
+	// would set it again, and says so with the secret's name only.
+	var sets []string
+	for _, r := range dry.GetRequests() {
+		if r.GetMethod() == "SetParameterValues" {
+			sets = append(sets, r.GetValues()...)
+		}
+	}
+	if fmt.Sprint(sets) != "[(secret wifi-psk)]" {
 		t.Fatalf("dry run of the converged device: %v", dry)
+	}
+	dev, err := inv.GetDevice(admin(), &inventoryv1.GetDeviceRequest{Tenant: "default", Id: devID, Parameters: &inventoryv1.ParameterSelector{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range dev.GetDevice().GetParameters() {
+		if strings.Contains(p.GetValue(), psk) {
+			t.Fatalf("the inventory holds the secret in clear at %s", p.GetPath())
+		}
 	}
 }
 

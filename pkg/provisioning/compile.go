@@ -430,3 +430,24 @@ func (c *Preset) SessionOpen(events []string, now time.Time) bool {
 	}
 	return c.sched == nil || c.sched.open(now)
 }
+
+// SecretNames are the per-device secrets the preset's values use.
+func (c *Preset) SecretNames() []string {
+	var out []string
+	add := func(t Template) {
+		for _, n := range t.Secrets() {
+			if !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
+	}
+	for _, p := range c.Params {
+		add(p.Value)
+	}
+	for _, o := range c.Objects {
+		for _, v := range o.Values {
+			add(v.Value)
+		}
+	}
+	return out
+}

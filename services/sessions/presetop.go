@@ -1,6 +1,7 @@
 package sessions
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 	"github.com/fleetacs/fleetacs/pkg/provisioning"
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	provisioningv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1"
 	"github.com/fleetacs/fleetacs/services/sessions/engine"
 )
@@ -61,6 +63,83 @@ type presetOp struct {
 	// Fingerprint is recorded with the device when the operation
 	// converged it (docs/provisioning.md, "Convergence").
 	Fingerprint string `json:"fingerprint,omitempty"`
+	// Secrets are the per-device secrets the presets use, sealed with the
+	// worker's keyring (bound to tenant, device and name): the queue
+	// holds a marker where a value has one, which Next replaces, so that
+	// no checkpoint holds a secret in clear.
+	Secrets map[string]sealedSecret `json:"secrets,omitempty"`
+
+	keys *secretbox.Keyring
+}
+
+type sealedSecret struct {
+	KeyID string `json:"keyId"`
+	Data  []byte `json:"data"`
+}
+
+var _ engine.SecretCaller = (*presetOp)(nil)
+
+func presetSecretAAD(tenant, device, name string) []byte {
+	return secretbox.AAD("fleetacs.sessions.preset-secret", tenant, device, name)
+}
+
+// secretMarker stands for a secret's value in the queue: NUL cannot be in
+// a CWMP value, so no real value looks like it.
+func secretMarker(name string) string { return "\x00secret:" + name + "\x00" }
+
+// sealSecrets fetches the device's secrets and keeps them sealed.
+func (o *presetOp) sealSecrets(ctx context.Context, src PresetSource, keys *secretbox.Keyring, tenant, device string, names []string) error {
+	if keys == nil {
+		return errors.New("this worker has no secrets keyring")
+	}
+	vals, err := src.DeviceSecrets(ctx, tenant, device, names)
+	if err != nil {
+		return err
+	}
+	o.Secrets = make(map[string]sealedSecret, len(vals))
+	for _, n := range names {
+		v, ok := vals[n]
+		if !ok {
+			return fmt.Errorf("no secret %q returned", n)
+		}
+		id, sealed, err := keys.Seal([]byte(v), presetSecretAAD(tenant, device, n))
+		if err != nil {
+			return err
+		}
+		o.Secrets[n] = sealedSecret{KeyID: id, Data: sealed}
+	}
+	return nil
+}
+
+// secretFor is the plan's view of secrets: a marker for the ones held.
+func (o *presetOp) secretFor(name string) (string, error) {
+	if _, ok := o.Secrets[name]; !ok {
+		return "", errNoSecrets
+	}
+	return secretMarker(name), nil
+}
+
+// reveal replaces the markers of v by the secrets' values; ok false when
+// one cannot be opened (the keys are not this worker's).
+func (o *presetOp) reveal(c *engine.Context, v string) (string, bool) {
+	if !strings.Contains(v, "\x00") {
+		return v, true
+	}
+	for name, sv := range o.Secrets {
+		m := secretMarker(name)
+		if !strings.Contains(v, m) {
+			continue
+		}
+		if o.keys == nil {
+			return "", false
+		}
+		clear, err := o.keys.Open(sv.KeyID, sv.Data, presetSecretAAD(c.Tenant, c.DeviceKey, name))
+		if err != nil {
+			return "", false
+		}
+		v = strings.ReplaceAll(v, m, string(clear))
+	}
+	return v, !strings.Contains(v, "\x00")
 }
 
 var _ engine.Operation = (*presetOp)(nil)
@@ -93,7 +172,7 @@ func (o *presetOp) plan() {
 	}
 	provisioning.Sort(set)
 	d := &provisioning.Device{Fields: o.Fields, Root: o.Root, Tags: o.Tags, Params: o.Known}
-	pl, err := provisioning.Converge(set, d, provisioning.Options{ParameterKey: o.ParameterKey, Secret: noSecrets})
+	pl, err := provisioning.Converge(set, d, provisioning.Options{ParameterKey: o.ParameterKey, Secret: o.secretFor})
 	if err != nil {
 		o.fail("%v", err)
 		return
@@ -112,12 +191,9 @@ func (o *presetOp) plan() {
 	}
 }
 
-// errNoSecrets: sessions do not keep per-device secrets yet
-// (docs/provisioning.md, "Not done yet"); a preset that uses one does not
-// converge rather than set a placeholder.
-var errNoSecrets = errors.New("per-device secrets are not kept by sessions yet")
-
-func noSecrets(string) (string, error) { return "", errNoSecrets }
+// errNoSecrets: the session could not get a secret a preset uses; the
+// preset does not converge rather than set a wrong value.
+var errNoSecrets = errors.New("per-device secret unavailable")
 
 func (o *presetOp) fail(format string, args ...any) {
 	o.Error = fmt.Sprintf(format, args...)
@@ -125,7 +201,13 @@ func (o *presetOp) fail(format string, args ...any) {
 }
 
 // Next implements engine.Operation.
-func (o *presetOp) Next(*engine.Context) (engine.Call, bool) {
+func (o *presetOp) Next(c *engine.Context) (engine.Call, bool) {
+	return o.call(func(v string) (string, bool) { return o.reveal(c, v) })
+}
+
+// call builds the next call, values passed through value (secrets
+// revealed, or redacted).
+func (o *presetOp) call(value func(string) (string, bool)) (engine.Call, bool) {
 	switch o.Stage {
 	case presetRead:
 		return engine.Call{Key: "gpv", Message: &cwmp.GetParameterValues{ParameterNames: o.ReadValues}}, true
@@ -141,7 +223,11 @@ func (o *presetOp) Next(*engine.Context) (engine.Call, bool) {
 		case "SetParameterValues":
 			m := &cwmp.SetParameterValues{ParameterKey: presetParameterKey}
 			for i, p := range r.Paths {
-				m.ParameterList = append(m.ParameterList, cwmp.ParameterValue{Name: p, Value: r.Values[i], Type: r.Types[i]})
+				v, ok := value(r.Values[i])
+				if !ok {
+					return engine.Call{}, false
+				}
+				m.ParameterList = append(m.ParameterList, cwmp.ParameterValue{Name: p, Value: v, Type: r.Types[i]})
 			}
 			return engine.Call{Key: key, Message: m}, true
 		case "AddObject":
@@ -206,6 +292,11 @@ func (o *presetOp) Answer(_ *engine.Context, a engine.Answer) {
 	case *cwmp.SetParameterValuesResponse:
 		r := o.Queue[o.Pos]
 		for i, p := range r.Paths {
+			if strings.Contains(r.Values[i], "\x00") {
+				// A secret: the inventory does not keep it in clear.
+				o.Confirmed = append(o.Confirmed, engine.Parameter{Path: p})
+				continue
+			}
 			o.Confirmed = append(o.Confirmed, engine.Parameter{Path: p, Value: r.Values[i], Type: r.Types[i], HasValue: true})
 		}
 		o.advance()
@@ -260,4 +351,33 @@ func (o *presetOp) Contribute(_ *engine.Context, d *engine.DiffBuilder, _ engine
 			d.PresetsFingerprint(o.Fingerprint)
 		}
 	}
+}
+
+// Redact implements engine.SecretCaller: secrets left out.
+func (o *presetOp) Redact(_ string, m cwmp.Message) cwmp.Message {
+	spv, ok := m.(*cwmp.SetParameterValues)
+	if !ok {
+		return m
+	}
+	call, ok := o.call(func(v string) (string, bool) {
+		for name := range o.Secrets {
+			v = strings.ReplaceAll(v, secretMarker(name), "")
+		}
+		return v, true
+	})
+	if red, isSPV := call.Message.(*cwmp.SetParameterValues); ok && isSPV && len(red.ParameterList) == len(spv.ParameterList) {
+		return red
+	}
+	out := *spv
+	out.ParameterList = nil
+	return &out
+}
+
+// Rebuild implements engine.SecretCaller.
+func (o *presetOp) Rebuild(c *engine.Context, key string) (cwmp.Message, bool) {
+	call, ok := o.Next(c)
+	if !ok || call.Key != key {
+		return nil, false
+	}
+	return call.Message, true
 }

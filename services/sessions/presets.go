@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fleetacs/fleetacs/pkg/provisioning"
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	provisioningv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1"
 	"github.com/fleetacs/fleetacs/services/sessions/engine"
 )
@@ -31,6 +32,9 @@ type PresetSource interface {
 	// PresetSet returns the tenant's enabled presets and its set
 	// revision; unchanged (and no presets) when the revision is known.
 	PresetSet(ctx context.Context, tenant string, known uint64) (rev uint64, unchanged bool, presets []*provisioningv1.Preset, err error)
+	// DeviceSecrets returns the device's per-device secrets of these
+	// names, generated the first time.
+	DeviceSecrets(ctx context.Context, tenant, device string, names []string) (map[string]string, error)
 }
 
 // GRPCPresets is PresetSource over the inventory's internal API.
@@ -50,6 +54,15 @@ func (g *GRPCPresets) PresetSet(ctx context.Context, tenant string, known uint64
 		return 0, false, nil, fmt.Errorf("get the preset set of %s: %w", tenant, err)
 	}
 	return resp.GetSetRevision(), resp.GetUnchanged(), resp.GetPresets(), nil
+}
+
+// DeviceSecrets implements PresetSource.
+func (g *GRPCPresets) DeviceSecrets(ctx context.Context, tenant, device string, names []string) (map[string]string, error) {
+	resp, err := g.c.GetDeviceSecrets(ctx, &provisioningv1.GetDeviceSecretsRequest{Tenant: tenant, DeviceKey: device, Names: names})
+	if err != nil {
+		return nil, fmt.Errorf("get device secrets: %w", err)
+	}
+	return resp.GetSecrets(), nil
 }
 
 // kindPreset is the preset operation's kind in checkpoints.
@@ -76,9 +89,12 @@ type tenantSet struct {
 type presetPlanner struct {
 	refresh time.Duration
 	src     PresetSource
-	inv     engine.Inventory
-	logger  *slog.Logger
-	now     func() time.Time
+	// keys seal the per-device secrets an operation keeps (nil: presets
+	// that use secrets do not converge).
+	keys   *secretbox.Keyring
+	inv    engine.Inventory
+	logger *slog.Logger
+	now    func() time.Time
 
 	mu   sync.Mutex
 	sets map[string]*tenantSet
@@ -86,11 +102,11 @@ type presetPlanner struct {
 
 var _ engine.Planner = (*presetPlanner)(nil)
 
-func newPresetPlanner(refresh time.Duration, src PresetSource, inv engine.Inventory, logger *slog.Logger, now func() time.Time) *presetPlanner {
+func newPresetPlanner(refresh time.Duration, src PresetSource, keys *secretbox.Keyring, inv engine.Inventory, logger *slog.Logger, now func() time.Time) *presetPlanner {
 	if now == nil {
 		now = time.Now
 	}
-	return &presetPlanner{refresh: refresh, src: src, inv: inv, logger: logger, now: now, sets: map[string]*tenantSet{}}
+	return &presetPlanner{refresh: refresh, src: src, keys: keys, inv: inv, logger: logger, now: now, sets: map[string]*tenantSet{}}
 }
 
 // Kind implements engine.Planner.
@@ -235,6 +251,22 @@ func (p *presetPlanner) Plan(ctx context.Context, s engine.Start) ([]engine.Plan
 		}
 	}
 	op.Known = map[string]provisioning.Param{}
+	op.keys = p.keys
+	var secrets []string
+	for _, c := range matched {
+		for _, n := range c.SecretNames() {
+			if !slices.Contains(secrets, n) {
+				secrets = append(secrets, n)
+			}
+		}
+	}
+	if len(secrets) > 0 {
+		if err := op.sealSecrets(ctx, p.src, p.keys, s.Tenant, s.DeviceKey, secrets); err != nil {
+			// The operation runs without them: presets that use them do
+			// not converge, and the next session tries again.
+			p.logger.WarnContext(ctx, "per-device secrets unavailable", "tenant", s.Tenant, "device_id", s.DeviceKey, "error", err)
+		}
+	}
 	op.skipEmptyReads()
 	if op.Stage == presetWrite {
 		op.plan()
@@ -267,6 +299,7 @@ func (p *presetPlanner) Restore(data []byte) (engine.Operation, error) {
 	if err := json.Unmarshal(data, &op); err != nil {
 		return nil, err
 	}
+	op.keys = p.keys
 	return &op, nil
 }
 

@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -26,6 +27,10 @@ func (s *staticPresets) PresetSet(_ context.Context, _ string, known uint64) (ui
 		return s.rev, true, nil, nil
 	}
 	return s.rev, false, s.presets, nil
+}
+
+func (s *staticPresets) DeviceSecrets(context.Context, string, string, []string) (map[string]string, error) {
+	return nil, errors.New("no secrets in benchmarks")
 }
 
 // twentyPresets is a realistic set: some match every device, some a
@@ -112,7 +117,7 @@ func BenchmarkWorkerInformSessionPresets(b *testing.B) {
 // (the fingerprint check) and one it must match again (a new set).
 func BenchmarkPresetPlan(b *testing.B) {
 	src := &staticPresets{rev: 7, presets: twentyPresets()}
-	p := newPresetPlanner(time.Hour, src, &convergedInventory{}, slog.New(slog.DiscardHandler), nil)
+	p := newPresetPlanner(time.Hour, src, nil, &convergedInventory{}, slog.New(slog.DiscardHandler), nil)
 	s := engine.Start{Tenant: testTenant, DeviceKey: "00AABB-BenchBox-SN1", Root: "Device.",
 		DeviceID: cwmp.DeviceID{OUI: "00AABB", ProductClass: "BenchBox", SerialNumber: "SN1", Manufacturer: "Acme"},
 		Events:   []cwmp.Event{{Code: "2 PERIODIC"}}, Now: t0,

@@ -129,7 +129,7 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 		queue = NewNATSTaskQueue(deps.JetStream, deps.BusNames)
 	}
 	if deps.Presets != nil {
-		planners = append(planners, newPresetPlanner(cfg.PresetsRefresh, deps.Presets, deps.Inventory, logger.With("service", "sessions"), deps.Now))
+		planners = append(planners, newPresetPlanner(cfg.PresetsRefresh, deps.Presets, deps.Secrets, deps.Inventory, logger.With("service", "sessions"), deps.Now))
 	}
 	if queue != nil && deps.Tasks != nil {
 		tp, err := newTaskPlanner(cfg, queue, deps.Tasks, logger.With("service", "sessions"), meter)
