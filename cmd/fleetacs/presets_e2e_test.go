@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"github.com/fleetacs/fleetacs/pkg/testenv"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
 	pv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1"
 	"github.com/fleetacs/fleetacs/tools/cpesim/sim"
@@ -320,3 +323,64 @@ func TestPresetsEndToEnd(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestHTTPPresets: the presets API over HTTP/JSON, with its roles,
+// tenants and field errors, against `fleetacs all`.
+func TestHTTPPresets(t *testing.T) {
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	s := startSecured(t, "-server.api-http-addr="+httpAddr)
+	base := "http://" + httpAddr + "/v1/tenants/default"
+	dev := s.bootOne(t, "HTTPP")
+	token := func(role, tenant string) string {
+		code, m := httpCall(t, "POST", "http://"+httpAddr+"/v1/tokens", s.admin,
+			strings.NewReader(fmt.Sprintf(`{"name":"t","role":"%s","tenants":["%s"]}`, role, tenant)))
+		if code != http.StatusOK {
+			t.Fatalf("create a token: %d %v", code, m)
+		}
+		return m["secret"].(string)
+	}
+	viewer, operator, other := token("ROLE_VIEWER", "default"), token("ROLE_OPERATOR", "default"), token("ROLE_ADMIN", "other")
+
+	body := `{"preset":{"precedence":5,"desired":{"parameters":[{"path":"Device.DeviceInfo.ProvisioningCode","value":"x-{{.SerialNumber}}"}]}}}`
+	code, m := httpCall(t, "PUT", base+"/presets/code", s.admin, strings.NewReader(body))
+	p, _ := m["preset"].(map[string]any)
+	if code != http.StatusOK || p["name"] != "code" || p["revision"] != "1" {
+		t.Fatalf("PUT a preset: %d %v", code, m)
+	}
+	code, m = httpCall(t, "GET", base+"/presets/code", viewer, nil)
+	if p, _ := m["preset"].(map[string]any); code != http.StatusOK || p["precedence"] != float64(5) {
+		t.Fatalf("GET the preset: %d %v", code, m)
+	}
+	code, m = httpCall(t, "GET", base+"/presets", viewer, nil)
+	if list, _ := m["presets"].([]any); code != http.StatusOK || len(list) != 2 { // with the default preset
+		t.Fatalf("list: %d %v", code, m)
+	}
+	code, m = httpCall(t, "POST", base+"/devices/"+url.PathEscape(dev)+":dryRunPresets", operator, strings.NewReader(`{"name":"code"}`))
+	if reqs, _ := m["requests"].([]any); code != http.StatusOK || len(reqs) == 0 {
+		t.Fatalf("dry run: %d %v", code, m)
+	}
+
+	code, m = httpCall(t, "PUT", base+"/presets/code", viewer, strings.NewReader(body))
+	expectHTTP(t, "viewer writing", code, m, http.StatusForbidden, "ROLE_FORBIDDEN")
+	code, m = httpCall(t, "POST", base+"/devices/"+url.PathEscape(dev)+":dryRunPresets", viewer, strings.NewReader(`{}`))
+	expectHTTP(t, "viewer dry-running", code, m, http.StatusForbidden, "ROLE_FORBIDDEN")
+	code, m = httpCall(t, "GET", base+"/presets/code", other, nil)
+	expectHTTP(t, "another tenant's admin", code, m, http.StatusForbidden, "TENANT_FORBIDDEN")
+	code, m = httpCall(t, "PUT", base+"/presets/code", "", strings.NewReader(body))
+	expectHTTP(t, "no token", code, m, http.StatusUnauthorized, "CREDENTIALS_MISSING")
+	code, m = httpCall(t, "PUT", base+"/presets/Bad%20Name", s.admin, strings.NewReader(body))
+	expectHTTP(t, "a bad name", code, m, http.StatusBadRequest, "INVALID_FIELD")
+	code, m = httpCall(t, "PUT", base+"/presets/code", s.admin, strings.NewReader(`{"preset":{"desired":{"parameters":[{"path":"Device.X","value":"{{.Nope}}"}]}}}`))
+	expectHTTP(t, "a bad template", code, m, http.StatusBadRequest, "INVALID_FIELD")
+	if msg, _ := m["message"].(string); !strings.HasPrefix(msg, "preset.desired.parameters[0].value: ") {
+		t.Errorf("bad template message %q: want the field first", msg)
+	}
+	code, m = httpCall(t, "PUT", base+"/presets/code", s.admin, strings.NewReader(`{"preset":{},"expectedRevision":"7"}`))
+	expectHTTP(t, "a stale revision", code, m, http.StatusConflict, "PRESET_REVISION_MISMATCH")
+	code, m = httpCall(t, "DELETE", base+"/presets/code", s.admin, nil)
+	if code != http.StatusOK {
+		t.Fatalf("DELETE: %d %v", code, m)
+	}
+	code, m = httpCall(t, "GET", base+"/presets/code", viewer, nil)
+	expectHTTP(t, "a deleted preset", code, m, http.StatusNotFound, "PRESET_NOT_FOUND")
+}
