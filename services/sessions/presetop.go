@@ -60,6 +60,11 @@ type presetOp struct {
 	Removed   []string           `json:"removed,omitempty"`
 	Sent      int                `json:"sent,omitempty"`
 	Error     string             `json:"error,omitempty"`
+	// Refused is set when the error is the CPE's fault: the device keeps
+	// refusing what the presets ask until they change, so the session
+	// records the fingerprint all the same rather than have every later
+	// session ask again (docs/provisioning.md, "Convergence").
+	Refused bool `json:"refused,omitempty"`
 	// Fingerprint is recorded with the device when the operation
 	// converged it (docs/provisioning.md, "Convergence").
 	Fingerprint string `json:"fingerprint,omitempty"`
@@ -252,6 +257,7 @@ func (o *presetOp) Answer(_ *engine.Context, a engine.Answer) {
 	switch {
 	case a.Fault != nil:
 		o.fail("%s: CPE fault %d %s", a.Call.Message.Method(), a.Fault.Code, a.Fault.String)
+		o.Refused = true
 		return
 	case a.NotSent != nil:
 		o.fail("%s not sent: %v", a.Call.Message.Method(), a.NotSent)
@@ -343,13 +349,11 @@ func (o *presetOp) Contribute(_ *engine.Context, d *engine.DiffBuilder, _ engine
 	for _, p := range o.Confirmed {
 		d.Set(p)
 	}
-	if o.Stage == presetDone && o.Error == "" {
-		if len(o.AddTags) > 0 || len(o.RemoveTags) > 0 {
-			d.Tags(o.AddTags, o.RemoveTags)
-		}
-		if o.Fingerprint != "" {
-			d.PresetsFingerprint(o.Fingerprint)
-		}
+	if o.Stage == presetDone && o.Error == "" && (len(o.AddTags) > 0 || len(o.RemoveTags) > 0) {
+		d.Tags(o.AddTags, o.RemoveTags)
+	}
+	if o.Stage == presetDone && (o.Error == "" || o.Refused) && o.Fingerprint != "" {
+		d.PresetsFingerprint(o.Fingerprint)
 	}
 }
 
