@@ -384,3 +384,149 @@ func TestHTTPPresets(t *testing.T) {
 	code, m = httpCall(t, "GET", base+"/presets/code", viewer, nil)
 	expectHTTP(t, "a deleted preset", code, m, http.StatusNotFound, "PRESET_NOT_FOUND")
 }
+
+// TestPresetsFleet: ten devices converge in their bootstrap sessions; a
+// changed preset converges the fleet in the next sessions, each with one
+// read and one write, and then costs nothing; a tag an operator adds
+// brings a tag-matched preset to that device alone.
+func TestPresetsFleet(t *testing.T) {
+	const devices = 10
+	s := startSecured(t, "-sessions.presets-refresh=0")
+	admin := func() context.Context { return withToken(ctx10(t), s.admin) }
+	presets := pv1.NewPresetsServiceClient(s.publicConn)
+	inv := inventoryv1.NewInventoryServiceClient(s.publicConn)
+	interval := func(v string) *pv1.Preset {
+		return &pv1.Preset{Name: "interval", Desired: &pv1.DesiredState{Parameters: []*pv1.ParameterValue{
+			{Path: "Device.ManagementServer.PeriodicInformInterval", Value: v, Type: "xsd:unsignedInt"}}}}
+	}
+	vip := &pv1.Preset{Name: "vip", Match: &pv1.PresetMatch{Tags: []string{"vip"}}, Desired: &pv1.DesiredState{
+		Parameters: []*pv1.ParameterValue{{Path: "Device.DeviceInfo.ProvisioningCode", Value: "vip-{{.SerialNumber}}"}}}}
+	for _, p := range []*pv1.Preset{interval("86398"), vip} {
+		if _, err := presets.PutPreset(admin(), &pv1.PutPresetRequest{Tenant: "default", Preset: p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	bySerial := map[string][]sim.SessionReport{}
+	sm, err := sim.New(sim.Config{URL: "http://" + s.cwmp + "/", Model: sim.TR181,
+		Devices: devices, Seed: 9, SerialPrefix: "FLT", BootStorm: true, Concurrency: devices,
+		Timeout: 30 * time.Second, ConnReq: sim.ConnReqPerDevice, TimeScale: 0.01,
+		OnSession: func(r sim.SessionReport) {
+			mu.Lock()
+			defer mu.Unlock()
+			sn := r.Device.ID().SerialNumber
+			bySerial[sn] = append(bySerial[sn], r)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := sm.Run(ctx); done <- err }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && ctx.Err() == nil {
+			t.Errorf("cpesim: %v", err)
+		}
+	})
+	okSessions := func(sn string) []sim.SessionReport {
+		mu.Lock()
+		defer mu.Unlock()
+		var out []sim.SessionReport
+		for _, r := range bySerial[sn] {
+			if r.OK {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	// round asks every device for a session and returns the requests of
+	// each one's session that ended well.
+	round := func(n int) map[string][]string {
+		t.Helper()
+		for _, d := range sm.Devices() {
+			d.Inform(cwmp.Event{Code: "2 PERIODIC"})
+		}
+		out := map[string][]string{}
+		waitFor(t, 30*time.Second, func() error {
+			for _, d := range sm.Devices() {
+				sn := d.ID().SerialNumber
+				ok := okSessions(sn)
+				if len(ok) < n {
+					return fmt.Errorf("device %s: %d sessions, want %d", sn, len(ok), n)
+				}
+				out[sn] = ok[n-1].Requests
+			}
+			return nil
+		})
+		return out
+	}
+	waitFor(t, 30*time.Second, func() error {
+		for _, d := range sm.Devices() {
+			if len(okSessions(d.ID().SerialNumber)) == 0 {
+				return fmt.Errorf("device %s has not bootstrapped", d.ID().SerialNumber)
+			}
+		}
+		return nil
+	})
+	for _, d := range sm.Devices() {
+		if v, _ := d.Param("Device.ManagementServer.PeriodicInformInterval"); v.Value != "86398" {
+			t.Fatalf("device %s: interval %q after its bootstrap", d.ID().SerialNumber, v.Value)
+		}
+	}
+	for sn, reqs := range round(2) {
+		if len(reqs) != 0 {
+			t.Fatalf("converged device %s was sent %v", sn, reqs)
+		}
+	}
+
+	// A changed preset: one read and one write per device, then nothing.
+	if _, err := presets.PutPreset(admin(), &pv1.PutPresetRequest{Tenant: "default", Preset: interval("86397")}); err != nil {
+		t.Fatal(err)
+	}
+	for sn, reqs := range round(3) {
+		if fmt.Sprint(reqs) != "[GetParameterValues SetParameterValues]" {
+			t.Fatalf("device %s after the change was sent %v", sn, reqs)
+		}
+	}
+	for _, d := range sm.Devices() {
+		if v, _ := d.Param("Device.ManagementServer.PeriodicInformInterval"); v.Value != "86397" {
+			t.Fatalf("device %s: interval %q after the change", d.ID().SerialNumber, v.Value)
+		}
+	}
+	for sn, reqs := range round(4) {
+		if len(reqs) != 0 {
+			t.Fatalf("converged device %s was sent %v", sn, reqs)
+		}
+	}
+
+	// An operator tags one device vip: that device alone gets the vip
+	// preset in its next session.
+	first := sm.Devices()[0]
+	list, err := inv.ListDevices(admin(), &inventoryv1.ListDevicesRequest{Tenant: "default", PageSize: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var firstID string
+	for _, d := range list.GetDevices() {
+		if strings.HasSuffix(d.GetId(), "-"+first.ID().SerialNumber) {
+			firstID = d.GetId()
+		}
+	}
+	if _, err := inv.AddTags(admin(), &inventoryv1.AddTagsRequest{Tenant: "default", Id: firstID, Tags: []string{"vip"}}); err != nil {
+		t.Fatal(err)
+	}
+	for sn, reqs := range round(5) {
+		want := "[]"
+		if sn == first.ID().SerialNumber {
+			want = "[GetParameterValues SetParameterValues]"
+		}
+		if fmt.Sprint(reqs) != want {
+			t.Fatalf("device %s after the tag was sent %v, want %s", sn, reqs, want)
+		}
+	}
+	if v, _ := first.Param("Device.DeviceInfo.ProvisioningCode"); v.Value != "vip-"+first.ID().SerialNumber {
+		t.Fatalf("the vip device's ProvisioningCode %q", v.Value)
+	}
+}
