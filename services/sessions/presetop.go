@@ -59,6 +59,9 @@ type presetOp struct {
 	Confirmed []engine.Parameter `json:"confirmed,omitempty"`
 	Removed   []string           `json:"removed,omitempty"`
 	Sent      int                `json:"sent,omitempty"`
+	// Notes are what the plan could not do (a firmware version without
+	// the files service, a preset yielding to another), for the log.
+	Notes []string `json:"notes,omitempty"`
 	Error     string             `json:"error,omitempty"`
 	// Refused is set when the error is the CPE's fault: the device keeps
 	// refusing what the presets ask until they change, so the session
@@ -182,7 +185,7 @@ func (o *presetOp) plan() {
 		o.fail("%v", err)
 		return
 	}
-	o.AddTags, o.RemoveTags = pl.AddTags, pl.RemoveTags
+	o.AddTags, o.RemoveTags, o.Notes = pl.AddTags, pl.RemoveTags, pl.Notes
 	for _, r := range pl.Requests {
 		switch r.Method {
 		case "SetParameterValues", "AddObject", "DeleteObject", "SetParameterAttributes":

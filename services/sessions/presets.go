@@ -316,12 +316,15 @@ func (p *presetPlanner) Settle(ctx context.Context, e engine.End, ops []engine.O
 		}
 		attrs := []any{"tenant", e.Tenant, "device_id", e.DeviceKey, "session_id", e.SessionID, "presets", strings.Join(names, ","),
 			"requests", op.Sent}
+		if len(op.Notes) > 0 {
+			attrs = append(attrs, "notes", strings.Join(op.Notes, "; "))
+		}
 		switch {
 		case op.Error != "":
 			p.logger.WarnContext(ctx, "presets not converged", append(attrs, "error", op.Error)...)
 		case op.Stage != presetDone:
 			p.logger.InfoContext(ctx, "presets not converged: session ended first", attrs...)
-		case op.Sent > 0:
+		case op.Sent > 0 || len(op.Notes) > 0:
 			p.logger.InfoContext(ctx, "presets converged", attrs...)
 		}
 	}
