@@ -294,6 +294,30 @@ func TestPresetsEndToEnd(t *testing.T) {
 		}
 	}
 
+	// 5. An instance that must be absent is deleted; an attribute that
+	// differs is set; the next session is free again.
+	gone := &pv1.ObjectInstance{Table: "Device.NAT.PortMapping.", Keys: web.Keys, Absent: true}
+	p5 := natPreset("2223", gone)
+	p5.Desired.Attributes = []*pv1.ParameterAttribute{{Path: "Device.ManagementServer.PeriodicInformInterval", Notification: pv1.Notification_NOTIFICATION_PASSIVE}}
+	if _, err := f.presets.PutPreset(admin(), &pv1.PutPresetRequest{Tenant: "default", Preset: p5}); err != nil {
+		t.Fatal(err)
+	}
+	reps = f.session(t, "2 PERIODIC")
+	last = reps[len(reps)-1]
+	for _, m := range []string{"GetParameterValues", "GetParameterAttributes", "DeleteObject", "SetParameterAttributes"} {
+		if count(last.Requests, m) != 1 {
+			t.Fatalf("session with an absent instance and an attribute sent %v", last.Requests)
+		}
+	}
+	if got := f.portMappings(); fmt.Sprint(got) != "[ssh-"+sn+"]" {
+		t.Fatalf("port mappings %v after the absent instance", got)
+	}
+	for _, r := range f.session(t, "2 PERIODIC") {
+		if len(r.Requests) != 0 {
+			t.Fatalf("after the deletion, a session sent %v", r.Requests)
+		}
+	}
+
 	// The dry run agrees: nothing to do.
 	dry, err := f.presets.DryRunPreset(admin(), &pv1.DryRunPresetRequest{Tenant: "default",
 		DeviceId: devID, Events: []string{"2 PERIODIC"}})
