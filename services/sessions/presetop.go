@@ -62,7 +62,7 @@ type presetOp struct {
 	// Notes are what the plan could not do (a firmware version without
 	// the files service, a preset yielding to another), for the log.
 	Notes []string `json:"notes,omitempty"`
-	Error     string             `json:"error,omitempty"`
+	Error string   `json:"error,omitempty"`
 	// Refused is set when the error is the CPE's fault: the device keeps
 	// refusing what the presets ask until they change, so the session
 	// records the fingerprint all the same rather than have every later
