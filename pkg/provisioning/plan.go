@@ -19,11 +19,9 @@ type Request struct {
 	// Values and Types go with Paths, for SetParameterValues.
 	Values []string
 	Types  []string
-	// Notification and AccessList, for SetParameterAttributes (-1:
-	// leave the notification).
-	Notification  int
-	SetAccessList bool
-	AccessList    []string
+	// Attributes are what a SetParameterAttributes sets, one per path
+	// (Paths lists the same paths).
+	Attributes []AttributeSpec
 	// Sets are what an AddObject's new instance gets, relative to it:
 	// its keys, then its values.
 	Sets []Set
@@ -144,8 +142,10 @@ func Matching(set []*Preset, d *Device, now time.Time) (matched []*Preset, verdi
 // match it (matched, in precedence order, as Matching returns them).
 func Converge(matched []*Preset, d *Device, o Options) (*Plan, error) {
 	pl := &Plan{}
-	var reads []string
+	var reads, attrReads []string
 	var readTables []string
+	spa := Request{Method: "SetParameterAttributes"}
+	var spaBy []string
 	spv := Request{Method: "SetParameterValues"}
 	set := map[string]string{} // path -> preset that set it
 	add := func(path, value, typ, by string) {
@@ -281,12 +281,26 @@ func Converge(matched []*Preset, d *Device, o Options) (*Plan, error) {
 			}
 			set["attr:"+a.Path] = p.Name
 			cur, known := d.Params[a.Path]
-			if a.Notification >= 0 && !a.SetAccessList && known && cur.Notification == a.Notification {
-				continue
+			// A notification alone, on one parameter, is compared with
+			// what the CPE reports (read first when unknown); an access
+			// list (which GetParameterAttributes reports too, but CPEs
+			// differ on) and a partial path are set.
+			if a.Notification >= 0 && !a.SetAccessList && !strings.HasSuffix(a.Path, ".") {
+				if !known || cur.Notification < 0 {
+					if !slices.Contains(attrReads, a.Path) {
+						attrReads = append(attrReads, a.Path)
+					}
+					continue
+				}
+				if cur.Notification == a.Notification {
+					continue
+				}
 			}
-			writes = append(writes, Request{Method: "SetParameterAttributes", Paths: []string{a.Path}, Notification: a.Notification,
-				SetAccessList: a.SetAccessList, AccessList: a.AccessList,
-				Reason: fmt.Sprintf("preset %s: attributes of %s", p.Name, a.Path)})
+			spa.Paths = append(spa.Paths, a.Path)
+			spa.Attributes = append(spa.Attributes, a)
+			if !slices.Contains(spaBy, p.Name) {
+				spaBy = append(spaBy, p.Name)
+			}
 		}
 		for _, t := range p.AddTags {
 			if !slices.Contains(d.Tags, t) && !slices.Contains(pl.AddTags, t) && !slices.Contains(pl.RemoveTags, t) {
@@ -322,11 +336,18 @@ func Converge(matched []*Preset, d *Device, o Options) (*Plan, error) {
 	for _, t := range readTables {
 		pl.Requests = append(pl.Requests, Request{Method: "GetParameterNames", Paths: []string{t}, Reason: "instances not known yet: read before adding"})
 	}
+	if len(attrReads) > 0 {
+		pl.Requests = append(pl.Requests, Request{Method: "GetParameterAttributes", Paths: attrReads, Reason: "attributes not known yet: read before deciding"})
+	}
 	if len(spv.Paths) > 0 {
 		spv.Reason = "parameter values the presets set: " + presetNames(set, spv.Paths)
 		pl.Requests = append(pl.Requests, spv)
 	}
 	pl.Requests = append(pl.Requests, writes...)
+	if len(spa.Paths) > 0 {
+		spa.Reason = "attributes the presets set: " + strings.Join(spaBy, ", ")
+		pl.Requests = append(pl.Requests, spa)
+	}
 	return pl, nil
 }
 

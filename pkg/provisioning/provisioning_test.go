@@ -260,3 +260,35 @@ func TestSameValue(t *testing.T) {
 		t.Fatal("SameValue")
 	}
 }
+
+func TestAttributesReadFirstAndMerged(t *testing.T) {
+	a := &pv1.Preset{Name: "a", Desired: &pv1.DesiredState{Attributes: []*pv1.ParameterAttribute{
+		{Path: "Device.ManagementServer.PeriodicInformInterval", Notification: pv1.Notification_NOTIFICATION_PASSIVE}, // unknown: read
+		{Path: "Device.DeviceInfo.SoftwareVersion", Notification: pv1.Notification_NOTIFICATION_ACTIVE},               // known 0: set
+	}}}
+	b := &pv1.Preset{Name: "b", Desired: &pv1.DesiredState{Attributes: []*pv1.ParameterAttribute{
+		{Path: "Device.WiFi.SSID.1.SSID", SetAccessList: true, AccessList: []string{"Subscriber"}}, // access lists: set
+		{Path: "Device.WiFi.", Notification: pv1.Notification_NOTIFICATION_OFF},                    // partial path: set
+	}}}
+	pl, err := Converge([]*Preset{compile(t, a), compile(t, b)}, device(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := methods(pl); got != "GetParameterAttributes[Device.ManagementServer.PeriodicInformInterval] "+
+		"SetParameterAttributes[Device.DeviceInfo.SoftwareVersion Device.WiFi.SSID.1.SSID Device.WiFi.]" {
+		t.Fatalf("plan %s", got)
+	}
+	spa := pl.Requests[1]
+	if len(spa.Attributes) != 3 || spa.Attributes[0].Notification != 2 || spa.Attributes[1].Notification != -1 ||
+		!spa.Attributes[1].SetAccessList || spa.Attributes[2].Notification != 0 {
+		t.Fatalf("attributes %+v", spa.Attributes)
+	}
+	// Once read and equal, nothing.
+	d := device()
+	d.Params["Device.ManagementServer.PeriodicInformInterval"] = Param{Value: "300", HasValue: true, Notification: 1}
+	d.Params["Device.DeviceInfo.SoftwareVersion"] = Param{Value: "1.0", HasValue: true, Notification: 2}
+	pl, err = Converge([]*Preset{compile(t, a)}, d, Options{})
+	if err != nil || len(pl.Requests) != 0 {
+		t.Fatalf("converged attributes: %v %v", pl.Requests, err)
+	}
+}

@@ -410,7 +410,18 @@ func (s *presetsPublic) DryRunPreset(ctx context.Context, req *provisioningv1.Dr
 		out.Presets = append(out.Presets, &provisioningv1.PresetVerdict{Name: v.Name, Revision: v.Revision, Matched: v.Matched, Reason: v.Reason})
 	}
 	for _, r := range plan.Requests {
-		out.Requests = append(out.Requests, &provisioningv1.PlannedRequest{Method: r.Method, Paths: r.Paths, Values: r.Values, Reason: r.Reason})
+		values := r.Values
+		for _, a := range r.Attributes {
+			v := a.Path + ":"
+			if a.Notification >= 0 {
+				v += fmt.Sprintf(" notification=%d", a.Notification)
+			}
+			if a.SetAccessList {
+				v += fmt.Sprintf(" access_list=%q", a.AccessList)
+			}
+			values = append(values, v)
+		}
+		out.Requests = append(out.Requests, &provisioningv1.PlannedRequest{Method: r.Method, Paths: r.Paths, Values: values, Reason: r.Reason})
 	}
 	for _, t := range plan.AddTags {
 		out.Notes = append(out.Notes, "adds tag "+t)

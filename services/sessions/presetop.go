@@ -244,10 +244,10 @@ func (o *presetOp) call(value func(string) (string, bool)) (engine.Call, bool) {
 			return engine.Call{Key: key, Message: &cwmp.DeleteObject{ObjectName: r.Paths[0], ParameterKey: presetParameterKey}}, true
 		case "SetParameterAttributes":
 			m := &cwmp.SetParameterAttributes{}
-			for _, p := range r.Paths {
-				m.ParameterList = append(m.ParameterList, cwmp.SetParameterAttributesStruct{Name: p,
-					NotificationChange: r.Notification >= 0, Notification: max(r.Notification, 0),
-					AccessListChange: r.SetAccessList, AccessList: r.AccessList})
+			for _, a := range r.Attributes {
+				m.ParameterList = append(m.ParameterList, cwmp.SetParameterAttributesStruct{Name: a.Path,
+					NotificationChange: a.Notification >= 0, Notification: max(a.Notification, 0),
+					AccessListChange: a.SetAccessList, AccessList: a.AccessList})
 			}
 			return engine.Call{Key: key, Message: m}, true
 		}
