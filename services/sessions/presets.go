@@ -170,7 +170,9 @@ func (p *presetPlanner) Plan(ctx context.Context, s engine.Start) ([]engine.Plan
 		p.logger.WarnContext(ctx, "preset set unavailable: session without presets", "tenant", s.Tenant, "error", err)
 		return nil, nil
 	}
-	if len(set.presets) == 0 {
+	if len(set.presets) == 0 || (s.Root != "Device." && s.Root != "InternetGatewayDevice.") {
+		// No presets, or a data model not known yet (a later session
+		// knows it): nothing to match.
 		return nil, nil
 	}
 	// A device that converged to this very set costs nothing more: no
@@ -230,8 +232,17 @@ func (p *presetPlanner) Plan(ctx context.Context, s engine.Start) ([]engine.Plan
 			}
 		}
 	}
-	matched, _, _ := provisioning.Matching(set.presets, dev, s.Now)
+	matched, _, unknown := provisioning.Matching(set.presets, dev, s.Now)
+	if len(unknown) > 0 {
+		// A condition names a parameter neither the Inform nor the
+		// inventory holds (yet: a discovery may bring it): the device is
+		// not known to have converged, so later sessions match again.
+		fingerprint = ""
+	}
 	if len(matched) == 0 {
+		if fingerprint == "" {
+			return nil, nil
+		}
 		// Nothing to do: the operation only records the fingerprint.
 		return []engine.Planned{{ID: "preset", Op: &presetOp{Stage: presetDone, Fingerprint: fingerprint}}}, nil
 	}
