@@ -554,3 +554,75 @@ func TestPresetsFleet(t *testing.T) {
 		t.Fatalf("the vip device's ProvisioningCode %q", v.Value)
 	}
 }
+
+// TestPresetsConditionKnownAfterDiscovery: a preset whose condition names
+// a parameter the Inform does not carry does not match a first contact;
+// the discovery of that session stores the parameter, and the device's
+// next session matches and converges; the one after costs nothing.
+func TestPresetsConditionKnownAfterDiscovery(t *testing.T) {
+	s := startSecured(t, "-sessions.presets-refresh=0")
+	admin := func() context.Context { return withToken(ctx10(t), s.admin) }
+	ntp := &pv1.Preset{Name: "ntp", Match: &pv1.PresetMatch{Parameters: []*pv1.ParameterCondition{
+		{Path: "Device.DeviceInfo.ModelName", Op: pv1.ConditionOp_CONDITION_OP_EXISTS}}},
+		Desired: &pv1.DesiredState{Parameters: []*pv1.ParameterValue{{Path: "Device.Time.NTPServer1", Value: "ntp.example.net"}}}}
+	if _, err := pv1.NewPresetsServiceClient(s.publicConn).PutPreset(admin(), &pv1.PutPresetRequest{Tenant: "default", Preset: ntp}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var reports []sim.SessionReport
+	sm, err := sim.New(sim.Config{URL: "http://" + s.cwmp + "/", Model: sim.TR181, Devices: 1, Seed: 4, SerialPrefix: "CND",
+		BootStorm: true, Concurrency: 1, Timeout: 30 * time.Second, ConnReq: sim.ConnReqPerDevice, TimeScale: 0.01,
+		OnSession: func(r sim.SessionReport) {
+			mu.Lock()
+			defer mu.Unlock()
+			reports = append(reports, r)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := sm.Run(ctx); done <- err }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && ctx.Err() == nil {
+			t.Errorf("cpesim: %v", err)
+		}
+	})
+	dev := sm.Devices()[0]
+	nth := func(n int) sim.SessionReport {
+		t.Helper()
+		var r sim.SessionReport
+		waitFor(t, 30*time.Second, func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			var ok []sim.SessionReport
+			for _, x := range reports {
+				if x.OK {
+					ok = append(ok, x)
+				}
+			}
+			if len(ok) < n {
+				return fmt.Errorf("%d sessions, want %d", len(ok), n)
+			}
+			r = ok[n-1]
+			return nil
+		})
+		return r
+	}
+	boot := nth(1)
+	if v, _ := dev.Param("Device.Time.NTPServer1"); v.Value == "ntp.example.net" || count(boot.Requests, "GetParameterNames") == 0 {
+		t.Fatalf("bootstrap session %v set NTPServer1 %q before the condition was known", boot.Requests, v.Value)
+	}
+	dev.Inform(cwmp.Event{Code: "2 PERIODIC"})
+	if r := nth(2); fmt.Sprint(r.Requests) != "[GetParameterValues SetParameterValues]" {
+		t.Fatalf("the session after the discovery sent %v", r.Requests)
+	}
+	if v, _ := dev.Param("Device.Time.NTPServer1"); v.Value != "ntp.example.net" {
+		t.Fatalf("NTPServer1 %q", v.Value)
+	}
+	dev.Inform(cwmp.Event{Code: "2 PERIODIC"})
+	if r := nth(3); len(r.Requests) != 0 {
+		t.Fatalf("the converged device was sent %v", r.Requests)
+	}
+}
