@@ -185,9 +185,10 @@ type presetsPublic struct {
 	p *Presets
 }
 
-// maxPresetBytes bounds a marshalled preset (the gRPC server bounds the
-// request as a whole).
-const maxPresetBytes = 256 << 10
+// maxPresetBytes bounds a marshalled preset, so that a tenant's whole set
+// (presetstore.MaxPerTenant presets) fits the 64 MiB a worker accepts in
+// one GetPresetSet.
+const maxPresetBytes = 64 << 10
 
 // PutPreset implements PresetsService.
 func (s *presetsPublic) PutPreset(ctx context.Context, req *provisioningv1.PutPresetRequest) (*provisioningv1.PutPresetResponse, error) {

@@ -147,7 +147,8 @@ func (Notification) EnumDescriptor() ([]byte, []int) {
 	return file_fleetacs_provisioning_v1_presets_proto_rawDescGZIP(), []int{1}
 }
 
-// Preset is a class of devices and the state they must be in.
+// Preset is a class of devices and the state they must be in. At most 64
+// KiB, protobuf-encoded.
 type Preset struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Unique in the tenant: 1 to 64 characters of [a-z0-9._-], starting
