@@ -87,6 +87,25 @@ func (p *Presets) Start(ctx context.Context) error {
 	if err := p.store.Start(ctx); err != nil {
 		return fmt.Errorf("start preset store: %w", err)
 	}
+	if p.keys != nil {
+		// Key rotation (docs/security.md): secrets sealed under another
+		// key than the first are sealed again with it; one under a key
+		// the file lacks stops the start, naming it.
+		n, err := p.store.ResealSecrets(ctx, p.keys.ActiveID(), func(tenant, device, name string, sv presetstore.Sealed) (presetstore.Sealed, error) {
+			clear, err := p.keys.Open(sv.KeyID, sv.Data, secretAAD(tenant, device, name))
+			if err != nil {
+				return presetstore.Sealed{}, fmt.Errorf("device secret %q of %s/%s under key %q: %w", name, tenant, device, sv.KeyID, err)
+			}
+			id, sealed, err := p.keys.Seal(clear, secretAAD(tenant, device, name))
+			return presetstore.Sealed{KeyID: id, Data: sealed}, err
+		})
+		if err != nil {
+			return errors.Join(fmt.Errorf("start preset store: %w", err), p.store.Close(ctx))
+		}
+		if n > 0 {
+			p.logger.InfoContext(ctx, "device secrets sealed again with the first key", "count", n)
+		}
+	}
 	p.ready.Store(true)
 	return nil
 }

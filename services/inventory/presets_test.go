@@ -369,3 +369,65 @@ func TestDeviceSecrets(t *testing.T) {
 		}
 	}
 }
+
+// TestDeviceSecretsResealedOnRotation: a new first key seals the stored
+// secrets again at start; a secret under a key the file lacks stops the
+// start.
+func TestDeviceSecretsResealedOnRotation(t *testing.T) {
+	dir := t.TempDir()
+	devices := sqlitestore.New(sqlitestore.Config{Path: filepath.Join(dir, "inventory.db")})
+	t.Cleanup(func() { _ = devices.Close(context.Background()) })
+	k1 := secretbox.Key{ID: "k1", Secret: bytes.Repeat([]byte{1}, 32)}
+	k2 := secretbox.Key{ID: "k2", Secret: bytes.Repeat([]byte{2}, 32)}
+	start := func(keys ...secretbox.Key) (*Presets, pv1.PresetsInternalServiceClient, error) {
+		ring, err := secretbox.New(keys...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps := NewPresets(sqlitepresets.New(filepath.Join(dir, "presets.db")), devices, ring, Options{})
+		srv := grpc.NewServer()
+		ps.RegisterInternal(srv)
+		return ps, pv1.NewPresetsInternalServiceClient(testenv.GRPCConn(t, srv)), ps.Start(t.Context())
+	}
+	ps, cl, err := start(k1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := cl.GetDeviceSecrets(t.Context(), &pv1.GetDeviceSecretsRequest{Tenant: "default", DeviceKey: "d", Names: []string{"psk"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	psk := r.GetSecrets()["psk"]
+	if err := ps.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Rotated: k2 first, k1 kept.
+	ps, cl, err = start(k2, k1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err = cl.GetDeviceSecrets(t.Context(), &pv1.GetDeviceSecretsRequest{Tenant: "default", DeviceKey: "d", Names: []string{"psk"}})
+	if err != nil || r.GetSecrets()["psk"] != psk {
+		t.Fatalf("after rotation %v %v, want the same secret", r, err)
+	}
+	if err := ps.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// k1 dropped: the secret is now under k2 and still opens.
+	ps, cl, err = start(k2)
+	if err != nil {
+		t.Fatalf("start with k2 alone after the reseal: %v", err)
+	}
+	r, err = cl.GetDeviceSecrets(t.Context(), &pv1.GetDeviceSecretsRequest{Tenant: "default", DeviceKey: "d", Names: []string{"psk"}})
+	if err != nil || r.GetSecrets()["psk"] != psk {
+		t.Fatalf("with k2 alone %v %v", r, err)
+	}
+	if err := ps.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// A file without the key the secrets are under: no start.
+	k3 := secretbox.Key{ID: "k3", Secret: bytes.Repeat([]byte{3}, 32)}
+	if _, _, err := start(k3); err == nil || !strings.Contains(err.Error(), `"k2"`) {
+		t.Fatalf("start without the secrets' key: %v", err)
+	}
+}

@@ -102,6 +102,10 @@ type Store interface {
 	// names, the ones it already had winning. Secrets are sealed by the
 	// caller; the store keeps them as given.
 	EnsureSecrets(ctx context.Context, tenant, device string, want map[string]Sealed) (map[string]Sealed, error)
+	// ResealSecrets passes every secret not sealed under activeKey to
+	// reseal and stores what it returns (key rotation); it returns how
+	// many it changed. An error of reseal stops it.
+	ResealSecrets(ctx context.Context, activeKey string, reseal func(tenant, device, name string, s Sealed) (Sealed, error)) (int, error)
 	// Set returns the tenant's set revision and then its enabled presets
 	// by name. The revision is read first: a put that lands between the
 	// two reads raises the revision past the one returned, so a cache

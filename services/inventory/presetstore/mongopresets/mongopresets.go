@@ -366,6 +366,9 @@ func (s *Store) Set(ctx context.Context, tenant string) (uint64, []presetstore.R
 
 type secretDoc struct {
 	ID     string `bson:"_id"`
+	Tenant string `bson:"tenant"`
+	Device string `bson:"device"`
+	Name   string `bson:"name"`
 	KeyID  string `bson:"key_id"`
 	Sealed []byte `bson:"sealed"`
 }
@@ -384,7 +387,7 @@ func (s *Store) EnsureSecrets(ctx context.Context, tenant, device string, want m
 		var d secretDoc
 		err := c.secrets.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
 		if errors.Is(err, mongo.ErrNoDocuments) {
-			d = secretDoc{ID: id, KeyID: sv.KeyID, Sealed: sv.Data}
+			d = secretDoc{ID: id, Tenant: tenant, Device: device, Name: name, KeyID: sv.KeyID, Sealed: sv.Data}
 			if _, err := c.secrets.InsertOne(ctx, d); mongo.IsDuplicateKeyError(err) {
 				err = c.secrets.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&d)
 				if err != nil {
@@ -399,4 +402,33 @@ func (s *Store) EnsureSecrets(ctx context.Context, tenant, device string, want m
 		out[name] = presetstore.Sealed{KeyID: d.KeyID, Data: d.Sealed}
 	}
 	return out, nil
+}
+
+// ResealSecrets implements presetstore.Store.
+func (s *Store) ResealSecrets(ctx context.Context, activeKey string, reseal func(tenant, device, name string, s presetstore.Sealed) (presetstore.Sealed, error)) (int, error) {
+	c, err := s.colls()
+	if err != nil {
+		return 0, err
+	}
+	cur, err := c.secrets.Find(ctx, bson.D{{Key: "key_id", Value: bson.D{{Key: "$ne", Value: activeKey}}}})
+	if err != nil {
+		return 0, fmt.Errorf("reseal device secrets: %w", mapErr(ctx, err))
+	}
+	var docs []secretDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return 0, fmt.Errorf("reseal device secrets: %w", mapErr(ctx, err))
+	}
+	n := 0
+	for _, d := range docs {
+		next, err := reseal(d.Tenant, d.Device, d.Name, presetstore.Sealed{KeyID: d.KeyID, Data: d.Sealed})
+		if err != nil {
+			return n, err
+		}
+		if _, err := c.secrets.UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}, {Key: "key_id", Value: d.KeyID}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "key_id", Value: next.KeyID}, {Key: "sealed", Value: next.Data}}}}); err != nil {
+			return n, fmt.Errorf("reseal device secrets: %w", mapErr(ctx, err))
+		}
+		n++
+	}
+	return n, nil
 }

@@ -29,6 +29,7 @@ func Run(t *testing.T, open func(t *testing.T) presetstore.Store) {
 		{"ConcurrentPuts", testConcurrent},
 		{"HistoryBound", testHistoryBound},
 		{"EnsureSecrets", testEnsureSecrets},
+		{"ResealSecrets", testResealSecrets},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -296,5 +297,36 @@ func testEnsureSecrets(t *testing.T, s presetstore.Store) {
 		if v != vals[0] {
 			t.Fatalf("concurrent first uses disagree: %q", vals)
 		}
+	}
+}
+
+func testResealSecrets(t *testing.T, s presetstore.Store) {
+	ctx := t.Context()
+	for _, dev := range []string{"a", "b"} {
+		if _, err := s.EnsureSecrets(ctx, "t1", dev, map[string]presetstore.Sealed{"psk": {KeyID: "old", Data: []byte("old-" + dev)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.EnsureSecrets(ctx, "t1", "c", map[string]presetstore.Sealed{"psk": {KeyID: "new", Data: []byte("new-c")}}); err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	n, err := s.ResealSecrets(ctx, "new", func(tenant, device, name string, sv presetstore.Sealed) (presetstore.Sealed, error) {
+		seen = append(seen, tenant+"/"+device+"/"+name+"/"+sv.KeyID+"/"+string(sv.Data))
+		return presetstore.Sealed{KeyID: "new", Data: []byte("new-" + device)}, nil
+	})
+	if err != nil || n != 2 || len(seen) != 2 {
+		t.Fatalf("resealed %d (%v), %v", n, seen, err)
+	}
+	for _, dev := range []string{"a", "b", "c"} {
+		got, err := s.EnsureSecrets(ctx, "t1", dev, map[string]presetstore.Sealed{"psk": {KeyID: "x", Data: []byte("x")}})
+		if err != nil || got["psk"].KeyID != "new" || string(got["psk"].Data) != "new-"+dev {
+			t.Fatalf("device %s after reseal: %v %v", dev, got, err)
+		}
+	}
+	if n, err := s.ResealSecrets(ctx, "new", func(string, string, string, presetstore.Sealed) (presetstore.Sealed, error) {
+		return presetstore.Sealed{}, errors.New("nothing to reseal")
+	}); err != nil || n != 0 {
+		t.Fatalf("second reseal: %d %v", n, err)
 	}
 }

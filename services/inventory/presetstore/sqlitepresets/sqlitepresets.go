@@ -374,3 +374,45 @@ func (s *Store) EnsureSecrets(ctx context.Context, tenant, device string, want m
 	}
 	return out, nil
 }
+
+// ResealSecrets implements presetstore.Store.
+func (s *Store) ResealSecrets(ctx context.Context, activeKey string, reseal func(tenant, device, name string, s presetstore.Sealed) (presetstore.Sealed, error)) (int, error) {
+	w, _, err := s.dbs()
+	if err != nil {
+		return 0, err
+	}
+	type row struct {
+		tenant, device, name string
+		sealed               presetstore.Sealed
+	}
+	rows, err := w.QueryContext(ctx, `SELECT tenant, device, name, key_id, sealed FROM preset_secrets WHERE key_id != ?`, activeKey)
+	if err != nil {
+		return 0, fmt.Errorf("reseal device secrets: %w", err)
+	}
+	var old []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.tenant, &r.device, &r.name, &r.sealed.KeyID, &r.sealed.Data); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("reseal device secrets: %w", err)
+		}
+		old = append(old, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("reseal device secrets: %w", err)
+	}
+	n := 0
+	for _, r := range old {
+		next, err := reseal(r.tenant, r.device, r.name, r.sealed)
+		if err != nil {
+			return n, err
+		}
+		if _, err := w.ExecContext(ctx, `UPDATE preset_secrets SET key_id = ?, sealed = ? WHERE tenant = ? AND device = ? AND name = ? AND key_id = ?`,
+			next.KeyID, next.Data, r.tenant, r.device, r.name, r.sealed.KeyID); err != nil {
+			return n, fmt.Errorf("reseal device secrets: %w", err)
+		}
+		n++
+	}
+	return n, nil
+}
