@@ -110,6 +110,11 @@ func (p *Presets) Start(ctx context.Context) error {
 	return nil
 }
 
+// DeviceDeleted forgets a deleted device's secrets (Service.OnDelete).
+func (p *Presets) DeviceDeleted(ctx context.Context, tenant, id string) error {
+	return p.store.DeleteSecrets(ctx, tenant, id)
+}
+
 // Close closes the preset store.
 func (p *Presets) Close(ctx context.Context) error {
 	p.ready.Store(false)

@@ -431,3 +431,54 @@ func TestDeviceSecretsResealedOnRotation(t *testing.T) {
 		t.Fatalf("start without the secrets' key: %v", err)
 	}
 }
+
+// TestDeleteDeviceDeletesSecrets: DeleteDevice takes the device's preset
+// secrets with it: a device of that id registered again gets new ones.
+func TestDeleteDeviceDeletesSecrets(t *testing.T) {
+	dir := t.TempDir()
+	devices := sqlitestore.New(sqlitestore.Config{Path: filepath.Join(dir, "inventory.db")})
+	keys, err := secretbox.New(secretbox.Key{ID: "k1", Secret: bytes.Repeat([]byte{1}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := New(devices, Options{})
+	ps := NewPresets(sqlitepresets.New(filepath.Join(dir, "presets.db")), devices, keys, Options{})
+	svc.OnDelete(ps.DeviceDeleted)
+	srv := grpc.NewServer()
+	svc.RegisterPublic(srv)
+	svc.RegisterInternal(srv)
+	ps.RegisterInternal(srv)
+	cc := testenv.GRPCConn(t, srv)
+	if err := svc.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := ps.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = ps.Close(context.Background())
+		_ = devices.Close(context.Background())
+	})
+	const id = "00AABB-HGW-SN1"
+	if _, err := inventoryv1.NewInventoryInternalServiceClient(cc).RecordSession(t.Context(), record(id, "SN1", 1, t0)); err != nil {
+		t.Fatal(err)
+	}
+	secrets := pv1.NewPresetsInternalServiceClient(cc)
+	get := func() string {
+		r, err := secrets.GetDeviceSecrets(t.Context(), &pv1.GetDeviceSecretsRequest{Tenant: "default", DeviceKey: id, Names: []string{"psk"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.GetSecrets()["psk"]
+	}
+	before := get()
+	if get() != before {
+		t.Fatal("the secret changed without a delete")
+	}
+	if _, err := inventoryv1.NewInventoryServiceClient(cc).DeleteDevice(t.Context(), &inventoryv1.DeleteDeviceRequest{Tenant: "default", Id: id}); err != nil {
+		t.Fatal(err)
+	}
+	if get() == before {
+		t.Fatal("the deleted device's secret survived")
+	}
+}

@@ -102,6 +102,8 @@ type Store interface {
 	// names, the ones it already had winning. Secrets are sealed by the
 	// caller; the store keeps them as given.
 	EnsureSecrets(ctx context.Context, tenant, device string, want map[string]Sealed) (map[string]Sealed, error)
+	// DeleteSecrets forgets a device's secrets (the device was deleted).
+	DeleteSecrets(ctx context.Context, tenant, device string) error
 	// ResealSecrets passes every secret not sealed under activeKey to
 	// reseal and stores what it returns (key rotation); it returns how
 	// many it changed. An error of reseal stops it.

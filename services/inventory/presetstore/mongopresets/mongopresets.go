@@ -432,3 +432,15 @@ func (s *Store) ResealSecrets(ctx context.Context, activeKey string, reseal func
 	}
 	return n, nil
 }
+
+// DeleteSecrets implements presetstore.Store.
+func (s *Store) DeleteSecrets(ctx context.Context, tenant, device string) error {
+	c, err := s.colls()
+	if err != nil {
+		return err
+	}
+	if _, err := c.secrets.DeleteMany(ctx, bson.D{{Key: "tenant", Value: tenant}, {Key: "device", Value: device}}); err != nil {
+		return fmt.Errorf("delete device secrets: %w", mapErr(ctx, err))
+	}
+	return nil
+}

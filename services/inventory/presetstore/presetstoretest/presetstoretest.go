@@ -329,4 +329,14 @@ func testResealSecrets(t *testing.T, s presetstore.Store) {
 	}); err != nil || n != 0 {
 		t.Fatalf("second reseal: %d %v", n, err)
 	}
+	// A deleted device's secrets go; the others stay.
+	if err := s.DeleteSecrets(ctx, "t1", "a"); err != nil {
+		t.Fatal(err)
+	}
+	for dev, want := range map[string]string{"a": "fresh", "b": "new-b"} {
+		got, err := s.EnsureSecrets(ctx, "t1", dev, map[string]presetstore.Sealed{"psk": {KeyID: "new", Data: []byte("fresh")}})
+		if err != nil || string(got["psk"].Data) != want {
+			t.Fatalf("device %s after deleting a's secrets: %v %v, want %s", dev, got, err, want)
+		}
+	}
 }

@@ -416,3 +416,15 @@ func (s *Store) ResealSecrets(ctx context.Context, activeKey string, reseal func
 	}
 	return n, nil
 }
+
+// DeleteSecrets implements presetstore.Store.
+func (s *Store) DeleteSecrets(ctx context.Context, tenant, device string) error {
+	w, _, err := s.dbs()
+	if err != nil {
+		return err
+	}
+	if _, err := w.ExecContext(ctx, `DELETE FROM preset_secrets WHERE tenant = ? AND device = ?`, tenant, device); err != nil {
+		return fmt.Errorf("delete device secrets: %w", err)
+	}
+	return nil
+}
