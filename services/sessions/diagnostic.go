@@ -320,7 +320,7 @@ func (o *taskOp) takeDiagnosticResults(c *engine.Context, resp cwmp.Message) {
 		// The table is read whole: instances of an earlier, longer run go.
 		o.Removed = o.Object + t
 	}
-	o.Detail = "diagnostic " + state
+	o.Detail = "results read after 8 DIAGNOSTICS COMPLETE: DiagnosticsState " + state
 	o.done(&tasksv1.TaskResult{Kind: &tasksv1.TaskResult_Diagnostic{Diagnostic: res}})
 }
 
