@@ -26,7 +26,6 @@ type diagSim struct {
 	requests []string // ACS methods the device was sent
 }
 
-
 func startDiagSim(t *testing.T, s *secured, inv inventoryv1.InventoryServiceClient, model sim.DataModel, prefix string, stall bool) *diagSim {
 	t.Helper()
 	d := &diagSim{}
