@@ -227,7 +227,7 @@ func (o *taskOp) awaitDiagnostic(s engine.Start) {
 		}
 		o.Object = obj
 	}
-	o.Spec, o.spec = nil, nil
+	o.Spec, o.spec, o.Awaited = nil, nil, true
 	if hasEventCode(s.Events, evDiagnosticsComplete) {
 		o.Stage = stageResults
 	} else {
@@ -238,18 +238,16 @@ func (o *taskOp) awaitDiagnostic(s engine.Start) {
 // resumeDiagnostic is a diagnostic claimed again after a session that
 // carried it ended without its report: the Inform's ParameterKey says
 // whether the CPE took the request (docs/tasks.md, "Resume after a dead
-// worker"). If it did, the test ran or runs: read it when the Inform says
-// it completed, else wait for it; if not, it is sent again.
-func (o *taskOp) resumeDiagnostic(s engine.Start, paramKey string) {
+// worker"). If it did, the test ran or runs, and its object is read at
+// once: its 8 DIAGNOSTICS COMPLETE may have gone to the session that died
+// (or its results not reached inventory); still running, the task waits
+// for it (AWAIT). If not, it is sent again.
+func (o *taskOp) resumeDiagnostic(paramKey string) {
 	if o.Stage != stagePending || paramKey == "" || paramKey != o.Key {
 		return
 	}
 	o.Spec, o.spec = nil, nil
-	if hasEventCode(s.Events, evDiagnosticsComplete) {
-		o.Stage = stageResults
-	} else {
-		o.Stage = stageAwait
-	}
+	o.Stage = stageResults
 }
 
 // hasEventCode reports whether events hold code (matched by number, as
@@ -300,7 +298,13 @@ func (o *taskOp) takeDiagnosticResults(c *engine.Context, resp cwmp.Message) {
 		o.fail(&tasksv1.TaskFault{Source: tasksv1.FaultSource_FAULT_SOURCE_ACS, FaultString: "the CPE did not return " + o.Object + "DiagnosticsState"})
 		return
 	case state == "Requested":
+		// Not over yet (another test's completion, or a resumed task):
+		// an awaited task waits on with its deadline, a resumed one
+		// starts its wait.
 		o.Stage, o.Detail = stageWaiting, ""
+		if !o.Awaited {
+			o.Stage = stageAwait
+		}
 		return
 	case state == "Complete" || state == "Completed":
 	case strings.HasPrefix(state, "Error"):

@@ -179,24 +179,27 @@ func TestTaskDiagnosticRefused(t *testing.T) {
 
 // A session that died before reporting the request: the Inform's
 // ParameterKey says the CPE took it, so it is not sent again; the task
-// reads its results at once when the Inform says the test completed.
+// reads the object at once (its 8 DIAGNOSTICS COMPLETE may have gone to
+// the session that died), and waits when the test still runs.
 func TestTaskDiagnosticResume(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
 		key    string
 		events []cwmp.Event
+		state  string
 		sent   string
 		report tasksv1.TaskOutcome
 	}{
-		{"not applied", "older", periodic, "SetParameterValues", tasksv1.TaskOutcome_TASK_OUTCOME_AWAIT},
-		{"applied, running", "t1", periodic, "", tasksv1.TaskOutcome_TASK_OUTCOME_AWAIT},
-		{"applied, complete", "t1", diagComplete, "GetParameterValues", tasksv1.TaskOutcome_TASK_OUTCOME_DONE},
+		{"not applied", "older", periodic, "Complete", "SetParameterValues", tasksv1.TaskOutcome_TASK_OUTCOME_AWAIT},
+		{"applied, running", "t1", periodic, "Requested", "GetParameterValues", tasksv1.TaskOutcome_TASK_OUTCOME_AWAIT},
+		{"applied, complete", "t1", diagComplete, "Complete", "GetParameterValues", tasksv1.TaskOutcome_TASK_OUTCOME_DONE},
+		{"applied, completion already informed", "t1", periodic, "Complete", "GetParameterValues", tasksv1.TaskOutcome_TASK_OUTCOME_DONE},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			v := newTaskEnv(t, nil)
 			v.queue.ids = []string{"t1"}
 			v.tasks.add("t1", tasksv1.ClaimAction_CLAIM_ACTION_RESUME, pingOp())
-			c := v.cpe(diagCPE("Device.IP.Diagnostics.IPPing.", map[string]string{"DiagnosticsState": "Complete", "SuccessCount": "3"}))
+			c := v.cpe(diagCPE("Device.IP.Diagnostics.IPPing.", map[string]string{"DiagnosticsState": tt.state, "SuccessCount": "3"}))
 			c.inform(v.e, tt.events, cwmp.ParameterValue{Name: "Device.ManagementServer.ParameterKey", Value: tt.key, Type: "xsd:string"})
 			c.run(v.e)
 			var want []string

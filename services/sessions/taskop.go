@@ -78,6 +78,9 @@ type taskOp struct {
 	// object it sets and reads (diagnostic.go).
 	Test   string `json:"test,omitempty"`
 	Object string `json:"object,omitempty"`
+	// Awaited: claimed with CLAIM_ACTION_AWAIT, so the task already has
+	// its deadline.
+	Awaited bool `json:"awaited,omitempty"`
 
 	spec *tasksv1.Operation
 }

@@ -163,7 +163,7 @@ func (p *taskPlanner) operation(ct *tasksv1.ClaimedTask, s engine.Start, paramKe
 				op.confirmedByKey()
 			}
 		case kindDiagnostic:
-			op.resumeDiagnostic(s, paramKey)
+			op.resumeDiagnostic(paramKey)
 		default:
 			if completed(op, s) {
 				op.done(nil)
