@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 )
 
@@ -225,8 +227,16 @@ func writeThroughput(w io.Writer, verb string, t *tasksv1.ThroughputResult) {
 	}
 	fmt.Fprintln(w, line)
 	if t.GetBomTime() != nil {
-		fmt.Fprintf(w, "  BOM %s EOM %s\n", formatTime(t.GetBomTime()), formatTime(t.GetEomTime()))
+		fmt.Fprintf(w, "  BOM %s EOM %s\n", microTime(t.GetBomTime()), microTime(t.GetEomTime()))
 	}
+}
+
+// microTime formats a test's time to the microsecond, TR-143's precision.
+func microTime(ts *timestamppb.Timestamp) string {
+	if ts == nil {
+		return "-"
+	}
+	return ts.AsTime().UTC().Format("2006-01-02T15:04:05.000000Z")
 }
 
 // micros formats microseconds as milliseconds with three decimals.

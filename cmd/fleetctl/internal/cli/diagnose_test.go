@@ -78,7 +78,7 @@ func TestDiagnoseResults(t *testing.T) {
 				Kind: &tasksv1.DiagnosticResult_Download{Download: &tasksv1.ThroughputResult{TestBytes: 25_000_000, ThroughputBps: 100_000_000,
 					BomTime: timestamppb.New(bom), EomTime: timestamppb.New(bom.Add(2 * time.Second))}}},
 			func(d *tasksv1.Diagnostic) bool { return d.GetDownload().GetNumberOfConnections() == 4 },
-			"  25000000 bytes received in 2.000 s: 100.00 Mbit/s\n  BOM 2026-12-06T12:00:00Z EOM 2026-12-06T12:00:02Z\n"},
+			"  25000000 bytes received in 2.000 s: 100.00 Mbit/s\n  BOM 2026-12-06T12:00:00.000000Z EOM 2026-12-06T12:00:02.000000Z\n"},
 		{[]string{"upload", "http://speed.example/up"}, &tasksv1.DiagnosticResult{Object: "x.", State: "Completed"},
 			func(d *tasksv1.Diagnostic) bool { return d.GetUpload().GetTestFileLength() == 1<<20 }, "  x. Completed\n"},
 		{[]string{"nslookup", "example.com", "-dns-server", "192.0.2.53", "-count", "1"},
@@ -119,6 +119,10 @@ func TestDiagnoseExitStatus(t *testing.T) {
 	if !strings.Contains(r.stdout, `"fault":{"code":0,"string":"Error_CannotResolveHostName","source":"diagnostic"}`) {
 		t.Errorf("fault JSON %s", r.stdout)
 	}
+	r = fleetctl(t, "diagnose", "dev-1", "ping", "nowhere.invalid", "-wait", "1s")
+	if r.code != ExitFailure || !strings.Contains(r.stdout, "  fault (diagnostic): Error_CannotResolveHostName\n") {
+		t.Errorf("exit %d, text %q", r.code, r.stdout)
+	}
 	for _, args := range [][]string{
 		{"diagnose", "dev-1"},
 		{"diagnose", "dev-1", "ping"},
@@ -135,8 +139,8 @@ func TestDiagnoseExitStatus(t *testing.T) {
 			t.Errorf("%v: exit %d, want 2 (%q)", args, r.code, r.stderr)
 		}
 	}
-	if n := len(f.created); n != 1 {
-		t.Errorf("%d tasks created, want 1 (usage errors create none)", n)
+	if n := len(f.created); n != 2 {
+		t.Errorf("%d tasks created, want 2 (usage errors create none)", n)
 	}
 }
 

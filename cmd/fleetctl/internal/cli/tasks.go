@@ -686,7 +686,12 @@ func writeTask(w io.Writer, output string, t *tasksv1.Task) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "%s %s %s %s\n", t.GetId(), stateName(t.GetState()), kindName(t.GetOperation()), quoteIfNeeded(t.GetDeviceId()))
 	if f := t.GetFault(); f != nil {
-		fmt.Fprintf(bw, "  fault %d: %s\n", f.GetCode(), quoteIfNeeded(f.GetFaultString()))
+		if f.GetCode() == 0 && f.GetSource() != tasksv1.FaultSource_FAULT_SOURCE_UNSPECIFIED {
+			// Not a CWMP fault: say whose it is instead of a code 0.
+			fmt.Fprintf(bw, "  fault (%s): %s\n", strings.ToLower(strings.TrimPrefix(f.GetSource().String(), "FAULT_SOURCE_")), quoteIfNeeded(f.GetFaultString()))
+		} else {
+			fmt.Fprintf(bw, "  fault %d: %s\n", f.GetCode(), quoteIfNeeded(f.GetFaultString()))
+		}
 		for _, pf := range f.GetParameterFaults() {
 			fmt.Fprintf(bw, "    %s: %d %s\n", pf.GetName(), pf.GetCode(), quoteIfNeeded(pf.GetFaultString()))
 		}
