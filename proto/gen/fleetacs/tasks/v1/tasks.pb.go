@@ -5384,7 +5384,7 @@ func (x *ChangeDUStateResult) GetResults() []*DeploymentUnitResult {
 type TaskFault struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// CWMP fault code (9000 to 9899) for faults of the CPE and transfers;
-	// 0 for failures of the ACS side (see source).
+	// 0 for failures of the ACS side and of diagnostic tests (see source).
 	Code uint32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
 	// FaultString as the CPE sent it, or the ACS's explanation.
 	FaultString string `protobuf:"bytes,2,opt,name=fault_string,json=string,proto3" json:"fault_string,omitempty"`
