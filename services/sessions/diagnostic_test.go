@@ -339,3 +339,43 @@ func TestDiagnosticAwaitDefault(t *testing.T) {
 		t.Fatalf("await %d, want 5", op.AwaitSeconds)
 	}
 }
+
+// Two tests of one device completing apart: the session of the first
+// 8 DIAGNOSTICS COMPLETE ends the one whose object says Complete; the
+// other, still Requested, waits for the next.
+func TestTaskDiagnosticsTwoTests(t *testing.T) {
+	v := newTaskEnv(t, nil)
+	v.queue.ids = []string{"t1", "t2"}
+	trace := &tasksv1.Operation{Kind: &tasksv1.Operation_Diagnostic{Diagnostic: &tasksv1.Diagnostic{
+		Test: &tasksv1.Diagnostic_TraceRoute{TraceRoute: &tasksv1.TraceRouteTest{Host: "example.net"}}}}}
+	v.tasks.add("t1", tasksv1.ClaimAction_CLAIM_ACTION_AWAIT, pingOp())
+	v.tasks.add("t2", tasksv1.ClaimAction_CLAIM_ACTION_AWAIT, trace)
+	states := map[string]string{"Device.IP.Diagnostics.IPPing.": "Complete", "Device.IP.Diagnostics.TraceRoute.": "Requested"}
+	cpe := func(m cwmp.Message) cwmp.Message {
+		if g, ok := m.(*cwmp.GetParameterValues); ok && len(g.ParameterNames) == 1 {
+			if st, ok := states[g.ParameterNames[0]]; ok {
+				return &cwmp.GetParameterValuesResponse{ParameterList: []cwmp.ParameterValue{
+					{Name: g.ParameterNames[0] + "DiagnosticsState", Value: st, Type: "xsd:string"}}}
+			}
+		}
+		return answers(m)
+	}
+	c := v.cpe(cpe)
+	c.inform(v.e, diagComplete)
+	c.run(v.e)
+	if r := v.tasks.report(t, "t1"); r.GetOutcome() != tasksv1.TaskOutcome_TASK_OUTCOME_DONE {
+		t.Fatalf("ping %v", r)
+	}
+	if n := v.tasks.reported(); n != 1 {
+		t.Fatalf("%d reports, want the ping's only", n)
+	}
+	states["Device.IP.Diagnostics.TraceRoute."] = "Complete"
+	v.tasks.mu.Lock()
+	delete(v.tasks.tasks, "t1")
+	v.tasks.mu.Unlock()
+	c.inform(v.e, diagComplete)
+	c.run(v.e)
+	if r := v.tasks.report(t, "t2"); r.GetOutcome() != tasksv1.TaskOutcome_TASK_OUTCOME_DONE || r.GetResult().GetDiagnostic().GetTraceRoute() == nil {
+		t.Fatalf("traceroute %v", r)
+	}
+}

@@ -233,3 +233,16 @@ func TestDiagnosticsStall(t *testing.T) {
 		t.Errorf("state %q", got)
 	}
 }
+
+// Without Config.Diagnostics the objects are not there: the request is
+// refused with 9005 for the parameter, as a CPE without the feature does.
+func TestDiagnosticsOff(t *testing.T) {
+	dd := newDiagDevice(t, Config{})
+	m := &cwmp.SetParameterValues{ParameterList: []cwmp.ParameterValue{
+		{Name: "Device.IP.Diagnostics.IPPing.Host", Value: "example.com", Type: "xsd:string"},
+		{Name: "Device.IP.Diagnostics.IPPing.DiagnosticsState", Value: "Requested", Type: "xsd:string"}}}
+	f, ok := dd.d.handle(m, cwmp.V1_4, time.Now()).(*cwmp.Fault)
+	if !ok || f.Code != cwmp.FaultCPEInvalidArguments || len(f.SetParameterValuesFaults) != 2 || f.SetParameterValuesFaults[0].FaultCode != cwmp.FaultInvalidParameterName {
+		t.Fatalf("answer %+v", f)
+	}
+}
