@@ -165,6 +165,8 @@ func (p *taskPlanner) operation(ct *tasksv1.ClaimedTask, s engine.Start, paramKe
 			if paramKey != "" && paramKey == op.Key {
 				op.confirmedByKey()
 			}
+		case kindDiagnostic:
+			op.resumeDiagnostic(paramKey)
 		default:
 			if completed(op, s) {
 				op.done(nil)
@@ -179,6 +181,10 @@ func (p *taskPlanner) operation(ct *tasksv1.ClaimedTask, s engine.Start, paramKe
 		op, err := newTaskOp(t, stageWaiting, p.await)
 		if err != nil {
 			return nil, err
+		}
+		if op.Kind == kindDiagnostic {
+			op.awaitDiagnostic(s)
+			return op, nil
 		}
 		op.Spec, op.spec = nil, nil
 		if completed(op, s) {
@@ -204,8 +210,11 @@ func (p *taskPlanner) runnable(t *tasksv1.Task, root string) (*taskOp, error) {
 		}
 		op.Path = root
 	}
+	if op.Kind == kindDiagnostic && op.Stage == stagePending {
+		op.startDiagnostic(root)
+	}
 	if op.Stage == stagePending {
-		m, err := requestOf(op.operation(), op.Key)
+		m, err := op.request()
 		if err != nil {
 			// An operation kind this worker does not know (a newer API).
 			op.fail(&tasksv1.TaskFault{Source: tasksv1.FaultSource_FAULT_SOURCE_ACS,
