@@ -195,13 +195,10 @@ func TestNATSEventsPublished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every publish is acknowledged (or failed) once its slot is free.
-	deadline := time.Now().Add(5 * time.Second)
-	for len(p.slots) > 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	if len(p.slots) > 0 {
-		t.Fatal("events still in flight")
+	// Every publish has its outcome.
+	p.pub.Wait()
+	if n := p.pub.InFlight(); n != 0 {
+		t.Fatalf("%d events still in flight", n)
 	}
 	want := map[string]string{"device.boot": "", "device.value_change": "", "device.transfer_complete": ""}
 	for seq := uint64(1); seq <= 3; seq++ {
