@@ -33,6 +33,7 @@ import (
 
 	// Linked for their descriptors (TestEverySourceHasGeneratedCode).
 	_ "github.com/fleetacs/fleetacs/proto/gen/fleetacs/events/v1"
+	_ "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
 )
 
 // TestEverySourceHasGeneratedCode catches a .proto file whose generated Go

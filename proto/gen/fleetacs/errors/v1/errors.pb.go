@@ -87,7 +87,6 @@ const (
 	// RESOURCE_EXHAUSTED: the device's task queue is full; wait for tasks to
 	// run or cancel some.
 	ErrorReason_QUEUE_FULL ErrorReason = 20
-	// Files API (30 to 39).
 	// NOT_FOUND: the tenant has no file with this id.
 	ErrorReason_FILE_NOT_FOUND ErrorReason = 30
 	// ALREADY_EXISTS: the tenant has a file with this name.
