@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"net/http/httptest"
 	"path/filepath"
 	"sync"
@@ -242,3 +243,5 @@ func (h *harness) get(t *testing.T, method, path string, hdr ...string) (*http.R
 	}
 	return resp, buf.Bytes()
 }
+
+var osStat = os.Stat
