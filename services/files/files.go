@@ -143,6 +143,8 @@ type Service struct {
 	now    func() time.Time
 	// serving holds a slot per download served (ServeMaxConcurrent).
 	serving chan struct{}
+	// baseURL starts signed URLs (Config.BaseURL, or SetBaseURL's).
+	baseURL atomic.Pointer[string]
 	ready   atomic.Bool
 	started bool
 }
@@ -167,16 +169,19 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Requester == nil {
 		deps.Requester = func(context.Context) string { return "" }
 	}
-	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
-	return &Service{cfg: cfg, deps: deps, meta: deps.Store, blobs: deps.Blobs, keys: deps.URLKeys,
-		logger: deps.Logger, now: deps.Now, serving: make(chan struct{}, cfg.ServeMaxConcurrent)}, nil
+	s := &Service{cfg: cfg, deps: deps, meta: deps.Store, blobs: deps.Blobs, keys: deps.URLKeys,
+		logger: deps.Logger, now: deps.Now, serving: make(chan struct{}, cfg.ServeMaxConcurrent)}
+	base := strings.TrimSuffix(cfg.BaseURL, "/")
+	s.baseURL.Store(&base)
+	return s, nil
 }
 
 // SetBaseURL sets the start of signed URLs when the configuration left it
 // empty (the fleetacs binary: the gateway's address, known once bound).
 func (s *Service) SetBaseURL(u string) {
 	if s.cfg.BaseURL == "" {
-		s.cfg.BaseURL = strings.TrimSuffix(u, "/")
+		base := strings.TrimSuffix(u, "/")
+		s.baseURL.Store(&base)
 	}
 }
 

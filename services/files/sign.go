@@ -130,14 +130,18 @@ var (
 // look the file up: a URL of a deleted or unknown file answers 404.
 // Presets and campaigns put it in a Download's URL.
 func (s *Service) SignURL(tenant, fileID, deviceKey string, ttl time.Duration) (string, error) {
-	if s.cfg.BaseURL == "" {
+	base := ""
+	if b := s.baseURL.Load(); b != nil {
+		base = *b
+	}
+	if base == "" {
 		return "", errNoBaseURL
 	}
 	p, err := s.SignPath(tenant, fileID, deviceKey, ttl)
 	if err != nil {
 		return "", err
 	}
-	return s.cfg.BaseURL + p, nil
+	return base + p, nil
 }
 
 // SignPath is SignURL's path and query, without the base URL.
