@@ -72,7 +72,7 @@ type harnessOpts struct {
 	uploadIdle time.Duration
 }
 
-func newHarness(t *testing.T, o harnessOpts) *harness {
+func newHarness(t testing.TB, o harnessOpts) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := DefaultConfig()
@@ -140,7 +140,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	return h
 }
 
-func (h *harness) token(t *testing.T, role authv1.Role, tenants ...string) string {
+func (h *harness) token(t testing.TB, role authv1.Role, tenants ...string) string {
 	t.Helper()
 	tok, _, err := apiauth.IssueToken(t.Context(), h.tokens, apiauth.TokenRecord{Name: "test", Role: role, Tenants: tenants, Creator: "test", Created: time.Now()})
 	if err != nil {
@@ -193,7 +193,7 @@ func firmware(name, version string, pcs ...string) *filesv1.UploadFileHeader {
 }
 
 // upload sends h then data in chunks of chunk bytes.
-func (h *harness) upload(t *testing.T, token, tenant string, hdr *filesv1.UploadFileHeader, data []byte, chunk int) (*filesv1.File, error) {
+func (h *harness) upload(t testing.TB, token, tenant string, hdr *filesv1.UploadFileHeader, data []byte, chunk int) (*filesv1.File, error) {
 	t.Helper()
 	stream, err := h.public.UploadFile(as(t.Context(), token))
 	if err != nil {
