@@ -174,6 +174,7 @@ func TestPublicMethodRoles(t *testing.T) {
 		"/fleetacs.files.v1.FilesService/GetFile":                                 authv1.Role_ROLE_VIEWER,
 		"/fleetacs.files.v1.FilesService/ListFiles":                               authv1.Role_ROLE_VIEWER,
 		"/fleetacs.files.v1.FilesService/DeleteFile":                              authv1.Role_ROLE_OPERATOR,
+		"/fleetacs.files.v1.FilesService/CreateDownloadUrl":                       authv1.Role_ROLE_OPERATOR,
 		"/fleetacs.events.v1.EventsService/WatchEvents":                           authv1.Role_ROLE_VIEWER,
 	}
 	internal := []string{"fleetacs.inventory.v1.InventoryInternalService", "fleetacs.sessions.v1.SessionService", "fleetacs.tasks.v1.TasksInternalService"}

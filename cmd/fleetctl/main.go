@@ -5,7 +5,7 @@
 // (`fleetctl tokens create|list|revoke`), runs tasks (`fleetctl tasks
 // create|get|list|cancel|watch`) and follows events (`fleetctl events
 // watch`) and manages the files CPEs download (`fleetctl files
-// upload|list|get|delete`); presets and campaigns join the same command
+// upload|list|get|url|delete`); presets and campaigns join the same command
 // tree in internal/cli.
 package main
 

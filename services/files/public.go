@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"time"
 
@@ -190,3 +191,43 @@ func (p *publicServer) UploadFile(stream filesv1.FilesService_UploadFileServer) 
 
 // maxChunk bounds one chunk message.
 const maxChunk = 1 << 20
+
+// defaultURLTTL is CreateDownloadUrl's lifetime when the request names
+// none.
+const defaultURLTTL = 24 * time.Hour
+
+// CreateDownloadUrl implements FilesService.
+func (p *publicServer) CreateDownloadUrl(ctx context.Context, req *filesv1.CreateDownloadUrlRequest) (*filesv1.CreateDownloadUrlResponse, error) {
+	tenant, err := p.s.tenant(ctx, req.GetTenant())
+	if err != nil {
+		return nil, err
+	}
+	if !validID(req.GetId()) {
+		if req.GetId() == "" {
+			return nil, invalidField("id", "must not be empty")
+		}
+		return nil, notFound(req.GetId())
+	}
+	if d := req.GetDeviceId(); d == "" || len(d) > maxDeviceKey {
+		return nil, invalidField("device_id", fmt.Sprintf("1 to %d bytes", maxDeviceKey))
+	}
+	ttl := defaultURLTTL
+	if s := req.GetTtlSeconds(); s > 0 {
+		ttl = time.Duration(s) * time.Second
+	}
+	if ttl > p.s.cfg.MaxURLTTL {
+		return nil, invalidField("ttl_seconds", fmt.Sprintf("at most files.max-url-ttl (%s)", p.s.cfg.MaxURLTTL))
+	}
+	r, err := p.s.meta.Get(ctx, tenant, req.GetId())
+	if err != nil {
+		return nil, p.s.statusOf(ctx, "create download URL", map[string]string{"file_id": req.GetId()}, err)
+	}
+	u, err := p.s.SignURL(tenant, r.ID, req.GetDeviceId(), ttl)
+	if errors.Is(err, errNoBaseURL) {
+		return nil, apiError(codes.FailedPrecondition, errorsv1.ErrorReason_INVALID_FIELD, err.Error(), map[string]string{"field": "files.base-url"})
+	}
+	if err != nil {
+		return nil, p.s.statusOf(ctx, "create download URL", nil, err)
+	}
+	return &filesv1.CreateDownloadUrlResponse{Url: u, ExpireTime: timestamppb.New(p.s.now().Add(ttl).Truncate(time.Second)), File: toProto(r)}, nil
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -274,4 +275,30 @@ func TestRolesAndTenants(t *testing.T) {
 	if _, err := h.public.GetFile(as(t.Context(), h.viewer), &filesv1.GetFileRequest{Id: f.GetId()}); err != nil {
 		t.Fatalf("the file is still there: %v", err)
 	}
+}
+
+func TestCreateDownloadUrl(t *testing.T) {
+	h := newHarness(t, harnessOpts{cfg: func(c *Config) { c.MaxURLTTL = 48 * time.Hour }})
+	data := content(5000, 41)
+	f := h.mustUpload(t, firmware("fw.bin", "1"), data)
+	resp, err := h.public.CreateDownloadUrl(as(t.Context(), h.operator), &filesv1.CreateDownloadUrlRequest{Id: f.GetId(), DeviceId: "OUI-PC-SN1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetFile().GetSha256() != sum(data) || !resp.GetExpireTime().AsTime().After(h.clock.Now().Add(23*time.Hour)) {
+		t.Fatalf("response: %v", resp)
+	}
+	// The URL downloads, from the download endpoint.
+	path := strings.TrimPrefix(resp.GetUrl(), "http://acs.example.net:7547")
+	if r, body := h.get(t, "GET", path); r.StatusCode != 200 || sum(body) != sum(data) {
+		t.Fatalf("the URL: %d", r.StatusCode)
+	}
+	_, err = h.public.CreateDownloadUrl(as(t.Context(), h.viewer), &filesv1.CreateDownloadUrlRequest{Id: f.GetId(), DeviceId: "OUI-PC-SN1"})
+	wantError(t, err, codes.PermissionDenied, errorsv1.ErrorReason_ROLE_FORBIDDEN)
+	_, err = h.public.CreateDownloadUrl(as(t.Context(), h.other), &filesv1.CreateDownloadUrlRequest{Id: f.GetId(), DeviceId: "OUI-PC-SN1"})
+	wantError(t, err, codes.NotFound, errorsv1.ErrorReason_FILE_NOT_FOUND)
+	_, err = h.public.CreateDownloadUrl(as(t.Context(), h.operator), &filesv1.CreateDownloadUrlRequest{Id: f.GetId()})
+	wantError(t, err, codes.InvalidArgument, errorsv1.ErrorReason_INVALID_FIELD)
+	_, err = h.public.CreateDownloadUrl(as(t.Context(), h.operator), &filesv1.CreateDownloadUrlRequest{Id: f.GetId(), DeviceId: "d", TtlSeconds: 49 * 3600})
+	wantError(t, err, codes.InvalidArgument, errorsv1.ErrorReason_INVALID_FIELD)
 }

@@ -52,6 +52,16 @@ func filesCommand() *Command {
 				Setup: setupFilesGet,
 			},
 			{
+				Name:  "url",
+				Args:  "ID DEVICE_ID",
+				Short: "Print a device's download URL of a file",
+				Long: "Print the signed URL at which the device DEVICE_ID may download file ID until\n" +
+					"it expires (-ttl), for a Download task: the CWMP listener answers it, and only\n" +
+					"it, with the file (HTTP Range supported). Output (-o): text (the URL alone) or json.\n" +
+					"Example: fleetctl tasks create $DEV download \"$(fleetctl files url $FILE $DEV)\" -file-type firmware",
+				Setup: setupFilesURL,
+			},
+			{
 				Name:  "delete",
 				Args:  "ID...",
 				Short: "Delete files by id",
@@ -384,5 +394,54 @@ func setupFilesDelete(fs *flag.FlagSet) RunFunc {
 			}
 		}
 		return nil
+	}
+}
+
+type filesURLOptions struct {
+	conn           connFlags
+	tenant, output string
+	ttl            time.Duration
+}
+
+func setupFilesURL(fs *flag.FlagSet) RunFunc {
+	o := &filesURLOptions{}
+	o.conn.register(fs)
+	fs.StringVar(&o.tenant, "tenant", "", "`tenant` of the file and the device (default: the caller's, when it has one)")
+	fs.DurationVar(&o.ttl, "ttl", 24*time.Hour, "how long the URL works")
+	fs.StringVar(&o.output, "o", "text", "output `format`: text or json")
+	return func(ctx context.Context, env *Env, args []string) error {
+		pos, err := interspersedArgs(fs, args)
+		if err != nil {
+			return err
+		}
+		if len(pos) != 2 {
+			return Usagef("want a file ID and a DEVICE_ID")
+		}
+		if o.output != "text" && o.output != "json" {
+			return Usagef("unknown output format %q: want text or json", o.output)
+		}
+		if o.ttl < time.Second || o.ttl > 1<<31*time.Second {
+			return Usagef("-ttl must be at least 1s, got %s", o.ttl)
+		}
+		c, err := o.conn.dial(env)
+		if err != nil {
+			return wrapNonUsage("files url", err)
+		}
+		defer c.cc.Close()
+		resp, err := call(ctx, c, filesv1.NewFilesServiceClient(c.cc).CreateDownloadUrl,
+			&filesv1.CreateDownloadUrlRequest{Tenant: o.tenant, Id: pos[0], DeviceId: pos[1], TtlSeconds: uint32(o.ttl / time.Second)})
+		if err != nil {
+			return fmt.Errorf("files url %s: %w", quoteIfNeeded(pos[0]), err)
+		}
+		if o.output == "json" {
+			b, err := json.MarshalIndent(protoJSON(resp), "", "  ")
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(env.Stdout, "%s\n", b)
+			return err
+		}
+		_, err = fmt.Fprintln(env.Stdout, resp.GetUrl())
+		return err
 	}
 }

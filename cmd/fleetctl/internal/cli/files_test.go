@@ -33,7 +33,9 @@ func newFilesServer(t *testing.T) *filesServer {
 	dir := t.TempDir()
 	key, _ := secretbox.GenerateKey()
 	keys, _ := files.NewURLKeys(key)
-	svc, err := files.New(files.DefaultConfig(), files.Deps{
+	cfg := files.DefaultConfig()
+	cfg.BaseURL = "http://cpe.example.net:7547"
+	svc, err := files.New(cfg, files.Deps{
 		Store: sqlitestore.New(sqlitestore.Config{Path: filepath.Join(dir, "files.db")}), Blobs: disk.New(filepath.Join(dir, "blobs")),
 		URLKeys: keys, CallerTenants: apiauth.CallerTenants,
 		Requester: func(ctx context.Context) string { p, _ := apiauth.FromContext(ctx); return p.ID },
@@ -121,6 +123,12 @@ func TestFilesUploadListGetDelete(t *testing.T) {
 		t.Errorf("upload without -type: %d", r.code)
 	}
 
+	r = fleetctl(t, "files", "url", id, "00D09E-HGW-SN1", "-ttl", "1h")
+	wantOK(t, r)
+	if !strings.HasPrefix(r.stdout, "http://cpe.example.net:7547/files/default/"+id+"?") || strings.Count(r.stdout, "\n") != 1 {
+		t.Errorf("url: %q", r.stdout)
+	}
+
 	r = fleetctl(t, "files", "delete", id)
 	wantOK(t, r)
 	if r.stdout != "deleted "+id+"\n" {
@@ -130,5 +138,5 @@ func TestFilesUploadListGetDelete(t *testing.T) {
 }
 
 func TestFilesHelpGolden(t *testing.T) {
-	helpGolden(t, "FilesHelpGolden", "../../testdata/help-files.txt", "files", "upload", "list", "get", "delete")
+	helpGolden(t, "FilesHelpGolden", "../../testdata/help-files.txt", "files", "upload", "list", "get", "url", "delete")
 }

@@ -762,6 +762,144 @@ func (*DeleteFileResponse) Descriptor() ([]byte, []int) {
 	return file_fleetacs_files_v1_files_proto_rawDescGZIP(), []int{9}
 }
 
+// CreateDownloadUrlRequest names a file and the device that will fetch it.
+type CreateDownloadUrlRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant of the file and the device.
+	Tenant string `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// File id.
+	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// Device key (fleetacs.inventory.v1.Device.id) the URL is for.
+	DeviceId string `protobuf:"bytes,3,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// Lifetime of the URL in seconds; 0: one day. At most the server's
+	// files.max-url-ttl.
+	TtlSeconds    uint32 `protobuf:"varint,4,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateDownloadUrlRequest) Reset() {
+	*x = CreateDownloadUrlRequest{}
+	mi := &file_fleetacs_files_v1_files_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateDownloadUrlRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateDownloadUrlRequest) ProtoMessage() {}
+
+func (x *CreateDownloadUrlRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_files_v1_files_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateDownloadUrlRequest.ProtoReflect.Descriptor instead.
+func (*CreateDownloadUrlRequest) Descriptor() ([]byte, []int) {
+	return file_fleetacs_files_v1_files_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CreateDownloadUrlRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *CreateDownloadUrlRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CreateDownloadUrlRequest) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *CreateDownloadUrlRequest) GetTtlSeconds() uint32 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+// CreateDownloadUrlResponse is the signed URL.
+type CreateDownloadUrlResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The URL, for the device only.
+	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// When it stops working.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// The file's size and SHA-256, for the Download's FileSize.
+	File          *File `protobuf:"bytes,3,opt,name=file,proto3" json:"file,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateDownloadUrlResponse) Reset() {
+	*x = CreateDownloadUrlResponse{}
+	mi := &file_fleetacs_files_v1_files_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateDownloadUrlResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateDownloadUrlResponse) ProtoMessage() {}
+
+func (x *CreateDownloadUrlResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_files_v1_files_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateDownloadUrlResponse.ProtoReflect.Descriptor instead.
+func (*CreateDownloadUrlResponse) Descriptor() ([]byte, []int) {
+	return file_fleetacs_files_v1_files_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CreateDownloadUrlResponse) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *CreateDownloadUrlResponse) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *CreateDownloadUrlResponse) GetFile() *File {
+	if x != nil {
+		return x.File
+	}
+	return nil
+}
+
 var File_fleetacs_files_v1_files_proto protoreflect.FileDescriptor
 
 const file_fleetacs_files_v1_files_proto_rawDesc = "" +
@@ -816,14 +954,26 @@ const file_fleetacs_files_v1_files_proto_rawDesc = "" +
 	"\x11DeleteFileRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"\x14\n" +
-	"\x12DeleteFileResponse2\x88\x03\n" +
+	"\x12DeleteFileResponse\"\x80\x01\n" +
+	"\x18CreateDownloadUrlRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1b\n" +
+	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\x12\x1f\n" +
+	"\vttl_seconds\x18\x04 \x01(\rR\n" +
+	"ttlSeconds\"\x97\x01\n" +
+	"\x19CreateDownloadUrlResponse\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12;\n" +
+	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12+\n" +
+	"\x04file\x18\x03 \x01(\v2\x17.fleetacs.files.v1.FileR\x04file2\xfe\x03\n" +
 	"\fFilesService\x12a\n" +
 	"\n" +
 	"UploadFile\x12$.fleetacs.files.v1.UploadFileRequest\x1a%.fleetacs.files.v1.UploadFileResponse\"\x04\xc8\xf3\x18\x02(\x01\x12V\n" +
 	"\aGetFile\x12!.fleetacs.files.v1.GetFileRequest\x1a\".fleetacs.files.v1.GetFileResponse\"\x04\xc8\xf3\x18\x01\x12\\\n" +
 	"\tListFiles\x12#.fleetacs.files.v1.ListFilesRequest\x1a$.fleetacs.files.v1.ListFilesResponse\"\x04\xc8\xf3\x18\x01\x12_\n" +
 	"\n" +
-	"DeleteFile\x12$.fleetacs.files.v1.DeleteFileRequest\x1a%.fleetacs.files.v1.DeleteFileResponse\"\x04\xc8\xf3\x18\x02BBZ@github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1;filesv1b\x06proto3"
+	"DeleteFile\x12$.fleetacs.files.v1.DeleteFileRequest\x1a%.fleetacs.files.v1.DeleteFileResponse\"\x04\xc8\xf3\x18\x02\x12t\n" +
+	"\x11CreateDownloadUrl\x12+.fleetacs.files.v1.CreateDownloadUrlRequest\x1a,.fleetacs.files.v1.CreateDownloadUrlResponse\"\x04\xc8\xf3\x18\x02BBZ@github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1;filesv1b\x06proto3"
 
 var (
 	file_fleetacs_files_v1_files_proto_rawDescOnce sync.Once
@@ -837,39 +987,45 @@ func file_fleetacs_files_v1_files_proto_rawDescGZIP() []byte {
 	return file_fleetacs_files_v1_files_proto_rawDescData
 }
 
-var file_fleetacs_files_v1_files_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_fleetacs_files_v1_files_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_fleetacs_files_v1_files_proto_goTypes = []any{
-	(*File)(nil),                  // 0: fleetacs.files.v1.File
-	(*UploadFileHeader)(nil),      // 1: fleetacs.files.v1.UploadFileHeader
-	(*UploadFileRequest)(nil),     // 2: fleetacs.files.v1.UploadFileRequest
-	(*UploadFileResponse)(nil),    // 3: fleetacs.files.v1.UploadFileResponse
-	(*GetFileRequest)(nil),        // 4: fleetacs.files.v1.GetFileRequest
-	(*GetFileResponse)(nil),       // 5: fleetacs.files.v1.GetFileResponse
-	(*ListFilesRequest)(nil),      // 6: fleetacs.files.v1.ListFilesRequest
-	(*ListFilesResponse)(nil),     // 7: fleetacs.files.v1.ListFilesResponse
-	(*DeleteFileRequest)(nil),     // 8: fleetacs.files.v1.DeleteFileRequest
-	(*DeleteFileResponse)(nil),    // 9: fleetacs.files.v1.DeleteFileResponse
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*File)(nil),                      // 0: fleetacs.files.v1.File
+	(*UploadFileHeader)(nil),          // 1: fleetacs.files.v1.UploadFileHeader
+	(*UploadFileRequest)(nil),         // 2: fleetacs.files.v1.UploadFileRequest
+	(*UploadFileResponse)(nil),        // 3: fleetacs.files.v1.UploadFileResponse
+	(*GetFileRequest)(nil),            // 4: fleetacs.files.v1.GetFileRequest
+	(*GetFileResponse)(nil),           // 5: fleetacs.files.v1.GetFileResponse
+	(*ListFilesRequest)(nil),          // 6: fleetacs.files.v1.ListFilesRequest
+	(*ListFilesResponse)(nil),         // 7: fleetacs.files.v1.ListFilesResponse
+	(*DeleteFileRequest)(nil),         // 8: fleetacs.files.v1.DeleteFileRequest
+	(*DeleteFileResponse)(nil),        // 9: fleetacs.files.v1.DeleteFileResponse
+	(*CreateDownloadUrlRequest)(nil),  // 10: fleetacs.files.v1.CreateDownloadUrlRequest
+	(*CreateDownloadUrlResponse)(nil), // 11: fleetacs.files.v1.CreateDownloadUrlResponse
+	(*timestamppb.Timestamp)(nil),     // 12: google.protobuf.Timestamp
 }
 var file_fleetacs_files_v1_files_proto_depIdxs = []int32{
-	10, // 0: fleetacs.files.v1.File.create_time:type_name -> google.protobuf.Timestamp
+	12, // 0: fleetacs.files.v1.File.create_time:type_name -> google.protobuf.Timestamp
 	1,  // 1: fleetacs.files.v1.UploadFileRequest.header:type_name -> fleetacs.files.v1.UploadFileHeader
 	0,  // 2: fleetacs.files.v1.UploadFileResponse.file:type_name -> fleetacs.files.v1.File
 	0,  // 3: fleetacs.files.v1.GetFileResponse.file:type_name -> fleetacs.files.v1.File
 	0,  // 4: fleetacs.files.v1.ListFilesResponse.files:type_name -> fleetacs.files.v1.File
-	2,  // 5: fleetacs.files.v1.FilesService.UploadFile:input_type -> fleetacs.files.v1.UploadFileRequest
-	4,  // 6: fleetacs.files.v1.FilesService.GetFile:input_type -> fleetacs.files.v1.GetFileRequest
-	6,  // 7: fleetacs.files.v1.FilesService.ListFiles:input_type -> fleetacs.files.v1.ListFilesRequest
-	8,  // 8: fleetacs.files.v1.FilesService.DeleteFile:input_type -> fleetacs.files.v1.DeleteFileRequest
-	3,  // 9: fleetacs.files.v1.FilesService.UploadFile:output_type -> fleetacs.files.v1.UploadFileResponse
-	5,  // 10: fleetacs.files.v1.FilesService.GetFile:output_type -> fleetacs.files.v1.GetFileResponse
-	7,  // 11: fleetacs.files.v1.FilesService.ListFiles:output_type -> fleetacs.files.v1.ListFilesResponse
-	9,  // 12: fleetacs.files.v1.FilesService.DeleteFile:output_type -> fleetacs.files.v1.DeleteFileResponse
-	9,  // [9:13] is the sub-list for method output_type
-	5,  // [5:9] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	12, // 5: fleetacs.files.v1.CreateDownloadUrlResponse.expire_time:type_name -> google.protobuf.Timestamp
+	0,  // 6: fleetacs.files.v1.CreateDownloadUrlResponse.file:type_name -> fleetacs.files.v1.File
+	2,  // 7: fleetacs.files.v1.FilesService.UploadFile:input_type -> fleetacs.files.v1.UploadFileRequest
+	4,  // 8: fleetacs.files.v1.FilesService.GetFile:input_type -> fleetacs.files.v1.GetFileRequest
+	6,  // 9: fleetacs.files.v1.FilesService.ListFiles:input_type -> fleetacs.files.v1.ListFilesRequest
+	8,  // 10: fleetacs.files.v1.FilesService.DeleteFile:input_type -> fleetacs.files.v1.DeleteFileRequest
+	10, // 11: fleetacs.files.v1.FilesService.CreateDownloadUrl:input_type -> fleetacs.files.v1.CreateDownloadUrlRequest
+	3,  // 12: fleetacs.files.v1.FilesService.UploadFile:output_type -> fleetacs.files.v1.UploadFileResponse
+	5,  // 13: fleetacs.files.v1.FilesService.GetFile:output_type -> fleetacs.files.v1.GetFileResponse
+	7,  // 14: fleetacs.files.v1.FilesService.ListFiles:output_type -> fleetacs.files.v1.ListFilesResponse
+	9,  // 15: fleetacs.files.v1.FilesService.DeleteFile:output_type -> fleetacs.files.v1.DeleteFileResponse
+	11, // 16: fleetacs.files.v1.FilesService.CreateDownloadUrl:output_type -> fleetacs.files.v1.CreateDownloadUrlResponse
+	12, // [12:17] is the sub-list for method output_type
+	7,  // [7:12] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_fleetacs_files_v1_files_proto_init() }
@@ -887,7 +1043,7 @@ func file_fleetacs_files_v1_files_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fleetacs_files_v1_files_proto_rawDesc), len(file_fleetacs_files_v1_files_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

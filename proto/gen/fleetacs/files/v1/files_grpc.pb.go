@@ -26,10 +26,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	FilesService_UploadFile_FullMethodName = "/fleetacs.files.v1.FilesService/UploadFile"
-	FilesService_GetFile_FullMethodName    = "/fleetacs.files.v1.FilesService/GetFile"
-	FilesService_ListFiles_FullMethodName  = "/fleetacs.files.v1.FilesService/ListFiles"
-	FilesService_DeleteFile_FullMethodName = "/fleetacs.files.v1.FilesService/DeleteFile"
+	FilesService_UploadFile_FullMethodName        = "/fleetacs.files.v1.FilesService/UploadFile"
+	FilesService_GetFile_FullMethodName           = "/fleetacs.files.v1.FilesService/GetFile"
+	FilesService_ListFiles_FullMethodName         = "/fleetacs.files.v1.FilesService/ListFiles"
+	FilesService_DeleteFile_FullMethodName        = "/fleetacs.files.v1.FilesService/DeleteFile"
+	FilesService_CreateDownloadUrl_FullMethodName = "/fleetacs.files.v1.FilesService/CreateDownloadUrl"
 )
 
 // FilesServiceClient is the client API for FilesService service.
@@ -62,6 +63,12 @@ type FilesServiceClient interface {
 	// answer 404 from then on. NOT_FOUND / FILE_NOT_FOUND when the tenant has
 	// no such file.
 	DeleteFile(ctx context.Context, in *DeleteFileRequest, opts ...grpc.CallOption) (*DeleteFileResponse, error)
+	// CreateDownloadUrl returns the URL at which one device may download one
+	// file until it expires: the URL of a Download task (presets and
+	// campaigns make their own). NOT_FOUND / FILE_NOT_FOUND when the tenant
+	// has no such file. The device is not looked up: a URL for a device that
+	// does not exist is of use to nobody but its holder.
+	CreateDownloadUrl(ctx context.Context, in *CreateDownloadUrlRequest, opts ...grpc.CallOption) (*CreateDownloadUrlResponse, error)
 }
 
 type filesServiceClient struct {
@@ -115,6 +122,16 @@ func (c *filesServiceClient) DeleteFile(ctx context.Context, in *DeleteFileReque
 	return out, nil
 }
 
+func (c *filesServiceClient) CreateDownloadUrl(ctx context.Context, in *CreateDownloadUrlRequest, opts ...grpc.CallOption) (*CreateDownloadUrlResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateDownloadUrlResponse)
+	err := c.cc.Invoke(ctx, FilesService_CreateDownloadUrl_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FilesServiceServer is the server API for FilesService service.
 // All implementations must embed UnimplementedFilesServiceServer
 // for forward compatibility.
@@ -145,6 +162,12 @@ type FilesServiceServer interface {
 	// answer 404 from then on. NOT_FOUND / FILE_NOT_FOUND when the tenant has
 	// no such file.
 	DeleteFile(context.Context, *DeleteFileRequest) (*DeleteFileResponse, error)
+	// CreateDownloadUrl returns the URL at which one device may download one
+	// file until it expires: the URL of a Download task (presets and
+	// campaigns make their own). NOT_FOUND / FILE_NOT_FOUND when the tenant
+	// has no such file. The device is not looked up: a URL for a device that
+	// does not exist is of use to nobody but its holder.
+	CreateDownloadUrl(context.Context, *CreateDownloadUrlRequest) (*CreateDownloadUrlResponse, error)
 	mustEmbedUnimplementedFilesServiceServer()
 }
 
@@ -166,6 +189,9 @@ func (UnimplementedFilesServiceServer) ListFiles(context.Context, *ListFilesRequ
 }
 func (UnimplementedFilesServiceServer) DeleteFile(context.Context, *DeleteFileRequest) (*DeleteFileResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteFile not implemented")
+}
+func (UnimplementedFilesServiceServer) CreateDownloadUrl(context.Context, *CreateDownloadUrlRequest) (*CreateDownloadUrlResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateDownloadUrl not implemented")
 }
 func (UnimplementedFilesServiceServer) mustEmbedUnimplementedFilesServiceServer() {}
 func (UnimplementedFilesServiceServer) testEmbeddedByValue()                      {}
@@ -249,6 +275,24 @@ func _FilesService_DeleteFile_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FilesService_CreateDownloadUrl_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateDownloadUrlRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FilesServiceServer).CreateDownloadUrl(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FilesService_CreateDownloadUrl_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FilesServiceServer).CreateDownloadUrl(ctx, req.(*CreateDownloadUrlRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FilesService_ServiceDesc is the grpc.ServiceDesc for FilesService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -267,6 +311,10 @@ var FilesService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteFile",
 			Handler:    _FilesService_DeleteFile_Handler,
+		},
+		{
+			MethodName: "CreateDownloadUrl",
+			Handler:    _FilesService_CreateDownloadUrl_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
