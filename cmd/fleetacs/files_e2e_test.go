@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -13,9 +14,13 @@ import (
 	"time"
 
 	"github.com/fleetacs/fleetacs/pkg/testenv"
+	filesv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
+	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
+	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	"github.com/fleetacs/fleetacs/services/files"
 	"github.com/fleetacs/fleetacs/services/files/blob/disk"
 	"github.com/fleetacs/fleetacs/services/files/store/sqlitestore"
+	"github.com/fleetacs/fleetacs/tools/cpesim/sim"
 )
 
 // signerFor signs download URLs with the key file a fleetacs process
@@ -116,5 +121,133 @@ func TestFilesEndToEnd(t *testing.T) {
 	}
 	if resp, _ := fetch(t, "GET", gw+path); resp.StatusCode != 404 {
 		t.Fatalf("download of a deleted file: %d", resp.StatusCode)
+	}
+}
+
+// TestFirmwareDownloadEndToEnd: a firmware uploaded to `fleetacs all` is
+// fetched by a cpesim device through /files/ on the CWMP listener, after
+// a Download task carrying the URL the files API signed for it; the first
+// attempt is cut part way and resumed with a Range request, the checksum
+// is checked, and the task ends done with the device on the new version.
+// A Download of the same file with a URL signed for another device ends
+// in a transfer fault: the device got 403.
+func TestFirmwareDownloadEndToEnd(t *testing.T) {
+	s := startSecured(t, "-notifier.allow-loopback=true", "-tasks.sweep-interval=100ms")
+	sm, err := sim.New(sim.Config{URL: "http://" + s.cwmp + "/", Model: sim.TR181,
+		Devices: 2, Seed: 21, SerialPrefix: "FW", BootStorm: true, Concurrency: 2,
+		Timeout: 30 * time.Second, ConnReq: sim.ConnReqPerDevice,
+		TimeScale: 0.01, RebootTime: 50 * time.Millisecond, TransferTime: 50 * time.Millisecond,
+		FetchTransfers: true, FetchInterruptAfter: 100_000,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	type result struct {
+		sum sim.Summary
+		err error
+	}
+	done := make(chan result, 1)
+	go func() { sum, err := sm.Run(ctx); done <- result{sum, err} }()
+	stopped := false
+	stopSim := func() sim.Summary {
+		stopped = true
+		cancel()
+		r := <-done
+		if r.err != nil && ctx.Err() == nil {
+			t.Errorf("cpesim: %v", r.err)
+		}
+		return r.sum
+	}
+	t.Cleanup(func() {
+		if !stopped {
+			stopSim()
+		}
+	})
+	inv := inventoryv1.NewInventoryServiceClient(s.publicConn)
+	var ids []string
+	waitFor(t, 30*time.Second, func() error {
+		list, err := inv.ListDevices(withToken(ctx10(t), s.admin), &inventoryv1.ListDevicesRequest{Tenant: "default"})
+		if err != nil {
+			return err
+		}
+		ids = ids[:0]
+		for _, d := range list.GetDevices() {
+			if !d.GetConnectionRequest().GetPasswordSet() {
+				return fmt.Errorf("device %s has no connection-request credentials yet", d.GetId())
+			}
+			ids = append(ids, d.GetId())
+		}
+		if len(ids) != 2 {
+			return fmt.Errorf("%d devices", len(ids))
+		}
+		return nil
+	})
+
+	// Upload by the gRPC stream, as fleetctl does.
+	fw := bytes.Repeat([]byte("FW-7.1 "), 150_000)
+	fc := filesv1.NewFilesServiceClient(s.publicConn)
+	stream, err := fc.UploadFile(withToken(ctx10(t), s.admin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(fw)
+	if err := stream.Send(&filesv1.UploadFileRequest{Tenant: "default", Part: &filesv1.UploadFileRequest_Header{Header: &filesv1.UploadFileHeader{
+		Name: "fw-7.1.bin", FileType: "1 Firmware Upgrade Image", Version: "7.1", ExpectedSha256: hex.EncodeToString(sum[:])}}}); err != nil {
+		t.Fatal(err)
+	}
+	for off := 0; off < len(fw); off += 1 << 18 {
+		if err := stream.Send(&filesv1.UploadFileRequest{Part: &filesv1.UploadFileRequest_Chunk{Chunk: fw[off:min(off+1<<18, len(fw))]}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	up, err := stream.CloseAndRecv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := func(device string) *filesv1.CreateDownloadUrlResponse {
+		resp, err := fc.CreateDownloadUrl(withToken(ctx10(t), s.admin), &filesv1.CreateDownloadUrlRequest{
+			Tenant: "default", Id: up.GetFile().GetId(), DeviceId: device, TtlSeconds: 600})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	tasks := tasksv1.NewTasksServiceClient(s.publicConn)
+	download := func(device, url string) *tasksv1.Task {
+		resp, err := tasks.CreateTask(withToken(ctx10(t), s.admin), &tasksv1.CreateTaskRequest{Tenant: "default", DeviceId: device,
+			Operation: &tasksv1.Operation{Kind: &tasksv1.Operation_Download{Download: &tasksv1.Download{
+				FileType: "1 Firmware Upgrade Image", Url: url, FileSize: uint64(len(fw))}}},
+			Options: &tasksv1.TaskOptions{ConnectionRequest: true}, WaitMs: 8000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetTask()
+	}
+
+	u := signed(ids[0])
+	task := download(ids[0], u.GetUrl())
+	wantState(t, task, tasksv1.TaskState_TASK_STATE_DONE)
+	if p := param(t, inv, withToken(ctx10(t), s.admin), ids[0], "Device.DeviceInfo.SoftwareVersion"); p == nil || p.GetValue() != "fw-7.1" {
+		t.Errorf("SoftwareVersion after the upgrade: %v", p)
+	}
+	// A URL re-targeted at the other device (its signature is the first
+	// device's) gets 403: the device reports the transfer failed.
+	re, err := url.Parse(u.GetUrl())
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := re.Query()
+	q.Set("d", ids[1])
+	re.RawQuery = q.Encode()
+	task = download(ids[1], re.String())
+	wantState(t, task, tasksv1.TaskState_TASK_STATE_FAULT)
+	if c := task.GetFault().GetCode(); c != 9012 {
+		t.Errorf("fault %v, want the CPE's 9012 (file server refused)", task.GetFault())
+	}
+	// The first download was cut after 100,000 bytes and resumed with a
+	// Range request; the refused one never got a byte to resume from.
+	if sum := stopSim(); sum.DownloadsResumed != 1 || sum.TransfersCompleted != 2 {
+		t.Errorf("cpesim: %d downloads resumed, %d transfers completed; want 1 and 2", sum.DownloadsResumed, sum.TransfersCompleted)
 	}
 }

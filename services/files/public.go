@@ -222,12 +222,13 @@ func (p *publicServer) CreateDownloadUrl(ctx context.Context, req *filesv1.Creat
 	if err != nil {
 		return nil, p.s.statusOf(ctx, "create download URL", map[string]string{"file_id": req.GetId()}, err)
 	}
-	u, err := p.s.SignURL(tenant, r.ID, req.GetDeviceId(), ttl)
+	f := toProto(r)
+	u, err := p.s.SignFileURL(f, req.GetDeviceId(), ttl)
 	if errors.Is(err, errNoBaseURL) {
 		return nil, apiError(codes.FailedPrecondition, errorsv1.ErrorReason_INVALID_FIELD, err.Error(), map[string]string{"field": "files.base-url"})
 	}
 	if err != nil {
 		return nil, p.s.statusOf(ctx, "create download URL", nil, err)
 	}
-	return &filesv1.CreateDownloadUrlResponse{Url: u, ExpireTime: timestamppb.New(p.s.now().Add(ttl).Truncate(time.Second)), File: toProto(r)}, nil
+	return &filesv1.CreateDownloadUrlResponse{Url: u, ExpireTime: timestamppb.New(p.s.now().Add(ttl).Truncate(time.Second)), File: f}, nil
 }

@@ -288,8 +288,12 @@ func TestCreateDownloadUrl(t *testing.T) {
 	if resp.GetFile().GetSha256() != sum(data) || !resp.GetExpireTime().AsTime().After(h.clock.Now().Add(23*time.Hour)) {
 		t.Fatalf("response: %v", resp)
 	}
-	// The URL downloads, from the download endpoint.
+	// The URL downloads, from the download endpoint; it ends with the
+	// file's name.
 	path := strings.TrimPrefix(resp.GetUrl(), "http://acs.example.net:7547")
+	if !strings.HasPrefix(path, "/files/default/"+f.GetId()+"/fw.bin?") {
+		t.Fatalf("URL %s", resp.GetUrl())
+	}
 	if r, body := h.get(t, "GET", path); r.StatusCode != 200 || sum(body) != sum(data) {
 		t.Fatalf("the URL: %d", r.StatusCode)
 	}

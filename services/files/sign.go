@@ -10,10 +10,12 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/fleetacs/fleetacs/pkg/secretbox"
+	filesv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
 )
 
 // Signed download URLs (docs/files.md, "Who may download"):
@@ -142,6 +144,21 @@ func (s *Service) SignURL(tenant, fileID, deviceKey string, ttl time.Duration) (
 		return "", err
 	}
 	return base + p, nil
+}
+
+// SignFileURL is SignURL for a file whose record the caller has (from
+// Resolve): the URL's path ends with the file's name, which CPEs that
+// name the stored file after the URL use.
+func (s *Service) SignFileURL(f *filesv1.File, deviceKey string, ttl time.Duration) (string, error) {
+	u, err := s.SignURL(f.GetTenant(), f.GetId(), deviceKey, ttl)
+	if err != nil {
+		return "", err
+	}
+	if !validName(f.GetName()) {
+		return u, nil
+	}
+	path, query, _ := strings.Cut(u, "?")
+	return path + "/" + f.GetName() + "?" + query, nil
 }
 
 // SignPath is SignURL's path and query, without the base URL.

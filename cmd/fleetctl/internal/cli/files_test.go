@@ -125,7 +125,7 @@ func TestFilesUploadListGetDelete(t *testing.T) {
 
 	r = fleetctl(t, "files", "url", id, "00D09E-HGW-SN1", "-ttl", "1h")
 	wantOK(t, r)
-	if !strings.HasPrefix(r.stdout, "http://cpe.example.net:7547/files/default/"+id+"?") || strings.Count(r.stdout, "\n") != 1 {
+	if !strings.HasPrefix(r.stdout, "http://cpe.example.net:7547/files/default/"+id+"/hgw-2.1.bin?") || strings.Count(r.stdout, "\n") != 1 {
 		t.Errorf("url: %q", r.stdout)
 	}
 
