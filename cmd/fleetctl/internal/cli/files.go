@@ -35,7 +35,7 @@ func filesCommand() *Command {
 					"computed first and sent with it, so the server keeps it only if what it\n" +
 					"received is what was read. -type is the CWMP FileType (firmware, config,\n" +
 					"or the full \"1 Firmware Upgrade Image\" form); a firmware needs -version.\n" +
-					"Example: fleetctl files upload hgw-2.1.bin -type firmware -version 2.1 -product-class HGW",
+					"Example: FILE=$(fleetctl files upload hgw-2.1.bin -type firmware -version 2.1 -product-class HGW -o id)",
 				Setup: setupFilesUpload,
 			},
 			{
@@ -58,7 +58,7 @@ func filesCommand() *Command {
 				Long: "Print the signed URL at which the device DEVICE_ID may download file ID until\n" +
 					"it expires (-ttl), for a Download task: the CWMP listener answers it, and only\n" +
 					"it, with the file (HTTP Range supported). Output (-o): text (the URL alone) or json.\n" +
-					"Example: fleetctl tasks create $DEV download \"$(fleetctl files url $FILE $DEV)\" -file-type firmware",
+					"Example: fleetctl tasks create $DEV download \"$(fleetctl files url $FILE $DEV)\" -file-type \"1 Firmware Upgrade Image\"",
 				Setup: setupFilesURL,
 			},
 			{
@@ -102,14 +102,14 @@ type filesUploadOptions struct {
 func setupFilesUpload(fs *flag.FlagSet) RunFunc {
 	o := &filesUploadOptions{}
 	o.conn.register(fs)
-	fs.StringVar(&o.tenant, "tenant", "", "`tenant` of the file (default: the caller's, when it has one)")
+	fs.StringVar(&o.tenant, "tenant", "default", "`tenant` of the file (\"\": the only tenant the credentials cover)")
 	fs.StringVar(&o.name, "name", "", "`name` of the file on the server (default: PATH's base name)")
 	fs.StringVar(&o.typ, "type", "", "CWMP file `type`: firmware, web, config, tone, ringer or the full FileType (required)")
 	fs.StringVar(&o.version, "version", "", "`version` the file installs (required for firmware)")
 	fs.StringVar(&o.oui, "oui", "", "manufacturer `OUI` the file is for (default: any)")
 	fs.Var(&o.productClasses, "product-class", "product `class` the file is for (repeatable; default: any)")
 	fs.DurationVar(&o.uploadTimeout, "upload-timeout", 30*time.Minute, "deadline of the whole upload")
-	fs.StringVar(&o.output, "o", "text", "output `format`: text or json")
+	fs.StringVar(&o.output, "o", "text", "output `format`: text, json or id (the file's id alone)")
 	return func(ctx context.Context, env *Env, args []string) error {
 		pos, err := interspersedArgs(fs, args)
 		if err != nil {
@@ -131,8 +131,8 @@ func filesUpload(ctx context.Context, env *Env, o *filesUploadOptions, path stri
 	if o.typ == "" {
 		return Usagef("-type is required")
 	}
-	if o.output != "text" && o.output != "json" {
-		return Usagef("unknown output format %q: want text or json", o.output)
+	if o.output != "text" && o.output != "json" && o.output != "id" {
+		return Usagef("unknown output format %q: want text, json or id", o.output)
 	}
 	name := o.name
 	var src io.ReadSeeker
@@ -206,6 +206,10 @@ func filesUpload(ctx context.Context, env *Env, o *filesUploadOptions, path stri
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, c.rpcError(err))
 	}
+	if o.output == "id" {
+		_, err := fmt.Fprintln(env.Stdout, resp.GetFile().GetId())
+		return err
+	}
 	return writeFile(env, o.output, resp.GetFile())
 }
 
@@ -250,7 +254,7 @@ type filesListOptions struct {
 func setupFilesList(fs *flag.FlagSet) RunFunc {
 	o := &filesListOptions{}
 	o.conn.register(fs)
-	fs.StringVar(&o.tenant, "tenant", "", "`tenant` of the files (default: the caller's, when it has one)")
+	fs.StringVar(&o.tenant, "tenant", "default", "`tenant` of the files (\"\": the only tenant the credentials cover)")
 	fs.StringVar(&o.typ, "type", "", "only files of this `type` (firmware, config, ... or the full FileType)")
 	fs.StringVar(&o.productClass, "product-class", "", "only files for this product `class` (or for any)")
 	fs.StringVar(&o.version, "version", "", "only files of this `version`")
@@ -336,7 +340,7 @@ type filesGetOptions struct {
 func setupFilesGet(fs *flag.FlagSet) RunFunc {
 	o := &filesGetOptions{}
 	o.conn.register(fs)
-	fs.StringVar(&o.tenant, "tenant", "", "`tenant` of the file (default: the caller's, when it has one)")
+	fs.StringVar(&o.tenant, "tenant", "default", "`tenant` of the file (\"\": the only tenant the credentials cover)")
 	fs.StringVar(&o.output, "o", "text", "output `format`: text or json")
 	return func(ctx context.Context, env *Env, args []string) error {
 		pos, err := interspersedArgs(fs, args)
@@ -370,7 +374,7 @@ type filesDeleteOptions struct {
 func setupFilesDelete(fs *flag.FlagSet) RunFunc {
 	o := &filesDeleteOptions{}
 	o.conn.register(fs)
-	fs.StringVar(&o.tenant, "tenant", "", "`tenant` of the files (default: the caller's, when it has one)")
+	fs.StringVar(&o.tenant, "tenant", "default", "`tenant` of the files (\"\": the only tenant the credentials cover)")
 	return func(ctx context.Context, env *Env, args []string) error {
 		ids, err := interspersedArgs(fs, args)
 		if err != nil {
@@ -406,7 +410,7 @@ type filesURLOptions struct {
 func setupFilesURL(fs *flag.FlagSet) RunFunc {
 	o := &filesURLOptions{}
 	o.conn.register(fs)
-	fs.StringVar(&o.tenant, "tenant", "", "`tenant` of the file and the device (default: the caller's, when it has one)")
+	fs.StringVar(&o.tenant, "tenant", "default", "`tenant` of the file and the device (\"\": the only tenant the credentials cover)")
 	fs.DurationVar(&o.ttl, "ttl", 24*time.Hour, "how long the URL works")
 	fs.StringVar(&o.output, "o", "text", "output `format`: text or json")
 	return func(ctx context.Context, env *Env, args []string) error {

@@ -85,6 +85,13 @@ func TestFilesUploadListGetDelete(t *testing.T) {
 	if f["name"] != "hgw-2.1.bin" || f["fileType"] != "1 Firmware Upgrade Image" || f["size"] != "1800000" || id == "" {
 		t.Fatalf("uploaded: %v", f)
 	}
+	r = fleetctl(t, "files", "upload", fw, "-type", "firmware", "-version", "2.2", "-name", "hgw-2.2.bin", "-o", "id")
+	wantOK(t, r)
+	id2 := strings.TrimSpace(r.stdout)
+	if len(id2) != 26 || strings.Count(r.stdout, "\n") != 1 {
+		t.Fatalf("upload -o id: %q", r.stdout)
+	}
+	wantOK(t, fleetctl(t, "files", "delete", id2))
 	// From stdin, under a name.
 	r = fleetctlIn(t, "config bytes", "files", "upload", "-", "-type", "config", "-name", "ont.cfg")
 	wantOK(t, r)
