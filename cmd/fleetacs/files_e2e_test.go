@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -249,5 +250,36 @@ func TestFirmwareDownloadEndToEnd(t *testing.T) {
 	// Range request; the refused one never got a byte to resume from.
 	if sum := stopSim(); sum.DownloadsResumed != 1 || sum.TransfersCompleted != 2 {
 		t.Errorf("cpesim: %d downloads resumed, %d transfers completed; want 1 and 2", sum.DownloadsResumed, sum.TransfersCompleted)
+	}
+}
+
+// TestFilesDeviceAuthWired: with -files.device-auth=credentials the gateway
+// checks the device's credentials on /files/: on this anonymous gateway a
+// request without any vouches for no device (403, not the 503 of a files
+// service without a checker), one with unknown credentials gets a
+// challenge.
+func TestFilesDeviceAuthWired(t *testing.T) {
+	s := startSecured(t, "-files.device-auth=credentials")
+	fc := filesv1.NewFilesServiceClient(s.publicConn)
+	stream, err := fc.UploadFile(withToken(ctx10(t), s.admin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = stream.Send(&filesv1.UploadFileRequest{Tenant: "default", Part: &filesv1.UploadFileRequest_Header{Header: &filesv1.UploadFileHeader{
+		Name: "cfg.xml", FileType: "3 Vendor Configuration File"}}})
+	_ = stream.Send(&filesv1.UploadFileRequest{Part: &filesv1.UploadFileRequest_Chunk{Chunk: []byte("<config/>")}})
+	up, err := stream.CloseAndRecv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := fc.CreateDownloadUrl(withToken(ctx10(t), s.admin), &filesv1.CreateDownloadUrlRequest{Tenant: "default", Id: up.GetFile().GetId(), DeviceId: "00D09E-X-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := fetch(t, "GET", u.GetUrl()); resp.StatusCode != 403 || strings.Contains(string(body), "config") {
+		t.Fatalf("without credentials: %d %q", resp.StatusCode, body)
+	}
+	if resp, _ := fetch(t, "GET", u.GetUrl(), "Authorization", "Basic eDp5"); resp.StatusCode != 401 && resp.StatusCode != 403 {
+		t.Fatalf("unknown credentials: %d", resp.StatusCode)
 	}
 }

@@ -567,6 +567,11 @@ func buildGateway(a *app) (lifecycle.Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	if a.shared.files != nil {
+		// -files.device-auth=credentials: downloads checked against the
+		// device's own gateway credentials (docs/files.md).
+		a.shared.files.SetDeviceAuth(g.AuthenticateDevice)
+	}
 	return lifecycle.Funcs{
 		StartFunc: g.Start,
 		RunFunc: func(ctx context.Context) error {

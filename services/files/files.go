@@ -18,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -56,7 +57,23 @@ type Config struct {
 	// ServeMaxConcurrent bounds the downloads served at once by the
 	// process; more are answered 503 with Retry-After.
 	ServeMaxConcurrent int
+	// DeviceAuth says what a download needs besides its signed URL:
+	// DeviceAuthURL nothing, DeviceAuthCredentials the credentials of the
+	// device the URL was signed for, checked by the gateway
+	// (SetDeviceAuth).
+	DeviceAuth string
 }
+
+// Values of Config.DeviceAuth.
+const (
+	DeviceAuthURL         = "url"
+	DeviceAuthCredentials = "credentials"
+)
+
+// DeviceAuthFunc checks that r comes from deviceKey of tenant with that
+// device's own credentials (the gateway's AuthenticateDevice); when it
+// returns false it has answered the request.
+type DeviceAuthFunc func(w http.ResponseWriter, r *http.Request, tenant, deviceKey string) bool
 
 // DefaultConfig returns the defaults RegisterFlags registers.
 func DefaultConfig() Config {
@@ -76,6 +93,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.ServeMinRate, "files.serve-min-rate", 16<<10, "slowest download served, in bytes/s: a download gets 30s plus its length at this rate (at most -files.serve-max-time)")
 	fs.DurationVar(&c.ServeMaxTime, "files.serve-max-time", 2*time.Hour, "longest time one download may take")
 	fs.IntVar(&c.ServeMaxConcurrent, "files.serve-max-concurrent", 4096, "downloads served at once by the process; more are answered 503 with Retry-After")
+	fs.StringVar(&c.DeviceAuth, "files.device-auth", DeviceAuthURL, "what a download needs besides its signed URL: url (nothing) or credentials (the device's own gateway credentials too, which its Download task must then carry as Username and Password)")
 }
 
 // Validate reports every setting that cannot work.
@@ -102,6 +120,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ServeMaxTime < time.Second {
 		bad("files.serve-max-time must be at least 1s, got %s", c.ServeMaxTime)
+	}
+	if c.DeviceAuth != DeviceAuthURL && c.DeviceAuth != DeviceAuthCredentials {
+		bad("files.device-auth must be %q or %q, got %q", DeviceAuthURL, DeviceAuthCredentials, c.DeviceAuth)
 	}
 	if c.ServeMaxConcurrent < 1 {
 		bad("files.serve-max-concurrent must be positive, got %d", c.ServeMaxConcurrent)
@@ -145,6 +166,8 @@ type Service struct {
 	serving chan struct{}
 	// baseURL starts signed URLs (Config.BaseURL, or SetBaseURL's).
 	baseURL atomic.Pointer[string]
+	// deviceAuth is SetDeviceAuth's.
+	deviceAuth atomic.Pointer[DeviceAuthFunc]
 	ready   atomic.Bool
 	started bool
 }
@@ -184,6 +207,11 @@ func (s *Service) SetBaseURL(u string) {
 		s.baseURL.Store(&base)
 	}
 }
+
+// SetDeviceAuth sets the check of device credentials that
+// files.device-auth=credentials asks for (the gateway's
+// AuthenticateDevice, set once the gateway is built).
+func (s *Service) SetDeviceAuth(f DeviceAuthFunc) { s.deviceAuth.Store(&f) }
 
 // RegisterPublic registers FilesService on g: a server whose interceptors
 // authenticate callers (package apiauth).

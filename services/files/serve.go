@@ -59,6 +59,17 @@ func (s *Service) serveDownload(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusForbidden)
 		return
 	}
+	if s.cfg.DeviceAuth == DeviceAuthCredentials {
+		auth := s.deviceAuth.Load()
+		if auth == nil {
+			s.logger.ErrorContext(r.Context(), "files.device-auth=credentials but no gateway in the process checks credentials")
+			http.Error(w, "device authentication unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		if !(*auth)(w, r, tenant, device) {
+			return
+		}
+	}
 	if !s.ready.Load() {
 		h.Set("Retry-After", "10")
 		http.Error(w, "file store not started", http.StatusServiceUnavailable)

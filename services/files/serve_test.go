@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -317,5 +318,49 @@ func TestHandlerWithoutMux(t *testing.T) {
 		if w.Code != 404 && w.Code != 403 || bytes.Contains(w.Body.Bytes(), []byte("SECRET")) {
 			t.Errorf("%s: %d", path, w.Code)
 		}
+	}
+}
+
+// TestDeviceAuthCredentials: with files.device-auth=credentials a valid URL
+// is not enough: the device check runs (after the signature's), and
+// without a checker the download is refused.
+func TestDeviceAuthCredentials(t *testing.T) {
+	h := newHarness(t, harnessOpts{cfg: func(c *Config) { c.DeviceAuth = DeviceAuthCredentials }})
+	f := h.mustUpload(t, firmware("fw.bin", "1"), []byte("SECRET-FIRMWARE"))
+	p := h.signed(t, "default", f.GetId(), device, time.Hour)
+	if resp, body := h.get(t, "GET", p); resp.StatusCode != 503 || bytes.Contains(body, []byte("SECRET")) {
+		t.Fatalf("no checker: %d", resp.StatusCode)
+	}
+	var mu sync.Mutex
+	var asked []string
+	h.svc.SetDeviceAuth(func(w http.ResponseWriter, r *http.Request, tenant, dev string) bool {
+		mu.Lock()
+		asked = append(asked, tenant+"/"+dev)
+		mu.Unlock()
+		if r.Header.Get("X-Device") != dev {
+			http.Error(w, "not the device", http.StatusUnauthorized)
+			return false
+		}
+		return true
+	})
+	if resp, body := h.get(t, "GET", p, "X-Device", device); resp.StatusCode != 200 || string(body) != "SECRET-FIRMWARE" {
+		t.Fatalf("the device: %d %q", resp.StatusCode, body)
+	}
+	// Another device holding this device's URL.
+	if resp, body := h.get(t, "GET", p, "X-Device", "00D09E-HGW-SN0002"); resp.StatusCode != 401 || bytes.Contains(body, []byte("SECRET")) {
+		t.Fatalf("another device with the URL: %d", resp.StatusCode)
+	}
+	// A bad signature is refused before the device is asked for.
+	mu.Lock()
+	n := len(asked)
+	mu.Unlock()
+	resp, _ := h.get(t, "GET", "/files/default/"+f.GetId()+"?d="+device, "X-Device", device)
+	mu.Lock()
+	defer mu.Unlock()
+	if resp.StatusCode != 403 || len(asked) != n {
+		t.Fatalf("unsigned: %d, checker called %d times", resp.StatusCode, len(asked)-n)
+	}
+	if asked[0] != "default/"+device {
+		t.Fatalf("checker asked for %v", asked)
 	}
 }
