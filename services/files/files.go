@@ -168,8 +168,8 @@ type Service struct {
 	baseURL atomic.Pointer[string]
 	// deviceAuth is SetDeviceAuth's.
 	deviceAuth atomic.Pointer[DeviceAuthFunc]
-	ready   atomic.Bool
-	started bool
+	ready      atomic.Bool
+	started    bool
 }
 
 // New builds the service. It does no I/O.
