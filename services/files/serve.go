@@ -18,6 +18,10 @@ const DownloadPrefix = "/files/"
 // maxDownloadQuery bounds a download URL's query string.
 const maxDownloadQuery = 1024
 
+// maxRanges is the most ranges one request gets; with more, the whole
+// file.
+const maxRanges = 16
+
 // DownloadHandler serves /files/<tenant>/<file id>[/<name>] to CPEs on the
 // CWMP listener (docs/files.md, "Serving CPEs"): GET and HEAD, with Range
 // (and If-Range, answering 206 or 416), an ETag of the SHA-256 and
@@ -111,6 +115,11 @@ func (s *Service) serveDownload(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(deadline)
 	_ = rc.SetReadDeadline(deadline)
+	if rg := r.Header.Get("Range"); strings.Count(rg, ",") >= maxRanges {
+		// Each range is a seek, and in GridFS a query: a request for many
+		// gets the whole file instead, as RFC 9110 lets a server do.
+		r.Header.Del("Range")
+	}
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("ETag", `"`+rec.SHA256+`"`)
 	h.Set("Content-Disposition", `attachment; filename="`+rec.Name+`"`)

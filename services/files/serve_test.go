@@ -86,6 +86,18 @@ func TestDownloadRanges(t *testing.T) {
 	if resp, _ := h.get(t, "GET", p, "If-None-Match", etag); resp.StatusCode != 304 {
 		t.Errorf("If-None-Match: %d", resp.StatusCode)
 	}
+	// Two ranges: multipart; more than 16: the whole file.
+	if resp, body := h.get(t, "GET", p, "Range", "bytes=0-9,100-109"); resp.StatusCode != 206 ||
+		!strings.HasPrefix(resp.Header.Get("Content-Type"), "multipart/byteranges") || !bytes.Contains(body, data[100:110]) {
+		t.Errorf("two ranges: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	many := "bytes=0-0"
+	for i := 1; i <= 16; i++ {
+		many += fmt.Sprintf(",%d-%d", i*10, i*10)
+	}
+	if resp, body := h.get(t, "GET", p, "Range", many); resp.StatusCode != 200 || len(body) != size {
+		t.Errorf("17 ranges: %d, %d bytes; want the whole file", resp.StatusCode, len(body))
+	}
 }
 
 // TestDownloadAbuse: every request that is not a device's valid URL gets
@@ -161,6 +173,17 @@ func TestDownloadAbuse(t *testing.T) {
 				t.Errorf("%s: the answer holds the file's bytes", tc.name)
 			}
 		})
+	}
+	// A GET with a body.
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", h.files.URL+good, strings.NewReader("body"))
+	resp, err := h.files.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || bytes.Contains(b, []byte("SECRET")) {
+		t.Errorf("GET with a body: %d", resp.StatusCode)
 	}
 	// Expired: the same URL worked before its expiry.
 	if resp, _ := h.get(t, "HEAD", expired); resp.StatusCode != 200 {
