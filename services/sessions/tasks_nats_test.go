@@ -112,19 +112,19 @@ func TestNATSTaskQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	v.enqueue(t, "t.one", "D1", "a4")
-	q := NewNATSTaskQueue(v.js, v.names)
+	q := NewNATSTaskQueue(v.js, v.names, 0, nil)
 	ctx := context.Background()
-	ids, err := q.Pending(ctx, "t.one", "D1", 64)
+	ids, err := q.Pending(ctx, "t.one", "D1", 64, false)
 	if err != nil || strings.Join(ids, ",") != "a1,a2,a3,a4" {
 		t.Fatalf("Pending = %v, %v", ids, err)
 	}
 	v.gets(t, nc, 6) // five messages and the not-found
-	ids, err = q.Pending(ctx, "t.one", "D1", 2)
+	ids, err = q.Pending(ctx, "t.one", "D1", 2, false)
 	if err != nil || strings.Join(ids, ",") != "a1,a2" {
 		t.Fatalf("bounded Pending = %v, %v", ids, err)
 	}
 	v.gets(t, nc, 8)
-	ids, err = q.Pending(ctx, "t.one", "nobody", 64)
+	ids, err = q.Pending(ctx, "t.one", "nobody", 64, false)
 	if err != nil || len(ids) != 0 {
 		t.Fatalf("empty Pending = %v, %v", ids, err)
 	}
