@@ -37,7 +37,7 @@ func TestAuthenticateDevice(t *testing.T) {
 		}
 	})
 	h = startGateway(t, cfg, func(d *Deps) { d.Credentials = perDeviceCredentials(); d.Files = files })
-	const uri = "/files/default/F/fw.bin"
+	const uri = "/files/default/F/fw.bin?d=SN1&e=1&k=k&s=sig"
 	do := func(auth string) (*http.Response, string) {
 		t.Helper()
 		req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://"+h.addr+uri, nil)
