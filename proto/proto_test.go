@@ -33,6 +33,7 @@ import (
 
 	// Linked for their descriptors (TestEverySourceHasGeneratedCode).
 	_ "github.com/fleetacs/fleetacs/proto/gen/fleetacs/events/v1"
+	_ "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
 	_ "github.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1"
 )
 
@@ -170,6 +171,11 @@ func TestPublicMethodRoles(t *testing.T) {
 		"/fleetacs.tasks.v1.TasksService/ListTasks":                               authv1.Role_ROLE_VIEWER,
 		"/fleetacs.tasks.v1.TasksService/CancelTask":                              authv1.Role_ROLE_OPERATOR,
 		"/fleetacs.tasks.v1.TasksService/WatchTasks":                              authv1.Role_ROLE_VIEWER,
+		"/fleetacs.files.v1.FilesService/UploadFile":                              authv1.Role_ROLE_OPERATOR,
+		"/fleetacs.files.v1.FilesService/GetFile":                                 authv1.Role_ROLE_VIEWER,
+		"/fleetacs.files.v1.FilesService/ListFiles":                               authv1.Role_ROLE_VIEWER,
+		"/fleetacs.files.v1.FilesService/DeleteFile":                              authv1.Role_ROLE_OPERATOR,
+		"/fleetacs.files.v1.FilesService/CreateDownloadUrl":                       authv1.Role_ROLE_OPERATOR,
 		"/fleetacs.events.v1.EventsService/WatchEvents":                           authv1.Role_ROLE_VIEWER,
 		"/fleetacs.provisioning.v1.PresetsService/PutPreset":                      authv1.Role_ROLE_ADMIN,
 		"/fleetacs.provisioning.v1.PresetsService/GetPreset":                      authv1.Role_ROLE_VIEWER,

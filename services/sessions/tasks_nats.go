@@ -3,7 +3,9 @@ package sessions
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
@@ -19,15 +21,36 @@ type NATSTaskQueue struct {
 	js    jetstream.JetStream
 	names natsbus.Names
 
+	// index, when set, spares the sessions of devices with nothing queued
+	// their read (taskindex.go).
+	index *taskIndex
+
 	mu     sync.Mutex
 	stream jetstream.Stream
 }
 
 var _ TaskQueue = (*NATSTaskQueue)(nil)
 
-// NewNATSTaskQueue returns the reader; it does no I/O.
-func NewNATSTaskQueue(js jetstream.JetStream, names natsbus.Names) *NATSTaskQueue {
-	return &NATSTaskQueue{js: js, names: names}
+// NewNATSTaskQueue returns the reader; it does no I/O. With resync > 0 it
+// keeps an index of the devices with something queued, rebuilt every
+// resync, which Run maintains (until Run runs, every device is read).
+func NewNATSTaskQueue(js jetstream.JetStream, names natsbus.Names, resync time.Duration, logger *slog.Logger) *NATSTaskQueue {
+	q := &NATSTaskQueue{js: js, names: names}
+	if resync > 0 {
+		if logger == nil {
+			logger = slog.New(slog.DiscardHandler)
+		}
+		q.index = newTaskIndex(js.Conn, names, q.handle, resync, logger)
+	}
+	return q
+}
+
+// Run maintains the queue's index until ctx ends; without an index it
+// returns at once.
+func (q *NATSTaskQueue) Run(ctx context.Context) {
+	if q.index != nil {
+		q.index.run(ctx)
+	}
 }
 
 // handle returns the task stream's handle, looked up once (js.Stream asks
@@ -46,15 +69,24 @@ func (q *NATSTaskQueue) handle(ctx context.Context) (jetstream.Stream, error) {
 	return s, nil
 }
 
-// Pending implements TaskQueue: each direct get asks for the first message
-// of the device's subject at or after a sequence, starting at 1 and going
-// on after the last one found.
-func (q *NATSTaskQueue) Pending(ctx context.Context, tenant, deviceKey string, max int) ([]string, error) {
+// Pending implements TaskQueue: unless the index says the device has
+// nothing queued (and fresh is false), each direct get asks for the first
+// message of the device's subject at or after a sequence, starting at 1
+// and going on after the last one found.
+func (q *NATSTaskQueue) Pending(ctx context.Context, tenant, deviceKey string, max int, fresh bool) ([]string, error) {
+	subj := q.names.TaskQueue(tenant, deviceKey)
+	var gen uint64
+	if q.index != nil {
+		g, maybe := q.index.lookup(subj)
+		if !maybe && !fresh {
+			return nil, nil
+		}
+		gen = g
+	}
 	s, err := q.handle(ctx)
 	if err != nil {
 		return nil, err
 	}
-	subj := q.names.TaskQueue(tenant, deviceKey)
 	var ids []string
 	seq := uint64(1)
 	for len(ids) < max {
@@ -72,6 +104,13 @@ func (q *NATSTaskQueue) Pending(ctx context.Context, tenant, deviceKey string, m
 			continue
 		}
 		ids = append(ids, qt.GetId())
+	}
+	switch {
+	case q.index == nil:
+	case len(ids) == 0 && seq == 1:
+		q.index.forget(subj, gen)
+	case len(ids) > 0 && gen == 0:
+		q.index.note(subj)
 	}
 	return ids, nil
 }

@@ -92,6 +92,11 @@ type Config struct {
 	// MaxTasksPerSession bounds the tasks one session runs (ClaimTasks'
 	// max_run); the rest stay queued for a later session.
 	MaxTasksPerSession int
+	// TaskIndexResync is how often the worker lists the task queues that
+	// hold messages to rebuild its index of them (services/sessions
+	// taskindex.go); 0 turns the index off: every session reads its
+	// device's queue.
+	TaskIndexResync time.Duration
 	// TaskAwaitTimeout is how long a task the CPE accepted waits for what
 	// ends it (the "M Reboot" Inform, its TransferComplete) when the task
 	// does not say (TaskOptions.await_timeout_seconds 0).
@@ -154,6 +159,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.LargeExchangeSlots, "sessions.large-exchange-slots", 0, "large exchanges this worker runs at once (0: half of GOMAXPROCS, at least one)")
 	fs.DurationVar(&c.DiscoveryRetry, "sessions.discovery-retry", time.Minute, "a device whose discovery is postponed is asked (ScheduleInform) to come back after about this long, spread over 50-150% (0: not asked; its next session discovers)")
 	fs.IntVar(&c.MaxTasksPerSession, "sessions.max-tasks-per-session", 16, "tasks one session runs; the rest of the device's queue waits for its next session")
+	fs.DurationVar(&c.TaskIndexResync, "sessions.task-index-resync", 5*time.Minute, "how often the worker rebuilds, from the task stream, its index of the devices with tasks queued, which spares the sessions of the others a read of NATS (it also rebuilds after every NATS reconnection; 0: no index, every session reads its device's queue)")
 	fs.DurationVar(&c.TaskAwaitTimeout, "sessions.task-await-timeout", time.Hour, "how long a task the CPE accepted (Reboot, Download, ...) waits for what ends it, when the task does not say")
 	fs.IntVar(&c.EventsMaxInFlight, "sessions.events-max-in-flight", 1024, "device events published and not yet acknowledged; over it, events are dropped and counted, sessions never wait")
 	fs.StringVar(&c.QuirksFile, "sessions.quirks-file", "", "JSON file of discovery quirks per OUI and product class, on top of the built-in ones (format in docs/sessions.md)")
@@ -197,6 +203,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxDiscoveries < 0 {
 		bad("sessions.max-discoveries must not be negative, got %d", c.MaxDiscoveries)
+	}
+	if c.TaskIndexResync < 0 || (c.TaskIndexResync > 0 && c.TaskIndexResync < time.Second) {
+		bad("sessions.task-index-resync must be 0 or at least 1s, got %s", c.TaskIndexResync)
 	}
 	if c.DiscoveryRetry < 0 || c.DiscoveryRetry > 24*time.Hour {
 		bad("sessions.discovery-retry must be between 0 and 24h, got %s", c.DiscoveryRetry)
