@@ -14,11 +14,12 @@ import (
 )
 
 // BenchmarkQueueRead measures the read of one device's task queue on the
-// embedded NATS server (file storage), in a stream holding one message for
-// each of 10,000 devices after as many were queued and deleted (tasks
-// that ended): from sequence 1, as a worker reads a queue it knows nothing
-// of, and from the sequence of the device's first message, as it reads one
-// its index knows.
+// embedded NATS server (file storage), the worker's two ways
+// (tasks_nats.go): by subject from sequence 1, as a worker reads a queue
+// its index does not know all of, and each message by its sequence, as it
+// reads one it does. The stream holds 4 messages for each of 2,500
+// devices, queued round after round as CreateTasks does, so that a
+// device's messages are 2,500 apart.
 func BenchmarkQueueRead(b *testing.B) {
 	srv := natsembed.New("127.0.0.1", -1, b.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -39,49 +40,60 @@ func BenchmarkQueueRead(b *testing.B) {
 		EventsMaxAge: time.Hour, EventsMaxBytes: 1 << 20, WakeMaxAge: time.Minute}); err != nil {
 		b.Fatal(err)
 	}
-	const devices = 10000
+	const devices, rounds = 2500, 4
 	st, err := js.Stream(context.Background(), names.TasksStream())
 	if err != nil {
 		b.Fatal(err)
 	}
-	first := make([]uint64, devices)
-	for round := range 2 {
+	for range rounds {
 		for d := range devices {
-			f, err := js.PublishMsgAsync(&nats.Msg{Subject: names.TaskQueue("t", fmt.Sprintf("D%05d", d)), Data: make([]byte, 60)})
-			if err != nil {
+			if _, err := js.PublishMsgAsync(&nats.Msg{Subject: names.TaskQueue("t", fmt.Sprintf("D%05d", d)), Data: make([]byte, 60)}); err != nil {
 				b.Fatal(err)
 			}
-			_ = f
-		}
-		select {
-		case <-js.PublishAsyncComplete():
-		case <-time.After(30 * time.Second):
-			b.Fatal("publishes not acknowledged")
-		}
-		if round == 0 {
-			for seq := uint64(1); seq <= devices; seq++ {
-				if err := st.DeleteMsg(context.Background(), seq); err != nil {
-					b.Fatal(err)
-				}
-			}
 		}
 	}
-	for d := range devices {
-		first[d] = uint64(devices + d + 1)
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(30 * time.Second):
+		b.Fatal("publishes not acknowledged")
 	}
-	read := func(b *testing.B, from func(d int) uint64) {
+	seqsOf := func(d int) []uint64 {
+		out := make([]uint64, rounds)
+		for r := range rounds {
+			out[r] = uint64(r*devices + d + 1)
+		}
+		return out
+	}
+	b.Run("by-subject", func(b *testing.B) {
 		for i := 0; b.Loop(); i++ {
 			d := (i * 7919) % devices
 			subj := names.TaskQueue("t", fmt.Sprintf("D%05d", d))
-			m, err := st.GetMsg(context.Background(), from(d), jetstream.WithGetMsgSubject(subj))
-			if err != nil || m.Sequence != first[d] {
-				b.Fatalf("device %d: %v, %v", d, m, err)
+			n, seq := 0, uint64(1)
+			for {
+				m, err := st.GetMsg(context.Background(), seq, jetstream.WithGetMsgSubject(subj))
+				if natsbus.IsNotFound(err) {
+					break
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				n, seq = n+1, m.Sequence+1
 			}
-			if _, err := st.GetMsg(context.Background(), m.Sequence+1, jetstream.WithGetMsgSubject(subj)); !natsbus.IsNotFound(err) {
-				b.Fatalf("device %d: second message: %v", d, err)
+			if n != rounds {
+				b.Fatalf("device %d: %d messages", d, n)
 			}
 		}
-	}
-	b.Run("from=1", func(b *testing.B) { read(b, func(int) uint64 { return 1 }) })
-	b.Run("from=first", func(b *testing.B) { read(b, func(d int) uint64 { return first[d] }) })
+	})
+	b.Run("by-sequence", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			d := (i * 7919) % devices
+			subj := names.TaskQueue("t", fmt.Sprintf("D%05d", d))
+			for _, seq := range seqsOf(d) {
+				m, err := st.GetMsg(context.Background(), seq)
+				if err != nil || m.Subject != subj {
+					b.Fatalf("device %d at %d: %v, %v", d, seq, m, err)
+				}
+			}
+		}
+	})
 }

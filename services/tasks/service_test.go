@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -106,7 +107,7 @@ func TestCreateQueuesSealsAndWakes(t *testing.T) {
 		t.Fatalf("queue %v", got)
 	}
 	// The hint to the workers' task indexes (docs/sessions.md, "Tasks").
-	if m, err := hints.NextMsg(5 * time.Second); err != nil || m.Subject != h.names.TaskHint("default", dev1) {
+	if m, err := hints.NextMsg(5 * time.Second); err != nil || m.Subject != h.names.TaskHint("default", dev1) || string(m.Data) != strconv.FormatUint(r.QueueSeq, 10) {
 		t.Fatalf("hint %v, %v", m, err)
 	}
 	// The wake-up request.
