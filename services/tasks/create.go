@@ -14,7 +14,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/fleetacs/fleetacs/pkg/apiauth"
 	"github.com/fleetacs/fleetacs/pkg/deviceid"
+	"github.com/fleetacs/fleetacs/pkg/recordid"
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	"github.com/fleetacs/fleetacs/services/tasks/store"
@@ -44,24 +46,10 @@ func (s *Service) tenant(ctx context.Context, named string) (string, error) {
 		}
 		t = ts[0]
 	}
-	if !validTenant(t) {
+	if !apiauth.ValidTenant(t) {
 		return "", invalidField("tenant", "1 to 64 characters from [A-Za-z0-9_.-]")
 	}
 	return t, nil
-}
-
-// validTenant is the inventory's rule (apiauth.ValidTenant).
-func validTenant(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
 }
 
 func checkDeviceID(field, id string) error {
@@ -138,7 +126,7 @@ func (s *Service) create(ctx context.Context, in newTask) (*tasksv1.Task, bool, 
 		return nil, false, errDeviceNotFound
 	}
 	now := s.now()
-	id := newID(now)
+	id := recordid.New(now)
 	op := proto.Clone(in.op).(*tasksv1.Operation)
 	setPasswordFlags(op)
 	secret, err := sealSecrets(s.deps.Secrets, in.tenant, id, op)
