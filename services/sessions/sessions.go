@@ -137,7 +137,7 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 		planners = append(planners, newPresetPlanner(cfg.PresetsRefresh, deps.Presets, deps.Secrets, deps.Inventory, logger.With("service", "sessions"), deps.Now))
 	}
 	if queue != nil && deps.Tasks != nil {
-		tp, err := newTaskPlanner(cfg, queue, deps.Tasks, logger.With("service", "sessions"), meter)
+		tp, err := newTaskPlanner(cfg, queue, deps.Tasks, deps.Secrets, logger.With("service", "sessions"), meter)
 		if err != nil {
 			return nil, err
 		}
