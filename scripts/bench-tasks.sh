@@ -10,19 +10,24 @@
 #   - tasks delivered per second: one GetParameterValues task for each of
 #     TP_DEVICES devices, carried by their periodic sessions (cpesim closed
 #     loop, CONC in flight);
+#   - the same, PER_DEVICE tasks for each device;
+#   - the same delivery with the distributed processes: Redis, a NATS
+#     server with JetStream, one process for inventory, tasks and notifier,
+#     two session workers and two gateways, half the devices on each;
 #   - periodic sessions per second with no task pending, this build against
 #     BASE_BIN (a fleetacs built before the tasks path), RUNS runs each,
 #     alternating.
 #
 #   RT_DEVICES (1000) RT_N (2000) TP_DEVICES (10000) CONC (128)
-#   PDEVICES (2000) PDURATION (20s) RUNS (2) BASE_BIN (unset: no comparison)
-#   FLEETACS_BIN (./bin/fleetacs)
+#   PER_DEVICE (4) PDEVICES (2000) PDURATION (20s) RUNS (2)
+#   BASE_BIN (unset: no comparison) FLEETACS_BIN (./bin/fleetacs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 rt_devices=${RT_DEVICES:-1000}
 rt_n=${RT_N:-2000}
 tp_devices=${TP_DEVICES:-10000}
+per_device=${PER_DEVICE:-4}
 conc=${CONC:-128}
 pdevices=${PDEVICES:-2000}
 pduration=${PDURATION:-20s}
@@ -77,6 +82,10 @@ sim -devices "$tp_devices" -prefix TP -boot-storm -concurrency 64 >"$work/tp-boo
 load -mode throughput -match TP \
 	-then "exec '$root/bin/cpesim' -url http://127.0.0.1:$gw/ -devices $tp_devices -prefix TP -known -concurrency $conc -duration 600s >'$work/tp-sim.txt' 2>&1" \
 	>"$work/tp.txt"
+# Several tasks for each device, queued while the devices are idle.
+load -mode throughput -match TP -per-device "$per_device" \
+	-then "exec '$root/bin/cpesim' -url http://127.0.0.1:$gw/ -devices $tp_devices -prefix TP -known -concurrency $conc -duration 600s >'$work/tpk-sim.txt' 2>&1" \
+	>"$work/tpk.txt"
 # Queued while the devices run their sessions.
 "$root/bin/cpesim" -url "http://127.0.0.1:$gw/" -devices "$tp_devices" -prefix TP -known -concurrency "$conc" -duration 600s >"$work/tp2-sim.txt" 2>&1 &
 tpsim=$!; pids+=($tpsim)
@@ -84,6 +93,37 @@ sleep 3
 load -mode throughput -match TP >"$work/tp2.txt"
 kill -INT $tpsim; wait $tpsim 2>/dev/null || true
 kill $allpid; wait $allpid 2>/dev/null || true
+
+# --- delivery, distributed ----------------------------------------------------
+command -v redis-server >/dev/null && command -v nats-server >/dev/null || scripts/ensure-test-deps.sh >/dev/null
+rport=$(freeport); nport=$(freeport)
+redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
+pids+=($!)
+nats-server -a 127.0.0.1 -p "$nport" -js -sd "$work/nats" >"$work/nats.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+core=$(freeport); cpub=$(freeport); w1=$(freeport); w2=$(freeport); g1=$(freeport); g2=$(freeport)
+head -c 32 /dev/urandom | base64 >"$work/internal.token"
+chmod 600 "$work/internal.token"
+common=(-log.level=warn -redis.addr=127.0.0.1:$rport -nats.url=nats://127.0.0.1:$nport -client.inventory-addr=127.0.0.1:$core
+	-client.tasks-addr=127.0.0.1:$core -internal.token-file="$work/internal.token" -notifier.stun-addr=127.0.0.1:0)
+dstart() { local name=$1; shift; "$fleetacs" "${common[@]}" -server.http-addr=127.0.0.1:$(freeport) "$@" >"$work/$name.log" 2>&1 & pids+=($!); }
+dstart core -server.internal-grpc-addr=127.0.0.1:$core -server.grpc-addr=127.0.0.1:$cpub -data-dir="$work/dist" \
+	-notifier.allow-loopback inventory tasks notifier
+dstart worker1 -server.internal-grpc-addr=127.0.0.1:$w1 -sessions.advertise-addr=127.0.0.1:$w1 -sessions.worker-id=w1 sessions
+dstart worker2 -server.internal-grpc-addr=127.0.0.1:$w2 -sessions.advertise-addr=127.0.0.1:$w2 -sessions.worker-id=w2 sessions
+dstart gateway1 -gateway.listen-addr=127.0.0.1:$g1 -server.internal-grpc-addr=127.0.0.1:0 -gateway.auth-anonymous "${admit[@]}" gateway
+dstart gateway2 -gateway.listen-addr=127.0.0.1:$g2 -server.internal-grpc-addr=127.0.0.1:0 -gateway.auth-anonymous "${admit[@]}" gateway
+wait_http "http://127.0.0.1:$g1/readyz"; wait_http "http://127.0.0.1:$g2/readyz"
+half=$((tp_devices / 2))
+"$root/bin/cpesim" -url "http://127.0.0.1:$g1/" -devices $half -prefix DA -boot-storm -concurrency 32 >"$work/dboot1.txt" &
+p1=$!
+"$root/bin/cpesim" -url "http://127.0.0.1:$g2/" -devices $half -prefix DB -boot-storm -concurrency 32 >"$work/dboot2.txt"
+wait $p1
+dsims="'$root/bin/cpesim' -url http://127.0.0.1:$g1/ -devices $half -prefix DA -known -concurrency $((conc / 2)) -duration 600s >'$work/dsim1.txt' 2>&1 & exec '$root/bin/cpesim' -url http://127.0.0.1:$g2/ -devices $half -prefix DB -known -concurrency $((conc / 2)) -duration 600s >'$work/dsim2.txt' 2>&1"
+"$root/bin/taskload" -api 127.0.0.1:$cpub -token-file "$work/dist/admin.token" -mode throughput -then "$dsims" >"$work/dtp.txt"
+pkill -INT -f "prefix DA -known" 2>/dev/null || true
+sleep 1
 
 # --- periodic sessions with nothing pending ---------------------------------
 periodic() { # BIN NAME -> sessions/s
@@ -119,6 +159,20 @@ cat "$work/tp.txt"
 grep -h "^sessions:" "$work/tp-sim.txt" || true
 cat "$work/tp2.txt"
 grep -h "^sessions:" "$work/tp2-sim.txt" || true
+echo '```'
+echo
+echo "The same, $per_device tasks queued for each device while they are idle:"
+echo
+echo '```'
+cat "$work/tpk.txt"
+grep -h "^sessions:" "$work/tpk-sim.txt" || true
+echo '```'
+echo
+echo "The same, one task for each device, with the distributed processes (Redis, a NATS server, inventory + tasks + notifier in one process, two session workers, two gateways, half the devices on each):"
+echo
+echo '```'
+cat "$work/dtp.txt"
+grep -h "^sessions:" "$work/dsim1.txt" "$work/dsim2.txt" || true
 echo '```'
 if [ -n "$prow" ]; then
 	echo
