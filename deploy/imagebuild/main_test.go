@@ -59,7 +59,9 @@ type buildError struct {
 	out []byte
 }
 
-func (e *buildError) Error() string { return "build " + e.pkg + ": " + e.err.Error() + "\n" + string(e.out) }
+func (e *buildError) Error() string {
+	return "build " + e.pkg + ": " + e.err.Error() + "\n" + string(e.out)
+}
 
 func bins(t *testing.T) string {
 	t.Helper()
