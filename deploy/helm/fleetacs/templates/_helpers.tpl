@@ -72,6 +72,6 @@ app.kubernetes.io/component: {{ .component }}
 {{- if eq .Values.redis.mode "single" -}}
 {{- required "redis.addr is required (host:port of Redis)" .Values.redis.addr -}}
 {{- else -}}
-{{- fail (printf "redis.mode=%s: this release of fleetacs connects to one Redis (-redis.addr) only; Sentinel and Cluster need the fleetacs flags of issue 11 item 1 (docs/deploy.md, \"Redis\")" .Values.redis.mode) -}}
+{{- fail (printf "redis.mode=%s: this release of fleetacs connects to one Redis (-redis.addr) only; Sentinel and Cluster need the fleetacs flags of issue 11 item 1 (docs/deploy.md, \"Dependencies\")" .Values.redis.mode) -}}
 {{- end -}}
 {{- end -}}
