@@ -80,7 +80,11 @@ notifier:
 	for name, d := range deps {
 		hostPort[name] = map[int32]int{}
 		for _, p := range d.Spec.Template.Spec.Containers[0].Ports {
-			hostPort[name][p.ContainerPort] = testenv.FreePort(t)
+			if p.Protocol == corev1.ProtocolUDP {
+				hostPort[name][p.ContainerPort] = freeUDPPort(t)
+			} else {
+				hostPort[name][p.ContainerPort] = testenv.FreePort(t)
+			}
 		}
 		// The loopback-only internal listener of gateways and notifiers.
 		if _, ok := hostPort[name][9301]; !ok {
@@ -101,31 +105,17 @@ notifier:
 
 	bin := buildFleetacs(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	type proc struct {
-		name string
-		cmd  *exec.Cmd
-		log  *os.File
-		done chan struct{} // closed when the process has exited
-	}
-	var procs []*proc
-	// The processes are killed when ctx ends (CommandContext); the test
-	// waits for each before it ends.
+	var procs []*supervised
+	// The processes are killed when ctx ends; the test waits for each.
 	defer func() {
 		cancel()
 		for _, p := range procs {
 			<-p.done
-			p.log.Close()
 		}
 	}()
 	dumpLogs := func() {
 		for _, p := range procs {
-			data, _ := os.ReadFile(p.log.Name())
-			lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-			if len(lines) > 15 {
-				lines = lines[len(lines)-15:]
-			}
-			t.Logf("%s log (tail):\n%s", p.name, strings.Join(lines, "\n"))
+			t.Logf("%s log (tail):\n%s", p.name, p.tail(15))
 		}
 	}
 	for _, name := range []string{"inventory", "tasks", "sessions", "gateway", "notifier"} {
@@ -134,31 +124,16 @@ notifier:
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		c := d.Spec.Template.Spec.Containers[0]
-		cmd := exec.CommandContext(ctx, bin, c.Args...)
-		cmd.Dir = t.TempDir()
-		cmd.Env = env
-		f, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stdout, cmd.Stderr = f, f
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		p := &proc{name, cmd, f, make(chan struct{})}
-		go func() { _ = cmd.Wait(); close(p.done) }()
-		procs = append(procs, p)
+		dir := t.TempDir()
+		procs = append(procs, supervise(ctx, t, name, bin, d.Spec.Template.Spec.Containers[0].Args, env, dir, filepath.Join(dir, "log")))
 	}
 
 	// Every process ready, on the admin port its readiness probe names.
 	client := &http.Client{Timeout: 2 * time.Second}
 	ready := func() error {
 		for _, p := range procs {
-			select {
-			case <-p.done:
-				return fmt.Errorf("%s exited: %v", p.name, p.cmd.ProcessState)
-			default:
+			if err := p.failed(); err != nil {
+				return err
 			}
 			url := fmt.Sprintf("http://127.0.0.1:%d/readyz", hostPort[p.name][9100])
 			resp, err := client.Get(url)
@@ -199,6 +174,11 @@ notifier:
 		t.Fatal(err)
 	}
 	t.Logf("%d sessions ok, %d failed, HTTP %v", sum.SessionsOK, sum.SessionsFailed, sum.HTTPStatus)
+	for _, p := range procs {
+		if n := p.restartCount(); n > 0 {
+			t.Logf("%s was started again %d times (as Kubernetes would): %s", p.name, n, p.tail(3))
+		}
+	}
 	if sum.SessionsOK < 5 || sum.SessionsFailed > 0 {
 		dumpLogs()
 		t.Fatalf("sessions: %d ok, %d failed, want 5 ok and none failed (HTTP %v)", sum.SessionsOK, sum.SessionsFailed, sum.HTTPStatus)
