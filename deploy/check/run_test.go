@@ -179,6 +179,16 @@ notifier:
 			t.Logf("%s was started again %d times (as Kubernetes would): %s", p.name, n, p.tail(3))
 		}
 	}
+	// The default values secure internal calls with the chart's own CA.
+	for _, p := range procs {
+		data, err := os.ReadFile(p.log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(data), `"mode":"mutual TLS and shared token"`) {
+			t.Errorf("%s: internal calls not under mutual TLS and the shared token:\n%s", p.name, p.tail(20))
+		}
+	}
 	if sum.SessionsOK < 5 || sum.SessionsFailed > 0 {
 		dumpLogs()
 		t.Fatalf("sessions: %d ok, %d failed, want 5 ok and none failed (HTTP %v)", sum.SessionsOK, sum.SessionsFailed, sum.HTTPStatus)

@@ -51,6 +51,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "fleetacs.internalSecret" -}}
 {{- default (printf "%s-internal" (include "fleetacs.fullname" .)) .Values.internal.existingSecret -}}
 {{- end -}}
+{{- define "fleetacs.internalTLSSecret" -}}
+{{- default (printf "%s-internal-tls" (include "fleetacs.fullname" .)) .Values.internal.tls.existingSecret -}}
+{{- end -}}
 {{- define "fleetacs.secretsKeySecret" -}}
 {{- default (printf "%s-secrets-key" (include "fleetacs.fullname" .)) .Values.secretsKey.existingSecret -}}
 {{- end -}}
