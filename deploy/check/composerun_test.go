@@ -3,7 +3,6 @@ package check
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,9 +66,9 @@ func TestComposeRuns(t *testing.T) {
 		k := svc + ":" + port
 		if _, ok := ports[k]; !ok {
 			if port == "3478" { // STUN, over UDP
-				ports[k] = freeUDPPort(t)
+				ports[k] = listenPort(t, "udp")
 			} else {
-				ports[k] = testenv.FreePort(t)
+				ports[k] = listenPort(t, "tcp")
 			}
 		}
 		return fmt.Sprintf("127.0.0.1:%d", ports[k])
@@ -240,16 +239,4 @@ func composeHealthy(bin string, env []string, dir string, s types.ServiceConfig)
 		return fmt.Errorf("%s: %v: %s", s.Name, err, out)
 	}
 	return nil
-}
-
-// freeUDPPort returns a UDP port free on 127.0.0.1 (testenv.FreePort's are
-// TCP ports, which says nothing of UDP).
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
 }

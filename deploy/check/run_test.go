@@ -81,14 +81,14 @@ notifier:
 		hostPort[name] = map[int32]int{}
 		for _, p := range d.Spec.Template.Spec.Containers[0].Ports {
 			if p.Protocol == corev1.ProtocolUDP {
-				hostPort[name][p.ContainerPort] = freeUDPPort(t)
+				hostPort[name][p.ContainerPort] = listenPort(t, "udp")
 			} else {
-				hostPort[name][p.ContainerPort] = testenv.FreePort(t)
+				hostPort[name][p.ContainerPort] = listenPort(t, "tcp")
 			}
 		}
 		// The loopback-only internal listener of gateways and notifiers.
 		if _, ok := hostPort[name][9301]; !ok {
-			hostPort[name][9301] = testenv.FreePort(t)
+			hostPort[name][9301] = listenPort(t, "tcp")
 		}
 	}
 	svcAddr := map[string]string{} // "name:port" -> loopback address

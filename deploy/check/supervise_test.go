@@ -3,8 +3,11 @@ package check
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -92,4 +95,39 @@ func (s *supervised) restartCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.restarts
+}
+
+// listenPort returns a port free on 127.0.0.1 for network ("tcp" or
+// "udp"), below the kernel's ephemeral range: the processes a test starts
+// open many outgoing connections (to Redis, NATS, the database, each
+// other), whose local ports come from that range and could take a port
+// handed out there before its server binds it (testenv.FreePort's are
+// from it).
+func listenPort(t *testing.T, network string) int {
+	t.Helper()
+	low := 32768
+	if data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(data)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 12000 {
+				low = n
+			}
+		}
+	}
+	for range 200 {
+		p := 10000 + rand.IntN(low-10000)
+		addr := fmt.Sprintf("127.0.0.1:%d", p)
+		if network == "udp" {
+			if c, err := net.ListenPacket("udp", addr); err == nil {
+				c.Close()
+				return p
+			}
+			continue
+		}
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			return p
+		}
+	}
+	t.Fatalf("no free %s port found below %d", network, low)
+	return 0
 }
