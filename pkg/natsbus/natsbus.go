@@ -10,6 +10,10 @@
 //     tasks.v1.QueuedTask. The tasks service publishes a task when it is
 //     created and deletes the message once the task has ended; session
 //     workers only read it (a direct get by subject: no consumer).
+//     After each message it queues, the tasks service publishes a hint on
+//     core NATS, <root>-internal.queued.<tenant>.<device> (no stream, no
+//     body), from which session workers keep an index of the devices that
+//     have something queued (services/sessions, docs/sessions.md "Tasks").
 //   - wake-up requests (<prefix>WAKE): <root>-internal.wake.<tenant>.<device>,
 //     each a tasks.v1.WakeRequest, a work queue the notifiers share through
 //     one durable consumer.
@@ -65,6 +69,28 @@ func (n Names) EventsStream() string { return n.prefix + "EVENTS" }
 // TaskQueue is the subject of a device's task queue.
 func (n Names) TaskQueue(tenant, device string) string {
 	return n.internal + ".tasks." + Token(tenant) + "." + Token(device)
+}
+
+// TaskQueues is the filter of every device's task queue.
+func (n Names) TaskQueues() string { return n.internal + ".tasks.>" }
+
+// TaskHint is the core NATS subject on which the tasks service says that it
+// queued a message on TaskQueue(tenant, device).
+func (n Names) TaskHint(tenant, device string) string {
+	return n.internal + ".queued." + Token(tenant) + "." + Token(device)
+}
+
+// TaskHints is the filter of every TaskHint subject.
+func (n Names) TaskHints() string { return n.internal + ".queued.>" }
+
+// TaskQueueOfHint returns the task queue subject a TaskHint subject names;
+// ok false when hint is not one.
+func (n Names) TaskQueueOfHint(hint string) (queue string, ok bool) {
+	rest, ok := strings.CutPrefix(hint, n.internal+".queued.")
+	if !ok || strings.Count(rest, ".") != 1 {
+		return "", false
+	}
+	return n.internal + ".tasks." + rest, true
 }
 
 // Wake is the subject of a device's wake-up requests.

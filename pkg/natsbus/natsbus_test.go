@@ -45,10 +45,24 @@ func TestSubjects(t *testing.T) {
 		{n.EventsStream(), "FLEETACS_EVENTS"},
 		{n.EventFilterAllTenants("connection_request"), "fleetacs.*.events.connection_request.*.*"},
 		{n.EventFilterAllTenants("task.done"), "fleetacs.*.events.task.done.*"},
+		{n.TaskHint("isp.eu", "OUI-SN"), "fleetacs-internal.queued.isp%2Eeu.OUI-SN"},
+		{n.TaskHints(), "fleetacs-internal.queued.>"},
+		{n.TaskQueues(), "fleetacs-internal.tasks.>"},
 	}
 	for _, tt := range tests {
 		if tt.got != tt.want {
 			t.Errorf("got %q, want %q", tt.got, tt.want)
+		}
+	}
+	for hint, want := range map[string]string{
+		n.TaskHint("isp.eu", "OUI-SN"):        n.TaskQueue("isp.eu", "OUI-SN"),
+		"fleetacs-internal.queued.x":          "",
+		"fleetacs-internal.queued.a.b.c":      "",
+		"fleetacs-internal.tasks.a.b":         "",
+		"other-internal.queued.default.OUI-S": "",
+	} {
+		if got, ok := n.TaskQueueOfHint(hint); got != want || ok != (want != "") {
+			t.Errorf("TaskQueueOfHint(%q) = %q, %v; want %q", hint, got, ok, want)
 		}
 	}
 	for kind, ok := range map[string]bool{"": true, "task": true, "device.value_change": true, "a.b.c": false, "Task": false, "task.": false, "t>": false} {

@@ -99,6 +99,9 @@ type Deps struct {
 	// Secrets seals the secrets sessions keep in checkpoints
 	// (engine.Deps.Secrets).
 	Secrets *secretbox.Keyring
+	// Presets is where workers read the tenants' preset sets
+	// (presets.go); nil: sessions apply no presets.
+	Presets PresetSource
 }
 
 // Worker is a session worker: the fleetacs.sessions.v1.SessionService
@@ -107,6 +110,9 @@ type Worker struct {
 	sessionsv1.UnimplementedSessionServiceServer
 
 	e *engine.Engine
+	// queue is the NATS task queue whose index Run maintains; nil when
+	// the worker reads another queue, or none.
+	queue *NATSTaskQueue
 }
 
 var _ sessionsv1.SessionServiceServer = (*Worker)(nil)
@@ -122,8 +128,13 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	}
 	var planners []engine.Planner
 	queue := deps.TaskQueue
+	var natsQueue *NATSTaskQueue
 	if queue == nil && deps.JetStream != nil {
-		queue = NewNATSTaskQueue(deps.JetStream, deps.BusNames)
+		nq := NewNATSTaskQueue(deps.JetStream, deps.BusNames, cfg.TaskIndexResync, logger.With("service", "sessions"))
+		queue, natsQueue = nq, nq
+	}
+	if deps.Presets != nil {
+		planners = append(planners, newPresetPlanner(cfg.PresetsRefresh, deps.Presets, deps.Secrets, deps.Inventory, logger.With("service", "sessions"), deps.Now))
 	}
 	if queue != nil && deps.Tasks != nil {
 		tp, err := newTaskPlanner(cfg, queue, deps.Tasks, logger.With("service", "sessions"), meter)
@@ -148,7 +159,7 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Worker{e: e}, nil
+	return &Worker{e: e, queue: natsQueue}, nil
 }
 
 // ID returns the worker's registry ID.
@@ -166,4 +177,18 @@ func (w *Worker) Start(ctx context.Context) error { return w.e.Start(ctx) }
 
 // Run runs the engine's background work until ctx ends, then drains it
 // (engine.Engine.Run).
-func (w *Worker) Run(ctx context.Context) error { return w.e.Run(ctx) }
+func (w *Worker) Run(ctx context.Context) error {
+	if w.queue == nil {
+		return w.e.Run(ctx)
+	}
+	ictx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.queue.Run(ictx)
+	}()
+	err := w.e.Run(ctx)
+	stop()
+	<-done
+	return err
+}

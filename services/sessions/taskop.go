@@ -74,6 +74,14 @@ type taskOp struct {
 	Removed   string             `json:"removed,omitempty"`
 	Confirmed bool               `json:"confirmed,omitempty"`
 
+	// A diagnostic's test (the name of Diagnostic's oneof field) and the
+	// object it sets and reads (diagnostic.go).
+	Test   string `json:"test,omitempty"`
+	Object string `json:"object,omitempty"`
+	// Awaited: claimed with CLAIM_ACTION_AWAIT, so the task already has
+	// its deadline.
+	Awaited bool `json:"awaited,omitempty"`
+
 	spec *tasksv1.Operation
 }
 
@@ -101,6 +109,9 @@ func newTaskOp(t *tasksv1.Task, stage string, defaultAwait time.Duration) (*task
 	}
 	await := t.GetOptions().GetAwaitTimeoutSeconds()
 	if await == 0 {
+		if kind == kindDiagnostic {
+			defaultAwait = min(defaultAwait, defaultDiagnosticAwait)
+		}
 		await = uint32(defaultAwait / time.Second)
 	}
 	o := &taskOp{ID: t.GetId(), Kind: kind, Key: effectiveKey(spec, t.GetCommandKey()), Spec: b, AwaitSeconds: await, Stage: stage, spec: spec}
@@ -165,15 +176,13 @@ const (
 func (o *taskOp) Next(*engine.Context) (engine.Call, bool) {
 	switch o.Stage {
 	case stagePending:
-		spec := o.operation()
-		if spec == nil {
-			return engine.Call{}, false
-		}
-		m, err := requestOf(spec, o.Key)
+		m, err := o.request()
 		if err != nil {
 			return engine.Call{}, false
 		}
 		return engine.Call{Message: m, Key: keyRequest}, true
+	case stageResults:
+		return engine.Call{Message: &cwmp.GetParameterValues{ParameterNames: []string{o.Object}}, Key: keyDiagResults}, true
 	case stageNames:
 		return engine.Call{Message: &cwmp.GetParameterNames{ParameterPath: o.Path}, Key: keyGPN}, true
 	case stageValues:
@@ -184,6 +193,24 @@ func (o *taskOp) Next(*engine.Context) (engine.Call, bool) {
 		return engine.Call{Message: &cwmp.GetParameterValues{ParameterNames: names}, Key: keyGPV + " " + strconv.Itoa(o.Cursor)}, true
 	}
 	return engine.Call{}, false
+}
+
+// request builds the task's CWMP request.
+func (o *taskOp) request() (cwmp.Message, error) {
+	spec := o.operation()
+	if spec == nil {
+		return nil, errors.New("the task's operation is gone")
+	}
+	if o.Kind == kindDiagnostic {
+		return diagnosticRequest(spec.GetDiagnostic(), rootOf(o.Object), o.Object, o.Key)
+	}
+	return requestOf(spec, o.Key)
+}
+
+// rootOf returns the data-model root a path starts with.
+func rootOf(path string) string {
+	root, _, _ := strings.Cut(path, ".")
+	return root + "."
 }
 
 // leafNames returns up to n parameter (non-object) names of Learned from
@@ -205,6 +232,7 @@ func (o *taskOp) Answer(c *engine.Context, a engine.Answer) {
 	case kind == keyRequest && o.Stage == stagePending:
 	case kind == keyGPN && o.Stage == stageNames:
 	case kind == keyGPV && o.Stage == stageValues && rest == strconv.Itoa(o.Cursor):
+	case kind == keyDiagResults && o.Stage == stageResults:
 	default:
 		return // an answer the task no longer waits for
 	}
@@ -215,6 +243,10 @@ func (o *taskOp) Answer(c *engine.Context, a engine.Answer) {
 			detail = fmt.Sprintf("%s is not part of the CPE's CWMP version %s", a.Call.Message.Method(), c.Version)
 		}
 		o.fail(&tasksv1.TaskFault{Source: tasksv1.FaultSource_FAULT_SOURCE_ACS, FaultString: detail})
+	case a.Lost != 0 && kind == keyDiagResults:
+		// The session failed, so the CPE informs its 8 DIAGNOSTICS
+		// COMPLETE again in the next: the task waits for it there.
+		o.Stage = stageWaiting
 	case a.Lost != 0:
 		o.Stage, o.Detail = stageRetry, "the session ended before the CPE answered: "+a.Lost.String()
 	case a.Fault != nil:
@@ -223,6 +255,10 @@ func (o *taskOp) Answer(c *engine.Context, a engine.Answer) {
 		o.takeNames(c, a.Response)
 	case kind == keyGPV:
 		o.takeValues(c, a.Response)
+	case kind == keyDiagResults:
+		o.takeDiagnosticResults(c, a.Response)
+	case o.Kind == kindDiagnostic:
+		o.diagnosticAnswered(a.Response)
 	default:
 		o.took(c, a.Response)
 	}

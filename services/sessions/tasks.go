@@ -20,8 +20,11 @@ import (
 // TaskQueue reads a device's task queue (docs/sessions.md, "Tasks").
 type TaskQueue interface {
 	// Pending returns the ids of the tasks queued for the device, in queue
-	// order, at most max. An empty queue costs one read.
-	Pending(ctx context.Context, tenant, deviceKey string, max int) ([]string, error)
+	// order, at most max. An empty queue costs at most one read; fresh
+	// asks for the read even where the queue keeps an index that says
+	// nothing is queued (a session a connection request opened: its task
+	// was queued a moment ago).
+	Pending(ctx context.Context, tenant, deviceKey string, max int, fresh bool) ([]string, error)
 }
 
 // Tasks is what sessions need of the tasks service
@@ -103,7 +106,7 @@ func (p *taskPlanner) Restore(data []byte) (engine.Operation, error) {
 // reached costs the session its tasks, not its start: the tasks stay
 // queued (or dispatched, see taskPlanner) for a later session.
 func (p *taskPlanner) Plan(ctx context.Context, s engine.Start) ([]engine.Planned, error) {
-	ids, err := p.queue.Pending(ctx, s.Tenant, s.DeviceKey, maxQueueRead)
+	ids, err := p.queue.Pending(ctx, s.Tenant, s.DeviceKey, maxQueueRead, connectionRequested(s.Events))
 	if err != nil {
 		p.fail(ctx, "queue", s, err)
 		return nil, nil
@@ -162,6 +165,8 @@ func (p *taskPlanner) operation(ct *tasksv1.ClaimedTask, s engine.Start, paramKe
 			if paramKey != "" && paramKey == op.Key {
 				op.confirmedByKey()
 			}
+		case kindDiagnostic:
+			op.resumeDiagnostic(paramKey)
 		default:
 			if completed(op, s) {
 				op.done(nil)
@@ -176,6 +181,10 @@ func (p *taskPlanner) operation(ct *tasksv1.ClaimedTask, s engine.Start, paramKe
 		op, err := newTaskOp(t, stageWaiting, p.await)
 		if err != nil {
 			return nil, err
+		}
+		if op.Kind == kindDiagnostic {
+			op.awaitDiagnostic(s)
+			return op, nil
 		}
 		op.Spec, op.spec = nil, nil
 		if completed(op, s) {
@@ -201,8 +210,11 @@ func (p *taskPlanner) runnable(t *tasksv1.Task, root string) (*taskOp, error) {
 		}
 		op.Path = root
 	}
+	if op.Kind == kindDiagnostic && op.Stage == stagePending {
+		op.startDiagnostic(root)
+	}
 	if op.Stage == stagePending {
-		m, err := requestOf(op.operation(), op.Key)
+		m, err := op.request()
 		if err != nil {
 			// An operation kind this worker does not know (a newer API).
 			op.fail(&tasksv1.TaskFault{Source: tasksv1.FaultSource_FAULT_SOURCE_ACS,
@@ -264,6 +276,17 @@ func transferMethod(kind string) string {
 		return "Upload"
 	}
 	return "ScheduleDownload"
+}
+
+// connectionRequested reports whether the Inform carried
+// "6 CONNECTION REQUEST" (events arrive normalised by pkg/cwmp).
+func connectionRequested(events []cwmp.Event) bool {
+	for _, e := range events {
+		if e.Code == "6 CONNECTION REQUEST" {
+			return true
+		}
+	}
+	return false
 }
 
 // hasEvent reports whether events hold code (an "M" event, matched

@@ -71,7 +71,7 @@ type fakeQueue struct {
 	reads int
 }
 
-func (q *fakeQueue) Pending(_ context.Context, _, _ string, max int) ([]string, error) {
+func (q *fakeQueue) Pending(_ context.Context, _, _ string, max int, _ bool) ([]string, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.reads++

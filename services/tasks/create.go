@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -246,6 +247,7 @@ func (s *Service) enqueue(ctx context.Context, r store.Record) (*tasksv1.Task, e
 		return t, nil
 	}
 	seq := ack.Sequence
+	s.hintQueued(ctx, r.Tenant, r.DeviceID, seq)
 	t, r, err = s.change(ctx, r, func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
 		if r.QueueSeq != 0 {
 			return false, nil
@@ -269,6 +271,20 @@ func (s *Service) enqueue(ctx context.Context, r store.Record) (*tasksv1.Task, e
 		s.wake(ctx, t, r)
 	}
 	return t, nil
+}
+
+// hintQueued tells the session workers' task indexes that the device's
+// queue holds a message at stream sequence seq (pkg/natsbus TaskHint; the
+// body is the sequence in decimal). It is sent only after the
+// stream acknowledged the message, so that a worker that hears it finds the
+// message; a hint lost on the way delays the task to the device's first
+// session after the workers' next resynchronisation, and a session opened by
+// a connection request reads the queue whatever its index says
+// (docs/sessions.md, "Tasks").
+func (s *Service) hintQueued(ctx context.Context, tenant, device string, seq uint64) {
+	if err := s.js.Conn().Publish(s.names.TaskHint(tenant, device), strconv.AppendUint(nil, seq, 10)); err != nil {
+		s.logger.WarnContext(ctx, "task queue hint not published", "tenant", tenant, "device_id", device, "error", err)
+	}
 }
 
 // wake asks the notifier for a connection request to t's device. A failure

@@ -134,7 +134,7 @@ func setPasswordFlags(op *tasksv1.Operation) {
 // (a TransferComplete, a boot), so that AWAIT reports fit it.
 func awaits(kind string) bool {
 	switch kind {
-	case "reboot", "factory_reset", "download", "upload", "schedule_inform", "schedule_download", "change_du_state":
+	case "reboot", "factory_reset", "download", "upload", "schedule_inform", "schedule_download", "change_du_state", "diagnostic":
 		return true
 	}
 	return false
@@ -336,6 +336,8 @@ func validateOperation(op *tasksv1.Operation) error {
 		return nil
 	case *tasksv1.Operation_Refresh:
 		return checkPath(f+"refresh.path", k.Refresh.GetPath(), true)
+	case *tasksv1.Operation_Diagnostic:
+		return validateDiagnostic(f+"diagnostic", k.Diagnostic)
 	}
 	return badField("operation", "unknown operation")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -78,6 +79,14 @@ func TestCreateQueuesSealsAndWakes(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	ctx := t.Context()
 	events := h.taskEvents(t)
+	hints, err := h.nc.SubscribeSync(h.names.TaskHints())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = hints.Unsubscribe() }()
+	if err := h.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	op := &tasksv1.Operation{Kind: &tasksv1.Operation_Download{Download: &tasksv1.Download{
 		FileType: "1 Firmware Upgrade Image", Url: "https://files.example/fw.bin", Username: "u", Password: "s3cret-pw"}}}
 	task := h.create(t, dev1, op, &tasksv1.TaskOptions{ConnectionRequest: true, Priority: 5})
@@ -96,6 +105,10 @@ func TestCreateQueuesSealsAndWakes(t *testing.T) {
 	}
 	if got := h.queueIDs(t, "default", dev1); !slices.Equal(got, []string{task.GetId()}) {
 		t.Fatalf("queue %v", got)
+	}
+	// The hint to the workers' task indexes (docs/sessions.md, "Tasks").
+	if m, err := hints.NextMsg(5 * time.Second); err != nil || m.Subject != h.names.TaskHint("default", dev1) || string(m.Data) != strconv.FormatUint(r.QueueSeq, 10) {
+		t.Fatalf("hint %v, %v", m, err)
 	}
 	// The wake-up request.
 	ws, err := h.js.Stream(ctx, h.names.WakeStream())

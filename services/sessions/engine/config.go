@@ -92,6 +92,11 @@ type Config struct {
 	// MaxTasksPerSession bounds the tasks one session runs (ClaimTasks'
 	// max_run); the rest stay queued for a later session.
 	MaxTasksPerSession int
+	// TaskIndexResync is how often the worker lists the task queues that
+	// hold messages to rebuild its index of them (services/sessions
+	// taskindex.go); 0 turns the index off: every session reads its
+	// device's queue.
+	TaskIndexResync time.Duration
 	// TaskAwaitTimeout is how long a task the CPE accepted waits for what
 	// ends it (the "M Reboot" Inform, its TransferComplete) when the task
 	// does not say (TaskOptions.await_timeout_seconds 0).
@@ -108,6 +113,10 @@ type Config struct {
 	// CRCredentialsRetry is how long sessions leave a CPE that refused
 	// connection-request credentials before they try again.
 	CRCredentialsRetry time.Duration
+	// PresetsRefresh is how long a worker uses a tenant's cached preset
+	// set before it asks whether the set changed (docs/provisioning.md,
+	// "Caching"); 0 asks at every session.
+	PresetsRefresh time.Duration
 	// CRCredentialsFile names a JSON file of fixed connection-request
 	// credentials per OUI and product class (docs/sessions.md), used in
 	// place of generated ones; read when the worker starts.
@@ -150,11 +159,13 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.LargeExchangeSlots, "sessions.large-exchange-slots", 0, "large exchanges this worker runs at once (0: half of GOMAXPROCS, at least one)")
 	fs.DurationVar(&c.DiscoveryRetry, "sessions.discovery-retry", time.Minute, "a device whose discovery is postponed is asked (ScheduleInform) to come back after about this long, spread over 50-150% (0: not asked; its next session discovers)")
 	fs.IntVar(&c.MaxTasksPerSession, "sessions.max-tasks-per-session", 16, "tasks one session runs; the rest of the device's queue waits for its next session")
+	fs.DurationVar(&c.TaskIndexResync, "sessions.task-index-resync", 5*time.Minute, "how often the worker rebuilds, from the task stream, its index of the devices with tasks queued, which spares the sessions of the others a read of NATS (it also rebuilds after every NATS reconnection; 0: no index, every session reads its device's queue)")
 	fs.DurationVar(&c.TaskAwaitTimeout, "sessions.task-await-timeout", time.Hour, "how long a task the CPE accepted (Reboot, Download, ...) waits for what ends it, when the task does not say")
 	fs.IntVar(&c.EventsMaxInFlight, "sessions.events-max-in-flight", 1024, "device events published and not yet acknowledged; over it, events are dropped and counted, sessions never wait")
 	fs.StringVar(&c.QuirksFile, "sessions.quirks-file", "", "JSON file of discovery quirks per OUI and product class, on top of the built-in ones (format in docs/sessions.md)")
 	fs.StringVar(&c.CRCredentials, "sessions.cr-credentials", CRGenerate, "connection-request credentials of devices the inventory holds none of: generate (set random ones on the CPE at its first session) or off; operator-given ones are set either way")
 	fs.DurationVar(&c.CRCredentialsRetry, "sessions.cr-credentials-retry", 24*time.Hour, "after a CPE refused connection-request credentials, sessions wait this long before they try again")
+	fs.DurationVar(&c.PresetsRefresh, "sessions.presets-refresh", 5*time.Second, "how long a worker uses a tenant's cached preset set before it asks whether the set changed (0: at every session)")
 	fs.StringVar(&c.SecretsKeyFile, "sessions.secrets-key-file", "", "file of the keys that seal the secrets sessions keep in checkpoints (connection-request passwords being set), the same for every worker (empty: the inventory's keys when it runs in this process, else a key of this worker alone, so that another worker cannot resume such a session)")
 	fs.StringVar(&c.CRCredentialsFile, "sessions.cr-credentials-file", "", "JSON file of fixed connection-request credentials per OUI and product class, used in place of generated ones (format in docs/sessions.md; keep it 0600)")
 }
@@ -193,11 +204,17 @@ func (c *Config) Validate() error {
 	if c.MaxDiscoveries < 0 {
 		bad("sessions.max-discoveries must not be negative, got %d", c.MaxDiscoveries)
 	}
+	if c.TaskIndexResync < 0 || (c.TaskIndexResync > 0 && c.TaskIndexResync < time.Second) {
+		bad("sessions.task-index-resync must be 0 or at least 1s, got %s", c.TaskIndexResync)
+	}
 	if c.DiscoveryRetry < 0 || c.DiscoveryRetry > 24*time.Hour {
 		bad("sessions.discovery-retry must be between 0 and 24h, got %s", c.DiscoveryRetry)
 	}
 	if c.CRCredentials != CRGenerate && c.CRCredentials != CROff {
 		bad("sessions.cr-credentials must be %q or %q, got %q", CRGenerate, CROff, c.CRCredentials)
+	}
+	if c.PresetsRefresh < 0 || c.PresetsRefresh > time.Hour {
+		bad("sessions.presets-refresh must be between 0 and 1h, got %s", c.PresetsRefresh)
 	}
 	if c.CRCredentialsRetry <= 0 {
 		bad("sessions.cr-credentials-retry must be positive, got %s", c.CRCredentialsRetry)

@@ -135,9 +135,23 @@ type Config struct {
 	RebootTime time.Duration
 	// TransferTime is how long a transfer or DU change takes.
 	TransferTime time.Duration
+	// Diagnostics adds the diagnostic objects of TR-143 (IPPing,
+	// TraceRoute, Download/UploadDiagnostics, NSLookup, ServerSelection)
+	// to the devices' trees; requesting one runs a simulated test.
+	Diagnostics bool
+	// DiagnosticTime is how long a diagnostic test takes after the session
+	// that requested it (its results are simulated, see diagnostics.go).
+	DiagnosticTime time.Duration
+	// StallDiagnostics makes the devices accept diagnostics and never
+	// complete them (no 8 DIAGNOSTICS COMPLETE): an ACS's timeout test.
+	StallDiagnostics bool
 	// FetchTransfers makes transfers real: a Download GETs its URL, an
 	// Upload PUTs a small file, with the given credentials.
 	FetchTransfers bool
+	// FetchInterruptAfter, with FetchTransfers, cuts each download's first
+	// attempt after this many bytes, as a dropped connection would; the
+	// device resumes it with a Range request. 0: never.
+	FetchInterruptAfter int64
 	// CrashGPVAbove makes the devices' CWMP client crash, as netcwmp's
 	// does past 31 names, on a GetParameterValues of more names than
 	// this: it never answers (in keep-alive mode it closes its
@@ -259,6 +273,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Devices < 1 {
 		return errors.New("config devices: need at least 1")
+	}
+	if c.FetchInterruptAfter < 0 {
+		return errors.New("config fetch-interrupt-after: must not be negative")
 	}
 	if c.OUI != "" && !validOUI(c.OUI) {
 		return fmt.Errorf("config oui %q: want 6 upper-case hex digits", c.OUI)
@@ -405,6 +422,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.RetryMultiplier, "retry-multiplier", c.RetryMultiplier, "session retry multiplier (CWMPRetryIntervalMultiplier/1000)")
 	fs.DurationVar(&c.RebootTime, "reboot-time", c.RebootTime, "how long a reboot takes")
 	fs.DurationVar(&c.TransferTime, "transfer-time", c.TransferTime, "how long a transfer or DU change takes")
+	fs.BoolVar(&c.Diagnostics, "diagnostics", c.Diagnostics, "add the TR-143 diagnostic objects (IPPing, TraceRoute, Download/Upload, NSLookup, ServerSelection) to the devices; requested tests are simulated")
+	fs.DurationVar(&c.DiagnosticTime, "diagnostic-time", c.DiagnosticTime, "how long a diagnostic test (IPPing, TraceRoute, ...) takes; results are simulated, nothing is sent")
+	fs.BoolVar(&c.StallDiagnostics, "stall-diagnostics", c.StallDiagnostics, "accept diagnostics but never complete them (to test an ACS's timeout)")
 	fs.BoolVar(&c.FetchTransfers, "fetch", c.FetchTransfers, "really GET downloads and PUT uploads")
+	fs.Int64Var(&c.FetchInterruptAfter, "fetch-interrupt-after", c.FetchInterruptAfter, "with -fetch: cut each download's first attempt after this many bytes and resume it with a Range request (0: never)")
 	fs.IntVar(&c.CrashGPVAbove, "crash-gpv-above", c.CrashGPVAbove, "a GetParameterValues of more names crashes the client, like netcwmp past 31: connection dropped, restart with 1 BOOT (0: never)")
 }

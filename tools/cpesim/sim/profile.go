@@ -90,9 +90,30 @@ var defaultProfiles = map[DataModel]map[string]int{
 	},
 }
 
+// diagnosticsProfiles are the diagnostic objects (TR-143) Config.Diagnostics
+// adds to the default subsets, result tables empty: about 120 parameters
+// in TR-181, 50 in TR-098, left out by default so that load figures keep
+// their tree.
+var diagnosticsProfiles = map[DataModel]map[string]int{
+	TR181: {
+		"Device.IP.Diagnostics.IPPing.":                          0,
+		"Device.IP.Diagnostics.TraceRoute.RouteHops.{i}.":        0,
+		"Device.IP.Diagnostics.DownloadDiagnostics.":             0,
+		"Device.IP.Diagnostics.UploadDiagnostics.":               0,
+		"Device.IP.Diagnostics.ServerSelectionDiagnostics.":      0,
+		"Device.DNS.Diagnostics.NSLookupDiagnostics.Result.{i}.": 0,
+	},
+	TR098: {
+		"InternetGatewayDevice.IPPingDiagnostics.":                   0,
+		"InternetGatewayDevice.TraceRouteDiagnostics.RouteHops.{i}.": 0,
+		"InternetGatewayDevice.DownloadDiagnostics.":                 0,
+		"InternetGatewayDevice.UploadDiagnostics.":                   0,
+	},
+}
+
 // loadProfile builds the profile of dm: the default subset, with tables
 // overridden or objects added by extra (model path -> instance count).
-func loadProfile(dm DataModel, extra map[string]int) (*profile, error) {
+func loadProfile(dm DataModel, extra map[string]int, diagnostics bool) (*profile, error) {
 	m, err := loadModel(dm)
 	if err != nil {
 		return nil, fmt.Errorf("load profile: %w", err)
@@ -100,6 +121,11 @@ func loadProfile(dm DataModel, extra map[string]int) (*profile, error) {
 	include := map[string]int{}
 	for k, v := range defaultProfiles[dm] {
 		include[k] = v
+	}
+	if diagnostics {
+		for k, v := range diagnosticsProfiles[dm] {
+			include[k] = v
+		}
 	}
 	for k, v := range extra {
 		if !strings.HasPrefix(k, m.Root) {

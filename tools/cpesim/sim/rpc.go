@@ -240,9 +240,12 @@ func (d *Device) setParameterValues(m *cwmp.SetParameterValues) cwmp.Message {
 		f.SetParameterValuesFaults = faults
 		return f
 	}
+	names := make([]string, len(m.ParameterList))
 	for i, pv := range m.ParameterList {
 		d.setValueLocked(pv.Name, values[i])
+		names[i] = pv.Name
 	}
+	d.diagnosticsSetLocked(names, values)
 	d.setParameterKeyLocked(m.ParameterKey)
 	return &cwmp.SetParameterValuesResponse{Status: 0}
 }

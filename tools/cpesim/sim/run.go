@@ -65,7 +65,7 @@ func New(cfg Config) (*Simulator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("new simulator: %w", err)
 	}
-	prof, err := loadProfile(cfg.Model, cfg.Tables)
+	prof, err := loadProfile(cfg.Model, cfg.Tables, cfg.Diagnostics)
 	if err != nil {
 		return nil, fmt.Errorf("new simulator: %w", err)
 	}

@@ -28,7 +28,7 @@ const taskJSONDoc = "JSON of a task (-o json), one object per task:\n" +
 	"  state (queued, dispatched, done, fault, expired, cancelled), attempts, commandKey,\n" +
 	"  created, updated (RFC 3339), result (null, or the API's TaskResult JSON, e.g.\n" +
 	"  {\"getParameterValues\":{\"values\":[...]}}), fault (null, or {code, string, source\n" +
-	"  (cpe, transfer, timeout, acs), parameterFaults}), wake (absent, or {status, detail}\n" +
+	"  (cpe, transfer, timeout, acs, diagnostic), parameterFaults}), wake (absent, or {status, detail}\n" +
 	"  with status as \"sent\", \"no_credentials\", ...)."
 
 func tasksCommand() *Command {
@@ -142,6 +142,9 @@ type createOptions struct {
 	targetFile, delay        string
 	fileSize                 uint64
 	xml, namespace           string
+
+	// what names the command in errors; "" is "tasks create".
+	what string
 }
 
 // kindFlags are the flags that only some kinds take.
@@ -234,7 +237,10 @@ func containsString(l []string, s string) bool {
 const maxServerWait = 300 * time.Second
 
 func tasksCreate(ctx context.Context, env *Env, o *createOptions, req *tasksv1.CreateTaskRequest) error {
-	const what = "tasks create"
+	what := "tasks create"
+	if o.what != "" {
+		what = o.what
+	}
 	c, err := o.conn.dial(env)
 	if err != nil {
 		return wrapNonUsage(what, err)
@@ -680,7 +686,12 @@ func writeTask(w io.Writer, output string, t *tasksv1.Task) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "%s %s %s %s\n", t.GetId(), stateName(t.GetState()), kindName(t.GetOperation()), quoteIfNeeded(t.GetDeviceId()))
 	if f := t.GetFault(); f != nil {
-		fmt.Fprintf(bw, "  fault %d: %s\n", f.GetCode(), quoteIfNeeded(f.GetFaultString()))
+		if f.GetCode() == 0 && f.GetSource() != tasksv1.FaultSource_FAULT_SOURCE_UNSPECIFIED {
+			// Not a CWMP fault: say whose it is instead of a code 0.
+			fmt.Fprintf(bw, "  fault (%s): %s\n", strings.ToLower(strings.TrimPrefix(f.GetSource().String(), "FAULT_SOURCE_")), quoteIfNeeded(f.GetFaultString()))
+		} else {
+			fmt.Fprintf(bw, "  fault %d: %s\n", f.GetCode(), quoteIfNeeded(f.GetFaultString()))
+		}
 		for _, pf := range f.GetParameterFaults() {
 			fmt.Fprintf(bw, "    %s: %d %s\n", pf.GetName(), pf.GetCode(), quoteIfNeeded(pf.GetFaultString()))
 		}
@@ -709,6 +720,8 @@ func writeResult(w io.Writer, r *tasksv1.TaskResult) {
 		fmt.Fprintf(w, "  %s\n", strings.Join(k.GetRpcMethods.GetMethods(), " "))
 	case *tasksv1.TaskResult_AddObject:
 		fmt.Fprintf(w, "  instance %d: %s\n", k.AddObject.GetInstanceNumber(), k.AddObject.GetObjectPath())
+	case *tasksv1.TaskResult_Diagnostic:
+		writeDiagnostic(w, k.Diagnostic)
 	default:
 		// Everything else in the API's JSON, on one line.
 		b, err := protojson.Marshal(r)

@@ -198,6 +198,9 @@ const (
 	// The ACS could not carry the task out (attempts exhausted, the CPE
 	// does not support the method, the result did not fit).
 	FaultSource_FAULT_SOURCE_ACS FaultSource = 4
+	// The diagnostic test ended with an error DiagnosticsState
+	// ("Error_CannotResolveHostName", ...), which fault_string holds.
+	FaultSource_FAULT_SOURCE_DIAGNOSTIC FaultSource = 5
 )
 
 // Enum value maps for FaultSource.
@@ -208,6 +211,7 @@ var (
 		2: "FAULT_SOURCE_TRANSFER",
 		3: "FAULT_SOURCE_TIMEOUT",
 		4: "FAULT_SOURCE_ACS",
+		5: "FAULT_SOURCE_DIAGNOSTIC",
 	}
 	FaultSource_value = map[string]int32{
 		"FAULT_SOURCE_UNSPECIFIED": 0,
@@ -215,6 +219,7 @@ var (
 		"FAULT_SOURCE_TRANSFER":    2,
 		"FAULT_SOURCE_TIMEOUT":     3,
 		"FAULT_SOURCE_ACS":         4,
+		"FAULT_SOURCE_DIAGNOSTIC":  5,
 	}
 )
 
@@ -482,8 +487,9 @@ type TaskOptions struct {
 	// Wake the device now with a connection request.
 	ConnectionRequest bool `protobuf:"varint,6,opt,name=connection_request,json=connectionRequest,proto3" json:"connection_request,omitempty"`
 	// How long an operation that ends in a later session (Download, Upload,
-	// ScheduleDownload, Reboot, FactoryReset, ScheduleInform) waits for it
-	// once the CPE has accepted it, in seconds. 0 means 3600.
+	// ScheduleDownload, Reboot, FactoryReset, ScheduleInform, a diagnostic)
+	// waits for it once the CPE has accepted it, in seconds. 0 means 3600,
+	// and 600 for a diagnostic.
 	AwaitTimeoutSeconds uint32 `protobuf:"varint,7,opt,name=await_timeout_seconds,json=awaitTimeoutSeconds,proto3" json:"await_timeout_seconds,omitempty"`
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
@@ -725,6 +731,7 @@ type Operation struct {
 	//	*Operation_GetAllQueuedTransfers
 	//	*Operation_VendorMethod
 	//	*Operation_Refresh
+	//	*Operation_Diagnostic
 	Kind          isOperation_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -947,6 +954,15 @@ func (x *Operation) GetRefresh() *Refresh {
 	return nil
 }
 
+func (x *Operation) GetDiagnostic() *Diagnostic {
+	if x != nil {
+		if x, ok := x.Kind.(*Operation_Diagnostic); ok {
+			return x.Diagnostic
+		}
+	}
+	return nil
+}
+
 type isOperation_Kind interface {
 	isOperation_Kind()
 }
@@ -1051,6 +1067,12 @@ type Operation_Refresh struct {
 	Refresh *Refresh `protobuf:"bytes,20,opt,name=refresh,proto3,oneof"`
 }
 
+type Operation_Diagnostic struct {
+	// A diagnostic test (TR-143): done once the device informs
+	// "8 DIAGNOSTICS COMPLETE" and its results are read.
+	Diagnostic *Diagnostic `protobuf:"bytes,21,opt,name=diagnostic,proto3,oneof"`
+}
+
 func (*Operation_GetRpcMethods) isOperation_Kind() {}
 
 func (*Operation_GetParameterNames) isOperation_Kind() {}
@@ -1090,6 +1112,8 @@ func (*Operation_GetAllQueuedTransfers) isOperation_Kind() {}
 func (*Operation_VendorMethod) isOperation_Kind() {}
 
 func (*Operation_Refresh) isOperation_Kind() {}
+
+func (*Operation_Diagnostic) isOperation_Kind() {}
 
 // GetRPCMethods asks which methods the CPE supports.
 type GetRPCMethods struct {
@@ -2833,6 +2857,1416 @@ func (x *Refresh) GetPath() string {
 	return ""
 }
 
+// Diagnostic runs one diagnostic test of TR-143 on the CPE
+// (docs/tasks.md, "Diagnostics"): the worker sets the test's inputs and
+// its DiagnosticsState to "Requested" in one SetParameterValues, the task
+// stays dispatched until the device informs "8 DIAGNOSTICS COMPLETE", and
+// the results are read then. Exactly one test is set. The parameters are
+// those of the device's data model: Device.IP.Diagnostics. and
+// Device.DNS.Diagnostics. (TR-181), InternetGatewayDevice.*Diagnostics.
+// (TR-098, which has no NSLookup or ServerSelection test). Zero inputs are
+// not sent: the CPE's own value applies.
+type Diagnostic struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The test.
+	//
+	// Types that are valid to be assigned to Test:
+	//
+	//	*Diagnostic_IpPing
+	//	*Diagnostic_TraceRoute
+	//	*Diagnostic_Download
+	//	*Diagnostic_Upload
+	//	*Diagnostic_NsLookup
+	//	*Diagnostic_ServerSelection
+	Test          isDiagnostic_Test `protobuf_oneof:"test"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Diagnostic) Reset() {
+	*x = Diagnostic{}
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Diagnostic) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Diagnostic) ProtoMessage() {}
+
+func (x *Diagnostic) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Diagnostic.ProtoReflect.Descriptor instead.
+func (*Diagnostic) Descriptor() ([]byte, []int) {
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *Diagnostic) GetTest() isDiagnostic_Test {
+	if x != nil {
+		return x.Test
+	}
+	return nil
+}
+
+func (x *Diagnostic) GetIpPing() *IPPingTest {
+	if x != nil {
+		if x, ok := x.Test.(*Diagnostic_IpPing); ok {
+			return x.IpPing
+		}
+	}
+	return nil
+}
+
+func (x *Diagnostic) GetTraceRoute() *TraceRouteTest {
+	if x != nil {
+		if x, ok := x.Test.(*Diagnostic_TraceRoute); ok {
+			return x.TraceRoute
+		}
+	}
+	return nil
+}
+
+func (x *Diagnostic) GetDownload() *ThroughputTest {
+	if x != nil {
+		if x, ok := x.Test.(*Diagnostic_Download); ok {
+			return x.Download
+		}
+	}
+	return nil
+}
+
+func (x *Diagnostic) GetUpload() *ThroughputTest {
+	if x != nil {
+		if x, ok := x.Test.(*Diagnostic_Upload); ok {
+			return x.Upload
+		}
+	}
+	return nil
+}
+
+func (x *Diagnostic) GetNsLookup() *NSLookupTest {
+	if x != nil {
+		if x, ok := x.Test.(*Diagnostic_NsLookup); ok {
+			return x.NsLookup
+		}
+	}
+	return nil
+}
+
+func (x *Diagnostic) GetServerSelection() *ServerSelectionTest {
+	if x != nil {
+		if x, ok := x.Test.(*Diagnostic_ServerSelection); ok {
+			return x.ServerSelection
+		}
+	}
+	return nil
+}
+
+type isDiagnostic_Test interface {
+	isDiagnostic_Test()
+}
+
+type Diagnostic_IpPing struct {
+	// IPPing: ICMP echo to a host.
+	IpPing *IPPingTest `protobuf:"bytes,1,opt,name=ip_ping,json=ipPing,proto3,oneof"`
+}
+
+type Diagnostic_TraceRoute struct {
+	// TraceRoute: the route to a host, hop by hop.
+	TraceRoute *TraceRouteTest `protobuf:"bytes,2,opt,name=trace_route,json=traceRoute,proto3,oneof"`
+}
+
+type Diagnostic_Download struct {
+	// DownloadDiagnostics: throughput of an HTTP or FTP download.
+	Download *ThroughputTest `protobuf:"bytes,3,opt,name=download,proto3,oneof"`
+}
+
+type Diagnostic_Upload struct {
+	// UploadDiagnostics: throughput of an HTTP or FTP upload.
+	Upload *ThroughputTest `protobuf:"bytes,4,opt,name=upload,proto3,oneof"`
+}
+
+type Diagnostic_NsLookup struct {
+	// NSLookupDiagnostics: a DNS lookup (TR-181 only).
+	NsLookup *NSLookupTest `protobuf:"bytes,5,opt,name=ns_lookup,json=nsLookup,proto3,oneof"`
+}
+
+type Diagnostic_ServerSelection struct {
+	// ServerSelectionDiagnostics: the fastest of several hosts (TR-181
+	// only).
+	ServerSelection *ServerSelectionTest `protobuf:"bytes,6,opt,name=server_selection,json=serverSelection,proto3,oneof"`
+}
+
+func (*Diagnostic_IpPing) isDiagnostic_Test() {}
+
+func (*Diagnostic_TraceRoute) isDiagnostic_Test() {}
+
+func (*Diagnostic_Download) isDiagnostic_Test() {}
+
+func (*Diagnostic_Upload) isDiagnostic_Test() {}
+
+func (*Diagnostic_NsLookup) isDiagnostic_Test() {}
+
+func (*Diagnostic_ServerSelection) isDiagnostic_Test() {}
+
+// IPPingTest are the inputs of IPPing.
+type IPPingTest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Host name or address to ping; required, at most 256 characters.
+	Host string `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	// NumberOfRepetitions, 1 to 10000.
+	Repetitions uint32 `protobuf:"varint,2,opt,name=repetitions,proto3" json:"repetitions,omitempty"`
+	// Timeout of the test in milliseconds, at most 3600000.
+	TimeoutMs uint32 `protobuf:"varint,3,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// DataBlockSize in bytes, 1 to 65535.
+	DataBlockSize uint32 `protobuf:"varint,4,opt,name=data_block_size,json=dataBlockSize,proto3" json:"data_block_size,omitempty"`
+	// DSCP, 0 to 63.
+	Dscp uint32 `protobuf:"varint,5,opt,name=dscp,proto3" json:"dscp,omitempty"`
+	// Interface: path of the IP interface to use; empty: the routing
+	// table's choice.
+	Interface string `protobuf:"bytes,6,opt,name=interface,proto3" json:"interface,omitempty"`
+	// ProtocolVersion: "Any", "IPv4" or "IPv6" (TR-181 only).
+	ProtocolVersion string `protobuf:"bytes,7,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *IPPingTest) Reset() {
+	*x = IPPingTest{}
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IPPingTest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IPPingTest) ProtoMessage() {}
+
+func (x *IPPingTest) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IPPingTest.ProtoReflect.Descriptor instead.
+func (*IPPingTest) Descriptor() ([]byte, []int) {
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *IPPingTest) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *IPPingTest) GetRepetitions() uint32 {
+	if x != nil {
+		return x.Repetitions
+	}
+	return 0
+}
+
+func (x *IPPingTest) GetTimeoutMs() uint32 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *IPPingTest) GetDataBlockSize() uint32 {
+	if x != nil {
+		return x.DataBlockSize
+	}
+	return 0
+}
+
+func (x *IPPingTest) GetDscp() uint32 {
+	if x != nil {
+		return x.Dscp
+	}
+	return 0
+}
+
+func (x *IPPingTest) GetInterface() string {
+	if x != nil {
+		return x.Interface
+	}
+	return ""
+}
+
+func (x *IPPingTest) GetProtocolVersion() string {
+	if x != nil {
+		return x.ProtocolVersion
+	}
+	return ""
+}
+
+// TraceRouteTest are the inputs of TraceRoute.
+type TraceRouteTest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Host name or address to trace; required.
+	Host string `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	// NumberOfTries per hop, 1 to 3.
+	Tries uint32 `protobuf:"varint,2,opt,name=tries,proto3" json:"tries,omitempty"`
+	// Timeout per try in milliseconds, at most 3600000.
+	TimeoutMs uint32 `protobuf:"varint,3,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// DataBlockSize in bytes, 1 to 65535.
+	DataBlockSize uint32 `protobuf:"varint,4,opt,name=data_block_size,json=dataBlockSize,proto3" json:"data_block_size,omitempty"`
+	// DSCP, 0 to 63.
+	Dscp uint32 `protobuf:"varint,5,opt,name=dscp,proto3" json:"dscp,omitempty"`
+	// MaxHopCount, 1 to 64.
+	MaxHopCount uint32 `protobuf:"varint,6,opt,name=max_hop_count,json=maxHopCount,proto3" json:"max_hop_count,omitempty"`
+	// Interface, as for IPPingTest.
+	Interface string `protobuf:"bytes,7,opt,name=interface,proto3" json:"interface,omitempty"`
+	// ProtocolVersion, as for IPPingTest.
+	ProtocolVersion string `protobuf:"bytes,8,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *TraceRouteTest) Reset() {
+	*x = TraceRouteTest{}
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceRouteTest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceRouteTest) ProtoMessage() {}
+
+func (x *TraceRouteTest) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceRouteTest.ProtoReflect.Descriptor instead.
+func (*TraceRouteTest) Descriptor() ([]byte, []int) {
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *TraceRouteTest) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *TraceRouteTest) GetTries() uint32 {
+	if x != nil {
+		return x.Tries
+	}
+	return 0
+}
+
+func (x *TraceRouteTest) GetTimeoutMs() uint32 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *TraceRouteTest) GetDataBlockSize() uint32 {
+	if x != nil {
+		return x.DataBlockSize
+	}
+	return 0
+}
+
+func (x *TraceRouteTest) GetDscp() uint32 {
+	if x != nil {
+		return x.Dscp
+	}
+	return 0
+}
+
+func (x *TraceRouteTest) GetMaxHopCount() uint32 {
+	if x != nil {
+		return x.MaxHopCount
+	}
+	return 0
+}
+
+func (x *TraceRouteTest) GetInterface() string {
+	if x != nil {
+		return x.Interface
+	}
+	return ""
+}
+
+func (x *TraceRouteTest) GetProtocolVersion() string {
+	if x != nil {
+		return x.ProtocolVersion
+	}
+	return ""
+}
+
+// ThroughputTest are the inputs of DownloadDiagnostics and
+// UploadDiagnostics.
+type ThroughputTest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// DownloadURL or UploadURL; required, http://, https:// or ftp://, at
+	// most 1024 characters (TR-098 devices take at most 256).
+	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// TestFileLength: bytes to send; upload only, where it is required.
+	TestFileLength uint64 `protobuf:"varint,2,opt,name=test_file_length,json=testFileLength,proto3" json:"test_file_length,omitempty"`
+	// DSCP, 0 to 63.
+	Dscp uint32 `protobuf:"varint,3,opt,name=dscp,proto3" json:"dscp,omitempty"`
+	// EthernetPriority, 0 to 7.
+	EthernetPriority uint32 `protobuf:"varint,4,opt,name=ethernet_priority,json=ethernetPriority,proto3" json:"ethernet_priority,omitempty"`
+	// Interface, as for IPPingTest.
+	Interface string `protobuf:"bytes,5,opt,name=interface,proto3" json:"interface,omitempty"`
+	// ProtocolVersion, as for IPPingTest.
+	ProtocolVersion string `protobuf:"bytes,6,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
+	// NumberOfConnections, 1 to 64 (TR-181 only).
+	NumberOfConnections uint32 `protobuf:"varint,7,opt,name=number_of_connections,json=numberOfConnections,proto3" json:"number_of_connections,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *ThroughputTest) Reset() {
+	*x = ThroughputTest{}
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ThroughputTest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ThroughputTest) ProtoMessage() {}
+
+func (x *ThroughputTest) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ThroughputTest.ProtoReflect.Descriptor instead.
+func (*ThroughputTest) Descriptor() ([]byte, []int) {
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ThroughputTest) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *ThroughputTest) GetTestFileLength() uint64 {
+	if x != nil {
+		return x.TestFileLength
+	}
+	return 0
+}
+
+func (x *ThroughputTest) GetDscp() uint32 {
+	if x != nil {
+		return x.Dscp
+	}
+	return 0
+}
+
+func (x *ThroughputTest) GetEthernetPriority() uint32 {
+	if x != nil {
+		return x.EthernetPriority
+	}
+	return 0
+}
+
+func (x *ThroughputTest) GetInterface() string {
+	if x != nil {
+		return x.Interface
+	}
+	return ""
+}
+
+func (x *ThroughputTest) GetProtocolVersion() string {
+	if x != nil {
+		return x.ProtocolVersion
+	}
+	return ""
+}
+
+func (x *ThroughputTest) GetNumberOfConnections() uint32 {
+	if x != nil {
+		return x.NumberOfConnections
+	}
+	return 0
+}
+
+// NSLookupTest are the inputs of NSLookupDiagnostics.
+type NSLookupTest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// HostName to look up; required.
+	HostName string `protobuf:"bytes,1,opt,name=host_name,json=hostName,proto3" json:"host_name,omitempty"`
+	// DNSServer to ask; empty: the CPE's.
+	DnsServer string `protobuf:"bytes,2,opt,name=dns_server,json=dnsServer,proto3" json:"dns_server,omitempty"`
+	// Timeout in milliseconds, at most 3600000.
+	TimeoutMs uint32 `protobuf:"varint,3,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// NumberOfRepetitions, 1 to 10000.
+	Repetitions uint32 `protobuf:"varint,4,opt,name=repetitions,proto3" json:"repetitions,omitempty"`
+	// Interface, as for IPPingTest.
+	Interface     string `protobuf:"bytes,5,opt,name=interface,proto3" json:"interface,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NSLookupTest) Reset() {
+	*x = NSLookupTest{}
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NSLookupTest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NSLookupTest) ProtoMessage() {}
+
+func (x *NSLookupTest) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NSLookupTest.ProtoReflect.Descriptor instead.
+func (*NSLookupTest) Descriptor() ([]byte, []int) {
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *NSLookupTest) GetHostName() string {
+	if x != nil {
+		return x.HostName
+	}
+	return ""
+}
+
+func (x *NSLookupTest) GetDnsServer() string {
+	if x != nil {
+		return x.DnsServer
+	}
+	return ""
+}
+
+func (x *NSLookupTest) GetTimeoutMs() uint32 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *NSLookupTest) GetRepetitions() uint32 {
+	if x != nil {
+		return x.Repetitions
+	}
+	return 0
+}
+
+func (x *NSLookupTest) GetInterface() string {
+	if x != nil {
+		return x.Interface
+	}
+	return ""
+}
+
+// ServerSelectionTest are the inputs of ServerSelectionDiagnostics.
+type ServerSelectionTest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// HostList: 1 to 10 host names or addresses.
+	Hosts []string `protobuf:"bytes,1,rep,name=hosts,proto3" json:"hosts,omitempty"`
+	// Protocol: "ICMP" or "UDP Echo"; empty: the CPE's.
+	Protocol string `protobuf:"bytes,2,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	// NumberOfRepetitions per host, 1 to 10000.
+	Repetitions uint32 `protobuf:"varint,3,opt,name=repetitions,proto3" json:"repetitions,omitempty"`
+	// Timeout per repetition in milliseconds, at most 3600000.
+	TimeoutMs uint32 `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// Interface, as for IPPingTest.
+	Interface string `protobuf:"bytes,5,opt,name=interface,proto3" json:"interface,omitempty"`
+	// ProtocolVersion, as for IPPingTest.
+	ProtocolVersion string `protobuf:"bytes,6,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ServerSelectionTest) Reset() {
+	*x = ServerSelectionTest{}
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerSelectionTest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerSelectionTest) ProtoMessage() {}
+
+func (x *ServerSelectionTest) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerSelectionTest.ProtoReflect.Descriptor instead.
+func (*ServerSelectionTest) Descriptor() ([]byte, []int) {
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ServerSelectionTest) GetHosts() []string {
+	if x != nil {
+		return x.Hosts
+	}
+	return nil
+}
+
+func (x *ServerSelectionTest) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *ServerSelectionTest) GetRepetitions() uint32 {
+	if x != nil {
+		return x.Repetitions
+	}
+	return 0
+}
+
+func (x *ServerSelectionTest) GetTimeoutMs() uint32 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *ServerSelectionTest) GetInterface() string {
+	if x != nil {
+		return x.Interface
+	}
+	return ""
+}
+
+func (x *ServerSelectionTest) GetProtocolVersion() string {
+	if x != nil {
+		return x.ProtocolVersion
+	}
+	return ""
+}
+
+// DiagnosticResult is what a completed diagnostic returned. A test whose
+// DiagnosticsState ends in an error ends the task in fault instead.
+type DiagnosticResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The diagnostic object read, e.g. "Device.IP.Diagnostics.IPPing.".
+	Object string `protobuf:"bytes,1,opt,name=object,proto3" json:"object,omitempty"`
+	// DiagnosticsState as the CPE reported it ("Complete", "Completed").
+	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// IPAddressUsed, when the model has it.
+	IpAddressUsed string `protobuf:"bytes,3,opt,name=ip_address_used,json=ipAddressUsed,proto3" json:"ip_address_used,omitempty"`
+	// The results of the test: the field of the test's name.
+	//
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*DiagnosticResult_IpPing
+	//	*DiagnosticResult_TraceRoute
+	//	*DiagnosticResult_Download
+	//	*DiagnosticResult_Upload
+	//	*DiagnosticResult_NsLookup
+	//	*DiagnosticResult_ServerSelection
+	Kind          isDiagnosticResult_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiagnosticResult) Reset() {
+	*x = DiagnosticResult{}
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiagnosticResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiagnosticResult) ProtoMessage() {}
+
+func (x *DiagnosticResult) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiagnosticResult.ProtoReflect.Descriptor instead.
+func (*DiagnosticResult) Descriptor() ([]byte, []int) {
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *DiagnosticResult) GetObject() string {
+	if x != nil {
+		return x.Object
+	}
+	return ""
+}
+
+func (x *DiagnosticResult) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *DiagnosticResult) GetIpAddressUsed() string {
+	if x != nil {
+		return x.IpAddressUsed
+	}
+	return ""
+}
+
+func (x *DiagnosticResult) GetKind() isDiagnosticResult_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *DiagnosticResult) GetIpPing() *IPPingResult {
+	if x != nil {
+		if x, ok := x.Kind.(*DiagnosticResult_IpPing); ok {
+			return x.IpPing
+		}
+	}
+	return nil
+}
+
+func (x *DiagnosticResult) GetTraceRoute() *TraceRouteResult {
+	if x != nil {
+		if x, ok := x.Kind.(*DiagnosticResult_TraceRoute); ok {
+			return x.TraceRoute
+		}
+	}
+	return nil
+}
+
+func (x *DiagnosticResult) GetDownload() *ThroughputResult {
+	if x != nil {
+		if x, ok := x.Kind.(*DiagnosticResult_Download); ok {
+			return x.Download
+		}
+	}
+	return nil
+}
+
+func (x *DiagnosticResult) GetUpload() *ThroughputResult {
+	if x != nil {
+		if x, ok := x.Kind.(*DiagnosticResult_Upload); ok {
+			return x.Upload
+		}
+	}
+	return nil
+}
+
+func (x *DiagnosticResult) GetNsLookup() *NSLookupResult {
+	if x != nil {
+		if x, ok := x.Kind.(*DiagnosticResult_NsLookup); ok {
+			return x.NsLookup
+		}
+	}
+	return nil
+}
+
+func (x *DiagnosticResult) GetServerSelection() *ServerSelectionResult {
+	if x != nil {
+		if x, ok := x.Kind.(*DiagnosticResult_ServerSelection); ok {
+			return x.ServerSelection
+		}
+	}
+	return nil
+}
+
+type isDiagnosticResult_Kind interface {
+	isDiagnosticResult_Kind()
+}
+
+type DiagnosticResult_IpPing struct {
+	// For ip_ping.
+	IpPing *IPPingResult `protobuf:"bytes,4,opt,name=ip_ping,json=ipPing,proto3,oneof"`
+}
+
+type DiagnosticResult_TraceRoute struct {
+	// For trace_route.
+	TraceRoute *TraceRouteResult `protobuf:"bytes,5,opt,name=trace_route,json=traceRoute,proto3,oneof"`
+}
+
+type DiagnosticResult_Download struct {
+	// For download.
+	Download *ThroughputResult `protobuf:"bytes,6,opt,name=download,proto3,oneof"`
+}
+
+type DiagnosticResult_Upload struct {
+	// For upload.
+	Upload *ThroughputResult `protobuf:"bytes,7,opt,name=upload,proto3,oneof"`
+}
+
+type DiagnosticResult_NsLookup struct {
+	// For ns_lookup.
+	NsLookup *NSLookupResult `protobuf:"bytes,8,opt,name=ns_lookup,json=nsLookup,proto3,oneof"`
+}
+
+type DiagnosticResult_ServerSelection struct {
+	// For server_selection.
+	ServerSelection *ServerSelectionResult `protobuf:"bytes,9,opt,name=server_selection,json=serverSelection,proto3,oneof"`
+}
+
+func (*DiagnosticResult_IpPing) isDiagnosticResult_Kind() {}
+
+func (*DiagnosticResult_TraceRoute) isDiagnosticResult_Kind() {}
+
+func (*DiagnosticResult_Download) isDiagnosticResult_Kind() {}
+
+func (*DiagnosticResult_Upload) isDiagnosticResult_Kind() {}
+
+func (*DiagnosticResult_NsLookup) isDiagnosticResult_Kind() {}
+
+func (*DiagnosticResult_ServerSelection) isDiagnosticResult_Kind() {}
+
+// IPPingResult are the results of IPPing.
+type IPPingResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// SuccessCount.
+	SuccessCount uint32 `protobuf:"varint,1,opt,name=success_count,json=successCount,proto3" json:"success_count,omitempty"`
+	// FailureCount.
+	FailureCount uint32 `protobuf:"varint,2,opt,name=failure_count,json=failureCount,proto3" json:"failure_count,omitempty"`
+	// AverageResponseTime in milliseconds.
+	AverageResponseTimeMs uint32 `protobuf:"varint,3,opt,name=average_response_time_ms,json=averageResponseTimeMs,proto3" json:"average_response_time_ms,omitempty"`
+	// MinimumResponseTime in milliseconds.
+	MinimumResponseTimeMs uint32 `protobuf:"varint,4,opt,name=minimum_response_time_ms,json=minimumResponseTimeMs,proto3" json:"minimum_response_time_ms,omitempty"`
+	// MaximumResponseTime in milliseconds.
+	MaximumResponseTimeMs uint32 `protobuf:"varint,5,opt,name=maximum_response_time_ms,json=maximumResponseTimeMs,proto3" json:"maximum_response_time_ms,omitempty"`
+	// AverageResponseTimeDetailed in microseconds (TR-181; 0 when absent).
+	AverageResponseTimeUs uint32 `protobuf:"varint,6,opt,name=average_response_time_us,json=averageResponseTimeUs,proto3" json:"average_response_time_us,omitempty"`
+	// MinimumResponseTimeDetailed in microseconds.
+	MinimumResponseTimeUs uint32 `protobuf:"varint,7,opt,name=minimum_response_time_us,json=minimumResponseTimeUs,proto3" json:"minimum_response_time_us,omitempty"`
+	// MaximumResponseTimeDetailed in microseconds.
+	MaximumResponseTimeUs uint32 `protobuf:"varint,8,opt,name=maximum_response_time_us,json=maximumResponseTimeUs,proto3" json:"maximum_response_time_us,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *IPPingResult) Reset() {
+	*x = IPPingResult{}
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IPPingResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IPPingResult) ProtoMessage() {}
+
+func (x *IPPingResult) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IPPingResult.ProtoReflect.Descriptor instead.
+func (*IPPingResult) Descriptor() ([]byte, []int) {
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *IPPingResult) GetSuccessCount() uint32 {
+	if x != nil {
+		return x.SuccessCount
+	}
+	return 0
+}
+
+func (x *IPPingResult) GetFailureCount() uint32 {
+	if x != nil {
+		return x.FailureCount
+	}
+	return 0
+}
+
+func (x *IPPingResult) GetAverageResponseTimeMs() uint32 {
+	if x != nil {
+		return x.AverageResponseTimeMs
+	}
+	return 0
+}
+
+func (x *IPPingResult) GetMinimumResponseTimeMs() uint32 {
+	if x != nil {
+		return x.MinimumResponseTimeMs
+	}
+	return 0
+}
+
+func (x *IPPingResult) GetMaximumResponseTimeMs() uint32 {
+	if x != nil {
+		return x.MaximumResponseTimeMs
+	}
+	return 0
+}
+
+func (x *IPPingResult) GetAverageResponseTimeUs() uint32 {
+	if x != nil {
+		return x.AverageResponseTimeUs
+	}
+	return 0
+}
+
+func (x *IPPingResult) GetMinimumResponseTimeUs() uint32 {
+	if x != nil {
+		return x.MinimumResponseTimeUs
+	}
+	return 0
+}
+
+func (x *IPPingResult) GetMaximumResponseTimeUs() uint32 {
+	if x != nil {
+		return x.MaximumResponseTimeUs
+	}
+	return 0
+}
+
+// TraceRouteHop is one RouteHops instance.
+type TraceRouteHop struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Host (TR-098: HopHost): name of the hop, else its address.
+	Host string `protobuf:"bytes,1,opt,name=host,proto3" json:"host,omitempty"`
+	// HostAddress (HopHostAddress).
+	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	// ErrorCode (HopErrorCode): the ICMP error, 0 when none.
+	ErrorCode uint32 `protobuf:"varint,3,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	// RTTimes (HopRTTimes): round-trip time of each try, milliseconds.
+	RttMs         []uint32 `protobuf:"varint,4,rep,packed,name=rtt_ms,json=rttMs,proto3" json:"rtt_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceRouteHop) Reset() {
+	*x = TraceRouteHop{}
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceRouteHop) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceRouteHop) ProtoMessage() {}
+
+func (x *TraceRouteHop) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceRouteHop.ProtoReflect.Descriptor instead.
+func (*TraceRouteHop) Descriptor() ([]byte, []int) {
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *TraceRouteHop) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *TraceRouteHop) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *TraceRouteHop) GetErrorCode() uint32 {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return 0
+}
+
+func (x *TraceRouteHop) GetRttMs() []uint32 {
+	if x != nil {
+		return x.RttMs
+	}
+	return nil
+}
+
+// TraceRouteResult are the results of TraceRoute.
+type TraceRouteResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ResponseTime of the final hop in milliseconds.
+	ResponseTimeMs uint32 `protobuf:"varint,1,opt,name=response_time_ms,json=responseTimeMs,proto3" json:"response_time_ms,omitempty"`
+	// The hops, in order.
+	Hops          []*TraceRouteHop `protobuf:"bytes,2,rep,name=hops,proto3" json:"hops,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TraceRouteResult) Reset() {
+	*x = TraceRouteResult{}
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TraceRouteResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TraceRouteResult) ProtoMessage() {}
+
+func (x *TraceRouteResult) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TraceRouteResult.ProtoReflect.Descriptor instead.
+func (*TraceRouteResult) Descriptor() ([]byte, []int) {
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *TraceRouteResult) GetResponseTimeMs() uint32 {
+	if x != nil {
+		return x.ResponseTimeMs
+	}
+	return 0
+}
+
+func (x *TraceRouteResult) GetHops() []*TraceRouteHop {
+	if x != nil {
+		return x.Hops
+	}
+	return nil
+}
+
+// ThroughputResult are the results of DownloadDiagnostics and
+// UploadDiagnostics.
+type ThroughputResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ROMTime: request (or TCP open) sent.
+	RomTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=rom_time,json=romTime,proto3" json:"rom_time,omitempty"`
+	// BOMTime: first byte of the test.
+	BomTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=bom_time,json=bomTime,proto3" json:"bom_time,omitempty"`
+	// EOMTime: last byte of the test.
+	EomTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=eom_time,json=eomTime,proto3" json:"eom_time,omitempty"`
+	// TCPOpenRequestTime.
+	TcpOpenRequestTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=tcp_open_request_time,json=tcpOpenRequestTime,proto3" json:"tcp_open_request_time,omitempty"`
+	// TCPOpenResponseTime.
+	TcpOpenResponseTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=tcp_open_response_time,json=tcpOpenResponseTime,proto3" json:"tcp_open_response_time,omitempty"`
+	// Bytes of the test between BOMTime and EOMTime: TestBytesReceived for
+	// a download; TestBytesSent for an upload (TR-098, which lacks it:
+	// TestFileLength).
+	TestBytes uint64 `protobuf:"varint,6,opt,name=test_bytes,json=testBytes,proto3" json:"test_bytes,omitempty"`
+	// TotalBytesReceived on the interface during the test.
+	TotalBytesReceived uint64 `protobuf:"varint,7,opt,name=total_bytes_received,json=totalBytesReceived,proto3" json:"total_bytes_received,omitempty"`
+	// TotalBytesSent on the interface during the test.
+	TotalBytesSent uint64 `protobuf:"varint,8,opt,name=total_bytes_sent,json=totalBytesSent,proto3" json:"total_bytes_sent,omitempty"`
+	// test_bytes * 8 / (EOMTime - BOMTime) in bits per second; 0 when the
+	// times do not allow it.
+	ThroughputBps uint64 `protobuf:"varint,9,opt,name=throughput_bps,json=throughputBps,proto3" json:"throughput_bps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ThroughputResult) Reset() {
+	*x = ThroughputResult{}
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ThroughputResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ThroughputResult) ProtoMessage() {}
+
+func (x *ThroughputResult) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ThroughputResult.ProtoReflect.Descriptor instead.
+func (*ThroughputResult) Descriptor() ([]byte, []int) {
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ThroughputResult) GetRomTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RomTime
+	}
+	return nil
+}
+
+func (x *ThroughputResult) GetBomTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BomTime
+	}
+	return nil
+}
+
+func (x *ThroughputResult) GetEomTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EomTime
+	}
+	return nil
+}
+
+func (x *ThroughputResult) GetTcpOpenRequestTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.TcpOpenRequestTime
+	}
+	return nil
+}
+
+func (x *ThroughputResult) GetTcpOpenResponseTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.TcpOpenResponseTime
+	}
+	return nil
+}
+
+func (x *ThroughputResult) GetTestBytes() uint64 {
+	if x != nil {
+		return x.TestBytes
+	}
+	return 0
+}
+
+func (x *ThroughputResult) GetTotalBytesReceived() uint64 {
+	if x != nil {
+		return x.TotalBytesReceived
+	}
+	return 0
+}
+
+func (x *ThroughputResult) GetTotalBytesSent() uint64 {
+	if x != nil {
+		return x.TotalBytesSent
+	}
+	return 0
+}
+
+func (x *ThroughputResult) GetThroughputBps() uint64 {
+	if x != nil {
+		return x.ThroughputBps
+	}
+	return 0
+}
+
+// NSLookupAnswer is one Result instance of NSLookupDiagnostics.
+type NSLookupAnswer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Status: "Success", "Error_HostNameNotResolved", ...
+	Status string `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	// AnswerType: "None", "Authoritative", "NonAuthoritative".
+	AnswerType string `protobuf:"bytes,2,opt,name=answer_type,json=answerType,proto3" json:"answer_type,omitempty"`
+	// HostNameReturned.
+	HostNameReturned string `protobuf:"bytes,3,opt,name=host_name_returned,json=hostNameReturned,proto3" json:"host_name_returned,omitempty"`
+	// IPAddresses.
+	IpAddresses []string `protobuf:"bytes,4,rep,name=ip_addresses,json=ipAddresses,proto3" json:"ip_addresses,omitempty"`
+	// DNSServerIP.
+	DnsServerIp string `protobuf:"bytes,5,opt,name=dns_server_ip,json=dnsServerIp,proto3" json:"dns_server_ip,omitempty"`
+	// ResponseTime in milliseconds.
+	ResponseTimeMs uint32 `protobuf:"varint,6,opt,name=response_time_ms,json=responseTimeMs,proto3" json:"response_time_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *NSLookupAnswer) Reset() {
+	*x = NSLookupAnswer{}
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NSLookupAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NSLookupAnswer) ProtoMessage() {}
+
+func (x *NSLookupAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NSLookupAnswer.ProtoReflect.Descriptor instead.
+func (*NSLookupAnswer) Descriptor() ([]byte, []int) {
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *NSLookupAnswer) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *NSLookupAnswer) GetAnswerType() string {
+	if x != nil {
+		return x.AnswerType
+	}
+	return ""
+}
+
+func (x *NSLookupAnswer) GetHostNameReturned() string {
+	if x != nil {
+		return x.HostNameReturned
+	}
+	return ""
+}
+
+func (x *NSLookupAnswer) GetIpAddresses() []string {
+	if x != nil {
+		return x.IpAddresses
+	}
+	return nil
+}
+
+func (x *NSLookupAnswer) GetDnsServerIp() string {
+	if x != nil {
+		return x.DnsServerIp
+	}
+	return ""
+}
+
+func (x *NSLookupAnswer) GetResponseTimeMs() uint32 {
+	if x != nil {
+		return x.ResponseTimeMs
+	}
+	return 0
+}
+
+// NSLookupResult are the results of NSLookupDiagnostics.
+type NSLookupResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// SuccessCount.
+	SuccessCount uint32 `protobuf:"varint,1,opt,name=success_count,json=successCount,proto3" json:"success_count,omitempty"`
+	// The answers, one per repetition.
+	Answers       []*NSLookupAnswer `protobuf:"bytes,2,rep,name=answers,proto3" json:"answers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NSLookupResult) Reset() {
+	*x = NSLookupResult{}
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NSLookupResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NSLookupResult) ProtoMessage() {}
+
+func (x *NSLookupResult) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NSLookupResult.ProtoReflect.Descriptor instead.
+func (*NSLookupResult) Descriptor() ([]byte, []int) {
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *NSLookupResult) GetSuccessCount() uint32 {
+	if x != nil {
+		return x.SuccessCount
+	}
+	return 0
+}
+
+func (x *NSLookupResult) GetAnswers() []*NSLookupAnswer {
+	if x != nil {
+		return x.Answers
+	}
+	return nil
+}
+
+// ServerSelectionResult are the results of ServerSelectionDiagnostics.
+type ServerSelectionResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// FastestHost.
+	FastestHost string `protobuf:"bytes,1,opt,name=fastest_host,json=fastestHost,proto3" json:"fastest_host,omitempty"`
+	// MinimumResponseTime of the fastest host in microseconds.
+	MinimumResponseTimeUs uint32 `protobuf:"varint,2,opt,name=minimum_response_time_us,json=minimumResponseTimeUs,proto3" json:"minimum_response_time_us,omitempty"`
+	// AverageResponseTime in microseconds.
+	AverageResponseTimeUs uint32 `protobuf:"varint,3,opt,name=average_response_time_us,json=averageResponseTimeUs,proto3" json:"average_response_time_us,omitempty"`
+	// MaximumResponseTime in microseconds.
+	MaximumResponseTimeUs uint32 `protobuf:"varint,4,opt,name=maximum_response_time_us,json=maximumResponseTimeUs,proto3" json:"maximum_response_time_us,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *ServerSelectionResult) Reset() {
+	*x = ServerSelectionResult{}
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerSelectionResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerSelectionResult) ProtoMessage() {}
+
+func (x *ServerSelectionResult) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerSelectionResult.ProtoReflect.Descriptor instead.
+func (*ServerSelectionResult) Descriptor() ([]byte, []int) {
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ServerSelectionResult) GetFastestHost() string {
+	if x != nil {
+		return x.FastestHost
+	}
+	return ""
+}
+
+func (x *ServerSelectionResult) GetMinimumResponseTimeUs() uint32 {
+	if x != nil {
+		return x.MinimumResponseTimeUs
+	}
+	return 0
+}
+
+func (x *ServerSelectionResult) GetAverageResponseTimeUs() uint32 {
+	if x != nil {
+		return x.AverageResponseTimeUs
+	}
+	return 0
+}
+
+func (x *ServerSelectionResult) GetMaximumResponseTimeUs() uint32 {
+	if x != nil {
+		return x.MaximumResponseTimeUs
+	}
+	return 0
+}
+
 // TaskResult is what a done task returned: the field of the operation's
 // kind is set (none for operations that return nothing).
 type TaskResult struct {
@@ -2852,6 +4286,7 @@ type TaskResult struct {
 	//	*TaskResult_QueuedTransfers
 	//	*TaskResult_VendorMethod
 	//	*TaskResult_ChangeDuState
+	//	*TaskResult_Diagnostic
 	Kind          isTaskResult_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2859,7 +4294,7 @@ type TaskResult struct {
 
 func (x *TaskResult) Reset() {
 	*x = TaskResult{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[32]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2871,7 +4306,7 @@ func (x *TaskResult) String() string {
 func (*TaskResult) ProtoMessage() {}
 
 func (x *TaskResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[32]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2884,7 +4319,7 @@ func (x *TaskResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskResult.ProtoReflect.Descriptor instead.
 func (*TaskResult) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{32}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *TaskResult) GetKind() isTaskResult_Kind {
@@ -2993,6 +4428,15 @@ func (x *TaskResult) GetChangeDuState() *ChangeDUStateResult {
 	return nil
 }
 
+func (x *TaskResult) GetDiagnostic() *DiagnosticResult {
+	if x != nil {
+		if x, ok := x.Kind.(*TaskResult_Diagnostic); ok {
+			return x.Diagnostic
+		}
+	}
+	return nil
+}
+
 type isTaskResult_Kind interface {
 	isTaskResult_Kind()
 }
@@ -3052,6 +4496,11 @@ type TaskResult_ChangeDuState struct {
 	ChangeDuState *ChangeDUStateResult `protobuf:"bytes,11,opt,name=change_du_state,json=changeDuState,proto3,oneof"`
 }
 
+type TaskResult_Diagnostic struct {
+	// For diagnostic.
+	Diagnostic *DiagnosticResult `protobuf:"bytes,12,opt,name=diagnostic,proto3,oneof"`
+}
+
 func (*TaskResult_GetRpcMethods) isTaskResult_Kind() {}
 
 func (*TaskResult_GetParameterNames) isTaskResult_Kind() {}
@@ -3074,6 +4523,8 @@ func (*TaskResult_VendorMethod) isTaskResult_Kind() {}
 
 func (*TaskResult_ChangeDuState) isTaskResult_Kind() {}
 
+func (*TaskResult_Diagnostic) isTaskResult_Kind() {}
+
 // GetRPCMethodsResult lists the CPE's methods.
 type GetRPCMethodsResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -3085,7 +4536,7 @@ type GetRPCMethodsResult struct {
 
 func (x *GetRPCMethodsResult) Reset() {
 	*x = GetRPCMethodsResult{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[33]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3097,7 +4548,7 @@ func (x *GetRPCMethodsResult) String() string {
 func (*GetRPCMethodsResult) ProtoMessage() {}
 
 func (x *GetRPCMethodsResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[33]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3110,7 +4561,7 @@ func (x *GetRPCMethodsResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRPCMethodsResult.ProtoReflect.Descriptor instead.
 func (*GetRPCMethodsResult) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{33}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetRPCMethodsResult) GetMethods() []string {
@@ -3133,7 +4584,7 @@ type ParameterInfo struct {
 
 func (x *ParameterInfo) Reset() {
 	*x = ParameterInfo{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[34]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3145,7 +4596,7 @@ func (x *ParameterInfo) String() string {
 func (*ParameterInfo) ProtoMessage() {}
 
 func (x *ParameterInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[34]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3158,7 +4609,7 @@ func (x *ParameterInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ParameterInfo.ProtoReflect.Descriptor instead.
 func (*ParameterInfo) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{34}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ParameterInfo) GetName() string {
@@ -3186,7 +4637,7 @@ type GetParameterNamesResult struct {
 
 func (x *GetParameterNamesResult) Reset() {
 	*x = GetParameterNamesResult{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[35]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3198,7 +4649,7 @@ func (x *GetParameterNamesResult) String() string {
 func (*GetParameterNamesResult) ProtoMessage() {}
 
 func (x *GetParameterNamesResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[35]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3211,7 +4662,7 @@ func (x *GetParameterNamesResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetParameterNamesResult.ProtoReflect.Descriptor instead.
 func (*GetParameterNamesResult) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{35}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GetParameterNamesResult) GetParameters() []*ParameterInfo {
@@ -3232,7 +4683,7 @@ type GetParameterValuesResult struct {
 
 func (x *GetParameterValuesResult) Reset() {
 	*x = GetParameterValuesResult{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[36]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3244,7 +4695,7 @@ func (x *GetParameterValuesResult) String() string {
 func (*GetParameterValuesResult) ProtoMessage() {}
 
 func (x *GetParameterValuesResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[36]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3257,7 +4708,7 @@ func (x *GetParameterValuesResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetParameterValuesResult.ProtoReflect.Descriptor instead.
 func (*GetParameterValuesResult) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{36}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetParameterValuesResult) GetValues() []*ParameterValue {
@@ -3282,7 +4733,7 @@ type SetParameterValuesResult struct {
 
 func (x *SetParameterValuesResult) Reset() {
 	*x = SetParameterValuesResult{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[37]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3294,7 +4745,7 @@ func (x *SetParameterValuesResult) String() string {
 func (*SetParameterValuesResult) ProtoMessage() {}
 
 func (x *SetParameterValuesResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[37]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3307,7 +4758,7 @@ func (x *SetParameterValuesResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetParameterValuesResult.ProtoReflect.Descriptor instead.
 func (*SetParameterValuesResult) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{37}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *SetParameterValuesResult) GetStatus() int32 {
@@ -3339,7 +4790,7 @@ type ParameterAttribute struct {
 
 func (x *ParameterAttribute) Reset() {
 	*x = ParameterAttribute{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[38]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3351,7 +4802,7 @@ func (x *ParameterAttribute) String() string {
 func (*ParameterAttribute) ProtoMessage() {}
 
 func (x *ParameterAttribute) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[38]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3364,7 +4815,7 @@ func (x *ParameterAttribute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ParameterAttribute.ProtoReflect.Descriptor instead.
 func (*ParameterAttribute) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{38}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ParameterAttribute) GetName() string {
@@ -3399,7 +4850,7 @@ type GetParameterAttributesResult struct {
 
 func (x *GetParameterAttributesResult) Reset() {
 	*x = GetParameterAttributesResult{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[39]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3411,7 +4862,7 @@ func (x *GetParameterAttributesResult) String() string {
 func (*GetParameterAttributesResult) ProtoMessage() {}
 
 func (x *GetParameterAttributesResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[39]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3424,7 +4875,7 @@ func (x *GetParameterAttributesResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetParameterAttributesResult.ProtoReflect.Descriptor instead.
 func (*GetParameterAttributesResult) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{39}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetParameterAttributesResult) GetAttributes() []*ParameterAttribute {
@@ -3449,7 +4900,7 @@ type AddObjectResult struct {
 
 func (x *AddObjectResult) Reset() {
 	*x = AddObjectResult{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[40]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3461,7 +4912,7 @@ func (x *AddObjectResult) String() string {
 func (*AddObjectResult) ProtoMessage() {}
 
 func (x *AddObjectResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[40]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3474,7 +4925,7 @@ func (x *AddObjectResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddObjectResult.ProtoReflect.Descriptor instead.
 func (*AddObjectResult) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{40}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *AddObjectResult) GetInstanceNumber() uint32 {
@@ -3509,7 +4960,7 @@ type DeleteObjectResult struct {
 
 func (x *DeleteObjectResult) Reset() {
 	*x = DeleteObjectResult{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[41]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3521,7 +4972,7 @@ func (x *DeleteObjectResult) String() string {
 func (*DeleteObjectResult) ProtoMessage() {}
 
 func (x *DeleteObjectResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[41]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3534,7 +4985,7 @@ func (x *DeleteObjectResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteObjectResult.ProtoReflect.Descriptor instead.
 func (*DeleteObjectResult) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{41}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *DeleteObjectResult) GetStatus() int32 {
@@ -3559,7 +5010,7 @@ type TransferResult struct {
 
 func (x *TransferResult) Reset() {
 	*x = TransferResult{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[42]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3571,7 +5022,7 @@ func (x *TransferResult) String() string {
 func (*TransferResult) ProtoMessage() {}
 
 func (x *TransferResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[42]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3584,7 +5035,7 @@ func (x *TransferResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferResult.ProtoReflect.Descriptor instead.
 func (*TransferResult) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{42}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *TransferResult) GetStatus() int32 {
@@ -3630,7 +5081,7 @@ type QueuedTransfer struct {
 
 func (x *QueuedTransfer) Reset() {
 	*x = QueuedTransfer{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[43]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3642,7 +5093,7 @@ func (x *QueuedTransfer) String() string {
 func (*QueuedTransfer) ProtoMessage() {}
 
 func (x *QueuedTransfer) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[43]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3655,7 +5106,7 @@ func (x *QueuedTransfer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueuedTransfer.ProtoReflect.Descriptor instead.
 func (*QueuedTransfer) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{43}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *QueuedTransfer) GetCommandKey() string {
@@ -3711,7 +5162,7 @@ type QueuedTransfersResult struct {
 
 func (x *QueuedTransfersResult) Reset() {
 	*x = QueuedTransfersResult{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[44]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3723,7 +5174,7 @@ func (x *QueuedTransfersResult) String() string {
 func (*QueuedTransfersResult) ProtoMessage() {}
 
 func (x *QueuedTransfersResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[44]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3736,7 +5187,7 @@ func (x *QueuedTransfersResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueuedTransfersResult.ProtoReflect.Descriptor instead.
 func (*QueuedTransfersResult) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{44}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *QueuedTransfersResult) GetTransfers() []*QueuedTransfer {
@@ -3757,7 +5208,7 @@ type VendorMethodResult struct {
 
 func (x *VendorMethodResult) Reset() {
 	*x = VendorMethodResult{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[45]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3769,7 +5220,7 @@ func (x *VendorMethodResult) String() string {
 func (*VendorMethodResult) ProtoMessage() {}
 
 func (x *VendorMethodResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[45]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3782,7 +5233,7 @@ func (x *VendorMethodResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VendorMethodResult.ProtoReflect.Descriptor instead.
 func (*VendorMethodResult) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{45}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *VendorMethodResult) GetResponseXml() string {
@@ -3813,7 +5264,7 @@ type DeploymentUnitResult struct {
 
 func (x *DeploymentUnitResult) Reset() {
 	*x = DeploymentUnitResult{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[46]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3825,7 +5276,7 @@ func (x *DeploymentUnitResult) String() string {
 func (*DeploymentUnitResult) ProtoMessage() {}
 
 func (x *DeploymentUnitResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[46]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3838,7 +5289,7 @@ func (x *DeploymentUnitResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeploymentUnitResult.ProtoReflect.Descriptor instead.
 func (*DeploymentUnitResult) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{46}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *DeploymentUnitResult) GetUuid() string {
@@ -3894,7 +5345,7 @@ type ChangeDUStateResult struct {
 
 func (x *ChangeDUStateResult) Reset() {
 	*x = ChangeDUStateResult{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[47]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3906,7 +5357,7 @@ func (x *ChangeDUStateResult) String() string {
 func (*ChangeDUStateResult) ProtoMessage() {}
 
 func (x *ChangeDUStateResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[47]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3919,7 +5370,7 @@ func (x *ChangeDUStateResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeDUStateResult.ProtoReflect.Descriptor instead.
 func (*ChangeDUStateResult) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{47}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ChangeDUStateResult) GetResults() []*DeploymentUnitResult {
@@ -3933,7 +5384,7 @@ func (x *ChangeDUStateResult) GetResults() []*DeploymentUnitResult {
 type TaskFault struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// CWMP fault code (9000 to 9899) for faults of the CPE and transfers;
-	// 0 for failures of the ACS side (see source).
+	// 0 for failures of the ACS side and of diagnostic tests (see source).
 	Code uint32 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
 	// FaultString as the CPE sent it, or the ACS's explanation.
 	FaultString string `protobuf:"bytes,2,opt,name=fault_string,json=string,proto3" json:"fault_string,omitempty"`
@@ -3947,7 +5398,7 @@ type TaskFault struct {
 
 func (x *TaskFault) Reset() {
 	*x = TaskFault{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[48]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3959,7 +5410,7 @@ func (x *TaskFault) String() string {
 func (*TaskFault) ProtoMessage() {}
 
 func (x *TaskFault) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[48]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3972,7 +5423,7 @@ func (x *TaskFault) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskFault.ProtoReflect.Descriptor instead.
 func (*TaskFault) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{48}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *TaskFault) GetCode() uint32 {
@@ -4018,7 +5469,7 @@ type ParameterFault struct {
 
 func (x *ParameterFault) Reset() {
 	*x = ParameterFault{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[49]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4030,7 +5481,7 @@ func (x *ParameterFault) String() string {
 func (*ParameterFault) ProtoMessage() {}
 
 func (x *ParameterFault) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[49]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4043,7 +5494,7 @@ func (x *ParameterFault) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ParameterFault.ProtoReflect.Descriptor instead.
 func (*ParameterFault) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{49}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ParameterFault) GetName() string {
@@ -4087,7 +5538,7 @@ type CreateTaskRequest struct {
 
 func (x *CreateTaskRequest) Reset() {
 	*x = CreateTaskRequest{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[50]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4099,7 +5550,7 @@ func (x *CreateTaskRequest) String() string {
 func (*CreateTaskRequest) ProtoMessage() {}
 
 func (x *CreateTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[50]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4112,7 +5563,7 @@ func (x *CreateTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTaskRequest.ProtoReflect.Descriptor instead.
 func (*CreateTaskRequest) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{50}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *CreateTaskRequest) GetTenant() string {
@@ -4163,7 +5614,7 @@ type CreateTaskResponse struct {
 
 func (x *CreateTaskResponse) Reset() {
 	*x = CreateTaskResponse{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[51]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4175,7 +5626,7 @@ func (x *CreateTaskResponse) String() string {
 func (*CreateTaskResponse) ProtoMessage() {}
 
 func (x *CreateTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[51]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4188,7 +5639,7 @@ func (x *CreateTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTaskResponse.ProtoReflect.Descriptor instead.
 func (*CreateTaskResponse) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{51}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *CreateTaskResponse) GetTask() *Task {
@@ -4223,7 +5674,7 @@ type CreateTasksRequest struct {
 
 func (x *CreateTasksRequest) Reset() {
 	*x = CreateTasksRequest{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[52]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4235,7 +5686,7 @@ func (x *CreateTasksRequest) String() string {
 func (*CreateTasksRequest) ProtoMessage() {}
 
 func (x *CreateTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[52]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4248,7 +5699,7 @@ func (x *CreateTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTasksRequest.ProtoReflect.Descriptor instead.
 func (*CreateTasksRequest) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{52}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *CreateTasksRequest) GetTenant() string {
@@ -4290,7 +5741,7 @@ type CreateTasksResponse struct {
 
 func (x *CreateTasksResponse) Reset() {
 	*x = CreateTasksResponse{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[53]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4302,7 +5753,7 @@ func (x *CreateTasksResponse) String() string {
 func (*CreateTasksResponse) ProtoMessage() {}
 
 func (x *CreateTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[53]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4315,7 +5766,7 @@ func (x *CreateTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTasksResponse.ProtoReflect.Descriptor instead.
 func (*CreateTasksResponse) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{53}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *CreateTasksResponse) GetResults() []*CreateTasksResult {
@@ -4342,7 +5793,7 @@ type CreateTasksResult struct {
 
 func (x *CreateTasksResult) Reset() {
 	*x = CreateTasksResult{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[54]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4354,7 +5805,7 @@ func (x *CreateTasksResult) String() string {
 func (*CreateTasksResult) ProtoMessage() {}
 
 func (x *CreateTasksResult) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[54]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4367,7 +5818,7 @@ func (x *CreateTasksResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTasksResult.ProtoReflect.Descriptor instead.
 func (*CreateTasksResult) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{54}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *CreateTasksResult) GetDeviceId() string {
@@ -4411,7 +5862,7 @@ type GetTaskRequest struct {
 
 func (x *GetTaskRequest) Reset() {
 	*x = GetTaskRequest{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[55]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4423,7 +5874,7 @@ func (x *GetTaskRequest) String() string {
 func (*GetTaskRequest) ProtoMessage() {}
 
 func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[55]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4436,7 +5887,7 @@ func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskRequest.ProtoReflect.Descriptor instead.
 func (*GetTaskRequest) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{55}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *GetTaskRequest) GetTenant() string {
@@ -4464,7 +5915,7 @@ type GetTaskResponse struct {
 
 func (x *GetTaskResponse) Reset() {
 	*x = GetTaskResponse{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[56]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4476,7 +5927,7 @@ func (x *GetTaskResponse) String() string {
 func (*GetTaskResponse) ProtoMessage() {}
 
 func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[56]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4489,7 +5940,7 @@ func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskResponse.ProtoReflect.Descriptor instead.
 func (*GetTaskResponse) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{56}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *GetTaskResponse) GetTask() *Task {
@@ -4528,7 +5979,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[57]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4540,7 +5991,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[57]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4553,7 +6004,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{57}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ListTasksRequest) GetTenant() string {
@@ -4632,7 +6083,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[58]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4644,7 +6095,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[58]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4657,7 +6108,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{58}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -4687,7 +6138,7 @@ type CancelTaskRequest struct {
 
 func (x *CancelTaskRequest) Reset() {
 	*x = CancelTaskRequest{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[59]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4699,7 +6150,7 @@ func (x *CancelTaskRequest) String() string {
 func (*CancelTaskRequest) ProtoMessage() {}
 
 func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[59]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4712,7 +6163,7 @@ func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskRequest.ProtoReflect.Descriptor instead.
 func (*CancelTaskRequest) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{59}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *CancelTaskRequest) GetTenant() string {
@@ -4740,7 +6191,7 @@ type CancelTaskResponse struct {
 
 func (x *CancelTaskResponse) Reset() {
 	*x = CancelTaskResponse{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[60]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4752,7 +6203,7 @@ func (x *CancelTaskResponse) String() string {
 func (*CancelTaskResponse) ProtoMessage() {}
 
 func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[60]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4765,7 +6216,7 @@ func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskResponse.ProtoReflect.Descriptor instead.
 func (*CancelTaskResponse) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{60}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *CancelTaskResponse) GetTask() *Task {
@@ -4790,7 +6241,7 @@ type WatchTasksRequest struct {
 
 func (x *WatchTasksRequest) Reset() {
 	*x = WatchTasksRequest{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[61]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4802,7 +6253,7 @@ func (x *WatchTasksRequest) String() string {
 func (*WatchTasksRequest) ProtoMessage() {}
 
 func (x *WatchTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[61]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4815,7 +6266,7 @@ func (x *WatchTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchTasksRequest.ProtoReflect.Descriptor instead.
 func (*WatchTasksRequest) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{61}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *WatchTasksRequest) GetTenant() string {
@@ -4852,7 +6303,7 @@ type WatchTasksResponse struct {
 
 func (x *WatchTasksResponse) Reset() {
 	*x = WatchTasksResponse{}
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[62]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4864,7 +6315,7 @@ func (x *WatchTasksResponse) String() string {
 func (*WatchTasksResponse) ProtoMessage() {}
 
 func (x *WatchTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[62]
+	mi := &file_fleetacs_tasks_v1_tasks_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4877,7 +6328,7 @@ func (x *WatchTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchTasksResponse.ProtoReflect.Descriptor instead.
 func (*WatchTasksResponse) Descriptor() ([]byte, []int) {
-	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{62}
+	return file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *WatchTasksResponse) GetRevision() uint64 {
@@ -4940,7 +6391,7 @@ const file_fleetacs_tasks_v1_tasks_proto_rawDesc = "" +
 	"\vWakeOutcome\x125\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x1d.fleetacs.tasks.v1.WakeStatusR\x06status\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x12.\n" +
-	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xab\f\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xec\f\n" +
 	"\tOperation\x12J\n" +
 	"\x0fget_rpc_methods\x18\x01 \x01(\v2 .fleetacs.tasks.v1.GetRPCMethodsH\x00R\rgetRpcMethods\x12V\n" +
 	"\x13get_parameter_names\x18\x02 \x01(\v2$.fleetacs.tasks.v1.GetParameterNamesH\x00R\x11getParameterNames\x12Y\n" +
@@ -4963,7 +6414,10 @@ const file_fleetacs_tasks_v1_tasks_proto_rawDesc = "" +
 	"\x14get_queued_transfers\x18\x11 \x01(\v2%.fleetacs.tasks.v1.GetQueuedTransfersH\x00R\x12getQueuedTransfers\x12c\n" +
 	"\x18get_all_queued_transfers\x18\x12 \x01(\v2(.fleetacs.tasks.v1.GetAllQueuedTransfersH\x00R\x15getAllQueuedTransfers\x12F\n" +
 	"\rvendor_method\x18\x13 \x01(\v2\x1f.fleetacs.tasks.v1.VendorMethodH\x00R\fvendorMethod\x126\n" +
-	"\arefresh\x18\x14 \x01(\v2\x1a.fleetacs.tasks.v1.RefreshH\x00R\arefreshB\x06\n" +
+	"\arefresh\x18\x14 \x01(\v2\x1a.fleetacs.tasks.v1.RefreshH\x00R\arefresh\x12?\n" +
+	"\n" +
+	"diagnostic\x18\x15 \x01(\v2\x1d.fleetacs.tasks.v1.DiagnosticH\x00R\n" +
+	"diagnosticB\x06\n" +
 	"\x04kind\"\x0f\n" +
 	"\rGetRPCMethods\"Y\n" +
 	"\x11GetParameterNames\x12%\n" +
@@ -5089,7 +6543,118 @@ const file_fleetacs_tasks_v1_tasks_proto_rawDesc = "" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12#\n" +
 	"\rarguments_xml\x18\x03 \x01(\tR\fargumentsXml\"\x1d\n" +
 	"\aRefresh\x12\x12\n" +
-	"\x04path\x18\x01 \x01(\tR\x04path\"\xbe\a\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\"\xa7\x03\n" +
+	"\n" +
+	"Diagnostic\x128\n" +
+	"\aip_ping\x18\x01 \x01(\v2\x1d.fleetacs.tasks.v1.IPPingTestH\x00R\x06ipPing\x12D\n" +
+	"\vtrace_route\x18\x02 \x01(\v2!.fleetacs.tasks.v1.TraceRouteTestH\x00R\n" +
+	"traceRoute\x12?\n" +
+	"\bdownload\x18\x03 \x01(\v2!.fleetacs.tasks.v1.ThroughputTestH\x00R\bdownload\x12;\n" +
+	"\x06upload\x18\x04 \x01(\v2!.fleetacs.tasks.v1.ThroughputTestH\x00R\x06upload\x12>\n" +
+	"\tns_lookup\x18\x05 \x01(\v2\x1f.fleetacs.tasks.v1.NSLookupTestH\x00R\bnsLookup\x12S\n" +
+	"\x10server_selection\x18\x06 \x01(\v2&.fleetacs.tasks.v1.ServerSelectionTestH\x00R\x0fserverSelectionB\x06\n" +
+	"\x04test\"\xe6\x01\n" +
+	"\n" +
+	"IPPingTest\x12\x12\n" +
+	"\x04host\x18\x01 \x01(\tR\x04host\x12 \n" +
+	"\vrepetitions\x18\x02 \x01(\rR\vrepetitions\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x03 \x01(\rR\ttimeoutMs\x12&\n" +
+	"\x0fdata_block_size\x18\x04 \x01(\rR\rdataBlockSize\x12\x12\n" +
+	"\x04dscp\x18\x05 \x01(\rR\x04dscp\x12\x1c\n" +
+	"\tinterface\x18\x06 \x01(\tR\tinterface\x12)\n" +
+	"\x10protocol_version\x18\a \x01(\tR\x0fprotocolVersion\"\x82\x02\n" +
+	"\x0eTraceRouteTest\x12\x12\n" +
+	"\x04host\x18\x01 \x01(\tR\x04host\x12\x14\n" +
+	"\x05tries\x18\x02 \x01(\rR\x05tries\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x03 \x01(\rR\ttimeoutMs\x12&\n" +
+	"\x0fdata_block_size\x18\x04 \x01(\rR\rdataBlockSize\x12\x12\n" +
+	"\x04dscp\x18\x05 \x01(\rR\x04dscp\x12\"\n" +
+	"\rmax_hop_count\x18\x06 \x01(\rR\vmaxHopCount\x12\x1c\n" +
+	"\tinterface\x18\a \x01(\tR\tinterface\x12)\n" +
+	"\x10protocol_version\x18\b \x01(\tR\x0fprotocolVersion\"\x8a\x02\n" +
+	"\x0eThroughputTest\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12(\n" +
+	"\x10test_file_length\x18\x02 \x01(\x04R\x0etestFileLength\x12\x12\n" +
+	"\x04dscp\x18\x03 \x01(\rR\x04dscp\x12+\n" +
+	"\x11ethernet_priority\x18\x04 \x01(\rR\x10ethernetPriority\x12\x1c\n" +
+	"\tinterface\x18\x05 \x01(\tR\tinterface\x12)\n" +
+	"\x10protocol_version\x18\x06 \x01(\tR\x0fprotocolVersion\x122\n" +
+	"\x15number_of_connections\x18\a \x01(\rR\x13numberOfConnections\"\xa9\x01\n" +
+	"\fNSLookupTest\x12\x1b\n" +
+	"\thost_name\x18\x01 \x01(\tR\bhostName\x12\x1d\n" +
+	"\n" +
+	"dns_server\x18\x02 \x01(\tR\tdnsServer\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x03 \x01(\rR\ttimeoutMs\x12 \n" +
+	"\vrepetitions\x18\x04 \x01(\rR\vrepetitions\x12\x1c\n" +
+	"\tinterface\x18\x05 \x01(\tR\tinterface\"\xd1\x01\n" +
+	"\x13ServerSelectionTest\x12\x14\n" +
+	"\x05hosts\x18\x01 \x03(\tR\x05hosts\x12\x1a\n" +
+	"\bprotocol\x18\x02 \x01(\tR\bprotocol\x12 \n" +
+	"\vrepetitions\x18\x03 \x01(\rR\vrepetitions\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x04 \x01(\rR\ttimeoutMs\x12\x1c\n" +
+	"\tinterface\x18\x05 \x01(\tR\tinterface\x12)\n" +
+	"\x10protocol_version\x18\x06 \x01(\tR\x0fprotocolVersion\"\x8f\x04\n" +
+	"\x10DiagnosticResult\x12\x16\n" +
+	"\x06object\x18\x01 \x01(\tR\x06object\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12&\n" +
+	"\x0fip_address_used\x18\x03 \x01(\tR\ripAddressUsed\x12:\n" +
+	"\aip_ping\x18\x04 \x01(\v2\x1f.fleetacs.tasks.v1.IPPingResultH\x00R\x06ipPing\x12F\n" +
+	"\vtrace_route\x18\x05 \x01(\v2#.fleetacs.tasks.v1.TraceRouteResultH\x00R\n" +
+	"traceRoute\x12A\n" +
+	"\bdownload\x18\x06 \x01(\v2#.fleetacs.tasks.v1.ThroughputResultH\x00R\bdownload\x12=\n" +
+	"\x06upload\x18\a \x01(\v2#.fleetacs.tasks.v1.ThroughputResultH\x00R\x06upload\x12@\n" +
+	"\tns_lookup\x18\b \x01(\v2!.fleetacs.tasks.v1.NSLookupResultH\x00R\bnsLookup\x12U\n" +
+	"\x10server_selection\x18\t \x01(\v2(.fleetacs.tasks.v1.ServerSelectionResultH\x00R\x0fserverSelectionB\x06\n" +
+	"\x04kind\"\xae\x03\n" +
+	"\fIPPingResult\x12#\n" +
+	"\rsuccess_count\x18\x01 \x01(\rR\fsuccessCount\x12#\n" +
+	"\rfailure_count\x18\x02 \x01(\rR\ffailureCount\x127\n" +
+	"\x18average_response_time_ms\x18\x03 \x01(\rR\x15averageResponseTimeMs\x127\n" +
+	"\x18minimum_response_time_ms\x18\x04 \x01(\rR\x15minimumResponseTimeMs\x127\n" +
+	"\x18maximum_response_time_ms\x18\x05 \x01(\rR\x15maximumResponseTimeMs\x127\n" +
+	"\x18average_response_time_us\x18\x06 \x01(\rR\x15averageResponseTimeUs\x127\n" +
+	"\x18minimum_response_time_us\x18\a \x01(\rR\x15minimumResponseTimeUs\x127\n" +
+	"\x18maximum_response_time_us\x18\b \x01(\rR\x15maximumResponseTimeUs\"s\n" +
+	"\rTraceRouteHop\x12\x12\n" +
+	"\x04host\x18\x01 \x01(\tR\x04host\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x03 \x01(\rR\terrorCode\x12\x15\n" +
+	"\x06rtt_ms\x18\x04 \x03(\rR\x05rttMs\"r\n" +
+	"\x10TraceRouteResult\x12(\n" +
+	"\x10response_time_ms\x18\x01 \x01(\rR\x0eresponseTimeMs\x124\n" +
+	"\x04hops\x18\x02 \x03(\v2 .fleetacs.tasks.v1.TraceRouteHopR\x04hops\"\xf9\x03\n" +
+	"\x10ThroughputResult\x125\n" +
+	"\brom_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\aromTime\x125\n" +
+	"\bbom_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\abomTime\x125\n" +
+	"\beom_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aeomTime\x12M\n" +
+	"\x15tcp_open_request_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x12tcpOpenRequestTime\x12O\n" +
+	"\x16tcp_open_response_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x13tcpOpenResponseTime\x12\x1d\n" +
+	"\n" +
+	"test_bytes\x18\x06 \x01(\x04R\ttestBytes\x120\n" +
+	"\x14total_bytes_received\x18\a \x01(\x04R\x12totalBytesReceived\x12(\n" +
+	"\x10total_bytes_sent\x18\b \x01(\x04R\x0etotalBytesSent\x12%\n" +
+	"\x0ethroughput_bps\x18\t \x01(\x04R\rthroughputBps\"\xe8\x01\n" +
+	"\x0eNSLookupAnswer\x12\x16\n" +
+	"\x06status\x18\x01 \x01(\tR\x06status\x12\x1f\n" +
+	"\vanswer_type\x18\x02 \x01(\tR\n" +
+	"answerType\x12,\n" +
+	"\x12host_name_returned\x18\x03 \x01(\tR\x10hostNameReturned\x12!\n" +
+	"\fip_addresses\x18\x04 \x03(\tR\vipAddresses\x12\"\n" +
+	"\rdns_server_ip\x18\x05 \x01(\tR\vdnsServerIp\x12(\n" +
+	"\x10response_time_ms\x18\x06 \x01(\rR\x0eresponseTimeMs\"r\n" +
+	"\x0eNSLookupResult\x12#\n" +
+	"\rsuccess_count\x18\x01 \x01(\rR\fsuccessCount\x12;\n" +
+	"\aanswers\x18\x02 \x03(\v2!.fleetacs.tasks.v1.NSLookupAnswerR\aanswers\"\xe5\x01\n" +
+	"\x15ServerSelectionResult\x12!\n" +
+	"\ffastest_host\x18\x01 \x01(\tR\vfastestHost\x127\n" +
+	"\x18minimum_response_time_us\x18\x02 \x01(\rR\x15minimumResponseTimeUs\x127\n" +
+	"\x18average_response_time_us\x18\x03 \x01(\rR\x15averageResponseTimeUs\x127\n" +
+	"\x18maximum_response_time_us\x18\x04 \x01(\rR\x15maximumResponseTimeUs\"\x85\b\n" +
 	"\n" +
 	"TaskResult\x12P\n" +
 	"\x0fget_rpc_methods\x18\x01 \x01(\v2&.fleetacs.tasks.v1.GetRPCMethodsResultH\x00R\rgetRpcMethods\x12\\\n" +
@@ -5104,7 +6669,10 @@ const file_fleetacs_tasks_v1_tasks_proto_rawDesc = "" +
 	"\x10queued_transfers\x18\t \x01(\v2(.fleetacs.tasks.v1.QueuedTransfersResultH\x00R\x0fqueuedTransfers\x12L\n" +
 	"\rvendor_method\x18\n" +
 	" \x01(\v2%.fleetacs.tasks.v1.VendorMethodResultH\x00R\fvendorMethod\x12P\n" +
-	"\x0fchange_du_state\x18\v \x01(\v2&.fleetacs.tasks.v1.ChangeDUStateResultH\x00R\rchangeDuStateB\x06\n" +
+	"\x0fchange_du_state\x18\v \x01(\v2&.fleetacs.tasks.v1.ChangeDUStateResultH\x00R\rchangeDuState\x12E\n" +
+	"\n" +
+	"diagnostic\x18\f \x01(\v2#.fleetacs.tasks.v1.DiagnosticResultH\x00R\n" +
+	"diagnosticB\x06\n" +
 	"\x04kind\"/\n" +
 	"\x13GetRPCMethodsResult\x12\x18\n" +
 	"\amethods\x18\x01 \x03(\tR\amethods\"?\n" +
@@ -5245,13 +6813,14 @@ const file_fleetacs_tasks_v1_tasks_proto_rawDesc = "" +
 	"\x1bWAKE_STATUS_ADDRESS_REFUSED\x10\x06\x12\x1b\n" +
 	"\x17WAKE_STATUS_AUTH_FAILED\x10\a\x12\x16\n" +
 	"\x12WAKE_STATUS_FAILED\x10\b\x12\x1c\n" +
-	"\x18WAKE_STATUS_RATE_LIMITED\x10\t*\x8c\x01\n" +
+	"\x18WAKE_STATUS_RATE_LIMITED\x10\t*\xa9\x01\n" +
 	"\vFaultSource\x12\x1c\n" +
 	"\x18FAULT_SOURCE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10FAULT_SOURCE_CPE\x10\x01\x12\x19\n" +
 	"\x15FAULT_SOURCE_TRANSFER\x10\x02\x12\x18\n" +
 	"\x14FAULT_SOURCE_TIMEOUT\x10\x03\x12\x14\n" +
-	"\x10FAULT_SOURCE_ACS\x10\x042\xcd\x04\n" +
+	"\x10FAULT_SOURCE_ACS\x10\x04\x12\x1b\n" +
+	"\x17FAULT_SOURCE_DIAGNOSTIC\x10\x052\xcd\x04\n" +
 	"\fTasksService\x12_\n" +
 	"\n" +
 	"CreateTask\x12$.fleetacs.tasks.v1.CreateTaskRequest\x1a%.fleetacs.tasks.v1.CreateTaskResponse\"\x04\xc8\xf3\x18\x02\x12b\n" +
@@ -5276,7 +6845,7 @@ func file_fleetacs_tasks_v1_tasks_proto_rawDescGZIP() []byte {
 }
 
 var file_fleetacs_tasks_v1_tasks_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_fleetacs_tasks_v1_tasks_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
+var file_fleetacs_tasks_v1_tasks_proto_msgTypes = make([]protoimpl.MessageInfo, 77)
 var file_fleetacs_tasks_v1_tasks_proto_goTypes = []any{
 	(TaskState)(0),                       // 0: fleetacs.tasks.v1.TaskState
 	(WakeStatus)(0),                      // 1: fleetacs.tasks.v1.WakeStatus
@@ -5313,135 +6882,170 @@ var file_fleetacs_tasks_v1_tasks_proto_goTypes = []any{
 	(*GetAllQueuedTransfers)(nil),        // 32: fleetacs.tasks.v1.GetAllQueuedTransfers
 	(*VendorMethod)(nil),                 // 33: fleetacs.tasks.v1.VendorMethod
 	(*Refresh)(nil),                      // 34: fleetacs.tasks.v1.Refresh
-	(*TaskResult)(nil),                   // 35: fleetacs.tasks.v1.TaskResult
-	(*GetRPCMethodsResult)(nil),          // 36: fleetacs.tasks.v1.GetRPCMethodsResult
-	(*ParameterInfo)(nil),                // 37: fleetacs.tasks.v1.ParameterInfo
-	(*GetParameterNamesResult)(nil),      // 38: fleetacs.tasks.v1.GetParameterNamesResult
-	(*GetParameterValuesResult)(nil),     // 39: fleetacs.tasks.v1.GetParameterValuesResult
-	(*SetParameterValuesResult)(nil),     // 40: fleetacs.tasks.v1.SetParameterValuesResult
-	(*ParameterAttribute)(nil),           // 41: fleetacs.tasks.v1.ParameterAttribute
-	(*GetParameterAttributesResult)(nil), // 42: fleetacs.tasks.v1.GetParameterAttributesResult
-	(*AddObjectResult)(nil),              // 43: fleetacs.tasks.v1.AddObjectResult
-	(*DeleteObjectResult)(nil),           // 44: fleetacs.tasks.v1.DeleteObjectResult
-	(*TransferResult)(nil),               // 45: fleetacs.tasks.v1.TransferResult
-	(*QueuedTransfer)(nil),               // 46: fleetacs.tasks.v1.QueuedTransfer
-	(*QueuedTransfersResult)(nil),        // 47: fleetacs.tasks.v1.QueuedTransfersResult
-	(*VendorMethodResult)(nil),           // 48: fleetacs.tasks.v1.VendorMethodResult
-	(*DeploymentUnitResult)(nil),         // 49: fleetacs.tasks.v1.DeploymentUnitResult
-	(*ChangeDUStateResult)(nil),          // 50: fleetacs.tasks.v1.ChangeDUStateResult
-	(*TaskFault)(nil),                    // 51: fleetacs.tasks.v1.TaskFault
-	(*ParameterFault)(nil),               // 52: fleetacs.tasks.v1.ParameterFault
-	(*CreateTaskRequest)(nil),            // 53: fleetacs.tasks.v1.CreateTaskRequest
-	(*CreateTaskResponse)(nil),           // 54: fleetacs.tasks.v1.CreateTaskResponse
-	(*CreateTasksRequest)(nil),           // 55: fleetacs.tasks.v1.CreateTasksRequest
-	(*CreateTasksResponse)(nil),          // 56: fleetacs.tasks.v1.CreateTasksResponse
-	(*CreateTasksResult)(nil),            // 57: fleetacs.tasks.v1.CreateTasksResult
-	(*GetTaskRequest)(nil),               // 58: fleetacs.tasks.v1.GetTaskRequest
-	(*GetTaskResponse)(nil),              // 59: fleetacs.tasks.v1.GetTaskResponse
-	(*ListTasksRequest)(nil),             // 60: fleetacs.tasks.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),            // 61: fleetacs.tasks.v1.ListTasksResponse
-	(*CancelTaskRequest)(nil),            // 62: fleetacs.tasks.v1.CancelTaskRequest
-	(*CancelTaskResponse)(nil),           // 63: fleetacs.tasks.v1.CancelTaskResponse
-	(*WatchTasksRequest)(nil),            // 64: fleetacs.tasks.v1.WatchTasksRequest
-	(*WatchTasksResponse)(nil),           // 65: fleetacs.tasks.v1.WatchTasksResponse
-	(*timestamppb.Timestamp)(nil),        // 66: google.protobuf.Timestamp
+	(*Diagnostic)(nil),                   // 35: fleetacs.tasks.v1.Diagnostic
+	(*IPPingTest)(nil),                   // 36: fleetacs.tasks.v1.IPPingTest
+	(*TraceRouteTest)(nil),               // 37: fleetacs.tasks.v1.TraceRouteTest
+	(*ThroughputTest)(nil),               // 38: fleetacs.tasks.v1.ThroughputTest
+	(*NSLookupTest)(nil),                 // 39: fleetacs.tasks.v1.NSLookupTest
+	(*ServerSelectionTest)(nil),          // 40: fleetacs.tasks.v1.ServerSelectionTest
+	(*DiagnosticResult)(nil),             // 41: fleetacs.tasks.v1.DiagnosticResult
+	(*IPPingResult)(nil),                 // 42: fleetacs.tasks.v1.IPPingResult
+	(*TraceRouteHop)(nil),                // 43: fleetacs.tasks.v1.TraceRouteHop
+	(*TraceRouteResult)(nil),             // 44: fleetacs.tasks.v1.TraceRouteResult
+	(*ThroughputResult)(nil),             // 45: fleetacs.tasks.v1.ThroughputResult
+	(*NSLookupAnswer)(nil),               // 46: fleetacs.tasks.v1.NSLookupAnswer
+	(*NSLookupResult)(nil),               // 47: fleetacs.tasks.v1.NSLookupResult
+	(*ServerSelectionResult)(nil),        // 48: fleetacs.tasks.v1.ServerSelectionResult
+	(*TaskResult)(nil),                   // 49: fleetacs.tasks.v1.TaskResult
+	(*GetRPCMethodsResult)(nil),          // 50: fleetacs.tasks.v1.GetRPCMethodsResult
+	(*ParameterInfo)(nil),                // 51: fleetacs.tasks.v1.ParameterInfo
+	(*GetParameterNamesResult)(nil),      // 52: fleetacs.tasks.v1.GetParameterNamesResult
+	(*GetParameterValuesResult)(nil),     // 53: fleetacs.tasks.v1.GetParameterValuesResult
+	(*SetParameterValuesResult)(nil),     // 54: fleetacs.tasks.v1.SetParameterValuesResult
+	(*ParameterAttribute)(nil),           // 55: fleetacs.tasks.v1.ParameterAttribute
+	(*GetParameterAttributesResult)(nil), // 56: fleetacs.tasks.v1.GetParameterAttributesResult
+	(*AddObjectResult)(nil),              // 57: fleetacs.tasks.v1.AddObjectResult
+	(*DeleteObjectResult)(nil),           // 58: fleetacs.tasks.v1.DeleteObjectResult
+	(*TransferResult)(nil),               // 59: fleetacs.tasks.v1.TransferResult
+	(*QueuedTransfer)(nil),               // 60: fleetacs.tasks.v1.QueuedTransfer
+	(*QueuedTransfersResult)(nil),        // 61: fleetacs.tasks.v1.QueuedTransfersResult
+	(*VendorMethodResult)(nil),           // 62: fleetacs.tasks.v1.VendorMethodResult
+	(*DeploymentUnitResult)(nil),         // 63: fleetacs.tasks.v1.DeploymentUnitResult
+	(*ChangeDUStateResult)(nil),          // 64: fleetacs.tasks.v1.ChangeDUStateResult
+	(*TaskFault)(nil),                    // 65: fleetacs.tasks.v1.TaskFault
+	(*ParameterFault)(nil),               // 66: fleetacs.tasks.v1.ParameterFault
+	(*CreateTaskRequest)(nil),            // 67: fleetacs.tasks.v1.CreateTaskRequest
+	(*CreateTaskResponse)(nil),           // 68: fleetacs.tasks.v1.CreateTaskResponse
+	(*CreateTasksRequest)(nil),           // 69: fleetacs.tasks.v1.CreateTasksRequest
+	(*CreateTasksResponse)(nil),          // 70: fleetacs.tasks.v1.CreateTasksResponse
+	(*CreateTasksResult)(nil),            // 71: fleetacs.tasks.v1.CreateTasksResult
+	(*GetTaskRequest)(nil),               // 72: fleetacs.tasks.v1.GetTaskRequest
+	(*GetTaskResponse)(nil),              // 73: fleetacs.tasks.v1.GetTaskResponse
+	(*ListTasksRequest)(nil),             // 74: fleetacs.tasks.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),            // 75: fleetacs.tasks.v1.ListTasksResponse
+	(*CancelTaskRequest)(nil),            // 76: fleetacs.tasks.v1.CancelTaskRequest
+	(*CancelTaskResponse)(nil),           // 77: fleetacs.tasks.v1.CancelTaskResponse
+	(*WatchTasksRequest)(nil),            // 78: fleetacs.tasks.v1.WatchTasksRequest
+	(*WatchTasksResponse)(nil),           // 79: fleetacs.tasks.v1.WatchTasksResponse
+	(*timestamppb.Timestamp)(nil),        // 80: google.protobuf.Timestamp
 }
 var file_fleetacs_tasks_v1_tasks_proto_depIdxs = []int32{
-	7,  // 0: fleetacs.tasks.v1.Task.operation:type_name -> fleetacs.tasks.v1.Operation
-	4,  // 1: fleetacs.tasks.v1.Task.options:type_name -> fleetacs.tasks.v1.TaskOptions
-	0,  // 2: fleetacs.tasks.v1.Task.state:type_name -> fleetacs.tasks.v1.TaskState
-	35, // 3: fleetacs.tasks.v1.Task.result:type_name -> fleetacs.tasks.v1.TaskResult
-	51, // 4: fleetacs.tasks.v1.Task.fault:type_name -> fleetacs.tasks.v1.TaskFault
-	66, // 5: fleetacs.tasks.v1.Task.create_time:type_name -> google.protobuf.Timestamp
-	66, // 6: fleetacs.tasks.v1.Task.update_time:type_name -> google.protobuf.Timestamp
-	66, // 7: fleetacs.tasks.v1.Task.await_deadline:type_name -> google.protobuf.Timestamp
-	6,  // 8: fleetacs.tasks.v1.Task.wake:type_name -> fleetacs.tasks.v1.WakeOutcome
-	5,  // 9: fleetacs.tasks.v1.Task.history:type_name -> fleetacs.tasks.v1.TaskHistoryEntry
-	66, // 10: fleetacs.tasks.v1.Task.retry_time:type_name -> google.protobuf.Timestamp
-	66, // 11: fleetacs.tasks.v1.TaskOptions.expire_time:type_name -> google.protobuf.Timestamp
-	0,  // 12: fleetacs.tasks.v1.TaskHistoryEntry.state:type_name -> fleetacs.tasks.v1.TaskState
-	66, // 13: fleetacs.tasks.v1.TaskHistoryEntry.time:type_name -> google.protobuf.Timestamp
-	1,  // 14: fleetacs.tasks.v1.WakeOutcome.status:type_name -> fleetacs.tasks.v1.WakeStatus
-	66, // 15: fleetacs.tasks.v1.WakeOutcome.time:type_name -> google.protobuf.Timestamp
-	8,  // 16: fleetacs.tasks.v1.Operation.get_rpc_methods:type_name -> fleetacs.tasks.v1.GetRPCMethods
-	9,  // 17: fleetacs.tasks.v1.Operation.get_parameter_names:type_name -> fleetacs.tasks.v1.GetParameterNames
-	10, // 18: fleetacs.tasks.v1.Operation.get_parameter_values:type_name -> fleetacs.tasks.v1.GetParameterValues
-	12, // 19: fleetacs.tasks.v1.Operation.set_parameter_values:type_name -> fleetacs.tasks.v1.SetParameterValues
-	13, // 20: fleetacs.tasks.v1.Operation.get_parameter_attributes:type_name -> fleetacs.tasks.v1.GetParameterAttributes
-	15, // 21: fleetacs.tasks.v1.Operation.set_parameter_attributes:type_name -> fleetacs.tasks.v1.SetParameterAttributes
-	16, // 22: fleetacs.tasks.v1.Operation.add_object:type_name -> fleetacs.tasks.v1.AddObject
-	17, // 23: fleetacs.tasks.v1.Operation.delete_object:type_name -> fleetacs.tasks.v1.DeleteObject
-	18, // 24: fleetacs.tasks.v1.Operation.reboot:type_name -> fleetacs.tasks.v1.Reboot
-	19, // 25: fleetacs.tasks.v1.Operation.factory_reset:type_name -> fleetacs.tasks.v1.FactoryReset
-	20, // 26: fleetacs.tasks.v1.Operation.download:type_name -> fleetacs.tasks.v1.Download
-	21, // 27: fleetacs.tasks.v1.Operation.upload:type_name -> fleetacs.tasks.v1.Upload
-	22, // 28: fleetacs.tasks.v1.Operation.schedule_inform:type_name -> fleetacs.tasks.v1.ScheduleInform
-	24, // 29: fleetacs.tasks.v1.Operation.schedule_download:type_name -> fleetacs.tasks.v1.ScheduleDownload
-	25, // 30: fleetacs.tasks.v1.Operation.cancel_transfer:type_name -> fleetacs.tasks.v1.CancelTransfer
-	30, // 31: fleetacs.tasks.v1.Operation.change_du_state:type_name -> fleetacs.tasks.v1.ChangeDUState
-	31, // 32: fleetacs.tasks.v1.Operation.get_queued_transfers:type_name -> fleetacs.tasks.v1.GetQueuedTransfers
-	32, // 33: fleetacs.tasks.v1.Operation.get_all_queued_transfers:type_name -> fleetacs.tasks.v1.GetAllQueuedTransfers
-	33, // 34: fleetacs.tasks.v1.Operation.vendor_method:type_name -> fleetacs.tasks.v1.VendorMethod
-	34, // 35: fleetacs.tasks.v1.Operation.refresh:type_name -> fleetacs.tasks.v1.Refresh
-	11, // 36: fleetacs.tasks.v1.SetParameterValues.values:type_name -> fleetacs.tasks.v1.ParameterValue
-	14, // 37: fleetacs.tasks.v1.SetParameterAttributes.changes:type_name -> fleetacs.tasks.v1.ParameterAttributeChange
-	23, // 38: fleetacs.tasks.v1.ScheduleDownload.time_windows:type_name -> fleetacs.tasks.v1.TimeWindow
-	27, // 39: fleetacs.tasks.v1.DeploymentUnitOperation.install:type_name -> fleetacs.tasks.v1.DuInstall
-	28, // 40: fleetacs.tasks.v1.DeploymentUnitOperation.update:type_name -> fleetacs.tasks.v1.DuUpdate
-	29, // 41: fleetacs.tasks.v1.DeploymentUnitOperation.uninstall:type_name -> fleetacs.tasks.v1.DuUninstall
-	26, // 42: fleetacs.tasks.v1.ChangeDUState.operations:type_name -> fleetacs.tasks.v1.DeploymentUnitOperation
-	36, // 43: fleetacs.tasks.v1.TaskResult.get_rpc_methods:type_name -> fleetacs.tasks.v1.GetRPCMethodsResult
-	38, // 44: fleetacs.tasks.v1.TaskResult.get_parameter_names:type_name -> fleetacs.tasks.v1.GetParameterNamesResult
-	39, // 45: fleetacs.tasks.v1.TaskResult.get_parameter_values:type_name -> fleetacs.tasks.v1.GetParameterValuesResult
-	40, // 46: fleetacs.tasks.v1.TaskResult.set_parameter_values:type_name -> fleetacs.tasks.v1.SetParameterValuesResult
-	42, // 47: fleetacs.tasks.v1.TaskResult.get_parameter_attributes:type_name -> fleetacs.tasks.v1.GetParameterAttributesResult
-	43, // 48: fleetacs.tasks.v1.TaskResult.add_object:type_name -> fleetacs.tasks.v1.AddObjectResult
-	44, // 49: fleetacs.tasks.v1.TaskResult.delete_object:type_name -> fleetacs.tasks.v1.DeleteObjectResult
-	45, // 50: fleetacs.tasks.v1.TaskResult.transfer:type_name -> fleetacs.tasks.v1.TransferResult
-	47, // 51: fleetacs.tasks.v1.TaskResult.queued_transfers:type_name -> fleetacs.tasks.v1.QueuedTransfersResult
-	48, // 52: fleetacs.tasks.v1.TaskResult.vendor_method:type_name -> fleetacs.tasks.v1.VendorMethodResult
-	50, // 53: fleetacs.tasks.v1.TaskResult.change_du_state:type_name -> fleetacs.tasks.v1.ChangeDUStateResult
-	37, // 54: fleetacs.tasks.v1.GetParameterNamesResult.parameters:type_name -> fleetacs.tasks.v1.ParameterInfo
-	11, // 55: fleetacs.tasks.v1.GetParameterValuesResult.values:type_name -> fleetacs.tasks.v1.ParameterValue
-	41, // 56: fleetacs.tasks.v1.GetParameterAttributesResult.attributes:type_name -> fleetacs.tasks.v1.ParameterAttribute
-	66, // 57: fleetacs.tasks.v1.TransferResult.start_time:type_name -> google.protobuf.Timestamp
-	66, // 58: fleetacs.tasks.v1.TransferResult.complete_time:type_name -> google.protobuf.Timestamp
-	46, // 59: fleetacs.tasks.v1.QueuedTransfersResult.transfers:type_name -> fleetacs.tasks.v1.QueuedTransfer
-	51, // 60: fleetacs.tasks.v1.DeploymentUnitResult.fault:type_name -> fleetacs.tasks.v1.TaskFault
-	49, // 61: fleetacs.tasks.v1.ChangeDUStateResult.results:type_name -> fleetacs.tasks.v1.DeploymentUnitResult
-	2,  // 62: fleetacs.tasks.v1.TaskFault.source:type_name -> fleetacs.tasks.v1.FaultSource
-	52, // 63: fleetacs.tasks.v1.TaskFault.parameter_faults:type_name -> fleetacs.tasks.v1.ParameterFault
-	7,  // 64: fleetacs.tasks.v1.CreateTaskRequest.operation:type_name -> fleetacs.tasks.v1.Operation
-	4,  // 65: fleetacs.tasks.v1.CreateTaskRequest.options:type_name -> fleetacs.tasks.v1.TaskOptions
-	3,  // 66: fleetacs.tasks.v1.CreateTaskResponse.task:type_name -> fleetacs.tasks.v1.Task
-	7,  // 67: fleetacs.tasks.v1.CreateTasksRequest.operation:type_name -> fleetacs.tasks.v1.Operation
-	4,  // 68: fleetacs.tasks.v1.CreateTasksRequest.options:type_name -> fleetacs.tasks.v1.TaskOptions
-	57, // 69: fleetacs.tasks.v1.CreateTasksResponse.results:type_name -> fleetacs.tasks.v1.CreateTasksResult
-	3,  // 70: fleetacs.tasks.v1.CreateTasksResult.task:type_name -> fleetacs.tasks.v1.Task
-	3,  // 71: fleetacs.tasks.v1.GetTaskResponse.task:type_name -> fleetacs.tasks.v1.Task
-	0,  // 72: fleetacs.tasks.v1.ListTasksRequest.states:type_name -> fleetacs.tasks.v1.TaskState
-	66, // 73: fleetacs.tasks.v1.ListTasksRequest.created_after:type_name -> google.protobuf.Timestamp
-	66, // 74: fleetacs.tasks.v1.ListTasksRequest.created_before:type_name -> google.protobuf.Timestamp
-	3,  // 75: fleetacs.tasks.v1.ListTasksResponse.tasks:type_name -> fleetacs.tasks.v1.Task
-	3,  // 76: fleetacs.tasks.v1.CancelTaskResponse.task:type_name -> fleetacs.tasks.v1.Task
-	3,  // 77: fleetacs.tasks.v1.WatchTasksResponse.task:type_name -> fleetacs.tasks.v1.Task
-	53, // 78: fleetacs.tasks.v1.TasksService.CreateTask:input_type -> fleetacs.tasks.v1.CreateTaskRequest
-	55, // 79: fleetacs.tasks.v1.TasksService.CreateTasks:input_type -> fleetacs.tasks.v1.CreateTasksRequest
-	58, // 80: fleetacs.tasks.v1.TasksService.GetTask:input_type -> fleetacs.tasks.v1.GetTaskRequest
-	60, // 81: fleetacs.tasks.v1.TasksService.ListTasks:input_type -> fleetacs.tasks.v1.ListTasksRequest
-	62, // 82: fleetacs.tasks.v1.TasksService.CancelTask:input_type -> fleetacs.tasks.v1.CancelTaskRequest
-	64, // 83: fleetacs.tasks.v1.TasksService.WatchTasks:input_type -> fleetacs.tasks.v1.WatchTasksRequest
-	54, // 84: fleetacs.tasks.v1.TasksService.CreateTask:output_type -> fleetacs.tasks.v1.CreateTaskResponse
-	56, // 85: fleetacs.tasks.v1.TasksService.CreateTasks:output_type -> fleetacs.tasks.v1.CreateTasksResponse
-	59, // 86: fleetacs.tasks.v1.TasksService.GetTask:output_type -> fleetacs.tasks.v1.GetTaskResponse
-	61, // 87: fleetacs.tasks.v1.TasksService.ListTasks:output_type -> fleetacs.tasks.v1.ListTasksResponse
-	63, // 88: fleetacs.tasks.v1.TasksService.CancelTask:output_type -> fleetacs.tasks.v1.CancelTaskResponse
-	65, // 89: fleetacs.tasks.v1.TasksService.WatchTasks:output_type -> fleetacs.tasks.v1.WatchTasksResponse
-	84, // [84:90] is the sub-list for method output_type
-	78, // [78:84] is the sub-list for method input_type
-	78, // [78:78] is the sub-list for extension type_name
-	78, // [78:78] is the sub-list for extension extendee
-	0,  // [0:78] is the sub-list for field type_name
+	7,   // 0: fleetacs.tasks.v1.Task.operation:type_name -> fleetacs.tasks.v1.Operation
+	4,   // 1: fleetacs.tasks.v1.Task.options:type_name -> fleetacs.tasks.v1.TaskOptions
+	0,   // 2: fleetacs.tasks.v1.Task.state:type_name -> fleetacs.tasks.v1.TaskState
+	49,  // 3: fleetacs.tasks.v1.Task.result:type_name -> fleetacs.tasks.v1.TaskResult
+	65,  // 4: fleetacs.tasks.v1.Task.fault:type_name -> fleetacs.tasks.v1.TaskFault
+	80,  // 5: fleetacs.tasks.v1.Task.create_time:type_name -> google.protobuf.Timestamp
+	80,  // 6: fleetacs.tasks.v1.Task.update_time:type_name -> google.protobuf.Timestamp
+	80,  // 7: fleetacs.tasks.v1.Task.await_deadline:type_name -> google.protobuf.Timestamp
+	6,   // 8: fleetacs.tasks.v1.Task.wake:type_name -> fleetacs.tasks.v1.WakeOutcome
+	5,   // 9: fleetacs.tasks.v1.Task.history:type_name -> fleetacs.tasks.v1.TaskHistoryEntry
+	80,  // 10: fleetacs.tasks.v1.Task.retry_time:type_name -> google.protobuf.Timestamp
+	80,  // 11: fleetacs.tasks.v1.TaskOptions.expire_time:type_name -> google.protobuf.Timestamp
+	0,   // 12: fleetacs.tasks.v1.TaskHistoryEntry.state:type_name -> fleetacs.tasks.v1.TaskState
+	80,  // 13: fleetacs.tasks.v1.TaskHistoryEntry.time:type_name -> google.protobuf.Timestamp
+	1,   // 14: fleetacs.tasks.v1.WakeOutcome.status:type_name -> fleetacs.tasks.v1.WakeStatus
+	80,  // 15: fleetacs.tasks.v1.WakeOutcome.time:type_name -> google.protobuf.Timestamp
+	8,   // 16: fleetacs.tasks.v1.Operation.get_rpc_methods:type_name -> fleetacs.tasks.v1.GetRPCMethods
+	9,   // 17: fleetacs.tasks.v1.Operation.get_parameter_names:type_name -> fleetacs.tasks.v1.GetParameterNames
+	10,  // 18: fleetacs.tasks.v1.Operation.get_parameter_values:type_name -> fleetacs.tasks.v1.GetParameterValues
+	12,  // 19: fleetacs.tasks.v1.Operation.set_parameter_values:type_name -> fleetacs.tasks.v1.SetParameterValues
+	13,  // 20: fleetacs.tasks.v1.Operation.get_parameter_attributes:type_name -> fleetacs.tasks.v1.GetParameterAttributes
+	15,  // 21: fleetacs.tasks.v1.Operation.set_parameter_attributes:type_name -> fleetacs.tasks.v1.SetParameterAttributes
+	16,  // 22: fleetacs.tasks.v1.Operation.add_object:type_name -> fleetacs.tasks.v1.AddObject
+	17,  // 23: fleetacs.tasks.v1.Operation.delete_object:type_name -> fleetacs.tasks.v1.DeleteObject
+	18,  // 24: fleetacs.tasks.v1.Operation.reboot:type_name -> fleetacs.tasks.v1.Reboot
+	19,  // 25: fleetacs.tasks.v1.Operation.factory_reset:type_name -> fleetacs.tasks.v1.FactoryReset
+	20,  // 26: fleetacs.tasks.v1.Operation.download:type_name -> fleetacs.tasks.v1.Download
+	21,  // 27: fleetacs.tasks.v1.Operation.upload:type_name -> fleetacs.tasks.v1.Upload
+	22,  // 28: fleetacs.tasks.v1.Operation.schedule_inform:type_name -> fleetacs.tasks.v1.ScheduleInform
+	24,  // 29: fleetacs.tasks.v1.Operation.schedule_download:type_name -> fleetacs.tasks.v1.ScheduleDownload
+	25,  // 30: fleetacs.tasks.v1.Operation.cancel_transfer:type_name -> fleetacs.tasks.v1.CancelTransfer
+	30,  // 31: fleetacs.tasks.v1.Operation.change_du_state:type_name -> fleetacs.tasks.v1.ChangeDUState
+	31,  // 32: fleetacs.tasks.v1.Operation.get_queued_transfers:type_name -> fleetacs.tasks.v1.GetQueuedTransfers
+	32,  // 33: fleetacs.tasks.v1.Operation.get_all_queued_transfers:type_name -> fleetacs.tasks.v1.GetAllQueuedTransfers
+	33,  // 34: fleetacs.tasks.v1.Operation.vendor_method:type_name -> fleetacs.tasks.v1.VendorMethod
+	34,  // 35: fleetacs.tasks.v1.Operation.refresh:type_name -> fleetacs.tasks.v1.Refresh
+	35,  // 36: fleetacs.tasks.v1.Operation.diagnostic:type_name -> fleetacs.tasks.v1.Diagnostic
+	11,  // 37: fleetacs.tasks.v1.SetParameterValues.values:type_name -> fleetacs.tasks.v1.ParameterValue
+	14,  // 38: fleetacs.tasks.v1.SetParameterAttributes.changes:type_name -> fleetacs.tasks.v1.ParameterAttributeChange
+	23,  // 39: fleetacs.tasks.v1.ScheduleDownload.time_windows:type_name -> fleetacs.tasks.v1.TimeWindow
+	27,  // 40: fleetacs.tasks.v1.DeploymentUnitOperation.install:type_name -> fleetacs.tasks.v1.DuInstall
+	28,  // 41: fleetacs.tasks.v1.DeploymentUnitOperation.update:type_name -> fleetacs.tasks.v1.DuUpdate
+	29,  // 42: fleetacs.tasks.v1.DeploymentUnitOperation.uninstall:type_name -> fleetacs.tasks.v1.DuUninstall
+	26,  // 43: fleetacs.tasks.v1.ChangeDUState.operations:type_name -> fleetacs.tasks.v1.DeploymentUnitOperation
+	36,  // 44: fleetacs.tasks.v1.Diagnostic.ip_ping:type_name -> fleetacs.tasks.v1.IPPingTest
+	37,  // 45: fleetacs.tasks.v1.Diagnostic.trace_route:type_name -> fleetacs.tasks.v1.TraceRouteTest
+	38,  // 46: fleetacs.tasks.v1.Diagnostic.download:type_name -> fleetacs.tasks.v1.ThroughputTest
+	38,  // 47: fleetacs.tasks.v1.Diagnostic.upload:type_name -> fleetacs.tasks.v1.ThroughputTest
+	39,  // 48: fleetacs.tasks.v1.Diagnostic.ns_lookup:type_name -> fleetacs.tasks.v1.NSLookupTest
+	40,  // 49: fleetacs.tasks.v1.Diagnostic.server_selection:type_name -> fleetacs.tasks.v1.ServerSelectionTest
+	42,  // 50: fleetacs.tasks.v1.DiagnosticResult.ip_ping:type_name -> fleetacs.tasks.v1.IPPingResult
+	44,  // 51: fleetacs.tasks.v1.DiagnosticResult.trace_route:type_name -> fleetacs.tasks.v1.TraceRouteResult
+	45,  // 52: fleetacs.tasks.v1.DiagnosticResult.download:type_name -> fleetacs.tasks.v1.ThroughputResult
+	45,  // 53: fleetacs.tasks.v1.DiagnosticResult.upload:type_name -> fleetacs.tasks.v1.ThroughputResult
+	47,  // 54: fleetacs.tasks.v1.DiagnosticResult.ns_lookup:type_name -> fleetacs.tasks.v1.NSLookupResult
+	48,  // 55: fleetacs.tasks.v1.DiagnosticResult.server_selection:type_name -> fleetacs.tasks.v1.ServerSelectionResult
+	43,  // 56: fleetacs.tasks.v1.TraceRouteResult.hops:type_name -> fleetacs.tasks.v1.TraceRouteHop
+	80,  // 57: fleetacs.tasks.v1.ThroughputResult.rom_time:type_name -> google.protobuf.Timestamp
+	80,  // 58: fleetacs.tasks.v1.ThroughputResult.bom_time:type_name -> google.protobuf.Timestamp
+	80,  // 59: fleetacs.tasks.v1.ThroughputResult.eom_time:type_name -> google.protobuf.Timestamp
+	80,  // 60: fleetacs.tasks.v1.ThroughputResult.tcp_open_request_time:type_name -> google.protobuf.Timestamp
+	80,  // 61: fleetacs.tasks.v1.ThroughputResult.tcp_open_response_time:type_name -> google.protobuf.Timestamp
+	46,  // 62: fleetacs.tasks.v1.NSLookupResult.answers:type_name -> fleetacs.tasks.v1.NSLookupAnswer
+	50,  // 63: fleetacs.tasks.v1.TaskResult.get_rpc_methods:type_name -> fleetacs.tasks.v1.GetRPCMethodsResult
+	52,  // 64: fleetacs.tasks.v1.TaskResult.get_parameter_names:type_name -> fleetacs.tasks.v1.GetParameterNamesResult
+	53,  // 65: fleetacs.tasks.v1.TaskResult.get_parameter_values:type_name -> fleetacs.tasks.v1.GetParameterValuesResult
+	54,  // 66: fleetacs.tasks.v1.TaskResult.set_parameter_values:type_name -> fleetacs.tasks.v1.SetParameterValuesResult
+	56,  // 67: fleetacs.tasks.v1.TaskResult.get_parameter_attributes:type_name -> fleetacs.tasks.v1.GetParameterAttributesResult
+	57,  // 68: fleetacs.tasks.v1.TaskResult.add_object:type_name -> fleetacs.tasks.v1.AddObjectResult
+	58,  // 69: fleetacs.tasks.v1.TaskResult.delete_object:type_name -> fleetacs.tasks.v1.DeleteObjectResult
+	59,  // 70: fleetacs.tasks.v1.TaskResult.transfer:type_name -> fleetacs.tasks.v1.TransferResult
+	61,  // 71: fleetacs.tasks.v1.TaskResult.queued_transfers:type_name -> fleetacs.tasks.v1.QueuedTransfersResult
+	62,  // 72: fleetacs.tasks.v1.TaskResult.vendor_method:type_name -> fleetacs.tasks.v1.VendorMethodResult
+	64,  // 73: fleetacs.tasks.v1.TaskResult.change_du_state:type_name -> fleetacs.tasks.v1.ChangeDUStateResult
+	41,  // 74: fleetacs.tasks.v1.TaskResult.diagnostic:type_name -> fleetacs.tasks.v1.DiagnosticResult
+	51,  // 75: fleetacs.tasks.v1.GetParameterNamesResult.parameters:type_name -> fleetacs.tasks.v1.ParameterInfo
+	11,  // 76: fleetacs.tasks.v1.GetParameterValuesResult.values:type_name -> fleetacs.tasks.v1.ParameterValue
+	55,  // 77: fleetacs.tasks.v1.GetParameterAttributesResult.attributes:type_name -> fleetacs.tasks.v1.ParameterAttribute
+	80,  // 78: fleetacs.tasks.v1.TransferResult.start_time:type_name -> google.protobuf.Timestamp
+	80,  // 79: fleetacs.tasks.v1.TransferResult.complete_time:type_name -> google.protobuf.Timestamp
+	60,  // 80: fleetacs.tasks.v1.QueuedTransfersResult.transfers:type_name -> fleetacs.tasks.v1.QueuedTransfer
+	65,  // 81: fleetacs.tasks.v1.DeploymentUnitResult.fault:type_name -> fleetacs.tasks.v1.TaskFault
+	63,  // 82: fleetacs.tasks.v1.ChangeDUStateResult.results:type_name -> fleetacs.tasks.v1.DeploymentUnitResult
+	2,   // 83: fleetacs.tasks.v1.TaskFault.source:type_name -> fleetacs.tasks.v1.FaultSource
+	66,  // 84: fleetacs.tasks.v1.TaskFault.parameter_faults:type_name -> fleetacs.tasks.v1.ParameterFault
+	7,   // 85: fleetacs.tasks.v1.CreateTaskRequest.operation:type_name -> fleetacs.tasks.v1.Operation
+	4,   // 86: fleetacs.tasks.v1.CreateTaskRequest.options:type_name -> fleetacs.tasks.v1.TaskOptions
+	3,   // 87: fleetacs.tasks.v1.CreateTaskResponse.task:type_name -> fleetacs.tasks.v1.Task
+	7,   // 88: fleetacs.tasks.v1.CreateTasksRequest.operation:type_name -> fleetacs.tasks.v1.Operation
+	4,   // 89: fleetacs.tasks.v1.CreateTasksRequest.options:type_name -> fleetacs.tasks.v1.TaskOptions
+	71,  // 90: fleetacs.tasks.v1.CreateTasksResponse.results:type_name -> fleetacs.tasks.v1.CreateTasksResult
+	3,   // 91: fleetacs.tasks.v1.CreateTasksResult.task:type_name -> fleetacs.tasks.v1.Task
+	3,   // 92: fleetacs.tasks.v1.GetTaskResponse.task:type_name -> fleetacs.tasks.v1.Task
+	0,   // 93: fleetacs.tasks.v1.ListTasksRequest.states:type_name -> fleetacs.tasks.v1.TaskState
+	80,  // 94: fleetacs.tasks.v1.ListTasksRequest.created_after:type_name -> google.protobuf.Timestamp
+	80,  // 95: fleetacs.tasks.v1.ListTasksRequest.created_before:type_name -> google.protobuf.Timestamp
+	3,   // 96: fleetacs.tasks.v1.ListTasksResponse.tasks:type_name -> fleetacs.tasks.v1.Task
+	3,   // 97: fleetacs.tasks.v1.CancelTaskResponse.task:type_name -> fleetacs.tasks.v1.Task
+	3,   // 98: fleetacs.tasks.v1.WatchTasksResponse.task:type_name -> fleetacs.tasks.v1.Task
+	67,  // 99: fleetacs.tasks.v1.TasksService.CreateTask:input_type -> fleetacs.tasks.v1.CreateTaskRequest
+	69,  // 100: fleetacs.tasks.v1.TasksService.CreateTasks:input_type -> fleetacs.tasks.v1.CreateTasksRequest
+	72,  // 101: fleetacs.tasks.v1.TasksService.GetTask:input_type -> fleetacs.tasks.v1.GetTaskRequest
+	74,  // 102: fleetacs.tasks.v1.TasksService.ListTasks:input_type -> fleetacs.tasks.v1.ListTasksRequest
+	76,  // 103: fleetacs.tasks.v1.TasksService.CancelTask:input_type -> fleetacs.tasks.v1.CancelTaskRequest
+	78,  // 104: fleetacs.tasks.v1.TasksService.WatchTasks:input_type -> fleetacs.tasks.v1.WatchTasksRequest
+	68,  // 105: fleetacs.tasks.v1.TasksService.CreateTask:output_type -> fleetacs.tasks.v1.CreateTaskResponse
+	70,  // 106: fleetacs.tasks.v1.TasksService.CreateTasks:output_type -> fleetacs.tasks.v1.CreateTasksResponse
+	73,  // 107: fleetacs.tasks.v1.TasksService.GetTask:output_type -> fleetacs.tasks.v1.GetTaskResponse
+	75,  // 108: fleetacs.tasks.v1.TasksService.ListTasks:output_type -> fleetacs.tasks.v1.ListTasksResponse
+	77,  // 109: fleetacs.tasks.v1.TasksService.CancelTask:output_type -> fleetacs.tasks.v1.CancelTaskResponse
+	79,  // 110: fleetacs.tasks.v1.TasksService.WatchTasks:output_type -> fleetacs.tasks.v1.WatchTasksResponse
+	105, // [105:111] is the sub-list for method output_type
+	99,  // [99:105] is the sub-list for method input_type
+	99,  // [99:99] is the sub-list for extension type_name
+	99,  // [99:99] is the sub-list for extension extendee
+	0,   // [0:99] is the sub-list for field type_name
 }
 
 func init() { file_fleetacs_tasks_v1_tasks_proto_init() }
@@ -5470,6 +7074,7 @@ func file_fleetacs_tasks_v1_tasks_proto_init() {
 		(*Operation_GetAllQueuedTransfers)(nil),
 		(*Operation_VendorMethod)(nil),
 		(*Operation_Refresh)(nil),
+		(*Operation_Diagnostic)(nil),
 	}
 	file_fleetacs_tasks_v1_tasks_proto_msgTypes[23].OneofWrappers = []any{
 		(*DeploymentUnitOperation_Install)(nil),
@@ -5477,6 +7082,22 @@ func file_fleetacs_tasks_v1_tasks_proto_init() {
 		(*DeploymentUnitOperation_Uninstall)(nil),
 	}
 	file_fleetacs_tasks_v1_tasks_proto_msgTypes[32].OneofWrappers = []any{
+		(*Diagnostic_IpPing)(nil),
+		(*Diagnostic_TraceRoute)(nil),
+		(*Diagnostic_Download)(nil),
+		(*Diagnostic_Upload)(nil),
+		(*Diagnostic_NsLookup)(nil),
+		(*Diagnostic_ServerSelection)(nil),
+	}
+	file_fleetacs_tasks_v1_tasks_proto_msgTypes[38].OneofWrappers = []any{
+		(*DiagnosticResult_IpPing)(nil),
+		(*DiagnosticResult_TraceRoute)(nil),
+		(*DiagnosticResult_Download)(nil),
+		(*DiagnosticResult_Upload)(nil),
+		(*DiagnosticResult_NsLookup)(nil),
+		(*DiagnosticResult_ServerSelection)(nil),
+	}
+	file_fleetacs_tasks_v1_tasks_proto_msgTypes[46].OneofWrappers = []any{
 		(*TaskResult_GetRpcMethods)(nil),
 		(*TaskResult_GetParameterNames)(nil),
 		(*TaskResult_GetParameterValues)(nil),
@@ -5488,6 +7109,7 @@ func file_fleetacs_tasks_v1_tasks_proto_init() {
 		(*TaskResult_QueuedTransfers)(nil),
 		(*TaskResult_VendorMethod)(nil),
 		(*TaskResult_ChangeDuState)(nil),
+		(*TaskResult_Diagnostic)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -5495,7 +7117,7 @@ func file_fleetacs_tasks_v1_tasks_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fleetacs_tasks_v1_tasks_proto_rawDesc), len(file_fleetacs_tasks_v1_tasks_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   63,
+			NumMessages:   77,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
