@@ -19,6 +19,7 @@ ENV CGO_ENABLED=0 GOFLAGS=-trimpath GOTOOLCHAIN=local
 COPY go.work go.work.sum ./
 COPY pkg/go.mod pkg/go.sum pkg/
 COPY proto/go.mod proto/go.sum proto/
+COPY services/files/go.mod services/files/go.sum services/files/
 COPY services/gateway/go.mod services/gateway/go.sum services/gateway/
 COPY services/inventory/go.mod services/inventory/go.sum services/inventory/
 COPY services/notifier/go.mod services/notifier/go.sum services/notifier/
