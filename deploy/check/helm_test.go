@@ -177,8 +177,8 @@ func checkObjects(objs []runtime.Object, h *Fleetacs, metrics map[string]bool) [
 			continue
 		}
 		c := spec.Containers[0]
-		if err := h.CheckArgs(c.Args); err != nil || c.Args[len(c.Args)-1] != name {
-			bad("%s: args %q: %v (want the component last)", name, c.Args, err)
+		if err := h.CheckArgs(c.Args); err != nil || !slices.Contains(c.Args, name) {
+			bad("%s: args %q: %v (want the component among the targets)", name, c.Args, err)
 		}
 		if len(c.Command) > 0 {
 			bad("%s overrides the image's entry point", name)

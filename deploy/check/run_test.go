@@ -36,6 +36,8 @@ func TestChartRuns(t *testing.T) {
 		t.Skip("starts MongoDB-wire, Redis, NATS and five fleetacs processes")
 	}
 	redisAddr, redisDB := testenv.RedisDB(t)
+	// The gateway's CWMP port is chosen now: the files module's base URL names it.
+	cwmpPort := listenPort(t, "tcp")
 	values := fmt.Sprintf(`
 mongodb: {uri: %q, database: %q}
 redis: {addr: %q, db: %d, prefix: %q}
@@ -47,7 +49,8 @@ sessions: {drainTimeout: 1s}
 notifier:
   allowedNetworks: ["127.0.0.0/8"]
   extraArgs: ["-notifier.allow-loopback"]
-`, testenv.MongoURI(t), testenv.MongoDatabase(t), redisAddr, redisDB, testenv.UniqueName(t), testenv.NATS(t))
+files: {enabled: true, baseURL: "http://127.0.0.1:%d"}
+`, testenv.MongoURI(t), testenv.MongoDatabase(t), redisAddr, redisDB, testenv.UniqueName(t), testenv.NATS(t), cwmpPort)
 	vf := filepath.Join(t.TempDir(), "values.yaml")
 	if err := os.WriteFile(vf, []byte(values), 0o600); err != nil {
 		t.Fatal(err)
@@ -85,6 +88,9 @@ notifier:
 			} else {
 				hostPort[name][p.ContainerPort] = listenPort(t, "tcp")
 			}
+		}
+		if name == "gateway" {
+			hostPort[name][7547] = cwmpPort
 		}
 		// The loopback-only internal listener of gateways and notifiers.
 		if _, ok := hostPort[name][9301]; !ok {
@@ -155,6 +161,18 @@ notifier:
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+
+	// The gateway runs the files module: /files/ is its handler (an
+	// unsigned URL is refused), not the CWMP handler's 405.
+	resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/files/nosuch", cwmpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusMethodNotAllowed || resp.StatusCode < 400 {
+		t.Errorf("GET /files/nosuch without a signature: %s, want the files handler's refusal", resp.Status)
+	}
+	t.Logf("GET /files/nosuch: %s", resp.Status)
 
 	// CPEs complete sessions through the CWMP port of the gateway.
 	s, err := sim.New(sim.Config{

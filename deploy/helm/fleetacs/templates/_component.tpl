@@ -64,7 +64,7 @@ from Secrets by reference or as mounted files, never as values here.
 - name: FLEETACS_NATS_STREAM_REPLICAS
   value: {{ $v.nats.streamReplicas | quote }}
 {{- end }}
-{{- if has $name (list "inventory" "tasks") }}
+{{- if include "fleetacs.servesAPI" . }}
 - name: FLEETACS_SERVER_GRPC_ADDR
   value: ":9300"
 - name: FLEETACS_SERVER_API_HTTP_ADDR
@@ -150,6 +150,22 @@ from Secrets by reference or as mounted files, never as values here.
 - name: FLEETACS_GATEWAY_AUTH_SHARED_SCOPE
   value: {{ $c.auth.sharedScope | quote }}
 {{- end }}
+{{- if and (eq $name "gateway") $v.files.enabled }}
+- name: FLEETACS_FILES_STORE
+  value: mongodb
+- name: FLEETACS_FILES_MONGODB_URI
+  valueFrom: {secretKeyRef: {name: {{ include "fleetacs.mongodbSecret" $root }}, key: uri}}
+- name: FLEETACS_FILES_MONGODB_DATABASE
+  value: {{ $v.mongodb.database | quote }}
+- name: FLEETACS_FILES_GRIDFS_BUCKET
+  value: {{ $v.files.gridfsBucket | quote }}
+- name: FLEETACS_FILES_URL_KEY_FILE
+  value: /run/fleetacs/files-url-key/files-url.key
+- name: FLEETACS_FILES_BASE_URL
+  value: {{ required "files.baseURL is required with files.enabled (the URL CPEs reach /files/ at)" $v.files.baseURL | quote }}
+- name: FLEETACS_FILES_DEVICE_AUTH
+  value: {{ $v.files.deviceAuth | quote }}
+{{- end }}
 {{- if eq $name "notifier" }}
 - name: FLEETACS_NOTIFIER_STUN_ADDR
   value: {{ if $c.stun.enabled }}":3478"{{ else }}""{{ end }}
@@ -186,7 +202,7 @@ from Secrets by reference or as mounted files, never as values here.
 {{- if has .name (list "inventory" "tasks" "sessions") }}
 - {name: internal-grpc, containerPort: 9301, protocol: TCP}
 {{- end }}
-{{- if has .name (list "inventory" "tasks") }}
+{{- if include "fleetacs.servesAPI" . }}
 - {name: grpc, containerPort: 9300, protocol: TCP}
 - {name: api-http, containerPort: 9380, protocol: TCP}
 {{- end }}

@@ -54,6 +54,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "fleetacs.internalTLSSecret" -}}
 {{- default (printf "%s-internal-tls" (include "fleetacs.fullname" .)) .Values.internal.tls.existingSecret -}}
 {{- end -}}
+{{- define "fleetacs.filesKeySecret" -}}
+{{- default (printf "%s-files-url-key" (include "fleetacs.fullname" .)) .Values.files.urlKey.existingSecret -}}
+{{- end -}}
+
+{{/* Whether a component serves the public APIs: inventory, tasks, and gateways running the files module. */}}
+{{- define "fleetacs.servesAPI" -}}
+{{- if or (has .name (list "inventory" "tasks")) (and (eq .name "gateway") .root.Values.files.enabled) }}true{{ end -}}
+{{- end -}}
+
 {{- define "fleetacs.secretsKeySecret" -}}
 {{- default (printf "%s-secrets-key" (include "fleetacs.fullname" .)) .Values.secretsKey.existingSecret -}}
 {{- end -}}
