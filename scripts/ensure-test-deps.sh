@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ensure-test-deps.sh installs what the FleetACS tests need and is missing:
-# redis-server, a PostgreSQL server (FerretDB's backend), xmllint, and
-# FerretDB itself built into <repo>/bin/ferretdb.
+# redis-server, a PostgreSQL server (FerretDB's backend), xmllint,
+# FerretDB itself built into <repo>/bin/ferretdb, and helm (the Helm chart's
+# lint and render checks, deploy/check) built into <repo>/bin/helm.
 #
 # It is idempotent and runs on every `make test`, so the path where everything
 # is present must stay fast (well under a second): it only looks at files and
@@ -14,6 +15,8 @@ set -euo pipefail
 
 readonly FERRETDB_VERSION=v1.24.2
 readonly FERRETDB_MODULE=github.com/FerretDB/FerretDB
+readonly HELM_VERSION=v4.3.2
+readonly HELM_MODULE=helm.sh/helm/v4
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 GO=${GO:-go}
@@ -109,4 +112,31 @@ if ! ferretdb_ok; then
 		exit 1
 	fi
 	echo "ensure-test-deps: installed bin/ferretdb ($FERRETDB_MODULE $FERRETDB_VERSION, built from the Go module proxy)"
+fi
+
+# helm_ok tells whether bin/helm exists and is the pinned version.
+helm_ok() {
+	local out
+	[ -x "$repo/bin/helm" ] || return 1
+	out=$("$repo/bin/helm" version --template '{{.Version}}' 2>/dev/null) || return 1
+	[ "$out" = "$HELM_VERSION" ]
+}
+
+if ! helm_ok; then
+	tmp=$(mktemp -d "${TMPDIR:-/tmp}/helm-build.XXXXXX")
+	# shellcheck disable=SC2064 # expand $tmp now.
+	trap "rm -rf '$tmp'" EXIT
+	# go install leaves the version at the source's "v4.3"; the release
+	# builds set it by -X, and so does this one, so that helm_ok can check it.
+	(cd "$tmp" && GOWORK=off GOBIN="$tmp" CGO_ENABLED=0 "$GO" install -trimpath \
+		-ldflags "-s -w -X $HELM_MODULE/internal/version.version=$HELM_VERSION" "$HELM_MODULE/cmd/helm@$HELM_VERSION")
+	mkdir -p "$repo/bin"
+	mv -f "$tmp/helm" "$repo/bin/helm"
+	rm -rf "$tmp"
+	trap - EXIT
+	if ! helm_ok; then
+		echo "ensure-test-deps: built bin/helm does not report version $HELM_VERSION" >&2
+		exit 1
+	fi
+	echo "ensure-test-deps: installed bin/helm ($HELM_MODULE $HELM_VERSION, built from the Go module proxy)"
 fi

@@ -51,6 +51,9 @@ module_timeout() {
 	cmd/fleetacs) echo 480 ;;
 	services/inventory) echo 600 ;;
 	services/sessions | tools/cpesim | cmd/fleetctl) echo 240 ;;
+	# deploy builds the three static binaries for the image tests (about 6
+	# minutes from a cold build cache on the loaded 2-core machine).
+	deploy) echo 900 ;;
 	*) echo 180 ;;
 	esac
 }

@@ -259,6 +259,8 @@ func usage(fs *flag.FlagSet, w io.Writer) {
 	for _, name := range names(isTarget) {
 		fmt.Fprintf(w, "  %-10s %s\n", name, mods[name].doc)
 	}
+	fmt.Fprintf(w, "\n'fleetacs [flags] healthcheck [live]' asks the admin listener (-server.http-addr) of a process run\n"+
+		"with the same flags on this host for /readyz (/healthz) and exits 0 on 200: a container health check.\n")
 	fmt.Fprintf(w, "\nEvery flag can also be set by its environment variable: -a.b-c by FLEETACS_A_B_C.\n\nFlags:\n")
 	var names []string
 	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
@@ -301,6 +303,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 	a.flagSet = map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { a.flagSet[f.Name] = true })
 	targets := fs.Args()
+	if len(targets) > 0 && targets[0] == "healthcheck" {
+		return healthcheck(ctx, a.opts.HTTPAddr, targets[1:], stderr)
+	}
 	if len(targets) == 0 {
 		return usageError(stderr, "name at least one target: all, "+strings.Join(names(isTarget), ", "))
 	}

@@ -208,6 +208,12 @@ func (p *pki) caFile() string { return filepath.Join(p.dir, "ca.pem") }
 // certificate and key files.
 func (p *pki) issue(t *testing.T, cn string, uris ...string) (certFile, keyFile string) {
 	t.Helper()
+	return p.issueFor(t, cn, []net.IP{net.ParseIP("127.0.0.1")}, []string{"localhost"}, uris...)
+}
+
+// issueFor is issue for the given addresses and DNS names only.
+func (p *pki) issueFor(t *testing.T, cn string, ips []net.IP, dns []string, uris ...string) (certFile, keyFile string) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +223,7 @@ func (p *pki) issue(t *testing.T, cn string, uris ...string) (certFile, keyFile 
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+		IPAddresses: ips, DNSNames: dns,
 	}
 	p.next++
 	for _, u := range uris {

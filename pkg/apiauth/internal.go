@@ -385,11 +385,18 @@ func (l *lazyTLS) creds() (credentials.TransportCredentials, error) {
 }
 
 func (l *lazyTLS) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	c, err := l.creds()
+	cfg, err := l.get()
 	if err != nil {
 		return nil, nil, err
 	}
-	return c.ClientHandshake(ctx, authority, conn)
+	// gRPC's TLS credentials verify the server's certificate for the host
+	// dialled (the authority) whatever the configuration's ServerName says;
+	// -internal.tls-server-name replaces it, so that servers dialled by
+	// address (session workers at their pod IP) present one shared name.
+	if cfg.ServerName != "" {
+		authority = cfg.ServerName
+	}
+	return credentials.NewTLS(cfg).ClientHandshake(ctx, authority, conn)
 }
 
 func (l *lazyTLS) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {

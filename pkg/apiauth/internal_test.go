@@ -153,6 +153,38 @@ func TestInternalMutualTLS(t *testing.T) {
 	}
 }
 
+// TestInternalTLSServerName: with -internal.tls-server-name, a client
+// checks that name in the server's certificate instead of the address it
+// dials, so that servers reached by address (session workers at their pod
+// IP) can share a certificate for one name. Without it, or with another
+// name, the handshake fails.
+func TestInternalTLSServerName(t *testing.T) {
+	ca := newPKI(t)
+	srvCert, srvKey := ca.issueFor(t, "worker", nil, []string{"fleetacs-internal"})
+	cliCert, cliKey := ca.issueFor(t, "gateway", nil, []string{"fleetacs-internal"})
+	server := newInternal(t, apiauth.InternalConfig{TLSCertFile: srvCert, TLSKeyFile: srvKey, TLSCAFile: ca.caFile()}, "0.0.0.0:0")
+	addr, h := internalServer(t, server)
+	for _, c := range []struct {
+		name string
+		ok   bool
+	}{{"fleetacs-internal", true}, {"", false}, {"fleetacs-other", false}} {
+		client := newInternal(t, apiauth.InternalConfig{TLSCertFile: cliCert, TLSKeyFile: cliKey, TLSCAFile: ca.caFile(), TLSServerName: c.name}, "")
+		if err := client.Load(); err != nil {
+			t.Fatal(err)
+		}
+		err := getCreds(dial(t, addr, "", client.DialOptions()...))
+		if c.ok && err != nil {
+			t.Errorf("server name %q: %v", c.name, err)
+		}
+		if !c.ok && (err == nil || !strings.Contains(err.Error(), "certificate")) {
+			t.Errorf("server name %q: err %v, want a certificate error", c.name, err)
+		}
+	}
+	if n := h.calls.Load(); n != 1 {
+		t.Fatalf("handlers reached %d times, want once", n)
+	}
+}
+
 // TestInternalRefusesPublicAPICertificates: where one CA signs both the
 // internal certificates and the public API's client certificates, a
 // viewer's certificate (urn:fleetacs:api:...) must not open the internal

@@ -1,0 +1,509 @@
+package check
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// helmBin is the helm scripts/ensure-test-deps.sh installs, pinned there.
+func helm(t *testing.T) Helm {
+	t.Helper()
+	bin := filepath.Join(repoRoot(t), "bin", "helm")
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("%v: run scripts/ensure-test-deps.sh, which installs the pinned helm", err)
+	}
+	return Helm{Bin: bin, Home: t.TempDir()}
+}
+
+func chartDir(t *testing.T) string {
+	return filepath.Join(repoRoot(t), "deploy", "helm", "fleetacs")
+}
+
+var components = []string{"gateway", "sessions", "inventory", "tasks", "notifier"}
+
+func TestChartDefaultValues(t *testing.T) {
+	checkChart(t, chartDir(t))
+}
+
+func TestChartProductionValues(t *testing.T) {
+	c := chartDir(t)
+	objs := checkChart(t, c, filepath.Join(c, "ci", "production-values.yaml"))
+	// What the production values turn on is there.
+	var sm, pr int
+	for _, o := range objs {
+		switch o := o.(type) {
+		case *monitoringv1.ServiceMonitor:
+			sm++
+		case *monitoringv1.PrometheusRule:
+			pr++
+			var alerts []string
+			for _, g := range o.Spec.Groups {
+				for _, r := range g.Rules {
+					alerts = append(alerts, r.Alert)
+				}
+			}
+			for _, want := range []string{"FleetACSSessionsFailing", "FleetACSAdmissionShedding", "FleetACSTaskReportsFailing", "FleetACSConnectionRequestsFailing", "FleetACSDependencyErrors", "FleetACSDown"} {
+				if !slices.Contains(alerts, want) {
+					t.Errorf("alert %s missing (have %v)", want, alerts)
+				}
+			}
+		case *appsv1.Deployment:
+			env := envOf(o)
+			if _, ok := env["FLEETACS_INTERNAL_TLS_CERT_FILE"]; !ok {
+				t.Errorf("%s: internal TLS on, but no FLEETACS_INTERNAL_TLS_CERT_FILE", o.Name)
+			}
+			if o.Spec.Template.Spec.Containers[0].Image != "registry.example.net/acs/fleetacs@sha256:1190895bf88317d6bb25ce220a463066421f53c2c405fd39a92725ae7ed9b11d" {
+				t.Errorf("%s: image %s, want the digest", o.Name, o.Spec.Template.Spec.Containers[0].Image)
+			}
+		case *corev1.Secret:
+			t.Errorf("secret %s rendered though every secret is an existing one", o.Name)
+		}
+	}
+	if sm != 1 || pr != 1 {
+		t.Errorf("%d ServiceMonitors, %d PrometheusRules, want 1 each", sm, pr)
+	}
+}
+
+// checkChart lints and renders the chart with the values files, decodes
+// every manifest strictly and checks what the chart promises. It returns
+// the objects.
+func checkChart(t *testing.T, chart string, values ...string) []runtime.Object {
+	t.Helper()
+	h := helm(t)
+	if err := h.Lint(chart, values...); err != nil {
+		t.Fatal(err)
+	}
+	out, err := h.Template(chart, values...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := Decode(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, err := MetricNames(repoRoot(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range checkObjects(objs, help(t), metrics) {
+		t.Error(e)
+	}
+	return objs
+}
+
+func envOf(d *appsv1.Deployment) map[string]corev1.EnvVar {
+	m := map[string]corev1.EnvVar{}
+	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+		m[e.Name] = e
+	}
+	return m
+}
+
+// checkObjects returns every way the rendered chart departs from what it
+// must be.
+func checkObjects(objs []runtime.Object, h *Fleetacs, metrics map[string]bool) []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	deps := map[string]*appsv1.Deployment{}
+	services := map[string]*corev1.Service{}
+	secrets := map[string]*corev1.Secret{}
+	var hpas []*autoscalingv2.HorizontalPodAutoscaler
+	var pdbs []*policyv1.PodDisruptionBudget
+	var netpols []*networkingv1.NetworkPolicy
+	var sms []*monitoringv1.ServiceMonitor
+	var rules []*monitoringv1.PrometheusRule
+	sas := map[string]bool{}
+	for _, o := range objs {
+		switch o := o.(type) {
+		case *appsv1.Deployment:
+			deps[o.Labels["app.kubernetes.io/component"]] = o
+		case *corev1.Service:
+			services[o.Name] = o
+		case *corev1.Secret:
+			secrets[o.Name] = o
+		case *corev1.ServiceAccount:
+			sas[o.Name] = true
+		case *autoscalingv2.HorizontalPodAutoscaler:
+			hpas = append(hpas, o)
+		case *policyv1.PodDisruptionBudget:
+			pdbs = append(pdbs, o)
+		case *networkingv1.NetworkPolicy:
+			netpols = append(netpols, o)
+		case *monitoringv1.ServiceMonitor:
+			sms = append(sms, o)
+		case *monitoringv1.PrometheusRule:
+			rules = append(rules, o)
+		default:
+			bad("unexpected kind %T", o)
+		}
+	}
+
+	podLabels := func(d *appsv1.Deployment) labels.Set { return d.Spec.Template.Labels }
+	selects := func(sel map[string]string) []string {
+		var out []string
+		for n, d := range deps {
+			if len(sel) > 0 && labels.SelectorFromSet(sel).Matches(podLabels(d)) {
+				out = append(out, n)
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+
+	for _, name := range components {
+		d, ok := deps[name]
+		if !ok {
+			bad("no Deployment for %s", name)
+			continue
+		}
+		spec := d.Spec.Template.Spec
+		if len(spec.Containers) != 1 {
+			bad("%s: %d containers", name, len(spec.Containers))
+			continue
+		}
+		c := spec.Containers[0]
+		if err := h.CheckArgs(c.Args); err != nil || !slices.Contains(c.Args, name) {
+			bad("%s: args %q: %v (want the component among the targets)", name, c.Args, err)
+		}
+		if len(c.Command) > 0 {
+			bad("%s overrides the image's entry point", name)
+		}
+		for _, e := range c.Env {
+			if err := h.CheckEnv(e.Name); err != nil {
+				bad("%s: %v", name, err)
+			}
+			up := strings.ToUpper(e.Name)
+			if e.Value != "" && !strings.HasSuffix(up, "_FILE") && (strings.Contains(up, "PASSWORD") || strings.Contains(up, "SECRET") ||
+				strings.Contains(up, "TOKEN") || strings.Contains(up, "MONGODB_URI") || up == "FLEETACS_NATS_URL") {
+				bad("%s: %s holds a value in clear, want a Secret reference", name, e.Name)
+			}
+			if r := e.ValueFrom; r != nil && r.SecretKeyRef != nil {
+				if _, ok := secrets[r.SecretKeyRef.Name]; !ok && !strings.HasPrefix(r.SecretKeyRef.Name, "fleetacs-") {
+					bad("%s: %s refers to Secret %s, neither rendered nor an existing fleetacs-* one", name, e.Name, r.SecretKeyRef.Name)
+				}
+			}
+		}
+		for _, p := range []struct {
+			what  string
+			probe *corev1.Probe
+			path  string
+		}{{"startup", c.StartupProbe, "/healthz"}, {"liveness", c.LivenessProbe, "/healthz"}, {"readiness", c.ReadinessProbe, "/readyz"}} {
+			if p.probe == nil || p.probe.HTTPGet == nil || p.probe.HTTPGet.Path != p.path || p.probe.HTTPGet.Port.String() != "admin" {
+				bad("%s: %s probe %+v, want GET %s on the admin port", name, p.what, p.probe, p.path)
+			}
+		}
+		if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+			bad("%s: resources %+v: want CPU and memory requests and a memory limit", name, c.Resources)
+		}
+		psc, sc := spec.SecurityContext, c.SecurityContext
+		if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser != 65532 {
+			bad("%s: pod security context %+v: want non-root 65532", name, psc)
+		}
+		if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+			bad("%s: container security context: want a read-only root and no privilege escalation", name)
+		}
+		if len(spec.TopologySpreadConstraints) == 0 {
+			bad("%s: no topology spread", name)
+		}
+		for _, tsc := range spec.TopologySpreadConstraints {
+			if tsc.LabelSelector == nil || !slices.Equal(selects(tsc.LabelSelector.MatchLabels), []string{name}) {
+				bad("%s: topology spread selects %v", name, tsc.LabelSelector)
+			}
+		}
+		if !sas[spec.ServiceAccountName] {
+			bad("%s: service account %q not rendered", name, spec.ServiceAccountName)
+		}
+		if !slices.Equal(selects(d.Spec.Selector.MatchLabels), []string{name}) {
+			bad("%s: Deployment selector %v selects %v", name, d.Spec.Selector.MatchLabels, selects(d.Spec.Selector.MatchLabels))
+		}
+		// Mounted secrets exist (rendered, or existing ones the values name).
+		mounts := map[string]bool{}
+		for _, m := range c.VolumeMounts {
+			mounts[m.Name] = true
+		}
+		for _, v := range spec.Volumes {
+			if !mounts[v.Name] {
+				bad("%s: volume %s not mounted", name, v.Name)
+			}
+			if v.Secret != nil {
+				if _, ok := secrets[v.Secret.SecretName]; !ok && !strings.HasPrefix(v.Secret.SecretName, "fleetacs-") {
+					bad("%s: volume %s names Secret %s, neither rendered nor an existing fleetacs-* one", name, v.Name, v.Secret.SecretName)
+				}
+			}
+		}
+	}
+
+	// Services: each selects one component, and its ports name the pod's.
+	for _, s := range services {
+		sel := selects(s.Spec.Selector)
+		if len(sel) != 1 {
+			bad("Service %s selects %v", s.Name, sel)
+			continue
+		}
+		ports := map[string]corev1.Protocol{}
+		for _, p := range deps[sel[0]].Spec.Template.Spec.Containers[0].Ports {
+			ports[p.Name] = p.Protocol
+		}
+		for _, p := range s.Spec.Ports {
+			if proto, ok := ports[p.TargetPort.String()]; !ok || proto != p.Protocol {
+				bad("Service %s port %s targets %s/%s, which %s does not expose", s.Name, p.Name, p.TargetPort.String(), p.Protocol, sel[0])
+			}
+		}
+	}
+	var cwmp *corev1.Service
+	for _, s := range services {
+		for _, p := range s.Spec.Ports {
+			if p.Name == "cwmp" {
+				cwmp = s
+			}
+		}
+	}
+	if cwmp == nil {
+		bad("no Service with the cwmp port")
+	} else if cwmp.Spec.Type == corev1.ServiceTypeLoadBalancer && cwmp.Spec.ExternalTrafficPolicy != corev1.ServiceExternalTrafficPolicyLocal {
+		bad("CWMP Service %s: externalTrafficPolicy %q, want Local", cwmp.Name, cwmp.Spec.ExternalTrafficPolicy)
+	}
+
+	// HPAs for gateway and sessions only, on their Deployments.
+	var scaled []string
+	for _, a := range hpas {
+		ref := a.Spec.ScaleTargetRef
+		found := false
+		for n, d := range deps {
+			if d.Name == ref.Name && ref.Kind == "Deployment" {
+				scaled, found = append(scaled, n), true
+				if d.Spec.Replicas != nil {
+					bad("%s: replicas set though an HPA scales it", n)
+				}
+			}
+		}
+		if !found {
+			bad("HPA %s scales %s %s, not rendered", a.Name, ref.Kind, ref.Name)
+		}
+	}
+	sort.Strings(scaled)
+	if len(hpas) > 0 && !slices.Equal(scaled, []string{"gateway", "sessions"}) {
+		bad("HPAs scale %v, want gateway and sessions", scaled)
+	}
+	// A PDB per component.
+	var guarded []string
+	for _, p := range pdbs {
+		guarded = append(guarded, selects(p.Spec.Selector.MatchLabels)...)
+	}
+	sort.Strings(guarded)
+	if want := slices.Sorted(slices.Values(components)); !slices.Equal(guarded, want) {
+		bad("PDBs guard %v, want %v", guarded, want)
+	}
+
+	// NetworkPolicies: the internal port only from FleetACS pods; rules
+	// open to every source only for CPE traffic to gateways (CWMP) and
+	// the notifier (STUN).
+	if len(netpols) > 0 {
+		covered := map[string]bool{}
+		for _, np := range netpols {
+			sel := selects(np.Spec.PodSelector.MatchLabels)
+			if len(sel) != 1 {
+				bad("NetworkPolicy %s selects %v", np.Name, sel)
+				continue
+			}
+			covered[sel[0]] = true
+			for _, r := range np.Spec.Ingress {
+				var ports []string
+				for _, p := range r.Ports {
+					ports = append(ports, fmt.Sprintf("%s/%s", p.Port.String(), *p.Protocol))
+				}
+				if len(r.From) == 0 {
+					ok := (sel[0] == "gateway" && allIn(ports, "7547/TCP", "7548/TCP")) || (sel[0] == "notifier" && allIn(ports, "3478/UDP"))
+					if !ok || len(ports) == 0 {
+						bad("NetworkPolicy %s lets anyone reach %v", np.Name, ports)
+					}
+				}
+				if slices.Contains(ports, "9301/TCP") {
+					if len(ports) != 1 || len(r.From) != 1 || r.From[0].PodSelector == nil || r.From[0].NamespaceSelector != nil ||
+						!slices.Equal(selects(r.From[0].PodSelector.MatchLabels), slices.Sorted(slices.Values(components))) {
+						bad("NetworkPolicy %s: the internal port is open to %+v, want the FleetACS pods only", np.Name, r.From)
+					}
+				}
+			}
+		}
+		for _, n := range components {
+			if !covered[n] {
+				bad("no NetworkPolicy for %s", n)
+			}
+		}
+	}
+
+	// ServiceMonitor: selects the components' Services, on their admin port.
+	for _, sm := range sms {
+		var monitored []string
+		for _, s := range services {
+			if labels.SelectorFromSet(sm.Spec.Selector.MatchLabels).Matches(labels.Set(s.Labels)) {
+				monitored = append(monitored, selects(s.Spec.Selector)...)
+				if !slices.ContainsFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == "admin" }) {
+					bad("ServiceMonitor selects Service %s, which has no admin port", s.Name)
+				}
+			}
+		}
+		sort.Strings(monitored)
+		if !slices.Equal(monitored, slices.Sorted(slices.Values(components))) {
+			bad("ServiceMonitor reaches %v, want every component once", monitored)
+		}
+		if len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Port != "admin" || sm.Spec.Endpoints[0].Path != "/metrics" {
+			bad("ServiceMonitor endpoints %+v", sm.Spec.Endpoints)
+		}
+	}
+	// PrometheusRule: every alert selects metrics FleetACS exports.
+	for _, pr := range rules {
+		for _, g := range pr.Spec.Groups {
+			for _, r := range g.Rules {
+				names := ExprMetrics(r.Expr.String())
+				if len(names) == 0 {
+					bad("alert %s: no metric in %q", r.Alert, r.Expr.String())
+				}
+				for _, n := range names {
+					if n != "up" && !metrics[n] {
+						bad("alert %s: FleetACS exports no metric %s", r.Alert, n)
+					}
+				}
+				if r.Annotations["runbook_url"] == "" || r.Labels["severity"] == "" {
+					bad("alert %s: want a runbook_url and a severity", r.Alert)
+				}
+			}
+		}
+	}
+	return errs
+}
+
+func allIn(list []string, allowed ...string) bool {
+	for _, x := range list {
+		if !slices.Contains(allowed, x) {
+			return false
+		}
+	}
+	return true
+}
+
+// copyChart copies the chart to a temporary directory for a test to break.
+func copyChart(t *testing.T) string {
+	t.Helper()
+	src := chartDir(t)
+	dst := filepath.Join(t.TempDir(), "fleetacs")
+	err := filepath.Walk(src, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if info.IsDir() {
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, rel), data, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+func edit(t *testing.T, path, old, new string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), old) {
+		t.Fatalf("%s no longer holds %q: update the case", path, old)
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(string(data), old, new, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The checks fail on a broken chart: a field the API type lacks, a value of
+// the wrong type, a flag fleetacs lacks, an alert on a metric nobody
+// exports, a values typo the schema refuses, a secret in clear.
+func TestChartCheckCatches(t *testing.T) {
+	h := helm(t)
+	hf := help(t)
+	metrics, err := MetricNames(repoRoot(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name       string
+		file       string // in the chart; "" for values only
+		old, new   string
+		values     string // extra values file content
+		want       string // in the error
+		atTemplate bool   // helm itself refuses (lint, template or schema)
+	}{
+		{name: "unknown field", file: "templates/workloads.yaml", old: "  revisionHistoryLimit: 5\n", new: "  revisionHistoryLimit: 5\n  replica: 2\n", want: `unknown field "spec.replica"`},
+		{name: "wrong case", file: "templates/workloads.yaml", old: "  revisionHistoryLimit: 5\n", new: "  RevisionHistoryLimit: 5\n", want: `unknown field "spec.RevisionHistoryLimit"`},
+		{name: "wrong type", file: "templates/workloads.yaml", old: "terminationGracePeriodSeconds: {{ if", new: "terminationGracePeriodSeconds: soon{{ if", want: "terminationGracePeriodSeconds"},
+		{name: "misplaced probe", file: "templates/workloads.yaml", old: "          startupProbe:\n            httpGet:", new: "          startupProbe:\n            httpGett:", want: `unknown field "spec.template.spec.containers[0].startupProbe.httpGett"`},
+		{name: "unknown flag", values: "gateway:\n  extraArgs: [\"-gateway.no-such-flag=1\"]\n", want: "no flag -gateway.no-such-flag"},
+		{name: "unknown variable", values: "sessions:\n  extraEnv: [{name: FLEETACS_SESSIONS_MAX_SESION, value: \"1\"}]\n", want: "no variable FLEETACS_SESSIONS_MAX_SESION"},
+		{name: "secret in clear", values: "sessions:\n  extraEnv: [{name: FLEETACS_REDIS_PASSWORD, value: hunter2}]\n", want: "FLEETACS_REDIS_PASSWORD holds a value in clear"},
+		{name: "unknown metric", file: "templates/prometheusrule.yaml", old: "fleetacs_sessions_takeovers_total", new: "fleetacs_sessions_takeover_count", values: "metrics: {prometheusRule: {enabled: true}}\n", want: "no metric fleetacs_sessions_takeover_count"},
+		{name: "internal port open", file: "templates/networkpolicy.yaml", old: "        - podSelector:\n            matchLabels:", new: "        - namespaceSelector: {}\n          podSelector:\n            matchLabels:", want: "the internal port is open"},
+		{name: "cluster policy", file: "templates/workloads.yaml", old: "externalTrafficPolicy: {{ $g.externalTrafficPolicy }}", new: "externalTrafficPolicy: Cluster", want: "want Local"},
+		{name: "values typo", values: "gateway:\n  replica: 3\n", atTemplate: true, want: "replica"},
+		{name: "values type", values: "nats:\n  streamReplicas: three\n", atTemplate: true, want: "streamReplicas"},
+		{name: "redis cluster", values: "redis:\n  mode: cluster\n", atTemplate: true, want: "Sentinel and Cluster"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			chart := copyChart(t)
+			if c.file != "" {
+				edit(t, filepath.Join(chart, c.file), c.old, c.new)
+			}
+			var vals []string
+			if c.values != "" {
+				v := filepath.Join(t.TempDir(), "values.yaml")
+				if err := os.WriteFile(v, []byte(c.values), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				vals = append(vals, v)
+			}
+			out, err := h.Template(chart, vals...)
+			if c.atTemplate {
+				if err == nil || !strings.Contains(err.Error(), c.want) {
+					t.Fatalf("helm template: %v, want an error with %q", err, c.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var msgs []string
+			objs, err := Decode(out)
+			if err != nil {
+				msgs = append(msgs, err.Error())
+			} else {
+				for _, e := range checkObjects(objs, hf, metrics) {
+					msgs = append(msgs, e.Error())
+				}
+			}
+			if !strings.Contains(strings.Join(msgs, "\n"), c.want) {
+				t.Fatalf("errors %q, want one with %q", msgs, c.want)
+			}
+		})
+	}
+}
