@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ensure-test-deps.sh installs what the FleetACS tests need and is missing:
-# redis-server, a PostgreSQL server (FerretDB's backend), xmllint, and
-# FerretDB itself built into <repo>/bin/ferretdb.
+# redis-server, nats-server (the clustered tests run three of them; Debian
+# puts it in /usr/sbin), a PostgreSQL server (FerretDB's backend), xmllint,
+# and FerretDB itself built into <repo>/bin/ferretdb.
 #
 # It is idempotent and runs on every `make test`, so the path where everything
 # is present must stay fast (well under a second): it only looks at files and
@@ -46,6 +47,7 @@ pg_bindir() {
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+{ command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ]; } || missing+=(nats-server)
 [ -n "$(pg_bindir)" ] || missing+=(postgresql)
 command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
 
