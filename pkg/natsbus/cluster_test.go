@@ -163,3 +163,37 @@ func publish(ctx context.Context, t *testing.T, js jetstream.JetStream, subj, da
 		return err
 	})
 }
+
+// TestClusterConcurrentEnsure: several processes starting at once create
+// the R3 streams together. nats-server 2.9 leaves some of those requests
+// unanswered; EnsureStreams asks again, and every process gets its streams.
+func TestClusterConcurrentEnsure(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node NATS cluster")
+	}
+	ncl := testenv.NATSCluster(t)
+	opts := natsbus.DefaultStreamOptions
+	opts.Replicas = 3
+	errs := make(chan error, 4)
+	for i := range 4 {
+		go func() {
+			ctx, cancel := context.WithTimeout(t.Context(), 45*time.Second)
+			defer cancel()
+			// Each on another node first, as processes of a deployment
+			// spread over the cluster.
+			urls := ncl.URLs()
+			nc, js, err := natsbus.Connect(ctx, urls[i%len(urls)], "ensure-"+strconv.Itoa(i), 5*time.Second)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer nc.Close()
+			errs <- natsbus.EnsureStreams(ctx, js, natsbus.New("", ""), opts)
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -247,14 +247,46 @@ func (n Names) StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 	}
 }
 
-// EnsureStreams creates the streams, or updates them to o.
+// EnsureStreams creates the streams, or updates them to o. In a cluster a
+// request can go unanswered (several processes creating the same stream at
+// once, a meta leader election after a node was lost): each attempt has
+// its own time limit, and a failed one is retried until ctx ends.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, n Names, o StreamOptions) error {
 	for _, cfg := range n.StreamConfigs(o) {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		if err := ensureStream(ctx, js, cfg); err != nil {
 			return fmt.Errorf("create NATS stream %s: %w", cfg.Name, err)
 		}
 	}
 	return nil
+}
+
+// ensureAttempt bounds one stream creation or update.
+const ensureAttempt = 5 * time.Second
+
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
+	delay := 100 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, ensureAttempt)
+		_, err := js.CreateOrUpdateStream(actx, cfg)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		// A configuration the server refuses will not change by asking
+		// again.
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.Code == 400 {
+			return err
+		}
+		timer := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return fmt.Errorf("%w (last attempt: %v)", ctx.Err(), err)
+		case <-timer.C:
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
 }
 
 // Connect connects to NATS at url as name, waiting up to timeout for the

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -90,6 +91,28 @@ func (c *RedisClusterServers) MasterOf(t testing.TB, key string) string {
 	}
 	t.Fatalf("testenv: no live node of the cluster says who serves slot %d", slot)
 	return ""
+}
+
+// Masters returns the addresses of the nodes that serve slots now.
+func (c *RedisClusterServers) Masters(t testing.TB) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, n := range c.live() {
+		slots, err := adminClient(n.addr).ClusterSlots(ctx).Result()
+		if err != nil {
+			continue
+		}
+		var out []string
+		for _, s := range slots {
+			if len(s.Nodes) > 0 && !slices.Contains(out, s.Nodes[0].Addr) {
+				out = append(out, s.Nodes[0].Addr)
+			}
+		}
+		return out
+	}
+	t.Fatalf("testenv: no live node of the cluster answers CLUSTER SLOTS")
+	return nil
 }
 
 // Kill ends the node at addr with SIGKILL, as a crash would, and waits
