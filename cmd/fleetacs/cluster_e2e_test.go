@@ -106,8 +106,9 @@ func TestClusteredDependencies(t *testing.T) {
 
 	var (
 		mu   sync.Mutex
-		spvs = map[string][]string{} // device key -> values of paramPath it was sent
-		oks  = map[string][]time.Time{}
+		spvs  = map[string][]string{} // device key -> values of paramPath it was sent
+		oks   = map[string][]time.Time{}
+		fails []string // failed sessions: when, device, kind, error
 	)
 	sm, err := sim.New(sim.Config{URL: "http://" + gwAddr + "/", Model: sim.TR181,
 		Devices: devices, Seed: 31, SerialPrefix: "CLU", BootStorm: true, Concurrency: devices,
@@ -115,12 +116,13 @@ func TestClusteredDependencies(t *testing.T) {
 		Username: "fleet", Password: "e2e-secret",
 		Timeout: 20 * time.Second, ConnReq: sim.ConnReqPerDevice, TimeScale: 0.01,
 		OnSession: func(r sim.SessionReport) {
-			if !r.OK {
-				return
-			}
 			mu.Lock()
 			defer mu.Unlock()
 			key := deviceid.Key(r.Device.ID())
+			if !r.OK {
+				fails = append(fails, fmt.Sprintf("%s %s %s: %v", time.Now().Format("15:04:05.000"), key, r.Kind, r.Err))
+				return
+			}
 			oks[key] = append(oks[key], time.Now())
 		},
 		OnRequest: func(d *sim.Device, m cwmp.Message) bool {
@@ -270,7 +272,8 @@ func TestClusteredDependencies(t *testing.T) {
 			t.Errorf("device %s: first good session %s after the crash, want within %s", key, gap, blip)
 		}
 	}
-	t.Logf("longest wait for a good session after the crash: %s", worst.Round(time.Millisecond))
+	t.Logf("longest wait for a good session after the crash (%s): %s; %d failed sessions:\n%s",
+		killedAt.Format("15:04:05.000"), worst.Round(time.Millisecond), len(fails), strings.Join(fails, "\n"))
 
 	// No SetParameterValues twice, none lost: each device got each of its
 	// tasks' values exactly once (the ACS's own SetParameterValues at

@@ -98,8 +98,8 @@ func TestClusterReplicatedStreams(t *testing.T) {
 			t.Errorf("task %d is in the stream %d times", i, n)
 		}
 	}
-	// Direct gets by subject, as session workers read their queue, work on
-	// the nodes left.
+	// Direct gets by subject, as session workers read their queue, work
+	// on the nodes left.
 	m, err := s.GetLastMsgForSubject(ctx, names.TaskQueue("default", "DEV007"))
 	if err != nil {
 		t.Fatalf("direct get after the crash: %v", err)

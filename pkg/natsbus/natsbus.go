@@ -220,6 +220,14 @@ var DefaultStreamOptions = StreamOptions{
 }
 
 // StreamConfigs returns the configurations of the three streams.
+//
+// The task and event streams answer direct gets, and with more than one
+// replica every replica answers them, the leader or not: a session
+// worker's read of a device's queue goes on while a stream elects a new
+// leader after losing a node (a read through the leader would go
+// unanswered until the session's exchange deadline). The price: a
+// follower a few milliseconds behind its leader can answer that a queue
+// is empty just after a task was queued (docs/operations.md, "NATS").
 func (n Names) StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 	if o.Replicas <= 0 {
 		o.Replicas = 1

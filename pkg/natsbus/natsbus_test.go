@@ -134,3 +134,22 @@ func jetstreamNext(subject string) jetstream.GetMsgOpt { return jetstream.WithGe
 
 // TestStreamOptions fit the test server's JetStream limits.
 var TestStreamOptions = natsbus.StreamOptions{Replicas: 1, MaxTasksPerDevice: 100, EventsMaxAge: time.Hour, EventsMaxBytes: 64 << 20, WakeMaxAge: time.Minute}
+
+// TestStreamConfigsReplicas: every stream takes the replicas asked for;
+// the task stream answers direct gets at every replica count (its readers
+// must go on during a leader election).
+func TestStreamConfigsReplicas(t *testing.T) {
+	n := natsbus.New("", "")
+	for _, r := range []int{1, 3, 5} {
+		o := natsbus.DefaultStreamOptions
+		o.Replicas = r
+		for _, cfg := range n.StreamConfigs(o) {
+			if cfg.Replicas != r {
+				t.Errorf("R%d: stream %s has %d replicas", r, cfg.Name, cfg.Replicas)
+			}
+			if cfg.Name == n.TasksStream() && !cfg.AllowDirect {
+				t.Errorf("R%d: stream %s does not answer direct gets", r, cfg.Name)
+			}
+		}
+	}
+}
