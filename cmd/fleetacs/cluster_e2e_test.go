@@ -105,7 +105,7 @@ func TestClusteredDependencies(t *testing.T) {
 	})
 
 	var (
-		mu   sync.Mutex
+		mu    sync.Mutex
 		spvs  = map[string][]string{} // device key -> values of paramPath it was sent
 		oks   = map[string][]time.Time{}
 		fails []string // failed sessions: when, device, kind, error
