@@ -150,3 +150,46 @@ func TestRedisClusterFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRedisSentinel runs the store's contract suite through the production
+// client in Sentinel mode (a master, its replica and a sentinel), then
+// kills the master: once the sentinel has promoted the replica the client
+// finds it, and a new lease's fencing token is above every token before.
+func TestRedisSentinel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis master, replica and sentinel")
+	}
+	rs := testenv.RedisSentinel(t)
+	c, err := redisconn.New(redisconn.Config{Mode: redisconn.ModeSentinel, Addrs: []string{rs.SentinelAddr()},
+		MasterName: testenv.SentinelMaster})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	affinitytest.Run(t, func(t *testing.T, now func() time.Time) affinity.Store {
+		return affinity.NewRedis(c, "fleetacs:"+testenv.UniqueName(t)+":", now).Store()
+	})
+
+	r := affinity.NewRedis(c, "fleetacs:failover:", nil)
+	const tn, dev = "default", "00259E-HG8245H-SENT"
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	var last uint64
+	for i := range 20 {
+		l, err := r.Leases().Acquire(ctx, tn, dev, fmt.Sprintf("s%d", i), time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = l.FencingToken
+	}
+	rs.KillMaster(t)
+	var l affinity.Lease
+	testenv.WaitFor(t, 30*time.Second, func() error {
+		var err error
+		l, err = r.Leases().Acquire(ctx, tn, dev, "after", time.Minute)
+		return err
+	})
+	if l.FencingToken <= last {
+		t.Fatalf("token after failover %d, not above %d from before", l.FencingToken, last)
+	}
+}
