@@ -273,6 +273,7 @@ const ensureAttempt = 5 * time.Second
 
 func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
 	delay := 100 * time.Millisecond
+	refused := 0
 	for {
 		actx, cancel := context.WithTimeout(ctx, ensureAttempt)
 		_, err := js.CreateOrUpdateStream(actx, cfg)
@@ -281,10 +282,18 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 			return nil
 		}
 		// A configuration the server refuses will not change by asking
-		// again.
+		// again, but a refusal can also come from a race: another
+		// process's creation of the same stream in flight makes the
+		// subjects "overlap". Three refusals in a row are final. No answer
+		// and "temporarily unavailable" (503, a leader election) are
+		// retried until ctx ends.
 		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.Code == 400 {
-			return err
+		if errors.As(err, &apiErr) && apiErr.Code != 503 {
+			if refused++; refused == 3 {
+				return err
+			}
+		} else {
+			refused = 0
 		}
 		timer := time.NewTimer(delay)
 		select {

@@ -153,3 +153,23 @@ func TestStreamConfigsReplicas(t *testing.T) {
 		}
 	}
 }
+
+// TestEnsureStreamsRefused: a configuration the server refuses (three
+// replicas on one server) fails after a few attempts with the server's
+// reason, rather than being retried until the caller's deadline.
+func TestEnsureStreamsRefused(t *testing.T) {
+	nc, js, err := natsbus.Connect(t.Context(), testenv.NATS(t), "refused", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	u := testenv.UniqueName(t)
+	o := natsbus.DefaultStreamOptions
+	o.Replicas = 3
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	err = natsbus.EnsureStreams(ctx, js, natsbus.New(u, strings.ToUpper(u)+"_"), o)
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "replicas") {
+		t.Fatalf("EnsureStreams of R3 on one server: %v (deadline passed: %v)", err, ctx.Err())
+	}
+}
