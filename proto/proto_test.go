@@ -33,6 +33,8 @@ import (
 
 	// Linked for their descriptors (TestEverySourceHasGeneratedCode).
 	_ "github.com/fleetacs/fleetacs/proto/gen/fleetacs/events/v1"
+	_ "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
+	_ "github.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1"
 )
 
 // TestEverySourceHasGeneratedCode catches a .proto file whose generated Go
@@ -169,9 +171,19 @@ func TestPublicMethodRoles(t *testing.T) {
 		"/fleetacs.tasks.v1.TasksService/ListTasks":                               authv1.Role_ROLE_VIEWER,
 		"/fleetacs.tasks.v1.TasksService/CancelTask":                              authv1.Role_ROLE_OPERATOR,
 		"/fleetacs.tasks.v1.TasksService/WatchTasks":                              authv1.Role_ROLE_VIEWER,
+		"/fleetacs.files.v1.FilesService/UploadFile":                              authv1.Role_ROLE_OPERATOR,
+		"/fleetacs.files.v1.FilesService/GetFile":                                 authv1.Role_ROLE_VIEWER,
+		"/fleetacs.files.v1.FilesService/ListFiles":                               authv1.Role_ROLE_VIEWER,
+		"/fleetacs.files.v1.FilesService/DeleteFile":                              authv1.Role_ROLE_OPERATOR,
+		"/fleetacs.files.v1.FilesService/CreateDownloadUrl":                       authv1.Role_ROLE_OPERATOR,
 		"/fleetacs.events.v1.EventsService/WatchEvents":                           authv1.Role_ROLE_VIEWER,
+		"/fleetacs.provisioning.v1.PresetsService/PutPreset":                      authv1.Role_ROLE_ADMIN,
+		"/fleetacs.provisioning.v1.PresetsService/GetPreset":                      authv1.Role_ROLE_VIEWER,
+		"/fleetacs.provisioning.v1.PresetsService/ListPresets":                    authv1.Role_ROLE_VIEWER,
+		"/fleetacs.provisioning.v1.PresetsService/DeletePreset":                   authv1.Role_ROLE_ADMIN,
+		"/fleetacs.provisioning.v1.PresetsService/DryRunPreset":                   authv1.Role_ROLE_OPERATOR,
 	}
-	internal := []string{"fleetacs.inventory.v1.InventoryInternalService", "fleetacs.sessions.v1.SessionService", "fleetacs.tasks.v1.TasksInternalService"}
+	internal := []string{"fleetacs.inventory.v1.InventoryInternalService", "fleetacs.sessions.v1.SessionService", "fleetacs.tasks.v1.TasksInternalService", "fleetacs.provisioning.v1.PresetsInternalService"}
 	got := map[string]authv1.Role{}
 	protoregistry.GlobalFiles.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
 		for i := range fd.Services().Len() {

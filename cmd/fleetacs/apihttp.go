@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -29,8 +30,11 @@ import (
 	fleetproto "github.com/fleetacs/fleetacs/proto"
 	authv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/auth/v1"
 	eventsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/events/v1"
+	filesv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
+	provisioningv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
+	"github.com/fleetacs/fleetacs/services/files"
 )
 
 // apiHTTPConfig is the public HTTP/JSON listener (docs/api-http.md): flags
@@ -121,6 +125,7 @@ func buildAPIHTTP(a *app) (lifecycle.Service, error) {
 			if err != nil {
 				return err
 			}
+			h = h.withUpload(cc, a.cfg.files.MaxUploadBytes, a.cfg.files.UploadIdleTimeout)
 			return s.start(ctx, h, serverTLS)
 		},
 		RunFunc: func(ctx context.Context) error {
@@ -189,7 +194,9 @@ func (s *apiHTTP) run(ctx context.Context) error {
 // apiHandler serves /v1/openapi.json and hands everything else to
 // grpc-gateway, after reading the body within its limits.
 type apiHandler struct {
-	mux                 *runtime.ServeMux
+	mux *runtime.ServeMux
+	// upload serves PUT /v1/files/{name}.
+	upload              http.Handler
 	readTimeout, wrTime time.Duration
 }
 
@@ -218,12 +225,25 @@ func newAPIHandler(ctx context.Context, cc *grpc.ClientConn, readTimeout, writeT
 		"events":    eventsv1.RegisterEventsServiceHandler,
 		"inventory": inventoryv1.RegisterInventoryServiceHandler,
 		"tokens":    authv1.RegisterTokenServiceHandler,
+		"files":     filesv1.RegisterFilesServiceHandler,
+		"presets":   provisioningv1.RegisterPresetsServiceHandler,
 	} {
 		if err := reg(ctx, mux, cc); err != nil {
 			return nil, fmt.Errorf("register the %s HTTP handlers: %w", name, err)
 		}
 	}
 	return &apiHandler{mux: mux, readTimeout: readTimeout, wrTime: writeTimeout}, nil
+}
+
+// withUpload adds the streaming PUT upload of files (docs/files.md), which
+// bypasses the body buffering below: a firmware image is far larger than
+// any other request.
+func (h *apiHandler) withUpload(cc *grpc.ClientConn, maxBytes int64, idle time.Duration) *apiHandler {
+	h.upload = files.UploadHandler(filesv1.NewFilesServiceClient(cc), files.UploadHandlerOptions{
+		Metadata: func(r *http.Request) metadata.MD { return forwardedMetadata(r.Context(), r) },
+		MaxBytes: maxBytes, IdleTimeout: idle,
+	})
+	return h
 }
 
 // forwardedMetadata is what the forwarder vouches for (apiauth,
@@ -245,6 +265,11 @@ func (h *apiHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	dw := &deadlineWriter{ResponseWriter: w, rc: rc, timeout: h.wrTime}
 	// Whatever the handler leaves buffered is written after it returns.
 	defer func() { _ = rc.SetWriteDeadline(time.Now().Add(h.wrTime)) }()
+	if h.upload != nil && r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, files.UploadPath) {
+		_ = rc.SetWriteDeadline(time.Time{})
+		h.upload.ServeHTTP(dw, r)
+		return
+	}
 	if r.URL.Path == openAPIPath {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			writeStatus(dw, http.StatusMethodNotAllowed, status.New(codes.Unimplemented, "method not allowed"))

@@ -29,6 +29,7 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/pkg/telemetry"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
+	"github.com/fleetacs/fleetacs/services/files"
 	"github.com/fleetacs/fleetacs/services/gateway"
 	"github.com/fleetacs/fleetacs/services/inventory"
 	"github.com/fleetacs/fleetacs/services/notifier"
@@ -52,6 +53,9 @@ type serviceConfigs struct {
 	// tasks and tasksStore are the tasks service's and its store's.
 	tasks      tasks.Config
 	tasksStore tasks.StoreConfig
+	// files and filesStore are the files service's (docs/files.md).
+	files      files.Config
+	filesStore files.StoreConfig
 }
 
 // shared are the parts several modules use; each is built once, by its
@@ -87,6 +91,9 @@ type shared struct {
 	nats          *nats.Conn
 	js            jetstream.JetStream
 	busNames      natsbus.Names
+	// files is the files service when it runs in this process: the
+	// gateway serves its /files/ downloads.
+	files *files.Service
 }
 
 func registerServiceFlags(a *app, fs *flag.FlagSet) {
@@ -97,6 +104,8 @@ func registerServiceFlags(a *app, fs *flag.FlagSet) {
 	a.cfg.notifier.RegisterFlags(fs)
 	a.cfg.tasks.RegisterFlags(fs)
 	a.cfg.tasksStore.RegisterFlags(fs)
+	a.cfg.files.RegisterFlags(fs)
+	a.cfg.filesStore.RegisterFlags(fs)
 	registerNATSFlags(&a.opts.NATSStreams, fs)
 }
 
@@ -140,13 +149,18 @@ func modules() []*module {
 			health: []string{"fleetacs.tasks.v1.TasksService", "fleetacs.events.v1.EventsService", "fleetacs.tasks.v1.TasksInternalService"},
 		},
 		{
+			name: "files", target: true, inAll: true, doc: "files API and /files/ downloads for CPEs on the gateway's listener: firmware, configuration and vendor files (SQLite and a directory, or MongoDB with GridFS)",
+			deps: []string{"grpc-public", "api-http", "inventory-client"}, build: buildFiles,
+			health: []string{"fleetacs.files.v1.FilesService"},
+		},
+		{
 			name: "sessions", target: true, inAll: true, doc: "session workers: run CWMP sessions for the gateways",
 			deps: []string{"grpc-internal", "affinity", "inventory-client", "tasks-client", "nats-client"}, build: buildSessions,
 			health: []string{"fleetacs.sessions.v1.SessionService"},
 		},
 		{
 			name: "gateway", target: true, inAll: true, doc: "the CPE-facing CWMP endpoint (HTTP/HTTPS :7547)",
-			deps: []string{"grpc-internal", "affinity", "inventory-client"}, after: []string{"sessions"}, build: buildGateway,
+			deps: []string{"grpc-internal", "affinity", "inventory-client"}, after: []string{"sessions", "files"}, build: buildGateway,
 			health: []string{"fleetacs.gateway"},
 		},
 		{
@@ -403,6 +417,15 @@ func buildInventory(a *app) (lifecycle.Service, error) {
 	svc := inventory.New(st, inventory.Options{Logger: a.logger.With("component", "inventory"), CallerTenants: apiauth.CallerTenants, Tokens: tokens})
 	svc.RegisterPublic(a.shared.public.registrar)
 	svc.RegisterInternal(a.shared.internal.registrar)
+	// Presets (docs/provisioning.md) live beside the devices.
+	pst, err := cfg.NewPresetStore()
+	if err != nil {
+		return nil, fmt.Errorf("inventory config: %w", err)
+	}
+	presets := inventory.NewPresets(pst, st, cfg.Keyring(), inventory.Options{Logger: a.logger.With("component", "presets"), CallerTenants: apiauth.CallerTenants})
+	presets.RegisterPublic(a.shared.public.registrar)
+	presets.RegisterInternal(a.shared.internal.registrar)
+	svc.OnDelete(presets.DeviceDeleted)
 	a.shared.tokens.set(tokens)
 	apiauth.NewTokenService(tokens, a.shared.auth, a.logger.With("component", "apiauth"), nil).Register(a.shared.public.registrar)
 	tokenFile := a.opts.AdminTokenFile
@@ -414,6 +437,9 @@ func buildInventory(a *app) (lifecycle.Service, error) {
 		// (docs/security.md): the store must be up to hold it.
 		StartFunc: func(ctx context.Context) error {
 			if err := svc.Start(ctx); err != nil {
+				return err
+			}
+			if err := presets.Start(ctx); err != nil {
 				return err
 			}
 			if cfg.SecretsKeyFile != "" {
@@ -429,7 +455,10 @@ func buildInventory(a *app) (lifecycle.Service, error) {
 			}
 			return nil
 		},
-		RunFunc: svc.Run,
+		RunFunc: func(ctx context.Context) error {
+			err := svc.Run(ctx)
+			return errors.Join(err, presets.Close(context.WithoutCancel(ctx)))
+		},
 	}, nil
 }
 
@@ -510,6 +539,7 @@ func buildSessions(a *app) (lifecycle.Service, error) {
 	}
 	w, err := sessions.New(cfg, sessions.Deps{
 		Inventory:     sessions.NewGRPCInventory(a.shared.inventory),
+		Presets:       sessions.NewGRPCPresets(a.shared.inventory),
 		Leases:        a.shared.store.Leases,
 		Checkpoints:   a.shared.store.Checkpoints,
 		Registry:      a.shared.store.Registry,
@@ -555,10 +585,19 @@ func buildGateway(a *app) (lifecycle.Service, error) {
 		Listening: func(name string, addr net.Addr) {
 			a.bound[name] = addr
 			a.listening.add(addr)
+			if name == "http" && a.shared.files != nil {
+				a.shared.files.SetBaseURL("http://" + hostPort(addr.String(), "127.0.0.1"))
+			}
 		},
+		Files: filesHandler(a.shared.files),
 	})
 	if err != nil {
 		return nil, err
+	}
+	if a.shared.files != nil {
+		// -files.device-auth=credentials: downloads checked against the
+		// device's own gateway credentials (docs/files.md).
+		a.shared.files.SetDeviceAuth(g.AuthenticateDevice)
 	}
 	return lifecycle.Funcs{
 		StartFunc: g.Start,

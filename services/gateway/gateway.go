@@ -90,6 +90,10 @@ type Deps struct {
 	// has opened it: name is "http", "https" or "admin" (tests listen on
 	// port 0).
 	Listening func(name string, addr net.Addr)
+	// Files serves GET and HEAD under /files/ to CPEs on the CWMP
+	// listeners (the files service's DownloadHandler, docs/files.md); nil:
+	// /files/ is not served.
+	Files http.Handler
 }
 
 // Service is the gateway service.
@@ -105,6 +109,7 @@ type Service struct {
 	randN     func(int64) int64
 	deviceKey func(cwmp.DeviceID) string
 	listening func(string, net.Addr)
+	files     http.Handler
 
 	auth        *authenticator
 	authm       *authMetrics
@@ -148,6 +153,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		randN:     deps.RandN,
 		deviceKey: deps.DeviceKey,
 		listening: deps.Listening,
+		files:     deps.Files,
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)

@@ -99,6 +99,12 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if s.files != nil && strings.HasPrefix(r.URL.Path, "/files/") {
+		// Downloads of files by CPEs: authorised by their signed URL,
+		// bounded by the files service's own limits.
+		s.files.ServeHTTP(w, r)
+		return
+	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		http.Error(w, "CWMP requests are POSTs", http.StatusMethodNotAllowed)

@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -36,8 +37,7 @@ type NATSEvents struct {
 	prop   propagation.TextMapPropagator
 	logger *slog.Logger
 	failed metric.Int64Counter
-	// slots holds one token per event in flight.
-	slots chan struct{}
+	pub    *natsbus.AsyncPublisher
 }
 
 var _ engine.Watcher = (*NATSEvents)(nil)
@@ -54,7 +54,8 @@ func NewNATSEvents(js jetstream.JetStream, names natsbus.Names, prop propagation
 	if err != nil {
 		return nil, err
 	}
-	return &NATSEvents{js: js, names: names, prop: prop, logger: logger, failed: failed, slots: make(chan struct{}, max(maxInFlight, 1))}, nil
+	return &NATSEvents{js: js, names: names, prop: prop, logger: logger, failed: failed,
+		pub: natsbus.NewAsyncPublisher(js, maxInFlight, ackTimeout)}, nil
 }
 
 // SessionEnded implements engine.Watcher.
@@ -65,39 +66,25 @@ func (p *NATSEvents) SessionEnded(ctx context.Context, r engine.SessionReport) {
 }
 
 func (p *NATSEvents) publish(ctx context.Context, ev *eventsv1.Event) {
-	select {
-	case p.slots <- struct{}{}:
-	default:
-		p.drop(ctx, ev, "full", nil)
-		return
-	}
 	data, err := proto.Marshal(ev)
 	if err != nil {
-		<-p.slots
 		p.drop(ctx, ev, "publish", err)
 		return
 	}
 	m := &nats.Msg{Subject: p.names.Event(ev.GetTenant(), ev.GetKind(), ev.GetDeviceId()), Data: data, Header: nats.Header{}}
 	m.Header.Set(jetstream.MsgIDHeader, ev.GetId())
 	natsbus.Inject(ctx, p.prop, m)
-	f, err := p.js.PublishMsgAsync(m)
-	if err != nil {
-		<-p.slots
-		p.drop(ctx, ev, "publish", err)
-		return
-	}
-	go func() {
-		defer func() { <-p.slots }()
-		t := time.NewTimer(ackTimeout)
-		defer t.Stop()
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
+	err = p.pub.Publish(ctx, m, false, func(err error) {
+		if err != nil {
 			p.drop(context.WithoutCancel(ctx), ev, "ack", err)
-		case <-t.C:
-			p.drop(context.WithoutCancel(ctx), ev, "ack", context.DeadlineExceeded)
 		}
-	}()
+	})
+	switch {
+	case errors.Is(err, natsbus.ErrFull):
+		p.drop(ctx, ev, "full", nil)
+	case err != nil:
+		p.drop(ctx, ev, "publish", err)
+	}
 }
 
 func (p *NATSEvents) drop(ctx context.Context, ev *eventsv1.Event, reason string, err error) {

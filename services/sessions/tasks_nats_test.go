@@ -70,15 +70,17 @@ func newNATSEnv(t *testing.T) *natsEnv {
 	return v
 }
 
-func (v *natsEnv) enqueue(t *testing.T, tenant, device, id string) {
+func (v *natsEnv) enqueue(t *testing.T, tenant, device, id string) uint64 {
 	t.Helper()
 	b, err := proto.Marshal(&tasksv1.QueuedTask{Id: id, CreateTime: timestamppb.New(t0)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.js.Publish(context.Background(), v.names.TaskQueue(tenant, device), b); err != nil {
+	ack, err := v.js.Publish(context.Background(), v.names.TaskQueue(tenant, device), b)
+	if err != nil {
 		t.Fatal(err)
 	}
+	return ack.Sequence
 }
 
 // gets waits until n direct gets were seen (the subscriber runs on its own
@@ -195,13 +197,10 @@ func TestNATSEventsPublished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every publish is acknowledged (or failed) once its slot is free.
-	deadline := time.Now().Add(5 * time.Second)
-	for len(p.slots) > 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	if len(p.slots) > 0 {
-		t.Fatal("events still in flight")
+	// Every publish has its outcome.
+	p.pub.Wait()
+	if n := p.pub.InFlight(); n != 0 {
+		t.Fatalf("%d events still in flight", n)
 	}
 	want := map[string]string{"device.boot": "", "device.value_change": "", "device.transfer_complete": ""}
 	for seq := uint64(1); seq <= 3; seq++ {

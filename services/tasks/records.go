@@ -182,10 +182,14 @@ func (s *Service) change(ctx context.Context, r store.Record, fn changeFn) (*tas
 	}
 }
 
-// publishEvent publishes the task.<state> event of t's current version.
-// The event id (and NATS message id) is the task id and version, so that a
-// repeated publish is dropped by the stream. A failure is logged: the
-// record, which holds the truth, is already written.
+// publishEvent publishes the task.<state> event of t's current version,
+// without waiting for the stream's acknowledgement (the record, which holds
+// the truth, is already written; the caller's latency, a session's start
+// or end, does not include the round trip). At most eventsInFlight await
+// theirs; beyond, the caller waits for a slot. An event whose publish
+// fails is published again, synchronously, up to three times, then
+// logged. The event id (and NATS message id) is the task id and version,
+// so that a repeated publish is dropped by the stream.
 func (s *Service) publishEvent(ctx context.Context, t *tasksv1.Task, session string) {
 	view := proto.Clone(t).(*tasksv1.Task)
 	view.History = nil
@@ -194,9 +198,41 @@ func (s *Service) publishEvent(ctx context.Context, t *tasksv1.Task, session str
 		Id: fmt.Sprintf("%s.%d", t.GetId(), t.GetVersion()), Tenant: t.GetTenant(), DeviceId: t.GetDeviceId(),
 		Time: t.GetUpdateTime(), Kind: kind, SessionId: session, Payload: &eventsv1.Event_Task{Task: view},
 	}
-	if err := s.publish(ctx, s.names.Event(t.GetTenant(), kind, t.GetDeviceId()), ev.GetId(), ev); err != nil {
+	subject := s.names.Event(t.GetTenant(), kind, t.GetDeviceId())
+	failed := func(err error) {
 		s.logger.ErrorContext(ctx, "task event not published", "task_id", t.GetId(), "tenant", t.GetTenant(), "kind", kind, "error", err)
 	}
+	msg, err := s.message(ctx, subject, ev.GetId(), ev)
+	if err != nil {
+		failed(err)
+		return
+	}
+	err = s.events.Publish(ctx, msg, true, func(err error) {
+		if err != nil {
+			if err := s.publish(context.WithoutCancel(ctx), subject, ev.GetId(), ev); err != nil {
+				failed(err)
+			}
+		}
+	})
+	if err != nil {
+		failed(err)
+	}
+}
+
+// message is m as a NATS message to subject, with msgID for
+// de-duplication and the trace context.
+func (s *Service) message(ctx context.Context, subject, msgID string, m proto.Message) (*nats.Msg, error) {
+	data, err := proto.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode message for %s: %w", subject, err)
+	}
+	msg := nats.NewMsg(subject)
+	msg.Data = data
+	if msgID != "" {
+		msg.Header.Set(jetstream.MsgIDHeader, msgID)
+	}
+	natsbus.Inject(ctx, s.deps.Propagator, msg)
+	return msg, nil
 }
 
 // publish publishes m to subject on JetStream with msgID for
@@ -207,18 +243,12 @@ func (s *Service) publish(ctx context.Context, subject, msgID string, m proto.Me
 }
 
 func (s *Service) publishAck(ctx context.Context, subject, msgID string, m proto.Message) (*jetstream.PubAck, error) {
-	data, err := proto.Marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("encode message for %s: %w", subject, err)
-	}
 	var lastErr error
 	for attempt := range 3 {
-		msg := nats.NewMsg(subject)
-		msg.Data = data
-		if msgID != "" {
-			msg.Header.Set(jetstream.MsgIDHeader, msgID)
+		msg, err := s.message(ctx, subject, msgID, m)
+		if err != nil {
+			return nil, err
 		}
-		natsbus.Inject(ctx, s.deps.Propagator, msg)
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		ack, err := s.js.PublishMsg(pctx, msg)
 		cancel()

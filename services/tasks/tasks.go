@@ -154,6 +154,13 @@ type Deps struct {
 	Now func() time.Time
 }
 
+// eventsInFlight bounds the task events awaiting the stream's
+// acknowledgement; eventAckTimeout bounds each wait.
+const (
+	eventsInFlight  = 1024
+	eventAckTimeout = 30 * time.Second
+)
+
 // DefaultTenant is the tenant of a single-tenant install.
 const DefaultTenant = "default"
 
@@ -168,6 +175,8 @@ type Service struct {
 	now    func() time.Time
 	// watches holds a slot per watch stream served (Config.MaxWatches).
 	watches chan struct{}
+	// events publishes the task events (records.go, publishEvent).
+	events *natsbus.AsyncPublisher
 
 	ready   atomic.Bool
 	started bool
@@ -201,7 +210,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		deps.Requester = func(context.Context) string { return "" }
 	}
 	return &Service{cfg: cfg, deps: deps, store: deps.Store, js: deps.JetStream, names: deps.Names,
-		logger: deps.Logger, now: deps.Now, watches: make(chan struct{}, cfg.MaxWatches)}, nil
+		logger: deps.Logger, now: deps.Now, watches: make(chan struct{}, cfg.MaxWatches),
+		events: natsbus.NewAsyncPublisher(deps.JetStream, eventsInFlight, eventAckTimeout)}, nil
 }
 
 // RegisterPublic registers TasksService and EventsService on g: a server
@@ -254,6 +264,7 @@ func (s *Service) Run(ctx context.Context) error {
 	go func() { defer s.wg.Done(); s.wakeLoop(ctx) }()
 	<-ctx.Done()
 	s.wg.Wait()
+	s.events.Wait()
 	s.ready.Store(false)
 	if err := s.store.Close(); err != nil {
 		return fmt.Errorf("stop tasks: %w", err)

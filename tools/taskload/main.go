@@ -38,7 +38,7 @@ import (
 type config struct {
 	api, tokenFile, tenant, mode, param string
 	match, then                         string
-	n, concurrency                      int
+	n, concurrency, perDevice           int
 	wait, timeout                       time.Duration
 }
 
@@ -61,6 +61,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&c.concurrency, "concurrency", 4, "roundtrip: tasks in flight")
 	fs.DurationVar(&c.wait, "wait", 10*time.Second, "roundtrip: how long each CreateTask waits for its result")
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Minute, "throughput: give up after this long")
+	fs.IntVar(&c.perDevice, "per-device", 1, "throughput: tasks queued for each device (a session runs up to -sessions.max-tasks-per-session of them)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -231,19 +232,21 @@ func throughput(ctx context.Context, tasks tasksv1.TasksServiceClient, c config,
 			}
 		}
 	}()
-	ids := make([]string, 0, len(devices))
+	ids := make([]string, 0, len(devices)*c.perDevice)
 	start := time.Now()
-	for i := 0; i < len(devices); i += 1000 {
-		batch := devices[i:min(i+1000, len(devices))]
-		resp, err := tasks.CreateTasks(ctx, &tasksv1.CreateTasksRequest{Tenant: c.tenant, DeviceIds: batch, Operation: gpv(c.param)})
-		if err != nil {
-			return fmt.Errorf("create tasks: %w", err)
-		}
-		for _, r := range resp.GetResults() {
-			if r.GetTask() == nil {
-				return fmt.Errorf("create task for %s: %s", r.GetDeviceId(), r.GetErrorMessage())
+	for range max(c.perDevice, 1) {
+		for i := 0; i < len(devices); i += 1000 {
+			batch := devices[i:min(i+1000, len(devices))]
+			resp, err := tasks.CreateTasks(ctx, &tasksv1.CreateTasksRequest{Tenant: c.tenant, DeviceIds: batch, Operation: gpv(c.param)})
+			if err != nil {
+				return fmt.Errorf("create tasks: %w", err)
 			}
-			ids = append(ids, r.GetTask().GetId())
+			for _, r := range resp.GetResults() {
+				if r.GetTask() == nil {
+					return fmt.Errorf("create task for %s: %s", r.GetDeviceId(), r.GetErrorMessage())
+				}
+				ids = append(ids, r.GetTask().GetId())
+			}
 		}
 	}
 	queuedAt := time.Now()

@@ -148,6 +148,10 @@ type Config struct {
 	// FetchTransfers makes transfers real: a Download GETs its URL, an
 	// Upload PUTs a small file, with the given credentials.
 	FetchTransfers bool
+	// FetchInterruptAfter, with FetchTransfers, cuts each download's first
+	// attempt after this many bytes, as a dropped connection would; the
+	// device resumes it with a Range request. 0: never.
+	FetchInterruptAfter int64
 	// CrashGPVAbove makes the devices' CWMP client crash, as netcwmp's
 	// does past 31 names, on a GetParameterValues of more names than
 	// this: it never answers (in keep-alive mode it closes its
@@ -269,6 +273,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Devices < 1 {
 		return errors.New("config devices: need at least 1")
+	}
+	if c.FetchInterruptAfter < 0 {
+		return errors.New("config fetch-interrupt-after: must not be negative")
 	}
 	if c.OUI != "" && !validOUI(c.OUI) {
 		return fmt.Errorf("config oui %q: want 6 upper-case hex digits", c.OUI)
@@ -419,5 +426,6 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.DiagnosticTime, "diagnostic-time", c.DiagnosticTime, "how long a diagnostic test (IPPing, TraceRoute, ...) takes; results are simulated, nothing is sent")
 	fs.BoolVar(&c.StallDiagnostics, "stall-diagnostics", c.StallDiagnostics, "accept diagnostics but never complete them (to test an ACS's timeout)")
 	fs.BoolVar(&c.FetchTransfers, "fetch", c.FetchTransfers, "really GET downloads and PUT uploads")
+	fs.Int64Var(&c.FetchInterruptAfter, "fetch-interrupt-after", c.FetchInterruptAfter, "with -fetch: cut each download's first attempt after this many bytes and resume it with a Range request (0: never)")
 	fs.IntVar(&c.CrashGPVAbove, "crash-gpv-above", c.CrashGPVAbove, "a GetParameterValues of more names crashes the client, like netcwmp past 31: connection dropped, restart with 1 BOOT (0: never)")
 }

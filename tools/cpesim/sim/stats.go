@@ -124,6 +124,7 @@ type stats struct {
 	retries, authChallenges   atomic.Int64
 	redirects, late           atomic.Int64
 	transfers                 atomic.Int64
+	resumed                   atomic.Int64
 	retryAfterWait            atomic.Int64 // ns of Retry-After honoured
 	crReceived, crAccepted    atomic.Int64
 	crRejected                atomic.Int64
@@ -227,6 +228,9 @@ type Summary struct {
 	Events map[string]int64
 	// TransfersCompleted counts finished transfers (TransferComplete owed).
 	TransfersCompleted int64
+	// DownloadsResumed counts downloads resumed with a Range request
+	// after a cut.
+	DownloadsResumed int64
 	// Connection requests received, accepted (session triggered) and
 	// rejected (bad credentials).
 	ConnReqReceived int64
@@ -257,6 +261,7 @@ func (s *stats) summary(devices int, model DataModel, elapsed time.Duration) Sum
 		Redirects:          s.redirects.Load(),
 		LateStarts:         s.late.Load(),
 		TransfersCompleted: s.transfers.Load(),
+		DownloadsResumed:   s.resumed.Load(),
 		ConnReqReceived:    s.crReceived.Load(),
 		ConnReqAccepted:    s.crAccepted.Load(),
 		ConnReqRejected:    s.crRejected.Load(),
@@ -324,12 +329,13 @@ func (s Summary) MarshalJSON() ([]byte, error) {
 		ConnReqReceived    int64             `json:"conn_req_received"`
 		ConnReqAccepted    int64             `json:"conn_req_accepted"`
 		ConnReqRejected    int64             `json:"conn_req_rejected"`
+		DownloadsResumed   int64             `json:"downloads_resumed"`
 	}{
 		s.Devices, s.Model, s.Elapsed.Seconds(), s.SessionsStarted, s.SessionsOK, s.SessionsFailed,
 		s.SessionsShed, s.SessionsCanceled, s.SessionsPerSecond, s.SessionLatency, s.ExchangeLatency, status, s.HTTP503,
 		s.Retries, s.RetryAfterWait.Seconds(), s.AuthChallenges, s.Redirects, s.LateStarts, s.Errors, s.FirstErrors,
 		s.Requests, s.Faults, s.Events, s.TransfersCompleted, s.ConnReqReceived, s.ConnReqAccepted,
-		s.ConnReqRejected,
+		s.ConnReqRejected, s.DownloadsResumed,
 	})
 }
 
@@ -368,8 +374,8 @@ func (s *Summary) WriteText(w io.Writer) {
 	writeCounts(w, "requests answered", s.Requests)
 	writeCounts(w, "faults returned", s.Faults)
 	writeCounts(w, "events sent", s.Events)
-	fmt.Fprintf(w, "transfers completed %d; connection requests received %d, accepted %d, rejected %d\n",
-		s.TransfersCompleted, s.ConnReqReceived, s.ConnReqAccepted, s.ConnReqRejected)
+	fmt.Fprintf(w, "transfers completed %d (downloads resumed %d); connection requests received %d, accepted %d, rejected %d\n",
+		s.TransfersCompleted, s.DownloadsResumed, s.ConnReqReceived, s.ConnReqAccepted, s.ConnReqRejected)
 }
 
 func writeCounts(w io.Writer, name string, m map[string]int64) {

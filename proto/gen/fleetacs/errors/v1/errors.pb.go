@@ -87,6 +87,20 @@ const (
 	// RESOURCE_EXHAUSTED: the device's task queue is full; wait for tasks to
 	// run or cancel some.
 	ErrorReason_QUEUE_FULL ErrorReason = 20
+	// NOT_FOUND: the tenant has no file with this id.
+	ErrorReason_FILE_NOT_FOUND ErrorReason = 30
+	// ALREADY_EXISTS: the tenant has a file with this name.
+	ErrorReason_FILE_ALREADY_EXISTS ErrorReason = 31
+	// INVALID_ARGUMENT: the uploaded bytes do not have the size or SHA-256
+	// the upload's header expected; nothing was kept.
+	ErrorReason_FILE_CHECKSUM_MISMATCH ErrorReason = 32
+	// NOT_FOUND: the tenant has no preset of this name (or revision).
+	ErrorReason_PRESET_NOT_FOUND ErrorReason = 40
+	// ABORTED: the preset is not at the revision the request expected: read
+	// it again and retry.
+	ErrorReason_PRESET_REVISION_MISMATCH ErrorReason = 41
+	// RESOURCE_EXHAUSTED: the tenant has as many presets as it may.
+	ErrorReason_PRESET_LIMIT ErrorReason = 42
 )
 
 // Enum value maps for ErrorReason.
@@ -113,6 +127,12 @@ var (
 		18: "TASK_NOT_CANCELLABLE",
 		19: "REVISION_COMPACTED",
 		20: "QUEUE_FULL",
+		30: "FILE_NOT_FOUND",
+		31: "FILE_ALREADY_EXISTS",
+		32: "FILE_CHECKSUM_MISMATCH",
+		40: "PRESET_NOT_FOUND",
+		41: "PRESET_REVISION_MISMATCH",
+		42: "PRESET_LIMIT",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED": 0,
@@ -136,6 +156,12 @@ var (
 		"TASK_NOT_CANCELLABLE":     18,
 		"REVISION_COMPACTED":       19,
 		"QUEUE_FULL":               20,
+		"FILE_NOT_FOUND":           30,
+		"FILE_ALREADY_EXISTS":      31,
+		"FILE_CHECKSUM_MISMATCH":   32,
+		"PRESET_NOT_FOUND":         40,
+		"PRESET_REVISION_MISMATCH": 41,
+		"PRESET_LIMIT":             42,
 	}
 )
 
@@ -170,7 +196,7 @@ var File_fleetacs_errors_v1_errors_proto protoreflect.FileDescriptor
 
 const file_fleetacs_errors_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x1ffleetacs/errors/v1/errors.proto\x12\x12fleetacs.errors.v1*\xd4\x03\n" +
+	"\x1ffleetacs/errors/v1/errors.proto\x12\x12fleetacs.errors.v1*\xe3\x04\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CREDENTIALS_MISSING\x10\x01\x12\x17\n" +
@@ -195,7 +221,13 @@ const file_fleetacs_errors_v1_errors_proto_rawDesc = "" +
 	"\x14TASK_NOT_CANCELLABLE\x10\x12\x12\x16\n" +
 	"\x12REVISION_COMPACTED\x10\x13\x12\x0e\n" +
 	"\n" +
-	"QUEUE_FULL\x10\x14BDZBgithub.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1;errorsv1b\x06proto3"
+	"QUEUE_FULL\x10\x14\x12\x12\n" +
+	"\x0eFILE_NOT_FOUND\x10\x1e\x12\x17\n" +
+	"\x13FILE_ALREADY_EXISTS\x10\x1f\x12\x1a\n" +
+	"\x16FILE_CHECKSUM_MISMATCH\x10 \x12\x14\n" +
+	"\x10PRESET_NOT_FOUND\x10(\x12\x1c\n" +
+	"\x18PRESET_REVISION_MISMATCH\x10)\x12\x10\n" +
+	"\fPRESET_LIMIT\x10*BDZBgithub.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1;errorsv1b\x06proto3"
 
 var (
 	file_fleetacs_errors_v1_errors_proto_rawDescOnce sync.Once

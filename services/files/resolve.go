@@ -1,0 +1,55 @@
+package files
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/fleetacs/fleetacs/pkg/apiauth"
+	filesv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
+	"github.com/fleetacs/fleetacs/services/files/store"
+)
+
+// ErrNoFile: Resolve found no file for the product class, type and version.
+var ErrNoFile = errors.New("no file for this product class, type and version")
+
+// Resolve returns the file a device of productClass should download for
+// fileType and version: of the tenant's files with that type and version,
+// the newest that names productClass, else the newest for any product
+// class; ErrNoFile when there is none. Presets and campaigns call it, then
+// SignURL for each device. The error wraps store.ErrUnavailable when the
+// store cannot be reached.
+func (s *Service) Resolve(ctx context.Context, tenant, productClass, fileType, version string) (*filesv1.File, error) {
+	if !apiauth.ValidTenant(tenant) || fileType == "" {
+		return nil, fmt.Errorf("resolve file: tenant and file type are required")
+	}
+	var generic *store.Record
+	q := store.Query{Tenant: tenant, FileType: fileType, Version: version, ProductClass: productClass, Limit: 100}
+	for {
+		rs, err := s.meta.List(ctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("resolve file: %w", err)
+		}
+		for i, r := range rs {
+			if productClass != "" && slices.Contains(r.ProductClasses, productClass) {
+				return toProto(r), nil
+			}
+			if generic == nil && len(r.ProductClasses) == 0 {
+				generic = &rs[i]
+				if productClass == "" {
+					return toProto(*generic), nil
+				}
+			}
+		}
+		if len(rs) < q.Limit {
+			break
+		}
+		last := rs[len(rs)-1]
+		q.After = &store.Cursor{CreateTime: last.CreateTime, ID: last.ID}
+	}
+	if generic != nil {
+		return toProto(*generic), nil
+	}
+	return nil, ErrNoFile
+}
