@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # ensure-test-deps.sh installs what the FleetACS tests need and is missing:
-# redis-server, a PostgreSQL server (FerretDB's backend), xmllint,
+# redis-server, nats-server (the clustered tests run three of them; Debian
+# puts it in /usr/sbin), a PostgreSQL server (FerretDB's backend), xmllint,
 # FerretDB itself built into <repo>/bin/ferretdb, and helm (the Helm chart's
 # lint and render checks, deploy/check) built into <repo>/bin/helm.
 #
@@ -49,6 +50,7 @@ pg_bindir() {
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+{ command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ]; } || missing+=(nats-server)
 [ -n "$(pg_bindir)" ] || missing+=(postgresql)
 command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
 

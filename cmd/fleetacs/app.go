@@ -41,6 +41,12 @@ type options struct {
 	RedisDB       int
 	RedisPassword string
 	RedisPrefix   string
+	// RedisMode, RedisMaster, RedisUsername and RedisSentinelPassword
+	// choose single Redis, Sentinel or Cluster (pkg/redisconn).
+	RedisMode             string
+	RedisMaster           string
+	RedisUsername         string
+	RedisSentinelPassword string
 
 	InventoryAddr string
 	// TasksAddr is the tasks service's internal gRPC API (ws-planner).
@@ -85,13 +91,17 @@ func (o *options) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.GRPCMaxConnections, "server.grpc-max-connections", 1024, "connections the gRPC listener holds at once; more are closed at once (services share a few long-lived connections)")
 	fs.IntVar(&o.GRPCMaxConnectionsPerSource, "server.grpc-max-connections-per-source", 64, "connections a gRPC listener holds from one address (an IPv6 /64 counting as one), so that one host cannot take all of -server.grpc-max-connections (0: no cap)")
 	fs.IntVar(&o.GRPCStreamWorkers, "server.grpc-stream-workers", 256, "goroutines kept to serve gRPC calls, reused so that each call does not grow a fresh stack (calls beyond them get their own; 0: one new goroutine per call)")
-	fs.StringVar(&o.RedisAddr, "redis.addr", "", "Redis host:port for session routing, device leases and checkpoints (empty: in memory, one process only)")
-	fs.IntVar(&o.RedisDB, "redis.db", 0, "Redis database number")
+	fs.StringVar(&o.RedisAddr, "redis.addr", "", "Redis host:port for session routing, device leases and checkpoints; with -redis.mode=sentinel the sentinels', with cluster seed nodes, comma-separated (empty: in memory, one process only)")
+	fs.StringVar(&o.RedisMode, "redis.mode", "single", "Redis deployment: single (one server), sentinel (master found through the sentinels of -redis.addr) or cluster (Redis Cluster, seeds in -redis.addr)")
+	fs.StringVar(&o.RedisMaster, "redis.sentinel-master", "", "name of the master the sentinels monitor (-redis.mode=sentinel)")
+	fs.IntVar(&o.RedisDB, "redis.db", 0, "Redis database number (0 with -redis.mode=cluster)")
+	fs.StringVar(&o.RedisUsername, "redis.username", "", "Redis ACL user name (empty: the default user)")
 	fs.StringVar(&o.RedisPassword, "redis.password", "", "Redis password")
+	fs.StringVar(&o.RedisSentinelPassword, "redis.sentinel-password", "", "password of the sentinels, when they require one (-redis.mode=sentinel)")
 	fs.StringVar(&o.RedisPrefix, "redis.prefix", "fleetacs", "prefix of every Redis key (several installs can share one Redis)")
 	fs.StringVar(&o.InventoryAddr, "client.inventory-addr", "", "host:port of the inventory gRPC API (empty: this process's own, when it runs inventory)")
 	fs.StringVar(&o.TasksAddr, "client.tasks-addr", "", "host:port of the tasks service's internal gRPC API (empty: this process's own, when it runs tasks; else session workers run no tasks)")
-	fs.StringVar(&o.NATSURL, "nats.url", "", "NATS server URL (empty with target all: an embedded NATS server with JetStream)")
+	fs.StringVar(&o.NATSURL, "nats.url", "", "NATS server URL, or comma-separated URLs of several servers of one cluster (empty with target all: an embedded NATS server with JetStream)")
 	fs.IntVar(&o.NATSPort, "nats.embedded-port", -1, "client port of the embedded NATS server on 127.0.0.1 (-1: any free port, logged at start)")
 }
 

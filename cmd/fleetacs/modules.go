@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/lifecycle"
 	"github.com/fleetacs/fleetacs/pkg/natsbus"
 	"github.com/fleetacs/fleetacs/pkg/natsembed"
+	"github.com/fleetacs/fleetacs/pkg/redisconn"
 	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/pkg/telemetry"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
@@ -35,7 +37,6 @@ import (
 	"github.com/fleetacs/fleetacs/services/tasks"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -256,18 +257,14 @@ func buildAffinity(a *app) (lifecycle.Service, error) {
 		a.shared.authState = authstate.NewMemory(nil, 0)
 		return lifecycle.Funcs{}, nil
 	}
-	client := redis.NewClient(&redis.Options{
-		Addr:         a.opts.RedisAddr,
-		DB:           a.opts.RedisDB,
-		Password:     a.opts.RedisPassword,
-		DialTimeout:  2 * time.Second,
-		ReadTimeout:  2 * time.Second,
-		WriteTimeout: 2 * time.Second,
-		PoolSize:     256,
-		// RESP2: the affinity store uses no RESP3 feature, and RESP3 makes
-		// the client look for push notifications around every reply.
-		Protocol: 2,
-	})
+	if strings.ContainsAny(a.opts.RedisPrefix, "{}") {
+		return nil, fmt.Errorf("redis.prefix must not contain '{' or '}', which would change the Redis Cluster hash slots of its keys: %q", a.opts.RedisPrefix)
+	}
+	rcfg := a.redisConfig()
+	client, err := redisconn.New(rcfg)
+	if err != nil {
+		return nil, err
+	}
 	a.shared.store = affinity.NewRedis(client, a.opts.RedisPrefix, nil).Store()
 	a.shared.authState = authstate.NewRedis(client, a.opts.RedisPrefix, nil)
 	return lifecycle.Funcs{
@@ -278,12 +275,26 @@ func buildAffinity(a *app) (lifecycle.Service, error) {
 			defer cancel()
 			if err := client.Ping(pctx).Err(); err != nil {
 				_ = client.Close()
-				return fmt.Errorf("reach Redis at %s (-redis.addr): %w", a.opts.RedisAddr, err)
+				return fmt.Errorf("reach %s (-redis.*): %w", rcfg.Describe(), err)
 			}
 			return nil
 		},
 		RunFunc: closeAtEnd(client.Close),
 	}, nil
+}
+
+// redisConfig is the Redis client of -redis.*.
+func (a *app) redisConfig() redisconn.Config {
+	return redisconn.Config{
+		Mode:             a.opts.RedisMode,
+		Addrs:            redisconn.ParseAddrs(a.opts.RedisAddr),
+		MasterName:       a.opts.RedisMaster,
+		DB:               a.opts.RedisDB,
+		Username:         a.opts.RedisUsername,
+		Password:         a.opts.RedisPassword,
+		SentinelPassword: a.opts.RedisSentinelPassword,
+		PoolSize:         256,
+	}
 }
 
 func buildInventoryClient(a *app) (lifecycle.Service, error) {

@@ -220,6 +220,14 @@ var DefaultStreamOptions = StreamOptions{
 }
 
 // StreamConfigs returns the configurations of the three streams.
+//
+// The task and event streams answer direct gets, and with more than one
+// replica every replica answers them, the leader or not: a session
+// worker's read of a device's queue goes on while a stream elects a new
+// leader after losing a node (a read through the leader would go
+// unanswered until the session's exchange deadline). The price: a
+// follower a few milliseconds behind its leader can answer that a queue
+// is empty just after a task was queued (docs/operations.md, "NATS").
 func (n Names) StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 	if o.Replicas <= 0 {
 		o.Replicas = 1
@@ -247,14 +255,55 @@ func (n Names) StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 	}
 }
 
-// EnsureStreams creates the streams, or updates them to o.
+// EnsureStreams creates the streams, or updates them to o. In a cluster a
+// request can go unanswered (several processes creating the same stream at
+// once, a meta leader election after a node was lost): each attempt has
+// its own time limit, and a failed one is retried until ctx ends.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, n Names, o StreamOptions) error {
 	for _, cfg := range n.StreamConfigs(o) {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		if err := ensureStream(ctx, js, cfg); err != nil {
 			return fmt.Errorf("create NATS stream %s: %w", cfg.Name, err)
 		}
 	}
 	return nil
+}
+
+// ensureAttempt bounds one stream creation or update.
+const ensureAttempt = 5 * time.Second
+
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
+	delay := 100 * time.Millisecond
+	refused := 0
+	for {
+		actx, cancel := context.WithTimeout(ctx, ensureAttempt)
+		_, err := js.CreateOrUpdateStream(actx, cfg)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		// A configuration the server refuses will not change by asking
+		// again, but a refusal can also come from a race: another
+		// process's creation of the same stream in flight makes the
+		// subjects "overlap". Three refusals in a row are final. No answer
+		// and "temporarily unavailable" (503, a leader election) are
+		// retried until ctx ends.
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.Code != 503 {
+			if refused++; refused == 3 {
+				return err
+			}
+		} else {
+			refused = 0
+		}
+		timer := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return fmt.Errorf("%w (last attempt: %v)", ctx.Err(), err)
+		case <-timer.C:
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
 }
 
 // Connect connects to NATS at url as name, waiting up to timeout for the

@@ -134,3 +134,42 @@ func jetstreamNext(subject string) jetstream.GetMsgOpt { return jetstream.WithGe
 
 // TestStreamOptions fit the test server's JetStream limits.
 var TestStreamOptions = natsbus.StreamOptions{Replicas: 1, MaxTasksPerDevice: 100, EventsMaxAge: time.Hour, EventsMaxBytes: 64 << 20, WakeMaxAge: time.Minute}
+
+// TestStreamConfigsReplicas: every stream takes the replicas asked for;
+// the task stream answers direct gets at every replica count (its readers
+// must go on during a leader election).
+func TestStreamConfigsReplicas(t *testing.T) {
+	n := natsbus.New("", "")
+	for _, r := range []int{1, 3, 5} {
+		o := natsbus.DefaultStreamOptions
+		o.Replicas = r
+		for _, cfg := range n.StreamConfigs(o) {
+			if cfg.Replicas != r {
+				t.Errorf("R%d: stream %s has %d replicas", r, cfg.Name, cfg.Replicas)
+			}
+			if cfg.Name == n.TasksStream() && !cfg.AllowDirect {
+				t.Errorf("R%d: stream %s does not answer direct gets", r, cfg.Name)
+			}
+		}
+	}
+}
+
+// TestEnsureStreamsRefused: a configuration the server refuses (three
+// replicas on one server) fails after a few attempts with the server's
+// reason, rather than being retried until the caller's deadline.
+func TestEnsureStreamsRefused(t *testing.T) {
+	nc, js, err := natsbus.Connect(t.Context(), testenv.NATS(t), "refused", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	u := testenv.UniqueName(t)
+	o := natsbus.DefaultStreamOptions
+	o.Replicas = 3
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	err = natsbus.EnsureStreams(ctx, js, natsbus.New(u, strings.ToUpper(u)+"_"), o)
+	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "replicas") {
+		t.Fatalf("EnsureStreams of R3 on one server: %v (deadline passed: %v)", err, ctx.Err())
+	}
+}

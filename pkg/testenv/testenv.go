@@ -13,6 +13,12 @@
 // The servers already running on the machine's standard ports are never used
 // unless a variable names them: tests must not depend on leftovers.
 //
+// Tests of failures start servers of their own, which they may break:
+// RedisCluster (three masters with a replica each), RedisSentinel (a
+// master, its replica and a sentinel) and NATSCluster (three nats-server
+// processes with JetStream), each stopped at the end of the test that
+// started it. No variable replaces them.
+//
 // A package that uses these helpers calls Main from its TestMain; Main stops
 // every server the binary started and removes their files. Child processes
 // also carry a parent-death signal (Linux), so a test binary that crashes or

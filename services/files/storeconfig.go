@@ -97,7 +97,7 @@ func (c *StoreConfig) Open() (store.Store, blob.Store, func() error, error) {
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("files.mongodb-uri: %w", err)
 	}
-	db := client.Database(c.MongoDBDatabase)
+	db := client.Database(c.MongoDBDatabase, mongoDatabaseOptions())
 	closer := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -84,7 +84,7 @@ func (s *Store) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start mongodb preset store: connect: %w", err)
 	}
-	db := client.Database(s.cfg.Database)
+	db := client.Database(s.cfg.Database, databaseOptions())
 	presets := db.Collection("presets")
 	if _, err := presets.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "name", Value: 1}}}); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))

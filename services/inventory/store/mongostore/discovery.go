@@ -44,7 +44,7 @@ func (s *Store) profiles() (*mongo.Collection, error) {
 	if err != nil {
 		return nil, err
 	}
-	return coll.Database().Collection(s.cfg.ProfilesCollection), nil
+	return coll.Database().Collection(s.cfg.ProfilesCollection, collectionOptions()), nil
 }
 
 // DiscoveryProfile implements store.Store.

@@ -214,7 +214,7 @@ func (s *Store) Start(ctx context.Context) error {
 		}
 		s.client, db = client, client.Database(s.cfg.Database)
 	}
-	coll := db.Collection(s.cfg.Collection)
+	coll := db.Collection(s.cfg.Collection, collectionOptions())
 	if err := db.Client().Ping(ctx, nil); err != nil {
 		s.disconnect(ctx)
 		return fmt.Errorf("start mongodb store: ping: %w", err)
@@ -223,7 +223,7 @@ func (s *Store) Start(ctx context.Context) error {
 		s.disconnect(ctx)
 		return fmt.Errorf("start mongodb store: %w", err)
 	}
-	if err := ensureTokenIndexes(ctx, db.Collection(s.cfg.TokensCollection)); err != nil {
+	if err := ensureTokenIndexes(ctx, db.Collection(s.cfg.TokensCollection, collectionOptions())); err != nil {
 		s.disconnect(ctx)
 		return fmt.Errorf("start mongodb store: %w", err)
 	}

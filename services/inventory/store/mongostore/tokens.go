@@ -63,7 +63,7 @@ func (s *Store) tokens() (*mongo.Collection, error) {
 	if err != nil {
 		return nil, err
 	}
-	return coll.Database().Collection(s.cfg.TokensCollection), nil
+	return coll.Database().Collection(s.cfg.TokensCollection, collectionOptions()), nil
 }
 
 // ensureTokenIndexes creates the tokens' index when missing.

@@ -153,7 +153,7 @@ func (s *Store) start(ctx context.Context) error {
 	if err := db.Client().Ping(ctx, nil); err != nil {
 		return fmt.Errorf("ping: %w", mapErr(ctx, err))
 	}
-	coll := db.Collection(s.cfg.Collection)
+	coll := db.Collection(s.cfg.Collection, collectionOptions())
 	if err := ensureIndexes(ctx, coll); err != nil {
 		return mapErr(ctx, err)
 	}
