@@ -94,6 +94,14 @@ const (
 	// INVALID_ARGUMENT: the uploaded bytes do not have the size or SHA-256
 	// the upload's header expected; nothing was kept.
 	ErrorReason_FILE_CHECKSUM_MISMATCH ErrorReason = 32
+	// NOT_FOUND: the tenant has no campaign with this id.
+	ErrorReason_CAMPAIGN_NOT_FOUND ErrorReason = 40
+	// FAILED_PRECONDITION: the campaign's state does not allow this (e.g.
+	// resuming a completed or aborted campaign).
+	ErrorReason_CAMPAIGN_STATE ErrorReason = 41
+	// FAILED_PRECONDITION: the campaign's action is not available in this
+	// deployment (presets), or its file does not exist.
+	ErrorReason_CAMPAIGN_ACTION_UNAVAILABLE ErrorReason = 42
 )
 
 // Enum value maps for ErrorReason.
@@ -123,32 +131,38 @@ var (
 		30: "FILE_NOT_FOUND",
 		31: "FILE_ALREADY_EXISTS",
 		32: "FILE_CHECKSUM_MISMATCH",
+		40: "CAMPAIGN_NOT_FOUND",
+		41: "CAMPAIGN_STATE",
+		42: "CAMPAIGN_ACTION_UNAVAILABLE",
 	}
 	ErrorReason_value = map[string]int32{
-		"ERROR_REASON_UNSPECIFIED": 0,
-		"CREDENTIALS_MISSING":      1,
-		"CREDENTIALS_INVALID":      2,
-		"ROLE_FORBIDDEN":           3,
-		"TENANT_FORBIDDEN":         4,
-		"TENANT_REQUIRED":          5,
-		"INVALID_FIELD":            6,
-		"INVALID_PAGE_TOKEN":       7,
-		"INVALID_FILTER":           8,
-		"INVALID_TAG":              9,
-		"DEVICE_NOT_FOUND":         10,
-		"LEASE_LOST":               11,
-		"RATE_LIMITED":             12,
-		"STORE_UNAVAILABLE":        13,
-		"INTERNAL_ERROR":           14,
-		"TOKEN_NOT_FOUND":          15,
-		"TASK_NOT_FOUND":           16,
-		"IDEMPOTENCY_CONFLICT":     17,
-		"TASK_NOT_CANCELLABLE":     18,
-		"REVISION_COMPACTED":       19,
-		"QUEUE_FULL":               20,
-		"FILE_NOT_FOUND":           30,
-		"FILE_ALREADY_EXISTS":      31,
-		"FILE_CHECKSUM_MISMATCH":   32,
+		"ERROR_REASON_UNSPECIFIED":    0,
+		"CREDENTIALS_MISSING":         1,
+		"CREDENTIALS_INVALID":         2,
+		"ROLE_FORBIDDEN":              3,
+		"TENANT_FORBIDDEN":            4,
+		"TENANT_REQUIRED":             5,
+		"INVALID_FIELD":               6,
+		"INVALID_PAGE_TOKEN":          7,
+		"INVALID_FILTER":              8,
+		"INVALID_TAG":                 9,
+		"DEVICE_NOT_FOUND":            10,
+		"LEASE_LOST":                  11,
+		"RATE_LIMITED":                12,
+		"STORE_UNAVAILABLE":           13,
+		"INTERNAL_ERROR":              14,
+		"TOKEN_NOT_FOUND":             15,
+		"TASK_NOT_FOUND":              16,
+		"IDEMPOTENCY_CONFLICT":        17,
+		"TASK_NOT_CANCELLABLE":        18,
+		"REVISION_COMPACTED":          19,
+		"QUEUE_FULL":                  20,
+		"FILE_NOT_FOUND":              30,
+		"FILE_ALREADY_EXISTS":         31,
+		"FILE_CHECKSUM_MISMATCH":      32,
+		"CAMPAIGN_NOT_FOUND":          40,
+		"CAMPAIGN_STATE":              41,
+		"CAMPAIGN_ACTION_UNAVAILABLE": 42,
 	}
 )
 
@@ -183,7 +197,7 @@ var File_fleetacs_errors_v1_errors_proto protoreflect.FileDescriptor
 
 const file_fleetacs_errors_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x1ffleetacs/errors/v1/errors.proto\x12\x12fleetacs.errors.v1*\x9d\x04\n" +
+	"\x1ffleetacs/errors/v1/errors.proto\x12\x12fleetacs.errors.v1*\xea\x04\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CREDENTIALS_MISSING\x10\x01\x12\x17\n" +
@@ -211,7 +225,10 @@ const file_fleetacs_errors_v1_errors_proto_rawDesc = "" +
 	"QUEUE_FULL\x10\x14\x12\x12\n" +
 	"\x0eFILE_NOT_FOUND\x10\x1e\x12\x17\n" +
 	"\x13FILE_ALREADY_EXISTS\x10\x1f\x12\x1a\n" +
-	"\x16FILE_CHECKSUM_MISMATCH\x10 BDZBgithub.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1;errorsv1b\x06proto3"
+	"\x16FILE_CHECKSUM_MISMATCH\x10 \x12\x16\n" +
+	"\x12CAMPAIGN_NOT_FOUND\x10(\x12\x12\n" +
+	"\x0eCAMPAIGN_STATE\x10)\x12\x1f\n" +
+	"\x1bCAMPAIGN_ACTION_UNAVAILABLE\x10*BDZBgithub.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1;errorsv1b\x06proto3"
 
 var (
 	file_fleetacs_errors_v1_errors_proto_rawDescOnce sync.Once
