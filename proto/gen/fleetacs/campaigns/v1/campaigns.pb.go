@@ -1792,6 +1792,63 @@ func (x *AbortCampaignResponse) GetCampaign() *Campaign {
 	return nil
 }
 
+// CampaignEvent is the payload of a campaign.<kind> event
+// (fleetacs.events.v1.Event): created, wave_started, wave_completed,
+// paused, stopped, resumed, completed, aborted.
+type CampaignEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The campaign after the change, with its progress.
+	Campaign *Campaign `protobuf:"bytes,1,opt,name=campaign,proto3" json:"campaign,omitempty"`
+	// For wave_started and wave_completed: the wave's index.
+	Wave          uint32 `protobuf:"varint,2,opt,name=wave,proto3" json:"wave,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CampaignEvent) Reset() {
+	*x = CampaignEvent{}
+	mi := &file_fleetacs_campaigns_v1_campaigns_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CampaignEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CampaignEvent) ProtoMessage() {}
+
+func (x *CampaignEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_campaigns_v1_campaigns_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CampaignEvent.ProtoReflect.Descriptor instead.
+func (*CampaignEvent) Descriptor() ([]byte, []int) {
+	return file_fleetacs_campaigns_v1_campaigns_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *CampaignEvent) GetCampaign() *Campaign {
+	if x != nil {
+		return x.Campaign
+	}
+	return nil
+}
+
+func (x *CampaignEvent) GetWave() uint32 {
+	if x != nil {
+		return x.Wave
+	}
+	return 0
+}
+
 var File_fleetacs_campaigns_v1_campaigns_proto protoreflect.FileDescriptor
 
 const file_fleetacs_campaigns_v1_campaigns_proto_rawDesc = "" +
@@ -1908,7 +1965,10 @@ const file_fleetacs_campaigns_v1_campaigns_proto_rawDesc = "" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"T\n" +
 	"\x15AbortCampaignResponse\x12;\n" +
-	"\bcampaign\x18\x01 \x01(\v2\x1f.fleetacs.campaigns.v1.CampaignR\bcampaign*\xbc\x01\n" +
+	"\bcampaign\x18\x01 \x01(\v2\x1f.fleetacs.campaigns.v1.CampaignR\bcampaign\"`\n" +
+	"\rCampaignEvent\x12;\n" +
+	"\bcampaign\x18\x01 \x01(\v2\x1f.fleetacs.campaigns.v1.CampaignR\bcampaign\x12\x12\n" +
+	"\x04wave\x18\x02 \x01(\rR\x04wave*\xbc\x01\n" +
 	"\rCampaignState\x12\x1e\n" +
 	"\x1aCAMPAIGN_STATE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16CAMPAIGN_STATE_RUNNING\x10\x01\x12\x19\n" +
@@ -1945,7 +2005,7 @@ func file_fleetacs_campaigns_v1_campaigns_proto_rawDescGZIP() []byte {
 }
 
 var file_fleetacs_campaigns_v1_campaigns_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_fleetacs_campaigns_v1_campaigns_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_fleetacs_campaigns_v1_campaigns_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_fleetacs_campaigns_v1_campaigns_proto_goTypes = []any{
 	(CampaignState)(0),             // 0: fleetacs.campaigns.v1.CampaignState
 	(Outcome)(0),                   // 1: fleetacs.campaigns.v1.Outcome
@@ -1971,27 +2031,28 @@ var file_fleetacs_campaigns_v1_campaigns_proto_goTypes = []any{
 	(*ResumeCampaignResponse)(nil), // 21: fleetacs.campaigns.v1.ResumeCampaignResponse
 	(*AbortCampaignRequest)(nil),   // 22: fleetacs.campaigns.v1.AbortCampaignRequest
 	(*AbortCampaignResponse)(nil),  // 23: fleetacs.campaigns.v1.AbortCampaignResponse
-	(*timestamppb.Timestamp)(nil),  // 24: google.protobuf.Timestamp
-	(*v1.DeviceFilter)(nil),        // 25: fleetacs.inventory.v1.DeviceFilter
-	(*v11.Operation)(nil),          // 26: fleetacs.tasks.v1.Operation
+	(*CampaignEvent)(nil),          // 24: fleetacs.campaigns.v1.CampaignEvent
+	(*timestamppb.Timestamp)(nil),  // 25: google.protobuf.Timestamp
+	(*v1.DeviceFilter)(nil),        // 26: fleetacs.inventory.v1.DeviceFilter
+	(*v11.Operation)(nil),          // 27: fleetacs.tasks.v1.Operation
 }
 var file_fleetacs_campaigns_v1_campaigns_proto_depIdxs = []int32{
 	3,  // 0: fleetacs.campaigns.v1.Campaign.spec:type_name -> fleetacs.campaigns.v1.CampaignSpec
 	0,  // 1: fleetacs.campaigns.v1.Campaign.state:type_name -> fleetacs.campaigns.v1.CampaignState
 	10, // 2: fleetacs.campaigns.v1.Campaign.waves:type_name -> fleetacs.campaigns.v1.WaveProgress
 	9,  // 3: fleetacs.campaigns.v1.Campaign.totals:type_name -> fleetacs.campaigns.v1.Outcomes
-	24, // 4: fleetacs.campaigns.v1.Campaign.create_time:type_name -> google.protobuf.Timestamp
-	24, // 5: fleetacs.campaigns.v1.Campaign.update_time:type_name -> google.protobuf.Timestamp
-	24, // 6: fleetacs.campaigns.v1.Campaign.end_time:type_name -> google.protobuf.Timestamp
-	25, // 7: fleetacs.campaigns.v1.CampaignSpec.filter:type_name -> fleetacs.inventory.v1.DeviceFilter
+	25, // 4: fleetacs.campaigns.v1.Campaign.create_time:type_name -> google.protobuf.Timestamp
+	25, // 5: fleetacs.campaigns.v1.Campaign.update_time:type_name -> google.protobuf.Timestamp
+	25, // 6: fleetacs.campaigns.v1.Campaign.end_time:type_name -> google.protobuf.Timestamp
+	26, // 7: fleetacs.campaigns.v1.CampaignSpec.filter:type_name -> fleetacs.inventory.v1.DeviceFilter
 	4,  // 8: fleetacs.campaigns.v1.CampaignSpec.firmware:type_name -> fleetacs.campaigns.v1.FirmwareAction
-	26, // 9: fleetacs.campaigns.v1.CampaignSpec.operation:type_name -> fleetacs.tasks.v1.Operation
+	27, // 9: fleetacs.campaigns.v1.CampaignSpec.operation:type_name -> fleetacs.tasks.v1.Operation
 	5,  // 10: fleetacs.campaigns.v1.CampaignSpec.preset:type_name -> fleetacs.campaigns.v1.PresetAction
 	6,  // 11: fleetacs.campaigns.v1.CampaignSpec.waves:type_name -> fleetacs.campaigns.v1.Wave
 	7,  // 12: fleetacs.campaigns.v1.CampaignSpec.windows:type_name -> fleetacs.campaigns.v1.MaintenanceWindow
 	8,  // 13: fleetacs.campaigns.v1.CampaignSpec.stop_rule:type_name -> fleetacs.campaigns.v1.StopRule
 	9,  // 14: fleetacs.campaigns.v1.WaveProgress.outcomes:type_name -> fleetacs.campaigns.v1.Outcomes
-	24, // 15: fleetacs.campaigns.v1.WaveProgress.start_time:type_name -> google.protobuf.Timestamp
+	25, // 15: fleetacs.campaigns.v1.WaveProgress.start_time:type_name -> google.protobuf.Timestamp
 	1,  // 16: fleetacs.campaigns.v1.DeviceProgress.outcome:type_name -> fleetacs.campaigns.v1.Outcome
 	3,  // 17: fleetacs.campaigns.v1.CreateCampaignRequest.spec:type_name -> fleetacs.campaigns.v1.CampaignSpec
 	2,  // 18: fleetacs.campaigns.v1.CreateCampaignResponse.campaign:type_name -> fleetacs.campaigns.v1.Campaign
@@ -2002,23 +2063,24 @@ var file_fleetacs_campaigns_v1_campaigns_proto_depIdxs = []int32{
 	2,  // 23: fleetacs.campaigns.v1.PauseCampaignResponse.campaign:type_name -> fleetacs.campaigns.v1.Campaign
 	2,  // 24: fleetacs.campaigns.v1.ResumeCampaignResponse.campaign:type_name -> fleetacs.campaigns.v1.Campaign
 	2,  // 25: fleetacs.campaigns.v1.AbortCampaignResponse.campaign:type_name -> fleetacs.campaigns.v1.Campaign
-	12, // 26: fleetacs.campaigns.v1.CampaignsService.CreateCampaign:input_type -> fleetacs.campaigns.v1.CreateCampaignRequest
-	14, // 27: fleetacs.campaigns.v1.CampaignsService.GetCampaign:input_type -> fleetacs.campaigns.v1.GetCampaignRequest
-	16, // 28: fleetacs.campaigns.v1.CampaignsService.ListCampaigns:input_type -> fleetacs.campaigns.v1.ListCampaignsRequest
-	18, // 29: fleetacs.campaigns.v1.CampaignsService.PauseCampaign:input_type -> fleetacs.campaigns.v1.PauseCampaignRequest
-	20, // 30: fleetacs.campaigns.v1.CampaignsService.ResumeCampaign:input_type -> fleetacs.campaigns.v1.ResumeCampaignRequest
-	22, // 31: fleetacs.campaigns.v1.CampaignsService.AbortCampaign:input_type -> fleetacs.campaigns.v1.AbortCampaignRequest
-	13, // 32: fleetacs.campaigns.v1.CampaignsService.CreateCampaign:output_type -> fleetacs.campaigns.v1.CreateCampaignResponse
-	15, // 33: fleetacs.campaigns.v1.CampaignsService.GetCampaign:output_type -> fleetacs.campaigns.v1.GetCampaignResponse
-	17, // 34: fleetacs.campaigns.v1.CampaignsService.ListCampaigns:output_type -> fleetacs.campaigns.v1.ListCampaignsResponse
-	19, // 35: fleetacs.campaigns.v1.CampaignsService.PauseCampaign:output_type -> fleetacs.campaigns.v1.PauseCampaignResponse
-	21, // 36: fleetacs.campaigns.v1.CampaignsService.ResumeCampaign:output_type -> fleetacs.campaigns.v1.ResumeCampaignResponse
-	23, // 37: fleetacs.campaigns.v1.CampaignsService.AbortCampaign:output_type -> fleetacs.campaigns.v1.AbortCampaignResponse
-	32, // [32:38] is the sub-list for method output_type
-	26, // [26:32] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	2,  // 26: fleetacs.campaigns.v1.CampaignEvent.campaign:type_name -> fleetacs.campaigns.v1.Campaign
+	12, // 27: fleetacs.campaigns.v1.CampaignsService.CreateCampaign:input_type -> fleetacs.campaigns.v1.CreateCampaignRequest
+	14, // 28: fleetacs.campaigns.v1.CampaignsService.GetCampaign:input_type -> fleetacs.campaigns.v1.GetCampaignRequest
+	16, // 29: fleetacs.campaigns.v1.CampaignsService.ListCampaigns:input_type -> fleetacs.campaigns.v1.ListCampaignsRequest
+	18, // 30: fleetacs.campaigns.v1.CampaignsService.PauseCampaign:input_type -> fleetacs.campaigns.v1.PauseCampaignRequest
+	20, // 31: fleetacs.campaigns.v1.CampaignsService.ResumeCampaign:input_type -> fleetacs.campaigns.v1.ResumeCampaignRequest
+	22, // 32: fleetacs.campaigns.v1.CampaignsService.AbortCampaign:input_type -> fleetacs.campaigns.v1.AbortCampaignRequest
+	13, // 33: fleetacs.campaigns.v1.CampaignsService.CreateCampaign:output_type -> fleetacs.campaigns.v1.CreateCampaignResponse
+	15, // 34: fleetacs.campaigns.v1.CampaignsService.GetCampaign:output_type -> fleetacs.campaigns.v1.GetCampaignResponse
+	17, // 35: fleetacs.campaigns.v1.CampaignsService.ListCampaigns:output_type -> fleetacs.campaigns.v1.ListCampaignsResponse
+	19, // 36: fleetacs.campaigns.v1.CampaignsService.PauseCampaign:output_type -> fleetacs.campaigns.v1.PauseCampaignResponse
+	21, // 37: fleetacs.campaigns.v1.CampaignsService.ResumeCampaign:output_type -> fleetacs.campaigns.v1.ResumeCampaignResponse
+	23, // 38: fleetacs.campaigns.v1.CampaignsService.AbortCampaign:output_type -> fleetacs.campaigns.v1.AbortCampaignResponse
+	33, // [33:39] is the sub-list for method output_type
+	27, // [27:33] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_fleetacs_campaigns_v1_campaigns_proto_init() }
@@ -2041,7 +2103,7 @@ func file_fleetacs_campaigns_v1_campaigns_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fleetacs_campaigns_v1_campaigns_proto_rawDesc), len(file_fleetacs_campaigns_v1_campaigns_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
