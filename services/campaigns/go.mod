@@ -3,6 +3,7 @@ module github.com/fleetacs/fleetacs/services/campaigns
 go 1.26.0
 
 require (
+	github.com/fleetacs/fleetacs/services/files v0.0.0-00010101000000-000000000000
 	github.com/fleetacs/fleetacs/pkg v0.0.0-00010101000000-000000000000
 	github.com/fleetacs/fleetacs/proto v0.0.0-00010101000000-000000000000
 	go.mongodb.org/mongo-driver/v2 v2.10.0
@@ -49,3 +50,5 @@ require (
 replace github.com/fleetacs/fleetacs/pkg => ../../pkg
 
 replace github.com/fleetacs/fleetacs/proto => ../../proto
+
+replace github.com/fleetacs/fleetacs/services/files => ../files

@@ -52,3 +52,14 @@ func (s *Service) Resolve(ctx context.Context, tenant, productClass, fileType, v
 	}
 	return nil, ErrNoFile
 }
+
+// Get returns one file's record: for campaigns that name a file by id.
+// The error wraps store.ErrNotFound when the tenant has no such file, and
+// store.ErrUnavailable when the store cannot be reached.
+func (s *Service) Get(ctx context.Context, tenant, id string) (*filesv1.File, error) {
+	r, err := s.meta.Get(ctx, tenant, id)
+	if err != nil {
+		return nil, fmt.Errorf("get file: %w", err)
+	}
+	return toProto(r), nil
+}

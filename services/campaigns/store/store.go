@@ -59,6 +59,17 @@ type RunState struct {
 	// (zero: not yet), indexed by wave.
 	WaveStart []time.Time `json:"wave_start,omitempty"`
 	WaveDone  []time.Time `json:"wave_done,omitempty"`
+	// Version is the SoftwareVersion a firmware campaign verifies; empty:
+	// no verification.
+	Version string `json:"version,omitempty"`
+	// RequestHash identifies the create request (idempotency).
+	RequestHash string `json:"request_hash,omitempty"`
+	// BaseSucceeded and BaseFailed are the totals at the last resume: the
+	// stop rule counts only devices that finish after it.
+	BaseSucceeded uint64 `json:"base_succeeded,omitempty"`
+	BaseFailed    uint64 `json:"base_failed,omitempty"`
+	// CancelDone: an aborted campaign's queued tasks were cancelled.
+	CancelDone bool `json:"cancel_done,omitempty"`
 }
 
 // Device is one device's progress in a campaign.
