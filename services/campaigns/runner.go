@@ -565,4 +565,3 @@ func (x *run) abort(ctx context.Context) error {
 	}
 	return nil
 }
-
