@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -88,4 +89,17 @@ func stateError(st string) error {
 
 func unavailableAction(field, msg string) error {
 	return apiError(codes.FailedPrecondition, errorsv1.ErrorReason_CAMPAIGN_ACTION_UNAVAILABLE, msg, map[string]string{"field": field})
+}
+
+// fieldOf is the field a BadRequest or an ErrorInfo's metadata names.
+func fieldOf(st *status.Status) string {
+	for _, d := range st.Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok && len(br.GetFieldViolations()) > 0 {
+			return br.GetFieldViolations()[0].GetField()
+		}
+	}
+	if ei := errorInfo(st); ei != nil {
+		return ei.GetMetadata()["field"]
+	}
+	return ""
 }

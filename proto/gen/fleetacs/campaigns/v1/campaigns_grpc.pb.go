@@ -40,7 +40,8 @@ const (
 // CampaignsService is the public campaigns API. Viewers read campaigns;
 // operators create, pause, resume and abort them. Errors carry a
 // google.rpc.ErrorInfo with a reason from fleetacs.errors.v1.ErrorReason
-// (proto/errors.md); invalid fields name the field in metadata "field".
+// (proto/errors.md); an invalid field is INVALID_ARGUMENT / INVALID_FIELD
+// with a google.rpc.BadRequest naming it (e.g. "spec.waves[1].percent").
 //
 // Every request names a tenant. An empty tenant selects the caller's tenant
 // when its credentials cover exactly one; otherwise the call fails with
@@ -60,9 +61,9 @@ type CampaignsServiceClient interface {
 	// end and are followed. FAILED_PRECONDITION / CAMPAIGN_STATE when the
 	// campaign has ended.
 	PauseCampaign(ctx context.Context, in *PauseCampaignRequest, opts ...grpc.CallOption) (*PauseCampaignResponse, error)
-	// ResumeCampaign resumes a paused campaign (also one the stop rule
-	// paused: its failure count is kept, so the rule applies again only to
-	// new failures beyond the resumed ratio; see docs/campaigns.md).
+	// ResumeCampaign resumes a paused campaign, or one the stop rule
+	// stopped: from then on the rule counts only the devices that finish
+	// after the resume (docs/campaigns.md).
 	ResumeCampaign(ctx context.Context, in *ResumeCampaignRequest, opts ...grpc.CallOption) (*ResumeCampaignResponse, error)
 	// AbortCampaign ends a campaign for good: no new tasks, queued tasks it
 	// created are cancelled where they still can be.
@@ -144,7 +145,8 @@ func (c *campaignsServiceClient) AbortCampaign(ctx context.Context, in *AbortCam
 // CampaignsService is the public campaigns API. Viewers read campaigns;
 // operators create, pause, resume and abort them. Errors carry a
 // google.rpc.ErrorInfo with a reason from fleetacs.errors.v1.ErrorReason
-// (proto/errors.md); invalid fields name the field in metadata "field".
+// (proto/errors.md); an invalid field is INVALID_ARGUMENT / INVALID_FIELD
+// with a google.rpc.BadRequest naming it (e.g. "spec.waves[1].percent").
 //
 // Every request names a tenant. An empty tenant selects the caller's tenant
 // when its credentials cover exactly one; otherwise the call fails with
@@ -164,9 +166,9 @@ type CampaignsServiceServer interface {
 	// end and are followed. FAILED_PRECONDITION / CAMPAIGN_STATE when the
 	// campaign has ended.
 	PauseCampaign(context.Context, *PauseCampaignRequest) (*PauseCampaignResponse, error)
-	// ResumeCampaign resumes a paused campaign (also one the stop rule
-	// paused: its failure count is kept, so the rule applies again only to
-	// new failures beyond the resumed ratio; see docs/campaigns.md).
+	// ResumeCampaign resumes a paused campaign, or one the stop rule
+	// stopped: from then on the rule counts only the devices that finish
+	// after the resume (docs/campaigns.md).
 	ResumeCampaign(context.Context, *ResumeCampaignRequest) (*ResumeCampaignResponse, error)
 	// AbortCampaign ends a campaign for good: no new tasks, queued tasks it
 	// created are cancelled where they still can be.
