@@ -47,8 +47,8 @@ func (h *harness) upgrade(version string) []string {
 
 func firmwareSpec() *campaignsv1.CampaignSpec {
 	return &campaignsv1.CampaignSpec{
-		Action: &campaignsv1.CampaignSpec_Firmware{Firmware: &campaignsv1.FirmwareAction{Version: "2.0"}},
-		Waves:  []*campaignsv1.Wave{{Size: &campaignsv1.Wave_Count{Count: 5}}, {Size: &campaignsv1.Wave_Percent{Percent: 100}}},
+		Action:      &campaignsv1.CampaignSpec_Firmware{Firmware: &campaignsv1.FirmwareAction{Version: "2.0"}},
+		Waves:       []*campaignsv1.Wave{{Size: &campaignsv1.Wave_Count{Count: 5}}, {Size: &campaignsv1.Wave_Percent{Percent: 100}}},
 		MaxInFlight: 3,
 	}
 }
@@ -386,7 +386,9 @@ func TestWindowOpen(t *testing.T) {
 }
 
 func TestWaveEnds(t *testing.T) {
-	pct := func(p float64) *campaignsv1.Wave { return &campaignsv1.Wave{Size: &campaignsv1.Wave_Percent{Percent: p}} }
+	pct := func(p float64) *campaignsv1.Wave {
+		return &campaignsv1.Wave{Size: &campaignsv1.Wave_Percent{Percent: p}}
+	}
 	cnt := func(n uint64) *campaignsv1.Wave { return &campaignsv1.Wave{Size: &campaignsv1.Wave_Count{Count: n}} }
 	for _, c := range []struct {
 		waves   []*campaignsv1.Wave
