@@ -24,6 +24,7 @@ require (
 	go.mongodb.org/mongo-driver/v2 v2.10.0 // indirect
 	go.opentelemetry.io/otel v1.47.0 // indirect
 	go.opentelemetry.io/otel/trace v1.47.0 // indirect
+	go.yaml.in/yaml/v2 v2.4.2 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sync v0.25.0 // indirect
@@ -34,11 +35,13 @@ require (
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.12.1 // indirect
 	modernc.org/sqlite v1.62.0 // indirect
+	sigs.k8s.io/yaml v1.6.0 // indirect
 )
 
 require (
 	github.com/beevik/etree v1.8.1 // indirect
 	github.com/fleetacs/fleetacs/proto v0.0.0
+	github.com/fleetacs/fleetacs/services/campaigns v0.0.0-00010101000000-000000000000
 	github.com/fleetacs/fleetacs/services/files v0.0.0-00010101000000-000000000000
 )
 
@@ -47,3 +50,5 @@ replace github.com/fleetacs/fleetacs/pkg => ../../pkg
 replace github.com/fleetacs/fleetacs/proto => ../../proto
 
 replace github.com/fleetacs/fleetacs/services/files => ../../services/files
+
+replace github.com/fleetacs/fleetacs/services/campaigns => ../../services/campaigns
