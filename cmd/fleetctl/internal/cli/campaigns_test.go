@@ -24,7 +24,9 @@ import (
 
 // noDevices is an inventory with no device: the CLI tests create
 // campaigns, they do not run them (cmd/fleetacs's end-to-end test does).
-type noDevices struct{ inventoryv1.InventoryServiceClient }
+type noDevices struct {
+	inventoryv1.InventoryServiceClient
+}
 
 func (noDevices) ListDevices(context.Context, *inventoryv1.ListDevicesRequest, ...grpc.CallOption) (*inventoryv1.ListDevicesResponse, error) {
 	return &inventoryv1.ListDevicesResponse{}, nil
