@@ -77,6 +77,7 @@ func (c *Config) Validate() error {
 type Files interface {
 	Get(ctx context.Context, tenant, id string) (*filesv1.File, error)
 	Resolve(ctx context.Context, tenant, productClass, fileType, version string) (*filesv1.File, error)
+	HasVersion(ctx context.Context, tenant, fileType, version string) (bool, error)
 	SignFileURL(f *filesv1.File, deviceKey string, ttl time.Duration) (string, error)
 }
 

@@ -216,6 +216,10 @@ func (f *fakeFiles) Resolve(ctx context.Context, tenant, class, fileType, versio
 	return nil, files.ErrNoFile
 }
 
+func (f *fakeFiles) HasVersion(ctx context.Context, tenant, fileType, version string) (bool, error) {
+	return tenant == "default" && fileType == firmwareFileType && version == "2.0", nil
+}
+
 func (f *fakeFiles) SignFileURL(file *filesv1.File, device string, ttl time.Duration) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

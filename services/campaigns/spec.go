@@ -16,7 +16,6 @@ import (
 	campaignsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/campaigns/v1"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
-	"github.com/fleetacs/fleetacs/services/files"
 	filestore "github.com/fleetacs/fleetacs/services/files/store"
 )
 
@@ -197,11 +196,12 @@ func (s *Service) checkAction(ctx context.Context, tenant string, sp *campaignsv
 			}
 			return f.GetVersion(), nil
 		}
-		if _, err := s.deps.Files.Resolve(ctx, tenant, "", fileType(fw), fw.GetVersion()); err != nil {
-			if errors.Is(err, files.ErrNoFile) {
-				return "", unavailableAction("spec.firmware.version", "the tenant has no file of this type and version: upload it first")
-			}
+		ok, err := s.deps.Files.HasVersion(ctx, tenant, fileType(fw), fw.GetVersion())
+		if err != nil {
 			return "", err
+		}
+		if !ok {
+			return "", unavailableAction("spec.firmware.version", "the tenant has no file of this type and version: upload it first")
 		}
 		if fw.GetSkipVerify() {
 			return "", nil

@@ -63,3 +63,14 @@ func (s *Service) Get(ctx context.Context, tenant, id string) (*filesv1.File, er
 	}
 	return toProto(r), nil
 }
+
+// HasVersion reports whether the tenant has a file of fileType and
+// version for any product class: campaigns check it when they are
+// created, before resolving each device's file.
+func (s *Service) HasVersion(ctx context.Context, tenant, fileType, version string) (bool, error) {
+	rs, err := s.meta.List(ctx, store.Query{Tenant: tenant, FileType: fileType, Version: version, Limit: 1})
+	if err != nil {
+		return false, fmt.Errorf("look up files: %w", err)
+	}
+	return len(rs) > 0, nil
+}
