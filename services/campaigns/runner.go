@@ -332,11 +332,11 @@ func (x *run) follow(ctx context.Context) error {
 			return x.finish(ctx, d, campaignsv1.Outcome_OUTCOME_SUCCEEDED, "")
 		case tasksv1.TaskState_TASK_STATE_FAULT:
 			f := t.GetFault()
-			return x.finish(ctx, d, campaignsv1.Outcome_OUTCOME_FAILED, fmt.Sprintf("task fault %d: %s", f.GetCode(), truncate(f.GetFaultString(), 200)))
+			return x.failed(ctx, d, fmt.Sprintf("task fault %d: %s", f.GetCode(), truncate(f.GetFaultString(), 200)))
 		case tasksv1.TaskState_TASK_STATE_EXPIRED:
-			return x.finish(ctx, d, campaignsv1.Outcome_OUTCOME_FAILED, "task expired")
+			return x.failed(ctx, d, "task expired")
 		case tasksv1.TaskState_TASK_STATE_CANCELLED:
-			return x.finish(ctx, d, campaignsv1.Outcome_OUTCOME_FAILED, "task cancelled")
+			return x.failed(ctx, d, "task cancelled")
 		}
 		return nil
 	})
@@ -344,6 +344,25 @@ func (x *run) follow(ctx context.Context) error {
 		return err
 	}
 	return x.forEach(ctx, campaignsv1.Outcome_OUTCOME_VERIFYING, x.verify)
+}
+
+// failed ends a device whose task did not succeed. For firmware the
+// version the device reports decides: a device that upgraded although its
+// task ended otherwise (its TransferComplete came after the deadline, or
+// was lost with a session) succeeded.
+func (x *run) failed(ctx context.Context, d store.Device, detail string) error {
+	if x.r.Run.Version != "" {
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		resp, err := x.s.deps.Inventory.GetDevice(cctx, &inventoryv1.GetDeviceRequest{Tenant: x.r.Tenant, Id: d.DeviceID})
+		cancel()
+		if err != nil && status.Code(err) != codes.NotFound {
+			return fmt.Errorf("verify device %s: %w", d.DeviceID, err)
+		}
+		if err == nil && resp.GetDevice().GetSoftwareVersion() == x.r.Run.Version {
+			return x.finish(ctx, d, campaignsv1.Outcome_OUTCOME_SUCCEEDED, "upgraded, though its task ended otherwise: "+detail)
+		}
+	}
+	return x.finish(ctx, d, campaignsv1.Outcome_OUTCOME_FAILED, detail)
 }
 
 // verify checks a device's SoftwareVersion after its firmware task.

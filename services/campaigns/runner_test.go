@@ -579,3 +579,27 @@ func TestListPages(t *testing.T) {
 		t.Fatalf("listing %v, created %v", got, ids)
 	}
 }
+
+// TestVersionDecidesFirmware: a device whose firmware task faulted but
+// which reports the new version succeeded; one that does not, failed.
+func TestVersionDecidesFirmware(t *testing.T) {
+	h := newHarness(t, 2)
+	spec := firmwareSpec()
+	spec.Waves = nil
+	c := h.create(spec)
+	h.pass()
+	ds := h.tasks.endAll(tasksv1.TaskState_TASK_STATE_FAULT, nil)
+	if len(ds) != 2 {
+		t.Fatalf("%d tasks", len(ds))
+	}
+	h.inv.setVersion(ds[0], "2.0")
+	h.pass()
+	resp, err := (&publicServer{s: h.svc}).GetCampaign(t.Context(), &campaignsv1.GetCampaignRequest{Id: c.GetId(), FailedDevices: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tot := resp.GetCampaign().GetTotals(); tot.GetSucceeded() != 1 || tot.GetFailed() != 1 ||
+		len(resp.GetFailedDevices()) != 1 || resp.GetFailedDevices()[0].GetDeviceId() != ds[1] || !strings.Contains(resp.GetFailedDevices()[0].GetDetail(), "task fault 9010") {
+		t.Fatalf("%v %v", tot, resp.GetFailedDevices())
+	}
+}
