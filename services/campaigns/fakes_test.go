@@ -35,14 +35,17 @@ type fakeInventory struct {
 	inventoryv1.InventoryServiceClient
 	mu      sync.Mutex
 	devices []*inventoryv1.Device // sorted by id
+	byID    map[string]*inventoryv1.Device
 	lists   int
 }
 
 func newInventory(n int, class string) *fakeInventory {
-	inv := &fakeInventory{}
+	inv := &fakeInventory{byID: map[string]*inventoryv1.Device{}}
 	for i := range n {
-		inv.devices = append(inv.devices, &inventoryv1.Device{Tenant: "default", Id: fmt.Sprintf("00D09E-%s-%04d", class, i),
-			DeviceId: &inventoryv1.DeviceId{ProductClass: class}, SoftwareVersion: "1.0"})
+		d := &inventoryv1.Device{Tenant: "default", Id: fmt.Sprintf("00D09E-%s-%06d", class, i),
+			DeviceId: &inventoryv1.DeviceId{ProductClass: class}, SoftwareVersion: "1.0"}
+		inv.devices = append(inv.devices, d)
+		inv.byID[d.Id] = d
 	}
 	return inv
 }
@@ -77,10 +80,8 @@ func (f *fakeInventory) ListDevices(ctx context.Context, req *inventoryv1.ListDe
 func (f *fakeInventory) GetDevice(ctx context.Context, req *inventoryv1.GetDeviceRequest, _ ...grpc.CallOption) (*inventoryv1.GetDeviceResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, d := range f.devices {
-		if d.GetId() == req.GetId() {
-			return &inventoryv1.GetDeviceResponse{Device: proto.Clone(d).(*inventoryv1.Device)}, nil
-		}
+	if d, ok := f.byID[req.GetId()]; ok {
+		return &inventoryv1.GetDeviceResponse{Device: proto.Clone(d).(*inventoryv1.Device)}, nil
 	}
 	return nil, status.Error(codes.NotFound, "device not found")
 }
@@ -88,10 +89,8 @@ func (f *fakeInventory) GetDevice(ctx context.Context, req *inventoryv1.GetDevic
 func (f *fakeInventory) setVersion(id, v string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, d := range f.devices {
-		if d.GetId() == id {
-			d.SoftwareVersion = v
-		}
+	if d, ok := f.byID[id]; ok {
+		d.SoftwareVersion = v
 	}
 }
 
@@ -230,7 +229,7 @@ func (f *fakeFiles) SignFileURL(file *filesv1.File, device string, ttl time.Dura
 // harness is a service on a real SQLite store with the fakes, its clock
 // under the test's control.
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	svc   *Service
 	store store.Store
 	inv   *fakeInventory
@@ -240,9 +239,11 @@ type harness struct {
 	mu    sync.Mutex
 	// tenants are the caller's tenants.
 	tenants []string
+	// pageSize overrides the tests' page of 10.
+	pageSize int
 }
 
-func newHarness(t *testing.T, devices int) *harness {
+func newHarness(t testing.TB, devices int) *harness {
 	t.Helper()
 	st := sqlitestore.New(sqlitestore.Config{Path: filepath.Join(t.TempDir(), "campaigns.db")})
 	h := &harness{t: t, store: st, inv: newInventory(devices, "HGW"), tasks: newTasks(), files: &fakeFiles{},
@@ -258,6 +259,9 @@ func (h *harness) restart() *Service {
 	h.t.Helper()
 	cfg := DefaultConfig()
 	cfg.PageSize = 10
+	if h.pageSize != 0 {
+		cfg.PageSize = h.pageSize
+	}
 	svc, err := New(cfg, Deps{Store: h.store, Inventory: h.inv, Tasks: h.tasks, Files: h.files,
 		CallerTenants: func(context.Context) []string { return h.tenants },
 		Now: func() time.Time {
