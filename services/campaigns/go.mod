@@ -3,9 +3,9 @@ module github.com/fleetacs/fleetacs/services/campaigns
 go 1.26.0
 
 require (
-	github.com/fleetacs/fleetacs/services/files v0.0.0-00010101000000-000000000000
 	github.com/fleetacs/fleetacs/pkg v0.0.0-00010101000000-000000000000
 	github.com/fleetacs/fleetacs/proto v0.0.0-00010101000000-000000000000
+	github.com/fleetacs/fleetacs/services/files v0.0.0-00010101000000-000000000000
 	go.mongodb.org/mongo-driver/v2 v2.10.0
 	go.opentelemetry.io/otel/trace v1.47.0
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20261104224025-d1e00e9f33ab
@@ -20,6 +20,7 @@ require (
 	github.com/dustin/go-humanize v1.1.0 // indirect
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/google/uuid v1.6.0 // indirect
+	github.com/grpc-ecosystem/grpc-gateway/v2 v2.34.0 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/mattn/go-isatty v0.0.24 // indirect
 	github.com/minio/highwayhash v1.0.4 // indirect
