@@ -104,7 +104,8 @@ func TestCampaignsAbuse(t *testing.T) {
 
 	// The same over HTTP/JSON.
 	base := "http://" + httpAddr + "/v1/tenants/default/campaigns"
-	body := `{"name":"http reboot","spec":{"operation":{"reboot":{}},"maxInFlight":5}}`
+	// Created paused: with no device it would otherwise complete at once.
+	body := `{"name":"http reboot","spec":{"operation":{"reboot":{}},"maxInFlight":5},"startPaused":true}`
 	code, m := httpCall(t, "POST", base, "", strings.NewReader(body))
 	expectHTTP(t, "HTTP create without a token", code, m, http.StatusUnauthorized, "CREDENTIALS_MISSING")
 	code, m = httpCall(t, "POST", base, viewer, strings.NewReader(body))
@@ -119,7 +120,7 @@ func TestCampaignsAbuse(t *testing.T) {
 	}
 	hid, _ := m["campaign"].(map[string]any)["id"].(string)
 	code, m = httpCall(t, "POST", base+"/"+hid+":pause", s.admin, strings.NewReader("{}"))
-	if code != http.StatusOK || m["campaign"].(map[string]any)["state"] != "CAMPAIGN_STATE_PAUSED" {
+	if c, _ := m["campaign"].(map[string]any); code != http.StatusOK || c["state"] != "CAMPAIGN_STATE_PAUSED" {
 		t.Errorf("HTTP pause: %d %v", code, m)
 	}
 	code, m = httpCall(t, "GET", base+"?state=CAMPAIGN_STATE_PAUSED", viewer, nil)
