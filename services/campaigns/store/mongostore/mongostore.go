@@ -179,15 +179,29 @@ func (s *Store) Create(ctx context.Context, r store.Record) (store.Record, bool,
 	r.CreateTime = fromMS(ms(r.CreateTime))
 	if r.IdempotencyKey != "" {
 		keys := s.db.Collection(Keys)
-		_, err := keys.InsertOne(ctx, bson.D{{Key: "_id", Value: r.Tenant + ":" + r.IdempotencyKey}, {Key: "campaign", Value: r.ID}})
+		_, err := keys.InsertOne(ctx, bson.D{{Key: "_id", Value: r.Tenant + ":" + r.IdempotencyKey}, {Key: "campaign", Value: r.ID}, {Key: "t", Value: time.Now().UnixMilli()}})
 		if mongo.IsDuplicateKeyError(err) {
 			var k struct {
 				Campaign string `bson:"campaign"`
+				T        int64  `bson:"t"`
 			}
 			if err := keys.FindOne(ctx, bson.D{{Key: "_id", Value: r.Tenant + ":" + r.IdempotencyKey}}).Decode(&k); err != nil {
 				return r, false, fmt.Errorf("create campaign: %w", mapErr(ctx, err))
 			}
 			got, err := s.Get(ctx, r.Tenant, k.Campaign)
+			if errors.Is(err, store.ErrNotFound) && time.Since(time.UnixMilli(k.T)) < time.Minute {
+				// A concurrent create with the key has not stored its
+				// campaign yet: the caller retries.
+				return r, false, fmt.Errorf("%w: a create with this idempotency key is in progress", store.ErrUnavailable)
+			}
+			if errors.Is(err, store.ErrNotFound) {
+				// The key of a create that failed after taking it: the
+				// key is free again.
+				if _, err := keys.DeleteOne(ctx, bson.D{{Key: "_id", Value: r.Tenant + ":" + r.IdempotencyKey}, {Key: "campaign", Value: k.Campaign}}); err != nil {
+					return r, false, fmt.Errorf("create campaign: %w", mapErr(ctx, err))
+				}
+				return s.Create(ctx, r)
+			}
 			return got, err == nil, err
 		}
 		if err != nil {
@@ -199,6 +213,9 @@ func (s *Store) Create(ctx context.Context, r store.Record) (store.Record, bool,
 		return r, false, err
 	}
 	if _, err := cs.InsertOne(ctx, d); err != nil {
+		if r.IdempotencyKey != "" {
+			_, _ = s.db.Collection(Keys).DeleteOne(context.WithoutCancel(ctx), bson.D{{Key: "_id", Value: r.Tenant + ":" + r.IdempotencyKey}, {Key: "campaign", Value: r.ID}})
+		}
 		return r, false, fmt.Errorf("create campaign: %w", mapErr(ctx, err))
 	}
 	return r, false, nil
