@@ -192,8 +192,8 @@ type Campaign struct {
 	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	// Set once the campaign has ended (COMPLETED or ABORTED).
 	EndTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
-	// Devices the filter selected when the campaign was planned; 0 until
-	// the first wave starts.
+	// Devices the filter selected: counted up while the campaign is planned
+	// (page by page), final once waves are listed.
 	PlannedDevices uint64 `protobuf:"varint,13,opt,name=planned_devices,json=plannedDevices,proto3" json:"planned_devices,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
