@@ -35,6 +35,7 @@ import (
 	_ "github.com/fleetacs/fleetacs/proto/gen/fleetacs/campaigns/v1"
 	_ "github.com/fleetacs/fleetacs/proto/gen/fleetacs/events/v1"
 	_ "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
+	_ "github.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1"
 )
 
 // TestEverySourceHasGeneratedCode catches a .proto file whose generated Go
@@ -183,8 +184,13 @@ func TestPublicMethodRoles(t *testing.T) {
 		"/fleetacs.campaigns.v1.CampaignsService/ResumeCampaign":                  authv1.Role_ROLE_OPERATOR,
 		"/fleetacs.campaigns.v1.CampaignsService/AbortCampaign":                   authv1.Role_ROLE_OPERATOR,
 		"/fleetacs.events.v1.EventsService/WatchEvents":                           authv1.Role_ROLE_VIEWER,
+		"/fleetacs.provisioning.v1.PresetsService/PutPreset":                      authv1.Role_ROLE_ADMIN,
+		"/fleetacs.provisioning.v1.PresetsService/GetPreset":                      authv1.Role_ROLE_VIEWER,
+		"/fleetacs.provisioning.v1.PresetsService/ListPresets":                    authv1.Role_ROLE_VIEWER,
+		"/fleetacs.provisioning.v1.PresetsService/DeletePreset":                   authv1.Role_ROLE_ADMIN,
+		"/fleetacs.provisioning.v1.PresetsService/DryRunPreset":                   authv1.Role_ROLE_OPERATOR,
 	}
-	internal := []string{"fleetacs.inventory.v1.InventoryInternalService", "fleetacs.sessions.v1.SessionService", "fleetacs.tasks.v1.TasksInternalService"}
+	internal := []string{"fleetacs.inventory.v1.InventoryInternalService", "fleetacs.sessions.v1.SessionService", "fleetacs.tasks.v1.TasksInternalService", "fleetacs.provisioning.v1.PresetsInternalService"}
 	got := map[string]authv1.Role{}
 	protoregistry.GlobalFiles.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
 		for i := range fd.Services().Len() {

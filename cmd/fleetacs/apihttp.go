@@ -33,6 +33,7 @@ import (
 	eventsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/events/v1"
 	filesv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
+	provisioningv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	"github.com/fleetacs/fleetacs/services/files"
 )
@@ -226,6 +227,7 @@ func newAPIHandler(ctx context.Context, cc *grpc.ClientConn, readTimeout, writeT
 		"inventory": inventoryv1.RegisterInventoryServiceHandler,
 		"tokens":    authv1.RegisterTokenServiceHandler,
 		"files":     filesv1.RegisterFilesServiceHandler,
+		"presets":   provisioningv1.RegisterPresetsServiceHandler,
 		"campaigns": campaignsv1.RegisterCampaignsServiceHandler,
 	} {
 		if err := reg(ctx, mux, cc); err != nil {

@@ -81,6 +81,9 @@ func (c *cluster) start(name string, args ...string) *proc {
 	cmd := exec.Command(c.bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Dir = c.dir
+	// A notifier's STUN server on a free port, not the fixed default
+	// another test process may hold.
+	cmd.Env = append(os.Environ(), "FLEETACS_NOTIFIER_STUN_ADDR=127.0.0.1:0")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("start %s: %v", name, err)

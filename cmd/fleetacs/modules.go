@@ -421,6 +421,15 @@ func buildInventory(a *app) (lifecycle.Service, error) {
 	// The campaigns runner reads devices through the public API's
 	// ListDevices, as a trusted service (docs/campaigns.md).
 	svc.RegisterPublic(a.shared.internal.registrar)
+	// Presets (docs/provisioning.md) live beside the devices.
+	pst, err := cfg.NewPresetStore()
+	if err != nil {
+		return nil, fmt.Errorf("inventory config: %w", err)
+	}
+	presets := inventory.NewPresets(pst, st, cfg.Keyring(), inventory.Options{Logger: a.logger.With("component", "presets"), CallerTenants: apiauth.CallerTenants})
+	presets.RegisterPublic(a.shared.public.registrar)
+	presets.RegisterInternal(a.shared.internal.registrar)
+	svc.OnDelete(presets.DeviceDeleted)
 	a.shared.tokens.set(tokens)
 	apiauth.NewTokenService(tokens, a.shared.auth, a.logger.With("component", "apiauth"), nil).Register(a.shared.public.registrar)
 	tokenFile := a.opts.AdminTokenFile
@@ -432,6 +441,9 @@ func buildInventory(a *app) (lifecycle.Service, error) {
 		// (docs/security.md): the store must be up to hold it.
 		StartFunc: func(ctx context.Context) error {
 			if err := svc.Start(ctx); err != nil {
+				return err
+			}
+			if err := presets.Start(ctx); err != nil {
 				return err
 			}
 			if cfg.SecretsKeyFile != "" {
@@ -447,7 +459,10 @@ func buildInventory(a *app) (lifecycle.Service, error) {
 			}
 			return nil
 		},
-		RunFunc: svc.Run,
+		RunFunc: func(ctx context.Context) error {
+			err := svc.Run(ctx)
+			return errors.Join(err, presets.Close(context.WithoutCancel(ctx)))
+		},
 	}, nil
 }
 
@@ -528,6 +543,7 @@ func buildSessions(a *app) (lifecycle.Service, error) {
 	}
 	w, err := sessions.New(cfg, sessions.Deps{
 		Inventory:     sessions.NewGRPCInventory(a.shared.inventory),
+		Presets:       sessions.NewGRPCPresets(a.shared.inventory),
 		Leases:        a.shared.store.Leases,
 		Checkpoints:   a.shared.store.Checkpoints,
 		Registry:      a.shared.store.Registry,

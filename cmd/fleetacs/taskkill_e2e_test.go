@@ -165,9 +165,12 @@ func testKilledWorker(t *testing.T, loseAnswer bool) {
 		},
 		OnRequest: func(d *sim.Device, m cwmp.Message) bool {
 			// The ACS's own SetParameterValues (connection-request
-			// credentials at bootstrap) do not count: only the tasks'.
+			// credentials, the default bootstrap preset's periodic
+			// inform settings, docs/provisioning.md) do not count: only
+			// the tasks'.
 			spv, ok := m.(*cwmp.SetParameterValues)
-			if !ok || !slices.ContainsFunc(spv.ParameterList, func(v cwmp.ParameterValue) bool { return v.Name == paramPath }) {
+			if !ok || spv.ParameterKey == "fleetacs-preset" ||
+				!slices.ContainsFunc(spv.ParameterList, func(v cwmp.ParameterValue) bool { return v.Name == paramPath }) {
 				return false
 			}
 			key := deviceid.Key(d.ID())

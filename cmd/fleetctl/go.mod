@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/fleetacs/fleetacs/pkg v0.0.0
+	go.yaml.in/yaml/v3 v3.0.5
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20261104224025-d1e00e9f33ab
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/fleetacs/fleetacs/pkg/apiauth"
 	"github.com/fleetacs/fleetacs/pkg/apierror"
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 	"github.com/fleetacs/fleetacs/services/files/blob"
@@ -77,7 +78,7 @@ func (s *Service) tenant(ctx context.Context, named string) (string, error) {
 		}
 		t = ts[0]
 	}
-	if !validTenant(t) {
+	if !apiauth.ValidTenant(t) {
 		return "", invalidField("tenant", "1 to 64 characters from [A-Za-z0-9_.-]")
 	}
 	return t, s.checkReady()

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/fleetacs/fleetacs/pkg/recordid"
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 	filesv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
 	"github.com/fleetacs/fleetacs/services/files/store"
@@ -36,7 +37,7 @@ func (p *publicServer) GetFile(ctx context.Context, req *filesv1.GetFileRequest)
 	if err != nil {
 		return nil, err
 	}
-	if !validID(req.GetId()) {
+	if !recordid.Valid(req.GetId()) {
 		if req.GetId() == "" {
 			return nil, invalidField("id", "must not be empty")
 		}
@@ -57,7 +58,7 @@ func (p *publicServer) DeleteFile(ctx context.Context, req *filesv1.DeleteFileRe
 	if err != nil {
 		return nil, err
 	}
-	if !validID(req.GetId()) {
+	if !recordid.Valid(req.GetId()) {
 		if req.GetId() == "" {
 			return nil, invalidField("id", "must not be empty")
 		}
@@ -145,7 +146,7 @@ func encodeToken(c store.Cursor, bind uint32) string {
 
 func decodeToken(tok string, bind uint32) (*store.Cursor, error) {
 	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || len(b) != 12+idLength || binary.BigEndian.Uint32(b) != bind || !validID(string(b[12:])) {
+	if err != nil || len(b) != 12+recordid.Length || binary.BigEndian.Uint32(b) != bind || !recordid.Valid(string(b[12:])) {
 		return nil, errors.New("bad page token")
 	}
 	return &store.Cursor{CreateTime: time.UnixMilli(int64(binary.BigEndian.Uint64(b[4:]))).UTC(), ID: string(b[12:])}, nil
@@ -202,7 +203,7 @@ func (p *publicServer) CreateDownloadUrl(ctx context.Context, req *filesv1.Creat
 	if err != nil {
 		return nil, err
 	}
-	if !validID(req.GetId()) {
+	if !recordid.Valid(req.GetId()) {
 		if req.GetId() == "" {
 			return nil, invalidField("id", "must not be empty")
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/fleetacs/fleetacs/pkg/apiauth"
 	filesv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
 	"github.com/fleetacs/fleetacs/services/files/store"
 )
@@ -20,7 +21,7 @@ var ErrNoFile = errors.New("no file for this product class, type and version")
 // SignURL for each device. The error wraps store.ErrUnavailable when the
 // store cannot be reached.
 func (s *Service) Resolve(ctx context.Context, tenant, productClass, fileType, version string) (*filesv1.File, error) {
-	if !validTenant(tenant) || fileType == "" {
+	if !apiauth.ValidTenant(tenant) || fileType == "" {
 		return nil, fmt.Errorf("resolve file: tenant and file type are required")
 	}
 	var generic *store.Record

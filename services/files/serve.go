@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fleetacs/fleetacs/pkg/apiauth"
+	"github.com/fleetacs/fleetacs/pkg/recordid"
 	"github.com/fleetacs/fleetacs/services/files/blob"
 	"github.com/fleetacs/fleetacs/services/files/store"
 )
@@ -48,7 +50,7 @@ func (s *Service) serveDownload(w http.ResponseWriter, r *http.Request) {
 	}
 	rest, ok := strings.CutPrefix(r.URL.Path, DownloadPrefix)
 	parts := strings.Split(rest, "/")
-	if !ok || len(parts) < 2 || len(parts) > 3 || !validTenant(parts[0]) || !validID(parts[1]) || len(r.URL.RawQuery) > maxDownloadQuery {
+	if !ok || len(parts) < 2 || len(parts) > 3 || !apiauth.ValidTenant(parts[0]) || !recordid.Valid(parts[1]) || len(r.URL.RawQuery) > maxDownloadQuery {
 		http.NotFound(w, r)
 		return
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetacs/fleetacs/pkg/recordid"
 	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	filesv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
 )
@@ -204,7 +205,7 @@ func TestDownloadAbuse(t *testing.T) {
 
 func TestSignURL(t *testing.T) {
 	h := newHarness(t, harnessOpts{cfg: func(c *Config) { c.MaxURLTTL = time.Hour }})
-	id := newID(time.Now())
+	id := recordid.New(time.Now())
 	u, err := h.svc.SignURL("default", id, device, time.Minute)
 	if err != nil || !strings.HasPrefix(u, "http://acs.example.net:7547/files/default/"+id+"?") {
 		t.Fatalf("SignURL = %q, %v", u, err)
@@ -255,7 +256,7 @@ func TestURLKeyRotation(t *testing.T) {
 	cfg := DefaultConfig()
 	a := &Service{cfg: cfg, keys: k, now: time.Now}
 	b := &Service{cfg: cfg, keys: rotated, now: time.Now}
-	id := newID(time.Now())
+	id := recordid.New(time.Now())
 	p, err := a.SignPath("default", id, device, time.Hour)
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/fleetacs/fleetacs/pkg/recordid"
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 	filesv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
 )
@@ -22,7 +23,7 @@ func TestUploadGetListDelete(t *testing.T) {
 	hdr := firmware("hgw-2.1.bin", "2.1", "HGW", "HGW2")
 	hdr.Oui, hdr.ExpectedSha256, hdr.ExpectedSize = "00d09e", sum(data), uint64(len(data))
 	f := h.mustUpload(t, hdr, data)
-	if f.GetSize() != uint64(len(data)) || f.GetSha256() != sum(data) || f.GetTenant() != "default" || !validID(f.GetId()) ||
+	if f.GetSize() != uint64(len(data)) || f.GetSha256() != sum(data) || f.GetTenant() != "default" || !recordid.Valid(f.GetId()) ||
 		f.GetOui() != "00D09E" || f.GetVersion() != "2.1" || !reflect.DeepEqual(f.GetProductClasses(), []string{"HGW", "HGW2"}) ||
 		f.GetUploader() == "" || f.GetCreateTime() == nil {
 		t.Fatalf("uploaded record: %v", f)

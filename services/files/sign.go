@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fleetacs/fleetacs/pkg/apiauth"
+	"github.com/fleetacs/fleetacs/pkg/recordid"
 	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	filesv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
 )
@@ -164,9 +166,9 @@ func (s *Service) SignFileURL(f *filesv1.File, deviceKey string, ttl time.Durati
 // SignPath is SignURL's path and query, without the base URL.
 func (s *Service) SignPath(tenant, fileID, deviceKey string, ttl time.Duration) (string, error) {
 	switch {
-	case !validTenant(tenant):
+	case !apiauth.ValidTenant(tenant):
 		return "", fmt.Errorf("sign URL: bad tenant %q", tenant)
-	case !validID(fileID):
+	case !recordid.Valid(fileID):
 		return "", fmt.Errorf("sign URL: bad file id %q", fileID)
 	case deviceKey == "" || len(deviceKey) > maxDeviceKey:
 		return "", fmt.Errorf("sign URL: device key must be 1 to %d bytes", maxDeviceKey)

@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/fleetacs/fleetacs/pkg/recordid"
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 	filesv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
 	"github.com/fleetacs/fleetacs/services/files/store"
@@ -120,7 +121,7 @@ func (s *Service) Upload(ctx context.Context, tenant, uploader string, h *filesv
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.UploadTimeout)
 	defer cancel()
 	now := s.now()
-	id := newID(now)
+	id := recordid.New(now)
 	w, err := s.blobs.Create(ctx, tenant, id)
 	if err != nil {
 		return nil, s.statusOf(ctx, "upload file", nil, err)

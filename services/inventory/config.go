@@ -7,10 +7,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 
 	"github.com/fleetacs/fleetacs/pkg/secretbox"
+	"github.com/fleetacs/fleetacs/services/inventory/presetstore"
+	"github.com/fleetacs/fleetacs/services/inventory/presetstore/mongopresets"
+	"github.com/fleetacs/fleetacs/services/inventory/presetstore/sqlitepresets"
 	"github.com/fleetacs/fleetacs/services/inventory/store"
 	"github.com/fleetacs/fleetacs/services/inventory/store/mongostore"
 	"github.com/fleetacs/fleetacs/services/inventory/store/sqlitestore"
@@ -171,4 +175,17 @@ func (l *stringList) Set(s string) error {
 		}
 	}
 	return nil
+}
+
+// NewPresetStore returns the preset store (docs/provisioning.md) beside
+// the device store, not yet started: with sqlite, presets.db in the
+// directory of SQLitePath; with mongodb, collections of the same database.
+func (c *Config) NewPresetStore() (presetstore.Store, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if c.Store == StoreMongoDB {
+		return mongopresets.New(mongopresets.Config{URI: c.MongoDBURI, Database: c.MongoDBDatabase}), nil
+	}
+	return sqlitepresets.New(filepath.Join(filepath.Dir(c.SQLitePath), "presets.db")), nil
 }

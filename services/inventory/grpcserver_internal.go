@@ -54,6 +54,7 @@ func (i *internalServer) GetDeviceForSession(ctx context.Context, req *inventory
 		PendingConnectionRequestCredentials: credentialsProto(d.PendingConnectionRequestCredentials),
 		PendingConnectionRequestTime:        ts(d.PendingConnectionRequestTime),
 		ConnectionRequestRefusedTime:        ts(d.ConnectionRequestRefused),
+		PresetsFingerprint:                  d.PresetsFingerprint,
 	}, nil
 }
 
@@ -80,6 +81,7 @@ func (i *internalServer) sessionState(ctx context.Context, req *inventoryv1.GetD
 		PendingConnectionRequestCredentials: credentialsProto(st.PendingConnectionRequestCredentials),
 		PendingConnectionRequestTime:        ts(st.PendingConnectionRequestTime),
 		ConnectionRequestRefusedTime:        ts(st.ConnectionRequestRefused),
+		PresetsFingerprint:                  st.PresetsFingerprint,
 	}, nil
 }
 
@@ -118,6 +120,9 @@ func diffOf(req *inventoryv1.RecordSessionRequest) (store.Diff, error) {
 		ConnectionRequestCredentials: credentials(req.GetConnectionRequestCredentials()),
 		CPECredentials:               credentials(req.GetCpeCredentials()),
 		SessionTakeover:              req.GetSessionTakeover(),
+		PresetsFingerprint:           req.PresetsFingerprint,
+		AddTags:                      req.GetAddTags(),
+		RemoveTags:                   req.GetRemoveTags(),
 	}
 	if t := req.GetFullDiscoveryTime(); t != nil {
 		d.FullDiscovery = t.AsTime()

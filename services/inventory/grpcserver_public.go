@@ -238,6 +238,13 @@ func (p *publicServer) DeleteDevice(ctx context.Context, req *inventoryv1.Delete
 	if err := p.s.store.Delete(ctx, tenant, req.GetId()); err != nil {
 		return nil, p.s.storeError(ctx, "delete device", tenant, req.GetId(), err)
 	}
+	if p.s.deleted != nil {
+		if err := p.s.deleted(ctx, tenant, req.GetId()); err != nil {
+			// The device is gone; a retry finds no device and stops at
+			// DEVICE_NOT_FOUND, so say what was left behind.
+			p.s.logger.ErrorContext(ctx, "device deleted, its preset secrets not", "tenant", tenant, "device_id", req.GetId(), "error", err)
+		}
+	}
 	return &inventoryv1.DeleteDeviceResponse{}, nil
 }
 

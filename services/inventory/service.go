@@ -29,6 +29,9 @@ type Service struct {
 	now    func() time.Time
 	// started is set by Start and read by Run, which runs after it.
 	started bool
+	// deleted is told of every device DeleteDevice removed (the presets'
+	// device secrets go with it); nil: nobody.
+	deleted func(ctx context.Context, tenant, id string) error
 }
 
 // Options are the Service's optional dependencies.
@@ -109,6 +112,10 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	return nil
 }
+
+// OnDelete registers what must go with a deleted device (the presets'
+// secrets, presets.go). Call it before serving.
+func (s *Service) OnDelete(f func(ctx context.Context, tenant, id string) error) { s.deleted = f }
 
 // Ready reports whether the store is started, for readiness probes.
 func (s *Service) Ready() bool { return s.ready.Load() }

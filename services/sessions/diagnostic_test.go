@@ -330,12 +330,12 @@ func TestDiagnosticResults(t *testing.T) {
 // tasks' default; an explicit await_timeout_seconds wins.
 func TestDiagnosticAwaitDefault(t *testing.T) {
 	task := &tasksv1.Task{Id: "t", Operation: pingOp()}
-	op, err := newTaskOp(task, stagePending, time.Hour)
+	op, err := newTaskOp(task, stagePending, time.Hour, nil)
 	if err != nil || op.AwaitSeconds != uint32(defaultDiagnosticAwait/time.Second) {
 		t.Fatalf("await %d, %v", op.AwaitSeconds, err)
 	}
 	task.Options = &tasksv1.TaskOptions{AwaitTimeoutSeconds: 5}
-	if op, _ := newTaskOp(task, stagePending, time.Hour); op.AwaitSeconds != 5 {
+	if op, _ := newTaskOp(task, stagePending, time.Hour, nil); op.AwaitSeconds != 5 {
 		t.Fatalf("await %d, want 5", op.AwaitSeconds)
 	}
 }

@@ -46,13 +46,14 @@ func (g *GRPCInventory) GetDeviceForSession(ctx context.Context, q DeviceQuery) 
 	if err != nil {
 		return DeviceState{}, fmt.Errorf("get device %s for session: %w", q.DeviceKey, err)
 	}
-	st := DeviceState{LastFencingToken: resp.GetLastFencingToken(), ConnectionRequest: crStateOf(resp)}
+	st := DeviceState{LastFencingToken: resp.GetLastFencingToken(), ConnectionRequest: crStateOf(resp), PresetsFingerprint: resp.GetPresetsFingerprint()}
 	dev := resp.GetDevice()
 	if dev == nil {
 		return st, nil
 	}
 	st.Known = true
 	st.DataModelRoot = dev.GetDataModelRoot()
+	st.Tags = dev.GetTags()
 	if t := dev.GetFullDiscoveryTime(); t != nil {
 		st.FullDiscoveryTime = t.AsTime()
 	}
@@ -149,6 +150,8 @@ func recordRequest(d *Diff) *inventoryv1.RecordSessionRequest {
 	if !d.FullDiscoveryTime.IsZero() {
 		req.FullDiscoveryTime = timestamppb.New(d.FullDiscoveryTime)
 	}
+	req.PresetsFingerprint = d.PresetsFingerprint
+	req.AddTags, req.RemoveTags = d.AddTags, d.RemoveTags
 	if cr := d.ConnectionRequest; cr != nil {
 		if c := cr.Set; c != nil {
 			req.ConnectionRequestCredentials = &inventoryv1.Credentials{Username: c.Username, Password: c.Password}

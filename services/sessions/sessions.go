@@ -99,6 +99,9 @@ type Deps struct {
 	// Secrets seals the secrets sessions keep in checkpoints
 	// (engine.Deps.Secrets).
 	Secrets *secretbox.Keyring
+	// Presets is where workers read the tenants' preset sets
+	// (presets.go); nil: sessions apply no presets.
+	Presets PresetSource
 }
 
 // Worker is a session worker: the fleetacs.sessions.v1.SessionService
@@ -130,8 +133,11 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 		nq := NewNATSTaskQueue(deps.JetStream, deps.BusNames, cfg.TaskIndexResync, logger.With("service", "sessions"))
 		queue, natsQueue = nq, nq
 	}
+	if deps.Presets != nil {
+		planners = append(planners, newPresetPlanner(cfg.PresetsRefresh, deps.Presets, deps.Secrets, deps.Inventory, logger.With("service", "sessions"), deps.Now))
+	}
 	if queue != nil && deps.Tasks != nil {
-		tp, err := newTaskPlanner(cfg, queue, deps.Tasks, logger.With("service", "sessions"), meter)
+		tp, err := newTaskPlanner(cfg, queue, deps.Tasks, deps.Secrets, logger.With("service", "sessions"), meter)
 		if err != nil {
 			return nil, err
 		}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -58,9 +60,8 @@ type taskIndex struct {
 
 	mu  sync.Mutex
 	sub *nats.Subscription
-	// devices maps a queue subject to the generation of the last thing
-	// that named it.
-	devices map[string]uint64
+	// devices maps a queue subject to what the index knows of it.
+	devices map[string]*indexEntry
 	gen     uint64
 	// synced: the index is complete, as of the client's reconnection
 	// count and the subscription's dropped count below.
@@ -72,6 +73,37 @@ type taskIndex struct {
 	during map[string]struct{}
 }
 
+// indexEntry is what the index knows of one device's queue.
+type indexEntry struct {
+	// gen is the generation of the last thing that named the device.
+	gen uint64
+	// seqs are the stream sequences of the device's messages the index
+	// learned (from hints and reads), ascending. complete says they are
+	// all of the device's messages, so that a read gets each by its
+	// sequence; else a read looks the device's subject up from sequence 1,
+	// which on a stream where many devices' messages interleave scans
+	// every message in between (BenchmarkQueueRead).
+	seqs     []uint64
+	complete bool
+}
+
+// maxIndexedSeqs bounds the sequences the index keeps for one device;
+// beyond, the entry is incomplete.
+const maxIndexedSeqs = 64
+
+// add records seq (0: unknown) in e.
+func (e *indexEntry) add(seq uint64) {
+	switch {
+	case seq == 0 || len(e.seqs) >= maxIndexedSeqs:
+		e.complete, e.seqs = false, nil
+	case len(e.seqs) == 0 || e.seqs[len(e.seqs)-1] < seq:
+		e.seqs = append(e.seqs, seq)
+	case !slices.Contains(e.seqs, seq):
+		e.seqs = append(e.seqs, seq)
+		slices.Sort(e.seqs)
+	}
+}
+
 // hintPendingLimit bounds the hints a worker holds unread: each is a
 // subject, no body. Past it the client drops hints and the index
 // resynchronises.
@@ -80,7 +112,7 @@ const hintPendingLimit = 1 << 20
 func newTaskIndex(conn func() *nats.Conn, names natsbus.Names, stream func(context.Context) (jetstream.Stream, error), every time.Duration, logger *slog.Logger) *taskIndex {
 	return &taskIndex{
 		conn: conn, names: names, stream: stream, every: every, logger: logger,
-		kick: make(chan struct{}, 1), devices: map[string]uint64{},
+		kick: make(chan struct{}, 1), devices: map[string]*indexEntry{},
 	}
 }
 
@@ -106,9 +138,18 @@ func (x *taskIndex) hint(m *nats.Msg) {
 	if !ok {
 		return
 	}
+	seq, _ := strconv.ParseUint(string(m.Data), 10, 64)
 	x.mu.Lock()
 	x.gen++
-	x.devices[q] = x.gen
+	e := x.devices[q]
+	if e == nil {
+		// Synced, the index names every device with a message: this
+		// one had none, so the hinted message is its only one.
+		e = &indexEntry{complete: x.synced}
+		x.devices[q] = e
+	}
+	e.gen = x.gen
+	e.add(seq)
 	if x.during != nil {
 		x.during[q] = struct{}{}
 	}
@@ -118,16 +159,34 @@ func (x *taskIndex) hint(m *nats.Msg) {
 	}
 }
 
-// lookup reports whether the device's queue may hold something, and the
-// generation to hand back to forget when a read finds it empty.
-func (x *taskIndex) lookup(queue string) (gen uint64, maybe bool) {
+// indexView is what lookup tells of one device.
+type indexView struct {
+	// maybe: the device's queue may hold something; when false, the
+	// rest is empty.
+	maybe bool
+	// gen is to hand back to forget or learned.
+	gen uint64
+	// seqs, when complete, are all the device's messages (a copy).
+	seqs     []uint64
+	complete bool
+}
+
+// lookup tells what the index knows of the device's queue.
+func (x *taskIndex) lookup(queue string) indexView {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if !x.current() {
-		return 0, true
+		return indexView{maybe: true}
 	}
-	gen, maybe = x.devices[queue]
-	return gen, maybe
+	e, ok := x.devices[queue]
+	if !ok {
+		return indexView{}
+	}
+	v := indexView{maybe: true, gen: e.gen, complete: e.complete}
+	if e.complete {
+		v.seqs = slices.Clone(e.seqs)
+	}
+	return v
 }
 
 // current reports whether the index is synced and its subscription has
@@ -164,24 +223,64 @@ func (x *taskIndex) droppedNow() int {
 	return n
 }
 
-// note adds the device after a read found its queue holding something
-// the index did not know of (a read of a session opened by a connection
-// request, whose hint was lost).
-func (x *taskIndex) note(queue string) {
+// learned records what a read of the device's queue from sequence 1
+// found: seqs, every message the device had when the read passed (all is
+// false when the read stopped at its bound). The index keeps them, with
+// what hints named since the read began, as the device's complete list,
+// if it is synced; a read that found nothing drops the device unless
+// something named it since the read began (gen).
+func (x *taskIndex) learned(queue string, gen uint64, seqs []uint64, all bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if _, ok := x.devices[queue]; !ok {
+	e, ok := x.devices[queue]
+	if len(seqs) == 0 {
+		if ok && e.gen == gen && all {
+			delete(x.devices, queue)
+		}
+		return
+	}
+	if !ok {
 		x.gen++
-		x.devices[queue] = x.gen
+		e = &indexEntry{gen: x.gen}
+		x.devices[queue] = e
+	}
+	if !all || !x.synced {
+		e.complete, e.seqs = false, nil
+		return
+	}
+	if e.gen != gen {
+		// Hinted since the read began: those hints' sequences are in
+		// e.seqs if e was complete; if not, they are lost, and the
+		// entry stays incomplete.
+		if !e.complete {
+			return
+		}
+		for _, s := range seqs {
+			e.add(s)
+		}
+		return
+	}
+	e.seqs, e.complete = slices.Clone(seqs), len(seqs) <= maxIndexedSeqs
+	if !e.complete {
+		e.seqs = nil
 	}
 }
 
-// forget drops the device after a read that began at gen found its queue
-// empty, unless something named it since.
-func (x *taskIndex) forget(queue string, gen uint64) {
+// gone drops, from the device's complete list, the sequences a read by
+// sequence found deleted (their tasks ended); a device left with none is
+// dropped.
+func (x *taskIndex) gone(queue string, seqs []uint64) {
+	if len(seqs) == 0 {
+		return
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if g, ok := x.devices[queue]; ok && g == gen {
+	e, ok := x.devices[queue]
+	if !ok || !e.complete {
+		return
+	}
+	e.seqs = slices.DeleteFunc(e.seqs, func(s uint64) bool { return slices.Contains(seqs, s) })
+	if len(e.seqs) == 0 {
 		delete(x.devices, queue)
 	}
 }
@@ -207,15 +306,20 @@ func (x *taskIndex) resync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	devices := make(map[string]uint64, len(subjects)+len(during))
+	devices := make(map[string]*indexEntry, len(subjects)+len(during))
 	for q := range during {
-		x.gen++
-		devices[q] = x.gen
+		// Hinted during the listing: if the listing missed it too, the
+		// hints are all the index knows, and they are complete when the
+		// entry was.
+		if e := x.devices[q]; e != nil {
+			devices[q] = e
+		}
 	}
 	for q, n := range subjects {
 		if n > 0 {
+			// Listed: the count is known, the sequences not.
 			x.gen++
-			devices[q] = x.gen
+			devices[q] = &indexEntry{gen: x.gen}
 		}
 	}
 	x.devices = devices

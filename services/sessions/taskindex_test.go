@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -57,8 +59,8 @@ func wait(t *testing.T, ch <-chan struct{}, what string) {
 func queueWithHint(t *testing.T, js jetstream.JetStream, names natsbus.Names, tenant, device, id string) {
 	t.Helper()
 	v := &natsEnv{js: js, names: names}
-	v.enqueue(t, tenant, device, id)
-	if err := js.Conn().Publish(names.TaskHint(tenant, device), nil); err != nil {
+	seq := v.enqueue(t, tenant, device, id)
+	if err := js.Conn().Publish(names.TaskHint(tenant, device), []byte(strconv.FormatUint(seq, 10))); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -155,25 +157,108 @@ func TestTaskIndex(t *testing.T) {
 	}
 }
 
-// A hint that names a device while the read of its queue is under way
-// keeps the device in the index: the read may have missed its message.
-func TestTaskIndexForgetRace(t *testing.T) {
+// The index's bookkeeping: a hint that names a device while the read of
+// its queue is under way keeps the device; a read from sequence 1 makes the
+// device's list complete only if it saw everything and the index is
+// synced; a list learns the hints that came during the read; sequences
+// found deleted leave it, and the device with the last of them.
+func TestTaskIndexEntries(t *testing.T) {
 	x := newTaskIndex(nil, natsbus.New("r", "R_"), nil, time.Hour, nil)
+	x.synced = true
 	q := "r-internal.tasks.t.D1"
-	x.hint(&nats.Msg{Subject: "r-internal.queued.t.D1"})
-	gen := x.devices[q]
-	x.hint(&nats.Msg{Subject: "r-internal.queued.t.D1"}) // during the read
-	x.forget(q, gen)
-	if _, ok := x.devices[q]; !ok {
-		t.Fatal("a device named during its read was dropped")
+	hint := func(seq string) { x.hint(&nats.Msg{Subject: "r-internal.queued.t.D1", Data: []byte(seq)}) }
+	entry := func() indexEntry {
+		if e := x.devices[q]; e != nil {
+			return *e
+		}
+		return indexEntry{}
 	}
-	x.forget(q, x.devices[q])
+
+	hint("7") // synced, no entry: the only message
+	if e := entry(); !e.complete || !slices.Equal(e.seqs, []uint64{7}) {
+		t.Fatalf("after a hint: %+v", e)
+	}
+	gen := entry().gen
+	hint("9") // during a read
+	x.learned(q, gen, nil, true)
+	if e := entry(); !e.complete || !slices.Equal(e.seqs, []uint64{7, 9}) {
+		t.Fatalf("a device named during its read was dropped or changed: %+v", e)
+	}
+	x.gone(q, []uint64{7})
+	if e := entry(); !slices.Equal(e.seqs, []uint64{9}) {
+		t.Fatalf("after 7 went: %+v", e)
+	}
+	x.gone(q, []uint64{9})
+	if _, ok := x.devices[q]; ok {
+		t.Fatal("a device whose last message went was kept")
+	}
+
+	hint("") // a hint without sequence (an older tasks service)
+	if e := entry(); e.complete {
+		t.Fatalf("after a hint without sequence: %+v", e)
+	}
+	x.learned(q, entry().gen, []uint64{3, 12}, false) // stopped at its bound
+	if e := entry(); e.complete {
+		t.Fatalf("after a bounded read: %+v", e)
+	}
+	x.learned(q, entry().gen, []uint64{3, 12}, true)
+	if e := entry(); !e.complete || !slices.Equal(e.seqs, []uint64{3, 12}) {
+		t.Fatalf("after a whole read: %+v", e)
+	}
+	gen = entry().gen
+	hint("15")
+	x.learned(q, gen, []uint64{3, 12}, true)
+	if e := entry(); !e.complete || !slices.Equal(e.seqs, []uint64{3, 12, 15}) {
+		t.Fatalf("after a read with a hint during it: %+v", e)
+	}
+	x.learned(q, entry().gen, nil, true)
 	if _, ok := x.devices[q]; ok {
 		t.Fatal("a device whose read found nothing was kept")
 	}
+
+	x.synced = false
+	x.learned(q, 0, []uint64{4}, true)
+	if e := entry(); e.complete {
+		t.Fatalf("learned while not synced: %+v", e)
+	}
 	x.hint(&nats.Msg{Subject: "r-internal.queued.bad"}) // not a hint subject
-	if len(x.devices) != 0 {
+	if len(x.devices) != 1 {
 		t.Fatalf("index %v", x.devices)
+	}
+}
+
+// A device with several messages between other devices' is read by
+// sequence, in queue order, one direct get per message; those deleted
+// leave the index.
+func TestTaskIndexReadsBySequence(t *testing.T) {
+	v := newNATSEnv(t)
+	nc := v.js.Conn()
+	ix := startIndexed(t, v.js, v.names)
+	wait(t, ix.synced, "first sync")
+	var seqs []uint64
+	for i := range 3 {
+		queueWithHint(t, v.js, v.names, "t.one", "D1", fmt.Sprintf("m%d", i))
+		wait(t, ix.hinted, "hint")
+		seqs = append(seqs, v.enqueue(t, "t.one", fmt.Sprintf("other%d", i), "x"))
+	}
+	before := v.directGets.Load()
+	if got := pending(t, ix.q, "D1", false); got != "m0,m1,m2" {
+		t.Fatalf("D1: %q", got)
+	}
+	v.gets(t, nc, before+3)
+	st, err := v.js.Stream(context.Background(), v.names.TasksStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteMsg(context.Background(), seqs[0]-1); err != nil { // m0
+		t.Fatal(err)
+	}
+	if got := pending(t, ix.q, "D1", false); got != "m1,m2" {
+		t.Fatalf("D1 after m0 ended: %q", got)
+	}
+	v.gets(t, nc, before+6)
+	if e := ix.q.index.lookup(v.names.TaskQueue("t.one", "D1")); !e.complete || len(e.seqs) != 2 {
+		t.Fatalf("index entry %+v", e)
 	}
 }
 
@@ -217,7 +302,7 @@ func TestTaskIndexReconnect(t *testing.T) {
 	}
 	ix := startIndexed(t, js, names)
 	wait(t, ix.synced, "first sync")
-	if _, maybe := ix.q.index.lookup(names.TaskQueue("t.one", "D9")); maybe {
+	if ix.q.index.lookup(names.TaskQueue("t.one", "D9")).maybe {
 		t.Fatal("synced index names a device with nothing queued")
 	}
 

@@ -1,8 +1,10 @@
 package sessions
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -11,6 +13,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
+	"github.com/fleetacs/fleetacs/pkg/taskspec"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	"github.com/fleetacs/fleetacs/services/sessions/engine"
 )
@@ -43,9 +47,11 @@ const refreshBatch = 100
 // taskOp is one task of the tasks service run as a session operation
 // (docs/sessions.md, "Tasks"): every ACS method of pkg/cwmp, and
 // refresh. It is data, checkpointed as JSON with its session. Spec holds
-// the task's operation (protobuf) until its request has been answered;
-// it is dropped then, since a Download's password must not outlive the
-// request in the checkpoint store.
+// the task's operation (protobuf) until its request has been answered,
+// without its passwords (a Download's, ...): those are in Sealed, sealed
+// with the worker's keys, and the request as checkpointed goes without
+// them (engine.SecretCaller), so that no checkpoint holds them in clear
+// (docs/security.md).
 type taskOp struct {
 	ID string `json:"id"`
 	// Kind is the name of the Operation's oneof field ("reboot", ...).
@@ -82,10 +88,28 @@ type taskOp struct {
 	// its deadline.
 	Awaited bool `json:"awaited,omitempty"`
 
-	spec *tasksv1.Operation
+	// Secret says the operation has passwords (taskspec.Passwords).
+	// SealedKeyID and Sealed are they, as a JSON array of strings, sealed
+	// with the worker's keys; empty when it has no keys (the passwords
+	// are then in this worker's memory only).
+	Secret      bool   `json:"secret,omitempty"`
+	SealedKeyID string `json:"sealedKeyId,omitempty"`
+	Sealed      []byte `json:"sealed,omitempty"`
+
+	// spec is Spec decoded, passwords put back; keys open Sealed;
+	// passwords are the passwords in clear, in memory only.
+	spec      *tasksv1.Operation
+	keys      *secretbox.Keyring
+	passwords []string
 }
 
-var _ engine.Operation = (*taskOp)(nil)
+var (
+	_ engine.Operation    = (*taskOp)(nil)
+	_ engine.SecretCaller = (*taskOp)(nil)
+)
+
+// taskSecretAAD binds a task's sealed passwords to the task.
+func taskSecretAAD(id string) []byte { return secretbox.AAD("task-operation", id) }
 
 // kindOf names an Operation's kind as its oneof field does.
 func kindOf(op *tasksv1.Operation) string {
@@ -96,14 +120,23 @@ func kindOf(op *tasksv1.Operation) string {
 	return string(k.Name())
 }
 
-// newTaskOp makes the operation of a claimed task in stage.
-func newTaskOp(t *tasksv1.Task, stage string, defaultAwait time.Duration) (*taskOp, error) {
+// newTaskOp makes the operation of a claimed task in stage; keys (nil:
+// none) seal its passwords.
+func newTaskOp(t *tasksv1.Task, stage string, defaultAwait time.Duration, keys *secretbox.Keyring) (*taskOp, error) {
 	spec := t.GetOperation()
 	kind := kindOf(spec)
 	if kind == "" {
 		return nil, errors.New("task has no operation")
 	}
-	b, err := proto.Marshal(spec)
+	bare := proto.Clone(spec).(*tasksv1.Operation)
+	var passwords []string
+	anySet := false
+	for _, f := range taskspec.Passwords(bare) {
+		passwords = append(passwords, *f)
+		anySet = anySet || *f != ""
+		*f = ""
+	}
+	b, err := proto.Marshal(bare)
 	if err != nil {
 		return nil, fmt.Errorf("encode operation of task %s: %w", t.GetId(), err)
 	}
@@ -114,7 +147,20 @@ func newTaskOp(t *tasksv1.Task, stage string, defaultAwait time.Duration) (*task
 		}
 		await = uint32(defaultAwait / time.Second)
 	}
-	o := &taskOp{ID: t.GetId(), Kind: kind, Key: effectiveKey(spec, t.GetCommandKey()), Spec: b, AwaitSeconds: await, Stage: stage, spec: spec}
+	o := &taskOp{ID: t.GetId(), Kind: kind, Key: effectiveKey(spec, t.GetCommandKey()), Spec: b, AwaitSeconds: await, Stage: stage,
+		spec: spec, keys: keys}
+	if anySet {
+		o.Secret, o.passwords = true, passwords
+		if keys != nil {
+			plain, err := json.Marshal(passwords)
+			if err != nil {
+				return nil, fmt.Errorf("encode the credentials of task %s: %w", t.GetId(), err)
+			}
+			if o.SealedKeyID, o.Sealed, err = keys.Seal(plain, taskSecretAAD(t.GetId())); err != nil {
+				return nil, fmt.Errorf("seal the credentials of task %s: %w", t.GetId(), err)
+			}
+		}
+	}
 	if r := spec.GetRefresh(); r != nil && stage == stagePending {
 		o.Stage, o.Path = stageNames, r.GetPath()
 	}
@@ -154,15 +200,90 @@ func effectiveKey(op *tasksv1.Operation, commandKey string) string {
 	return commandKey
 }
 
-// operation decodes Spec once.
+// operation decodes Spec once, and puts its passwords back; nil when
+// Spec is gone, or holds passwords this worker cannot open (sealed with
+// keys it does not have: Detail says so).
 func (o *taskOp) operation() *tasksv1.Operation {
-	if o.spec == nil && len(o.Spec) > 0 {
-		var op tasksv1.Operation
-		if proto.Unmarshal(o.Spec, &op) == nil {
-			o.spec = &op
+	if o.spec != nil || len(o.Spec) == 0 {
+		return o.spec
+	}
+	var op tasksv1.Operation
+	if proto.Unmarshal(o.Spec, &op) != nil {
+		return nil
+	}
+	if o.Secret {
+		pw, ok := o.openPasswords()
+		fields := taskspec.Passwords(&op)
+		if !ok || len(pw) != len(fields) {
+			o.Detail = "the task's credentials were sealed with keys this worker does not hold (-sessions.secrets-key-file must be the same on every worker)"
+			return nil
+		}
+		for i, f := range fields {
+			*f = pw[i]
 		}
 	}
+	o.spec = &op
 	return o.spec
+}
+
+// openPasswords returns the operation's passwords, opening Sealed.
+func (o *taskOp) openPasswords() ([]string, bool) {
+	if o.passwords != nil {
+		return o.passwords, true
+	}
+	if o.keys == nil || len(o.Sealed) == 0 {
+		return nil, false
+	}
+	plain, err := o.keys.Open(o.SealedKeyID, o.Sealed, taskSecretAAD(o.ID))
+	if err != nil {
+		return nil, false
+	}
+	var pw []string
+	if json.Unmarshal(plain, &pw) != nil {
+		return nil, false
+	}
+	o.passwords = pw
+	return pw, true
+}
+
+// Redact implements engine.SecretCaller: the request as checkpointed, its
+// passwords left out.
+func (o *taskOp) Redact(key string, m cwmp.Message) cwmp.Message {
+	if key != keyRequest {
+		return m
+	}
+	switch r := m.(type) {
+	case *cwmp.Download:
+		c := *r
+		c.Password = ""
+		return &c
+	case *cwmp.Upload:
+		c := *r
+		c.Password = ""
+		return &c
+	case *cwmp.ScheduleDownload:
+		c := *r
+		c.Password = ""
+		return &c
+	case *cwmp.ChangeDUState:
+		c := *r
+		c.Operations = slices.Clone(r.Operations)
+		for i := range c.Operations {
+			c.Operations[i].Password = ""
+		}
+		return &c
+	}
+	return m
+}
+
+// Rebuild implements engine.SecretCaller: the request again, passwords
+// included, from Spec and Sealed.
+func (o *taskOp) Rebuild(_ *engine.Context, key string) (cwmp.Message, bool) {
+	if key != keyRequest || !o.Secret {
+		return nil, true
+	}
+	m, err := o.request()
+	return m, err == nil
 }
 
 // Call keys.
@@ -199,6 +320,9 @@ func (o *taskOp) Next(*engine.Context) (engine.Call, bool) {
 func (o *taskOp) request() (cwmp.Message, error) {
 	spec := o.operation()
 	if spec == nil {
+		if o.Detail != "" {
+			return nil, errors.New(o.Detail)
+		}
 		return nil, errors.New("the task's operation is gone")
 	}
 	if o.Kind == kindDiagnostic {

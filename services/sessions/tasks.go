@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	"github.com/fleetacs/fleetacs/services/sessions/engine"
 )
@@ -62,6 +63,9 @@ type taskPlanner struct {
 	await   time.Duration
 	timeout time.Duration
 	logger  *slog.Logger
+	// keys seal the passwords of the operations in checkpoints (nil:
+	// none; they are then kept in memory only).
+	keys *secretbox.Keyring
 	// failures counts calls that failed, by op (queue, claim, report).
 	failures metric.Int64Counter
 	// reported counts reports, by outcome.
@@ -73,7 +77,7 @@ var (
 	_ engine.Leaver  = (*taskPlanner)(nil)
 )
 
-func newTaskPlanner(cfg Config, q TaskQueue, t Tasks, logger *slog.Logger, mp metric.MeterProvider) (*taskPlanner, error) {
+func newTaskPlanner(cfg Config, q TaskQueue, t Tasks, keys *secretbox.Keyring, logger *slog.Logger, mp metric.MeterProvider) (*taskPlanner, error) {
 	m := mp.Meter("github.com/fleetacs/fleetacs/services/sessions")
 	failures, err := m.Int64Counter("fleetacs.sessions.task_failures", metric.WithDescription("calls of the task planner that failed, by op (queue, claim, report)"))
 	if err != nil {
@@ -84,7 +88,7 @@ func newTaskPlanner(cfg Config, q TaskQueue, t Tasks, logger *slog.Logger, mp me
 		return nil, err
 	}
 	return &taskPlanner{queue: q, tasks: t, maxRun: cfg.MaxTasksPerSession, await: cfg.TaskAwaitTimeout, timeout: cfg.CallTimeout,
-		logger: logger, failures: failures, reported: reported}, nil
+		keys: keys, logger: logger, failures: failures, reported: reported}, nil
 }
 
 // Kind implements engine.Planner.
@@ -99,6 +103,7 @@ func (p *taskPlanner) Restore(data []byte) (engine.Operation, error) {
 	if o.ID == "" || o.Kind == "" || o.Stage == "" {
 		return nil, fmt.Errorf("decode task operation: id %q, kind %q, stage %q", o.ID, o.Kind, o.Stage)
 	}
+	o.keys = p.keys
 	return &o, nil
 }
 
@@ -178,7 +183,7 @@ func (p *taskPlanner) operation(ct *tasksv1.ClaimedTask, s engine.Start, paramKe
 		}
 		return op, nil
 	case tasksv1.ClaimAction_CLAIM_ACTION_AWAIT:
-		op, err := newTaskOp(t, stageWaiting, p.await)
+		op, err := newTaskOp(t, stageWaiting, p.await, p.keys)
 		if err != nil {
 			return nil, err
 		}
@@ -199,7 +204,7 @@ func (p *taskPlanner) operation(ct *tasksv1.ClaimedTask, s engine.Start, paramKe
 // runnable makes the operation of a task to send; root is the device's
 // data-model root, which a refresh of no path reads.
 func (p *taskPlanner) runnable(t *tasksv1.Task, root string) (*taskOp, error) {
-	op, err := newTaskOp(t, stagePending, p.await)
+	op, err := newTaskOp(t, stagePending, p.await, p.keys)
 	if err != nil {
 		return nil, err
 	}

@@ -69,48 +69,84 @@ func (q *NATSTaskQueue) handle(ctx context.Context) (jetstream.Stream, error) {
 	return s, nil
 }
 
-// Pending implements TaskQueue: unless the index says the device has
-// nothing queued (and fresh is false), each direct get asks for the first
-// message of the device's subject at or after a sequence, starting at 1
-// and going on after the last one found.
+// Pending implements TaskQueue. A device the index says has nothing
+// queued costs nothing (unless fresh); one whose messages the index all
+// knows costs a direct get of each by its sequence; otherwise each direct
+// get asks for the first message of the device's subject at or after a
+// sequence, starting at 1 and going on after the last one found, and the
+// index learns what the read found.
 func (q *NATSTaskQueue) Pending(ctx context.Context, tenant, deviceKey string, max int, fresh bool) ([]string, error) {
 	subj := q.names.TaskQueue(tenant, deviceKey)
-	var gen uint64
+	var view indexView
 	if q.index != nil {
-		g, maybe := q.index.lookup(subj)
-		if !maybe && !fresh {
+		view = q.index.lookup(subj)
+		if !view.maybe && !fresh {
 			return nil, nil
 		}
-		gen = g
 	}
 	s, err := q.handle(ctx)
 	if err != nil {
 		return nil, err
 	}
+	if view.complete && !fresh {
+		return q.bySequence(ctx, s, subj, view.seqs, max)
+	}
 	var ids []string
+	var seqs []uint64
 	seq := uint64(1)
+	all := false
 	for len(ids) < max {
 		m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
 		if natsbus.IsNotFound(err) {
+			all = true
 			break
 		}
 		if err != nil {
 			return ids, fmt.Errorf("read task queue %s: %w", subj, err)
 		}
 		seq = m.Sequence + 1
-		var qt tasksv1.QueuedTask
-		if err := proto.Unmarshal(m.Data, &qt); err != nil || qt.GetId() == "" {
-			// Not a task: skip it rather than block the queue.
-			continue
+		seqs = append(seqs, m.Sequence)
+		if id, ok := queuedTaskID(m.Data); ok {
+			ids = append(ids, id)
 		}
-		ids = append(ids, qt.GetId())
 	}
-	switch {
-	case q.index == nil:
-	case len(ids) == 0 && seq == 1:
-		q.index.forget(subj, gen)
-	case len(ids) > 0 && gen == 0:
-		q.index.note(subj)
+	if q.index != nil {
+		q.index.learned(subj, view.gen, seqs, all)
 	}
 	return ids, nil
+}
+
+// bySequence reads the device's messages at seqs, all of them as far as
+// the index knows; those deleted since (their tasks ended) leave the index.
+func (q *NATSTaskQueue) bySequence(ctx context.Context, s jetstream.Stream, subj string, seqs []uint64, max int) ([]string, error) {
+	var ids []string
+	var gone []uint64
+	for _, seq := range seqs {
+		if len(ids) >= max {
+			break
+		}
+		m, err := s.GetMsg(ctx, seq)
+		if natsbus.IsNotFound(err) || err == nil && m.Subject != subj {
+			gone = append(gone, seq)
+			continue
+		}
+		if err != nil {
+			return ids, fmt.Errorf("read task queue %s at %d: %w", subj, seq, err)
+		}
+		if id, ok := queuedTaskID(m.Data); ok {
+			ids = append(ids, id)
+		}
+	}
+	q.index.gone(subj, gone)
+	return ids, nil
+}
+
+// queuedTaskID returns the task id of a queue message; ok false for a
+// body that is not a task, which is skipped rather than block the queue.
+func queuedTaskID(data []byte) (string, bool) {
+	var qt tasksv1.QueuedTask
+	if err := proto.Unmarshal(data, &qt); err != nil || qt.GetId() == "" {
+		return "", false
+	}
+	return qt.GetId(), true
 }

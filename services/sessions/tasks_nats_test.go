@@ -70,15 +70,17 @@ func newNATSEnv(t *testing.T) *natsEnv {
 	return v
 }
 
-func (v *natsEnv) enqueue(t *testing.T, tenant, device, id string) {
+func (v *natsEnv) enqueue(t *testing.T, tenant, device, id string) uint64 {
 	t.Helper()
 	b, err := proto.Marshal(&tasksv1.QueuedTask{Id: id, CreateTime: timestamppb.New(t0)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.js.Publish(context.Background(), v.names.TaskQueue(tenant, device), b); err != nil {
+	ack, err := v.js.Publish(context.Background(), v.names.TaskQueue(tenant, device), b)
+	if err != nil {
 		t.Fatal(err)
 	}
+	return ack.Sequence
 }
 
 // gets waits until n direct gets were seen (the subscriber runs on its own

@@ -1,6 +1,7 @@
 package sessions
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/affinity"
 	"github.com/fleetacs/fleetacs/pkg/affinity/affinitytest"
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	"github.com/fleetacs/fleetacs/services/sessions/engine"
 )
@@ -180,6 +182,8 @@ type taskEnv struct {
 	tasks   *fakeTasks
 	watcher *recWatcher
 	e       *engine.Engine
+	// keys are the workers' secrets keys (nil: none).
+	keys *secretbox.Keyring
 }
 
 func newTaskEnv(t testing.TB, mutate func(*Config)) *taskEnv {
@@ -199,7 +203,7 @@ func (v *taskEnv) engine(mutate func(*Config)) *engine.Engine {
 	}
 	w, err := New(cfg, Deps{
 		Inventory: v.inv, Leases: v.store.Leases, Checkpoints: v.store.Checkpoints, Registry: v.store.Registry, Sessions: v.store.Sessions,
-		Now: v.clock.Now, TaskQueue: v.queue, Tasks: v.tasks, Watcher: v.watcher,
+		Now: v.clock.Now, TaskQueue: v.queue, Tasks: v.tasks, Watcher: v.watcher, Secrets: v.keys,
 	})
 	if err != nil {
 		v.t.Fatal(err)
@@ -1027,5 +1031,62 @@ func TestTaskAwaitOtherCompletions(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func testKeyring(t *testing.T) *secretbox.Keyring {
+	t.Helper()
+	k, err := secretbox.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kr, err := secretbox.New(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kr
+}
+
+// A task's password never sits in a checkpoint in clear, neither in the
+// operation nor in the outstanding request: a worker with the same keys
+// resumes the session and sends the Download again, password included,
+// when the CPE asks; one without them does not send it without it.
+func TestTaskPasswordSealedInCheckpoints(t *testing.T) {
+	const secret = "s3cret-pw"
+	for _, shared := range []bool{true, false} {
+		v := newTaskEnv(t, nil)
+		v.keys = testKeyring(t)
+		v.e = v.engine(nil)
+		v.queue.ids = []string{"t1"}
+		v.tasks.add("t1", tasksv1.ClaimAction_CLAIM_ACTION_RUN, &tasksv1.Operation{Kind: &tasksv1.Operation_Download{Download: &tasksv1.Download{
+			FileType: "1 Firmware Upgrade Image", Url: "https://files.example/fw.bin", Username: "fw", Password: secret}}})
+		c := v.cpe(answers)
+		c.inform(v.e, periodic)
+		m, _ := c.step(v.e, nil)
+		if d, ok := m.(*cwmp.Download); !ok || d.Password != secret || d.Username != "fw" {
+			t.Fatalf("sent %#v", m)
+		}
+		cp, err := v.store.Checkpoints.Load(context.Background(), testTenant, c.key, c.sid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(cp.Data, []byte(secret)) || bytes.Contains(cp.Journal, []byte(secret)) {
+			t.Fatal("checkpoint holds the password in clear")
+		}
+		if !bytes.Contains(cp.Data, []byte("files.example")) {
+			t.Fatal("checkpoint without the request")
+		}
+		if !shared {
+			v.keys = testKeyring(t)
+		}
+		other := v.engine(func(c *Config) { c.WorkerID = "w-2" })
+		m, _ = c.step(other, nil) // an empty POST: the request again
+		d, ok := m.(*cwmp.Download)
+		switch {
+		case shared && (!ok || d.Password != secret):
+			t.Fatalf("the worker with the keys sent %#v", m)
+		case !shared && ok:
+			t.Fatalf("the worker without the keys sent %#v", m)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -13,7 +14,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/fleetacs/fleetacs/pkg/apiauth"
 	"github.com/fleetacs/fleetacs/pkg/deviceid"
+	"github.com/fleetacs/fleetacs/pkg/recordid"
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	"github.com/fleetacs/fleetacs/services/tasks/store"
@@ -43,24 +46,10 @@ func (s *Service) tenant(ctx context.Context, named string) (string, error) {
 		}
 		t = ts[0]
 	}
-	if !validTenant(t) {
+	if !apiauth.ValidTenant(t) {
 		return "", invalidField("tenant", "1 to 64 characters from [A-Za-z0-9_.-]")
 	}
 	return t, nil
-}
-
-// validTenant is the inventory's rule (apiauth.ValidTenant).
-func validTenant(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-' || c == '.') {
-			return false
-		}
-	}
-	return true
 }
 
 func checkDeviceID(field, id string) error {
@@ -137,7 +126,7 @@ func (s *Service) create(ctx context.Context, in newTask) (*tasksv1.Task, bool, 
 		return nil, false, errDeviceNotFound
 	}
 	now := s.now()
-	id := newID(now)
+	id := recordid.New(now)
 	op := proto.Clone(in.op).(*tasksv1.Operation)
 	setPasswordFlags(op)
 	secret, err := sealSecrets(s.deps.Secrets, in.tenant, id, op)
@@ -246,7 +235,7 @@ func (s *Service) enqueue(ctx context.Context, r store.Record) (*tasksv1.Task, e
 		return t, nil
 	}
 	seq := ack.Sequence
-	s.hintQueued(ctx, r.Tenant, r.DeviceID)
+	s.hintQueued(ctx, r.Tenant, r.DeviceID, seq)
 	t, r, err = s.change(ctx, r, func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
 		if r.QueueSeq != 0 {
 			return false, nil
@@ -273,14 +262,15 @@ func (s *Service) enqueue(ctx context.Context, r store.Record) (*tasksv1.Task, e
 }
 
 // hintQueued tells the session workers' task indexes that the device's
-// queue holds a message (pkg/natsbus TaskHint). It is sent only after the
+// queue holds a message at stream sequence seq (pkg/natsbus TaskHint; the
+// body is the sequence in decimal). It is sent only after the
 // stream acknowledged the message, so that a worker that hears it finds the
 // message; a hint lost on the way delays the task to the device's first
 // session after the workers' next resynchronisation, and a session opened by
 // a connection request reads the queue whatever its index says
 // (docs/sessions.md, "Tasks").
-func (s *Service) hintQueued(ctx context.Context, tenant, device string) {
-	if err := s.js.Conn().Publish(s.names.TaskHint(tenant, device), nil); err != nil {
+func (s *Service) hintQueued(ctx context.Context, tenant, device string, seq uint64) {
+	if err := s.js.Conn().Publish(s.names.TaskHint(tenant, device), strconv.AppendUint(nil, seq, 10)); err != nil {
 		s.logger.WarnContext(ctx, "task queue hint not published", "tenant", tenant, "device_id", device, "error", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/fleetacs/fleetacs/pkg/recordid"
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 	eventsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/events/v1"
@@ -241,7 +242,7 @@ func TestSweeperExpiryReplicas(t *testing.T) {
 func TestUnpublishedRecordIsQueued(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	now := h.clock.Now()
-	task := &tasksv1.Task{Id: newID(now), Tenant: "default", DeviceId: dev1, Operation: reboot(), Options: &tasksv1.TaskOptions{},
+	task := &tasksv1.Task{Id: recordid.New(now), Tenant: "default", DeviceId: dev1, Operation: reboot(), Options: &tasksv1.TaskOptions{},
 		CreateTime: timestamppb.New(now), CommandKey: "k"}
 	enter(task, tasksv1.TaskState_TASK_STATE_QUEUED, now, "created")
 	rec := recordOf(task, now)

@@ -11,6 +11,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/fleetacs/fleetacs/pkg/apiauth"
+	"github.com/fleetacs/fleetacs/pkg/recordid"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	"github.com/fleetacs/fleetacs/services/tasks/store"
 )
@@ -27,7 +29,7 @@ const maxClaim = 1000
 
 func (s *Service) checkInternal(tenant, device, session string, n int) error {
 	switch {
-	case !validTenant(tenant):
+	case !apiauth.ValidTenant(tenant):
 		return status.Error(codes.InvalidArgument, "tenant: 1 to 64 characters from [A-Za-z0-9_.-]")
 	case checkDeviceID("device_id", device) != nil:
 		return status.Error(codes.InvalidArgument, "device_id: not a device key")
@@ -47,7 +49,7 @@ func (i *internalServer) ClaimTasks(ctx context.Context, req *tasksv1.ClaimTasks
 	}
 	ids := make([]string, 0, len(req.GetTaskIds()))
 	for _, id := range req.GetTaskIds() {
-		if validID(id) {
+		if recordid.Valid(id) {
 			ids = append(ids, id)
 		}
 	}
@@ -187,7 +189,7 @@ func (i *internalServer) ReportTasks(ctx context.Context, req *tasksv1.ReportTas
 
 func (s *Service) report(ctx context.Context, tenant, device, session string, rep *tasksv1.TaskReport) (*tasksv1.ReportTaskAck, error) {
 	ack := &tasksv1.ReportTaskAck{Id: rep.GetId()}
-	if !validID(rep.GetId()) {
+	if !recordid.Valid(rep.GetId()) {
 		return ack, nil
 	}
 	r, err := s.store.Get(ctx, tenant, rep.GetId())

@@ -76,42 +76,6 @@ func opKey(op *tasksv1.Operation) string {
 	return ""
 }
 
-// passwords returns the operation's password fields, in a fixed order, so
-// that they can be sealed apart from the record and put back (docs/tasks.md,
-// "Credentials").
-func passwords(op *tasksv1.Operation) []*string {
-	switch k := op.GetKind().(type) {
-	case *tasksv1.Operation_Download:
-		if k.Download != nil {
-			return []*string{&k.Download.Password}
-		}
-	case *tasksv1.Operation_Upload:
-		if k.Upload != nil {
-			return []*string{&k.Upload.Password}
-		}
-	case *tasksv1.Operation_ScheduleDownload:
-		if k.ScheduleDownload != nil {
-			return []*string{&k.ScheduleDownload.Password}
-		}
-	case *tasksv1.Operation_ChangeDuState:
-		var out []*string
-		for _, o := range k.ChangeDuState.GetOperations() {
-			switch d := o.GetKind().(type) {
-			case *tasksv1.DeploymentUnitOperation_Install:
-				if d.Install != nil {
-					out = append(out, &d.Install.Password)
-				}
-			case *tasksv1.DeploymentUnitOperation_Update:
-				if d.Update != nil {
-					out = append(out, &d.Update.Password)
-				}
-			}
-		}
-		return out
-	}
-	return nil
-}
-
 // setPasswordFlags sets the password_set output fields of op.
 func setPasswordFlags(op *tasksv1.Operation) {
 	switch k := op.GetKind().(type) {

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fleetacs/fleetacs/pkg/recordid"
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	"github.com/fleetacs/fleetacs/services/tasks/store"
@@ -29,7 +30,7 @@ func (s *Service) taskKey(ctx context.Context, tenant, id string) (string, error
 	if err != nil {
 		return "", err
 	}
-	if !validID(id) {
+	if !recordid.Valid(id) {
 		// An id of another form names no task: NOT_FOUND, as for an id
 		// of another tenant.
 		if id == "" {
@@ -166,7 +167,7 @@ func decodePageToken(token string, bind []byte) (*store.Cursor, error) {
 		return nil, nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil || len(b) != tokenHashLen+8+idLength || string(b[:tokenHashLen]) != string(bind) || !validID(string(b[tokenHashLen+8:])) {
+	if err != nil || len(b) != tokenHashLen+8+recordid.Length || string(b[:tokenHashLen]) != string(bind) || !recordid.Valid(string(b[tokenHashLen+8:])) {
 		return nil, apiError(codes.InvalidArgument, errorsv1.ErrorReason_INVALID_PAGE_TOKEN,
 			"page token is malformed or belongs to another request", nil)
 	}

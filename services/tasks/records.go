@@ -16,6 +16,7 @@ import (
 
 	"github.com/fleetacs/fleetacs/pkg/natsbus"
 	"github.com/fleetacs/fleetacs/pkg/secretbox"
+	"github.com/fleetacs/fleetacs/pkg/taskspec"
 	eventsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/events/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	"github.com/fleetacs/fleetacs/services/tasks/store"
@@ -309,7 +310,7 @@ func (s *Service) deleteQueued(ctx context.Context, seq uint64) {
 // sealSecrets seals the passwords of op (cleared from it) for the record of
 // task id; nil when it holds none.
 func sealSecrets(k *secretbox.Keyring, tenant, id string, op *tasksv1.Operation) ([]byte, error) {
-	fields := passwords(op)
+	fields := taskspec.Passwords(op)
 	vals := make([]string, len(fields))
 	any := false
 	for i, p := range fields {
@@ -348,7 +349,7 @@ func openSecrets(k *secretbox.Keyring, tenant, id string, secret []byte, op *tas
 	if err := json.Unmarshal(plain, &vals); err != nil {
 		return fmt.Errorf("decode credentials of task %s: %w", id, err)
 	}
-	for i, p := range passwords(op) {
+	for i, p := range taskspec.Passwords(op) {
 		if i < len(vals) {
 			*p = vals[i]
 		}

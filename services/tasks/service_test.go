@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/fleetacs/fleetacs/pkg/recordid"
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 	eventsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/events/v1"
@@ -89,7 +91,7 @@ func TestCreateQueuesSealsAndWakes(t *testing.T) {
 	op := &tasksv1.Operation{Kind: &tasksv1.Operation_Download{Download: &tasksv1.Download{
 		FileType: "1 Firmware Upgrade Image", Url: "https://files.example/fw.bin", Username: "u", Password: "s3cret-pw"}}}
 	task := h.create(t, dev1, op, &tasksv1.TaskOptions{ConnectionRequest: true, Priority: 5})
-	if len(task.GetId()) != 26 || !validID(task.GetId()) || task.GetCommandKey() != task.GetId() || task.GetState() != tasksv1.TaskState_TASK_STATE_QUEUED {
+	if len(task.GetId()) != 26 || !recordid.Valid(task.GetId()) || task.GetCommandKey() != task.GetId() || task.GetState() != tasksv1.TaskState_TASK_STATE_QUEUED {
 		t.Fatalf("created %v", task)
 	}
 	if d := task.GetOperation().GetDownload(); d.GetPassword() != "" || !d.GetPasswordSet() || d.GetUsername() != "u" {
@@ -106,7 +108,7 @@ func TestCreateQueuesSealsAndWakes(t *testing.T) {
 		t.Fatalf("queue %v", got)
 	}
 	// The hint to the workers' task indexes (docs/sessions.md, "Tasks").
-	if m, err := hints.NextMsg(5 * time.Second); err != nil || m.Subject != h.names.TaskHint("default", dev1) {
+	if m, err := hints.NextMsg(5 * time.Second); err != nil || m.Subject != h.names.TaskHint("default", dev1) || string(m.Data) != strconv.FormatUint(r.QueueSeq, 10) {
 		t.Fatalf("hint %v, %v", m, err)
 	}
 	// The wake-up request.

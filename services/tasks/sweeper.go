@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/fleetacs/fleetacs/pkg/recordid"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	"github.com/fleetacs/fleetacs/services/tasks/store"
 )
@@ -130,7 +131,7 @@ func (s *Service) sweepOne(ctx context.Context, r store.Record) (bool, error) {
 // asked for it.
 func (s *Service) recordWake(ctx context.Context, tenant string, ids []string, w *tasksv1.WakeOutcome) error {
 	for _, id := range ids {
-		if !validID(id) {
+		if !recordid.Valid(id) {
 			continue
 		}
 		r, err := s.store.Get(ctx, tenant, id)

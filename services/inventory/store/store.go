@@ -118,6 +118,8 @@ type SessionState struct {
 	PendingConnectionRequestCredentials *Credentials
 	PendingConnectionRequestTime        time.Time
 	ConnectionRequestRefused            time.Time
+	// PresetsFingerprint as in Device.
+	PresetsFingerprint string
 }
 
 // Device is the inventory's document for one CPE.
@@ -180,6 +182,11 @@ type Device struct {
 	Tags []string
 	// FencingToken is the highest fencing token applied to the device.
 	FencingToken uint64
+	// PresetsFingerprint says which preset set the device last converged
+	// to (docs/provisioning.md, "Convergence"), as sessions recorded it;
+	// "" when none. AddTags and RemoveTags clear it: the presets that
+	// match the device may have changed.
+	PresetsFingerprint string
 	// Params is the parameter tree, keyed by full path. It is nil unless
 	// ReadOptions asked for parameters. Object paths end with ".".
 	Params map[string]Parameter
@@ -325,6 +332,8 @@ type Diff struct {
 	// AddTags and RemoveTags change tags; a tag may not be in both.
 	AddTags    []string
 	RemoveTags []string
+	// PresetsFingerprint, when set, replaces the device's.
+	PresetsFingerprint *string
 }
 
 // Inform carries the facts of one Inform.

@@ -72,3 +72,48 @@ func testSessionState(t *testing.T, s store.Store) {
 	apply(t, s, tenant, inform(dev, t3), 9)
 	agree("created again", store.SessionState{DataModelRoot: "Device.", FencingToken: 9})
 }
+
+// testPresetsFingerprint: a diff sets the fingerprint, SessionState and Get
+// return it, a diff without one keeps it, and operator tag changes forget
+// it (docs/provisioning.md).
+func testPresetsFingerprint(t *testing.T, s store.Store) {
+	tenant := newTenant()
+	dev := devID("00AABB", "R", "PF1")
+	id := store.MakeID(dev)
+	check := func(what, want string) {
+		t.Helper()
+		st, err := s.SessionState(ctxT(t), tenant, id)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if d := get(t, s, tenant, id, store.ReadOptions{}); st.PresetsFingerprint != want || d.PresetsFingerprint != want {
+			t.Fatalf("%s: fingerprint %q (Get %q), want %q", what, st.PresetsFingerprint, d.PresetsFingerprint, want)
+		}
+	}
+	d := inform(dev, base, "0 BOOTSTRAP")
+	d.PresetsFingerprint = store.Ptr("s3")
+	apply(t, s, tenant, d, 1)
+	check("first contact", "s3")
+	applyID(t, s, tenant, id, inform(dev, base.Add(time.Minute), "2 PERIODIC"), 2)
+	check("a diff without one", "s3")
+	d = inform(dev, base.Add(2*time.Minute), "2 PERIODIC")
+	d.PresetsFingerprint = store.Ptr("s4")
+	applyID(t, s, tenant, id, d, 3)
+	check("a new one", "s4")
+	if err := s.AddTags(ctxT(t), tenant, id, "vip"); err != nil {
+		t.Fatal(err)
+	}
+	check("after AddTags", "")
+	d.PresetsFingerprint = store.Ptr("s5")
+	d.Time = base.Add(3 * time.Minute)
+	applyID(t, s, tenant, id, d, 4)
+	if err := s.RemoveTags(ctxT(t), tenant, id, "vip"); err != nil {
+		t.Fatal(err)
+	}
+	check("after RemoveTags", "")
+	bad := inform(dev, base.Add(4*time.Minute))
+	bad.PresetsFingerprint = store.Ptr("a\x00b")
+	if _, err := s.ApplySessionDiff(ctxT(t), tenant, id, bad, 5); !errors.Is(err, store.ErrInvalidArgument) {
+		t.Fatalf("fingerprint with NUL: %v", err)
+	}
+}

@@ -42,6 +42,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"ParamsValuesKeptExactly", testValuesExact},
 		{"ParamsRereadKeepFreshTimes", testRereadTimes},
 		{"SessionState", testSessionState},
+		{"PresetsFingerprint", testPresetsFingerprint},
 		{"ParamsDeletePrefix", testDeletePrefix},
 		{"ParamsReplaceSubtree", testReplaceSubtree},
 		{"ParamsDeleteAll", testDeleteAll},

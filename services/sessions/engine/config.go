@@ -113,6 +113,10 @@ type Config struct {
 	// CRCredentialsRetry is how long sessions leave a CPE that refused
 	// connection-request credentials before they try again.
 	CRCredentialsRetry time.Duration
+	// PresetsRefresh is how long a worker uses a tenant's cached preset
+	// set before it asks whether the set changed (docs/provisioning.md,
+	// "Caching"); 0 asks at every session.
+	PresetsRefresh time.Duration
 	// CRCredentialsFile names a JSON file of fixed connection-request
 	// credentials per OUI and product class (docs/sessions.md), used in
 	// place of generated ones; read when the worker starts.
@@ -161,6 +165,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.QuirksFile, "sessions.quirks-file", "", "JSON file of discovery quirks per OUI and product class, on top of the built-in ones (format in docs/sessions.md)")
 	fs.StringVar(&c.CRCredentials, "sessions.cr-credentials", CRGenerate, "connection-request credentials of devices the inventory holds none of: generate (set random ones on the CPE at its first session) or off; operator-given ones are set either way")
 	fs.DurationVar(&c.CRCredentialsRetry, "sessions.cr-credentials-retry", 24*time.Hour, "after a CPE refused connection-request credentials, sessions wait this long before they try again")
+	fs.DurationVar(&c.PresetsRefresh, "sessions.presets-refresh", 5*time.Second, "how long a worker uses a tenant's cached preset set before it asks whether the set changed (0: at every session)")
 	fs.StringVar(&c.SecretsKeyFile, "sessions.secrets-key-file", "", "file of the keys that seal the secrets sessions keep in checkpoints (connection-request passwords being set), the same for every worker (empty: the inventory's keys when it runs in this process, else a key of this worker alone, so that another worker cannot resume such a session)")
 	fs.StringVar(&c.CRCredentialsFile, "sessions.cr-credentials-file", "", "JSON file of fixed connection-request credentials per OUI and product class, used in place of generated ones (format in docs/sessions.md; keep it 0600)")
 }
@@ -207,6 +212,9 @@ func (c *Config) Validate() error {
 	}
 	if c.CRCredentials != CRGenerate && c.CRCredentials != CROff {
 		bad("sessions.cr-credentials must be %q or %q, got %q", CRGenerate, CROff, c.CRCredentials)
+	}
+	if c.PresetsRefresh < 0 || c.PresetsRefresh > time.Hour {
+		bad("sessions.presets-refresh must be between 0 and 1h, got %s", c.PresetsRefresh)
 	}
 	if c.CRCredentialsRetry <= 0 {
 		bad("sessions.cr-credentials-retry must be positive, got %s", c.CRCredentialsRetry)

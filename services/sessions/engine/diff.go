@@ -56,6 +56,15 @@ func (b *DiffBuilder) SetRoot(root string) {
 	}
 }
 
+// PresetsFingerprint records the preset set the device converged to.
+func (b *DiffBuilder) PresetsFingerprint(f string) { b.d.PresetsFingerprint = &f }
+
+// Tags records tags the device gets and loses.
+func (b *DiffBuilder) Tags(add, remove []string) {
+	b.d.AddTags = append(b.d.AddTags, add...)
+	b.d.RemoveTags = append(b.d.RemoveTags, remove...)
+}
+
 // FullDiscovery records that the session discovered the whole tree.
 func (b *DiffBuilder) FullDiscovery() { b.d.FullDiscoveryTime = b.now }
 

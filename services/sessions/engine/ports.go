@@ -93,6 +93,12 @@ type DeviceState struct {
 	// ConnectionRequest is what the inventory knows of the CPE's
 	// connection-request credentials (crcreds.go).
 	ConnectionRequest CRState
+	// PresetsFingerprint is which preset set the device last converged to
+	// (docs/provisioning.md); "" when none.
+	PresetsFingerprint string
+	// Tags are the device's tags, when the query asked for parameters
+	// (the inventory then returns the whole record); nil otherwise.
+	Tags []string
 }
 
 // Parameter is one node of a device's tree: a parameter, or an object when
@@ -132,6 +138,11 @@ type Diff struct {
 	// ConnectionRequest is what the session did with the CPE's
 	// connection-request credentials (crcreds.go); nil when nothing.
 	ConnectionRequest *CRUpdate
+	// PresetsFingerprint, when set, is the preset set the device
+	// converged to in the session.
+	PresetsFingerprint *string
+	// AddTags and RemoveTags change the device's tags.
+	AddTags, RemoveTags []string
 }
 
 // InformRecord is what the inventory keeps of an Inform.

@@ -24,7 +24,8 @@ type SecretCaller interface {
 	Redact(key string, m cwmp.Message) cwmp.Message
 	// Rebuild returns the message of call key as Next returned it,
 	// secrets included; ok false when it cannot (the keys that sealed
-	// them are not this worker's).
+	// them are not this worker's); m nil and ok true when the call
+	// carried no secret, so that the request as checkpointed stands.
 	Rebuild(c *Context, key string) (m cwmp.Message, ok bool)
 }
 
@@ -67,7 +68,10 @@ func rebuildSecrets(st *cwmp.State, q *queue, c *Context) error {
 		return nil
 	}
 	m, ok := sc.Rebuild(c, key)
-	if !ok || m == nil || m.Method() != o.Request.Message.Method() {
+	if ok && m == nil {
+		return nil
+	}
+	if !ok || m.Method() != o.Request.Message.Method() {
 		return fmt.Errorf("operation %s cannot rebuild its outstanding %s", en.ID, o.Request.Message.Method())
 	}
 	o.Request.Message = m

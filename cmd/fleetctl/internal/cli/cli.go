@@ -97,7 +97,7 @@ func Root() *Command {
 			"and -key-file on a server with mutual TLS.\n" +
 			"TLS: plaintext to loopback addresses, TLS to any other (-tls, -ca-file).\n" +
 			"These flags go before or after the command words: fleetctl -addr HOST:PORT devices list.",
-		Commands: []*Command{cwmpCommand(), devicesCommand(), tokensCommand(), tasksCommand(), diagnoseCommand(), eventsCommand(), filesCommand(), campaignsCommand()},
+		Commands: []*Command{cwmpCommand(), devicesCommand(), tokensCommand(), tasksCommand(), diagnoseCommand(), eventsCommand(), filesCommand(), presetsCommand(), campaignsCommand()},
 	}
 }
 

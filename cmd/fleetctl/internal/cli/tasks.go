@@ -134,6 +134,8 @@ type createOptions struct {
 	attempts          uint
 	connectionRequest bool
 	wait              time.Duration
+	retryCPEFaults    bool
+	awaitTimeout      time.Duration
 
 	parameterKey, commandKey string
 	nextLevel, allTransfers  bool
@@ -159,6 +161,8 @@ func setupTasksCreate(fs *flag.FlagSet) RunFunc {
 	fs.StringVar(&o.idempotencyKey, "idempotency-key", "", "`key` unique in the tenant: creating again with it returns the first task")
 	fs.UintVar(&o.attempts, "attempts", 0, "how many sessions may carry the task (`n`; default: the server's, 3)")
 	fs.BoolVar(&o.connectionRequest, "connection-request", false, "wake the device now with a connection request")
+	fs.BoolVar(&o.retryCPEFaults, "retry-cpe-faults", false, "retry the task after a CPE fault too (default: a CPE fault is final)")
+	fs.DurationVar(&o.awaitTimeout, "await-timeout", 0, "how long a task the CPE accepted (reboot, download, ...) waits for what ends it\n(whole seconds; default: the worker's, 1h)")
 	fs.DurationVar(&o.wait, "wait", 0, "wait up to this `duration` for the task to end")
 	fs.StringVar(&o.parameterKey, "parameter-key", "", "ParameterKey of set, add-object and delete-object (default: the task id)")
 	fs.StringVar(&o.commandKey, "command-key", "", "CommandKey of reboot, download, upload and schedule-inform (default: the task id)")
@@ -215,9 +219,13 @@ func setupTasksCreate(fs *flag.FlagSet) RunFunc {
 		if o.wait < 0 || o.wait > 24*time.Hour {
 			return Usagef("-wait must be 0 to 24h, got %s", o.wait)
 		}
+		if o.awaitTimeout < 0 || o.awaitTimeout%time.Second != 0 || o.awaitTimeout > 7*24*time.Hour {
+			return Usagef("-await-timeout must be whole seconds from 0 to 168h, got %s", o.awaitTimeout)
+		}
 		req := &tasksv1.CreateTaskRequest{Tenant: o.tenant, DeviceId: pos[0], Operation: opn, Options: &tasksv1.TaskOptions{
 			Priority: int32(o.priority), IdempotencyKey: o.idempotencyKey, MaxAttempts: uint32(o.attempts),
 			ConnectionRequest: o.connectionRequest, ExpireTime: o.expires.timestamp(time.Now()),
+			RetryCpeFaults: o.retryCPEFaults, AwaitTimeoutSeconds: uint32(o.awaitTimeout / time.Second),
 		}}
 		return tasksCreate(ctx, env, o, req)
 	}

@@ -128,6 +128,27 @@ func TestTasksCreateSetWait(t *testing.T) {
 	}
 }
 
+// -retry-cpe-faults and -await-timeout reach the task's options; an
+// -await-timeout that is no whole number of seconds, or too long, is a
+// usage error.
+func TestTasksCreateRetryAndAwait(t *testing.T) {
+	f := &fakeTasks{answer: doneTask()}
+	serveTasks(t, f)
+	wantOK(t, fleetctl(t, "tasks", "create", "dev-1", "reboot", "-retry-cpe-faults", "-await-timeout", "10m"))
+	if o := f.created[0].GetOptions(); !o.GetRetryCpeFaults() || o.GetAwaitTimeoutSeconds() != 600 {
+		t.Fatalf("options %v", o)
+	}
+	for _, bad := range []string{"1500ms", "-1s", "200h"} {
+		r := fleetctl(t, "tasks", "create", "dev-1", "reboot", "-await-timeout", bad)
+		if r.code != ExitUsage || !strings.Contains(r.stderr, "-await-timeout must be whole seconds") {
+			t.Errorf("-await-timeout %s: exit %d, %q", bad, r.code, r.stderr)
+		}
+	}
+	if len(f.created) != 1 {
+		t.Fatalf("%d tasks created", len(f.created))
+	}
+}
+
 func TestTasksExitStatus(t *testing.T) {
 	f := &fakeTasks{answer: doneTask()}
 	serveTasks(t, f)

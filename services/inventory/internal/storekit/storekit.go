@@ -95,6 +95,8 @@ type Plan struct {
 	Updates    []Update
 	AddTags    []string
 	RemoveTags []string
+	// Presets is the diff's PresetsFingerprint.
+	Presets *string
 }
 
 // PlanDiff validates d for the device (tenant, id) and normalises it.
@@ -113,6 +115,12 @@ func PlanDiff(tenant, id string, d store.Diff, token uint64) (Plan, error) {
 		ConnectionRequestCredentials: d.ConnectionRequestCredentials, CPECredentials: d.CPECredentials,
 		FullDiscovery: Time(d.FullDiscovery), Takeover: d.SessionTakeover,
 		CRPendingTime: Time(d.ConnectionRequestPendingTime), CRRefused: Time(d.ConnectionRequestRefused),
+		Presets: d.PresetsFingerprint,
+	}
+	if f := d.PresetsFingerprint; f != nil {
+		if err := store.ValidateText("presets fingerprint", *f); err != nil || len(*f) > 4096 {
+			return Plan{}, fmt.Errorf("presets fingerprint: want valid text of at most 4096 bytes: %w", store.ErrInvalidArgument)
+		}
 	}
 	if err := store.ValidateText("session id", d.SessionID); err != nil {
 		return Plan{}, err

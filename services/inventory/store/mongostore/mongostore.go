@@ -454,6 +454,9 @@ func headFields(p *storekit.Plan) bson.D {
 	if !p.FullDiscovery.IsZero() {
 		head = append(head, bson.E{Key: "full_discovery", Value: p.FullDiscovery})
 	}
+	if p.Presets != nil {
+		head = append(head, bson.E{Key: "presets", Value: *p.Presets})
+	}
 	return head
 }
 
@@ -705,7 +708,9 @@ func (s *Store) tagOp(ctx context.Context, tenant, id string, tags []string, op 
 	key := docID(tenant, id)
 	unlock := s.locks.lock(key)
 	defer unlock()
-	update := bson.D{{Key: "$set", Value: bson.D{{Key: "updated", Value: storekit.Time(s.cfg.Now())}}}}
+	// The presets that match the device may change with its tags: its
+	// presets fingerprint is forgotten.
+	update := bson.D{{Key: "$set", Value: bson.D{{Key: "updated", Value: storekit.Time(s.cfg.Now())}, {Key: "presets", Value: ""}}}}
 	if len(tags) > 0 {
 		update = append(update, op(tags))
 	}

@@ -54,6 +54,7 @@ type deviceDoc struct {
 	Updated       time.Time       `bson:"updated"`
 	Tags          []string        `bson:"tags"`
 	Fence         int64           `bson:"fence"`
+	Presets       string          `bson:"presets"`
 	Params        bson.Raw        `bson:"params"`
 }
 
@@ -72,7 +73,7 @@ type eventDoc struct {
 var topFields = []string{"tenant", "device_id", "manufacturer", "oui_raw", "oui", "product_class", "serial",
 	"software_version", "hardware_version", "provisioning_code", "root", "cr", "crc", "cpec", "last_inform",
 	"remote_ip", "events", "registered", "last_boot", "last_bootstrap", "full_discovery", "takeovers",
-	"last_takeover", "updated", "tags", "fence"}
+	"last_takeover", "updated", "tags", "fence", "presets"}
 
 // projection selects the device fields and the part of the tree opts asks
 // for: none, all, or the smallest subtrees holding every path with one of
@@ -123,22 +124,23 @@ func (doc *deviceDoc) device(opts store.ReadOptions, keys *secretbox.Keyring) (s
 			Manufacturer: doc.Manufacturer, OUI: doc.OUIRaw,
 			ProductClass: doc.ProductClass, SerialNumber: doc.Serial,
 		},
-		OUI:               doc.OUI,
-		SoftwareVersion:   doc.SoftwareVersion,
-		HardwareVersion:   doc.HardwareVersion,
-		ProvisioningCode:  doc.ProvisioningCode,
-		DataModelRoot:     doc.Root,
-		ConnectionRequest: store.ConnectionRequest{URL: doc.CR.URL, UDPAddress: doc.CR.UDP, JabberID: doc.CR.JabberID},
-		LastInform:        utc(doc.LastInform),
-		LastEvents:        eventsOf(doc.Events),
-		Registered:        utc(doc.Registered),
-		LastBoot:          utc(doc.LastBoot),
-		LastBootstrap:     utc(doc.LastBootstrap),
-		FullDiscovery:     utc(doc.FullDiscovery),
-		TakeoverCount:     uint64(doc.Takeovers),
-		LastTakeover:      utc(doc.LastTakeover),
-		Updated:           utc(doc.Updated),
-		FencingToken:      uint64(doc.Fence),
+		OUI:                doc.OUI,
+		SoftwareVersion:    doc.SoftwareVersion,
+		HardwareVersion:    doc.HardwareVersion,
+		ProvisioningCode:   doc.ProvisioningCode,
+		DataModelRoot:      doc.Root,
+		ConnectionRequest:  store.ConnectionRequest{URL: doc.CR.URL, UDPAddress: doc.CR.UDP, JabberID: doc.CR.JabberID},
+		LastInform:         utc(doc.LastInform),
+		LastEvents:         eventsOf(doc.Events),
+		Registered:         utc(doc.Registered),
+		LastBoot:           utc(doc.LastBoot),
+		LastBootstrap:      utc(doc.LastBootstrap),
+		FullDiscovery:      utc(doc.FullDiscovery),
+		PresetsFingerprint: doc.Presets,
+		TakeoverCount:      uint64(doc.Takeovers),
+		LastTakeover:       utc(doc.LastTakeover),
+		Updated:            utc(doc.Updated),
+		FencingToken:       uint64(doc.Fence),
 	}
 	var err error
 	if dev.ConnectionRequestCredentials, err = doc.CRCredentials.open(keys, doc.Tenant, doc.DeviceID, storekit.FieldConnectionRequest); err != nil {
@@ -220,7 +222,7 @@ func (s *Store) Get(ctx context.Context, tenant, id string, opts store.ReadOptio
 
 // sessionProjection reads the fields of store.SessionState.
 var sessionProjection = bson.D{{Key: "root", Value: 1}, {Key: "full_discovery", Value: 1}, {Key: "fence", Value: 1}, {Key: "crc", Value: 1},
-	{Key: "crp", Value: 1}, {Key: "crpt", Value: 1}, {Key: "crr", Value: 1}}
+	{Key: "crp", Value: 1}, {Key: "crpt", Value: 1}, {Key: "crr", Value: 1}, {Key: "presets", Value: 1}}
 
 // SessionState implements store.Store.
 func (s *Store) SessionState(ctx context.Context, tenant, id string) (store.SessionState, error) {
@@ -228,7 +230,8 @@ func (s *Store) SessionState(ctx context.Context, tenant, id string) (store.Sess
 	if err != nil {
 		return store.SessionState{}, fmt.Errorf("get session state of device %s/%s: %w", tenant, id, err)
 	}
-	st := store.SessionState{DataModelRoot: doc.Root, FullDiscovery: utc(doc.FullDiscovery), FencingToken: uint64(doc.Fence)}
+	st := store.SessionState{DataModelRoot: doc.Root, FullDiscovery: utc(doc.FullDiscovery), FencingToken: uint64(doc.Fence),
+		PresetsFingerprint: doc.Presets}
 	if st.ConnectionRequestCredentials, err = doc.CRCredentials.open(s.keys, tenant, id, storekit.FieldConnectionRequest); err != nil {
 		return store.SessionState{}, fmt.Errorf("get session state of device %s/%s: %w", tenant, id, err)
 	}

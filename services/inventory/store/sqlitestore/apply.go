@@ -45,7 +45,7 @@ func (st *writeStmts) prepare(rc *rawConn) error {
 		{&st.rollbackTo, `ROLLBACK TO op`},
 		{&st.readDevice, readDeviceSQL},
 		{&st.insertDevice, `INSERT INTO devices (tenant, id, registered, updated, fencing_token) VALUES (?, ?, ?, ?, ?)`},
-		{&st.touchDevice, `UPDATE devices SET updated = ? WHERE tenant = ? AND id = ?`},
+		{&st.touchDevice, `UPDATE devices SET updated = ?, presets = '' WHERE tenant = ? AND id = ?`},
 		{&st.deleteDevice, `DELETE FROM devices WHERE tenant = ? AND id = ?`},
 		{&st.setParamValue, setParamValueSQL},
 		{&st.deleteParams, `DELETE FROM parameters WHERE tenant = ? AND device_id = ?`},
@@ -82,7 +82,7 @@ func (st *writeStmts) prepare(rc *rawConn) error {
 const readDeviceSQL = `SELECT fencing_token, takeover_session, oui, product_class, serial_number,
 	software_version, hardware_version, confirmed_paths, confirmed_at,
 	data_model_root, full_discovery, cr_username, cr_password, cr_password_key,
-	crp_username, crp_password, crp_password_key, crp_time, cr_refused FROM devices WHERE tenant = ? AND id = ?`
+	crp_username, crp_password, crp_password_key, crp_time, cr_refused, presets FROM devices WHERE tenant = ? AND id = ?`
 
 // Confirmed entries.
 //
@@ -200,6 +200,7 @@ const (
 	colCRPPasswordKey
 	colCRPTime
 	colCRRefused
+	colPresets
 	numDeviceCols
 )
 
@@ -219,7 +220,7 @@ var deviceSets = [numDeviceCols]string{
 	colConfirmedPaths:  "confirmed_paths = ?",
 	colConfirmedAt:     "confirmed_at = ?",
 	colCRPUsername:     "crp_username = ?", colCRPPassword: "crp_password = ?", colCRPPasswordKey: "crp_password_key = ?",
-	colCRPTime: "crp_time = ?", colCRRefused: "cr_refused = ?",
+	colCRPTime: "crp_time = ?", colCRRefused: "cr_refused = ?", colPresets: "presets = ?",
 }
 
 // deviceUpdate is the UPDATE of one device row: the columns to set and
@@ -293,10 +294,11 @@ type storedDevice struct {
 	crpUser            *string
 	crpPass, crpKey    string
 	crpTime, crRefused int64
+	presets            string
 }
 
 func (w *writer) readDevice(tenant, id string) (cur storedDevice, found bool, err error) {
-	row := slices.Grow(w.row[:0], 19)[:19]
+	row := slices.Grow(w.row[:0], 20)[:20]
 	w.row = row
 	defer clear(row)
 	if found, err = w.rc.queryRow(w.stmts.readDevice, row, tenant, id); !found || err != nil {
@@ -330,7 +332,9 @@ func (w *writer) readDevice(tenant, id string) (cur storedDevice, found bool, er
 	}
 	cur.crpTime, e10 = integer(row[17])
 	cur.crRefused, e11 = integer(row[18])
-	return cur, true, errors.Join(err, e1, e2, e3, e4, e5, e6, e7, e8, e9, e10, e11)
+	var e12 error
+	cur.presets, e12 = text(row[19])
+	return cur, true, errors.Join(err, e1, e2, e3, e4, e5, e6, e7, e8, e9, e10, e11, e12)
 }
 
 // applyDiff applies a planned diff inside the writer's transaction.
@@ -456,6 +460,9 @@ func (w *writer) updateDevice(d *diffOp, cur *storedDevice) error {
 	}
 	if !p.FullDiscovery.IsZero() {
 		u.set(colFullDiscovery, p.FullDiscovery.UnixMilli())
+	}
+	if p.Presets != nil && *p.Presets != cur.presets {
+		u.set(colPresets, *p.Presets)
 	}
 	// A takeover counts once per session, however often its diffs are
 	// applied.
@@ -703,6 +710,9 @@ func (w *writer) changeTagsOp(tenant, id string, now int64, add, remove []string
 	} else if n == 0 {
 		return refuse(store.ErrNotFound)
 	}
+	// The presets that match the device may have changed with its tags:
+	// touchDevice forgot its fingerprint, and so does the cache.
+	w.afterCommit(func() { w.sessions.delete(tenant, id) })
 	return w.changeTags(tenant, id, add, remove)
 }
 

@@ -23,7 +23,7 @@ const deviceColumns = `d.tenant, d.id, d.manufacturer, d.oui_raw, d.oui, d.produ
 	d.cr_url, d.cr_udp_address, d.cr_jabber_id, d.cr_username, d.cr_password, d.cr_password_key, d.cpe_username, d.cpe_password, d.cpe_password_key,
 	d.crp_username, d.crp_password, d.crp_password_key, d.crp_time, d.cr_refused,
 	d.last_inform, d.remote_ip, d.last_events, d.registered, d.last_boot, d.last_bootstrap, d.full_discovery,
-	d.takeover_count, d.last_takeover, d.updated, d.fencing_token`
+	d.takeover_count, d.last_takeover, d.updated, d.fencing_token, d.presets`
 
 // tagsColumn reads a device's tags in the same statement as its row, joined
 // by spaces (a character tags cannot hold), from the device_tags primary
@@ -100,7 +100,7 @@ func scanDevice(sc interface{ Scan(...any) error }, tags *sql.NullString, ec *ev
 		&crUser, &crPass, &crKey, &cpeUser, &cpePass, &cpeKey,
 		&crpUser, &crpPass, &crpKey, &crpTime, &crRefused,
 		&lastInform, &remoteIP, &events, &registered, &lastBoot, &lastBootstrap, &fullDiscovery,
-		&takeovers, &lastTakeover, &updated, &token, tags}
+		&takeovers, &lastTakeover, &updated, &token, &dev.PresetsFingerprint, tags}
 	if tags == nil {
 		dest = dest[:len(dest)-1]
 	}

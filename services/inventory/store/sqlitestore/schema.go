@@ -162,4 +162,9 @@ ALTER TABLE devices ADD COLUMN crp_password_key TEXT;
 ALTER TABLE devices ADD COLUMN crp_time INTEGER;
 ALTER TABLE devices ADD COLUMN cr_refused INTEGER;
 `,
+	// 8: which preset set the device last converged to
+	// (docs/provisioning.md).
+	`
+ALTER TABLE devices ADD COLUMN presets TEXT NOT NULL DEFAULT '';
+`,
 }

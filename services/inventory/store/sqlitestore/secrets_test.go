@@ -103,6 +103,7 @@ func TestUpgradeSealsClearPasswords(t *testing.T) {
 		`ALTER TABLE devices DROP COLUMN crp_password_key`,
 		`ALTER TABLE devices DROP COLUMN crp_time`,
 		`ALTER TABLE devices DROP COLUMN cr_refused`,
+		`ALTER TABLE devices DROP COLUMN presets`,
 		`DROP TABLE secrets_state`,
 		`DROP TABLE api_tokens`,
 		`DROP TABLE api_token_tenants`,

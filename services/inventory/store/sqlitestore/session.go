@@ -51,6 +51,7 @@ type sessionState struct {
 	// the same values need not touch their rows at all.
 	confirmed    [sha256.Size]byte
 	hasConfirmed bool
+	presets      string
 }
 
 // sessionCache maps tenant and device id to the device's state.
@@ -101,9 +102,10 @@ func (c *sessionCache) delete(tenant, id string) {
 // sessions that read it.
 func (st sessionState) public(keys *secretbox.Keyring, tenant, id string) (store.SessionState, error) {
 	out := store.SessionState{
-		DataModelRoot: st.root,
-		FullDiscovery: fromMS(sql.NullInt64{Int64: st.fullDiscovery, Valid: st.fullDiscovery != 0}),
-		FencingToken:  uint64(st.token),
+		DataModelRoot:      st.root,
+		FullDiscovery:      fromMS(sql.NullInt64{Int64: st.fullDiscovery, Valid: st.fullDiscovery != 0}),
+		FencingToken:       uint64(st.token),
+		PresetsFingerprint: st.presets,
 	}
 	if st.crUser != nil {
 		c, err := openStored(keys, tenant, id, storekit.FieldConnectionRequest, *st.crUser, st.crPass, st.crKey)
@@ -126,7 +128,7 @@ func (st sessionState) public(keys *secretbox.Keyring, tenant, id string) (store
 
 // sessionStateSQL reads a sessionState from the database.
 const sessionStateSQL = `SELECT data_model_root, full_discovery, fencing_token, cr_username, cr_password, cr_password_key,
-	crp_username, crp_password, crp_password_key, crp_time, cr_refused
+	crp_username, crp_password, crp_password_key, crp_time, cr_refused, presets
 	FROM devices WHERE tenant = ? AND id = ?`
 
 // SessionState implements store.Store.
@@ -169,7 +171,7 @@ func (s *Store) sessionState(ctx context.Context, tenant, id string) (sessionSta
 	)
 	// A primary-key lookup: not made cancellable, see get.
 	err = st.rs.session.QueryRowContext(context.WithoutCancel(ctx), tenant, id).Scan(&out.root, &full, &out.token, &crUser, &crPass, &crKey,
-		&crpUser, &crpPass, &crpKey, &crpTime, &crRefused)
+		&crpUser, &crpPass, &crpKey, &crpTime, &crRefused, &out.presets)
 	if errors.Is(err, sql.ErrNoRows) {
 		return sessionState{}, store.ErrNotFound
 	}
@@ -208,7 +210,10 @@ func confirmDigest(buf *[]byte, confirm []storekit.Update) [sha256.Size]byte {
 // the plan.
 func sessionAfter(cur *storedDevice, p *storekit.Plan) sessionState {
 	st := sessionState{root: cur.root, fullDiscovery: cur.fullDiscovery, token: p.Token, crUser: cur.crUser, crPass: cur.crPass, crKey: cur.crKey,
-		crpUser: cur.crpUser, crpPass: cur.crpPass, crpKey: cur.crpKey, crpTime: cur.crpTime, crRefused: cur.crRefused}
+		crpUser: cur.crpUser, crpPass: cur.crpPass, crpKey: cur.crpKey, crpTime: cur.crpTime, crRefused: cur.crRefused, presets: cur.presets}
+	if p.Presets != nil {
+		st.presets = *p.Presets
+	}
 	if r := p.Fields.DataModelRoot; r != nil {
 		st.root = *r
 	}

@@ -270,7 +270,8 @@ func testUpgradeRowsToTrees(t *testing.T, patterns, wantRows []string) {
 	for _, q := range []string{`DROP TABLE device_trees`, `DROP TABLE store_meta`,
 		`ALTER TABLE devices DROP COLUMN crp_username`, `ALTER TABLE devices DROP COLUMN crp_password`,
 		`ALTER TABLE devices DROP COLUMN crp_password_key`, `ALTER TABLE devices DROP COLUMN crp_time`,
-		`ALTER TABLE devices DROP COLUMN cr_refused`, `DELETE FROM schema_migrations WHERE version >= 6`} {
+		`ALTER TABLE devices DROP COLUMN cr_refused`, `ALTER TABLE devices DROP COLUMN presets`,
+		`DELETE FROM schema_migrations WHERE version >= 6`} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}

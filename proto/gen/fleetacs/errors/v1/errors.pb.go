@@ -94,14 +94,21 @@ const (
 	// INVALID_ARGUMENT: the uploaded bytes do not have the size or SHA-256
 	// the upload's header expected; nothing was kept.
 	ErrorReason_FILE_CHECKSUM_MISMATCH ErrorReason = 32
+	// NOT_FOUND: the tenant has no preset of this name (or revision).
+	ErrorReason_PRESET_NOT_FOUND ErrorReason = 40
+	// ABORTED: the preset is not at the revision the request expected: read
+	// it again and retry.
+	ErrorReason_PRESET_REVISION_MISMATCH ErrorReason = 41
+	// RESOURCE_EXHAUSTED: the tenant has as many presets as it may.
+	ErrorReason_PRESET_LIMIT ErrorReason = 42
 	// NOT_FOUND: the tenant has no campaign with this id.
-	ErrorReason_CAMPAIGN_NOT_FOUND ErrorReason = 40
+	ErrorReason_CAMPAIGN_NOT_FOUND ErrorReason = 50
 	// FAILED_PRECONDITION: the campaign's state does not allow this (e.g.
 	// resuming a completed or aborted campaign).
-	ErrorReason_CAMPAIGN_STATE ErrorReason = 41
+	ErrorReason_CAMPAIGN_STATE ErrorReason = 51
 	// FAILED_PRECONDITION: the campaign's action is not available in this
 	// deployment (presets), or its file does not exist.
-	ErrorReason_CAMPAIGN_ACTION_UNAVAILABLE ErrorReason = 42
+	ErrorReason_CAMPAIGN_ACTION_UNAVAILABLE ErrorReason = 52
 )
 
 // Enum value maps for ErrorReason.
@@ -131,9 +138,12 @@ var (
 		30: "FILE_NOT_FOUND",
 		31: "FILE_ALREADY_EXISTS",
 		32: "FILE_CHECKSUM_MISMATCH",
-		40: "CAMPAIGN_NOT_FOUND",
-		41: "CAMPAIGN_STATE",
-		42: "CAMPAIGN_ACTION_UNAVAILABLE",
+		40: "PRESET_NOT_FOUND",
+		41: "PRESET_REVISION_MISMATCH",
+		42: "PRESET_LIMIT",
+		50: "CAMPAIGN_NOT_FOUND",
+		51: "CAMPAIGN_STATE",
+		52: "CAMPAIGN_ACTION_UNAVAILABLE",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":    0,
@@ -160,9 +170,12 @@ var (
 		"FILE_NOT_FOUND":              30,
 		"FILE_ALREADY_EXISTS":         31,
 		"FILE_CHECKSUM_MISMATCH":      32,
-		"CAMPAIGN_NOT_FOUND":          40,
-		"CAMPAIGN_STATE":              41,
-		"CAMPAIGN_ACTION_UNAVAILABLE": 42,
+		"PRESET_NOT_FOUND":            40,
+		"PRESET_REVISION_MISMATCH":    41,
+		"PRESET_LIMIT":                42,
+		"CAMPAIGN_NOT_FOUND":          50,
+		"CAMPAIGN_STATE":              51,
+		"CAMPAIGN_ACTION_UNAVAILABLE": 52,
 	}
 )
 
@@ -197,7 +210,7 @@ var File_fleetacs_errors_v1_errors_proto protoreflect.FileDescriptor
 
 const file_fleetacs_errors_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x1ffleetacs/errors/v1/errors.proto\x12\x12fleetacs.errors.v1*\xea\x04\n" +
+	"\x1ffleetacs/errors/v1/errors.proto\x12\x12fleetacs.errors.v1*\xb0\x05\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CREDENTIALS_MISSING\x10\x01\x12\x17\n" +
@@ -225,10 +238,13 @@ const file_fleetacs_errors_v1_errors_proto_rawDesc = "" +
 	"QUEUE_FULL\x10\x14\x12\x12\n" +
 	"\x0eFILE_NOT_FOUND\x10\x1e\x12\x17\n" +
 	"\x13FILE_ALREADY_EXISTS\x10\x1f\x12\x1a\n" +
-	"\x16FILE_CHECKSUM_MISMATCH\x10 \x12\x16\n" +
-	"\x12CAMPAIGN_NOT_FOUND\x10(\x12\x12\n" +
-	"\x0eCAMPAIGN_STATE\x10)\x12\x1f\n" +
-	"\x1bCAMPAIGN_ACTION_UNAVAILABLE\x10*BDZBgithub.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1;errorsv1b\x06proto3"
+	"\x16FILE_CHECKSUM_MISMATCH\x10 \x12\x14\n" +
+	"\x10PRESET_NOT_FOUND\x10(\x12\x1c\n" +
+	"\x18PRESET_REVISION_MISMATCH\x10)\x12\x10\n" +
+	"\fPRESET_LIMIT\x10*\x12\x16\n" +
+	"\x12CAMPAIGN_NOT_FOUND\x102\x12\x12\n" +
+	"\x0eCAMPAIGN_STATE\x103\x12\x1f\n" +
+	"\x1bCAMPAIGN_ACTION_UNAVAILABLE\x104BDZBgithub.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1;errorsv1b\x06proto3"
 
 var (
 	file_fleetacs_errors_v1_errors_proto_rawDescOnce sync.Once

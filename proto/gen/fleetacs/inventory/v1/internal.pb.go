@@ -173,8 +173,12 @@ type GetDeviceForSessionResponse struct {
 	// when it never did, or an operator gave new ones since. Workers wait
 	// before they try again.
 	ConnectionRequestRefusedTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=connection_request_refused_time,json=connectionRequestRefusedTime,proto3" json:"connection_request_refused_time,omitempty"`
-	unknownFields                protoimpl.UnknownFields
-	sizeCache                    protoimpl.SizeCache
+	// Which preset set the device last converged to, as a session recorded
+	// it (RecordSessionRequest.presets_fingerprint); empty when none, or
+	// since an operator changed its tags (docs/provisioning.md).
+	PresetsFingerprint string `protobuf:"bytes,7,opt,name=presets_fingerprint,json=presetsFingerprint,proto3" json:"presets_fingerprint,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *GetDeviceForSessionResponse) Reset() {
@@ -249,6 +253,13 @@ func (x *GetDeviceForSessionResponse) GetConnectionRequestRefusedTime() *timesta
 	return nil
 }
 
+func (x *GetDeviceForSessionResponse) GetPresetsFingerprint() string {
+	if x != nil {
+		return x.PresetsFingerprint
+	}
+	return ""
+}
+
 // RecordSessionRequest is the diff one session learned about a device.
 // Removals apply before parameters, so a path removed and created again in
 // one session (an instance number reused) ends up present.
@@ -306,8 +317,16 @@ type RecordSessionRequest struct {
 	// Set when the CPE refused the connection-request credentials the session
 	// tried to set (a SetParameterValues fault).
 	ConnectionRequestRefusedTime *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=connection_request_refused_time,json=connectionRequestRefusedTime,proto3" json:"connection_request_refused_time,omitempty"`
-	unknownFields                protoimpl.UnknownFields
-	sizeCache                    protoimpl.SizeCache
+	// When set, replaces the device's presets fingerprint (at most 4096
+	// bytes of text).
+	PresetsFingerprint *string `protobuf:"bytes,17,opt,name=presets_fingerprint,json=presetsFingerprint,proto3,oneof" json:"presets_fingerprint,omitempty"`
+	// Tags the session gives the device (presets' add_tags); unlike the
+	// public AddTags, they keep the presets fingerprint.
+	AddTags []string `protobuf:"bytes,18,rep,name=add_tags,json=addTags,proto3" json:"add_tags,omitempty"`
+	// Tags the session takes from the device (presets' remove_tags).
+	RemoveTags    []string `protobuf:"bytes,19,rep,name=remove_tags,json=removeTags,proto3" json:"remove_tags,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RecordSessionRequest) Reset() {
@@ -448,6 +467,27 @@ func (x *RecordSessionRequest) GetConnectionRequestPendingTime() *timestamppb.Ti
 func (x *RecordSessionRequest) GetConnectionRequestRefusedTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.ConnectionRequestRefusedTime
+	}
+	return nil
+}
+
+func (x *RecordSessionRequest) GetPresetsFingerprint() string {
+	if x != nil && x.PresetsFingerprint != nil {
+		return *x.PresetsFingerprint
+	}
+	return ""
+}
+
+func (x *RecordSessionRequest) GetAddTags() []string {
+	if x != nil {
+		return x.AddTags
+	}
+	return nil
+}
+
+func (x *RecordSessionRequest) GetRemoveTags() []string {
+	if x != nil {
+		return x.RemoveTags
 	}
 	return nil
 }
@@ -1466,14 +1506,15 @@ const file_fleetacs_inventory_v1_internal_proto_rawDesc = "" +
 	"device_key\x18\x02 \x01(\tR\tdeviceKey\x12H\n" +
 	"\n" +
 	"parameters\x18\x03 \x01(\v2(.fleetacs.inventory.v1.ParameterSelectorR\n" +
-	"parameters\"\xab\x04\n" +
+	"parameters\"\xdc\x04\n" +
 	"\x1bGetDeviceForSessionResponse\x125\n" +
 	"\x06device\x18\x01 \x01(\v2\x1d.fleetacs.inventory.v1.DeviceR\x06device\x12h\n" +
 	"\x1econnection_request_credentials\x18\x02 \x01(\v2\".fleetacs.inventory.v1.CredentialsR\x1cconnectionRequestCredentials\x12,\n" +
 	"\x12last_fencing_token\x18\x03 \x01(\x04R\x10lastFencingToken\x12w\n" +
 	"&pending_connection_request_credentials\x18\x04 \x01(\v2\".fleetacs.inventory.v1.CredentialsR#pendingConnectionRequestCredentials\x12a\n" +
 	"\x1fpending_connection_request_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x1cpendingConnectionRequestTime\x12a\n" +
-	"\x1fconnection_request_refused_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x1cconnectionRequestRefusedTime\"\xe3\a\n" +
+	"\x1fconnection_request_refused_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x1cconnectionRequestRefusedTime\x12/\n" +
+	"\x13presets_fingerprint\x18\a \x01(\tR\x12presetsFingerprint\"\xed\b\n" +
 	"\x14RecordSessionRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1d\n" +
 	"\n" +
@@ -1495,7 +1536,12 @@ const file_fleetacs_inventory_v1_internal_proto_rawDesc = "" +
 	"\x13full_discovery_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x11fullDiscoveryTime\x12)\n" +
 	"\x10session_takeover\x18\x0e \x01(\bR\x0fsessionTakeover\x12a\n" +
 	"\x1fconnection_request_pending_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x1cconnectionRequestPendingTime\x12a\n" +
-	"\x1fconnection_request_refused_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\x1cconnectionRequestRefusedTime\"\xb8\x01\n" +
+	"\x1fconnection_request_refused_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\x1cconnectionRequestRefusedTime\x124\n" +
+	"\x13presets_fingerprint\x18\x11 \x01(\tH\x00R\x12presetsFingerprint\x88\x01\x01\x12\x19\n" +
+	"\badd_tags\x18\x12 \x03(\tR\aaddTags\x12\x1f\n" +
+	"\vremove_tags\x18\x13 \x03(\tR\n" +
+	"removeTagsB\x16\n" +
+	"\x14_presets_fingerprint\"\xb8\x01\n" +
 	"\fInformRecord\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12:\n" +
 	"\x06events\x18\x02 \x03(\v2\".fleetacs.inventory.v1.InformEventR\x06events\x12\x1b\n" +
@@ -1684,6 +1730,7 @@ func file_fleetacs_inventory_v1_internal_proto_init() {
 		return
 	}
 	file_fleetacs_inventory_v1_device_proto_init()
+	file_fleetacs_inventory_v1_internal_proto_msgTypes[3].OneofWrappers = []any{}
 	file_fleetacs_inventory_v1_internal_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -1,4 +1,8 @@
-package tasks
+// Package recordid makes and checks the ids of the records FleetACS creates
+// (tasks, files): 26 characters of Crockford's base32 holding 48 bits of
+// Unix milliseconds, then 80 random bits (docs/tasks.md, "Records"). They
+// sort as their creation times do, and guessing one means guessing 80 bits.
+package recordid
 
 import (
 	"crypto/rand"
@@ -6,22 +10,21 @@ import (
 	"time"
 )
 
-// Task ids are 26 characters of Crockford's base32: 48 bits of Unix
-// milliseconds, then 80 random bits (docs/tasks.md, "Records"). They sort
-// as their creation times do, and guessing one means guessing 80 bits.
-const idLength = 26
+// Length is the length of an id.
+const Length = 26
 
 const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
-func newID(now time.Time) string {
+// New returns a new id for a record created at now.
+func New(now time.Time) string {
 	var b [16]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
 	_, _ = rand.Read(b[6:])
 	// 128 bits, most significant first, in 26 groups of 5 (the first
 	// holds the top 3 bits).
 	hi, lo := binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
-	var out [idLength]byte
-	for i := idLength - 1; i >= 0; i-- {
+	var out [Length]byte
+	for i := Length - 1; i >= 0; i-- {
 		out[i] = crockford[lo&31]
 		lo = lo>>5 | hi<<59
 		hi >>= 5
@@ -29,9 +32,9 @@ func newID(now time.Time) string {
 	return string(out[:])
 }
 
-// validID reports whether s has the form of a task id.
-func validID(s string) bool {
-	if len(s) != idLength || s[0] > '7' {
+// Valid reports whether s has the form of an id.
+func Valid(s string) bool {
+	if len(s) != Length || s[0] > '7' {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
