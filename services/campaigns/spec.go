@@ -177,7 +177,7 @@ func checkSpec(sp *campaignsv1.CampaignSpec) error {
 func (s *Service) checkAction(ctx context.Context, tenant string, sp *campaignsv1.CampaignSpec) (string, error) {
 	switch a := sp.GetAction().(type) {
 	case *campaignsv1.CampaignSpec_Preset:
-		return "", unavailableAction("spec.preset", "presets are not available in this deployment: a campaign cannot apply one yet")
+		return "", unavailableAction("spec.preset", "campaigns cannot apply a preset yet (docs/campaigns.md): roll a preset out in waves by tagging devices the preset matches on")
 	case *campaignsv1.CampaignSpec_Firmware:
 		if s.deps.Files == nil {
 			return "", unavailableAction("spec.firmware", "the files service does not run in the campaigns process")

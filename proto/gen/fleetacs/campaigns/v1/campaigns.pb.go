@@ -503,9 +503,9 @@ type CampaignSpec_Operation struct {
 }
 
 type CampaignSpec_Preset struct {
-	// Apply a preset (fleetacs.provisioning.v1): refused with
-	// FAILED_PRECONDITION / CAMPAIGN_ACTION_UNAVAILABLE until presets are
-	// available in this deployment.
+	// Apply a preset (fleetacs.provisioning.v1): not wired yet, refused
+	// with FAILED_PRECONDITION / CAMPAIGN_ACTION_UNAVAILABLE
+	// (docs/campaigns.md).
 	Preset *PresetAction `protobuf:"bytes,4,opt,name=preset,proto3,oneof"`
 }
 

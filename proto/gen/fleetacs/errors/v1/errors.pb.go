@@ -106,8 +106,8 @@ const (
 	// FAILED_PRECONDITION: the campaign's state does not allow this (e.g.
 	// resuming a completed or aborted campaign).
 	ErrorReason_CAMPAIGN_STATE ErrorReason = 51
-	// FAILED_PRECONDITION: the campaign's action is not available in this
-	// deployment (presets), or its file does not exist.
+	// FAILED_PRECONDITION: the campaign's action cannot run here (a preset,
+	// not wired yet), or its file does not exist.
 	ErrorReason_CAMPAIGN_ACTION_UNAVAILABLE ErrorReason = 52
 )
 
