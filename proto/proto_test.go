@@ -32,6 +32,7 @@ import (
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 
 	// Linked for their descriptors (TestEverySourceHasGeneratedCode).
+	_ "github.com/fleetacs/fleetacs/proto/gen/fleetacs/campaigns/v1"
 	_ "github.com/fleetacs/fleetacs/proto/gen/fleetacs/events/v1"
 	_ "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
 	_ "github.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1"
@@ -176,6 +177,12 @@ func TestPublicMethodRoles(t *testing.T) {
 		"/fleetacs.files.v1.FilesService/ListFiles":                               authv1.Role_ROLE_VIEWER,
 		"/fleetacs.files.v1.FilesService/DeleteFile":                              authv1.Role_ROLE_OPERATOR,
 		"/fleetacs.files.v1.FilesService/CreateDownloadUrl":                       authv1.Role_ROLE_OPERATOR,
+		"/fleetacs.campaigns.v1.CampaignsService/CreateCampaign":                  authv1.Role_ROLE_OPERATOR,
+		"/fleetacs.campaigns.v1.CampaignsService/GetCampaign":                     authv1.Role_ROLE_VIEWER,
+		"/fleetacs.campaigns.v1.CampaignsService/ListCampaigns":                   authv1.Role_ROLE_VIEWER,
+		"/fleetacs.campaigns.v1.CampaignsService/PauseCampaign":                   authv1.Role_ROLE_OPERATOR,
+		"/fleetacs.campaigns.v1.CampaignsService/ResumeCampaign":                  authv1.Role_ROLE_OPERATOR,
+		"/fleetacs.campaigns.v1.CampaignsService/AbortCampaign":                   authv1.Role_ROLE_OPERATOR,
 		"/fleetacs.events.v1.EventsService/WatchEvents":                           authv1.Role_ROLE_VIEWER,
 		"/fleetacs.provisioning.v1.PresetsService/PutPreset":                      authv1.Role_ROLE_ADMIN,
 		"/fleetacs.provisioning.v1.PresetsService/GetPreset":                      authv1.Role_ROLE_VIEWER,

@@ -29,6 +29,7 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/lifecycle"
 	fleetproto "github.com/fleetacs/fleetacs/proto"
 	authv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/auth/v1"
+	campaignsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/campaigns/v1"
 	eventsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/events/v1"
 	filesv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
@@ -227,6 +228,7 @@ func newAPIHandler(ctx context.Context, cc *grpc.ClientConn, readTimeout, writeT
 		"tokens":    authv1.RegisterTokenServiceHandler,
 		"files":     filesv1.RegisterFilesServiceHandler,
 		"presets":   provisioningv1.RegisterPresetsServiceHandler,
+		"campaigns": campaignsv1.RegisterCampaignsServiceHandler,
 	} {
 		if err := reg(ctx, mux, cc); err != nil {
 			return nil, fmt.Errorf("register the %s HTTP handlers: %w", name, err)

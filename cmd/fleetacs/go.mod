@@ -5,6 +5,7 @@ go 1.26.0
 replace (
 	github.com/fleetacs/fleetacs/pkg => ../../pkg
 	github.com/fleetacs/fleetacs/proto => ../../proto
+	github.com/fleetacs/fleetacs/services/campaigns => ../../services/campaigns
 	github.com/fleetacs/fleetacs/services/files => ../../services/files
 	github.com/fleetacs/fleetacs/services/gateway => ../../services/gateway
 	github.com/fleetacs/fleetacs/services/inventory => ../../services/inventory
@@ -17,6 +18,7 @@ replace (
 require (
 	github.com/fleetacs/fleetacs/pkg v0.0.0
 	github.com/fleetacs/fleetacs/proto v0.0.0
+	github.com/fleetacs/fleetacs/services/campaigns v0.0.0-00010101000000-000000000000
 	github.com/fleetacs/fleetacs/services/files v0.0.0-00010101000000-000000000000
 	github.com/fleetacs/fleetacs/services/gateway v0.0.0-00010101000000-000000000000
 	github.com/fleetacs/fleetacs/services/inventory v0.0.0-00010101000000-000000000000

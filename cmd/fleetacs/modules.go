@@ -29,6 +29,7 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/pkg/telemetry"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
+	"github.com/fleetacs/fleetacs/services/campaigns"
 	"github.com/fleetacs/fleetacs/services/files"
 	"github.com/fleetacs/fleetacs/services/gateway"
 	"github.com/fleetacs/fleetacs/services/inventory"
@@ -56,6 +57,10 @@ type serviceConfigs struct {
 	// files and filesStore are the files service's (docs/files.md).
 	files      files.Config
 	filesStore files.StoreConfig
+	// campaigns and campaignsStore are the campaigns service's
+	// (docs/campaigns.md).
+	campaigns      campaigns.Config
+	campaignsStore campaigns.StoreConfig
 }
 
 // shared are the parts several modules use; each is built once, by its
@@ -106,6 +111,8 @@ func registerServiceFlags(a *app, fs *flag.FlagSet) {
 	a.cfg.tasksStore.RegisterFlags(fs)
 	a.cfg.files.RegisterFlags(fs)
 	a.cfg.filesStore.RegisterFlags(fs)
+	a.cfg.campaigns.RegisterFlags(fs)
+	a.cfg.campaignsStore.RegisterFlags(fs)
 	registerNATSFlags(&a.opts.NATSStreams, fs)
 }
 
@@ -152,6 +159,11 @@ func modules() []*module {
 			name: "files", target: true, inAll: true, doc: "files API and /files/ downloads for CPEs on the gateway's listener: firmware, configuration and vendor files (SQLite and a directory, or MongoDB with GridFS)",
 			deps: []string{"grpc-public", "api-http", "inventory-client"}, build: buildFiles,
 			health: []string{"fleetacs.files.v1.FilesService"},
+		},
+		{
+			name: "campaigns", target: true, inAll: true, doc: "campaigns API and runner: firmware, task or preset campaigns in waves through the tasks service (SQLite embedded, or MongoDB)",
+			deps: []string{"grpc-public", "api-http", "inventory-client", "tasks-client", "nats-client"}, after: []string{"files"}, build: buildCampaigns,
+			health: []string{"fleetacs.campaigns.v1.CampaignsService"},
 		},
 		{
 			name: "sessions", target: true, inAll: true, doc: "session workers: run CWMP sessions for the gateways",
@@ -417,6 +429,9 @@ func buildInventory(a *app) (lifecycle.Service, error) {
 	svc := inventory.New(st, inventory.Options{Logger: a.logger.With("component", "inventory"), CallerTenants: apiauth.CallerTenants, Tokens: tokens})
 	svc.RegisterPublic(a.shared.public.registrar)
 	svc.RegisterInternal(a.shared.internal.registrar)
+	// The campaigns runner reads devices through the public API's
+	// ListDevices, as a trusted service (docs/campaigns.md).
+	svc.RegisterPublic(a.shared.internal.registrar)
 	// Presets (docs/provisioning.md) live beside the devices.
 	pst, err := cfg.NewPresetStore()
 	if err != nil {

@@ -140,6 +140,9 @@ func buildTasks(a *app) (lifecycle.Service, error) {
 	}
 	svc.RegisterPublic(a.shared.public.registrar)
 	svc.RegisterInternal(a.shared.internal.registrar)
+	// The campaigns runner creates and follows tasks through the public
+	// API, as a trusted service (docs/campaigns.md).
+	svc.RegisterPublic(a.shared.internal.registrar)
 	if !a.selected("inventory") {
 		// The tokens are the inventory's: verify them through its
 		// internal API (docs/security.md, "Processes without the

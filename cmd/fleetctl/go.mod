@@ -4,10 +4,11 @@ go 1.26.0
 
 require (
 	github.com/fleetacs/fleetacs/pkg v0.0.0
-	go.yaml.in/yaml/v3 v3.0.4
+	go.yaml.in/yaml/v3 v3.0.5
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20261104224025-d1e00e9f33ab
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12
+	sigs.k8s.io/yaml v1.6.0
 )
 
 require (
@@ -25,6 +26,7 @@ require (
 	go.mongodb.org/mongo-driver/v2 v2.10.0 // indirect
 	go.opentelemetry.io/otel v1.47.0 // indirect
 	go.opentelemetry.io/otel/trace v1.47.0 // indirect
+	go.yaml.in/yaml/v2 v2.4.2 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sync v0.25.0 // indirect
@@ -40,6 +42,7 @@ require (
 require (
 	github.com/beevik/etree v1.8.1 // indirect
 	github.com/fleetacs/fleetacs/proto v0.0.0
+	github.com/fleetacs/fleetacs/services/campaigns v0.0.0-00010101000000-000000000000
 	github.com/fleetacs/fleetacs/services/files v0.0.0-00010101000000-000000000000
 )
 
@@ -48,3 +51,5 @@ replace github.com/fleetacs/fleetacs/pkg => ../../pkg
 replace github.com/fleetacs/fleetacs/proto => ../../proto
 
 replace github.com/fleetacs/fleetacs/services/files => ../../services/files
+
+replace github.com/fleetacs/fleetacs/services/campaigns => ../../services/campaigns

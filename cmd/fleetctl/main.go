@@ -4,9 +4,10 @@
 // (`fleetctl devices list|get|set-credentials`) and manages API tokens
 // (`fleetctl tokens create|list|revoke`), runs tasks (`fleetctl tasks
 // create|get|list|cancel|watch`) and follows events (`fleetctl events
-// watch`) and manages the files CPEs download (`fleetctl files
-// upload|list|get|url|delete`); presets and campaigns join the same command
-// tree in internal/cli.
+// watch`), manages the files CPEs download (`fleetctl files
+// upload|list|get|url|delete`) and runs campaigns (`fleetctl campaigns
+// create|list|get|pause|resume|abort`); presets join the same command tree
+// in internal/cli.
 package main
 
 import (

@@ -53,3 +53,25 @@ func (s *Service) Resolve(ctx context.Context, tenant, productClass, fileType, v
 	}
 	return nil, ErrNoFile
 }
+
+// Get returns one file's record: for campaigns that name a file by id.
+// The error wraps store.ErrNotFound when the tenant has no such file, and
+// store.ErrUnavailable when the store cannot be reached.
+func (s *Service) Get(ctx context.Context, tenant, id string) (*filesv1.File, error) {
+	r, err := s.meta.Get(ctx, tenant, id)
+	if err != nil {
+		return nil, fmt.Errorf("get file: %w", err)
+	}
+	return toProto(r), nil
+}
+
+// HasVersion reports whether the tenant has a file of fileType and
+// version for any product class: campaigns check it when they are
+// created, before resolving each device's file.
+func (s *Service) HasVersion(ctx context.Context, tenant, fileType, version string) (bool, error) {
+	rs, err := s.meta.List(ctx, store.Query{Tenant: tenant, FileType: fileType, Version: version, Limit: 1})
+	if err != nil {
+		return false, fmt.Errorf("look up files: %w", err)
+	}
+	return len(rs) > 0, nil
+}

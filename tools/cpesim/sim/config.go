@@ -152,6 +152,11 @@ type Config struct {
 	// attempt after this many bytes, as a dropped connection would; the
 	// device resumes it with a Range request. 0: never.
 	FetchInterruptAfter int64
+	// FailTransfers is the share of devices (0 to 1) whose downloads all
+	// fail with 9010 (Download failure) without fetching anything: device
+	// i fails when floor((i+1)*f) > floor(i*f), so exactly floor(n*f) of
+	// n devices fail, spread evenly over the indexes. 0: none.
+	FailTransfers float64
 	// CrashGPVAbove makes the devices' CWMP client crash, as netcwmp's
 	// does past 31 names, on a GetParameterValues of more names than
 	// this: it never answers (in keep-alive mode it closes its
@@ -273,6 +278,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Devices < 1 {
 		return errors.New("config devices: need at least 1")
+	}
+	if c.FailTransfers < 0 || c.FailTransfers > 1 || c.FailTransfers != c.FailTransfers {
+		return errors.New("config fail-transfers: a fraction from 0 to 1")
 	}
 	if c.FetchInterruptAfter < 0 {
 		return errors.New("config fetch-interrupt-after: must not be negative")
@@ -426,6 +434,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.DiagnosticTime, "diagnostic-time", c.DiagnosticTime, "how long a diagnostic test (IPPing, TraceRoute, ...) takes; results are simulated, nothing is sent")
 	fs.BoolVar(&c.StallDiagnostics, "stall-diagnostics", c.StallDiagnostics, "accept diagnostics but never complete them (to test an ACS's timeout)")
 	fs.BoolVar(&c.FetchTransfers, "fetch", c.FetchTransfers, "really GET downloads and PUT uploads")
+	fs.Float64Var(&c.FailTransfers, "fail-transfers", c.FailTransfers, "share of devices (0 to 1, by device index) whose downloads fail with 9010 without fetching")
 	fs.Int64Var(&c.FetchInterruptAfter, "fetch-interrupt-after", c.FetchInterruptAfter, "with -fetch: cut each download's first attempt after this many bytes and resume it with a Range request (0: never)")
 	fs.IntVar(&c.CrashGPVAbove, "crash-gpv-above", c.CrashGPVAbove, "a GetParameterValues of more names crashes the client, like netcwmp past 31: connection dropped, restart with 1 BOOT (0: never)")
 }

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"math"
 	"net/url"
 	"path"
 	"strconv"
@@ -484,7 +485,9 @@ func (d *Device) runTransfer(t *transfer, now time.Time) {
 	}
 	t.state = transferRunning
 	t.start = now
-	if d.sim.cfg.FetchTransfers {
+	if t.download && failsTransfers(d.index, d.sim.cfg.FailTransfers) {
+		t.fault = faultStruct(cwmp.FaultDownloadFailure)
+	} else if d.sim.cfg.FetchTransfers {
 		// The transfer itself runs outside the device lock: it is I/O.
 		d.mu.Unlock()
 		fault := d.sim.doTransfer(t)
@@ -609,4 +612,13 @@ func (d *Device) applyDUChangeLocked(key string, ops []cwmp.DUOperation, now tim
 
 func faultStruct(code cwmp.FaultCode) cwmp.FaultStruct {
 	return cwmp.FaultStruct{FaultCode: code, FaultString: code.String()}
+}
+
+// failsTransfers reports whether device index i is among the share f of
+// devices whose downloads fail (Config.FailTransfers).
+func failsTransfers(i int, f float64) bool {
+	if f <= 0 {
+		return false
+	}
+	return math.Floor(float64(i+1)*f) > math.Floor(float64(i)*f)
 }

@@ -86,8 +86,8 @@ func Root() *Command {
 		Name:  "fleetctl",
 		Short: "the FleetACS operator CLI",
 		Long: "fleetctl is the FleetACS operator CLI. It queries the device inventory,\n" +
-			"runs and watches tasks, watches events, manages API tokens and uploads files\n" +
-			"for CPEs over the public gRPC API, and converts captured CWMP\n" +
+			"runs and watches tasks, watches events, manages API tokens, uploads files\n" +
+			"for CPEs and runs campaigns over the public gRPC API, and converts captured CWMP\n" +
 			"envelopes to JSON and back.\n" +
 			"\n" +
 			"Server: -addr host:port, else $FLEETACS_ADDR, else the address fleetacs wrote to\n" +
@@ -97,7 +97,7 @@ func Root() *Command {
 			"and -key-file on a server with mutual TLS.\n" +
 			"TLS: plaintext to loopback addresses, TLS to any other (-tls, -ca-file).\n" +
 			"These flags go before or after the command words: fleetctl -addr HOST:PORT devices list.",
-		Commands: []*Command{cwmpCommand(), devicesCommand(), tokensCommand(), tasksCommand(), diagnoseCommand(), eventsCommand(), filesCommand(), presetsCommand()},
+		Commands: []*Command{cwmpCommand(), devicesCommand(), tokensCommand(), tasksCommand(), diagnoseCommand(), eventsCommand(), filesCommand(), presetsCommand(), campaignsCommand()},
 	}
 }
 

@@ -582,6 +582,14 @@ func eventSummary(ev *eventsv1.Event) string {
 		return " " + p.SessionFailed.GetReason()
 	case *eventsv1.Event_ConnectionRequest:
 		return " " + quoteIfNeeded(p.ConnectionRequest.GetDetail())
+	case *eventsv1.Event_Campaign:
+		c := p.Campaign.GetCampaign()
+		s := " campaign " + c.GetId() + " " + campaignStateName(c.GetState())
+		if strings.HasPrefix(ev.GetKind(), "campaign.wave_") {
+			s += fmt.Sprintf(" wave %d", p.Campaign.GetWave())
+		}
+		t := c.GetTotals()
+		return s + fmt.Sprintf(" succeeded %d failed %d in flight %d", t.GetSucceeded(), t.GetFailed(), t.GetInFlight()+t.GetVerifying())
 	}
 	return ""
 }

@@ -101,6 +101,14 @@ const (
 	ErrorReason_PRESET_REVISION_MISMATCH ErrorReason = 41
 	// RESOURCE_EXHAUSTED: the tenant has as many presets as it may.
 	ErrorReason_PRESET_LIMIT ErrorReason = 42
+	// NOT_FOUND: the tenant has no campaign with this id.
+	ErrorReason_CAMPAIGN_NOT_FOUND ErrorReason = 50
+	// FAILED_PRECONDITION: the campaign's state does not allow this (e.g.
+	// resuming a completed or aborted campaign).
+	ErrorReason_CAMPAIGN_STATE ErrorReason = 51
+	// FAILED_PRECONDITION: the campaign's action cannot run here (a preset,
+	// not wired yet), or its file does not exist.
+	ErrorReason_CAMPAIGN_ACTION_UNAVAILABLE ErrorReason = 52
 )
 
 // Enum value maps for ErrorReason.
@@ -133,35 +141,41 @@ var (
 		40: "PRESET_NOT_FOUND",
 		41: "PRESET_REVISION_MISMATCH",
 		42: "PRESET_LIMIT",
+		50: "CAMPAIGN_NOT_FOUND",
+		51: "CAMPAIGN_STATE",
+		52: "CAMPAIGN_ACTION_UNAVAILABLE",
 	}
 	ErrorReason_value = map[string]int32{
-		"ERROR_REASON_UNSPECIFIED": 0,
-		"CREDENTIALS_MISSING":      1,
-		"CREDENTIALS_INVALID":      2,
-		"ROLE_FORBIDDEN":           3,
-		"TENANT_FORBIDDEN":         4,
-		"TENANT_REQUIRED":          5,
-		"INVALID_FIELD":            6,
-		"INVALID_PAGE_TOKEN":       7,
-		"INVALID_FILTER":           8,
-		"INVALID_TAG":              9,
-		"DEVICE_NOT_FOUND":         10,
-		"LEASE_LOST":               11,
-		"RATE_LIMITED":             12,
-		"STORE_UNAVAILABLE":        13,
-		"INTERNAL_ERROR":           14,
-		"TOKEN_NOT_FOUND":          15,
-		"TASK_NOT_FOUND":           16,
-		"IDEMPOTENCY_CONFLICT":     17,
-		"TASK_NOT_CANCELLABLE":     18,
-		"REVISION_COMPACTED":       19,
-		"QUEUE_FULL":               20,
-		"FILE_NOT_FOUND":           30,
-		"FILE_ALREADY_EXISTS":      31,
-		"FILE_CHECKSUM_MISMATCH":   32,
-		"PRESET_NOT_FOUND":         40,
-		"PRESET_REVISION_MISMATCH": 41,
-		"PRESET_LIMIT":             42,
+		"ERROR_REASON_UNSPECIFIED":    0,
+		"CREDENTIALS_MISSING":         1,
+		"CREDENTIALS_INVALID":         2,
+		"ROLE_FORBIDDEN":              3,
+		"TENANT_FORBIDDEN":            4,
+		"TENANT_REQUIRED":             5,
+		"INVALID_FIELD":               6,
+		"INVALID_PAGE_TOKEN":          7,
+		"INVALID_FILTER":              8,
+		"INVALID_TAG":                 9,
+		"DEVICE_NOT_FOUND":            10,
+		"LEASE_LOST":                  11,
+		"RATE_LIMITED":                12,
+		"STORE_UNAVAILABLE":           13,
+		"INTERNAL_ERROR":              14,
+		"TOKEN_NOT_FOUND":             15,
+		"TASK_NOT_FOUND":              16,
+		"IDEMPOTENCY_CONFLICT":        17,
+		"TASK_NOT_CANCELLABLE":        18,
+		"REVISION_COMPACTED":          19,
+		"QUEUE_FULL":                  20,
+		"FILE_NOT_FOUND":              30,
+		"FILE_ALREADY_EXISTS":         31,
+		"FILE_CHECKSUM_MISMATCH":      32,
+		"PRESET_NOT_FOUND":            40,
+		"PRESET_REVISION_MISMATCH":    41,
+		"PRESET_LIMIT":                42,
+		"CAMPAIGN_NOT_FOUND":          50,
+		"CAMPAIGN_STATE":              51,
+		"CAMPAIGN_ACTION_UNAVAILABLE": 52,
 	}
 )
 
@@ -196,7 +210,7 @@ var File_fleetacs_errors_v1_errors_proto protoreflect.FileDescriptor
 
 const file_fleetacs_errors_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x1ffleetacs/errors/v1/errors.proto\x12\x12fleetacs.errors.v1*\xe3\x04\n" +
+	"\x1ffleetacs/errors/v1/errors.proto\x12\x12fleetacs.errors.v1*\xb0\x05\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13CREDENTIALS_MISSING\x10\x01\x12\x17\n" +
@@ -227,7 +241,10 @@ const file_fleetacs_errors_v1_errors_proto_rawDesc = "" +
 	"\x16FILE_CHECKSUM_MISMATCH\x10 \x12\x14\n" +
 	"\x10PRESET_NOT_FOUND\x10(\x12\x1c\n" +
 	"\x18PRESET_REVISION_MISMATCH\x10)\x12\x10\n" +
-	"\fPRESET_LIMIT\x10*BDZBgithub.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1;errorsv1b\x06proto3"
+	"\fPRESET_LIMIT\x10*\x12\x16\n" +
+	"\x12CAMPAIGN_NOT_FOUND\x102\x12\x12\n" +
+	"\x0eCAMPAIGN_STATE\x103\x12\x1f\n" +
+	"\x1bCAMPAIGN_ACTION_UNAVAILABLE\x104BDZBgithub.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1;errorsv1b\x06proto3"
 
 var (
 	file_fleetacs_errors_v1_errors_proto_rawDescOnce sync.Once

@@ -14,6 +14,7 @@ package eventsv1
 
 import (
 	_ "github.com/fleetacs/fleetacs/proto/gen/fleetacs/auth/v1"
+	v11 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/campaigns/v1"
 	v1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -55,6 +56,7 @@ type Event struct {
 	//	*Event_TransferComplete
 	//	*Event_SessionFailed
 	//	*Event_ConnectionRequest
+	//	*Event_Campaign
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -184,6 +186,15 @@ func (x *Event) GetConnectionRequest() *ConnectionRequestOutcome {
 	return nil
 }
 
+func (x *Event) GetCampaign() *v11.CampaignEvent {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_Campaign); ok {
+			return x.Campaign
+		}
+	}
+	return nil
+}
+
 type isEvent_Payload interface {
 	isEvent_Payload()
 }
@@ -213,6 +224,13 @@ type Event_ConnectionRequest struct {
 	ConnectionRequest *ConnectionRequestOutcome `protobuf:"bytes,14,opt,name=connection_request,json=connectionRequest,proto3,oneof"`
 }
 
+type Event_Campaign struct {
+	// campaign.<kind>: a campaign changed state or a wave started or
+	// ended (docs/campaigns.md); the subject's last token is the
+	// campaign's id.
+	Campaign *v11.CampaignEvent `protobuf:"bytes,20,opt,name=campaign,proto3,oneof"`
+}
+
 func (*Event_Task) isEvent_Payload() {}
 
 func (*Event_Device) isEvent_Payload() {}
@@ -222,6 +240,8 @@ func (*Event_TransferComplete) isEvent_Payload() {}
 func (*Event_SessionFailed) isEvent_Payload() {}
 
 func (*Event_ConnectionRequest) isEvent_Payload() {}
+
+func (*Event_Campaign) isEvent_Payload() {}
 
 // InformEvent is one EventStruct of an Inform.
 type InformEvent struct {
@@ -777,7 +797,7 @@ var File_fleetacs_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_fleetacs_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1ffleetacs/events/v1/events.proto\x12\x12fleetacs.events.v1\x1a\x1bfleetacs/auth/v1/auth.proto\x1a\x1dfleetacs/tasks/v1/tasks.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa5\x04\n" +
+	"\x1ffleetacs/events/v1/events.proto\x12\x12fleetacs.events.v1\x1a\x1bfleetacs/auth/v1/auth.proto\x1a%fleetacs/campaigns/v1/campaigns.proto\x1a\x1dfleetacs/tasks/v1/tasks.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x04\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x1b\n" +
@@ -791,7 +811,8 @@ const file_fleetacs_events_v1_events_proto_rawDesc = "" +
 	"\x06device\x18\v \x01(\v2 .fleetacs.events.v1.DeviceReportH\x00R\x06device\x12S\n" +
 	"\x11transfer_complete\x18\f \x01(\v2$.fleetacs.events.v1.TransferCompleteH\x00R\x10transferComplete\x12J\n" +
 	"\x0esession_failed\x18\r \x01(\v2!.fleetacs.events.v1.SessionFailedH\x00R\rsessionFailed\x12]\n" +
-	"\x12connection_request\x18\x0e \x01(\v2,.fleetacs.events.v1.ConnectionRequestOutcomeH\x00R\x11connectionRequestB\t\n" +
+	"\x12connection_request\x18\x0e \x01(\v2,.fleetacs.events.v1.ConnectionRequestOutcomeH\x00R\x11connectionRequest\x12B\n" +
+	"\bcampaign\x18\x14 \x01(\v2$.fleetacs.campaigns.v1.CampaignEventH\x00R\bcampaignB\t\n" +
 	"\apayload\"B\n" +
 	"\vInformEvent\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x1f\n" +
@@ -864,7 +885,8 @@ var file_fleetacs_events_v1_events_proto_goTypes = []any{
 	(*WatchEventsResponse)(nil),      // 8: fleetacs.events.v1.WatchEventsResponse
 	(*timestamppb.Timestamp)(nil),    // 9: google.protobuf.Timestamp
 	(*v1.Task)(nil),                  // 10: fleetacs.tasks.v1.Task
-	(v1.WakeStatus)(0),               // 11: fleetacs.tasks.v1.WakeStatus
+	(*v11.CampaignEvent)(nil),        // 11: fleetacs.campaigns.v1.CampaignEvent
+	(v1.WakeStatus)(0),               // 12: fleetacs.tasks.v1.WakeStatus
 }
 var file_fleetacs_events_v1_events_proto_depIdxs = []int32{
 	9,  // 0: fleetacs.events.v1.Event.time:type_name -> google.protobuf.Timestamp
@@ -873,19 +895,20 @@ var file_fleetacs_events_v1_events_proto_depIdxs = []int32{
 	4,  // 3: fleetacs.events.v1.Event.transfer_complete:type_name -> fleetacs.events.v1.TransferComplete
 	5,  // 4: fleetacs.events.v1.Event.session_failed:type_name -> fleetacs.events.v1.SessionFailed
 	6,  // 5: fleetacs.events.v1.Event.connection_request:type_name -> fleetacs.events.v1.ConnectionRequestOutcome
-	1,  // 6: fleetacs.events.v1.DeviceReport.events:type_name -> fleetacs.events.v1.InformEvent
-	2,  // 7: fleetacs.events.v1.DeviceReport.values:type_name -> fleetacs.events.v1.ChangedValue
-	9,  // 8: fleetacs.events.v1.TransferComplete.start_time:type_name -> google.protobuf.Timestamp
-	9,  // 9: fleetacs.events.v1.TransferComplete.complete_time:type_name -> google.protobuf.Timestamp
-	11, // 10: fleetacs.events.v1.ConnectionRequestOutcome.status:type_name -> fleetacs.tasks.v1.WakeStatus
-	0,  // 11: fleetacs.events.v1.WatchEventsResponse.event:type_name -> fleetacs.events.v1.Event
-	7,  // 12: fleetacs.events.v1.EventsService.WatchEvents:input_type -> fleetacs.events.v1.WatchEventsRequest
-	8,  // 13: fleetacs.events.v1.EventsService.WatchEvents:output_type -> fleetacs.events.v1.WatchEventsResponse
-	13, // [13:14] is the sub-list for method output_type
-	12, // [12:13] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	11, // 6: fleetacs.events.v1.Event.campaign:type_name -> fleetacs.campaigns.v1.CampaignEvent
+	1,  // 7: fleetacs.events.v1.DeviceReport.events:type_name -> fleetacs.events.v1.InformEvent
+	2,  // 8: fleetacs.events.v1.DeviceReport.values:type_name -> fleetacs.events.v1.ChangedValue
+	9,  // 9: fleetacs.events.v1.TransferComplete.start_time:type_name -> google.protobuf.Timestamp
+	9,  // 10: fleetacs.events.v1.TransferComplete.complete_time:type_name -> google.protobuf.Timestamp
+	12, // 11: fleetacs.events.v1.ConnectionRequestOutcome.status:type_name -> fleetacs.tasks.v1.WakeStatus
+	0,  // 12: fleetacs.events.v1.WatchEventsResponse.event:type_name -> fleetacs.events.v1.Event
+	7,  // 13: fleetacs.events.v1.EventsService.WatchEvents:input_type -> fleetacs.events.v1.WatchEventsRequest
+	8,  // 14: fleetacs.events.v1.EventsService.WatchEvents:output_type -> fleetacs.events.v1.WatchEventsResponse
+	14, // [14:15] is the sub-list for method output_type
+	13, // [13:14] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_fleetacs_events_v1_events_proto_init() }
@@ -899,6 +922,7 @@ func file_fleetacs_events_v1_events_proto_init() {
 		(*Event_TransferComplete)(nil),
 		(*Event_SessionFailed)(nil),
 		(*Event_ConnectionRequest)(nil),
+		(*Event_Campaign)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
