@@ -78,6 +78,47 @@ func TestChartProductionValues(t *testing.T) {
 	}
 }
 
+// The Redis modes reach the processes that use Redis: the mode, the
+// sentinels or the cluster's seeds as -redis.addr, the master's name.
+func TestChartRedisModes(t *testing.T) {
+	c := chartDir(t)
+	for _, tc := range []struct {
+		values         string
+		mode, addr     string
+		sentinelMaster string
+	}{
+		{"redis: {mode: sentinel, sentinel: {masterName: acs, addrs: [\"s1:26379\", \"s2:26379\"]}}\n", "sentinel", "s1:26379,s2:26379", "acs"},
+		{"redis: {mode: cluster, cluster: {addrs: [\"r1:6379\", \"r2:6379\", \"r3:6379\"]}}\n", "cluster", "r1:6379,r2:6379,r3:6379", ""},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			v := filepath.Join(t.TempDir(), "values.yaml")
+			if err := os.WriteFile(v, []byte(tc.values), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, o := range checkChart(t, c, v) {
+				d, ok := o.(*appsv1.Deployment)
+				if !ok {
+					continue
+				}
+				env := envOf(d)
+				if _, uses := env["FLEETACS_REDIS_ADDR"]; !uses {
+					continue
+				}
+				n++
+				if env["FLEETACS_REDIS_MODE"].Value != tc.mode || env["FLEETACS_REDIS_ADDR"].Value != tc.addr ||
+					env["FLEETACS_REDIS_SENTINEL_MASTER"].Value != tc.sentinelMaster {
+					t.Errorf("%s: mode %q, addr %q, master %q", d.Name, env["FLEETACS_REDIS_MODE"].Value, env["FLEETACS_REDIS_ADDR"].Value,
+						env["FLEETACS_REDIS_SENTINEL_MASTER"].Value)
+				}
+			}
+			if n != 2 {
+				t.Errorf("%d Deployments use Redis, want 2 (gateway, sessions)", n)
+			}
+		})
+	}
+}
+
 // checkChart lints and renders the chart with the values files, decodes
 // every manifest strictly and checks what the chart promises. It returns
 // the objects.
@@ -467,7 +508,9 @@ func TestChartCheckCatches(t *testing.T) {
 		{name: "cluster policy", file: "templates/workloads.yaml", old: "externalTrafficPolicy: {{ $g.externalTrafficPolicy }}", new: "externalTrafficPolicy: Cluster", want: "want Local"},
 		{name: "values typo", values: "gateway:\n  replica: 3\n", atTemplate: true, want: "replica"},
 		{name: "values type", values: "nats:\n  streamReplicas: three\n", atTemplate: true, want: "streamReplicas"},
-		{name: "redis cluster", values: "redis:\n  mode: cluster\n", atTemplate: true, want: "Sentinel and Cluster"},
+		{name: "redis cluster without seeds", values: "redis:\n  mode: cluster\n", atTemplate: true, want: "redis.cluster.addrs"},
+		{name: "redis cluster db", values: "redis:\n  mode: cluster\n  db: 3\n  cluster: {addrs: [\"r1:6379\"]}\n", atTemplate: true, want: "redis.db must be 0"},
+		{name: "redis sentinel without master", values: "redis:\n  mode: sentinel\n  sentinel: {masterName: \"\", addrs: [\"s1:26379\"]}\n", atTemplate: true, want: "redis.sentinel.masterName"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			chart := copyChart(t)

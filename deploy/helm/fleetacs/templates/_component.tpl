@@ -47,8 +47,14 @@ from Secrets by reference or as mounted files, never as values here.
   value: "{{ $full }}-tasks:9301"
 {{- end }}
 {{- if has $name (list "gateway" "sessions") }}
+- name: FLEETACS_REDIS_MODE
+  value: {{ $v.redis.mode | quote }}
 - name: FLEETACS_REDIS_ADDR
   value: {{ include "fleetacs.redisAddr" $root | quote }}
+{{- if eq $v.redis.mode "sentinel" }}
+- name: FLEETACS_REDIS_SENTINEL_MASTER
+  value: {{ $v.redis.sentinel.masterName | quote }}
+{{- end }}
 - name: FLEETACS_REDIS_DB
   value: {{ $v.redis.db | quote }}
 - name: FLEETACS_REDIS_PREFIX

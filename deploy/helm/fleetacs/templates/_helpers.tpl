@@ -79,11 +79,21 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-nats" (include "fleetacs.fullname" .)) .Values.nats.existingSecret -}}
 {{- end -}}
 
-{{/* The Redis address fleetacs is given, by mode. */}}
+{{/* The Redis address fleetacs is given, by mode: the server, the
+sentinels, or the cluster's seed nodes (-redis.addr, comma-separated). */}}
 {{- define "fleetacs.redisAddr" -}}
-{{- if eq .Values.redis.mode "single" -}}
-{{- required "redis.addr is required (host:port of Redis)" .Values.redis.addr -}}
+{{- $r := .Values.redis -}}
+{{- if eq $r.mode "single" -}}
+{{- required "redis.addr is required (host:port of Redis)" $r.addr -}}
+{{- else if eq $r.mode "sentinel" -}}
+{{- if not $r.sentinel.masterName -}}{{- fail "redis.sentinel.masterName is required with redis.mode=sentinel" -}}{{- end -}}
+{{- if not $r.sentinel.addrs -}}{{- fail "redis.sentinel.addrs (host:port of each sentinel) is required with redis.mode=sentinel" -}}{{- end -}}
+{{- join "," $r.sentinel.addrs -}}
+{{- else if eq $r.mode "cluster" -}}
+{{- if not $r.cluster.addrs -}}{{- fail "redis.cluster.addrs (host:port of some of the cluster's nodes) is required with redis.mode=cluster" -}}{{- end -}}
+{{- if ne (int $r.db) 0 -}}{{- fail "redis.db must be 0 with redis.mode=cluster" -}}{{- end -}}
+{{- join "," $r.cluster.addrs -}}
 {{- else -}}
-{{- fail (printf "redis.mode=%s: this release of fleetacs connects to one Redis (-redis.addr) only; Sentinel and Cluster need the fleetacs flags of issue 11 item 1 (docs/deploy.md, \"Dependencies\")" .Values.redis.mode) -}}
+{{- fail (printf "redis.mode must be single, sentinel or cluster, got %q" $r.mode) -}}
 {{- end -}}
 {{- end -}}
