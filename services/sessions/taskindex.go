@@ -57,6 +57,8 @@ type taskIndex struct {
 	// afterSync and afterHint, when set (tests), are called after each
 	// successful resynchronisation and each hint taken in.
 	afterSync, afterHint func()
+	// now is the clock (time.Now; tests set theirs).
+	now func() time.Time
 
 	mu  sync.Mutex
 	sub *nats.Subscription
@@ -85,6 +87,32 @@ type indexEntry struct {
 	// every message in between (BenchmarkQueueRead).
 	seqs     []uint64
 	complete bool
+	// recent are the sequences hinted less than replicationGrace ago. A
+	// read may be answered by a stream replica that has not stored them
+	// yet (a replicated stream acknowledges once a majority has), so a
+	// read that does not find them neither drops them nor the device.
+	recent []hintedSeq
+}
+
+type hintedSeq struct {
+	seq uint64
+	at  time.Time
+}
+
+// replicationGrace bounds how long a replica of the task stream may lag
+// behind the acknowledgement of a message.
+const replicationGrace = 10 * time.Second
+
+// fresh drops the recent sequences older than the grace and reports
+// whether seq (0: any) is among the rest.
+func (e *indexEntry) fresh(now time.Time, seq uint64) bool {
+	e.recent = slices.DeleteFunc(e.recent, func(h hintedSeq) bool { return now.Sub(h.at) >= replicationGrace })
+	for _, h := range e.recent {
+		if seq == 0 || h.seq == seq {
+			return true
+		}
+	}
+	return false
 }
 
 // maxIndexedSeqs bounds the sequences the index keeps for one device;
@@ -112,7 +140,7 @@ const hintPendingLimit = 1 << 20
 func newTaskIndex(conn func() *nats.Conn, names natsbus.Names, stream func(context.Context) (jetstream.Stream, error), every time.Duration, logger *slog.Logger) *taskIndex {
 	return &taskIndex{
 		conn: conn, names: names, stream: stream, every: every, logger: logger,
-		kick: make(chan struct{}, 1), devices: map[string]*indexEntry{},
+		kick: make(chan struct{}, 1), devices: map[string]*indexEntry{}, now: time.Now,
 	}
 }
 
@@ -150,6 +178,11 @@ func (x *taskIndex) hint(m *nats.Msg) {
 	}
 	e.gen = x.gen
 	e.add(seq)
+	if seq != 0 {
+		now := x.now()
+		e.fresh(now, 0)
+		e.recent = append(e.recent, hintedSeq{seq, now})
+	}
 	if x.during != nil {
 		x.during[q] = struct{}{}
 	}
@@ -234,7 +267,7 @@ func (x *taskIndex) learned(queue string, gen uint64, seqs []uint64, all bool) {
 	defer x.mu.Unlock()
 	e, ok := x.devices[queue]
 	if len(seqs) == 0 {
-		if ok && e.gen == gen && all {
+		if ok && e.gen == gen && all && !e.fresh(x.now(), 0) {
 			delete(x.devices, queue)
 		}
 		return
@@ -260,7 +293,16 @@ func (x *taskIndex) learned(queue string, gen uint64, seqs []uint64, all bool) {
 		}
 		return
 	}
-	e.seqs, e.complete = slices.Clone(seqs), len(seqs) <= maxIndexedSeqs
+	found := slices.Clone(seqs)
+	e.fresh(x.now(), 0)
+	for _, h := range e.recent {
+		// Hinted, and maybe not stored yet by the replica that answered.
+		if !slices.Contains(found, h.seq) {
+			found = append(found, h.seq)
+		}
+	}
+	slices.Sort(found)
+	e.seqs, e.complete = found, len(found) <= maxIndexedSeqs
 	if !e.complete {
 		e.seqs = nil
 	}
@@ -279,7 +321,8 @@ func (x *taskIndex) gone(queue string, seqs []uint64) {
 	if !ok || !e.complete {
 		return
 	}
-	e.seqs = slices.DeleteFunc(e.seqs, func(s uint64) bool { return slices.Contains(seqs, s) })
+	now := x.now()
+	e.seqs = slices.DeleteFunc(e.seqs, func(s uint64) bool { return slices.Contains(seqs, s) && !e.fresh(now, s) })
 	if len(e.seqs) == 0 {
 		delete(x.devices, queue)
 	}
