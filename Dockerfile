@@ -19,6 +19,7 @@ ENV CGO_ENABLED=0 GOFLAGS=-trimpath GOTOOLCHAIN=local
 COPY go.work go.work.sum ./
 COPY pkg/go.mod pkg/go.sum pkg/
 COPY proto/go.mod proto/go.sum proto/
+COPY services/campaigns/go.mod services/campaigns/go.sum services/campaigns/
 COPY services/files/go.mod services/files/go.sum services/files/
 COPY services/gateway/go.mod services/gateway/go.sum services/gateway/
 COPY services/inventory/go.mod services/inventory/go.sum services/inventory/
