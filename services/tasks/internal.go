@@ -176,9 +176,25 @@ func (i *internalServer) ReportTasks(ctx context.Context, req *tasksv1.ReportTas
 	if err := s.checkInternal(req.GetTenant(), req.GetDeviceId(), req.GetSessionId(), len(req.GetReports())); err != nil {
 		return nil, err
 	}
+	// The records, in one read (a session reports all its tasks at once).
+	ids := make([]string, 0, len(req.GetReports()))
+	for _, rep := range req.GetReports() {
+		if recordid.Valid(rep.GetId()) {
+			ids = append(ids, rep.GetId())
+		}
+	}
+	recs, err := s.store.GetMany(ctx, req.GetTenant(), ids)
+	if err != nil {
+		return nil, s.statusOf(ctx, "report tasks", nil, err)
+	}
+	byID := make(map[string]store.Record, len(recs))
+	for _, r := range recs {
+		byID[r.ID] = r
+	}
 	out := &tasksv1.ReportTasksResponse{}
 	for _, rep := range req.GetReports() {
-		ack, err := s.report(ctx, req.GetTenant(), req.GetDeviceId(), req.GetSessionId(), rep)
+		r, found := byID[rep.GetId()]
+		ack, err := s.report(ctx, req.GetDeviceId(), req.GetSessionId(), rep, r, found)
 		if err != nil {
 			return nil, s.statusOf(ctx, "report tasks", nil, err)
 		}
@@ -187,19 +203,11 @@ func (i *internalServer) ReportTasks(ctx context.Context, req *tasksv1.ReportTas
 	return out, nil
 }
 
-func (s *Service) report(ctx context.Context, tenant, device, session string, rep *tasksv1.TaskReport) (*tasksv1.ReportTaskAck, error) {
+// report applies one report to the task's record r (found false: no such
+// task in the tenant); a stale r is read again by change.
+func (s *Service) report(ctx context.Context, device, session string, rep *tasksv1.TaskReport, r store.Record, found bool) (*tasksv1.ReportTaskAck, error) {
 	ack := &tasksv1.ReportTaskAck{Id: rep.GetId()}
-	if !recordid.Valid(rep.GetId()) {
-		return ack, nil
-	}
-	r, err := s.store.Get(ctx, tenant, rep.GetId())
-	if err != nil {
-		if isNotFound(err) {
-			return ack, nil
-		}
-		return nil, err
-	}
-	if r.DeviceID != device {
+	if !found || r.DeviceID != device {
 		return ack, nil
 	}
 	if d := rep.GetAwaitDeadline(); d != nil && d.CheckValid() != nil {
