@@ -109,3 +109,18 @@ func TestGrafanaDashboardCheckCatches(t *testing.T) {
 		})
 	}
 }
+
+// dashboardKey is the dashboard's key in the chart's ConfigMap.
+const dashboardKey = "fleetacs.json"
+
+// The chart ships the dashboard of deploy/grafana as it is (helm reads
+// no file outside the chart, so the chart holds a copy).
+func TestChartDashboardIsTheDashboard(t *testing.T) {
+	chartCopy, err := os.ReadFile(filepath.Join(chartDir(t), "dashboards", "fleetacs.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(chartCopy) != string(dashboardFile(t)) {
+		t.Errorf("deploy/helm/fleetacs/dashboards/fleetacs.json differs from deploy/grafana/fleetacs.json: cp deploy/grafana/fleetacs.json deploy/helm/fleetacs/dashboards/")
+	}
+}
