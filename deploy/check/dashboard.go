@@ -35,7 +35,20 @@ type Panel struct {
 		Expr       string         `json:"expr"`
 		Datasource *DataSourceRef `json:"datasource"`
 	} `json:"targets"`
-	Panels []Panel `json:"panels"`
+	Panels  []Panel  `json:"panels"`
+	GridPos *GridPos `json:"gridPos"`
+}
+
+// GridPos is a panel's place on the dashboard's grid of 24 columns.
+type GridPos struct {
+	X int `json:"x"`
+	Y int `json:"y"`
+	W int `json:"w"`
+	H int `json:"h"`
+}
+
+func (g GridPos) overlaps(o GridPos) bool {
+	return g.X < o.X+o.W && o.X < g.X+g.W && g.Y < o.Y+o.H && o.Y < g.Y+g.H
 }
 
 // DataSourceRef names a panel's or a target's data source.
@@ -91,9 +104,20 @@ func CheckDashboard(data []byte, metrics map[string]bool) []error {
 	}
 
 	ids := map[int]string{}
+	var placed []Panel
 	var walk func(ps []Panel)
 	walk = func(ps []Panel) {
 		for _, p := range ps {
+			if g := p.GridPos; g == nil || g.W <= 0 || g.H <= 0 || g.X < 0 || g.Y < 0 || g.X+g.W > 24 {
+				bad("panel %q: grid position %+v, want one inside the 24 columns", p.Title, g)
+			} else {
+				for _, o := range placed {
+					if g.overlaps(*o.GridPos) {
+						bad("panels %q and %q overlap", o.Title, p.Title)
+					}
+				}
+				placed = append(placed, p)
+			}
 			if p.ID <= 0 {
 				bad("panel %q: no id", p.Title)
 			} else if other, dup := ids[p.ID]; dup {

@@ -93,6 +93,8 @@ func TestGrafanaDashboardCheckCatches(t *testing.T) {
 		{"no query", `"targets": [`, `"targets": [], "unused": [`, "no query"},
 		{"no job filter", `rate(fleetacs_sessions_started_total{namespace=~\"$namespace\", job=~\"$job\"}`, `rate(fleetacs_sessions_started_total{namespace=~\"$namespace\"}`, "does not select $namespace and $job"},
 		{"no job variable", `"name": "job"`, `"name": "jobs"`, "variable job"},
+		{"overlap", `"x": 8,`, `"x": 4,`, "overlap"},
+		{"too wide", `"w": 8,`, `"w": 28,`, "inside the 24 columns"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if !strings.Contains(data, c.old) {
