@@ -2,6 +2,7 @@ package check
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -43,9 +44,13 @@ func TestChartProductionValues(t *testing.T) {
 	c := chartDir(t)
 	objs := checkChart(t, c, filepath.Join(c, "ci", "production-values.yaml"))
 	// What the production values turn on is there.
-	var sm, pr int
+	var sm, pr, dash int
 	for _, o := range objs {
 		switch o := o.(type) {
+		case *corev1.ConfigMap:
+			if _, ok := o.Data[dashboardKey]; ok && o.Labels["grafana_dashboard"] == "1" {
+				dash++
+			}
 		case *monitoringv1.ServiceMonitor:
 			sm++
 		case *monitoringv1.PrometheusRule:
@@ -73,8 +78,8 @@ func TestChartProductionValues(t *testing.T) {
 			t.Errorf("secret %s rendered though every secret is an existing one", o.Name)
 		}
 	}
-	if sm != 1 || pr != 1 {
-		t.Errorf("%d ServiceMonitors, %d PrometheusRules, want 1 each", sm, pr)
+	if sm != 1 || pr != 1 || dash != 1 {
+		t.Errorf("%d ServiceMonitors, %d PrometheusRules, %d dashboard ConfigMaps, want 1 each", sm, pr, dash)
 	}
 }
 
@@ -168,6 +173,7 @@ func checkObjects(objs []runtime.Object, h *Fleetacs, metrics map[string]bool) [
 	var netpols []*networkingv1.NetworkPolicy
 	var sms []*monitoringv1.ServiceMonitor
 	var rules []*monitoringv1.PrometheusRule
+	var configMaps []*corev1.ConfigMap
 	sas := map[string]bool{}
 	for _, o := range objs {
 		switch o := o.(type) {
@@ -189,6 +195,8 @@ func checkObjects(objs []runtime.Object, h *Fleetacs, metrics map[string]bool) [
 			sms = append(sms, o)
 		case *monitoringv1.PrometheusRule:
 			rules = append(rules, o)
+		case *corev1.ConfigMap:
+			configMaps = append(configMaps, o)
 		default:
 			bad("unexpected kind %T", o)
 		}
@@ -408,6 +416,19 @@ func checkObjects(objs []runtime.Object, h *Fleetacs, metrics map[string]bool) [
 			bad("ServiceMonitor endpoints %+v", sm.Spec.Endpoints)
 		}
 	}
+	// ConfigMaps: the Grafana dashboard only, and it passes the
+	// dashboard's checks.
+	for _, cm := range configMaps {
+		data, ok := cm.Data[dashboardKey]
+		if !ok || len(cm.Data)+len(cm.BinaryData) != 1 {
+			bad("ConfigMap %s: keys %v, want %s alone", cm.Name, slices.Sorted(maps.Keys(cm.Data)), dashboardKey)
+			continue
+		}
+		for _, e := range CheckDashboard([]byte(data), metrics) {
+			bad("ConfigMap %s: %v", cm.Name, e)
+		}
+	}
+
 	// PrometheusRule: every alert selects metrics FleetACS exports.
 	for _, pr := range rules {
 		for _, g := range pr.Spec.Groups {
@@ -504,6 +525,8 @@ func TestChartCheckCatches(t *testing.T) {
 		{name: "unknown variable", values: "sessions:\n  extraEnv: [{name: FLEETACS_SESSIONS_MAX_SESION, value: \"1\"}]\n", want: "no variable FLEETACS_SESSIONS_MAX_SESION"},
 		{name: "secret in clear", values: "sessions:\n  extraEnv: [{name: FLEETACS_REDIS_PASSWORD, value: hunter2}]\n", want: "FLEETACS_REDIS_PASSWORD holds a value in clear"},
 		{name: "unknown metric", file: "templates/prometheusrule.yaml", old: "fleetacs_sessions_takeovers_total", new: "fleetacs_sessions_takeover_count", values: "metrics: {prometheusRule: {enabled: true}}\n", want: "no metric fleetacs_sessions_takeover_count"},
+		{name: "dashboard metric", file: "dashboards/fleetacs.json", old: "fleetacs_sessions_takeovers_total{", new: "fleetacs_sessions_takeover_count{", values: "metrics: {grafanaDashboard: {enabled: true}}\n", want: "no metric fleetacs_sessions_takeover_count"},
+		{name: "dashboard values typo", values: "metrics: {grafanaDashboard: {enable: true}}\n", atTemplate: true, want: "enable"},
 		{name: "internal port open", file: "templates/networkpolicy.yaml", old: "        - podSelector:\n            matchLabels:", new: "        - namespaceSelector: {}\n          podSelector:\n            matchLabels:", want: "the internal port is open"},
 		{name: "cluster policy", file: "templates/workloads.yaml", old: "externalTrafficPolicy: {{ $g.externalTrafficPolicy }}", new: "externalTrafficPolicy: Cluster", want: "want Local"},
 		{name: "values typo", values: "gateway:\n  replica: 3\n", atTemplate: true, want: "replica"},

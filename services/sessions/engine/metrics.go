@@ -97,8 +97,11 @@ func newMetrics(mp metric.MeterProvider, active func() int, memory, discovering 
 		truncated:  counter("fleetacs.sessions.truncated", "what sessions' limits cut short: Inform parameters dropped, discoveries stopped early"),
 		postponed:  counter("fleetacs.sessions.discoveries_postponed", "tree discoveries postponed to a later session: the worker ran sessions.max-discoveries already"),
 	}
+	// Seconds: the SDK's default boundaries (0 to 10,000) are made for
+	// milliseconds and would put every exchange in their first bucket.
 	h, err := m.Float64Histogram("fleetacs.sessions.exchange.duration", metric.WithUnit("s"),
-		metric.WithDescription("time the worker took to answer one CPE request"))
+		metric.WithDescription("time the worker took to answer one CPE request"),
+		metric.WithExplicitBucketBoundaries(exchangeBuckets...))
 	errs = append(errs, err)
 	ms.exchange = h
 	_, err = m.Int64ObservableGauge("fleetacs.sessions.active", metric.WithDescription("sessions held by the worker"),
@@ -127,6 +130,11 @@ func newMetrics(mp metric.MeterProvider, active func() int, memory, discovering 
 	}
 	return ms, nil
 }
+
+// exchangeBuckets are the boundaries, in seconds, of
+// fleetacs.sessions.exchange.duration: an exchange takes a few
+// milliseconds, up to the exchange deadline under load.
+var exchangeBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20}
 
 // attrCache holds one attribute set per "key=value"; it is filled once at
 // package initialisation and only read afterwards.
