@@ -567,7 +567,7 @@ func buildSessions(a *app) (lifecycle.Service, error) {
 		Local: a.opts.RedisAddr == "",
 		// ws-planner: tasks and device events (docs/sessions.md, "Tasks").
 		JetStream: a.shared.js, BusNames: a.shared.busNames, Tasks: tasksPort(a.shared.tasks),
-		Propagator: a.telemetry.Propagator,
+		Propagator: a.telemetry.Propagator, TracerProvider: a.telemetry.Tracer,
 		// Connection-request credentials (docs/sessions.md).
 		Secrets: secrets,
 	})

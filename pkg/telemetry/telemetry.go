@@ -106,10 +106,16 @@ func (p *Providers) Shutdown(ctx context.Context) error {
 // exported over OTLP only when OTEL_TRACES_EXPORTER is "otlp" or an
 // OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set (protocol from
 // OTEL_EXPORTER_OTLP_PROTOCOL: grpc, the default, or http/protobuf; the
-// exporters read the other standard variables themselves); otherwise tracing
-// is a no-op. getenv is injected for tests; pass os.Getenv.
+// exporters read the other standard variables themselves, and the SDK the
+// sampler's OTEL_TRACES_SAMPLER(_ARG) and the batcher's OTEL_BSP_*);
+// otherwise tracing is a no-op. OTEL_SERVICE_NAME replaces service. getenv is injected for tests; pass os.Getenv.
 func Setup(ctx context.Context, service string, getenv func(string) string) (*Providers, error) {
 	p := &Providers{Propagator: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})}
+	if name := getenv("OTEL_SERVICE_NAME"); name != "" {
+		// The standard override, so that each process of a deployment
+		// names itself in its spans (docs/operations.md, "Traces").
+		service = name
+	}
 	res := resource.NewSchemaless(semconv.ServiceName(service))
 
 	exporter := strings.ToLower(getenv("OTEL_TRACES_EXPORTER"))
