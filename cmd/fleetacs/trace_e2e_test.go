@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -206,6 +207,55 @@ func TestTraceAcrossServices(t *testing.T) {
 	})
 	t.Logf("Inform exchange: trace %s, gateway %s, worker %s, inventory call %s", chain.request.traceID,
 		chain.request.service, chain.exchange.service, chain.invServer.name)
+	// One trace for the session: the Inform's request span is its root,
+	// every later request's span a child of it, every exchange span in it.
+	if chain.request.parent != "" {
+		t.Errorf("the Inform's cwmp.request span has parent %s, want none (the session trace's root)", chain.request.parent)
+	}
+	// Every round trip but the authentication challenges is an exchange
+	// of the session: wait for all of their spans.
+	var want int64
+	for code, n := range sum.HTTPStatus {
+		if code != http.StatusUnauthorized {
+			want += n
+		}
+	}
+	if want < 2 {
+		t.Fatalf("HTTP statuses %v: want at least the Inform and the session's end", sum.HTTPStatus)
+	}
+	sid := chain.exchange.attrs["fleetacs.session_id"]
+	var requests, exchanges []span
+	testenv.WaitFor(t, 30*time.Second, func() error {
+		requests, exchanges = nil, nil
+		for _, s := range rcv.snapshot() {
+			if s.attrs["fleetacs.session_id"] != sid {
+				continue
+			}
+			switch s.name {
+			case "cwmp.request":
+				requests = append(requests, s)
+			case "cwmp.exchange":
+				exchanges = append(exchanges, s)
+			}
+		}
+		if int64(len(requests)) != want || int64(len(exchanges)) != want {
+			return fmt.Errorf("session %s: %d request spans, %d exchange spans; want %d of each", sid, len(requests), len(exchanges), want)
+		}
+		return nil
+	})
+	for _, s := range requests {
+		if s.traceID != chain.request.traceID {
+			t.Errorf("request %q of the session in trace %s, want %s", s.attrs["cwmp.rpc"], s.traceID, chain.request.traceID)
+		}
+		if s.id != chain.request.id && s.parent != chain.request.id {
+			t.Errorf("request %q of the session has parent %s, want the Inform's request span %s", s.attrs["cwmp.rpc"], s.parent, chain.request.id)
+		}
+	}
+	for _, s := range exchanges {
+		if s.traceID != chain.request.traceID {
+			t.Errorf("exchange %q of the session in trace %s, want %s", s.attrs["cwmp.rpc"], s.traceID, chain.request.traceID)
+		}
+	}
 	if chain.exchange.attrs["fleetacs.tenant"] != "default" || chain.exchange.attrs["fleetacs.session_id"] == "" ||
 		chain.exchange.attrs["cwmp.acs_rpc"] != "InformResponse" {
 		t.Errorf("exchange span attributes %v: want tenant default, a session ID, acs_rpc InformResponse", chain.exchange.attrs)

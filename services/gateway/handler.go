@@ -17,6 +17,7 @@ import (
 	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"github.com/fleetacs/fleetacs/pkg/telemetry"
 )
 
 // How a request was tied to its session (docs/protocol.md §4.1: cookie first, socket
@@ -53,6 +54,21 @@ type request struct {
 	inform    *cwmp.Inform
 	deviceKey string
 	sessionID string
+	// start is when the request arrived; span is its span once it is
+	// known to belong to a session (sessionSpan).
+	start time.Time
+	span  trace.Span
+}
+
+// sessionSpan starts the span of a request of session q.sessionID, in the
+// session's trace (docs/operations.md, "Traces"): the root of the trace for
+// the request that opens the session, a child of that root for the later
+// ones. The span began when the request arrived; ServeHTTP ends it.
+func (s *Service) sessionSpan(ctx context.Context, q *request, first bool) context.Context {
+	ctx, opts := telemetry.SessionSpanContext(ctx, q.sessionID, first)
+	opts = append(opts, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(q.start))
+	ctx, q.span = s.tracer.Start(ctx, "cwmp.request", opts...)
+	return ctx
 }
 
 func (q *request) logAttrs(extra ...slog.Attr) []slog.Attr {
@@ -121,10 +137,17 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	ctx, span := s.tracer.Start(ctx, "cwmp.request", trace.WithSpanKind(trace.SpanKindServer))
-	defer span.End()
-	q := &request{w: w, r: r, tls: r.TLS != nil, conn: connFrom(ctx)}
+	q := &request{w: w, r: r, tls: r.TLS != nil, conn: connFrom(ctx), start: time.Now()}
 	status := s.serveCWMP(ctx, q)
+	span := q.span
+	if span == nil {
+		// A request that reached no session (refused, challenged, shed):
+		// a trace of its own.
+		ctx, span = s.tracer.Start(ctx, "cwmp.request", trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(q.start))
+	} else {
+		ctx = trace.ContextWithSpan(ctx, span)
+	}
+	defer span.End()
 	s.metrics.countRequest(ctx, status)
 	if span.IsRecording() {
 		span.SetAttributes(
@@ -231,6 +254,7 @@ func (s *Service) openSession(ctx context.Context, q *request) int {
 	}
 
 	q.sessionID = crand.Text()
+	ctx = s.sessionSpan(ctx, q, true)
 	var lease *Lease
 	if q.deviceKey != "" {
 		start := s.now()
@@ -288,6 +312,7 @@ func (s *Service) openSession(ctx context.Context, q *request) int {
 func (s *Service) continueSession(ctx context.Context, q *request, rec SessionRecord, via string) int {
 	q.sessionID = rec.SessionID
 	q.deviceKey = rec.DeviceKey
+	ctx = s.sessionSpan(ctx, q, false)
 	if rec.Tenant != "" {
 		q.tenant = rec.Tenant
 	}
