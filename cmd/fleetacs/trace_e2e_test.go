@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,6 +22,7 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/deviceid"
 	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/pkg/testenv"
+	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	"github.com/fleetacs/fleetacs/tools/cpesim/sim"
 )
 
@@ -110,14 +113,21 @@ func startOTLPReceiver(t *testing.T) (*otlpReceiver, string) {
 	return rcv, "http://" + ln.Addr().String()
 }
 
-// TestTraceAcrossServices runs inventory, two session workers and a
-// gateway as separate processes exporting their spans over OTLP to a
-// receiver in the test, drives one CPE session through them, and checks
-// that each CWMP exchange is one trace crossing the processes with the
-// right parents (docs/operations.md, "Traces"): the gateway's request span
-// → its SessionService client span → the worker's server span → the
-// worker's exchange span (device, tenant, RPC attributes) → the worker's
-// inventory client span → the inventory's server span.
+// TestTraceAcrossServices runs inventory with tasks and the notifier, two
+// session workers and a gateway as separate processes exporting their
+// spans over OTLP to a receiver in the test (docs/operations.md,
+// "Traces"), and checks:
+//   - a CPE session is one trace: the Inform's cwmp.request span on the
+//     gateway is its root, every later request's span a child of it;
+//   - each exchange crosses the processes with the right parents: the
+//     gateway's request span → its SessionService client span → the
+//     worker's server span → the worker's cwmp.exchange span (device,
+//     tenant, RPC attributes) → the worker's inventory client span → the
+//     inventory's server span;
+//   - a task created through the public API with a connection request is
+//     delivered by a session (a trace of its own) whose exchange span links
+//     to the CreateTask span, and the CPE's fault 9005 is on the exchange
+//     span that carried it.
 func TestTraceAcrossServices(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end run of four processes; make test runs it")
@@ -133,8 +143,9 @@ func TestTraceAcrossServices(t *testing.T) {
 		}
 	}
 
+	ns := startPrivateNATS(t, c)
 	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) }
-	invAddr, w1Addr, w2Addr, gwAddr := addr(), addr(), addr(), addr()
+	coreAddr, corePublic, w1Addr, w2Addr, gwAddr := addr(), addr(), addr(), addr(), addr()
 	internalToken := filepath.Join(c.dir, "internal.token")
 	if err := secretbox.WriteFileExclusive(internalToken, []byte("e2e-internal-token-0123456789abcdef0123456789\n")); err != nil {
 		t.Fatal(err)
@@ -142,22 +153,27 @@ func TestTraceAcrossServices(t *testing.T) {
 	common := []string{
 		"-log.format=json", "-log.level=warn", "-server.http-addr=127.0.0.1:0", "-server.api-http-addr=127.0.0.1:0", "-server.stop-timeout=10s",
 		fmt.Sprintf("-redis.addr=%s", redisAddr), fmt.Sprintf("-redis.db=%d", redisDB), "-redis.prefix=e2e",
-		"-client.inventory-addr=" + invAddr, "-internal.token-file=" + internalToken,
+		"-client.inventory-addr=" + coreAddr, "-internal.token-file=" + internalToken, "-nats.url=" + ns.URL(),
 	}
 	args := func(extra ...string) []string { return append(append([]string{}, common...), extra...) }
-	c.env = otel("fleetacs-inventory")
-	inv := c.start("inventory", args("-server.internal-grpc-addr="+invAddr, "-server.grpc-addr=127.0.0.1:0",
-		"-inventory.store=sqlite", "-inventory.sqlite-path="+filepath.Join(c.dir, "inventory.db"), "inventory")...)
+	// Inventory, tasks and the notifier share a process, as in
+	// taskkill_e2e_test.go.
+	c.env = otel("fleetacs-core")
+	core := c.start("core", args("-server.internal-grpc-addr="+coreAddr, "-server.grpc-addr="+corePublic,
+		"-client.tasks-addr="+coreAddr,
+		"-inventory.store=sqlite", "-inventory.sqlite-path="+filepath.Join(c.dir, "inventory.db"),
+		"-tasks.sqlite-path="+filepath.Join(c.dir, "tasks.db"), "-notifier.allow-loopback",
+		"inventory", "tasks", "notifier")...)
 	worker := func(name, a string) *proc {
 		c.env = otel("fleetacs-" + name)
-		return c.start(name, args("-server.internal-grpc-addr="+a, "-sessions.advertise-addr="+a,
+		return c.start(name, args("-server.internal-grpc-addr="+a, "-sessions.advertise-addr="+a, "-client.tasks-addr="+coreAddr,
 			"-sessions.worker-id="+name, "-sessions.registry-ttl=3s", "sessions")...)
 	}
 	w1, w2 := worker("worker-1", w1Addr), worker("worker-2", w2Addr)
 	c.env = otel("fleetacs-gateway")
 	gw := c.start("gateway", args("-gateway.listen-addr="+gwAddr, "-server.internal-grpc-addr=127.0.0.1:0", "-gateway.auth-shared-username=fleet",
 		"-gateway.auth-shared-password=e2e-secret", "-gateway.auth-nonce-secret=e2e-nonce-key", "gateway")...)
-	all := []*proc{inv, w1, w2, gw}
+	all := []*proc{core, w1, w2, gw}
 	defer func() {
 		if t.Failed() {
 			for _, p := range all {
@@ -171,7 +187,7 @@ func TestTraceAcrossServices(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		for _, a := range []string{invAddr, w1Addr, w2Addr} {
+		for _, a := range []string{coreAddr, w1Addr, w2Addr} {
 			if err := grpcServing(a); err != nil {
 				return err
 			}
@@ -179,22 +195,45 @@ func TestTraceAcrossServices(t *testing.T) {
 		return httpReady("http://" + gwAddr + "/readyz")
 	})
 
+	// One CPE: its boot session, then it waits for connection requests.
+	var (
+		mu      sync.Mutex
+		reports []sim.SessionReport
+	)
 	sm, err := sim.New(sim.Config{URL: "http://" + gwAddr + "/", Model: sim.TR181,
-		Devices: 1, Seed: 7, SerialPrefix: "TRACE", BootStorm: true, Concurrency: 1,
+		Devices: 1, Seed: 7, SerialPrefix: "TRACE", BootStorm: true, Concurrency: 1, ConnReq: sim.ConnReqPerDevice,
 		Username: "fleet", Password: "e2e-secret", Timeout: 20 * time.Second, TimeScale: 0.01,
+		OnSession: func(r sim.SessionReport) {
+			mu.Lock()
+			defer mu.Unlock()
+			reports = append(reports, r)
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	key := deviceid.Key(sm.Devices()[0].ID())
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	sum, err := sm.Run(ctx)
-	if err != nil {
-		t.Fatalf("cpesim: %v", err)
-	}
-	if sum.SessionsOK != 1 {
-		t.Fatalf("%d sessions ok, want 1", sum.SessionsOK)
+	sctx, scancel := context.WithCancel(context.Background())
+	simDone := make(chan error, 1)
+	go func() { _, err := sm.Run(sctx); simDone <- err }()
+	defer func() {
+		scancel()
+		if err := <-simDone; err != nil && sctx.Err() == nil {
+			t.Errorf("cpesim: %v", err)
+		}
+	}()
+	var boot sim.SessionReport
+	testenv.WaitFor(t, time.Minute, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(reports) == 0 {
+			return errors.New("no session yet")
+		}
+		boot = reports[0]
+		return nil
+	})
+	if !boot.OK {
+		t.Fatalf("boot session failed: %s %v", boot.Kind, boot.Err)
 	}
 
 	// The Inform's exchange: its spans arrive within the batcher's delay
@@ -212,16 +251,17 @@ func TestTraceAcrossServices(t *testing.T) {
 	if chain.request.parent != "" {
 		t.Errorf("the Inform's cwmp.request span has parent %s, want none (the session trace's root)", chain.request.parent)
 	}
-	// Every round trip but the authentication challenges is an exchange
-	// of the session: wait for all of their spans.
+	// The boot session's exchanges (its round trips but the
+	// authentication challenges; nothing else ran yet): wait for all of
+	// their spans.
 	var want int64
-	for code, n := range sum.HTTPStatus {
+	for code, n := range sm.Snapshot().HTTPStatus {
 		if code != http.StatusUnauthorized {
 			want += n
 		}
 	}
 	if want < 2 {
-		t.Fatalf("HTTP statuses %v: want at least the Inform and the session's end", sum.HTTPStatus)
+		t.Fatalf("boot session of %d exchanges: want at least the Inform and the session's end", want)
 	}
 	sid := chain.exchange.attrs["fleetacs.session_id"]
 	var requests, exchanges []span
@@ -260,6 +300,64 @@ func TestTraceAcrossServices(t *testing.T) {
 		chain.exchange.attrs["cwmp.acs_rpc"] != "InformResponse" {
 		t.Errorf("exchange span attributes %v: want tenant default, a session ID, acs_rpc InformResponse", chain.exchange.attrs)
 	}
+	// A task created through the public API with a connection request:
+	// the session that delivers it links to the API call's span, and the
+	// CPE's fault (9005: no such parameter) is on the exchange that
+	// carried it.
+	adminToken, err := os.ReadFile(filepath.Join(c.dir, "data", "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tasksAPI := tasksv1.NewTasksServiceClient(dialPlain(t, corePublic))
+	created, err := tasksAPI.CreateTask(withToken(ctx10(t), strings.TrimSpace(string(adminToken))), &tasksv1.CreateTaskRequest{
+		Tenant: "default", DeviceId: key,
+		Operation: &tasksv1.Operation{Kind: &tasksv1.Operation_GetParameterValues{GetParameterValues: &tasksv1.GetParameterValues{
+			Names: []string{"Device.NoSuchObject.NoSuchParameter"},
+		}}},
+		Options: &tasksv1.TaskOptions{ConnectionRequest: true}})
+	if err != nil {
+		t.Fatalf("create task: %v", err)
+	}
+	testenv.WaitFor(t, time.Minute, func() error {
+		spans := rcv.snapshot()
+		var create span
+		for _, s := range spans {
+			if s.service == "fleetacs-core" && s.kind == tracev1.Span_SPAN_KIND_SERVER && s.name == "fleetacs.tasks.v1.TasksService/CreateTask" {
+				create = s
+			}
+		}
+		if create.id == "" {
+			return errors.New("no CreateTask server span from the tasks service")
+		}
+		var linked, faulted span
+		for _, s := range spans {
+			if s.name != "cwmp.exchange" || s.attrs["fleetacs.device_id"] != key {
+				continue
+			}
+			for i := range s.linkSpan {
+				if s.linkSpan[i] == create.id && s.linkTraces[i] == create.traceID {
+					linked = s
+				}
+			}
+			if s.attrs["cwmp.fault_code"] != "" {
+				faulted = s
+			}
+		}
+		if linked.id == "" {
+			return fmt.Errorf("no exchange span of %s links to the CreateTask span %s/%s", key, create.traceID, create.id)
+		}
+		if linked.traceID == create.traceID {
+			return fmt.Errorf("the delivering session is in the API call's trace %s, want a trace of its own", create.traceID)
+		}
+		if faulted.id == "" {
+			return fmt.Errorf("no exchange span of %s with a fault code yet", key)
+		}
+		if faulted.attrs["cwmp.fault_code"] != "9005" || faulted.attrs["cwmp.rpc"] != "Fault" || faulted.traceID != linked.traceID {
+			return fmt.Errorf("fault exchange span %v in trace %s: want fault 9005 in the delivering session's trace %s", faulted.attrs, faulted.traceID, linked.traceID)
+		}
+		return nil
+	})
+	t.Logf("task %s: delivered by a session whose exchange links to the CreateTask span; the CPE's 9005 is on its exchange span", created.GetTask().GetId())
 }
 
 // traceChain is the spans of one CWMP exchange, from the gateway to the
@@ -339,7 +437,7 @@ func informChain(spans []span, key string) (traceChain, error) {
 		for _, srv := range spans {
 			if srv.parent == s.id && srv.kind == tracev1.Span_SPAN_KIND_SERVER && srv.traceID == s.traceID {
 				found = append(found, srv.service+" "+srv.name)
-				if srv.service == "fleetacs-inventory" && strings.HasPrefix(srv.name, "fleetacs.inventory.") {
+				if srv.service == "fleetacs-core" && strings.HasPrefix(srv.name, "fleetacs.inventory.") {
 					ch.wClient, ch.invServer = s, srv
 				}
 			}

@@ -137,6 +137,7 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	var natsQueue *NATSTaskQueue
 	if queue == nil && deps.JetStream != nil {
 		nq := NewNATSTaskQueue(deps.JetStream, deps.BusNames, cfg.TaskIndexResync, logger.With("service", "sessions"))
+		nq.prop = deps.Propagator
 		queue, natsQueue = nq, nq
 	}
 	if deps.Presets != nil {
