@@ -54,8 +54,8 @@ type request struct {
 	inform    *cwmp.Inform
 	deviceKey string
 	sessionID string
-	// start is when the request arrived; span is its span once it is
-	// known to belong to a session (sessionSpan).
+	// start is when the request arrived (while tracing); span is its
+	// span once it is known to belong to a session (sessionSpan).
 	start time.Time
 	span  trace.Span
 }
@@ -65,6 +65,11 @@ type request struct {
 // the request that opens the session, a child of that root for the later
 // ones. The span began when the request arrived; ServeHTTP ends it.
 func (s *Service) sessionSpan(ctx context.Context, q *request, first bool) context.Context {
+	if !s.tracing {
+		// Nothing recorded: the no-op span ServeHTTP starts costs less
+		// than deriving the session's IDs.
+		return ctx
+	}
 	ctx, opts := telemetry.SessionSpanContext(ctx, q.sessionID, first)
 	opts = append(opts, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(q.start))
 	ctx, q.span = s.tracer.Start(ctx, "cwmp.request", opts...)
@@ -137,7 +142,10 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	q := &request{w: w, r: r, tls: r.TLS != nil, conn: connFrom(ctx), start: time.Now()}
+	q := &request{w: w, r: r, tls: r.TLS != nil, conn: connFrom(ctx)}
+	if s.tracing {
+		q.start = time.Now()
+	}
 	status := s.serveCWMP(ctx, q)
 	span := q.span
 	if span == nil {
