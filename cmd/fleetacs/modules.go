@@ -708,6 +708,8 @@ func buildNotifier(a *app) (lifecycle.Service, error) {
 				Propagator:    a.telemetry.Propagator,
 				MeterProvider: a.telemetry.Meter,
 				OwnAddrs:      a.listenAddrs,
+				// A span per wake request (docs/operations.md, "Traces").
+				TracerProvider: a.telemetry.Tracer,
 			})
 			if err != nil {
 				return err

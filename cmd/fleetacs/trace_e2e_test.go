@@ -126,8 +126,9 @@ func startOTLPReceiver(t *testing.T) (*otlpReceiver, string) {
 //     inventory's server span;
 //   - a task created through the public API with a connection request is
 //     delivered by a session (a trace of its own) whose exchange span links
-//     to the CreateTask span, and the CPE's fault 9005 is on the exchange
-//     span that carried it.
+//     to the CreateTask span, the notifier's span for the connection
+//     request is in the CreateTask's trace, and the CPE's fault 9005 is on
+//     the exchange span that carried it.
 func TestTraceAcrossServices(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end run of four processes; make test runs it")
@@ -348,6 +349,20 @@ func TestTraceAcrossServices(t *testing.T) {
 		}
 		if linked.traceID == create.traceID {
 			return fmt.Errorf("the delivering session is in the API call's trace %s, want a trace of its own", create.traceID)
+		}
+		// The connection request: the notifier's span for the wake
+		// request the tasks service queued, in the API call's trace.
+		var woke bool
+		for _, s := range spans {
+			if s.name == "notifier.wake" && s.attrs["fleetacs.device_id"] == key && s.attrs["fleetacs.wake_status"] == "sent" {
+				if s.traceID != create.traceID || s.service != "fleetacs-core" || s.kind != tracev1.Span_SPAN_KIND_CONSUMER {
+					return fmt.Errorf("notifier span in trace %s from %s (%s), want the CreateTask's trace %s", s.traceID, s.service, s.kind, create.traceID)
+				}
+				woke = true
+			}
+		}
+		if !woke {
+			return fmt.Errorf("no notifier.wake span with status sent for %s", key)
 		}
 		if faulted.id == "" {
 			return fmt.Errorf("no exchange span of %s with a fault code yet", key)
