@@ -127,3 +127,7 @@ func newSampler(getenv func(string) string) (sdktrace.Sampler, error) {
 		return nil, fmt.Errorf("OTEL_TRACES_SAMPLER %q: want always_on, always_off, traceidratio or parentbased_ one of those", name)
 	}
 }
+
+// IDGenerator is the ID generator of the tracer provider Setup builds,
+// for tests that build their own provider and want sessions' traces.
+func IDGenerator() sdktrace.IDGenerator { return idGenerator{} }
