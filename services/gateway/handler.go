@@ -151,8 +151,9 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	status := s.serveCWMP(ctx, q)
 	span := q.span
 	if span == nil {
-		// A request that reached no session (refused, challenged, shed):
-		// a trace of its own.
+		// A request that neither opened nor continued a session (an
+		// unreadable body, an empty POST outside a session, a refused
+		// binding): a trace of its own.
 		ctx, span = s.tracer.Start(ctx, "cwmp.request", trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(q.start))
 	} else {
 		ctx = trace.ContextWithSpan(ctx, span)
