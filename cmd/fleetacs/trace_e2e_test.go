@@ -26,8 +26,8 @@ import (
 	"github.com/fleetacs/fleetacs/tools/cpesim/sim"
 )
 
-// span is one span an OTLP receiver took, flattened.
-type span struct {
+// otlpSpan is one span an OTLP receiver took, flattened.
+type otlpSpan struct {
 	service              string
 	traceID, id, parent  string
 	name                 string
@@ -41,7 +41,7 @@ type span struct {
 type otlpReceiver struct {
 	collectortracev1.UnimplementedTraceServiceServer
 	mu    sync.Mutex
-	spans []span
+	spans []otlpSpan
 }
 
 func (r *otlpReceiver) Export(_ context.Context, req *collectortracev1.ExportTraceServiceRequest) (*collectortracev1.ExportTraceServiceResponse, error) {
@@ -51,7 +51,7 @@ func (r *otlpReceiver) Export(_ context.Context, req *collectortracev1.ExportTra
 		service := attrString(rs.GetResource().GetAttributes(), "service.name")
 		for _, ss := range rs.GetScopeSpans() {
 			for _, s := range ss.GetSpans() {
-				sp := span{
+				sp := otlpSpan{
 					service: service, traceID: hex.EncodeToString(s.GetTraceId()), id: hex.EncodeToString(s.GetSpanId()),
 					parent: hex.EncodeToString(s.GetParentSpanId()), name: s.GetName(), kind: s.GetKind(),
 					attrs: map[string]string{},
@@ -70,10 +70,10 @@ func (r *otlpReceiver) Export(_ context.Context, req *collectortracev1.ExportTra
 	return &collectortracev1.ExportTraceServiceResponse{}, nil
 }
 
-func (r *otlpReceiver) snapshot() []span {
+func (r *otlpReceiver) snapshot() []otlpSpan {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]span(nil), r.spans...)
+	return append([]otlpSpan(nil), r.spans...)
 }
 
 func attrString(kvs []*commonv1.KeyValue, key string) string {
@@ -265,7 +265,7 @@ func TestTraceAcrossServices(t *testing.T) {
 		t.Fatalf("boot session of %d exchanges: want at least the Inform and the session's end", want)
 	}
 	sid := chain.exchange.attrs["fleetacs.session_id"]
-	var requests, exchanges []span
+	var requests, exchanges []otlpSpan
 	testenv.WaitFor(t, 30*time.Second, func() error {
 		requests, exchanges = nil, nil
 		for _, s := range rcv.snapshot() {
@@ -321,7 +321,7 @@ func TestTraceAcrossServices(t *testing.T) {
 	}
 	testenv.WaitFor(t, time.Minute, func() error {
 		spans := rcv.snapshot()
-		var create span
+		var create otlpSpan
 		for _, s := range spans {
 			if s.service == "fleetacs-core" && s.kind == tracev1.Span_SPAN_KIND_SERVER && s.name == "fleetacs.tasks.v1.TasksService/CreateTask" {
 				create = s
@@ -330,7 +330,7 @@ func TestTraceAcrossServices(t *testing.T) {
 		if create.id == "" {
 			return errors.New("no CreateTask server span from the tasks service")
 		}
-		var linked, faulted span
+		var linked, faulted otlpSpan
 		for _, s := range spans {
 			if s.name != "cwmp.exchange" || s.attrs["fleetacs.device_id"] != key {
 				continue
@@ -378,14 +378,14 @@ func TestTraceAcrossServices(t *testing.T) {
 // traceChain is the spans of one CWMP exchange, from the gateway to the
 // inventory.
 type traceChain struct {
-	request, gwClient, wServer, exchange, wClient, invServer span
+	request, gwClient, wServer, exchange, wClient, invServer otlpSpan
 }
 
 // informChain finds the spans of the Inform exchange of device key and
 // checks their parent links and processes.
-func informChain(spans []span, key string) (traceChain, error) {
+func informChain(spans []otlpSpan, key string) (traceChain, error) {
 	var ch traceChain
-	byID := map[string]span{}
+	byID := map[string]otlpSpan{}
 	for _, s := range spans {
 		byID[s.id] = s
 	}
@@ -400,7 +400,7 @@ func informChain(spans []span, key string) (traceChain, error) {
 	if !strings.HasPrefix(ch.exchange.service, "fleetacs-worker-") {
 		return ch, fmt.Errorf("cwmp.exchange span from %q, want a worker", ch.exchange.service)
 	}
-	parent := func(s span, what string) (span, error) {
+	parent := func(s otlpSpan, what string) (otlpSpan, error) {
 		p, ok := byID[s.parent]
 		switch {
 		case s.parent == "":
