@@ -69,6 +69,8 @@ type cluster struct {
 	dir   string
 	mu    sync.Mutex
 	procs []*proc
+	// env is added to the environment of the processes started next.
+	env []string
 }
 
 func (c *cluster) start(name string, args ...string) *proc {
@@ -84,6 +86,7 @@ func (c *cluster) start(name string, args ...string) *proc {
 	// A notifier's STUN server on a free port, not the fixed default
 	// another test process may hold.
 	cmd.Env = append(os.Environ(), "FLEETACS_NOTIFIER_STUN_ADDR=127.0.0.1:0")
+	cmd.Env = append(cmd.Env, c.env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("start %s: %v", name, err)

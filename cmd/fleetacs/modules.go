@@ -567,7 +567,7 @@ func buildSessions(a *app) (lifecycle.Service, error) {
 		Local: a.opts.RedisAddr == "",
 		// ws-planner: tasks and device events (docs/sessions.md, "Tasks").
 		JetStream: a.shared.js, BusNames: a.shared.busNames, Tasks: tasksPort(a.shared.tasks),
-		Propagator: a.telemetry.Propagator,
+		Propagator: a.telemetry.Propagator, TracerProvider: a.telemetry.Tracer,
 		// Connection-request credentials (docs/sessions.md).
 		Secrets: secrets,
 	})
@@ -708,6 +708,8 @@ func buildNotifier(a *app) (lifecycle.Service, error) {
 				Propagator:    a.telemetry.Propagator,
 				MeterProvider: a.telemetry.Meter,
 				OwnAddrs:      a.listenAddrs,
+				// A span per wake request (docs/operations.md, "Traces").
+				TracerProvider: a.telemetry.Tracer,
 			})
 			if err != nil {
 				return err

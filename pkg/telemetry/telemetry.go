@@ -106,17 +106,26 @@ func (p *Providers) Shutdown(ctx context.Context) error {
 // exported over OTLP only when OTEL_TRACES_EXPORTER is "otlp" or an
 // OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set (protocol from
 // OTEL_EXPORTER_OTLP_PROTOCOL: grpc, the default, or http/protobuf; the
-// exporters read the other standard variables themselves); otherwise tracing
-// is a no-op. getenv is injected for tests; pass os.Getenv.
+// exporters read the other standard variables themselves, the SDK the
+// batcher's OTEL_BSP_*, and newSampler OTEL_TRACES_SAMPLER(_ARG));
+// otherwise tracing is a no-op. OTEL_SERVICE_NAME replaces service. getenv is injected for tests; pass os.Getenv.
 func Setup(ctx context.Context, service string, getenv func(string) string) (*Providers, error) {
 	p := &Providers{Propagator: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})}
+	if name := getenv("OTEL_SERVICE_NAME"); name != "" {
+		// The standard override, so that each process of a deployment
+		// names itself in its spans (docs/operations.md, "Traces").
+		service = name
+	}
 	res := resource.NewSchemaless(semconv.ServiceName(service))
 
 	exporter := strings.ToLower(getenv("OTEL_TRACES_EXPORTER"))
 	endpoint := getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") + getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
 	if exporter == "otlp" || (exporter == "" && endpoint != "") {
+		sampler, err := newSampler(getenv)
+		if err != nil {
+			return nil, err
+		}
 		var exp sdktrace.SpanExporter
-		var err error
 		switch proto := getenv("OTEL_EXPORTER_OTLP_PROTOCOL"); proto {
 		case "", "grpc":
 			exp, err = otlptracegrpc.New(ctx)
@@ -128,7 +137,8 @@ func Setup(ctx context.Context, service string, getenv func(string) string) (*Pr
 		if err != nil {
 			return nil, fmt.Errorf("create OTLP trace exporter: %w", err)
 		}
-		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res),
+			sdktrace.WithSampler(sampler), sdktrace.WithIDGenerator(idGenerator{}))
 		p.Tracer, p.Tracing = tp, true
 		p.shutdown = append(p.shutdown, tp.Shutdown)
 	} else {

@@ -124,6 +124,10 @@ type Service struct {
 	draining atomic.Bool
 	ready    atomic.Bool
 
+	// tracing: spans are recorded somewhere (not a no-op provider), so
+	// requests join their session's trace (handler.go sessionSpan).
+	tracing bool
+
 	// Set by start, read by run (which runs after it).
 	startOnce  sync.Once
 	startErr   error
@@ -181,6 +185,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if tp == nil {
 		tp = tracenoop.NewTracerProvider()
 	}
+	_, off := tp.(tracenoop.TracerProvider)
+	s.tracing = !off
 	s.tracer = tp.Tracer("github.com/fleetacs/fleetacs/services/gateway")
 	mp := deps.MeterProvider
 	if mp == nil {

@@ -17,6 +17,7 @@ import (
 	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"github.com/fleetacs/fleetacs/pkg/telemetry"
 )
 
 // How a request was tied to its session (docs/protocol.md §4.1: cookie first, socket
@@ -53,6 +54,28 @@ type request struct {
 	inform    *cwmp.Inform
 	deviceKey string
 	sessionID string
+	// start is when the request arrived (while tracing); span is its
+	// span once it is known to open or continue a session (sessionSpan).
+	start time.Time
+	span  trace.Span
+}
+
+// sessionSpan starts the span of request q of session sessionID, in the
+// session's trace (docs/operations.md, "Traces"): the root of the trace for
+// the request that opens the session (first), a child of that root for the
+// later ones. The span began when the request arrived; ServeHTTP ends it.
+// What the gateway logs before this (an unreadable body, the search for
+// the request's session) carries no span IDs.
+func (s *Service) sessionSpan(ctx context.Context, q *request, sessionID string, first bool) context.Context {
+	if !s.tracing {
+		// Nothing recorded: the no-op span ServeHTTP starts costs less
+		// than deriving the session's IDs.
+		return ctx
+	}
+	ctx, opts := telemetry.SessionSpanContext(ctx, sessionID, first)
+	opts = append(opts, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(q.start))
+	ctx, q.span = s.tracer.Start(ctx, "cwmp.request", opts...)
+	return ctx
 }
 
 func (q *request) logAttrs(extra ...slog.Attr) []slog.Attr {
@@ -121,10 +144,21 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	ctx, span := s.tracer.Start(ctx, "cwmp.request", trace.WithSpanKind(trace.SpanKindServer))
-	defer span.End()
 	q := &request{w: w, r: r, tls: r.TLS != nil, conn: connFrom(ctx)}
+	if s.tracing {
+		q.start = time.Now()
+	}
 	status := s.serveCWMP(ctx, q)
+	span := q.span
+	if span == nil {
+		// A request that neither opened nor continued a session (an
+		// unreadable body, an empty POST outside a session, a refused
+		// binding): a trace of its own.
+		ctx, span = s.tracer.Start(ctx, "cwmp.request", trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(q.start))
+	} else {
+		ctx = trace.ContextWithSpan(ctx, span)
+	}
+	defer span.End()
 	s.metrics.countRequest(ctx, status)
 	if span.IsRecording() {
 		span.SetAttributes(
@@ -192,6 +226,11 @@ func (s *Service) serveCWMP(ctx context.Context, q *request) int {
 // openSession handles a request that starts a session: authentication,
 // draining, the session cap, admission, the device lease, then the worker.
 func (s *Service) openSession(ctx context.Context, q *request) int {
+	// The session's ID is drawn now so that what is logged while the
+	// request is authenticated and admitted carries the span's IDs; it
+	// names the session only once one opens.
+	sessionID := crand.Text()
+	ctx = s.sessionSpan(ctx, q, sessionID, true)
 	// The CPE is done with whatever session its connection carried.
 	if old, _ := q.conn.get(); old.SessionID != "" {
 		s.sessions.end(old.SessionID)
@@ -230,7 +269,7 @@ func (s *Service) openSession(ctx context.Context, q *request) int {
 		return s.shed(ctx, q, shedRate, priority)
 	}
 
-	q.sessionID = crand.Text()
+	q.sessionID = sessionID
 	var lease *Lease
 	if q.deviceKey != "" {
 		start := s.now()
@@ -288,6 +327,7 @@ func (s *Service) openSession(ctx context.Context, q *request) int {
 func (s *Service) continueSession(ctx context.Context, q *request, rec SessionRecord, via string) int {
 	q.sessionID = rec.SessionID
 	q.deviceKey = rec.DeviceKey
+	ctx = s.sessionSpan(ctx, q, rec.SessionID, false)
 	if rec.Tenant != "" {
 		q.tenant = rec.Tenant
 	}

@@ -31,6 +31,8 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/fleetacs/fleetacs/pkg/natsbus"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
@@ -192,6 +194,9 @@ type Deps struct {
 	// Propagator carries trace context from wake requests to events.
 	Propagator    propagation.TextMapPropagator
 	MeterProvider metric.MeterProvider
+	// TracerProvider makes a span per wake request, a child of the span
+	// that queued it (docs/operations.md, "Traces"); nil: a no-op one.
+	TracerProvider trace.TracerProvider
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// OwnAddrs lists the process's listening addresses, refused as
@@ -215,6 +220,8 @@ type Service struct {
 	adm      *admission
 	bindings *bindings
 	metrics  *metrics
+
+	tracer trace.Tracer
 
 	mu       sync.Mutex
 	stun     *net.UDPConn
@@ -246,6 +253,11 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
 	s.logger = s.logger.With("service", "notifier")
+	tp := deps.TracerProvider
+	if tp == nil {
+		tp = tracenoop.NewTracerProvider()
+	}
+	s.tracer = tp.Tracer("github.com/fleetacs/fleetacs/services/notifier")
 	if s.now == nil {
 		s.now = time.Now
 	}

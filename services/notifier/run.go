@@ -15,6 +15,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -158,8 +160,14 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
+	ctx, span := s.tracer.Start(ctx, "notifier.wake", trace.WithSpanKind(trace.SpanKindConsumer))
+	defer span.End()
 	received := s.now()
 	r := s.wake(ctx, &req)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("fleetacs.tenant", req.GetTenant()), attribute.String("fleetacs.device_id", req.GetDeviceId()),
+			attribute.String("fleetacs.wake_status", StatusName(r.status)), attribute.String("fleetacs.wake_transport", r.transport))
+	}
 	from := received
 	if rt := req.GetRequestTime(); rt != nil && rt.AsTime().Before(received) {
 		from = rt.AsTime()

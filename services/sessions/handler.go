@@ -3,7 +3,10 @@ package sessions
 import (
 	"context"
 	"errors"
+	"strconv"
 
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -14,7 +17,26 @@ import (
 )
 
 // Exchange implements SessionService.Exchange.
-func (w *Worker) Exchange(ctx context.Context, req *sessionsv1.ExchangeRequest) (*sessionsv1.ExchangeResponse, error) {
+func (w *Worker) Exchange(ctx context.Context, req *sessionsv1.ExchangeRequest) (_ *sessionsv1.ExchangeResponse, err error) {
+	// One span per CWMP exchange, a child of the gateway's request span
+	// (the trace context comes in the gRPC metadata); its attributes are
+	// listed in docs/operations.md, "Traces".
+	ctx, span := w.tracer.Start(ctx, "cwmp.exchange")
+	defer span.End()
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.String("fleetacs.session_id", req.GetSessionId()),
+			attribute.String("fleetacs.device_id", req.GetDeviceKey()),
+			attribute.String("fleetacs.tenant", req.GetTenant()),
+			attribute.Bool("fleetacs.new_session", req.GetNewSession()),
+		)
+		defer func() {
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(otelcodes.Error, status.Code(err).String())
+			}
+		}()
+	}
 	r := &engine.Request{
 		SessionID: req.GetSessionId(), NewSession: req.GetNewSession(), Tenant: req.GetTenant(), DeviceKey: req.GetDeviceKey(),
 		Body: req.GetBody(), Charset: req.GetCharset(), RemoteAddr: req.GetRemoteAddr(),
@@ -30,6 +52,18 @@ func (w *Worker) Exchange(ctx context.Context, req *sessionsv1.ExchangeRequest) 
 	reply, err := w.e.Exchange(ctx, r)
 	if err != nil {
 		return nil, statusOf(err)
+	}
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("cwmp.rpc", reply.RPC), attribute.Int("http.response.status_code", reply.Status))
+		if reply.ACSRPC != "" {
+			span.SetAttributes(attribute.String("cwmp.acs_rpc", reply.ACSRPC))
+		}
+		if reply.FaultCode != 0 {
+			span.SetAttributes(attribute.Int("cwmp.fault_code", reply.FaultCode))
+		}
+		if reply.Status >= 500 {
+			span.SetStatus(otelcodes.Error, "exchange answered with HTTP "+strconv.Itoa(reply.Status))
+		}
 	}
 	resp := &sessionsv1.ExchangeResponse{
 		HttpStatus: uint32(reply.Status), Body: reply.Body, SessionEnded: reply.SessionEnded,

@@ -21,6 +21,8 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
@@ -94,6 +96,9 @@ type Deps struct {
 	TaskQueue TaskQueue
 	// Propagator carries trace context into published events; nil: none.
 	Propagator propagation.TextMapPropagator
+	// TracerProvider makes the span of each CWMP exchange
+	// (docs/operations.md, "Traces"); nil: a no-op provider.
+	TracerProvider trace.TracerProvider
 	// Watcher replaces the NATS event publisher (tests).
 	Watcher engine.Watcher
 	// Secrets seals the secrets sessions keep in checkpoints
@@ -109,7 +114,8 @@ type Deps struct {
 type Worker struct {
 	sessionsv1.UnimplementedSessionServiceServer
 
-	e *engine.Engine
+	e      *engine.Engine
+	tracer trace.Tracer
 	// queue is the NATS task queue whose index Run maintains; nil when
 	// the worker reads another queue, or none.
 	queue *NATSTaskQueue
@@ -131,6 +137,7 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	var natsQueue *NATSTaskQueue
 	if queue == nil && deps.JetStream != nil {
 		nq := NewNATSTaskQueue(deps.JetStream, deps.BusNames, cfg.TaskIndexResync, logger.With("service", "sessions"))
+		nq.prop = deps.Propagator
 		queue, natsQueue = nq, nq
 	}
 	if deps.Presets != nil {
@@ -159,7 +166,11 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Worker{e: e, queue: natsQueue}, nil
+	tp := deps.TracerProvider
+	if tp == nil {
+		tp = tracenoop.NewTracerProvider()
+	}
+	return &Worker{e: e, tracer: tp.Tracer("github.com/fleetacs/fleetacs/services/sessions"), queue: natsQueue}, nil
 }
 
 // ID returns the worker's registry ID.

@@ -7,7 +7,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fleetacs/fleetacs/pkg/natsbus"
@@ -27,6 +31,25 @@ type NATSTaskQueue struct {
 
 	mu     sync.Mutex
 	stream jetstream.Stream
+
+	// prop reads the trace context the tasks service wrote into each
+	// queue message (the span of the API call that created the task);
+	// nil: none.
+	prop propagation.TextMapPropagator
+}
+
+// link adds to the span in ctx (the CWMP exchange that reads the queue) a
+// link to the span that queued task id, named in the message's headers
+// (docs/operations.md, "Traces").
+func (q *NATSTaskQueue) link(ctx context.Context, h nats.Header, id string) {
+	span := trace.SpanFromContext(ctx)
+	if q.prop == nil || len(h) == 0 || !span.IsRecording() {
+		return
+	}
+	sc := trace.SpanContextFromContext(natsbus.Extract(context.Background(), q.prop, h))
+	if sc.IsValid() {
+		span.AddLink(trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.String("fleetacs.task_id", id)}})
+	}
 }
 
 var _ TaskQueue = (*NATSTaskQueue)(nil)
@@ -108,6 +131,7 @@ func (q *NATSTaskQueue) Pending(ctx context.Context, tenant, deviceKey string, m
 		seqs = append(seqs, m.Sequence)
 		if id, ok := queuedTaskID(m.Data); ok {
 			ids = append(ids, id)
+			q.link(ctx, m.Header, id)
 		}
 	}
 	if q.index != nil {
@@ -135,6 +159,7 @@ func (q *NATSTaskQueue) bySequence(ctx context.Context, s jetstream.Stream, subj
 		}
 		if id, ok := queuedTaskID(m.Data); ok {
 			ids = append(ids, id)
+			q.link(ctx, m.Header, id)
 		}
 	}
 	q.index.gone(subj, gone)

@@ -148,6 +148,15 @@ type Reply struct {
 	// SetSessionCookie is the cookie to set, on the reply that starts a
 	// session.
 	SetSessionCookie string
+
+	// What the exchange carried, for its span (docs/operations.md,
+	// "Traces"): RPC is the method of the CPE's message ("" for an empty
+	// POST or a body that did not decode), FaultCode the CWMP fault code
+	// when that message is a fault (0 otherwise), ACSRPC the method of the
+	// envelope in Body ("" for none).
+	RPC       string
+	FaultCode int
+	ACSRPC    string
 }
 
 // Errors of Exchange: the request was not taken.
@@ -298,6 +307,12 @@ func (e *Engine) Exchange(ctx context.Context, req *Request) (*Reply, error) {
 	}
 	reply, err := e.exchange(ctx, s, req, env, derr, created, false)
 	e.metrics.observeExchange(e.now().Sub(start))
+	if reply != nil && env != nil && env.Body != nil {
+		reply.RPC = env.Body.Method()
+		if f, ok := env.Body.(*cwmp.Fault); ok {
+			reply.FaultCode = int(f.Code)
+		}
+	}
 	return reply, err
 }
 
@@ -628,7 +643,7 @@ func (e *Engine) respond(out cwmp.Output, ended bool) (*Reply, error) {
 	if err != nil {
 		return nil, err
 	}
-	reply.Status, reply.Body = 200, body
+	reply.Status, reply.Body, reply.ACSRPC = 200, body, out.Reply.Body.Method()
 	if ended && outsideSession(out.Notices) {
 		reply.Status = 400
 	}

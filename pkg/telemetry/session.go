@@ -1,0 +1,133 @@
+package telemetry
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// One trace per CWMP session (docs/operations.md, "Traces"): a session's
+// trace ID and the span ID of its first request's span are derived from
+// the session ID, so that every request of the session, whichever gateway
+// replica takes it, joins the trace without anything stored. The first
+// request's span is the trace's root (idGenerator gives it the derived
+// IDs); each later request's span is its child.
+
+// sessionIDs derives the trace and root span IDs of a session. The hash
+// does not reveal the session ID, which is the CPE's session cookie.
+func sessionIDs(sessionID string) (trace.TraceID, trace.SpanID) {
+	sum := sha256.Sum256([]byte("fleetacs-cwmp-session\x00" + sessionID))
+	var tid trace.TraceID
+	var sid trace.SpanID
+	copy(tid[:], sum[:16])
+	copy(sid[:], sum[16:24])
+	if !tid.IsValid() {
+		tid[0] = 1
+	}
+	if !sid.IsValid() {
+		sid[0] = 1
+	}
+	return tid, sid
+}
+
+type rootIDsKey struct{}
+
+type rootIDs struct {
+	trace trace.TraceID
+	span  trace.SpanID
+}
+
+// SessionSpanContext returns ctx ready for the span of a request of the
+// CWMP session sessionID, and the options to start that span with: the
+// first request's span (first) becomes the root of the session's trace,
+// a later request's span its child.
+func SessionSpanContext(ctx context.Context, sessionID string, first bool) (context.Context, []trace.SpanStartOption) {
+	tid, sid := sessionIDs(sessionID)
+	if first {
+		return context.WithValue(ctx, rootIDsKey{}, rootIDs{tid, sid}), []trace.SpanStartOption{trace.WithNewRoot()}
+	}
+	// Marked sampled: the sampler (newSampler) decides again on the trace
+	// ID and so repeats the first request's decision.
+	parent := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled, Remote: true})
+	return trace.ContextWithRemoteSpanContext(ctx, parent), nil
+}
+
+// idGenerator gives a root span the IDs SessionSpanContext put in its
+// context, and random IDs otherwise.
+type idGenerator struct{}
+
+func (idGenerator) NewIDs(ctx context.Context) (trace.TraceID, trace.SpanID) {
+	if ids, ok := ctx.Value(rootIDsKey{}).(rootIDs); ok {
+		return ids.trace, ids.span
+	}
+	var tid trace.TraceID
+	for !tid.IsValid() {
+		binary.NativeEndian.PutUint64(tid[:8], rand.Uint64())
+		binary.NativeEndian.PutUint64(tid[8:], rand.Uint64())
+	}
+	return tid, newSpanID()
+}
+
+func (idGenerator) NewSpanID(context.Context, trace.TraceID) trace.SpanID { return newSpanID() }
+
+func newSpanID() trace.SpanID {
+	var sid trace.SpanID
+	for !sid.IsValid() {
+		binary.NativeEndian.PutUint64(sid[:], rand.Uint64())
+	}
+	return sid
+}
+
+// newSampler is the sampler OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG
+// name (the standard values; default parentbased_always_on). A parent-based
+// sampler decides a span with a sampled remote parent with its root sampler
+// again rather than always sampling it: the root samplers decide on the
+// trace ID alone, so the decision is the one the trace's root got, and a
+// session's later requests (SessionSpanContext) follow its first.
+func newSampler(getenv func(string) string) (sdktrace.Sampler, error) {
+	ratio := func() (float64, error) {
+		arg := getenv("OTEL_TRACES_SAMPLER_ARG")
+		if arg == "" {
+			return 1, nil
+		}
+		f, err := strconv.ParseFloat(arg, 64)
+		if err != nil || f < 0 || f > 1 {
+			return 0, fmt.Errorf("OTEL_TRACES_SAMPLER_ARG %q: want a ratio between 0 and 1", arg)
+		}
+		return f, nil
+	}
+	parentBased := func(root sdktrace.Sampler) sdktrace.Sampler {
+		return sdktrace.ParentBased(root, sdktrace.WithRemoteParentSampled(root))
+	}
+	switch name := getenv("OTEL_TRACES_SAMPLER"); name {
+	case "always_on":
+		return sdktrace.AlwaysSample(), nil
+	case "always_off":
+		return sdktrace.NeverSample(), nil
+	case "traceidratio", "parentbased_traceidratio":
+		r, err := ratio()
+		if err != nil {
+			return nil, err
+		}
+		if name == "traceidratio" {
+			return sdktrace.TraceIDRatioBased(r), nil
+		}
+		return parentBased(sdktrace.TraceIDRatioBased(r)), nil
+	case "", "parentbased_always_on":
+		return parentBased(sdktrace.AlwaysSample()), nil
+	case "parentbased_always_off":
+		return parentBased(sdktrace.NeverSample()), nil
+	default:
+		return nil, fmt.Errorf("OTEL_TRACES_SAMPLER %q: want always_on, always_off, traceidratio or parentbased_ one of those", name)
+	}
+}
+
+// IDGenerator is the ID generator of the tracer provider Setup builds,
+// for tests that build their own provider and want sessions' traces.
+func IDGenerator() sdktrace.IDGenerator { return idGenerator{} }
