@@ -126,3 +126,21 @@ func TestChartDashboardIsTheDashboard(t *testing.T) {
 		t.Errorf("deploy/helm/fleetacs/dashboards/fleetacs.json differs from deploy/grafana/fleetacs.json: cp deploy/grafana/fleetacs.json deploy/helm/fleetacs/dashboards/")
 	}
 }
+
+// MetricNames knows the services' instruments and the Go runtime's and
+// process's metrics pkg/telemetry registers, and nothing it was not told.
+func TestMetricNamesKnowsCollectors(t *testing.T) {
+	metrics, err := MetricNames(repoRoot(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"go_goroutines", "go_memstats_heap_alloc_bytes", "process_resident_memory_bytes",
+		"process_cpu_seconds_total", "fleetacs_sessions_exchange_duration_seconds_bucket"} {
+		if !metrics[want] {
+			t.Errorf("MetricNames lacks %s", want)
+		}
+	}
+	if metrics["go_no_such_metric"] || metrics["process_no_such_metric"] {
+		t.Error("MetricNames invents names")
+	}
+}

@@ -1,6 +1,7 @@
 package check
 
 import (
+	"bytes"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -43,6 +44,13 @@ func MetricNames(root string) (map[string]bool, error) {
 		if err != nil {
 			return err
 		}
+		for call, list := range collectorMetrics {
+			if bytes.Contains(src, []byte(call)) {
+				for _, n := range list {
+					names[n] = true
+				}
+			}
+		}
 		for _, m := range instrumentCall.FindAllSubmatch(src, -1) {
 			base := strings.ReplaceAll(string(m[1]), ".", "_")
 			for _, unit := range []string{"", "_seconds", "_bytes"} {
@@ -54,6 +62,23 @@ func MetricNames(root string) (map[string]bool, error) {
 		return nil
 	})
 	return names, err
+}
+
+// collectorMetrics are the names client_golang's collectors export, by
+// the call that registers them (pkg/telemetry).
+var collectorMetrics = map[string][]string{
+	"collectors.NewGoCollector(": {
+		"go_goroutines", "go_threads", "go_info", "go_gc_duration_seconds", "go_gc_duration_seconds_count", "go_gc_duration_seconds_sum",
+		"go_memstats_alloc_bytes", "go_memstats_alloc_bytes_total", "go_memstats_heap_alloc_bytes", "go_memstats_heap_inuse_bytes",
+		"go_memstats_heap_idle_bytes", "go_memstats_heap_released_bytes", "go_memstats_heap_objects", "go_memstats_sys_bytes",
+		"go_memstats_mallocs_total", "go_memstats_frees_total", "go_memstats_next_gc_bytes", "go_memstats_stack_inuse_bytes",
+		"go_memstats_last_gc_time_seconds", "go_gc_gogc_percent", "go_gc_gomemlimit_bytes", "go_sched_gomaxprocs_threads",
+	},
+	"collectors.NewProcessCollector(": {
+		"process_cpu_seconds_total", "process_resident_memory_bytes", "process_virtual_memory_bytes", "process_virtual_memory_max_bytes",
+		"process_open_fds", "process_max_fds", "process_start_time_seconds", "process_network_receive_bytes_total",
+		"process_network_transmit_bytes_total",
+	},
 }
 
 // promName finds the metric names of a PromQL expression: identifiers

@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -146,6 +147,10 @@ func Setup(ctx context.Context, service string, getenv func(string) string) (*Pr
 	}
 
 	reg := prometheus.NewRegistry()
+	// The Go runtime's and the process's own metrics (go_goroutines,
+	// go_memstats_*, go_gc_duration_seconds, process_cpu_seconds_total,
+	// process_resident_memory_bytes, ...), beside the services'.
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	promExp, err := otelprom.New(otelprom.WithRegisterer(reg))
 	if err != nil {
 		return nil, fmt.Errorf("create Prometheus metric exporter: %w", err)

@@ -61,6 +61,12 @@ func TestSetupDefaultsToNoopTracesAndServesMetrics(t *testing.T) {
 	if !strings.Contains(rr.Body.String(), "fleetacs_test_events_total") {
 		t.Fatalf("metrics exposition lacks the counter:\n%s", rr.Body.String())
 	}
+	// The Go runtime's and the process's metrics are there too.
+	for _, want := range []string{"\ngo_goroutines ", "\ngo_memstats_heap_alloc_bytes ", "\nprocess_resident_memory_bytes ", "\nprocess_cpu_seconds_total "} {
+		if !strings.Contains(rr.Body.String(), want) {
+			t.Errorf("metrics exposition lacks %q", strings.TrimSpace(want))
+		}
+	}
 }
 
 func TestSetupRejectsUnknownProtocol(t *testing.T) {
