@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fleetacs/fleetacs/pkg/testenv"
 )
 
 // maxRestarts bounds how often a supervised process is started again.
@@ -101,8 +103,8 @@ func (s *supervised) restartCount() int {
 // "udp"), below the kernel's ephemeral range: the processes a test starts
 // open many outgoing connections (to Redis, NATS, the database, each
 // other), whose local ports come from that range and could take a port
-// handed out there before its server binds it (testenv.FreePort's are
-// from it).
+// handed out there before its server binds it. TCP ports come from
+// testenv.FreePort, which picks them the same way.
 func listenPort(t *testing.T, network string) int {
 	t.Helper()
 	low := 32768
@@ -113,18 +115,14 @@ func listenPort(t *testing.T, network string) int {
 			}
 		}
 	}
+	if network == "tcp" {
+		return testenv.FreePort(t)
+	}
 	for range 200 {
 		p := 10000 + rand.IntN(low-10000)
 		addr := fmt.Sprintf("127.0.0.1:%d", p)
-		if network == "udp" {
-			if c, err := net.ListenPacket("udp", addr); err == nil {
-				c.Close()
-				return p
-			}
-			continue
-		}
-		if l, err := net.Listen("tcp", addr); err == nil {
-			l.Close()
+		if c, err := net.ListenPacket("udp", addr); err == nil {
+			c.Close()
 			return p
 		}
 	}

@@ -47,6 +47,7 @@ package testenv
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -210,9 +211,12 @@ func sweepStale(tmp string) {
 	}
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. Another
-// process may take it before the caller binds it; the server starters here
-// retry with a new port when that happens, and callers should too.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago,
+// below the kernel's ephemeral range: the processes a test starts open
+// many outgoing connections, whose local ports come from that range and
+// could take a port handed out there before its server binds it. Another
+// process may still take it; the server starters here retry with a new
+// port when that happens.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	p, err := freePort()
@@ -223,12 +227,22 @@ func FreePort(t testing.TB) int {
 }
 
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find free port: %w", err)
+	low := 32768
+	if data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(data)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 12000 {
+				low = n
+			}
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	for range 200 {
+		p := 10000 + rand.IntN(low-10000)
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+			l.Close()
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("find free port: none free below %d", low)
 }
 
 // WaitFor calls cond until it returns nil and fails the test with cond's last
