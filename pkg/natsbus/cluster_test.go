@@ -26,8 +26,16 @@ func TestClusterReplicatedStreams(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node NATS cluster")
 	}
+	start := time.Now()
+	phase := func(what string) { t.Logf("%6.1fs %s", time.Since(start).Seconds(), what) }
 	nc3 := testenv.NATSCluster(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	phase("cluster up")
+	// Every JetStream API request below has its own deadline and is asked
+	// again when it goes unanswered: a request that reaches a stream while
+	// its replicas elect a leader can stay unanswered on nats-server 2.9,
+	// and one such request once held the test until an overall deadline
+	// ran out. Services do the same (EnsureStreams asks again).
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute) // before the crash
 	defer cancel()
 	nc, js, err := natsbus.Connect(ctx, nc3.URL(), "cluster-test", 5*time.Second)
 	if err != nil {
@@ -51,6 +59,7 @@ func TestClusterReplicatedStreams(t *testing.T) {
 		}
 	}
 
+	phase("streams created")
 	// Wake-ups queued before the crash.
 	const wakes = 20
 	for i := range wakes {
@@ -61,37 +70,42 @@ func TestClusterReplicatedStreams(t *testing.T) {
 	leader := nc3.StreamLeader(t, names.TasksStream())
 	for i := range tasks {
 		if i == tasks/3 {
+			phase(fmt.Sprintf("%d tasks queued, killing node %d", i, leader))
 			nc3.Kill(t, leader)
 		}
-		publish(ctx, t, js, names.TaskQueue("default", fmt.Sprintf("DEV%03d", i%50)), "task-"+strconv.Itoa(i))
+		publish(t.Context(), t, js, names.TaskQueue("default", fmt.Sprintf("DEV%03d", i%50)), "task-"+strconv.Itoa(i))
 	}
+	phase("every task queued")
 	if now := nc3.StreamLeader(t, names.TasksStream()); now == leader {
 		t.Fatalf("node %d was killed but still leads %s", leader, names.TasksStream())
 	}
 
 	// Every task once: the stream holds exactly the tasks, one message
 	// each, whatever the retries sent twice.
-	s, err := js.Stream(ctx, names.TasksStream())
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var info *jetstream.StreamInfo
+	var s jetstream.Stream
+	ask(t, "task stream info", func(ctx context.Context) (err error) {
+		if s, err = js.Stream(ctx, names.TasksStream()); err != nil {
+			return err
+		}
+		info, err = s.Info(ctx)
+		return err
+	})
 	if info.State.Msgs != tasks {
 		t.Fatalf("task stream holds %d messages, want %d", info.State.Msgs, tasks)
 	}
 	seen := map[string]int{}
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			t.Fatalf("get message %d: %v", seq, err)
-		}
-		seen[string(m.Data)]++
+		ask(t, fmt.Sprintf("get message %d", seq), func(ctx context.Context) error {
+			m, err := s.GetMsg(ctx, seq)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				return nil
+			}
+			if err == nil {
+				seen[string(m.Data)]++
+			}
+			return err
+		})
 	}
 	for i := range tasks {
 		if n := seen["task-"+strconv.Itoa(i)]; n != 1 {
@@ -100,21 +114,23 @@ func TestClusterReplicatedStreams(t *testing.T) {
 	}
 	// Direct gets by subject, as session workers read their queue, work
 	// on the nodes left.
-	m, err := s.GetLastMsgForSubject(ctx, names.TaskQueue("default", "DEV007"))
-	if err != nil {
-		t.Fatalf("direct get after the crash: %v", err)
-	}
-	if string(m.Data) != "task-"+strconv.Itoa(tasks-50+7) {
-		t.Errorf("last task of DEV007 is %q", m.Data)
-	}
-
-	// The notifiers' consumer takes every wake-up queued before the crash.
-	cons, err := js.CreateOrUpdateConsumer(ctx, names.WakeStream(), jetstream.ConsumerConfig{
-		Durable: "notifier", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 5 * time.Second, Replicas: 3,
+	ask(t, "direct get after the crash", func(ctx context.Context) error {
+		m, err := s.GetLastMsgForSubject(ctx, names.TaskQueue("default", "DEV007"))
+		if err == nil && string(m.Data) != "task-"+strconv.Itoa(tasks-50+7) {
+			t.Errorf("last task of DEV007 is %q", m.Data)
+		}
+		return err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
+
+	phase("task stream checked")
+	// The notifiers' consumer takes every wake-up queued before the crash.
+	var cons jetstream.Consumer
+	ask(t, "create the notifiers' consumer", func(ctx context.Context) (err error) {
+		cons, err = js.CreateOrUpdateConsumer(ctx, names.WakeStream(), jetstream.ConsumerConfig{
+			Durable: "notifier", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 5 * time.Second, Replicas: 3,
+		})
+		return err
+	})
 	got := map[string]bool{}
 	testenv.WaitFor(t, 30*time.Second, func() error {
 		batch, err := cons.FetchNoWait(wakes)
@@ -123,7 +139,10 @@ func TestClusterReplicatedStreams(t *testing.T) {
 		}
 		for msg := range batch.Messages() {
 			got[string(msg.Data())] = true
-			if err := msg.DoubleAck(ctx); err != nil {
+			actx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+			err := msg.DoubleAck(actx)
+			cancel()
+			if err != nil {
 				return err
 			}
 		}
@@ -132,12 +151,15 @@ func TestClusterReplicatedStreams(t *testing.T) {
 		}
 		return nil
 	})
+	phase("wake-ups taken")
 	// A work queue: acknowledged wake-ups are gone.
-	ws, err := js.Stream(ctx, names.WakeStream())
-	if err != nil {
-		t.Fatal(err)
-	}
-	testenv.WaitFor(t, 10*time.Second, func() error {
+	testenv.WaitFor(t, 30*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		ws, err := js.Stream(ctx, names.WakeStream())
+		if err != nil {
+			return err
+		}
 		info, err := ws.Info(ctx)
 		if err != nil {
 			return err
@@ -148,7 +170,21 @@ func TestClusterReplicatedStreams(t *testing.T) {
 		return nil
 	})
 	// Events still go in.
-	publish(ctx, t, js, names.Event("default", "task.done", "DEV001"), "event-after")
+	publish(t.Context(), t, js, names.Event("default", "task.done", "DEV001"), "event-after")
+}
+
+// ask runs a JetStream API request with a deadline of its own, asking
+// again while it fails, for up to 30 seconds.
+func ask(t *testing.T, what string, req func(ctx context.Context) error) {
+	t.Helper()
+	testenv.WaitFor(t, 30*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		if err := req(ctx); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	})
 }
 
 // publish publishes data on subj under the message id data, retrying until
