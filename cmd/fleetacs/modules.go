@@ -530,6 +530,10 @@ func buildSessions(a *app) (lifecycle.Service, error) {
 	cfg := a.cfg.sessions
 	srv := a.shared.internal
 	var advertise func() string
+	// A host alone (the pod's IP) takes the internal server's port.
+	if err := cfg.JoinAdvertiseHost(a.opts.InternalGRPCAddr); err != nil {
+		return nil, err
+	}
 	if cfg.AdvertiseAddr == "" {
 		// The address the server is bound to, known once it has started;
 		// until then, the one it is configured with.

@@ -241,10 +241,22 @@ func checkObjects(objs []runtime.Object, h *Fleetacs, metrics map[string]bool) [
 				strings.Contains(up, "TOKEN") || strings.Contains(up, "MONGODB_URI") || up == "FLEETACS_NATS_URL") {
 				bad("%s: %s holds a value in clear, want a Secret reference", name, e.Name)
 			}
+			// A pod IP may be IPv6: "$(POD_IP):port" is then no host:port
+			// (it needs brackets), so the address is passed as a bare
+			// host and fleetacs joins the port.
+			if strings.Contains(e.Value, "$(POD_IP)") && e.Value != "$(POD_IP)" {
+				bad("%s: %s=%q builds an address from $(POD_IP), wrong for an IPv6 pod IP; pass the bare host (-sessions.advertise-host)", name, e.Name, e.Value)
+			}
 			if r := e.ValueFrom; r != nil && r.SecretKeyRef != nil {
 				if _, ok := secrets[r.SecretKeyRef.Name]; !ok && !strings.HasPrefix(r.SecretKeyRef.Name, "fleetacs-") {
 					bad("%s: %s refers to Secret %s, neither rendered nor an existing fleetacs-* one", name, e.Name, r.SecretKeyRef.Name)
 				}
+			}
+		}
+		if name == "sessions" {
+			// Gateways dial the worker at what it registers: its pod IP.
+			if v := envOf(d)["FLEETACS_SESSIONS_ADVERTISE_HOST"].Value; v != "$(POD_IP)" {
+				bad("sessions: FLEETACS_SESSIONS_ADVERTISE_HOST=%q, want $(POD_IP)", v)
 			}
 		}
 		for _, p := range []struct {
@@ -528,6 +540,7 @@ func TestChartCheckCatches(t *testing.T) {
 		{name: "dashboard metric", file: "dashboards/fleetacs.json", old: "fleetacs_sessions_takeovers_total{", new: "fleetacs_sessions_takeover_count{", values: "metrics: {grafanaDashboard: {enabled: true}}\n", want: "no metric fleetacs_sessions_takeover_count"},
 		{name: "dashboard values typo", values: "metrics: {grafanaDashboard: {enable: true}}\n", atTemplate: true, want: "enable"},
 		{name: "internal port open", file: "templates/networkpolicy.yaml", old: "        - podSelector:\n            matchLabels:", new: "        - namespaceSelector: {}\n          podSelector:\n            matchLabels:", want: "the internal port is open"},
+		{name: "pod IP host:port", file: "templates/_component.tpl", old: "- name: FLEETACS_SESSIONS_ADVERTISE_HOST\n  value: \"$(POD_IP)\"", new: "- name: FLEETACS_SESSIONS_ADVERTISE_ADDR\n  value: \"$(POD_IP):9301\"", want: "builds an address from $(POD_IP)"},
 		{name: "cluster policy", file: "templates/workloads.yaml", old: "externalTrafficPolicy: {{ $g.externalTrafficPolicy }}", new: "externalTrafficPolicy: Cluster", want: "want Local"},
 		{name: "values typo", values: "gateway:\n  replica: 3\n", atTemplate: true, want: "replica"},
 		{name: "values type", values: "nats:\n  streamReplicas: three\n", atTemplate: true, want: "streamReplicas"},

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
+	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -15,6 +18,12 @@ type Config struct {
 	// gRPC server (fleetacs -server.grpc-addr); when this is empty, the
 	// process fills in that server's bound address.
 	AdvertiseAddr string
+	// AdvertiseHost, used when AdvertiseAddr is empty, is the host (an IP
+	// address without brackets, or a name) gateways dial, joined by the
+	// process with its internal gRPC server's port: a pod gets its IP from
+	// the environment (POD_IP), and an IPv6 one needs brackets in a
+	// host:port that a text template cannot add (docs/deploy.md).
+	AdvertiseHost string
 	// WorkerID names this worker in the registry, unique in the cluster
 	// and stable for the life of the process (the pod name). Empty means
 	// the host name.
@@ -139,6 +148,7 @@ func DefaultConfig() Config {
 // their defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.AdvertiseAddr, "sessions.advertise-addr", "", "host:port gateways dial to reach this worker (empty: the address the process's internal gRPC server is bound to, -server.internal-grpc-addr)")
+	fs.StringVar(&c.AdvertiseHost, "sessions.advertise-host", "", "host gateways dial to reach this worker, with the port of -server.internal-grpc-addr (an IPv6 address without brackets; used when -sessions.advertise-addr is empty)")
 	fs.StringVar(&c.WorkerID, "sessions.worker-id", "", "name of this worker in the registry, unique in the cluster (empty: the host name)")
 	fs.IntVar(&c.MaxSessions, "sessions.max-sessions", 10000, "sessions this worker holds at once; more are refused with RESOURCE_EXHAUSTED")
 	fs.IntVar(&c.DiscoveryBatchSize, "sessions.discovery-batch-size", 100, "parameter names per GetParameterValues during a tree discovery")
@@ -168,6 +178,35 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.PresetsRefresh, "sessions.presets-refresh", 5*time.Second, "how long a worker uses a tenant's cached preset set before it asks whether the set changed (0: at every session)")
 	fs.StringVar(&c.SecretsKeyFile, "sessions.secrets-key-file", "", "file of the keys that seal the secrets sessions keep in checkpoints (connection-request passwords being set), the same for every worker (empty: the inventory's keys when it runs in this process, else a key of this worker alone, so that another worker cannot resume such a session)")
 	fs.StringVar(&c.CRCredentialsFile, "sessions.cr-credentials-file", "", "JSON file of fixed connection-request credentials per OUI and product class, used in place of generated ones (format in docs/sessions.md; keep it 0600)")
+}
+
+// JoinAdvertiseHost sets AdvertiseAddr, when it is empty and
+// AdvertiseHost is not, to AdvertiseHost joined with the port of listen
+// (the internal gRPC server's listen address), bracketing an IPv6
+// address. It fails when both are set, or when the host is not a bare IP
+// address or name.
+func (c *Config) JoinAdvertiseHost(listen string) error {
+	if c.AdvertiseHost == "" {
+		return nil
+	}
+	if c.AdvertiseAddr != "" {
+		return errors.New("set -sessions.advertise-addr or -sessions.advertise-host, not both")
+	}
+	host := c.AdvertiseHost
+	if strings.ContainsAny(host, "[]/ ") {
+		return fmt.Errorf("sessions.advertise-host %q: want an IP address without brackets, or a host name", host)
+	}
+	if strings.Contains(host, ":") {
+		if a, err := netip.ParseAddr(host); err != nil || !a.Is6() {
+			return fmt.Errorf("sessions.advertise-host %q: a host with ':' must be an IPv6 address (without a port)", host)
+		}
+	}
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil || port == "" || port == "0" {
+		return fmt.Errorf("sessions.advertise-host needs a fixed port in -server.internal-grpc-addr, got %q", listen)
+	}
+	c.AdvertiseAddr = net.JoinHostPort(host, port)
+	return nil
 }
 
 // Validate reports every setting that cannot work.

@@ -109,8 +109,10 @@ from Secrets by reference or as mounted files, never as values here.
 {{- if eq $name "sessions" }}
 - name: FLEETACS_SESSIONS_WORKER_ID
   value: "$(POD_NAME)"
-- name: FLEETACS_SESSIONS_ADVERTISE_ADDR
-  value: "$(POD_IP):9301"
+{{- /* The host alone: fleetacs joins it with the internal port and
+brackets an IPv6 pod IP, which "$(POD_IP):9301" would not. */}}
+- name: FLEETACS_SESSIONS_ADVERTISE_HOST
+  value: "$(POD_IP)"
 - name: FLEETACS_SESSIONS_SECRETS_KEY_FILE
   value: /run/fleetacs/secrets-key/secrets.key
 - name: FLEETACS_SESSIONS_DRAIN_TIMEOUT
