@@ -38,6 +38,7 @@ import (
 	"github.com/fleetacs/fleetacs/services/tasks"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -80,6 +81,10 @@ type shared struct {
 	// authState is the gateways' shared authentication state (nonce
 	// counts, failure back-off), on the same Redis as store.
 	authState authstate.Store
+	// redis is the process's Redis client (-redis.*); nil without
+	// -redis.addr, when the affinity store and the notifier's STUN
+	// bindings live in this process's memory.
+	redis     redis.UniversalClient
 	inventory grpc.ClientConnInterface
 
 	// ws-planner: the tasks service's internal API (tasks-client module);
@@ -177,7 +182,7 @@ func modules() []*module {
 		},
 		{
 			name: "notifier", target: true, inAll: true, doc: "connection requests to CPEs (HTTP, UDP) and the STUN server, for wake requests from NATS",
-			deps: []string{"inventory-client", "nats-client"}, build: buildNotifier,
+			deps: []string{"inventory-client", "nats-client", "affinity"}, build: buildNotifier,
 		},
 	}
 }
@@ -277,6 +282,7 @@ func buildAffinity(a *app) (lifecycle.Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.shared.redis = client
 	a.shared.store = affinity.NewRedis(client, a.opts.RedisPrefix, nil).Store()
 	a.shared.authState = authstate.NewRedis(client, a.opts.RedisPrefix, nil)
 	return lifecycle.Funcs{
@@ -700,6 +706,12 @@ func buildNotifier(a *app) (lifecycle.Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("notifier config: %w", err)
 	}
+	// With Redis the replicas share the STUN bindings (docs/protocol.md
+	// §8.2); without it this process's table is all there is.
+	var bindings notifier.BindingStore
+	if a.shared.redis != nil {
+		bindings = notifier.NewRedisBindings(a.shared.redis, a.opts.RedisPrefix)
+	}
 	var svc *notifier.Service
 	return lifecycle.Funcs{
 		StartFunc: func(ctx context.Context) error {
@@ -712,6 +724,7 @@ func buildNotifier(a *app) (lifecycle.Service, error) {
 				Propagator:    a.telemetry.Propagator,
 				MeterProvider: a.telemetry.Meter,
 				OwnAddrs:      a.listenAddrs,
+				Bindings:      bindings,
 				// A span per wake request (docs/operations.md, "Traces").
 				TracerProvider: a.telemetry.Tracer,
 			})

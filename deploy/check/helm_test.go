@@ -117,8 +117,8 @@ func TestChartRedisModes(t *testing.T) {
 						env["FLEETACS_REDIS_SENTINEL_MASTER"].Value)
 				}
 			}
-			if n != 2 {
-				t.Errorf("%d Deployments use Redis, want 2 (gateway, sessions)", n)
+			if n != 3 {
+				t.Errorf("%d Deployments use Redis, want 3 (gateway, sessions, notifier)", n)
 			}
 		})
 	}

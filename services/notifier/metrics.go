@@ -12,6 +12,9 @@ type metrics struct {
 	outcomes    metric.Int64Counter
 	latency     metric.Float64Histogram
 	stunDropped metric.Int64Counter
+	// bindingErrors counts failures of the shared STUN bindings, by op:
+	// put, get, queue_full, refused.
+	bindingErrors metric.Int64Counter
 }
 
 func newMetrics(m metric.Meter) (*metrics, error) {
@@ -30,7 +33,15 @@ func newMetrics(m metric.Meter) (*metrics, error) {
 		metric.WithDescription("STUN datagrams dropped: malformed, not a Binding Request, or a binding refused because the table is full"), metric.WithUnit("{datagram}")); err != nil {
 		return nil, err
 	}
+	if out.bindingErrors, err = m.Int64Counter("fleetacs.notifier.stun.binding_errors",
+		metric.WithDescription("Failures of the STUN bindings shared through Redis, by op: put and get (Redis failed), queue_full (a write dropped), refused (a stored binding that is malformed or names another address)"), metric.WithUnit("{error}")); err != nil {
+		return nil, err
+	}
 	return &out, nil
+}
+
+func (m *metrics) bindingFailed(op string) {
+	m.bindingErrors.Add(context.Background(), 1, metric.WithAttributes(attribute.String("op", op)))
 }
 
 func (m *metrics) record(ctx context.Context, r result, latency time.Duration) {

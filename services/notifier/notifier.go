@@ -204,6 +204,10 @@ type Deps struct {
 	OwnAddrs func() []netip.AddrPort
 	// Resolver resolves CPE host names (default: the system's).
 	Resolver *net.Resolver
+	// Bindings shares the STUN bindings with the other replicas
+	// (RedisBindings); nil: this process's table only, which serves only
+	// when one notifier runs (docs/protocol.md §8.2).
+	Bindings BindingStore
 }
 
 // Service is the notifier service.
@@ -264,7 +268,6 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	nets, _ := parseNetworks(cfg.AllowedNetworks) // Validate parsed them
 	s.guard = newGuard(nets, cfg.AllowLoopback, cfg.AllowLinkLocal, deps.OwnAddrs)
 	s.adm = newAdmission(s.now, cfg.CoalesceWindow, cfg.PerDeviceInterval, cfg.Rate, cfg.Burst)
-	s.bindings = newBindings(cfg.STUNMaxBindings, cfg.STUNBindingTTL, s.now)
 	mp := deps.MeterProvider
 	if mp == nil {
 		mp = metricnoop.NewMeterProvider()
@@ -274,6 +277,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		return nil, fmt.Errorf("notifier metrics: %w", err)
 	}
 	s.metrics = m
+	s.bindings = newBindings(cfg.STUNMaxBindings, cfg.STUNBindingTTL, s.now, deps.Bindings, m.bindingFailed)
 	return s, nil
 }
 
@@ -340,7 +344,7 @@ func (s *Service) send(ctx context.Context, t Target) result {
 	if !t.HasCredentials {
 		return fail(tasksv1.WakeStatus_WAKE_STATUS_NO_CREDENTIALS, "", "no connection-request credentials are held for the device")
 	}
-	if ap, ok := s.learnt(t); ok {
+	if ap, ok := s.learnt(ctx, t); ok {
 		return s.sendUDP(ctx, ap.String(), t.Username, t.Password)
 	}
 	switch {
@@ -352,24 +356,20 @@ func (s *Service) send(ctx context.Context, t Target) result {
 	return fail(tasksv1.WakeStatus_WAKE_STATUS_NO_ADDRESS, "", "the device reported no connection-request URL or UDP address")
 }
 
-// learnt returns the device's STUN binding when it is fresh and comes
-// from the address the device informs from: anyone may send a Binding
-// Request naming any user, but only the device's own network can send it
-// from there. The STUN user name is the connection-request user name
-// (docs/protocol.md §8.2).
-func (s *Service) learnt(t Target) (netip.AddrPort, bool) {
+// learnt returns the device's STUN binding when it is fresh and was
+// learnt from the address the device informs from: anyone may send a
+// Binding Request naming any user, but only the device's own network can
+// send it from there. The STUN user name is the connection-request user
+// name (docs/protocol.md §8.2).
+func (s *Service) learnt(ctx context.Context, t Target) (netip.AddrPort, bool) {
 	if t.Username == "" {
 		return netip.AddrPort{}, false
 	}
-	ap, ok := s.bindings.lookup(t.Username)
-	if !ok {
-		return netip.AddrPort{}, false
-	}
 	ip, err := netip.ParseAddr(t.RemoteIP)
-	if err != nil || ip.Unmap() != ap.Addr().Unmap() {
+	if err != nil {
 		return netip.AddrPort{}, false
 	}
-	return ap, true
+	return s.bindings.lookup(ctx, t.Username, ip)
 }
 
 func (s *Service) stunConn() *net.UDPConn {

@@ -312,6 +312,8 @@ func eventID(stream string, meta *jetstream.MsgMetadata, now time.Time) string {
 // serveSTUN answers Binding Requests until conn closes. One goroutine and
 // one buffer: a flood costs CPU, not memory.
 func (s *Service) serveSTUN(conn *net.UDPConn) {
+	stop := s.bindings.startWriter()
+	defer stop()
 	buf := make([]byte, stunMaxPacket+1)
 	for {
 		n, src, err := conn.ReadFromUDPAddrPort(buf)

@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
-	"sync"
-	"time"
 )
 
 // A STUN server for TR-111 (docs/protocol.md §8.2): CPEs behind NAT send
@@ -157,65 +155,4 @@ func appendAddress(out []byte, typ uint16, ap netip.AddrPort, xor []byte) []byte
 	out = append(out, 0, family)
 	out = binary.BigEndian.AppendUint16(out, port)
 	return append(out, raw...)
-}
-
-// bindings are the public addresses CPEs showed the STUN server, by STUN
-// user name, kept for a TTL and bounded in number: when full, expired
-// entries are swept (at most once a second) and new names are refused
-// until there is room, so a flood of names cannot grow it.
-type bindings struct {
-	mu        sync.Mutex
-	m         map[string]binding
-	max       int
-	ttl       time.Duration
-	now       func() time.Time
-	lastSweep time.Time
-}
-
-type binding struct {
-	addr netip.AddrPort
-	seen time.Time
-}
-
-func newBindings(max int, ttl time.Duration, now func() time.Time) *bindings {
-	return &bindings{m: map[string]binding{}, max: max, ttl: ttl, now: now}
-}
-
-// learn records user's binding; false when the table is full.
-func (b *bindings) learn(user string, ap netip.AddrPort) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	now := b.now()
-	if _, ok := b.m[user]; !ok && len(b.m) >= b.max {
-		if now.Sub(b.lastSweep) >= time.Second {
-			b.lastSweep = now
-			for k, v := range b.m {
-				if now.Sub(v.seen) >= b.ttl {
-					delete(b.m, k)
-				}
-			}
-		}
-		if len(b.m) >= b.max {
-			return false
-		}
-	}
-	b.m[user] = binding{addr: ap, seen: now}
-	return true
-}
-
-// lookup returns user's binding while it is fresh.
-func (b *bindings) lookup(user string) (netip.AddrPort, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	v, ok := b.m[user]
-	if !ok || b.now().Sub(v.seen) >= b.ttl {
-		return netip.AddrPort{}, false
-	}
-	return v.addr, true
-}
-
-func (b *bindings) len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.m)
 }

@@ -46,7 +46,8 @@ from Secrets by reference or as mounted files, never as values here.
 - name: FLEETACS_CLIENT_TASKS_ADDR
   value: "{{ $full }}-tasks:9301"
 {{- end }}
-{{- if has $name (list "gateway" "sessions") }}
+{{- /* The notifier's replicas share the STUN bindings in Redis. */}}
+{{- if has $name (list "gateway" "sessions" "notifier") }}
 - name: FLEETACS_REDIS_MODE
   value: {{ $v.redis.mode | quote }}
 - name: FLEETACS_REDIS_ADDR
