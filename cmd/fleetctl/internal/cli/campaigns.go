@@ -6,10 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -80,7 +78,7 @@ type campaignsCreateOptions struct {
 func setupCampaignsCreate(fs *flag.FlagSet) RunFunc {
 	o := &campaignsCreateOptions{}
 	o.conn.register(fs)
-	fs.StringVar(&o.tenant, "tenant", "default", "`tenant` of the campaign (\"\": the only tenant the credentials cover)")
+	registerTenant(fs, &o.tenant, "the campaign")
 	fs.StringVar(&o.name, "name", "", "campaign `name` (required here or in the file)")
 	fs.StringVar(&o.file, "f", "", "YAML or JSON `file` of the request (- for stdin)")
 	fs.StringVar(&o.fwVersion, "firmware-version", "", "upgrade to this firmware `version` (the file of this version matching each device's product class)")
@@ -116,15 +114,11 @@ func setupCampaignsCreate(fs *flag.FlagSet) RunFunc {
 // turned into JSON, which protojson reads strictly: a misspelt field is an
 // error, not ignored).
 func readRequest(env *Env, name string) (*campaignsv1.CreateCampaignRequest, error) {
-	var r io.Reader = env.Stdin
-	if name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			return nil, err
-		}
-		defer func() { _ = f.Close() }()
-		r = f
+	r, done, err := openInput(env, name)
+	if err != nil {
+		return nil, err
 	}
+	defer done()
 	b, err := io.ReadAll(io.LimitReader(r, 1<<20+1))
 	if err != nil {
 		return nil, err
@@ -169,8 +163,8 @@ func parseWindow(s string) (*campaignsv1.MaintenanceWindow, error) {
 
 func campaignsCreate(ctx context.Context, env *Env, o *campaignsCreateOptions) error {
 	const what = "campaigns create"
-	if o.output != "text" && o.output != "json" && o.output != "id" {
-		return Usagef("unknown output format %q: want text, json or id", o.output)
+	if err := checkFormat(o.output, "text", "json", "id"); err != nil {
+		return err
 	}
 	req := &campaignsv1.CreateCampaignRequest{}
 	if o.file != "" {
@@ -326,14 +320,9 @@ func writeCampaign(env *Env, output string, c *campaignsv1.Campaign, failed []*c
 			}
 			v["failedDevices"], _ = json.Marshal(items)
 		}
-		b, err := json.MarshalIndent(v, "", "  ")
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(env.Stdout, "%s\n", b)
-		return err
+		return writeIndented(env.Stdout, v)
 	}
-	tw := tabwriter.NewWriter(env.Stdout, 0, 8, 2, ' ', 0)
+	tw := newTable(env.Stdout)
 	for _, kv := range [][2]string{
 		{"ID", c.GetId()}, {"Tenant", c.GetTenant()}, {"Name", c.GetName()}, {"Action", actionLine(c.GetSpec())},
 		{"State", campaignStateName(c.GetState())}, {"Detail", c.GetStateDetail()},
@@ -366,7 +355,7 @@ type campaignsListOptions struct {
 func setupCampaignsList(fs *flag.FlagSet) RunFunc {
 	o := &campaignsListOptions{}
 	o.conn.register(fs)
-	fs.StringVar(&o.tenant, "tenant", "default", "`tenant` of the campaigns (\"\": the only tenant the credentials cover)")
+	registerTenant(fs, &o.tenant, "the campaigns")
 	fs.StringVar(&o.state, "state", "", "only campaigns in this `state`: running, paused, stopped, completed or aborted")
 	fs.StringVar(&o.output, "o", "table", "output `format`: table or json")
 	return func(ctx context.Context, env *Env, args []string) error {
@@ -379,8 +368,8 @@ func setupCampaignsList(fs *flag.FlagSet) RunFunc {
 
 func campaignsList(ctx context.Context, env *Env, o *campaignsListOptions) error {
 	const what = "campaigns list"
-	if o.output != "table" && o.output != "json" {
-		return Usagef("unknown output format %q: want table or json", o.output)
+	if err := checkFormat(o.output, "table", "json"); err != nil {
+		return err
 	}
 	var state campaignsv1.CampaignState
 	if o.state != "" {
@@ -397,35 +386,18 @@ func campaignsList(ctx context.Context, env *Env, o *campaignsListOptions) error
 	defer c.cc.Close()
 	client := campaignsv1.NewCampaignsServiceClient(c.cc)
 	req := &campaignsv1.ListCampaignsRequest{Tenant: o.tenant, State: state, PageSize: 500}
-	var all []*campaignsv1.Campaign
-	for {
+	all, err := listAll(what, c.addr, func(token string) ([]*campaignsv1.Campaign, string, error) {
+		req.PageToken = token
 		resp, err := call(ctx, c, client.ListCampaigns, req)
-		if err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		all = append(all, resp.GetCampaigns()...)
-		next := resp.GetNextPageToken()
-		if next == "" {
-			break
-		}
-		if next == req.PageToken {
-			return fmt.Errorf("%s: the server at %s returned the page token it was given: stopping a listing that would not end", what, c.addr)
-		}
-		req.PageToken = next
-	}
-	if o.output == "json" {
-		items := make([]json.RawMessage, len(all))
-		for i, x := range all {
-			items[i] = protoJSON(x)
-		}
-		b, err := json.MarshalIndent(items, "", "  ")
-		if err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		_, err = fmt.Fprintf(env.Stdout, "%s\n", b)
+		return resp.GetCampaigns(), resp.GetNextPageToken(), err
+	})
+	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(env.Stdout, 0, 8, 2, ' ', 0)
+	if o.output == "json" {
+		return writeJSONList(env.Stdout, what, all)
+	}
+	tw := newTable(env.Stdout)
 	fmt.Fprintln(tw, "ID\tNAME\tACTION\tSTATE\tDEVICES\tSUCCEEDED\tFAILED\tIN FLIGHT\tCREATED")
 	for _, x := range all {
 		t := x.GetTotals()
@@ -444,19 +416,16 @@ type campaignsGetOptions struct {
 func setupCampaignsGet(fs *flag.FlagSet) RunFunc {
 	o := &campaignsGetOptions{}
 	o.conn.register(fs)
-	fs.StringVar(&o.tenant, "tenant", "default", "`tenant` of the campaign (\"\": the only tenant the credentials cover)")
+	registerTenant(fs, &o.tenant, "the campaign")
 	fs.UintVar(&o.failed, "failed", 0, "also show up to `N` failed devices (at most 1000)")
 	fs.StringVar(&o.output, "o", "text", "output `format`: text or json")
 	return func(ctx context.Context, env *Env, args []string) error {
-		pos, err := interspersedArgs(fs, args)
+		arg, err := oneArg(fs, args, "campaign ID")
 		if err != nil {
 			return err
 		}
-		if len(pos) != 1 {
-			return Usagef("want one campaign ID")
-		}
-		if o.output != "text" && o.output != "json" {
-			return Usagef("unknown output format %q: want text or json", o.output)
+		if err := checkFormat(o.output, "text", "json"); err != nil {
+			return err
 		}
 		c, err := o.conn.dial(env)
 		if err != nil {
@@ -464,9 +433,9 @@ func setupCampaignsGet(fs *flag.FlagSet) RunFunc {
 		}
 		defer c.cc.Close()
 		resp, err := call(ctx, c, campaignsv1.NewCampaignsServiceClient(c.cc).GetCampaign,
-			&campaignsv1.GetCampaignRequest{Tenant: o.tenant, Id: pos[0], FailedDevices: uint32(min(o.failed, 1<<31))})
+			&campaignsv1.GetCampaignRequest{Tenant: o.tenant, Id: arg, FailedDevices: uint32(min(o.failed, 1<<31))})
 		if err != nil {
-			return fmt.Errorf("campaigns get %s: %w", quoteIfNeeded(pos[0]), err)
+			return fmt.Errorf("campaigns get %s: %w", quoteIfNeeded(arg), err)
 		}
 		var failed []*campaignsv1.DeviceProgress
 		if o.failed > 0 {
@@ -485,19 +454,16 @@ func setupCampaignsChange(verb string) func(fs *flag.FlagSet) RunFunc {
 	return func(fs *flag.FlagSet) RunFunc {
 		o := &campaignsChangeOptions{}
 		o.conn.register(fs)
-		fs.StringVar(&o.tenant, "tenant", "default", "`tenant` of the campaign (\"\": the only tenant the credentials cover)")
+		registerTenant(fs, &o.tenant, "the campaign")
 		fs.StringVar(&o.output, "o", "text", "output `format`: text or json")
 		return func(ctx context.Context, env *Env, args []string) error {
 			what := "campaigns " + verb
-			pos, err := interspersedArgs(fs, args)
+			arg, err := oneArg(fs, args, "campaign ID")
 			if err != nil {
 				return err
 			}
-			if len(pos) != 1 {
-				return Usagef("want one campaign ID")
-			}
-			if o.output != "text" && o.output != "json" {
-				return Usagef("unknown output format %q: want text or json", o.output)
+			if err := checkFormat(o.output, "text", "json"); err != nil {
+				return err
 			}
 			c, err := o.conn.dial(env)
 			if err != nil {
@@ -508,21 +474,21 @@ func setupCampaignsChange(verb string) func(fs *flag.FlagSet) RunFunc {
 			var got *campaignsv1.Campaign
 			switch verb {
 			case "pause":
-				resp, err := call(ctx, c, client.PauseCampaign, &campaignsv1.PauseCampaignRequest{Tenant: o.tenant, Id: pos[0]})
+				resp, err := call(ctx, c, client.PauseCampaign, &campaignsv1.PauseCampaignRequest{Tenant: o.tenant, Id: arg})
 				if err != nil {
-					return fmt.Errorf("%s %s: %w", what, quoteIfNeeded(pos[0]), err)
+					return fmt.Errorf("%s %s: %w", what, quoteIfNeeded(arg), err)
 				}
 				got = resp.GetCampaign()
 			case "resume":
-				resp, err := call(ctx, c, client.ResumeCampaign, &campaignsv1.ResumeCampaignRequest{Tenant: o.tenant, Id: pos[0]})
+				resp, err := call(ctx, c, client.ResumeCampaign, &campaignsv1.ResumeCampaignRequest{Tenant: o.tenant, Id: arg})
 				if err != nil {
-					return fmt.Errorf("%s %s: %w", what, quoteIfNeeded(pos[0]), err)
+					return fmt.Errorf("%s %s: %w", what, quoteIfNeeded(arg), err)
 				}
 				got = resp.GetCampaign()
 			default:
-				resp, err := call(ctx, c, client.AbortCampaign, &campaignsv1.AbortCampaignRequest{Tenant: o.tenant, Id: pos[0]})
+				resp, err := call(ctx, c, client.AbortCampaign, &campaignsv1.AbortCampaignRequest{Tenant: o.tenant, Id: arg})
 				if err != nil {
-					return fmt.Errorf("%s %s: %w", what, quoteIfNeeded(pos[0]), err)
+					return fmt.Errorf("%s %s: %w", what, quoteIfNeeded(arg), err)
 				}
 				got = resp.GetCampaign()
 			}

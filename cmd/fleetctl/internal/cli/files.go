@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	filesv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
@@ -102,7 +100,7 @@ type filesUploadOptions struct {
 func setupFilesUpload(fs *flag.FlagSet) RunFunc {
 	o := &filesUploadOptions{}
 	o.conn.register(fs)
-	fs.StringVar(&o.tenant, "tenant", "default", "`tenant` of the file (\"\": the only tenant the credentials cover)")
+	registerTenant(fs, &o.tenant, "the file")
 	fs.StringVar(&o.name, "name", "", "`name` of the file on the server (default: PATH's base name)")
 	fs.StringVar(&o.typ, "type", "", "CWMP file `type`: firmware, web, config, tone, ringer or the full FileType (required)")
 	fs.StringVar(&o.version, "version", "", "`version` the file installs (required for firmware)")
@@ -111,14 +109,11 @@ func setupFilesUpload(fs *flag.FlagSet) RunFunc {
 	fs.DurationVar(&o.uploadTimeout, "upload-timeout", 30*time.Minute, "deadline of the whole upload")
 	fs.StringVar(&o.output, "o", "text", "output `format`: text, json or id (the file's id alone)")
 	return func(ctx context.Context, env *Env, args []string) error {
-		pos, err := interspersedArgs(fs, args)
+		arg, err := oneArg(fs, args, "PATH")
 		if err != nil {
 			return err
 		}
-		if len(pos) != 1 {
-			return Usagef("want one PATH")
-		}
-		return filesUpload(ctx, env, o, pos[0])
+		return filesUpload(ctx, env, o, arg)
 	}
 }
 
@@ -131,8 +126,8 @@ func filesUpload(ctx context.Context, env *Env, o *filesUploadOptions, path stri
 	if o.typ == "" {
 		return Usagef("-type is required")
 	}
-	if o.output != "text" && o.output != "json" && o.output != "id" {
-		return Usagef("unknown output format %q: want text, json or id", o.output)
+	if err := checkFormat(o.output, "text", "json", "id"); err != nil {
+		return err
 	}
 	name := o.name
 	var src io.ReadSeeker
@@ -215,14 +210,9 @@ func filesUpload(ctx context.Context, env *Env, o *filesUploadOptions, path stri
 
 func writeFile(env *Env, output string, f *filesv1.File) error {
 	if output == "json" {
-		b, err := json.MarshalIndent(protoJSON(f), "", "  ")
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(env.Stdout, "%s\n", b)
-		return err
+		return writeIndented(env.Stdout, protoJSON(f))
 	}
-	tw := tabwriter.NewWriter(env.Stdout, 0, 8, 2, ' ', 0)
+	tw := newTable(env.Stdout)
 	pcs := strings.Join(f.GetProductClasses(), ",")
 	if pcs == "" {
 		pcs = "any"
@@ -254,7 +244,7 @@ type filesListOptions struct {
 func setupFilesList(fs *flag.FlagSet) RunFunc {
 	o := &filesListOptions{}
 	o.conn.register(fs)
-	fs.StringVar(&o.tenant, "tenant", "default", "`tenant` of the files (\"\": the only tenant the credentials cover)")
+	registerTenant(fs, &o.tenant, "the files")
 	fs.StringVar(&o.typ, "type", "", "only files of this `type` (firmware, config, ... or the full FileType)")
 	fs.StringVar(&o.productClass, "product-class", "", "only files for this product `class` (or for any)")
 	fs.StringVar(&o.version, "version", "", "only files of this `version`")
@@ -270,8 +260,8 @@ func setupFilesList(fs *flag.FlagSet) RunFunc {
 
 func filesList(ctx context.Context, env *Env, o *filesListOptions) error {
 	const what = "files list"
-	if o.output != "table" && o.output != "json" {
-		return Usagef("unknown output format %q: want table or json", o.output)
+	if err := checkFormat(o.output, "table", "json"); err != nil {
+		return err
 	}
 	typ := ""
 	if o.typ != "" {
@@ -284,35 +274,18 @@ func filesList(ctx context.Context, env *Env, o *filesListOptions) error {
 	defer c.cc.Close()
 	client := filesv1.NewFilesServiceClient(c.cc)
 	req := &filesv1.ListFilesRequest{Tenant: o.tenant, FileType: typ, ProductClass: o.productClass, Version: o.version, Name: o.n, PageSize: 1000}
-	var all []*filesv1.File
-	for {
+	all, err := listAll(what, c.addr, func(token string) ([]*filesv1.File, string, error) {
+		req.PageToken = token
 		resp, err := call(ctx, c, client.ListFiles, req)
-		if err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		all = append(all, resp.GetFiles()...)
-		next := resp.GetNextPageToken()
-		if next == "" {
-			break
-		}
-		if next == req.PageToken {
-			return fmt.Errorf("%s: the server at %s returned the page token it was given: stopping a listing that would not end", what, c.addr)
-		}
-		req.PageToken = next
-	}
-	if o.output == "json" {
-		items := make([]json.RawMessage, len(all))
-		for i, f := range all {
-			items[i] = protoJSON(f)
-		}
-		b, err := json.MarshalIndent(items, "", "  ")
-		if err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		_, err = fmt.Fprintf(env.Stdout, "%s\n", b)
+		return resp.GetFiles(), resp.GetNextPageToken(), err
+	})
+	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(env.Stdout, 0, 8, 2, ' ', 0)
+	if o.output == "json" {
+		return writeJSONList(env.Stdout, what, all)
+	}
+	tw := newTable(env.Stdout)
 	fmt.Fprintln(tw, "ID\tNAME\tTYPE\tVERSION\tPRODUCT CLASSES\tSIZE\tCREATED")
 	for _, f := range all {
 		pcs := strings.Join(f.GetProductClasses(), ",")
@@ -340,27 +313,24 @@ type filesGetOptions struct {
 func setupFilesGet(fs *flag.FlagSet) RunFunc {
 	o := &filesGetOptions{}
 	o.conn.register(fs)
-	fs.StringVar(&o.tenant, "tenant", "default", "`tenant` of the file (\"\": the only tenant the credentials cover)")
+	registerTenant(fs, &o.tenant, "the file")
 	fs.StringVar(&o.output, "o", "text", "output `format`: text or json")
 	return func(ctx context.Context, env *Env, args []string) error {
-		pos, err := interspersedArgs(fs, args)
+		arg, err := oneArg(fs, args, "file ID")
 		if err != nil {
 			return err
 		}
-		if len(pos) != 1 {
-			return Usagef("want one file ID")
-		}
-		if o.output != "text" && o.output != "json" {
-			return Usagef("unknown output format %q: want text or json", o.output)
+		if err := checkFormat(o.output, "text", "json"); err != nil {
+			return err
 		}
 		c, err := o.conn.dial(env)
 		if err != nil {
 			return wrapNonUsage("files get", err)
 		}
 		defer c.cc.Close()
-		resp, err := call(ctx, c, filesv1.NewFilesServiceClient(c.cc).GetFile, &filesv1.GetFileRequest{Tenant: o.tenant, Id: pos[0]})
+		resp, err := call(ctx, c, filesv1.NewFilesServiceClient(c.cc).GetFile, &filesv1.GetFileRequest{Tenant: o.tenant, Id: arg})
 		if err != nil {
-			return fmt.Errorf("files get %s: %w", quoteIfNeeded(pos[0]), err)
+			return fmt.Errorf("files get %s: %w", quoteIfNeeded(arg), err)
 		}
 		return writeFile(env, o.output, resp.GetFile())
 	}
@@ -374,7 +344,7 @@ type filesDeleteOptions struct {
 func setupFilesDelete(fs *flag.FlagSet) RunFunc {
 	o := &filesDeleteOptions{}
 	o.conn.register(fs)
-	fs.StringVar(&o.tenant, "tenant", "default", "`tenant` of the files (\"\": the only tenant the credentials cover)")
+	registerTenant(fs, &o.tenant, "the files")
 	return func(ctx context.Context, env *Env, args []string) error {
 		ids, err := interspersedArgs(fs, args)
 		if err != nil {
@@ -410,7 +380,7 @@ type filesURLOptions struct {
 func setupFilesURL(fs *flag.FlagSet) RunFunc {
 	o := &filesURLOptions{}
 	o.conn.register(fs)
-	fs.StringVar(&o.tenant, "tenant", "default", "`tenant` of the file and the device (\"\": the only tenant the credentials cover)")
+	registerTenant(fs, &o.tenant, "the file and the device")
 	fs.DurationVar(&o.ttl, "ttl", 24*time.Hour, "how long the URL works")
 	fs.StringVar(&o.output, "o", "text", "output `format`: text or json")
 	return func(ctx context.Context, env *Env, args []string) error {
@@ -421,8 +391,8 @@ func setupFilesURL(fs *flag.FlagSet) RunFunc {
 		if len(pos) != 2 {
 			return Usagef("want a file ID and a DEVICE_ID")
 		}
-		if o.output != "text" && o.output != "json" {
-			return Usagef("unknown output format %q: want text or json", o.output)
+		if err := checkFormat(o.output, "text", "json"); err != nil {
+			return err
 		}
 		if o.ttl < time.Second || o.ttl > 1<<31*time.Second {
 			return Usagef("-ttl must be at least 1s, got %s", o.ttl)
@@ -438,12 +408,7 @@ func setupFilesURL(fs *flag.FlagSet) RunFunc {
 			return fmt.Errorf("files url %s: %w", quoteIfNeeded(pos[0]), err)
 		}
 		if o.output == "json" {
-			b, err := json.MarshalIndent(protoJSON(resp), "", "  ")
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(env.Stdout, "%s\n", b)
-			return err
+			return writeIndented(env.Stdout, protoJSON(resp))
 		}
 		_, err = fmt.Fprintln(env.Stdout, resp.GetUrl())
 		return err

@@ -7,9 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
-	"text/tabwriter"
 
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -118,15 +116,11 @@ func setupPresetsApply(fs *flag.FlagSet) RunFunc {
 		if len(pos) != 1 {
 			return Usagef("want one FILE")
 		}
-		var r io.Reader = env.Stdin
-		if pos[0] != "-" {
-			f, err := os.Open(pos[0])
-			if err != nil {
-				return Usagef("%v", err)
-			}
-			defer f.Close()
-			r = f
+		r, done, err := openInput(env, pos[0])
+		if err != nil {
+			return Usagef("%v", err)
 		}
+		defer done()
 		presets, err := readPresets(r)
 		if err != nil {
 			return Usagef("%s: %v", pos[0], err)
@@ -233,7 +227,7 @@ func setupPresetsList(fs *flag.FlagSet) RunFunc {
 			_, err := fmt.Fprintf(env.Stdout, "%s\n", out.Bytes())
 			return err
 		}
-		tw := tabwriter.NewWriter(env.Stdout, 0, 8, 2, ' ', 0)
+		tw := newTable(env.Stdout)
 		fmt.Fprintln(tw, "NAME\tREVISION\tENABLED\tPRECEDENCE\tUPDATED\tBY")
 		for _, p := range all {
 			fmt.Fprintf(tw, "%s\t%d\t%t\t%d\t%s\t%s\n", p.GetName(), p.GetRevision(), p.GetEnabled(), p.GetPrecedence(), formatTime(p.GetUpdateTime()), quoteIfNeeded(p.GetUpdatedBy()))

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -92,8 +91,8 @@ func tokensCreate(ctx context.Context, env *Env, o *tokensCreateOptions) error {
 	if !ok {
 		return Usagef("-role must be viewer, operator or admin, got %q", o.role)
 	}
-	if o.output != "text" && o.output != "json" {
-		return Usagef("unknown output format %q: want text or json", o.output)
+	if err := checkFormat(o.output, "text", "json"); err != nil {
+		return err
 	}
 	if o.all && len(o.tenants) > 0 {
 		return Usagef("-all-tenants and -tenant exclude each other")
@@ -157,8 +156,8 @@ func setupTokensList(fs *flag.FlagSet) RunFunc {
 
 func tokensList(ctx context.Context, env *Env, o *tokensListOptions) error {
 	const what = "tokens list"
-	if o.output != "table" && o.output != "json" {
-		return Usagef("unknown output format %q: want table or json", o.output)
+	if err := checkFormat(o.output, "table", "json"); err != nil {
+		return err
 	}
 	c, err := o.conn.dial(env)
 	if err != nil {
@@ -167,39 +166,22 @@ func tokensList(ctx context.Context, env *Env, o *tokensListOptions) error {
 	defer c.cc.Close()
 	client := authv1.NewTokenServiceClient(c.cc)
 	req := &authv1.ListTokensRequest{Tenant: o.tenant, ShowInactive: o.all, PageSize: 1000}
-	var all []*authv1.Token
-	for {
+	all, err := listAll(what, c.addr, func(token string) ([]*authv1.Token, string, error) {
+		req.PageToken = token
 		resp, err := call(ctx, c, client.ListTokens, req)
-		if err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		all = append(all, resp.GetTokens()...)
-		next := resp.GetNextPageToken()
-		if next == "" {
-			break
-		}
-		if next == req.PageToken {
-			return fmt.Errorf("%s: the server at %s returned the page token it was given: stopping a listing that would not end", what, c.addr)
-		}
-		req.PageToken = next
+		return resp.GetTokens(), resp.GetNextPageToken(), err
+	})
+	if err != nil {
+		return err
 	}
 	if o.output == "json" {
-		items := make([]json.RawMessage, len(all))
-		for i, t := range all {
-			items[i] = protoJSON(t)
-		}
-		b, err := json.MarshalIndent(items, "", "  ")
-		if err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		_, err = fmt.Fprintf(env.Stdout, "%s\n", b)
-		return err
+		return writeJSONList(env.Stdout, what, all)
 	}
 	return writeTokenTable(env.Stdout, all)
 }
 
 func writeTokenTable(w io.Writer, tokens []*authv1.Token) error {
-	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	tw := newTable(w)
 	fmt.Fprintln(tw, "ID\tROLE\tTENANTS\tNAME\tCREATED\tEXPIRES\tREVOKED\tCREATOR")
 	for _, t := range tokens {
 		revoked := "-"
