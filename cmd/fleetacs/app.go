@@ -91,7 +91,7 @@ func (o *options) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.GRPCMaxConnections, "server.grpc-max-connections", 1024, "connections the gRPC listener holds at once; more are closed at once (services share a few long-lived connections)")
 	fs.IntVar(&o.GRPCMaxConnectionsPerSource, "server.grpc-max-connections-per-source", 64, "connections a gRPC listener holds from one address (an IPv6 /64 counting as one), so that one host cannot take all of -server.grpc-max-connections (0: no cap)")
 	fs.IntVar(&o.GRPCStreamWorkers, "server.grpc-stream-workers", 256, "goroutines kept to serve gRPC calls, reused so that each call does not grow a fresh stack (calls beyond them get their own; 0: one new goroutine per call)")
-	fs.StringVar(&o.RedisAddr, "redis.addr", "", "Redis host:port for session routing, device leases and checkpoints; with -redis.mode=sentinel the sentinels', with cluster seed nodes, comma-separated (empty: in memory, one process only)")
+	fs.StringVar(&o.RedisAddr, "redis.addr", "", "Redis host:port for session routing, device leases and checkpoints, and the notifier's STUN bindings; with -redis.mode=sentinel the sentinels', with cluster seed nodes, comma-separated (empty: in memory, one process only)")
 	fs.StringVar(&o.RedisMode, "redis.mode", "single", "Redis deployment: single (one server), sentinel (master found through the sentinels of -redis.addr) or cluster (Redis Cluster, seeds in -redis.addr)")
 	fs.StringVar(&o.RedisMaster, "redis.sentinel-master", "", "name of the master the sentinels monitor (-redis.mode=sentinel)")
 	fs.IntVar(&o.RedisDB, "redis.db", 0, "Redis database number (0 with -redis.mode=cluster)")

@@ -104,6 +104,22 @@ func TestResolveOrdersDependencies(t *testing.T) {
 	}
 }
 
+// The notifier takes the Redis client the affinity module makes: the
+// replicas share the STUN bindings there (docs/protocol.md §8.2).
+func TestResolveNotifierAfterAffinity(t *testing.T) {
+	order, err := resolve(registry(), []string{"notifier"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := map[string]int{}
+	for i, m := range order {
+		pos[m.name] = i
+	}
+	if a, ok := pos["affinity"]; !ok || a > pos["notifier"] {
+		t.Fatalf("affinity does not come before the notifier: %v", pos)
+	}
+}
+
 // Whatever the order of the targets, the CWMP listener comes after the
 // session path behind it: inventory, its client, the session worker.
 func TestResolveOpensGatewayLast(t *testing.T) {

@@ -136,7 +136,7 @@ func modules() []*module {
 		// The HTTP/JSON API goes with the public gRPC server: every target
 		// that serves a public API depends on it (apihttp.go).
 		{name: "api-http", doc: "the public HTTP/JSON API, forwarding to the public gRPC server", deps: []string{"grpc-public"}, build: buildAPIHTTP},
-		{name: "affinity", doc: "session routing and device leases: Redis, or in memory for one process", build: buildAffinity},
+		{name: "affinity", doc: "session routing, device leases and the notifier's STUN bindings: Redis, or in memory for one process", build: buildAffinity},
 		{
 			name: "inventory-client", doc: "connection to the inventory's gRPC API",
 			deps: []string{"internal-auth"}, after: []string{"inventory"}, build: buildInventoryClient,
