@@ -163,6 +163,7 @@ func (s *Service) claim(ctx context.Context, r store.Record, session string, may
 	view := proto.Clone(t).(*tasksv1.Task)
 	view.History = nil
 	if action == tasksv1.ClaimAction_CLAIM_ACTION_RUN || action == tasksv1.ClaimAction_CLAIM_ACTION_RESUME || action == tasksv1.ClaimAction_CLAIM_ACTION_AWAIT {
+		s.claimed.put(session, nr)
 		if err := openSecrets(s.deps.Secrets, nr.Tenant, nr.ID, nr.Secret, view.GetOperation()); err != nil {
 			return nil, err
 		}
@@ -176,20 +177,28 @@ func (i *internalServer) ReportTasks(ctx context.Context, req *tasksv1.ReportTas
 	if err := s.checkInternal(req.GetTenant(), req.GetDeviceId(), req.GetSessionId(), len(req.GetReports())); err != nil {
 		return nil, err
 	}
-	// The records, in one read (a session reports all its tasks at once).
-	ids := make([]string, 0, len(req.GetReports()))
+	// The records the session's claim left, else read in one query (a
+	// session reports all its tasks at once).
+	byID := make(map[string]store.Record, len(req.GetReports()))
+	var ids []string
 	for _, rep := range req.GetReports() {
-		if recordid.Valid(rep.GetId()) {
+		if !recordid.Valid(rep.GetId()) {
+			continue
+		}
+		if r, ok := s.claimed.take(req.GetTenant(), rep.GetId(), req.GetSessionId()); ok {
+			byID[r.ID] = r
+		} else {
 			ids = append(ids, rep.GetId())
 		}
 	}
-	recs, err := s.store.GetMany(ctx, req.GetTenant(), ids)
-	if err != nil {
-		return nil, s.statusOf(ctx, "report tasks", nil, err)
-	}
-	byID := make(map[string]store.Record, len(recs))
-	for _, r := range recs {
-		byID[r.ID] = r
+	if len(ids) > 0 {
+		recs, err := s.store.GetMany(ctx, req.GetTenant(), ids)
+		if err != nil {
+			return nil, s.statusOf(ctx, "report tasks", nil, err)
+		}
+		for _, r := range recs {
+			byID[r.ID] = r
+		}
 	}
 	out := &tasksv1.ReportTasksResponse{}
 	for _, rep := range req.GetReports() {

@@ -177,6 +177,8 @@ type Service struct {
 	watches chan struct{}
 	// events publishes the task events (records.go, publishEvent).
 	events *natsbus.AsyncPublisher
+	// claimed keeps claimed records for their session's report.
+	claimed *claimCache
 
 	ready   atomic.Bool
 	started bool
@@ -211,7 +213,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	}
 	return &Service{cfg: cfg, deps: deps, store: deps.Store, js: deps.JetStream, names: deps.Names,
 		logger: deps.Logger, now: deps.Now, watches: make(chan struct{}, cfg.MaxWatches),
-		events: natsbus.NewAsyncPublisher(deps.JetStream, eventsInFlight, eventAckTimeout)}, nil
+		events:  natsbus.NewAsyncPublisher(deps.JetStream, eventsInFlight, eventAckTimeout),
+		claimed: newClaimCache(claimCacheSize)}, nil
 }
 
 // RegisterPublic registers TasksService and EventsService on g: a server

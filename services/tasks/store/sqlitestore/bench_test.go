@@ -87,3 +87,35 @@ func BenchmarkGet(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkGetMany reads a session's records in one call, as ClaimTasks and
+// ReportTasks do: one id (a task per session, the common case) and four.
+func BenchmarkGetMany(b *testing.B) {
+	s := open(b)
+	const n = 1000
+	for i := range int64(n) {
+		if _, _, err := s.Create(b.Context(), benchRecord(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, k := range []int64{1, 4} {
+		b.Run(fmt.Sprintf("ids=%d", k), func(b *testing.B) {
+			var seq atomic.Int64
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				ids := make([]string, k)
+				for pb.Next() {
+					base := seq.Add(k)
+					for j := range k {
+						ids[j] = benchRecord((base + j) % n).ID
+					}
+					recs, err := s.GetMany(b.Context(), "default", ids)
+					if err != nil || len(recs) != int(k) {
+						b.Errorf("GetMany: %d records, %v", len(recs), err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
