@@ -300,10 +300,19 @@ func publicTask(t *tasksv1.Task, history bool) *tasksv1.Task {
 		return nil
 	}
 	if !history && len(t.History) > 0 {
-		t = proto.Clone(t).(*tasksv1.Task)
-		t.History = nil
+		t = withoutHistory(t)
 	}
 	return t
+}
+
+// withoutHistory returns a copy of t without its history, which it does
+// not copy: a task's history is most of its size.
+func withoutHistory(t *tasksv1.Task) *tasksv1.Task {
+	h := t.History
+	t.History = nil
+	c := proto.Clone(t).(*tasksv1.Task)
+	t.History = h
+	return c
 }
 
 // CreateTask implements TasksService.

@@ -8,7 +8,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fleetacs/fleetacs/pkg/apiauth"
@@ -160,8 +159,7 @@ func (s *Service) claim(ctx context.Context, r store.Record, session string, may
 		// task (a delete that failed), or the task ended just now.
 		s.deleteQueued(ctx, nr.QueueSeq)
 	}
-	view := proto.Clone(t).(*tasksv1.Task)
-	view.History = nil
+	view := withoutHistory(t)
 	if action == tasksv1.ClaimAction_CLAIM_ACTION_RUN || action == tasksv1.ClaimAction_CLAIM_ACTION_RESUME || action == tasksv1.ClaimAction_CLAIM_ACTION_AWAIT {
 		s.claimed.put(session, nr)
 		if err := openSecrets(s.deps.Secrets, nr.Tenant, nr.ID, nr.Secret, view.GetOperation()); err != nil {

@@ -192,8 +192,7 @@ func (s *Service) change(ctx context.Context, r store.Record, fn changeFn) (*tas
 // logged. The event id (and NATS message id) is the task id and version,
 // so that a repeated publish is dropped by the stream.
 func (s *Service) publishEvent(ctx context.Context, t *tasksv1.Task, session string) {
-	view := proto.Clone(t).(*tasksv1.Task)
-	view.History = nil
+	view := withoutHistory(t)
 	kind := "task." + stateName(t.State)
 	ev := &eventsv1.Event{
 		Id: fmt.Sprintf("%s.%d", t.GetId(), t.GetVersion()), Tenant: t.GetTenant(), DeviceId: t.GetDeviceId(),
