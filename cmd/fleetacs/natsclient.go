@@ -141,6 +141,7 @@ func buildTasks(a *app) (lifecycle.Service, error) {
 			return p.ID
 		},
 		Propagator: a.telemetry.Propagator,
+		Meter:      a.telemetry.Meter,
 		Logger:     a.logger.With("component", "tasks"),
 	})
 	if err != nil {
