@@ -63,11 +63,17 @@ var clientOps = [numSystems][]string{
 type ClientMetrics struct {
 	duration metric.Float64Histogram
 	errs     metric.Int64Counter
-	// sets holds one attribute set per system and operation, built once:
-	// read-only after NewClientMetrics, so Observe takes no lock and
-	// allocates nothing for the labels.
-	sets  [numSystems]map[string]metric.MeasurementOption
-	other [numSystems]metric.MeasurementOption
+	// sets holds the options of one attribute set per system and
+	// operation, built once: read-only after NewClientMetrics, so Observe
+	// takes no lock and allocates nothing for the labels (the option
+	// slices are passed as they are, not built per call).
+	sets  [numSystems]map[string]clientSet
+	other [numSystems]clientSet
+}
+
+type clientSet struct {
+	rec []metric.RecordOption
+	add []metric.AddOption
 }
 
 // NewClientMetrics returns the instruments on mp.
@@ -86,10 +92,11 @@ func NewClientMetrics(mp metric.MeterProvider) (*ClientMetrics, error) {
 	}
 	c := &ClientMetrics{duration: d, errs: e}
 	for s := range numSystems {
-		set := func(op string) metric.MeasurementOption {
-			return metric.WithAttributeSet(attribute.NewSet(attribute.String("system", systemNames[s]), attribute.String("operation", op)))
+		set := func(op string) clientSet {
+			o := metric.WithAttributeSet(attribute.NewSet(attribute.String("system", systemNames[s]), attribute.String("operation", op)))
+			return clientSet{rec: []metric.RecordOption{o}, add: []metric.AddOption{o}}
 		}
-		c.sets[s] = make(map[string]metric.MeasurementOption, len(clientOps[s]))
+		c.sets[s] = make(map[string]clientSet, len(clientOps[s]))
 		for _, op := range clientOps[s] {
 			c.sets[s][op] = set(op)
 		}
@@ -106,13 +113,13 @@ func (c *ClientMetrics) Observe(ctx context.Context, sys System, op string, d ti
 	if c == nil || sys >= numSystems {
 		return
 	}
-	opt, ok := c.sets[sys][op]
+	set, ok := c.sets[sys][op]
 	if !ok {
-		opt = c.other[sys]
+		set = c.other[sys]
 	}
-	c.duration.Record(ctx, d.Seconds(), opt)
+	c.duration.Record(ctx, d.Seconds(), set.rec...)
 	if err != nil && !errors.Is(err, context.Canceled) {
-		c.errs.Add(ctx, 1, opt)
+		c.errs.Add(ctx, 1, set.add...)
 	}
 }
 

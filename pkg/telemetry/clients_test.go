@@ -97,3 +97,13 @@ func TestMongoMonitorRecordsCommands(t *testing.T) {
 		t.Errorf("refused command: %v errors under other, want 1", n)
 	}
 }
+
+// Recording a call allocates nothing.
+func TestClientMetricsObserveAllocates(t *testing.T) {
+	_, cm := newTestClientMetrics(t)
+	ctx := context.Background()
+	cm.Observe(ctx, SystemSQLite, "exec", time.Millisecond, nil)
+	if n := testing.AllocsPerRun(100, func() { cm.Observe(ctx, SystemSQLite, "exec", time.Millisecond, nil) }); n != 0 {
+		t.Errorf("Observe allocates %v times per call", n)
+	}
+}
