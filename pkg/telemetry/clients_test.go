@@ -83,6 +83,10 @@ func TestMongoMonitorRecordsCommands(t *testing.T) {
 	if err := client.Database(dbName).RunCommand(ctx, bson.D{{Key: "noSuchCommand", Value: 1}}).Err(); err == nil {
 		t.Fatal("unknown command accepted")
 	}
+	// The server answers that the collection does not exist: no failure.
+	if cur, err := client.Database(dbName).Collection("nosuch").Indexes().List(ctx); err == nil {
+		_ = cur.Close(ctx)
+	}
 	get := func(name, op string) float64 {
 		v, _ := testenv.Metric(t, p.MetricsHandler, name, "system", "mongodb", "operation", op)
 		return v
@@ -92,6 +96,10 @@ func TestMongoMonitorRecordsCommands(t *testing.T) {
 	}
 	if n := get("fleetacs_client_request_errors_total", "find"); n != 0 {
 		t.Errorf("not found counted as %v errors", n)
+	}
+	if get("fleetacs_client_request_duration_seconds_count", "listIndexes") != 1 || get("fleetacs_client_request_errors_total", "listIndexes") != 0 {
+		t.Errorf("listIndexes of a missing collection: %v calls, %v errors, want 1 and 0",
+			get("fleetacs_client_request_duration_seconds_count", "listIndexes"), get("fleetacs_client_request_errors_total", "listIndexes"))
 	}
 	if n := get("fleetacs_client_request_errors_total", "other"); n != 1 {
 		t.Errorf("refused command: %v errors under other, want 1", n)

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"errors"
 
 	"go.mongodb.org/mongo-driver/v2/event"
 )
@@ -19,7 +20,18 @@ func (c *ClientMetrics) MongoMonitor() *event.CommandMonitor {
 			c.Observe(ctx, SystemMongoDB, e.CommandName, e.Duration, nil)
 		},
 		Failed: func(ctx context.Context, e *event.CommandFailedEvent) {
-			c.Observe(ctx, SystemMongoDB, e.CommandName, e.Duration, e.Failure)
+			c.Observe(ctx, SystemMongoDB, e.CommandName, e.Duration, mongoErr(e.Failure))
 		},
 	}
+}
+
+// mongoErr is a failed command's error as a metric error: a collection
+// that does not exist (yet: listIndexes on a new collection, drop of a
+// missing one) is an answer, not a failure.
+func mongoErr(err error) error {
+	var nf interface{ NamespaceNotFound() bool }
+	if errors.As(err, &nf) && nf.NamespaceNotFound() {
+		return nil
+	}
+	return err
 }
