@@ -87,3 +87,51 @@ func TestRejectedRequestLogsCarrySpan(t *testing.T) {
 		}
 	}
 }
+
+// A line logged while the gateway searches for a request's session gives
+// the request a span of its own; when the request then opens a session,
+// that span ends and the session's request span links to it, so the line
+// leads to the session.
+func TestSearchLogLinksToSessionSpan(t *testing.T) {
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans), sdktrace.WithIDGenerator(telemetry.IDGenerator()))
+	logs := &syncBuffer{}
+	logger, err := telemetry.NewLogger(logs, "json", "debug")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startGateway(t, anonymousConfig(), func(d *Deps) {
+		d.Logger = logger
+		d.TracerProvider = tp
+	})
+	// Two sessions open from the one loopback address: a request without
+	// a cookie on a new connection cannot be tied to either.
+	for _, sn := range []string{"SN1", "SN2"} {
+		if a := dialCPE(t, h.addr).post(informBody(t, sn, "2 PERIODIC")); a.StatusCode != http.StatusOK {
+			t.Fatalf("Inform of %s: %d", sn, a.StatusCode)
+		}
+	}
+	waitFor(t, "the Informs' spans", func() bool { return len(spans.Ended()) == 2 })
+	dialCPE(t, h.addr).post(gpvResponseBody(t))
+	waitFor(t, "the search's span and the request's", func() bool { return len(spans.Ended()) == 4 })
+	recs := logRecords(t, logs.String(), "several sessions open from the address; not guessing")
+	if len(recs) != 1 {
+		t.Fatalf("%d ambiguity records in %s", len(recs), logs.String())
+	}
+	ended := spans.Ended()[2:]
+	var search, request sdktrace.ReadOnlySpan
+	for _, sp := range ended {
+		if sp.SpanContext().SpanID().String() == recs[0]["span_id"] {
+			search = sp
+		} else {
+			request = sp
+		}
+	}
+	if search == nil || recs[0]["trace_id"] != search.SpanContext().TraceID().String() {
+		t.Fatalf("record %v matches no ended span", recs[0])
+	}
+	links := request.Links()
+	if len(links) != 1 || links[0].SpanContext.SpanID() != search.SpanContext().SpanID() {
+		t.Fatalf("the request's session span links %v, want the search's span %s", links, search.SpanContext().SpanID())
+	}
+}
