@@ -21,6 +21,8 @@ type allInOne struct {
 	*process
 	dataDir      string
 	gw, grpcAddr int
+	// admin is the admin server's port (-server.http-addr).
+	admin int
 }
 
 // startAllInOne starts `fleetacs all` on dataDir with extra flags and
@@ -29,6 +31,7 @@ func startAllInOne(t *testing.T, dataDir string, extra ...string) *allInOne {
 	t.Helper()
 	a := &allInOne{dataDir: dataDir, gw: testenv.FreePort(t), grpcAddr: testenv.FreePort(t)}
 	adm := testenv.FreePort(t)
+	a.admin = adm
 	args := append([]string{
 		"-log.level=warn", "-data-dir=" + dataDir, "-gateway.auth-anonymous", "-server.internal-grpc-addr=127.0.0.1:0",
 		fmt.Sprintf("-gateway.listen-addr=127.0.0.1:%d", a.gw),

@@ -128,11 +128,14 @@ type app struct {
 	opts      options
 	logger    *slog.Logger
 	telemetry *telemetry.Providers
-	health    *lifecycle.Health
-	modules   map[string]*module
-	cfg       serviceConfigs
-	shared    shared
-	chosen    map[string]bool
+	// clients records the latency and errors of the calls to Redis, NATS,
+	// MongoDB and SQLite (telemetry.ClientMetrics).
+	clients *telemetry.ClientMetrics
+	health  *lifecycle.Health
+	modules map[string]*module
+	cfg     serviceConfigs
+	shared  shared
+	chosen  map[string]bool
 	// flagSet names the flags given on the command line or by environment.
 	flagSet map[string]bool
 	// grpcServers are the process's gRPC servers; own maps the addresses
@@ -350,6 +353,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookupEnv
 		return 1
 	}
 	a.telemetry = tp
+	if a.clients, err = telemetry.NewClientMetrics(tp.Meter); err != nil {
+		logger.Error("set up telemetry", "err", err)
+		return 1
+	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

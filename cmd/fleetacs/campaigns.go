@@ -25,6 +25,7 @@ func buildCampaigns(a *app) (lifecycle.Service, error) {
 		return nil, errors.New("campaigns need the tasks service: run it in this process or set -client.tasks-addr")
 	}
 	scfg := a.cfg.campaignsStore
+	scfg.Metrics = a.clients
 	if scfg.Store == campaigns.StoreSQLite && !a.flagSet["campaigns.sqlite-path"] {
 		scfg.SQLitePath = a.dataPath("campaigns.db")
 	}

@@ -18,6 +18,7 @@ import (
 // in the same process.
 func buildFiles(a *app) (lifecycle.Service, error) {
 	scfg := a.cfg.filesStore
+	scfg.Metrics = a.clients
 	if scfg.Store == files.StoreSQLite {
 		if !a.flagSet["files.sqlite-path"] {
 			scfg.SQLitePath = a.dataPath("files.db")

@@ -278,6 +278,7 @@ func buildAffinity(a *app) (lifecycle.Service, error) {
 		return nil, fmt.Errorf("redis.prefix must not contain '{' or '}', which would change the Redis Cluster hash slots of its keys: %q", a.opts.RedisPrefix)
 	}
 	rcfg := a.redisConfig()
+	rcfg.Metrics = a.clients
 	client, err := redisconn.New(rcfg)
 	if err != nil {
 		return nil, err
@@ -420,6 +421,7 @@ func buildInventory(a *app) (lifecycle.Service, error) {
 	if cfg.Store == inventory.StoreSQLite && !a.flagSet["inventory.sqlite-path"] {
 		cfg.SQLitePath = a.dataPath("inventory.db")
 	}
+	cfg.Metrics = a.clients
 	st, err := cfg.NewStore()
 	if err != nil {
 		return nil, fmt.Errorf("inventory config: %w", err)

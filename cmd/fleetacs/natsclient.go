@@ -16,6 +16,8 @@ import (
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
 	"github.com/fleetacs/fleetacs/services/inventory"
 	"github.com/fleetacs/fleetacs/services/tasks"
+
+	"github.com/fleetacs/fleetacs/pkg/telemetry"
 )
 
 // natsOptions size the JetStream streams the nats-client module creates
@@ -48,7 +50,12 @@ func validateNATS(o natsbus.StreamOptions) error {
 // depends on it starts; until then its methods must not be called.
 type busConn struct {
 	jetstream.JetStream
+	clients *telemetry.ClientMetrics
 }
+
+// ClientMetrics gives natsbus.MetricsOf the process's client metrics,
+// for the acknowledgement waits of natsbus.AsyncPublisher.
+func (b *busConn) ClientMetrics() *telemetry.ClientMetrics { return b.clients }
 
 // buildNATSClient connects the process to NATS (-nats.url, or the embedded
 // server of "all") and creates or updates the streams. Without either, it
@@ -63,7 +70,7 @@ func buildNATSClient(a *app) (lifecycle.Service, error) {
 	if err := validateNATS(a.opts.NATSStreams); err != nil {
 		return nil, err
 	}
-	bc := &busConn{}
+	bc := &busConn{clients: a.clients}
 	a.shared.js = bc
 	return lifecycle.Funcs{
 		StartFunc: func(ctx context.Context) error {
@@ -85,7 +92,7 @@ func buildNATSClient(a *app) (lifecycle.Service, error) {
 				nc.Close()
 				return err
 			}
-			bc.JetStream = js
+			bc.JetStream = natsbus.Instrument(js, a.clients)
 			a.shared.nats = nc
 			return nil
 		},
@@ -110,6 +117,7 @@ func buildTasks(a *app) (lifecycle.Service, error) {
 		return nil, errors.New("the tasks service needs NATS with JetStream: set -nats.url (or run target all, which embeds one)")
 	}
 	scfg := a.cfg.tasksStore
+	scfg.Metrics = a.clients
 	if scfg.Store == tasks.StoreSQLite && !a.flagSet["tasks.sqlite-path"] {
 		scfg.SQLitePath = a.dataPath("tasks.db")
 	}
@@ -133,6 +141,7 @@ func buildTasks(a *app) (lifecycle.Service, error) {
 			return p.ID
 		},
 		Propagator: a.telemetry.Propagator,
+		Meter:      a.telemetry.Meter,
 		Logger:     a.logger.With("component", "tasks"),
 	})
 	if err != nil {

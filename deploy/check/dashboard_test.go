@@ -42,12 +42,14 @@ func TestGrafanaDashboard(t *testing.T) {
 			titles = append(titles, p.Title)
 		}
 	}
-	for _, want := range []string{"Overview", "Gateway", "Sessions", "Inventory", "Tasks", "Notifier"} {
+	for _, want := range []string{"Overview", "Gateway", "Sessions", "Inventory", "Tasks", "Notifier", "Dependencies", "Go runtime"} {
 		if !slices.Contains(rows, want) {
 			t.Errorf("no row %q (rows %v)", want, rows)
 		}
 	}
-	for _, want := range []string{"Session funnel", "Task flow", "Admission shed", "Exchange duration", "Connection requests by outcome"} {
+	for _, want := range []string{"Session funnel", "Task flow", "Admission shed", "Exchange duration", "Connection requests by outcome",
+		"Task queue depth", "Oldest queued task age", "Dependency latency p99 by system", "Dependency error rate by system",
+		"CPU per service", "Goroutines", "Heap in use", "GC pause"} {
 		if !slices.Contains(titles, want) {
 			t.Errorf("no panel %q", want)
 		}
@@ -135,7 +137,9 @@ func TestMetricNamesKnowsCollectors(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"go_goroutines", "go_memstats_heap_alloc_bytes", "process_resident_memory_bytes",
-		"process_cpu_seconds_total", "fleetacs_sessions_exchange_duration_seconds_bucket"} {
+		"process_cpu_seconds_total", "fleetacs_sessions_exchange_duration_seconds_bucket",
+		"fleetacs_client_request_duration_seconds_bucket", "fleetacs_client_request_errors_total",
+		"fleetacs_tasks_queue_depth", "fleetacs_tasks_queue_oldest_age_seconds"} {
 		if !metrics[want] {
 			t.Errorf("MetricNames lacks %s", want)
 		}

@@ -61,10 +61,14 @@ func TestChartProductionValues(t *testing.T) {
 					alerts = append(alerts, r.Alert)
 				}
 			}
-			for _, want := range []string{"FleetACSSessionsFailing", "FleetACSAdmissionShedding", "FleetACSTaskReportsFailing", "FleetACSConnectionRequestsFailing", "FleetACSDependencyErrors", "FleetACSDown"} {
+			for _, want := range []string{"FleetACSSessionsFailing", "FleetACSAdmissionShedding", "FleetACSTaskReportsFailing", "FleetACSConnectionRequestsFailing", "FleetACSDependencyErrors", "FleetACSDown",
+				"FleetACSTaskQueueStale", "FleetACSDependencyCallsFailing"} {
 				if !slices.Contains(alerts, want) {
 					t.Errorf("alert %s missing (have %v)", want, alerts)
 				}
+			}
+			for _, e := range CheckRunbooks(o, runbooks(t)) {
+				t.Error(e)
 			}
 		case *appsv1.Deployment:
 			env := envOf(o)
@@ -584,5 +588,34 @@ func TestChartCheckCatches(t *testing.T) {
 				t.Fatalf("errors %q, want one with %q", msgs, c.want)
 			}
 		})
+	}
+}
+
+// runbooks is the runbook document the alerts' runbook_url points at.
+func runbooks(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", "deploy.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+// The runbook check fails on an alert without its section or with a
+// runbook_url to another one.
+func TestCheckRunbooksCatches(t *testing.T) {
+	pr := &monitoringv1.PrometheusRule{Spec: monitoringv1.PrometheusRuleSpec{Groups: []monitoringv1.RuleGroup{{Name: "g", Rules: []monitoringv1.Rule{
+		{Alert: "FleetACSDown", Annotations: map[string]string{"runbook_url": "https://x/docs/deploy.md#fleetacsdown"}},
+		{Alert: "FleetACSNoSection", Annotations: map[string]string{"runbook_url": "https://x/docs/deploy.md#fleetacsnosection"}},
+		{Alert: "FleetACSWrongAnchor", Annotations: map[string]string{"runbook_url": "https://x/docs/deploy.md#fleetacsdown"}},
+	}}}}}
+	doc := "## Alerts\n\n#### FleetACSDown\n\ntext\n\n#### FleetACSWrongAnchor\n"
+	var msgs []string
+	for _, e := range CheckRunbooks(pr, doc) {
+		msgs = append(msgs, e.Error())
+	}
+	got := strings.Join(msgs, "\n")
+	if len(msgs) != 2 || !strings.Contains(got, "FleetACSNoSection: the runbook has no section") || !strings.Contains(got, "FleetACSWrongAnchor: runbook_url") {
+		t.Fatalf("errors %q, want the missing section and the wrong anchor only", msgs)
 	}
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fleetacs/fleetacs/pkg/telemetry"
 )
 
 // ErrFull is AsyncPublisher.Publish's refusal when as many messages as it
@@ -53,9 +55,11 @@ func (p *AsyncPublisher) Publish(ctx context.Context, m *nats.Msg, wait bool, do
 			return ErrFull
 		}
 	}
+	metrics, start := MetricsOf(p.js), time.Now()
 	f, err := p.js.PublishMsgAsync(m)
 	if err != nil {
 		<-p.slots
+		metrics.Since(ctx, telemetry.SystemNATS, "ack_wait", start, err)
 		return err
 	}
 	p.wg.Add(1)
@@ -70,6 +74,7 @@ func (p *AsyncPublisher) Publish(ctx context.Context, m *nats.Msg, wait bool, do
 			err = context.DeadlineExceeded
 		}
 		t.Stop()
+		metrics.Since(context.Background(), telemetry.SystemNATS, "ack_wait", start, err)
 		<-p.slots
 		if done != nil {
 			done(err)

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/fleetacs/fleetacs/pkg/telemetry"
 )
 
 // Modes.
@@ -55,6 +57,9 @@ type Config struct {
 	DialTimeout, ReadTimeout, WriteTimeout time.Duration
 	// PoolSize is the connections kept per server (default 10 per CPU).
 	PoolSize int
+	// Metrics, if set, records every command's latency and errors
+	// (telemetry.ClientMetrics, system "redis").
+	Metrics *telemetry.ClientMetrics
 }
 
 // ParseAddrs splits a comma-separated list of host:port, dropping blanks.
@@ -111,6 +116,17 @@ func (c *Config) Validate() error {
 // New returns the client Config describes. It does no I/O: the first
 // command connects.
 func New(c Config) (redis.UniversalClient, error) {
+	client, err := newClient(c)
+	if err != nil {
+		return nil, err
+	}
+	if c.Metrics != nil {
+		client.AddHook(metricsHook{c.Metrics})
+	}
+	return client, nil
+}
+
+func newClient(c Config) (redis.UniversalClient, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -240,4 +256,36 @@ func needsReload(err error) bool {
 		return redis.HasErrorPrefix(err, "CLUSTERDOWN") || redis.HasErrorPrefix(err, "TRYAGAIN") || redis.HasErrorPrefix(err, "MASTERDOWN")
 	}
 	return true
+}
+
+// metricsHook records each command, and each pipeline or transaction as
+// one "pipeline" call. Redis's nil reply (a missing key) is an answer, not
+// an error.
+type metricsHook struct{ m *telemetry.ClientMetrics }
+
+func (h metricsHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h metricsHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		start := time.Now()
+		err := next(ctx, cmd)
+		h.m.Since(ctx, telemetry.SystemRedis, cmd.Name(), start, metricErr(err))
+		return err
+	}
+}
+
+func (h metricsHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		start := time.Now()
+		err := next(ctx, cmds)
+		h.m.Since(ctx, telemetry.SystemRedis, "pipeline", start, metricErr(err))
+		return err
+	}
+}
+
+func metricErr(err error) error {
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	return err
 }

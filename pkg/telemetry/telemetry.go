@@ -1,9 +1,10 @@
 // Package telemetry wires FleetACS's logs, traces and metrics the same way in
 // every service: JSON logs through log/slog with fixed keys (device_id,
-// session_id, task_id, tenant, trace_id), OpenTelemetry traces exported over
-// OTLP when the standard OTEL_* variables ask for it (no-op otherwise), and
-// OpenTelemetry metrics exposed for Prometheus on the admin server's
-// /metrics.
+// session_id, task_id, tenant, trace_id, span_id), OpenTelemetry traces
+// exported over OTLP when the standard OTEL_* variables ask for it (no-op
+// otherwise), and OpenTelemetry metrics exposed for Prometheus on the admin
+// server's /metrics, with the Go runtime's and the process's, and the
+// latency and errors of the calls to the dependencies (ClientMetrics).
 //
 // Nothing here sets OpenTelemetry's global providers: callers receive them
 // and inject them, so tests and several services in one process stay apart.
@@ -41,11 +42,12 @@ const (
 	KeyTaskID    = "task_id"
 	KeyTenant    = "tenant"
 	KeyTraceID   = "trace_id"
+	KeySpanID    = "span_id"
 )
 
 // NewLogger returns a slog logger writing format ("json" or "text") at level
-// ("debug", "info", "warn", "error"), adding trace_id from the context of
-// every record that carries a sampled or unsampled span.
+// ("debug", "info", "warn", "error"), adding trace_id and span_id from the
+// context of every record that carries a sampled or unsampled span.
 func NewLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
@@ -64,12 +66,15 @@ func NewLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	return slog.New(traceHandler{h}), nil
 }
 
-// traceHandler adds the trace ID of the record's context.
+// traceHandler adds the trace and span IDs of the record's context.
 type traceHandler struct{ slog.Handler }
 
 func (h traceHandler) Handle(ctx context.Context, r slog.Record) error {
 	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
 		r.AddAttrs(slog.String(KeyTraceID, sc.TraceID().String()))
+		if sc.HasSpanID() {
+			r.AddAttrs(slog.String(KeySpanID, sc.SpanID().String()))
+		}
 	}
 	return h.Handler.Handle(ctx, r)
 }

@@ -28,7 +28,7 @@ func TestLoggerAddsTraceID(t *testing.T) {
 	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
 		t.Fatalf("one JSON record expected, got %q: %v", buf.String(), err)
 	}
-	if rec[KeyTraceID] != "0102030405060708090a0b0c0d0e0f10" || rec[KeyDeviceID] != "00259E-HG8245-4857544312345678" || rec["msg"] != "session started" {
+	if rec[KeyTraceID] != "0102030405060708090a0b0c0d0e0f10" || rec[KeySpanID] != "0100000000000000" || rec[KeyDeviceID] != "00259E-HG8245-4857544312345678" || rec["msg"] != "session started" {
 		t.Fatalf("record %v", rec)
 	}
 }

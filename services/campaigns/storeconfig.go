@@ -14,6 +14,8 @@ import (
 	"github.com/fleetacs/fleetacs/services/campaigns/store"
 	"github.com/fleetacs/fleetacs/services/campaigns/store/mongostore"
 	"github.com/fleetacs/fleetacs/services/campaigns/store/sqlitestore"
+
+	"github.com/fleetacs/fleetacs/pkg/telemetry"
 )
 
 // Store backends StoreConfig.Store names.
@@ -30,6 +32,9 @@ type StoreConfig struct {
 	SQLitePath      string
 	MongoDBURI      string
 	MongoDBDatabase string
+	// Metrics, if set, records the latency and errors of every MongoDB
+	// command (telemetry.ClientMetrics). Not a flag.
+	Metrics *telemetry.ClientMetrics
 }
 
 // RegisterFlags registers the flags with their defaults.
@@ -69,10 +74,11 @@ func (c *StoreConfig) Open() (store.Store, func() error, error) {
 		return nil, nil, err
 	}
 	if c.Store == StoreSQLite {
-		return sqlitestore.New(sqlitestore.Config{Path: c.SQLitePath}), nil, nil
+		return sqlitestore.New(sqlitestore.Config{Path: c.SQLitePath, Metrics: c.Metrics}), nil, nil
 	}
 	client, err := mongo.Connect(options.Client().ApplyURI(c.MongoDBURI).
-		SetConnectTimeout(10 * time.Second).SetServerSelectionTimeout(10 * time.Second))
+		SetConnectTimeout(10 * time.Second).SetServerSelectionTimeout(10 * time.Second).
+		SetMonitor(c.Metrics.MongoMonitor()))
 	if err != nil {
 		return nil, nil, fmt.Errorf("campaigns.mongodb-uri: %w", err)
 	}

@@ -17,6 +17,8 @@ import (
 	"github.com/fleetacs/fleetacs/services/files/store"
 	"github.com/fleetacs/fleetacs/services/files/store/mongostore"
 	"github.com/fleetacs/fleetacs/services/files/store/sqlitestore"
+
+	"github.com/fleetacs/fleetacs/pkg/telemetry"
 )
 
 // Store backends StoreConfig.Store names.
@@ -36,6 +38,9 @@ type StoreConfig struct {
 	MongoDBURI      string
 	MongoDBDatabase string
 	GridFSBucket    string
+	// Metrics, if set, records the latency and errors of every MongoDB
+	// command (telemetry.ClientMetrics). Not a flag.
+	Metrics *telemetry.ClientMetrics
 }
 
 // DefaultStoreConfig returns the defaults RegisterFlags registers.
@@ -90,10 +95,11 @@ func (c *StoreConfig) Open() (store.Store, blob.Store, func() error, error) {
 		return nil, nil, nil, err
 	}
 	if c.Store == StoreSQLite {
-		return sqlitestore.New(sqlitestore.Config{Path: c.SQLitePath}), disk.New(c.BlobDir), nil, nil
+		return sqlitestore.New(sqlitestore.Config{Path: c.SQLitePath, Metrics: c.Metrics}), disk.New(c.BlobDir), nil, nil
 	}
 	client, err := mongo.Connect(options.Client().ApplyURI(c.MongoDBURI).
-		SetConnectTimeout(10 * time.Second).SetServerSelectionTimeout(10 * time.Second))
+		SetConnectTimeout(10 * time.Second).SetServerSelectionTimeout(10 * time.Second).
+		SetMonitor(c.Metrics.MongoMonitor()))
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("files.mongodb-uri: %w", err)
 	}

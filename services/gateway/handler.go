@@ -64,8 +64,9 @@ type request struct {
 // session's trace (docs/operations.md, "Traces"): the root of the trace for
 // the request that opens the session (first), a child of that root for the
 // later ones. The span began when the request arrived; ServeHTTP ends it.
-// What the gateway logs before this (an unreadable body, the search for
-// the request's session) carries no span IDs.
+// A line logged before this (the search for the request's session) gave
+// the request a span of its own (logContext): that span ends here, and the
+// session's links to it.
 func (s *Service) sessionSpan(ctx context.Context, q *request, sessionID string, first bool) context.Context {
 	if !s.tracing {
 		// Nothing recorded: the no-op span ServeHTTP starts costs less
@@ -74,8 +75,28 @@ func (s *Service) sessionSpan(ctx context.Context, q *request, sessionID string,
 	}
 	ctx, opts := telemetry.SessionSpanContext(ctx, sessionID, first)
 	opts = append(opts, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(q.start))
+	if q.span != nil {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: q.span.SpanContext()}))
+		q.span.End()
+	}
 	ctx, q.span = s.tracer.Start(ctx, "cwmp.request", opts...)
 	return ctx
+}
+
+// logContext returns ctx with the span whose IDs the lines logged about q
+// carry (pkg/telemetry adds trace_id and span_id): the session's when the
+// request is known to belong to one (sessionSpan), else a span of the
+// request's own, started now (ServeHTTP ends it, or sessionSpan when the
+// request turns out to open or continue a session). Without tracing there
+// are no IDs.
+func (s *Service) logContext(ctx context.Context, q *request) context.Context {
+	if !s.tracing || trace.SpanContextFromContext(ctx).IsValid() {
+		return ctx
+	}
+	if q.span == nil {
+		_, q.span = s.tracer.Start(ctx, "cwmp.request", trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(q.start))
+	}
+	return trace.ContextWithSpan(ctx, q.span)
 }
 
 func (q *request) logAttrs(extra ...slog.Attr) []slog.Attr {
@@ -102,7 +123,7 @@ func (s *Service) log(ctx context.Context, level slog.Level, msg string, q *requ
 	if !s.logger.Enabled(ctx, level) {
 		return
 	}
-	s.logger.LogAttrs(ctx, level, msg, q.logAttrs(extra...)...)
+	s.logger.LogAttrs(s.logContext(ctx, q), level, msg, q.logAttrs(extra...)...)
 }
 
 // Handler returns the CWMP HTTP handler. Served outside Run (without its
@@ -124,7 +145,13 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.files != nil && strings.HasPrefix(r.URL.Path, "/files/") {
 		// Downloads of files by CPEs: authorised by their signed URL,
-		// bounded by the files service's own limits.
+		// bounded by the files service's own limits. While tracing, a
+		// span of their own, whose IDs the lines logged about them carry.
+		if s.tracing {
+			ctx, span := s.tracer.Start(r.Context(), "files.download", trace.WithSpanKind(trace.SpanKindServer))
+			defer span.End()
+			r = r.WithContext(ctx)
+		}
 		s.files.ServeHTTP(w, r)
 		return
 	}
@@ -153,7 +180,7 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if span == nil {
 		// A request that neither opened nor continued a session (an
 		// unreadable body, an empty POST outside a session, a refused
-		// binding): a trace of its own.
+		// binding) and logged nothing: a trace of its own.
 		ctx, span = s.tracer.Start(ctx, "cwmp.request", trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(q.start))
 	} else {
 		ctx = trace.ContextWithSpan(ctx, span)

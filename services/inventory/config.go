@@ -18,6 +18,8 @@ import (
 	"github.com/fleetacs/fleetacs/services/inventory/store"
 	"github.com/fleetacs/fleetacs/services/inventory/store/mongostore"
 	"github.com/fleetacs/fleetacs/services/inventory/store/sqlitestore"
+
+	"github.com/fleetacs/fleetacs/pkg/telemetry"
 )
 
 // Store backends Config.Store names.
@@ -34,6 +36,9 @@ type Config struct {
 	Store string
 	// SQLitePath is the database file of the sqlite backend.
 	SQLitePath string
+	// Metrics, if set, records the latency and errors of the store's
+	// calls (telemetry.ClientMetrics). Not a flag.
+	Metrics *telemetry.ClientMetrics
 	// SQLiteSessionCache is how many devices' session start states the
 	// sqlite store keeps in memory (sqlitestore.Config.SessionCache).
 	SQLiteSessionCache int
@@ -148,6 +153,7 @@ func (c *Config) NewStore() (store.Store, error) {
 			Database:      c.MongoDBDatabase,
 			IndexedParams: c.MongoDBIndexedParams,
 			Secrets:       c.Keyring(),
+			Metrics:       c.Metrics,
 		}), nil
 	}
 	cache := c.SQLiteSessionCache
@@ -159,7 +165,7 @@ func (c *Config) NewStore() (store.Store, error) {
 		indexed = []string{}
 	}
 	return sqlitestore.New(sqlitestore.Config{Path: c.SQLitePath, SessionCache: cache, Secrets: c.Keyring(),
-		IndexedParams: indexed}), nil
+		IndexedParams: indexed, Metrics: c.Metrics}), nil
 }
 
 // stringList is a comma-separated flag value.
@@ -185,7 +191,7 @@ func (c *Config) NewPresetStore() (presetstore.Store, error) {
 		return nil, err
 	}
 	if c.Store == StoreMongoDB {
-		return mongopresets.New(mongopresets.Config{URI: c.MongoDBURI, Database: c.MongoDBDatabase}), nil
+		return mongopresets.New(mongopresets.Config{URI: c.MongoDBURI, Database: c.MongoDBDatabase, Metrics: c.Metrics}), nil
 	}
-	return sqlitepresets.New(filepath.Join(filepath.Dir(c.SQLitePath), "presets.db")), nil
+	return sqlitepresets.New(filepath.Join(filepath.Dir(c.SQLitePath), "presets.db")).WithMetrics(c.Metrics), nil
 }

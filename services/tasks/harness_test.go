@@ -30,6 +30,8 @@ import (
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	"github.com/fleetacs/fleetacs/services/tasks/store"
 	"github.com/fleetacs/fleetacs/services/tasks/store/sqlitestore"
+
+	"go.opentelemetry.io/otel/metric"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -88,8 +90,10 @@ type harness struct {
 
 type harnessOpts struct {
 	maxPerDevice int64
-	cfg          func(*Config)
-	st           store.Store
+	// meter, if set, receives the service's metrics.
+	meter metric.MeterProvider
+	cfg   func(*Config)
+	st    store.Store
 }
 
 func newHarness(t *testing.T, o harnessOpts) *harness {
@@ -149,7 +153,8 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 			p, _ := apiauth.FromContext(ctx)
 			return p.ID
 		},
-		Now: clk.Now,
+		Now:   clk.Now,
+		Meter: o.meter,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,8 @@ import (
 	"github.com/fleetacs/fleetacs/services/tasks/store"
 	"github.com/fleetacs/fleetacs/services/tasks/store/mongostore"
 	"github.com/fleetacs/fleetacs/services/tasks/store/sqlitestore"
+
+	"github.com/fleetacs/fleetacs/pkg/telemetry"
 )
 
 // Task store backends StoreConfig.Store names.
@@ -30,6 +32,9 @@ type StoreConfig struct {
 	// records are in its collection "tasks".
 	MongoDBURI      string
 	MongoDBDatabase string
+	// Metrics, if set, records the latency and errors of the store's
+	// calls (telemetry.ClientMetrics). Not a flag.
+	Metrics *telemetry.ClientMetrics
 }
 
 // DefaultStoreConfig returns the defaults RegisterFlags registers.
@@ -79,7 +84,7 @@ func (c *StoreConfig) Open() (store.Store, error) {
 		return nil, err
 	}
 	if c.Store == StoreMongoDB {
-		return mongostore.New(mongostore.Config{URI: c.MongoDBURI, Database: c.MongoDBDatabase}), nil
+		return mongostore.New(mongostore.Config{URI: c.MongoDBURI, Database: c.MongoDBDatabase, Metrics: c.Metrics}), nil
 	}
-	return sqlitestore.New(sqlitestore.Config{Path: c.SQLitePath}), nil
+	return sqlitestore.New(sqlitestore.Config{Path: c.SQLitePath, Metrics: c.Metrics}), nil
 }

@@ -33,6 +33,8 @@ import (
 	eventsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/events/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	"github.com/fleetacs/fleetacs/services/tasks/store"
+
+	"go.opentelemetry.io/otel/metric"
 )
 
 // Config is the tasks service's configuration (docs/style.md rule 2). Flags
@@ -149,7 +151,10 @@ type Deps struct {
 	Requester func(context.Context) string
 	// Propagator carries trace context in NATS headers; nil: none.
 	Propagator propagation.TextMapPropagator
-	Logger     *slog.Logger
+	// Meter receives the task queue's gauges (queuemetrics.go); nil:
+	// none.
+	Meter  metric.MeterProvider
+	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -188,6 +193,9 @@ type Service struct {
 	// wakeCons is the consumer of connection-request outcomes, set by
 	// Start.
 	wakeCons jetstream.Consumer
+	// metricsReg is the queue gauges' callback, unregistered when Run
+	// ends; nil without Deps.Meter.
+	metricsReg metric.Registration
 }
 
 // New builds the service from a configuration and its dependencies. It
@@ -211,10 +219,18 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Requester == nil {
 		deps.Requester = func(context.Context) string { return "" }
 	}
-	return &Service{cfg: cfg, deps: deps, store: deps.Store, js: deps.JetStream, names: deps.Names,
+	s := &Service{cfg: cfg, deps: deps, store: deps.Store, js: deps.JetStream, names: deps.Names,
 		logger: deps.Logger, now: deps.Now, watches: make(chan struct{}, cfg.MaxWatches),
 		events:  natsbus.NewAsyncPublisher(deps.JetStream, eventsInFlight, eventAckTimeout),
-		claimed: newClaimCache(claimCacheSize)}, nil
+		claimed: newClaimCache(claimCacheSize)}
+	if deps.Meter != nil {
+		reg, err := s.registerQueueMetrics(deps.Meter)
+		if err != nil {
+			return nil, err
+		}
+		s.metricsReg = reg
+	}
+	return s, nil
 }
 
 // RegisterPublic registers TasksService and EventsService on g: a server
@@ -269,6 +285,9 @@ func (s *Service) Run(ctx context.Context) error {
 	s.wg.Wait()
 	s.events.Wait()
 	s.ready.Store(false)
+	if s.metricsReg != nil {
+		_ = s.metricsReg.Unregister()
+	}
 	if err := s.store.Close(); err != nil {
 		return fmt.Errorf("stop tasks: %w", err)
 	}

@@ -20,12 +20,17 @@ import (
 	"github.com/fleetacs/fleetacs/services/files/store"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/fleetacs/fleetacs/pkg/telemetry"
 )
 
 // Config configures the store.
 type Config struct {
 	// Path is the database file; its directory is created if missing.
 	Path string
+	// Metrics, if set, records the latency and errors of the database
+	// calls (telemetry.OpenSQL).
+	Metrics *telemetry.ClientMetrics
 }
 
 // Store is the SQLite files store.
@@ -77,7 +82,7 @@ func (s *Store) Start(ctx context.Context) error {
 		return fmt.Errorf("start sqlite files store: %w", err)
 	}
 	_ = f.Close()
-	db, err := sql.Open("sqlite", "file:"+s.cfg.Path+"?_busy_timeout=5000&_txlock=immediate&_journal_mode=WAL&_synchronous=NORMAL")
+	db, err := telemetry.OpenSQL("sqlite", "file:"+s.cfg.Path+"?_busy_timeout=5000&_txlock=immediate&_journal_mode=WAL&_synchronous=NORMAL", s.cfg.Metrics)
 	if err != nil {
 		return fmt.Errorf("start sqlite files store: %w", err)
 	}

@@ -30,6 +30,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/fleetacs/fleetacs/services/inventory/presetstore"
+
+	"github.com/fleetacs/fleetacs/pkg/telemetry"
 )
 
 // Config locates the database.
@@ -40,6 +42,9 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// OpTimeout bounds each operation; 0: 30s.
 	OpTimeout time.Duration
+	// Metrics, if set, records the latency and errors of every MongoDB
+	// command (telemetry.ClientMetrics).
+	Metrics *telemetry.ClientMetrics
 }
 
 // Store is the MongoDB preset store.
@@ -80,7 +85,7 @@ func (s *Store) Start(ctx context.Context) error {
 	}
 	client, err := mongo.Connect(options.Client().ApplyURI(s.cfg.URI).
 		SetConnectTimeout(s.cfg.ConnectTimeout).SetServerSelectionTimeout(s.cfg.ConnectTimeout).
-		SetTimeout(s.cfg.OpTimeout))
+		SetTimeout(s.cfg.OpTimeout).SetMonitor(s.cfg.Metrics.MongoMonitor()))
 	if err != nil {
 		return fmt.Errorf("start mongodb preset store: connect: %w", err)
 	}

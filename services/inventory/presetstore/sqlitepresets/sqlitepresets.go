@@ -17,11 +17,14 @@ import (
 	"github.com/fleetacs/fleetacs/services/inventory/presetstore"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/fleetacs/fleetacs/pkg/telemetry"
 )
 
 // Store is the SQLite preset store.
 type Store struct {
-	path string
+	path    string
+	metrics *telemetry.ClientMetrics
 
 	mu   sync.RWMutex
 	w, r *sql.DB
@@ -31,6 +34,13 @@ var _ presetstore.Store = (*Store)(nil)
 
 // New returns a store on the database file path. It does no I/O.
 func New(path string) *Store { return &Store{path: path} }
+
+// WithMetrics makes the store record the latency and errors of its
+// database calls (telemetry.OpenSQL); call it before Start.
+func (s *Store) WithMetrics(m *telemetry.ClientMetrics) *Store {
+	s.metrics = m
+	return s
+}
 
 const schema = `
 CREATE TABLE IF NOT EXISTS presets (
@@ -83,7 +93,7 @@ func (s *Store) Start(ctx context.Context) error {
 		return fmt.Errorf("start sqlite preset store: %w", err)
 	}
 	base := "file:" + s.path + "?_busy_timeout=5000"
-	w, err := sql.Open("sqlite", base+"&_txlock=immediate&_journal_mode=WAL&_synchronous=NORMAL")
+	w, err := telemetry.OpenSQL("sqlite", base+"&_txlock=immediate&_journal_mode=WAL&_synchronous=NORMAL", s.metrics)
 	if err != nil {
 		return fmt.Errorf("start sqlite preset store: %w", err)
 	}
@@ -92,7 +102,7 @@ func (s *Store) Start(ctx context.Context) error {
 		_ = w.Close()
 		return fmt.Errorf("start sqlite preset store: schema: %w", err)
 	}
-	r, err := sql.Open("sqlite", base+"&_query_only=1")
+	r, err := telemetry.OpenSQL("sqlite", base+"&_query_only=1", s.metrics)
 	if err != nil {
 		_ = w.Close()
 		return fmt.Errorf("start sqlite preset store: %w", err)

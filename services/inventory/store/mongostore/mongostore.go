@@ -100,6 +100,8 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/services/inventory/internal/storekit"
 	"github.com/fleetacs/fleetacs/services/inventory/store"
+
+	"github.com/fleetacs/fleetacs/pkg/telemetry"
 )
 
 // Collection is the default collection name.
@@ -128,6 +130,9 @@ type Config struct {
 	IndexedParams []string
 	// ConnectTimeout bounds connecting and server selection; 0 means 10s.
 	ConnectTimeout time.Duration
+	// Metrics, if set, records the latency and errors of every MongoDB
+	// command (telemetry.ClientMetrics).
+	Metrics *telemetry.ClientMetrics
 	// Now is the clock that stamps tag changes (Device.Updated); nil
 	// means time.Now. Session diffs carry their own time.
 	Now func() time.Time
@@ -208,7 +213,8 @@ func (s *Store) Start(ctx context.Context) error {
 			return fmt.Errorf("start mongodb store: URI and database are required: %w", store.ErrInvalidArgument)
 		}
 		client, err := mongo.Connect(options.Client().ApplyURI(s.cfg.URI).
-			SetConnectTimeout(s.cfg.ConnectTimeout).SetServerSelectionTimeout(s.cfg.ConnectTimeout))
+			SetConnectTimeout(s.cfg.ConnectTimeout).SetServerSelectionTimeout(s.cfg.ConnectTimeout).
+			SetMonitor(s.cfg.Metrics.MongoMonitor()))
 		if err != nil {
 			return fmt.Errorf("start mongodb store: connect: %w", err)
 		}

@@ -40,6 +40,8 @@ import (
 	"github.com/fleetacs/fleetacs/services/inventory/store"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/fleetacs/fleetacs/pkg/telemetry"
 )
 
 // Config configures the store.
@@ -70,6 +72,9 @@ type Config struct {
 	// at rest"); Start loads it. Nil means the key file "secrets.key"
 	// beside the database file, created with a fresh key when missing.
 	Secrets *secretbox.Keyring
+	// Metrics, if set, records the latency and errors of the database
+	// calls (telemetry.OpenSQL).
+	Metrics *telemetry.ClientMetrics
 }
 
 // Store is the SQLite store. Create it with New and call Start before use.
@@ -205,7 +210,7 @@ func (s *Store) open(ctx context.Context) (_ *state, err error) {
 			err = errors.Join(err, st.release())
 		}
 	}()
-	if st.wdb, err = sql.Open("sqlite", s.dsn(true)); err != nil {
+	if st.wdb, err = telemetry.OpenSQL("sqlite", s.dsn(true), s.cfg.Metrics); err != nil {
 		return nil, fmt.Errorf("open writer: %w", err)
 	}
 	st.wdb.SetMaxOpenConns(1)
@@ -235,7 +240,7 @@ func (s *Store) open(ctx context.Context) (_ *state, err error) {
 		return nil, fmt.Errorf("open writer: %w", err)
 	}
 	st.w = w
-	if st.r, err = sql.Open("sqlite", s.dsn(false)); err != nil {
+	if st.r, err = telemetry.OpenSQL("sqlite", s.dsn(false), s.cfg.Metrics); err != nil {
 		return nil, fmt.Errorf("open readers: %w", err)
 	}
 	st.r.SetMaxOpenConns(s.cfg.ReadConns)

@@ -63,6 +63,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/fleetacs/fleetacs/services/tasks/store"
+
+	"github.com/fleetacs/fleetacs/pkg/telemetry"
 )
 
 // Collection is the default collection name.
@@ -81,6 +83,9 @@ type Config struct {
 	// OpTimeout bounds every operation that has no earlier deadline; 0
 	// means 30s.
 	OpTimeout time.Duration
+	// Metrics, if set, records the latency and errors of every MongoDB
+	// command (telemetry.ClientMetrics).
+	Metrics *telemetry.ClientMetrics
 }
 
 // Store is the MongoDB task store. Create it with New or NewWithDatabase and
@@ -144,7 +149,7 @@ func (s *Store) start(ctx context.Context) error {
 		}
 		client, err := mongo.Connect(options.Client().ApplyURI(s.cfg.URI).
 			SetConnectTimeout(s.cfg.ConnectTimeout).SetServerSelectionTimeout(s.cfg.ConnectTimeout).
-			SetTimeout(s.cfg.OpTimeout))
+			SetTimeout(s.cfg.OpTimeout).SetMonitor(s.cfg.Metrics.MongoMonitor()))
 		if err != nil {
 			return fmt.Errorf("connect: %w", err)
 		}

@@ -36,6 +36,8 @@ import (
 	"github.com/fleetacs/fleetacs/services/tasks/store"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/fleetacs/fleetacs/pkg/telemetry"
 )
 
 // Config configures the store.
@@ -50,6 +52,9 @@ type Config struct {
 	// MaxBatch bounds the writes committed in one transaction
 	// (writer.go); 0 means 128. The queue holds queueFactor batches.
 	MaxBatch int
+	// Metrics, if set, records the latency and errors of the database
+	// calls (telemetry.OpenSQL).
+	Metrics *telemetry.ClientMetrics
 }
 
 // Store is the SQLite task store. Create it with New and call Start before
@@ -137,7 +142,7 @@ func (s *Store) open(ctx context.Context) (_ *state, err error) {
 			err = errors.Join(err, st.release())
 		}
 	}()
-	if st.db, err = sql.Open("sqlite", s.dsn(true)); err != nil {
+	if st.db, err = telemetry.OpenSQL("sqlite", s.dsn(true), s.cfg.Metrics); err != nil {
 		return nil, fmt.Errorf("open writer: %w", err)
 	}
 	st.db.SetMaxOpenConns(1)
@@ -155,7 +160,7 @@ func (s *Store) open(ctx context.Context) (_ *state, err error) {
 		return nil, errors.Join(fmt.Errorf("open writer: %w", err), conn.Close())
 	}
 	go st.w.run()
-	if st.r, err = sql.Open("sqlite", s.dsn(false)); err != nil {
+	if st.r, err = telemetry.OpenSQL("sqlite", s.dsn(false), s.cfg.Metrics); err != nil {
 		return nil, fmt.Errorf("open readers: %w", err)
 	}
 	st.r.SetMaxOpenConns(s.cfg.ReadConns)
