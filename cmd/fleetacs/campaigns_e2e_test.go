@@ -134,7 +134,8 @@ func countDevices(t *testing.T, s *secured, f *inventoryv1.DeviceFilter) int {
 	}
 }
 
-// downloadTasks counts the tenant's Download tasks by device.
+// downloadTasks counts the tenant's Download tasks by device, and checks
+// that each has its campaign as its requester.
 func downloadTasks(t *testing.T, s *secured) map[string]int {
 	t.Helper()
 	tc := tasksv1.NewTasksServiceClient(s.publicConn)
@@ -147,6 +148,11 @@ func downloadTasks(t *testing.T, s *secured) map[string]int {
 		}
 		for _, task := range resp.GetTasks() {
 			out[task.GetDeviceId()]++
+			// A campaign's Download: its CommandKey is the campaign,
+			// and so is its requester.
+			if want := "campaign:" + task.GetOperation().GetDownload().GetCommandKey(); task.GetRequester() != want {
+				t.Errorf("task %s: requester %q, want %q", task.GetId(), task.GetRequester(), want)
+			}
 		}
 		if tok = resp.GetNextPageToken(); tok == "" {
 			return out

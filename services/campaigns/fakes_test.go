@@ -6,15 +6,18 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	grpcmd "google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fleetacs/fleetacs/pkg/apiauth"
 	"github.com/fleetacs/fleetacs/pkg/apierror"
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 	filesv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
@@ -120,8 +123,12 @@ func (f *fakeTasks) CreateTask(ctx context.Context, req *tasksv1.CreateTaskReque
 		}
 		return &tasksv1.CreateTaskResponse{Task: proto.Clone(t).(*tasksv1.Task), Existing: true}, nil
 	}
+	// The requester the runner names, as the tasks service reads it on
+	// its internal listener.
+	md, _ := grpcmd.FromOutgoingContext(ctx)
 	t := &tasksv1.Task{Id: fmt.Sprintf("t%d", len(f.byID)), Tenant: req.GetTenant(), DeviceId: req.GetDeviceId(),
-		Operation: req.GetOperation(), Options: req.GetOptions(), State: tasksv1.TaskState_TASK_STATE_QUEUED}
+		Operation: req.GetOperation(), Options: req.GetOptions(), State: tasksv1.TaskState_TASK_STATE_QUEUED,
+		Requester: strings.Join(md.Get(apiauth.OnBehalfOfHeader), ",")}
 	f.byKey[key], f.byID[t.Id] = t, t
 	return &tasksv1.CreateTaskResponse{Task: proto.Clone(t).(*tasksv1.Task)}, nil
 }
@@ -241,6 +248,8 @@ type harness struct {
 	tenants []string
 	// pageSize overrides the tests' page of 10.
 	pageSize int
+	// runnerID names the runner restart makes ("runner-1" if empty).
+	runnerID string
 }
 
 func newHarness(t testing.TB, devices int) *harness {
@@ -262,7 +271,13 @@ func (h *harness) restart() *Service {
 	if h.pageSize != 0 {
 		cfg.PageSize = h.pageSize
 	}
-	svc, err := New(cfg, Deps{Store: h.store, Inventory: h.inv, Tasks: h.tasks, Files: h.files,
+	// The same runner again (same name, same leases), unless a test
+	// names another.
+	runnerID := h.runnerID
+	if runnerID == "" {
+		runnerID = "runner-1"
+	}
+	svc, err := New(cfg, Deps{Store: h.store, Inventory: h.inv, Tasks: h.tasks, Files: h.files, RunnerID: runnerID,
 		CallerTenants: func(context.Context) []string { return h.tenants },
 		Now: func() time.Time {
 			h.mu.Lock()

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/fleetacs/fleetacs/pkg/apiauth"
 	campaignsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/campaigns/v1"
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 	filesv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
@@ -52,11 +53,55 @@ func (s *Service) pass(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err := s.step(ctx, r); err != nil && ctx.Err() == nil {
+		// One runner per campaign: the one holding its lease
+		// (docs/campaigns.md, "Several replicas").
+		now := s.deps.Now()
+		held, err := s.store.Lease(ctx, r.Tenant, r.ID, s.owner, now, now.Add(s.cfg.LeaseTTL))
+		if err != nil {
+			if ctx.Err() == nil {
+				s.logger.WarnContext(ctx, "campaign runner: lease", "tenant", r.Tenant, "campaign", r.ID, "error", err)
+			}
+			continue
+		}
+		if !held {
+			s.leases.Delete(leaseKey{r.Tenant, r.ID})
+			continue
+		}
+		s.leases.Store(leaseKey{r.Tenant, r.ID}, struct{}{})
+		settled, err := s.step(ctx, r)
+		if err != nil && ctx.Err() == nil {
 			s.logger.WarnContext(ctx, "campaign runner", "tenant", r.Tenant, "campaign", r.ID, "error", err)
+		}
+		if settled {
+			s.release(ctx, r.Tenant, r.ID)
 		}
 	}
 }
+
+// leaseKey is a campaign whose lease this runner holds.
+type leaseKey struct{ tenant, id string }
+
+// release gives a campaign's lease up.
+func (s *Service) release(ctx context.Context, tenant, id string) {
+	s.leases.Delete(leaseKey{tenant, id})
+	if err := s.store.Release(ctx, tenant, id, s.owner); err != nil {
+		s.logger.WarnContext(ctx, "campaign runner: release the lease", "tenant", tenant, "campaign", id, "error", err)
+	}
+}
+
+// releaseAll gives up every lease this runner holds, so that another
+// replica takes its campaigns at its next pass rather than after the
+// leases' end.
+func (s *Service) releaseAll(ctx context.Context) {
+	s.leases.Range(func(k, _ any) bool {
+		key := k.(leaseKey)
+		s.release(ctx, key.tenant, key.id)
+		return true
+	})
+}
+
+// Requester is the requester of the tasks a campaign creates.
+func Requester(campaign string) string { return "campaign:" + campaign }
 
 // run is one campaign's pass: its record (changed in place) and what was
 // learnt of its devices.
@@ -74,9 +119,11 @@ type pendingEvent struct {
 	wave int
 }
 
-func (s *Service) step(ctx context.Context, r store.Record) error {
+// step runs one campaign's pass; settled: the campaign has nothing left
+// to do.
+func (s *Service) step(ctx context.Context, r store.Record) (settled bool, err error) {
 	x := &run{s: s, r: r, now: s.deps.Now().UTC().Truncate(time.Millisecond)}
-	err := x.step(ctx)
+	err = x.step(ctx)
 	if x.dirty {
 		x.r.Campaign.State = x.r.State
 		x.r.Campaign.UpdateTime = timestamppb.New(x.now)
@@ -84,16 +131,16 @@ func (s *Service) step(ctx context.Context, r store.Record) error {
 		if errors.Is(uerr, store.ErrConflict) {
 			// An operator changed it meanwhile: the next pass starts from
 			// theirs (devices already written stay written).
-			return err
+			return false, err
 		}
 		if uerr != nil {
-			return errors.Join(err, uerr)
+			return false, errors.Join(err, uerr)
 		}
-		x.r = u
+		x.r, settled = u, u.Settled
 		if len(x.events) > 0 {
 			counts, cerr := s.store.Count(ctx, u.Tenant, u.ID)
 			if cerr != nil {
-				return errors.Join(err, cerr)
+				return false, errors.Join(err, cerr)
 			}
 			view := viewOf(u, counts)
 			for _, e := range x.events {
@@ -101,7 +148,7 @@ func (s *Service) step(ctx context.Context, r store.Record) error {
 			}
 		}
 	}
-	return err
+	return settled, err
 }
 
 func (x *run) setState(st campaignsv1.CampaignState, kind, detail string) {
@@ -496,6 +543,8 @@ func (x *run) create(ctx context.Context, d store.Device, files *fileCache) erro
 		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	// The task's requester is the campaign (docs/campaigns.md).
+	cctx = apiauth.OnBehalfOf(cctx, Requester(x.r.ID))
 	resp, err := x.s.deps.Tasks.CreateTask(cctx, &tasksv1.CreateTaskRequest{Tenant: x.r.Tenant, DeviceId: d.DeviceID, Operation: op, Options: opts})
 	cancel()
 	taskID := resp.GetTask().GetId()

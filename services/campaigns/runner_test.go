@@ -111,10 +111,11 @@ func TestWavesCapAndVerification(t *testing.T) {
 		}
 	}
 	// Every Download carries the campaign as its command key and a URL
-	// signed for its own device.
+	// signed for its own device; the campaign is the task's requester.
 	for _, task := range h.tasks.byID {
 		dl := task.GetOperation().GetDownload()
-		if dl.GetCommandKey() != c.GetId() || !strings.Contains(dl.GetUrl(), "d="+task.GetDeviceId()+"&") || task.GetOptions().GetAwaitTimeoutSeconds() != defaultTransfer {
+		if dl.GetCommandKey() != c.GetId() || !strings.Contains(dl.GetUrl(), "d="+task.GetDeviceId()+"&") || task.GetOptions().GetAwaitTimeoutSeconds() != defaultTransfer ||
+			task.GetRequester() != "campaign:"+c.GetId() {
 			t.Fatalf("task %v", task)
 		}
 	}
