@@ -52,7 +52,7 @@ func runSim(t *testing.T, cfg sim.Config) func() sim.Summary {
 }
 
 // uploadFirmware uploads name with the gRPC stream, as fleetctl does.
-func uploadFirmware(t *testing.T, s *secured, name, version string, body []byte) *filesv1.File {
+func uploadFirmware(t *testing.T, s *secured, name, version string, body []byte, productClasses ...string) *filesv1.File {
 	t.Helper()
 	fc := filesv1.NewFilesServiceClient(s.publicConn)
 	stream, err := fc.UploadFile(withToken(ctx10(t), s.admin))
@@ -61,7 +61,8 @@ func uploadFirmware(t *testing.T, s *secured, name, version string, body []byte)
 	}
 	sum := sha256.Sum256(body)
 	if err := stream.Send(&filesv1.UploadFileRequest{Tenant: "default", Part: &filesv1.UploadFileRequest_Header{Header: &filesv1.UploadFileHeader{
-		Name: name, FileType: "1 Firmware Upgrade Image", Version: version, ExpectedSha256: hex.EncodeToString(sum[:])}}}); err != nil {
+		Name: name, FileType: "1 Firmware Upgrade Image", Version: version, ExpectedSha256: hex.EncodeToString(sum[:]),
+		ProductClasses: productClasses}}}); err != nil {
 		t.Fatal(err)
 	}
 	for off := 0; off < len(body); off += 1 << 18 {
@@ -85,9 +86,15 @@ type campaignEvents struct {
 
 func watchCampaigns(t *testing.T, s *secured) *campaignEvents {
 	t.Helper()
+	return watchKinds(t, s, "campaign")
+}
+
+// watchKinds collects the tenant's events of these kinds (or prefixes).
+func watchKinds(t *testing.T, s *secured, kinds ...string) *campaignEvents {
+	t.Helper()
 	ctx, cancel := context.WithCancel(withToken(context.Background(), s.admin))
 	t.Cleanup(cancel)
-	stream, err := eventsv1.NewEventsServiceClient(s.publicConn).WatchEvents(ctx, &eventsv1.WatchEventsRequest{Tenant: "default", StartRevision: 1, Kinds: []string{"campaign"}})
+	stream, err := eventsv1.NewEventsServiceClient(s.publicConn).WatchEvents(ctx, &eventsv1.WatchEventsRequest{Tenant: "default", StartRevision: 1, Kinds: kinds})
 	if err != nil {
 		t.Fatal(err)
 	}
