@@ -105,7 +105,7 @@ func TestPresetFirmwareEndToEnd(t *testing.T) {
 		if class == "BAD" {
 			fail = 1 // every transfer fails (9010)
 		}
-		sm, err := sim.New(sim.Config{FailTransfers: fail,URL: "http://" + s.cwmp + "/", Model: sim.TR181, Devices: 1, Seed: uint64(70 + i),
+		sm, err := sim.New(sim.Config{FailTransfers: fail, URL: "http://" + s.cwmp + "/", Model: sim.TR181, Devices: 1, Seed: uint64(70 + i),
 			SerialPrefix: "FW" + class, ProductClass: class, BootStorm: true, Concurrency: 1, Timeout: 30 * time.Second,
 			ConnReq: sim.ConnReqPerDevice, TimeScale: 0.01, RebootTime: 20 * time.Millisecond, TransferTime: 20 * time.Millisecond,
 			FetchTransfers: true,
