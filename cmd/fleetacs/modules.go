@@ -448,6 +448,9 @@ func buildInventory(a *app) (lifecycle.Service, error) {
 	presets := inventory.NewPresets(pst, st, cfg.Keyring(), inventory.Options{Logger: a.logger.With("component", "presets"), CallerTenants: apiauth.CallerTenants})
 	presets.RegisterPublic(a.shared.public.registrar)
 	presets.RegisterInternal(a.shared.internal.registrar)
+	// Campaigns that apply a preset read it as a trusted service
+	// (docs/campaigns.md).
+	presets.RegisterPublic(a.shared.internal.registrar)
 	svc.OnDelete(presets.DeviceDeleted)
 	a.shared.tokens.set(tokens)
 	apiauth.NewTokenService(tokens, a.shared.auth, a.logger.With("component", "apiauth"), nil).Register(a.shared.public.registrar)

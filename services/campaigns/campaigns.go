@@ -28,6 +28,7 @@ import (
 	campaignsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/campaigns/v1"
 	filesv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
+	provisioningv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	"github.com/fleetacs/fleetacs/services/campaigns/store"
 )
@@ -108,6 +109,10 @@ type Deps struct {
 	// Files signs firmware URLs; nil: firmware campaigns are refused
 	// (CAMPAIGN_ACTION_UNAVAILABLE).
 	Files Files
+	// Presets reads the preset a campaign applies (the inventory's
+	// PresetsService, as a trusted service); nil: preset campaigns are
+	// refused (CAMPAIGN_ACTION_UNAVAILABLE).
+	Presets provisioningv1.PresetsServiceClient
 	// Publish and Subject publish campaign events; nil Publish: none.
 	Publish Publish
 	// Subject is the subject of an event of kind ("campaign.paused")

@@ -22,6 +22,7 @@ import (
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 	filesv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
+	provisioningv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	"github.com/fleetacs/fleetacs/services/campaigns/store"
 	"github.com/fleetacs/fleetacs/services/campaigns/store/sqlitestore"
@@ -87,6 +88,60 @@ func (f *fakeInventory) GetDevice(ctx context.Context, req *inventoryv1.GetDevic
 		return &inventoryv1.GetDeviceResponse{Device: proto.Clone(d).(*inventoryv1.Device)}, nil
 	}
 	return nil, status.Error(codes.NotFound, "device not found")
+}
+
+func (f *fakeInventory) AddTags(ctx context.Context, req *inventoryv1.AddTagsRequest, _ ...grpc.CallOption) (*inventoryv1.AddTagsResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d, ok := f.byID[req.GetId()]
+	if !ok {
+		return nil, status.Error(codes.NotFound, "device not found")
+	}
+	for _, t := range req.GetTags() {
+		if !slices.Contains(d.Tags, t) {
+			d.Tags = append(d.Tags, t)
+			d.PresetsFingerprint = "" // as the inventory does
+		}
+	}
+	return &inventoryv1.AddTagsResponse{}, nil
+}
+
+// setFingerprint records what a session of the device recorded of the
+// presets.
+func (f *fakeInventory) setFingerprint(id, fp string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.byID[id].PresetsFingerprint = fp
+}
+
+func (f *fakeInventory) tags(id string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.byID[id].Tags)
+}
+
+// fakePresets is the inventory's PresetsService as far as campaigns read
+// it.
+type fakePresets struct {
+	provisioningv1.PresetsServiceClient
+	presets map[string]*provisioningv1.Preset
+}
+
+func (f *fakePresets) GetPreset(ctx context.Context, req *provisioningv1.GetPresetRequest, _ ...grpc.CallOption) (*provisioningv1.GetPresetResponse, error) {
+	p, ok := f.presets[req.GetName()]
+	if !ok || req.GetTenant() != "default" {
+		return nil, status.Error(codes.NotFound, "preset not found")
+	}
+	return &provisioningv1.GetPresetResponse{Preset: proto.Clone(p).(*provisioningv1.Preset)}, nil
+}
+
+func newPresets() *fakePresets {
+	off := false
+	return &fakePresets{presets: map[string]*provisioningv1.Preset{
+		"rollout":  {Name: "rollout", Match: &provisioningv1.PresetMatch{Tags: []string{"wave-rollout", "hgw"}}},
+		"untagged": {Name: "untagged", Match: &provisioningv1.PresetMatch{ProductClass: "HGW"}},
+		"off":      {Name: "off", Enabled: &off, Match: &provisioningv1.PresetMatch{Tags: []string{"x"}}},
+	}}
 }
 
 func (f *fakeInventory) setVersion(id, v string) {
@@ -277,7 +332,7 @@ func (h *harness) restart() *Service {
 	if runnerID == "" {
 		runnerID = "runner-1"
 	}
-	svc, err := New(cfg, Deps{Store: h.store, Inventory: h.inv, Tasks: h.tasks, Files: h.files, RunnerID: runnerID,
+	svc, err := New(cfg, Deps{Store: h.store, Inventory: h.inv, Tasks: h.tasks, Files: h.files, Presets: newPresets(), RunnerID: runnerID,
 		CallerTenants: func(context.Context) []string { return h.tenants },
 		Now: func() time.Time {
 			h.mu.Lock()

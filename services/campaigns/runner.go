@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fleetacs/fleetacs/pkg/apiauth"
+	"github.com/fleetacs/fleetacs/pkg/provisioning"
 	campaignsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/campaigns/v1"
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 	filesv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
@@ -112,6 +114,9 @@ type run struct {
 	// events to publish once the record is stored: kind and wave.
 	events []pendingEvent
 	dirty  bool
+	// tags are the preset's tags, read once per pass (presetTags).
+	mu   sync.Mutex
+	tags []string
 }
 
 type pendingEvent struct {
@@ -369,7 +374,7 @@ func (x *run) follow(ctx context.Context) error {
 		t := resp.GetTask()
 		switch t.GetState() {
 		case tasksv1.TaskState_TASK_STATE_DONE:
-			if x.r.Run.Version != "" {
+			if x.verifies() {
 				d.Outcome, d.TaskEnd, d.UpdateTime = campaignsv1.Outcome_OUTCOME_VERIFYING, x.now, x.now
 				if err := x.s.store.UpdateDevice(ctx, d); err != nil {
 					return err
@@ -398,33 +403,33 @@ func (x *run) follow(ctx context.Context) error {
 // task ended otherwise (its TransferComplete came after the deadline, or
 // was lost with a session) succeeded.
 func (x *run) failed(ctx context.Context, d store.Device, detail string) error {
-	if x.r.Run.Version != "" {
-		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		resp, err := x.s.deps.Inventory.GetDevice(cctx, &inventoryv1.GetDeviceRequest{Tenant: x.r.Tenant, Id: d.DeviceID})
-		cancel()
+	if x.verifies() {
+		ok, _, err := x.converged(ctx, d)
 		if err != nil && status.Code(err) != codes.NotFound {
 			return fmt.Errorf("verify device %s: %w", d.DeviceID, err)
 		}
-		if err == nil && resp.GetDevice().GetSoftwareVersion() == x.r.Run.Version {
-			return x.finish(ctx, d, campaignsv1.Outcome_OUTCOME_SUCCEEDED, "upgraded, though its task ended otherwise: "+detail)
+		if err == nil && ok {
+			what := "upgraded"
+			if x.r.Run.Version == "" {
+				what = "converged"
+			}
+			return x.finish(ctx, d, campaignsv1.Outcome_OUTCOME_SUCCEEDED, what+", though its task ended otherwise: "+detail)
 		}
 	}
 	return x.finish(ctx, d, campaignsv1.Outcome_OUTCOME_FAILED, detail)
 }
 
-// verify checks a device's SoftwareVersion after its firmware task.
+// verify checks a device after its task: its SoftwareVersion, or its
+// convergence to the presets.
 func (x *run) verify(ctx context.Context, d store.Device) error {
-	cctx, cancel := context.WithTimeout(ctx, callTimeout)
-	resp, err := x.s.deps.Inventory.GetDevice(cctx, &inventoryv1.GetDeviceRequest{Tenant: x.r.Tenant, Id: d.DeviceID})
-	cancel()
+	ok, got, err := x.converged(ctx, d)
 	if status.Code(err) == codes.NotFound {
 		return x.finish(ctx, d, campaignsv1.Outcome_OUTCOME_FAILED, "the device no longer exists")
 	}
 	if err != nil {
 		return fmt.Errorf("verify device %s: %w", d.DeviceID, err)
 	}
-	got := resp.GetDevice().GetSoftwareVersion()
-	if got == x.r.Run.Version {
+	if ok {
 		return x.finish(ctx, d, campaignsv1.Outcome_OUTCOME_SUCCEEDED, "")
 	}
 	timeout := time.Duration(x.r.Campaign.GetSpec().GetVerifyTimeoutSeconds()) * time.Second
@@ -434,7 +439,7 @@ func (x *run) verify(ctx context.Context, d store.Device) error {
 	if x.now.Before(d.TaskEnd.Add(timeout)) {
 		return nil
 	}
-	return x.finish(ctx, d, campaignsv1.Outcome_OUTCOME_FAILED, fmt.Sprintf("verification: SoftwareVersion %q, expected %q", truncate(got, 64), x.r.Run.Version))
+	return x.finish(ctx, d, campaignsv1.Outcome_OUTCOME_FAILED, "verification: "+got)
 }
 
 func (x *run) finish(ctx context.Context, d store.Device, o campaignsv1.Outcome, detail string) error {
@@ -521,8 +526,83 @@ func (x *run) operation(ctx context.Context, d store.Device, files *fileCache) (
 		}
 		return &tasksv1.Operation{Kind: &tasksv1.Operation_Download{Download: &tasksv1.Download{
 			CommandKey: x.r.ID, FileType: f.GetFileType(), Url: u, FileSize: uint64(f.GetSize())}}}, "", nil
+	case *campaignsv1.CampaignSpec_Preset:
+		// The preset applies to the device once it has the tags the
+		// preset's match requires; a task that asks nothing of note
+		// (GetRPCMethods, with the campaign's connection request) brings
+		// the session in which it converges.
+		tags, err := x.presetTags(ctx, a.Preset.GetName())
+		if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition {
+			// The preset was deleted, disabled or lost its tags since.
+			return nil, "preset: " + truncate(st.Message(), 200), nil
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		_, err = x.s.deps.Inventory.AddTags(cctx, &inventoryv1.AddTagsRequest{Tenant: x.r.Tenant, Id: d.DeviceID, Tags: tags})
+		cancel()
+		if status.Code(err) == codes.NotFound {
+			return nil, "the device no longer exists", nil
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("tag device %s: %w", d.DeviceID, err)
+		}
+		return &tasksv1.Operation{Kind: &tasksv1.Operation_GetRpcMethods{GetRpcMethods: &tasksv1.GetRPCMethods{}}}, "", nil
 	}
 	return nil, "the campaign's action is not available", nil
+}
+
+// presetTags reads the tags of the campaign's preset once per pass.
+func (x *run) presetTags(ctx context.Context, name string) ([]string, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.tags == nil {
+		tags, err := x.s.presetTags(ctx, x.r.Tenant, name)
+		if err != nil {
+			return nil, err
+		}
+		x.tags = tags
+	}
+	return x.tags, nil
+}
+
+// verifies reports whether the campaign verifies its devices after their
+// task: the firmware version, or the preset's convergence.
+func (x *run) verifies() bool {
+	return x.r.Run.Version != "" || x.r.Campaign.GetSpec().GetPreset() != nil
+}
+
+// converged reads whether a device verifies: it reports the firmware
+// version, or its sessions recorded that it converged to the presets;
+// what it reports instead, in words.
+func (x *run) converged(ctx context.Context, d store.Device) (bool, string, error) {
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	resp, err := x.s.deps.Inventory.GetDevice(cctx, &inventoryv1.GetDeviceRequest{Tenant: x.r.Tenant, Id: d.DeviceID})
+	cancel()
+	if err != nil {
+		return false, "", err
+	}
+	dev := resp.GetDevice()
+	if x.r.Campaign.GetSpec().GetPreset() != nil {
+		fp := dev.GetPresetsFingerprint()
+		if provisioning.FingerprintConverged(fp) {
+			return true, "", nil
+		}
+		switch {
+		case fp == "":
+			return false, "presets: no session converged the device yet", nil
+		case strings.Contains(fp, provisioning.FingerprintRefused):
+			return false, "presets: the CPE refused part of what they ask (see the worker's log, or a dry run)", nil
+		default:
+			return false, "presets: a preset's firmware version is awaited", nil
+		}
+	}
+	got := dev.GetSoftwareVersion()
+	if got == x.r.Run.Version {
+		return true, "", nil
+	}
+	return false, fmt.Sprintf("SoftwareVersion %q, expected %q", truncate(got, 64), x.r.Run.Version), nil
 }
 
 // create creates one device's task and records it.

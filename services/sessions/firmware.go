@@ -91,14 +91,16 @@ type firmwareWait struct {
 	Attempt int       `json:"attempt,omitempty"`
 }
 
-const fwMark = "~fw"
+const fwMark = provisioning.FingerprintFirmwareWait
 
-// splitFingerprint returns a recorded fingerprint's preset part and its
-// firmware wait (zero when none, or unreadable).
+// splitFingerprint returns a recorded fingerprint's preset part (without
+// the refusal marker) and its firmware wait (zero when none, or
+// unreadable).
 func splitFingerprint(fp string) (string, firmwareWait) {
 	base, rest, ok := strings.Cut(fp, fwMark)
+	base = strings.TrimSuffix(base, provisioning.FingerprintRefused)
 	if !ok {
-		return fp, firmwareWait{}
+		return base, firmwareWait{}
 	}
 	until, attempt, _ := strings.Cut(rest, ".")
 	u, err1 := strconv.ParseInt(until, 10, 64)

@@ -19,7 +19,10 @@ func TestFirmwareFingerprint(t *testing.T) {
 	if base != "s12" || !w.Until.Equal(until) || w.Attempt != 3 {
 		t.Fatalf("split %q: %q %+v", fp, base, w)
 	}
-	for _, in := range []string{"s12", "s12~fwx.1", "s12~fw1796587200", "s12~fw1.-1", ""} {
+	if base, w := splitFingerprint("s12!~fw1796587200.1"); base != "s12" || w.Attempt != 1 {
+		t.Fatalf("refused and waiting: %q %+v", base, w)
+	}
+	for _, in := range []string{"s12", "s12!", "s12~fwx.1", "s12~fw1796587200", "s12~fw1.-1", ""} {
 		base, w := splitFingerprint(in)
 		if !w.Until.IsZero() || w.Attempt != 0 {
 			t.Errorf("%q: wait %+v", in, w)

@@ -397,6 +397,11 @@ func (o *presetOp) Contribute(_ *engine.Context, d *engine.DiffBuilder, _ engine
 	}
 	if o.Stage == presetDone && (o.Error == "" || o.Refused) && o.Fingerprint != "" {
 		fp := o.Fingerprint
+		if o.Error != "" {
+			// Recorded all the same (see Refused), marked: the device did
+			// not converge, which campaigns applying a preset check.
+			fp += provisioning.FingerprintRefused
+		}
 		if o.Firmware != nil {
 			fp = withWait(fp, o.Firmware.Wait)
 		}
