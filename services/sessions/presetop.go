@@ -395,18 +395,27 @@ func (o *presetOp) Contribute(_ *engine.Context, d *engine.DiffBuilder, _ engine
 	if o.Stage == presetDone && o.Error == "" && (len(o.AddTags) > 0 || len(o.RemoveTags) > 0) {
 		d.Tags(o.AddTags, o.RemoveTags)
 	}
-	if o.Stage == presetDone && (o.Error == "" || o.Refused) && o.Fingerprint != "" {
-		fp := o.Fingerprint
-		if o.Error != "" {
-			// Recorded all the same (see Refused), marked: the device did
-			// not converge, which campaigns applying a preset check.
-			fp += provisioning.FingerprintRefused
-		}
-		if o.Firmware != nil {
-			fp = withWait(fp, o.Firmware.Wait)
-		}
+	if fp, ok := o.recordedFingerprint(); ok {
 		d.PresetsFingerprint(fp)
 	}
+}
+
+// recordedFingerprint is the presets fingerprint the session records
+// (docs/provisioning.md, "Convergence"); ok false: none.
+func (o *presetOp) recordedFingerprint() (string, bool) {
+	if o.Stage != presetDone || (o.Error != "" && !o.Refused) || o.Fingerprint == "" {
+		return "", false
+	}
+	fp := o.Fingerprint
+	if o.Error != "" {
+		// Recorded all the same (see Refused), marked: the device did
+		// not converge, which campaigns applying a preset check.
+		fp += provisioning.FingerprintRefused
+	}
+	if o.Firmware != nil {
+		fp = withWait(fp, o.Firmware.Wait)
+	}
+	return fp, true
 }
 
 // Redact implements engine.SecretCaller: secrets left out.
