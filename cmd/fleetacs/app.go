@@ -51,6 +51,9 @@ type options struct {
 	InventoryAddr string
 	// TasksAddr is the tasks service's internal gRPC API (ws-planner).
 	TasksAddr string
+	// FilesAddr is the files service's internal gRPC API (preset
+	// firmware).
+	FilesAddr string
 
 	NATSURL  string
 	NATSPort int
@@ -101,6 +104,7 @@ func (o *options) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.RedisPrefix, "redis.prefix", "fleetacs", "prefix of every Redis key (several installs can share one Redis)")
 	fs.StringVar(&o.InventoryAddr, "client.inventory-addr", "", "host:port of the inventory gRPC API (empty: this process's own, when it runs inventory)")
 	fs.StringVar(&o.TasksAddr, "client.tasks-addr", "", "host:port of the tasks service's internal gRPC API (empty: this process's own, when it runs tasks; else session workers run no tasks)")
+	fs.StringVar(&o.FilesAddr, "client.files-addr", "", "host:port of the files service's internal gRPC API, where session workers find the firmware files presets ask for (empty: this process's own, when it runs files; else presets' firmware versions are not applied)")
 	fs.StringVar(&o.NATSURL, "nats.url", "", "NATS server URL, or comma-separated URLs of several servers of one cluster (empty with target all: an embedded NATS server with JetStream)")
 	fs.IntVar(&o.NATSPort, "nats.embedded-port", -1, "client port of the embedded NATS server on 127.0.0.1 (-1: any free port, logged at start)")
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/apiauth"
 	"github.com/fleetacs/fleetacs/pkg/lifecycle"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
+	provisioningv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	"github.com/fleetacs/fleetacs/services/campaigns"
 	"github.com/fleetacs/fleetacs/services/inventory"
@@ -38,6 +39,7 @@ func buildCampaigns(a *app) (lifecycle.Service, error) {
 		Close:         closer,
 		Inventory:     inventoryv1.NewInventoryServiceClient(a.shared.inventory),
 		Tasks:         tasksv1.NewTasksServiceClient(a.shared.tasks),
+		Presets:       provisioningv1.NewPresetsServiceClient(a.shared.inventory),
 		CallerTenants: apiauth.CallerTenants,
 		Requester: func(ctx context.Context) string {
 			p, _ := apiauth.FromContext(ctx)

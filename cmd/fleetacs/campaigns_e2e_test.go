@@ -52,7 +52,7 @@ func runSim(t *testing.T, cfg sim.Config) func() sim.Summary {
 }
 
 // uploadFirmware uploads name with the gRPC stream, as fleetctl does.
-func uploadFirmware(t *testing.T, s *secured, name, version string, body []byte) *filesv1.File {
+func uploadFirmware(t *testing.T, s *secured, name, version string, body []byte, productClasses ...string) *filesv1.File {
 	t.Helper()
 	fc := filesv1.NewFilesServiceClient(s.publicConn)
 	stream, err := fc.UploadFile(withToken(ctx10(t), s.admin))
@@ -61,7 +61,8 @@ func uploadFirmware(t *testing.T, s *secured, name, version string, body []byte)
 	}
 	sum := sha256.Sum256(body)
 	if err := stream.Send(&filesv1.UploadFileRequest{Tenant: "default", Part: &filesv1.UploadFileRequest_Header{Header: &filesv1.UploadFileHeader{
-		Name: name, FileType: "1 Firmware Upgrade Image", Version: version, ExpectedSha256: hex.EncodeToString(sum[:])}}}); err != nil {
+		Name: name, FileType: "1 Firmware Upgrade Image", Version: version, ExpectedSha256: hex.EncodeToString(sum[:]),
+		ProductClasses: productClasses}}}); err != nil {
 		t.Fatal(err)
 	}
 	for off := 0; off < len(body); off += 1 << 18 {
@@ -85,9 +86,15 @@ type campaignEvents struct {
 
 func watchCampaigns(t *testing.T, s *secured) *campaignEvents {
 	t.Helper()
+	return watchKinds(t, s, "campaign")
+}
+
+// watchKinds collects the tenant's events of these kinds (or prefixes).
+func watchKinds(t *testing.T, s *secured, kinds ...string) *campaignEvents {
+	t.Helper()
 	ctx, cancel := context.WithCancel(withToken(context.Background(), s.admin))
 	t.Cleanup(cancel)
-	stream, err := eventsv1.NewEventsServiceClient(s.publicConn).WatchEvents(ctx, &eventsv1.WatchEventsRequest{Tenant: "default", StartRevision: 1, Kinds: []string{"campaign"}})
+	stream, err := eventsv1.NewEventsServiceClient(s.publicConn).WatchEvents(ctx, &eventsv1.WatchEventsRequest{Tenant: "default", StartRevision: 1, Kinds: kinds})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +141,8 @@ func countDevices(t *testing.T, s *secured, f *inventoryv1.DeviceFilter) int {
 	}
 }
 
-// downloadTasks counts the tenant's Download tasks by device.
+// downloadTasks counts the tenant's Download tasks by device, and checks
+// that each has its campaign as its requester.
 func downloadTasks(t *testing.T, s *secured) map[string]int {
 	t.Helper()
 	tc := tasksv1.NewTasksServiceClient(s.publicConn)
@@ -147,6 +155,11 @@ func downloadTasks(t *testing.T, s *secured) map[string]int {
 		}
 		for _, task := range resp.GetTasks() {
 			out[task.GetDeviceId()]++
+			// A campaign's Download: its CommandKey is the campaign,
+			// and so is its requester.
+			if want := "campaign:" + task.GetOperation().GetDownload().GetCommandKey(); task.GetRequester() != want {
+				t.Errorf("task %s: requester %q, want %q", task.GetId(), task.GetRequester(), want)
+			}
 		}
 		if tok = resp.GetNextPageToken(); tok == "" {
 			return out

@@ -52,6 +52,8 @@ func buildFiles(a *app) (lifecycle.Service, error) {
 		return nil, err
 	}
 	svc.RegisterPublic(a.shared.public.registrar)
+	// Session workers resolve presets' firmware files (docs/provisioning.md).
+	svc.RegisterInternal(a.shared.internal.registrar)
 	if !a.selected("inventory") {
 		// Tokens are the inventory's (docs/security.md, "Processes
 		// without the inventory").

@@ -99,7 +99,9 @@ func (a *app) newGRPCServer(setting, addr string, public bool, extra ...grpc.Ser
 	case public:
 		g.registrar = g.srv
 	case a.opts.InProcessGRPC:
-		g.inproc = grpcinproc.New(grpcinproc.Options{TracerProvider: a.telemetry.Tracer})
+		// Calls from this process's own code are internal calls (what the
+		// internal credential proves over the network).
+		g.inproc = grpcinproc.New(grpcinproc.Options{TracerProvider: a.telemetry.Tracer, Interceptor: apiauth.InProcessInterceptor})
 		g.registrar = registrars{g.srv, g.inproc}
 	default:
 		g.mem = bufconn.Listen(1 << 20)

@@ -92,6 +92,10 @@ type shared struct {
 	// busNames are the nats-client module's; nil js: the session workers
 	// run without tasks and device events.
 	tasks grpc.ClientConnInterface
+	// filesInternal is the files service's internal API (files-client
+	// module); nil when none is reachable: presets' firmware versions
+	// are only noted.
+	filesInternal grpc.ClientConnInterface
 	// natsURL is the embedded NATS server's client URL, once it is ready;
 	// nats the nats-client module's connection, set when it has started.
 	natsURL string
@@ -151,6 +155,10 @@ func modules() []*module {
 			deps: []string{"internal-auth"}, after: []string{"tasks"}, build: buildTasksClient,
 		},
 		{
+			name: "files-client", doc: "connection to the files service's internal gRPC API (preset firmware)",
+			deps: []string{"internal-auth"}, after: []string{"files"}, build: buildFilesClient,
+		},
+		{
 			name: "inventory", target: true, inAll: true, doc: "devices and their parameter trees (SQLite embedded, or MongoDB), gRPC inventory API",
 			deps: []string{"grpc-internal", "grpc-public", "api-http"}, build: buildInventory,
 			health: []string{"fleetacs.inventory.v1.InventoryService", "fleetacs.inventory.v1.InventoryInternalService"},
@@ -162,8 +170,8 @@ func modules() []*module {
 		},
 		{
 			name: "files", target: true, inAll: true, doc: "files API and /files/ downloads for CPEs on the gateway's listener: firmware, configuration and vendor files (SQLite and a directory, or MongoDB with GridFS)",
-			deps: []string{"grpc-public", "api-http", "inventory-client"}, build: buildFiles,
-			health: []string{"fleetacs.files.v1.FilesService"},
+			deps: []string{"grpc-internal", "grpc-public", "api-http", "inventory-client"}, build: buildFiles,
+			health: []string{"fleetacs.files.v1.FilesService", "fleetacs.files.v1.FilesInternalService"},
 		},
 		{
 			name: "campaigns", target: true, inAll: true, doc: "campaigns API and runner: firmware, task or preset campaigns in waves through the tasks service (SQLite embedded, or MongoDB)",
@@ -172,7 +180,7 @@ func modules() []*module {
 		},
 		{
 			name: "sessions", target: true, inAll: true, doc: "session workers: run CWMP sessions for the gateways",
-			deps: []string{"grpc-internal", "affinity", "inventory-client", "tasks-client", "nats-client"}, build: buildSessions,
+			deps: []string{"grpc-internal", "affinity", "inventory-client", "tasks-client", "files-client", "nats-client"}, build: buildSessions,
 			health: []string{"fleetacs.sessions.v1.SessionService"},
 		},
 		{
@@ -448,6 +456,9 @@ func buildInventory(a *app) (lifecycle.Service, error) {
 	presets := inventory.NewPresets(pst, st, cfg.Keyring(), inventory.Options{Logger: a.logger.With("component", "presets"), CallerTenants: apiauth.CallerTenants})
 	presets.RegisterPublic(a.shared.public.registrar)
 	presets.RegisterInternal(a.shared.internal.registrar)
+	// Campaigns that apply a preset read it as a trusted service
+	// (docs/campaigns.md).
+	presets.RegisterPublic(a.shared.internal.registrar)
 	svc.OnDelete(presets.DeviceDeleted)
 	a.shared.tokens.set(tokens)
 	apiauth.NewTokenService(tokens, a.shared.auth, a.logger.With("component", "apiauth"), nil).Register(a.shared.public.registrar)
@@ -526,6 +537,46 @@ func buildTasksClient(a *app) (lifecycle.Service, error) {
 	return lifecycle.Func(closeAtEnd(conn.Close)), nil
 }
 
+// firmwarePort adapts the files client, nil when there is none.
+func firmwarePort(cc grpc.ClientConnInterface) sessions.FirmwareFiles {
+	if cc == nil {
+		return nil
+	}
+	return sessions.NewGRPCFirmwareFiles(cc)
+}
+
+// buildFilesClient connects to the files service's internal API, for the
+// firmware versions of presets (docs/provisioning.md, "Firmware"): in
+// process when the files target runs here, else at -client.files-addr.
+// With neither, sessions only note a preset's firmware version.
+func buildFilesClient(a *app) (lifecycle.Service, error) {
+	dial := append(a.dialOptions(), a.internal.DialOptions()...)
+	if a.telemetry.Tracing {
+		dial = append(dial, grpc.WithStatsHandler(otelgrpc.NewClientHandler(a.otelgrpcOptions()...)))
+	}
+	addr := a.opts.FilesAddr
+	if addr == "" {
+		if !a.selected("files") {
+			if a.selected("sessions") {
+				a.logger.Warn("no files service in this process and no -client.files-addr: presets' firmware versions are not applied")
+			}
+			return lifecycle.Funcs{}, nil
+		}
+		cc, closer, err := a.shared.internal.conn(dial)
+		if err != nil {
+			return nil, err
+		}
+		a.shared.filesInternal = cc
+		return lifecycle.Func(closeAtEnd(closer)), nil
+	}
+	conn, err := grpc.NewClient(addr, dial...)
+	if err != nil {
+		return nil, fmt.Errorf("files client for %s: %w", addr, err)
+	}
+	a.shared.filesInternal = conn
+	return lifecycle.Func(closeAtEnd(conn.Close)), nil
+}
+
 // tasksPort adapts the tasks client, nil when there is none.
 func tasksPort(cc grpc.ClientConnInterface) sessions.Tasks {
 	if cc == nil {
@@ -567,6 +618,7 @@ func buildSessions(a *app) (lifecycle.Service, error) {
 	w, err := sessions.New(cfg, sessions.Deps{
 		Inventory:     sessions.NewGRPCInventory(a.shared.inventory),
 		Presets:       sessions.NewGRPCPresets(a.shared.inventory),
+		FirmwareFiles: firmwarePort(a.shared.filesInternal),
 		Leases:        a.shared.store.Leases,
 		Checkpoints:   a.shared.store.Checkpoints,
 		Registry:      a.shared.store.Registry,

@@ -136,10 +136,9 @@ func buildTasks(a *app) (lifecycle.Service, error) {
 		Devices:       tasks.InventoryDevices{Client: inventoryv1.NewInventoryInternalServiceClient(a.shared.inventory)},
 		Secrets:       cfg.Keyring(a.dataPath("secrets.key")),
 		CallerTenants: apiauth.CallerTenants,
-		Requester: func(ctx context.Context) string {
-			p, _ := apiauth.FromContext(ctx)
-			return p.ID
-		},
+		// A public call's principal; the runner of a campaign names it
+		// on the internal listener (docs/campaigns.md).
+		Requester:  apiauth.Requester,
 		Propagator: a.telemetry.Propagator,
 		Meter:      a.telemetry.Meter,
 		Logger:     a.logger.With("component", "tasks"),

@@ -129,14 +129,13 @@ type inventory struct {
 
 func (s *inventory) GetDevice(ctx context.Context, req *inventoryv1.GetDeviceRequest) (*inventoryv1.GetDeviceResponse, error) {
 	s.calls.Add(1)
-	p, _ := apiauth.FromContext(ctx)
 	tenant := req.GetTenant()
 	if tenant == "" {
 		if ts := apiauth.CallerTenants(ctx); len(ts) == 1 {
 			tenant = ts[0]
 		}
 	}
-	return &inventoryv1.GetDeviceResponse{Device: &inventoryv1.Device{Tenant: tenant, Id: p.ID}}, nil
+	return &inventoryv1.GetDeviceResponse{Device: &inventoryv1.Device{Tenant: tenant, Id: apiauth.Requester(ctx)}}, nil
 }
 
 func (s *inventory) AddTags(context.Context, *inventoryv1.AddTagsRequest) (*inventoryv1.AddTagsResponse, error) {

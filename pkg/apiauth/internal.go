@@ -256,13 +256,13 @@ func (i *Internal) ServerOptions() []grpc.ServerOption {
 			if err := i.check(ctx, info.FullMethod); err != nil {
 				return nil, err
 			}
-			return handler(ctx, req)
+			return handler(withInternal(ctx), req)
 		}),
 		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 			if err := i.check(ss.Context(), info.FullMethod); err != nil {
 				return err
 			}
-			return handler(srv, ss)
+			return handler(srv, &internalStream{ServerStream: ss, ctx: withInternal(ss.Context())})
 		}),
 		grpc.UnknownServiceHandler(unknownService),
 	}

@@ -153,3 +153,21 @@ func Glob(pattern, s string) bool {
 	}
 	return p == len(pattern)
 }
+
+// Markers of a presets fingerprint as sessions record it
+// (docs/provisioning.md, "Convergence"): "s<set revision>", then
+// FingerprintRefused when the CPE refused part of what the presets ask,
+// then FingerprintFirmwareWait and "<unix time>.<attempt>" while a
+// preset's firmware version is awaited.
+const (
+	FingerprintRefused      = "!"
+	FingerprintFirmwareWait = "~fw"
+)
+
+// FingerprintConverged reports whether a recorded presets fingerprint
+// says that the device converged to its preset set: recorded, nothing
+// refused, no firmware awaited.
+func FingerprintConverged(fp string) bool {
+	return strings.HasPrefix(fp, "s") && len(fp) > 1 &&
+		!strings.Contains(fp, FingerprintRefused) && !strings.Contains(fp, FingerprintFirmwareWait)
+}

@@ -12,10 +12,14 @@ package campaigns
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +28,7 @@ import (
 	campaignsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/campaigns/v1"
 	filesv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
+	provisioningv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	"github.com/fleetacs/fleetacs/services/campaigns/store"
 )
@@ -41,6 +46,10 @@ type Config struct {
 	PageSize int
 	// URLTTL is the lifetime of the signed URLs of firmware Downloads.
 	URLTTL time.Duration
+	// LeaseTTL is how long a runner's lease of a campaign lasts without
+	// being renewed (each pass renews it): another replica takes the
+	// campaign over that long after its runner died.
+	LeaseTTL time.Duration
 }
 
 // DefaultConfig returns the defaults RegisterFlags registers.
@@ -55,6 +64,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Interval, "campaigns.interval", 2*time.Second, "period of the campaign runner: planning, task creation, following outcomes")
 	fs.IntVar(&c.PageSize, "campaigns.page-size", 500, "devices read from the inventory or the campaign store at once (10 to 1000)")
 	fs.DurationVar(&c.URLTTL, "campaigns.url-ttl", 7*24*time.Hour, "lifetime of the signed download URLs of firmware campaigns (at most -files.max-url-ttl)")
+	fs.DurationVar(&c.LeaseTTL, "campaigns.lease-ttl", time.Minute, "lifetime of a runner's lease of a campaign, renewed every pass: another replica takes a campaign over this long after its runner stopped renewing (at least 3 times -campaigns.interval)")
 }
 
 // Validate reports every setting that cannot work.
@@ -65,6 +75,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PageSize < 10 || c.PageSize > 1000 {
 		errs = append(errs, fmt.Errorf("campaigns.page-size must be between 10 and 1000, got %d", c.PageSize))
+	}
+	if c.LeaseTTL < 3*c.Interval || c.LeaseTTL > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("campaigns.lease-ttl must be between 3 times campaigns.interval (%s) and 24h, got %s", 3*c.Interval, c.LeaseTTL))
 	}
 	if c.URLTTL < time.Minute {
 		errs = append(errs, fmt.Errorf("campaigns.url-ttl must be at least 1m, got %s", c.URLTTL))
@@ -96,6 +109,10 @@ type Deps struct {
 	// Files signs firmware URLs; nil: firmware campaigns are refused
 	// (CAMPAIGN_ACTION_UNAVAILABLE).
 	Files Files
+	// Presets reads the preset a campaign applies (the inventory's
+	// PresetsService, as a trusted service); nil: preset campaigns are
+	// refused (CAMPAIGN_ACTION_UNAVAILABLE).
+	Presets provisioningv1.PresetsServiceClient
 	// Publish and Subject publish campaign events; nil Publish: none.
 	Publish Publish
 	// Subject is the subject of an event of kind ("campaign.paused")
@@ -109,6 +126,9 @@ type Deps struct {
 	Logger    *slog.Logger
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
+	// RunnerID names this runner in the campaigns' leases; empty: the
+	// host name and a random suffix.
+	RunnerID string
 	// Close releases the store's client when the service stops; nil: none.
 	Close func() error
 }
@@ -124,6 +144,10 @@ type Service struct {
 	poke chan struct{}
 	// ticks counts the runner's completed passes (tests wait on it).
 	ticks atomic.Uint64
+	// owner is the runner's name in leases; leases the campaigns it
+	// holds (leaseKey -> struct{}).
+	owner  string
+	leases sync.Map
 }
 
 // New returns a service; it does no I/O.
@@ -146,7 +170,16 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Requester == nil {
 		deps.Requester = func(context.Context) string { return "" }
 	}
-	return &Service{cfg: cfg, deps: deps, store: deps.Store, logger: deps.Logger, poke: make(chan struct{}, 1)}, nil
+	owner := deps.RunnerID
+	if owner == "" {
+		host, _ := os.Hostname()
+		var b [6]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, err
+		}
+		owner = host + "-" + hex.EncodeToString(b[:])
+	}
+	return &Service{cfg: cfg, deps: deps, store: deps.Store, logger: deps.Logger, poke: make(chan struct{}, 1), owner: owner}, nil
 }
 
 // RegisterPublic registers CampaignsService on g: a server whose
@@ -177,6 +210,9 @@ func (s *Service) Run(ctx context.Context) error {
 		s.pass(ctx)
 		select {
 		case <-ctx.Done():
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			s.releaseAll(rctx)
+			cancel()
 			s.ready.Store(false)
 			err := s.store.Close()
 			if s.deps.Close != nil {

@@ -6,19 +6,23 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	grpcmd "google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fleetacs/fleetacs/pkg/apiauth"
 	"github.com/fleetacs/fleetacs/pkg/apierror"
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 	filesv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
+	provisioningv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	"github.com/fleetacs/fleetacs/services/campaigns/store"
 	"github.com/fleetacs/fleetacs/services/campaigns/store/sqlitestore"
@@ -86,6 +90,60 @@ func (f *fakeInventory) GetDevice(ctx context.Context, req *inventoryv1.GetDevic
 	return nil, status.Error(codes.NotFound, "device not found")
 }
 
+func (f *fakeInventory) AddTags(ctx context.Context, req *inventoryv1.AddTagsRequest, _ ...grpc.CallOption) (*inventoryv1.AddTagsResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d, ok := f.byID[req.GetId()]
+	if !ok {
+		return nil, status.Error(codes.NotFound, "device not found")
+	}
+	for _, t := range req.GetTags() {
+		if !slices.Contains(d.Tags, t) {
+			d.Tags = append(d.Tags, t)
+			d.PresetsFingerprint = "" // as the inventory does
+		}
+	}
+	return &inventoryv1.AddTagsResponse{}, nil
+}
+
+// setFingerprint records what a session of the device recorded of the
+// presets.
+func (f *fakeInventory) setFingerprint(id, fp string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.byID[id].PresetsFingerprint = fp
+}
+
+func (f *fakeInventory) tags(id string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.byID[id].Tags)
+}
+
+// fakePresets is the inventory's PresetsService as far as campaigns read
+// it.
+type fakePresets struct {
+	provisioningv1.PresetsServiceClient
+	presets map[string]*provisioningv1.Preset
+}
+
+func (f *fakePresets) GetPreset(ctx context.Context, req *provisioningv1.GetPresetRequest, _ ...grpc.CallOption) (*provisioningv1.GetPresetResponse, error) {
+	p, ok := f.presets[req.GetName()]
+	if !ok || req.GetTenant() != "default" {
+		return nil, status.Error(codes.NotFound, "preset not found")
+	}
+	return &provisioningv1.GetPresetResponse{Preset: proto.Clone(p).(*provisioningv1.Preset)}, nil
+}
+
+func newPresets() *fakePresets {
+	off := false
+	return &fakePresets{presets: map[string]*provisioningv1.Preset{
+		"rollout":  {Name: "rollout", Match: &provisioningv1.PresetMatch{Tags: []string{"wave-rollout", "hgw"}}},
+		"untagged": {Name: "untagged", Match: &provisioningv1.PresetMatch{ProductClass: "HGW"}},
+		"off":      {Name: "off", Enabled: &off, Match: &provisioningv1.PresetMatch{Tags: []string{"x"}}},
+	}}
+}
+
 func (f *fakeInventory) setVersion(id, v string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -120,8 +178,12 @@ func (f *fakeTasks) CreateTask(ctx context.Context, req *tasksv1.CreateTaskReque
 		}
 		return &tasksv1.CreateTaskResponse{Task: proto.Clone(t).(*tasksv1.Task), Existing: true}, nil
 	}
+	// The requester the runner names, as the tasks service reads it on
+	// its internal listener.
+	md, _ := grpcmd.FromOutgoingContext(ctx)
 	t := &tasksv1.Task{Id: fmt.Sprintf("t%d", len(f.byID)), Tenant: req.GetTenant(), DeviceId: req.GetDeviceId(),
-		Operation: req.GetOperation(), Options: req.GetOptions(), State: tasksv1.TaskState_TASK_STATE_QUEUED}
+		Operation: req.GetOperation(), Options: req.GetOptions(), State: tasksv1.TaskState_TASK_STATE_QUEUED,
+		Requester: strings.Join(md.Get(apiauth.OnBehalfOfHeader), ",")}
 	f.byKey[key], f.byID[t.Id] = t, t
 	return &tasksv1.CreateTaskResponse{Task: proto.Clone(t).(*tasksv1.Task)}, nil
 }
@@ -241,6 +303,8 @@ type harness struct {
 	tenants []string
 	// pageSize overrides the tests' page of 10.
 	pageSize int
+	// runnerID names the runner restart makes ("runner-1" if empty).
+	runnerID string
 }
 
 func newHarness(t testing.TB, devices int) *harness {
@@ -262,7 +326,13 @@ func (h *harness) restart() *Service {
 	if h.pageSize != 0 {
 		cfg.PageSize = h.pageSize
 	}
-	svc, err := New(cfg, Deps{Store: h.store, Inventory: h.inv, Tasks: h.tasks, Files: h.files,
+	// The same runner again (same name, same leases), unless a test
+	// names another.
+	runnerID := h.runnerID
+	if runnerID == "" {
+		runnerID = "runner-1"
+	}
+	svc, err := New(cfg, Deps{Store: h.store, Inventory: h.inv, Tasks: h.tasks, Files: h.files, Presets: newPresets(), RunnerID: runnerID,
 		CallerTenants: func(context.Context) []string { return h.tenants },
 		Now: func() time.Time {
 			h.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +15,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/fleetacs/fleetacs/pkg/apiauth"
+	"github.com/fleetacs/fleetacs/pkg/provisioning"
 	campaignsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/campaigns/v1"
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 	filesv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
@@ -52,11 +55,55 @@ func (s *Service) pass(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err := s.step(ctx, r); err != nil && ctx.Err() == nil {
+		// One runner per campaign: the one holding its lease
+		// (docs/campaigns.md, "Several replicas").
+		now := s.deps.Now()
+		held, err := s.store.Lease(ctx, r.Tenant, r.ID, s.owner, now, now.Add(s.cfg.LeaseTTL))
+		if err != nil {
+			if ctx.Err() == nil {
+				s.logger.WarnContext(ctx, "campaign runner: lease", "tenant", r.Tenant, "campaign", r.ID, "error", err)
+			}
+			continue
+		}
+		if !held {
+			s.leases.Delete(leaseKey{r.Tenant, r.ID})
+			continue
+		}
+		s.leases.Store(leaseKey{r.Tenant, r.ID}, struct{}{})
+		settled, err := s.step(ctx, r)
+		if err != nil && ctx.Err() == nil {
 			s.logger.WarnContext(ctx, "campaign runner", "tenant", r.Tenant, "campaign", r.ID, "error", err)
+		}
+		if settled {
+			s.release(ctx, r.Tenant, r.ID)
 		}
 	}
 }
+
+// leaseKey is a campaign whose lease this runner holds.
+type leaseKey struct{ tenant, id string }
+
+// release gives a campaign's lease up.
+func (s *Service) release(ctx context.Context, tenant, id string) {
+	s.leases.Delete(leaseKey{tenant, id})
+	if err := s.store.Release(ctx, tenant, id, s.owner); err != nil {
+		s.logger.WarnContext(ctx, "campaign runner: release the lease", "tenant", tenant, "campaign", id, "error", err)
+	}
+}
+
+// releaseAll gives up every lease this runner holds, so that another
+// replica takes its campaigns at its next pass rather than after the
+// leases' end.
+func (s *Service) releaseAll(ctx context.Context) {
+	s.leases.Range(func(k, _ any) bool {
+		key := k.(leaseKey)
+		s.release(ctx, key.tenant, key.id)
+		return true
+	})
+}
+
+// Requester is the requester of the tasks a campaign creates.
+func Requester(campaign string) string { return "campaign:" + campaign }
 
 // run is one campaign's pass: its record (changed in place) and what was
 // learnt of its devices.
@@ -67,6 +114,9 @@ type run struct {
 	// events to publish once the record is stored: kind and wave.
 	events []pendingEvent
 	dirty  bool
+	// tags are the preset's tags, read once per pass (presetTags).
+	mu   sync.Mutex
+	tags []string
 }
 
 type pendingEvent struct {
@@ -74,9 +124,11 @@ type pendingEvent struct {
 	wave int
 }
 
-func (s *Service) step(ctx context.Context, r store.Record) error {
+// step runs one campaign's pass; settled: the campaign has nothing left
+// to do.
+func (s *Service) step(ctx context.Context, r store.Record) (settled bool, err error) {
 	x := &run{s: s, r: r, now: s.deps.Now().UTC().Truncate(time.Millisecond)}
-	err := x.step(ctx)
+	err = x.step(ctx)
 	if x.dirty {
 		x.r.Campaign.State = x.r.State
 		x.r.Campaign.UpdateTime = timestamppb.New(x.now)
@@ -84,16 +136,16 @@ func (s *Service) step(ctx context.Context, r store.Record) error {
 		if errors.Is(uerr, store.ErrConflict) {
 			// An operator changed it meanwhile: the next pass starts from
 			// theirs (devices already written stay written).
-			return err
+			return false, err
 		}
 		if uerr != nil {
-			return errors.Join(err, uerr)
+			return false, errors.Join(err, uerr)
 		}
-		x.r = u
+		x.r, settled = u, u.Settled
 		if len(x.events) > 0 {
 			counts, cerr := s.store.Count(ctx, u.Tenant, u.ID)
 			if cerr != nil {
-				return errors.Join(err, cerr)
+				return false, errors.Join(err, cerr)
 			}
 			view := viewOf(u, counts)
 			for _, e := range x.events {
@@ -101,7 +153,7 @@ func (s *Service) step(ctx context.Context, r store.Record) error {
 			}
 		}
 	}
-	return err
+	return settled, err
 }
 
 func (x *run) setState(st campaignsv1.CampaignState, kind, detail string) {
@@ -322,7 +374,7 @@ func (x *run) follow(ctx context.Context) error {
 		t := resp.GetTask()
 		switch t.GetState() {
 		case tasksv1.TaskState_TASK_STATE_DONE:
-			if x.r.Run.Version != "" {
+			if x.verifies() {
 				d.Outcome, d.TaskEnd, d.UpdateTime = campaignsv1.Outcome_OUTCOME_VERIFYING, x.now, x.now
 				if err := x.s.store.UpdateDevice(ctx, d); err != nil {
 					return err
@@ -351,33 +403,33 @@ func (x *run) follow(ctx context.Context) error {
 // task ended otherwise (its TransferComplete came after the deadline, or
 // was lost with a session) succeeded.
 func (x *run) failed(ctx context.Context, d store.Device, detail string) error {
-	if x.r.Run.Version != "" {
-		cctx, cancel := context.WithTimeout(ctx, callTimeout)
-		resp, err := x.s.deps.Inventory.GetDevice(cctx, &inventoryv1.GetDeviceRequest{Tenant: x.r.Tenant, Id: d.DeviceID})
-		cancel()
+	if x.verifies() {
+		ok, _, err := x.converged(ctx, d)
 		if err != nil && status.Code(err) != codes.NotFound {
 			return fmt.Errorf("verify device %s: %w", d.DeviceID, err)
 		}
-		if err == nil && resp.GetDevice().GetSoftwareVersion() == x.r.Run.Version {
-			return x.finish(ctx, d, campaignsv1.Outcome_OUTCOME_SUCCEEDED, "upgraded, though its task ended otherwise: "+detail)
+		if err == nil && ok {
+			what := "upgraded"
+			if x.r.Run.Version == "" {
+				what = "converged"
+			}
+			return x.finish(ctx, d, campaignsv1.Outcome_OUTCOME_SUCCEEDED, what+", though its task ended otherwise: "+detail)
 		}
 	}
 	return x.finish(ctx, d, campaignsv1.Outcome_OUTCOME_FAILED, detail)
 }
 
-// verify checks a device's SoftwareVersion after its firmware task.
+// verify checks a device after its task: its SoftwareVersion, or its
+// convergence to the presets.
 func (x *run) verify(ctx context.Context, d store.Device) error {
-	cctx, cancel := context.WithTimeout(ctx, callTimeout)
-	resp, err := x.s.deps.Inventory.GetDevice(cctx, &inventoryv1.GetDeviceRequest{Tenant: x.r.Tenant, Id: d.DeviceID})
-	cancel()
+	ok, got, err := x.converged(ctx, d)
 	if status.Code(err) == codes.NotFound {
 		return x.finish(ctx, d, campaignsv1.Outcome_OUTCOME_FAILED, "the device no longer exists")
 	}
 	if err != nil {
 		return fmt.Errorf("verify device %s: %w", d.DeviceID, err)
 	}
-	got := resp.GetDevice().GetSoftwareVersion()
-	if got == x.r.Run.Version {
+	if ok {
 		return x.finish(ctx, d, campaignsv1.Outcome_OUTCOME_SUCCEEDED, "")
 	}
 	timeout := time.Duration(x.r.Campaign.GetSpec().GetVerifyTimeoutSeconds()) * time.Second
@@ -387,7 +439,7 @@ func (x *run) verify(ctx context.Context, d store.Device) error {
 	if x.now.Before(d.TaskEnd.Add(timeout)) {
 		return nil
 	}
-	return x.finish(ctx, d, campaignsv1.Outcome_OUTCOME_FAILED, fmt.Sprintf("verification: SoftwareVersion %q, expected %q", truncate(got, 64), x.r.Run.Version))
+	return x.finish(ctx, d, campaignsv1.Outcome_OUTCOME_FAILED, "verification: "+got)
 }
 
 func (x *run) finish(ctx context.Context, d store.Device, o campaignsv1.Outcome, detail string) error {
@@ -474,8 +526,83 @@ func (x *run) operation(ctx context.Context, d store.Device, files *fileCache) (
 		}
 		return &tasksv1.Operation{Kind: &tasksv1.Operation_Download{Download: &tasksv1.Download{
 			CommandKey: x.r.ID, FileType: f.GetFileType(), Url: u, FileSize: uint64(f.GetSize())}}}, "", nil
+	case *campaignsv1.CampaignSpec_Preset:
+		// The preset applies to the device once it has the tags the
+		// preset's match requires; a task that asks nothing of note
+		// (GetRPCMethods, with the campaign's connection request) brings
+		// the session in which it converges.
+		tags, err := x.presetTags(ctx, a.Preset.GetName())
+		if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition {
+			// The preset was deleted, disabled or lost its tags since.
+			return nil, "preset: " + truncate(st.Message(), 200), nil
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		_, err = x.s.deps.Inventory.AddTags(cctx, &inventoryv1.AddTagsRequest{Tenant: x.r.Tenant, Id: d.DeviceID, Tags: tags})
+		cancel()
+		if status.Code(err) == codes.NotFound {
+			return nil, "the device no longer exists", nil
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("tag device %s: %w", d.DeviceID, err)
+		}
+		return &tasksv1.Operation{Kind: &tasksv1.Operation_GetRpcMethods{GetRpcMethods: &tasksv1.GetRPCMethods{}}}, "", nil
 	}
 	return nil, "the campaign's action is not available", nil
+}
+
+// presetTags reads the tags of the campaign's preset once per pass.
+func (x *run) presetTags(ctx context.Context, name string) ([]string, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.tags == nil {
+		tags, err := x.s.presetTags(ctx, x.r.Tenant, name)
+		if err != nil {
+			return nil, err
+		}
+		x.tags = tags
+	}
+	return x.tags, nil
+}
+
+// verifies reports whether the campaign verifies its devices after their
+// task: the firmware version, or the preset's convergence.
+func (x *run) verifies() bool {
+	return x.r.Run.Version != "" || x.r.Campaign.GetSpec().GetPreset() != nil
+}
+
+// converged reads whether a device verifies: it reports the firmware
+// version, or its sessions recorded that it converged to the presets;
+// what it reports instead, in words.
+func (x *run) converged(ctx context.Context, d store.Device) (bool, string, error) {
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	resp, err := x.s.deps.Inventory.GetDevice(cctx, &inventoryv1.GetDeviceRequest{Tenant: x.r.Tenant, Id: d.DeviceID})
+	cancel()
+	if err != nil {
+		return false, "", err
+	}
+	dev := resp.GetDevice()
+	if x.r.Campaign.GetSpec().GetPreset() != nil {
+		fp := dev.GetPresetsFingerprint()
+		if provisioning.FingerprintConverged(fp) {
+			return true, "", nil
+		}
+		switch {
+		case fp == "":
+			return false, "presets: no session converged the device yet", nil
+		case strings.Contains(fp, provisioning.FingerprintRefused):
+			return false, "presets: the CPE refused part of what they ask (see the worker's log, or a dry run)", nil
+		default:
+			return false, "presets: a preset's firmware version is awaited", nil
+		}
+	}
+	got := dev.GetSoftwareVersion()
+	if got == x.r.Run.Version {
+		return true, "", nil
+	}
+	return false, fmt.Sprintf("SoftwareVersion %q, expected %q", truncate(got, 64), x.r.Run.Version), nil
 }
 
 // create creates one device's task and records it.
@@ -496,6 +623,8 @@ func (x *run) create(ctx context.Context, d store.Device, files *fileCache) erro
 		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	// The task's requester is the campaign (docs/campaigns.md).
+	cctx = apiauth.OnBehalfOf(cctx, Requester(x.r.ID))
 	resp, err := x.s.deps.Tasks.CreateTask(cctx, &tasksv1.CreateTaskRequest{Tenant: x.r.Tenant, DeviceId: d.DeviceID, Operation: op, Options: opts})
 	cancel()
 	taskID := resp.GetTask().GetId()

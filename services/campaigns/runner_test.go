@@ -3,6 +3,7 @@ package campaigns
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -111,10 +112,11 @@ func TestWavesCapAndVerification(t *testing.T) {
 		}
 	}
 	// Every Download carries the campaign as its command key and a URL
-	// signed for its own device.
+	// signed for its own device; the campaign is the task's requester.
 	for _, task := range h.tasks.byID {
 		dl := task.GetOperation().GetDownload()
-		if dl.GetCommandKey() != c.GetId() || !strings.Contains(dl.GetUrl(), "d="+task.GetDeviceId()+"&") || task.GetOptions().GetAwaitTimeoutSeconds() != defaultTransfer {
+		if dl.GetCommandKey() != c.GetId() || !strings.Contains(dl.GetUrl(), "d="+task.GetDeviceId()+"&") || task.GetOptions().GetAwaitTimeoutSeconds() != defaultTransfer ||
+			task.GetRequester() != "campaign:"+c.GetId() {
 			t.Fatalf("task %v", task)
 		}
 	}
@@ -465,7 +467,9 @@ func TestValidation(t *testing.T) {
 		{"filter", &campaignsv1.CreateCampaignRequest{Name: "n", Spec: withSpec(func(s *campaignsv1.CampaignSpec) {
 			s.Filter = &inventoryv1.DeviceFilter{Manufacturer: "bad"}
 		})}, codes.InvalidArgument, "INVALID_FIELD", "spec.filter"},
-		{"preset", &campaignsv1.CreateCampaignRequest{Name: "n", Spec: &campaignsv1.CampaignSpec{Action: &campaignsv1.CampaignSpec_Preset{Preset: &campaignsv1.PresetAction{Name: "bootstrap"}}}}, codes.FailedPrecondition, "CAMPAIGN_ACTION_UNAVAILABLE", "spec.preset"},
+		{"no such preset", presetReq("bootstrap"), codes.FailedPrecondition, "CAMPAIGN_ACTION_UNAVAILABLE", "spec.preset.name"},
+		{"preset without tags", presetReq("untagged"), codes.FailedPrecondition, "CAMPAIGN_ACTION_UNAVAILABLE", "spec.preset.name"},
+		{"disabled preset", presetReq("off"), codes.FailedPrecondition, "CAMPAIGN_ACTION_UNAVAILABLE", "spec.preset.name"},
 		{"unknown version", &campaignsv1.CreateCampaignRequest{Name: "n", Spec: withSpec(func(s *campaignsv1.CampaignSpec) {
 			s.Action = &campaignsv1.CampaignSpec_Firmware{Firmware: &campaignsv1.FirmwareAction{Version: "9.9"}}
 		})}, codes.FailedPrecondition, "CAMPAIGN_ACTION_UNAVAILABLE", "spec.firmware.version"},
@@ -601,5 +605,73 @@ func TestVersionDecidesFirmware(t *testing.T) {
 	if tot := resp.GetCampaign().GetTotals(); tot.GetSucceeded() != 1 || tot.GetFailed() != 1 ||
 		len(resp.GetFailedDevices()) != 1 || resp.GetFailedDevices()[0].GetDeviceId() != ds[1] || !strings.Contains(resp.GetFailedDevices()[0].GetDetail(), "task fault 9010") {
 		t.Fatalf("%v %v", tot, resp.GetFailedDevices())
+	}
+}
+
+func presetReq(name string) *campaignsv1.CreateCampaignRequest {
+	return &campaignsv1.CreateCampaignRequest{Name: "n", Spec: &campaignsv1.CampaignSpec{
+		Action: &campaignsv1.CampaignSpec_Preset{Preset: &campaignsv1.PresetAction{Name: name}}}}
+}
+
+// TestPresetCampaign: a campaign applying a preset adds the tags the
+// preset's match requires to the devices of the wave in progress only,
+// wakes each with a GetRPCMethods task (the campaign its requester), and
+// counts a device succeeded once its sessions recorded that it converged
+// to the presets; a device whose CPE refused part of them fails after
+// the verify timeout, with the reason, and counts toward the stop rule.
+func TestPresetCampaign(t *testing.T) {
+	h := newHarness(t, 6)
+	c := h.create(&campaignsv1.CampaignSpec{
+		Action:      &campaignsv1.CampaignSpec_Preset{Preset: &campaignsv1.PresetAction{Name: "rollout"}},
+		Waves:       []*campaignsv1.Wave{{Size: &campaignsv1.Wave_Count{Count: 3}}, {Size: &campaignsv1.Wave_Percent{Percent: 100}}},
+		MaxInFlight: 10,
+	})
+	h.pass()
+	ids := make([]string, 6)
+	for i, d := range h.inv.devices {
+		ids[i] = d.GetId()
+	}
+	for i, id := range ids {
+		tagged := slices.Equal(h.inv.tags(id), []string{"wave-rollout", "hgw"})
+		if tagged != (i < 3) {
+			t.Fatalf("device %d tags %v after the first pass (wave 0 is the first 3)", i, h.inv.tags(id))
+		}
+	}
+	for _, task := range h.tasks.byID {
+		if task.GetOperation().GetGetRpcMethods() == nil || task.GetRequester() != "campaign:"+c.GetId() {
+			t.Fatalf("task %v", task)
+		}
+	}
+	// The wave's sessions: two converge, the third's CPE refuses.
+	h.tasks.endAll(tasksv1.TaskState_TASK_STATE_DONE, nil)
+	h.inv.setFingerprint(ids[0], "s7")
+	h.inv.setFingerprint(ids[1], "s7")
+	h.inv.setFingerprint(ids[2], "s7!")
+	h.pass()
+	w := h.get(c.GetId()).GetWaves()[0].GetOutcomes()
+	if w.GetSucceeded() != 2 || w.GetVerifying() != 1 {
+		t.Fatalf("wave 0: %v", w)
+	}
+	h.advance(defaultVerify*time.Second + time.Second)
+	h.pass()
+	resp, err := (&publicServer{s: h.svc}).GetCampaign(t.Context(), &campaignsv1.GetCampaignRequest{Id: c.GetId(), FailedDevices: 10})
+	if err != nil || len(resp.GetFailedDevices()) != 1 || resp.GetFailedDevices()[0].GetDeviceId() != ids[2] ||
+		!strings.Contains(resp.GetFailedDevices()[0].GetDetail(), "refused") {
+		t.Fatalf("failed devices: %v %v", err, resp.GetFailedDevices())
+	}
+	// Wave 1 started only now; its devices converge.
+	for _, id := range ids[3:] {
+		if len(h.inv.tags(id)) != 2 {
+			t.Fatalf("device %s not tagged in wave 1", id)
+		}
+	}
+	h.tasks.endAll(tasksv1.TaskState_TASK_STATE_DONE, nil)
+	for _, id := range ids[3:] {
+		h.inv.setFingerprint(id, "s8")
+	}
+	h.pass()
+	got := h.get(c.GetId())
+	if got.GetState() != campaignsv1.CampaignState_CAMPAIGN_STATE_COMPLETED || got.GetTotals().GetSucceeded() != 5 || got.GetTotals().GetFailed() != 1 {
+		t.Fatalf("end: %s %v", got.GetState(), got.GetTotals())
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	campaignsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/campaigns/v1"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
+	provisioningv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	filestore "github.com/fleetacs/fleetacs/services/files/store"
 )
@@ -177,7 +178,8 @@ func checkSpec(sp *campaignsv1.CampaignSpec) error {
 func (s *Service) checkAction(ctx context.Context, tenant string, sp *campaignsv1.CampaignSpec) (string, error) {
 	switch a := sp.GetAction().(type) {
 	case *campaignsv1.CampaignSpec_Preset:
-		return "", unavailableAction("spec.preset", "campaigns cannot apply a preset yet (docs/campaigns.md): roll a preset out in waves by tagging devices the preset matches on")
+		_, err := s.presetTags(ctx, tenant, a.Preset.GetName())
+		return "", err
 	case *campaignsv1.CampaignSpec_Firmware:
 		if s.deps.Files == nil {
 			return "", unavailableAction("spec.firmware", "the files service does not run in the campaigns process")
@@ -312,4 +314,32 @@ func waveEnds(waves []*campaignsv1.Wave, planned uint64) []uint64 {
 		out = append(out, planned)
 	}
 	return out
+}
+
+// presetTags returns the tags a preset's match requires, which a campaign
+// applying it adds to each device of a wave (docs/campaigns.md, "Applying
+// a preset"): the preset must exist, be enabled and require tags.
+func (s *Service) presetTags(ctx context.Context, tenant, name string) ([]string, error) {
+	if s.deps.Presets == nil {
+		return nil, unavailableAction("spec.preset", "the presets API is not reachable from the campaigns process")
+	}
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	resp, err := s.deps.Presets.GetPreset(cctx, &provisioningv1.GetPresetRequest{Tenant: tenant, Name: name})
+	cancel()
+	if status.Code(err) == codes.NotFound {
+		return nil, unavailableAction("spec.preset.name", "the tenant has no preset of this name")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the preset: %w", err)
+	}
+	p := resp.GetPreset()
+	if p.Enabled != nil && !p.GetEnabled() {
+		return nil, unavailableAction("spec.preset.name", "the preset is disabled")
+	}
+	tags := p.GetMatch().GetTags()
+	if len(tags) == 0 {
+		return nil, unavailableAction("spec.preset.name",
+			"the preset's match requires no tag: a campaign rolls a preset out by adding the tags its match requires to each device of a wave")
+	}
+	return tags, nil
 }

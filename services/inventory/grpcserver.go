@@ -84,6 +84,7 @@ func deviceProto(d *store.Device) *inventoryv1.Device {
 		LastSessionTakeoverTime: ts(d.LastTakeover),
 		FullDiscoveryTime:       ts(d.FullDiscovery),
 		UpdateTime:              ts(d.Updated),
+		PresetsFingerprint:      d.PresetsFingerprint,
 	}
 	if d.RemoteIP.IsValid() {
 		out.RemoteIp = d.RemoteIP.String()

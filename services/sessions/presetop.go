@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -36,14 +38,16 @@ type presetRef struct {
 // presetOp converges a device to the presets that matched its session.
 // It is data (engine.Operation): everything it needs is in its fields.
 type presetOp struct {
-	Presets      []presetRef         `json:"presets"`
-	Fields       provisioning.Fields `json:"fields"`
-	Root         string              `json:"root,omitempty"`
-	ParameterKey string              `json:"parameterKey,omitempty"`
-	Tags         []string            `json:"tags,omitempty"`
-	Stage        string              `json:"stage"`
-	ReadValues   []string            `json:"readValues,omitempty"`
-	ReadAttrs    []string            `json:"readAttrs,omitempty"`
+	Presets []presetRef         `json:"presets"`
+	Fields  provisioning.Fields `json:"fields"`
+	Root    string              `json:"root,omitempty"`
+	// SoftwareVersion is the version the Inform reports.
+	SoftwareVersion string   `json:"softwareVersion,omitempty"`
+	ParameterKey    string   `json:"parameterKey,omitempty"`
+	Tags            []string `json:"tags,omitempty"`
+	Stage           string   `json:"stage"`
+	ReadValues      []string `json:"readValues,omitempty"`
+	ReadAttrs       []string `json:"readAttrs,omitempty"`
 	// Known is what the reads returned (tables read are entries of their
 	// own, so that an empty table is known empty).
 	Known map[string]provisioning.Param `json:"known,omitempty"`
@@ -76,6 +80,9 @@ type presetOp struct {
 	// holds a marker where a value has one, which Next replaces, so that
 	// no checkpoint holds a secret in clear.
 	Secrets map[string]sealedSecret `json:"secrets,omitempty"`
+	// Firmware is the firmware step the planner resolved (firmware.go);
+	// nil: the presets ask for no version, or no files service is there.
+	Firmware *firmwareStep `json:"firmware,omitempty"`
 
 	keys *secretbox.Keyring
 }
@@ -180,7 +187,12 @@ func (o *presetOp) plan() {
 	}
 	provisioning.Sort(set)
 	d := &provisioning.Device{Fields: o.Fields, Root: o.Root, Tags: o.Tags, Params: o.Known}
-	pl, err := provisioning.Converge(set, d, provisioning.Options{ParameterKey: o.ParameterKey, Secret: o.secretFor})
+	d.SoftwareVersion = o.SoftwareVersion
+	opts := provisioning.Options{ParameterKey: o.ParameterKey, Secret: o.secretFor}
+	if o.Firmware != nil {
+		opts.Firmware = o.Firmware
+	}
+	pl, err := provisioning.Converge(set, d, opts)
 	if err != nil {
 		o.fail("%v", err)
 		return
@@ -188,7 +200,7 @@ func (o *presetOp) plan() {
 	o.AddTags, o.RemoveTags, o.Notes = pl.AddTags, pl.RemoveTags, pl.Notes
 	for _, r := range pl.Requests {
 		switch r.Method {
-		case "SetParameterValues", "AddObject", "DeleteObject", "SetParameterAttributes":
+		case "SetParameterValues", "AddObject", "DeleteObject", "SetParameterAttributes", "Download":
 			o.Queue = append(o.Queue, r)
 		}
 		// Reads after the read stage: paths a CPE did not return (it
@@ -242,6 +254,10 @@ func (o *presetOp) call(value func(string) (string, bool)) (engine.Call, bool) {
 			return engine.Call{Key: key, Message: &cwmp.AddObject{ObjectName: r.Paths[0], ParameterKey: provisioning.AddKey(r.Table, r.Keys)}}, true
 		case "DeleteObject":
 			return engine.Call{Key: key, Message: &cwmp.DeleteObject{ObjectName: r.Paths[0], ParameterKey: presetParameterKey}}, true
+		case "Download":
+			size, _ := strconv.ParseUint(r.Values[1], 10, 64)
+			return engine.Call{Key: key, Message: &cwmp.Download{CommandKey: firmwareCommandKey(o.Firmware.Preset, o.Firmware.Revision),
+				FileType: r.Values[0], URL: r.Paths[0], FileSize: uint32(min(size, math.MaxUint32))}}, true
 		case "SetParameterAttributes":
 			m := &cwmp.SetParameterAttributes{}
 			for _, a := range r.Attributes {
@@ -256,11 +272,17 @@ func (o *presetOp) call(value func(string) (string, bool)) (engine.Call, bool) {
 }
 
 // Answer implements engine.Operation.
-func (o *presetOp) Answer(_ *engine.Context, a engine.Answer) {
+func (o *presetOp) Answer(c *engine.Context, a engine.Answer) {
 	switch {
 	case a.Fault != nil:
 		o.fail("%s: CPE fault %d %s", a.Call.Message.Method(), a.Fault.Code, a.Fault.String)
 		o.Refused = true
+		if f := o.Firmware; f != nil && a.Call.Message.Method() == "Download" {
+			// Refused: asked again after a back-off, not every session.
+			f.Wait.Until = c.Now.Add(firmwareBackoffAfter(f.Wait.Attempt))
+			f.Event, f.Detail = "failed", fmt.Sprintf("the CPE refused the Download: fault %d %s; next attempt after %s",
+				a.Fault.Code, a.Fault.String, f.Wait.Until.Format(time.RFC3339))
+		}
 		return
 	case a.NotSent != nil:
 		o.fail("%s not sent: %v", a.Call.Message.Method(), a.NotSent)
@@ -328,6 +350,13 @@ func (o *presetOp) Answer(_ *engine.Context, a engine.Answer) {
 		o.advance()
 	case *cwmp.SetParameterAttributesResponse:
 		o.advance()
+	case *cwmp.DownloadResponse:
+		// Accepted: the transfer, its TransferComplete and the reboot
+		// come in later sessions; none asks again meanwhile.
+		f := o.Firmware
+		f.Wait.Until = c.Now.Add(firmwareTransferWait)
+		f.Event, f.Detail = "download", fmt.Sprintf("Download of %s (%d bytes) accepted (status %d), attempt %d", f.Version, f.Size, resp.Status, f.Wait.Attempt)
+		o.advance()
 	default:
 		o.fail("unexpected %s", a.Response.Method())
 	}
@@ -340,8 +369,19 @@ func (o *presetOp) advance() {
 	}
 }
 
-// Observe implements engine.Operation.
-func (o *presetOp) Observe(*engine.Context, cwmp.Message) bool { return false }
+// Observe implements engine.Operation: it takes the TransferComplete of
+// its own preset's Download, adding its fault to what is reported.
+func (o *presetOp) Observe(_ *engine.Context, m cwmp.Message) bool {
+	tc, ok := m.(*cwmp.TransferComplete)
+	f := o.Firmware
+	if !ok || f == nil || !strings.HasPrefix(tc.CommandKey, firmwareKeyPrefix) {
+		return false
+	}
+	if tc.FaultStruct.FaultCode != 0 {
+		f.Detail = fmt.Sprintf("TransferComplete fault %d %s; %s", tc.FaultStruct.FaultCode, tc.FaultStruct.FaultString, f.Detail)
+	}
+	return true
+}
 
 // Contribute implements engine.Operation: what the CPE confirmed it
 // changed, whatever the outcome (no later session reports it again).
@@ -355,9 +395,27 @@ func (o *presetOp) Contribute(_ *engine.Context, d *engine.DiffBuilder, _ engine
 	if o.Stage == presetDone && o.Error == "" && (len(o.AddTags) > 0 || len(o.RemoveTags) > 0) {
 		d.Tags(o.AddTags, o.RemoveTags)
 	}
-	if o.Stage == presetDone && (o.Error == "" || o.Refused) && o.Fingerprint != "" {
-		d.PresetsFingerprint(o.Fingerprint)
+	if fp, ok := o.recordedFingerprint(); ok {
+		d.PresetsFingerprint(fp)
 	}
+}
+
+// recordedFingerprint is the presets fingerprint the session records
+// (docs/provisioning.md, "Convergence"); ok false: none.
+func (o *presetOp) recordedFingerprint() (string, bool) {
+	if o.Stage != presetDone || (o.Error != "" && !o.Refused) || o.Fingerprint == "" {
+		return "", false
+	}
+	fp := o.Fingerprint
+	if o.Error != "" {
+		// Recorded all the same (see Refused), marked: the device did
+		// not converge, which campaigns applying a preset check.
+		fp += provisioning.FingerprintRefused
+	}
+	if o.Firmware != nil {
+		fp = withWait(fp, o.Firmware.Wait)
+	}
+	return fp, true
 }
 
 // Redact implements engine.SecretCaller: secrets left out.

@@ -13,9 +13,12 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/fleetacs/fleetacs/pkg/cwmp"
 	"github.com/fleetacs/fleetacs/pkg/provisioning"
 	"github.com/fleetacs/fleetacs/pkg/secretbox"
+	eventsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/events/v1"
 	provisioningv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1"
 	"github.com/fleetacs/fleetacs/services/sessions/engine"
 )
@@ -95,6 +98,11 @@ type presetPlanner struct {
 	inv    engine.Inventory
 	logger *slog.Logger
 	now    func() time.Time
+	// files finds the firmware files presets ask for (nil: a firmware
+	// version is only noted); events publishes what became of them
+	// (nil: logged only).
+	files  FirmwareFiles
+	events func(context.Context, *eventsv1.Event)
 
 	mu   sync.Mutex
 	sets map[string]*tenantSet
@@ -185,7 +193,13 @@ func (p *presetPlanner) Plan(ctx context.Context, s engine.Start) ([]engine.Plan
 	for _, e := range s.Events {
 		events = append(events, e.Code)
 	}
-	if s.Device.PresetsFingerprint == fingerprint && !lookAgain(set.presets, events, s.Now) {
+	// A firmware wait recorded with the fingerprint (firmware.go) keeps
+	// a converged device quiet until it ends; the end of a preset's
+	// Download makes the planner look at once.
+	recorded, wait := splitFingerprint(s.Device.PresetsFingerprint)
+	transfer := presetTransfer(s.Events)
+	if recorded == fingerprint && !lookAgain(set.presets, events, s.Now) && transfer == "" &&
+		(wait.Until.IsZero() || s.Now.Before(wait.Until)) {
 		return nil, nil
 	}
 	dev := &provisioning.Device{
@@ -200,8 +214,11 @@ func (p *presetPlanner) Plan(ctx context.Context, s engine.Start) ([]engine.Plan
 	var paramKey string
 	for _, pv := range s.Params {
 		dev.Params[pv.Name] = provisioning.Param{Value: pv.Value, Type: pv.Type, HasValue: true, Notification: -1}
-		if strings.HasSuffix(pv.Name, ".ManagementServer.ParameterKey") {
+		switch {
+		case strings.HasSuffix(pv.Name, ".ManagementServer.ParameterKey"):
 			paramKey = pv.Value
+		case pv.Name == s.Root+"DeviceInfo.SoftwareVersion":
+			dev.SoftwareVersion = pv.Value
 		}
 	}
 	// What the Inform does not tell and the matching needs (tags,
@@ -246,7 +263,7 @@ func (p *presetPlanner) Plan(ctx context.Context, s engine.Start) ([]engine.Plan
 		// Nothing to do: the operation only records the fingerprint.
 		return []engine.Planned{{ID: "preset", Op: &presetOp{Stage: presetDone, Fingerprint: fingerprint}}}, nil
 	}
-	op := &presetOp{Fields: dev.Fields, Root: dev.Root, ParameterKey: paramKey, Tags: dev.Tags, Stage: presetRead, Fingerprint: fingerprint}
+	op := &presetOp{Fields: dev.Fields, Root: dev.Root, SoftwareVersion: dev.SoftwareVersion, ParameterKey: paramKey, Tags: dev.Tags, Stage: presetRead, Fingerprint: fingerprint}
 	for _, c := range matched {
 		op.Presets = append(op.Presets, presetRef{Name: c.Name, Revision: c.Revision, Body: set.bodies[c.Name]})
 		values, attrs := c.ReadPaths(dev.Root)
@@ -263,6 +280,13 @@ func (p *presetPlanner) Plan(ctx context.Context, s engine.Start) ([]engine.Plan
 	}
 	op.Known = map[string]provisioning.Param{}
 	op.keys = p.keys
+	fw, ok := p.firmware(ctx, s, dev, matched, wait, transfer)
+	if !ok {
+		// The files service could not be asked: no fingerprint, the next
+		// session tries again.
+		op.Fingerprint = ""
+	}
+	op.Firmware = fw
 	var secrets []string
 	for _, c := range matched {
 		for _, n := range c.SecretNames() {
@@ -283,6 +307,74 @@ func (p *presetPlanner) Plan(ctx context.Context, s engine.Start) ([]engine.Plan
 		op.plan()
 	}
 	return []engine.Planned{{ID: "preset", Op: op}}, nil
+}
+
+// presetTransfer returns the CommandKey of a preset's Download whose end
+// the Inform reports ("M Download"), "" when none.
+func presetTransfer(events []cwmp.Event) string {
+	for _, e := range events {
+		if e.Code == "M Download" && strings.HasPrefix(e.CommandKey, firmwareKeyPrefix) {
+			return e.CommandKey
+		}
+	}
+	return ""
+}
+
+// firmware decides the session's firmware step (docs/provisioning.md,
+// "Firmware"): nil when the presets ask for no version, or no files
+// service is there (the plan notes it). ok false: the files service
+// failed, the session records no fingerprint.
+func (p *presetPlanner) firmware(ctx context.Context, s engine.Start, dev *provisioning.Device, matched []*provisioning.Preset,
+	wait firmwareWait, transfer string) (*firmwareStep, bool) {
+	var c *provisioning.Preset
+	for _, m := range matched {
+		if m.Firmware != "" {
+			c = m
+			break
+		}
+	}
+	if c == nil || p.files == nil {
+		return nil, true
+	}
+	fw := &firmwareStep{Preset: c.Name, Revision: c.Revision, Version: c.Firmware}
+	if c.Firmware == dev.SoftwareVersion {
+		if wait.Attempt > 0 || transfer != "" {
+			fw.Event, fw.Detail = "upgraded", fmt.Sprintf("the device reports %s", c.Firmware)
+		}
+		return fw, true
+	}
+	n := wait.Attempt
+	switch {
+	case transfer != "":
+		// The end of a Download, and still another version: the
+		// transfer or the upgrade failed (the TransferComplete's fault,
+		// if any, is added when it arrives).
+		fw.Wait = firmwareWait{Until: s.Now.Add(firmwareBackoffAfter(max(n, 1))), Attempt: n}
+		fw.Event = "failed"
+		fw.Detail = fmt.Sprintf("after the Download the device reports %q; next attempt after %s", dev.SoftwareVersion, fw.Wait.Until.Format(time.RFC3339))
+		return fw, true
+	case s.Now.Before(wait.Until):
+		fw.Wait = wait
+		fw.Detail = fmt.Sprintf("attempt %d: waiting until %s", n, wait.Until.Format(time.RFC3339))
+		return fw, true
+	}
+	n++
+	found, url, size, err := p.files.ResolveFile(ctx, s.Tenant, s.DeviceKey, s.DeviceID.ProductClass, firmwareFileType, c.Firmware)
+	if err != nil {
+		p.logger.WarnContext(ctx, "preset firmware: files service unavailable", "tenant", s.Tenant, "device_id", s.DeviceKey, "preset", c.Name, "error", err)
+		fw.Detail = "files service unavailable"
+		return fw, false
+	}
+	if !found {
+		fw.Wait = firmwareWait{Until: s.Now.Add(firmwareBackoffAfter(n)), Attempt: n}
+		fw.Event = "no_file"
+		fw.Detail = fmt.Sprintf("no file of type %q and version %q for product class %q; next look after %s",
+			firmwareFileType, c.Firmware, s.DeviceID.ProductClass, fw.Wait.Until.Format(time.RFC3339))
+		return fw, true
+	}
+	fw.URL, fw.Size = url, size
+	fw.Wait.Attempt = n
+	return fw, true
 }
 
 // lookAgain reports whether a session must match the presets again even
@@ -330,6 +422,9 @@ func (p *presetPlanner) Settle(ctx context.Context, e engine.End, ops []engine.O
 		if len(op.Notes) > 0 {
 			attrs = append(attrs, "notes", strings.Join(op.Notes, "; "))
 		}
+		if f := op.Firmware; f != nil && f.Event != "" && op.Stage == presetDone && e.Recorded {
+			p.firmwareEvent(ctx, e, f)
+		}
 		switch {
 		case op.Error != "":
 			p.logger.WarnContext(ctx, "presets not converged", append(attrs, "error", op.Error)...)
@@ -339,4 +434,25 @@ func (p *presetPlanner) Settle(ctx context.Context, e engine.End, ops []engine.O
 			p.logger.InfoContext(ctx, "presets converged", attrs...)
 		}
 	}
+}
+
+// firmwareEvent publishes and logs what a session did about a preset's
+// firmware.
+func (p *presetPlanner) firmwareEvent(ctx context.Context, e engine.End, f *firmwareStep) {
+	level := slog.LevelInfo
+	if f.Event == "no_file" || f.Event == "failed" {
+		level = slog.LevelWarn
+	}
+	p.logger.Log(ctx, level, "preset firmware "+f.Event, "tenant", e.Tenant, "device_id", e.DeviceKey, "session_id", e.SessionID,
+		"preset", f.Preset, "revision", f.Revision, "version", f.Version, "detail", f.Detail)
+	if p.events == nil {
+		return
+	}
+	pf := &eventsv1.PresetFirmware{Preset: f.Preset, Revision: f.Revision, Version: f.Version, Status: f.Event, Detail: f.Detail,
+		CommandKey: firmwareCommandKey(f.Preset, f.Revision)}
+	if !f.Wait.Until.IsZero() {
+		pf.RetryTime = timestamppb.New(f.Wait.Until)
+	}
+	p.events(ctx, &eventsv1.Event{Id: e.SessionID + "-fw", Tenant: e.Tenant, DeviceId: e.DeviceKey, Time: timestamppb.New(p.now()),
+		Kind: "preset.firmware_" + f.Event, SessionId: e.SessionID, Payload: &eventsv1.Event_PresetFirmware{PresetFirmware: pf}})
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/affinity"
 	"github.com/fleetacs/fleetacs/pkg/natsbus"
 	"github.com/fleetacs/fleetacs/pkg/secretbox"
+	eventsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/events/v1"
 	sessionsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/sessions/v1"
 	"github.com/fleetacs/fleetacs/services/sessions/engine"
 )
@@ -107,6 +108,9 @@ type Deps struct {
 	// Presets is where workers read the tenants' preset sets
 	// (presets.go); nil: sessions apply no presets.
 	Presets PresetSource
+	// FirmwareFiles finds the firmware files presets ask for
+	// (firmware.go); nil: a preset's firmware version is only noted.
+	FirmwareFiles FirmwareFiles
 }
 
 // Worker is a session worker: the fleetacs.sessions.v1.SessionService
@@ -140,8 +144,19 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 		nq.prop = deps.Propagator
 		queue, natsQueue = nq, nq
 	}
+	watcher := deps.Watcher
+	var events func(context.Context, *eventsv1.Event)
+	if watcher == nil && deps.JetStream != nil {
+		ev, err := NewNATSEvents(deps.JetStream, deps.BusNames, deps.Propagator, cfg.EventsMaxInFlight, logger.With("service", "sessions"), meter)
+		if err != nil {
+			return nil, err
+		}
+		watcher, events = ev, ev.publish
+	}
 	if deps.Presets != nil {
-		planners = append(planners, newPresetPlanner(cfg.PresetsRefresh, deps.Presets, deps.Secrets, deps.Inventory, logger.With("service", "sessions"), deps.Now))
+		pp := newPresetPlanner(cfg.PresetsRefresh, deps.Presets, deps.Secrets, deps.Inventory, logger.With("service", "sessions"), deps.Now)
+		pp.files, pp.events = deps.FirmwareFiles, events
+		planners = append(planners, pp)
 	}
 	if queue != nil && deps.Tasks != nil {
 		tp, err := newTaskPlanner(cfg, queue, deps.Tasks, deps.Secrets, logger.With("service", "sessions"), meter)
@@ -149,14 +164,6 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 			return nil, err
 		}
 		planners = append(planners, tp)
-	}
-	watcher := deps.Watcher
-	if watcher == nil && deps.JetStream != nil {
-		ev, err := NewNATSEvents(deps.JetStream, deps.BusNames, deps.Propagator, cfg.EventsMaxInFlight, logger.With("service", "sessions"), meter)
-		if err != nil {
-			return nil, err
-		}
-		watcher = ev
 	}
 	e, err := engine.New(cfg, engine.Deps{
 		Inventory: deps.Inventory, Leases: deps.Leases, Checkpoints: deps.Checkpoints, Registry: deps.Registry,

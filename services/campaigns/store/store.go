@@ -148,4 +148,14 @@ type Store interface {
 	SetOutcomes(ctx context.Context, tenant, campaign string, from, to campaignsv1.Outcome, detail string) (int64, error)
 	// Count returns the campaign's devices by wave and outcome.
 	Count(ctx context.Context, tenant, campaign string) (Counts, error)
+	// Lease takes or renews the runner lease of a campaign for owner
+	// until until, in one compare-and-set: true when owner holds it now
+	// (no lease yet, owner's own, or another owner's that ended at or
+	// before now), false when another owner's is still running. Leases
+	// are kept apart from the records, so that taking one never
+	// conflicts with an Update.
+	Lease(ctx context.Context, tenant, campaign, owner string, now, until time.Time) (bool, error)
+	// Release ends owner's lease of the campaign, so that another runner
+	// takes it at once; another owner's lease is left alone.
+	Release(ctx context.Context, tenant, campaign, owner string) error
 }

@@ -21,6 +21,36 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("Idempotency", func(t *testing.T) { testIdempotency(t, open(t)) })
 	t.Run("ListAndUnsettled", func(t *testing.T) { testList(t, open(t)) })
 	t.Run("Devices", func(t *testing.T) { testDevices(t, open(t)) })
+	t.Run("Leases", func(t *testing.T) { testLeases(t, open(t)) })
+}
+
+// testLeases: one owner at a time per campaign, renewed by its owner,
+// taken by another once ended or released, campaigns and tenants apart.
+func testLeases(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	take := func(tenant, id, owner string, now time.Time, want bool) {
+		t.Helper()
+		got, err := s.Lease(ctx, tenant, id, owner, now, now.Add(10*time.Second))
+		if err != nil || got != want {
+			t.Fatalf("Lease(%s/%s, %s, %s) = %v, %v; want %v", tenant, id, owner, now.Sub(t0), got, err, want)
+		}
+	}
+	take("t1", "c1", "a", t0, true)
+	take("t1", "c1", "a", t0.Add(time.Second), true) // renewed: until t0+11s
+	take("t1", "c1", "b", t0.Add(10*time.Second), false)
+	take("t1", "c2", "b", t0, true) // another campaign
+	take("t2", "c1", "b", t0, true) // another tenant
+	take("t1", "c1", "b", t0.Add(11*time.Second), true)
+	take("t1", "c1", "a", t0.Add(12*time.Second), false)
+	// Release by a non-owner changes nothing; by the owner, frees it.
+	if err := s.Release(ctx, "t1", "c1", "a"); err != nil {
+		t.Fatal(err)
+	}
+	take("t1", "c1", "a", t0.Add(12*time.Second), false)
+	if err := s.Release(ctx, "t1", "c1", "b"); err != nil {
+		t.Fatal(err)
+	}
+	take("t1", "c1", "a", t0.Add(12*time.Second), true)
 }
 
 func record(tenant, id string, at time.Time) store.Record {

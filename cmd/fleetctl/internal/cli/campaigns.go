@@ -32,7 +32,7 @@ func campaignsCommand() *Command {
 				Name:  "create",
 				Short: "Create a campaign from flags or a YAML or JSON file",
 				Long: "Create a campaign. -f reads a CreateCampaignRequest in YAML or JSON (the API's JSON\n" +
-					"names: name, spec.filter, spec.firmware, spec.operation, spec.waves, spec.windows,\n" +
+					"names: name, spec.filter, spec.firmware, spec.operation, spec.preset, spec.waves, spec.windows,\n" +
 					"spec.maxInFlight, spec.stopRule, ...; - for stdin); flags given beside it override\n" +
 					"its fields. -wave is a count (10) or a percentage (10%) of the devices, cumulative;\n" +
 					"-window is HH:MM-HH:MM, optionally @TIME_ZONE. Output (-o): text, json or id.\n" +
@@ -65,6 +65,7 @@ type campaignsCreateOptions struct {
 	conn                                  connFlags
 	tenant, name, file, key, output       string
 	fwVersion, fwFile, fileType           string
+	preset                                string
 	productClass, softwareVersion, oui    string
 	tags, waves, windows                  stringList
 	maxInFlight                           uint
@@ -84,6 +85,7 @@ func setupCampaignsCreate(fs *flag.FlagSet) RunFunc {
 	fs.StringVar(&o.fwVersion, "firmware-version", "", "upgrade to this firmware `version` (the file of this version matching each device's product class)")
 	fs.StringVar(&o.fwFile, "firmware-file", "", "upgrade to this file `id`")
 	fs.StringVar(&o.fileType, "file-type", "", "CWMP file `type` of the firmware (default \"1 Firmware Upgrade Image\")")
+	fs.StringVar(&o.preset, "preset", "", "apply this preset (`name`): each device of a wave gets the tags its match requires")
 	fs.BoolVar(&o.skipVerify, "skip-verify", false, "do not check the SoftwareVersion the devices report after the upgrade")
 	fs.StringVar(&o.productClass, "product-class", "", "only devices of this product `class`")
 	fs.StringVar(&o.softwareVersion, "software-version", "", "only devices on this software `version`")
@@ -192,6 +194,12 @@ func campaignsCreate(ctx context.Context, env *Env, o *campaignsCreateOptions) e
 	if o.set["firmware-version"] && o.set["firmware-file"] {
 		return Usagef("-firmware-version and -firmware-file exclude each other")
 	}
+	if o.set["preset"] && (o.set["firmware-version"] || o.set["firmware-file"]) {
+		return Usagef("-preset and -firmware-version or -firmware-file exclude each other")
+	}
+	if o.set["preset"] {
+		sp.Action = &campaignsv1.CampaignSpec_Preset{Preset: &campaignsv1.PresetAction{Name: o.preset}}
+	}
 	if o.set["firmware-version"] || o.set["firmware-file"] {
 		sp.Action = &campaignsv1.CampaignSpec_Firmware{Firmware: &campaignsv1.FirmwareAction{
 			Version: o.fwVersion, FileId: o.fwFile, FileType: fileType(o.fileType), SkipVerify: o.skipVerify}}
@@ -267,7 +275,7 @@ func campaignsCreate(ctx context.Context, env *Env, o *campaignsCreateOptions) e
 		return Usagef("-name is required (or name in the file)")
 	}
 	if sp.Action == nil {
-		return Usagef("an action is required: -firmware-version, -firmware-file, or spec.operation in the file")
+		return Usagef("an action is required: -firmware-version, -firmware-file, -preset, or spec.operation in the file")
 	}
 	c, err := o.conn.dial(env)
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/fleetacs/fleetacs/pkg/apiauth"
@@ -17,6 +19,7 @@ import (
 	authv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/auth/v1"
 	campaignsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/campaigns/v1"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
+	provisioningv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	"github.com/fleetacs/fleetacs/services/campaigns"
 	"github.com/fleetacs/fleetacs/services/campaigns/store/sqlitestore"
@@ -34,6 +37,19 @@ func (noDevices) ListDevices(context.Context, *inventoryv1.ListDevicesRequest, .
 
 type noTasks struct{ tasksv1.TasksServiceClient }
 
+// onePreset is the inventory's PresetsService with one preset, "rollout",
+// whose match requires a tag.
+type onePreset struct {
+	provisioningv1.PresetsServiceClient
+}
+
+func (onePreset) GetPreset(_ context.Context, req *provisioningv1.GetPresetRequest, _ ...grpc.CallOption) (*provisioningv1.GetPresetResponse, error) {
+	if req.GetName() != "rollout" {
+		return nil, status.Error(codes.NotFound, "preset not found")
+	}
+	return &provisioningv1.GetPresetResponse{Preset: &provisioningv1.Preset{Name: "rollout", Match: &provisioningv1.PresetMatch{Tags: []string{"rollout"}}}}, nil
+}
+
 // campaignsServer is the real campaigns service (SQLite) behind the real
 // authenticator, without its runner.
 type campaignsServer struct {
@@ -45,7 +61,7 @@ func newCampaignsServer(t *testing.T) *campaignsServer {
 	t.Helper()
 	svc, err := campaigns.New(campaigns.DefaultConfig(), campaigns.Deps{
 		Store:     sqlitestore.New(sqlitestore.Config{Path: filepath.Join(t.TempDir(), "campaigns.db")}),
-		Inventory: noDevices{}, Tasks: noTasks{}, CallerTenants: apiauth.CallerTenants,
+		Inventory: noDevices{}, Tasks: noTasks{}, Presets: onePreset{}, CallerTenants: apiauth.CallerTenants,
 		Requester: func(ctx context.Context) string { p, _ := apiauth.FromContext(ctx); return p.ID },
 	})
 	if err != nil {
@@ -163,6 +179,7 @@ func TestCampaignsCreateErrors(t *testing.T) {
 		{[]string{"-name", "x", "-firmware-version", "2.0", "-wave", "ten"}, `-wave "ten"`},
 		{[]string{"-name", "x", "-firmware-version", "2.0", "-window", "0100"}, `-window "0100"`},
 		{[]string{"-name", "x", "-firmware-version", "2.0", "-firmware-file", "f"}, "exclude each other"},
+		{[]string{"-name", "x", "-firmware-version", "2.0", "-preset", "rollout"}, "exclude each other"},
 		{[]string{"-name", "x", "-firmware-version", "2.0", "-o", "yaml"}, "unknown output format"},
 	} {
 		r := fleetctl(t, append([]string{"campaigns", "create"}, c.args...)...)
@@ -178,6 +195,14 @@ func TestCampaignsCreateErrors(t *testing.T) {
 	r = fleetctl(t, "campaigns", "create", "-name", "x", "-firmware-version", "2.0")
 	if r.code != ExitFailure || !strings.Contains(r.stderr, "CAMPAIGN_ACTION_UNAVAILABLE") {
 		t.Errorf("firmware without a files service: %q", r.stderr)
+	}
+	r = fleetctl(t, "campaigns", "create", "-name", "x", "-preset", "nope")
+	if r.code != ExitFailure || !strings.Contains(r.stderr, "CAMPAIGN_ACTION_UNAVAILABLE") || !strings.Contains(r.stderr, "no preset of this name") {
+		t.Errorf("unknown preset: %q", r.stderr)
+	}
+	r = fleetctl(t, "campaigns", "create", "-name", "roll", "-preset", "rollout", "-wave", "50%", "-o", "json")
+	if r.code != ExitOK || !strings.Contains(r.stdout, `"preset"`) || !strings.Contains(r.stdout, `"rollout"`) {
+		t.Errorf("preset campaign: %d %q %q", r.code, r.stdout, r.stderr)
 	}
 	r = fleetctl(t, "campaigns", "get", "c0123456789abcdef0123")
 	if r.code != ExitFailure || !strings.Contains(r.stderr, "CAMPAIGN_NOT_FOUND") {

@@ -582,6 +582,9 @@ func eventSummary(ev *eventsv1.Event) string {
 		return " " + p.SessionFailed.GetReason()
 	case *eventsv1.Event_ConnectionRequest:
 		return " " + quoteIfNeeded(p.ConnectionRequest.GetDetail())
+	case *eventsv1.Event_PresetFirmware:
+		f := p.PresetFirmware
+		return fmt.Sprintf(" preset %s@%d version %s %s", f.GetPreset(), f.GetRevision(), quoteIfNeeded(f.GetVersion()), quoteIfNeeded(f.GetDetail()))
 	case *eventsv1.Event_Campaign:
 		c := p.Campaign.GetCampaign()
 		s := " campaign " + c.GetId() + " " + campaignStateName(c.GetState())

@@ -4,7 +4,8 @@
 // "campaign_keys" (_id "tenant:key", so that a repeated create finds its
 // campaign without a partial index), and one per device in
 // "campaign_devices" (_id "tenant:campaign:device"), indexed by plan order
-// and by outcome. It passes the contract suite of package storetest, on
+// and by outcome, and the runners' leases in "campaign_leases" (_id
+// "tenant:id", owner and end). It passes the contract suite of package storetest, on
 // MongoDB and on FerretDB.
 package mongostore
 
@@ -31,6 +32,7 @@ const (
 	Campaigns = "campaigns"
 	Keys      = "campaign_keys"
 	Devices   = "campaign_devices"
+	Leases    = "campaign_leases"
 )
 
 // Store is the MongoDB campaigns store, on a database whose client the
@@ -56,13 +58,13 @@ func (s *Store) Start(ctx context.Context) error {
 	if err := s.db.Client().Ping(ctx, nil); err != nil {
 		return fmt.Errorf("start mongodb campaigns store: %w", mapErr(ctx, err))
 	}
-	if _, err := s.db.Collection(Campaigns).Indexes().CreateMany(ctx, []mongo.IndexModel{
+	if err := ensureIndexes(ctx, s.db.Collection(Campaigns), []mongo.IndexModel{
 		{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "create_time", Value: -1}, {Key: "cid", Value: -1}}, Options: options.Index().SetName("tenant_created")},
 		{Keys: bson.D{{Key: "settled", Value: 1}}, Options: options.Index().SetName("settled")},
 	}); err != nil {
 		return fmt.Errorf("start mongodb campaigns store: indexes: %w", mapErr(ctx, err))
 	}
-	if _, err := s.db.Collection(Devices).Indexes().CreateMany(ctx, []mongo.IndexModel{
+	if err := ensureIndexes(ctx, s.db.Collection(Devices), []mongo.IndexModel{
 		{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "campaign", Value: 1}, {Key: "seq", Value: 1}}, Options: options.Index().SetName("campaign_seq")},
 		{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "campaign", Value: 1}, {Key: "outcome", Value: 1}, {Key: "seq", Value: 1}}, Options: options.Index().SetName("campaign_outcome")},
 	}); err != nil {
@@ -70,6 +72,53 @@ func (s *Store) Start(ctx context.Context) error {
 	}
 	s.started = true
 	return nil
+}
+
+// ensureIndexes creates those of the indexes (each named) the collection
+// lacks. Only those: createIndexes is idempotent on MongoDB, but FerretDB
+// drops the connection when asked again for an index that exists, so a
+// second replica, or a restart, could not start (the tasks' store met
+// this too).
+func ensureIndexes(ctx context.Context, coll *mongo.Collection, want []mongo.IndexModel) error {
+	have := map[string]bool{}
+	cur, err := coll.Indexes().List(ctx)
+	var ce mongo.CommandError
+	switch {
+	case errors.As(err, &ce) && ce.Code == 26: // NamespaceNotFound: no collection yet
+	case err != nil:
+		return fmt.Errorf("list indexes: %w", err)
+	default:
+		defer cur.Close(ctx)
+		for cur.Next(ctx) {
+			var ix struct {
+				Name string `bson:"name"`
+			}
+			if err := cur.Decode(&ix); err != nil {
+				return fmt.Errorf("list indexes: %w", err)
+			}
+			have[ix.Name] = true
+		}
+		if err := cur.Err(); err != nil {
+			return fmt.Errorf("list indexes: %w", err)
+		}
+	}
+	var missing []mongo.IndexModel
+	for _, m := range want {
+		var o options.IndexOptions
+		for _, set := range m.Options.List() {
+			if err := set(&o); err != nil {
+				return err
+			}
+		}
+		if o.Name == nil || !have[*o.Name] {
+			missing = append(missing, m)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	_, err = coll.Indexes().CreateMany(ctx, missing)
+	return err
 }
 
 // Close forgets the database; the caller disconnects the client.
@@ -452,4 +501,39 @@ func (s *Store) Count(ctx context.Context, tenant, campaign string) (store.Count
 		out[g.ID.W][campaignsv1.Outcome(g.ID.O)] = uint64(g.N)
 	}
 	return out, mapErr(ctx, cur.Err())
+}
+
+// Lease implements store.Store: an upsert filtered on the owner or an
+// ended lease; when another owner's lease runs, the filter matches
+// nothing and the insert the upsert tries collides with its _id.
+func (s *Store) Lease(ctx context.Context, tenant, campaign, owner string, now, until time.Time) (bool, error) {
+	ls, err := s.coll(Leases)
+	if err != nil {
+		return false, err
+	}
+	filter := bson.D{{Key: "_id", Value: tenant + ":" + campaign}, {Key: "$or", Value: bson.A{
+		bson.D{{Key: "owner", Value: owner}},
+		bson.D{{Key: "until", Value: bson.D{{Key: "$lte", Value: now.UnixMilli()}}}},
+	}}}
+	update := bson.D{{Key: "$set", Value: bson.D{{Key: "owner", Value: owner}, {Key: "until", Value: until.UnixMilli()}}}}
+	_, err = ls.UpdateOne(ctx, filter, update, options.UpdateOne().SetUpsert(true))
+	if mongo.IsDuplicateKeyError(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("lease campaign: %w", mapErr(ctx, err))
+	}
+	return true, nil
+}
+
+// Release implements store.Store.
+func (s *Store) Release(ctx context.Context, tenant, campaign, owner string) error {
+	ls, err := s.coll(Leases)
+	if err != nil {
+		return err
+	}
+	if _, err := ls.DeleteOne(ctx, bson.D{{Key: "_id", Value: tenant + ":" + campaign}, {Key: "owner", Value: owner}}); err != nil {
+		return fmt.Errorf("release campaign lease: %w", mapErr(ctx, err))
+	}
+	return nil
 }

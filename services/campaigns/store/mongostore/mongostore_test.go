@@ -30,3 +30,20 @@ func TestContract(t *testing.T) {
 		return s
 	})
 }
+
+// TestStartTwice: a second replica, or a restarted one, starts on a
+// database whose indexes exist (FerretDB drops the connection when an
+// existing index is created again).
+func TestStartTwice(t *testing.T) {
+	client, err := mongo.Connect(options.Client().ApplyURI(testenv.MongoURI(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	db := testenv.MongoDatabase(t)
+	for i := range 2 {
+		if err := mongostore.New(client.Database(db)).Start(t.Context()); err != nil {
+			t.Fatalf("start %d: %v", i+1, err)
+		}
+	}
+}

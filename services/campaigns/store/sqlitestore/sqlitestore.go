@@ -79,6 +79,13 @@ CREATE TABLE IF NOT EXISTS campaign_devices (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS campaign_devices_seq ON campaign_devices (tenant, campaign, seq);
 CREATE INDEX IF NOT EXISTS campaign_devices_outcome ON campaign_devices (tenant, campaign, outcome, seq);
+CREATE TABLE IF NOT EXISTS campaign_leases (
+	tenant TEXT NOT NULL,
+	campaign TEXT NOT NULL,
+	owner TEXT NOT NULL,
+	until INTEGER NOT NULL,
+	PRIMARY KEY (tenant, campaign)
+) WITHOUT ROWID;
 `
 
 // Start creates the file (readable by its owner only) and the schema.
@@ -437,4 +444,37 @@ func (s *Store) Count(ctx context.Context, tenant, campaign string) (store.Count
 		out[w][o] = n
 	}
 	return out, rows.Err()
+}
+
+// Lease implements store.Store: an upsert whose update only applies when
+// the lease is the owner's or has ended.
+func (s *Store) Lease(ctx context.Context, tenant, campaign, owner string, now, until time.Time) (bool, error) {
+	db, err := s.conn()
+	if err != nil {
+		return false, err
+	}
+	res, err := db.ExecContext(ctx, `INSERT INTO campaign_leases (tenant, campaign, owner, until) VALUES (?, ?, ?, ?)
+		ON CONFLICT (tenant, campaign) DO UPDATE SET owner = excluded.owner, until = excluded.until
+		WHERE campaign_leases.owner = excluded.owner OR campaign_leases.until <= ?`,
+		tenant, campaign, owner, until.UnixMilli(), now.UnixMilli())
+	if err != nil {
+		return false, fmt.Errorf("lease campaign: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("lease campaign: %w", err)
+	}
+	return n == 1, nil
+}
+
+// Release implements store.Store.
+func (s *Store) Release(ctx context.Context, tenant, campaign, owner string) error {
+	db, err := s.conn()
+	if err != nil {
+		return err
+	}
+	if _, err := db.ExecContext(ctx, `DELETE FROM campaign_leases WHERE tenant = ? AND campaign = ? AND owner = ?`, tenant, campaign, owner); err != nil {
+		return fmt.Errorf("release campaign lease: %w", err)
+	}
+	return nil
 }

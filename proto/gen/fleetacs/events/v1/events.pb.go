@@ -56,6 +56,7 @@ type Event struct {
 	//	*Event_TransferComplete
 	//	*Event_SessionFailed
 	//	*Event_ConnectionRequest
+	//	*Event_PresetFirmware
 	//	*Event_Campaign
 	Payload       isEvent_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
@@ -186,6 +187,15 @@ func (x *Event) GetConnectionRequest() *ConnectionRequestOutcome {
 	return nil
 }
 
+func (x *Event) GetPresetFirmware() *PresetFirmware {
+	if x != nil {
+		if x, ok := x.Payload.(*Event_PresetFirmware); ok {
+			return x.PresetFirmware
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetCampaign() *v11.CampaignEvent {
 	if x != nil {
 		if x, ok := x.Payload.(*Event_Campaign); ok {
@@ -224,6 +234,12 @@ type Event_ConnectionRequest struct {
 	ConnectionRequest *ConnectionRequestOutcome `protobuf:"bytes,14,opt,name=connection_request,json=connectionRequest,proto3,oneof"`
 }
 
+type Event_PresetFirmware struct {
+	// preset.firmware_<status>: what a session did about a preset's
+	// firmware version (docs/provisioning.md, "Firmware").
+	PresetFirmware *PresetFirmware `protobuf:"bytes,15,opt,name=preset_firmware,json=presetFirmware,proto3,oneof"`
+}
+
 type Event_Campaign struct {
 	// campaign.<kind>: a campaign changed state or a wave started or
 	// ended (docs/campaigns.md); the subject's last token is the
@@ -240,6 +256,8 @@ func (*Event_TransferComplete) isEvent_Payload() {}
 func (*Event_SessionFailed) isEvent_Payload() {}
 
 func (*Event_ConnectionRequest) isEvent_Payload() {}
+
+func (*Event_PresetFirmware) isEvent_Payload() {}
 
 func (*Event_Campaign) isEvent_Payload() {}
 
@@ -582,6 +600,111 @@ func (x *SessionFailed) GetDetail() string {
 	return ""
 }
 
+// PresetFirmware is what a session did about the firmware version a
+// preset asks of a device.
+type PresetFirmware struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The preset.
+	Preset string `protobuf:"bytes,1,opt,name=preset,proto3" json:"preset,omitempty"`
+	// Its revision.
+	Revision uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The version the preset asks for.
+	Version string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	// "download" (a Download was sent), "no_file" (no file of the version
+	// for the device's product class: nothing sent), "failed" (the CPE
+	// refused the Download, or reported a failed transfer), "upgraded" (the
+	// device reports the version after a Download).
+	Status string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	// Details in words (the file, the fault, the product class).
+	Detail string `protobuf:"bytes,5,opt,name=detail,proto3" json:"detail,omitempty"`
+	// The CommandKey of the Download.
+	CommandKey string `protobuf:"bytes,6,opt,name=command_key,json=commandKey,proto3" json:"command_key,omitempty"`
+	// When the next attempt may be made ("no_file", "failed"), or until
+	// when the transfer is awaited ("download").
+	RetryTime     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=retry_time,json=retryTime,proto3" json:"retry_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresetFirmware) Reset() {
+	*x = PresetFirmware{}
+	mi := &file_fleetacs_events_v1_events_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresetFirmware) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresetFirmware) ProtoMessage() {}
+
+func (x *PresetFirmware) ProtoReflect() protoreflect.Message {
+	mi := &file_fleetacs_events_v1_events_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresetFirmware.ProtoReflect.Descriptor instead.
+func (*PresetFirmware) Descriptor() ([]byte, []int) {
+	return file_fleetacs_events_v1_events_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PresetFirmware) GetPreset() string {
+	if x != nil {
+		return x.Preset
+	}
+	return ""
+}
+
+func (x *PresetFirmware) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *PresetFirmware) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *PresetFirmware) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *PresetFirmware) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *PresetFirmware) GetCommandKey() string {
+	if x != nil {
+		return x.CommandKey
+	}
+	return ""
+}
+
+func (x *PresetFirmware) GetRetryTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RetryTime
+	}
+	return nil
+}
+
 // ConnectionRequestOutcome is what the notifier did.
 type ConnectionRequestOutcome struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -601,7 +724,7 @@ type ConnectionRequestOutcome struct {
 
 func (x *ConnectionRequestOutcome) Reset() {
 	*x = ConnectionRequestOutcome{}
-	mi := &file_fleetacs_events_v1_events_proto_msgTypes[6]
+	mi := &file_fleetacs_events_v1_events_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +736,7 @@ func (x *ConnectionRequestOutcome) String() string {
 func (*ConnectionRequestOutcome) ProtoMessage() {}
 
 func (x *ConnectionRequestOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_events_v1_events_proto_msgTypes[6]
+	mi := &file_fleetacs_events_v1_events_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +749,7 @@ func (x *ConnectionRequestOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConnectionRequestOutcome.ProtoReflect.Descriptor instead.
 func (*ConnectionRequestOutcome) Descriptor() ([]byte, []int) {
-	return file_fleetacs_events_v1_events_proto_rawDescGZIP(), []int{6}
+	return file_fleetacs_events_v1_events_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ConnectionRequestOutcome) GetStatus() v1.WakeStatus {
@@ -682,7 +805,7 @@ type WatchEventsRequest struct {
 
 func (x *WatchEventsRequest) Reset() {
 	*x = WatchEventsRequest{}
-	mi := &file_fleetacs_events_v1_events_proto_msgTypes[7]
+	mi := &file_fleetacs_events_v1_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +817,7 @@ func (x *WatchEventsRequest) String() string {
 func (*WatchEventsRequest) ProtoMessage() {}
 
 func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_events_v1_events_proto_msgTypes[7]
+	mi := &file_fleetacs_events_v1_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +830,7 @@ func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
-	return file_fleetacs_events_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_fleetacs_events_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *WatchEventsRequest) GetTenant() string {
@@ -751,7 +874,7 @@ type WatchEventsResponse struct {
 
 func (x *WatchEventsResponse) Reset() {
 	*x = WatchEventsResponse{}
-	mi := &file_fleetacs_events_v1_events_proto_msgTypes[8]
+	mi := &file_fleetacs_events_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +886,7 @@ func (x *WatchEventsResponse) String() string {
 func (*WatchEventsResponse) ProtoMessage() {}
 
 func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fleetacs_events_v1_events_proto_msgTypes[8]
+	mi := &file_fleetacs_events_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +899,7 @@ func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchEventsResponse) Descriptor() ([]byte, []int) {
-	return file_fleetacs_events_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_fleetacs_events_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WatchEventsResponse) GetRevision() uint64 {
@@ -797,7 +920,7 @@ var File_fleetacs_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_fleetacs_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1ffleetacs/events/v1/events.proto\x12\x12fleetacs.events.v1\x1a\x1bfleetacs/auth/v1/auth.proto\x1a%fleetacs/campaigns/v1/campaigns.proto\x1a\x1dfleetacs/tasks/v1/tasks.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x04\n" +
+	"\x1ffleetacs/events/v1/events.proto\x12\x12fleetacs.events.v1\x1a\x1bfleetacs/auth/v1/auth.proto\x1a%fleetacs/campaigns/v1/campaigns.proto\x1a\x1dfleetacs/tasks/v1/tasks.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb8\x05\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x1b\n" +
@@ -811,7 +934,8 @@ const file_fleetacs_events_v1_events_proto_rawDesc = "" +
 	"\x06device\x18\v \x01(\v2 .fleetacs.events.v1.DeviceReportH\x00R\x06device\x12S\n" +
 	"\x11transfer_complete\x18\f \x01(\v2$.fleetacs.events.v1.TransferCompleteH\x00R\x10transferComplete\x12J\n" +
 	"\x0esession_failed\x18\r \x01(\v2!.fleetacs.events.v1.SessionFailedH\x00R\rsessionFailed\x12]\n" +
-	"\x12connection_request\x18\x0e \x01(\v2,.fleetacs.events.v1.ConnectionRequestOutcomeH\x00R\x11connectionRequest\x12B\n" +
+	"\x12connection_request\x18\x0e \x01(\v2,.fleetacs.events.v1.ConnectionRequestOutcomeH\x00R\x11connectionRequest\x12M\n" +
+	"\x0fpreset_firmware\x18\x0f \x01(\v2\".fleetacs.events.v1.PresetFirmwareH\x00R\x0epresetFirmware\x12B\n" +
 	"\bcampaign\x18\x14 \x01(\v2$.fleetacs.campaigns.v1.CampaignEventH\x00R\bcampaignB\t\n" +
 	"\apayload\"B\n" +
 	"\vInformEvent\x12\x12\n" +
@@ -841,7 +965,17 @@ const file_fleetacs_events_v1_events_proto_rawDesc = "" +
 	"autonomous\"?\n" +
 	"\rSessionFailed\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\x12\x16\n" +
-	"\x06detail\x18\x02 \x01(\tR\x06detail\"\xc1\x01\n" +
+	"\x06detail\x18\x02 \x01(\tR\x06detail\"\xea\x01\n" +
+	"\x0ePresetFirmware\x12\x16\n" +
+	"\x06preset\x18\x01 \x01(\tR\x06preset\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x12\x16\n" +
+	"\x06detail\x18\x05 \x01(\tR\x06detail\x12\x1f\n" +
+	"\vcommand_key\x18\x06 \x01(\tR\n" +
+	"commandKey\x129\n" +
+	"\n" +
+	"retry_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tretryTime\"\xc1\x01\n" +
 	"\x18ConnectionRequestOutcome\x125\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x1d.fleetacs.tasks.v1.WakeStatusR\x06status\x12\x16\n" +
 	"\x06detail\x18\x02 \x01(\tR\x06detail\x12\x19\n" +
@@ -872,7 +1006,7 @@ func file_fleetacs_events_v1_events_proto_rawDescGZIP() []byte {
 	return file_fleetacs_events_v1_events_proto_rawDescData
 }
 
-var file_fleetacs_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_fleetacs_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_fleetacs_events_v1_events_proto_goTypes = []any{
 	(*Event)(nil),                    // 0: fleetacs.events.v1.Event
 	(*InformEvent)(nil),              // 1: fleetacs.events.v1.InformEvent
@@ -880,35 +1014,38 @@ var file_fleetacs_events_v1_events_proto_goTypes = []any{
 	(*DeviceReport)(nil),             // 3: fleetacs.events.v1.DeviceReport
 	(*TransferComplete)(nil),         // 4: fleetacs.events.v1.TransferComplete
 	(*SessionFailed)(nil),            // 5: fleetacs.events.v1.SessionFailed
-	(*ConnectionRequestOutcome)(nil), // 6: fleetacs.events.v1.ConnectionRequestOutcome
-	(*WatchEventsRequest)(nil),       // 7: fleetacs.events.v1.WatchEventsRequest
-	(*WatchEventsResponse)(nil),      // 8: fleetacs.events.v1.WatchEventsResponse
-	(*timestamppb.Timestamp)(nil),    // 9: google.protobuf.Timestamp
-	(*v1.Task)(nil),                  // 10: fleetacs.tasks.v1.Task
-	(*v11.CampaignEvent)(nil),        // 11: fleetacs.campaigns.v1.CampaignEvent
-	(v1.WakeStatus)(0),               // 12: fleetacs.tasks.v1.WakeStatus
+	(*PresetFirmware)(nil),           // 6: fleetacs.events.v1.PresetFirmware
+	(*ConnectionRequestOutcome)(nil), // 7: fleetacs.events.v1.ConnectionRequestOutcome
+	(*WatchEventsRequest)(nil),       // 8: fleetacs.events.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),      // 9: fleetacs.events.v1.WatchEventsResponse
+	(*timestamppb.Timestamp)(nil),    // 10: google.protobuf.Timestamp
+	(*v1.Task)(nil),                  // 11: fleetacs.tasks.v1.Task
+	(*v11.CampaignEvent)(nil),        // 12: fleetacs.campaigns.v1.CampaignEvent
+	(v1.WakeStatus)(0),               // 13: fleetacs.tasks.v1.WakeStatus
 }
 var file_fleetacs_events_v1_events_proto_depIdxs = []int32{
-	9,  // 0: fleetacs.events.v1.Event.time:type_name -> google.protobuf.Timestamp
-	10, // 1: fleetacs.events.v1.Event.task:type_name -> fleetacs.tasks.v1.Task
+	10, // 0: fleetacs.events.v1.Event.time:type_name -> google.protobuf.Timestamp
+	11, // 1: fleetacs.events.v1.Event.task:type_name -> fleetacs.tasks.v1.Task
 	3,  // 2: fleetacs.events.v1.Event.device:type_name -> fleetacs.events.v1.DeviceReport
 	4,  // 3: fleetacs.events.v1.Event.transfer_complete:type_name -> fleetacs.events.v1.TransferComplete
 	5,  // 4: fleetacs.events.v1.Event.session_failed:type_name -> fleetacs.events.v1.SessionFailed
-	6,  // 5: fleetacs.events.v1.Event.connection_request:type_name -> fleetacs.events.v1.ConnectionRequestOutcome
-	11, // 6: fleetacs.events.v1.Event.campaign:type_name -> fleetacs.campaigns.v1.CampaignEvent
-	1,  // 7: fleetacs.events.v1.DeviceReport.events:type_name -> fleetacs.events.v1.InformEvent
-	2,  // 8: fleetacs.events.v1.DeviceReport.values:type_name -> fleetacs.events.v1.ChangedValue
-	9,  // 9: fleetacs.events.v1.TransferComplete.start_time:type_name -> google.protobuf.Timestamp
-	9,  // 10: fleetacs.events.v1.TransferComplete.complete_time:type_name -> google.protobuf.Timestamp
-	12, // 11: fleetacs.events.v1.ConnectionRequestOutcome.status:type_name -> fleetacs.tasks.v1.WakeStatus
-	0,  // 12: fleetacs.events.v1.WatchEventsResponse.event:type_name -> fleetacs.events.v1.Event
-	7,  // 13: fleetacs.events.v1.EventsService.WatchEvents:input_type -> fleetacs.events.v1.WatchEventsRequest
-	8,  // 14: fleetacs.events.v1.EventsService.WatchEvents:output_type -> fleetacs.events.v1.WatchEventsResponse
-	14, // [14:15] is the sub-list for method output_type
-	13, // [13:14] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	7,  // 5: fleetacs.events.v1.Event.connection_request:type_name -> fleetacs.events.v1.ConnectionRequestOutcome
+	6,  // 6: fleetacs.events.v1.Event.preset_firmware:type_name -> fleetacs.events.v1.PresetFirmware
+	12, // 7: fleetacs.events.v1.Event.campaign:type_name -> fleetacs.campaigns.v1.CampaignEvent
+	1,  // 8: fleetacs.events.v1.DeviceReport.events:type_name -> fleetacs.events.v1.InformEvent
+	2,  // 9: fleetacs.events.v1.DeviceReport.values:type_name -> fleetacs.events.v1.ChangedValue
+	10, // 10: fleetacs.events.v1.TransferComplete.start_time:type_name -> google.protobuf.Timestamp
+	10, // 11: fleetacs.events.v1.TransferComplete.complete_time:type_name -> google.protobuf.Timestamp
+	10, // 12: fleetacs.events.v1.PresetFirmware.retry_time:type_name -> google.protobuf.Timestamp
+	13, // 13: fleetacs.events.v1.ConnectionRequestOutcome.status:type_name -> fleetacs.tasks.v1.WakeStatus
+	0,  // 14: fleetacs.events.v1.WatchEventsResponse.event:type_name -> fleetacs.events.v1.Event
+	8,  // 15: fleetacs.events.v1.EventsService.WatchEvents:input_type -> fleetacs.events.v1.WatchEventsRequest
+	9,  // 16: fleetacs.events.v1.EventsService.WatchEvents:output_type -> fleetacs.events.v1.WatchEventsResponse
+	16, // [16:17] is the sub-list for method output_type
+	15, // [15:16] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_fleetacs_events_v1_events_proto_init() }
@@ -922,6 +1059,7 @@ func file_fleetacs_events_v1_events_proto_init() {
 		(*Event_TransferComplete)(nil),
 		(*Event_SessionFailed)(nil),
 		(*Event_ConnectionRequest)(nil),
+		(*Event_PresetFirmware)(nil),
 		(*Event_Campaign)(nil),
 	}
 	type x struct{}
@@ -930,7 +1068,7 @@ func file_fleetacs_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fleetacs_events_v1_events_proto_rawDesc), len(file_fleetacs_events_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

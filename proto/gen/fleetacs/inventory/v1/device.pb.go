@@ -82,9 +82,17 @@ type Device struct {
 	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	// Parameters and objects, sorted by path. Filled only when the request
 	// asked for them (ParameterSelector).
-	Parameters    []*Parameter `protobuf:"bytes,20,rep,name=parameters,proto3" json:"parameters,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Parameters []*Parameter `protobuf:"bytes,20,rep,name=parameters,proto3" json:"parameters,omitempty"`
+	// What the device's sessions recorded of the presets
+	// (docs/provisioning.md, "Convergence"): "s<revision of the tenant's
+	// preset set>" once the device converged to that set, followed by "!"
+	// when the CPE refused part of what the presets ask, and by
+	// "~fw<unix time>.<attempt>" while a preset's firmware version is
+	// awaited; empty when none (AddTags and RemoveTags clear it). Campaigns
+	// that apply a preset verify it.
+	PresetsFingerprint string `protobuf:"bytes,21,opt,name=presets_fingerprint,json=presetsFingerprint,proto3" json:"presets_fingerprint,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Device) Reset() {
@@ -255,6 +263,13 @@ func (x *Device) GetParameters() []*Parameter {
 		return x.Parameters
 	}
 	return nil
+}
+
+func (x *Device) GetPresetsFingerprint() string {
+	if x != nil {
+		return x.PresetsFingerprint
+	}
+	return ""
 }
 
 // DeviceId is the Inform's DeviceIdStruct (docs/protocol.md §5.2, §5.3), with
@@ -630,7 +645,7 @@ var File_fleetacs_inventory_v1_device_proto protoreflect.FileDescriptor
 
 const file_fleetacs_inventory_v1_device_proto_rawDesc = "" +
 	"\n" +
-	"\"fleetacs/inventory/v1/device.proto\x12\x15fleetacs.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe8\b\n" +
+	"\"fleetacs/inventory/v1/device.proto\x12\x15fleetacs.inventory.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x99\t\n" +
 	"\x06Device\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12<\n" +
@@ -655,7 +670,8 @@ const file_fleetacs_inventory_v1_device_proto_rawDesc = "" +
 	"updateTime\x12@\n" +
 	"\n" +
 	"parameters\x18\x14 \x03(\v2 .fleetacs.inventory.v1.ParameterR\n" +
-	"parameters\"\x8a\x01\n" +
+	"parameters\x12/\n" +
+	"\x13presets_fingerprint\x18\x15 \x01(\tR\x12presetsFingerprint\"\x8a\x01\n" +
 	"\bDeviceId\x12\"\n" +
 	"\fmanufacturer\x18\x01 \x01(\tR\fmanufacturer\x12\x10\n" +
 	"\x03oui\x18\x02 \x01(\tR\x03oui\x12#\n" +
