@@ -22,6 +22,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fleetacs/fleetacs/pkg/mongoindex"
 	campaignsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/campaigns/v1"
 	"github.com/fleetacs/fleetacs/services/campaigns/store"
 )
@@ -56,16 +57,18 @@ func (s *Store) Start(ctx context.Context) error {
 	if err := s.db.Client().Ping(ctx, nil); err != nil {
 		return fmt.Errorf("start mongodb campaigns store: %w", mapErr(ctx, err))
 	}
-	if _, err := s.db.Collection(Campaigns).Indexes().CreateMany(ctx, []mongo.IndexModel{
+	// Safe when several processes start at once, and again at every
+	// start on FerretDB (package mongoindex).
+	if err := mongoindex.Ensure(ctx, s.db.Collection(Campaigns), []mongo.IndexModel{
 		{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "create_time", Value: -1}, {Key: "cid", Value: -1}}, Options: options.Index().SetName("tenant_created")},
 		{Keys: bson.D{{Key: "settled", Value: 1}}, Options: options.Index().SetName("settled")},
-	}); err != nil {
+	}...); err != nil {
 		return fmt.Errorf("start mongodb campaigns store: indexes: %w", mapErr(ctx, err))
 	}
-	if _, err := s.db.Collection(Devices).Indexes().CreateMany(ctx, []mongo.IndexModel{
+	if err := mongoindex.Ensure(ctx, s.db.Collection(Devices), []mongo.IndexModel{
 		{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "campaign", Value: 1}, {Key: "seq", Value: 1}}, Options: options.Index().SetName("campaign_seq")},
 		{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "campaign", Value: 1}, {Key: "outcome", Value: 1}, {Key: "seq", Value: 1}}, Options: options.Index().SetName("campaign_outcome")},
-	}); err != nil {
+	}...); err != nil {
 		return fmt.Errorf("start mongodb campaigns store: indexes: %w", mapErr(ctx, err))
 	}
 	s.started = true
