@@ -38,6 +38,7 @@ import (
 	"github.com/fleetacs/fleetacs/services/tasks"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -623,23 +624,31 @@ func buildGateway(a *app) (lifecycle.Service, error) {
 	}, nil
 }
 
-// grpcServerStats instruments the process's gRPC server: with the
-// OpenTelemetry gRPC instrumentation (a span per call, the caller's trace
-// context, RPC metrics) when spans are exported, else with the call
-// duration histogram alone (telemetry.GRPCServerMetrics says why).
-func (a *app) grpcServerStats() (stats.Handler, error) {
-	if a.telemetry.Tracing {
-		return otelgrpc.NewServerHandler(a.otelgrpcOptions()...), nil
+// grpcServerStats instruments the process's gRPC server: always the call
+// duration histogram of its own (telemetry.GRPCServerMetrics says why),
+// and the OpenTelemetry gRPC instrumentation (a span per call, the
+// caller's trace context) when spans are exported.
+func (a *app) grpcServerStats() ([]stats.Handler, error) {
+	m, err := telemetry.NewGRPCServerMetrics(a.telemetry.Meter)
+	if err != nil {
+		return nil, err
 	}
-	return telemetry.NewGRPCServerMetrics(a.telemetry.Meter)
+	if a.telemetry.Tracing {
+		return []stats.Handler{otelgrpc.NewServerHandler(a.otelgrpcOptions()...), m}, nil
+	}
+	return []stats.Handler{m}, nil
 }
 
-// otelgrpcOptions feed the process's providers to the OpenTelemetry gRPC
-// instrumentation, installed while tracing is on.
+// otelgrpcOptions feed the process's tracer and propagator to the
+// OpenTelemetry gRPC instrumentation, installed while tracing is on, and
+// no meter: its own RPC metrics built an attribute set on every call of
+// every client and server (the servers' rpc.server.call.duration comes
+// from telemetry.GRPCServerMetrics, with or without tracing), which was
+// most of what tracing at a 1% sample rate cost (BENCHMARKS.md, issue 11).
 func (a *app) otelgrpcOptions() []otelgrpc.Option {
 	return []otelgrpc.Option{
 		otelgrpc.WithTracerProvider(a.telemetry.Tracer),
-		otelgrpc.WithMeterProvider(a.telemetry.Meter),
+		otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()),
 		otelgrpc.WithPropagators(a.telemetry.Propagator),
 	}
 }

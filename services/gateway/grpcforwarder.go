@@ -10,6 +10,7 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/affinity"
 	sessionsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/sessions/v1"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
@@ -95,8 +96,12 @@ func NewGRPCForwarder(workers Workers, o GRPCForwarderOptions) *GRPCForwarder {
 		if prop == nil {
 			prop = propagation.TraceContext{}
 		}
+		// Spans only: the instrumentation's RPC metrics (a no-op meter
+		// here, not the global one) would build an attribute set per
+		// call.
 		dial = append(dial, grpc.WithStatsHandler(otelgrpc.NewClientHandler(
-			otelgrpc.WithTracerProvider(o.TracerProvider), otelgrpc.WithPropagators(prop))))
+			otelgrpc.WithTracerProvider(o.TracerProvider), otelgrpc.WithPropagators(prop),
+			otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()))))
 	}
 	// Caller options come last and so win (their credentials replace the
 	// plain-text default).
