@@ -7,8 +7,10 @@
 # with a parent-based 1% trace-ID ratio sampler, in alternating runs (off,
 # on, off, on, ...: the machine is shared). Each run starts the five
 # fleetacs processes afresh with its variables; the inventory keeps the
-# devices between runs. Prints each run, the means, the overhead, and the
-# spans the sink took in each traced run (which proves export happened).
+# devices between runs. Prints each run (sessions/s, and the CPU time the
+# five processes spent per session, a figure a busy shared machine moves
+# less than the rate), the means, the overhead, and the spans the sink
+# took in each traced run (which proves export happened).
 #
 #   DEVICES (2000)  DURATION (20s per run)  CONC (128 in flight)
 #   RUNS (3 of each)  RATIO (0.01)  FLEETACS_BIN (./bin/fleetacs, built)
@@ -45,6 +47,9 @@ freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0
 wait_http() { for _ in $(seq 1 300); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not ready: $1" >&2; return 1; }
 rate() { sed -n 's/.*; \([0-9.]*\) sessions\/s.*/\1/p' | head -1; }
 sim() { "$root/bin/cpesim" "$@"; }
+# CPU time (user+system, clock ticks) of the processes given.
+ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo $t; }
+hz=$(getconf CLK_TCK)
 admit=(-gateway.admission-rate=50000 -gateway.admission-burst=50000)
 
 # The collector stand-in, for the whole benchmark.
@@ -110,7 +115,7 @@ sim -url "http://127.0.0.1:$g2/" -devices $half -prefix DB -boot-storm -concurre
 wait $b1
 down
 
-declare -a off_rates on_rates on_spans
+declare -a off_rates on_rates on_spans off_cpu on_cpu
 lines=()
 for i in $(seq 1 "$runs"); do
 	for mode in off on; do
@@ -124,22 +129,26 @@ for i in $(seq 1 "$runs"); do
 				prof+=($!)
 			done
 		fi
+		c0=$(ticks "${procs[@]}")
 		r=$(load "$duration" "$work/run-$mode-$i")
+		c1=$(ticks "${procs[@]}")
 		for p in "${prof[@]}"; do wait "$p" || true; done
 		down
+		cpu=$(awk -v t=$((c1 - c0)) -v hz=$hz -v r="$r" -v d="${duration%s}" 'BEGIN{printf "%.0f", t*1e6/hz/(r*d)}')
 		spans=$(($(sink_spans) - before))
 		if [ $mode = off ]; then
-			off_rates+=("$r")
+			off_rates+=("$r"); off_cpu+=("$cpu")
 			[ "$spans" -eq 0 ] || { echo "tracing off, yet the sink took $spans spans" >&2; exit 1; }
 		else
-			on_rates+=("$r"); on_spans+=("$spans")
+			on_rates+=("$r"); on_spans+=("$spans"); on_cpu+=("$cpu")
 		fi
-		lines+=("| $i | $mode | $r | $spans |")
-		echo "run $i tracing $mode: $r sessions/s, $spans spans" >&2
+		lines+=("| $i | $mode | $r | $cpu | $spans |")
+		echo "run $i tracing $mode: $r sessions/s, $cpu µs CPU/session, $spans spans" >&2
 	done
 done
 mean() { printf '%s\n' "$@" | awk '{s+=$1} END{printf "%.0f", s/NR}'; }
 moff=$(mean "${off_rates[@]}"); mon=$(mean "${on_rates[@]}")
+coff=$(mean "${off_cpu[@]}"); con=$(mean "${on_cpu[@]}")
 for s in "${on_spans[@]}"; do [ "$s" -gt 0 ] || { echo "a traced run exported no span" >&2; exit 1; }; done
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
@@ -151,9 +160,10 @@ echo "periodic Informs, $conc sessions in flight, $duration per run after $warm 
 echo "Tracing on: OTLP/gRPC to tools/otlpsink on loopback, OTEL_TRACES_SAMPLER=parentbased_traceidratio,"
 echo "OTEL_TRACES_SAMPLER_ARG=$ratio. Off: OTEL_TRACES_EXPORTER=none."
 echo
-echo "| run | tracing | sessions/s | spans exported |"
-echo "|---|---|---|---|"
+echo "| run | tracing | sessions/s | CPU µs/session (5 processes) | spans exported |"
+echo "|---|---|---|---|---|"
 printf '%s\n' "${lines[@]}"
 echo
-echo "Mean: off $moff, on $mon sessions/s; on is $(awk -v a="$moff" -v b="$mon" 'BEGIN{printf "%+.1f%%", (b-a)*100/a}') against off."
+echo "Mean: off $moff, on $mon sessions/s ($(awk -v a="$moff" -v b="$mon" 'BEGIN{printf "%+.1f%%", (b-a)*100/a}')); CPU per session off $coff µs, on $con µs ($(awk -v a="$coff" -v b="$con" 'BEGIN{printf "%+.1f%%", (b-a)*100/a}'))."
+echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
 grep -h '^errors' "$work"/run-*.1 "$work"/run-*.2 2>/dev/null | sort | uniq -c | sed 's/^/    /' || true

@@ -315,7 +315,7 @@ func buildInventoryClient(a *app) (lifecycle.Service, error) {
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
 	)
 	if a.telemetry.Tracing {
-		dial = append(dial, grpc.WithStatsHandler(otelgrpc.NewClientHandler(a.otelgrpcOptions()...)))
+		dial = append(dial, grpc.WithStatsHandler(a.telemetry.GRPCStats(otelgrpc.NewClientHandler(a.otelgrpcOptions()...), true)))
 	}
 	addr := a.opts.InventoryAddr
 	if addr == "" {
@@ -496,7 +496,7 @@ func warnIfShared(logger *slog.Logger, what, path string) {
 func buildTasksClient(a *app) (lifecycle.Service, error) {
 	dial := append(a.dialOptions(), a.internal.DialOptions()...)
 	if a.telemetry.Tracing {
-		dial = append(dial, grpc.WithStatsHandler(otelgrpc.NewClientHandler(a.otelgrpcOptions()...)))
+		dial = append(dial, grpc.WithStatsHandler(a.telemetry.GRPCStats(otelgrpc.NewClientHandler(a.otelgrpcOptions()...), true)))
 	}
 	addr := a.opts.TasksAddr
 	if addr == "" {
@@ -583,7 +583,7 @@ func buildGateway(a *app) (lifecycle.Service, error) {
 	fwd := gateway.NewGRPCForwarder(
 		affinity.NewLiveCache(a.shared.store.Registry, time.Second, nil),
 		gateway.GRPCForwarderOptions{
-			TracerProvider: a.tracerProvider(), Propagator: a.telemetry.Propagator,
+			TracerProvider: a.tracerProvider(), Propagator: a.telemetry.Propagator, WrapStats: a.telemetry.GRPCStats,
 			DialOptions: append(a.dialOptions(), a.internal.DialOptions()...),
 			LocalConn:   a.localConn,
 		},
@@ -626,15 +626,16 @@ func buildGateway(a *app) (lifecycle.Service, error) {
 
 // grpcServerStats instruments the process's gRPC server: always the call
 // duration histogram of its own (telemetry.GRPCServerMetrics says why),
-// and the OpenTelemetry gRPC instrumentation (a span per call, the
-// caller's trace context) when spans are exported.
+// and the OpenTelemetry gRPC instrumentation (a span per sampled call, the
+// caller's trace context: telemetry.SkipUnsampled) when spans are
+// exported.
 func (a *app) grpcServerStats() ([]stats.Handler, error) {
 	m, err := telemetry.NewGRPCServerMetrics(a.telemetry.Meter)
 	if err != nil {
 		return nil, err
 	}
 	if a.telemetry.Tracing {
-		return []stats.Handler{otelgrpc.NewServerHandler(a.otelgrpcOptions()...), m}, nil
+		return []stats.Handler{a.telemetry.GRPCStats(otelgrpc.NewServerHandler(a.otelgrpcOptions()...), false), m}, nil
 	}
 	return []stats.Handler{m}, nil
 }

@@ -141,7 +141,7 @@ func TestTraceAcrossServices(t *testing.T) {
 	otel := func(service string) []string {
 		return []string{
 			"OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_ENDPOINT=" + endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
-			"OTEL_TRACES_SAMPLER=always_on", "OTEL_BSP_SCHEDULE_DELAY=50", "OTEL_SERVICE_NAME=" + service,
+			"OTEL_TRACES_SAMPLER=parentbased_always_on", "OTEL_BSP_SCHEDULE_DELAY=50", "OTEL_SERVICE_NAME=" + service,
 		}
 	}
 
