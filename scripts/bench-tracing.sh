@@ -15,7 +15,7 @@
 #   DEVICES (2000)  DURATION (20s per run)  CONC (128 in flight)
 #   RUNS (3 of each)  RATIO (0.01)  FLEETACS_BIN (./bin/fleetacs, built)
 #   WARM (5s: known-device sessions before each measured run)
-#   PROFILE (unset; a directory: 10s CPU profiles of gateway1 and worker1
+#   PROFILE (unset; a directory: 10s CPU profiles of gateway1, worker1 and inventory
 #   in the middle of every measured run, <mode>-<run>-<process>.pprof)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,13 +76,13 @@ up() {
 	fi
 	inv=$(freeport); w1=$(freeport); w2=$(freeport); g1=$(freeport); g2=$(freeport)
 	local common=(-log.level=warn -redis.addr=127.0.0.1:$rport -client.inventory-addr=127.0.0.1:$inv -internal.token-file="$work/internal.token")
-	procs=()
+	procs=(); names=()
 	declare -gA admin
 	p() {
 		local name=$1; shift
 		admin[$name]=$(freeport)
 		env "${env[@]}" OTEL_SERVICE_NAME="fleetacs-$name" "$fleetacs" "${common[@]}" "${pprof[@]}" -server.http-addr=127.0.0.1:${admin[$name]} "$@" >>"$work/$name.log" 2>&1 &
-		procs+=($!); pids+=($!)
+		procs+=($!); pids+=($!); names+=("$name")
 	}
 	p inventory -server.internal-grpc-addr=127.0.0.1:$inv -server.grpc-addr=127.0.0.1:0 -data-dir="$work/dist" -inventory.sqlite-path="$work/dist.db" inventory
 	p worker1 -server.internal-grpc-addr=127.0.0.1:$w1 -sessions.advertise-addr=127.0.0.1:$w1 -sessions.worker-id=w1 sessions
@@ -124,14 +124,20 @@ for i in $(seq 1 "$runs"); do
 		load "$warm" "$work/warm-$mode-$i" >/dev/null
 		prof=()
 		if [ -n "$profile" ]; then
-			for n in gateway1 worker1; do
+			for n in gateway1 worker1 inventory; do
 				(sleep 3; curl -fs -o "$profile/$mode-$i-$n.pprof" "http://127.0.0.1:${admin[$n]}/debug/pprof/profile?seconds=10") &
 				prof+=($!)
 			done
 		fi
 		c0=$(ticks "${procs[@]}")
+		pc0=(); for p in "${procs[@]}"; do pc0+=("$(ticks "$p")"); done
 		r=$(load "$duration" "$work/run-$mode-$i")
 		c1=$(ticks "${procs[@]}")
+		per=""
+		for k in "${!procs[@]}"; do
+			per+="${names[$k]} $(awk -v t=$(($(ticks "${procs[$k]}") - ${pc0[$k]})) -v hz=$hz -v r="$r" -v d="${duration%s}" 'BEGIN{printf "%.0f", t*1e6/hz/(r*d)}') "
+		done
+		echo "run $i tracing $mode: CPU µs/session by process: $per" >>"$work/per-process.txt"
 		for p in "${prof[@]}"; do wait "$p" || true; done
 		down
 		cpu=$(awk -v t=$((c1 - c0)) -v hz=$hz -v r="$r" -v d="${duration%s}" 'BEGIN{printf "%.0f", t*1e6/hz/(r*d)}')
@@ -166,4 +172,6 @@ printf '%s\n' "${lines[@]}"
 echo
 echo "Mean: off $moff, on $mon sessions/s ($(awk -v a="$moff" -v b="$mon" 'BEGIN{printf "%+.1f%%", (b-a)*100/a}')); CPU per session off $coff µs, on $con µs ($(awk -v a="$coff" -v b="$con" 'BEGIN{printf "%+.1f%%", (b-a)*100/a}'))."
 echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+echo
+sed 's/^/    /' "$work/per-process.txt"
 grep -h '^errors' "$work"/run-*.1 "$work"/run-*.2 2>/dev/null | sort | uniq -c | sed 's/^/    /' || true
