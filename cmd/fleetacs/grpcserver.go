@@ -65,14 +65,17 @@ var _ lifecycle.Service = (*grpcServer)(nil)
 // newGRPCServer builds a gRPC server for the address that the flag setting
 // chose, with extra options (credentials, interceptors). It does no I/O.
 func (a *app) newGRPCServer(setting, addr string, public bool, extra ...grpc.ServerOption) (*grpcServer, error) {
-	sh, err := a.grpcServerStats()
+	shs, err := a.grpcServerStats()
 	if err != nil {
 		return nil, err
 	}
-	sopts := []grpc.ServerOption{
-		grpc.StatsHandler(sh),
-		grpc.MaxRecvMsgSize(64 << 20),
-		grpc.MaxSendMsgSize(64 << 20),
+	var sopts []grpc.ServerOption
+	for _, sh := range shs {
+		sopts = append(sopts, grpc.StatsHandler(sh))
+	}
+	sopts = append(sopts,
+		grpc.MaxRecvMsgSize(64<<20),
+		grpc.MaxSendMsgSize(64<<20),
 		grpc.StaticStreamWindowSize(grpcStreamWindow),
 		grpc.StaticConnWindowSize(grpcConnWindow),
 		// Headers beyond this are refused with the call, before any
@@ -83,7 +86,7 @@ func (a *app) newGRPCServer(setting, addr string, public bool, extra ...grpc.Ser
 		// handshake by then is closed, rather than hold a slot of the
 		// connection caps for gRPC's default two minutes.
 		grpc.ConnectionTimeout(grpcHandshakeTimeout),
-	}
+	)
 	if n := a.opts.GRPCStreamWorkers; n > 0 {
 		// A goroutine per call starts with a small stack and grows it
 		// (copying) on every call: 8 to 12% of a worker's or inventory's

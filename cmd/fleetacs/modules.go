@@ -39,6 +39,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -329,7 +330,7 @@ func buildInventoryClient(a *app) (lifecycle.Service, error) {
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
 	)
 	if a.telemetry.Tracing {
-		dial = append(dial, grpc.WithStatsHandler(otelgrpc.NewClientHandler(a.otelgrpcOptions()...)))
+		dial = append(dial, grpc.WithStatsHandler(a.telemetry.GRPCStats(otelgrpc.NewClientHandler(a.otelgrpcOptions()...), true)))
 	}
 	addr := a.opts.InventoryAddr
 	if addr == "" {
@@ -514,7 +515,7 @@ func warnIfShared(logger *slog.Logger, what, path string) {
 func buildTasksClient(a *app) (lifecycle.Service, error) {
 	dial := append(a.dialOptions(), a.internal.DialOptions()...)
 	if a.telemetry.Tracing {
-		dial = append(dial, grpc.WithStatsHandler(otelgrpc.NewClientHandler(a.otelgrpcOptions()...)))
+		dial = append(dial, grpc.WithStatsHandler(a.telemetry.GRPCStats(otelgrpc.NewClientHandler(a.otelgrpcOptions()...), true)))
 	}
 	addr := a.opts.TasksAddr
 	if addr == "" {
@@ -646,7 +647,7 @@ func buildGateway(a *app) (lifecycle.Service, error) {
 	fwd := gateway.NewGRPCForwarder(
 		affinity.NewLiveCache(a.shared.store.Registry, time.Second, nil),
 		gateway.GRPCForwarderOptions{
-			TracerProvider: a.tracerProvider(), Propagator: a.telemetry.Propagator,
+			TracerProvider: a.tracerProvider(), Propagator: a.telemetry.Propagator, WrapStats: a.telemetry.GRPCStats,
 			DialOptions: append(a.dialOptions(), a.internal.DialOptions()...),
 			LocalConn:   a.localConn,
 		},
@@ -687,23 +688,32 @@ func buildGateway(a *app) (lifecycle.Service, error) {
 	}, nil
 }
 
-// grpcServerStats instruments the process's gRPC server: with the
-// OpenTelemetry gRPC instrumentation (a span per call, the caller's trace
-// context, RPC metrics) when spans are exported, else with the call
-// duration histogram alone (telemetry.GRPCServerMetrics says why).
-func (a *app) grpcServerStats() (stats.Handler, error) {
-	if a.telemetry.Tracing {
-		return otelgrpc.NewServerHandler(a.otelgrpcOptions()...), nil
+// grpcServerStats instruments the process's gRPC server: always the call
+// duration histogram of its own (telemetry.GRPCServerMetrics says why),
+// and the OpenTelemetry gRPC instrumentation (a span per sampled call, the
+// caller's trace context: telemetry.SkipUnsampled) when spans are
+// exported.
+func (a *app) grpcServerStats() ([]stats.Handler, error) {
+	m, err := telemetry.NewGRPCServerMetrics(a.telemetry.Meter)
+	if err != nil {
+		return nil, err
 	}
-	return telemetry.NewGRPCServerMetrics(a.telemetry.Meter)
+	if a.telemetry.Tracing {
+		return []stats.Handler{a.telemetry.GRPCStats(otelgrpc.NewServerHandler(a.otelgrpcOptions()...), false), m}, nil
+	}
+	return []stats.Handler{m}, nil
 }
 
-// otelgrpcOptions feed the process's providers to the OpenTelemetry gRPC
-// instrumentation, installed while tracing is on.
+// otelgrpcOptions feed the process's tracer and propagator to the
+// OpenTelemetry gRPC instrumentation, installed while tracing is on, and
+// no meter: its own RPC metrics built an attribute set on every call of
+// every client and server (the servers' rpc.server.call.duration comes
+// from telemetry.GRPCServerMetrics, with or without tracing), which was
+// most of what tracing at a 1% sample rate cost (BENCHMARKS.md, issue 11).
 func (a *app) otelgrpcOptions() []otelgrpc.Option {
 	return []otelgrpc.Option{
 		otelgrpc.WithTracerProvider(a.telemetry.Tracer),
-		otelgrpc.WithMeterProvider(a.telemetry.Meter),
+		otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()),
 		otelgrpc.WithPropagators(a.telemetry.Propagator),
 	}
 }

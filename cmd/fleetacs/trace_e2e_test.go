@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -140,13 +141,13 @@ func TestTraceAcrossServices(t *testing.T) {
 	otel := func(service string) []string {
 		return []string{
 			"OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_ENDPOINT=" + endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
-			"OTEL_TRACES_SAMPLER=always_on", "OTEL_BSP_SCHEDULE_DELAY=50", "OTEL_SERVICE_NAME=" + service,
+			"OTEL_TRACES_SAMPLER=parentbased_always_on", "OTEL_BSP_SCHEDULE_DELAY=50", "OTEL_SERVICE_NAME=" + service,
 		}
 	}
 
 	ns := startPrivateNATS(t, c)
 	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) }
-	coreAddr, corePublic, w1Addr, w2Addr, gwAddr := addr(), addr(), addr(), addr(), addr()
+	coreAddr, corePublic, w1Addr, w2Addr, gwAddr, coreAdmin := addr(), addr(), addr(), addr(), addr(), addr()
 	internalToken := filepath.Join(c.dir, "internal.token")
 	if err := secretbox.WriteFileExclusive(internalToken, []byte("e2e-internal-token-0123456789abcdef0123456789\n")); err != nil {
 		t.Fatal(err)
@@ -164,7 +165,7 @@ func TestTraceAcrossServices(t *testing.T) {
 		"-client.tasks-addr="+coreAddr,
 		"-inventory.store=sqlite", "-inventory.sqlite-path="+filepath.Join(c.dir, "inventory.db"),
 		"-tasks.sqlite-path="+filepath.Join(c.dir, "tasks.db"), "-notifier.allow-loopback",
-		"inventory", "tasks", "notifier")...)
+		"-server.http-addr="+coreAdmin, "inventory", "tasks", "notifier")...)
 	worker := func(name, a string) *proc {
 		c.env = otel("fleetacs-" + name)
 		return c.start(name, args("-server.internal-grpc-addr="+a, "-sessions.advertise-addr="+a, "-client.tasks-addr="+coreAddr,
@@ -373,6 +374,33 @@ func TestTraceAcrossServices(t *testing.T) {
 		return nil
 	})
 	t.Logf("task %s: delivered by a session whose exchange links to the CreateTask span; the CPE's 9005 is on its exchange span", created.GetTask().GetId())
+
+	// With tracing on, the gRPC call metrics are the same as with it off:
+	// rpc.server.call.duration from the process's own handler, none from
+	// the OpenTelemetry instrumentation (its per-call attribute sets cost
+	// more than the spans at a low sample rate) and no client metrics.
+	resp, err := http.Get("http://" + coreAdmin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	metrics, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var served bool
+	for _, line := range strings.Split(string(metrics), "\n") {
+		switch {
+		case strings.HasPrefix(line, "rpc_client_"), strings.Contains(line, `otel_scope_name="go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"`):
+			t.Errorf("metric of the OpenTelemetry gRPC instrumentation: %s", line)
+		case strings.HasPrefix(line, "rpc_server_call_duration_seconds_count{") &&
+			strings.Contains(line, `rpc_method="fleetacs.inventory.v1.InventoryInternalService/GetDeviceForSession"`):
+			served = true
+		}
+	}
+	if !served {
+		t.Errorf("no rpc_server_call_duration_seconds_count of the inventory's GetDeviceForSession on the core's /metrics")
+	}
 }
 
 // traceChain is the spans of one CWMP exchange, from the gateway to the

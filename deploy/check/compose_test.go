@@ -52,7 +52,7 @@ func loadCompose(path string) (*types.Project, error) {
 // health check because their images have no tool to run one.
 var (
 	composeFleetacs = map[string][]string{
-		"gateway-1": {"7547:7547"}, "gateway-2": {"7557:7547"},
+		"gateway-1": {"7547:7547", "9320:9300", "9382:9380"}, "gateway-2": {"7557:7547"},
 		"sessions-1": nil, "sessions-2": nil,
 		"inventory": {"9300:9300", "9380:9380"}, "tasks": {"9310:9300", "9381:9380"},
 		"notifier": {"3478:3478/udp"},
@@ -195,6 +195,8 @@ func checkCompose(p *types.Project, h *Fleetacs, root string) []error {
 		}
 	}
 
+	errs = append(errs, checkComposeFiles(p, root)...)
+
 	// Prometheus scrapes every FleetACS service's admin listener.
 	if errs2 := checkPrometheus(filepath.Join(root, "deploy", "compose", "prometheus.yml")); errs2 != nil {
 		errs = append(errs, errs2...)
@@ -225,6 +227,90 @@ func checkCompose(p *types.Project, h *Fleetacs, root string) []error {
 		}
 		if len(tr.Exporters) == 0 || c.Exporters[tr.Exporters[0]].Endpoint != "jaeger:4317" {
 			bad("otel-collector.yaml: the traces pipeline does not export to jaeger:4317")
+		}
+	}
+	return errs
+}
+
+// composeGateways are the services that run the files module, as the
+// Helm chart's gateways do with files.enabled.
+var composeGateways = []string{"gateway-1", "gateway-2"}
+
+// checkComposeFiles checks the files module's setup against the Helm
+// chart's: in every gateway, on MongoDB (the inventory's server) with
+// GridFS in the chart's bucket, the public API listeners on, one URL key
+// file from the secrets volume that secrets-init makes, a base URL, and
+// the gateways waiting for MongoDB.
+func checkComposeFiles(p *types.Project, root string) []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	var values struct {
+		Files struct {
+			GridfsBucket string `json:"gridfsBucket"`
+			DeviceAuth   string `json:"deviceAuth"`
+		} `json:"files"`
+	}
+	data, err := os.ReadFile(filepath.Join(root, "deploy", "helm", "fleetacs", "values.yaml"))
+	if err == nil {
+		err = yaml.Unmarshal(data, &values)
+	}
+	if err != nil || values.Files.GridfsBucket == "" {
+		return []error{fmt.Errorf("helm values: files.gridfsBucket: %v", err)}
+	}
+	env := func(s types.ServiceConfig, k string) string {
+		if v := s.Environment[k]; v != nil {
+			return *v
+		}
+		return ""
+	}
+	mongoURI := env(p.Services["inventory"], "FLEETACS_INVENTORY_MONGODB_URI")
+	keyFiles := map[string]bool{}
+	for _, n := range composeGateways {
+		s, ok := p.Services[n]
+		if !ok {
+			continue
+		}
+		var targets []string
+		for _, a := range s.Command {
+			if !strings.HasPrefix(a, "-") {
+				targets = append(targets, a)
+			}
+		}
+		if !slices.Contains(targets, "gateway") || !slices.Contains(targets, "files") {
+			bad("%s runs %v, want gateway and files", n, targets)
+		}
+		for k, want := range map[string]string{
+			"FLEETACS_FILES_STORE":          "mongodb",
+			"FLEETACS_FILES_MONGODB_URI":    mongoURI,
+			"FLEETACS_FILES_GRIDFS_BUCKET":  values.Files.GridfsBucket,
+			"FLEETACS_FILES_DEVICE_AUTH":    values.Files.DeviceAuth,
+			"FLEETACS_SERVER_GRPC_ADDR":     ":9300",
+			"FLEETACS_SERVER_API_HTTP_ADDR": ":9380",
+		} {
+			if got := env(s, k); got != want || want == "" {
+				bad("%s: %s is %q, want %q (the Helm chart's files setup)", n, k, got, want)
+			}
+		}
+		if u := env(s, "FLEETACS_FILES_BASE_URL"); !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			bad("%s: FLEETACS_FILES_BASE_URL %q: want the URL CPEs reach /files/ at", n, u)
+		}
+		kf := env(s, "FLEETACS_FILES_URL_KEY_FILE")
+		if !strings.HasPrefix(kf, "/run/fleetacs/") {
+			bad("%s: FLEETACS_FILES_URL_KEY_FILE %q: want a file of the secrets volume", n, kf)
+		}
+		keyFiles[kf] = true
+		if d, ok := s.DependsOn["mongodb"]; !ok || d.Condition != types.ServiceConditionHealthy {
+			bad("%s: the files store is on MongoDB: want it to wait for mongodb to be healthy", n)
+		}
+	}
+	if len(keyFiles) != 1 {
+		bad("the gateways' files URL key files %v: want one, shared (a URL one signs, the other serves)", keyFiles)
+	}
+	init := p.Services["secrets-init"]
+	for kf := range keyFiles {
+		base := strings.TrimPrefix(kf, "/run/fleetacs/")
+		if script := strings.Join(init.Command, " "); !strings.Contains(script, "> "+base) || !strings.Contains(script, "chmod 0400") {
+			bad("secrets-init does not make %s", base)
 		}
 	}
 	return errs
@@ -277,7 +363,15 @@ func TestComposeCheckCatches(t *testing.T) {
 		name, old, new, want string
 		loadErr              bool
 	}{
-		{"unknown flag", `command: ["-gateway.auth-anonymous", "gateway"]`, `command: ["-gateway.auth-anonymus", "gateway"]`, "no flag -gateway.auth-anonymus", false},
+		{"unknown flag", `command: ["-gateway.auth-anonymous", "gateway", "files"]`, `command: ["-gateway.auth-anonymus", "gateway", "files"]`, "no flag -gateway.auth-anonymus", false},
+		{"gateway without files", `command: ["-gateway.auth-anonymous", "gateway", "files"]
+    environment: *gateway-env`, `command: ["-gateway.auth-anonymous", "gateway"]
+    environment: *gateway-env`, "gateway-2 runs [gateway], want gateway and files", false},
+		{"files on sqlite", "FLEETACS_FILES_STORE: mongodb", "FLEETACS_FILES_STORE: sqlite", "FLEETACS_FILES_STORE is \"sqlite\"", false},
+		{"files in another bucket", "FLEETACS_FILES_GRIDFS_BUCKET: fleetacs_files", "FLEETACS_FILES_GRIDFS_BUCKET: files", "FLEETACS_FILES_GRIDFS_BUCKET is \"files\"", false},
+		{"files URL key not made", "> files-url.key", "> files-url.txt", "secrets-init does not make files-url.key", false},
+		{"files URL key in clear", "FLEETACS_FILES_URL_KEY_FILE: /run/fleetacs/files-url.key", "FLEETACS_FILES_URL_KEY: c2VjcmV0", "in clear", false},
+		{"gateways not waiting for MongoDB", "      secrets-init:\n        condition: service_completed_successfully\n      mongodb:\n        condition: service_healthy\n      redis:\n        condition: service_healthy\n      inventory:", "      secrets-init:\n        condition: service_completed_successfully\n      redis:\n        condition: service_healthy\n      inventory:", "gateway-1: the files store is on MongoDB", false},
 		{"unknown target", `command: ["notifier"]`, `command: ["notifer"]`, `no target "notifer"`, false},
 		{"unknown variable", "FLEETACS_REDIS_ADDR: redis:6379", "FLEETACS_REDIS_ADDRESS: redis:6379", "no variable FLEETACS_REDIS_ADDRESS", false},
 		{"secret in clear", "FLEETACS_REDIS_ADDR: redis:6379", "FLEETACS_REDIS_ADDR: redis:6379\n  FLEETACS_REDIS_PASSWORD: hunter2", "in clear", false},
@@ -293,16 +387,17 @@ func TestComposeCheckCatches(t *testing.T) {
 			}
 			mod := strings.Replace(string(orig), c.old, c.new, 1)
 			dir := t.TempDir()
-			// The bind-mounted files, where the copy expects them.
-			if err := os.MkdirAll(filepath.Join(dir, "deploy", "compose"), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			for _, f := range []string{"prometheus.yml", "otel-collector.yaml"} {
-				data, err := os.ReadFile(filepath.Join(root, "deploy", "compose", f))
+			// The bind-mounted files, where the copy expects them, and the
+			// chart's values the files setup is checked against.
+			for _, f := range []string{"deploy/compose/prometheus.yml", "deploy/compose/otel-collector.yaml", "deploy/helm/fleetacs/values.yaml"} {
+				data, err := os.ReadFile(filepath.Join(root, f))
 				if err != nil {
 					t.Fatal(err)
 				}
-				if err := os.WriteFile(filepath.Join(dir, "deploy", "compose", f), data, 0o644); err != nil {
+				if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, f)), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -24,8 +24,9 @@ import (
 // secrets-init's own script makes, started once the services it depends on
 // pass the health check the file names (itself run as written, `fleetacs
 // healthcheck`). MongoDB, Redis and NATS are the tests' private servers
-// (FerretDB for MongoDB); the collector is left out. CPEs then complete
-// sessions through both gateways.
+// (FerretDB for MongoDB); the collector is left out. The two gateways,
+// each with the files module on that database, start at once. CPEs then
+// complete sessions through both gateways.
 func TestComposeRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts MongoDB-wire, Redis, NATS and seven fleetacs processes")
@@ -94,6 +95,9 @@ func TestComposeRuns(t *testing.T) {
 				val = redisAddr
 			case k == "FLEETACS_NATS_URL":
 				val = natsURL
+			case k == "FLEETACS_FILES_BASE_URL":
+				// Where CPEs reach /files/ here: gateway-1's port.
+				val = "http://" + portOf("gateway-1", "7547")
 			case strings.HasSuffix(k, "_MONGODB_URI"):
 				val = mongoURI
 				db := strings.TrimSuffix(k, "_URI") + "_DATABASE"
@@ -221,6 +225,15 @@ func TestComposeRuns(t *testing.T) {
 		if sum.SessionsOK < 3 || sum.SessionsFailed > 0 {
 			dumpLogs()
 			t.Fatalf("%s: %d sessions ok, %d failed: want 3 ok", gw, sum.SessionsOK, sum.SessionsFailed)
+		}
+	}
+	// Both gateways started at once with the files module on one
+	// database, creating its indexes together: neither may have needed a
+	// restart for it (FerretDB drops the connection of a createIndexes
+	// that meets an index another connection made).
+	for _, gw := range composeGateways {
+		if n := procs[gw].restartCount(); n > 0 {
+			t.Errorf("%s was started %d more times: %s", gw, n, procs[gw].tail(5))
 		}
 	}
 }

@@ -97,6 +97,9 @@ type Providers struct {
 	// MetricsHandler serves the Prometheus exposition of Meter's metrics.
 	MetricsHandler http.Handler
 	shutdown       []func(context.Context) error
+	// skipUnsampled: the sampler never samples a span under an unsampled
+	// parent (GRPCStats).
+	skipUnsampled bool
 }
 
 // Shutdown flushes and stops the exporters.
@@ -146,6 +149,7 @@ func Setup(ctx context.Context, service string, getenv func(string) string) (*Pr
 		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res),
 			sdktrace.WithSampler(sampler), sdktrace.WithIDGenerator(idGenerator{}))
 		p.Tracer, p.Tracing = tp, true
+		p.skipUnsampled = getenv("OTEL_TRACES_SAMPLER") != "always_on"
 		p.shutdown = append(p.shutdown, tp.Shutdown)
 	} else {
 		p.Tracer = noop.NewTracerProvider()

@@ -10,11 +10,13 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/affinity"
 	sessionsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/sessions/v1"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -52,6 +54,9 @@ type GRPCForwarderOptions struct {
 	// leaves the connections uninstrumented: no spans, no trace context.
 	TracerProvider trace.TracerProvider
 	Propagator     propagation.TextMapPropagator
+	// WrapStats, when set, wraps that instrumentation (the process's
+	// telemetry.Providers.GRPCStats: no span for an unsampled call).
+	WrapStats func(h stats.Handler, client bool) stats.Handler
 	// LocalConn, when set, returns a channel to a worker in this very
 	// process for its address (grpcinproc), or nil to dial it.
 	LocalConn func(addr string) grpc.ClientConnInterface
@@ -95,8 +100,16 @@ func NewGRPCForwarder(workers Workers, o GRPCForwarderOptions) *GRPCForwarder {
 		if prop == nil {
 			prop = propagation.TraceContext{}
 		}
-		dial = append(dial, grpc.WithStatsHandler(otelgrpc.NewClientHandler(
-			otelgrpc.WithTracerProvider(o.TracerProvider), otelgrpc.WithPropagators(prop))))
+		// Spans only: the instrumentation's RPC metrics (a no-op meter
+		// here, not the global one) would build an attribute set per
+		// call.
+		var sh stats.Handler = otelgrpc.NewClientHandler(
+			otelgrpc.WithTracerProvider(o.TracerProvider), otelgrpc.WithPropagators(prop),
+			otelgrpc.WithMeterProvider(metricnoop.NewMeterProvider()))
+		if o.WrapStats != nil {
+			sh = o.WrapStats(sh, true)
+		}
+		dial = append(dial, grpc.WithStatsHandler(sh))
 	}
 	// Caller options come last and so win (their credentials replace the
 	// plain-text default).

@@ -23,6 +23,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/fleetacs/fleetacs/pkg/mongoindex"
 	campaignsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/campaigns/v1"
 	"github.com/fleetacs/fleetacs/services/campaigns/store"
 )
@@ -58,67 +59,22 @@ func (s *Store) Start(ctx context.Context) error {
 	if err := s.db.Client().Ping(ctx, nil); err != nil {
 		return fmt.Errorf("start mongodb campaigns store: %w", mapErr(ctx, err))
 	}
-	if err := ensureIndexes(ctx, s.db.Collection(Campaigns), []mongo.IndexModel{
+	// Safe when several processes start at once, and again at every
+	// start on FerretDB (package mongoindex).
+	if err := mongoindex.Ensure(ctx, s.db.Collection(Campaigns), []mongo.IndexModel{
 		{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "create_time", Value: -1}, {Key: "cid", Value: -1}}, Options: options.Index().SetName("tenant_created")},
 		{Keys: bson.D{{Key: "settled", Value: 1}}, Options: options.Index().SetName("settled")},
-	}); err != nil {
+	}...); err != nil {
 		return fmt.Errorf("start mongodb campaigns store: indexes: %w", mapErr(ctx, err))
 	}
-	if err := ensureIndexes(ctx, s.db.Collection(Devices), []mongo.IndexModel{
+	if err := mongoindex.Ensure(ctx, s.db.Collection(Devices), []mongo.IndexModel{
 		{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "campaign", Value: 1}, {Key: "seq", Value: 1}}, Options: options.Index().SetName("campaign_seq")},
 		{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "campaign", Value: 1}, {Key: "outcome", Value: 1}, {Key: "seq", Value: 1}}, Options: options.Index().SetName("campaign_outcome")},
-	}); err != nil {
+	}...); err != nil {
 		return fmt.Errorf("start mongodb campaigns store: indexes: %w", mapErr(ctx, err))
 	}
 	s.started = true
 	return nil
-}
-
-// ensureIndexes creates those of the indexes (each named) the collection
-// lacks. Only those: createIndexes is idempotent on MongoDB, but FerretDB
-// drops the connection when asked again for an index that exists, so a
-// second replica, or a restart, could not start (the tasks' store met
-// this too).
-func ensureIndexes(ctx context.Context, coll *mongo.Collection, want []mongo.IndexModel) error {
-	have := map[string]bool{}
-	cur, err := coll.Indexes().List(ctx)
-	var ce mongo.CommandError
-	switch {
-	case errors.As(err, &ce) && ce.Code == 26: // NamespaceNotFound: no collection yet
-	case err != nil:
-		return fmt.Errorf("list indexes: %w", err)
-	default:
-		defer cur.Close(ctx)
-		for cur.Next(ctx) {
-			var ix struct {
-				Name string `bson:"name"`
-			}
-			if err := cur.Decode(&ix); err != nil {
-				return fmt.Errorf("list indexes: %w", err)
-			}
-			have[ix.Name] = true
-		}
-		if err := cur.Err(); err != nil {
-			return fmt.Errorf("list indexes: %w", err)
-		}
-	}
-	var missing []mongo.IndexModel
-	for _, m := range want {
-		var o options.IndexOptions
-		for _, set := range m.Options.List() {
-			if err := set(&o); err != nil {
-				return err
-			}
-		}
-		if o.Name == nil || !have[*o.Name] {
-			missing = append(missing, m)
-		}
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	_, err = coll.Indexes().CreateMany(ctx, missing)
-	return err
 }
 
 // Close forgets the database; the caller disconnects the client.

@@ -21,6 +21,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/fleetacs/fleetacs/pkg/mongoindex"
 	"github.com/fleetacs/fleetacs/services/files/blob"
 )
 
@@ -51,10 +52,23 @@ func New(db *mongo.Database, bucket string, chunkSize int32) *Store {
 	return &Store{db: db, name: bucket, bucket: db.GridFSBucket(o), chunk: chunkSize}
 }
 
-// Start checks that the server answers. The driver creates the bucket's
-// indexes on its first write.
+// Start checks that the server answers and creates the bucket's indexes,
+// those the driver would make at its first write, by the driver's names:
+// here, they are made safely when several processes start at once
+// (package mongoindex), and the driver finds them.
 func (s *Store) Start(ctx context.Context) error {
 	if err := s.db.Client().Ping(ctx, nil); err != nil {
+		return fmt.Errorf("start gridfs blob store: %w", err)
+	}
+	if err := mongoindex.Ensure(ctx, s.db.Collection(s.name+".files"), mongo.IndexModel{
+		Keys: bson.D{{Key: "filename", Value: int32(1)}, {Key: "uploadDate", Value: int32(1)}},
+	}); err != nil {
+		return fmt.Errorf("start gridfs blob store: %w", err)
+	}
+	if err := mongoindex.Ensure(ctx, s.db.Collection(s.name+".chunks"), mongo.IndexModel{
+		Keys:    bson.D{{Key: "files_id", Value: int32(1)}, {Key: "n", Value: int32(1)}},
+		Options: options.Index().SetUnique(true),
+	}); err != nil {
 		return fmt.Errorf("start gridfs blob store: %w", err)
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/fleetacs/fleetacs/pkg/mongoindex"
 	"github.com/fleetacs/fleetacs/services/files/store"
 )
 
@@ -46,10 +47,13 @@ func (s *Store) Start(ctx context.Context) error {
 	if err := s.db.Client().Ping(ctx, nil); err != nil {
 		return fmt.Errorf("start mongodb files store: %w", mapErr(ctx, err))
 	}
-	_, err := coll.Indexes().CreateMany(ctx, []mongo.IndexModel{
+	// Every gateway with the files module starts this at once; FerretDB
+	// drops the connection when asked again for an index that exists
+	// (package mongoindex).
+	err := mongoindex.Ensure(ctx, coll, []mongo.IndexModel{
 		{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "name", Value: 1}}, Options: options.Index().SetName("tenant_name").SetUnique(true)},
 		{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "create_time", Value: -1}, {Key: "file_id", Value: -1}}, Options: options.Index().SetName("tenant_created")},
-	})
+	}...)
 	if err != nil {
 		return fmt.Errorf("start mongodb files store: indexes: %w", mapErr(ctx, err))
 	}

@@ -29,6 +29,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/fleetacs/fleetacs/pkg/mongoindex"
 	"github.com/fleetacs/fleetacs/services/inventory/presetstore"
 
 	"github.com/fleetacs/fleetacs/pkg/telemetry"
@@ -91,7 +92,9 @@ func (s *Store) Start(ctx context.Context) error {
 	}
 	db := client.Database(s.cfg.Database, databaseOptions())
 	presets := db.Collection("presets")
-	if _, err := presets.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "name", Value: 1}}}); err != nil {
+	// Unnamed: the server's name, tenant_1_name_1, as before. Safe when
+	// several inventories start at once (package mongoindex).
+	if err := mongoindex.Ensure(ctx, presets, mongo.IndexModel{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "name", Value: 1}}}); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
 		return fmt.Errorf("start mongodb preset store: %w", mapErr(ctx, err))
 	}

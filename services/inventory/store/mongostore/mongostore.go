@@ -97,6 +97,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"github.com/fleetacs/fleetacs/pkg/mongoindex"
 	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/services/inventory/internal/storekit"
 	"github.com/fleetacs/fleetacs/services/inventory/store"
@@ -274,12 +275,10 @@ func (s *Store) collection() (*mongo.Collection, error) {
 	return s.coll, nil
 }
 
-// ensureIndexes declares the indexes in code (docs/design.md §3). createIndexes is
-// idempotent for identical specifications.
+// ensureIndexes declares the indexes in code (docs/design.md §3) and
+// creates those missing.
 func ensureIndexes(ctx context.Context, coll *mongo.Collection, params []string) error {
-	var names []string // of models, in order
 	byTenant := func(name string, keys ...string) mongo.IndexModel {
-		names = append(names, name)
 		d := bson.D{{Key: "tenant", Value: 1}}
 		for _, k := range keys {
 			d = append(d, bson.E{Key: k, Value: 1})
@@ -307,55 +306,11 @@ func ensureIndexes(ctx context.Context, coll *mongo.Collection, params []string)
 			byTenant("param_x_"+h, typedField(p, fieldNumber)),
 			byTenant("param_i_"+h, typedField(p, fieldInstant)))
 	}
-	// Only the missing ones: createIndexes is idempotent on MongoDB, but
-	// FerretDB 1.24 drops the connection (a panic in its handler) when
-	// asked again for indexes that exist, which made every restart of an
-	// inventory on FerretDB fail.
-	have, err := indexNames(ctx, coll)
-	if err != nil {
-		return err
-	}
-	var missing []mongo.IndexModel
-	for i, m := range models {
-		if !have[names[i]] {
-			missing = append(missing, m)
-		}
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	if _, err := coll.Indexes().CreateMany(ctx, missing); err != nil {
-		return fmt.Errorf("create indexes: %w", err)
-	}
-	return nil
-}
-
-// indexNames lists the names of a collection's indexes (none for a
-// collection that does not exist yet).
-func indexNames(ctx context.Context, coll *mongo.Collection) (map[string]bool, error) {
-	cur, err := coll.Indexes().List(ctx)
-	if err != nil {
-		var ce mongo.CommandError
-		if errors.As(err, &ce) && ce.Code == 26 { // NamespaceNotFound
-			return map[string]bool{}, nil
-		}
-		return nil, fmt.Errorf("list indexes: %w", err)
-	}
-	defer cur.Close(ctx)
-	names := map[string]bool{}
-	for cur.Next(ctx) {
-		var ix struct {
-			Name string `bson:"name"`
-		}
-		if err := cur.Decode(&ix); err != nil {
-			return nil, fmt.Errorf("list indexes: %w", err)
-		}
-		names[ix.Name] = true
-	}
-	if err := cur.Err(); err != nil {
-		return nil, fmt.Errorf("list indexes: %w", err)
-	}
-	return names, nil
+	// Several inventories may start at once, and FerretDB drops the
+	// connection when asked again for an index that exists: mongoindex
+	// creates only the missing ones, and retries when another process
+	// was creating them.
+	return mongoindex.Ensure(ctx, coll, models...)
 }
 
 func docID(tenant, id string) string { return tenant + ":" + id }

@@ -11,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/fleetacs/fleetacs/pkg/apiauth"
+	"github.com/fleetacs/fleetacs/pkg/mongoindex"
 	authv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/auth/v1"
 )
 
@@ -66,20 +67,13 @@ func (s *Store) tokens() (*mongo.Collection, error) {
 	return coll.Database().Collection(s.cfg.TokensCollection, collectionOptions()), nil
 }
 
-// ensureTokenIndexes creates the tokens' index when missing.
+// ensureTokenIndexes creates the tokens' index when missing (package
+// mongoindex: safe when several inventories start at once).
 func ensureTokenIndexes(ctx context.Context, coll *mongo.Collection) error {
-	have, err := indexNames(ctx, coll)
-	if err != nil || have["tenants_id"] {
-		return err
-	}
-	_, err = coll.Indexes().CreateOne(ctx, mongo.IndexModel{
+	return mongoindex.Ensure(ctx, coll, mongo.IndexModel{
 		Keys:    bson.D{{Key: "tenants", Value: 1}, {Key: "_id", Value: 1}},
 		Options: options.Index().SetName("tenants_id"),
 	})
-	if err != nil {
-		return fmt.Errorf("create token indexes: %w", err)
-	}
-	return nil
 }
 
 // CreateToken implements apiauth.TokenStore.

@@ -62,6 +62,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/fleetacs/fleetacs/pkg/mongoindex"
 	"github.com/fleetacs/fleetacs/services/tasks/store"
 
 	"github.com/fleetacs/fleetacs/pkg/telemetry"
@@ -225,51 +226,19 @@ var indexes = []struct {
 	{"due", bson.D{{Key: "due_time", Value: 1}, {Key: "update_time", Value: 1}}, false},
 }
 
-// ensureIndexes creates the indexes the collection lacks. Only the missing
-// ones: createIndexes is idempotent on MongoDB, but FerretDB 1.24 drops the
-// connection when asked again for an index that exists (the inventory's
-// mongostore met this first).
+// ensureIndexes creates the indexes the collection lacks, safely when
+// several tasks processes start at once (package mongoindex: FerretDB
+// drops the connection when asked again for an index that exists).
 func ensureIndexes(ctx context.Context, coll *mongo.Collection) error {
-	have := map[string]bool{}
-	cur, err := coll.Indexes().List(ctx)
-	var ce mongo.CommandError
-	switch {
-	case errors.As(err, &ce) && ce.Code == 26: // NamespaceNotFound: no collection yet
-	case err != nil:
-		return fmt.Errorf("list indexes: %w", err)
-	default:
-		defer cur.Close(ctx)
-		for cur.Next(ctx) {
-			var ix struct {
-				Name string `bson:"name"`
-			}
-			if err := cur.Decode(&ix); err != nil {
-				return fmt.Errorf("list indexes: %w", err)
-			}
-			have[ix.Name] = true
-		}
-		if err := cur.Err(); err != nil {
-			return fmt.Errorf("list indexes: %w", err)
-		}
-	}
-	var missing []mongo.IndexModel
+	models := make([]mongo.IndexModel, 0, len(indexes))
 	for _, ix := range indexes {
-		if have[ix.name] {
-			continue
-		}
 		o := options.Index().SetName(ix.name)
 		if ix.unique {
 			o.SetUnique(true)
 		}
-		missing = append(missing, mongo.IndexModel{Keys: ix.keys, Options: o})
+		models = append(models, mongo.IndexModel{Keys: ix.keys, Options: o})
 	}
-	if len(missing) == 0 {
-		return nil
-	}
-	if _, err := coll.Indexes().CreateMany(ctx, missing); err != nil {
-		return fmt.Errorf("create indexes: %w", err)
-	}
-	return nil
+	return mongoindex.Ensure(ctx, coll, models...)
 }
 
 // mapErr turns driver errors into the port's: the context's own error when

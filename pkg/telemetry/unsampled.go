@@ -1,0 +1,110 @@
+package telemetry
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/stats"
+)
+
+// SkipUnsampled wraps the OpenTelemetry gRPC instrumentation h (a client
+// handler when client is set, else a server one) so that a call whose
+// trace is not sampled costs what the trace context costs and no more: a
+// client call made under an unsampled span carries that span's context
+// (traceparent, flags 00) without a span of its own, and a server call
+// with such a context gets it in its context, again without a span. h
+// handles every other call. Starting and ending a span, non-recording as
+// it would be, and building its attributes on every call was most of
+// what tracing at a 1% sample rate cost (BENCHMARKS.md, issue 11).
+//
+// It is right when the process's sampler never samples a span whose
+// parent is not sampled: the parent-based samplers (their default for
+// such a parent) and the trace-ID ratio sampler (the same trace ID, the
+// same decision). Providers.GRPCStats applies it only then.
+func SkipUnsampled(h stats.Handler, prop propagation.TextMapPropagator, client bool) stats.Handler {
+	if client {
+		return skipClient{h, prop}
+	}
+	return skipServer{h, prop}
+}
+
+// GRPCStats returns h wrapped by SkipUnsampled, or h itself when the
+// process's sampler may sample a span under an unsampled parent
+// (OTEL_TRACES_SAMPLER=always_on).
+func (p *Providers) GRPCStats(h stats.Handler, client bool) stats.Handler {
+	if !p.skipUnsampled {
+		return h
+	}
+	return SkipUnsampled(h, p.Propagator, client)
+}
+
+type skippedKey struct{}
+
+func skipped(ctx context.Context) bool {
+	_, ok := ctx.Value(skippedKey{}).(struct{})
+	return ok
+}
+
+type skipClient struct {
+	stats.Handler
+	prop propagation.TextMapPropagator
+}
+
+func (s skipClient) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() || sc.IsSampled() {
+		return s.Handler.TagRPC(ctx, info)
+	}
+	md, _ := metadata.FromOutgoingContext(ctx)
+	md = md.Copy()
+	s.prop.Inject(ctx, mdCarrier(md))
+	return context.WithValue(metadata.NewOutgoingContext(ctx, md), skippedKey{}, struct{}{})
+}
+
+func (s skipClient) HandleRPC(ctx context.Context, rs stats.RPCStats) {
+	if !skipped(ctx) {
+		s.Handler.HandleRPC(ctx, rs)
+	}
+}
+
+type skipServer struct {
+	stats.Handler
+	prop propagation.TextMapPropagator
+}
+
+func (s skipServer) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	md, _ := metadata.FromIncomingContext(ctx)
+	remote := s.prop.Extract(ctx, mdCarrier(md))
+	if sc := trace.SpanContextFromContext(remote); !sc.IsValid() || sc.IsSampled() {
+		return s.Handler.TagRPC(ctx, info)
+	}
+	return context.WithValue(remote, skippedKey{}, struct{}{})
+}
+
+func (s skipServer) HandleRPC(ctx context.Context, rs stats.RPCStats) {
+	if !skipped(ctx) {
+		s.Handler.HandleRPC(ctx, rs)
+	}
+}
+
+// mdCarrier is gRPC metadata as a propagation carrier.
+type mdCarrier metadata.MD
+
+func (c mdCarrier) Get(key string) string {
+	if v := metadata.MD(c).Get(key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (c mdCarrier) Set(key, value string) { metadata.MD(c).Set(key, value) }
+
+func (c mdCarrier) Keys() []string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	return keys
+}
