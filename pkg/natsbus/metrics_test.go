@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/fleetacs/fleetacs/pkg/natsbus"
-	"github.com/fleetacs/fleetacs/pkg/telemetry"
+	"github.com/fleetacs/fleetacs/pkg/telemetry/telemetrytest"
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 )
 
@@ -19,15 +19,7 @@ import (
 // direct gets and stream infos; a missing message is no error, a publish
 // no stream takes is one.
 func TestInstrumentRecordsCalls(t *testing.T) {
-	p, err := telemetry.Setup(context.Background(), "test", func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Shutdown(context.Background())
-	cm, err := telemetry.NewClientMetrics(p.Meter)
-	if err != nil {
-		t.Fatal(err)
-	}
+	metrics, cm := telemetrytest.ClientMetrics(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	nc, raw, err := natsbus.Connect(ctx, testenv.NATS(t), t.Name(), 5*time.Second)
@@ -75,7 +67,7 @@ func TestInstrumentRecordsCalls(t *testing.T) {
 		t.Fatal("publish without a stream succeeded")
 	}
 	get := func(name, op string) float64 {
-		v, _ := testenv.Metric(t, p.MetricsHandler, name, "system", "nats", "operation", op)
+		v, _ := testenv.Metric(t, metrics, name, "system", "nats", "operation", op)
 		return v
 	}
 	for op, want := range map[string]float64{"publish": 2, "stream_info": 2, "direct_get": 2, "ack_wait": 1} {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/fleetacs/fleetacs/pkg/telemetry"
+	"github.com/fleetacs/fleetacs/pkg/telemetry/telemetrytest"
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 )
 
@@ -17,15 +17,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // counts errors but not Redis's nil reply.
 func TestMetricsHookRecordsCommands(t *testing.T) {
 	addr, db := testenv.RedisDB(t)
-	p, err := telemetry.Setup(context.Background(), "test", func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Shutdown(context.Background())
-	cm, err := telemetry.NewClientMetrics(p.Meter)
-	if err != nil {
-		t.Fatal(err)
-	}
+	metrics, cm := telemetrytest.ClientMetrics(t)
 	c, err := New(Config{Addrs: []string{addr}, DB: db, Metrics: cm})
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +40,7 @@ func TestMetricsHookRecordsCommands(t *testing.T) {
 	if err := c.Do(ctx, "nosuchcommand").Err(); err == nil {
 		t.Fatal("unknown command accepted")
 	}
-	h := p.MetricsHandler
+	h := metrics
 	count := func(op string) float64 {
 		v, _ := testenv.Metric(t, h, "fleetacs_client_request_duration_seconds_count", "system", "redis", "operation", op)
 		return v

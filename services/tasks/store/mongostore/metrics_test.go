@@ -1,11 +1,10 @@
 package mongostore_test
 
 import (
-	"context"
 	"errors"
 	"testing"
 
-	"github.com/fleetacs/fleetacs/pkg/telemetry"
+	"github.com/fleetacs/fleetacs/pkg/telemetry/telemetrytest"
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 	"github.com/fleetacs/fleetacs/services/tasks/store"
 	"github.com/fleetacs/fleetacs/services/tasks/store/mongostore"
@@ -14,15 +13,7 @@ import (
 // The store records its MongoDB commands when configured to; a record not
 // found is no error.
 func TestStoreRecordsClientMetrics(t *testing.T) {
-	p, err := telemetry.Setup(context.Background(), "test", func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Shutdown(context.Background())
-	cm, err := telemetry.NewClientMetrics(p.Meter)
-	if err != nil {
-		t.Fatal(err)
-	}
+	metrics, cm := telemetrytest.ClientMetrics(t)
 	s := mongostore.New(mongostore.Config{URI: testenv.MongoURI(t), Database: testenv.MongoDatabase(t), Metrics: cm})
 	if err := s.Start(t.Context()); err != nil {
 		t.Fatal(err)
@@ -34,9 +25,9 @@ func TestStoreRecordsClientMetrics(t *testing.T) {
 	if _, err := s.Get(t.Context(), "default", "missing"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("get missing: %v", err)
 	}
-	calls, _ := testenv.Metric(t, p.MetricsHandler, "fleetacs_client_request_duration_seconds_count", "system", "mongodb")
-	finds, _ := testenv.Metric(t, p.MetricsHandler, "fleetacs_client_request_duration_seconds_count", "system", "mongodb", "operation", "find")
-	errs, _ := testenv.Metric(t, p.MetricsHandler, "fleetacs_client_request_errors_total", "system", "mongodb")
+	calls, _ := testenv.Metric(t, metrics, "fleetacs_client_request_duration_seconds_count", "system", "mongodb")
+	finds, _ := testenv.Metric(t, metrics, "fleetacs_client_request_duration_seconds_count", "system", "mongodb", "operation", "find")
+	errs, _ := testenv.Metric(t, metrics, "fleetacs_client_request_errors_total", "system", "mongodb")
 	if calls == 0 || finds == 0 || errs != 0 {
 		t.Fatalf("mongodb calls %v, finds %v, errors %v; want calls and finds, no errors", calls, finds, errs)
 	}

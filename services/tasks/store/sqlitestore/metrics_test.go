@@ -10,23 +10,10 @@ import (
 	"testing"
 
 	"github.com/fleetacs/fleetacs/pkg/telemetry"
+	"github.com/fleetacs/fleetacs/pkg/telemetry/telemetrytest"
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 	"github.com/fleetacs/fleetacs/services/tasks/store/sqlitestore"
 )
-
-func clientMetrics(t *testing.T) (http.Handler, *telemetry.ClientMetrics) {
-	t.Helper()
-	p, err := telemetry.Setup(context.Background(), "test", func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
-	cm, err := telemetry.NewClientMetrics(p.Meter)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p.MetricsHandler, cm
-}
 
 func sqliteMetric(t *testing.T, h http.Handler, name, op string) float64 {
 	v, _ := testenv.Metric(t, h, name, "system", "sqlite", "operation", op)
@@ -37,7 +24,7 @@ func sqliteMetric(t *testing.T, h http.Handler, name, op string) float64 {
 // statements (the raw connection path too), counts a statement SQLite
 // refuses, and not one the caller canceled.
 func TestOpenSQLRecordsCalls(t *testing.T) {
-	h, cm := clientMetrics(t)
+	h, cm := telemetrytest.ClientMetrics(t)
 	db, err := telemetry.OpenSQL("sqlite", "file:"+filepath.Join(t.TempDir(), "m.db"), cm)
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +109,7 @@ func TestOpenSQLRecordsCalls(t *testing.T) {
 
 // The task store records its calls when configured to.
 func TestStoreRecordsClientMetrics(t *testing.T) {
-	h, cm := clientMetrics(t)
+	h, cm := telemetrytest.ClientMetrics(t)
 	s := sqlitestore.New(sqlitestore.Config{Path: filepath.Join(t.TempDir(), "tasks.db"), Metrics: cm})
 	if err := s.Start(t.Context()); err != nil {
 		t.Fatal(err)
