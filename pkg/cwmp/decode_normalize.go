@@ -216,3 +216,19 @@ func normalizeEventCode(code string) string {
 	}
 	return code
 }
+
+// IsStandardEvent reports whether code is a standard event code as the
+// schema spells it ("0 BOOTSTRAP" to "14 HEARTBEAT", and the "M <method>"
+// codes); vendor codes ("X ...", "M X_...") are not.
+func IsStandardEvent(code string) bool { return standardEventSet[code] }
+
+var standardEventSet = func() map[string]bool {
+	m := map[string]bool{}
+	for _, c := range standardEvents {
+		m[c] = true
+	}
+	for _, c := range methodEvents {
+		m[c] = true
+	}
+	return m
+}()

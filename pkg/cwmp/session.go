@@ -962,3 +962,8 @@ func removeString(list []string, s string) []string {
 	}
 	return out
 }
+
+// IsACSMethod reports whether method is one of the methods an ACS calls
+// on a CPE in CWMP 1.0 to 1.4 (docs/protocol.md §5.1); vendor methods are
+// not.
+func IsACSMethod(method string) bool { return acsRequestMethods[method] }

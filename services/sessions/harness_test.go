@@ -143,6 +143,36 @@ func (tw *testWorker) counter(t testing.TB, name, key, value string) int64 {
 	return n
 }
 
+// histogram returns the count and sum of the histogram name's points whose
+// attribute key is value.
+func (tw *testWorker) histogram(t testing.TB, name, key, value string) (uint64, float64) {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := tw.reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	var sum float64
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != name {
+				continue
+			}
+			h, ok := m.Data.(metricdata.Histogram[float64])
+			if !ok {
+				t.Fatalf("metric %s is %T", name, m.Data)
+			}
+			for _, dp := range h.DataPoints {
+				if v, ok := dp.Attributes.Value(attribute.Key(key)); ok && v.AsString() == value {
+					n += dp.Count
+					sum += dp.Sum
+				}
+			}
+		}
+	}
+	return n, sum
+}
+
 // cpe is a simulated CPE: a device identity, a tree, and the session it is
 // in. It answers GetParameterNames and GetParameterValues from its tree.
 type cpe struct {

@@ -190,6 +190,19 @@ func TestDiscoveryBatchFaults(t *testing.T) {
 	if c.gpv > 30 {
 		t.Errorf("%d GetParameterValues for 300 names", c.gpv)
 	}
+	// Every answer counted by method and fault.
+	if n := w.counter(t, "fleetacs.sessions.rpcs", "method", "GetParameterValues"); n != int64(c.gpv) {
+		t.Errorf("rpcs{GetParameterValues} = %d, the CPE answered %d", n, c.gpv)
+	}
+	if n := w.counter(t, "fleetacs.sessions.rpcs", "fault", "9004"); n != 2 {
+		t.Errorf("rpcs{fault=9004} = %d, want 2", n)
+	}
+	if n := w.counter(t, "fleetacs.sessions.rpcs", "fault", "9005"); n == 0 {
+		t.Error("no rpcs{fault=9005}")
+	}
+	if n := w.counter(t, "fleetacs.sessions.inform_events", "event", "0 BOOTSTRAP"); n != 1 {
+		t.Errorf("inform_events{0 BOOTSTRAP} = %d", n)
+	}
 }
 
 // A worker dies mid-discovery; the CPE's next POST goes to another worker,
@@ -583,6 +596,10 @@ func TestExpiryAndAbandon(t *testing.T) {
 	if n := w.counter(t, "fleetacs.sessions.ended", "outcome", "expired"); n != 1 {
 		t.Errorf("ended{expired} = %d", n)
 	}
+	// From the Inform to the expiry, on the harness's clock.
+	if n, sum := w.histogram(t, "fleetacs.sessions.duration", "outcome", "expired"); n != 1 || sum != (cwmp.DefaultSessionTimeout+DefaultConfig().IdleGrace).Seconds() {
+		t.Errorf("duration{expired}: %d sessions, %v s", n, sum)
+	}
 
 	exchange(t, w.client, h.open(c, "gone", "2 PERIODIC"))
 	if _, err := w.client.Abandon(context.Background(), &sessionsv1.AbandonRequest{SessionId: "gone", Tenant: testTenant, DeviceKey: c.key,
@@ -597,6 +614,9 @@ func TestExpiryAndAbandon(t *testing.T) {
 	}
 	if _, err := w.client.Abandon(context.Background(), &sessionsv1.AbandonRequest{SessionId: "never-seen"}); err != nil {
 		t.Errorf("abandon of an unknown session: %v", err)
+	}
+	if n := w.counter(t, "fleetacs.sessions.inform_events", "event", "2 PERIODIC"); n != 2 {
+		t.Errorf("inform_events{2 PERIODIC} = %d", n)
 	}
 }
 

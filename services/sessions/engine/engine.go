@@ -475,6 +475,7 @@ func (e *Engine) exchange(ctx context.Context, s *session, req *Request, env *cw
 			}
 			started = true
 		case *cwmp.RequestDone:
+			e.metrics.rpc(n.Request.Message.Method(), n.Fault)
 			e.answer(s, n.Request, Answer{Response: n.Response, Fault: n.Fault})
 		case *cwmp.RequestAbandoned:
 			e.sessionLogger(s).InfoContext(ctx, "request abandoned", "request_id", n.ID,
@@ -793,6 +794,7 @@ func (e *Engine) start(ctx context.Context, s *session, req *Request, n *cwmp.Se
 	s.journalFull = true
 	e.releaseDiscovery(s)
 	e.metrics.started.Add(ctx, 1)
+	e.metrics.informEvents(inf.Events)
 	if s.lease.Superseded != "" {
 		e.metrics.takeovers.Add(ctx, 1)
 		log.InfoContext(ctx, "session took over the device lease of a live session", "superseded_session_id", s.lease.Superseded)
@@ -932,7 +934,7 @@ func (e *Engine) finishReplaced(ctx context.Context, s *session) {
 	}
 	e.settle(ctx, s, Incomplete, s.fenced, recorded)
 	e.watch(ctx, s, "replaced", recorded)
-	e.metrics.count(e.metrics.ended, "outcome", outcomeAbandoned)
+	e.metrics.sessionEnded(s.informTime(), e.now(), outcomeAbandoned)
 }
 
 // finish ends a session: it records the diff (unless fenced), settles the
@@ -979,7 +981,7 @@ func (e *Engine) finish(ctx context.Context, s *session, outcome string) error {
 		log.WarnContext(ctx, "cannot remove the session's checkpoint, record or device lease; they expire by themselves", "error", err)
 	}
 	e.drop(s)
-	e.metrics.count(e.metrics.ended, "outcome", outcome)
+	e.metrics.sessionEnded(s.informTime(), e.now(), outcome)
 	if e.logger.Enabled(ctx, slog.LevelDebug) {
 		log.DebugContext(ctx, "session ended", "outcome", outcome)
 	}
@@ -1023,7 +1025,15 @@ func (e *Engine) supersede(ctx context.Context, s *session, stage string) {
 		e.sessionLogger(s).WarnContext(ctx, "cannot remove the session's checkpoint or record; they expire by themselves", "error", err)
 	}
 	e.drop(s)
-	e.metrics.count(e.metrics.ended, "outcome", outcomeSuperseded)
+	e.metrics.sessionEnded(s.informTime(), e.now(), outcomeSuperseded)
+}
+
+// informTime is when the session's Inform arrived; zero when it had none.
+func (s *session) informTime() time.Time {
+	if s.inform == nil {
+		return time.Time{}
+	}
+	return s.inform.Time
 }
 
 // drop forgets a session: it leaves the table and gives its memory back to

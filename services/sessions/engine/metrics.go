@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
@@ -22,6 +24,9 @@ type metrics struct {
 	anomalies  metric.Int64Counter
 	failures   metric.Int64Counter
 	exchange   metric.Float64Histogram
+	duration   metric.Float64Histogram
+	events     metric.Int64Counter
+	rpcs       metric.Int64Counter
 	discovered metric.Int64Counter
 	truncated  metric.Int64Counter
 	postponed  metric.Int64Counter
@@ -96,6 +101,8 @@ func newMetrics(mp metric.MeterProvider, active func() int, memory, discovering 
 		discovered: counter("fleetacs.sessions.discovered_parameters", "parameters learned by tree discoveries"),
 		truncated:  counter("fleetacs.sessions.truncated", "what sessions' limits cut short: Inform parameters dropped, discoveries stopped early"),
 		postponed:  counter("fleetacs.sessions.discoveries_postponed", "tree discoveries postponed to a later session: the worker ran sessions.max-discoveries already"),
+		events:     counter("fleetacs.sessions.inform_events", "events of the Informs that started sessions, by event code (vendor codes as \"vendor\")"),
+		rpcs:       counter("fleetacs.sessions.rpcs", "ACS requests the CPE answered, by method (vendor methods as \"vendor\") and fault code (\"none\"; CWMP's 8000 and 9000 series by number, 9800 to 9899 as \"vendor\")"),
 	}
 	// Seconds: the SDK's default boundaries (0 to 10,000) are made for
 	// milliseconds and would put every exchange in their first bucket.
@@ -104,6 +111,11 @@ func newMetrics(mp metric.MeterProvider, active func() int, memory, discovering 
 		metric.WithExplicitBucketBoundaries(exchangeBuckets...))
 	errs = append(errs, err)
 	ms.exchange = h
+	d, err := m.Float64Histogram("fleetacs.sessions.duration", metric.WithUnit("s"),
+		metric.WithDescription("time from a session's Inform to its end, by outcome"),
+		metric.WithExplicitBucketBoundaries(sessionBuckets...))
+	errs = append(errs, err)
+	ms.duration = d
 	_, err = m.Int64ObservableGauge("fleetacs.sessions.active", metric.WithDescription("sessions held by the worker"),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
 			o.Observe(int64(active()))
@@ -135,6 +147,11 @@ func newMetrics(mp metric.MeterProvider, active func() int, memory, discovering 
 // fleetacs.sessions.exchange.duration: an exchange takes a few
 // milliseconds, up to the exchange deadline under load.
 var exchangeBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20}
+
+// sessionBuckets are the boundaries, in seconds, of
+// fleetacs.sessions.duration: a periodic session takes milliseconds, one
+// with a tree discovery or many tasks seconds, up to the session deadline.
+var sessionBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
 
 // attrCache holds one attribute set per "key=value"; it is filled once at
 // package initialisation and only read afterwards.
@@ -172,4 +189,66 @@ func (m *metrics) count(c metric.Int64Counter, key, value string) {
 
 func (m *metrics) observeExchange(d time.Duration) {
 	m.exchange.Record(context.Background(), d.Seconds())
+}
+
+// sessionEnded counts a session's end with its outcome and, for a session that
+// had an Inform at start, its duration.
+func (m *metrics) sessionEnded(start, now time.Time, outcome string) {
+	o := attr("outcome", outcome)
+	m.ended.Add(context.Background(), 1, o)
+	if !start.IsZero() {
+		m.duration.Record(context.Background(), now.Sub(start).Seconds(), o)
+	}
+}
+
+// informEvents counts the events of an Inform that started a session.
+func (m *metrics) informEvents(events []cwmp.Event) {
+	for _, ev := range events {
+		code := ev.Code
+		if !cwmp.IsStandardEvent(code) {
+			code = "vendor"
+		}
+		m.events.Add(context.Background(), 1, eventAttr(code))
+	}
+}
+
+// rpc counts an ACS request the CPE answered, with its fault (nil: none).
+func (m *metrics) rpc(method string, f *cwmp.Fault) {
+	if !cwmp.IsACSMethod(method) {
+		method = "vendor"
+	}
+	fault := "none"
+	if f != nil {
+		switch c := int(f.Code); {
+		case c >= 9800 && c <= 9899:
+			fault = "vendor"
+		case c >= 8000 && c <= 8099, c >= 9000 && c <= 9099:
+			fault = strconv.Itoa(c)
+		default:
+			fault = "other"
+		}
+	}
+	m.rpcs.Add(context.Background(), 1, rpcAttr(method, fault))
+}
+
+// labelSets holds the attribute sets of labels whose values are bounded
+// but too many to list at start (events; methods by faults), built on
+// first use.
+var labelSets sync.Map // string -> metric.MeasurementOption
+
+func eventAttr(code string) metric.MeasurementOption {
+	if o, ok := labelSets.Load("event=" + code); ok {
+		return o.(metric.MeasurementOption)
+	}
+	o, _ := labelSets.LoadOrStore("event="+code, metric.WithAttributeSet(attribute.NewSet(attribute.String("event", code))))
+	return o.(metric.MeasurementOption)
+}
+
+func rpcAttr(method, fault string) metric.MeasurementOption {
+	k := method + "/" + fault
+	if o, ok := labelSets.Load(k); ok {
+		return o.(metric.MeasurementOption)
+	}
+	o, _ := labelSets.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(attribute.String("method", method), attribute.String("fault", fault))))
+	return o.(metric.MeasurementOption)
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetacs/fleetacs/pkg/cwmp"
+
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 )
@@ -50,4 +52,58 @@ func TestExchangeHistogramBuckets(t *testing.T) {
 		}
 	}
 	t.Fatal("no fleetacs.sessions.exchange.duration collected")
+}
+
+// RPC and event labels stay bounded: vendor methods, vendor fault codes
+// and vendor events each have one value, other codes another.
+func TestRPCAndEventLabelsBounded(t *testing.T) {
+	r := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(r))
+	zero := func() int64 { return 0 }
+	m, err := newMetrics(mp, func() int { return 0 }, zero, zero)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.rpc("GetParameterValues", nil)
+	m.rpc("GetParameterValues", &cwmp.Fault{Code: 9005})
+	m.rpc("X_ACME_Reset", &cwmp.Fault{Code: 9801})
+	m.rpc("X_OTHER_Thing", &cwmp.Fault{Code: 9850})
+	m.rpc("Reboot", &cwmp.Fault{Code: 123456})
+	m.informEvents([]cwmp.Event{{Code: "1 BOOT"}, {Code: "M Reboot"}, {Code: "X ACME Event"}, {Code: "M X_ACME_Reset"}})
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, md := range sm.Metrics {
+			if md.Name != "fleetacs.sessions.rpcs" && md.Name != "fleetacs.sessions.inform_events" {
+				continue
+			}
+			for _, dp := range md.Data.(metricdata.Sum[int64]).DataPoints {
+				k := md.Name
+				for _, kv := range dp.Attributes.ToSlice() {
+					k += " " + string(kv.Key) + "=" + kv.Value.AsString()
+				}
+				got[k] += dp.Value
+			}
+		}
+	}
+	want := map[string]int64{
+		"fleetacs.sessions.rpcs fault=none method=GetParameterValues": 1,
+		"fleetacs.sessions.rpcs fault=9005 method=GetParameterValues": 1,
+		"fleetacs.sessions.rpcs fault=vendor method=vendor":           2,
+		"fleetacs.sessions.rpcs fault=other method=Reboot":            1,
+		"fleetacs.sessions.inform_events event=1 BOOT":                1,
+		"fleetacs.sessions.inform_events event=M Reboot":              1,
+		"fleetacs.sessions.inform_events event=vendor":                2,
+	}
+	if len(got) != len(want) {
+		t.Errorf("series %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %d, want %d", k, got[k], v)
+		}
+	}
 }
