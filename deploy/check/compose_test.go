@@ -3,6 +3,7 @@ package check
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -303,6 +304,43 @@ func checkComposeFiles(p *types.Project, root string) []error {
 			bad("%s: the files store is on MongoDB: want it to wait for mongodb to be healthy", n)
 		}
 	}
+	// The workers resolve preset firmware through the files module's
+	// internal API: a gateway's internal listener on the compose network,
+	// by the gateway's name or a name every files gateway answers to, and
+	// the token the gateways check.
+	names := map[string][]string{} // host -> the services it reaches
+	for n, s := range p.Services {
+		names[n] = append(names[n], n)
+		for _, nc := range s.Networks {
+			if nc != nil {
+				for _, a := range nc.Aliases {
+					names[a] = append(names[a], n)
+				}
+			}
+		}
+	}
+	for _, w := range []string{"sessions-1", "sessions-2"} {
+		s, ok := p.Services[w]
+		if !ok {
+			continue
+		}
+		addr := env(s, "FLEETACS_CLIENT_FILES_ADDR")
+		host, port, err := net.SplitHostPort(addr)
+		targets := slices.Sorted(slices.Values(names[host]))
+		if err != nil || len(targets) == 0 || !allIn(targets, composeGateways...) {
+			bad("%s: FLEETACS_CLIENT_FILES_ADDR %q: want a gateway's name, or a name of the files gateways alone (reaches %v)", w, addr, targets)
+			continue
+		}
+		for _, g := range targets {
+			gs := p.Services[g]
+			if l := env(gs, "FLEETACS_SERVER_INTERNAL_GRPC_ADDR"); l != ":"+port {
+				bad("%s: FLEETACS_CLIENT_FILES_ADDR %q, but %s's internal listener is %q: want \":%s\" (all interfaces)", w, addr, g, l, port)
+			}
+			if env(gs, "FLEETACS_INTERNAL_TOKEN_FILE") != env(s, "FLEETACS_INTERNAL_TOKEN_FILE") {
+				bad("%s and %s: different internal token files", w, g)
+			}
+		}
+	}
 	if len(keyFiles) != 1 {
 		bad("the gateways' files URL key files %v: want one, shared (a URL one signs, the other serves)", keyFiles)
 	}
@@ -372,6 +410,9 @@ func TestComposeCheckCatches(t *testing.T) {
 		{"files URL key not made", "> files-url.key", "> files-url.txt", "secrets-init does not make files-url.key", false},
 		{"files URL key in clear", "FLEETACS_FILES_URL_KEY_FILE: /run/fleetacs/files-url.key", "FLEETACS_FILES_URL_KEY: c2VjcmV0", "in clear", false},
 		{"gateways not waiting for MongoDB", "      secrets-init:\n        condition: service_completed_successfully\n      mongodb:\n        condition: service_healthy\n      redis:\n        condition: service_healthy\n      inventory:", "      secrets-init:\n        condition: service_completed_successfully\n      redis:\n        condition: service_healthy\n      inventory:", "gateway-1: the files store is on MongoDB", false},
+		{"workers without the files address", "      FLEETACS_CLIENT_FILES_ADDR: files:9301\n", "", `sessions-1: FLEETACS_CLIENT_FILES_ADDR ""`, false},
+		{"files address not a gateway", "FLEETACS_CLIENT_FILES_ADDR: files:9301", "FLEETACS_CLIENT_FILES_ADDR: inventory:9301", "want a gateway's name", false},
+		{"gateway internal on loopback", `FLEETACS_GATEWAY_LISTEN_ADDR: ":7547"`, "FLEETACS_GATEWAY_LISTEN_ADDR: \":7547\"\n      FLEETACS_SERVER_INTERNAL_GRPC_ADDR: 127.0.0.1:9301", `internal listener is "127.0.0.1:9301"`, false},
 		{"unknown target", `command: ["notifier"]`, `command: ["notifer"]`, `no target "notifer"`, false},
 		{"unknown variable", "FLEETACS_REDIS_ADDR: redis:6379", "FLEETACS_REDIS_ADDRESS: redis:6379", "no variable FLEETACS_REDIS_ADDRESS", false},
 		{"secret in clear", "FLEETACS_REDIS_ADDR: redis:6379", "FLEETACS_REDIS_ADDR: redis:6379\n  FLEETACS_REDIS_PASSWORD: hunter2", "in clear", false},

@@ -3,10 +3,12 @@ package check
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -74,6 +76,21 @@ func TestComposeRuns(t *testing.T) {
 		}
 		return fmt.Sprintf("127.0.0.1:%d", ports[k])
 	}
+	// A name several services answer to on the compose network (the
+	// gateways' "files") reaches the first of them here.
+	alias := map[string]string{}
+	for _, n := range slices.Sorted(maps.Keys(p.Services)) {
+		for _, nc := range p.Services[n].Networks {
+			if nc == nil {
+				continue
+			}
+			for _, a := range nc.Aliases {
+				if _, ok := alias[a]; !ok {
+					alias[a] = n
+				}
+			}
+		}
+	}
 	listen := regexp.MustCompile(`^:(\d+)$`)
 	svcPort := regexp.MustCompile(`^([a-z0-9-]+):(\d+)$`)
 	// envOf gives a service's environment on this host.
@@ -106,6 +123,9 @@ func TestComposeRuns(t *testing.T) {
 				val = portOf(name, listen.FindStringSubmatch(val)[1])
 			case svcPort.MatchString(val):
 				m := svcPort.FindStringSubmatch(val)
+				if a, ok := alias[m[1]]; ok {
+					m[1] = a
+				}
 				if _, ok := composeFleetacs[m[1]]; ok {
 					val = portOf(m[1], m[2])
 				}
@@ -196,6 +216,15 @@ func TestComposeRuns(t *testing.T) {
 				t.Fatalf("%s not healthy after 2 minutes: %v", name, err)
 			}
 			time.Sleep(200 * time.Millisecond)
+		}
+	}
+
+	// The workers resolve preset firmware at the files address and with
+	// the internal token the file gives them.
+	for _, w := range []string{"sessions-1", "sessions-2"} {
+		if err := resolveAsWorker(ctx, procs[w].env); err != nil {
+			dumpLogs()
+			t.Errorf("%s: %v", w, err)
 		}
 	}
 

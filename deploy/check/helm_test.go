@@ -3,10 +3,12 @@ package check
 import (
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -37,12 +39,75 @@ func chartDir(t *testing.T) string {
 var components = []string{"gateway", "sessions", "inventory", "tasks", "notifier"}
 
 func TestChartDefaultValues(t *testing.T) {
-	checkChart(t, chartDir(t))
+	objs := checkChart(t, chartDir(t))
+	checkFilesAddr(t, objs, false)
+}
+
+// checkFilesAddr: the session workers resolve preset firmware through the
+// gateways' internal listener (the files module's FilesInternalService)
+// when the gateways run files, and are given no address otherwise; the
+// gateways' NetworkPolicy admits that port from FleetACS pods only then.
+func checkFilesAddr(t *testing.T, objs []runtime.Object, files bool) {
+	t.Helper()
+	var gwSvc string
+	gwInternal := false
+	for _, o := range objs {
+		switch o := o.(type) {
+		case *corev1.Service:
+			if o.Spec.Selector["app.kubernetes.io/component"] == "gateway" && o.Spec.Type == corev1.ServiceTypeClusterIP {
+				for _, p := range o.Spec.Ports {
+					if p.Port == 9301 && p.TargetPort.String() == "internal-grpc" {
+						gwSvc = o.Name
+					}
+				}
+			}
+		case *networkingv1.NetworkPolicy:
+			if o.Spec.PodSelector.MatchLabels["app.kubernetes.io/component"] != "gateway" {
+				continue
+			}
+			for _, r := range o.Spec.Ingress {
+				for _, p := range r.Ports {
+					if p.Port.IntValue() == 9301 {
+						gwInternal = true
+						if len(r.From) != 1 || r.From[0].PodSelector == nil || r.From[0].PodSelector.MatchLabels["app.kubernetes.io/component"] != "" ||
+							r.From[0].PodSelector.MatchLabels["app.kubernetes.io/instance"] == "" {
+							t.Errorf("gateway NetworkPolicy: port 9301 from %+v, want the release's FleetACS pods", r.From)
+						}
+					}
+				}
+			}
+		}
+	}
+	for _, o := range objs {
+		d, ok := o.(*appsv1.Deployment)
+		if !ok {
+			continue
+		}
+		env := envOf(d)
+		switch d.Labels["app.kubernetes.io/component"] {
+		case "sessions":
+			addr, has := env["FLEETACS_CLIENT_FILES_ADDR"]
+			if want := gwSvc + ":9301"; files && (!has || gwSvc == "" || addr.Value != want) {
+				t.Errorf("sessions: FLEETACS_CLIENT_FILES_ADDR %q (set %v), want %q", addr.Value, has, want)
+			}
+			if !files && has {
+				t.Errorf("sessions: FLEETACS_CLIENT_FILES_ADDR %q without the files module", addr.Value)
+			}
+		case "gateway":
+			if want := map[bool]string{true: ":9301", false: "127.0.0.1:9301"}[files]; env["FLEETACS_SERVER_INTERNAL_GRPC_ADDR"].Value != want {
+				t.Errorf("gateway: internal listener %q, want %q", env["FLEETACS_SERVER_INTERNAL_GRPC_ADDR"].Value, want)
+			}
+		}
+	}
+	if files != gwInternal || files != (gwSvc != "") {
+		t.Errorf("files %v: the gateways' internal port in a Service %q, admitted by their NetworkPolicy %v", files, gwSvc, gwInternal)
+	}
 }
 
 func TestChartProductionValues(t *testing.T) {
 	c := chartDir(t)
 	objs := checkChart(t, c, filepath.Join(c, "ci", "production-values.yaml"))
+	checkFilesAddr(t, objs, true)
 	// What the production values turn on is there.
 	var sm, pr, dash int
 	for _, o := range objs {
@@ -330,6 +395,59 @@ func checkObjects(objs []runtime.Object, h *Fleetacs, metrics map[string]bool) [
 			}
 		}
 	}
+	// Internal listeners: on the pod network (":9301") exactly where
+	// another component calls them, through a Service port that targets
+	// them; everywhere else on loopback. The gateways' is called when
+	// they run the files module: the workers resolve the firmware files
+	// presets ask for there (-client.files-addr).
+	filesOn := false
+	if g, ok := deps["gateway"]; ok && len(g.Spec.Template.Spec.Containers) == 1 {
+		filesOn = slices.Contains(g.Spec.Template.Spec.Containers[0].Args, "files")
+	}
+	// Gateways call the session workers at the pod IP each registers.
+	called := map[string]bool{}
+	if s, ok := deps["sessions"]; ok && envOf(s)["FLEETACS_SESSIONS_ADVERTISE_HOST"].Value != "" {
+		called["sessions"] = true
+	}
+	for _, name := range slices.Sorted(maps.Keys(deps)) {
+		for _, e := range deps[name].Spec.Template.Spec.Containers[0].Env {
+			if !strings.HasPrefix(e.Name, "FLEETACS_CLIENT_") || !strings.HasSuffix(e.Name, "_ADDR") {
+				continue
+			}
+			host, port, err := net.SplitHostPort(e.Value)
+			s, ok := services[host]
+			if err != nil || !ok {
+				bad("%s: %s=%q names no rendered Service", name, e.Name, e.Value)
+				continue
+			}
+			var sp *corev1.ServicePort
+			for i := range s.Spec.Ports {
+				if strconv.Itoa(int(s.Spec.Ports[i].Port)) == port {
+					sp = &s.Spec.Ports[i]
+				}
+			}
+			sel := selects(s.Spec.Selector)
+			if sp == nil || len(sel) != 1 {
+				bad("%s: %s=%q: Service %s has no such port or selects %v", name, e.Name, e.Value, s.Name, sel)
+				continue
+			}
+			called[sel[0]] = true
+			if listen := envOf(deps[sel[0]])["FLEETACS_SERVER_INTERNAL_GRPC_ADDR"].Value; sp.TargetPort.String() != "internal-grpc" || listen != ":9301" {
+				bad("%s: %s=%q reaches %s's port %s, not its internal listener on the pod network (it listens on %q)", name, e.Name, e.Value, sel[0], sp.TargetPort.String(), listen)
+			}
+		}
+	}
+	for name, d := range deps {
+		if listen := envOf(d)["FLEETACS_SERVER_INTERNAL_GRPC_ADDR"].Value; !called[name] && !strings.HasPrefix(listen, "127.0.0.1:") {
+			bad("%s: internal listener on %q though no component calls it: want loopback", name, listen)
+		}
+	}
+	if s, ok := deps["sessions"]; ok {
+		if addr, has := envOf(s)["FLEETACS_CLIENT_FILES_ADDR"]; has != filesOn {
+			bad("sessions: FLEETACS_CLIENT_FILES_ADDR %q with the files module %v in the gateways: want it exactly when files run", addr.Value, filesOn)
+		}
+	}
+
 	var cwmp *corev1.Service
 	for _, s := range services {
 		for _, p := range s.Spec.Ports {
@@ -380,6 +498,7 @@ func checkObjects(objs []runtime.Object, h *Fleetacs, metrics map[string]bool) [
 	// the notifier (STUN).
 	if len(netpols) > 0 {
 		covered := map[string]bool{}
+		internalOpen := map[string]bool{}
 		for _, np := range netpols {
 			sel := selects(np.Spec.PodSelector.MatchLabels)
 			if len(sel) != 1 {
@@ -399,6 +518,7 @@ func checkObjects(objs []runtime.Object, h *Fleetacs, metrics map[string]bool) [
 					}
 				}
 				if slices.Contains(ports, "9301/TCP") {
+					internalOpen[sel[0]] = true
 					if len(ports) != 1 || len(r.From) != 1 || r.From[0].PodSelector == nil || r.From[0].NamespaceSelector != nil ||
 						!slices.Equal(selects(r.From[0].PodSelector.MatchLabels), slices.Sorted(slices.Values(components))) {
 						bad("NetworkPolicy %s: the internal port is open to %+v, want the FleetACS pods only", np.Name, r.From)
@@ -409,6 +529,11 @@ func checkObjects(objs []runtime.Object, h *Fleetacs, metrics map[string]bool) [
 		for _, n := range components {
 			if !covered[n] {
 				bad("no NetworkPolicy for %s", n)
+			}
+			// The callers of an internal listener get through, and
+			// nobody reaches a loopback one anyway.
+			if internalOpen[n] != called[n] {
+				bad("NetworkPolicy of %s: internal port admitted %v, but other components call it: %v", n, internalOpen[n], called[n])
 			}
 		}
 	}
@@ -545,6 +670,9 @@ func TestChartCheckCatches(t *testing.T) {
 		{name: "dashboard values typo", values: "metrics: {grafanaDashboard: {enable: true}}\n", atTemplate: true, want: "enable"},
 		{name: "internal port open", file: "templates/networkpolicy.yaml", old: "        - podSelector:\n            matchLabels:", new: "        - namespaceSelector: {}\n          podSelector:\n            matchLabels:", want: "the internal port is open"},
 		{name: "pod IP host:port", file: "templates/_component.tpl", old: "- name: FLEETACS_SESSIONS_ADVERTISE_HOST\n  value: \"$(POD_IP)\"", new: "- name: FLEETACS_SESSIONS_ADVERTISE_ADDR\n  value: \"$(POD_IP):9301\"", want: "builds an address from $(POD_IP)"},
+		{name: "files address unset", file: "templates/_component.tpl", old: "- name: FLEETACS_CLIENT_FILES_ADDR\n  value: \"{{ $full }}-gateway:9301\"", new: "", values: "files: {enabled: true, baseURL: \"http://acs.example.net:7547\"}\n", want: "want it exactly when files run"},
+		{name: "gateway internal on loopback", file: "templates/_helpers.tpl", old: "(list \"inventory\" \"tasks\" \"sessions\")) (and (eq .name \"gateway\") .root.Values.files.enabled)", new: "(list \"inventory\" \"tasks\" \"sessions\")) false", values: "files: {enabled: true, baseURL: \"http://acs.example.net:7547\"}\n", want: "has no such port"},
+		{name: "gateway internal closed", file: "templates/networkpolicy.yaml", old: "{{- if include \"fleetacs.internalOnNetwork\" (dict \"root\" $root \"name\" $name) }}", new: "{{- if has $name (list \"inventory\" \"tasks\" \"sessions\") }}", values: "files: {enabled: true, baseURL: \"http://acs.example.net:7547\"}\n", want: "NetworkPolicy of gateway: internal port admitted false"},
 		{name: "cluster policy", file: "templates/workloads.yaml", old: "externalTrafficPolicy: {{ $g.externalTrafficPolicy }}", new: "externalTrafficPolicy: Cluster", want: "want Local"},
 		{name: "values typo", values: "gateway:\n  replica: 3\n", atTemplate: true, want: "replica"},
 		{name: "values type", values: "nats:\n  streamReplicas: three\n", atTemplate: true, want: "streamReplicas"},

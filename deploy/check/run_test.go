@@ -162,6 +162,19 @@ files: {enabled: true, baseURL: "http://127.0.0.1:%d"}
 		time.Sleep(200 * time.Millisecond)
 	}
 
+	// The worker resolves preset firmware through the gateway's
+	// internal listener (the files module), at the Service address and
+	// with the credential (mutual TLS, token) the chart gives it.
+	for _, p := range procs {
+		if p.name != "sessions" {
+			continue
+		}
+		if err := resolveAsWorker(ctx, p.env); err != nil {
+			dumpLogs()
+			t.Errorf("sessions: %v", err)
+		}
+	}
+
 	// The gateway runs the files module: /files/ is its handler (an
 	// unsigned URL is refused), not the CWMP handler's 405.
 	resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/files/nosuch", cwmpPort))

@@ -37,7 +37,7 @@ from Secrets by reference or as mounted files, never as values here.
 {{- end }}
 {{- /* The internal listener: on the pod network where other processes call it. */}}
 - name: FLEETACS_SERVER_INTERNAL_GRPC_ADDR
-  value: {{ if has $name (list "inventory" "tasks" "sessions") }}":9301"{{ else }}"127.0.0.1:9301"{{ end }}
+  value: {{ if include "fleetacs.internalOnNetwork" . }}":9301"{{ else }}"127.0.0.1:9301"{{ end }}
 {{- if ne $name "inventory" }}
 - name: FLEETACS_CLIENT_INVENTORY_ADDR
   value: "{{ $full }}-inventory:9301"
@@ -45,6 +45,12 @@ from Secrets by reference or as mounted files, never as values here.
 {{- if eq $name "sessions" }}
 - name: FLEETACS_CLIENT_TASKS_ADDR
   value: "{{ $full }}-tasks:9301"
+{{- /* The firmware files presets ask for: the files module's internal
+API, in the gateway pods (docs/provisioning.md, "Firmware"). */}}
+{{- if $v.files.enabled }}
+- name: FLEETACS_CLIENT_FILES_ADDR
+  value: "{{ $full }}-gateway:9301"
+{{- end }}
 {{- end }}
 {{- /* The notifier's replicas share the STUN bindings in Redis. */}}
 {{- if has $name (list "gateway" "sessions" "notifier") }}
@@ -208,7 +214,7 @@ brackets an IPv6 pod IP, which "$(POD_IP):9301" would not. */}}
 {{/* Container ports of a component. */}}
 {{- define "fleetacs.ports" -}}
 - {name: admin, containerPort: 9100, protocol: TCP}
-{{- if has .name (list "inventory" "tasks" "sessions") }}
+{{- if include "fleetacs.internalOnNetwork" . }}
 - {name: internal-grpc, containerPort: 9301, protocol: TCP}
 {{- end }}
 {{- if include "fleetacs.servesAPI" . }}

@@ -63,6 +63,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- if or (has .name (list "inventory" "tasks")) (and (eq .name "gateway") .root.Values.files.enabled) }}true{{ end -}}
 {{- end -}}
 
+{{/* Whether a component's internal gRPC listener is on the pod network
+(else loopback only): the inventory, tasks and session workers, and the
+gateways when they run the files module (the workers resolve preset
+firmware through its FilesInternalService; docs/deploy.md). */}}
+{{- define "fleetacs.internalOnNetwork" -}}
+{{- if or (has .name (list "inventory" "tasks" "sessions")) (and (eq .name "gateway") .root.Values.files.enabled) }}true{{ end -}}
+{{- end -}}
+
 {{- define "fleetacs.secretsKeySecret" -}}
 {{- default (printf "%s-secrets-key" (include "fleetacs.fullname" .)) .Values.secretsKey.existingSecret -}}
 {{- end -}}
