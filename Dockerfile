@@ -30,6 +30,7 @@ COPY cmd/fleetacs/go.mod cmd/fleetacs/go.sum cmd/fleetacs/
 COPY cmd/fleetctl/go.mod cmd/fleetctl/go.sum cmd/fleetctl/
 COPY tools/cpesim/go.mod tools/cpesim/go.sum tools/cpesim/
 COPY tools/taskload/go.mod tools/taskload/go.sum tools/taskload/
+COPY tools/otlpsink/go.mod tools/otlpsink/go.sum tools/otlpsink/
 COPY deploy/go.mod deploy/go.sum deploy/
 RUN --mount=type=cache,target=/go/pkg/mod \
 	cd cmd/fleetacs && go mod download && cd ../fleetctl && go mod download && cd ../../tools/cpesim && go mod download
