@@ -135,6 +135,13 @@ func TestChartProductionValues(t *testing.T) {
 			for _, e := range CheckRunbooks(o, runbooks(t)) {
 				t.Error(e)
 			}
+			for _, g := range o.Spec.Groups {
+				for _, r := range g.Rules {
+					if u := r.Annotations["runbook_url"]; !strings.Contains(u, "/docs/"+runbookDoc+"#") {
+						t.Errorf("%s: runbook_url %q is not in docs/%s", r.Alert, u, runbookDoc)
+					}
+				}
+			}
 		case *appsv1.Deployment:
 			env := envOf(o)
 			if _, ok := env["FLEETACS_INTERNAL_TLS_CERT_FILE"]; !ok {
@@ -719,10 +726,14 @@ func TestChartCheckCatches(t *testing.T) {
 	}
 }
 
+// runbookDoc is the document under docs/ that holds the alerts'
+// runbooks.
+const runbookDoc = "operations.md"
+
 // runbooks is the runbook document the alerts' runbook_url points at.
 func runbooks(t *testing.T) string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", "deploy.md"))
+	data, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", runbookDoc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -733,9 +744,9 @@ func runbooks(t *testing.T) string {
 // runbook_url to another one.
 func TestCheckRunbooksCatches(t *testing.T) {
 	pr := &monitoringv1.PrometheusRule{Spec: monitoringv1.PrometheusRuleSpec{Groups: []monitoringv1.RuleGroup{{Name: "g", Rules: []monitoringv1.Rule{
-		{Alert: "FleetACSDown", Annotations: map[string]string{"runbook_url": "https://x/docs/deploy.md#fleetacsdown"}},
-		{Alert: "FleetACSNoSection", Annotations: map[string]string{"runbook_url": "https://x/docs/deploy.md#fleetacsnosection"}},
-		{Alert: "FleetACSWrongAnchor", Annotations: map[string]string{"runbook_url": "https://x/docs/deploy.md#fleetacsdown"}},
+		{Alert: "FleetACSDown", Annotations: map[string]string{"runbook_url": "https://x/docs/operations.md#fleetacsdown"}},
+		{Alert: "FleetACSNoSection", Annotations: map[string]string{"runbook_url": "https://x/docs/operations.md#fleetacsnosection"}},
+		{Alert: "FleetACSWrongAnchor", Annotations: map[string]string{"runbook_url": "https://x/docs/operations.md#fleetacsdown"}},
 	}}}}}
 	doc := "## Alerts\n\n#### FleetACSDown\n\ntext\n\n#### FleetACSWrongAnchor\n"
 	var msgs []string

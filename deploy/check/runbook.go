@@ -9,7 +9,7 @@ import (
 
 // CheckRunbooks returns every alert of pr whose runbook is missing: its
 // runbook_url must end in the anchor of its name (#fleetacsdown for
-// FleetACSDown) and the runbook document (docs/deploy.md, "Alerts") must
+// FleetACSDown) and the runbook document (docs/operations.md, "Alerts") must
 // have a "#### <alert>" section for it.
 func CheckRunbooks(pr *monitoringv1.PrometheusRule, doc string) []error {
 	var errs []error
