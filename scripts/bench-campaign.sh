@@ -32,6 +32,8 @@
 #   default -notifier.rate: connection requests/s) FLEETACS_BIN
 #   PROFILE (unset; 1: a 30 s CPU profile of fleetacs from 10 s into the
 #   campaign, bench-campaign.cpu.pprof in PROFILE_DIR, default /tmp)
+#   KEEP (unset; a directory: the run's logs, cpesim summaries and data are
+#   copied there at the end)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)

@@ -26,6 +26,8 @@
 #                   their last run, bench-presets-{base,presets}.cpu.pprof in
 #                   PROFILE_DIR, default /tmp)
 #   FLEETACS_BIN (./bin/fleetacs, built first)
+#   KEEP (unset; a directory: the run's logs, cpesim summaries and data are
+#   copied there at the end)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
