@@ -40,6 +40,8 @@ bench: ## run the benchmarks and print their figures (see BENCHMARKS.md)
 	scripts/bench.sh
 	scripts/bench-platform.sh
 	scripts/bench-tasks.sh
+	scripts/bench-presets.sh
+	scripts/bench-campaign.sh
 
 .PHONY: datamodels
 datamodels: ## regenerate cpesim's data-model tables from the BBF XML (BBF_DIR=dir, default shared/tr069 beside the repository)
