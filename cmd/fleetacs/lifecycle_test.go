@@ -54,7 +54,7 @@ type process struct {
 	exited         chan int
 }
 
-func startProcess(t *testing.T, args ...string) *process {
+func startProcess(t testing.TB, args ...string) *process {
 	t.Helper()
 	// The sessions a test leaves open do not hold up its end.
 	// The HTTP API on any free port unless a test names one: the default
@@ -76,7 +76,7 @@ func startProcess(t *testing.T, args ...string) *process {
 }
 
 // alive fails the test when the process has exited.
-func (p *process) alive(t *testing.T) {
+func (p *process) alive(t testing.TB) {
 	t.Helper()
 	select {
 	case code := <-p.exited:

@@ -329,22 +329,19 @@ func buildInventoryClient(a *app) (lifecycle.Service, error) {
 	dial := append(append(a.dialOptions(), a.internal.DialOptions()...),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
 	)
-	if a.telemetry.Tracing {
-		dial = append(dial, grpc.WithStatsHandler(a.telemetry.GRPCStats(otelgrpc.NewClientHandler(a.otelgrpcOptions()...), true)))
-	}
 	addr := a.opts.InventoryAddr
 	if addr == "" {
 		if !a.selected("inventory") {
 			return nil, errors.New("inventory does not run in this process: set -client.inventory-addr")
 		}
-		cc, closer, err := a.shared.internal.conn(dial)
+		cc, closer, err := a.tracedConn(dial, a.shared.internal.conn)
 		if err != nil {
 			return nil, err
 		}
 		a.shared.inventory = cc
 		return lifecycle.Func(closeAtEnd(closer)), nil
 	}
-	conn, err := grpc.NewClient(addr, dial...)
+	conn, closer, err := a.tracedConn(dial, dialTo(addr))
 	if err != nil {
 		return nil, fmt.Errorf("inventory client for %s: %w", addr, err)
 	}
@@ -357,7 +354,52 @@ func buildInventoryClient(a *app) (lifecycle.Service, error) {
 		StartFunc: func(ctx context.Context) error {
 			return waitServing(ctx, a.logger, conn, inventoryInternalService, "-client.inventory-addr="+addr)
 		},
-		RunFunc: closeAtEnd(conn.Close),
+		RunFunc: closeAtEnd(closer),
+	}, nil
+}
+
+// dialTo connects to addr over the network.
+func dialTo(addr string) func([]grpc.DialOption) (grpc.ClientConnInterface, func() error, error) {
+	return func(dial []grpc.DialOption) (grpc.ClientConnInterface, func() error, error) {
+		conn, err := grpc.NewClient(addr, dial...)
+		if err != nil {
+			return nil, nil, err
+		}
+		return conn, conn.Close, nil
+	}
+}
+
+// tracedConn connects with connect and dial, adding the OpenTelemetry
+// gRPC instrumentation while tracing is on. When the sampler lets calls
+// under unsampled spans skip it (telemetry.Providers.SkipsUnsampled),
+// those calls get a second connection without any stats handler
+// (telemetry.SplitConn): the instrumentation's mere presence costs each
+// call copies of its metadata and records of its messages.
+func (a *app) tracedConn(dial []grpc.DialOption, connect func([]grpc.DialOption) (grpc.ClientConnInterface, func() error, error)) (grpc.ClientConnInterface, func() error, error) {
+	if !a.telemetry.Tracing {
+		return connect(dial)
+	}
+	traced := append(append([]grpc.DialOption(nil), dial...),
+		grpc.WithStatsHandler(a.telemetry.GRPCStats(otelgrpc.NewClientHandler(a.otelgrpcOptions()...), true)))
+	cc, closer, err := connect(traced)
+	if err != nil || !a.telemetry.SkipsUnsampled() {
+		return cc, closer, err
+	}
+	plain, plainCloser, err := connect(dial)
+	if err != nil {
+		if closer != nil {
+			_ = closer()
+		}
+		return nil, nil, err
+	}
+	return telemetry.SplitConn(plain, cc, a.telemetry.Propagator), func() error {
+		var errs []error
+		for _, c := range []func() error{closer, plainCloser} {
+			if c != nil {
+				errs = append(errs, c())
+			}
+		}
+		return errors.Join(errs...)
 	}, nil
 }
 
@@ -514,28 +556,25 @@ func warnIfShared(logger *slog.Logger, what, path string) {
 // -client.tasks-addr. With neither, session workers run no tasks (logged).
 func buildTasksClient(a *app) (lifecycle.Service, error) {
 	dial := append(a.dialOptions(), a.internal.DialOptions()...)
-	if a.telemetry.Tracing {
-		dial = append(dial, grpc.WithStatsHandler(a.telemetry.GRPCStats(otelgrpc.NewClientHandler(a.otelgrpcOptions()...), true)))
-	}
 	addr := a.opts.TasksAddr
 	if addr == "" {
 		if !a.selected("tasks") {
 			a.logger.Warn("no tasks service in this process and no -client.tasks-addr: session workers run no tasks")
 			return lifecycle.Funcs{}, nil
 		}
-		cc, closer, err := a.shared.internal.conn(dial)
+		cc, closer, err := a.tracedConn(dial, a.shared.internal.conn)
 		if err != nil {
 			return nil, err
 		}
 		a.shared.tasks = cc
 		return lifecycle.Func(closeAtEnd(closer)), nil
 	}
-	conn, err := grpc.NewClient(addr, dial...)
+	conn, closer, err := a.tracedConn(dial, dialTo(addr))
 	if err != nil {
 		return nil, fmt.Errorf("tasks client for %s: %w", addr, err)
 	}
 	a.shared.tasks = conn
-	return lifecycle.Func(closeAtEnd(conn.Close)), nil
+	return lifecycle.Func(closeAtEnd(closer)), nil
 }
 
 // firmwarePort adapts the files client, nil when there is none.
@@ -552,9 +591,6 @@ func firmwarePort(cc grpc.ClientConnInterface) sessions.FirmwareFiles {
 // With neither, sessions only note a preset's firmware version.
 func buildFilesClient(a *app) (lifecycle.Service, error) {
 	dial := append(a.dialOptions(), a.internal.DialOptions()...)
-	if a.telemetry.Tracing {
-		dial = append(dial, grpc.WithStatsHandler(otelgrpc.NewClientHandler(a.otelgrpcOptions()...)))
-	}
 	addr := a.opts.FilesAddr
 	if addr == "" {
 		if !a.selected("files") {
@@ -563,19 +599,19 @@ func buildFilesClient(a *app) (lifecycle.Service, error) {
 			}
 			return lifecycle.Funcs{}, nil
 		}
-		cc, closer, err := a.shared.internal.conn(dial)
+		cc, closer, err := a.tracedConn(dial, a.shared.internal.conn)
 		if err != nil {
 			return nil, err
 		}
 		a.shared.filesInternal = cc
 		return lifecycle.Func(closeAtEnd(closer)), nil
 	}
-	conn, err := grpc.NewClient(addr, dial...)
+	conn, closer, err := a.tracedConn(dial, dialTo(addr))
 	if err != nil {
 		return nil, fmt.Errorf("files client for %s: %w", addr, err)
 	}
 	a.shared.filesInternal = conn
-	return lifecycle.Func(closeAtEnd(conn.Close)), nil
+	return lifecycle.Func(closeAtEnd(closer)), nil
 }
 
 // tasksPort adapts the tasks client, nil when there is none.
@@ -648,8 +684,9 @@ func buildGateway(a *app) (lifecycle.Service, error) {
 		affinity.NewLiveCache(a.shared.store.Registry, time.Second, nil),
 		gateway.GRPCForwarderOptions{
 			TracerProvider: a.tracerProvider(), Propagator: a.telemetry.Propagator, WrapStats: a.telemetry.GRPCStats,
-			DialOptions: append(a.dialOptions(), a.internal.DialOptions()...),
-			LocalConn:   a.localConn,
+			SplitUnsampled: a.telemetry.SkipsUnsampled(),
+			DialOptions:    append(a.dialOptions(), a.internal.DialOptions()...),
+			LocalConn:      a.localConn,
 		},
 	)
 	g, err := gateway.New(a.cfg.gateway, gateway.Deps{

@@ -100,7 +100,7 @@ func anyValueString(v *commonv1.AnyValue) string {
 
 // startOTLPReceiver serves an OTLP receiver on a loopback port and returns
 // it with its endpoint URL.
-func startOTLPReceiver(t *testing.T) (*otlpReceiver, string) {
+func startOTLPReceiver(t testing.TB) (*otlpReceiver, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -57,10 +57,12 @@ func (s skipClient) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.
 	if !sc.IsValid() || sc.IsSampled() {
 		return s.Handler.TagRPC(ctx, info)
 	}
-	md, _ := metadata.FromOutgoingContext(ctx)
-	md = md.Copy()
-	s.prop.Inject(ctx, mdCarrier(md))
-	return context.WithValue(metadata.NewOutgoingContext(ctx, md), skippedKey{}, struct{}{})
+	// The trace context is added to the call's metadata, not written into
+	// a copy of it: copying the metadata on every call was what an
+	// unsampled call still cost (BENCHMARKS.md, issue 11).
+	var kv appendCarrier
+	s.prop.Inject(ctx, &kv)
+	return context.WithValue(metadata.AppendToOutgoingContext(ctx, kv...), skippedKey{}, struct{}{})
 }
 
 func (s skipClient) HandleRPC(ctx context.Context, rs stats.RPCStats) {
@@ -75,8 +77,7 @@ type skipServer struct {
 }
 
 func (s skipServer) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
-	md, _ := metadata.FromIncomingContext(ctx)
-	remote := s.prop.Extract(ctx, mdCarrier(md))
+	remote := s.prop.Extract(ctx, incomingCarrier{ctx})
 	if sc := trace.SpanContextFromContext(remote); !sc.IsValid() || sc.IsSampled() {
 		return s.Handler.TagRPC(ctx, info)
 	}
@@ -89,21 +90,40 @@ func (s skipServer) HandleRPC(ctx context.Context, rs stats.RPCStats) {
 	}
 }
 
-// mdCarrier is gRPC metadata as a propagation carrier.
-type mdCarrier metadata.MD
+// appendCarrier collects what a propagator injects as the key and value
+// pairs of metadata.AppendToOutgoingContext.
+type appendCarrier []string
 
-func (c mdCarrier) Get(key string) string {
-	if v := metadata.MD(c).Get(key); len(v) > 0 {
+func (c *appendCarrier) Get(string) string { return "" }
+
+func (c *appendCarrier) Set(key, value string) { *c = append(*c, key, value) }
+
+func (c *appendCarrier) Keys() []string {
+	keys := make([]string, 0, len(*c)/2)
+	for i := 0; i < len(*c); i += 2 {
+		keys = append(keys, (*c)[i])
+	}
+	return keys
+}
+
+// incomingCarrier reads a call's incoming metadata as a propagation
+// carrier, one key at a time: metadata.FromIncomingContext would copy all
+// of it on every call.
+type incomingCarrier struct{ ctx context.Context }
+
+func (c incomingCarrier) Get(key string) string {
+	if v := metadata.ValueFromIncomingContext(c.ctx, key); len(v) > 0 {
 		return v[0]
 	}
 	return ""
 }
 
-func (c mdCarrier) Set(key, value string) { metadata.MD(c).Set(key, value) }
+func (c incomingCarrier) Set(string, string) {}
 
-func (c mdCarrier) Keys() []string {
-	keys := make([]string, 0, len(c))
-	for k := range c {
+func (c incomingCarrier) Keys() []string {
+	md, _ := metadata.FromIncomingContext(c.ctx)
+	keys := make([]string, 0, len(md))
+	for k := range md {
 		keys = append(keys, k)
 	}
 	return keys

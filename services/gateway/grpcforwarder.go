@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
+	"github.com/fleetacs/fleetacs/pkg/telemetry"
 	sessionsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/sessions/v1"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
@@ -57,6 +58,11 @@ type GRPCForwarderOptions struct {
 	// WrapStats, when set, wraps that instrumentation (the process's
 	// telemetry.Providers.GRPCStats: no span for an unsampled call).
 	WrapStats func(h stats.Handler, client bool) stats.Handler
+	// SplitUnsampled, when set (the process's
+	// telemetry.Providers.SkipsUnsampled), gives each worker a second
+	// connection, without the instrumentation, for the calls made under
+	// an unsampled span (telemetry.SplitConn).
+	SplitUnsampled bool
 	// LocalConn, when set, returns a channel to a worker in this very
 	// process for its address (grpcinproc), or nil to dial it.
 	LocalConn func(addr string) grpc.ClientConnInterface
@@ -76,8 +82,12 @@ type GRPCForwarderOptions struct {
 type GRPCForwarder struct {
 	workers Workers
 	opts    []grpc.DialOption
-	local   func(addr string) grpc.ClientConnInterface
-	max     int
+	// plainOpts dial a worker's connection for unsampled calls; nil
+	// when they share the instrumented one.
+	plainOpts []grpc.DialOption
+	prop      propagation.TextMapPropagator
+	local     func(addr string) grpc.ClientConnInterface
+	max       int
 
 	mu      sync.Mutex
 	clients map[string]*grpcWorker
@@ -86,6 +96,7 @@ type GRPCForwarder struct {
 
 type grpcWorker struct {
 	conn   *grpc.ClientConn // nil for a worker in this process
+	plain  *grpc.ClientConn // the connection for unsampled calls, if any
 	client sessionsv1.SessionServiceClient
 }
 
@@ -95,10 +106,14 @@ var _ Forwarder = (*GRPCForwarder)(nil)
 // connections are made on first use.
 func NewGRPCForwarder(workers Workers, o GRPCForwarderOptions) *GRPCForwarder {
 	dial := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	var plain []grpc.DialOption
+	prop := o.Propagator
+	if prop == nil {
+		prop = propagation.TraceContext{}
+	}
 	if o.TracerProvider != nil {
-		prop := o.Propagator
-		if prop == nil {
-			prop = propagation.TraceContext{}
+		if o.SplitUnsampled {
+			plain = append(append(plain, dial...), o.DialOptions...)
 		}
 		// Spans only: the instrumentation's RPC metrics (a no-op meter
 		// here, not the global one) would build an attribute set per
@@ -118,7 +133,7 @@ func NewGRPCForwarder(workers Workers, o GRPCForwarderOptions) *GRPCForwarder {
 	if maxAttempts <= 0 {
 		maxAttempts = 3
 	}
-	return &GRPCForwarder{workers: workers, opts: dial, local: o.LocalConn, max: maxAttempts, clients: map[string]*grpcWorker{}}
+	return &GRPCForwarder{workers: workers, opts: dial, plainOpts: plain, prop: prop, local: o.LocalConn, max: maxAttempts, clients: map[string]*grpcWorker{}}
 }
 
 // Close closes every worker connection.
@@ -134,6 +149,11 @@ func (f *GRPCForwarder) Close() error {
 		}
 		if err := w.conn.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close connection to worker %s: %w", addr, err))
+		}
+		if w.plain != nil {
+			if err := w.plain.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close connection to worker %s: %w", addr, err))
+			}
 		}
 		delete(f.clients, addr)
 	}
@@ -161,6 +181,15 @@ func (f *GRPCForwarder) client(addr string) (sessionsv1.SessionServiceClient, er
 		return nil, fmt.Errorf("create client for worker %s: %w", addr, err)
 	}
 	w := &grpcWorker{conn: conn, client: sessionsv1.NewSessionServiceClient(conn)}
+	if f.plainOpts != nil {
+		plain, err := grpc.NewClient(addr, f.plainOpts...)
+		if err != nil {
+			_ = conn.Close()
+			return nil, fmt.Errorf("create client for worker %s: %w", addr, err)
+		}
+		w.plain = plain
+		w.client = sessionsv1.NewSessionServiceClient(telemetry.SplitConn(plain, conn, f.prop))
+	}
 	f.clients[addr] = w
 	return w.client, nil
 }
