@@ -190,7 +190,7 @@ func TestPublicMethodRoles(t *testing.T) {
 		"/fleetacs.provisioning.v1.PresetsService/DeletePreset":                   authv1.Role_ROLE_ADMIN,
 		"/fleetacs.provisioning.v1.PresetsService/DryRunPreset":                   authv1.Role_ROLE_OPERATOR,
 	}
-	internal := []string{"fleetacs.inventory.v1.InventoryInternalService", "fleetacs.sessions.v1.SessionService", "fleetacs.tasks.v1.TasksInternalService", "fleetacs.provisioning.v1.PresetsInternalService"}
+	internal := []string{"fleetacs.inventory.v1.InventoryInternalService", "fleetacs.sessions.v1.SessionService", "fleetacs.tasks.v1.TasksInternalService", "fleetacs.provisioning.v1.PresetsInternalService", "fleetacs.files.v1.FilesInternalService"}
 	got := map[string]authv1.Role{}
 	protoregistry.GlobalFiles.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
 		for i := range fd.Services().Len() {
