@@ -44,20 +44,8 @@ conc=${CONC:-64}
 reboot=${REBOOT:-1s}
 crrate=${NOTIFIER_RATE:-200}
 fleetacs=${FLEETACS_BIN:-$root/bin/fleetacs}
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	if [ -n "${KEEP:-}" ]; then cp -r "$work" "$KEEP" 2>/dev/null || true; fi
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
+source "$root/scripts/bench-lib.sh"
 
-make -s build >/dev/null
-
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 300); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not ready: $1" >&2; return 1; }
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 hwm_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 rss_mib() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }

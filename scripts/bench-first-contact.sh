@@ -22,17 +22,9 @@ devices=${DEVICES:-3000}
 conc=${CONC:-64}
 beside=${BESIDE:-0}
 profile=${PROFILE:-15}
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-}
-trap cleanup EXIT
+keep_work=1 # its output stays for reading
+source "$root/scripts/bench-lib.sh"
 
-make -s build >/dev/null
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 200); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not ready: $1" >&2; return 1; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 gw=$(freeport); adm=$(freeport)

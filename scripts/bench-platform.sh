@@ -22,21 +22,9 @@ conc=${CONC:-128}
 storm=${STORM:-8000}
 sconc=${STORM_CONC:-64}
 fleetacs=${FLEETACS_BIN:-$root/bin/fleetacs}
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
+source "$root/scripts/bench-lib.sh"
 
-make -s build >/dev/null
 command -v redis-server >/dev/null || scripts/ensure-test-deps.sh >/dev/null
-
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
-	awk 'BEGIN{srand(); print 20000+int(rand()*20000)}'; }
-wait_http() { for _ in $(seq 1 200); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not ready: $1" >&2; return 1; }
 
 # sim URL... runs cpesim and prints its text summary.
 sim() { "$root/bin/cpesim" "$@"; }

@@ -33,20 +33,10 @@ pdevices=${PDEVICES:-2000}
 pduration=${PDURATION:-20s}
 runs=${RUNS:-2}
 fleetacs=${FLEETACS_BIN:-$root/bin/fleetacs}
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
+source "$root/scripts/bench-lib.sh"
 
-make -s build >/dev/null
 (cd tools/taskload && go build -o "$root/bin/taskload" .)
 
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 300); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not ready: $1" >&2; return 1; }
 rate() { sed -n 's/.*; \([0-9.]*\) sessions\/s.*/\1/p' | head -1; }
 admit=(-gateway.admission-rate=50000 -gateway.admission-burst=50000)
 

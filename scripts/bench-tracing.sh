@@ -30,21 +30,11 @@ profile=${PROFILE:-}
 pprof=()
 if [ -n "$profile" ]; then mkdir -p "$profile"; pprof=(-server.pprof); fi
 fleetacs=${FLEETACS_BIN:-$root/bin/fleetacs}
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
+source "$root/scripts/bench-lib.sh"
 
-make -s build >/dev/null
 (cd tools/otlpsink && go build -o "$root/bin/otlpsink" .)
 command -v redis-server >/dev/null || scripts/ensure-test-deps.sh >/dev/null
 
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 300); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "not ready: $1" >&2; return 1; }
 rate() { sed -n 's/.*; \([0-9.]*\) sessions\/s.*/\1/p' | head -1; }
 sim() { "$root/bin/cpesim" "$@"; }
 # CPU time (user+system, clock ticks) of the processes given.
