@@ -124,13 +124,15 @@ func TestClusterReplicatedStreams(t *testing.T) {
 
 	phase("task stream checked")
 	// The notifiers' consumer takes every wake-up queued before the crash.
-	var cons jetstream.Consumer
-	ask(t, "create the notifiers' consumer", func(ctx context.Context) (err error) {
-		cons, err = js.CreateOrUpdateConsumer(ctx, names.WakeStream(), jetstream.ConsumerConfig{
-			Durable: "notifier", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 5 * time.Second, Replicas: 3,
-		})
-		return err
+	// As the notifier creates it at start (EnsureConsumer asks again).
+	cctx, ccancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer ccancel()
+	cons, err := natsbus.EnsureConsumer(cctx, js, names.WakeStream(), jetstream.ConsumerConfig{
+		Durable: "notifier", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 5 * time.Second, Replicas: 3,
 	})
+	if err != nil {
+		t.Fatalf("create the notifiers' consumer: %v", err)
+	}
 	got := map[string]bool{}
 	testenv.WaitFor(t, 30*time.Second, func() error {
 		batch, err := cons.FetchNoWait(wakes)

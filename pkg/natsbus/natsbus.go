@@ -268,25 +268,46 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, n Names, o Strea
 	return nil
 }
 
-// ensureAttempt bounds one stream creation or update.
+// ensureAttempt bounds one stream or consumer creation or update.
 const ensureAttempt = 5 * time.Second
 
 func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
+	return retryAPI(ctx, func(actx context.Context) error {
+		_, err := js.CreateOrUpdateStream(actx, cfg)
+		return err
+	})
+}
+
+// EnsureConsumer creates the durable consumer cfg on stream, or updates it,
+// asking again as EnsureStreams does: in a cluster the request can go
+// unanswered while a node is lost and the stream or the meta layer elects
+// a leader. It returns when the consumer exists or ctx ends.
+func EnsureConsumer(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	var c jetstream.Consumer
+	err := retryAPI(ctx, func(actx context.Context) (err error) {
+		c, err = js.CreateOrUpdateConsumer(actx, stream, cfg)
+		return err
+	})
+	return c, err
+}
+
+// retryAPI runs a JetStream API request, each attempt within ensureAttempt,
+// until it succeeds or ctx ends. A configuration the server refuses will
+// not change by asking again, but a refusal can also come from a race:
+// another process's creation of the same stream in flight makes the
+// subjects "overlap". Three refusals in a row are final. No answer and
+// "temporarily unavailable" (503, a leader election) are retried until
+// ctx ends.
+func retryAPI(ctx context.Context, req func(actx context.Context) error) error {
 	delay := 100 * time.Millisecond
 	refused := 0
 	for {
 		actx, cancel := context.WithTimeout(ctx, ensureAttempt)
-		_, err := js.CreateOrUpdateStream(actx, cfg)
+		err := req(actx)
 		cancel()
 		if err == nil {
 			return nil
 		}
-		// A configuration the server refuses will not change by asking
-		// again, but a refusal can also come from a race: another
-		// process's creation of the same stream in flight makes the
-		// subjects "overlap". Three refusals in a row are final. No answer
-		// and "temporarily unavailable" (503, a leader election) are
-		// retried until ctx ends.
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.Code != 503 {
 			if refused++; refused == 3 {

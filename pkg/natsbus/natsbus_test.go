@@ -2,6 +2,7 @@ package natsbus_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -171,5 +172,41 @@ func TestEnsureStreamsRefused(t *testing.T) {
 	err = natsbus.EnsureStreams(ctx, js, natsbus.New(u, strings.ToUpper(u)+"_"), o)
 	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "replicas") {
 		t.Fatalf("EnsureStreams of R3 on one server: %v (deadline passed: %v)", err, ctx.Err())
+	}
+}
+
+// EnsureConsumer creates a durable consumer, updates it when asked again,
+// and gives up on a request the server refuses (here: no such stream)
+// before its context ends.
+func TestEnsureConsumer(t *testing.T) {
+	nc, js, err := natsbus.Connect(t.Context(), testenv.NATS(t), "consumer", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	u := testenv.UniqueName(t)
+	names := natsbus.New(u, strings.ToUpper(u)+"_")
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := natsbus.EnsureStreams(ctx, js, names, natsbus.StreamOptions{Replicas: 1, MaxTasksPerDevice: 10, EventsMaxAge: time.Hour, EventsMaxBytes: 1 << 20, WakeMaxAge: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, s := range []string{names.TasksStream(), names.WakeStream(), names.EventsStream()} {
+			_ = js.DeleteStream(context.Background(), s)
+		}
+	}()
+	cfg := jetstream.ConsumerConfig{Durable: "c1", AckPolicy: jetstream.AckExplicitPolicy, MaxDeliver: 5}
+	c, err := natsbus.EnsureConsumer(ctx, js, names.WakeStream(), cfg)
+	if err != nil || c.CachedInfo().Config.MaxDeliver != 5 {
+		t.Fatalf("EnsureConsumer: %v", err)
+	}
+	cfg.MaxDeliver = 7
+	if c, err = natsbus.EnsureConsumer(ctx, js, names.WakeStream(), cfg); err != nil || c.CachedInfo().Config.MaxDeliver != 7 {
+		t.Fatalf("EnsureConsumer again: %v", err)
+	}
+	_, err = natsbus.EnsureConsumer(ctx, js, names.WakeStream()+"_MISSING", cfg)
+	if !errors.Is(err, jetstream.ErrStreamNotFound) || ctx.Err() != nil {
+		t.Fatalf("EnsureConsumer on a missing stream: %v (deadline passed: %v)", err, ctx.Err())
 	}
 }

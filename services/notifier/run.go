@@ -37,7 +37,8 @@ func (s *Service) Start(ctx context.Context) error {
 	if s.js == nil {
 		return errors.New("notifier: no JetStream")
 	}
-	cons, err := s.js.CreateOrUpdateConsumer(ctx, s.names.WakeStream(), jetstream.ConsumerConfig{
+	// Asked again while NATS does not answer (a node lost at start).
+	cons, err := natsbus.EnsureConsumer(ctx, s.js, s.names.WakeStream(), jetstream.ConsumerConfig{
 		Durable:     ConsumerName,
 		Description: "FleetACS notifiers: connection requests",
 		AckPolicy:   jetstream.AckExplicitPolicy,

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fleetacs/fleetacs/pkg/natsbus"
 	"google.golang.org/protobuf/proto"
 
 	eventsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/events/v1"
@@ -25,7 +27,7 @@ const wakeConsumer = "tasks_wake_outcomes"
 const maxWakeTasks = 1000
 
 func (s *Service) ensureWakeConsumer(ctx context.Context) error {
-	c, err := s.js.CreateOrUpdateConsumer(ctx, s.names.EventsStream(), jetstream.ConsumerConfig{
+	c, err := natsbus.EnsureConsumer(ctx, s.js, s.names.EventsStream(), jetstream.ConsumerConfig{
 		Durable:       wakeConsumer,
 		Description:   "tasks service: connection-request outcomes into Task.wake",
 		FilterSubject: s.names.EventFilterAllTenants("connection_request"),
