@@ -233,22 +233,35 @@ func (m *metrics) rpc(method string, f *cwmp.Fault) {
 
 // labelSets holds the attribute sets of labels whose values are bounded
 // but too many to list at start (events; methods by faults), built on
-// first use.
-var labelSets sync.Map // string -> metric.MeasurementOption
+// first use. The key is a value, so a lookup allocates nothing.
+var labelSets = struct {
+	sync.RWMutex
+	m map[[2]string]metric.MeasurementOption
+}{m: map[[2]string]metric.MeasurementOption{}}
+
+func labelSet(k [2]string, build func() attribute.Set) metric.MeasurementOption {
+	labelSets.RLock()
+	o, ok := labelSets.m[k]
+	labelSets.RUnlock()
+	if ok {
+		return o
+	}
+	labelSets.Lock()
+	defer labelSets.Unlock()
+	if o, ok := labelSets.m[k]; ok {
+		return o
+	}
+	o = metric.WithAttributeSet(build())
+	labelSets.m[k] = o
+	return o
+}
 
 func eventAttr(code string) metric.MeasurementOption {
-	if o, ok := labelSets.Load("event=" + code); ok {
-		return o.(metric.MeasurementOption)
-	}
-	o, _ := labelSets.LoadOrStore("event="+code, metric.WithAttributeSet(attribute.NewSet(attribute.String("event", code))))
-	return o.(metric.MeasurementOption)
+	return labelSet([2]string{"", code}, func() attribute.Set { return attribute.NewSet(attribute.String("event", code)) })
 }
 
 func rpcAttr(method, fault string) metric.MeasurementOption {
-	k := method + "/" + fault
-	if o, ok := labelSets.Load(k); ok {
-		return o.(metric.MeasurementOption)
-	}
-	o, _ := labelSets.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(attribute.String("method", method), attribute.String("fault", fault))))
-	return o.(metric.MeasurementOption)
+	return labelSet([2]string{method, fault}, func() attribute.Set {
+		return attribute.NewSet(attribute.String("method", method), attribute.String("fault", fault))
+	})
 }
