@@ -128,6 +128,39 @@ func (c *cluster) checkAlive(p *proc) error {
 	}
 }
 
+// awaitUp waits up to timeout until the gRPC servers at grpcAddrs serve
+// and the URLs of ready answer 200, failing the test at once when one of
+// procs exits. Once the test has failed, it logs the last tail lines of
+// each process's log.
+func (c *cluster) awaitUp(t *testing.T, timeout time.Duration, procs []*proc, tail int, grpcAddrs []string, ready ...string) {
+	t.Helper()
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, p := range procs {
+				t.Logf("--- %s log tail:\n%s", p.name, p.tail(tail))
+			}
+		}
+	})
+	testenv.WaitFor(t, timeout, func() error {
+		for _, p := range procs {
+			if err := c.checkAlive(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, a := range grpcAddrs {
+			if err := grpcServing(a); err != nil {
+				return err
+			}
+		}
+		for _, u := range ready {
+			if err := httpReady(u); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 func buildFleetacs(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "fleetacs")

@@ -101,26 +101,7 @@ func testKilledWorker(t *testing.T, loseAnswer bool) {
 		"-gateway.auth-shared-password=e2e-secret", "-gateway.auth-nonce-secret=e2e-nonce-key", "gateway")...)
 	all := []*proc{core, w1, w2, gw}
 	workers := map[string]*proc{w1.name: w1, w2.name: w2}
-	defer func() {
-		if t.Failed() {
-			for _, p := range all {
-				t.Logf("--- %s log tail:\n%s", p.name, p.tail(30))
-			}
-		}
-	}()
-	testenv.WaitFor(t, 90*time.Second, func() error {
-		for _, p := range all {
-			if err := c.checkAlive(p); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for _, a := range []string{coreAddr, w1Addr, w2Addr} {
-			if err := grpcServing(a); err != nil {
-				return err
-			}
-		}
-		return httpReady("http://" + gwAddr + "/readyz")
-	})
+	c.awaitUp(t, 90*time.Second, all, 30, []string{coreAddr, w1Addr, w2Addr}, "http://"+gwAddr+"/readyz")
 
 	rc := redis.NewClient(&redis.Options{Addr: redisAddr, DB: redisDB})
 	defer rc.Close()

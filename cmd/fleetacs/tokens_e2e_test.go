@@ -62,26 +62,7 @@ func TestTasksProcessVerifiesInventoryTokens(t *testing.T) {
 	tsk := c.start("tasks", append(common, "-data-dir="+filepath.Join(c.dir, "tasks"),
 		"-server.internal-grpc-addr="+tasksInternal, "-server.grpc-addr="+tasksPublic, "-server.api-http-addr="+tasksHTTP,
 		"-client.inventory-addr="+invInternal, "-nats.url="+ns.URL(), "tasks")...)
-	defer func() {
-		if t.Failed() {
-			for _, p := range []*proc{inv, tsk} {
-				t.Logf("--- %s log tail:\n%s", p.name, p.tail(30))
-			}
-		}
-	}()
-	testenv.WaitFor(t, 60*time.Second, func() error {
-		for _, p := range []*proc{inv, tsk} {
-			if err := c.checkAlive(p); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for _, a := range []string{invPublic, tasksPublic} {
-			if err := grpcServing(a); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	c.awaitUp(t, 60*time.Second, []*proc{inv, tsk}, 30, []string{invPublic, tasksPublic})
 
 	adminToken := func() string {
 		b, err := os.ReadFile(filepath.Join(c.dir, "inv", "admin.token"))

@@ -176,26 +176,7 @@ func TestTraceAcrossServices(t *testing.T) {
 	gw := c.start("gateway", args("-gateway.listen-addr="+gwAddr, "-server.internal-grpc-addr=127.0.0.1:0", "-gateway.auth-shared-username=fleet",
 		"-gateway.auth-shared-password=e2e-secret", "-gateway.auth-nonce-secret=e2e-nonce-key", "gateway")...)
 	all := []*proc{core, w1, w2, gw}
-	defer func() {
-		if t.Failed() {
-			for _, p := range all {
-				t.Logf("--- %s log tail:\n%s", p.name, p.tail(20))
-			}
-		}
-	}()
-	testenv.WaitFor(t, 90*time.Second, func() error {
-		for _, p := range all {
-			if err := c.checkAlive(p); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for _, a := range []string{coreAddr, w1Addr, w2Addr} {
-			if err := grpcServing(a); err != nil {
-				return err
-			}
-		}
-		return httpReady("http://" + gwAddr + "/readyz")
-	})
+	c.awaitUp(t, 90*time.Second, all, 20, []string{coreAddr, w1Addr, w2Addr}, "http://"+gwAddr+"/readyz")
 
 	// One CPE: its boot session, then it waits for connection requests.
 	var (
