@@ -37,6 +37,7 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 	authv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/auth/v1"
+	filesv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
 	sessionsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/sessions/v1"
 	"github.com/fleetacs/fleetacs/tools/cpesim/sim"
@@ -275,6 +276,23 @@ func TestInternalListenerAbuse(t *testing.T) {
 	// Oversized metadata.
 	if err := get(metadata.AppendToOutgoingContext(ctx10(t), "x-pad", strings.Repeat("p", 1<<20))); err == nil {
 		t.Error("a call with 1 MiB of metadata was answered")
+	}
+	// The files service's internal method signs a download URL for any
+	// device (docs/files.md): the internal credential is required, a
+	// public admin token is none, and the public listener does not serve
+	// it.
+	resolve := func(conn *grpc.ClientConn, ctx context.Context) error {
+		_, err := filesv1.NewFilesInternalServiceClient(conn).ResolveFile(ctx, &filesv1.ResolveFileRequest{
+			Tenant: "default", DeviceId: "00D09E-X-1", FileType: "1 Firmware Upgrade Image", Version: "1.0"})
+		return err
+	}
+	expect(t, "ResolveFile without the internal credential", resolve(s.internalConn, ctx10(t)), codes.Unauthenticated, "CREDENTIALS_MISSING")
+	if c, _ := reason(resolve(s.internalConn, withToken(ctx10(t), s.admin))); c != codes.Unauthenticated {
+		t.Errorf("ResolveFile with a public admin token on the internal listener: %v", c)
+	}
+	// (refused before any handler: a method without a role is no public one)
+	if c := status.Code(resolve(s.publicConn, withToken(ctx10(t), s.admin))); c != codes.PermissionDenied && c != codes.Unimplemented {
+		t.Errorf("ResolveFile on the public listener with an admin token: %v, want PERMISSION_DENIED or UNIMPLEMENTED", c)
 	}
 	// The public inventory API on the internal listener (the campaigns
 	// runner's, docs/campaigns.md) wants the internal credential: a
