@@ -306,7 +306,9 @@ func publicTask(t *tasksv1.Task, history bool) *tasksv1.Task {
 }
 
 // withoutHistory returns a copy of t without its history, which it does
-// not copy: a task's history is most of its size.
+// not copy: a task's history is most of its size. It sets t.History aside
+// while it copies, so t must be the caller's own (every caller decodes or
+// builds the task it passes), never one other goroutines read.
 func withoutHistory(t *tasksv1.Task) *tasksv1.Task {
 	h := t.History
 	t.History = nil
