@@ -69,17 +69,31 @@ type slots struct {
 	used  atomic.Int64
 }
 
-// take takes a slot if one is free.
-func (s *slots) take() bool {
+// take takes a slot if one is free, counting extra more slots than the
+// limit (see overdraft).
+func (s *slots) take(extra int64) bool {
 	for {
 		n := s.used.Load()
-		if s.limit > 0 && n >= s.limit {
+		if s.limit > 0 && n >= s.limit+extra {
 			return false
 		}
 		if s.used.CompareAndSwap(n, n+1) {
 			return true
 		}
 	}
+}
+
+// overdraft is how many slots over the limit a device whose discovery was
+// postponed attempt times may take: an eighth of the limit for each
+// postponement, at most half of it (and at least one slot once postponed).
+// Newcomers never go over the limit, so the devices that waited longest
+// get ahead of a storm's first contacts, and none is postponed forever
+// while new ones keep coming; the bound stays within 1.5 times the limit.
+func (s *slots) overdraft(attempt int) int64 {
+	if attempt <= 0 || s.limit <= 0 {
+		return 0
+	}
+	return max(s.limit*int64(min(attempt, 4))/8, 1)
 }
 
 // force takes a slot whether or not one is free: a session resumed from

@@ -168,14 +168,53 @@ const (
 const keySchedule = "schedule"
 
 // scheduleCommandKey is the CommandKey of that ScheduleInform, which the
-// CPE's "M ScheduleInform" event carries back.
+// CPE's "M ScheduleInform" event carries back: "fleetacs-discovery" after
+// a first postponement, "fleetacs-discovery/N" after the Nth.
 const scheduleCommandKey = "fleetacs-discovery"
+
+// maxAttempt caps the postponement count a CommandKey carries.
+const maxAttempt = 99
+
+// scheduleKey returns the CommandKey of the ScheduleInform that follows
+// the attempt-th postponement.
+func scheduleKey(attempt int) string {
+	if attempt <= 1 {
+		return scheduleCommandKey
+	}
+	return scheduleCommandKey + "/" + strconv.Itoa(min(attempt, maxAttempt))
+}
+
+// returnedAttempt reports how often the device's discovery had been
+// postponed when this session is the return a postponement's
+// ScheduleInform asked for ("M ScheduleInform" with one of its
+// CommandKeys), or 0 when the session is anything else. Several returns
+// in one Inform (the CPE held some back) count as the highest.
+func returnedAttempt(events []cwmp.Event) int {
+	n := 0
+	for _, ev := range events {
+		if !strings.EqualFold(strings.TrimSpace(ev.Code), "M ScheduleInform") {
+			continue
+		}
+		rest, ok := strings.CutPrefix(ev.CommandKey, scheduleCommandKey)
+		switch {
+		case !ok:
+		case rest == "":
+			n = max(n, 1)
+		case rest[0] == '/':
+			if a, err := strconv.Atoi(rest[1:]); err == nil && a >= 1 {
+				n = max(n, min(a, maxAttempt))
+			}
+		}
+	}
+	return n
+}
 
 // postpone turns a discovery not yet started into a postponed one, which
 // asks the CPE, with a ScheduleInform of retry seconds (none when 0), to
-// come back for it.
-func (d *discovery) postpone(retry uint32) {
-	*d = discovery{Stage: stagePostponed, Root: d.Root, Batch: d.Batch, Limit: d.Limit, Retry: retry}
+// come back for it; attempt counts the postponements so far, this one
+// included.
+func (d *discovery) postpone(retry uint32, attempt int) {
+	*d = discovery{Stage: stagePostponed, Root: d.Root, Batch: d.Batch, Limit: d.Limit, Retry: retry, Attempt: attempt}
 }
 
 // discovery learns a device's tree: GetParameterNames of the data-model
@@ -235,6 +274,9 @@ type discovery struct {
 	// Retry is the ScheduleInform delay a postponed discovery still has
 	// to ask for, in seconds.
 	Retry uint32 `json:"retry,omitempty"`
+	// Attempt counts the postponements of a postponed discovery, this
+	// one included: its ScheduleInform's CommandKey carries it back.
+	Attempt int `json:"attempt,omitempty"`
 
 	leaves []int          // indexes of parameter nodes; rebuilt on demand
 	index  map[string]int // node index by name; rebuilt on demand
@@ -270,6 +312,7 @@ type discoveryHead struct {
 	BatchFailed int      `json:"batchFailed,omitempty"`
 	SubtreeDied bool     `json:"subtreeDied,omitempty"`
 	Retry       uint32   `json:"retry,omitempty"`
+	Attempt     int      `json:"attempt,omitempty"`
 }
 
 // MarshalJSON implements json.Marshaler: the head (see discoveryHead).
@@ -277,7 +320,7 @@ func (d *discovery) MarshalJSON() ([]byte, error) {
 	return json.Marshal(discoveryHead{
 		Stage: d.Stage, Root: d.Root, Roots: d.Roots, Walk: d.Walk, Pending: d.Pending, Cursor: d.Cursor,
 		Batch: d.Batch, Limit: d.Limit, Truncated: d.Truncated, BatchOK: d.BatchOK, BatchFailed: d.BatchFailed,
-		SubtreeDied: d.SubtreeDied, Retry: d.Retry,
+		SubtreeDied: d.SubtreeDied, Retry: d.Retry, Attempt: d.Attempt,
 	})
 }
 
@@ -455,7 +498,7 @@ func (d *discovery) Next(*Context) (Call, bool) {
 		if d.Retry == 0 {
 			return Call{}, false
 		}
-		return Call{Message: &cwmp.ScheduleInform{DelaySeconds: d.Retry, CommandKey: scheduleCommandKey}, Key: keySchedule}, true
+		return Call{Message: &cwmp.ScheduleInform{DelaySeconds: d.Retry, CommandKey: scheduleKey(d.Attempt)}, Key: keySchedule}, true
 	case stageNames:
 		path := d.Root
 		if d.Walk {

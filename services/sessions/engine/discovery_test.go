@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -432,5 +433,149 @@ func TestDiscoveryValueTakenOnce(t *testing.T) {
 	}
 	if d.Nodes[0].Value != "1" || u.Bytes > 1<<20 {
 		t.Fatalf("Device.A holds %d bytes; the session is charged %d of at most %d", len(d.Nodes[0].Value), u.Bytes, u.maxBytes)
+	}
+}
+
+// A return from a postponement's ScheduleInform is told by its CommandKey,
+// which carries how often the discovery was postponed; other keys, codes
+// and malformed counts are not returns.
+func TestReturnedAttempt(t *testing.T) {
+	ev := func(code, key string) cwmp.Event { return cwmp.Event{Code: code, CommandKey: key} }
+	for _, c := range []struct {
+		events []cwmp.Event
+		want   int
+	}{
+		{nil, 0},
+		{[]cwmp.Event{ev("3 SCHEDULED", ""), ev("M ScheduleInform", "fleetacs-discovery")}, 1},
+		{[]cwmp.Event{ev("M ScheduleInform", "fleetacs-discovery/3")}, 3},
+		{[]cwmp.Event{ev("m scheduleinform", "fleetacs-discovery/2")}, 2},
+		{[]cwmp.Event{ev("M ScheduleInform", "fleetacs-discovery/2"), ev("M ScheduleInform", "fleetacs-discovery/5")}, 5},
+		{[]cwmp.Event{ev("M ScheduleInform", "fleetacs-discovery/100000")}, maxAttempt},
+		{[]cwmp.Event{ev("M ScheduleInform", "fleetacs-discovery/0")}, 0},
+		{[]cwmp.Event{ev("M ScheduleInform", "fleetacs-discovery/-1")}, 0},
+		{[]cwmp.Event{ev("M ScheduleInform", "fleetacs-discovery/x")}, 0},
+		{[]cwmp.Event{ev("M ScheduleInform", "fleetacs-discoveryx")}, 0},
+		{[]cwmp.Event{ev("M ScheduleInform", "operator-key")}, 0},
+		{[]cwmp.Event{ev("M Reboot", "fleetacs-discovery")}, 0},
+	} {
+		if got := returnedAttempt(c.events); got != c.want {
+			t.Errorf("returnedAttempt(%v) = %d, want %d", c.events, got, c.want)
+		}
+	}
+	for attempt, want := range map[int]string{0: "fleetacs-discovery", 1: "fleetacs-discovery", 2: "fleetacs-discovery/2", 500: "fleetacs-discovery/99"} {
+		if got := scheduleKey(attempt); got != want {
+			t.Errorf("scheduleKey(%d) = %q, want %q", attempt, got, want)
+		}
+		if attempt > 0 && returnedAttempt([]cwmp.Event{ev("M ScheduleInform", want)}) != min(attempt, maxAttempt) {
+			t.Errorf("the key of attempt %d does not read back", attempt)
+		}
+	}
+}
+
+// firstCall opens a session and returns what the ACS sends after the
+// InformResponse: its method, and the CommandKey when it is a
+// ScheduleInform.
+func firstCall(t *testing.T, e *Engine, d *device, sid string, events ...string) (method, key string) {
+	method, key, _ = firstRequest(t, e, d, sid, events...)
+	return method, key
+}
+
+// firstRequest is firstCall that also returns the request's body.
+func firstRequest(t *testing.T, e *Engine, d *device, sid string, events ...string) (method, key string, body []byte) {
+	t.Helper()
+	if got := methodOf(t, exchange(t, e, d.open(sid, events...))); got != "InformResponse" {
+		t.Fatalf("%s's Inform answered %s", sid, got)
+	}
+	r := exchange(t, e, d.next(nil))
+	if len(r.Body) == 0 {
+		return fmt.Sprint(r.Status), "", nil
+	}
+	env, err := cwmp.Decode(r.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if si, ok := env.Body.(*cwmp.ScheduleInform); ok {
+		return "ScheduleInform", si.CommandKey, r.Body
+	}
+	return env.Body.Method(), "", r.Body
+}
+
+// Under a storm, devices that were postponed before get ahead of
+// newcomers: each postponement lets a device's return take a slot a
+// little further over the bound (an eighth of it per postponement, at
+// most half), so no device waits forever while new ones keep coming. Its
+// next ScheduleInform carries the count on.
+func TestPostponedDiscoveriesGetAhead(t *testing.T) {
+	v := newEnv(t)
+	e := v.engine("w1", nil, func(c *Config) { c.MaxDiscoveries = 8 })
+	for i := range 8 { // the bound, held by sessions left open
+		d := v.device("SN-HOLD" + strconv.Itoa(i))
+		if got, _ := firstCall(t, e, d, "hold-"+strconv.Itoa(i), "0 BOOTSTRAP"); got != "GetParameterNames" {
+			t.Fatalf("holder %d got %s", i, got)
+		}
+	}
+	steps := []struct {
+		serial, event, want, key string
+	}{
+		{"SN-NEW", "0 BOOTSTRAP", "ScheduleInform", "fleetacs-discovery"},            // a newcomer never goes over
+		{"SN-BACK1", "M ScheduleInform|fleetacs-discovery", "GetParameterNames", ""}, // 9 of 8+1
+		{"SN-BACK1B", "M ScheduleInform|fleetacs-discovery", "ScheduleInform", "fleetacs-discovery/2"},
+		{"SN-BACK2", "M ScheduleInform|fleetacs-discovery/2", "GetParameterNames", ""},                   // 10 of 8+2
+		{"SN-BACK3", "M ScheduleInform|fleetacs-discovery/3", "GetParameterNames", ""},                   // 11 of 8+3
+		{"SN-BACK4", "M ScheduleInform|fleetacs-discovery/4", "GetParameterNames", ""},                   // 12 of 8+4
+		{"SN-BACK9", "M ScheduleInform|fleetacs-discovery/9", "ScheduleInform", "fleetacs-discovery/10"}, // never over 8+4
+	}
+	for _, st := range steps {
+		d := v.device(st.serial)
+		got, key := firstCall(t, e, d, "s-"+st.serial, "3 SCHEDULED", st.event)
+		if got != st.want || key != st.key {
+			t.Errorf("%s (%s): sent %s %q, want %s %q", st.serial, st.event, got, key, st.want, st.key)
+		}
+	}
+	if used := e.discoveries.used.Load(); used != 12 {
+		t.Fatalf("%d slots used, want 12", used)
+	}
+}
+
+// A device whose discovery was postponed is asked to come back only when
+// no earlier request of ours is likely pending: on its first contact, on a
+// boot, or when it is itself such a return. Its other sessions (a
+// connection request's, a periodic one) ask nothing, since a CPE keeps
+// every ScheduleInform it accepted and would come back once for each.
+func TestPostponedDiscoveryAsksOnce(t *testing.T) {
+	v := newEnv(t)
+	e := v.engine("w1", nil, func(c *Config) { c.MaxDiscoveries = 1 })
+	hold := v.device("SN-HOLD")
+	if got, _ := firstCall(t, e, hold, "hold", "0 BOOTSTRAP"); got != "GetParameterNames" {
+		t.Fatalf("holder got %s", got)
+	}
+	d := v.device("SN-WAIT")
+	v.inv.undiscovered[d.key] = true
+	e.discoveries.force() // the overdraft a return could take
+	for i, c := range []struct {
+		events    []string
+		want, key string
+	}{
+		{[]string{"6 CONNECTION REQUEST"}, "204", ""},
+		{[]string{"2 PERIODIC"}, "204", ""},
+		{[]string{"4 VALUE CHANGE"}, "204", ""},
+		{[]string{"1 BOOT", "M Download|fw-1", "7 TRANSFER COMPLETE"}, "ScheduleInform", "fleetacs-discovery"},
+		{[]string{"0 BOOTSTRAP", "1 BOOT"}, "ScheduleInform", "fleetacs-discovery"},
+		{[]string{"3 SCHEDULED", "M ScheduleInform|operator"}, "204", ""},
+		// A return may take a slot over the bound of 1: give it none.
+		{[]string{"3 SCHEDULED", "M ScheduleInform|fleetacs-discovery/6"}, "ScheduleInform", "fleetacs-discovery/7"},
+	} {
+		got, key, body := firstRequest(t, e, d, "wait-"+strconv.Itoa(i), c.events...)
+		if got != c.want || key != c.key {
+			t.Errorf("session %v: sent %s %q, want %s %q", c.events, got, key, c.want, c.key)
+		}
+		if got == "ScheduleInform" {
+			if r := exchange(t, e, d.next(d.answer(body))); r.Status != 204 {
+				t.Fatalf("after the ScheduleInform: status %d", r.Status)
+			}
+		}
+	}
+	if used := e.discoveries.used.Load(); used != 2 {
+		t.Fatalf("%d slots used, want the holder's and the forced one", used)
 	}
 }

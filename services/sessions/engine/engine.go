@@ -858,22 +858,28 @@ func (e *Engine) admitDiscovery(ctx context.Context, s *session, log *lazyLogger
 	if d == nil || s.discovering {
 		return
 	}
-	if e.discoveries.take() {
+	attempt := returnedAttempt(s.cs.Events())
+	if e.discoveries.take(e.discoveries.overdraft(attempt)) {
 		s.discovering = true
 		// The planner leaves Stored nil for a device the inventory does
 		// not know.
 		log.InfoContext(ctx, "tree discovery planned", "root", d.Root, "bootstrap", s.cs.HasEvent("0 BOOTSTRAP"),
-			"first_contact", d.Stored == nil, "batch", d.Batch, "walk", d.Walk)
+			"first_contact", d.Stored == nil, "batch", d.Batch, "walk", d.Walk, "postponed_before", attempt)
 		return
 	}
+	// The CPE is asked to come back only where no earlier request of
+	// ours is likely still pending: a CPE keeps every ScheduleInform it
+	// accepted, so asking again in each session (a connection request's,
+	// a periodic one) would multiply its returns. A first contact never
+	// had one; a return has just used its own; a boot may have lost them.
 	var delay uint32
-	if e.cfg.DiscoveryRetry > 0 {
+	if e.cfg.DiscoveryRetry > 0 && (attempt > 0 || d.Stored == nil || s.cs.HasEvent("0 BOOTSTRAP") || s.cs.HasEvent("1 BOOT")) {
 		delay = scheduleDelay(s.id, e.cfg.DiscoveryRetry)
 	}
-	d.postpone(delay)
+	d.postpone(delay, attempt+1)
 	e.metrics.postponed.Add(ctx, 1)
 	log.InfoContext(ctx, "tree discovery postponed: the worker runs its maximum of discoveries",
-		"max_discoveries", e.cfg.MaxDiscoveries, "retry_seconds", delay)
+		"max_discoveries", e.cfg.MaxDiscoveries, "retry_seconds", delay, "postponed_before", attempt)
 }
 
 // releaseDiscovery gives the session's discovery slot back.

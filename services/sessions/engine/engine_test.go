@@ -32,19 +32,25 @@ const tenant = "default"
 // memInventory is the Inventory port in memory: devices by key (known
 // ones have been discovered), every diff recorded, profiles merged.
 type memInventory struct {
-	mu       sync.Mutex
-	known    map[string]bool
-	diffs    []*Diff
-	profiles map[ProductClass]DiscoveryProfile
+	mu    sync.Mutex
+	known map[string]bool
+	// undiscovered are devices known but never discovered (a postponed
+	// first contact).
+	undiscovered map[string]bool
+	diffs        []*Diff
+	profiles     map[ProductClass]DiscoveryProfile
 }
 
 func newMemInventory() *memInventory {
-	return &memInventory{known: map[string]bool{}, profiles: map[ProductClass]DiscoveryProfile{}}
+	return &memInventory{known: map[string]bool{}, undiscovered: map[string]bool{}, profiles: map[ProductClass]DiscoveryProfile{}}
 }
 
 func (m *memInventory) GetDeviceForSession(_ context.Context, q DeviceQuery) (DeviceState, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.undiscovered[q.DeviceKey] {
+		return DeviceState{Known: true, DataModelRoot: "Device."}, nil
+	}
 	if !m.known[q.DeviceKey] {
 		return DeviceState{}, nil
 	}
@@ -237,7 +243,8 @@ func (d *device) encode(body cwmp.Message, id string) []byte {
 	return b
 }
 
-// open takes the lease and returns the request carrying an Inform.
+// open takes the lease and returns the request carrying an Inform with
+// these events ("code" or "code|CommandKey").
 func (d *device) open(sid string, events ...string) *Request {
 	d.v.t.Helper()
 	l, err := d.v.store.Leases.Acquire(context.Background(), tenant, d.key, sid, time.Minute)
@@ -248,7 +255,8 @@ func (d *device) open(sid string, events ...string) *Request {
 	inf := &cwmp.Inform{DeviceID: d.id, MaxEnvelopes: 1, CurrentTime: "2026-03-01T12:00:00Z",
 		ParameterList: []cwmp.ParameterValue{{Name: "Device.DeviceInfo.SoftwareVersion", Value: "1.0", Type: "xsd:string"}}}
 	for _, e := range events {
-		inf.Events = append(inf.Events, cwmp.Event{Code: e})
+		code, key, _ := strings.Cut(e, "|") // "M ScheduleInform|its CommandKey"
+		inf.Events = append(inf.Events, cwmp.Event{Code: code, CommandKey: key})
 	}
 	return &Request{SessionID: sid, NewSession: true, Tenant: tenant, DeviceKey: d.key,
 		Lease: &Lease{FencingToken: l.FencingToken, Superseded: l.Superseded}, Body: d.encode(inf, "inform"), RemoteAddr: "192.0.2.1:7000"}
