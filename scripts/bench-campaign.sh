@@ -32,6 +32,8 @@
 #   default -notifier.rate: connection requests/s) FLEETACS_BIN
 #   PROFILE (unset; 1: a 30 s CPU profile of fleetacs from 10 s into the
 #   campaign, bench-campaign.cpu.pprof in PROFILE_DIR, default /tmp)
+#   SETTLE (0: seconds cpesim goes on after the campaign ended, before its
+#   counts are read; what a storm postponed is discovered meanwhile)
 #   KEEP (unset; a directory: the run's logs, cpesim summaries and data are
 #   copied there at the end)
 set -euo pipefail
@@ -93,6 +95,7 @@ for _ in $(seq 1 3600); do
 done
 t1=$(date +%s.%N); c1=$(ticks $allpid); s1=$(ticks $simpid)
 hwm=$(hwm_mib $allpid); sim_hwm=$(hwm_mib $simpid)
+sleep "${SETTLE:-0}"
 kill -INT $simpid; wait $simpid 2>/dev/null || true
 
 python3 - "$work/campaign.json" "$t0" "$t1" "$fw_bytes" "$devices" >"$work/figures.txt" <<'PY'
@@ -114,7 +117,7 @@ print(f"state={c.get('state')} ok={ok} failed={failed} elapsed={el:.1f} rate={ok
 PY
 eval "$(cat "$work/figures.txt")"
 echo
-echo "## Presets and campaigns (issue 10): firmware campaign, $(date -u +%Y-%m-%d), Intel Xeon, 2 cores, shared with parallel work"
+echo "## Presets and campaigns (issue 10): firmware campaign, $(date -u +%Y-%m-%d), $(machine)"
 echo
 echo "\`scripts/bench-campaign.sh\`: \`fleetacs all\` (embedded default, \`-notifier.rate $crrate -gateway.max-connections-per-source 0\`), $devices cpesim devices (\`-fetch -cr shared -reboot-time $reboot -concurrency $conc\`), firmware of $fw_mb MiB ($fw_bytes bytes), waves 1%, 10%, 100%, at most $cap in flight, a connection request per task."
 echo

@@ -7,8 +7,9 @@
 # goes at exit (copied to $KEEP first when KEEP names a directory; left in
 # place when the script set keep_work=1 before sourcing), kills at exit the
 # processes whose pids the script appends to the array pids, and defines
-# freeport (a free TCP port on 127.0.0.1) and wait_http URL (waits up to 30 s
-# for URL to answer 2xx).
+# freeport (a free TCP port on 127.0.0.1), wait_http URL (waits up to 30 s
+# for URL to answer 2xx) and machine ("2 cores of <CPU model>, load average
+# <1 min>", for the figures' headings).
 
 work=$(mktemp -d)
 pids=()
@@ -30,4 +31,8 @@ wait_http() {
 	for _ in $(seq 1 300); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
 	echo "not ready: $1" >&2
 	return 1
+}
+machine() {
+	printf '%s cores of %s, load average %s' "$(nproc)" \
+		"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')" "$(cut -d' ' -f1 /proc/loadavg)"
 }

@@ -114,7 +114,7 @@ mean() { awk '{s=0; for (i=1;i<=NF;i++) s+=$i; printf "%.1f", s/NF}' <<<"$1"; }
 mb=$(mean "${rates[base]}"); mp=$(mean "${rates[presets]}")
 
 echo
-echo "## Presets and campaigns (issue 10): presets, $(date -u +%Y-%m-%d), Intel Xeon, 2 cores, shared with parallel work"
+echo "## Presets and campaigns (issue 10): presets, $(date -u +%Y-%m-%d), $(machine)"
 echo
 echo "\`scripts/bench-presets.sh\`: \`fleetacs all\` (embedded default), $devices cpesim TR-181 devices, periodic sessions (2 PERIODIC, closed loop, $conc in flight, $duration per run), alternating base/presets $runs times. Base: the default set only ($(($(wc -l <"$work/base-presets.txt") - 1)) preset, fleetacs-bootstrap); presets: $npresets presets ($((npresets - 1)) of scripts/bench/presets-20.yaml and fleetacs-bootstrap)."
 echo
