@@ -351,3 +351,16 @@ func TestTagChanges(t *testing.T) {
 		t.Fatalf("add %q remove %q", add, remove)
 	}
 }
+
+// BenchmarkIsFingerprint is the check at the start of every session of a
+// device with three tags.
+func BenchmarkIsFingerprint(b *testing.B) {
+	tags := []string{"lab", "residential", "wave-1"}
+	fp, set := Fingerprint(7, tags), SetFingerprint(7)
+	b.ReportAllocs()
+	for b.Loop() {
+		if !IsFingerprint(fp, set, tags) {
+			b.Fatal("not the fingerprint")
+		}
+	}
+}
