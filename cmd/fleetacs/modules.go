@@ -577,6 +577,31 @@ func buildInventory(a *app) (lifecycle.Service, error) {
 	}, nil
 }
 
+// tokensFromInventory makes a process without the inventory verify API
+// tokens, which are the inventory's, through its internal API
+// (docs/security.md, "Processes without the inventory"); TokenService
+// stays with the inventory's process.
+func (a *app) tokensFromInventory() {
+	if !a.selected("inventory") {
+		a.shared.tokens.set(inventory.NewTokenClient(a.shared.inventory))
+	}
+}
+
+// keyedService is a service that starts with start and runs run, and
+// warns at its start when the key file the operator gave (keyFile, what
+// in words) is open to other users (warnIfShared).
+func (a *app) keyedService(what, keyFile string, start, run func(context.Context) error) lifecycle.Service {
+	return lifecycle.Funcs{
+		StartFunc: func(ctx context.Context) error {
+			if keyFile != "" {
+				warnIfShared(a.logger, what, keyFile)
+			}
+			return start(ctx)
+		},
+		RunFunc: run,
+	}
+}
+
 // warnIfShared warns when a file holding a secret the operator provided
 // is readable or writable by users other than its owner: whoever reads
 // the secrets key file reads every device password of a database backup.
