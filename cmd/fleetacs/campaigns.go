@@ -13,7 +13,6 @@ import (
 	provisioningv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	"github.com/fleetacs/fleetacs/services/campaigns"
-	"github.com/fleetacs/fleetacs/services/inventory"
 )
 
 // buildCampaigns builds the campaigns service (docs/campaigns.md): its
@@ -65,10 +64,6 @@ func buildCampaigns(a *app) (lifecycle.Service, error) {
 		return nil, err
 	}
 	svc.RegisterPublic(a.shared.public.registrar)
-	if !a.selected("inventory") {
-		// Tokens are the inventory's (docs/security.md, "Processes
-		// without the inventory").
-		a.shared.tokens.set(inventory.NewTokenClient(a.shared.inventory))
-	}
+	a.tokensFromInventory()
 	return lifecycle.Funcs{StartFunc: svc.Start, RunFunc: svc.Run}, nil
 }

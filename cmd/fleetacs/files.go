@@ -9,7 +9,6 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/apiauth"
 	"github.com/fleetacs/fleetacs/pkg/lifecycle"
 	"github.com/fleetacs/fleetacs/services/files"
-	"github.com/fleetacs/fleetacs/services/inventory"
 )
 
 // buildFiles builds the files service (docs/files.md): its API on the
@@ -54,21 +53,9 @@ func buildFiles(a *app) (lifecycle.Service, error) {
 	svc.RegisterPublic(a.shared.public.registrar)
 	// Session workers resolve presets' firmware files (docs/provisioning.md).
 	svc.RegisterInternal(a.shared.internal.registrar)
-	if !a.selected("inventory") {
-		// Tokens are the inventory's (docs/security.md, "Processes
-		// without the inventory").
-		a.shared.tokens.set(inventory.NewTokenClient(a.shared.inventory))
-	}
+	a.tokensFromInventory()
 	a.shared.files = svc
-	return lifecycle.Funcs{
-		StartFunc: func(ctx context.Context) error {
-			if cfg.URLKeyFile != "" {
-				warnIfShared(a.logger, "files URL key file", cfg.URLKeyFile)
-			}
-			return svc.Start(ctx)
-		},
-		RunFunc: svc.Run,
-	}, nil
+	return a.keyedService("files URL key file", cfg.URLKeyFile, svc.Start, svc.Run), nil
 }
 
 // filesHandler is the gateway's /files/ handler: the files service's when

@@ -325,37 +325,75 @@ func (a *app) redisConfig() redisconn.Config {
 	}
 }
 
-func buildInventoryClient(a *app) (lifecycle.Service, error) {
-	dial := append(append(a.dialOptions(), a.internal.DialOptions()...),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
-	)
-	addr := a.opts.InventoryAddr
-	if addr == "" {
-		if !a.selected("inventory") {
-			return nil, errors.New("inventory does not run in this process: set -client.inventory-addr")
+// internalClient is a connection to a service's internal API: in process
+// when the service (target name) runs here, else at addr, its
+// -client.<name>-addr.
+type internalClient struct {
+	name, addr string
+	// dst receives the connection.
+	dst *grpc.ClientConnInterface
+	// dial are options added to the internal credential's.
+	dial []grpc.DialOption
+	// absent is called when the service is neither here nor at an
+	// address: it warns, and the process runs without the client, or it
+	// returns the error that stops the process.
+	absent func() error
+	// ready, when set, starts the connection to addr once the service
+	// there serves.
+	ready func(ctx context.Context, conn grpc.ClientConnInterface) error
+}
+
+// buildClient connects c and returns what closes the connection at the
+// end.
+func (a *app) buildClient(c internalClient) (lifecycle.Service, error) {
+	dial := append(append(a.dialOptions(), a.internal.DialOptions()...), c.dial...)
+	if c.addr == "" {
+		if !a.selected(c.name) {
+			if err := c.absent(); err != nil {
+				return nil, err
+			}
+			return lifecycle.Funcs{}, nil
 		}
 		cc, closer, err := a.tracedConn(dial, a.shared.internal.conn)
 		if err != nil {
 			return nil, err
 		}
-		a.shared.inventory = cc
+		*c.dst = cc
 		return lifecycle.Func(closeAtEnd(closer)), nil
 	}
-	conn, closer, err := a.tracedConn(dial, dialTo(addr))
+	conn, closer, err := a.tracedConn(dial, dialTo(c.addr))
 	if err != nil {
-		return nil, fmt.Errorf("inventory client for %s: %w", addr, err)
+		return nil, fmt.Errorf("%s client for %s: %w", c.name, c.addr, err)
 	}
-	a.shared.inventory = conn
+	*c.dst = conn
+	if c.ready == nil {
+		return lifecycle.Func(closeAtEnd(closer)), nil
+	}
 	return lifecycle.Funcs{
+		StartFunc: func(ctx context.Context) error { return c.ready(ctx, conn) },
+		RunFunc:   closeAtEnd(closer),
+	}, nil
+}
+
+// buildInventoryClient connects to the inventory's internal API: in
+// process when the inventory runs here, else at -client.inventory-addr
+// (required then).
+func buildInventoryClient(a *app) (lifecycle.Service, error) {
+	addr := a.opts.InventoryAddr
+	return a.buildClient(internalClient{
+		name: "inventory", addr: addr, dst: &a.shared.inventory,
+		dial: []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20))},
+		absent: func() error {
+			return errors.New("inventory does not run in this process: set -client.inventory-addr")
+		},
 		// Started once the inventory serves: a worker registers, and a
 		// gateway opens its CWMP listener, only when the sessions they
 		// take can reach the inventory (in the meantime gateways answer
 		// 503 with Retry-After, having no worker to send a session to).
-		StartFunc: func(ctx context.Context) error {
+		ready: func(ctx context.Context, conn grpc.ClientConnInterface) error {
 			return waitServing(ctx, a.logger, conn, inventoryInternalService, "-client.inventory-addr="+addr)
 		},
-		RunFunc: closeAtEnd(closer),
-	}, nil
+	})
 }
 
 // dialTo connects to addr over the network.
@@ -539,6 +577,31 @@ func buildInventory(a *app) (lifecycle.Service, error) {
 	}, nil
 }
 
+// tokensFromInventory makes a process without the inventory verify API
+// tokens, which are the inventory's, through its internal API
+// (docs/security.md, "Processes without the inventory"); TokenService
+// stays with the inventory's process.
+func (a *app) tokensFromInventory() {
+	if !a.selected("inventory") {
+		a.shared.tokens.set(inventory.NewTokenClient(a.shared.inventory))
+	}
+}
+
+// keyedService is a service that starts with start and runs run, and
+// warns at its start when the key file the operator gave (keyFile, what
+// in words) is open to other users (warnIfShared).
+func (a *app) keyedService(what, keyFile string, start, run func(context.Context) error) lifecycle.Service {
+	return lifecycle.Funcs{
+		StartFunc: func(ctx context.Context) error {
+			if keyFile != "" {
+				warnIfShared(a.logger, what, keyFile)
+			}
+			return start(ctx)
+		},
+		RunFunc: run,
+	}
+}
+
 // warnIfShared warns when a file holding a secret the operator provided
 // is readable or writable by users other than its owner: whoever reads
 // the secrets key file reads every device password of a database backup.
@@ -555,26 +618,13 @@ func warnIfShared(logger *slog.Logger, what, path string) {
 // (ws-planner): in process when the tasks target runs here, else at
 // -client.tasks-addr. With neither, session workers run no tasks (logged).
 func buildTasksClient(a *app) (lifecycle.Service, error) {
-	dial := append(a.dialOptions(), a.internal.DialOptions()...)
-	addr := a.opts.TasksAddr
-	if addr == "" {
-		if !a.selected("tasks") {
+	return a.buildClient(internalClient{
+		name: "tasks", addr: a.opts.TasksAddr, dst: &a.shared.tasks,
+		absent: func() error {
 			a.logger.Warn("no tasks service in this process and no -client.tasks-addr: session workers run no tasks")
-			return lifecycle.Funcs{}, nil
-		}
-		cc, closer, err := a.tracedConn(dial, a.shared.internal.conn)
-		if err != nil {
-			return nil, err
-		}
-		a.shared.tasks = cc
-		return lifecycle.Func(closeAtEnd(closer)), nil
-	}
-	conn, closer, err := a.tracedConn(dial, dialTo(addr))
-	if err != nil {
-		return nil, fmt.Errorf("tasks client for %s: %w", addr, err)
-	}
-	a.shared.tasks = conn
-	return lifecycle.Func(closeAtEnd(closer)), nil
+			return nil
+		},
+	})
 }
 
 // firmwarePort adapts the files client, nil when there is none.
@@ -590,28 +640,15 @@ func firmwarePort(cc grpc.ClientConnInterface) sessions.FirmwareFiles {
 // process when the files target runs here, else at -client.files-addr.
 // With neither, sessions only note a preset's firmware version.
 func buildFilesClient(a *app) (lifecycle.Service, error) {
-	dial := append(a.dialOptions(), a.internal.DialOptions()...)
-	addr := a.opts.FilesAddr
-	if addr == "" {
-		if !a.selected("files") {
+	return a.buildClient(internalClient{
+		name: "files", addr: a.opts.FilesAddr, dst: &a.shared.filesInternal,
+		absent: func() error {
 			if a.selected("sessions") {
 				a.logger.Warn("no files service in this process and no -client.files-addr: presets' firmware versions are not applied")
 			}
-			return lifecycle.Funcs{}, nil
-		}
-		cc, closer, err := a.tracedConn(dial, a.shared.internal.conn)
-		if err != nil {
-			return nil, err
-		}
-		a.shared.filesInternal = cc
-		return lifecycle.Func(closeAtEnd(closer)), nil
-	}
-	conn, closer, err := a.tracedConn(dial, dialTo(addr))
-	if err != nil {
-		return nil, fmt.Errorf("files client for %s: %w", addr, err)
-	}
-	a.shared.filesInternal = conn
-	return lifecycle.Func(closeAtEnd(closer)), nil
+			return nil
+		},
+	})
 }
 
 // tasksPort adapts the tasks client, nil when there is none.

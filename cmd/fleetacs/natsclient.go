@@ -14,7 +14,6 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/lifecycle"
 	"github.com/fleetacs/fleetacs/pkg/natsbus"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
-	"github.com/fleetacs/fleetacs/services/inventory"
 	"github.com/fleetacs/fleetacs/services/tasks"
 
 	"github.com/fleetacs/fleetacs/pkg/telemetry"
@@ -151,19 +150,6 @@ func buildTasks(a *app) (lifecycle.Service, error) {
 	// The campaigns runner creates and follows tasks through the public
 	// API, as a trusted service (docs/campaigns.md).
 	svc.RegisterPublic(a.shared.internal.registrar)
-	if !a.selected("inventory") {
-		// The tokens are the inventory's: verify them through its
-		// internal API (docs/security.md, "Processes without the
-		// inventory"). TokenService stays with the inventory's process.
-		a.shared.tokens.set(inventory.NewTokenClient(a.shared.inventory))
-	}
-	return lifecycle.Funcs{
-		StartFunc: func(ctx context.Context) error {
-			if cfg.SecretsKeyFile != "" {
-				warnIfShared(a.logger, "tasks secrets key file", cfg.SecretsKeyFile)
-			}
-			return svc.Start(ctx)
-		},
-		RunFunc: svc.Run,
-	}, nil
+	a.tokensFromInventory()
+	return a.keyedService("tasks secrets key file", cfg.SecretsKeyFile, svc.Start, svc.Run), nil
 }

@@ -598,8 +598,9 @@ func TestTokenGuessingLimited(t *testing.T) {
 	expect(t, "admin token from the same address", list(s.admin), codes.ResourceExhausted, "RATE_LIMITED")
 }
 
-// A secrets key file the operator gives that other users may read is
-// warned about at start: it opens every device password of a backup.
+// A key file the operator gives that other users may read is warned
+// about at start (the inventory's secrets open every device password of a
+// backup; the tasks' secrets and the files' URL keys likewise).
 func TestSharedSecretsKeyFileWarned(t *testing.T) {
 	dir := t.TempDir()
 	key, err := secretbox.GenerateKey()
@@ -614,7 +615,7 @@ func TestSharedSecretsKeyFileWarned(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := startProcess(t, "-log.level=warn", "-data-dir="+filepath.Join(dir, "data"), "-gateway.auth-anonymous",
-		"-inventory.secrets-key-file="+keyFile,
+		"-inventory.secrets-key-file="+keyFile, "-tasks.secrets-key-file="+keyFile, "-files.url-key-file="+keyFile,
 		"-gateway.listen-addr=127.0.0.1:0", "-server.http-addr=127.0.0.1:0", "-server.grpc-addr=127.0.0.1:0", "-server.internal-grpc-addr=127.0.0.1:0", "all")
 	testenv.WaitFor(t, 30*time.Second, func() error {
 		p.alive(t)
@@ -623,7 +624,9 @@ func TestSharedSecretsKeyFileWarned(t *testing.T) {
 		}
 		return nil
 	})
-	if !strings.Contains(p.stderr.String(), "secrets key file is open to other users") {
-		t.Fatalf("no warning about a secrets key file of mode 0644:\n%s", p.stderr.String())
+	for _, what := range []string{`"secrets key file is open to other users`, "tasks secrets key file is open to other users", "files URL key file is open to other users"} {
+		if !strings.Contains(p.stderr.String(), what) {
+			t.Fatalf("no warning %q about a key file of mode 0644:\n%s", what, p.stderr.String())
+		}
 	}
 }

@@ -1,8 +1,12 @@
 package provisioning
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -155,19 +159,105 @@ func Glob(pattern, s string) bool {
 }
 
 // Markers of a presets fingerprint as sessions record it
-// (docs/provisioning.md, "Convergence"): "s<set revision>", then
-// FingerprintRefused when the CPE refused part of what the presets ask,
-// then FingerprintFirmwareWait and "<unix time>.<attempt>" while a
-// preset's firmware version is awaited.
+// (docs/provisioning.md, "Convergence"): Fingerprint's "s<set
+// revision>t<tags digest>", then FingerprintRefused when the CPE refused
+// part of what the presets ask, then FingerprintFirmwareWait and "<unix
+// time>.<attempt>" while a preset's firmware version is awaited.
 const (
 	FingerprintRefused      = "!"
 	FingerprintFirmwareWait = "~fw"
 )
 
+// Fingerprint is what a session records when the device converged to the
+// preset set of revision rev, matched with these tags (the device's tags
+// after the session's own tag changes): which presets match depends on
+// both, so a fingerprint is the device's only while its tags are the ones
+// it names. A session that matched with tags an operator changed while it
+// ran thus records a fingerprint that is not the device's (see
+// FingerprintCovers).
+func Fingerprint(rev uint64, tags []string) string {
+	return SetFingerprint(rev) + TagsDigest(tags)
+}
+
+// SetFingerprint is the set part of Fingerprint: "s<rev>".
+func SetFingerprint(rev uint64) string { return "s" + strconv.FormatUint(rev, 10) }
+
+// TagsDigest is the tags part of Fingerprint: "t" and 16 hex digits of a
+// SHA-256 of the tags as a set (order and duplicates do not count).
+func TagsDigest(tags []string) string {
+	d := tagsDigest(tags)
+	return "t" + string(d[:])
+}
+
+// tagsDigest is TagsDigest's hex digits, without allocating for the tags
+// of most devices.
+func tagsDigest(tags []string) [16]byte {
+	if !slices.IsSorted(tags) {
+		tags = slices.Sorted(slices.Values(tags))
+	}
+	var b [256]byte
+	buf := b[:0]
+	for i, t := range tags {
+		if i > 0 && t == tags[i-1] {
+			continue
+		}
+		// Length-prefixed: no two sets hash the same input.
+		buf = binary.AppendUvarint(buf, uint64(len(t)))
+		buf = append(buf, t...)
+	}
+	sum := sha256.Sum256(buf)
+	var out [16]byte
+	hex.Encode(out[:], sum[:8])
+	return out
+}
+
+// IsFingerprint reports whether fp (without its markers) is Fingerprint
+// of the set whose SetFingerprint is set, and of these tags; it allocates
+// nothing, for the start of every session.
+func IsFingerprint(fp, set string, tags []string) bool {
+	if len(fp) != len(set)+17 || fp[:len(set)] != set || fp[len(set)] != 't' {
+		return false
+	}
+	d := tagsDigest(tags)
+	return fp[len(set)+1:] == string(d[:])
+}
+
 // FingerprintConverged reports whether a recorded presets fingerprint
 // says that the device converged to its preset set: recorded, nothing
-// refused, no firmware awaited.
+// refused, no firmware awaited. It does not say with which tags: see
+// FingerprintCovers.
 func FingerprintConverged(fp string) bool {
 	return strings.HasPrefix(fp, "s") && len(fp) > 1 &&
 		!strings.Contains(fp, FingerprintRefused) && !strings.Contains(fp, FingerprintFirmwareWait)
+}
+
+// FingerprintCovers reports whether a recorded fingerprint says that the
+// device converged to its preset set with exactly these tags, its current
+// ones: FingerprintConverged, and a tags digest of these tags. A
+// fingerprint without a digest (recorded before digests were) covers no
+// tags.
+func FingerprintCovers(fp string, tags []string) bool {
+	if !FingerprintConverged(fp) {
+		return false
+	}
+	i := strings.IndexByte(fp, 't')
+	return i > 1 && IsFingerprint(fp, fp[:i], tags)
+}
+
+// TagsAfter returns tags with add added and remove removed, sorted and
+// without duplicates: a device's tags after a session's changes.
+func TagsAfter(tags, add, remove []string) []string {
+	out := make([]string, 0, len(tags)+len(add))
+	for _, t := range tags {
+		if !slices.Contains(remove, t) {
+			out = append(out, t)
+		}
+	}
+	for _, t := range add {
+		if !slices.Contains(remove, t) {
+			out = append(out, t)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }

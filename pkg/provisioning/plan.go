@@ -138,6 +138,25 @@ func Matching(set []*Preset, d *Device, now time.Time) (matched []*Preset, verdi
 	return matched, verdicts, unknown
 }
 
+// TagChanges returns the tags that the presets matched (in precedence
+// order) add to and remove from a device of these tags: the first preset
+// to name a tag decides.
+func TagChanges(matched []*Preset, tags []string) (add, remove []string) {
+	for _, p := range matched {
+		for _, t := range p.AddTags {
+			if !slices.Contains(tags, t) && !slices.Contains(add, t) && !slices.Contains(remove, t) {
+				add = append(add, t)
+			}
+		}
+		for _, t := range p.RemoveTags {
+			if slices.Contains(tags, t) && !slices.Contains(add, t) && !slices.Contains(remove, t) {
+				remove = append(remove, t)
+			}
+		}
+	}
+	return add, remove
+}
+
 // Converge plans the requests that bring the device to the presets that
 // match it (matched, in precedence order, as Matching returns them).
 func Converge(matched []*Preset, d *Device, o Options) (*Plan, error) {
@@ -161,6 +180,7 @@ func Converge(matched []*Preset, d *Device, o Options) (*Plan, error) {
 		spv.Types = append(spv.Types, typ)
 	}
 	var writes []Request
+	pl.AddTags, pl.RemoveTags = TagChanges(matched, d.Tags)
 	for _, p := range matched {
 		for _, ps := range p.Params {
 			if !d.rootOK(ps.Path) {
@@ -300,16 +320,6 @@ func Converge(matched []*Preset, d *Device, o Options) (*Plan, error) {
 			spa.Attributes = append(spa.Attributes, a)
 			if !slices.Contains(spaBy, p.Name) {
 				spaBy = append(spaBy, p.Name)
-			}
-		}
-		for _, t := range p.AddTags {
-			if !slices.Contains(d.Tags, t) && !slices.Contains(pl.AddTags, t) && !slices.Contains(pl.RemoveTags, t) {
-				pl.AddTags = append(pl.AddTags, t)
-			}
-		}
-		for _, t := range p.RemoveTags {
-			if slices.Contains(d.Tags, t) && !slices.Contains(pl.AddTags, t) && !slices.Contains(pl.RemoveTags, t) {
-				pl.RemoveTags = append(pl.RemoveTags, t)
 			}
 		}
 		if p.Firmware != "" && p.Firmware != d.SoftwareVersion {

@@ -292,3 +292,75 @@ func TestAttributesReadFirstAndMerged(t *testing.T) {
 		t.Fatalf("converged attributes: %v %v", pl.Requests, err)
 	}
 }
+
+// TestFingerprintTags: a fingerprint names the set revision and the tags
+// as a set (order and duplicates do not count); it covers a device's tags
+// only when they are those it was made with and nothing was refused or
+// awaited; fingerprints without tags cover none; the check allocates
+// nothing.
+func TestFingerprintTags(t *testing.T) {
+	fp := Fingerprint(12, []string{"b", "a"})
+	if !strings.HasPrefix(fp, "s12t") || len(fp) != len("s12t")+16 || fp != Fingerprint(12, []string{"a", "b", "a"}) {
+		t.Fatalf("fingerprint %q", fp)
+	}
+	if fp == Fingerprint(12, []string{"a"}) || fp == Fingerprint(12, []string{"ab"}) || fp == Fingerprint(13, []string{"a", "b"}) ||
+		Fingerprint(1, nil) != Fingerprint(1, []string{}) || Fingerprint(1, []string{"a", "b"}) == Fingerprint(1, []string{"ab"}) {
+		t.Fatal("fingerprints of different sets or tags are equal")
+	}
+	for _, tc := range []struct {
+		fp   string
+		tags []string
+		want bool
+	}{
+		{fp, []string{"a", "b"}, true},
+		{fp, []string{"b", "a"}, true},
+		{fp, []string{"a"}, false},
+		{fp, []string{"a", "b", "c"}, false},
+		{fp + "!", []string{"a", "b"}, false},
+		{fp + "~fw1796587200.1", []string{"a", "b"}, false},
+		{"s12", nil, false},
+		{"s12", []string{"a", "b"}, false},
+		{"", nil, false},
+		{"t" + fp[4:], []string{"a", "b"}, false},
+	} {
+		if got := FingerprintCovers(tc.fp, tc.tags); got != tc.want {
+			t.Errorf("FingerprintCovers(%q, %q) = %v, want %v", tc.fp, tc.tags, got, tc.want)
+		}
+	}
+	set, tags := SetFingerprint(12), []string{"a", "b"}
+	if !IsFingerprint(fp, set, tags) || IsFingerprint(fp, SetFingerprint(1), tags) || IsFingerprint(fp, set, nil) || IsFingerprint("s12", set, nil) {
+		t.Fatal("IsFingerprint")
+	}
+	if n := testing.AllocsPerRun(100, func() { IsFingerprint(fp, set, tags) }); n != 0 {
+		t.Fatalf("IsFingerprint allocates %v times", n)
+	}
+	if got := TagsAfter([]string{"c", "a"}, []string{"b", "a"}, []string{"c"}); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("TagsAfter: %q", got)
+	}
+}
+
+// TestTagChanges: the first preset (by precedence) to name a tag decides;
+// tags the device has are not added again, nor absent ones removed.
+func TestTagChanges(t *testing.T) {
+	mk := func(name string, add, remove []string) *Preset {
+		return &Preset{Name: name, AddTags: add, RemoveTags: remove}
+	}
+	add, remove := TagChanges([]*Preset{mk("p1", []string{"x", "have"}, []string{"y"}), mk("p2", []string{"y"}, []string{"x", "gone", "have"})},
+		[]string{"have", "y"})
+	if !slices.Equal(add, []string{"x"}) || !slices.Equal(remove, []string{"y", "have"}) {
+		t.Fatalf("add %q remove %q", add, remove)
+	}
+}
+
+// BenchmarkIsFingerprint is the check at the start of every session of a
+// device with three tags.
+func BenchmarkIsFingerprint(b *testing.B) {
+	tags := []string{"lab", "residential", "wave-1"}
+	fp, set := Fingerprint(7, tags), SetFingerprint(7)
+	b.ReportAllocs()
+	for b.Loop() {
+		if !IsFingerprint(fp, set, tags) {
+			b.Fatal("not the fingerprint")
+		}
+	}
+}

@@ -114,6 +114,22 @@ func (f *fakeInventory) setFingerprint(id, fp string) {
 	f.byID[id].PresetsFingerprint = fp
 }
 
+// addTag and removeTag change a device's tags as an operator would.
+func (f *fakeInventory) addTag(id, tag string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.byID[id].Tags = append(f.byID[id].Tags, tag)
+	f.byID[id].PresetsFingerprint = ""
+}
+
+func (f *fakeInventory) removeTag(id, tag string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := f.byID[id]
+	d.Tags = slices.DeleteFunc(d.Tags, func(t string) bool { return t == tag })
+	d.PresetsFingerprint = ""
+}
+
 func (f *fakeInventory) tags(id string) []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()

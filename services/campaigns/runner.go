@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -584,25 +585,46 @@ func (x *run) converged(ctx context.Context, d store.Device) (bool, string, erro
 		return false, "", err
 	}
 	dev := resp.GetDevice()
-	if x.r.Campaign.GetSpec().GetPreset() != nil {
-		fp := dev.GetPresetsFingerprint()
-		if provisioning.FingerprintConverged(fp) {
-			return true, "", nil
-		}
-		switch {
-		case fp == "":
-			return false, "presets: no session converged the device yet", nil
-		case strings.Contains(fp, provisioning.FingerprintRefused):
-			return false, "presets: the CPE refused part of what they ask (see the worker's log, or a dry run)", nil
-		default:
-			return false, "presets: a preset's firmware version is awaited", nil
-		}
+	if a := x.r.Campaign.GetSpec().GetPreset(); a != nil {
+		return x.presetConverged(ctx, dev, a.GetName())
 	}
 	got := dev.GetSoftwareVersion()
 	if got == x.r.Run.Version {
 		return true, "", nil
 	}
 	return false, fmt.Sprintf("SoftwareVersion %q, expected %q", truncate(got, 64), x.r.Run.Version), nil
+}
+
+// presetConverged reads whether a device converged to the presets with
+// the campaign's preset's tags: its fingerprint must cover its current
+// tags (a session that matched the presets with the tags it had before
+// the campaign added the preset's records one that does not, see
+// docs/campaigns.md), and these must hold the preset's.
+func (x *run) presetConverged(ctx context.Context, dev *inventoryv1.Device, preset string) (bool, string, error) {
+	want, err := x.presetTags(ctx, preset)
+	if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition {
+		return false, "preset: " + truncate(st.Message(), 200), nil
+	}
+	if err != nil {
+		return false, "", err
+	}
+	fp, tags := dev.GetPresetsFingerprint(), dev.GetTags()
+	for _, t := range want {
+		if !slices.Contains(tags, t) {
+			return false, fmt.Sprintf("presets: the device no longer has the preset's tag %q", truncate(t, 64)), nil
+		}
+	}
+	switch {
+	case provisioning.FingerprintCovers(fp, tags):
+		return true, "", nil
+	case fp == "":
+		return false, "presets: no session converged the device yet", nil
+	case strings.Contains(fp, provisioning.FingerprintRefused):
+		return false, "presets: the CPE refused part of what they ask (see the worker's log, or a dry run)", nil
+	case strings.Contains(fp, provisioning.FingerprintFirmwareWait):
+		return false, "presets: a preset's firmware version is awaited", nil
+	}
+	return false, "presets: the last session matched them with other tags than the device has; its next session applies them", nil
 }
 
 // create creates one device's task and records it.

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/fleetacs/fleetacs/pkg/provisioning"
 	campaignsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/campaigns/v1"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
@@ -613,6 +614,49 @@ func presetReq(name string) *campaignsv1.CreateCampaignRequest {
 		Action: &campaignsv1.CampaignSpec_Preset{Preset: &campaignsv1.PresetAction{Name: name}}}}
 }
 
+// TestPresetCampaignStaleSession: the race of docs/campaigns.md,
+// "Applying a preset". A session of the device that started before the
+// campaign tagged it matched the presets without the preset's tags and
+// records its fingerprint after the tagging: the device stays VERIFYING
+// (it did not converge to the preset), until its next session records a
+// fingerprint of its tags. A fingerprint without a tags digest, or of a
+// device that lost the preset's tags since, is not accepted either.
+func TestPresetCampaignStaleSession(t *testing.T) {
+	h := newHarness(t, 1)
+	c := h.create(&campaignsv1.CampaignSpec{Action: &campaignsv1.CampaignSpec_Preset{Preset: &campaignsv1.PresetAction{Name: "rollout"}}})
+	id := h.inv.devices[0].GetId()
+	before := h.inv.tags(id) // what the running session matched with
+	h.pass()
+	if got := h.inv.tags(id); !slices.Contains(got, "wave-rollout") || !slices.Contains(got, "hgw") {
+		t.Fatalf("tags %v", got)
+	}
+	h.tasks.endAll(tasksv1.TaskState_TASK_STATE_DONE, nil)
+	verifying := func(what string) {
+		t.Helper()
+		h.pass()
+		if o := h.get(c.GetId()).GetTotals(); o.GetVerifying() != 1 || o.GetSucceeded() != 0 {
+			t.Fatalf("%s: %v, want the device VERIFYING", what, o)
+		}
+	}
+	// The session that ran across the tagging ends.
+	h.inv.setFingerprint(id, provisioning.Fingerprint(7, before))
+	verifying("after the stale session")
+	// A fingerprint of an older release, without tags.
+	h.inv.setFingerprint(id, "s7")
+	verifying("after a fingerprint without tags")
+	// A fingerprint of the tags, but the device lost one of the preset's.
+	h.inv.removeTag(id, "hgw")
+	h.inv.setFingerprint(id, provisioning.Fingerprint(7, h.inv.tags(id)))
+	verifying("after the preset's tag was removed")
+	h.inv.addTag(id, "hgw")
+	// The next session converges the device with its tags.
+	h.inv.setFingerprint(id, provisioning.Fingerprint(7, h.inv.tags(id)))
+	h.pass()
+	if got := h.get(c.GetId()); got.GetTotals().GetSucceeded() != 1 || got.GetState() != campaignsv1.CampaignState_CAMPAIGN_STATE_COMPLETED {
+		t.Fatalf("after the next session: %s %v", got.GetState(), got.GetTotals())
+	}
+}
+
 // TestPresetCampaign: a campaign applying a preset adds the tags the
 // preset's match requires to the devices of the wave in progress only,
 // wakes each with a GetRPCMethods task (the campaign its requester), and
@@ -644,9 +688,10 @@ func TestPresetCampaign(t *testing.T) {
 	}
 	// The wave's sessions: two converge, the third's CPE refuses.
 	h.tasks.endAll(tasksv1.TaskState_TASK_STATE_DONE, nil)
-	h.inv.setFingerprint(ids[0], "s7")
-	h.inv.setFingerprint(ids[1], "s7")
-	h.inv.setFingerprint(ids[2], "s7!")
+	converged := func(rev uint64, id string) string { return provisioning.Fingerprint(rev, h.inv.tags(id)) }
+	h.inv.setFingerprint(ids[0], converged(7, ids[0]))
+	h.inv.setFingerprint(ids[1], converged(7, ids[1]))
+	h.inv.setFingerprint(ids[2], converged(7, ids[2])+"!")
 	h.pass()
 	w := h.get(c.GetId()).GetWaves()[0].GetOutcomes()
 	if w.GetSucceeded() != 2 || w.GetVerifying() != 1 {
@@ -667,7 +712,7 @@ func TestPresetCampaign(t *testing.T) {
 	}
 	h.tasks.endAll(tasksv1.TaskState_TASK_STATE_DONE, nil)
 	for _, id := range ids[3:] {
-		h.inv.setFingerprint(id, "s8")
+		h.inv.setFingerprint(id, converged(8, id))
 	}
 	h.pass()
 	got := h.get(c.GetId())

@@ -60,8 +60,8 @@ func (i *internalServer) GetDeviceForSession(ctx context.Context, req *inventory
 
 // sessionState answers a GetDeviceForSession without a parameter selector,
 // the start of most sessions, from store.SessionState: the device carries
-// its tenant, id, data_model_root and full_discovery_time, which is all a
-// session starts from (see the RPC's documentation).
+// its tenant, id, data_model_root, full_discovery_time and tags, which is
+// all a session starts from (see the RPC's documentation).
 func (i *internalServer) sessionState(ctx context.Context, req *inventoryv1.GetDeviceForSessionRequest) (*inventoryv1.GetDeviceForSessionResponse, error) {
 	st, err := i.s.store.SessionState(ctx, req.GetTenant(), req.GetDeviceKey())
 	if errors.Is(err, store.ErrNotFound) {
@@ -70,7 +70,7 @@ func (i *internalServer) sessionState(ctx context.Context, req *inventoryv1.GetD
 	if err != nil {
 		return nil, i.s.storeError(ctx, "get device for session", req.GetTenant(), req.GetDeviceKey(), err)
 	}
-	dev := &inventoryv1.Device{Tenant: req.GetTenant(), Id: req.GetDeviceKey(), DataModelRoot: st.DataModelRoot}
+	dev := &inventoryv1.Device{Tenant: req.GetTenant(), Id: req.GetDeviceKey(), DataModelRoot: st.DataModelRoot, Tags: st.Tags}
 	if !st.FullDiscovery.IsZero() {
 		dev.FullDiscoveryTime = timestamppb.New(st.FullDiscovery)
 	}

@@ -131,6 +131,18 @@ func TestInternalSessionFlow(t *testing.T) {
 	if !proto.Equal(got, want) {
 		t.Fatalf("session start state:\n got  %v\n want %v", got, want)
 	}
+	// With tags: the session start state carries them (the presets
+	// fingerprint is checked against them, docs/provisioning.md).
+	if _, err := h.public.AddTags(ctx, &inventoryv1.AddTagsRequest{Tenant: "default", Id: key, Tags: []string{"zeta", "alpha"}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = h.internal.GetDeviceForSession(ctx, &inventoryv1.GetDeviceForSessionRequest{Tenant: "default", DeviceKey: key})
+	if err != nil || !slices.Equal(got.GetDevice().GetTags(), []string{"alpha", "zeta"}) {
+		t.Fatalf("session start state with tags: %v, %v", got, err)
+	}
+	if _, err := h.public.RemoveTags(ctx, &inventoryv1.RemoveTagsRequest{Tenant: "default", Id: key, Tags: []string{"zeta", "alpha"}}); err != nil {
+		t.Fatal(err)
+	}
 
 	got, err = h.internal.GetDeviceForSession(ctx, &inventoryv1.GetDeviceForSessionRequest{Tenant: "default", DeviceKey: key,
 		Parameters: &inventoryv1.ParameterSelector{PathPrefixes: []string{"Device.WiFi."}}})

@@ -22,7 +22,7 @@ import (
 // version for the device's product class and a URL signed for the device
 // (I/O belongs to Plan), and the preset operation sends the Download.
 // What must outlive the session is kept in the device's presets
-// fingerprint, which sessions read anyway: "s<rev>~fw<unix>.<attempt>"
+// fingerprint, which sessions read anyway: "s<rev>t<tags digest>~fw<unix>.<attempt>"
 // says that no firmware request is made before that time (a transfer in
 // flight, or a back-off after a failure or a missing file), and how many
 // attempts were made. The session that brings the new version (its boot

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"github.com/fleetacs/fleetacs/pkg/provisioning"
 	pv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1"
 	"github.com/fleetacs/fleetacs/services/sessions/engine"
 )
@@ -89,6 +90,7 @@ func TestPresetFirmwarePlan(t *testing.T) {
 		return s
 	}
 	c := &engine.Context{Tenant: "default", DeviceKey: "dev-1", Now: t0}
+	converged := provisioning.Fingerprint(4, nil) // the device has no tags
 	recorded := func(op *presetOp) string {
 		fp, ok := op.recordedFingerprint()
 		if !ok {
@@ -113,7 +115,7 @@ func TestPresetFirmwarePlan(t *testing.T) {
 	}
 	op.Answer(c, engine.Answer{Call: call, Response: &cwmp.DownloadResponse{Status: 1}})
 	fp := recorded(op)
-	if base, w := splitFingerprint(fp); base != "s4" || !w.Until.Equal(t0.Add(firmwareTransferWait)) || w.Attempt != 1 || op.Firmware.Event != "download" {
+	if base, w := splitFingerprint(fp); base != converged || !w.Until.Equal(t0.Add(firmwareTransferWait)) || w.Attempt != 1 || op.Firmware.Event != "download" {
 		t.Fatalf("after the Download: %q %+v", fp, op.Firmware)
 	}
 
@@ -137,7 +139,7 @@ func TestPresetFirmwarePlan(t *testing.T) {
 	op.Answer(c2, engine.Answer{Call: call, Fault: &cwmp.Fault{Code: 9010, String: "no space"}})
 	fp2 := recorded(op)
 	base, w := splitFingerprint(fp2)
-	if !strings.HasPrefix(fp2, "s4!") || base != "s4" || w.Attempt != 2 || !w.Until.Equal(s.Now.Add(firmwareBackoffAfter(2))) ||
+	if !strings.HasPrefix(fp2, converged+"!") || base != converged || w.Attempt != 2 || !w.Until.Equal(s.Now.Add(firmwareBackoffAfter(2))) ||
 		op.Firmware.Event != "failed" || !strings.Contains(op.Firmware.Detail, "9010") {
 		t.Fatalf("refused Download: %q %+v", fp2, op.Firmware)
 	}
@@ -157,7 +159,7 @@ func TestPresetFirmwarePlan(t *testing.T) {
 	s = start("2.0", fp, "1 BOOT", "M Download")
 	s.Events[1].CommandKey = firmwareCommandKey("fw", 2)
 	op = plan(s)
-	if _, ok := op.Next(c); ok || recorded(op) != "s4" || op.Firmware.Event != "upgraded" {
+	if _, ok := op.Next(c); ok || recorded(op) != converged || op.Firmware.Event != "upgraded" {
 		t.Fatalf("upgraded: %q %+v", recorded(op), op.Firmware)
 	}
 }

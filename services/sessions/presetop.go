@@ -72,9 +72,15 @@ type presetOp struct {
 	// records the fingerprint all the same rather than have every later
 	// session ask again (docs/provisioning.md, "Convergence").
 	Refused bool `json:"refused,omitempty"`
-	// Fingerprint is recorded with the device when the operation
-	// converged it (docs/provisioning.md, "Convergence").
+	// Fingerprint is the set part of what is recorded with the device
+	// when the operation converged it (provisioning.SetFingerprint), Tags
+	// (after the operation's own changes) its tags part
+	// (docs/provisioning.md, "Convergence").
 	Fingerprint string `json:"fingerprint,omitempty"`
+	// Chained is set when the operation's own tag changes make other
+	// presets match, or stop matching: the fingerprint then covers the
+	// tags matched with, so that the next session matches again.
+	Chained bool `json:"chained,omitempty"`
 	// Secrets are the per-device secrets the presets use, sealed with the
 	// worker's keyring (bound to tenant, device and name): the queue
 	// holds a marker where a value has one, which Next replaces, so that
@@ -406,7 +412,12 @@ func (o *presetOp) recordedFingerprint() (string, bool) {
 	if o.Stage != presetDone || (o.Error != "" && !o.Refused) || o.Fingerprint == "" {
 		return "", false
 	}
-	fp := o.Fingerprint
+	tags := o.Tags
+	if o.Error == "" && !o.Chained {
+		// Contribute records the tag changes with the fingerprint.
+		tags = provisioning.TagsAfter(tags, o.AddTags, o.RemoveTags)
+	}
+	fp := o.Fingerprint + provisioning.TagsDigest(tags)
 	if o.Error != "" {
 		// Recorded all the same (see Refused), marked: the device did
 		// not converge, which campaigns applying a preset check.

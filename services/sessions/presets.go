@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -83,7 +82,7 @@ const presetMaxAge = 5 * time.Minute
 // tenantSet is a tenant's compiled preset set as a worker caches it.
 type tenantSet struct {
 	rev              uint64
-	fingerprint      string // "s<rev>", what a converged device records
+	fingerprint      string // "s<rev>", provisioning.SetFingerprint
 	presets          []*provisioning.Preset
 	bodies           map[string][]byte // name -> marshalled preset
 	checked, fetched time.Time
@@ -142,7 +141,7 @@ func (p *presetPlanner) set(ctx context.Context, tenant string) (*tenantSet, err
 		}
 		return nil, err
 	}
-	next := &tenantSet{rev: rev, fingerprint: "s" + strconv.FormatUint(rev, 10), checked: now, fetched: now}
+	next := &tenantSet{rev: rev, fingerprint: provisioning.SetFingerprint(rev), checked: now, fetched: now}
 	if unchanged && cur != nil {
 		next.presets, next.bodies, next.fetched = cur.presets, cur.bodies, cur.fetched
 	} else {
@@ -183,8 +182,9 @@ func (p *presetPlanner) Plan(ctx context.Context, s engine.Start) ([]engine.Plan
 		// knows it): nothing to match.
 		return nil, nil
 	}
-	// A device that converged to this very set costs nothing more: no
-	// read, no request. Only a new set, a boot, a value change the CPE
+	// A device that converged to this very set with the tags it has costs
+	// nothing more: no read, no request (the tags come with the session
+	// state). Only a new set, other tags, a boot, a value change the CPE
 	// reports or a preset that the session itself opens (its events, its
 	// schedule) make the planner look again.
 	fingerprint := set.fingerprint
@@ -198,7 +198,7 @@ func (p *presetPlanner) Plan(ctx context.Context, s engine.Start) ([]engine.Plan
 	// Download makes the planner look at once.
 	recorded, wait := splitFingerprint(s.Device.PresetsFingerprint)
 	transfer := presetTransfer(s.Events)
-	if recorded == fingerprint && !lookAgain(set.presets, events, s.Now) && transfer == "" &&
+	if provisioning.IsFingerprint(recorded, fingerprint, s.Device.Tags) && !lookAgain(set.presets, events, s.Now) && transfer == "" &&
 		(wait.Until.IsZero() || s.Now.Before(wait.Until)) {
 		return nil, nil
 	}
@@ -206,6 +206,7 @@ func (p *presetPlanner) Plan(ctx context.Context, s engine.Start) ([]engine.Plan
 		Fields: provisioning.Fields{SerialNumber: s.DeviceID.SerialNumber, OUI: s.DeviceID.OUI, ProductClass: s.DeviceID.ProductClass,
 			Manufacturer: s.DeviceID.Manufacturer, DeviceID: s.DeviceKey},
 		Root:   s.Root,
+		Tags:   s.Device.Tags,
 		Params: make(map[string]provisioning.Param, len(s.Params)),
 	}
 	for _, e := range s.Events {
@@ -221,9 +222,10 @@ func (p *presetPlanner) Plan(ctx context.Context, s engine.Start) ([]engine.Plan
 			dev.SoftwareVersion = pv.Value
 		}
 	}
-	// What the Inform does not tell and the matching needs (tags,
-	// parameters of conditions) comes from the inventory, in one read,
-	// only when a preset needs it.
+	// What the Inform and the session state do not tell and the matching
+	// needs (parameters of conditions) comes from the inventory, in one
+	// read, only when a preset needs it; the read's tags, fresher, are
+	// those the presets are matched with (and the fingerprint covers).
 	var prefixes []string
 	needTags := false
 	for _, c := range set.presets {
@@ -261,9 +263,10 @@ func (p *presetPlanner) Plan(ctx context.Context, s engine.Start) ([]engine.Plan
 			return nil, nil
 		}
 		// Nothing to do: the operation only records the fingerprint.
-		return []engine.Planned{{ID: "preset", Op: &presetOp{Stage: presetDone, Fingerprint: fingerprint}}}, nil
+		return []engine.Planned{{ID: "preset", Op: &presetOp{Stage: presetDone, Fingerprint: fingerprint, Tags: dev.Tags}}}, nil
 	}
-	op := &presetOp{Fields: dev.Fields, Root: dev.Root, SoftwareVersion: dev.SoftwareVersion, ParameterKey: paramKey, Tags: dev.Tags, Stage: presetRead, Fingerprint: fingerprint}
+	op := &presetOp{Fields: dev.Fields, Root: dev.Root, SoftwareVersion: dev.SoftwareVersion, ParameterKey: paramKey, Tags: dev.Tags, Stage: presetRead, Fingerprint: fingerprint,
+		Chained: chained(set.presets, matched, dev, s.Now)}
 	for _, c := range matched {
 		op.Presets = append(op.Presets, presetRef{Name: c.Name, Revision: c.Revision, Body: set.bodies[c.Name]})
 		values, attrs := c.ReadPaths(dev.Root)
@@ -307,6 +310,21 @@ func (p *presetPlanner) Plan(ctx context.Context, s engine.Start) ([]engine.Plan
 		op.plan()
 	}
 	return []engine.Planned{{ID: "preset", Op: op}}, nil
+}
+
+// chained reports whether the tags the matched presets add or remove make
+// the set match the device otherwise: the presets that then match are
+// not applied in this session, so its fingerprint must not cover the tags
+// after its changes (the next session matches again, with them).
+func chained(set, matched []*provisioning.Preset, dev *provisioning.Device, now time.Time) bool {
+	add, remove := provisioning.TagChanges(matched, dev.Tags)
+	if len(add) == 0 && len(remove) == 0 {
+		return false
+	}
+	after := *dev
+	after.Tags = provisioning.TagsAfter(dev.Tags, add, remove)
+	again, _, _ := provisioning.Matching(set, &after, now)
+	return !slices.EqualFunc(again, matched, func(a, b *provisioning.Preset) bool { return a == b })
 }
 
 // presetTransfer returns the CommandKey of a preset's Download whose end

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"github.com/fleetacs/fleetacs/pkg/provisioning"
 	pv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/provisioning/v1"
 	sessionsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/sessions/v1"
 	"github.com/fleetacs/fleetacs/services/sessions/engine"
@@ -63,7 +64,7 @@ func twentyPresets() []*pv1.Preset {
 type convergedInventory struct{ knownInventory }
 
 func (c *convergedInventory) GetDeviceForSession(context.Context, DeviceQuery) (DeviceState, error) {
-	return DeviceState{Known: true, DataModelRoot: "Device.", FullDiscoveryTime: t0, PresetsFingerprint: "s7"}, nil
+	return DeviceState{Known: true, DataModelRoot: "Device.", FullDiscoveryTime: t0, PresetsFingerprint: provisioning.Fingerprint(7, nil)}, nil
 }
 
 // BenchmarkWorkerInformSessionPresets is BenchmarkWorkerInformSession with
@@ -125,7 +126,7 @@ func BenchmarkPresetPlan(b *testing.B) {
 	for _, tc := range []struct {
 		name, fingerprint string
 		wantOps           int
-	}{{"converged", "s7", 0}, {"match-again", "s6", 1}} {
+	}{{"converged", provisioning.Fingerprint(7, nil), 0}, {"match-again", provisioning.Fingerprint(6, nil), 1}} {
 		b.Run(tc.name, func(b *testing.B) {
 			s.Device = engine.DeviceState{Known: true, DataModelRoot: "Device.", PresetsFingerprint: tc.fingerprint}
 			ctx := context.Background()

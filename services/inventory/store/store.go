@@ -120,6 +120,9 @@ type SessionState struct {
 	ConnectionRequestRefused            time.Time
 	// PresetsFingerprint as in Device.
 	PresetsFingerprint string
+	// Tags as in Device (sorted): which presets match a device depends
+	// on them, so the fingerprint is checked against them.
+	Tags []string
 }
 
 // Device is the inventory's document for one CPE.

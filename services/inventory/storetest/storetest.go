@@ -43,6 +43,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"ParamsRereadKeepFreshTimes", testRereadTimes},
 		{"SessionState", testSessionState},
 		{"PresetsFingerprint", testPresetsFingerprint},
+		{"PresetsStaleSession", testPresetsStaleSession},
 		{"ParamsDeletePrefix", testDeletePrefix},
 		{"ParamsReplaceSubtree", testReplaceSubtree},
 		{"ParamsDeleteAll", testDeleteAll},

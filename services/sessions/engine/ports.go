@@ -96,8 +96,8 @@ type DeviceState struct {
 	// PresetsFingerprint is which preset set the device last converged to
 	// (docs/provisioning.md); "" when none.
 	PresetsFingerprint string
-	// Tags are the device's tags, when the query asked for parameters
-	// (the inventory then returns the whole record); nil otherwise.
+	// Tags are the device's tags, sorted: which presets match a device
+	// depends on them (docs/provisioning.md, "Convergence").
 	Tags []string
 }
 

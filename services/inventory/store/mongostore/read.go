@@ -222,7 +222,7 @@ func (s *Store) Get(ctx context.Context, tenant, id string, opts store.ReadOptio
 
 // sessionProjection reads the fields of store.SessionState.
 var sessionProjection = bson.D{{Key: "root", Value: 1}, {Key: "full_discovery", Value: 1}, {Key: "fence", Value: 1}, {Key: "crc", Value: 1},
-	{Key: "crp", Value: 1}, {Key: "crpt", Value: 1}, {Key: "crr", Value: 1}, {Key: "presets", Value: 1}}
+	{Key: "crp", Value: 1}, {Key: "crpt", Value: 1}, {Key: "crr", Value: 1}, {Key: "presets", Value: 1}, {Key: "tags", Value: 1}}
 
 // SessionState implements store.Store.
 func (s *Store) SessionState(ctx context.Context, tenant, id string) (store.SessionState, error) {
@@ -231,7 +231,12 @@ func (s *Store) SessionState(ctx context.Context, tenant, id string) (store.Sess
 		return store.SessionState{}, fmt.Errorf("get session state of device %s/%s: %w", tenant, id, err)
 	}
 	st := store.SessionState{DataModelRoot: doc.Root, FullDiscovery: utc(doc.FullDiscovery), FencingToken: uint64(doc.Fence),
-		PresetsFingerprint: doc.Presets}
+		PresetsFingerprint: doc.Presets, Tags: doc.Tags}
+	if len(st.Tags) == 0 {
+		st.Tags = nil
+	}
+	slices.Sort(st.Tags)
+	st.Tags = slices.Compact(st.Tags)
 	if st.ConnectionRequestCredentials, err = doc.CRCredentials.open(s.keys, tenant, id, storekit.FieldConnectionRequest); err != nil {
 		return store.SessionState{}, fmt.Errorf("get session state of device %s/%s: %w", tenant, id, err)
 	}

@@ -82,7 +82,8 @@ func (st *writeStmts) prepare(rc *rawConn) error {
 const readDeviceSQL = `SELECT fencing_token, takeover_session, oui, product_class, serial_number,
 	software_version, hardware_version, confirmed_paths, confirmed_at,
 	data_model_root, full_discovery, cr_username, cr_password, cr_password_key,
-	crp_username, crp_password, crp_password_key, crp_time, cr_refused, presets FROM devices WHERE tenant = ? AND id = ?`
+	crp_username, crp_password, crp_password_key, crp_time, cr_refused, presets, ` + tagsColumn + `
+	FROM devices d WHERE d.tenant = ? AND d.id = ?`
 
 // Confirmed entries.
 //
@@ -295,10 +296,13 @@ type storedDevice struct {
 	crpPass, crpKey    string
 	crpTime, crRefused int64
 	presets            string
+	// tags, sorted: a session state carries them, since which presets
+	// match depends on them (docs/provisioning.md, "Convergence").
+	tags []string
 }
 
 func (w *writer) readDevice(tenant, id string) (cur storedDevice, found bool, err error) {
-	row := slices.Grow(w.row[:0], 20)[:20]
+	row := slices.Grow(w.row[:0], 21)[:21]
 	w.row = row
 	defer clear(row)
 	if found, err = w.rc.queryRow(w.stmts.readDevice, row, tenant, id); !found || err != nil {
@@ -332,9 +336,12 @@ func (w *writer) readDevice(tenant, id string) (cur storedDevice, found bool, er
 	}
 	cur.crpTime, e10 = integer(row[17])
 	cur.crRefused, e11 = integer(row[18])
-	var e12 error
+	var e12, e13 error
 	cur.presets, e12 = text(row[19])
-	return cur, true, errors.Join(err, e1, e2, e3, e4, e5, e6, e7, e8, e9, e10, e11, e12)
+	var tags string
+	tags, e13 = text(row[20])
+	cur.tags = splitTags(tags)
+	return cur, true, errors.Join(err, e1, e2, e3, e4, e5, e6, e7, e8, e9, e10, e11, e12, e13)
 }
 
 // applyDiff applies a planned diff inside the writer's transaction.

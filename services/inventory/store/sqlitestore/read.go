@@ -142,9 +142,8 @@ func scanDevice(sc interface{ Scan(...any) error }, tags *sql.NullString, ec *ev
 	if dev.LastEvents, err = ec.decode(events); err != nil {
 		return store.Device{}, err
 	}
-	if tags != nil && tags.String != "" {
-		dev.Tags = strings.Split(tags.String, " ")
-		slices.Sort(dev.Tags)
+	if tags != nil {
+		dev.Tags = splitTags(tags.String)
 	}
 	return dev, nil
 }

@@ -6,9 +6,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
+	"github.com/fleetacs/fleetacs/pkg/provisioning"
 	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/services/inventory/internal/storekit"
 	"github.com/fleetacs/fleetacs/services/inventory/store"
@@ -52,6 +55,8 @@ type sessionState struct {
 	confirmed    [sha256.Size]byte
 	hasConfirmed bool
 	presets      string
+	// tags, sorted; shared: never changed in place.
+	tags []string
 }
 
 // sessionCache maps tenant and device id to the device's state.
@@ -106,6 +111,7 @@ func (st sessionState) public(keys *secretbox.Keyring, tenant, id string) (store
 		FullDiscovery:      fromMS(sql.NullInt64{Int64: st.fullDiscovery, Valid: st.fullDiscovery != 0}),
 		FencingToken:       uint64(st.token),
 		PresetsFingerprint: st.presets,
+		Tags:               slices.Clone(st.tags),
 	}
 	if st.crUser != nil {
 		c, err := openStored(keys, tenant, id, storekit.FieldConnectionRequest, *st.crUser, st.crPass, st.crKey)
@@ -128,8 +134,8 @@ func (st sessionState) public(keys *secretbox.Keyring, tenant, id string) (store
 
 // sessionStateSQL reads a sessionState from the database.
 const sessionStateSQL = `SELECT data_model_root, full_discovery, fencing_token, cr_username, cr_password, cr_password_key,
-	crp_username, crp_password, crp_password_key, crp_time, cr_refused, presets
-	FROM devices WHERE tenant = ? AND id = ?`
+	crp_username, crp_password, crp_password_key, crp_time, cr_refused, presets, ` + tagsColumn + `
+	FROM devices d WHERE d.tenant = ? AND d.id = ?`
 
 // SessionState implements store.Store.
 func (s *Store) SessionState(ctx context.Context, tenant, id string) (store.SessionState, error) {
@@ -168,10 +174,11 @@ func (s *Store) sessionState(ctx context.Context, tenant, id string) (sessionSta
 		crpKey         sql.NullString
 		crpTime        sql.NullInt64
 		crRefused      sql.NullInt64
+		tags           sql.NullString
 	)
 	// A primary-key lookup: not made cancellable, see get.
 	err = st.rs.session.QueryRowContext(context.WithoutCancel(ctx), tenant, id).Scan(&out.root, &full, &out.token, &crUser, &crPass, &crKey,
-		&crpUser, &crpPass, &crpKey, &crpTime, &crRefused, &out.presets)
+		&crpUser, &crpPass, &crpKey, &crpTime, &crRefused, &out.presets, &tags)
 	if errors.Is(err, sql.ErrNoRows) {
 		return sessionState{}, store.ErrNotFound
 	}
@@ -186,7 +193,18 @@ func (s *Store) sessionState(ctx context.Context, tenant, id string) (sessionSta
 		out.crpUser, out.crpPass, out.crpKey = &crpUser.String, crpPass.String, crpKey.String
 	}
 	out.crpTime, out.crRefused = crpTime.Int64, crRefused.Int64
+	out.tags = splitTags(tags.String)
 	return out, nil
+}
+
+// splitTags reads tagsColumn: sorted tags, nil when none.
+func splitTags(s string) []string {
+	if s == "" {
+		return nil
+	}
+	tags := strings.Split(s, " ")
+	slices.Sort(tags)
+	return tags
 }
 
 // confirmDigest hashes the paths, types and values of confirmed entries.
@@ -210,7 +228,11 @@ func confirmDigest(buf *[]byte, confirm []storekit.Update) [sha256.Size]byte {
 // the plan.
 func sessionAfter(cur *storedDevice, p *storekit.Plan) sessionState {
 	st := sessionState{root: cur.root, fullDiscovery: cur.fullDiscovery, token: p.Token, crUser: cur.crUser, crPass: cur.crPass, crKey: cur.crKey,
-		crpUser: cur.crpUser, crpPass: cur.crpPass, crpKey: cur.crpKey, crpTime: cur.crpTime, crRefused: cur.crRefused, presets: cur.presets}
+		crpUser: cur.crpUser, crpPass: cur.crpPass, crpKey: cur.crpKey, crpTime: cur.crpTime, crRefused: cur.crRefused, presets: cur.presets,
+		tags: cur.tags}
+	if len(p.AddTags) > 0 || len(p.RemoveTags) > 0 {
+		st.tags = provisioning.TagsAfter(cur.tags, p.AddTags, p.RemoveTags)
+	}
 	if p.Presets != nil {
 		st.presets = *p.Presets
 	}

@@ -85,11 +85,12 @@ type Device struct {
 	Parameters []*Parameter `protobuf:"bytes,20,rep,name=parameters,proto3" json:"parameters,omitempty"`
 	// What the device's sessions recorded of the presets
 	// (docs/provisioning.md, "Convergence"): "s<revision of the tenant's
-	// preset set>" once the device converged to that set, followed by "!"
-	// when the CPE refused part of what the presets ask, and by
-	// "~fw<unix time>.<attempt>" while a preset's firmware version is
-	// awaited; empty when none (AddTags and RemoveTags clear it). Campaigns
-	// that apply a preset verify it.
+	// preset set>t<digest of the device's tags>" once the device converged
+	// to that set with those tags (it says so only while the device's tags
+	// have that digest), followed by "!" when the CPE refused part of what
+	// the presets ask, and by "~fw<unix time>.<attempt>" while a preset's
+	// firmware version is awaited; empty when none (AddTags and RemoveTags
+	// clear it). Campaigns that apply a preset verify it.
 	PresetsFingerprint string `protobuf:"bytes,21,opt,name=presets_fingerprint,json=presetsFingerprint,proto3" json:"presets_fingerprint,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache

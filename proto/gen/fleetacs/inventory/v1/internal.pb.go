@@ -153,8 +153,8 @@ type GetDeviceForSessionResponse struct {
 	// types, writable, notification); full_discovery_time says whether a full
 	// tree discovery already happened. Unset when the device is unknown.
 	// Without a parameter selector (the start of most sessions) it carries
-	// only tenant, id, data_model_root and full_discovery_time, which the
-	// inventory answers without reading the whole record.
+	// only tenant, id, data_model_root, full_discovery_time and tags, which
+	// the inventory answers without reading the whole record.
 	Device *Device `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
 	// Connection-request credentials the ACS provisioned on the CPE; unset
 	// when none were provisioned yet (the worker may provision them).
@@ -173,9 +173,10 @@ type GetDeviceForSessionResponse struct {
 	// when it never did, or an operator gave new ones since. Workers wait
 	// before they try again.
 	ConnectionRequestRefusedTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=connection_request_refused_time,json=connectionRequestRefusedTime,proto3" json:"connection_request_refused_time,omitempty"`
-	// Which preset set the device last converged to, as a session recorded
-	// it (RecordSessionRequest.presets_fingerprint); empty when none, or
-	// since an operator changed its tags (docs/provisioning.md).
+	// Which preset set the device last converged to, and with which tags,
+	// as a session recorded it (RecordSessionRequest.presets_fingerprint);
+	// empty when none, or since an operator changed its tags
+	// (docs/provisioning.md).
 	PresetsFingerprint string `protobuf:"bytes,7,opt,name=presets_fingerprint,json=presetsFingerprint,proto3" json:"presets_fingerprint,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
