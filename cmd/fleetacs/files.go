@@ -18,13 +18,11 @@ import (
 func buildFiles(a *app) (lifecycle.Service, error) {
 	scfg := a.cfg.filesStore
 	scfg.Metrics = a.clients
-	if scfg.Store == files.StoreSQLite {
-		if !a.flagSet["files.sqlite-path"] {
-			scfg.SQLitePath = a.dataPath("files.db")
-		}
-		if !a.flagSet["files.blob-dir"] {
-			scfg.BlobDir = a.dataPath("files")
-		}
+	if scfg.Store == files.StoreSQLite && !a.flagSet["files.sqlite-path"] {
+		scfg.SQLitePath = a.dataPath("files.db")
+	}
+	if scfg.BlobStore() == files.BlobDisk && !a.flagSet["files.blob-dir"] {
+		scfg.BlobDir = a.dataPath("files")
 	}
 	cfg := a.cfg.files
 	if scfg.Store == files.StoreMongoDB && cfg.URLKeyFile == "" {
@@ -33,6 +31,13 @@ func buildFiles(a *app) (lifecycle.Service, error) {
 	meta, blobs, closer, err := scfg.Open()
 	if err != nil {
 		return nil, fmt.Errorf("files store config: %w", err)
+	}
+	if scfg.BlobStore() == files.BlobS3 {
+		for _, f := range []string{scfg.S3.AccessKeyFile, scfg.S3.SecretKeyFile} {
+			if f != "" {
+				warnIfShared(a.logger, "S3 key file", f)
+			}
+		}
 	}
 	keys := files.URLKeyFile(a.dataPath("files-url.key"), true)
 	if cfg.URLKeyFile != "" {

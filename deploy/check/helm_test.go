@@ -153,9 +153,42 @@ func TestChartProductionValues(t *testing.T) {
 		case *corev1.Secret:
 			t.Errorf("secret %s rendered though every secret is an existing one", o.Name)
 		}
+		if d, ok := o.(*appsv1.Deployment); ok && d.Labels["app.kubernetes.io/component"] == "gateway" {
+			checkS3Files(t, d)
+		}
 	}
 	if sm != 1 || pr != 1 || dash != 1 {
 		t.Errorf("%d ServiceMonitors, %d PrometheusRules, %d dashboard ConfigMaps, want 1 each", sm, pr, dash)
+	}
+}
+
+// checkS3Files: the production values keep the files' bytes in S3; the
+// gateways get its settings, and its keys and CA as files of the Secrets
+// the values name.
+func checkS3Files(t *testing.T, d *appsv1.Deployment) {
+	t.Helper()
+	env := envOf(d)
+	for k, want := range map[string]string{
+		"FLEETACS_FILES_STORE": "mongodb", "FLEETACS_FILES_BLOB": "s3", "FLEETACS_FILES_S3_ENDPOINT": "minio.storage.svc:9000",
+		"FLEETACS_FILES_S3_BUCKET": "acme-acs-files", "FLEETACS_FILES_S3_PREFIX": "fleetacs/", "FLEETACS_FILES_S3_PATH_STYLE": "true",
+		"FLEETACS_FILES_S3_INSECURE": "false", "FLEETACS_FILES_S3_ACCESS_KEY_FILE": "/run/fleetacs/files-s3/access-key",
+		"FLEETACS_FILES_S3_SECRET_KEY_FILE": "/run/fleetacs/files-s3/secret-key", "FLEETACS_FILES_S3_CA_FILE": "/run/fleetacs/files-s3-ca/ca.crt",
+	} {
+		if env[k].Value != want {
+			t.Errorf("gateway: %s=%q, want %q", k, env[k].Value, want)
+		}
+	}
+	if _, ok := env["FLEETACS_FILES_GRIDFS_BUCKET"]; ok {
+		t.Error("gateway: FLEETACS_FILES_GRIDFS_BUCKET with files.blob=s3")
+	}
+	secrets := map[string]string{}
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		if v.Secret != nil {
+			secrets[v.Name] = v.Secret.SecretName
+		}
+	}
+	if secrets["files-s3"] != "fleetacs-files-s3" || secrets["files-s3-ca"] != "fleetacs-files-s3-ca" {
+		t.Errorf("gateway: S3 secret volumes %v", secrets)
 	}
 }
 
@@ -313,6 +346,11 @@ func checkObjects(objs []runtime.Object, h *Fleetacs, metrics map[string]bool) [
 				bad("%s: %v", name, err)
 			}
 			up := strings.ToUpper(e.Name)
+			if strings.HasSuffix(up, "_FILE") && strings.HasPrefix(e.Value, "/") && !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
+				return strings.HasPrefix(e.Value, strings.TrimSuffix(m.MountPath, "/")+"/")
+			}) {
+				bad("%s: %s=%q is in no mounted volume", name, e.Name, e.Value)
+			}
 			if e.Value != "" && !strings.HasSuffix(up, "_FILE") && (strings.Contains(up, "PASSWORD") || strings.Contains(up, "SECRET") ||
 				strings.Contains(up, "TOKEN") || strings.Contains(up, "MONGODB_URI") || up == "FLEETACS_NATS_URL") {
 				bad("%s: %s holds a value in clear, want a Secret reference", name, e.Name)
@@ -650,6 +688,9 @@ func edit(t *testing.T, path, old, new string) {
 // The checks fail on a broken chart: a field the API type lacks, a value of
 // the wrong type, a flag fleetacs lacks, an alert on a metric nobody
 // exports, a values typo the schema refuses, a secret in clear.
+// s3Values turn the files module on with its bytes in S3.
+const s3Values = "files:\n  enabled: true\n  baseURL: \"http://acs.example.net:7547\"\n  blob: s3\n  s3:\n    endpoint: minio:9000\n    bucket: files\n    existingSecret: fleetacs-files-s3\n"
+
 func TestChartCheckCatches(t *testing.T) {
 	h := helm(t)
 	hf := help(t)
@@ -680,6 +721,11 @@ func TestChartCheckCatches(t *testing.T) {
 		{name: "files address unset", file: "templates/_component.tpl", old: "- name: FLEETACS_CLIENT_FILES_ADDR\n  value: \"{{ $full }}-gateway:9301\"", new: "", values: "files: {enabled: true, baseURL: \"http://acs.example.net:7547\"}\n", want: "want it exactly when files run"},
 		{name: "gateway internal on loopback", file: "templates/_helpers.tpl", old: "(list \"inventory\" \"tasks\" \"sessions\")) (and (eq .name \"gateway\") .root.Values.files.enabled)", new: "(list \"inventory\" \"tasks\" \"sessions\")) false", values: "files: {enabled: true, baseURL: \"http://acs.example.net:7547\"}\n", want: "has no such port"},
 		{name: "gateway internal closed", file: "templates/networkpolicy.yaml", old: "{{- if include \"fleetacs.internalOnNetwork\" (dict \"root\" $root \"name\" $name) }}", new: "{{- if has $name (list \"inventory\" \"tasks\" \"sessions\") }}", values: "files: {enabled: true, baseURL: \"http://acs.example.net:7547\"}\n", want: "NetworkPolicy of gateway: internal port admitted false"},
+		{name: "s3 key file not mounted", file: "templates/workloads.yaml", old: "- {name: files-s3, mountPath: /run/fleetacs/files-s3, readOnly: true}", new: "- {name: files-s3, mountPath: /run/fleetacs/s3, readOnly: true}", values: s3Values, want: "FLEETACS_FILES_S3_SECRET_KEY_FILE=\"/run/fleetacs/files-s3/secret-key\" is in no mounted volume"},
+		{name: "s3 without its secret", values: strings.Replace(s3Values, "existingSecret: fleetacs-files-s3", "existingSecret: \"\"", 1), atTemplate: true, want: "files.s3.existingSecret is required"},
+		{name: "s3 without a bucket", values: strings.Replace(s3Values, "bucket: files", "bucket: \"\"", 1), atTemplate: true, want: "files.s3.bucket is required"},
+		{name: "s3 endpoint a URL", values: strings.Replace(s3Values, "endpoint: minio:9000", "endpoint: \"https://minio:9000\"", 1), atTemplate: true, want: "endpoint"},
+		{name: "blob typo", values: "files: {blob: S3}\n", atTemplate: true, want: "blob"},
 		{name: "cluster policy", file: "templates/workloads.yaml", old: "externalTrafficPolicy: {{ $g.externalTrafficPolicy }}", new: "externalTrafficPolicy: Cluster", want: "want Local"},
 		{name: "values typo", values: "gateway:\n  replica: 3\n", atTemplate: true, want: "replica"},
 		{name: "values type", values: "nats:\n  streamReplicas: three\n", atTemplate: true, want: "streamReplicas"},

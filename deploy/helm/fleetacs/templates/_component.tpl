@@ -172,8 +172,36 @@ brackets an IPv6 pod IP, which "$(POD_IP):9301" would not. */}}
   valueFrom: {secretKeyRef: {name: {{ include "fleetacs.mongodbSecret" $root }}, key: uri}}
 - name: FLEETACS_FILES_MONGODB_DATABASE
   value: {{ $v.mongodb.database | quote }}
+{{- if eq $v.files.blob "s3" }}
+{{- $s3 := $v.files.s3 }}
+- name: FLEETACS_FILES_BLOB
+  value: s3
+- name: FLEETACS_FILES_S3_ENDPOINT
+  value: {{ required "files.s3.endpoint is required with files.blob=s3 (host[:port] of the S3 store)" $s3.endpoint | quote }}
+- name: FLEETACS_FILES_S3_BUCKET
+  value: {{ required "files.s3.bucket is required with files.blob=s3" $s3.bucket | quote }}
+- name: FLEETACS_FILES_S3_PREFIX
+  value: {{ $s3.prefix | quote }}
+- name: FLEETACS_FILES_S3_REGION
+  value: {{ $s3.region | quote }}
+- name: FLEETACS_FILES_S3_PATH_STYLE
+  value: {{ $s3.pathStyle | quote }}
+- name: FLEETACS_FILES_S3_INSECURE
+  value: {{ $s3.insecure | quote }}
+- name: FLEETACS_FILES_S3_ACCESS_KEY_FILE
+  value: /run/fleetacs/files-s3/access-key
+- name: FLEETACS_FILES_S3_SECRET_KEY_FILE
+  value: /run/fleetacs/files-s3/secret-key
+{{- if $s3.caSecret }}
+- name: FLEETACS_FILES_S3_CA_FILE
+  value: /run/fleetacs/files-s3-ca/ca.crt
+{{- end }}
+{{- else }}
+- name: FLEETACS_FILES_BLOB
+  value: gridfs
 - name: FLEETACS_FILES_GRIDFS_BUCKET
   value: {{ $v.files.gridfsBucket | quote }}
+{{- end }}
 - name: FLEETACS_FILES_URL_KEY_FILE
   value: /run/fleetacs/files-url-key/files-url.key
 - name: FLEETACS_FILES_BASE_URL
