@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 )
@@ -577,5 +578,33 @@ func TestPostponedDiscoveryAsksOnce(t *testing.T) {
 	}
 	if used := e.discoveries.used.Load(); used != 2 {
 		t.Fatalf("%d slots used, want the holder's and the forced one", used)
+	}
+}
+
+// Each postponement of a device asks it to come back later than the one
+// before, up to four times -sessions.discovery-retry, within the spread
+// of 50% to 150%.
+func TestPostponedDiscoveryBacksOff(t *testing.T) {
+	v := newEnv(t)
+	e := v.engine("w1", nil, func(c *Config) { c.MaxDiscoveries = 1; c.DiscoveryRetry = time.Minute })
+	e.discoveries.force()
+	e.discoveries.force() // no slot left, not even a return's overdraft
+	d := v.device("SN-BACKOFF")
+	for attempt, want := range []time.Duration{time.Minute, 2 * time.Minute, 3 * time.Minute, 4 * time.Minute, 4 * time.Minute} {
+		events := []string{"0 BOOTSTRAP"}
+		if attempt > 0 {
+			events = []string{"3 SCHEDULED", "M ScheduleInform|" + scheduleKey(attempt)}
+		}
+		sid := "backoff-" + strconv.Itoa(attempt)
+		_, key, body := firstRequest(t, e, d, sid, events...)
+		env, err := cwmp.Decode(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		si := env.Body.(*cwmp.ScheduleInform)
+		if got := time.Duration(si.DelaySeconds) * time.Second; got != spread(sid, want).Round(time.Second) || key != scheduleKey(attempt+1) {
+			t.Errorf("postponement %d: ScheduleInform of %s (%q), want %s (%q)", attempt+1, got, key, spread(sid, want).Round(time.Second), scheduleKey(attempt+1))
+		}
+		exchange(t, e, d.next(d.answer(body)))
 	}
 }

@@ -874,7 +874,10 @@ func (e *Engine) admitDiscovery(ctx context.Context, s *session, log *lazyLogger
 	// had one; a return has just used its own; a boot may have lost them.
 	var delay uint32
 	if e.cfg.DiscoveryRetry > 0 && (attempt > 0 || d.Stored == nil || s.cs.HasEvent("0 BOOTSTRAP") || s.cs.HasEvent("1 BOOT")) {
-		delay = scheduleDelay(s.id, e.cfg.DiscoveryRetry)
+		// A device postponed again comes back later each time (up to four
+		// times the retry): while a storm lasts, its returns cost the
+		// worker sessions that discover nothing.
+		delay = scheduleDelay(s.id, e.cfg.DiscoveryRetry*time.Duration(min(attempt+1, 4)))
 	}
 	d.postpone(delay, attempt+1)
 	e.metrics.postponed.Add(ctx, 1)
