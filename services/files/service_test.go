@@ -15,6 +15,8 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/recordid"
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
 	filesv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/files/v1"
+	"github.com/fleetacs/fleetacs/services/files/blob"
+	"github.com/fleetacs/fleetacs/services/files/blob/disk"
 )
 
 func TestUploadGetListDelete(t *testing.T) {
@@ -306,4 +308,45 @@ func TestCreateDownloadUrl(t *testing.T) {
 	wantError(t, err, codes.InvalidArgument, errorsv1.ErrorReason_INVALID_FIELD)
 	_, err = h.public.CreateDownloadUrl(as(t.Context(), h.operator), &filesv1.CreateDownloadUrlRequest{Id: f.GetId(), DeviceId: "d", TtlSeconds: 49 * 3600})
 	wantError(t, err, codes.InvalidArgument, errorsv1.ErrorReason_INVALID_FIELD)
+}
+
+// slowBlobs is a blob store whose writes each take longer than the
+// upload's idle timeout.
+type slowBlobs struct {
+	blob.Store
+	delay time.Duration
+}
+
+func (s slowBlobs) Create(ctx context.Context, tenant, id string) (blob.Writer, error) {
+	w, err := s.Store.Create(ctx, tenant, id)
+	return slowWriter{w, s.delay}, err
+}
+
+type slowWriter struct {
+	blob.Writer
+	delay time.Duration
+}
+
+func (w slowWriter) Write(b []byte) (int, error) {
+	time.Sleep(w.delay)
+	return w.Writer.Write(b)
+}
+
+// TestUploadSlowStore: the idle timeout counts the client's silence, not
+// the time the blob store takes to write a part. A client that sends all
+// its parts at once to a store slower than the timeout succeeds; before,
+// each part raced the timer that had expired during the previous write,
+// and the upload failed half the time at each part.
+func TestUploadSlowStore(t *testing.T) {
+	const idle = 100 * time.Millisecond
+	h := newHarness(t, harnessOpts{blobs: slowBlobs{disk.New(t.TempDir()), 3 * idle}})
+	h.svc.cfg.UploadIdleTimeout = idle // under the configurable 1s, to keep the test short
+	data := content(6*1000, 11)
+	f, err := h.upload(t, h.operator, "", firmware("slow.bin", "1"), data, 1000)
+	if err != nil {
+		t.Fatalf("an upload to a slow store failed: %v", err)
+	}
+	if f.GetSize() != uint64(len(data)) {
+		t.Fatalf("stored %d bytes of %d", f.GetSize(), len(data))
+	}
 }

@@ -163,7 +163,10 @@ read:
 		case <-ctx.Done():
 			return nil, s.statusOf(ctx, "upload file", nil, ctx.Err())
 		}
-		idle.Reset(s.cfg.UploadIdleTimeout)
+		// The idle limit counts the client's silence only: a blob store
+		// slow to take a part (an S3 part upload, a GridFS flush) must
+		// not make the next part, already waiting, lose to the timer.
+		idle.Stop()
 		switch {
 		case errors.Is(pt.err, io.EOF):
 			break read
@@ -182,6 +185,7 @@ read:
 		if _, err := w.Write(pt.b); err != nil {
 			return nil, s.statusOf(ctx, "upload file", nil, err)
 		}
+		idle.Reset(s.cfg.UploadIdleTimeout)
 	}
 	if size == 0 {
 		return nil, invalidField("chunk", "the file is empty")
