@@ -67,3 +67,23 @@ func ValidName(s string) bool {
 	}
 	return true
 }
+
+// Position returns where a Seek of offset from whence leads a reader at pos
+// in a blob of size bytes: the stores' readers share it.
+func Position(pos, size, offset int64, whence int) (int64, error) {
+	var abs int64
+	switch whence {
+	case io.SeekStart:
+		abs = offset
+	case io.SeekCurrent:
+		abs = pos + offset
+	case io.SeekEnd:
+		abs = size + offset
+	default:
+		return 0, errors.New("blob: bad whence")
+	}
+	if abs < 0 {
+		return 0, errors.New("blob: negative position")
+	}
+	return abs, nil
+}

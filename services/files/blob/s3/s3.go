@@ -530,19 +530,9 @@ func (r *reader) drop() {
 }
 
 func (r *reader) Seek(offset int64, whence int) (int64, error) {
-	var abs int64
-	switch whence {
-	case io.SeekStart:
-		abs = offset
-	case io.SeekCurrent:
-		abs = r.pos + offset
-	case io.SeekEnd:
-		abs = r.size + offset
-	default:
-		return 0, errors.New("s3 blob: bad whence")
-	}
-	if abs < 0 {
-		return 0, errors.New("s3 blob: negative position")
+	abs, err := blob.Position(r.pos, r.size, offset, whence)
+	if err != nil {
+		return 0, err
 	}
 	if abs != r.pos {
 		r.drop()
