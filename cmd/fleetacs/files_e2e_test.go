@@ -74,17 +74,7 @@ func TestFilesEndToEnd(t *testing.T) {
 	fw := bytes.Repeat([]byte("FIRMWARE-5.0-"), 100_000)
 	sum := sha256.Sum256(fw)
 	q := url.Values{"type": {"1 Firmware Upgrade Image"}, "version": {"5.0"}, "product_class": {"HGW"}, "sha256": {hex.EncodeToString(sum[:])}, "tenant": {"default"}}
-	req, _ := http.NewRequestWithContext(ctx10(t), "PUT", base+"/v1/files/fw-5.0.bin?"+q.Encode(), bytes.NewReader(fw))
-	req.Header.Set("Authorization", "Bearer "+s.admin)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("PUT: %d %s", resp.StatusCode, b)
-	}
+	putFile(t, base+"/v1/files/fw-5.0.bin?"+q.Encode(), s.admin, fw)
 	code, m := httpCall(t, "GET", base+"/v1/tenants/default/files?productClass=HGW", s.admin, nil)
 	list, _ := m["files"].([]any)
 	if code != 200 || len(list) != 1 {
@@ -281,5 +271,22 @@ func TestFilesDeviceAuthWired(t *testing.T) {
 	}
 	if resp, _ := fetch(t, "GET", u.GetUrl(), "Authorization", "Basic eDp5"); resp.StatusCode != 401 && resp.StatusCode != 403 {
 		t.Fatalf("unknown credentials: %d", resp.StatusCode)
+	}
+}
+
+// putFile uploads body with an HTTP PUT to url (a /v1/files/ URL with its
+// query) and fails the test unless the file is created.
+func putFile(t *testing.T, url, token string, body []byte) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx10(t), "PUT", url, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("PUT: %d %s", resp.StatusCode, b)
 	}
 }

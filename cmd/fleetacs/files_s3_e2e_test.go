@@ -6,8 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -57,17 +55,7 @@ func TestFilesOnS3EndToEnd(t *testing.T) {
 	fw := bytes.Repeat([]byte("S3-FIRMWARE-"), 150_000)
 	sum := sha256.Sum256(fw)
 	q := url.Values{"type": {"1 Firmware Upgrade Image"}, "version": {"6.0"}, "sha256": {hex.EncodeToString(sum[:])}, "tenant": {"default"}}
-	req, _ := http.NewRequestWithContext(ctx10(t), "PUT", "http://"+httpAddr+"/v1/files/fw-6.0.bin?"+q.Encode(), bytes.NewReader(fw))
-	req.Header.Set("Authorization", "Bearer "+s.admin)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("PUT: %d %s", resp.StatusCode, b)
-	}
+	putFile(t, "http://"+httpAddr+"/v1/files/fw-6.0.bin?"+q.Encode(), s.admin, fw)
 	code, m := httpCall(t, "GET", "http://"+httpAddr+"/v1/tenants/default/files", s.admin, nil)
 	list, _ := m["files"].([]any)
 	if code != 200 || len(list) != 1 {
