@@ -216,7 +216,9 @@ func (Propagator) Extract(ctx context.Context, carrier propagation.TextMapCarrie
 }
 
 // Fields lists the headers Propagator writes.
-func (Propagator) Fields() []string { return []string{headerTraceparent, headerTracestate, headerBaggage} }
+func (Propagator) Fields() []string {
+	return []string{headerTraceparent, headerTracestate, headerBaggage}
+}
 
 // extractSpanContext parses traceparent and, when it is valid, the
 // tracestate get returns.

@@ -26,7 +26,9 @@ func TestParseTraceparent(t *testing.T) {
 		sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: flags, Remote: true})
 		return &sc
 	}
-	tp := func(version, flags string) string { return version + "-" + specTraceID + "-" + specSpanID + "-" + flags }
+	tp := func(version, flags string) string {
+		return version + "-" + specTraceID + "-" + specSpanID + "-" + flags
+	}
 	for _, c := range []struct {
 		name, in string
 		want     *trace.SpanContext // nil: refused
