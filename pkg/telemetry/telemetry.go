@@ -151,9 +151,9 @@ func Setup(ctx context.Context, service string, getenv func(string) string) (*Pr
 		p.Tracer, p.Tracing = tp, true
 		p.skipUnsampled = getenv("OTEL_TRACES_SAMPLER") != "always_on"
 		if p.skipUnsampled {
-			// No span under an unsampled parent: the sampler would
-			// drop it (SkipUnsampledSpans).
-			p.Tracer = SkipUnsampledSpans(tp)
+			// No span under an unsampled parent, and no SDK span
+			// for one the sampler drops (SkipUnsampledSpans).
+			p.Tracer = SkipUnsampledSpans(tp, sampler)
 		}
 		p.shutdown = append(p.shutdown, tp.Shutdown)
 	} else {

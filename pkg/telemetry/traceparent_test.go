@@ -228,7 +228,7 @@ func TestTraceparentAllocs(t *testing.T) {
 func TestSkipUnsampledSpans(t *testing.T) {
 	sdk := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.AlwaysSample())))
 	t.Cleanup(func() { _ = sdk.Shutdown(context.Background()) })
-	tracer := SkipUnsampledSpans(sdk).Tracer("test")
+	tracer := SkipUnsampledSpans(sdk, nil).Tracer("test")
 	tid, _ := trace.TraceIDFromHex(specTraceID)
 	sid, _ := trace.SpanIDFromHex(specSpanID)
 	unsampled := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, Remote: true})
@@ -311,4 +311,48 @@ func FuzzParseTraceparent(f *testing.F) {
 			t.Fatalf("%q: written as %q, read back as %v, %v", h, out, back, err)
 		}
 	})
+}
+
+// With the process's sampler, the spans of a session's requests that the
+// sampler drops are decided before the SDK: what Start returns is what
+// the SDK would have (the same trace, the first request's derived span
+// ID, the same flags, not recording), and the spans it keeps are the
+// SDK's own.
+func TestSkipUnsampledSpansSessions(t *testing.T) {
+	env := map[string]string{"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.5"}
+	sampler, err := newSampler(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdk := sdktrace.NewTracerProvider(sdktrace.WithSampler(sampler), sdktrace.WithIDGenerator(IDGenerator()))
+	t.Cleanup(func() { _ = sdk.Shutdown(context.Background()) })
+	plain, wrapped := sdk.Tracer("t"), SkipUnsampledSpans(sdk, sampler).Tracer("t")
+	var kept, dropped int
+	for i := range 200 {
+		id := FormatTraceparent(trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{byte(i), byte(i >> 8), 1}, SpanID: trace.SpanID{1}}))
+		for _, first := range []bool{true, false} {
+			ctx, opts := SessionSpanContext(context.Background(), id, first)
+			opts = append(opts, trace.WithSpanKind(trace.SpanKindServer))
+			_, want := plain.Start(ctx, "cwmp.request", opts...)
+			gctx, got := wrapped.Start(ctx, "cwmp.request", opts...)
+			w, g := want.SpanContext(), got.SpanContext()
+			if w.TraceID() != g.TraceID() || w.TraceFlags() != g.TraceFlags() || want.IsRecording() != got.IsRecording() ||
+				(first && w.SpanID() != g.SpanID()) || !g.SpanID().IsValid() || g.IsRemote() || !trace.SpanContextFromContext(gctx).Equal(g) {
+				t.Fatalf("session %s, first %v: SDK %v (recording %v), wrapped %v (recording %v)", id, first, w, want.IsRecording(), g, got.IsRecording())
+			}
+			if got.IsRecording() {
+				kept++
+			} else {
+				dropped++
+				if n := testing.AllocsPerRun(10, func() { wrapped.Start(ctx, "cwmp.request", opts...) }); n > 3 {
+					t.Errorf("dropped request span: %v allocations", n)
+				}
+			}
+			want.End()
+			got.End()
+		}
+	}
+	if kept == 0 || dropped == 0 {
+		t.Fatalf("%d kept, %d dropped: want both", kept, dropped)
+	}
 }

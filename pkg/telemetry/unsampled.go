@@ -77,11 +77,15 @@ func (s skipServer) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.
 	if !ok {
 		return s.Handler.TagRPC(ctx, info)
 	}
-	return context.WithValue(remote, skippedKey{}, struct{}{})
+	return remote
 }
 
+// HandleRPC hands h the calls h tagged. A call it skipped has a remote
+// span context in its context, which tells it from one h tagged without
+// a marker of its own (a context more per call): the instrumentation
+// puts a local span, its own, in the context of every call it takes.
 func (s skipServer) HandleRPC(ctx context.Context, rs stats.RPCStats) {
-	if !skipped(ctx) {
+	if sc := trace.SpanContextFromContext(ctx); !sc.IsRemote() || sc.IsSampled() {
 		s.Handler.HandleRPC(ctx, rs)
 	}
 }
