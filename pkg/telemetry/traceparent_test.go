@@ -356,3 +356,36 @@ func TestSkipUnsampledSpansSessions(t *testing.T) {
 		t.Fatalf("%d kept, %d dropped: want both", kept, dropped)
 	}
 }
+
+// BenchmarkUnsampledCallContext measures what an unsampled internal gRPC
+// call costs for its trace context on both sides, without the transport:
+// the client adding it to the outgoing metadata (SplitConn), the server
+// reading it from metadata like that of a real call (SkipUnsampled),
+// with OpenTelemetry's composite propagator through carriers and with
+// Propagator.
+func BenchmarkUnsampledCallContext(b *testing.B) {
+	tid, _ := trace.TraceIDFromHex(specTraceID)
+	sid, _ := trace.SpanIDFromHex(specSpanID)
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid})
+	ctx := trace.ContextWithSpanContext(context.Background(), sc)
+	md := metadata.Pairs(":authority", "127.0.0.1:9000", "content-type", "application/grpc", "user-agent", "grpc-go/1.85.0",
+		"fleetacs-internal-token", "x", "traceparent", FormatTraceparent(sc))
+	in := metadata.NewIncomingContext(context.Background(), md)
+	for _, c := range []struct {
+		name string
+		prop propagation.TextMapPropagator
+	}{
+		{"otel", propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})},
+		{"Propagator", Propagator{}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = outgoingTraceContext(ctx, sc, c.prop)
+				if _, ok := incomingUnsampled(in, c.prop); !ok {
+					b.Fatal("not read as unsampled")
+				}
+			}
+		})
+	}
+}
