@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -387,5 +388,35 @@ func BenchmarkUnsampledCallContext(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A line logged inside a span SkipUnsampledSpans did not start, under an
+// unsampled parent read from a traceparent (the session worker's
+// cwmp.exchange of an unsampled session), still carries the trace ID, and
+// the parent's span ID.
+func TestSkippedSpanLogsCarryTrace(t *testing.T) {
+	var buf strings.Builder
+	log, err := NewLogger(&buf, "json", "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"}
+	sampler, err := newSampler(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdk := sdktrace.NewTracerProvider(sdktrace.WithSampler(sampler))
+	t.Cleanup(func() { _ = sdk.Shutdown(context.Background()) })
+	ctx := Propagator{}.Extract(context.Background(), propagation.MapCarrier{"traceparent": "00-" + specTraceID + "-" + specSpanID + "-00"})
+	ctx, span := SkipUnsampledSpans(sdk, sampler).Tracer("worker").Start(ctx, "cwmp.exchange")
+	log.InfoContext(ctx, "exchange")
+	span.End()
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(buf.String()), &rec); err != nil {
+		t.Fatalf("%q: %v", buf.String(), err)
+	}
+	if rec[KeyTraceID] != specTraceID || rec[KeySpanID] != specSpanID {
+		t.Fatalf("record %v, want trace %s span %s", rec, specTraceID, specSpanID)
 	}
 }
