@@ -250,7 +250,7 @@ func loadCAs(path string) (*x509.CertPool, error) {
 func (i *Internal) ServerOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
 		grpc.InTapHandle(func(ctx context.Context, info *tap.Info) (context.Context, error) {
-			return ctx, i.checkMD(ctx, info.Header, info.FullMethodName)
+			return ctx, i.checkToken(ctx, info.Header.Get(InternalTokenHeader), info.FullMethodName)
 		}),
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 			if err := i.check(ctx, info.FullMethod); err != nil {
@@ -294,14 +294,16 @@ func (i *Internal) tlsConfig(server bool) (*tls.Config, error) {
 	return i.client, nil
 }
 
+// check reads the token alone from the call's metadata: a copy of all of
+// it (metadata.FromIncomingContext) cost an allocation per header per
+// call, the trace context's included (BENCHMARKS.md, issue 11).
 func (i *Internal) check(ctx context.Context, method string) error {
-	md, _ := metadata.FromIncomingContext(ctx)
-	return i.checkMD(ctx, md, method)
+	return i.checkToken(ctx, metadata.ValueFromIncomingContext(ctx, InternalTokenHeader), method)
 }
 
-// checkMD checks a call: its peer's certificate, when it has one, and its
-// metadata for the internal token.
-func (i *Internal) checkMD(ctx context.Context, md metadata.MD, method string) error {
+// checkToken checks a call: its peer's certificate, when it has one, and
+// vals, the values of its internal token header.
+func (i *Internal) checkToken(ctx context.Context, vals []string, method string) error {
 	for _, m := range HealthMethods {
 		if method == m {
 			return nil
@@ -328,7 +330,6 @@ func (i *Internal) checkMD(ctx context.Context, md metadata.MD, method string) e
 		// Mutual TLS alone (checked in the handshake), or insecure.
 		return nil
 	}
-	vals := md.Get(InternalTokenHeader)
 	if len(vals) == 0 {
 		return apiError(codes.Unauthenticated, errorsv1.ErrorReason_CREDENTIALS_MISSING, "internal call without the internal credential: caller and server need the same -internal.token-file (or certificates of one CA, -internal.tls-*)", nil)
 	}

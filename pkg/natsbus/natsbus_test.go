@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/fleetacs/fleetacs/pkg/natsbus"
+	"github.com/fleetacs/fleetacs/pkg/telemetry"
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 )
 
@@ -118,16 +119,55 @@ func TestEnsureStreams(t *testing.T) {
 	}
 }
 
+// The trace context travels in a message's headers over a real NATS
+// connection, written and read by the process's propagator
+// (telemetry.Propagator) or OpenTelemetry's, in any combination:
+// sampled or not, with a tracestate.
 func TestTraceContextTravels(t *testing.T) {
-	p := propagation.TraceContext{}
+	nc, err := nats.Connect(testenv.NATS(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	sub, err := nc.SubscribeSync("trace.travels")
+	if err != nil {
+		t.Fatal(err)
+	}
 	tid, _ := trace.TraceIDFromHex("0102030405060708090a0b0c0d0e0f10")
 	sid, _ := trace.SpanIDFromHex("0102030405060708")
-	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled})
-	m := &nats.Msg{Subject: "x"}
-	natsbus.Inject(trace.ContextWithSpanContext(context.Background(), sc), p, m)
-	got := trace.SpanContextFromContext(natsbus.Extract(context.Background(), p, m.Header))
-	if got.TraceID() != tid || got.SpanID() != sid {
-		t.Fatalf("extracted %v, want trace %v span %v", got, tid, sid)
+	ts, err := trace.ParseTraceState("vendor=x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	props := map[string]propagation.TextMapPropagator{
+		"fleetacs": telemetry.Propagator{},
+		"otel":     propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
+	}
+	for wname, w := range props {
+		for rname, r := range props {
+			for _, flags := range []trace.TraceFlags{0, trace.FlagsSampled} {
+				sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: flags, TraceState: ts})
+				m := &nats.Msg{Subject: "trace.travels", Data: []byte("x")}
+				natsbus.Inject(trace.ContextWithSpanContext(context.Background(), sc), w, m)
+				if err := nc.PublishMsg(m); err != nil {
+					t.Fatal(err)
+				}
+				in, err := sub.NextMsg(5 * time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := trace.SpanContextFromContext(natsbus.Extract(context.Background(), r, in.Header))
+				if !got.Equal(sc.WithRemote(true)) {
+					t.Fatalf("written by %s, read by %s: %v, want %v", wname, rname, got, sc)
+				}
+			}
+		}
+	}
+	// Without a valid traceparent, nothing is read.
+	h := nats.Header{}
+	h.Set("traceparent", "00-00000000000000000000000000000000-0102030405060708-01")
+	if got := trace.SpanContextFromContext(natsbus.Extract(context.Background(), telemetry.Propagator{}, h)); got.IsValid() {
+		t.Fatalf("all-zero trace ID read as %v", got)
 	}
 }
 

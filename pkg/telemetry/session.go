@@ -19,10 +19,16 @@ import (
 // request's span is the trace's root (idGenerator gives it the derived
 // IDs); each later request's span is its child.
 
+// sessionDomain separates the hash of a session ID from any other.
+const sessionDomain = "fleetacs-cwmp-session\x00"
+
 // sessionIDs derives the trace and root span IDs of a session. The hash
 // does not reveal the session ID, which is the CPE's session cookie.
 func sessionIDs(sessionID string) (trace.TraceID, trace.SpanID) {
-	sum := sha256.Sum256([]byte("fleetacs-cwmp-session\x00" + sessionID))
+	// Hashed from a buffer on the stack for the usual session ID (the
+	// gateway's are 32 characters): no allocation per request.
+	var buf [96]byte
+	sum := sha256.Sum256(append(append(buf[:0], sessionDomain...), sessionID...))
 	var tid trace.TraceID
 	var sid trace.SpanID
 	copy(tid[:], sum[:16])

@@ -1,7 +1,10 @@
 package telemetry
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"strings"
 	"testing"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -96,5 +99,22 @@ func TestSamplerFromEnv(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("OTEL_TRACES_SAMPLER=%q ARG=%q: error %v, want ok %t", tc.sampler, tc.arg, err, tc.ok)
 		}
+	}
+}
+
+// A session's IDs are the SHA-256 of the domain and its ID, whatever its
+// length, and deriving them for a gateway's 32-character session ID
+// allocates nothing.
+func TestSessionIDsHash(t *testing.T) {
+	for _, id := range []string{"", "0123456789abcdef0123456789abcdef", strings.Repeat("x", 500)} {
+		sum := sha256.Sum256([]byte("fleetacs-cwmp-session\x00" + id))
+		tid, sid := sessionIDs(id)
+		if !bytes.Equal(tid[:], sum[:16]) || !bytes.Equal(sid[:], sum[16:24]) {
+			t.Errorf("session %q: IDs %s %s, want from %x", id, tid, sid, sum)
+		}
+	}
+	id := "0123456789abcdef0123456789abcdef"
+	if n := testing.AllocsPerRun(100, func() { sessionIDs(id) }); n != 0 {
+		t.Errorf("sessionIDs: %v allocations", n)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
 )
 
 // SplitConn returns a client connection that sends a call made under an
@@ -38,9 +37,7 @@ func (c splitConn) unsampled(ctx context.Context) (context.Context, bool) {
 	if !sc.IsValid() || sc.IsSampled() {
 		return ctx, false
 	}
-	var kv appendCarrier
-	c.prop.Inject(ctx, &kv)
-	return metadata.AppendToOutgoingContext(ctx, kv...), true
+	return outgoingTraceContext(ctx, sc, c.prop), true
 }
 
 func (c splitConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {

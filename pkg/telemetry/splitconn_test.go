@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
@@ -21,14 +22,24 @@ import (
 // traceparent SplitConn adds); a sampled or traceless call goes through
 // the traced connection, untouched.
 func TestSplitConn(t *testing.T) {
-	prop := propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	// The process's Propagator takes the hand-written path; any other
+	// propagator goes through a carrier.
+	t.Run("Propagator", func(t *testing.T) { testSplitConn(t, Propagator{}) })
+	t.Run("otel", func(t *testing.T) {
+		testSplitConn(t, propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	})
+}
+
+func testSplitConn(t *testing.T, prop propagation.TextMapPropagator) {
 	var mu sync.Mutex
 	var seen trace.SpanContext
+	var seenBaggage baggage.Baggage
 	var traceparents []string
 	srv := grpc.NewServer(grpc.StatsHandler(SkipUnsampled(&countingHandler{}, prop, false)),
 		grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			mu.Lock()
 			seen = trace.SpanContextFromContext(ctx)
+			seenBaggage = baggage.FromContext(ctx)
 			traceparents = append(traceparents, incomingCarrier{ctx}.Get("traceparent"))
 			mu.Unlock()
 			return h(ctx, req)
@@ -81,6 +92,29 @@ func TestSplitConn(t *testing.T) {
 	if want := "00-0102030405060708090a0b0c0d0e0f10-0102030405060708-00"; tp != want {
 		t.Fatalf("traceparent %q, want %q", tp, want)
 	}
+
+	// A tracestate and baggage travel with the traceparent.
+	ts, err := trace.ParseTraceState("vendor=abc,other=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	member, err := baggage.NewMember("tenant", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bag, err := baggage.New(member)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := baggage.ContextWithBaggage(trace.ContextWithSpanContext(context.Background(), unsampled.WithTraceState(ts)), bag)
+	got, _ = call(ctx)
+	mu.Lock()
+	gotBaggage := seenBaggage
+	mu.Unlock()
+	if got.TraceState().String() != "vendor=abc,other=1" || gotBaggage.Member("tenant").Value() != "acme" || got.SpanID() != unsampled.SpanID() {
+		t.Fatalf("server saw %v (tracestate %q), baggage %q; want the caller's", got, got.TraceState(), gotBaggage)
+	}
+	plainCalls.Store(1)
 
 	// Sampled, then traceless: the traced connection, whose
 	// instrumentation (absent here) would carry the context.

@@ -119,7 +119,7 @@ func (p *Providers) Shutdown(ctx context.Context) error {
 // batcher's OTEL_BSP_*, and newSampler OTEL_TRACES_SAMPLER(_ARG));
 // otherwise tracing is a no-op. OTEL_SERVICE_NAME replaces service. getenv is injected for tests; pass os.Getenv.
 func Setup(ctx context.Context, service string, getenv func(string) string) (*Providers, error) {
-	p := &Providers{Propagator: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})}
+	p := &Providers{Propagator: Propagator{}}
 	if name := getenv("OTEL_SERVICE_NAME"); name != "" {
 		// The standard override, so that each process of a deployment
 		// names itself in its spans (docs/operations.md, "Traces").
@@ -150,6 +150,11 @@ func Setup(ctx context.Context, service string, getenv func(string) string) (*Pr
 			sdktrace.WithSampler(sampler), sdktrace.WithIDGenerator(idGenerator{}))
 		p.Tracer, p.Tracing = tp, true
 		p.skipUnsampled = getenv("OTEL_TRACES_SAMPLER") != "always_on"
+		if p.skipUnsampled {
+			// No span under an unsampled parent, and no SDK span
+			// for one the sampler drops (SkipUnsampledSpans).
+			p.Tracer = SkipUnsampledSpans(tp, sampler)
+		}
 		p.shutdown = append(p.shutdown, tp.Shutdown)
 	} else {
 		p.Tracer = noop.NewTracerProvider()

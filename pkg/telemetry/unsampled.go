@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 
+	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/metadata"
@@ -57,12 +58,7 @@ func (s skipClient) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.
 	if !sc.IsValid() || sc.IsSampled() {
 		return s.Handler.TagRPC(ctx, info)
 	}
-	// The trace context is added to the call's metadata, not written into
-	// a copy of it: copying the metadata on every call was what an
-	// unsampled call still cost (BENCHMARKS.md, issue 11).
-	var kv appendCarrier
-	s.prop.Inject(ctx, &kv)
-	return context.WithValue(metadata.AppendToOutgoingContext(ctx, kv...), skippedKey{}, struct{}{})
+	return context.WithValue(outgoingTraceContext(ctx, sc, s.prop), skippedKey{}, struct{}{})
 }
 
 func (s skipClient) HandleRPC(ctx context.Context, rs stats.RPCStats) {
@@ -77,17 +73,87 @@ type skipServer struct {
 }
 
 func (s skipServer) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
-	remote := s.prop.Extract(ctx, incomingCarrier{ctx})
-	if sc := trace.SpanContextFromContext(remote); !sc.IsValid() || sc.IsSampled() {
+	remote, ok := incomingUnsampled(ctx, s.prop)
+	if !ok {
 		return s.Handler.TagRPC(ctx, info)
 	}
-	return context.WithValue(remote, skippedKey{}, struct{}{})
+	return remote
 }
 
+// HandleRPC hands h the calls h tagged. A call it skipped has a remote
+// span context in its context, which tells it from one h tagged without
+// a marker of its own (a context more per call): the instrumentation
+// puts a local span, its own, in the context of every call it takes.
 func (s skipServer) HandleRPC(ctx context.Context, rs stats.RPCStats) {
-	if !skipped(ctx) {
+	if sc := trace.SpanContextFromContext(ctx); !sc.IsRemote() || sc.IsSampled() {
 		s.Handler.HandleRPC(ctx, rs)
 	}
+}
+
+// outgoingTraceContext returns ctx with the trace context of sc, its
+// span, added to the call's metadata (not written into a copy of it:
+// copying the metadata on every call was what an unsampled call still
+// cost, BENCHMARKS.md, issue 11). With the process's Propagator the
+// headers are built without a carrier: the traceparent string is the one
+// allocation besides the metadata's own.
+func outgoingTraceContext(ctx context.Context, sc trace.SpanContext, prop propagation.TextMapPropagator) context.Context {
+	if _, ok := prop.(Propagator); !ok {
+		var kv appendCarrier
+		prop.Inject(ctx, &kv)
+		return metadata.AppendToOutgoingContext(ctx, kv...)
+	}
+	var kv [6]string
+	kv[0], kv[1] = headerTraceparent, FormatTraceparent(sc)
+	n := 2
+	if ts := sc.TraceState(); ts.Len() > 0 {
+		kv[n], kv[n+1] = headerTracestate, ts.String()
+		n += 2
+	}
+	if bg := baggage.FromContext(ctx); bg.Len() > 0 {
+		kv[n], kv[n+1] = headerBaggage, bg.String()
+		n += 2
+	}
+	return metadata.AppendToOutgoingContext(ctx, kv[:n]...)
+}
+
+// incomingUnsampled returns ctx with the trace context of the call's
+// metadata (its remote span context, its baggage), and true, when that
+// context is valid and not sampled; else false. With the process's
+// Propagator it reads the headers one at a time (incomingValue) and
+// parses the traceparent by hand, and it goes no further for a call
+// without one or with a sampled one, which the instrumentation reads
+// again.
+func incomingUnsampled(ctx context.Context, prop propagation.TextMapPropagator) (context.Context, bool) {
+	if _, ok := prop.(Propagator); !ok {
+		remote := prop.Extract(ctx, incomingCarrier{ctx})
+		sc := trace.SpanContextFromContext(remote)
+		return remote, sc.IsValid() && !sc.IsSampled()
+	}
+	tp := incomingValue(ctx, headerTraceparent)
+	if tp == "" {
+		return ctx, false
+	}
+	sc, err := ParseTraceparent(tp)
+	if err != nil || sc.IsSampled() {
+		return ctx, false
+	}
+	if ts := incomingValue(ctx, headerTracestate); ts != "" {
+		sc = sc.WithTraceState(boundTraceState(ts))
+	}
+	remote := trace.ContextWithRemoteSpanContext(ctx, sc)
+	if incomingValue(ctx, headerBaggage) != "" {
+		remote = propagation.Baggage{}.Extract(remote, incomingCarrier{ctx})
+	}
+	return remote, true
+}
+
+// incomingValue is the first value of key in the call's incoming
+// metadata, "" if none.
+func incomingValue(ctx context.Context, key string) string {
+	if v := metadata.ValueFromIncomingContext(ctx, key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // appendCarrier collects what a propagator injects as the key and value
@@ -111,12 +177,7 @@ func (c *appendCarrier) Keys() []string {
 // of it on every call.
 type incomingCarrier struct{ ctx context.Context }
 
-func (c incomingCarrier) Get(key string) string {
-	if v := metadata.ValueFromIncomingContext(c.ctx, key); len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}
+func (c incomingCarrier) Get(key string) string { return incomingValue(c.ctx, key) }
 
 func (c incomingCarrier) Set(string, string) {}
 

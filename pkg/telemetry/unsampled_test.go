@@ -37,7 +37,11 @@ func (h *countingHandler) HandleConn(context.Context, stats.ConnStats) {}
 // reaches neither instrumentation yet carries the trace context to the
 // server's handler; a sampled or traceless one goes to both.
 func TestSkipUnsampled(t *testing.T) {
-	prop := propagation.TraceContext{}
+	t.Run("Propagator", func(t *testing.T) { testSkipUnsampled(t, Propagator{}) })
+	t.Run("otel", func(t *testing.T) { testSkipUnsampled(t, propagation.TraceContext{}) })
+}
+
+func testSkipUnsampled(t *testing.T, prop propagation.TextMapPropagator) {
 	ch, sh := &countingHandler{}, &countingHandler{}
 	var mu sync.Mutex
 	var seen trace.SpanContext

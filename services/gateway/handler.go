@@ -36,6 +36,10 @@ const abandonTimeout = 2 * time.Second
 // gateway depends on (credentials, leases): a short outage, not overload.
 const unavailableRetryAfter = 10 * time.Second
 
+// serverKind is the kind of the gateway's spans, built once: an option
+// made per request is an allocation per request.
+var serverKind = trace.WithSpanKind(trace.SpanKindServer)
+
 // request is one CPE POST on its way through the gateway.
 type request struct {
 	w       http.ResponseWriter
@@ -74,7 +78,7 @@ func (s *Service) sessionSpan(ctx context.Context, q *request, sessionID string,
 		return ctx
 	}
 	ctx, opts := telemetry.SessionSpanContext(ctx, sessionID, first)
-	opts = append(opts, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(q.start))
+	opts = append(opts, serverKind, trace.WithTimestamp(q.start))
 	if q.span != nil {
 		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: q.span.SpanContext()}))
 		q.span.End()
@@ -94,7 +98,7 @@ func (s *Service) logContext(ctx context.Context, q *request) context.Context {
 		return ctx
 	}
 	if q.span == nil {
-		_, q.span = s.tracer.Start(ctx, "cwmp.request", trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(q.start))
+		_, q.span = s.tracer.Start(ctx, "cwmp.request", serverKind, trace.WithTimestamp(q.start))
 	}
 	return trace.ContextWithSpan(ctx, q.span)
 }
@@ -148,7 +152,7 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		// bounded by the files service's own limits. While tracing, a
 		// span of their own, whose IDs the lines logged about them carry.
 		if s.tracing {
-			ctx, span := s.tracer.Start(r.Context(), "files.download", trace.WithSpanKind(trace.SpanKindServer))
+			ctx, span := s.tracer.Start(r.Context(), "files.download", serverKind)
 			defer span.End()
 			r = r.WithContext(ctx)
 		}
@@ -181,7 +185,7 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		// A request that neither opened nor continued a session (an
 		// unreadable body, an empty POST outside a session, a refused
 		// binding) and logged nothing: a trace of its own.
-		ctx, span = s.tracer.Start(ctx, "cwmp.request", trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(q.start))
+		ctx, span = s.tracer.Start(ctx, "cwmp.request", serverKind, trace.WithTimestamp(q.start))
 	} else {
 		ctx = trace.ContextWithSpan(ctx, span)
 	}
