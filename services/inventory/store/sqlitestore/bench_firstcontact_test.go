@@ -121,4 +121,3 @@ func BenchmarkPeriodicLargeTree(b *testing.B) {
 	cpu.report(b)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "diffs/s")
 }
-
