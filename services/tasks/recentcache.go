@@ -61,12 +61,16 @@ func size(r *store.Record) int {
 	return len(r.Tenant) + len(r.ID) + len(r.DeviceID) + len(r.Kind) + len(r.IdempotencyKey) + len(r.Body) + len(r.Secret) + 256
 }
 
-// put keeps r as the task's latest record, replacing an older one.
+// put keeps r as the task's latest record, replacing an older one (a
+// record of a later version, put first by a concurrent write, stays).
 func (c *recentCache) put(r store.Record) {
 	k := recentKey{r.Tenant, r.ID}
 	n := size(&r)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if e, ok := c.recs[k]; ok && e.rec.Version > r.Version {
+		return
+	}
 	c.dropLocked(k)
 	if n > c.max/16 {
 		return

@@ -138,6 +138,16 @@ func TestRecentCacheBounded(t *testing.T) {
 	if c.bytes != (len(c.recs))*one {
 		t.Errorf("bytes %d for %d records of %d", c.bytes, len(c.recs), one)
 	}
+	// A later version stays.
+	later := rec("v", 10)
+	later.Version = 5
+	c.put(later)
+	earlier := rec("v", 10)
+	earlier.Version = 4
+	c.put(earlier)
+	if r, _ := c.get("t", "v"); r.Version != 5 {
+		t.Errorf("version %d kept, want 5", r.Version)
+	}
 	// Too large for the cache.
 	c.put(rec("big", c.max))
 	if _, ok := c.get("t", "big"); ok {
