@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -52,14 +53,31 @@ func (i *internalServer) ClaimTasks(ctx context.Context, req *tasksv1.ClaimTasks
 			ids = append(ids, id)
 		}
 	}
-	recs, err := s.store.GetMany(ctx, req.GetTenant(), ids)
-	if err != nil {
-		return nil, s.statusOf(ctx, "claim tasks", nil, err)
+	// The records this replica wrote last, else read in one query.
+	byID := make(map[string]store.Record, len(ids))
+	cached := map[string]bool{}
+	var missing []string
+	for _, id := range ids {
+		if r, ok := s.recent.get(req.GetTenant(), id); ok {
+			byID[id], cached[id] = r, true
+		} else {
+			missing = append(missing, id)
+		}
 	}
-	byID := make(map[string]store.Record, len(recs))
-	for _, r := range recs {
-		if r.DeviceID == req.GetDeviceId() {
-			byID[r.ID] = r
+	if len(missing) > 0 {
+		recs, err := s.store.GetMany(ctx, req.GetTenant(), missing)
+		if err != nil {
+			return nil, s.statusOf(ctx, "claim tasks", nil, err)
+		}
+		for _, r := range recs {
+			if !cached[r.ID] {
+				byID[r.ID] = r
+			}
+		}
+	}
+	for id, r := range byID {
+		if r.DeviceID != req.GetDeviceId() {
+			delete(byID, id)
 		}
 	}
 	out := &tasksv1.ClaimTasksResponse{}
@@ -71,7 +89,22 @@ func (i *internalServer) ClaimTasks(ctx context.Context, req *tasksv1.ClaimTasks
 			continue
 		}
 		seen[id] = true
-		ct, err := s.claim(ctx, r, req.GetSessionId(), req.GetMaxRun() == 0 || run < req.GetMaxRun())
+		mayRun := req.GetMaxRun() == 0 || run < req.GetMaxRun()
+		ct, err := s.claim(ctx, r, req.GetSessionId(), mayRun, cached[id])
+		if errors.Is(err, errDecideOnStored) {
+			// See recentCache: a claim that writes nothing decides on the
+			// stored record.
+			if r, err = s.store.Get(ctx, req.GetTenant(), id); err == nil {
+				ct, err = s.claim(ctx, r, req.GetSessionId(), mayRun, false)
+			} else if isNotFound(err) {
+				continue
+			}
+		}
+		if cached[id] && isNotFound(err) {
+			// Removed since this replica wrote it.
+			s.recent.drop(req.GetTenant(), id)
+			continue
+		}
 		if err != nil {
 			return nil, s.statusOf(ctx, "claim tasks", nil, err)
 		}
@@ -83,12 +116,27 @@ func (i *internalServer) ClaimTasks(ctx context.Context, req *tasksv1.ClaimTasks
 	return out, nil
 }
 
+// errDecideOnStored: a claim on a cached record would write nothing (see
+// recentCache).
+var errDecideOnStored = errors.New("claim decides on the stored record")
+
 // claim decides what a session does with one task of its device's queue,
-// and records it.
-func (s *Service) claim(ctx context.Context, r store.Record, session string, mayRun bool) (*tasksv1.ClaimedTask, error) {
+// and records it. With cached (r may come from the recentCache), a
+// decision that writes nothing on the first look at r returns
+// errDecideOnStored instead.
+func (s *Service) claim(ctx context.Context, r store.Record, session string, mayRun, cached bool) (*tasksv1.ClaimedTask, error) {
 	var action tasksv1.ClaimAction
 	var previous string
-	t, nr, err := s.change(ctx, r, func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
+	first := true
+	t, nr, err := s.change(ctx, r, func(now time.Time, t *tasksv1.Task, r *store.Record) (write bool, err error) {
+		if cached && first {
+			defer func() {
+				if err == nil && !write {
+					err = errDecideOnStored
+				}
+			}()
+		}
+		first = false
 		action, previous = tasksv1.ClaimAction_CLAIM_ACTION_UNSPECIFIED, ""
 		switch st := t.GetState(); {
 		case ended(st):

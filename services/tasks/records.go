@@ -173,6 +173,11 @@ func (s *Service) change(ctx context.Context, r store.Record, fn changeFn) (*tas
 		if err != nil {
 			return nil, r, fmt.Errorf("update task %s: %w", r.ID, err)
 		}
+		if ended(t.State) {
+			s.recent.drop(nr.Tenant, nr.ID)
+		} else {
+			s.recent.put(nr)
+		}
 		if t.State != before {
 			s.publishEvent(ctx, t, "")
 		}

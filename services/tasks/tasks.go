@@ -184,6 +184,8 @@ type Service struct {
 	events *natsbus.AsyncPublisher
 	// claimed keeps claimed records for their session's report.
 	claimed *claimCache
+	// recent keeps the records this replica wrote last, for claims.
+	recent *recentCache
 
 	ready   atomic.Bool
 	started bool
@@ -222,7 +224,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	s := &Service{cfg: cfg, deps: deps, store: deps.Store, js: deps.JetStream, names: deps.Names,
 		logger: deps.Logger, now: deps.Now, watches: make(chan struct{}, cfg.MaxWatches),
 		events:  natsbus.NewAsyncPublisher(deps.JetStream, eventsInFlight, eventAckTimeout),
-		claimed: newClaimCache(claimCacheSize)}
+		claimed: newClaimCache(claimCacheSize), recent: newRecentCache(recentCacheBytes)}
 	if deps.Meter != nil {
 		reg, err := s.registerQueueMetrics(deps.Meter)
 		if err != nil {

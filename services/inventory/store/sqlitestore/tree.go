@@ -130,6 +130,9 @@ type treeReader struct {
 	kind   uint64 // index into knownTypes plus one; 0: typ
 	typ    []byte
 	val    []byte
+	// raw is the current entry's encoding as stored, which a merge copies
+	// as it is where the entry and the one before it are unchanged.
+	raw []byte
 }
 
 func newTreeReader(b []byte, pathBuf []byte) treeReader {
@@ -179,6 +182,7 @@ func (r *treeReader) next() bool {
 		return false
 	}
 	r.left--
+	begin := r.b
 	shared := r.uvarint()
 	rest := r.bytes(r.uvarint())
 	// Paths are valid (at most store.MaxPathLength bytes), so that the
@@ -217,7 +221,11 @@ func (r *treeReader) next() bool {
 		}
 		r.val = r.bytes(r.uvarint())
 	}
-	return r.err == nil
+	if r.err != nil {
+		return false
+	}
+	r.raw = begin[:len(begin)-len(r.b)]
+	return true
 }
 
 // typeName is the current entry's type.

@@ -590,3 +590,34 @@ func TestTreeSizeBounded(t *testing.T) {
 		t.Fatalf("Device.A = %q after a later small diff", v)
 	}
 }
+
+// BenchmarkMergeOneValue merges a diff that changes one value (a task's
+// GetParameterValues of Device.DeviceInfo.UpTime) into a tree of 1,000
+// entries: what the writer does to the tree of a device whose session
+// read one value that changed.
+func BenchmarkMergeOneValue(b *testing.B) {
+	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	var stored []treeEntry
+	for i := range 100 {
+		for _, p := range []string{"Enable", "Status", "Name", "MACAddress", "MaxBitRate", "DuplexMode",
+			"Stats.BytesSent", "Stats.BytesReceived", "Stats.PacketsSent", "Stats.PacketsReceived"} {
+			stored = append(stored, treeEntry{path: fmt.Sprintf("Device.Ethernet.Interface.%d.%s", i+1, p),
+				Parameter: store.Parameter{HasValue: true, Value: "value", Type: "xsd:string", Writable: store.TriTrue, Updated: at}})
+		}
+	}
+	slices.SortFunc(stored, func(a, b treeEntry) int { return strings.Compare(a.path, b.path) })
+	tree := encodeTree(nil, stored)
+	plan, err := storekit.PlanDiff("default", "00AABB-HGW-M1", store.Diff{Time: at.Add(time.Minute),
+		Params: []store.ParamUpdate{store.SetValue(stored[len(stored)/2].path, "12345", "xsd:unsignedInt")}}, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var dst, scratch []byte
+	b.SetBytes(int64(len(tree)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if dst, scratch, _, err = mergeEncoded(dst, scratch, tree, &plan, plan.Time, "", 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -22,6 +22,14 @@ import (
 // known attribute replaces the stored one; entries whose paths are in
 // confirmed get their Updated time raised to confirmedAt.
 //
+// An entry the plan leaves as it is, after an entry also left as it is
+// (same path, same Updated time), has the encoding it had: it is copied
+// without being encoded again (the shared prefix and the time are
+// relative to the entry before). A diff that changes a few values of a
+// large tree then costs a walk of the tree to the last change and a copy.
+// (The entries after it are not decoded, so damage there is found by the
+// tree's next reader rather than by the merge.)
+//
 // It appends the new encoding to dst[:0] (scratch is reused for the
 // entries) and returns it with its entry count; on a damaged stored tree
 // it returns the reader's error.
@@ -39,7 +47,19 @@ func mergeEncoded(dst, scratch, stored []byte, p *storekit.Plan, at time.Time, c
 	atMS := at.UnixMilli()
 	more := r.next()
 	updates := p.Updates
+	// inStep: the entry last written is the stored entry before r's, with
+	// its path and Updated time, so that r's entry, if unchanged, encodes
+	// as stored.
+	inStep := true
 	for more || len(updates) > 0 {
+		if more && len(updates) == 0 && inStep && len(p.Deletes) == 0 && len(p.DeleteEntries) == 0 &&
+			(len(conf) == 0 || compareBytes(r.path, conf[len(conf)-1]) > 0) {
+			// Nothing changes from here on: the rest is copied as it is.
+			e.copyRaw(r.raw, r.path, r.ms)
+			e.buf = append(e.buf, r.b...)
+			e.n += int(r.left)
+			break
+		}
 		var c int
 		switch {
 		case !more:
@@ -56,6 +76,7 @@ func mergeEncoded(dst, scratch, stored []byte, p *storekit.Plan, at time.Time, c
 			ent.applyUpdate(u, atMS)
 			e.add(u.Path, &ent)
 			updates = updates[1:]
+			inStep = false
 			continue
 		}
 		var ent encEntry
@@ -67,14 +88,21 @@ func mergeEncoded(dst, scratch, stored []byte, p *storekit.Plan, at time.Time, c
 				ent.ms = confirmedAt
 			}
 		}
-		if c == 0 {
+		switch {
+		case c == 0:
 			ent.applyUpdate(&updates[0], atMS)
 			updates = updates[1:]
-		} else if deleted {
+		case deleted:
+			inStep = false
+			more = r.next()
+			continue
+		case inStep && ent.ms == r.ms:
+			e.copyRaw(r.raw, r.path, r.ms)
 			more = r.next()
 			continue
 		}
 		e.addBytes(r.path, &ent)
+		inStep = ent.ms == r.ms
 		more = r.next()
 	}
 	if r.err != nil {
@@ -127,6 +155,15 @@ type treeEncoder struct {
 }
 
 func (t *treeEncoder) add(path string, e *encEntry) { addEntry(t, path, e) }
+
+// copyRaw appends an entry encoded as stored (see mergeEncoded), at path
+// with Updated time ms.
+func (t *treeEncoder) copyRaw(raw, path []byte, ms int64) {
+	t.buf = append(t.buf, raw...)
+	t.prev = append(t.prev[:0], path...)
+	t.prevMS = ms
+	t.n++
+}
 
 func (t *treeEncoder) addBytes(path []byte, e *encEntry) { addEntry(t, path, e) }
 
