@@ -112,7 +112,9 @@ p1=$!
 wait $p1
 dsims="'$root/bin/cpesim' -url http://127.0.0.1:$g1/ -devices $half -prefix DA -known -concurrency $((conc / 2)) -duration 600s >'$work/dsim1.txt' 2>&1 & exec '$root/bin/cpesim' -url http://127.0.0.1:$g2/ -devices $half -prefix DB -known -concurrency $((conc / 2)) -duration 600s >'$work/dsim2.txt' 2>&1"
 "$root/bin/taskload" -api 127.0.0.1:$cpub -token-file "$work/dist/admin.token" -mode throughput -then "$dsims" >"$work/dtp.txt"
-pkill -INT -f "prefix DA -known" 2>/dev/null || true
+# The first cpesim of $dsims runs in the background of taskload's shell;
+# its gateway port, this run's own, names it.
+pkill -INT -f "127.0.0.1:$g1/ -devices $half -prefix DA -known" 2>/dev/null || true
 sleep 1
 
 # --- periodic sessions with nothing pending ---------------------------------
