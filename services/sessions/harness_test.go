@@ -119,54 +119,54 @@ func (tw *testWorker) tick(ctx context.Context) { tw.e.Tick(ctx) }
 // value when key is "").
 func (tw *testWorker) counter(t testing.TB, name, key, value string) int64 {
 	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := tw.reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
 	var n int64
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if m.Name != name {
-				continue
-			}
-			sum, ok := m.Data.(metricdata.Sum[int64])
-			if !ok {
-				t.Fatalf("metric %s is %T", name, m.Data)
-			}
-			for _, dp := range sum.DataPoints {
-				if v, ok := dp.Attributes.Value(attribute.Key(key)); key == "" || (ok && v.AsString() == value) {
-					n += dp.Value
-				}
+	for _, m := range tw.metrics(t, name) {
+		sum, ok := m.Data.(metricdata.Sum[int64])
+		if !ok {
+			t.Fatalf("metric %s is %T", name, m.Data)
+		}
+		for _, dp := range sum.DataPoints {
+			if v, ok := dp.Attributes.Value(attribute.Key(key)); key == "" || (ok && v.AsString() == value) {
+				n += dp.Value
 			}
 		}
 	}
 	return n
 }
 
-// histogram returns the count and sum of the histogram name's points whose
-// attribute key is value.
-func (tw *testWorker) histogram(t testing.TB, name, key, value string) (uint64, float64) {
+// metrics collects the worker's metrics and returns those called name.
+func (tw *testWorker) metrics(t testing.TB, name string) []metricdata.Metrics {
 	t.Helper()
 	var rm metricdata.ResourceMetrics
 	if err := tw.reader.Collect(context.Background(), &rm); err != nil {
 		t.Fatal(err)
 	}
-	var n uint64
-	var sum float64
+	var out []metricdata.Metrics
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
-			if m.Name != name {
-				continue
+			if m.Name == name {
+				out = append(out, m)
 			}
-			h, ok := m.Data.(metricdata.Histogram[float64])
-			if !ok {
-				t.Fatalf("metric %s is %T", name, m.Data)
-			}
-			for _, dp := range h.DataPoints {
-				if v, ok := dp.Attributes.Value(attribute.Key(key)); ok && v.AsString() == value {
-					n += dp.Count
-					sum += dp.Sum
-				}
+		}
+	}
+	return out
+}
+
+// histogram returns the count and sum of the histogram name's points whose
+// attribute key is value.
+func (tw *testWorker) histogram(t testing.TB, name, key, value string) (uint64, float64) {
+	t.Helper()
+	var n uint64
+	var sum float64
+	for _, m := range tw.metrics(t, name) {
+		h, ok := m.Data.(metricdata.Histogram[float64])
+		if !ok {
+			t.Fatalf("metric %s is %T", name, m.Data)
+		}
+		for _, dp := range h.DataPoints {
+			if v, ok := dp.Attributes.Value(attribute.Key(key)); ok && v.AsString() == value {
+				n += dp.Count
+				sum += dp.Sum
 			}
 		}
 	}

@@ -14,19 +14,10 @@ import (
 // The exchange histogram is in seconds with boundaries that tell a
 // millisecond exchange from a slow one.
 func TestExchangeHistogramBuckets(t *testing.T) {
-	r := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(r))
-	zero := func() int64 { return 0 }
-	m, err := newMetrics(mp, func() int { return 0 }, zero, zero)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, r := testMetrics(t)
 	m.observeExchange(3 * time.Millisecond)
 	m.observeExchange(2 * time.Second)
-	var rm metricdata.ResourceMetrics
-	if err := r.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
+	rm := collect(t, r)
 	for _, sm := range rm.ScopeMetrics {
 		for _, md := range sm.Metrics {
 			if md.Name != "fleetacs.sessions.exchange.duration" {
@@ -57,23 +48,14 @@ func TestExchangeHistogramBuckets(t *testing.T) {
 // RPC and event labels stay bounded: vendor methods, vendor fault codes
 // and vendor events each have one value, other codes another.
 func TestRPCAndEventLabelsBounded(t *testing.T) {
-	r := sdkmetric.NewManualReader()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(r))
-	zero := func() int64 { return 0 }
-	m, err := newMetrics(mp, func() int { return 0 }, zero, zero)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, r := testMetrics(t)
 	m.rpc("GetParameterValues", nil)
 	m.rpc("GetParameterValues", &cwmp.Fault{Code: 9005})
 	m.rpc("X_ACME_Reset", &cwmp.Fault{Code: 9801})
 	m.rpc("X_OTHER_Thing", &cwmp.Fault{Code: 9850})
 	m.rpc("Reboot", &cwmp.Fault{Code: 123456})
 	m.informEvents([]cwmp.Event{{Code: "1 BOOT"}, {Code: "M Reboot"}, {Code: "X ACME Event"}, {Code: "M X_ACME_Reset"}})
-	var rm metricdata.ResourceMetrics
-	if err := r.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
+	rm := collect(t, r)
 	got := map[string]int64{}
 	for _, sm := range rm.ScopeMetrics {
 		for _, md := range sm.Metrics {
@@ -121,4 +103,27 @@ func TestLabelSetsDoNotAllocate(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { _ = rpcAttr("GetParameterValues", "9005"); _ = eventAttr("2 PERIODIC") }); n != 0 {
 		t.Errorf("%v allocations per lookup", n)
 	}
+}
+
+// testMetrics returns the engine's metrics on a meter provider read by the
+// manual reader returned.
+func testMetrics(t *testing.T) (*metrics, *sdkmetric.ManualReader) {
+	t.Helper()
+	r := sdkmetric.NewManualReader()
+	zero := func() int64 { return 0 }
+	m, err := newMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(r)), func() int { return 0 }, zero, zero)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, r
+}
+
+// collect reads what r holds.
+func collect(t *testing.T, r *sdkmetric.ManualReader) metricdata.ResourceMetrics {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := r.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	return rm
 }
