@@ -216,7 +216,10 @@ func sweepStale(tmp string) {
 // many outgoing connections, whose local ports come from that range and
 // could take a port handed out there before its server binds it. Another
 // process may still take it; the server starters here retry with a new
-// port when that happens.
+// port when that happens. It never hands out the same port twice in one
+// test binary: a test that takes several ports before starting the servers
+// that bind them (a chart's components) would otherwise, now and then, give
+// two servers one port.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	p, err := freePort()
@@ -224,6 +227,26 @@ func FreePort(t testing.TB) int {
 		t.Fatalf("testenv: %v", err)
 	}
 	return p
+}
+
+// givenPorts are the ports FreePort handed out in this process.
+var givenPorts struct {
+	sync.Mutex
+	set map[int]bool
+}
+
+// handOut reports whether p was not handed out before, and marks it.
+func handOut(p int) bool {
+	givenPorts.Lock()
+	defer givenPorts.Unlock()
+	if givenPorts.set[p] {
+		return false
+	}
+	if givenPorts.set == nil {
+		givenPorts.set = map[int]bool{}
+	}
+	givenPorts.set[p] = true
+	return true
 }
 
 func freePort() (int, error) {
@@ -237,6 +260,9 @@ func freePort() (int, error) {
 	}
 	for range 200 {
 		p := 10000 + rand.IntN(low-10000)
+		if !handOut(p) {
+			continue
+		}
 		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
 			l.Close()
 			return p, nil

@@ -329,6 +329,20 @@ func TestFreePort(t *testing.T) {
 	_ = l.Close()
 }
 
+// FreePort never hands out a port twice: a test that takes the ports of
+// many servers before starting them gets distinct ones. 2,000 draws from
+// its range of about 22,000 ports would repeat one almost surely.
+func TestFreePortNeverRepeats(t *testing.T) {
+	seen := map[int]bool{}
+	for range 2000 {
+		p := testenv.FreePort(t)
+		if seen[p] {
+			t.Fatalf("port %d handed out twice", p)
+		}
+		seen[p] = true
+	}
+}
+
 func TestWaitFor(t *testing.T) {
 	calls := 0
 	testenv.WaitFor(t, 10*time.Second, func() error {
