@@ -28,6 +28,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
@@ -271,9 +272,22 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, n Names, o Strea
 // ensureAttempt bounds one stream or consumer creation or update.
 const ensureAttempt = 5 * time.Second
 
+// ensureStream creates cfg, updates the stream when it differs from cfg, and
+// leaves it alone otherwise. Every process runs this at start, and most
+// starts find the stream as they want it: an update the server does not
+// need still rewrites the stream's store while other processes create
+// consumers on it, which nats-server does not serialise (a data race
+// there, seen under -race), and in a cluster it costs a meta-layer round.
 func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
 	return retryAPI(ctx, func(actx context.Context) error {
-		_, err := js.CreateOrUpdateStream(actx, cfg)
+		s, err := js.Stream(actx, cfg.Name)
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			_, err = js.CreateStream(actx, cfg)
+		case err != nil:
+		case !covers(s.CachedInfo().Config, cfg):
+			_, err = js.UpdateStream(actx, cfg)
+		}
 		return err
 	})
 }
@@ -285,10 +299,37 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 func EnsureConsumer(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
 	var c jetstream.Consumer
 	err := retryAPI(ctx, func(actx context.Context) (err error) {
-		c, err = js.CreateOrUpdateConsumer(actx, stream, cfg)
+		c, err = js.Consumer(actx, stream, cfg.Durable)
+		switch {
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+			c, err = js.CreateConsumer(actx, stream, cfg)
+		case err != nil:
+		case !covers(c.CachedInfo().Config, cfg):
+			c, err = js.UpdateConsumer(actx, stream, cfg)
+		}
 		return err
 	})
 	return c, err
+}
+
+// covers reports whether the configuration a server holds (have) already
+// is want: every field want sets has the same value in have. A field want
+// leaves zero is the server's to fill with its default (MaxMsgs -1, a
+// duplicates window of two minutes, its own metadata keys), so it is not
+// compared; the cost is that returning a field to zero in the code does
+// not reach a stream created before, which an operator changes by hand.
+func covers[T any](have, want T) bool {
+	hv, wv := reflect.ValueOf(have), reflect.ValueOf(want)
+	for i := range wv.NumField() {
+		f := wv.Field(i)
+		if f.IsZero() {
+			continue
+		}
+		if !reflect.DeepEqual(f.Interface(), hv.Field(i).Interface()) {
+			return false
+		}
+	}
+	return true
 }
 
 // retryAPI runs a JetStream API request, each attempt within ensureAttempt,

@@ -2,6 +2,7 @@ package natsbus_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -116,6 +117,72 @@ func TestEnsureStreams(t *testing.T) {
 	}
 	if _, err := s.GetMsg(ctx, 1, jetstreamNext(n.TaskQueue("tasks", "D2"))); !natsbus.IsNotFound(err) {
 		t.Fatalf("empty queue: err %v, want not found", err)
+	}
+}
+
+// TestEnsureStreamsUpdatesOnlyChanges: a start that finds the streams as it
+// wants them sends no update (an update rewrites a stream's store while
+// other processes create consumers on it), and a start with a changed
+// option updates that stream. The API requests are watched on the wire:
+// requests from one connection reach a subscriber in order, so the first
+// update seen must be the one the changed option caused.
+func TestEnsureStreamsUpdatesOnlyChanges(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	nc, js, err := natsbus.Connect(ctx, testenv.NATS(t), t.Name(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	u := testenv.UniqueName(t)
+	n := natsbus.New(u, strings.ToUpper(u)+"_")
+	defer func() {
+		for _, s := range []string{n.TasksStream(), n.WakeStream(), n.EventsStream()} {
+			_ = js.DeleteStream(context.Background(), s)
+		}
+	}()
+	updates, err := nc.SubscribeSync("$JS.API.STREAM.UPDATE.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	o := TestStreamOptions
+	for range 2 {
+		if err := natsbus.EnsureStreams(ctx, js, n, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.EventsMaxAge += time.Hour
+	if err := natsbus.EnsureStreams(ctx, js, n, o); err != nil {
+		t.Fatal(err)
+	}
+	m, err := updates.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatalf("no update after the events stream's age changed: %v", err)
+	}
+	var req struct {
+		MaxAge time.Duration `json:"max_age"`
+	}
+	if err := json.Unmarshal(m.Data, &req); err != nil {
+		t.Fatal(err)
+	}
+	if m.Subject != "$JS.API.STREAM.UPDATE."+n.EventsStream() || req.MaxAge != o.EventsMaxAge {
+		t.Fatalf("first update: %s with max age %v, want %s with %v (an unchanged start updated a stream)",
+			m.Subject, req.MaxAge, n.EventsStream(), o.EventsMaxAge)
+	}
+	// The subscription shares the connection that sent the requests: once a
+	// round trip is done every request sent before it is queued here.
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, _ := updates.Pending(); n != 0 {
+		t.Fatalf("%d more updates after the change", n)
+	}
+	s, err := js.Stream(ctx, n.EventsStream())
+	if err != nil || s.CachedInfo().Config.MaxAge != o.EventsMaxAge {
+		t.Fatalf("events stream after the update: %v", err)
 	}
 }
 
