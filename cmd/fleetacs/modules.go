@@ -347,6 +347,10 @@ type internalClient struct {
 // end.
 func (a *app) buildClient(c internalClient) (lifecycle.Service, error) {
 	dial := append(append(a.dialOptions(), a.internal.DialOptions()...), c.dial...)
+	// The connection for calls under unsampled spans, when tracing splits
+	// them off (tracedConn): the same options, the trace context in the
+	// per-call credentials.
+	unsampled := append(append(a.dialOptions(), a.internal.DialOptionsAdding(telemetry.AddTraceContext)...), c.dial...)
 	if c.addr == "" {
 		if !a.selected(c.name) {
 			if err := c.absent(); err != nil {
@@ -354,14 +358,14 @@ func (a *app) buildClient(c internalClient) (lifecycle.Service, error) {
 			}
 			return lifecycle.Funcs{}, nil
 		}
-		cc, closer, err := a.tracedConn(dial, a.shared.internal.conn)
+		cc, closer, err := a.tracedConn(dial, unsampled, a.shared.internal.conn)
 		if err != nil {
 			return nil, err
 		}
 		*c.dst = cc
 		return lifecycle.Func(closeAtEnd(closer)), nil
 	}
-	conn, closer, err := a.tracedConn(dial, dialTo(c.addr))
+	conn, closer, err := a.tracedConn(dial, unsampled, dialTo(c.addr))
 	if err != nil {
 		return nil, fmt.Errorf("%s client for %s: %w", c.name, c.addr, err)
 	}
@@ -410,10 +414,11 @@ func dialTo(addr string) func([]grpc.DialOption) (grpc.ClientConnInterface, func
 // tracedConn connects with connect and dial, adding the OpenTelemetry
 // gRPC instrumentation while tracing is on. When the sampler lets calls
 // under unsampled spans skip it (telemetry.Providers.SkipsUnsampled),
-// those calls get a second connection without any stats handler
-// (telemetry.SplitConn): the instrumentation's mere presence costs each
-// call copies of its metadata and records of its messages.
-func (a *app) tracedConn(dial []grpc.DialOption, connect func([]grpc.DialOption) (grpc.ClientConnInterface, func() error, error)) (grpc.ClientConnInterface, func() error, error) {
+// those calls get a second connection, dialled with unsampled, without
+// any stats handler (telemetry.SplitConn): the instrumentation's mere
+// presence costs each call copies of its metadata and records of its
+// messages. unsampled's per-call credentials carry the trace context.
+func (a *app) tracedConn(dial, unsampled []grpc.DialOption, connect func([]grpc.DialOption) (grpc.ClientConnInterface, func() error, error)) (grpc.ClientConnInterface, func() error, error) {
 	if !a.telemetry.Tracing {
 		return connect(dial)
 	}
@@ -423,14 +428,14 @@ func (a *app) tracedConn(dial []grpc.DialOption, connect func([]grpc.DialOption)
 	if err != nil || !a.telemetry.SkipsUnsampled() {
 		return cc, closer, err
 	}
-	plain, plainCloser, err := connect(dial)
+	plain, plainCloser, err := connect(unsampled)
 	if err != nil {
 		if closer != nil {
 			_ = closer()
 		}
 		return nil, nil, err
 	}
-	return telemetry.SplitConn(plain, cc, a.telemetry.Propagator), func() error {
+	return telemetry.SplitConn(plain, cc, nil), func() error {
 		var errs []error
 		for _, c := range []func() error{closer, plainCloser} {
 			if c != nil {
@@ -721,9 +726,10 @@ func buildGateway(a *app) (lifecycle.Service, error) {
 		affinity.NewLiveCache(a.shared.store.Registry, time.Second, nil),
 		gateway.GRPCForwarderOptions{
 			TracerProvider: a.tracerProvider(), Propagator: a.telemetry.Propagator, WrapStats: a.telemetry.GRPCStats,
-			SplitUnsampled: a.telemetry.SkipsUnsampled(),
-			DialOptions:    append(a.dialOptions(), a.internal.DialOptions()...),
-			LocalConn:      a.localConn,
+			SplitUnsampled:       a.telemetry.SkipsUnsampled(),
+			DialOptions:          append(a.dialOptions(), a.internal.DialOptions()...),
+			UnsampledDialOptions: append(a.dialOptions(), a.internal.DialOptionsAdding(telemetry.AddTraceContext)...),
+			LocalConn:            a.localConn,
 		},
 	)
 	g, err := gateway.New(a.cfg.gateway, gateway.Deps{

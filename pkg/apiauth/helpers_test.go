@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -154,10 +155,13 @@ type internals struct {
 	inventoryv1.UnimplementedInventoryInternalServiceServer
 	sessionsv1.UnimplementedSessionServiceServer
 	calls atomic.Int64
+	// added is the x-added header of the last GetCpeCredentials call.
+	added atomic.Value
 }
 
-func (s *internals) GetCpeCredentials(context.Context, *inventoryv1.GetCpeCredentialsRequest) (*inventoryv1.GetCpeCredentialsResponse, error) {
+func (s *internals) GetCpeCredentials(ctx context.Context, _ *inventoryv1.GetCpeCredentialsRequest) (*inventoryv1.GetCpeCredentialsResponse, error) {
 	s.calls.Add(1)
+	s.added.Store(strings.Join(metadata.ValueFromIncomingContext(ctx, "x-added"), ","))
 	return &inventoryv1.GetCpeCredentialsResponse{Credentials: &inventoryv1.Credentials{Username: "u", Password: "secret"}}, nil
 }
 

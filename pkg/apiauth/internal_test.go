@@ -1,6 +1,7 @@
 package apiauth_test
 
 import (
+	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -72,6 +73,22 @@ func TestInternalSharedToken(t *testing.T) {
 	if err := getCreds(cc); err != nil {
 		t.Fatalf("client with the shared token: %v", err)
 	}
+	// DialOptionsAdding: the token, and what the function writes from
+	// each call's context beside it.
+	type callKey struct{}
+	adding := dial(t, addr, "", client.DialOptionsAdding(func(ctx context.Context, md map[string]string) {
+		if v, ok := ctx.Value(callKey{}).(string); ok {
+			md["x-added"] = v
+		}
+	})...)
+	for _, v := range []string{"first", "second"} {
+		_, err := inventoryv1.NewInventoryInternalServiceClient(adding).GetCpeCredentials(context.WithValue(ctxBG, callKey{}, v),
+			&inventoryv1.GetCpeCredentialsRequest{Tenant: "default", DeviceKey: "d"})
+		if got, _ := h.added.Load().(string); err != nil || got != v {
+			t.Fatalf("client adding metadata: %v, header %q, want %q", err, got, v)
+		}
+	}
+	h.calls.Store(1)
 
 	// Outsiders: no credential, a forged one, a public admin token.
 	outside := dial(t, addr, "", plain())

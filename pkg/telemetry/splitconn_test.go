@@ -28,14 +28,33 @@ func TestSplitConn(t *testing.T) {
 	t.Run("otel", func(t *testing.T) {
 		testSplitConn(t, propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	})
+	// No propagator: the plain connection's per-call credentials write
+	// the trace context (AddTraceContext).
+	t.Run("credentials", func(t *testing.T) { testSplitConn(t, nil) })
 }
+
+// traceCredentials are per-call credentials writing the trace context, as
+// apiauth.Internal.DialOptionsAdding(AddTraceContext) does.
+type traceCredentials struct{}
+
+func (traceCredentials) GetRequestMetadata(ctx context.Context, _ ...string) (map[string]string, error) {
+	md := map[string]string{"x-token": "t"}
+	AddTraceContext(ctx, md)
+	return md, nil
+}
+
+func (traceCredentials) RequireTransportSecurity() bool { return false }
 
 func testSplitConn(t *testing.T, prop propagation.TextMapPropagator) {
 	var mu sync.Mutex
 	var seen trace.SpanContext
 	var seenBaggage baggage.Baggage
 	var traceparents []string
-	srv := grpc.NewServer(grpc.StatsHandler(SkipUnsampled(&countingHandler{}, prop, false)),
+	serverProp := prop
+	if serverProp == nil {
+		serverProp = Propagator{}
+	}
+	srv := grpc.NewServer(grpc.StatsHandler(SkipUnsampled(&countingHandler{}, serverProp, false)),
 		grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			mu.Lock()
 			seen = trace.SpanContextFromContext(ctx)
@@ -52,19 +71,23 @@ func testSplitConn(t *testing.T, prop propagation.TextMapPropagator) {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)
 	var plainCalls, tracedCalls atomic.Int32
-	dial := func(n *atomic.Int32) *grpc.ClientConn {
-		cc, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+	dial := func(n *atomic.Int32, more ...grpc.DialOption) *grpc.ClientConn {
+		cc, err := grpc.NewClient(ln.Addr().String(), append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, inv grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 				n.Add(1)
 				return inv(ctx, method, req, reply, cc, opts...)
-			}))
+			})}, more...)...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = cc.Close() })
 		return cc
 	}
-	hc := healthpb.NewHealthClient(SplitConn(dial(&plainCalls), dial(&tracedCalls), prop))
+	var plainOpts []grpc.DialOption
+	if prop == nil {
+		plainOpts = append(plainOpts, grpc.WithPerRPCCredentials(traceCredentials{}))
+	}
+	hc := healthpb.NewHealthClient(SplitConn(dial(&plainCalls, plainOpts...), dial(&tracedCalls), prop))
 	call := func(ctx context.Context) (trace.SpanContext, string) {
 		t.Helper()
 		if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {

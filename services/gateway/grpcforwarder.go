@@ -63,6 +63,11 @@ type GRPCForwarderOptions struct {
 	// connection, without the instrumentation, for the calls made under
 	// an unsampled span (telemetry.SplitConn).
 	SplitUnsampled bool
+	// UnsampledDialOptions, when set, replace DialOptions on that second
+	// connection, and carry each call's trace context in its per-call
+	// credentials themselves (telemetry.AddTraceContext through
+	// apiauth.Internal.DialOptionsAdding).
+	UnsampledDialOptions []grpc.DialOption
 	// LocalConn, when set, returns a channel to a worker in this very
 	// process for its address (grpcinproc), or nil to dial it.
 	LocalConn func(addr string) grpc.ClientConnInterface
@@ -85,9 +90,10 @@ type GRPCForwarder struct {
 	// plainOpts dial a worker's connection for unsampled calls; nil
 	// when they share the instrumented one.
 	plainOpts []grpc.DialOption
-	prop      propagation.TextMapPropagator
-	local     func(addr string) grpc.ClientConnInterface
-	max       int
+	// prop is SplitConn's (nil: plainOpts carry the trace context).
+	prop  propagation.TextMapPropagator
+	local func(addr string) grpc.ClientConnInterface
+	max   int
 
 	mu      sync.Mutex
 	clients map[string]*grpcWorker
@@ -111,9 +117,17 @@ func NewGRPCForwarder(workers Workers, o GRPCForwarderOptions) *GRPCForwarder {
 	if prop == nil {
 		prop = propagation.TraceContext{}
 	}
+	// splitProp is SplitConn's: nil when the unsampled connection carries
+	// the trace context itself.
+	splitProp := prop
 	if o.TracerProvider != nil {
 		if o.SplitUnsampled {
-			plain = append(append(plain, dial...), o.DialOptions...)
+			plain = append(plain, dial...)
+			if o.UnsampledDialOptions != nil {
+				plain, splitProp = append(plain, o.UnsampledDialOptions...), nil
+			} else {
+				plain = append(plain, o.DialOptions...)
+			}
 		}
 		// Spans only: the instrumentation's RPC metrics (a no-op meter
 		// here, not the global one) would build an attribute set per
@@ -133,7 +147,7 @@ func NewGRPCForwarder(workers Workers, o GRPCForwarderOptions) *GRPCForwarder {
 	if maxAttempts <= 0 {
 		maxAttempts = 3
 	}
-	return &GRPCForwarder{workers: workers, opts: dial, plainOpts: plain, prop: prop, local: o.LocalConn, max: maxAttempts, clients: map[string]*grpcWorker{}}
+	return &GRPCForwarder{workers: workers, opts: dial, plainOpts: plain, prop: splitProp, local: o.LocalConn, max: maxAttempts, clients: map[string]*grpcWorker{}}
 }
 
 // Close closes every worker connection.

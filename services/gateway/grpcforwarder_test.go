@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -11,11 +12,14 @@ import (
 
 	"github.com/fleetacs/fleetacs/pkg/affinity"
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"github.com/fleetacs/fleetacs/pkg/telemetry"
 	sessionsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/sessions/v1"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -168,5 +172,58 @@ func TestWorkerOrder(t *testing.T) {
 	gone, _ := f.order(ctx, "session-x", "z:1")
 	if ids(gone) != ids(plain) {
 		t.Fatalf("a recorded worker that is not alive changed the order: %s", ids(gone))
+	}
+}
+
+// splitCredentials are per-call credentials writing the trace context, as
+// apiauth.Internal.DialOptionsAdding(telemetry.AddTraceContext) does.
+type splitCredentials struct{}
+
+func (splitCredentials) GetRequestMetadata(ctx context.Context, _ ...string) (map[string]string, error) {
+	md := map[string]string{}
+	telemetry.AddTraceContext(ctx, md)
+	return md, nil
+}
+
+func (splitCredentials) RequireTransportSecurity() bool { return false }
+
+// TestGRPCForwarderSplitUnsampled: with SplitUnsampled, an exchange under
+// an unsampled span reaches the worker with that span's traceparent (flags
+// 00), written by UnsampledDialOptions' credentials or, without them, by
+// SplitConn; a sampled one goes through the instrumented connection, which
+// writes its own span's traceparent (flags 01), once.
+func TestGRPCForwarderSplitUnsampled(t *testing.T) {
+	for _, creds := range []bool{true, false} {
+		t.Run(fmt.Sprintf("credentials=%v", creds), func(t *testing.T) {
+			w := &grpcWorkerFake{}
+			addr := serveFakeWorker(t, w)
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())))
+			t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+			o := GRPCForwarderOptions{TracerProvider: tp, Propagator: telemetry.Propagator{}, SplitUnsampled: true,
+				WrapStats: func(h stats.Handler, client bool) stats.Handler { return telemetry.SkipUnsampled(h, telemetry.Propagator{}, client) }}
+			if creds {
+				o.UnsampledDialOptions = []grpc.DialOption{grpc.WithPerRPCCredentials(splitCredentials{})}
+			}
+			f := NewGRPCForwarder(StaticWorkers{addr}, o)
+			t.Cleanup(func() { _ = f.Close() })
+			span := func(flags trace.TraceFlags) trace.SpanContext {
+				return trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{0xa, 1}, SpanID: trace.SpanID{0xb, 2}, TraceFlags: flags})
+			}
+			for i, sc := range []trace.SpanContext{span(0), span(trace.FlagsSampled)} {
+				ex := &Exchange{SessionID: fmt.Sprintf("S%d", i), NewSession: true, Tenant: "t1", DeviceKey: "00D09E-Router-SN1", Body: []byte("<Envelope/>")}
+				if _, err := f.Exchange(trace.ContextWithSpanContext(context.Background(), sc), ex); err != nil {
+					t.Fatal(err)
+				}
+				_, mds, _ := w.got()
+				tps := mds[len(mds)-1].Get("traceparent")
+				if len(tps) != 1 || !strings.HasPrefix(tps[0], "00-0a010000000000000000000000000000-") {
+					t.Fatalf("exchange %d: traceparent %q, want one in trace %s", i, tps, sc.TraceID())
+				}
+				unsampled := strings.HasSuffix(tps[0], "-0b02000000000000-00")
+				if unsampled != !sc.IsSampled() || sc.IsSampled() && !strings.HasSuffix(tps[0], "-01") {
+					t.Fatalf("exchange %d (sampled %v): traceparent %q", i, sc.IsSampled(), tps[0])
+				}
+			}
+		})
 	}
 }
