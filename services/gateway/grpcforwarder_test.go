@@ -200,7 +200,9 @@ func TestGRPCForwarderSplitUnsampled(t *testing.T) {
 			tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.NeverSample())))
 			t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 			o := GRPCForwarderOptions{TracerProvider: tp, Propagator: telemetry.Propagator{}, SplitUnsampled: true,
-				WrapStats: func(h stats.Handler, client bool) stats.Handler { return telemetry.SkipUnsampled(h, telemetry.Propagator{}, client) }}
+				WrapStats: func(h stats.Handler, client bool) stats.Handler {
+					return telemetry.SkipUnsampled(h, telemetry.Propagator{}, client)
+				}}
 			if creds {
 				o.UnsampledDialOptions = []grpc.DialOption{grpc.WithPerRPCCredentials(splitCredentials{})}
 			}
