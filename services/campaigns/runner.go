@@ -437,10 +437,44 @@ func (x *run) verify(ctx context.Context, d store.Device) error {
 	if timeout == 0 {
 		timeout = defaultVerify * time.Second
 	}
-	if x.now.Before(d.TaskEnd.Add(timeout)) {
+	if deadline := d.TaskEnd.Add(timeout); x.now.Before(deadline) {
+		if half := d.TaskEnd.Add(timeout / 2); x.r.Campaign.GetSpec().GetConnectionRequest() && !x.now.Before(half) && d.UpdateTime.Before(half) {
+			return x.nudge(ctx, d, deadline)
+		}
 		return nil
 	}
 	return x.finish(ctx, d, campaignsv1.Outcome_OUTCOME_FAILED, "verification: "+got)
+}
+
+// nudge wakes a device that has not shown the change halfway through its
+// verify time: the session that reported its task's outcome may have
+// started before the change could show (a preset's tags added while it
+// ran, docs/provisioning.md), and the next one would otherwise wait for
+// the device's periodic Inform, which can come after the verify timeout.
+// A GetRPCMethods task with a connection request opens a session at once;
+// it expires with the verify time and has a key of its own, so a device
+// gets one such task per campaign however often the runner passes. The
+// device record's update time marks the nudge (it is then past half),
+// and only campaigns that may wake devices (spec.connection_request)
+// nudge.
+func (x *run) nudge(ctx context.Context, d store.Device, deadline time.Time) error {
+	cctx, cancel := context.WithTimeout(ctx, callTimeout)
+	cctx = apiauth.OnBehalfOf(cctx, Requester(x.r.ID))
+	_, err := x.s.deps.Tasks.CreateTask(cctx, &tasksv1.CreateTaskRequest{Tenant: x.r.Tenant, DeviceId: d.DeviceID,
+		Operation: &tasksv1.Operation{Kind: &tasksv1.Operation_GetRpcMethods{GetRpcMethods: &tasksv1.GetRPCMethods{}}},
+		Options: &tasksv1.TaskOptions{IdempotencyKey: idempotencyKey(x.r.ID, d.DeviceID) + ":verify", ConnectionRequest: true,
+			ExpireTime: timestamppb.New(deadline)}})
+	cancel()
+	switch r := reason(status.Convert(err)); {
+	case err == nil, r == errorsv1.ErrorReason_IDEMPOTENCY_CONFLICT:
+	case r == errorsv1.ErrorReason_QUEUE_FULL, r == errorsv1.ErrorReason_DEVICE_NOT_FOUND:
+		// Not now (verify finds a device that is gone on its own).
+		return nil
+	default:
+		return fmt.Errorf("wake device %s for its verification: %w", d.DeviceID, err)
+	}
+	d.Detail, d.UpdateTime = "verifying: woke the device for a session that shows the change", x.now
+	return x.s.store.UpdateDevice(ctx, d)
 }
 
 func (x *run) finish(ctx context.Context, d store.Device, o campaignsv1.Outcome, detail string) error {

@@ -3,6 +3,7 @@ package campaigns
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -718,5 +719,63 @@ func TestPresetCampaign(t *testing.T) {
 	got := h.get(c.GetId())
 	if got.GetState() != campaignsv1.CampaignState_CAMPAIGN_STATE_COMPLETED || got.GetTotals().GetSucceeded() != 5 || got.GetTotals().GetFailed() != 1 {
 		t.Fatalf("end: %s %v", got.GetState(), got.GetTotals())
+	}
+}
+
+// TestVerifyNudge: a device still verifying halfway through its verify
+// time is woken once with a GetRPCMethods task carrying a connection
+// request (the session that reported its task may have started before
+// the change showed), expiring with the verify time; passes after that
+// create no other task, and the session it opens converges the device.
+// A campaign that may not wake devices does not nudge.
+func TestVerifyNudge(t *testing.T) {
+	for _, wake := range []bool{true, false} {
+		t.Run(fmt.Sprintf("connection_request=%v", wake), func(t *testing.T) {
+			h := newHarness(t, 1)
+			c := h.create(&campaignsv1.CampaignSpec{Action: &campaignsv1.CampaignSpec_Preset{Preset: &campaignsv1.PresetAction{Name: "rollout"}},
+				ConnectionRequest: wake, VerifyTimeoutSeconds: 600})
+			id := h.inv.devices[0].GetId()
+			before := h.inv.tags(id)
+			h.pass()
+			h.tasks.endAll(tasksv1.TaskState_TASK_STATE_DONE, nil)
+			taskEnd := h.now
+			h.inv.setFingerprint(id, provisioning.Fingerprint(7, before)) // the stale session
+			h.pass()
+			h.advance(299 * time.Second)
+			h.pass()
+			if n := len(h.tasks.byID); n != 1 {
+				t.Fatalf("%d tasks before half the verify time, want the campaign's one", n)
+			}
+			h.advance(time.Second)
+			for range 3 {
+				h.pass()
+				h.advance(10 * time.Second)
+			}
+			want := 1
+			if wake {
+				want = 2
+			}
+			if n := len(h.tasks.byID); n != want {
+				t.Fatalf("%d tasks after half the verify time and three passes, want %d", n, want)
+			}
+			if wake {
+				nudge := h.tasks.byID["t1"]
+				if nudge.GetOperation().GetGetRpcMethods() == nil || !nudge.GetOptions().GetConnectionRequest() || nudge.GetDeviceId() != id ||
+					!nudge.GetOptions().GetExpireTime().AsTime().Equal(taskEnd.Add(600*time.Second)) || nudge.GetRequester() != "campaign:"+c.GetId() {
+					t.Fatalf("nudge task %v", nudge)
+				}
+				ds, err := h.store.Devices(t.Context(), store.DeviceQuery{Tenant: "default", Campaign: c.GetId(), Wave: 0,
+					Outcome: campaignsv1.Outcome_OUTCOME_VERIFYING, AfterSeq: -1, Limit: 10})
+				if err != nil || len(ds) != 1 || !strings.Contains(ds[0].Detail, "woke the device") {
+					t.Fatalf("device record after the nudge: %v %+v", err, ds)
+				}
+			}
+			// The session the nudge opened converges the device.
+			h.inv.setFingerprint(id, provisioning.Fingerprint(7, h.inv.tags(id)))
+			h.pass()
+			if got := h.get(c.GetId()); got.GetTotals().GetSucceeded() != 1 || got.GetState() != campaignsv1.CampaignState_CAMPAIGN_STATE_COMPLETED {
+				t.Fatalf("after the next session: %s %v", got.GetState(), got.GetTotals())
+			}
+		})
 	}
 }
