@@ -20,6 +20,26 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
+// connectTest connects to the test server as the test, closing the
+// connection when it ends, and returns names unique to the test; streams
+// it creates under them are deleted at the end.
+func connectTest(t *testing.T) (*nats.Conn, jetstream.JetStream, natsbus.Names) {
+	t.Helper()
+	nc, js, err := natsbus.Connect(t.Context(), testenv.NATS(t), t.Name(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := testenv.UniqueName(t)
+	n := natsbus.New(u, strings.ToUpper(u)+"_")
+	t.Cleanup(func() {
+		for _, s := range []string{n.TasksStream(), n.WakeStream(), n.EventsStream()} {
+			_ = js.DeleteStream(context.Background(), s)
+		}
+		nc.Close()
+	})
+	return nc, js, n
+}
+
 func TestToken(t *testing.T) {
 	for in, want := range map[string]string{
 		"default":              "default",
@@ -81,13 +101,7 @@ func TestSubjects(t *testing.T) {
 func TestEnsureStreams(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	nc, js, err := natsbus.Connect(ctx, testenv.NATS(t), t.Name(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	u := testenv.UniqueName(t)
-	n := natsbus.New(u, strings.ToUpper(u)+"_")
+	_, js, n := connectTest(t)
 	for range 2 {
 		if err := natsbus.EnsureStreams(ctx, js, n, TestStreamOptions); err != nil {
 			t.Fatal(err)
@@ -129,18 +143,7 @@ func TestEnsureStreams(t *testing.T) {
 func TestEnsureStreamsUpdatesOnlyChanges(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	nc, js, err := natsbus.Connect(ctx, testenv.NATS(t), t.Name(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	u := testenv.UniqueName(t)
-	n := natsbus.New(u, strings.ToUpper(u)+"_")
-	defer func() {
-		for _, s := range []string{n.TasksStream(), n.WakeStream(), n.EventsStream()} {
-			_ = js.DeleteStream(context.Background(), s)
-		}
-	}()
+	nc, js, n := connectTest(t)
 	updates, err := nc.SubscribeSync("$JS.API.STREAM.UPDATE.*")
 	if err != nil {
 		t.Fatal(err)
@@ -266,17 +269,12 @@ func TestStreamConfigsReplicas(t *testing.T) {
 // replicas on one server) fails after a few attempts with the server's
 // reason, rather than being retried until the caller's deadline.
 func TestEnsureStreamsRefused(t *testing.T) {
-	nc, js, err := natsbus.Connect(t.Context(), testenv.NATS(t), "refused", 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	u := testenv.UniqueName(t)
+	_, js, n := connectTest(t)
 	o := natsbus.DefaultStreamOptions
 	o.Replicas = 3
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	err = natsbus.EnsureStreams(ctx, js, natsbus.New(u, strings.ToUpper(u)+"_"), o)
+	err := natsbus.EnsureStreams(ctx, js, n, o)
 	if err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "replicas") {
 		t.Fatalf("EnsureStreams of R3 on one server: %v (deadline passed: %v)", err, ctx.Err())
 	}
@@ -286,23 +284,12 @@ func TestEnsureStreamsRefused(t *testing.T) {
 // and gives up on a request the server refuses (here: no such stream)
 // before its context ends.
 func TestEnsureConsumer(t *testing.T) {
-	nc, js, err := natsbus.Connect(t.Context(), testenv.NATS(t), "consumer", 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	u := testenv.UniqueName(t)
-	names := natsbus.New(u, strings.ToUpper(u)+"_")
+	_, js, names := connectTest(t)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	if err := natsbus.EnsureStreams(ctx, js, names, natsbus.StreamOptions{Replicas: 1, MaxTasksPerDevice: 10, EventsMaxAge: time.Hour, EventsMaxBytes: 1 << 20, WakeMaxAge: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
-		for _, s := range []string{names.TasksStream(), names.WakeStream(), names.EventsStream()} {
-			_ = js.DeleteStream(context.Background(), s)
-		}
-	}()
 	cfg := jetstream.ConsumerConfig{Durable: "c1", AckPolicy: jetstream.AckExplicitPolicy, MaxDeliver: 5}
 	c, err := natsbus.EnsureConsumer(ctx, js, names.WakeStream(), cfg)
 	if err != nil || c.CachedInfo().Config.MaxDeliver != 5 {
