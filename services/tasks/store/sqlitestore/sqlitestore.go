@@ -192,6 +192,16 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
+	// A database a newer FleetACS migrated keeps data where this one does
+	// not look (docs/operations.md, "Rolling upgrades"): refuse it rather
+	// than read part of it and write over the rest.
+	var newest int
+	if err := db.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&newest); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if newest > len(migrations) {
+		return fmt.Errorf("the database's schema is version %d, written by a newer FleetACS; this one knows versions up to %d: run that version or newer, or restore a backup taken before the upgrade", newest, len(migrations))
+	}
 	for i, m := range migrations {
 		version := i + 1
 		err := func() error {
