@@ -779,7 +779,7 @@ func (a *app) grpcServerStats() ([]stats.Handler, error) {
 		return nil, err
 	}
 	if a.telemetry.Tracing {
-		return []stats.Handler{a.telemetry.GRPCStats(otelgrpc.NewServerHandler(a.otelgrpcOptions()...), false), m}, nil
+		return []stats.Handler{a.telemetry.GRPCServerStats(otelgrpc.NewServerHandler(a.otelgrpcOptions()...), m)}, nil
 	}
 	return []stats.Handler{m}, nil
 }

@@ -66,6 +66,11 @@ func (g *GRPCServerMetrics) HandleRPC(ctx context.Context, s stats.RPCStats) {
 		return
 	}
 	method, _ := ctx.Value(methodKey{}).(string)
+	g.record(ctx, method, end)
+}
+
+// record records the end of a call of method.
+func (g *GRPCServerMetrics) record(ctx context.Context, method string, end *stats.End) {
 	code := status.Code(end.Error)
 	k := setKey{method, uint32(code)}
 	opt, ok := g.sets.Load(k)

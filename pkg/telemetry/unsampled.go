@@ -28,7 +28,19 @@ func SkipUnsampled(h stats.Handler, prop propagation.TextMapPropagator, client b
 	if client {
 		return skipClient{h, prop}
 	}
-	return skipServer{h, prop}
+	return &serverStats{traced: h, prop: prop, skip: true}
+}
+
+// GRPCServerStats returns the one stats handler of a gRPC server while
+// tracing is on: m's call durations and the OpenTelemetry instrumentation
+// traced, calls under an unsampled span going around traced as
+// SkipUnsampled has them when the sampler allows (GRPCStats). One handler
+// rather than two: gRPC hands every event of every call (its headers,
+// each message, its end) to each handler in turn, and the handler that
+// skips a call would look up in the call's context, at each event, what
+// it decided at the start.
+func (p *Providers) GRPCServerStats(traced stats.Handler, m *GRPCServerMetrics) stats.Handler {
+	return &serverStats{m: m, traced: traced, prop: p.Propagator, skip: p.skipUnsampled}
 }
 
 // GRPCStats returns h wrapped by SkipUnsampled, or h itself when the
@@ -67,27 +79,54 @@ func (s skipClient) HandleRPC(ctx context.Context, rs stats.RPCStats) {
 	}
 }
 
-type skipServer struct {
-	stats.Handler
-	prop propagation.TextMapPropagator
+// serverStats is a server's stats handler: the instrumentation traced,
+// which a call under an unsampled remote span skips when skip is set (it
+// then gets that span context in its context, and no span), and the call
+// duration metrics m (nil: none).
+type serverStats struct {
+	m      *GRPCServerMetrics
+	traced stats.Handler
+	prop   propagation.TextMapPropagator
+	skip   bool
 }
 
-func (s skipServer) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
-	remote, ok := incomingUnsampled(ctx, s.prop)
-	if !ok {
-		return s.Handler.TagRPC(ctx, info)
-	}
-	return remote
+// serverCall is what serverStats decided about a call, in its context.
+type serverCall struct {
+	method  string
+	skipped bool
 }
 
-// HandleRPC hands h the calls h tagged. A call it skipped has a remote
-// span context in its context, which tells it from one h tagged without
-// a marker of its own (a context more per call): the instrumentation
-// puts a local span, its own, in the context of every call it takes.
-func (s skipServer) HandleRPC(ctx context.Context, rs stats.RPCStats) {
-	if sc := trace.SpanContextFromContext(ctx); !sc.IsRemote() || sc.IsSampled() {
-		s.Handler.HandleRPC(ctx, rs)
+type serverCallKey struct{}
+
+func (s *serverStats) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	c := &serverCall{method: info.FullMethodName}
+	if s.skip {
+		if remote, ok := incomingUnsampled(ctx, s.prop); ok {
+			ctx, c.skipped = remote, true
+		}
 	}
+	if !c.skipped {
+		ctx = s.traced.TagRPC(ctx, info)
+	}
+	return context.WithValue(ctx, serverCallKey{}, c)
+}
+
+func (s *serverStats) HandleRPC(ctx context.Context, rs stats.RPCStats) {
+	c, _ := ctx.Value(serverCallKey{}).(*serverCall)
+	if c == nil || !c.skipped {
+		s.traced.HandleRPC(ctx, rs)
+	}
+	if end, ok := rs.(*stats.End); ok && !end.Client && s.m != nil && c != nil {
+		s.m.record(ctx, c.method, end)
+	}
+}
+
+func (s *serverStats) TagConn(ctx context.Context, info *stats.ConnTagInfo) context.Context {
+	return s.traced.TagConn(ctx, info)
+}
+
+func (s *serverStats) HandleConn(ctx context.Context, cs stats.ConnStats) {
+	s.traced.HandleConn(ctx, cs)
 }
 
 // outgoingTraceContext returns ctx with the trace context of sc, its

@@ -8,12 +8,17 @@ import (
 	"testing"
 
 	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/stats"
+
+	"github.com/fleetacs/fleetacs/pkg/testenv"
 )
 
 // countingHandler stands in for the OpenTelemetry gRPC instrumentation:
@@ -133,5 +138,51 @@ func TestGRPCStatsBySampler(t *testing.T) {
 	}
 	if _, ok := p.GRPCStats(inner, false).(*countingHandler); !ok {
 		t.Error("tracing off: handler wrapped")
+	}
+}
+
+// TestGRPCServerStats: the one server handler records every call's
+// duration, the calls it skips (under an unsampled remote span) as well
+// as those it hands the instrumentation, which sees only the latter.
+func TestGRPCServerStats(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	m, err := NewGRPCServerMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh := &countingHandler{}
+	p := &Providers{Propagator: Propagator{}, skipUnsampled: true}
+	srv := grpc.NewServer(grpc.StatsHandler(p.GRPCServerStats(sh, m)))
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	hc := healthpb.NewHealthClient(testenv.GRPCConn(t, srv))
+	unsampled := metadata.Pairs("traceparent", "00-0102030405060708090a0b0c0d0e0f10-0102030405060708-00")
+	sampled := metadata.Pairs("traceparent", "00-0102030405060708090a0b0c0d0e0f10-0102030405060708-01")
+	for _, md := range []metadata.MD{unsampled, unsampled, sampled, nil} {
+		if _, err := hc.Check(metadata.NewOutgoingContext(context.Background(), md), &healthpb.HealthCheckRequest{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sh.tags.Load() != 2 {
+		t.Errorf("the instrumentation tagged %d calls, want 2 (sampled and traceless)", sh.tags.Load())
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, sm := range rm.ScopeMetrics {
+		for _, mt := range sm.Metrics {
+			if mt.Name != "rpc.server.call.duration" {
+				continue
+			}
+			for _, dp := range mt.Data.(metricdata.Histogram[float64]).DataPoints {
+				if method, _ := dp.Attributes.Value("rpc.method"); method.AsString() == "grpc.health.v1.Health/Check" {
+					n += dp.Count
+				}
+			}
+		}
+	}
+	if n != 4 {
+		t.Errorf("%d calls recorded, want all 4", n)
 	}
 }
