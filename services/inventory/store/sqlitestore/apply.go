@@ -830,7 +830,7 @@ var maxTreeBytes = 16 << 20
 // delta (treedelta.go), setting d.tree.
 func (w *writer) writeTree(d *diffOp, cur *storedDevice) error {
 	p := &d.plan
-	if deltaOnly(p, cur) {
+	if deltaOnly(p, cur, w.deltaEntries) {
 		var n int
 		var err error
 		w.deltaBuf, w.treeScratch, n, err = mergeEncoded(w.deltaBuf, w.treeScratch, cur.delta, p, p.Time, "", 0)
@@ -841,7 +841,7 @@ func (w *writer) writeTree(d *diffOp, cur *storedDevice) error {
 		// and deltaSlack a patch: when that is within maxTreeBytes, so
 		// is the tree the diff leaves; otherwise the fold below
 		// measures it.
-		if n <= maxDeltaEntries && len(w.deltaBuf) <= maxDeltaBytes &&
+		if n <= w.deltaEntries && len(w.deltaBuf) <= maxDeltaBytes &&
 			cur.treeBytes+int64(len(w.deltaBuf)+n*deltaSlack) <= int64(maxTreeBytes) {
 			d.tree = treeCols{delta: w.deltaBuf, setDelta: true}
 			return nil

@@ -21,17 +21,19 @@ import (
 // plan, and applying a delta to a tree gives what applying the diffs'
 // plans to the tree one by one gave.
 
+// maxDeltaEntries and maxDeltaBytes bound a delta: a diff whose updates
+// would take it past either folds it into the tree instead. Every read of
+// the device and every unindexed filter decodes the delta beside the tree,
+// and the devices row carries it, so it stays small: a periodic session of
+// the all-in-one benchmark leaves about twenty patches (the Inform's
+// forced parameters and the values its tasks read) in it, the same paths
+// session after session, so a delta that reached that size stays there.
+// A writer takes maxDeltaEntries when it starts; 0 turns deltas off (the
+// tests that hold deltas to the tree alone compare with such a store).
+var maxDeltaEntries = 64
+
 const (
-	// maxDeltaEntries and maxDeltaBytes bound a delta: a diff whose
-	// updates would take it past either folds it into the tree instead.
-	// Every read of the device and every unindexed filter decodes the
-	// delta beside the tree, and the devices row carries it, so it stays
-	// small: a periodic session of the all-in-one benchmark leaves about
-	// twenty patches (the Inform's forced parameters and the values its
-	// tasks read), some 700 bytes, in it, the same paths session after
-	// session, so a delta that reached that size stays there.
-	maxDeltaEntries = 64
-	maxDeltaBytes   = 2048
+	maxDeltaBytes = 2048
 	// deltaSlack bounds by how many bytes one patch can make a tree with
 	// the delta applied larger than the two encodings together: the
 	// Updated time of the entry after a patched one is encoded relative
@@ -44,9 +46,9 @@ const (
 // stamps every entry the device had confirmed (mergeEncoded moves the
 // Updated time of the confirmed entries it does not update to
 // confirmedAt, which needs the tree). treeBytes is the stored tree's
-// length, -1 when unknown.
-func deltaOnly(p *storekit.Plan, cur *storedDevice) bool {
-	if p.DeleteAll || len(p.Deletes) > 0 || len(p.DeleteEntries) > 0 || len(p.Updates) == 0 || cur.treeBytes < 0 {
+// length, -1 when unknown. maxEntries 0 turns deltas off.
+func deltaOnly(p *storekit.Plan, cur *storedDevice, maxEntries int) bool {
+	if maxEntries == 0 || p.DeleteAll || len(p.Deletes) > 0 || len(p.DeleteEntries) > 0 || len(p.Updates) == 0 || cur.treeBytes < 0 {
 		return false
 	}
 	if cur.confirmedPaths == "" || cur.confirmedAt == 0 {

@@ -101,7 +101,9 @@ type writer struct {
 	// deltaBuf and foldBuf are writeTree's: the new delta, and the tree
 	// with the delta folded in.
 	deltaBuf, foldBuf []byte
-	indexedUpdates    []storekit.Update
+	// deltaEntries is maxDeltaEntries as the writer started.
+	deltaEntries   int
+	indexedUpdates []storekit.Update
 	// confirm, rest and pathBuf are reused by splitConfirmed and
 	// joinPaths.
 	confirm, rest      []storekit.Update
