@@ -833,7 +833,7 @@ func (w *writer) writeTree(d *diffOp, cur *storedDevice) error {
 	if deltaOnly(p, cur, w.deltaEntries) {
 		var n int
 		var err error
-		w.deltaBuf, w.treeScratch, n, err = mergeEncoded(w.deltaBuf, w.treeScratch, cur.delta, p, p.Time, "", 0)
+		w.deltaBuf, w.treeScratch, n, err = mergeEncoded(w.deltaBuf, w.treeScratch, cur.delta, p, p.Time, cur.confirmedPaths, cur.confirmedAt)
 		if err != nil {
 			return fmt.Errorf("read parameter tree delta: %w", err)
 		}

@@ -42,11 +42,13 @@ const (
 )
 
 // deltaOnly reports whether a diff's plan can go into the delta alone,
-// leaving the tree as it is: it only adds and updates entries, and it
-// stamps every entry the device had confirmed (mergeEncoded moves the
-// Updated time of the confirmed entries it does not update to
-// confirmedAt, which needs the tree). treeBytes is the stored tree's
-// length, -1 when unknown. maxEntries 0 turns deltas off.
+// leaving the tree as it is: it only adds and updates entries, and every
+// entry the device had confirmed is one it updates or one the delta
+// holds. (mergeEncoded moves the Updated time of the confirmed entries a
+// plan does not update to confirmedAt. A patch's Updated time is its
+// entry's, so for an entry the delta holds that is done in the delta;
+// for one only the tree holds it needs the tree.) treeBytes is the stored
+// tree's length, -1 when unknown. maxEntries 0 turns deltas off.
 func deltaOnly(p *storekit.Plan, cur *storedDevice, maxEntries int) bool {
 	if maxEntries == 0 || p.DeleteAll || len(p.Deletes) > 0 || len(p.DeleteEntries) > 0 || len(p.Updates) == 0 || cur.treeBytes < 0 {
 		return false
@@ -54,7 +56,10 @@ func deltaOnly(p *storekit.Plan, cur *storedDevice, maxEntries int) bool {
 	if cur.confirmedPaths == "" || cur.confirmedAt == 0 {
 		return true
 	}
-	// Both are sorted: walk them together.
+	// All three are sorted: walk them together.
+	var pathBuf [256]byte
+	r := newTreeReader(cur.delta, pathBuf[:])
+	more := r.next()
 	updates, rest := p.Updates, cur.confirmedPaths
 	for rest != "" {
 		var path string
@@ -62,7 +67,15 @@ func deltaOnly(p *storekit.Plan, cur *storedDevice, maxEntries int) bool {
 		for len(updates) > 0 && updates[0].Path < path {
 			updates = updates[1:]
 		}
-		if len(updates) == 0 || updates[0].Path != path {
+		if len(updates) > 0 && updates[0].Path == path {
+			continue
+		}
+		for more && compareBytes(r.path, path) < 0 {
+			more = r.next()
+		}
+		if !more || compareBytes(r.path, path) != 0 {
+			// Not in the delta, or a damaged delta: the fold reports
+			// the damage.
 			return false
 		}
 	}
@@ -80,17 +93,29 @@ func cutLine(s string) (line, rest string, found bool) {
 
 // applyDelta appends to dst[:0] the encoding of tree with delta's patches
 // applied, and returns it with its entry count. A damaged tree or delta is
-// an error.
+// an error. As in mergeEncoded, a tree entry the delta leaves as it is,
+// after an entry written as stored, is copied without being encoded
+// again, and once the delta is done so is the rest of the tree.
 func applyDelta(dst, tree, delta []byte) ([]byte, int, error) {
 	var treePath, deltaPath [256]byte
 	t := newTreeReader(tree, treePath[:])
 	d := newTreeReader(delta, deltaPath[:])
 	e := treeEncoder{prev: make([]byte, 0, 256)}
 	moreT, moreD := t.next(), d.next()
+	// inStep: the entry last written is the tree entry before t's, as
+	// stored (see mergeEncoded).
+	inStep := true
 	for moreT || moreD {
 		var c int
 		switch {
 		case !moreD:
+			if inStep {
+				e.copyRaw(t.raw, t.path, t.ms)
+				e.buf = append(e.buf, t.b...)
+				e.n += int(t.left)
+				moreT = false
+				continue
+			}
 			c = -1
 		case !moreT:
 			c = 1
@@ -98,18 +123,24 @@ func applyDelta(dst, tree, delta []byte) ([]byte, int, error) {
 			c = slices.Compare(t.path, d.path)
 		}
 		switch {
+		case c < 0 && inStep:
+			e.copyRaw(t.raw, t.path, t.ms)
+			moreT = t.next()
 		case c < 0:
 			ent := readerEntry(&t)
 			e.addBytes(t.path, &ent)
+			inStep = true
 			moreT = t.next()
 		case c > 0:
 			ent := readerEntry(&d)
 			e.addBytes(d.path, &ent)
+			inStep = false
 			moreD = d.next()
 		default:
 			ent := readerEntry(&t)
 			ent.patch(&d)
 			e.addBytes(t.path, &ent)
+			inStep = ent.ms == t.ms
 			moreT, moreD = t.next(), d.next()
 		}
 	}

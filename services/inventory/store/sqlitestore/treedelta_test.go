@@ -606,6 +606,10 @@ func TestDeltaOnly(t *testing.T) {
 		{"updates the confirmed", plan(upd), storedDevice{confirmedPaths: "Device.A\nDevice.C", confirmedAt: 1}, true},
 		{"updates some confirmed", plan(upd), storedDevice{confirmedPaths: "Device.A\nDevice.B", confirmedAt: 1}, false},
 		{"confirmed at unknown", plan(upd), storedDevice{confirmedPaths: "Device.B"}, true},
+		{"others confirmed in the delta", plan(upd), storedDevice{confirmedPaths: "Device.A\nDevice.B\nDevice.D", confirmedAt: 1,
+			delta: encodeTree(nil, []treeEntry{{path: "Device.B"}, {path: "Device.D"}})}, true},
+		{"others confirmed, one in the delta", plan(upd), storedDevice{confirmedPaths: "Device.A\nDevice.B\nDevice.D", confirmedAt: 1,
+			delta: encodeTree(nil, []treeEntry{{path: "Device.B"}})}, false},
 	} {
 		if got := deltaOnly(c.p, &c.cur, maxDeltaEntries); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
