@@ -422,8 +422,6 @@ func mergeTree(stored []treeEntry, p *storekit.Plan, at time.Time, confirmed str
 	return out
 }
 
-func cmpEntryPath(e treeEntry, path string) int { return strings.Compare(e.path, path) }
-
 func applyUpdate(dst *store.Parameter, u *storekit.Update, at time.Time) {
 	if u.HasValue {
 		dst.HasValue, dst.Value, dst.Type = true, u.Value, u.Type

@@ -3,6 +3,7 @@ package sqlitestore
 import (
 	"encoding/binary"
 	"slices"
+	"strings"
 
 	"github.com/fleetacs/fleetacs/services/inventory/internal/storekit"
 	"github.com/fleetacs/fleetacs/services/inventory/store"
@@ -195,7 +196,9 @@ func patchParam(dst *store.Parameter, p *store.Parameter) {
 	dst.Updated = p.Updated
 }
 
-// decodeMerged is decodeTreeFunc of tree with delta applied.
+// decodeMerged is decodeTreeFunc of tree with delta applied. The patches
+// of entries the tree holds apply in place; the others' entries are added
+// and the whole sorted again (a delta is small, a tree large).
 func decodeMerged(tree, delta []byte, keep func(path []byte) bool) ([]treeEntry, error) {
 	entries, err := decodeTreeFunc(tree, nil, keep)
 	if err != nil || len(delta) == 0 {
@@ -205,29 +208,21 @@ func decodeMerged(tree, delta []byte, keep func(path []byte) bool) ([]treeEntry,
 	if err != nil {
 		return nil, err
 	}
-	if len(patches) == 0 {
-		return entries, nil
-	}
-	out := make([]treeEntry, 0, len(entries)+len(patches))
-	i, j := 0, 0
-	for i < len(entries) || j < len(patches) {
-		switch {
-		case j == len(patches) || i < len(entries) && entries[i].path < patches[j].path:
-			out = append(out, entries[i])
-			i++
-		case i == len(entries) || patches[j].path < entries[i].path:
-			out = append(out, patches[j])
-			j++
-		default:
-			e := entries[i]
-			patchParam(&e.Parameter, &patches[j].Parameter)
-			out = append(out, e)
-			i++
-			j++
+	n := len(entries)
+	for j := range patches {
+		if i, found := slices.BinarySearchFunc(entries[:n], patches[j].path, cmpEntryPath); found {
+			patchParam(&entries[i].Parameter, &patches[j].Parameter)
+		} else {
+			entries = append(entries, patches[j])
 		}
 	}
-	return out, nil
+	if len(entries) > n {
+		slices.SortFunc(entries, func(a, b treeEntry) int { return strings.Compare(a.path, b.path) })
+	}
+	return entries, nil
 }
+
+func cmpEntryPath(e treeEntry, path string) int { return strings.Compare(e.path, path) }
 
 // findEntry moves r to the entry at path: false when the tree has none
 // (r.err tells damage apart).
