@@ -619,3 +619,30 @@ func TestDeltaOnly(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDeltaDecode: whatever a delta holds, applying it, reading through
+// it and matching against it return an error or agree, never panic; a
+// delta that decodes gives the same entries folded as read.
+func FuzzDeltaDecode(f *testing.F) {
+	tree := encodeTree(nil, sampleTree())
+	f.Add(encodeTree(nil, sampleTree()[1:3]))
+	f.Add([]byte{1, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add([]byte{1, 1, 0, 3, 'D', 'e', 'v', 1, 0, 2, 1, 1, 'x'})
+	f.Fuzz(func(t *testing.T, delta []byte) {
+		folded, _, errFold := applyDelta(nil, tree, delta)
+		merged, errRead := decodeMerged(tree, delta, nil)
+		_, _ = treeMatch(tree, delta, "Device.DeviceInfo.SoftwareVersion", store.OpEq, "1")
+		_ = deltaOnly(&storekit.Plan{Updates: []storekit.Update{{ParamUpdate: store.SetValue("Device.A", "1", "")}}},
+			&storedDevice{delta: delta, confirmedPaths: "Device.B", confirmedAt: 1}, maxDeltaEntries)
+		if (errFold == nil) != (errRead == nil) {
+			t.Fatalf("fold: %v, read: %v", errFold, errRead)
+		}
+		if errFold != nil {
+			return
+		}
+		got, err := decodeTree(folded, nil)
+		if err != nil || !reflect.DeepEqual(got, merged) {
+			t.Fatalf("folded %+v (%v), read %+v", got, err, merged)
+		}
+	})
+}
