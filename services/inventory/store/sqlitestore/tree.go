@@ -43,10 +43,11 @@ import (
 // row also records the tree's length (tree_bytes), so that the size limit
 // (maxTreeBytes) holds without reading the tree.
 //
-// A diff goes into the delta alone when it deletes nothing, updates every
-// entry the device had confirmed (see "Confirmed entries" in apply.go:
-// moving the others' Updated times needs the tree) and the delta stays
-// within maxDeltaEntries entries and maxDeltaBytes bytes. Any other diff
+// A diff goes into the delta alone when it deletes nothing, every entry
+// the device had confirmed is one it updates or one the delta holds (see
+// "Confirmed entries" in apply.go: moving the Updated time of one only
+// the tree holds needs the tree), and the delta stays within
+// maxDeltaEntries entries and maxDeltaBytes bytes. Any other diff
 // folds: it reads the tree, applies the delta and then its own plan, writes
 // the tree and clears the delta. Every reader (Get and List with
 // parameters, filters on paths that are not indexed, the index rebuild)
