@@ -77,12 +77,14 @@ func (st *writeStmts) prepare(rc *rawConn) error {
 }
 
 // readDeviceSQL reads what applying a diff needs of the stored device: the
-// fencing token, the session that last took it over and the indexed columns
-// a diff may set (see deviceUpdate.setIndexed).
+// fencing token, the session that last took it over, the indexed columns
+// a diff may set (see deviceUpdate.setIndexed) and the tree delta with the
+// tree's length (treedelta.go).
 const readDeviceSQL = `SELECT fencing_token, takeover_session, oui, product_class, serial_number,
 	software_version, hardware_version, confirmed_paths, confirmed_at,
 	data_model_root, full_discovery, cr_username, cr_password, cr_password_key,
-	crp_username, crp_password, crp_password_key, crp_time, cr_refused, presets, ` + tagsColumn + `
+	crp_username, crp_password, crp_password_key, crp_time, cr_refused, presets, ` + tagsColumn + `,
+	tree_delta, tree_bytes
 	FROM devices d WHERE d.tenant = ? AND d.id = ?`
 
 // Confirmed entries.
@@ -202,6 +204,8 @@ const (
 	colCRPTime
 	colCRRefused
 	colPresets
+	colTreeDelta
+	colTreeBytes
 	numDeviceCols
 )
 
@@ -222,6 +226,7 @@ var deviceSets = [numDeviceCols]string{
 	colConfirmedAt:     "confirmed_at = ?",
 	colCRPUsername:     "crp_username = ?", colCRPPassword: "crp_password = ?", colCRPPasswordKey: "crp_password_key = ?",
 	colCRPTime: "crp_time = ?", colCRRefused: "cr_refused = ?", colPresets: "presets = ?",
+	colTreeDelta: "tree_delta = ?", colTreeBytes: "tree_bytes = ?",
 }
 
 // deviceUpdate is the UPDATE of one device row: the columns to set and
@@ -270,6 +275,17 @@ type diffOp struct {
 	// confirmedPaths are the paths the diff confirms (see "Confirmed
 	// entries"), set by the writer.
 	confirmedPaths string
+	// tree are the device row's tree columns writeTree sets.
+	tree treeCols
+}
+
+// treeCols are the tree columns of the device row a diff sets
+// (treedelta.go): the delta when setDelta (nil: none), the tree's length
+// when setBytes.
+type treeCols struct {
+	delta              []byte
+	setDelta, setBytes bool
+	bytes              int64
 }
 
 // storedDevice is what applying a diff needs to know of the stored row.
@@ -299,10 +315,14 @@ type storedDevice struct {
 	// tags, sorted: a session state carries them, since which presets
 	// match depends on them (docs/provisioning.md, "Convergence").
 	tags []string
+	// delta is the tree delta (nil: none) and treeBytes the stored
+	// tree's length, -1 when unknown (treedelta.go).
+	delta     []byte
+	treeBytes int64
 }
 
 func (w *writer) readDevice(tenant, id string) (cur storedDevice, found bool, err error) {
-	row := slices.Grow(w.row[:0], 21)[:21]
+	row := slices.Grow(w.row[:0], 23)[:23]
 	w.row = row
 	defer clear(row)
 	if found, err = w.rc.queryRow(w.stmts.readDevice, row, tenant, id); !found || err != nil {
@@ -341,7 +361,13 @@ func (w *writer) readDevice(tenant, id string) (cur storedDevice, found bool, er
 	var tags string
 	tags, e13 = text(row[20])
 	cur.tags = splitTags(tags)
-	return cur, true, errors.Join(err, e1, e2, e3, e4, e5, e6, e7, e8, e9, e10, e11, e12, e13)
+	var e14, e15 error
+	cur.delta, e14 = blob(row[21])
+	cur.treeBytes = -1
+	if row[22] != nil {
+		cur.treeBytes, e15 = integer(row[22])
+	}
+	return cur, true, errors.Join(err, e1, e2, e3, e4, e5, e6, e7, e8, e9, e10, e11, e12, e13, e14, e15)
 }
 
 // applyDiff applies a planned diff inside the writer's transaction.
@@ -360,6 +386,7 @@ func (w *writer) applyDiff(d *diffOp) (created bool, err error) {
 			return false, fmt.Errorf("insert device: %w", err)
 		}
 		created = true
+		cur.treeBytes = -1
 	case p.Token < cur.token:
 		return false, refuse(store.ErrStaleFencingToken)
 	}
@@ -384,13 +411,17 @@ func (w *writer) applyDiff(d *diffOp) (created bool, err error) {
 			writeTree = false
 		}
 	}
+	d.tree = treeCols{}
+	if writeTree {
+		// Before updateDevice, which writes the tree columns it sets.
+		if err := w.writeTree(d, &cur); err != nil {
+			return false, err
+		}
+	}
 	if err := w.updateDevice(d, &cur); err != nil {
 		return false, err
 	}
 	if writeTree {
-		if err := w.writeTree(d, &cur); err != nil {
-			return false, err
-		}
 		if err := w.writeIndex(d); err != nil {
 			return false, err
 		}
@@ -486,6 +517,16 @@ func (w *writer) updateDevice(d *diffOp, cur *storedDevice) error {
 		u.set(colConfirmedAt, p.Time.UnixMilli())
 	case cur.confirmedAt != 0:
 		u.set(colConfirmedAt, nil)
+	}
+	if d.tree.setDelta {
+		if d.tree.delta == nil {
+			u.set(colTreeDelta, nil)
+		} else {
+			u.set(colTreeDelta, d.tree.delta)
+		}
+	}
+	if d.tree.setBytes {
+		u.set(colTreeBytes, d.tree.bytes)
 	}
 
 	args := append(w.args[:0], p.Token, p.Time.UnixMilli())
@@ -785,8 +826,27 @@ func (w *writer) deleteDevice(tenant, id string) error {
 var maxTreeBytes = 16 << 20
 
 // writeTree applies the diff's deletions and updates to the device's
-// tree (tree.go).
+// tree (tree.go) or, when it only adds and updates a few entries, to its
+// delta (treedelta.go), setting d.tree.
 func (w *writer) writeTree(d *diffOp, cur *storedDevice) error {
+	p := &d.plan
+	if deltaOnly(p, cur, w.deltaEntries) {
+		var n int
+		var err error
+		w.deltaBuf, w.treeScratch, n, err = mergeEncoded(w.deltaBuf, w.treeScratch, cur.delta, p, p.Time, cur.confirmedPaths, cur.confirmedAt)
+		if err != nil {
+			return fmt.Errorf("read parameter tree delta: %w", err)
+		}
+		// The tree with the delta applied is at most the two together
+		// and deltaSlack a patch: when that is within maxTreeBytes, so
+		// is the tree the diff leaves; otherwise the fold below
+		// measures it.
+		if n <= w.deltaEntries && len(w.deltaBuf) <= maxDeltaBytes &&
+			cur.treeBytes+int64(len(w.deltaBuf)+n*deltaSlack) <= int64(maxTreeBytes) {
+			d.tree = treeCols{delta: w.deltaBuf, setDelta: true}
+			return nil
+		}
+	}
 	row := slices.Grow(w.row[:0], 1)[:1]
 	w.row = row
 	defer clear(row)
@@ -800,7 +860,14 @@ func (w *writer) writeTree(d *diffOp, cur *storedDevice) error {
 			return fmt.Errorf("read parameter tree: %w", err)
 		}
 	}
-	p := &d.plan
+	if len(cur.delta) > 0 && !p.DeleteAll {
+		// Fold the delta in first: the plan applies to the tree as
+		// readers saw it.
+		if w.foldBuf, _, err = applyDelta(w.foldBuf, stored, cur.delta); err != nil {
+			return fmt.Errorf("read parameter tree: %w", err)
+		}
+		stored = w.foldBuf
+	}
 	var n int
 	w.treeBuf, w.treeScratch, n, err = mergeEncoded(w.treeBuf, w.treeScratch, stored, p, p.Time, cur.confirmedPaths, cur.confirmedAt)
 	if err != nil {
@@ -809,7 +876,9 @@ func (w *writer) writeTree(d *diffOp, cur *storedDevice) error {
 	if len(w.treeBuf) > maxTreeBytes {
 		return fmt.Errorf("parameter tree of %d bytes over the limit of %d: %w", len(w.treeBuf), maxTreeBytes, store.ErrInvalidArgument)
 	}
+	size := int64(len(w.treeBuf))
 	if n == 0 {
+		size = 0
 		_, err = w.rc.exec(w.stmts.deleteTree, d.tenant, d.id)
 	} else {
 		_, err = w.rc.exec(w.stmts.writeTree, d.tenant, d.id, w.treeBuf)
@@ -817,6 +886,7 @@ func (w *writer) writeTree(d *diffOp, cur *storedDevice) error {
 	if err != nil {
 		return fmt.Errorf("write parameter tree: %w", err)
 	}
+	d.tree = treeCols{setDelta: cur.delta != nil, setBytes: size != cur.treeBytes, bytes: size}
 	return nil
 }
 

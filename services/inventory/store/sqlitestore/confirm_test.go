@@ -28,14 +28,16 @@ func TestConfirmedEntriesAreNotRewritten(t *testing.T) {
 			},
 		}
 	}
+	// tree is the device's tree and delta (treedelta.go).
 	tree := func() []byte {
 		t.Helper()
-		var b []byte
-		if err := s.st.r.QueryRowContext(t.Context(), `SELECT tree FROM device_trees WHERE tenant = ? AND device_id = ?`,
-			tenant, id).Scan(&b); err != nil {
+		var b, delta []byte
+		if err := s.st.r.QueryRowContext(t.Context(), `SELECT t.tree, d.tree_delta FROM devices d
+			LEFT JOIN device_trees t ON t.tenant = d.tenant AND t.device_id = d.id WHERE d.tenant = ? AND d.id = ?`,
+			tenant, id).Scan(&b, &delta); err != nil {
 			t.Fatal(err)
 		}
-		return b
+		return append(append(b, 0xff), delta...)
 	}
 	indexed := func(path string) int64 {
 		t.Helper()

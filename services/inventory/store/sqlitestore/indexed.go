@@ -112,19 +112,21 @@ func matchSegments(pattern []string, path string) bool {
 }
 
 // treeMatchFunc is the SQL function that answers a parameter condition
-// from a device's tree: fleet_tree_match(tree, path, op, value) is 1 when
-// the entry at path satisfies op (a store.Op) against value, by the rules
-// of store.Op, else 0.
+// from a device's tree and delta (treedelta.go):
+// fleet_tree_match(tree, delta, path, op, value) is 1 when the entry at
+// path, the delta's patch applied, satisfies op (a store.Op) against
+// value, by the rules of store.Op, else 0. tree and delta may be NULL.
 const treeMatchFunc = "fleet_tree_match"
 
 func init() {
-	err := sqlite.RegisterDeterministicScalarFunction(treeMatchFunc, 4,
+	err := sqlite.RegisterDeterministicScalarFunction(treeMatchFunc, 5,
 		func(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
 			tree, _ := args[0].([]byte)
-			path, _ := args[1].(string)
-			op, _ := args[2].(int64)
-			operand, _ := args[3].(string)
-			ok, err := treeMatch(tree, path, store.Op(op), operand)
+			delta, _ := args[1].([]byte)
+			path, _ := args[2].(string)
+			op, _ := args[3].(int64)
+			operand, _ := args[4].(string)
+			ok, err := treeMatch(tree, delta, path, store.Op(op), operand)
 			if err != nil {
 				return nil, err
 			}
@@ -138,43 +140,68 @@ func init() {
 	}
 }
 
-// treeMatch evaluates a condition against an encoded tree.
-func treeMatch(tree []byte, path string, op store.Op, operand string) (bool, error) {
+// treeMatch evaluates a condition against an encoded tree with an encoded
+// delta applied: the entry exists when either holds it, and its value is
+// the delta's when the patch carries one, else the tree's.
+func treeMatch(tree, delta []byte, path string, op store.Op, operand string) (bool, error) {
 	var pathBuf [256]byte
-	r := newTreeReader(tree, pathBuf[:])
-	for r.next() {
-		switch c := compareBytes(r.path, path); {
-		case c < 0:
-			continue
-		case c > 0:
-			return false, nil // sorted: the entry is absent
+	var (
+		found, hasVal bool
+		kind          uint64
+		typ, v        []byte
+	)
+	take := func(r *treeReader) {
+		found = true
+		if r.hasVal {
+			hasVal, kind, typ, v = true, r.kind, r.typ, r.val
 		}
-		if op == store.OpExists {
-			return true, nil
+	}
+	if len(delta) > 0 {
+		r := newTreeReader(delta, pathBuf[:])
+		if findEntry(&r, path) {
+			take(&r)
+		} else if r.err != nil {
+			return false, r.err
 		}
-		if !r.hasVal {
+	}
+	if !hasVal && !(found && op == store.OpExists) {
+		r := newTreeReader(tree, pathBuf[:])
+		if findEntry(&r, path) {
+			take(&r)
+		} else if r.err != nil {
+			return false, r.err
+		}
+	}
+	if !found {
+		return false, nil
+	}
+	if op == store.OpExists {
+		return true, nil
+	}
+	if !hasVal {
+		return false, nil
+	}
+	// The value stays in the tree: comparisons of string(v) convert
+	// nothing.
+	switch op {
+	case store.OpEq:
+		return string(v) == operand, nil
+	case store.OpNe:
+		return string(v) != operand, nil
+	case store.OpPrefix:
+		return len(v) >= len(operand) && string(v[:len(operand)]) == operand, nil
+	case store.OpLt, store.OpGt:
+		t := string(typ)
+		if kind > 0 {
+			t = knownTypes[kind-1]
+		}
+		c, ok := compareTyped(v, t, operand)
+		if !ok {
 			return false, nil
 		}
-		// The value stays in the tree: comparisons of string(r.val)
-		// convert nothing.
-		v := r.val
-		switch op {
-		case store.OpEq:
-			return string(v) == operand, nil
-		case store.OpNe:
-			return string(v) != operand, nil
-		case store.OpPrefix:
-			return len(v) >= len(operand) && string(v[:len(operand)]) == operand, nil
-		case store.OpLt, store.OpGt:
-			c, ok := compareTyped(v, r.typeName(), operand)
-			if !ok {
-				return false, nil
-			}
-			return op == store.OpLt && c < 0 || op == store.OpGt && c > 0, nil
-		}
-		return false, fmt.Errorf("%s: operator %d", treeMatchFunc, op)
+		return op == store.OpLt && c < 0 || op == store.OpGt && c > 0, nil
 	}
-	return false, r.err
+	return false, fmt.Errorf("%s: operator %d", treeMatchFunc, op)
 }
 
 // compareTyped compares a stored value with an operand the way the rows

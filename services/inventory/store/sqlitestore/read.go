@@ -40,8 +40,9 @@ const getDeviceSQL = `SELECT ` + deviceColumns + `, ` + tagsColumn + ` FROM devi
 const treeSQL = `SELECT tree FROM device_trees WHERE tenant = ? AND device_id = ?`
 
 // confirmedSQL reads what the Updated times of a device's confirmed entries
-// need (apply.go, "Confirmed entries").
-const confirmedSQL = `SELECT confirmed_paths, confirmed_at FROM devices WHERE tenant = ? AND id = ?`
+// need (apply.go, "Confirmed entries"), and the device's tree delta
+// (treedelta.go).
+const confirmedSQL = `SELECT confirmed_paths, confirmed_at, tree_delta FROM devices WHERE tenant = ? AND id = ?`
 
 // readStmts are the statements of Get, prepared once per pooled reader
 // connection by database/sql.
@@ -281,7 +282,8 @@ func placeholders(n int) string {
 }
 
 // loadParams reads the entries of dev under prefixes (all when none) from
-// its tree; rs is nil where the caller has no prepared statements.
+// its tree and delta; rs is nil where the caller has no prepared
+// statements.
 func loadParams(ctx context.Context, tx *sql.Tx, rs *readStmts, dev *store.Device, prefixes []string) error {
 	var row *sql.Row
 	if rs != nil {
@@ -293,6 +295,19 @@ func loadParams(ctx context.Context, tx *sql.Tx, rs *readStmts, dev *store.Devic
 	if err := row.Scan(&tree); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("read parameters: %w", err)
 	}
+	if rs != nil {
+		row = tx.StmtContext(ctx, rs.confirmed).QueryRowContext(ctx, dev.Tenant, dev.ID)
+	} else {
+		row = tx.QueryRowContext(ctx, confirmedSQL, dev.Tenant, dev.ID)
+	}
+	var (
+		paths string
+		at    sql.NullInt64
+		delta []byte
+	)
+	if err := row.Scan(&paths, &at, &delta); err != nil {
+		return fmt.Errorf("read confirmed parameters: %w", err)
+	}
 	if slices.Contains(prefixes, "") {
 		prefixes = nil
 	}
@@ -302,7 +317,7 @@ func loadParams(ctx context.Context, tx *sql.Tx, rs *readStmts, dev *store.Devic
 	}
 	// decodeTreeFunc copies the paths and values into one string, rather
 	// than two per entry.
-	entries, err := decodeTreeFunc(tree, nil, keep)
+	entries, err := decodeMerged(tree, delta, keep)
 	if err != nil {
 		return fmt.Errorf("read parameters: %w", err)
 	}
@@ -310,7 +325,8 @@ func loadParams(ctx context.Context, tx *sql.Tx, rs *readStmts, dev *store.Devic
 	for i := range entries {
 		dev.Params[entries[i].path] = entries[i].Parameter
 	}
-	return applyConfirmed(ctx, tx, rs, dev)
+	applyConfirmed(dev, paths, at)
+	return nil
 }
 
 func hasAnyPrefix(path []byte, prefixes []string) bool {
@@ -322,24 +338,11 @@ func hasAnyPrefix(path []byte, prefixes []string) bool {
 	return false
 }
 
-// applyConfirmed moves the Updated time of dev's confirmed entries to the
-// time of their last confirmation, when later.
-func applyConfirmed(ctx context.Context, tx *sql.Tx, rs *readStmts, dev *store.Device) error {
-	var row *sql.Row
-	if rs != nil {
-		row = tx.StmtContext(ctx, rs.confirmed).QueryRowContext(ctx, dev.Tenant, dev.ID)
-	} else {
-		row = tx.QueryRowContext(ctx, confirmedSQL, dev.Tenant, dev.ID)
-	}
-	var (
-		paths string
-		at    sql.NullInt64
-	)
-	if err := row.Scan(&paths, &at); err != nil {
-		return fmt.Errorf("read confirmed parameters: %w", err)
-	}
+// applyConfirmed moves the Updated time of dev's confirmed entries (paths,
+// one per line) to the time of their last confirmation, when later.
+func applyConfirmed(dev *store.Device, paths string, at sql.NullInt64) {
 	if paths == "" || !at.Valid {
-		return nil
+		return
 	}
 	t := fromMS(at)
 	for path := range strings.SplitSeq(paths, "\n") {
@@ -348,7 +351,6 @@ func applyConfirmed(ctx context.Context, tx *sql.Tx, rs *readStmts, dev *store.D
 			dev.Params[path] = p
 		}
 	}
-	return nil
 }
 
 // List implements store.Store.
@@ -455,12 +457,15 @@ func listQuery(f storekit.Filter, after string, limit int, idx *indexSet) (strin
 	}
 	for _, c := range f.Conditions {
 		if !idx.has(c.Path) {
-			op, not := c.Op, ""
+			op, want := c.Op, "1"
 			if op == store.OpNotExists {
-				op, not = store.OpExists, "NOT "
+				op, want = store.OpExists, "0"
 			}
-			where = append(where, not+"EXISTS (SELECT 1 FROM device_trees t WHERE t.tenant = d.tenant AND t.device_id = d.id AND "+
-				treeMatchFunc+"(t.tree, ?, ?, ?))")
+			// The tree is a scalar subquery (NULL when the device has
+			// none) so that a device whose entries are all in its delta
+			// is matched too.
+			where = append(where, treeMatchFunc+"((SELECT t.tree FROM device_trees t WHERE t.tenant = d.tenant AND t.device_id = d.id), "+
+				"d.tree_delta, ?, ?, ?) = "+want)
 			args = append(args, c.Path, int64(op), c.Value)
 			continue
 		}

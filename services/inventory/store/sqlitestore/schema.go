@@ -167,4 +167,13 @@ ALTER TABLE devices ADD COLUMN cr_refused INTEGER;
 	`
 ALTER TABLE devices ADD COLUMN presets TEXT NOT NULL DEFAULT '';
 `,
+	// 9: a device's tree delta (treedelta.go): the patches of the diffs
+	// applied since its tree was last written, NULL when none; and the
+	// length of the tree as last written (0: none), NULL until a diff
+	// writes it (a delta needs it, so the first diff after this
+	// migration writes the tree).
+	`
+ALTER TABLE devices ADD COLUMN tree_delta BLOB;
+ALTER TABLE devices ADD COLUMN tree_bytes INTEGER;
+`,
 }

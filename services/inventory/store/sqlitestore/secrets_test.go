@@ -104,6 +104,8 @@ func TestUpgradeSealsClearPasswords(t *testing.T) {
 		`ALTER TABLE devices DROP COLUMN crp_time`,
 		`ALTER TABLE devices DROP COLUMN cr_refused`,
 		`ALTER TABLE devices DROP COLUMN presets`,
+		`ALTER TABLE devices DROP COLUMN tree_delta`,
+		`ALTER TABLE devices DROP COLUMN tree_bytes`,
 		`DROP TABLE secrets_state`,
 		`DROP TABLE api_tokens`,
 		`DROP TABLE api_token_tenants`,

@@ -234,6 +234,8 @@ func (s *Store) open(ctx context.Context) (_ *state, err error) {
 		sessions: newSessionCache(s.cfg.SessionCache),
 		indexed:  indexed,
 		touched:  make(map[sessionKey]struct{}),
+
+		deltaEntries: maxDeltaEntries,
 	}
 	st.sessions = w.sessions
 	if w.conn, err = st.wdb.Conn(ctx); err != nil {

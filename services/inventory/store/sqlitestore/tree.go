@@ -27,6 +27,34 @@ import (
 // by reading the trees of the tenant's devices (treeMatchSQL), which is
 // correct but linear in the fleet.
 //
+// Tree deltas (treedelta.go). Most diffs change a handful of values: a
+// periodic session reports its Inform's forced parameters and the values
+// its tasks read. Rewriting the whole tree for them cost the writer more
+// than anything else in such a session: reading the tree (13.5 KB, four
+// pages, for a typical CPE), merging, writing it back, and a WAL frame at
+// commit for every page of it (the overflow pages most of them), all to
+// store one changed value. So a device row also carries a delta,
+// devices.tree_delta: the entries the diffs since the tree was last
+// written changed, encoded as a tree is (sorted, the same entry encoding)
+// but each entry a patch (treedelta.go says how one applies). It lives
+// in the device row because every diff rewrites that row anyway (last
+// Inform, fencing token, confirmed entries), in the same UPDATE; a diff
+// that only adds or updates a few entries writes no tree page at all. The
+// row also records the tree's length (tree_bytes), so that the size limit
+// (maxTreeBytes) holds without reading the tree.
+//
+// A diff goes into the delta alone when it deletes nothing, every entry
+// the device had confirmed is one it updates or one the delta holds (see
+// "Confirmed entries" in apply.go: moving the Updated time of one only
+// the tree holds needs the tree), and the delta stays within
+// maxDeltaEntries entries and maxDeltaBytes bytes. Any other diff
+// folds: it reads the tree, applies the delta and then its own plan, writes
+// the tree and clears the delta. Every reader (Get and List with
+// parameters, filters on paths that are not indexed, the index rebuild)
+// reads the tree with the delta applied, the delta's patches winning. The
+// index rows of parameters follow each diff as before, wherever its
+// entries went.
+//
 // Encoding (version 1), all integers unsigned varints unless said:
 //
 //	version byte (1), entry count

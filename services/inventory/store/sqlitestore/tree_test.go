@@ -78,7 +78,7 @@ func TestTreeDamaged(t *testing.T) {
 			bad := slices.Clone(enc)
 			bad[n] = b
 			_, _ = decodeTree(bad, nil)
-			_, _ = treeMatch(bad, "Device.X.Type", store.OpEq, "x")
+			_, _ = treeMatch(bad, nil, "Device.X.Type", store.OpEq, "x")
 		}
 	}
 	bad := slices.Clone(enc)
@@ -109,7 +109,7 @@ func TestTreeDamagedPaths(t *testing.T) {
 		if _, err := decodeTree(encodeTree(nil, entries), nil); err == nil {
 			t.Errorf("%s: decoded without error", name)
 		}
-		if _, err := treeMatch(encodeTree(nil, entries), "z", store.OpExists, ""); err == nil {
+		if _, err := treeMatch(encodeTree(nil, entries), nil, "z", store.OpExists, ""); err == nil {
 			t.Errorf("%s: matched without error", name)
 		}
 	}
@@ -155,7 +155,7 @@ func TestTreeMatch(t *testing.T) {
 		{"Device.Z", store.OpExists, "", false},
 		{"Device.X.Odd", store.OpEq, "", true},
 	} {
-		got, err := treeMatch(tree, c.path, c.op, c.operand)
+		got, err := treeMatch(tree, nil, c.path, c.op, c.operand)
 		if err != nil || got != c.want {
 			t.Errorf("%s %s %q = %v, %v; want %v", c.path, c.op, c.operand, got, err, c.want)
 		}
@@ -271,6 +271,7 @@ func testUpgradeRowsToTrees(t *testing.T, patterns, wantRows []string) {
 		`ALTER TABLE devices DROP COLUMN crp_username`, `ALTER TABLE devices DROP COLUMN crp_password`,
 		`ALTER TABLE devices DROP COLUMN crp_password_key`, `ALTER TABLE devices DROP COLUMN crp_time`,
 		`ALTER TABLE devices DROP COLUMN cr_refused`, `ALTER TABLE devices DROP COLUMN presets`,
+		`ALTER TABLE devices DROP COLUMN tree_delta`, `ALTER TABLE devices DROP COLUMN tree_bytes`,
 		`DELETE FROM schema_migrations WHERE version >= 6`} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
@@ -421,8 +422,6 @@ func mergeTree(stored []treeEntry, p *storekit.Plan, at time.Time, confirmed str
 	return out
 }
 
-func cmpEntryPath(e treeEntry, path string) int { return strings.Compare(e.path, path) }
-
 func applyUpdate(dst *store.Parameter, u *storekit.Update, at time.Time) {
 	if u.HasValue {
 		dst.HasValue, dst.Value, dst.Type = true, u.Value, u.Type
@@ -543,7 +542,7 @@ func TestTreeMatchAllocs(t *testing.T) {
 	last := entries[len(entries)-1].path
 	for _, op := range []store.Op{store.OpExists, store.OpEq, store.OpNe, store.OpPrefix, store.OpLt} {
 		n := testing.AllocsPerRun(20, func() {
-			if ok, err := treeMatch(tree, last, op, long); err != nil || !ok && op != store.OpNe && op != store.OpLt {
+			if ok, err := treeMatch(tree, nil, last, op, long); err != nil || !ok && op != store.OpNe && op != store.OpLt {
 				t.Fatalf("%s: %v, %v", op, ok, err)
 			}
 		})

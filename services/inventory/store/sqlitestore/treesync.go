@@ -138,7 +138,12 @@ func rebuildIndex(ctx context.Context, tx *sql.Tx, idx *indexSet) error {
 		return err
 	}
 	defer ins.Close()
-	rows, err := tx.QueryContext(ctx, `SELECT tenant, device_id, tree FROM device_trees`)
+	// Every device with a tree or a delta (treedelta.go); a tree without
+	// its device row (none should be left: Delete removes both) has no
+	// entries a filter could reach.
+	rows, err := tx.QueryContext(ctx, `SELECT d.tenant, d.id, t.tree, d.tree_delta
+		FROM devices d LEFT JOIN device_trees t ON t.tenant = d.tenant AND t.device_id = d.id
+		WHERE t.tree IS NOT NULL OR d.tree_delta IS NOT NULL`)
 	if err != nil {
 		return err
 	}
@@ -148,11 +153,12 @@ func rebuildIndex(ctx context.Context, tx *sql.Tx, idx *indexSet) error {
 		var (
 			tenant, id string
 			tree       []byte
+			delta      []byte
 		)
-		if err := rows.Scan(&tenant, &id, &tree); err != nil {
+		if err := rows.Scan(&tenant, &id, &tree, &delta); err != nil {
 			return err
 		}
-		if entries, err = decodeTree(tree, entries); err != nil {
+		if entries, err = decodeMerged(tree, delta, nil); err != nil {
 			return fmt.Errorf("device %s/%s: %w", tenant, id, err)
 		}
 		for i := range entries {

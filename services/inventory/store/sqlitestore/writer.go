@@ -98,7 +98,12 @@ type writer struct {
 	// treeBuf, treeScratch and indexedUpdates are reused by writeTree
 	// and writeIndex.
 	treeBuf, treeScratch []byte
-	indexedUpdates       []storekit.Update
+	// deltaBuf and foldBuf are writeTree's: the new delta, and the tree
+	// with the delta folded in.
+	deltaBuf, foldBuf []byte
+	// deltaEntries is maxDeltaEntries as the writer started.
+	deltaEntries   int
+	indexedUpdates []storekit.Update
 	// confirm, rest and pathBuf are reused by splitConfirmed and
 	// joinPaths.
 	confirm, rest      []storekit.Update
