@@ -76,32 +76,45 @@ func isIDSafe(c byte) bool {
 // Parse splits an id made by Key into its unescaped OUI, ProductClass
 // and SerialNumber. It is the inverse of Key for normalised OUIs.
 func Parse(id string) (oui, productClass, serialNumber string, err error) {
-	parts := strings.Split(id, "-")
-	switch len(parts) {
-	case 2:
-		parts = []string{parts[0], "", parts[1]}
-	case 3:
-		if parts[1] == "" {
-			// Key never writes an empty ProductClass part.
-			return "", "", "", fmt.Errorf("parse device id %q: empty product class part: %w", id, ErrInvalidKey)
-		}
-	default:
+	// Cut rather than Split, and parts that need no unescaping returned
+	// as they are: the tasks service parses the device key of every
+	// claim and report, and this allocates nothing for a plain key.
+	var parts [3]string
+	first, rest, ok := strings.Cut(id, "-")
+	second, third, two := strings.Cut(rest, "-")
+	switch {
+	case !ok || two && strings.Contains(third, "-"):
 		return "", "", "", fmt.Errorf("parse device id %q: want 2 or 3 parts separated by '-': %w", id, ErrInvalidKey)
+	case !two:
+		parts = [3]string{first, "", rest}
+	case second == "":
+		// Key never writes an empty ProductClass part.
+		return "", "", "", fmt.Errorf("parse device id %q: empty product class part: %w", id, ErrInvalidKey)
+	default:
+		parts = [3]string{first, second, third}
 	}
-	out := make([]string, 3)
 	for i, p := range parts {
 		u, err := unescapeIDPart(p)
 		if err != nil {
 			return "", "", "", fmt.Errorf("parse device id %q: %w", id, err)
 		}
-		out[i] = u
+		parts[i] = u
 	}
-	return out[0], out[1], out[2], nil
+	return parts[0], parts[1], parts[2], nil
 }
 
 func unescapeIDPart(s string) (string, error) {
+	i := 0
+	for i < len(s) && isIDSafe(s[i]) {
+		i++
+	}
+	if i == len(s) {
+		return s, nil
+	}
 	var b strings.Builder
-	for i := 0; i < len(s); i++ {
+	b.Grow(len(s))
+	b.WriteString(s[:i])
+	for ; i < len(s); i++ {
 		c := s[i]
 		switch {
 		case isIDSafe(c):

@@ -44,3 +44,23 @@ func TestParseRejectsForeignIDs(t *testing.T) {
 		}
 	}
 }
+
+// Parse of a key whose parts need no unescaping allocates nothing: the
+// tasks service parses the device key of every claim and report.
+func TestParsePlainKeyAllocatesNothing(t *testing.T) {
+	var oui, pc, sn string
+	var err error
+	n := testing.AllocsPerRun(100, func() { oui, pc, sn, err = Parse("00259E-HG8245H-4857544312345678") })
+	if err != nil || oui != "00259E" || pc != "HG8245H" || sn != "4857544312345678" {
+		t.Fatalf("Parse = %q %q %q %v", oui, pc, sn, err)
+	}
+	if n != 0 {
+		t.Errorf("%v allocations per Parse of a plain key", n)
+	}
+	for id, want := range map[string][3]string{"A-B-": {"A", "B", ""}, "-A": {"", "", "A"}, "A%2DB-C": {"A-B", "", "C"}} {
+		oui, pc, sn, err := Parse(id)
+		if err != nil || [3]string{oui, pc, sn} != want {
+			t.Errorf("Parse(%q) = %q %q %q %v, want %q", id, oui, pc, sn, err, want)
+		}
+	}
+}

@@ -20,7 +20,8 @@ var ErrFull = errors.New("too many NATS publishes awaiting their acknowledgement
 // acknowledgement, so that many publishes share the client's writes and a
 // caller's latency does not include the stream's round trip. At most
 // maxInFlight messages await their acknowledgement; a goroutine per message
-// waits for it, at most ackTimeout, and reports the outcome.
+// waits for it, at least ackTimeout and at most an eighth more, and reports
+// the outcome.
 //
 // Messages published from one AsyncPublisher reach the stream in the order
 // they were published, unless one fails and the caller publishes it again.
@@ -29,6 +30,33 @@ type AsyncPublisher struct {
 	slots      chan struct{}
 	ackTimeout time.Duration
 	wg         sync.WaitGroup
+
+	// The messages published within one period (an eighth of
+	// ackTimeout) share the channel that ends their wait: one timer
+	// closes it ackTimeout and a period after the period began. A timer
+	// per message cost half of its waiting goroutine's CPU (a task
+	// publishes two events, a session one). Each message so waits at
+	// least ackTimeout and at most ackTimeout and a period.
+	mu        sync.Mutex
+	expiry    chan struct{}
+	periodEnd time.Time
+}
+
+// expiryPeriods is the number of periods in ackTimeout.
+const expiryPeriods = 8
+
+// expiryFor returns the channel that closes once a message published at
+// now has waited long enough for its acknowledgement.
+func (p *AsyncPublisher) expiryFor(now time.Time) <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.expiry == nil || !now.Before(p.periodEnd) {
+		period := max(p.ackTimeout/expiryPeriods, time.Nanosecond)
+		ch := make(chan struct{})
+		time.AfterFunc(p.ackTimeout+period, func() { close(ch) })
+		p.expiry, p.periodEnd = ch, now.Add(period)
+	}
+	return p.expiry
 }
 
 // NewAsyncPublisher returns a publisher on js; it does no I/O.
@@ -62,18 +90,17 @@ func (p *AsyncPublisher) Publish(ctx context.Context, m *nats.Msg, wait bool, do
 		metrics.Since(ctx, telemetry.SystemNATS, "ack_wait", start, err)
 		return err
 	}
+	expiry := p.expiryFor(start)
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		t := time.NewTimer(p.ackTimeout)
 		var err error
 		select {
 		case <-f.Ok():
 		case err = <-f.Err():
-		case <-t.C:
+		case <-expiry:
 			err = context.DeadlineExceeded
 		}
-		t.Stop()
 		metrics.Since(context.Background(), telemetry.SystemNATS, "ack_wait", start, err)
 		<-p.slots
 		if done != nil {

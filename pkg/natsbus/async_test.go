@@ -91,3 +91,53 @@ func TestAsyncPublisher(t *testing.T) {
 		t.Fatalf("waiting publish with its context ended: %v", err)
 	}
 }
+
+// A publish whose acknowledgement never comes reports
+// context.DeadlineExceeded, not before ackTimeout has passed since it was
+// published, whether it starts a period of shared expiry or joins one.
+func TestAsyncPublisherTimeout(t *testing.T) {
+	nc, err := nats.Connect(testenv.NATS(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := testenv.UniqueName(t)
+	silent, err := nc.SubscribeSync(u + ".x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = silent.Unsubscribe() }()
+	const ackTimeout = 200 * time.Millisecond
+	p := natsbus.NewAsyncPublisher(js, 8, ackTimeout)
+	type outcome struct {
+		err     error
+		elapsed time.Duration
+	}
+	outcomes := make(chan outcome, 4)
+	for range 4 {
+		start := time.Now()
+		if err := p.Publish(context.Background(), nats.NewMsg(u+".x"), false, func(err error) {
+			outcomes <- outcome{err, time.Since(start)}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 4 {
+		select {
+		case o := <-outcomes:
+			if !errors.Is(o.err, context.DeadlineExceeded) || o.elapsed < ackTimeout {
+				t.Fatalf("outcome %v after %v, want %v after at least %v", o.err, o.elapsed, context.DeadlineExceeded, ackTimeout)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("no outcome for a publish never acknowledged")
+		}
+	}
+	p.Wait()
+	if n := p.InFlight(); n != 0 {
+		t.Fatalf("%d in flight after Wait", n)
+	}
+}

@@ -128,13 +128,19 @@ func newTaskOp(t *tasksv1.Task, stage string, defaultAwait time.Duration, keys *
 	if kind == "" {
 		return nil, errors.New("task has no operation")
 	}
-	bare := proto.Clone(spec).(*tasksv1.Operation)
+	// The checkpoint's copy of the operation goes without its
+	// passwords; an operation with no password field (most: every
+	// parameter operation) is encoded as it is, not copied first.
+	bare := spec
 	var passwords []string
 	anySet := false
-	for _, f := range taskspec.Passwords(bare) {
-		passwords = append(passwords, *f)
-		anySet = anySet || *f != ""
-		*f = ""
+	if len(taskspec.Passwords(spec)) > 0 {
+		bare = proto.Clone(spec).(*tasksv1.Operation)
+		for _, f := range taskspec.Passwords(bare) {
+			passwords = append(passwords, *f)
+			anySet = anySet || *f != ""
+			*f = ""
+		}
 	}
 	b, err := proto.Marshal(bare)
 	if err != nil {

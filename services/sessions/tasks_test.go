@@ -1090,3 +1090,35 @@ func TestTaskPasswordSealedInCheckpoints(t *testing.T) {
 		}
 	}
 }
+
+// newTaskOp keeps the operation's encoding without its passwords and
+// leaves the claimed task's operation as it was: one with a password
+// field is copied before the passwords are cleared, one without (encoded
+// as it is) comes back whole.
+func TestNewTaskOpLeavesTheOperation(t *testing.T) {
+	gpv := &tasksv1.Operation{Kind: &tasksv1.Operation_GetParameterValues{GetParameterValues: &tasksv1.GetParameterValues{
+		Names: []string{"Device.DeviceInfo.UpTime"}}}}
+	dl := &tasksv1.Operation{Kind: &tasksv1.Operation_Download{Download: &tasksv1.Download{
+		FileType: "1 Firmware Upgrade Image", Url: "https://files.example/fw.bin", Username: "fw", Password: "pw"}}}
+	for _, op := range []*tasksv1.Operation{gpv, dl} {
+		before := proto.Clone(op)
+		o, err := newTaskOp(&tasksv1.Task{Id: "t1", Operation: op}, stagePending, time.Minute, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(op, before) {
+			t.Fatalf("operation changed to %v", op)
+		}
+		var enc tasksv1.Operation
+		if err := proto.Unmarshal(o.Spec, &enc); err != nil {
+			t.Fatal(err)
+		}
+		want := proto.Clone(before).(*tasksv1.Operation)
+		if d := want.GetDownload(); d != nil {
+			d.Password = ""
+		}
+		if !proto.Equal(&enc, want) {
+			t.Fatalf("encoded %v, want %v", &enc, want)
+		}
+	}
+}

@@ -8,9 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fleetacs/fleetacs/pkg/recordid"
@@ -537,4 +539,69 @@ func TestWatchesBounded(t *testing.T) {
 		}
 		return err
 	})
+}
+
+// TestEventsAndClaimsCarryNoHistory: the task.<state> events and a claimed
+// task carry the task without its history, which publishEvent and claim
+// set aside rather than copy the task; the record keeps every entry, and
+// each event is the task as of its version.
+func TestEventsAndClaimsCarryNoHistory(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	var mu sync.Mutex
+	var evs []*eventsv1.Event
+	sub, err := h.nc.Subscribe(h.names.EventFilter("default", "task", ""), func(m *nats.Msg) {
+		ev := &eventsv1.Event{}
+		if err := proto.Unmarshal(m.Data, ev); err != nil {
+			t.Errorf("event: %v", err)
+			return
+		}
+		if id := m.Header.Get(jetstream.MsgIDHeader); id != ev.GetId() {
+			t.Errorf("message id %q, event id %q", id, ev.GetId())
+		}
+		mu.Lock()
+		evs = append(evs, ev)
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := h.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	task := h.create(t, dev1, spv("Device.X", "1"), nil)
+	c := h.claim(t, "s1", h.queueIDs(t, "default", dev1)...)
+	if len(c) != 1 || len(c[0].GetTask().GetHistory()) != 0 || c[0].GetTask().GetState() != tasksv1.TaskState_TASK_STATE_DISPATCHED ||
+		c[0].GetTask().GetOperation().GetSetParameterValues() == nil {
+		t.Fatalf("claim %v", c)
+	}
+	if a := h.report(t, "s1", done(task.GetId())); !a[0].GetAccepted() {
+		t.Fatalf("ack %v", a)
+	}
+	if got := h.get(t, task.GetId()).GetHistory(); len(got) != 3 || got[1].GetState() != tasksv1.TaskState_TASK_STATE_DISPATCHED {
+		t.Fatalf("history %v", got)
+	}
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		_ = h.nc.Flush()
+		mu.Lock()
+		defer mu.Unlock()
+		if len(evs) < 3 {
+			return fmt.Errorf("%d events", len(evs))
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for i, want := range []tasksv1.TaskState{tasksv1.TaskState_TASK_STATE_QUEUED, tasksv1.TaskState_TASK_STATE_DISPATCHED, tasksv1.TaskState_TASK_STATE_DONE} {
+		ev := evs[i]
+		et := ev.GetTask()
+		if ev.GetKind() != "task."+stateName(want) || et.GetState() != want || len(et.GetHistory()) != 0 ||
+			ev.GetId() != fmt.Sprintf("%s.%d", task.GetId(), et.GetVersion()) || !ev.GetTime().AsTime().Equal(et.GetUpdateTime().AsTime()) ||
+			et.GetOperation().GetSetParameterValues() == nil {
+			t.Fatalf("event %d: %v", i, ev)
+		}
+	}
+	if stateName(tasksv1.TaskState(99)) != "99" || stateName(tasksv1.TaskState_TASK_STATE_DONE) != "done" {
+		t.Fatalf("state names %q %q", stateName(tasksv1.TaskState(99)), stateName(tasksv1.TaskState_TASK_STATE_DONE))
+	}
 }

@@ -96,7 +96,7 @@ type harnessOpts struct {
 	st    store.Store
 }
 
-func newHarness(t *testing.T, o harnessOpts) *harness {
+func newHarness(t testing.TB, o harnessOpts) *harness {
 	t.Helper()
 	ctx := t.Context()
 	nc, js, err := natsbus.Connect(ctx, testenv.NATS(t), t.Name(), 5*time.Second)
@@ -189,7 +189,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 	return h
 }
 
-func (h *harness) token(t *testing.T, role authv1.Role, tenants ...string) string {
+func (h *harness) token(t testing.TB, role authv1.Role, tenants ...string) string {
 	t.Helper()
 	tok, _, err := apiauth.IssueToken(t.Context(), h.tokens, apiauth.TokenRecord{Name: "test", Role: role, Tenants: tenants, Creator: "test", Created: time.Now()})
 	if err != nil {

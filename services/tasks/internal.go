@@ -207,7 +207,10 @@ func (s *Service) claim(ctx context.Context, r store.Record, session string, may
 		// task (a delete that failed), or the task ended just now.
 		s.deleteQueued(ctx, nr.QueueSeq)
 	}
-	view := withoutHistory(t)
+	// The claimed task goes without its history; t is this claim's own
+	// (change decoded it and keeps no hold on it), so it is the view.
+	t.History = nil
+	view := t
 	if action == tasksv1.ClaimAction_CLAIM_ACTION_RUN || action == tasksv1.ClaimAction_CLAIM_ACTION_RESUME || action == tasksv1.ClaimAction_CLAIM_ACTION_AWAIT {
 		s.claimed.put(session, nr)
 		if err := openSecrets(s.deps.Secrets, nr.Tenant, nr.ID, nr.Secret, view.GetOperation()); err != nil {

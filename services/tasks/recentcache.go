@@ -68,12 +68,19 @@ func (c *recentCache) put(r store.Record) {
 	n := size(&r)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e, ok := c.recs[k]; ok && e.rec.Version > r.Version {
+	e, ok := c.recs[k]
+	if ok && e.rec.Version > r.Version {
 		return
 	}
-	c.dropLocked(k)
 	if n > c.max/16 {
+		c.dropLocked(k)
 		return
+	}
+	if ok {
+		// Replaced in place: a delete and an insert per write would
+		// cost two more map operations and leave the map's tables
+		// tombstones, which lengthen later probes.
+		c.bytes -= size(&e.rec)
 	}
 	c.puts++
 	c.recs[k] = recentEntry{rec: r, put: c.puts}

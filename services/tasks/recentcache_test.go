@@ -163,4 +163,11 @@ func TestRecentCacheBounded(t *testing.T) {
 	if r, ok := c.get("t", "same"); !ok || len(r.Body) != 101 {
 		t.Errorf("replaced record: %v", ok)
 	}
+	var want int
+	for _, e := range c.recs {
+		want += size(&e.rec)
+	}
+	if c.bytes != want {
+		t.Errorf("bytes %d after replacements, records hold %d", c.bytes, want)
+	}
 }

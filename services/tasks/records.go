@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -57,10 +58,25 @@ func ended(st tasksv1.TaskState) bool {
 }
 
 // stateName is the lower-case name of a state, as event kinds spell it
-// ("task.done").
+// ("task.done"); the names of the known states are spelled once.
 func stateName(st tasksv1.TaskState) string {
+	if n, ok := stateNames[st]; ok {
+		return n
+	}
+	return spellState(st)
+}
+
+func spellState(st tasksv1.TaskState) string {
 	return strings.ToLower(strings.TrimPrefix(st.String(), "TASK_STATE_"))
 }
+
+var stateNames = func() map[tasksv1.TaskState]string {
+	m := make(map[tasksv1.TaskState]string, len(tasksv1.TaskState_name))
+	for v := range tasksv1.TaskState_name {
+		m[tasksv1.TaskState(v)] = spellState(tasksv1.TaskState(v))
+	}
+	return m
+}()
 
 // decodeTask reads a record's task; the record's own fields win over the
 // body's copies.
@@ -196,25 +212,33 @@ func (s *Service) change(ctx context.Context, r store.Record, fn changeFn) (*tas
 // fails is published again, synchronously, up to three times, then
 // logged. The event id (and NATS message id) is the task id and version,
 // so that a repeated publish is dropped by the stream.
+//
+// The event carries t without its history (docs/events.md). Rather than
+// copy t, the history is set aside while the event is encoded, as
+// withoutHistory does, so t must be the caller's own; the encoded event,
+// not t, is what a retry publishes, so t may change once this returns.
 func (s *Service) publishEvent(ctx context.Context, t *tasksv1.Task, session string) {
-	view := withoutHistory(t)
 	kind := "task." + stateName(t.State)
-	ev := &eventsv1.Event{
-		Id: fmt.Sprintf("%s.%d", t.GetId(), t.GetVersion()), Tenant: t.GetTenant(), DeviceId: t.GetDeviceId(),
-		Time: t.GetUpdateTime(), Kind: kind, SessionId: session, Payload: &eventsv1.Event_Task{Task: view},
-	}
+	id := t.GetId() + "." + strconv.FormatUint(t.GetVersion(), 10)
+	h := t.History
+	t.History = nil
+	data, err := proto.Marshal(&eventsv1.Event{
+		Id: id, Tenant: t.GetTenant(), DeviceId: t.GetDeviceId(),
+		Time: t.GetUpdateTime(), Kind: kind, SessionId: session, Payload: &eventsv1.Event_Task{Task: t},
+	})
+	t.History = h
 	subject := s.names.Event(t.GetTenant(), kind, t.GetDeviceId())
+	taskID, tenant := t.GetId(), t.GetTenant()
 	failed := func(err error) {
-		s.logger.ErrorContext(ctx, "task event not published", "task_id", t.GetId(), "tenant", t.GetTenant(), "kind", kind, "error", err)
+		s.logger.ErrorContext(ctx, "task event not published", "task_id", taskID, "tenant", tenant, "kind", kind, "error", err)
 	}
-	msg, err := s.message(ctx, subject, ev.GetId(), ev)
 	if err != nil {
-		failed(err)
+		failed(fmt.Errorf("encode message for %s: %w", subject, err))
 		return
 	}
-	err = s.events.Publish(ctx, msg, true, func(err error) {
+	err = s.events.Publish(ctx, s.message(ctx, subject, id, data), true, func(err error) {
 		if err != nil {
-			if err := s.publish(context.WithoutCancel(ctx), subject, ev.GetId(), ev); err != nil {
+			if _, err := s.publishData(context.WithoutCancel(ctx), subject, id, data); err != nil {
 				failed(err)
 			}
 		}
@@ -224,20 +248,16 @@ func (s *Service) publishEvent(ctx context.Context, t *tasksv1.Task, session str
 	}
 }
 
-// message is m as a NATS message to subject, with msgID for
+// message is data as a NATS message to subject, with msgID for
 // de-duplication and the trace context.
-func (s *Service) message(ctx context.Context, subject, msgID string, m proto.Message) (*nats.Msg, error) {
-	data, err := proto.Marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("encode message for %s: %w", subject, err)
-	}
+func (s *Service) message(ctx context.Context, subject, msgID string, data []byte) *nats.Msg {
 	msg := nats.NewMsg(subject)
 	msg.Data = data
 	if msgID != "" {
 		msg.Header.Set(jetstream.MsgIDHeader, msgID)
 	}
 	natsbus.Inject(ctx, s.deps.Propagator, msg)
-	return msg, nil
+	return msg
 }
 
 // publish publishes m to subject on JetStream with msgID for
@@ -248,12 +268,18 @@ func (s *Service) publish(ctx context.Context, subject, msgID string, m proto.Me
 }
 
 func (s *Service) publishAck(ctx context.Context, subject, msgID string, m proto.Message) (*jetstream.PubAck, error) {
+	data, err := proto.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode message for %s: %w", subject, err)
+	}
+	return s.publishData(ctx, subject, msgID, data)
+}
+
+// publishData publishes the encoded message data as publish does.
+func (s *Service) publishData(ctx context.Context, subject, msgID string, data []byte) (*jetstream.PubAck, error) {
 	var lastErr error
 	for attempt := range 3 {
-		msg, err := s.message(ctx, subject, msgID, m)
-		if err != nil {
-			return nil, err
-		}
+		msg := s.message(ctx, subject, msgID, data)
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		ack, err := s.js.PublishMsg(pctx, msg)
 		cancel()
