@@ -70,8 +70,8 @@ func BenchmarkInternalCall(b *testing.B) {
 			}
 			go func() { _ = srv.Serve(ln) }()
 			b.Cleanup(srv.Stop)
-			cc, closer, err := a.tracedConn(append(a.dialOptions(), in.DialOptions()...),
-				append(a.dialOptions(), in.DialOptionsAdding(telemetry.AddTraceContext)...), dialTo(ln.Addr().String()))
+			dial, unsampled := a.internalDial()
+			cc, closer, err := a.tracedConn(dial, unsampled, dialTo(ln.Addr().String()))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -346,11 +346,7 @@ type internalClient struct {
 // buildClient connects c and returns what closes the connection at the
 // end.
 func (a *app) buildClient(c internalClient) (lifecycle.Service, error) {
-	dial := append(append(a.dialOptions(), a.internal.DialOptions()...), c.dial...)
-	// The connection for calls under unsampled spans, when tracing splits
-	// them off (tracedConn): the same options, the trace context in the
-	// per-call credentials.
-	unsampled := append(append(a.dialOptions(), a.internal.DialOptionsAdding(telemetry.AddTraceContext)...), c.dial...)
+	dial, unsampled := a.internalDial(c.dial...)
 	if c.addr == "" {
 		if !a.selected(c.name) {
 			if err := c.absent(); err != nil {
@@ -409,6 +405,17 @@ func dialTo(addr string) func([]grpc.DialOption) (grpc.ClientConnInterface, func
 		}
 		return conn, conn.Close, nil
 	}
+}
+
+// internalDial returns the options of a connection to an internal
+// service (transport, internal credential, then extra), and those of the
+// connection tracedConn and the gateway's forwarder add for calls under
+// unsampled spans: the same, with the trace context written beside the
+// token in each call's credentials (telemetry.AddTraceContext).
+func (a *app) internalDial(extra ...grpc.DialOption) (dial, unsampled []grpc.DialOption) {
+	dial = append(append(a.dialOptions(), a.internal.DialOptions()...), extra...)
+	unsampled = append(append(a.dialOptions(), a.internal.DialOptionsAdding(telemetry.AddTraceContext)...), extra...)
+	return dial, unsampled
 }
 
 // tracedConn connects with connect and dial, adding the OpenTelemetry
@@ -722,13 +729,14 @@ func buildSessions(a *app) (lifecycle.Service, error) {
 }
 
 func buildGateway(a *app) (lifecycle.Service, error) {
+	dial, unsampled := a.internalDial()
 	fwd := gateway.NewGRPCForwarder(
 		affinity.NewLiveCache(a.shared.store.Registry, time.Second, nil),
 		gateway.GRPCForwarderOptions{
 			TracerProvider: a.tracerProvider(), Propagator: a.telemetry.Propagator, WrapStats: a.telemetry.GRPCStats,
 			SplitUnsampled:       a.telemetry.SkipsUnsampled(),
-			DialOptions:          append(a.dialOptions(), a.internal.DialOptions()...),
-			UnsampledDialOptions: append(a.dialOptions(), a.internal.DialOptionsAdding(telemetry.AddTraceContext)...),
+			DialOptions:          dial,
+			UnsampledDialOptions: unsampled,
 			LocalConn:            a.localConn,
 		},
 	)

@@ -274,13 +274,7 @@ func (i *Internal) ServerOptions() []grpc.ServerOption {
 
 // DialOptions are the options of every client of internal services: TLS
 // when configured (else plaintext) and the token.
-func (i *Internal) DialOptions() []grpc.DialOption {
-	tc := insecure.NewCredentials()
-	if i.cfg.TLSCertFile != "" {
-		tc = &lazyTLS{get: func() (*tls.Config, error) { return i.tlsConfig(false) }}
-	}
-	return []grpc.DialOption{grpc.WithTransportCredentials(tc), grpc.WithPerRPCCredentials(internalToken{i: i})}
-}
+func (i *Internal) DialOptions() []grpc.DialOption { return i.DialOptionsAdding(nil) }
 
 // MetadataFunc writes headers of its own into the metadata of an internal
 // call, given the call's context.
@@ -291,9 +285,11 @@ type MetadataFunc func(ctx context.Context, md map[string]string)
 // added there costs no metadata copy in the call's context (what
 // telemetry.AddTraceContext is for, BENCHMARKS.md, issue 11).
 func (i *Internal) DialOptionsAdding(add MetadataFunc) []grpc.DialOption {
-	o := i.DialOptions()
-	o[len(o)-1] = grpc.WithPerRPCCredentials(internalToken{i: i, add: add})
-	return o
+	tc := insecure.NewCredentials()
+	if i.cfg.TLSCertFile != "" {
+		tc = &lazyTLS{get: func() (*tls.Config, error) { return i.tlsConfig(false) }}
+	}
+	return []grpc.DialOption{grpc.WithTransportCredentials(tc), grpc.WithPerRPCCredentials(internalToken{i: i, add: add})}
 }
 
 func (i *Internal) tlsConfig(server bool) (*tls.Config, error) {
