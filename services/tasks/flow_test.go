@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/fleetacs/fleetacs/pkg/recordid"
@@ -549,12 +548,7 @@ func TestEventsAndClaimsCarryNoHistory(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	var mu sync.Mutex
 	var evs []*eventsv1.Event
-	sub, err := h.nc.Subscribe(h.names.EventFilter("default", "task", ""), func(m *nats.Msg) {
-		ev := &eventsv1.Event{}
-		if err := proto.Unmarshal(m.Data, ev); err != nil {
-			t.Errorf("event: %v", err)
-			return
-		}
+	h.onTaskEvents(t, func(m *nats.Msg, ev *eventsv1.Event) {
 		if id := m.Header.Get(jetstream.MsgIDHeader); id != ev.GetId() {
 			t.Errorf("message id %q, event id %q", id, ev.GetId())
 		}
@@ -562,13 +556,6 @@ func TestEventsAndClaimsCarryNoHistory(t *testing.T) {
 		evs = append(evs, ev)
 		mu.Unlock()
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	if err := h.nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
 	task := h.create(t, dev1, spv("Device.X", "1"), nil)
 	c := h.claim(t, "s1", h.queueIDs(t, "default", dev1)...)
 	if len(c) != 1 || len(c[0].GetTask().GetHistory()) != 0 || c[0].GetTask().GetState() != tasksv1.TaskState_TASK_STATE_DISPATCHED ||

@@ -294,19 +294,17 @@ func (h *harness) report(t *testing.T, session string, reps ...*tasksv1.TaskRepo
 	return resp.GetAcks()
 }
 
-// eventKinds subscribes to every event of the harness's install and
-// returns a function listing the kinds received for a task so far.
-func (h *harness) taskEvents(t *testing.T) func(id string) []string {
+// onTaskEvents calls fn, from the subscription's goroutine, with each
+// task event of the harness's install and its message, from now on.
+func (h *harness) onTaskEvents(t *testing.T, fn func(m *nats.Msg, ev *eventsv1.Event)) {
 	t.Helper()
-	var mu sync.Mutex
-	got := map[string][]string{}
 	sub, err := h.nc.Subscribe(h.names.EventFilter("default", "task", ""), func(m *nats.Msg) {
 		ev := &eventsv1.Event{}
-		if proto.Unmarshal(m.Data, ev) == nil {
-			mu.Lock()
-			got[ev.GetTask().GetId()] = append(got[ev.GetTask().GetId()], ev.GetKind())
-			mu.Unlock()
+		if err := proto.Unmarshal(m.Data, ev); err != nil {
+			t.Errorf("event: %v", err)
+			return
 		}
+		fn(m, ev)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -315,6 +313,19 @@ func (h *harness) taskEvents(t *testing.T) func(id string) []string {
 	if err := h.nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// taskEvents subscribes to every task event of the harness's install and
+// returns a function listing the kinds received for a task so far.
+func (h *harness) taskEvents(t *testing.T) func(id string) []string {
+	t.Helper()
+	var mu sync.Mutex
+	got := map[string][]string{}
+	h.onTaskEvents(t, func(_ *nats.Msg, ev *eventsv1.Event) {
+		mu.Lock()
+		got[ev.GetTask().GetId()] = append(got[ev.GetTask().GetId()], ev.GetKind())
+		mu.Unlock()
+	})
 	return func(id string) []string {
 		_ = h.nc.Flush()
 		mu.Lock()
