@@ -18,15 +18,7 @@ import (
 // each outcome; with its slots taken it refuses or waits as asked; a
 // publish the stream refuses reports the stream's error.
 func TestAsyncPublisher(t *testing.T) {
-	nc, err := nats.Connect(testenv.NATS(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js, _ := connectTest(t)
 	ctx := context.Background()
 	u := testenv.UniqueName(t)
 	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: strings.ToUpper(u), Subjects: []string{u + ".>"}, MaxMsgsPerSubject: 100,
@@ -96,15 +88,7 @@ func TestAsyncPublisher(t *testing.T) {
 // context.DeadlineExceeded, not before ackTimeout has passed since it was
 // published, whether it starts a period of shared expiry or joins one.
 func TestAsyncPublisherTimeout(t *testing.T) {
-	nc, err := nats.Connect(testenv.NATS(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js, _ := connectTest(t)
 	u := testenv.UniqueName(t)
 	silent, err := nc.SubscribeSync(u + ".x")
 	if err != nil {
