@@ -197,15 +197,20 @@ func throughput(ctx context.Context, tasks tasksv1.TasksServiceClient, c config,
 	if err != nil {
 		return fmt.Errorf("watch tasks: %w", err)
 	}
-	// Every task that ends, by id: a task may end before the CreateTasks
-	// call that queued it has answered (its device was in session).
+	// Every task that ends, in the order the watch saw them: a task may
+	// end before the CreateTasks call that queued it has answered (its
+	// device was in session). The counting below reads only what was
+	// appended since it last looked, so that the tool's own CPU stays
+	// small beside the platform it measures on the same machine (it
+	// shares the cores with fleetacs and cpesim).
 	type end struct {
+		id    string
 		at    time.Time
 		state tasksv1.TaskState
 	}
 	var (
 		mu     sync.Mutex
-		ended  = map[string]end{}
+		ends   []end
 		closed error
 		change = make(chan struct{}, 1)
 	)
@@ -223,7 +228,7 @@ func throughput(ctx context.Context, tasks tasksv1.TasksServiceClient, c config,
 				return
 			}
 			if st := resp.GetTask().GetState(); st != tasksv1.TaskState_TASK_STATE_QUEUED && st != tasksv1.TaskState_TASK_STATE_DISPATCHED {
-				ended[resp.GetTask().GetId()] = end{time.Now(), st}
+				ends = append(ends, end{resp.GetTask().GetId(), time.Now(), st})
 			}
 			mu.Unlock()
 			select {
@@ -265,26 +270,38 @@ func throughput(ctx context.Context, tasks tasksv1.TasksServiceClient, c config,
 		start = time.Now()
 		queuedAt = start
 	}
+	// ended: each of ids's tasks seen ending, with when and how (a task
+	// ends once; a repeated end of the same id counts once).
+	ended := make(map[string]end, len(ids))
+	wanted := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		wanted[id] = true
+	}
+	var (
+		last               time.Time
+		states             = map[string]int{}
+		endedWhileQueueing int
+		read               int
+	)
 	for {
 		mu.Lock()
-		n, err := 0, closed
-		var last time.Time
-		states := map[string]int{}
-		endedWhileQueueing := 0
-		for _, id := range ids {
-			if e, ok := ended[id]; ok {
-				n++
-				states[e.state.String()]++
-				if e.at.After(last) {
-					last = e.at
-				}
-				if e.at.Before(queuedAt) {
-					endedWhileQueueing++
-				}
+		fresh, err := ends[read:], closed
+		read = len(ends)
+		mu.Unlock()
+		for _, e := range fresh {
+			if _, dup := ended[e.id]; dup || !wanted[e.id] {
+				continue
+			}
+			ended[e.id] = e
+			states[e.state.String()]++
+			if e.at.After(last) {
+				last = e.at
+			}
+			if e.at.Before(queuedAt) {
+				endedWhileQueueing++
 			}
 		}
-		mu.Unlock()
-		if n == len(ids) {
+		if n := len(ended); n == len(wanted) {
 			span := last.Sub(start)
 			fmt.Fprintf(out, "throughput: %d tasks queued in %s; all ended %s after the first CreateTasks; %v\n",
 				len(ids), queuedAt.Sub(start).Round(time.Millisecond), span.Round(time.Millisecond), states)
@@ -293,9 +310,8 @@ func throughput(ctx context.Context, tasks tasksv1.TasksServiceClient, c config,
 				fmt.Fprintf(out, "tasks delivered once all were queued: %.1f/s (%d ended while queueing)\n", float64(n-endedWhileQueueing)/after.Seconds(), endedWhileQueueing)
 			}
 			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("watch ended after %d of %d tasks: %w", n, len(ids), errors.Join(err, ctx.Err()))
+		} else if err != nil {
+			return fmt.Errorf("watch ended after %d of %d tasks: %w", n, len(wanted), errors.Join(err, ctx.Err()))
 		}
 		<-change
 	}
