@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -590,5 +591,48 @@ func TestEventsAndClaimsCarryNoHistory(t *testing.T) {
 	}
 	if stateName(tasksv1.TaskState(99)) != "99" || stateName(tasksv1.TaskState_TASK_STATE_DONE) != "done" {
 		t.Fatalf("state names %q %q", stateName(tasksv1.TaskState(99)), stateName(tasksv1.TaskState_TASK_STATE_DONE))
+	}
+}
+
+// TestQueueDeleteOffThePath: an ended task's queue message is deleted in
+// the background; with every background slot taken, the call that ended
+// the task deletes it before returning, so a slow stream slows callers
+// rather than piling up deletes.
+func TestQueueDeleteOffThePath(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	run := func(session string) string {
+		task := h.create(t, dev1, spv("Device.X", session), nil)
+		ids := h.queueIDs(t, "default", dev1)
+		if c := h.claim(t, session, ids...); len(c) != 1 || c[0].GetAction() != tasksv1.ClaimAction_CLAIM_ACTION_RUN {
+			t.Fatalf("claim %v", c)
+		}
+		if a := h.report(t, session, done(task.GetId())); !a[0].GetAccepted() {
+			t.Fatalf("ack %v", a)
+		}
+		return task.GetId()
+	}
+	// In the background: the queue is empty once the deletes under way
+	// have been answered (queueIDs waits for them).
+	run("s1")
+	if q := h.queueIDs(t, "default", dev1); len(q) != 0 {
+		t.Fatalf("queue after done: %v", q)
+	}
+	// Every slot taken: the report deletes before it returns, so the
+	// queue is empty without waiting for anything.
+	for range maxDeletesInFlight {
+		h.svc.deleting <- struct{}{}
+	}
+	t.Cleanup(func() {
+		for range maxDeletesInFlight {
+			<-h.svc.deleting
+		}
+	})
+	run("s2")
+	s, err := h.js.Stream(t.Context(), h.names.TasksStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := s.GetMsg(t.Context(), 1, jetstream.WithGetMsgSubject(h.names.TaskQueue("default", dev1))); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Fatalf("queue message left after a report with every background slot taken: %v %v", m, err)
 	}
 }

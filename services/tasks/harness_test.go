@@ -250,9 +250,10 @@ func (h *harness) get(t *testing.T, id string) *tasksv1.Task {
 }
 
 // queueIDs lists the task ids in a device's queue, in order, as a worker
-// finds them.
+// finds them, once the queue deletes under way have been answered.
 func (h *harness) queueIDs(t *testing.T, tenant, device string) []string {
 	t.Helper()
+	h.svc.deletes.Wait()
 	ctx := t.Context()
 	s, err := h.js.Stream(ctx, h.names.TasksStream())
 	if err != nil {

@@ -322,11 +322,41 @@ func (s *Service) queueStream(ctx context.Context) (jetstream.Stream, error) {
 	return st, nil
 }
 
-// deleteQueued removes a task's message from its device's queue. A
-// message already gone is fine; a failure is logged (a worker that still
-// finds it is told the task ended, and ClaimTasks deletes it again).
+// deleteQueued removes a task's message from its device's queue, off the
+// caller's path: the delete is the queue's acknowledgement of a task whose
+// outcome is already stored (docs/tasks.md, "Delivery"), and a session's
+// report, a cancel or a claim has no reason to wait for the stream's
+// answer. At most maxDeletesInFlight run at once; beyond that the caller
+// deletes itself, so a stream slower than the sessions slows them rather
+// than piling up goroutines. A message already gone is fine; a failure is
+// logged (a worker that still finds it is told the task ended, and
+// ClaimTasks deletes it again). Run waits for the deletes under way before
+// it returns.
 func (s *Service) deleteQueued(ctx context.Context, seq uint64) {
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	ctx = context.WithoutCancel(ctx)
+	select {
+	case s.deleting <- struct{}{}:
+		s.deletes.Add(1)
+		go func() {
+			defer func() {
+				<-s.deleting
+				s.deletes.Done()
+			}()
+			s.deleteQueuedNow(ctx, seq)
+		}()
+	default:
+		s.deleteQueuedNow(ctx, seq)
+	}
+}
+
+// maxDeletesInFlight bounds the queue deletes deleteQueued runs in the
+// background.
+const maxDeletesInFlight = 256
+
+// deleteQueuedNow deletes the message at seq and returns once the stream
+// has answered (or 5 seconds have passed).
+func (s *Service) deleteQueuedNow(ctx context.Context, seq uint64) {
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	st, err := s.queueStream(dctx)
 	if err == nil {

@@ -186,6 +186,10 @@ type Service struct {
 	claimed *claimCache
 	// recent keeps the records this replica wrote last, for claims.
 	recent *recentCache
+	// deleting holds a slot per queue delete under way in the
+	// background, deletes counts them (records.go, deleteQueued).
+	deleting chan struct{}
+	deletes  sync.WaitGroup
 
 	ready   atomic.Bool
 	started bool
@@ -224,7 +228,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	s := &Service{cfg: cfg, deps: deps, store: deps.Store, js: deps.JetStream, names: deps.Names,
 		logger: deps.Logger, now: deps.Now, watches: make(chan struct{}, cfg.MaxWatches),
 		events:  natsbus.NewAsyncPublisher(deps.JetStream, eventsInFlight, eventAckTimeout),
-		claimed: newClaimCache(claimCacheSize), recent: newRecentCache(recentCacheBytes)}
+		claimed: newClaimCache(claimCacheSize), recent: newRecentCache(recentCacheBytes),
+		deleting: make(chan struct{}, maxDeletesInFlight)}
 	if deps.Meter != nil {
 		reg, err := s.registerQueueMetrics(deps.Meter)
 		if err != nil {
@@ -286,6 +291,7 @@ func (s *Service) Run(ctx context.Context) error {
 	<-ctx.Done()
 	s.wg.Wait()
 	s.events.Wait()
+	s.deletes.Wait()
 	s.ready.Store(false)
 	if s.metricsReg != nil {
 		_ = s.metricsReg.Unregister()
