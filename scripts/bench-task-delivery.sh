@@ -16,6 +16,12 @@
 #   PER_DEVICE (1) CONC (128) PERIODIC (0) PDURATION (20s)
 #   PROFILE (unset: a directory for a 10 s CPU profile taken during B's
 #   first delivery)
+#   SIDE (0; 1: each pair's two runs at the same time, a and b each with
+#   its own fleetacs, cpesim and taskload, their deliveries starting
+#   together once both have booted their devices, so that the VM's
+#   drift, 20% and more within an hour, and other work on the machine
+#   hit both alike; compare the CPU per task session, which sharing the
+#   cores does not change, rather than the rates, which it halves)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -44,6 +50,13 @@ run() { # BIN NAME
 	pid=$!; pids+=($pid)
 	wait_http "http://127.0.0.1:$adm/readyz"
 	"$root/bin/cpesim" -url "http://127.0.0.1:$gw/" -devices "$tp_devices" -prefix TP -boot-storm -concurrency 64 >"$work/$2-boot.txt"
+	if [ "${SIDE:-0}" = 1 ]; then
+		# Both deliveries start together: wait for the partner's boot.
+		local partner
+		partner=$([ "${2:0:1}" = a ] && echo "b${2:1}" || echo "a${2:1}")
+		touch "$work/booted-$2"
+		while [ ! -e "$work/booted-$partner" ]; do sleep 0.02; done
+	fi
 	# The delivery starts when taskload starts cpesim (its output file
 	# appears): read the ticks then, and take the profile from then on.
 	(
@@ -79,6 +92,14 @@ run() { # BIN NAME
 echo "| run | UTC | load | tasks/s | task sessions | fleetacs CPU µs/session |$([ "${PERIODIC:-0}" = 1 ] && echo " periodic sessions/s | CPU µs/periodic session |")"
 echo "|---|---|---|---|---|---|$([ "${PERIODIC:-0}" = 1 ] && echo "---|---|")"
 for i in $(seq 1 "$pairs"); do
-	run "$a_bin" "a$i"
-	run "$b_bin" "b$i"
+	if [ "${SIDE:-0}" = 1 ]; then
+		run "$a_bin" "a$i" >"$work/row-a$i" &
+		side=$!
+		run "$b_bin" "b$i"
+		wait "$side"
+		cat "$work/row-a$i"
+	else
+		run "$a_bin" "a$i"
+		run "$b_bin" "b$i"
+	fi
 done
