@@ -215,7 +215,7 @@ type request struct {
 // response is what came back. body aliases the session's buffer.
 type response struct {
 	status     int
-	header     http.Header
+	header     respHeader
 	body       []byte
 	close      bool
 	retryAfter time.Duration
@@ -275,18 +275,11 @@ func (c *client) roundTrip(ctx context.Context, cn *conn, req *request, buf *byt
 			return nil, errNoResponse
 		}
 	}
-	hr, err := http.ReadResponse(cn.br, nil)
+	resp, err := readResponse(cn.br, buf)
 	if err != nil {
-		return nil, fmt.Errorf("read response: %w", err)
+		return nil, err
 	}
-	buf.Reset()
-	_, err = buf.ReadFrom(hr.Body)
-	hr.Body.Close()
-	if err != nil {
-		return nil, fmt.Errorf("read response body: %w", err)
-	}
-	resp := &response{status: hr.StatusCode, header: hr.Header, body: buf.Bytes(), close: hr.Close}
-	switch strings.ToLower(hr.Header.Get("Content-Encoding")) {
+	switch ce := resp.header.Get("Content-Encoding"); strings.ToLower(ce) {
 	case "", "identity":
 	case "gzip", "x-gzip":
 		if resp.body, err = inflate(resp.body, true); err != nil {
@@ -297,9 +290,9 @@ func (c *client) roundTrip(ctx context.Context, cn *conn, req *request, buf *byt
 			return nil, fmt.Errorf("decompress deflate response: %w", err)
 		}
 	default:
-		return nil, fmt.Errorf("read response: unsupported Content-Encoding %q", hr.Header.Get("Content-Encoding"))
+		return nil, fmt.Errorf("read response: unsupported Content-Encoding %q", ce)
 	}
-	if ra := hr.Header.Get("Retry-After"); ra != "" {
+	if ra := resp.header.Get("Retry-After"); ra != "" {
 		resp.retryAfter = parseRetryAfter(ra, time.Now())
 	}
 	return resp, nil

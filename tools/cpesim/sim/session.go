@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"mime"
 	"net"
 	"net/http"
 	"os"
@@ -482,11 +481,7 @@ func (ss *session) callBody(body []byte) (*cwmp.Envelope, error) {
 	if len(bytes.TrimSpace(resp.body)) == 0 {
 		return nil, nil
 	}
-	charset := ""
-	if _, params, err := mime.ParseMediaType(resp.header.Get("Content-Type")); err == nil {
-		charset = params["charset"]
-	}
-	out, err := cwmp.DecodeWith(resp.body, cwmp.DecodeOptions{Charset: charset})
+	out, err := cwmp.DecodeWith(resp.body, cwmp.DecodeOptions{Charset: contentCharset(resp.header.Get("Content-Type"))})
 	if err != nil {
 		return nil, failf("decode", "decode ACS message: %w", err)
 	}
@@ -673,7 +668,7 @@ func (ss *session) cookieHeader() string {
 	return b.String()
 }
 
-func (ss *session) storeCookies(h http.Header) {
+func (ss *session) storeCookies(h respHeader) {
 	lines := h.Values("Set-Cookie")
 	if len(lines) == 0 {
 		return
