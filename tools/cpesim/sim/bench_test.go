@@ -152,3 +152,53 @@ func BenchmarkStubSessionGPV(b *testing.B) { benchmarkStubSessions(b, false) }
 
 // BenchmarkStubSessionPeriodic: Inform, InformResponse, empty POST, 204.
 func BenchmarkStubSessionPeriodic(b *testing.B) { benchmarkStubSessions(b, true) }
+
+// TestCancelEndsRoundTrips: cancelling the run ends the round trips
+// waiting on an ACS that never answers at once (waitFor allows 5 s), not
+// after the one-minute exchange timeout; the sessions count as canceled.
+func TestCancelEndsRoundTrips(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	requests := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer ln.Close()
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				// Read the request, answer nothing, hold the connection.
+				if _, err := bufio.NewReader(c).ReadString('\n'); err == nil {
+					requests <- struct{}{}
+				}
+				io.Copy(io.Discard, c)
+			})
+		}
+	})
+	s, err := New(Config{URL: "http://" + ln.Addr().String() + "/", Devices: 4, BootStorm: true,
+		Concurrency: 4, Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	result := make(chan Summary, 1)
+	go func() {
+		sum, _ := s.Run(ctx)
+		result <- sum
+	}()
+	for range 4 {
+		waitFor(t, requests)
+	}
+	cancel()
+	sum := waitFor(t, result)
+	if sum.SessionsCanceled != 4 || sum.SessionsFailed != 0 || sum.SessionsOK != 0 {
+		t.Errorf("started %d ok %d failed %d canceled %d errors %v", sum.SessionsStarted, sum.SessionsOK,
+			sum.SessionsFailed, sum.SessionsCanceled, sum.FirstErrors)
+	}
+}

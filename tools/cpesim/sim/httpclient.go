@@ -225,18 +225,25 @@ type response struct {
 // reused connection: the request may be sent again on a new one.
 var errNoResponse = errors.New("connection closed before the response")
 
+// expiredDeadline is a deadline in the past: it ends a connection's
+// pending I/O at once.
+var expiredDeadline = time.Unix(1, 0)
+
 // roundTrip writes req on c and reads the response into buf. The caller
-// owns c afterwards (to keep or close).
+// owns c afterwards (to keep or close). A cancelled run must not wait for
+// the timeout of every session in flight: the caller arranges for ctx's
+// end to expire cn's deadline (session.watchCancel, one registration per
+// session rather than per round trip); roundTrip expires it itself when
+// ctx ended before it set the deadline.
 func (c *client) roundTrip(ctx context.Context, cn *conn, req *request, buf *bytes.Buffer) (*response, error) {
 	deadline := time.Now().Add(c.cfg.Timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	cn.nc.SetDeadline(deadline)
-	// A cancelled run must not wait for the timeout of every session in
-	// flight: expire the deadline at once.
-	stop := context.AfterFunc(ctx, func() { cn.nc.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	if ctx.Err() != nil {
+		cn.nc.SetDeadline(expiredDeadline)
+	}
 
 	w := cn.bw
 	w.WriteString("POST ")

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
@@ -94,10 +95,13 @@ type session struct {
 	// sessionOver: the ACS answered them as if the session had ended.
 	afterEnd, sessionOver bool
 	bufs                  *buffers
-	exchanges             int
-	redirects             int
-	idSeq                 int
-	requests              []string
+	// active is the connection of the round trip in progress, whose
+	// deadline the run's cancellation expires (watchCancel).
+	active    atomic.Pointer[conn]
+	exchanges int
+	redirects int
+	idSeq     int
+	requests  []string
 }
 
 type cookie struct{ name, value string }
@@ -107,7 +111,9 @@ type cookie struct{ name, value string }
 func (s *Simulator) runSession(ctx context.Context, d *Device, intended time.Time) (report SessionReport) {
 	start := time.Now()
 	ss := &session{sim: s, d: d, ctx: ctx, t: s.target, bufs: bufferPool.Get().(*buffers)}
+	stopWatch := ss.watchCancel()
 	defer func() {
+		stopWatch()
 		bufferPool.Put(ss.bufs)
 		ss.finish()
 	}()
@@ -160,6 +166,19 @@ func (s *Simulator) runSession(ctx context.Context, d *Device, intended time.Tim
 		s.stats.failure(report.Kind, err)
 	}
 	return report
+}
+
+// watchCancel makes the end of the session's context expire the deadline
+// of the connection a round trip is using, so that a cancelled run does not
+// wait for every session's timeout. A round trip that starts after the
+// end sees ctx.Err itself (client.roundTrip). It returns the function that
+// stops watching.
+func (ss *session) watchCancel() (stop func() bool) {
+	return context.AfterFunc(ss.ctx, func() {
+		if cn := ss.active.Load(); cn != nil {
+			cn.nc.SetDeadline(expiredDeadline)
+		}
+	})
 }
 
 // finish hands the session's keep-alive connection back.
@@ -567,7 +586,9 @@ func (ss *session) exchange(req *request) (*response, error) {
 			return nil, ss.classify(err)
 		}
 		start := time.Now()
+		ss.active.Store(cn)
 		resp, err := ss.sim.client.roundTrip(ss.ctx, cn, req, &ss.bufs.body)
+		ss.active.Store(nil)
 		if err != nil {
 			cn.close()
 			if ss.cn == cn {
