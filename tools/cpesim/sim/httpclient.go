@@ -216,6 +216,7 @@ type request struct {
 type response struct {
 	status     int
 	header     respHeader
+	fields     [4]hdrField // room for header, sparing an allocation
 	body       []byte
 	close      bool
 	retryAfter time.Duration
@@ -251,7 +252,8 @@ func (c *client) roundTrip(ctx context.Context, cn *conn, req *request, buf *byt
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	w.WriteString(req.target.host)
 	w.WriteString("\r\nUser-Agent: fleetacs-cpesim\r\nContent-Length: ")
-	w.WriteString(strconv.Itoa(len(req.body)))
+	var num [20]byte
+	w.Write(strconv.AppendInt(num[:0], int64(len(req.body)), 10))
 	if len(req.body) > 0 {
 		w.WriteString("\r\nContent-Type: text/xml; charset=\"utf-8\"\r\nSOAPAction: \"\"")
 		if req.gzip {

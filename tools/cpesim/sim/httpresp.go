@@ -64,6 +64,28 @@ func headerFromHTTP(h http.Header) respHeader {
 // maxFastFields bounds the header lines the fast path takes.
 const maxFastFields = 32
 
+// fieldNames lists header fields by canonical name.
+type fieldNames []string
+
+// readFields are the response header fields the simulator reads: the fast
+// path keeps only these (http.ReadResponse's header keeps everything).
+var readFields = fieldNames{"Content-Type", "Content-Encoding", "Retry-After", "Location", "Set-Cookie", "WWW-Authenticate"}
+
+// canonical returns the listed name b spells in any case, "" when it is
+// not listed.
+func (l fieldNames) canonical(b []byte) string {
+	for _, name := range l {
+		if asciiEqualFold(b, name) {
+			return name
+		}
+	}
+	return ""
+}
+
+// usualContentType is the Content-Type FleetACS and most ACSes send; the
+// fast path shares one copy of it rather than allocating one per response.
+const usualContentType = `text/xml; charset="utf-8"`
+
 // readResponse reads one response from br, its body into buf (the
 // response's body aliases buf's memory).
 func readResponse(br *bufio.Reader, buf *bytes.Buffer) (*response, error) {
@@ -110,8 +132,8 @@ func readResponseFast(br *bufio.Reader, buf *bytes.Buffer) (resp *response, ok b
 	if !ok {
 		return nil, false, nil
 	}
-	// The fields are parsed from the buffered bytes first and copied into
-	// one string only once they all pass.
+	// The fields are parsed from the buffered bytes first, and those the
+	// simulator reads copied once they all pass.
 	type span struct{ name, value [2]int }
 	var spans [maxFastFields]span
 	nf := 0
@@ -174,12 +196,18 @@ func readResponseFast(br *bufio.Reader, buf *bytes.Buffer) (resp *response, ok b
 	}
 
 	resp = &response{status: status, close: closeConn}
-	if nf > 0 {
-		text := string(block)
-		resp.header = make(respHeader, nf)
-		for i, s := range spans[:nf] {
-			resp.header[i] = hdrField{text[s.name[0]:s.name[1]], text[s.value[0]:s.value[1]]}
+	resp.header = resp.fields[:0]
+	for _, sp := range spans[:nf] {
+		name := readFields.canonical(block[sp.name[0]:sp.name[1]])
+		if name == "" {
+			continue // a field the simulator never reads
 		}
+		value := block[sp.value[0]:sp.value[1]]
+		v := usualContentType
+		if name != "Content-Type" || string(value) != v {
+			v = string(value)
+		}
+		resp.header = append(resp.header, hdrField{name, v})
 	}
 	br.Discard(end + 4)
 	buf.Reset()

@@ -79,8 +79,10 @@ type session struct {
 	d   *Device
 	ctx context.Context
 	t   *target
-	// cookies set by the ACS during this session (cookie mode).
-	cookies []cookie
+	// cookies set by the ACS during this session (cookie mode), and the
+	// Cookie header they make ("" until built).
+	cookies    []cookie
+	cookieLine string
 	// cn is the session's own connection in keep-alive mode.
 	cn *conn
 	// ns and v are the namespace and version of the session's envelopes
@@ -676,7 +678,16 @@ func (ss *session) putIdle(cn *conn) {
 	ss.sim.client.pool.put(cn)
 }
 
+// cookieHeader returns the Cookie header of the session's cookies, built
+// once for each change of them.
 func (ss *session) cookieHeader() string {
+	if ss.cookieLine != "" {
+		return ss.cookieLine
+	}
+	if len(ss.cookies) == 1 {
+		ss.cookieLine = ss.cookies[0].name + "=" + ss.cookies[0].value
+		return ss.cookieLine
+	}
 	var b strings.Builder
 	for i, c := range ss.cookies {
 		if i > 0 {
@@ -686,16 +697,16 @@ func (ss *session) cookieHeader() string {
 		b.WriteByte('=')
 		b.WriteString(c.value)
 	}
-	return b.String()
+	ss.cookieLine = b.String()
+	return ss.cookieLine
 }
 
 func (ss *session) storeCookies(h respHeader) {
-	lines := h.Values("Set-Cookie")
-	if len(lines) == 0 {
-		return
-	}
-	for _, line := range lines {
-		c, err := http.ParseSetCookie(line)
+	for _, f := range h {
+		if !strings.EqualFold(f.name, "Set-Cookie") {
+			continue
+		}
+		c, err := http.ParseSetCookie(f.value)
 		if err != nil {
 			continue
 		}
@@ -715,6 +726,7 @@ func (ss *session) storeCookies(h respHeader) {
 		if !found && !expired {
 			ss.cookies = append(ss.cookies, cookie{c.Name, c.Value})
 		}
+		ss.cookieLine = ""
 	}
 }
 
