@@ -30,6 +30,8 @@ type Simulator struct {
 	stats    *stats
 	cr       *crServer
 	udpCR    *udpConnReq
+	// irs spares decoding the ACS's InformResponses again.
+	irs irCache
 
 	// budget is the number of sessions left to start.
 	budget atomic.Int64

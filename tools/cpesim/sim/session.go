@@ -502,7 +502,7 @@ func (ss *session) callBody(body []byte) (*cwmp.Envelope, error) {
 	if len(bytes.TrimSpace(resp.body)) == 0 {
 		return nil, nil
 	}
-	out, err := cwmp.DecodeWith(resp.body, cwmp.DecodeOptions{Charset: contentCharset(resp.header.Get("Content-Type"))})
+	out, err := ss.sim.irs.decode(resp.body, contentCharset(resp.header.Get("Content-Type")))
 	if err != nil {
 		return nil, failf("decode", "decode ACS message: %w", err)
 	}
