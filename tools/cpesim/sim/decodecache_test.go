@@ -3,6 +3,7 @@ package sim
 import (
 	"errors"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -58,6 +59,17 @@ func TestIRCache(t *testing.T) {
 			if !errors.As(err, &derr) {
 				t.Errorf("%q: error %v, want a *cwmp.DecodeError", bad, err)
 			}
+		}
+	}
+}
+
+// TestNextID: a session's request IDs count from cpesim-1, past the ones
+// built in advance.
+func TestNextID(t *testing.T) {
+	ss := &session{}
+	for i := 1; i <= 2*len(sessionIDs); i++ {
+		if got, want := ss.nextID(), "cpesim-"+strconv.Itoa(i); got != want {
+			t.Fatalf("ID %d is %q, want %q", i, got, want)
 		}
 	}
 }

@@ -252,8 +252,7 @@ func (c *client) roundTrip(ctx context.Context, cn *conn, req *request, buf *byt
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	w.WriteString(req.target.host)
 	w.WriteString("\r\nUser-Agent: fleetacs-cpesim\r\nContent-Length: ")
-	var num [20]byte
-	w.Write(strconv.AppendInt(num[:0], int64(len(req.body)), 10))
+	w.Write(strconv.AppendInt(w.AvailableBuffer(), int64(len(req.body)), 10))
 	if len(req.body) > 0 {
 		w.WriteString("\r\nContent-Type: text/xml; charset=\"utf-8\"\r\nSOAPAction: \"\"")
 		if req.gzip {

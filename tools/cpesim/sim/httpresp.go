@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // Reading the ACS's responses. http.ReadResponse builds a header map, a
@@ -314,4 +315,31 @@ func contentCharset(contentType string) string {
 		return params["charset"]
 	}
 	return ""
+}
+
+// parseSetCookie reads a Set-Cookie line for the session: the cookie's
+// name and value, and whether the line expires it. The usual line,
+// "name=value" with a plain value and attributes other than Max-Age and
+// Expires (FleetACS sends "session=…; Path=/"), is read here; anything
+// else goes to http.ParseSetCookie (TestParseSetCookieMatchesNetHTTP and
+// FuzzParseSetCookie compare the two). ok is false for a line
+// http.ParseSetCookie refuses.
+func parseSetCookie(line string, now time.Time) (name, value string, expired, ok bool) {
+	first, attrs, _ := strings.Cut(line, ";")
+	n, v, found := strings.Cut(first, "=")
+	plain := found && isToken([]byte(n)) && !strings.ContainsFunc(v, func(r rune) bool {
+		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("-_.~+/=", r))
+	})
+	if plain {
+		lower := strings.ToLower(attrs)
+		plain = !strings.Contains(lower, "max-age") && !strings.Contains(lower, "expires")
+	}
+	if plain {
+		return n, v, false, true
+	}
+	c, err := http.ParseSetCookie(line)
+	if err != nil {
+		return "", "", false, false
+	}
+	return c.Name, c.Value, c.MaxAge < 0 || (!c.Expires.IsZero() && c.Expires.Before(now)), true
 }

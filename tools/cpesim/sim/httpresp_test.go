@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // responseCorpus holds responses an ACS may send, plain and not, and
@@ -249,4 +250,49 @@ func TestSessionCookies(t *testing.T) {
 			t.Errorf("step %d: Cookie %q, want %q", i, got, st.want)
 		}
 	}
+}
+
+var setCookieCorpus = []string{
+	"session=ZBUWNZ64DC37DBHAWBIHBALHIY; Path=/",
+	"session=A", "session=", "a=b=c", "s=a+b/c~d.e_f-g",
+	"s=A; HttpOnly; Secure; SameSite=Strict; Path=/acs; Domain=example.com",
+	"s=A; Max-Age=0", "s=A; max-age=-1", "s=A; Max-Age=60", "s=A; MAX-AGE=x",
+	"s=A; Expires=Thu, 01 Jan 1970 00:00:00 GMT", "s=A; expires=Fri, 01 Jan 2100 00:00:00 GMT", "s=A; Expires=garbage",
+	` s=A`, `s =A`, `s= A`, `s=A `, `s="quoted"`, `s="half`, "s=a b", "s=a,b", `s=a\b`, "s=caf\xc3\xa9",
+	"", ";", "=A", "noequals", "bad name=A", "s;=A", "s=A;;", "s=A; Path", "s=A; =x",
+	"s=A; Max-Age=5; Max-Age=0", "s=A; Ma\u017f-Age=0", "\ts=A\t",
+}
+
+// TestParseSetCookieMatchesNetHTTP: the session's Set-Cookie reading
+// agrees with http.ParseSetCookie on name, value, expiry and refusal.
+func TestParseSetCookieMatchesNetHTTP(t *testing.T) {
+	for _, line := range setCookieCorpus {
+		compareSetCookie(t, line)
+	}
+}
+
+func compareSetCookie(t *testing.T, line string) {
+	t.Helper()
+	now := time.Date(2026, 12, 7, 6, 0, 0, 0, time.UTC)
+	name, value, expired, ok := parseSetCookie(line, now)
+	c, err := http.ParseSetCookie(line)
+	if ok != (err == nil) {
+		t.Fatalf("%q: ok %v, http.ParseSetCookie's error %v", line, ok, err)
+	}
+	if err != nil {
+		return
+	}
+	wantExpired := c.MaxAge < 0 || (!c.Expires.IsZero() && c.Expires.Before(now))
+	if name != c.Name || value != c.Value || expired != wantExpired {
+		t.Fatalf("%q: %q=%q expired %v; http.ParseSetCookie: %q=%q expired %v", line, name, value, expired, c.Name, c.Value, wantExpired)
+	}
+}
+
+// FuzzParseSetCookie compares parseSetCookie with http.ParseSetCookie on
+// any line.
+func FuzzParseSetCookie(f *testing.F) {
+	for _, line := range setCookieCorpus {
+		f.Add(line)
+	}
+	f.Fuzz(func(t *testing.T, line string) { compareSetCookie(t, line) })
 }

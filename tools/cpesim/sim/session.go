@@ -293,8 +293,19 @@ func (ss *session) negotiate(r *cwmp.Envelope) {
 
 func (ss *session) nextID() string {
 	ss.idSeq++
+	if ss.idSeq < len(sessionIDs) {
+		return sessionIDs[ss.idSeq]
+	}
 	return "cpesim-" + strconv.Itoa(ss.idSeq)
 }
+
+// sessionIDs are the first IDs of every session's requests, built once.
+var sessionIDs = func() (ids [8]string) {
+	for i := range ids {
+		ids[i] = "cpesim-" + strconv.Itoa(i)
+	}
+	return ids
+}()
 
 // answer handles one ACS request and returns the encoded envelope to POST.
 func (ss *session) answer(req *cwmp.Envelope) ([]byte, error) {
@@ -706,25 +717,24 @@ func (ss *session) storeCookies(h respHeader) {
 		if !strings.EqualFold(f.name, "Set-Cookie") {
 			continue
 		}
-		c, err := http.ParseSetCookie(f.value)
-		if err != nil {
+		name, value, expired, ok := parseSetCookie(f.value, time.Now())
+		if !ok {
 			continue
 		}
-		expired := c.MaxAge < 0 || (!c.Expires.IsZero() && c.Expires.Before(time.Now()))
 		found := false
 		for i := range ss.cookies {
-			if ss.cookies[i].name == c.Name {
+			if ss.cookies[i].name == name {
 				found = true
 				if expired {
 					ss.cookies = append(ss.cookies[:i], ss.cookies[i+1:]...)
 				} else {
-					ss.cookies[i].value = c.Value
+					ss.cookies[i].value = value
 				}
 				break
 			}
 		}
 		if !found && !expired {
-			ss.cookies = append(ss.cookies, cookie{c.Name, c.Value})
+			ss.cookies = append(ss.cookies, cookie{name, value})
 		}
 		ss.cookieLine = ""
 	}
