@@ -25,7 +25,8 @@ import (
 // which POST (a whole session on one keep-alive connection, or every POST
 // on a new one), and as little client-side CPU per request as possible,
 // because it shares a small machine with the ACS it measures. So it writes
-// requests itself and parses responses with http.ReadResponse.
+// requests itself and reads responses itself when they are plain
+// (httpresp.go), with http.ReadResponse otherwise.
 
 // ConnMode says how a session uses TCP connections and cookies.
 type ConnMode string
