@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -64,6 +66,13 @@ func TestRunJSON(t *testing.T) {
 	if m["sessions_ok"] != 20.0 || m["devices"] != 5.0 || m["model"] != "tr098" {
 		t.Errorf("summary %s", stdout.String())
 	}
+	// The process's CPU over the run, and per session started.
+	user, _ := m["cpu_user_s"].(float64)
+	system, _ := m["cpu_system_s"].(float64)
+	per, _ := m["cpu_us_per_session"].(float64)
+	if user+system <= 0 || per <= 0 || math.Abs(per-(user+system)*1e6/20) > 0.01*per {
+		t.Errorf("cpu figures: user %v system %v per session %v", m["cpu_user_s"], m["cpu_system_s"], m["cpu_us_per_session"])
+	}
 }
 
 func TestRunText(t *testing.T) {
@@ -72,6 +81,9 @@ func TestRunText(t *testing.T) {
 	code := run(context.Background(), []string{"-url", srv.URL, "-devices", "2", "-boot-storm", "-conn-mode", "keepalive"}, &stdout, &stderr)
 	if code != exitOK || !strings.Contains(stdout.String(), "sessions: started 2, ok 2, failed 0") {
 		t.Errorf("exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	if !regexp.MustCompile(`(?m)^cpu: [0-9]+ µs/session \(user [0-9.]+s, system [0-9.]+s over 2 sessions started\)$`).MatchString(stdout.String()) {
+		t.Errorf("no cpu line in\n%s", stdout.String())
 	}
 }
 

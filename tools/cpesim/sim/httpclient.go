@@ -25,7 +25,8 @@ import (
 // which POST (a whole session on one keep-alive connection, or every POST
 // on a new one), and as little client-side CPU per request as possible,
 // because it shares a small machine with the ACS it measures. So it writes
-// requests itself and parses responses with http.ReadResponse.
+// requests itself and reads responses itself when they are plain
+// (httpresp.go), with http.ReadResponse otherwise.
 
 // ConnMode says how a session uses TCP connections and cookies.
 type ConnMode string
@@ -215,7 +216,8 @@ type request struct {
 // response is what came back. body aliases the session's buffer.
 type response struct {
 	status     int
-	header     http.Header
+	header     respHeader
+	fields     [4]hdrField // room for header, sparing an allocation
 	body       []byte
 	close      bool
 	retryAfter time.Duration
@@ -225,18 +227,25 @@ type response struct {
 // reused connection: the request may be sent again on a new one.
 var errNoResponse = errors.New("connection closed before the response")
 
+// expiredDeadline is a deadline in the past: it ends a connection's
+// pending I/O at once.
+var expiredDeadline = time.Unix(1, 0)
+
 // roundTrip writes req on c and reads the response into buf. The caller
-// owns c afterwards (to keep or close).
+// owns c afterwards (to keep or close). A cancelled run must not wait for
+// the timeout of every session in flight: the caller arranges for ctx's
+// end to expire cn's deadline (session.watchCancel, one registration per
+// session rather than per round trip); roundTrip expires it itself when
+// ctx ended before it set the deadline.
 func (c *client) roundTrip(ctx context.Context, cn *conn, req *request, buf *bytes.Buffer) (*response, error) {
 	deadline := time.Now().Add(c.cfg.Timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	cn.nc.SetDeadline(deadline)
-	// A cancelled run must not wait for the timeout of every session in
-	// flight: expire the deadline at once.
-	stop := context.AfterFunc(ctx, func() { cn.nc.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	if ctx.Err() != nil {
+		cn.nc.SetDeadline(expiredDeadline)
+	}
 
 	w := cn.bw
 	w.WriteString("POST ")
@@ -244,7 +253,7 @@ func (c *client) roundTrip(ctx context.Context, cn *conn, req *request, buf *byt
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	w.WriteString(req.target.host)
 	w.WriteString("\r\nUser-Agent: fleetacs-cpesim\r\nContent-Length: ")
-	w.WriteString(strconv.Itoa(len(req.body)))
+	w.Write(strconv.AppendInt(w.AvailableBuffer(), int64(len(req.body)), 10))
 	if len(req.body) > 0 {
 		w.WriteString("\r\nContent-Type: text/xml; charset=\"utf-8\"\r\nSOAPAction: \"\"")
 		if req.gzip {
@@ -275,18 +284,11 @@ func (c *client) roundTrip(ctx context.Context, cn *conn, req *request, buf *byt
 			return nil, errNoResponse
 		}
 	}
-	hr, err := http.ReadResponse(cn.br, nil)
+	resp, err := readResponse(cn.br, buf)
 	if err != nil {
-		return nil, fmt.Errorf("read response: %w", err)
+		return nil, err
 	}
-	buf.Reset()
-	_, err = buf.ReadFrom(hr.Body)
-	hr.Body.Close()
-	if err != nil {
-		return nil, fmt.Errorf("read response body: %w", err)
-	}
-	resp := &response{status: hr.StatusCode, header: hr.Header, body: buf.Bytes(), close: hr.Close}
-	switch strings.ToLower(hr.Header.Get("Content-Encoding")) {
+	switch ce := resp.header.Get("Content-Encoding"); strings.ToLower(ce) {
 	case "", "identity":
 	case "gzip", "x-gzip":
 		if resp.body, err = inflate(resp.body, true); err != nil {
@@ -297,9 +299,9 @@ func (c *client) roundTrip(ctx context.Context, cn *conn, req *request, buf *byt
 			return nil, fmt.Errorf("decompress deflate response: %w", err)
 		}
 	default:
-		return nil, fmt.Errorf("read response: unsupported Content-Encoding %q", hr.Header.Get("Content-Encoding"))
+		return nil, fmt.Errorf("read response: unsupported Content-Encoding %q", ce)
 	}
-	if ra := hr.Header.Get("Retry-After"); ra != "" {
+	if ra := resp.header.Get("Retry-After"); ra != "" {
 		resp.retryAfter = parseRetryAfter(ra, time.Now())
 	}
 	return resp, nil

@@ -30,6 +30,8 @@ type Simulator struct {
 	stats    *stats
 	cr       *crServer
 	udpCR    *udpConnReq
+	// irs spares decoding the ACS's InformResponses again.
+	irs irCache
 
 	// budget is the number of sessions left to start.
 	budget atomic.Int64
@@ -245,6 +247,7 @@ func (s *Simulator) Run(ctx context.Context) (Summary, error) {
 	cfg := &s.cfg
 	start := time.Now()
 	s.started.Store(start.UnixNano())
+	user0, sys0, cpuOK := processCPU()
 	if cfg.Sessions > 0 {
 		s.budget.Store(int64(cfg.Sessions))
 	} else {
@@ -324,6 +327,9 @@ func (s *Simulator) Run(ctx context.Context) (Summary, error) {
 	s.dispatch(ctx, loadCtx)
 	elapsed := time.Since(start)
 	sum := s.stats.summary(len(s.devices), cfg.Model, elapsed)
+	if user1, sys1, ok := processCPU(); ok && cpuOK {
+		sum.setCPU(user1-user0, sys1-sys0)
+	}
 	if cause := context.Cause(loadCtx); errors.Is(cause, ErrUnreachable) {
 		return sum, cause
 	}

@@ -5,13 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"mime"
 	"net"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
@@ -79,8 +79,10 @@ type session struct {
 	d   *Device
 	ctx context.Context
 	t   *target
-	// cookies set by the ACS during this session (cookie mode).
-	cookies []cookie
+	// cookies set by the ACS during this session (cookie mode), and the
+	// Cookie header they make ("" until built).
+	cookies    []cookie
+	cookieLine string
 	// cn is the session's own connection in keep-alive mode.
 	cn *conn
 	// ns and v are the namespace and version of the session's envelopes
@@ -95,10 +97,13 @@ type session struct {
 	// sessionOver: the ACS answered them as if the session had ended.
 	afterEnd, sessionOver bool
 	bufs                  *buffers
-	exchanges             int
-	redirects             int
-	idSeq                 int
-	requests              []string
+	// active is the connection of the round trip in progress, whose
+	// deadline the run's cancellation expires (watchCancel).
+	active    atomic.Pointer[conn]
+	exchanges int
+	redirects int
+	idSeq     int
+	requests  []string
 }
 
 type cookie struct{ name, value string }
@@ -108,7 +113,9 @@ type cookie struct{ name, value string }
 func (s *Simulator) runSession(ctx context.Context, d *Device, intended time.Time) (report SessionReport) {
 	start := time.Now()
 	ss := &session{sim: s, d: d, ctx: ctx, t: s.target, bufs: bufferPool.Get().(*buffers)}
+	stopWatch := ss.watchCancel()
 	defer func() {
+		stopWatch()
 		bufferPool.Put(ss.bufs)
 		ss.finish()
 	}()
@@ -161,6 +168,19 @@ func (s *Simulator) runSession(ctx context.Context, d *Device, intended time.Tim
 		s.stats.failure(report.Kind, err)
 	}
 	return report
+}
+
+// watchCancel makes the end of the session's context expire the deadline
+// of the connection a round trip is using, so that a cancelled run does not
+// wait for every session's timeout. A round trip that starts after the
+// end sees ctx.Err itself (client.roundTrip). It returns the function that
+// stops watching.
+func (ss *session) watchCancel() (stop func() bool) {
+	return context.AfterFunc(ss.ctx, func() {
+		if cn := ss.active.Load(); cn != nil {
+			cn.nc.SetDeadline(expiredDeadline)
+		}
+	})
 }
 
 // finish hands the session's keep-alive connection back.
@@ -273,8 +293,19 @@ func (ss *session) negotiate(r *cwmp.Envelope) {
 
 func (ss *session) nextID() string {
 	ss.idSeq++
+	if ss.idSeq < len(sessionIDs) {
+		return sessionIDs[ss.idSeq]
+	}
 	return "cpesim-" + strconv.Itoa(ss.idSeq)
 }
+
+// sessionIDs are the first IDs of every session's requests, built once.
+var sessionIDs = func() (ids [8]string) {
+	for i := range ids {
+		ids[i] = "cpesim-" + strconv.Itoa(i)
+	}
+	return ids
+}()
 
 // answer handles one ACS request and returns the encoded envelope to POST.
 func (ss *session) answer(req *cwmp.Envelope) ([]byte, error) {
@@ -482,11 +513,7 @@ func (ss *session) callBody(body []byte) (*cwmp.Envelope, error) {
 	if len(bytes.TrimSpace(resp.body)) == 0 {
 		return nil, nil
 	}
-	charset := ""
-	if _, params, err := mime.ParseMediaType(resp.header.Get("Content-Type")); err == nil {
-		charset = params["charset"]
-	}
-	out, err := cwmp.DecodeWith(resp.body, cwmp.DecodeOptions{Charset: charset})
+	out, err := ss.sim.irs.decode(resp.body, contentCharset(resp.header.Get("Content-Type")))
 	if err != nil {
 		return nil, failf("decode", "decode ACS message: %w", err)
 	}
@@ -572,7 +599,9 @@ func (ss *session) exchange(req *request) (*response, error) {
 			return nil, ss.classify(err)
 		}
 		start := time.Now()
+		ss.active.Store(cn)
 		resp, err := ss.sim.client.roundTrip(ss.ctx, cn, req, &ss.bufs.body)
+		ss.active.Store(nil)
 		if err != nil {
 			cn.close()
 			if ss.cn == cn {
@@ -660,7 +689,16 @@ func (ss *session) putIdle(cn *conn) {
 	ss.sim.client.pool.put(cn)
 }
 
+// cookieHeader returns the Cookie header of the session's cookies, built
+// once for each change of them.
 func (ss *session) cookieHeader() string {
+	if ss.cookieLine != "" {
+		return ss.cookieLine
+	}
+	if len(ss.cookies) == 1 {
+		ss.cookieLine = ss.cookies[0].name + "=" + ss.cookies[0].value
+		return ss.cookieLine
+	}
 	var b strings.Builder
 	for i, c := range ss.cookies {
 		if i > 0 {
@@ -670,35 +708,35 @@ func (ss *session) cookieHeader() string {
 		b.WriteByte('=')
 		b.WriteString(c.value)
 	}
-	return b.String()
+	ss.cookieLine = b.String()
+	return ss.cookieLine
 }
 
-func (ss *session) storeCookies(h http.Header) {
-	lines := h.Values("Set-Cookie")
-	if len(lines) == 0 {
-		return
-	}
-	for _, line := range lines {
-		c, err := http.ParseSetCookie(line)
-		if err != nil {
+func (ss *session) storeCookies(h respHeader) {
+	for _, f := range h {
+		if !strings.EqualFold(f.name, "Set-Cookie") {
 			continue
 		}
-		expired := c.MaxAge < 0 || (!c.Expires.IsZero() && c.Expires.Before(time.Now()))
+		name, value, expired, ok := parseSetCookie(f.value, time.Now())
+		if !ok {
+			continue
+		}
 		found := false
 		for i := range ss.cookies {
-			if ss.cookies[i].name == c.Name {
+			if ss.cookies[i].name == name {
 				found = true
 				if expired {
 					ss.cookies = append(ss.cookies[:i], ss.cookies[i+1:]...)
 				} else {
-					ss.cookies[i].value = c.Value
+					ss.cookies[i].value = value
 				}
 				break
 			}
 		}
 		if !found && !expired {
-			ss.cookies = append(ss.cookies, cookie{c.Name, c.Value})
+			ss.cookies = append(ss.cookies, cookie{name, value})
 		}
+		ss.cookieLine = ""
 	}
 }
 

@@ -236,6 +236,23 @@ type Summary struct {
 	ConnReqReceived int64
 	ConnReqAccepted int64
 	ConnReqRejected int64
+	// CPUUser and CPUSystem are the CPU time the whole process used during
+	// the run (getrusage; zero where it is not measured), and
+	// CPUPerSession their sum over the sessions started, in microseconds:
+	// on a machine shared with the ACS, what the simulator takes from it.
+	// CPUMeasured reports whether they were measured.
+	CPUUser       time.Duration
+	CPUSystem     time.Duration
+	CPUPerSession float64
+	CPUMeasured   bool
+}
+
+// setCPU records the process's CPU time over the run.
+func (s *Summary) setCPU(user, system time.Duration) {
+	s.CPUUser, s.CPUSystem, s.CPUMeasured = user, system, true
+	if s.SessionsStarted > 0 {
+		s.CPUPerSession = float64(user+system) / float64(time.Microsecond) / float64(s.SessionsStarted)
+	}
 }
 
 // ErrorCount is the number of failed sessions.
@@ -297,6 +314,11 @@ func copyCounts(m map[string]int64) map[string]int64 {
 
 // MarshalJSON writes the summary with snake_case keys and seconds.
 func (s Summary) MarshalJSON() ([]byte, error) {
+	var cpuUser, cpuSystem, cpuPerSession *float64
+	if s.CPUMeasured {
+		u, sy, ps := s.CPUUser.Seconds(), s.CPUSystem.Seconds(), s.CPUPerSession
+		cpuUser, cpuSystem, cpuPerSession = &u, &sy, &ps
+	}
 	status := map[string]int64{}
 	for code, n := range s.HTTPStatus {
 		status[strconv.Itoa(code)] = n
@@ -330,12 +352,15 @@ func (s Summary) MarshalJSON() ([]byte, error) {
 		ConnReqAccepted    int64             `json:"conn_req_accepted"`
 		ConnReqRejected    int64             `json:"conn_req_rejected"`
 		DownloadsResumed   int64             `json:"downloads_resumed"`
+		CPUUser            *float64          `json:"cpu_user_s,omitempty"`
+		CPUSystem          *float64          `json:"cpu_system_s,omitempty"`
+		CPUPerSession      *float64          `json:"cpu_us_per_session,omitempty"`
 	}{
 		s.Devices, s.Model, s.Elapsed.Seconds(), s.SessionsStarted, s.SessionsOK, s.SessionsFailed,
 		s.SessionsShed, s.SessionsCanceled, s.SessionsPerSecond, s.SessionLatency, s.ExchangeLatency, status, s.HTTP503,
 		s.Retries, s.RetryAfterWait.Seconds(), s.AuthChallenges, s.Redirects, s.LateStarts, s.Errors, s.FirstErrors,
 		s.Requests, s.Faults, s.Events, s.TransfersCompleted, s.ConnReqReceived, s.ConnReqAccepted,
-		s.ConnReqRejected, s.DownloadsResumed,
+		s.ConnReqRejected, s.DownloadsResumed, cpuUser, cpuSystem, cpuPerSession,
 	})
 }
 
@@ -376,6 +401,10 @@ func (s *Summary) WriteText(w io.Writer) {
 	writeCounts(w, "events sent", s.Events)
 	fmt.Fprintf(w, "transfers completed %d (downloads resumed %d); connection requests received %d, accepted %d, rejected %d\n",
 		s.TransfersCompleted, s.DownloadsResumed, s.ConnReqReceived, s.ConnReqAccepted, s.ConnReqRejected)
+	if s.CPUMeasured {
+		fmt.Fprintf(w, "cpu: %.0f µs/session (user %.2fs, system %.2fs over %d sessions started)\n",
+			s.CPUPerSession, s.CPUUser.Seconds(), s.CPUSystem.Seconds(), s.SessionsStarted)
+	}
 }
 
 func writeCounts(w io.Writer, name string, m map[string]int64) {
