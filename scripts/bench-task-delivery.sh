@@ -35,7 +35,11 @@ pduration=${PDURATION:-20s}
 source "$root/scripts/bench-lib.sh"
 (cd tools/taskload && go build -o "$root/bin/taskload" .)
 
-admit=(-gateway.admission-rate=50000 -gateway.admission-burst=50000)
+# Every simulated CPE connects from 127.0.0.1: lift the admission rate and
+# the cap of connections per source (256 by default, which a CONC above it
+# meets: the connections beyond are closed and the devices behind them back
+# off as CPEs do, minutes at a time, starving their tasks).
+admit=(-gateway.admission-rate=50000 -gateway.admission-burst=50000 -gateway.max-connections-per-source=0)
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
