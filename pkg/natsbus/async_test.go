@@ -125,3 +125,73 @@ func TestAsyncPublisherTimeout(t *testing.T) {
 		t.Fatalf("%d in flight after Wait", n)
 	}
 }
+
+// Enqueued messages reach the stream in the order they were enqueued,
+// from many goroutines' handing over one after another, each with its
+// outcome; with every queue slot taken by a publish that cannot go out
+// (its one in-flight slot held by a message never acknowledged), Enqueue
+// gives up with its context and reports nothing.
+func TestAsyncPublisherEnqueue(t *testing.T) {
+	nc, js, _ := connectTest(t)
+	ctx := context.Background()
+	u := testenv.UniqueName(t)
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: strings.ToUpper(u), Subjects: []string{u + ".>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = js.DeleteStream(ctx, strings.ToUpper(u)) }()
+
+	p := natsbus.NewAsyncPublisher(js, 4, 10*time.Second)
+	const n = 300
+	outcomes := make(chan error, n)
+	for i := range n {
+		m := nats.NewMsg(u + ".a")
+		m.Data = []byte{byte(i >> 8), byte(i)}
+		if err := p.Enqueue(ctx, m, func(err error) { outcomes <- err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Wait()
+	if n := p.InFlight(); n != 0 {
+		t.Fatalf("%d in flight after Wait", n)
+	}
+	for range n {
+		if err := <-outcomes; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for seq := uint64(1); seq <= n; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil || int(m.Data[0])<<8|int(m.Data[1]) != int(seq-1) {
+			t.Fatalf("message %d: %v, %v", seq, m, err)
+		}
+	}
+	// A second burst after the goroutine went idle starts it again.
+	m := nats.NewMsg(u + ".b")
+	if err := p.Enqueue(ctx, m, func(err error) { outcomes <- err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-outcomes; err != nil {
+		t.Fatal(err)
+	}
+
+	silent, err := nc.SubscribeSync(u + "-nostream.x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = silent.Unsubscribe() }()
+	slow := natsbus.NewAsyncPublisher(js, 1, time.Hour)
+	// The first goes out and holds the one in-flight slot; the second
+	// waits in the goroutine for it, holding the one queue slot.
+	for range 2 {
+		if err := slow.Enqueue(ctx, nats.NewMsg(u+"-nostream.x"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	called := false
+	if err := slow.Enqueue(cctx, nats.NewMsg(u+"-nostream.x"), func(error) { called = true }); !errors.Is(err, context.Canceled) || called {
+		t.Fatalf("Enqueue with every slot taken and its context ended: %v (done called: %v)", err, called)
+	}
+}

@@ -226,6 +226,9 @@ func (i *internalServer) ReportTasks(ctx context.Context, req *tasksv1.ReportTas
 	if err := s.checkInternal(req.GetTenant(), req.GetDeviceId(), req.GetSessionId(), len(req.GetReports())); err != nil {
 		return nil, err
 	}
+	// The queue deletes of the tasks this report ends need not hold the
+	// session up (deleteQueued).
+	ctx = context.WithValue(ctx, backgroundDeletesKey{}, struct{}{})
 	// The records the session's claim left, else read in one query (a
 	// session reports all its tasks at once).
 	byID := make(map[string]store.Record, len(req.GetReports()))

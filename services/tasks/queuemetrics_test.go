@@ -40,12 +40,15 @@ func TestQueueMetrics(t *testing.T) {
 	if acks := h.report(t, "s1", done(a.GetId())); !acks[0].GetAccepted() {
 		t.Fatalf("report refused: %v", acks)
 	}
+	// The queue delete runs in the background: once it is answered.
+	h.svc.deletes.Wait()
 	if d, _ := gauge("fleetacs_tasks_queue_depth"); d != 1 {
 		t.Fatalf("depth %v after one task is done, want 1", d)
 	}
 	if acks := h.report(t, "s1", done(b.GetId())); !acks[0].GetAccepted() {
 		t.Fatalf("report refused: %v", acks)
 	}
+	h.svc.deletes.Wait()
 	if d, _ := gauge("fleetacs_tasks_queue_depth"); d != 0 {
 		t.Fatalf("depth %v after both are done, want 0", d)
 	}

@@ -207,8 +207,11 @@ func (s *Service) change(ctx context.Context, r store.Record, fn changeFn) (*tas
 // publishEvent publishes the task.<state> event of t's current version,
 // without waiting for the stream's acknowledgement (the record, which holds
 // the truth, is already written; the caller's latency, a session's start
-// or end, does not include the round trip). At most eventsInFlight await
-// theirs; beyond, the caller waits for a slot. An event whose publish
+// or end, does not include the round trip), nor for the NATS client's
+// lock: the publisher's own goroutine publishes the events in the order
+// they were handed over (natsbus.AsyncPublisher.Enqueue). At most
+// eventsInFlight await theirs, and as many more wait to be published;
+// beyond, the caller waits for a slot. An event whose publish
 // fails is published again, synchronously, up to three times, then
 // logged. The event id (and NATS message id) is the task id and version,
 // so that a repeated publish is dropped by the stream.
@@ -236,7 +239,7 @@ func (s *Service) publishEvent(ctx context.Context, t *tasksv1.Task, session str
 		failed(fmt.Errorf("encode message for %s: %w", subject, err))
 		return
 	}
-	err = s.events.Publish(ctx, s.message(ctx, subject, id, data), true, func(err error) {
+	err = s.events.Enqueue(ctx, s.message(ctx, subject, id, data), func(err error) {
 		if err != nil {
 			if _, err := s.publishData(context.WithoutCancel(ctx), subject, id, data); err != nil {
 				failed(err)
@@ -322,18 +325,26 @@ func (s *Service) queueStream(ctx context.Context) (jetstream.Stream, error) {
 	return st, nil
 }
 
-// deleteQueued removes a task's message from its device's queue, off the
-// caller's path: the delete is the queue's acknowledgement of a task whose
-// outcome is already stored (docs/tasks.md, "Delivery"), and a session's
-// report, a cancel or a claim has no reason to wait for the stream's
-// answer. At most maxDeletesInFlight run at once; beyond that the caller
-// deletes itself, so a stream slower than the sessions slows them rather
-// than piling up goroutines. A message already gone is fine; a failure is
-// logged (a worker that still finds it is told the task ended, and
-// ClaimTasks deletes it again). Run waits for the deletes under way before
-// it returns.
+// deleteQueued removes a task's message from its device's queue. A
+// message already gone is fine; a failure is logged (a worker that still
+// finds it is told the task ended, and ClaimTasks deletes it again).
+//
+// Under a session's report (inBackground) the delete runs off the
+// caller's path: it is the queue's acknowledgement of a task whose outcome
+// is already stored (docs/tasks.md, "Delivery"), and the session has no
+// reason to wait for the stream's answer. At most maxDeletesInFlight run
+// at once; beyond that the caller deletes itself, so a stream slower than
+// the sessions slows them rather than piling up goroutines. Run waits for
+// the deletes under way before it returns. Everywhere else (a cancel, a
+// claim that finds the task ended, the sweeper) the delete is done when
+// the call returns, so that a task created right after a cancel finds the
+// room the cancelled one left in a full queue.
 func (s *Service) deleteQueued(ctx context.Context, seq uint64) {
 	ctx = context.WithoutCancel(ctx)
+	if ctx.Value(backgroundDeletesKey{}) == nil {
+		s.deleteQueuedNow(ctx, seq)
+		return
+	}
 	select {
 	case s.deleting <- struct{}{}:
 		s.deletes.Add(1)
@@ -348,6 +359,10 @@ func (s *Service) deleteQueued(ctx context.Context, seq uint64) {
 		s.deleteQueuedNow(ctx, seq)
 	}
 }
+
+// backgroundDeletesKey marks the context of a session's report, whose
+// queue deletes run in the background (deleteQueued).
+type backgroundDeletesKey struct{}
 
 // maxDeletesInFlight bounds the queue deletes deleteQueued runs in the
 // background.
