@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/fleetacs/fleetacs/pkg/secretbox"
+	"github.com/fleetacs/fleetacs/pkg/sqlmigrate"
 	"github.com/fleetacs/fleetacs/services/inventory/internal/storekit"
 	"github.com/fleetacs/fleetacs/services/inventory/store"
 
@@ -275,42 +276,7 @@ func (st *state) release() error {
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("create schema_migrations: %w", err)
-	}
-	// A database a newer FleetACS migrated keeps data where this one does
-	// not look (docs/operations.md, "Rolling upgrades"): refuse it rather
-	// than read part of it and write over the rest.
-	var newest int
-	if err := db.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&newest); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
-	}
-	if newest > len(migrations) {
-		return fmt.Errorf("the database's schema is version %d, written by a newer FleetACS; this one knows versions up to %d: run that version or newer, or restore a backup taken before the upgrade", newest, len(migrations))
-	}
-	for i, m := range migrations {
-		version := i + 1
-		err := inTx(ctx, db, func(tx *sql.Tx) error {
-			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n); err != nil {
-				return err
-			}
-			if n > 0 {
-				return nil
-			}
-			if _, err := tx.ExecContext(ctx, m); err != nil {
-				return err
-			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
-				version, time.Now().UnixMilli())
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("apply migration %d: %w", version, err)
-		}
-	}
-	return nil
+	return sqlmigrate.Apply(ctx, db, migrations)
 }
 
 // Close applies the writes already queued, stops the writer and closes

@@ -37,6 +37,7 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
+	"github.com/fleetacs/fleetacs/pkg/sqlmigrate"
 	"github.com/fleetacs/fleetacs/pkg/telemetry"
 )
 
@@ -195,49 +196,7 @@ const columns = `tenant, id, device_id, state, kind, idempotency_key, create_tim
 	queue_seq, version, body, secret`
 
 func migrate(ctx context.Context, db *sql.DB) error {
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("create schema_migrations: %w", err)
-	}
-	// A database a newer FleetACS migrated keeps data where this one does
-	// not look (docs/operations.md, "Rolling upgrades"): refuse it rather
-	// than read part of it and write over the rest.
-	var newest int
-	if err := db.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&newest); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
-	}
-	if newest > len(migrations) {
-		return fmt.Errorf("the database's schema is version %d, written by a newer FleetACS; this one knows versions up to %d: run that version or newer, or restore a backup taken before the upgrade", newest, len(migrations))
-	}
-	for i, m := range migrations {
-		version := i + 1
-		err := func() error {
-			tx, err := db.BeginTx(ctx, nil)
-			if err != nil {
-				return err
-			}
-			defer func() { _ = tx.Rollback() }()
-			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n); err != nil {
-				return err
-			}
-			if n > 0 {
-				return nil
-			}
-			if _, err := tx.ExecContext(ctx, m); err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
-				version, time.Now().UnixMilli()); err != nil {
-				return err
-			}
-			return tx.Commit()
-		}()
-		if err != nil {
-			return fmt.Errorf("apply migration %d: %w", version, err)
-		}
-	}
-	return nil
+	return sqlmigrate.Apply(ctx, db, migrations)
 }
 
 // release closes what open opened, stopping the writer goroutine if it
