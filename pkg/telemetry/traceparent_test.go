@@ -214,12 +214,21 @@ func TestTraceparentAllocs(t *testing.T) {
 	}
 	in := metadata.NewIncomingContext(context.Background(), metadata.Pairs("traceparent", h, ":authority", "x", "content-type", "application/grpc"))
 	// gRPC's copy of the value; the span and the context that holds it.
-	if n := testing.AllocsPerRun(100, func() { _, _ = incomingUnsampled(in, Propagator{}) }); n > 3 {
+	// gRPC's copy of the value; the call's serverCall (its span) and the
+	// context that holds it.
+	if n := testing.AllocsPerRun(100, func() { _, _ = incomingUnsampled(in, Propagator{}, "/m") }); n > 3 {
 		t.Errorf("incomingUnsampled: %v allocations, want at most 3", n)
 	}
-	remote, ok := incomingUnsampled(in, Propagator{})
+	remote, ok := incomingUnsampled(in, Propagator{}, "/m")
 	if got := trace.SpanContextFromContext(remote); !ok || !got.Equal(sc) {
 		t.Fatalf("incomingUnsampled: %v %v, want %v", got, ok, sc)
+	}
+	// The tap reads the headers gRPC hands it, without a copy: the
+	// serverCall and its context.
+	md, _ := metadata.FromIncomingContext(in)
+	tap := (&Providers{Propagator: Propagator{}, Tracing: true, skipUnsampled: true}).ServerTap()
+	if n := testing.AllocsPerRun(100, func() { _ = tap(context.Background(), "/m", md) }); n > 2 {
+		t.Errorf("ServerTap: %v allocations, want at most 2", n)
 	}
 }
 
@@ -383,12 +392,23 @@ func BenchmarkUnsampledCallContext(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				_ = outgoingTraceContext(ctx, sc, c.prop)
-				if _, ok := incomingUnsampled(in, c.prop); !ok {
+				if _, ok := incomingUnsampled(in, c.prop, "/m"); !ok {
 					b.Fatal("not read as unsampled")
 				}
 			}
 		})
 	}
+	// The server side as the processes' internal servers read it: the
+	// tap, from the headers gRPC hands it.
+	tap := (&Providers{Propagator: Propagator{}, Tracing: true, skipUnsampled: true}).ServerTap()
+	b.Run("tap", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := skippedCall(tap(context.Background(), "/m", md)); !ok {
+				b.Fatal("not read as unsampled")
+			}
+		}
+	})
 }
 
 // A line logged inside a span SkipUnsampledSpans did not start, under an
