@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/propagation"
@@ -358,12 +359,40 @@ func TestSkipUnsampledSpansSessions(t *testing.T) {
 					t.Errorf("dropped request span: %v allocations", n)
 				}
 			}
+			recording := want.IsRecording()
 			want.End()
 			got.End()
+			// StartSessionSpan, with the wrapped tracer (which decides
+			// before building options) and with the SDK's: the same.
+			for _, tr := range []trace.Tracer{wrapped, plain} {
+				sctx, s := StartSessionSpan(context.Background(), tr, "cwmp.request", id, first, time.Now())
+				g := s.SpanContext()
+				if w.TraceID() != g.TraceID() || w.TraceFlags() != g.TraceFlags() || recording != s.IsRecording() ||
+					(first && w.SpanID() != g.SpanID()) || !g.SpanID().IsValid() || g.IsRemote() || !trace.SpanContextFromContext(sctx).Equal(g) {
+					t.Fatalf("StartSessionSpan, session %s, first %v: SDK %v (recording %v), got %v (recording %v)", id, first, w, recording, g, s.IsRecording())
+				}
+				s.End()
+			}
+			if !recording {
+				if n := testing.AllocsPerRun(10, func() {
+					StartSessionSpan(context.Background(), wrapped, "cwmp.request", id, first, time.Time{})
+				}); n > 2 {
+					t.Errorf("StartSessionSpan, dropped request span: %v allocations, want at most 2", n)
+				}
+			}
 		}
 	}
 	if kept == 0 || dropped == 0 {
 		t.Fatalf("%d kept, %d dropped: want both", kept, dropped)
+	}
+	// A link to a request span started earlier (the gateway's, when it
+	// logged before it knew the session) goes with a kept span.
+	link := trace.Link{SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{9}, SpanID: trace.SpanID{9}})}
+	always := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithIDGenerator(IDGenerator()))
+	t.Cleanup(func() { _ = always.Shutdown(context.Background()) })
+	_, s := StartSessionSpan(context.Background(), SkipUnsampledSpans(always, sdktrace.AlwaysSample()).Tracer("t"), "cwmp.request", "S", true, time.Now(), link)
+	if ro, ok := s.(sdktrace.ReadOnlySpan); !ok || len(ro.Links()) != 1 || !ro.Links()[0].SpanContext.Equal(link.SpanContext) || ro.SpanKind() != trace.SpanKindServer {
+		t.Errorf("kept span: %v, want a server span with the link", s)
 	}
 }
 
