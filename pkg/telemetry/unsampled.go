@@ -105,8 +105,12 @@ type serverCall struct {
 	embedded.Span
 	method  string
 	skipped bool
-	// sc is the remote span context of a skipped call.
-	sc trace.SpanContext
+	// sc is the remote span context of a skipped call; traceparent the
+	// header it was read from, when that is what FormatTraceparent writes
+	// for sc (a call the skipped one makes in turn sends it as it is,
+	// Propagator.Inject), else "".
+	sc          trace.SpanContext
+	traceparent string
 }
 
 type serverCallKey struct{}
@@ -132,10 +136,15 @@ func skippedCall(ctx context.Context) (*serverCall, bool) {
 }
 
 // withSkippedCall returns ctx with sc, the unsampled remote span context
-// of a call of method, as its span (a serverCall), and bg, the call's
-// baggage header ("" when none).
-func withSkippedCall(ctx context.Context, method string, sc trace.SpanContext, bg []string) context.Context {
-	ctx = trace.ContextWithSpan(ctx, &serverCall{method: method, skipped: true, sc: sc})
+// of a call of method read from the traceparent header tp ("" if not
+// known), as its span (a serverCall), and bg, the call's baggage headers
+// (none: nil).
+func withSkippedCall(ctx context.Context, method string, sc trace.SpanContext, tp string, bg []string) context.Context {
+	c := &serverCall{method: method, skipped: true, sc: sc}
+	if isFormatted(tp, sc) {
+		c.traceparent = tp
+	}
+	ctx = trace.ContextWithSpan(ctx, c)
 	if len(bg) > 0 {
 		ctx = propagation.Baggage{}.Extract(ctx, valuesCarrier{headerBaggage: bg})
 	}
@@ -160,7 +169,7 @@ func (p *Providers) ServerTap() func(ctx context.Context, method string, md meta
 	}
 	return func(ctx context.Context, method string, md metadata.MD) context.Context {
 		if sc, bg, ok := unsampledHeaders(md); ok {
-			return withSkippedCall(ctx, method, sc, bg)
+			return withSkippedCall(ctx, method, sc, firstValue(md, headerTraceparent), bg)
 		}
 		return ctx
 	}
@@ -217,6 +226,23 @@ func unsampledValues(tp, ts []string) (trace.SpanContext, bool) {
 		sc = sc.WithTraceState(boundTraceState(strings.Join(ts, ",")))
 	}
 	return sc, true
+}
+
+// firstValue is the first value of key in md, "" if none (or if md has
+// it under another case, which only metadata built by hand has).
+func firstValue(md metadata.MD, key string) string {
+	if v := md[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// isFormatted reports whether the traceparent tp is what
+// FormatTraceparent writes for sc (version 00, sc's flags): the header
+// ParseTraceparent read sc from, whose other fields it checked.
+func isFormatted(tp string, sc trace.SpanContext) bool {
+	f := byte(sc.TraceFlags())
+	return len(tp) == traceparentLen && tp[0] == '0' && tp[1] == '0' && tp[53] == hexDigits[f>>4] && tp[54] == hexDigits[f&0xf]
 }
 
 // valuesCarrier reads headers of one name, their values joined with
@@ -309,7 +335,7 @@ func incomingUnsampled(ctx context.Context, prop propagation.TextMapPropagator, 
 		if !sc.IsValid() || sc.IsSampled() {
 			return ctx, false
 		}
-		return withSkippedCall(remote, method, sc, nil), true
+		return withSkippedCall(remote, method, sc, "", nil), true
 	}
 	tp := metadata.ValueFromIncomingContext(ctx, headerTraceparent)
 	if len(tp) == 0 {
@@ -319,7 +345,7 @@ func incomingUnsampled(ctx context.Context, prop propagation.TextMapPropagator, 
 	if !ok {
 		return ctx, false
 	}
-	return withSkippedCall(ctx, method, sc, metadata.ValueFromIncomingContext(ctx, headerBaggage)), true
+	return withSkippedCall(ctx, method, sc, tp[0], metadata.ValueFromIncomingContext(ctx, headerBaggage)), true
 }
 
 // incomingValue is the first value of key in the call's incoming

@@ -292,3 +292,34 @@ func TestUnsampledHeaders(t *testing.T) {
 		})
 	}
 }
+
+// A call made under a skipped call's remote span sends on the traceparent
+// that call came with when it is in the form FormatTraceparent writes
+// (no string built), and writes it anew otherwise (a later version, a
+// reserved flag, which the spec has forwarded as version 00 with those
+// flags zero).
+func TestSkippedCallTraceparentPassedOn(t *testing.T) {
+	const ids = "0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331"
+	tap := (&Providers{Tracing: true, Propagator: Propagator{}, skipUnsampled: true}).ServerTap()
+	for _, c := range []struct{ in, out string }{
+		{"00-" + ids + "-00", "00-" + ids + "-00"},
+		{"00-" + ids + "-02", "00-" + ids + "-02"},
+		{"00-" + ids + "-04", "00-" + ids + "-00"},
+		{"01-" + ids + "-00-more", "00-" + ids + "-00"},
+	} {
+		ctx := tap(context.Background(), "/m", metadata.MD{"traceparent": {c.in}, "tracestate": {"a=1"}})
+		if _, ok := skippedCall(ctx); !ok {
+			t.Fatalf("%s: not skipped", c.in)
+		}
+		md := map[string]string{}
+		AddTraceContext(ctx, md)
+		if md["traceparent"] != c.out || md["tracestate"] != "a=1" {
+			t.Errorf("%s: sent on as %q", c.in, md)
+		}
+	}
+	ctx := tap(context.Background(), "/m", metadata.MD{"traceparent": {"00-" + ids + "-00"}})
+	md := map[string]string{}
+	if n := testing.AllocsPerRun(100, func() { AddTraceContext(ctx, md) }); n != 0 {
+		t.Errorf("AddTraceContext under a skipped call: %v allocations, want 0", n)
+	}
+}
