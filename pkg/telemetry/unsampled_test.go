@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/propagation"
@@ -206,30 +207,38 @@ func testGRPCServerStats(t *testing.T, tapped bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	mu.Lock()
 	if len(got) != 4 || !got[0].sc.Equal(want) || got[0].member != "" ||
 		!got[1].sc.Equal(want.WithTraceState(ts)) || got[1].member != "v" {
 		t.Errorf("skipped calls' contexts: %+v, want %v, then with tracestate %v and baggage k=v", got, want, ts)
 	}
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
-	var n uint64
-	for _, sm := range rm.ScopeMetrics {
-		for _, mt := range sm.Metrics {
-			if mt.Name != "rpc.server.call.duration" {
-				continue
-			}
-			for _, dp := range mt.Data.(metricdata.Histogram[float64]).DataPoints {
-				if method, _ := dp.Attributes.Value("rpc.method"); method.AsString() == "grpc.health.v1.Health/Check" {
-					n += dp.Count
+	mu.Unlock()
+	// The server records a call's end after it has sent the status the
+	// client returns on: the last call's record may follow the client's
+	// return.
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(context.Background(), &rm); err != nil {
+			return err
+		}
+		var n uint64
+		for _, sm := range rm.ScopeMetrics {
+			for _, mt := range sm.Metrics {
+				if mt.Name != "rpc.server.call.duration" {
+					continue
+				}
+				for _, dp := range mt.Data.(metricdata.Histogram[float64]).DataPoints {
+					if method, _ := dp.Attributes.Value("rpc.method"); method.AsString() == "grpc.health.v1.Health/Check" {
+						n += dp.Count
+					}
 				}
 			}
 		}
-	}
-	if n != 4 {
-		t.Errorf("%d calls recorded, want all 4", n)
-	}
+		if n != 4 {
+			return fmt.Errorf("%d calls recorded, want all 4", n)
+		}
+		return nil
+	})
 }
 
 // unsampledHeaders reads the headers as gRPC hands them to the tap (lower
