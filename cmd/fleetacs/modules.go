@@ -208,8 +208,15 @@ func buildInternalAuth(a *app) (lifecycle.Service, error) {
 	}}, nil
 }
 
+// internalServerOptions are the internal server's credential options, its
+// tap reading each accepted call's trace context while tracing skips
+// unsampled calls (telemetry.Providers.ServerTap).
+func (a *app) internalServerOptions() []grpc.ServerOption {
+	return a.internal.ServerOptionsTapping(a.telemetry.ServerTap())
+}
+
 func buildInternalGRPCServer(a *app) (lifecycle.Service, error) {
-	g, err := a.newGRPCServer("server.internal-grpc-addr", a.opts.InternalGRPCAddr, false, a.internal.ServerOptions()...)
+	g, err := a.newGRPCServer("server.internal-grpc-addr", a.opts.InternalGRPCAddr, false, a.internalServerOptions()...)
 	if err != nil {
 		return nil, err
 	}

@@ -247,10 +247,29 @@ func loadCAs(path string) (*x509.CertPool, error) {
 // as its headers arrive, before gRPC reads its request (up to the
 // server's receive limit, large on internal servers); the interceptors
 // check again, whatever registers the services.
-func (i *Internal) ServerOptions() []grpc.ServerOption {
+func (i *Internal) ServerOptions() []grpc.ServerOption { return i.ServerOptionsTapping(nil) }
+
+// TapFunc reads what it needs from the headers of a call of method that
+// the internal server accepted, as gRPC hands them to the server's tap
+// (not copied: it must not change md), and returns the call's context.
+type TapFunc func(ctx context.Context, method string, md metadata.MD) context.Context
+
+// ServerOptionsTapping is ServerOptions with read called by the tap, once
+// the call's token is checked: gRPC allows a server one tap, and it is
+// the one place that reads a call's headers without copying them
+// (metadata.FromIncomingContext copies them all; what
+// telemetry.Providers.ServerTap is for, BENCHMARKS.md, issue 11). Nil
+// reads nothing.
+func (i *Internal) ServerOptionsTapping(read TapFunc) []grpc.ServerOption {
 	opts := []grpc.ServerOption{
 		grpc.InTapHandle(func(ctx context.Context, info *tap.Info) (context.Context, error) {
-			return ctx, i.checkToken(ctx, info.Header.Get(InternalTokenHeader), info.FullMethodName)
+			if err := i.checkToken(ctx, info.Header.Get(InternalTokenHeader), info.FullMethodName); err != nil {
+				return ctx, err
+			}
+			if read != nil {
+				ctx = read(ctx, info.FullMethodName, info.Header)
+			}
+			return ctx, nil
 		}),
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 			if err := i.check(ctx, info.FullMethod); err != nil {

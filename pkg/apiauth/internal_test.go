@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -298,5 +299,45 @@ func TestInternalInsecure(t *testing.T) {
 	addr, _ := internalServer(t, in)
 	if err := getCreds(dial(t, addr, "", plain())); err != nil {
 		t.Fatalf("insecure internal listener: %v", err)
+	}
+}
+
+// TestInternalServerOptionsTapping: the read function sees the headers of
+// the calls the token admits, and only those, and the context it returns
+// is the call's.
+func TestInternalServerOptionsTapping(t *testing.T) {
+	const secret = "0123456789abcdef0123456789abcdef-tapped"
+	cfg := apiauth.InternalConfig{TokenFile: tokenFile(t, secret)}
+	server := newInternal(t, cfg, "127.0.0.1:0")
+	if err := server.Load(); err != nil {
+		t.Fatal(err)
+	}
+	type tapKey struct{}
+	var read atomic.Int32
+	var seen atomic.Value
+	srv := grpc.NewServer(append(server.ServerOptionsTapping(func(ctx context.Context, method string, md metadata.MD) context.Context {
+		read.Add(1)
+		return context.WithValue(ctx, tapKey{}, method+" "+strings.Join(md["x-probe"], ","))
+	}), grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		v, _ := ctx.Value(tapKey{}).(string)
+		seen.Store(v)
+		return h(ctx, req)
+	}))...)
+	inventoryv1.RegisterInventoryInternalServiceServer(srv, &internals{})
+	addr := serve(t, srv)
+
+	client := newInternal(t, cfg, "")
+	if err := client.Load(); err != nil {
+		t.Fatal(err)
+	}
+	if err := getCreds(dial(t, addr, "", client.DialOptions()...), metadata.Pairs("x-probe", "p")); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := seen.Load(), "/fleetacs.inventory.v1.InventoryInternalService/GetCpeCredentials p"; got != want || read.Load() != 1 {
+		t.Errorf("handler's context has %q (%d reads), want %q", got, read.Load(), want)
+	}
+	wantReason(t, "no internal credential", getCreds(dial(t, addr, "", plain()), metadata.Pairs("x-probe", "q")), codes.Unauthenticated, "CREDENTIALS_MISSING")
+	if read.Load() != 1 {
+		t.Errorf("the tap read %d calls, want 1: a refused call's headers are not read", read.Load())
 	}
 }

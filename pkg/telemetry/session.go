@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -137,3 +138,38 @@ func newSampler(getenv func(string) string) (sdktrace.Sampler, error) {
 // IDGenerator is the ID generator of the tracer provider Setup builds,
 // for tests that build their own provider and want sessions' traces.
 func IDGenerator() sdktrace.IDGenerator { return idGenerator{} }
+
+// StartSessionSpan starts with t the span, of kind server, named name, of
+// a request of the CWMP session sessionID, as SessionSpanContext places
+// it (the trace's root for the session's first request, a child of the
+// root for a later one), beginning at start and linked to links. When t
+// is a tracer of SkipUnsampledSpans with its sampler and ctx holds no
+// span, the sampler decides first, on the session's trace ID as it would
+// for the span (the samplers newSampler builds decide a span under a
+// sampled remote parent as one without a parent); if it drops the span,
+// ctx gets the SDK's non-recording span (the same IDs and flags) without
+// the span options, the root's IDs in the context or the parent built
+// for the SDK: an unsampled session's request costs its span context and
+// the context holding it (BENCHMARKS.md, issue 11).
+func StartSessionSpan(ctx context.Context, t trace.Tracer, name, sessionID string, first bool, start time.Time, links ...trace.Link) (context.Context, trace.Span) {
+	if st, ok := t.(skipTracer); ok && st.sampler != nil && !trace.SpanContextFromContext(ctx).IsValid() {
+		tid, sid := sessionIDs(sessionID)
+		res := st.sampler.ShouldSample(sdktrace.SamplingParameters{ParentContext: ctx, TraceID: tid, Name: name, Kind: trace.SpanKindServer, Links: links})
+		if res.Decision == sdktrace.Drop {
+			if !first {
+				sid = newSpanID()
+			}
+			ctx = trace.ContextWithSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceState: res.Tracestate}))
+			return ctx, trace.SpanFromContext(ctx)
+		}
+	}
+	ctx, opts := SessionSpanContext(ctx, sessionID, first)
+	opts = append(opts, sessionKind, trace.WithTimestamp(start))
+	if len(links) > 0 {
+		opts = append(opts, trace.WithLinks(links...))
+	}
+	return t.Start(ctx, name, opts...)
+}
+
+// sessionKind is the kind of a session's request spans, built once.
+var sessionKind = trace.WithSpanKind(trace.SpanKindServer)

@@ -193,9 +193,20 @@ type Propagator struct{}
 var _ propagation.TextMapPropagator = Propagator{}
 
 // Inject writes ctx's span context (when valid) and baggage (when any).
+// Under the remote span of a call that was skipped (SkipUnsampled,
+// Providers.ServerTap), the traceparent is the header that call came
+// with, not formatted again.
 func (Propagator) Inject(ctx context.Context, carrier propagation.TextMapCarrier) {
-	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-		carrier.Set(headerTraceparent, FormatTraceparent(sc))
+	span := trace.SpanFromContext(ctx)
+	if sc := span.SpanContext(); sc.IsValid() {
+		tp := ""
+		if c, ok := span.(*serverCall); ok {
+			tp = c.traceparent
+		}
+		if tp == "" {
+			tp = FormatTraceparent(sc)
+		}
+		carrier.Set(headerTraceparent, tp)
 		if sc.TraceState().Len() > 0 {
 			carrier.Set(headerTracestate, sc.TraceState().String())
 		}

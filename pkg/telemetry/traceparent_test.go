@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/propagation"
@@ -214,12 +215,21 @@ func TestTraceparentAllocs(t *testing.T) {
 	}
 	in := metadata.NewIncomingContext(context.Background(), metadata.Pairs("traceparent", h, ":authority", "x", "content-type", "application/grpc"))
 	// gRPC's copy of the value; the span and the context that holds it.
-	if n := testing.AllocsPerRun(100, func() { _, _ = incomingUnsampled(in, Propagator{}) }); n > 3 {
+	// gRPC's copy of the value; the call's serverCall (its span) and the
+	// context that holds it.
+	if n := testing.AllocsPerRun(100, func() { _, _ = incomingUnsampled(in, Propagator{}, "/m") }); n > 3 {
 		t.Errorf("incomingUnsampled: %v allocations, want at most 3", n)
 	}
-	remote, ok := incomingUnsampled(in, Propagator{})
+	remote, ok := incomingUnsampled(in, Propagator{}, "/m")
 	if got := trace.SpanContextFromContext(remote); !ok || !got.Equal(sc) {
 		t.Fatalf("incomingUnsampled: %v %v, want %v", got, ok, sc)
+	}
+	// The tap reads the headers gRPC hands it, without a copy: the
+	// serverCall and its context.
+	md, _ := metadata.FromIncomingContext(in)
+	tap := (&Providers{Propagator: Propagator{}, Tracing: true, skipUnsampled: true}).ServerTap()
+	if n := testing.AllocsPerRun(100, func() { _ = tap(context.Background(), "/m", md) }); n > 2 {
+		t.Errorf("ServerTap: %v allocations, want at most 2", n)
 	}
 }
 
@@ -349,12 +359,40 @@ func TestSkipUnsampledSpansSessions(t *testing.T) {
 					t.Errorf("dropped request span: %v allocations", n)
 				}
 			}
+			recording := want.IsRecording()
 			want.End()
 			got.End()
+			// StartSessionSpan, with the wrapped tracer (which decides
+			// before building options) and with the SDK's: the same.
+			for _, tr := range []trace.Tracer{wrapped, plain} {
+				sctx, s := StartSessionSpan(context.Background(), tr, "cwmp.request", id, first, time.Now())
+				g := s.SpanContext()
+				if w.TraceID() != g.TraceID() || w.TraceFlags() != g.TraceFlags() || recording != s.IsRecording() ||
+					(first && w.SpanID() != g.SpanID()) || !g.SpanID().IsValid() || g.IsRemote() || !trace.SpanContextFromContext(sctx).Equal(g) {
+					t.Fatalf("StartSessionSpan, session %s, first %v: SDK %v (recording %v), got %v (recording %v)", id, first, w, recording, g, s.IsRecording())
+				}
+				s.End()
+			}
+			if !recording {
+				if n := testing.AllocsPerRun(10, func() {
+					StartSessionSpan(context.Background(), wrapped, "cwmp.request", id, first, time.Time{})
+				}); n > 2 {
+					t.Errorf("StartSessionSpan, dropped request span: %v allocations, want at most 2", n)
+				}
+			}
 		}
 	}
 	if kept == 0 || dropped == 0 {
 		t.Fatalf("%d kept, %d dropped: want both", kept, dropped)
+	}
+	// A link to a request span started earlier (the gateway's, when it
+	// logged before it knew the session) goes with a kept span.
+	link := trace.Link{SpanContext: trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{9}, SpanID: trace.SpanID{9}})}
+	always := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithIDGenerator(IDGenerator()))
+	t.Cleanup(func() { _ = always.Shutdown(context.Background()) })
+	_, s := StartSessionSpan(context.Background(), SkipUnsampledSpans(always, sdktrace.AlwaysSample()).Tracer("t"), "cwmp.request", "S", true, time.Now(), link)
+	if ro, ok := s.(sdktrace.ReadOnlySpan); !ok || len(ro.Links()) != 1 || !ro.Links()[0].SpanContext.Equal(link.SpanContext) || ro.SpanKind() != trace.SpanKindServer {
+		t.Errorf("kept span: %v, want a server span with the link", s)
 	}
 }
 
@@ -383,12 +421,23 @@ func BenchmarkUnsampledCallContext(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				_ = outgoingTraceContext(ctx, sc, c.prop)
-				if _, ok := incomingUnsampled(in, c.prop); !ok {
+				if _, ok := incomingUnsampled(in, c.prop, "/m"); !ok {
 					b.Fatal("not read as unsampled")
 				}
 			}
 		})
 	}
+	// The server side as the processes' internal servers read it: the
+	// tap, from the headers gRPC hands it.
+	tap := (&Providers{Propagator: Propagator{}, Tracing: true, skipUnsampled: true}).ServerTap()
+	b.Run("tap", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := skippedCall(tap(context.Background(), "/m", md)); !ok {
+				b.Fatal("not read as unsampled")
+			}
+		}
+	})
 }
 
 // A line logged inside a span SkipUnsampledSpans did not start, under an

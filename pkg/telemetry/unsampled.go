@@ -2,10 +2,15 @@ package telemetry
 
 import (
 	"context"
+	"strings"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/baggage"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/embedded"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/stats"
 )
@@ -90,31 +95,191 @@ type serverStats struct {
 	skip   bool
 }
 
-// serverCall is what serverStats decided about a call, in its context.
+// serverCall is what serverStats decided about a call, in its context
+// under serverCallKey. A call it skips (under an unsampled remote span)
+// is told by its span instead: the serverCall itself, which stands for
+// the remote span context as the SDK's non-recording span would
+// (skippedCall), so that the call's context costs one allocation and the
+// serverCall rather than four (BENCHMARKS.md, issue 11).
 type serverCall struct {
+	embedded.Span
 	method  string
 	skipped bool
+	// sc is the remote span context of a skipped call; traceparent the
+	// header it was read from, when that is what FormatTraceparent writes
+	// for sc (a call the skipped one makes in turn sends it as it is,
+	// Propagator.Inject), else "".
+	sc          trace.SpanContext
+	traceparent string
 }
 
 type serverCallKey struct{}
 
-func (s *serverStats) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
-	c := &serverCall{method: info.FullMethodName}
-	if s.skip {
-		if remote, ok := incomingUnsampled(ctx, s.prop); ok {
-			ctx, c.skipped = remote, true
+// The span of a skipped call: its remote span context, recording
+// nothing.
+func (c *serverCall) End(...trace.SpanEndOption)              {}
+func (c *serverCall) AddEvent(string, ...trace.EventOption)   {}
+func (c *serverCall) AddLink(trace.Link)                      {}
+func (c *serverCall) IsRecording() bool                       { return false }
+func (c *serverCall) RecordError(error, ...trace.EventOption) {}
+func (c *serverCall) SpanContext() trace.SpanContext          { return c.sc }
+func (c *serverCall) SetStatus(codes.Code, string)            {}
+func (c *serverCall) SetName(string)                          {}
+func (c *serverCall) SetAttributes(...attribute.KeyValue)     {}
+func (c *serverCall) TracerProvider() trace.TracerProvider    { return noop.NewTracerProvider() }
+
+// skippedCall returns the serverCall of a call skipped by tap (ServerTap)
+// or by TagRPC: ctx's span, when it is one.
+func skippedCall(ctx context.Context) (*serverCall, bool) {
+	c, ok := trace.SpanFromContext(ctx).(*serverCall)
+	return c, ok && c.skipped
+}
+
+// withSkippedCall returns ctx with sc, the unsampled remote span context
+// of a call of method read from the traceparent header tp ("" if not
+// known), as its span (a serverCall), and bg, the call's baggage headers
+// (none: nil).
+func withSkippedCall(ctx context.Context, method string, sc trace.SpanContext, tp string, bg []string) context.Context {
+	c := &serverCall{method: method, skipped: true, sc: sc}
+	if isFormatted(tp, sc) {
+		c.traceparent = tp
+	}
+	ctx = trace.ContextWithSpan(ctx, c)
+	if len(bg) > 0 {
+		ctx = propagation.Baggage{}.Extract(ctx, valuesCarrier{headerBaggage: bg})
+	}
+	return ctx
+}
+
+// ServerTap returns what an internal server's tap handle calls with each
+// call's headers (apiauth.Internal.ServerOptionsTapping): it reads the
+// call's trace context from them, as gRPC's transport hands them to the
+// tap, with no copy (metadata.FromIncomingContext and
+// ValueFromIncomingContext copy what they return, and the latter scans
+// every header, case-insensitively, for each absent one), and when that
+// context is valid and not sampled puts it in the call's context, which
+// GRPCServerStats then skips without reading the metadata again. Nil when
+// calls are not skipped (SkipsUnsampled).
+func (p *Providers) ServerTap() func(ctx context.Context, method string, md metadata.MD) context.Context {
+	if !p.SkipsUnsampled() {
+		return nil
+	}
+	if _, ok := p.Propagator.(Propagator); !ok {
+		return nil
+	}
+	return func(ctx context.Context, method string, md metadata.MD) context.Context {
+		if sc, bg, ok := unsampledHeaders(md); ok {
+			return withSkippedCall(ctx, method, sc, firstValue(md, headerTraceparent), bg)
+		}
+		return ctx
+	}
+}
+
+// unsampledHeaders reads the trace context of a call's headers md: the
+// remote span context of its traceparent and tracestate, and its baggage
+// header's values, and reports whether that context is valid and not
+// sampled. gRPC's transport gives header names in lower case (HTTP/2
+// refuses others), and metadata.New and Pairs write them so: the three
+// headers are looked up by their names, with no scan; only when there is
+// no "traceparent" are the names compared case-insensitively, in one
+// pass, for metadata built by hand. The first traceparent is read, as
+// OpenTelemetry's carriers do; several tracestate headers are one list
+// (the W3C spec's rule), joined with commas.
+func unsampledHeaders(md metadata.MD) (trace.SpanContext, []string, bool) {
+	tp, ts, bg := md[headerTraceparent], md[headerTracestate], md[headerBaggage]
+	if len(tp) == 0 {
+		tp, ts, bg = nil, nil, nil
+		for k, v := range md {
+			switch {
+			case strings.EqualFold(k, headerTraceparent):
+				tp = append(tp, v...)
+			case strings.EqualFold(k, headerTracestate):
+				ts = append(ts, v...)
+			case strings.EqualFold(k, headerBaggage):
+				bg = append(bg, v...)
+			}
+		}
+		if len(tp) == 0 {
+			return trace.SpanContext{}, nil, false
 		}
 	}
-	if !c.skipped {
-		ctx = s.traced.TagRPC(ctx, info)
+	sc, ok := unsampledValues(tp, ts)
+	return sc, bg, ok
+}
+
+// unsampledValues parses the first of the traceparent headers tp and, with
+// the tracestate headers ts, returns its span context and true when it is
+// valid and not sampled.
+func unsampledValues(tp, ts []string) (trace.SpanContext, bool) {
+	if len(tp) == 0 {
+		return trace.SpanContext{}, false
 	}
-	return context.WithValue(ctx, serverCallKey{}, c)
+	sc, err := ParseTraceparent(tp[0])
+	if err != nil || sc.IsSampled() {
+		return trace.SpanContext{}, false
+	}
+	switch len(ts) {
+	case 0:
+	case 1:
+		sc = sc.WithTraceState(boundTraceState(ts[0]))
+	default:
+		sc = sc.WithTraceState(boundTraceState(strings.Join(ts, ",")))
+	}
+	return sc, true
+}
+
+// firstValue is the first value of key in md, "" if none (or if md has
+// it under another case, which only metadata built by hand has).
+func firstValue(md metadata.MD, key string) string {
+	if v := md[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// isFormatted reports whether the traceparent tp is what
+// FormatTraceparent writes for sc (version 00, sc's flags): the header
+// ParseTraceparent read sc from, whose other fields it checked.
+func isFormatted(tp string, sc trace.SpanContext) bool {
+	f := byte(sc.TraceFlags())
+	return len(tp) == traceparentLen && tp[0] == '0' && tp[1] == '0' && tp[53] == hexDigits[f>>4] && tp[54] == hexDigits[f&0xf]
+}
+
+// valuesCarrier reads headers of one name, their values joined with
+// commas, for propagation.Baggage.
+type valuesCarrier map[string][]string
+
+func (c valuesCarrier) Get(key string) string { return strings.Join(c[key], ",") }
+
+func (c valuesCarrier) Set(string, string) {}
+
+func (c valuesCarrier) Keys() []string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+func (s *serverStats) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	if s.skip {
+		if c, ok := skippedCall(ctx); ok && c.method == info.FullMethodName {
+			// ServerTap decided.
+			return ctx
+		}
+		if remote, ok := incomingUnsampled(ctx, s.prop, info.FullMethodName); ok {
+			return remote
+		}
+	}
+	ctx = s.traced.TagRPC(ctx, info)
+	return context.WithValue(ctx, serverCallKey{}, &serverCall{method: info.FullMethodName})
 }
 
 func (s *serverStats) HandleRPC(ctx context.Context, rs stats.RPCStats) {
-	c, _ := ctx.Value(serverCallKey{}).(*serverCall)
-	if c == nil || !c.skipped {
+	c, ok := skippedCall(ctx)
+	if !ok {
 		s.traced.HandleRPC(ctx, rs)
+		c, _ = ctx.Value(serverCallKey{}).(*serverCall)
 	}
 	if end, ok := rs.(*stats.End); ok && !end.Client && s.m != nil && c != nil {
 		s.m.record(ctx, c.method, end)
@@ -156,34 +321,31 @@ func outgoingTraceContext(ctx context.Context, sc trace.SpanContext, prop propag
 }
 
 // incomingUnsampled returns ctx with the trace context of the call's
-// metadata (its remote span context, its baggage), and true, when that
-// context is valid and not sampled; else false. With the process's
-// Propagator it reads the headers one at a time (incomingValue) and
-// parses the traceparent by hand, and it goes no further for a call
-// without one or with a sampled one, which the instrumentation reads
+// metadata in its context (its remote span context, its baggage), and
+// true, when that context is valid and not sampled; else false: for
+// servers without ServerTap. With the process's Propagator the remote span
+// is the call's serverCall (withSkippedCall), and the headers are read
+// one at a time (incomingValue); it goes no further for a call without a
+// traceparent or with a sampled one, which the instrumentation reads
 // again.
-func incomingUnsampled(ctx context.Context, prop propagation.TextMapPropagator) (context.Context, bool) {
+func incomingUnsampled(ctx context.Context, prop propagation.TextMapPropagator, method string) (context.Context, bool) {
 	if _, ok := prop.(Propagator); !ok {
 		remote := prop.Extract(ctx, incomingCarrier{ctx})
 		sc := trace.SpanContextFromContext(remote)
-		return remote, sc.IsValid() && !sc.IsSampled()
+		if !sc.IsValid() || sc.IsSampled() {
+			return ctx, false
+		}
+		return withSkippedCall(remote, method, sc, "", nil), true
 	}
-	tp := incomingValue(ctx, headerTraceparent)
-	if tp == "" {
+	tp := metadata.ValueFromIncomingContext(ctx, headerTraceparent)
+	if len(tp) == 0 {
 		return ctx, false
 	}
-	sc, err := ParseTraceparent(tp)
-	if err != nil || sc.IsSampled() {
+	sc, ok := unsampledValues(tp, metadata.ValueFromIncomingContext(ctx, headerTracestate))
+	if !ok {
 		return ctx, false
 	}
-	if ts := incomingValue(ctx, headerTracestate); ts != "" {
-		sc = sc.WithTraceState(boundTraceState(ts))
-	}
-	remote := trace.ContextWithRemoteSpanContext(ctx, sc)
-	if incomingValue(ctx, headerBaggage) != "" {
-		remote = propagation.Baggage{}.Extract(remote, incomingCarrier{ctx})
-	}
-	return remote, true
+	return withSkippedCall(ctx, method, sc, tp[0], metadata.ValueFromIncomingContext(ctx, headerBaggage)), true
 }
 
 // incomingValue is the first value of key in the call's incoming

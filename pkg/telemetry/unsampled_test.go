@@ -2,11 +2,14 @@ package telemetry
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -17,6 +20,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/tap"
 
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 )
@@ -143,21 +147,51 @@ func TestGRPCStatsBySampler(t *testing.T) {
 
 // TestGRPCServerStats: the one server handler records every call's
 // duration, the calls it skips (under an unsampled remote span) as well
-// as those it hands the instrumentation, which sees only the latter.
+// as those it hands the instrumentation, which sees only the latter; a
+// skipped call's handler gets the remote span context and baggage,
+// whether the handler read them itself or the server's tap did
+// (ServerTap).
 func TestGRPCServerStats(t *testing.T) {
+	for _, tapped := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tap=%v", tapped), func(t *testing.T) { testGRPCServerStats(t, tapped) })
+	}
+}
+
+func testGRPCServerStats(t *testing.T, tapped bool) {
 	reader := sdkmetric.NewManualReader()
 	m, err := NewGRPCServerMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	sh := &countingHandler{}
-	p := &Providers{Propagator: Propagator{}, skipUnsampled: true}
-	srv := grpc.NewServer(grpc.StatsHandler(p.GRPCServerStats(sh, m)))
+	p := &Providers{Tracing: true, Propagator: Propagator{}, skipUnsampled: true}
+	type seen struct {
+		sc     trace.SpanContext
+		member string
+	}
+	var got []seen
+	var mu sync.Mutex
+	opts := []grpc.ServerOption{grpc.StatsHandler(p.GRPCServerStats(sh, m)),
+		grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			mu.Lock()
+			got = append(got, seen{trace.SpanContextFromContext(ctx), baggage.FromContext(ctx).Member("k").Value()})
+			mu.Unlock()
+			return h(ctx, req)
+		})}
+	if tapped {
+		read := p.ServerTap()
+		opts = append(opts, grpc.InTapHandle(func(ctx context.Context, info *tap.Info) (context.Context, error) {
+			return read(ctx, info.FullMethodName, info.Header), nil
+		}))
+	}
+	srv := grpc.NewServer(opts...)
 	healthpb.RegisterHealthServer(srv, health.NewServer())
 	hc := healthpb.NewHealthClient(testenv.GRPCConn(t, srv))
-	unsampled := metadata.Pairs("traceparent", "00-0102030405060708090a0b0c0d0e0f10-0102030405060708-00")
+	const tp = "00-0102030405060708090a0b0c0d0e0f10-0102030405060708-00"
+	unsampled := metadata.Pairs("traceparent", tp)
+	withState := metadata.Pairs("traceparent", tp, "tracestate", "a=1", "tracestate", "b=2", "baggage", "k=v")
 	sampled := metadata.Pairs("traceparent", "00-0102030405060708090a0b0c0d0e0f10-0102030405060708-01")
-	for _, md := range []metadata.MD{unsampled, unsampled, sampled, nil} {
+	for _, md := range []metadata.MD{unsampled, withState, sampled, nil} {
 		if _, err := hc.Check(metadata.NewOutgoingContext(context.Background(), md), &healthpb.HealthCheckRequest{}); err != nil {
 			t.Fatal(err)
 		}
@@ -165,24 +199,136 @@ func TestGRPCServerStats(t *testing.T) {
 	if sh.tags.Load() != 2 {
 		t.Errorf("the instrumentation tagged %d calls, want 2 (sampled and traceless)", sh.tags.Load())
 	}
-	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(context.Background(), &rm); err != nil {
+	want, err := ParseTraceparent(tp)
+	if err != nil {
 		t.Fatal(err)
 	}
-	var n uint64
-	for _, sm := range rm.ScopeMetrics {
-		for _, mt := range sm.Metrics {
-			if mt.Name != "rpc.server.call.duration" {
-				continue
-			}
-			for _, dp := range mt.Data.(metricdata.Histogram[float64]).DataPoints {
-				if method, _ := dp.Attributes.Value("rpc.method"); method.AsString() == "grpc.health.v1.Health/Check" {
-					n += dp.Count
+	ts, err := trace.ParseTraceState("a=1,b=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if len(got) != 4 || !got[0].sc.Equal(want) || got[0].member != "" ||
+		!got[1].sc.Equal(want.WithTraceState(ts)) || got[1].member != "v" {
+		t.Errorf("skipped calls' contexts: %+v, want %v, then with tracestate %v and baggage k=v", got, want, ts)
+	}
+	mu.Unlock()
+	// The server records a call's end after it has sent the status the
+	// client returns on: the last call's record may follow the client's
+	// return.
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(context.Background(), &rm); err != nil {
+			return err
+		}
+		var n uint64
+		for _, sm := range rm.ScopeMetrics {
+			for _, mt := range sm.Metrics {
+				if mt.Name != "rpc.server.call.duration" {
+					continue
+				}
+				for _, dp := range mt.Data.(metricdata.Histogram[float64]).DataPoints {
+					if method, _ := dp.Attributes.Value("rpc.method"); method.AsString() == "grpc.health.v1.Health/Check" {
+						n += dp.Count
+					}
 				}
 			}
 		}
+		if n != 4 {
+			return fmt.Errorf("%d calls recorded, want all 4", n)
+		}
+		return nil
+	})
+}
+
+// unsampledHeaders reads the headers as gRPC hands them to the tap (lower
+// case) and, for metadata built by hand, in any case; it refuses what
+// ParseTraceparent refuses and sampled contexts, takes the first of
+// several traceparents and joins several tracestates.
+func TestUnsampledHeaders(t *testing.T) {
+	const (
+		tid = "0af7651916cd43dd8448eb211c80319c"
+		sid = "b7ad6b7169203331"
+		tp  = "00-" + tid + "-" + sid + "-00"
+	)
+	traceID, _ := trace.TraceIDFromHex(tid)
+	spanID, _ := trace.SpanIDFromHex(sid)
+	want := trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID, SpanID: spanID, Remote: true})
+	other := "00-" + tid + "-00f067aa0ba902b7-00"
+	for _, c := range []struct {
+		name  string
+		md    metadata.MD
+		ok    bool
+		state string
+		bg    []string
+	}{
+		{"none", metadata.MD{":authority": {"x"}, "content-type": {"application/grpc"}}, false, "", nil},
+		{"unsampled", metadata.MD{"traceparent": {tp}, "content-type": {"application/grpc"}}, true, "", nil},
+		{"sampled", metadata.MD{"traceparent": {"00-" + tid + "-" + sid + "-01"}}, false, "", nil},
+		{"empty", metadata.MD{"traceparent": {""}}, false, "", nil},
+		{"no values", metadata.MD{"traceparent": {}}, false, "", nil},
+		{"upper-case hex", metadata.MD{"traceparent": {"00-0AF7651916CD43DD8448EB211C80319C-" + sid + "-00"}}, false, "", nil},
+		{"short", metadata.MD{"traceparent": {tp[:54]}}, false, "", nil},
+		{"version ff", metadata.MD{"traceparent": {"ff" + tp[2:]}}, false, "", nil},
+		{"zero trace ID", metadata.MD{"traceparent": {"00-00000000000000000000000000000000-" + sid + "-00"}}, false, "", nil},
+		{"version 00 with more", metadata.MD{"traceparent": {tp + "-x"}}, false, "", nil},
+		{"two traceparents: the first", metadata.MD{"traceparent": {tp, other}}, true, "", nil},
+		{"a bad first traceparent", metadata.MD{"traceparent": {"x", tp}}, false, "", nil},
+		{"tracestate", metadata.MD{"traceparent": {tp}, "tracestate": {"a=1,b=2"}}, true, "a=1,b=2", nil},
+		{"two tracestates: one list", metadata.MD{"traceparent": {tp}, "tracestate": {"a=1", "b=2"}}, true, "a=1,b=2", nil},
+		{"a bad tracestate: dropped", metadata.MD{"traceparent": {tp}, "tracestate": {"=="}}, true, "", nil},
+		{"baggage", metadata.MD{"traceparent": {tp}, "baggage": {"k=v"}}, true, "", []string{"k=v"}},
+		{"upper-case names", metadata.MD{"Traceparent": {tp}, "TraceState": {"a=1"}, "BAGGAGE": {"k=v"}}, true, "a=1", []string{"k=v"}},
+		{"upper and lower case names: one header", metadata.MD{"TRACEPARENT": {tp}, "tracestate": {"a=1"}}, true, "a=1", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sc, bg, ok := unsampledHeaders(c.md)
+			if ok != c.ok {
+				t.Fatalf("ok %v, want %v (%v)", ok, c.ok, sc)
+			}
+			if !ok {
+				if sc.IsValid() || bg != nil {
+					t.Errorf("refused, but returned %v %v", sc, bg)
+				}
+				return
+			}
+			if !sc.WithTraceState(trace.TraceState{}).Equal(want) || sc.TraceState().String() != c.state {
+				t.Errorf("span context %v tracestate %q, want %v %q", sc, sc.TraceState().String(), want, c.state)
+			}
+			if fmt.Sprint(bg) != fmt.Sprint(c.bg) {
+				t.Errorf("baggage %q, want %q", bg, c.bg)
+			}
+		})
 	}
-	if n != 4 {
-		t.Errorf("%d calls recorded, want all 4", n)
+}
+
+// A call made under a skipped call's remote span sends on the traceparent
+// that call came with when it is in the form FormatTraceparent writes
+// (no string built), and writes it anew otherwise (a later version, a
+// reserved flag, which the spec has forwarded as version 00 with those
+// flags zero).
+func TestSkippedCallTraceparentPassedOn(t *testing.T) {
+	const ids = "0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331"
+	tap := (&Providers{Tracing: true, Propagator: Propagator{}, skipUnsampled: true}).ServerTap()
+	for _, c := range []struct{ in, out string }{
+		{"00-" + ids + "-00", "00-" + ids + "-00"},
+		{"00-" + ids + "-02", "00-" + ids + "-02"},
+		{"00-" + ids + "-04", "00-" + ids + "-00"},
+		{"01-" + ids + "-00-more", "00-" + ids + "-00"},
+	} {
+		ctx := tap(context.Background(), "/m", metadata.MD{"traceparent": {c.in}, "tracestate": {"a=1"}})
+		if _, ok := skippedCall(ctx); !ok {
+			t.Fatalf("%s: not skipped", c.in)
+		}
+		md := map[string]string{}
+		AddTraceContext(ctx, md)
+		if md["traceparent"] != c.out || md["tracestate"] != "a=1" {
+			t.Errorf("%s: sent on as %q", c.in, md)
+		}
+	}
+	ctx := tap(context.Background(), "/m", metadata.MD{"traceparent": {"00-" + ids + "-00"}})
+	md := map[string]string{}
+	if n := testing.AllocsPerRun(100, func() { AddTraceContext(ctx, md) }); n != 0 {
+		t.Errorf("AddTraceContext under a skipped call: %v allocations, want 0", n)
 	}
 }

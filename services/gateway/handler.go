@@ -77,13 +77,15 @@ func (s *Service) sessionSpan(ctx context.Context, q *request, sessionID string,
 		// than deriving the session's IDs.
 		return ctx
 	}
-	ctx, opts := telemetry.SessionSpanContext(ctx, sessionID, first)
-	opts = append(opts, serverKind, trace.WithTimestamp(q.start))
 	if q.span != nil {
-		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: q.span.SpanContext()}))
+		link := trace.Link{SpanContext: q.span.SpanContext()}
 		q.span.End()
+		ctx, q.span = telemetry.StartSessionSpan(ctx, s.tracer, "cwmp.request", sessionID, first, q.start, link)
+		return ctx
 	}
-	ctx, q.span = s.tracer.Start(ctx, "cwmp.request", opts...)
+	// An unsampled session's span is decided before any option is built
+	// (telemetry.StartSessionSpan).
+	ctx, q.span = telemetry.StartSessionSpan(ctx, s.tracer, "cwmp.request", sessionID, first, q.start)
 	return ctx
 }
 
@@ -186,7 +188,9 @@ func (s *Service) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		// unreadable body, an empty POST outside a session, a refused
 		// binding) and logged nothing: a trace of its own.
 		ctx, span = s.tracer.Start(ctx, "cwmp.request", serverKind, trace.WithTimestamp(q.start))
-	} else {
+	} else if span.SpanContext().IsSampled() {
+		// For the metrics' exemplars, which name sampled traces only: an
+		// unsampled session's request does without the context.
 		ctx = trace.ContextWithSpan(ctx, span)
 	}
 	defer span.End()
