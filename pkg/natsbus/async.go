@@ -40,19 +40,6 @@ type AsyncPublisher struct {
 	mu        sync.Mutex
 	expiry    chan struct{}
 	periodEnd time.Time
-
-	// Enqueue's messages, in order, for the goroutine that publishes
-	// them (running only while there are some); queued holds a slot per
-	// message handed over and not yet published.
-	qmu      sync.Mutex
-	pending  []queuedMsg
-	draining bool
-	queued   chan struct{}
-}
-
-type queuedMsg struct {
-	m    *nats.Msg
-	done func(error)
 }
 
 // expiryPeriods is the number of periods in ackTimeout.
@@ -74,8 +61,7 @@ func (p *AsyncPublisher) expiryFor(now time.Time) <-chan struct{} {
 
 // NewAsyncPublisher returns a publisher on js; it does no I/O.
 func NewAsyncPublisher(js jetstream.JetStream, maxInFlight int, ackTimeout time.Duration) *AsyncPublisher {
-	n := max(maxInFlight, 1)
-	return &AsyncPublisher{js: js, slots: make(chan struct{}, n), ackTimeout: ackTimeout, queued: make(chan struct{}, n)}
+	return &AsyncPublisher{js: js, slots: make(chan struct{}, max(maxInFlight, 1)), ackTimeout: ackTimeout}
 }
 
 // Publish publishes m. When every slot is taken it waits for one (until
@@ -124,65 +110,9 @@ func (p *AsyncPublisher) Publish(ctx context.Context, m *nats.Msg, wait bool, do
 	return nil
 }
 
-// Enqueue hands m to a goroutine of the publisher that publishes the
-// messages handed to it in order, as Publish with wait does, and returns:
-// the caller does not wait for the client connection, whose lock every
-// publisher of the process takes (and which an in-process connection
-// holds while the server reads). Messages enqueued reach the stream in the
-// order they were enqueued, after those published before. done is called
-// as Publish's is, and with Publish's error when the publish itself fails.
-// At most as many messages as the publisher allows in flight wait to be
-// published; beyond, Enqueue waits for one to go, or for ctx to end (then
-// it returns ctx's error and done is not called). The goroutine runs only
-// while there is something to publish; Wait waits for it too.
-func (p *AsyncPublisher) Enqueue(ctx context.Context, m *nats.Msg, done func(error)) error {
-	select {
-	case p.queued <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	p.qmu.Lock()
-	p.pending = append(p.pending, queuedMsg{m, done})
-	start := !p.draining
-	p.draining = true
-	if start {
-		p.wg.Add(1)
-	}
-	p.qmu.Unlock()
-	if start {
-		go p.drain()
-	}
-	return nil
-}
-
-// drain publishes the enqueued messages until none is left.
-func (p *AsyncPublisher) drain() {
-	defer p.wg.Done()
-	var batch []queuedMsg
-	for {
-		p.qmu.Lock()
-		if len(p.pending) == 0 {
-			p.draining = false
-			p.pending = batch[:0]
-			p.qmu.Unlock()
-			return
-		}
-		batch, p.pending = p.pending, batch[:0]
-		p.qmu.Unlock()
-		for i, q := range batch {
-			err := p.Publish(context.Background(), q.m, true, q.done)
-			<-p.queued
-			if err != nil && q.done != nil {
-				q.done(err)
-			}
-			batch[i] = queuedMsg{}
-		}
-	}
-}
-
 // InFlight returns the number of messages awaiting their acknowledgement.
 func (p *AsyncPublisher) InFlight() int { return len(p.slots) }
 
-// Wait waits until every message published or enqueued so far has its
-// outcome reported.
+// Wait waits until every message published so far has its outcome
+// reported.
 func (p *AsyncPublisher) Wait() { p.wg.Wait() }

@@ -207,11 +207,8 @@ func (s *Service) change(ctx context.Context, r store.Record, fn changeFn) (*tas
 // publishEvent publishes the task.<state> event of t's current version,
 // without waiting for the stream's acknowledgement (the record, which holds
 // the truth, is already written; the caller's latency, a session's start
-// or end, does not include the round trip), nor for the NATS client's
-// lock: the publisher's own goroutine publishes the events in the order
-// they were handed over (natsbus.AsyncPublisher.Enqueue). At most
-// eventsInFlight await theirs, and as many more wait to be published;
-// beyond, the caller waits for a slot. An event whose publish
+// or end, does not include the round trip). At most eventsInFlight await
+// theirs; beyond, the caller waits for a slot. An event whose publish
 // fails is published again, synchronously, up to three times, then
 // logged. The event id (and NATS message id) is the task id and version,
 // so that a repeated publish is dropped by the stream.
@@ -239,7 +236,7 @@ func (s *Service) publishEvent(ctx context.Context, t *tasksv1.Task, session str
 		failed(fmt.Errorf("encode message for %s: %w", subject, err))
 		return
 	}
-	err = s.events.Enqueue(ctx, s.message(ctx, subject, id, data), func(err error) {
+	err = s.events.Publish(ctx, s.message(ctx, subject, id, data), true, func(err error) {
 		if err != nil {
 			if _, err := s.publishData(context.WithoutCancel(ctx), subject, id, data); err != nil {
 				failed(err)
