@@ -190,12 +190,7 @@ func TestCancelEndsRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	result := make(chan Summary, 1)
-	go func() {
-		sum, _ := s.Run(ctx)
-		result <- sum
-	}()
+	cancel, result := runInBackground(s)
 	for range 4 {
 		waitFor(t, requests)
 	}

@@ -764,12 +764,7 @@ func TestCancelMidRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	result := make(chan Summary, 1)
-	go func() {
-		sum, _ := s.Run(ctx)
-		result <- sum
-	}()
+	cancel, result := runInBackground(s)
 	waitFor(t, started)
 	if snap := s.Snapshot(); snap.SessionsOK < 1 || snap.Elapsed <= 0 {
 		t.Errorf("snapshot during the run: ok %d elapsed %v", snap.SessionsOK, snap.Elapsed)
@@ -928,4 +923,16 @@ func TestCrashOnLargeGetParameterValues(t *testing.T) {
 	if _, err := New(Config{URL: acs.url(), CrashGPVAbove: -1}); err == nil {
 		t.Fatal("negative crash-gpv-above accepted")
 	}
+}
+
+// runInBackground runs s until the returned cancel is called; its summary
+// arrives on result once Run returns.
+func runInBackground(s *Simulator) (cancel context.CancelFunc, result <-chan Summary) {
+	ctx, cancel := context.WithCancel(context.Background())
+	out := make(chan Summary, 1)
+	go func() {
+		sum, _ := s.Run(ctx)
+		out <- sum
+	}()
+	return cancel, out
 }

@@ -35,13 +35,8 @@ func TestUDPConnectionRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	cancel, result := runInBackground(s)
 	defer cancel()
-	result := make(chan Summary, 1)
-	go func() {
-		sum, _ := s.Run(ctx)
-		result <- sum
-	}()
 	if r := waitFor(t, reports); !r.OK {
 		t.Fatalf("boot session: %v", r.Err)
 	}
