@@ -318,7 +318,11 @@ func inflate(b []byte, gz bool) ([]byte, error) {
 	} else {
 		r = flate.NewReader(bytes.NewReader(b))
 	}
-	return io.ReadAll(r)
+	out, err := io.ReadAll(io.LimitReader(r, maxResponseBody+1))
+	if err == nil && len(out) > maxResponseBody {
+		err = errResponseTooLarge
+	}
+	return out, err
 }
 
 // parseRetryAfter reads a Retry-After header: delay seconds or an HTTP

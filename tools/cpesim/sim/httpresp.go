@@ -62,6 +62,13 @@ func headerFromHTTP(h http.Header) respHeader {
 	return out
 }
 
+// maxResponseBody bounds an ACS response's body, as read and once
+// decompressed: a CPE has little memory, and the simulator must not be
+// made to allocate what a broken or hostile ACS announces.
+const maxResponseBody = 16 << 20
+
+var errResponseTooLarge = fmt.Errorf("response body over %d bytes", maxResponseBody)
+
 // maxFastFields bounds the header lines the fast path takes.
 const maxFastFields = 32
 
@@ -106,8 +113,11 @@ func readResponse(br *bufio.Reader, buf *bytes.Buffer) (*response, error) {
 		return nil, fmt.Errorf("read response: %w", err)
 	}
 	buf.Reset()
-	_, err = buf.ReadFrom(hr.Body)
+	_, err = buf.ReadFrom(io.LimitReader(hr.Body, maxResponseBody+1))
 	hr.Body.Close()
+	if err == nil && buf.Len() > maxResponseBody {
+		err = errResponseTooLarge
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read response body: %w", err)
 	}
@@ -212,6 +222,9 @@ func readResponseFast(br *bufio.Reader, buf *bytes.Buffer) (resp *response, ok b
 	}
 	br.Discard(end + 4)
 	buf.Reset()
+	if contentLength > maxResponseBody {
+		return nil, true, fmt.Errorf("read response body: %w (Content-Length %d)", errResponseTooLarge, contentLength)
+	}
 	if contentLength > 0 {
 		buf.Grow(int(contentLength))
 		body := buf.AvailableBuffer()[:contentLength]

@@ -175,6 +175,56 @@ func TestReadResponseErrors(t *testing.T) {
 	}
 }
 
+// TestResponseBodyBound: a body over maxResponseBody is refused with an
+// error, not allocated: announced by the fast path's Content-Length
+// (nothing of it is read), sent chunked to the slow path, or inflated
+// from a small compressed body.
+func TestResponseBodyBound(t *testing.T) {
+	var buf bytes.Buffer
+	huge := "HTTP/1.1 200 OK\r\nContent-Length: 999999999999999\r\n\r\n"
+	if _, err := readResponse(bufio.NewReader(strings.NewReader(huge)), &buf); !errors.Is(err, errResponseTooLarge) {
+		t.Errorf("Content-Length 999999999999999: %v, want %v", err, errResponseTooLarge)
+	}
+	// Chunked: the slow path, fed one chunk after another until the
+	// bound is passed.
+	chunk := strings.Repeat("x", 1<<20)
+	chunked := io.MultiReader(strings.NewReader("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"),
+		&repeatReader{s: "100000\r\n" + chunk + "\r\n", n: maxResponseBody>>20 + 2}, strings.NewReader("0\r\n\r\n"))
+	if _, err := readResponse(bufio.NewReader(chunked), &buf); !errors.Is(err, errResponseTooLarge) {
+		t.Errorf("chunked body over the bound: %v, want %v", err, errResponseTooLarge)
+	}
+	// At the bound exactly, it is read.
+	ok := "HTTP/1.1 200 OK\r\nContent-Length: 16777216\r\n\r\n" + strings.Repeat("y", maxResponseBody)
+	if r, err := readResponse(bufio.NewReader(strings.NewReader(ok)), &buf); err != nil || len(r.body) != maxResponseBody {
+		t.Errorf("body at the bound: %v", err)
+	}
+	var z bytes.Buffer
+	if err := gzipBody(&z, make([]byte, maxResponseBody+1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inflate(z.Bytes(), true); !errors.Is(err, errResponseTooLarge) {
+		t.Errorf("gzip body inflating past the bound (%d bytes compressed): %v, want %v", z.Len(), err, errResponseTooLarge)
+	}
+}
+
+// repeatReader reads s n times.
+type repeatReader struct {
+	s   string
+	n   int
+	off int
+}
+
+func (r *repeatReader) Read(p []byte) (int, error) {
+	if r.n == 0 {
+		return 0, io.EOF
+	}
+	c := copy(p, r.s[r.off:])
+	if r.off += c; r.off == len(r.s) {
+		r.off, r.n = 0, r.n-1
+	}
+	return c, nil
+}
+
 // TestReadResponseSplitArrival: a response whose header arrives in pieces
 // is read whole (by http.ReadResponse, as the fast path needs it
 // buffered).
