@@ -270,13 +270,13 @@ func throughput(ctx context.Context, tasks tasksv1.TasksServiceClient, c config,
 		start = time.Now()
 		queuedAt = start
 	}
-	// ended: each of ids's tasks seen ending, with when and how (a task
-	// ends once; a repeated end of the same id counts once).
-	ended := make(map[string]end, len(ids))
+	// wanted: ids's tasks not yet seen ending (a repeated end of the
+	// same id counts once).
 	wanted := make(map[string]bool, len(ids))
 	for _, id := range ids {
 		wanted[id] = true
 	}
+	n := 0
 	var (
 		last               time.Time
 		states             = map[string]int{}
@@ -289,10 +289,11 @@ func throughput(ctx context.Context, tasks tasksv1.TasksServiceClient, c config,
 		read = len(ends)
 		mu.Unlock()
 		for _, e := range fresh {
-			if _, dup := ended[e.id]; dup || !wanted[e.id] {
+			if !wanted[e.id] {
 				continue
 			}
-			ended[e.id] = e
+			delete(wanted, e.id)
+			n++
 			states[e.state.String()]++
 			if e.at.After(last) {
 				last = e.at
@@ -301,7 +302,7 @@ func throughput(ctx context.Context, tasks tasksv1.TasksServiceClient, c config,
 				endedWhileQueueing++
 			}
 		}
-		if n := len(ended); n == len(wanted) {
+		if len(wanted) == 0 {
 			span := last.Sub(start)
 			fmt.Fprintf(out, "throughput: %d tasks queued in %s; all ended %s after the first CreateTasks; %v\n",
 				len(ids), queuedAt.Sub(start).Round(time.Millisecond), span.Round(time.Millisecond), states)
@@ -311,7 +312,7 @@ func throughput(ctx context.Context, tasks tasksv1.TasksServiceClient, c config,
 			}
 			return nil
 		} else if err != nil {
-			return fmt.Errorf("watch ended after %d of %d tasks: %w", n, len(wanted), errors.Join(err, ctx.Err()))
+			return fmt.Errorf("watch ended after %d of %d tasks: %w", n, len(ids), errors.Join(err, ctx.Err()))
 		}
 		<-change
 	}
