@@ -14,8 +14,10 @@
 #
 #   A_BIN (required) B_BIN (./bin/fleetacs) PAIRS (3) TP_DEVICES (10000)
 #   PER_DEVICE (1) CONC (128) PERIODIC (0) PDURATION (20s)
-#   PROFILE (unset: a directory for a 10 s CPU profile taken during B's
-#   first delivery)
+#   PROFILE (unset: a directory for a CPU profile, PROFILE_SECONDS (5)
+#   long, taken during B's first delivery, and the allocations made in
+#   the same window: `go tool pprof -base allocs-start.pprof
+#   allocs-end.pprof`)
 #   SIDE (0; 1: each pair's two runs at the same time, a and b each with
 #   its own fleetacs, cpesim and taskload, their deliveries starting
 #   together once both have booted their devices, so that the VM's
@@ -68,7 +70,9 @@ run() { # BIN NAME
 		ticks $pid >"$work/$2-t0"
 		if [ -n "${PROFILE:-}" ] && [ "$2" = b1 ]; then
 			mkdir -p "$PROFILE"
+			curl -fs "http://127.0.0.1:$adm/debug/pprof/allocs" >"$PROFILE/allocs-start.pprof"
 			curl -fs "http://127.0.0.1:$adm/debug/pprof/profile?seconds=${PROFILE_SECONDS:-5}" >"$PROFILE/delivery.pprof"
+			curl -fs "http://127.0.0.1:$adm/debug/pprof/allocs" >"$PROFILE/allocs-end.pprof"
 		fi
 	) &
 	prof=$!

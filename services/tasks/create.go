@@ -179,7 +179,7 @@ func (s *Service) existing(ctx context.Context, in newTask, r store.Record) (*ta
 		return nil, false, &conflictError{taskID: r.ID}
 	}
 	if t.GetState() == tasksv1.TaskState_TASK_STATE_FAULT && t.GetFault().GetFaultString() == queueFullFaultText && r.QueueSeq == 0 {
-		t, r, err = s.change(ctx, r, func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
+		t, r, err = s.change(ctx, r, deleteNow, func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
 			if t.GetState() != tasksv1.TaskState_TASK_STATE_FAULT || t.GetFault().GetFaultString() != queueFullFaultText || r.QueueSeq != 0 {
 				return false, nil
 			}
@@ -217,7 +217,7 @@ func (s *Service) enqueue(ctx context.Context, r store.Record) (*tasksv1.Task, e
 	qt := &tasksv1.QueuedTask{Id: t.GetId(), Priority: t.GetOptions().GetPriority(), CreateTime: t.GetCreateTime()}
 	ack, perr := s.publishAck(ctx, s.names.TaskQueue(r.Tenant, r.DeviceID), r.ID, qt)
 	if errors.Is(perr, errQueueFull) {
-		t, _, err = s.change(ctx, r, func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
+		t, _, err = s.change(ctx, r, deleteNow, func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
 			if t.GetState() != tasksv1.TaskState_TASK_STATE_QUEUED || r.QueueSeq != 0 {
 				return false, nil
 			}
@@ -236,7 +236,7 @@ func (s *Service) enqueue(ctx context.Context, r store.Record) (*tasksv1.Task, e
 	}
 	seq := ack.Sequence
 	s.hintQueued(ctx, r.Tenant, r.DeviceID, seq)
-	t, r, err = s.change(ctx, r, func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
+	t, r, err = s.change(ctx, r, deleteNow, func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
 		if r.QueueSeq != 0 {
 			return false, nil
 		}
@@ -252,7 +252,7 @@ func (s *Service) enqueue(ctx context.Context, r store.Record) (*tasksv1.Task, e
 	if r.QueueSeq != seq || ended(t.GetState()) {
 		// Another replica's publish won, or the task ended meanwhile:
 		// the message published here must not stay behind.
-		s.deleteQueued(ctx, seq)
+		s.deleteQueued(ctx, seq, deleteNow)
 		return t, nil
 	}
 	if t.GetOptions().GetConnectionRequest() && t.GetState() == tasksv1.TaskState_TASK_STATE_QUEUED {
@@ -284,7 +284,7 @@ func (s *Service) wake(ctx context.Context, t *tasksv1.Task, r store.Record) {
 		return
 	}
 	s.logger.WarnContext(ctx, "wake-up request not published", "task_id", t.GetId(), "tenant", t.GetTenant(), "error", err)
-	_, _, _ = s.change(ctx, r, func(now time.Time, t *tasksv1.Task, _ *store.Record) (bool, error) {
+	_, _, _ = s.change(ctx, r, deleteNow, func(now time.Time, t *tasksv1.Task, _ *store.Record) (bool, error) {
 		if t.GetWake().GetStatus() != tasksv1.WakeStatus_WAKE_STATUS_PENDING {
 			return false, nil
 		}

@@ -128,7 +128,7 @@ func (s *Service) claim(ctx context.Context, r store.Record, session string, may
 	var action tasksv1.ClaimAction
 	var previous string
 	first := true
-	t, nr, err := s.change(ctx, r, func(now time.Time, t *tasksv1.Task, r *store.Record) (write bool, err error) {
+	t, nr, err := s.change(ctx, r, deleteNow, func(now time.Time, t *tasksv1.Task, r *store.Record) (write bool, err error) {
 		if cached && first {
 			defer func() {
 				if err == nil && !write {
@@ -205,7 +205,7 @@ func (s *Service) claim(ctx context.Context, r store.Record, session string, may
 	if action == tasksv1.ClaimAction_CLAIM_ACTION_ENDED && nr.QueueSeq != 0 {
 		// The worker found it in the queue: its message outlived the
 		// task (a delete that failed), or the task ended just now.
-		s.deleteQueued(ctx, nr.QueueSeq)
+		s.deleteQueued(ctx, nr.QueueSeq, deleteNow)
 	}
 	// The claimed task goes without its history; t is this claim's own
 	// (change decoded it and keeps no hold on it), so it is the view.
@@ -226,9 +226,6 @@ func (i *internalServer) ReportTasks(ctx context.Context, req *tasksv1.ReportTas
 	if err := s.checkInternal(req.GetTenant(), req.GetDeviceId(), req.GetSessionId(), len(req.GetReports())); err != nil {
 		return nil, err
 	}
-	// The queue deletes of the tasks this report ends need not hold the
-	// session up (deleteQueued).
-	ctx = context.WithValue(ctx, backgroundDeletesKey{}, struct{}{})
 	// The records the session's claim left, else read in one query (a
 	// session reports all its tasks at once).
 	byID := make(map[string]store.Record, len(req.GetReports()))
@@ -275,7 +272,9 @@ func (s *Service) report(ctx context.Context, device, session string, rep *tasks
 		return nil, status.Error(codes.InvalidArgument, "await_deadline: not a valid timestamp")
 	}
 	detail := truncate(rep.GetDetail(), 1024)
-	t, _, err := s.change(ctx, r, func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
+	// The queue delete of a task this report ends need not hold the
+	// session up (deleteQueued).
+	t, _, err := s.change(ctx, r, deleteInBackground, func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
 		ack.Accepted = false
 		if t.GetState() != tasksv1.TaskState_TASK_STATE_DISPATCHED || sessionOf(t) != session {
 			return false, nil

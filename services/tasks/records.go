@@ -155,9 +155,9 @@ type changeFn func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error
 
 // change applies fn to the record r with a compare-and-swap, reading the
 // record again after each conflict. Once written, a state change is
-// published as an event, and an ended task's queue message is deleted. It
-// returns the task and record as they stand.
-func (s *Service) change(ctx context.Context, r store.Record, fn changeFn) (*tasksv1.Task, store.Record, error) {
+// published as an event, and an ended task's queue message is deleted, as
+// del says (deleteQueued). It returns the task and record as they stand.
+func (s *Service) change(ctx context.Context, r store.Record, del queueDelete, fn changeFn) (*tasksv1.Task, store.Record, error) {
 	for attempt := 0; ; attempt++ {
 		t, err := decodeTask(r)
 		if err != nil {
@@ -198,7 +198,7 @@ func (s *Service) change(ctx context.Context, r store.Record, fn changeFn) (*tas
 			s.publishEvent(ctx, t, "")
 		}
 		if ended(t.State) && nr.QueueSeq != 0 && !ended(before) {
-			s.deleteQueued(ctx, nr.QueueSeq)
+			s.deleteQueued(ctx, nr.QueueSeq, del)
 		}
 		return t, nr, nil
 	}
@@ -326,7 +326,7 @@ func (s *Service) queueStream(ctx context.Context) (jetstream.Stream, error) {
 // message already gone is fine; a failure is logged (a worker that still
 // finds it is told the task ended, and ClaimTasks deletes it again).
 //
-// Under a session's report (inBackground) the delete runs off the
+// With deleteInBackground (a session's report) the delete runs off the
 // caller's path: it is the queue's acknowledgement of a task whose outcome
 // is already stored (docs/tasks.md, "Delivery"), and the session has no
 // reason to wait for the stream's answer. At most maxDeletesInFlight run
@@ -336,9 +336,9 @@ func (s *Service) queueStream(ctx context.Context) (jetstream.Stream, error) {
 // claim that finds the task ended, the sweeper) the delete is done when
 // the call returns, so that a task created right after a cancel finds the
 // room the cancelled one left in a full queue.
-func (s *Service) deleteQueued(ctx context.Context, seq uint64) {
+func (s *Service) deleteQueued(ctx context.Context, seq uint64, del queueDelete) {
 	ctx = context.WithoutCancel(ctx)
-	if ctx.Value(backgroundDeletesKey{}) == nil {
+	if del != deleteInBackground {
 		s.deleteQueuedNow(ctx, seq)
 		return
 	}
@@ -357,9 +357,16 @@ func (s *Service) deleteQueued(ctx context.Context, seq uint64) {
 	}
 }
 
-// backgroundDeletesKey marks the context of a session's report, whose
-// queue deletes run in the background (deleteQueued).
-type backgroundDeletesKey struct{}
+// queueDelete says how change deletes the queue message of a task it
+// ends (deleteQueued).
+type queueDelete int
+
+const (
+	// deleteNow: before change returns.
+	deleteNow queueDelete = iota
+	// deleteInBackground: off the caller's path, for a session's report.
+	deleteInBackground
+)
 
 // maxDeletesInFlight bounds the queue deletes deleteQueued runs in the
 // background.
