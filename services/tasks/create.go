@@ -215,7 +215,13 @@ func (s *Service) enqueue(ctx context.Context, r store.Record) (*tasksv1.Task, e
 		return nil, err
 	}
 	qt := &tasksv1.QueuedTask{Id: t.GetId(), Priority: t.GetOptions().GetPriority(), CreateTime: t.GetCreateTime()}
-	ack, perr := s.publishAck(ctx, s.names.TaskQueue(r.Tenant, r.DeviceID), r.ID, qt)
+	subject := s.names.TaskQueue(r.Tenant, r.DeviceID)
+	ack, perr := s.publishAck(ctx, subject, r.ID, qt)
+	if errors.Is(perr, errQueueFull) && s.pending.wait(ctx, subject) {
+		// The queue is full of tasks that have ended but whose messages'
+		// deletes were still under way (deleteQueued): there is room now.
+		ack, perr = s.publishAck(ctx, subject, r.ID, qt)
+	}
 	if errors.Is(perr, errQueueFull) {
 		t, _, err = s.change(ctx, r, deleteNow, func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
 			if t.GetState() != tasksv1.TaskState_TASK_STATE_QUEUED || r.QueueSeq != 0 {
@@ -252,7 +258,7 @@ func (s *Service) enqueue(ctx context.Context, r store.Record) (*tasksv1.Task, e
 	if r.QueueSeq != seq || ended(t.GetState()) {
 		// Another replica's publish won, or the task ended meanwhile:
 		// the message published here must not stay behind.
-		s.deleteQueued(ctx, seq, deleteNow)
+		s.deleteQueued(ctx, "", seq, deleteNow)
 		return t, nil
 	}
 	if t.GetOptions().GetConnectionRequest() && t.GetState() == tasksv1.TaskState_TASK_STATE_QUEUED {

@@ -198,7 +198,7 @@ func (s *Service) change(ctx context.Context, r store.Record, del queueDelete, f
 			s.publishEvent(ctx, t, "")
 		}
 		if ended(t.State) && nr.QueueSeq != 0 && !ended(before) {
-			s.deleteQueued(ctx, nr.QueueSeq, del)
+			s.deleteQueued(ctx, s.names.TaskQueue(nr.Tenant, nr.DeviceID), nr.QueueSeq, del)
 		}
 		return t, nr, nil
 	}
@@ -326,17 +326,19 @@ func (s *Service) queueStream(ctx context.Context) (jetstream.Stream, error) {
 // message already gone is fine; a failure is logged (a worker that still
 // finds it is told the task ended, and ClaimTasks deletes it again).
 //
-// With deleteInBackground (a session's report) the delete runs off the
+// With deleteInBackground (a session's report; subject names the device's
+// queue, which deleteNow does not need) the delete runs off the
 // caller's path: it is the queue's acknowledgement of a task whose outcome
 // is already stored (docs/tasks.md, "Delivery"), and the session has no
 // reason to wait for the stream's answer. At most maxDeletesInFlight run
 // at once; beyond that the caller deletes itself, so a stream slower than
 // the sessions slows them rather than piling up goroutines. Run waits for
-// the deletes under way before it returns. Everywhere else (a cancel, a
+// the deletes under way before it returns, and a create that finds the
+// device's queue full waits for that queue's (enqueue). Everywhere else (a cancel, a
 // claim that finds the task ended, the sweeper) the delete is done when
 // the call returns, so that a task created right after a cancel finds the
 // room the cancelled one left in a full queue.
-func (s *Service) deleteQueued(ctx context.Context, seq uint64, del queueDelete) {
+func (s *Service) deleteQueued(ctx context.Context, subject string, seq uint64, del queueDelete) {
 	ctx = context.WithoutCancel(ctx)
 	if del != deleteInBackground {
 		s.deleteQueuedNow(ctx, seq)
@@ -345,16 +347,96 @@ func (s *Service) deleteQueued(ctx context.Context, seq uint64, del queueDelete)
 	select {
 	case s.deleting <- struct{}{}:
 		s.deletes.Add(1)
+		s.pending.add(subject)
 		go func() {
 			defer func() {
+				s.pending.done(subject)
 				<-s.deleting
 				s.deletes.Done()
 			}()
+			if h := s.testBeforeBackgroundDelete; h != nil {
+				h()
+			}
 			s.deleteQueuedNow(ctx, seq)
 		}()
 	default:
 		s.deleteQueuedNow(ctx, seq)
 	}
+}
+
+// pendingDeletes counts the background deletes under way per device
+// queue (its subject), so that a create that finds the queue full can tell
+// whether room is on its way: the bound counts a message until its delete
+// is answered.
+type pendingDeletes struct {
+	mu sync.Mutex
+	m  map[string]*pendingQueue
+}
+
+type pendingQueue struct {
+	n       int
+	waiters int
+	// idle is closed when n falls to 0.
+	idle chan struct{}
+}
+
+func (p *pendingDeletes) add(subject string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[string]*pendingQueue{}
+	}
+	q := p.m[subject]
+	if q == nil {
+		q = &pendingQueue{idle: make(chan struct{})}
+		p.m[subject] = q
+	}
+	q.n++
+}
+
+func (p *pendingDeletes) done(subject string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	q := p.m[subject]
+	if q.n--; q.n == 0 {
+		close(q.idle)
+		delete(p.m, subject)
+	}
+}
+
+// wait returns once subject has no background delete under way (at once
+// when it had none), or ctx ends; it reports whether it had some and they
+// are done.
+func (p *pendingDeletes) wait(ctx context.Context, subject string) bool {
+	p.mu.Lock()
+	q := p.m[subject]
+	if q == nil {
+		p.mu.Unlock()
+		return false
+	}
+	q.waiters++
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		q.waiters--
+		p.mu.Unlock()
+	}()
+	select {
+	case <-q.idle:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// waiting is how many calls of wait are waiting on subject (tests).
+func (p *pendingDeletes) waiting(subject string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if q := p.m[subject]; q != nil {
+		return q.waiters
+	}
+	return 0
 }
 
 // queueDelete says how change deletes the queue message of a task it

@@ -336,3 +336,48 @@ func TestCancelClaimRace(t *testing.T) {
 		}
 	}
 }
+
+// TestQueueFullWaitsForReportDeletes: a queue full only of messages whose
+// tasks a report has ended, their deletes still under way in the
+// background, is not full to a create: it waits for the deletes.
+func TestQueueFullWaitsForReportDeletes(t *testing.T) {
+	h := newHarness(t, harnessOpts{maxPerDevice: 1})
+	ctx := as(t.Context(), h.operator)
+	release := make(chan struct{})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseOnce) // before the harness's, which waits for the deletes
+	h.svc.testBeforeBackgroundDelete = func() { <-release }
+	a := h.create(t, dev1, reboot(), nil)
+	if c := h.claim(t, "s1", a.GetId()); len(c) != 1 || c[0].GetAction() != tasksv1.ClaimAction_CLAIM_ACTION_RUN {
+		t.Fatalf("claim %v", c)
+	}
+	if acks := h.report(t, "s1", done(a.GetId())); !acks[0].GetAccepted() {
+		t.Fatalf("ack %v", acks)
+	}
+	type result struct {
+		resp *tasksv1.CreateTaskResponse
+		err  error
+	}
+	created := make(chan result, 1)
+	go func() {
+		resp, err := h.public.CreateTask(ctx, &tasksv1.CreateTaskRequest{DeviceId: dev1, Operation: reboot()})
+		created <- result{resp, err}
+	}()
+	// The create must find the queue full (the delete is held) and wait.
+	subject := h.names.TaskQueue("default", dev1)
+	for h.svc.pending.waiting(subject) == 0 {
+		select {
+		case r := <-created:
+			t.Fatalf("create returned while the ended task's delete was held: %v, %v", r.resp, r.err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	releaseOnce()
+	r := <-created
+	if r.err != nil || r.resp.GetTask().GetState() != tasksv1.TaskState_TASK_STATE_QUEUED {
+		t.Fatalf("create after the delete: %v, %v", r.resp, r.err)
+	}
+	if got := h.queueIDs(t, "default", dev1); len(got) != 1 || got[0] != r.resp.GetTask().GetId() {
+		t.Fatalf("queue %v", got)
+	}
+}

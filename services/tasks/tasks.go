@@ -190,6 +190,12 @@ type Service struct {
 	// background, deletes counts them (records.go, deleteQueued).
 	deleting chan struct{}
 	deletes  sync.WaitGroup
+	// pending tells, per device queue, when its background deletes are
+	// done (enqueue waits for them before it calls a queue full).
+	pending pendingDeletes
+	// testBeforeBackgroundDelete, when set (tests), runs before each
+	// background delete.
+	testBeforeBackgroundDelete func()
 
 	ready   atomic.Bool
 	started bool
