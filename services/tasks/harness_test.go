@@ -83,6 +83,8 @@ type harness struct {
 	events   eventsv1.EventsServiceClient
 	internal tasksv1.TasksInternalServiceClient
 	tokens   *apiauthtest.MemoryStore
+	// streams is what the streams were made with.
+	streams natsbus.StreamOptions
 	// operator, viewer: tokens of tenant "default"; other: operator of
 	// tenant "other".
 	operator, viewer, other string
@@ -180,7 +182,7 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	h := &harness{svc: svc, st: st, clock: clk, names: names, nc: nc, js: js, tokens: tokens,
+	h := &harness{svc: svc, st: st, clock: clk, names: names, nc: nc, js: js, tokens: tokens, streams: so,
 		public: tasksv1.NewTasksServiceClient(pubConn), events: eventsv1.NewEventsServiceClient(pubConn),
 		internal: tasksv1.NewTasksInternalServiceClient(intConn)}
 	h.operator = h.token(t, authv1.Role_ROLE_OPERATOR, "default")

@@ -16,10 +16,13 @@ const queueInfoTimeout = 2 * time.Second
 //
 //	fleetacs_tasks_queue_depth               messages in the stream: tasks queued for their devices
 //	fleetacs_tasks_queue_oldest_age_seconds  age of the oldest of them (0 when none)
+//	fleetacs_tasks_events_redo               task events waiting in this replica to be published again
+//	fleetacs_tasks_events_dropped_total      task events dropped from that wait (eventredo.go)
 //
 // No labels: the stream holds every tenant's and device's queue. Every
-// tasks replica reports the same stream, so dashboards take the max.
-// Before Start, or when NATS does not answer, the gauges are absent from
+// tasks replica reports the same stream, so dashboards take the max of the
+// first two (and the sum of the last two, which are per replica). Before
+// Start, or when NATS does not answer, the queue's gauges are absent from
 // the scrape (and the failed call counts in
 // fleetacs_client_request_errors_total).
 func (s *Service) registerQueueMetrics(mp metric.MeterProvider) (metric.Registration, error) {
@@ -34,7 +37,19 @@ func (s *Service) registerQueueMetrics(mp metric.MeterProvider) (metric.Registra
 	if err != nil {
 		return nil, fmt.Errorf("tasks queue metrics: %w", err)
 	}
+	redo, err := m.Int64ObservableGauge("fleetacs.tasks.events.redo",
+		metric.WithDescription("Task events whose publish failed, waiting in this replica to be published again."))
+	if err != nil {
+		return nil, fmt.Errorf("tasks queue metrics: %w", err)
+	}
+	dropped, err := m.Int64ObservableCounter("fleetacs.tasks.events.dropped",
+		metric.WithDescription("Task events dropped because too many waited to be published again (lost to watchers)."))
+	if err != nil {
+		return nil, fmt.Errorf("tasks queue metrics: %w", err)
+	}
 	return m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		o.ObserveInt64(redo, s.redo.n.Load())
+		o.ObserveInt64(dropped, s.redo.dropped.Load())
 		if !s.ready.Load() {
 			return nil
 		}
@@ -57,5 +72,5 @@ func (s *Service) registerQueueMetrics(mp metric.MeterProvider) (metric.Registra
 		}
 		o.ObserveFloat64(age, oldest)
 		return nil
-	}, depth, age)
+	}, depth, age, redo, dropped)
 }

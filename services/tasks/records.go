@@ -229,23 +229,48 @@ func (s *Service) publishEvent(ctx context.Context, t *tasksv1.Task, session str
 	t.History = h
 	subject := s.names.Event(t.GetTenant(), kind, t.GetDeviceId())
 	taskID, tenant := t.GetId(), t.GetTenant()
-	failed := func(err error) {
-		s.logger.ErrorContext(ctx, "task event not published", "task_id", taskID, "tenant", tenant, "kind", kind, "error", err)
-	}
 	if err != nil {
-		failed(fmt.Errorf("encode message for %s: %w", subject, err))
+		s.logger.ErrorContext(ctx, "task event not published", "task_id", taskID, "tenant", tenant, "kind", kind,
+			"error", fmt.Errorf("encode message for %s: %w", subject, err))
+		return
+	}
+	e := redoEvent{subject: subject, id: id, taskID: taskID, tenant: tenant, kind: kind, data: data}
+	if s.redo.waiting(taskID) {
+		// An earlier event of the task waits to be published again: this
+		// one goes behind it.
+		s.redoLater(ctx, e, nil)
 		return
 	}
 	err = s.events.Publish(ctx, s.message(ctx, subject, id, data), true, func(err error) {
 		if err != nil {
 			if _, err := s.publishData(context.WithoutCancel(ctx), subject, id, data); err != nil {
-				failed(err)
+				s.redoLater(ctx, e, err)
 			}
 		}
 	})
 	if err != nil {
-		failed(err)
+		s.redoLater(ctx, e, err)
 	}
+}
+
+// redoLater queues e in the redo queue (eventredo.go); err is why its
+// publish failed (nil: it queues behind an earlier event of its task).
+func (s *Service) redoLater(ctx context.Context, e redoEvent, err error) {
+	if err != nil {
+		s.logger.WarnContext(ctx, "task event not published; it will be published again", "task_id", e.taskID, "tenant", e.tenant, "kind", e.kind, "error", err)
+	}
+	if d, ok := s.redo.add(e); ok {
+		s.logger.ErrorContext(ctx, "task event lost: too many events wait for NATS", "task_id", d.taskID, "tenant", d.tenant, "kind", d.kind, "event_id", d.id, "limit", maxRedoEvents)
+	}
+}
+
+// publishOnce publishes data once, waiting up to 5 seconds for the
+// stream's acknowledgement.
+func (s *Service) publishOnce(ctx context.Context, subject, msgID string, data []byte) error {
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := s.js.PublishMsg(pctx, s.message(ctx, subject, msgID, data))
+	return err
 }
 
 // message is data as a NATS message to subject, with msgID for

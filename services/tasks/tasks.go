@@ -193,6 +193,8 @@ type Service struct {
 	// pending tells, per device queue, when its background deletes are
 	// done (enqueue waits for them before it calls a queue full).
 	pending pendingDeletes
+	// redo holds the events whose publish failed (eventredo.go).
+	redo *eventRedo
 	// testBeforeBackgroundDelete, when set (tests), runs before each
 	// background delete.
 	testBeforeBackgroundDelete func()
@@ -235,7 +237,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		logger: deps.Logger, now: deps.Now, watches: make(chan struct{}, cfg.MaxWatches),
 		events:  natsbus.NewAsyncPublisher(deps.JetStream, eventsInFlight, eventAckTimeout),
 		claimed: newClaimCache(claimCacheSize), recent: newRecentCache(recentCacheBytes),
-		deleting: make(chan struct{}, maxDeletesInFlight)}
+		deleting: make(chan struct{}, maxDeletesInFlight), redo: newEventRedo()}
 	if deps.Meter != nil {
 		reg, err := s.registerQueueMetrics(deps.Meter)
 		if err != nil {
@@ -291,13 +293,17 @@ func (s *Service) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go func() { defer s.wg.Done(); s.sweepLoop(ctx) }()
 	go func() { defer s.wg.Done(); s.wakeLoop(ctx) }()
+	go func() { defer s.wg.Done(); s.redoLoop(ctx) }()
 	<-ctx.Done()
 	s.wg.Wait()
 	s.events.Wait()
 	s.deletes.Wait()
+	if n := s.redo.n.Load(); n > 0 {
+		s.logger.Error("task events never published: the service stopped with them waiting for NATS", "events", n)
+	}
 	s.ready.Store(false)
 	if s.metricsReg != nil {
 		_ = s.metricsReg.Unregister()
