@@ -28,9 +28,11 @@ const ackTimeout = 30 * time.Second
 // NATSEvents publishes the device events of ended sessions to NATS
 // JetStream (docs/sessions.md, "Device events"). It is the engine's Watcher:
 // called on the session's path, it never waits for NATS. Publishes are
-// asynchronous, at most maxInFlight unacknowledged at a time; over that,
-// and on any publish error, the event is dropped, logged and counted in
-// fleetacs.sessions.events_failed{reason}.
+// asynchronous, at most maxInFlight unacknowledged at a time; an event over
+// that, or whose publish fails, is counted in
+// fleetacs.sessions.events_failed{reason} and waits in a redo queue
+// (natsbus.Redo, at most maxRedoEvents) to be published again, a device's
+// later events behind it (docs/events.md, "Delivery"). Run publishes them.
 type NATSEvents struct {
 	js     jetstream.JetStream
 	names  natsbus.Names
@@ -38,7 +40,11 @@ type NATSEvents struct {
 	logger *slog.Logger
 	failed metric.Int64Counter
 	pub    *natsbus.AsyncPublisher
+	redo   *natsbus.Redo
 }
+
+// maxRedoEvents bounds the device events waiting to be published again.
+const maxRedoEvents = 20_000
 
 var _ engine.Watcher = (*NATSEvents)(nil)
 
@@ -54,9 +60,31 @@ func NewNATSEvents(js jetstream.JetStream, names natsbus.Names, prop propagation
 	if err != nil {
 		return nil, err
 	}
-	return &NATSEvents{js: js, names: names, prop: prop, logger: logger, failed: failed,
-		pub: natsbus.NewAsyncPublisher(js, maxInFlight, ackTimeout)}, nil
+	p := &NATSEvents{js: js, names: names, prop: prop, logger: logger, failed: failed,
+		pub: natsbus.NewAsyncPublisher(js, maxInFlight, ackTimeout), redo: natsbus.NewRedo(js, maxRedoEvents, logger)}
+	m := mp.Meter("github.com/fleetacs/fleetacs/services/sessions")
+	redo, err := m.Int64ObservableGauge("fleetacs.sessions.events.redo",
+		metric.WithDescription("Device events whose publish failed, waiting in this worker to be published again."))
+	if err != nil {
+		return nil, err
+	}
+	dropped, err := m.Int64ObservableCounter("fleetacs.sessions.events.dropped",
+		metric.WithDescription("Device events dropped because too many waited to be published again (lost)."))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(redo, p.redo.Len())
+		o.ObserveInt64(dropped, p.redo.Dropped())
+		return nil
+	}, redo, dropped); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
+
+// Run publishes again the events whose publish failed until ctx ends.
+func (p *NATSEvents) Run(ctx context.Context) { p.redo.Run(ctx) }
 
 // SessionEnded implements engine.Watcher.
 func (p *NATSEvents) SessionEnded(ctx context.Context, r engine.SessionReport) {
@@ -74,19 +102,44 @@ func (p *NATSEvents) publish(ctx context.Context, ev *eventsv1.Event) {
 	m := &nats.Msg{Subject: p.names.Event(ev.GetTenant(), ev.GetKind(), ev.GetDeviceId()), Data: data, Header: nats.Header{}}
 	m.Header.Set(jetstream.MsgIDHeader, ev.GetId())
 	natsbus.Inject(ctx, p.prop, m)
+	key := ev.GetTenant() + "/" + ev.GetDeviceId()
+	if p.redo.Waiting(key) {
+		// An earlier event of the device waits: this one goes behind it.
+		p.later(ctx, ev, key, m)
+		return
+	}
 	err = p.pub.Publish(ctx, m, false, func(err error) {
 		if err != nil {
-			p.drop(context.WithoutCancel(ctx), ev, "ack", err)
+			p.failure(context.WithoutCancel(ctx), ev, "ack", err)
+			p.later(context.WithoutCancel(ctx), ev, key, m)
 		}
 	})
 	switch {
 	case errors.Is(err, natsbus.ErrFull):
-		p.drop(ctx, ev, "full", nil)
+		p.failure(ctx, ev, "full", nil)
+		p.later(ctx, ev, key, m)
 	case err != nil:
-		p.drop(ctx, ev, "publish", err)
+		p.failure(ctx, ev, "publish", err)
+		p.later(ctx, ev, key, m)
 	}
 }
 
+// failure counts and logs a failed publish of ev.
+func (p *NATSEvents) failure(ctx context.Context, ev *eventsv1.Event, reason string, err error) {
+	p.failed.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
+	p.logger.WarnContext(ctx, "device event not published; it will be published again", "reason", reason, "kind", ev.GetKind(), keyDevice, ev.GetDeviceId(),
+		"session_id", ev.GetSessionId(), "error", err)
+}
+
+// later queues m, the message of ev, in the redo queue.
+func (p *NATSEvents) later(ctx context.Context, ev *eventsv1.Event, key string, m *nats.Msg) {
+	if d, ok := p.redo.Add(key, m); ok {
+		p.logger.ErrorContext(ctx, "device event lost: too many events wait for NATS", "subject", d.Subject,
+			"event_id", d.Header.Get(jetstream.MsgIDHeader), "limit", maxRedoEvents)
+	}
+}
+
+// drop counts and logs an event that cannot be published at all.
 func (p *NATSEvents) drop(ctx context.Context, ev *eventsv1.Event, reason string, err error) {
 	p.failed.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
 	p.logger.WarnContext(ctx, "device event not published", "reason", reason, "kind", ev.GetKind(), keyDevice, ev.GetDeviceId(),

@@ -15,6 +15,7 @@ package sessions
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -123,6 +124,9 @@ type Worker struct {
 	// queue is the NATS task queue whose index Run maintains; nil when
 	// the worker reads another queue, or none.
 	queue *NATSTaskQueue
+	// events is the NATS event publisher whose redo queue Run publishes;
+	// nil when the worker has another watcher.
+	events *NATSEvents
 }
 
 var _ sessionsv1.SessionServiceServer = (*Worker)(nil)
@@ -146,12 +150,13 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	}
 	watcher := deps.Watcher
 	var events func(context.Context, *eventsv1.Event)
+	var natsEvents *NATSEvents
 	if watcher == nil && deps.JetStream != nil {
 		ev, err := NewNATSEvents(deps.JetStream, deps.BusNames, deps.Propagator, cfg.EventsMaxInFlight, logger.With("service", "sessions"), meter)
 		if err != nil {
 			return nil, err
 		}
-		watcher, events = ev, ev.publish
+		watcher, events, natsEvents = ev, ev.publish, ev
 	}
 	if deps.Presets != nil {
 		pp := newPresetPlanner(cfg.PresetsRefresh, deps.Presets, deps.Secrets, deps.Inventory, logger.With("service", "sessions"), deps.Now)
@@ -177,7 +182,7 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	if tp == nil {
 		tp = tracenoop.NewTracerProvider()
 	}
-	return &Worker{e: e, tracer: tp.Tracer("github.com/fleetacs/fleetacs/services/sessions"), queue: natsQueue}, nil
+	return &Worker{e: e, tracer: tp.Tracer("github.com/fleetacs/fleetacs/services/sessions"), queue: natsQueue, events: natsEvents}, nil
 }
 
 // ID returns the worker's registry ID.
@@ -196,17 +201,16 @@ func (w *Worker) Start(ctx context.Context) error { return w.e.Start(ctx) }
 // Run runs the engine's background work until ctx ends, then drains it
 // (engine.Engine.Run).
 func (w *Worker) Run(ctx context.Context) error {
-	if w.queue == nil {
-		return w.e.Run(ctx)
-	}
 	ictx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		w.queue.Run(ictx)
-	}()
+	var wg sync.WaitGroup
+	if w.queue != nil {
+		wg.Go(func() { w.queue.Run(ictx) })
+	}
+	if w.events != nil {
+		wg.Go(func() { w.events.Run(ictx) })
+	}
 	err := w.e.Run(ctx)
 	stop()
-	<-done
+	wg.Wait()
 	return err
 }

@@ -2,6 +2,7 @@ package sessions
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -314,7 +315,9 @@ func (s *stuckJS) PublishMsgAsync(m *nats.Msg, _ ...jetstream.PublishOpt) (jetst
 }
 
 // A NATS that does not acknowledge never holds a session: beyond
-// -sessions.events-max-in-flight, events are dropped and counted.
+// -sessions.events-max-in-flight, an event is counted and waits in the redo
+// queue, and the device's later events wait behind it without a publish of
+// their own.
 func TestNATSEventsBoundedInFlight(t *testing.T) {
 	js := &stuckJS{}
 	reader := sdkmetric.NewManualReader()
@@ -345,7 +348,73 @@ func TestNATSEventsBoundedInFlight(t *testing.T) {
 			}
 		}
 	}
-	if dropped != 3 {
-		t.Fatalf("%d dropped, want 3", dropped)
+	if dropped != 1 {
+		t.Fatalf("%d failed as full, want 1", dropped)
+	}
+	if n := p.redo.Len(); n != 3 || !p.redo.Waiting("t/D") {
+		t.Fatalf("%d events waiting, want 3", n)
+	}
+	if got := js.published.Load(); got != 2 {
+		t.Fatalf("%d published after the redo queue took the rest, want 2", got)
+	}
+}
+
+// Device events a session publishes while the events stream is out of
+// reach wait, and reach the stream, each once, when it is back.
+func TestNATSEventsRepublished(t *testing.T) {
+	v := newNATSEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := v.js.DeleteStream(ctx, v.names.EventsStream()); err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewNATSEvents(v.js, v.names, nil, 8, nil, sdkmetric.NewMeterProvider())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan struct{})
+	go func() { defer close(ran); p.Run(ctx) }()
+	defer func() { cancel(); <-ran }()
+	r := engine.SessionReport{
+		Tenant: "t", DeviceKey: "D1", SessionID: "s1", Outcome: "completed", Recorded: true, Now: t0,
+		Inform: engine.InformRecord{Time: t0, Events: []cwmp.Event{{Code: "1 BOOT"}, {Code: "4 VALUE CHANGE"}}},
+	}
+	p.SessionEnded(ctx, r)
+	waiting := func(want int64) func() error {
+		return func() error {
+			if n := p.redo.Len(); n != want {
+				return fmt.Errorf("%d events waiting, want %d", n, want)
+			}
+			return nil
+		}
+	}
+	testenv.WaitFor(t, 10*time.Second, waiting(2))
+	if err := natsbus.EnsureStreams(ctx, v.js, v.names, natsbus.StreamOptions{Replicas: 1, MaxTasksPerDevice: 100,
+		EventsMaxAge: time.Hour, EventsMaxBytes: 64 << 20, WakeMaxAge: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, waiting(0))
+	stream, err := v.js.Stream(ctx, v.names.EventsStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil || info.State.Msgs != 2 {
+		t.Fatalf("events stream: %v, %v", info, err)
+	}
+	kinds := map[string]bool{}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := stream.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ev eventsv1.Event
+		if err := proto.Unmarshal(m.Data, &ev); err != nil {
+			t.Fatal(err)
+		}
+		kinds[ev.GetKind()] = true
+	}
+	if !kinds["device.boot"] || !kinds["device.value_change"] {
+		t.Fatalf("kinds %v", kinds)
 	}
 }

@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -8,22 +9,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fleetacs/fleetacs/pkg/natsbus"
+	"github.com/fleetacs/fleetacs/pkg/testenv"
 	eventsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/events/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 )
-
-// waitFor polls cond (a state the service reaches on its own) for up to
-// 10 seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // TestEventsRepublished: events published while the events stream is out
 // of reach wait in the redo queue, a task's later event behind its earlier
@@ -35,19 +24,29 @@ func TestEventsRepublished(t *testing.T) {
 		t.Fatal(err)
 	}
 	task := h.create(t, dev1, reboot(), nil)
-	waitFor(t, "the queued event to wait", func() bool { return h.svc.redo.n.Load() == 1 })
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if n := h.svc.redo.Len(); n != 1 {
+			return fmt.Errorf("%d events waiting, want the queued one", n)
+		}
+		return nil
+	})
 	if _, err := h.public.CancelTask(as(ctx, h.operator), &tasksv1.CancelTaskRequest{Id: task.GetId()}); err != nil {
 		t.Fatal(err)
 	}
 	// The cancelled event queues behind the queued one without a publish
 	// of its own (which, with the stream back, would overtake it).
-	if n := h.svc.redo.n.Load(); n != 2 || !h.svc.redo.waiting(task.GetId()) {
+	if n := h.svc.redo.Len(); n != 2 || !h.svc.redo.Waiting(task.GetId()) {
 		t.Fatalf("redo queue: %d events", n)
 	}
 	if err := natsbus.EnsureStreams(ctx, h.js, h.names, h.streams); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the events to be published", func() bool { return h.svc.redo.n.Load() == 0 })
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if n := h.svc.redo.Len(); n != 0 {
+			return fmt.Errorf("%d events still waiting", n)
+		}
+		return nil
+	})
 	st, err := h.js.Stream(ctx, h.names.EventsStream())
 	if err != nil {
 		t.Fatal(err)
@@ -72,35 +71,7 @@ func TestEventsRepublished(t *testing.T) {
 			t.Fatalf("event %d: kind %s, task %s, id %s (header %s); want %s of %s", i, ev.GetKind(), ev.GetTask().GetId(), ev.GetId(), m.Header.Get(jetstream.MsgIDHeader), want, task.GetId())
 		}
 	}
-	if h.svc.redo.dropped.Load() != 0 {
-		t.Fatalf("dropped %d", h.svc.redo.dropped.Load())
-	}
-}
-
-// TestEventRedoBound: beyond maxRedoEvents the oldest waiting event goes,
-// counted, and the queue's bookkeeping stays exact.
-func TestEventRedoBound(t *testing.T) {
-	r := newEventRedo()
-	for i := range maxRedoEvents {
-		if _, dropped := r.add(redoEvent{id: "e", taskID: "a"}); dropped {
-			t.Fatalf("dropped at %d", i)
-		}
-	}
-	d, dropped := r.add(redoEvent{id: "f", taskID: "b"})
-	if !dropped || d.taskID != "a" || r.dropped.Load() != 1 || r.n.Load() != maxRedoEvents {
-		t.Fatalf("dropped %v %v, count %d, n %d", d, dropped, r.dropped.Load(), r.n.Load())
-	}
-	if !r.waiting("a") || !r.waiting("b") || r.waiting("c") {
-		t.Fatal("waiting per task wrong")
-	}
-	for range maxRedoEvents {
-		e, ok := r.first()
-		if !ok {
-			t.Fatal("queue emptied early")
-		}
-		r.published(e)
-	}
-	if r.waiting("a") || r.waiting("b") || r.n.Load() != 0 || len(r.byTask) != 0 {
-		t.Fatalf("after publishing all: n %d, tasks %v", r.n.Load(), r.byTask)
+	if h.svc.redo.Dropped() != 0 {
+		t.Fatalf("dropped %d", h.svc.redo.Dropped())
 	}
 }

@@ -17,7 +17,7 @@ const queueInfoTimeout = 2 * time.Second
 //	fleetacs_tasks_queue_depth               messages in the stream: tasks queued for their devices
 //	fleetacs_tasks_queue_oldest_age_seconds  age of the oldest of them (0 when none)
 //	fleetacs_tasks_events_redo               task events waiting in this replica to be published again
-//	fleetacs_tasks_events_dropped_total      task events dropped from that wait (eventredo.go)
+//	fleetacs_tasks_events_dropped_total      task events dropped from that wait (docs/events.md)
 //
 // No labels: the stream holds every tenant's and device's queue. Every
 // tasks replica reports the same stream, so dashboards take the max of the
@@ -48,8 +48,8 @@ func (s *Service) registerQueueMetrics(mp metric.MeterProvider) (metric.Registra
 		return nil, fmt.Errorf("tasks queue metrics: %w", err)
 	}
 	return m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
-		o.ObserveInt64(redo, s.redo.n.Load())
-		o.ObserveInt64(dropped, s.redo.dropped.Load())
+		o.ObserveInt64(redo, s.redo.Len())
+		o.ObserveInt64(dropped, s.redo.Dropped())
 		if !s.ready.Load() {
 			return nil
 		}

@@ -24,6 +24,11 @@ func TestQueueMetrics(t *testing.T) {
 	if d, ok := gauge("fleetacs_tasks_queue_depth"); !ok || d != 0 {
 		t.Fatalf("empty queue: depth %v (present %t), want 0", d, ok)
 	}
+	for _, name := range []string{"fleetacs_tasks_events_redo", "fleetacs_tasks_events_dropped_total"} {
+		if v, ok := gauge(name); !ok || v != 0 {
+			t.Fatalf("%s %v (present %t), want 0", name, v, ok)
+		}
+	}
 	a := h.create(t, dev1, reboot(), nil)
 	b := h.create(t, dev1, spv("Device.X", "1"), nil)
 	if d, _ := gauge("fleetacs_tasks_queue_depth"); d != 2 {

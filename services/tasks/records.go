@@ -209,8 +209,9 @@ func (s *Service) change(ctx context.Context, r store.Record, del queueDelete, f
 // the truth, is already written; the caller's latency, a session's start
 // or end, does not include the round trip). At most eventsInFlight await
 // theirs; beyond, the caller waits for a slot. An event whose publish
-// fails is published again, synchronously, up to three times, then
-// logged. The event id (and NATS message id) is the task id and version,
+// fails is published again, synchronously, up to three times, then waits
+// in the redo queue (natsbus.Redo), as do the task's later events while it
+// waits. The event id (and NATS message id) is the task id and version,
 // so that a repeated publish is dropped by the stream.
 //
 // The event carries t without its history (docs/events.md). Rather than
@@ -234,43 +235,35 @@ func (s *Service) publishEvent(ctx context.Context, t *tasksv1.Task, session str
 			"error", fmt.Errorf("encode message for %s: %w", subject, err))
 		return
 	}
-	e := redoEvent{subject: subject, id: id, taskID: taskID, tenant: tenant, kind: kind, data: data}
-	if s.redo.waiting(taskID) {
+	if s.redo.Waiting(taskID) {
 		// An earlier event of the task waits to be published again: this
 		// one goes behind it.
-		s.redoLater(ctx, e, nil)
+		s.redoLater(ctx, taskID, tenant, kind, s.message(ctx, subject, id, data), nil)
 		return
 	}
 	err = s.events.Publish(ctx, s.message(ctx, subject, id, data), true, func(err error) {
 		if err != nil {
 			if _, err := s.publishData(context.WithoutCancel(ctx), subject, id, data); err != nil {
-				s.redoLater(ctx, e, err)
+				s.redoLater(ctx, taskID, tenant, kind, s.message(ctx, subject, id, data), err)
 			}
 		}
 	})
 	if err != nil {
-		s.redoLater(ctx, e, err)
+		s.redoLater(ctx, taskID, tenant, kind, s.message(ctx, subject, id, data), err)
 	}
 }
 
-// redoLater queues e in the redo queue (eventredo.go); err is why its
-// publish failed (nil: it queues behind an earlier event of its task).
-func (s *Service) redoLater(ctx context.Context, e redoEvent, err error) {
+// redoLater queues the event m of task taskID in the redo queue
+// (docs/events.md, "Delivery"); err is why its publish failed (nil: it
+// queues behind an earlier event of its task).
+func (s *Service) redoLater(ctx context.Context, taskID, tenant, kind string, m *nats.Msg, err error) {
 	if err != nil {
-		s.logger.WarnContext(ctx, "task event not published; it will be published again", "task_id", e.taskID, "tenant", e.tenant, "kind", e.kind, "error", err)
+		s.logger.WarnContext(ctx, "task event not published; it will be published again", "task_id", taskID, "tenant", tenant, "kind", kind, "error", err)
 	}
-	if d, ok := s.redo.add(e); ok {
-		s.logger.ErrorContext(ctx, "task event lost: too many events wait for NATS", "task_id", d.taskID, "tenant", d.tenant, "kind", d.kind, "event_id", d.id, "limit", maxRedoEvents)
+	if d, ok := s.redo.Add(taskID, m); ok {
+		s.logger.ErrorContext(ctx, "task event lost: too many events wait for NATS", "subject", d.Subject,
+			"event_id", d.Header.Get(jetstream.MsgIDHeader), "limit", maxRedoEvents)
 	}
-}
-
-// publishOnce publishes data once, waiting up to 5 seconds for the
-// stream's acknowledgement.
-func (s *Service) publishOnce(ctx context.Context, subject, msgID string, data []byte) error {
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	_, err := s.js.PublishMsg(pctx, s.message(ctx, subject, msgID, data))
-	return err
 }
 
 // message is data as a NATS message to subject, with msgID for

@@ -159,6 +159,10 @@ type Deps struct {
 	Now func() time.Time
 }
 
+// maxRedoEvents bounds the task events waiting to be published again
+// (docs/events.md, "Delivery").
+const maxRedoEvents = 50_000
+
 // eventsInFlight bounds the task events awaiting the stream's
 // acknowledgement; eventAckTimeout bounds each wait.
 const (
@@ -193,8 +197,9 @@ type Service struct {
 	// pending tells, per device queue, when its background deletes are
 	// done (enqueue waits for them before it calls a queue full).
 	pending pendingDeletes
-	// redo holds the events whose publish failed (eventredo.go).
-	redo *eventRedo
+	// redo holds the events whose publish failed (docs/events.md,
+	// "Delivery").
+	redo *natsbus.Redo
 	// testBeforeBackgroundDelete, when set (tests), runs before each
 	// background delete.
 	testBeforeBackgroundDelete func()
@@ -237,7 +242,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		logger: deps.Logger, now: deps.Now, watches: make(chan struct{}, cfg.MaxWatches),
 		events:  natsbus.NewAsyncPublisher(deps.JetStream, eventsInFlight, eventAckTimeout),
 		claimed: newClaimCache(claimCacheSize), recent: newRecentCache(recentCacheBytes),
-		deleting: make(chan struct{}, maxDeletesInFlight), redo: newEventRedo()}
+		deleting: make(chan struct{}, maxDeletesInFlight), redo: natsbus.NewRedo(deps.JetStream, maxRedoEvents, deps.Logger)}
 	if deps.Meter != nil {
 		reg, err := s.registerQueueMetrics(deps.Meter)
 		if err != nil {
@@ -296,12 +301,12 @@ func (s *Service) Run(ctx context.Context) error {
 	s.wg.Add(3)
 	go func() { defer s.wg.Done(); s.sweepLoop(ctx) }()
 	go func() { defer s.wg.Done(); s.wakeLoop(ctx) }()
-	go func() { defer s.wg.Done(); s.redoLoop(ctx) }()
+	go func() { defer s.wg.Done(); s.redo.Run(ctx) }()
 	<-ctx.Done()
 	s.wg.Wait()
 	s.events.Wait()
 	s.deletes.Wait()
-	if n := s.redo.n.Load(); n > 0 {
+	if n := s.redo.Len(); n > 0 {
 		s.logger.Error("task events never published: the service stopped with them waiting for NATS", "events", n)
 	}
 	s.ready.Store(false)
