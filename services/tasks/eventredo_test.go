@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -9,9 +10,11 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fleetacs/fleetacs/pkg/natsbus"
+	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 	eventsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/events/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
+	"github.com/fleetacs/fleetacs/services/tasks/store/sqlitestore"
 )
 
 // TestEventsRepublished: events published while the events stream is out
@@ -73,5 +76,105 @@ func TestEventsRepublished(t *testing.T) {
 	}
 	if h.svc.redo.Dropped() != 0 {
 		t.Fatalf("dropped %d", h.svc.redo.Dropped())
+	}
+}
+
+// TestEventsRepublishedAtStart: a replica that starts publishes again the
+// events of the tasks changed in the last minutes, which a replica that
+// died took with it; the stream keeps each event once.
+func TestEventsRepublishedAtStart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tasks.db")
+	h := newHarness(t, harnessOpts{st: sqlitestore.New(sqlitestore.Config{Path: path})})
+	ctx := t.Context()
+	if err := h.js.DeleteStream(ctx, h.names.EventsStream()); err != nil {
+		t.Fatal(err)
+	}
+	task := h.create(t, dev1, reboot(), nil)
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if n := h.svc.redo.Len(); n != 1 {
+			return fmt.Errorf("%d events waiting, want the queued one", n)
+		}
+		return nil
+	})
+	if err := natsbus.EnsureStreams(ctx, h.js, h.names, h.streams); err != nil {
+		t.Fatal(err)
+	}
+	// The replica that starts now on the same store and streams, as after
+	// a crash of the first (whose waiting event would die with it).
+	key, err := secretbox.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := secretbox.New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := sqlitestore.New(sqlitestore.Config{Path: path})
+	second, err := New(DefaultConfig(), Deps{Store: st, NATS: h.nc, JetStream: h.js, Names: h.names,
+		Devices: InventoryDevices{}, Secrets: ring, Now: h.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	second.events.Wait()
+	events := func() []string {
+		t.Helper()
+		s, err := h.js.Stream(ctx, h.names.EventsStream())
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+			m, err := s.GetMsg(ctx, seq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, m.Header.Get(jetstream.MsgIDHeader))
+		}
+		return ids
+	}
+	want := task.GetId() + ".1" // its first history entry: queued
+	if got := events(); len(got) != 1 || got[0] != want {
+		t.Fatalf("events after the start: %v, want [%s]", got, want)
+	}
+	// The first replica's own attempt, once the stream is back, is a
+	// repeat the stream drops.
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if n := h.svc.redo.Len(); n != 0 {
+			return fmt.Errorf("%d events still waiting", n)
+		}
+		return nil
+	})
+	if got := events(); len(got) != 1 {
+		t.Fatalf("events after both: %v", got)
+	}
+}
+
+// The event of a state change is named by the history entry that entered
+// the state, which later entries of the same state do not move.
+func TestStateEntry(t *testing.T) {
+	task := &tasksv1.Task{}
+	now := time.Now()
+	var got []int
+	for _, st := range []tasksv1.TaskState{
+		tasksv1.TaskState_TASK_STATE_QUEUED,
+		tasksv1.TaskState_TASK_STATE_DISPATCHED,
+		tasksv1.TaskState_TASK_STATE_DISPATCHED, // resumed by a later session
+		tasksv1.TaskState_TASK_STATE_QUEUED,     // to retry
+		tasksv1.TaskState_TASK_STATE_DISPATCHED,
+		tasksv1.TaskState_TASK_STATE_DONE,
+	} {
+		enter(task, st, now, "")
+		got = append(got, stateEntry(task))
+	}
+	if fmt.Sprint(got) != "[1 2 2 4 5 6]" {
+		t.Fatalf("state entries %v", got)
 	}
 }

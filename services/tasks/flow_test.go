@@ -584,7 +584,7 @@ func TestEventsAndClaimsCarryNoHistory(t *testing.T) {
 		ev := evs[i]
 		et := ev.GetTask()
 		if ev.GetKind() != "task."+stateName(want) || et.GetState() != want || len(et.GetHistory()) != 0 ||
-			ev.GetId() != fmt.Sprintf("%s.%d", task.GetId(), et.GetVersion()) || !ev.GetTime().AsTime().Equal(et.GetUpdateTime().AsTime()) ||
+			ev.GetId() != fmt.Sprintf("%s.%d", task.GetId(), i+1) || !ev.GetTime().AsTime().Equal(et.GetUpdateTime().AsTime()) ||
 			et.GetOperation().GetSetParameterValues() == nil {
 			t.Fatalf("event %d: %v", i, ev)
 		}

@@ -120,6 +120,21 @@ func enter(t *tasksv1.Task, st tasksv1.TaskState, now time.Time, detail string) 
 	t.History = append(t.History, &tasksv1.TaskHistoryEntry{State: st, Time: timestamppb.New(now), Detail: detail})
 }
 
+// stateEntry returns the position (from 1) in t's history of the entry
+// that entered its current state: later entries of the same state (a
+// dispatch resumed) do not move it. With the task id it names the state
+// change's event (publishEvent), so that the event published again for a
+// task whose record has changed since without a change of state (its
+// queue sequence stored, a resumed dispatch) has the id of the first one.
+func stateEntry(t *tasksv1.Task) int {
+	h := t.GetHistory()
+	i := len(h)
+	for i > 0 && h[i-1].GetState() == t.GetState() {
+		i--
+	}
+	return i + 1
+}
+
 // The session a dispatched task belongs to is written in its history: each
 // entry of state dispatched starts with "session <id>: " (sessionDetail),
 // so that fencing needs no field beyond the public Task.
@@ -211,8 +226,9 @@ func (s *Service) change(ctx context.Context, r store.Record, del queueDelete, f
 // theirs; beyond, the caller waits for a slot. An event whose publish
 // fails is published again, synchronously, up to three times, then waits
 // in the redo queue (natsbus.Redo), as do the task's later events while it
-// waits. The event id (and NATS message id) is the task id and version,
-// so that a repeated publish is dropped by the stream.
+// waits. The event id (and NATS message id) is the task id and the
+// position of the state's entry in its history (stateEntry), so that a
+// repeated publish is dropped by the stream.
 //
 // The event carries t without its history (docs/events.md). Rather than
 // copy t, the history is set aside while the event is encoded, as
@@ -220,7 +236,7 @@ func (s *Service) change(ctx context.Context, r store.Record, del queueDelete, f
 // not t, is what a retry publishes, so t may change once this returns.
 func (s *Service) publishEvent(ctx context.Context, t *tasksv1.Task, session string) {
 	kind := "task." + stateName(t.State)
-	id := t.GetId() + "." + strconv.FormatUint(t.GetVersion(), 10)
+	id := t.GetId() + "." + strconv.Itoa(stateEntry(t))
 	h := t.History
 	t.History = nil
 	data, err := proto.Marshal(&eventsv1.Event{

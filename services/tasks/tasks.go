@@ -282,10 +282,44 @@ func (s *Service) Start(ctx context.Context) error {
 		_ = s.store.Close()
 		return fmt.Errorf("start tasks: %w", err)
 	}
+	s.republishRecent(ctx)
 	s.started = true
 	s.ready.Store(true)
 	s.logger.InfoContext(ctx, "tasks store started")
 	return nil
+}
+
+// eventRepairWindow: at start, the current event of every task changed
+// within it is published again, for the events a replica that died took
+// with it (docs/events.md, "Delivery"). It is the events stream's
+// duplicate window (natsbus.StreamConfigs), so that an event the stream
+// already holds is dropped as a repeat and no consumer sees one twice.
+const eventRepairWindow = 2 * time.Minute
+
+// maxEventRepair bounds the events published again at start.
+const maxEventRepair = 50_000
+
+// republishRecent publishes again the current event of each task changed
+// within eventRepairWindow, before the replica serves: the publisher keeps
+// its messages in order, so what the replica publishes later comes after.
+func (s *Service) republishRecent(ctx context.Context) {
+	recs, err := s.store.ChangedSince(ctx, s.now().Add(-eventRepairWindow), maxEventRepair)
+	if err != nil {
+		s.logger.WarnContext(ctx, "task events of the last minutes not published again; those a replica that died took with it are lost", "error", err)
+		return
+	}
+	for _, r := range recs {
+		t, err := decodeTask(r)
+		if err != nil {
+			s.logger.WarnContext(ctx, "task record not decoded; its event is not published again", "task_id", r.ID, "tenant", r.Tenant, "error", err)
+			continue
+		}
+		s.publishEvent(ctx, t, "")
+	}
+	if len(recs) > 0 {
+		s.logger.InfoContext(ctx, "task events of the last minutes published again; the stream drops those it holds", "events", len(recs),
+			"window", eventRepairWindow, "truncated", len(recs) == maxEventRepair)
+	}
 }
 
 // Run runs the sweeper and the consumer of connection-request outcomes

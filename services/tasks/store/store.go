@@ -126,4 +126,8 @@ type Store interface {
 	// must be positive); it returns how many it removed. A removed
 	// record's idempotency key is free again.
 	DeleteEnded(ctx context.Context, t time.Time, limit int) (int, error)
+	// ChangedSince returns records of any tenant whose UpdateTime is at or
+	// after t, in no particular order, at most limit (which must be
+	// positive; when more match, which of them is not said).
+	ChangedSince(ctx context.Context, t time.Time, limit int) ([]Record, error)
 }

@@ -385,5 +385,61 @@ func testBadLimits(t *testing.T, s store.Store) {
 		if _, err := s.DeleteEnded(ctxT(t), base, limit); err == nil || sentinel(err) {
 			t.Errorf("DeleteEnded with limit %d: %v, want a plain error", limit, err)
 		}
+		if _, err := s.ChangedSince(ctxT(t), base, limit); err == nil || sentinel(err) {
+			t.Errorf("ChangedSince with limit %d: %v, want a plain error", limit, err)
+		}
+	}
+}
+
+func testChangedSince(t *testing.T, s store.Store) {
+	ctx := ctxT(t)
+	a, b := newTenant(), newTenant()
+	// Update times far from every other test's (and run's, by runID).
+	since := time.Date(2101, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(runID) * time.Millisecond)
+	at := func(tenant string, updated time.Time, running bool) store.Record {
+		r := rec(tenant, "d", base)
+		r.UpdateTime = updated
+		if !running {
+			r.DueTime = time.Time{}
+		}
+		return create(t, s, r)
+	}
+	before := at(a, since.Add(-time.Second), true)
+	onTime := at(a, since, true)
+	endedAfter := at(b, since.Add(time.Second), false)
+	at(b, since.Add(-time.Millisecond), false)
+	check := func(want ...store.Record) {
+		t.Helper()
+		got, err := s.ChangedSince(ctx, since, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mine := map[string]store.Record{}
+		for _, r := range got {
+			if r.Tenant == a || r.Tenant == b {
+				mine[r.ID] = r
+			}
+		}
+		if len(mine) != len(want) {
+			t.Fatalf("ChangedSince: %d of this test's records, want %d", len(mine), len(want))
+		}
+		for _, w := range want {
+			r, ok := mine[w.ID]
+			if !ok {
+				t.Fatalf("ChangedSince misses %s (updated %v, due %v)", w.ID, w.UpdateTime, w.DueTime)
+			}
+			mustMatch(t, "changed record", r, w)
+		}
+	}
+	// Inclusive, across tenants, running and ended alike.
+	check(onTime, endedAfter)
+	// An update brings a record in (here, as it ends).
+	before.Version, before.UpdateTime, before.DueTime = 2, since.Add(2*time.Second), time.Time{}
+	if err := s.Update(ctx, before, 1); err != nil {
+		t.Fatal(err)
+	}
+	check(onTime, endedAfter, before)
+	if got, err := s.ChangedSince(ctx, since, 1); err != nil || len(got) != 1 {
+		t.Fatalf("ChangedSince with limit 1: %d records, %v", len(got), err)
 	}
 }

@@ -60,6 +60,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ListLimit", testListLimit},
 		{"Due", testDue},
 		{"DeleteEnded", testDeleteEnded},
+		{"ChangedSince", testChangedSince},
 		{"BadLimits", testBadLimits},
 	}
 	for _, tc := range tests {

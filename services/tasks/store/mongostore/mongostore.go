@@ -619,6 +619,29 @@ func (s *Store) Due(ctx context.Context, t time.Time, limit int) ([]store.Record
 	return out, nil
 }
 
+// ChangedSince implements store.Store: ended records (no due_time) by a
+// range of the due index, running ones by its scan, filtered in the index.
+func (s *Store) ChangedSince(ctx context.Context, t time.Time, limit int) ([]store.Record, error) {
+	out, err := func() ([]store.Record, error) {
+		if limit < 1 {
+			return nil, fmt.Errorf("limit %d is not positive", limit)
+		}
+		coll, err := s.collection()
+		if err != nil {
+			return nil, err
+		}
+		since := bson.D{{Key: "$gte", Value: msTime(t)}}
+		return s.find(ctx, coll, bson.D{{Key: "$or", Value: bson.A{
+			bson.D{{Key: "due_time", Value: nil}, {Key: "update_time", Value: since}},
+			bson.D{{Key: "due_time", Value: bson.D{{Key: "$ne", Value: nil}}}, {Key: "update_time", Value: since}},
+		}}}, options.Find().SetLimit(int64(limit)), nil)
+	}()
+	if err != nil {
+		return nil, fmt.Errorf("list tasks changed since %v: %w", t, err)
+	}
+	return out, nil
+}
+
 // DeleteEnded implements store.Store. MongoDB's deletes take no limit, so it
 // reads the ids of at most limit ended records and deletes those that are
 // still ended.

@@ -77,7 +77,7 @@ type state struct {
 	w     *writer
 	// Prepared statements of the readers: database/sql prepares each
 	// once per connection and reuses it.
-	get, getMany, due *sql.Stmt
+	get, getMany, due, changed *sql.Stmt
 }
 
 var _ store.Store = (*Store)(nil)
@@ -183,6 +183,10 @@ func (s *Store) open(ctx context.Context) (_ *state, err error) {
 		// array.
 		{st.r, &st.getMany, `SELECT ` + columns + ` FROM tasks WHERE tenant = ? AND id IN (SELECT value FROM json_each(?))`},
 		{st.r, &st.due, `SELECT ` + columns + ` FROM tasks WHERE due_time IS NOT NULL AND due_time <= ? ORDER BY due_time LIMIT ?`},
+		// Ended records by their index of update times; running ones
+		// (bounded by the queues) by the index of due times, filtered.
+		{st.r, &st.changed, `SELECT ` + columns + ` FROM tasks INDEXED BY tasks_ended WHERE due_time IS NULL AND update_time >= ?1
+			UNION ALL SELECT ` + columns + ` FROM tasks INDEXED BY tasks_due WHERE due_time IS NOT NULL AND update_time >= ?1 LIMIT ?2`},
 	} {
 		if *p.dst, err = p.db.PrepareContext(ctx, p.q); err != nil {
 			return nil, fmt.Errorf("prepare %q: %w", strings.Join(strings.Fields(p.q), " "), err)
@@ -203,7 +207,7 @@ func migrate(ctx context.Context, db *sql.DB) error {
 // runs.
 func (st *state) release() error {
 	var errs []error
-	for _, p := range []*sql.Stmt{st.get, st.getMany, st.due} {
+	for _, p := range []*sql.Stmt{st.get, st.getMany, st.due, st.changed} {
 		if p != nil {
 			errs = append(errs, p.Close())
 		}
@@ -579,6 +583,28 @@ func (s *Store) Due(ctx context.Context, t time.Time, limit int) ([]store.Record
 	}()
 	if err != nil {
 		return nil, fmt.Errorf("list tasks due at %v: %w", t, err)
+	}
+	return out, nil
+}
+
+// ChangedSince implements store.Store.
+func (s *Store) ChangedSince(ctx context.Context, t time.Time, limit int) ([]store.Record, error) {
+	var out []store.Record
+	err := func() error {
+		if limit < 1 {
+			return fmt.Errorf("limit %d is not positive", limit)
+		}
+		return s.with(func(st *state) error {
+			rows, err := st.changed.QueryContext(ctx, t.UnixMilli(), limit)
+			if err != nil {
+				return err
+			}
+			out, err = scanAll(rows, nil)
+			return err
+		})
+	}()
+	if err != nil {
+		return nil, fmt.Errorf("list tasks changed since %v: %w", t, err)
 	}
 	return out, nil
 }
