@@ -125,10 +125,16 @@ func (r *Redo) published(e redoEntry) {
 	}
 }
 
-// Run publishes the waiting messages, oldest first, until ctx ends. After
-// a failed publish it waits before the next try, from 100 ms doubling to
-// 30 s; a success resets the wait.
+// Run publishes the waiting messages, oldest first, until ctx ends, and
+// logs how many it leaves unpublished. After a failed publish it waits
+// before the next try, from 100 ms doubling to 30 s; a success resets the
+// wait.
 func (r *Redo) Run(ctx context.Context) {
+	defer func() {
+		if n := r.n.Load(); n > 0 {
+			r.logger.Error("messages never published to NATS: their publisher stopped with them waiting", "messages", n)
+		}
+	}()
 	backoff := redoFirstBackoff
 	for {
 		select {

@@ -10,12 +10,34 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/fleetacs/fleetacs/pkg/natsbus"
-	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 	eventsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/events/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	"github.com/fleetacs/fleetacs/services/tasks/store/sqlitestore"
 )
+
+// createUnpublished deletes the events stream and creates a task, whose
+// queued event then waits in the redo queue; it returns the task.
+func createUnpublished(t *testing.T, h *harness) *tasksv1.Task {
+	t.Helper()
+	if err := h.js.DeleteStream(t.Context(), h.names.EventsStream()); err != nil {
+		t.Fatal(err)
+	}
+	task := h.create(t, dev1, reboot(), nil)
+	waitRedo(t, h, 1)
+	return task
+}
+
+// waitRedo waits for n events to wait in h's redo queue.
+func waitRedo(t *testing.T, h *harness, n int64) {
+	t.Helper()
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if got := h.svc.redo.Len(); got != n {
+			return fmt.Errorf("%d events waiting, want %d", got, n)
+		}
+		return nil
+	})
+}
 
 // TestEventsRepublished: events published while the events stream is out
 // of reach wait in the redo queue, a task's later event behind its earlier
@@ -23,16 +45,7 @@ import (
 func TestEventsRepublished(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	ctx := t.Context()
-	if err := h.js.DeleteStream(ctx, h.names.EventsStream()); err != nil {
-		t.Fatal(err)
-	}
-	task := h.create(t, dev1, reboot(), nil)
-	testenv.WaitFor(t, 10*time.Second, func() error {
-		if n := h.svc.redo.Len(); n != 1 {
-			return fmt.Errorf("%d events waiting, want the queued one", n)
-		}
-		return nil
-	})
+	task := createUnpublished(t, h)
 	if _, err := h.public.CancelTask(as(ctx, h.operator), &tasksv1.CancelTaskRequest{Id: task.GetId()}); err != nil {
 		t.Fatal(err)
 	}
@@ -44,12 +57,7 @@ func TestEventsRepublished(t *testing.T) {
 	if err := natsbus.EnsureStreams(ctx, h.js, h.names, h.streams); err != nil {
 		t.Fatal(err)
 	}
-	testenv.WaitFor(t, 10*time.Second, func() error {
-		if n := h.svc.redo.Len(); n != 0 {
-			return fmt.Errorf("%d events still waiting", n)
-		}
-		return nil
-	})
+	waitRedo(t, h, 0)
 	st, err := h.js.Stream(ctx, h.names.EventsStream())
 	if err != nil {
 		t.Fatal(err)
@@ -86,32 +94,15 @@ func TestEventsRepublishedAtStart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tasks.db")
 	h := newHarness(t, harnessOpts{st: sqlitestore.New(sqlitestore.Config{Path: path})})
 	ctx := t.Context()
-	if err := h.js.DeleteStream(ctx, h.names.EventsStream()); err != nil {
-		t.Fatal(err)
-	}
-	task := h.create(t, dev1, reboot(), nil)
-	testenv.WaitFor(t, 10*time.Second, func() error {
-		if n := h.svc.redo.Len(); n != 1 {
-			return fmt.Errorf("%d events waiting, want the queued one", n)
-		}
-		return nil
-	})
+	task := createUnpublished(t, h)
 	if err := natsbus.EnsureStreams(ctx, h.js, h.names, h.streams); err != nil {
 		t.Fatal(err)
 	}
 	// The replica that starts now on the same store and streams, as after
 	// a crash of the first (whose waiting event would die with it).
-	key, err := secretbox.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ring, err := secretbox.New(key)
-	if err != nil {
-		t.Fatal(err)
-	}
 	st := sqlitestore.New(sqlitestore.Config{Path: path})
 	second, err := New(DefaultConfig(), Deps{Store: st, NATS: h.nc, JetStream: h.js, Names: h.names,
-		Devices: InventoryDevices{}, Secrets: ring, Now: h.clock.Now})
+		Devices: InventoryDevices{}, Secrets: newKeyring(t), Now: h.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,12 +137,7 @@ func TestEventsRepublishedAtStart(t *testing.T) {
 	}
 	// The first replica's own attempt, once the stream is back, is a
 	// repeat the stream drops.
-	testenv.WaitFor(t, 10*time.Second, func() error {
-		if n := h.svc.redo.Len(); n != 0 {
-			return fmt.Errorf("%d events still waiting", n)
-		}
-		return nil
-	})
+	waitRedo(t, h, 0)
 	if got := events(); len(got) != 1 {
 		t.Fatalf("events after both: %v", got)
 	}

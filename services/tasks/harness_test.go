@@ -72,6 +72,20 @@ const (
 	dev2 = "00AABB-HGW-S2"
 )
 
+// newKeyring returns a keyring of a new key.
+func newKeyring(t testing.TB) *secretbox.Keyring {
+	t.Helper()
+	key, err := secretbox.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := secretbox.New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ring
+}
+
 type harness struct {
 	svc      *Service
 	st       store.Store
@@ -127,14 +141,7 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	}})
 	invConn := testenv.GRPCConn(t, inv)
 
-	key, err := secretbox.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ring, err := secretbox.New(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ring := newKeyring(t)
 	cfg := DefaultConfig()
 	cfg.SweepInterval = 10 * time.Minute // tests sweep explicitly
 	cfg.RetryBase, cfg.RetryMax = time.Minute, 10*time.Minute

@@ -340,9 +340,6 @@ func (s *Service) Run(ctx context.Context) error {
 	s.wg.Wait()
 	s.events.Wait()
 	s.deletes.Wait()
-	if n := s.redo.Len(); n > 0 {
-		s.logger.Error("task events never published: the service stopped with them waiting for NATS", "events", n)
-	}
 	s.ready.Store(false)
 	if s.metricsReg != nil {
 		_ = s.metricsReg.Unregister()
