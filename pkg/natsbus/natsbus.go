@@ -251,10 +251,14 @@ func (n Names) StreamConfigs(o StreamOptions) []jetstream.StreamConfig {
 			Subjects: []string{n.root + ".*.events.>"}, Retention: jetstream.LimitsPolicy,
 			MaxAge: o.EventsMaxAge, MaxBytes: o.EventsMaxBytes, Discard: jetstream.DiscardOld,
 			Storage: jetstream.FileStorage, Replicas: o.Replicas, AllowDirect: true,
-			Duplicates: 2 * time.Minute,
+			Duplicates: EventsDuplicateWindow,
 		},
 	}
 }
+
+// EventsDuplicateWindow is how long the events stream remembers an event's
+// id (its Nats-Msg-Id) to drop a repeat.
+const EventsDuplicateWindow = 2 * time.Minute
 
 // EnsureStreams creates the streams, or updates them to o. In a cluster a
 // request can go unanswered (several processes creating the same stream at

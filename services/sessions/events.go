@@ -105,34 +105,33 @@ func (p *NATSEvents) publish(ctx context.Context, ev *eventsv1.Event) {
 	key := ev.GetTenant() + "/" + ev.GetDeviceId()
 	if p.redo.Waiting(key) {
 		// An earlier event of the device waits: this one goes behind it.
-		p.later(ctx, ev, key, m)
+		p.later(ctx, key, m)
 		return
 	}
 	err = p.pub.Publish(ctx, m, false, func(err error) {
 		if err != nil {
 			p.failure(context.WithoutCancel(ctx), ev, "ack", err)
-			p.later(context.WithoutCancel(ctx), ev, key, m)
+			p.later(context.WithoutCancel(ctx), key, m)
 		}
 	})
 	switch {
 	case errors.Is(err, natsbus.ErrFull):
 		p.failure(ctx, ev, "full", nil)
-		p.later(ctx, ev, key, m)
+		p.later(ctx, key, m)
 	case err != nil:
 		p.failure(ctx, ev, "publish", err)
-		p.later(ctx, ev, key, m)
+		p.later(ctx, key, m)
 	}
 }
 
-// failure counts and logs a failed publish of ev.
+// failure counts and logs a failed publish of ev, which waits to be
+// published again.
 func (p *NATSEvents) failure(ctx context.Context, ev *eventsv1.Event, reason string, err error) {
-	p.failed.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
-	p.logger.WarnContext(ctx, "device event not published; it will be published again", "reason", reason, "kind", ev.GetKind(), keyDevice, ev.GetDeviceId(),
-		"session_id", ev.GetSessionId(), "error", err)
+	p.count(ctx, ev, reason, err, "device event not published; it will be published again")
 }
 
-// later queues m, the message of ev, in the redo queue.
-func (p *NATSEvents) later(ctx context.Context, ev *eventsv1.Event, key string, m *nats.Msg) {
+// later queues m in the redo queue under key.
+func (p *NATSEvents) later(ctx context.Context, key string, m *nats.Msg) {
 	if d, ok := p.redo.Add(key, m); ok {
 		p.logger.ErrorContext(ctx, "device event lost: too many events wait for NATS", "subject", d.Subject,
 			"event_id", d.Header.Get(jetstream.MsgIDHeader), "limit", maxRedoEvents)
@@ -141,8 +140,12 @@ func (p *NATSEvents) later(ctx context.Context, ev *eventsv1.Event, key string, 
 
 // drop counts and logs an event that cannot be published at all.
 func (p *NATSEvents) drop(ctx context.Context, ev *eventsv1.Event, reason string, err error) {
+	p.count(ctx, ev, reason, err, "device event not published")
+}
+
+func (p *NATSEvents) count(ctx context.Context, ev *eventsv1.Event, reason string, err error, msg string) {
 	p.failed.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
-	p.logger.WarnContext(ctx, "device event not published", "reason", reason, "kind", ev.GetKind(), keyDevice, ev.GetDeviceId(),
+	p.logger.WarnContext(ctx, msg, "reason", reason, "kind", ev.GetKind(), keyDevice, ev.GetDeviceId(),
 		"session_id", ev.GetSessionId(), "error", err)
 }
 

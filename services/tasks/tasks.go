@@ -292,9 +292,9 @@ func (s *Service) Start(ctx context.Context) error {
 // eventRepairWindow: at start, the current event of every task changed
 // within it is published again, for the events a replica that died took
 // with it (docs/events.md, "Delivery"). It is the events stream's
-// duplicate window (natsbus.StreamConfigs), so that an event the stream
-// already holds is dropped as a repeat and no consumer sees one twice.
-const eventRepairWindow = 2 * time.Minute
+// duplicate window, so that an event the stream already holds is dropped
+// as a repeat and no consumer sees one twice.
+const eventRepairWindow = natsbus.EventsDuplicateWindow
 
 // maxEventRepair bounds the events published again at start.
 const maxEventRepair = 50_000
