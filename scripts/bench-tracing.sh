@@ -13,8 +13,11 @@
 # took in each traced run (which proves export happened).
 #
 #   DEVICES (2000)  DURATION (20s per run)  CONC (128 in flight)
-#   RUNS (3 of each)  RATIO (0.01)  FLEETACS_BIN (./bin/fleetacs, built)
+#   RUNS (3 of each)  RATIO (0.01; 0: nothing sampled)  FLEETACS_BIN (./bin/fleetacs, built)
 #   WARM (5s: known-device sessions before each measured run)
+#   ALTERNATE (unset: each pair runs off, then on; 1: every other pair
+#   runs on first, so that what the first run of a pair leaves behind or
+#   gains falls on both variants)
 #   PROFILE (unset; a directory: 10s CPU profiles of gateway1, worker1 and inventory
 #   in the middle of every measured run, <mode>-<run>-<process>.pprof)
 set -euo pipefail
@@ -27,6 +30,7 @@ runs=${RUNS:-3}
 ratio=${RATIO:-0.01}
 warm=${WARM:-5s}
 profile=${PROFILE:-}
+alternate=${ALTERNATE:-}
 pprof=()
 if [ -n "$profile" ]; then mkdir -p "$profile"; pprof=(-server.pprof); fi
 fleetacs=${FLEETACS_BIN:-$root/bin/fleetacs}
@@ -108,7 +112,9 @@ down
 declare -a off_rates on_rates on_spans off_cpu on_cpu
 lines=()
 for i in $(seq 1 "$runs"); do
-	for mode in off on; do
+	order="off on"
+	if [ -n "$alternate" ] && [ $((i % 2)) = 0 ]; then order="on off"; fi
+	for mode in $order; do
 		before=$(sink_spans)
 		up $mode
 		load "$warm" "$work/warm-$mode-$i" >/dev/null
@@ -145,14 +151,15 @@ done
 mean() { printf '%s\n' "$@" | awk '{s+=$1} END{printf "%.0f", s/NR}'; }
 moff=$(mean "${off_rates[@]}"); mon=$(mean "${on_rates[@]}")
 coff=$(mean "${off_cpu[@]}"); con=$(mean "${on_cpu[@]}")
-for s in "${on_spans[@]}"; do [ "$s" -gt 0 ] || { echo "a traced run exported no span" >&2; exit 1; }; done
+# RATIO=0 samples nothing, so exports nothing.
+for s in "${on_spans[@]}"; do [ "$s" -gt 0 ] || awk -v r="$ratio" 'BEGIN{exit !(r == 0)}' || { echo "a traced run exported no span" >&2; exit 1; }; done
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 echo
 echo "## Tracing overhead, $(date -u +%Y-%m-%d), $(nproc) cores of ${cpu}, cpesim and the sink on the same machine"
 echo
 echo "Distributed processes (inventory on SQLite, two workers, two gateways, Redis), $devices known devices,"
-echo "periodic Informs, $conc sessions in flight, $duration per run after $warm of warm-up, runs alternating."
+echo "periodic Informs, $conc sessions in flight, $duration per run after $warm of warm-up, runs alternating ($( [ -n "$alternate" ] && echo "on first in every other pair" || echo "off first in each pair"))."
 echo "Tracing on: OTLP/gRPC to tools/otlpsink on loopback, OTEL_TRACES_SAMPLER=parentbased_traceidratio,"
 echo "OTEL_TRACES_SAMPLER_ARG=$ratio. Off: OTEL_TRACES_EXPORTER=none."
 echo

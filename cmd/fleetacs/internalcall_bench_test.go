@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
@@ -32,7 +33,12 @@ import (
 // so a connection rarely carries one traceparent twice): the header is
 // then a new literal each call, Huffman-coded, added to both ends'
 // dynamic tables and evicting older entries. "off" gets the same
-// contexts, which tracing off ignores.
+// contexts, which tracing off ignores. hdr-B/op is the HPACK bytes of a
+// call's request headers; indexed/op the headers sent as an index,
+// lit-tp/op as a literal for the traceparent, lit-other/op as a literal
+// for any other (the headers every call repeats, sent again once a new
+// value has evicted them from the table: headerCount). The /deadline
+// variants give each call a deadline, so a grpc-timeout header too.
 func BenchmarkInternalCall(b *testing.B) {
 	_, endpoint := startOTLPReceiver(b)
 	tokenFile := filepath.Join(b.TempDir(), "internal.token")
@@ -49,6 +55,16 @@ func BenchmarkInternalCall(b *testing.B) {
 		perCall[i] = trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
 			TraceID: trace.TraceID{1, 2, byte(i >> 8), byte(i)}, SpanID: trace.SpanID{4, 5, byte(i >> 8), byte(i)}}))
 	}
+	// withDeadline: the same with a deadline each, as the processes'
+	// calls have (the gateway's exchange timeout, passed on): gRPC then
+	// sends grpc-timeout, in microseconds below 100 s: a new value on every
+	// call in both variants (20 s, -gateway.exchange-timeout's default).
+	withDeadline := make([]context.Context, len(perCall))
+	for i, ctx := range perCall {
+		var cancel context.CancelFunc
+		withDeadline[i], cancel = context.WithTimeout(ctx, 20*time.Second)
+		b.Cleanup(cancel)
+	}
 	on := map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_INSECURE": "true",
 		"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"}
 	off := map[string]string{"OTEL_TRACES_EXPORTER": "none"}
@@ -60,6 +76,8 @@ func BenchmarkInternalCall(b *testing.B) {
 		{"tracing=off", off, perCall},
 		{"tracing=1%/unsampled", on, []context.Context{unsampled}},
 		{"tracing=1%/unsampled-per-call", on, perCall},
+		{"tracing=off/deadline", off, withDeadline},
+		{"tracing=1%/unsampled-per-call/deadline", on, withDeadline},
 	} {
 		b.Run(v.name, func(b *testing.B) {
 			p, err := telemetry.Setup(context.Background(), "bench", func(k string) string { return v.env[k] })
@@ -91,7 +109,8 @@ func BenchmarkInternalCall(b *testing.B) {
 			}
 			go func() { _ = srv.Serve(ln) }()
 			b.Cleanup(srv.Stop)
-			dial, unsampled := a.internalDial()
+			counts := &headerCount{}
+			dial, unsampled := a.internalDial(grpc.WithContextDialer(counts.dialer()))
 			cc, closer, err := a.tracedConn(dial, unsampled, dialTo(ln.Addr().String()))
 			if err != nil {
 				b.Fatal(err)
@@ -103,6 +122,7 @@ func BenchmarkInternalCall(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
+			blocks0, bytes0, indexed0, lit0 := counts.snapshot()
 			cpu0 := processCPU(b)
 			b.ResetTimer()
 			for i := range b.N {
@@ -112,6 +132,29 @@ func BenchmarkInternalCall(b *testing.B) {
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+			reportHeaders(b, counts, blocks0, bytes0, indexed0, lit0)
 		})
 	}
+}
+
+// reportHeaders reports what hc counted since the counts given, per
+// request header block (one per call).
+func reportHeaders(b *testing.B, hc *headerCount, blocks0, bytes0, indexed0 int, lit0 map[string]int) {
+	blocks, bytes, indexed, lit := hc.snapshot()
+	n := blocks - blocks0
+	if n < b.N {
+		b.Fatalf("%d request header blocks read for %d calls", n, b.N)
+	}
+	var tp, other int
+	for k, v := range lit {
+		if k == "traceparent" {
+			tp += v - lit0[k]
+		} else {
+			other += v - lit0[k]
+		}
+	}
+	b.ReportMetric(float64(bytes-bytes0)/float64(n), "hdr-B/op")
+	b.ReportMetric(float64(indexed-indexed0)/float64(n), "indexed/op")
+	b.ReportMetric(float64(tp)/float64(n), "lit-tp/op")
+	b.ReportMetric(float64(other)/float64(n), "lit-other/op")
 }
