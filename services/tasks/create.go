@@ -258,7 +258,7 @@ func (s *Service) enqueue(ctx context.Context, r store.Record) (*tasksv1.Task, e
 	if r.QueueSeq != seq || ended(t.GetState()) {
 		// Another replica's publish won, or the task ended meanwhile:
 		// the message published here must not stay behind.
-		s.deleteQueued(ctx, "", seq, deleteNow)
+		s.deleteQueued(ctx, r.Tenant, r.DeviceID, seq, deleteNow)
 		return t, nil
 	}
 	if t.GetOptions().GetConnectionRequest() && t.GetState() == tasksv1.TaskState_TASK_STATE_QUEUED {

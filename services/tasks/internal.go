@@ -205,7 +205,7 @@ func (s *Service) claim(ctx context.Context, r store.Record, session string, may
 	if action == tasksv1.ClaimAction_CLAIM_ACTION_ENDED && nr.QueueSeq != 0 {
 		// The worker found it in the queue: its message outlived the
 		// task (a delete that failed), or the task ended just now.
-		s.deleteQueued(ctx, "", nr.QueueSeq, deleteNow)
+		s.deleteQueued(ctx, nr.Tenant, nr.DeviceID, nr.QueueSeq, deleteNow)
 	}
 	// The claimed task goes without its history; t is this claim's own
 	// (change decoded it and keeps no hold on it), so it is the view.

@@ -213,7 +213,7 @@ func (s *Service) change(ctx context.Context, r store.Record, del queueDelete, f
 			s.publishEvent(ctx, t, "")
 		}
 		if ended(t.State) && nr.QueueSeq != 0 && !ended(before) {
-			s.deleteQueued(ctx, s.names.TaskQueue(nr.Tenant, nr.DeviceID), nr.QueueSeq, del)
+			s.deleteQueued(ctx, nr.Tenant, nr.DeviceID, nr.QueueSeq, del)
 		}
 		return t, nr, nil
 	}
@@ -251,21 +251,22 @@ func (s *Service) publishEvent(ctx context.Context, t *tasksv1.Task, session str
 			"error", fmt.Errorf("encode message for %s: %w", subject, err))
 		return
 	}
+	m := s.message(ctx, subject, id, data)
 	if s.redo.Waiting(taskID) {
 		// An earlier event of the task waits to be published again: this
 		// one goes behind it.
-		s.redoLater(ctx, taskID, tenant, kind, s.message(ctx, subject, id, data), nil)
+		s.redoLater(ctx, taskID, tenant, kind, m, nil)
 		return
 	}
-	err = s.events.Publish(ctx, s.message(ctx, subject, id, data), true, func(err error) {
+	err = s.events.Publish(ctx, m, true, func(err error) {
 		if err != nil {
 			if _, err := s.publishData(context.WithoutCancel(ctx), subject, id, data); err != nil {
-				s.redoLater(ctx, taskID, tenant, kind, s.message(ctx, subject, id, data), err)
+				s.redoLater(ctx, taskID, tenant, kind, m, err)
 			}
 		}
 	})
 	if err != nil {
-		s.redoLater(ctx, taskID, tenant, kind, s.message(ctx, subject, id, data), err)
+		s.redoLater(ctx, taskID, tenant, kind, m, err)
 	}
 }
 
@@ -360,8 +361,7 @@ func (s *Service) queueStream(ctx context.Context) (jetstream.Stream, error) {
 // message already gone is fine; a failure is logged (a worker that still
 // finds it is told the task ended, and ClaimTasks deletes it again).
 //
-// With deleteInBackground (a session's report; subject names the device's
-// queue, which deleteNow does not need) the delete runs off the
+// With deleteInBackground (a session's report) the delete runs off the
 // caller's path: it is the queue's acknowledgement of a task whose outcome
 // is already stored (docs/tasks.md, "Delivery"), and the session has no
 // reason to wait for the stream's answer. At most maxDeletesInFlight run
@@ -372,7 +372,7 @@ func (s *Service) queueStream(ctx context.Context) (jetstream.Stream, error) {
 // claim that finds the task ended, the sweeper) the delete is done when
 // the call returns, so that a task created right after a cancel finds the
 // room the cancelled one left in a full queue.
-func (s *Service) deleteQueued(ctx context.Context, subject string, seq uint64, del queueDelete) {
+func (s *Service) deleteQueued(ctx context.Context, tenant, device string, seq uint64, del queueDelete) {
 	ctx = context.WithoutCancel(ctx)
 	if del != deleteInBackground {
 		s.deleteQueuedNow(ctx, seq)
@@ -380,6 +380,7 @@ func (s *Service) deleteQueued(ctx context.Context, subject string, seq uint64, 
 	}
 	select {
 	case s.deleting <- struct{}{}:
+		subject := s.names.TaskQueue(tenant, device)
 		s.deletes.Add(1)
 		s.pending.add(subject)
 		go func() {
