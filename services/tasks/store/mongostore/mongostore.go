@@ -602,17 +602,8 @@ func (s *Store) update(ctx context.Context, r store.Record, expectVersion uint64
 
 // Due implements store.Store.
 func (s *Store) Due(ctx context.Context, t time.Time, limit int) ([]store.Record, error) {
-	out, err := func() ([]store.Record, error) {
-		if limit < 1 {
-			return nil, fmt.Errorf("limit %d is not positive", limit)
-		}
-		coll, err := s.collection()
-		if err != nil {
-			return nil, err
-		}
-		return s.find(ctx, coll, bson.D{{Key: "due_time", Value: bson.D{{Key: "$lte", Value: msTime(t)}}}},
-			options.Find().SetSort(bson.D{{Key: "due_time", Value: 1}}).SetLimit(int64(limit)), nil)
-	}()
+	out, err := s.findLimited(ctx, bson.D{{Key: "due_time", Value: bson.D{{Key: "$lte", Value: msTime(t)}}}},
+		options.Find().SetSort(bson.D{{Key: "due_time", Value: 1}}), limit)
 	if err != nil {
 		return nil, fmt.Errorf("list tasks due at %v: %w", t, err)
 	}
@@ -620,26 +611,32 @@ func (s *Store) Due(ctx context.Context, t time.Time, limit int) ([]store.Record
 }
 
 // ChangedSince implements store.Store: ended records (no due_time) by a
-// range of the due index, running ones by its scan, filtered in the index.
+// range of the due index, running ones by its scan, filtered in the index
+// (the $or of the two is {update_time >= t}, said so that the due index
+// serves it).
 func (s *Store) ChangedSince(ctx context.Context, t time.Time, limit int) ([]store.Record, error) {
-	out, err := func() ([]store.Record, error) {
-		if limit < 1 {
-			return nil, fmt.Errorf("limit %d is not positive", limit)
-		}
-		coll, err := s.collection()
-		if err != nil {
-			return nil, err
-		}
-		since := bson.D{{Key: "$gte", Value: msTime(t)}}
-		return s.find(ctx, coll, bson.D{{Key: "$or", Value: bson.A{
-			bson.D{{Key: "due_time", Value: nil}, {Key: "update_time", Value: since}},
-			bson.D{{Key: "due_time", Value: bson.D{{Key: "$ne", Value: nil}}}, {Key: "update_time", Value: since}},
-		}}}, options.Find().SetLimit(int64(limit)), nil)
-	}()
+	since := bson.D{{Key: "$gte", Value: msTime(t)}}
+	out, err := s.findLimited(ctx, bson.D{{Key: "$or", Value: bson.A{
+		bson.D{{Key: "due_time", Value: nil}, {Key: "update_time", Value: since}},
+		bson.D{{Key: "due_time", Value: bson.D{{Key: "$ne", Value: nil}}}, {Key: "update_time", Value: since}},
+	}}}, options.Find(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("list tasks changed since %v: %w", t, err)
 	}
 	return out, nil
+}
+
+// findLimited finds at most limit records of any tenant, which must be
+// positive.
+func (s *Store) findLimited(ctx context.Context, filter bson.D, opts *options.FindOptionsBuilder, limit int) ([]store.Record, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("limit %d is not positive", limit)
+	}
+	coll, err := s.collection()
+	if err != nil {
+		return nil, err
+	}
+	return s.find(ctx, coll, filter, opts.SetLimit(int64(limit)), nil)
 }
 
 // DeleteEnded implements store.Store. MongoDB's deletes take no limit, so it

@@ -567,20 +567,7 @@ func (w *writer) updateRecord(r store.Record, expectVersion uint64) error {
 
 // Due implements store.Store.
 func (s *Store) Due(ctx context.Context, t time.Time, limit int) ([]store.Record, error) {
-	var out []store.Record
-	err := func() error {
-		if limit < 1 {
-			return fmt.Errorf("limit %d is not positive", limit)
-		}
-		return s.with(func(st *state) error {
-			rows, err := st.due.QueryContext(ctx, t.UnixMilli(), limit)
-			if err != nil {
-				return err
-			}
-			out, err = scanAll(rows, nil)
-			return err
-		})
-	}()
+	out, err := s.byTime(ctx, func(st *state) *sql.Stmt { return st.due }, t, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list tasks due at %v: %w", t, err)
 	}
@@ -589,24 +576,29 @@ func (s *Store) Due(ctx context.Context, t time.Time, limit int) ([]store.Record
 
 // ChangedSince implements store.Store.
 func (s *Store) ChangedSince(ctx context.Context, t time.Time, limit int) ([]store.Record, error) {
-	var out []store.Record
-	err := func() error {
-		if limit < 1 {
-			return fmt.Errorf("limit %d is not positive", limit)
-		}
-		return s.with(func(st *state) error {
-			rows, err := st.changed.QueryContext(ctx, t.UnixMilli(), limit)
-			if err != nil {
-				return err
-			}
-			out, err = scanAll(rows, nil)
-			return err
-		})
-	}()
+	out, err := s.byTime(ctx, func(st *state) *sql.Stmt { return st.changed }, t, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list tasks changed since %v: %w", t, err)
 	}
 	return out, nil
+}
+
+// byTime runs a reader statement of the records of any tenant by a time
+// (its first argument) and a limit (its second), which must be positive.
+func (s *Store) byTime(ctx context.Context, stmt func(*state) *sql.Stmt, t time.Time, limit int) ([]store.Record, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("limit %d is not positive", limit)
+	}
+	var out []store.Record
+	err := s.with(func(st *state) error {
+		rows, err := stmt(st).QueryContext(ctx, t.UnixMilli(), limit)
+		if err != nil {
+			return err
+		}
+		out, err = scanAll(rows, nil)
+		return err
+	})
+	return out, err
 }
 
 // DeleteEnded implements store.Store.
