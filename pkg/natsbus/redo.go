@@ -74,8 +74,9 @@ func (r *Redo) Len() int64 { return r.n.Load() }
 // Dropped returns the number of messages dropped over the bound so far.
 func (r *Redo) Dropped() int64 { return r.dropped.Load() }
 
-// Add queues m under key; when the queue was full it returns the message
-// dropped to make room (the oldest) and true. It never waits for NATS.
+// Add queues m under key; when the queue was full it drops the oldest
+// message to make room, logs it, and returns it and true. It never waits
+// for NATS.
 func (r *Redo) Add(key string, m *nats.Msg) (dropped *nats.Msg, ok bool) {
 	r.mu.Lock()
 	if len(r.queue) >= r.max && len(r.queue) > 0 {
@@ -90,6 +91,10 @@ func (r *Redo) Add(key string, m *nats.Msg) (dropped *nats.Msg, ok bool) {
 	r.byKey[key]++
 	r.n.Store(int64(len(r.queue)))
 	r.mu.Unlock()
+	if ok {
+		r.logger.Error("message lost: too many wait to be published to NATS", "subject", dropped.Subject,
+			"msg_id", dropped.Header.Get(jetstream.MsgIDHeader), "limit", r.max)
+	}
 	select {
 	case r.wake <- struct{}{}:
 	default:

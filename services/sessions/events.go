@@ -105,38 +105,29 @@ func (p *NATSEvents) publish(ctx context.Context, ev *eventsv1.Event) {
 	key := ev.GetTenant() + "/" + ev.GetDeviceId()
 	if p.redo.Waiting(key) {
 		// An earlier event of the device waits: this one goes behind it.
-		p.later(ctx, key, m)
+		p.redo.Add(key, m)
 		return
 	}
 	err = p.pub.Publish(ctx, m, false, func(err error) {
 		if err != nil {
-			p.failure(context.WithoutCancel(ctx), ev, "ack", err)
-			p.later(context.WithoutCancel(ctx), key, m)
+			p.failure(context.WithoutCancel(ctx), ev, "ack", err, key, m)
 		}
 	})
 	switch {
 	case errors.Is(err, natsbus.ErrFull):
-		p.failure(ctx, ev, "full", nil)
-		p.later(ctx, key, m)
+		p.failure(ctx, ev, "full", nil, key, m)
 	case err != nil:
-		p.failure(ctx, ev, "publish", err)
-		p.later(ctx, key, m)
+		p.failure(ctx, ev, "publish", err, key, m)
 	}
 }
 
-// failure counts and logs a failed publish of ev, which waits to be
-// published again.
-func (p *NATSEvents) failure(ctx context.Context, ev *eventsv1.Event, reason string, err error) {
+// failure counts and logs a failed publish of ev, and queues its message
+// m under key to be published again.
+func (p *NATSEvents) failure(ctx context.Context, ev *eventsv1.Event, reason string, err error, key string, m *nats.Msg) {
 	p.count(ctx, ev, reason, err, "device event not published; it will be published again")
+	p.redo.Add(key, m)
 }
 
-// later queues m in the redo queue under key.
-func (p *NATSEvents) later(ctx context.Context, key string, m *nats.Msg) {
-	if d, ok := p.redo.Add(key, m); ok {
-		p.logger.ErrorContext(ctx, "device event lost: too many events wait for NATS", "subject", d.Subject,
-			"event_id", d.Header.Get(jetstream.MsgIDHeader), "limit", maxRedoEvents)
-	}
-}
 
 // drop counts and logs an event that cannot be published at all.
 func (p *NATSEvents) drop(ctx context.Context, ev *eventsv1.Event, reason string, err error) {
