@@ -128,7 +128,6 @@ func (p *NATSEvents) failure(ctx context.Context, ev *eventsv1.Event, reason str
 	p.redo.Add(key, m)
 }
 
-
 // drop counts and logs an event that cannot be published at all.
 func (p *NATSEvents) drop(ctx context.Context, ev *eventsv1.Event, reason string, err error) {
 	p.count(ctx, ev, reason, err, "device event not published")
