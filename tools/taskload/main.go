@@ -311,7 +311,8 @@ func throughput(ctx context.Context, tasks tasksv1.TasksServiceClient, c config,
 				fmt.Fprintf(out, "tasks delivered once all were queued: %.1f/s (%d ended while queueing)\n", float64(n-endedWhileQueueing)/after.Seconds(), endedWhileQueueing)
 			}
 			return nil
-		} else if err != nil {
+		}
+		if err != nil {
 			return fmt.Errorf("watch ended after %d of %d tasks: %w", n, len(ids), errors.Join(err, ctx.Err()))
 		}
 		<-change
