@@ -18,6 +18,7 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/affinity/affinitytest"
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 	"github.com/fleetacs/fleetacs/pkg/secretbox"
+	"github.com/fleetacs/fleetacs/pkg/testenv"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 	"github.com/fleetacs/fleetacs/services/sessions/engine"
 )
@@ -1034,19 +1035,6 @@ func TestTaskAwaitOtherCompletions(t *testing.T) {
 	}
 }
 
-func testKeyring(t *testing.T) *secretbox.Keyring {
-	t.Helper()
-	k, err := secretbox.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, err := secretbox.New(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kr
-}
-
 // A task's password never sits in a checkpoint in clear, neither in the
 // operation nor in the outstanding request: a worker with the same keys
 // resumes the session and sends the Download again, password included,
@@ -1055,7 +1043,7 @@ func TestTaskPasswordSealedInCheckpoints(t *testing.T) {
 	const secret = "s3cret-pw"
 	for _, shared := range []bool{true, false} {
 		v := newTaskEnv(t, nil)
-		v.keys = testKeyring(t)
+		v.keys = testenv.Keyring(t)
 		v.e = v.engine(nil)
 		v.queue.ids = []string{"t1"}
 		v.tasks.add("t1", tasksv1.ClaimAction_CLAIM_ACTION_RUN, &tasksv1.Operation{Kind: &tasksv1.Operation_Download{Download: &tasksv1.Download{
@@ -1077,7 +1065,7 @@ func TestTaskPasswordSealedInCheckpoints(t *testing.T) {
 			t.Fatal("checkpoint without the request")
 		}
 		if !shared {
-			v.keys = testKeyring(t)
+			v.keys = testenv.Keyring(t)
 		}
 		other := v.engine(func(c *Config) { c.WorkerID = "w-2" })
 		m, _ = c.step(other, nil) // an empty POST: the request again

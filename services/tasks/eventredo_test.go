@@ -102,7 +102,7 @@ func TestEventsRepublishedAtStart(t *testing.T) {
 	// a crash of the first (whose waiting event would die with it).
 	st := sqlitestore.New(sqlitestore.Config{Path: path})
 	second, err := New(DefaultConfig(), Deps{Store: st, NATS: h.nc, JetStream: h.js, Names: h.names,
-		Devices: InventoryDevices{}, Secrets: newKeyring(t), Now: h.clock.Now})
+		Devices: InventoryDevices{}, Secrets: testenv.Keyring(t), Now: h.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,6 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/apiauth"
 	"github.com/fleetacs/fleetacs/pkg/apiauth/apiauthtest"
 	"github.com/fleetacs/fleetacs/pkg/natsbus"
-	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 	authv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/auth/v1"
 	errorsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/errors/v1"
@@ -71,20 +70,6 @@ const (
 	dev1 = "00AABB-HGW-S1"
 	dev2 = "00AABB-HGW-S2"
 )
-
-// newKeyring returns a keyring of a new key.
-func newKeyring(t testing.TB) *secretbox.Keyring {
-	t.Helper()
-	key, err := secretbox.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ring, err := secretbox.New(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ring
-}
 
 type harness struct {
 	svc      *Service
@@ -141,7 +126,7 @@ func newHarness(t testing.TB, o harnessOpts) *harness {
 	}})
 	invConn := testenv.GRPCConn(t, inv)
 
-	ring := newKeyring(t)
+	ring := testenv.Keyring(t)
 	cfg := DefaultConfig()
 	cfg.SweepInterval = 10 * time.Minute // tests sweep explicitly
 	cfg.RetryBase, cfg.RetryMax = time.Minute, 10*time.Minute

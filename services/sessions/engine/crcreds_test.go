@@ -12,6 +12,7 @@ import (
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 	"github.com/fleetacs/fleetacs/pkg/secretbox"
+	"github.com/fleetacs/fleetacs/pkg/testenv"
 )
 
 // crInventory is memInventory with the connection-request credentials the
@@ -71,20 +72,7 @@ type crEnv struct {
 
 func newCREnv(t *testing.T) *crEnv {
 	v := newEnv(t)
-	return &crEnv{env: v, inv: &crInventory{memInventory: v.inv, cr: map[string]CRState{}}, keys: newKeyring(t)}
-}
-
-func newKeyring(t *testing.T) *secretbox.Keyring {
-	t.Helper()
-	k, err := secretbox.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, err := secretbox.New(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kr
+	return &crEnv{env: v, inv: &crInventory{memInventory: v.inv, cr: map[string]CRState{}}, keys: testenv.Keyring(t)}
 }
 
 func (v *crEnv) engine(id string, keys *secretbox.Keyring, mutate func(*Config)) *Engine {
@@ -364,7 +352,7 @@ func TestCRCredsCheckpointSealed(t *testing.T) {
 		a := v.engine("wa", v.keys, nil)
 		bKeys := v.keys
 		if !shared {
-			bKeys = newKeyring(t)
+			bKeys = testenv.Keyring(t)
 		}
 		b := v.engine("wb", bKeys, nil)
 		c := v.cpe("CR6", "Device.")

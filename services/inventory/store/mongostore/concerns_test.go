@@ -10,7 +10,6 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
-	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 )
 
@@ -21,14 +20,7 @@ import (
 // is the node itself; a replica set is what they are for, see
 // docs/operations.md).
 func TestCollectionConcerns(t *testing.T) {
-	k, err := secretbox.GenerateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, err := secretbox.New(k)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kr := testenv.Keyring(t)
 	w := watchCommands(t)
 	s := NewWithDatabase(w.client.Database(testenv.MongoDatabase(t)), Config{Secrets: kr})
 	if err := s.Start(t.Context()); err != nil {
