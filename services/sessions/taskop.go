@@ -54,6 +54,9 @@ const refreshBatch = 100
 // (docs/security.md).
 type taskOp struct {
 	ID string `json:"id"`
+	// Mark is the claim's mark (ClaimedTask.claim_mark), which the report
+	// names.
+	Mark uint32 `json:"mark,omitempty"`
 	// Kind is the name of the Operation's oneof field ("reboot", ...).
 	Kind string `json:"kind"`
 	// Key is the CommandKey or ParameterKey the request carries: the

@@ -138,6 +138,7 @@ func (p *taskPlanner) Plan(ctx context.Context, s engine.Start) ([]engine.Planne
 		if op == nil {
 			continue
 		}
+		op.Mark = ct.GetClaimMark()
 		planned = append(planned, engine.Planned{ID: t.GetId(), Priority: int(t.GetOptions().GetPriority()), Created: t.GetCreateTime().AsTime(), Op: op})
 	}
 	return planned, nil
@@ -323,7 +324,7 @@ func (p *taskPlanner) Left(ctx context.Context, s engine.Start, left []engine.Pl
 	var reports []*tasksv1.TaskReport
 	for _, l := range left {
 		if o, ok := l.Op.(*taskOp); ok && (o.Stage == stagePending || o.Stage == stageNames) {
-			reports = append(reports, &tasksv1.TaskReport{Id: o.ID, Outcome: tasksv1.TaskOutcome_TASK_OUTCOME_RELEASE,
+			reports = append(reports, &tasksv1.TaskReport{Id: o.ID, ClaimMark: o.Mark, Outcome: tasksv1.TaskOutcome_TASK_OUTCOME_RELEASE,
 				Detail: "the session ran its maximum of operations"})
 		}
 	}
@@ -351,7 +352,7 @@ func (p *taskPlanner) Settle(ctx context.Context, e engine.End, ops []engine.Ope
 // report reports what became of one task, nil when there is nothing to
 // say (a task still waiting for its completion).
 func (o *taskOp) report(e engine.End) *tasksv1.TaskReport {
-	r := &tasksv1.TaskReport{Id: o.ID, Detail: o.Detail}
+	r := &tasksv1.TaskReport{Id: o.ID, ClaimMark: o.Mark, Detail: o.Detail}
 	switch o.Stage {
 	case stagePending:
 		r.Outcome, r.Detail = tasksv1.TaskOutcome_TASK_OUTCOME_RELEASE, "the session ended before the task's turn"

@@ -127,17 +127,22 @@ var errDecideOnStored = errors.New("claim decides on the stored record")
 func (s *Service) claim(ctx context.Context, r store.Record, session string, mayRun, cached bool) (*tasksv1.ClaimedTask, error) {
 	var action tasksv1.ClaimAction
 	var previous string
+	// unwritten: a read-only task runs without a dispatch write.
+	var unwritten bool
 	first := true
 	t, nr, err := s.change(ctx, r, deleteNow, func(now time.Time, t *tasksv1.Task, r *store.Record) (write bool, err error) {
 		if cached && first {
 			defer func() {
-				if err == nil && !write {
+				// A read-only task may run on a stale cached record: its
+				// report's compare-and-swap fails then, and a read run
+				// once more harms nothing.
+				if err == nil && !write && !unwritten {
 					err = errDecideOnStored
 				}
 			}()
 		}
 		first = false
-		action, previous = tasksv1.ClaimAction_CLAIM_ACTION_UNSPECIFIED, ""
+		action, previous, unwritten = tasksv1.ClaimAction_CLAIM_ACTION_UNSPECIFIED, "", false
 		switch st := t.GetState(); {
 		case ended(st):
 			action = tasksv1.ClaimAction_CLAIM_ACTION_ENDED
@@ -150,6 +155,12 @@ func (s *Service) claim(ctx context.Context, r store.Record, session string, may
 			}
 			if rt := t.GetRetryTime(); rt != nil && now.Before(rt.AsTime()) || !mayRun {
 				action = tasksv1.ClaimAction_CLAIM_ACTION_SKIP
+				return false, nil
+			}
+			if readOnly(r.Kind) && t.GetUnconfirmedSessionId() == "" {
+				// Its report writes the dispatch with the outcome
+				// (docs/tasks.md, "Read-only tasks").
+				action, unwritten = tasksv1.ClaimAction_CLAIM_ACTION_RUN, true
 				return false, nil
 			}
 			t.Attempts++
@@ -207,6 +218,7 @@ func (s *Service) claim(ctx context.Context, r store.Record, session string, may
 		// task (a delete that failed), or the task ended just now.
 		s.deleteQueued(ctx, nr.Tenant, nr.DeviceID, nr.QueueSeq, deleteNow)
 	}
+	mark := len(t.GetHistory())
 	// The claimed task goes without its history; t is this claim's own
 	// (change decoded it and keeps no hold on it), so it is the view.
 	t.History = nil
@@ -217,7 +229,11 @@ func (s *Service) claim(ctx context.Context, r store.Record, session string, may
 			return nil, err
 		}
 	}
-	return &tasksv1.ClaimedTask{Task: view, Action: action, PreviousSessionId: previous}, nil
+	ct := &tasksv1.ClaimedTask{Task: view, Action: action, PreviousSessionId: previous}
+	if unwritten {
+		ct.ClaimMark = uint32(mark)
+	}
+	return ct, nil
 }
 
 // ReportTasks implements TasksInternalService.
@@ -276,7 +292,18 @@ func (s *Service) report(ctx context.Context, device, session string, rep *tasks
 	// session up (deleteQueued).
 	t, _, err := s.change(ctx, r, deleteInBackground, func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
 		ack.Accepted = false
-		if t.GetState() != tasksv1.TaskState_TASK_STATE_DISPATCHED || sessionOf(t) != session {
+		switch {
+		case t.GetState() == tasksv1.TaskState_TASK_STATE_DISPATCHED && sessionOf(t) == session:
+		case claimedUnwritten(t, *r, rep):
+			ack.Accepted = true
+			if rep.GetOutcome() == tasksv1.TaskOutcome_TASK_OUTCOME_RELEASE {
+				return false, nil // still queued, as it was
+			}
+			// The dispatch its claim did not write, then the outcome.
+			t.Attempts++
+			t.RetryTime = nil
+			enter(t, tasksv1.TaskState_TASK_STATE_DISPATCHED, now, sessionDetail(session, fmt.Sprintf("dispatched (attempt %d)", t.Attempts)))
+		default:
 			return false, nil
 		}
 		ack.Accepted = true
@@ -336,6 +363,18 @@ func (s *Service) report(ctx context.Context, device, session string, rep *tasks
 	}
 	ack.State = t.GetState()
 	return ack, nil
+}
+
+// claimedUnwritten reports whether rep is of a read-only task claimed
+// without a write and unchanged in state since (docs/tasks.md, "Read-only
+// tasks"): still queued with the history the claim saw. Every change of
+// state since (a cancel, an expiry, another session's report) added an
+// entry, and the report is refused like that of a task no longer the
+// session's; writes that add none (the wake-up's outcome, the queue
+// sequence) leave the claim standing.
+func claimedUnwritten(t *tasksv1.Task, r store.Record, rep *tasksv1.TaskReport) bool {
+	return t.GetState() == tasksv1.TaskState_TASK_STATE_QUEUED && readOnly(r.Kind) && t.GetUnconfirmedSessionId() == "" &&
+		rep.GetClaimMark() != 0 && int(rep.GetClaimMark()) == len(t.GetHistory())
 }
 
 func awaitTimeout(t *tasksv1.Task) time.Duration {

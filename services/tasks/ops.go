@@ -104,6 +104,18 @@ func awaits(kind string) bool {
 	return false
 }
 
+// readOnly reports whether an operation of this kind only reads the CPE,
+// so that running it twice, or for a task that ended meanwhile, harms
+// nothing: its claim writes nothing (docs/tasks.md, "Read-only tasks").
+func readOnly(kind string) bool {
+	switch kind {
+	case "get_rpc_methods", "get_parameter_names", "get_parameter_values", "get_parameter_attributes",
+		"get_queued_transfers", "get_all_queued_transfers", "refresh":
+		return true
+	}
+	return false
+}
+
 // validateOperation checks op against the CWMP limits; the error is a
 // fieldError naming the first field that cannot be sent.
 func validateOperation(op *tasksv1.Operation) error {

@@ -248,14 +248,21 @@ func (x *ClaimTasksRequest) GetMaxRun() uint32 {
 type ClaimedTask struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The task, with credentials of the operation in clear (the worker sends
-	// them to the CPE); history left out.
+	// them to the CPE); history left out. A read-only task to run comes
+	// still queued: its claim wrote nothing (docs/tasks.md, "Read-only
+	// tasks").
 	Task *Task `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
 	// What to do.
 	Action ClaimAction `protobuf:"varint,2,opt,name=action,proto3,enum=fleetacs.tasks.v1.ClaimAction" json:"action,omitempty"`
 	// For CLAIM_ACTION_RESUME: the session it was dispatched to before.
 	PreviousSessionId string `protobuf:"bytes,3,opt,name=previous_session_id,json=previousSessionId,proto3" json:"previous_session_id,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// For a task claimed without a write: the number of entries in its
+	// history at the claim. Its report names it (TaskReport.claim_mark) and
+	// is accepted only while the task is queued with as many entries, that
+	// is, unchanged in state since the claim. 0 otherwise.
+	ClaimMark     uint32 `protobuf:"varint,4,opt,name=claim_mark,json=claimMark,proto3" json:"claim_mark,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClaimedTask) Reset() {
@@ -307,6 +314,13 @@ func (x *ClaimedTask) GetPreviousSessionId() string {
 		return x.PreviousSessionId
 	}
 	return ""
+}
+
+func (x *ClaimedTask) GetClaimMark() uint32 {
+	if x != nil {
+		return x.ClaimMark
+	}
+	return 0
 }
 
 // ClaimTasksResponse lists the tasks, in request order; unknown ids are
@@ -370,7 +384,10 @@ type TaskReport struct {
 	// For TASK_OUTCOME_AWAIT.
 	AwaitDeadline *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=await_deadline,json=awaitDeadline,proto3" json:"await_deadline,omitempty"`
 	// Why, in words, for the task's history.
-	Detail        string `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	Detail string `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	// ClaimedTask.claim_mark, for a task claimed without a write
+	// (docs/tasks.md, "Read-only tasks"); 0 otherwise.
+	ClaimMark     uint32 `protobuf:"varint,7,opt,name=claim_mark,json=claimMark,proto3" json:"claim_mark,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -445,6 +462,13 @@ func (x *TaskReport) GetDetail() string {
 		return x.Detail
 	}
 	return ""
+}
+
+func (x *TaskReport) GetClaimMark() uint32 {
+	if x != nil {
+		return x.ClaimMark
+	}
+	return 0
 }
 
 // ReportTasksRequest reports outcomes of one session.
@@ -783,13 +807,15 @@ const file_fleetacs_tasks_v1_internal_proto_rawDesc = "" +
 	"\n" +
 	"session_id\x18\x03 \x01(\tR\tsessionId\x12\x19\n" +
 	"\btask_ids\x18\x04 \x03(\tR\ataskIds\x12\x17\n" +
-	"\amax_run\x18\x05 \x01(\rR\x06maxRun\"\xa2\x01\n" +
+	"\amax_run\x18\x05 \x01(\rR\x06maxRun\"\xc1\x01\n" +
 	"\vClaimedTask\x12+\n" +
 	"\x04task\x18\x01 \x01(\v2\x17.fleetacs.tasks.v1.TaskR\x04task\x126\n" +
 	"\x06action\x18\x02 \x01(\x0e2\x1e.fleetacs.tasks.v1.ClaimActionR\x06action\x12.\n" +
-	"\x13previous_session_id\x18\x03 \x01(\tR\x11previousSessionId\"J\n" +
+	"\x13previous_session_id\x18\x03 \x01(\tR\x11previousSessionId\x12\x1d\n" +
+	"\n" +
+	"claim_mark\x18\x04 \x01(\rR\tclaimMark\"J\n" +
 	"\x12ClaimTasksResponse\x124\n" +
-	"\x05tasks\x18\x01 \x03(\v2\x1e.fleetacs.tasks.v1.ClaimedTaskR\x05tasks\"\x9c\x02\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x1e.fleetacs.tasks.v1.ClaimedTaskR\x05tasks\"\xbb\x02\n" +
 	"\n" +
 	"TaskReport\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x128\n" +
@@ -797,7 +823,9 @@ const file_fleetacs_tasks_v1_internal_proto_rawDesc = "" +
 	"\x06result\x18\x03 \x01(\v2\x1d.fleetacs.tasks.v1.TaskResultR\x06result\x122\n" +
 	"\x05fault\x18\x04 \x01(\v2\x1c.fleetacs.tasks.v1.TaskFaultR\x05fault\x12A\n" +
 	"\x0eawait_deadline\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\rawaitDeadline\x12\x16\n" +
-	"\x06detail\x18\x06 \x01(\tR\x06detail\"\xa1\x01\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detail\x12\x1d\n" +
+	"\n" +
+	"claim_mark\x18\a \x01(\rR\tclaimMark\"\xa1\x01\n" +
 	"\x12ReportTasksRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12\x1d\n" +
