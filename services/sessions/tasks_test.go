@@ -925,6 +925,9 @@ func TestTaskResumedByAnotherWorker(t *testing.T) {
 	v := newTaskEnv(t, nil)
 	v.queue.ids = []string{"t1"}
 	v.tasks.add("t1", tasksv1.ClaimAction_CLAIM_ACTION_RUN, &tasksv1.Operation{Kind: &tasksv1.Operation_Refresh{Refresh: &tasksv1.Refresh{Path: "Device.Y."}}})
+	// A read-only task comes with its claim's mark, which the report
+	// names, whichever worker makes it (the checkpoint keeps it).
+	v.tasks.tasks["t1"].ClaimMark = 2
 	c := v.cpe(answers)
 	c.inform(v.e, periodic)
 	m, id := c.step(v.e, nil)
@@ -939,7 +942,8 @@ func TestTaskResumedByAnotherWorker(t *testing.T) {
 	if m, _ = c.step(other, c.encode(answers(m), id)); m != nil {
 		t.Fatalf("sent %v", m.Method())
 	}
-	if r := v.tasks.report(t, "t1"); r.GetOutcome() != tasksv1.TaskOutcome_TASK_OUTCOME_DONE || len(r.GetResult().GetGetParameterValues().GetValues()) != 2 {
+	if r := v.tasks.report(t, "t1"); r.GetOutcome() != tasksv1.TaskOutcome_TASK_OUTCOME_DONE || len(r.GetResult().GetGetParameterValues().GetValues()) != 2 ||
+		r.GetClaimMark() != 2 {
 		t.Fatalf("report %v", r)
 	}
 }
