@@ -235,6 +235,42 @@ func TestTasksEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("a read without connection request ends in one write", func(t *testing.T) {
+		// Queued while the device sleeps; the session another task's
+		// connection request opens runs it too. Its claim writes nothing
+		// (docs/tasks.md, "Read-only tasks"): the record goes from queued
+		// to done in one write whose history still shows the dispatch.
+		id := f.ids[2]
+		read, err := f.tasks.CreateTask(admin(), &tasksv1.CreateTaskRequest{Tenant: "default", DeviceId: id,
+			Operation: &tasksv1.Operation{Kind: &tasksv1.Operation_GetParameterValues{GetParameterValues: &tasksv1.GetParameterValues{
+				Names: []string{"Device.DeviceInfo.UpTime"}}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantState(t, read.GetTask(), tasksv1.TaskState_TASK_STATE_QUEUED)
+		wantState(t, f.run(t, id, &tasksv1.Operation{Kind: &tasksv1.Operation_GetRpcMethods{GetRpcMethods: &tasksv1.GetRPCMethods{}}}),
+			tasksv1.TaskState_TASK_STATE_DONE)
+		waitFor(t, 10*time.Second, func() error {
+			got, err := f.tasks.GetTask(admin(), &tasksv1.GetTaskRequest{Tenant: "default", Id: read.GetTask().GetId()})
+			if err != nil {
+				return err
+			}
+			task := got.GetTask()
+			if task.GetState() != tasksv1.TaskState_TASK_STATE_DONE {
+				return fmt.Errorf("read task %v", task.GetState())
+			}
+			var states []tasksv1.TaskState
+			for _, h := range task.GetHistory() {
+				states = append(states, h.GetState())
+			}
+			if !slices.Equal(states, []tasksv1.TaskState{tasksv1.TaskState_TASK_STATE_QUEUED, tasksv1.TaskState_TASK_STATE_DISPATCHED, tasksv1.TaskState_TASK_STATE_DONE}) ||
+				task.GetVersion() != read.GetTask().GetVersion()+1 || task.GetAttempts() != 1 || len(task.GetResult().GetGetParameterValues().GetValues()) != 1 {
+				t.Fatalf("read task %v", task)
+			}
+			return nil
+		})
+	})
+
 	t.Run("expired and cancelled tasks never reach the CPE", func(t *testing.T) {
 		id := f.ids[0]
 		expiring, err := f.tasks.CreateTask(admin(), &tasksv1.CreateTaskRequest{Tenant: "default", DeviceId: id,

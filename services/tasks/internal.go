@@ -157,7 +157,7 @@ func (s *Service) claim(ctx context.Context, r store.Record, session string, may
 				action = tasksv1.ClaimAction_CLAIM_ACTION_SKIP
 				return false, nil
 			}
-			if readOnly(r.Kind) && t.GetUnconfirmedSessionId() == "" {
+			if claimsUnwritten(t, *r) {
 				// Its report writes the dispatch with the outcome
 				// (docs/tasks.md, "Read-only tasks").
 				action, unwritten = tasksv1.ClaimAction_CLAIM_ACTION_RUN, true
@@ -370,11 +370,22 @@ func (s *Service) report(ctx context.Context, device, session string, rep *tasks
 // tasks"): still queued with the history the claim saw. Every change of
 // state since (a cancel, an expiry, another session's report) added an
 // entry, and the report is refused like that of a task no longer the
-// session's; writes that add none (the wake-up's outcome, the queue
-// sequence) leave the claim standing.
+// session's; writes that add none (the sweeper's: a queue sequence, a due
+// time) leave the claim standing.
 func claimedUnwritten(t *tasksv1.Task, r store.Record, rep *tasksv1.TaskReport) bool {
-	return t.GetState() == tasksv1.TaskState_TASK_STATE_QUEUED && readOnly(r.Kind) && t.GetUnconfirmedSessionId() == "" &&
+	return t.GetState() == tasksv1.TaskState_TASK_STATE_QUEUED && claimsUnwritten(t, r) &&
 		rep.GetClaimMark() != 0 && int(rep.GetClaimMark()) == len(t.GetHistory())
+}
+
+// claimsUnwritten reports whether a queued task is claimed without a
+// write (docs/tasks.md, "Read-only tasks"): a read-only operation that no
+// earlier session left unconfirmed, and that asked for no connection
+// request. A task that did is claimed the usual way, so that a worker that
+// dies with it leaves it dispatched, and the sweeper queues it again after
+// the dispatch timeout and wakes the device once more: its caller asked
+// for it now, not at the device's next periodic session.
+func claimsUnwritten(t *tasksv1.Task, r store.Record) bool {
+	return readOnly(r.Kind) && t.GetUnconfirmedSessionId() == "" && !t.GetOptions().GetConnectionRequest()
 }
 
 func awaitTimeout(t *tasksv1.Task) time.Duration {

@@ -50,8 +50,9 @@ func TestReadOnlyClaimWritesNothing(t *testing.T) {
 	if m != 1 {
 		t.Fatalf("claim mark %d, want 1 (the creation's history entry)", m)
 	}
-	// A write that changes no state (the wake-up's outcome, here) leaves
-	// the claim standing.
+	// A write that changes no state leaves the claim standing (the
+	// sweeper's, storing a queue sequence or a due time; here a field
+	// such a write may set).
 	r, err := h.svc.store.Get(t.Context(), "default", task.GetId())
 	if err != nil {
 		t.Fatal(err)
@@ -179,16 +180,28 @@ func TestReadOnlyReports(t *testing.T) {
 			t.Fatalf("cancelled task now %v", st)
 		}
 	})
-	t.Run("writing operations are dispatched", func(t *testing.T) {
-		task := h.create(t, dev1, spv("Device.X", "1"), nil)
-		c := h.claim(t, "w1", task.GetId())
-		if c[0].GetTask().GetState() != tasksv1.TaskState_TASK_STATE_DISPATCHED || c[0].GetClaimMark() != 0 {
-			t.Fatalf("claim of a SetParameterValues %v", c)
-		}
-		if st, _, _ := state(task.GetId()); st != tasksv1.TaskState_TASK_STATE_DISPATCHED {
-			t.Fatalf("record after the claim %v", st)
-		}
-	})
+	// A writing operation, and a read that asked for a connection
+	// request (its worker's death must leave it dispatched, for the
+	// sweeper to queue again and wake the device), are dispatched by
+	// their claim.
+	for name, c := range map[string]struct {
+		op   *tasksv1.Operation
+		opts *tasksv1.TaskOptions
+	}{
+		"set":                         {spv("Device.X", "1"), nil},
+		"get with connection request": {gpv("Device.X"), &tasksv1.TaskOptions{ConnectionRequest: true}},
+	} {
+		t.Run(name+" is dispatched", func(t *testing.T) {
+			task := h.create(t, dev1, c.op, c.opts)
+			cl := h.claim(t, "w-"+task.GetId(), task.GetId())
+			if cl[0].GetTask().GetState() != tasksv1.TaskState_TASK_STATE_DISPATCHED || cl[0].GetClaimMark() != 0 {
+				t.Fatalf("claim %v", cl)
+			}
+			if st, _, _ := state(task.GetId()); st != tasksv1.TaskState_TASK_STATE_DISPATCHED {
+				t.Fatalf("record after the claim %v", st)
+			}
+		})
+	}
 }
 
 // TestReadOnlyKinds: the operations whose claim writes nothing are
