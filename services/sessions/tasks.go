@@ -121,6 +121,7 @@ func (p *taskPlanner) Plan(ctx context.Context, s engine.Start) ([]engine.Planne
 	}
 	resp, err := p.tasks.ClaimTasks(ctx, &tasksv1.ClaimTasksRequest{
 		Tenant: s.Tenant, DeviceId: s.DeviceKey, SessionId: s.SessionID, TaskIds: ids, MaxRun: uint32(max(p.maxRun, 0)),
+		ReportsClaimMarks: true,
 	})
 	if err != nil {
 		p.fail(ctx, "claim", s, err)

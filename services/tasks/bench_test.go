@@ -44,13 +44,14 @@ func BenchmarkClaimReport(b *testing.B) {
 		for pb.Next() {
 			i := next.Add(1) - 1
 			id, session := ids[i], fmt.Sprintf("bench-%d", i)
-			c, err := srv.ClaimTasks(context.Background(), &tasksv1.ClaimTasksRequest{Tenant: "default", DeviceId: dev1, SessionId: session, TaskIds: []string{id}})
+			c, err := srv.ClaimTasks(context.Background(), &tasksv1.ClaimTasksRequest{Tenant: "default", DeviceId: dev1, SessionId: session, TaskIds: []string{id},
+				ReportsClaimMarks: true})
 			if err != nil || len(c.GetTasks()) != 1 || c.GetTasks()[0].GetAction() != tasksv1.ClaimAction_CLAIM_ACTION_RUN {
 				b.Errorf("claim %v: %v", c, err)
 				return
 			}
 			r, err := srv.ReportTasks(context.Background(), &tasksv1.ReportTasksRequest{Tenant: "default", DeviceId: dev1, SessionId: session,
-				Reports: []*tasksv1.TaskReport{{Id: id, Outcome: tasksv1.TaskOutcome_TASK_OUTCOME_DONE, Result: result}}})
+				Reports: []*tasksv1.TaskReport{{Id: id, ClaimMark: c.GetTasks()[0].GetClaimMark(), Outcome: tasksv1.TaskOutcome_TASK_OUTCOME_DONE, Result: result}}})
 			if err != nil || !r.GetAcks()[0].GetAccepted() {
 				b.Errorf("report %v: %v", r, err)
 				return

@@ -273,7 +273,8 @@ func (h *harness) queueIDs(t *testing.T, tenant, device string) []string {
 
 func (h *harness) claim(t *testing.T, session string, ids ...string) []*tasksv1.ClaimedTask {
 	t.Helper()
-	resp, err := h.internal.ClaimTasks(t.Context(), &tasksv1.ClaimTasksRequest{Tenant: "default", DeviceId: dev1, SessionId: session, TaskIds: ids})
+	resp, err := h.internal.ClaimTasks(t.Context(), &tasksv1.ClaimTasksRequest{Tenant: "default", DeviceId: dev1, SessionId: session, TaskIds: ids,
+		ReportsClaimMarks: true})
 	if err != nil {
 		t.Fatalf("ClaimTasks: %v", err)
 	}

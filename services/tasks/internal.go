@@ -90,12 +90,12 @@ func (i *internalServer) ClaimTasks(ctx context.Context, req *tasksv1.ClaimTasks
 		}
 		seen[id] = true
 		mayRun := req.GetMaxRun() == 0 || run < req.GetMaxRun()
-		ct, err := s.claim(ctx, r, req.GetSessionId(), mayRun, cached[id])
+		ct, err := s.claim(ctx, r, req.GetSessionId(), mayRun, cached[id], req.GetReportsClaimMarks())
 		if errors.Is(err, errDecideOnStored) {
 			// See recentCache: a claim that writes nothing decides on the
 			// stored record.
 			if r, err = s.store.Get(ctx, req.GetTenant(), id); err == nil {
-				ct, err = s.claim(ctx, r, req.GetSessionId(), mayRun, false)
+				ct, err = s.claim(ctx, r, req.GetSessionId(), mayRun, false, req.GetReportsClaimMarks())
 			} else if isNotFound(err) {
 				continue
 			}
@@ -123,8 +123,9 @@ var errDecideOnStored = errors.New("claim decides on the stored record")
 // claim decides what a session does with one task of its device's queue,
 // and records it. With cached (r may come from the recentCache), a
 // decision that writes nothing on the first look at r returns
-// errDecideOnStored instead.
-func (s *Service) claim(ctx context.Context, r store.Record, session string, mayRun, cached bool) (*tasksv1.ClaimedTask, error) {
+// errDecideOnStored instead. marks: the worker reports claim marks, so a
+// read-only task may be claimed without a write.
+func (s *Service) claim(ctx context.Context, r store.Record, session string, mayRun, cached, marks bool) (*tasksv1.ClaimedTask, error) {
 	var action tasksv1.ClaimAction
 	var previous string
 	// unwritten: a read-only task runs without a dispatch write.
@@ -157,7 +158,7 @@ func (s *Service) claim(ctx context.Context, r store.Record, session string, may
 				action = tasksv1.ClaimAction_CLAIM_ACTION_SKIP
 				return false, nil
 			}
-			if claimsUnwritten(t, *r) {
+			if marks && claimsUnwritten(t, *r) {
 				// Its report writes the dispatch with the outcome
 				// (docs/tasks.md, "Read-only tasks").
 				action, unwritten = tasksv1.ClaimAction_CLAIM_ACTION_RUN, true

@@ -204,6 +204,25 @@ func TestReadOnlyReports(t *testing.T) {
 	}
 }
 
+// TestReadOnlyClaimOfAnOlderWorker: a worker that does not report claim
+// marks (a release before them, during a rolling upgrade) gets its
+// read-only tasks dispatched by the claim, as before, and its report
+// without a mark is accepted.
+func TestReadOnlyClaimOfAnOlderWorker(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	task := h.create(t, dev1, gpv("Device.X"), nil)
+	resp, err := h.internal.ClaimTasks(t.Context(), &tasksv1.ClaimTasksRequest{Tenant: "default", DeviceId: dev1, SessionId: "old", TaskIds: []string{task.GetId()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := resp.GetTasks(); len(c) != 1 || c[0].GetTask().GetState() != tasksv1.TaskState_TASK_STATE_DISPATCHED || c[0].GetClaimMark() != 0 {
+		t.Fatalf("claim %v", c)
+	}
+	if a := h.report(t, "old", done(task.GetId())); !a[0].GetAccepted() || a[0].GetState() != tasksv1.TaskState_TASK_STATE_DONE {
+		t.Fatalf("ack %v", a)
+	}
+}
+
 // TestReadOnlyKinds: the operations whose claim writes nothing are
 // exactly those that only read the CPE; a new operation is not read-only
 // until it is added here and to readOnly.

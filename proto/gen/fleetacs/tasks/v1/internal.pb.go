@@ -174,9 +174,14 @@ type ClaimTasksRequest struct {
 	TaskIds []string `protobuf:"bytes,4,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
 	// At most this many tasks are dispatched (CLAIM_ACTION_RUN); the others
 	// stay queued for a later session. 0: no bound.
-	MaxRun        uint32 `protobuf:"varint,5,opt,name=max_run,json=maxRun,proto3" json:"max_run,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MaxRun uint32 `protobuf:"varint,5,opt,name=max_run,json=maxRun,proto3" json:"max_run,omitempty"`
+	// The worker reports claim marks (ClaimedTask.claim_mark), so read-only
+	// tasks may be claimed without a write (docs/tasks.md, "Read-only
+	// tasks"). A worker of a release before them leaves it false, and its
+	// tasks are all dispatched by their claims.
+	ReportsClaimMarks bool `protobuf:"varint,6,opt,name=reports_claim_marks,json=reportsClaimMarks,proto3" json:"reports_claim_marks,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ClaimTasksRequest) Reset() {
@@ -242,6 +247,13 @@ func (x *ClaimTasksRequest) GetMaxRun() uint32 {
 		return x.MaxRun
 	}
 	return 0
+}
+
+func (x *ClaimTasksRequest) GetReportsClaimMarks() bool {
+	if x != nil {
+		return x.ReportsClaimMarks
+	}
+	return false
 }
 
 // ClaimedTask is one task and what to do with it.
@@ -800,14 +812,15 @@ var File_fleetacs_tasks_v1_internal_proto protoreflect.FileDescriptor
 
 const file_fleetacs_tasks_v1_internal_proto_rawDesc = "" +
 	"\n" +
-	" fleetacs/tasks/v1/internal.proto\x12\x11fleetacs.tasks.v1\x1a\x1dfleetacs/tasks/v1/tasks.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9b\x01\n" +
+	" fleetacs/tasks/v1/internal.proto\x12\x11fleetacs.tasks.v1\x1a\x1dfleetacs/tasks/v1/tasks.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x01\n" +
 	"\x11ClaimTasksRequest\x12\x16\n" +
 	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x03 \x01(\tR\tsessionId\x12\x19\n" +
 	"\btask_ids\x18\x04 \x03(\tR\ataskIds\x12\x17\n" +
-	"\amax_run\x18\x05 \x01(\rR\x06maxRun\"\xc1\x01\n" +
+	"\amax_run\x18\x05 \x01(\rR\x06maxRun\x12.\n" +
+	"\x13reports_claim_marks\x18\x06 \x01(\bR\x11reportsClaimMarks\"\xc1\x01\n" +
 	"\vClaimedTask\x12+\n" +
 	"\x04task\x18\x01 \x01(\v2\x17.fleetacs.tasks.v1.TaskR\x04task\x126\n" +
 	"\x06action\x18\x02 \x01(\x0e2\x1e.fleetacs.tasks.v1.ClaimActionR\x06action\x12.\n" +
