@@ -291,7 +291,7 @@ func (s *Service) report(ctx context.Context, device, session string, rep *tasks
 	detail := truncate(rep.GetDetail(), 1024)
 	// The queue delete of a task this report ends need not hold the
 	// session up (deleteQueued).
-	t, _, err := s.change(ctx, r, deleteInBackground, func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
+	t, nr, err := s.change(ctx, r, deleteInBackground, func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
 		ack.Accepted = false
 		switch {
 		case t.GetState() == tasksv1.TaskState_TASK_STATE_DISPATCHED && sessionOf(t) == session:
@@ -361,6 +361,17 @@ func (s *Service) report(ctx context.Context, device, session string, rep *tasks
 	})
 	if err != nil {
 		return nil, err
+	}
+	if !ack.Accepted && rep.GetClaimMark() != 0 && ended(t.GetState()) {
+		// A read claimed without a write on a record this replica's cache
+		// held stale: the task ended elsewhere (recentCache). Forget the
+		// stale record, and remove the queue message that still led a
+		// session to it (its delete failed where the task ended), so that
+		// the device's next session does not run the read again.
+		s.recent.drop(nr.Tenant, nr.ID)
+		if nr.QueueSeq != 0 {
+			s.deleteQueued(ctx, nr.Tenant, nr.DeviceID, nr.QueueSeq, deleteInBackground)
+		}
 	}
 	ack.State = t.GetState()
 	return ack, nil

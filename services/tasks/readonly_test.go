@@ -204,6 +204,52 @@ func TestReadOnlyReports(t *testing.T) {
 	}
 }
 
+// TestReadOnlyClaimOnAStaleRecord: a read claimed without a write on a
+// record the replica's cache holds stale (the task ended on another
+// replica, whose queue delete failed) runs, and its refused report
+// forgets the stale record and removes the queue message, so that the
+// device's sessions do not run the read again and again.
+func TestReadOnlyClaimOnAStaleRecord(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	task := h.create(t, dev1, gpv("Device.X"), nil)
+	// Another replica ends it: the store changes, this replica's cache
+	// and the queue do not.
+	r, err := h.svc.store.Get(t.Context(), "default", task.GetId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := decodeTask(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := h.clock.Now()
+	enter(other, tasksv1.TaskState_TASK_STATE_CANCELLED, now, "cancelled on another replica")
+	nr := r
+	nr.Version, nr.UpdateTime, nr.State, nr.DueTime = r.Version+1, now, int32(other.GetState()), time.Time{}
+	other.Version = nr.Version
+	nr.Body = encodeTask(other)
+	if err := h.svc.store.Update(t.Context(), nr, r.Version); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := h.svc.recent.get("default", task.GetId()); !ok {
+		t.Fatal("the test needs the record in the cache")
+	}
+	c := h.claim(t, "s1", task.GetId())
+	if len(c) != 1 || c[0].GetAction() != tasksv1.ClaimAction_CLAIM_ACTION_RUN || c[0].GetClaimMark() == 0 {
+		t.Fatalf("claim on the stale record %v", c)
+	}
+	if a := h.report(t, "s1", claimedAt(task.GetId(), c[0].GetClaimMark(), tasksv1.TaskOutcome_TASK_OUTCOME_DONE)); a[0].GetAccepted() ||
+		a[0].GetState() != tasksv1.TaskState_TASK_STATE_CANCELLED {
+		t.Fatalf("report on a task ended elsewhere: %v", a)
+	}
+	if _, ok := h.svc.recent.get("default", task.GetId()); ok {
+		t.Fatal("the stale record is still in the cache")
+	}
+	if q := h.queueIDs(t, "default", dev1); len(q) != 0 {
+		t.Fatalf("queue after the refused report: %v", q)
+	}
+}
+
 // TestReadOnlyClaimOfAnOlderWorker: a worker that does not report claim
 // marks (a release before them, during a rolling upgrade) gets its
 // read-only tasks dispatched by the claim, as before, and its report

@@ -23,7 +23,12 @@ const recentCacheBytes = 16 << 20
 // compare-and-swap on Version, which fails on a stale record and makes
 // change read the record again. A claim that would decide without writing
 // (skip the task, find it ended, run it again in the same session) reads
-// the record from the store first and decides on that (see claimOne).
+// the record from the store first and decides on that (see claim),
+// except the claim of a read-only task, which runs on the cached record
+// (docs/tasks.md, "Read-only tasks"): if the record was stale, the
+// report's compare-and-swap finds the task ended, the report is refused,
+// and it drops the record from the cache and deletes the task's queue
+// message; the read itself ran once for nothing.
 //
 // Records go in the order they were put once their bytes pass the bound;
 // a record larger than a sixteenth of it is not kept.
