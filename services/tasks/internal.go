@@ -296,8 +296,8 @@ func (s *Service) report(ctx context.Context, device, session string, rep *tasks
 		switch {
 		case t.GetState() == tasksv1.TaskState_TASK_STATE_DISPATCHED && sessionOf(t) == session:
 		case claimedUnwritten(t, *r, rep):
-			ack.Accepted = true
 			if rep.GetOutcome() == tasksv1.TaskOutcome_TASK_OUTCOME_RELEASE {
+				ack.Accepted = true
 				return false, nil // still queued, as it was
 			}
 			// The dispatch its claim did not write, then the outcome.
@@ -410,9 +410,12 @@ func awaitTimeout(t *tasksv1.Task) time.Duration {
 // requeue puts a dispatched task back in the queue after a transient
 // failure, not to be dispatched again before its back-off has passed.
 // unconfirmed: the session ended without the CPE's answer, so the CPE may
-// have carried the task out; the next session resumes it.
+// have carried the task out; the next session resumes it. A read carried
+// out changes nothing on the CPE, so a read-only task is never left
+// unconfirmed: it simply runs again (and stays claimable without a write,
+// docs/tasks.md, "Read-only tasks").
 func (s *Service) requeue(t *tasksv1.Task, r *store.Record, now time.Time, unconfirmed bool, why string) {
-	if prev := sessionOf(t); unconfirmed && prev != "" {
+	if prev := sessionOf(t); unconfirmed && prev != "" && !readOnly(r.Kind) {
 		t.UnconfirmedSessionId = prev
 	}
 	at := now.Add(s.backoff(t.GetAttempts()))

@@ -132,10 +132,14 @@ func TestReadOnlyReports(t *testing.T) {
 		if got.GetAttempts() != 1 || got.GetRetryTime() == nil {
 			t.Fatalf("retried: %v", got)
 		}
-		// The second attempt's retry spends the last: the task ends.
+		if got.GetUnconfirmedSessionId() != "" {
+			t.Fatalf("a read left unconfirmed: %v", got)
+		}
+		// The second attempt is claimed without a write too; its retry
+		// spends the last: the task ends.
 		h.clock.Advance(time.Hour)
 		c := h.claim(t, "t2", task.GetId())
-		if c[0].GetAction() != tasksv1.ClaimAction_CLAIM_ACTION_RESUME && c[0].GetAction() != tasksv1.ClaimAction_CLAIM_ACTION_RUN {
+		if c[0].GetAction() != tasksv1.ClaimAction_CLAIM_ACTION_RUN || c[0].GetClaimMark() == 0 {
 			t.Fatalf("claim after the back-off %v", c)
 		}
 		if a := h.report(t, "t2", claimedAt(task.GetId(), c[0].GetClaimMark(), tasksv1.TaskOutcome_TASK_OUTCOME_RETRY)); a[0].GetState() != tasksv1.TaskState_TASK_STATE_FAULT {
