@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -36,7 +35,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(asFleetacs) == "1" {
 		// The test binary runs as fleetacs for a test that needs a
 		// process of its own (see startChild).
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		ctx, stop := shutdownOnSignal()
 		code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv)
 		stop()
 		os.Exit(code)

@@ -26,8 +26,31 @@ func main() {
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(defaultGCPercent)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop := shutdownOnSignal()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv)
 	stop()
 	os.Exit(code)
+}
+
+// shutdownOnSignal returns a context that ends at the first SIGINT or
+// SIGTERM, which starts the graceful shutdown (open sessions drain first:
+// -gateway.drain-grace, -sessions.drain-timeout). The signals take their
+// default action again before the context ends, so that a second one ends
+// the process at once: the operator who pressed Ctrl-C twice does not wait
+// for sessions whose CPEs are gone. What was committed stays; the sessions
+// cut short are retried as after a crash (docs/operations.md, "Stopping
+// a process").
+func shutdownOnSignal() (context.Context, context.CancelFunc) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-sig:
+		case <-ctx.Done():
+		}
+		signal.Stop(sig)
+		cancel()
+	}()
+	return ctx, cancel
 }

@@ -398,6 +398,8 @@ func (s *Service) run(ctx context.Context) error {
 
 	s.draining.Store(true)
 	if runErr == nil {
+		n, _ := s.sessions.count()
+		s.logger.Info("draining open sessions", "open_sessions", n, "grace", s.cfg.DrainGrace.String())
 		s.drain()
 	}
 
