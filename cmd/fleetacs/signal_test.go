@@ -13,9 +13,10 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 )
 
-// The first SIGTERM drains: a session whose CPE went quiet holds the
-// gateway for its drain grace (ten minutes here). A second SIGTERM ends the
-// process at once, by the signal's default action.
+// The first SIGTERM (or SIGINT) drains: a session whose CPE went quiet
+// holds the gateway for its drain grace (ten minutes here). The same signal
+// again ends the process at once, by the signal's default action, without
+// the rest of the shutdown.
 func TestSecondSignalEndsTheDrain(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
 		t.Run(sig.String(), func(t *testing.T) {
