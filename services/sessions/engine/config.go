@@ -157,7 +157,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RegistryTTL, "sessions.registry-ttl", 15*time.Second, "life of the worker's registration (heartbeat every third of it)")
 	fs.DurationVar(&c.IdleGrace, "sessions.idle-grace", 30*time.Second, "idle time beyond the CPE's session timeout before the worker expires a session")
 	fs.IntVar(&c.MaxBodyBytes, "sessions.max-body-bytes", 4<<20, "largest CWMP body the worker decodes")
-	fs.DurationVar(&c.DrainTimeout, "sessions.drain-timeout", 20*time.Second, "on shutdown, time open sessions get to finish before they are handed off")
+	fs.DurationVar(&c.DrainTimeout, "sessions.drain-timeout", 20*time.Second, "on shutdown, time open sessions get to finish before they are handed off (sooner once all left have been silent for 5s)")
 	fs.DurationVar(&c.CallTimeout, "sessions.call-timeout", 5*time.Second, "bound of inventory and affinity-store calls made in the background")
 	fs.IntVar(&c.MaxOperations, "sessions.max-operations", 32, "operations (discovery, tasks) one session runs; the rest wait for the next session")
 	fs.IntVar(&c.MaxInformParameters, "sessions.max-inform-parameters", 1000, "parameters of one Inform a session keeps and records; more are dropped, logged and counted")

@@ -130,11 +130,19 @@ func (e *Engine) tickSession(ctx context.Context, s *session, now time.Time) {
 	}
 }
 
+// DrainIdle is how long every session left on a draining worker must have
+// been silent for the drain to end before DrainTimeout. Their CPEs are then
+// gone or slow, and waiting on would only delay the stop: a CPE that comes
+// back is resumed from the checkpoint by the worker its gateway tries next,
+// as after the timeout (docs/operations.md, "Stopping a process").
+const DrainIdle = 5 * time.Second
+
 // drain runs after Run's context ended: the worker leaves the registry and
 // refuses new sessions, lets open ones finish for up to DrainTimeout (still
-// renewing and expiring them), then hands the rest off: it forgets them but
-// leaves their checkpoints and leases, so the worker a gateway tries next
-// resumes each one where it stood.
+// renewing and expiring them) or until all left have been silent for
+// DrainIdle, then hands the rest off: it forgets them but leaves their
+// checkpoints and leases, so the worker a gateway tries next resumes each
+// one where it stood.
 func (e *Engine) drain(ticks <-chan time.Time) error {
 	e.draining.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.CallTimeout)
@@ -147,7 +155,7 @@ func (e *Engine) drain(ticks <-chan time.Time) error {
 	deadline := time.NewTimer(e.cfg.DrainTimeout)
 	defer deadline.Stop()
 wait:
-	for e.table.len() > 0 {
+	for e.table.len() > 0 && !e.allIdle(e.now()) {
 		select {
 		case <-e.table.removed:
 		case <-ticks:
@@ -168,6 +176,23 @@ wait:
 	}
 	e.logger.Info("session worker stopped", "handed_off", handed)
 	return nil
+}
+
+// allIdle reports whether every session held has been silent for
+// DrainIdle at now: none is in an exchange (its lock held) or still
+// opening.
+func (e *Engine) allIdle(now time.Time) bool {
+	for _, s := range e.table.all() {
+		if !s.mu.TryLock() {
+			return false
+		}
+		idle := s.gone || (s.live && now.Sub(s.lastActive) >= DrainIdle)
+		s.mu.Unlock()
+		if !idle {
+			return false
+		}
+	}
+	return true
 }
 
 // movedOn reports whether the session's checkpoint shows that another
