@@ -53,21 +53,24 @@ func TestDrainEndsWhenEverySessionIsSilent(t *testing.T) {
 	exchange(t, w.client, h.open(c, "dr1", "0 BOOTSTRAP"))
 	h.clock.Advance(engine.DrainIdle)
 
-	done := drainRun(t, h, w, "w1")
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the drain waits for a session silent for engine.DrainIdle")
-	}
+	awaitRun(t, drainRun(t, h, w, "w1"), "the drain waits for a session silent for engine.DrainIdle")
+	wantHandedOff(t, h, w, c, "dr1", "GetParameterNames")
+}
+
+// wantHandedOff checks that stopped worker w handed off session sid of c:
+// w refuses its next exchange with UNAVAILABLE, its checkpoint stays, and
+// a new worker resumes it, sending next.
+func wantHandedOff(t *testing.T, h *harness, w *testWorker, c *cpe, sid, next string) {
+	t.Helper()
 	if _, err := w.client.Exchange(context.Background(), c.next(nil)); status.Code(err) != codes.Unavailable {
-		t.Fatalf("exchange after the drain: %v, want UNAVAILABLE", err)
+		t.Fatalf("exchange with the stopped worker: %v, want UNAVAILABLE", err)
 	}
-	w2 := h.worker("w2", nil)
-	if got := method(t, exchange(t, w2.client, c.next(nil))); got != "GetParameterNames" {
-		t.Fatalf("resumed session sent %s", got)
+	if _, err := h.store.Checkpoints.Load(context.Background(), testTenant, c.key, sid); err != nil {
+		t.Fatalf("handed-off session lost its checkpoint: %v", err)
+	}
+	w2 := h.worker(w.e.ID()+"-next", nil)
+	if got := method(t, exchange(t, w2.client, c.next(nil))); got != next {
+		t.Fatalf("resumed session sent %s, want %s", got, next)
 	}
 }
 
@@ -86,12 +89,19 @@ func TestDrainWaitsForARecentSession(t *testing.T) {
 	if resp.HttpStatus != 204 || !resp.SessionEnded {
 		t.Fatalf("session during the drain: HTTP %d, ended %t", resp.HttpStatus, resp.SessionEnded)
 	}
+	awaitRun(t, done, "the drain did not end with its last session")
+}
+
+// awaitRun waits up to 30 s for Run's result on done, failing the test
+// with why when it does not come.
+func awaitRun(t *testing.T, done <-chan error, why string) {
+	t.Helper()
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatalf("Run: %v", err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("the drain did not end with its last session")
+		t.Fatal(why)
 	}
 }

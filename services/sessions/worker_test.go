@@ -454,20 +454,11 @@ func TestCapacityAndDraining(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if _, err := w.client.Exchange(context.Background(), c1.next(nil)); status.Code(err) != codes.Unavailable {
-		t.Fatalf("exchange while stopped: %v, want UNAVAILABLE", err)
-	}
-	if _, err := h.store.Checkpoints.Load(context.Background(), testTenant, c1.key, "s1"); err != nil {
-		t.Fatalf("handed-off session lost its checkpoint: %v", err)
-	}
 	if live, _ := h.store.Registry.Live(context.Background()); len(live) != 0 {
 		t.Errorf("drained worker still registered: %v", live)
 	}
 	// Another worker resumes it.
-	w2 := h.worker("w2", nil)
-	if got := method(t, exchange(t, w2.client, c1.next(nil))); got != "GetParameterNames" {
-		t.Fatalf("resumed session sent %s", got)
-	}
+	wantHandedOff(t, h, w, c1, "s1", "GetParameterNames")
 }
 
 // Bodies the worker cannot read, and messages outside any session, are
