@@ -14,8 +14,8 @@ import (
 	"github.com/fleetacs/fleetacs/pkg/testenv"
 )
 
-// Messages added while their stream does not exist are published, in
-// order and once each, when it does; a message whose earlier publish the
+// Messages added while no stream takes their subject are published, in
+// order and once each, when one does; a message whose earlier publish the
 // stream did take is dropped by the stream as a duplicate.
 func TestRedo(t *testing.T) {
 	_, js, _ := connectTest(t)
@@ -27,6 +27,17 @@ func TestRedo(t *testing.T) {
 		m.Data = []byte(id)
 		m.Header.Set(jetstream.MsgIDHeader, id)
 		return m
+	}
+	// The stream first takes key c only, and c1 is stored before Run can
+	// publish anything, so the order it holds is fixed.
+	cfg := jetstream.StreamConfig{Name: strings.ToUpper(u), Subjects: []string{u + ".c"}, Duplicates: time.Minute}
+	st, err := js.CreateStream(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = js.DeleteStream(context.Background(), cfg.Name) }()
+	if _, err := js.PublishMsg(ctx, msg("c", "c1")); err != nil {
+		t.Fatal(err)
 	}
 	r := natsbus.NewRedo(js, 10, nil)
 	done := make(chan struct{})
@@ -40,17 +51,12 @@ func TestRedo(t *testing.T) {
 	if !r.Waiting("a") || !r.Waiting("b") || r.Waiting("c") {
 		t.Fatal("Waiting per key wrong")
 	}
-	// Run may try before the stream exists, fail and back off.
-	cfg := jetstream.StreamConfig{Name: strings.ToUpper(u), Subjects: []string{u + ".>"}, Duplicates: time.Minute}
-	st, err := js.CreateStream(ctx, cfg)
-	if err != nil {
+	// Run may try before the stream takes a and b, fail and back off.
+	cfg.Subjects = []string{u + ".>"}
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = js.DeleteStream(context.Background(), cfg.Name) }()
 	// An event whose first publish the stream took, added again.
-	if _, err := js.PublishMsg(ctx, msg("c", "c1")); err != nil {
-		t.Fatal(err)
-	}
 	r.Add("c", msg("c", "c1"))
 	testenv.WaitFor(t, 10*time.Second, func() error {
 		if n := r.Len(); n > 0 {
