@@ -90,12 +90,14 @@ func (i *internalServer) ClaimTasks(ctx context.Context, req *tasksv1.ClaimTasks
 		}
 		seen[id] = true
 		mayRun := req.GetMaxRun() == 0 || run < req.GetMaxRun()
-		ct, err := s.claim(ctx, r, req.GetSessionId(), mayRun, cached[id], req.GetReportsClaimMarks())
+		how := claimHow{session: req.GetSessionId(), mayRun: mayRun, cached: cached[id], marks: req.GetReportsClaimMarks()}
+		ct, err := s.claim(ctx, r, how)
 		if errors.Is(err, errDecideOnStored) {
 			// See recentCache: a claim that writes nothing decides on the
 			// stored record.
 			if r, err = s.store.Get(ctx, req.GetTenant(), id); err == nil {
-				ct, err = s.claim(ctx, r, req.GetSessionId(), mayRun, false, req.GetReportsClaimMarks())
+				how.cached = false
+				ct, err = s.claim(ctx, r, how)
 			} else if isNotFound(err) {
 				continue
 			}
@@ -120,12 +122,23 @@ func (i *internalServer) ClaimTasks(ctx context.Context, req *tasksv1.ClaimTasks
 // recentCache).
 var errDecideOnStored = errors.New("claim decides on the stored record")
 
-// claim decides what a session does with one task of its device's queue,
-// and records it. With cached (r may come from the recentCache), a
-// decision that writes nothing on the first look at r returns
-// errDecideOnStored instead. marks: the worker reports claim marks, so a
-// read-only task may be claimed without a write.
-func (s *Service) claim(ctx context.Context, r store.Record, session string, mayRun, cached, marks bool) (*tasksv1.ClaimedTask, error) {
+// claimHow is what a claim of one task knows of its session.
+type claimHow struct {
+	session string
+	// mayRun: the session runs another task (its bound is not reached).
+	mayRun bool
+	// cached: the record may come from the recentCache.
+	cached bool
+	// marks: the worker reports claim marks, so a read-only task may be
+	// claimed without a write.
+	marks bool
+}
+
+// claim decides what session how.session does with one task of its
+// device's queue, and records it. With how.cached, a decision that writes
+// nothing on the first look at r returns errDecideOnStored instead.
+func (s *Service) claim(ctx context.Context, r store.Record, how claimHow) (*tasksv1.ClaimedTask, error) {
+	session, mayRun, cached, marks := how.session, how.mayRun, how.cached, how.marks
 	var action tasksv1.ClaimAction
 	var previous string
 	// unwritten: a read-only task runs without a dispatch write.
