@@ -73,7 +73,7 @@ func DefaultConfig() Config {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Store, "inventory.store", StoreSQLite, "device store: sqlite (embedded file) or mongodb")
 	fs.StringVar(&c.SQLitePath, "inventory.sqlite-path", "data/inventory.db", "database file of the sqlite store")
-	fs.IntVar(&c.SQLiteSessionCache, "inventory.sqlite-session-cache", 100_000, "devices whose session start state the sqlite store keeps in memory, about 200 bytes each (0: none)")
+	fs.IntVar(&c.SQLiteSessionCache, "inventory.sqlite-session-cache", 100_000, "devices whose session start state and device row the sqlite store keeps in memory, about 1 KB each (0: none)")
 	c.SQLiteIndexedParams = slices.Clone(sqlitestore.DefaultIndexedParams)
 	fs.Var(&c.SQLiteIndexedParams, "inventory.sqlite-indexed-params", "comma-separated patterns of the parameter paths the sqlite store indexes for filters (\"*\" one path segment, a trailing \".\" a subtree; \"all\": every path, first contacts several times slower; \"none\"); a filter on any other path reads every device's tree; a change rebuilds the index at start")
 	fs.StringVar(&c.MongoDBURI, "inventory.mongodb-uri", "", "MongoDB connection URI of the mongodb store (mongodb:// or mongodb+srv://)")

@@ -1,15 +1,19 @@
 package sqlitestore
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
+	"github.com/fleetacs/fleetacs/pkg/provisioning"
 	"github.com/fleetacs/fleetacs/services/inventory/internal/storekit"
 	"github.com/fleetacs/fleetacs/services/inventory/store"
 )
@@ -314,14 +318,47 @@ type storedDevice struct {
 	presets            string
 	// tags, sorted: a session state carries them, since which presets
 	// match depends on them (docs/provisioning.md, "Convergence").
+	// Shared: never changed in place.
 	tags []string
 	// delta is the tree delta (nil: none) and treeBytes the stored
-	// tree's length, -1 when unknown (treedelta.go).
+	// tree's length, -1 when unknown (treedelta.go). delta is the row's
+	// own: never changed in place.
 	delta     []byte
 	treeBytes int64
 }
 
-func (w *writer) readDevice(tenant, id string) (cur storedDevice, found bool, err error) {
+// verifyRowCache makes readDevice read the database also when the session
+// cache holds the row, and fail when the two differ: tests run the store
+// with it to show that the cache is exact.
+var verifyRowCache atomic.Bool
+
+// readDevice returns the stored row of the device. The session cache
+// holds it as the device's last committed diff left it (session.go), and
+// is exact unless this transaction has written the device already
+// (touched): then, or when the cache does not hold the device, the row is
+// read from the database.
+func (w *writer) readDevice(tenant, id string, touched bool) (storedDevice, bool, error) {
+	if touched {
+		return w.readDeviceRow(tenant, id)
+	}
+	st, ok := w.sessions.get(tenant, id)
+	if !ok {
+		return w.readDeviceRow(tenant, id)
+	}
+	if verifyRowCache.Load() {
+		stored, found, err := w.readDeviceRow(tenant, id)
+		if err != nil {
+			return storedDevice{}, false, err
+		}
+		if !found || !reflect.DeepEqual(stored, st.storedDevice) {
+			return storedDevice{}, false, fmt.Errorf("session cache of device %s/%s differs from its row:\n cache %#v\n row   %#v (found %v)",
+				tenant, id, st.storedDevice, stored, found)
+		}
+	}
+	return st.storedDevice, true, nil
+}
+
+func (w *writer) readDeviceRow(tenant, id string) (cur storedDevice, found bool, err error) {
 	row := slices.Grow(w.row[:0], 23)[:23]
 	w.row = row
 	defer clear(row)
@@ -362,7 +399,9 @@ func (w *writer) readDevice(tenant, id string) (cur storedDevice, found bool, er
 	tags, e13 = text(row[20])
 	cur.tags = splitTags(tags)
 	var e14, e15 error
+	// A copy: the session cache may keep it.
 	cur.delta, e14 = blob(row[21])
+	cur.delta = bytes.Clone(cur.delta)
 	cur.treeBytes = -1
 	if row[22] != nil {
 		cur.treeBytes, e15 = integer(row[22])
@@ -374,7 +413,10 @@ func (w *writer) readDevice(tenant, id string) (cur storedDevice, found bool, er
 func (w *writer) applyDiff(d *diffOp) (created bool, err error) {
 	st, rc, p := &w.stmts, &w.rc, &d.plan
 	tenant, id := d.tenant, d.id
-	cur, found, err := w.readDevice(tenant, id)
+	key := sessionKey{tenant, id}
+	_, touched := w.touched[key]
+	w.touched[key] = struct{}{}
+	cur, found, err := w.readDevice(tenant, id, touched)
 	switch {
 	case err != nil:
 		return false, fmt.Errorf("read fencing token: %w", err)
@@ -401,9 +443,6 @@ func (w *writer) applyDiff(d *diffOp) (created bool, err error) {
 	// it only confirms the values the device's last committed diff
 	// confirmed, and nothing has written the device since (in this
 	// transaction either).
-	key := sessionKey{tenant, id}
-	_, touched := w.touched[key]
-	w.touched[key] = struct{}{}
 	writeTree := len(p.Updates) > 0 || p.DeleteAll || len(p.Deletes) > 0 || len(p.DeleteEntries) > 0
 	if writeTree && len(rest) == 0 && !touched && !p.DeleteAll && len(p.Deletes) == 0 && len(p.DeleteEntries) == 0 &&
 		d.confirmedPaths == cur.confirmedPaths {
@@ -418,7 +457,8 @@ func (w *writer) applyDiff(d *diffOp) (created bool, err error) {
 			return false, err
 		}
 	}
-	if err := w.updateDevice(d, &cur); err != nil {
+	u, err := w.updateDevice(d, &cur)
+	if err != nil {
 		return false, err
 	}
 	if writeTree {
@@ -429,15 +469,26 @@ func (w *writer) applyDiff(d *diffOp) (created bool, err error) {
 	if err := w.changeTags(tenant, id, p.AddTags, p.RemoveTags); err != nil {
 		return false, err
 	}
-	after := sessionAfter(&cur, p)
+	tags := cur.tags
+	if len(p.AddTags) > 0 || len(p.RemoveTags) > 0 {
+		// nil when none, as splitTags reads them.
+		if tags = provisioning.TagsAfter(cur.tags, p.AddTags, p.RemoveTags); len(tags) == 0 {
+			tags = nil
+		}
+	}
+	after := sessionState{storedDevice: rowAfter(&cur, p.Token, u, tags)}
+	after.confirmedPaths = w.internPaths(after.confirmedPaths)
 	after.confirmed, after.hasConfirmed = digest, d.confirmedPaths != ""
 	w.afterCommit(func() { w.sessions.put(tenant, id, after) })
 	return created, nil
 }
 
-func (w *writer) updateDevice(d *diffOp, cur *storedDevice) error {
+// updateDevice writes the device row's columns the diff changes, and
+// returns what it wrote (w's: valid until the next diff).
+func (w *writer) updateDevice(d *diffOp, cur *storedDevice) (*deviceUpdate, error) {
 	p := &d.plan
-	var u deviceUpdate
+	u := &w.update
+	*u = deviceUpdate{}
 	if dev := p.DeviceID; dev != nil {
 		u.set(colManufacturer, dev.Manufacturer)
 		u.set(colOUIRaw, dev.OUI)
@@ -543,7 +594,7 @@ func (w *writer) updateDevice(d *diffOp, cur *storedDevice) error {
 	if !ok {
 		var err error
 		if stmt, err = w.rc.prepare(updateSQL(u.mask)); err != nil {
-			return fmt.Errorf("prepare device update: %w", err)
+			return nil, fmt.Errorf("prepare device update: %w", err)
 		}
 		if len(w.updates) < maxCachedUpdates {
 			w.updates[u.mask] = stmt
@@ -552,9 +603,112 @@ func (w *writer) updateDevice(d *diffOp, cur *storedDevice) error {
 		}
 	}
 	if _, err := w.rc.exec(stmt, args...); err != nil {
-		return fmt.Errorf("update device: %w", err)
+		return nil, fmt.Errorf("update device: %w", err)
 	}
-	return nil
+	return u, nil
+}
+
+// maxInternedPaths bounds the confirmed-paths strings internPaths keeps.
+const maxInternedPaths = 1024
+
+// internPaths returns the writer's one copy of a confirmed-paths string
+// (see "Confirmed entries"): the devices of a model confirm the same
+// paths, a few hundred bytes that the session cache would otherwise hold
+// once per device. Beyond maxInternedPaths different strings, the others
+// stay the device's own.
+func (w *writer) internPaths(s string) string {
+	if s == "" {
+		return s
+	}
+	if v, ok := w.paths[s]; ok {
+		return v
+	}
+	if len(w.paths) < maxInternedPaths {
+		w.paths[s] = s
+	}
+	return s
+}
+
+// rowAfter is the row readDevice would read once the diff committed: cur
+// with token, the columns u wrote, and tags. What it keeps from u is
+// copied, so that the session cache holds on to no buffer of the writer's
+// and no request a plan's strings were decoded from.
+func rowAfter(cur *storedDevice, token int64, u *deviceUpdate, tags []string) storedDevice {
+	r := *cur
+	r.token, r.tags = token, tags
+	str := func(old string, v any) string {
+		if s, _ := v.(string); s != old {
+			return strings.Clone(s)
+		}
+		return old
+	}
+	num := func(v any) int64 {
+		n, _ := v.(int64)
+		return n
+	}
+	ptr := func(old *string, v any) *string {
+		s, ok := v.(string)
+		if !ok {
+			return nil
+		}
+		if old != nil && *old == s {
+			return old
+		}
+		s = strings.Clone(s)
+		return &s
+	}
+	for col := range numDeviceCols {
+		if u.mask&(1<<col) == 0 {
+			continue
+		}
+		v := u.vals[col]
+		switch col {
+		case colTakeoverSession:
+			r.takeoverSession = str(r.takeoverSession, v)
+		case colOUI:
+			r.oui = str(r.oui, v)
+		case colProductClass:
+			r.productClass = str(r.productClass, v)
+		case colSerialNumber:
+			r.serialNumber = str(r.serialNumber, v)
+		case colSoftwareVersion:
+			r.softwareVersion = str(r.softwareVersion, v)
+		case colHardwareVersion:
+			r.hardwareVersion = str(r.hardwareVersion, v)
+		case colConfirmedPaths:
+			r.confirmedPaths = str(r.confirmedPaths, v)
+		case colConfirmedAt:
+			r.confirmedAt = num(v)
+		case colDataModelRoot:
+			r.root = str(r.root, v)
+		case colFullDiscovery:
+			r.fullDiscovery = num(v)
+		case colCRUsername:
+			r.crUser = ptr(r.crUser, v)
+		case colCRPassword:
+			r.crPass = str(r.crPass, v)
+		case colCRPasswordKey:
+			r.crKey = str(r.crKey, v)
+		case colCRPUsername:
+			r.crpUser = ptr(r.crpUser, v)
+		case colCRPPassword:
+			r.crpPass = str(r.crpPass, v)
+		case colCRPPasswordKey:
+			r.crpKey = str(r.crpKey, v)
+		case colCRPTime:
+			r.crpTime = num(v)
+		case colCRRefused:
+			r.crRefused = num(v)
+		case colPresets:
+			r.presets = str(r.presets, v)
+		case colTreeDelta:
+			b, _ := v.([]byte)
+			r.delta = bytes.Clone(b)
+		case colTreeBytes:
+			r.treeBytes = num(v)
+		}
+	}
+	return r
 }
 
 // eventsJSON encodes the events of an Inform as last_events holds them.
@@ -759,7 +913,9 @@ func (w *writer) changeTagsOp(tenant, id string, now int64, add, remove []string
 		return refuse(store.ErrNotFound)
 	}
 	// The presets that match the device may have changed with its tags:
-	// touchDevice forgot its fingerprint, and so does the cache.
+	// touchDevice forgot its fingerprint, and so does the cache (a later
+	// diff of this transaction reads the row).
+	w.touched[sessionKey{tenant, id}] = struct{}{}
 	w.afterCommit(func() { w.sessions.delete(tenant, id) })
 	return w.changeTags(tenant, id, add, remove)
 }
@@ -795,6 +951,7 @@ func (w *writer) setCRCredentials(tenant, id string, now int64, c *storekit.Seal
 	if n == 0 {
 		return refuse(store.ErrNotFound)
 	}
+	w.touched[sessionKey{tenant, id}] = struct{}{}
 	w.afterCommit(func() { w.sessions.delete(tenant, id) })
 	return nil
 }

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/fleetacs/fleetacs/pkg/provisioning"
 	"github.com/fleetacs/fleetacs/pkg/secretbox"
 	"github.com/fleetacs/fleetacs/services/inventory/internal/storekit"
 	"github.com/fleetacs/fleetacs/services/inventory/store"
@@ -27,7 +26,14 @@ import (
 // state: it read the row to check the fencing token and applied the diff.
 // It keeps the state each committed diff leaves in sessionCache, and
 // SessionState answers from there, falling back to the database for the
-// devices the cache does not hold (after a restart, or evicted).
+// devices the cache does not hold (after a restart, or evicted). The state
+// is the whole device row a diff needs (storedDevice), so the writer reads
+// the row of the device's next diff from there too (readDevice): reading
+// it from the database cost about a third of the store's CPU per periodic
+// diff (BENCHMARKS.md). Within a transaction, a device some op has
+// written already (a diff, a tag change, new credentials: writer.touched)
+// is read from the database, since the cache learns of the write only
+// at the commit.
 //
 // The cache is exact because this store's writer is the only writer of the
 // database file (one process per file, as the embedded default runs): the
@@ -37,26 +43,18 @@ import (
 // what they read, so a read racing a commit cannot leave an older state
 // behind.
 
-// sessionState is a cached store.SessionState; times in unix ms (0: none).
+// sessionState is a cached store.SessionState: the device row as the
+// last committed diff left it (storedDevice, which holds the session
+// state's columns; times in unix ms, 0: none), which the writer also reads
+// instead of the database (readDevice), and the digest of what that diff
+// confirmed.
 type sessionState struct {
-	root          string
-	fullDiscovery int64
-	token         int64
-	crUser        *string
-	// crPass is the password as stored, under crKey (storedDevice).
-	crPass, crKey string
-	// crp* and crRefused as in storedDevice.
-	crpUser            *string
-	crpPass, crpKey    string
-	crpTime, crRefused int64
+	storedDevice
 	// confirmed is the digest of the entries the device's last diff
 	// confirmed (confirmDigest), when it confirmed any: a diff confirming
 	// the same values need not touch their rows at all.
 	confirmed    [sha256.Size]byte
 	hasConfirmed bool
-	presets      string
-	// tags, sorted; shared: never changed in place.
-	tags []string
 }
 
 // sessionCache maps tenant and device id to the device's state.
@@ -222,36 +220,4 @@ func confirmDigest(buf *[]byte, confirm []storekit.Update) [sha256.Size]byte {
 	}
 	*buf = b
 	return sha256.Sum256(b)
-}
-
-// sessionAfter is the state a diff leaves, from the stored row (cur) and
-// the plan.
-func sessionAfter(cur *storedDevice, p *storekit.Plan) sessionState {
-	st := sessionState{root: cur.root, fullDiscovery: cur.fullDiscovery, token: p.Token, crUser: cur.crUser, crPass: cur.crPass, crKey: cur.crKey,
-		crpUser: cur.crpUser, crpPass: cur.crpPass, crpKey: cur.crpKey, crpTime: cur.crpTime, crRefused: cur.crRefused, presets: cur.presets,
-		tags: cur.tags}
-	if len(p.AddTags) > 0 || len(p.RemoveTags) > 0 {
-		st.tags = provisioning.TagsAfter(cur.tags, p.AddTags, p.RemoveTags)
-	}
-	if p.Presets != nil {
-		st.presets = *p.Presets
-	}
-	if r := p.Fields.DataModelRoot; r != nil {
-		st.root = *r
-	}
-	if !p.FullDiscovery.IsZero() {
-		st.fullDiscovery = p.FullDiscovery.UnixMilli()
-	}
-	if c := p.SealedConnectionRequest; c != nil {
-		user := c.Username
-		st.crUser, st.crPass, st.crKey = &user, sealedText(c), c.KeyID
-		st.crRefused = 0
-		if !p.CRPendingTime.IsZero() && st.crpUser != nil && p.CRPendingTime.UnixMilli() == st.crpTime {
-			st.crpUser, st.crpPass, st.crpKey, st.crpTime = nil, "", "", 0
-		}
-	}
-	if !p.CRRefused.IsZero() {
-		st.crRefused = p.CRRefused.UnixMilli()
-	}
-	return st
 }

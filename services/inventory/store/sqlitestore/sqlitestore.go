@@ -61,7 +61,7 @@ type Config struct {
 	// means time.Now. Session diffs carry their own time.
 	Now func() time.Time
 	// SessionCache is how many devices' session states the store keeps
-	// in memory (see session.go), about 200 bytes each; 0 means 100,000,
+	// in memory (see session.go), about 1 KB each; 0 means 100,000,
 	// negative none.
 	SessionCache int
 	// IndexedParams are the patterns of the parameter paths whose
@@ -235,6 +235,7 @@ func (s *Store) open(ctx context.Context) (_ *state, err error) {
 		sessions: newSessionCache(s.cfg.SessionCache),
 		indexed:  indexed,
 		touched:  make(map[sessionKey]struct{}),
+		paths:    make(map[string]string),
 
 		deltaEntries: maxDeltaEntries,
 	}

@@ -55,6 +55,14 @@ func TestContractWithoutSessionCache(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return newStoreWith(t, sqlitestore.Config{SessionCache: -1}) })
 }
 
+// TestContractRowCacheExact runs the suite with every device row the
+// session cache gives the writer compared with the database's: a diff
+// whose cached row differs fails.
+func TestContractRowCacheExact(t *testing.T) {
+	sqlitestore.VerifyRowCache(t)
+	storetest.Run(t, newStore)
+}
+
 func TestNewDoesNoIO(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sub", "inventory.db")

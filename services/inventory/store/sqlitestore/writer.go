@@ -91,6 +91,10 @@ type writer struct {
 	// they write (see deviceUpdate); a session writes the same few shapes
 	// again and again.
 	updates map[uint64]rawStmt
+	// update is updateDevice's, reused.
+	update deviceUpdate
+	// paths are internPaths's.
+	paths map[string]string
 	// merges holds the parameter merge statements by row count.
 	merges [maxMergeRows + 1]rawStmt
 	// indexed are the paths whose entries have rows in parameters.
