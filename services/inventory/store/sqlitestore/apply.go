@@ -657,55 +657,29 @@ func rowAfter(cur *storedDevice, token int64, u *deviceUpdate, tags []string) st
 		s = strings.Clone(s)
 		return &s
 	}
+	// Where each column of readDeviceSQL lies in the row, by its type.
+	texts := [numDeviceCols]*string{colTakeoverSession: &r.takeoverSession, colOUI: &r.oui,
+		colProductClass: &r.productClass, colSerialNumber: &r.serialNumber, colSoftwareVersion: &r.softwareVersion,
+		colHardwareVersion: &r.hardwareVersion, colConfirmedPaths: &r.confirmedPaths, colDataModelRoot: &r.root,
+		colCRPassword: &r.crPass, colCRPasswordKey: &r.crKey, colCRPPassword: &r.crpPass, colCRPPasswordKey: &r.crpKey,
+		colPresets: &r.presets}
+	ints := [numDeviceCols]*int64{colConfirmedAt: &r.confirmedAt, colFullDiscovery: &r.fullDiscovery,
+		colCRPTime: &r.crpTime, colCRRefused: &r.crRefused, colTreeBytes: &r.treeBytes}
+	users := [numDeviceCols]**string{colCRUsername: &r.crUser, colCRPUsername: &r.crpUser}
 	for col := range numDeviceCols {
 		if u.mask&(1<<col) == 0 {
 			continue
 		}
-		v := u.vals[col]
-		switch col {
-		case colTakeoverSession:
-			r.takeoverSession = str(r.takeoverSession, v)
-		case colOUI:
-			r.oui = str(r.oui, v)
-		case colProductClass:
-			r.productClass = str(r.productClass, v)
-		case colSerialNumber:
-			r.serialNumber = str(r.serialNumber, v)
-		case colSoftwareVersion:
-			r.softwareVersion = str(r.softwareVersion, v)
-		case colHardwareVersion:
-			r.hardwareVersion = str(r.hardwareVersion, v)
-		case colConfirmedPaths:
-			r.confirmedPaths = str(r.confirmedPaths, v)
-		case colConfirmedAt:
-			r.confirmedAt = num(v)
-		case colDataModelRoot:
-			r.root = str(r.root, v)
-		case colFullDiscovery:
-			r.fullDiscovery = num(v)
-		case colCRUsername:
-			r.crUser = ptr(r.crUser, v)
-		case colCRPassword:
-			r.crPass = str(r.crPass, v)
-		case colCRPasswordKey:
-			r.crKey = str(r.crKey, v)
-		case colCRPUsername:
-			r.crpUser = ptr(r.crpUser, v)
-		case colCRPPassword:
-			r.crpPass = str(r.crpPass, v)
-		case colCRPPasswordKey:
-			r.crpKey = str(r.crpKey, v)
-		case colCRPTime:
-			r.crpTime = num(v)
-		case colCRRefused:
-			r.crRefused = num(v)
-		case colPresets:
-			r.presets = str(r.presets, v)
-		case colTreeDelta:
+		switch v := u.vals[col]; {
+		case texts[col] != nil:
+			*texts[col] = str(*texts[col], v)
+		case ints[col] != nil:
+			*ints[col] = num(v)
+		case users[col] != nil:
+			*users[col] = ptr(*users[col], v)
+		case col == colTreeDelta:
 			b, _ := v.([]byte)
 			r.delta = bytes.Clone(b)
-		case colTreeBytes:
-			r.treeBytes = num(v)
 		}
 	}
 	return r
