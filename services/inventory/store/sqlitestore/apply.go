@@ -358,6 +358,7 @@ func (w *writer) readDevice(tenant, id string, touched bool) (storedDevice, bool
 	return st.storedDevice, true, nil
 }
 
+// readDeviceRow reads the device's row from the database.
 func (w *writer) readDeviceRow(tenant, id string) (cur storedDevice, found bool, err error) {
 	row := slices.Grow(w.row[:0], 23)[:23]
 	w.row = row
