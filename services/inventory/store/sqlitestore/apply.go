@@ -350,12 +350,35 @@ func (w *writer) readDevice(tenant, id string, touched bool) (storedDevice, bool
 		if err != nil {
 			return storedDevice{}, false, err
 		}
-		if !found || !reflect.DeepEqual(stored, st.storedDevice) {
-			return storedDevice{}, false, fmt.Errorf("session cache of device %s/%s differs from its row:\n cache %#v\n row   %#v (found %v)",
-				tenant, id, st.storedDevice, stored, found)
+		if !found {
+			return storedDevice{}, false, fmt.Errorf("session cache holds device %s/%s, which has no row", tenant, id)
+		}
+		if !reflect.DeepEqual(st.storedDevice, stored) {
+			// Names only: the values include sealed passwords.
+			return storedDevice{}, false, fmt.Errorf("session cache of device %s/%s differs from its row in %v",
+				tenant, id, differingFields(st.storedDevice, stored))
 		}
 	}
 	return st.storedDevice, true, nil
+}
+
+// differingFields names the fields in which a and b differ (their
+// printed values, pointers followed), for verifyRowCache's message.
+func differingFields(a, b storedDevice) []string {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	show := func(v reflect.Value) string {
+		if v.Kind() == reflect.Pointer && !v.IsNil() {
+			v = v.Elem()
+		}
+		return fmt.Sprintf("%#v", v)
+	}
+	var out []string
+	for i := range va.NumField() {
+		if show(va.Field(i)) != show(vb.Field(i)) {
+			out = append(out, va.Type().Field(i).Name)
+		}
+	}
+	return out
 }
 
 // readDeviceRow reads the device's row from the database.
