@@ -439,7 +439,6 @@ func (w *writer) applyDiff(d *diffOp) (created bool, err error) {
 	tenant, id := d.tenant, d.id
 	key := sessionKey{tenant, id}
 	_, touched := w.touched[key]
-	w.touched[key] = struct{}{}
 	cur, found, err := w.readDevice(tenant, id, touched)
 	switch {
 	case err != nil:
@@ -456,6 +455,8 @@ func (w *writer) applyDiff(d *diffOp) (created bool, err error) {
 	case p.Token < cur.token:
 		return false, refuse(store.ErrStaleFencingToken)
 	}
+	// Written from here on (a refusal above wrote nothing).
+	w.touched[key] = struct{}{}
 
 	confirm, rest := w.splitConfirmed(p, &cur)
 	d.confirmedPaths = joinPaths(&w.pathBuf, confirm)
