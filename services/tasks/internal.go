@@ -138,14 +138,13 @@ type claimHow struct {
 // device's queue, and records it. With how.cached, a decision that writes
 // nothing on the first look at r returns errDecideOnStored instead.
 func (s *Service) claim(ctx context.Context, r store.Record, how claimHow) (*tasksv1.ClaimedTask, error) {
-	session, mayRun, cached, marks := how.session, how.mayRun, how.cached, how.marks
 	var action tasksv1.ClaimAction
 	var previous string
 	// unwritten: a read-only task runs without a dispatch write.
 	var unwritten bool
 	first := true
 	t, nr, err := s.change(ctx, r, deleteNow, func(now time.Time, t *tasksv1.Task, r *store.Record) (write bool, err error) {
-		if cached && first {
+		if how.cached && first {
 			defer func() {
 				// A read-only task may run on a stale cached record: its
 				// report's compare-and-swap fails then, and a read run
@@ -167,11 +166,11 @@ func (s *Service) claim(ctx context.Context, r store.Record, how claimHow) (*tas
 				action = tasksv1.ClaimAction_CLAIM_ACTION_ENDED
 				return true, nil
 			}
-			if rt := t.GetRetryTime(); rt != nil && now.Before(rt.AsTime()) || !mayRun {
+			if rt := t.GetRetryTime(); rt != nil && now.Before(rt.AsTime()) || !how.mayRun {
 				action = tasksv1.ClaimAction_CLAIM_ACTION_SKIP
 				return false, nil
 			}
-			if marks && claimsUnwritten(t, *r) {
+			if how.marks && claimsUnwritten(t, *r) {
 				// Its report writes the dispatch with the outcome
 				// (docs/tasks.md, "Read-only tasks").
 				action, unwritten = tasksv1.ClaimAction_CLAIM_ACTION_RUN, true
@@ -183,31 +182,31 @@ func (s *Service) claim(ctx context.Context, r store.Record, how claimHow) (*tas
 			if prev := t.GetUnconfirmedSessionId(); prev != "" {
 				// An earlier session may have carried it out (docs/tasks.md,
 				// "Resume after a dead worker").
-				enter(t, tasksv1.TaskState_TASK_STATE_DISPATCHED, now, sessionDetail(session, fmt.Sprintf("resumed after session %s (attempt %d)", prev, t.Attempts)))
+				enter(t, tasksv1.TaskState_TASK_STATE_DISPATCHED, now, sessionDetail(how.session, fmt.Sprintf("resumed after session %s (attempt %d)", prev, t.Attempts)))
 				action, previous = tasksv1.ClaimAction_CLAIM_ACTION_RESUME, prev
 				return true, nil
 			}
-			enter(t, tasksv1.TaskState_TASK_STATE_DISPATCHED, now, sessionDetail(session, fmt.Sprintf("dispatched (attempt %d)", t.Attempts)))
+			enter(t, tasksv1.TaskState_TASK_STATE_DISPATCHED, now, sessionDetail(how.session, fmt.Sprintf("dispatched (attempt %d)", t.Attempts)))
 			action = tasksv1.ClaimAction_CLAIM_ACTION_RUN
 			return true, nil
 		default: // dispatched
 			prev := sessionOf(t)
 			awaiting := t.GetAwaitDeadline() != nil
 			switch {
-			case prev == session && awaiting:
+			case prev == how.session && awaiting:
 				action = tasksv1.ClaimAction_CLAIM_ACTION_AWAIT
 				return false, nil
-			case prev == session:
+			case prev == how.session:
 				// A repeated claim of the same session.
 				action = tasksv1.ClaimAction_CLAIM_ACTION_RUN
 				return false, nil
 			case awaiting:
 				// A later session of the device takes the wait over: what
 				// ends the task arrives in it.
-				enter(t, tasksv1.TaskState_TASK_STATE_DISPATCHED, now, sessionDetail(session, "awaits what ends the task"))
+				enter(t, tasksv1.TaskState_TASK_STATE_DISPATCHED, now, sessionDetail(how.session, "awaits what ends the task"))
 				action, previous = tasksv1.ClaimAction_CLAIM_ACTION_AWAIT, prev
 				return true, nil
-			case !mayRun:
+			case !how.mayRun:
 				action = tasksv1.ClaimAction_CLAIM_ACTION_SKIP
 				return false, nil
 			case t.GetAttempts() >= maxAttempts(t):
@@ -218,7 +217,7 @@ func (s *Service) claim(ctx context.Context, r store.Record, how claimHow) (*tas
 				return true, nil
 			}
 			t.Attempts++
-			enter(t, tasksv1.TaskState_TASK_STATE_DISPATCHED, now, sessionDetail(session, fmt.Sprintf("resumed after session %s (attempt %d)", prev, t.Attempts)))
+			enter(t, tasksv1.TaskState_TASK_STATE_DISPATCHED, now, sessionDetail(how.session, fmt.Sprintf("resumed after session %s (attempt %d)", prev, t.Attempts)))
 			r.DueTime = now.Add(s.cfg.DispatchTimeout)
 			action, previous = tasksv1.ClaimAction_CLAIM_ACTION_RESUME, prev
 			return true, nil
@@ -238,7 +237,7 @@ func (s *Service) claim(ctx context.Context, r store.Record, how claimHow) (*tas
 	t.History = nil
 	view := t
 	if action == tasksv1.ClaimAction_CLAIM_ACTION_RUN || action == tasksv1.ClaimAction_CLAIM_ACTION_RESUME || action == tasksv1.ClaimAction_CLAIM_ACTION_AWAIT {
-		s.claimed.put(session, nr)
+		s.claimed.put(how.session, nr)
 		if err := openSecrets(s.deps.Secrets, nr.Tenant, nr.ID, nr.Secret, view.GetOperation()); err != nil {
 			return nil, err
 		}
