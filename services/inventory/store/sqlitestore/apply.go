@@ -459,7 +459,7 @@ func (w *writer) applyDiff(d *diffOp) (created bool, err error) {
 	w.touched[key] = struct{}{}
 
 	confirm, rest := w.splitConfirmed(p, &cur)
-	d.confirmedPaths = joinPaths(&w.pathBuf, confirm)
+	d.confirmedPaths = w.internPaths(joinPaths(&w.pathBuf, confirm))
 	var digest [sha256.Size]byte
 	if len(confirm) > 0 {
 		digest = confirmDigest(&w.digestBuf, confirm)
@@ -502,7 +502,8 @@ func (w *writer) applyDiff(d *diffOp) (created bool, err error) {
 		}
 	}
 	after := sessionState{storedDevice: rowAfter(&cur, p.Token, u, tags)}
-	after.confirmedPaths = w.internPaths(after.confirmedPaths)
+	// The column now holds d.confirmedPaths, set or equal; interned.
+	after.confirmedPaths = d.confirmedPaths
 	after.confirmed, after.hasConfirmed = digest, d.confirmedPaths != ""
 	w.afterCommit(func() { w.sessions.put(tenant, id, after) })
 	return created, nil
@@ -636,18 +637,19 @@ func (w *writer) updateDevice(d *diffOp, cur *storedDevice) (*deviceUpdate, erro
 // maxInternedPaths bounds the confirmed-paths strings internPaths keeps.
 const maxInternedPaths = 1024
 
-// internPaths returns the writer's one copy of a confirmed-paths string
-// (see "Confirmed entries"): the devices of a model confirm the same
-// paths, a few hundred bytes that the session cache would otherwise hold
-// once per device. Beyond maxInternedPaths different strings, the others
-// stay the device's own.
-func (w *writer) internPaths(s string) string {
-	if s == "" {
-		return s
+// internPaths returns the writer's one copy of the confirmed-paths string
+// b spells (see "Confirmed entries"): the devices of a model confirm the
+// same paths, a few hundred bytes that every diff would otherwise allocate
+// and the session cache hold once per device. Beyond maxInternedPaths
+// different strings, the others are the diff's own.
+func (w *writer) internPaths(b []byte) string {
+	if len(b) == 0 {
+		return ""
 	}
-	if v, ok := w.paths[s]; ok {
+	if v, ok := w.paths[string(b)]; ok {
 		return v
 	}
+	s := string(b)
 	if len(w.paths) < maxInternedPaths {
 		w.paths[s] = s
 	}
@@ -834,11 +836,8 @@ func confirmable(u *storekit.Update) bool {
 	return u.HasValue && !wk && !nk
 }
 
-// joinPaths returns the paths of updates, one per line.
-func joinPaths(buf *[]byte, updates []storekit.Update) string {
-	if len(updates) == 0 {
-		return ""
-	}
+// joinPaths returns the paths of updates, one per line, in *buf.
+func joinPaths(buf *[]byte, updates []storekit.Update) []byte {
 	b := (*buf)[:0]
 	for i := range updates {
 		if i > 0 {
@@ -847,7 +846,7 @@ func joinPaths(buf *[]byte, updates []storekit.Update) string {
 		b = append(b, updates[i].Path...)
 	}
 	*buf = b
-	return string(b)
+	return b
 }
 
 // rowsStmt returns the statement of cache for n rows, preparing build(n)
