@@ -1,10 +1,12 @@
 package tasks
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -80,6 +82,11 @@ func (i *internalServer) ClaimTasks(ctx context.Context, req *tasksv1.ClaimTasks
 			delete(byID, id)
 		}
 	}
+	if m := req.GetMaxRun(); m > 0 && len(ids) > int(m) {
+		// Not all may run: the session takes the first in priority then
+		// creation order, not in queue order (docs/tasks.md, "Delivery").
+		ids = runOrder(ids, byID)
+	}
 	out := &tasksv1.ClaimTasksResponse{}
 	run := uint32(0)
 	seen := map[string]bool{}
@@ -116,6 +123,41 @@ func (i *internalServer) ClaimTasks(ctx context.Context, req *tasksv1.ClaimTasks
 		out.Tasks = append(out.Tasks, ct)
 	}
 	return out, nil
+}
+
+// runOrder returns ids sorted as a session runs its tasks: higher
+// priority first, then older first, then in the order given. An id without
+// a record, or whose record does not decode, sorts as priority 0 (the
+// claim skips or fails it anyway).
+func runOrder(ids []string, byID map[string]store.Record) []string {
+	type key struct {
+		id       string
+		priority int32
+		created  time.Time
+	}
+	keys := make([]key, len(ids))
+	for i, id := range ids {
+		keys[i].id = id
+		r, ok := byID[id]
+		if !ok {
+			continue
+		}
+		keys[i].created = r.CreateTime
+		if t, err := decodeTask(r); err == nil {
+			keys[i].priority = t.GetOptions().GetPriority()
+		}
+	}
+	slices.SortStableFunc(keys, func(a, b key) int {
+		if c := cmp.Compare(b.priority, a.priority); c != 0 {
+			return c
+		}
+		return a.created.Compare(b.created)
+	})
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = k.id
+	}
+	return out
 }
 
 // errDecideOnStored: a claim on a cached record would write nothing (see

@@ -172,8 +172,10 @@ type ClaimTasksRequest struct {
 	SessionId string `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	// Task ids, in queue order; at most 1000.
 	TaskIds []string `protobuf:"bytes,4,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
-	// At most this many tasks are dispatched (CLAIM_ACTION_RUN); the others
-	// stay queued for a later session. 0: no bound.
+	// At most this many tasks are dispatched (CLAIM_ACTION_RUN), chosen in
+	// priority then creation order (TaskOptions.priority), whatever the
+	// order of task_ids; the others stay queued for a later session. 0: no
+	// bound.
 	MaxRun uint32 `protobuf:"varint,5,opt,name=max_run,json=maxRun,proto3" json:"max_run,omitempty"`
 	// The worker reports claim marks (ClaimedTask.claim_mark), so read-only
 	// tasks may be claimed without a write (docs/tasks.md, "Read-only
