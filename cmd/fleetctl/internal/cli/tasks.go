@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	eventsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/events/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
@@ -66,7 +67,9 @@ func tasksCommand() *Command {
 			},
 			{
 				Name: "list", Short: "List tasks, newest first",
-				Long:  "List the tenant's tasks, newest first. Output (-o): table (default) or json (an array).",
+				Long: "List the tenant's tasks, newest first. Output (-o): table (default) or json (an array).\n" +
+					"The oldest queued tasks, which wait for devices that do not connect: -state queued\n" +
+					"-older-than 24h.",
 				Setup: setupTasksList,
 			},
 			{
@@ -327,6 +330,9 @@ type listTasksOptions struct {
 	states stringList
 	kinds  stringList
 	limit  int
+	// olderThan and newerThan bound the creation time, back from now
+	// (0: no bound).
+	olderThan, newerThan time.Duration
 }
 
 func setupTasksList(fs *flag.FlagSet) RunFunc {
@@ -336,6 +342,8 @@ func setupTasksList(fs *flag.FlagSet) RunFunc {
 	fs.Var(&o.states, "state", "only tasks in this `state` (queued, dispatched, done, fault, expired, cancelled; repeatable)")
 	fs.Var(&o.kinds, "kind", "only tasks of this `kind`, an Operation field such as reboot or set_parameter_values (repeatable)")
 	fs.IntVar(&o.limit, "limit", 100, "at most `n` tasks")
+	fs.DurationVar(&o.olderThan, "older-than", 0, "only tasks created more than this `duration` ago (as 24h)")
+	fs.DurationVar(&o.newerThan, "newer-than", 0, "only tasks created less than this `duration` ago")
 	return func(ctx context.Context, env *Env, args []string) error {
 		if err := interspersed(fs, args, 0); err != nil {
 			return err
@@ -343,7 +351,20 @@ func setupTasksList(fs *flag.FlagSet) RunFunc {
 		if err := o.checkOutput("table,json"); err != nil {
 			return err
 		}
+		if o.olderThan < 0 || o.newerThan < 0 {
+			return Usagef("-older-than and -newer-than take a positive duration")
+		}
+		if o.olderThan > 0 && o.newerThan > 0 && o.newerThan <= o.olderThan {
+			return Usagef("-newer-than %v with -older-than %v selects nothing", o.newerThan, o.olderThan)
+		}
 		req := &tasksv1.ListTasksRequest{Tenant: o.tenant, DeviceId: o.device, Kinds: o.kinds, PageSize: int32(min(max(o.limit, 1), 1000))}
+		now := time.Now()
+		if o.olderThan > 0 {
+			req.CreatedBefore = timestamppb.New(now.Add(-o.olderThan))
+		}
+		if o.newerThan > 0 {
+			req.CreatedAfter = timestamppb.New(now.Add(-o.newerThan))
+		}
 		for _, s := range o.states {
 			st, ok := parseState(s)
 			if !ok {
