@@ -36,19 +36,26 @@ var (
 // address, as the socket connects (dialer Control), so that a host name
 // that resolves differently the second time cannot escape it.
 type guard struct {
-	allowed        []netip.Prefix
+	allowed []netip.Prefix
+	// denied are refused even inside allowed, loopback and link-local
+	// included: the cluster's own ranges.
+	denied         []netip.Prefix
 	allowLoopback  bool
 	allowLinkLocal bool
 	// own returns the process's own listening addresses.
 	own func() []netip.AddrPort
+	// interfaceAddrs lists the host's addresses (net.InterfaceAddrs;
+	// tests set theirs).
+	interfaceAddrs func() ([]net.Addr, error)
 
 	mu        sync.Mutex
 	localIPs  map[netip.Addr]bool
 	localRead time.Time
 }
 
-func newGuard(allowed []netip.Prefix, allowLoopback, allowLinkLocal bool, own func() []netip.AddrPort) *guard {
-	return &guard{allowed: allowed, allowLoopback: allowLoopback, allowLinkLocal: allowLinkLocal, own: own}
+func newGuard(allowed, denied []netip.Prefix, allowLoopback, allowLinkLocal bool, own func() []netip.AddrPort) *guard {
+	return &guard{allowed: allowed, denied: denied, allowLoopback: allowLoopback, allowLinkLocal: allowLinkLocal, own: own,
+		interfaceAddrs: net.InterfaceAddrs}
 }
 
 // parseNetworks parses a comma-separated CIDR list.
@@ -84,6 +91,11 @@ func (g *guard) check(ap netip.AddrPort) error {
 	case ip.IsLoopback() && !g.allowLoopback:
 		return fmt.Errorf("%w: loopback (-notifier.allow-loopback)", ErrAddressRefused)
 	}
+	for _, p := range g.denied {
+		if p.Contains(ip) {
+			return fmt.Errorf("%w: inside -notifier.denied-networks", ErrAddressRefused)
+		}
+	}
 	for _, m := range metadataAddrs {
 		if ip == m {
 			return fmt.Errorf("%w: instance metadata address", ErrAddressRefused)
@@ -106,6 +118,12 @@ func (g *guard) check(ap netip.AddrPort) error {
 	}
 	if g.isOwn(netip.AddrPortFrom(ip, ap.Port())) {
 		return fmt.Errorf("%w: one of this process's own listeners", ErrAddressRefused)
+	}
+	// Every port of the host's own addresses (a pod's sidecars, the
+	// node's agents) is no CPE either; a CPE simulated on this host is
+	// reached as loopback is.
+	if !ip.IsLoopback() && !g.allowLoopback && g.isLocalIP(ip) {
+		return fmt.Errorf("%w: an address of this host (-notifier.allow-loopback)", ErrAddressRefused)
 	}
 	return nil
 }
@@ -140,7 +158,7 @@ func (g *guard) isLocalIP(ip netip.Addr) bool {
 	if g.localIPs == nil || time.Since(g.localRead) > 10*time.Second {
 		g.localIPs = map[netip.Addr]bool{}
 		g.localRead = time.Now()
-		if addrs, err := net.InterfaceAddrs(); err == nil {
+		if addrs, err := g.interfaceAddrs(); err == nil {
 			for _, a := range addrs {
 				if n, ok := a.(*net.IPNet); ok {
 					if ip, ok := netip.AddrFromSlice(n.IP); ok {

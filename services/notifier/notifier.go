@@ -42,6 +42,8 @@ import (
 type Config struct {
 	// AllowedNetworks lists the CIDRs connection requests may be sent to.
 	AllowedNetworks string
+	// DeniedNetworks lists CIDRs refused even inside AllowedNetworks.
+	DeniedNetworks string
 	// AllowLoopback and AllowLinkLocal admit loopback and link-local
 	// addresses (never the instance metadata addresses).
 	AllowLoopback  bool
@@ -97,8 +99,9 @@ const ConsumerName = "notifier"
 // RegisterFlags registers the service's flags, named "notifier.<name>", with their
 // defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.AllowedNetworks, "notifier.allowed-networks", DefaultAllowedNetworks, "comma-separated CIDRs that connection requests may be sent to (checked on the resolved address; loopback, link-local, metadata, unspecified and multicast addresses and this process's listeners are refused whatever it says, unless -notifier.allow-loopback or -notifier.allow-link-local allows them)")
-	fs.BoolVar(&c.AllowLoopback, "notifier.allow-loopback", false, "send connection requests to loopback addresses (simulated CPEs on this host)")
+	fs.StringVar(&c.AllowedNetworks, "notifier.allowed-networks", DefaultAllowedNetworks, "comma-separated CIDRs that connection requests may be sent to (checked on the resolved address; loopback, link-local, metadata, unspecified and multicast addresses, this host's own addresses and this process's listeners are refused whatever it says, unless -notifier.allow-loopback or -notifier.allow-link-local allows them)")
+	fs.StringVar(&c.DeniedNetworks, "notifier.denied-networks", "", "comma-separated CIDRs that connection requests are never sent to, even inside -notifier.allowed-networks: the cluster's pod and service ranges, the networks of its databases and brokers")
+	fs.BoolVar(&c.AllowLoopback, "notifier.allow-loopback", false, "send connection requests to loopback addresses and to this host's own addresses (simulated CPEs on this host)")
 	fs.BoolVar(&c.AllowLinkLocal, "notifier.allow-link-local", false, "send connection requests to link-local addresses (169.254.0.0/16, fe80::/10; never 169.254.169.254 or fd00:ec2::254)")
 	fs.BoolVar(&c.AllowBasic, "notifier.allow-basic", false, "answer a CPE's Basic challenge (sends the connection-request password in clear over plain HTTP)")
 	fs.DurationVar(&c.DialTimeout, "notifier.dial-timeout", 5*time.Second, "time to connect to a CPE's connection-request listener")
@@ -128,6 +131,9 @@ func (c *Config) Validate() error {
 	}
 	if len(nets) == 0 && !c.AllowLoopback && !c.AllowLinkLocal {
 		return errors.New("notifier.allowed-networks must not be empty: connection requests need somewhere to go")
+	}
+	if _, err := parseNetworks(c.DeniedNetworks); err != nil {
+		return fmt.Errorf("notifier.denied-networks: %w", err)
 	}
 	for name, d := range map[string]time.Duration{
 		"dial-timeout": c.DialTimeout, "tls-timeout": c.TLSTimeout, "header-timeout": c.HeaderTimeout,
@@ -266,7 +272,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		s.now = time.Now
 	}
 	nets, _ := parseNetworks(cfg.AllowedNetworks) // Validate parsed them
-	s.guard = newGuard(nets, cfg.AllowLoopback, cfg.AllowLinkLocal, deps.OwnAddrs)
+	denied, _ := parseNetworks(cfg.DeniedNetworks)
+	s.guard = newGuard(nets, denied, cfg.AllowLoopback, cfg.AllowLinkLocal, deps.OwnAddrs)
 	s.adm = newAdmission(s.now, cfg.CoalesceWindow, cfg.PerDeviceInterval, cfg.Rate, cfg.Burst)
 	mp := deps.MeterProvider
 	if mp == nil {

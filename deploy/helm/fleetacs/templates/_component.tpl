@@ -216,6 +216,10 @@ brackets an IPv6 pod IP, which "$(POD_IP):9301" would not. */}}
 - name: FLEETACS_NOTIFIER_ALLOWED_NETWORKS
   value: {{ join "," . | quote }}
 {{- end }}
+{{- with $c.deniedNetworks }}
+- name: FLEETACS_NOTIFIER_DENIED_NETWORKS
+  value: {{ join "," . | quote }}
+{{- end }}
 {{- end }}
 {{- if $v.otel.endpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
