@@ -12,10 +12,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/fleetacs/fleetacs/pkg/cwmp"
 	authv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/auth/v1"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
-	"github.com/fleetacs/fleetacs/pkg/cwmp"
 	"github.com/fleetacs/fleetacs/tools/cpesim/sim"
 )
 
@@ -420,6 +420,131 @@ func TestTasksEndToEnd(t *testing.T) {
 			if m == "FactoryReset" || m == "ScheduleInform" {
 				t.Fatalf("the CPE was sent %s: %v", m, f.methods(id))
 			}
+		}
+	})
+
+	t.Run("WatchTasks resumed after a disconnect misses no change", func(t *testing.T) {
+		// A watch of the device sees a set queued, and disconnects. While
+		// no one watches, a Reboot wakes the device: its session runs the
+		// set and the Reboot, the boot session ends the Reboot; a third
+		// task is queued and cancelled. The watch resumed from the last
+		// revision seen plus one gets each of these state changes once,
+		// in order, up to a task queued after all of them.
+		id := f.ids[4]
+		wctx, disconnect := context.WithCancel(withToken(ctx10(t), f.admin))
+		w, err := f.tasks.WatchTasks(wctx, &tasksv1.WatchTasksRequest{Tenant: "default", StartRevision: 1, DeviceId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		set, err := f.tasks.CreateTask(admin(), &tasksv1.CreateTaskRequest{Tenant: "default", DeviceId: id,
+			Operation: &tasksv1.Operation{Kind: &tasksv1.Operation_SetParameterValues{SetParameterValues: &tasksv1.SetParameterValues{
+				Values: []*tasksv1.ParameterValue{{Name: "Device.ManagementServer.PeriodicInformInterval", Value: "1300", Type: "xsd:unsignedInt"}},
+			}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seen uint64
+		for {
+			c, err := w.Recv()
+			if err != nil {
+				t.Fatalf("watch before the disconnect: %v", err)
+			}
+			seen = c.GetRevision()
+			if c.GetTask().GetId() == set.GetTask().GetId() {
+				wantState(t, c.GetTask(), tasksv1.TaskState_TASK_STATE_QUEUED)
+				break
+			}
+		}
+		// Whatever the stream still delivers is unprocessed: the resumed
+		// watch owes it.
+		disconnect()
+		for {
+			if _, err := w.Recv(); err != nil {
+				break
+			}
+		}
+
+		reboot := f.run(t, id, &tasksv1.Operation{Kind: &tasksv1.Operation_Reboot{Reboot: &tasksv1.Reboot{}}})
+		wantState(t, reboot, tasksv1.TaskState_TASK_STATE_DONE)
+		cancelled, err := f.tasks.CreateTask(admin(), &tasksv1.CreateTaskRequest{Tenant: "default", DeviceId: id,
+			Operation: &tasksv1.Operation{Kind: &tasksv1.Operation_ScheduleInform{ScheduleInform: &tasksv1.ScheduleInform{DelaySeconds: 1}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.tasks.CancelTask(admin(), &tasksv1.CancelTaskRequest{Tenant: "default", Id: cancelled.GetTask().GetId()}); err != nil {
+			t.Fatal(err)
+		}
+		// Every change of each task is in its history: each change of
+		// state is one change the watch owes (the set's queued was seen).
+		want := map[string][]string{}
+		for _, tk := range []*tasksv1.Task{set.GetTask(), reboot, cancelled.GetTask()} {
+			got, err := f.tasks.GetTask(admin(), &tasksv1.GetTaskRequest{Tenant: "default", Id: tk.GetId()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var states []string
+			for _, h := range got.GetTask().GetHistory() {
+				if n := stateName(h.GetState()); len(states) == 0 || states[len(states)-1] != n {
+					states = append(states, n)
+				}
+			}
+			want[tk.GetId()] = states
+		}
+		want[set.GetTask().GetId()] = want[set.GetTask().GetId()][1:]
+		for tk, states := range map[string][]string{
+			set.GetTask().GetId(): {"dispatched", "done"}, reboot.GetId(): {"queued", "dispatched", "done"},
+			cancelled.GetTask().GetId(): {"queued", "cancelled"},
+		} {
+			if !slices.Equal(want[tk], states) {
+				t.Fatalf("task %s went through %q, want %q", tk, want[tk], states)
+			}
+		}
+		// A task queued after all of them marks the end of what is owed:
+		// a task's events are published in order.
+		last, err := f.tasks.CreateTask(admin(), &tasksv1.CreateTaskRequest{Tenant: "default", DeviceId: id,
+			Operation: &tasksv1.Operation{Kind: &tasksv1.Operation_GetRpcMethods{GetRpcMethods: &tasksv1.GetRPCMethods{}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_, _ = f.tasks.CancelTask(withToken(context.Background(), f.admin), &tasksv1.CancelTaskRequest{Tenant: "default", Id: last.GetTask().GetId()})
+		})
+
+		w, err = f.tasks.WatchTasks(withToken(ctx10(t), f.admin), &tasksv1.WatchTasksRequest{Tenant: "default", StartRevision: seen + 1, DeviceId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string][]string{}
+		versions := map[string]uint64{}
+		rev := seen
+		complete := func() bool {
+			for tk, states := range want {
+				if len(got[tk]) < len(states) {
+					return false
+				}
+			}
+			return len(got[last.GetTask().GetId()]) > 0
+		}
+		for !complete() {
+			c, err := w.Recv()
+			if err != nil {
+				t.Fatalf("resumed watch, having received %v of %v: %v", got, want, err)
+			}
+			tk := c.GetTask()
+			if c.GetRevision() <= rev || tk.GetVersion() <= versions[tk.GetId()] {
+				t.Fatalf("change of %s %s at revision %d version %d, after revision %d and version %d of the task",
+					tk.GetId(), stateName(tk.GetState()), c.GetRevision(), tk.GetVersion(), rev, versions[tk.GetId()])
+			}
+			rev, versions[tk.GetId()] = c.GetRevision(), tk.GetVersion()
+			got[tk.GetId()] = append(got[tk.GetId()], stateName(tk.GetState()))
+		}
+		for tk, states := range want {
+			if !slices.Equal(got[tk], states) {
+				t.Fatalf("resumed watch: task %s changed %q, want %q (all: %v)", tk, got[tk], states, got)
+			}
+		}
+		if len(got) != len(want)+1 || !slices.Equal(got[last.GetTask().GetId()], []string{"queued"}) {
+			t.Fatalf("resumed watch: %v, want only %v and %s queued", got, want, last.GetTask().GetId())
 		}
 	})
 
