@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/fleetacs/fleetacs/pkg/cwmp"
 	authv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/auth/v1"
 	inventoryv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/inventory/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
@@ -29,14 +30,26 @@ type taskFleet struct {
 	ids   []string
 
 	mu       sync.Mutex
-	requests map[string][]string // device serial -> ACS methods it was sent
+	sessions map[string][]simSession // device serial -> its sessions, oldest first
+}
+
+// simSession is what cpesim reported of one session of a device.
+type simSession struct {
+	events   []cwmp.Event // the Inform's events
+	requests []string     // the ACS methods it was sent, in order
+}
+
+// carries reports whether the session's Inform had the event code with
+// the command key.
+func (s simSession) carries(code, key string) bool {
+	return slices.Contains(s.events, cwmp.Event{Code: code, CommandKey: key})
 }
 
 func startTaskFleet(t *testing.T, devices int, allowLoopback bool) *taskFleet {
 	t.Helper()
 	s := startSecured(t, fmt.Sprintf("-notifier.allow-loopback=%v", allowLoopback), "-tasks.sweep-interval=100ms")
 	f := &taskFleet{secured: s, tasks: tasksv1.NewTasksServiceClient(s.publicConn),
-		inv: inventoryv1.NewInventoryServiceClient(s.publicConn), requests: map[string][]string{}}
+		inv: inventoryv1.NewInventoryServiceClient(s.publicConn), sessions: map[string][]simSession{}}
 	sm, err := sim.New(sim.Config{URL: "http://" + s.cwmp + "/", Model: sim.TR181,
 		Devices: devices, Seed: 11, SerialPrefix: "TASK", BootStorm: true, Concurrency: devices,
 		Timeout: 30 * time.Second, ConnReq: sim.ConnReqPerDevice,
@@ -45,7 +58,7 @@ func startTaskFleet(t *testing.T, devices int, allowLoopback bool) *taskFleet {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			sn := r.Device.ID().SerialNumber
-			f.requests[sn] = append(f.requests[sn], r.Requests...)
+			f.sessions[sn] = append(f.sessions[sn], simSession{events: slices.Clone(r.Events), requests: slices.Clone(r.Requests)})
 		},
 	})
 	if err != nil {
@@ -102,16 +115,46 @@ func waitFor(t *testing.T, timeout time.Duration, check func() error) {
 	}
 }
 
-// methods returns the ACS methods the device with id was sent so far.
-func (f *taskFleet) methods(id string) []string {
+// sessionsOf returns the sessions of the device with id that cpesim has
+// reported so far, oldest first. cpesim reports a session after its end,
+// and a device's next session starts only after that report.
+func (f *taskFleet) sessionsOf(id string) []simSession {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for sn, m := range f.requests {
+	for sn, s := range f.sessions {
 		if strings.HasSuffix(id, "-"+sn) {
-			return slices.Clone(m)
+			return slices.Clone(s)
 		}
 	}
 	return nil
+}
+
+// methods returns the ACS methods the device with id was sent so far.
+func (f *taskFleet) methods(id string) []string {
+	var m []string
+	for _, s := range f.sessionsOf(id) {
+		m = append(m, s.requests...)
+	}
+	return m
+}
+
+// waitSession waits until cpesim has reported a session of the device
+// with id, at position from or later in its sessions, for which match
+// holds, and returns the position of the first such session.
+func (f *taskFleet) waitSession(t *testing.T, id string, from int, what string, match func(simSession) bool) int {
+	t.Helper()
+	at := -1
+	waitFor(t, 10*time.Second, func() error {
+		ss := f.sessionsOf(id)
+		for i := from; i < len(ss); i++ {
+			if match(ss[i]) {
+				at = i
+				return nil
+			}
+		}
+		return fmt.Errorf("cpesim reported no session %s of %s at or after #%d (sessions: %+v)", what, id, from, ss)
+	})
+	return at
 }
 
 // run creates a task on device id with a connection request and waits for
@@ -149,6 +192,22 @@ func param(t *testing.T, inv inventoryv1.InventoryServiceClient, ctx context.Con
 		}
 	}
 	return nil
+}
+
+// historySession returns the session a dispatched history entry names
+// ("session <id>: ..."), or "" when it names none.
+func historySession(e *tasksv1.TaskHistoryEntry) string {
+	rest, ok := strings.CutPrefix(e.GetDetail(), "session ")
+	if !ok {
+		return ""
+	}
+	id, _, _ := strings.Cut(rest, ": ")
+	return id
+}
+
+// stateName is a task state as the docs spell it: "queued", "done".
+func stateName(st tasksv1.TaskState) string {
+	return strings.ToLower(strings.TrimPrefix(st.String(), "TASK_STATE_"))
 }
 
 // TestTasksEndToEnd drives every kind of outcome the tasks API promises
@@ -221,8 +280,59 @@ func TestTasksEndToEnd(t *testing.T) {
 	})
 
 	t.Run("reboot ends done after the M Reboot boot", func(t *testing.T) {
-		task := f.run(t, f.ids[3], &tasksv1.Operation{Kind: &tasksv1.Operation_Reboot{Reboot: &tasksv1.Reboot{}}})
+		id := f.ids[3]
+		boots := watchKinds(t, f.secured, "device.boot")
+		task := f.run(t, id, &tasksv1.Operation{Kind: &tasksv1.Operation_Reboot{Reboot: &tasksv1.Reboot{}}})
 		wantState(t, task, tasksv1.TaskState_TASK_STATE_DONE)
+		key := task.GetCommandKey()
+		if key == "" {
+			t.Fatalf("task %v has no command key", task)
+		}
+		// The CPE: one session was sent the Reboot, and the next one is
+		// the boot, whose Inform carries 1 BOOT and M Reboot with the
+		// task's key.
+		sent := f.waitSession(t, id, 0, "sent a Reboot", func(s simSession) bool { return slices.Contains(s.requests, "Reboot") })
+		booted := f.waitSession(t, id, sent+1, "with 1 BOOT and M Reboot "+key, func(s simSession) bool {
+			return s.carries("1 BOOT", "") && s.carries("M Reboot", key)
+		})
+		if ss := f.sessionsOf(id); booted != sent+1 || slices.Contains(ss[booted].requests, "Reboot") {
+			t.Fatalf("the Reboot was sent in session #%d, the M Reboot boot is #%d: %+v", sent, booted, ss)
+		}
+		// The ACS names that boot session in its device.boot event.
+		var bootSession string
+		waitFor(t, 10*time.Second, func() error {
+			for _, e := range eventsOf(boots, "device.boot", id) {
+				for _, ie := range e.GetDevice().GetEvents() {
+					if ie.GetCode() == "M Reboot" && ie.GetCommandKey() == key {
+						bootSession = e.GetSessionId()
+						return nil
+					}
+				}
+			}
+			return fmt.Errorf("no device.boot event of %s with M Reboot %q", id, key)
+		})
+		// The task was dispatched in the Reboot's session, stayed
+		// dispatched after the RebootResponse (the session's AWAIT report
+		// writes a second entry in that session), was taken over by the
+		// boot session, and ended done only there (docs/tasks.md).
+		got, err := f.tasks.GetTask(admin(), &tasksv1.GetTaskRequest{Tenant: "default", Id: task.GetId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := got.GetTask().GetHistory()
+		var steps []string
+		for _, e := range h {
+			step := stateName(e.GetState())
+			if e.GetState() == tasksv1.TaskState_TASK_STATE_DISPATCHED {
+				step += " in " + historySession(e)
+			}
+			steps = append(steps, step)
+		}
+		rebootSession := historySession(h[min(1, len(h)-1)])
+		want := []string{"queued", "dispatched in " + rebootSession, "dispatched in " + rebootSession, "dispatched in " + bootSession, "done"}
+		if bootSession == "" || rebootSession == bootSession || !slices.Equal(steps, want) {
+			t.Fatalf("history %v\nsteps %q, want %q (boot session %q)", h, steps, want, bootSession)
+		}
 	})
 
 	t.Run("download ends with its TransferComplete", func(t *testing.T) {
@@ -297,13 +407,144 @@ func TestTasksEndToEnd(t *testing.T) {
 			}
 			return nil
 		})
-		// A session now (woken by another task) must carry neither.
+		// A session now (woken by another task) must carry neither. The
+		// task ends within that session, before cpesim reports it: wait
+		// for cpesim's report of the session that was sent the
+		// GetRPCMethods (every earlier session of the device is reported
+		// before it), then look at what every session was sent.
+		mark := len(f.sessionsOf(id))
 		wantState(t, f.run(t, id, &tasksv1.Operation{Kind: &tasksv1.Operation_GetRpcMethods{GetRpcMethods: &tasksv1.GetRPCMethods{}}}),
 			tasksv1.TaskState_TASK_STATE_DONE)
+		f.waitSession(t, id, mark, "sent GetRPCMethods", func(s simSession) bool { return slices.Contains(s.requests, "GetRPCMethods") })
 		for _, m := range f.methods(id) {
 			if m == "FactoryReset" || m == "ScheduleInform" {
 				t.Fatalf("the CPE was sent %s: %v", m, f.methods(id))
 			}
+		}
+	})
+
+	t.Run("WatchTasks resumed after a disconnect misses no change", func(t *testing.T) {
+		// A watch of the device sees a set queued, and disconnects. While
+		// no one watches, a Reboot wakes the device: its session runs the
+		// set and the Reboot, the boot session ends the Reboot; a third
+		// task is queued and cancelled. The watch resumed from the last
+		// revision seen plus one gets each of these state changes once,
+		// in order, up to a task queued after all of them.
+		id := f.ids[4]
+		wctx, disconnect := context.WithCancel(withToken(ctx10(t), f.admin))
+		w, err := f.tasks.WatchTasks(wctx, &tasksv1.WatchTasksRequest{Tenant: "default", StartRevision: 1, DeviceId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		set, err := f.tasks.CreateTask(admin(), &tasksv1.CreateTaskRequest{Tenant: "default", DeviceId: id,
+			Operation: &tasksv1.Operation{Kind: &tasksv1.Operation_SetParameterValues{SetParameterValues: &tasksv1.SetParameterValues{
+				Values: []*tasksv1.ParameterValue{{Name: "Device.ManagementServer.PeriodicInformInterval", Value: "1300", Type: "xsd:unsignedInt"}},
+			}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seen uint64
+		for {
+			c, err := w.Recv()
+			if err != nil {
+				t.Fatalf("watch before the disconnect: %v", err)
+			}
+			seen = c.GetRevision()
+			if c.GetTask().GetId() == set.GetTask().GetId() {
+				wantState(t, c.GetTask(), tasksv1.TaskState_TASK_STATE_QUEUED)
+				break
+			}
+		}
+		// Whatever the stream still delivers is unprocessed: the resumed
+		// watch owes it.
+		disconnect()
+		for {
+			if _, err := w.Recv(); err != nil {
+				break
+			}
+		}
+
+		reboot := f.run(t, id, &tasksv1.Operation{Kind: &tasksv1.Operation_Reboot{Reboot: &tasksv1.Reboot{}}})
+		wantState(t, reboot, tasksv1.TaskState_TASK_STATE_DONE)
+		cancelled, err := f.tasks.CreateTask(admin(), &tasksv1.CreateTaskRequest{Tenant: "default", DeviceId: id,
+			Operation: &tasksv1.Operation{Kind: &tasksv1.Operation_ScheduleInform{ScheduleInform: &tasksv1.ScheduleInform{DelaySeconds: 1}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.tasks.CancelTask(admin(), &tasksv1.CancelTaskRequest{Tenant: "default", Id: cancelled.GetTask().GetId()}); err != nil {
+			t.Fatal(err)
+		}
+		// Every change of each task is in its history: each change of
+		// state is one change the watch owes (the set's queued was seen).
+		want := map[string][]string{}
+		for _, tk := range []*tasksv1.Task{set.GetTask(), reboot, cancelled.GetTask()} {
+			got, err := f.tasks.GetTask(admin(), &tasksv1.GetTaskRequest{Tenant: "default", Id: tk.GetId()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var states []string
+			for _, h := range got.GetTask().GetHistory() {
+				if n := stateName(h.GetState()); len(states) == 0 || states[len(states)-1] != n {
+					states = append(states, n)
+				}
+			}
+			want[tk.GetId()] = states
+		}
+		want[set.GetTask().GetId()] = want[set.GetTask().GetId()][1:]
+		for tk, states := range map[string][]string{
+			set.GetTask().GetId(): {"dispatched", "done"}, reboot.GetId(): {"queued", "dispatched", "done"},
+			cancelled.GetTask().GetId(): {"queued", "cancelled"},
+		} {
+			if !slices.Equal(want[tk], states) {
+				t.Fatalf("task %s went through %q, want %q", tk, want[tk], states)
+			}
+		}
+		// A task queued after all of them marks the end of what is owed:
+		// a task's events are published in order.
+		last, err := f.tasks.CreateTask(admin(), &tasksv1.CreateTaskRequest{Tenant: "default", DeviceId: id,
+			Operation: &tasksv1.Operation{Kind: &tasksv1.Operation_GetRpcMethods{GetRpcMethods: &tasksv1.GetRPCMethods{}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_, _ = f.tasks.CancelTask(withToken(context.Background(), f.admin), &tasksv1.CancelTaskRequest{Tenant: "default", Id: last.GetTask().GetId()})
+		})
+
+		w, err = f.tasks.WatchTasks(withToken(ctx10(t), f.admin), &tasksv1.WatchTasksRequest{Tenant: "default", StartRevision: seen + 1, DeviceId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string][]string{}
+		versions := map[string]uint64{}
+		rev := seen
+		complete := func() bool {
+			for tk, states := range want {
+				if len(got[tk]) < len(states) {
+					return false
+				}
+			}
+			return len(got[last.GetTask().GetId()]) > 0
+		}
+		for !complete() {
+			c, err := w.Recv()
+			if err != nil {
+				t.Fatalf("resumed watch, having received %v of %v: %v", got, want, err)
+			}
+			tk := c.GetTask()
+			if c.GetRevision() <= rev || tk.GetVersion() <= versions[tk.GetId()] {
+				t.Fatalf("change of %s %s at revision %d version %d, after revision %d and version %d of the task",
+					tk.GetId(), stateName(tk.GetState()), c.GetRevision(), tk.GetVersion(), rev, versions[tk.GetId()])
+			}
+			rev, versions[tk.GetId()] = c.GetRevision(), tk.GetVersion()
+			got[tk.GetId()] = append(got[tk.GetId()], stateName(tk.GetState()))
+		}
+		for tk, states := range want {
+			if !slices.Equal(got[tk], states) {
+				t.Fatalf("resumed watch: task %s changed %q, want %q (all: %v)", tk, got[tk], states, got)
+			}
+		}
+		if len(got) != len(want)+1 || !slices.Equal(got[last.GetTask().GetId()], []string{"queued"}) {
+			t.Fatalf("resumed watch: %v, want only %v and %s queued", got, want, last.GetTask().GetId())
 		}
 	})
 
