@@ -110,10 +110,10 @@ func TestHTTPAPI(t *testing.T) {
 	other := m["secret"].(string)
 	code, m = httpCall(t, "GET", base+"/v1/tenants/default/devices/"+url.PathEscape(dev), other, nil)
 	expectHTTP(t, "another tenant's token", code, m, http.StatusForbidden, "TENANT_FORBIDDEN")
-	// Another tenant's operator creating a task gets TENANT_FORBIDDEN once
-	// this binary serves TasksService (TestHTTPTasksMapping shows it on a
-	// fake); until then the method is UNIMPLEMENTED (501) after the role
-	// check.
+	// Another tenant's operator creating a task (TestTasksHTTPEndToEnd
+	// has the rest of the tasks API over HTTP).
+	code, m = httpCall(t, "POST", base+"/v1/tenants/default/tasks", other, strings.NewReader(`{"deviceId":"`+dev+`","operation":{"reboot":{}}}`))
+	expectHTTP(t, "another tenant's operator creating a task", code, m, http.StatusForbidden, "TENANT_FORBIDDEN")
 	code, m = httpCall(t, "GET", base+"/v1/tenants/default/devices/nope", viewer, nil)
 	expectHTTP(t, "a missing device", code, m, http.StatusNotFound, "DEVICE_NOT_FOUND")
 	code, m = httpCall(t, "POST", base+"/v1/tokens", s.admin, strings.NewReader(`{"name":"x","rolle":"ROLE_VIEWER"}`))
@@ -157,8 +157,8 @@ func TestHTTPAPI(t *testing.T) {
 	}
 }
 
-// fakeTasks is a TasksService that keeps tasks in a map, for the HTTP
-// mapping until the tasks service is on main.
+// fakeTasks is a TasksService that keeps tasks in a map: the unit test of
+// the HTTP mapping (TestHTTPTasksMapping) needs no NATS or CPE.
 type fakeTasks struct {
 	tasksv1.UnimplementedTasksServiceServer
 	tasks map[string]*tasksv1.Task
@@ -189,8 +189,9 @@ func (f *fakeTasks) WatchTasks(req *tasksv1.WatchTasksRequest, ss grpc.ServerStr
 }
 
 // TestHTTPTasksMapping: create, get and watch tasks over HTTP through the
-// authenticator, against a fake TasksService (a unit test: the real one is
-// tested by its own package).
+// authenticator, against a fake TasksService (a unit test of the mapping;
+// TestTasksHTTPEndToEnd runs the real service of `fleetacs all` over
+// HTTP).
 func TestHTTPTasksMapping(t *testing.T) {
 	store := apiauthtest.NewMemoryStore()
 	auth := apiauth.NewAuthenticator(apiauth.Config{}, apiauth.Options{Tokens: store})

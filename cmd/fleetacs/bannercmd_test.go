@@ -17,12 +17,7 @@ func TestBannerFleetctlCommandRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds fleetctl; make test runs it")
 	}
-	fleetctl := filepath.Join(t.TempDir(), "fleetctl")
-	build := exec.Command("go", "build", "-o", fleetctl, ".")
-	build.Dir = filepath.Join("..", "fleetctl")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build fleetctl: %v\n%s", err, out)
-	}
+	fleetctl := buildFleetctl(t)
 	p := startChild(t, "", "-log.level=warn", "-data-dir=data", "-gateway.auth-anonymous",
 		"-gateway.listen-addr=127.0.0.1:0", "-server.http-addr=127.0.0.1:0", "-server.grpc-addr=127.0.0.1:0", "-server.internal-grpc-addr=127.0.0.1:0",
 		"-gateway.drain-grace=0s", "-sessions.drain-timeout=1ms", "-server.api-http-addr=127.0.0.1:0", "all")
@@ -44,4 +39,16 @@ func TestBannerFleetctlCommandRuns(t *testing.T) {
 	if !strings.HasPrefix(stdout.String(), "ID ") {
 		t.Fatalf("fleetctl %s printed %q, want the device table", m[1], stdout.String())
 	}
+}
+
+// buildFleetctl builds cmd/fleetctl and returns the binary's path.
+func buildFleetctl(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "fleetctl")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = filepath.Join("..", "fleetctl")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build fleetctl: %v\n%s", err, out)
+	}
+	return bin
 }

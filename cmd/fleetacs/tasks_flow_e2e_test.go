@@ -45,9 +45,11 @@ func (s simSession) carries(code, key string) bool {
 	return slices.Contains(s.events, cwmp.Event{Code: code, CommandKey: key})
 }
 
-func startTaskFleet(t *testing.T, devices int, allowLoopback bool) *taskFleet {
+// startTaskFleet starts a taskFleet of devices CPEs; extra flags go to
+// fleetacs.
+func startTaskFleet(t *testing.T, devices int, allowLoopback bool, extra ...string) *taskFleet {
 	t.Helper()
-	s := startSecured(t, fmt.Sprintf("-notifier.allow-loopback=%v", allowLoopback), "-tasks.sweep-interval=100ms")
+	s := startSecured(t, append([]string{fmt.Sprintf("-notifier.allow-loopback=%v", allowLoopback), "-tasks.sweep-interval=100ms"}, extra...)...)
 	f := &taskFleet{secured: s, tasks: tasksv1.NewTasksServiceClient(s.publicConn),
 		inv: inventoryv1.NewInventoryServiceClient(s.publicConn), sessions: map[string][]simSession{}}
 	sm, err := sim.New(sim.Config{URL: "http://" + s.cwmp + "/", Model: sim.TR181,
