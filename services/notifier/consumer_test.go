@@ -218,3 +218,110 @@ func TestResendWhenNoInform(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCoalescedSentOnItsOwn: a wake request that arrives while another to
+// the same device is in flight is coalesced with it; once the first is
+// answered, the second is sent on its own when the device has not informed
+// since the second was asked for (the session the first opened started
+// before, so it may not have seen the second's task), and not when it has.
+func TestCoalescedSentOnItsOwn(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := testConfig()
+	cfg.ResendAfter, cfg.Resends = 50*time.Millisecond, 1
+	for _, tc := range []struct {
+		name string
+		// after: the session the first request opened started after the
+		// second request was asked for (else between the two).
+		after    bool
+		wantSent int32
+	}{
+		{name: "session started before the second request", after: false, wantSent: 2},
+		{name: "session started after the second request", after: true, wantSent: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			js, names := testStreamsOf(ctx, t)
+			cpe := startCPE(t, &digestCPE{user: "u1", pass: "p1", algorithm: "MD5", qop: true, held: make(chan struct{}, 4), hold: make(chan struct{})})
+			targets := &fakeTargets{}
+			dev := "dev-" + randomHex(4)
+			target := Target{URL: cpe.url, Username: "u1", Password: "p1", HasCredentials: true}
+			targets.set(dev, target)
+			s := newService(t, cfg, Deps{Targets: targets, JetStream: js, Names: names})
+			runCtx, stop := context.WithCancel(ctx)
+			t.Cleanup(stop)
+			if err := s.Start(runCtx); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- s.Run(runCtx) }()
+			cons, err := js.OrderedConsumer(ctx, names.EventsStream(), jetstream.OrderedConsumerConfig{
+				FilterSubjects: []string{names.EventFilter("acme", "connection_request", dev)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			next := func() *eventsv1.ConnectionRequestOutcome {
+				t.Helper()
+				msg, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var ev eventsv1.Event
+				if err := proto.Unmarshal(msg.Data(), &ev); err != nil {
+					t.Fatal(err)
+				}
+				return ev.GetConnectionRequest()
+			}
+			wake := func(task string, at time.Time) {
+				data, _ := proto.Marshal(&tasksv1.WakeRequest{Tenant: "acme", DeviceId: dev, TaskIds: []string{task}, RequestTime: timestamppb.New(at)})
+				if _, err := js.Publish(ctx, names.Wake("acme", dev), data); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			wake("T1", time.Now())
+			select {
+			case <-cpe.held: // the first request is in flight
+			case <-ctx.Done():
+				t.Fatal("the first request never reached the CPE")
+			}
+			// The device's session starts (it answers the first request,
+			// which is still in flight), then the second is asked for: a
+			// few milliseconds apart, as informedSince compares
+			// milliseconds.
+			informed := time.Now()
+			second := informed.Add(5 * time.Millisecond)
+			if tc.after {
+				informed = second.Add(time.Minute)
+			}
+			target.LastInform = informed
+			targets.set(dev, target)
+			wake("T2", second)
+			if cr := next(); cr.GetStatus() != tasksv1.WakeStatus_WAKE_STATUS_COALESCED || cr.GetTaskIds()[0] != "T2" {
+				t.Fatalf("second request: %v", cr)
+			}
+			close(cpe.hold)
+			if cr := next(); cr.GetStatus() != tasksv1.WakeStatus_WAKE_STATUS_SENT || cr.GetTaskIds()[0] != "T1" {
+				t.Fatalf("first request: %v", cr)
+			}
+			if tc.wantSent == 2 {
+				cr := next()
+				if cr.GetStatus() != tasksv1.WakeStatus_WAKE_STATUS_SENT || cr.GetTaskIds()[0] != "T2" || !strings.HasPrefix(cr.GetDetail(), "sent again") {
+					t.Fatalf("second request sent on its own: %v", cr)
+				}
+			}
+			testenv.WaitFor(t, 10*time.Second, func() error {
+				if n := s.followUps.Load(); n != 0 {
+					return fmt.Errorf("%d follow-ups pending", n)
+				}
+				return nil
+			})
+			if n := cpe.accepted.Load(); n != tc.wantSent {
+				t.Fatalf("the CPE got %d requests, want %d", n, tc.wantSent)
+			}
+			stop()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -99,10 +99,14 @@ type digestCPE struct {
 	basicOnly  bool
 	// closeAfter401 answers the challenge with Connection: close.
 	closeAfter401 bool
-	accepted      atomic.Int32
-	conns         atomic.Int32
-	srv           *http.Server
-	url           string
+	// held, when set, receives a value for every accepted request, which
+	// is then answered only once hold is closed (a request in flight).
+	held     chan struct{}
+	hold     chan struct{}
+	accepted atomic.Int32
+	conns    atomic.Int32
+	srv      *http.Server
+	url      string
 }
 
 func startCPE(t *testing.T, c *digestCPE) *digestCPE {
@@ -145,6 +149,13 @@ func (c *digestCPE) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.accepted.Add(1)
+	if c.held != nil {
+		c.held <- struct{}{}
+		select {
+		case <-c.hold:
+		case <-r.Context().Done():
+		}
+	}
 	w.WriteHeader(http.StatusOK)
 }
 

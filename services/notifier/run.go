@@ -193,8 +193,15 @@ func (s *Service) handle(ctx context.Context, msg jetstream.Msg) {
 	if err := msg.Ack(); err != nil {
 		s.logger.Warn("ack a wake request", "tenant", req.GetTenant(), "device_id", req.GetDeviceId(), "err", err)
 	}
-	if r.status == tasksv1.WakeStatus_WAKE_STATUS_SENT {
+	switch r.status {
+	case tasksv1.WakeStatus_WAKE_STATUS_SENT:
 		s.followUp(ctx, &req, received, 1)
+	case tasksv1.WakeStatus_WAKE_STATUS_COALESCED:
+		// The request in flight may already have opened its session, and
+		// that session claimed its tasks before this request's were
+		// queued: unless the device informs after this request was asked
+		// for, it is sent on its own.
+		s.followUp(ctx, &req, from, 1)
 	}
 }
 
