@@ -179,7 +179,7 @@ func (s *Service) existing(ctx context.Context, in newTask, r store.Record) (*ta
 		return nil, false, &conflictError{taskID: r.ID}
 	}
 	if t.GetState() == tasksv1.TaskState_TASK_STATE_FAULT && t.GetFault().GetFaultString() == queueFullFaultText && r.QueueSeq == 0 {
-		t, r, err = s.change(ctx, r, deleteNow, func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
+		t, r, err = s.change(ctx, r, deleteNow, "", func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
 			if t.GetState() != tasksv1.TaskState_TASK_STATE_FAULT || t.GetFault().GetFaultString() != queueFullFaultText || r.QueueSeq != 0 {
 				return false, nil
 			}
@@ -223,7 +223,7 @@ func (s *Service) enqueue(ctx context.Context, r store.Record) (*tasksv1.Task, e
 		ack, perr = s.publishAck(ctx, subject, r.ID, qt)
 	}
 	if errors.Is(perr, errQueueFull) {
-		t, _, err = s.change(ctx, r, deleteNow, func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
+		t, _, err = s.change(ctx, r, deleteNow, "", func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
 			if t.GetState() != tasksv1.TaskState_TASK_STATE_QUEUED || r.QueueSeq != 0 {
 				return false, nil
 			}
@@ -242,7 +242,7 @@ func (s *Service) enqueue(ctx context.Context, r store.Record) (*tasksv1.Task, e
 	}
 	seq := ack.Sequence
 	s.hintQueued(ctx, r.Tenant, r.DeviceID, seq)
-	t, r, err = s.change(ctx, r, deleteNow, func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
+	t, r, err = s.change(ctx, r, deleteNow, "", func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
 		if r.QueueSeq != 0 {
 			return false, nil
 		}
@@ -290,7 +290,7 @@ func (s *Service) wake(ctx context.Context, t *tasksv1.Task, r store.Record) {
 		return
 	}
 	s.logger.WarnContext(ctx, "wake-up request not published", "task_id", t.GetId(), "tenant", t.GetTenant(), "error", err)
-	_, _, _ = s.change(ctx, r, deleteNow, func(now time.Time, t *tasksv1.Task, _ *store.Record) (bool, error) {
+	_, _, _ = s.change(ctx, r, deleteNow, "", func(now time.Time, t *tasksv1.Task, _ *store.Record) (bool, error) {
 		if t.GetWake().GetStatus() != tasksv1.WakeStatus_WAKE_STATUS_PENDING {
 			return false, nil
 		}

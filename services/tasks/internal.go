@@ -185,7 +185,7 @@ func (s *Service) claim(ctx context.Context, r store.Record, how claimHow) (*tas
 	// unwritten: a read-only task runs without a dispatch write.
 	var unwritten bool
 	first := true
-	t, nr, err := s.change(ctx, r, deleteNow, func(now time.Time, t *tasksv1.Task, r *store.Record) (write bool, err error) {
+	t, nr, err := s.change(ctx, r, deleteNow, how.session, func(now time.Time, t *tasksv1.Task, r *store.Record) (write bool, err error) {
 		if how.cached && first {
 			defer func() {
 				// A read-only task may run on a stale cached record: its
@@ -345,7 +345,7 @@ func (s *Service) report(ctx context.Context, device, session string, rep *tasks
 	detail := truncate(rep.GetDetail(), 1024)
 	// The queue delete of a task this report ends need not hold the
 	// session up (deleteQueued).
-	t, nr, err := s.change(ctx, r, deleteInBackground, func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
+	t, nr, err := s.change(ctx, r, deleteInBackground, session, func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
 		ack.Accepted = false
 		switch {
 		case t.GetState() == tasksv1.TaskState_TASK_STATE_DISPATCHED && sessionOf(t) == session:

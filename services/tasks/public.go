@@ -188,7 +188,7 @@ func (p *publicServer) CancelTask(ctx context.Context, req *tasksv1.CancelTaskRe
 		return nil, s.statusOf(ctx, "cancel task", md, err)
 	}
 	by := s.deps.Requester(ctx)
-	t, _, err := s.change(ctx, r, deleteNow, func(now time.Time, t *tasksv1.Task, _ *store.Record) (bool, error) {
+	t, _, err := s.change(ctx, r, deleteNow, "", func(now time.Time, t *tasksv1.Task, _ *store.Record) (bool, error) {
 		switch t.GetState() {
 		case tasksv1.TaskState_TASK_STATE_CANCELLED:
 			return false, nil

@@ -57,7 +57,7 @@ func TestReadOnlyClaimWritesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := h.svc.change(t.Context(), r, deleteNow, func(now time.Time, t *tasksv1.Task, _ *store.Record) (bool, error) {
+	if _, _, err := h.svc.change(t.Context(), r, deleteNow, "", func(now time.Time, t *tasksv1.Task, _ *store.Record) (bool, error) {
 		t.Wake = &tasksv1.WakeOutcome{Status: tasksv1.WakeStatus_WAKE_STATUS_SENT, Detail: "HTTP 200", Time: timestamppb.New(now)}
 		return true, nil
 	}); err != nil {

@@ -170,9 +170,10 @@ type changeFn func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error
 
 // change applies fn to the record r with a compare-and-swap, reading the
 // record again after each conflict. Once written, a state change is
-// published as an event, and an ended task's queue message is deleted, as
-// del says (deleteQueued). It returns the task and record as they stand.
-func (s *Service) change(ctx context.Context, r store.Record, del queueDelete, fn changeFn) (*tasksv1.Task, store.Record, error) {
+// published as an event (naming session, the session that saw it, if
+// any), and an ended task's queue message is deleted, as del says
+// (deleteQueued). It returns the task and record as they stand.
+func (s *Service) change(ctx context.Context, r store.Record, del queueDelete, session string, fn changeFn) (*tasksv1.Task, store.Record, error) {
 	for attempt := 0; ; attempt++ {
 		t, err := decodeTask(r)
 		if err != nil {
@@ -210,7 +211,7 @@ func (s *Service) change(ctx context.Context, r store.Record, del queueDelete, f
 			s.recent.put(nr)
 		}
 		if t.State != before {
-			s.publishEvent(ctx, t, "")
+			s.publishEvent(ctx, t, session)
 		}
 		if ended(t.State) && nr.QueueSeq != 0 && !ended(before) {
 			s.deleteQueued(ctx, nr.Tenant, nr.DeviceID, nr.QueueSeq, del)

@@ -66,7 +66,7 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 
 func (s *Service) sweepOne(ctx context.Context, r store.Record) (bool, error) {
 	unpublished, rewake := false, false
-	t, nr, err := s.change(ctx, r, deleteNow, func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
+	t, nr, err := s.change(ctx, r, deleteNow, "", func(now time.Time, t *tasksv1.Task, r *store.Record) (bool, error) {
 		unpublished, rewake = false, false
 		if r.DueTime.IsZero() || now.Before(r.DueTime) {
 			return false, nil // changed since it was listed
@@ -141,7 +141,7 @@ func (s *Service) recordWake(ctx context.Context, tenant string, ids []string, w
 		if err != nil {
 			return err
 		}
-		if _, _, err := s.change(ctx, r, deleteNow, func(_ time.Time, t *tasksv1.Task, _ *store.Record) (bool, error) {
+		if _, _, err := s.change(ctx, r, deleteNow, "", func(_ time.Time, t *tasksv1.Task, _ *store.Record) (bool, error) {
 			if t.GetWake() == nil {
 				return false, nil // it asked for none
 			}

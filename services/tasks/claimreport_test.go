@@ -1,10 +1,17 @@
 package tasks
 
 import (
+	"fmt"
+	"maps"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/fleetacs/fleetacs/pkg/testenv"
+	eventsv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/events/v1"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 )
 
@@ -75,4 +82,41 @@ func TestClaimRunsByPriority(t *testing.T) {
 	if !slices.Equal(order, ids) {
 		t.Fatalf("unbounded claim order %v, want %v", order, ids)
 	}
+}
+
+// TestTaskEventsNameTheirSession: the events of changes a session made (a
+// claim's dispatch, a report's outcome) carry its id; a change no session
+// made (creation, cancel) carries none.
+func TestTaskEventsNameTheirSession(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	var mu sync.Mutex
+	sessions := map[string]string{} // task id + kind -> session id
+	h.onTaskEvents(t, func(_ *nats.Msg, ev *eventsv1.Event) {
+		mu.Lock()
+		sessions[ev.GetTask().GetId()+" "+ev.GetKind()] = ev.GetSessionId()
+		mu.Unlock()
+	})
+	run := h.create(t, dev1, spv("Device.X_T.P", "1"), nil)
+	h.claim(t, "s1", run.GetId())
+	h.report(t, "s1", done(run.GetId()))
+	cancelled := h.create(t, dev1, reboot(), nil)
+	if _, err := h.public.CancelTask(as(t.Context(), h.operator), &tasksv1.CancelTaskRequest{Id: cancelled.GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		run.GetId() + " task.queued":          "",
+		run.GetId() + " task.dispatched":      "s1",
+		run.GetId() + " task.done":            "s1",
+		cancelled.GetId() + " task.queued":    "",
+		cancelled.GetId() + " task.cancelled": "",
+	}
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		_ = h.nc.Flush()
+		mu.Lock()
+		defer mu.Unlock()
+		if !maps.Equal(sessions, want) {
+			return fmt.Errorf("events' sessions %v, want %v", sessions, want)
+		}
+		return nil
+	})
 }
