@@ -220,15 +220,15 @@ func TestResendWhenNoInform(t *testing.T) {
 }
 
 // TestCoalescedSentOnItsOwn: a wake request that arrives while another to
-// the same device is in flight is coalesced with it; once the first is
+// the same device is in flight is coalesced with it. Its resend check, run
+// while the first is still in flight, looks again later; once the first is
 // answered, the second is sent on its own when the device has not informed
 // since the second was asked for (the session the first opened started
 // before, so it may not have seen the second's task), and not when it has.
+// The checks run when the test says (Service.afterFunc), not on a timer.
 func TestCoalescedSentOnItsOwn(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	cfg := testConfig()
-	cfg.ResendAfter, cfg.Resends = 50*time.Millisecond, 1
+	cfg.ResendAfter, cfg.Resends = time.Hour, 2
 	for _, tc := range []struct {
 		name string
 		// after: the session the first request opened started after the
@@ -240,6 +240,8 @@ func TestCoalescedSentOnItsOwn(t *testing.T) {
 		{name: "session started after the second request", after: true, wantSent: 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
 			js, names := testStreamsOf(ctx, t)
 			cpe := startCPE(t, &digestCPE{user: "u1", pass: "p1", algorithm: "MD5", qop: true, held: make(chan struct{}, 4), hold: make(chan struct{})})
 			targets := &fakeTargets{}
@@ -247,6 +249,18 @@ func TestCoalescedSentOnItsOwn(t *testing.T) {
 			target := Target{URL: cpe.url, Username: "u1", Password: "p1", HasCredentials: true}
 			targets.set(dev, target)
 			s := newService(t, cfg, Deps{Targets: targets, JetStream: js, Names: names})
+			checks := make(chan func(), 8)
+			s.afterFunc = func(_ time.Duration, f func()) { checks <- f }
+			check := func(what string) func() {
+				t.Helper()
+				select {
+				case f := <-checks:
+					return f
+				case <-ctx.Done():
+					t.Fatalf("no resend check scheduled %s", what)
+					return nil
+				}
+			}
 			runCtx, stop := context.WithCancel(ctx)
 			t.Cleanup(stop)
 			if err := s.Start(runCtx); err != nil {
@@ -284,37 +298,49 @@ func TestCoalescedSentOnItsOwn(t *testing.T) {
 			case <-ctx.Done():
 				t.Fatal("the first request never reached the CPE")
 			}
-			// The device's session starts (it answers the first request,
-			// which is still in flight), then the second is asked for: a
-			// few milliseconds apart, as informedSince compares
-			// milliseconds.
-			informed := time.Now()
-			second := informed.Add(5 * time.Millisecond)
+			// The device's last session started a minute before the
+			// second request, or a minute after.
+			second := time.Now()
+			target.LastInform = second.Add(-time.Minute)
 			if tc.after {
-				informed = second.Add(time.Minute)
+				target.LastInform = second.Add(time.Minute)
 			}
-			target.LastInform = informed
 			targets.set(dev, target)
 			wake("T2", second)
 			if cr := next(); cr.GetStatus() != tasksv1.WakeStatus_WAKE_STATUS_COALESCED || cr.GetTaskIds()[0] != "T2" {
 				t.Fatalf("second request: %v", cr)
 			}
+			// Its check, while the first is in flight: if the device has
+			// not informed since, it looks again later.
+			check("for the coalesced request")()
+			var again func()
+			if !tc.after {
+				again = check("again while the first is in flight")
+			}
 			close(cpe.hold)
 			if cr := next(); cr.GetStatus() != tasksv1.WakeStatus_WAKE_STATUS_SENT || cr.GetTaskIds()[0] != "T1" {
 				t.Fatalf("first request: %v", cr)
 			}
-			if tc.wantSent == 2 {
+			first := check("for the first request")
+			if !tc.after {
+				again()
 				cr := next()
 				if cr.GetStatus() != tasksv1.WakeStatus_WAKE_STATUS_SENT || cr.GetTaskIds()[0] != "T2" || !strings.HasPrefix(cr.GetDetail(), "sent again") {
 					t.Fatalf("second request sent on its own: %v", cr)
 				}
+				// The session the resend opened.
+				target.LastInform = time.Now().Add(time.Minute)
+				targets.set(dev, target)
 			}
-			testenv.WaitFor(t, 10*time.Second, func() error {
-				if n := s.followUps.Load(); n != 0 {
-					return fmt.Errorf("%d follow-ups pending", n)
-				}
-				return nil
-			})
+			first() // the device informed since: nothing to add
+			select {
+			case f := <-checks:
+				t.Fatalf("a resend check left over (%p)", f)
+			default:
+			}
+			if n := s.followUps.Load(); n != 0 {
+				t.Fatalf("%d resend checks pending", n)
+			}
 			if n := cpe.accepted.Load(); n != tc.wantSent {
 				t.Fatalf("the CPE got %d requests, want %d", n, tc.wantSent)
 			}

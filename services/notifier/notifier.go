@@ -239,6 +239,9 @@ type Service struct {
 	// followUps counts the resend checks pending (bounded by
 	// maxFollowUps).
 	followUps atomic.Int64
+	// afterFunc runs a resend check after a delay (time.AfterFunc; tests
+	// set theirs to run the checks when they choose).
+	afterFunc func(time.Duration, func())
 	// runCtx is Run's context: resends planned for later stop with it.
 	runCtx context.Context
 }
@@ -271,6 +274,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.afterFunc = func(d time.Duration, f func()) { time.AfterFunc(d, f) }
 	nets, _ := parseNetworks(cfg.AllowedNetworks) // Validate parsed them
 	denied, _ := parseNetworks(cfg.DeniedNetworks)
 	s.guard = newGuard(nets, denied, cfg.AllowLoopback, cfg.AllowLinkLocal, deps.OwnAddrs)

@@ -222,16 +222,22 @@ func (s *Service) followUp(ctx context.Context, req *tasksv1.WakeRequest, sent t
 	s.mu.Lock()
 	run := s.runCtx
 	s.mu.Unlock()
-	time.AfterFunc(s.cfg.ResendAfter, func() {
+	s.afterFunc(s.cfg.ResendAfter, func() {
 		defer s.followUps.Add(-1)
 		if run == nil || run.Err() != nil {
 			return
 		}
 		ref := deviceRef{req.GetTenant(), req.GetDeviceId()}
 		t, err := s.targets.Target(ctx, ref.tenant, ref.device)
-		if err != nil || informedSince(t.LastInform, sent) || !s.adm.begin(ref) {
-			// Looked up in vain, informed since, or another request is
-			// in flight: nothing to add.
+		if err != nil || informedSince(t.LastInform, sent) {
+			// Looked up in vain, or informed since: nothing to add.
+			return
+		}
+		if !s.adm.begin(ref) {
+			// Another request is in flight (a slow CPE answering the one
+			// this request was coalesced with): look again once it had
+			// its time, as one of the resends.
+			s.followUp(ctx, req, sent, resend+1)
 			return
 		}
 		at := s.now()
