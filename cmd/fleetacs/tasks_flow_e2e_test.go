@@ -196,6 +196,23 @@ func param(t *testing.T, inv inventoryv1.InventoryServiceClient, ctx context.Con
 	return nil
 }
 
+// queueCancelled queues a ScheduleInform on device id, without waking it,
+// and cancels it; it returns the task as the cancel left it.
+func (f *taskFleet) queueCancelled(t *testing.T, id string) *tasksv1.Task {
+	t.Helper()
+	ctx := withToken(ctx10(t), f.admin)
+	created, err := f.tasks.CreateTask(ctx, &tasksv1.CreateTaskRequest{Tenant: "default", DeviceId: id,
+		Operation: &tasksv1.Operation{Kind: &tasksv1.Operation_ScheduleInform{ScheduleInform: &tasksv1.ScheduleInform{DelaySeconds: 1}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := f.tasks.CancelTask(ctx, &tasksv1.CancelTaskRequest{Tenant: "default", Id: created.GetTask().GetId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.GetTask()
+}
+
 // historySession returns the session a dispatched history entry names
 // ("session <id>: ..."), or "" when it names none.
 func historySession(e *tasksv1.TaskHistoryEntry) string {
@@ -391,14 +408,7 @@ func TestTasksEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cancelled, err := f.tasks.CreateTask(admin(), &tasksv1.CreateTaskRequest{Tenant: "default", DeviceId: id,
-			Operation: &tasksv1.Operation{Kind: &tasksv1.Operation_ScheduleInform{ScheduleInform: &tasksv1.ScheduleInform{DelaySeconds: 1}}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.tasks.CancelTask(admin(), &tasksv1.CancelTaskRequest{Tenant: "default", Id: cancelled.GetTask().GetId()}); err != nil {
-			t.Fatal(err)
-		}
+		f.queueCancelled(t, id)
 		waitFor(t, 10*time.Second, func() error {
 			got, err := f.tasks.GetTask(admin(), &tasksv1.GetTaskRequest{Tenant: "default", Id: expiring.GetTask().GetId()})
 			if err != nil {
@@ -468,18 +478,11 @@ func TestTasksEndToEnd(t *testing.T) {
 
 		reboot := f.run(t, id, &tasksv1.Operation{Kind: &tasksv1.Operation_Reboot{Reboot: &tasksv1.Reboot{}}})
 		wantState(t, reboot, tasksv1.TaskState_TASK_STATE_DONE)
-		cancelled, err := f.tasks.CreateTask(admin(), &tasksv1.CreateTaskRequest{Tenant: "default", DeviceId: id,
-			Operation: &tasksv1.Operation{Kind: &tasksv1.Operation_ScheduleInform{ScheduleInform: &tasksv1.ScheduleInform{DelaySeconds: 1}}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.tasks.CancelTask(admin(), &tasksv1.CancelTaskRequest{Tenant: "default", Id: cancelled.GetTask().GetId()}); err != nil {
-			t.Fatal(err)
-		}
+		cancelled := f.queueCancelled(t, id)
 		// Every change of each task is in its history: each change of
 		// state is one change the watch owes (the set's queued was seen).
 		want := map[string][]string{}
-		for _, tk := range []*tasksv1.Task{set.GetTask(), reboot, cancelled.GetTask()} {
+		for _, tk := range []*tasksv1.Task{set.GetTask(), reboot, cancelled} {
 			got, err := f.tasks.GetTask(admin(), &tasksv1.GetTaskRequest{Tenant: "default", Id: tk.GetId()})
 			if err != nil {
 				t.Fatal(err)
@@ -495,7 +498,7 @@ func TestTasksEndToEnd(t *testing.T) {
 		want[set.GetTask().GetId()] = want[set.GetTask().GetId()][1:]
 		for tk, states := range map[string][]string{
 			set.GetTask().GetId(): {"dispatched", "done"}, reboot.GetId(): {"queued", "dispatched", "done"},
-			cancelled.GetTask().GetId(): {"queued", "cancelled"},
+			cancelled.GetId(): {"queued", "cancelled"},
 		} {
 			if !slices.Equal(want[tk], states) {
 				t.Fatalf("task %s went through %q, want %q", tk, want[tk], states)
