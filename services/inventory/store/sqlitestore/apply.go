@@ -911,10 +911,8 @@ func (w *writer) changeTagsOp(tenant, id string, now int64, add, remove []string
 		return refuse(store.ErrNotFound)
 	}
 	// The presets that match the device may have changed with its tags:
-	// touchDevice forgot its fingerprint, and so does the cache (a later
-	// diff of this transaction reads the row).
-	w.touched[sessionKey{tenant, id}] = struct{}{}
-	w.afterCommit(func() { w.sessions.delete(tenant, id) })
+	// touchDevice forgot its fingerprint, and so does the cache.
+	w.forgetSession(tenant, id)
 	return w.changeTags(tenant, id, add, remove)
 }
 
@@ -949,9 +947,17 @@ func (w *writer) setCRCredentials(tenant, id string, now int64, c *storekit.Seal
 	if n == 0 {
 		return refuse(store.ErrNotFound)
 	}
+	w.forgetSession(tenant, id)
+	return nil
+}
+
+// forgetSession is for an op that writes the device's row other than by a
+// diff: a later diff of this transaction reads the row from the database
+// (touched), and the session cache drops the device once the write is
+// committed.
+func (w *writer) forgetSession(tenant, id string) {
 	w.touched[sessionKey{tenant, id}] = struct{}{}
 	w.afterCommit(func() { w.sessions.delete(tenant, id) })
-	return nil
 }
 
 func (w *writer) deleteDevice(tenant, id string) error {
@@ -969,8 +975,7 @@ func (w *writer) deleteDevice(tenant, id string) error {
 	if _, err := w.rc.exec(w.stmts.deleteTree, tenant, id); err != nil {
 		return fmt.Errorf("delete parameter tree: %w", err)
 	}
-	w.touched[sessionKey{tenant, id}] = struct{}{}
-	w.afterCommit(func() { w.sessions.delete(tenant, id) })
+	w.forgetSession(tenant, id)
 	return nil
 }
 
