@@ -43,12 +43,5 @@ func TestBannerFleetctlCommandRuns(t *testing.T) {
 
 // buildFleetctl builds cmd/fleetctl and returns the binary's path.
 func buildFleetctl(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "fleetctl")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = filepath.Join("..", "fleetctl")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build fleetctl: %v\n%s", err, out)
-	}
-	return bin
+	return goBuild(t, filepath.Join("..", "fleetctl"), "fleetctl")
 }

@@ -160,12 +160,17 @@ func (c *cluster) awaitUp(t *testing.T, timeout time.Duration, procs []*proc, ta
 	})
 }
 
-func buildFleetacs(t *testing.T) string {
+func buildFleetacs(t *testing.T) string { return goBuild(t, ".", "fleetacs") }
+
+// goBuild builds the command in dir into a temporary directory and returns
+// the binary's path.
+func goBuild(t *testing.T, dir, name string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "fleetacs")
+	bin := filepath.Join(t.TempDir(), name)
 	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build fleetacs: %v\n%s", err, out)
+		t.Fatalf("go build %s: %v\n%s", name, err, out)
 	}
 	return bin
 }
