@@ -351,3 +351,31 @@ func TestCoalescedSentOnItsOwn(t *testing.T) {
 		})
 	}
 }
+
+// TestFollowUpsBounded: a flood of wake requests (sent or coalesced)
+// cannot pile up resend checks: past maxFollowUps pending, no more is
+// scheduled.
+func TestFollowUpsBounded(t *testing.T) {
+	cfg := testConfig()
+	cfg.ResendAfter, cfg.Resends = time.Hour, 2
+	s := newService(t, cfg, Deps{})
+	scheduled := 0
+	s.afterFunc = func(time.Duration, func()) { scheduled++ }
+	req := &tasksv1.WakeRequest{Tenant: "acme", DeviceId: "d1", TaskIds: []string{"T1"}, RequestTime: timestamppb.Now()}
+	s.followUps.Store(maxFollowUps)
+	s.followUp(t.Context(), req, time.Now(), 1)
+	if scheduled != 0 || s.followUps.Load() != maxFollowUps {
+		t.Fatalf("at the bound: %d checks scheduled, %d pending", scheduled, s.followUps.Load())
+	}
+	s.followUps.Store(maxFollowUps - 1)
+	s.followUp(t.Context(), req, time.Now(), 1)
+	if scheduled != 1 || s.followUps.Load() != maxFollowUps {
+		t.Fatalf("below the bound: %d checks scheduled, %d pending", scheduled, s.followUps.Load())
+	}
+	// Past the resends, nothing either.
+	s.followUps.Store(0)
+	s.followUp(t.Context(), req, time.Now(), cfg.Resends+1)
+	if scheduled != 1 || s.followUps.Load() != 0 {
+		t.Fatalf("past -notifier.resends: %d checks scheduled, %d pending", scheduled, s.followUps.Load())
+	}
+}
