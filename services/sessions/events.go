@@ -142,9 +142,11 @@ func (p *NATSEvents) count(ctx context.Context, ev *eventsv1.Event, reason strin
 // deviceEvents returns the events a session's end publishes:
 //
 //   - device.bootstrap, device.boot, device.value_change (with the Inform's
-//     parameters), device.diagnostics_complete, when the session completed
-//     and its Inform reached inventory; else the CPE sends its Inform again
-//     (docs/protocol.md §4.4) and the events come with that session;
+//     parameters, the forced Inform ones marked ForcedInform:
+//     docs/protocol.md §5.3), device.diagnostics_complete, when the session
+//     completed and its Inform reached inventory; else the CPE sends its
+//     Inform again (docs/protocol.md §4.4) and the events come with that
+//     session;
 //   - device.transfer_complete for every TransferComplete and
 //     AutonomousTransferComplete: acknowledged, the CPE will not repeat them;
 //   - session.failed when the session did not complete.
@@ -186,8 +188,13 @@ func deviceEvents(r engine.SessionReport) []*eventsv1.Event {
 			dr := deviceReport()
 			if k.kind == "device.value_change" {
 				dr = proto.Clone(dr).(*eventsv1.DeviceReport)
+				// Every parameter of the Inform, as sent: those that changed
+				// and the forced ones every Inform carries, which are
+				// marked. A forced parameter may have changed too; the
+				// Inform alone does not say (docs/events.md, "Subjects").
 				for _, p := range r.Params {
-					dr.Values = append(dr.Values, &eventsv1.ChangedValue{Name: p.Name, Value: p.Value, Type: p.Type})
+					dr.Values = append(dr.Values, &eventsv1.ChangedValue{Name: p.Name, Value: p.Value, Type: p.Type,
+						ForcedInform: forcedInform(p.Name)})
 				}
 			}
 			add(k.kind, r.Inform.Time).Payload = &eventsv1.Event_Device{Device: dr}

@@ -221,7 +221,8 @@ func TestNATSEventsPublished(t *testing.T) {
 		}
 		switch ev.GetKind() {
 		case "device.value_change":
-			if vals := ev.GetDevice().GetValues(); len(vals) != 1 || vals[0].GetValue() != "2.0" {
+			// SoftwareVersion is a forced Inform parameter: marked so.
+			if vals := ev.GetDevice().GetValues(); len(vals) != 1 || vals[0].GetValue() != "2.0" || !vals[0].GetForcedInform() {
 				t.Errorf("values %v", vals)
 			}
 		case "device.boot":
@@ -294,6 +295,59 @@ func TestDeviceEvents(t *testing.T) {
 	r.Outcome = "superseded"
 	if f := deviceEvents(r)[0].GetSessionFailed(); f.GetReason() != "lease_lost" {
 		t.Errorf("superseded: %v", f)
+	}
+}
+
+// A value_change event carries every parameter of the Inform and marks
+// ForcedInform exactly on the forced Inform parameters (docs/protocol.md
+// §5.3), the changed one and a vendor one unmarked; the other events of
+// the Inform carry no values.
+func TestDeviceEventsForcedInform(t *testing.T) {
+	params := []cwmp.ParameterValue{
+		{Name: "Device.DeviceInfo.HardwareVersion", Value: "hw1", Type: "xsd:string"},
+		{Name: "Device.DeviceInfo.SoftwareVersion", Value: "2.0", Type: "xsd:string"},
+		{Name: "Device.ManagementServer.ParameterKey", Value: "k", Type: "xsd:string"},
+		{Name: "Device.ManagementServer.ConnectionRequestURL", Value: "http://192.0.2.1:7547/cr", Type: "xsd:string"},
+		{Name: "Device.WiFi.SSID.1.SSID", Value: "home", Type: "xsd:string"}, // changed
+		{Name: "Device.X_0000C5_Temperature", Value: "41", Type: "xsd:int"},
+	}
+	forced := map[string]bool{
+		"Device.DeviceInfo.HardwareVersion": true, "Device.DeviceInfo.SoftwareVersion": true,
+		"Device.ManagementServer.ParameterKey": true, "Device.ManagementServer.ConnectionRequestURL": true,
+	}
+	r := engine.SessionReport{Tenant: "t", DeviceKey: "D", SessionID: "s", Outcome: "completed", Recorded: true, Now: t0,
+		Inform: engine.InformRecord{Time: t0, Events: []cwmp.Event{{Code: "1 BOOT"}, {Code: "4 VALUE CHANGE"}}}, Params: params}
+	evs := deviceEvents(r)
+	if len(evs) != 2 || evs[0].GetKind() != "device.boot" || evs[1].GetKind() != "device.value_change" {
+		t.Fatalf("events %v", evs)
+	}
+	if vals := evs[0].GetDevice().GetValues(); len(vals) != 0 {
+		t.Errorf("device.boot carries values %v", vals)
+	}
+	vals := evs[1].GetDevice().GetValues()
+	if len(vals) != len(params) {
+		t.Fatalf("%d values, want %d", len(vals), len(params))
+	}
+	for i, v := range vals {
+		p := params[i]
+		if v.GetName() != p.Name || v.GetValue() != p.Value || v.GetType() != p.Type {
+			t.Errorf("value %d: %v, want %v", i, v, p)
+		}
+		if v.GetForcedInform() != forced[p.Name] {
+			t.Errorf("%s: forced_inform %t, want %t", p.Name, v.GetForcedInform(), forced[p.Name])
+		}
+	}
+
+	// The same for an InternetGatewayDevice, whose WAN address is forced
+	// under any instance numbers.
+	r.Params = []cwmp.ParameterValue{
+		{Name: "InternetGatewayDevice.DeviceSummary", Value: "InternetGatewayDevice:1.4[](Baseline:1)"},
+		{Name: "InternetGatewayDevice.WANDevice.1.WANConnectionDevice.12.WANPPPConnection.3.ExternalIPAddress", Value: "198.51.100.7"},
+		{Name: "InternetGatewayDevice.WANDevice.1.WANConnectionDevice.12.WANPPPConnection.3.Username", Value: "u"},
+	}
+	vals = deviceEvents(r)[1].GetDevice().GetValues()
+	if len(vals) != 3 || !vals[0].GetForcedInform() || !vals[1].GetForcedInform() || vals[2].GetForcedInform() {
+		t.Errorf("InternetGatewayDevice values %v", vals)
 	}
 }
 

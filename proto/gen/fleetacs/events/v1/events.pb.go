@@ -316,7 +316,9 @@ func (x *InformEvent) GetCommandKey() string {
 	return ""
 }
 
-// ChangedValue is a parameter an Inform reported with 4 VALUE CHANGE.
+// ChangedValue is a parameter an Inform reported with 4 VALUE CHANGE: one
+// that changed, or one of the forced ones every Inform carries
+// (forced_inform).
 type ChangedValue struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Path.
@@ -324,7 +326,14 @@ type ChangedValue struct {
 	// Value.
 	Value string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
 	// XML Schema type, as the CPE sent it.
-	Type          string `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	Type string `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	// True when the parameter is one the data model has every Inform carry
+	// (forcedInform: docs/protocol.md §5.3), so that it is present whether or
+	// not it changed. A consumer that wants only the changes the CPE notified
+	// drops these; the ACS cannot tell from the Inform alone whether a forced
+	// parameter also changed. Added in fleetacs.events.v1 (additive: older
+	// events leave it false).
+	ForcedInform  bool `protobuf:"varint,4,opt,name=forced_inform,json=forcedInform,proto3" json:"forced_inform,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -380,13 +389,21 @@ func (x *ChangedValue) GetType() string {
 	return ""
 }
 
+func (x *ChangedValue) GetForcedInform() bool {
+	if x != nil {
+		return x.ForcedInform
+	}
+	return false
+}
+
 // DeviceReport is what an Inform said (kinds device.bootstrap, device.boot,
 // device.value_change, device.diagnostics_complete).
 type DeviceReport struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Every event of the Inform.
 	Events []*InformEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
-	// For value_change: the parameters the Inform carried, as sent.
+	// For value_change: the parameters the Inform carried, as sent; the
+	// forced ones are marked (ChangedValue.forced_inform).
 	Values []*ChangedValue `protobuf:"bytes,2,rep,name=values,proto3" json:"values,omitempty"`
 	// Source address of the session.
 	RemoteIp string `protobuf:"bytes,3,opt,name=remote_ip,json=remoteIp,proto3" json:"remote_ip,omitempty"`
@@ -941,11 +958,12 @@ const file_fleetacs_events_v1_events_proto_rawDesc = "" +
 	"\vInformEvent\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x1f\n" +
 	"\vcommand_key\x18\x02 \x01(\tR\n" +
-	"commandKey\"L\n" +
+	"commandKey\"q\n" +
 	"\fChangedValue\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\x12\x12\n" +
-	"\x04type\x18\x03 \x01(\tR\x04type\"\xc9\x01\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\x12#\n" +
+	"\rforced_inform\x18\x04 \x01(\bR\fforcedInform\"\xc9\x01\n" +
 	"\fDeviceReport\x127\n" +
 	"\x06events\x18\x01 \x03(\v2\x1f.fleetacs.events.v1.InformEventR\x06events\x128\n" +
 	"\x06values\x18\x02 \x03(\v2 .fleetacs.events.v1.ChangedValueR\x06values\x12\x1b\n" +

@@ -1,0 +1,102 @@
+package sessions
+
+import "testing"
+
+// forcedInform knows every forced Inform parameter of docs/protocol.md
+// §5.3, the TR-098 WAN addresses under any instance numbers, and nothing
+// else.
+func TestForcedInform(t *testing.T) {
+	forced := []string{
+		// InternetGatewayDevice:1 (TR-098).
+		"InternetGatewayDevice.DeviceSummary",
+		"InternetGatewayDevice.DeviceInfo.HardwareVersion",
+		"InternetGatewayDevice.DeviceInfo.SoftwareVersion",
+		"InternetGatewayDevice.DeviceInfo.SpecVersion",
+		"InternetGatewayDevice.DeviceInfo.ProvisioningCode",
+		"InternetGatewayDevice.ManagementServer.ParameterKey",
+		"InternetGatewayDevice.ManagementServer.ConnectionRequestURL",
+		"InternetGatewayDevice.ManagementServer.AliasBasedAddressing",
+		"InternetGatewayDevice.WANDevice.1.WANConnectionDevice.1.WANIPConnection.1.ExternalIPAddress",
+		"InternetGatewayDevice.WANDevice.1.WANConnectionDevice.1.WANPPPConnection.1.ExternalIPAddress",
+		"InternetGatewayDevice.WANDevice.12.WANConnectionDevice.305.WANIPConnection.4096.ExternalIPAddress",
+		"InternetGatewayDevice.WANDevice.99.WANConnectionDevice.7.WANPPPConnection.10.ExternalIPAddress",
+		// Device:1 (TR-106).
+		"Device.DeviceSummary",
+		"Device.DeviceInfo.HardwareVersion",
+		"Device.DeviceInfo.SoftwareVersion",
+		"Device.ManagementServer.ParameterKey",
+		"Device.ManagementServer.ConnectionRequestURL",
+		"Device.LAN.IPAddress",
+		// Device:2 (TR-181).
+		"Device.RootDataModelVersion",
+		"Device.DeviceInfo.ProvisioningCode",
+		"Device.ManagementServer.AliasBasedAddressing",
+	}
+	notForced := []string{
+		"",
+		"Device.",
+		"Device.DeviceInfo.",
+		"Device.DeviceInfo.SoftwareVersionX",
+		"Device.DeviceInfo.UpTime",
+		"Device.DeviceInfo.SpecVersion", // TR-098 only
+		"device.DeviceInfo.SoftwareVersion",
+		"Device.DeviceInfo.SoftwareVersion.",
+		"InternetGatewayDevice.RootDataModelVersion", // Device:2 only
+		"InternetGatewayDevice.LAN.IPAddress",        // Device:1 only
+		"InternetGatewayDevice.ManagementServer.ParameterKeyX",
+		"Device.X_0000C5_Temperature",
+		"InternetGatewayDevice.X_ACME_DeviceInfo.SoftwareVersion",
+		// WAN addresses: a wrong instance, object or parameter.
+		"InternetGatewayDevice.WANDevice.1.WANConnectionDevice.x.WANIPConnection.1.ExternalIPAddress",
+		"InternetGatewayDevice.WANDevice..WANConnectionDevice.1.WANIPConnection.1.ExternalIPAddress",
+		"InternetGatewayDevice.WANDevice.{i}.WANConnectionDevice.{i}.WANIPConnection.{i}.ExternalIPAddress",
+		"InternetGatewayDevice.WANDevice.1.WANConnectionDevice.1.WANIPConnection.-1.ExternalIPAddress",
+		"InternetGatewayDevice.WANDevice.1a.WANConnectionDevice.1.WANIPConnection.1.ExternalIPAddress",
+		"InternetGatewayDevice.WANDevice.1.WANConnectionDevice.1.WANIPConnection.1",
+		"InternetGatewayDevice.WANDevice.1.WANConnectionDevice.1.WANIPConnection.1.",
+		"InternetGatewayDevice.WANDevice.1.WANConnectionDevice.1.WANIPConnection.ExternalIPAddress",
+		"InternetGatewayDevice.WANDevice.1.WANConnectionDevice.1.WANIPConnection.1.ExternalIPAddressX",
+		"InternetGatewayDevice.WANDevice.1.WANConnectionDevice.1.WANIPConnection.1.ExternalIPAddress.",
+		"InternetGatewayDevice.WANDevice.1.WANConnectionDevice.1.WANIPConnection.1.SubnetMask",
+		"InternetGatewayDevice.WANDevice.1.WANConnectionDevice.1.WANEthernetConnection.1.ExternalIPAddress",
+		"InternetGatewayDevice.WANDevice.1.WANConnectionDevice.1.ExternalIPAddress",
+		"InternetGatewayDevice.WANDevice.1.ExternalIPAddress",
+		"InternetGatewayDevice.WANDevice.1",
+		"InternetGatewayDevice.LANDevice.1.WANConnectionDevice.1.WANIPConnection.1.ExternalIPAddress",
+		"Device.WANDevice.1.WANConnectionDevice.1.WANIPConnection.1.ExternalIPAddress",
+		"Device.IP.Interface.1.IPv4Address.1.IPAddress",
+	}
+	for _, name := range forced {
+		if !forcedInform(name) {
+			t.Errorf("%q: not forced, want forced", name)
+		}
+	}
+	for _, name := range notForced {
+		if forcedInform(name) {
+			t.Errorf("%q: forced, want not", name)
+		}
+	}
+}
+
+// forcedInform does not allocate, whatever the name.
+func TestForcedInformAllocs(t *testing.T) {
+	names := []string{
+		"Device.DeviceInfo.SoftwareVersion",
+		"InternetGatewayDevice.WANDevice.12.WANConnectionDevice.305.WANIPConnection.4096.ExternalIPAddress",
+		"InternetGatewayDevice.WANDevice.1.WANConnectionDevice.1.WANIPConnection.1.SubnetMask",
+		"Device.WiFi.SSID.1.SSID",
+	}
+	n := 0
+	if allocs := testing.AllocsPerRun(100, func() {
+		for _, name := range names {
+			if forcedInform(name) {
+				n++
+			}
+		}
+	}); allocs != 0 {
+		t.Fatalf("%v allocations per run", allocs)
+	}
+	if n != 2*101 {
+		t.Fatalf("%d forced over the runs, want %d", n, 2*101)
+	}
+}
