@@ -100,3 +100,21 @@ func TestForcedInformAllocs(t *testing.T) {
 		t.Fatalf("%d forced over the runs, want %d", n, 2*101)
 	}
 }
+
+// BenchmarkForcedInform checks the names of a typical value-change Inform:
+// seven forced Device:2 parameters, a TR-098 WAN address and two others.
+func BenchmarkForcedInform(b *testing.B) {
+	names := []string{
+		"Device.RootDataModelVersion", "Device.DeviceInfo.HardwareVersion", "Device.DeviceInfo.SoftwareVersion",
+		"Device.DeviceInfo.ProvisioningCode", "Device.ManagementServer.ParameterKey",
+		"Device.ManagementServer.ConnectionRequestURL", "Device.ManagementServer.AliasBasedAddressing",
+		"InternetGatewayDevice.WANDevice.1.WANConnectionDevice.1.WANPPPConnection.1.ExternalIPAddress",
+		"Device.WiFi.SSID.1.SSID", "Device.DeviceInfo.UpTime",
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, name := range names {
+			forcedInform(name)
+		}
+	}
+}
