@@ -202,6 +202,31 @@ func TestQuirkStatusOne(t *testing.T) {
 	})
 }
 
+// Case 4: a CPE that answers the ACS's request with fault 8005 (retry
+// request) has not carried it out and asks for it again: the task is
+// reported RETRY, which the tasks service bounds by the task's
+// max_attempts (docs/tasks.md, "Retries"), not FAULT; nothing reaches
+// inventory and the session ends normally.
+func TestQuirkCPERetryRequest(t *testing.T) {
+	for _, op := range []*tasksv1.Operation{gpv("Device.X.A"), spv("", "Device.X.A", "1", "xsd:unsignedInt")} {
+		t.Run(kindOf(op), func(t *testing.T) {
+			v, c, r := runRaw(t, op, func(_ cwmp.Message, id string) []byte {
+				return soapEnv(idHeader(id), `<soap-env:Fault><faultcode>Server</faultcode><faultstring>CWMP fault</faultstring><detail>`+
+					`<cwmp:Fault><FaultCode>8005</FaultCode><FaultString>Retry request</FaultString></cwmp:Fault></detail></soap-env:Fault>`)
+			})
+			if r.GetOutcome() != tasksv1.TaskOutcome_TASK_OUTCOME_RETRY || !strings.Contains(r.GetDetail(), "8005") {
+				t.Fatalf("report %v", r)
+			}
+			if len(c.sent) != 1 {
+				t.Fatalf("sent %v", c.methods())
+			}
+			if param(v.inv.last(t), "Device.X.A") != nil {
+				t.Fatal("a request the CPE did not carry out reached the diff")
+			}
+		})
+	}
+}
+
 // Case 5: a CPE that answers with another method's response, or with a
 // cwmp:ID that is not the request's: the answer is not taken for the
 // request's (cwmp.Session): the request is sent again with the same

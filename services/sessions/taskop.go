@@ -382,6 +382,13 @@ func (o *taskOp) Answer(c *engine.Context, a engine.Answer) {
 		o.Stage = stageWaiting
 	case a.Lost != 0:
 		o.Stage, o.Detail = stageRetry, "the session ended before the CPE answered: "+a.Lost.String()
+	case a.Fault != nil && a.Fault.Code == cwmp.FaultRetryRequest:
+		// 8005 asks for the same request again (docs/protocol.md §7.1):
+		// the CPE did not carry it out and is not refusing it. Some CPEs
+		// answer so while busy; the task is retried, in a later session
+		// after the tasks service's back-off and within its max_attempts
+		// (docs/tasks.md, "Retries"), rather than faulted.
+		o.Stage, o.Detail = stageRetry, "the CPE asked for the request again (fault 8005 "+strconv.Quote(a.Fault.String)+")"
 	case a.Fault != nil:
 		o.fail(cpeFault(a.Fault))
 	case kind == keyGPN:
