@@ -494,3 +494,41 @@ func TestQuirkEmptyPOSTForms(t *testing.T) {
 		})
 	}
 }
+
+// An AddObjectResponse without InstanceNumber (or 0, which CWMP does not
+// allow): the CPE created an object whose number it did not say. The
+// task is done with the status, no path, and no "Table.0." in inventory.
+func TestQuirkAddObjectWithoutInstance(t *testing.T) {
+	for _, tt := range []struct{ name, body string }{
+		{"missing", `<cwmp:AddObjectResponse><Status>0</Status></cwmp:AddObjectResponse>`},
+		{"zero", `<cwmp:AddObjectResponse><InstanceNumber>0</InstanceNumber><Status>1</Status></cwmp:AddObjectResponse>`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			op := &tasksv1.Operation{Kind: &tasksv1.Operation_AddObject{AddObject: &tasksv1.AddObject{ObjectName: "Device.NAT.PortMapping."}}}
+			v, _, r := runRaw(t, op, func(_ cwmp.Message, id string) []byte { return soapEnv(idHeader(id), tt.body) })
+			res := r.GetResult().GetAddObject()
+			if r.GetOutcome() != tasksv1.TaskOutcome_TASK_OUTCOME_DONE || res.GetInstanceNumber() != 0 || res.GetObjectPath() != "" ||
+				!strings.Contains(r.GetDetail(), "instance number") {
+				t.Fatalf("report %v", r)
+			}
+			for _, p := range v.inv.last(t).Parameters {
+				if strings.HasPrefix(p.Path, "Device.NAT.PortMapping.") {
+					t.Fatalf("diff has %+v", p)
+				}
+			}
+		})
+	}
+}
+
+// A bare SOAP Fault, without the cwmp:Fault detail: the task's fault
+// keeps what the CPE said (code 0, its SOAP faultcode and faultstring).
+func TestQuirkBareSOAPFault(t *testing.T) {
+	_, _, r := runRaw(t, gpv("Device.X.A"), func(_ cwmp.Message, id string) []byte {
+		return soapEnv(idHeader(id), `<soap-env:Fault><faultcode>soap-env:Server</faultcode><faultstring>Internal error</faultstring></soap-env:Fault>`)
+	})
+	f := r.GetFault()
+	if r.GetOutcome() != tasksv1.TaskOutcome_TASK_OUTCOME_FAULT || f.GetCode() != 0 || f.GetSource() != tasksv1.FaultSource_FAULT_SOURCE_CPE ||
+		!strings.Contains(f.GetFaultString(), "Internal error") || !strings.Contains(f.GetFaultString(), "Server") {
+		t.Fatalf("report %v", r)
+	}
+}
