@@ -208,7 +208,8 @@ func TestQuirkStatusOne(t *testing.T) {
 // max_attempts (docs/tasks.md, "Retries"), not FAULT; nothing reaches
 // inventory and the session ends normally.
 func TestQuirkCPERetryRequest(t *testing.T) {
-	for _, op := range []*tasksv1.Operation{gpv("Device.X.A"), spv("", "Device.X.A", "1", "xsd:unsignedInt")} {
+	for _, op := range []*tasksv1.Operation{gpv("Device.X.A"), spv("", "Device.X.A", "1", "xsd:unsignedInt"),
+		{Kind: &tasksv1.Operation_Refresh{Refresh: &tasksv1.Refresh{Path: "Device.X."}}}} {
 		t.Run(kindOf(op), func(t *testing.T) {
 			v, c, r := runRaw(t, op, func(_ cwmp.Message, id string) []byte {
 				return soapEnv(idHeader(id), `<soap-env:Fault><faultcode>Server</faultcode><faultstring>CWMP fault</faultstring><detail>`+
@@ -530,5 +531,35 @@ func TestQuirkBareSOAPFault(t *testing.T) {
 	if r.GetOutcome() != tasksv1.TaskOutcome_TASK_OUTCOME_FAULT || f.GetCode() != 0 || f.GetSource() != tasksv1.FaultSource_FAULT_SOURCE_CPE ||
 		!strings.Contains(f.GetFaultString(), "Internal error") || !strings.Contains(f.GetFaultString(), "Server") {
 		t.Fatalf("report %v", r)
+	}
+}
+
+// A CPE request (GetRPCMethods, TransferComplete) sent while the task's
+// request is outstanding, in place of its answer: it is answered, the
+// request stays outstanding, and the answer that follows finishes the
+// task (cwmp.Session; docs/protocol.md §4.3).
+func TestQuirkCPERequestWhileOutstanding(t *testing.T) {
+	v := newTaskEnv(t, nil)
+	v.queue.ids = []string{"t1"}
+	v.tasks.add("t1", tasksv1.ClaimAction_CLAIM_ACTION_RUN, spv("", "Device.X.A", "on", "xsd:string"))
+	c := v.cpe(answers)
+	c.inform(v.e, periodic)
+	m, id := c.step(v.e, nil)
+	if _, ok := m.(*cwmp.SetParameterValues); !ok {
+		t.Fatalf("sent %v", m)
+	}
+	c.request(v.e, &cwmp.GetRPCMethods{})
+	c.request(v.e, &cwmp.TransferComplete{CommandKey: "nobody", StartTime: cwmp.UnknownTime, CompleteTime: cwmp.UnknownTime})
+	if next, _ := c.step(v.e, c.encode(&cwmp.SetParameterValuesResponse{}, id)); next != nil {
+		t.Fatalf("sent %s", next.Method())
+	}
+	if r := v.tasks.report(t, "t1"); r.GetOutcome() != tasksv1.TaskOutcome_TASK_OUTCOME_DONE {
+		t.Fatalf("report %v", r)
+	}
+	if len(c.sent) != 1 {
+		t.Fatalf("sent %v", c.methods())
+	}
+	if p := param(v.inv.last(t), "Device.X.A"); p == nil || p.Value != "on" {
+		t.Fatalf("diff has %+v", p)
 	}
 }
