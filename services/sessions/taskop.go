@@ -382,6 +382,13 @@ func (o *taskOp) Answer(c *engine.Context, a engine.Answer) {
 		o.Stage = stageWaiting
 	case a.Lost != 0:
 		o.Stage, o.Detail = stageRetry, "the session ended before the CPE answered: "+a.Lost.String()
+	case a.Fault != nil && a.Fault.Code == cwmp.FaultRetryRequest:
+		// 8005 asks for the same request again (docs/protocol.md §7.1):
+		// the CPE did not carry it out and is not refusing it. Some CPEs
+		// answer so while busy; the task is retried, in a later session
+		// after the tasks service's back-off and within its max_attempts
+		// (docs/tasks.md, "Retries"), rather than faulted.
+		o.Stage, o.Detail = stageRetry, "the CPE asked for the request again (fault 8005 "+strconv.Quote(a.Fault.String)+")"
 	case a.Fault != nil:
 		o.fail(cpeFault(a.Fault))
 	case kind == keyGPN:
@@ -402,6 +409,15 @@ func (o *taskOp) Answer(c *engine.Context, a engine.Answer) {
 
 func cpeFault(f *cwmp.Fault) *tasksv1.TaskFault {
 	tf := &tasksv1.TaskFault{Code: uint32(f.Code), FaultString: f.String, Source: tasksv1.FaultSource_FAULT_SOURCE_CPE}
+	if f.Code == 0 && f.String == "" {
+		// A bare SOAP Fault, without the cwmp:Fault detail
+		// (docs/protocol.md §2.4): code 0, and the SOAP faultstring is
+		// all the CPE said.
+		tf.FaultString = f.SOAPString
+		if f.SOAPCode != "" {
+			tf.FaultString = strings.TrimSpace("SOAP fault " + f.SOAPCode + ": " + f.SOAPString)
+		}
+	}
 	for _, p := range f.SetParameterValuesFaults {
 		tf.ParameterFaults = append(tf.ParameterFaults, &tasksv1.ParameterFault{Name: p.ParameterName, Code: uint32(p.FaultCode), FaultString: p.FaultString})
 	}
@@ -482,6 +498,16 @@ func (o *taskOp) took(c *engine.Context, resp cwmp.Message) {
 	case *cwmp.SetParameterAttributesResponse, *cwmp.CancelTransferResponse:
 		o.done(nil)
 	case *cwmp.AddObjectResponse:
+		if r.InstanceNumber == 0 {
+			// Instance numbers start at 1 (docs/protocol.md §5.1): a CPE
+			// that left it out created an object whose number the ACS
+			// does not know, and never computes (§5.3). Done, as the CPE
+			// says, with no path and nothing written to inventory; the
+			// next refresh or discovery finds the instance.
+			o.Detail = "the CPE created the object without saying its instance number"
+			o.done(&tasksv1.TaskResult{Kind: &tasksv1.TaskResult_AddObject{AddObject: &tasksv1.AddObjectResult{Status: int32(r.Status)}}})
+			break
+		}
 		path := spec.GetAddObject().GetObjectName() + strconv.FormatUint(uint64(r.InstanceNumber), 10) + "."
 		o.Learned, o.Confirmed = []engine.Parameter{{Path: path}}, true
 		o.done(&tasksv1.TaskResult{Kind: &tasksv1.TaskResult_AddObject{AddObject: &tasksv1.AddObjectResult{
