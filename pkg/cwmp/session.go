@@ -184,6 +184,10 @@ type RequestDone struct {
 	// MissingID reports that the CPE's answer carried no cwmp:ID and was
 	// matched to the one outstanding request by method alone.
 	MissingID bool
+	// ForeignID is the cwmp:ID of an answer that carried one the session
+	// never gave (a CPE that numbers its answers itself) and was matched to
+	// the one outstanding request by method alone; "" when the IDs agreed.
+	ForeignID string
 }
 
 // AbandonReason says why an outstanding request will get no answer.
@@ -638,12 +642,21 @@ func (s *Session) answer(env *Envelope) Output {
 	switch s.st.Phase {
 	case PhaseAwaitingResponse:
 		o := s.st.Outstanding
-		idOK := !hasID || id == o.ID
+		// An answer must carry its request's cwmp:ID, but CPEs exist that
+		// number their answers themselves (docs/protocol.md §3): an ID
+		// this session never gave is matched by method, like a missing
+		// one. One of the session's own other IDs is a late or repeated
+		// answer to an earlier request, never taken for this one's.
+		foreign := hasID && id != o.ID && !s.ownID(id)
+		idOK := !hasID || id == o.ID || foreign
 		methodOK := method == "Fault" || method == o.Request.Message.Method()+"Response"
 		if !idOK || !methodOK {
 			return s.retransmit([]Notice{&Anomaly{Kind: AnomalyStrayResponse, ID: id, Method: method}})
 		}
 		done := &RequestDone{ID: o.ID, Request: o.Request, MissingID: !hasID}
+		if foreign {
+			done.ForeignID = id
+		}
 		if f, ok := env.Body.(*Fault); ok {
 			done.Fault = f
 		} else {
@@ -765,6 +778,25 @@ func (s *Session) sendable(req Request) error {
 			req.Message.Method(), since, s.st.Version, ErrMethodTooNew)
 	}
 	return nil
+}
+
+// ownID reports whether id has the form of the cwmp:IDs this session
+// gives its requests (requestIDFor), whatever its number.
+func (s *Session) ownID(id string) bool {
+	prefix := s.st.SessionID
+	if prefix == "" {
+		prefix = "acs"
+	}
+	n, ok := strings.CutPrefix(id, prefix+".")
+	if !ok || n == "" {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		if n[i] < '0' || n[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Session) requestIDFor(n uint64) string {

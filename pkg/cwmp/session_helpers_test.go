@@ -203,6 +203,9 @@ func renderNotice(n Notice) string {
 		if n.MissingID {
 			s += "(missing-id)"
 		}
+		if n.ForeignID != "" {
+			s += "(foreign-id " + n.ForeignID + ")"
+		}
 		return s
 	case *RequestAbandoned:
 		return "abandoned:" + n.Reason.String()

@@ -329,7 +329,7 @@ func TestSessionXMLDeclarationMirrored(t *testing.T) {
 	if !out.Reply.XMLDeclaration {
 		t.Fatal("request without the declaration")
 	}
-	out = s.Step(env(NS1_2, "zz", &GetParameterValuesResponse{}), nil) // the CPE now sends none
+	out = s.Step(env(NS1_2, "d.0", &GetParameterValuesResponse{}), nil) // a stray answer (an earlier ID), and the CPE now sends no declaration
 	if out.Reply.XMLDeclaration {
 		t.Fatal("declaration the CPE stopped sending")
 	}

@@ -249,11 +249,15 @@ func TestQuirkStrayAnswer(t *testing.T) {
 	wrongMethod := func(_ cwmp.Message, id string) []byte {
 		return soapEnv(idHeader(id), gpvResponse(pvs("Device.X.A", "stray", "xsd:string")))
 	}
-	wrongID := func(m cwmp.Message, _ string) []byte {
+	// Another of the session's own IDs (its number 0, never sent): a late
+	// answer to an earlier request, never taken for this one's (an ID the
+	// session never gave is: TestQuirkForeignID).
+	wrongID := func(m cwmp.Message, id string) []byte {
+		earlier := id[:strings.LastIndexByte(id, '.')+1] + "0"
 		if _, ok := m.(*cwmp.GetParameterValues); ok {
-			return soapEnv(idHeader("other-1"), gpvResponse(pvs("Device.X.A", "stray", "xsd:string")))
+			return soapEnv(idHeader(earlier), gpvResponse(pvs("Device.X.A", "stray", "xsd:string")))
 		}
-		return soapEnv(idHeader("other-1"), `<cwmp:SetParameterValuesResponse><Status>0</Status></cwmp:SetParameterValuesResponse>`)
+		return soapEnv(idHeader(earlier), `<cwmp:SetParameterValuesResponse><Status>0</Status></cwmp:SetParameterValuesResponse>`)
 	}
 	for _, tt := range []struct {
 		name string
@@ -302,6 +306,41 @@ func TestQuirkStrayAnswer(t *testing.T) {
 				if p := param(d, "Device.X.A"); p != nil {
 					t.Fatalf("diff has %+v", p)
 				}
+			}
+		})
+	}
+}
+
+// A CPE that numbers its answers itself (a cwmp:ID the session never
+// gave, docs/protocol.md §3): the answer of the right method is taken for
+// the task's, as one without an ID is; of another method it stays a
+// stray answer.
+func TestQuirkForeignID(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		op   *tasksv1.Operation
+		body string
+	}{
+		{"GetParameterValues", gpv("Device.X.A"), gpvResponse(pvs("Device.X.A", "from-cpe", "xsd:string"))},
+		{"SetParameterValues", spv("", "Device.X.A", "set", "xsd:string"), `<cwmp:SetParameterValuesResponse><Status>0</Status></cwmp:SetParameterValuesResponse>`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			v, c, r := runRaw(t, tt.op, func(cwmp.Message, string) []byte { return soapEnv(idHeader("7"), tt.body) })
+			if got := c.methods(); len(got) != 1 {
+				t.Fatalf("sent %v, want the request once", got)
+			}
+			if r.GetOutcome() != tasksv1.TaskOutcome_TASK_OUTCOME_DONE {
+				t.Fatalf("report %v", r)
+			}
+			want := "set"
+			if tt.name == "GetParameterValues" {
+				want = "from-cpe"
+				if vs := r.GetResult().GetGetParameterValues().GetValues(); len(vs) != 1 || vs[0].GetValue() != want {
+					t.Fatalf("result %v", r.GetResult())
+				}
+			}
+			if p := param(v.inv.last(t), "Device.X.A"); p == nil || p.Value != want {
+				t.Fatalf("diff has %+v, want %q", p, want)
 			}
 		})
 	}
