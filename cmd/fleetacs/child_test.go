@@ -44,8 +44,10 @@ func startChild(t *testing.T, prefix string, args ...string) *child {
 		t.Fatal(err)
 	}
 	c.cmd = exec.Command(argv[0], argv[1:]...)
-	// The STUN server's default port would be shared by every test.
-	c.cmd.Env = append(os.Environ(), asFleetacs+"=1", "FLEETACS_NOTIFIER_STUN_ADDR=127.0.0.1:0")
+	// The STUN server's and the HTTP/JSON API's default ports would be
+	// shared by every test, and by whatever else runs on the machine; a
+	// flag the test gives wins over these (pkg/config).
+	c.cmd.Env = append(os.Environ(), asFleetacs+"=1", "FLEETACS_NOTIFIER_STUN_ADDR=127.0.0.1:0", "FLEETACS_SERVER_API_HTTP_ADDR=127.0.0.1:0")
 	c.cmd.Stdout, c.cmd.Stderr = f, f
 	c.cmd.Dir = t.TempDir()
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
