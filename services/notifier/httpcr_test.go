@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -220,4 +221,87 @@ func TestParseChallenges(t *testing.T) {
 	// Hostile input: no panic, bounded work.
 	parseChallenges([]string{strings.Repeat(`Digest a=", `, 10000)})
 	parseChallenges([]string{"", ",,,", "Digest", `Digest realm="unterminated`})
+}
+
+// challengedCPE answers the first request with a 401 carrying
+// challenges, and any later one with 200 when checkDigest accepts its
+// Authorization against want (the challenge that should have been
+// picked), else 401 again; verr holds checkDigest's last complaint.
+func challengedCPE(t *testing.T, want map[string]string, user, pass string, challenges ...string) (*rawCPE, *error) {
+	t.Helper()
+	var mu sync.Mutex
+	var verr error
+	cpe := startRawCPE(t, "tcp4", func(n int, req *http.Request) (string, bool) {
+		authz := req.Header.Get("Authorization")
+		if authz == "" {
+			return answer401(true, challenges...), false
+		}
+		if err := checkDigest(authz, want, user, pass, req.Method, req.RequestURI); err != nil {
+			mu.Lock()
+			verr = err
+			mu.Unlock()
+			return answer401(true, challenges...), false
+		}
+		return "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false
+	})
+	return cpe, &verr
+}
+
+// TestHTTPDigestChallengeForms: the Digest challenges real CPEs send, each
+// answered as RFC 7616 (qop=auth) or RFC 2069 (no qop) says, checked by an
+// independent computation (checkDigest).
+func TestHTTPDigestChallengeForms(t *testing.T) {
+	const user, pass = "cr-user", `pa:ss"w`
+	for _, c := range []struct {
+		name       string
+		challenges []string
+		want       map[string]string // the challenge to be answered
+		allowBasic bool
+	}{
+		{"qop-auth", []string{`Digest realm="cpe", nonce="n1", qop="auth"`},
+			map[string]string{"realm": "cpe", "nonce": "n1", "qop": "auth"}, false},
+		{"no-qop-rfc2069", []string{`Digest realm="cpe", nonce="n2"`},
+			map[string]string{"realm": "cpe", "nonce": "n2"}, false},
+		{"qop-auth-and-auth-int", []string{`Digest realm="cpe", nonce="n3", qop="auth,auth-int", algorithm=MD5`},
+			map[string]string{"realm": "cpe", "nonce": "n3", "qop": "auth", "algorithm": "MD5"}, false},
+		{"qop-auth-int-first-with-space", []string{`Digest realm="cpe", nonce="n3b", qop="auth-int, auth"`},
+			map[string]string{"realm": "cpe", "nonce": "n3b", "qop": "auth"}, false},
+		{"md5-sess", []string{`Digest realm="cpe", nonce="n4", qop="auth", algorithm=MD5-sess, opaque="o4"`},
+			map[string]string{"realm": "cpe", "nonce": "n4", "qop": "auth", "algorithm": "MD5-sess", "opaque": "o4"}, false},
+		{"quoted-algorithm", []string{`Digest realm="cpe", nonce="n5", algorithm="MD5", qop="auth"`},
+			map[string]string{"realm": "cpe", "nonce": "n5", "qop": "auth", "algorithm": "MD5"}, false},
+		{"all-unquoted", []string{`Digest realm=cpe,nonce=n6,qop=auth,opaque=o6`},
+			map[string]string{"realm": "cpe", "nonce": "n6", "qop": "auth", "opaque": "o6"}, false},
+		{"extra-parameters", []string{`Digest realm="cpe", domain="/ /cr", nonce="n7", stale=FALSE, charset=UTF-8, userhash=false, x-vendor="a, b=c", qop="auth", opaque="o7"`},
+			map[string]string{"realm": "cpe", "nonce": "n7", "qop": "auth", "opaque": "o7"}, false},
+		{"realm-with-spaces-and-commas", []string{`Digest realm="Home Gateway, Model 7 \"x\"", nonce="n8", qop="auth"`},
+			map[string]string{"realm": `Home Gateway, Model 7 "x"`, "nonce": "n8", "qop": "auth"}, false},
+		{"lower-case-scheme-and-names", []string{`digest REALM="cpe", Nonce="n9", QOP="auth"`},
+			map[string]string{"realm": "cpe", "nonce": "n9", "qop": "auth"}, false},
+		// Several WWW-Authenticate headers: Digest is answered, and still
+		// preferred to Basic when -notifier.allow-basic permits Basic (the
+		// flag allows Basic, it does not prefer it).
+		{"basic-and-digest-headers", []string{`Basic realm="cpe"`, `Digest realm="cpe", nonce="n10", qop="auth"`},
+			map[string]string{"realm": "cpe", "nonce": "n10", "qop": "auth"}, false},
+		{"basic-and-digest-headers-basic-allowed", []string{`Basic realm="cpe"`, `Digest realm="cpe", nonce="n11", qop="auth"`},
+			map[string]string{"realm": "cpe", "nonce": "n11", "qop": "auth"}, true},
+		{"digest-and-basic-one-header", []string{`Digest realm="cpe", nonce="n12", qop="auth", Basic realm="cpe"`},
+			map[string]string{"realm": "cpe", "nonce": "n12", "qop": "auth"}, true},
+		{"sha256-and-md5", []string{`Digest realm="cpe", nonce="n13", qop="auth", algorithm=MD5`, `Digest realm="cpe", nonce="n13", qop="auth", algorithm=SHA-256`},
+			map[string]string{"realm": "cpe", "nonce": "n13", "qop": "auth", "algorithm": "SHA-256"}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cpe, verr := challengedCPE(t, c.want, user, pass, c.challenges...)
+			cfg := testConfig()
+			cfg.AllowBasic = c.allowBasic
+			s := newService(t, cfg, Deps{})
+			r := sendTo(t, s, "http://"+cpe.hostport()+"/cr/tok?x=1", user, pass)
+			if r.status != tasksv1.WakeStatus_WAKE_STATUS_SENT {
+				t.Fatalf("%v %q; the CPE's check: %v", r.status, r.detail, *verr)
+			}
+			if n := len(cpe.requests()); n != 2 {
+				t.Fatalf("%d requests, want the challenge and its answer", n)
+			}
+		})
+	}
 }
