@@ -23,6 +23,9 @@ type authChallenge struct {
 	opaque    string
 	algorithm string
 	qopAuth   bool // "auth" was among the offered qop values
+	// stale is stale=true: the nonce had expired, the credentials were
+	// right (RFC 7616 §3.3).
+	stale bool
 }
 
 // maxChallengeBytes bounds the WWW-Authenticate text considered: a real
@@ -51,6 +54,7 @@ func parseChallenges(values []string) []authChallenge {
 			c := authChallenge{scheme: strings.ToLower(scheme)}
 			params, remain := authParams(rest)
 			c.realm, c.nonce, c.opaque, c.algorithm = params["realm"], params["nonce"], params["opaque"], params["algorithm"]
+			c.stale = strings.EqualFold(params["stale"], "true")
 			for _, q := range strings.Split(params["qop"], ",") {
 				if strings.EqualFold(strings.TrimSpace(q), "auth") {
 					c.qopAuth = true

@@ -305,3 +305,158 @@ func TestHTTPDigestChallengeForms(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTPStaleNonce: a second 401 with stale=true says the credentials
+// were right and the nonce had expired (RFC 7616 §3.3): the new challenge
+// is answered once; a CPE that answers stale=true for ever ends as an
+// authentication failure, not a loop.
+func TestHTTPStaleNonce(t *testing.T) {
+	const user, pass = "u", "p"
+	for _, forever := range []bool{false, true} {
+		cpe := startRawCPE(t, "tcp4", func(n int, req *http.Request) (string, bool) {
+			nonce := "old"
+			if n >= 2 {
+				nonce = "new"
+			}
+			authz := req.Header.Get("Authorization")
+			ch := map[string]string{"realm": "cpe", "nonce": nonce, "qop": "auth"}
+			if authz != "" && !forever && n >= 2 && checkDigest(authz, ch, user, pass, req.Method, req.RequestURI) == nil {
+				return "HTTP/1.1 204 No Content\r\n\r\n", false
+			}
+			if authz == "" {
+				return answer401(true, `Digest realm="cpe", nonce="old", qop="auth"`), false
+			}
+			// The answer to "old" came: the CPE says it is stale.
+			return answer401(true, `Digest realm="cpe", nonce="new", qop="auth", stale=true`), false
+		})
+		s := newService(t, testConfig(), Deps{})
+		r := sendTo(t, s, "http://"+cpe.hostport()+"/", user, pass)
+		n := len(cpe.requests())
+		if !forever && (r.status != tasksv1.WakeStatus_WAKE_STATUS_SENT || n != 3) {
+			t.Fatalf("stale once: %v %q after %d requests, want sent after 3", r.status, r.detail, n)
+		}
+		if forever && (r.status != tasksv1.WakeStatus_WAKE_STATUS_AUTH_FAILED || n != 3) {
+			t.Fatalf("stale for ever: %v %q after %d requests, want auth_failed after 3", r.status, r.detail, n)
+		}
+	}
+}
+
+// TestHTTPWrongCredentialsNoLoop: a second 401 without stale=true is wrong
+// credentials, said so after exactly two requests.
+func TestHTTPWrongCredentialsNoLoop(t *testing.T) {
+	cpe := startRawCPE(t, "tcp4", func(int, *http.Request) (string, bool) {
+		return answer401(true, `Digest realm="cpe", nonce="`+randomHex(4)+`", qop="auth"`), false
+	})
+	s := newService(t, testConfig(), Deps{})
+	r := sendTo(t, s, "http://"+cpe.hostport()+"/", "u", "wrong")
+	if r.status != tasksv1.WakeStatus_WAKE_STATUS_AUTH_FAILED || !strings.Contains(r.detail, "refused the credentials") {
+		t.Fatalf("%v %q", r.status, r.detail)
+	}
+	if n := len(cpe.requests()); n != 2 {
+		t.Fatalf("%d requests, want 2", n)
+	}
+}
+
+// TestHTTPStatusOutcomes: 200 and 204 are success, with or without a
+// challenge first; other answers are failures that say what came.
+func TestHTTPStatusOutcomes(t *testing.T) {
+	for _, c := range []struct {
+		status string
+		want   tasksv1.WakeStatus
+		detail string
+	}{
+		{"200 OK", tasksv1.WakeStatus_WAKE_STATUS_SENT, "HTTP 200"},
+		{"204 No Content", tasksv1.WakeStatus_WAKE_STATUS_SENT, "HTTP 204"},
+		{"503 Service Unavailable", tasksv1.WakeStatus_WAKE_STATUS_FAILED, "busy"},
+		{"500 Internal Server Error", tasksv1.WakeStatus_WAKE_STATUS_FAILED, "HTTP 500"},
+		{"404 Not Found", tasksv1.WakeStatus_WAKE_STATUS_FAILED, "HTTP 404"},
+		{"403 Forbidden", tasksv1.WakeStatus_WAKE_STATUS_AUTH_FAILED, "HTTP 403"},
+	} {
+		for _, challenged := range []bool{false, true} {
+			cpe := startRawCPE(t, "tcp4", func(n int, req *http.Request) (string, bool) {
+				if challenged && req.Header.Get("Authorization") == "" {
+					return answer401(true, `Digest realm="cpe", nonce="n"`), false
+				}
+				return "HTTP/1.1 " + c.status + "\r\nContent-Length: 0\r\n\r\n", false
+			})
+			s := newService(t, testConfig(), Deps{})
+			r := sendTo(t, s, "http://"+cpe.hostport()+"/", "u", "p")
+			if r.status != c.want || !strings.Contains(r.detail, c.detail) {
+				t.Errorf("%s (challenged %v): %v %q", c.status, challenged, r.status, r.detail)
+			}
+		}
+	}
+}
+
+// TestHTTPClosedWithoutAnswer: a CPE that closes the connection without
+// answering, at once or after the challenge (some start their session
+// anyway), is a failure that says so, within the request timeout and
+// after a bounded number of requests.
+func TestHTTPClosedWithoutAnswer(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		challenge bool // the first request is answered with a 401
+		keepAlive bool // which leaves the connection open
+		// authed is how many authenticated requests the CPE gets: on a
+		// reused connection the transport tries once more on a new one;
+		// a request received on a new connection is not sent again.
+		authed int
+	}{
+		{"first-request", false, true, 0},
+		{"after-401-keep-alive", true, true, 2},
+		{"after-401-connection-close", true, false, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cpe := startRawCPE(t, "tcp4", func(n int, req *http.Request) (string, bool) {
+				if req.Header.Get("Authorization") == "" && c.challenge {
+					return answer401(c.keepAlive, `Digest realm="cpe", nonce="n", qop="auth"`), !c.keepAlive
+				}
+				return "", true
+			})
+			s := newService(t, testConfig(), Deps{})
+			r := sendTo(t, s, "http://"+cpe.hostport()+"/", "u", "p")
+			if r.status != tasksv1.WakeStatus_WAKE_STATUS_FAILED || !strings.Contains(r.detail, "closed the connection without answering") {
+				t.Errorf("%v %q", r.status, r.detail)
+			}
+			authed := 0
+			for _, req := range cpe.requests() {
+				if req.Header.Get("Authorization") != "" {
+					authed++
+				}
+			}
+			if authed != c.authed {
+				t.Fatalf("%d authenticated requests, want %d", authed, c.authed)
+			}
+		})
+	}
+}
+
+// TestHTTP10NoContentLength: HTTP/1.0 answers without Content-Length (the
+// body ends when the CPE closes) work for the challenge and the success.
+func TestHTTP10NoContentLength(t *testing.T) {
+	const user, pass = "u", "p"
+	var verr error
+	var mu sync.Mutex
+	cpe := startRawCPE(t, "tcp4", func(n int, req *http.Request) (string, bool) {
+		authz := req.Header.Get("Authorization")
+		if authz == "" {
+			return "HTTP/1.0 401 Unauthorized\r\nWWW-Authenticate: Digest realm=\"cpe\", nonce=\"n\", qop=\"auth\"\r\nContent-Type: text/html\r\n\r\n<html>401</html>", true
+		}
+		if err := checkDigest(authz, map[string]string{"realm": "cpe", "nonce": "n", "qop": "auth"}, user, pass, req.Method, req.RequestURI); err != nil {
+			mu.Lock()
+			verr = err
+			mu.Unlock()
+			return "HTTP/1.0 403 Forbidden\r\n\r\n", true
+		}
+		return "HTTP/1.0 200 OK\r\n\r\n<html>ok</html>", true
+	})
+	s := newService(t, testConfig(), Deps{})
+	if r := sendTo(t, s, "http://"+cpe.hostport()+"/", user, pass); r.status != tasksv1.WakeStatus_WAKE_STATUS_SENT {
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("%v %q (%v)", r.status, r.detail, verr)
+	}
+	if n := cpe.conns.Load(); n != 2 {
+		t.Fatalf("%d connections, want 2", n)
+	}
+}
