@@ -40,7 +40,11 @@ func fail(status tasksv1.WakeStatus, transport, format string, args ...any) resu
 // connection passes the guard.
 func (s *Service) sendHTTP(ctx context.Context, rawURL, user, pass string) result {
 	const tr = "http"
-	u, err := url.Parse(rawURL)
+	// Some CPEs report the URL with white space around it (a trailing
+	// space or line end): it is no part of the URL, which is otherwise
+	// used exactly as reported (docs/protocol.md §8.1). Left in, a
+	// trailing space would be sent as "%20" at the end of the path.
+	u, err := url.Parse(strings.TrimSpace(rawURL))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
 		return fail(tasksv1.WakeStatus_WAKE_STATUS_NO_ADDRESS, tr, "connection request URL is not an http(s) URL")
 	}

@@ -2,10 +2,15 @@ package notifier
 
 import (
 	"context"
+	"io"
+	"log"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -458,5 +463,153 @@ func TestHTTP10NoContentLength(t *testing.T) {
 	}
 	if n := cpe.conns.Load(); n != 2 {
 		t.Fatalf("%d connections, want 2", n)
+	}
+}
+
+// TestHTTPRequestSent: what FleetACS sends, before and after the
+// challenge: a GET without a body, the Host of the URL, a User-Agent, no
+// cookie (even one the CPE set with its 401), the path and query exactly
+// as the URL has them, and a Digest uri= equal to the request-URI.
+func TestHTTPRequestSent(t *testing.T) {
+	const user, pass = "u", "p"
+	const path = "/cr/a%2Fb;x=y?q=1&r=%20s&t=%C3%A9"
+	var verr error
+	var mu sync.Mutex
+	cpe := startRawCPE(t, "tcp4", func(n int, req *http.Request) (string, bool) {
+		authz := req.Header.Get("Authorization")
+		if authz == "" {
+			return "HTTP/1.1 401 Unauthorized\r\nSet-Cookie: sid=1; Path=/\r\nWWW-Authenticate: Digest realm=\"cpe\", nonce=\"n\", qop=\"auth\"\r\nContent-Length: 0\r\n\r\n", false
+		}
+		if err := checkDigest(authz, map[string]string{"realm": "cpe", "nonce": "n", "qop": "auth"}, user, pass, req.Method, req.RequestURI); err != nil {
+			mu.Lock()
+			verr = err
+			mu.Unlock()
+		}
+		return "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false
+	})
+	s := newService(t, testConfig(), Deps{})
+	if r := sendTo(t, s, "http://"+cpe.hostport()+path, user, pass); r.status != tasksv1.WakeStatus_WAKE_STATUS_SENT {
+		t.Fatalf("%v %q", r.status, r.detail)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if verr != nil {
+		t.Fatal(verr)
+	}
+	reqs := cpe.requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests", len(reqs))
+	}
+	for i, req := range reqs {
+		body, _ := io.ReadAll(req.Body)
+		switch {
+		case req.Method != http.MethodGet:
+			t.Errorf("request %d: method %s", i, req.Method)
+		case len(body) != 0 || req.ContentLength > 0 || len(req.TransferEncoding) != 0:
+			t.Errorf("request %d: a body (%d bytes, Content-Length %d, %v)", i, len(body), req.ContentLength, req.TransferEncoding)
+		case req.Host != cpe.hostport():
+			t.Errorf("request %d: Host %q, want %q", i, req.Host, cpe.hostport())
+		case req.RequestURI != path:
+			t.Errorf("request %d: request-URI %q, want %q", i, req.RequestURI, path)
+		case req.UserAgent() == "" || strings.Contains(req.UserAgent(), "Go-http-client"):
+			t.Errorf("request %d: User-Agent %q", i, req.UserAgent())
+		case req.Header.Get("Cookie") != "":
+			t.Errorf("request %d: Cookie %q", i, req.Header.Get("Cookie"))
+		}
+	}
+}
+
+// TestHTTPURLForms: ConnectionRequestURLs as CPEs report them.
+func TestHTTPURLForms(t *testing.T) {
+	ok := func(n int, req *http.Request) (string, bool) {
+		if req.Header.Get("Authorization") == "" {
+			return answer401(true, `Digest realm="cpe", nonce="n", qop="auth"`), false
+		}
+		return "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false
+	}
+	s := newService(t, testConfig(), Deps{})
+	t.Run("upper-case-scheme-and-spaces", func(t *testing.T) {
+		cpe := startRawCPE(t, "tcp4", ok)
+		for _, u := range []string{
+			"HTTP://" + cpe.hostport() + "/cr",
+			"Http://" + cpe.hostport() + "/cr",
+			"http://" + cpe.hostport() + "/cr ",
+			" http://" + cpe.hostport() + "/cr\t",
+			"http://" + cpe.hostport() + "/cr\r\n",
+		} {
+			before := len(cpe.requests())
+			if r := sendTo(t, s, u, "u", "p"); r.status != tasksv1.WakeStatus_WAKE_STATUS_SENT {
+				t.Errorf("%q: %v %q", u, r.status, r.detail)
+				continue
+			}
+			for _, req := range cpe.requests()[before:] {
+				if req.RequestURI != "/cr" {
+					t.Errorf("%q: request-URI %q", u, req.RequestURI)
+				}
+			}
+		}
+	})
+	t.Run("ipv6-literal", func(t *testing.T) {
+		cpe := startRawCPE(t, "tcp6", ok)
+		u := "http://" + cpe.hostport() + "/cr/v6"
+		if !strings.HasPrefix(cpe.hostport(), "[::1]:") {
+			t.Fatalf("listener %s", cpe.hostport())
+		}
+		if r := sendTo(t, s, u, "u", "p"); r.status != tasksv1.WakeStatus_WAKE_STATUS_SENT {
+			t.Fatalf("%v %q", r.status, r.detail)
+		}
+		for _, req := range cpe.requests() {
+			if req.Host != cpe.hostport() || req.RequestURI != "/cr/v6" {
+				t.Fatalf("Host %q, request-URI %q", req.Host, req.RequestURI)
+			}
+		}
+		// Still subject to the guard.
+		cfg := testConfig()
+		cfg.AllowLoopback = false
+		before := cpe.conns.Load()
+		if r := sendTo(t, newService(t, cfg, Deps{}), u, "u", "p"); r.status != tasksv1.WakeStatus_WAKE_STATUS_ADDRESS_REFUSED {
+			t.Fatalf("[::1] without -notifier.allow-loopback: %v %q", r.status, r.detail)
+		}
+		if cpe.conns.Load() != before {
+			t.Fatal("connected to a refused [::1]")
+		}
+	})
+	// Without a port, http:// goes to 80 and https:// to 443: shown by
+	// the guard, which refuses this process's own listeners there (no
+	// test binds port 80).
+	t.Run("default-ports", func(t *testing.T) {
+		own := []netipAddrPort{netip.MustParseAddrPort("127.0.0.1:80"), netip.MustParseAddrPort("127.0.0.1:443")}
+		s := newService(t, testConfig(), Deps{OwnAddrs: func() []netipAddrPort { return own }})
+		for _, u := range []string{"http://127.0.0.1/cr", "http://localhost/cr", "https://127.0.0.1/cr", "https://localhost/cr"} {
+			r := sendTo(t, s, u, "u", "p")
+			if r.status != tasksv1.WakeStatus_WAKE_STATUS_ADDRESS_REFUSED || !strings.Contains(r.detail, "own listeners") {
+				t.Errorf("%s: %v %q, want refused as port 80/443", u, r.status, r.detail)
+			}
+		}
+	})
+}
+
+// TestHTTPSSelfSignedRefused documents the behaviour with an https://
+// ConnectionRequestURL: the CPE's certificate is verified against the
+// system's roots, so a self-signed one (what CPEs have) fails the
+// handshake before any request is sent, and the outcome says why.
+func TestHTTPSSelfSignedRefused(t *testing.T) {
+	var got atomic.Int32
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Add(1)
+		w.WriteHeader(http.StatusOK)
+	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	defer srv.Close()
+	s := newService(t, testConfig(), Deps{})
+	r := sendTo(t, s, srv.URL+"/cr", "u", "p")
+	if r.status != tasksv1.WakeStatus_WAKE_STATUS_FAILED || !strings.Contains(r.detail, "certificate") {
+		t.Fatalf("%v %q", r.status, r.detail)
+	}
+	if strings.Contains(r.detail, srv.URL) {
+		t.Fatalf("the detail %q holds the URL", r.detail)
+	}
+	if got.Load() != 0 {
+		t.Fatal("a request was sent over an unverified connection")
 	}
 }
