@@ -138,7 +138,11 @@ func (s *Service) authGet(ctx context.Context, client *http.Client, u *url.URL, 
 	return code, hdr, err
 }
 
-// get sends one GET and reads at most maxBody of the answer.
+// get sends one GET. Only a 401's body is read, at most maxBody of it, so
+// that the answer to the challenge may reuse the connection; any other
+// answer's status is the outcome, and its body is not waited for (a CPE
+// may send the headers and stall, docs/security.md "Connection
+// requests").
 func (s *Service) get(ctx context.Context, client *http.Client, u *url.URL, authz string) (int, http.Header, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
@@ -152,7 +156,9 @@ func (s *Service) get(ctx context.Context, client *http.Client, u *url.URL, auth
 	if err != nil {
 		return 0, nil, err
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
+	if resp.StatusCode == http.StatusUnauthorized {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
+	}
 	resp.Body.Close()
 	return resp.StatusCode, resp.Header, nil
 }

@@ -613,3 +613,39 @@ func TestHTTPSSelfSignedRefused(t *testing.T) {
 		t.Fatal("a request was sent over an unverified connection")
 	}
 }
+
+// TestHTTPStalledBody: a CPE that sends its answer's headers and then
+// stalls in the body. The status is the outcome, known from the headers:
+// a final answer's body is not waited for; a 401's is (to reuse the
+// connection), within the request timeout.
+func TestHTTPStalledBody(t *testing.T) {
+	for _, c := range []struct {
+		status string
+		want   tasksv1.WakeStatus
+		fast   bool
+	}{
+		{"200 OK", tasksv1.WakeStatus_WAKE_STATUS_SENT, true},
+		{"503 Service Unavailable", tasksv1.WakeStatus_WAKE_STATUS_FAILED, true},
+		{"401 Unauthorized\r\nWWW-Authenticate: Digest realm=\"cpe\", nonce=\"n\"", tasksv1.WakeStatus_WAKE_STATUS_FAILED, false},
+	} {
+		cpe := startRawCPE(t, "tcp4", func(n int, req *http.Request) (string, bool) {
+			// Content-Length promises more than comes; the connection
+			// stays open until the test ends.
+			return "HTTP/1.1 " + c.status + "\r\nContent-Length: 1000\r\n\r\nabc", false
+		})
+		cfg := testConfig()
+		cfg.RequestTimeout = time.Minute
+		if !c.fast {
+			cfg.RequestTimeout = 300 * time.Millisecond
+		}
+		s := newService(t, cfg, Deps{})
+		start := time.Now()
+		r := sendTo(t, s, "http://"+cpe.hostport()+"/", "u", "p")
+		if r.status != c.want {
+			t.Errorf("%q: %v %q", c.status, r.status, r.detail)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("%q: took %v", c.status, d)
+		}
+	}
+}
