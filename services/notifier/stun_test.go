@@ -2,10 +2,16 @@ package notifier
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha1"
 	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -237,4 +243,89 @@ func FuzzParseSTUN(f *testing.F) {
 			_ = stunResponse(r, netip.MustParseAddrPort("[2001:db8::1]:5"))
 		}
 	})
+}
+
+// TestUDPMessageKnownAnswer: the datagram byte for byte, with a signature
+// computed outside Go (openssl dgst -sha1 -hmac s3cret over
+// "1700000000a1b2c3d4cr-user0123abcd": ts, id, un and cn concatenated,
+// keyed with the connection-request password, docs/protocol.md §8.2).
+func TestUDPMessageKnownAnswer(t *testing.T) {
+	const sig = "4c469b7f15610cf5cb587bdb1068347e14b94757"
+	want := "GET http://192.0.2.1:7547?ts=1700000000&id=a1b2c3d4&un=cr-user&cn=0123abcd&sig=" + sig + " HTTP/1.1\r\nHost: 192.0.2.1:7547\r\n\r\n"
+	if got := string(UDPMessage("192.0.2.1:7547", 1700000000, "a1b2c3d4", "cr-user", "0123abcd", "s3cret")); got != want {
+		t.Fatalf("got  %q\nwant %q", got, want)
+	}
+	if got := UDPSignature("s3cret", "1700000000", "a1b2c3d4", "cr-user", "0123abcd"); got != sig {
+		t.Fatalf("sig %s", got)
+	}
+	v6 := string(UDPMessage("[2001:db8::1]:7547", 1, "i", "u", "c", "p"))
+	if !strings.HasPrefix(v6, "GET http://[2001:db8::1]:7547?ts=1&") || !strings.Contains(v6, "\r\nHost: [2001:db8::1]:7547\r\n") {
+		t.Fatalf("IPv6: %q", v6)
+	}
+}
+
+// TestUDPRequestToReportedAddress: a UDP connection request to the
+// UDPConnectionRequestAddress a CPE reported (IPv4, IPv6 in brackets,
+// white space around it), the configured number of copies, each checked
+// with an HMAC-SHA1 computed here.
+func TestUDPRequestToReportedAddress(t *testing.T) {
+	for _, c := range []struct{ network, ip, format string }{
+		{"udp4", "127.0.0.1", "%s"},
+		{"udp6", "::1", "%s"},
+		{"udp4", "127.0.0.1", " %s \r\n"},
+	} {
+		cpe, err := net.ListenUDP(c.network, &net.UDPAddr{IP: net.ParseIP(c.ip)})
+		if err != nil {
+			t.Skipf("no %s loopback: %v", c.network, err)
+		}
+		defer cpe.Close()
+		cpe.SetDeadline(time.Now().Add(5 * time.Second))
+		addr := cpe.LocalAddr().(*net.UDPAddr).AddrPort().String()
+		clk := newClock()
+		cfg := testConfig()
+		cfg.UDPCopies = 3
+		s := newService(t, cfg, Deps{Now: clk.Now})
+		r := s.sendUDP(context.Background(), fmt.Sprintf(c.format, addr), "cr-user", "pw")
+		if r.status != tasksv1.WakeStatus_WAKE_STATUS_SENT || r.transport != "udp" {
+			t.Fatalf("%q: %v %q", addr, r.status, r.detail)
+		}
+		var id string
+		buf := make([]byte, 1500)
+		for i := range cfg.UDPCopies {
+			n, err := cpe.Read(buf)
+			if err != nil {
+				t.Fatalf("copy %d: %v", i, err)
+			}
+			msg := string(buf[:n])
+			line, rest, _ := strings.Cut(msg, "\r\n")
+			f := strings.Fields(line)
+			if len(f) != 3 || f[0] != "GET" || f[2] != "HTTP/1.1" || rest != "Host: "+addr+"\r\n\r\n" {
+				t.Fatalf("message %q", msg)
+			}
+			base, query, _ := strings.Cut(f[1], "?")
+			if base != "http://"+addr {
+				t.Fatalf("request target %q", f[1])
+			}
+			var names []string
+			q := map[string]string{}
+			for _, kv := range strings.Split(query, "&") {
+				k, v, _ := strings.Cut(kv, "=")
+				names = append(names, k)
+				q[k] = v
+			}
+			if strings.Join(names, ",") != "ts,id,un,cn,sig" || q["un"] != "cr-user" || q["ts"] != strconv.FormatInt(clk.Now().Unix(), 10) {
+				t.Fatalf("query %q", query)
+			}
+			m := hmac.New(sha1.New, []byte("pw"))
+			io.WriteString(m, q["ts"]+q["id"]+q["un"]+q["cn"])
+			if q["sig"] != hex.EncodeToString(m.Sum(nil)) {
+				t.Fatalf("sig %s", q["sig"])
+			}
+			if id == "" {
+				id = q["id"]
+			} else if q["id"] != id {
+				t.Fatalf("copy %d has id %s, the first %s", i, q["id"], id)
+			}
+		}
+	}
 }
