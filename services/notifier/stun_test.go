@@ -1,6 +1,7 @@
 package notifier
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha1"
@@ -326,6 +327,109 @@ func TestUDPRequestToReportedAddress(t *testing.T) {
 			} else if q["id"] != id {
 				t.Fatalf("copy %d has id %s, the first %s", i, q["id"], id)
 			}
+		}
+	}
+}
+
+// stunMessage builds a Binding Request from raw attributes (type, value,
+// padding bytes written after the value).
+type rawAttr struct {
+	typ uint16
+	val []byte
+	pad []byte
+}
+
+func stunMessage(cookie bool, attrs ...rawAttr) []byte {
+	b := make([]byte, 20)
+	binary.BigEndian.PutUint16(b, stunBindingRequest)
+	copy(b[4:], randomBytes(16))
+	if cookie {
+		binary.BigEndian.PutUint32(b[4:], stunMagicCookie)
+	}
+	for _, a := range attrs {
+		b = binary.BigEndian.AppendUint16(b, a.typ)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(a.val)))
+		b = append(b, a.val...)
+		b = append(b, a.pad...)
+	}
+	binary.BigEndian.PutUint16(b[2:], uint16(len(b)-20))
+	return b
+}
+
+// TestParseSTUNForms: Binding Requests as TR-111 CPEs send them.
+func TestParseSTUNForms(t *testing.T) {
+	user7 := rawAttr{0x0006, []byte("cr-dev7"), []byte{0}} // odd length, padded
+	crb := rawAttr{0xC001, []byte("dslforum.org/TR-111 "), nil}
+	crbNoSpace := rawAttr{0xC001, []byte("dslforum.org/TR-111"), []byte{0}}
+	change := rawAttr{0xC002, nil, nil}
+	integrity := rawAttr{0x0008, randomBytes(20), nil} // MESSAGE-INTEGRITY: not checked
+	fingerprint := rawAttr{0x8028, randomBytes(4), nil}
+	for _, c := range []struct {
+		name          string
+		msg           []byte
+		rfc5389       bool
+		user          string
+		connReq, bchg bool
+	}{
+		{"rfc3489", stunMessage(false, user7, crb), false, "cr-dev7", true, false},
+		{"rfc5389", stunMessage(true, user7, crb), true, "cr-dev7", true, false},
+		{"binding-change", stunMessage(true, crb, change, user7), true, "cr-dev7", true, true},
+		{"no-trailing-space", stunMessage(false, crbNoSpace, user7), false, "cr-dev7", true, false},
+		{"message-integrity-and-fingerprint", stunMessage(true, user7, crb, integrity, fingerprint), true, "cr-dev7", true, false},
+		{"non-zero-padding", stunMessage(true, rawAttr{0x0006, []byte("dev-1"), []byte{0xff, 0xff, 0xff}}, crb), true, "dev-1", true, false},
+		{"unknown-attributes", stunMessage(false, rawAttr{0x0003, []byte{0, 0, 0, 6}, nil}, rawAttr{0x8022, []byte("cpe-stun 1.0"), nil}, user7, crb), false, "cr-dev7", true, false},
+		{"plain-binding-request", stunMessage(false), false, "", false, false},
+		// Classic STUN had no padding (RFC 3489 wants USERNAME a multiple
+		// of 4 long): a last attribute of odd length may come unpadded.
+		{"unpadded-last-username", stunMessage(false, crb, rawAttr{0x0006, []byte("cr-dev7"), nil}), false, "cr-dev7", true, false},
+		{"unpadded-last-binding", stunMessage(false, user7, rawAttr{0xC001, []byte("dslforum.org/TR-111"), nil}), false, "cr-dev7", true, false},
+	} {
+		r, err := parseSTUN(c.msg)
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		if r.rfc5389 != c.rfc5389 || r.username != c.user || r.connReq != c.connReq || r.bindingChange != c.bchg {
+			t.Errorf("%s: %+v", c.name, r)
+		}
+		if !bytes.Equal(r.txid[:], c.msg[4:20]) {
+			t.Errorf("%s: transaction id", c.name)
+		}
+	}
+}
+
+// TestSTUNBindingFollowsNATPort: when the CPE's NAT maps its
+// connection-request port anew, the next Binding Request (with
+// BINDING-CHANGE, or a plain keep-alive) teaches the new port, and the
+// next wake goes there. A request with MESSAGE-INTEGRITY is answered and
+// learnt like any other (the STUN password is not held, so it is not
+// checked).
+func TestSTUNBindingFollowsNATPort(t *testing.T) {
+	s := newService(t, testConfig(), Deps{})
+	user := rawAttr{0x0006, []byte("cr-dev1"), []byte{0}}
+	crb := rawAttr{0xC001, []byte(connReqBindingValue), nil}
+	ip := netip.MustParseAddr("192.0.2.9")
+	for i, c := range []struct {
+		port  uint16
+		attrs []rawAttr
+	}{
+		{4000, []rawAttr{user, crb}},
+		{4000, []rawAttr{user, crb}},
+		{4711, []rawAttr{user, crb, {0xC002, nil, nil}}},
+		{5000, []rawAttr{crb, user}},
+		{5001, []rawAttr{user, crb, {0x0008, randomBytes(20), nil}}},
+	} {
+		src := netip.AddrPortFrom(ip, c.port)
+		msg := stunMessage(i%2 == 0, c.attrs...)
+		resp := s.stunPacket(msg, src)
+		if got := mappedAddress(t, resp, attrMappedAddress); got != src {
+			t.Fatalf("request %d: MAPPED-ADDRESS %v, want %v", i, got, src)
+		}
+		if !bytes.Equal(resp[4:20], msg[4:20]) {
+			t.Fatalf("request %d: transaction id not echoed", i)
+		}
+		if got, ok := s.bindings.lookup(context.Background(), "cr-dev1", ip); !ok || got != src {
+			t.Fatalf("request %d: binding %v %v, want %v", i, got, ok, src)
 		}
 	}
 }
