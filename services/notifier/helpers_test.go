@@ -333,7 +333,8 @@ func (c *rawCPE) requests() []*http.Request {
 func (c *rawCPE) hostport() string { return c.ln.Addr().String() }
 
 // checkDigest verifies a Digest Authorization header against the
-// challenge parameters ch (realm, nonce, algorithm, qop offered, opaque),
+// challenge parameters ch (realm, nonce, algorithm, the qop to be
+// answered, opaque),
 // computed here from RFC 7616 §3.4.1 and RFC 2069, independently of
 // authorization().
 func checkDigest(authz string, ch map[string]string, user, pass, method, requestURI string) error {
@@ -365,15 +366,18 @@ func checkDigest(authz string, ch map[string]string, user, pass, method, request
 		ha1 = sum(ha1 + ":" + ch["nonce"] + ":" + p["cnonce"])
 	}
 	ha2 := sum(method + ":" + requestURI)
+	if ch["qop"] == "auth-int" {
+		ha2 = sum(method + ":" + requestURI + ":" + sum("")) // an empty body
+	}
 	var want string
 	if ch["qop"] != "" {
-		if p["qop"] != "auth" || len(p["nc"]) != 8 || p["cnonce"] == "" {
+		if p["qop"] != ch["qop"] || len(p["nc"]) != 8 || p["cnonce"] == "" {
 			return fmt.Errorf("qop %q offered: got qop=%q nc=%q cnonce=%q", ch["qop"], p["qop"], p["nc"], p["cnonce"])
 		}
-		if !regexp.MustCompile(`(^|, )qop=auth(,|$)`).MatchString(rest) || !regexp.MustCompile(`(^|, )nc=[0-9a-f]{8}(,|$)`).MatchString(rest) {
+		if !regexp.MustCompile(`(^|, )qop=`+ch["qop"]+`(,|$)`).MatchString(rest) || !regexp.MustCompile(`(^|, )nc=[0-9a-f]{8}(,|$)`).MatchString(rest) {
 			return fmt.Errorf("qop and nc are tokens, unquoted (RFC 7616 §3.4): %s", rest)
 		}
-		want = sum(ha1 + ":" + ch["nonce"] + ":" + p["nc"] + ":" + p["cnonce"] + ":auth:" + ha2)
+		want = sum(ha1 + ":" + ch["nonce"] + ":" + p["nc"] + ":" + p["cnonce"] + ":" + ch["qop"] + ":" + ha2)
 	} else {
 		if _, ok := p["qop"]; ok {
 			return errors.New("qop sent though none was offered")

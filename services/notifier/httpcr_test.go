@@ -271,6 +271,8 @@ func TestHTTPDigestChallengeForms(t *testing.T) {
 			map[string]string{"realm": "cpe", "nonce": "n3", "qop": "auth", "algorithm": "MD5"}, false},
 		{"qop-auth-int-first-with-space", []string{`Digest realm="cpe", nonce="n3b", qop="auth-int, auth"`},
 			map[string]string{"realm": "cpe", "nonce": "n3b", "qop": "auth"}, false},
+		{"qop-auth-int-only", []string{`Digest realm="cpe", nonce="n3c", qop="auth-int"`},
+			map[string]string{"realm": "cpe", "nonce": "n3c", "qop": "auth-int"}, false},
 		{"md5-sess", []string{`Digest realm="cpe", nonce="n4", qop="auth", algorithm=MD5-sess, opaque="o4"`},
 			map[string]string{"realm": "cpe", "nonce": "n4", "qop": "auth", "algorithm": "MD5-sess", "opaque": "o4"}, false},
 		{"quoted-algorithm", []string{`Digest realm="cpe", nonce="n5", algorithm="MD5", qop="auth"`},
