@@ -13,8 +13,7 @@ import (
 // HTTP authentication as the client of a CPE's connection-request
 // listener (docs/protocol.md §8.1): RFC 7616 Digest (MD5, SHA-256 and their
 // -sess variants; qop=auth, auth-int when only it is offered, or no qop
-// as in RFC 2069) and, when policy
-// allows it, Basic.
+// as in RFC 2069) and, when policy allows it, Basic.
 
 // authChallenge is one WWW-Authenticate challenge.
 type authChallenge struct {
