@@ -433,3 +433,17 @@ func TestSTUNBindingFollowsNATPort(t *testing.T) {
 		}
 	}
 }
+
+// TestUDPDefaultPort: a UDPConnectionRequestAddress without a port means
+// port 80 (docs/protocol.md §8.2), shown by the guard, which refuses this
+// process's own listeners there (no test binds port 80).
+func TestUDPDefaultPort(t *testing.T) {
+	own := []netipAddrPort{netip.MustParseAddrPort("127.0.0.1:80"), netip.MustParseAddrPort("[::1]:80")}
+	s := newService(t, testConfig(), Deps{OwnAddrs: func() []netipAddrPort { return own }})
+	for _, a := range []string{"127.0.0.1", "[::1]", "localhost", "127.0.0.1:80"} {
+		r := s.sendUDP(context.Background(), a, "u", "p")
+		if r.status != tasksv1.WakeStatus_WAKE_STATUS_ADDRESS_REFUSED || !strings.Contains(r.detail, "own listeners") {
+			t.Errorf("%s: %v %q, want refused as port 80", a, r.status, r.detail)
+		}
+	}
+}
