@@ -252,7 +252,7 @@ func isRefusedErr(err error) bool { return errors.Is(err, ErrAddressRefused) }
 type rawCPE struct {
 	// answer returns what to write to the n-th request (from 0), and
 	// whether to close the connection afterwards; "" closes it without
-	// an answer.
+	// an answer, "RST" resets it.
 	answer func(n int, req *http.Request) (string, bool)
 
 	ln    net.Listener
@@ -313,6 +313,10 @@ func (c *rawCPE) serve(conn net.Conn) {
 		c.reqs = append(c.reqs, req)
 		c.mu.Unlock()
 		out, closeAfter := c.answer(n, req)
+		if out == "RST" {
+			conn.(*net.TCPConn).SetLinger(0) // the close resets the connection
+			return
+		}
 		if out == "" {
 			return
 		}

@@ -198,14 +198,17 @@ func (s *Service) httpError(err error) result {
 	}
 	// A CPE that closes the connection without answering (some then start
 	// their session all the same, docs/protocol.md §8.1).
+	var opErr *net.OpError
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
+		if errors.As(err, &opErr) && opErr.Err != nil {
+			err = opErr.Err // without the addresses
+		}
 		return fail(tasksv1.WakeStatus_WAKE_STATUS_FAILED, tr, "the CPE closed the connection without answering (%v)", err)
 	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
 		return fail(tasksv1.WakeStatus_WAKE_STATUS_FAILED, tr, "resolve the CPE's host: %s", dnsErr.Err)
 	}
-	var opErr *net.OpError
 	if errors.As(err, &opErr) && opErr.Err != nil {
 		return fail(tasksv1.WakeStatus_WAKE_STATUS_FAILED, tr, "%s: %s", opErr.Op, opErr.Err.Error())
 	}

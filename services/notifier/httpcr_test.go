@@ -412,17 +412,21 @@ func TestHTTPClosedWithoutAnswer(t *testing.T) {
 		{"first-request", false, true, 0},
 		{"after-401-keep-alive", true, true, 2},
 		{"after-401-connection-close", true, false, 1},
+		{"reset", false, true, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cpe := startRawCPE(t, "tcp4", func(n int, req *http.Request) (string, bool) {
 				if req.Header.Get("Authorization") == "" && c.challenge {
 					return answer401(c.keepAlive, `Digest realm="cpe", nonce="n", qop="auth"`), !c.keepAlive
 				}
+				if c.name == "reset" {
+					return "RST", true
+				}
 				return "", true
 			})
 			s := newService(t, testConfig(), Deps{})
 			r := sendTo(t, s, "http://"+cpe.hostport()+"/", "u", "p")
-			if r.status != tasksv1.WakeStatus_WAKE_STATUS_FAILED || !strings.Contains(r.detail, "closed the connection without answering") {
+			if r.status != tasksv1.WakeStatus_WAKE_STATUS_FAILED || !strings.Contains(r.detail, "closed the connection without answering") || strings.Contains(r.detail, "127.0.0.1") {
 				t.Errorf("%v %q", r.status, r.detail)
 			}
 			authed := 0
