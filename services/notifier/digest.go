@@ -12,8 +12,8 @@ import (
 
 // HTTP authentication as the client of a CPE's connection-request
 // listener (docs/protocol.md §8.1): RFC 7616 Digest (MD5, SHA-256 and their
-// -sess variants; qop=auth, or no qop as in RFC 2069) and, when policy
-// allows it, Basic.
+// -sess variants; qop=auth, auth-int when only it is offered, or no qop
+// as in RFC 2069) and, when policy allows it, Basic.
 
 // authChallenge is one WWW-Authenticate challenge.
 type authChallenge struct {
@@ -23,6 +23,11 @@ type authChallenge struct {
 	opaque    string
 	algorithm string
 	qopAuth   bool // "auth" was among the offered qop values
+	// qopAuthInt: "auth-int" was; answered only when "auth" was not.
+	qopAuthInt bool
+	// stale is stale=true: the nonce had expired, the credentials were
+	// right (RFC 7616 §3.3).
+	stale bool
 }
 
 // maxChallengeBytes bounds the WWW-Authenticate text considered: a real
@@ -51,9 +56,13 @@ func parseChallenges(values []string) []authChallenge {
 			c := authChallenge{scheme: strings.ToLower(scheme)}
 			params, remain := authParams(rest)
 			c.realm, c.nonce, c.opaque, c.algorithm = params["realm"], params["nonce"], params["opaque"], params["algorithm"]
+			c.stale = strings.EqualFold(params["stale"], "true")
 			for _, q := range strings.Split(params["qop"], ",") {
-				if strings.EqualFold(strings.TrimSpace(q), "auth") {
+				switch strings.ToLower(strings.TrimSpace(q)) {
+				case "auth":
 					c.qopAuth = true
+				case "auth-int":
+					c.qopAuthInt = true
 				}
 			}
 			out = append(out, c)
@@ -176,10 +185,22 @@ func authorization(c authChallenge, user, pass, method, uri string) string {
 		ha1 = hexDigest(newHash, ha1, c.nonce, cnonce)
 	}
 	ha2 := hexDigest(newHash, method, uri)
+	// A CPE that offers qop but not "auth" wants "auth-int", whose A2 also
+	// holds the hash of the request's body, empty for a connection
+	// request (RFC 7616 §3.4.3, docs/protocol.md §8.1); without qop the
+	// answer is RFC 2069's.
+	qop := ""
+	switch {
+	case c.qopAuth:
+		qop = "auth"
+	case c.qopAuthInt:
+		qop = "auth-int"
+		ha2 = hexDigest(newHash, method, uri, hexDigest(newHash, ""))
+	}
 	const nc = "00000001"
 	var response string
-	if c.qopAuth {
-		response = hexDigest(newHash, ha1, c.nonce, nc, cnonce, "auth", ha2)
+	if qop != "" {
+		response = hexDigest(newHash, ha1, c.nonce, nc, cnonce, qop, ha2)
 	} else {
 		response = hexDigest(newHash, ha1, c.nonce, ha2)
 	}
@@ -192,8 +213,8 @@ func authorization(c authChallenge, user, pass, method, uri string) string {
 	if c.opaque != "" {
 		b.WriteString(`, opaque="` + quoted(c.opaque) + `"`)
 	}
-	if c.qopAuth {
-		b.WriteString(`, qop=auth, nc=` + nc + `, cnonce="` + cnonce + `"`)
+	if qop != "" {
+		b.WriteString(`, qop=` + qop + `, nc=` + nc + `, cnonce="` + cnonce + `"`)
 	}
 	return b.String()
 }

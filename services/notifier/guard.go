@@ -191,6 +191,9 @@ func (g *guard) dialer(timeout time.Duration) *net.Dialer {
 // §8.2) and checks every address it gets: the first allowed one is
 // returned.
 func (g *guard) resolveUDP(ctx context.Context, resolver *net.Resolver, hostport string) (netip.AddrPort, error) {
+	// White space around the address, which some CPEs report, is no part
+	// of it (docs/protocol.md §8.2).
+	hostport = strings.TrimSpace(hostport)
 	host, port, err := splitHostPortDefault(hostport, "80")
 	if err != nil {
 		return netip.AddrPort{}, err

@@ -1,6 +1,8 @@
 package notifier
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/md5"
 	"crypto/rand"
@@ -8,10 +10,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"flag"
+	"fmt"
 	"hash"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -240,3 +245,168 @@ func newFlagSet() *flag.FlagSet { return flag.NewFlagSet("test", flag.ContinueOn
 type netipAddrPort = netip.AddrPort
 
 func isRefusedErr(err error) bool { return errors.Is(err, ErrAddressRefused) }
+
+// rawCPE is a connection-request listener that answers with bytes the
+// test writes itself, as a CPE's small HTTP server does (HTTP/1.0, no
+// Content-Length, closing without an answer). It records every request.
+type rawCPE struct {
+	// answer returns what to write to the n-th request (from 0), and
+	// whether to close the connection afterwards; "" closes it without
+	// an answer, "RST" resets it.
+	answer func(n int, req *http.Request) (string, bool)
+
+	ln    net.Listener
+	conns atomic.Int32
+	mu    sync.Mutex
+	reqs  []*http.Request
+	open  []net.Conn
+}
+
+// startRawCPE listens on network's loopback ("tcp4" or "tcp6").
+func startRawCPE(t *testing.T, network string, answer func(int, *http.Request) (string, bool)) *rawCPE {
+	t.Helper()
+	addr := "127.0.0.1:0"
+	if network == "tcp6" {
+		addr = "[::1]:0"
+	}
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		t.Skipf("no %s loopback: %v", network, err)
+	}
+	c := &rawCPE{answer: answer, ln: ln}
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.conns.Add(1)
+			c.mu.Lock()
+			c.open = append(c.open, conn)
+			c.mu.Unlock()
+			go c.serve(conn)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, conn := range c.open {
+			conn.Close()
+		}
+	})
+	return c
+}
+
+func (c *rawCPE) serve(conn net.Conn) {
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	for {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		body, _ := io.ReadAll(io.LimitReader(req.Body, 1<<20))
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		c.mu.Lock()
+		n := len(c.reqs)
+		c.reqs = append(c.reqs, req)
+		c.mu.Unlock()
+		out, closeAfter := c.answer(n, req)
+		if out == "RST" {
+			conn.(*net.TCPConn).SetLinger(0) // the close resets the connection
+			return
+		}
+		if out == "" {
+			return
+		}
+		if _, err := io.WriteString(conn, out); err != nil || closeAfter {
+			return
+		}
+	}
+}
+
+// requests returns the requests received so far.
+func (c *rawCPE) requests() []*http.Request {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*http.Request(nil), c.reqs...)
+}
+
+// hostport is the listener's address as a URL writes it.
+func (c *rawCPE) hostport() string { return c.ln.Addr().String() }
+
+// checkDigest verifies a Digest Authorization header against the
+// challenge parameters ch (realm, nonce, algorithm, the qop to be
+// answered, opaque),
+// computed here from RFC 7616 §3.4.1 and RFC 2069, independently of
+// authorization().
+func checkDigest(authz string, ch map[string]string, user, pass, method, requestURI string) error {
+	scheme, rest, _ := strings.Cut(authz, " ")
+	if scheme != "Digest" {
+		return fmt.Errorf("scheme %q", scheme)
+	}
+	p, _ := authParams(rest)
+	alg := strings.ToUpper(ch["algorithm"])
+	if p["algorithm"] != ch["algorithm"] {
+		return fmt.Errorf("algorithm %q, challenge said %q", p["algorithm"], ch["algorithm"])
+	}
+	var h func() hash.Hash = md5.New
+	if strings.HasPrefix(alg, "SHA-256") {
+		h = sha256.New
+	}
+	sum := func(s string) string { x := h(); x.Write([]byte(s)); return hex.EncodeToString(x.Sum(nil)) }
+	if p["username"] != user || p["realm"] != ch["realm"] || p["nonce"] != ch["nonce"] || p["opaque"] != ch["opaque"] {
+		return fmt.Errorf("echoed %q, challenge %q", p, ch)
+	}
+	if p["uri"] != requestURI {
+		return fmt.Errorf("uri=%q, request-URI %q", p["uri"], requestURI)
+	}
+	ha1 := sum(user + ":" + ch["realm"] + ":" + pass)
+	if strings.HasSuffix(alg, "-SESS") {
+		if p["cnonce"] == "" {
+			return errors.New("-sess without cnonce")
+		}
+		ha1 = sum(ha1 + ":" + ch["nonce"] + ":" + p["cnonce"])
+	}
+	ha2 := sum(method + ":" + requestURI)
+	if ch["qop"] == "auth-int" {
+		ha2 = sum(method + ":" + requestURI + ":" + sum("")) // an empty body
+	}
+	var want string
+	if ch["qop"] != "" {
+		if p["qop"] != ch["qop"] || len(p["nc"]) != 8 || p["cnonce"] == "" {
+			return fmt.Errorf("qop %q offered: got qop=%q nc=%q cnonce=%q", ch["qop"], p["qop"], p["nc"], p["cnonce"])
+		}
+		if !regexp.MustCompile(`(^|, )qop=`+ch["qop"]+`(,|$)`).MatchString(rest) || !regexp.MustCompile(`(^|, )nc=[0-9a-f]{8}(,|$)`).MatchString(rest) {
+			return fmt.Errorf("qop and nc are tokens, unquoted (RFC 7616 §3.4): %s", rest)
+		}
+		want = sum(ha1 + ":" + ch["nonce"] + ":" + p["nc"] + ":" + p["cnonce"] + ":" + ch["qop"] + ":" + ha2)
+	} else {
+		if _, ok := p["qop"]; ok {
+			return errors.New("qop sent though none was offered")
+		}
+		if _, ok := p["nc"]; ok {
+			return errors.New("nc sent though no qop was offered")
+		}
+		want = sum(ha1 + ":" + ch["nonce"] + ":" + ha2)
+	}
+	if p["response"] != want {
+		return fmt.Errorf("response %q, want %q", p["response"], want)
+	}
+	return nil
+}
+
+// answer401 is a raw 401 with the given WWW-Authenticate values.
+func answer401(keepAlive bool, challenges ...string) string {
+	var b strings.Builder
+	b.WriteString("HTTP/1.1 401 Unauthorized\r\n")
+	for _, c := range challenges {
+		b.WriteString("WWW-Authenticate: " + c + "\r\n")
+	}
+	if !keepAlive {
+		b.WriteString("Connection: close\r\n")
+	}
+	b.WriteString("Content-Length: 0\r\n\r\n")
+	return b.String()
+}

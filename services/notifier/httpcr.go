@@ -8,9 +8,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync/atomic"
+	"syscall"
 
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
 )
@@ -37,7 +40,11 @@ func fail(status tasksv1.WakeStatus, transport, format string, args ...any) resu
 // connection passes the guard.
 func (s *Service) sendHTTP(ctx context.Context, rawURL, user, pass string) result {
 	const tr = "http"
-	u, err := url.Parse(rawURL)
+	// Some CPEs report the URL with white space around it (a trailing
+	// space or line end): it is no part of the URL, which is otherwise
+	// used exactly as reported (docs/protocol.md §8.1). Left in, a
+	// trailing space would be sent as "%20" at the end of the path.
+	u, err := url.Parse(strings.TrimSpace(rawURL))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
 		return fail(tasksv1.WakeStatus_WAKE_STATUS_NO_ADDRESS, tr, "connection request URL is not an http(s) URL")
 	}
@@ -94,12 +101,15 @@ func (s *Service) sendHTTP(ctx context.Context, rawURL, user, pass string) resul
 	if !ok {
 		return fail(tasksv1.WakeStatus_WAKE_STATUS_AUTH_FAILED, tr, "the CPE offered no authentication scheme allowed here (Digest MD5 or SHA-256; Basic with -notifier.allow-basic)")
 	}
-	authz := authorization(ch, user, pass, http.MethodGet, u.RequestURI())
-	code, _, err = s.get(ctx, client, u, authz)
-	if err != nil && ctx.Err() == nil && !errors.Is(err, ErrAddressRefused) {
-		// Many CPEs close the connection after the 401
-		// (docs/protocol.md §8.1): one more try on a new connection.
-		code, _, err = s.get(ctx, client, u, authz)
+	code, hdr, err = s.authGet(ctx, client, u, authorization(ch, user, pass, http.MethodGet, u.RequestURI()))
+	if err == nil && code == http.StatusUnauthorized {
+		// A second 401 with stale=true says the credentials were right
+		// and the nonce had expired: its new challenge is answered once,
+		// and a second stale 401 is a failure (docs/protocol.md §8.1).
+		ch, ok := pickChallenge(parseChallenges(hdr.Values("WWW-Authenticate")), cfg.AllowBasic)
+		if ok && ch.stale && ch.scheme == "digest" {
+			code, _, err = s.authGet(ctx, client, u, authorization(ch, user, pass, http.MethodGet, u.RequestURI()))
+		}
 	}
 	if err != nil {
 		return s.httpError(err)
@@ -107,7 +117,32 @@ func (s *Service) sendHTTP(ctx context.Context, rawURL, user, pass string) resul
 	return httpStatus(code, true)
 }
 
-// get sends one GET and reads at most maxBody of the answer.
+// authGet sends the authenticated GET. Many CPEs close the connection
+// after the 401 (docs/protocol.md §8.1): the transport itself sends the
+// request again on a new connection when the one it reused fails, and
+// authGet tries once more only when the request reached no CPE at all (a
+// failed dial). A request the CPE received on a new connection and left
+// unanswered is not sent again: some CPEs close the connection and start
+// their session, and a copy would only meet a busy CPE or a used nonce.
+func (s *Service) authGet(ctx context.Context, client *http.Client, u *url.URL, authz string) (int, http.Header, error) {
+	var wrote atomic.Bool
+	tctx := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteRequest: func(i httptrace.WroteRequestInfo) {
+		if i.Err == nil {
+			wrote.Store(true)
+		}
+	}})
+	code, hdr, err := s.get(tctx, client, u, authz)
+	if err != nil && !wrote.Load() && ctx.Err() == nil && !errors.Is(err, ErrAddressRefused) {
+		code, hdr, err = s.get(ctx, client, u, authz)
+	}
+	return code, hdr, err
+}
+
+// get sends one GET. Only a 401's body is read, at most maxBody of it, so
+// that the answer to the challenge may reuse the connection; any other
+// answer's status is the outcome, and its body is not waited for (a CPE
+// may send the headers and stall, docs/security.md "Connection
+// requests").
 func (s *Service) get(ctx context.Context, client *http.Client, u *url.URL, authz string) (int, http.Header, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
@@ -121,7 +156,9 @@ func (s *Service) get(ctx context.Context, client *http.Client, u *url.URL, auth
 	if err != nil {
 		return 0, nil, err
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
+	if resp.StatusCode == http.StatusUnauthorized {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
+	}
 	resp.Body.Close()
 	return resp.StatusCode, resp.Header, nil
 }
@@ -159,11 +196,19 @@ func (s *Service) httpError(err error) result {
 	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 		return fail(tasksv1.WakeStatus_WAKE_STATUS_FAILED, tr, "no answer within -notifier.request-timeout")
 	}
+	// A CPE that closes the connection without answering (some then start
+	// their session all the same, docs/protocol.md §8.1).
+	var opErr *net.OpError
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) {
+		if errors.As(err, &opErr) && opErr.Err != nil {
+			err = opErr.Err // without the addresses
+		}
+		return fail(tasksv1.WakeStatus_WAKE_STATUS_FAILED, tr, "the CPE closed the connection without answering (%v)", err)
+	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
 		return fail(tasksv1.WakeStatus_WAKE_STATUS_FAILED, tr, "resolve the CPE's host: %s", dnsErr.Err)
 	}
-	var opErr *net.OpError
 	if errors.As(err, &opErr) && opErr.Err != nil {
 		return fail(tasksv1.WakeStatus_WAKE_STATUS_FAILED, tr, "%s: %s", opErr.Op, opErr.Err.Error())
 	}

@@ -56,8 +56,10 @@ func parseSTUN(b []byte) (stunRequest, error) {
 	if binary.BigEndian.Uint16(b[0:2]) != stunBindingRequest {
 		return r, errSTUN
 	}
+	// The length need not be a multiple of 4: see the last attribute
+	// below.
 	n := int(binary.BigEndian.Uint16(b[2:4]))
-	if n%4 != 0 || stunHeaderLen+n != len(b) {
+	if stunHeaderLen+n != len(b) {
 		return r, errSTUN
 	}
 	copy(r.txid[:], b[4:20])
@@ -71,7 +73,15 @@ func parseSTUN(b []byte) (stunRequest, error) {
 		l := int(binary.BigEndian.Uint16(attrs[2:4]))
 		padded := (l + 3) &^ 3
 		if 4+padded > len(attrs) {
-			return r, errSTUN
+			// Classic STUN knew no padding (RFC 3489 wants USERNAME a
+			// multiple of 4 long), and some CPEs send an odd-length last
+			// attribute (USERNAME, or CONNECTION-REQUEST-BINDING without
+			// its trailing space) unpadded: accepted when it ends the
+			// message exactly (docs/protocol.md §8.2).
+			if 4+l != len(attrs) {
+				return r, errSTUN
+			}
+			padded = l
 		}
 		v := attrs[4 : 4+l]
 		switch typ {
