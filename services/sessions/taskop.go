@@ -383,10 +383,11 @@ func (o *taskOp) Answer(c *engine.Context, a engine.Answer) {
 	case a.Lost != 0:
 		o.Stage, o.Detail = stageRetry, "the session ended before the CPE answered: "+a.Lost.String()
 	case a.Fault != nil && a.Fault.Code == cwmp.FaultRetryRequest:
-		// 8005 asks for the same request again (docs/protocol.md §7.1):
-		// the CPE did not carry it out and is not refusing it. Some CPEs
-		// answer so while busy; the task is retried, in a later session
-		// after the tasks service's back-off and within its max_attempts
+		// 8005 asks for the same request again (docs/protocol.md §7.1).
+		// It is an ACS fault code, outside what a CPE should send, but its
+		// one meaning is that the request was not carried out and should
+		// come again: the task is retried, in a later session after the
+		// tasks service's back-off and within its max_attempts
 		// (docs/tasks.md, "Retries"), rather than faulted.
 		o.Stage, o.Detail = stageRetry, "the CPE asked for the request again (fault 8005 "+strconv.Quote(a.Fault.String)+")"
 	case a.Fault != nil:
