@@ -270,8 +270,12 @@ func startRawCPE(t *testing.T, network string, answer func(int, *http.Request) (
 		addr = "[::1]:0"
 	}
 	ln, err := net.Listen(network, addr)
-	if err != nil {
+	if err != nil && network == "tcp6" {
+		// A machine without IPv6 has no ::1; 127.0.0.1 is a must.
 		t.Skipf("no %s loopback: %v", network, err)
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 	c := &rawCPE{answer: answer, ln: ln}
 	go func() {
