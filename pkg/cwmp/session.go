@@ -783,11 +783,7 @@ func (s *Session) sendable(req Request) error {
 // ownID reports whether id has the form of the cwmp:IDs this session
 // gives its requests (requestIDFor), whatever its number.
 func (s *Session) ownID(id string) bool {
-	prefix := s.st.SessionID
-	if prefix == "" {
-		prefix = "acs"
-	}
-	n, ok := strings.CutPrefix(id, prefix+".")
+	n, ok := strings.CutPrefix(id, s.requestIDPrefix())
 	if !ok || n == "" {
 		return false
 	}
@@ -799,12 +795,17 @@ func (s *Session) ownID(id string) bool {
 	return true
 }
 
-func (s *Session) requestIDFor(n uint64) string {
-	prefix := s.st.SessionID
-	if prefix == "" {
-		prefix = "acs"
+// requestIDPrefix is what every cwmp:ID of the session's requests starts
+// with: its session ID ("acs" without one) and a dot.
+func (s *Session) requestIDPrefix() string {
+	if s.st.SessionID == "" {
+		return "acs."
 	}
-	return prefix + "." + strconv.FormatUint(n, 10)
+	return s.st.SessionID + "."
+}
+
+func (s *Session) requestIDFor(n uint64) string {
+	return s.requestIDPrefix() + strconv.FormatUint(n, 10)
 }
 
 // ---- envelopes
