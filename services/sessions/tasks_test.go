@@ -288,16 +288,24 @@ func (c *taskCPE) request(e *engine.Engine, m cwmp.Message) {
 // when the session ended.
 func (c *taskCPE) step(e *engine.Engine, body []byte) (cwmp.Message, string) {
 	c.v.t.Helper()
+	m, id, _ := c.stepReply(e, body)
+	return m, id
+}
+
+// stepReply is step that also returns the ACS's reply, for a test that
+// checks how the session ended.
+func (c *taskCPE) stepReply(e *engine.Engine, body []byte) (cwmp.Message, string, *engine.Reply) {
+	c.v.t.Helper()
 	r := c.post(e, body)
 	if r.Status != 200 {
-		return nil, ""
+		return nil, "", r
 	}
 	env, err := cwmp.Decode(r.Body)
 	if err != nil {
 		c.v.t.Fatal(err)
 	}
 	c.sent = append(c.sent, env.Body)
-	return env.Body, env.Header.ID
+	return env.Body, env.Header.ID, r
 }
 
 // run runs the rest of the session on e: empty POST, then an answer to
