@@ -340,6 +340,32 @@ func (c *rawCPE) requests() []*http.Request {
 // hostport is the listener's address as a URL writes it.
 func (c *rawCPE) hostport() string { return c.ln.Addr().String() }
 
+// digestCheck records what a scripted CPE's checkDigest last complained
+// of; the CPE's goroutine sets it, the test reads it once the request is
+// over.
+type digestCheck struct {
+	mu  sync.Mutex
+	err error
+}
+
+// check runs checkDigest and records its complaint; it reports whether
+// the header was right.
+func (d *digestCheck) check(authz string, ch map[string]string, user, pass string, req *http.Request) bool {
+	err := checkDigest(authz, ch, user, pass, req.Method, req.RequestURI)
+	if err != nil {
+		d.mu.Lock()
+		d.err = err
+		d.mu.Unlock()
+	}
+	return err == nil
+}
+
+func (d *digestCheck) last() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.err
+}
+
 // checkDigest verifies a Digest Authorization header against the
 // challenge parameters ch (realm, nonce, algorithm, the qop to be
 // answered, opaque),

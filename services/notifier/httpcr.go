@@ -36,8 +36,8 @@ func fail(status tasksv1.WakeStatus, transport, format string, args ...any) resu
 // sendHTTP sends an HTTP connection request (docs/protocol.md §8.1): a GET
 // of the URL as the CPE reported it; on 401 the challenge is answered on
 // the same connection when the CPE keeps it open. No redirect is
-// followed, no more than maxBody of an answer is read, and every
-// connection passes the guard.
+// followed, only a 401's body is read and no more than maxBody of it, and
+// every connection passes the guard.
 func (s *Service) sendHTTP(ctx context.Context, rawURL, user, pass string) result {
 	const tr = "http"
 	// Some CPEs report the URL with white space around it (a trailing

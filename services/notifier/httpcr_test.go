@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -231,25 +230,18 @@ func TestParseChallenges(t *testing.T) {
 // challengedCPE answers the first request with a 401 carrying
 // challenges, and any later one with 200 when checkDigest accepts its
 // Authorization against want (the challenge that should have been
-// picked), else 401 again; verr holds checkDigest's last complaint.
-func challengedCPE(t *testing.T, want map[string]string, user, pass string, challenges ...string) (*rawCPE, *error) {
+// picked), else 401 again; the digestCheck it returns holds checkDigest's last complaint.
+func challengedCPE(t *testing.T, want map[string]string, user, pass string, challenges ...string) (*rawCPE, *digestCheck) {
 	t.Helper()
-	var mu sync.Mutex
-	var verr error
+	verr := &digestCheck{}
 	cpe := startRawCPE(t, "tcp4", func(n int, req *http.Request) (string, bool) {
 		authz := req.Header.Get("Authorization")
-		if authz == "" {
-			return answer401(true, challenges...), false
-		}
-		if err := checkDigest(authz, want, user, pass, req.Method, req.RequestURI); err != nil {
-			mu.Lock()
-			verr = err
-			mu.Unlock()
+		if authz == "" || !verr.check(authz, want, user, pass, req) {
 			return answer401(true, challenges...), false
 		}
 		return "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false
 	})
-	return cpe, &verr
+	return cpe, verr
 }
 
 // TestHTTPDigestChallengeForms: the Digest challenges real CPEs send, each
@@ -304,7 +296,7 @@ func TestHTTPDigestChallengeForms(t *testing.T) {
 			s := newService(t, cfg, Deps{})
 			r := sendTo(t, s, "http://"+cpe.hostport()+"/cr/tok?x=1", user, pass)
 			if r.status != tasksv1.WakeStatus_WAKE_STATUS_SENT {
-				t.Fatalf("%v %q; the CPE's check: %v", r.status, r.detail, *verr)
+				t.Fatalf("%v %q; the CPE's check: %v", r.status, r.detail, verr.last())
 			}
 			if n := len(cpe.requests()); n != 2 {
 				t.Fatalf("%d requests, want the challenge and its answer", n)
@@ -446,26 +438,20 @@ func TestHTTPClosedWithoutAnswer(t *testing.T) {
 // body ends when the CPE closes) work for the challenge and the success.
 func TestHTTP10NoContentLength(t *testing.T) {
 	const user, pass = "u", "p"
-	var verr error
-	var mu sync.Mutex
+	verr := &digestCheck{}
 	cpe := startRawCPE(t, "tcp4", func(n int, req *http.Request) (string, bool) {
 		authz := req.Header.Get("Authorization")
 		if authz == "" {
 			return "HTTP/1.0 401 Unauthorized\r\nWWW-Authenticate: Digest realm=\"cpe\", nonce=\"n\", qop=\"auth\"\r\nContent-Type: text/html\r\n\r\n<html>401</html>", true
 		}
-		if err := checkDigest(authz, map[string]string{"realm": "cpe", "nonce": "n", "qop": "auth"}, user, pass, req.Method, req.RequestURI); err != nil {
-			mu.Lock()
-			verr = err
-			mu.Unlock()
+		if !verr.check(authz, map[string]string{"realm": "cpe", "nonce": "n", "qop": "auth"}, user, pass, req) {
 			return "HTTP/1.0 403 Forbidden\r\n\r\n", true
 		}
 		return "HTTP/1.0 200 OK\r\n\r\n<html>ok</html>", true
 	})
 	s := newService(t, testConfig(), Deps{})
 	if r := sendTo(t, s, "http://"+cpe.hostport()+"/", user, pass); r.status != tasksv1.WakeStatus_WAKE_STATUS_SENT {
-		mu.Lock()
-		defer mu.Unlock()
-		t.Fatalf("%v %q (%v)", r.status, r.detail, verr)
+		t.Fatalf("%v %q (%v)", r.status, r.detail, verr.last())
 	}
 	if n := cpe.conns.Load(); n != 2 {
 		t.Fatalf("%d connections, want 2", n)
@@ -479,28 +465,21 @@ func TestHTTP10NoContentLength(t *testing.T) {
 func TestHTTPRequestSent(t *testing.T) {
 	const user, pass = "u", "p"
 	const path = "/cr/a%2Fb;x=y?q=1&r=%20s&t=%C3%A9"
-	var verr error
-	var mu sync.Mutex
+	verr := &digestCheck{}
 	cpe := startRawCPE(t, "tcp4", func(n int, req *http.Request) (string, bool) {
 		authz := req.Header.Get("Authorization")
 		if authz == "" {
 			return "HTTP/1.1 401 Unauthorized\r\nSet-Cookie: sid=1; Path=/\r\nWWW-Authenticate: Digest realm=\"cpe\", nonce=\"n\", qop=\"auth\"\r\nContent-Length: 0\r\n\r\n", false
 		}
-		if err := checkDigest(authz, map[string]string{"realm": "cpe", "nonce": "n", "qop": "auth"}, user, pass, req.Method, req.RequestURI); err != nil {
-			mu.Lock()
-			verr = err
-			mu.Unlock()
-		}
+		verr.check(authz, map[string]string{"realm": "cpe", "nonce": "n", "qop": "auth"}, user, pass, req)
 		return "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", false
 	})
 	s := newService(t, testConfig(), Deps{})
 	if r := sendTo(t, s, "http://"+cpe.hostport()+path, user, pass); r.status != tasksv1.WakeStatus_WAKE_STATUS_SENT {
 		t.Fatalf("%v %q", r.status, r.detail)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if verr != nil {
-		t.Fatal(verr)
+	if err := verr.last(); err != nil {
+		t.Fatal(err)
 	}
 	reqs := cpe.requests()
 	if len(reqs) != 2 {
