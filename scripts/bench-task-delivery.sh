@@ -84,6 +84,7 @@ run() { # BIN NAME
 	t0=$(cat "$work/$2-t0")
 	sims=$(sed -n 's/^sessions: started [0-9]*, ok \([0-9]*\),.*/\1/p' "$work/$2-sim.txt" | head -1)
 	rate=$(sed -n 's/^tasks delivered once all were queued: \([0-9.]*\)\/s.*/\1/p' "$work/$2.txt")
+	steady=$(sed -n 's/^tasks delivered from the first end: \([0-9.]*\)\/s (the first ended \([0-9.a-z]*\) .*/\1 | \2/p' "$work/$2.txt")
 	cpu=$(awk -v t=$((t1 - t0)) -v hz="$hz" -v s="${sims:-0}" 'BEGIN{ if (s > 0) printf "%.0f", t / hz * 1e6 / s; else print "?" }')
 	prate=""
 	if [ "${PERIODIC:-0}" = 1 ]; then
@@ -94,11 +95,11 @@ run() { # BIN NAME
 		prate=" | $(sed -n 's/.*; \([0-9.]*\) sessions\/s.*/\1/p' "$work/$2-p.txt" | head -1) | $(awk -v t=$((t1 - t0)) -v hz="$hz" -v s="${psims:-0}" 'BEGIN{ if (s > 0) printf "%.0f", t / hz * 1e6 / s; else print "?" }')"
 	fi
 	kill $pid; wait $pid 2>/dev/null || true
-	echo "| $2 | $(date -u +%H:%M) | $(cut -d' ' -f1 /proc/loadavg) | $rate | $sims | $cpu$prate |"
+	echo "| $2 | $(date -u +%H:%M) | $(cut -d' ' -f1 /proc/loadavg) | $rate | ${steady:-? | ?} | $sims | $cpu$prate |"
 }
 
-echo "| run | UTC | load | tasks/s | task sessions | fleetacs CPU µs/session |$([ "${PERIODIC:-0}" = 1 ] && echo " periodic sessions/s | CPU µs/periodic session |")"
-echo "|---|---|---|---|---|---|$([ "${PERIODIC:-0}" = 1 ] && echo "---|---|")"
+echo "| run | UTC | load | tasks/s | tasks/s from the first end | first end after | task sessions | fleetacs CPU µs/session |$([ "${PERIODIC:-0}" = 1 ] && echo " periodic sessions/s | CPU µs/periodic session |")"
+echo "|---|---|---|---|---|---|---|---|$([ "${PERIODIC:-0}" = 1 ] && echo "---|---|")"
 for i in $(seq 1 "$pairs"); do
 	if [ "${SIDE:-0}" = 1 ]; then
 		run "$a_bin" "a$i" >"$work/row-a$i" &
