@@ -213,8 +213,13 @@ func authorization(c authChallenge, user, pass, method, uri string) string {
 	if c.opaque != "" {
 		b.WriteString(`, opaque="` + quoted(c.opaque) + `"`)
 	}
-	if qop != "" {
+	switch {
+	case qop != "":
 		b.WriteString(`, qop=` + qop + `, nc=` + nc + `, cnonce="` + cnonce + `"`)
+	case sess:
+		// RFC 2617 has no qop-less -sess answer, but its A1 holds the
+		// cnonce: without it the CPE could not check the response.
+		b.WriteString(`, cnonce="` + cnonce + `"`)
 	}
 	return b.String()
 }

@@ -267,6 +267,10 @@ func TestHTTPDigestChallengeForms(t *testing.T) {
 			map[string]string{"realm": "cpe", "nonce": "n3c", "qop": "auth-int"}, false},
 		{"md5-sess", []string{`Digest realm="cpe", nonce="n4", qop="auth", algorithm=MD5-sess, opaque="o4"`},
 			map[string]string{"realm": "cpe", "nonce": "n4", "qop": "auth", "algorithm": "MD5-sess", "opaque": "o4"}, false},
+		// RFC 2617 gives -sess no qop-less form, yet its A1 holds the
+		// cnonce: the CPE can only check an answer that sends it.
+		{"md5-sess-no-qop", []string{`Digest realm="cpe", nonce="n4b", algorithm=MD5-sess`},
+			map[string]string{"realm": "cpe", "nonce": "n4b", "algorithm": "MD5-sess"}, false},
 		{"quoted-algorithm", []string{`Digest realm="cpe", nonce="n5", algorithm="MD5", qop="auth"`},
 			map[string]string{"realm": "cpe", "nonce": "n5", "qop": "auth", "algorithm": "MD5"}, false},
 		{"all-unquoted", []string{`Digest realm=cpe,nonce=n6,qop=auth,opaque=o6`},
