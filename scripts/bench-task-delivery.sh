@@ -18,6 +18,8 @@
 #   long, taken during B's first delivery, and the allocations made in
 #   the same window: `go tool pprof -base allocs-start.pprof
 #   allocs-end.pprof`)
+#   SIM_FLAGS (unset: more cpesim flags for the delivery, e.g.
+#   "-cpuprofile /tmp/sim.pprof")
 #   SIDE (0; 1: each pair's two runs at the same time, a and b each with
 #   its own fleetacs, cpesim and taskload, their deliveries starting
 #   together once both have booted their devices, so that the VM's
@@ -77,7 +79,7 @@ run() { # BIN NAME
 	) &
 	prof=$!
 	"$root/bin/taskload" -api 127.0.0.1:$grpc -token-file "$work/data-$2/admin.token" -mode throughput -match TP -per-device "$per_device" \
-		-then "exec '$root/bin/cpesim' -url http://127.0.0.1:$gw/ -devices $tp_devices -prefix TP -known -concurrency $conc -duration 600s >'$work/$2-sim.txt' 2>&1" \
+		-then "exec '$root/bin/cpesim' -url http://127.0.0.1:$gw/ -devices $tp_devices -prefix TP -known -concurrency $conc -duration 600s ${SIM_FLAGS:-} >'$work/$2-sim.txt' 2>&1" \
 		>"$work/$2.txt"
 	t1=$(ticks $pid)
 	wait "$prof"
