@@ -181,7 +181,8 @@ type RequestDone struct {
 	// Response is the matching "...Response" message.
 	Response Message
 	// Fault is the CPE's fault (9000 series, with SetParameterValuesFaults
-	// for SetParameterValues).
+	// for SetParameterValues). A fault 8005 is one only when the request's
+	// resends are spent; before that it is a RequestRetried.
 	Fault *Fault
 	// MissingID reports that the CPE's answer carried no cwmp:ID and was
 	// matched to the one outstanding request by method alone.
@@ -213,8 +214,9 @@ type AbandonReason uint8
 const (
 	// AbandonNewInform: the CPE started a new session with an Inform.
 	AbandonNewInform AbandonReason = iota + 1
-	// AbandonUnanswered: the CPE kept sending something other than the
-	// answer after maxRetransmits resends; the session ended.
+	// AbandonUnanswered: the CPE sent something other than the answer
+	// after maxRetransmits resends (of any cause, fault 8005 included); the
+	// session ended.
 	AbandonUnanswered
 	// AbandonExpired: the caller expired the idle session (Expire).
 	AbandonExpired
