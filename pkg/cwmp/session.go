@@ -31,10 +31,12 @@ import (
 const DefaultSessionTimeout = 30 * time.Second
 
 // maxRetransmits bounds how often the outstanding request is sent again when
-// the CPE answers it with something else (an empty POST, a stray response).
-// A CPE that lost the HTTP response carrying the request recovers after one
-// resend; one that keeps answering with something else is not going to
-// answer, and the session is ended rather than looping until the timeout.
+// the CPE answers it with something else (an empty POST, a stray response)
+// or with fault 8005 (Retry request). A CPE that lost the HTTP response
+// carrying the request recovers after one resend; one that keeps answering
+// with something else is not going to answer, and the session is ended
+// rather than looping until the timeout. One bound per request covers both
+// causes, so mixing them does not buy a CPE more resends.
 const maxRetransmits = 2
 
 // Phase is where a session stands in the exchange of docs/protocol.md §4.3.
@@ -179,7 +181,8 @@ type RequestDone struct {
 	// Response is the matching "...Response" message.
 	Response Message
 	// Fault is the CPE's fault (9000 series, with SetParameterValuesFaults
-	// for SetParameterValues).
+	// for SetParameterValues). A fault 8005 is one only when the request's
+	// resends are spent; before that it is a RequestRetried.
 	Fault *Fault
 	// MissingID reports that the CPE's answer carried no cwmp:ID and was
 	// matched to the one outstanding request by method alone.
@@ -190,14 +193,30 @@ type RequestDone struct {
 	ForeignID string
 }
 
+// RequestRetried reports that the CPE answered the outstanding request with
+// fault 8005 (Retry request) and the session sent the same request again,
+// with the same cwmp:ID, in its reply. The request is still outstanding: its
+// outcome comes later as a RequestDone or RequestAbandoned. Once the resends
+// are spent (maxRetransmits) an 8005 is reported as the request's
+// RequestDone instead. MissingID and ForeignID are as in RequestDone.
+type RequestRetried struct {
+	// ID is the cwmp:ID the session gave the request, sent again.
+	ID        string
+	Request   Request
+	Fault     *Fault
+	MissingID bool
+	ForeignID string
+}
+
 // AbandonReason says why an outstanding request will get no answer.
 type AbandonReason uint8
 
 const (
 	// AbandonNewInform: the CPE started a new session with an Inform.
 	AbandonNewInform AbandonReason = iota + 1
-	// AbandonUnanswered: the CPE kept sending something other than the
-	// answer after maxRetransmits resends; the session ended.
+	// AbandonUnanswered: the CPE sent something other than the answer
+	// after maxRetransmits resends (of any cause, fault 8005 included); the
+	// session ended.
 	AbandonUnanswered
 	// AbandonExpired: the caller expired the idle session (Expire).
 	AbandonExpired
@@ -293,6 +312,7 @@ type Anomaly struct {
 func (*SessionStarted) notice()   {}
 func (*CPERequest) notice()       {}
 func (*RequestDone) notice()      {}
+func (*RequestRetried) notice()   {}
 func (*RequestAbandoned) notice() {}
 func (*Anomaly) notice()          {}
 
@@ -342,6 +362,16 @@ func (*Anomaly) notice()          {}
 //     is abandoned and the session ends with 204. A response or fault when
 //     nothing is outstanding is taken as a sign that the CPE thinks the ACS's
 //     turn has come, and is answered like an empty POST.
+//   - A fault 8005 (Retry request) that matches the outstanding request is
+//     not its outcome: 8005 says the request was not carried out and should
+//     come again (docs/protocol.md §7.1), so the session sends it again at
+//     once, same body and same cwmp:ID, and reports RequestRetried. The
+//     same ID tells the CPE that this is the request it asked for again,
+//     not a new one, as with the other resends. The resends share
+//     maxRetransmits with those for stray answers; when they are spent the
+//     8005 is reported as the request's RequestDone. 8005 is an ACS fault
+//     code a CPE has no business sending, but its one meaning is clear.
+//     Faults the ACS sends to CPE requests are not involved.
 //   - A CPE request arriving (not held) while an ACS request is outstanding
 //     is answered and reported; the outstanding request stays outstanding.
 //     A CPE request of a method newer than the session's version (an
@@ -653,11 +683,18 @@ func (s *Session) answer(env *Envelope) Output {
 		if !idOK || !methodOK {
 			return s.retransmit([]Notice{&Anomaly{Kind: AnomalyStrayResponse, ID: id, Method: method}})
 		}
-		done := &RequestDone{ID: o.ID, Request: o.Request, MissingID: !hasID}
+		var foreignID string
 		if foreign {
-			done.ForeignID = id
+			foreignID = id
 		}
-		if f, ok := env.Body.(*Fault); ok {
+		f, isFault := env.Body.(*Fault)
+		if isFault && f.Code == FaultRetryRequest && o.Retransmits < maxRetransmits {
+			o.Retransmits++
+			return Output{Reply: s.requestEnvelope(), Notices: []Notice{&RequestRetried{
+				ID: o.ID, Request: o.Request, Fault: f, MissingID: !hasID, ForeignID: foreignID}}}
+		}
+		done := &RequestDone{ID: o.ID, Request: o.Request, MissingID: !hasID, ForeignID: foreignID}
+		if isFault {
 			done.Fault = f
 		} else {
 			done.Response = env.Body

@@ -207,6 +207,15 @@ func renderNotice(n Notice) string {
 			s += "(foreign-id " + n.ForeignID + ")"
 		}
 		return s
+	case *RequestRetried:
+		s := "retried:fault" + strconv.Itoa(int(n.Fault.Code))
+		if n.MissingID {
+			s += "(missing-id)"
+		}
+		if n.ForeignID != "" {
+			s += "(foreign-id " + n.ForeignID + ")"
+		}
+		return s
 	case *RequestAbandoned:
 		return "abandoned:" + n.Reason.String()
 	case *refusedNotice:

@@ -625,6 +625,7 @@ func TestSessionCheckpointEveryStep(t *testing.T) {
 		{env(NS1_2, "s.1", &GetParameterNamesResponse{ParameterList: []ParameterInfo{{Name: "Device.DeviceInfo.", Writable: false}}}), nil},
 		{nil, nil}, // no answer: resend
 		{env(NS1_2, "", &GetParameterValuesResponse{ParameterList: []ParameterValue{{Name: "X", Value: "y"}}}), nil},
+		{env(NS1_2, "s.3", &Fault{Code: FaultRetryRequest}), nil}, // 8005: resend
 		{env(NS1_2, "s.3", spvFault), nil},
 		{env(NS1_2, "c", &Unknown{Name: "X_Y"}), nil},
 		{env(NS1_2, "s.4", &ChangeDUStateResponse{}), nil},
@@ -668,6 +669,7 @@ func TestSessionCheckpointEveryStep(t *testing.T) {
 		"GetParameterValues id=s.2 -> awaiting-response; done:GetParameterNamesResponse",
 		"GetParameterValues id=s.2 -> awaiting-response; anomaly:no-response",
 		"SetParameterValues id=s.3 -> awaiting-response; done:GetParameterValuesResponse(missing-id)",
+		"SetParameterValues id=s.3 -> awaiting-response; retried:fault8005",
 		"ChangeDUState id=s.4 -> awaiting-response; done:fault9003",
 		"Fault8000 id=c -> awaiting-response; anomaly:unsupported-method",
 		"ScheduleDownload id=s.5 -> awaiting-response; done:ChangeDUStateResponse",
@@ -696,4 +698,134 @@ func TestSessionCheckpointEveryStep(t *testing.T) {
 			}
 		}
 	}
+}
+
+// retry is a CPE's fault 8005 (Retry request) with the given cwmp:ID.
+func retry(id string) *Envelope {
+	return env(NS1_2, id, &Fault{SOAPCode: "Server", SOAPString: "CWMP fault", Code: FaultRetryRequest, String: "Retry request"})
+}
+
+// Fault 8005 to an ACS request (docs/protocol.md §7.1): the session sends
+// the same request again, with the same cwmp:ID, and the caller sees only
+// the real answer; the resends share maxRetransmits with those for stray
+// answers, and only when they are spent does the 8005 become the request's
+// outcome.
+func TestSessionRetryRequest(t *testing.T) {
+	spv := &SetParameterValues{ParameterList: []ParameterValue{{Name: "Device.X", Value: "1", Type: "xsd:int"}}, ParameterKey: "k"}
+	t.Run("once then the answer", func(t *testing.T) {
+		s := newTestSession("r", queue(Request{Message: spv, Key: "t1"}))
+		outs := runScenario(t, s, []step{
+			{informEnv(NS1_2, "1", "2 PERIODIC"), nil, "InformResponse id=1 -> cpe-requests; started"},
+			{nil, nil, "SetParameterValues id=r.1 -> awaiting-response"},
+			{retry("r.1"), nil, "SetParameterValues id=r.1 -> awaiting-response; retried:fault8005"},
+			{env(NS1_2, "r.1", &SetParameterValuesResponse{Status: 0}), nil, "204 -> ended end; done:SetParameterValuesResponse"},
+		})
+		if outs[2].Reply.Body != spv || outs[1].Reply.Header != outs[2].Reply.Header {
+			t.Fatalf("resent %+v, sent %+v", outs[2].Reply, outs[1].Reply)
+		}
+		r := outs[2].Notices[0].(*RequestRetried)
+		if r.ID != "r.1" || r.Request.Key != "t1" || r.Fault.Code != 8005 || r.MissingID || r.ForeignID != "" {
+			t.Fatalf("retried %+v", r)
+		}
+		d := outs[3].Notices[0].(*RequestDone)
+		if d.Fault != nil || d.Request.Key != "t1" {
+			t.Fatalf("done %+v", d)
+		}
+	})
+	t.Run("three times", func(t *testing.T) {
+		s := newTestSession("r", queue(Request{Message: spv, Key: "t1"}, Request{Message: gpv("Device."), Key: "t2"}))
+		outs := runScenario(t, s, []step{
+			{informEnv(NS1_2, "1", "2 PERIODIC"), nil, "InformResponse id=1 -> cpe-requests; started"},
+			{nil, nil, "SetParameterValues id=r.1 -> awaiting-response"},
+			{retry("r.1"), nil, "SetParameterValues id=r.1 -> awaiting-response; retried:fault8005"},
+			{retry("r.1"), nil, "SetParameterValues id=r.1 -> awaiting-response; retried:fault8005"},
+			{retry("r.1"), nil, "GetParameterValues id=r.2 -> awaiting-response; done:fault8005"},
+			{env(NS1_2, "r.2", &GetParameterValuesResponse{}), nil, "204 -> ended end; done:GetParameterValuesResponse"},
+		})
+		d := outs[4].Notices[0].(*RequestDone)
+		if d.Request.Key != "t1" || d.Fault == nil || d.Fault.Code != FaultRetryRequest || d.Fault.String != "Retry request" {
+			t.Fatalf("done %+v", d)
+		}
+	})
+	t.Run("after stray resends", func(t *testing.T) {
+		// An empty POST spends one resend, an 8005 without ID the other:
+		// the next 8005 is the outcome.
+		s := newTestSession("r", queue(Request{Message: spv, Key: "t1"}))
+		runScenario(t, s, []step{
+			{informEnv(NS1_2, "1", "2 PERIODIC"), nil, "InformResponse id=1 -> cpe-requests; started"},
+			{nil, nil, "SetParameterValues id=r.1 -> awaiting-response"},
+			{nil, nil, "SetParameterValues id=r.1 -> awaiting-response; anomaly:no-response"},
+			{retry(""), nil, "SetParameterValues id=r.1 -> awaiting-response; retried:fault8005(missing-id)"},
+			{retry("cpe-7"), nil, "204 -> ended end; done:fault8005(foreign-id cpe-7)"},
+		})
+	})
+	t.Run("stray after 8005 resends", func(t *testing.T) {
+		// The other way round: two 8005 resends leave none for a stray
+		// answer, and the request is abandoned.
+		s := newTestSession("r", queue(Request{Message: spv, Key: "t1"}))
+		runScenario(t, s, []step{
+			{informEnv(NS1_2, "1", "2 PERIODIC"), nil, "InformResponse id=1 -> cpe-requests; started"},
+			{nil, nil, "SetParameterValues id=r.1 -> awaiting-response"},
+			{retry("r.1"), nil, "SetParameterValues id=r.1 -> awaiting-response; retried:fault8005"},
+			{retry("r.1"), nil, "SetParameterValues id=r.1 -> awaiting-response; retried:fault8005"},
+			{nil, nil, "204 -> ended end; anomaly:no-response, abandoned:unanswered"},
+		})
+	})
+	t.Run("each request its own bound", func(t *testing.T) {
+		s := newTestSession("r", queue(Request{Message: spv, Key: "t1"}, Request{Message: gpv("Device."), Key: "t2"}))
+		runScenario(t, s, []step{
+			{informEnv(NS1_2, "1", "2 PERIODIC"), nil, "InformResponse id=1 -> cpe-requests; started"},
+			{nil, nil, "SetParameterValues id=r.1 -> awaiting-response"},
+			{retry("r.1"), nil, "SetParameterValues id=r.1 -> awaiting-response; retried:fault8005"},
+			{retry("r.1"), nil, "SetParameterValues id=r.1 -> awaiting-response; retried:fault8005"},
+			{env(NS1_2, "r.1", &SetParameterValuesResponse{}), nil, "GetParameterValues id=r.2 -> awaiting-response; done:SetParameterValuesResponse"},
+			{retry("r.2"), nil, "GetParameterValues id=r.2 -> awaiting-response; retried:fault8005"},
+			{env(NS1_2, "r.2", &GetParameterValuesResponse{}), nil, "204 -> ended end; done:GetParameterValuesResponse"},
+		})
+	})
+	t.Run("late 8005 to an earlier request", func(t *testing.T) {
+		// An 8005 carrying another of the session's IDs answers an earlier
+		// request: stray, not a retry of this one.
+		s := newTestSession("r", queue(Request{Message: spv, Key: "t1"}, Request{Message: gpv("Device."), Key: "t2"}))
+		runScenario(t, s, []step{
+			{informEnv(NS1_2, "1", "2 PERIODIC"), nil, "InformResponse id=1 -> cpe-requests; started"},
+			{nil, nil, "SetParameterValues id=r.1 -> awaiting-response"},
+			{env(NS1_2, "r.1", &SetParameterValuesResponse{}), nil, "GetParameterValues id=r.2 -> awaiting-response; done:SetParameterValuesResponse"},
+			{retry("r.1"), nil, "GetParameterValues id=r.2 -> awaiting-response; anomaly:stray-response"},
+			{env(NS1_2, "r.2", &GetParameterValuesResponse{}), nil, "204 -> ended end; done:GetParameterValuesResponse"},
+		})
+	})
+	t.Run("held request keeps its hold", func(t *testing.T) {
+		src := queue(Request{Message: spv, Key: "t1", HoldRequests: true})
+		src.hold = true
+		s := newTestSession("r", src)
+		runScenario(t, s, []step{
+			{informEnv(NS1_2, "1", "2 PERIODIC"), nil, "InformResponse id=1 hold -> cpe-requests; started"},
+			{nil, nil, "SetParameterValues id=r.1 hold -> awaiting-response"},
+			{retry("r.1"), nil, "SetParameterValues id=r.1 hold -> awaiting-response; retried:fault8005"},
+		})
+	})
+}
+
+// Fault 8005 in the CPE's own exchanges is not a retry of anything: the
+// ACS's 8005 to a CPE request is the caller's FaultEnvelope and changes no
+// state, and a CPE's 8005 while no ACS request is outstanding is a stray
+// answer, as any fault there.
+func TestSessionRetryRequestCPEExchange(t *testing.T) {
+	s := newTestSession("c", queue(Request{Message: gpv("Device."), Key: "t1"}))
+	runScenario(t, s, []step{
+		{informEnv(NS1_2, "1", "7 TRANSFER COMPLETE"), nil, "InformResponse id=1 -> cpe-requests; started"},
+	})
+	before := stateJSON(t, s)
+	tc := env(NS1_2, "tc-1", &TransferComplete{CommandKey: "x"})
+	if f := s.FaultEnvelope(tc, FaultRetryRequest); f.Header.ID != "tc-1" || f.Body.(*Fault).Code != FaultRetryRequest {
+		t.Fatalf("fault envelope %+v", f)
+	}
+	if stateJSON(t, s) != before {
+		t.Fatal("FaultEnvelope changed the session")
+	}
+	runScenario(t, s, []step{
+		{retry("tc-1"), nil, "GetParameterValues id=c.1 -> awaiting-response; anomaly:stray-response"},
+		{env(NS1_2, "c.1", &GetParameterValuesResponse{}), nil, "204 -> ended end; done:GetParameterValuesResponse"},
+	})
 }

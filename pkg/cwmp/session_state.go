@@ -57,7 +57,8 @@ type State struct {
 type Outstanding struct {
 	ID      string  `json:"id"`
 	Request Request `json:"request"`
-	// Retransmits counts how often the request was sent again.
+	// Retransmits counts how often the request was sent again, after an
+	// empty POST, a stray answer or a fault 8005 alike (maxRetransmits).
 	Retransmits int `json:"retransmits,omitempty"`
 }
 

@@ -109,6 +109,10 @@ var tableInputs = []tableInput{
 	{"response-foreign-id", env(tableNS, "cpe-9", &GetParameterValuesResponse{}), nil},
 	{"response-foreign-id-wrong-method", env(tableNS, "cpe-9", &SetParameterValuesResponse{}), nil},
 	{"fault-foreign-id", env(tableNS, "zz", &Fault{Code: FaultInvalidParameterName}), nil},
+	{"fault-8005", env(tableNS, "s.1", &Fault{Code: FaultRetryRequest}), nil},
+	{"fault-8005-no-id", env(tableNS, "", &Fault{Code: FaultRetryRequest}), nil},
+	{"fault-8005-wrong-id", env(tableNS, "s.0", &Fault{Code: FaultRetryRequest}), nil},
+	{"fault-8005-foreign-id", env(tableNS, "zz", &Fault{Code: FaultRetryRequest}), nil},
 	{"unknown", env(tableNS, "c1", &Unknown{Name: "X_ACME_Frob", Namespace: tableNS}), nil},
 	{"acs-only-request", env(tableNS, "c1", gpv("Device.")), nil},
 	{"acs-side-response", env(tableNS, "c1", &InformResponse{MaxEnvelopes: 1}), nil},
@@ -148,6 +152,10 @@ func outside(phase string) map[string]string {
 		"response-foreign-id":              stray,
 		"response-foreign-id-wrong-method": stray,
 		"fault-foreign-id":                 stray,
+		"fault-8005":                       stray,
+		"fault-8005-no-id":                 "204 -> " + phase + " end; anomaly:no-session",
+		"fault-8005-wrong-id":              stray,
+		"fault-8005-foreign-id":            stray,
 		"unknown":                          noSess,
 		"acs-only-request":                 noSess,
 		"acs-side-response":                noSess,
@@ -194,6 +202,10 @@ func inCPEPhase(hold string) map[string]string {
 		"response-foreign-id":              stray,
 		"response-foreign-id-wrong-method": stray,
 		"fault-foreign-id":                 stray,
+		"fault-8005":                       stray,
+		"fault-8005-no-id":                 stray,
+		"fault-8005-wrong-id":              stray,
+		"fault-8005-foreign-id":            stray,
 		"unknown":                          "Fault8000 id=c1" + hold + " -> cpe-requests; anomaly:unsupported-method",
 		"acs-only-request":                 "Fault8000 id=c1" + hold + " -> cpe-requests; anomaly:unsupported-method",
 		"acs-side-response":                "Fault8000 id=c1" + hold + " -> cpe-requests; anomaly:unsupported-method",
@@ -221,6 +233,14 @@ func awaiting(hold string, atMax bool) map[string]string {
 		return "GetParameterValues id=s.1" + hold + " -> awaiting-response; anomaly:" + anomaly
 	}
 	next := "SetParameterValues id=s.2 -> awaiting-response; done:"
+	// retry is a fault 8005 matched to the request: sent again with its
+	// own cwmp:ID while resends are left, else the request's outcome.
+	retry := func(how string) string {
+		if atMax {
+			return next + "fault8005" + how
+		}
+		return "GetParameterValues id=s.1" + hold + " -> awaiting-response; retried:fault8005" + how
+	}
 	return map[string]string{
 		"inform":                           "InformResponse id=c1 -> cpe-requests; abandoned:new-inform, started(replaced)",
 		"inform-invalid":                   "Fault8003 id=c1 -> ended end; abandoned:new-inform, anomaly:invalid-inform",
@@ -246,6 +266,10 @@ func awaiting(hold string, atMax bool) map[string]string {
 		"response-foreign-id":              next + "GetParameterValuesResponse(foreign-id cpe-9)",
 		"response-foreign-id-wrong-method": again("stray-response"),
 		"fault-foreign-id":                 next + "fault9005(foreign-id zz)",
+		"fault-8005":                       retry(""),
+		"fault-8005-no-id":                 retry("(missing-id)"),
+		"fault-8005-wrong-id":              again("stray-response"),
+		"fault-8005-foreign-id":            retry("(foreign-id zz)"),
 		"unknown":                          "Fault8000 id=c1" + hold + " -> awaiting-response; anomaly:unsupported-method",
 		"acs-only-request":                 "Fault8000 id=c1" + hold + " -> awaiting-response; anomaly:unsupported-method",
 		"acs-side-response":                "Fault8000 id=c1" + hold + " -> awaiting-response; anomaly:unsupported-method",

@@ -213,3 +213,39 @@ func TestSessionWireDecodeFailures(t *testing.T) {
 		roundTrip(t, out.Reply)
 	}
 }
+
+// A CPE's fault 8005 as it comes over the wire: the resend the session
+// answers with encodes to the very bytes of the first sending (same body,
+// same cwmp:ID), and a real answer after it is the request's outcome.
+func TestSessionWireRetryRequest(t *testing.T) {
+	dl := &Download{CommandKey: "fw", FileType: "1 Firmware Upgrade Image", URL: "http://x/fw.bin", FileSize: 10}
+	s := newTestSession("w", queue(Request{Message: dl, Key: "task"}))
+	s.Step(env(NS1_0, "i", testInform("1 BOOT")), nil)
+	out := s.Step(nil, nil)
+	_, first := roundTrip(t, out.Reply)
+	fault := func(id string) *Envelope {
+		raw := `<soap-env:Envelope xmlns:soap-env="http://schemas.xmlsoap.org/soap/envelope/" xmlns:cwmp="urn:dslforum-org:cwmp-1-0">` +
+			`<soap-env:Header><cwmp:ID soap-env:mustUnderstand="1">` + id + `</cwmp:ID></soap-env:Header><soap-env:Body>` +
+			`<soap-env:Fault><faultcode>Server</faultcode><faultstring>CWMP fault</faultstring><detail><cwmp:Fault>` +
+			`<FaultCode>8005</FaultCode><FaultString>Retry request</FaultString></cwmp:Fault></detail></soap-env:Fault></soap-env:Body></soap-env:Envelope>`
+		e, err := Decode([]byte(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	out = s.Step(fault(out.Reply.Header.ID), nil)
+	checkInvariants(t, s, out)
+	if got := render(out, s); got != "Download id=w.1 -> awaiting-response; retried:fault8005" {
+		t.Fatal(got)
+	}
+	if _, again := roundTrip(t, out.Reply); string(again) != string(first) {
+		t.Fatalf("resent\n%s\nfirst sent\n%s", again, first)
+	}
+	ans := decodeFixture(t, "fault-download-9010.xml")
+	ans.Header.ID = "w.1"
+	out = s.Step(ans, nil)
+	if got := render(out, s); got != "204 -> ended end; done:fault9010" {
+		t.Fatal(got)
+	}
+}

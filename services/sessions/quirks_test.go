@@ -1,6 +1,7 @@
 package sessions
 
 import (
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -207,26 +208,53 @@ func TestQuirkStatusOne(t *testing.T) {
 }
 
 // Case 4: a CPE that answers the ACS's request with fault 8005 (retry
-// request) has not carried it out and asks for it again: the task is
-// reported RETRY, which the tasks service bounds by the task's
-// max_attempts (docs/tasks.md, "Retries"), not FAULT; nothing reaches
-// inventory and the session ends normally.
+// request) has not carried it out and asks for it again: the session sends
+// it again at once (cwmp.Session, docs/protocol.md §7.1), twice at most.
+// A CPE that then answers has the task done, and saw only the request; one
+// that keeps answering 8005 has the task reported RETRY, which the tasks
+// service bounds by the task's max_attempts (docs/tasks.md, "Retries"), not
+// FAULT; nothing reaches inventory and the session ends normally. Each
+// resend is counted (fleetacs.sessions.answer_quirks).
 func TestQuirkCPERetryRequest(t *testing.T) {
-	for _, op := range []*tasksv1.Operation{gpv("Device.X.A"), spv("", "Device.X.A", "1", "xsd:unsignedInt"),
-		{Kind: &tasksv1.Operation_Refresh{Refresh: &tasksv1.Refresh{Path: "Device.X."}}}} {
-		t.Run(kindOf(op), func(t *testing.T) {
-			v, c, r := runRaw(t, op, func(_ cwmp.Message, id string) []byte {
-				return soapEnv(idHeader(id), `<soap-env:Fault><faultcode>Server</faultcode><faultstring>CWMP fault</faultstring><detail>`+
-					`<cwmp:Fault><FaultCode>8005</FaultCode><FaultString>Retry request</FaultString></cwmp:Fault></detail></soap-env:Fault>`)
-			})
+	retry := func(id string) []byte {
+		return soapEnv(idHeader(id), `<soap-env:Fault><faultcode>Server</faultcode><faultstring>CWMP fault</faultstring><detail>`+
+			`<cwmp:Fault><FaultCode>8005</FaultCode><FaultString>Retry request</FaultString></cwmp:Fault></detail></soap-env:Fault>`)
+	}
+	ops := []*tasksv1.Operation{gpv("Device.X.A"), spv("", "Device.X.A", "1", "xsd:unsignedInt"),
+		{Kind: &tasksv1.Operation_Refresh{Refresh: &tasksv1.Refresh{Path: "Device.X."}}}}
+	for _, op := range ops {
+		t.Run(kindOf(op)+", always", func(t *testing.T) {
+			v, c, r := runRaw(t, op, func(_ cwmp.Message, id string) []byte { return retry(id) })
 			if r.GetOutcome() != tasksv1.TaskOutcome_TASK_OUTCOME_RETRY || !strings.Contains(r.GetDetail(), "8005") {
 				t.Fatalf("report %v", r)
 			}
-			if len(c.sent) != 1 {
-				t.Fatalf("sent %v", c.methods())
+			// Sent, then sent again twice (cwmp maxRetransmits).
+			if got := c.methods(); len(got) != 3 || got[0] != got[1] || got[1] != got[2] {
+				t.Fatalf("sent %v", got)
 			}
 			if param(v.inv.last(t), "Device.X.A") != nil {
 				t.Fatal("a request the CPE did not carry out reached the diff")
+			}
+			if q := v.quirks(t); len(q) != 1 || q["retry_request "+c.methods()[0]] != 2 {
+				t.Fatalf("quirks %v", q)
+			}
+		})
+		t.Run(kindOf(op)+", once", func(t *testing.T) {
+			n := 0
+			v, c, r := runRaw(t, op, func(_ cwmp.Message, id string) []byte {
+				if n++; n == 1 {
+					return retry(id)
+				}
+				return nil // answered
+			})
+			if r.GetOutcome() != tasksv1.TaskOutcome_TASK_OUTCOME_DONE {
+				t.Fatalf("report %v", r)
+			}
+			if got := c.methods(); len(got) < 2 || got[0] != got[1] {
+				t.Fatalf("sent %v, want the first request twice", got)
+			}
+			if q := v.quirks(t); len(q) != 1 || q["retry_request "+c.methods()[0]] != 1 {
+				t.Fatalf("quirks %v", q)
 			}
 		})
 	}
@@ -322,6 +350,9 @@ func TestQuirkForeignID(t *testing.T) {
 			v, c, r := runRaw(t, tt.op, func(cwmp.Message, string) []byte { return soapEnv(idHeader("7"), tt.body) })
 			if got := c.methods(); len(got) != 1 {
 				t.Fatalf("sent %v, want the request once", got)
+			}
+			if q := v.quirks(t); len(q) != 1 || q["foreign_id "+tt.name] != 1 {
+				t.Fatalf("quirks %v", q)
 			}
 			if r.GetOutcome() != tasksv1.TaskOutcome_TASK_OUTCOME_DONE {
 				t.Fatalf("report %v", r)
@@ -445,6 +476,14 @@ func TestQuirkResponseHeaderAndNamespaces(t *testing.T) {
 			}
 			if p := param(v.inv.last(t), "Device.X.A"); p == nil || p.Value != "quirk" {
 				t.Fatalf("diff has %+v", p)
+			}
+			// An answer without a cwmp:ID was matched by method: counted.
+			want := map[string]int64{}
+			if strings.HasPrefix(tt.name, "no Header") || strings.HasPrefix(tt.name, "empty") {
+				want["missing_id GetParameterValues"] = 1
+			}
+			if q := v.quirks(t); !maps.Equal(q, want) {
+				t.Fatalf("quirks %v, want %v", q, want)
 			}
 		})
 	}

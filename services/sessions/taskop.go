@@ -386,9 +386,11 @@ func (o *taskOp) Answer(c *engine.Context, a engine.Answer) {
 		// 8005 asks for the same request again (docs/protocol.md §7.1).
 		// It is an ACS fault code, outside what a CPE should send, but its
 		// one meaning is that the request was not carried out and should
-		// come again: the task is retried, in a later session after the
-		// tasks service's back-off and within its max_attempts
-		// (docs/tasks.md, "Retries"), rather than faulted.
+		// come again. cwmp.Session already sent it again in this session,
+		// as often as its resend bound allows; an 8005 reaches the task
+		// only when that bound is spent, and the task is retried in a
+		// later session, after the tasks service's back-off and within its
+		// max_attempts (docs/tasks.md, "Retries"), rather than faulted.
 		o.Stage, o.Detail = stageRetry, "the CPE asked for the request again (fault 8005 "+strconv.Quote(a.Fault.String)+")"
 	case a.Fault != nil:
 		o.fail(cpeFault(a.Fault))

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -185,6 +187,8 @@ type taskEnv struct {
 	e       *engine.Engine
 	// keys are the workers' secrets keys (nil: none).
 	keys *secretbox.Keyring
+	// reader collects the metrics of the last worker engine made.
+	reader *sdkmetric.ManualReader
 }
 
 func newTaskEnv(t testing.TB, mutate func(*Config)) *taskEnv {
@@ -202,14 +206,40 @@ func (v *taskEnv) engine(mutate func(*Config)) *engine.Engine {
 	if mutate != nil {
 		mutate(&cfg)
 	}
+	v.reader = sdkmetric.NewManualReader()
 	w, err := New(cfg, Deps{
 		Inventory: v.inv, Leases: v.store.Leases, Checkpoints: v.store.Checkpoints, Registry: v.store.Registry, Sessions: v.store.Sessions,
 		Now: v.clock.Now, TaskQueue: v.queue, Tasks: v.tasks, Watcher: v.watcher, Secrets: v.keys,
+		Meter: sdkmetric.NewMeterProvider(sdkmetric.WithReader(v.reader)),
 	})
 	if err != nil {
 		v.t.Fatal(err)
 	}
 	return w.e
+}
+
+// quirks is fleetacs.sessions.answer_quirks of the last worker, by
+// "quirk method".
+func (v *taskEnv) quirks(t testing.TB) map[string]int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := v.reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != "fleetacs.sessions.answer_quirks" {
+				continue
+			}
+			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+				q, _ := dp.Attributes.Value("quirk")
+				meth, _ := dp.Attributes.Value("method")
+				got[q.AsString()+" "+meth.AsString()] += dp.Value
+			}
+		}
+	}
+	return got
 }
 
 // cpe is a scripted CPE: respond answers each ACS request (a response

@@ -30,6 +30,7 @@ type metrics struct {
 	discovered metric.Int64Counter
 	truncated  metric.Int64Counter
 	postponed  metric.Int64Counter
+	quirks     metric.Int64Counter
 }
 
 // Outcomes of a session (attribute "outcome" of fleetacs.sessions.ended).
@@ -72,6 +73,14 @@ const (
 	refusedMemory   = "memory"   // the sessions' memory budget is spent (503)
 )
 
+// How a CPE's answer to an ACS request departed from the protocol and was
+// taken anyway (attribute "quirk" of fleetacs.sessions.answer_quirks).
+const (
+	quirkMissingID    = "missing_id"    // no cwmp:ID: matched by method
+	quirkForeignID    = "foreign_id"    // a cwmp:ID the ACS never gave: matched by method
+	quirkRetryRequest = "retry_request" // fault 8005: the request was sent again
+)
+
 // What a session's limits cut short (attribute "what" of
 // fleetacs.sessions.truncated).
 const (
@@ -102,6 +111,7 @@ func newMetrics(mp metric.MeterProvider, active func() int, memory, discovering 
 		truncated:  counter("fleetacs.sessions.truncated", "what sessions' limits cut short: Inform parameters dropped, discoveries stopped early"),
 		postponed:  counter("fleetacs.sessions.discoveries_postponed", "tree discoveries postponed to a later session: the worker ran sessions.max-discoveries already"),
 		events:     counter("fleetacs.sessions.inform_events", "events of the Informs that started sessions, by event code (vendor codes as \"vendor\")"),
+		quirks:     counter("fleetacs.sessions.answer_quirks", "CPE answers to ACS requests taken despite a quirk, by quirk (missing_id, foreign_id: matched by method; retry_request: fault 8005, the request sent again) and method (vendor methods as \"vendor\")"),
 		rpcs:       counter("fleetacs.sessions.rpcs", "ACS requests the CPE answered, by method (vendor methods as \"vendor\") and fault code (\"none\"; CWMP's 8000 and 9000 series by number, 9800 to 9899 as \"vendor\")"),
 	}
 	// Seconds: the SDK's default boundaries (0 to 10,000) are made for
@@ -231,8 +241,29 @@ func (m *metrics) rpc(method string, f *cwmp.Fault) {
 	m.rpcs.Add(context.Background(), 1, rpcAttr(method, fault))
 }
 
+// answerQuirks counts the quirks of one CPE answer to an ACS request of
+// method: a missing or foreign cwmp:ID, and retried for a fault 8005 that
+// had the request sent again.
+func (m *metrics) answerQuirks(method string, missingID bool, foreignID string, retried bool) {
+	if !missingID && foreignID == "" && !retried {
+		return
+	}
+	if !cwmp.IsACSMethod(method) {
+		method = "vendor"
+	}
+	if missingID {
+		m.quirks.Add(context.Background(), 1, quirkAttr(method, quirkMissingID))
+	}
+	if foreignID != "" {
+		m.quirks.Add(context.Background(), 1, quirkAttr(method, quirkForeignID))
+	}
+	if retried {
+		m.quirks.Add(context.Background(), 1, quirkAttr(method, quirkRetryRequest))
+	}
+}
+
 // labelSets holds the attribute sets of labels whose values are bounded
-// but too many to list at start (events; methods by faults), built on
+// but too many to list at start (events; methods by faults or quirks), built on
 // first use. The key is a value, so a lookup allocates nothing.
 var labelSets = struct {
 	sync.RWMutex
@@ -263,5 +294,13 @@ func eventAttr(code string) metric.MeasurementOption {
 func rpcAttr(method, fault string) metric.MeasurementOption {
 	return labelSet([2]string{method, fault}, func() attribute.Set {
 		return attribute.NewSet(attribute.String("method", method), attribute.String("fault", fault))
+	})
+}
+
+func quirkAttr(method, quirk string) metric.MeasurementOption {
+	// The quirk values are not fault labels, so the key is rpcAttr's kind
+	// of key without clashing with any of its.
+	return labelSet([2]string{method, quirk}, func() attribute.Set {
+		return attribute.NewSet(attribute.String("method", method), attribute.String("quirk", quirk))
 	})
 }

@@ -55,11 +55,15 @@ func TestRPCAndEventLabelsBounded(t *testing.T) {
 	m.rpc("X_OTHER_Thing", &cwmp.Fault{Code: 9850})
 	m.rpc("Reboot", &cwmp.Fault{Code: 123456})
 	m.informEvents([]cwmp.Event{{Code: "1 BOOT"}, {Code: "M Reboot"}, {Code: "X ACME Event"}, {Code: "M X_ACME_Reset"}})
+	m.answerQuirks("GetParameterValues", true, "", true)
+	m.answerQuirks("X_ACME_Reset", false, "cpe-1", false)
+	m.answerQuirks("X_OTHER_Thing", false, "cpe-2", false)
+	m.answerQuirks("Reboot", false, "", false) // no quirk: nothing counted
 	rm := collect(t, r)
 	got := map[string]int64{}
 	for _, sm := range rm.ScopeMetrics {
 		for _, md := range sm.Metrics {
-			if md.Name != "fleetacs.sessions.rpcs" && md.Name != "fleetacs.sessions.inform_events" {
+			if md.Name != "fleetacs.sessions.rpcs" && md.Name != "fleetacs.sessions.inform_events" && md.Name != "fleetacs.sessions.answer_quirks" {
 				continue
 			}
 			for _, dp := range md.Data.(metricdata.Sum[int64]).DataPoints {
@@ -72,13 +76,16 @@ func TestRPCAndEventLabelsBounded(t *testing.T) {
 		}
 	}
 	want := map[string]int64{
-		"fleetacs.sessions.rpcs fault=none method=GetParameterValues": 1,
-		"fleetacs.sessions.rpcs fault=9005 method=GetParameterValues": 1,
-		"fleetacs.sessions.rpcs fault=vendor method=vendor":           2,
-		"fleetacs.sessions.rpcs fault=other method=Reboot":            1,
-		"fleetacs.sessions.inform_events event=1 BOOT":                1,
-		"fleetacs.sessions.inform_events event=M Reboot":              1,
-		"fleetacs.sessions.inform_events event=vendor":                2,
+		"fleetacs.sessions.rpcs fault=none method=GetParameterValues":                   1,
+		"fleetacs.sessions.rpcs fault=9005 method=GetParameterValues":                   1,
+		"fleetacs.sessions.rpcs fault=vendor method=vendor":                             2,
+		"fleetacs.sessions.rpcs fault=other method=Reboot":                              1,
+		"fleetacs.sessions.inform_events event=1 BOOT":                                  1,
+		"fleetacs.sessions.inform_events event=M Reboot":                                1,
+		"fleetacs.sessions.inform_events event=vendor":                                  2,
+		"fleetacs.sessions.answer_quirks method=GetParameterValues quirk=missing_id":    1,
+		"fleetacs.sessions.answer_quirks method=GetParameterValues quirk=retry_request": 1,
+		"fleetacs.sessions.answer_quirks method=vendor quirk=foreign_id":                2,
 	}
 	if len(got) != len(want) {
 		t.Errorf("series %v, want %v", got, want)
@@ -90,7 +97,7 @@ func TestRPCAndEventLabelsBounded(t *testing.T) {
 	}
 }
 
-// Counting an RPC or an Inform event whose labels were seen before
+// Counting an RPC, an Inform event or an answer quirk whose labels were seen before
 // allocates nothing: it runs on every exchange.
 func TestLabelSetsDoNotAllocate(t *testing.T) {
 	zero := func() int64 { return 0 }
@@ -100,7 +107,12 @@ func TestLabelSetsDoNotAllocate(t *testing.T) {
 	}
 	f := &cwmp.Fault{Code: 9005}
 	m.rpc("GetParameterValues", f)
-	if n := testing.AllocsPerRun(100, func() { _ = rpcAttr("GetParameterValues", "9005"); _ = eventAttr("2 PERIODIC") }); n != 0 {
+	m.answerQuirks("GetParameterValues", false, "7", false)
+	if n := testing.AllocsPerRun(100, func() {
+		_ = rpcAttr("GetParameterValues", "9005")
+		_ = eventAttr("2 PERIODIC")
+		_ = quirkAttr("GetParameterValues", quirkForeignID)
+	}); n != 0 {
 		t.Errorf("%v allocations per lookup", n)
 	}
 }
