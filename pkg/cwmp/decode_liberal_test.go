@@ -57,6 +57,10 @@ func TestDecodeNamespaceDetection(t *testing.T) {
 		{"declared in the fault detail", `<s:Envelope ` + soap + `><s:Body><s:Fault><detail><c:Fault xmlns:c="urn:dslforum-org:cwmp-1-2"><FaultCode>9001</FaultCode></c:Fault></detail></s:Fault></s:Body></s:Envelope>`, NS1_2, V1_2},
 		{"default namespace on the RPC", `<s:Envelope ` + soap + `><s:Body><Reboot xmlns="urn:dslforum-org:cwmp-1-3"/></s:Body></s:Envelope>`, NS1_3, V1_4},
 		{"none", `<s:Envelope ` + soap + `><s:Body><Reboot/></s:Body></s:Envelope>`, "", V1_0},
+		{"trailing slash", `<s:Envelope ` + soap + `><s:Body><c:Reboot xmlns:c="urn:dslforum-org:cwmp-1-1/"/></s:Body></s:Envelope>`, NS1_1, V1_1},
+		{"upper case", `<s:Envelope ` + soap + ` xmlns:c="URN:DSLForum-Org:CWMP-1-2"><s:Body><c:Reboot/></s:Body></s:Envelope>`, NS1_2, V1_2},
+		{"both", `<s:Envelope ` + soap + ` xmlns:c="URN:dslforum-org:cwmp-1-0/"><s:Body><c:Reboot/></s:Body></s:Envelope>`, NS1_0, V1_0},
+		{"two slashes is not cwmp", `<s:Envelope ` + soap + `><s:Body><Reboot xmlns="urn:dslforum-org:cwmp-1-0//"/></s:Body></s:Envelope>`, "", V1_0},
 		{"unsupported version", `<s:Envelope ` + soap + `><s:Body><Reboot xmlns="urn:dslforum-org:cwmp-1-9"/></s:Body></s:Envelope>`, "", V1_0},
 	}
 	for _, c := range cases {
@@ -64,6 +68,11 @@ func TestDecodeNamespaceDetection(t *testing.T) {
 			e := decMust(t, c.body)
 			if e.Namespace != c.ns || e.Version != c.version {
 				t.Fatalf("namespace %q version %v, want %q %v", e.Namespace, e.Version, c.ns, c.version)
+			}
+			// A qualified RPC element outside the cwmp namespaces is a vendor's.
+			wantUnknown := c.name == "unsupported version" || c.name == "two slashes is not cwmp"
+			if _, unknown := e.Body.(*Unknown); unknown != wantUnknown {
+				t.Fatalf("body %#v, want an Unknown: %v", e.Body, wantUnknown)
 			}
 		})
 	}

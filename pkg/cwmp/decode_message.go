@@ -31,10 +31,27 @@ func notEnvelope(t *xmlTree, i int32, detail string) *xmlError {
 	return &xmlError{err: ErrNotEnvelope, off: int(t.nodes[i].off), detail: detail}
 }
 
-// isCWMPNamespace reports whether ns is one of the cwmp-1-0..1-4 URIs.
+// isCWMPNamespace reports whether ns is one of the cwmp-1-0..1-4 URIs, as
+// cwmpNamespace reads them.
 func isCWMPNamespace(ns string) bool {
-	_, ok := VersionOfNamespace(ns)
+	_, ok := cwmpNamespace(ns)
 	return ok
+}
+
+// cwmpNamespace returns the standard spelling of a cwmp namespace URI as a
+// CPE wrote it: exactly, in another letter case (URNs compare without
+// regard to case, RFC 8141) or with one trailing slash, as some stacks write
+// every namespace. The decoded Envelope carries the standard spelling, so
+// replies use it (docs/protocol.md §1.2 step 1). ok is false for anything else.
+func cwmpNamespace(ns string) (string, bool) {
+	if _, ok := VersionOfNamespace(ns); ok {
+		return ns, true
+	}
+	s := strings.ToLower(strings.TrimSuffix(ns, "/"))
+	if _, ok := VersionOfNamespace(s); ok {
+		return s, true
+	}
+	return "", false
 }
 
 // buildEnvelope maps a node table to an Envelope (XMLDeclaration is the
@@ -79,7 +96,7 @@ func buildEnvelope(t *xmlTree) (*Envelope, *xmlError) {
 	if header >= 0 {
 		hasSessionTimeout = m.header(header, &env.Header)
 	}
-	env.Namespace = cwmpNamespaceOf(t, rpc, body)
+	env.Namespace, _ = cwmpNamespace(cwmpNamespaceOf(t, rpc, body))
 	env.Version, _ = VersionOfNamespace(env.Namespace)
 	if env.Version == V1_2 && hasSessionTimeout {
 		// SessionTimeout came with 1.3, which kept the 1.2 namespace
