@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"unicode/utf16"
 )
 
 // decEnv wraps an RPC element in a minimal envelope with the usual prefixes.
@@ -305,6 +306,11 @@ func TestDecodeCharsets(t *testing.T) {
 		{"control characters replaced", withDecl("UTF-8", "a\x00b\x1bc\td"), "", "a\ufffdb\ufffdc\td"},
 		{"control characters replaced in latin1", withDecl("ISO-8859-1", "\xe9\x01"), "", "\u00e9\ufffd"},
 		{"noncharacters replaced", withDecl("UTF-8", "a\uFFFEb\uFFFF"), "", "a\ufffdb\ufffd"},
+		{"UTF-16LE with BOM", utf16Body(false, withDecl("UTF-16", "caf\u00e9 \U0001F600")), "", "caf\u00e9 \U0001F600"},
+		{"UTF-16BE with BOM, charset says otherwise", utf16Body(true, withDecl("ISO-8859-1", "caf\u00e9")), "UTF-8", "caf\u00e9"},
+		{"UTF-16 without declaration", utf16Body(false, decEnv(NS1_0, "", strings.Replace(value, "%s", "\u20ac", 1))), "", "\u20ac"},
+		{"UTF-16 control replaced", utf16Body(false, withDecl("UTF-16", "a\x01b")), "", "a\ufffdb"},
+		{"UTF-16 unpaired surrogates replaced", strings.Replace(utf16Body(false, withDecl("UTF-16", "aHbLc")), "H\x00b\x00L\x00", "\x00\xD8b\x00\x00\xDC", 1), "", "a\ufffdb\ufffdc"},
 		{"no declaration", decEnv(NS1_0, "", strings.Replace(value, "%s", "\u00e9", 1)), "", "\u00e9"},
 		{"declaration after white space", "\r\n  " + withDecl("ISO-8859-1", "\xe9"), "", "\u00e9"},
 	}
@@ -344,4 +350,20 @@ func TestDecodeLimits(t *testing.T) {
 	if DefaultLimits != (Limits{MaxBytes: 4 << 20, MaxDepth: 32}) {
 		t.Fatalf("DefaultLimits changed: %+v", DefaultLimits)
 	}
+}
+
+// utf16Body is s in UTF-16 with a byte order mark.
+func utf16Body(bigEndian bool, s string) string {
+	b := []byte{0xFF, 0xFE}
+	if bigEndian {
+		b = []byte{0xFE, 0xFF}
+	}
+	for _, u := range utf16.Encode([]rune(s)) {
+		if bigEndian {
+			b = append(b, byte(u>>8), byte(u))
+		} else {
+			b = append(b, byte(u), byte(u>>8))
+		}
+	}
+	return string(b)
 }

@@ -25,7 +25,7 @@ func decodeReference(body []byte, opts DecodeOptions) (*Envelope, error) {
 	lim := opts.Limits.withDefaults()
 	p, xerr := prepare(body, opts.Charset, lim.MaxBytes, false)
 	if xerr != nil {
-		return nil, rawDecodeError(body, xerr)
+		return nil, p.prepareError(body, xerr)
 	}
 	t, xerr := etreeTree(p.text[p.start:], lim.MaxDepth)
 	if xerr != nil {
