@@ -103,7 +103,8 @@ func Decode(body []byte) (*Envelope, error) {
 // compared trimmed). OUI is
 // kept in the case it was sent. Empty number and boolean elements read as 0
 // and false; other text that is not of the element's type is an
-// ErrNotEnvelope error naming the element.
+// ErrNotEnvelope error naming the element, except in an Inform's
+// MaxEnvelopes and RetryCount, which then read as 0.
 func DecodeWith(body []byte, opts DecodeOptions) (*Envelope, error) {
 	lim := opts.Limits.withDefaults()
 	p, xerr := prepare(body, opts.Charset, lim.MaxBytes, opts.BodyOwned)

@@ -367,3 +367,32 @@ func utf16Body(bigEndian bool, s string) string {
 	}
 	return string(b)
 }
+
+// TestDecodeInformHints: an Inform's MaxEnvelopes and RetryCount are hints;
+// one that is missing or not an unsignedInt reads as 0 and the Inform is
+// kept (docs/protocol.md §5.3).
+func TestDecodeInformHints(t *testing.T) {
+	cases := []struct {
+		name, fields    string
+		maxEnv, retries uint32
+	}{
+		{"plain", `<MaxEnvelopes>1</MaxEnvelopes><RetryCount>2</RetryCount>`, 1, 2},
+		{"white space and plus", "<MaxEnvelopes> +1 </MaxEnvelopes><RetryCount>\r\n3\r\n</RetryCount>", 1, 3},
+		{"missing", ``, 0, 0},
+		{"empty", `<MaxEnvelopes/><RetryCount></RetryCount>`, 0, 0},
+		{"MaxEnvelopes 0", `<MaxEnvelopes>0</MaxEnvelopes>`, 0, 0},
+		{"negative", `<MaxEnvelopes>-1</MaxEnvelopes><RetryCount>-1</RetryCount>`, 0, 0},
+		{"not a number", `<MaxEnvelopes>unbounded</MaxEnvelopes><RetryCount>n/a</RetryCount>`, 0, 0},
+		{"too large", `<MaxEnvelopes>1</MaxEnvelopes><RetryCount>4294967296</RetryCount>`, 1, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := decMust(t, decEnv(NS1_0, "", `<cwmp:Inform><DeviceId><Manufacturer>M</Manufacturer><OUI>00AABB</OUI><ProductClass>P</ProductClass><SerialNumber>S</SerialNumber></DeviceId>`+
+				`<Event><EventStruct><EventCode>2 PERIODIC</EventCode><CommandKey/></EventStruct></Event>`+c.fields+`</cwmp:Inform>`))
+			inf := e.Body.(*Inform)
+			if inf.MaxEnvelopes != c.maxEnv || inf.RetryCount != c.retries || inf.DeviceID.SerialNumber != "S" || len(inf.Events) != 1 {
+				t.Fatalf("got %+v, want MaxEnvelopes %d RetryCount %d", inf, c.maxEnv, c.retries)
+			}
+		})
+	}
+}

@@ -665,11 +665,11 @@ func (m *mapper) inform(i int32) *Inform {
 		case "Event":
 			v.Events = m.events(c)
 		case "MaxEnvelopes":
-			v.MaxEnvelopes = m.u32(c)
+			v.MaxEnvelopes = m.hintU32(c)
 		case "CurrentTime":
 			v.CurrentTime = m.dateTime(c)
 		case "RetryCount":
-			v.RetryCount = m.u32(c)
+			v.RetryCount = m.hintU32(c)
 		case "ParameterList":
 			v.ParameterList = m.parameterValues(c)
 		}
@@ -1136,6 +1136,18 @@ func (m *mapper) u32(i int32) uint32 {
 	v, err := strconv.ParseUint(trimPlus(s), 10, 32)
 	if err != nil {
 		m.fail(i, "invalid unsignedInt "+strconv.Quote(s)+" in <"+m.t.nodes[i].local+">")
+		return 0
+	}
+	return uint32(v)
+}
+
+// hintU32 reads an Inform's MaxEnvelopes or RetryCount: numbers the ACS
+// only notes (docs/protocol.md §5.3), so one that is not an unsignedInt
+// ("-1", "n/a") reads as 0 instead of refusing the whole Inform, and the
+// session goes on, as it does for a header hint that does not parse.
+func (m *mapper) hintU32(i int32) uint32 {
+	v, err := strconv.ParseUint(trimPlus(m.str(i)), 10, 32)
+	if err != nil {
 		return 0
 	}
 	return uint32(v)
