@@ -166,6 +166,9 @@ func TestDecodeValueTypes(t *testing.T) {
 		{"1999 schema namespaces", `<Value xmlns:i="http://www.w3.org/1999/XMLSchema-instance" xmlns:s="http://www.w3.org/1999/XMLSchema" i:type="s:int">1</Value>`, "xsd:int", "1"},
 		{"default namespace is XML Schema", `<Value xmlns="http://www.w3.org/2001/XMLSchema" xsi:type="boolean">1</Value>`, "xsd:boolean", "true"},
 		{"unbound prefix: no usable type", `<Value xsi:type="foo:bar">v</Value>`, "", "v"},
+		{"unbound prefix of a known type: no usable type", `<Value xsi:type="foo:int">1</Value>`, "", "1"},
+		{"xs undeclared", `<Value xsi:type="xs:boolean">1</Value>`, "xsd:boolean", "true"},
+		{"unprefixed type without a default namespace: no usable type", `<Value xsi:type="int">1</Value>`, "", "1"},
 		{"xsd prefix rebound", `<Value xmlns:xsd="urn:not-schema" xsi:type="xsd:int">v</Value>`, "", "v"},
 		{"empty local part", `<Value xsi:type="xsd:">v</Value>`, "", "v"},
 		{"white space around type", `<Value xsi:type=" xsd:long ">9</Value>`, "xsd:long", "9"},
@@ -393,6 +396,36 @@ func TestDecodeInformHints(t *testing.T) {
 			if inf.MaxEnvelopes != c.maxEnv || inf.RetryCount != c.retries || inf.DeviceID.SerialNumber != "S" || len(inf.Events) != 1 {
 				t.Fatalf("got %+v, want MaxEnvelopes %d RetryCount %d", inf, c.maxEnv, c.retries)
 			}
+		})
+	}
+}
+
+// TestDecodeUndeclaredTypePrefixes: an envelope that declares neither xsi
+// nor xsd (or only one of them) still types its values, because those
+// prefixes mean one thing in CWMP (docs/protocol.md §2.3); other
+// undeclared prefixes give no type.
+func TestDecodeUndeclaredTypePrefixes(t *testing.T) {
+	cases := []struct {
+		name, decls, value, wantType, wantValue string
+	}{
+		{"neither declared", ``, `<Value xsi:type="xsd:unsignedInt"> 5 </Value>`, "xsd:unsignedInt", "5"},
+		{"xsd only", ` xmlns:xsd="` + NSXSD + `"`, `<Value xsi:type="xsd:boolean">True</Value>`, "xsd:boolean", "true"},
+		{"xsi only", ` xmlns:xsi="` + NSXSI + `"`, `<Value xsi:type="xsd:dateTime">2024-01-01T00:00:00</Value>`, "xsd:dateTime", "2024-01-01T00:00:00"},
+		{"xsd declared elsewhere wins", ` xmlns:xsd="urn:vendor"`, `<Value xsi:type="xsd:int">1</Value>`, "xsd:string", "1"},
+		{"undeclared vendor prefix", ``, `<Value xsi:type="v:int">1</Value>`, "xsd:string", "1"},
+		{"undeclared attribute prefix", ``, `<Value x:type="xsd:int">1</Value>`, "xsd:string", "1"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			body := `<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:cwmp="` + NS1_0 + `"` + c.decls + `><soap:Body>` +
+				`<cwmp:GetParameterValuesResponse><ParameterList><ParameterValueStruct><Name>A</Name>` + c.value +
+				`</ParameterValueStruct></ParameterList></cwmp:GetParameterValuesResponse></soap:Body></soap:Envelope>`
+			e := decMust(t, body)
+			want := []ParameterValue{{Name: "A", Value: c.wantValue, Type: c.wantType}}
+			if got := e.Body.(*GetParameterValuesResponse).ParameterList; !reflect.DeepEqual(got, want) {
+				t.Fatalf("got %#v, want %#v", got, want)
+			}
+			compareFrontEnds(t, []byte(body), DecodeOptions{}, true)
 		})
 	}
 }

@@ -172,9 +172,14 @@ func (b *etreeBuilder) element(e *etree.Element, parent int32, scope int) *xmlEr
 			t.attrs = append(t.attrs, xmlAttr{local: prefix, ns: nsXMLNS, value: a.Value})
 		default:
 			x := xmlAttr{local: a.Key, ns: a.NamespaceURI(), value: a.Value}
+			if x.local == "type" && x.ns == "" && a.Space != "" {
+				x.ns = undeclaredTypeNS(a.Space)
+			}
 			if x.local == "type" && isXSINamespace(x.ns) {
 				p, _ := qnameParts(a.Value)
-				x.valueNS = etreeResolve(e, p)
+				if x.valueNS = etreeResolve(e, p); x.valueNS == "" {
+					x.valueNS = undeclaredTypeNS(p)
+				}
 			}
 			t.attrs = append(t.attrs, x)
 		}
