@@ -429,3 +429,28 @@ func TestDecodeUndeclaredTypePrefixes(t *testing.T) {
 		})
 	}
 }
+
+// TestDecodeTrailingNUL: a C string's terminating NUL sent after the
+// envelope, alone or with white space, is dropped; a NUL anywhere else is
+// still a character XML forbids.
+func TestDecodeTrailingNUL(t *testing.T) {
+	body := decEnv(NS1_0, "", "<cwmp:Reboot><CommandKey>k</CommandKey></cwmp:Reboot>")
+	for _, tail := range []string{"\x00", "\r\n\x00", "\x00\n", "\n\x00\x00 \x00"} {
+		e, err := Decode([]byte(body + tail))
+		if err != nil {
+			t.Fatalf("tail %q: %v", tail, err)
+		}
+		if !reflect.DeepEqual(e.Body, &Reboot{CommandKey: "k"}) {
+			t.Fatalf("tail %q: body %#v", tail, e.Body)
+		}
+		compareFrontEnds(t, []byte(body+tail), DecodeOptions{}, true)
+	}
+	for _, bad := range []string{"\x00" + body, body + "\x00x", body + "\x00<!---->"} {
+		if _, err := Decode([]byte(bad)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%q: error %v, want ErrMalformed", bad[:8], err)
+		}
+	}
+	if _, err := Decode([]byte("\x00\r\n")); !errors.Is(err, ErrEmpty) {
+		t.Errorf("only a NUL: error %v, want ErrEmpty", err)
+	}
+}

@@ -121,6 +121,17 @@ func prepare(body []byte, charset string, maxBytes int, owned bool) (prepared, *
 	} else if be := bytes.HasPrefix(raw, []byte{0xFE, 0xFF}); be || bytes.HasPrefix(raw, []byte{0xFF, 0xFE}) {
 		return prepareUTF16(raw[2:], be)
 	}
+	// Stacks written in C may count the string's terminating NUL in
+	// Content-Length: NUL bytes at the very end, among trailing white
+	// space, carry nothing and are dropped rather than refuse the message
+	// over a character after the root element.
+	end := len(raw)
+	for end > 0 && (raw[end-1] == 0 || isXMLSpace(raw[end-1])) {
+		end--
+	}
+	if end < len(raw) && bytes.IndexByte(raw[end:], 0) >= 0 {
+		raw = raw[:end]
+	}
 	ws := 0
 	for ws < len(raw) && isXMLSpace(raw[ws]) {
 		ws++
