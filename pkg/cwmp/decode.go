@@ -103,12 +103,13 @@ func Decode(body []byte) (*Envelope, error) {
 // compared trimmed). OUI is
 // kept in the case it was sent. Empty number and boolean elements read as 0
 // and false; other text that is not of the element's type is an
-// ErrNotEnvelope error naming the element.
+// ErrNotEnvelope error naming the element, except in an Inform's
+// MaxEnvelopes and RetryCount, which then read as 0.
 func DecodeWith(body []byte, opts DecodeOptions) (*Envelope, error) {
 	lim := opts.Limits.withDefaults()
 	p, xerr := prepare(body, opts.Charset, lim.MaxBytes, opts.BodyOwned)
 	if xerr != nil {
-		return nil, rawDecodeError(body, xerr)
+		return nil, p.prepareError(body, xerr)
 	}
 	t, xerr := scanXML(p.text, p.start, lim.MaxDepth)
 	if xerr != nil {
@@ -141,6 +142,15 @@ func (p *prepared) decodeError(x *xmlError) *DecodeError {
 		e.Line, e.Column = lineColumn(p.text, x.off)
 	}
 	return e
+}
+
+// prepareError positions an error of prepare: in the converted text for a
+// UTF-16 body, whose bytes cannot be counted as characters, else in body.
+func (p *prepared) prepareError(body []byte, x *xmlError) *DecodeError {
+	if p.charset == charsetUTF16LE || p.charset == charsetUTF16BE {
+		return p.decodeError(x)
+	}
+	return rawDecodeError(body, x)
 }
 
 // rawDecodeError positions an error found before the body was converted,

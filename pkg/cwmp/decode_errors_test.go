@@ -52,7 +52,9 @@ var brokenInputs = []brokenInput{
 	{name: "declaration not at start", body: "<a/>\n<?xml version=\"1.0\"?>", err: ErrMalformed, line: 2, col: 1, detail: "XML declaration"},
 	{name: "unterminated declaration", body: "<?xml version=\"1.0\"", err: ErrMalformed, line: 1, col: 1, detail: "unterminated XML declaration"},
 	{name: "malformed declaration", body: "<?xml version=1.0?><a/>", err: ErrMalformed, line: 1, col: 15, detail: "malformed XML declaration"},
-	{name: "UTF-16", body: "\xFF\xFE<\x00a\x00/\x00>\x00", err: ErrMalformed, line: 1, col: 1, detail: "UTF-16"},
+	{name: "UTF-16", body: "\xFF\xFE<\x00a\x00 \x00b\x00/\x00>\x00", err: ErrMalformed, line: 1, col: 5, detail: "without ="},
+	{name: "UTF-16 without XML", body: "\xFE\xFF\x00 \x00\n", err: ErrEmpty, line: 2, col: 1},
+	{name: "UTF-16 bad declaration", body: "\xFE\xFF\x00<\x00?\x00x\x00m\x00l\x00 \x00v", err: ErrMalformed, line: 1, col: 1, detail: "unterminated XML declaration"},
 	{name: "name starting with digit", body: "<1a/>", err: ErrMalformed, line: 1, col: 1, detail: "expected element name"},
 	{name: "two colons", body: "<a:b:c/>", err: ErrMalformed, line: 1, col: 1, detail: "invalid element name"},
 	{name: "non-ASCII name", body: "<caf\u00e9/>", err: ErrMalformed, line: 1, col: 5, detail: "expected attribute name"},
@@ -70,8 +72,8 @@ var brokenInputs = []brokenInput{
 	{name: "empty Body", body: decEnvOpen + "\n  <soap:Body> <!-- --> </soap:Body>" + decEnvClose, err: ErrNotEnvelope, line: 2, col: 3, detail: "empty SOAP Body"},
 	{name: "two RPCs", body: decEnvOpen + "<soap:Body><cwmp:Reboot/>\n<cwmp:FactoryReset/></soap:Body>" + decEnvClose, err: ErrNotEnvelope, line: 2, col: 1, detail: "holds 2 elements"},
 	{name: "two Bodies", body: decEnvOpen + "<soap:Body><cwmp:Reboot/></soap:Body><soap:Body/>" + decEnvClose, err: ErrNotEnvelope, line: 1, col: 147, detail: "more than one SOAP Body"},
-	{name: "bad unsignedInt", body: decEnvOpen + "<soap:Body><cwmp:Inform>\n<RetryCount>many</RetryCount></cwmp:Inform></soap:Body>" + decEnvClose,
-		err: ErrNotEnvelope, line: 2, col: 1, detail: `invalid unsignedInt "many" in <RetryCount>`},
+	{name: "bad unsignedInt", body: decEnvOpen + "<soap:Body><cwmp:ScheduleInform>\n<DelaySeconds>many</DelaySeconds></cwmp:ScheduleInform></soap:Body>" + decEnvClose,
+		err: ErrNotEnvelope, line: 2, col: 1, detail: `invalid unsignedInt "many" in <DelaySeconds>`},
 	{name: "negative unsignedInt", body: decEnvOpen + "<soap:Body><cwmp:AddObjectResponse><InstanceNumber>-1</InstanceNumber></cwmp:AddObjectResponse></soap:Body>" + decEnvClose,
 		err: ErrNotEnvelope, line: 1, col: 145, detail: `invalid unsignedInt "-1"`},
 	{name: "bad boolean", body: decEnvOpen + "<soap:Body><cwmp:GetParameterNames><NextLevel>yes</NextLevel></cwmp:GetParameterNames></soap:Body>" + decEnvClose,
@@ -149,6 +151,8 @@ func TestDecodeErrorOffsetsInConvertedText(t *testing.T) {
 		{"latin1", "<a>\xe9\xe9\xe9</b>", "ISO-8859-1", 6, 1, 7},
 		{"invalid UTF-8", "<a>\xff\xfe\xfd</b>", "", 6, 1, 7},
 		{"BOM", "\xEF\xBB\xBF<a></b>", "", 6, 1, 4},
+		{"UTF-16LE", utf16Body(false, "<a>\u00e9\U0001F600</b>"), "", 2 + 2*6, 1, 6},
+		{"UTF-16BE after a declaration", utf16Body(true, "<?xml version='1.0' encoding='UTF-16'?>\n<a></b>"), "", 2 + 2*43, 2, 4},
 		{"latin1 declared", "<?xml version='1.0' encoding='latin1'?>\n<a>\xe9</b>", "", 44, 2, 5},
 	}
 	for _, c := range cases {
@@ -161,7 +165,7 @@ func TestDecodeErrorOffsetsInConvertedText(t *testing.T) {
 			if de.Offset != c.offset || de.Line != c.line || de.Column != c.col {
 				t.Fatalf("offset %d line %d column %d, want %d %d %d", de.Offset, de.Line, de.Column, c.offset, c.line, c.col)
 			}
-			if c.body[de.Offset] != '<' {
+			if at := c.body[de.Offset:]; !strings.HasPrefix(at, "<") && !strings.HasPrefix(at, "\x00<") { // "\x00<": UTF-16BE
 				t.Fatalf("offset %d points at %q, want the '<' of </b>", de.Offset, c.body[de.Offset])
 			}
 		})

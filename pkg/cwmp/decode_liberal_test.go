@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"unicode/utf16"
 )
 
 // decEnv wraps an RPC element in a minimal envelope with the usual prefixes.
@@ -57,6 +58,10 @@ func TestDecodeNamespaceDetection(t *testing.T) {
 		{"declared in the fault detail", `<s:Envelope ` + soap + `><s:Body><s:Fault><detail><c:Fault xmlns:c="urn:dslforum-org:cwmp-1-2"><FaultCode>9001</FaultCode></c:Fault></detail></s:Fault></s:Body></s:Envelope>`, NS1_2, V1_2},
 		{"default namespace on the RPC", `<s:Envelope ` + soap + `><s:Body><Reboot xmlns="urn:dslforum-org:cwmp-1-3"/></s:Body></s:Envelope>`, NS1_3, V1_4},
 		{"none", `<s:Envelope ` + soap + `><s:Body><Reboot/></s:Body></s:Envelope>`, "", V1_0},
+		{"trailing slash", `<s:Envelope ` + soap + `><s:Body><c:Reboot xmlns:c="urn:dslforum-org:cwmp-1-1/"/></s:Body></s:Envelope>`, NS1_1, V1_1},
+		{"upper case", `<s:Envelope ` + soap + ` xmlns:c="URN:DSLForum-Org:CWMP-1-2"><s:Body><c:Reboot/></s:Body></s:Envelope>`, NS1_2, V1_2},
+		{"both", `<s:Envelope ` + soap + ` xmlns:c="URN:dslforum-org:cwmp-1-0/"><s:Body><c:Reboot/></s:Body></s:Envelope>`, NS1_0, V1_0},
+		{"two slashes is not cwmp", `<s:Envelope ` + soap + `><s:Body><Reboot xmlns="urn:dslforum-org:cwmp-1-0//"/></s:Body></s:Envelope>`, "", V1_0},
 		{"unsupported version", `<s:Envelope ` + soap + `><s:Body><Reboot xmlns="urn:dslforum-org:cwmp-1-9"/></s:Body></s:Envelope>`, "", V1_0},
 	}
 	for _, c := range cases {
@@ -64,6 +69,11 @@ func TestDecodeNamespaceDetection(t *testing.T) {
 			e := decMust(t, c.body)
 			if e.Namespace != c.ns || e.Version != c.version {
 				t.Fatalf("namespace %q version %v, want %q %v", e.Namespace, e.Version, c.ns, c.version)
+			}
+			// A qualified RPC element outside the cwmp namespaces is a vendor's.
+			wantUnknown := c.name == "unsupported version" || c.name == "two slashes is not cwmp"
+			if _, unknown := e.Body.(*Unknown); unknown != wantUnknown {
+				t.Fatalf("body %#v, want an Unknown: %v", e.Body, wantUnknown)
 			}
 		})
 	}
@@ -156,6 +166,9 @@ func TestDecodeValueTypes(t *testing.T) {
 		{"1999 schema namespaces", `<Value xmlns:i="http://www.w3.org/1999/XMLSchema-instance" xmlns:s="http://www.w3.org/1999/XMLSchema" i:type="s:int">1</Value>`, "xsd:int", "1"},
 		{"default namespace is XML Schema", `<Value xmlns="http://www.w3.org/2001/XMLSchema" xsi:type="boolean">1</Value>`, "xsd:boolean", "true"},
 		{"unbound prefix: no usable type", `<Value xsi:type="foo:bar">v</Value>`, "", "v"},
+		{"unbound prefix of a known type: no usable type", `<Value xsi:type="foo:int">1</Value>`, "", "1"},
+		{"xs undeclared", `<Value xsi:type="xs:boolean">1</Value>`, "xsd:boolean", "true"},
+		{"unprefixed type without a default namespace: no usable type", `<Value xsi:type="int">1</Value>`, "", "1"},
 		{"xsd prefix rebound", `<Value xmlns:xsd="urn:not-schema" xsi:type="xsd:int">v</Value>`, "", "v"},
 		{"empty local part", `<Value xsi:type="xsd:">v</Value>`, "", "v"},
 		{"white space around type", `<Value xsi:type=" xsd:long ">9</Value>`, "xsd:long", "9"},
@@ -296,6 +309,11 @@ func TestDecodeCharsets(t *testing.T) {
 		{"control characters replaced", withDecl("UTF-8", "a\x00b\x1bc\td"), "", "a\ufffdb\ufffdc\td"},
 		{"control characters replaced in latin1", withDecl("ISO-8859-1", "\xe9\x01"), "", "\u00e9\ufffd"},
 		{"noncharacters replaced", withDecl("UTF-8", "a\uFFFEb\uFFFF"), "", "a\ufffdb\ufffd"},
+		{"UTF-16LE with BOM", utf16Body(false, withDecl("UTF-16", "caf\u00e9 \U0001F600")), "", "caf\u00e9 \U0001F600"},
+		{"UTF-16BE with BOM, charset says otherwise", utf16Body(true, withDecl("ISO-8859-1", "caf\u00e9")), "UTF-8", "caf\u00e9"},
+		{"UTF-16 without declaration", utf16Body(false, decEnv(NS1_0, "", strings.Replace(value, "%s", "\u20ac", 1))), "", "\u20ac"},
+		{"UTF-16 control replaced", utf16Body(false, withDecl("UTF-16", "a\x01b")), "", "a\ufffdb"},
+		{"UTF-16 unpaired surrogates replaced", strings.Replace(utf16Body(false, withDecl("UTF-16", "aHbLc")), "H\x00b\x00L\x00", "\x00\xD8b\x00\x00\xDC", 1), "", "a\ufffdb\ufffdc"},
 		{"no declaration", decEnv(NS1_0, "", strings.Replace(value, "%s", "\u00e9", 1)), "", "\u00e9"},
 		{"declaration after white space", "\r\n  " + withDecl("ISO-8859-1", "\xe9"), "", "\u00e9"},
 	}
@@ -334,5 +352,105 @@ func TestDecodeLimits(t *testing.T) {
 	}
 	if DefaultLimits != (Limits{MaxBytes: 4 << 20, MaxDepth: 32}) {
 		t.Fatalf("DefaultLimits changed: %+v", DefaultLimits)
+	}
+}
+
+// utf16Body is s in UTF-16 with a byte order mark.
+func utf16Body(bigEndian bool, s string) string {
+	b := []byte{0xFF, 0xFE}
+	if bigEndian {
+		b = []byte{0xFE, 0xFF}
+	}
+	for _, u := range utf16.Encode([]rune(s)) {
+		if bigEndian {
+			b = append(b, byte(u>>8), byte(u))
+		} else {
+			b = append(b, byte(u), byte(u>>8))
+		}
+	}
+	return string(b)
+}
+
+// TestDecodeInformHints: an Inform's MaxEnvelopes and RetryCount are hints;
+// one that is missing or not an unsignedInt reads as 0 and the Inform is
+// kept (docs/protocol.md §5.3).
+func TestDecodeInformHints(t *testing.T) {
+	cases := []struct {
+		name, fields    string
+		maxEnv, retries uint32
+	}{
+		{"plain", `<MaxEnvelopes>1</MaxEnvelopes><RetryCount>2</RetryCount>`, 1, 2},
+		{"white space and plus", "<MaxEnvelopes> +1 </MaxEnvelopes><RetryCount>\r\n3\r\n</RetryCount>", 1, 3},
+		{"missing", ``, 0, 0},
+		{"empty", `<MaxEnvelopes/><RetryCount></RetryCount>`, 0, 0},
+		{"MaxEnvelopes 0", `<MaxEnvelopes>0</MaxEnvelopes>`, 0, 0},
+		{"negative", `<MaxEnvelopes>-1</MaxEnvelopes><RetryCount>-1</RetryCount>`, 0, 0},
+		{"not a number", `<MaxEnvelopes>unbounded</MaxEnvelopes><RetryCount>n/a</RetryCount>`, 0, 0},
+		{"too large", `<MaxEnvelopes>1</MaxEnvelopes><RetryCount>4294967296</RetryCount>`, 1, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := decMust(t, decEnv(NS1_0, "", `<cwmp:Inform><DeviceId><Manufacturer>M</Manufacturer><OUI>00AABB</OUI><ProductClass>P</ProductClass><SerialNumber>S</SerialNumber></DeviceId>`+
+				`<Event><EventStruct><EventCode>2 PERIODIC</EventCode><CommandKey/></EventStruct></Event>`+c.fields+`</cwmp:Inform>`))
+			inf := e.Body.(*Inform)
+			if inf.MaxEnvelopes != c.maxEnv || inf.RetryCount != c.retries || inf.DeviceID.SerialNumber != "S" || len(inf.Events) != 1 {
+				t.Fatalf("got %+v, want MaxEnvelopes %d RetryCount %d", inf, c.maxEnv, c.retries)
+			}
+		})
+	}
+}
+
+// TestDecodeUndeclaredTypePrefixes: an envelope that declares neither xsi
+// nor xsd (or only one of them) still types its values, because those
+// prefixes mean one thing in CWMP (docs/protocol.md §2.3); other
+// undeclared prefixes give no type.
+func TestDecodeUndeclaredTypePrefixes(t *testing.T) {
+	cases := []struct {
+		name, decls, value, wantType, wantValue string
+	}{
+		{"neither declared", ``, `<Value xsi:type="xsd:unsignedInt"> 5 </Value>`, "xsd:unsignedInt", "5"},
+		{"xsd only", ` xmlns:xsd="` + NSXSD + `"`, `<Value xsi:type="xsd:boolean">True</Value>`, "xsd:boolean", "true"},
+		{"xsi only", ` xmlns:xsi="` + NSXSI + `"`, `<Value xsi:type="xsd:dateTime">2024-01-01T00:00:00</Value>`, "xsd:dateTime", "2024-01-01T00:00:00"},
+		{"xsd declared elsewhere wins", ` xmlns:xsd="urn:vendor"`, `<Value xsi:type="xsd:int">1</Value>`, "xsd:string", "1"},
+		{"undeclared vendor prefix", ``, `<Value xsi:type="v:int">1</Value>`, "xsd:string", "1"},
+		{"undeclared attribute prefix", ``, `<Value x:type="xsd:int">1</Value>`, "xsd:string", "1"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			body := `<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:cwmp="` + NS1_0 + `"` + c.decls + `><soap:Body>` +
+				`<cwmp:GetParameterValuesResponse><ParameterList><ParameterValueStruct><Name>A</Name>` + c.value +
+				`</ParameterValueStruct></ParameterList></cwmp:GetParameterValuesResponse></soap:Body></soap:Envelope>`
+			e := decMust(t, body)
+			want := []ParameterValue{{Name: "A", Value: c.wantValue, Type: c.wantType}}
+			if got := e.Body.(*GetParameterValuesResponse).ParameterList; !reflect.DeepEqual(got, want) {
+				t.Fatalf("got %#v, want %#v", got, want)
+			}
+			compareFrontEnds(t, []byte(body), DecodeOptions{}, true)
+		})
+	}
+}
+
+// TestDecodeTrailingNUL: a C string's terminating NUL sent after the
+// envelope, alone or with white space, is dropped; a NUL anywhere else is
+// still a character XML forbids.
+func TestDecodeTrailingNUL(t *testing.T) {
+	body := decEnv(NS1_0, "", "<cwmp:Reboot><CommandKey>k</CommandKey></cwmp:Reboot>")
+	for _, tail := range []string{"\x00", "\r\n\x00", "\x00\n", "\n\x00\x00 \x00"} {
+		e, err := Decode([]byte(body + tail))
+		if err != nil {
+			t.Fatalf("tail %q: %v", tail, err)
+		}
+		if !reflect.DeepEqual(e.Body, &Reboot{CommandKey: "k"}) {
+			t.Fatalf("tail %q: body %#v", tail, e.Body)
+		}
+		compareFrontEnds(t, []byte(body+tail), DecodeOptions{}, true)
+	}
+	for _, bad := range []string{"\x00" + body, body + "\x00x", body + "\x00<!---->"} {
+		if _, err := Decode([]byte(bad)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%q: error %v, want ErrMalformed", bad[:8], err)
+		}
+	}
+	if _, err := Decode([]byte("\x00\r\n")); !errors.Is(err, ErrEmpty) {
+		t.Errorf("only a NUL: error %v, want ErrEmpty", err)
 	}
 }

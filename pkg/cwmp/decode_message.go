@@ -31,10 +31,27 @@ func notEnvelope(t *xmlTree, i int32, detail string) *xmlError {
 	return &xmlError{err: ErrNotEnvelope, off: int(t.nodes[i].off), detail: detail}
 }
 
-// isCWMPNamespace reports whether ns is one of the cwmp-1-0..1-4 URIs.
+// isCWMPNamespace reports whether ns is one of the cwmp-1-0..1-4 URIs, as
+// cwmpNamespace reads them.
 func isCWMPNamespace(ns string) bool {
-	_, ok := VersionOfNamespace(ns)
+	_, ok := cwmpNamespace(ns)
 	return ok
+}
+
+// cwmpNamespace returns the standard spelling of a cwmp namespace URI as a
+// CPE wrote it: exactly, in another letter case (URNs compare without
+// regard to case, RFC 8141) or with one trailing slash, as some stacks write
+// every namespace. The decoded Envelope carries the standard spelling, so
+// replies use it (docs/protocol.md §1.2 step 1). ok is false for anything else.
+func cwmpNamespace(ns string) (string, bool) {
+	if _, ok := VersionOfNamespace(ns); ok {
+		return ns, true
+	}
+	s := strings.ToLower(strings.TrimSuffix(ns, "/"))
+	if _, ok := VersionOfNamespace(s); ok {
+		return s, true
+	}
+	return "", false
 }
 
 // buildEnvelope maps a node table to an Envelope (XMLDeclaration is the
@@ -79,7 +96,7 @@ func buildEnvelope(t *xmlTree) (*Envelope, *xmlError) {
 	if header >= 0 {
 		hasSessionTimeout = m.header(header, &env.Header)
 	}
-	env.Namespace = cwmpNamespaceOf(t, rpc, body)
+	env.Namespace, _ = cwmpNamespace(cwmpNamespaceOf(t, rpc, body))
 	env.Version, _ = VersionOfNamespace(env.Namespace)
 	if env.Version == V1_2 && hasSessionTimeout {
 		// SessionTimeout came with 1.3, which kept the 1.2 namespace
@@ -648,11 +665,11 @@ func (m *mapper) inform(i int32) *Inform {
 		case "Event":
 			v.Events = m.events(c)
 		case "MaxEnvelopes":
-			v.MaxEnvelopes = m.u32(c)
+			v.MaxEnvelopes = m.hintU32(c)
 		case "CurrentTime":
 			v.CurrentTime = m.dateTime(c)
 		case "RetryCount":
-			v.RetryCount = m.u32(c)
+			v.RetryCount = m.hintU32(c)
 		case "ParameterList":
 			v.ParameterList = m.parameterValues(c)
 		}
@@ -1119,6 +1136,18 @@ func (m *mapper) u32(i int32) uint32 {
 	v, err := strconv.ParseUint(trimPlus(s), 10, 32)
 	if err != nil {
 		m.fail(i, "invalid unsignedInt "+strconv.Quote(s)+" in <"+m.t.nodes[i].local+">")
+		return 0
+	}
+	return uint32(v)
+}
+
+// hintU32 reads an Inform's MaxEnvelopes or RetryCount: numbers the ACS
+// only notes (docs/protocol.md §5.3), so one that is not an unsignedInt
+// ("-1", "n/a") reads as 0 instead of refusing the whole Inform, and the
+// session goes on, as it does for a header hint that does not parse.
+func (m *mapper) hintU32(i int32) uint32 {
+	v, err := strconv.ParseUint(trimPlus(m.str(i)), 10, 32)
+	if err != nil {
 		return 0
 	}
 	return uint32(v)

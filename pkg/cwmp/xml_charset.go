@@ -5,13 +5,15 @@ import (
 	"encoding/binary"
 	"strconv"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
 )
 
 // Before any XML is parsed, prepare turns the HTTP body into the text both
 // front ends read (docs/protocol.md §2.1, §13 input 7):
-//   - a UTF-8 byte order mark is removed and decides the charset;
+//   - a byte order mark (UTF-8, UTF-16 LE or BE) is removed and decides the
+//     charset;
 //   - otherwise the charset is the one from HTTP Content-Type
 //     (DecodeOptions.Charset), else the XML declaration's encoding, else
 //     UTF-8. That is the order browsers use (WHATWG Encoding), and the one
@@ -46,6 +48,8 @@ const (
 	charsetUTF8 xmlCharset = iota
 	charsetWindows1252
 	charsetLatin9
+	charsetUTF16LE
+	charsetUTF16BE
 )
 
 // lookupCharset maps a charset label to the decoder used for it.
@@ -114,8 +118,19 @@ func prepare(body []byte, charset string, maxBytes int, owned bool) (prepared, *
 	fromBOM := false
 	if bytes.HasPrefix(raw, bomUTF8) {
 		raw, p.bom, fromBOM = raw[3:], 3, true
-	} else if bytes.HasPrefix(raw, []byte{0xFE, 0xFF}) || bytes.HasPrefix(raw, []byte{0xFF, 0xFE}) {
-		return p, malformed(0, "UTF-16 byte order mark: only ASCII-compatible charsets are supported")
+	} else if be := bytes.HasPrefix(raw, []byte{0xFE, 0xFF}); be || bytes.HasPrefix(raw, []byte{0xFF, 0xFE}) {
+		return prepareUTF16(raw[2:], be)
+	}
+	// Stacks written in C may count the string's terminating NUL in
+	// Content-Length: NUL bytes at the very end, among trailing white
+	// space, carry nothing and are dropped rather than refuse the message
+	// over a character after the root element.
+	end := len(raw)
+	for end > 0 && (raw[end-1] == 0 || isXMLSpace(raw[end-1])) {
+		end--
+	}
+	if end < len(raw) && bytes.IndexByte(raw[end:], 0) >= 0 {
+		raw = raw[:end]
 	}
 	ws := 0
 	for ws < len(raw) && isXMLSpace(raw[ws]) {
@@ -326,6 +341,12 @@ func (p *prepared) rawOffset(off int) int {
 	out := 0
 	i := 0
 	for i < len(p.raw) && out < off {
+		if p.charset == charsetUTF16LE || p.charset == charsetUTF16BE {
+			r, size := utf16Step(p.raw, i, p.charset == charsetUTF16BE)
+			out += utf8.RuneLen(r)
+			i += size
+			continue
+		}
 		if p.charset == charsetUTF8 {
 			n, size := utf8StepLen(p.raw, i)
 			if n < 0 {
@@ -366,4 +387,69 @@ func lineColumn[T string | []byte](text T, off int) (line, col int) {
 		}
 	}
 	return line, utf8.RuneCountInString(string(text[ls:off])) + 1
+}
+
+// prepareUTF16 is prepare for a body that starts with a UTF-16 byte order
+// mark (raw is what follows the mark). Some Windows-based and Java CPE
+// stacks write UTF-16 (docs/protocol.md §2.1): the mark decides the charset,
+// whatever HTTP or the declaration say. The whole body is converted before
+// the declaration is looked for, because UTF-16 is not ASCII-compatible;
+// unlike prepare's, errors carry offsets into the converted text.
+func prepareUTF16(raw []byte, bigEndian bool) (prepared, *xmlError) {
+	p := prepared{raw: raw, bom: 2, charset: charsetUTF16LE}
+	if bigEndian {
+		p.charset = charsetUTF16BE
+	}
+	text := make([]byte, 0, len(raw)/2+len(raw)/8)
+	for i := 0; i < len(raw); {
+		r, size := utf16Step(raw, i, bigEndian)
+		text = utf8.AppendRune(text, r)
+		i += size
+	}
+	p.text = string(text)
+	ws := 0
+	for ws < len(text) && isXMLSpace(text[ws]) {
+		ws++
+	}
+	if ws == len(text) {
+		return p, &xmlError{err: ErrEmpty, off: ws, detail: "no XML in the body"}
+	}
+	end, _, found, derr := parseXMLDecl(text, ws)
+	if derr != nil {
+		return p, derr
+	}
+	if found {
+		p.start, p.decl = end, true
+	} else {
+		p.start = ws
+	}
+	return p, nil
+}
+
+// utf16Step decodes the UTF-16 character at b[i]: the character as the
+// converted text holds it (U+FFFD for an unpaired surrogate, a lone last
+// byte, or a character XML forbids) and the number of bytes it took.
+func utf16Step(b []byte, i int, bigEndian bool) (rune, int) {
+	unit := func(k int) rune {
+		if bigEndian {
+			return rune(b[k])<<8 | rune(b[k+1])
+		}
+		return rune(b[k+1])<<8 | rune(b[k])
+	}
+	if i+2 > len(b) {
+		return utf8.RuneError, len(b) - i
+	}
+	r := unit(i)
+	switch {
+	case r >= 0xD800 && r < 0xDC00:
+		if i+4 <= len(b) {
+			if lo := unit(i + 2); lo >= 0xDC00 && lo < 0xE000 {
+				return utf16.DecodeRune(r, lo), 4
+			}
+		}
+		return utf8.RuneError, 2
+	case r >= 0xDC00 && r < 0xE000, r < 0x20 && !isXMLSpace(byte(r)), r == 0xFFFE, r == 0xFFFF:
+		return utf8.RuneError, 2
+	}
+	return r, 2
 }

@@ -25,7 +25,7 @@ func decodeReference(body []byte, opts DecodeOptions) (*Envelope, error) {
 	lim := opts.Limits.withDefaults()
 	p, xerr := prepare(body, opts.Charset, lim.MaxBytes, false)
 	if xerr != nil {
-		return nil, rawDecodeError(body, xerr)
+		return nil, p.prepareError(body, xerr)
 	}
 	t, xerr := etreeTree(p.text[p.start:], lim.MaxDepth)
 	if xerr != nil {
@@ -172,9 +172,14 @@ func (b *etreeBuilder) element(e *etree.Element, parent int32, scope int) *xmlEr
 			t.attrs = append(t.attrs, xmlAttr{local: prefix, ns: nsXMLNS, value: a.Value})
 		default:
 			x := xmlAttr{local: a.Key, ns: a.NamespaceURI(), value: a.Value}
+			if x.local == "type" && x.ns == "" && a.Space != "" {
+				x.ns = undeclaredTypeNS(a.Space)
+			}
 			if x.local == "type" && isXSINamespace(x.ns) {
 				p, _ := qnameParts(a.Value)
-				x.valueNS = etreeResolve(e, p)
+				if x.valueNS = etreeResolve(e, p); x.valueNS == "" {
+					x.valueNS = undeclaredTypeNS(p)
+				}
 			}
 			t.attrs = append(t.attrs, x)
 		}

@@ -409,10 +409,15 @@ func scanStartTag(t *xmlTree, s string, i int, stack []scanFrame, binds []xmlBin
 			if a.ns == "" && raw != "xml" && t.unboundOff < 0 {
 				t.unboundOff, t.unboundPrefix = i, raw
 			}
+			if a.ns == "" && a.local == "type" {
+				a.ns = undeclaredTypeNS(raw)
+			}
 		}
 		if a.local == "type" && isXSINamespace(a.ns) {
 			p, _ := qnameParts(a.value)
-			a.valueNS = lookupNS(binds, p)
+			if a.valueNS = lookupNS(binds, p); a.valueNS == "" {
+				a.valueNS = undeclaredTypeNS(p)
+			}
 		}
 	}
 

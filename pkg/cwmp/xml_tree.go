@@ -123,6 +123,22 @@ func isXSDNamespace(ns string) bool {
 	return ns == NSXSD || ns == NSSOAPEnc || ns == "http://www.w3.org/1999/XMLSchema"
 }
 
+// undeclaredTypeNS is the namespace an xsi:type attribute's prefix, or the
+// prefix of the type it names, stands for when no declaration binds it:
+// "xsi" the XML Schema instance namespace, "xsd" and "xs" XML Schema, others
+// none. Some CPE stacks write xsi:type="xsd:unsignedInt" without declaring
+// xsi or xsd (docs/protocol.md §2.3); those prefixes have only one meaning
+// in a CWMP message, and reading them so keeps the value's type.
+func undeclaredTypeNS(prefix string) string {
+	switch prefix {
+	case "xsi":
+		return NSXSI
+	case "xsd", "xs":
+		return NSXSD
+	}
+	return ""
+}
+
 // xsiType returns the xsi:type attribute of node i.
 func (t *xmlTree) xsiType(i int32) (xmlAttr, bool) {
 	n := &t.nodes[i]

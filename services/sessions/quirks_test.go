@@ -1,14 +1,18 @@
 package sessions
 
 import (
+	"context"
 	"maps"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+	"unicode/utf16"
 
 	"github.com/fleetacs/fleetacs/pkg/cwmp"
 	tasksv1 "github.com/fleetacs/fleetacs/proto/gen/fleetacs/tasks/v1"
+	"github.com/fleetacs/fleetacs/services/sessions/engine"
 )
 
 // What a task does when the CPE answers its request in ways CWMP allows or
@@ -636,5 +640,74 @@ func TestQuirkCPERequestWhileOutstanding(t *testing.T) {
 	}
 	if p := param(v.inv.last(t), "Device.X.A"); p == nil || p.Value != "on" {
 		t.Fatalf("diff has %+v", p)
+	}
+}
+
+// Informs as odd CPE stacks write them (docs/protocol.md §1.2, §2.1, §5.3):
+// the cwmp namespace with a trailing slash or in capitals, a UTF-16 body
+// with its byte order mark, RetryCount -1 and MaxEnvelopes "0" or
+// missing, vendor elements inside the Inform, CRLF and runs of white space.
+// Each opens a session answered in the standard namespace, and the task
+// queued for the device runs in it.
+func TestQuirkInformOddities(t *testing.T) {
+	inform := func(ns, extra string) string {
+		return "<soap-env:Envelope xmlns:soap-env=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:cwmp=\"" + ns + "\">\r\n" +
+			"<soap-env:Header>\r\n  <cwmp:ID soap-env:mustUnderstand=\"1\">inf-1</cwmp:ID>\r\n</soap-env:Header>\r\n<soap-env:Body>\r\n<cwmp:Inform>\r\n" +
+			"  <DeviceId>\r\n    <Manufacturer>Acme</Manufacturer>\r\n    <OUI>00d09e</OUI>\r\n    <ProductClass>Router</ProductClass>\r\n    <SerialNumber>\r\n      SN1\r\n    </SerialNumber>\r\n  </DeviceId>\r\n" +
+			"  <Event><EventStruct><EventCode>\r\n 2 PERIODIC \r\n</EventCode><CommandKey></CommandKey></EventStruct></Event>\r\n" +
+			extra + "  <CurrentTime>1970-01-01T00:00:07</CurrentTime>\r\n" +
+			"  <ParameterList><ParameterValueStruct><Name>Device.DeviceInfo.SoftwareVersion</Name><Value xsi:type=\"xsd:string\">1.0</Value></ParameterValueStruct></ParameterList>\r\n" +
+			"</cwmp:Inform>\r\n</soap-env:Body>\r\n</soap-env:Envelope>\r\n"
+	}
+	utf16LE := func(s string) []byte {
+		b := []byte{0xFF, 0xFE}
+		for _, u := range utf16.Encode([]rune(s)) {
+			b = append(b, byte(u), byte(u>>8))
+		}
+		return b
+	}
+	for _, tt := range []struct {
+		name, ns string
+		body     []byte
+	}{
+		{"namespace with a trailing slash", cwmp.NS1_0, []byte(inform("urn:dslforum-org:cwmp-1-0/", "<MaxEnvelopes>1</MaxEnvelopes><RetryCount>0</RetryCount>"))},
+		{"namespace in capitals", cwmp.NS1_1, []byte(inform("URN:DSLFORUM-ORG:CWMP-1-1", "<MaxEnvelopes>1</MaxEnvelopes>"))},
+		{"UTF-16 with a byte order mark", cwmp.NS1_2, utf16LE(`<?xml version="1.0" encoding="UTF-16"?>` + inform(cwmp.NS1_2, "<RetryCount>0</RetryCount>"))},
+		{"RetryCount -1, MaxEnvelopes 0", cwmp.NS1_2, []byte(inform(cwmp.NS1_2, "<MaxEnvelopes>0</MaxEnvelopes><RetryCount>-1</RetryCount>"))},
+		{"vendor elements, hints missing", cwmp.NS1_2, []byte(inform(cwmp.NS1_2, "<X_ACME_Uptime>\r\n  <Seconds>5</Seconds>\r\n</X_ACME_Uptime>"+strings.Repeat(" \r\n\t", 500)))},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			v := newTaskEnv(t, nil)
+			v.queue.ids = []string{"t1"}
+			v.tasks.add("t1", tasksv1.ClaimAction_CLAIM_ACTION_RUN, gpv("Device.X.A"))
+			c := v.cpe(answers)
+			c.sid = "s1"
+			l, err := v.store.Leases.Acquire(context.Background(), testTenant, c.key, c.sid, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := c.exchange(v.e, &engine.Request{SessionID: c.sid, NewSession: true, Tenant: testTenant, DeviceKey: c.key,
+				Lease: &engine.Lease{FencingToken: l.FencingToken}, Body: tt.body, RemoteAddr: "192.0.2.1:7000"})
+			if r.Status != 200 {
+				t.Fatalf("Inform answered %d %s", r.Status, r.Body)
+			}
+			env, err := cwmp.Decode(r.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := env.Body.(*cwmp.InformResponse); !ok || env.Namespace != tt.ns || env.Header.ID != "inf-1" {
+				t.Fatalf("answered %s in %q with ID %q, want InformResponse in %q with ID inf-1:\n%s", env.Body.Method(), env.Namespace, env.Header.ID, tt.ns, r.Body)
+			}
+			m, id := c.step(v.e, nil)
+			if _, ok := m.(*cwmp.GetParameterValues); !ok {
+				t.Fatalf("answered %v, want the task's GetParameterValues", m)
+			}
+			if m, _ := c.step(v.e, c.encode(answers(m), id)); m != nil {
+				t.Fatalf("sent %s", m.Method())
+			}
+			if r := v.tasks.report(t, "t1"); r.GetOutcome() != tasksv1.TaskOutcome_TASK_OUTCOME_DONE {
+				t.Fatalf("report %v", r)
+			}
+		})
 	}
 }
