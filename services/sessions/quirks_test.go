@@ -561,16 +561,7 @@ func TestQuirkEmptyPOSTForms(t *testing.T) {
 			v.tasks.add("t1", tasksv1.ClaimAction_CLAIM_ACTION_RUN, gpv("Device.X.A"))
 			c := v.cpe(answers)
 			c.inform(v.e, periodic)
-			m, id := c.step(v.e, tt.body)
-			if _, ok := m.(*cwmp.GetParameterValues); !ok {
-				t.Fatalf("answered %v, want the task's GetParameterValues", m)
-			}
-			if m, _ := c.step(v.e, c.encode(answers(m), id)); m != nil {
-				t.Fatalf("sent %s", m.Method())
-			}
-			if r := v.tasks.report(t, "t1"); r.GetOutcome() != tasksv1.TaskOutcome_TASK_OUTCOME_DONE {
-				t.Fatalf("report %v", r)
-			}
+			gpvTaskDone(t, v, c, tt.body)
 		})
 	}
 }
@@ -698,16 +689,24 @@ func TestQuirkInformOddities(t *testing.T) {
 			if _, ok := env.Body.(*cwmp.InformResponse); !ok || env.Namespace != tt.ns || env.Header.ID != "inf-1" {
 				t.Fatalf("answered %s in %q with ID %q, want InformResponse in %q with ID inf-1:\n%s", env.Body.Method(), env.Namespace, env.Header.ID, tt.ns, r.Body)
 			}
-			m, id := c.step(v.e, nil)
-			if _, ok := m.(*cwmp.GetParameterValues); !ok {
-				t.Fatalf("answered %v, want the task's GetParameterValues", m)
-			}
-			if m, _ := c.step(v.e, c.encode(answers(m), id)); m != nil {
-				t.Fatalf("sent %s", m.Method())
-			}
-			if r := v.tasks.report(t, "t1"); r.GetOutcome() != tasksv1.TaskOutcome_TASK_OUTCOME_DONE {
-				t.Fatalf("report %v", r)
-			}
+			gpvTaskDone(t, v, c, nil)
 		})
+	}
+}
+
+// gpvTaskDone sends body (nil: an empty POST) in c's session, expects the
+// GetParameterValues of task t1 in return, answers it, and checks that the
+// session ends and t1 is reported done.
+func gpvTaskDone(t *testing.T, v *taskEnv, c *taskCPE, body []byte) {
+	t.Helper()
+	m, id := c.step(v.e, body)
+	if _, ok := m.(*cwmp.GetParameterValues); !ok {
+		t.Fatalf("answered %v, want the task's GetParameterValues", m)
+	}
+	if m, _ := c.step(v.e, c.encode(answers(m), id)); m != nil {
+		t.Fatalf("sent %s", m.Method())
+	}
+	if r := v.tasks.report(t, "t1"); r.GetOutcome() != tasksv1.TaskOutcome_TASK_OUTCOME_DONE {
+		t.Fatalf("report %v", r)
 	}
 }
