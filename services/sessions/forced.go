@@ -8,7 +8,8 @@ import "strings"
 // (TR-181), as listed in docs/protocol.md §5.3. A Device. name counts
 // whichever of the two Device models the CPE implements. The WAN
 // ExternalIPAddress parameters of TR-098, which sit under instance numbers,
-// are matched by forcedWANAddress instead.
+// are matched by forcedWANAddress instead. TestForcedInformMatchesDataModels
+// checks the list against the data-model tables tools/cpesim generates.
 var forcedInformNames = map[string]struct{}{
 	// InternetGatewayDevice:1.
 	"InternetGatewayDevice.DeviceSummary":                         {},

@@ -1,6 +1,13 @@
 package sessions
 
-import "testing"
+import (
+	"bufio"
+	"compress/gzip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
 
 // forcedInform knows every forced Inform parameter of docs/protocol.md
 // §5.3, the TR-098 WAN addresses under any instance numbers, and nothing
@@ -116,5 +123,55 @@ func BenchmarkForcedInform(b *testing.B) {
 		for _, name := range names {
 			forcedInform(name)
 		}
+	}
+}
+
+// forcedInform agrees with the data models the repository carries (the
+// tables tools/cpesim generates from the Broadband Forum's TR-098 and
+// TR-181 XML, flag "f"): every parameter they mark forced is, under
+// instance number 1, and no other of theirs is. Device:1's DeviceSummary
+// and LAN.IPAddress are in neither table; TestForcedInform covers them.
+func TestForcedInformMatchesDataModels(t *testing.T) {
+	for _, file := range []string{"tr098.dm.gz", "tr181.dm.gz"} {
+		t.Run(file, func(t *testing.T) {
+			f, err := os.Open(filepath.Join("..", "..", "tools", "cpesim", "sim", "datamodels", file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			zr, err := gzip.NewReader(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc := bufio.NewScanner(zr)
+			sc.Buffer(nil, 1<<20)
+			object, params, forced := "", 0, 0
+			for sc.Scan() {
+				fields := strings.Split(sc.Text(), "\t")
+				switch fields[0] {
+				case "o":
+					object = strings.ReplaceAll(fields[1], "{i}", "1")
+				case "p":
+					if len(fields) < 4 || object == "" {
+						t.Fatalf("parameter record %q outside an object", sc.Text())
+					}
+					name := object + fields[1]
+					want := strings.Contains(fields[3], "f")
+					if got := forcedInform(name); got != want {
+						t.Errorf("%s: forcedInform %v, the data model says %v", name, got, want)
+					}
+					params++
+					if want {
+						forced++
+					}
+				}
+			}
+			if err := sc.Err(); err != nil {
+				t.Fatal(err)
+			}
+			if params < 1000 || forced == 0 {
+				t.Fatalf("read %d parameters, %d forced: not the table expected", params, forced)
+			}
+		})
 	}
 }
