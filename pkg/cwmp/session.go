@@ -184,6 +184,12 @@ type RequestDone struct {
 	// for SetParameterValues). A fault 8005 is one only when the request's
 	// resends are spent; before that it is a RequestRetried.
 	Fault *Fault
+	Matched
+}
+
+// Matched says how a CPE's answer was matched to the outstanding request
+// when its cwmp:ID did not do it (docs/protocol.md §3, ID).
+type Matched struct {
 	// MissingID reports that the CPE's answer carried no cwmp:ID and was
 	// matched to the one outstanding request by method alone.
 	MissingID bool
@@ -193,19 +199,21 @@ type RequestDone struct {
 	ForeignID string
 }
 
+// ByMethod reports whether the answer was matched by method alone.
+func (m Matched) ByMethod() bool { return m.MissingID || m.ForeignID != "" }
+
 // RequestRetried reports that the CPE answered the outstanding request with
 // fault 8005 (Retry request) and the session sent the same request again,
 // with the same cwmp:ID, in its reply. The request is still outstanding: its
 // outcome comes later as a RequestDone or RequestAbandoned. Once the resends
 // are spent (maxRetransmits) an 8005 is reported as the request's
-// RequestDone instead. MissingID and ForeignID are as in RequestDone.
+// RequestDone instead.
 type RequestRetried struct {
 	// ID is the cwmp:ID the session gave the request, sent again.
-	ID        string
-	Request   Request
-	Fault     *Fault
-	MissingID bool
-	ForeignID string
+	ID      string
+	Request Request
+	Fault   *Fault
+	Matched
 }
 
 // AbandonReason says why an outstanding request will get no answer.
@@ -683,17 +691,17 @@ func (s *Session) answer(env *Envelope) Output {
 		if !idOK || !methodOK {
 			return s.retransmit([]Notice{&Anomaly{Kind: AnomalyStrayResponse, ID: id, Method: method}})
 		}
-		var foreignID string
+		matched := Matched{MissingID: !hasID}
 		if foreign {
-			foreignID = id
+			matched.ForeignID = id
 		}
 		f, isFault := env.Body.(*Fault)
 		if isFault && f.Code == FaultRetryRequest && o.Retransmits < maxRetransmits {
 			o.Retransmits++
 			return Output{Reply: s.requestEnvelope(), Notices: []Notice{&RequestRetried{
-				ID: o.ID, Request: o.Request, Fault: f, MissingID: !hasID, ForeignID: foreignID}}}
+				ID: o.ID, Request: o.Request, Fault: f, Matched: matched}}}
 		}
-		done := &RequestDone{ID: o.ID, Request: o.Request, MissingID: !hasID, ForeignID: foreignID}
+		done := &RequestDone{ID: o.ID, Request: o.Request, Matched: matched}
 		if isFault {
 			done.Fault = f
 		} else {

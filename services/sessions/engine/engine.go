@@ -476,12 +476,12 @@ func (e *Engine) exchange(ctx context.Context, s *session, req *Request, env *cw
 			started = true
 		case *cwmp.RequestDone:
 			e.metrics.rpc(n.Request.Message.Method(), n.Fault)
-			e.noteQuirks(ctx, s, n.ID, n.Request, n.MissingID, n.ForeignID, false)
+			e.noteQuirks(ctx, s, n.ID, n.Request, n.Matched, false)
 			e.answer(s, n.Request, Answer{Response: n.Response, Fault: n.Fault})
 		case *cwmp.RequestRetried:
 			// Fault 8005: the session sent the request again; its outcome
 			// comes in a later exchange (docs/sessions.md).
-			e.noteQuirks(ctx, s, n.ID, n.Request, n.MissingID, n.ForeignID, true)
+			e.noteQuirks(ctx, s, n.ID, n.Request, n.Matched, true)
 		case *cwmp.RequestAbandoned:
 			e.sessionLogger(s).InfoContext(ctx, "request abandoned", "request_id", n.ID,
 				"method", n.Request.Message.Method(), "reason", n.Reason.String())
@@ -616,15 +616,15 @@ func (e *Engine) expire(s *session) {
 // or foreign cwmp:ID, a fault 8005 that had it sent again) and logs them at
 // debug level with the session's device, so that the devices behind
 // fleetacs.sessions.answer_quirks can be found.
-func (e *Engine) noteQuirks(ctx context.Context, s *session, id string, req cwmp.Request, missingID bool, foreignID string, retried bool) {
-	if !missingID && foreignID == "" && !retried {
+func (e *Engine) noteQuirks(ctx context.Context, s *session, id string, req cwmp.Request, m cwmp.Matched, retried bool) {
+	if !m.ByMethod() && !retried {
 		return
 	}
 	method := req.Message.Method()
-	e.metrics.answerQuirks(method, missingID, foreignID, retried)
+	e.metrics.answerQuirks(method, m, retried)
 	if e.logger.Enabled(ctx, slog.LevelDebug) {
 		e.sessionLogger(s).DebugContext(ctx, "CPE answer taken despite a quirk", "request_id", id, "method", method,
-			"missing_id", missingID, "foreign_id", foreignID, "retry_request", retried)
+			"missing_id", m.MissingID, "foreign_id", m.ForeignID, "retry_request", retried)
 	}
 }
 

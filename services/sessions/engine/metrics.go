@@ -244,17 +244,14 @@ func (m *metrics) rpc(method string, f *cwmp.Fault) {
 // answerQuirks counts the quirks of one CPE answer to an ACS request of
 // method: a missing or foreign cwmp:ID, and retried for a fault 8005 that
 // had the request sent again.
-func (m *metrics) answerQuirks(method string, missingID bool, foreignID string, retried bool) {
-	if !missingID && foreignID == "" && !retried {
-		return
-	}
+func (m *metrics) answerQuirks(method string, matched cwmp.Matched, retried bool) {
 	if !cwmp.IsACSMethod(method) {
 		method = "vendor"
 	}
-	if missingID {
+	if matched.MissingID {
 		m.quirks.Add(context.Background(), 1, quirkAttr(method, quirkMissingID))
 	}
-	if foreignID != "" {
+	if matched.ForeignID != "" {
 		m.quirks.Add(context.Background(), 1, quirkAttr(method, quirkForeignID))
 	}
 	if retried {

@@ -55,10 +55,10 @@ func TestRPCAndEventLabelsBounded(t *testing.T) {
 	m.rpc("X_OTHER_Thing", &cwmp.Fault{Code: 9850})
 	m.rpc("Reboot", &cwmp.Fault{Code: 123456})
 	m.informEvents([]cwmp.Event{{Code: "1 BOOT"}, {Code: "M Reboot"}, {Code: "X ACME Event"}, {Code: "M X_ACME_Reset"}})
-	m.answerQuirks("GetParameterValues", true, "", true)
-	m.answerQuirks("X_ACME_Reset", false, "cpe-1", false)
-	m.answerQuirks("X_OTHER_Thing", false, "cpe-2", false)
-	m.answerQuirks("Reboot", false, "", false) // no quirk: nothing counted
+	m.answerQuirks("GetParameterValues", cwmp.Matched{MissingID: true}, true)
+	m.answerQuirks("X_ACME_Reset", cwmp.Matched{ForeignID: "cpe-1"}, false)
+	m.answerQuirks("X_OTHER_Thing", cwmp.Matched{ForeignID: "cpe-2"}, false)
+	m.answerQuirks("Reboot", cwmp.Matched{}, false) // no quirk: nothing counted
 	rm := collect(t, r)
 	got := map[string]int64{}
 	for _, sm := range rm.ScopeMetrics {
@@ -107,7 +107,7 @@ func TestLabelSetsDoNotAllocate(t *testing.T) {
 	}
 	f := &cwmp.Fault{Code: 9005}
 	m.rpc("GetParameterValues", f)
-	m.answerQuirks("GetParameterValues", false, "7", false)
+	m.answerQuirks("GetParameterValues", cwmp.Matched{ForeignID: "7"}, false)
 	if n := testing.AllocsPerRun(100, func() {
 		_ = rpcAttr("GetParameterValues", "9005")
 		_ = eventAttr("2 PERIODIC")
