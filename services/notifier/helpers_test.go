@@ -195,8 +195,6 @@ func (c *digestCPE) verify(method, authz string) bool {
 type countingListener struct {
 	ln      net.Listener
 	accepts atomic.Int32
-	mu      sync.Mutex
-	conns   []net.Conn
 }
 
 func listenCounting(t *testing.T) *countingListener {
@@ -206,27 +204,42 @@ func listenCounting(t *testing.T) *countingListener {
 		t.Fatal(err)
 	}
 	c := &countingListener{ln: ln}
+	acceptAll(t, ln, &c.accepts, nil)
+	return c
+}
+
+// acceptAll accepts ln's connections until the test ends, counting them in
+// accepted and handing each to handle on its own goroutine (nil: none, the
+// connection is held open unanswered); the cleanup closes ln and every
+// connection.
+func acceptAll(t *testing.T, ln net.Listener, accepted *atomic.Int32, handle func(net.Conn)) {
+	var (
+		mu   sync.Mutex
+		open []net.Conn
+	)
 	go func() {
 		for {
 			conn, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			c.accepts.Add(1)
-			c.mu.Lock()
-			c.conns = append(c.conns, conn)
-			c.mu.Unlock()
+			accepted.Add(1)
+			mu.Lock()
+			open = append(open, conn)
+			mu.Unlock()
+			if handle != nil {
+				go handle(conn)
+			}
 		}
 	}()
 	t.Cleanup(func() {
 		ln.Close()
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		for _, conn := range c.conns {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, conn := range open {
 			conn.Close()
 		}
 	})
-	return c
 }
 
 func (c *countingListener) port() string {
@@ -259,7 +272,6 @@ type rawCPE struct {
 	conns atomic.Int32
 	mu    sync.Mutex
 	reqs  []*http.Request
-	open  []net.Conn
 }
 
 // startRawCPE listens on network's loopback ("tcp4" or "tcp6").
@@ -278,27 +290,7 @@ func startRawCPE(t *testing.T, network string, answer func(int, *http.Request) (
 		t.Fatal(err)
 	}
 	c := &rawCPE{answer: answer, ln: ln}
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.conns.Add(1)
-			c.mu.Lock()
-			c.open = append(c.open, conn)
-			c.mu.Unlock()
-			go c.serve(conn)
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		for _, conn := range c.open {
-			conn.Close()
-		}
-	})
+	acceptAll(t, ln, &c.conns, c.serve)
 	return c
 }
 
