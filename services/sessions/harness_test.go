@@ -137,8 +137,14 @@ func (tw *testWorker) counter(t testing.TB, name, key, value string) int64 {
 // metrics collects the worker's metrics and returns those called name.
 func (tw *testWorker) metrics(t testing.TB, name string) []metricdata.Metrics {
 	t.Helper()
+	return metricsNamed(t, tw.reader, name)
+}
+
+// metricsNamed collects r's metrics and returns those called name.
+func metricsNamed(t testing.TB, r *sdkmetric.ManualReader, name string) []metricdata.Metrics {
+	t.Helper()
 	var rm metricdata.ResourceMetrics
-	if err := tw.reader.Collect(context.Background(), &rm); err != nil {
+	if err := r.Collect(context.Background(), &rm); err != nil {
 		t.Fatal(err)
 	}
 	var out []metricdata.Metrics

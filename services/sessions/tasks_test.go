@@ -222,21 +222,12 @@ func (v *taskEnv) engine(mutate func(*Config)) *engine.Engine {
 // "quirk method".
 func (v *taskEnv) quirks(t testing.TB) map[string]int64 {
 	t.Helper()
-	var rm metricdata.ResourceMetrics
-	if err := v.reader.Collect(context.Background(), &rm); err != nil {
-		t.Fatal(err)
-	}
 	got := map[string]int64{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if m.Name != "fleetacs.sessions.answer_quirks" {
-				continue
-			}
-			for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
-				q, _ := dp.Attributes.Value("quirk")
-				meth, _ := dp.Attributes.Value("method")
-				got[q.AsString()+" "+meth.AsString()] += dp.Value
-			}
+	for _, m := range metricsNamed(t, v.reader, "fleetacs.sessions.answer_quirks") {
+		for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+			q, _ := dp.Attributes.Value("quirk")
+			meth, _ := dp.Attributes.Value("method")
+			got[q.AsString()+" "+meth.AsString()] += dp.Value
 		}
 	}
 	return got
